@@ -1,0 +1,59 @@
+"""napari-catune: tune calcium-imaging deconvolution by eye, apply it to every ROI.
+
+The numerical core (kernel, solver, parameters, I/O, trace extraction,
+estimation, simulation, loaders) imports neither Qt nor napari, so it runs in
+scripts, on a cluster and in tests without a display.  Names are resolved on
+first use: ``import napari_catune`` stays cheap (no numba compile, no napari).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from ._version import __version__
+
+# public name -> module that defines it
+_EXPORTS = {
+    # kernel math
+    "build_kernel": "kernel",
+    "tau_to_ar2": "kernel",
+    "compute_lipschitz": "kernel",
+    "kernel_shape": "kernel",
+    "tau_from_shape": "kernel",
+    "validate_params": "kernel",
+    "bandpass_filter": "kernel",
+    "PARAM_RANGES": "kernel",
+    # solver
+    "run_deconvolution": "solver",
+    "run_deconvolution_full": "solver",
+    "DeconvolutionResult": "solver",
+    "objective": "solver",
+    # parameters and files
+    "TuningParams": "params",
+    "save_params": "params",
+    "load_params": "params",
+    "save_for_tuning": "io",
+    "load_tuning_data": "io",
+    # data
+    "extract_traces": "traces",
+    "estimate_params": "estimate",
+    "simulate_recording": "simulation",
+    "SimulatedRecording": "simulation",
+    "load_suite2p": "loaders",
+    "load_caiman": "loaders",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'napari_catune' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(__all__)

@@ -1,0 +1,242 @@
+"""The CaTune kernel: a unit-peak double exponential, its AR(2) form and its shape.
+
+Formulas are those of DESIGN.md ("the CaTune model").  Everything here is
+plain NumPy/SciPy and cheap enough to call on every slider event.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.optimize import brentq
+
+# CaTune's own limits (inclusive).  Outside them we refuse with a message that
+# names the parameter, the value and the range.
+PARAM_RANGES: dict[str, tuple[float, float]] = {
+    "tau_rise": (0.001, 0.5),
+    "tau_decay": (0.01, 10.0),
+    "fs": (1.0, 1000.0),
+    "lam": (0.0, 10.0),
+}
+_UNITS = {"tau_rise": " s", "tau_decay": " s", "fs": " Hz", "lam": ""}
+_LABELS = {
+    "tau_rise": "tau_rise",
+    "tau_decay": "tau_decay",
+    "fs": "sampling rate fs",
+    "lam": "lambda",
+}
+
+# the kernel is cut where it has decayed below this fraction of its peak
+_TAIL = 1e-6
+# the FWHM of t*exp(-t/tau), in units of tau: the limit of fwhm/t_peak as
+# tau_rise -> tau_decay.  No double exponential is narrower than this.
+_MIN_FWHM_OVER_TPEAK = None  # computed lazily in tau_from_shape
+
+
+def _check_one(name: str, value) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{_LABELS[name]} must be a number, got {value!r}") from None
+    lo, hi = PARAM_RANGES[name]
+    unit = _UNITS[name]
+    if not math.isfinite(value):
+        raise ValueError(
+            f"{_LABELS[name]} must be finite, got {value}; accepted range is "
+            f"{lo:g}-{hi:g}{unit}"
+        )
+    if not lo <= value <= hi:
+        raise ValueError(
+            f"{_LABELS[name]} = {value:g}{unit} is outside the accepted range "
+            f"{lo:g}-{hi:g}{unit}"
+        )
+    return value
+
+
+def validate_params(tau_rise, tau_decay, fs, lam=None) -> tuple[float, ...]:
+    """Check the CaTune parameters; return them as floats.
+
+    Raises ``ValueError`` naming the parameter, its value and the accepted
+    range (DESIGN.md), or saying that tau_rise must be below tau_decay.
+    ``lam`` is skipped when None (kernel-only callers).
+    """
+    tau_rise = _check_one("tau_rise", tau_rise)
+    tau_decay = _check_one("tau_decay", tau_decay)
+    fs = _check_one("fs", fs)
+    if not tau_rise < tau_decay:
+        raise ValueError(
+            f"tau_rise ({tau_rise:g} s) must be smaller than tau_decay "
+            f"({tau_decay:g} s); accepted ranges are tau_rise 0.001-0.5 s and "
+            f"tau_decay 0.01-10 s"
+        )
+    if lam is None:
+        return tau_rise, tau_decay, fs
+    return tau_rise, tau_decay, fs, _check_one("lam", lam)
+
+
+def kernel_length(tau_decay: float, fs: float) -> int:
+    """Samples until the kernel decays below 1e-6 of its peak (at least 2)."""
+    return max(2, math.ceil(-math.log(_TAIL) * tau_decay * fs))
+
+
+def _raw_kernel(t: np.ndarray, tau_rise: float, tau_decay: float) -> np.ndarray:
+    # exp(-t/td) - exp(-t/tr) written as -exp(-t/td) * expm1(-t (1/tr - 1/td)):
+    # the same numbers for ordinary taus, and no cancellation when tr ~ td.
+    return -np.exp(-t / tau_decay) * np.expm1(-t * (1.0 / tau_rise - 1.0 / tau_decay))
+
+
+def build_kernel(tau_rise: float, tau_decay: float, fs: float) -> np.ndarray:
+    """The double-exponential kernel sampled at t = i / fs, scaled to peak 1.
+
+    ``h[0] == 0``; length ``max(2, ceil(-ln(1e-6) * tau_decay * fs))``.
+    """
+    tau_rise, tau_decay, fs = validate_params(tau_rise, tau_decay, fs)
+    t = np.arange(kernel_length(tau_decay, fs), dtype=np.float64) / fs
+    h = _raw_kernel(t, tau_rise, tau_decay)
+    return h / h.max()
+
+
+def tau_to_ar2(tau_rise: float, tau_decay: float, fs: float) -> tuple[float, float, float, float]:
+    """AR(2) coefficients of the kernel: ``(g1, g2, d, r)``.
+
+    ``d = exp(-dt/tau_decay)`` and ``r = exp(-dt/tau_rise)`` are the roots;
+    ``c[t] = g1 c[t-1] + g2 c[t-2] + s[t]`` with ``g1 = d + r``, ``g2 = -d r``.
+    """
+    tau_rise, tau_decay, fs = validate_params(tau_rise, tau_decay, fs)
+    dt = 1.0 / fs
+    d = math.exp(-dt / tau_decay)
+    r = math.exp(-dt / tau_rise)
+    return d + r, -(d * r), d, r
+
+
+def ar2_scale(tau_rise: float, tau_decay: float, fs: float) -> float:
+    """alpha with ``h[i] = alpha * a[i-1]``, ``a`` the AR(2) impulse response.
+
+    ``a[k] = (d^(k+1) - r^(k+1)) / (d - r)`` and ``h[i] = (d^i - r^i) / peak_raw``
+    (peak_raw = max of the unnormalised sampled kernel), so
+    ``alpha = (d - r) / peak_raw``.  Computed from the sampled peak the same
+    way build_kernel normalises, so the two forms agree to rounding.
+    """
+    tau_rise, tau_decay, fs = validate_params(tau_rise, tau_decay, fs)
+    n = kernel_length(tau_decay, fs)
+    t = np.arange(n, dtype=np.float64) / fs
+    peak_raw = float(_raw_kernel(t, tau_rise, tau_decay).max())
+    dt = 1.0 / fs
+    # d - r without cancellation
+    d_minus_r = -math.exp(-dt / tau_decay) * math.expm1(-dt * (1 / tau_rise - 1 / tau_decay))
+    return d_minus_r / peak_raw
+
+
+def compute_lipschitz(kernel: np.ndarray) -> float:
+    """Lipschitz constant of the gradient of 1/2 ||y - K s||^2.
+
+    ``max |H(w)|^2`` over an FFT of the kernel zero-padded to the next power
+    of two >= 2 len(kernel); never below 1e-10.
+    """
+    kernel = np.asarray(kernel, dtype=np.float64).ravel()
+    if kernel.size == 0:
+        raise ValueError("kernel is empty")
+    n = 1 << max(0, (2 * kernel.size - 1).bit_length())
+    power = np.abs(np.fft.rfft(kernel, n)) ** 2
+    return max(float(power.max()), 1e-10)
+
+
+def _t_peak(tau_rise: float, tau_decay: float) -> float:
+    # td*tr/(td-tr) * ln(td/tr) = td * ln(x)/(x-1), x = td/tr, via log1p
+    xm1 = (tau_decay - tau_rise) / tau_rise
+    return tau_decay * math.log1p(xm1) / xm1
+
+
+def _fwhm(tau_rise: float, tau_decay: float, t_peak: float) -> float:
+    peak = float(_raw_kernel(np.array(t_peak), tau_rise, tau_decay))
+
+    def half(t: float) -> float:
+        return float(_raw_kernel(np.array(t), tau_rise, tau_decay)) / peak - 0.5
+
+    left = brentq(half, 0.0, t_peak, xtol=1e-15 * t_peak, rtol=1e-15)
+    hi = t_peak + tau_decay
+    while half(hi) > 0:
+        hi += tau_decay
+    right = brentq(half, t_peak, hi, xtol=1e-15 * hi, rtol=1e-15)
+    return right - left
+
+
+def kernel_shape(tau_rise: float, tau_decay: float) -> tuple[float, float]:
+    """``(t_peak, fwhm)`` in seconds of the continuous kernel.
+
+    t_peak is closed form; the FWHM is found by root-finding on both flanks.
+    """
+    for name, v in (("tau_rise", tau_rise), ("tau_decay", tau_decay)):
+        _check_one(name, v)
+    tau_rise, tau_decay = float(tau_rise), float(tau_decay)
+    if not tau_rise < tau_decay:
+        raise ValueError(
+            f"tau_rise ({tau_rise:g} s) must be smaller than tau_decay ({tau_decay:g} s)"
+        )
+    t_peak = _t_peak(tau_rise, tau_decay)
+    return t_peak, _fwhm(tau_rise, tau_decay, t_peak)
+
+
+def _shape_ratio(rho: float) -> float:
+    """fwhm / t_peak for tau_rise = rho, tau_decay = 1 (scale-free)."""
+    t_peak = _t_peak(rho, 1.0)
+    return _fwhm(rho, 1.0, t_peak) / t_peak
+
+
+def tau_from_shape(t_peak: float, fwhm: float) -> tuple[float, float]:
+    """Inverse of :func:`kernel_shape`: ``(tau_rise, tau_decay)`` from a transient.
+
+    Both readouts scale with a common factor of the taus, so their ratio fixes
+    tau_rise / tau_decay; a 1-D root find on that ratio, then a rescale.
+    """
+    t_peak, fwhm = float(t_peak), float(fwhm)
+    if not (math.isfinite(t_peak) and t_peak > 0):
+        raise ValueError(f"t_peak must be a positive number of seconds, got {t_peak}")
+    if not (math.isfinite(fwhm) and fwhm > 0):
+        raise ValueError(f"fwhm must be a positive number of seconds, got {fwhm}")
+    target = fwhm / t_peak
+    # search rho = tau_rise / tau_decay on a log scale
+    lo, hi = 1e-9, 1.0 - 1e-9
+    r_lo, r_hi = _shape_ratio(lo), _shape_ratio(hi)
+    if not r_hi <= target <= r_lo:
+        raise ValueError(
+            f"no double-exponential kernel has fwhm/t_peak = {target:.4g}: it must lie "
+            f"between {r_hi:.4g} (tau_rise -> tau_decay) and {r_lo:.4g}"
+        )
+    log_rho = brentq(
+        lambda z: _shape_ratio(math.exp(z)) - target,
+        math.log(lo),
+        math.log(hi),
+        xtol=1e-15,
+        rtol=1e-15,
+    )
+    rho = math.exp(log_rho)
+    tau_decay = t_peak / _t_peak(rho, 1.0)
+    return rho * tau_decay, tau_decay
+
+
+def bandpass_filter(traces, tau_rise: float, tau_decay: float, fs: float) -> np.ndarray:
+    """The optional CaTune bandpass, along the last axis, via a real FFT.
+
+    High-pass at ``1 / (2 pi tau_decay 16)``, low-pass at
+    ``min(4 / (2 pi tau_rise), fs / 2)``; each edge a raised-cosine taper of
+    half-width half its cutoff.  Traces shorter than 8 samples come back
+    unchanged (as a float64 copy).
+    """
+    tau_rise, tau_decay, fs = validate_params(tau_rise, tau_decay, fs)
+    x = np.array(traces, dtype=np.float64)
+    n = x.shape[-1]
+    if n < 8:
+        return x
+    f = np.fft.rfftfreq(n, d=1.0 / fs)
+    gain = _edge(f, 1.0 / (2 * math.pi * tau_decay * 16), rising=True)
+    gain *= _edge(f, min(4.0 / (2 * math.pi * tau_rise), fs / 2), rising=False)
+    return np.fft.irfft(np.fft.rfft(x, axis=-1) * gain, n=n, axis=-1)
+
+
+def _edge(f: np.ndarray, f_cut: float, *, rising: bool) -> np.ndarray:
+    w = 0.5 * f_cut
+    # 0 -> 1 across [f_cut - w, f_cut + w] along a raised cosine
+    ramp = 0.5 - 0.5 * np.cos(np.pi * np.clip((f - (f_cut - w)) / (2 * w), 0.0, 1.0))
+    return ramp if rising else 1.0 - ramp
