@@ -1,0 +1,304 @@
+"""TuningParams, CaTune export JSON (schema 1.2.0) and its atomic write."""
+
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+from napari_catune import _atomic
+from napari_catune.params import TuningParams, load_params, save_params
+
+# the DESIGN.md example, as the CaTune web app writes it
+WEB_APP_EXPORT = {
+    "schema_version": "1.2.0",
+    "catune_version": "1.2.3",
+    "export_date": "2026-11-26T09:00:00+00:00",
+    "parameters": {
+        "tau_rise_s": 0.02,
+        "tau_decay_s": 0.4,
+        "t_peak_s": 0.0587,
+        "fwhm_s": 0.31,
+        "lambda": 0.05,
+        "sampling_rate_hz": 30.0,
+        "filter_enabled": False,
+    },
+    "ar2_coefficients": {
+        "decayRoot": 0.92,
+        "riseRoot": 0.189,
+        "g1": 1.109,
+        "g2": -0.174,
+        "dt": 0.0333,
+    },
+    "formulation": {"model": "FISTA"},
+    "metadata": {"source_filename": "rec.npy", "num_cells": 12, "num_timepoints": 9000},
+}
+
+
+def _write_json(path, obj):
+    path.write_text(json.dumps(obj))
+    return path
+
+
+# ---------------------------------------------------------------- TuningParams
+
+
+def test_fields_and_derived_values():
+    p = TuningParams(tau_rise=0.02, tau_decay=0.4, fs=30, lam=0.05)
+    assert p.fs == 30.0 and isinstance(p.fs, float)
+    assert p.filter_enabled is False
+    # t_peak in closed form, computed here independently
+    tr, td = 0.02, 0.4
+    assert p.t_peak == pytest.approx(td * tr / (td - tr) * math.log(td / tr), rel=1e-12)
+    # fwhm: half-maximum crossings of a finely sampled kernel
+    t = np.linspace(0, 5, 2_000_001)
+    h = np.exp(-t / td) - np.exp(-t / tr)
+    above = t[h >= h.max() / 2]
+    assert p.fwhm == pytest.approx(above[-1] - above[0], abs=1e-5)
+    g1, g2, d, r = p.ar2
+    assert d == pytest.approx(math.exp(-1 / 30 / td)) and r == pytest.approx(math.exp(-1 / 30 / tr))
+    assert g1 == pytest.approx(d + r) and g2 == pytest.approx(-d * r)
+
+
+def test_frozen_hashable_and_dict_round_trip():
+    p = TuningParams(0.05, 0.5, 20.0, 0.1, True)
+    with pytest.raises(AttributeError):
+        p.lam = 0.2
+    d = p.to_dict()
+    assert d == {"tau_rise": 0.05, "tau_decay": 0.5, "fs": 20.0, "lam": 0.1, "filter_enabled": True}
+    assert TuningParams(**d) == p and hash(TuningParams(**d)) == hash(p)
+    json.dumps(d)  # JSON-ready
+    assert p.replace(lam=0.3).lam == 0.3
+
+
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        ({"tau_rise": 0.0005}, "tau_rise"),
+        ({"tau_rise": 0.6, "tau_decay": 2.0}, "tau_rise"),
+        ({"tau_decay": 11.0}, "tau_decay"),
+        ({"fs": 0.5}, "sampling rate fs"),
+        ({"fs": 2000.0}, "1-1000"),
+        ({"lam": -0.1}, "lambda"),
+        ({"lam": 10.5}, "0-10"),
+        ({"tau_rise": 0.5, "tau_decay": 0.4}, "must be smaller than tau_decay"),
+        ({"lam": float("nan")}, "finite"),
+        ({"tau_rise": "0.1"}, "tau_rise must be a number"),
+        ({"lam": True}, "lam must be a number"),
+        ({"filter_enabled": "yes"}, "filter_enabled"),
+    ],
+)
+def test_invalid_params_raise(kwargs, fragment):
+    base = {"tau_rise": 0.02, "tau_decay": 0.4, "fs": 30.0, "lam": 0.05}
+    with pytest.raises(ValueError, match=fragment):
+        TuningParams(**{**base, **kwargs})
+
+
+# ---------------------------------------------------------------- files
+
+
+def test_save_writes_schema_1_2_0(tmp_path):
+    p = TuningParams(0.02, 0.4, 30.0, 0.05)
+    out = save_params(p, tmp_path / "p.json", metadata={"source_filename": "a.tif", "num_cells": 3})
+    data = json.loads(out.read_text())
+    assert data["schema_version"] == "1.2.0"
+    assert data["catune_version"].startswith("napari-catune ")
+    assert set(data["parameters"]) == {
+        "tau_rise_s", "tau_decay_s", "t_peak_s", "fwhm_s", "lambda", "sampling_rate_hz",
+        "filter_enabled",
+    }
+    assert data["parameters"]["filter_enabled"] is False
+    assert data["parameters"]["t_peak_s"] == pytest.approx(p.t_peak)
+    ar2 = data["ar2_coefficients"]
+    assert ar2["g1"] == pytest.approx(ar2["decayRoot"] + ar2["riseRoot"])
+    assert ar2["dt"] == pytest.approx(1 / 30)
+    assert "lambda*G" in data["formulation"]["objective"]
+    assert data["metadata"] == {"source_filename": "a.tif", "num_cells": 3}
+    # a timezone-aware ISO date
+    from datetime import datetime
+
+    assert datetime.fromisoformat(data["export_date"]).tzinfo is not None
+
+
+def test_round_trip_exact(tmp_path):
+    p = TuningParams(0.0123456789, 0.987654321, 29.97, 0.0314159, True)
+    save_params(p, tmp_path / "p.json")
+    q = load_params(tmp_path / "p.json")
+    assert q == p  # exact floats survive JSON (repr round-trips)
+    assert load_params(str(tmp_path / "p.json")) == p
+
+
+def test_web_app_export_loads(tmp_path):
+    q = load_params(_write_json(tmp_path / "web.json", WEB_APP_EXPORT))
+    assert q == TuningParams(0.02, 0.4, 30.0, 0.05, False)
+
+
+def test_older_1x_export_without_filter_loads(tmp_path):
+    old = {"schema_version": "1.1.0", "parameters": dict(WEB_APP_EXPORT["parameters"])}
+    del old["parameters"]["filter_enabled"]
+    old["parameters"]["lambda"] = 1  # an int is a number too
+    q = load_params(_write_json(tmp_path / "old.json", old))
+    assert q.filter_enabled is False and q.lam == 1.0
+
+
+def test_calab_reads_our_file_with_identical_values(tmp_path):
+    calab = pytest.importorskip("calab")
+    p = TuningParams(0.031, 0.77, 15.5, 0.2, True)
+    save_params(p, tmp_path / "p.json")
+    got = calab.load_export_params(tmp_path / "p.json")
+    assert got == {
+        "tau_rise": p.tau_rise, "tau_decay": p.tau_decay, "lambda_": p.lam, "fs": p.fs,
+        "filter_enabled": True,
+    }
+
+
+def test_calab_fit_from_our_file_matches_ours(tmp_path):
+    calab = pytest.importorskip("calab")
+    from napari_catune.solver import run_deconvolution_full
+
+    rng = np.random.default_rng(1)
+    fs, n = 30.0, 1500
+    spikes = (rng.random((3, n)) < 0.03) * rng.uniform(0.5, 2, (3, n))
+    from napari_catune.kernel import build_kernel
+
+    k = build_kernel(0.05, 0.6, fs)
+    y = np.array([np.convolve(s, k)[:n] for s in spikes]) + 0.1 * rng.standard_normal((3, n)) + 1
+    p = TuningParams(0.05, 0.6, fs, 0.05)
+    save_params(p, tmp_path / "p.json")
+    theirs = calab.deconvolve_from_export(y, tmp_path / "p.json", return_full=True)
+    ours = run_deconvolution_full(y, p.fs, p.tau_rise, p.tau_decay, p.lam)
+    # the fit (K s + b) is what the issue asks to agree; calab's FISTA stops at
+    # a looser tolerance, so the activities agree less tightly than the fits
+    for a, b in zip(np.asarray(theirs.reconvolution), ours.reconvolution):
+        assert np.corrcoef(a, b)[0, 1] >= 0.99
+    for a, b in zip(np.asarray(theirs.activity), ours.activity):
+        assert np.corrcoef(a, b)[0, 1] >= 0.95
+
+
+# ---------------------------------------------------------------- bad files
+
+
+@pytest.mark.parametrize(
+    "content, fragment",
+    [
+        ("this is not json {", "not valid JSON"),
+        ('["a", "list"]', "not a JSON object"),
+        ('{"schema_version": "1.2.0"}', "no 'parameters' block"),
+        ('{"parameters": 5}', "no 'parameters' block"),
+        ('{"schema_version": "2.0.0", "parameters": {}}', "unsupported schema_version"),
+        ('{"parameters": {"tau_rise_s": 0.02, "tau_decay_s": 0.4, "lambda": 0.1}}',
+         "lacks sampling_rate_hz"),
+        ('{"parameters": {"tau_rise_s": "0.02", "tau_decay_s": 0.4, "lambda": 0.1, '
+         '"sampling_rate_hz": 30}}', "tau_rise_s must be a number"),
+        ('{"parameters": {"tau_rise_s": 0.02, "tau_decay_s": 0.4, "lambda": true, '
+         '"sampling_rate_hz": 30}}', "lambda must be a number"),
+        ('{"parameters": {"tau_rise_s": 0.02, "tau_decay_s": 0.4, "lambda": 0.1, '
+         '"sampling_rate_hz": 30, "filter_enabled": "no"}}', "filter_enabled must be true or false"),
+        ('{"parameters": {"tau_rise_s": 0.02, "tau_decay_s": 40, "lambda": 0.1, '
+         '"sampling_rate_hz": 30}}', "tau_decay = 40 s is outside"),
+        ('{"parameters": {"tau_rise_s": 0.02, "tau_decay_s": NaN, "lambda": 0.1, '
+         '"sampling_rate_hz": 30}}', "not valid JSON"),
+    ],
+)
+def test_bad_files_raise_with_path_and_reason(tmp_path, content, fragment):
+    f = tmp_path / "bad.json"
+    f.write_text(content)
+    with pytest.raises(ValueError, match=fragment) as info:
+        load_params(f)
+    assert str(f) in str(info.value)
+
+
+def test_binary_file_raises(tmp_path):
+    f = tmp_path / "bin.json"
+    f.write_bytes(b"\x89PNG\xff\xfe\x00")
+    with pytest.raises(ValueError, match="not a CaTune export") as info:
+        load_params(f)
+    assert str(f) in str(info.value)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.json"):
+        load_params(tmp_path / "nope.json")
+
+
+def test_unserialisable_metadata(tmp_path):
+    with pytest.raises(ValueError, match="not JSON-serialisable"):
+        save_params(TuningParams(0.02, 0.4, 30, 0.1), tmp_path / "p.json", metadata={"x": object()})
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------- atomic writes
+
+
+@pytest.fixture
+def earlier_file(tmp_path):
+    target = tmp_path / "params.json"
+    save_params(TuningParams(0.02, 0.4, 30.0, 0.05), target)
+    return target, target.read_bytes()
+
+
+def _assert_intact(target, before):
+    assert target.read_bytes() == before
+    assert load_params(target) == TuningParams(0.02, 0.4, 30.0, 0.05)
+    assert sorted(p.name for p in target.parent.iterdir()) == [target.name]  # no temp file
+
+
+def test_failed_rename_leaves_earlier_file(earlier_file, monkeypatch):
+    target, before = earlier_file
+
+    def boom(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(_atomic.os, "replace", boom)
+    with pytest.raises(OSError, match="disk full"):
+        save_params(TuningParams(0.1, 1.0, 10.0, 1.0), target)
+    _assert_intact(target, before)
+
+
+def test_failure_midway_through_writing(earlier_file, monkeypatch):
+    """The write dies after part of the data reached the temp file."""
+    target, before = earlier_file
+    real_fdopen = os.fdopen
+
+    class Half:
+        def __init__(self, fh):
+            self.fh = fh
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
+        def write(self, data):
+            self.fh.write(data[: len(data) // 2])
+            self.fh.flush()
+            raise OSError("killed midway")
+
+    monkeypatch.setattr(_atomic.os, "fdopen", lambda fd, mode: Half(real_fdopen(fd, mode)))
+    with pytest.raises(OSError, match="killed midway"):
+        save_params(TuningParams(0.1, 1.0, 10.0, 1.0), target)
+    _assert_intact(target, before)
+
+
+def test_keyboard_interrupt_during_fsync(earlier_file, monkeypatch):
+    target, before = earlier_file
+
+    def interrupt(fd):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_atomic.os, "fsync", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        save_params(TuningParams(0.1, 1.0, 10.0, 1.0), target)
+    _assert_intact(target, before)
+
+
+def test_overwrite_succeeds_and_missing_folder(tmp_path):
+    target = tmp_path / "p.json"
+    save_params(TuningParams(0.02, 0.4, 30.0, 0.05), target)
+    save_params(TuningParams(0.1, 1.0, 10.0, 1.0), target)
+    assert load_params(target).lam == 1.0
+    assert oct(target.stat().st_mode & 0o777) != oct(0o600) or os.name != "posix"
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        save_params(TuningParams(0.02, 0.4, 30.0, 0.05), tmp_path / "no" / "p.json")
