@@ -1,0 +1,237 @@
+import numpy as np
+import pytest
+
+from napari_catune import build_kernel, objective, run_deconvolution, run_deconvolution_full, tau_to_ar2
+from napari_catune.solver import reconvolve
+
+FS, TR, TD, LAM = 30.0, 0.05, 0.5, 0.05
+
+
+def synth(n=4, T=3000, rate=0.02, noise=0.2, offset=2.0, seed=0, tr=TR, td=TD, fs=FS):
+    rng = np.random.default_rng(seed)
+    h = build_kernel(tr, td, fs)
+    spikes = (rng.random((n, T)) < rate) * rng.exponential(1.0, (n, T))
+    calcium = np.array([np.convolve(s, h)[:T] for s in spikes])
+    return calcium + noise * rng.standard_normal((n, T)) + offset, spikes, calcium
+
+
+def kkt_violation(y, s, b, lam, fs=FS, tr=TR, td=TD):
+    """Largest violation of the optimality conditions of the CaTune objective."""
+    G = build_kernel(tr, td, fs).sum()
+    resid = y - reconvolve(s, fs, tr, td) - b
+    # K^T r via the adjoint of the convolution (the exact AR form)
+    T = len(y)
+    eye_adj = np.array([reconvolve(np.eye(1, T, j)[0], fs, tr, td) @ resid for j in range(T)])
+    grad = -eye_adj + lam * G
+    pos = s > 0
+    return max(np.abs(grad[pos]).max(initial=0.0), -grad[~pos].min(initial=0.0)), abs(resid.sum())
+
+
+def test_single_spike_recovered_at_its_sample():
+    T = 300
+    y = np.zeros(T)
+    s_true = np.zeros(T)
+    s_true[100] = 2.0
+    y = reconvolve(s_true, FS, TR, TD) + 1.0
+    res = run_deconvolution_full(y, FS, TR, TD, 0.001)
+    assert res.converged
+    assert int(np.argmax(res.activity)) == 100
+    assert res.activity[100] == pytest.approx(2.0, rel=0.02)
+    assert res.activity.sum() - res.activity[100] < 0.02
+    assert res.baseline == pytest.approx(1.0, abs=1e-3)
+
+
+def test_zero_trace_gives_zero_activity():
+    res = run_deconvolution_full(np.zeros((2, 500)), FS, TR, TD, LAM)
+    assert np.array_equal(res.activity, np.zeros((2, 500)))
+    assert np.allclose(res.baseline, 0.0)
+    assert res.converged.all()
+
+
+def test_nonnegative_deterministic_and_converged():
+    y, _, _ = synth(seed=1)
+    a = run_deconvolution_full(y, FS, TR, TD, LAM)
+    b = run_deconvolution_full(y, FS, TR, TD, LAM)
+    assert (a.activity >= 0).all()
+    assert np.array_equal(a.activity, b.activity) and np.array_equal(a.baseline, b.baseline)
+    assert a.converged.all() and (a.iterations >= 1).all()
+    assert a.activity.shape == y.shape and a.reconvolution.shape == y.shape
+    assert a.baseline.shape == (4,) and a.iterations.shape == (4,) and a.converged.shape == (4,)
+
+
+def test_result_satisfies_kkt_conditions_exactly():
+    y, _, _ = synth(n=1, T=600, seed=2)
+    res = run_deconvolution_full(y[0], FS, TR, TD, LAM)
+    viol, mean_resid = kkt_violation(y[0], res.activity, res.baseline, LAM)
+    assert viol < 1e-8
+    assert mean_resid < 1e-8  # the baseline is optimal too
+
+
+def test_reconvolution_error_small_on_clean_spike_trains():
+    y, spikes, calcium = synth(noise=0.0, offset=0.0, seed=3)
+    res = run_deconvolution_full(y, FS, TR, TD, 1e-4)
+    err = np.linalg.norm(res.reconvolution - y, axis=1) / np.linalg.norm(y, axis=1)
+    assert (err < 0.10).all()
+
+
+def test_dc_offset_recovered_as_baseline():
+    y, _, _ = synth(offset=100.0, noise=0.1, seed=4)
+    res = run_deconvolution_full(y, FS, TR, TD, LAM)
+    np.testing.assert_allclose(res.baseline, 100.0, rtol=0.01)
+
+
+def test_baseline_false_fixes_zero():
+    y, _, _ = synth(offset=0.0, seed=5)
+    res = run_deconvolution_full(y, FS, TR, TD, LAM, baseline=False)
+    assert np.array_equal(res.baseline, np.zeros(4))
+    viol = kkt_violation(y[0], res.activity[0], 0.0, LAM)[0]
+    assert viol < 1e-8
+
+
+@pytest.mark.parametrize("baseline", [True, False])
+def test_default_method_matches_tight_fista(baseline):
+    y, _, _ = synth(n=3, T=1500, seed=6)
+    exact = run_deconvolution_full(y, FS, TR, TD, LAM, baseline=baseline)
+    fista = run_deconvolution_full(y, FS, TR, TD, LAM, baseline=baseline, method="fista",
+                                   tol=1e-13, max_iters=100_000)
+    fo = objective(y, fista.activity, fista.baseline, FS, TR, TD, LAM)
+    eo = objective(y, exact.activity, exact.baseline, FS, TR, TD, LAM)
+    assert (eo <= fo + 1e-9 * np.abs(fo)).all()
+    np.testing.assert_allclose(eo, fo, rtol=1e-7)
+    np.testing.assert_allclose(exact.reconvolution, fista.reconvolution, atol=1e-3)
+
+
+def test_fista_converges_with_default_tolerance():
+    y, _, _ = synth(n=2, T=1000, seed=7)
+    res = run_deconvolution_full(y, FS, TR, TD, LAM, method="fista")
+    assert res.converged.all()
+    assert (res.iterations > 5).all() and (res.iterations < 2000).all()
+
+
+def test_warm_start_reaches_the_same_optimum_in_fewer_steps():
+    y, _, _ = synth(n=2, T=4000, seed=8)
+    prev = run_deconvolution_full(y, FS, TR, TD, LAM)
+    cold = run_deconvolution_full(y, FS, TR, TD * 1.02, LAM)
+    warm = run_deconvolution_full(y, FS, TR, TD * 1.02, LAM, init=prev.activity)
+    np.testing.assert_allclose(warm.activity, cold.activity, atol=1e-9)
+    assert (warm.iterations < cold.iterations).all()
+
+
+def test_float32_and_1d_inputs():
+    y, _, _ = synth(n=1, seed=9)
+    r64 = run_deconvolution_full(y[0], FS, TR, TD, LAM)
+    r32 = run_deconvolution_full(y[0].astype(np.float32), FS, TR, TD, LAM)
+    assert r32.activity.dtype == np.float64 and r32.activity.shape == y[0].shape
+    assert isinstance(r32.baseline, float) and isinstance(r32.converged, bool)
+    np.testing.assert_allclose(r32.reconvolution, r64.reconvolution, atol=1e-4)
+    assert np.array_equal(run_deconvolution(y[0], FS, TR, TD, LAM), r64.activity)
+
+
+def test_filter_enabled_solves_the_filtered_trace():
+    from napari_catune import bandpass_filter
+
+    y, _, _ = synth(n=2, seed=10)
+    res = run_deconvolution_full(y, FS, TR, TD, LAM, filter_enabled=True)
+    direct = run_deconvolution_full(bandpass_filter(y, TR, TD, FS), FS, TR, TD, LAM)
+    np.testing.assert_array_equal(res.activity, direct.activity)
+
+
+def test_max_iters_bounds_work_for_near_equal_taus():
+    y, _, _ = synth(n=2, T=2000, seed=11, tr=0.4999, td=0.5)
+    for method in ("fista", "auto"):
+        res = run_deconvolution_full(y, FS, 0.4999, 0.5, LAM, max_iters=7, method=method)
+        assert (res.iterations <= 7).all()
+        assert np.isfinite(res.activity).all()
+    full = run_deconvolution_full(y, FS, 0.4999, 0.5, LAM)
+    assert full.converged.all()
+
+
+# ---------------------------------------------------------------- peers
+def oasis_objective(y, offset, lam):
+    from oasis.oasis_methods import oasisAR2
+
+    g1, g2, d, r = tau_to_ar2(TR, TD, FS)
+    t = np.arange(len(build_kernel(TR, TD, FS))) / FS
+    peak_raw = (np.exp(-t / TD) - np.exp(-t / TR)).max()
+    G = build_kernel(TR, TD, FS).sum()
+    s = np.zeros_like(y)
+    for i, row in enumerate(y):
+        _, so = oasisAR2(row - offset, g1, g2, lam=lam * G * peak_raw / (d - r))
+        s[i, :-1] = so[1:] * peak_raw / (d - r)
+    return objective(y, s, offset, FS, TR, TD, lam)
+
+
+def test_objective_never_above_oasis():
+    y, _, _ = synth(n=6, T=3000, noise=0.3, offset=2.0, seed=12)
+    ours = run_deconvolution_full(y, FS, TR, TD, LAM)
+    mine = objective(y, ours.activity, ours.baseline, FS, TR, TD, LAM)
+    theirs = oasis_objective(y, 2.0, LAM)
+    assert (mine <= theirs * (1 + 1e-12)).all()
+
+
+def test_agrees_with_calab_and_never_worse():
+    import calab
+
+    y, _, _ = synth(n=6, T=3000, noise=0.3, offset=2.0, seed=13)
+    ours = run_deconvolution_full(y, FS, TR, TD, LAM)
+    theirs = calab.run_deconvolution_full(y, FS, TR, TD, LAM)
+    for a, b in zip(ours.reconvolution, np.atleast_2d(theirs.reconvolution)):
+        assert np.corrcoef(a, b)[0, 1] >= 0.99
+    mine = objective(y, ours.activity, ours.baseline, FS, TR, TD, LAM)
+    calab_obj = objective(y, theirs.activity, None, FS, TR, TD, LAM)  # calab at its best b
+    assert (mine <= calab_obj).all()
+
+
+# ------------------------------------------------------------ bad input
+@pytest.mark.parametrize(
+    "kwargs,fragment",
+    [
+        (dict(tau_r=0.5, tau_d=0.4), "smaller than tau_decay"),
+        (dict(tau_r=0.0), "tau_rise"),
+        (dict(tau_d=-1.0), "tau_decay"),
+        (dict(tau_d=20.0), "0.01-10"),
+        (dict(fs=0.0), "sampling rate"),
+        (dict(fs=-30.0), "sampling rate"),
+        (dict(lam=-0.1), "lambda"),
+        (dict(lam=11.0), "0-10"),
+        (dict(lam=float("nan")), "finite"),
+        (dict(fs=float("inf")), "finite"),
+    ],
+)
+def test_bad_parameters(kwargs, fragment):
+    args = dict(fs=FS, tau_r=TR, tau_d=TD, lam=LAM) | kwargs
+    with pytest.raises(ValueError, match=fragment):
+        run_deconvolution_full(np.zeros(100), **args)
+
+
+def test_nan_rows_reported():
+    y = np.zeros((4, 100))
+    y[1, 5] = np.nan
+    y[3, :3] = np.inf
+    with pytest.raises(ValueError, match=r"2 row\(s\): row 1 \(1 samples\), row 3 \(3 samples\)"):
+        run_deconvolution_full(y, FS, TR, TD, LAM)
+
+
+@pytest.mark.parametrize(
+    "traces,fragment",
+    [
+        (np.zeros((2, 3, 4)), "1-D"),
+        (np.zeros(0), "empty"),
+        (np.zeros((3, 0)), "empty"),
+        (np.zeros(1), "at least 2 samples"),
+        (np.array(["a", "b"]), "numeric"),
+    ],
+)
+def test_bad_traces(traces, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        run_deconvolution_full(traces, FS, TR, TD, LAM)
+
+
+def test_bad_init_and_options():
+    y = np.zeros((2, 100))
+    with pytest.raises(ValueError, match="init"):
+        run_deconvolution_full(y, FS, TR, TD, LAM, init=np.zeros((2, 99)))
+    with pytest.raises(ValueError, match="method"):
+        run_deconvolution_full(y, FS, TR, TD, LAM, method="newton")
+    with pytest.raises(ValueError, match="max_iters"):
+        run_deconvolution_full(y, FS, TR, TD, LAM, max_iters=0)
