@@ -1,0 +1,132 @@
+"""Solver speed and quality against the peers, measured in one run.
+
+    .venv/bin/python bench/bench_solver.py            # the issue's problem
+    .venv/bin/python bench/bench_solver.py --no-catune --repeats 3
+
+Problem (issue 2): 100 traces x 10,000 frames at 30 Hz, tau_rise 0.05 s,
+tau_decay 0.5 s, lambda 0.05, Poisson-ish spikes, Gaussian noise, offset 2.
+Every solver's answer is scored with the same objective
+(``napari_catune.objective``, exact AR(2) form of K):
+  * ours: run_deconvolution_full (default exact method; FISTA with --fista);
+  * OASIS oasisAR2 per trace with the true baseline subtracted and
+    lam_o = lambda G peak_raw / (d - r) (DESIGN.md), spikes shifted back;
+  * calab.run_deconvolution_full, scored at its best baseline;
+  * catune 0.1.0 (plain lambda, no baseline): given the true baseline and
+    lambda G so that it solves the same problem.
+Then the slider path: one 54,000-frame trace, warm-started re-solve after
+tau_decay changes by 2 % (median of 20), next to a cold solve.
+The machine is shared and noisy: read the ratios, not absolute times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+import napari_catune as nc
+
+FS, TR, TD, LAM, OFFSET, NOISE = 30.0, 0.05, 0.5, 0.05, 2.0, 0.3
+
+
+def make_traces(n, T, seed=0):
+    from scipy.signal import fftconvolve
+
+    rng = np.random.default_rng(seed)
+    h = nc.build_kernel(TR, TD, FS)
+    spikes = (rng.random((n, T)) < 0.02) * rng.exponential(1.0, (n, T))
+    calcium = fftconvolve(spikes, h[None])[:, :T]
+    return calcium + NOISE * rng.standard_normal((n, T)) + OFFSET
+
+
+def timed(fn, repeats):
+    times, out = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times)), out
+
+
+def oasis_solve(y):
+    from oasis.oasis_methods import oasisAR2
+
+    g1, g2, d, r = nc.tau_to_ar2(TR, TD, FS)
+    h = nc.build_kernel(TR, TD, FS)
+    t = np.arange(len(h)) / FS
+    peak_raw = (np.exp(-t / TD) - np.exp(-t / TR)).max()
+    scale = peak_raw / (d - r)
+    lam_o = LAM * h.sum() * scale
+    s = np.zeros_like(y)
+    for i, row in enumerate(y):
+        _, so = oasisAR2(row - OFFSET, g1, g2, lam=lam_o)
+        s[i, :-1] = so[1:] * scale
+    return s
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cells", type=int, default=100)
+    ap.add_argument("--frames", type=int, default=10_000)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--no-catune", action="store_true", help="skip catune 0.1.0 (~16 s)")
+    ap.add_argument("--fista", action="store_true", help="also time our FISTA method")
+    args = ap.parse_args(argv)
+
+    y = make_traces(args.cells, args.frames)
+    nc.run_deconvolution_full(y[:2, :500], FS, TR, TD, LAM)  # numba compile / cache load
+    print(f"problem: {args.cells} traces x {args.frames} frames, fs={FS}, tau_rise={TR}, "
+          f"tau_decay={TD}, lambda={LAM}, noise sd {NOISE}")
+
+    rows = []
+    t_ours, res = timed(lambda: nc.run_deconvolution_full(y, FS, TR, TD, LAM), args.repeats)
+    obj_ours = nc.objective(y, res.activity, res.baseline, FS, TR, TD, LAM)
+    rows.append(("napari-catune (exact active set)", t_ours, obj_ours))
+    if args.fista:
+        t_f, rf = timed(lambda: nc.run_deconvolution_full(y, FS, TR, TD, LAM, method="fista"), 1)
+        rows.append(("napari-catune FISTA", t_f, nc.objective(y, rf.activity, rf.baseline, FS, TR, TD, LAM)))
+
+    t_oasis, s_oasis = timed(lambda: oasis_solve(y), max(1, args.repeats // 2))
+    rows.append(("OASIS oasisAR2 (loop)", t_oasis, nc.objective(y, s_oasis, OFFSET, FS, TR, TD, LAM)))
+
+    import calab
+
+    t_calab, rc = timed(lambda: calab.run_deconvolution_full(y, FS, TR, TD, LAM), 1)
+    obj_calab = nc.objective(y, np.atleast_2d(rc.activity), None, FS, TR, TD, LAM)
+    rows.append(("calab 0.3 run_deconvolution_full", t_calab, obj_calab))
+    corr = min(np.corrcoef(a, b)[0, 1] for a, b in zip(res.reconvolution, np.atleast_2d(rc.reconvolution)))
+
+    if not args.no_catune:
+        import catune
+
+        G = nc.build_kernel(TR, TD, FS).sum()
+        t_cat, sc = timed(lambda: catune.run_deconvolution(y - OFFSET, FS, TR, TD, LAM * G), 1)
+        rows.append(("catune 0.1.0", t_cat, nc.objective(y, sc, OFFSET, FS, TR, TD, LAM)))
+
+    print(f"\n{'solver':36s} {'wall s':>9s} {'ours/peer time':>15s} {'objective (sum)':>16s} {'ours/peer obj':>14s}")
+    for name, t, obj in rows:
+        print(f"{name:36s} {t:9.3f} {t_ours / t:15.3f} {obj.sum():16.3f} {obj_ours.sum() / obj.sum():14.6f}")
+    print(f"\nper-trace objective ours <= peer for every trace: "
+          + ", ".join(f"{name.split()[0]}: {bool((obj_ours <= obj * (1 + 1e-12)).all())}" for name, _, obj in rows[1:]))
+    print(f"min correlation of fits with calab over traces: {corr:.4f}")
+    print(f"converged: {int(res.converged.sum())}/{len(res.converged)}, active-set steps "
+          f"median {int(np.median(res.iterations))}, max {int(res.iterations.max())}")
+
+    # ---- slider path
+    long = make_traces(1, 54_000, seed=1)[0]
+    prev = nc.run_deconvolution_full(long, FS, TR, TD, LAM)
+    warm = []
+    for _ in range(20):
+        t0 = time.perf_counter()
+        r = nc.run_deconvolution_full(long, FS, TR, TD * 1.02, LAM, init=prev.activity)
+        warm.append(time.perf_counter() - t0)
+    t_cold, cold = timed(lambda: nc.run_deconvolution_full(long, FS, TR, TD * 1.02, LAM), 5)
+    assert np.allclose(r.activity, cold.activity, atol=1e-9)
+    print(f"\nslider path, 1 trace x 54,000 frames, tau_decay +2 %: warm re-solve median "
+          f"{np.median(warm) * 1e3:.2f} ms ({r.iterations} steps); cold {t_cold * 1e3:.2f} ms "
+          f"({cold.iterations} steps); target <= 10 ms")
+
+
+if __name__ == "__main__":
+    main()
