@@ -1,0 +1,314 @@
+"""Readers: CaTune parameter files and trace files (npe2 getters and readers)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from napari_catune._reader import get_params_reader, get_traces_reader
+from napari_catune.io import save_for_tuning
+from napari_catune.params import TuningParams, load_params, save_params
+
+TILE = 16  # the reader's tile side in pixels (manifest convention: 16 px, gap 2)
+
+
+# ----------------------------------------------------------------------------
+# fixtures
+# ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def params():
+    return TuningParams(tau_rise=0.03, tau_decay=0.7, fs=20.0, lam=0.2, filter_enabled=True)
+
+
+@pytest.fixture
+def params_file(tmp_path, params):
+    path = tmp_path / "tuned.json"
+    save_params(params, path)
+    return path
+
+
+@pytest.fixture
+def traces():
+    rng = np.random.default_rng(3)
+    return rng.normal(size=(5, 40))
+
+
+def _calab_style(path, **block):
+    """A minimal export as the CaTune web app / calab 1.1 write it (not by our code)."""
+    doc = {
+        "schema_version": "1.1.0",
+        "parameters": {
+            "tau_rise_s": 0.02,
+            "tau_decay_s": 0.4,
+            "lambda": 0.05,
+            "sampling_rate_hz": 30.0,
+            "filter_enabled": False,
+            **block,
+        },
+    }
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def _layer(result):
+    assert isinstance(result, list) and len(result) == 1
+    data, meta, kind = result[0]
+    assert kind == "labels"
+    return data, meta, meta["metadata"]["catune"]
+
+
+def _check_tiles(labels, ids):
+    """Every ROI id owns exactly one TILE x TILE square, nothing else is labelled."""
+    assert labels.ndim == 2 and labels.dtype.kind in "iu"
+    values, counts = np.unique(labels, return_counts=True)
+    assert set(values.tolist()) == {0, *map(int, ids)}
+    assert all(c == TILE * TILE for v, c in zip(values, counts) if v != 0)
+    for i in ids:
+        ys, xs = np.nonzero(labels == i)
+        assert ys.max() - ys.min() == TILE - 1 and xs.max() - xs.min() == TILE - 1
+
+
+# ----------------------------------------------------------------------------
+# parameter files
+# ----------------------------------------------------------------------------
+
+
+def test_params_getter_accepts_our_export_and_calab_style(params_file, tmp_path):
+    assert callable(get_params_reader(str(params_file)))
+    assert callable(get_params_reader([str(params_file)]))  # napari's stack=True form
+    other = _calab_style(tmp_path / "web_app_export.json")
+    assert callable(get_params_reader(str(other)))
+
+
+def test_params_reader_parses_values_without_a_viewer_error_first(tmp_path, params_file, params):
+    # the reader validates the file before it touches the viewer: loading the
+    # values is load_params's job, and it returns exactly what was saved
+    assert load_params(params_file) == params
+    bad = _calab_style(tmp_path / "bad.json", tau_rise_s=0.9)
+    reader = get_params_reader(str(bad))
+    assert callable(reader)  # the file is ours ...
+    with pytest.raises(ValueError, match=r"tau_rise.*0\.001-0\.5"):
+        reader(str(bad))  # ... and its error names the parameter and the range
+
+
+def test_params_reader_missing_field_is_a_clear_error(tmp_path):
+    path = tmp_path / "partial.json"
+    path.write_text(json.dumps({"parameters": {"tau_rise_s": 0.02, "tau_decay_s": 0.4}}))
+    reader = get_params_reader(str(path))
+    assert callable(reader)
+    with pytest.raises(ValueError, match="lambda"):
+        reader(str(path))
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        json.dumps({"name": "something else", "values": [1, 2, 3]}),
+        json.dumps([{"parameters": {"tau_rise_s": 0.02}}]),  # not an object at the top
+        json.dumps({"parameters": {"sigma": 2.0}}),  # someone else's parameters
+        json.dumps({"parameters": "tau_rise_s"}),
+        '{"parameters": {"tau_rise_s": 0.02',  # truncated
+        "plain text, not JSON at all",
+        "",
+    ],
+)
+def test_params_getter_refuses_foreign_json(tmp_path, content):
+    path = tmp_path / "foreign.json"
+    path.write_text(content)
+    assert get_params_reader(str(path)) is None
+
+
+def test_params_getter_refuses_other_files(tmp_path, traces):
+    binary = tmp_path / "binary.json"
+    binary.write_bytes(bytes(range(256)) * 4)
+    npy_path, sidecar = save_for_tuning(traces, 30.0, tmp_path / "rec")
+    big = tmp_path / "big.json"
+    # a parameters block hidden in a file far larger than any export
+    big.write_text(json.dumps({"parameters": {"tau_rise_s": 0.02}, "pad": "x" * (2 << 20)}))
+    txt = tmp_path / "notes.txt"
+    txt.write_text(json.dumps({"parameters": {"tau_rise_s": 0.02}}))
+    for path in (binary, sidecar, big, txt, npy_path, tmp_path / "missing.json", tmp_path):
+        assert get_params_reader(str(path)) is None, path
+    assert get_params_reader([str(sidecar), str(binary)]) is None
+    assert get_params_reader(None) is None
+
+
+# ----------------------------------------------------------------------------
+# trace files
+# ----------------------------------------------------------------------------
+
+
+def test_bare_2d_npy(tmp_path, traces):
+    path = tmp_path / "F.npy"
+    np.save(path, traces.astype(np.float32))
+    reader = get_traces_reader(str(path))
+    assert callable(reader)
+    labels, meta, cat = _layer(reader(str(path)))
+    assert cat["traces"].dtype == np.float64 and cat["traces"].flags.c_contiguous
+    np.testing.assert_array_equal(cat["traces"], traces.astype(np.float32).astype(np.float64))
+    assert cat["fs"] is None
+    np.testing.assert_array_equal(cat["roi_ids"], [1, 2, 3, 4, 5])
+    assert cat["source"] == str(path.resolve())
+    assert "F" in meta["name"]
+    _check_tiles(labels, [1, 2, 3, 4, 5])
+    # the traces are a copy: the memory map of the file is not kept alive
+    assert not isinstance(cat["traces"], np.memmap) and cat["traces"].base is None
+
+
+def test_bare_1d_npy_is_one_roi(tmp_path):
+    path = tmp_path / "one.npy"
+    trace = np.arange(50, dtype=np.int16)
+    np.save(path, trace)
+    labels, _, cat = _layer(get_traces_reader(str(path))(str(path)))
+    assert cat["traces"].shape == (1, 50)
+    np.testing.assert_array_equal(cat["traces"][0], trace)
+    _check_tiles(labels, [1])
+
+
+def test_npy_with_sidecar_gives_fs_and_ids(tmp_path, traces):
+    ids = [3, 8, 9, 12, 40]
+    npy_path, _ = save_for_tuning(traces, 15.0, tmp_path / "rec", metadata={"roi_ids": ids})
+    reader = get_traces_reader(str(npy_path))
+    labels, _, cat = _layer(reader(str(npy_path)))
+    assert cat["fs"] == 15.0
+    np.testing.assert_array_equal(cat["roi_ids"], ids)
+    np.testing.assert_allclose(cat["traces"], traces, rtol=0, atol=0)
+    _check_tiles(labels, ids)
+    # row i of the traces belongs to the tile labelled ids[i]: tiles are row-major
+    first = [int(labels[np.nonzero(labels == i)][0]) for i in ids]
+    assert first == ids
+
+
+def test_npz_named_arrays(tmp_path, traces):
+    path = tmp_path / "session.npz"
+    ids = np.array([10, 20, 30, 40, 50], dtype=np.int32)
+    np.savez(path, traces=traces, fs=np.float64(7.5), roi_ids=ids, other=np.zeros(3))
+    labels, _, cat = _layer(get_traces_reader(str(path))(str(path)))
+    assert cat["fs"] == 7.5
+    np.testing.assert_array_equal(cat["roi_ids"], ids)
+    np.testing.assert_array_equal(cat["traces"], traces)
+    _check_tiles(labels, ids)
+
+
+@pytest.mark.parametrize("key", ["F", "C"])
+def test_npz_pipeline_names(tmp_path, key, traces):
+    path = tmp_path / "pipe.npz"
+    np.savez_compressed(path, **{key: (traces * 100).astype(np.int16), "iscell": np.ones((5, 2))})
+    _, _, cat = _layer(get_traces_reader(str(path))(str(path)))
+    np.testing.assert_array_equal(cat["traces"], (traces * 100).astype(np.int16))
+
+
+def test_npz_single_unnamed_array(tmp_path, traces):
+    path = tmp_path / "plain.npz"
+    np.savez(path, traces[:2])  # stored as "arr_0"
+    _, _, cat = _layer(get_traces_reader(str(path))(str(path)))
+    np.testing.assert_array_equal(cat["traces"], traces[:2])
+
+
+def _write(path, content: bytes):
+    path.write_bytes(content)
+    return path
+
+
+def test_traces_getter_refuses_foreign_files(tmp_path, traces):
+    stack = tmp_path / "stack.npy"
+    np.save(stack, np.zeros((4, 8, 8), dtype=np.uint16))  # an image stack: napari's builtin reads it
+    obj = tmp_path / "objects.npy"
+    np.save(obj, np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
+    strings = tmp_path / "names.npy"
+    np.save(strings, np.array(["roi1", "roi2"]))
+    cplx = tmp_path / "complex.npy"
+    np.save(cplx, np.ones((2, 10), dtype=complex))
+    scalar = tmp_path / "scalar.npy"
+    np.save(scalar, np.float64(3.0))
+    text = _write(tmp_path / "fake.npy", b"this is not an array\n")
+    npz3d = tmp_path / "volume.npz"
+    np.savez(npz3d, np.zeros((2, 3, 4)))
+    npz_two = tmp_path / "two.npz"
+    np.savez(npz_two, np.zeros((2, 30)), np.ones((2, 30)))  # which one? not ours to guess
+    npz_named3d = tmp_path / "F3d.npz"
+    np.savez(npz_named3d, F=np.zeros((2, 3, 4)))
+    not_zip = _write(tmp_path / "broken.npz", b"PK\x03\x04garbage")
+    json_file = _write(tmp_path / "x.json", b"{}")
+    foreign = [stack, obj, strings, cplx, scalar, text, npz3d, npz_two, npz_named3d, not_zip,
+               json_file, tmp_path / "missing.npy", tmp_path]
+    for path in foreign:
+        assert get_traces_reader(str(path)) is None, path
+    good = tmp_path / "good.npy"
+    np.save(good, traces)
+    assert get_traces_reader([str(good), str(good)]) is None  # a stack of several files
+
+
+def test_traces_errors_in_files_we_own(tmp_path, traces):
+    bad = traces.copy()
+    bad[2, 5] = np.nan
+    path = tmp_path / "nan.npy"
+    np.save(path, bad)
+    with pytest.raises(ValueError, match=r"non-finite.*rows 2"):
+        get_traces_reader(str(path))(str(path))
+
+    zero_based = tmp_path / "zero.npz"
+    np.savez(zero_based, traces=traces, roi_ids=np.arange(5))
+    with pytest.raises(ValueError, match="roi_ids must be positive"):
+        get_traces_reader(str(zero_based))(str(zero_based))
+
+    dup = tmp_path / "dup.npz"
+    np.savez(dup, traces=traces, roi_ids=np.array([1, 2, 2, 3, 4]))
+    with pytest.raises(ValueError, match="unique"):
+        get_traces_reader(str(dup))(str(dup))
+
+    short_ids = tmp_path / "short.npz"
+    np.savez(short_ids, traces=traces, roi_ids=np.array([1, 2]))
+    with pytest.raises(ValueError, match="5 ids"):
+        get_traces_reader(str(short_ids))(str(short_ids))
+
+    # our own key name with an unusable array: ours, so a clear error instead of None
+    cube = tmp_path / "cube.npz"
+    np.savez(cube, traces=np.zeros((2, 3, 4)))
+    reader = get_traces_reader(str(cube))
+    assert callable(reader)
+    with pytest.raises(ValueError, match=r"\(n_cells, n_frames\).*\(2, 3, 4\)"):
+        reader(str(cube))
+
+    bad_fs = tmp_path / "badfs.npz"
+    np.savez(bad_fs, traces=traces, fs=np.float64(-3))
+    with pytest.raises(ValueError, match="sampling rate"):
+        get_traces_reader(str(bad_fs))(str(bad_fs))
+
+
+def test_npz_member_headers_only_are_read_by_the_getter(tmp_path, traces, monkeypatch):
+    # the getter decides from names and .npy headers; it never loads the arrays
+    path = tmp_path / "lazy.npz"
+    np.savez(path, traces=traces)
+    calls = []
+    monkeypatch.setattr(np, "load", lambda *a, **k: calls.append(a))
+    assert callable(get_traces_reader(str(path)))
+    assert calls == []
+
+
+# ----------------------------------------------------------------------------
+# in a real viewer
+# ----------------------------------------------------------------------------
+
+
+def test_viewer_opens_trace_files_with_the_plugin(make_napari_viewer, tmp_path, traces):
+    viewer = make_napari_viewer()
+    npy_path, _ = save_for_tuning(traces, 30.0, tmp_path / "rec")
+    layers = viewer.open(str(npy_path), plugin="napari-catune")
+    assert len(layers) == 1 and layers[0]._type_string == "labels"
+    cat = layers[0].metadata["catune"]
+    assert cat["fs"] == 30.0
+    np.testing.assert_array_equal(cat["traces"], traces)
+    _check_tiles(np.asarray(layers[0].data), [1, 2, 3, 4, 5])
+
+    stack = tmp_path / "stack.npy"
+    np.save(stack, np.zeros((3, 8, 8), dtype=np.float32))
+    with pytest.raises(ValueError, match="refused"):
+        viewer.open(str(stack), plugin="napari-catune")
+    # ... and napari's own reader still opens the stack as an image
+    (img,) = viewer.open(str(stack), plugin="napari")
+    assert img._type_string == "image" and img.data.shape == (3, 8, 8)
