@@ -1,0 +1,193 @@
+"""Writers: tuned parameters (.json) and deconvolved activity (.npy, .csv)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import warnings
+
+import numpy as np
+import pytest
+
+from napari_catune._writer import write_params, write_results_csv, write_results_npy
+from napari_catune.params import TuningParams, load_params
+
+PARAMS = TuningParams(tau_rise=0.04, tau_decay=0.9, fs=12.5, lam=0.3, filter_enabled=False)
+IDS = np.array([4, 7, 11], dtype=np.int64)
+
+
+def _activity():
+    rng = np.random.default_rng(11)
+    act = np.maximum(rng.normal(size=(3, 25)), 0.0)
+    act[1, 3] = 1.0 / 3.0  # a value with no short decimal form
+    return act
+
+
+def _meta(*, params=True, results=True, name="cells"):
+    cat = {"fs": PARAMS.fs, "roi_ids": IDS, "traces": np.zeros((3, 25)), "source": "/data/rec_F.npy"}
+    if params:
+        cat["params"] = PARAMS.to_dict()
+    if results:
+        cat["results"] = {
+            "activity": _activity(),
+            "baseline": np.zeros(3),
+            "converged": np.ones(3, bool),
+            "roi_ids": IDS,
+            "params": PARAMS.to_dict(),
+        }
+    return {"name": name, "metadata": {"catune": cat}}
+
+
+def _labels():
+    lab = np.zeros((20, 20), dtype=np.int32)
+    for k, i in enumerate(IDS):
+        lab[2 + 6 * k : 6 + 6 * k, 2:6] = i
+    return lab
+
+
+def _read_csv(path):
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh))
+    return rows[0], np.array(rows[1:], dtype=np.float64)
+
+
+# ----------------------------------------------------------------------------
+# the writer functions (npe2 single-layer signature: path, data, meta)
+# ----------------------------------------------------------------------------
+
+
+def test_write_params(tmp_path):
+    path = tmp_path / "tuned.json"
+    assert write_params(str(path), _labels(), _meta()) == [str(path)]
+    assert load_params(path) == PARAMS
+    import json
+
+    doc = json.loads(path.read_text())
+    assert doc["schema_version"] == "1.2.0"
+    assert doc["metadata"] == {"source_filename": "rec_F.npy", "num_cells": 3, "num_timepoints": 25}
+
+
+def test_write_params_is_readable_by_calab(tmp_path):
+    import calab  # a peer (testing extra), not our code
+    path = tmp_path / "for_calab.json"
+    write_params(str(path), _labels(), _meta())
+    got = calab.load_export_params(path)
+    assert got["tau_rise"] == PARAMS.tau_rise and got["tau_decay"] == PARAMS.tau_decay
+    assert got["fs"] == PARAMS.fs and got["lambda_"] == PARAMS.lam
+
+
+def test_write_params_falls_back_to_the_results_params(tmp_path):
+    meta = _meta(params=False)
+    path = tmp_path / "p.json"
+    write_params(str(path), None, meta)
+    assert load_params(path) == PARAMS
+
+
+def test_write_results_npy(tmp_path):
+    path = tmp_path / "activity.npy"
+    assert write_results_npy(str(path), _labels(), _meta()) == [str(path)]
+    got = np.load(path, allow_pickle=False)
+    assert got.dtype == np.float64 and got.shape == (3, 25)
+    np.testing.assert_array_equal(got, _activity())
+
+
+def test_write_results_csv(tmp_path):
+    path = tmp_path / "activity.csv"
+    assert write_results_csv(str(path), _labels(), _meta()) == [str(path)]
+    header, table = _read_csv(path)
+    assert header == ["time_s", "roi_4", "roi_7", "roi_11"]
+    assert table.shape == (25, 4)
+    # frame k is at k / fs seconds; fs = 12.5 Hz -> 0.08 s per frame
+    np.testing.assert_allclose(table[:, 0], 0.08 * np.arange(25), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(table[:, 1:], _activity().T, rtol=1e-9, atol=0)
+
+
+def test_writers_refuse_a_layer_without_results(tmp_path):
+    for writer, name in ((write_results_npy, "a.npy"), (write_results_csv, "a.csv")):
+        with pytest.warns(UserWarning), pytest.raises(ValueError, match="Apply to all ROIs"):
+            writer(str(tmp_path / name), _labels(), _meta(results=False))
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match="no CaTune parameters"):
+        write_params(str(tmp_path / "a.json"), _labels(), _meta(params=False, results=False))
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match="'cells'"):
+        write_params(str(tmp_path / "a.json"), _labels(), {"name": "cells", "metadata": {}})
+    assert os.listdir(tmp_path) == []
+
+
+def test_failed_write_keeps_the_earlier_file(tmp_path, monkeypatch):
+    path = tmp_path / "activity.csv"
+    path.write_text("earlier results\n")
+
+    def boom(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError, match="disk full"):
+        write_results_csv(str(path), _labels(), _meta())
+    assert path.read_text() == "earlier results\n"
+    assert os.listdir(tmp_path) == ["activity.csv"]  # no temporary file left behind
+
+
+# ----------------------------------------------------------------------------
+# through napari: layer.save and the File-menu path
+# ----------------------------------------------------------------------------
+
+
+def _viewer_with_layer(make_napari_viewer, **kw):
+    viewer = make_napari_viewer()
+    meta = _meta(**kw)
+    layer = viewer.add_labels(_labels(), name=meta["name"], metadata=meta["metadata"])
+    return viewer, layer
+
+
+def test_layer_save_round_trips(make_napari_viewer, tmp_path):
+    _, layer = _viewer_with_layer(make_napari_viewer)
+    p_json, p_npy, p_csv = (str(tmp_path / f"out.{e}") for e in ("json", "npy", "csv"))
+    assert layer.save(p_json, plugin="napari-catune") == [p_json]
+    assert layer.save(p_npy, plugin="napari-catune") == [p_npy]
+    assert layer.save(p_csv, plugin="napari-catune") == [p_csv]
+    assert load_params(p_json) == PARAMS
+    np.testing.assert_array_equal(np.load(p_npy), _activity())
+    header, table = _read_csv(p_csv)
+    assert header[1:] == [f"roi_{i}" for i in IDS]
+    np.testing.assert_allclose(table[:, 1:], _activity().T, rtol=1e-9)
+
+
+def test_saved_activity_reopens_as_traces(make_napari_viewer, tmp_path):
+    # the .npy written by the writer is a traces file for the traces reader
+    viewer, layer = _viewer_with_layer(make_napari_viewer)
+    path = str(tmp_path / "act.npy")
+    layer.save(path, plugin="napari-catune")
+    (reopened,) = viewer.open(path, plugin="napari-catune")
+    np.testing.assert_array_equal(reopened.metadata["catune"]["traces"], _activity())
+
+
+def test_layer_save_without_results_tells_the_user(make_napari_viewer, tmp_path):
+    _, layer = _viewer_with_layer(make_napari_viewer, params=False, results=False)
+    path = tmp_path / "nothing.csv"
+    # napari's layer.save swallows writer ValueErrors; our warning carries the reason
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert layer.save(str(path), plugin="napari-catune") == []
+    assert any("Apply to all ROIs" in str(w.message) for w in caught)
+    assert not path.exists()
+
+
+def test_file_menu_path_raises_the_message(make_napari_viewer, tmp_path):
+    # File > Save Selected Layers passes the chosen writer contribution
+    from napari.plugins import _npe2
+    from napari.plugins.io import save_layers
+
+    viewer, layer = _viewer_with_layer(make_napari_viewer, results=False)
+    _, writers = _npe2.file_extensions_string_for_layers([layer])
+    ours = {w.command: w for w in writers if w.command.startswith("napari-catune.")}
+    assert set(ours) == {
+        "napari-catune.write_params",
+        "napari-catune.write_results_npy",
+        "napari-catune.write_results_csv",
+    }
+    with pytest.raises(ValueError, match="Apply to all ROIs"):
+        save_layers(str(tmp_path / "a.csv"), [layer], _writer=ours["napari-catune.write_results_csv"])
+    # the parameters are there, so that writer works through the same path
+    out = str(tmp_path / "p.json")
+    assert save_layers(out, [layer], _writer=ours["napari-catune.write_params"]) == [out]
+    assert load_params(out) == PARAMS
