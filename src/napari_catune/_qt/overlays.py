@@ -1,0 +1,208 @@
+"""Viewer overlays of the tuner: selection outline, lazy activity, ROI ids.
+
+The activity layer is a :class:`LazyActivity`: an array-like of shape
+(T, Y, X) that builds only the frames napari asks for, from a per-ROI value
+table and a pixel -> row lookup.  A full T x Y x X array never exists.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+OVERLAY_KEY = "catune_overlay"  # metadata flag: our layers, hidden from the source combos
+SELECTION_NAME = "CaTune selection"
+ACTIVITY_NAME = "CaTune activity"
+IDS_NAME = "CaTune ROI ids"
+
+
+class LazyActivity:
+    """(T, Y, X) array-like painting each ROI's footprint with its value at t.
+
+    Parameters
+    ----------
+    labels : (Y, X) int array
+        ROI label image (0 = background).
+    n_frames : int
+        T.
+    """
+
+    def __init__(self, labels: np.ndarray, n_frames: int):
+        labels = np.asarray(labels)
+        self._labels = labels
+        self._n_frames = int(n_frames)
+        self._values = np.zeros((0, self._n_frames), dtype=np.float32)
+        self._row_of_pixel = np.zeros(labels.shape, dtype=np.intp)
+        self.dtype = np.dtype(np.float32)
+        self.frames_built = 0  # counter for tests: how many frames were built so far
+        self.max_frames_per_call = 0
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self._n_frames, *self._labels.shape)
+
+    @property
+    def ndim(self) -> int:
+        return 3
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    def __len__(self) -> int:
+        return self._n_frames
+
+    def set_values(self, roi_ids, values: np.ndarray) -> None:
+        """Paint ROI ``roi_ids[i]`` with ``values[i, t]``; other pixels are 0."""
+        roi_ids = np.asarray(roi_ids, dtype=np.int64)
+        values = np.asarray(values, dtype=np.float32).reshape(len(roi_ids), self._n_frames)
+        top = int(max(self._labels.max(initial=0), roi_ids.max(initial=0)))
+        lut = np.zeros(top + 1, dtype=np.intp)
+        # row 0 of the per-frame vector is the background (0)
+        lut[roi_ids] = np.arange(1, len(roi_ids) + 1)
+        lut[0] = 0
+        self._row_of_pixel = lut[np.clip(self._labels, 0, top)]
+        self._values = values
+
+    @property
+    def roi_ids_shown(self) -> int:
+        return self._values.shape[0]
+
+    def _frames(self, times: np.ndarray) -> np.ndarray:
+        k = len(times)
+        table = np.zeros((k, self._values.shape[0] + 1), dtype=np.float32)
+        if self._values.shape[0]:
+            table[:, 1:] = self._values[:, times].T
+        self.frames_built += k
+        self.max_frames_per_call = max(self.max_frames_per_call, k)
+        return table[:, self._row_of_pixel]
+
+    def __getitem__(self, key):
+        if not isinstance(key, tuple):
+            key = (key,)
+        if any(k is Ellipsis for k in key):
+            i = next(j for j, k in enumerate(key) if k is Ellipsis)
+            fill = (slice(None),) * (3 - (len(key) - 1))
+            key = key[:i] + fill + key[i + 1:]
+        key = key + (slice(None),) * (3 - len(key))
+        k0, rest = key[0], key[1:]
+        if isinstance(k0, (int, np.integer)):
+            t = int(k0)
+            if t < 0:
+                t += self._n_frames
+            if not 0 <= t < self._n_frames:
+                raise IndexError(f"frame {k0} out of range for {self._n_frames} frames")
+            return self._frames(np.array([t]))[0][rest]
+        times = np.arange(self._n_frames)[k0]
+        return self._frames(np.atleast_1d(times))[(slice(None),) + rest]
+
+    def __array__(self, dtype=None, copy=None):
+        # only an explicit request (e.g. np.asarray by a user) builds everything
+        out = self[:]
+        return out.astype(dtype) if dtype is not None else out
+
+
+def is_overlay(layer) -> bool:
+    return bool(getattr(layer, "metadata", {}).get(OVERLAY_KEY, False))
+
+
+def centroids(labels: np.ndarray, roi_ids) -> np.ndarray:
+    """(n, 2) centroid (row, col) of each ROI id; NaN for an id with no pixels."""
+    labels = np.asarray(labels)
+    roi_ids = np.asarray(roi_ids, dtype=np.int64)
+    top = int(max(labels.max(initial=0), roi_ids.max(initial=0))) + 1
+    flat = labels.ravel().astype(np.int64)
+    rows, cols = np.indices(labels.shape)
+    count = np.bincount(flat, minlength=top).astype(float)
+    sy = np.bincount(flat, weights=rows.ravel(), minlength=top)
+    sx = np.bincount(flat, weights=cols.ravel(), minlength=top)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.stack([sy[roi_ids] / count[roi_ids], sx[roi_ids] / count[roi_ids]], axis=1)
+
+
+class Overlays:
+    """Creates and updates the tuner's layers in a viewer (re-created if deleted)."""
+
+    def __init__(self, viewer):
+        self.viewer = viewer
+        self.selection_layer = None
+        self.activity_layer = None
+        self.ids_layer = None
+        self.lazy: LazyActivity | None = None
+        self._labels_layer = None
+
+    def _alive(self, layer) -> bool:
+        return layer is not None and layer in self.viewer.layers
+
+    def _add_quietly(self, adder, *args, **kwargs):
+        # adding a layer makes it the active one; keep the user's active layer
+        sel = set(self.viewer.layers.selection)
+        active = self.viewer.layers.selection.active
+        layer = adder(*args, **kwargs)
+        layer.metadata[OVERLAY_KEY] = True
+        self.viewer.layers.selection.clear()
+        self.viewer.layers.selection.update(l for l in sel if l in self.viewer.layers)
+        if active is not None and active in self.viewer.layers:
+            self.viewer.layers.selection.active = active
+        return layer
+
+    def remove_all(self) -> None:
+        for lay in (self.selection_layer, self.activity_layer, self.ids_layer):
+            if self._alive(lay):
+                self.viewer.layers.remove(lay)
+        self.selection_layer = self.activity_layer = self.ids_layer = None
+        self.lazy = None
+
+    def set_source(self, labels_layer, roi_ids, n_frames: int, time_scale=1.0,
+                   time_translate=0.0) -> None:
+        """New data source: ROI id text for every ROI, a fresh activity layer."""
+        self.remove_all()
+        self._labels_layer = labels_layer
+        labels = np.asarray(labels_layer.data)
+        scale = tuple(labels_layer.scale[-2:])
+        translate = tuple(labels_layer.translate[-2:])
+        self.lazy = LazyActivity(labels, n_frames)
+        self.activity_layer = self._add_quietly(
+            self.viewer.add_image, self.lazy, name=ACTIVITY_NAME, colormap="inferno",
+            blending="additive", contrast_limits=(0.0, 1.0), multiscale=False,
+            scale=(time_scale, *scale), translate=(time_translate, *translate),
+            opacity=0.8, metadata={OVERLAY_KEY: True},
+        )
+        cents = centroids(labels, roi_ids)
+        ok = np.all(np.isfinite(cents), axis=1)
+        self.ids_layer = self._add_quietly(
+            self.viewer.add_points, cents[ok], name=IDS_NAME, size=0.0,
+            features={"roi_id": np.asarray(roi_ids)[ok]},
+            text={"string": "{roi_id}", "color": "white", "size": 8},
+            scale=scale, translate=translate, metadata={OVERLAY_KEY: True},
+        )
+        self.ids_layer.editable = False
+
+    def set_selection(self, roi_ids) -> None:
+        """Outline the selected ROIs (a Labels layer drawn as contours)."""
+        src = self._labels_layer
+        if src is None or src not in self.viewer.layers:
+            return
+        labels = np.asarray(src.data)
+        data = np.where(np.isin(labels, np.asarray(roi_ids, dtype=labels.dtype)), labels, 0)
+        if self._alive(self.selection_layer):
+            self.selection_layer.data = data
+        else:
+            self.selection_layer = self._add_quietly(
+                self.viewer.add_labels, data, name=SELECTION_NAME, scale=src.scale[-2:],
+                translate=src.translate[-2:], opacity=1.0, metadata={OVERLAY_KEY: True},
+            )
+            self.selection_layer.contour = 2
+            self.selection_layer.editable = False
+        try:
+            self.selection_layer.colormap = src.colormap
+        except Exception:  # noqa: BLE001 - colours are cosmetic; keep the outline
+            pass
+
+    def set_activity(self, roi_ids, values: np.ndarray) -> None:
+        """Paint ``values`` (k, T) on the ROIs ``roi_ids``; redraws the current frame."""
+        if self.lazy is None or not self._alive(self.activity_layer):
+            return
+        self.lazy.set_values(roi_ids, values)
+        hi = float(np.max(values)) if np.size(values) else 1.0
+        self.activity_layer.contrast_limits = (0.0, hi if hi > 0 else 1.0)
+        self.activity_layer.refresh()

@@ -1,0 +1,907 @@
+"""CaTune tuner: the dock widget that tunes deconvolution on selected ROIs.
+
+Thin by design: layers and clicks become calls of the core (traces, solver,
+params, estimate); results become plot data and layers.  Slider moves are
+coalesced and solved on a background thread with a warm start; a generation
+counter keeps a stale result from ever being drawn over a newer one.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import weakref
+from dataclasses import dataclass, field
+
+import numpy as np
+from magicgui.widgets import ComboBox, Container
+from napari.layers import Image, Labels
+from napari.utils import notifications
+from napari.utils.theme import get_theme
+from qtpy.QtCore import QObject, Qt, QTimer, Signal
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .. import params as _params
+from .. import solver as _solver
+from ..params import TuningParams
+from .controls import ParamControls
+from .overlays import Overlays, is_overlay
+from .plots import MAX_ROIS, TunerPlots
+
+_NONE = "(none: traces in the Labels layer)"
+
+
+@dataclass
+class _Source:
+    """Traces of one (image, labels) pair, extracted once."""
+
+    image: object  # napari Image layer or None
+    labels: object  # napari Labels layer
+    traces: np.ndarray  # (n, T) float64
+    roi_ids: np.ndarray  # (n,) int
+    snr: np.ndarray  # (n,)
+    fs_hint: float | None
+    row: dict = field(default_factory=dict)  # roi id -> row
+
+    def __post_init__(self):
+        self.row = {int(r): i for i, r in enumerate(self.roi_ids)}
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.traces.shape[1])
+
+
+def _notify_error(msg: str) -> None:
+    notifications.show_error(msg)
+
+
+def _notify_warning(msg: str) -> None:
+    notifications.show_warning(msg)
+
+
+def _event_rate(activity: np.ndarray, fs: float) -> np.ndarray:
+    """Events per second: runs of activity above 10 % of each ROI's maximum."""
+    a = np.atleast_2d(activity)
+    thr = 0.1 * a.max(axis=1, keepdims=True)
+    above = (a > thr) & (thr > 0)
+    onsets = above[:, 1:] & ~above[:, :-1]
+    n = onsets.sum(axis=1) + above[:, 0]
+    return n / (a.shape[1] / fs)
+
+
+class _LiveSolver(QObject):
+    """One background thread; the newest request replaces any waiting one."""
+
+    done = Signal(object)
+
+    def __init__(self):
+        super().__init__()
+        self._cv = threading.Condition()
+        self._pending = None
+        self._stop = False
+        self.busy = False
+        self._thread = threading.Thread(target=self._loop, name="catune-live", daemon=True)
+        self._thread.start()
+
+    def submit(self, job: dict) -> None:
+        with self._cv:
+            self._pending = job
+            self._cv.notify()
+
+    @property
+    def idle(self) -> bool:
+        with self._cv:
+            return self._pending is None and not self.busy
+
+    def stop(self) -> None:
+        with self._cv:
+            self._stop = True
+            self._pending = None
+            self._cv.notify()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cv:
+                while self._pending is None and not self._stop:
+                    self._cv.wait()
+                if self._stop:
+                    return
+                job, self._pending = self._pending, None
+                self.busy = True
+            t0 = time.perf_counter()
+            try:
+                p: TuningParams = job["params"]
+                res = _solver.run_deconvolution_full(
+                    job["traces"], p.fs, p.tau_rise, p.tau_decay, p.lam,
+                    baseline=job["baseline"], filter_enabled=p.filter_enabled,
+                    init=job["init"],
+                )
+                job["result"] = res
+            except Exception as e:  # noqa: BLE001 - reported to the user, thread lives on
+                job["error"] = e
+            job["elapsed"] = time.perf_counter() - t0
+            with self._cv:
+                self.busy = False
+            try:
+                self.done.emit(job)
+            except RuntimeError:  # widget deleted while solving
+                return
+
+
+class CaTuneTuner(QWidget):
+    """Dock widget: pick ROIs, move sliders, see fit/activity/kernel live.
+
+    Parameters
+    ----------
+    napari_viewer : napari.Viewer
+    """
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.setObjectName("CaTuneTuner")
+        self._source: _Source | None = None
+        self._cache: dict = {}
+        self._selected: list[int] = []
+        self._gen = 0  # generation of the newest request
+        self._drawn_gen = 0  # generation of the result on screen
+        self._warm: dict[int, np.ndarray] = {}  # roi id -> last activity (warm start)
+        self._last_result = None  # (ids, params, fit, activity)
+        self._apply_worker = None
+        self._apply_progress = None
+        self.last_solve_seconds = float("nan")
+        self._closed = False
+
+        # ---- data source
+        self.image_combo = ComboBox(label="movie", choices=self._image_choices, name="image")
+        self.labels_combo = ComboBox(label="ROIs", choices=self._labels_choices, name="labels")
+        self.source_box = Container(widgets=[self.image_combo, self.labels_combo])
+        self.image_combo.changed.connect(self._source_changed)
+        self.labels_combo.changed.connect(self._source_changed)
+
+        # ---- ROI list
+        self.roi_table = QTableWidget(0, 2)
+        self.roi_table.setHorizontalHeaderLabels(["ROI", "SNR"])
+        self.roi_table.verticalHeader().setVisible(False)
+        self.roi_table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.roi_table.setSelectionMode(QAbstractItemView.ExtendedSelection)
+        self.roi_table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.roi_table.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
+        self.roi_table.setSortingEnabled(True)
+        self.roi_table.itemSelectionChanged.connect(self._table_selection_changed)
+        self.roi_table.setMaximumHeight(220)
+        self.most_active_btn = QPushButton("Select most active")
+        self.most_active_btn.setToolTip("Select the 4 ROIs with the highest SNR")
+        self.most_active_btn.clicked.connect(lambda: self.select_most_active(4))
+
+        # ---- controls and plots
+        self.controls = ParamControls()
+        self.plots = TunerPlots()
+        self.plots.setMinimumHeight(380)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.progress = QProgressBar()
+        self.progress.setVisible(False)
+
+        left = QWidget()
+        ll = QVBoxLayout(left)
+        ll.setContentsMargins(0, 0, 0, 0)
+        ll.addWidget(self.controls.native)
+        ll.addWidget(self.progress)
+        ll.addWidget(self.status)
+        ll.addStretch(1)
+        right = QWidget()
+        rl = QVBoxLayout(right)
+        rl.setContentsMargins(0, 0, 0, 0)
+        rl.addWidget(self.source_box.native)
+        rl.addWidget(self.roi_table)
+        rl.addWidget(self.most_active_btn)
+        top = QWidget()
+        tl = QHBoxLayout(top)
+        tl.setContentsMargins(0, 0, 0, 0)
+        tl.addWidget(left, 3)
+        tl.addWidget(right, 2)
+        split = QSplitter(Qt.Vertical)
+        split.addWidget(top)
+        split.addWidget(self.plots)
+        split.setStretchFactor(0, 0)
+        split.setStretchFactor(1, 1)
+        lay = QVBoxLayout(self)
+        lay.addWidget(split)
+        self.setMinimumWidth(520)
+
+        self.overlays = Overlays(self.viewer)
+
+        # ---- live update machinery
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(0)
+        self._timer.timeout.connect(self._request_solve)
+        self._live = _LiveSolver()
+        self._live.done.connect(self._solve_done)
+
+        self.controls.on_params_changed(self._params_changed)
+        self.controls.estimate_btn.changed.connect(lambda: self.estimate_from_data())
+        self.controls.save_btn.changed.connect(self._save_dialog)
+        self.controls.load_btn.changed.connect(self._load_dialog)
+        self.controls.apply_btn.changed.connect(lambda: self.apply_to_all())
+        self.controls.cancel_btn.changed.connect(self.cancel_apply)
+        self.controls.overlay_mode.changed.connect(lambda _: self._update_activity_overlay())
+        self.plots.frame_requested.connect(self._goto_frame)
+
+        # ---- viewer hooks (weak: the viewer may outlive this widget)
+        ref = weakref.ref(self)
+
+        def on_layers(event=None):
+            me = ref()
+            if me is not None and not me._closed:
+                me._layers_changed(event)
+
+        def on_step(event=None):
+            me = ref()
+            if me is not None and not me._closed:
+                me._dims_changed()
+
+        def on_theme(event=None):
+            me = ref()
+            if me is not None and not me._closed:
+                me._apply_theme()
+
+        def on_mouse(viewer, event):
+            me = ref()
+            if me is None or me._closed:
+                return
+            yield from me._on_mouse(viewer, event)
+
+        self._hooks = (on_layers, on_step, on_theme, on_mouse)
+        self.viewer.layers.events.inserted.connect(on_layers)
+        self.viewer.layers.events.removed.connect(on_layers)
+        self.viewer.layers.events.moved.connect(on_layers)
+        self.viewer.dims.events.current_step.connect(on_step)
+        self.viewer.events.theme.connect(on_theme)
+        self.viewer.mouse_drag_callbacks.append(on_mouse)
+        self.destroyed.connect(lambda *_: None)
+
+        self._apply_theme()
+        self.plots.set_kernel(*self._kernel_args(self.controls.params))
+        with self.image_combo.changed.blocked():
+            self.image_combo.value = self._default_image(self.labels_combo.value)
+        self._source_changed()
+
+    # ================================================================ API
+    @property
+    def params(self) -> TuningParams:
+        """The parameters shown by the controls."""
+        return self.controls.params
+
+    def set_params(self, p: TuningParams) -> None:
+        """Move the controls to ``p`` and re-solve the selected ROIs."""
+        if not isinstance(p, TuningParams):
+            p = TuningParams(**dict(p))
+        self.controls.set_params(p)
+
+    @property
+    def selected_rois(self) -> list[int]:
+        return list(self._selected)
+
+    def select_rois(self, ids, add: bool = False) -> list[int]:
+        """Select ROIs by id (``add=True`` keeps the current ones); at most 8."""
+        src = self._ensure_source()
+        if src is None:
+            _notify_warning("No ROIs to select: choose a Labels layer in the CaTune tuner.")
+            return self.selected_rois
+        ids = [int(i) for i in np.atleast_1d(np.asarray(ids, dtype=np.int64))]
+        unknown = [i for i in ids if i not in src.row]
+        if unknown:
+            _notify_warning(
+                f"ROI id(s) {unknown} are not in the Labels layer "
+                f"'{src.labels.name}' (or have no pixels); they were skipped."
+            )
+        ids = [i for i in ids if i in src.row]
+        new = list(self._selected) if add else []
+        for i in ids:
+            if i in new:
+                if add and len(ids) == 1:
+                    new.remove(i)  # shift-click on a selected ROI toggles it off
+            else:
+                new.append(i)
+        if len(new) > MAX_ROIS:
+            _notify_warning(f"At most {MAX_ROIS} ROIs are shown at once; keeping the last "
+                            f"{MAX_ROIS} selected.")
+            new = new[-MAX_ROIS:]
+        self._selected = new
+        self._sync_table()
+        self._show_selection()
+        return self.selected_rois
+
+    def select_most_active(self, k: int = 4) -> list[int]:
+        """Select the ``k`` ROIs with the highest SNR."""
+        src = self._ensure_source()
+        if src is None:
+            return []
+        order = np.argsort(-np.nan_to_num(src.snr, nan=-np.inf))
+        return self.select_rois(src.roi_ids[order[:k]])
+
+    def save_params(self, path) -> bool:
+        """Write the current parameters (CaTune JSON 1.2.0); notify on failure."""
+        src = self._source
+        meta = {}
+        if src is not None:
+            meta = {"num_cells": int(src.traces.shape[0]),
+                    "num_timepoints": int(src.n_frames),
+                    "source_filename": str(src.labels.metadata.get("catune", {}).get(
+                        "source", src.labels.name))}
+        try:
+            _params.save_params(self.params, path, metadata=meta)
+        except (OSError, ValueError, TypeError) as e:
+            _notify_error(f"Could not save parameters to {path}: {e}. Choose a writable "
+                          f"file ending in .json.")
+            return False
+        if src is not None:
+            src.labels.metadata.setdefault("catune", {})["params"] = self.params.to_dict()
+        self.status.setText(f"Parameters saved to {path}")
+        return True
+
+    def load_params(self, path):
+        """Read a CaTune parameter file into the controls; notify on failure.
+
+        Returns the loaded :class:`TuningParams`, or None when the file is bad.
+        """
+        try:
+            p = _params.load_params(path)
+        except FileNotFoundError as e:
+            _notify_error(f"Parameter file not found: {e}. Pick an existing CaTune .json file.")
+            return None
+        except (OSError, ValueError, TypeError, KeyError) as e:
+            _notify_error(f"Could not load parameters from {path}: {e}. It must be a CaTune "
+                          f"export JSON with a 'parameters' block.")
+            return None
+        self.set_params(p)
+        self.status.setText(f"Parameters loaded from {path}")
+        return p
+
+    def estimate_from_data(self):
+        """Estimate parameters from the selected ROIs (or all) and move the sliders."""
+        from .. import estimate as _estimate
+
+        src = self._ensure_source()
+        if src is None:
+            _notify_warning("Nothing to estimate from: choose a Labels layer (and a movie) "
+                            "in the CaTune tuner first.")
+            return None
+        if self._selected:
+            rows = [src.row[i] for i in self._selected]
+        else:
+            # the most active ROIs carry the kernel shape; cap the work
+            rows = list(np.argsort(-np.nan_to_num(src.snr, nan=-np.inf))[:32])
+        fs = self.params.fs
+        try:
+            p = _estimate.estimate_params(src.traces[rows], fs)
+        except (ValueError, RuntimeError) as e:
+            _notify_error(f"Could not estimate parameters: {e}. Select ROIs with clear "
+                          f"transients, or set the sliders by hand.")
+            return None
+        # fs is known, not estimated: keep the user's value
+        if p.fs != fs:
+            p = p.replace(fs=fs)
+        self.set_params(p.replace(filter_enabled=self.params.filter_enabled))
+        self.status.setText("Parameters estimated from "
+                            f"{len(rows)} ROI{'s' if len(rows) != 1 else ''}.")
+        return p
+
+    def apply_to_all(self):
+        """Solve every ROI with the current parameters in a ``thread_worker``.
+
+        Returns the started worker (``worker.quit()`` cancels), or None when
+        there is nothing to do.
+        """
+        from napari.qt.threading import create_worker
+
+        src = self._ensure_source()
+        if src is None:
+            _notify_warning("Nothing to apply to: choose a Labels layer in the CaTune tuner.")
+            return None
+        if self._apply_worker is not None:
+            _notify_warning("Apply to all is already running; cancel it first.")
+            return self._apply_worker
+        p = self.params
+        baseline = bool(self.controls.baseline.value)
+        traces = src.traces
+        n, T = traces.shape
+        chunk = max(1, min(64, math.ceil(n / 20), max(1, 2_000_000 // max(T, 1))))
+        starts = list(range(0, n, chunk))
+        act = np.zeros((n, T))
+        rec = np.zeros((n, T))
+        base = np.zeros(n)
+        conv = np.zeros(n, dtype=bool)
+        solve = _solver.run_deconvolution_full
+
+        def work():
+            for i0 in starts:
+                i1 = min(n, i0 + chunk)
+                r = solve(traces[i0:i1], p.fs, p.tau_rise, p.tau_decay, p.lam,
+                          baseline=baseline, filter_enabled=p.filter_enabled)
+                act[i0:i1] = r.activity
+                rec[i0:i1] = r.reconvolution
+                base[i0:i1] = r.baseline
+                conv[i0:i1] = r.converged
+                yield i1
+            return n
+
+        worker = create_worker(work, _progress={"total": len(starts),
+                                                 "desc": "CaTune: apply to all ROIs"},
+                               _start_thread=False)
+        self._apply_worker = worker
+        self.progress.setRange(0, n)
+        self.progress.setValue(0)
+        self.progress.setVisible(True)
+        self.controls.apply_btn.enabled = False
+        self.controls.cancel_btn.enabled = True
+        self.status.setText(f"Applying to {n} ROIs...")
+        worker.yielded.connect(self.progress.setValue)
+        labels_ref = weakref.ref(src.labels)
+
+        def returned(_):
+            lay = labels_ref()
+            if lay is None or lay not in self.viewer.layers:
+                _notify_warning("The Labels layer was removed during Apply to all; the "
+                                "results were discarded. Re-add it and apply again.")
+                return
+            self._store_results(src, p, act, rec, base, conv)
+
+        def aborted():
+            self.status.setText("Apply to all cancelled; no results were stored.")
+
+        def errored(e):
+            _notify_error(f"Apply to all failed: {e}. Check the parameters and the data, "
+                          f"then try again.")
+
+        def finished():
+            self._apply_worker = None
+            self.progress.setVisible(False)
+            self.controls.apply_btn.enabled = True
+            self.controls.cancel_btn.enabled = False
+
+        worker.returned.connect(returned)
+        worker.aborted.connect(aborted)
+        worker.errored.connect(errored)
+        worker.finished.connect(finished)
+        worker.start()
+        return worker
+
+    def cancel_apply(self, *_):
+        """Stop a running Apply to all (nothing is stored)."""
+        if self._apply_worker is not None:
+            self._apply_worker.quit()
+            self.status.setText("Cancelling...")
+
+    @property
+    def idle(self) -> bool:
+        """True when no live solve is pending, running, or waiting to be drawn."""
+        return (not self._timer.isActive() and self._live.idle
+                and self._drawn_gen >= self._gen)
+
+    # ============================================================ source
+    def _candidate_labels(self):
+        return [l for l in self.viewer.layers if isinstance(l, Labels) and not is_overlay(l)]
+
+    def _labels_choices(self, widget=None):
+        return [(l.name, l) for l in self._candidate_labels()]
+
+    def _image_choices(self, widget=None):
+        out = [(_NONE, None)]
+        out += [(l.name, l) for l in self.viewer.layers
+                if isinstance(l, Image) and not is_overlay(l) and l.ndim >= 3]
+        return out
+
+    def _default_image(self, labels):
+        # the first movie whose frames match the labels, else none
+        if labels is None:
+            return None
+        has_traces = "traces" in labels.metadata.get("catune", {})
+        for _, l in self._image_choices()[1:]:
+            if tuple(l.data.shape[-2:]) == tuple(labels.data.shape[-2:]):
+                return l
+        return None if has_traces else (self._image_choices()[1][1]
+                                        if len(self._image_choices()) > 1 else None)
+
+    def _layers_changed(self, event=None) -> None:
+        removed = getattr(event, "type", None) == "removed"
+        old_img, old_lab = self.image_combo.value, self.labels_combo.value
+        with self.image_combo.changed.blocked(), self.labels_combo.changed.blocked():
+            self.labels_combo.reset_choices()
+            self.image_combo.reset_choices()
+            if old_lab is None and self.labels_combo.choices:
+                # a first Labels layer appeared: pick the best movie for it
+                self.image_combo.value = self._default_image(self.labels_combo.value)
+        if removed and self._source is not None:
+            gone = event.value
+            if gone is self._source.labels or gone is self._source.image:
+                self._cancel_live()
+                if self._apply_worker is not None:
+                    self._apply_worker.quit()
+                _notify_warning(
+                    f"Layer '{gone.name}' was removed while the CaTune tuner used it; "
+                    "choose another data source in the tuner.")
+        if self.image_combo.value is not old_img or self.labels_combo.value is not old_lab:
+            self._source_changed()
+
+    def _source_changed(self, *_) -> None:
+        self._cancel_live()
+        self._source = None
+        self._selected = []
+        self._warm.clear()
+        self._last_result = None
+        self.plots.set_rois([], [], np.zeros((0, 0)), self.params.fs)
+        self.overlays.remove_all()
+        self.roi_table.setRowCount(0)
+        src = self._ensure_source()
+        if src is None:
+            return
+        if src.fs_hint and src.fs_hint != self.params.fs:
+            try:
+                self.controls.set_params(self.params.replace(fs=src.fs_hint), emit=False)
+            except ValueError:
+                _notify_warning(f"The layer's sampling rate {src.fs_hint} Hz is outside "
+                                "1-1000 Hz; set fs by hand.")
+        self._fill_table()
+        time_scale = time_translate = None
+        if src.image is not None:
+            time_scale, time_translate = src.image.scale[0], src.image.translate[0]
+        try:
+            self.overlays.set_source(src.labels, src.roi_ids, src.n_frames,
+                                     time_scale or 1.0, time_translate or 0.0)
+        except Exception as e:  # noqa: BLE001 - overlays are optional; tuning still works
+            _notify_warning(f"Could not create the CaTune overlay layers: {e}")
+        self.plots.set_kernel(*self._kernel_args(self.params))
+        self.select_most_active(1)
+
+    def _ensure_source(self) -> _Source | None:
+        if self._source is not None:
+            if self._source.labels in self.viewer.layers:
+                return self._source
+            self._source = None
+        labels = self.labels_combo.value
+        image = self.image_combo.value
+        if labels is None or labels not in self.viewer.layers:
+            self.status.setText("Add a Labels layer of ROIs (and a movie) to start tuning.")
+            return None
+        key = (id(labels), id(labels.data), id(image), id(image.data) if image else None)
+        src = self._cache.get(key)
+        if src is None:
+            src = self._build_source(image, labels)
+            if src is None:
+                return None
+            self._cache = {key: src}  # one pair cached: memory stays bounded
+        self._source = src
+        return src
+
+    def _build_source(self, image, labels) -> _Source | None:
+        from .. import traces as _traces
+
+        meta = labels.metadata.get("catune", {}) if isinstance(labels.metadata, dict) else {}
+        lab = np.asarray(labels.data)
+        fs_hint = meta.get("fs")
+        if image is None:
+            tr = meta.get("traces")
+            if tr is None:
+                _notify_error(
+                    f"Labels layer '{labels.name}' has no traces and no movie is chosen: "
+                    "pick the movie (Image layer, T x Y x X) in the CaTune tuner.")
+                return None
+            tr = np.asarray(tr, dtype=np.float64)
+            ids = meta.get("roi_ids")
+            ids = np.arange(1, tr.shape[0] + 1) if ids is None else np.asarray(ids)
+            if tr.ndim != 2 or len(ids) != tr.shape[0]:
+                _notify_error(f"Labels layer '{labels.name}' carries traces of shape "
+                              f"{tr.shape} for {len(ids)} ROI ids; they must match (n, T).")
+                return None
+            present = np.isin(ids, np.unique(lab))
+            if not present.all():
+                _notify_warning(f"ROI(s) {ids[~present].tolist()} have no pixels in "
+                                f"'{labels.name}' and cannot be clicked; use the list.")
+        else:
+            fs_hint = image.metadata.get("catune", {}).get("fs") or fs_hint
+            if image.data.ndim != 3 or tuple(image.data.shape[-2:]) != lab.shape[-2:] \
+                    or lab.ndim != 2:
+                _notify_error(
+                    f"Movie '{image.name}' has shape {tuple(image.data.shape)} and labels "
+                    f"'{labels.name}' have shape {lab.shape}: the movie must be (T, Y, X) "
+                    "with the same Y, X as the labels. Choose matching layers.")
+                return None
+            self.status.setText("Extracting traces...")
+            try:
+                tr, ids = _traces.extract_traces(image.data, lab)
+            except (ValueError, MemoryError) as e:
+                _notify_error(f"Could not extract traces from '{image.name}' with "
+                              f"'{labels.name}': {e}")
+                return None
+            tr = np.asarray(tr, dtype=np.float64)
+            ids = np.asarray(ids)
+        if tr.shape[0] == 0:
+            _notify_error(f"Labels layer '{labels.name}' has no ROIs (all pixels are 0). "
+                          "Paint or load ROIs first.")
+            return None
+        if tr.shape[1] < 2:
+            _notify_error(f"The traces have {tr.shape[1]} frame(s); at least 2 are needed.")
+            return None
+        try:
+            snr = np.asarray(_traces.roi_snr(tr, float(fs_hint or self.params.fs)), float)
+        except Exception:  # noqa: BLE001 - a quality score is optional
+            snr = np.full(tr.shape[0], np.nan)
+        self.status.setText(f"{tr.shape[0]} ROIs, {tr.shape[1]} frames.")
+        return _Source(image, labels, tr, ids.astype(np.int64), snr,
+                       float(fs_hint) if fs_hint else None)
+
+    # ============================================================ table
+    def _fill_table(self) -> None:
+        src = self._source
+        t = self.roi_table
+        t.blockSignals(True)
+        t.setSortingEnabled(False)
+        t.setRowCount(len(src.roi_ids))
+        for r, (rid, snr) in enumerate(zip(src.roi_ids, src.snr)):
+            a = QTableWidgetItem()
+            a.setData(Qt.DisplayRole, int(rid))
+            b = QTableWidgetItem()
+            b.setData(Qt.DisplayRole, round(float(snr), 2) if np.isfinite(snr) else -1.0)
+            t.setItem(r, 0, a)
+            t.setItem(r, 1, b)
+        t.setSortingEnabled(True)
+        t.sortItems(1, Qt.DescendingOrder)  # most active first
+        t.blockSignals(False)
+
+    def _table_rows_of(self, ids) -> list[int]:
+        want = set(int(i) for i in ids)
+        return [r for r in range(self.roi_table.rowCount())
+                if int(self.roi_table.item(r, 0).data(Qt.DisplayRole)) in want]
+
+    def _sync_table(self) -> None:
+        t = self.roi_table
+        t.blockSignals(True)
+        t.clearSelection()
+        mode = t.selectionMode()
+        t.setSelectionMode(QAbstractItemView.MultiSelection)
+        for r in self._table_rows_of(self._selected):
+            t.selectRow(r)
+        t.setSelectionMode(mode)
+        t.blockSignals(False)
+
+    def _table_selection_changed(self) -> None:
+        rows = sorted({i.row() for i in self.roi_table.selectedIndexes()})
+        ids = [int(self.roi_table.item(r, 0).data(Qt.DisplayRole)) for r in rows]
+        if ids != self._selected:
+            self.select_rois(ids)
+
+    # ============================================================ viewer
+    def _on_mouse(self, viewer, event):
+        if event.button != 1:
+            return
+        src = self._source
+        if src is None or src.labels not in viewer.layers:
+            return
+        if getattr(src.labels, "mode", "pan_zoom") not in ("pan_zoom", "pick", "transform"):
+            return  # the user is painting or erasing
+        press = np.asarray(event.pos, dtype=float)
+        yield
+        moved = False
+        while event.type == "mouse_move":
+            if np.hypot(*(np.asarray(event.pos, dtype=float) - press)) > 3:
+                moved = True
+            yield
+        if moved:
+            return  # a pan, not a click
+        try:
+            value = src.labels.get_value(event.position, view_direction=event.view_direction,
+                                         dims_displayed=event.dims_displayed, world=True)
+        except Exception:  # noqa: BLE001 - a click outside the layer is not an error
+            return
+        if value is None or int(value) == 0:
+            return
+        self.select_rois([int(value)], add="Shift" in event.modifiers)
+
+    def _dims_changed(self) -> None:
+        step = self.viewer.dims.current_step
+        if self.viewer.dims.ndim >= 3 and self._source is not None:
+            self.plots.set_cursor_frame(int(step[0]))
+
+    def _goto_frame(self, frame: int) -> None:
+        if self._source is None or self.viewer.dims.ndim < 3:
+            return
+        frame = int(min(max(frame, 0), self._source.n_frames - 1))
+        self.viewer.dims.set_current_step(0, frame)
+        self.plots.set_cursor_frame(frame)
+
+    def _apply_theme(self) -> None:
+        try:
+            theme = get_theme(self.viewer.theme)
+            bg, fg = str(theme.canvas.as_hex()), str(theme.text.as_hex())
+            bg = str(theme.background.as_hex())
+        except Exception:  # noqa: BLE001 - fall back to a dark theme
+            bg, fg = "#262930", "#f0f1f2"
+        self.plots.set_theme(bg, fg)
+
+    # ============================================================ live
+    def _kernel_args(self, p: TuningParams):
+        return p.tau_rise, p.tau_decay, p.fs
+
+    def _params_changed(self, p: TuningParams) -> None:
+        try:
+            self.plots.set_kernel(*self._kernel_args(p))
+        except ValueError as e:
+            _notify_error(f"Parameters out of range: {e}")
+            return
+        src = self._source
+        if src is not None and self._selected and abs(self.plots.fs - p.fs) > 0:
+            rows = [src.row[i] for i in self._selected]
+            self.plots.set_time_base(p.fs, src.traces[rows])
+            self.plots.set_cursor_frame(int(self.viewer.dims.current_step[0])
+                                        if self.viewer.dims.ndim >= 3 else 0)
+        self._timer.start()  # coalesces a burst of slider events into one solve
+
+    def _show_selection(self) -> None:
+        src = self._source
+        ids = self._selected
+        rows = [src.row[i] for i in ids]
+        colors = [src.labels.get_color(i) for i in ids]
+        colors = [c if c is not None else (1, 1, 1, 1) for c in colors]
+        self.plots.set_rois(ids, colors, src.traces[rows], self.params.fs)
+        self._drawn_ids = None
+        self._dims_changed()
+        try:
+            self.overlays.set_selection(ids)
+        except Exception as e:  # noqa: BLE001 - cosmetic; keep tuning
+            _notify_warning(f"Could not outline the selection: {e}")
+        self._timer.start()
+
+    def _cancel_live(self) -> None:
+        self._timer.stop()
+        self._gen += 1
+        self._drawn_gen = self._gen  # nothing older may be drawn any more
+
+    def _request_solve(self) -> None:
+        src = self._source
+        if src is None or not self._selected:
+            return
+        try:
+            p = self.params
+        except ValueError as e:
+            _notify_error(f"Parameters out of range: {e}")
+            return
+        ids = list(self._selected)
+        rows = [src.row[i] for i in ids]
+        init = None
+        if all(i in self._warm for i in ids):
+            init = np.stack([self._warm[i] for i in ids])
+        self._gen += 1
+        self._live.submit({"gen": self._gen, "ids": ids, "source": src, "params": p,
+                           "traces": src.traces[rows], "init": init,
+                           "baseline": bool(self.controls.baseline.value),
+                           "t_request": time.perf_counter()})
+
+    def _solve_done(self, job: dict) -> None:
+        if self._closed:
+            return
+        if "error" in job:
+            e = job["error"]
+            _notify_error(f"Deconvolution failed: {e}. Adjust the parameters or the ROI "
+                          f"selection.")
+            self._drawn_gen = max(self._drawn_gen, job["gen"])
+            return
+        src = job["source"]
+        if src is not self._source or src.labels not in self.viewer.layers:
+            return  # the data source changed or its layer was removed meanwhile
+        res = job["result"]
+        act = np.atleast_2d(np.asarray(res.activity, dtype=np.float64))
+        fit = np.atleast_2d(np.asarray(res.reconvolution, dtype=np.float64))
+        for i, rid in enumerate(job["ids"]):
+            self._warm[rid] = act[i]
+        if job["gen"] <= self._drawn_gen or job["ids"] != self._selected:
+            return  # stale: something newer is on screen or the selection moved on
+        self._drawn_gen = job["gen"]
+        self.last_solve_seconds = job["elapsed"]
+        self.plots.set_fit(fit, act)
+        self._last_result = (job["ids"], job["params"], fit, act)
+        if self._apply_worker is None and not self._showing_all:
+            self._update_activity_overlay()
+
+    _showing_all = False
+
+    def _update_activity_overlay(self) -> None:
+        src = self._source
+        if src is None:
+            return
+        mode = self.controls.overlay_mode.value
+        res = src.labels.metadata.get("catune", {}).get("results") if self._showing_all \
+            else None
+        try:
+            if res is not None:
+                vals = res["activity"] if mode == "activity" else res["reconvolution"]
+                self.overlays.set_activity(res["roi_ids"], vals)
+            elif self._last_result is not None:
+                ids, _, fit, act = self._last_result
+                self.overlays.set_activity(ids, act if mode == "activity" else fit)
+        except Exception as e:  # noqa: BLE001 - cosmetic
+            _notify_warning(f"Could not update the activity layer: {e}")
+
+    def _store_results(self, src, p, act, rec, base, conv) -> None:
+        from .. import traces as _traces
+
+        meta = src.labels.metadata.setdefault("catune", {})
+        meta["results"] = {"activity": act, "reconvolution": rec, "baseline": base,
+                           "converged": conv, "roi_ids": src.roi_ids.copy(),
+                           "params": p.to_dict()}
+        meta["params"] = p.to_dict()
+        try:
+            snr = np.asarray(_traces.roi_snr(src.traces, p.fs), float)
+        except Exception:  # noqa: BLE001
+            snr = src.snr
+        features = {
+            "index": src.roi_ids.copy(),
+            "roi_id": src.roi_ids.copy(),
+            "snr": snr,
+            "event_rate_hz": _event_rate(act, p.fs),
+            "baseline": base.copy(),
+            "converged": conv.copy(),
+        }
+        try:
+            src.labels.features = features
+        except Exception as e:  # noqa: BLE001
+            _notify_warning(f"Results stored in metadata, but features failed: {e}")
+        self._showing_all = True
+        self._update_activity_overlay()
+        self.status.setText(f"Applied to {len(src.roi_ids)} ROIs; results stored on "
+                            f"'{src.labels.name}' (save them with File > Save Selected "
+                            "Layers as .npy or .csv).")
+
+    # ============================================================ dialogs
+    def _save_dialog(self, *_):
+        path, _ = QFileDialog.getSaveFileName(self, "Save CaTune parameters", "catune_params.json",
+                                              "CaTune parameters (*.json)")
+        if path:
+            self.save_params(path)
+
+    def _load_dialog(self, *_):
+        path, _ = QFileDialog.getOpenFileName(self, "Load CaTune parameters", "",
+                                              "CaTune parameters (*.json)")
+        if path:
+            self.load_params(path)
+
+    # ============================================================ teardown
+    def closeEvent(self, event):  # noqa: N802 - Qt API
+        self._teardown()
+        super().closeEvent(event)
+
+    def _teardown(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._timer.stop()
+        self._live.stop()
+        if self._apply_worker is not None:
+            self._apply_worker.quit()
+        on_layers, on_step, on_theme, on_mouse = self._hooks
+        try:
+            self.viewer.layers.events.inserted.disconnect(on_layers)
+            self.viewer.layers.events.removed.disconnect(on_layers)
+            self.viewer.layers.events.moved.disconnect(on_layers)
+            self.viewer.dims.events.current_step.disconnect(on_step)
+            self.viewer.events.theme.disconnect(on_theme)
+            if on_mouse in self.viewer.mouse_drag_callbacks:
+                self.viewer.mouse_drag_callbacks.remove(on_mouse)
+        except Exception:  # noqa: BLE001 - the viewer may already be gone
+            pass
