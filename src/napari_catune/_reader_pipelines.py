@@ -1,0 +1,157 @@
+"""npe2 readers for pipeline outputs: a suite2p plane folder, a CaImAn HDF5 file.
+
+The getters only peek (file names, the HDF5 group list) and return ``None``
+for anything that is not theirs, never raising.  The readers return the
+background image as an Image layer and the ROI footprints as a Labels layer
+whose ``metadata["catune"]`` carries the traces, ``fs``, ``roi_ids`` and the
+source, so the CaTune tuner picks them up.
+
+suite2p keeps footprints (``stat.npy``) and the mean image / sampling rate
+(``ops.npy``) in pickles, which can run code when loaded.  The reader asks
+the user once per folder; refused, the traces come as a grid of tiles (one
+per ROI) and the tuner asks for the sampling rate.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["get_suite2p_reader", "get_caiman_reader"]
+
+# folder (resolved path) -> the user's answer to "unpickle stat.npy/ops.npy?"
+_PICKLE_ANSWERS: dict[str, bool] = {}
+
+
+def _single_path(path) -> str | None:
+    if isinstance(path, (list, tuple)):
+        if len(path) != 1:
+            return None
+        path = path[0]
+    if not isinstance(path, (str, os.PathLike)):
+        return None
+    return os.fspath(path)
+
+
+def ask_allow_pickle(folder: str) -> bool:
+    """Ask (a Qt dialog) whether the pickles in ``folder`` may be loaded.
+
+    Without a running Qt application (scripts, headless) the answer is no.
+    Tests replace this function.
+    """
+    try:
+        from qtpy.QtWidgets import QApplication, QMessageBox
+    except Exception:
+        return False
+    if QApplication.instance() is None:
+        return False
+    answer = QMessageBox.question(
+        None,
+        "Load suite2p ROI footprints?",
+        f"The suite2p folder\n{folder}\nstores ROI footprints (stat.npy) and the "
+        "sampling rate / mean image (ops.npy) as Python pickles. Loading a pickle "
+        "can run code: only do so for folders you or your pipeline wrote.\n\n"
+        "Load them? (No: traces only, shown as a grid of tiles.)",
+        QMessageBox.Yes | QMessageBox.No,
+        QMessageBox.No,
+    )
+    return answer == QMessageBox.Yes
+
+
+def _allow_pickle(folder: Path) -> bool:
+    if not ((folder / "stat.npy").is_file() or (folder / "ops.npy").is_file()):
+        return False
+    key = str(folder.resolve())
+    if key not in _PICKLE_ANSWERS:
+        _PICKLE_ANSWERS[key] = bool(ask_allow_pickle(key))
+    return _PICKLE_ANSWERS[key]
+
+
+def _layers(data, name: str):
+    from .loaders import tile_labels
+
+    catune = {
+        "traces": data.traces,
+        "fs": data.fs,
+        "roi_ids": np.asarray(data.roi_ids),
+        "source": data.source,
+    }
+    out = []
+    if data.labels is not None:
+        labels = data.labels
+        if data.mean_image is not None and data.mean_image.shape == labels.shape:
+            out.append(
+                (data.mean_image, {"name": f"{name} image", "metadata": {"catune": {"fs": data.fs}}},
+                 "image")
+            )
+    else:
+        labels = tile_labels(data.traces.shape[0], ids=data.roi_ids)
+    out.append((labels, {"name": f"{name} ROIs", "metadata": {"catune": catune}}, "labels"))
+    return out
+
+
+# ---------------------------------------------------------------- suite2p
+
+
+def get_suite2p_reader(path):
+    """A reader for a suite2p plane folder (``F.npy`` + ``Fneu.npy``), else None.
+
+    A ``suite2p`` folder with a single ``plane*`` subfolder is accepted too.
+    """
+    try:
+        from .loaders import find_suite2p_plane
+
+        p = _single_path(path)
+        if p is None or find_suite2p_plane(p) is None:
+            return None
+    except Exception:
+        return None
+    return read_suite2p
+
+
+def read_suite2p(path):
+    """Read a suite2p plane folder: the mean image and the ROI footprints.
+
+    Asks (once per folder) before unpickling ``stat.npy``/``ops.npy``.
+    """
+    from .loaders import find_suite2p_plane, load_suite2p
+
+    p = _single_path(path)
+    plane = find_suite2p_plane(p) if p else None
+    if plane is None:
+        raise ValueError(f"{path!r} is not a suite2p plane folder (F.npy and Fneu.npy)")
+    data = load_suite2p(plane, allow_pickle=_allow_pickle(plane))
+    return _layers(data, f"suite2p {plane.name}")
+
+
+
+# ---------------------------------------------------------------- CaImAn
+
+
+def get_caiman_reader(path):
+    """A reader for a CaImAn ``.hdf5``/``.h5`` file with an ``estimates`` group, else None."""
+    try:
+        p = _single_path(path)
+        if p is None or not p.lower().endswith((".hdf5", ".h5")) or not os.path.isfile(p):
+            return None
+        import h5py
+
+        with h5py.File(p, "r") as f:
+            if "estimates" not in f or not isinstance(f["estimates"], h5py.Group):
+                return None
+            if "C" not in f["estimates"]:
+                return None
+    except Exception:
+        return None
+    return read_caiman
+
+
+def read_caiman(path):
+    """Read a CaImAn CNMF file: the correlation image and the footprints."""
+    from .loaders import load_caiman
+
+    p = _single_path(path)
+    data = load_caiman(p)
+    return _layers(data, Path(p).stem)
