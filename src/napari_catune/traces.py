@@ -1,0 +1,240 @@
+"""ROI traces from a movie, and a robust per-ROI SNR.
+
+Extraction reads the movie once, a chunk of frames at a time, so NumPy,
+Dask, zarr and memory-mapped movies all work with memory bounded by the
+chunk.  Labelled pixels are encoded as runs (consecutive pixels of one ROI
+within an image row); a small numba kernel sums each run of each frame.
+That touches only the cache lines holding ROI pixels and measured 0.75x the
+time of one ``movie.sum()`` pass (bench/bench_extract.py), where a
+gather + sparse matrix product took 1.9-2.4x.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = ["extract_traces", "roi_snr"]
+
+# bytes of movie read per chunk (per frame count it is rounded to storage chunks)
+_CHUNK_BYTES = 64 * 2**20
+
+_kernel = None
+
+
+def _run_sums():
+    global _kernel
+    if _kernel is None:
+        import numba
+
+        @numba.njit(cache=True, nogil=True)
+        def run_sums(frames, starts, lengths, rows, out):
+            # frames (k, P); out (k, n_rois) accumulates the sum of each run
+            for f in range(frames.shape[0]):
+                frame = frames[f]
+                acc = out[f]
+                for j in range(starts.shape[0]):
+                    s = 0.0
+                    a = starts[j]
+                    for q in range(a, a + lengths[j]):
+                        s += frame[q]
+                    acc[rows[j]] += s
+
+        _kernel = run_sums
+    return _kernel
+
+
+def _frames_per_chunk(movie, frame_bytes: int) -> int:
+    target = max(1, _CHUNK_BYTES // max(frame_bytes, 1))
+    chunks = getattr(movie, "chunks", None)
+    step = None
+    if chunks is not None:
+        try:
+            first = chunks[0]
+            # dask: tuple of tuples; zarr: tuple of ints
+            step = int(first[0]) if isinstance(first, tuple) else int(first)
+        except (TypeError, IndexError, ValueError):
+            step = None
+    if step and step > 0:
+        # whole storage chunks, so no chunk is decompressed twice
+        return step * max(1, target // step)
+    return target
+
+
+def _check_labels(labels, movie_shape):
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise ValueError(
+            f"labels must be a 2-D (Y, X) image, got shape {labels.shape}"
+        )
+    if labels.shape != tuple(movie_shape[1:]):
+        raise ValueError(
+            f"labels shape {labels.shape} does not match the movie's frame shape "
+            f"{tuple(movie_shape[1:])} (movie shape {tuple(movie_shape)})"
+        )
+    if labels.dtype.kind not in "iu":
+        raise ValueError(
+            f"labels must be integers (0 = background, n = ROI id), got dtype {labels.dtype}; "
+            "convert with labels.astype(np.int32) if the values are whole numbers"
+        )
+    if labels.size and labels.dtype.kind == "i" and labels.min() < 0:
+        bad = np.unique(labels[labels < 0])[:5]
+        raise ValueError(
+            f"labels must be >= 0 (0 = background), found negative values {bad.tolist()}"
+        )
+    return labels
+
+
+def _runs(labels: np.ndarray, ids: np.ndarray):
+    """Runs of ROI pixels in the flattened image: (starts, lengths, row of ids)."""
+    Y, X = labels.shape
+    flat = labels.ravel()
+    # row in the output for every pixel, -1 where the pixel is not requested
+    order = np.argsort(ids, kind="stable")
+    sorted_ids = ids[order]
+    pos = np.searchsorted(sorted_ids, flat)
+    pos_c = np.minimum(pos, len(ids) - 1)
+    hit = sorted_ids[pos_c] == flat
+    row = np.where(hit, order[pos_c], -1)
+    change = np.ones(flat.size, dtype=bool)
+    change[1:] = row[1:] != row[:-1]
+    change[::X] = True  # runs never cross an image row
+    starts = np.flatnonzero(change)
+    lengths = np.diff(np.append(starts, flat.size))
+    rows = row[starts]
+    keep = rows >= 0
+    counts = np.bincount(row[row >= 0], minlength=len(ids))
+    return (
+        starts[keep].astype(np.int64),
+        lengths[keep].astype(np.int64),
+        rows[keep].astype(np.int64),
+        counts,
+    )
+
+
+def extract_traces(movie, labels, ids=None, *, chunk_frames: int | None = None):
+    """Mean fluorescence of each ROI in every frame.
+
+    Parameters
+    ----------
+    movie : array_like (T, Y, X)
+        Any numeric dtype; NumPy, Dask, zarr, ``np.memmap`` or anything
+        sliceable as ``movie[t0:t1]``.  Read once, in chunks of frames.
+    labels : array_like (Y, X) of int
+        0 = background, n > 0 = ROI id.
+    ids : sequence of int, optional
+        ROIs to extract, in this order; default all ids present, ascending.
+    chunk_frames : int, optional
+        Frames per read; default about 64 MB of movie per chunk.
+
+    Returns
+    -------
+    traces : (n_rois, T) float64
+    ids : (n_rois,) int64
+    """
+    shape = tuple(getattr(movie, "shape", ()))
+    if len(shape) != 3:
+        if not hasattr(movie, "shape"):
+            movie = np.asarray(movie)
+            shape = movie.shape
+        if len(shape) != 3:
+            raise ValueError(
+                f"movie must be 3-D (T, Y, X), got shape {shape}"
+            )
+    dtype = np.dtype(getattr(movie, "dtype", np.float64))
+    if dtype.kind not in "biuf":
+        raise ValueError(f"movie must hold real numbers, got dtype {dtype}")
+    labels = _check_labels(labels, shape)
+
+    if ids is None:
+        ids = np.unique(labels)
+        ids = ids[ids != 0]
+        if ids.size == 0:
+            raise ValueError("labels contain no ROI (every pixel is 0 = background)")
+    else:
+        ids = np.asarray(ids)
+        if ids.ndim == 0:
+            ids = ids.reshape(1)
+        if ids.ndim != 1 or (ids.size and ids.dtype.kind not in "iu"):
+            raise ValueError(f"ids must be a 1-D sequence of integers, got {ids!r}")
+        if ids.size == 0:
+            raise ValueError("ids is empty: request at least one ROI id")
+        present = np.unique(labels)
+        absent = np.setdiff1d(ids, present[present != 0])
+        if absent.size:
+            raise ValueError(
+                f"ROI ids {absent[:10].tolist()} are not in the labels image "
+                f"(it has {max(present.size - (present[0] == 0), 0)} ROIs); "
+                "an ROI with no pixels has no trace"
+            )
+    ids = ids.astype(np.int64)
+    uniq = np.unique(ids)
+    starts, lengths, rows, counts = _runs(labels, uniq)
+
+    T, Y, X = shape
+    n = uniq.size
+    sums = np.zeros((T, n), dtype=np.float64)
+    if chunk_frames is None:
+        chunk_frames = _frames_per_chunk(movie, Y * X * dtype.itemsize)
+    chunk_frames = max(1, int(chunk_frames))
+    kernel = _run_sums()
+    for t0 in range(0, T, chunk_frames):
+        t1 = min(T, t0 + chunk_frames)
+        block = np.asarray(movie[t0:t1])
+        if block.dtype.kind == "b":
+            block = block.view(np.uint8)
+        elif block.dtype == np.float16:
+            block = block.astype(np.float32)
+        elif not block.dtype.isnative:
+            block = block.astype(block.dtype.newbyteorder("="))
+        block = np.ascontiguousarray(block).reshape(t1 - t0, Y * X)
+        kernel(block, starts, lengths, rows, sums[t0:t1])
+    traces = (sums / counts).T
+    # back to the order asked for (duplicates allowed)
+    traces = traces[np.searchsorted(uniq, ids)]
+    return np.ascontiguousarray(traces), ids
+
+
+def roi_snr(traces, fs) -> np.ndarray:
+    """Robust signal-to-noise ratio of each trace, for sorting ROI lists.
+
+    ``(99th percentile - median) / sigma`` of the trace smoothed over
+    ~0.1 s, where ``sigma`` is the noise of the raw trace estimated from
+    first differences (``MAD / 0.6745 / sqrt(2)``), so slow transients do
+    not count as noise.  A noiseless trace gives ``inf`` (or 0 if flat).
+
+    Parameters
+    ----------
+    traces : (T,) or (n, T) array_like
+    fs : float
+        Sampling rate in Hz.
+
+    Returns
+    -------
+    (n,) float64
+    """
+    x = np.asarray(traces, dtype=np.float64)
+    if x.ndim == 1:
+        x = x[None]
+    if x.ndim != 2:
+        raise ValueError(f"traces must be (T,) or (n, T), got shape {x.shape}")
+    fs = float(fs)
+    if not (math.isfinite(fs) and fs > 0):
+        raise ValueError(f"fs (sampling rate) must be a positive number in Hz, got {fs}")
+    if x.shape[1] < 3:
+        return np.zeros(x.shape[0])
+    d = np.diff(x, axis=1)
+    mad = np.median(np.abs(d - np.median(d, axis=1, keepdims=True)), axis=1)
+    sigma = mad / 0.6745 / math.sqrt(2.0)
+    w = max(1, min(int(round(0.1 * fs)), x.shape[1]))
+    if w > 1:
+        c = np.cumsum(np.pad(x, ((0, 0), (1, 0))), axis=1)
+        sm = (c[:, w:] - c[:, :-w]) / w
+    else:
+        sm = x
+    signal = np.percentile(sm, 99, axis=1) - np.median(sm, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        snr = np.where(sigma > 0, signal / np.where(sigma > 0, sigma, 1.0),
+                       np.where(signal > 0, np.inf, 0.0))
+    return snr
