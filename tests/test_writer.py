@@ -191,3 +191,43 @@ def test_file_menu_path_raises_the_message(make_napari_viewer, tmp_path):
     out = str(tmp_path / "p.json")
     assert save_layers(out, [layer], _writer=ours["napari-catune.write_params"]) == [out]
     assert load_params(out) == PARAMS
+
+
+def test_trace_file_to_tuner_to_saved_results(make_napari_viewer, qtbot, tmp_path):
+    # reader -> tuner "Apply to all" -> writers, compared with the core solver
+    from napari_catune.io import save_for_tuning
+    from napari_catune.solver import run_deconvolution_full
+
+    rng = np.random.default_rng(5)
+    fs, t = 20.0, 400
+    p = TuningParams(tau_rise=0.05, tau_decay=0.6, fs=fs, lam=0.1)
+    spikes = (rng.random((3, t)) < 0.03).astype(float)
+    from napari_catune.kernel import build_kernel
+
+    k = build_kernel(p.tau_rise, p.tau_decay, fs)
+    traces = np.stack([np.convolve(s, k)[:t] for s in spikes]) + 0.05 * rng.normal(size=(3, t)) + 1.0
+    npy, _ = save_for_tuning(traces, fs, tmp_path / "cells", metadata={"roi_ids": [2, 5, 9]})
+
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(str(npy), plugin="napari-catune")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-catune", "CaTune tuner")
+    widget.set_params(p)
+    worker = widget.apply_to_all()
+    assert worker is not None
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        pass
+    qtbot.waitUntil(lambda: "results" in layer.metadata["catune"], timeout=10_000)
+
+    out_csv, out_npy, out_json = (str(tmp_path / f"res.{e}") for e in ("csv", "npy", "json"))
+    assert layer.save(out_csv, plugin="napari-catune") == [out_csv]
+    assert layer.save(out_npy, plugin="napari-catune") == [out_npy]
+    assert layer.save(out_json, plugin="napari-catune") == [out_json]
+
+    expected = run_deconvolution_full(traces, fs, p.tau_rise, p.tau_decay, p.lam).activity
+    scale = np.abs(expected).max()
+    np.testing.assert_allclose(np.load(out_npy), expected, rtol=0, atol=1e-6 * scale)
+    header, table = _read_csv(out_csv)
+    assert header == ["time_s", "roi_2", "roi_5", "roi_9"]
+    np.testing.assert_allclose(table[:, 0], np.arange(t) / fs, rtol=1e-9)
+    np.testing.assert_allclose(table[:, 1:], expected.T, rtol=1e-8, atol=1e-6 * scale)
+    assert load_params(out_json) == p
