@@ -153,7 +153,8 @@ def _npz_layout(p: str):
     if "traces" in members:  # our name: ours even if malformed (the reader says why)
         key = "traces"
     else:
-        key = next((k for k in _NPZ_TRACE_KEYS if k in members and _is_trace_array(*members[k])), None)
+        named = [k for k in _NPZ_TRACE_KEYS if k in members]
+        key = next((k for k in named if _is_trace_array(*members[k])), None)
     if key is None:
         others = [k for k in members if k not in _NPZ_FS_KEYS + _NPZ_ID_KEYS]
         # one unnamed array (np.savez(f, x) -> "arr_0"), perhaps beside fs/ids;
@@ -235,7 +236,9 @@ def _as_ids(value, n: int, p) -> np.ndarray:
         return np.arange(1, n + 1, dtype=np.int64)
     ids = np.asarray(value)
     if ids.ndim != 1 or ids.shape[0] != n:
-        raise ValueError(f"{p}: roi_ids must be a list of {n} ids (one per trace), got shape {ids.shape}")
+        raise ValueError(
+            f"{p}: roi_ids must be a list of {n} ids (one per trace), got shape {ids.shape}"
+        )
     if ids.dtype.kind == "f" and np.all(ids == np.round(ids)):
         ids = ids.astype(np.int64)
     if ids.dtype.kind not in "iu":
