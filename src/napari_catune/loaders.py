@@ -362,8 +362,12 @@ def load_caiman(path, only_accepted: bool = False) -> PipelineData:
             )
         try:
             return _read_caiman(f, path, only_accepted)
-        except (KeyError, OSError) as e:
+        except (KeyError, OSError, TypeError) as e:
             raise ValueError(f"{path} is truncated or malformed ({e})") from None
+        except ValueError as e:
+            if str(path) in str(e):
+                raise
+            raise ValueError(f"{path} is malformed ({e})") from None
 
 
 def _read_caiman(f, path: Path, only_accepted: bool) -> PipelineData:
@@ -376,16 +380,17 @@ def _read_caiman(f, path: Path, only_accepted: bool) -> PipelineData:
     n = C.shape[0]
     F_dff = _h5_get(f, "estimates/F_dff")
     YrA = _h5_get(f, "estimates/YrA")
+    for name, arr in (("estimates/F_dff", F_dff), ("estimates/YrA", YrA)):
+        if arr is not None and np.shape(arr) != C.shape:
+            raise ValueError(
+                f"{path}: '{name}' has shape {np.shape(arr)} but 'estimates/C' has {C.shape}"
+            )
     if F_dff is not None:
         traces, kind = np.asarray(F_dff, dtype=np.float64), "F_dff"
-        name = "estimates/F_dff"
     elif YrA is not None:
         traces, kind = C + np.asarray(YrA, dtype=np.float64), "C + YrA"
-        name = "estimates/YrA"
     else:
-        traces, kind, name = C, "C", "estimates/C"
-    if traces.shape != C.shape:
-        raise ValueError(f"{path}: '{name}' has shape {traces.shape} but 'estimates/C' has {C.shape}")
+        traces, kind = C, "C"
 
     fr = _h5_get(f, "params/data/fr")
     fs = None
