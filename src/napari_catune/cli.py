@@ -831,6 +831,17 @@ def _most_active(viewer, k: int = 3) -> list[int]:
     return []
 
 
+def _close_toasts(viewer) -> None:
+    """Close napari's notification pop-ups so they do not cover the screenshot."""
+    try:
+        from napari._qt.dialogs.qt_notification import NapariQtNotification
+
+        for w in viewer.window._qt_window.findChildren(NapariQtNotification):
+            w.close()
+    except Exception:  # private API; a toast in the picture is harmless
+        pass
+
+
 def _ours(path: str) -> bool:
     low = path.lower().rstrip("/")
     if low.endswith((".npy", ".npz", ".json", ".hdf5", ".h5")):
@@ -855,6 +866,9 @@ def _cmd_view(args) -> int:
 
     state = {"code": 0}
     viewer = napari.Viewer(title="napari-catune")
+    size = args.size or ((1500, 950) if args.screenshot else None)
+    if size:
+        viewer.window.resize(*size)
     _dock, widget = viewer.window.add_plugin_dock_widget(PROG, "CaTune tuner")
     try:
         if args.paths:
@@ -887,6 +901,14 @@ def _cmd_view(args) -> int:
             print(f"saved {shot}", file=sys.stderr)
             finish(0)
 
+        def when_idle():
+            # the tuner solves off the GUI thread: wait until its plots are drawn
+            if not getattr(widget, "idle", True):
+                QTimer.singleShot(100, when_idle)
+                return
+            _close_toasts(viewer)
+            QTimer.singleShot(int(args.settle * 1000), shoot)
+
         def select():
             try:
                 ids = _most_active(viewer, 3)
@@ -895,7 +917,7 @@ def _cmd_view(args) -> int:
             except Exception as e:
                 finish(1, f"selecting ROIs failed: {type(e).__name__}: {e}")
                 return
-            QTimer.singleShot(int(args.settle * 1000), shoot)
+            QTimer.singleShot(200, when_idle)
 
         QTimer.singleShot(200, select)
         QTimer.singleShot(
@@ -933,6 +955,16 @@ def _positive(text: str) -> float:
     if not (math.isfinite(v) and v > 0):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return v
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, e.g. 1600x1000, got {text!r}") from None
+    if w < 100 or h < 100:
+        raise argparse.ArgumentTypeError(f"window size too small: {text!r}")
+    return w, h
 
 
 def _count(text: str) -> int:
@@ -974,8 +1006,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="select the 3 most active ROIs, save a window screenshot, quit")
     v.add_argument("--timeout", type=_positive, default=120.0, metavar="S",
                    help="with --screenshot: give up (exit 1) after S seconds (default 120)")
-    v.add_argument("--settle", type=_positive, default=1.5, metavar="S",
+    v.add_argument("--settle", type=_positive, default=1.0, metavar="S",
                    help="with --screenshot: seconds to let plots update before the shot")
+    v.add_argument("--size", type=_size, default=None, metavar="WxH",
+                   help="window size in pixels (default with --screenshot: 1500x950)")
     v.set_defaults(func=_cmd_view)
 
     d = sub.add_parser(

@@ -1,0 +1,422 @@
+"""The napari-catune command line: every input kind, outputs, exit codes, messages."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_catune import cli, run_deconvolution_full
+from napari_catune.params import TuningParams, load_params, save_params
+from test_loaders import make_caiman, make_suite2p
+
+FS, TAU_R, TAU_D, LAM = 20.0, 0.05, 0.4, 0.2
+
+
+def _traces(n=8, T=300, seed=0):
+    from napari_catune.kernel import build_kernel
+
+    rng = np.random.default_rng(seed)
+    spikes = (rng.uniform(size=(n, T)) < 0.03) * rng.uniform(0.5, 2.0, (n, T))
+    h = build_kernel(TAU_R, TAU_D, FS)
+    calcium = np.array([np.convolve(s, h)[:T] for s in spikes])
+    return calcium + 0.1 * rng.standard_normal((n, T)) + 1.0
+
+
+@pytest.fixture
+def params(tmp_path):
+    p = tmp_path / "params.json"
+    save_params(TuningParams(TAU_R, TAU_D, FS, LAM), p)
+    return p
+
+
+def _run(capsys, *argv):
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _one_line_error(err: str) -> str:
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    assert lines[0].startswith("napari-catune ")
+    return lines[0]
+
+
+def _no_temp_files(folder: Path):
+    left = [p.name for p in folder.iterdir() if p.name.startswith(".")]
+    assert left == [], left
+
+
+# ---------------------------------------------------------------- help
+
+
+@pytest.mark.parametrize("cmd", [[], ["view"], ["deconvolve"], ["estimate"], ["info"]])
+def test_help_with_examples(capsys, cmd):
+    code, out, _ = _run(capsys, *cmd, "--help")
+    assert code == 0
+    assert "examples:" in out and "napari-catune" in out
+
+
+def test_usage_errors_exit_2(capsys, tmp_path, params):
+    assert _run(capsys)[0] == 2  # no command
+    assert _run(capsys, "frobnicate")[0] == 2
+    code, _, err = _run(capsys, "deconvolve", "x.npy", "-o", "y.npy")  # --params missing
+    assert code == 2 and "--params" in err
+    code, _, err = _run(capsys, "deconvolve", "x.npy", "--params", params, "-o", "y.npy",
+                        "--chunk-cells", "0")
+    assert code == 2 and "--chunk-cells" in err
+
+
+# ---------------------------------------------------------------- deconvolve
+
+
+def test_deconvolve_npy_memory_mapped_in_chunks(capsys, tmp_path, params):
+    y = _traces().astype(np.float32)
+    np.save(tmp_path / "tr.npy", y)
+    out = tmp_path / "act.npy"
+    code, _, err = _run(capsys, "deconvolve", tmp_path / "tr.npy", "--params", params,
+                        "-o", out, "--chunk-cells", "3")
+    assert code == 0, err
+    ref = run_deconvolution_full(y, FS, TAU_R, TAU_D, LAM)
+    act = np.load(out)
+    assert act.dtype == np.float64 and np.array_equal(act, ref.activity)
+    # a progress bar on stderr, chunk by chunk (8 cells in chunks of 3)
+    assert "deconvolve [" in err and "8/8 cells" in err and "3/8 cells" in err
+    _no_temp_files(tmp_path)
+
+
+def test_deconvolve_full_npz_and_sidecar(capsys, tmp_path, params):
+    from napari_catune.io import save_for_tuning
+
+    y = _traces(n=5)
+    save_for_tuning(y, FS, tmp_path / "rec")
+    out = tmp_path / "res.npz"
+    code, _, err = _run(capsys, "deconvolve", tmp_path / "rec.npy", "--params", params,
+                        "-o", out, "--full", "-q")
+    assert code == 0, err
+    ref = run_deconvolution_full(y, FS, TAU_R, TAU_D, LAM)
+    with np.load(out) as z:
+        assert set(z.files) >= {"activity", "fit", "baseline", "iterations", "converged"}
+        assert np.array_equal(z["activity"], ref.activity)
+        assert np.array_equal(z["fit"], ref.reconvolution)
+        assert np.array_equal(z["baseline"], ref.baseline)
+        assert np.array_equal(z["iterations"], ref.iterations)
+        assert np.array_equal(z["converged"], ref.converged)
+        assert z["roi_ids"].tolist() == [1, 2, 3, 4, 5]
+    _no_temp_files(tmp_path)
+
+
+def test_deconvolve_fs_mismatch_is_refused(capsys, tmp_path, params):
+    from napari_catune.io import save_for_tuning
+
+    save_for_tuning(_traces(n=2), 30.0, tmp_path / "rec")
+    code, _, err = _run(capsys, "deconvolve", tmp_path / "rec.npy", "--params", params,
+                        "-o", tmp_path / "a.npy")
+    assert code == 2
+    line = _one_line_error(err)
+    assert "sampling rate mismatch" in line and "20 Hz" in line and "30 Hz" in line
+    assert not (tmp_path / "a.npy").exists()
+
+
+def test_deconvolve_other_inputs(capsys, tmp_path, params):
+    """.npz, 1-D .npy, suite2p folder, CaImAn file and zarr array all give the solver's numbers."""
+    y = _traces(n=4)
+    ref = run_deconvolution_full(y, FS, TAU_R, TAU_D, LAM).activity
+
+    np.savez(tmp_path / "tr.npz", traces=y, fs=FS)
+    assert _run(capsys, "deconvolve", tmp_path / "tr.npz", "--params", params,
+                "-o", tmp_path / "a.npy")[0] == 0
+    assert np.array_equal(np.load(tmp_path / "a.npy"), ref)
+
+    np.save(tmp_path / "one.npy", y[2])
+    assert _run(capsys, "deconvolve", tmp_path / "one.npy", "--params", params,
+                "-o", tmp_path / "b.npy")[0] == 0
+    b = np.load(tmp_path / "b.npy")
+    assert b.shape == y[2].shape and np.array_equal(b, ref[2])
+
+    import zarr
+
+    z = zarr.create_array(str(tmp_path / "tr.zarr"), shape=y.shape, chunks=(2, 100),
+                          dtype="f8")
+    z[:] = y
+    assert _run(capsys, "deconvolve", tmp_path / "tr.zarr", "--params", params,
+                "-o", tmp_path / "c.npy", "--chunk-cells", "3")[0] == 0
+    assert np.array_equal(np.load(tmp_path / "c.npy"), ref)
+
+    from napari_catune.loaders import load_caiman, load_suite2p
+
+    plane = make_suite2p(tmp_path / "s2p", fs=FS)
+    code, _, err = _run(capsys, "deconvolve", plane, "--params", params, "-o", tmp_path / "d.npy")
+    assert code == 0, err
+    s2p = load_suite2p(plane).traces
+    assert np.array_equal(np.load(tmp_path / "d.npy"),
+                          run_deconvolution_full(s2p, FS, TAU_R, TAU_D, LAM).activity)
+
+    make_caiman(tmp_path / "cnmf.hdf5", fr=FS)
+    code, _, err = _run(capsys, "deconvolve", tmp_path / "cnmf.hdf5", "--params", params,
+                        "-o", tmp_path / "e.npz", "--full")
+    assert code == 0, err
+    cm = load_caiman(tmp_path / "cnmf.hdf5").traces
+    with np.load(tmp_path / "e.npz") as zf:
+        assert np.array_equal(zf["activity"],
+                              run_deconvolution_full(cm, FS, TAU_R, TAU_D, LAM).activity)
+
+
+def test_nan_rows_named_and_skipped(capsys, tmp_path, params):
+    y = _traces(n=6)
+    y[1, 7] = np.nan
+    y[4, :3] = np.inf
+    np.save(tmp_path / "bad.npy", y)
+    out = tmp_path / "a.npy"
+    code, _, err = _run(capsys, "deconvolve", tmp_path / "bad.npy", "--params", params, "-o", out)
+    assert code == 2
+    line = _one_line_error(err)
+    assert "rows 1, 4" in line and "2 of 6" in line and "--skip-bad" in line
+    assert not out.exists()
+
+    code, _, err = _run(capsys, "deconvolve", tmp_path / "bad.npy", "--params", params,
+                        "-o", out, "--skip-bad", "--chunk-cells", "4")
+    assert code == 0
+    assert "warning" in err and "rows 1, 4" in err and "2 of 6" in err
+    act = np.load(out)
+    good = [0, 2, 3, 5]
+    assert np.array_equal(act[good], run_deconvolution_full(y[good], FS, TAU_R, TAU_D, LAM).activity)
+    assert np.isnan(act[[1, 4]]).all()
+
+
+def _bad_params(tmp_path):
+    p = tmp_path / "bad_params.json"
+    save_params(TuningParams(TAU_R, TAU_D, FS, LAM), p)
+    doc = json.loads(p.read_text())
+    doc["parameters"]["tau_rise_s"] = 2.0  # above its range and above tau_decay
+    p.write_text(json.dumps(doc))
+    return p
+
+
+@pytest.mark.parametrize(
+    "case, pattern",
+    [
+        ("missing_input", r"nope\.npy does not exist"),
+        ("three_d", r"tr3\.npy.*\(2, 3, 40\).*3-D"),
+        ("strings", r"str\.npy.*real numbers.*<U"),
+        ("objects", r"obj\.npy.*Python objects"),
+        ("truncated", r"cut\.npy.*truncated"),
+        ("params_invalid", r"bad_params\.json.*tau_rise"),
+        ("params_missing", r"missing\.json not found"),
+        ("out_folder_missing", r"output folder .*nofolder does not exist"),
+        ("out_suffix", r"with --full the output is an \.npz"),
+        ("unsupported", r"notes\.txt: unsupported input"),
+        ("plain_folder", r"neither a suite2p plane folder"),
+        ("bad_caiman", r"junk\.hdf5.*not an HDF5"),
+    ],
+)
+def test_bad_input_one_line_exit_2(capsys, tmp_path, params, case, pattern):
+    inp = tmp_path / "tr.npy"
+    np.save(inp, _traces(n=2))
+    out = tmp_path / "a.npy"
+    prm = params
+    extra = []
+    if case == "missing_input":
+        inp = tmp_path / "nope.npy"
+    elif case == "three_d":
+        inp = tmp_path / "tr3.npy"
+        np.save(inp, np.zeros((2, 3, 40)))
+    elif case == "strings":
+        inp = tmp_path / "str.npy"
+        np.save(inp, np.array([["a", "b", "c"]]))
+    elif case == "objects":
+        inp = tmp_path / "obj.npy"
+        np.save(inp, np.array([{"x": 1}], dtype=object), allow_pickle=True)
+    elif case == "truncated":
+        inp = tmp_path / "cut.npy"
+        raw = (tmp_path / "tr.npy").read_bytes()
+        inp.write_bytes(raw[: len(raw) // 2])
+    elif case == "params_invalid":
+        prm = _bad_params(tmp_path)
+    elif case == "params_missing":
+        prm = tmp_path / "missing.json"
+    elif case == "out_folder_missing":
+        out = tmp_path / "nofolder" / "a.npy"
+        # the output is checked before the input is read: a broken input is not reached
+        inp = tmp_path / "cut.npy"
+        inp.write_bytes(b"\x93NUMPY garbage")
+    elif case == "out_suffix":
+        extra = ["--full"]
+    elif case == "unsupported":
+        inp = tmp_path / "notes.txt"
+        inp.write_text("1 2 3")
+    elif case == "plain_folder":
+        inp = tmp_path / "folder"
+        inp.mkdir()
+    elif case == "bad_caiman":
+        inp = tmp_path / "junk.hdf5"
+        inp.write_bytes(b"not hdf5 at all")
+    code, _, err = _run(capsys, "deconvolve", inp, "--params", prm, "-o", out, *extra)
+    assert code == 2
+    line = _one_line_error(err)
+    import re
+
+    assert re.search(pattern, line), line
+    assert not out.exists()
+
+
+def test_read_only_output_folder_checked_first(capsys, tmp_path, params):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        probe_ok = os.access(ro, os.W_OK)
+        # root ignores permission bits: sysfs refuses new files even to root
+        folder = Path("/sys") if probe_ok else ro
+        code, _, err = _run(capsys, "deconvolve", tmp_path / "missing_input.npy",
+                            "--params", params, "-o", folder / "a.npy")
+    finally:
+        ro.chmod(0o755)
+    assert code == 2
+    line = _one_line_error(err)
+    assert "not writable" in line and str(folder) in line
+
+
+def test_interrupted_run_leaves_no_partial_output(capsys, tmp_path, params, monkeypatch):
+    import napari_catune.solver as solver
+
+    y = _traces(n=6)
+    np.save(tmp_path / "tr.npy", y)
+    out = tmp_path / "a.npy"
+    np.save(out, np.arange(3.0))  # an earlier result must survive a failed run
+    real = solver.run_deconvolution_full
+    calls = []
+
+    def failing(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("disk on fire")
+        return real(*a, **k)
+
+    monkeypatch.setattr(solver, "run_deconvolution_full", failing)
+    code, _, err = _run(capsys, "deconvolve", tmp_path / "tr.npy", "--params", params,
+                        "-o", out, "--chunk-cells", "2", "-q")
+    assert code == 1
+    assert "unexpected error" in err and "disk on fire" in err
+    assert np.array_equal(np.load(out), np.arange(3.0))
+    _no_temp_files(tmp_path)
+
+
+def test_unreachable_scheduler_fails_within_10_s(capsys, tmp_path, params):
+    np.save(tmp_path / "tr.npy", _traces(n=2))
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t0 = time.monotonic()
+    code, _, err = _run(capsys, "deconvolve", tmp_path / "tr.npy", "--params", params,
+                        "-o", tmp_path / "a.npy", "--scheduler", f"tcp://127.0.0.1:{port}")
+    elapsed = time.monotonic() - t0
+    assert code == 2
+    line = _one_line_error(err)
+    assert f"127.0.0.1:{port}" in line and "could not connect" in line
+    assert elapsed < 14  # 10 s connect timeout plus start-up
+    assert not (tmp_path / "a.npy").exists()
+    _no_temp_files(tmp_path)
+
+
+# ---------------------------------------------------------------- estimate / info
+
+
+def test_estimate_prints_and_saves(capsys, tmp_path):
+    from napari_catune.estimate import estimate_params
+
+    y = _traces(n=6, T=1200)
+    np.save(tmp_path / "tr.npy", y)
+    out = tmp_path / "est.json"
+    code, text, err = _run(capsys, "estimate", tmp_path / "tr.npy", "--fs", FS, "-o", out)
+    assert code == 0, err
+    want = estimate_params(y, FS)
+    saved = load_params(out)
+    assert saved.tau_rise == pytest.approx(want.tau_rise)
+    assert saved.tau_decay == pytest.approx(want.tau_decay)
+    assert saved.lam == pytest.approx(want.lam) and saved.fs == FS
+    assert f"{want.tau_decay:.4g} s" in text and f"{want.lam:.4g}" in text
+    meta = json.loads(out.read_text())["metadata"]
+    assert meta["num_cells"] == 6 and meta["num_timepoints"] == 1200
+    # without a known rate: a one-line request for --fs
+    code, _, err = _run(capsys, "estimate", tmp_path / "tr.npy")
+    assert code == 2 and "--fs" in _one_line_error(err)
+
+
+def test_info_summary(capsys, tmp_path):
+    from napari_catune.io import save_for_tuning
+    from napari_catune.traces import roi_snr
+
+    y = _traces(n=5)
+    y[3, 10:13] = np.nan
+    save_for_tuning(np.nan_to_num(y, nan=0.0), FS, tmp_path / "rec")
+    np.save(tmp_path / "rec.npy", y)  # NaNs on disk, rate from the sidecar
+    code, text, err = _run(capsys, "info", tmp_path / "rec.npy")
+    assert code == 0, err
+    assert "(5, 300)" in text and "float64" in text and "20 Hz" in text
+    assert "NaN values   3" in text and "bad rows     1" in text
+    snr = roi_snr(y[[0, 1, 2, 4]], FS)
+    assert f"median {np.median(snr):.2f}" in text and f"max {snr.max():.2f}" in text
+    code, text, _ = _run(capsys, "info", tmp_path / "rec.npy", "--fs", 10)
+    assert "10 Hz" in text
+
+
+# ---------------------------------------------------------------- console script
+
+
+def _script() -> str:
+    exe = Path(sys.executable).with_name("napari-catune")
+    return str(exe) if exe.exists() else shutil.which("napari-catune")
+
+
+def test_console_script(tmp_path, params):
+    y = _traces(n=3)
+    np.save(tmp_path / "tr.npy", y)
+    ok = subprocess.run(
+        [_script(), "deconvolve", str(tmp_path / "tr.npy"), "--params", str(params),
+         "-o", str(tmp_path / "a.npy")], capture_output=True, text=True, timeout=120,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert np.array_equal(np.load(tmp_path / "a.npy"),
+                          run_deconvolution_full(y, FS, TAU_R, TAU_D, LAM).activity)
+    bad = subprocess.run(
+        [_script(), "deconvolve", str(tmp_path / "nope.npy"), "--params", str(params),
+         "-o", str(tmp_path / "b.npy")], capture_output=True, text=True, timeout=120,
+    )
+    assert bad.returncode == 2
+    assert "nope.npy does not exist" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_view_screenshot(tmp_path):
+    """The README's main-job command: sample + tuner, 3 ROIs selected, a window screenshot."""
+    shot = tmp_path / "shot.png"
+    env = dict(os.environ)
+    assert env.get("DISPLAY"), "pytest-xvfb provides a virtual display"
+    run = subprocess.run(
+        [_script(), "view", "--screenshot", str(shot), "--timeout", "150"],
+        capture_output=True, text=True, timeout=200, env=env,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    from PIL import Image
+
+    img = np.asarray(Image.open(shot).convert("RGB"))
+    assert img.shape[:2] == (950, 1500)
+    # not a blank window: many distinct colours (image, labels, plots, docks)
+    assert len(np.unique(img.reshape(-1, 3), axis=0)) > 200
+
+
+def test_view_rejects_missing_paths_before_opening_napari(capsys, tmp_path):
+    code, _, err = _run(capsys, "view", tmp_path / "nope.tif")
+    assert code == 2 and "nope.tif does not exist" in _one_line_error(err)
+    code, _, err = _run(capsys, "view", "--screenshot", tmp_path / "nofolder" / "s.png")
+    assert code == 2 and "does not exist" in _one_line_error(err)
