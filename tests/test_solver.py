@@ -235,3 +235,22 @@ def test_bad_init_and_options():
         run_deconvolution_full(y, FS, TR, TD, LAM, method="newton")
     with pytest.raises(ValueError, match="max_iters"):
         run_deconvolution_full(y, FS, TR, TD, LAM, max_iters=0)
+
+
+@pytest.mark.parametrize(
+    "tr,td,fs,lam",
+    [(0.001, 0.01, 1000.0, 0.05), (0.4999, 0.5, 30.0, 0.05), (0.3, 0.31, 100.0, 1.0),
+     (0.1, 2.0, 60.0, 0.001), (0.02, 0.4, 7.5, 0.0), (0.001, 10.0, 1.0, 10.0)],
+)
+def test_optimum_matches_tight_fista_across_the_parameter_range(tr, td, fs, lam):
+    rng = np.random.default_rng(14)
+    T = 400
+    h = build_kernel(tr, td, fs)
+    s = (rng.random(T) < 0.03) * rng.exponential(1.0, T)
+    y = np.convolve(s, h)[:T] + 0.3 * rng.standard_normal(T) + 1.0
+    exact = run_deconvolution_full(y, fs, tr, td, lam)
+    fista = run_deconvolution_full(y, fs, tr, td, lam, method="fista", tol=1e-15, max_iters=300_000)
+    assert exact.converged
+    eo = objective(y, exact.activity, exact.baseline, fs, tr, td, lam)
+    fo = objective(y, fista.activity, fista.baseline, fs, tr, td, lam)
+    assert eo <= fo * (1 + 1e-9)

@@ -139,185 +139,208 @@ def fista_one(y, g1, g2, alpha, lamG, lip, baseline, s0, tol, max_iters, s_out):
 
 # ------------------------------------------------------------------- PDAS
 @njit(cache=_CACHE, nogil=True)
-def _mmt(i, lag, g1, g2):
-    """(M M^T)[i, i-lag] for the AR(2) difference operator M (rows truncated at 0)."""
-    if lag == 0:
-        v = 1.0
-        if i >= 1:
-            v += g1 * g1
-        if i >= 2:
-            v += g2 * g2
-        return v
-    if lag == 1:
-        v = -g1
-        if i >= 2:
-            v += g1 * g2
-        return v
-    if lag == 2:
-        return -g2
-    return 0.0
+def _subspace_solve(y, g1, g2, alpha, beta, baseline, active, gain, x):
+    """Optimum of the objective when s = 0 on ``active`` and s is free (any
+    sign) elsewhere: fills x (the calcium K s at samples 1..T-1), returns b.
+
+    A backward Riccati recursion over the state (x_k, x_{k-1}, b) followed by
+    a forward pass: O(T), and stable however close the AR roots come to 1
+    (the dual form, a pentadiagonal solve for the multipliers, is not: it
+    cancels catastrophically once (1-d)(1-r) < ~1e-5).  ``beta`` = lamG/alpha
+    is the L1 weight per unit of calcium innovation.
+    """
+    n = y.shape[0] - 1
+    # value function 1/2 xi' P xi + q' xi of the state after step k
+    p00 = 0.0
+    p01 = 0.0
+    p02 = 0.0
+    p11 = 0.0
+    p12 = 0.0
+    p22 = 0.0
+    q0 = 0.0
+    q1 = 0.0
+    q2 = 0.0
+    for k in range(n - 1, -1, -1):
+        # add the stage cost 1/2 (y[k+1] - x_k - b)^2
+        yk = y[k + 1]
+        a00 = p00 + 1.0
+        a01 = p01
+        a02 = p02 + 1.0
+        a11 = p11
+        a12 = p12
+        a22 = p22 + 1.0
+        l0 = q0 - yk
+        l1 = q1
+        l2 = q2 - yk
+        if active[k]:
+            # x_k = g1 x_{k-1} + g2 x_{k-2}: substitute the dynamics
+            p00 = g1 * g1 * a00 + 2.0 * g1 * a01 + a11
+            p01 = g2 * (g1 * a00 + a01)
+            p11 = g2 * g2 * a00
+            p02 = g1 * a02 + a12
+            p12 = g2 * a02
+            p22 = a22
+            q0 = g1 * l0 + l1
+            q1 = g2 * l0
+            q2 = l2
+        else:
+            # x_k free at cost beta * (x_k - g1 x_{k-1} - g2 x_{k-2}):
+            # minimise over x_k, then substitute the rest of the dynamics
+            inv = 1.0 / a00
+            c1 = a01 * inv
+            c2 = a02 * inv
+            c3 = (l0 + beta) * inv
+            gain[k, 0] = c1
+            gain[k, 1] = c2
+            gain[k, 2] = c3
+            r11 = a11 - a01 * c1
+            r12 = a12 - a01 * c2
+            r22 = a22 - a02 * c2
+            s1 = l1 - a01 * c3
+            s2 = l2 - a02 * c3
+            # the remaining quadratic is in (x_{k-1}, b) only; the linear
+            # term -beta * (g1 x_{k-1} + g2 x_{k-2}) stays
+            p00 = r11
+            p01 = 0.0
+            p11 = 0.0
+            p02 = r12
+            p12 = 0.0
+            p22 = r22
+            q0 = s1 - beta * g1
+            q1 = -beta * g2
+            q2 = s2
+    b = 0.0
+    if baseline:
+        # state before step 0 is (0, 0, b); stage 0 of y has no calcium
+        b = (y[0] - q2) / (1.0 + p22)
+    xm1 = 0.0
+    xm2 = 0.0
+    for k in range(n):
+        if active[k]:
+            xk = g1 * xm1 + g2 * xm2
+        else:
+            xk = -(gain[k, 0] * xm1 + gain[k, 1] * b + gain[k, 2])
+        x[k] = xk
+        xm2 = xm1
+        xm1 = xk
+    return b
 
 
 @njit(cache=_CACHE, nogil=True)
-def pdas_one(y, g1, g2, alpha, lamG, baseline, active, max_iters, s_out):
-    """Exact solve by primal-dual active sets.  Returns (b, iters, converged).
-
-    ``active`` (bool, length T-1) is the starting guess of where s = 0 (a
-    warm start passes the zeros of the previous activity); it is updated in
-    place.  ``s_out`` receives the activity (length T, s[T-1] = 0).
-    """
-    T = y.shape[0]
-    n = T - 1
-    # z0 = y[1:] - w, w = (lamG / alpha) M^T 1: the L1 term as a linear shift
-    wc = lamG / alpha
-    z0 = np.empty(n)
-    for j in range(n):
-        mt1 = 1.0
-        if j + 1 <= n - 1:
-            mt1 -= g1
-        if j + 2 <= n - 1:
-            mt1 -= g2
-        z0[j] = y[j + 1] - wc * mt1
-    # M z0 and M 1 (the two right-hand sides), computed once
-    mz = np.empty(n)
-    m1 = np.empty(n)
+def _spikes_and_multipliers(y, x, b, g1, g2, alpha, beta, active, u, nu):
+    """u = M x / alpha on the free set (0 on the active set) and the KKT
+    multipliers nu = M^-T (x - y[1:] + b) + beta; returns (max|u|, max|nu_A|)."""
+    n = x.shape[0]
+    u_max = 0.0
     for k in range(n):
-        v = z0[k]
-        o = 1.0
-        if k >= 1:
-            v -= g1 * z0[k - 1]
-            o -= g1
-        if k >= 2:
-            v -= g2 * z0[k - 2]
-            o -= g2
-        mz[k] = v
-        m1[k] = o
-    sum_y = 0.0
-    for t in range(T):
-        sum_y += y[t]
-
-    idx = np.empty(n, np.int64)
-    dg = np.empty(n)
-    l1 = np.empty(n)
-    l2 = np.empty(n)
-    r0 = np.empty(n)
-    r1 = np.empty(n)
-    nu0 = np.zeros(n)
-    nu1 = np.zeros(n)
-    x = np.empty(n)
-    u = np.empty(n)
-    b = 0.0
-    converged = False
-    it = 0
-    while it < max_iters:
-        it += 1
-        # ---- compressed pentadiagonal system on the active set, LDL^T
-        na = 0
-        for k in range(n):
-            nu0[k] = 0.0
-            nu1[k] = 0.0
-            if active[k]:
-                idx[na] = k
-                na += 1
-        for p in range(na):
-            i = idx[p]
-            bpp = _mmt(i, 0, g1, g2)
-            b1 = 0.0
-            b2 = 0.0
-            if p >= 1:
-                b1 = _mmt(i, i - idx[p - 1], g1, g2)
-            if p >= 2:
-                b2 = _mmt(i, i - idx[p - 2], g1, g2)
-            l2p = 0.0
-            l1p = 0.0
-            if p >= 2 and b2 != 0.0:
-                l2p = b2 / dg[p - 2]
-            if p >= 1:
-                num = b1
-                if p >= 2:
-                    num -= l2p * dg[p - 2] * l1[p - 1]
-                l1p = num / dg[p - 1]
-            dp = bpp
-            if p >= 1:
-                dp -= l1p * l1p * dg[p - 1]
-            if p >= 2:
-                dp -= l2p * l2p * dg[p - 2]
-            l1[p] = l1p
-            l2[p] = l2p
-            dg[p] = dp
-            # forward substitution, both right-hand sides: -(M z0)_A and (M 1)_A
-            f0 = -mz[i]
-            f1 = m1[i]
-            if p >= 1:
-                f0 -= l1p * r0[p - 1]
-                f1 -= l1p * r1[p - 1]
-            if p >= 2:
-                f0 -= l2p * r0[p - 2]
-                f1 -= l2p * r1[p - 2]
-            r0[p] = f0
-            r1[p] = f1
-        for p in range(na):
-            r0[p] /= dg[p]
-            r1[p] /= dg[p]
-        for p in range(na - 1, -1, -1):
-            if p + 1 < na:
-                r0[p] -= l1[p + 1] * r0[p + 1]
-                r1[p] -= l1[p + 1] * r1[p + 1]
-            if p + 2 < na:
-                r0[p] -= l2[p + 2] * r0[p + 2]
-                r1[p] -= l2[p + 2] * r1[p + 2]
-            nu0[idx[p]] = r0[p]
-            nu1[idx[p]] = r1[p]
-        # ---- x = (z0 + M^T nu0) + b (-1 + M^T nu1); b = mean of y - [0, x]
-        sx0 = 0.0
-        sx1 = 0.0
-        for j in range(n):
-            a0 = nu0[j]
-            a1 = nu1[j]
-            if j + 1 < n:
-                a0 -= g1 * nu0[j + 1]
-                a1 -= g1 * nu1[j + 1]
-            if j + 2 < n:
-                a0 -= g2 * nu0[j + 2]
-                a1 -= g2 * nu1[j + 2]
-            x0 = z0[j] + a0
-            x1 = a1 - 1.0
-            x[j] = x0
-            u[j] = x1  # scratch: x1 until b is known
-            sx0 += x0
-            sx1 += x1
-        if baseline:
-            b = (sum_y - sx0) / (T + sx1)
+        if active[k]:
+            u[k] = 0.0
         else:
-            b = 0.0
-        for j in range(n):
-            x[j] += b * u[j]
-        # ---- spikes u = M x / alpha; new active set from the signs
-        changed = False
-        for k in range(n):
             v = x[k]
             if k >= 1:
                 v -= g1 * x[k - 1]
             if k >= 2:
                 v -= g2 * x[k - 2]
-            v /= alpha
+            u[k] = v / alpha
+            u_max = max(u_max, abs(u[k]))
+    n1 = 0.0
+    n2 = 0.0
+    nu_max = 0.0
+    for j in range(n - 1, -1, -1):
+        v = x[j] - y[j + 1] + b + g1 * n1 + g2 * n2
+        n2 = n1
+        n1 = v
+        nu[j] = v + beta
+        if active[j]:
+            nu_max = max(nu_max, abs(nu[j]))
+    return u_max, nu_max
+
+
+@njit(cache=_CACHE, nogil=True)
+def pdas_one(y, g1, g2, alpha, lamG, baseline, active, max_iters, s_out, rel_eps=1e-11):
+    """Exact solve by primal-dual active sets.  Returns (b, iters, converged).
+
+    ``active`` (bool, length T-1) is the starting guess of where s = 0 (a
+    warm start passes the zeros of the previous activity); it is updated in
+    place.  ``s_out`` receives the activity (length T, s[T-1] = 0).
+
+    Each step solves the problem with s = 0 on the active set and s free
+    elsewhere (:func:`_subspace_solve`), then reads the KKT signs: spikes u
+    on the free set must be >= 0, and the multipliers nu = M^-T (x - y + b)
+    + lamG / alpha of the constraints s >= 0 on the active set must be >= 0.
+    """
+    T = y.shape[0]
+    n = T - 1
+    beta = lamG / alpha
+    gain = np.empty((n, 3))
+    x = np.empty(n)
+    u = np.empty(n)
+    nu = np.empty(n)
+    flip = np.empty(n, np.bool_)
+    best_bad = n + 1
+    chances = 3
+    b = 0.0
+    converged = False
+    it = 0
+    while it < max_iters:
+        it += 1
+        b = _subspace_solve(y, g1, g2, alpha, beta, baseline, active, gain, x)
+        u_max, nu_max = _spikes_and_multipliers(y, x, b, g1, g2, alpha, beta, active, u, nu)
+        eps_nu = rel_eps * nu_max
+        eps_u = rel_eps * u_max
+        n_bad = 0
+        last_bad = -1
+        for k in range(n):
             if active[k]:
-                u[k] = 0.0
-                if nu0[k] + b * nu1[k] <= 0.0:
-                    active[k] = False
-                    changed = True
+                bad = nu[k] < -eps_nu
             else:
-                u[k] = v
-                if v < 0.0:
-                    active[k] = True
-                    changed = True
-        if not changed:
+                bad = u[k] < -eps_u
+            flip[k] = bad
+            if bad:
+                n_bad += 1
+                last_bad = k
+        if n_bad == 0:
             converged = True
             break
+        # Block principal pivoting (Judice & Pires): exchange every violator
+        # while the count of violators keeps falling (with a few chances),
+        # else exchange only the last one.  Plain exchanges can cycle on
+        # ill-conditioned kernels; this rule cannot, the problem being a
+        # strictly convex QP (an LCP with a P-matrix).
+        if n_bad < best_bad:
+            best_bad = n_bad
+            chances = 3
+            block = True
+        elif chances > 0:
+            chances -= 1
+            block = True
+        else:
+            block = False
+        if block:
+            for k in range(n):
+                if flip[k]:
+                    active[k] = not active[k]
+        else:
+            active[last_bad] = not active[last_bad]
     for k in range(n):
         s_out[k] = u[k] if u[k] > 0.0 else 0.0
     s_out[T - 1] = 0.0
+    if not converged:
+        # the budget ran out: report the baseline that suits these spikes
+        b = _best_baseline(y, s_out, g1, g2, alpha, baseline, np.empty(T))
     return b, it, converged
+
+
+@njit(cache=_CACHE, nogil=True)
+def _best_baseline(y, s, g1, g2, alpha, baseline, work):
+    if not baseline:
+        return 0.0
+    forward_conv(s, g1, g2, alpha, work)
+    acc = 0.0
+    for t in range(y.shape[0]):
+        acc += y[t] - work[t]
+    return acc / y.shape[0]
+
 
 
 # ------------------------------------------------------------ row drivers

@@ -51,9 +51,12 @@ __all__ = [
     "prepare_traces",
 ]
 
-# Active-set steps allowed before handing over to FISTA.  Seen: 5-20 steps
-# cold on noisy 10k-frame traces, 1-3 warm; 100 leaves a wide margin.
-_PDAS_BUDGET = 100
+# Active-set steps allowed before handing over to FISTA.  Seen: 10-20 steps
+# cold on noisy 10k-frame traces, 1-3 warm, up to ~450 when tau_rise is
+# within a few % of tau_decay (the pivoting rule then exchanges one sample
+# at a time).  Only a kernel slower than the recording (tau_decay 10 s at
+# 1 kHz on a 2 s trace) has been seen not to settle.
+_PDAS_BUDGET = 500
 METHODS = ("auto", "pdas", "fista")
 
 
@@ -186,21 +189,30 @@ def _solve_rows(y, m: _Model, *, baseline, method, tol, max_iters, init):
                 (m.g1, m.g2, m.alpha, m.lamG, baseline, min(_PDAS_BUDGET, max_iters)),
                 (s, b, iters, conv))
     stuck = np.flatnonzero(~conv)
-    if stuck.size:
-        # hand over to FISTA from the active-set point with the remaining budget
-        left = max(0, max_iters - int(iters[stuck].max()))
-        if left:
-            ys = np.ascontiguousarray(y[stuck])
-            s_f = np.empty_like(ys)
-            b_f = np.zeros(stuck.size)
-            it_f = np.zeros(stuck.size, dtype=np.int64)
-            cv_f = np.zeros(stuck.size, dtype=bool)
-            _run_blocks(ns.fista_rows, stuck.size, (ys, np.ascontiguousarray(s[stuck])),
-                        (m.g1, m.g2, m.alpha, m.lamG, m.lipschitz, baseline, tol, left),
-                        (s_f, b_f, it_f, cv_f))
-            s[stuck], b[stuck], conv[stuck] = s_f, b_f, cv_f
-            iters[stuck] += it_f
+    left = max_iters - _PDAS_BUDGET
+    if stuck.size and left > 0:
+        # hand over to FISTA, from whichever feasible point is best: the
+        # clipped active-set iterate, the warm start, or no activity at all
+        ys = np.ascontiguousarray(y[stuck])
+        starts = [s[stuck], np.zeros_like(ys)] + ([init[stuck]] if init is not None else [])
+        scores = np.array([_objective_rows(ys, st, m, baseline) for st in starts])
+        s0 = np.ascontiguousarray(np.choose(scores.argmin(axis=0)[:, None], starts))
+        s_f = np.empty_like(ys)
+        b_f = np.zeros(stuck.size)
+        it_f = np.zeros(stuck.size, dtype=np.int64)
+        cv_f = np.zeros(stuck.size, dtype=bool)
+        _run_blocks(ns.fista_rows, stuck.size, (ys, s0),
+                    (m.g1, m.g2, m.alpha, m.lamG, m.lipschitz, baseline, tol, left),
+                    (s_f, b_f, it_f, cv_f))
+        s[stuck], b[stuck], conv[stuck] = s_f, b_f, cv_f
+        iters[stuck] += it_f
     return s, b, iters, conv
+
+
+def _objective_rows(y, s, m: _Model, baseline: bool) -> np.ndarray:
+    ks = _reconvolve(s, m)
+    b = (y - ks).mean(axis=1) if baseline else np.zeros(len(y))
+    return 0.5 * ((y - ks - b[:, None]) ** 2).sum(axis=1) + m.lamG * s.sum(axis=1)
 
 
 def run_deconvolution_full(
@@ -312,10 +324,9 @@ def objective(traces, activity, baseline, fs, tau_r, tau_d, lam):
     s = np.atleast_2d(np.asarray(activity, dtype=np.float64))
     if s.shape != y.shape:
         raise ValueError(f"activity shape {s.shape} differs from traces shape {y.shape}")
-    ks = _reconvolve(s, m)
     if baseline is None:
-        b = (y - ks).mean(axis=1)
+        val = _objective_rows(y, s, m, True)
     else:
         b = np.broadcast_to(np.asarray(baseline, dtype=np.float64), (y.shape[0],))
-    val = 0.5 * ((y - ks - b[:, None]) ** 2).sum(axis=1) + m.lamG * s.sum(axis=1)
+        val = 0.5 * ((y - _reconvolve(s, m) - b[:, None]) ** 2).sum(axis=1) + m.lamG * s.sum(axis=1)
     return float(val[0]) if np.ndim(traces) == 1 else val
