@@ -1,0 +1,211 @@
+"""Data-driven starting parameters for the sliders.
+
+* noise: the level of the high-frequency power spectrum (Welch, upper half
+  of the band), where calcium transients carry little power;
+* time constants: the autocovariance of the traces, pooled over ROIs and fit
+  at lags >= 1 (lag 0 holds the noise) by the AR(2) autocovariance
+  ``A d^k + B r^k`` plus a constant for slow drift; d and r are the AR(2)
+  roots of the kernel (as in OASIS, which solves Yule-Walker equations on a
+  few lags; fitting many lags by variable projection is less sensitive to
+  noise, bursts and large transients);
+* lambda: the sparsity at which a noise-only stretch of trace produces no
+  activity with high probability (``lambda G ~ z sigma ||h||_2``).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+from scipy.signal import welch
+
+from .kernel import PARAM_RANGES, _check_one, build_kernel
+from .params import TuningParams
+
+__all__ = ["estimate_params", "noise_sigma", "lambda_for_noise", "DEFAULTS"]
+
+# what a flat or noise-only input gets (a GCaMP6f-like kernel)
+DEFAULTS = {"tau_rise": 0.05, "tau_decay": 0.5, "lam": 0.1}
+
+# noise-correlation threshold, in standard deviations, for lambda
+_Z = 3.0
+_MIN_SAMPLES = 100
+# pool at most this many traces (the highest-variance ones) for the fit
+_MAX_TRACES = 400
+
+
+def noise_sigma(traces, fs) -> np.ndarray:
+    """Noise standard deviation of each trace from its high-frequency PSD.
+
+    White noise of variance sigma^2 has a one-sided density 2 sigma^2 / fs;
+    the median of the Welch density over fs/4-fs/2 gives sigma.
+    """
+    x = np.atleast_2d(np.asarray(traces, dtype=np.float64))
+    n = x.shape[-1]
+    nperseg = int(min(n, 256))
+    f, pxx = welch(x, fs=fs, nperseg=nperseg, axis=-1)
+    band = f >= fs / 4
+    return np.sqrt(np.median(pxx[:, band], axis=-1) * fs / 2.0)
+
+
+def lambda_for_noise(sigma: float, tau_rise: float, tau_decay: float, fs: float,
+                     z: float = _Z) -> float:
+    """The lambda at which noise of std ``sigma`` rarely produces activity.
+
+    With the L1 weight ``lambda G`` (G = sum(h)) an event at t is taken when
+    the kernel-correlated residual exceeds ``lambda G``; for noise that
+    correlation has std ``sigma ||h||_2``.  Clipped to the accepted range.
+    """
+    h = build_kernel(tau_rise, tau_decay, fs)
+    lam = z * float(sigma) * math.sqrt(float(h @ h)) / float(h.sum())
+    lo, hi = PARAM_RANGES["lam"]
+    return float(min(max(lam, lo), hi)) if math.isfinite(lam) else DEFAULTS["lam"]
+
+
+def _check(traces, fs):
+    fs = _check_one("fs", fs)
+    x = np.asarray(traces)
+    if x.dtype.kind not in "biuf":
+        raise ValueError(f"traces must hold real numbers, got dtype {x.dtype}")
+    x = np.array(x, dtype=np.float64, ndmin=2)
+    if x.ndim != 2:
+        raise ValueError(f"traces must be (T,) or (n_rois, T), got shape {np.shape(traces)}")
+    if x.shape[1] < _MIN_SAMPLES:
+        raise ValueError(
+            f"estimating parameters needs at least {_MIN_SAMPLES} samples per trace, "
+            f"got {x.shape[1]} (traces shape {np.shape(traces)})"
+        )
+    if x.shape[0] == 0:
+        raise ValueError("traces are empty (0 ROIs)")
+    bad = ~np.isfinite(x).all(axis=1)
+    if bad.any():
+        rows = np.flatnonzero(bad)[:10].tolist()
+        raise ValueError(
+            f"traces contain NaN or infinite values (rows {rows}); remove or interpolate them first"
+        )
+    return x, fs
+
+
+def _autocov(x: np.ndarray, max_lag: int) -> np.ndarray:
+    """Biased autocovariance at lags 0..max_lag of each row (mean removed)."""
+    n = x.shape[1]
+    xc = x - x.mean(axis=1, keepdims=True)
+    nfft = 1 << (2 * n - 1).bit_length()
+    spec = np.fft.rfft(xc, nfft, axis=1)
+    acov = np.fft.irfft(spec * spec.conj(), nfft, axis=1)[:, : max_lag + 1]
+    return acov / n
+
+
+def _fit_taus(acov: np.ndarray, fs: float, drift: bool = True):
+    """Fit ``a g(k; d, r) + c (+ e k)`` by variable projection over a grid.
+
+    ``g`` is the exact autocovariance shape of the AR(2) kernel driven by
+    white input (``A d^k + B r^k`` with A, B fixed by d and r); the constant
+    and linear terms take up slow drift.  acov (K,) holds lags 1..K.
+    Returns (tau_rise, tau_decay).
+    """
+    K = acov.size
+    k = np.arange(1, K + 1, dtype=np.float64)
+    td_lo = max(PARAM_RANGES["tau_decay"][0], 0.25 / fs)
+    td_hi = min(PARAM_RANGES["tau_decay"][1], max(K / (2 * fs), 2 * td_lo))
+    tds = np.geomspace(td_lo, td_hi, 90)
+    tr_lo = PARAM_RANGES["tau_rise"][0]
+    best = (np.inf, DEFAULTS["tau_rise"], DEFAULTS["tau_decay"])
+    extra = [np.ones(K)] + ([k / K] if drift else [])
+    for td in tds:
+        tr_hi = min(PARAM_RANGES["tau_rise"][1], 0.8 * td)
+        if tr_hi <= tr_lo:
+            continue
+        trs = np.geomspace(tr_lo, tr_hi, 40)
+        d = math.exp(-1.0 / (fs * td))
+        r = np.exp(-1.0 / (fs * trs))[:, None]  # (R, 1)
+        dr = d * r
+        A = d * d / (1 - d * d) - dr / (1 - dr)
+        B = r * r / (1 - r * r) - dr / (1 - dr)
+        G = A * d ** k[None] + B * r ** k[None]  # (R, K)
+        G /= np.abs(G).max(axis=1, keepdims=True)
+        M = np.stack([G, *(np.broadcast_to(e, G.shape) for e in extra)], axis=2)
+        MtM = np.einsum("rki,rkj->rij", M, M) + 1e-12 * np.eye(M.shape[2])
+        Mty = np.einsum("rki,k->ri", M, acov)
+        coef = np.linalg.solve(MtM, Mty[..., None])[..., 0]
+        sse = (((M @ coef[..., None])[..., 0] - acov) ** 2).sum(axis=1)
+        sse = np.where(coef[:, 0] > 0, sse, np.inf)
+        j = int(np.argmin(sse))
+        if sse[j] < best[0]:
+            best = (sse[j], float(trs[j]), float(td))
+    return best[1], best[2]
+
+
+def estimate_params(traces, fs) -> TuningParams:
+    """A data-driven starting point for tau_rise, tau_decay and lambda.
+
+    Parameters
+    ----------
+    traces : (T,) or (n_rois, T) array_like
+        Finite fluorescence traces, T >= 100.  One parameter set for all.
+    fs : float
+        Sampling rate, Hz.
+
+    Returns
+    -------
+    TuningParams
+        Always within the accepted ranges, tau_rise < tau_decay.  A flat or
+        noise-only input gives :data:`DEFAULTS` and a warning.
+
+    Raises
+    ------
+    ValueError
+        Fewer than 100 samples, NaN/inf values, or fs out of range.
+    """
+    x, fs = _check(traces, fs)
+    n_rows, T = x.shape
+    scale = np.abs(x).max(axis=1)
+    spread = x.std(axis=1)
+    live = spread > 1e-12 * np.maximum(scale, 1e-300)
+    if not live.any():
+        warnings.warn(
+            "estimate_params: the traces are flat (constant); using default parameters "
+            f"{DEFAULTS}", stacklevel=2,
+        )
+        return TuningParams(DEFAULTS["tau_rise"], DEFAULTS["tau_decay"], fs, DEFAULTS["lam"])
+    x = x[live]
+    if x.shape[0] > _MAX_TRACES:
+        x = x[np.argsort(spread[live])[::-1][:_MAX_TRACES]]
+
+    sigma = noise_sigma(x, fs)
+    sig_med = float(np.median(sigma))
+    # lags out to ~10 s (or a third of the recording): long enough for slow
+    # indicators, short enough to stay above the estimation noise
+    max_lag = int(min(T // 3, max(10, round(10.0 * fs))))
+    acov = _autocov(x, max_lag)
+    # each ROI weighs by its signal-to-noise: normalise by its noise variance
+    noise_var = np.maximum(sigma**2, 1e-12 * np.maximum(acov[:, 0], 1e-300))
+    pooled = (acov / noise_var[:, None]).mean(axis=0)
+    signal_var = pooled[0] - 1.0  # in units of the noise variance
+    se = 3.0 / math.sqrt(T * x.shape[0])  # ~3 standard errors of a pooled autocorrelation
+    if not (signal_var > 0.05 and pooled[1] > se):
+        warnings.warn(
+            "estimate_params: no calcium transients stand out from the noise; using "
+            f"default time constants {DEFAULTS['tau_rise']} s / {DEFAULTS['tau_decay']} s",
+            stacklevel=2,
+        )
+        tr, td = DEFAULTS["tau_rise"], DEFAULTS["tau_decay"]
+    else:
+        tr, td = _fit(pooled, fs, T)
+    lam = lambda_for_noise(sig_med, tr, td, fs)
+    return TuningParams(tr, td, fs, lam)
+
+
+def _fit(pooled: np.ndarray, fs: float, T: int):
+    lags = pooled[1:]
+    # first pass over all lags, then refit on lags within ~6 decay times
+    # (beyond that the autocovariance is mostly drift and estimation noise)
+    tr, td = _fit_taus(lags, fs)
+    K = int(min(lags.size, max(8, round(6.0 * td * fs))))
+    tr, td = _fit_taus(lags[:K], fs)
+    tr = min(max(tr, PARAM_RANGES["tau_rise"][0]), PARAM_RANGES["tau_rise"][1])
+    td = min(max(td, PARAM_RANGES["tau_decay"][0]), PARAM_RANGES["tau_decay"][1])
+    if not tr < td:
+        tr = max(PARAM_RANGES["tau_rise"][0], 0.5 * td)
+    return tr, td
