@@ -1,0 +1,165 @@
+"""The npe2 manifest: valid, importable, discovered by napari, shipped in the wheel."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from npe2 import PluginManager, PluginManifest
+
+ROOT = Path(__file__).resolve().parents[1]
+PLUGIN = "napari-catune"
+
+
+@pytest.fixture(scope="module")
+def manifest():
+    return PluginManifest.from_distribution(PLUGIN)
+
+
+def test_npe2_validate_imports_cli():
+    # exactly the documented check: `npe2 validate napari-catune --imports`
+    out = subprocess.run(
+        [sys.executable, "-m", "npe2", "validate", PLUGIN, "--imports"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "valid" in out.stdout
+
+
+def test_every_python_name_imports(manifest):
+    manifest.validate_imports()  # raises if a python_name does not resolve
+    for cmd in manifest.contributions.commands:
+        module, _, attr = cmd.python_name.partition(":")
+        assert callable(getattr(__import__(module, fromlist=[attr]), attr)), cmd.python_name
+
+
+def test_installed_manifest_is_the_repository_file(manifest):
+    assert manifest == PluginManifest.from_file(ROOT / "napari.yaml")
+
+
+def test_contributions_listed(manifest):
+    c = manifest.contributions
+    assert [w.display_name for w in c.widgets] == ["CaTune tuner"]
+    assert [(s.key, s.display_name) for s in c.sample_data] == [
+        ("synthetic", "Synthetic calcium recording")
+    ]
+    readers = {r.command: r for r in c.readers}
+    assert readers[f"{PLUGIN}.read_params"].filename_patterns == ["*.json"]
+    assert set(readers[f"{PLUGIN}.read_traces"].filename_patterns) == {"*.npy", "*.npz"}
+    writers = {w.command: (w.layer_types, w.filename_extensions) for w in c.writers}
+    assert writers[f"{PLUGIN}.write_params"] == (["labels"], [".json"])
+    assert writers[f"{PLUGIN}.write_results_npy"] == (["labels"], [".npy"])
+    assert writers[f"{PLUGIN}.write_results_csv"] == (["labels"], [".csv"])
+
+
+def test_plugin_is_discovered_by_npe2():
+    pm = PluginManager.instance()
+    pm.discover()
+    mf = pm.get_manifest(PLUGIN)
+    assert mf.name == PLUGIN
+    assert any(w.plugin_name == PLUGIN and w.display_name == "CaTune tuner" for w in pm.iter_widgets())
+    # the traces reader is offered for .npz, the params reader for .json
+    assert PLUGIN in {r.plugin_name for r in pm.iter_compatible_readers(["x.npz"])}
+    assert f"{PLUGIN}.read_params" in {r.command for r in pm.iter_compatible_readers(["x.json"])}
+
+
+def test_wheel_ships_the_manifest(tmp_path):
+    # the wheel must carry napari_catune/napari.yaml (a real file, once) and the
+    # entry point npe2 looks for
+    from hatchling.builders.wheel import WheelBuilder
+
+    (whl,) = WheelBuilder(str(ROOT)).build(directory=str(tmp_path), versions=["standard"])
+    with zipfile.ZipFile(whl) as zf:
+        names = zf.namelist()
+        assert names.count("napari_catune/napari.yaml") == 1
+        shipped = zf.read("napari_catune/napari.yaml")
+        entry = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+        entry_points = zf.read(entry).decode()
+    assert shipped == (ROOT / "napari.yaml").read_bytes()
+    assert "[napari.manifest]" in entry_points
+    assert "napari-catune = napari_catune:napari.yaml" in entry_points
+
+
+# ----------------------------------------------------------------------------
+# in a real viewer
+# ----------------------------------------------------------------------------
+
+
+def test_plugins_menu_lists_the_tuner(make_napari_viewer):
+    viewer = make_napari_viewer()
+    texts = [a.text() for a in viewer.window.plugins_menu.actions()]
+    assert "CaTune tuner (CaTune)" in texts
+
+
+def test_open_sample(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "synthetic")
+    assert [layer.name for layer in viewer.layers] == ["synthetic movie", "ROIs"]
+    movie, rois = viewer.layers
+    assert movie._type_string == "image" and movie.data.ndim == 3
+    assert rois._type_string == "labels" and rois.data.shape == movie.data.shape[1:]
+    fs = movie.metadata["catune"]["fs"]
+    assert fs > 0
+    cat = rois.metadata["catune"]
+    assert cat["fs"] == fs
+    truth = cat["ground_truth"]
+    n = len(cat["roi_ids"])
+    assert n > 0 and set(np.unique(rois.data)) == {0, *cat["roi_ids"]}
+    assert truth["spikes"].shape == truth["calcium"].shape == (n, movie.data.shape[0])
+    assert truth["params"]["fs"] == fs
+    # a napari time slider over the movie frames
+    assert viewer.dims.range[0].stop >= movie.data.shape[0] - 1
+
+
+def test_open_params_file_sets_the_tuner(make_napari_viewer, tmp_path):
+    from napari_catune.params import TuningParams, save_params
+
+    viewer = make_napari_viewer()
+    first = TuningParams(tau_rise=0.03, tau_decay=0.8, fs=15.0, lam=0.25)
+    second = first.replace(tau_decay=1.5, fs=60.0, filter_enabled=True)
+    save_params(first, tmp_path / "a.json")
+    save_params(second, tmp_path / "b.json")
+
+    from napari.utils.notifications import notification_manager
+
+    n_before = len(notification_manager.records)
+    assert viewer.open(str(tmp_path / "a.json"), plugin=PLUGIN) == []  # no layer added
+    assert len(viewer.layers) == 0
+    messages = [str(r.message) for r in notification_manager.records[n_before:]]
+    assert any(m.startswith("Loaded CaTune parameters from") and "a.json" in m for m in messages)
+    docks = viewer.window._wrapped_dock_widgets
+    (name,) = [k for k in docks if "CaTune tuner" in k]
+    widget = docks[name].inner_widget()
+    assert widget.params == first
+
+    # a second file goes into the same, already open tuner
+    # plugin=None is what File > Open and drag-and-drop use: ours is the only
+    # reader for a .json, so no reader dialog comes up
+    viewer.open(str(tmp_path / "b.json"), plugin=None)
+    assert [k for k in viewer.window._wrapped_dock_widgets if "CaTune tuner" in k] == [name]
+    assert widget.params == second
+
+
+def test_open_bad_params_file_reports_and_leaves_tuner(make_napari_viewer, tmp_path):
+    import json
+
+    viewer = make_napari_viewer()
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"parameters": {
+        "tau_rise_s": 0.05, "tau_decay_s": 0.02, "lambda": 0.1, "sampling_rate_hz": 30.0,
+    }}))
+    with pytest.raises(ValueError, match="tau_rise .* must be smaller than tau_decay"):
+        viewer.open(str(path), plugin=PLUGIN)
+    # File > Open (plugin=None) wraps it; napari's reader dialog shows str(error)
+    from napari.errors import ReaderPluginError
+
+    with pytest.raises(ReaderPluginError) as info:
+        viewer.open(str(path), plugin=None)
+    assert "must be smaller than tau_decay" in str(info.value)
+    assert not [k for k in viewer.window._wrapped_dock_widgets if "CaTune tuner" in k]
