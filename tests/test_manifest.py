@@ -69,6 +69,19 @@ def test_plugin_is_discovered_by_npe2():
     assert f"{PLUGIN}.read_params" in {r.command for r in pm.iter_compatible_readers(["x.json"])}
 
 
+def test_no_reader_offered_for_unrelated_files(tmp_path):
+    # a reader that matches every file name makes napari ask "which reader?"
+    # for every .tif/.csv the user drops, although the getter then declines
+    from napari.plugins import _initialize_plugins, _npe2
+
+    _initialize_plugins()
+    for name in ("movie.tif", "table.csv", "image.png"):
+        assert PLUGIN not in _npe2.get_readers(str(tmp_path / name)), name
+    plane = tmp_path / "suite2p" / "plane0"
+    plane.mkdir(parents=True)
+    assert PLUGIN in _npe2.get_readers(str(plane))  # folders still reach the suite2p reader
+
+
 def test_wheel_ships_the_manifest(tmp_path):
     # the wheel must carry napari_catune/napari.yaml (a real file, once) and the
     # entry point npe2 looks for

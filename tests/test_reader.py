@@ -131,7 +131,9 @@ def test_params_getter_refuses_other_files(tmp_path, traces):
     big.write_text(json.dumps({"parameters": {"tau_rise_s": 0.02}, "pad": "x" * (2 << 20)}))
     txt = tmp_path / "notes.txt"
     txt.write_text(json.dumps({"parameters": {"tau_rise_s": 0.02}}))
-    for path in (binary, sidecar, big, txt, npy_path, tmp_path / "missing.json", tmp_path):
+    lonely = tmp_path / "lonely_metadata.json"  # a sidecar whose .npy is gone
+    lonely.write_text(sidecar.read_text())
+    for path in (binary, lonely, big, txt, npy_path, tmp_path / "missing.json", tmp_path):
         assert get_params_reader(str(path)) is None, path
     assert get_params_reader([str(sidecar), str(binary)]) is None
     assert get_params_reader(None) is None
@@ -140,6 +142,17 @@ def test_params_getter_refuses_other_files(tmp_path, traces):
 # ----------------------------------------------------------------------------
 # trace files
 # ----------------------------------------------------------------------------
+
+
+def test_sidecar_json_opens_its_traces(tmp_path, traces):
+    # dropping rec_metadata.json reads rec.npy with its sampling rate
+    _, sidecar = save_for_tuning(traces, 7.5, tmp_path / "rec")
+    reader = get_params_reader(str(sidecar))
+    assert callable(reader)
+    labels, _, cat = _layer(reader(str(sidecar)))
+    assert cat["fs"] == 7.5
+    np.testing.assert_array_equal(cat["traces"], traces)
+    assert cat["source"] == str((tmp_path / "rec.npy").resolve())
 
 
 def test_bare_2d_npy(tmp_path, traces):
@@ -234,8 +247,9 @@ def test_traces_getter_refuses_foreign_files(tmp_path, traces):
     np.savez(npz_named3d, F=np.zeros((2, 3, 4)))
     not_zip = _write(tmp_path / "broken.npz", b"PK\x03\x04garbage")
     json_file = _write(tmp_path / "x.json", b"{}")
+    txt = _write(tmp_path / "notes.txt", b"1 2 3\n4 5 6\n")
     foreign = [stack, obj, strings, cplx, scalar, text, npz3d, npz_two, npz_named3d, not_zip,
-               json_file, tmp_path / "missing.npy", tmp_path]
+               json_file, txt, tmp_path / "missing.npy", tmp_path]
     for path in foreign:
         assert get_traces_reader(str(path)) is None, path
     good = tmp_path / "good.npy"
@@ -297,13 +311,16 @@ def test_npz_member_headers_only_are_read_by_the_getter(tmp_path, traces, monkey
 
 def test_viewer_opens_trace_files_with_the_plugin(make_napari_viewer, tmp_path, traces):
     viewer = make_napari_viewer()
-    npy_path, _ = save_for_tuning(traces, 30.0, tmp_path / "rec")
+    npy_path, sidecar = save_for_tuning(traces, 30.0, tmp_path / "rec")
     layers = viewer.open(str(npy_path), plugin="napari-catune")
     assert len(layers) == 1 and layers[0]._type_string == "labels"
     cat = layers[0].metadata["catune"]
     assert cat["fs"] == 30.0
     np.testing.assert_array_equal(cat["traces"], traces)
     _check_tiles(np.asarray(layers[0].data), [1, 2, 3, 4, 5])
+    # File > Open / drag-and-drop of the sidecar (plugin=None): no reader dialog
+    (again,) = viewer.open(str(sidecar), plugin=None)
+    np.testing.assert_array_equal(again.metadata["catune"]["traces"], traces)
 
     stack = tmp_path / "stack.npy"
     np.save(stack, np.zeros((3, 8, 8), dtype=np.float32))

@@ -27,6 +27,7 @@ _NPZ_TRACE_KEYS = ("traces", "F", "C", "dff", "dFF", "data")
 _NPZ_FS_KEYS = ("fs", "sampling_rate_hz", "fr", "frame_rate")
 _NPZ_ID_KEYS = ("roi_ids", "ids", "cell_ids")
 _TILE, _GAP = 16, 2
+_SIDECAR = "_metadata.json"
 
 
 def _single_path(path) -> str | None:
@@ -50,8 +51,20 @@ def _looks_like_params(doc) -> bool:
     return isinstance(block, dict) and ("tau_rise_s" in block or "tau_decay_s" in block)
 
 
+def _traces_of_sidecar(p: str, doc) -> str | None:
+    """The ``{stem}.npy`` that a ``{stem}_metadata.json`` hand-off sidecar describes."""
+    if not (p.endswith(_SIDECAR) and isinstance(doc, dict) and "sampling_rate_hz" in doc):
+        return None
+    npy = p[: -len(_SIDECAR)] + ".npy"
+    return npy if os.path.isfile(npy) else None
+
+
 def get_params_reader(path):
-    """Return a reader for a CaTune export JSON (a ``parameters`` block), else None."""
+    """Return a reader for a CaTune export JSON (a ``parameters`` block), else None.
+
+    A traces sidecar (``{stem}_metadata.json`` beside ``{stem}.npy``) is read
+    as the traces it describes, so dropping either file works.
+    """
     try:
         p = _single_path(path)
         if p is None or not p.lower().endswith(".json") or not os.path.isfile(p):
@@ -60,11 +73,14 @@ def get_params_reader(path):
             return None
         with open(p, "rb") as fh:
             doc = json.loads(fh.read())
-        if not _looks_like_params(doc):
-            return None
+        if _looks_like_params(doc):
+            return read_params
+        npy = _traces_of_sidecar(p, doc)
+        if npy is not None:
+            return lambda _path: read_traces(npy)
     except Exception:  # not ours (unreadable, not JSON, ...): let other readers try
         return None
-    return read_params
+    return None
 
 
 def read_params(path):
@@ -116,7 +132,7 @@ def read_params(path):
 
 def _sidecar(p: str) -> Path:
     q = Path(p)
-    return q.with_name(f"{q.stem}_metadata.json")
+    return q.with_name(q.stem + _SIDECAR)
 
 
 def _is_trace_array(shape, dtype) -> bool:
