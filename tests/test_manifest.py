@@ -175,4 +175,9 @@ def test_open_bad_params_file_reports_and_leaves_tuner(make_napari_viewer, tmp_p
     with pytest.raises(ReaderPluginError) as info:
         viewer.open(str(path), plugin=None)
     assert "must be smaller than tau_decay" in str(info.value)
+    # the File > Open handler: no other reader takes .json, so no dialog; the
+    # error (with our message) goes to napari's error notification
+    with pytest.raises(ReaderPluginError) as info:
+        viewer.window._qt_viewer._qt_open([str(path)], stack=False)
+    assert "must be smaller than tau_decay" in str(info.value)
     assert not [k for k in viewer.window._wrapped_dock_widgets if "CaTune tuner" in k]
