@@ -8,6 +8,13 @@
   roots of the kernel (as in OASIS, which solves Yule-Walker equations on a
   few lags; fitting many lags by variable projection is less sensitive to
   noise, bursts and large transients);
+* refinement: two rounds of "deconvolve with the current kernel, then
+  re-estimate the kernel from the inferred activity by least squares and fit
+  the double exponential to it".  The autocovariance alone confuses the
+  kernel's rise with bursts of spikes; two rounds moved jGCaMP8f's
+  tau_rise from ~0.11-0.15 s to ~0.07 s (truth 0.05) and raised the spike
+  correlation from 0.93 to 0.96 (bench/bench_estimate.py).  More rounds
+  drift (the inferred activity is shrunk by the L1 penalty), so we stop at two;
 * lambda: the sparsity at which a noise-only stretch of trace produces no
   activity with high probability (``lambda G ~ z sigma ||h||_2``).
 """
@@ -193,6 +200,7 @@ def estimate_params(traces, fs) -> TuningParams:
         tr, td = DEFAULTS["tau_rise"], DEFAULTS["tau_decay"]
     else:
         tr, td = _fit(pooled, fs, T)
+        tr, td = _refine(x, sigma, fs, tr, td)
     lam = lambda_for_noise(sig_med, tr, td, fs)
     return TuningParams(tr, td, fs, lam)
 
@@ -208,4 +216,75 @@ def _fit(pooled: np.ndarray, fs: float, T: int):
     td = min(max(td, PARAM_RANGES["tau_decay"][0]), PARAM_RANGES["tau_decay"][1])
     if not tr < td:
         tr = max(PARAM_RANGES["tau_rise"][0], 0.5 * td)
+    return tr, td
+
+
+# traces and rounds used by the refinement (its cost is a few deconvolutions)
+_REFINE_TRACES = 60
+_REFINE_ROUNDS = 2
+
+
+def _kernel_from_activity(y: np.ndarray, s: np.ndarray, n: int) -> np.ndarray:
+    """Least-squares kernel h (length n) with y ~ s * h + const, pooled over rows."""
+    from scipy.linalg import solve_toeplitz
+
+    T = y.shape[1]
+    yc = y - y.mean(axis=1, keepdims=True)
+    sc = s - s.mean(axis=1, keepdims=True)
+    nfft = 1 << (T + n).bit_length()
+    S = np.fft.rfft(sc, nfft, axis=1)
+    Yf = np.fft.rfft(yc, nfft, axis=1)
+    r_ss = np.fft.irfft((S * S.conj()).sum(axis=0), nfft)[:n]
+    r_sy = np.fft.irfft((S.conj() * Yf).sum(axis=0), nfft)[:n]
+    r_ss[0] *= 1.0 + 1e-6  # a touch of ridge: r_ss is a PSD Toeplitz matrix
+    return solve_toeplitz(r_ss, r_sy)
+
+
+def _fit_double_exp(h: np.ndarray, fs: float):
+    """(tau_rise, tau_decay, R^2) of the best unit-peak double exponential times a scale."""
+    t = np.arange(h.size) / fs
+    hh = float(h @ h)
+    best = (np.inf, None, None)
+    td_lo = PARAM_RANGES["tau_decay"][0]
+    td_hi = min(PARAM_RANGES["tau_decay"][1], max(h.size / fs, 2 * td_lo))
+    for td in np.geomspace(td_lo, td_hi, 120):
+        trs = np.geomspace(PARAM_RANGES["tau_rise"][0], min(PARAM_RANGES["tau_rise"][1], 0.9 * td), 60)
+        K = np.exp(-t[None] / td) - np.exp(-t[None] / trs[:, None])
+        K /= K.max(axis=1, keepdims=True)
+        a = (K @ h) / (K * K).sum(axis=1)
+        sse = hh - a * (K @ h)
+        j = int(np.argmin(np.where(a > 0, sse, np.inf)))
+        if a[j] > 0 and sse[j] < best[0]:
+            best = (float(sse[j]), float(trs[j]), float(td))
+    if best[1] is None or hh <= 0:
+        return None
+    return best[1], best[2], 1.0 - best[0] / hh
+
+
+def _refine(x: np.ndarray, sigma: np.ndarray, fs: float, tr: float, td: float):
+    """Deconvolve / re-fit the kernel, ``_REFINE_ROUNDS`` times; keep the start on trouble."""
+    from .solver import run_deconvolution
+
+    ok = sigma > 0
+    if not ok.any():
+        return tr, td
+    y = x[ok] / sigma[ok, None]  # unit noise: every trace weighs by its SNR
+    if y.shape[0] > _REFINE_TRACES:
+        snr = y.std(axis=1)
+        y = y[np.argsort(snr)[::-1][:_REFINE_TRACES]]
+    T = y.shape[1]
+    for _ in range(_REFINE_ROUNDS):
+        lam = lambda_for_noise(1.0, tr, td, fs)
+        try:
+            s = np.asarray(run_deconvolution(y, fs, tr, td, lam), dtype=np.float64)
+        except Exception:  # never let the refinement break the estimate
+            return tr, td
+        if not np.isfinite(s).all() or np.count_nonzero(s) < 3:
+            return tr, td
+        n = int(min(T // 3, max(8, math.ceil(5.0 * td * fs) + 2)))
+        h = _kernel_from_activity(y, s, n)
+        fit = _fit_double_exp(h, fs) if np.isfinite(h).all() else None
+        if fit is None or fit[2] < 0.8:  # not kernel-shaped: keep what we had
+            return tr, td
+        tr, td = fit[0], fit[1]
     return tr, td

@@ -1,0 +1,176 @@
+"""estimate_params: accuracy on seeded synthetic data, robustness, bad input."""
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+from napari_catune.estimate import DEFAULTS, estimate_params, lambda_for_noise, noise_sigma
+from napari_catune.params import TuningParams
+
+
+def _synthetic(tau_rise, tau_decay, fs=30.0, n=12, T=4000, rate=0.5, noise=0.15, seed=0):
+    """Poisson spikes through the double exponential (written out here), plus noise."""
+    rng = np.random.default_rng(seed)
+    spikes = rng.poisson(rate / fs, (n, T)).astype(float)
+    t = np.arange(int(15 * tau_decay * fs)) / fs
+    h = np.exp(-t / tau_decay) - np.exp(-t / tau_rise)
+    h /= h.max()
+    calcium = np.array([np.convolve(s, h)[:T] for s in spikes])
+    amp = rng.uniform(0.7, 1.5, (n, 1))
+    y = amp * calcium + noise * rng.standard_normal((n, T)) + rng.uniform(1, 3, (n, 1))
+    return y, spikes
+
+
+def _in_range(p):
+    assert isinstance(p, TuningParams)
+    assert 0.001 <= p.tau_rise < p.tau_decay <= 10
+    assert 0 <= p.lam <= 10
+
+
+@pytest.mark.parametrize("tau_rise, tau_decay, fs", [(0.05, 0.4, 30.0), (0.1, 1.5, 15.0),
+                                                     (0.02, 0.2, 60.0)])
+def test_accuracy_on_seeded_synthetic(tau_rise, tau_decay, fs):
+    y, _ = _synthetic(tau_rise, tau_decay, fs=fs, seed=1)
+    p = estimate_params(y, fs)
+    _in_range(p)
+    assert p.fs == fs
+    assert abs(p.tau_decay / tau_decay - 1) <= 0.25
+    assert p.tau_rise < 3 * tau_rise
+
+
+def test_accuracy_on_calab_preset_beats_oasis():
+    calab = pytest.importorskip("calab")
+    oasis = pytest.importorskip("oasis.functions")
+    from scipy.ndimage import gaussian_filter1d
+
+    from napari_catune.solver import run_deconvolution
+
+    fs = 30.0
+    sim = calab.simulate(calab.presets.jgcamp8f(num_cells=8, num_timepoints=3000, seed=3))
+    y = sim.traces.astype(float)
+    spikes = np.array([g.spikes for g in sim.ground_truth], float)
+    p = estimate_params(y, fs)
+    assert abs(p.tau_decay / 0.3 - 1) <= 0.25
+    ours = run_deconvolution(y, fs, p.tau_rise, p.tau_decay, p.lam)
+
+    def r(a, b):
+        a, b = gaussian_filter1d(a, 0.1 * fs), gaussian_filter1d(b, 0.1 * fs)
+        return np.corrcoef(a, b)[0, 1]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = [oasis.deconvolve(row, g=(None, None), penalty=1)[1] for row in y]
+    r_ours = np.median([r(a, b) for a, b in zip(ours, spikes)])
+    r_oasis = np.median([r(a, b) for a, b in zip(theirs, spikes)])
+    assert r_ours >= r_oasis
+
+
+def test_accuracy_on_our_simulation():
+    from napari_catune.simulation import simulate_recording
+
+    rec = simulate_recording(n_cells=8, n_frames=1500, shape=(64, 64), tau_rise=0.05,
+                             tau_decay=0.8, seed=2)
+    p = estimate_params(rec.traces, rec.fs)
+    assert abs(p.tau_decay / 0.8 - 1) <= 0.25
+
+
+def test_noise_sigma_from_high_frequencies():
+    y, _ = _synthetic(0.05, 1.0, noise=0.3, seed=4)
+    sig = noise_sigma(y, 30.0)
+    np.testing.assert_allclose(sig, 0.3, rtol=0.06)
+
+
+def test_lambda_rejects_noise_sized_events():
+    from napari_catune.solver import run_deconvolution
+
+    rng = np.random.default_rng(7)
+    fs, sigma = 30.0, 0.5
+    noise = sigma * rng.standard_normal((5, 3000)) + 10
+    lam = lambda_for_noise(sigma, 0.05, 0.5, fs)
+    s = run_deconvolution(noise, fs, 0.05, 0.5, lam)
+    assert np.count_nonzero(s > 1e-9) / s.size < 0.01
+    # and a real transient of a few sigma still comes through
+    y = noise[0].copy()
+    t = np.arange(300) / fs
+    h = np.exp(-t / 0.5) - np.exp(-t / 0.05)
+    y[1000:1300] += 6 * sigma * h / h.max()
+    s1 = run_deconvolution(y, fs, 0.05, 0.5, lam)
+    assert s1[995:1010].sum() > 0.5 * s1.sum() > 0
+
+
+def test_lambda_scales_with_noise():
+    y, _ = _synthetic(0.05, 0.5, noise=0.1, seed=5)
+    p1 = estimate_params(y, 30.0)
+    p10 = estimate_params(y * 10, 30.0)
+    assert p10.lam == pytest.approx(10 * p1.lam, rel=1e-6)
+    assert p10.tau_decay == pytest.approx(p1.tau_decay)
+
+
+def test_flat_trace_gives_defaults_and_warns():
+    with pytest.warns(UserWarning, match="flat"):
+        p = estimate_params(np.full((3, 500), 7.0), 30.0)
+    assert (p.tau_rise, p.tau_decay, p.lam) == (DEFAULTS["tau_rise"], DEFAULTS["tau_decay"],
+                                               DEFAULTS["lam"])
+    assert p.fs == 30.0
+
+
+def test_pure_noise_warns_and_stays_in_range():
+    rng = np.random.default_rng(0)
+    with pytest.warns(UserWarning, match="no calcium transients"):
+        p = estimate_params(rng.standard_normal((4, 2000)), 20.0)
+    _in_range(p)
+    assert p.tau_decay == DEFAULTS["tau_decay"]
+
+
+def _weird_traces():
+    rng = np.random.default_rng(3)
+    T = 100
+    yield "random walk", np.cumsum(rng.standard_normal(3000))
+    yield "single spike", np.r_[np.zeros(500), 1.0, np.zeros(499)]
+    yield "step", np.r_[np.zeros(300), np.ones(300)]
+    yield "sinusoid", np.sin(np.arange(1000) / 3.0)
+    yield "alternating", np.tile([0.0, 1.0], 200)
+    yield "huge", 1e12 * rng.random(400)
+    yield "tiny", 1e-12 * rng.random(400)
+    yield "int16", rng.integers(-5, 5, 400).astype(np.int16)
+    yield "exactly 100", rng.random(T)
+    yield "flat but one row varies", np.vstack([np.ones(300), rng.random(300)])
+    yield "one huge outlier", np.r_[rng.standard_normal(999) * 0.01, 1e6]
+    yield "saturated", np.clip(np.cumsum(rng.standard_normal(2000)), -1, 1)
+
+
+@pytest.mark.parametrize("fs", [1.0, 30.0, 1000.0])
+def test_never_raises_on_finite_traces(fs):
+    for name, y in _weird_traces():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            p = estimate_params(y, fs)
+        _in_range(p)
+        assert p.fs == fs, name
+
+
+@pytest.mark.parametrize(
+    "traces, fs, fragment",
+    [
+        (np.zeros(99), 30.0, "at least 100 samples"),
+        (np.r_[np.zeros(150), np.nan], 30.0, "NaN"),
+        (np.vstack([np.zeros(150), np.r_[np.zeros(149), np.inf]]), 30.0, r"rows \[1\]"),
+        (np.zeros((0, 200)), 30.0, "0 ROIs"),
+        (np.zeros((2, 3, 200)), 30.0, "shape"),
+        (np.array(["a"] * 200), 30.0, "real numbers"),
+        (np.zeros(200), 0.5, "sampling rate fs"),
+        (np.zeros(200), 5000.0, "1-1000"),
+    ],
+)
+def test_bad_input(traces, fs, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        estimate_params(traces, fs)
+
+
+def test_one_dimensional_input():
+    y, _ = _synthetic(0.05, 0.4, n=1, seed=8)
+    p = estimate_params(y[0], 30.0)
+    assert abs(p.tau_decay / 0.4 - 1) <= 0.25
+    assert math.isfinite(p.lam)
