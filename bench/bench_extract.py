@@ -99,7 +99,6 @@ def main():
         assert np.allclose(mtr, ours, rtol=1e-12, atol=1e-9)
         print(f"memmap: .sum()              {t_msum:7.3f} s;  extract_traces {t_m:.3f} s  "
               f"{t_m / t_msum:.2f}x")
-        del mm
 
 
 if __name__ == "__main__":

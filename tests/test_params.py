@@ -302,3 +302,15 @@ def test_overwrite_succeeds_and_missing_folder(tmp_path):
     assert oct(target.stat().st_mode & 0o777) != oct(0o600) or os.name != "posix"
     with pytest.raises(FileNotFoundError, match="does not exist"):
         save_params(TuningParams(0.02, 0.4, 30.0, 0.05), tmp_path / "no" / "p.json")
+
+
+def test_numpy_metadata_and_huge_numbers(tmp_path):
+    save_params(TuningParams(0.02, 0.4, 30.0, 0.05), tmp_path / "p.json",
+                metadata={"num_cells": np.int64(12), "ids": np.arange(3), "fs": np.float32(30)})
+    meta = json.loads((tmp_path / "p.json").read_text())["metadata"]
+    assert meta == {"num_cells": 12, "ids": [0, 1, 2], "fs": 30.0}
+    f = tmp_path / "big.json"
+    f.write_text('{"parameters": {"tau_rise_s": 0.02, "tau_decay_s": 1' + "0" * 400
+                 + ', "lambda": 0.1, "sampling_rate_hz": 30}}')
+    with pytest.raises(ValueError, match="tau_decay_s must be finite"):
+        load_params(f)

@@ -97,11 +97,13 @@ def _check(traces, fs):
 def _autocov(x: np.ndarray, max_lag: int) -> np.ndarray:
     """Biased autocovariance at lags 0..max_lag of each row (mean removed)."""
     n = x.shape[1]
-    xc = x - x.mean(axis=1, keepdims=True)
-    nfft = 1 << (2 * n - 1).bit_length()
-    spec = np.fft.rfft(xc, nfft, axis=1)
-    acov = np.fft.irfft(spec * spec.conj(), nfft, axis=1)[:, : max_lag + 1]
-    return acov / n
+    nfft = 1 << (n + max_lag).bit_length()  # no circular wrap up to max_lag
+    out = np.empty((x.shape[0], max_lag + 1))
+    for i in range(0, x.shape[0], 64):  # bounded memory for long recordings
+        xc = x[i : i + 64] - x[i : i + 64].mean(axis=1, keepdims=True)
+        spec = np.fft.rfft(xc, nfft, axis=1)
+        out[i : i + 64] = np.fft.irfft(spec.real**2 + spec.imag**2, nfft, axis=1)[:, : max_lag + 1]
+    return out / n
 
 
 def _fit_taus(acov: np.ndarray, fs: float, drift: bool = True):

@@ -15,10 +15,21 @@ import numpy as np
 
 from ._atomic import atomic_save_npy, atomic_write_text
 
-__all__ = ["save_for_tuning", "load_tuning_data", "tuning_paths"]
+__all__ = ["save_for_tuning", "load_tuning_data", "tuning_paths", "json_default"]
 
 SCHEMA_VERSION = "1.0.0"
 _SIDECAR = "_metadata.json"
+
+
+def json_default(obj):
+    """``json.dumps`` hook: NumPy scalars and arrays, paths -> plain JSON values."""
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
 
 
 def tuning_paths(path) -> tuple[Path, Path]:
@@ -86,7 +97,7 @@ def save_for_tuning(traces, fs, path, metadata: dict | None = None) -> tuple[Pat
     }
     npy_path, json_path = tuning_paths(path)
     try:
-        text = json.dumps(meta, indent=2, allow_nan=False)
+        text = json.dumps(meta, indent=2, allow_nan=False, default=json_default)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"metadata for {json_path} is not JSON-serialisable: {exc}") from None
     # traces first: a sidecar without its data would be worse than the reverse

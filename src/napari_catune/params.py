@@ -16,6 +16,7 @@ from pathlib import Path
 
 from . import kernel
 from ._atomic import atomic_write_text
+from .io import json_default
 from ._version import __version__
 
 __all__ = ["TuningParams", "save_params", "load_params", "SCHEMA_VERSION", "FORMULATION"]
@@ -167,7 +168,9 @@ def save_params(params: TuningParams, path, *, metadata: dict | None = None) -> 
         raise ValueError(f"metadata must be a dict, got {type(metadata).__name__}")
     try:
         # allow_nan=False: NaN is not JSON and the web app could not read it
-        text = json.dumps(_export_dict(params, metadata), indent=2, allow_nan=False)
+        text = json.dumps(
+            _export_dict(params, metadata), indent=2, allow_nan=False, default=json_default
+        )
     except (TypeError, ValueError) as exc:
         raise ValueError(f"metadata for {path} is not JSON-serialisable: {exc}") from None
     return atomic_write_text(path, text + "\n")
@@ -180,7 +183,10 @@ def _number(path, key, value) -> float:
             f"{path}: parameters.{key} must be a number, got {value!r}; "
             "is this a CaTune export file?"
         )
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an integer literal with hundreds of digits
+        value = math.inf
     if not math.isfinite(value):
         raise ValueError(f"{path}: parameters.{key} must be finite, got {value}")
     return value
