@@ -407,6 +407,8 @@ def test_view_screenshot(tmp_path):
         capture_output=True, text=True, timeout=200, env=env,
     )
     assert run.returncode == 0, run.stderr[-2000:]
+    selected = next(ln for ln in run.stderr.splitlines() if "selected ROIs:" in ln)
+    assert len(selected.split(":")[-1].split(",")) == 3
     from PIL import Image
 
     img = np.asarray(Image.open(shot).convert("RGB"))
@@ -415,8 +417,59 @@ def test_view_screenshot(tmp_path):
     assert len(np.unique(img.reshape(-1, 3), axis=0)) > 200
 
 
+def test_view_opens_given_files(tmp_path):
+    """Our trace file through our reader, an image stack in .npy through napari's."""
+    y = _traces(n=4)
+    np.save(tmp_path / "tr.npy", y)
+    np.save(tmp_path / "movie.npy", np.random.default_rng(0).uniform(size=(10, 24, 24)))
+    shot = tmp_path / "shot.png"
+    run = subprocess.run(
+        [_script(), "view", str(tmp_path / "tr.npy"), str(tmp_path / "movie.npy"),
+         "--screenshot", str(shot), "--size", "1300x900", "--settle", "0.3"],
+        capture_output=True, text=True, timeout=200,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    from PIL import Image
+
+    assert Image.open(shot).size == (1300, 900)
+    layers = next(ln for ln in run.stderr.splitlines() if "view: layers:" in ln)
+    assert "tr ROIs" in layers and "movie" in layers
+    selected = next(ln for ln in run.stderr.splitlines() if "selected ROIs:" in ln)
+    assert len(selected.split(":")[-1].split(",")) == 3
+
+
 def test_view_rejects_missing_paths_before_opening_napari(capsys, tmp_path):
     code, _, err = _run(capsys, "view", tmp_path / "nope.tif")
     assert code == 2 and "nope.tif does not exist" in _one_line_error(err)
     code, _, err = _run(capsys, "view", "--screenshot", tmp_path / "nofolder" / "s.png")
     assert code == 2 and "does not exist" in _one_line_error(err)
+
+
+def test_most_active_rois_by_snr(make_napari_viewer):
+    from napari_catune.traces import extract_traces, roi_snr
+
+    viewer = make_napari_viewer()
+    y = _traces(n=6)
+    from napari_catune.kernel import build_kernel
+
+    big = 5.0 * np.convolve((np.arange(300) % 60 == 5).astype(float),
+                            build_kernel(TAU_R, TAU_D, FS))[:300]
+    y[[1, 4]] += big  # larger transients over the same noise: higher SNR
+    ids = np.array([3, 5, 7, 9, 11, 13])
+    labels = np.zeros((20, 20), np.int32)
+    viewer.add_labels(labels, metadata={"catune": {"traces": y, "roi_ids": ids, "fs": FS}})
+    want = ids[np.argsort(-roi_snr(y, FS), kind="stable")[:3]].tolist()
+    got = cli._most_active(viewer, 3)
+    assert got == want and {5, 11} <= set(got)
+    # no traces attached: extracted from the movie under the labels
+    viewer.layers.clear()
+    rng = np.random.default_rng(1)
+    movie = rng.normal(size=(200, 10, 12)).astype(np.float32)
+    lab = np.zeros((10, 12), np.int32)
+    lab[1:4, 1:4], lab[5:9, 2:6], lab[2:5, 7:11] = 1, 2, 3
+    movie[:, 5:9, 2:6] += 8 * (np.arange(200) % 40 == 0)[:, None, None]  # ROI 2 is active
+    viewer.add_image(movie, metadata={"catune": {"fs": FS}})
+    viewer.add_labels(lab)
+    tr, tid = extract_traces(movie, lab)
+    order = tid[np.argsort(-roi_snr(tr, FS), kind="stable")].tolist()
+    assert cli._most_active(viewer, 3) == order and order[0] == 2

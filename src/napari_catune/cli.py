@@ -851,6 +851,20 @@ def _ours(path: str) -> bool:
     return find_suite2p_plane(path) is not None
 
 
+def _open_path(viewer, path: str) -> None:
+    """Open with our readers when the file looks like ours, else let napari choose."""
+    if _ours(path):
+        try:
+            viewer.open(path, plugin=PROG)
+            return
+        except ValueError as e:
+            # a file our readers say is not theirs (e.g. an image stack in .npy)
+            msg = str(e).lower()
+            if "refused the file" not in msg and "no compatible" not in msg:
+                raise
+    viewer.open(path)
+
+
 def _cmd_view(args) -> int:
     for p in args.paths:
         if not Path(p).exists():
@@ -873,12 +887,14 @@ def _cmd_view(args) -> int:
     try:
         if args.paths:
             for p in args.paths:
-                viewer.open(p, plugin=PROG if _ours(p) else None)
+                _open_path(viewer, p)
         else:
             viewer.open_sample(PROG, "synthetic")
     except Exception as e:
         viewer.close()
         raise CLIError(f"could not open {' '.join(args.paths) or 'the sample'}: {e}") from None
+    print(f"{PROG} view: layers: {', '.join(layer.name for layer in viewer.layers)}",
+          file=sys.stderr)
 
     def finish(code: int, msg: str | None = None) -> None:
         if msg:
@@ -913,7 +929,9 @@ def _cmd_view(args) -> int:
             try:
                 ids = _most_active(viewer, 3)
                 if ids:
-                    widget.select_rois(ids)
+                    ids = widget.select_rois(ids)
+                print(f"{PROG} view: selected ROIs: {', '.join(map(str, ids)) or 'none'}",
+                      file=sys.stderr)
             except Exception as e:
                 finish(1, f"selecting ROIs failed: {type(e).__name__}: {e}")
                 return
