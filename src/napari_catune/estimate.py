@@ -2,19 +2,20 @@
 
 * noise: the level of the high-frequency power spectrum (Welch, upper half
   of the band), where calcium transients carry little power;
-* time constants: the autocovariance of the traces, pooled over ROIs and fit
-  at lags >= 1 (lag 0 holds the noise) by the AR(2) autocovariance
-  ``A d^k + B r^k`` plus a constant for slow drift; d and r are the AR(2)
-  roots of the kernel (as in OASIS, which solves Yule-Walker equations on a
-  few lags; fitting many lags by variable projection is less sensitive to
-  noise, bursts and large transients);
+* time constants, first guess: the autocovariance of the traces, each
+  scaled by its noise variance and pooled over ROIs, fit at lags >= 1 (lag 0
+  holds the noise) by the exact autocovariance shape of the AR(2) kernel
+  (``A d^k + B r^k`` with A, B fixed by the roots d, r) times a scale, plus
+  a constant and a linear term for slow drift.  OASIS solves Yule-Walker
+  equations on a few lags; fitting the whole shape over ~6 decay times by
+  variable projection is less sensitive to noise and large transients;
 * refinement: two rounds of "deconvolve with the current kernel, then
   re-estimate the kernel from the inferred activity by least squares and fit
-  the double exponential to it".  The autocovariance alone confuses the
-  kernel's rise with bursts of spikes; two rounds moved jGCaMP8f's
-  tau_rise from ~0.11-0.15 s to ~0.07 s (truth 0.05) and raised the spike
-  correlation from 0.93 to 0.96 (bench/bench_estimate.py).  More rounds
-  drift (the inferred activity is shrunk by the L1 penalty), so we stop at two;
+  the double exponential to it".  The autocovariance confuses the kernel's
+  rise with bursts of spikes; the rounds bring jGCaMP8f's tau_rise from
+  0.11-0.15 s towards the true 0.05 s and raise the spike correlation
+  (bench/bench_estimate.py).  More rounds drift (the inferred activity is
+  shrunk by the L1 penalty), so we stop at two;
 * lambda: the sparsity at which a noise-only stretch of trace produces no
   activity with high probability (``lambda G ~ z sigma ||h||_2``).
 """
@@ -231,6 +232,8 @@ def _kernel_from_activity(y: np.ndarray, s: np.ndarray, n: int) -> np.ndarray:
     from scipy.linalg import solve_toeplitz
 
     T = y.shape[1]
+    # only the means are removed: a matching running-mean high-pass of y and
+    # s (against drift) biased tau_decay low by 10-40 % on calab's presets
     yc = y - y.mean(axis=1, keepdims=True)
     sc = s - s.mean(axis=1, keepdims=True)
     nfft = 1 << (T + n).bit_length()
@@ -243,24 +246,52 @@ def _kernel_from_activity(y: np.ndarray, s: np.ndarray, n: int) -> np.ndarray:
 
 
 def _fit_double_exp(h: np.ndarray, fs: float):
-    """(tau_rise, tau_decay, R^2) of the best unit-peak double exponential times a scale."""
+    """(tau_rise, tau_decay, R^2) of the best unit-peak double exponential times a scale.
+
+    A coarse grid over both time constants, then a Nelder-Mead polish in
+    log space (the grid alone would quantise the answer by a few percent).
+    """
+    from scipy.optimize import minimize
+
     t = np.arange(h.size) / fs
     hh = float(h @ h)
-    best = (np.inf, None, None)
+    if not hh > 0:
+        return None
+    tr_lo, tr_hi = PARAM_RANGES["tau_rise"]
     td_lo = PARAM_RANGES["tau_decay"][0]
     td_hi = min(PARAM_RANGES["tau_decay"][1], max(h.size / fs, 2 * td_lo))
-    for td in np.geomspace(td_lo, td_hi, 120):
-        trs = np.geomspace(PARAM_RANGES["tau_rise"][0], min(PARAM_RANGES["tau_rise"][1], 0.9 * td), 60)
+
+    def sse_of(K):
+        kh = K @ h
+        a = kh / (K * K).sum(axis=-1)
+        return np.where(a > 0, hh - a * kh, np.inf)
+
+    best = (np.inf, None, None)
+    for td in np.geomspace(td_lo, td_hi, 60):
+        trs = np.geomspace(tr_lo, min(tr_hi, 0.9 * td), 40)
         K = np.exp(-t[None] / td) - np.exp(-t[None] / trs[:, None])
         K /= K.max(axis=1, keepdims=True)
-        a = (K @ h) / (K * K).sum(axis=1)
-        sse = hh - a * (K @ h)
-        j = int(np.argmin(np.where(a > 0, sse, np.inf)))
-        if a[j] > 0 and sse[j] < best[0]:
+        sse = sse_of(K)
+        j = int(np.argmin(sse))
+        if sse[j] < best[0]:
             best = (float(sse[j]), float(trs[j]), float(td))
-    if best[1] is None or hh <= 0:
+    if best[1] is None or not math.isfinite(best[0]):
         return None
-    return best[1], best[2], 1.0 - best[0] / hh
+
+    def cost(z):
+        tr, td = math.exp(z[0]), math.exp(z[1])
+        if not (tr_lo <= tr <= tr_hi and td_lo <= td <= td_hi and tr < 0.95 * td):
+            return hh
+        K = np.exp(-t / td) - np.exp(-t / tr)
+        K /= K.max()
+        return float(sse_of(K[None])[0])
+
+    res = minimize(cost, [math.log(best[1]), math.log(best[2])], method="Nelder-Mead",
+                   options={"xatol": 1e-4, "fatol": 1e-12 * hh, "maxiter": 200})
+    tr, td, sse = best[1], best[2], best[0]
+    if res.fun < sse:
+        tr, td, sse = math.exp(res.x[0]), math.exp(res.x[1]), float(res.fun)
+    return tr, td, 1.0 - sse / hh
 
 
 def _refine(x: np.ndarray, sigma: np.ndarray, fs: float, tr: float, td: float):
