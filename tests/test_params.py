@@ -314,3 +314,14 @@ def test_numpy_metadata_and_huge_numbers(tmp_path):
                  + ', "lambda": 0.1, "sampling_rate_hz": 30}}')
     with pytest.raises(ValueError, match="tau_decay_s must be finite"):
         load_params(f)
+
+
+def test_huge_file_refused_without_reading(tmp_path, monkeypatch):
+    from napari_catune import params as params_mod
+
+    monkeypatch.setattr(params_mod, "_MAX_BYTES", 1000)
+    f = tmp_path / "movie.json"
+    f.write_bytes(b" " * 2000)
+    with pytest.raises(ValueError, match="far larger than a parameter file") as info:
+        load_params(f)
+    assert str(f) in str(info.value)

@@ -22,6 +22,8 @@ from ._version import __version__
 __all__ = ["TuningParams", "save_params", "load_params", "SCHEMA_VERSION", "FORMULATION"]
 
 SCHEMA_VERSION = "1.2.0"
+# exports are ~1.5 kB; anything this large is some other file opened by mistake
+_MAX_BYTES = 4 * 2**20
 
 # What our solver computes (solver.py); written into every export.
 FORMULATION = {
@@ -206,6 +208,12 @@ def load_params(path) -> TuningParams:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"parameter file not found: {path}")
+    size = path.stat().st_size
+    if size > _MAX_BYTES:
+        raise ValueError(
+            f"{path} is not a CaTune export: {size / 2**20:.0f} MB is far larger than a "
+            "parameter file (a few kB)"
+        )
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
