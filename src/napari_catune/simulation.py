@@ -261,12 +261,13 @@ def simulate_recording(
     from .traces import extract_traces
 
     traces, _ = extract_traces(movie, labels, ids=np.arange(1, n_cells + 1))
-    lam = _starting_lambda(traces, calcium, tau_rise, tau_decay, fs)
+    lam = _starting_lambda(traces, tau_rise, tau_decay, fs)
     params = TuningParams(tau_rise, tau_decay, fs, lam)
     return SimulatedRecording(movie, labels, spikes, calcium, traces, float(fs), params)
 
 
-def _starting_lambda(traces, calcium, tau_rise, tau_decay, fs) -> float:
+def _starting_lambda(traces, tau_rise, tau_decay, fs) -> float:
+    # a lambda that rejects noise-sized events in these traces (as estimate_params)
     from .estimate import lambda_for_noise, noise_sigma
 
     sigma = float(np.median(noise_sigma(traces, fs)))
