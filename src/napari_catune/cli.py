@@ -715,10 +715,16 @@ def _cmd_estimate(args) -> int:
         _warn(f"{min(source.n, args.max_cells) - rows.size} rows with NaN or Inf left out")
     from .estimate import estimate_params
 
+    import warnings
+
     try:
-        params = estimate_params(traces, fs)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            params = estimate_params(traces, fs)
     except ValueError as e:
         raise CLIError(f"{args.input}: {e}") from None
+    for w in caught:
+        _warn(str(w.message))
     used = f"{rows.size} of {source.n} cells" if rows.size < source.n else f"{source.n} cells"
     print(f"estimated from {used} at {fs:g} Hz ({args.input}):")
     print(f"  tau_rise    {params.tau_rise:.4g} s")

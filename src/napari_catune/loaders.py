@@ -296,7 +296,7 @@ def load_suite2p(plane_dir, neuropil: float = 0.7, only_cells: bool = True,
                 raise ValueError(f"{stat_path}: ROI without 'ypix'/'xpix' ({e})") from None
         labels = _suite2p_labels(stat, keep, roi_ids, shape, stat_path)
     elif not allow_pickle and (stat_path.is_file() or ops_path.is_file()):
-        notes.append("stat.npy/ops.npy not read (pickles; pass allow_pickle=True)")
+        notes.append("stat.npy/ops.npy not read: they are pickles (allow_pickle=True, CLI --allow-pickle)")
     return PipelineData(
         traces=traces, fs=fs, roi_ids=roi_ids, labels=labels, mean_image=mean_image,
         source=str(plane), kind=f"F - {neuropil:g}*Fneu", notes=notes,
