@@ -7,6 +7,8 @@ table and a pixel -> row lookup.  A full T x Y x X array never exists.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 OVERLAY_KEY = "catune_overlay"  # metadata flag: our layers, hidden from the source combos
@@ -152,30 +154,59 @@ class Overlays:
         self.selection_layer = self.activity_layer = self.ids_layer = None
         self.lazy = None
 
+    def clear(self) -> None:
+        """Empty the overlays in place (no source).
+
+        Layers are emptied rather than removed: removing several layers inside
+        napari's layer events while a notification was up crashed vispy.
+        """
+        self._labels_layer = None
+        if self._alive(self.selection_layer):
+            self.selection_layer.data = np.zeros_like(np.asarray(self.selection_layer.data))
+        if self.lazy is not None and self._alive(self.activity_layer):
+            self.lazy.set_values([], np.zeros((0, self.lazy.shape[0])))
+            self.activity_layer.refresh()
+        if self._alive(self.ids_layer):
+            self.ids_layer.data = np.zeros((0, 2))
+
     def set_source(self, labels_layer, roi_ids, n_frames: int, time_scale=1.0,
                    time_translate=0.0) -> None:
         """New data source: ROI id text for every ROI, a fresh activity layer."""
-        self.remove_all()
         self._labels_layer = labels_layer
         labels = np.asarray(labels_layer.data)
         scale = tuple(labels_layer.scale[-2:])
         translate = tuple(labels_layer.translate[-2:])
         self.lazy = LazyActivity(labels, n_frames)
-        self.activity_layer = self._add_quietly(
-            self.viewer.add_image, self.lazy, name=ACTIVITY_NAME, colormap="inferno",
-            blending="additive", contrast_limits=(0.0, 1.0), multiscale=False,
-            scale=(time_scale, *scale), translate=(time_translate, *translate),
-            opacity=0.8, metadata={OVERLAY_KEY: True},
-        )
+        if self._alive(self.activity_layer):
+            self.activity_layer.data = self.lazy
+            self.activity_layer.scale = (time_scale, *scale)
+            self.activity_layer.translate = (time_translate, *translate)
+        else:
+            self.activity_layer = self._add_quietly(
+                self.viewer.add_image, self.lazy, name=ACTIVITY_NAME, colormap="inferno",
+                blending="additive", contrast_limits=(0.0, 1.0), multiscale=False,
+                scale=(time_scale, *scale), translate=(time_translate, *translate),
+                opacity=0.8, metadata={OVERLAY_KEY: True},
+            )
         cents = centroids(labels, roi_ids)
         ok = np.all(np.isfinite(cents), axis=1)
-        self.ids_layer = self._add_quietly(
-            self.viewer.add_points, cents[ok], name=IDS_NAME, size=0.0,
-            features={"roi_id": np.asarray(roi_ids)[ok]},
-            text={"string": "{roi_id}", "color": "white", "size": 8},
-            scale=scale, translate=translate, metadata={OVERLAY_KEY: True},
-        )
-        self.ids_layer.editable = False
+        feats = {"roi_id": np.asarray(roi_ids)[ok]}
+        if self._alive(self.ids_layer):
+            self.ids_layer.data = np.zeros((0, 2))
+            self.ids_layer.scale, self.ids_layer.translate = scale, translate
+            self.ids_layer.data = cents[ok]
+            self.ids_layer.features = feats
+            self.ids_layer.text = {"string": "{roi_id}", "color": "white", "size": 8}
+        else:
+            self.ids_layer = self._add_quietly(
+                self.viewer.add_points, cents[ok], name=IDS_NAME, size=0.0,
+                features=feats, text={"string": "{roi_id}", "color": "white", "size": 8},
+                scale=scale, translate=translate, metadata={OVERLAY_KEY: True},
+            )
+            self.ids_layer.editable = False
+        if self._alive(self.selection_layer):
+            self.selection_layer.data = np.zeros_like(labels)
+            self.selection_layer.scale, self.selection_layer.translate = scale, translate
 
     def set_selection(self, roi_ids) -> None:
         """Outline the selected ROIs (a Labels layer drawn as contours)."""
@@ -194,7 +225,9 @@ class Overlays:
             self.selection_layer.contour = 2
             self.selection_layer.editable = False
         try:
-            self.selection_layer.colormap = src.colormap
+            # a copy: sharing the colormap object ties the outline's GL state
+            # to the source layer, which crashed vispy once that layer was removed
+            self.selection_layer.colormap = copy.deepcopy(src.colormap)
         except Exception:  # noqa: BLE001 - colours are cosmetic; keep the outline
             pass
 

@@ -84,23 +84,38 @@ def _event_rate(activity: np.ndarray, fs: float) -> np.ndarray:
 
 
 class _LiveSolver(QObject):
-    """One background thread; the newest request replaces any waiting one."""
+    """A background solve thread; the newest request replaces any waiting one.
+
+    The thread ends after a few idle seconds and is restarted on demand, so a
+    closed widget leaves no thread behind.
+    """
 
     done = Signal(object)
+    IDLE_EXIT_S = 2.0
 
     def __init__(self):
         super().__init__()
         self._cv = threading.Condition()
         self._pending = None
         self._stop = False
+        self._thread = None
         self.busy = False
-        self._thread = threading.Thread(target=self._loop, name="catune-live", daemon=True)
-        self._thread.start()
 
     def submit(self, job: dict) -> None:
         with self._cv:
+            if self._stop:
+                return
             self._pending = job
             self._cv.notify()
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="catune-live",
+                                                daemon=True)
+                self._thread.start()
+
+    @property
+    def apply_running(self) -> bool:
+        """True while an Apply to all worker runs (until its ``finished``)."""
+        return self._apply_worker is not None
 
     @property
     def idle(self) -> bool:
@@ -116,9 +131,10 @@ class _LiveSolver(QObject):
     def _loop(self) -> None:
         while True:
             with self._cv:
-                while self._pending is None and not self._stop:
-                    self._cv.wait()
-                if self._stop:
+                if self._pending is None and not self._stop:
+                    self._cv.wait(self.IDLE_EXIT_S)
+                if self._stop or self._pending is None:
+                    self._thread = None
                     return
                 job, self._pending = self._pending, None
                 self.busy = True
@@ -134,12 +150,35 @@ class _LiveSolver(QObject):
             except Exception as e:  # noqa: BLE001 - reported to the user, thread lives on
                 job["error"] = e
             job["elapsed"] = time.perf_counter() - t0
-            with self._cv:
-                self.busy = False
             try:
                 self.done.emit(job)
             except RuntimeError:  # widget deleted while solving
+                with self._cv:
+                    self.busy = False
+                    self._thread = None
                 return
+            with self._cv:
+                self.busy = False
+
+
+def _disconnect(viewer, hooks) -> None:
+    if viewer is None:
+        return
+    on_layers, on_step, on_theme, on_mouse = hooks
+    for emitter, cb in ((viewer.layers.events.inserted, on_layers),
+                        (viewer.layers.events.removed, on_layers),
+                        (viewer.layers.events.moved, on_layers),
+                        (viewer.dims.events.current_step, on_step),
+                        (viewer.events.theme, on_theme)):
+        try:
+            emitter.disconnect(cb)
+        except Exception:  # noqa: BLE001 - already gone with the viewer
+            pass
+    try:
+        if on_mouse in viewer.mouse_drag_callbacks:
+            viewer.mouse_drag_callbacks.remove(on_mouse)
+    except Exception:  # noqa: BLE001
+        pass
 
 
 class CaTuneTuner(QWidget):
@@ -171,7 +210,7 @@ class CaTuneTuner(QWidget):
         self.labels_combo = ComboBox(label="ROIs", choices=self._labels_choices, name="labels")
         self.source_box = Container(widgets=[self.image_combo, self.labels_combo])
         self.image_combo.changed.connect(self._source_changed)
-        self.labels_combo.changed.connect(self._source_changed)
+        self.labels_combo.changed.connect(self._labels_picked)
 
         # ---- ROI list
         self.roi_table = QTableWidget(0, 2)
@@ -243,38 +282,55 @@ class CaTuneTuner(QWidget):
         self.controls.overlay_mode.changed.connect(lambda _: self._update_activity_overlay())
         self.plots.frame_requested.connect(self._goto_frame)
 
-        # ---- viewer hooks (weak: the viewer may outlive this widget)
+        # ---- viewer hooks (weak: the viewer may outlive this widget; the Qt
+        # side may be deleted before Python drops us, hence the `alive` flag)
         ref = weakref.ref(self)
+        alive = {"ok": True}
+
+        def me_if_alive():
+            me = ref()
+            return me if (me is not None and alive["ok"] and not me._closed) else None
 
         def on_layers(event=None):
-            me = ref()
-            if me is not None and not me._closed:
-                me._layers_changed(event)
+            me = me_if_alive()
+            if me is not None:
+                me._layers_changed((getattr(event, "type", None),
+                                    getattr(event, "value", None)))
 
         def on_step(event=None):
-            me = ref()
-            if me is not None and not me._closed:
+            me = me_if_alive()
+            if me is not None:
                 me._dims_changed()
 
         def on_theme(event=None):
-            me = ref()
-            if me is not None and not me._closed:
+            me = me_if_alive()
+            if me is not None:
                 me._apply_theme()
 
         def on_mouse(viewer, event):
-            me = ref()
-            if me is None or me._closed:
+            me = me_if_alive()
+            if me is None:
                 return
             yield from me._on_mouse(viewer, event)
 
-        self._hooks = (on_layers, on_step, on_theme, on_mouse)
+        viewer_ref = weakref.ref(self.viewer)
+        live = self._live
+
+        hooks = (on_layers, on_step, on_theme, on_mouse)
+
+        def on_destroyed(*_):
+            alive["ok"] = False
+            live.stop()
+            _disconnect(viewer_ref(), hooks)
+
+        self._hooks = hooks
         self.viewer.layers.events.inserted.connect(on_layers)
         self.viewer.layers.events.removed.connect(on_layers)
         self.viewer.layers.events.moved.connect(on_layers)
         self.viewer.dims.events.current_step.connect(on_step)
         self.viewer.events.theme.connect(on_theme)
         self.viewer.mouse_drag_callbacks.append(on_mouse)
-        self.destroyed.connect(lambda *_: None)
+        self.destroyed.connect(on_destroyed)
 
         self._apply_theme()
         self.plots.set_kernel(*self._kernel_args(self.controls.params))
@@ -288,11 +344,22 @@ class CaTuneTuner(QWidget):
         """The parameters shown by the controls."""
         return self.controls.params
 
-    def set_params(self, p: TuningParams) -> None:
-        """Move the controls to ``p`` and re-solve the selected ROIs."""
+    def set_params(self, p) -> bool:
+        """Move the controls to ``p`` and re-solve the selected ROIs.
+
+        ``p`` is a TuningParams or a dict of its fields.  Values out of range
+        are refused with a notification (returns False); the controls keep
+        their values.
+        """
         if not isinstance(p, TuningParams):
-            p = TuningParams(**dict(p))
+            try:
+                p = TuningParams(**dict(p))
+            except (TypeError, ValueError) as e:
+                _notify_error(f"Parameters not applied: {e}. Accepted: tau_rise 0.001-0.5 s "
+                              "< tau_decay 0.01-10 s, fs 1-1000 Hz, lambda 0-10.")
+                return False
         self.controls.set_params(p)
+        return True
 
     @property
     def selected_rois(self) -> list[int]:
@@ -490,6 +557,11 @@ class CaTuneTuner(QWidget):
             self.status.setText("Cancelling...")
 
     @property
+    def apply_running(self) -> bool:
+        """True while an Apply to all worker runs (until its ``finished``)."""
+        return self._apply_worker is not None
+
+    @property
     def idle(self) -> bool:
         """True when no live solve is pending, running, or waiting to be drawn."""
         return (not self._timer.isActive() and self._live.idle
@@ -512,15 +584,17 @@ class CaTuneTuner(QWidget):
         # the first movie whose frames match the labels, else none
         if labels is None:
             return None
-        has_traces = "traces" in labels.metadata.get("catune", {})
+        if "traces" in labels.metadata.get("catune", {}):
+            return None  # the layer carries its traces: no movie to read
         for _, l in self._image_choices()[1:]:
             if tuple(l.data.shape[-2:]) == tuple(labels.data.shape[-2:]):
                 return l
-        return None if has_traces else (self._image_choices()[1][1]
-                                        if len(self._image_choices()) > 1 else None)
+        return self._image_choices()[1][1] if len(self._image_choices()) > 1 else None
 
-    def _layers_changed(self, event=None) -> None:
-        removed = getattr(event, "type", None) == "removed"
+    def _layers_changed(self, info=(None, None)) -> None:
+        # the combos follow the layer list at once; the source itself changes on
+        # the next event-loop turn: adding or removing our overlay layers inside
+        # napari's own layer-list event crashed vispy
         old_img, old_lab = self.image_combo.value, self.labels_combo.value
         with self.image_combo.changed.blocked(), self.labels_combo.changed.blocked():
             self.labels_combo.reset_choices()
@@ -528,17 +602,29 @@ class CaTuneTuner(QWidget):
             if old_lab is None and self.labels_combo.choices:
                 # a first Labels layer appeared: pick the best movie for it
                 self.image_combo.value = self._default_image(self.labels_combo.value)
-        if removed and self._source is not None:
-            gone = event.value
-            if gone is self._source.labels or gone is self._source.image:
-                self._cancel_live()
-                if self._apply_worker is not None:
-                    self._apply_worker.quit()
-                _notify_warning(
-                    f"Layer '{gone.name}' was removed while the CaTune tuner used it; "
-                    "choose another data source in the tuner.")
-        if self.image_combo.value is not old_img or self.labels_combo.value is not old_lab:
+        gone = info[1] if info[0] == "removed" else None
+        src = self._source
+        lost = src is not None and gone is not None and gone in (src.labels, src.image)
+        if lost:
+            self._cancel_live()
+            if self._apply_worker is not None:
+                self._apply_worker.quit()
+            _notify_warning(
+                f"Layer '{gone.name}' was removed while the CaTune tuner used it; "
+                "choose another data source in the tuner.")
+        if lost or self.image_combo.value is not old_img \
+                or self.labels_combo.value is not old_lab:
+            self._source = None
+            QTimer.singleShot(0, self._deferred_source_changed)
+
+    def _deferred_source_changed(self) -> None:
+        if not self._closed:
             self._source_changed()
+
+    def _labels_picked(self, *_) -> None:
+        with self.image_combo.changed.blocked():
+            self.image_combo.value = self._default_image(self.labels_combo.value)
+        self._source_changed()
 
     def _source_changed(self, *_) -> None:
         self._cancel_live()
@@ -547,7 +633,7 @@ class CaTuneTuner(QWidget):
         self._warm.clear()
         self._last_result = None
         self.plots.set_rois([], [], np.zeros((0, 0)), self.params.fs)
-        self.overlays.remove_all()
+        self.overlays.clear()
         self.roi_table.setRowCount(0)
         src = self._ensure_source()
         if src is None:
@@ -894,14 +980,4 @@ class CaTuneTuner(QWidget):
         self._live.stop()
         if self._apply_worker is not None:
             self._apply_worker.quit()
-        on_layers, on_step, on_theme, on_mouse = self._hooks
-        try:
-            self.viewer.layers.events.inserted.disconnect(on_layers)
-            self.viewer.layers.events.removed.disconnect(on_layers)
-            self.viewer.layers.events.moved.disconnect(on_layers)
-            self.viewer.dims.events.current_step.disconnect(on_step)
-            self.viewer.events.theme.disconnect(on_theme)
-            if on_mouse in self.viewer.mouse_drag_callbacks:
-                self.viewer.mouse_drag_callbacks.remove(on_mouse)
-        except Exception:  # noqa: BLE001 - the viewer may already be gone
-            pass
+        _disconnect(self.viewer, self._hooks)

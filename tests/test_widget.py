@@ -1,0 +1,501 @@
+"""The CaTune tuner dock widget in a real napari viewer (pytest-qt + Xvfb)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from qtpy.QtCore import QPoint, Qt
+
+import napari_catune.solver as solver_mod
+from napari_catune.kernel import build_kernel
+from napari_catune.params import TuningParams
+
+FS = 30.0
+N_FRAMES = 450
+SHAPE = (40, 60)
+# ROI id -> (row slice, col slice); ids are deliberately not 1..n
+ROIS = {
+    3: (slice(4, 14), slice(4, 14)),
+    5: (slice(4, 14), slice(24, 34)),
+    8: (slice(4, 14), slice(44, 54)),
+    11: (slice(24, 34), slice(4, 14)),
+    12: (slice(24, 34), slice(24, 34)),
+    20: (slice(24, 34), slice(44, 54)),
+}
+
+
+def _recording(seed=0):
+    """Tiny movie (T, Y, X) float32 + labels (Y, X) + the true per-ROI means."""
+    rng = np.random.default_rng(seed)
+    h = build_kernel(0.05, 0.5, FS)
+    labels = np.zeros(SHAPE, np.int32)
+    movie = rng.normal(0.0, 0.15, (N_FRAMES, *SHAPE)).astype(np.float32) + 1.0
+    rates = np.linspace(0.01, 0.06, len(ROIS))  # ROIs differ in activity
+    for (rid, (ys, xs)), rate in zip(ROIS.items(), rates):
+        labels[ys, xs] = rid
+        spikes = (rng.random(N_FRAMES) < rate) * rng.uniform(0.5, 1.5, N_FRAMES)
+        calcium = np.convolve(spikes, h)[:N_FRAMES]
+        movie[:, ys, xs] += calcium[:, None, None].astype(np.float32)
+    means = {rid: movie[:, ys, xs].reshape(N_FRAMES, -1).mean(axis=1, dtype=np.float64)
+             for rid, (ys, xs) in ROIS.items()}
+    return movie, labels, means
+
+
+@pytest.fixture
+def notes(monkeypatch):
+    """Record napari notifications instead of showing them."""
+    import napari.utils.notifications as nt
+
+    got = {"error": [], "warning": [], "info": []}
+    monkeypatch.setattr(nt, "show_error", lambda m: got["error"].append(str(m)))
+    monkeypatch.setattr(nt, "show_warning", lambda m: got["warning"].append(str(m)))
+    monkeypatch.setattr(nt, "show_info", lambda m: got["info"].append(str(m)))
+    return got
+
+
+def _open(viewer):
+    _, w = viewer.window.add_plugin_dock_widget("napari-catune", "CaTune tuner")
+    return w
+
+
+@pytest.fixture
+def setup(make_napari_viewer, qtbot, notes):
+    viewer = make_napari_viewer(show=True)
+    movie, labels, means = _recording()
+    viewer.add_image(movie, name="movie", metadata={"catune": {"fs": FS}})
+    viewer.add_labels(labels, name="rois", metadata={"catune": {"fs": FS}})
+    w = _open(viewer)
+    qtbot.waitUntil(lambda: w.idle, timeout=10000)
+    return viewer, w, means, notes
+
+
+def _wait(qtbot, w):
+    qtbot.waitUntil(lambda: w.idle, timeout=10000)
+
+
+def _reference(w, ids, means):
+    p = w.params
+    y = np.stack([means[i] for i in ids])
+    return solver_mod.run_deconvolution_full(y, p.fs, p.tau_rise, p.tau_decay, p.lam,
+                                             baseline=True, filter_enabled=p.filter_enabled)
+
+
+def _plotted(w, k):
+    fit = [np.asarray(w.plots.fit_items[i].yData) for i in range(k)]
+    act = [np.asarray(w.plots.activity_items[i].yData) for i in range(k)]
+    return np.stack(fit), np.stack(act)
+
+
+def _assert_matches_core(w, means, ids):
+    ref = _reference(w, ids, means)
+    fit, act = _plotted(w, len(ids))
+    scale = np.ptp(np.stack([means[i] for i in ids]))
+    # warm starts converge to the same optimum within the solver tolerance
+    np.testing.assert_allclose(fit, ref.reconvolution, atol=2e-3 * scale)
+    np.testing.assert_allclose(act, ref.activity, atol=5e-3 * max(ref.activity.max(), 1e-9))
+    x = np.asarray(w.plots.fit_items[0].xData)
+    np.testing.assert_allclose(x, np.arange(N_FRAMES) / w.params.fs)
+
+
+# --------------------------------------------------------------------- opening
+def test_open_via_npe2_picks_layers_and_lists_rois(setup):
+    viewer, w, means, _ = setup
+    assert w.labels_combo.value is viewer.layers["rois"]
+    assert w.image_combo.value is viewer.layers["movie"]
+    assert w.roi_table.rowCount() == len(ROIS)
+    listed = [int(w.roi_table.item(r, 0).data(Qt.DisplayRole)) for r in range(len(ROIS))]
+    snr = [float(w.roi_table.item(r, 1).data(Qt.DisplayRole)) for r in range(len(ROIS))]
+    assert sorted(listed) == sorted(ROIS)
+    assert snr == sorted(snr, reverse=True)  # most active first
+    # the most active ROI is selected on opening, its raw trace is the ROI mean
+    assert w.selected_rois == [listed[0]]
+    np.testing.assert_allclose(w.plots.raw_items[0].yData, means[listed[0]], rtol=1e-6)
+    assert w.params.fs == FS  # taken from the layer metadata
+    _assert_matches_core(w, means, w.selected_rois)
+
+
+def test_open_on_sample_data(make_napari_viewer, qtbot, notes):
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-catune", "synthetic")
+    w = _open(viewer)
+    _wait(qtbot, w)
+    assert len(w.selected_rois) == 1
+    assert w.plots.fit_items[0].yData is not None and len(w.plots.fit_items[0].yData) > 0
+    assert not notes["error"]
+
+
+# ------------------------------------------------------------------- selection
+def _click_roi(viewer, qtbot, rid, modifier=Qt.NoModifier):
+    ys, xs = ROIS[rid]
+    cy, cx = (ys.start + ys.stop - 1) / 2, (xs.start + xs.stop - 1) / 2
+    viewer.camera.center = (cy, cx)
+    viewer.camera.zoom = 4
+    canvas = viewer.window._qt_viewer.canvas.native
+    qtbot.wait(50)
+    centre = QPoint(canvas.width() // 2, canvas.height() // 2)
+    qtbot.mouseClick(canvas, Qt.LeftButton, modifier, centre)
+
+
+def test_click_on_canvas_selects_and_shift_adds(setup, qtbot):
+    viewer, w, means, _ = setup
+    _click_roi(viewer, qtbot, 11)
+    qtbot.waitUntil(lambda: w.selected_rois == [11], timeout=5000)
+    _click_roi(viewer, qtbot, 5, Qt.ShiftModifier)
+    qtbot.waitUntil(lambda: w.selected_rois == [11, 5], timeout=5000)
+    _wait(qtbot, w)
+    _assert_matches_core(w, means, [11, 5])
+    # the outline layer holds exactly the selected ROIs
+    sel = np.asarray(viewer.layers["CaTune selection"].data)
+    assert set(np.unique(sel)) == {0, 11, 5}
+    # a plain click replaces the selection
+    _click_roi(viewer, qtbot, 20)
+    qtbot.waitUntil(lambda: w.selected_rois == [20], timeout=5000)
+
+
+def test_select_in_list(setup, qtbot):
+    viewer, w, means, _ = setup
+    t = w.roi_table
+    rows = {int(t.item(r, 0).data(Qt.DisplayRole)): r for r in range(t.rowCount())}
+    t.clearSelection()
+    t.selectRow(rows[8])
+    assert w.selected_rois == [8]
+    _wait(qtbot, w)
+    _assert_matches_core(w, means, [8])
+    w.select_rois([3, 12], add=True)
+    assert w.selected_rois == [8, 3, 12]
+    assert {i.row() for i in t.selectedIndexes()} == {rows[8], rows[3], rows[12]}
+    assert w.plots.legend.items and len(w.plots.legend.items) == 4  # 3 ROIs + fit
+
+
+def test_at_most_eight_rois(make_napari_viewer, qtbot, notes):
+    viewer = make_napari_viewer()
+    lab = np.zeros((30, 30), np.int32)
+    traces = np.random.default_rng(1).normal(size=(10, 200)) + 5
+    for i in range(10):
+        lab[i * 3:(i * 3) + 2, :5] = i + 1
+    viewer.add_labels(lab, metadata={"catune": {"fs": 10.0, "traces": traces}})
+    w = _open(viewer)
+    w.select_rois(range(1, 11))
+    assert len(w.selected_rois) == 8
+    assert any("At most 8" in m for m in notes["warning"])
+    _wait(qtbot, w)
+    assert all(w.plots.fit_items[i].isVisible() for i in range(8))
+
+
+# --------------------------------------------------------------------- sliders
+@pytest.mark.parametrize("name,new", [("tau_rise", 0.02), ("tau_decay", 1.2),
+                                      ("fs", 45.0), ("lam", 0.8)])
+def test_each_slider_updates_fit_and_activity(setup, qtbot, name, new):
+    viewer, w, means, _ = setup
+    w.select_rois([12, 20])
+    _wait(qtbot, w)
+    fit0, act0 = _plotted(w, 2)
+    entry = getattr(w.controls, name)
+    entry.slider.value = entry.slider_position(new)  # as a user drag would
+    _wait(qtbot, w)
+    assert getattr(w.params, name) == pytest.approx(new, rel=2e-3)
+    fit1, act1 = _plotted(w, 2)
+    assert not np.allclose(act0, act1)
+    if name != "fs":  # a new fs rescales time; the fit values may stay close
+        assert not np.allclose(fit0, fit1)
+    _assert_matches_core(w, means, [12, 20])
+
+
+def test_typed_entry_and_fs_presets(setup, qtbot):
+    viewer, w, means, _ = setup
+    w.controls.tau_decay.spin.value = 0.75
+    _wait(qtbot, w)
+    assert w.params.tau_decay == pytest.approx(0.75)
+    assert w.controls.tau_decay.slider.value == pytest.approx(np.log10(0.75), abs=1e-3)
+    w.controls.fs_preset.value = "60"
+    _wait(qtbot, w)
+    assert w.params.fs == 60.0
+    assert w.controls.fs_preset.value == "presets"
+    _assert_matches_core(w, means, w.selected_rois)
+    assert "t_peak" in w.controls.readout.value
+    t_peak, fwhm = w.params.t_peak, w.params.fwhm
+    assert f"{t_peak * 1e3:.1f} ms" in w.controls.readout.value
+    assert w.plots.tpeak_line.value() == pytest.approx(t_peak)
+    x, y = w.plots.fwhm_item.getData()
+    assert x[1] - x[0] == pytest.approx(fwhm) and np.all(y == 0.5)
+
+
+def test_toggles_reach_the_solver(setup, qtbot):
+    viewer, w, means, _ = setup
+    ids = w.selected_rois
+    fit0, _ = _plotted(w, 1)
+    w.controls.filter_enabled.value = True
+    _wait(qtbot, w)
+    assert w.params.filter_enabled
+    fit1, _ = _plotted(w, 1)
+    assert not np.allclose(fit0, fit1)
+    _assert_matches_core(w, means, ids)
+    w.controls.baseline.value = False
+    _wait(qtbot, w)
+    p = w.params
+    ref = solver_mod.run_deconvolution_full(means[ids[0]], p.fs, p.tau_rise, p.tau_decay,
+                                            p.lam, baseline=False, filter_enabled=True)
+    np.testing.assert_allclose(w.plots.fit_items[0].yData, ref.reconvolution,
+                               atol=2e-3 * np.ptp(means[ids[0]]))
+
+
+def test_rise_above_decay_is_clamped(setup, qtbot):
+    viewer, w, means, notes = setup
+    w.controls.tau_decay.slider.value = w.controls.tau_decay.slider_position(0.1)
+    w.controls.tau_rise.slider.value = w.controls.tau_rise.slider_position(0.3)
+    _wait(qtbot, w)
+    p = w.params
+    assert p.tau_rise < p.tau_decay == pytest.approx(0.1, rel=2e-3)
+    assert notes["info"] and "tau_rise" in notes["info"][0]
+    _assert_matches_core(w, means, w.selected_rois)
+
+
+def test_stale_results_are_never_drawn(setup, qtbot):
+    viewer, w, means, _ = setup
+    # a burst of slider events: only results newer than what is shown are drawn
+    for td in np.linspace(0.4, 2.0, 15):
+        w.controls.tau_decay.slider.value = w.controls.tau_decay.slider_position(td)
+    _wait(qtbot, w)
+    assert w.params.tau_decay == pytest.approx(2.0, rel=2e-3)
+    _assert_matches_core(w, means, w.selected_rois)
+
+
+# ----------------------------------------------------------------- time cursor
+def test_time_cursor_follows_dims_and_plot_click_moves_dims(setup, qtbot):
+    viewer, w, means, _ = setup
+    viewer.dims.set_current_step(0, 120)
+    assert w.plots.cursor_seconds == pytest.approx(120 / FS)
+    # click in the activity plot at t = 5 s
+    qtbot.wait(50)
+    scene = w.plots.scene_pos_of_time(5.0)
+    view = w.plots.glw
+    pos = view.mapFromScene(scene)
+    qtbot.mouseClick(view.viewport(), Qt.LeftButton, Qt.NoModifier, pos)
+    qtbot.waitUntil(lambda: viewer.dims.current_step[0] != 120, timeout=3000)
+    assert abs(viewer.dims.current_step[0] - 5.0 * FS) <= 2
+    assert w.plots.cursor_seconds == pytest.approx(viewer.dims.current_step[0] / FS)
+    # dragging the cursor line moves napari too
+    line = w.plots.cursors[0]
+    line.setValue(10.0)
+    line.sigDragged.emit(line)
+    assert viewer.dims.current_step[0] == 300
+
+
+# -------------------------------------------------------------------- overlays
+def test_activity_layer_is_lazy_and_shows_activity(setup, qtbot):
+    viewer, w, means, _ = setup
+    w.select_rois([3, 8])
+    _wait(qtbot, w)
+    layer = viewer.layers["CaTune activity"]
+    lazy = layer.data
+    assert type(lazy).__name__ == "LazyActivity"
+    assert lazy.shape == (N_FRAMES, *SHAPE)
+    act = np.stack([w.plots.activity_items[i].yData for i in range(2)])
+    t = int(np.argmax(act[1]))
+    before = lazy.frames_built
+    viewer.dims.set_current_step(0, t)
+    qtbot.wait(20)
+    frame = np.asarray(lazy[t])
+    assert lazy.max_frames_per_call <= 2  # never the whole movie at once
+    assert lazy.frames_built - before <= 4
+    lab = np.asarray(viewer.layers["rois"].data)
+    np.testing.assert_allclose(frame[lab == 8], act[1, t], rtol=1e-5)
+    np.testing.assert_allclose(frame[lab == 3], act[0, t], rtol=1e-5)
+    assert np.all(frame[~np.isin(lab, [3, 8])] == 0)
+    # the fit can be shown instead
+    w.controls.overlay_mode.value = "fit"
+    fit = np.asarray(w.plots.fit_items[1].yData)
+    np.testing.assert_allclose(np.asarray(lazy[t])[lab == 8], fit[t], rtol=1e-5)
+    ids_layer = viewer.layers["CaTune ROI ids"]
+    assert sorted(ids_layer.features["roi_id"]) == sorted(ROIS)
+
+
+# ------------------------------------------------------------------ parameters
+def test_save_and_reload_into_fresh_widget(setup, make_napari_viewer, qtbot, tmp_path):
+    viewer, w, means, notes = setup
+    p = TuningParams(tau_rise=0.0321, tau_decay=0.876, fs=20.0, lam=0.37, filter_enabled=True)
+    assert w.set_params(p)
+    _wait(qtbot, w)
+    assert w.params == p
+    path = tmp_path / "tuned.json"
+    assert w.save_params(path)
+    data = json.loads(path.read_text())
+    assert data["parameters"]["tau_decay_s"] == pytest.approx(0.876)
+    viewer2 = make_napari_viewer()
+    w2 = _open(viewer2)
+    assert w2.params != p
+    assert w2.load_params(path) == p
+    assert w2.params == p
+    assert not notes["error"]
+
+
+def test_estimate_from_data_moves_sliders(setup, qtbot):
+    viewer, w, means, notes = setup
+    w.set_params(TuningParams(0.2, 3.0, FS, 0.05))
+    _wait(qtbot, w)
+    p = w.estimate_from_data()
+    assert p is not None, notes["error"]
+    _wait(qtbot, w)
+    assert w.params.tau_decay == pytest.approx(p.tau_decay)
+    assert w.params.tau_rise == pytest.approx(p.tau_rise)
+    assert w.params.fs == FS
+    _assert_matches_core(w, means, w.selected_rois)
+
+
+# ---------------------------------------------------------------- apply to all
+def test_apply_to_all_stores_results(setup, qtbot):
+    viewer, w, means, _ = setup
+    worker = w.apply_to_all()
+    assert worker is not None
+    # the worker may finish before a signal wait could connect: wait on state
+    qtbot.waitUntil(lambda: not w.apply_running, timeout=20000)
+    _wait(qtbot, w)
+    lay = viewer.layers["rois"]
+    res = lay.metadata["catune"]["results"]
+    ids = [int(i) for i in res["roi_ids"]]
+    assert sorted(ids) == sorted(ROIS)
+    ref = _reference(w, ids, means)
+    np.testing.assert_allclose(res["activity"], ref.activity, atol=1e-6 * ref.activity.max())
+    np.testing.assert_allclose(res["baseline"], ref.baseline, rtol=1e-6)
+    f = lay.features
+    for col in ("roi_id", "snr", "event_rate_hz", "baseline", "converged"):
+        assert col in f.columns
+    assert list(f["roi_id"]) == ids
+    assert np.all(f["event_rate_hz"] >= 0) and np.all(np.isfinite(f["snr"]))
+    assert res["params"] == w.params.to_dict()
+    # the activity overlay now paints every ROI
+    lazy = viewer.layers["CaTune activity"].data
+    assert lazy.roi_ids_shown == len(ROIS)
+    t = 200
+    frame = np.asarray(lazy[t])
+    lab = np.asarray(lay.data)
+    for k, rid in enumerate(ids):
+        np.testing.assert_allclose(frame[lab == rid], res["activity"][k, t], rtol=1e-5)
+    assert not w.progress.isVisible()
+
+
+def test_apply_to_all_cancel_midway(setup, qtbot, monkeypatch):
+    viewer, w, means, notes = setup
+    import threading
+
+    gate = threading.Event()
+    real = solver_mod.run_deconvolution_full
+    calls = []
+
+    def slow(*a, **k):
+        calls.append(1)
+        if len(calls) > 1:
+            gate.wait(5)  # hold the worker until cancel was pressed
+        return real(*a, **k)
+
+    monkeypatch.setattr(solver_mod, "run_deconvolution_full", slow)
+    worker = w.apply_to_all()
+    assert w.controls.cancel_btn.enabled and not w.controls.apply_btn.enabled
+    qtbot.waitUntil(lambda: len(calls) >= 2, timeout=5000)
+    with qtbot.waitSignal(worker.finished, timeout=10000):
+        w.controls.cancel_btn.native.click()
+        gate.set()
+    assert worker.abort_requested
+    assert len(calls) < len(ROIS)
+    assert "results" not in viewer.layers["rois"].metadata["catune"]
+    assert w.controls.apply_btn.enabled and not w.controls.cancel_btn.enabled
+    assert "cancelled" in w.status.text()
+    monkeypatch.setattr(solver_mod, "run_deconvolution_full", real)
+    # still usable afterwards
+    w.apply_to_all()
+    qtbot.waitUntil(lambda: not w.apply_running, timeout=20000)
+    assert "results" in viewer.layers["rois"].metadata["catune"]
+
+
+# ---------------------------------------------------------------------- errors
+def _still_works(w, qtbot, means):
+    w.select_rois([next(iter(ROIS))])
+    w.controls.lam.slider.value = 0.123
+    _wait(qtbot, w)
+    _assert_matches_core(w, means, w.selected_rois)
+
+
+def test_bad_parameter_files(setup, qtbot, tmp_path):
+    viewer, w, means, notes = setup
+    before = w.params
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert w.load_params(bad) is None
+    assert w.load_params(tmp_path / "missing.json") is None
+    out = tmp_path / "out.json"
+    p = dict(before.to_dict())
+    out.write_text(json.dumps({"schema_version": "1.2.0", "parameters": {
+        "tau_rise_s": 5.0, "tau_decay_s": 0.5, "lambda": 0.1, "sampling_rate_hz": 30.0}}))
+    assert w.load_params(out) is None
+    assert len(notes["error"]) == 3
+    assert "missing.json" in notes["error"][1]
+    assert "tau_rise" in notes["error"][2]
+    assert w.params == before
+    p["lam"] = 50.0
+    assert w.set_params(p) is False
+    assert "lambda" in notes["error"][3]
+    assert not w.save_params(tmp_path / "no_such_dir" / "x.json")
+    assert len(notes["error"]) == 5
+    _still_works(w, qtbot, means)
+
+
+def test_shape_mismatch_notifies(setup, qtbot):
+    viewer, w, means, notes = setup
+    viewer.add_labels(np.ones((10, 10), np.int32), name="small")
+    w.labels_combo.value = viewer.layers["small"]
+    assert any("shape" in m and "small" in m for m in notes["error"])
+    assert w.roi_table.rowCount() == 0 and w.selected_rois == []
+    w.labels_combo.value = viewer.layers["rois"]
+    _still_works(w, qtbot, means)
+
+
+def test_roi_without_pixels_notifies(setup, qtbot):
+    viewer, w, means, notes = setup
+    w.select_rois([999])
+    assert any("999" in m for m in notes["warning"])
+    # traces for an id that has no pixels in the tile layer
+    lab = np.zeros((10, 10), np.int32)
+    lab[:4, :4] = 1
+    viewer.add_labels(lab, name="tiles", metadata={"catune": {
+        "fs": 10.0, "traces": np.random.default_rng(0).normal(size=(2, 100)),
+        "roi_ids": np.array([1, 2])}})
+    w.labels_combo.value = viewer.layers["tiles"]
+    assert w.image_combo.value is None  # the layer carries its own traces
+    assert any("no pixels" in m and "2" in m for m in notes["warning"])
+    assert w.roi_table.rowCount() == 2  # still listed and selectable by the list
+    w.select_rois([2])
+    _wait(qtbot, w)
+    assert w.plots.fit_items[0].yData is not None
+    w.labels_combo.value = viewer.layers["rois"]
+    assert w.image_combo.value is viewer.layers["movie"]
+    _still_works(w, qtbot, means)
+
+
+def test_layer_removed_while_solving(setup, qtbot, monkeypatch):
+    viewer, w, means, notes = setup
+    import threading
+
+    gate = threading.Event()
+    real = solver_mod.run_deconvolution_full
+
+    def slow(*a, **k):
+        gate.wait(5)
+        return real(*a, **k)
+
+    monkeypatch.setattr(solver_mod, "run_deconvolution_full", slow)
+    w.controls.lam.slider.value = 0.5
+    qtbot.waitUntil(lambda: not w._live.idle, timeout=3000)
+    labels = viewer.layers["rois"]
+    viewer.layers.remove(labels)
+    gate.set()
+    qtbot.waitUntil(lambda: w._live.idle, timeout=5000)
+    qtbot.wait(50)
+    assert any("rois" in m and "removed" in m for m in notes["warning"])
+    assert w.selected_rois == [] and w.roi_table.rowCount() == 0
+    monkeypatch.setattr(solver_mod, "run_deconvolution_full", real)
+    viewer.add_labels(np.asarray(labels.data), name="rois again")
+    w.labels_combo.value = viewer.layers["rois again"]
+    assert w.image_combo.value is viewer.layers["movie"]
+    _still_works(w, qtbot, means)
