@@ -82,10 +82,8 @@ def _layers(data, name: str):
     if data.labels is not None:
         labels = data.labels
         if data.mean_image is not None and data.mean_image.shape == labels.shape:
-            out.append(
-                (data.mean_image, {"name": f"{name} image", "metadata": {"catune": {"fs": data.fs}}},
-                 "image")
-            )
+            image_meta = {"name": f"{name} image", "metadata": {"catune": {"fs": data.fs}}}
+            out.append((data.mean_image, image_meta, "image"))
     else:
         labels = tile_labels(data.traces.shape[0], ids=data.roi_ids)
     out.append((labels, {"name": f"{name} ROIs", "metadata": {"catune": catune}}, "labels"))

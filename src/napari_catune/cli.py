@@ -148,7 +148,9 @@ def _open_npy(path: Path) -> Source:
         mm = np.load(path, mmap_mode="r", allow_pickle=False)
     except ValueError as e:
         if "allow_pickle" in str(e) or "bject" in str(e):
-            raise CLIError(f"{path}: holds Python objects, not numbers (needs a numeric .npy)") from None
+            raise CLIError(
+                f"{path}: holds Python objects, not numbers (needs a numeric .npy)"
+            ) from None
         raise CLIError(f"{path}: truncated or not a .npy file ({e})") from None
     except (OSError, EOFError) as e:
         raise CLIError(f"{path}: truncated or not a .npy file ({e})") from None
@@ -383,7 +385,9 @@ class _Writer:
     def commit(self) -> None:
         try:
             if self.full:
-                fd, name = tempfile.mkstemp(prefix=f".{self.out.name}.", suffix=".tmp", dir=self.folder)
+                fd, name = tempfile.mkstemp(
+                    prefix=f".{self.out.name}.", suffix=".tmp", dir=self.folder
+                )
                 os.close(fd)
                 self.tmp["_archive"] = Path(name)
                 with zipfile.ZipFile(name, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
@@ -514,7 +518,8 @@ def _cmd_deconvolve(args) -> int:
     chunk = _chunk_rows(source, args.chunk_cells)
     bad = find_bad_rows(source, chunk)
     if bad.size:
-        where = f"{args.input}: {bad.size} of {source.n} rows hold NaN or Inf (rows {_list_rows(bad)})"
+        where = (f"{args.input}: {bad.size} of {source.n} rows hold NaN or Inf "
+                 f"(rows {_list_rows(bad)})")
         if not args.skip_bad:
             raise CLIError(f"{where}; fix them or pass --skip-bad to skip those rows")
         if bad.size == source.n:
@@ -770,7 +775,7 @@ def _cmd_info(args) -> int:
             snr_parts.append(np.asarray(roi_snr(np.asarray(block, dtype=np.float64), fs)))
     shape = (source.T,) if source.one_d else source.shape
     print(f"input        {source.path} ({source.kind})")
-    print(f"shape        {shape}  (cells, frames)" if not source.one_d else f"shape        {shape}  (frames)")
+    print(f"shape        {shape}  " + ("(frames)" if source.one_d else "(cells, frames)"))
     print(f"dtype        {source.dtype}")
     if fs is not None:
         print(f"fs           {fs:g} Hz  (duration {source.T / fs:.1f} s)")
@@ -985,7 +990,9 @@ def _size(text: str) -> tuple[int, int]:
     try:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, e.g. 1600x1000, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected WIDTHxHEIGHT, e.g. 1600x1000, got {text!r}"
+        ) from None
     if w < 100 or h < 100:
         raise argparse.ArgumentTypeError(f"window size too small: {text!r}")
     return w, h

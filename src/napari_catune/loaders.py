@@ -296,7 +296,9 @@ def load_suite2p(plane_dir, neuropil: float = 0.7, only_cells: bool = True,
                 raise ValueError(f"{stat_path}: ROI without 'ypix'/'xpix' ({e})") from None
         labels = _suite2p_labels(stat, keep, roi_ids, shape, stat_path)
     elif not allow_pickle and (stat_path.is_file() or ops_path.is_file()):
-        notes.append("stat.npy/ops.npy not read: they are pickles (allow_pickle=True, CLI --allow-pickle)")
+        notes.append(
+            "stat.npy/ops.npy not read: they are pickles (allow_pickle=True, CLI --allow-pickle)"
+        )
     return PipelineData(
         traces=traces, fs=fs, roi_ids=roi_ids, labels=labels, mean_image=mean_image,
         source=str(plane), kind=f"F - {neuropil:g}*Fneu", notes=notes,
@@ -405,7 +407,9 @@ def _read_caiman(f, path: Path, only_accepted: bool) -> PipelineData:
         if idx is not None and np.size(idx):
             keep = np.asarray(idx, dtype=np.int64).ravel()
             if keep.min() < 0 or keep.max() >= n:
-                raise ValueError(f"{path}: 'estimates/idx_components' out of range for {n} components")
+                raise ValueError(
+                    f"{path}: 'estimates/idx_components' out of range for {n} components"
+                )
     roi_ids = keep + 1
 
     dims = None
