@@ -324,7 +324,8 @@ def test_unreachable_scheduler_fails_within_10_s(capsys, tmp_path, params):
     assert code == 2
     line = _one_line_error(err)
     assert f"127.0.0.1:{port}" in line and "could not connect" in line
-    assert elapsed < 14  # 10 s connect timeout plus start-up
+    # our 10 s connect timeout, not distributed's default 30 s (generous for slow machines)
+    assert elapsed < 25
     assert not (tmp_path / "a.npy").exists()
     _no_temp_files(tmp_path)
 
