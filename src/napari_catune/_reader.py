@@ -5,8 +5,9 @@ the manifest patterns, so they only peek (file size, a JSON parse of a small
 file, an ``.npy`` header) and return ``None`` for anything that is not theirs,
 never raising.  Errors found while reading a file the getter accepted are
 ``ValueError``\\ s whose message names the file and what to do: napari shows
-them to the user (a dialog for File > Open, the exception for
-``viewer.open``).
+them to the user (File > Open and drag-and-drop: in the reader-choice dialog
+or, when no other reader takes the file, as an error notification;
+``viewer.open`` raises them).
 """
 
 from __future__ import annotations
