@@ -95,6 +95,14 @@ def test_params_reader_parses_values_without_a_viewer_error_first(tmp_path, para
         reader(str(bad))  # ... and its error names the parameter and the range
 
 
+def test_params_reader_without_a_viewer_says_what_to_do(params_file, monkeypatch):
+    import napari
+
+    monkeypatch.setattr(napari, "current_viewer", lambda: None)
+    with pytest.raises(ValueError, match="napari window"):
+        get_params_reader(str(params_file))(str(params_file))
+
+
 def test_params_reader_missing_field_is_a_clear_error(tmp_path):
     path = tmp_path / "partial.json"
     path.write_text(json.dumps({"parameters": {"tau_rise_s": 0.02, "tau_decay_s": 0.4}}))
