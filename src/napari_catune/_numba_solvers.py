@@ -364,3 +364,9 @@ def fista_rows(y, s0, g1, g2, alpha, lamG, lip, baseline, tol, max_iters, s, b, 
         b[i] = bi
         iters[i] = it
         conv[i] = cv
+
+
+@njit(cache=_CACHE, nogil=True)
+def conv_rows(s, g1, g2, alpha, out):
+    for i in range(s.shape[0]):
+        forward_conv(s[i], g1, g2, alpha, out[i])

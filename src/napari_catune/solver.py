@@ -297,11 +297,13 @@ def run_deconvolution(
 
 
 def _reconvolve(s: np.ndarray, m: _Model) -> np.ndarray:
-    """K s for every row (exact AR(2) recursion)."""
-    from scipy.signal import lfilter
+    """K s for every row (exact AR(2) recursion, compiled; no scipy.signal
+    import, which alone costs ~1 s at the first slider move)."""
+    from . import _numba_solvers as ns
 
-    out = np.zeros_like(s)
-    out[:, 1:] = m.alpha * lfilter([1.0], [1.0, -m.g1, -m.g2], s[:, :-1], axis=1)
+    s = np.ascontiguousarray(s, dtype=np.float64)
+    out = np.empty_like(s)
+    ns.conv_rows(s, m.g1, m.g2, m.alpha, out)
     return out
 
 
