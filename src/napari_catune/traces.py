@@ -179,8 +179,9 @@ def extract_traces(movie, labels, ids=None, *, chunk_frames: int | None = None):
         chunk_frames = _frames_per_chunk(movie, Y * X * dtype.itemsize)
     chunk_frames = max(1, int(chunk_frames))
     kernel = _run_sums()
-    for t0 in range(0, T, chunk_frames):
-        t1 = min(T, t0 + chunk_frames)
+    bounds = [(t0, min(T, t0 + chunk_frames)) for t0 in range(0, T, chunk_frames)]
+
+    def load(t0, t1):
         block = np.asarray(movie[t0:t1])
         if block.dtype.kind == "b":
             block = block.view(np.uint8)
@@ -188,8 +189,24 @@ def extract_traces(movie, labels, ids=None, *, chunk_frames: int | None = None):
             block = block.astype(np.float32)
         elif not block.dtype.isnative:
             block = block.astype(block.dtype.newbyteorder("="))
-        block = np.ascontiguousarray(block).reshape(t1 - t0, Y * X)
-        kernel(block, starts, lengths, rows, sums[t0:t1])
+        return np.ascontiguousarray(block).reshape(t1 - t0, Y * X)
+
+    if isinstance(movie, np.ndarray) or len(bounds) < 2:
+        for t0, t1 in bounds:
+            kernel(load(t0, t1), starts, lengths, rows, sums[t0:t1])
+    else:
+        # lazy arrays (Dask, zarr, ...): read the next chunk while the kernel
+        # (which releases the GIL) sums the current one; two chunks in memory
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            nxt = pool.submit(load, *bounds[0])
+            for i, (t0, t1) in enumerate(bounds):
+                block = nxt.result()
+                if i + 1 < len(bounds):
+                    nxt = pool.submit(load, *bounds[i + 1])
+                kernel(block, starts, lengths, rows, sums[t0:t1])
+                del block
     traces = (sums / counts).T
     # back to the order asked for (duplicates allowed)
     traces = traces[np.searchsorted(uniq, ids)]
