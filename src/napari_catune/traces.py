@@ -4,9 +4,9 @@ Extraction reads the movie once, a chunk of frames at a time, so NumPy,
 Dask, zarr and memory-mapped movies all work with memory bounded by the
 chunk.  Labelled pixels are encoded as runs (consecutive pixels of one ROI
 within an image row); a small numba kernel sums each run of each frame.
-That touches only the cache lines holding ROI pixels and measured 0.75x the
-time of one ``movie.sum()`` pass (bench/bench_extract.py), where a
-gather + sparse matrix product took 1.9-2.4x.
+That touches only the cache lines holding ROI pixels and measured 0.75-0.9x
+the time of one ``movie.sum()`` pass (bench/bench_extract.py), where a
+gather + sparse matrix product took 1.9-2.5x.
 """
 
 from __future__ import annotations
