@@ -14,7 +14,7 @@ Target (issue 4): ours <= 1.5 x the input size.  Both outputs are checked
 equal.  Usage::
 
     .venv/bin/python bench/bench_cli_memory.py [--cells 2000] [--frames 100000]
-        [--dir /tmp/catune-bench] [--skip-naive] [--keep]
+        [--dir /tmp/catune-bench] [--skip-naive] [--keep] [--full]
 """
 
 from __future__ import annotations
@@ -82,6 +82,11 @@ def equal_chunked(a_path: Path, b_path: Path) -> bool:
     return all(np.array_equal(a[i : i + 100], b[i : i + 100]) for i in range(0, a.shape[0], 100))
 
 
+def equal_npz(a_path: Path, b_path: Path) -> bool:
+    with np.load(a_path) as a, np.load(b_path) as b:
+        return all(np.array_equal(a[k], b[k]) for k in b.files)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cells", type=int, default=2000)
@@ -89,6 +94,8 @@ def main() -> None:
     ap.add_argument("--dir", default=None, help="work folder (default: a temp folder)")
     ap.add_argument("--skip-naive", action="store_true", help="do not run the in-memory peer")
     ap.add_argument("--keep", action="store_true", help="keep the files")
+    ap.add_argument("--full", action="store_true",
+                    help="deconvolve --full (.npz with fit, baseline, ...) for ours and the peer")
     args = ap.parse_args()
 
     from napari_catune.params import TuningParams, save_params
@@ -96,7 +103,8 @@ def main() -> None:
     work = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="catune-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     src, prm = work / "traces.npy", work / "params.json"
-    ours_out, naive_out = work / "act_cli.npy", work / "act_naive.npy"
+    ext = ".npz" if args.full else ".npy"
+    ours_out, naive_out = work / f"act_cli{ext}", work / f"act_naive{ext}"
     try:
         t0 = time.perf_counter()
         write_traces(src, args.cells, args.frames)
@@ -113,18 +121,31 @@ def main() -> None:
             "napari_catune._numba_solvers; "
             "from napari_catune import run_deconvolution; "
             "run_deconvolution(numpy.ones((2, 50)) , 30, 0.05, 0.5, 0.5)")])
+        full = ["--full"] if args.full else []
         ours_rss, ours_wall, _ = measured(
-            [*cli, "deconvolve", str(src), "--params", str(prm), "-o", str(ours_out), "-q"])
-        print(f"command: {' '.join(cli)} deconvolve {src} --params {prm} -o {ours_out} -q")
+            [*cli, "deconvolve", str(src), "--params", str(prm), "-o", str(ours_out), "-q", *full])
+        print(f"command: {' '.join(cli)} deconvolve {src} --params {prm} -o {ours_out} -q "
+              f"{' '.join(full)}")
         rows = [("interpreter + imports (fixed cost)", base_rss, None),
                 ("ours: napari-catune deconvolve (mmap, chunks)", ours_rss, ours_wall)]
         if not args.skip_naive:
-            naive_rss, naive_wall, _ = measured([py, "-c", (
-                "import sys, numpy as np; from napari_catune import run_deconvolution; "
-                f"y = np.load({str(src)!r}); "
-                f"a = run_deconvolution(y, {FS}, {TAU_R}, {TAU_D}, {LAM}); "
-                f"np.save({str(naive_out)!r}, a)")])
-            rows.append(("peer: np.load + run_deconvolution + np.save", naive_rss, naive_wall))
+            if args.full:
+                code = (
+                    "import numpy as np; from napari_catune import run_deconvolution_full; "
+                    f"y = np.load({str(src)!r}); "
+                    f"r = run_deconvolution_full(y, {FS}, {TAU_R}, {TAU_D}, {LAM}); "
+                    f"np.savez({str(naive_out)!r}, activity=r.activity, fit=r.reconvolution, "
+                    "baseline=r.baseline, iterations=r.iterations, converged=r.converged)")
+                label = "peer: np.load + run_deconvolution_full + savez"
+            else:
+                code = (
+                    "import numpy as np; from napari_catune import run_deconvolution; "
+                    f"y = np.load({str(src)!r}); "
+                    f"a = run_deconvolution(y, {FS}, {TAU_R}, {TAU_D}, {LAM}); "
+                    f"np.save({str(naive_out)!r}, a)")
+                label = "peer: np.load + run_deconvolution + np.save"
+            naive_rss, naive_wall, _ = measured([py, "-c", code])
+            rows.append((label, naive_rss, naive_wall))
         print()
         print(f"{'process':48s} {'peak RSS':>10s} {'x input':>8s} {'wall':>8s}")
         for name, rss, wall in rows:
@@ -136,7 +157,8 @@ def main() -> None:
         if not args.skip_naive:
             print(f"ours / peer peak RSS = {ours_rss / naive_rss:.2f}; "
                   f"wall ours / peer = {ours_wall / naive_wall:.2f}")
-            same = equal_chunked(ours_out, naive_out)
+            same = (equal_npz(ours_out, naive_out) if args.full
+                    else equal_chunked(ours_out, naive_out))
             print(f"outputs identical: {same}")
     finally:
         if not args.keep:
