@@ -36,6 +36,7 @@ _EXPORTS = {
     "load_tuning_data": "io",
     # data
     "extract_traces": "traces",
+    "roi_snr": "traces",
     "estimate_params": "estimate",
     "simulate_recording": "simulation",
     "SimulatedRecording": "simulation",

@@ -26,7 +26,6 @@ import math
 import warnings
 
 import numpy as np
-from scipy.signal import welch
 
 from .kernel import PARAM_RANGES, _check_one, build_kernel
 from .params import TuningParams
@@ -52,6 +51,10 @@ def noise_sigma(traces, fs) -> np.ndarray:
     x = np.atleast_2d(np.asarray(traces, dtype=np.float64))
     n = x.shape[-1]
     nperseg = int(min(n, 256))
+    # imported here: scipy.signal costs ~1 s to import, and the sample data
+    # (through simulation) must open fast
+    from scipy.signal import welch
+
     f, pxx = welch(x, fs=fs, nperseg=nperseg, axis=-1)
     band = f >= fs / 4
     return np.sqrt(np.median(pxx[:, band], axis=-1) * fs / 2.0)
