@@ -174,3 +174,16 @@ def test_one_dimensional_input():
     p = estimate_params(y[0], 30.0)
     assert abs(p.tau_decay / 0.4 - 1) <= 0.25
     assert math.isfinite(p.lam)
+
+
+def test_welch_density_equals_scipy():
+    from scipy.signal import welch
+
+    from napari_catune.estimate import welch_density
+
+    x = np.random.default_rng(3).standard_normal((3, 1000)).cumsum(axis=1)
+    for nperseg in (256, 255, 1000):
+        f, p = welch_density(x, 30.0, nperseg)
+        f2, p2 = welch(x, fs=30.0, nperseg=nperseg, axis=-1)
+        np.testing.assert_allclose(f, f2)
+        np.testing.assert_allclose(p, p2, rtol=1e-10)
