@@ -485,6 +485,7 @@ def test_layer_removed_while_solving(setup, qtbot, monkeypatch):
         return real(*a, **k)
 
     monkeypatch.setattr(solver_mod, "run_deconvolution_full", slow)
+    w.SYNC_SOLVE_S = 0.0  # force the background solve thread
     w.controls.lam.slider.value = 0.5
     qtbot.waitUntil(lambda: not w._live.idle, timeout=3000)
     labels = viewer.layers["rois"]

@@ -162,6 +162,12 @@ class ParamControls(Container):
         self.filter_enabled.changed.connect(lambda _: self._emit())
         self.baseline.changed.connect(lambda _: self._emit())
         self.fs_preset.changed.connect(self._preset)
+        # fixed size: a label that grows with its text re-lays out the whole dock
+        self.readout.native.setFixedHeight(2 * self.readout.native.fontMetrics().height() + 4)
+        self.readout.native.setMinimumWidth(10)
+        from qtpy.QtWidgets import QSizePolicy
+
+        self.readout.native.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Fixed)
         self._update_readout()
 
     def on_params_changed(self, cb: Callable[[TuningParams], None]) -> None:

@@ -75,6 +75,8 @@ class TunerPlots(QWidget):
         self.tpeak_line = pg.InfiniteLine(angle=90, movable=False,
                                           pen=pg.mkPen(style=Qt.DashLine))
         self.kernel_plot.addItem(self.tpeak_line)
+        self.kernel_text = pg.TextItem("", anchor=(1, 0))
+        self.kernel_plot.addItem(self.kernel_text, ignoreBounds=True)
         self.cursors = []
         for p in (self.trace_plot, self.activity_plot):
             line = pg.InfiniteLine(pos=0.0, angle=90, movable=True)
@@ -115,8 +117,8 @@ class TunerPlots(QWidget):
             dim = pg.mkColor(c)
             dim.setAlpha(150)
             self.raw_items[i].setPen(pg.mkPen(dim, width=1))
-            self.fit_items[i].setPen(pg.mkPen(self._fg, width=1.5))
-            self.activity_items[i].setPen(pg.mkPen(c, width=1.5))
+            self.fit_items[i].setPen(pg.mkPen(self._fg, width=1))
+            self.activity_items[i].setPen(pg.mkPen(c, width=1))
 
     # ----------------------------------------------------------------- data
     def set_rois(self, roi_ids, colors, raw: np.ndarray, fs: float) -> None:
@@ -193,9 +195,10 @@ class TunerPlots(QWidget):
         self.fwhm_item.setData([left, left + fwhm], [0.5, 0.5])
         self.tpeak_line.setValue(t_peak)
         self._tpeak, self._fwhm = t_peak, fwhm
-        self.kernel_plot.setTitle(
-            f"kernel: t_peak {t_peak * 1e3:.1f} ms (dashed), FWHM {fwhm * 1e3:.1f} ms "
-            f"(bar)", color=self._fg.name())
+        # a TextItem inside the plot: changing a title would re-layout the plots
+        self.kernel_text.setText(f"t_peak {t_peak * 1e3:.1f} ms (dashed)\n"
+                                 f"FWHM {fwhm * 1e3:.1f} ms (bar)", color=self._fg)
+        self.kernel_text.setPos(t[-1], 1.0)
 
     # --------------------------------------------------------------- cursor
     def set_cursor_frame(self, frame: int) -> None:

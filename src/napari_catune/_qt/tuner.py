@@ -83,6 +83,21 @@ def _event_rate(activity: np.ndarray, fs: float) -> np.ndarray:
     return n / (a.shape[1] / fs)
 
 
+def _run_job(job: dict) -> dict:
+    """Solve one live request in place: sets "result" or "error", and "elapsed"."""
+    t0 = time.perf_counter()
+    try:
+        p: TuningParams = job["params"]
+        job["result"] = _solver.run_deconvolution_full(
+            job["traces"], p.fs, p.tau_rise, p.tau_decay, p.lam,
+            baseline=job["baseline"], filter_enabled=p.filter_enabled, init=job["init"],
+        )
+    except Exception as e:  # noqa: BLE001 - reported to the user; the GUI lives on
+        job["error"] = e
+    job["elapsed"] = time.perf_counter() - t0
+    return job
+
+
 class _LiveSolver(QObject):
     """A background solve thread; the newest request replaces any waiting one.
 
@@ -138,18 +153,7 @@ class _LiveSolver(QObject):
                     return
                 job, self._pending = self._pending, None
                 self.busy = True
-            t0 = time.perf_counter()
-            try:
-                p: TuningParams = job["params"]
-                res = _solver.run_deconvolution_full(
-                    job["traces"], p.fs, p.tau_rise, p.tau_decay, p.lam,
-                    baseline=job["baseline"], filter_enabled=p.filter_enabled,
-                    init=job["init"],
-                )
-                job["result"] = res
-            except Exception as e:  # noqa: BLE001 - reported to the user, thread lives on
-                job["error"] = e
-            job["elapsed"] = time.perf_counter() - t0
+            _run_job(job)
             try:
                 self.done.emit(job)
             except RuntimeError:  # widget deleted while solving
@@ -189,6 +193,12 @@ class CaTuneTuner(QWidget):
     napari_viewer : napari.Viewer
     """
 
+    #: live solves expected to finish within this many seconds run on the GUI thread
+    SYNC_SOLVE_S = 0.012
+
+    #: emitted with the generation number once the plots hold a new live result
+    plots_updated = Signal(int)
+
     def __init__(self, napari_viewer):
         super().__init__()
         self.viewer = napari_viewer
@@ -198,6 +208,7 @@ class CaTuneTuner(QWidget):
         self._selected: list[int] = []
         self._gen = 0  # generation of the newest request
         self._drawn_gen = 0  # generation of the result on screen
+        self._solve_cost: dict[tuple, float] = {}  # (n ROIs, T) -> last solve seconds
         self._warm: dict[int, np.ndarray] = {}  # roi id -> last activity (warm start)
         self._last_result = None  # (ids, params, fit, activity)
         self._apply_worker = None
@@ -270,6 +281,10 @@ class CaTuneTuner(QWidget):
         self._timer.setSingleShot(True)
         self._timer.setInterval(0)
         self._timer.timeout.connect(self._request_solve)
+        self._overlay_timer = QTimer(self)
+        self._overlay_timer.setSingleShot(True)
+        self._overlay_timer.setInterval(200)
+        self._overlay_timer.timeout.connect(self._update_activity_overlay)
         self._live = _LiveSolver()
         self._live.done.connect(self._solve_done)
 
@@ -565,7 +580,7 @@ class CaTuneTuner(QWidget):
     def idle(self) -> bool:
         """True when no live solve is pending, running, or waiting to be drawn."""
         return (not self._timer.isActive() and self._live.idle
-                and self._drawn_gen >= self._gen)
+                and self._drawn_gen >= self._gen and not self._overlay_timer.isActive())
 
     # ============================================================ source
     def _candidate_labels(self):
@@ -630,6 +645,7 @@ class CaTuneTuner(QWidget):
         self._cancel_live()
         self._source = None
         self._selected = []
+        self._showing_all = False
         self._warm.clear()
         self._last_result = None
         self.plots.set_rois([], [], np.zeros((0, 0)), self.params.fs)
@@ -645,16 +661,24 @@ class CaTuneTuner(QWidget):
                 _notify_warning(f"The layer's sampling rate {src.fs_hint} Hz is outside "
                                 "1-1000 Hz; set fs by hand.")
         self._fill_table()
+        self.plots.set_kernel(*self._kernel_args(self.params))
+        self.select_most_active(1)
+        # the overlay layers come on the next turn, while the first solve runs
+        QTimer.singleShot(0, lambda s=src: self._create_overlays(s))
+
+    def _create_overlays(self, src: _Source) -> None:
+        if self._closed or src is not self._source or src.labels not in self.viewer.layers:
+            return
         time_scale = time_translate = None
         if src.image is not None:
             time_scale, time_translate = src.image.scale[0], src.image.translate[0]
         try:
             self.overlays.set_source(src.labels, src.roi_ids, src.n_frames,
                                      time_scale or 1.0, time_translate or 0.0)
+            self.overlays.set_selection(self._selected)
         except Exception as e:  # noqa: BLE001 - overlays are optional; tuning still works
             _notify_warning(f"Could not create the CaTune overlay layers: {e}")
-        self.plots.set_kernel(*self._kernel_args(self.params))
-        self.select_most_active(1)
+        self._update_activity_overlay()
 
     def _ensure_source(self) -> _Source | None:
         if self._source is not None:
@@ -826,6 +850,7 @@ class CaTuneTuner(QWidget):
         return p.tau_rise, p.tau_decay, p.fs
 
     def _params_changed(self, p: TuningParams) -> None:
+        self._showing_all = False  # the overlay follows the live selection again
         try:
             self.plots.set_kernel(*self._kernel_args(p))
         except ValueError as e:
@@ -837,7 +862,10 @@ class CaTuneTuner(QWidget):
             self.plots.set_time_base(p.fs, src.traces[rows])
             self.plots.set_cursor_frame(int(self.viewer.dims.current_step[0])
                                         if self.viewer.dims.ndim >= 3 else 0)
-        self._timer.start()  # coalesces a burst of slider events into one solve
+        # submit at once: the solve thread runs while Qt repaints the sliders and
+        # the kernel; the solver keeps only the newest request, which coalesces
+        # a burst of slider events
+        self._request_solve()
 
     def _show_selection(self) -> None:
         src = self._source
@@ -874,14 +902,24 @@ class CaTuneTuner(QWidget):
         if all(i in self._warm for i in ids):
             init = np.stack([self._warm[i] for i in ids])
         self._gen += 1
-        self._live.submit({"gen": self._gen, "ids": ids, "source": src, "params": p,
-                           "traces": src.traces[rows], "init": init,
-                           "baseline": bool(self.controls.baseline.value),
-                           "t_request": time.perf_counter()})
+        job = {"gen": self._gen, "ids": ids, "source": src, "params": p,
+               "traces": src.traces[rows], "init": init,
+               "baseline": bool(self.controls.baseline.value)}
+        size = (len(ids), src.n_frames)
+        if self._solve_cost.get(size, 1.0) < self.SYNC_SOLVE_S and self._live.idle:
+            # a solve shorter than a frame runs right here: no thread hop, and
+            # the plots repaint once together with the slider
+            self._solve_done(_run_job(job))
+        else:
+            self._live.submit(job)
 
     def _solve_done(self, job: dict) -> None:
         if self._closed:
             return
+        size = np.shape(job["traces"])
+        size = (1, size[0]) if len(size) == 1 else tuple(size)
+        # warm solves cost less than the first one: remember the latest
+        self._solve_cost[size] = job["elapsed"]
         if "error" in job:
             e = job["error"]
             _notify_error(f"Deconvolution failed: {e}. Adjust the parameters or the ROI "
@@ -902,8 +940,11 @@ class CaTuneTuner(QWidget):
         self.last_solve_seconds = job["elapsed"]
         self.plots.set_fit(fit, act)
         self._last_result = (job["ids"], job["params"], fit, act)
+        self.plots_updated.emit(job["gen"])
         if self._apply_worker is None and not self._showing_all:
-            self._update_activity_overlay()
+            # the viewer canvas repaints slowly (software GL: tens of ms), so the
+            # overlay is redrawn once a drag pauses while the plots keep up
+            self._overlay_timer.start()
 
     _showing_all = False
 
