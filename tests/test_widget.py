@@ -500,3 +500,56 @@ def test_layer_removed_while_solving(setup, qtbot, monkeypatch):
     w.labels_combo.value = viewer.layers["rois again"]
     assert w.image_combo.value is viewer.layers["movie"]
     _still_works(w, qtbot, means)
+
+
+def test_solver_error_notifies_and_recovers(setup, qtbot, monkeypatch):
+    viewer, w, means, notes = setup
+    real = solver_mod.run_deconvolution_full
+
+    def broken(*a, **k):
+        raise ValueError("synthetic solver failure")
+
+    monkeypatch.setattr(solver_mod, "run_deconvolution_full", broken)
+    w.controls.lam.slider.value = 0.4
+    _wait(qtbot, w)
+    assert any("synthetic solver failure" in m for m in notes["error"])
+    monkeypatch.setattr(solver_mod, "run_deconvolution_full", real)
+    _still_works(w, qtbot, means)
+
+
+# ------------------------------------------------------------ layers and looks
+def test_tuner_opened_before_the_data(make_napari_viewer, qtbot, notes):
+    viewer = make_napari_viewer()
+    w = _open(viewer)
+    assert w.labels_combo.value is None and w.selected_rois == []
+    movie, labels, means = _recording(seed=3)
+    viewer.add_image(movie, name="movie")
+    viewer.add_labels(labels, name="rois")
+    qtbot.waitUntil(lambda: len(w.selected_rois) == 1, timeout=5000)
+    assert w.image_combo.value is viewer.layers["movie"]
+    _wait(qtbot, w)
+    _assert_matches_core(w, means, w.selected_rois)
+    # the overlay layers are never offered as data sources
+    names = [c[0] for c in w.labels_combo.choices] if isinstance(
+        w.labels_combo.choices[0], tuple) else [getattr(c, "name", c) for c in
+                                                 w.labels_combo.choices]
+    assert all("CaTune" not in str(n) for n in names)
+    assert not notes["error"]
+
+
+def test_theme_and_roi_colours(setup, qtbot):
+    from napari.utils.theme import get_theme
+
+    viewer, w, means, _ = setup
+    w.select_rois([3, 12])
+    _wait(qtbot, w)
+    lab = viewer.layers["rois"]
+    for i, rid in enumerate([3, 12]):
+        want = np.asarray(lab.get_color(rid))[:3]
+        pen = w.plots.activity_items[i].opts["pen"]
+        got = np.array(pen.color().getRgbF()[:3])
+        np.testing.assert_allclose(got, want, atol=1 / 255 + 1e-6)
+    for theme in ("light", "dark"):
+        viewer.theme = theme
+        bg = w.plots.glw.backgroundBrush().color().name()
+        assert bg.lower() == get_theme(theme).background.as_hex().lower()

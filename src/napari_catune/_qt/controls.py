@@ -134,16 +134,16 @@ class ParamControls(Container):
         self.filter_enabled = CheckBox(value=False, text="bandpass", name="filter")
         self.overlay_mode = ComboBox(choices=["activity", "fit"], value="activity",
                                      label="overlay shows", name="overlay_mode")
-        self.estimate_btn = PushButton(text="Estimate", name="estimate",
+        self.estimate_btn = PushButton(text="Estimate from data", name="estimate",
                                        tooltip="Estimate from data: selected ROIs, or the most active")
-        self.save_btn = PushButton(text="Save...", name="save",
+        self.save_btn = PushButton(text="Save parameters...", name="save",
                                    tooltip="Save parameters (CaTune JSON)")
-        self.load_btn = PushButton(text="Load...", name="load",
+        self.load_btn = PushButton(text="Load parameters...", name="load",
                                    tooltip="Load parameters (CaTune JSON)")
         self.apply_btn = PushButton(text="Apply to all ROIs", name="apply")
         self.cancel_btn = PushButton(text="Cancel", name="cancel", enabled=False)
-        buttons1 = Container(layout="horizontal", widgets=[self.estimate_btn, self.save_btn,
-                                                           self.load_btn], labels=False)
+        buttons1 = Container(layout="horizontal", widgets=[self.save_btn, self.load_btn],
+                             labels=False)
         buttons2 = Container(layout="horizontal", widgets=[self.apply_btn, self.cancel_btn],
                              labels=False)
         toggles = Container(layout="horizontal", widgets=[self.baseline, self.filter_enabled],
@@ -152,7 +152,7 @@ class ParamControls(Container):
             c.margins = (0, 0, 0, 0)
         super().__init__(widgets=[self.tau_rise, self.tau_decay, self.fs, self.fs_preset,
                                   self.lam, self.readout, toggles, self.overlay_mode,
-                                  buttons1, buttons2])
+                                  self.estimate_btn, buttons1, buttons2])
         self._callbacks: list[Callable[[TuningParams], None]] = []
         self._warned_order = False
         self.tau_rise.on_change(lambda v: self._edited("tau_rise", v))

@@ -114,10 +114,10 @@ class TunerPlots(QWidget):
     def _restyle(self) -> None:
         for i in range(MAX_ROIS):
             c = self._colors[i]
-            dim = pg.mkColor(c)
-            dim.setAlpha(150)
-            self.raw_items[i].setPen(pg.mkPen(dim, width=1))
-            self.fit_items[i].setPen(pg.mkPen(self._fg, width=1))
+            fit = pg.mkColor(self._fg)
+            fit.setAlpha(190)  # the raw trace in the ROI's colour shows through
+            self.raw_items[i].setPen(pg.mkPen(c, width=1))
+            self.fit_items[i].setPen(pg.mkPen(fit, width=1))
             self.activity_items[i].setPen(pg.mkPen(c, width=1))
 
     # ----------------------------------------------------------------- data
