@@ -130,8 +130,8 @@ def test_open_on_sample_data(make_napari_viewer, qtbot, notes):
 def _click_roi(viewer, qtbot, rid, modifier=Qt.NoModifier):
     ys, xs = ROIS[rid]
     cy, cx = (ys.start + ys.stop - 1) / 2, (xs.start + xs.stop - 1) / 2
-    viewer.camera.center = (cy, cx)
-    viewer.camera.zoom = 4
+    viewer.scene.camera.center = (cy, cx)
+    viewer.scene.camera.zoom = 4
     canvas = viewer.window._qt_viewer.canvas.native
     qtbot.wait(50)
     centre = QPoint(canvas.width() // 2, canvas.height() // 2)
@@ -149,9 +149,18 @@ def test_click_on_canvas_selects_and_shift_adds(setup, qtbot):
     # the outline layer holds exactly the selected ROIs
     sel = np.asarray(viewer.layers["CaTune selection"].data)
     assert set(np.unique(sel)) == {0, 11, 5}
-    # a plain click replaces the selection
+    # shift-click on a selected ROI takes it out again
+    _click_roi(viewer, qtbot, 11, Qt.ShiftModifier)
+    qtbot.waitUntil(lambda: w.selected_rois == [5], timeout=5000)
+    # a plain click replaces the selection; a click on background keeps it
     _click_roi(viewer, qtbot, 20)
     qtbot.waitUntil(lambda: w.selected_rois == [20], timeout=5000)
+    viewer.scene.camera.center = (20, 2)  # background between ROIs
+    canvas = viewer.window._qt_viewer.canvas.native
+    qtbot.mouseClick(canvas, Qt.LeftButton, Qt.NoModifier,
+                     QPoint(canvas.width() // 2, canvas.height() // 2))
+    qtbot.wait(50)
+    assert w.selected_rois == [20]
 
 
 def test_select_in_list(setup, qtbot):
@@ -553,3 +562,38 @@ def test_theme_and_roi_colours(setup, qtbot):
         viewer.theme = theme
         bg = w.plots.glw.backgroundBrush().color().name()
         assert bg.lower() == get_theme(theme).background.as_hex().lower()
+
+
+def test_traces_extracted_once_per_pair(make_napari_viewer, qtbot, notes, monkeypatch):
+    import napari_catune.traces as traces_mod
+
+    calls = []
+    real = traces_mod.extract_traces
+
+    def counting(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(traces_mod, "extract_traces", counting)
+    viewer = make_napari_viewer()
+    movie, labels, means = _recording()
+    viewer.add_image(movie, name="movie")
+    viewer.add_labels(labels, name="rois")
+    w = _open(viewer)
+    _wait(qtbot, w)
+    assert len(calls) == 1
+    for name, v in (("tau_decay", 0.9), ("lam", 0.3), ("fs", 40.0)):
+        entry = getattr(w.controls, name)
+        entry.slider.value = entry.slider_position(v)
+        _wait(qtbot, w)
+    w.select_rois([3, 5, 8])
+    _wait(qtbot, w)
+    assert len(calls) == 1
+    # another labels layer and back: the first pair comes from the cache
+    viewer.add_labels(labels.copy(), name="rois 2")
+    w.labels_combo.value = viewer.layers["rois 2"]
+    assert len(calls) == 2
+    w.labels_combo.value = viewer.layers["rois"]
+    assert len(calls) == 2
+    _wait(qtbot, w)
+    _assert_matches_core(w, means, w.selected_rois)

@@ -696,7 +696,10 @@ class CaTuneTuner(QWidget):
             src = self._build_source(image, labels)
             if src is None:
                 return None
-            self._cache = {key: src}  # one pair cached: memory stays bounded
+            # a few pairs cached (traces are small next to a movie); oldest out
+            self._cache[key] = src
+            while len(self._cache) > 3:
+                self._cache.pop(next(iter(self._cache)))
         self._source = src
         return src
 
