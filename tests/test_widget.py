@@ -354,7 +354,7 @@ def test_estimate_from_data_moves_sliders(setup, qtbot):
 
 
 # ---------------------------------------------------------------- apply to all
-def test_apply_to_all_stores_results(setup, qtbot):
+def test_apply_to_all_stores_results(setup, qtbot, tmp_path):
     viewer, w, means, _ = setup
     worker = w.apply_to_all()
     assert worker is not None
@@ -383,6 +383,14 @@ def test_apply_to_all_stores_results(setup, qtbot):
     for k, rid in enumerate(ids):
         np.testing.assert_allclose(frame[lab == rid], res["activity"][k, t], rtol=1e-5)
     assert not w.progress.isVisible()
+    # the results go out through the plugin's writers
+    out = viewer.layers["rois"].save(str(tmp_path / "activity.npy"), plugin="napari-catune")
+    np.testing.assert_array_equal(np.load(out[0] if isinstance(out, list) else out),
+                                  res["activity"])
+    out = viewer.layers["rois"].save(str(tmp_path / "tuned.json"), plugin="napari-catune")
+    from napari_catune.params import load_params
+
+    assert load_params(tmp_path / "tuned.json") == w.params
 
 
 def test_apply_to_all_cancel_midway(setup, qtbot, monkeypatch):
