@@ -605,3 +605,22 @@ def test_traces_extracted_once_per_pair(make_napari_viewer, qtbot, notes, monkey
     assert len(calls) == 2
     _wait(qtbot, w)
     _assert_matches_core(w, means, w.selected_rois)
+
+
+def test_painting_a_new_roi_refreshes_the_traces(setup, qtbot):
+    viewer, w, means, notes = setup
+    w.select_rois([3, 5])
+    _wait(qtbot, w)
+    lab = viewer.layers["rois"]
+    movie = viewer.layers["movie"].data
+    # paint a new ROI 30 on a background patch (as a brush stroke would)
+    region = (slice(16, 22), slice(16, 22))
+    coords = np.argwhere(np.ones((6, 6), bool)) + [16, 16]
+    lab.data_setitem(tuple(coords.T), 30)
+    qtbot.waitUntil(lambda: w._source is not None and 30 in w._source.row, timeout=5000)
+    assert w.selected_rois == [3, 5]  # the selection survives the rebuild
+    assert w.roi_table.rowCount() == len(ROIS) + 1
+    w.select_rois([30])
+    _wait(qtbot, w)
+    want = movie[(slice(None), *region)].reshape(N_FRAMES, -1).mean(axis=1, dtype=np.float64)
+    np.testing.assert_allclose(w.plots.raw_items[0].yData, want, rtol=1e-6)

@@ -281,6 +281,11 @@ class CaTuneTuner(QWidget):
         self._timer.setSingleShot(True)
         self._timer.setInterval(0)
         self._timer.timeout.connect(self._request_solve)
+        self._watched = self._watch_cb = None
+        self._edit_timer = QTimer(self)
+        self._edit_timer.setSingleShot(True)
+        self._edit_timer.setInterval(300)
+        self._edit_timer.timeout.connect(self._rebuild_after_edit)
         self._overlay_timer = QTimer(self)
         self._overlay_timer.setSingleShot(True)
         self._overlay_timer.setInterval(200)
@@ -660,11 +665,53 @@ class CaTuneTuner(QWidget):
             except ValueError:
                 _notify_warning(f"The layer's sampling rate {src.fs_hint} Hz is outside "
                                 "1-1000 Hz; set fs by hand.")
+        self._watch_labels(src.labels)
         self._fill_table()
         self.plots.set_kernel(*self._kernel_args(self.params))
         self.select_most_active(1)
         # the overlay layers come on the next turn, while the first solve runs
         QTimer.singleShot(0, lambda s=src: self._create_overlays(s))
+
+    def _watch_labels(self, layer) -> None:
+        # painting edits the labels in place (same array): drop the cached
+        # traces and rebuild once the strokes pause
+        if self._watched is layer:
+            return
+        self._unwatch_labels()
+        ref = weakref.ref(self)
+
+        def edited(event=None):
+            me = ref()
+            if me is not None and not me._closed:
+                me._labels_edited(layer)
+
+        layer.events.paint.connect(edited)
+        layer.events.data.connect(edited)
+        self._watched, self._watch_cb = layer, edited
+
+    def _unwatch_labels(self) -> None:
+        if self._watched is not None:
+            for em in (self._watched.events.paint, self._watched.events.data):
+                try:
+                    em.disconnect(self._watch_cb)
+                except Exception:  # noqa: BLE001 - already disconnected
+                    pass
+        self._watched = self._watch_cb = None
+
+    def _labels_edited(self, layer) -> None:
+        self._cache = {k: v for k, v in self._cache.items() if v.labels is not layer}
+        self._edit_timer.start()
+
+    def _rebuild_after_edit(self) -> None:
+        if self._closed or self._source is None:
+            return
+        keep = list(self._selected)
+        self._source_changed()
+        src = self._source
+        if src is not None and keep:
+            keep = [i for i in keep if i in src.row]
+            if keep:
+                self.select_rois(keep)
 
     def _create_overlays(self, src: _Source) -> None:
         if self._closed or src is not self._source or src.labels not in self.viewer.layers:
@@ -1020,6 +1067,7 @@ class CaTuneTuner(QWidget):
         if self._closed:
             return
         self._closed = True
+        self._unwatch_labels()
         self._timer.stop()
         self._live.stop()
         if self._apply_worker is not None:
