@@ -23,15 +23,15 @@ __all__ = ["get_params_reader", "get_traces_reader"]
 
 # a CaTune export is ~2 kB; anything this large is someone else's JSON
 _MAX_PARAMS_BYTES = 1 << 20
-# array names tried in a .npz, in order (ours, suite2p, CaImAn, common names)
-_NPZ_TRACE_KEYS = ("traces", "F", "C", "dff", "dFF", "data")
-_NPZ_FS_KEYS = ("fs", "sampling_rate_hz", "fr", "frame_rate")
-_NPZ_ID_KEYS = ("roi_ids", "ids", "cell_ids")
+from .loaders import FS_KEYS as _NPZ_FS_KEYS
+from .loaders import ID_KEYS as _NPZ_ID_KEYS
+from .loaders import TRACE_KEYS as _NPZ_TRACE_KEYS
+
 _TILE, _GAP = 16, 2
 _SIDECAR = "_metadata.json"
 
 
-def _single_path(path) -> str | None:
+def single_path(path) -> str | None:
     """The one path napari passes (a str, or a list of one when stacking)."""
     if isinstance(path, (list, tuple)):
         if len(path) != 1:
@@ -67,7 +67,7 @@ def get_params_reader(path):
     as the traces it describes, so dropping either file works.
     """
     try:
-        p = _single_path(path)
+        p = single_path(path)
         if p is None or not p.lower().endswith(".json") or not os.path.isfile(p):
             return None
         if os.path.getsize(p) > _MAX_PARAMS_BYTES:
@@ -99,7 +99,7 @@ def read_params(path):
     """
     from napari_catune.params import load_params
 
-    p = _single_path(path)
+    p = single_path(path)
     params = load_params(p)  # ValueError naming file + parameter + range
 
     import napari
@@ -192,7 +192,7 @@ def get_traces_reader(path):
     (n_cells, T) numeric array, so image stacks go to other readers.
     """
     try:
-        p = _single_path(path)
+        p = single_path(path)
         if p is None or not os.path.isfile(p):
             return None
         low = p.lower()
@@ -318,7 +318,7 @@ def read_traces(path):
         holds ``traces`` (n, T) float64, ``fs`` (Hz or None), ``roi_ids`` (n,)
         and ``source`` (the path).
     """
-    p = _single_path(path)
+    p = single_path(path)
     if p is None:
         raise ValueError(f"cannot read {path!r} as traces: pass a single file")
     if p.lower().endswith(".npz"):

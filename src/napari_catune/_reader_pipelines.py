@@ -19,20 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ._reader import single_path
+
 __all__ = ["get_suite2p_reader", "get_caiman_reader"]
 
 # folder (resolved path) -> the user's answer to "unpickle stat.npy/ops.npy?"
 _PICKLE_ANSWERS: dict[str, bool] = {}
-
-
-def _single_path(path) -> str | None:
-    if isinstance(path, (list, tuple)):
-        if len(path) != 1:
-            return None
-        path = path[0]
-    if not isinstance(path, (str, os.PathLike)):
-        return None
-    return os.fspath(path)
 
 
 def ask_allow_pickle(folder: str) -> bool:
@@ -101,7 +93,7 @@ def get_suite2p_reader(path):
     try:
         from .loaders import find_suite2p_plane
 
-        p = _single_path(path)
+        p = single_path(path)
         if p is None or find_suite2p_plane(p) is None:
             return None
     except Exception:
@@ -116,7 +108,7 @@ def read_suite2p(path):
     """
     from .loaders import find_suite2p_plane, load_suite2p
 
-    p = _single_path(path)
+    p = single_path(path)
     plane = find_suite2p_plane(p) if p else None
     if plane is None:
         raise ValueError(f"{path!r} is not a suite2p plane folder (F.npy and Fneu.npy)")
@@ -131,7 +123,7 @@ def read_suite2p(path):
 def get_caiman_reader(path):
     """A reader for a CaImAn ``.hdf5``/``.h5`` file with an ``estimates`` group, else None."""
     try:
-        p = _single_path(path)
+        p = single_path(path)
         if p is None or not p.lower().endswith((".hdf5", ".h5")) or not os.path.isfile(p):
             return None
         import h5py
@@ -150,6 +142,6 @@ def read_caiman(path):
     """Read a CaImAn CNMF file: the correlation image and the footprints."""
     from .loaders import load_caiman
 
-    p = _single_path(path)
+    p = single_path(path)
     data = load_caiman(p)
     return _layers(data, Path(p).stem)

@@ -25,12 +25,12 @@ from typing import Callable
 
 import numpy as np
 
+from .loaders import FS_KEYS as _FS_KEYS
+from .loaders import ID_KEYS as _ID_KEYS
+from .loaders import TRACE_KEYS as _TRACE_KEYS
+
 PROG = "napari-catune"
 
-# array names tried in an .npz or a zarr group, in order (as the napari trace reader)
-_TRACE_KEYS = ("traces", "F", "C", "dff", "dFF", "data")
-_FS_KEYS = ("fs", "sampling_rate_hz", "fr", "frame_rate")
-_ID_KEYS = ("roi_ids", "ids", "cell_ids")
 # bytes of float64 traces per chunk when --chunk-cells is not given
 _CHUNK_BYTES = 32 * 2**20
 

@@ -26,6 +26,12 @@ import numpy as np
 
 __all__ = ["PipelineData", "load_suite2p", "load_caiman", "tile_labels", "find_suite2p_plane"]
 
+# array names tried in an .npz or a zarr group, in order (ours, suite2p,
+# CaImAn, common names); shared by the CLI and the napari trace reader
+TRACE_KEYS = ("traces", "F", "C", "dff", "dFF", "data")
+FS_KEYS = ("fs", "sampling_rate_hz", "fr", "frame_rate")
+ID_KEYS = ("roi_ids", "ids", "cell_ids")
+
 CAIMAN_EXTRA_MESSAGE = (
     "reading CaImAn HDF5 files needs h5py; install it with "
     "pip install 'napari-catune[caiman]'"
