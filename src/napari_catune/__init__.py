@@ -19,6 +19,7 @@ _EXPORTS = {
     "tau_to_ar2": "kernel",
     "compute_lipschitz": "kernel",
     "kernel_shape": "kernel",
+    "kernel_landmarks": "kernel",
     "tau_from_shape": "kernel",
     "validate_params": "kernel",
     "bandpass_filter": "kernel",

@@ -29,9 +29,6 @@ _LABELS = {
 
 # the kernel is cut where it has decayed below this fraction of its peak
 _TAIL = 1e-6
-# the FWHM of t*exp(-t/tau), in units of tau: the limit of fwhm/t_peak as
-# tau_rise -> tau_decay.  No double exponential is narrower than this.
-_MIN_FWHM_OVER_TPEAK = None  # computed lazily in tau_from_shape
 
 
 def _check_one(name: str, value) -> float:
@@ -148,7 +145,7 @@ def _t_peak(tau_rise: float, tau_decay: float) -> float:
     return tau_decay * math.log1p(xm1) / xm1
 
 
-def _fwhm(tau_rise: float, tau_decay: float, t_peak: float) -> float:
+def _half_max_times(tau_rise: float, tau_decay: float, t_peak: float) -> tuple[float, float]:
     peak = float(_raw_kernel(np.array(t_peak), tau_rise, tau_decay))
 
     def half(t: float) -> float:
@@ -159,6 +156,11 @@ def _fwhm(tau_rise: float, tau_decay: float, t_peak: float) -> float:
     while half(hi) > 0:
         hi += tau_decay
     right = brentq(half, t_peak, hi, xtol=1e-15 * hi, rtol=1e-15)
+    return left, right
+
+
+def _fwhm(tau_rise: float, tau_decay: float, t_peak: float) -> float:
+    left, right = _half_max_times(tau_rise, tau_decay, t_peak)
     return right - left
 
 
@@ -167,6 +169,13 @@ def kernel_shape(tau_rise: float, tau_decay: float) -> tuple[float, float]:
 
     t_peak is closed form; the FWHM is found by root-finding on both flanks.
     """
+    t_peak, left, right = kernel_landmarks(tau_rise, tau_decay)
+    return t_peak, right - left
+
+
+def kernel_landmarks(tau_rise: float, tau_decay: float) -> tuple[float, float, float]:
+    """``(t_peak, t_half_rise, t_half_decay)`` in seconds: the peak and the two
+    half-maximum crossings of the continuous kernel (what a plot marks)."""
     for name, v in (("tau_rise", tau_rise), ("tau_decay", tau_decay)):
         _check_one(name, v)
     tau_rise, tau_decay = float(tau_rise), float(tau_decay)
@@ -175,7 +184,7 @@ def kernel_shape(tau_rise: float, tau_decay: float) -> tuple[float, float]:
             f"tau_rise ({tau_rise:g} s) must be smaller than tau_decay ({tau_decay:g} s)"
         )
     t_peak = _t_peak(tau_rise, tau_decay)
-    return t_peak, _fwhm(tau_rise, tau_decay, t_peak)
+    return (t_peak, *_half_max_times(tau_rise, tau_decay, t_peak))
 
 
 def _shape_ratio(rho: float) -> float:
