@@ -474,3 +474,23 @@ def test_most_active_rois_by_snr(make_napari_viewer):
     tr, tid = extract_traces(movie, lab)
     order = tid[np.argsort(-roi_snr(tr, FS), kind="stable")].tolist()
     assert cli._most_active(viewer, 3) == order and order[0] == 2
+
+
+def test_deconvolve_honours_a_saved_baseline_off(tmp_path):
+    from napari_catune import run_deconvolution_full
+    from napari_catune.cli import main
+    from napari_catune.params import TuningParams, save_params
+
+    rng = np.random.default_rng(0)
+    traces = rng.standard_normal((3, 400)) + 5.0
+    np.save(tmp_path / "t.npy", traces)
+    p = TuningParams(0.05, 0.5, 30.0, 0.1, baseline=False)
+    save_params(p, tmp_path / "p.json")
+    assert main([
+        "deconvolve", str(tmp_path / "t.npy"), "--params", str(tmp_path / "p.json"),
+        "-o", str(tmp_path / "out.npz"), "--full", "-q",
+    ]) == 0
+    with np.load(tmp_path / "out.npz") as z:
+        assert np.array_equal(z["baseline"], np.zeros(3))
+        ref = run_deconvolution_full(traces, 30.0, 0.05, 0.5, 0.1, baseline=False)
+        np.testing.assert_array_equal(z["activity"], ref.activity)

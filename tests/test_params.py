@@ -66,7 +66,8 @@ def test_frozen_hashable_and_dict_round_trip():
     with pytest.raises(AttributeError):
         p.lam = 0.2
     d = p.to_dict()
-    assert d == {"tau_rise": 0.05, "tau_decay": 0.5, "fs": 20.0, "lam": 0.1, "filter_enabled": True}
+    assert d == {"tau_rise": 0.05, "tau_decay": 0.5, "fs": 20.0, "lam": 0.1, "filter_enabled": True,
+                 "baseline": True}
     assert TuningParams(**d) == p and hash(TuningParams(**d)) == hash(p)
     json.dumps(d)  # JSON-ready
     assert p.replace(lam=0.3).lam == 0.3
@@ -325,3 +326,16 @@ def test_huge_file_refused_without_reading(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="far larger than a parameter file") as info:
         load_params(f)
     assert str(f) in str(info.value)
+
+
+def test_baseline_off_round_trips_and_says_so(tmp_path):
+    p = TuningParams(0.05, 0.5, 30.0, 0.1, baseline=False)
+    path = save_params(p, tmp_path / "nob.json")
+    data = json.loads(path.read_text())
+    assert data["formulation"]["baseline"] == "none: b = 0"
+    assert "- b" not in data["formulation"]["objective"]
+    assert load_params(path) == p
+    on = save_params(p.replace(baseline=True), tmp_path / "b.json")
+    assert load_params(on).baseline is True
+    with pytest.raises(ValueError, match="baseline"):
+        TuningParams(0.05, 0.5, 30.0, 0.1, baseline="yes")

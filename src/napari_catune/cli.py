@@ -580,7 +580,7 @@ def _run_local(source, params, chunk, bad, writer, progress, full) -> None:
             block = block[ok] if not ok.all() else block
             r = run_deconvolution_full(
                 block, params.fs, params.tau_rise, params.tau_decay, params.lam,
-                filter_enabled=params.filter_enabled,
+                filter_enabled=params.filter_enabled, baseline=params.baseline,
             )
             del block
             res = (r.activity, r.reconvolution, r.baseline, r.iterations, r.converged)
@@ -636,7 +636,7 @@ def _run_distributed(client, source, params, chunk, bad, writer, progress, full)
         x = da.from_array(data, chunks=(chunk, T))
     x = x.rechunk({0: chunk, 1: -1})
     args = (x, params.fs, params.tau_rise, params.tau_decay, params.lam)
-    kw = dict(filter_enabled=params.filter_enabled)
+    kw = dict(filter_enabled=params.filter_enabled, baseline=params.baseline)
     if full:
         r = run_deconvolution_full(*args, **kw)
         lazy = [r.activity, r.reconvolution, r.baseline, r.iterations, r.converged]

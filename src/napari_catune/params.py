@@ -25,9 +25,19 @@ SCHEMA_VERSION = "1.2.0"
 # exports are ~1.5 kB; anything this large is some other file opened by mistake
 _MAX_BYTES = 4 * 2**20
 
+# How the baseline was treated; load_params reads it back (other tools'
+# files lack it: they all estimate a baseline).
+_BASELINE_ON = "a scalar b per trace, estimated jointly with s"
+_BASELINE_OFF = "none: b = 0"
+_OBJECTIVE_NO_BASELINE = "min_{s>=0} (1/2)||y - K*s||_2^2 + lambda*G*||s||_1, G = sum(K)"
+
 # What our solver computes (solver.py); written into every export.
 FORMULATION = {
-    "model": "FISTA with adaptive restart and non-negativity constraint",
+    "model": (
+        "exact primal-dual active-set method with non-negativity constraint (block "
+        "principal pivoting, O(T) Riccati solves on the AR(2) form); FISTA with "
+        "adaptive restart as reference and fallback"
+    ),
     "objective": "min_{s>=0, b} (1/2)||y - K*s - b||_2^2 + lambda*G*||s||_1, G = sum(K)",
     "kernel": "h(t) = exp(-t/tau_decay) - exp(-t/tau_rise), normalized to unit peak",
     "ar2_relation": (
@@ -36,7 +46,11 @@ FORMULATION = {
         "riseRoot = exp(-dt/tau_rise)"
     ),
     "lambda_definition": "sparsity: the L1 weight on s is lambda times the kernel DC gain G",
-    "convergence": "Relative objective change < 1e-6 or max 2000 iterations",
+    "convergence": (
+        "KKT conditions met exactly (active set unchanged), or FISTA's relative "
+        "objective change < 1e-6; at most 2000 iterations"
+    ),
+    "baseline": _BASELINE_ON,
 }
 
 
@@ -54,6 +68,9 @@ class TuningParams:
         Sparsity lambda (0-10), in units of the kernel DC gain.
     filter_enabled : bool
         Apply the CaTune bandpass before solving.
+    baseline : bool
+        Estimate a scalar baseline per trace (False fixes it at 0).  Saved in
+        the export's ``formulation`` block so batch runs solve what was tuned.
     """
 
     tau_rise: float
@@ -61,16 +78,16 @@ class TuningParams:
     fs: float
     lam: float
     filter_enabled: bool = False
+    baseline: bool = True
 
     def __post_init__(self):
-        if isinstance(self.filter_enabled, bool):
-            flt = self.filter_enabled
-        elif type(self.filter_enabled).__name__ == "bool_":  # numpy bool
-            flt = bool(self.filter_enabled)
-        else:
-            raise ValueError(
-                f"filter_enabled must be True or False, got {self.filter_enabled!r}"
-            )
+        for name in ("filter_enabled", "baseline"):
+            v = getattr(self, name)
+            if type(v).__name__ == "bool_":  # numpy bool
+                v = bool(v)
+            if not isinstance(v, bool):
+                raise ValueError(f"{name} must be True or False, got {v!r}")
+            object.__setattr__(self, name, v)
         for name in ("tau_rise", "tau_decay", "fs", "lam"):
             v = getattr(self, name)
             # float("0.1") and float(True) work but are not numbers the user meant
@@ -81,7 +98,6 @@ class TuningParams:
         object.__setattr__(self, "tau_decay", td)
         object.__setattr__(self, "fs", fs)
         object.__setattr__(self, "lam", lam)
-        object.__setattr__(self, "filter_enabled", flt)
 
     @cached_property
     def _kernel_shape(self) -> tuple[float, float]:
@@ -105,18 +121,27 @@ class TuningParams:
         return kernel.tau_to_ar2(self.tau_rise, self.tau_decay, self.fs)
 
     def to_dict(self) -> dict:
-        """Plain dict of the five fields (JSON-ready; ``TuningParams(**d)`` inverts it)."""
+        """Plain dict of the fields (JSON-ready; ``TuningParams(**d)`` inverts it)."""
         return {
             "tau_rise": self.tau_rise,
             "tau_decay": self.tau_decay,
             "fs": self.fs,
             "lam": self.lam,
             "filter_enabled": self.filter_enabled,
+            "baseline": self.baseline,
         }
 
     def replace(self, **changes) -> "TuningParams":
         """A copy with some fields changed (validated again)."""
         return TuningParams(**{**self.to_dict(), **changes})
+
+
+def _formulation(baseline: bool) -> dict:
+    form = dict(FORMULATION)
+    if not baseline:
+        form["objective"] = _OBJECTIVE_NO_BASELINE
+        form["baseline"] = _BASELINE_OFF
+    return form
 
 
 def _export_dict(params: TuningParams, metadata: dict | None) -> dict:
@@ -141,7 +166,7 @@ def _export_dict(params: TuningParams, metadata: dict | None) -> dict:
             "g2": g2,
             "dt": 1.0 / params.fs,
         },
-        "formulation": dict(FORMULATION),
+        "formulation": _formulation(params.baseline),
     }
     if metadata:
         data["metadata"] = dict(metadata)
@@ -246,8 +271,11 @@ def load_params(path) -> TuningParams:
     flt = block.get("filter_enabled", False)
     if not isinstance(flt, bool):
         raise ValueError(f"{path}: parameters.filter_enabled must be true or false, got {flt!r}")
+    form = data.get("formulation")
+    baseline = not (isinstance(form, dict) and form.get("baseline") == _BASELINE_OFF)
     try:
-        return TuningParams(tau_rise=tr, tau_decay=td, fs=fs, lam=lam, filter_enabled=flt)
+        return TuningParams(tau_rise=tr, tau_decay=td, fs=fs, lam=lam, filter_enabled=flt,
+                            baseline=baseline)
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
 
