@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-da = pytest.importorskip("dask.array")
-distributed = pytest.importorskip("distributed")
+import dask.array as da
+import distributed as distributed
 
 from napari_catune import run_deconvolution, run_deconvolution_full  # noqa: E402
 

@@ -41,8 +41,8 @@ def test_accuracy_on_seeded_synthetic(tau_rise, tau_decay, fs):
 
 
 def test_accuracy_on_calab_preset_beats_oasis():
-    calab = pytest.importorskip("calab")
-    oasis = pytest.importorskip("oasis.functions")
+    import calab
+    import oasis.functions as oasis
     from scipy.ndimage import gaussian_filter1d
 
     from napari_catune.solver import run_deconvolution

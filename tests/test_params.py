@@ -144,7 +144,7 @@ def test_older_1x_export_without_filter_loads(tmp_path):
 
 
 def test_calab_reads_our_file_with_identical_values(tmp_path):
-    calab = pytest.importorskip("calab")
+    import calab
     p = TuningParams(0.031, 0.77, 15.5, 0.2, True)
     save_params(p, tmp_path / "p.json")
     got = calab.load_export_params(tmp_path / "p.json")
@@ -155,7 +155,7 @@ def test_calab_reads_our_file_with_identical_values(tmp_path):
 
 
 def test_calab_fit_from_our_file_matches_ours(tmp_path):
-    calab = pytest.importorskip("calab")
+    import calab
     from napari_catune.solver import run_deconvolution_full
 
     rng = np.random.default_rng(1)

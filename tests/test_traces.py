@@ -41,7 +41,7 @@ def test_dtypes(dtype):
 
 
 def test_matches_naive_mean_dask():
-    da = pytest.importorskip("dask.array")
+    import dask.array as da
     movie, labels = _data()
     dm = da.from_array(movie, chunks=(8, -1, -1))
     tr, ids = extract_traces(dm, labels)
@@ -49,7 +49,7 @@ def test_matches_naive_mean_dask():
 
 
 def test_zarr_and_memmap(tmp_path):
-    zarr = pytest.importorskip("zarr")
+    import zarr
     movie, labels = _data(dtype=np.uint16)
     z = zarr.open(str(tmp_path / "m.zarr"), mode="w", shape=movie.shape, chunks=(5, 23, 31),
                   dtype=movie.dtype)

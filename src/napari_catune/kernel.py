@@ -83,14 +83,20 @@ def _raw_kernel(t: np.ndarray, tau_rise: float, tau_decay: float) -> np.ndarray:
     return -np.exp(-t / tau_decay) * np.expm1(-t * (1.0 / tau_rise - 1.0 / tau_decay))
 
 
+def sampled_raw_kernel(tau_rise: float, tau_decay: float, fs: float) -> np.ndarray:
+    """exp(-t/tau_decay) - exp(-t/tau_rise) at t = i / fs, unnormalised
+    (parameters already validated)."""
+    t = np.arange(kernel_length(tau_decay, fs), dtype=np.float64) / fs
+    return _raw_kernel(t, tau_rise, tau_decay)
+
+
 def build_kernel(tau_rise: float, tau_decay: float, fs: float) -> np.ndarray:
     """The double-exponential kernel sampled at t = i / fs, scaled to peak 1.
 
     ``h[0] == 0``; length ``max(2, ceil(-ln(1e-6) * tau_decay * fs))``.
     """
     tau_rise, tau_decay, fs = validate_params(tau_rise, tau_decay, fs)
-    t = np.arange(kernel_length(tau_decay, fs), dtype=np.float64) / fs
-    h = _raw_kernel(t, tau_rise, tau_decay)
+    h = sampled_raw_kernel(tau_rise, tau_decay, fs)
     return h / h.max()
 
 
@@ -116,13 +122,14 @@ def ar2_scale(tau_rise: float, tau_decay: float, fs: float) -> float:
     way build_kernel normalises, so the two forms agree to rounding.
     """
     tau_rise, tau_decay, fs = validate_params(tau_rise, tau_decay, fs)
-    n = kernel_length(tau_decay, fs)
-    t = np.arange(n, dtype=np.float64) / fs
-    peak_raw = float(_raw_kernel(t, tau_rise, tau_decay).max())
+    peak_raw = float(sampled_raw_kernel(tau_rise, tau_decay, fs).max())
+    return ar2_root_gap(tau_rise, tau_decay, fs) / peak_raw
+
+
+def ar2_root_gap(tau_rise: float, tau_decay: float, fs: float) -> float:
+    """d - r, computed without cancellation (it is tiny when tau_rise ~ tau_decay)."""
     dt = 1.0 / fs
-    # d - r without cancellation
-    d_minus_r = -math.exp(-dt / tau_decay) * math.expm1(-dt * (1 / tau_rise - 1 / tau_decay))
-    return d_minus_r / peak_raw
+    return -math.exp(-dt / tau_decay) * math.expm1(-dt * (1 / tau_rise - 1 / tau_decay))
 
 
 def compute_lipschitz(kernel: np.ndarray) -> float:

@@ -30,15 +30,16 @@ bounds the work.
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from typing import NamedTuple
 
 import numpy as np
 
 from .kernel import (
-    ar2_scale,
+    ar2_root_gap,
     bandpass_filter,
-    build_kernel,
     compute_lipschitz,
+    sampled_raw_kernel,
     tau_to_ar2,
     validate_params,
 )
@@ -121,22 +122,39 @@ def prepare_traces(traces, name: str = "traces") -> np.ndarray:
     return arr2
 
 
-class _Model(NamedTuple):
-    g1: float
-    g2: float
-    alpha: float
-    lamG: float
-    lipschitz: float
+class _Model:
+    """Per-parameter constants of the solvers (cached: a slider revisits values)."""
+
+    __slots__ = ("g1", "g2", "alpha", "lamG", "_kernel", "_lipschitz")
+
+    def __init__(self, fs, tau_r, tau_d, lam):
+        tau_r, tau_d, fs, lam = validate_params(tau_r, tau_d, fs, lam)
+        raw = sampled_raw_kernel(tau_r, tau_d, fs)
+        peak_raw = float(raw.max())
+        self._kernel = raw / peak_raw
+        self.g1, self.g2, d, r = tau_to_ar2(tau_r, tau_d, fs)
+        # h[i] = alpha * a[i-1], a the AR(2) impulse response (kernel.ar2_scale)
+        self.alpha = ar2_root_gap(tau_r, tau_d, fs) / peak_raw
+        self.lamG = lam * float(self._kernel.sum())
+        self._lipschitz = None
+
+    @property
+    def lipschitz(self) -> float:
+        # an FFT of the kernel: only FISTA needs it
+        if self._lipschitz is None:
+            self._lipschitz = compute_lipschitz(self._kernel)
+        return self._lipschitz
 
 
-def _model(fs, tau_r, tau_d, lam) -> _Model:
+@lru_cache(maxsize=64)
+def _model(fs: float, tau_r: float, tau_d: float, lam: float) -> _Model:
+    return _Model(fs, tau_r, tau_d, lam)
+
+
+def _model_checked(fs, tau_r, tau_d, lam) -> _Model:
+    # validate first (a clear error for any input), then key the cache on floats
     tau_r, tau_d, fs, lam = validate_params(tau_r, tau_d, fs, lam)
-    kernel = build_kernel(tau_r, tau_d, fs)
-    g1, g2, _, _ = tau_to_ar2(tau_r, tau_d, fs)
-    return _Model(
-        g1, g2, ar2_scale(tau_r, tau_d, fs), lam * float(kernel.sum()),
-        compute_lipschitz(kernel),
-    )
+    return _model(fs, tau_r, tau_d, lam)
 
 
 def _n_threads(n_rows: int) -> int:
@@ -252,7 +270,7 @@ def run_deconvolution_full(
             baseline=baseline, filter_enabled=filter_enabled, tol=tol,
             method=method, init=init,
         )
-    m = _model(fs, tau_r, tau_d, lam)
+    m = _model_checked(fs, tau_r, tau_d, lam)
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     max_iters = int(max_iters)
@@ -309,7 +327,7 @@ def _reconvolve(s: np.ndarray, m: _Model) -> np.ndarray:
 
 def reconvolve(activity, fs: float, tau_r: float, tau_d: float) -> np.ndarray:
     """K s in trace units (no baseline), the activity's shape."""
-    m = _model(fs, tau_r, tau_d, 0.0)
+    m = _model_checked(fs, tau_r, tau_d, 0.0)
     s = np.atleast_2d(np.asarray(activity, dtype=np.float64))
     out = _reconvolve(s, m)
     return out[0] if np.ndim(activity) == 1 else out
@@ -321,7 +339,7 @@ def objective(traces, activity, baseline, fs, tau_r, tau_d, lam):
     ``baseline=None`` uses the best b for the given activity
     (``mean(y - K s)``), the fairest value for a solver that reports none.
     """
-    m = _model(fs, tau_r, tau_d, lam)
+    m = _model_checked(fs, tau_r, tau_d, lam)
     y = prepare_traces(traces)
     s = np.atleast_2d(np.asarray(activity, dtype=np.float64))
     if s.shape != y.shape:
