@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import dask.array as da
-import distributed as distributed
+import distributed
 
 from napari_catune import run_deconvolution, run_deconvolution_full  # noqa: E402
 

@@ -14,7 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_save_npy"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_save_npy", "publish"]
+
+# The umask can only be read by setting it; do that once, at import, rather
+# than flipping it process-wide while other threads may create files.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -42,24 +47,31 @@ def _atomic_write(path, write) -> Path:
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        # mkstemp creates 0600 files; give the result ordinary permissions
-        umask = os.umask(0)
-        os.umask(umask)
-        try:
-            os.chmod(tmp, 0o666 & ~umask)
-        except OSError:
-            pass
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
         raise
-    _fsync_dir(folder)
     return path
+
+
+def publish(tmp, path) -> None:
+    """Make a finished temporary file (in the target's folder) the file at ``path``.
+
+    Flushes it to disk, gives it ordinary permissions (mkstemp makes 0600
+    files), renames it over ``path`` and makes the rename durable.  The
+    caller removes ``tmp`` if this raises.
+    """
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    try:
+        os.chmod(tmp, 0o666 & ~_UMASK)
+    except OSError:
+        pass
+    os.replace(tmp, path)
+    _fsync_dir(Path(path).parent if str(Path(path).parent) else Path("."))
 
 
 def atomic_write_bytes(path, data: bytes) -> Path:

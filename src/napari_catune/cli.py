@@ -25,6 +25,7 @@ from typing import Callable
 
 import numpy as np
 
+from ._atomic import publish
 from .loaders import FS_KEYS as _FS_KEYS
 from .loaders import ID_KEYS as _ID_KEYS
 from .loaders import TRACE_KEYS as _TRACE_KEYS
@@ -396,12 +397,7 @@ class _Writer:
                 final = Path(name)
             else:
                 final = self.tmp["activity"]
-            with open(final, "rb+") as fh:
-                os.fsync(fh.fileno())
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(final, 0o666 & ~umask)
-            os.replace(final, self.out)
+            publish(final, self.out)
             self.tmp = {k: v for k, v in self.tmp.items() if v != final}
         finally:
             self.abort()
