@@ -186,6 +186,7 @@ def test_at_most_eight_rois(make_napari_viewer, qtbot, notes):
         lab[i * 3:(i * 3) + 2, :5] = i + 1
     viewer.add_labels(lab, metadata={"catune": {"fs": 10.0, "traces": traces}})
     w = _open(viewer)
+    _wait(qtbot, w)  # traces are read in a worker
     w.select_rois(range(1, 11))
     assert len(w.selected_rois) == 8
     assert any("At most 8" in m for m in notes["warning"])
@@ -344,9 +345,11 @@ def test_estimate_from_data_moves_sliders(setup, qtbot):
     viewer, w, means, notes = setup
     w.set_params(TuningParams(0.2, 3.0, FS, 0.05))
     _wait(qtbot, w)
-    p = w.estimate_from_data()
-    assert p is not None, notes["error"]
+    worker = w.estimate_from_data()
+    assert worker is not None, notes["error"]
     _wait(qtbot, w)
+    p = w.last_estimate
+    assert p is not None, notes["error"]
     assert w.params.tau_decay == pytest.approx(p.tau_decay)
     assert w.params.tau_rise == pytest.approx(p.tau_rise)
     assert w.params.fs == FS
@@ -428,6 +431,7 @@ def test_apply_to_all_cancel_midway(setup, qtbot, monkeypatch):
 
 # ---------------------------------------------------------------------- errors
 def _still_works(w, qtbot, means):
+    _wait(qtbot, w)
     w.select_rois([next(iter(ROIS))])
     w.controls.lam.slider.value = 0.123
     _wait(qtbot, w)
@@ -480,6 +484,7 @@ def test_roi_without_pixels_notifies(setup, qtbot):
         "roi_ids": np.array([1, 2])}})
     w.labels_combo.value = viewer.layers["tiles"]
     assert w.image_combo.value is None  # the layer carries its own traces
+    _wait(qtbot, w)
     assert any("no pixels" in m and "2" in m for m in notes["warning"])
     assert w.roi_table.rowCount() == 2  # still listed and selectable by the list
     w.select_rois([2])
@@ -600,8 +605,10 @@ def test_traces_extracted_once_per_pair(make_napari_viewer, qtbot, notes, monkey
     # another labels layer and back: the first pair comes from the cache
     viewer.add_labels(labels.copy(), name="rois 2")
     w.labels_combo.value = viewer.layers["rois 2"]
+    _wait(qtbot, w)
     assert len(calls) == 2
     w.labels_combo.value = viewer.layers["rois"]
+    _wait(qtbot, w)
     assert len(calls) == 2
     _wait(qtbot, w)
     _assert_matches_core(w, means, w.selected_rois)

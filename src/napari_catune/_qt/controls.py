@@ -21,7 +21,8 @@ from magicgui.widgets import (
 )
 from napari.utils import notifications
 
-from ..kernel import PARAM_RANGES, kernel_shape, tau_to_ar2
+from .. import kernel as _kernel
+from ..kernel import PARAM_RANGES, tau_to_ar2
 from ..params import TuningParams
 
 FS_PRESETS = (7.5, 15.0, 20.0, 30.0, 60.0)
@@ -162,8 +163,10 @@ class ParamControls(Container):
         self.filter_enabled.changed.connect(lambda _: self._emit())
         self.baseline.changed.connect(lambda _: self._emit())
         self.fs_preset.changed.connect(self._preset)
-        # fixed size: a label that grows with its text re-lays out the whole dock
-        self.readout.native.setFixedHeight(2 * self.readout.native.fontMetrics().height() + 4)
+        self._landmarks = (None, None, None)  # (tau_rise, tau_decay, landmarks)
+        # fixed size: a label that grows with its text re-lays out the whole dock;
+        # three short lines fit the narrowest dock (one long line was cut off)
+        self.readout.native.setFixedHeight(3 * self.readout.native.fontMetrics().height() + 6)
         self.readout.native.setMinimumWidth(10)
         from qtpy.QtWidgets import QSizePolicy
 
@@ -191,9 +194,10 @@ class ParamControls(Container):
         self.lam.set(p.lam)
         with self.filter_enabled.changed.blocked():
             self.filter_enabled.value = bool(p.filter_enabled)
-        self._update_readout()
         if emit:
-            self._emit()
+            self._emit()  # updates the read-out too
+        else:
+            self._update_readout()
 
     def _preset(self, text: str) -> None:
         if text == _PRESET_PROMPT:
@@ -231,10 +235,20 @@ class ParamControls(Container):
         for cb in self._callbacks:
             cb(p)
 
+    def landmarks(self, tau_rise: float, tau_decay: float) -> tuple[float, float, float]:
+        """``kernel_landmarks(tau_rise, tau_decay)``, computed once per pair of taus
+        (the read-out and the kernel plot share it)."""
+        tr, td, lm = self._landmarks
+        if (tr, td) != (tau_rise, tau_decay):
+            lm = _kernel.kernel_landmarks(tau_rise, tau_decay)
+            self._landmarks = (tau_rise, tau_decay, lm)
+        return lm
+
     def _update_readout(self) -> None:
         tr, td, fs = self.tau_rise.value, self.tau_decay.value, self.fs.value
         try:
-            t_peak, fwhm = kernel_shape(tr, td)
+            t_peak, left, right = self.landmarks(tr, td)
+            fwhm = right - left
             g1, g2, _, _ = tau_to_ar2(tr, td, fs)
         except ValueError:
             self.readout.value = "invalid: tau_rise must be below tau_decay"
@@ -243,6 +257,7 @@ class ParamControls(Container):
             self.readout.value = ""
             return
         self.readout.value = (
-            f"t_peak {t_peak * 1e3:.1f} ms, FWHM {fwhm * 1e3:.1f} ms\n"
+            f"t_peak {t_peak * 1e3:.1f} ms\n"
+            f"FWHM {fwhm * 1e3:.1f} ms\n"
             f"g1 {g1:.4f}, g2 {g2:.4f}"
         )

@@ -32,8 +32,10 @@ class LazyActivity:
         labels = np.asarray(labels)
         self._labels = labels
         self._n_frames = int(n_frames)
-        self._values = np.zeros((0, self._n_frames), dtype=np.float32)
-        self._row_of_pixel = np.zeros(labels.shape, dtype=np.intp)
+        # (pixel -> row lookup, (k, T) values), swapped as one tuple so napari's
+        # slicing thread never sees a lookup of one call with values of another
+        self._state = (np.zeros(labels.shape, dtype=np.intp),
+                       np.zeros((0, self._n_frames), dtype=np.float32))
         self.dtype = np.dtype(np.float32)
         self.frames_built = 0  # counter for tests: how many frames were built so far
         self.max_frames_per_call = 0
@@ -62,21 +64,21 @@ class LazyActivity:
         # row 0 of the per-frame vector is the background (0)
         lut[roi_ids] = np.arange(1, len(roi_ids) + 1)
         lut[0] = 0
-        self._row_of_pixel = lut[np.clip(self._labels, 0, top)]
-        self._values = values
+        self._state = (lut[np.clip(self._labels, 0, top)], values)
 
     @property
     def roi_ids_shown(self) -> int:
-        return self._values.shape[0]
+        return self._state[1].shape[0]
 
     def _frames(self, times: np.ndarray) -> np.ndarray:
+        row_of_pixel, values = self._state  # one read: a consistent pair
         k = len(times)
-        table = np.zeros((k, self._values.shape[0] + 1), dtype=np.float32)
-        if self._values.shape[0]:
-            table[:, 1:] = self._values[:, times].T
+        table = np.zeros((k, values.shape[0] + 1), dtype=np.float32)
+        if values.shape[0]:
+            table[:, 1:] = values[:, times].T
         self.frames_built += k
         self.max_frames_per_call = max(self.max_frames_per_call, k)
-        return table[:, self._row_of_pixel]
+        return table[:, row_of_pixel]
 
     def __getitem__(self, key):
         if not isinstance(key, tuple):
@@ -146,13 +148,6 @@ class Overlays:
         if active is not None and active in self.viewer.layers:
             self.viewer.layers.selection.active = active
         return layer
-
-    def remove_all(self) -> None:
-        for lay in (self.selection_layer, self.activity_layer, self.ids_layer):
-            if self._alive(lay):
-                self.viewer.layers.remove(lay)
-        self.selection_layer = self.activity_layer = self.ids_layer = None
-        self.lazy = None
 
     def clear(self) -> None:
         """Empty the overlays in place (no source).

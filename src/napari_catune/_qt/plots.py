@@ -15,7 +15,7 @@ import pyqtgraph as pg
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
-from ..kernel import build_kernel, kernel_shape
+from .. import kernel as _kernel
 
 MAX_ROIS = 8
 
@@ -63,7 +63,7 @@ class TunerPlots(QWidget):
         self.activity_items: list[pg.PlotDataItem] = []
         for i in range(MAX_ROIS):
             raw = self.trace_plot.plot([], [], name=None)
-            fit = self.trace_plot.plot([], [], name="fit" if i == 0 else None)
+            fit = self.trace_plot.plot([], [], name=None)
             act = self.activity_plot.plot([], [])
             for it in (raw, fit, act):
                 it.setVisible(False)
@@ -88,6 +88,8 @@ class TunerPlots(QWidget):
         self.offsets = np.zeros(MAX_ROIS)
         self.fs = 1.0
         self._x = np.zeros(0)
+        self._raw = np.zeros((0, 0))
+        self._act_span = None
         self._fg = pg.mkColor("w")
         self._colors = [pg.mkColor("w")] * MAX_ROIS
         self._tpeak = self._fwhm = float("nan")
@@ -111,18 +113,27 @@ class TunerPlots(QWidget):
             c.setPen(cur)
         self._restyle()
 
+    #: alpha of the raw traces: faint, so the fit drawn over them stands out
+    RAW_ALPHA = 90
+
     def _restyle(self) -> None:
         for i in range(MAX_ROIS):
             c = self._colors[i]
-            fit = pg.mkColor(self._fg)
-            fit.setAlpha(190)  # the raw trace in the ROI's colour shows through
-            self.raw_items[i].setPen(pg.mkPen(c, width=1))
-            self.fit_items[i].setPen(pg.mkPen(fit, width=1))
+            raw = pg.mkColor(c)
+            raw.setAlpha(self.RAW_ALPHA)
+            fit = pg.mkColor(c)
+            fit.setAlpha(255)
+            self.raw_items[i].setPen(pg.mkPen(raw, width=1))
+            self.fit_items[i].setPen(pg.mkPen(fit, width=2))
             self.activity_items[i].setPen(pg.mkPen(c, width=1))
 
     # ----------------------------------------------------------------- data
     def set_rois(self, roi_ids, colors, raw: np.ndarray, fs: float) -> None:
-        """Show the raw traces of the selected ROIs (k <= MAX_ROIS rows)."""
+        """Show the traces of the selected ROIs (k <= MAX_ROIS rows).
+
+        ``raw`` is the trace the solver fits: the raw trace, or the bandpassed
+        one when the filter is on.
+        """
         raw = np.atleast_2d(np.asarray(raw, dtype=np.float64)) if len(roi_ids) else np.zeros((0, 0))
         k = len(roi_ids)
         self.roi_ids = [int(r) for r in roi_ids]
@@ -131,39 +142,55 @@ class TunerPlots(QWidget):
         self._colors = [_qcolor(c) for c in colors] + [self._fg] * (MAX_ROIS - k)
         self._restyle()
         self.legend.clear()
-        # stack top to bottom: each ROI gets its own band of the robust range
-        spans = [float(np.subtract(*np.percentile(r, [99.9, 0.1]))) for r in raw]
-        span = max(spans) * 1.15 if spans and max(spans) > 0 else 1.0
-        self._span = span
+        self._raw = raw
+        self._stack()
         for i in range(MAX_ROIS):
             on = i < k
             for it in (self.raw_items[i], self.fit_items[i], self.activity_items[i]):
                 it.setVisible(on)
             if on:
-                self.offsets[i] = -i * span - float(np.median(raw[i]))
                 self.raw_items[i].setData(self._x, raw[i])
-                self.raw_items[i].setPos(0, self.offsets[i])
-                self.fit_items[i].setPos(0, self.offsets[i])
                 self.fit_items[i].setData([], [])
                 self.activity_items[i].setData([], [])
-                self.legend.addItem(self.raw_items[i], f"ROI {self.roi_ids[i]}")
+                self.legend.addItem(self.raw_items[i], f"ROI {self.roi_ids[i]} trace (faint)")
             else:
                 self.raw_items[i].setData([], [])
                 self.fit_items[i].setData([], [])
                 self.activity_items[i].setData([], [])
         if k:
-            self.legend.addItem(self.fit_items[0], "fit")
+            self.legend.addItem(self.fit_items[0], "fit (bold, ROI colour)")
         self._act_span = None
         self.trace_plot.enableAutoRange()
         self.activity_plot.enableAutoRange()
 
-    def set_time_base(self, fs: float, raw: np.ndarray) -> None:
-        """New sampling rate: new x in seconds for all curves."""
-        self.fs = float(fs)
-        raw = np.atleast_2d(raw)
-        self._x = np.arange(raw.shape[1], dtype=np.float64) / self.fs
+    def _stack(self) -> None:
+        # stack top to bottom: each ROI gets its own band of the robust range
+        raw = self._raw
+        spans = [float(np.subtract(*np.percentile(r, [99.9, 0.1]))) for r in raw]
+        span = max(spans) * 1.15 if spans and max(spans) > 0 else 1.0
+        self._span = span
         for i in range(len(self.roi_ids)):
-            self.raw_items[i].setData(self._x, raw[i])
+            self.offsets[i] = -i * span - float(np.median(raw[i]))
+            self.raw_items[i].setPos(0, self.offsets[i])
+            self.fit_items[i].setPos(0, self.offsets[i])
+
+    def set_raw(self, raw: np.ndarray | None, fs: float | None = None, *,
+                restack: bool = False) -> None:
+        """New plotted traces (same ROIs) and/or a new sampling rate.
+
+        ``raw=None`` keeps the traces; ``fs`` gives a new time axis;
+        ``restack`` places the bands anew (the traces changed their level).
+        """
+        if fs is not None:
+            self.fs = float(fs)
+        if raw is not None:
+            self._raw = np.atleast_2d(raw)
+        self._x = np.arange(self._raw.shape[1], dtype=np.float64) / self.fs
+        if restack:
+            self._stack()
+            self.trace_plot.enableAutoRange()
+        for i in range(len(self.roi_ids)):
+            self.raw_items[i].setData(self._x, self._raw[i])
 
     def set_fit(self, fit: np.ndarray, activity: np.ndarray) -> None:
         """Update fits and activities in place (rows follow ``set_rois``)."""
@@ -178,21 +205,23 @@ class TunerPlots(QWidget):
             self.activity_items[i].setData(x, activity[i])
             self.activity_items[i].setPos(0, -i * self._act_span)
 
-    def clear_fit(self) -> None:
-        for i in range(MAX_ROIS):
-            self.fit_items[i].setData([], [])
-            self.activity_items[i].setData([], [])
+    def set_kernel(self, tau_rise: float, tau_decay: float, fs: float,
+                   landmarks: tuple[float, float, float] | None = None) -> None:
+        """Draw the sampled kernel with t_peak and the FWHM marked.
 
-    def set_kernel(self, tau_rise: float, tau_decay: float, fs: float) -> None:
-        """Draw the sampled kernel with t_peak and the FWHM marked."""
-        h = build_kernel(tau_rise, tau_decay, fs)
-        t_peak, fwhm = kernel_shape(tau_rise, tau_decay)
+        ``landmarks`` is ``kernel_landmarks(tau_rise, tau_decay)`` when the
+        caller has it already (computed once per slider event).
+        """
+        h = _kernel.build_kernel(tau_rise, tau_decay, fs)
+        if landmarks is None:
+            landmarks = _kernel.kernel_landmarks(tau_rise, tau_decay)
+        t_peak, left, right = landmarks
+        fwhm = right - left
         # show up to ~6 FWHMs so the rise stays visible for slow decays
         n = min(h.size, max(8, int(math.ceil((t_peak + 6 * fwhm) * fs)) + 1))
         t = np.arange(n) / fs
         self.kernel_item.setData(t, h[:n])
-        left = _half_max_left(tau_rise, tau_decay, t_peak)
-        self.fwhm_item.setData([left, left + fwhm], [0.5, 0.5])
+        self.fwhm_item.setData([left, right], [0.5, 0.5])
         self.tpeak_line.setValue(t_peak)
         self._tpeak, self._fwhm = t_peak, fwhm
         # a TextItem inside the plot: changing a title would re-layout the plots
@@ -234,18 +263,3 @@ class TunerPlots(QWidget):
         y = np.mean(vb.viewRange()[1])
         return vb.mapViewToScene(pg.Point(seconds, y))
 
-
-def _half_max_left(tau_rise: float, tau_decay: float, t_peak: float) -> float:
-    # left half-maximum crossing of the continuous kernel by bisection
-    def h(t):
-        return math.exp(-t / tau_decay) - math.exp(-t / tau_rise)
-
-    peak = h(t_peak)
-    lo, hi = 0.0, t_peak
-    for _ in range(60):
-        mid = 0.5 * (lo + hi)
-        if h(mid) < 0.5 * peak:
-            lo = mid
-        else:
-            hi = mid
-    return 0.5 * (lo + hi)

@@ -2,8 +2,11 @@
 
 Thin by design: layers and clicks become calls of the core (traces, solver,
 params, estimate); results become plot data and layers.  Slider moves are
-coalesced and solved on a background thread with a warm start; a generation
-counter keeps a stale result from ever being drawn over a newer one.
+coalesced and solved on a background thread with a warm start (short warm
+solves run in place); a generation counter keeps a stale result from ever
+being drawn over a newer one.  Trace extraction, parameter estimation and
+Apply to all run in napari workers, so a big or lazy movie never freezes the
+viewer.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from magicgui.widgets import ComboBox, Container
 from napari.layers import Image, Labels
 from napari.utils import notifications
 from napari.utils.theme import get_theme
-from qtpy.QtCore import QObject, Qt, QTimer, Signal
+from qtpy.QtCore import QEvent, QObject, Qt, QTimer, Signal
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
@@ -37,6 +40,7 @@ from qtpy.QtWidgets import (
 
 from .. import params as _params
 from .. import solver as _solver
+from ..kernel import bandpass_filter
 from ..params import TuningParams
 from .controls import ParamControls
 from .overlays import Overlays, is_overlay
@@ -63,6 +67,10 @@ class _Source:
     @property
     def n_frames(self) -> int:
         return int(self.traces.shape[1])
+
+
+class _SourceError(ValueError):
+    """A data-source problem whose message is ready for the user."""
 
 
 def _notify_error(msg: str) -> None:
@@ -126,11 +134,6 @@ class _LiveSolver(QObject):
                 self._thread = threading.Thread(target=self._loop, name="catune-live",
                                                 daemon=True)
                 self._thread.start()
-
-    @property
-    def apply_running(self) -> bool:
-        """True while an Apply to all worker runs (until its ``finished``)."""
-        return self._apply_worker is not None
 
     @property
     def idle(self) -> bool:
@@ -208,12 +211,19 @@ class CaTuneTuner(QWidget):
         self._selected: list[int] = []
         self._gen = 0  # generation of the newest request
         self._drawn_gen = 0  # generation of the result on screen
-        self._solve_cost: dict[tuple, float] = {}  # (n ROIs, T) -> last solve seconds
+        self._solve_cost: dict[tuple, float] = {}  # (n ROIs, T) -> last warm solve seconds
         self._warm: dict[int, np.ndarray] = {}  # roi id -> last activity (warm start)
+        self._warm_gen: dict[int, int] = {}  # roi id -> generation of that warm start
+        self._sel = None  # the selected rows' traces, cached for the slider path
         self._last_result = None  # (ids, params, fit, activity)
         self._apply_worker = None
-        self._apply_progress = None
+        self._estimate_worker = None
+        self._builds: dict = {}  # cache key -> running trace-extraction worker
+        self._pending_sel = None  # (ids, add, quiet) waiting for the source
+        self._hooked: dict = {}  # id(layer) -> (layer ref, callback) for data/paint events
+        self._docked = False
         self.last_solve_seconds = float("nan")
+        self.last_estimate: TuningParams | None = None
         self._closed = False
 
         # ---- data source
@@ -246,12 +256,18 @@ class CaTuneTuner(QWidget):
         self.status.setWordWrap(True)
         self.progress = QProgressBar()
         self.progress.setVisible(False)
+        self.busy_bar = QProgressBar()  # indeterminate: extraction or estimation runs
+        self.busy_bar.setRange(0, 0)
+        self.busy_bar.setMaximumHeight(8)
+        self.busy_bar.setTextVisible(False)
+        self.busy_bar.setVisible(False)
 
         left = QWidget()
         ll = QVBoxLayout(left)
         ll.setContentsMargins(0, 0, 0, 0)
         ll.addWidget(self.controls.native)
         ll.addWidget(self.progress)
+        ll.addWidget(self.busy_bar)
         ll.addWidget(self.status)
         ll.addStretch(1)
         right = QWidget()
@@ -281,7 +297,6 @@ class CaTuneTuner(QWidget):
         self._timer.setSingleShot(True)
         self._timer.setInterval(0)
         self._timer.timeout.connect(self._request_solve)
-        self._watched = self._watch_cb = None
         self._edit_timer = QTimer(self)
         self._edit_timer.setSingleShot(True)
         self._edit_timer.setInterval(300)
@@ -342,6 +357,10 @@ class CaTuneTuner(QWidget):
             alive["ok"] = False
             live.stop()
             _disconnect(viewer_ref(), hooks)
+            me = ref()  # the Python side may outlive the Qt side (worker closures)
+            if me is not None:
+                me._closed = True
+                me._quit_workers()
 
         self._hooks = hooks
         self.viewer.layers.events.inserted.connect(on_layers)
@@ -353,7 +372,7 @@ class CaTuneTuner(QWidget):
         self.destroyed.connect(on_destroyed)
 
         self._apply_theme()
-        self.plots.set_kernel(*self._kernel_args(self.controls.params))
+        self._draw_kernel(self.controls.params)
         with self.image_combo.changed.blocked():
             self.image_combo.value = self._default_image(self.labels_combo.value)
         self._source_changed()
@@ -385,15 +404,22 @@ class CaTuneTuner(QWidget):
     def selected_rois(self) -> list[int]:
         return list(self._selected)
 
-    def select_rois(self, ids, add: bool = False) -> list[int]:
-        """Select ROIs by id (``add=True`` keeps the current ones); at most 8."""
+    def select_rois(self, ids, add: bool = False, *, _quiet: bool = False) -> list[int]:
+        """Select ROIs by id (``add=True`` keeps the current ones); at most 8.
+
+        While the traces are still being extracted the selection is kept and
+        made once they are ready (the ids asked for are returned).
+        """
+        ids = [int(i) for i in np.atleast_1d(np.asarray(ids, dtype=np.int64))]
         src = self._ensure_source()
         if src is None:
+            if self._building():
+                self._pending_sel = (ids, add, _quiet)
+                return ids[-MAX_ROIS:]
             _notify_warning("No ROIs to select: choose a Labels layer in the CaTune tuner.")
             return self.selected_rois
-        ids = [int(i) for i in np.atleast_1d(np.asarray(ids, dtype=np.int64))]
         unknown = [i for i in ids if i not in src.row]
-        if unknown:
+        if unknown and not _quiet:
             _notify_warning(
                 f"ROI id(s) {unknown} are not in the Labels layer "
                 f"'{src.labels.name}' (or have no pixels); they were skipped."
@@ -419,6 +445,8 @@ class CaTuneTuner(QWidget):
         """Select the ``k`` ROIs with the highest SNR."""
         src = self._ensure_source()
         if src is None:
+            if self._building():
+                self._pending_sel = (k, None, True)
             return []
         order = np.argsort(-np.nan_to_num(src.snr, nan=-np.inf))
         return self.select_rois(src.roi_ids[order[:k]])
@@ -462,33 +490,71 @@ class CaTuneTuner(QWidget):
         return p
 
     def estimate_from_data(self):
-        """Estimate parameters from the selected ROIs (or all) and move the sliders."""
+        """Estimate parameters from the selected ROIs (or the most active) in a worker.
+
+        The sliders move when the worker returns (``last_estimate`` then holds
+        the result).  Returns the started worker, or None when there is
+        nothing to estimate from.
+        """
+        from napari.qt.threading import create_worker
+
         from .. import estimate as _estimate
 
         src = self._ensure_source()
         if src is None:
-            _notify_warning("Nothing to estimate from: choose a Labels layer (and a movie) "
-                            "in the CaTune tuner first.")
+            _notify_warning("Nothing to estimate from yet: "
+                            + ("the traces are still being extracted; try again when the "
+                               "ROI list is filled." if self._building() else
+                               "choose a Labels layer (and a movie) in the CaTune tuner "
+                               "first."))
             return None
+        if self._estimate_worker is not None:
+            return self._estimate_worker
         if self._selected:
             rows = [src.row[i] for i in self._selected]
         else:
             # the most active ROIs carry the kernel shape; cap the work
             rows = list(np.argsort(-np.nan_to_num(src.snr, nan=-np.inf))[:32])
+        traces = src.traces[rows]
         fs = self.params.fs
-        try:
-            p = _estimate.estimate_params(src.traces[rows], fs)
-        except (ValueError, RuntimeError) as e:
+        n = len(rows)
+
+        def work():
+            return _estimate.estimate_params(traces, fs)
+
+        worker = create_worker(work, _progress={"desc": "CaTune: estimating parameters"},
+                               _start_thread=False, _ignore_errors=True)
+        self._estimate_worker = worker
+        self.controls.estimate_btn.enabled = False
+        self._set_busy(f"Estimating parameters from {n} ROI{'s' if n != 1 else ''}...")
+
+        def returned(p):
+            if self._closed:
+                return
+            # fs is known, not estimated: keep the user's value
+            p = p.replace(fs=fs, filter_enabled=self.params.filter_enabled)
+            self.last_estimate = p
+            self.set_params(p)
+            self.status.setText(f"Parameters estimated from {n} ROI{'s' if n != 1 else ''}.")
+
+        def errored(e):
+            if self._closed:
+                return
             _notify_error(f"Could not estimate parameters: {e}. Select ROIs with clear "
                           f"transients, or set the sliders by hand.")
-            return None
-        # fs is known, not estimated: keep the user's value
-        if p.fs != fs:
-            p = p.replace(fs=fs)
-        self.set_params(p.replace(filter_enabled=self.params.filter_enabled))
-        self.status.setText("Parameters estimated from "
-                            f"{len(rows)} ROI{'s' if len(rows) != 1 else ''}.")
-        return p
+
+        def finished():
+            if self._closed:
+                return
+            self._estimate_worker = None
+            self.controls.estimate_btn.enabled = True
+            self._set_busy(None)
+
+        worker.returned.connect(returned)
+        worker.errored.connect(errored)
+        worker.finished.connect(finished)
+        worker.start()
+        return worker
 
     def apply_to_all(self):
         """Solve every ROI with the current parameters in a ``thread_worker``.
@@ -500,7 +566,10 @@ class CaTuneTuner(QWidget):
 
         src = self._ensure_source()
         if src is None:
-            _notify_warning("Nothing to apply to: choose a Labels layer in the CaTune tuner.")
+            _notify_warning("Nothing to apply to yet: "
+                            + ("the traces are still being extracted; try again when the "
+                               "ROI list is filled." if self._building() else
+                               "choose a Labels layer in the CaTune tuner."))
             return None
         if self._apply_worker is not None:
             _notify_warning("Apply to all is already running; cancel it first.")
@@ -531,7 +600,7 @@ class CaTuneTuner(QWidget):
 
         worker = create_worker(work, _progress={"total": len(starts),
                                                  "desc": "CaTune: apply to all ROIs"},
-                               _start_thread=False)
+                               _start_thread=False, _ignore_errors=True)
         self._apply_worker = worker
         self.progress.setRange(0, n)
         self.progress.setValue(0)
@@ -539,10 +608,17 @@ class CaTuneTuner(QWidget):
         self.controls.apply_btn.enabled = False
         self.controls.cancel_btn.enabled = True
         self.status.setText(f"Applying to {n} ROIs...")
-        worker.yielded.connect(self.progress.setValue)
         labels_ref = weakref.ref(src.labels)
 
+        # every callback checks _closed: the dock may be closed (and its Qt
+        # objects deleted) while the worker still runs
+        def yielded(i):
+            if not self._closed:
+                self.progress.setValue(i)
+
         def returned(_):
+            if self._closed:
+                return
             lay = labels_ref()
             if lay is None or lay not in self.viewer.layers:
                 _notify_warning("The Labels layer was removed during Apply to all; the "
@@ -551,18 +627,23 @@ class CaTuneTuner(QWidget):
             self._store_results(src, p, act, rec, base, conv)
 
         def aborted():
-            self.status.setText("Apply to all cancelled; no results were stored.")
+            if not self._closed:
+                self.status.setText("Apply to all cancelled; no results were stored.")
 
         def errored(e):
-            _notify_error(f"Apply to all failed: {e}. Check the parameters and the data, "
-                          f"then try again.")
+            if not self._closed:
+                _notify_error(f"Apply to all failed: {e}. Check the parameters and the "
+                              f"data, then try again.")
 
         def finished():
+            if self._closed:
+                return
             self._apply_worker = None
             self.progress.setVisible(False)
             self.controls.apply_btn.enabled = True
             self.controls.cancel_btn.enabled = False
 
+        worker.yielded.connect(yielded)
         worker.returned.connect(returned)
         worker.aborted.connect(aborted)
         worker.errored.connect(errored)
@@ -583,9 +664,12 @@ class CaTuneTuner(QWidget):
 
     @property
     def idle(self) -> bool:
-        """True when no live solve is pending, running, or waiting to be drawn."""
-        return (not self._timer.isActive() and self._live.idle
-                and self._drawn_gen >= self._gen and not self._overlay_timer.isActive())
+        """True when no trace extraction, estimation or live solve is pending,
+        running, or waiting to be drawn."""
+        return (not self._builds and self._estimate_worker is None
+                and not self._timer.isActive() and self._live.idle
+                and self._drawn_gen >= self._gen and not self._overlay_timer.isActive()
+                and not self._edit_timer.isActive())
 
     # ============================================================ source
     def _candidate_labels(self):
@@ -650,68 +734,96 @@ class CaTuneTuner(QWidget):
         self._cancel_live()
         self._source = None
         self._selected = []
+        self._sel = None
+        self._pending_sel = None
         self._showing_all = False
         self._warm.clear()
+        self._warm_gen.clear()
+        self._solve_cost.clear()  # a new source: no warm solve is known to be cheap
         self._last_result = None
         self.plots.set_rois([], [], np.zeros((0, 0)), self.params.fs)
         self.overlays.clear()
         self.roi_table.setRowCount(0)
         src = self._ensure_source()
-        if src is None:
-            return
+        if src is not None:
+            self._source_ready(src)
+
+    def _source_ready(self, src: _Source) -> None:
+        """The traces of the chosen layers are at hand: list and select ROIs."""
         if src.fs_hint and src.fs_hint != self.params.fs:
             try:
                 self.controls.set_params(self.params.replace(fs=src.fs_hint), emit=False)
             except ValueError:
                 _notify_warning(f"The layer's sampling rate {src.fs_hint} Hz is outside "
                                 "1-1000 Hz; set fs by hand.")
-        self._watch_labels(src.labels)
         self._fill_table()
-        self.plots.set_kernel(*self._kernel_args(self.params))
-        self.select_most_active(1)
+        self._draw_kernel(self.params)
+        pending, self._pending_sel = self._pending_sel, None
+        if pending is not None and pending[1] is None:
+            self.select_most_active(pending[0])
+        elif pending is not None:
+            ids = [i for i in pending[0] if i in src.row] if pending[2] else pending[0]
+            if ids:
+                self.select_rois(ids, add=pending[1], _quiet=pending[2])
+            else:
+                self.select_most_active(1)
+        else:
+            self.select_most_active(1)
         # the overlay layers come on the next turn, while the first solve runs
         QTimer.singleShot(0, lambda s=src: self._create_overlays(s))
 
-    def _watch_labels(self, layer) -> None:
-        # painting edits the labels in place (same array): drop the cached
-        # traces and rebuild once the strokes pause
-        if self._watched is layer:
+    def _hook_layer(self, layer) -> None:
+        """Drop cached traces when ``layer``'s data are replaced or painted.
+
+        The cache is keyed by object ids, which a new array may reuse; the
+        events make the invalidation exact.
+        """
+        if layer is None or id(layer) in self._hooked:
             return
-        self._unwatch_labels()
         ref = weakref.ref(self)
+        layer_ref = weakref.ref(layer)
 
-        def edited(event=None):
-            me = ref()
-            if me is not None and not me._closed:
-                me._labels_edited(layer)
+        def changed(event=None):
+            me, lay = ref(), layer_ref()
+            if me is not None and lay is not None and not me._closed:
+                me._layer_data_changed(lay)
 
-        layer.events.paint.connect(edited)
-        layer.events.data.connect(edited)
-        self._watched, self._watch_cb = layer, edited
+        emitters = [layer.events.data]
+        if isinstance(layer, Labels):
+            emitters.append(layer.events.paint)
+        for em in emitters:
+            em.connect(changed)
+        self._hooked[id(layer)] = (layer_ref, changed)
 
-    def _unwatch_labels(self) -> None:
-        if self._watched is not None:
-            for em in (self._watched.events.paint, self._watched.events.data):
+    def _unhook_layers(self) -> None:
+        for layer_ref, cb in self._hooked.values():
+            layer = layer_ref()
+            if layer is None:
+                continue
+            for name in ("data", "paint"):
+                em = getattr(layer.events, name, None)
                 try:
-                    em.disconnect(self._watch_cb)
+                    if em is not None:
+                        em.disconnect(cb)
                 except Exception:  # noqa: BLE001 - already disconnected
                     pass
-        self._watched = self._watch_cb = None
+        self._hooked.clear()
 
-    def _labels_edited(self, layer) -> None:
-        self._cache = {k: v for k, v in self._cache.items() if v.labels is not layer}
-        self._edit_timer.start()
+    def _layer_data_changed(self, layer) -> None:
+        self._cache = {k: v for k, v in self._cache.items()
+                       if v.labels is not layer and v.image is not layer}
+        src = self._source
+        if src is not None and layer in (src.labels, src.image):
+            # painting comes as a burst of events: rebuild once the strokes pause
+            self._edit_timer.start()
 
     def _rebuild_after_edit(self) -> None:
         if self._closed or self._source is None:
             return
         keep = list(self._selected)
         self._source_changed()
-        src = self._source
-        if src is not None and keep:
-            keep = [i for i in keep if i in src.row]
-            if keep:
-                self.select_rois(keep)
+        if keep:
+            self.select_rois(keep, _quiet=True)
 
     def _create_overlays(self, src: _Source) -> None:
         if self._closed or src is not self._source or src.labels not in self.viewer.layers:
@@ -727,7 +839,17 @@ class CaTuneTuner(QWidget):
             _notify_warning(f"Could not create the CaTune overlay layers: {e}")
         self._update_activity_overlay()
 
+    def _source_key(self):
+        labels, image = self.labels_combo.value, self.image_combo.value
+        return (id(labels), id(labels.data), id(image), id(image.data) if image else None)
+
+    def _building(self) -> bool:
+        """True while the traces of the chosen layers are being extracted."""
+        labels = self.labels_combo.value
+        return labels is not None and self._source_key() in self._builds
+
     def _ensure_source(self) -> _Source | None:
+        """The current source; from the cache, or None while a worker builds it."""
         if self._source is not None:
             if self._source.labels in self.viewer.layers:
                 return self._source
@@ -737,20 +859,80 @@ class CaTuneTuner(QWidget):
         if labels is None or labels not in self.viewer.layers:
             self.status.setText("Add a Labels layer of ROIs (and a movie) to start tuning.")
             return None
-        key = (id(labels), id(labels.data), id(image), id(image.data) if image else None)
+        key = self._source_key()
         src = self._cache.get(key)
         if src is None:
-            src = self._build_source(image, labels)
-            if src is None:
-                return None
-            # a few pairs cached (traces are small next to a movie); oldest out
-            self._cache[key] = src
-            while len(self._cache) > 3:
-                self._cache.pop(next(iter(self._cache)))
+            self._start_build(key, image, labels)
+            return None
         self._source = src
         return src
 
-    def _build_source(self, image, labels) -> _Source | None:
+    def _start_build(self, key, image, labels) -> None:
+        """Extract traces in a worker; the source becomes current when it returns."""
+        from napari.qt.threading import create_worker
+
+        if key in self._builds:
+            return
+        try:
+            work = self._build_job(image, labels)
+        except _SourceError as e:
+            _notify_error(str(e))
+            return
+        what = f"'{image.name}'" if image is not None else f"'{labels.name}'"
+        worker = create_worker(work, _progress={"desc": f"CaTune: reading traces of {what}"},
+                               _start_thread=False, _ignore_errors=True)
+        self._builds[key] = worker
+
+        def returned(out):
+            if self._closed:
+                return
+            src, missing = out
+            self._cache[key] = src
+            self._hook_layer(image)
+            self._hook_layer(labels)
+            # a few pairs cached (traces are small next to a movie); oldest out
+            while len(self._cache) > 3:
+                self._cache.pop(next(iter(self._cache)))
+            if labels not in self.viewer.layers or self._source is not None \
+                    or self.labels_combo.value is not labels \
+                    or self.image_combo.value is not image or self._source_key() != key:
+                return  # the user chose other layers meanwhile: keep it cached only
+            if missing:
+                _notify_warning(f"ROI(s) {missing} have no pixels in '{labels.name}' and "
+                                "cannot be clicked; use the list.")
+            self.status.setText(f"{src.traces.shape[0]} ROIs, {src.n_frames} frames.")
+            self._source = src
+            self._source_ready(src)
+
+        def errored(e):
+            if self._closed:
+                return
+            if isinstance(e, _SourceError):
+                _notify_error(str(e))
+                return
+            _notify_error(
+                f"Could not read traces from {what} with ROIs '{labels.name}': "
+                f"{type(e).__name__}: {e}. Check that the movie's file or store is "
+                "still readable (or load the movie into memory), then choose the "
+                "layers again in the CaTune tuner.")
+            self.status.setText("Reading the traces failed; choose the layers again.")
+
+        def finished():
+            if self._closed:
+                return
+            if self._builds.get(key) is worker:
+                del self._builds[key]
+            if not self._builds:
+                self._set_busy(None)
+
+        worker.returned.connect(returned)
+        worker.errored.connect(errored)
+        worker.finished.connect(finished)
+        self._set_busy(f"Extracting traces from {what}...")
+        worker.start()
+
+    def _build_job(self, image, labels):
+        """Check the layers here (cheap); return the function the worker runs."""
         from .. import traces as _traces
 
         meta = labels.metadata.get("catune", {}) if isinstance(labels.metadata, dict) else {}
@@ -759,53 +941,68 @@ class CaTuneTuner(QWidget):
         if image is None:
             tr = meta.get("traces")
             if tr is None:
-                _notify_error(
+                raise _SourceError(
                     f"Labels layer '{labels.name}' has no traces and no movie is chosen: "
                     "pick the movie (Image layer, T x Y x X) in the CaTune tuner.")
-                return None
-            tr = np.asarray(tr, dtype=np.float64)
             ids = meta.get("roi_ids")
-            ids = np.arange(1, tr.shape[0] + 1) if ids is None else np.asarray(ids)
-            if tr.ndim != 2 or len(ids) != tr.shape[0]:
-                _notify_error(f"Labels layer '{labels.name}' carries traces of shape "
-                              f"{tr.shape} for {len(ids)} ROI ids; they must match (n, T).")
-                return None
-            present = np.isin(ids, np.unique(lab))
-            if not present.all():
-                _notify_warning(f"ROI(s) {ids[~present].tolist()} have no pixels in "
-                                f"'{labels.name}' and cannot be clicked; use the list.")
         else:
             fs_hint = image.metadata.get("catune", {}).get("fs") or fs_hint
-            if image.data.ndim != 3 or tuple(image.data.shape[-2:]) != lab.shape[-2:] \
+            movie = image.data
+            if movie.ndim != 3 or tuple(movie.shape[-2:]) != lab.shape[-2:] \
                     or lab.ndim != 2:
-                _notify_error(
-                    f"Movie '{image.name}' has shape {tuple(image.data.shape)} and labels "
+                raise _SourceError(
+                    f"Movie '{image.name}' has shape {tuple(movie.shape)} and labels "
                     f"'{labels.name}' have shape {lab.shape}: the movie must be (T, Y, X) "
                     "with the same Y, X as the labels. Choose matching layers.")
-                return None
-            self.status.setText("Extracting traces...")
+        fs = float(fs_hint or self.params.fs)
+
+        def work():
+            missing = []
+            if image is None:
+                tr_ = np.asarray(tr, dtype=np.float64)
+                ids_ = np.arange(1, tr_.shape[0] + 1) if ids is None else np.asarray(ids)
+                if tr_.ndim != 2 or len(ids_) != tr_.shape[0]:
+                    raise _SourceError(
+                        f"Labels layer '{labels.name}' carries traces of shape "
+                        f"{tr_.shape} for {len(ids_)} ROI ids; they must match (n, T).")
+                present = np.isin(ids_, np.unique(lab))
+                missing = ids_[~present].tolist()
+            else:
+                tr_, ids_ = _traces.extract_traces(movie, lab)
+                tr_ = np.asarray(tr_, dtype=np.float64)
+                ids_ = np.asarray(ids_)
+            if tr_.shape[0] == 0:
+                raise _SourceError(f"Labels layer '{labels.name}' has no ROIs (all pixels "
+                                   "are 0). Paint or load ROIs first.")
+            if tr_.shape[1] < 2:
+                raise _SourceError(f"The traces have {tr_.shape[1]} frame(s); at least 2 "
+                                   "are needed.")
             try:
-                tr, ids = _traces.extract_traces(image.data, lab)
-            except (ValueError, MemoryError) as e:
-                _notify_error(f"Could not extract traces from '{image.name}' with "
-                              f"'{labels.name}': {e}")
-                return None
-            tr = np.asarray(tr, dtype=np.float64)
-            ids = np.asarray(ids)
-        if tr.shape[0] == 0:
-            _notify_error(f"Labels layer '{labels.name}' has no ROIs (all pixels are 0). "
-                          "Paint or load ROIs first.")
-            return None
-        if tr.shape[1] < 2:
-            _notify_error(f"The traces have {tr.shape[1]} frame(s); at least 2 are needed.")
-            return None
-        try:
-            snr = np.asarray(_traces.roi_snr(tr, float(fs_hint or self.params.fs)), float)
-        except Exception:  # noqa: BLE001 - a quality score is optional
-            snr = np.full(tr.shape[0], np.nan)
-        self.status.setText(f"{tr.shape[0]} ROIs, {tr.shape[1]} frames.")
-        return _Source(image, labels, tr, ids.astype(np.int64), snr,
-                       float(fs_hint) if fs_hint else None)
+                snr = np.asarray(_traces.roi_snr(tr_, fs), float)
+            except Exception:  # noqa: BLE001 - a quality score is optional
+                snr = np.full(tr_.shape[0], np.nan)
+            src = _Source(image, labels, tr_, ids_.astype(np.int64), snr,
+                          float(fs_hint) if fs_hint else None)
+            return src, missing
+
+        return work
+
+    def _set_busy(self, text: str | None) -> None:
+        if text is None:
+            if not self._builds and self._estimate_worker is None:
+                self.busy_bar.setVisible(False)
+            return
+        self.status.setText(text)
+        self.busy_bar.setVisible(True)
+
+    def _quit_workers(self) -> None:
+        # Python-side only: may run after the Qt objects were deleted
+        for w in [self._apply_worker, self._estimate_worker, *self._builds.values()]:
+            if w is not None:
+                try:
+                    w.quit()
+                except Exception:  # noqa: BLE001 - already finished
+                    pass
 
     # ============================================================ table
     def _fill_table(self) -> None:
@@ -889,33 +1086,55 @@ class CaTuneTuner(QWidget):
     def _apply_theme(self) -> None:
         try:
             theme = get_theme(self.viewer.theme)
-            bg, fg = str(theme.canvas.as_hex()), str(theme.text.as_hex())
-            bg = str(theme.background.as_hex())
+            bg, fg = str(theme.background.as_hex()), str(theme.text.as_hex())
         except Exception:  # noqa: BLE001 - fall back to a dark theme
             bg, fg = "#262930", "#f0f1f2"
         self.plots.set_theme(bg, fg)
 
     # ============================================================ live
-    def _kernel_args(self, p: TuningParams):
-        return p.tau_rise, p.tau_decay, p.fs
+    def _draw_kernel(self, p: TuningParams) -> None:
+        # one landmark computation per event, shared with the controls' read-out
+        self.plots.set_kernel(p.tau_rise, p.tau_decay, p.fs,
+                              self.controls.landmarks(p.tau_rise, p.tau_decay))
+
+    def _display_traces(self, p: TuningParams) -> np.ndarray:
+        """The selected traces as the solver fits them (bandpassed when on)."""
+        sel = self._sel
+        if not p.filter_enabled:
+            return sel["raw"]
+        key = (p.tau_rise, p.tau_decay, p.fs)
+        if sel.get("filter_key") != key:
+            # one rFFT per ROI: cheap next to the solve
+            sel["filtered"] = bandpass_filter(sel["raw"], *key)
+            sel["filter_key"] = key
+        return sel["filtered"]
 
     def _params_changed(self, p: TuningParams) -> None:
         self._showing_all = False  # the overlay follows the live selection again
         try:
-            self.plots.set_kernel(*self._kernel_args(p))
+            self._draw_kernel(p)
         except ValueError as e:
             _notify_error(f"Parameters out of range: {e}")
             return
-        src = self._source
-        if src is not None and self._selected and abs(self.plots.fs - p.fs) > 0:
-            rows = [src.row[i] for i in self._selected]
-            self.plots.set_time_base(p.fs, src.traces[rows])
-            self.plots.set_cursor_frame(int(self.viewer.dims.current_step[0])
-                                        if self.viewer.dims.ndim >= 3 else 0)
+        sel = self._sel
+        if sel is not None and self._source is not None and self._selected:
+            shown = sel["shown"]  # (filter on, tau_rise, tau_decay, fs) on screen
+            if shown[0] != p.filter_enabled:
+                # filter toggled: the plotted trace moves between raw and
+                # bandpassed, so the bands are stacked anew
+                self.plots.set_raw(self._display_traces(p), p.fs, restack=True)
+            elif p.filter_enabled and shown[1:] != (p.tau_rise, p.tau_decay, p.fs):
+                self.plots.set_raw(self._display_traces(p), p.fs)
+            elif shown[3] != p.fs:
+                self.plots.set_raw(None, p.fs)
+            sel["shown"] = (p.filter_enabled, p.tau_rise, p.tau_decay, p.fs)
+            if shown[3] != p.fs:
+                self.plots.set_cursor_frame(int(self.viewer.dims.current_step[0])
+                                            if self.viewer.dims.ndim >= 3 else 0)
         # submit at once: the solve thread runs while Qt repaints the sliders and
         # the kernel; the solver keeps only the newest request, which coalesces
         # a burst of slider events
-        self._request_solve()
+        self._request_solve(p)
 
     def _show_selection(self) -> None:
         src = self._source
@@ -923,8 +1142,11 @@ class CaTuneTuner(QWidget):
         rows = [src.row[i] for i in ids]
         colors = [src.labels.get_color(i) for i in ids]
         colors = [c if c is not None else (1, 1, 1, 1) for c in colors]
-        self.plots.set_rois(ids, colors, src.traces[rows], self.params.fs)
-        self._drawn_ids = None
+        p = self.params
+        # one copy per selection, reused by every slider event
+        self._sel = {"ids": list(ids), "source": src, "raw": src.traces[rows],
+                     "shown": (p.filter_enabled, p.tau_rise, p.tau_decay, p.fs)}
+        self.plots.set_rois(ids, colors, self._display_traces(p), p.fs)
         self._dims_changed()
         try:
             self.overlays.set_selection(ids)
@@ -937,28 +1159,31 @@ class CaTuneTuner(QWidget):
         self._gen += 1
         self._drawn_gen = self._gen  # nothing older may be drawn any more
 
-    def _request_solve(self) -> None:
+    def _request_solve(self, p: TuningParams | None = None) -> None:
         src = self._source
-        if src is None or not self._selected:
+        sel = self._sel
+        if src is None or not self._selected or sel is None or sel["source"] is not src \
+                or sel["ids"] != self._selected:
             return
-        try:
-            p = self.params
-        except ValueError as e:
-            _notify_error(f"Parameters out of range: {e}")
-            return
-        ids = list(self._selected)
-        rows = [src.row[i] for i in ids]
+        if p is None:
+            try:
+                p = self.params
+            except ValueError as e:
+                _notify_error(f"Parameters out of range: {e}")
+                return
+        ids = sel["ids"]
         init = None
         if all(i in self._warm for i in ids):
             init = np.stack([self._warm[i] for i in ids])
         self._gen += 1
         job = {"gen": self._gen, "ids": ids, "source": src, "params": p,
-               "traces": src.traces[rows], "init": init,
+               "traces": sel["raw"], "init": init,
                "baseline": bool(self.controls.baseline.value)}
-        size = (len(ids), src.n_frames)
-        if self._solve_cost.get(size, 1.0) < self.SYNC_SOLVE_S and self._live.idle:
-            # a solve shorter than a frame runs right here: no thread hop, and
-            # the plots repaint once together with the slider
+        # only a warm solve known to be short runs here on the GUI thread; a
+        # cold one (new ROI, new source) can take far longer than a frame
+        cost = self._solve_cost.get((len(ids), src.n_frames), math.inf)
+        if init is not None and cost < self.SYNC_SOLVE_S and self._live.idle:
+            # no thread hop: the plots repaint once together with the slider
             self._solve_done(_run_job(job))
         else:
             self._live.submit(job)
@@ -966,10 +1191,9 @@ class CaTuneTuner(QWidget):
     def _solve_done(self, job: dict) -> None:
         if self._closed:
             return
-        size = np.shape(job["traces"])
-        size = (1, size[0]) if len(size) == 1 else tuple(size)
-        # warm solves cost less than the first one: remember the latest
-        self._solve_cost[size] = job["elapsed"]
+        if job["init"] is not None and "error" not in job:
+            # the sync/async choice needs the cost of a warm solve
+            self._solve_cost[tuple(np.atleast_2d(job["traces"]).shape)] = job["elapsed"]
         if "error" in job:
             e = job["error"]
             _notify_error(f"Deconvolution failed: {e}. Adjust the parameters or the ROI "
@@ -982,15 +1206,19 @@ class CaTuneTuner(QWidget):
         res = job["result"]
         act = np.atleast_2d(np.asarray(res.activity, dtype=np.float64))
         fit = np.atleast_2d(np.asarray(res.reconvolution, dtype=np.float64))
+        gen = job["gen"]
         for i, rid in enumerate(job["ids"]):
-            self._warm[rid] = act[i]
-        if job["gen"] <= self._drawn_gen or job["ids"] != self._selected:
+            # a late result must not replace a warm start from newer parameters
+            if gen >= self._warm_gen.get(rid, -1):
+                self._warm[rid] = act[i]
+                self._warm_gen[rid] = gen
+        if gen <= self._drawn_gen or job["ids"] != self._selected:
             return  # stale: something newer is on screen or the selection moved on
-        self._drawn_gen = job["gen"]
+        self._drawn_gen = gen
         self.last_solve_seconds = job["elapsed"]
         self.plots.set_fit(fit, act)
         self._last_result = (job["ids"], job["params"], fit, act)
-        self.plots_updated.emit(job["gen"])
+        self.plots_updated.emit(gen)
         if self._apply_worker is None and not self._showing_all:
             # the viewer canvas repaints slowly (software GL: tens of ms), so the
             # overlay is redrawn once a drag pauses while the plots keep up
@@ -1063,13 +1291,23 @@ class CaTuneTuner(QWidget):
         self._teardown()
         super().closeEvent(event)
 
+    def event(self, ev):  # noqa: D102 - Qt API
+        if ev.type() == QEvent.ParentChange:
+            # napari's "close" of a dock takes the widget out (parent None)
+            # without deleting it: stop reacting to the viewer then
+            if self.parent() is not None:
+                self._docked = True
+            elif self._docked:
+                self._teardown()
+        return super().event(ev)
+
     def _teardown(self) -> None:
         if self._closed:
             return
         self._closed = True
-        self._unwatch_labels()
-        self._timer.stop()
+        self._unhook_layers()
+        for t in (self._timer, self._edit_timer, self._overlay_timer):
+            t.stop()
         self._live.stop()
-        if self._apply_worker is not None:
-            self._apply_worker.quit()
+        self._quit_workers()
         _disconnect(self.viewer, self._hooks)
