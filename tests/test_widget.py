@@ -631,3 +631,308 @@ def test_painting_a_new_roi_refreshes_the_traces(setup, qtbot):
     _wait(qtbot, w)
     want = movie[(slice(None), *region)].reshape(N_FRAMES, -1).mean(axis=1, dtype=np.float64)
     np.testing.assert_allclose(w.plots.raw_items[0].yData, want, rtol=1e-6)
+
+
+# ------------------------------------------------------- review fixes (issue 5)
+def _gated(monkeypatch, module, name, *, hold=lambda n: True, fail=None):
+    """Replace ``module.name`` by a wrapper that records its thread and waits on a gate."""
+    import threading
+
+    gate = threading.Event()
+    real = getattr(module, name)
+    calls = []
+
+    def wrapper(*a, **k):
+        calls.append(threading.current_thread())
+        if hold(len(calls)):
+            gate.wait(10)
+        if fail is not None:
+            raise fail
+        return real(*a, **k)
+
+    monkeypatch.setattr(module, name, wrapper)
+    return gate, calls, real
+
+
+def test_filter_on_plots_the_trace_that_was_fitted(setup, qtbot):
+    from napari_catune.kernel import bandpass_filter
+
+    viewer, w, means, _ = setup
+    w.select_rois([12])
+    _wait(qtbot, w)
+    w.controls.filter_enabled.value = True
+    _wait(qtbot, w)
+    for td in (None, 1.0):
+        if td is not None:  # the taus move: the bandpassed trace follows
+            w.controls.tau_decay.slider.value = w.controls.tau_decay.slider_position(td)
+            _wait(qtbot, w)
+        p = w.params
+        want = bandpass_filter(means[12], p.tau_rise, p.tau_decay, p.fs)
+        shown = np.asarray(w.plots.raw_items[0].yData)
+        np.testing.assert_allclose(shown, want, rtol=1e-9, atol=1e-9 * np.ptp(want))
+        fit = np.asarray(w.plots.fit_items[0].yData)
+        assert np.corrcoef(fit, shown)[0, 1] > 0.5
+        assert abs(np.mean(fit - shown)) < 0.1 * np.std(shown)  # not offset from it
+        assert w.plots.fit_items[0].pos() == w.plots.raw_items[0].pos()
+    w.controls.filter_enabled.value = False
+    _wait(qtbot, w)
+    np.testing.assert_allclose(w.plots.raw_items[0].yData, means[12], rtol=1e-9)
+
+
+def test_traces_are_read_in_a_worker(make_napari_viewer, qtbot, notes, monkeypatch):
+    import threading
+
+    import napari_catune.traces as traces_mod
+
+    gate, calls, _ = _gated(monkeypatch, traces_mod, "extract_traces")
+    viewer = make_napari_viewer()
+    movie, labels, means = _recording()
+    viewer.add_image(movie, name="movie")
+    viewer.add_labels(labels, name="rois")
+    w = _open(viewer)  # returns while the extraction is held
+    qtbot.waitUntil(lambda: len(calls) == 1, timeout=5000)
+    assert calls[0] is not threading.main_thread()
+    assert not w.idle and not w.busy_bar.isHidden()
+    assert "Extracting traces" in w.status.text()
+    qtbot.wait(30)  # the event loop runs meanwhile
+    assert w.select_rois([5, 8]) == [5, 8]  # kept until the traces are ready
+    gate.set()
+    _wait(qtbot, w)
+    assert w.busy_bar.isHidden()
+    assert w.roi_table.rowCount() == len(ROIS)
+    assert w.selected_rois == [5, 8]
+    _assert_matches_core(w, means, [5, 8])
+    assert not notes["error"]
+
+
+def test_unreadable_movie_notifies_and_the_widget_recovers(make_napari_viewer, qtbot, notes,
+                                                          monkeypatch):
+    import napari_catune.traces as traces_mod
+
+    gate, calls, real = _gated(monkeypatch, traces_mod, "extract_traces", hold=lambda n: False,
+                               fail=OSError("zarr store unreachable"))
+    viewer = make_napari_viewer()
+    movie, labels, means = _recording()
+    viewer.add_image(movie, name="movie")
+    viewer.add_labels(labels, name="rois")
+    w = _open(viewer)
+    _wait(qtbot, w)
+    assert len(notes["error"]) == 1
+    msg = notes["error"][0]
+    assert "zarr store unreachable" in msg and "movie" in msg and "readable" in msg
+    assert w.roi_table.rowCount() == 0 and w.busy_bar.isHidden()
+    monkeypatch.setattr(traces_mod, "extract_traces", real)
+    viewer.add_labels(labels.copy(), name="rois 2")
+    w.labels_combo.value = viewer.layers["rois 2"]
+    _still_works(w, qtbot, means)
+    assert len(notes["error"]) == 1
+
+
+def test_estimate_runs_in_a_worker(setup, qtbot, monkeypatch):
+    import threading
+
+    import napari_catune.estimate as est_mod
+
+    viewer, w, means, notes = setup
+    w.set_params(TuningParams(0.2, 3.0, FS, 0.05))
+    _wait(qtbot, w)
+    gate, calls, _ = _gated(monkeypatch, est_mod, "estimate_params")
+    worker = w.estimate_from_data()
+    qtbot.waitUntil(lambda: len(calls) == 1, timeout=5000)
+    assert calls[0] is not threading.main_thread()
+    qtbot.wait(30)
+    assert not w.idle and w.params.tau_decay == 3.0  # sliders wait for the result
+    assert not w.controls.estimate_btn.enabled
+    with qtbot.waitSignal(worker.finished, timeout=10000):
+        gate.set()
+    _wait(qtbot, w)
+    p = w.last_estimate
+    assert p is not None and w.params.tau_decay == pytest.approx(p.tau_decay) != 3.0
+    assert w.controls.estimate_btn.enabled and not notes["error"]
+    # a failing estimate is a notification; the sliders stay
+    _gated(monkeypatch, est_mod, "estimate_params", hold=lambda n: False,
+           fail=RuntimeError("no clear transients"))
+    before = w.params
+    w.estimate_from_data()
+    _wait(qtbot, w)
+    assert any("no clear transients" in m for m in notes["error"])
+    assert w.params == before and w.controls.estimate_btn.enabled
+
+
+def test_closing_the_dock_while_applying(setup, qtbot, monkeypatch):
+    viewer, w, means, notes = setup
+    gate, calls, _ = _gated(monkeypatch, solver_mod, "run_deconvolution_full",
+                            hold=lambda n: n > 1)
+    worker = w.apply_to_all()
+    qtbot.waitUntil(lambda: len(calls) >= 2, timeout=5000)
+    viewer.window.remove_dock_widget(w)
+    w.deleteLater()  # the Qt side goes; the worker's closures still hold the Python side
+    qtbot.wait(20)
+    with qtbot.waitSignal(worker.finished, timeout=10000):
+        gate.set()
+    qtbot.wait(100)  # queued callbacks run now; pytest-qt fails on any exception in them
+    assert w._closed
+    assert not notes["error"]
+    assert "results" not in viewer.layers["rois"].metadata["catune"]
+
+
+def test_stale_results_are_never_drawn(setup, qtbot, monkeypatch):
+    import threading
+
+    import napari_catune._qt.tuner as tuner_mod
+
+    viewer, w, means, _ = setup
+    monkeypatch.setattr(w, "SYNC_SOLVE_S", 0.0)  # every solve on the solve thread
+    gate, jobs, _ = threading.Event(), [], None
+    real_run = tuner_mod._run_job
+
+    def gated_run(job):
+        jobs.append((job, threading.current_thread()))
+        if len(jobs) == 1:
+            gate.wait(10)  # hold the first solve while a burst of moves queues up
+        return real_run(job)
+
+    monkeypatch.setattr(tuner_mod, "_run_job", gated_run)
+    drawn = []
+    w.plots_updated.connect(drawn.append)
+    rid = w.selected_rois[0]
+    for td in np.linspace(0.4, 2.0, 15):
+        w.controls.tau_decay.slider.value = w.controls.tau_decay.slider_position(td)
+    qtbot.waitUntil(lambda: len(jobs) == 1, timeout=5000)
+    qtbot.wait(20)
+    gate.set()
+    _wait(qtbot, w)
+    assert all(t is not threading.main_thread() for _, t in jobs)
+    assert 2 <= len(jobs) < 15  # the burst was coalesced
+    newest = w.plots.activity_items[0].yData.copy()
+    # the first (oldest) result arrives once more, after the newest: out of order
+    w._live.done.emit(jobs[0][0])
+    qtbot.wait(20)
+    assert drawn == sorted(set(drawn)) and drawn[-1] == w._gen
+    assert w.params.tau_decay == pytest.approx(2.0, rel=2e-3)
+    np.testing.assert_array_equal(w.plots.activity_items[0].yData, newest)
+    _assert_matches_core(w, means, w.selected_rois)
+    # the late result did not replace the newer warm start either
+    np.testing.assert_array_equal(w._warm[rid], newest)
+
+
+def test_cold_solves_never_run_on_the_gui_thread(setup, qtbot, monkeypatch):
+    import threading
+
+    import napari_catune._qt.tuner as tuner_mod
+
+    viewer, w, means, _ = setup
+    monkeypatch.setattr(w, "SYNC_SOLVE_S", 10.0)  # any solve known to be cheap runs in place
+    real_run = tuner_mod._run_job
+    ran = []
+
+    def recording(job):
+        ran.append((threading.current_thread() is threading.main_thread(),
+                    job["init"] is not None))
+        return real_run(job)
+
+    monkeypatch.setattr(tuner_mod, "_run_job", recording)
+
+    def move(td):
+        w.controls.tau_decay.slider.value = w.controls.tau_decay.slider_position(td)
+        _wait(qtbot, w)
+
+    move(0.8)
+    assert ran[-1] == (False, True)  # warm, but only cold solves were timed so far
+    move(0.85)
+    assert ran[-1] == (True, True)  # warm and known to be cheap: in place
+    new = next(i for i in ROIS if i not in w.selected_rois)
+    w.select_rois([new])  # same size, but no warm start for this ROI
+    _wait(qtbot, w)
+    assert ran[-1] == (False, False)
+    move(0.9)
+    assert ran[-1] == (True, True)
+    # a new source: the cost estimate starts over
+    viewer.add_labels(np.asarray(viewer.layers["rois"].data).copy(), name="rois 2")
+    w.labels_combo.value = viewer.layers["rois 2"]
+    _wait(qtbot, w)
+    assert w._solve_cost == {} and ran[-1] == (False, False)
+    move(1.0)
+    assert ran[-1] == (False, True)  # warm, but its cost is not known yet
+    move(1.1)
+    assert ran[-1] == (True, True)
+    _assert_matches_core(w, means, w.selected_rois)
+
+
+def test_slider_event_computes_the_kernel_shape_once(setup, qtbot, monkeypatch):
+    import napari_catune._qt.tuner as tuner_mod
+    import napari_catune.kernel as kmod
+    from napari_catune._qt.controls import ParamControls
+
+    viewer, w, means, _ = setup
+    w.select_rois([3, 5])
+    _wait(qtbot, w)
+    counts = {"landmarks": 0, "shape": 0, "params": 0, "readout": 0}
+
+    def counting(name, f):
+        def g(*a, **k):
+            counts[name] += 1
+            return f(*a, **k)
+        return g
+
+    monkeypatch.setattr(kmod, "kernel_landmarks", counting("landmarks", kmod.kernel_landmarks))
+    monkeypatch.setattr(kmod, "kernel_shape", counting("shape", kmod.kernel_shape))
+    prop = ParamControls.params
+    monkeypatch.setattr(ParamControls, "params",
+                        property(counting("params", prop.fget)))
+    jobs = []
+    real_run = tuner_mod._run_job
+    monkeypatch.setattr(tuner_mod, "_run_job", lambda job: jobs.append(job) or real_run(job))
+    cached = w._sel["raw"]
+    w.controls.tau_decay.slider.value = w.controls.tau_decay.slider_position(0.9)
+    _wait(qtbot, w)
+    assert counts["landmarks"] == 1 and counts["shape"] == 0
+    assert counts["params"] == 1  # built once by the controls, passed on
+    assert jobs and all(j["traces"] is cached for j in jobs)  # no copy per event
+    monkeypatch.setattr(ParamControls, "_update_readout",
+                        counting("readout", ParamControls._update_readout))
+    w.set_params(TuningParams(0.03, 0.7, FS, 0.1))
+    _wait(qtbot, w)
+    assert counts["readout"] == 1
+    x, y = w.plots.fwhm_item.getData()
+    assert x[1] - x[0] == pytest.approx(w.params.fwhm, rel=1e-6)
+    assert w.plots.tpeak_line.value() == pytest.approx(w.params.t_peak, rel=1e-6)
+
+
+def test_replacing_layer_data_rereads_the_traces(setup, qtbot):
+    viewer, w, means, notes = setup
+    w.select_rois([3])
+    _wait(qtbot, w)
+    movie = viewer.layers["movie"]
+    movie.data = np.asarray(movie.data) * 2.0  # a new array, the same layer
+    qtbot.waitUntil(lambda: w._source is not None and np.allclose(
+        w._source.traces[w._source.row[3]], 2 * means[3]), timeout=5000)
+    _wait(qtbot, w)
+    assert w.selected_rois == [3]
+    np.testing.assert_allclose(w.plots.raw_items[0].yData, 2 * means[3], rtol=1e-6)
+
+
+def test_readout_fits_and_raw_and_fit_are_told_apart(setup, qtbot):
+    viewer, w, means, _ = setup
+    viewer.window._qt_window.resize(1500, 950)
+    w.set_params(TuningParams(0.0491, 0.6123, FS, 0.05))  # 4-digit ms figures
+    w.select_rois([3, 12])
+    _wait(qtbot, w)
+    qtbot.wait(50)
+    label = w.controls.readout.native
+    fm = label.fontMetrics()
+    lines = label.text().split("\n")
+    assert any("FWHM" in ln for ln in lines) and any("t_peak" in ln for ln in lines)
+    room = label.contentsRect()
+    for ln in lines:
+        assert fm.horizontalAdvance(ln) <= room.width(), (ln, room.width())
+    assert len(lines) * fm.lineSpacing() <= room.height() + 2
+    # the raw trace is faint and thin, its fit opaque and thicker, in the ROI colour
+    for i in range(2):
+        raw_pen = w.plots.raw_items[i].opts["pen"]
+        fit_pen = w.plots.fit_items[i].opts["pen"]
+        assert raw_pen.color().alpha() <= 128 < fit_pen.color().alpha()
+        assert fit_pen.widthF() > raw_pen.widthF()
+        assert raw_pen.color().rgb() == fit_pen.color().rgb()
+    names = [lab.text for _, lab in w.plots.legend.items]
+    assert sum("trace" in n for n in names) == 2 and sum("fit" in n for n in names) == 1

@@ -70,3 +70,30 @@ def test_centroids():
     np.testing.assert_allclose(c[0], [6.5, 4.5])
     np.testing.assert_allclose(c[1], [3.0, 3.0])
     assert np.all(np.isnan(c[2]))  # id 7 has no pixels
+
+
+def test_set_values_swaps_lookup_and_values_together(lazy):
+    """A frame read between any two attribute writes of set_values (as napari's
+    slicing thread may) sees the old or the new state, never a mix."""
+    la, full = lazy
+    new = np.full((1, 5), 3.0)
+    old_frames = [np.asarray(la[t]) for t in range(5)]
+    seen = []
+
+    class Probe(LazyActivity):
+        def __setattr__(self, name, value):
+            object.__setattr__(self, name, value)
+            if name not in ("frames_built", "max_frames_per_call") and getattr(self, "_probe", False):
+                seen.append([np.asarray(self[t]) for t in range(5)])
+
+    labels = la._labels
+    pr = Probe(labels, 5)
+    pr.set_values([4, 9], np.arange(10, dtype=float).reshape(2, 5) + 1.0)
+    object.__setattr__(pr, "_probe", True)
+    pr.set_values([9], new)
+    new_frames = [np.where(labels == 9, 3.0, 0.0).astype(np.float32)] * 5
+    assert seen
+    for frames in seen:
+        same_old = all(np.array_equal(a, b) for a, b in zip(frames, old_frames))
+        same_new = all(np.array_equal(a, b) for a, b in zip(frames, new_frames))
+        assert same_old or same_new
