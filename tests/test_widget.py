@@ -696,8 +696,14 @@ def test_traces_are_read_in_a_worker(make_napari_viewer, qtbot, notes, monkeypat
     assert "Extracting traces" in w.status.text()
     qtbot.wait(30)  # the event loop runs meanwhile
     assert w.select_rois([5, 8]) == [5, 8]  # kept until the traces are ready
-    gate.set()
+    worker = w.apply_to_all()  # starts once the traces are ready
+    assert worker is not None and w.apply_running and not w.controls.apply_btn.enabled
+    with qtbot.waitSignal(worker.finished, timeout=20000):
+        gate.set()
     _wait(qtbot, w)
+    res = viewer.layers["rois"].metadata["catune"]["results"]
+    assert sorted(int(i) for i in res["roi_ids"]) == sorted(ROIS)
+    assert w.controls.apply_btn.enabled and not w.apply_running
     assert w.busy_bar.isHidden()
     assert w.roi_table.rowCount() == len(ROIS)
     assert w.selected_rois == [5, 8]
@@ -927,12 +933,12 @@ def test_readout_fits_and_raw_and_fit_are_told_apart(setup, qtbot):
     for ln in lines:
         assert fm.horizontalAdvance(ln) <= room.width(), (ln, room.width())
     assert len(lines) * fm.lineSpacing() <= room.height() + 2
-    # the raw trace is faint and thin, its fit opaque and thicker, in the ROI colour
+    # the raw trace is faint, its fit opaque, both in the ROI colour
     for i in range(2):
         raw_pen = w.plots.raw_items[i].opts["pen"]
         fit_pen = w.plots.fit_items[i].opts["pen"]
         assert raw_pen.color().alpha() <= 128 < fit_pen.color().alpha()
-        assert fit_pen.widthF() > raw_pen.widthF()
+        assert fit_pen.widthF() >= raw_pen.widthF()
         assert raw_pen.color().rgb() == fit_pen.color().rgb()
     names = [lab.text for _, lab in w.plots.legend.items]
     assert sum("trace" in n for n in names) == 2 and sum("fit" in n for n in names) == 1

@@ -218,6 +218,7 @@ class CaTuneTuner(QWidget):
         self._last_result = None  # (ids, params, fit, activity)
         self._apply_worker = None
         self._estimate_worker = None
+        self._apply_start = None  # starts an Apply to all waiting for the traces
         self._builds: dict = {}  # cache key -> running trace-extraction worker
         self._pending_sel = None  # (ids, add, quiet) waiting for the source
         self._hooked: dict = {}  # id(layer) -> (layer ref, callback) for data/paint events
@@ -559,35 +560,30 @@ class CaTuneTuner(QWidget):
     def apply_to_all(self):
         """Solve every ROI with the current parameters in a ``thread_worker``.
 
-        Returns the started worker (``worker.quit()`` cancels), or None when
-        there is nothing to do.
+        Returns the worker (``worker.quit()`` cancels), or None when there is
+        nothing to do.  Called while the traces are still being read, the
+        worker starts as soon as they are ready.
         """
         from napari.qt.threading import create_worker
 
         src = self._ensure_source()
-        if src is None:
-            _notify_warning("Nothing to apply to yet: "
-                            + ("the traces are still being extracted; try again when the "
-                               "ROI list is filled." if self._building() else
-                               "choose a Labels layer in the CaTune tuner."))
+        if src is None and not self._building():
+            _notify_warning("Nothing to apply to: choose a Labels layer in the CaTune tuner.")
             return None
         if self._apply_worker is not None:
             _notify_warning("Apply to all is already running; cancel it first.")
             return self._apply_worker
         p = self.params
         baseline = bool(self.controls.baseline.value)
-        traces = src.traces
-        n, T = traces.shape
-        chunk = max(1, min(64, math.ceil(n / 20), max(1, 2_000_000 // max(T, 1))))
-        starts = list(range(0, n, chunk))
-        act = np.zeros((n, T))
-        rec = np.zeros((n, T))
-        base = np.zeros(n)
-        conv = np.zeros(n, dtype=bool)
+        job: dict = {}  # the source and its chunks, set when the worker is started
         solve = _solver.run_deconvolution_full
 
         def work():
-            for i0 in starts:
+            traces, chunk = job["src"].traces, job["chunk"]
+            n, T = traces.shape
+            act, rec = np.zeros((n, T)), np.zeros((n, T))
+            base, conv = np.zeros(n), np.zeros(n, dtype=bool)
+            for i0 in range(0, n, chunk):
                 i1 = min(n, i0 + chunk)
                 r = solve(traces[i0:i1], p.fs, p.tau_rise, p.tau_decay, p.lam,
                           baseline=baseline, filter_enabled=p.filter_enabled)
@@ -596,19 +592,16 @@ class CaTuneTuner(QWidget):
                 base[i0:i1] = r.baseline
                 conv[i0:i1] = r.converged
                 yield i1
-            return n
+            return act, rec, base, conv
 
-        worker = create_worker(work, _progress={"total": len(starts),
+        # total 1 for now (a non-zero total makes napari count the yields); the
+        # real number of chunks is set once the traces are known
+        worker = create_worker(work, _progress={"total": 1,
                                                  "desc": "CaTune: apply to all ROIs"},
                                _start_thread=False, _ignore_errors=True)
         self._apply_worker = worker
-        self.progress.setRange(0, n)
-        self.progress.setValue(0)
-        self.progress.setVisible(True)
         self.controls.apply_btn.enabled = False
         self.controls.cancel_btn.enabled = True
-        self.status.setText(f"Applying to {n} ROIs...")
-        labels_ref = weakref.ref(src.labels)
 
         # every callback checks _closed: the dock may be closed (and its Qt
         # objects deleted) while the worker still runs
@@ -616,15 +609,15 @@ class CaTuneTuner(QWidget):
             if not self._closed:
                 self.progress.setValue(i)
 
-        def returned(_):
+        def returned(out):
             if self._closed:
                 return
-            lay = labels_ref()
-            if lay is None or lay not in self.viewer.layers:
+            src = job["src"]
+            if src.labels not in self.viewer.layers:
                 _notify_warning("The Labels layer was removed during Apply to all; the "
                                 "results were discarded. Re-add it and apply again.")
                 return
-            self._store_results(src, p, act, rec, base, conv)
+            self._store_results(src, p, *out)
 
         def aborted():
             if not self._closed:
@@ -636,24 +629,57 @@ class CaTuneTuner(QWidget):
                               f"data, then try again.")
 
         def finished():
-            if self._closed:
-                return
-            self._apply_worker = None
-            self.progress.setVisible(False)
-            self.controls.apply_btn.enabled = True
-            self.controls.cancel_btn.enabled = False
+            if not self._closed:
+                self._apply_done()
+
+        def start(src):
+            n, T = src.traces.shape
+            job["src"] = src
+            job["chunk"] = chunk = max(1, min(64, math.ceil(n / 20),
+                                              max(1, 2_000_000 // max(T, 1))))
+            pbar = getattr(worker, "pbar", None)
+            if pbar is not None:
+                pbar.total = math.ceil(n / chunk)
+            self.progress.setRange(0, n)
+            self.progress.setValue(0)
+            self.progress.setVisible(True)
+            self.status.setText(f"Applying to {n} ROIs...")
+            worker.start()
 
         worker.yielded.connect(yielded)
         worker.returned.connect(returned)
         worker.aborted.connect(aborted)
         worker.errored.connect(errored)
         worker.finished.connect(finished)
-        worker.start()
+        if src is not None:
+            start(src)
+        else:
+            self._apply_start = start
+            self.status.setText("Apply to all starts once the traces are read...")
         return worker
+
+    def _apply_done(self) -> None:
+        self._apply_worker = None
+        self._apply_start = None
+        self.progress.setVisible(False)
+        self.controls.apply_btn.enabled = True
+        self.controls.cancel_btn.enabled = False
+
+    def _drop_pending_apply(self, why: str) -> None:
+        """Forget an Apply to all that waited for traces that will not come."""
+        if self._apply_start is None:
+            return
+        worker = self._apply_worker
+        self._apply_done()
+        if worker is not None and getattr(worker, "pbar", None) is not None:
+            worker.pbar.close()
+        self.status.setText(f"Apply to all cancelled: {why}")
 
     def cancel_apply(self, *_):
         """Stop a running Apply to all (nothing is stored)."""
-        if self._apply_worker is not None:
+        if self._apply_start is not None:
+            self._drop_pending_apply("cancelled before the traces were read.")
+        elif self._apply_worker is not None:
             self._apply_worker.quit()
             self.status.setText("Cancelling...")
 
@@ -731,6 +757,8 @@ class CaTuneTuner(QWidget):
         self._source_changed()
 
     def _source_changed(self, *_) -> None:
+        if self._apply_start is not None and not self._building():
+            self._drop_pending_apply("the data source changed.")
         self._cancel_live()
         self._source = None
         self._selected = []
@@ -769,6 +797,9 @@ class CaTuneTuner(QWidget):
                 self.select_most_active(1)
         else:
             self.select_most_active(1)
+        if self._apply_start is not None:
+            start, self._apply_start = self._apply_start, None
+            start(src)
         # the overlay layers come on the next turn, while the first solve runs
         QTimer.singleShot(0, lambda s=src: self._create_overlays(s))
 
@@ -907,6 +938,7 @@ class CaTuneTuner(QWidget):
         def errored(e):
             if self._closed:
                 return
+            self._drop_pending_apply("the traces could not be read.")
             if isinstance(e, _SourceError):
                 _notify_error(str(e))
                 return
