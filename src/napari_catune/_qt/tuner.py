@@ -92,13 +92,24 @@ def _event_rate(activity: np.ndarray, fs: float) -> np.ndarray:
 
 
 def _run_job(job: dict) -> dict:
-    """Solve one live request in place: sets "result" or "error", and "elapsed"."""
+    """Solve one live request in place: sets "result" or "error", and "elapsed".
+
+    With the bandpass on, the filtered traces (computed here unless the job
+    brings them) are kept in ``job["filtered"]``: the plot shows what was fitted.
+    """
     t0 = time.perf_counter()
     try:
         p: TuningParams = job["params"]
+        y = job["traces"]
+        if p.filter_enabled:
+            if job.get("filtered") is None:
+                job["filtered"] = bandpass_filter(y, p.tau_rise, p.tau_decay, p.fs)
+            # the solver would filter exactly so (its own bandpass of the float64
+            # traces); filtering once serves both the solve and the plot
+            y = job["filtered"]
         job["result"] = _solver.run_deconvolution_full(
-            job["traces"], p.fs, p.tau_rise, p.tau_decay, p.lam,
-            baseline=job["baseline"], filter_enabled=p.filter_enabled, init=job["init"],
+            y, p.fs, p.tau_rise, p.tau_decay, p.lam,
+            baseline=job["baseline"], filter_enabled=False, init=job["init"],
         )
     except Exception as e:  # noqa: BLE001 - reported to the user; the GUI lives on
         job["error"] = e
@@ -809,8 +820,11 @@ class CaTuneTuner(QWidget):
         The cache is keyed by object ids, which a new array may reuse; the
         events make the invalidation exact.
         """
-        if layer is None or id(layer) in self._hooked:
+        if layer is None:
             return
+        known = self._hooked.get(id(layer))
+        if known is not None and known[0]() is layer:
+            return  # (an id of a deleted layer may be reused: hence the check)
         ref = weakref.ref(self)
         layer_ref = weakref.ref(layer)
 
@@ -1129,17 +1143,10 @@ class CaTuneTuner(QWidget):
         self.plots.set_kernel(p.tau_rise, p.tau_decay, p.fs,
                               self.controls.landmarks(p.tau_rise, p.tau_decay))
 
-    def _display_traces(self, p: TuningParams) -> np.ndarray:
-        """The selected traces as the solver fits them (bandpassed when on)."""
-        sel = self._sel
-        if not p.filter_enabled:
-            return sel["raw"]
-        key = (p.tau_rise, p.tau_decay, p.fs)
-        if sel.get("filter_key") != key:
-            # one rFFT per ROI: cheap next to the solve
-            sel["filtered"] = bandpass_filter(sel["raw"], *key)
-            sel["filter_key"] = key
-        return sel["filtered"]
+    @staticmethod
+    def _shown_key(p: TuningParams) -> tuple:
+        # what the plotted traces depend on: the filter and, when it is on, its taus/fs
+        return (True, p.tau_rise, p.tau_decay, p.fs) if p.filter_enabled else (False,)
 
     def _params_changed(self, p: TuningParams) -> None:
         self._showing_all = False  # the overlay follows the live selection again
@@ -1148,24 +1155,15 @@ class CaTuneTuner(QWidget):
         except ValueError as e:
             _notify_error(f"Parameters out of range: {e}")
             return
-        sel = self._sel
-        if sel is not None and self._source is not None and self._selected:
-            shown = sel["shown"]  # (filter on, tau_rise, tau_decay, fs) on screen
-            if shown[0] != p.filter_enabled:
-                # filter toggled: the plotted trace moves between raw and
-                # bandpassed, so the bands are stacked anew
-                self.plots.set_raw(self._display_traces(p), p.fs, restack=True)
-            elif p.filter_enabled and shown[1:] != (p.tau_rise, p.tau_decay, p.fs):
-                self.plots.set_raw(self._display_traces(p), p.fs)
-            elif shown[3] != p.fs:
-                self.plots.set_raw(None, p.fs)
-            sel["shown"] = (p.filter_enabled, p.tau_rise, p.tau_decay, p.fs)
-            if shown[3] != p.fs:
-                self.plots.set_cursor_frame(int(self.viewer.dims.current_step[0])
-                                            if self.viewer.dims.ndim >= 3 else 0)
+        if self._sel is not None and self._source is not None and self._selected \
+                and self.plots.fs != p.fs:
+            self.plots.set_raw(None, p.fs)
+            self.plots.set_cursor_frame(int(self.viewer.dims.current_step[0])
+                                        if self.viewer.dims.ndim >= 3 else 0)
         # submit at once: the solve thread runs while Qt repaints the sliders and
         # the kernel; the solver keeps only the newest request, which coalesces
-        # a burst of slider events
+        # a burst of slider events.  The plotted traces follow with the result
+        # (bandpassed when the filter is on), so trace and fit always match.
         self._request_solve(p)
 
     def _show_selection(self) -> None:
@@ -1176,9 +1174,14 @@ class CaTuneTuner(QWidget):
         colors = [c if c is not None else (1, 1, 1, 1) for c in colors]
         p = self.params
         # one copy per selection, reused by every slider event
-        self._sel = {"ids": list(ids), "source": src, "raw": src.traces[rows],
-                     "shown": (p.filter_enabled, p.tau_rise, p.tau_decay, p.fs)}
-        self.plots.set_rois(ids, colors, self._display_traces(p), p.fs)
+        sel = {"ids": list(ids), "source": src, "raw": src.traces[rows],
+               "shown": self._shown_key(p), "filtered": None, "filter_key": None}
+        if p.filter_enabled:
+            sel["filtered"] = bandpass_filter(sel["raw"], p.tau_rise, p.tau_decay, p.fs)
+            sel["filter_key"] = sel["shown"]
+        self._sel = sel
+        self.plots.set_rois(ids, colors, sel["filtered"] if p.filter_enabled else sel["raw"],
+                            p.fs)
         self._dims_changed()
         try:
             self.overlays.set_selection(ids)
@@ -1208,8 +1211,11 @@ class CaTuneTuner(QWidget):
         if all(i in self._warm for i in ids):
             init = np.stack([self._warm[i] for i in ids])
         self._gen += 1
+        filtered = None
+        if p.filter_enabled and sel["filter_key"] == self._shown_key(p):
+            filtered = sel["filtered"]  # e.g. only lambda moved: no new filtering
         job = {"gen": self._gen, "ids": ids, "source": src, "params": p,
-               "traces": sel["raw"], "init": init,
+               "traces": sel["raw"], "filtered": filtered, "init": init,
                "baseline": bool(self.controls.baseline.value)}
         # only a warm solve known to be short runs here on the GUI thread; a
         # cold one (new ROI, new source) can take far longer than a frame
@@ -1248,6 +1254,18 @@ class CaTuneTuner(QWidget):
             return  # stale: something newer is on screen or the selection moved on
         self._drawn_gen = gen
         self.last_solve_seconds = job["elapsed"]
+        sel, p = self._sel, job["params"]
+        if sel is not None and sel["ids"] == job["ids"] and sel["source"] is src:
+            key = self._shown_key(p)
+            if p.filter_enabled:
+                sel["filtered"], sel["filter_key"] = job["filtered"], key
+            if sel["shown"] != key:
+                # a toggle moves the trace between raw and bandpassed levels:
+                # stack the bands anew; a tau move keeps them in place
+                restack = sel["shown"][0] != key[0]
+                self.plots.set_raw(job["filtered"] if p.filter_enabled else sel["raw"],
+                                   restack=restack)
+                sel["shown"] = key
         self.plots.set_fit(fit, act)
         self._last_result = (job["ids"], job["params"], fit, act)
         self.plots_updated.emit(gen)
