@@ -325,7 +325,8 @@ def test_activity_layer_is_lazy_and_shows_activity(setup, qtbot):
 # ------------------------------------------------------------------ parameters
 def test_save_and_reload_into_fresh_widget(setup, make_napari_viewer, qtbot, tmp_path):
     viewer, w, means, notes = setup
-    p = TuningParams(tau_rise=0.0321, tau_decay=0.876, fs=20.0, lam=0.37, filter_enabled=True)
+    p = TuningParams(tau_rise=0.0321, tau_decay=0.876, fs=20.0, lam=0.37, filter_enabled=True,
+                     baseline=False)
     assert w.set_params(p)
     _wait(qtbot, w)
     assert w.params == p
@@ -338,6 +339,7 @@ def test_save_and_reload_into_fresh_widget(setup, make_napari_viewer, qtbot, tmp
     assert w2.params != p
     assert w2.load_params(path) == p
     assert w2.params == p
+    assert w2.controls.baseline.value is False  # the baseline choice travels too
     assert not notes["error"]
 
 

@@ -184,6 +184,7 @@ class ParamControls(Container):
             fs=self.fs.value,
             lam=self.lam.value,
             filter_enabled=bool(self.filter_enabled.value),
+            baseline=bool(self.baseline.value),
         )
 
     def set_params(self, p: TuningParams, *, emit: bool = True) -> None:
@@ -194,6 +195,8 @@ class ParamControls(Container):
         self.lam.set(p.lam)
         with self.filter_enabled.changed.blocked():
             self.filter_enabled.value = bool(p.filter_enabled)
+        with self.baseline.changed.blocked():
+            self.baseline.value = bool(p.baseline)
         if emit:
             self._emit()  # updates the read-out too
         else:

@@ -544,7 +544,8 @@ class CaTuneTuner(QWidget):
             if self._closed:
                 return
             # fs is known, not estimated: keep the user's value
-            p = p.replace(fs=fs, filter_enabled=self.params.filter_enabled)
+            p = p.replace(fs=fs, filter_enabled=self.params.filter_enabled,
+                          baseline=self.params.baseline)
             self.last_estimate = p
             self.set_params(p)
             self.status.setText(f"Parameters estimated from {n} ROI{'s' if n != 1 else ''}.")
@@ -585,7 +586,6 @@ class CaTuneTuner(QWidget):
             _notify_warning("Apply to all is already running; cancel it first.")
             return self._apply_worker
         p = self.params
-        baseline = bool(self.controls.baseline.value)
         job: dict = {}  # the source and its chunks, set when the worker is started
         solve = _solver.run_deconvolution_full
 
@@ -597,7 +597,7 @@ class CaTuneTuner(QWidget):
             for i0 in range(0, n, chunk):
                 i1 = min(n, i0 + chunk)
                 r = solve(traces[i0:i1], p.fs, p.tau_rise, p.tau_decay, p.lam,
-                          baseline=baseline, filter_enabled=p.filter_enabled)
+                          baseline=p.baseline, filter_enabled=p.filter_enabled)
                 act[i0:i1] = r.activity
                 rec[i0:i1] = r.reconvolution
                 base[i0:i1] = r.baseline
@@ -1216,7 +1216,7 @@ class CaTuneTuner(QWidget):
             filtered = sel["filtered"]  # e.g. only lambda moved: no new filtering
         job = {"gen": self._gen, "ids": ids, "source": src, "params": p,
                "traces": sel["raw"], "filtered": filtered, "init": init,
-               "baseline": bool(self.controls.baseline.value)}
+               "baseline": p.baseline}
         # only a warm solve known to be short runs here on the GUI thread; a
         # cold one (new ROI, new source) can take far longer than a frame
         cost = self._solve_cost.get((len(ids), src.n_frames), math.inf)
