@@ -944,3 +944,13 @@ def test_readout_fits_and_raw_and_fit_are_told_apart(setup, qtbot):
         assert raw_pen.color().rgb() == fit_pen.color().rgb()
     names = [lab.text for _, lab in w.plots.legend.items]
     assert sum("trace" in n for n in names) == 2 and sum("fit" in n for n in names) == 1
+
+
+def test_plain_layer_removal_resets_without_a_warning(setup, qtbot):
+    viewer, w, means, notes = setup
+    _wait(qtbot, w)
+    viewer.layers.remove(viewer.layers["rois"])
+    qtbot.wait(50)
+    assert not any("removed" in m for m in notes["warning"])
+    assert "Labels layer" in w.status.text()  # says what to pick next
+    assert w.selected_rois == []

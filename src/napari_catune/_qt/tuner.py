@@ -747,12 +747,17 @@ class CaTuneTuner(QWidget):
         src = self._source
         lost = src is not None and gone is not None and gone in (src.labels, src.image)
         if lost:
+            # warn only when work was lost; a plain removal (or the viewer
+            # closing, which removes every layer) just resets the widget, whose
+            # status line then says what to pick
+            busy = not self._live.idle or self._apply_worker is not None or bool(self._builds)
             self._cancel_live()
             if self._apply_worker is not None:
                 self._apply_worker.quit()
-            _notify_warning(
-                f"Layer '{gone.name}' was removed while the CaTune tuner used it; "
-                "choose another data source in the tuner.")
+            if busy:
+                _notify_warning(
+                    f"Layer '{gone.name}' was removed while the CaTune tuner used it; "
+                    "choose another data source in the tuner.")
         if lost or self.image_combo.value is not old_img \
                 or self.labels_combo.value is not old_lab:
             self._source = None
