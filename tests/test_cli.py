@@ -18,17 +18,13 @@ from napari_catune import cli, run_deconvolution_full
 from napari_catune.params import TuningParams, load_params, save_params
 from test_loaders import make_caiman, make_suite2p
 
+from _synth import calcium_traces  # noqa: E402
+
 FS, TAU_R, TAU_D, LAM = 20.0, 0.05, 0.4, 0.2
 
 
 def _traces(n=8, T=300, seed=0):
-    from napari_catune.kernel import build_kernel
-
-    rng = np.random.default_rng(seed)
-    spikes = (rng.uniform(size=(n, T)) < 0.03) * rng.uniform(0.5, 2.0, (n, T))
-    h = build_kernel(TAU_R, TAU_D, FS)
-    calcium = np.array([np.convolve(s, h)[:T] for s in spikes])
-    return calcium + 0.1 * rng.standard_normal((n, T)) + 1.0
+    return calcium_traces(n, T, fs=FS, tau_r=TAU_R, tau_d=TAU_D, seed=seed)
 
 
 @pytest.fixture

@@ -12,18 +12,13 @@ import distributed
 
 from napari_catune import run_deconvolution, run_deconvolution_full  # noqa: E402
 
+from _synth import calcium_traces  # noqa: E402
+
 FS, TAU_R, TAU_D, LAM = 20.0, 0.05, 0.4, 0.2
 
 
 def _traces(n=9, T=400, seed=3):
-    """Calcium-like traces: sparse spikes through the kernel, plus noise."""
-    from napari_catune.kernel import build_kernel
-
-    rng = np.random.default_rng(seed)
-    spikes = (rng.uniform(size=(n, T)) < 0.03) * rng.uniform(0.5, 2.0, (n, T))
-    h = build_kernel(TAU_R, TAU_D, FS)
-    calcium = np.array([np.convolve(s, h)[:T] for s in spikes])
-    return calcium + 0.1 * rng.standard_normal((n, T)) + 1.0
+    return calcium_traces(n, T, fs=FS, tau_r=TAU_R, tau_d=TAU_D, seed=seed)
 
 
 @pytest.fixture(scope="module")

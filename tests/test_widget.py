@@ -55,6 +55,14 @@ def notes(monkeypatch):
     return got
 
 
+def _viewer_with_recording(make_napari_viewer, seed=0):
+    viewer = make_napari_viewer()
+    movie, labels, means = _recording(seed)
+    viewer.add_image(movie, name="movie")
+    viewer.add_labels(labels, name="rois")
+    return viewer, labels, means
+
+
 def _open(viewer):
     _, w = viewer.window.add_plugin_dock_widget("napari-catune", "CaTune tuner")
     return w
@@ -590,10 +598,7 @@ def test_traces_extracted_once_per_pair(make_napari_viewer, qtbot, notes, monkey
         return real(*a, **k)
 
     monkeypatch.setattr(traces_mod, "extract_traces", counting)
-    viewer = make_napari_viewer()
-    movie, labels, means = _recording()
-    viewer.add_image(movie, name="movie")
-    viewer.add_labels(labels, name="rois")
+    viewer, labels, means = _viewer_with_recording(make_napari_viewer)
     w = _open(viewer)
     _wait(qtbot, w)
     assert len(calls) == 1
@@ -687,10 +692,7 @@ def test_traces_are_read_in_a_worker(make_napari_viewer, qtbot, notes, monkeypat
     import napari_catune.traces as traces_mod
 
     gate, calls, _ = _gated(monkeypatch, traces_mod, "extract_traces")
-    viewer = make_napari_viewer()
-    movie, labels, means = _recording()
-    viewer.add_image(movie, name="movie")
-    viewer.add_labels(labels, name="rois")
+    viewer, labels, means = _viewer_with_recording(make_napari_viewer)
     w = _open(viewer)  # returns while the extraction is held
     qtbot.waitUntil(lambda: len(calls) == 1, timeout=5000)
     assert calls[0] is not threading.main_thread()
@@ -719,10 +721,7 @@ def test_unreadable_movie_notifies_and_the_widget_recovers(make_napari_viewer, q
 
     gate, calls, real = _gated(monkeypatch, traces_mod, "extract_traces", hold=lambda n: False,
                                fail=OSError("zarr store unreachable"))
-    viewer = make_napari_viewer()
-    movie, labels, means = _recording()
-    viewer.add_image(movie, name="movie")
-    viewer.add_labels(labels, name="rois")
+    viewer, labels, means = _viewer_with_recording(make_napari_viewer)
     w = _open(viewer)
     _wait(qtbot, w)
     assert len(notes["error"]) == 1

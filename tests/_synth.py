@@ -1,0 +1,13 @@
+"""Shared synthetic traces for tests: sparse spikes through the CaTune kernel plus noise."""
+
+import numpy as np
+
+from napari_catune.kernel import build_kernel
+
+
+def calcium_traces(n, T, *, fs, tau_r, tau_d, seed=0, rate=0.03, noise=0.1, offset=1.0):
+    rng = np.random.default_rng(seed)
+    spikes = (rng.uniform(size=(n, T)) < rate) * rng.uniform(0.5, 2.0, (n, T))
+    h = build_kernel(tau_r, tau_d, fs)
+    calcium = np.array([np.convolve(s, h)[:T] for s in spikes])
+    return calcium + noise * rng.standard_normal((n, T)) + offset
