@@ -1,0 +1,314 @@
+"""Reliability under hostile input and faults (issue 11, items 1-6).
+
+Crafted files that used to crash the process are loaded in a subprocess, so
+a regression shows up as a failed test (exit code and stderr) instead of
+killing the test run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_catune.loaders import check_csc, load_caiman, load_suite2p
+from test_loaders import make_caiman, make_suite2p
+
+HERE = Path(__file__).resolve().parent
+SRC = HERE.parent / "src"
+
+
+def _python(code: str, *args, timeout=120, **kw) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(SRC), str(HERE), env.get("PYTHONPATH", "")])
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *map(str, args)],
+        capture_output=True, text=True, timeout=timeout, env=env, **kw,
+    )
+
+
+# =========================================================================
+# 1. sparse structures are validated before scipy indexes memory with them
+# =========================================================================
+
+NPIX = 24 * 30  # make_caiman's default dims
+
+
+def _set(h5, key, value):
+    if key in h5:
+        del h5[key]
+    h5[key] = value
+
+
+def _crafted_caiman(path: Path, case: str) -> str:
+    """Write a CaImAn file with one damaged field; return the field's name."""
+    import h5py
+
+    make_caiman(path)
+    with h5py.File(path, "a") as h5:
+        A = "estimates/A/"
+        ind = h5[A + "indices"][()]
+        ptr = h5[A + "indptr"][()]
+        data = h5[A + "data"][()]
+        nnz = ind.size
+        field = "indices"
+        if case == "index_eq_rows":
+            ind[3] = NPIX
+            _set(h5, A + "indices", ind)
+        elif case == "index_1000":
+            ind[3] = 1000
+            _set(h5, A + "indices", ind)
+        elif case == "index_negative":
+            ind[3] = -1
+            _set(h5, A + "indices", ind)
+        elif case == "index_huge_uint64":
+            _set(h5, A + "indices", ind.astype(np.uint64) | np.uint64(2**63))
+        elif case == "index_float":
+            _set(h5, A + "indices", ind.astype(np.float64) + 0.5)
+        elif case == "index_2d":
+            _set(h5, A + "indices", ind.reshape(1, -1))
+        elif case == "index_group":
+            del h5[A + "indices"]
+            h5.create_group(A + "indices")
+        elif case == "indptr_not_zero_start":
+            ptr[0] = 1
+            _set(h5, A + "indptr", ptr)
+            field = "indptr"
+        elif case == "indptr_decreasing":
+            ptr[2] = ptr[1] - 1
+            _set(h5, A + "indptr", ptr)
+            field = "indptr"
+        elif case == "indptr_end_short":
+            ptr[-1] = nnz - 1
+            _set(h5, A + "indptr", ptr)
+            field = "indptr"
+        elif case == "indptr_beyond_nnz":
+            ptr[-2] = nnz + 100
+            ptr[-1] = nnz + 100
+            _set(h5, A + "indptr", ptr)
+            field = "indptr"
+        elif case == "indptr_negative":
+            ptr[1] = -5
+            _set(h5, A + "indptr", ptr)
+            field = "indptr"
+        elif case == "indptr_too_long":
+            _set(h5, A + "indptr", np.append(ptr, nnz))
+            field = "indptr"
+        elif case == "data_short":
+            _set(h5, A + "data", data[:-3])
+            field = "data"
+        elif case == "data_strings":
+            _set(h5, A + "data", np.array([b"x"] * nnz))
+            field = "data"
+        elif case == "shape_three":
+            _set(h5, A + "shape", np.array([NPIX, 4, 1]))
+            field = "shape"
+        elif case == "shape_negative":
+            _set(h5, A + "shape", np.array([-NPIX, 4]))
+            field = "shape"
+        elif case == "shape_nan":
+            _set(h5, A + "shape", np.array([np.nan, 4.0]))
+            field = "shape"
+        elif case == "shape_rows_bigger":
+            # a larger declared row count than dims: indices may then exceed the image
+            _set(h5, A + "shape", np.array([NPIX * 10, 4]))
+            field = "shape"
+        elif case == "dims_zero":
+            _set(h5, "params/data/dims", np.array([0, 30]))
+            field = "dims"
+        elif case == "dims_absurd":
+            _set(h5, "params/data/dims", np.array([10**9, 10**9]))
+            field = "dims"
+        else:  # pragma: no cover
+            raise AssertionError(case)
+    return field
+
+
+CAIMAN_CASES = [
+    "index_eq_rows", "index_1000", "index_negative", "index_huge_uint64", "index_float",
+    "index_2d", "index_group", "indptr_not_zero_start", "indptr_decreasing",
+    "indptr_end_short", "indptr_beyond_nnz", "indptr_negative", "indptr_too_long",
+    "data_short", "data_strings", "shape_three", "shape_negative", "shape_nan",
+    "shape_rows_bigger", "dims_zero", "dims_absurd",
+]
+
+
+def test_crafted_caiman_footprints_never_crash(tmp_path):
+    """Every damaged sparse field: a ValueError naming the file and field, in a
+    subprocess (the process used to die with 'double free or corruption')."""
+    fields = {}
+    for case in CAIMAN_CASES:
+        fields[case] = _crafted_caiman(tmp_path / f"{case}.hdf5", case)
+    run = _python(
+        """
+        import sys
+        from pathlib import Path
+        from napari_catune.loaders import load_caiman
+        from napari_catune._reader_pipelines import read_caiman
+        from napari_catune import cli
+        folder = Path(sys.argv[1])
+        for case in sys.argv[2:]:
+            p = folder / f"{case}.hdf5"
+            print("CASE", case, flush=True)
+            for fn in (load_caiman, read_caiman):
+                try:
+                    fn(str(p))
+                    print("LOADED", case, flush=True)
+                except ValueError as e:
+                    print("ERR", case, str(e).replace("\\n", " "), flush=True)
+        # the command line on one of them: exit 2, one line
+        code = cli.main(["info", str(folder / "index_negative.hdf5")])
+        print("CLI", code, flush=True)
+        """,
+        tmp_path, *CAIMAN_CASES,
+    )
+    assert run.returncode == 0, (run.returncode, run.stdout[-2000:], run.stderr[-2000:])
+    errors = {}
+    for line in run.stdout.splitlines():
+        if line.startswith("LOADED"):
+            pytest.fail(f"crafted file loaded without error: {line}")
+        if line.startswith("ERR"):
+            _, case, msg = line.split(" ", 2)
+            errors.setdefault(case, []).append(msg)
+    assert set(errors) == set(CAIMAN_CASES)
+    for case, msgs in errors.items():
+        assert len(msgs) == 2  # the loader and the napari reader
+        for msg in msgs:
+            assert f"{case}.hdf5" in msg, msg
+            assert fields[case] in msg, (case, msg)
+    assert "CLI 2" in run.stdout
+    assert "index_negative.hdf5" in run.stderr and "estimates/A/indices" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_caiman_index_messages_name_the_range(tmp_path):
+    for case, value in (("index_eq_rows", NPIX), ("index_1000", 1000), ("index_negative", -1)):
+        path = tmp_path / f"{case}.hdf5"
+        _crafted_caiman(path, case)
+        with pytest.raises(ValueError) as info:
+            load_caiman(path)
+        msg = str(info.value)
+        assert f"'estimates/A/indices'" in msg and f"outside 0..{NPIX - 1}" in msg
+        assert f"e.g. {value})" in msg
+
+
+def test_valid_uint64_and_unsorted_csc_still_loads(tmp_path):
+    """Validation must not refuse what CaImAn (or scipy) may legitimately write."""
+    import h5py
+
+    path = tmp_path / "ok.hdf5"
+    ref = make_caiman(path)
+    want = load_caiman(path).labels
+    with h5py.File(path, "a") as h5:
+        ind = h5["estimates/A/indices"][()]
+        ptr = h5["estimates/A/indptr"][()]
+        data = h5["estimates/A/data"][()]
+        # reverse each column's entries (unsorted indices are valid CSC)
+        for j in range(ptr.size - 1):
+            a, b = ptr[j], ptr[j + 1]
+            ind[a:b], data[a:b] = ind[a:b][::-1].copy(), data[a:b][::-1].copy()
+        _set(h5, "estimates/A/indices", ind.astype(np.uint64))
+        _set(h5, "estimates/A/indptr", ptr.astype(np.uint32))
+        _set(h5, "estimates/A/data", data.astype(np.float32))
+        _set(h5, "estimates/A/shape", np.array([NPIX, 4], dtype=np.uint64))
+    got = load_caiman(path).labels
+    np.testing.assert_array_equal(got, want)
+    assert set(np.unique(got)) == {0, 1, 2, 3, 4} and ref["dims"] == got.shape
+
+
+def test_check_csc_direct():
+    d, i, p, shape = check_csc([1.0, 2.0], [0, 2], [0, 1, 2], (3, 2), "m: 'A")
+    assert shape == (3, 2) and i.dtype == np.int64 and p.dtype == np.int64
+    with pytest.raises(ValueError, match=r"'A/indices' holds 1 row index.*outside 0\.\.2"):
+        check_csc([1.0, 2.0], [0, 3], [0, 1, 2], (3, 2), "m: 'A")
+    with pytest.raises(ValueError, match=r"'A/indptr' has 2 values; expected 3"):
+        check_csc([1.0], [0], [0, 1], (3, 2), "m: 'A")
+    # an empty matrix is fine
+    assert check_csc([], np.array([], np.int32), [0, 0, 0], (0, 2), "m: 'A")[3] == (0, 2)
+
+
+# ---------------------------------------------------------------- suite2p stat
+
+
+def _crafted_stat(plane: Path, case: str) -> str:
+    stat = list(np.load(plane / "stat.npy", allow_pickle=True))
+    s = stat[2]
+    field = "ypix"
+    if case == "ypix_too_big":
+        s["ypix"] = s["ypix"].copy()
+        s["ypix"][0] = 24  # == Ly
+    elif case == "ypix_1000":
+        s["ypix"] = s["ypix"].copy()
+        s["ypix"][0] = 1000
+    elif case == "ypix_negative":
+        s["ypix"] = s["ypix"].copy()
+        s["ypix"][0] = -1
+    elif case == "xpix_too_big":
+        s["xpix"] = s["xpix"].copy()
+        s["xpix"][-1] = 30
+        field = "xpix"
+    elif case == "xpix_short":
+        s["xpix"] = s["xpix"][:-1]
+        field = "xpix"
+    elif case == "ypix_float_fraction":
+        s["ypix"] = s["ypix"] + 0.5
+    elif case == "ypix_nan":
+        s["ypix"] = np.full(s["ypix"].shape, np.nan)
+    elif case == "ypix_strings":
+        s["ypix"] = np.array(["a"] * s["ypix"].size)
+    elif case == "lam_short":
+        s["lam"] = s["lam"][:-2]
+        field = "lam"
+    elif case == "lam_nan":
+        s["lam"] = s["lam"].copy()
+        s["lam"][0] = np.nan
+        field = "lam"
+    elif case == "overlap_short":
+        s["overlap"] = s["overlap"][:3]
+        field = "overlap"
+    else:  # pragma: no cover
+        raise AssertionError(case)
+    np.save(plane / "stat.npy", np.array(stat, dtype=object), allow_pickle=True)
+    return field
+
+
+STAT_CASES = ["ypix_too_big", "ypix_1000", "ypix_negative", "xpix_too_big", "xpix_short",
+              "ypix_float_fraction", "ypix_nan", "ypix_strings", "lam_short", "lam_nan",
+              "overlap_short"]
+
+
+@pytest.mark.parametrize("case", STAT_CASES)
+def test_crafted_suite2p_stat(tmp_path, case):
+    plane = make_suite2p(tmp_path)
+    field = _crafted_stat(plane, case)
+    with pytest.raises(ValueError) as info:
+        load_suite2p(plane, allow_pickle=True)
+    msg = str(info.value)
+    assert "stat.npy" in msg and "ROI 2" in msg and f"'{field}'" in msg, msg
+
+
+def test_crafted_suite2p_ops_size(tmp_path):
+    plane = make_suite2p(tmp_path)
+    ops = np.load(plane / "ops.npy", allow_pickle=True).item()
+    for Ly, pattern in ((0, "positive"), (10**12, "GiB"), (2.5, "positive whole")):
+        ops["Ly"] = Ly
+        np.save(plane / "ops.npy", ops, allow_pickle=True)
+        with pytest.raises(ValueError, match=rf"ops\.npy 'Ly'/'Lx'.*{pattern}"):
+            load_suite2p(plane, allow_pickle=True)
+
+
+def test_suite2p_integer_valued_float_pixels_load(tmp_path):
+    plane = make_suite2p(tmp_path)
+    want = load_suite2p(plane, allow_pickle=True).labels
+    stat = list(np.load(plane / "stat.npy", allow_pickle=True))
+    for s in stat:
+        s["ypix"] = s["ypix"].astype(np.float64)
+        s["xpix"] = s["xpix"].astype(np.uint16)
+    np.save(plane / "stat.npy", np.array(stat, dtype=object), allow_pickle=True)
+    np.testing.assert_array_equal(load_suite2p(plane, allow_pickle=True).labels, want)
