@@ -312,3 +312,129 @@ def test_suite2p_integer_valued_float_pixels_load(tmp_path):
         s["xpix"] = s["xpix"].astype(np.uint16)
     np.save(plane / "stat.npy", np.array(stat, dtype=object), allow_pickle=True)
     np.testing.assert_array_equal(load_suite2p(plane, allow_pickle=True).labels, want)
+
+
+# =========================================================================
+# 2. an output never overwrites an input or its sidecar
+# =========================================================================
+
+from napari_catune import cli  # noqa: E402
+from napari_catune.io import save_for_tuning  # noqa: E402
+from napari_catune.params import TuningParams, save_params  # noqa: E402
+
+from _synth import calcium_traces  # noqa: E402
+
+FS = 20.0
+
+
+def _run(capsys, *argv):
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _one_line(err: str) -> str:
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.fixture
+def rec(tmp_path):
+    """traces rec.npy + rec_metadata.json, params p.json; returns a dict of paths."""
+    y = calcium_traces(4, 200, fs=FS, tau_r=0.05, tau_d=0.4)
+    npy, side = save_for_tuning(y, FS, tmp_path / "rec")
+    params = tmp_path / "p.json"
+    save_params(TuningParams(0.05, 0.4, FS, 0.2), params)
+    return {"npy": npy, "side": side, "params": params, "folder": tmp_path}
+
+
+def _snapshot(folder: Path) -> dict:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def _outputs_to_try(rec):
+    f = rec["folder"]
+    (f / "sub").mkdir(exist_ok=True)
+    os.symlink(rec["npy"], f / "link_to_rec.npy")
+    os.symlink(rec["side"], f / "link_to_side.json")
+    os.link(rec["npy"], f / "hard.npy")
+    return f
+
+
+@pytest.mark.parametrize("spelling", ["same", "dotted", "symlink", "hardlink"])
+def test_deconvolve_output_equal_to_input_refused(capsys, rec, spelling):
+    f = _outputs_to_try(rec)
+    out = {"same": rec["npy"], "dotted": f / "sub" / ".." / "rec.npy",
+           "symlink": f / "link_to_rec.npy", "hardlink": f / "hard.npy"}[spelling]
+    before = _snapshot(f)
+    code, _, err = _run(capsys, "deconvolve", rec["npy"], "--params", rec["params"], "-o", out)
+    assert code == 2
+    line = _one_line(err)
+    assert "would destroy the input" in line and str(out) in line
+    assert _snapshot(f) == before
+
+
+def test_input_given_through_a_symlink_is_protected(capsys, rec):
+    f = rec["folder"]
+    os.symlink(rec["npy"], f / "alias.npy")
+    before = _snapshot(f)
+    code, _, err = _run(capsys, "deconvolve", f / "alias.npy", "--params", rec["params"],
+                        "-o", rec["npy"])
+    assert code == 2 and "would destroy the input" in _one_line(err)
+    assert _snapshot(f) == before
+
+
+def test_full_npz_over_npz_input_refused(capsys, rec):
+    f = rec["folder"]
+    np.savez(f / "tr.npz", traces=np.load(rec["npy"]), fs=FS)
+    before = _snapshot(f)
+    code, _, err = _run(capsys, "deconvolve", f / "tr.npz", "--params", rec["params"],
+                        "-o", f / "tr.npz", "--full")
+    assert code == 2 and "the input" in _one_line(err)
+    assert _snapshot(f) == before
+
+
+@pytest.mark.parametrize("which", ["sidecar", "sidecar_symlink", "input_via_symlink"])
+def test_estimate_output_over_sidecar_refused(capsys, rec, which):
+    f = _outputs_to_try(rec)
+    out = {"sidecar": rec["side"], "sidecar_symlink": f / "link_to_side.json",
+           "input_via_symlink": rec["side"]}[which]
+    inp = rec["npy"] if which != "input_via_symlink" else f / "link_to_rec.npy"
+    before = _snapshot(f)
+    code, _, err = _run(capsys, "estimate", inp, "-o", out)
+    assert code == 2
+    line = _one_line(err)
+    assert "sidecar rec_metadata.json" in line and "would destroy the input" in line
+    assert _snapshot(f) == before
+
+
+def test_suite2p_and_zarr_inputs_protected(capsys, tmp_path, rec):
+    plane = make_suite2p(tmp_path / "s2p", fs=FS)
+    before = _snapshot(plane)
+    for target in (plane / "F.npy", plane / "spks.npy"):
+        code, _, err = _run(capsys, "deconvolve", plane.parent, "--params", rec["params"],
+                            "-o", target)
+        assert code == 2 and f"the input {target}" in _one_line(err)
+    assert _snapshot(plane) == before
+    # a new file beside the inputs is fine
+    code, _, err = _run(capsys, "deconvolve", plane, "--params", rec["params"],
+                        "-o", plane / "activity.npy", "-q")
+    assert code == 0, err
+    assert np.load(plane / "activity.npy").shape == (3, 300)
+
+    import zarr
+
+    z = zarr.create_array(str(tmp_path / "tr.zarr"), shape=(2, 50), dtype="f8")
+    z[:] = 1.0
+    code, _, err = _run(capsys, "deconvolve", tmp_path / "tr.zarr", "--params", rec["params"],
+                        "-o", tmp_path / "tr.zarr" / "zarr.npy")
+    assert code == 2 and "inside the zarr input" in _one_line(err)
+
+
+def test_view_screenshot_over_an_input_refused(capsys, tmp_path):
+    img = tmp_path / "cells.png"
+    img.write_bytes(b"\x89PNG not really")
+    code, _, err = _run(capsys, "view", img, "--screenshot", img)
+    assert code == 2 and "--screenshot" in _one_line(err)
+    assert img.read_bytes() == b"\x89PNG not really"

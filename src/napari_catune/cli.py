@@ -7,6 +7,10 @@ the problem, no traceback), 1 unexpected failure, 130 interrupted.
 memory-mapped, re-mapped per chunk so the mapped pages do not pile up in
 the resident set), solved, and written into a temporary ``.npy`` in the
 output folder that replaces the target only when everything succeeded.
+
+An output (``-o``, ``--screenshot``) that is, or resolves to (symlinks, hard
+links, ``..``), an input, a file of an input folder, or an input's
+``_metadata.json`` sidecar is refused with exit 2 before anything is read.
 """
 
 from __future__ import annotations
@@ -332,6 +336,70 @@ def check_output_folder(out: Path) -> None:
     os.unlink(probe)
 
 
+# files of a suite2p plane folder that the CLI reads (never to be overwritten)
+_SUITE2P_FILES = ("F.npy", "Fneu.npy", "iscell.npy", "stat.npy", "ops.npy", "spks.npy")
+
+
+def _real(p: Path) -> str:
+    return os.path.realpath(os.path.abspath(p))
+
+
+def _protected(inputs) -> list[tuple[Path, str]]:
+    """``(path, description)`` of every file the inputs consist of, sidecars included."""
+    found: list[tuple[Path, str]] = []
+    for raw in inputs:
+        if raw is None:
+            continue
+        p = Path(raw)
+        found.append((p, f"the input {p}"))
+        for q in {p, Path(_real(p))}:
+            if q.suffix.lower() in (".npy", ".npz"):
+                side = q.with_name(f"{q.stem}_metadata.json")
+                found.append((side, f"the sidecar {side.name} of the input {p}"))
+        if p.is_dir() and not _is_zarr(p):
+            from .loaders import find_suite2p_plane
+
+            plane = find_suite2p_plane(p)
+            for q in [plane] if plane is not None else sorted(p.glob("plane*")):
+                for name in _SUITE2P_FILES:
+                    found.append((q / name, f"the input {q / name}"))
+    return found
+
+
+def _inside(child: str, folder: str) -> bool:
+    return child.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def check_not_an_input(out: Path, *inputs, option: str = "-o") -> None:
+    """Refuse (exit 2) an output that is, or resolves to, an input or its sidecar.
+
+    Compares resolved paths (symlinks followed, ``..`` collapsed) and, when
+    both exist, the files themselves (``os.path.samefile``: hard links).  An
+    output inside a zarr input folder is refused too (it would land among
+    the array's chunks).
+    """
+    real_out = _real(out)
+    for path, what in _protected(inputs):
+        same = real_out == _real(path)
+        if not same and out.exists() and path.exists():
+            try:
+                same = os.path.samefile(out, path)
+            except OSError:
+                same = False
+        if same:
+            raise CLIError(
+                f"output {out} ({option}) is {what}; writing it would destroy the input: "
+                "choose another output file"
+            )
+    for raw in inputs:
+        if raw is not None and Path(raw).is_dir() and _is_zarr(Path(raw)):
+            if _inside(real_out, _real(Path(raw))):
+                raise CLIError(
+                    f"output {out} ({option}) is inside the zarr input {raw}; "
+                    "choose a file outside it"
+                )
+
+
 class _Writer:
     """Rows written into temporary .npy files beside OUT; renamed at the end."""
 
@@ -504,6 +572,7 @@ def _cmd_deconvolve(args) -> int:
     if not args.full and suffix != ".npy":
         raise CLIError(f"the output is an .npy file of activity (or .npz with --full); got {out}")
     check_output_folder(out)
+    check_not_an_input(out, args.input, args.params)
     source = open_input(args.input, allow_pickle=args.allow_pickle)
     if source.fs is not None and not math.isclose(source.fs, params.fs, rel_tol=1e-6):
         raise CLIError(
@@ -701,6 +770,7 @@ def _cmd_estimate(args) -> int:
         if out.suffix.lower() != ".json":
             raise CLIError(f"the parameters file must end in .json; got {out}")
         check_output_folder(out)
+        check_not_an_input(out, args.input)
     source = open_input(args.input, allow_pickle=args.allow_pickle)
     fs = args.fs if args.fs is not None else source.fs
     if fs is None:
@@ -881,6 +951,7 @@ def _cmd_view(args) -> int:
         if shot.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"):
             raise CLIError(f"--screenshot needs an image file name (.png), got {shot}")
         check_output_folder(shot)
+        check_not_an_input(shot, *args.paths, option="--screenshot")
     import napari
     from qtpy.QtCore import QTimer
     from qtpy.QtWidgets import QApplication
