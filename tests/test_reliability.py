@@ -438,3 +438,134 @@ def test_view_screenshot_over_an_input_refused(capsys, tmp_path):
     code, _, err = _run(capsys, "view", img, "--screenshot", img)
     assert code == 2 and "--screenshot" in _one_line(err)
     assert img.read_bytes() == b"\x89PNG not really"
+
+
+# =========================================================================
+# 3. the atomic writer respects what is at the path
+# =========================================================================
+
+import stat as _stat  # noqa: E402
+
+from napari_catune._atomic import (  # noqa: E402
+    atomic_save_npy, atomic_write_bytes, atomic_write_text, resolve_target,
+)
+
+
+def _dot_files(*folders):
+    return [p.name for f in folders for p in Path(f).iterdir() if p.name.startswith(".")]
+
+
+def test_fifo_and_folder_targets_refused(tmp_path):
+    fifo = tmp_path / "pipe.json"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match=r"pipe\.json: it is a FIFO"):
+        atomic_write_text(fifo, "{}")
+    assert _stat.S_ISFIFO(os.lstat(fifo).st_mode)  # still a FIFO
+    (tmp_path / "d").mkdir()
+    with pytest.raises(ValueError, match=r"d: it is a folder"):
+        atomic_write_bytes(tmp_path / "d", b"x")
+    assert (tmp_path / "d").is_dir()
+    # a symlink to a FIFO: the FIFO is named and left alone
+    os.symlink(fifo, tmp_path / "link.npy")
+    with pytest.raises(ValueError, match=r"pipe\.json \(the target of the symlink .*link\.npy\)"):
+        atomic_save_npy(tmp_path / "link.npy", np.arange(3))
+    assert (tmp_path / "link.npy").is_symlink()
+    assert _dot_files(tmp_path) == []
+
+
+def test_device_refused_without_writing():
+    # resolve_target only inspects; it is what every write goes through
+    with pytest.raises(ValueError, match=r"/dev/null: it is a character device"):
+        resolve_target("/dev/null")
+
+
+def test_symlink_loop_refused(tmp_path):
+    os.symlink(tmp_path / "b", tmp_path / "a")
+    os.symlink(tmp_path / "a", tmp_path / "b")
+    with pytest.raises(ValueError, match="loop"):
+        atomic_write_text(tmp_path / "a", "x")
+    assert (tmp_path / "a").is_symlink() and (tmp_path / "b").is_symlink()
+
+
+def test_write_through_symlinks_to_the_target(tmp_path):
+    data = tmp_path / "data"
+    links = tmp_path / "links"
+    data.mkdir()
+    links.mkdir()
+    real = data / "params.json"
+    real.write_text("old")
+    os.symlink(os.path.relpath(real, links), links / "hop.json")  # relative link
+    os.symlink(links / "hop.json", links / "params.json")  # a chain of two links
+    atomic_write_text(links / "params.json", "new")
+    assert real.read_text() == "new"
+    assert (links / "params.json").is_symlink() and (links / "hop.json").is_symlink()
+    assert os.path.realpath(links / "params.json") == str(real)
+    assert _dot_files(data, links) == []
+    # a dangling link: its target is created, the link kept
+    os.symlink(data / "fresh.npy", links / "fresh.npy")
+    atomic_save_npy(links / "fresh.npy", np.arange(4))
+    assert (links / "fresh.npy").is_symlink()
+    np.testing.assert_array_equal(np.load(data / "fresh.npy"), np.arange(4))
+
+
+def test_temp_file_lives_in_the_targets_folder(tmp_path, monkeypatch):
+    import tempfile
+
+    from napari_catune import _atomic
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "t.bin").write_bytes(b"1")
+    os.symlink(data / "t.bin", tmp_path / "t.bin")
+    dirs = []
+    real = tempfile.mkstemp
+
+    def spy(*a, **k):
+        dirs.append(Path(k["dir"]))
+        return real(*a, **k)
+
+    monkeypatch.setattr(_atomic.tempfile, "mkstemp", spy)
+    atomic_write_bytes(tmp_path / "t.bin", b"2")
+    assert dirs == [data] and (data / "t.bin").read_bytes() == b"2"
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o640, 0o755, 0o444])
+def test_existing_mode_kept(tmp_path, mode):
+    f = tmp_path / "p.json"
+    f.write_text("old")
+    f.chmod(mode)
+    atomic_write_text(f, "new")
+    assert f.read_text() == "new"
+    assert _stat.S_IMODE(os.stat(f).st_mode) == mode
+
+
+def test_new_file_gets_umask_mode(tmp_path):
+    from napari_catune._atomic import _UMASK
+
+    atomic_write_text(tmp_path / "n.json", "x")
+    assert _stat.S_IMODE(os.stat(tmp_path / "n.json").st_mode) == 0o666 & ~_UMASK
+
+
+def test_cli_output_fifo_refused_and_symlink_followed(capsys, rec):
+    f = rec["folder"]
+    os.mkfifo(f / "out.npy")
+    code, _, err = _run(capsys, "deconvolve", rec["npy"], "--params", rec["params"],
+                        "-o", f / "out.npy")
+    assert code == 2 and "FIFO" in _one_line(err)
+    assert _stat.S_ISFIFO(os.lstat(f / "out.npy").st_mode)
+    os.mkfifo(f / "est.json")
+    code, _, err = _run(capsys, "estimate", rec["npy"], "-o", f / "est.json")
+    assert code == 2 and "FIFO" in _one_line(err)
+
+    res = f / "results"
+    res.mkdir()
+    (res / "act.npy").write_bytes(b"old")
+    (res / "act.npy").chmod(0o600)
+    os.symlink(res / "act.npy", f / "act.npy")
+    code, _, err = _run(capsys, "deconvolve", rec["npy"], "--params", rec["params"],
+                        "-o", f / "act.npy", "-q")
+    assert code == 0, err
+    assert (f / "act.npy").is_symlink()
+    assert np.load(res / "act.npy").shape == (4, 200)
+    assert _stat.S_IMODE(os.stat(res / "act.npy").st_mode) == 0o600
+    assert _dot_files(f, res) == []

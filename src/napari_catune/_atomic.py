@@ -4,17 +4,28 @@
 file system, which is why the temporary file lives beside the target.  On any
 failure the temporary file is removed and an earlier file at ``path`` is left
 exactly as it was.
+
+What is at ``path`` is respected:
+
+- a symlink is written through: its (final) target is replaced atomically,
+  with the temporary file in the target's folder, and the link stays;
+- an existing file keeps its permission bits (and, where allowed, its owner);
+- anything that is not a regular file (a folder, a FIFO, a device such as
+  ``/dev/null``, a socket) is refused with a ValueError; nothing is written.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_save_npy", "publish"]
+__all__ = [
+    "atomic_write_bytes", "atomic_write_text", "atomic_save_npy", "publish", "resolve_target",
+]
 
 # The umask can only be read by setting it; do that once, at import, rather
 # than flipping it process-wide while other threads may create files.
@@ -36,18 +47,56 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _atomic_write(path, write) -> Path:
+_KINDS = (
+    (stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def resolve_target(path) -> Path:
+    """The regular file that writing ``path`` replaces.
+
+    Symlinks are followed to their final target (which need not exist yet);
+    its folder must exist.  Raises ValueError when something other than a
+    regular file is there (folder, FIFO, device, socket) or the links loop,
+    and FileNotFoundError when the folder is missing.
+    """
     path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
+    target = Path(os.path.realpath(path)) if os.path.islink(path) else path
+    try:
+        st = os.lstat(target)
+    except FileNotFoundError:
+        st = None
+    except OSError as e:
+        raise ValueError(f"cannot write {path}: {e.strerror}") from None
+    via = f" (the target of the symlink {path})" if target != path else ""
+    if st is not None:
+        if stat.S_ISLNK(st.st_mode):
+            raise ValueError(f"cannot write {path}: its symlinks loop; remove or fix the link")
+        if not stat.S_ISREG(st.st_mode):
+            kind = next((k for test, k in _KINDS if test(st.st_mode)), "not a regular file")
+            raise ValueError(
+                f"cannot write {target}{via}: it is {kind}, not a regular file; "
+                "give the path of a regular file"
+            )
+    folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
         raise FileNotFoundError(
-            f"cannot write {path}: folder {folder} does not exist; create it first"
+            f"cannot write {target}{via}: folder {folder} does not exist; create it first"
         )
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    return target
+
+
+def _atomic_write(path, write) -> Path:
+    path = Path(path)
+    target = resolve_target(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
-        publish(tmp, path)
+        publish(tmp, target)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -58,20 +107,38 @@ def _atomic_write(path, write) -> Path:
 
 
 def publish(tmp, path) -> None:
-    """Make a finished temporary file (in the target's folder) the file at ``path``.
+    """Make a finished temporary file the file at ``path``.
 
-    Flushes it to disk, gives it ordinary permissions (mkstemp makes 0600
-    files), renames it over ``path`` and makes the rename durable.  The
-    caller removes ``tmp`` if this raises.
+    ``tmp`` must be in the folder of :func:`resolve_target` ``(path)``
+    (``path``'s own folder unless it is a symlink).  Flushes it to disk,
+    gives it the permission bits of the file it replaces (for a new file the
+    ordinary ``0o666 & ~umask``; mkstemp makes 0600 files), renames it over
+    the target and makes the rename durable.  The caller removes ``tmp`` if
+    this raises.
     """
+    target = resolve_target(path)
     with open(tmp, "rb+") as fh:
         os.fsync(fh.fileno())
     try:
-        os.chmod(tmp, 0o666 & ~_UMASK)
+        old = os.stat(target)
+    except FileNotFoundError:
+        old = None
+    try:
+        if old is None:
+            os.chmod(tmp, 0o666 & ~_UMASK)
+        else:
+            mine = os.stat(tmp)
+            if (mine.st_uid, mine.st_gid) != (old.st_uid, old.st_gid):
+                try:  # keep the owner where allowed (root, or a group we are in)
+                    os.chown(tmp, old.st_uid, old.st_gid)
+                except OSError:
+                    pass
+            # after chown, which may clear set-id bits
+            os.chmod(tmp, stat.S_IMODE(old.st_mode))
     except OSError:
         pass
-    os.replace(tmp, path)
-    _fsync_dir(Path(path).parent if str(Path(path).parent) else Path("."))
+    os.replace(tmp, target)
+    _fsync_dir(target.parent if str(target.parent) else Path("."))
 
 
 def atomic_write_bytes(path, data: bytes) -> Path:

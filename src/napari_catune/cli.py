@@ -29,7 +29,7 @@ from typing import Callable
 
 import numpy as np
 
-from ._atomic import publish
+from ._atomic import publish, resolve_target
 from .loaders import FS_KEYS as _FS_KEYS
 from .loaders import ID_KEYS as _ID_KEYS
 from .loaders import TRACE_KEYS as _TRACE_KEYS
@@ -320,16 +320,26 @@ def open_input(path, *, allow_pickle: bool = False) -> Source:
 
 
 def check_output_folder(out: Path) -> None:
-    """Refuse early (exit 2) when OUT cannot be written."""
+    """Refuse early (exit 2) when OUT cannot be written.
+
+    A symlink is followed (the file it points to is what gets replaced);
+    a folder, FIFO, device or socket at OUT is refused.
+    """
     folder = out.parent if str(out.parent) else Path(".")
     if out.is_dir():
         raise CLIError(f"output {out} is a folder; give a file name")
-    if not folder.exists():
-        raise CLIError(f"output folder {folder} does not exist; create it first")
-    if not folder.is_dir():
-        raise CLIError(f"output folder {folder} is not a folder")
+    if not out.is_symlink():
+        if not folder.exists():
+            raise CLIError(f"output folder {folder} does not exist; create it first")
+        if not folder.is_dir():
+            raise CLIError(f"output folder {folder} is not a folder")
     try:
-        fd, probe = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".probe", dir=folder)
+        target = resolve_target(out)
+    except (ValueError, FileNotFoundError) as e:
+        raise CLIError(str(e).replace("cannot write ", "cannot write output ", 1)) from None
+    folder = target.parent if str(target.parent) else Path(".")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".probe", dir=folder)
     except OSError as e:
         raise CLIError(f"output folder {folder} is not writable ({e.strerror})") from None
     os.close(fd)
@@ -407,7 +417,9 @@ class _Writer:
 
     def __init__(self, out: Path, n: int, T: int, *, full: bool, one_d: bool, roi_ids):
         self.out, self.full, self.one_d = out, full, one_d
-        self.folder = out.parent if str(out.parent) else Path(".")
+        # temporary files beside the file that will be replaced (a symlink's target)
+        target = resolve_target(out)
+        self.folder = target.parent if str(target.parent) else Path(".")
         self.tmp: dict[str, Path] = {}
         specs = {"activity": ((n, T), np.float64)}
         if full:
