@@ -569,3 +569,121 @@ def test_cli_output_fifo_refused_and_symlink_followed(capsys, rec):
     assert np.load(res / "act.npy").shape == (4, 200)
     assert _stat.S_IMODE(os.stat(res / "act.npy").st_mode) == 0o600
     assert _dot_files(f, res) == []
+
+
+# =========================================================================
+# 4. a full disk: checked up front, no memory-map faults, no debris, one line
+# =========================================================================
+
+import errno  # noqa: E402
+import shutil  # noqa: E402
+from collections import namedtuple  # noqa: E402
+
+
+def _enospc(*_a, **_k):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_too_little_free_space_refused_before_solving(capsys, rec, monkeypatch, full):
+    import napari_catune.solver as solver
+
+    f = rec["folder"]
+    out = f / ("old.npz" if full else "old.npy")
+    out.write_bytes(b"earlier result")
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(cli.shutil, "disk_usage", lambda p: usage(10**6, 10**6 - 5000, 5000))
+    monkeypatch.setattr(solver, "run_deconvolution_full",
+                        lambda *a, **k: pytest.fail("solved despite a full disk"))
+    argv = ["deconvolve", rec["npy"], "--params", rec["params"], "-o", out] + (
+        ["--full"] if full else [])
+    code, _, err = _run(capsys, *argv)
+    assert code == 1
+    line = _one_line(err)
+    need = 3 * (8 * 4 * 200 + 4096) + 4 * 9 * 4 + 8192 if full else 8 * 4 * 200 + 4096
+    assert f"no space left on {f}: need {need / 1e3:.1f} kB, 5.0 kB free" in line
+    assert out.read_bytes() == b"earlier result" and _dot_files(f) == []
+
+
+@pytest.mark.parametrize("where", ["rows", "archive"])
+def test_enospc_while_writing_cleans_up(capsys, rec, monkeypatch, where):
+    f = rec["folder"]
+    out = f / "res.npz"
+    out.write_bytes(b"earlier result")
+    if where == "rows":
+        calls = []
+        real = cli._write_at
+
+        def second_fails(*a):
+            calls.append(1)
+            if len(calls) == 2:
+                _enospc()
+            return real(*a)
+
+        monkeypatch.setattr(cli, "_write_at", second_fails)
+    else:
+        monkeypatch.setattr(cli.zipfile.ZipFile, "write", _enospc)
+    code, _, err = _run(capsys, "deconvolve", rec["npy"], "--params", rec["params"],
+                        "-o", out, "--full", "--chunk-cells", "2", "-q")
+    assert code == 1
+    line = _one_line(err)
+    assert line.startswith(f"napari-catune deconvolve: error: no space left on {f}: need ")
+    assert out.read_bytes() == b"earlier result" and _dot_files(f) == []
+
+
+def test_estimate_enospc_one_line(capsys, rec, monkeypatch):
+    import napari_catune.params as params_mod
+
+    f = rec["folder"]
+    out = f / "est.json"
+    out.write_text("earlier")
+    # the JSON write itself fails (as it would on a full disk); the temp file goes
+    def failing(path, text):
+        from napari_catune import _atomic
+
+        return _atomic._atomic_write(path, lambda fh: (fh.write(b"{"), _enospc()))
+
+    monkeypatch.setattr(params_mod, "atomic_write_text", failing)
+    code, _, err = _run(capsys, "estimate", rec["npy"], "-o", out)
+    assert code == 1
+    assert f"no space left on {f}: need 4.1 kB" in _one_line(err)
+    assert out.read_text() == "earlier" and _dot_files(f) == []
+
+
+def _can_mount_tmpfs() -> bool:
+    if not shutil.which("unshare"):
+        return False
+    probe = subprocess.run(["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"],
+                           capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _can_mount_tmpfs(), reason="no private tmpfs (unshare -rm) here")
+@pytest.mark.parametrize("full", [False, True])
+def test_real_full_tmpfs(tmp_path, full):
+    """A 1 MB tmpfs in a private mount namespace, the free-space check bypassed so
+    the writes themselves hit ENOSPC: exit 1 (used to be SIGBUS, 135), old file
+    intact, no temporary file left."""
+    from _synth import calcium_traces
+
+    np.save(tmp_path / "big.npy", calcium_traces(20, 10000, fs=FS, tau_r=0.05, tau_d=0.4))
+    save_params(TuningParams(0.05, 0.4, FS, 0.2), tmp_path / "p.json")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    out = mnt / ("out.npz" if full else "out.npy")
+    script = (
+        "import sys; from napari_catune import cli; "
+        "cli.check_free_space = lambda *a: None; sys.exit(cli.main(sys.argv[1:]))"
+    )
+    env = dict(os.environ, PYTHONPATH=str(SRC))
+    cmd = (
+        f"mount -t tmpfs -o size=1m tmpfs {mnt} && echo old > {out} && "
+        f"{sys.executable} -c '{script}' deconvolve {tmp_path / 'big.npy'} "
+        f"--params {tmp_path / 'p.json'} -o {out} -q {'--full' if full else ''}; "
+        f"echo rc=$?; ls -A {mnt}; cat {out}"
+    )
+    run = subprocess.run(["unshare", "-rm", "sh", "-c", cmd], capture_output=True, text=True,
+                         timeout=300, env=env)
+    lines = run.stdout.split()
+    assert lines == ["rc=1", out.name, "old"], (run.stdout, run.stderr)
+    assert f"no space left on {mnt}: need" in run.stderr and "Traceback" not in run.stderr

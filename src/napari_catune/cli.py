@@ -1,7 +1,8 @@
 """The ``napari-catune`` command: view, deconvolve, estimate, info.
 
 Exit codes: 0 success, 2 bad usage or bad input (one line on stderr naming
-the problem, no traceback), 1 unexpected failure, 130 interrupted.
+the problem, no traceback), 1 failure (a full disk: one line, "no space left
+on FOLDER: need N GB"; anything unexpected: a traceback), 130 interrupted.
 
 ``deconvolve`` streams: traces are read a chunk of cells at a time (``.npy``
 memory-mapped, re-mapped per chunk so the mapped pages do not pile up in
@@ -16,9 +17,12 @@ links, ``..``), an input, a file of an input folder, or an input's
 from __future__ import annotations
 
 import argparse
+import errno
+import io
 import json
 import math
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -410,70 +414,137 @@ def check_not_an_input(out: Path, *inputs, option: str = "-o") -> None:
                 )
 
 
+class DiskFull(Exception):
+    """The output's folder has (or had) too little space: one line, exit code 1."""
+
+    def __init__(self, folder: Path, need: int, free: int | None = None):
+        self.folder, self.need, self.free = folder, int(need), free
+        extra = f", {_size_text(free)} free" if free is not None else ""
+        super().__init__(f"no space left on {folder}: need {_size_text(need)}{extra}")
+
+
+_NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def _size_text(nbytes: int) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if nbytes >= 0.1 * size or unit == "kB":
+            value = nbytes / size
+            return f"{value:.1f} {unit}" if value < 100 else f"{value:.0f} {unit}"
+    raise AssertionError  # pragma: no cover
+
+
+def check_free_space(folder: Path, need: int) -> None:
+    """Raise DiskFull (exit 1) when ``folder``'s file system has less than ``need`` bytes free."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return  # cannot tell (e.g. some network file systems): writing will tell
+    if free < need:
+        raise DiskFull(folder, need, free)
+
+
+def _free(folder: Path) -> int | None:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def _write_at(fh, offset: int, data) -> None:
+    """Write ``data`` (bytes-like) at ``offset`` of an open file: plain writes, no memory map.
+
+    A full disk then raises OSError(ENOSPC) here instead of killing the
+    process with SIGBUS, as a write through a memory map into a sparse file does.
+    """
+    fh.seek(offset)
+    fh.write(data)
+
+
 class _Writer:
-    """Rows written into temporary .npy files beside OUT; renamed at the end."""
+    """Output rows streamed into temporary .npy files beside OUT; renamed at the end.
+
+    The (n, T) fields (activity, and fit with ``full``) are written with plain
+    file writes at their row offsets; the per-cell fields (baseline,
+    iterations, converged, skipped) are small and kept in memory until
+    :meth:`commit`.  ``bytes_needed`` is the peak disk use, checked up front.
+    """
 
     FULL = ("activity", "fit", "baseline", "iterations", "converged", "skipped", "roi_ids")
+    BIG = ("activity", "fit")
+
+    @staticmethod
+    def bytes_needed(n: int, T: int, full: bool) -> int:
+        big = 8 * n * T + 4096
+        # --full: activity and fit temp files, then the archive built from them
+        # (each temp file is removed once copied in): at most 3 big arrays at once
+        return 3 * big + 4 * 9 * n + 8192 if full else big
 
     def __init__(self, out: Path, n: int, T: int, *, full: bool, one_d: bool, roi_ids):
         self.out, self.full, self.one_d = out, full, one_d
         # temporary files beside the file that will be replaced (a symlink's target)
         target = resolve_target(out)
         self.folder = target.parent if str(target.parent) else Path(".")
+        self.n, self.T = n, T
         self.tmp: dict[str, Path] = {}
-        specs = {"activity": ((n, T), np.float64)}
+        self.files: dict = {}
+        self.offset: dict[str, int] = {}
+        self.small: dict[str, np.ndarray] = {}
         if full:
-            specs.update(
-                fit=((n, T), np.float64), baseline=((n,), np.float64),
-                iterations=((n,), np.int64), converged=((n,), np.bool_),
-                skipped=((n,), np.bool_),
+            self.small = dict(
+                baseline=np.full(n, np.nan), iterations=np.zeros(n, np.int64),
+                converged=np.zeros(n, np.bool_), skipped=np.zeros(n, np.bool_),
+                roi_ids=np.asarray(roi_ids, dtype=np.int64),
             )
         try:
-            for key, (shape, dtype) in specs.items():
-                if one_d:
-                    shape = shape[1:]
+            for key in self.BIG if full else ("activity",):
                 fd, name = tempfile.mkstemp(
-                    prefix=f".{out.name}.{key}.", suffix=".tmp.npy", dir=self.folder
+                    prefix=f".{target.name}.{key}.", suffix=".tmp.npy", dir=self.folder
                 )
-                os.close(fd)
                 self.tmp[key] = Path(name)
-                mm = np.lib.format.open_memmap(name, mode="w+", dtype=dtype, shape=shape)
-                del mm
-            if full:
-                fd, name = tempfile.mkstemp(
-                    prefix=f".{out.name}.roi_ids.", suffix=".tmp.npy", dir=self.folder
+                fh = self.files[key] = os.fdopen(fd, "wb")
+                shape = (T,) if one_d else (n, T)
+                np.lib.format.write_array_header_1_0(
+                    fh, {"descr": "<f8", "fortran_order": False, "shape": shape}
                 )
-                with os.fdopen(fd, "wb") as fh:
-                    np.lib.format.write_array(fh, np.asarray(roi_ids, dtype=np.int64))
-                self.tmp["roi_ids"] = Path(name)
+                self.offset[key] = fh.tell()
         except BaseException:
             self.abort()
             raise
 
     def write(self, a: int, b: int, **fields) -> None:
         for key, rows in fields.items():
-            if key not in self.tmp:
-                continue
-            # map, write, unmap: dirty pages leave the resident set with the map
-            mm = np.load(self.tmp[key], mmap_mode="r+")
-            if self.one_d:
-                mm[...] = rows[0]
-            else:
-                mm[a:b] = rows
-            mm.flush()
-            del mm
+            if key in self.files:
+                block = np.ascontiguousarray(rows, dtype="<f8")
+                _write_at(self.files[key], self.offset[key] + 8 * a * self.T,
+                          memoryview(block).cast("B"))
+            elif key in self.small:
+                self.small[key][a:b] = rows
 
     def commit(self) -> None:
         try:
+            for key, fh in list(self.files.items()):
+                fh.close()  # flushes: a full disk raises here at the latest
+                del self.files[key]
             if self.full:
                 fd, name = tempfile.mkstemp(
-                    prefix=f".{self.out.name}.", suffix=".tmp", dir=self.folder
+                    prefix=f".{resolve_target(self.out).name}.", suffix=".tmp",
+                    dir=self.folder,
                 )
                 os.close(fd)
                 self.tmp["_archive"] = Path(name)
                 with zipfile.ZipFile(name, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
                     for key in self.FULL:
-                        zf.write(self.tmp[key], arcname=f"{key}.npy")
+                        if key in self.tmp:
+                            zf.write(self.tmp[key], arcname=f"{key}.npy")
+                            self.tmp.pop(key).unlink()  # its copy is in the archive
+                        else:
+                            arr = self.small[key]
+                            if self.one_d and key != "roi_ids":
+                                arr = arr.reshape(())
+                            buf = io.BytesIO()
+                            np.lib.format.write_array(buf, arr, allow_pickle=False)
+                            zf.writestr(f"{key}.npy", buf.getvalue())
                 final = Path(name)
             else:
                 final = self.tmp["activity"]
@@ -483,6 +554,12 @@ class _Writer:
             self.abort()
 
     def abort(self) -> None:
+        for fh in self.files.values():
+            try:
+                fh.close()
+            except OSError:
+                pass  # e.g. ENOSPC while flushing: the file is removed below
+        self.files = {}
         for p in self.tmp.values():
             try:
                 p.unlink()
@@ -592,6 +669,9 @@ def _cmd_deconvolve(args) -> int:
             f"{args.input} is recorded at {source.fs:g} Hz; re-tune or re-save the "
             "parameters at the data's rate"
         )
+    folder = resolve_target(out).parent
+    need = _Writer.bytes_needed(source.n, source.T, args.full)
+    check_free_space(folder, need)  # before any work
     chunk = _chunk_rows(source, args.chunk_cells)
     bad = find_bad_rows(source, chunk)
     if bad.size:
@@ -602,21 +682,28 @@ def _cmd_deconvolve(args) -> int:
         if bad.size == source.n:
             raise CLIError(f"{where}: nothing left to deconvolve")
         _warn(f"{where}; skipped: their output rows are NaN (converged False)")
-    client = None
-    if args.scheduler:
-        client = _connect(args.scheduler)
-    writer = _Writer(out, source.n, source.T, full=args.full, one_d=source.one_d,
-                     roi_ids=source.roi_ids)
-    progress = Progress(source.n, "deconvolve", enabled=not args.quiet)
+    client = writer = None
     try:
+        if args.scheduler:
+            client = _connect(args.scheduler)
+        writer = _Writer(out, source.n, source.T, full=args.full, one_d=source.one_d,
+                         roi_ids=source.roi_ids)
+        progress = Progress(source.n, "deconvolve", enabled=not args.quiet)
         progress.update(0)
         if client is not None:
             _run_distributed(client, source, params, chunk, bad, writer, progress, args.full)
         else:
             _run_local(source, params, chunk, bad, writer, progress, args.full)
         writer.commit()
+    except OSError as e:
+        if writer is not None:
+            writer.abort()
+        if e.errno in _NO_SPACE:
+            raise DiskFull(folder, need, _free(folder)) from None
+        raise
     except BaseException:
-        writer.abort()
+        if writer is not None:
+            writer.abort()
         raise
     finally:
         if client is not None:
@@ -819,10 +906,17 @@ def _cmd_estimate(args) -> int:
     if out is not None:
         from .params import save_params
 
-        save_params(params, out, metadata={
-            "source_filename": os.path.basename(str(args.input).rstrip("/")),
-            "num_cells": int(source.n), "num_timepoints": int(source.T),
-        })
+        try:
+            save_params(params, out, metadata={
+                "source_filename": os.path.basename(str(args.input).rstrip("/")),
+                "num_cells": int(source.n), "num_timepoints": int(source.T),
+            })
+        except OSError as e:
+            if e.errno in _NO_SPACE:
+                folder = resolve_target(out).parent
+                # a parameter file is ~1.5 kB: one file-system block
+                raise DiskFull(folder, 4096, _free(folder)) from None
+            raise
         print(f"saved {out}")
     return 0
 
@@ -1200,6 +1294,9 @@ def main(argv=None) -> int:
     except CLIError as e:
         print(f"{PROG} {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except DiskFull as e:
+        print(f"{PROG} {args.command}: error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
         return 130
