@@ -687,3 +687,122 @@ def test_real_full_tmpfs(tmp_path, full):
     lines = run.stdout.split()
     assert lines == ["rc=1", out.name, "old"], (run.stdout, run.stderr)
     assert f"no space left on {mnt}: need" in run.stderr and "Traceback" not in run.stderr
+
+
+# =========================================================================
+# 5. SIGTERM is handled like Ctrl-C; temp files of killed runs are collected
+# =========================================================================
+
+import signal  # noqa: E402
+import time  # noqa: E402
+
+from napari_catune import _atomic  # noqa: E402
+
+_BLOCKING_RUN = """
+import sys, time
+from pathlib import Path
+import napari_catune.solver as solver
+from napari_catune import cli
+
+marker = Path(sys.argv[1])
+real = solver.run_deconvolution_full
+calls = []
+
+def second_chunk_blocks(*a, **k):
+    calls.append(1)
+    if len(calls) == 2:  # the first chunk is on disk, in the temporary file
+        marker.touch()
+        time.sleep(600)
+    return real(*a, **k)
+
+solver.run_deconvolution_full = second_chunk_blocks
+sys.exit(cli.main(sys.argv[2:]))
+"""
+
+
+def _start_blocking_run(rec, out, *extra):
+    marker = rec["folder"] / "writing"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")])
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _BLOCKING_RUN, str(marker), "deconvolve", str(rec["npy"]),
+         "--params", str(rec["params"]), "-o", str(out), "--chunk-cells", "2", "-q", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    # wait for the condition (the marker file), not for a fixed time
+    deadline = time.monotonic() + 180
+    while not marker.exists():
+        if proc.poll() is not None:
+            pytest.fail(f"run ended early: {proc.returncode} {proc.stderr.read()[-2000:]}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("run never reached its second chunk")
+        time.sleep(0.05)
+    marker.unlink()
+    return proc
+
+
+def _temps(folder: Path, name: str):
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(f".{name}."))
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_sigterm_cleans_up_and_keeps_the_old_output(rec, full):
+    f = rec["folder"]
+    out = f / ("res.npz" if full else "res.npy")
+    out.write_bytes(b"earlier result")
+    proc = _start_blocking_run(rec, out, *(["--full"] if full else []))
+    try:
+        temps = _temps(f, out.name)
+        assert temps, "the run should be writing its temporary files"
+        assert all(f".catune-{proc.pid}-" in t for t in temps), temps  # the pid is in the name
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines()[-1] == "napari-catune deconvolve: terminated (SIGTERM)"
+    assert "Traceback" not in err
+    assert out.read_bytes() == b"earlier result"
+    assert _temps(f, out.name) == []
+
+
+def test_sigkill_debris_removed_by_the_next_run(capsys, rec):
+    f = rec["folder"]
+    out = f / "res.npy"
+    proc = _start_blocking_run(rec, out)
+    proc.kill()
+    proc.communicate(timeout=60)
+    left = _temps(f, out.name)
+    assert left and all(f".catune-{proc.pid}-" in t for t in left)
+    # a temp file of a live process (our parent) and of another host: kept
+    host = _atomic._host()
+    live = f / f".res.npy.catune-{os.getppid()}-{host}.activity.x1.tmp.npy"
+    other = f / f".res.npy.catune-{proc.pid}-elsewhere-{host}X.activity.x2.tmp.npy"
+    live.write_bytes(b"busy")
+    other.write_bytes(b"remote")
+    code, _, err = _run(capsys, "deconvolve", rec["npy"], "--params", rec["params"],
+                        "-o", out, "-q")
+    assert code == 0, err
+    for name in left:
+        assert f"removed {f / name} (" in err and f"process {proc.pid}, no longer running" in err
+    assert sorted(_temps(f, out.name)) == sorted([live.name, other.name])
+    assert np.load(out).shape == (4, 200)
+
+
+def test_library_writes_collect_stale_temps_too(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".p.json.catune-{dead.pid}-{_atomic._host()}.abcd1234.tmp"
+    stale.write_text("half")
+    with pytest.warns(UserWarning, match=rf"removed 1 stale temporary file.*{dead.pid}"):
+        atomic_write_text(tmp_path / "p.json", "{}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.json"]
+
+
+def test_temp_names_carry_pid_and_host(tmp_path):
+    prefix = _atomic.temp_prefix("x" * 300, "activity")
+    assert prefix.startswith("." + "x" * 120 + ".catune-")
+    assert f"-{os.getpid()}-{_atomic._host()}.activity." in prefix
+    assert len(prefix) < 200  # room for mkstemp's part within 255 bytes

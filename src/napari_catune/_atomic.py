@@ -12,25 +12,100 @@ What is at ``path`` is respected:
 - an existing file keeps its permission bits (and, where allowed, its owner);
 - anything that is not a regular file (a folder, a FIFO, a device such as
   ``/dev/null``, a socket) is refused with a ValueError; nothing is written.
+
+Temporary files are named ``.{name}.catune-{pid}-{host}.*.tmp`` (see
+:func:`temp_prefix`): a process killed before it could clean up (SIGKILL,
+power loss) leaves one behind, and the next write of the same target on
+the same host removes it once that pid no longer runs
+(:func:`remove_stale_temps`).
 """
 
 from __future__ import annotations
 
 import os
+import re
+import socket
 import stat
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 __all__ = [
     "atomic_write_bytes", "atomic_write_text", "atomic_save_npy", "publish", "resolve_target",
+    "temp_prefix", "remove_stale_temps",
 ]
 
 # The umask can only be read by setting it; do that once, at import, rather
 # than flipping it process-wide while other threads may create files.
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+
+
+_TAG = "catune"
+# room for the tag, pid, host and mkstemp's random part within 255 bytes
+_NAME_MAX = 120
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40] or "host"
+
+
+def temp_prefix(target_name: str, key: str = "") -> str:
+    """Prefix of this process's temporary files for ``target_name`` (for mkstemp).
+
+    ``.{name}.catune-{pid}-{host}.[{key}.]``: the pid and host tell a later
+    run whether the writer still runs.
+    """
+    part = f"{key}." if key else ""
+    return f".{target_name[:_NAME_MAX]}.{_TAG}-{os.getpid()}-{_host()}.{part}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # someone else's process (or a pid we cannot check): keep its files
+    return True
+
+
+def remove_stale_temps(target) -> list[tuple[Path, int, int]]:
+    """Remove temporary files of ``target`` left by dead processes of this host.
+
+    Only files named by :func:`temp_prefix` for this target, written on this
+    host by a pid that no longer runs, and that are regular files, are
+    removed.  Returns ``(path, pid, size in bytes)`` of each removed file.
+    """
+    target = Path(target)
+    folder = target.parent if str(target.parent) else Path(".")
+    pattern = re.compile(
+        r"\." + re.escape(target.name[:_NAME_MAX]) + r"\." + _TAG + r"-(\d+)-([A-Za-z0-9-]+)\."
+    )
+    host, me = _host(), os.getpid()
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        m = pattern.match(entry.name)
+        if m is None or m.group(2) != host:
+            continue
+        pid = int(m.group(1))
+        if pid == me or _pid_alive(pid):
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            os.unlink(entry.path)
+        except OSError:
+            continue
+        removed.append((Path(entry.path), pid, st.st_size))
+    return removed
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -92,7 +167,14 @@ def _atomic_write(path, write) -> Path:
     path = Path(path)
     target = resolve_target(path)
     folder = target.parent if str(target.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    stale = remove_stale_temps(target)
+    if stale:
+        warnings.warn(
+            f"removed {len(stale)} stale temporary file(s) of {target} left by "
+            f"process(es) {', '.join(str(pid) for _, pid, _ in stale)} that no longer run",
+            stacklevel=3,
+        )
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(target.name), suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)

@@ -2,7 +2,11 @@
 
 Exit codes: 0 success, 2 bad usage or bad input (one line on stderr naming
 the problem, no traceback), 1 failure (a full disk: one line, "no space left
-on FOLDER: need N GB"; anything unexpected: a traceback), 130 interrupted.
+on FOLDER: need N GB"; anything unexpected: a traceback), 130 interrupted
+(Ctrl-C), 143 terminated (SIGTERM).  Interrupted or terminated, a run
+removes its temporary files and leaves an earlier output as it was; the
+temporary files of a run killed outright (SIGKILL) carry its pid and are
+removed, with a note, by the next run writing the same output.
 
 ``deconvolve`` streams: traces are read a chunk of cells at a time (``.npy``
 memory-mapped, re-mapped per chunk so the mapped pages do not pile up in
@@ -23,7 +27,9 @@ import json
 import math
 import os
 import shutil
+import signal
 import sys
+import threading
 import tempfile
 import time
 import zipfile
@@ -33,7 +39,7 @@ from typing import Callable
 
 import numpy as np
 
-from ._atomic import publish, resolve_target
+from ._atomic import publish, remove_stale_temps, resolve_target, temp_prefix
 from .loaders import FS_KEYS as _FS_KEYS
 from .loaders import ID_KEYS as _ID_KEYS
 from .loaders import TRACE_KEYS as _TRACE_KEYS
@@ -343,7 +349,8 @@ def check_output_folder(out: Path) -> None:
         raise CLIError(str(e).replace("cannot write ", "cannot write output ", 1)) from None
     folder = target.parent if str(target.parent) else Path(".")
     try:
-        fd, probe = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".probe", dir=folder)
+        fd, probe = tempfile.mkstemp(prefix=temp_prefix(target.name), suffix=".probe",
+                                     dir=folder)
     except OSError as e:
         raise CLIError(f"output folder {folder} is not writable ({e.strerror})") from None
     os.close(fd)
@@ -434,6 +441,13 @@ def _size_text(nbytes: int) -> str:
     raise AssertionError  # pragma: no cover
 
 
+def remove_stale_outputs(out: Path) -> None:
+    """Remove temporary files of OUT left by runs that were killed; say so on stderr."""
+    for path, pid, size in remove_stale_temps(resolve_target(out)):
+        print(f"{PROG}: removed {path} ({_size_text(size)}), a temporary file left by an "
+              f"interrupted run (process {pid}, no longer running)", file=sys.stderr)
+
+
 def check_free_space(folder: Path, need: int) -> None:
     """Raise DiskFull (exit 1) when ``folder``'s file system has less than ``need`` bytes free."""
     try:
@@ -499,7 +513,7 @@ class _Writer:
         try:
             for key in self.BIG if full else ("activity",):
                 fd, name = tempfile.mkstemp(
-                    prefix=f".{target.name}.{key}.", suffix=".tmp.npy", dir=self.folder
+                    prefix=temp_prefix(target.name, key), suffix=".tmp.npy", dir=self.folder
                 )
                 self.tmp[key] = Path(name)
                 fh = self.files[key] = os.fdopen(fd, "wb")
@@ -528,7 +542,7 @@ class _Writer:
                 del self.files[key]
             if self.full:
                 fd, name = tempfile.mkstemp(
-                    prefix=f".{resolve_target(self.out).name}.", suffix=".tmp",
+                    prefix=temp_prefix(resolve_target(self.out).name), suffix=".tmp",
                     dir=self.folder,
                 )
                 os.close(fd)
@@ -662,6 +676,7 @@ def _cmd_deconvolve(args) -> int:
         raise CLIError(f"the output is an .npy file of activity (or .npz with --full); got {out}")
     check_output_folder(out)
     check_not_an_input(out, args.input, args.params)
+    remove_stale_outputs(out)  # before the free-space check: they may be what fills the disk
     source = open_input(args.input, allow_pickle=args.allow_pickle)
     if source.fs is not None and not math.isclose(source.fs, params.fs, rel_tol=1e-6):
         raise CLIError(
@@ -870,6 +885,7 @@ def _cmd_estimate(args) -> int:
             raise CLIError(f"the parameters file must end in .json; got {out}")
         check_output_folder(out)
         check_not_an_input(out, args.input)
+        remove_stale_outputs(out)
     source = open_input(args.input, allow_pickle=args.allow_pickle)
     fs = args.fs if args.fs is not None else source.fs
     if fs is None:
@@ -1145,7 +1161,8 @@ examples:
   napari-catune deconvolve traces.npy --params params.json -o a.npy --scheduler tcp://host:8786
   napari-catune info suite2p/plane0 --fs 30
 
-exit codes: 0 success, 2 bad usage or input, 1 unexpected failure
+exit codes: 0 success, 2 bad usage or input, 1 failure (e.g. disk full),
+130 interrupted (Ctrl-C), 143 terminated (SIGTERM)
 """
 
 
@@ -1282,13 +1299,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """Raised in the main thread by SIGTERM: unwinds like KeyboardInterrupt (Ctrl-C)."""
+
+
+def _on_sigterm(signum, frame):
+    # once: a second SIGTERM must not interrupt the clean-up the first one started
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated()
+
+
 def main(argv=None) -> int:
-    """Entry point of the ``napari-catune`` console script; returns the exit code."""
+    """Entry point of the ``napari-catune`` console script; returns the exit code.
+
+    SIGTERM (sent by ``timeout``, SLURM, ``docker stop``) is handled like
+    Ctrl-C: temporary files are removed, an earlier output is left as it
+    was, and the exit code is 143 (128 + SIGTERM; Ctrl-C gives 130).
+    """
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help/--version (0) or a usage error (2)
         return int(e.code) if isinstance(e.code, int) else (0 if e.code is None else 2)
+    previous = None
+    if args.command != "view" and threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return int(args.func(args))
     except CLIError as e:
@@ -1300,6 +1335,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"{PROG} {args.command}: terminated (SIGTERM)", file=sys.stderr)
+        return 143
     except Exception as e:
         import traceback
 
@@ -1307,6 +1345,9 @@ def main(argv=None) -> int:
         print(f"{PROG} {args.command}: unexpected error: {type(e).__name__}: {e}",
               file=sys.stderr)
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover
