@@ -806,3 +806,139 @@ def test_temp_names_carry_pid_and_host(tmp_path):
     assert prefix.startswith("." + "x" * 120 + ".catune-")
     assert f"-{os.getpid()}-{_atomic._host()}.activity." in prefix
     assert len(prefix) < 200  # room for mkstemp's part within 255 bytes
+
+
+# =========================================================================
+# 6. --scheduler: the whole handshake is bounded; a wrong service is exit 2
+# =========================================================================
+
+import socket  # noqa: E402
+import threading  # noqa: E402
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: E402
+
+
+class _SilentServer:
+    """Accepts TCP connections and never sends a byte (or, banner=..., sends that at once)."""
+
+    def __init__(self, banner: bytes | None = None):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.port = self.sock.getsockname()[1]
+        self.banner = banner
+        self.conns = []
+        self.accepted = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            if self.banner:
+                conn.sendall(self.banner)
+            self.accepted.set()
+
+    def close(self):
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+
+class _Quiet(BaseHTTPRequestHandler):
+    def log_message(self, *a):
+        pass
+
+    def do_GET(self):  # pragma: no cover - the Dask bytes are not a GET
+        self.send_response(200)
+        self.end_headers()
+
+
+@pytest.fixture
+def silent_server():
+    srv = _SilentServer()
+    yield srv
+    srv.close()
+
+
+@pytest.fixture
+def banner_server():
+    srv = _SilentServer(banner=b"HTTP/1.1 400 Bad Request\r\nContent-Length: 11\r\n\r\nBad request")
+    yield srv
+    srv.close()
+
+
+@pytest.fixture
+def http_server():
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Quiet)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+def _deconvolve_on(capsys, rec, address, timeout="2"):
+    out = rec["folder"] / "a.npy"
+    code, _, err = _run(capsys, "deconvolve", rec["npy"], "--params", rec["params"], "-o", out,
+                        "--scheduler", address, "--scheduler-timeout", timeout, "-q")
+    assert not out.exists() and _dot_files(rec["folder"]) == []
+    return code, err
+
+
+def test_silent_tcp_service_gives_exit_2(rec, silent_server):
+    """In a subprocess, so every byte of stderr (distributed's logging too) is seen."""
+    address = f"tcp://127.0.0.1:{silent_server.port}"
+    env = dict(os.environ, PYTHONPATH=str(SRC))
+    run = subprocess.run(
+        [sys.executable, "-m", "napari_catune.cli", "deconvolve", str(rec["npy"]),
+         "--params", str(rec["params"]), "-o", str(rec["folder"] / "a.npy"),
+         "--scheduler", address, "--scheduler-timeout", "2"],
+        capture_output=True, text=True, timeout=120, env=env,
+    )
+    assert silent_server.accepted.is_set()  # it did connect: the handshake is what hung
+    assert run.returncode == 2, run.stderr
+    line = _one_line(run.stderr)
+    assert line.startswith(f"napari-catune deconvolve: error: no Dask scheduler answered at "
+                           f"{address}: no Dask handshake within 2 s")
+    assert not (rec["folder"] / "a.npy").exists() and _dot_files(rec["folder"]) == []
+
+
+def test_http_server_gives_exit_2(capsys, rec, http_server):
+    code, err = _deconvolve_on(capsys, rec, f"tcp://127.0.0.1:{http_server.server_port}")
+    assert code == 2
+    assert f"no Dask scheduler answered at tcp://127.0.0.1:{http_server.server_port}" in \
+        _one_line(err)
+
+
+def test_service_answering_http_at_once_gives_exit_2(capsys, rec, banner_server):
+    # its bytes read as a Dask frame length used to ask for 3 EiB (MemoryError)
+    code, err = _deconvolve_on(capsys, rec, f"tcp://127.0.0.1:{banner_server.port}")
+    assert code == 2
+    line = _one_line(err)
+    assert "no Dask scheduler answered" in line and "not in the Dask protocol" in line
+
+
+def test_wrong_scheme_and_refused_port(capsys, rec):
+    code, err = _deconvolve_on(capsys, rec, "http://127.0.0.1:8787")
+    assert code == 2 and "not a Dask address" in _one_line(err)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code, err = _deconvolve_on(capsys, rec, f"tcp://127.0.0.1:{port}", timeout="1")
+    assert code == 2 and "could not connect" in _one_line(err)
+
+
+def test_probe_tells_scheduler_from_worker():
+    import distributed
+
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster:
+        reply = cli._probe_scheduler(cluster.scheduler_address, 10)
+        assert reply["type"] == "Scheduler"
+        worker = next(iter(cluster.scheduler_info["workers"]))
+        with pytest.raises(cli.CLIError, match="is a Dask Worker, not the scheduler"):
+            cli._probe_scheduler(worker, 10)

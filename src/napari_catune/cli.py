@@ -700,7 +700,7 @@ def _cmd_deconvolve(args) -> int:
     client = writer = None
     try:
         if args.scheduler:
-            client = _connect(args.scheduler)
+            client = _connect(args.scheduler, args.scheduler_timeout)
         writer = _Writer(out, source.n, source.T, full=args.full, one_d=source.one_d,
                          roi_ids=source.roi_ids)
         progress = Progress(source.n, "deconvolve", enabled=not args.quiet)
@@ -774,19 +774,89 @@ def _run_local(source, params, chunk, bad, writer, progress, full) -> None:
         progress.update(b)
 
 
-def _connect(address: str):
+def _probe_scheduler(address: str, timeout: float) -> dict:
+    """Connect, exchange the Dask comm handshake and ask the peer who it is, all
+    within ``timeout`` seconds (plus a second of slack); CLIError otherwise.
+
+    ``distributed.Client(timeout=...)`` bounds only the TCP connect: a service
+    that accepts and never speaks made it wait forever, and an HTTP server's
+    answer, read as a Dask frame length, asked for exabytes of memory.
+    """
+    import asyncio
+
+    from distributed.comm import CommClosedError, connect
+    from distributed.comm.addressing import parse_address
+    from distributed.comm.registry import get_backend
+    from distributed.security import Security
+
+    head = f"no Dask scheduler answered at {address}: "
+    hint = ("is this the scheduler's address? (tcp://HOST:8786 by default; "
+            "8787 is its web dashboard)")
+    try:
+        get_backend(parse_address(address)[0])
+    except (ValueError, TypeError) as e:
+        raise CLIError(f"{head}not a Dask address ({e})") from None
+
+    async def probe():
+        # connect() retries until `timeout`, then exchanges the comm handshake
+        # (unbounded in distributed): the wait_for below bounds the whole
+        comm = await connect(address, timeout=timeout,
+                             **Security().get_connection_args("client"))
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            return await comm.read()
+        finally:
+            comm.abort()
+
+    result: dict = {}
+
+    def run():
+        try:
+            result["value"] = asyncio.run(asyncio.wait_for(probe(), timeout + 1.0))
+        except BaseException as e:  # reported in the calling thread
+            result["error"] = e
+
+    worker = threading.Thread(target=run, name="catune-scheduler-probe", daemon=True)
+    worker.start()
+    worker.join(timeout + 5.0)
+    err = result.get("error")
+    if worker.is_alive() or isinstance(err, (asyncio.TimeoutError, TimeoutError)):
+        # connect() gives up with OSError at `timeout`: this peer accepted and stayed silent
+        raise CLIError(f"{head}no Dask handshake within {timeout:g} s; {hint}")
+    if isinstance(err, (KeyboardInterrupt, SystemExit)):
+        raise err
+    if isinstance(err, CommClosedError):
+        raise CLIError(f"{head}the connection was closed without a Dask handshake; {hint}")
+    if isinstance(err, OSError):
+        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CLIError(f"{head}could not connect ({detail})")
+    if err is not None:
+        # e.g. an HTTP server: its reply read as a frame length asks for exabytes
+        raise CLIError(
+            f"{head}it answered, but not in the Dask protocol ({type(err).__name__}); {hint}"
+        )
+    reply = result.get("value")
+    kind = reply.get("type") if isinstance(reply, dict) else None
+    if not (isinstance(kind, str) and "Scheduler" in kind):
+        what = f"a Dask {kind}" if isinstance(kind, str) else "not a Dask scheduler"
+        raise CLIError(f"{head}the service there is {what}, not the scheduler; {hint}")
+    return reply
+
+
+def _connect(address: str, timeout: float = 10.0):
     try:
         from distributed import Client
     except ImportError:
         raise CLIError(
             "--scheduler needs dask.distributed: pip install 'napari-catune[distributed]'"
         ) from None
+    _probe_scheduler(address, timeout)
     t0 = time.monotonic()
     try:
-        return Client(address, timeout="10s")
+        return Client(address, timeout=f"{timeout}s")
     except (OSError, TimeoutError, ValueError) as e:
         raise CLIError(
-            f"could not connect to the Dask scheduler at {address} within "
+            f"no Dask scheduler answered at {address}: could not connect within "
             f"{time.monotonic() - t0:.0f} s ({type(e).__name__}: {e})"
         ) from None
 
@@ -1260,6 +1330,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--scheduler", metavar="ADDRESS",
                    help="run on a dask.distributed scheduler (e.g. tcp://host:8786); "
                    "workers read .npy/zarr input from the same path")
+    d.add_argument("--scheduler-timeout", type=_positive, default=10.0, metavar="S",
+                   help="with --scheduler: give up (exit 2) when the scheduler has not "
+                   "connected and answered within S seconds (default 10)")
     d.add_argument("--skip-bad", action="store_true",
                    help="skip rows with NaN/Inf (NaN in the output) instead of stopping")
     d.add_argument("--allow-pickle", action="store_true",
