@@ -7,7 +7,6 @@ killing the test run.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -650,6 +649,12 @@ def test_estimate_enospc_one_line(capsys, rec, monkeypatch):
     assert out.read_text() == "earlier" and _dot_files(f) == []
 
 
+def test_no_room_for_even_an_empty_file(capsys, rec, monkeypatch):
+    monkeypatch.setattr(cli.tempfile, "mkstemp", _enospc)
+    code, _, err = _run(capsys, "deconvolve", rec["npy"], "--params", rec["params"],
+                        "-o", rec["folder"] / "a.npy")
+    assert code == 1 and f"no space left on {rec['folder']}" in _one_line(err)
+
 def _can_mount_tmpfs() -> bool:
     if not shutil.which("unshare"):
         return False
@@ -942,3 +947,4 @@ def test_probe_tells_scheduler_from_worker():
         worker = next(iter(cluster.scheduler_info["workers"]))
         with pytest.raises(cli.CLIError, match="is a Dask Worker, not the scheduler"):
             cli._probe_scheduler(worker, 10)
+

@@ -352,6 +352,8 @@ def check_output_folder(out: Path) -> None:
         fd, probe = tempfile.mkstemp(prefix=temp_prefix(target.name), suffix=".probe",
                                      dir=folder)
     except OSError as e:
+        if e.errno in _NO_SPACE:  # not even an empty file (no free inode or block)
+            raise DiskFull(folder, 4096, _free(folder)) from None
         raise CLIError(f"output folder {folder} is not writable ({e.strerror})") from None
     os.close(fd)
     os.unlink(probe)
