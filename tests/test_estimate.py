@@ -26,7 +26,7 @@ def _synthetic(tau_rise, tau_decay, fs=30.0, n=12, T=4000, rate=0.5, noise=0.15,
 def _in_range(p):
     assert isinstance(p, TuningParams)
     assert 0.001 <= p.tau_rise < p.tau_decay <= 10
-    assert 0 <= p.lam <= 10
+    assert 0 <= p.lam and math.isfinite(p.lam)
 
 
 @pytest.mark.parametrize("tau_rise, tau_decay, fs", [(0.05, 0.4, 30.0), (0.1, 1.5, 15.0),
@@ -88,9 +88,14 @@ def test_lambda_rejects_noise_sized_events():
     rng = np.random.default_rng(7)
     fs, sigma = 30.0, 0.5
     noise = sigma * rng.standard_normal((5, 3000)) + 10
-    lam = lambda_for_noise(sigma, 0.05, 0.5, fs)
+    lam = lambda_for_noise(sigma, 0.05, 0.5, fs, z=3.0)
     s = run_deconvolution(noise, fs, 0.05, 0.5, lam)
     assert np.count_nonzero(s > 1e-9) / s.size < 0.01
+    # the default threshold (z = 1.5) lets a little noise through, never much
+    lam_default = lambda_for_noise(sigma, 0.05, 0.5, fs)
+    assert lam_default == pytest.approx(lam / 2)
+    s_def = run_deconvolution(noise, fs, 0.05, 0.5, lam_default)
+    assert 0 < np.count_nonzero(s_def > 1e-9) / s.size < 0.05
     # and a real transient of a few sigma still comes through
     y = noise[0].copy()
     t = np.arange(300) / fs
