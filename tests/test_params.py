@@ -10,10 +10,11 @@ import pytest
 from napari_catune import _atomic
 from napari_catune.params import TuningParams, load_params, save_params
 
-# the DESIGN.md example, as the CaTune web app writes it
+# as the CaTune web app writes it (packages/io/src/export.ts, buildExportData:
+# catune_version is the app's release tag)
 WEB_APP_EXPORT = {
     "schema_version": "1.2.0",
-    "catune_version": "1.2.3",
+    "catune_version": "v2.7.1",
     "export_date": "2026-11-26T09:00:00+00:00",
     "parameters": {
         "tau_rise_s": 0.02,
@@ -31,7 +32,17 @@ WEB_APP_EXPORT = {
         "g2": -0.174,
         "dt": 0.0333,
     },
-    "formulation": {"model": "FISTA"},
+    "formulation": {
+        "model": "FISTA with adaptive restart and non-negativity constraint",
+        "objective": "min_{s>=0} (1/2)||y - K*s||_2^2 + lambda*||s||_1",
+        "kernel": "h(t) = exp(-t/tau_decay) - exp(-t/tau_rise), normalized to unit peak",
+        "ar2_relation": "c[t] = g1*c[t-1] + g2*c[t-2] + s[t], where g1 = decayRoot+riseRoot, "
+                        "g2 = -(decayRoot*riseRoot), decayRoot = exp(-dt/tau_decay), "
+                        "riseRoot = exp(-dt/tau_rise)",
+        "lambda_definition": "L1 penalty weight on the activity signal s in the FISTA objective "
+                             "function",
+        "convergence": "Relative objective change < 1e-6 or max 2000 iterations",
+    },
     "metadata": {"source_filename": "rec.npy", "num_cells": 12, "num_timepoints": 9000},
 }
 
@@ -175,6 +186,128 @@ def test_calab_fit_from_our_file_matches_ours(tmp_path):
         assert np.corrcoef(a, b)[0, 1] >= 0.99
     for a, b in zip(np.asarray(theirs.activity), ours.activity):
         assert np.corrcoef(a, b)[0, 1] >= 0.95
+
+
+# ---------------------------------------------------------------- the web app's schema
+
+# CaTuneExportSchema (valibot), transcribed from miniscope/CaLab
+# packages/core/src/schemas/export-schema.ts: every block is required; a
+# trailing "?" marks v.optional(...).  valibot's v.object keeps unknown keys
+# out of its output but does not reject them; v.optional accepts a missing
+# key, not null; v.number() rejects NaN (JSON cannot hold it anyway).
+CATUNE_EXPORT_SCHEMA = {
+    "schema_version": "string",
+    "catune_version": "string",
+    "export_date": "string",
+    "parameters": {
+        "tau_rise_s": "number",
+        "tau_decay_s": "number",
+        "t_peak_s": "number?",
+        "fwhm_s": "number?",
+        "lambda": "number",
+        "sampling_rate_hz": "number",
+        "filter_enabled": "boolean",
+    },
+    "ar2_coefficients": {
+        "decayRoot": "number", "riseRoot": "number", "g1": "number", "g2": "number", "dt": "number",
+    },
+    "formulation": {
+        "model": "string",
+        "objective": "string",
+        "kernel": "string",
+        "ar2_relation": "string",
+        "lambda_definition": "string",
+        "convergence": "string",
+    },
+    "metadata": {
+        "source_filename": "string?",
+        "num_cells": "number?",
+        "num_timepoints": "number?",
+    },
+}
+
+
+def schema_problems(doc, schema=CATUNE_EXPORT_SCHEMA, where="") -> list[str]:
+    """What valibot's CaTuneExportSchema would reject in ``doc`` (empty: it passes)."""
+    if not isinstance(doc, dict):
+        return [f"{where or 'top level'}: expected an object, got {type(doc).__name__}"]
+    out = []
+    for key, want in schema.items():
+        at = f"{where}.{key}" if where else key
+        if isinstance(want, dict):
+            if key not in doc:
+                out.append(f"{at}: missing")
+            else:
+                out += schema_problems(doc[key], want, at)
+            continue
+        kind, optional = want.rstrip("?"), want.endswith("?")
+        if key not in doc:
+            if not optional:
+                out.append(f"{at}: missing")
+            continue
+        v = doc[key]
+        ok = {
+            "string": isinstance(v, str),
+            "boolean": isinstance(v, bool),
+            "number": isinstance(v, (int, float)) and not isinstance(v, bool) and v == v,
+        }[kind]
+        if not ok:
+            out.append(f"{at}: expected {kind}, got {v!r}")
+    return out
+
+
+def test_schema_check_is_not_vacuous():
+    # the transcription catches what the web app rejects
+    assert schema_problems(WEB_APP_EXPORT) == []
+    assert len(schema_problems(WEB_APP_EXPORT | {"formulation": {"model": "x"}})) == 5
+    no_meta = {k: v for k, v in WEB_APP_EXPORT.items() if k != "metadata"}
+    assert schema_problems(no_meta) == ["metadata: missing"]
+    nulls = {**WEB_APP_EXPORT, "metadata": {"num_cells": None}}
+    assert schema_problems(nulls) == ["metadata.num_cells: expected number, got None"]
+    flag = {**WEB_APP_EXPORT, "parameters": {**WEB_APP_EXPORT["parameters"], "filter_enabled": 0}}
+    assert schema_problems(flag) == ["parameters.filter_enabled: expected boolean, got 0"]
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        None,
+        {},
+        {"source_filename": "/home/ana/data/2026-11-26/rec_F.npy", "num_cells": 12,
+         "num_timepoints": 9000},
+        {"source_filename": None, "num_cells": np.int64(3), "lab": "kept"},
+    ],
+)
+@pytest.mark.parametrize("baseline", [True, False])
+def test_our_file_passes_the_web_app_schema(tmp_path, metadata, baseline):
+    import calab
+
+    p = TuningParams(0.02, 0.4, 30.0, 0.05, baseline=baseline)
+    path = save_params(p, tmp_path / "p.json", metadata=metadata)
+    doc = json.loads(path.read_text())
+    assert schema_problems(doc) == []
+    assert isinstance(doc["metadata"], dict)
+    got = calab.load_export_params(path)
+    assert (got["tau_rise"], got["tau_decay"], got["fs"], got["lambda_"]) == (0.02, 0.4, 30.0, 0.05)
+
+
+def test_metadata_block_always_written_with_base_name_only(tmp_path):
+    p = TuningParams(0.02, 0.4, 30.0, 0.05)
+    doc = json.loads(save_params(p, tmp_path / "a.json").read_text())
+    assert doc["metadata"] == {}
+    for given, want in [
+        ("/home/ana/data/rec_F.npy", "rec_F.npy"),
+        (tmp_path / "sub" / "movie.tif", "movie.tif"),
+        ("C:\\Users\\ana\\rec.npz", "rec.npz"),
+        ("/data/suite2p/plane0/", "plane0"),  # a folder named with its slash
+        ("rec.npy", "rec.npy"),
+    ]:
+        doc = json.loads(save_params(p, tmp_path / "b.json",
+                                     metadata={"source_filename": given}).read_text())
+        assert doc["metadata"] == {"source_filename": want}, given
+    with pytest.raises(ValueError, match="num_cells must be a number"):
+        save_params(p, tmp_path / "c.json", metadata={"num_cells": "12"})
+    assert not (tmp_path / "c.json").exists()
 
 
 # ---------------------------------------------------------------- bad files

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from datetime import datetime, timezone
 from pathlib import Path
+
+import numpy as np
 
 from . import kernel
 from ._atomic import atomic_write_text
@@ -168,9 +171,41 @@ def _export_dict(params: TuningParams, metadata: dict | None) -> dict:
         },
         "formulation": _formulation(params.baseline),
     }
-    if metadata:
-        data["metadata"] = dict(metadata)
+    data["metadata"] = _metadata_block(metadata)
     return data
+
+
+# the keys CaTuneExportSchema types (all optional there; other keys are kept
+# in the file and ignored by the web app)
+_META_NUMBERS = ("num_cells", "num_timepoints")
+
+
+def _metadata_block(metadata: dict | None) -> dict:
+    """The ``metadata`` block: always present, as the web app's schema requires.
+
+    ``source_filename`` keeps only the file's base name (a full path would
+    leak the user's folders into a file meant to be shared); ``None`` values
+    are dropped, because the schema's optional fields accept a missing key
+    but not ``null``.
+    """
+    out = {}
+    for key, value in (metadata or {}).items():
+        if value is None:
+            continue
+        if key == "source_filename":
+            if isinstance(value, bytes):
+                value = value.decode("utf-8", "replace")
+            # either separator: a Windows path written on Linux and vice versa
+            value = re.split(r"[\\/]", str(value).rstrip("/\\"))[-1]
+            if not value:
+                continue
+        elif key in _META_NUMBERS:
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer,
+                                                                  np.floating)):
+                raise ValueError(f"metadata {key} must be a number, got {value!r}")
+            value = int(value) if float(value).is_integer() else float(value)
+        out[key] = value
+    return out
 
 
 def save_params(params: TuningParams, path, *, metadata: dict | None = None) -> Path:
@@ -183,7 +218,10 @@ def save_params(params: TuningParams, path, *, metadata: dict | None = None) -> 
         Target file; an earlier file there survives any failed write.
     metadata : dict, optional
         JSON-serialisable extras, e.g. ``source_filename``, ``num_cells``,
-        ``num_timepoints``.
+        ``num_timepoints``.  The file always has a ``metadata`` block (the
+        CaTune web app refuses a file without one), empty when none is given;
+        ``source_filename`` is reduced to the file's base name and ``None``
+        values are left out.
 
     Returns
     -------
