@@ -78,7 +78,8 @@ def test_frozen_hashable_and_dict_round_trip():
         p.lam = 0.2
     d = p.to_dict()
     assert d == {"tau_rise": 0.05, "tau_decay": 0.5, "fs": 20.0, "lam": 0.1, "filter_enabled": True,
-                 "baseline": True}
+                 "baseline": "scalar", "drift_scale": None}
+    assert type(d["baseline"]) is str
     assert TuningParams(**d) == p and hash(TuningParams(**d)) == hash(p)
     json.dumps(d)  # JSON-ready
     assert p.replace(lam=0.3).lam == 0.3
@@ -142,8 +143,9 @@ def test_round_trip_exact(tmp_path):
 
 
 def test_web_app_export_loads(tmp_path):
+    # the web app subtracts CaTune's rolling baseline before its fit: so do we
     q = load_params(_write_json(tmp_path / "web.json", WEB_APP_EXPORT))
-    assert q == TuningParams(0.02, 0.4, 30.0, 0.05, False)
+    assert q == TuningParams(0.02, 0.4, 30.0, 0.05, False, baseline="rolling")
 
 
 def test_older_1x_export_without_filter_loads(tmp_path):
@@ -278,7 +280,7 @@ def test_schema_check_is_not_vacuous():
         {"source_filename": None, "num_cells": np.int64(3), "lab": "kept"},
     ],
 )
-@pytest.mark.parametrize("baseline", [True, False])
+@pytest.mark.parametrize("baseline", ["scalar", "rolling", "drift", "none"])
 def test_our_file_passes_the_web_app_schema(tmp_path, metadata, baseline):
     import calab
 
@@ -461,14 +463,114 @@ def test_huge_file_refused_without_reading(tmp_path, monkeypatch):
     assert str(f) in str(info.value)
 
 
-def test_baseline_off_round_trips_and_says_so(tmp_path):
-    p = TuningParams(0.05, 0.5, 30.0, 0.1, baseline=False)
-    path = save_params(p, tmp_path / "nob.json")
-    data = json.loads(path.read_text())
-    assert data["formulation"]["baseline"] == "none: b = 0"
-    assert "- b" not in data["formulation"]["objective"]
-    assert load_params(path) == p
-    on = save_params(p.replace(baseline=True), tmp_path / "b.json")
-    assert load_params(on).baseline is True
-    with pytest.raises(ValueError, match="baseline"):
-        TuningParams(0.05, 0.5, 30.0, 0.1, baseline="yes")
+# ---------------------------------------------------------------- baseline modes
+
+
+def test_baseline_modes_and_back_compat_bools():
+    base = (0.05, 0.5, 30.0, 0.1)
+    assert TuningParams(*base).baseline == "scalar"  # the default
+    for given, want in [(True, "scalar"), (False, "none"), (np.bool_(False), "none"),
+                        ("rolling", "rolling"), ("Drift", "drift"), (" none ", "none")]:
+        p = TuningParams(*base, baseline=given)
+        assert p.baseline == want and isinstance(p.baseline, str), given
+        # truth value as the former bool field: "is a baseline estimated?"
+        assert bool(p.baseline) is (want != "none")
+    assert TuningParams(*base, baseline=True) == TuningParams(*base, baseline="scalar")
+    assert hash(TuningParams(*base, baseline=False)) == hash(TuningParams(*base, baseline="none"))
+    for bad in ("yes", "", 1, None, "percentile"):
+        with pytest.raises(ValueError, match="baseline must be one of 'scalar', 'rolling'"):
+            TuningParams(*base, baseline=bad)
+
+
+def test_drift_scale_is_kept_for_drift_only():
+    base = (0.05, 0.5, 30.0, 0.1)
+    p = TuningParams(*base, baseline="drift", drift_scale=20)
+    assert p.drift_scale == 20.0 and isinstance(p.drift_scale, float)
+    assert p.to_dict()["drift_scale"] == 20.0 and TuningParams(**p.to_dict()) == p
+    assert p.solver_kwargs() == {"filter_enabled": False, "baseline": "drift", "drift_scale": 20.0}
+    assert TuningParams(*base, baseline="drift").drift_scale is None  # the solver's default
+    # irrelevant to the other modes: dropped, so equal computations compare equal
+    q = p.replace(baseline="scalar")
+    assert q.drift_scale is None and q == TuningParams(*base)
+    assert q.solver_kwargs() == {"filter_enabled": False, "baseline": "scalar"}
+    for bad in (0, -5.0, float("inf"), float("nan"), "10", True):
+        with pytest.raises(ValueError, match="drift_scale"):
+            TuningParams(*base, baseline="drift", drift_scale=bad)
+
+
+@pytest.mark.parametrize("mode", ["scalar", "rolling", "drift", "none"])
+def test_baseline_mode_round_trips_and_objective_says_what_is_solved(tmp_path, mode):
+    p = TuningParams(0.05, 0.5, 30.0, 0.1, baseline=mode)
+    form = json.loads(save_params(p, tmp_path / "p.json").read_text())["formulation"]
+    assert form["baseline"] == mode
+    assert load_params(tmp_path / "p.json") == p
+    obj = form["objective"]
+    assert "lambda*G*||s||_1" in obj
+    if mode == "none":
+        assert obj.startswith("min_{s>=0} ") and "- b" not in obj
+    elif mode == "scalar":
+        assert obj.startswith("min_{s>=0, b} (1/2)||y - K*s - b||_2^2")
+    elif mode == "rolling":
+        assert obj.startswith("rolling 0.2 quantile over 5*ceil(5*tau_decay*fs) samples "
+                              "subtracted, then min_{s>=0, b}")
+        assert form["rolling_window_samples"] == 5 * math.ceil(5 * 0.5 * 30.0) == 375
+    else:
+        assert "+ (mu/2)*sum_t (b_t - b_{t-1})^2" in obj
+        assert form["drift_scale_s"] is None
+    assert ("drift_scale_s" in form) is (mode == "drift")
+
+
+def test_drift_scale_round_trips(tmp_path):
+    p = TuningParams(0.05, 0.5, 30.0, 0.1, baseline="drift", drift_scale=12.5)
+    form = json.loads(save_params(p, tmp_path / "p.json").read_text())["formulation"]
+    assert form["drift_scale_s"] == 12.5
+    assert load_params(tmp_path / "p.json") == p
+
+
+def _ours_with_formulation(tmp_path, name, **changes):
+    doc = json.loads(save_params(TuningParams(0.05, 0.5, 30.0, 0.1),
+                                 tmp_path / f"{name}.json").read_text())
+    for key, value in changes.items():
+        if value is None:
+            doc["formulation"].pop(key, None)
+        else:
+            doc["formulation"][key] = value
+    return _write_json(tmp_path / f"{name}.json", doc)
+
+
+def test_files_without_a_baseline_key(tmp_path):
+    # written by an older napari-catune: it solved the joint scalar baseline
+    old_ours = _ours_with_formulation(tmp_path, "old", baseline=None)
+    assert load_params(old_ours).baseline == "scalar"
+    # our files between the bool field and the modes held a sentence
+    on = _ours_with_formulation(tmp_path, "on", baseline="a scalar b per trace, estimated "
+                                                           "jointly with s")
+    off = _ours_with_formulation(tmp_path, "off", baseline="none: b = 0")
+    assert load_params(on).baseline == "scalar" and load_params(off).baseline == "none"
+    # the web app (catune_version is its release tag), files with no version,
+    # and calab-era 1.1 files: tuned on CaTune's rolling baseline
+    for version in ("v2.7.1", "dev", "1.2.3", None):
+        doc = dict(WEB_APP_EXPORT)
+        if version is None:
+            del doc["catune_version"]
+        else:
+            doc["catune_version"] = version
+        assert load_params(_write_json(tmp_path / "w.json", doc)).baseline == "rolling", version
+    old = {"schema_version": "1.1.0", "parameters": dict(WEB_APP_EXPORT["parameters"])}
+    assert load_params(_write_json(tmp_path / "old11.json", old)).baseline == "rolling"
+
+
+@pytest.mark.parametrize(
+    "formulation, fragment",
+    [
+        ({"baseline": "percentile"}, "formulation.baseline must be one of"),
+        ({"baseline": True}, "formulation.baseline must be one of"),
+        ({"baseline": "drift", "drift_scale_s": "10"}, "drift_scale_s must be a number"),
+        ({"baseline": "drift", "drift_scale_s": -1}, "drift_scale must be a positive"),
+    ],
+)
+def test_bad_baseline_in_file(tmp_path, formulation, fragment):
+    f = _ours_with_formulation(tmp_path, "bad", **formulation)
+    with pytest.raises(ValueError, match=fragment) as info:
+        load_params(f)
+    assert str(f) in str(info.value)

@@ -83,6 +83,19 @@ def test_write_params_falls_back_to_the_results_params(tmp_path):
     assert load_params(path) == PARAMS
 
 
+def test_write_params_keeps_the_baseline_mode(tmp_path):
+    drift = PARAMS.replace(baseline="drift", drift_scale=30.0)
+    meta = _meta()
+    meta["metadata"]["catune"]["params"] = drift.to_dict()
+    write_params(str(tmp_path / "d.json"), _labels(), meta)
+    assert load_params(tmp_path / "d.json") == drift
+    # a layer stored by a tuner of the bool era
+    meta["metadata"]["catune"]["params"] = {**PARAMS.to_dict(), "baseline": False}
+    del meta["metadata"]["catune"]["params"]["drift_scale"]
+    write_params(str(tmp_path / "n.json"), _labels(), meta)
+    assert load_params(tmp_path / "n.json").baseline == "none"
+
+
 def test_write_results_npy(tmp_path):
     path = tmp_path / "activity.npy"
     assert write_results_npy(str(path), _labels(), _meta()) == [str(path)]

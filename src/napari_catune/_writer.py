@@ -82,7 +82,8 @@ def write_params(path: str, data, meta: dict) -> list[str]:
     if params is None:
         raise _nothing_to_write(meta, "CaTune parameters")
     if not isinstance(params, TuningParams):
-        fields = ("tau_rise", "tau_decay", "fs", "lam", "filter_enabled")
+        fields = ("tau_rise", "tau_decay", "fs", "lam", "filter_enabled", "baseline",
+                  "drift_scale")
         params = TuningParams(**{k: params[k] for k in fields if k in params})
     extra = {}
     if cat.get("source"):
