@@ -88,14 +88,16 @@ def test_frozen_hashable_and_dict_round_trip():
 @pytest.mark.parametrize(
     "kwargs, fragment",
     [
-        ({"tau_rise": 0.0005}, "tau_rise"),
-        ({"tau_rise": 0.6, "tau_decay": 2.0}, "tau_rise"),
-        ({"tau_decay": 11.0}, "tau_decay"),
-        ({"fs": 0.5}, "sampling rate fs"),
-        ({"fs": 2000.0}, "1-1000"),
-        ({"lam": -0.1}, "lambda"),
-        ({"lam": 10.5}, "0-10"),
+        ({"tau_rise": 0.0}, "tau_rise = 0 s is invalid: it must be a positive number"),
+        ({"tau_rise": -0.02}, "tau_rise = -0.02 s is invalid"),
+        ({"tau_decay": 0.0}, "tau_decay"),
+        ({"fs": 0.0}, "sampling rate fs = 0 Hz is invalid"),
+        ({"fs": -30.0}, "sampling rate fs"),
+        ({"fs": float("inf")}, "finite"),
+        ({"lam": -0.1}, r"lambda = -0.1 is invalid: it must be a number >= 0"),
         ({"tau_rise": 0.5, "tau_decay": 0.4}, "must be smaller than tau_decay"),
+        ({"tau_rise": 0.6, "tau_decay": 0.6}, "must be smaller than tau_decay"),
+        ({"tau_decay": 1e4, "fs": 1e4}, "fit in memory"),
         ({"lam": float("nan")}, "finite"),
         ({"tau_rise": "0.1"}, "tau_rise must be a number"),
         ({"lam": True}, "lam must be a number"),
@@ -106,6 +108,76 @@ def test_invalid_params_raise(kwargs, fragment):
     base = {"tau_rise": 0.02, "tau_decay": 0.4, "fs": 30.0, "lam": 0.05}
     with pytest.raises(ValueError, match=fragment):
         TuningParams(**{**base, **kwargs})
+
+
+# issue 10: values calab 0.3 accepts, outside CaTune's sliders
+BEYOND_SLIDERS = [
+    ({"fs": 2000.0}, "sampling rate fs = 2000 Hz is outside CaTune's slider range 1-1000 Hz"),
+    ({"fs": 0.5}, "sampling rate fs = 0.5 Hz is outside CaTune's slider range 1-1000 Hz"),
+    ({"lam": 20.0}, "lambda = 20 is outside CaTune's slider range 0-10"),
+    ({"tau_rise": 0.6, "tau_decay": 2.0}, "tau_rise = 0.6 s is outside CaTune's slider range "
+                                          "0.001-0.5 s"),
+    ({"tau_decay": 12.0}, "tau_decay = 12 s is outside CaTune's slider range 0.01-10 s"),
+    ({"tau_rise": 0.0005}, "tau_rise = 0.0005 s is outside CaTune's slider range 0.001-0.5 s"),
+]
+
+
+@pytest.fixture
+def fresh_warnings(monkeypatch):
+    from napari_catune import kernel
+
+    monkeypatch.setattr(kernel, "_WARNED", set())
+
+
+@pytest.mark.parametrize("kwargs, message", BEYOND_SLIDERS)
+def test_values_beyond_the_sliders_are_kept_and_saved(tmp_path, fresh_warnings, kwargs, message):
+    import calab
+
+    from napari_catune.kernel import ParameterRangeWarning
+
+    base = {"tau_rise": 0.02, "tau_decay": 0.4, "fs": 30.0, "lam": 0.05}
+    with pytest.warns(ParameterRangeWarning) as record:
+        p = TuningParams(**{**base, **kwargs})
+    assert [str(w.message).split(";")[0] for w in record] == [message]
+    for key, value in kwargs.items():
+        assert getattr(p, key) == value
+    assert math.isfinite(p.t_peak) and math.isfinite(p.fwhm) and p.fwhm > 0
+    path = save_params(p, tmp_path / "p.json")
+    assert load_params(path) == p  # no second warning needed: the value was seen
+    got = calab.load_export_params(path)
+    assert (got["tau_rise"], got["tau_decay"], got["fs"], got["lambda_"]) == (
+        p.tau_rise, p.tau_decay, p.fs, p.lam)
+
+
+@pytest.mark.parametrize("kwargs, message", BEYOND_SLIDERS)
+def test_the_solver_runs_beyond_the_sliders(kwargs, message):
+    import warnings
+
+    from napari_catune.solver import run_deconvolution_full
+
+    base = {"tau_rise": 0.02, "tau_decay": 0.4, "fs": 30.0, "lam": 0.05}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        p = TuningParams(**{**base, **kwargs})
+        n = max(50, int(20 * p.tau_decay * p.fs))
+        rng = np.random.default_rng(0)
+        y = np.zeros((2, n))
+        y[:, n // 4] = 1.0
+        from napari_catune.kernel import build_kernel
+
+        k = build_kernel(p.tau_rise, p.tau_decay, p.fs)
+        y = np.array([np.convolve(r, k)[:n] for r in y]) + 0.01 * rng.standard_normal((2, n))
+        res = run_deconvolution_full(y, p.fs, p.tau_rise, p.tau_decay, p.lam)
+    assert np.isfinite(res.activity).all() and np.isfinite(res.reconvolution).all()
+    assert np.all(res.converged)
+
+
+def test_file_beyond_the_sliders_loads_with_the_warning(tmp_path, fresh_warnings):
+    from napari_catune.kernel import ParameterRangeWarning
+
+    doc = dict(WEB_APP_EXPORT, parameters={**WEB_APP_EXPORT["parameters"], "tau_decay_s": 40})
+    with pytest.warns(ParameterRangeWarning, match="tau_decay = 40 s is outside"):
+        assert load_params(_write_json(tmp_path / "slow.json", doc)).tau_decay == 40.0
 
 
 # ---------------------------------------------------------------- files
@@ -331,8 +403,10 @@ def test_metadata_block_always_written_with_base_name_only(tmp_path):
          '"sampling_rate_hz": 30}}', "lambda must be a number"),
         ('{"parameters": {"tau_rise_s": 0.02, "tau_decay_s": 0.4, "lambda": 0.1, '
          '"sampling_rate_hz": 30, "filter_enabled": "no"}}', "filter_enabled must be true or false"),
-        ('{"parameters": {"tau_rise_s": 0.02, "tau_decay_s": 40, "lambda": 0.1, '
-         '"sampling_rate_hz": 30}}', "tau_decay = 40 s is outside"),
+        ('{"parameters": {"tau_rise_s": 0.02, "tau_decay_s": 0.4, "lambda": 0.1, '
+         '"sampling_rate_hz": 0}}', "sampling rate fs = 0 Hz is invalid"),
+        ('{"parameters": {"tau_rise_s": 0.02, "tau_decay_s": 0.4, "lambda": -1, '
+         '"sampling_rate_hz": 30}}', "lambda = -1 is invalid"),
         ('{"parameters": {"tau_rise_s": 0.02, "tau_decay_s": NaN, "lambda": 0.1, '
          '"sampling_rate_hz": 30}}', "not valid JSON"),
     ],
