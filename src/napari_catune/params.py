@@ -25,6 +25,7 @@ from ._version import __version__
 __all__ = [
     "TuningParams", "save_params", "load_params", "SCHEMA_VERSION", "FORMULATION",
     "BASELINE_MODES", "DEFAULT_BASELINE", "BaselineMode", "rolling_window", "written_by_us",
+    "load_params_dict",
 ]
 
 SCHEMA_VERSION = "1.2.0"
@@ -411,6 +412,16 @@ def load_params(path) -> TuningParams:
         data = json.loads(text, parse_constant=_reject_constant)
     except ValueError as exc:  # JSONDecodeError and NaN/Infinity
         raise ValueError(f"{path} is not a CaTune export: not valid JSON ({exc})") from None
+    return load_params_dict(data, path)
+
+
+def load_params_dict(data, source="<dict>") -> TuningParams:
+    """The parameters of an already parsed CaTune export document.
+
+    What :func:`load_params` does after reading the JSON; ``source`` names
+    the document in error messages (e.g. the file holding it).
+    """
+    path = source
     if not isinstance(data, dict):
         raise ValueError(f"{path} is not a CaTune export: the top level is not a JSON object")
     version = data.get("schema_version")
