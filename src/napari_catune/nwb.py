@@ -310,7 +310,10 @@ def load_nwb(path, *, series: str | None = None, neuropil_coefficient: float = 0
         try:
             nwbfile = io.read()
         except Exception as exc:  # noqa: BLE001
-            raise ValueError(f"{path} is not a readable NWB file: {exc}") from None
+            text = str(exc)  # hdmf's messages carry whole builder dumps
+            raise ValueError(
+                f"{path} is not a readable NWB file: "
+                f"{text[:300] + ' ...' if len(text) > 300 else text}") from None
         found = _series(nwbfile)
         chosen_path, kind, rrs = _pick(path, found, series)
         notes = [f"traces: {chosen_path} ({kind})"]
