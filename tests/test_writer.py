@@ -403,3 +403,36 @@ def test_activity_overlay_of_an_unknown_layer_says_what_to_do(make_napari_viewer
     with pytest.warns(UserWarning, match="Apply to all ROIs"), pytest.raises(ValueError):
         write_results_npz(str(tmp_path / "a.npz"), None, {"name": overlay.name,
                                                          "metadata": dict(overlay.metadata)})
+
+
+def test_file_menu_save_results_action(make_napari_viewer, tmp_path, monkeypatch):
+    # File > IO Utilities > Save CaTune results...: no napari file type in the way
+    from qtpy.QtWidgets import QFileDialog
+
+    from napari_catune._writer import save_results_dialog
+    from napari_catune.results import load_results
+
+    viewer, layer, overlay = _viewer_with_overlay(make_napari_viewer)
+    from napari._app_model import get_app_model
+
+    items = get_app_model().menus.get_menu("napari/file/io_utilities")
+    assert "napari-catune.save_results_dialog" in {
+        getattr(i, "command", None) and i.command.id for i in items}
+    asked = []
+
+    def fake_dialog(parent, caption, start, filters):
+        asked.append((start, filters))
+        return str(tmp_path / "kept"), filters.split(";;")[0]  # no extension typed
+
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(fake_dialog))
+    viewer.layers.selection.active = overlay  # the activity layer is what the user sees
+    assert save_results_dialog() == [str(tmp_path / "kept.npz")]
+    assert asked[0][0] == "cells_catune.npz" and "(*.nwb)" in asked[0][1]
+    got = load_results(tmp_path / "kept.npz")
+    np.testing.assert_array_equal(got["activity"], _activity())
+    np.testing.assert_array_equal(got["roi_ids"], IDS)
+    # with no results anywhere, nothing is asked and nothing written
+    viewer.layers.remove(layer)
+    asked.clear()
+    assert save_results_dialog() == []
+    assert asked == []

@@ -32,7 +32,7 @@ import numpy as np
 
 __all__ = [
     "write_params", "write_results_npy", "write_results_csv", "write_results_npz",
-    "write_results_nwb", "write_features_csv",
+    "write_results_nwb", "write_features_csv", "save_results_dialog",
 ]
 
 
@@ -234,3 +234,60 @@ def write_features_csv(path: str, data, meta: dict) -> list[str]:
     if cols is None:
         raise _nothing_to_write(meta, "per-ROI features")
     return [str(save_features_csv(path, cols, roi_ids=_roi_ids(cat, n)))]
+
+
+# ----------------------------------------------------------------------------
+# File > IO Utilities > Save CaTune results...
+# ----------------------------------------------------------------------------
+
+_DIALOG_FILTERS = (
+    ("CaTune results: activity, fit, baseline, ids, fs, parameters (*.npz)", ".npz"),
+    ("CaTune results, NWB (*.nwb)", ".nwb"),
+    ("Deconvolved activity, CSV with sidecar (*.csv)", ".csv"),
+    ("Deconvolved activity, NPY with sidecar (*.npy)", ".npy"),
+)
+
+
+def _results_layer(viewer):
+    """The Labels layer whose results to save: the active one, the one the
+    active activity overlay paints, or the only one with results."""
+    active = viewer.layers.selection.active
+    if active is not None:
+        meta = {"name": active.name, "metadata": active.metadata}
+        if isinstance(_catune(meta).get("results"), dict):
+            return active
+        found = _viewer_source(meta)
+        if found:
+            return viewer.layers[found["name"]]
+    holders = [layer for layer in viewer.layers if layer._type_string == "labels"
+               and isinstance((layer.metadata.get("catune") or {}).get("results"), dict)]
+    return holders[0] if len(holders) == 1 else None
+
+
+def save_results_dialog() -> list[str]:
+    """Ask where, then save the current CaTune results (no file type to pick first).
+
+    The File > Save Selected Layers dialog preselects napari's own writer;
+    this menu entry offers the CaTune formats only.
+    """
+    import napari
+    from napari.utils.notifications import show_error, show_info
+    from qtpy.QtWidgets import QFileDialog
+
+    viewer = napari.current_viewer()
+    layer = None if viewer is None else _results_layer(viewer)
+    if layer is None:
+        show_error("No CaTune results to save: run 'Apply to all ROIs' in the CaTune tuner "
+                   "first (with several result layers, select the one to save).")
+        return []
+    filters = ";;".join(f for f, _ in _DIALOG_FILTERS)
+    path, chosen = QFileDialog.getSaveFileName(
+        None, "Save CaTune results", f"{layer.name}_catune.npz", filters)
+    if not path:
+        return []
+    if Path(path).suffix.lower() not in {e for _, e in _DIALOG_FILTERS}:
+        path += dict(_DIALOG_FILTERS).get(chosen, ".npz")
+    meta = {"name": layer.name, "metadata": layer.metadata, "features": layer.features}
+    written = _save(path, np.asarray(layer.data), meta)
+    show_info("Saved CaTune results: " + ", ".join(Path(p).name for p in written))
+    return written
