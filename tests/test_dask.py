@@ -92,7 +92,7 @@ def test_validation_is_eager_and_solving_lazy():
     with pytest.raises(ValueError, match="tau_rise"):
         run_deconvolution_full(x, FS, 0.6, 0.4, LAM)  # rise > decay: caught before compute
     with pytest.raises(ValueError, match="lambda"):
-        run_deconvolution(x, FS, TAU_R, TAU_D, 50.0)
+        run_deconvolution(x, FS, TAU_R, TAU_D, -1.0)  # lambda 50 is valid (issue 10)
     with pytest.raises(ValueError, match=r"2-D.*\(2, 3, 40\)"):
         run_deconvolution_full(da.zeros((2, 3, 40)), FS, TAU_R, TAU_D, LAM)
     with pytest.raises(ValueError, match="real numeric"):

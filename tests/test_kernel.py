@@ -21,6 +21,15 @@ EXTREME = [
     (0.4999, 0.5, 30.0),
     (0.001, 0.011, 1.0),
 ]
+# physically valid, outside CaTune's sliders (issue 10: calab accepts them)
+BEYOND_SLIDERS = [
+    (0.02, 0.4, 2000.0),
+    (0.02, 0.4, 0.5),
+    (0.6, 2.0, 30.0),
+    (0.02, 12.0, 30.0),
+    (0.0005, 0.4, 30.0),
+    (0.0005, 0.4, 0.5),
+]
 
 
 def reference_kernel(tau_rise, tau_decay, fs):
@@ -30,7 +39,7 @@ def reference_kernel(tau_rise, tau_decay, fs):
     return h / h.max()
 
 
-@pytest.mark.parametrize("tr,td,fs", TYPICAL + EXTREME)
+@pytest.mark.parametrize("tr,td,fs", TYPICAL + EXTREME + BEYOND_SLIDERS)
 def test_kernel_peak_first_sample_and_sign(tr, td, fs):
     h = build_kernel(tr, td, fs)
     assert h.max() == pytest.approx(1.0, abs=1e-15)
@@ -53,7 +62,7 @@ def test_kernel_is_deterministic():
     assert np.array_equal(build_kernel(0.03, 0.7, 20), build_kernel(0.03, 0.7, 20))
 
 
-@pytest.mark.parametrize("tr,td,fs", TYPICAL + EXTREME)
+@pytest.mark.parametrize("tr,td,fs", TYPICAL + EXTREME + BEYOND_SLIDERS)
 def test_ar2_roots_and_recursion_reproduce_kernel(tr, td, fs):
     g1, g2, d, r = tau_to_ar2(tr, td, fs)
     # exp(-dt/tau_rise) underflows to 0.0 for tau_rise = 1 ms at 1 Hz (e^-1000)
@@ -113,17 +122,94 @@ def test_tau_from_shape_rejects_impossible_shape():
         ((0.02, 0.02, 30), "smaller than tau_decay"),
         ((0.0, 0.4, 30), "tau_rise"),
         ((-0.01, 0.4, 30), "tau_rise"),
-        ((0.6, 0.9, 30), "0.001-0.5"),
-        ((0.02, 11.0, 30), "tau_decay"),
-        ((0.02, 0.4, 0.0), "sampling rate"),
-        ((0.02, 0.4, 2000.0), "1-1000"),
+        ((0.02, -0.4, 30), "tau_decay = -0.4 s is invalid: it must be a positive number"),
+        ((0.02, 0.4, 0.0), "sampling rate fs = 0 Hz is invalid"),
+        ((0.02, 0.4, -30.0), "sampling rate fs = -30 Hz is invalid"),
         ((float("nan"), 0.4, 30), "finite"),
         ((0.02, float("inf"), 30), "finite"),
+        ((0.02, 0.4, float("inf")), "finite"),
+        (("0.02", 0.4, 30), "tau_rise must be a number"),
+        ((0.02, 0.4, None), "sampling rate fs must be a number"),
+        ((0.02, 0.4, True), "sampling rate fs must be a number"),
+        # a kernel that would not fit in memory (1.38e9 samples)
+        ((0.02, 1e4, 1e4), r"tau_decay = 10000 s at sampling rate fs = 10000 Hz needs a kernel "
+                           r"of 1\.38e\+09 samples"),
+        # decays within a thousandth of a sample: exp(-1/(tau_decay fs)) underflows
+        ((1e-6, 1e-5, 1.0), "vanishes within one sample"),
+        # one ulp apart: 1/tau_rise - 1/tau_decay rounds to 0
+        ((np.nextafter(0.4, 0.0), 0.4, 30), "too close to tell apart"),
     ],
 )
-def test_bad_parameters_name_the_parameter_and_range(args, fragment):
-    with pytest.raises(ValueError, match=fragment):
-        build_kernel(*args)
+def test_bad_parameters_name_the_parameter(args, fragment):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # refused: no range warning before the error
+        with pytest.raises(ValueError, match=fragment):
+            build_kernel(*args)
+
+
+@pytest.fixture
+def fresh_warnings(monkeypatch):
+    from napari_catune import kernel
+
+    monkeypatch.setattr(kernel, "_WARNED", set())
+
+
+@pytest.mark.parametrize(
+    "tr,td,fs,lam,fragment",
+    [
+        (0.02, 0.4, 2000.0, 0.1, "sampling rate fs = 2000 Hz is outside CaTune's slider range "
+                                 "1-1000 Hz"),
+        (0.02, 0.4, 0.5, 0.1, "sampling rate fs = 0.5 Hz is outside .* 1-1000 Hz"),
+        (0.02, 0.4, 30.0, 20.0, "lambda = 20 is outside CaTune's slider range 0-10"),
+        (0.6, 2.0, 30.0, 0.1, r"tau_rise = 0\.6 s is outside CaTune's slider range 0\.001-0\.5 s"),
+        (0.02, 12.0, 30.0, 0.1, "tau_decay = 12 s is outside CaTune's slider range 0.01-10 s"),
+        (0.0005, 0.4, 30.0, 0.1, "tau_rise = 0.0005 s is outside"),
+    ],
+)
+def test_values_beyond_the_sliders_are_kept_with_one_warning(fresh_warnings, tr, td, fs, lam,
+                                                             fragment):
+    import warnings
+
+    from napari_catune.kernel import ParameterRangeWarning, validate_params
+
+    with pytest.warns(ParameterRangeWarning, match=fragment) as record:
+        assert validate_params(tr, td, fs, lam) == (tr, td, fs, lam)
+    assert len(record) == 1
+    # once per value: the solver path validates the same numbers many times
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        validate_params(tr, td, fs, lam)
+        build_kernel(tr, td, fs)
+        tau_to_ar2(tr, td, fs)
+
+
+def test_inside_the_sliders_no_warning(fresh_warnings):
+    import warnings
+
+    from napari_catune.kernel import PARAM_RANGES, validate_params
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for tr, td, fs in EXTREME:
+            validate_params(tr, td, fs, 10.0)
+            validate_params(tr, td, fs, 0.0)
+    # the slider ranges themselves are unchanged (the tuner's sliders span them)
+    assert PARAM_RANGES == {"tau_rise": (0.001, 0.5), "tau_decay": (0.01, 10.0),
+                            "fs": (1.0, 1000.0), "lam": (0.0, 10.0)}
+
+
+def test_longest_kernel_accepted_is_the_documented_one():
+    from napari_catune.kernel import MAX_KERNEL_SAMPLES, kernel_length, validate_params
+
+    assert MAX_KERNEL_SAMPLES == 50_000_000
+    # 13.8155 * tau_decay * fs samples: 3.6e6 fine, 5.5e7 refused
+    with pytest.warns(UserWarning):
+        validate_params(0.1, 60.0, 4400.0)
+        assert kernel_length(60.0, 4400.0) < MAX_KERNEL_SAMPLES
+    with pytest.raises(ValueError, match="fit in memory"):
+        validate_params(0.1, 60.0, 66000.0)
 
 
 def test_bandpass_removes_dc_keeps_band_and_skips_short():

@@ -52,10 +52,18 @@ def test_contributions_listed(manifest):
     readers = {r.command: r for r in c.readers}
     assert readers[f"{PLUGIN}.read_params"].filename_patterns == ["*.json"]
     assert set(readers[f"{PLUGIN}.read_traces"].filename_patterns) == {"*.npy", "*.npz"}
-    writers = {w.command: (w.layer_types, w.filename_extensions) for w in c.writers}
-    assert writers[f"{PLUGIN}.write_params"] == (["labels"], [".json"])
-    assert writers[f"{PLUGIN}.write_results_npy"] == (["labels"], [".npy"])
-    assert writers[f"{PLUGIN}.write_results_csv"] == (["labels"], [".csv"])
+    assert readers[f"{PLUGIN}.read_nwb"].filename_patterns == ["*.nwb"]
+    writers = {}
+    for w in c.writers:
+        writers.setdefault(w.command.split(".")[1], set()).add(
+            (tuple(w.layer_types), tuple(w.filename_extensions)))
+    assert writers == {
+        "write_params": {(("labels",), (".json",))},
+        # results: from the Labels layer and from the tuner's activity overlay
+        **{f"write_results_{e}": {(("labels",), (f".{e}",)), (("image",), (f".{e}",))}
+           for e in ("npz", "nwb", "npy", "csv")},
+        "write_features_csv": {(("labels",), (".csv",))},
+    }
 
 
 def test_plugin_is_discovered_by_npe2():

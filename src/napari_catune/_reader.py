@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["get_params_reader", "get_traces_reader"]
+__all__ = ["get_params_reader", "get_traces_reader", "get_nwb_reader"]
 
 # a CaTune export is ~2 kB; anything this large is someone else's JSON
 _MAX_PARAMS_BYTES = 1 << 20
@@ -341,3 +341,52 @@ def read_traces(path):
         },
     }
     return [(labels, meta, "labels")]
+
+
+# ----------------------------------------------------------------------------
+# NWB ophys files
+# ----------------------------------------------------------------------------
+
+
+def get_nwb_reader(path):
+    """A reader for an ``.nwb`` (HDF5) file with processing modules, else None.
+
+    Without pynwb the reader is still returned, so that opening the file says
+    which extra to install instead of "no reader".
+    """
+    try:
+        p = single_path(path)
+        if p is None or not p.lower().endswith(".nwb") or not os.path.isfile(p):
+            return None
+        try:
+            import h5py
+        except ImportError:
+            return read_nwb
+        with h5py.File(p, "r") as f:
+            if "processing" not in f:
+                return None
+    except Exception:  # not ours (not HDF5, unreadable ...)
+        return None
+    return read_nwb
+
+
+def read_nwb(path):
+    """Read an NWB ophys file: its summary image and the ROI footprints.
+
+    The Labels layer's ``metadata["catune"]`` carries the traces, ``fs``,
+    ``roi_ids`` and the source (``napari_catune.nwb.load_nwb`` picks the
+    series; its notes say which).
+    """
+    from ._reader_pipelines import _layers
+    from .nwb import load_nwb
+
+    p = single_path(path)
+    if p is None:
+        raise ValueError(f"cannot read {path!r} as NWB: pass a single file")
+    data = load_nwb(p)
+    layers = _layers(data, Path(p).stem)
+    for _, meta, kind in layers:
+        if kind == "labels":
+            meta["metadata"]["catune"]["notes"] = list(data.notes)
+            meta["metadata"]["catune"]["kind"] = data.kind
+    return layers

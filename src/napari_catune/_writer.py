@@ -1,9 +1,20 @@
-"""npe2 writers for a Labels layer the CaTune tuner has worked on.
+"""npe2 writers for the layers the CaTune tuner has worked on.
 
 Single-layer npe2 writers are called as ``writer(path, data, meta)`` with
-``meta`` the layer's state dict; everything we write rides in
-``meta["metadata"]["catune"]`` (see the layer conventions in the project
-notes).  All files are written atomically.
+``meta`` the layer's state dict.  The results ride in the Labels layer's
+``meta["metadata"]["catune"]`` (``results``: activity, reconvolution,
+baseline, converged, roi_ids, params) and its ``features``.  The tuner's
+activity overlay (an Image layer) can be saved too: its results are those of
+the Labels layer it paints, found in the current viewer.  Files are laid out
+by ``napari_catune.results`` (npz, NWB, csv, npy + sidecar) and written
+atomically.
+
+napari's File > Save Selected Layers dialog preselects napari's own writer
+(the first file type listed) and hands the file to it whatever its
+extension, so a ``.npy``/``.npz`` name with the preselected type fails in
+napari before any plugin is asked; pick a "CaTune ..." file type there.
+``layer.save(path)`` and ``viewer.layers.save(path, selected=True)`` choose
+by extension and reach these writers.
 
 When the layer holds nothing to write we raise ``ValueError`` saying what to
 do.  napari shows that message when saving from the File menu; through
@@ -14,13 +25,15 @@ as a warning beforehand (napari discards it in the File-menu path).
 
 from __future__ import annotations
 
-import io
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["write_params", "write_results_npy", "write_results_csv"]
+__all__ = [
+    "write_params", "write_results_npy", "write_results_csv", "write_results_npz",
+    "write_results_nwb", "write_features_csv", "save_results_dialog",
+]
 
 
 def _catune(meta) -> dict:
@@ -46,8 +59,54 @@ def _params_dict(cat: dict):
     return params or None
 
 
-def _results(meta) -> tuple[dict, np.ndarray]:
+def _viewer_source(meta) -> dict:
+    """The results behind the tuner's activity overlay (an Image layer).
+
+    The overlay's own metadata carries only a flag (or, from newer tuners, the
+    name of its Labels layer in ``catune["source_layer"]``); its results live
+    on that Labels layer, found in the current viewer.
+    """
+    md = (meta or {}).get("metadata") or {}
+    cat = md.get("catune") if isinstance(md.get("catune"), dict) else {}
+    if not (md.get("catune_overlay") or cat.get("source_layer")):
+        return {}
+    try:
+        import napari
+
+        viewer = napari.current_viewer()
+    except Exception:  # noqa: BLE001 - no napari, no viewer
+        return {}
+    if viewer is None:
+        return {}
+    holders = [
+        layer for layer in viewer.layers
+        if layer._type_string == "labels"
+        and isinstance((layer.metadata.get("catune") or {}).get("results"), dict)
+    ]
+    name = cat.get("source_layer")
+    if name:
+        holders = [layer for layer in holders if layer.name == name]
+    if len(holders) != 1:
+        return {}
+    layer = holders[0]
+    return {"catune": layer.metadata["catune"], "labels": np.asarray(layer.data),
+            "features": layer.features, "name": layer.name}
+
+
+def _source(meta, data):
+    """(catune dict, label image or None, features or None) of the layer being saved."""
     cat = _catune(meta)
+    if isinstance(cat.get("results"), dict):
+        labels = data if np.ndim(data) == 2 and np.asarray(data).dtype.kind in "iu" else None
+        return cat, (None if labels is None else np.asarray(labels)), (meta or {}).get("features")
+    found = _viewer_source(meta)
+    if found:
+        return found["catune"], found["labels"], found["features"]
+    return cat, None, None
+
+
+def _results(meta, data=None) -> tuple[dict, np.ndarray]:
+    cat, _, _ = _source(meta, data)
     results = cat.get("results")
     if not isinstance(results, dict) or results.get("activity") is None:
         raise _nothing_to_write(meta, "deconvolution results")
@@ -69,21 +128,67 @@ def _roi_ids(cat: dict, n: int) -> np.ndarray:
     return np.arange(1, n + 1, dtype=np.int64)
 
 
+def _tuning_params(params):
+    from napari_catune.params import TuningParams
+
+    if params is None or isinstance(params, TuningParams):
+        return params
+    fields = ("tau_rise", "tau_decay", "fs", "lam", "filter_enabled", "baseline", "drift_scale")
+    return TuningParams(**{k: params[k] for k in fields if k in params})
+
+
+def _features(features, n: int):
+    """A Labels layer's features table as columns, when it has one row per ROI."""
+    if features is None:
+        return None
+    try:
+        cols = {str(c): np.asarray(features[c]) for c in features.columns}
+    except AttributeError:
+        cols = {str(k): np.asarray(v) for k, v in dict(features).items()}
+    cols.pop("index", None)
+    if not cols or any(v.ndim != 1 or v.shape[0] != n for v in cols.values()):
+        return None
+    return cols
+
+
+def _save(path: str, data, meta: dict) -> list[str]:
+    """Everything the layer's results hold, through ``results.save_results``."""
+    from napari_catune.results import save_results
+
+    cat, activity = _results(meta, data)
+    _, labels, features = _source(meta, data)
+    res = cat["results"]
+    params = _tuning_params(_params_dict(cat))
+    if params is None:
+        raise ValueError(
+            "the layer's results carry no parameters: run 'Apply to all ROIs' in the CaTune "
+            "tuner again"
+        )
+    n = activity.shape[0]
+    ids = _roi_ids(cat, n)
+    if labels is not None and not np.isin(ids, labels).any():
+        labels = None  # not the footprints of these ROIs (e.g. a tile grid of another file)
+    written = save_results(
+        path, activity=activity, fit=res.get("reconvolution"), baseline=res.get("baseline"),
+        events=res.get("events"), roi_ids=ids, fs=params.fs, params=params,
+        features=_features(features, n), labels=labels, source=cat.get("source"),
+    )
+    return [str(p) for p in written]
+
+
 def write_params(path: str, data, meta: dict) -> list[str]:
     """Save the layer's tuned parameters as a CaTune export JSON (schema 1.2.0).
 
     Parameters come from ``metadata["catune"]["params"]`` (or, failing that,
     from the parameters stored with the results).
     """
-    from napari_catune.params import TuningParams, save_params
+    from napari_catune.params import save_params
 
-    cat = _catune(meta)
+    cat, _, _ = _source(meta, data)
     params = _params_dict(cat)
     if params is None:
         raise _nothing_to_write(meta, "CaTune parameters")
-    if not isinstance(params, TuningParams):
-        fields = ("tau_rise", "tau_decay", "fs", "lam", "filter_enabled")
-        params = TuningParams(**{k: params[k] for k in fields if k in params})
+    params = _tuning_params(params)
     extra = {}
     if cat.get("source"):
         extra["source_filename"] = Path(str(cat["source"])).name
@@ -96,37 +201,93 @@ def write_params(path: str, data, meta: dict) -> list[str]:
 
 
 def write_results_npy(path: str, data, meta: dict) -> list[str]:
-    """Save the deconvolved activity (n_rois, n_frames) as a float64 ``.npy``."""
-    from napari_catune._atomic import atomic_save_npy
-
-    _, activity = _results(meta)
-    atomic_save_npy(path, np.ascontiguousarray(activity))
-    return [str(path)]
+    """Save the deconvolved activity (n_rois, n_frames) as float64 ``.npy`` plus
+    ``{stem}_metadata.json`` (fs, ROI ids, parameters), which reopens as traces."""
+    return _save(path, data, meta)
 
 
 def write_results_csv(path: str, data, meta: dict) -> list[str]:
-    """Save the deconvolved activity as CSV: ``time_s`` then one ``roi_<id>`` column per ROI."""
-    from napari_catune._atomic import atomic_write_text
+    """Save the activity as CSV (``time_s`` then ``roi_<id>`` per ROI), with
+    ``{stem}_metadata.json`` and, when the layer has features, ``{stem}_features.csv``."""
+    return _save(path, data, meta)
 
-    cat, activity = _results(meta)
-    params = _params_dict(cat) or {}
-    fs = params.get("fs") if isinstance(params, dict) else getattr(params, "fs", None)
-    if fs is None:
-        fs = cat.get("fs")
-    if fs is None or not float(fs) > 0:
-        raise ValueError(
-            "the layer's results carry no sampling rate, needed for the time_s column: "
-            "set fs in the CaTune tuner and run 'Apply to all ROIs' again"
-        )
-    n, t = activity.shape
-    ids = _roi_ids(cat, n)
-    table = np.empty((t, n + 1), dtype=np.float64)
-    table[:, 0] = np.arange(t) / float(fs)
-    table[:, 1:] = activity.T
-    buf = io.StringIO()
-    header = ",".join(["time_s", *(f"roi_{i}" for i in ids)])
-    # 10 significant digits: far below any calcium signal's noise, half the
-    # size of a lossless %.17g
-    np.savetxt(buf, table, fmt="%.10g", delimiter=",", header=header, comments="")
-    atomic_write_text(path, buf.getvalue())
-    return [str(path)]
+
+def write_results_npz(path: str, data, meta: dict) -> list[str]:
+    """Save activity, fit, baseline, events, ROI ids, fs, parameters and features
+    in one ``.npz`` (layout: ``napari_catune.results``)."""
+    return _save(path, data, meta)
+
+
+def write_results_nwb(path: str, data, meta: dict) -> list[str]:
+    """Save the results (with the ROI footprints) as a new NWB file."""
+    return _save(path, data, meta)
+
+
+def write_features_csv(path: str, data, meta: dict) -> list[str]:
+    """Save the per-ROI features (SNR, event rate, baseline, converged...) as CSV."""
+    from napari_catune.results import save_features_csv
+
+    cat, activity = _results(meta, data)
+    _, _, features = _source(meta, data)
+    n = activity.shape[0]
+    cols = _features(features, n)
+    if cols is None:
+        raise _nothing_to_write(meta, "per-ROI features")
+    return [str(save_features_csv(path, cols, roi_ids=_roi_ids(cat, n)))]
+
+
+# ----------------------------------------------------------------------------
+# File > IO Utilities > Save CaTune results...
+# ----------------------------------------------------------------------------
+
+_DIALOG_FILTERS = (
+    ("CaTune results: activity, fit, baseline, ids, fs, parameters (*.npz)", ".npz"),
+    ("CaTune results, NWB (*.nwb)", ".nwb"),
+    ("Deconvolved activity, CSV with sidecar (*.csv)", ".csv"),
+    ("Deconvolved activity, NPY with sidecar (*.npy)", ".npy"),
+)
+
+
+def _results_layer(viewer):
+    """The Labels layer whose results to save: the active one, the one the
+    active activity overlay paints, or the only one with results."""
+    active = viewer.layers.selection.active
+    if active is not None:
+        meta = {"name": active.name, "metadata": active.metadata}
+        if isinstance(_catune(meta).get("results"), dict):
+            return active
+        found = _viewer_source(meta)
+        if found:
+            return viewer.layers[found["name"]]
+    holders = [layer for layer in viewer.layers if layer._type_string == "labels"
+               and isinstance((layer.metadata.get("catune") or {}).get("results"), dict)]
+    return holders[0] if len(holders) == 1 else None
+
+
+def save_results_dialog() -> list[str]:
+    """Ask where, then save the current CaTune results (no file type to pick first).
+
+    The File > Save Selected Layers dialog preselects napari's own writer;
+    this menu entry offers the CaTune formats only.
+    """
+    import napari
+    from napari.utils.notifications import show_error, show_info
+    from qtpy.QtWidgets import QFileDialog
+
+    viewer = napari.current_viewer()
+    layer = None if viewer is None else _results_layer(viewer)
+    if layer is None:
+        show_error("No CaTune results to save: run 'Apply to all ROIs' in the CaTune tuner "
+                   "first (with several result layers, select the one to save).")
+        return []
+    filters = ";;".join(f for f, _ in _DIALOG_FILTERS)
+    path, chosen = QFileDialog.getSaveFileName(
+        None, "Save CaTune results", f"{layer.name}_catune.npz", filters)
+    if not path:
+        return []
+    if Path(path).suffix.lower() not in {e for _, e in _DIALOG_FILTERS}:
+        path += dict(_DIALOG_FILTERS).get(chosen, ".npz")
+    meta = {"name": layer.name, "metadata": layer.metadata, "features": layer.features}
+    written = _save(path, np.asarray(layer.data), meta)
+    show_info("Saved CaTune results: " + ", ".join(Path(p).name for p in written))
+    return written

@@ -7,12 +7,14 @@ plain NumPy/SciPy and cheap enough to call on every slider event.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 from scipy.optimize import brentq
 
-# CaTune's own limits (inclusive).  Outside them we refuse with a message that
-# names the parameter, the value and the range.
+# The CaTune web app's slider ranges (inclusive): what the tuner's sliders
+# span.  Every physically valid value is accepted (as calab does); one outside
+# these ranges is kept, with a ParameterRangeWarning naming the range.
 PARAM_RANGES: dict[str, tuple[float, float]] = {
     "tau_rise": (0.001, 0.5),
     "tau_decay": (0.01, 10.0),
@@ -26,50 +28,123 @@ _LABELS = {
     "fs": "sampling rate fs",
     "lam": "lambda",
 }
+# what makes a value physically valid, for the error message
+_DOMAIN = {
+    "tau_rise": "a positive number of seconds",
+    "tau_decay": "a positive number of seconds",
+    "fs": "a positive number of Hz",
+    "lam": "a number >= 0 (0 is plain non-negative least squares)",
+}
 
 # the kernel is cut where it has decayed below this fraction of its peak
 _TAIL = 1e-6
+#: Longest kernel accepted, in samples (ceil(-ln(1e-6) * tau_decay * fs)):
+#: 400 MB as float64, and the Lipschitz FFT needs about 8x that.
+MAX_KERNEL_SAMPLES = 50_000_000
 
 
-def _check_one(name: str, value) -> float:
+# exp(-1 / (tau_decay * fs)), the decay per sample, underflows to 0 near
+# e^-745: below this many samples per tau_decay the AR(2) form degenerates
+_MIN_DECAY_SAMPLES = 1.0 / 700.0
+
+
+class ParameterRangeWarning(UserWarning):
+    """A parameter outside the CaTune web app's slider range (kept as given)."""
+
+
+# (parameter, value) pairs already warned about: each is warned about once per
+# process, however many functions validate it on the way to the solver
+_WARNED: set[tuple[str, float]] = set()
+
+
+def _check_one(name: str, value, warn: bool = True) -> float:
+    """``value`` as a float if it is physically valid for ``name``, else ValueError.
+
+    Outside CaTune's slider range (:data:`PARAM_RANGES`) it is kept and (with
+    ``warn``) a :class:`ParameterRangeWarning` is issued, once per
+    (parameter, value).
+    """
+    label = _LABELS[name]
+    if isinstance(value, (bool, str, bytes)):
+        raise ValueError(f"{label} must be a number, got {value!r}")
     try:
         value = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{_LABELS[name]} must be a number, got {value!r}") from None
-    lo, hi = PARAM_RANGES[name]
+        raise ValueError(f"{label} must be a number, got {value!r}") from None
+    except OverflowError:  # an int with hundreds of digits
+        value = math.inf
     unit = _UNITS[name]
     if not math.isfinite(value):
-        raise ValueError(
-            f"{_LABELS[name]} must be finite, got {value}; accepted range is "
-            f"{lo:g}-{hi:g}{unit}"
-        )
-    if not lo <= value <= hi:
-        raise ValueError(
-            f"{_LABELS[name]} = {value:g}{unit} is outside the accepted range "
-            f"{lo:g}-{hi:g}{unit}"
-        )
+        raise ValueError(f"{label} must be finite, got {value}; it must be {_DOMAIN[name]}")
+    if (value < 0) if name == "lam" else (value <= 0):
+        raise ValueError(f"{label} = {value:g}{unit} is invalid: it must be {_DOMAIN[name]}")
+    if warn:
+        _warn_outside(name, value)
     return value
+
+
+def _warn_outside(name: str, value: float) -> None:
+    lo, hi = PARAM_RANGES[name]
+    if lo <= value <= hi or (name, value) in _WARNED:
+        return
+    _WARNED.add((name, value))
+    unit = _UNITS[name]
+    warnings.warn(
+        f"{_LABELS[name]} = {value:g}{unit} is outside CaTune's slider range "
+        f"{lo:g}-{hi:g}{unit}; the value is used as given (the CaTune web app's slider "
+        "cannot show it)",
+        ParameterRangeWarning,
+        stacklevel=4,
+    )
 
 
 def validate_params(tau_rise, tau_decay, fs, lam=None) -> tuple[float, ...]:
     """Check the CaTune parameters; return them as floats.
 
-    Raises ``ValueError`` naming the parameter, its value and the accepted
-    range (DESIGN.md), or saying that tau_rise must be below tau_decay.
-    ``lam`` is skipped when None (kernel-only callers).
+    Accepts every physically valid value: ``fs > 0``, ``0 < tau_rise <
+    tau_decay``, ``lam >= 0``, all finite, and a kernel of at most
+    :data:`MAX_KERNEL_SAMPLES` samples.  Raises ``ValueError`` naming the
+    parameter otherwise.  Values outside CaTune's slider ranges
+    (:data:`PARAM_RANGES`) are returned unchanged with a
+    :class:`ParameterRangeWarning`.  ``lam`` is skipped when None
+    (kernel-only callers).
     """
-    tau_rise = _check_one("tau_rise", tau_rise)
-    tau_decay = _check_one("tau_decay", tau_decay)
-    fs = _check_one("fs", fs)
+    # every check first: no warning about a value that is then refused
+    tau_rise = _check_one("tau_rise", tau_rise, warn=False)
+    tau_decay = _check_one("tau_decay", tau_decay, warn=False)
+    fs = _check_one("fs", fs, warn=False)
+    if lam is not None:
+        lam = _check_one("lam", lam, warn=False)
+    _check_order(tau_rise, tau_decay)
+    if tau_decay * fs < _MIN_DECAY_SAMPLES:
+        raise ValueError(
+            f"tau_decay = {tau_decay:g} s is below 1/{1 / _MIN_DECAY_SAMPLES:g} of the sampling "
+            f"interval (1/fs = {1 / fs:g} s): the kernel vanishes within one sample; check "
+            "the units of tau_decay (seconds) and fs (Hz)"
+        )
+    n = -math.log(_TAIL) * tau_decay * fs
+    if n > MAX_KERNEL_SAMPLES:
+        raise ValueError(
+            f"tau_decay = {tau_decay:g} s at sampling rate fs = {fs:g} Hz needs a kernel of "
+            f"{n:.3g} samples (ceil(13.8 * tau_decay * fs)), more than the "
+            f"{MAX_KERNEL_SAMPLES:.0e} that fit in memory; check the units of fs (Hz) "
+            "and tau_decay (seconds)"
+        )
+    for name, value in (("tau_rise", tau_rise), ("tau_decay", tau_decay), ("fs", fs),
+                        ("lam", lam)):
+        if value is not None:
+            _warn_outside(name, value)
+    if lam is None:
+        return tau_rise, tau_decay, fs
+    return tau_rise, tau_decay, fs, lam
+
+
+def _check_order(tau_rise: float, tau_decay: float) -> None:
     if not tau_rise < tau_decay:
         raise ValueError(
             f"tau_rise ({tau_rise:g} s) must be smaller than tau_decay "
-            f"({tau_decay:g} s); accepted ranges are tau_rise 0.001-0.5 s and "
-            f"tau_decay 0.01-10 s"
+            f"({tau_decay:g} s): the rise of a transient is faster than its decay"
         )
-    if lam is None:
-        return tau_rise, tau_decay, fs
-    return tau_rise, tau_decay, fs, _check_one("lam", lam)
 
 
 def kernel_length(tau_decay: float, fs: float) -> int:
@@ -87,7 +162,15 @@ def sampled_raw_kernel(tau_rise: float, tau_decay: float, fs: float) -> np.ndarr
     """exp(-t/tau_decay) - exp(-t/tau_rise) at t = i / fs, unnormalised
     (parameters already validated)."""
     t = np.arange(kernel_length(tau_decay, fs), dtype=np.float64) / fs
-    return _raw_kernel(t, tau_rise, tau_decay)
+    h = _raw_kernel(t, tau_rise, tau_decay)
+    peak = h.max()
+    if not (math.isfinite(peak) and peak > 0):
+        # 1/tau_rise - 1/tau_decay rounds to 0 when the two differ by ~1 ulp
+        raise ValueError(
+            f"tau_rise ({tau_rise!r} s) and tau_decay ({tau_decay!r} s) are too close to "
+            "tell apart in floating point; make tau_rise clearly smaller"
+        )
+    return h
 
 
 def build_kernel(tau_rise: float, tau_decay: float, fs: float) -> np.ndarray:
@@ -183,13 +266,11 @@ def kernel_shape(tau_rise: float, tau_decay: float) -> tuple[float, float]:
 def kernel_landmarks(tau_rise: float, tau_decay: float) -> tuple[float, float, float]:
     """``(t_peak, t_half_rise, t_half_decay)`` in seconds: the peak and the two
     half-maximum crossings of the continuous kernel (what a plot marks)."""
-    for name, v in (("tau_rise", tau_rise), ("tau_decay", tau_decay)):
-        _check_one(name, v)
-    tau_rise, tau_decay = float(tau_rise), float(tau_decay)
-    if not tau_rise < tau_decay:
-        raise ValueError(
-            f"tau_rise ({tau_rise:g} s) must be smaller than tau_decay ({tau_decay:g} s)"
-        )
+    tau_rise = _check_one("tau_rise", tau_rise, warn=False)
+    tau_decay = _check_one("tau_decay", tau_decay, warn=False)
+    _check_order(tau_rise, tau_decay)
+    _warn_outside("tau_rise", tau_rise)
+    _warn_outside("tau_decay", tau_decay)
     t_peak = _t_peak(tau_rise, tau_decay)
     return (t_peak, *_half_max_times(tau_rise, tau_decay, t_peak))
 

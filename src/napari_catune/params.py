@@ -9,36 +9,96 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from datetime import datetime, timezone
 from pathlib import Path
+
+import numpy as np
 
 from . import kernel
 from ._atomic import atomic_write_text
 from .io import json_default
 from ._version import __version__
 
-__all__ = ["TuningParams", "save_params", "load_params", "SCHEMA_VERSION", "FORMULATION"]
+__all__ = [
+    "TuningParams", "save_params", "load_params", "SCHEMA_VERSION", "FORMULATION",
+    "BASELINE_MODES", "DEFAULT_BASELINE", "BaselineMode", "rolling_window", "written_by_us",
+    "load_params_dict",
+]
 
 SCHEMA_VERSION = "1.2.0"
 # exports are ~1.5 kB; anything this large is some other file opened by mistake
 _MAX_BYTES = 4 * 2**20
 
-# How the baseline was treated; load_params reads it back (other tools'
-# files lack it: they all estimate a baseline).
-_BASELINE_ON = "a scalar b per trace, estimated jointly with s"
-_BASELINE_OFF = "none: b = 0"
-_OBJECTIVE_NO_BASELINE = "min_{s>=0} (1/2)||y - K*s||_2^2 + lambda*G*||s||_1, G = sum(K)"
+# ---------------------------------------------------------------- baseline modes
 
-# What our solver computes (solver.py); written into every export.
+#: The baseline models, in the order the tuner offers them.
+BASELINE_MODES = ("scalar", "rolling", "drift", "none")
+#: What a TuningParams gets when no mode is given.
+DEFAULT_BASELINE = "scalar"
+
+# CaTune's rolling baseline (the web app's worker and calab 0.3): quantile and
+# window of the rolling low percentile subtracted before the solve
+ROLLING_QUANTILE = 0.2
+
+
+def rolling_window(tau_decay: float, fs: float) -> int:
+    """CaTune's rolling-baseline window in samples: ``5 * ceil(5 * tau_decay * fs)``."""
+    return 5 * max(1, math.ceil(5.0 * float(tau_decay) * float(fs)))
+
+
+class BaselineMode(str):
+    """One of :data:`BASELINE_MODES`; a ``str`` in every respect but truth.
+
+    ``bool(mode)`` is False only for ``"none"``: code written when the field
+    was a bool ("is a baseline estimated?") keeps its meaning.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, value):
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, np.bool_):
+            value = bool(value)
+        if value is True:
+            value = "scalar"
+        elif value is False:
+            value = "none"
+        if isinstance(value, str) and value.strip().lower() in BASELINE_MODES:
+            return super().__new__(cls, value.strip().lower())
+        raise ValueError(
+            f"baseline must be one of {', '.join(map(repr, BASELINE_MODES))} "
+            f"(True means 'scalar', False 'none'), got {value!r}"
+        )
+
+    def __bool__(self) -> bool:
+        return str.__ne__(self, "none")
+
+    def __repr__(self) -> str:
+        return repr(str(self))
+
+    def __reduce__(self):  # pickles (Dask workers) as the class, not a bare str
+        return (BaselineMode, (str(self),))
+
+
+# What our solver computes (solver.py); written into every export.  The
+# objective and the baseline entries depend on the mode (_formulation).
+_OBJECTIVE = "min_{s>=0, b} (1/2)||y - K*s - b||_2^2 + lambda*G*||s||_1, G = sum(K)"
+_OBJECTIVE_NO_BASELINE = "min_{s>=0} (1/2)||y - K*s||_2^2 + lambda*G*||s||_1, G = sum(K)"
+_OBJECTIVE_DRIFT = (
+    "min_{s>=0, b_1..b_T} (1/2)||y - K*s - b||_2^2 + lambda*G*||s||_1 "
+    "+ (mu/2)*sum_t (b_t - b_{t-1})^2, G = sum(K); mu sets the drift time scale"
+)
 FORMULATION = {
     "model": (
         "exact primal-dual active-set method with non-negativity constraint (block "
         "principal pivoting, O(T) Riccati solves on the AR(2) form); FISTA with "
         "adaptive restart as reference and fallback"
     ),
-    "objective": "min_{s>=0, b} (1/2)||y - K*s - b||_2^2 + lambda*G*||s||_1, G = sum(K)",
+    "objective": _OBJECTIVE,
     "kernel": "h(t) = exp(-t/tau_decay) - exp(-t/tau_rise), normalized to unit peak",
     "ar2_relation": (
         "c[t] = g1*c[t-1] + g2*c[t-2] + s[t], where g1 = decayRoot+riseRoot, "
@@ -50,7 +110,13 @@ FORMULATION = {
         "KKT conditions met exactly (active set unchanged), or FISTA's relative "
         "objective change < 1e-6; at most 2000 iterations"
     ),
-    "baseline": _BASELINE_ON,
+    "baseline": DEFAULT_BASELINE,
+}
+
+# formulation.baseline as napari-catune wrote it before the modes (a bool)
+_LEGACY_BASELINE = {
+    "a scalar b per trace, estimated jointly with s": "scalar",
+    "none: b = 0": "none",
 }
 
 
@@ -58,19 +124,40 @@ FORMULATION = {
 class TuningParams:
     """One set of CaTune parameters, validated on construction.
 
+    Every physically valid value is accepted (as calab does); values outside
+    the CaTune web app's slider ranges (``kernel.PARAM_RANGES``) are kept,
+    with a :class:`kernel.ParameterRangeWarning`.
+
     Parameters
     ----------
     tau_rise, tau_decay : float
-        Kernel time constants in seconds (0.001-0.5 and 0.01-10, rise < decay).
+        Kernel time constants in seconds, ``0 < tau_rise < tau_decay``
+        (CaTune's sliders: 0.001-0.5 s and 0.01-10 s).
     fs : float
-        Sampling rate in Hz (1-1000).
+        Sampling rate in Hz, > 0 (CaTune's slider: 1-1000 Hz).
     lam : float
-        Sparsity lambda (0-10), in units of the kernel DC gain.
+        Sparsity lambda, >= 0, in units of the kernel DC gain (slider 0-10).
     filter_enabled : bool
         Apply the CaTune bandpass before solving.
-    baseline : bool
-        Estimate a scalar baseline per trace (False fixes it at 0).  Saved in
-        the export's ``formulation`` block so batch runs solve what was tuned.
+    baseline : str
+        The baseline model, one of :data:`BASELINE_MODES`:
+
+        * ``"scalar"``: a constant b per trace, fitted jointly with the spikes;
+        * ``"rolling"``: CaTune's preprocessing (the 0.2 quantile over a
+          rolling window of ``5*ceil(5*tau_decay*fs)`` samples is subtracted),
+          then the scalar fit: what the web app and calab compute;
+        * ``"drift"``: a slowly varying b_t fitted jointly with the spikes;
+        * ``"none"``: b = 0.
+
+        ``True`` is read as ``"scalar"`` and ``False`` as ``"none"`` (the field
+        was a bool); the stored value is a :class:`BaselineMode`, whose truth
+        value is False only for ``"none"``.  Saved in the export's
+        ``formulation`` block so batch runs solve what was tuned.
+    drift_scale : float or None
+        Time scale of the drift in seconds (> 0), only meaningful for
+        ``baseline="drift"``; None lets the solver choose.  For any other
+        mode it is set to None, so two parameter sets that compute the same
+        thing compare equal.
     """
 
     tau_rise: float
@@ -78,16 +165,17 @@ class TuningParams:
     fs: float
     lam: float
     filter_enabled: bool = False
-    baseline: bool = True
+    baseline: str = DEFAULT_BASELINE
+    drift_scale: float | None = None
 
     def __post_init__(self):
-        for name in ("filter_enabled", "baseline"):
-            v = getattr(self, name)
-            if type(v).__name__ == "bool_":  # numpy bool
-                v = bool(v)
-            if not isinstance(v, bool):
-                raise ValueError(f"{name} must be True or False, got {v!r}")
-            object.__setattr__(self, name, v)
+        v = self.filter_enabled
+        if isinstance(v, np.bool_):
+            v = bool(v)
+        if not isinstance(v, bool):
+            raise ValueError(f"filter_enabled must be True or False, got {v!r}")
+        object.__setattr__(self, "filter_enabled", v)
+        object.__setattr__(self, "baseline", BaselineMode(self.baseline))
         for name in ("tau_rise", "tau_decay", "fs", "lam"):
             v = getattr(self, name)
             # float("0.1") and float(True) work but are not numbers the user meant
@@ -98,6 +186,7 @@ class TuningParams:
         object.__setattr__(self, "tau_decay", td)
         object.__setattr__(self, "fs", fs)
         object.__setattr__(self, "lam", lam)
+        object.__setattr__(self, "drift_scale", _drift_scale(self.drift_scale, self.baseline))
 
     @cached_property
     def _kernel_shape(self) -> tuple[float, float]:
@@ -120,6 +209,15 @@ class TuningParams:
         """AR(2) form ``(g1, g2, d, r)`` at this sampling rate."""
         return kernel.tau_to_ar2(self.tau_rise, self.tau_decay, self.fs)
 
+    def solver_kwargs(self) -> dict:
+        """Keywords for ``run_deconvolution(_full)`` beyond the four numbers:
+        ``filter_enabled``, ``baseline`` (a plain str) and, for ``"drift"``
+        with a scale, ``drift_scale``."""
+        kw = {"filter_enabled": self.filter_enabled, "baseline": str(self.baseline)}
+        if self.drift_scale is not None:
+            kw["drift_scale"] = self.drift_scale
+        return kw
+
     def to_dict(self) -> dict:
         """Plain dict of the fields (JSON-ready; ``TuningParams(**d)`` inverts it)."""
         return {
@@ -128,7 +226,8 @@ class TuningParams:
             "fs": self.fs,
             "lam": self.lam,
             "filter_enabled": self.filter_enabled,
-            "baseline": self.baseline,
+            "baseline": str(self.baseline),
+            "drift_scale": self.drift_scale,
         }
 
     def replace(self, **changes) -> "TuningParams":
@@ -136,11 +235,42 @@ class TuningParams:
         return TuningParams(**{**self.to_dict(), **changes})
 
 
-def _formulation(baseline: bool) -> dict:
+def _drift_scale(value, baseline: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, (bool, str, bytes)):
+        raise ValueError(f"drift_scale must be a number of seconds or None, got {value!r}")
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"drift_scale must be a number of seconds or None, got {value!r}"
+        ) from None
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(
+            f"drift_scale must be a positive, finite number of seconds (or None for the "
+            f"solver's default), got {value}"
+        )
+    return value if baseline == "drift" else None
+
+
+def _formulation(params: TuningParams) -> dict:
+    """The ``formulation`` block: what the solver computes for these parameters."""
     form = dict(FORMULATION)
-    if not baseline:
+    mode = str(params.baseline)
+    form["baseline"] = mode
+    if mode == "none":
         form["objective"] = _OBJECTIVE_NO_BASELINE
-        form["baseline"] = _BASELINE_OFF
+    elif mode == "rolling":
+        form["objective"] = (
+            f"rolling {ROLLING_QUANTILE:g} quantile over 5*ceil(5*tau_decay*fs) samples "
+            f"subtracted, then {_OBJECTIVE}"
+        )
+        form["rolling_window_samples"] = rolling_window(params.tau_decay, params.fs)
+    elif mode == "drift":
+        form["objective"] = _OBJECTIVE_DRIFT
+        # null: the solver's default time scale
+        form["drift_scale_s"] = params.drift_scale
     return form
 
 
@@ -166,11 +296,43 @@ def _export_dict(params: TuningParams, metadata: dict | None) -> dict:
             "g2": g2,
             "dt": 1.0 / params.fs,
         },
-        "formulation": _formulation(params.baseline),
+        "formulation": _formulation(params),
     }
-    if metadata:
-        data["metadata"] = dict(metadata)
+    data["metadata"] = _metadata_block(metadata)
     return data
+
+
+# the keys CaTuneExportSchema types (all optional there; other keys are kept
+# in the file and ignored by the web app)
+_META_NUMBERS = ("num_cells", "num_timepoints")
+
+
+def _metadata_block(metadata: dict | None) -> dict:
+    """The ``metadata`` block: always present, as the web app's schema requires.
+
+    ``source_filename`` keeps only the file's base name (a full path would
+    leak the user's folders into a file meant to be shared); ``None`` values
+    are dropped, because the schema's optional fields accept a missing key
+    but not ``null``.
+    """
+    out = {}
+    for key, value in (metadata or {}).items():
+        if value is None:
+            continue
+        if key == "source_filename":
+            if isinstance(value, bytes):
+                value = value.decode("utf-8", "replace")
+            # either separator: a Windows path written on Linux and vice versa
+            value = re.split(r"[\\/]", str(value).rstrip("/\\"))[-1]
+            if not value:
+                continue
+        elif key in _META_NUMBERS:
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer,
+                                                                  np.floating)):
+                raise ValueError(f"metadata {key} must be a number, got {value!r}")
+            value = int(value) if float(value).is_integer() else float(value)
+        out[key] = value
+    return out
 
 
 def save_params(params: TuningParams, path, *, metadata: dict | None = None) -> Path:
@@ -183,7 +345,10 @@ def save_params(params: TuningParams, path, *, metadata: dict | None = None) -> 
         Target file; an earlier file there survives any failed write.
     metadata : dict, optional
         JSON-serialisable extras, e.g. ``source_filename``, ``num_cells``,
-        ``num_timepoints``.
+        ``num_timepoints``.  The file always has a ``metadata`` block (the
+        CaTune web app refuses a file without one), empty when none is given;
+        ``source_filename`` is reduced to the file's base name and ``None``
+        values are left out.
 
     Returns
     -------
@@ -247,6 +412,16 @@ def load_params(path) -> TuningParams:
         data = json.loads(text, parse_constant=_reject_constant)
     except ValueError as exc:  # JSONDecodeError and NaN/Infinity
         raise ValueError(f"{path} is not a CaTune export: not valid JSON ({exc})") from None
+    return load_params_dict(data, path)
+
+
+def load_params_dict(data, source="<dict>") -> TuningParams:
+    """The parameters of an already parsed CaTune export document.
+
+    What :func:`load_params` does after reading the JSON; ``source`` names
+    the document in error messages (e.g. the file holding it).
+    """
+    path = source
     if not isinstance(data, dict):
         raise ValueError(f"{path} is not a CaTune export: the top level is not a JSON object")
     version = data.get("schema_version")
@@ -271,13 +446,51 @@ def load_params(path) -> TuningParams:
     flt = block.get("filter_enabled", False)
     if not isinstance(flt, bool):
         raise ValueError(f"{path}: parameters.filter_enabled must be true or false, got {flt!r}")
-    form = data.get("formulation")
-    baseline = not (isinstance(form, dict) and form.get("baseline") == _BASELINE_OFF)
+    baseline, drift_scale = _read_baseline(path, data)
     try:
         return TuningParams(tau_rise=tr, tau_decay=td, fs=fs, lam=lam, filter_enabled=flt,
-                            baseline=baseline)
+                            baseline=baseline, drift_scale=drift_scale)
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
+
+
+def written_by_us(data: dict) -> bool:
+    """Whether an export's ``catune_version`` says napari-catune wrote it."""
+    version = data.get("catune_version")
+    return isinstance(version, str) and version.strip().lower().startswith("napari-catune")
+
+
+def _read_baseline(path, data: dict) -> tuple[str, float | None]:
+    """The baseline mode (and drift scale) a file was tuned with.
+
+    * ``formulation.baseline`` present: that mode (napari-catune's files; the
+      two sentences our files held before the modes are read as "scalar" and
+      "none").
+    * absent, written by napari-catune (an older version): "scalar", the one
+      model those versions solved.
+    * absent, any other writer (the CaTune web app, whose ``catune_version``
+      is its release tag such as "v2.7.1" or "dev", hand-made files, tools
+      copying its format): "rolling", because the web app's solver and
+      calab 0.3 (``deconvolve_from_export``) subtract that rolling baseline
+      before their fit; the parameters were tuned on that model.
+    """
+    form = data.get("formulation")
+    if not isinstance(form, dict) or "baseline" not in form:
+        return ("scalar" if written_by_us(data) else "rolling"), None
+    raw = form["baseline"]
+    mode = _LEGACY_BASELINE.get(raw, raw) if isinstance(raw, str) else raw
+    if not (isinstance(mode, str) and mode in BASELINE_MODES):
+        raise ValueError(
+            f"{path}: formulation.baseline must be one of "
+            f"{', '.join(map(repr, BASELINE_MODES))}, got {raw!r}"
+        )
+    scale = form.get("drift_scale_s") if mode == "drift" else None
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float))):
+        raise ValueError(
+            f"{path}: formulation.drift_scale_s must be a number of seconds or null, "
+            f"got {scale!r}"
+        )
+    return mode, scale
 
 
 def _reject_constant(name):

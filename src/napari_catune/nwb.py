@@ -1,0 +1,587 @@
+"""Neurodata Without Borders (NWB) ophys files: traces in, results out.
+
+Needs pynwb (``pip install 'napari-catune[nwb]'``); no Qt, no napari.
+
+Reading (:func:`load_nwb`) takes a ``RoiResponseSeries`` from a
+``Fluorescence`` or ``DfOverF`` container of a processing module, its
+``PlaneSegmentation`` (the ROIs its ``rois`` region points to) and, when
+present, a ``TwoPhotonSeries``.  The layouts of the two pipelines that
+export NWB were checked against their writers:
+
+* suite2p (``suite2p/io/nwb.py``, ``save_nwb``): module ``ophys`` with
+  ``ImageSegmentation/PlaneSegmentation`` (``pixel_mask`` rows
+  ``(ypix, xpix, lam)`` stored in the NWB fields ``(x, y, weight)``, an
+  ``iscell`` column), ``Fluorescence``, ``Neuropil`` and ``Deconvolved``
+  containers each holding a series per plane (``plane0``...),
+  ``Backgrounds_0`` images (``meanImg``...) and an external-file
+  ``TwoPhotonSeries`` whose ``rate`` is fs x nplanes.
+* CaImAn (``Estimates.save_NWB``): module ``ophys`` with a
+  ``PlaneSegmentation`` of ``image_mask`` rows (the components, then the
+  background components) and a ``Fluorescence`` container whose
+  ``RoiResponseSeries`` (C) has ``timestamps`` instead of a rate.
+
+NWB stores images as ``(x, y)`` arrays and ``pixel_mask`` / ``image_mask``
+index them the same way, so the label image here is ``labels[x, y]``: the
+first mask coordinate is the row, as suite2p's own reader takes it.
+
+Defaults: the first fluorescence series that is not neuropil, background or
+deconvolved output (``series=`` picks another); for suite2p's
+``Fluorescence`` with a matching ``Neuropil`` series the traces are
+``F - 0.7 * Fneu`` (suite2p's default coefficient; ``neuropil_coefficient``).
+ROI ids are the NWB ids + 1 (labels start at 1), or the ``roi_id`` column
+when the table has one (files written here).
+
+Writing (:func:`save_results_nwb`, called by ``results.save_results`` for a
+``.nwb`` path) creates a new file, atomically: processing module ``ophys``
+holds the ROIs (``ImageSegmentation/PlaneSegmentation`` with ``pixel_mask``
+from the label image, or one tile per ROI when there are no footprints, and a
+``roi_id`` column), processing module ``catune`` the results: a
+``Fluorescence`` container ``Deconvolution`` with ``RoiResponseSeries``
+``activity``, ``fit`` and (per-frame baselines) ``baseline``, and
+``DynamicTable``\\ s ``parameters`` (one row, with the CaTune export JSON in
+``catune_export``), ``rois`` (per ROI: ``roi_id``, scalar ``baseline``,
+features) and ``events``.  The source file is never modified.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import tempfile
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from .loaders import PipelineData
+
+__all__ = ["load_nwb", "list_nwb_series", "save_results_nwb", "load_results_nwb",
+           "NWB_EXTRA_MESSAGE"]
+
+NWB_EXTRA_MESSAGE = (
+    "reading and writing NWB files needs pynwb; install it with "
+    "pip install 'napari-catune[nwb]'"
+)
+RESULTS_MODULE = "catune"
+_SKIP = re.compile(r"neuropil|background|deconv|spike|spks|residual", re.IGNORECASE)
+_IMAGE_PREFERENCE = ("meanImg", "mean", "mean_image", "average", "local_correlations", "Cn",
+                     "Vcorr", "max_proj")
+
+
+def _pynwb():
+    try:
+        import pynwb
+    except ImportError:
+        raise ImportError(NWB_EXTRA_MESSAGE) from None
+    return pynwb
+
+
+# ---------------------------------------------------------------- reading
+
+
+def _series(nwbfile):
+    """(path, container type, series) of every RoiResponseSeries in a fluorescence container."""
+    from pynwb.ophys import DfOverF, Fluorescence
+
+    out = []
+    for mod_name, mod in nwbfile.processing.items():
+        for iface in mod.data_interfaces.values():
+            if isinstance(iface, (Fluorescence, DfOverF)):
+                kind = type(iface).__name__
+                for name, rrs in iface.roi_response_series.items():
+                    out.append((f"{mod_name}/{iface.name}/{name}", kind, rrs))
+    return out
+
+
+def list_nwb_series(path) -> list[str]:
+    """``module/container/series`` of every fluorescence series in an NWB file."""
+    pynwb = _pynwb()
+    with pynwb.NWBHDF5IO(str(path), "r") as io:
+        return [p for p, _, _ in _series(io.read())]
+
+
+def _pick(path, found, series):
+    if not found:
+        raise ValueError(
+            f"{path}: no ROI traces found (no RoiResponseSeries in a Fluorescence or DfOverF "
+            "container of a processing module)"
+        )
+    if series is not None:
+        want = str(series).strip("/")
+        hits = [f for f in found if f[0] == want or f[0].endswith("/" + want)]
+        if len(hits) != 1:
+            what = "matches several" if hits else "matches none"
+            raise ValueError(
+                f"{path}: series={series!r} {what} of the file's series: "
+                f"{', '.join(p for p, _, _ in found)}"
+            )
+        return hits[0]
+    usable = [f for f in found if not _SKIP.search(f[0]) and not f[0].startswith(RESULTS_MODULE + "/")]
+    if not usable:
+        raise ValueError(
+            f"{path}: only neuropil, background, deconvolved or napari-catune result series "
+            f"here ({', '.join(p for p, _, _ in found)}); pick one with series=..."
+        )
+    # raw fluorescence before dF/F (the fit has its own baseline)
+    usable.sort(key=lambda f: f[1] != "Fluorescence")
+    return usable[0]
+
+
+def _fs_of(rrs, nwbfile) -> tuple[float | None, str]:
+    rate = getattr(rrs, "rate", None)
+    if rate:
+        return float(rate), "the series' rate"
+    ts = getattr(rrs, "timestamps", None)
+    if ts is not None and len(ts) >= 2:
+        step = float(np.median(np.diff(np.asarray(ts[: min(len(ts), 100_000)], dtype=float))))
+        if step > 0 and math.isfinite(step):
+            return 1.0 / step, "the series' timestamps"
+    plane = getattr(rrs.rois.table, "imaging_plane", None)
+    rate = getattr(plane, "imaging_rate", None)
+    if rate:
+        return float(rate), "the imaging plane's imaging_rate"
+    return None, ""
+
+
+def _neuropil(nwbfile, chosen_path, rrs, coefficient):
+    mod_name, container, name = chosen_path.split("/")
+    if not coefficient or container != "Fluorescence":
+        return None
+    mod = nwbfile.processing[mod_name]
+    if "Neuropil" not in mod.data_interfaces:
+        return None
+    neu = mod["Neuropil"]
+    if name not in getattr(neu, "roi_response_series", {}):
+        return None
+    other = neu[name]
+    if tuple(other.data.shape) != tuple(rrs.data.shape):
+        return None
+    return np.asarray(other.data[:], dtype=np.float64)
+
+
+def _roi_ids(path, table, rows, notes) -> np.ndarray:
+    if "roi_id" in table.colnames:
+        ids = np.asarray(table["roi_id"].data[:])[rows]
+        source = "its roi_id column"
+    else:
+        ids = np.asarray(table.id.data[:])[rows] + 1
+        source = "the NWB ids + 1"
+    ids = np.asarray(ids)
+    if (ids.dtype.kind in "iu" and ids.size and ids.min() >= 1 and np.unique(ids).size == ids.size
+            and ids.max() <= np.iinfo(np.int32).max):
+        notes.append(f"ROI ids: {source}")
+        return ids.astype(np.int64)
+    notes.append(f"ROI ids: the rows of {table.name} + 1 ({source} were not usable labels)")
+    return np.asarray(rows, dtype=np.int64) + 1
+
+
+def _image_shape(nwbfile, table, module):
+    """(X, Y) of the imaging plane for pixel masks: movie, reference images, images."""
+    from pynwb.ophys import TwoPhotonSeries
+
+    for ref in list(getattr(table, "reference_images", None) or []) + list(
+            nwbfile.acquisition.values()):
+        if isinstance(ref, TwoPhotonSeries):
+            if ref.data is not None and len(getattr(ref.data, "shape", ())) >= 3 \
+                    and ref.data.shape[0] > 0:
+                return tuple(int(s) for s in ref.data.shape[1:3])
+            dim = getattr(ref, "dimension", None)
+            if dim is not None and len(dim) >= 2:
+                return tuple(int(d) for d in dim[:2])
+    img = _summary_image(module, None)
+    return None if img is None else img.shape
+
+
+def _summary_image(module, shape):
+    from pynwb.base import Images
+
+    images = []
+    for iface in module.data_interfaces.values():
+        if isinstance(iface, Images):
+            images.extend(iface.images.items())
+    rank = {name: i for i, name in enumerate(_IMAGE_PREFERENCE)}
+    images.sort(key=lambda kv: rank.get(kv[0], len(rank)))
+    for _, im in images:
+        arr = np.asarray(im.data[:], dtype=np.float64)
+        if arr.ndim == 2 and (shape is None or arr.shape == tuple(shape)):
+            return arr
+    return None
+
+
+def _labels(path, table, rows, ids, nwbfile, module, notes):
+    cols = table.colnames
+    if "image_mask" in cols:
+        data = table["image_mask"].data
+        shape = tuple(int(s) for s in data.shape[1:3])
+        labels = np.zeros(shape, dtype=np.int32)
+        best = np.zeros(shape, dtype=np.float64)
+        for rid, r in zip(ids, rows):
+            m = np.asarray(data[int(r)], dtype=np.float64)
+            take = m > best  # overlaps go to the ROI with the larger weight
+            labels[take], best[take] = rid, m[take]
+        notes.append("footprints: image_mask")
+        return labels
+    if "pixel_mask" in cols:
+        index = table["pixel_mask"]
+        ends = np.asarray(index.data[:], dtype=np.int64)
+        pix = index.target.data[:]
+        names = pix.dtype.names or ()
+        if names:
+            px, py, pw = (np.asarray(pix[n]) for n in names[:3])
+        else:
+            pix = np.asarray(pix)
+            px, py, pw = pix[:, 0], pix[:, 1], pix[:, 2]
+        px = np.round(np.asarray(px, dtype=np.float64)).astype(np.int64)
+        py = np.round(np.asarray(py, dtype=np.float64)).astype(np.int64)
+        pw = np.asarray(pw, dtype=np.float64)
+        shape = _image_shape(nwbfile, table, module)
+        if shape is None:
+            shape = (int(px.max(initial=-1)) + 1, int(py.max(initial=-1)) + 1)
+            notes.append("image size: from the largest pixel coordinates (no movie or image)")
+        labels = np.zeros(shape, dtype=np.int32)
+        best = np.zeros(shape, dtype=np.float64)
+        for rid, r in zip(ids, rows):
+            a, b = (ends[r - 1] if r > 0 else 0), ends[r]
+            x, y, w = px[a:b], py[a:b], pw[a:b]
+            ok = (w > 0) & (x >= 0) & (y >= 0) & (x < shape[0]) & (y < shape[1])
+            x, y, w = x[ok], y[ok], w[ok]
+            take = w > best[x, y]
+            labels[x[take], y[take]], best[x[take], y[take]] = rid, w[take]
+        notes.append("footprints: pixel_mask")
+        return labels
+    if "voxel_mask" in cols:
+        notes.append("footprints: voxel_mask (3-D) is not drawn; ROIs shown as tiles")
+    return None
+
+
+def _movie_mean(nwbfile, shape, limit: int = 200):
+    from pynwb.ophys import TwoPhotonSeries
+
+    for acq in nwbfile.acquisition.values():
+        if isinstance(acq, TwoPhotonSeries) and acq.data is not None:
+            data = acq.data
+            if len(getattr(data, "shape", ())) == 3 and data.shape[0] > 0 \
+                    and tuple(data.shape[1:]) == tuple(shape):
+                return np.asarray(data[: min(limit, data.shape[0])], dtype=np.float64).mean(axis=0)
+    return None
+
+
+def load_nwb(path, *, series: str | None = None, neuropil_coefficient: float = 0.7) -> PipelineData:
+    """Read ROI traces, fs, ids and footprints from an NWB ophys file.
+
+    Parameters
+    ----------
+    path : str or Path
+        An ``.nwb`` (HDF5) file.
+    series : str, optional
+        Which ``RoiResponseSeries``: its name or a ``module/container/series``
+        path (:func:`list_nwb_series` lists them).  Default: the first
+        fluorescence series that is not neuropil, background or deconvolved.
+    neuropil_coefficient : float
+        For a ``Fluorescence`` series with a same-named ``Neuropil`` series
+        (suite2p's layout): traces = F - coefficient * Fneu.  0 keeps F.
+
+    Returns
+    -------
+    PipelineData
+        ``traces`` (n, T) float64, ``fs`` (Hz or None), ``roi_ids``,
+        ``labels`` (X, Y) int32 or None, ``mean_image`` or None, ``kind`` (the
+        series path) and ``notes`` (what was chosen and why).
+    """
+    pynwb = _pynwb()
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"NWB file not found: {path}")
+    try:
+        coefficient = float(neuropil_coefficient)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"neuropil_coefficient must be a number, got {neuropil_coefficient!r}") from None
+    if not (math.isfinite(coefficient) and coefficient >= 0):
+        raise ValueError(f"neuropil_coefficient must be >= 0, got {neuropil_coefficient!r}")
+    try:
+        io = pynwb.NWBHDF5IO(str(path), "r")
+    except Exception as exc:  # noqa: BLE001 - h5py/hdmf raise many kinds
+        raise ValueError(f"{path} is not a readable NWB (HDF5) file: {exc}") from None
+    with io:
+        try:
+            nwbfile = io.read()
+        except Exception as exc:  # noqa: BLE001
+            text = str(exc)  # hdmf's messages carry whole builder dumps
+            raise ValueError(
+                f"{path} is not a readable NWB file: "
+                f"{text[:300] + ' ...' if len(text) > 300 else text}") from None
+        found = _series(nwbfile)
+        chosen_path, kind, rrs = _pick(path, found, series)
+        notes = [f"traces: {chosen_path} ({kind})"]
+        others = [p for p, _, _ in found if p != chosen_path]
+        if others:
+            notes.append("other series: " + ", ".join(others))
+        data = np.asarray(rrs.data[:], dtype=np.float64)
+        if data.ndim == 1:
+            data = data[:, None]
+        if data.ndim != 2:
+            raise ValueError(f"{path}: {chosen_path} has shape {data.shape}; expected (time, rois)")
+        neu = _neuropil(nwbfile, chosen_path, rrs, coefficient)
+        label = chosen_path
+        if neu is not None:
+            data = data - coefficient * neu
+            label = f"{chosen_path} - {coefficient:g}*Neuropil"
+            notes.append(f"neuropil subtracted: F - {coefficient:g} * Fneu (suite2p layout)")
+        traces = np.ascontiguousarray(data.T)
+        if not np.isfinite(traces).all():
+            rows = np.flatnonzero(~np.isfinite(traces).all(axis=1))
+            raise ValueError(
+                f"{path}: {chosen_path} has non-finite values (NaN/inf) in ROI rows "
+                f"{', '.join(map(str, rows[:5]))}; fix the file or pick another series"
+            )
+        region = rrs.rois
+        rows = np.asarray(region.data[:], dtype=np.int64).ravel()
+        if rows.size != traces.shape[0]:
+            raise ValueError(
+                f"{path}: {chosen_path} has {traces.shape[0]} ROI columns but its rois region "
+                f"names {rows.size} ROIs"
+            )
+        table = region.table
+        ids = _roi_ids(path, table, rows, notes)
+        module = next((m for m in nwbfile.processing.values()
+                       if table.name in getattr(m, "data_interfaces", {}) or any(
+                           table in getattr(i, "plane_segmentations", {}).values()
+                           for i in m.data_interfaces.values())),
+                      nwbfile.processing[chosen_path.split("/")[0]])
+        labels = _labels(path, table, rows, ids, nwbfile, module, notes) \
+            if hasattr(table, "colnames") else None
+        mean = None
+        if labels is not None:
+            mean = _summary_image(module, labels.shape)
+            if mean is None:
+                mean = _movie_mean(nwbfile, labels.shape)
+        fs, fs_from = _fs_of(rrs, nwbfile)
+        if fs is not None:
+            notes.append(f"fs: {fs:g} Hz from {fs_from}")
+    return PipelineData(traces=traces, fs=fs, roi_ids=ids, labels=labels, mean_image=mean,
+                        source=str(path), kind=label, notes=notes)
+
+
+# ---------------------------------------------------------------- writing
+
+
+def _tile_or_labels(labels, ids):
+    from .loaders import tile_labels
+
+    if labels is None:
+        return tile_labels(len(ids), ids=ids), "no footprints: one square tile per ROI"
+    labels = np.asarray(labels)
+    if labels.ndim != 2 or labels.dtype.kind not in "iu":
+        raise ValueError(f"labels must be a 2-D integer label image, got {labels.dtype} "
+                         f"{labels.shape}")
+    return labels, "footprints from the label image (value = roi_id)"
+
+
+def _pixel_masks(labels, ids):
+    flat = labels.ravel()
+    order = np.argsort(flat, kind="stable")
+    sorted_vals = flat[order]
+    for rid in ids:
+        a, b = np.searchsorted(sorted_vals, [rid, rid + 1])
+        idx = order[a:b]
+        if idx.size == 0:  # NWB needs at least one pixel: one of weight 0
+            yield np.zeros((1, 3))
+            continue
+        x, y = np.unravel_index(idx, labels.shape)
+        yield np.column_stack([x, y, np.ones(idx.size)]).astype(np.float64)
+
+
+def _session_start(source):
+    if source and str(source).lower().endswith(".nwb") and os.path.isfile(str(source)):
+        try:
+            pynwb = _pynwb()
+            with pynwb.NWBHDF5IO(str(source), "r") as io:
+                return io.read().session_start_time
+        except Exception:  # noqa: BLE001 - only a nicety
+            pass
+    return datetime.now(timezone.utc)
+
+
+def _columns(table: dict | None, skip=()) -> list:
+    from hdmf.common import VectorData
+
+    out = []
+    for key, arr in (table or {}).items():
+        if key in skip:
+            continue
+        data = [str(v) for v in arr] if arr.dtype.kind in "US" else np.asarray(arr)
+        out.append(VectorData(name=key, description=key, data=data))
+    return out
+
+
+def save_results_nwb(path, *, activity, fit, baseline, events, roi_ids, fs, params, features,
+                     labels=None, source=None) -> Path:
+    """Write results as a new NWB file (layout in the module docstring), atomically.
+
+    Arguments as :func:`napari_catune.results.save_results` (already
+    validated there).
+    """
+    pynwb = _pynwb()
+    from hdmf.common import DynamicTable, VectorData
+    from pynwb.ophys import Fluorescence, ImageSegmentation, OpticalChannel, TwoPhotonSeries
+
+    from ._atomic import publish
+    from ._version import __version__
+    from .params import _export_dict, _formulation
+
+    path = Path(path)
+    ids = np.asarray(roi_ids, dtype=np.int64)
+    n, t = activity.shape
+    lab, mask_note = _tile_or_labels(labels, ids)
+    src_name = Path(str(source)).name if source else None
+
+    nwbfile = pynwb.NWBFile(
+        session_description="napari-catune deconvolution results"
+        + (f" for {src_name}" if src_name else ""),
+        identifier=uuid.uuid4().hex,
+        session_start_time=_session_start(source),
+        source_script=f"napari-catune {__version__}",
+        source_script_file_name="napari_catune/nwb.py",
+    )
+    device = nwbfile.create_device(name="unknown_device",
+                                   description="not recorded by napari-catune")
+    plane = nwbfile.create_imaging_plane(
+        name="ImagingPlane",
+        optical_channel=OpticalChannel(name="OpticalChannel", description="not recorded",
+                                       emission_lambda=float("nan")),
+        description="the plane the ROI traces came from (details not recorded)",
+        device=device, excitation_lambda=float("nan"), imaging_rate=float(fs),
+        indicator="unknown", location="unknown",
+    )
+    # the movie is not copied: an external-file series records the plane's size
+    # (as suite2p's export does), which pixel masks alone do not
+    movie = TwoPhotonSeries(
+        name="TwoPhotonSeries", imaging_plane=plane, external_file=[src_name or "unknown"],
+        format="external", starting_frame=[0], dimension=[int(s) for s in lab.shape],
+        rate=float(fs), num_samples=int(t),
+        description="the recording the traces came from (not copied)",
+    )
+    nwbfile.add_acquisition(movie)
+    ophys = nwbfile.create_processing_module(name="ophys",
+                                             description="ROIs whose traces were deconvolved")
+    seg = ImageSegmentation()
+    ophys.add(seg)
+    ps = seg.create_plane_segmentation(name="PlaneSegmentation", description=mask_note,
+                                       imaging_plane=plane, reference_images=movie)
+    ps.add_column("roi_id", "label value of the ROI in napari-catune (NWB id + 1)")
+    for rid, mask in zip(ids, _pixel_masks(lab, ids)):
+        ps.add_roi(id=int(rid) - 1, pixel_mask=[tuple(row) for row in mask], roi_id=int(rid))
+    region = ps.create_roi_table_region(region=list(range(n)), description="all ROIs")
+
+    form = _formulation(params)
+    export = json.dumps(_export_dict(params, None), allow_nan=False)
+    mod = nwbfile.create_processing_module(
+        name=RESULTS_MODULE,
+        description=f"napari-catune {__version__} deconvolution (CaTune model): "
+                    f"{form['objective']}",
+    )
+    fl = Fluorescence(name="Deconvolution")
+    mod.add(fl)
+    fl.create_roi_response_series(
+        name="activity", data=np.ascontiguousarray(activity.T), rois=region, unit="n.a.",
+        rate=float(fs), description="deconvolved activity s (events scaled to trace units)",
+        comments=export,
+    )
+    if fit is not None:
+        fl.create_roi_response_series(
+            name="fit", data=np.ascontiguousarray(fit.T), rois=region, unit="n.a.",
+            rate=float(fs), description="model fit K*s + baseline, in trace units")
+    if baseline is not None and baseline.ndim == 2:
+        fl.create_roi_response_series(
+            name="baseline", data=np.ascontiguousarray(baseline.T), rois=region, unit="n.a.",
+            rate=float(fs), description=f"baseline per frame ({params.baseline} mode)")
+
+    p = params
+    mod.add(DynamicTable(name="parameters", description="the CaTune parameters used", columns=[
+        VectorData(name=k, description=d, data=[v]) for k, d, v in (
+            ("tau_rise_s", "kernel rise time constant, s", p.tau_rise),
+            ("tau_decay_s", "kernel decay time constant, s", p.tau_decay),
+            ("lambda", "sparsity, in units of the kernel DC gain", p.lam),
+            ("sampling_rate_hz", "sampling rate, Hz", p.fs),
+            ("filter_enabled", "CaTune bandpass applied before solving", p.filter_enabled),
+            ("baseline", "baseline model", str(p.baseline)),
+            ("drift_scale_s", "drift time scale, s (NaN: solver default or not drift)",
+             float("nan") if p.drift_scale is None else p.drift_scale),
+            ("catune_export", "the CaTune export JSON (schema 1.2.0)", export),
+        )
+    ]))
+    roi_cols = [VectorData(name="roi_id", description="label value", data=ids)]
+    if baseline is not None and baseline.ndim == 1 and "baseline" not in (features or {}):
+        roi_cols.append(VectorData(name="baseline", description="scalar baseline b",
+                                   data=np.asarray(baseline)))
+    roi_cols += _columns(features, skip=("roi_id", "index"))
+    mod.add(DynamicTable(name="rois", description="per-ROI results, rows in roi_id order",
+                         columns=roi_cols))
+    if events:
+        mod.add(DynamicTable(name="events", description="detected events, one row each",
+                             columns=_columns(events)))
+
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise FileNotFoundError(f"cannot write {path}: folder {folder} does not exist; create it first")
+    # ends in .nwb, as pynwb expects of HDF5 NWB files
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.nwb", dir=folder)
+    os.close(fd)
+    try:
+        with pynwb.NWBHDF5IO(tmp, "w") as io:
+            io.write(nwbfile)
+        publish(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def _table_columns(table) -> dict:
+    out = {}
+    for name in table.colnames:
+        data = np.asarray(table[name].data[:])
+        if data.dtype.kind == "O" or data.dtype.kind == "S":
+            data = np.array([v.decode() if isinstance(v, bytes) else str(v) for v in data])
+        out[name] = data
+    return out
+
+
+def load_results_nwb(path) -> dict:
+    """Read back what :func:`save_results_nwb` wrote (see ``results.load_results``)."""
+    pynwb = _pynwb()
+    from .params import load_params_dict
+
+    path = Path(path)
+    with pynwb.NWBHDF5IO(str(path), "r") as io:
+        f = io.read()
+        if RESULTS_MODULE not in f.processing:
+            raise ValueError(f"{path} holds no napari-catune results (no '{RESULTS_MODULE}' "
+                             "processing module)")
+        mod = f.processing[RESULTS_MODULE]
+        fl = mod["Deconvolution"]
+        act = fl["activity"]
+        out = {
+            "activity": np.asarray(act.data[:], dtype=np.float64).T.copy(),
+            "fit": (np.asarray(fl["fit"].data[:], dtype=np.float64).T.copy()
+                    if "fit" in fl.roi_response_series else None),
+            "fs": float(act.rate),
+        }
+        rois = _table_columns(mod["rois"])
+        out["roi_ids"] = rois.pop("roi_id").astype(np.int64)
+        if "baseline" in fl.roi_response_series:
+            out["baseline"] = np.asarray(fl["baseline"].data[:], dtype=np.float64).T.copy()
+        else:
+            out["baseline"] = rois.get("baseline")
+        out["features"] = rois or None
+        out["events"] = _table_columns(mod["events"]) if "events" in mod.data_interfaces else None
+        doc = json.loads(str(mod["parameters"]["catune_export"].data[0]))
+    out["params"] = load_params_dict(doc, path)
+    return out

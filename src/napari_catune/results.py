@@ -1,0 +1,398 @@
+"""Deconvolution results a lab can keep: one file with ids, fs and parameters.
+
+:func:`save_results` writes, by the file's extension:
+
+``.npz`` (recommended; ``np.load(path, allow_pickle=False)`` reads it)
+    ``activity`` (n, T) float64, ``fit`` (n, T) float64 (K*s + baseline),
+    ``baseline`` (n,) or (n, T) float64, ``roi_ids`` (n,) int64 (the label
+    values), ``fs`` () float64 in Hz, ``params`` () str: the CaTune export
+    JSON of the parameters (the document :func:`params.save_params` writes,
+    so ``json.loads(z["params"].item())`` gives it), ``format`` () str
+    ``"napari-catune results"`` and ``format_version`` () str.  Tables are
+    stored column by column: ``events.<column>`` (one row per event) and
+    ``features.<column>`` (one row per ROI, in ``roi_ids`` order).  Arrays that
+    were not given (``fit=None``, no events...) are absent.
+``.nwb`` (Neurodata Without Borders; needs ``pip install 'napari-catune[nwb]'``)
+    See :mod:`napari_catune.nwb`: ROIs in processing module ``ophys``,
+    results in processing module ``catune``.
+``.csv``
+    Wide layout, one row per frame: a header ``time_s,roi_<id>,...`` then
+    ``k / fs`` and each ROI's activity at frame k (10 significant digits).
+    Beside it ``{stem}_metadata.json`` (fs, ROI ids, parameters, what the
+    columns are) and, when features are given, ``{stem}_features.csv``.
+``.npy``
+    The activity alone as (n, T) float64, with the ``{stem}_metadata.json``
+    sidecar of the traces hand-off format (``sampling_rate_hz``,
+    ``roi_ids``, ``catune_params``), so the file opens again as traces with
+    its ids and sampling rate.  Fit, baseline and events need ``.npz`` or
+    ``.nwb``.
+
+Every file is written atomically (temporary file, then rename).  No Qt, no
+napari.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ._atomic import _atomic_write, atomic_write_text
+from .io import json_default
+
+__all__ = [
+    "save_results", "save_features_csv", "load_results", "RESULT_FORMATS", "results_metadata",
+]
+
+FORMAT = "napari-catune results"
+FORMAT_VERSION = "1.0"
+#: file extensions :func:`save_results` writes
+RESULT_FORMATS = (".npz", ".nwb", ".csv", ".npy")
+_SIDECAR = "_metadata.json"
+
+
+# ---------------------------------------------------------------- validation
+
+
+def _params(params):
+    from .params import TuningParams
+
+    if isinstance(params, TuningParams):
+        return params
+    if isinstance(params, dict):
+        try:
+            return TuningParams(**params)
+        except TypeError as exc:
+            raise ValueError(f"params: {exc}; pass a TuningParams or its to_dict()") from None
+    raise ValueError(f"params must be a TuningParams (or its to_dict()), got {type(params).__name__}")
+
+
+def _matrix(name, value, shape=None) -> np.ndarray:
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    arr = np.array(arr, dtype=np.float64, ndmin=2, order="C", copy=None)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be (n_rois, n_frames), got shape {np.shape(value)}")
+    if shape is not None and arr.shape != shape:
+        raise ValueError(f"{name} has shape {arr.shape}, but activity has {shape}")
+    return arr
+
+
+def _roi_ids(value, n: int) -> np.ndarray:
+    ids = np.asarray(value).ravel()
+    if ids.size != n:
+        raise ValueError(f"roi_ids must hold one id per ROI ({n}), got {ids.size}")
+    if ids.dtype.kind == "f" and np.all(np.isfinite(ids)) and np.all(ids == np.round(ids)):
+        ids = ids.astype(np.int64)
+    if ids.dtype.kind not in "iu":
+        raise ValueError(f"roi_ids must be integers, got dtype {ids.dtype}")
+    ids = ids.astype(np.int64)
+    if n and ids.min() < 1:
+        raise ValueError(f"roi_ids must be positive label values (0 is background), got {ids.min()}")
+    if np.unique(ids).size != n:
+        raise ValueError("roi_ids must be unique")
+    return ids
+
+
+def _fs(fs) -> float:
+    if isinstance(fs, bool):
+        raise ValueError(f"fs must be a number of Hz, got {fs!r}")
+    try:
+        fs = float(np.asarray(fs).reshape(()))
+    except (TypeError, ValueError):
+        raise ValueError(f"fs must be a single number of Hz, got {fs!r}") from None
+    if not (math.isfinite(fs) and fs > 0):
+        raise ValueError(f"fs must be a positive number of Hz, got {fs}")
+    return fs
+
+
+def _table(name: str, value, n: int | None = None) -> dict[str, np.ndarray] | None:
+    """Columns of a table given as a dict of columns, a DataFrame or a structured array."""
+    if value is None:
+        return None
+    if hasattr(value, "to_dict") and hasattr(value, "columns"):  # pandas DataFrame
+        value = {str(c): np.asarray(value[c]) for c in value.columns}
+    elif isinstance(value, np.ndarray) and value.dtype.names:
+        value = {c: value[c] for c in value.dtype.names}
+    if not isinstance(value, dict):
+        raise ValueError(
+            f"{name} must be a dict of equal-length columns, a DataFrame or a structured "
+            f"array, got {type(value).__name__}"
+        )
+    cols: dict[str, np.ndarray] = {}
+    length = None
+    for key, col in value.items():
+        key = str(key)
+        if not key or "," in key or "\n" in key:
+            raise ValueError(f"{name}: column name {key!r} cannot be stored")
+        arr = np.asarray(col)
+        if arr.ndim != 1:
+            raise ValueError(f"{name}[{key!r}] must be 1-D, got shape {arr.shape}")
+        if arr.dtype.hasobject:
+            try:
+                arr = arr.astype(str) if all(isinstance(v, str) for v in arr) else arr.astype(float)
+            except (TypeError, ValueError):
+                raise ValueError(f"{name}[{key!r}] must hold numbers or strings") from None
+        if arr.dtype.kind not in "biufUS":
+            raise ValueError(f"{name}[{key!r}] must hold numbers or strings, got {arr.dtype}")
+        if length is None:
+            length = arr.shape[0]
+        elif arr.shape[0] != length:
+            raise ValueError(f"{name}: column {key!r} has {arr.shape[0]} rows, others {length}")
+        cols[key] = arr
+    if n is not None and length is not None and length != n:
+        raise ValueError(f"{name} must have one row per ROI ({n}), got {length}")
+    return cols
+
+
+def _validated(activity, fit, baseline, events, roi_ids, fs, params, features):
+    act = _matrix("activity", activity)
+    n, t = act.shape
+    out = {
+        "activity": act,
+        "fit": None if fit is None else _matrix("fit", fit, act.shape),
+        "baseline": None,
+        "roi_ids": _roi_ids(roi_ids, n),
+        "fs": _fs(fs),
+        "params": _params(params),
+        "events": _table("events", events),
+        "features": _table("features", features, n),
+    }
+    if baseline is not None:
+        b = np.asarray(baseline, dtype=np.float64)
+        if b.shape == () and n == 1:
+            b = b.reshape(1)
+        if b.shape not in ((n,), (n, t)):
+            raise ValueError(
+                f"baseline must be (n_rois,) (one level per ROI) or (n_rois, n_frames) (a "
+                f"level per frame) = ({n},) or ({n}, {t}), got shape {b.shape}"
+            )
+        out["baseline"] = np.ascontiguousarray(b)
+    return out
+
+
+def results_metadata(*, roi_ids, fs, params, n_frames: int, content: str, **extra) -> dict:
+    """The JSON sidecar of a results file (``{stem}_metadata.json``)."""
+    from .params import _export_dict
+
+    ids = [int(i) for i in np.asarray(roi_ids).ravel()]
+    return {
+        **extra,
+        "schema_version": "1.0.0",
+        "sampling_rate_hz": float(fs),
+        "num_cells": len(ids),
+        "num_timepoints": int(n_frames),
+        "roi_ids": ids,
+        "content": content,
+        "catune_params": _export_dict(_params(params), None),
+    }
+
+
+# ---------------------------------------------------------------- writers
+
+
+def save_results(path, *, activity, fit, baseline, events=None, roi_ids, fs, params,
+                 features=None, labels=None, source=None) -> list[Path]:
+    """Write deconvolution results to ``path``; the format follows its extension.
+
+    Parameters
+    ----------
+    path : str or Path
+        Ends in ``.npz``, ``.nwb``, ``.csv`` or ``.npy`` (see the module
+        docstring for each layout).
+    activity : (n, T) array
+        Deconvolved activity s.
+    fit : (n, T) array or None
+        The model fit K*s + baseline ("reconvolution").
+    baseline : (n,) or (n, T) array or None
+        Per-ROI scalar baselines, or per-frame baselines (rolling/drift modes).
+    events : table or None
+        One row per event (e.g. ``roi_id``, ``onset_s``, ``amplitude``): a
+        dict of equal-length columns, a DataFrame or a structured array.
+    roi_ids : (n,) int
+        Label value of each row (positive, unique).
+    fs : float
+        Sampling rate in Hz.
+    params : TuningParams or dict
+        The parameters that produced the results.
+    features : table or None
+        One row per ROI, in ``roi_ids`` order (SNR, event rate, converged...).
+    labels : (Y, X) int array, optional
+        ROI footprints, for ``.nwb`` (else each ROI gets a tile).
+    source : str, optional
+        Where the traces came from (recorded in ``.nwb`` and the sidecars).
+
+    Returns
+    -------
+    list of Path
+        Every file written (the results file first).
+    """
+    path = Path(path)
+    ext = path.suffix.lower()
+    if ext not in RESULT_FORMATS:
+        raise ValueError(
+            f"cannot tell the results format from {path.name!r}: use one of "
+            f"{', '.join(RESULT_FORMATS)}"
+        )
+    r = _validated(activity, fit, baseline, events, roi_ids, fs, params, features)
+    if ext == ".npz":
+        return [_save_npz(path, r)]
+    if ext == ".nwb":
+        from .nwb import save_results_nwb
+
+        return [save_results_nwb(path, labels=labels, source=source, **r)]
+    if ext == ".csv":
+        return _save_csv(path, r, source)
+    return _save_npy(path, r, source)
+
+
+def _save_npz(path: Path, r: dict) -> Path:
+    from .params import _export_dict
+
+    arrays = {
+        "format": np.array(FORMAT),
+        "format_version": np.array(FORMAT_VERSION),
+        "activity": r["activity"],
+        "roi_ids": r["roi_ids"],
+        "fs": np.array(r["fs"]),
+        "params": np.array(json.dumps(_export_dict(r["params"], None), allow_nan=False,
+                                      default=json_default)),
+    }
+    for key in ("fit", "baseline"):
+        if r[key] is not None:
+            arrays[key] = r[key]
+    for table in ("events", "features"):
+        for col, arr in (r[table] or {}).items():
+            arrays[f"{table}.{col}"] = arr
+    return _atomic_write(path, lambda fh: np.savez(fh, **arrays))
+
+
+def _sidecar_path(path: Path) -> Path:
+    return path.with_name(path.stem + _SIDECAR)
+
+
+def _save_npy(path: Path, r: dict, source) -> list[Path]:
+    from .io import save_for_tuning
+
+    meta = results_metadata(roi_ids=r["roi_ids"], fs=r["fs"], params=r["params"],
+                            n_frames=r["activity"].shape[1],
+                            content="deconvolved activity (napari-catune), rows in roi_ids order",
+                            **({"source_filename": Path(str(source)).name} if source else {}))
+    # the hand-off writer keeps its own keys (fs, shape, dtype) over ours
+    for key in ("schema_version", "sampling_rate_hz", "num_cells", "num_timepoints"):
+        meta.pop(key)
+    npy, side = save_for_tuning(r["activity"], r["fs"], path, metadata=meta)
+    return [npy, side]
+
+
+def _csv_text(header: list[str], columns: list[np.ndarray]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    cells = [_csv_cells(c) for c in columns]
+    for row in zip(*cells):
+        w.writerow(row)
+    return buf.getvalue()
+
+
+def _csv_cells(col: np.ndarray) -> list[str]:
+    if col.dtype.kind == "b":
+        return ["true" if v else "false" for v in col]
+    if col.dtype.kind in "iu":
+        return [str(int(v)) for v in col]
+    if col.dtype.kind == "f":
+        # 10 significant digits: far below any calcium signal's noise
+        return ["%.10g" % v for v in col]
+    return [str(v) for v in col]
+
+
+def _save_csv(path: Path, r: dict, source) -> list[Path]:
+    act, ids, fs = r["activity"], r["roi_ids"], r["fs"]
+    n, t = act.shape
+    table = np.empty((t, n + 1), dtype=np.float64)
+    table[:, 0] = np.arange(t) / fs
+    table[:, 1:] = act.T
+    buf = io.StringIO()
+    header = ",".join(["time_s", *(f"roi_{i}" for i in ids)])
+    np.savetxt(buf, table, fmt="%.10g", delimiter=",", header=header, comments="")
+    written = [atomic_write_text(path, buf.getvalue())]
+    if r["features"]:
+        written.append(save_features_csv(path.with_name(path.stem + "_features.csv"),
+                                         r["features"], roi_ids=ids))
+    extra = {"csv_layout": "wide: one row per frame; time_s = frame / fs, then one column "
+                           "roi_<id> per ROI holding its deconvolved activity"}
+    if source:
+        extra["source_filename"] = Path(str(source)).name
+    meta = results_metadata(roi_ids=ids, fs=fs, params=r["params"], n_frames=t,
+                            content="deconvolved activity (napari-catune)", **extra)
+    written.append(atomic_write_text(_sidecar_path(path),
+                                     json.dumps(meta, indent=2, allow_nan=False) + "\n"))
+    return written
+
+
+def save_features_csv(path, features, roi_ids=None) -> Path:
+    """Write a per-ROI table as CSV with a header row, ``roi_id`` first.
+
+    ``features`` is a dict of equal-length columns, a DataFrame or a
+    structured array (e.g. a napari Labels layer's ``features``); ``roi_ids``
+    fills the ``roi_id`` column when the table has none.  Booleans are written
+    ``true``/``false``, floats with 10 significant digits.
+    """
+    cols = _table("features", features)
+    if not cols:
+        raise ValueError("features is empty: nothing to write")
+    n = len(next(iter(cols.values())))
+    cols.pop("index", None)  # napari's Labels layer keeps the row index there
+    if roi_ids is not None:
+        ids = _roi_ids(roi_ids, n)
+        if "roi_id" in cols and not np.array_equal(np.asarray(cols["roi_id"]), ids):
+            raise ValueError("features['roi_id'] disagrees with roi_ids")
+        cols["roi_id"] = ids
+    order = (["roi_id"] if "roi_id" in cols else []) + [k for k in cols if k != "roi_id"]
+    return atomic_write_text(path, _csv_text(order, [cols[k] for k in order]))
+
+
+# ---------------------------------------------------------------- reading back
+
+
+def load_results(path) -> dict:
+    """Read a ``.npz`` or ``.nwb`` results file written by :func:`save_results`.
+
+    Returns a dict with ``activity``, ``fit``, ``baseline`` (None when absent),
+    ``roi_ids``, ``fs``, ``params`` (a TuningParams), ``events`` and
+    ``features`` (dicts of columns, or None).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"results file not found: {path}")
+    if path.suffix.lower() == ".nwb":
+        from .nwb import load_results_nwb
+
+        return load_results_nwb(path)
+    if path.suffix.lower() != ".npz":
+        raise ValueError(f"{path}: load_results reads .npz and .nwb results files")
+    with np.load(path, allow_pickle=False) as z:
+        if "format" not in z.files or str(z["format"]) != FORMAT:
+            raise ValueError(f"{path} is not a napari-catune results file (no 'format' entry)")
+        out = {key: (np.array(z[key]) if key in z.files else None)
+               for key in ("activity", "fit", "baseline")}
+        out["roi_ids"] = np.array(z["roi_ids"])
+        out["fs"] = float(z["fs"])
+        doc = json.loads(str(z["params"]))
+        for table in ("events", "features"):
+            cols = {k.split(".", 1)[1]: np.array(z[k]) for k in z.files
+                    if k.startswith(table + ".")}
+            out[table] = cols or None
+    out["params"] = _params_from_export(path, doc)
+    return out
+
+
+def _params_from_export(path, doc: dict):
+    from .params import load_params_dict
+
+    return load_params_dict(doc, path)

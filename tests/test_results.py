@@ -1,0 +1,197 @@
+"""Results files (napari_catune.results): npz, csv, npy + sidecar, features CSV."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+
+from napari_catune import _atomic
+from napari_catune.params import TuningParams
+from napari_catune.results import load_results, save_features_csv, save_results
+
+PARAMS = TuningParams(0.04, 0.9, 12.5, 0.3, baseline="drift", drift_scale=20.0)
+IDS = np.array([3, 8, 21])
+
+
+def _results(t=40, per_frame_baseline=False):
+    rng = np.random.default_rng(2)
+    act = np.maximum(rng.normal(size=(3, t)), 0.0)
+    act[0, 5] = 1.0 / 3.0  # needs all 17 digits
+    base = rng.normal(size=(3, t)) if per_frame_baseline else np.array([1.5, -0.25, 2.0])
+    fit = act + (base if base.ndim == 2 else base[:, None])
+    events = {"roi_id": np.array([3, 3, 21]), "onset_s": np.array([0.4, 1.2, 2.0]),
+              "amplitude": np.array([1.0, 2.5, 0.75])}
+    features = {"snr": np.array([4.0, 0.5, 9.25]), "converged": np.array([True, False, True]),
+                "label": np.array(["a", "b", "c"])}
+    return dict(activity=act, fit=fit, baseline=base, events=events, roi_ids=IDS, fs=12.5,
+                params=PARAMS, features=features)
+
+
+@pytest.mark.parametrize("per_frame", [False, True])
+def test_npz_round_trip_is_exact(tmp_path, per_frame):
+    r = _results(per_frame_baseline=per_frame)
+    (path,) = save_results(tmp_path / "res.npz", **r)
+    got = load_results(path)
+    for key in ("activity", "fit", "baseline"):
+        assert got[key].dtype == np.float64
+        np.testing.assert_array_equal(got[key], r[key])
+    np.testing.assert_array_equal(got["roi_ids"], IDS)
+    assert got["roi_ids"].dtype == np.int64
+    assert got["fs"] == 12.5 and got["params"] == PARAMS
+    for key, col in r["events"].items():
+        np.testing.assert_array_equal(got["events"][key], col)
+    for key, col in r["features"].items():
+        np.testing.assert_array_equal(got["features"][key], col)
+
+
+def test_npz_layout_is_plain_numpy(tmp_path):
+    # a lab needs numpy and json only (no pickles, no napari-catune)
+    (path,) = save_results(tmp_path / "res.npz", **_results())
+    with np.load(path, allow_pickle=False) as z:
+        assert set(z.files) == {
+            "format", "format_version", "activity", "fit", "baseline", "roi_ids", "fs", "params",
+            "events.roi_id", "events.onset_s", "events.amplitude",
+            "features.snr", "features.converged", "features.label",
+        }
+        assert str(z["format"]) == "napari-catune results"
+        assert z["activity"].shape == (3, 40) and z["fs"].shape == ()
+        doc = json.loads(str(z["params"]))
+    assert doc["parameters"]["tau_rise_s"] == 0.04 and doc["parameters"]["lambda"] == 0.3
+    assert doc["formulation"]["baseline"] == "drift" and doc["formulation"]["drift_scale_s"] == 20.0
+
+
+def test_optional_parts_are_absent_not_empty(tmp_path):
+    r = _results()
+    (path,) = save_results(tmp_path / "res.npz", **{**r, "fit": None, "baseline": None,
+                                                     "events": None, "features": None})
+    with np.load(path, allow_pickle=False) as z:
+        assert not {"fit", "baseline"} & set(z.files)
+        assert not [k for k in z.files if k.startswith(("events.", "features."))]
+    got = load_results(path)
+    assert got["fit"] is None and got["events"] is None and got["features"] is None
+
+
+def test_events_as_a_dataframe_or_structured_array(tmp_path):
+    import pandas as pd
+
+    r = _results()
+    df = pd.DataFrame(r["events"])
+    rec = df.to_records(index=False)
+    for events in (df, rec):
+        (path,) = save_results(tmp_path / "e.npz", **{**r, "events": events})
+        np.testing.assert_array_equal(load_results(path)["events"]["onset_s"], [0.4, 1.2, 2.0])
+
+
+def test_csv_is_wide_with_ids_and_a_sidecar(tmp_path):
+    r = _results()
+    written = save_results(tmp_path / "act.csv", **r, source="/home/ana/rec_F.npy")
+    assert [p.name for p in written] == ["act.csv", "act_features.csv", "act_metadata.json"]
+    with open(written[0], newline="") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["time_s", "roi_3", "roi_8", "roi_21"]
+    table = np.array(rows[1:], dtype=float)
+    assert table.shape == (40, 4)
+    np.testing.assert_allclose(table[:, 0], np.arange(40) / 12.5, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(table[:, 1:], r["activity"].T, rtol=1e-9, atol=0)
+    meta = json.loads(written[2].read_text())
+    assert meta["sampling_rate_hz"] == 12.5 and meta["roi_ids"] == [3, 8, 21]
+    assert meta["num_timepoints"] == 40 and meta["source_filename"] == "rec_F.npy"
+    assert meta["catune_params"]["formulation"]["baseline"] == "drift"
+    assert "wide" in meta["csv_layout"]
+    feats = written[1].read_text().splitlines()
+    assert feats[0] == "roi_id,snr,converged,label"
+    assert feats[1:] == ["3,4,true,a", "8,0.5,false,b", "21,9.25,true,c"]
+
+
+def test_npy_reopens_as_traces_with_ids_and_fs(tmp_path):
+    from napari_catune._reader import read_traces
+    from napari_catune.io import load_tuning_data
+
+    r = _results()
+    npy, side = save_results(tmp_path / "act.npy", **r)
+    traces, meta = load_tuning_data(npy)
+    np.testing.assert_array_equal(traces, r["activity"])
+    assert meta["roi_ids"] == [3, 8, 21] and meta["sampling_rate_hz"] == 12.5
+    ((_, layer_meta, kind),) = read_traces(str(npy))
+    cat = layer_meta["metadata"]["catune"]
+    assert kind == "labels" and cat["fs"] == 12.5 and cat["roi_ids"].tolist() == [3, 8, 21]
+
+
+def test_features_csv_standalone(tmp_path):
+    path = save_features_csv(tmp_path / "f.csv",
+                             {"index": [0, 1], "roi_id": [5, 6], "snr": [1.0, np.nan]})
+    assert path.read_text().splitlines() == ["roi_id,snr", "5,1", "6,nan"]
+    path = save_features_csv(tmp_path / "g.csv", {"snr": [2.0, 3.0]}, roi_ids=[5, 6])
+    assert path.read_text().splitlines() == ["roi_id,snr", "5,2", "6,3"]
+    with pytest.raises(ValueError, match="disagrees"):
+        save_features_csv(tmp_path / "h.csv", {"roi_id": [1, 2]}, roi_ids=[5, 6])
+    with pytest.raises(ValueError, match="empty"):
+        save_features_csv(tmp_path / "h.csv", {})
+
+
+@pytest.mark.parametrize(
+    "change, fragment",
+    [
+        ({"activity": np.zeros((2, 3, 4))}, "activity must be \\(n_rois, n_frames\\)"),
+        ({"activity": np.array([["a"]])}, "activity must hold real numbers"),
+        ({"fit": np.zeros((3, 39))}, "fit has shape \\(3, 39\\), but activity has \\(3, 40\\)"),
+        ({"baseline": np.zeros(4)}, "baseline must be \\(n_rois,\\)"),
+        ({"roi_ids": [1, 2]}, "one id per ROI \\(3\\)"),
+        ({"roi_ids": [0, 1, 2]}, "positive"),
+        ({"roi_ids": [1, 1, 2]}, "unique"),
+        ({"roi_ids": [1.5, 2, 3]}, "integers"),
+        ({"fs": 0.0}, "fs must be a positive number"),
+        ({"fs": True}, "fs must be a number"),
+        ({"params": "p.json"}, "params must be a TuningParams"),
+        ({"params": {"tau_rise": 0.5, "tau_decay": 0.4, "fs": 10, "lam": 0}}, "tau_rise"),
+        ({"features": {"snr": [1.0, 2.0]}}, "one row per ROI \\(3\\)"),
+        ({"events": {"a": [1, 2], "b": [1]}}, "column 'b' has 1 rows"),
+        ({"events": [1, 2]}, "events must be a dict"),
+    ],
+)
+def test_bad_input_names_the_argument(tmp_path, change, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        save_results(tmp_path / "r.npz", **{**_results(), **change})
+    assert os.listdir(tmp_path) == []
+
+
+def test_unknown_extension(tmp_path):
+    with pytest.raises(ValueError, match=r"use one of \.npz, \.nwb, \.csv, \.npy"):
+        save_results(tmp_path / "r.mat", **_results())
+
+
+def test_params_as_dict_and_one_roi(tmp_path):
+    r = _results()
+    one = dict(r, activity=r["activity"][0], fit=r["fit"][0], baseline=1.5, roi_ids=[7],
+               params=PARAMS.to_dict(), features=None)
+    (path,) = save_results(tmp_path / "one.npz", **one)
+    got = load_results(path)
+    assert got["activity"].shape == (1, 40) and got["baseline"].tolist() == [1.5]
+    assert got["params"] == PARAMS
+
+
+def test_failed_write_keeps_the_earlier_file(tmp_path, monkeypatch):
+    path = tmp_path / "res.npz"
+    save_results(path, **_results())
+    before = path.read_bytes()
+
+    def boom(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(_atomic.os, "replace", boom)
+    with pytest.raises(OSError, match="disk full"):
+        save_results(path, **{**_results(), "fs": 30.0})
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["res.npz"]
+
+
+def test_load_results_refuses_other_files(tmp_path):
+    np.savez(tmp_path / "x.npz", traces=np.zeros((2, 5)))
+    with pytest.raises(ValueError, match="not a napari-catune results file"):
+        load_results(tmp_path / "x.npz")
+    with pytest.raises(FileNotFoundError):
+        load_results(tmp_path / "none.npz")
