@@ -40,6 +40,7 @@ from typing import Callable
 import numpy as np
 
 from ._atomic import publish, remove_stale_temps, resolve_target, temp_prefix
+from .baseline import BASELINE_MODES
 from .loaders import FS_KEYS as _FS_KEYS
 from .loaders import ID_KEYS as _ID_KEYS
 from .loaders import TRACE_KEYS as _TRACE_KEYS
@@ -670,6 +671,9 @@ def _list_rows(rows, limit: int = 20) -> str:
 
 def _cmd_deconvolve(args) -> int:
     params = _load_params_or_fail(args.params)
+    if args.baseline is not None and args.baseline != params.baseline:
+        _warn(f"--baseline {args.baseline} overrides the {params.baseline!r} baseline of {args.params}")
+        params = params.replace(baseline=args.baseline)
     out = Path(args.output)
     suffix = out.suffix.lower()
     if args.full and suffix != ".npz":
@@ -971,14 +975,17 @@ def _cmd_estimate(args) -> int:
         raise CLIError(f"{args.input}: every row holds NaN or Inf; nothing to estimate from")
     if rows.size < min(source.n, args.max_cells):
         _warn(f"{min(source.n, args.max_cells) - rows.size} rows with NaN or Inf left out")
-    from .estimate import estimate_params
+    from .estimate import estimate_report
 
     import warnings
 
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            params = estimate_params(traces, fs)
+            report = estimate_report(traces, fs)
+            params = report.params
+            if args.baseline is not None:
+                params = params.replace(baseline=args.baseline)
     except ValueError as e:
         raise CLIError(f"{args.input}: {e}") from None
     for w in caught:
@@ -989,7 +996,9 @@ def _cmd_estimate(args) -> int:
     print(f"  tau_decay   {params.tau_decay:.4g} s")
     print(f"  t_peak      {params.t_peak:.4g} s")
     print(f"  fwhm        {params.fwhm:.4g} s")
-    print(f"  lambda      {params.lam:.4g}")
+    print(f"  lambda      {params.lam:.4g}  ({report.z:g} noise deviations)")
+    print(f"  noise       {report.noise_median:.4g} (median sigma, trace units)")
+    print(f"  baseline    {params.baseline}")
     print(f"  fs          {params.fs:g} Hz")
     if out is not None:
         from .params import save_params
@@ -1340,6 +1349,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--allow-pickle", action="store_true",
                    help="suite2p: read ops.npy/stat.npy (pickles; trusted folders only)")
     d.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    d.add_argument("--baseline", choices=BASELINE_MODES, default=None,
+                   help="override the baseline model saved in PARAMS.json")
     d.set_defaults(func=_cmd_deconvolve)
 
     e = sub.add_parser(
@@ -1357,6 +1368,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="estimate from at most N evenly spaced cells (default 500)")
     e.add_argument("--allow-pickle", action="store_true",
                    help="suite2p: read ops.npy (a pickle) for the sampling rate")
+    e.add_argument("--baseline", choices=BASELINE_MODES, default=None,
+                   help="baseline model saved with the parameters (default: %(default)s = "
+                   "the package default)")
     e.set_defaults(func=_cmd_estimate)
 
     i = sub.add_parser(
