@@ -268,3 +268,10 @@ def test_report_bad_options(kwargs, fragment):
 
     with pytest.raises(ValueError, match=fragment):
         estimate_report(np.random.default_rng(0).random(300), 30.0, **kwargs)
+
+
+def test_estimated_parameters_carry_the_drift_baseline():
+    y, _ = _synthetic(0.05, 0.4, n=3, seed=11)
+    assert estimate_params(y, 30.0).baseline == "drift"
+    with pytest.warns(UserWarning, match="flat"):
+        assert estimate_params(np.ones((2, 300)), 30.0).baseline == "drift"

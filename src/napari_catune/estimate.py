@@ -40,7 +40,8 @@ from .kernel import _check_one, build_kernel
 from .params import TuningParams
 
 __all__ = ["estimate_params", "estimate_report", "EstimateReport", "EstimateCancelled",
-           "noise_sigma", "lambda_for_noise", "DEFAULTS", "RISE_RATIO", "Z_DEFAULT"]
+           "noise_sigma", "lambda_for_noise", "DEFAULTS", "RISE_RATIO", "Z_DEFAULT",
+           "RECOMMENDED_BASELINE"]
 
 # what a flat or noise-only input gets (a GCaMP6f-like kernel)
 DEFAULTS = {"tau_rise": 0.05, "tau_decay": 0.5, "lam": 0.1}
@@ -56,6 +57,8 @@ Z_DEFAULT = 1.5
 # tau_rise = RISE_RATIO * tau_decay (see the module docstring)
 RISE_RATIO = 0.1
 _MIN_SAMPLES = 100
+# the baseline model of estimated parameters (README, "Which default")
+RECOMMENDED_BASELINE = "drift"
 # per-trace estimates pooled by their median: at most this many traces
 _MAX_TRACES = 40
 # the kernel search: rate it runs at, tau_decay grid, solver steps per point
@@ -253,7 +256,8 @@ def estimate_report(traces, fs, *, z: float = Z_DEFAULT, max_traces: int = _MAX_
             "estimate_params: the traces are flat (constant); using default parameters "
             f"{DEFAULTS}", stacklevel=3,
         )
-        p = TuningParams(DEFAULTS["tau_rise"], DEFAULTS["tau_decay"], fs, DEFAULTS["lam"])
+        p = TuningParams(DEFAULTS["tau_rise"], DEFAULTS["tau_decay"], fs, DEFAULTS["lam"],
+                         baseline=RECOMMENDED_BASELINE)
         return EstimateReport(p, sigma, 0.0, z, np.empty(0, np.int64), np.empty(0))
     sig_med = float(np.median(sigma[live]))
     from .traces import roi_snr
@@ -282,7 +286,9 @@ def estimate_report(traces, fs, *, z: float = Z_DEFAULT, max_traces: int = _MAX_
         )
         tr, td = DEFAULTS["tau_rise"], DEFAULTS["tau_decay"]
     lam = lambda_for_noise(sig_med, tr, td, fs, z)
-    return EstimateReport(TuningParams(tr, td, fs, lam), sigma, sig_med, z, cand, tds)
+    # "drift": the baseline model that wins on the real recordings (README)
+    return EstimateReport(TuningParams(tr, td, fs, lam, baseline=RECOMMENDED_BASELINE),
+                          sigma, sig_med, z, cand, tds)
 
 
 def _has_transients(y: np.ndarray, fs: float, td: float) -> bool:
@@ -310,7 +316,7 @@ def estimate_params(traces, fs, *, z: float = Z_DEFAULT, progress=None, cancel=N
     Returns
     -------
     TuningParams
-        tau_rise = 0.1 tau_decay.  A flat or noise-only input gives
+        tau_rise = 0.1 tau_decay, baseline "drift".  A flat or noise-only input gives
         :data:`DEFAULTS` and a warning.  Use :func:`estimate_report` for the
         noise level and the per-trace estimates.
 
