@@ -43,7 +43,8 @@ __all__ = [
     "rolling_window",
 ]
 
-BASELINE_MODES = ("scalar", "none", "rolling", "drift")
+#: The baseline models, in the order the tuner and the CLI offer them.
+BASELINE_MODES = ("scalar", "rolling", "drift", "none")
 DEFAULT_QUANTILE = 0.2
 # default drift_scale = max(_DRIFT_TAUS * tau_decay, _DRIFT_MIN_S)
 _DRIFT_TAUS = 20.0
@@ -54,8 +55,8 @@ def baseline_mode(baseline) -> str:
     """The canonical mode name of a ``baseline=`` argument (True/False accepted)."""
     if baseline is True or baseline is False or isinstance(baseline, np.bool_):
         return "scalar" if baseline else "none"
-    if isinstance(baseline, str) and baseline.lower() in BASELINE_MODES:
-        return baseline.lower()
+    if isinstance(baseline, str) and baseline.strip().lower() in BASELINE_MODES:
+        return baseline.strip().lower()
     raise ValueError(
         f"baseline must be one of {', '.join(repr(m) for m in BASELINE_MODES)} "
         f"(or True = 'scalar', False = 'none'), got {baseline!r}"

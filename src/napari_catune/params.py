@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from . import kernel
+from .baseline import BASELINE_MODES, DEFAULT_QUANTILE, baseline_mode, rolling_window
 from ._atomic import atomic_write_text
 from .io import json_default
 from ._version import __version__
@@ -34,19 +35,11 @@ _MAX_BYTES = 4 * 2**20
 
 # ---------------------------------------------------------------- baseline modes
 
-#: The baseline models, in the order the tuner offers them.
-BASELINE_MODES = ("scalar", "rolling", "drift", "none")
 #: What a TuningParams gets when no mode is given.
 DEFAULT_BASELINE = "scalar"
-
-# CaTune's rolling baseline (the web app's worker and calab 0.3): quantile and
-# window of the rolling low percentile subtracted before the solve
-ROLLING_QUANTILE = 0.2
-
-
-def rolling_window(tau_decay: float, fs: float) -> int:
-    """CaTune's rolling-baseline window in samples: ``5 * ceil(5 * tau_decay * fs)``."""
-    return 5 * max(1, math.ceil(5.0 * float(tau_decay) * float(fs)))
+# CaTune's rolling baseline (the web app's worker and calab 0.3): quantile of
+# the rolling low percentile subtracted before the solve (window: rolling_window)
+ROLLING_QUANTILE = DEFAULT_QUANTILE
 
 
 class BaselineMode(str):
@@ -61,18 +54,8 @@ class BaselineMode(str):
     def __new__(cls, value):
         if isinstance(value, cls):
             return value
-        if isinstance(value, np.bool_):
-            value = bool(value)
-        if value is True:
-            value = "scalar"
-        elif value is False:
-            value = "none"
-        if isinstance(value, str) and value.strip().lower() in BASELINE_MODES:
-            return super().__new__(cls, value.strip().lower())
-        raise ValueError(
-            f"baseline must be one of {', '.join(map(repr, BASELINE_MODES))} "
-            f"(True means 'scalar', False 'none'), got {value!r}"
-        )
+        # one validation for the solver and the parameters (baseline.py)
+        return super().__new__(cls, baseline_mode(value))
 
     def __bool__(self) -> bool:
         return str.__ne__(self, "none")
