@@ -36,11 +36,16 @@ CALAB_PRESET = {"GCaMP6f": (0.1, 0.6), "jGCaMP7f": (0.1, 0.6), "GCaMP6s": (0.4, 
                 "jGCaMP8s": (0.4, 1.8), "jGCaMP8m": (0.05, 0.3)}
 
 
-def _ours(y, fs, p, mode=None):
-    from napari_catune.solver import run_deconvolution
+CONVERGED = defaultdict(list)
+
+
+def _ours(y, fs, p, mode=None, tag=None):
+    from napari_catune.solver import run_deconvolution_full
 
     opts = {} if mode is None else {"baseline": mode}
-    return run_deconvolution(y, fs, p.tau_rise, p.tau_decay, p.lam, **opts)
+    res = run_deconvolution_full(y, fs, p.tau_rise, p.tau_decay, p.lam, **opts)
+    CONVERGED[tag or mode].append(bool(res.converged))
+    return res.activity
 
 
 def main(argv=None):
@@ -113,7 +118,7 @@ def main(argv=None):
             for td in GRID_TD:
                 tr = RISE_RATIO * td
                 p = TuningParams(tr, td, r.fs, lambda_for_noise(sig, tr, td, r.fs))
-                grid[r.dataset][td].append(R.score(_ours(r.y, r.fs, p), r.spikes, r.fs))
+                grid[r.dataset][td].append(R.score(_ours(r.y, r.fs, p, tag="grid"), r.spikes, r.fs))
         for ds, per in grid.items():
             td_best = max(per, key=lambda td: np.median(per[td]))
             best_td[ds] = (td_best, float(np.median(per[td_best])))
@@ -143,6 +148,11 @@ def main(argv=None):
         print(f"| {s} | {len(e)} | {np.median(e[:, 0]):.3f} | {pooled_td:.3f} | {bt:.3f} | {ok} |")
     n = len(rows)
     print()
+    for mode in [None, *modes_ok]:
+        c = CONVERGED[mode]
+        if c:
+            label = "estimated per trace" if mode is None else f"pooled, {mode}"
+            print(f"converged ({label}): {sum(c)} of {len(c)} traces ({100 * sum(c) / len(c):.1f} %)")
     print(f"time per trace: ours (estimation) {1e3 * t_ours / n:.1f} ms, OASIS AR2 automatic "
           f"{1e3 * t_oasis / n:.1f} ms, ratio {t_ours / t_oasis:.2f}")
     return 0
