@@ -413,9 +413,14 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, r
             break
         if _exchange_stalls(hist, it):
             break
-        for k in range(n):
-            if flip[k]:
-                active[k] = not active[k]
+        if n_bad <= 4 and it >= 2 and n_bad >= hist[(it - 2) % _HIST]:
+            # a few that the block exchange keeps misplacing: one at a time
+            # (Murty's rule)
+            active[last_bad] = not active[last_bad]
+        else:
+            for k in range(n):
+                if flip[k]:
+                    active[k] = not active[k]
     best = np.empty(n, np.bool_)
     best_bad = n + 1
     n_ipm = 0
@@ -488,9 +493,10 @@ def _exchange_stalls(hist, it):
 
     ``hist[(j - 1) % _HIST]`` is the violator count of step j <= it.  The
     exchange is judged from step 4 on (the first exchanges from a cold start
-    often raise the count): it stalls when the count has not halved over
-    the last two steps, unless it is already small, or when it fails to
-    fall twice in a row; and after 30 steps at most.
+    often raise the count).  With more than 16 violators it stalls when the
+    count has fallen by less than 40 % over the last two steps, or rose
+    twice in a row; with fewer (the local cycles a warm start ends in) when
+    the last 4 steps brought no new low.  After 30 steps at most.
     """
     if it >= 30:
         return True
@@ -499,11 +505,15 @@ def _exchange_stalls(hist, it):
     c0 = hist[(it - 1) % _HIST]
     c1 = hist[(it - 2) % _HIST]
     c2 = hist[(it - 3) % _HIST]
-    if c0 >= c1 and c1 >= c2:
-        return True
-    if c0 > 8 and 2 * c0 > c2:
-        return True
-    return False
+    if c0 > 16:
+        return (c0 >= c1 and c1 >= c2) or 5 * c0 > 3 * c2
+    recent = c0
+    for j in range(2, 5):
+        recent = min(recent, hist[(it - j) % _HIST])
+    before = hist[(it - 5) % _HIST]
+    for j in range(6, _HIST + 1):
+        before = min(before, hist[(it - j) % _HIST])
+    return recent >= before
 
 
 @njit(cache=_CACHE, nogil=True)
@@ -829,6 +839,7 @@ def _ipm_crossover(y, g1, g2, alpha, beta, mode, mu, active, best, it, max_iters
     # start: every w and nu equal (the Newton step does not need an x)
     w = np.full(n, sc)
     nu = np.full(n, max(beta, sc))
+    guess = np.ones(n, np.bool_)
     winv = np.empty(n)
     nuinv = np.empty(n)
     D = np.empty(n)
@@ -844,7 +855,6 @@ def _ipm_crossover(y, g1, g2, alpha, beta, mode, mu, active, best, it, max_iters
     dw2 = np.empty(n)
     dnu2 = np.empty(n)
     zero = np.zeros(T)
-    guess = np.ones(n, np.bool_)
     best_bad = n + 1
     gap_best = math.inf
     gap_first = -1.0
