@@ -648,3 +648,14 @@ def test_bad_baseline_in_file(tmp_path, formulation, fragment):
     with pytest.raises(ValueError, match=fragment) as info:
         load_params(f)
     assert str(f) in str(info.value)
+
+
+def test_solver_kwargs_reach_the_solver():
+    from napari_catune.solver import run_deconvolution_full
+
+    rng = np.random.default_rng(4)
+    y = rng.normal(size=(2, 300)) + 3.0
+    for mode, zero in (("none", True), ("scalar", False)):
+        p = TuningParams(0.05, 0.5, 30.0, 0.1, baseline=mode)
+        res = run_deconvolution_full(y, p.fs, p.tau_rise, p.tau_decay, p.lam, **p.solver_kwargs())
+        assert np.all(np.asarray(res.baseline) == 0) is zero, mode

@@ -211,9 +211,10 @@ class TuningParams:
 
     def solver_kwargs(self) -> dict:
         """Keywords for ``run_deconvolution(_full)`` beyond the four numbers:
-        ``filter_enabled``, ``baseline`` (a plain str) and, for ``"drift"``
-        with a scale, ``drift_scale``."""
-        kw = {"filter_enabled": self.filter_enabled, "baseline": str(self.baseline)}
+        ``filter_enabled``, ``baseline`` (the mode string; a BaselineMode, so
+        a solver that still takes a bool reads "none" as False) and, for
+        ``"drift"`` with a scale, ``drift_scale``."""
+        kw = {"filter_enabled": self.filter_enabled, "baseline": self.baseline}
         if self.drift_scale is not None:
             kw["drift_scale"] = self.drift_scale
         return kw
