@@ -658,4 +658,4 @@ def test_solver_kwargs_reach_the_solver():
     for mode, zero in (("none", True), ("scalar", False)):
         p = TuningParams(0.05, 0.5, 30.0, 0.1, baseline=mode)
         res = run_deconvolution_full(y, p.fs, p.tau_rise, p.tau_decay, p.lam, **p.solver_kwargs())
-        assert np.all(np.asarray(res.baseline) == 0) is zero, mode
+        assert bool(np.all(np.asarray(res.baseline) == 0)) is zero, mode
