@@ -490,3 +490,26 @@ def test_deconvolve_honours_a_saved_baseline_off(tmp_path):
         assert np.array_equal(z["baseline"], np.zeros(3))
         ref = run_deconvolution_full(traces, 30.0, 0.05, 0.5, 0.1, baseline=False)
         np.testing.assert_array_equal(z["activity"], ref.activity)
+
+
+def test_estimate_reports_noise_and_saves_the_baseline_mode(tmp_path, capsys):
+    from napari_catune.cli import main
+    from napari_catune.io import save_for_tuning
+    from napari_catune.params import load_params
+
+    rng = np.random.default_rng(1)
+    y = 0.2 * rng.standard_normal((3, 2000))
+    y[:, 500:520] += 2.0
+    src = tmp_path / "tr.npy"
+    save_for_tuning(y, 30.0, src)
+    out = tmp_path / "p.json"
+    assert main(["estimate", str(src), "--baseline", "drift", "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "noise" in text and "noise deviations" in text
+    assert load_params(out).baseline == "drift"
+    # deconvolve can override the file's mode, and says so
+    res = tmp_path / "a.npy"
+    assert main(["deconvolve", str(src), "--params", str(out), "-o", str(res), "-q",
+                 "--baseline", "scalar"]) == 0
+    assert "overrides the 'drift' baseline" in capsys.readouterr().err
+    assert main(["estimate", str(src), "--baseline", "wobbly"]) == 2

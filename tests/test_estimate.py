@@ -26,7 +26,7 @@ def _synthetic(tau_rise, tau_decay, fs=30.0, n=12, T=4000, rate=0.5, noise=0.15,
 def _in_range(p):
     assert isinstance(p, TuningParams)
     assert 0.001 <= p.tau_rise < p.tau_decay <= 10
-    assert 0 <= p.lam <= 10
+    assert 0 <= p.lam and math.isfinite(p.lam)
 
 
 @pytest.mark.parametrize("tau_rise, tau_decay, fs", [(0.05, 0.4, 30.0), (0.1, 1.5, 15.0),
@@ -88,9 +88,14 @@ def test_lambda_rejects_noise_sized_events():
     rng = np.random.default_rng(7)
     fs, sigma = 30.0, 0.5
     noise = sigma * rng.standard_normal((5, 3000)) + 10
-    lam = lambda_for_noise(sigma, 0.05, 0.5, fs)
+    lam = lambda_for_noise(sigma, 0.05, 0.5, fs, z=3.0)
     s = run_deconvolution(noise, fs, 0.05, 0.5, lam)
     assert np.count_nonzero(s > 1e-9) / s.size < 0.01
+    # the default threshold (z = 1.5) lets a little noise through, never much
+    lam_default = lambda_for_noise(sigma, 0.05, 0.5, fs)
+    assert lam_default == pytest.approx(lam / 2)
+    s_def = run_deconvolution(noise, fs, 0.05, 0.5, lam_default)
+    assert 0 < np.count_nonzero(s_def > 1e-9) / s.size < 0.05
     # and a real transient of a few sigma still comes through
     y = noise[0].copy()
     t = np.arange(300) / fs
@@ -187,3 +192,79 @@ def test_welch_density_equals_scipy():
         f2, p2 = welch(x, fs=30.0, nperseg=nperseg, axis=-1)
         np.testing.assert_allclose(f, f2)
         np.testing.assert_allclose(p, p2, rtol=1e-10)
+
+
+@pytest.mark.parametrize("preset, tau_decay", [("gcamp6f", 0.6), ("gcamp6s", 1.8),
+                                               ("jgcamp8f", 0.3)])
+def test_tau_decay_within_15_percent_on_calab_presets_with_drift(preset, tau_decay):
+    import calab
+
+    # calab's presets carry its default random-walk baseline drift
+    sim = calab.simulate(getattr(calab.presets, preset)(num_cells=12, num_timepoints=6000, seed=4))
+    p = estimate_params(sim.traces.astype(float), 30.0)
+    assert abs(p.tau_decay / tau_decay - 1) <= 0.15
+    # never a degenerate kernel
+    assert p.tau_rise <= 0.2 * p.tau_decay
+
+
+def test_scaling_the_traces_by_50_gives_the_same_events():
+    from napari_catune.estimate import estimate_report
+    from napari_catune.events import detect_events
+    from napari_catune.solver import run_deconvolution
+
+    y, _ = _synthetic(0.05, 0.5, noise=0.1, seed=6)
+    r1 = estimate_report(y, 30.0)
+    r50 = estimate_report(50 * y, 30.0)
+    assert r50.params.tau_decay == pytest.approx(r1.params.tau_decay)
+    assert r50.params.lam == pytest.approx(50 * r1.params.lam, rel=1e-9)
+    np.testing.assert_allclose(r50.noise, 50 * r1.noise, rtol=1e-9)
+    ev = []
+    for scale, rep in ((1, r1), (50, r50)):
+        p = rep.params
+        ev.append(detect_events(run_deconvolution(scale * y, 30.0, p.tau_rise, p.tau_decay, p.lam), 30.0))
+    np.testing.assert_array_equal(ev[0]["onset_frame"], ev[1]["onset_frame"])
+    np.testing.assert_allclose(ev[0]["amplitude"], ev[1]["amplitude"], rtol=1e-6, atol=1e-9)
+
+
+def test_report_gives_noise_and_per_trace_estimates():
+    from napari_catune.estimate import estimate_report
+
+    y, _ = _synthetic(0.05, 0.4, n=6, noise=0.2, seed=9)
+    rep = estimate_report(y, 30.0, max_traces=4)
+    assert rep.noise.shape == (6,)
+    np.testing.assert_allclose(rep.noise, 0.2, rtol=0.1)
+    assert rep.noise_median == pytest.approx(float(np.median(rep.noise)))
+    assert rep.rows.size == 4 and rep.tau_decay_rows.size == 4
+    assert rep.params.lam == pytest.approx(
+        lambda_for_noise(rep.noise_median, rep.params.tau_rise, rep.params.tau_decay, 30.0, rep.z))
+
+
+def test_progress_and_cancel():
+    import threading
+
+    from napari_catune.estimate import EstimateCancelled
+
+    y, _ = _synthetic(0.05, 0.4, n=5, seed=10)
+    seen = []
+    estimate_params(y, 30.0, progress=lambda done, total: seen.append((done, total)))
+    assert seen[0] == (0, 5) and seen[-1] == (5, 5)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+    stop = threading.Event()
+
+    def progress(done, total):
+        if done == 2:
+            stop.set()
+
+    with pytest.raises(EstimateCancelled):
+        estimate_params(y, 30.0, progress=progress, cancel=stop)
+    with pytest.raises(EstimateCancelled):
+        estimate_params(y, 30.0, cancel=lambda: True)
+
+
+@pytest.mark.parametrize("kwargs, fragment", [({"z": -1}, "z must"), ({"z": float("nan")}, "z must"),
+                                              ({"max_traces": 0}, "max_traces")])
+def test_report_bad_options(kwargs, fragment):
+    from napari_catune.estimate import estimate_report
+
+    with pytest.raises(ValueError, match=fragment):
+        estimate_report(np.random.default_rng(0).random(300), 30.0, **kwargs)

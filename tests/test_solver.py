@@ -101,11 +101,19 @@ def test_default_method_matches_tight_fista(baseline):
     np.testing.assert_allclose(exact.reconvolution, fista.reconvolution, atol=1e-3)
 
 
-def test_fista_converges_with_default_tolerance():
+def test_fista_converged_flag_is_the_kkt_check():
+    from napari_catune.solver import KKT_TOL, kkt_violation
+
     y, _, _ = synth(n=2, T=1000, seed=7)
     res = run_deconvolution_full(y, FS, TR, TD, LAM, method="fista")
-    assert res.converged.all()
+    # tol=1e-6 stops FISTA early, short of the optimum: reported as such
     assert (res.iterations > 5).all() and (res.iterations < 2000).all()
+    viol = kkt_violation(y, res.activity, res.baseline, FS, TR, TD, LAM)
+    assert np.array_equal(res.converged, viol <= KKT_TOL)
+    assert not res.converged.any()
+    exact = run_deconvolution_full(y, FS, TR, TD, LAM)
+    assert exact.converged.all()
+    assert (kkt_violation(y, exact.activity, exact.baseline, FS, TR, TD, LAM) < 1e-11).all()
 
 
 def test_warm_start_reaches_the_same_optimum_in_fewer_steps():
@@ -254,3 +262,63 @@ def test_optimum_matches_tight_fista_across_the_parameter_range(tr, td, fs, lam)
     eo = objective(y, exact.activity, exact.baseline, fs, tr, td, lam)
     fo = objective(y, fista.activity, fista.baseline, fs, tr, td, lam)
     assert eo <= fo * (1 + 1e-9)
+
+
+# ------------------------------------------------- honest convergence flag
+def test_kkt_check_agrees_with_brute_force():
+    from napari_catune.solver import kkt_violation as solver_kkt
+
+    y, _, _ = synth(n=1, T=400, seed=15)
+    res = run_deconvolution_full(y[0], FS, TR, TD, LAM)
+    # perturb the optimum: the compiled check sees what the dense one sees
+    s = res.activity.copy()
+    s[np.argmax(s)] *= 1.01
+    s[50] += 0.01
+    G = build_kernel(TR, TD, FS).sum()
+    brute_s, brute_b = kkt_violation(y[0], s, res.baseline, LAM)
+    scale = np.ptp(y[0]) + 2.2e-6 * np.abs(y[0]).max()
+    got = solver_kkt(y[0], s, res.baseline, FS, TR, TD, LAM)
+    want = max(brute_s / G, brute_b / len(y[0])) / scale
+    assert got == pytest.approx(want, rel=1e-6)
+    assert solver_kkt(y[0], res.activity, res.baseline, FS, TR, TD, LAM) < 1e-11
+
+
+def test_budget_exhausted_reports_not_converged():
+    from napari_catune.solver import KKT_TOL
+    from napari_catune.solver import kkt_violation as solver_kkt
+
+    y, _, _ = synth(n=3, T=3000, seed=16, tr=0.1, td=1.5)
+    res = run_deconvolution_full(y, FS, 0.1, 1.5, LAM, max_iters=2)
+    assert (res.iterations <= 2).all() and not res.converged.any()
+    viol = solver_kkt(y, res.activity, res.baseline, FS, 0.1, 1.5, LAM)
+    assert (viol > KKT_TOL).all()
+
+
+def test_fista_hand_over_is_checked_not_trusted(monkeypatch):
+    from napari_catune import solver
+    from napari_catune.solver import KKT_TOL
+    from napari_catune.solver import kkt_violation as solver_kkt
+
+    y, _, _ = synth(n=3, T=2000, seed=17, tr=0.1, td=1.5)
+    monkeypatch.setattr(solver, "_PDAS_BUDGET", 2)  # force the hand-over
+    for max_iters, mode in ((60, "scalar"), (60, "drift")):
+        res = run_deconvolution_full(y, FS, 0.1, 1.5, LAM, max_iters=max_iters, baseline=mode)
+        assert (res.iterations <= max_iters).all()
+        viol = solver_kkt(y, res.activity, res.baseline, FS, 0.1, 1.5, LAM, mode=mode)
+        assert np.array_equal(res.converged, viol <= KKT_TOL)
+        assert not res.converged.any()  # 58 FISTA steps do not reach the optimum
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-1", "1.5"])
+def test_bad_thread_count_names_the_variable(monkeypatch, value):
+    monkeypatch.setenv("CATUNE_NUM_THREADS", value)
+    with pytest.raises(ValueError, match="CATUNE_NUM_THREADS"):
+        run_deconvolution_full(np.zeros((3, 100)), FS, TR, TD, LAM)
+
+
+def test_thread_count_from_the_environment(monkeypatch):
+    y, _, _ = synth(n=3, T=500, seed=18)
+    ref = run_deconvolution_full(y, FS, TR, TD, LAM)
+    monkeypatch.setenv("CATUNE_NUM_THREADS", " 1 ")
+    one = run_deconvolution_full(y, FS, TR, TD, LAM)
+    assert np.array_equal(one.activity, ref.activity)

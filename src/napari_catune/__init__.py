@@ -39,6 +39,7 @@ _EXPORTS = {
     "extract_traces": "traces",
     "roi_snr": "traces",
     "estimate_params": "estimate",
+    "detect_events": "events",
     "simulate_recording": "simulation",
     "SimulatedRecording": "simulation",
     "load_suite2p": "loaders",

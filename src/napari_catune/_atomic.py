@@ -4,22 +4,108 @@
 file system, which is why the temporary file lives beside the target.  On any
 failure the temporary file is removed and an earlier file at ``path`` is left
 exactly as it was.
+
+What is at ``path`` is respected:
+
+- a symlink is written through: its (final) target is replaced atomically,
+  with the temporary file in the target's folder, and the link stays;
+- an existing file keeps its permission bits (and, where allowed, its owner);
+- anything that is not a regular file (a folder, a FIFO, a device such as
+  ``/dev/null``, a socket) is refused with a ValueError; nothing is written.
+
+Temporary files are named ``.{name}.catune-{pid}-{host}.*.tmp`` (see
+:func:`temp_prefix`): a process killed before it could clean up (SIGKILL,
+power loss) leaves one behind, and the next write of the same target on
+the same host removes it once that pid no longer runs
+(:func:`remove_stale_temps`).
 """
 
 from __future__ import annotations
 
 import os
+import re
+import socket
+import stat
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_save_npy", "publish"]
+__all__ = [
+    "atomic_write_bytes", "atomic_write_text", "atomic_save_npy", "publish", "resolve_target",
+    "temp_prefix", "remove_stale_temps",
+]
 
 # The umask can only be read by setting it; do that once, at import, rather
 # than flipping it process-wide while other threads may create files.
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+
+
+_TAG = "catune"
+# room for the tag, pid, host and mkstemp's random part within 255 bytes
+_NAME_MAX = 120
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40] or "host"
+
+
+def temp_prefix(target_name: str, key: str = "") -> str:
+    """Prefix of this process's temporary files for ``target_name`` (for mkstemp).
+
+    ``.{name}.catune-{pid}-{host}.[{key}.]``: the pid and host tell a later
+    run whether the writer still runs.
+    """
+    part = f"{key}." if key else ""
+    return f".{target_name[:_NAME_MAX]}.{_TAG}-{os.getpid()}-{_host()}.{part}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # someone else's process (or a pid we cannot check): keep its files
+    return True
+
+
+def remove_stale_temps(target) -> list[tuple[Path, int, int]]:
+    """Remove temporary files of ``target`` left by dead processes of this host.
+
+    Only files named by :func:`temp_prefix` for this target, written on this
+    host by a pid that no longer runs, and that are regular files, are
+    removed.  Returns ``(path, pid, size in bytes)`` of each removed file.
+    """
+    target = Path(target)
+    folder = target.parent if str(target.parent) else Path(".")
+    pattern = re.compile(
+        r"\." + re.escape(target.name[:_NAME_MAX]) + r"\." + _TAG + r"-(\d+)-([A-Za-z0-9-]+)\."
+    )
+    host, me = _host(), os.getpid()
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        m = pattern.match(entry.name)
+        if m is None or m.group(2) != host:
+            continue
+        pid = int(m.group(1))
+        if pid == me or _pid_alive(pid):
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            os.unlink(entry.path)
+        except OSError:
+            continue
+        removed.append((Path(entry.path), pid, st.st_size))
+    return removed
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -36,18 +122,63 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _atomic_write(path, write) -> Path:
+_KINDS = (
+    (stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def resolve_target(path) -> Path:
+    """The regular file that writing ``path`` replaces.
+
+    Symlinks are followed to their final target (which need not exist yet);
+    its folder must exist.  Raises ValueError when something other than a
+    regular file is there (folder, FIFO, device, socket) or the links loop,
+    and FileNotFoundError when the folder is missing.
+    """
     path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
+    target = Path(os.path.realpath(path)) if os.path.islink(path) else path
+    try:
+        st = os.lstat(target)
+    except FileNotFoundError:
+        st = None
+    except OSError as e:
+        raise ValueError(f"cannot write {path}: {e.strerror}") from None
+    via = f" (the target of the symlink {path})" if target != path else ""
+    if st is not None:
+        if stat.S_ISLNK(st.st_mode):
+            raise ValueError(f"cannot write {path}: its symlinks loop; remove or fix the link")
+        if not stat.S_ISREG(st.st_mode):
+            kind = next((k for test, k in _KINDS if test(st.st_mode)), "not a regular file")
+            raise ValueError(
+                f"cannot write {target}{via}: it is {kind}, not a regular file; "
+                "give the path of a regular file"
+            )
+    folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
         raise FileNotFoundError(
-            f"cannot write {path}: folder {folder} does not exist; create it first"
+            f"cannot write {target}{via}: folder {folder} does not exist; create it first"
         )
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    return target
+
+
+def _atomic_write(path, write) -> Path:
+    path = Path(path)
+    target = resolve_target(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    stale = remove_stale_temps(target)
+    if stale:
+        warnings.warn(
+            f"removed {len(stale)} stale temporary file(s) of {target} left by "
+            f"process(es) {', '.join(str(pid) for _, pid, _ in stale)} that no longer run",
+            stacklevel=3,
+        )
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(target.name), suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
-        publish(tmp, path)
+        publish(tmp, target)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -58,20 +189,38 @@ def _atomic_write(path, write) -> Path:
 
 
 def publish(tmp, path) -> None:
-    """Make a finished temporary file (in the target's folder) the file at ``path``.
+    """Make a finished temporary file the file at ``path``.
 
-    Flushes it to disk, gives it ordinary permissions (mkstemp makes 0600
-    files), renames it over ``path`` and makes the rename durable.  The
-    caller removes ``tmp`` if this raises.
+    ``tmp`` must be in the folder of :func:`resolve_target` ``(path)``
+    (``path``'s own folder unless it is a symlink).  Flushes it to disk,
+    gives it the permission bits of the file it replaces (for a new file the
+    ordinary ``0o666 & ~umask``; mkstemp makes 0600 files), renames it over
+    the target and makes the rename durable.  The caller removes ``tmp`` if
+    this raises.
     """
+    target = resolve_target(path)
     with open(tmp, "rb+") as fh:
         os.fsync(fh.fileno())
     try:
-        os.chmod(tmp, 0o666 & ~_UMASK)
+        old = os.stat(target)
+    except FileNotFoundError:
+        old = None
+    try:
+        if old is None:
+            os.chmod(tmp, 0o666 & ~_UMASK)
+        else:
+            mine = os.stat(tmp)
+            if (mine.st_uid, mine.st_gid) != (old.st_uid, old.st_gid):
+                try:  # keep the owner where allowed (root, or a group we are in)
+                    os.chown(tmp, old.st_uid, old.st_gid)
+                except OSError:
+                    pass
+            # after chown, which may clear set-id bits
+            os.chmod(tmp, stat.S_IMODE(old.st_mode))
     except OSError:
         pass
-    os.replace(tmp, path)
-    _fsync_dir(Path(path).parent if str(Path(path).parent) else Path("."))
+    os.replace(tmp, target)
+    _fsync_dir(target.parent if str(target.parent) else Path("."))
 
 
 def atomic_write_bytes(path, data: bytes) -> Path:

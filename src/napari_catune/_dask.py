@@ -6,8 +6,9 @@ block), so the work runs on whichever Dask scheduler is active, including
 ``dask.distributed`` on a cluster, and gives exactly the in-memory numbers.
 
 A full result is computed once per block as one packed float64 array
-``[activity | reconvolution | baseline, iterations, converged]`` and the
-fields are lazy slices of it: computing several fields together
+``[activity | reconvolution | baseline, iterations, converged]`` (the
+baseline one column per trace, or T columns for the per-sample "rolling"
+and "drift" baselines) and the fields are lazy slices of it: computing several fields together
 (``dask.compute(res.activity, res.baseline)``) solves each block once.
 """
 
@@ -18,7 +19,7 @@ import numpy as np
 __all__ = ["deconvolve_dask"]
 
 # solver keyword arguments passed through to every block
-_OPTS = ("max_iters", "baseline", "filter_enabled", "tol", "method")
+_OPTS = ("max_iters", "baseline", "drift_scale", "filter_enabled", "tol", "method")
 
 
 def _check_dtype(dtype, name: str = "traces") -> None:
@@ -30,13 +31,17 @@ def _check_dtype(dtype, name: str = "traces") -> None:
         )
 
 
-def _solve_block(block, *init, fs, tau_r, tau_d, lam, full, opts):
+def _packed_width(T: int, per_sample: bool) -> int:
+    return (3 * T + 2) if per_sample else (2 * T + 3)
+
+
+def _solve_block(block, *init, fs, tau_r, tau_d, lam, full, per_sample, opts):
     """Solve one (n, T) NumPy block; packed full result or activity only."""
     from .solver import run_deconvolution_full
 
     block = np.asarray(block)
     if block.shape[0] == 0:
-        width = 2 * block.shape[1] + 3 if full else block.shape[1]
+        width = _packed_width(block.shape[1], per_sample) if full else block.shape[1]
         return np.zeros((0, width))
     kw = dict(opts)
     if init:
@@ -44,15 +49,15 @@ def _solve_block(block, *init, fs, tau_r, tau_d, lam, full, opts):
     res = run_deconvolution_full(np.atleast_2d(block), fs, tau_r, tau_d, lam, **kw)
     if not full:
         return res.activity
-    n = block.shape[0]
-    out = np.empty((n, 2 * block.shape[1] + 3))
-    T = block.shape[1]
+    n, T = block.shape
+    nb = T if per_sample else 1
+    out = np.empty((n, _packed_width(T, per_sample)))
     out[:, :T] = res.activity
     out[:, T : 2 * T] = res.reconvolution
-    out[:, 2 * T] = res.baseline
+    out[:, 2 * T : 2 * T + nb] = np.reshape(res.baseline, (n, nb))
     # iteration counts are far below 2**53: exact in float64
-    out[:, 2 * T + 1] = res.iterations
-    out[:, 2 * T + 2] = res.converged
+    out[:, 2 * T + nb] = res.iterations
+    out[:, 2 * T + nb + 1] = res.converged
     return out
 
 
@@ -70,14 +75,17 @@ def deconvolve_dask(traces, fs, tau_r, tau_d, lam, *, full: bool, **opts):
         before anything is computed.
     full : bool
         True: a ``DeconvolutionResult`` of lazy arrays (activity and
-        reconvolution ``(n, T)``; baseline, iterations, converged ``(n,)``;
+        reconvolution ``(n, T)``; baseline ``(n,)``, or ``(n, T)`` for
+        the "rolling" and "drift" baselines; iterations, converged ``(n,)``;
         0-d / ``(T,)`` for 1-D input).  False: the lazy activity only.
     **opts
-        ``max_iters``, ``baseline``, ``filter_enabled``, ``tol``, ``method``
-        and ``init`` (a previous activity, NumPy or Dask, the traces' shape).
+        ``max_iters``, ``baseline``, ``drift_scale``, ``filter_enabled``,
+        ``tol``, ``method`` and ``init`` (a previous activity, NumPy or
+        Dask, the traces' shape).
     """
     import dask.array as da
 
+    from .baseline import baseline_mode, drift_mu
     from .kernel import validate_params
     from .solver import METHODS, DeconvolutionResult
 
@@ -92,6 +100,10 @@ def deconvolve_dask(traces, fs, tau_r, tau_d, lam, *, full: bool, **opts):
         raise ValueError(f"max_iters must be at least 1, got {opts['max_iters']}")
     if "tol" in opts and not (np.isfinite(opts["tol"]) and opts["tol"] > 0):
         raise ValueError(f"tol must be a positive number, got {opts['tol']}")
+    mode = baseline_mode(opts.get("baseline", "scalar"))
+    if mode == "drift":
+        drift_mu(opts.get("drift_scale"), fs, tau_d)  # validates drift_scale
+    per_sample = mode in ("rolling", "drift")
 
     x = da.asarray(traces)
     _check_dtype(x.dtype)
@@ -124,7 +136,7 @@ def deconvolve_dask(traces, fs, tau_r, tau_d, lam, *, full: bool, **opts):
             raise ValueError(f"init must have the traces' shape {x.shape}, got {y0.shape}")
         args.append(y0.rechunk(x.chunks))
 
-    width = 2 * T + 3 if full else T
+    width = _packed_width(T, per_sample) if full else T
     packed = da.map_blocks(
         _solve_block,
         *args,
@@ -135,6 +147,7 @@ def deconvolve_dask(traces, fs, tau_r, tau_d, lam, *, full: bool, **opts):
         tau_d=tau_d,
         lam=lam,
         full=bool(full),
+        per_sample=per_sample,
         opts={k: opts[k] for k in _OPTS if k in opts},
         meta=np.empty((0, 0), dtype=np.float64),
         token="catune-deconvolve",
@@ -143,9 +156,10 @@ def deconvolve_dask(traces, fs, tau_r, tau_d, lam, *, full: bool, **opts):
         return packed[0] if one_d else packed
     activity = packed[:, :T]
     fit = packed[:, T : 2 * T]
-    baseline = packed[:, 2 * T]
-    iterations = packed[:, 2 * T + 1].astype(np.int64)
-    converged = packed[:, 2 * T + 2].astype(bool)
+    nb = T if per_sample else 1
+    baseline = packed[:, 2 * T : 2 * T + nb] if per_sample else packed[:, 2 * T]
+    iterations = packed[:, 2 * T + nb].astype(np.int64)
+    converged = packed[:, 2 * T + nb + 1].astype(bool)
     if one_d:
         return DeconvolutionResult(
             activity[0], baseline[0], fit[0], iterations[0], converged[0]

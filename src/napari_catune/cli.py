@@ -1,21 +1,35 @@
 """The ``napari-catune`` command: view, deconvolve, estimate, info.
 
 Exit codes: 0 success, 2 bad usage or bad input (one line on stderr naming
-the problem, no traceback), 1 unexpected failure, 130 interrupted.
+the problem, no traceback), 1 failure (a full disk: one line, "no space left
+on FOLDER: need N GB"; anything unexpected: a traceback), 130 interrupted
+(Ctrl-C), 143 terminated (SIGTERM).  Interrupted or terminated, a run
+removes its temporary files and leaves an earlier output as it was; the
+temporary files of a run killed outright (SIGKILL) carry its pid and are
+removed, with a note, by the next run writing the same output.
 
 ``deconvolve`` streams: traces are read a chunk of cells at a time (``.npy``
 memory-mapped, re-mapped per chunk so the mapped pages do not pile up in
 the resident set), solved, and written into a temporary ``.npy`` in the
 output folder that replaces the target only when everything succeeded.
+
+An output (``-o``, ``--screenshot``) that is, or resolves to (symlinks, hard
+links, ``..``), an input, a file of an input folder, or an input's
+``_metadata.json`` sidecar is refused with exit 2 before anything is read.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import io
 import json
 import math
 import os
+import shutil
+import signal
 import sys
+import threading
 import tempfile
 import time
 import zipfile
@@ -25,7 +39,8 @@ from typing import Callable
 
 import numpy as np
 
-from ._atomic import publish
+from ._atomic import publish, remove_stale_temps, resolve_target, temp_prefix
+from .baseline import BASELINE_MODES
 from .loaders import FS_KEYS as _FS_KEYS
 from .loaders import ID_KEYS as _ID_KEYS
 from .loaders import TRACE_KEYS as _TRACE_KEYS
@@ -316,84 +331,237 @@ def open_input(path, *, allow_pickle: bool = False) -> Source:
 
 
 def check_output_folder(out: Path) -> None:
-    """Refuse early (exit 2) when OUT cannot be written."""
+    """Refuse early (exit 2) when OUT cannot be written.
+
+    A symlink is followed (the file it points to is what gets replaced);
+    a folder, FIFO, device or socket at OUT is refused.
+    """
     folder = out.parent if str(out.parent) else Path(".")
     if out.is_dir():
         raise CLIError(f"output {out} is a folder; give a file name")
-    if not folder.exists():
-        raise CLIError(f"output folder {folder} does not exist; create it first")
-    if not folder.is_dir():
-        raise CLIError(f"output folder {folder} is not a folder")
+    if not out.is_symlink():
+        if not folder.exists():
+            raise CLIError(f"output folder {folder} does not exist; create it first")
+        if not folder.is_dir():
+            raise CLIError(f"output folder {folder} is not a folder")
     try:
-        fd, probe = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".probe", dir=folder)
+        target = resolve_target(out)
+    except (ValueError, FileNotFoundError) as e:
+        raise CLIError(str(e).replace("cannot write ", "cannot write output ", 1)) from None
+    folder = target.parent if str(target.parent) else Path(".")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=temp_prefix(target.name), suffix=".probe",
+                                     dir=folder)
     except OSError as e:
+        if e.errno in _NO_SPACE:  # not even an empty file (no free inode or block)
+            raise DiskFull(folder, 4096, _free(folder)) from None
         raise CLIError(f"output folder {folder} is not writable ({e.strerror})") from None
     os.close(fd)
     os.unlink(probe)
 
 
+# files of a suite2p plane folder that the CLI reads (never to be overwritten)
+_SUITE2P_FILES = ("F.npy", "Fneu.npy", "iscell.npy", "stat.npy", "ops.npy", "spks.npy")
+
+
+def _real(p: Path) -> str:
+    return os.path.realpath(os.path.abspath(p))
+
+
+def _protected(inputs) -> list[tuple[Path, str]]:
+    """``(path, description)`` of every file the inputs consist of, sidecars included."""
+    found: list[tuple[Path, str]] = []
+    for raw in inputs:
+        if raw is None:
+            continue
+        p = Path(raw)
+        found.append((p, f"the input {p}"))
+        for q in {p, Path(_real(p))}:
+            if q.suffix.lower() in (".npy", ".npz"):
+                side = q.with_name(f"{q.stem}_metadata.json")
+                found.append((side, f"the sidecar {side.name} of the input {p}"))
+        if p.is_dir() and not _is_zarr(p):
+            from .loaders import find_suite2p_plane
+
+            plane = find_suite2p_plane(p)
+            for q in [plane] if plane is not None else sorted(p.glob("plane*")):
+                for name in _SUITE2P_FILES:
+                    found.append((q / name, f"the input {q / name}"))
+    return found
+
+
+def _inside(child: str, folder: str) -> bool:
+    return child.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def check_not_an_input(out: Path, *inputs, option: str = "-o") -> None:
+    """Refuse (exit 2) an output that is, or resolves to, an input or its sidecar.
+
+    Compares resolved paths (symlinks followed, ``..`` collapsed) and, when
+    both exist, the files themselves (``os.path.samefile``: hard links).  An
+    output inside a zarr input folder is refused too (it would land among
+    the array's chunks).
+    """
+    real_out = _real(out)
+    for path, what in _protected(inputs):
+        same = real_out == _real(path)
+        if not same and out.exists() and path.exists():
+            try:
+                same = os.path.samefile(out, path)
+            except OSError:
+                same = False
+        if same:
+            raise CLIError(
+                f"output {out} ({option}) is {what}; writing it would destroy the input: "
+                "choose another output file"
+            )
+    for raw in inputs:
+        if raw is not None and Path(raw).is_dir() and _is_zarr(Path(raw)):
+            if _inside(real_out, _real(Path(raw))):
+                raise CLIError(
+                    f"output {out} ({option}) is inside the zarr input {raw}; "
+                    "choose a file outside it"
+                )
+
+
+class DiskFull(Exception):
+    """The output's folder has (or had) too little space: one line, exit code 1."""
+
+    def __init__(self, folder: Path, need: int, free: int | None = None):
+        self.folder, self.need, self.free = folder, int(need), free
+        extra = f", {_size_text(free)} free" if free is not None else ""
+        super().__init__(f"no space left on {folder}: need {_size_text(need)}{extra}")
+
+
+_NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def _size_text(nbytes: int) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if nbytes >= 0.1 * size or unit == "kB":
+            value = nbytes / size
+            return f"{value:.1f} {unit}" if value < 100 else f"{value:.0f} {unit}"
+    raise AssertionError  # pragma: no cover
+
+
+def remove_stale_outputs(out: Path) -> None:
+    """Remove temporary files of OUT left by runs that were killed; say so on stderr."""
+    for path, pid, size in remove_stale_temps(resolve_target(out)):
+        print(f"{PROG}: removed {path} ({_size_text(size)}), a temporary file left by an "
+              f"interrupted run (process {pid}, no longer running)", file=sys.stderr)
+
+
+def check_free_space(folder: Path, need: int) -> None:
+    """Raise DiskFull (exit 1) when ``folder``'s file system has less than ``need`` bytes free."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return  # cannot tell (e.g. some network file systems): writing will tell
+    if free < need:
+        raise DiskFull(folder, need, free)
+
+
+def _free(folder: Path) -> int | None:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def _write_at(fh, offset: int, data) -> None:
+    """Write ``data`` (bytes-like) at ``offset`` of an open file: plain writes, no memory map.
+
+    A full disk then raises OSError(ENOSPC) here instead of killing the
+    process with SIGBUS, as a write through a memory map into a sparse file does.
+    """
+    fh.seek(offset)
+    fh.write(data)
+
+
 class _Writer:
-    """Rows written into temporary .npy files beside OUT; renamed at the end."""
+    """Output rows streamed into temporary .npy files beside OUT; renamed at the end.
+
+    The (n, T) fields (activity, and fit with ``full``) are written with plain
+    file writes at their row offsets; the per-cell fields (baseline,
+    iterations, converged, skipped) are small and kept in memory until
+    :meth:`commit`.  ``bytes_needed`` is the peak disk use, checked up front.
+    """
 
     FULL = ("activity", "fit", "baseline", "iterations", "converged", "skipped", "roi_ids")
+    BIG = ("activity", "fit")
+
+    @staticmethod
+    def bytes_needed(n: int, T: int, full: bool) -> int:
+        big = 8 * n * T + 4096
+        # --full: activity and fit temp files, then the archive built from them
+        # (each temp file is removed once copied in): at most 3 big arrays at once
+        return 3 * big + 4 * 9 * n + 8192 if full else big
 
     def __init__(self, out: Path, n: int, T: int, *, full: bool, one_d: bool, roi_ids):
         self.out, self.full, self.one_d = out, full, one_d
-        self.folder = out.parent if str(out.parent) else Path(".")
+        # temporary files beside the file that will be replaced (a symlink's target)
+        target = resolve_target(out)
+        self.folder = target.parent if str(target.parent) else Path(".")
+        self.n, self.T = n, T
         self.tmp: dict[str, Path] = {}
-        specs = {"activity": ((n, T), np.float64)}
+        self.files: dict = {}
+        self.offset: dict[str, int] = {}
+        self.small: dict[str, np.ndarray] = {}
         if full:
-            specs.update(
-                fit=((n, T), np.float64), baseline=((n,), np.float64),
-                iterations=((n,), np.int64), converged=((n,), np.bool_),
-                skipped=((n,), np.bool_),
+            self.small = dict(
+                baseline=np.full(n, np.nan), iterations=np.zeros(n, np.int64),
+                converged=np.zeros(n, np.bool_), skipped=np.zeros(n, np.bool_),
+                roi_ids=np.asarray(roi_ids, dtype=np.int64),
             )
         try:
-            for key, (shape, dtype) in specs.items():
-                if one_d:
-                    shape = shape[1:]
+            for key in self.BIG if full else ("activity",):
                 fd, name = tempfile.mkstemp(
-                    prefix=f".{out.name}.{key}.", suffix=".tmp.npy", dir=self.folder
+                    prefix=temp_prefix(target.name, key), suffix=".tmp.npy", dir=self.folder
                 )
-                os.close(fd)
                 self.tmp[key] = Path(name)
-                mm = np.lib.format.open_memmap(name, mode="w+", dtype=dtype, shape=shape)
-                del mm
-            if full:
-                fd, name = tempfile.mkstemp(
-                    prefix=f".{out.name}.roi_ids.", suffix=".tmp.npy", dir=self.folder
+                fh = self.files[key] = os.fdopen(fd, "wb")
+                shape = (T,) if one_d else (n, T)
+                np.lib.format.write_array_header_1_0(
+                    fh, {"descr": "<f8", "fortran_order": False, "shape": shape}
                 )
-                with os.fdopen(fd, "wb") as fh:
-                    np.lib.format.write_array(fh, np.asarray(roi_ids, dtype=np.int64))
-                self.tmp["roi_ids"] = Path(name)
+                self.offset[key] = fh.tell()
         except BaseException:
             self.abort()
             raise
 
     def write(self, a: int, b: int, **fields) -> None:
         for key, rows in fields.items():
-            if key not in self.tmp:
-                continue
-            # map, write, unmap: dirty pages leave the resident set with the map
-            mm = np.load(self.tmp[key], mmap_mode="r+")
-            if self.one_d:
-                mm[...] = rows[0]
-            else:
-                mm[a:b] = rows
-            mm.flush()
-            del mm
+            if key in self.files:
+                block = np.ascontiguousarray(rows, dtype="<f8")
+                _write_at(self.files[key], self.offset[key] + 8 * a * self.T,
+                          memoryview(block).cast("B"))
+            elif key in self.small:
+                self.small[key][a:b] = rows
 
     def commit(self) -> None:
         try:
+            for key, fh in list(self.files.items()):
+                fh.close()  # flushes: a full disk raises here at the latest
+                del self.files[key]
             if self.full:
                 fd, name = tempfile.mkstemp(
-                    prefix=f".{self.out.name}.", suffix=".tmp", dir=self.folder
+                    prefix=temp_prefix(resolve_target(self.out).name), suffix=".tmp",
+                    dir=self.folder,
                 )
                 os.close(fd)
                 self.tmp["_archive"] = Path(name)
                 with zipfile.ZipFile(name, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
                     for key in self.FULL:
-                        zf.write(self.tmp[key], arcname=f"{key}.npy")
+                        if key in self.tmp:
+                            zf.write(self.tmp[key], arcname=f"{key}.npy")
+                            self.tmp.pop(key).unlink()  # its copy is in the archive
+                        else:
+                            arr = self.small[key]
+                            if self.one_d and key != "roi_ids":
+                                arr = arr.reshape(())
+                            buf = io.BytesIO()
+                            np.lib.format.write_array(buf, arr, allow_pickle=False)
+                            zf.writestr(f"{key}.npy", buf.getvalue())
                 final = Path(name)
             else:
                 final = self.tmp["activity"]
@@ -403,6 +571,12 @@ class _Writer:
             self.abort()
 
     def abort(self) -> None:
+        for fh in self.files.values():
+            try:
+                fh.close()
+            except OSError:
+                pass  # e.g. ENOSPC while flushing: the file is removed below
+        self.files = {}
         for p in self.tmp.values():
             try:
                 p.unlink()
@@ -497,6 +671,9 @@ def _list_rows(rows, limit: int = 20) -> str:
 
 def _cmd_deconvolve(args) -> int:
     params = _load_params_or_fail(args.params)
+    if args.baseline is not None and args.baseline != params.baseline:
+        _warn(f"--baseline {args.baseline} overrides the {params.baseline!r} baseline of {args.params}")
+        params = params.replace(baseline=args.baseline)
     out = Path(args.output)
     suffix = out.suffix.lower()
     if args.full and suffix != ".npz":
@@ -504,6 +681,8 @@ def _cmd_deconvolve(args) -> int:
     if not args.full and suffix != ".npy":
         raise CLIError(f"the output is an .npy file of activity (or .npz with --full); got {out}")
     check_output_folder(out)
+    check_not_an_input(out, args.input, args.params)
+    remove_stale_outputs(out)  # before the free-space check: they may be what fills the disk
     source = open_input(args.input, allow_pickle=args.allow_pickle)
     if source.fs is not None and not math.isclose(source.fs, params.fs, rel_tol=1e-6):
         raise CLIError(
@@ -511,6 +690,9 @@ def _cmd_deconvolve(args) -> int:
             f"{args.input} is recorded at {source.fs:g} Hz; re-tune or re-save the "
             "parameters at the data's rate"
         )
+    folder = resolve_target(out).parent
+    need = _Writer.bytes_needed(source.n, source.T, args.full)
+    check_free_space(folder, need)  # before any work
     chunk = _chunk_rows(source, args.chunk_cells)
     bad = find_bad_rows(source, chunk)
     if bad.size:
@@ -521,21 +703,28 @@ def _cmd_deconvolve(args) -> int:
         if bad.size == source.n:
             raise CLIError(f"{where}: nothing left to deconvolve")
         _warn(f"{where}; skipped: their output rows are NaN (converged False)")
-    client = None
-    if args.scheduler:
-        client = _connect(args.scheduler)
-    writer = _Writer(out, source.n, source.T, full=args.full, one_d=source.one_d,
-                     roi_ids=source.roi_ids)
-    progress = Progress(source.n, "deconvolve", enabled=not args.quiet)
+    client = writer = None
     try:
+        if args.scheduler:
+            client = _connect(args.scheduler, args.scheduler_timeout)
+        writer = _Writer(out, source.n, source.T, full=args.full, one_d=source.one_d,
+                         roi_ids=source.roi_ids)
+        progress = Progress(source.n, "deconvolve", enabled=not args.quiet)
         progress.update(0)
         if client is not None:
             _run_distributed(client, source, params, chunk, bad, writer, progress, args.full)
         else:
             _run_local(source, params, chunk, bad, writer, progress, args.full)
         writer.commit()
+    except OSError as e:
+        if writer is not None:
+            writer.abort()
+        if e.errno in _NO_SPACE:
+            raise DiskFull(folder, need, _free(folder)) from None
+        raise
     except BaseException:
-        writer.abort()
+        if writer is not None:
+            writer.abort()
         raise
     finally:
         if client is not None:
@@ -591,19 +780,89 @@ def _run_local(source, params, chunk, bad, writer, progress, full) -> None:
         progress.update(b)
 
 
-def _connect(address: str):
+def _probe_scheduler(address: str, timeout: float) -> dict:
+    """Connect, exchange the Dask comm handshake and ask the peer who it is, all
+    within ``timeout`` seconds (plus a second of slack); CLIError otherwise.
+
+    ``distributed.Client(timeout=...)`` bounds only the TCP connect: a service
+    that accepts and never speaks made it wait forever, and an HTTP server's
+    answer, read as a Dask frame length, asked for exabytes of memory.
+    """
+    import asyncio
+
+    from distributed.comm import CommClosedError, connect
+    from distributed.comm.addressing import parse_address
+    from distributed.comm.registry import get_backend
+    from distributed.security import Security
+
+    head = f"no Dask scheduler answered at {address}: "
+    hint = ("is this the scheduler's address? (tcp://HOST:8786 by default; "
+            "8787 is its web dashboard)")
+    try:
+        get_backend(parse_address(address)[0])
+    except (ValueError, TypeError) as e:
+        raise CLIError(f"{head}not a Dask address ({e})") from None
+
+    async def probe():
+        # connect() retries until `timeout`, then exchanges the comm handshake
+        # (unbounded in distributed): the wait_for below bounds the whole
+        comm = await connect(address, timeout=timeout,
+                             **Security().get_connection_args("client"))
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            return await comm.read()
+        finally:
+            comm.abort()
+
+    result: dict = {}
+
+    def run():
+        try:
+            result["value"] = asyncio.run(asyncio.wait_for(probe(), timeout + 1.0))
+        except BaseException as e:  # reported in the calling thread
+            result["error"] = e
+
+    worker = threading.Thread(target=run, name="catune-scheduler-probe", daemon=True)
+    worker.start()
+    worker.join(timeout + 5.0)
+    err = result.get("error")
+    if worker.is_alive() or isinstance(err, (asyncio.TimeoutError, TimeoutError)):
+        # connect() gives up with OSError at `timeout`: this peer accepted and stayed silent
+        raise CLIError(f"{head}no Dask handshake within {timeout:g} s; {hint}")
+    if isinstance(err, (KeyboardInterrupt, SystemExit)):
+        raise err
+    if isinstance(err, CommClosedError):
+        raise CLIError(f"{head}the connection was closed without a Dask handshake; {hint}")
+    if isinstance(err, OSError):
+        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CLIError(f"{head}could not connect ({detail})")
+    if err is not None:
+        # e.g. an HTTP server: its reply read as a frame length asks for exabytes
+        raise CLIError(
+            f"{head}it answered, but not in the Dask protocol ({type(err).__name__}); {hint}"
+        )
+    reply = result.get("value")
+    kind = reply.get("type") if isinstance(reply, dict) else None
+    if not (isinstance(kind, str) and "Scheduler" in kind):
+        what = f"a Dask {kind}" if isinstance(kind, str) else "not a Dask scheduler"
+        raise CLIError(f"{head}the service there is {what}, not the scheduler; {hint}")
+    return reply
+
+
+def _connect(address: str, timeout: float = 10.0):
     try:
         from distributed import Client
     except ImportError:
         raise CLIError(
             "--scheduler needs dask.distributed: pip install 'napari-catune[distributed]'"
         ) from None
+    _probe_scheduler(address, timeout)
     t0 = time.monotonic()
     try:
-        return Client(address, timeout="10s")
+        return Client(address, timeout=f"{timeout}s")
     except (OSError, TimeoutError, ValueError) as e:
         raise CLIError(
-            f"could not connect to the Dask scheduler at {address} within "
+            f"no Dask scheduler answered at {address}: could not connect within "
             f"{time.monotonic() - t0:.0f} s ({type(e).__name__}: {e})"
         ) from None
 
@@ -701,6 +960,8 @@ def _cmd_estimate(args) -> int:
         if out.suffix.lower() != ".json":
             raise CLIError(f"the parameters file must end in .json; got {out}")
         check_output_folder(out)
+        check_not_an_input(out, args.input)
+        remove_stale_outputs(out)
     source = open_input(args.input, allow_pickle=args.allow_pickle)
     fs = args.fs if args.fs is not None else source.fs
     if fs is None:
@@ -714,14 +975,17 @@ def _cmd_estimate(args) -> int:
         raise CLIError(f"{args.input}: every row holds NaN or Inf; nothing to estimate from")
     if rows.size < min(source.n, args.max_cells):
         _warn(f"{min(source.n, args.max_cells) - rows.size} rows with NaN or Inf left out")
-    from .estimate import estimate_params
+    from .estimate import estimate_report
 
     import warnings
 
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            params = estimate_params(traces, fs)
+            report = estimate_report(traces, fs)
+            params = report.params
+            if args.baseline is not None:
+                params = params.replace(baseline=args.baseline)
     except ValueError as e:
         raise CLIError(f"{args.input}: {e}") from None
     for w in caught:
@@ -732,15 +996,24 @@ def _cmd_estimate(args) -> int:
     print(f"  tau_decay   {params.tau_decay:.4g} s")
     print(f"  t_peak      {params.t_peak:.4g} s")
     print(f"  fwhm        {params.fwhm:.4g} s")
-    print(f"  lambda      {params.lam:.4g}")
+    print(f"  lambda      {params.lam:.4g}  ({report.z:g} noise deviations)")
+    print(f"  noise       {report.noise_median:.4g} (median sigma, trace units)")
+    print(f"  baseline    {params.baseline}")
     print(f"  fs          {params.fs:g} Hz")
     if out is not None:
         from .params import save_params
 
-        save_params(params, out, metadata={
-            "source_filename": os.path.basename(str(args.input).rstrip("/")),
-            "num_cells": int(source.n), "num_timepoints": int(source.T),
-        })
+        try:
+            save_params(params, out, metadata={
+                "source_filename": os.path.basename(str(args.input).rstrip("/")),
+                "num_cells": int(source.n), "num_timepoints": int(source.T),
+            })
+        except OSError as e:
+            if e.errno in _NO_SPACE:
+                folder = resolve_target(out).parent
+                # a parameter file is ~1.5 kB: one file-system block
+                raise DiskFull(folder, 4096, _free(folder)) from None
+            raise
         print(f"saved {out}")
     return 0
 
@@ -881,6 +1154,7 @@ def _cmd_view(args) -> int:
         if shot.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"):
             raise CLIError(f"--screenshot needs an image file name (.png), got {shot}")
         check_output_folder(shot)
+        check_not_an_input(shot, *args.paths, option="--screenshot")
     import napari
     from qtpy.QtCore import QTimer
     from qtpy.QtWidgets import QApplication
@@ -968,7 +1242,8 @@ examples:
   napari-catune deconvolve traces.npy --params params.json -o a.npy --scheduler tcp://host:8786
   napari-catune info suite2p/plane0 --fs 30
 
-exit codes: 0 success, 2 bad usage or input, 1 unexpected failure
+exit codes: 0 success, 2 bad usage or input, 1 failure (e.g. disk full),
+130 interrupted (Ctrl-C), 143 terminated (SIGTERM)
 """
 
 
@@ -1066,11 +1341,16 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--scheduler", metavar="ADDRESS",
                    help="run on a dask.distributed scheduler (e.g. tcp://host:8786); "
                    "workers read .npy/zarr input from the same path")
+    d.add_argument("--scheduler-timeout", type=_positive, default=10.0, metavar="S",
+                   help="with --scheduler: give up (exit 2) when the scheduler has not "
+                   "connected and answered within S seconds (default 10)")
     d.add_argument("--skip-bad", action="store_true",
                    help="skip rows with NaN/Inf (NaN in the output) instead of stopping")
     d.add_argument("--allow-pickle", action="store_true",
                    help="suite2p: read ops.npy/stat.npy (pickles; trusted folders only)")
     d.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    d.add_argument("--baseline", choices=BASELINE_MODES, default=None,
+                   help="override the baseline model saved in PARAMS.json")
     d.set_defaults(func=_cmd_deconvolve)
 
     e = sub.add_parser(
@@ -1088,6 +1368,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="estimate from at most N evenly spaced cells (default 500)")
     e.add_argument("--allow-pickle", action="store_true",
                    help="suite2p: read ops.npy (a pickle) for the sampling rate")
+    e.add_argument("--baseline", choices=BASELINE_MODES, default=None,
+                   help="baseline model saved with the parameters (default: %(default)s = "
+                   "the package default)")
     e.set_defaults(func=_cmd_estimate)
 
     i = sub.add_parser(
@@ -1105,21 +1388,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """Raised in the main thread by SIGTERM: unwinds like KeyboardInterrupt (Ctrl-C)."""
+
+
+def _on_sigterm(signum, frame):
+    # once: a second SIGTERM must not interrupt the clean-up the first one started
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated()
+
+
 def main(argv=None) -> int:
-    """Entry point of the ``napari-catune`` console script; returns the exit code."""
+    """Entry point of the ``napari-catune`` console script; returns the exit code.
+
+    SIGTERM (sent by ``timeout``, SLURM, ``docker stop``) is handled like
+    Ctrl-C: temporary files are removed, an earlier output is left as it
+    was, and the exit code is 143 (128 + SIGTERM; Ctrl-C gives 130).
+    """
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help/--version (0) or a usage error (2)
         return int(e.code) if isinstance(e.code, int) else (0 if e.code is None else 2)
+    previous = None
+    if args.command != "view" and threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return int(args.func(args))
     except CLIError as e:
         print(f"{PROG} {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except DiskFull as e:
+        print(f"{PROG} {args.command}: error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"{PROG} {args.command}: terminated (SIGTERM)", file=sys.stderr)
+        return 143
     except Exception as e:
         import traceback
 
@@ -1127,6 +1434,9 @@ def main(argv=None) -> int:
         print(f"{PROG} {args.command}: unexpected error: {type(e).__name__}: {e}",
               file=sys.stderr)
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

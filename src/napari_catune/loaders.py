@@ -13,12 +13,19 @@ CaImAn's ``CNMF.save`` writes an HDF5 file (``estimates/...``,
 ``params/data/...``) with the footprint matrix ``estimates/A`` stored as
 a sparse CSC matrix (``data``, ``indices``, ``indptr``, ``shape``) over
 pixels flattened in Fortran order; ``None`` values are stored as the string
-``"NoneType"``.  h5py is an optional extra (``napari-catune[caiman]``).
+``"NoneType"``.
+
+Pixel indices from files (CaImAn's sparse ``A``, suite2p's ``ypix``/``xpix``)
+are validated completely before anything indexes memory with them: scipy
+does not range-check ``indices``/``indptr`` and a crafted file would
+otherwise corrupt the heap.  A bad file gives a ValueError naming the file
+and the field.  h5py is an optional extra (``napari-catune[caiman]``).
 """
 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -172,27 +179,141 @@ def _load_pickle(path: Path, what: str):
     return obj
 
 
-def _suite2p_labels(stat, keep: np.ndarray, ids: np.ndarray, shape, stat_path: Path):
+def _int_array(value, where: str) -> np.ndarray:
+    """``value`` as a 1-D int64 array, or a ValueError naming ``where``.
+
+    Integer arrays and floats holding whole numbers are accepted (some tools
+    round-trip pixel lists through float); anything else is refused before
+    it can be used as an index.
+    """
+    try:
+        arr = np.asarray(value)
+    except Exception as e:  # ragged or exotic objects
+        raise ValueError(f"{where} is not an array of integers ({e})") from None
+    arr = arr.ravel()
+    if arr.dtype.kind in "iu":
+        if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
+            raise ValueError(f"{where} holds values above {np.iinfo(np.int64).max}")
+        return arr.astype(np.int64)
+    if arr.dtype.kind == "f":
+        if not np.isfinite(arr).all() or (arr.size and np.abs(arr).max() >= 2.0**62):
+            raise ValueError(f"{where} holds NaN, Inf or huge values; expected pixel indices")
+        if not (arr == np.round(arr)).all():
+            raise ValueError(f"{where} holds non-integer values; expected pixel indices")
+        return arr.astype(np.int64)
+    if arr.dtype.kind == "b" and arr.size == 0:
+        return arr.astype(np.int64)
+    raise ValueError(f"{where} has dtype {arr.dtype}; expected integer pixel indices")
+
+
+def _check_range(arr: np.ndarray, size: int, where: str, axis: str) -> None:
+    if arr.size and (arr.min() < 0 or arr.max() >= size):
+        bad = arr[(arr < 0) | (arr >= size)]
+        raise ValueError(
+            f"{where} holds {bad.size} value(s) outside 0..{size - 1} (e.g. {int(bad[0])}); "
+            f"the {axis} has {size} pixels"
+        )
+
+
+def _suite2p_rois(stat, stat_path: Path) -> list:
+    """Validated ``(ypix, xpix, overlap-or-None)`` of every ROI in ``stat``.
+
+    Checks keys, dtypes and lengths (``ypix``, ``xpix``, ``lam``, ``overlap``
+    all the same length; ``lam`` finite and >= 0); ranges are checked
+    against the image shape by :func:`_suite2p_labels`.
+    """
     if stat.ndim != 1 or not all(isinstance(s, dict) for s in stat):
         raise ValueError(f"{stat_path} is not a list of ROI dicts (suite2p stat.npy)")
-    Ly, Lx = shape
-    labels = np.zeros((Ly, Lx), dtype=np.int32)
-    for i, roi_id in zip(keep, ids):
-        s = stat[i]
+    rois = []
+    for i, s in enumerate(stat):
         for key in ("ypix", "xpix"):
             if key not in s:
                 raise ValueError(f"{stat_path}: ROI {i} has no key {key!r}")
-        y = np.asarray(s["ypix"]).ravel().astype(np.intp)
-        x = np.asarray(s["xpix"]).ravel().astype(np.intp)
+        y = _int_array(s["ypix"], f"{stat_path}: ROI {i} 'ypix'")
+        x = _int_array(s["xpix"], f"{stat_path}: ROI {i} 'xpix'")
+        for key, arr in (("ypix", y), ("xpix", x)):
+            if arr.size and arr.min() < 0:
+                raise ValueError(
+                    f"{stat_path}: ROI {i} '{key}' holds a negative pixel index "
+                    f"({int(arr.min())})"
+                )
         if y.shape != x.shape:
-            raise ValueError(f"{stat_path}: ROI {i} has ypix and xpix of different lengths")
-        if "overlap" in s:
-            ov = np.asarray(s["overlap"]).ravel().astype(bool)
-            if ov.shape == y.shape:
-                # pixels shared with another ROI belong to neither trace in suite2p
-                y, x = y[~ov], x[~ov]
-        inside = (y >= 0) & (y < Ly) & (x >= 0) & (x < Lx)
-        labels[y[inside], x[inside]] = roi_id
+            raise ValueError(
+                f"{stat_path}: ROI {i} has {y.size} 'ypix' but {x.size} 'xpix' values"
+            )
+        if "lam" in s and s["lam"] is not None:
+            try:
+                lam = np.asarray(s["lam"]).ravel()
+            except Exception as e:
+                raise ValueError(f"{stat_path}: ROI {i} 'lam' is not an array ({e})") from None
+            if lam.dtype.kind not in "biuf":
+                raise ValueError(f"{stat_path}: ROI {i} 'lam' has dtype {lam.dtype}; expected numbers")
+            if lam.shape != y.shape:
+                raise ValueError(
+                    f"{stat_path}: ROI {i} has {lam.size} 'lam' weights for {y.size} pixels"
+                )
+            if lam.size and not (np.isfinite(lam).all() and (lam >= 0).all()):
+                raise ValueError(
+                    f"{stat_path}: ROI {i} 'lam' holds NaN, Inf or negative weights"
+                )
+        ov = None
+        if "overlap" in s and s["overlap"] is not None:
+            try:
+                ov = np.asarray(s["overlap"]).ravel()
+            except Exception as e:
+                raise ValueError(
+                    f"{stat_path}: ROI {i} 'overlap' is not an array ({e})"
+                ) from None
+            if ov.dtype.kind not in "biuf":
+                raise ValueError(
+                    f"{stat_path}: ROI {i} 'overlap' has dtype {ov.dtype}; expected booleans"
+                )
+            if ov.shape != y.shape:
+                raise ValueError(
+                    f"{stat_path}: ROI {i} has {ov.size} 'overlap' flags for {y.size} pixels"
+                )
+            ov = ov.astype(bool)
+        rois.append((y, x, ov))
+    return rois
+
+
+def _check_image_size(shape, where: str) -> tuple:
+    """A validated image shape: positive whole numbers that fit in memory as int32."""
+    try:
+        dims = tuple(int(v) for v in shape)
+        ok = all(float(v) == d for v, d in zip(shape, dims))
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"{where}: image size {tuple(shape)!r} is not whole numbers") from None
+    if not ok or not dims or any(d < 1 for d in dims):
+        raise ValueError(f"{where}: image size {dims} must be positive whole numbers")
+    need = 4 * math.prod(dims)
+    limit = _memory_limit()
+    if limit is not None and need > limit:
+        raise ValueError(
+            f"{where}: image size {dims} needs {need / 2**30:.1f} GiB for the labels, "
+            f"more than this machine's {limit / 2**30:.1f} GiB of memory; the file is damaged"
+        )
+    return dims
+
+
+def _memory_limit() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _suite2p_labels(rois, keep: np.ndarray, ids: np.ndarray, shape, stat_path: Path):
+    Ly, Lx = shape
+    labels = np.zeros((Ly, Lx), dtype=np.int32)
+    for i, roi_id in zip(keep, ids):
+        y, x, ov = rois[i]
+        _check_range(y, Ly, f"{stat_path}: ROI {i} 'ypix'", "image height (Ly)")
+        _check_range(x, Lx, f"{stat_path}: ROI {i} 'xpix'", "image width (Lx)")
+        if ov is not None:
+            # pixels shared with another ROI belong to neither trace in suite2p
+            y, x = y[~ov], x[~ov]
+        labels[y, x] = roi_id
     return labels
 
 
@@ -285,22 +406,26 @@ def load_suite2p(plane_dir, neuropil: float = 0.7, only_cells: bool = True,
             raise ValueError(f"sampling rate must be a positive number of Hz, got {fs}")
     if allow_pickle and stat_path.is_file():
         stat = _load_pickle(stat_path, "stat")
-        stat = np.asarray(stat, dtype=object).ravel()
+        try:
+            stat = np.asarray(stat, dtype=object).ravel()
+        except Exception as e:
+            raise ValueError(f"{stat_path} is not a list of ROI dicts ({e})") from None
         if stat.shape[0] != n:
             raise ValueError(f"{stat_path} lists {stat.shape[0]} ROIs but F.npy has {n}")
+        rois = _suite2p_rois(stat, stat_path)
         if ops is not None and "Ly" in ops and "Lx" in ops:
-            shape = (int(ops["Ly"]), int(ops["Lx"]))
+            shape = _check_image_size((ops["Ly"], ops["Lx"]), f"{ops_path} 'Ly'/'Lx'")
         elif mean_image is not None:
             shape = mean_image.shape
         else:
-            try:
-                shape = (
-                    int(max(np.max(s["ypix"]) for s in stat)) + 1,
-                    int(max(np.max(s["xpix"]) for s in stat)) + 1,
-                )
-            except (KeyError, TypeError, ValueError) as e:
-                raise ValueError(f"{stat_path}: ROI without 'ypix'/'xpix' ({e})") from None
-        labels = _suite2p_labels(stat, keep, roi_ids, shape, stat_path)
+            sizes = [(int(y.max()) + 1, int(x.max()) + 1) for y, x, _ in rois if y.size]
+            if not sizes:
+                raise ValueError(f"{stat_path}: every ROI is empty; no footprints to show")
+            shape = _check_image_size(
+                (max(a for a, _ in sizes), max(b for _, b in sizes)),
+                f"{stat_path} 'ypix'/'xpix'",
+            )
+        labels = _suite2p_labels(rois, keep, roi_ids, shape, stat_path)
     elif not allow_pickle and (stat_path.is_file() or ops_path.is_file()):
         notes.append(
             "stat.npy/ops.npy not read: they are pickles (allow_pickle=True, CLI --allow-pickle)"
@@ -419,10 +544,12 @@ def _read_caiman(f, path: Path, only_accepted: bool) -> PipelineData:
     roi_ids = keep + 1
 
     dims = None
+    dims_key = "params/data/dims"
     for key in ("params/data/dims", "estimates/dims", "dims"):
         d = _h5_get(f, key)
         if d is not None and not hasattr(d, "keys"):
             dims = tuple(int(v) for v in np.asarray(d).ravel())
+            dims_key = key
             break
 
     labels = None
@@ -435,7 +562,7 @@ def _read_caiman(f, path: Path, only_accepted: bool) -> PipelineData:
                 raise ValueError(f"{path} has no key 'estimates/A/{k}' (sparse footprints)")
         if dims is None:
             raise ValueError(f"{path} has footprints but no key 'params/data/dims'")
-        labels = _caiman_labels(A, dims, n, keep, roi_ids, path)
+        labels = _caiman_labels(A, dims, n, keep, roi_ids, path, dims_key)
 
     image = _h5_get(f, "estimates/Cn")
     if image is not None:
@@ -448,21 +575,99 @@ def _read_caiman(f, path: Path, only_accepted: bool) -> PipelineData:
     )
 
 
-def _caiman_labels(A, dims, n, keep, roi_ids, path):
+def _h5_array(group, key: str, where: str) -> np.ndarray:
+    if key not in group or not hasattr(group[key], "shape"):
+        raise ValueError(f"{where}/{key}' is missing or not a dataset (sparse footprints)")
+    return np.asarray(group[key][()])
+
+
+def check_csc(data, indices, indptr, shape, where: str):
+    """Validate a CSC matrix's arrays completely; return them as safe NumPy arrays.
+
+    ``where`` names the matrix in messages (e.g. ``"file.hdf5: 'estimates/A"``).
+    Checks what scipy does not before its C++ code indexes memory with
+    them: integer index arrays, 1-D arrays, ``len(indptr) == shape[1] + 1``,
+    ``indptr`` starting at 0, never decreasing and ending at
+    ``len(indices) == len(data)``, and every row index in ``0..shape[0]-1``.
+
+    Returns ``(data float64, indices int64, indptr int64, (rows, cols))``.
+    """
+    shape = np.asarray(shape).ravel()
+    if shape.size != 2 or shape.dtype.kind not in "iuf":
+        raise ValueError(f"{where}/shape' is {shape.tolist()!r}; expected (pixels, components)")
+    if shape.dtype.kind == "f" and not (np.isfinite(shape).all() and (shape == np.round(shape)).all()):
+        raise ValueError(f"{where}/shape' is {shape.tolist()!r}; expected two whole numbers")
+    if (shape < 0).any() or (shape > np.iinfo(np.int64).max // 2).any():
+        raise ValueError(f"{where}/shape' is {shape.tolist()!r}; expected two sizes >= 0")
+    rows, cols = int(shape[0]), int(shape[1])
+    arrays = {}
+    for key, arr, kinds in (("data", data, "biuf"), ("indices", indices, "iu"),
+                            ("indptr", indptr, "iu")):
+        arr = np.asarray(arr)
+        if arr.ndim != 1:
+            raise ValueError(f"{where}/{key}' has shape {arr.shape}; expected a 1-D array")
+        if arr.dtype.kind not in kinds:
+            what = "numbers" if key == "data" else "integers"
+            raise ValueError(f"{where}/{key}' has dtype {arr.dtype}; expected {what}")
+        arrays[key] = arr
+    data, indices, indptr = arrays["data"], arrays["indices"], arrays["indptr"]
+    nnz = indices.size
+    if data.size != nnz:
+        raise ValueError(
+            f"{where}/data' has {data.size} values but '/indices' has {nnz}; "
+            "they must be the same length"
+        )
+    if indptr.size != cols + 1:
+        raise ValueError(
+            f"{where}/indptr' has {indptr.size} values; expected {cols + 1} "
+            f"(one per component + 1, for shape {(rows, cols)})"
+        )
+    # compare in the stored dtype first, so uint64 values cannot wrap on conversion
+    if indptr[0] != 0:
+        raise ValueError(f"{where}/indptr' starts at {int(indptr[0])}; it must start at 0")
+    if indptr.max() > nnz or (indptr.dtype.kind == "i" and indptr.min() < 0):
+        raise ValueError(
+            f"{where}/indptr' holds values outside 0..{nnz} (the number of stored values)"
+        )
+    indptr = indptr.astype(np.int64)
+    if (np.diff(indptr) < 0).any():
+        k = int(np.flatnonzero(np.diff(indptr) < 0)[0])
+        raise ValueError(
+            f"{where}/indptr' decreases at component {k} ({indptr[k]} -> {indptr[k + 1]}); "
+            "it must never decrease"
+        )
+    if indptr[-1] != nnz:
+        raise ValueError(
+            f"{where}/indptr' ends at {int(indptr[-1])} but there are {nnz} stored values"
+        )
+    if nnz:
+        lo, hi = indices.min(), indices.max()
+        if (indices.dtype.kind == "i" and lo < 0) or hi >= rows:
+            bad = indices[(indices >= rows) | ((indices < 0) if indices.dtype.kind == "i" else False)]
+            raise ValueError(
+                f"{where}/indices' holds {bad.size} row index(es) outside 0..{rows - 1} "
+                f"(e.g. {int(bad[0])}); the matrix has {rows} rows (pixels)"
+            )
+    indices = indices.astype(np.int64)
+    data = data.astype(np.float64)
+    return data, indices, indptr, (rows, cols)
+
+
+def _caiman_labels(A, dims, n, keep, roi_ids, path, dims_key="params/data/dims"):
     from scipy import sparse
 
-    shape = tuple(int(v) for v in np.asarray(A["shape"][()]).ravel())
-    if len(shape) != 2 or shape[0] != math.prod(dims) or shape[1] != n:
+    where = f"{path}: 'estimates/A"
+    dims = _check_image_size(dims, f"{path}: '{dims_key}'")
+    data, indices, indptr, shape = check_csc(
+        _h5_array(A, "data", where), _h5_array(A, "indices", where),
+        _h5_array(A, "indptr", where), _h5_array(A, "shape", where), where,
+    )
+    if shape[0] != math.prod(dims) or shape[1] != n:
         raise ValueError(
             f"{path}: 'estimates/A' has shape {shape}, expected ({math.prod(dims)}, {n}) "
             f"for dims {dims} and {n} components"
         )
-    try:
-        mat = sparse.csc_matrix(
-            (A["data"][()], A["indices"][()], A["indptr"][()]), shape=shape
-        )
-    except ValueError as e:
-        raise ValueError(f"{path}: 'estimates/A' is malformed ({e})") from None
+    mat = sparse.csc_matrix((data, indices, indptr), shape=shape)
     mat = mat[:, keep].tocsr()
     mat.data = np.where(mat.data > 0, mat.data, 0)
     mat.eliminate_zeros()

@@ -11,6 +11,12 @@ Objective (DESIGN.md), per trace, over s >= 0 and a scalar baseline b::
 
     1/2 ||y - K s - b||^2 + lam * G * sum(s),    G = sum(build_kernel(...))
 
+``baseline=`` picks the baseline model (:mod:`napari_catune.baseline`):
+"scalar" (the objective above; True), "none" (b = 0; False), "rolling"
+(CaTune's rolling 0.2-quantile baseline subtracted first, as the CaTune web
+app and ``calab`` 0.3 do) and "drift" (a per-sample b_t fitted jointly,
+with ``(mu/2) sum (b_t - b_{t-1})^2`` added, ``mu = (drift_scale fs)^2``).
+
 K s is computed exactly in O(T) by the AR(2) recursion (the kernel is the
 AR(2) impulse response delayed by one sample and scaled).  Two methods reach
 the same optimum:
@@ -35,6 +41,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .baseline import baseline_mode, drift_mu, rolling_baseline
 from .kernel import (
     ar2_root_gap,
     bandpass_filter,
@@ -58,18 +65,32 @@ __all__ = [
 # at a time).  Only a kernel slower than the recording (tau_decay 10 s at
 # 1 kHz on a 2 s trace) has been seen not to settle.
 _PDAS_BUDGET = 500
+# converged=True means: every KKT condition holds to KKT_TOL times the
+# trace's range max(y) - min(y), plus a rounding floor of 1000 ulp of
+# max|y| (see kkt_violation).  The exact method lands at 1e-15 to 1e-11.
+# FISTA stopped by tol=1e-6 lands at 1e-4 to 1e-3, by tol=1e-15 at ~5e-8;
+# measured objective gaps at a violation of 1e-7: 1e-10 to ~1e-7.
+KKT_TOL = 1e-7
 METHODS = ("auto", "pdas", "fista")
+# baseline model -> the compiled solvers' code ("rolling" solves with b = 0
+# after subtracting CaTune's rolling baseline)
+_MODE_CODES = {"none": 0, "scalar": 1, "rolling": 0, "drift": 2}
 
 
 class DeconvolutionResult(NamedTuple):
     """Result of :func:`run_deconvolution_full` (fields as in ``calab``).
 
     activity : non-negative spikes s, the traces' shape, float64
-    baseline : b per trace (scalar for 1-D input), in trace units
+    baseline : in trace units.  "scalar"/"none": b per trace, (n,) (a float
+        for 1-D input).  "rolling"/"drift": b per sample, the traces' shape
+        (the subtracted rolling baseline, or the fitted drift).
     reconvolution : the fit K s + b in trace units, the traces' shape
     iterations : solver steps per trace (active-set steps + FISTA iterations)
-    converged : whether the trace reached the optimum (active sets settled,
-        or FISTA's relative objective change fell below ``tol``)
+    converged : whether the answer is optimal: every KKT condition holds to
+        ``KKT_TOL`` (1e-7) times the trace's range (:func:`kkt_violation`),
+        whichever method produced it.  False means the budget
+        (``max_iters``) ran out first, or FISTA stopped on ``tol`` short of
+        the optimum.
     """
 
     activity: np.ndarray
@@ -125,7 +146,7 @@ def prepare_traces(traces, name: str = "traces") -> np.ndarray:
 class _Model:
     """Per-parameter constants of the solvers (cached: a slider revisits values)."""
 
-    __slots__ = ("g1", "g2", "alpha", "lamG", "_kernel", "_lipschitz")
+    __slots__ = ("g1", "g2", "alpha", "lamG", "G", "_kernel", "_lipschitz")
 
     def __init__(self, fs, tau_r, tau_d, lam):
         tau_r, tau_d, fs, lam = validate_params(tau_r, tau_d, fs, lam)
@@ -135,7 +156,8 @@ class _Model:
         self.g1, self.g2, d, r = tau_to_ar2(tau_r, tau_d, fs)
         # h[i] = alpha * a[i-1], a the AR(2) impulse response (kernel.ar2_scale)
         self.alpha = ar2_root_gap(tau_r, tau_d, fs) / peak_raw
-        self.lamG = lam * float(self._kernel.sum())
+        self.G = float(self._kernel.sum())
+        self.lamG = lam * self.G
         self._lipschitz = None
 
     @property
@@ -158,8 +180,21 @@ def _model_checked(fs, tau_r, tau_d, lam) -> _Model:
 
 
 def _n_threads(n_rows: int) -> int:
-    env = os.environ.get("CATUNE_NUM_THREADS")
-    cores = int(env) if env else (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    env = os.environ.get("CATUNE_NUM_THREADS", "").strip()
+    if env:
+        try:
+            cores = int(env)
+        except ValueError:
+            cores = 0
+        if cores < 1:
+            raise ValueError(
+                f"CATUNE_NUM_THREADS must be a positive whole number of threads, got {env!r}; "
+                "unset it to use every available core"
+            )
+    elif hasattr(os, "sched_getaffinity"):
+        cores = len(os.sched_getaffinity(0))
+    else:
+        cores = os.cpu_count() or 1
     return max(1, min(n_rows, cores))
 
 
@@ -184,19 +219,22 @@ def _run_blocks(kernel, n_rows: int, arrays_in: tuple, scalars: tuple, arrays_ou
         list(pool.map(run, edges[:-1], edges[1:]))
 
 
-def _solve_rows(y, m: _Model, *, baseline, method, tol, max_iters, init):
-    """Solve every row of y (2-D float64); returns s, b, iterations, converged."""
+def _solve_rows(y, m: _Model, *, mode, mu, method, tol, max_iters, init):
+    """Solve every row of y (2-D float64) with baseline code ``mode`` (0 none,
+    1 scalar, 2 drift); returns s, b ((n, 1), or (n, T) for drift),
+    iterations, converged."""
     from . import _numba_solvers as ns
 
     n, T = y.shape
     s = np.empty_like(y)
-    b = np.zeros(n)
+    b = np.zeros((n, T if mode == 2 else 1))
     iters = np.zeros(n, dtype=np.int64)
     conv = np.zeros(n, dtype=bool)
     if method == "fista":
         s0 = np.zeros_like(y) if init is None else init
         _run_blocks(ns.fista_rows, n, (y, s0),
-                    (m.g1, m.g2, m.alpha, m.lamG, m.lipschitz, baseline, tol, max_iters),
+                    (m.g1, m.g2, m.alpha, m.lamG, m.G, m.lipschitz, mode, mu, tol, KKT_TOL,
+                     0, max_iters),
                     (s, b, iters, conv))
         return s, b, iters, conv
     if init is None:
@@ -204,7 +242,8 @@ def _solve_rows(y, m: _Model, *, baseline, method, tol, max_iters, init):
     else:
         active = np.ascontiguousarray(init[:, :-1] <= 0.0)
     _run_blocks(ns.pdas_rows, n, (y, active),
-                (m.g1, m.g2, m.alpha, m.lamG, baseline, min(_PDAS_BUDGET, max_iters)),
+                (m.g1, m.g2, m.alpha, m.lamG, m.G, mode, mu, KKT_TOL,
+                 min(_PDAS_BUDGET, max_iters)),
                 (s, b, iters, conv))
     stuck = np.flatnonzero(~conv)
     left = max_iters - _PDAS_BUDGET
@@ -213,24 +252,31 @@ def _solve_rows(y, m: _Model, *, baseline, method, tol, max_iters, init):
         # clipped active-set iterate, the warm start, or no activity at all
         ys = np.ascontiguousarray(y[stuck])
         starts = [s[stuck], np.zeros_like(ys)] + ([init[stuck]] if init is not None else [])
-        scores = np.array([_objective_rows(ys, st, m, baseline) for st in starts])
+        scores = np.array([_objective_rows(ys, st, m, mode, mu) for st in starts])
         s0 = np.ascontiguousarray(np.choose(scores.argmin(axis=0)[:, None], starts))
         s_f = np.empty_like(ys)
-        b_f = np.zeros(stuck.size)
+        b_f = np.zeros((stuck.size, b.shape[1]))
         it_f = np.zeros(stuck.size, dtype=np.int64)
         cv_f = np.zeros(stuck.size, dtype=bool)
+        # run until optimal (KKT checked every 20 iterations) or out of budget
         _run_blocks(ns.fista_rows, stuck.size, (ys, s0),
-                    (m.g1, m.g2, m.alpha, m.lamG, m.lipschitz, baseline, tol, left),
+                    (m.g1, m.g2, m.alpha, m.lamG, m.G, m.lipschitz, mode, mu, 0.0, KKT_TOL,
+                     20, left),
                     (s_f, b_f, it_f, cv_f))
         s[stuck], b[stuck], conv[stuck] = s_f, b_f, cv_f
         iters[stuck] += it_f
     return s, b, iters, conv
 
 
-def _objective_rows(y, s, m: _Model, baseline: bool) -> np.ndarray:
-    ks = _reconvolve(s, m)
-    b = (y - ks).mean(axis=1) if baseline else np.zeros(len(y))
-    return 0.5 * ((y - ks - b[:, None]) ** 2).sum(axis=1) + m.lamG * s.sum(axis=1)
+def _objective_rows(y, s, m: _Model, mode: int, mu: float) -> np.ndarray:
+    """Objective of each row at its best baseline for the given activity."""
+    from . import _numba_solvers as ns
+
+    out = np.empty(len(y))
+    ns.objective_rows(np.ascontiguousarray(y, dtype=np.float64),
+                      np.ascontiguousarray(s, dtype=np.float64),
+                      m.g1, m.g2, m.alpha, m.lamG, mode, float(mu), out)
+    return out
 
 
 def run_deconvolution_full(
@@ -241,7 +287,8 @@ def run_deconvolution_full(
     lam: float,
     max_iters: int = 2000,
     *,
-    baseline: bool = True,
+    baseline: str | bool = "scalar",
+    drift_scale: float | None = None,
     filter_enabled: bool = False,
     tol: float = 1e-6,
     method: str = "auto",
@@ -255,10 +302,24 @@ def run_deconvolution_full(
         (Dask gives a lazy result chunked over cells).
     fs, tau_r, tau_d, lam : sampling rate (Hz), rise and decay (s), sparsity.
     max_iters : bound on solver steps per trace (always honoured).
-    baseline : estimate the scalar baseline b jointly (False fixes b = 0).
+    baseline : the baseline model (:mod:`napari_catune.baseline`):
+        "scalar" (or True): one b per trace, fitted jointly (default).
+        "none" (or False): b = 0.
+        "rolling": CaTune's preprocessing, exactly as the CaTune web app and
+        ``calab`` 0.3 compute it: subtract the rolling 0.2 quantile over a
+        causal window of 5 * ceil(5 tau_d fs) samples
+        (:func:`~napari_catune.baseline.rolling_baseline`), then fit with
+        b = 0 (calab skips its baseline update after that subtraction).
+        "drift": a per-sample b_t fitted jointly with the spikes, with
+        ``(mu/2) sum_t (b_t - b_{t-1})^2`` added to the objective.
+    drift_scale : "drift" only: the time scale in seconds below which the
+        baseline cannot follow the trace; ``mu = (drift_scale * fs)^2``
+        (sqrt(mu) samples is the smoother's length scale).  Default
+        ``max(20 * tau_d, 10 s)``.
     filter_enabled : apply the CaTune bandpass (DESIGN.md) before solving;
         the fit is then of the filtered trace.
-    tol : FISTA's relative objective change for convergence.
+    tol : FISTA's stopping rule: relative objective change (FISTA also stops
+        as soon as the KKT conditions hold to ``KKT_TOL``).
     method : "auto"/"pdas" (exact active sets, default) or "fista".
     init : a previous activity of the same shape: warm start.
     """
@@ -267,10 +328,12 @@ def run_deconvolution_full(
 
         return deconvolve_dask(
             traces, fs, tau_r, tau_d, lam, full=True, max_iters=max_iters,
-            baseline=baseline, filter_enabled=filter_enabled, tol=tol,
-            method=method, init=init,
+            baseline=baseline, drift_scale=drift_scale, filter_enabled=filter_enabled,
+            tol=tol, method=method, init=init,
         )
     m = _model_checked(fs, tau_r, tau_d, lam)
+    mode = baseline_mode(baseline)
+    mu = drift_mu(drift_scale, fs, tau_d) if mode == "drift" else 0.0
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     max_iters = int(max_iters)
@@ -291,13 +354,23 @@ def run_deconvolution_full(
         if not np.isfinite(init).all():
             raise ValueError("init contains NaN or Inf; pass init=None for a cold start")
 
+    rolled = None
+    if mode == "rolling":
+        rolled = rolling_baseline(y, fs, tau_d)
+        y = y - rolled
     s, b, iters, conv = _solve_rows(
-        y, m, baseline=bool(baseline), method=method, tol=float(tol),
+        y, m, mode=_MODE_CODES[mode], mu=mu, method=method, tol=float(tol),
         max_iters=max_iters, init=init,
     )
-    fit = _reconvolve(s, m) + b[:, None]
-    if one_d:
-        return DeconvolutionResult(s[0], float(b[0]), fit[0], int(iters[0]), bool(conv[0]))
+    if rolled is not None:
+        b = rolled + b
+    fit = _reconvolve(s, m) + b
+    if b.shape[1] == 1:
+        b = b[:, 0]
+        if one_d:
+            return DeconvolutionResult(s[0], float(b[0]), fit[0], int(iters[0]), bool(conv[0]))
+    elif one_d:
+        return DeconvolutionResult(s[0], b[0], fit[0], int(iters[0]), bool(conv[0]))
     return DeconvolutionResult(s, b, fit, iters, conv)
 
 
@@ -312,6 +385,59 @@ def run_deconvolution(
             traces, fs, tau_r, tau_d, lam, full=False, max_iters=max_iters, **opts
         )
     return run_deconvolution_full(traces, fs, tau_r, tau_d, lam, max_iters, **opts).activity
+
+
+def _kkt_rows(y, s, b, m: _Model, mode: int, mu: float) -> np.ndarray:
+    """(n, 2) KKT violations in trace units (see ``_numba_solvers.kkt_one``):
+    column 0 for the spikes, column 1 for the baseline."""
+    from . import _numba_solvers as ns
+
+    y = np.ascontiguousarray(y, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    b = np.ascontiguousarray(b.reshape(len(y), -1))
+    out = np.empty((len(y), 2))
+    ns.kkt_rows(y, np.ascontiguousarray(s, dtype=np.float64), b, m.g1, m.g2, m.alpha,
+                m.lamG, m.G, mode, float(mu), out)
+    return out
+
+
+def kkt_violation(traces, activity, baseline, fs, tau_r, tau_d, lam, *,
+                  mode="scalar", drift_scale=None) -> np.ndarray:
+    """Relative violation of the optimality (KKT) conditions, per trace.
+
+    For a result of ``run_deconvolution_full(..., baseline=mode)``: with
+    r = y - K s - b and g = lam G - K' r, the conditions are g = 0 where
+    s > 0, g >= 0 where s = 0, and the baseline's optimality for these
+    spikes (b = mean(y - K s) for "scalar", the drift smoother of y - K s
+    for "drift"; none for "none" and "rolling", whose baseline is given).
+    Returned: the largest violation (the spike part divided by G, so both
+    are in trace units) over the data scale ``max(y) - min(y) + 2.2e-6 *
+    max|y|`` (the second term is the rounding floor of forming y - K s - b,
+    1000 ulp of max|y| over KKT_TOL; it only matters for a large offset
+    with a small signal).  The solver reports ``converged`` exactly when
+    this is at most ``KKT_TOL`` (1e-7).
+    """
+    m = _model_checked(fs, tau_r, tau_d, lam)
+    mode = baseline_mode(mode)
+    mu = drift_mu(drift_scale, fs, tau_d) if mode == "drift" else 0.0
+    y = prepare_traces(traces)
+    s = np.atleast_2d(np.asarray(activity, dtype=np.float64))
+    b = np.asarray(baseline, dtype=np.float64)
+    if b.size in (1, y.shape[0]):
+        b = np.broadcast_to(b.reshape(-1, 1), (y.shape[0], 1))
+    v = _kkt_rows(y, s, b.reshape(y.shape[0], -1), m, _MODE_CODES[mode], mu).max(axis=1)
+    rel = v / _data_scale(y)
+    return float(rel[0]) if np.ndim(traces) == 1 else rel
+
+
+def _data_scale(y: np.ndarray) -> np.ndarray:
+    """Per-row scale of the KKT tolerance (``_numba_solvers.kkt_tolerance``
+    divided by KKT_TOL): the range plus the rounding floor (never 0)."""
+    from ._numba_solvers import KKT_FLOOR
+
+    hi, lo = y.max(axis=1), y.min(axis=1)
+    scale = (hi - lo) + (KKT_FLOOR / KKT_TOL) * np.maximum(np.abs(hi), np.abs(lo))
+    return np.maximum(scale, np.finfo(float).tiny)
 
 
 def _reconvolve(s: np.ndarray, m: _Model) -> np.ndarray:
@@ -333,20 +459,37 @@ def reconvolve(activity, fs: float, tau_r: float, tau_d: float) -> np.ndarray:
     return out[0] if np.ndim(activity) == 1 else out
 
 
-def objective(traces, activity, baseline, fs, tau_r, tau_d, lam):
+def objective(traces, activity, baseline, fs, tau_r, tau_d, lam, *, drift_scale=None):
     """The CaTune objective ``1/2||y - K s - b||^2 + lam G sum(s)`` per trace.
 
-    ``baseline=None`` uses the best b for the given activity
-    (``mean(y - K s)``), the fairest value for a solver that reports none.
+    ``baseline`` is a scalar, one value per trace ``(n,)``, or one per sample
+    (the traces' shape: "rolling" and "drift" results).  ``baseline=None``
+    uses the best baseline for the given activity: ``mean(y - K s)``, the
+    fairest value for a solver that reports none, or with ``drift_scale``
+    the best drift baseline.  ``drift_scale`` (seconds) adds the drift
+    model's ``(mu/2) sum (b_t - b_{t-1})^2``, ``mu = (drift_scale fs)^2``.
     """
     m = _model_checked(fs, tau_r, tau_d, lam)
+    mu = 0.0 if drift_scale is None else drift_mu(drift_scale, fs, tau_d)
     y = prepare_traces(traces)
     s = np.atleast_2d(np.asarray(activity, dtype=np.float64))
     if s.shape != y.shape:
         raise ValueError(f"activity shape {s.shape} differs from traces shape {y.shape}")
     if baseline is None:
-        val = _objective_rows(y, s, m, True)
+        val = _objective_rows(y, s, m, 2 if mu > 0 else 1, mu)
     else:
-        b = np.broadcast_to(np.asarray(baseline, dtype=np.float64), (y.shape[0],))
-        val = 0.5 * ((y - _reconvolve(s, m) - b[:, None]) ** 2).sum(axis=1) + m.lamG * s.sum(axis=1)
+        b = np.asarray(baseline, dtype=np.float64)
+        if b.shape == y.shape or (np.ndim(traces) == 1 and b.shape == (y.shape[1],)):
+            b = b.reshape(y.shape)
+        elif b.ndim == 0 or b.shape == (y.shape[0],):
+            b = np.broadcast_to(b.reshape(-1, 1), (y.shape[0], 1))
+        else:
+            raise ValueError(
+                f"baseline must be a scalar, one value per trace {(y.shape[0],)} or one "
+                f"per sample {y.shape if np.ndim(traces) == 2 else (y.shape[1],)}, "
+                f"got shape {b.shape}"
+            )
+        val = 0.5 * ((y - _reconvolve(s, m) - b) ** 2).sum(axis=1) + m.lamG * s.sum(axis=1)
+        if mu > 0:
+            val = val + 0.5 * mu * (np.diff(b, axis=1) ** 2).sum(axis=1)
     return float(val[0]) if np.ndim(traces) == 1 else val
