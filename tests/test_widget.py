@@ -464,7 +464,7 @@ def test_bad_parameter_files(setup, qtbot, tmp_path):
     assert "missing.json" in notes["error"][1]
     assert "tau_rise" in notes["error"][2]
     assert w.params == before
-    p["lam"] = 50.0
+    p["lam"] = -1.0  # lambda 50 is valid (issue 10); a negative one is not
     assert w.set_params(p) is False
     assert "lambda" in notes["error"][3]
     assert not w.save_params(tmp_path / "no_such_dir" / "x.json")
