@@ -315,13 +315,17 @@ def open_input(path, *, allow_pickle: bool = False) -> Source:
             from .loaders import load_caiman
 
             return _from_pipeline(load_caiman(p), "caiman")
+        if low.endswith(".nwb"):
+            from .nwb import load_nwb
+
+            return _from_pipeline(load_nwb(p), "NWB")
     except CLIError:
         raise
     except (ValueError, FileNotFoundError, ImportError, OSError) as e:
         raise CLIError(str(e)) from None
     raise CLIError(
         f"{p}: unsupported input; give a traces .npy/.npz, a suite2p plane folder, "
-        "a CaImAn .hdf5 file or a zarr array"
+        "a CaImAn .hdf5 file, an NWB file (.nwb) or a zarr array"
     )
 
 
