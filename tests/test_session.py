@@ -203,16 +203,18 @@ def test_live_solver_thread_keeps_the_newest(s):
 
     live = ses.LiveSolver(finished)
     s.submit = live.submit
-    gate = threading.Event()
+    gate, entered = threading.Event(), threading.Event()
     real = ses.SolveRequest.run
 
     def held(self):
+        entered.set()
         gate.wait(5)
         return real(self)
 
     ses.SolveRequest.run = held
     try:
-        s.select([3])          # taken by the thread at once, held
+        s.select([3])
+        assert entered.wait(5)  # the thread runs it, held
         s.set_params(lam=0.2)  # waits
         s.set_params(lam=0.3)  # replaces the waiting one
         gate.set()
