@@ -51,6 +51,10 @@ def main() -> None:
     xvfb = _ensure_display()
     try:
         run()
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
     finally:
         sys.stdout.flush()
         if xvfb is not None:
@@ -107,9 +111,11 @@ def run() -> None:
     t0 = time.perf_counter()
     dock, w = viewer.window.add_plugin_dock_widget("napari-catune", "CaTune tuner")
     t_dock = time.perf_counter() - t0
-    pump_until(lambda: w.idle and w.traces.shown and w.traces.shown[0].fit.yData is not None
-               and len(w.traces.shown[0].fit.yData) > 0)
-    t_open = time.perf_counter() - t0
+    pump_until(lambda: w.session.result is not None)
+    w.traces.rows_glw.viewport().repaint()
+    t_open = time.perf_counter() - t0  # the first fit painted
+    pump_until(lambda: w.idle and "CaTune activity" in viewer.layers)
+    t_layers = time.perf_counter() - t0
 
     # time the GUI thread's own work per move: the slider event, the result hand-over
     busy = {"deliver": []}
@@ -167,7 +173,7 @@ def run() -> None:
             sync = w.session._drawn_gen > gen and not busy["deliver"]
             # a solve run in place is part of the slider event: count the event only
             busy_ms.append(max([t_event] + ([] if sync else busy["deliver"])) * 1e3)
-            assert len(w.traces.shown[k - 1].fit.yData) == w.session.source.n_frames
+            assert len(w.traces.shown[k - 1].data["fit"]) == w.session.source.n_frames
         pump_until(lambda: w.idle)
         return (np.median(data_ms), np.median(paint_ms), np.median(solve_ms),
                 float(np.median(busy_ms)), float(np.max(busy_ms)))
@@ -209,8 +215,9 @@ def run() -> None:
 
     print("CaTune tuner GUI latency (napari", napari.__version__, ", real viewer, DISPLAY",
           os.environ.get("DISPLAY"), ")")
-    print(f"open the tuner on the sample data: {t_open:.2f} s to the first fit (dock built in "
-          f"{t_dock:.2f} s)   target 1 s   ratio to target {t_open:.2f}")
+    print(f"open the tuner on the sample data: {t_open:.2f} s to the first fit painted (dock "
+          f"built in {t_dock:.2f} s; its viewer layers follow, done at {t_layers:.2f} s)   "
+          f"target 1 s   ratio to target {t_open:.2f}")
     for name, target, (d, pnt, s, b_med, b_max), cal in cases:
         print(f"{name}, median of {MOVES} moves: slider -> data {d:.1f} ms, -> painted "
               f"{pnt:.1f} ms (solve {s:.1f} ms)   target {target:.0f} ms   ratio to target "

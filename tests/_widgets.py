@@ -53,8 +53,15 @@ def notes_fixture(monkeypatch):
     return got
 
 
-def viewer_with_recording(make_napari_viewer, seed=0, show=False, fs_meta=True):
+def big_viewer(make_napari_viewer, show=True):
+    """A viewer the size of a desktop window (the trace rows need the height)."""
     viewer = make_napari_viewer(show=show)
+    viewer.window._qt_window.resize(1500, 950)
+    return viewer
+
+
+def viewer_with_recording(make_napari_viewer, seed=0, show=False, fs_meta=True):
+    viewer = big_viewer(make_napari_viewer, show=show)
     movie, labels, means = recording(seed)
     meta = {"catune": {"fs": FS}} if fs_meta else {}
     viewer.add_image(movie, name="movie", metadata=dict(meta))
@@ -83,8 +90,8 @@ def reference(w, ids, means, **kw):
 
 def plotted(w, k=None):
     rows = w.traces.shown[:k]
-    fit = np.stack([np.asarray(r.fit.yData) for r in rows])
-    act = np.stack([np.asarray(r.activity.yData) for r in rows])
+    fit = np.stack([np.asarray(r.data["fit"]) for r in rows])
+    act = np.stack([np.asarray(r.data["activity"]) for r in rows])
     return fit, act
 
 
@@ -97,8 +104,7 @@ def assert_matches_core(w, means, ids):
     np.testing.assert_allclose(fit, np.atleast_2d(ref.reconvolution), atol=2e-3 * scale)
     np.testing.assert_allclose(act, np.atleast_2d(ref.activity),
                                atol=5e-3 * max(ref.activity.max(), 1e-9))
-    x = np.asarray(w.traces.shown[0].fit.xData)
-    np.testing.assert_allclose(x, np.arange(N_FRAMES) / w.params.fs)
+    np.testing.assert_allclose(w.traces.x, np.arange(N_FRAMES) / w.params.fs)
 
 
 def row_of(w, name):

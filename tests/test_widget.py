@@ -15,7 +15,7 @@ from napari_catune.kernel import kernel_shape
 from napari_catune.params import TuningParams
 
 from _widgets import (  # noqa: F401 - fixtures
-    FS, N_FRAMES, ROIS, assert_matches_core, drag, notes, open_tuner, plotted, reference,
+    FS, N_FRAMES, ROIS, assert_matches_core, big_viewer, drag, notes, open_tuner, plotted, reference,
     row_of, setup, type_value, viewer_with_recording, wait,
 )
 
@@ -31,7 +31,7 @@ def test_open_via_npe2_picks_layers_and_lists_rois(setup):
     assert snr == sorted(snr, reverse=True)  # most active first
     # the most active ROI is selected on opening; its raw trace is the ROI mean
     assert w.selected_rois == [listed[0]]
-    np.testing.assert_allclose(w.traces.shown[0].raw.yData, means[listed[0]], rtol=1e-6)
+    np.testing.assert_allclose(w.traces.shown[0].data["raw"], means[listed[0]], rtol=1e-6)
     assert w.params.fs == FS  # from the layer metadata
     assert_matches_core(w, means, w.selected_rois)
     assert not w.jobs.isVisible()
@@ -44,7 +44,7 @@ def test_open_on_sample_data_with_ground_truth(make_napari_viewer, qtbot, notes)
     wait(qtbot, w)
     assert len(w.selected_rois) == 1
     r = w.traces.shown[0]
-    assert len(r.fit.yData) == 1800
+    assert len(r.data["fit"]) == 1800
     truth = viewer.layers["ROIs"].metadata["catune"]["ground_truth"]["spikes"]
     row = r.rid - 1
     want = np.flatnonzero(truth[row] > 0) / w.params.fs
@@ -100,7 +100,7 @@ def test_select_in_list_and_buttons(setup, qtbot):
 
 
 def test_up_to_twenty_rows_that_scroll(make_napari_viewer, qtbot, notes):
-    viewer = make_napari_viewer(show=True)
+    viewer = big_viewer(make_napari_viewer)
     lab = np.zeros((70, 30), np.int32)
     traces = np.random.default_rng(1).normal(size=(22, 300)) + 5
     for i in range(22):
@@ -113,9 +113,18 @@ def test_up_to_twenty_rows_that_scroll(make_napari_viewer, qtbot, notes):
     assert any("At most 20" in m for m in notes["warning"])
     wait(qtbot, w)
     assert len(w.traces.shown) == 20
-    assert all(len(r.fit.yData) == 300 for r in w.traces.shown)
-    # the rows do not fit: the view scrolls
-    qtbot.waitUntil(lambda: w.traces.scroll.verticalScrollBar().maximum() > 0, timeout=3000)
+    assert all(len(r.data["fit"]) == 300 for r in w.traces.shown)
+    # the rows do not fit: the view scrolls; the rows in view are drawn, the others
+    # when they come into view
+    bar = w.traces.scroll.verticalScrollBar()
+    qtbot.waitUntil(lambda: bar.maximum() > 0, timeout=3000)
+    wait(qtbot, w)
+    first, last = w.traces.shown[0], w.traces.shown[-1]
+    assert len(first.fit.yData) == 300
+    assert last.fit.yData is None or len(last.fit.yData) == 0
+    bar.setValue(bar.maximum())
+    wait(qtbot, w)
+    np.testing.assert_array_equal(last.fit.yData, last.data["fit"])
 
 
 # --------------------------------------------------------------------- sliders
@@ -267,7 +276,7 @@ def test_baseline_mode_reaches_the_solver(setup, qtbot, monkeypatch):
     ids = w.selected_rois
     ref = real(means[ids[0]], w.params.fs, w.params.tau_rise, w.params.tau_decay,
                w.params.lam, baseline=seen[-1])
-    np.testing.assert_allclose(w.traces.shown[0].fit.yData, ref.reconvolution,
+    np.testing.assert_allclose(w.traces.shown[0].data["fit"], ref.reconvolution,
                                atol=2e-3 * np.ptp(means[ids[0]]))
     w.controls.baseline.setCurrentText("scalar")
     wait(qtbot, w)
@@ -291,12 +300,12 @@ def test_bandpass_plots_the_trace_that_was_fitted(setup, qtbot):
             wait(qtbot, w)
         p = w.params
         want = bandpass_filter(means[12], p.tau_rise, p.tau_decay, p.fs)
-        np.testing.assert_allclose(w.traces.shown[0].raw.yData, want, rtol=1e-9,
+        np.testing.assert_allclose(w.traces.shown[0].data["raw"], want, rtol=1e-9,
                                    atol=1e-9 * np.ptp(want))
         assert_matches_core(w, means, [12])
     w.controls.filter_enabled.setChecked(False)
     wait(qtbot, w)
-    np.testing.assert_allclose(w.traces.shown[0].raw.yData, means[12], rtol=1e-9)
+    np.testing.assert_allclose(w.traces.shown[0].data["raw"], means[12], rtol=1e-9)
 
 
 def test_rise_above_decay_is_held_below(setup, qtbot):
@@ -359,6 +368,39 @@ def test_rows_have_their_own_y_range_and_x_stays_in_the_recording(setup, qtbot):
         assert lo <= means[rid][sl].min() and means[rid][sl].max() <= hi
 
 
+def test_long_traces_draw_the_window_with_every_peak(make_napari_viewer, qtbot, notes):
+    from _synth import calcium_traces
+
+    viewer = big_viewer(make_napari_viewer)
+    y = calcium_traces(2, 20_000, fs=FS, tau_r=0.05, tau_d=0.5, seed=2)
+    lab = np.zeros((4, 8), np.int32)
+    lab[1:3, 1:3], lab[1:3, 5:7] = 1, 2
+    viewer.add_labels(lab, metadata={"catune": {"fs": FS, "traces": y}})
+    w = open_tuner(viewer)
+    wait(qtbot, w)
+    w.select_rois([1, 2])
+    wait(qtbot, w)
+    res = w.session.result
+    assert w.traces.window == pytest.approx((0.0, 45.0))  # the default window
+    for i, r in enumerate(w.traces.shown):
+        sl = slice(0, 45 * int(FS) + 1)
+        x, fit = r.fit.xData, r.fit.yData
+        assert x.min() >= 0 and x.max() <= 45.0 + 1 / FS
+        assert fit.max() == res.fit[i, sl].max() and fit.min() == res.fit[i, sl].min()
+        assert r.activity.yData.max() == res.activity[i, sl].max()  # no spike lost
+    # zoomed in to fewer samples than pixels: the drawn curves are the core's numbers
+    w.traces.set_window(100.0, 102.0)
+    wait(qtbot, w)
+    for i, r in enumerate(w.traces.shown):
+        sl = slice(int(100.0 * FS), int(102.0 * FS) + 1)
+        np.testing.assert_array_equal(r.fit.yData, res.fit[i, sl])
+        np.testing.assert_array_equal(r.fit.xData, np.arange(sl.start, sl.stop) / FS)
+        np.testing.assert_array_equal(r.activity.yData, res.activity[i, sl])
+    ref = solver_mod.run_deconvolution_full(y, FS, w.params.tau_rise, w.params.tau_decay,
+                                            w.params.lam)
+    np.testing.assert_allclose(res.fit, ref.reconvolution, atol=2e-3 * np.ptp(y))
+
+
 def test_row_labels_and_readouts(setup, qtbot):
     viewer, w, means, _ = setup
     w.select_rois([3, 12])
@@ -395,7 +437,7 @@ def test_pin_draws_the_kept_fit_dashed(setup, qtbot):
     viewer, w, means, _ = setup
     w.select_rois([12])
     wait(qtbot, w)
-    kept = np.asarray(w.traces.shown[0].fit.yData).copy()
+    kept = np.asarray(w.traces.shown[0].data["fit"]).copy()
     qtbot.mouseClick(w.pin_btn, Qt.LeftButton)
     drag(w, "lam", 0.5)
     wait(qtbot, w)
@@ -432,13 +474,13 @@ def test_stale_results_are_never_drawn(setup, qtbot, monkeypatch):
     wait(qtbot, w)
     assert all(t is not threading.main_thread() for _, t in jobs)
     assert 2 <= len(jobs) < 15  # the burst was coalesced
-    newest = np.asarray(w.traces.shown[0].activity.yData).copy()
+    newest = np.asarray(w.traces.shown[0].data["activity"]).copy()
     # the first (oldest) result arrives once more, after the newest: out of order
     w._relay.done.emit(jobs[0][0])
     qtbot.waitUntil(lambda: True)
     assert drawn == sorted(set(drawn)) and drawn[-1] == w.session._gen
     assert w.params.tau_decay == pytest.approx(2.0, rel=0.015)
-    np.testing.assert_array_equal(w.traces.shown[0].activity.yData, newest)
+    np.testing.assert_array_equal(w.traces.shown[0].data["activity"], newest)
     assert_matches_core(w, means, w.selected_rois)
     np.testing.assert_array_equal(w.session.warm_start(rid), newest)
 

@@ -231,7 +231,7 @@ def test_roi_without_pixels_notifies(setup, qtbot):
     assert sorted(w.roi_list.listed_ids()) == [1, 2]  # still listed and selectable
     w.select_rois([2])
     wait(qtbot, w)
-    assert len(w.traces.shown[0].fit.yData) == 100
+    assert len(w.traces.shown[0].data["fit"]) == 100
     w.labels_combo.value = viewer.layers["rois"]
     assert w.image_combo.value is viewer.layers["movie"]
     _still_works(w, qtbot, means)
@@ -365,7 +365,7 @@ def test_painting_and_replacing_data_reread_the_traces(setup, qtbot):
     w.select_rois([30])
     wait(qtbot, w)
     want = movie[:, 16:22, 16:22].reshape(N_FRAMES, -1).mean(axis=1, dtype=np.float64)
-    np.testing.assert_allclose(w.traces.shown[0].raw.yData, want, rtol=1e-6)
+    np.testing.assert_allclose(w.traces.shown[0].data["raw"], want, rtol=1e-6)
     mv = viewer.layers["movie"]
     mv.data = np.asarray(mv.data) * 2.0
     qtbot.waitUntil(lambda: w.session.source is not None and np.allclose(
@@ -387,9 +387,9 @@ def test_huge_label_ids_use_a_compact_map(make_napari_viewer, qtbot, notes):
     wait(qtbot, w)
     lazy = viewer.layers["CaTune activity"].data
     assert lazy._state[0].nbytes <= labels.size * 8  # by the image, not by the largest id
-    t = int(np.argmax(w.traces.shown[0].activity.yData))
+    t = int(np.argmax(w.traces.shown[0].data["activity"]))
     np.testing.assert_allclose(np.asarray(lazy[t])[labels == big],
-                               w.traces.shown[0].activity.yData[t], rtol=1e-5)
+                               w.traces.shown[0].data["activity"][t], rtol=1e-5)
     assert_matches_core(w, means, [big, 3])
     ids = viewer.layers["CaTune ROI ids"].features["roi_id"]
     assert big in list(ids)
@@ -478,7 +478,7 @@ def test_activity_layer_is_lazy_and_shows_activity(setup, qtbot):
     wait(qtbot, w)
     lazy = viewer.layers["CaTune activity"].data
     assert type(lazy).__name__ == "LazyActivity" and lazy.shape == (N_FRAMES, 40, 60)
-    act = np.stack([r.activity.yData for r in w.traces.shown])
+    act = np.stack([r.data["activity"] for r in w.traces.shown])
     t = int(np.argmax(act[1]))
     before = lazy.frames_built
     frame = np.asarray(lazy[t])
@@ -488,6 +488,6 @@ def test_activity_layer_is_lazy_and_shows_activity(setup, qtbot):
     np.testing.assert_allclose(frame[lab == 3], act[0, t], rtol=1e-5)
     assert np.all(frame[~np.isin(lab, [3, 8])] == 0)
     w.overlay_mode.setCurrentText("fit")
-    fit = np.asarray(w.traces.shown[1].fit.yData)
+    fit = np.asarray(w.traces.shown[1].data["fit"])
     np.testing.assert_allclose(np.asarray(lazy[t])[lab == 8], fit[t], rtol=1e-5)
     assert sorted(viewer.layers["CaTune ROI ids"].features["roi_id"]) == sorted(ROIS)

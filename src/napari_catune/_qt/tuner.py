@@ -85,6 +85,7 @@ class CaTuneTuner(QWidget):
         self._docked = False
         self._pending_sel = (keep, False, True) if keep else None
         self._showing_all = False
+        self._overlays_for = None
         self._solve_cost: dict = {}
         self.last_solve_seconds = float("nan")
 
@@ -240,7 +241,7 @@ class CaTuneTuner(QWidget):
     def idle(self) -> bool:
         """True when nothing is being read, estimated, solved or waiting to be drawn."""
         return (not self.picker.builds and self.actions.estimate_worker is None
-                and self._live.idle and not self.session.pending
+                and self._live.idle and not self.session.pending and not self.traces.pending
                 and not self._overlay_timer.isActive() and not self.picker._edit_timer.isActive())
 
     # the actions (files, estimate, apply to all) live in actions.py
@@ -299,7 +300,6 @@ class CaTuneTuner(QWidget):
         else:
             self.select_most_active(1)
         self.actions.source_ready(src)
-        QTimer.singleShot(0, lambda: self._create_overlays(src))
 
     def _source_changed(self, src) -> None:
         self._solve_cost.clear()  # a new source: no warm solve is known to be cheap
@@ -363,6 +363,13 @@ class CaTuneTuner(QWidget):
     def _result(self, res) -> None:
         self.traces.set_result(res)
         self.plots_updated.emit(res.gen)
+        src = self.session.source
+        if self._overlays_for is not src:
+            # the viewer's layers come after the first fit is on screen: adding
+            # three layers repaints the canvas several times (software GL: ~1 s)
+            self._overlays_for = src
+            QTimer.singleShot(0, lambda: self._create_overlays(src))
+            return
         if self.actions.apply_worker is None and not self._showing_all:
             # the canvas repaints slowly (software GL: tens of ms): once a drag pauses
             self._overlay_timer.start()
