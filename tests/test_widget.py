@@ -15,8 +15,8 @@ from napari_catune.kernel import kernel_shape
 from napari_catune.params import TuningParams
 
 from _widgets import (  # noqa: F401 - fixtures
-    FS, N_FRAMES, ROIS, assert_matches_core, big_viewer, drag, notes, open_tuner, plotted, reference,
-    row_of, setup, type_value, viewer_with_recording, wait,
+    FS, N_FRAMES, ROIS, assert_matches_core, big_viewer, drag, notes, open_tuner, plotted,
+    row_of, setup, type_value, wait,
 )
 
 
@@ -263,6 +263,22 @@ def test_peak_fwhm_mode_round_trips(setup, qtbot):
     assert w.kernel.t_peak == pytest.approx(0.08, abs=1e-6)
 
 
+@pytest.mark.parametrize("name,t_peak,fwhm", [
+    ("jGCaMP7f", 0.0995, 0.0995 - 0.0248 + 0.1819), ("jGCaMP8f", 0.0248, 0.0248 - 0.0071 + 0.0674),
+    ("jGCaMP8m", 0.0290, 0.0290 - 0.0071 + 0.1183), ("jGCaMP8s", 0.0570, 0.0570 - 0.0101 + 0.3067),
+])
+def test_indicator_presets_set_the_published_kinetics(setup, qtbot, name, t_peak, fwhm):
+    viewer, w, means, notes = setup
+    w.controls.indicator.setCurrentText(name)
+    wait(qtbot, w)
+    tp, fw = kernel_shape(w.params.tau_rise, w.params.tau_decay)
+    assert tp == pytest.approx(t_peak, abs=1e-6) and fw == pytest.approx(fwhm, abs=1e-6)
+    assert w.params.fs == FS  # the sampling rate stays
+    assert any("Zhang et al. 2023" in m for m in notes["info"])
+    assert w.controls.indicator.currentIndex() == 0  # ready for the next choice
+    assert_matches_core(w, means, w.selected_rois)
+
+
 def test_baseline_mode_reaches_the_solver(setup, qtbot, monkeypatch):
     viewer, w, means, _ = setup
     seen = []
@@ -447,6 +463,32 @@ def test_pin_draws_the_kept_fit_dashed(setup, qtbot):
     assert r.pinned.opts["pen"].style() == Qt.DashLine
     qtbot.mouseClick(w.pin_btn, Qt.LeftButton)
     assert r.pinned.yData is None or len(r.pinned.yData) == 0
+
+
+def test_residual_and_ground_truth_toggles(make_napari_viewer, qtbot, notes):
+    viewer = big_viewer(make_napari_viewer)
+    viewer.open_sample("napari-catune", "synthetic")
+    w = open_tuner(viewer)
+    wait(qtbot, w)
+    r = w.traces.shown[0]
+    assert w.truth_box.isVisible() and len(r.truth.xData) > 0
+    qtbot.mouseClick(w.residual_box, Qt.LeftButton)
+    wait(qtbot, w)
+    x0, x1 = w.traces.window
+    n = len(r.raw.yData)
+    want = (r.data["raw"] - r.data["fit"])[:n]
+    np.testing.assert_allclose(r.raw.yData, want)  # the window's residual, undecimated
+    assert len(r.fit.yData) == 0
+    lo, hi = r.trace.vb.viewRange()[1]
+    assert lo <= want.min() and want.max() <= hi
+    qtbot.mouseClick(w.residual_box, Qt.LeftButton)
+    wait(qtbot, w)
+    assert len(r.fit.yData) == n
+    qtbot.mouseClick(w.truth_box, Qt.LeftButton)  # off: no ticks
+    wait(qtbot, w)
+    r = w.traces.shown[0]
+    assert r.truth.xData is None or len(r.truth.xData) == 0
+    assert len(r.fit.yData) == n  # the fit is still drawn
 
 
 def test_stale_results_are_never_drawn(setup, qtbot, monkeypatch):

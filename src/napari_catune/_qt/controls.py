@@ -14,20 +14,36 @@ import functools
 import math
 
 from napari.utils import notifications
-from qtpy.QtCore import Qt, Signal
-from qtpy.QtGui import QValidator
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
-    QCheckBox, QComboBox, QDoubleSpinBox, QGridLayout, QHBoxLayout, QLabel, QPushButton,
-    QSlider, QVBoxLayout, QWidget,
+    QCheckBox, QComboBox, QGridLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget,
 )
 
 from .. import kernel as _kernel
 from .. import session as _ses
+from .inputs import LogSlider, NumberBox, ParamRow, fmt  # noqa: F401 - re-exported
 
 FS_PRESETS = (7.5, 15.0, 20.0, 30.0, 60.0, 100.0)
 _PRESET_PROMPT = "presets"
 _TAU_GAP = 0.95  # a dragged tau_rise is held at this fraction of tau_decay
 KERNEL_MODES = ("tau rise / decay", "peak / FWHM")
+_INDICATOR_PROMPT = "indicator..."
+_ZHANG_2023 = ("Zhang et al. 2023, Nature 615:884 (jGCaMP8 paper), 1-AP responses in cultured "
+               "neurons, as tabulated on janelia.org/jgcamp8-calcium-indicators")
+#: indicator -> (t_peak s, half-rise s, half-decay s, source): the kernel is set to the
+#: published time to peak and to FWHM = t_peak - half-rise + half-decay
+INDICATORS = {
+    "jGCaMP7f": (0.0995, 0.0248, 0.1819, _ZHANG_2023),
+    "jGCaMP8f": (0.0248, 0.0071, 0.0674, _ZHANG_2023),
+    "jGCaMP8m": (0.0290, 0.0071, 0.1183, _ZHANG_2023),
+    "jGCaMP8s": (0.0570, 0.0101, 0.3067, _ZHANG_2023),
+}
+
+
+def indicator_shape(name: str) -> tuple[float, float]:
+    """(t_peak, FWHM) in seconds of an indicator preset."""
+    tp, half_rise, half_decay, _ = INDICATORS[name]
+    return tp, tp - half_rise + half_decay
 
 
 @functools.lru_cache(maxsize=16)
@@ -51,154 +67,6 @@ def noise_units(p, sigma: float) -> float:
     return p.lam * g / (sigma * norm)
 
 
-def fmt(v: float, digits: int = 4) -> str:
-    """``v`` to ``digits`` significant digits, without exponent for usual values."""
-    if v == 0 or not math.isfinite(v):
-        return f"{v:g}"
-    if 1e-4 <= abs(v) < 10 ** digits:
-        dec = max(0, digits - 1 - int(math.floor(math.log10(abs(v)))))
-        s = f"{v:.{dec}f}"
-        return s.rstrip("0").rstrip(".") if "." in s else s
-    return f"{v:.{digits - 1}e}"
-
-
-class NumberBox(QDoubleSpinBox):
-    """A spin box that shows significant digits and steps by a ratio."""
-
-    def __init__(self, digits: int = 4, ratio: float = 0.03, floor: float = 1e-4):
-        super().__init__()
-        self._digits, self._ratio, self._floor = digits, ratio, floor
-        self.setDecimals(15)
-        self.setRange(-1e12, 1e12)
-        self.setKeyboardTracking(False)  # typed text counts on Enter / focus-out
-        self.setButtonSymbols(QDoubleSpinBox.NoButtons)
-        self.setAlignment(Qt.AlignRight)
-        self.setMinimumWidth(self.fontMetrics().horizontalAdvance("0.000123x") + 12)
-        self.setAccelerated(True)
-
-    def textFromValue(self, v):  # noqa: N802 - Qt API
-        return fmt(v, self._digits)
-
-    def valueFromText(self, text):  # noqa: N802 - Qt API
-        if text == self.textFromValue(self.value()):
-            return self.value()  # the shown, rounded text means the exact value
-        try:
-            return float(text)
-        except ValueError:
-            return self.value()
-
-    def validate(self, text, pos):
-        t = text.strip()
-        try:
-            float(t)
-            return QValidator.Acceptable, text, pos
-        except ValueError:
-            ok = all(c in "0123456789.-+eE" for c in t)
-            return (QValidator.Intermediate if ok else QValidator.Invalid), text, pos
-
-    def stepBy(self, steps):  # noqa: N802 - Qt API
-        v = self.value()
-        if v <= 0:
-            new = self._floor if steps > 0 else 0.0
-        else:
-            new = v * (1.0 + self._ratio) ** steps
-        self.setValue(new)
-
-    def show_value(self, v: float) -> None:
-        self.blockSignals(True)
-        self.setValue(float(v))
-        self.blockSignals(False)
-
-
-class LogSlider(QSlider):
-    """A horizontal slider over ``lo..hi`` on a log scale; one step ~``ratio``.
-
-    With ``zero`` its left-most position means 0.  ``moved(value)`` is emitted
-    for user moves only.
-    """
-
-    moved = Signal(float)
-
-    def __init__(self, lo: float, hi: float, ratio: float = 0.025, zero: bool = False):
-        super().__init__(Qt.Horizontal)
-        self.lo, self.hi, self._zero = float(lo), float(hi), zero
-        self._n = int(math.ceil(math.log10(hi / lo) / math.log10(1.0 + ratio)))
-        self.setRange(0, self._n + (1 if zero else 0))
-        self.setSingleStep(1)
-        self.setPageStep(10)
-        self._block = False
-        self.valueChanged.connect(self._changed)
-
-    @property
-    def decades(self) -> float:
-        return math.log10(self.hi / self.lo)
-
-    def value_at(self, pos: int) -> float:
-        if self._zero:
-            if pos <= 0:
-                return 0.0
-            pos -= 1
-        return 10.0 ** (math.log10(self.lo) + self.decades * pos / self._n)
-
-    def position_of(self, v: float) -> int:
-        off = 1 if self._zero else 0
-        if v <= 0:
-            return 0
-        x = (math.log10(v) - math.log10(self.lo)) / self.decades * self._n
-        return int(min(max(round(x), 0), self._n)) + off
-
-    def show_value(self, v: float) -> None:
-        self._block = True
-        try:
-            self.setValue(self.position_of(v))
-        finally:
-            self._block = False
-
-    def _changed(self, pos: int) -> None:
-        if not self._block:
-            self.moved.emit(self.value_at(pos))
-
-
-class ParamRow(QWidget):
-    """A label, a log slider and a number box; ``edited(value, typed)``."""
-
-    edited = Signal(float, bool)
-
-    def __init__(self, label: str, lo: float, hi: float, *, zero: bool = False,
-                 digits: int = 4, slider: bool = True):
-        super().__init__()
-        self.label = QLabel(label)
-        self.box = NumberBox(digits, floor=lo)
-        self.slider = LogSlider(lo, hi, zero=zero) if slider else None
-        lay = QHBoxLayout(self)
-        lay.setContentsMargins(0, 0, 0, 0)
-        if self.slider is not None:
-            lay.addWidget(self.slider, 1)
-            self.slider.moved.connect(lambda v: self.edited.emit(v, False))
-        lay.addWidget(self.box)
-        self.box.valueChanged.connect(lambda v: self.edited.emit(float(v), True))
-
-    def set_span(self, label: str, lo: float, hi: float) -> None:
-        self.label.setText(label)
-        zero = self.slider._zero
-        lay = self.layout()
-        old = self.slider
-        self.slider = LogSlider(lo, hi, zero=zero)
-        self.slider.moved.connect(lambda v: self.edited.emit(v, False))
-        lay.replaceWidget(old, self.slider)
-        old.deleteLater()
-        self.box._floor = lo
-
-    def show_value(self, v: float) -> None:
-        self.box.show_value(v)
-        if self.slider is not None:
-            self.slider.show_value(v)
-
-    @property
-    def value(self) -> float:
-        return float(self.box.value())
-
-
 class ParamControls(QWidget):
     """Sliders, boxes, toggles and buttons; every edit goes to ``session.set_params``.
 
@@ -215,6 +83,16 @@ class ParamControls(QWidget):
         self.kernel_mode.addItems(KERNEL_MODES)
         self.kernel_mode.setToolTip("Tune the kernel by its time constants or by the shape of "
                                     "a transient (time to peak, full width at half maximum)")
+        self.indicator = QComboBox()
+        self.indicator.addItem(_INDICATOR_PROMPT)
+        for i, (name, v) in enumerate(INDICATORS.items(), start=1):
+            tp, fw = indicator_shape(name)
+            self.indicator.addItem(name)
+            self.indicator.setItemData(
+                i, f"t_peak {fmt(tp * 1e3)} ms, FWHM {fmt(fw * 1e3)} ms; source: {v[3]}",
+                Qt.ToolTipRole)
+        self.indicator.setToolTip("Set the kernel to an indicator's published kinetics "
+                                  "(a starting point: kinetics in vivo are often slower)")
         lo, hi = _ses.slider_range("tau_rise")
         self.kin_a = ParamRow("tau_rise (s)", lo, hi)
         lo, hi = _ses.slider_range("tau_decay")
@@ -264,7 +142,10 @@ class ParamControls(QWidget):
         grid.setContentsMargins(0, 0, 0, 0)
         grid.setVerticalSpacing(2)
         grid.addWidget(QLabel("kernel"), 0, 0)
-        grid.addWidget(self.kernel_mode, 0, 1)
+        mode = QHBoxLayout()
+        mode.addWidget(self.kernel_mode, 1)
+        mode.addWidget(self.indicator, 1)
+        grid.addLayout(mode, 0, 1)
         for r, row in enumerate((self.kin_a, self.kin_b, self.fs, self.lam), start=1):
             grid.addWidget(row.label, r, 0)
             grid.addWidget(row, r, 1)
@@ -290,6 +171,7 @@ class ParamControls(QWidget):
         self.fs.edited.connect(lambda v, typed: self._set("fs", v, typed))
         self.lam.edited.connect(lambda v, typed: self._set("lam", v, typed))
         self.fs_preset.currentTextChanged.connect(self._preset)
+        self.indicator.currentTextChanged.connect(self._indicator)
         self.baseline.currentTextChanged.connect(self._baseline)
         self.filter_enabled.toggled.connect(lambda on: self._apply(filter_enabled=bool(on)))
         self.kernel_mode.currentIndexChanged.connect(self._mode_changed)
@@ -417,6 +299,16 @@ class ParamControls(QWidget):
         self.fs_preset.blockSignals(True)
         self.fs_preset.setCurrentText(_PRESET_PROMPT)
         self.fs_preset.blockSignals(False)
+
+    def _indicator(self, name: str) -> None:
+        if name not in INDICATORS:
+            return
+        tr, td = _kernel.tau_from_shape(*indicator_shape(name))
+        if self._apply(tau_rise=tr, tau_decay=td):
+            notifications.show_info(f"Kernel set to {name}: {INDICATORS[name][3]}.")
+        self.indicator.blockSignals(True)
+        self.indicator.setCurrentText(_INDICATOR_PROMPT)
+        self.indicator.blockSignals(False)
 
     def _baseline(self, mode: str) -> None:
         try:

@@ -106,17 +106,21 @@ class Row:
             return True
         return a.top() < bottom and b.bottom() > top
 
-    def draw(self, x: np.ndarray, sl: slice, bins: int) -> None:
-        """Draw the window ``sl`` of every curve and fit the y-ranges to it."""
+    def draw(self, x: np.ndarray, sl: slice, bins: int, residual: bool = False) -> None:
+        """Draw the window ``sl`` of every curve and fit the y-ranges to it; with
+        ``residual`` the grey curve is the trace minus the fit (and no fit is drawn)."""
         xs = x[sl]
+        fit = self.data.get("fit")
+        residual = residual and fit is not None and fit.shape[-1] == x.size
         for name in self.CURVES:
             y = self.data.get(name)
             item = getattr(self, name)
-            if y is None or y.shape[-1] != x.size:
+            if y is None or y.shape[-1] != x.size or (residual and name in ("fit", "pinned")):
                 item.setData([], [])
                 continue
-            item.setData(*decimate(xs, y[sl], bins), skipFiniteCheck=True)
-        y = self.data["raw"][sl]
+            y = y[sl] - fit[sl] if residual and name == "raw" else y[sl]
+            item.setData(*decimate(xs, y, bins), skipFiniteCheck=True)
+        y = self.data["raw"][sl] - (fit[sl] if residual else 0.0)
         lo, hi = float(np.min(y)), float(np.max(y))
         pad = 0.05 * (hi - lo) if hi > lo else max(abs(hi), 1.0) * 0.05
         self.trace.vb.setYRange(lo - pad, hi + pad, padding=0)

@@ -90,6 +90,7 @@ class TraceView(QWidget):
         self.unit = "raw"
         self._pal = None
         self._res = None
+        self.residual = False
         self._syncing = False
         # read-outs follow once a drag pauses: re-laying out text costs a frame
         self._header_timer = QTimer(self)
@@ -188,6 +189,13 @@ class TraceView(QWidget):
         self.draw()
         self._header_timer.start()
 
+    def show_residual(self, on: bool) -> None:
+        """Draw the trace minus the fit instead of the trace and its fit."""
+        self.residual = bool(on)
+        for r in self.shown:
+            r.dirty = True
+        self.draw()
+
     def set_pinned(self, res) -> None:
         """Draw the pinned fit (dashed) on the rows of the ROIs it holds."""
         for r in self.shown:
@@ -206,7 +214,7 @@ class TraceView(QWidget):
         bottom = top + max(self.scroll.viewport().height(), 1)
         for r in self.shown:
             if (r.dirty or everything) and r.visible_in(top, bottom):
-                r.draw(self.x, sl, bins)
+                r.draw(self.x, sl, bins, self.residual)
 
     def _headers(self) -> None:
         res = self._res
