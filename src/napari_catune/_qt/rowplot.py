@@ -69,7 +69,7 @@ class Row:
         self.act.layout.setContentsMargins(0, 0, 4, 6)
         self.trace.setMinimumHeight(TRACE_MIN + HEADER_H)
         self.act.setMinimumHeight(ACT_MIN)
-        self.act.getAxis("left").setStyle(showValues=False)
+        self.act.getAxis("left").setStyle(showValues=False, tickLength=0)
         self.raw = pg.PlotCurveItem()
         self.pinned = pg.PlotCurveItem()
         self.fit = pg.PlotCurveItem()
@@ -128,7 +128,7 @@ class Row:
         if act is not None and act.shape[-1] == x.size:
             top = float(np.max(act[sl], initial=0.0))
             top = top * 1.08 if top > 0 else 1.0
-            band = 0.25 * top if self.truth_t.size else 0.0
+            band = 0.4 * top if self.truth_t.size else 0.0
             self.act.vb.setYRange(-band - 0.02 * top, top, padding=0)
             if self.truth_t.size and top != self.act_top:
                 y = np.tile([-0.95 * band, -0.1 * band], self.truth_t.size)
@@ -149,7 +149,7 @@ class Row:
         self.activity.setPen(pg.mkPen(self.color, width=1))
         self.activity.setFillLevel(0.0)
         self.activity.setBrush(pg.mkBrush(fill))
-        self.truth.setPen(pg.mkPen(pal.truth, width=1))
+        self.truth.setPen(pg.mkPen(pal.truth, width=2))
         for c in self.cursors:
             c.setPen(pg.mkPen(pal.foreground, width=1, style=pg.QtCore.Qt.DotLine))
         self.header.setDefaultTextColor(fg)

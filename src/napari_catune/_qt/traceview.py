@@ -66,7 +66,7 @@ class TraceView(QWidget):
         ov.showAxis("bottom")
         ov.getAxis("bottom").enableAutoSIPrefix(False)
         ov.getAxis("left").setStyle(showValues=False)
-        ov.setLabel("left", "all")
+        ov.setLabel("left", " ")
         ov.layout.setContentsMargins(0, 2, 4, 0)
         self.overview_curve = ov.plot()
         self.region = pg.LinearRegionItem(orientation="vertical")
@@ -155,6 +155,7 @@ class TraceView(QWidget):
             self.shown.append(r)
         self.rows_glw.setMinimumHeight(k * (TRACE_MIN + HEADER_H + ACT_MIN + 4))
         self._overview(traces[0] if k else None)
+        self.overview.setLabel("left", f"ROI {ids[0]}" if k else " ")
         if resize or k == 0:
             self.set_window(0.0, min(DEFAULT_WINDOW_S, self.duration))
         else:

@@ -100,7 +100,7 @@ class CaTuneTuner(ViewerHooks, QWidget):
         s.submit = self._submit
         self._overlay_timer = QTimer(self)
         self._overlay_timer.setSingleShot(True)
-        self._overlay_timer.setInterval(200)
+        self._overlay_timer.setInterval(300)
         self._overlay_timer.timeout.connect(self.update_overlay)
 
         self._session_slots = [
@@ -343,6 +343,8 @@ class CaTuneTuner(ViewerHooks, QWidget):
 
     def _params_changed(self, p) -> None:
         self._showing_all = False  # the overlay follows the live selection again
+        if self._overlay_timer.isActive():
+            self._overlay_timer.start()  # still moving: the canvas repaints once it stops
         self.kernel.set_kernel(p.tau_rise, p.tau_decay, p.fs)
         src = self.session.source
         if src is not None and self.traces.fs != p.fs and self.session.selection:
@@ -361,7 +363,8 @@ class CaTuneTuner(ViewerHooks, QWidget):
             QTimer.singleShot(0, lambda: self._create_overlays(src))
             return
         if self.actions.apply_worker is None and not self._showing_all:
-            # the canvas repaints slowly (software GL: tens of ms): once a drag pauses
+            # the canvas repaints slowly (software GL: tens of ms): once a drag pauses,
+            # never between a move and its result
             self._overlay_timer.start()
 
     def update_overlay(self) -> None:
