@@ -79,12 +79,11 @@ def wait(qtbot, w, timeout=10000):
 
 
 def reference(w, ids, means, **kw):
-    from napari_catune.session import solver_baseline
 
     p = w.params
     y = np.stack([means[i] for i in ids])
     return solver_mod.run_deconvolution_full(
-        y, p.fs, p.tau_rise, p.tau_decay, p.lam, baseline=solver_baseline(p.baseline),
+        y, p.fs, p.tau_rise, p.tau_decay, p.lam, baseline=str(p.baseline),
         filter_enabled=p.filter_enabled, **kw)
 
 

@@ -263,14 +263,19 @@ def test_event_rate_counts_runs():
     assert rate[0] == pytest.approx(2 / (600 / FS / 60))
 
 
-def test_baseline_modes_map_to_the_core():
-    assert ses.baseline_mode(True) == "scalar" and ses.baseline_mode(False) == "none"
-    if ses.modes_supported():
-        assert ses.baseline_value("rolling") == "rolling"
-    else:
-        assert ses.baseline_value("scalar") is True and ses.baseline_value("none") is False
-        with pytest.raises(ValueError, match="rolling"):
-            ses.baseline_value("rolling")
-        assert ses.solver_baseline("none") is False
-    with pytest.raises(ValueError, match="baseline"):
-        ses.baseline_value("sometimes")
+def test_new_sessions_start_with_the_drift_baseline_and_apply_keeps_per_roi_baselines(s):
+    assert ses.TuningSession().params.baseline == "drift"
+    for mode in ("drift", "rolling", "scalar"):
+        p = s.params.replace(baseline=mode)
+        gen = ses.apply_job(s.source.traces, s.source.roi_ids, p)
+        try:
+            while True:
+                next(gen)
+        except StopIteration as stop:
+            b = stop.value
+        ref = solver_mod.run_deconvolution_full(s.source.traces, FS, p.tau_rise, p.tau_decay,
+                                                p.lam, baseline=mode)
+        np.testing.assert_allclose(b.activity, ref.activity)
+        # the per-sample baseline is kept, the features get one number per ROI
+        assert np.shape(b.baseline) == np.shape(ref.baseline)
+        assert b.features["baseline"].shape == (6,)

@@ -287,19 +287,22 @@ def test_baseline_mode_reaches_the_solver(setup, qtbot, monkeypatch):
                         lambda *a, **k: seen.append(k.get("baseline")) or real(*a, **k))
     w.controls.baseline.setCurrentText("none")
     wait(qtbot, w)
-    assert ses.baseline_mode(w.params.baseline) == "none"
-    assert seen and seen[-1] in (False, "none")
+    assert w.params.baseline == "none"
+    assert seen and seen[-1] == "none"
     ids = w.selected_rois
     ref = real(means[ids[0]], w.params.fs, w.params.tau_rise, w.params.tau_decay,
                w.params.lam, baseline=seen[-1])
     np.testing.assert_allclose(w.traces.shown[0].data["fit"], ref.reconvolution,
                                atol=2e-3 * np.ptp(means[ids[0]]))
-    w.controls.baseline.setCurrentText("scalar")
-    wait(qtbot, w)
-    assert seen[-1] in (True, "scalar")
-    if not ses.modes_supported():  # an older core: the two new modes are offered greyed out
-        model = w.controls.baseline.model()
-        assert not model.item(ses.BASELINE_MODES.index("rolling")).isEnabled()
+    for mode in ("scalar", "rolling", "drift"):
+        w.controls.baseline.setCurrentText(mode)
+        wait(qtbot, w)
+        assert seen[-1] == mode and w.params.baseline == mode
+    # the drawn fit is the drift model's (a per-sample baseline)
+    ref = real(means[ids[0]], w.params.fs, w.params.tau_rise, w.params.tau_decay,
+               w.params.lam, baseline="drift")
+    np.testing.assert_allclose(w.traces.shown[0].data["fit"], ref.reconvolution,
+                               atol=2e-3 * np.ptp(means[ids[0]]))
 
 
 def test_bandpass_plots_the_trace_that_was_fitted(setup, qtbot):
@@ -413,7 +416,7 @@ def test_long_traces_draw_the_window_with_every_peak(make_napari_viewer, qtbot, 
         np.testing.assert_array_equal(r.fit.xData, np.arange(sl.start, sl.stop) / FS)
         np.testing.assert_array_equal(r.activity.yData, res.activity[i, sl])
     ref = solver_mod.run_deconvolution_full(y, FS, w.params.tau_rise, w.params.tau_decay,
-                                            w.params.lam)
+                                            w.params.lam, **w.params.solver_kwargs())
     np.testing.assert_allclose(res.fit, ref.reconvolution, atol=2e-3 * np.ptp(y))
 
 

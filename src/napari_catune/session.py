@@ -32,21 +32,22 @@ import numpy as np
 from psygnal import Signal
 
 from . import solver as _solver
+from .baseline import BASELINE_MODES  # noqa: F401 - the menu's modes, re-exported
+from .estimate import RECOMMENDED_BASELINE
 from .kernel import bandpass_filter
 from .params import TuningParams
 
 __all__ = [
     "MAX_ROIS", "BASELINE_MODES", "DEFAULT_PARAMS", "TraceSource", "SolveRequest",
     "LiveResult", "BatchResult", "TuningSession", "LiveSolver", "build_source",
-    "apply_job", "estimate_job", "baseline_mode", "baseline_value", "modes_supported",
-    "solver_baseline", "event_rate", "slider_range",
+    "apply_job", "estimate_job", "event_rate", "slider_range",
 ]
 
 #: most ROIs shown (and solved live) at once
 MAX_ROIS = 20
-#: the baseline treatments, in the order a menu lists them
-BASELINE_MODES = ("scalar", "rolling", "drift", "none")
-DEFAULT_PARAMS = dict(tau_rise=0.05, tau_decay=0.5, fs=30.0, lam=0.05)
+#: the tuner starts with the baseline model that wins on real recordings
+DEFAULT_PARAMS = dict(tau_rise=0.05, tau_decay=0.5, fs=30.0, lam=0.05,
+                      baseline=RECOMMENDED_BASELINE)
 
 # Slider spans (what the tuner's sliders show; typed values outside are kept).
 # lambda's useful range on dF/F traces is ~0.001-0.1: a log slider spanning
@@ -64,49 +65,6 @@ _SLIDER_RANGES = {
 def slider_range(name: str) -> tuple[float, float]:
     """The span a slider shows for parameter ``name`` (log scale)."""
     return _SLIDER_RANGES[name]
-
-
-# ------------------------------------------------------------------ baseline
-def _probe_modes() -> bool:
-    try:
-        p = TuningParams(0.05, 0.5, 30.0, 0.05, baseline="rolling")
-    except (TypeError, ValueError):
-        return False
-    return p.baseline == "rolling"
-
-
-_MODES = _probe_modes()
-
-
-def modes_supported() -> bool:
-    """True when the core takes baseline modes as strings (else True/False)."""
-    return _MODES
-
-
-def baseline_mode(value) -> str:
-    """The menu name of a ``TuningParams.baseline`` value (bool or mode string)."""
-    if isinstance(value, str):
-        return value
-    return "scalar" if value else "none"
-
-
-def baseline_value(mode: str):
-    """The ``TuningParams.baseline`` value for a menu name (a bool on an older core)."""
-    if mode not in BASELINE_MODES:
-        raise ValueError(f"baseline must be one of {', '.join(BASELINE_MODES)}, got {mode!r}")
-    if _MODES:
-        return mode
-    if mode in ("scalar", "none"):
-        return mode == "scalar"
-    raise ValueError(f"baseline mode {mode!r} needs a newer napari-catune core; "
-                     "use 'scalar' or 'none'")
-
-
-def solver_baseline(value):
-    """The ``baseline=`` argument of the solver for a params value."""
-    if _MODES:
-        return value
-    return value != "none" if isinstance(value, str) else bool(value)
 
 
 # ------------------------------------------------------------------- source
@@ -280,7 +238,7 @@ class SolveRequest:
                 y = self.filtered
             r = _solver.run_deconvolution_full(
                 y, p.fs, p.tau_rise, p.tau_decay, p.lam,
-                baseline=solver_baseline(p.baseline), filter_enabled=False, init=self.init)
+                baseline=str(p.baseline), filter_enabled=False, init=self.init)
             act = np.atleast_2d(np.asarray(r.activity, dtype=np.float64))
             fit = np.atleast_2d(np.asarray(r.reconvolution, dtype=np.float64))
             rows = [self.source.row[i] for i in self.ids]
@@ -594,13 +552,16 @@ def apply_job(traces: np.ndarray, roi_ids, params: TuningParams, *, snr=None, no
     n, T = traces.shape
     chunk = max(1, min(64, math.ceil(n / 20), max(1, 2_000_000 // max(T, 1))))
     act, rec = np.zeros((n, T)), np.zeros((n, T))
-    base, conv = np.zeros(n), np.zeros(n, dtype=bool)
+    # "drift" and "rolling" give a baseline per sample, "scalar" one per ROI
+    per_sample = str(params.baseline) in ("drift", "rolling")
+    base = np.zeros((n, T)) if per_sample else np.zeros(n)
+    conv = np.zeros(n, dtype=bool)
     p = params
     for i0 in range(0, n, chunk):
         i1 = min(n, i0 + chunk)
         r = _solver.run_deconvolution_full(
             traces[i0:i1], p.fs, p.tau_rise, p.tau_decay, p.lam,
-            baseline=solver_baseline(p.baseline), filter_enabled=p.filter_enabled)
+            baseline=str(p.baseline), filter_enabled=p.filter_enabled)
         act[i0:i1] = r.activity
         rec[i0:i1] = r.reconvolution
         base[i0:i1] = r.baseline
@@ -620,19 +581,22 @@ def apply_job(traces: np.ndarray, roi_ids, params: TuningParams, *, snr=None, no
         "snr": np.asarray(snr, float),
         "event_rate_hz": event_rate(act, p.fs, noise) / 60.0,
         "r2": _r2(y, rec),
-        "baseline": base.copy(),
+        # one number per ROI: the median of a per-sample baseline
+        "baseline": np.median(base, axis=1) if base.ndim == 2 else base.copy(),
         "converged": conv.copy(),
     }
     return BatchResult(p, ids, act, rec, base, conv, features,
                        float(act.max(initial=0.0)), float(rec.max(initial=0.0)))
 
 
-def estimate_job(traces: np.ndarray, params: TuningParams) -> TuningParams:
+def estimate_job(traces: np.ndarray, params: TuningParams, cancel=None) -> TuningParams:
     """Estimated parameters for ``traces``, keeping the sampling rate, filter and
-    baseline of ``params`` (those are known, not estimated)."""
+    baseline of ``params`` (those are known, not estimated).  ``cancel`` (a
+    threading.Event) stops the estimation between traces
+    (:class:`napari_catune.estimate.EstimateCancelled`)."""
     from . import estimate as _estimate
 
-    p = _estimate.estimate_params(traces, params.fs)
+    p = _estimate.estimate_params(traces, params.fs, cancel=cancel)
     return p.replace(fs=params.fs, filter_enabled=params.filter_enabled,
                      baseline=params.baseline)
 

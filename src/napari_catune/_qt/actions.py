@@ -4,6 +4,8 @@ stores what the worker computed."""
 
 from __future__ import annotations
 
+import threading
+
 from napari.utils import notifications
 from qtpy.QtWidgets import QFileDialog
 
@@ -91,13 +93,15 @@ class Actions:
         traces = src.traces[[src.row[i] for i in ids]]
         p0 = self.s.params
         n = len(ids)
-        w = _worker(_ses.estimate_job, traces, p0)
+        stop = threading.Event()
+        w = _worker(_ses.estimate_job, traces, p0, stop)
         self.estimate_worker = w
         state = {"cancelled": False}
         t = self.t
 
         def cancel():
             state["cancelled"] = True
+            stop.set()  # the estimator stops at its next trace
             self._estimate_done(w)
             t.status.setText("Estimation cancelled; the parameters were kept.")
 

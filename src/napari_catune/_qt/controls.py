@@ -118,13 +118,8 @@ class ParamControls(QWidget):
         self.baseline.setToolTip(
             "Baseline: 'scalar' fits one level per trace with the spikes; 'rolling' "
             "subtracts CaTune's rolling 20th percentile first; 'drift' fits a slow "
-            "baseline; 'none' fixes it at 0.")
-        if not _ses.modes_supported():
-            for i, m in enumerate(_ses.BASELINE_MODES):
-                if m in ("rolling", "drift"):
-                    item = self.baseline.model().item(i)
-                    item.setEnabled(False)
-                    item.setToolTip("needs a newer napari-catune core")
+            "baseline jointly with the spikes (the default: best on real recordings); "
+            "'none' fixes it at 0.")
         self.filter_enabled = QCheckBox("bandpass")
         self.filter_enabled.setToolTip("CaTune's bandpass filter before the fit")
         self.estimate_btn = QPushButton("Estimate")
@@ -213,7 +208,7 @@ class ParamControls(QWidget):
         self.readout.setText(other)
         self.readout.setToolTip(f"AR(2) form at fs = {fmt(p.fs, 6)} Hz: g1 {g1:.6f}, "
                                 f"g2 {g2:.6f}")
-        mode = _ses.baseline_mode(p.baseline)
+        mode = str(p.baseline)
         if self.baseline.currentText() != mode:
             self.baseline.blockSignals(True)
             self.baseline.setCurrentText(mode)
@@ -311,10 +306,4 @@ class ParamControls(QWidget):
         self.indicator.blockSignals(False)
 
     def _baseline(self, mode: str) -> None:
-        try:
-            value = _ses.baseline_value(mode)
-        except ValueError as e:
-            notifications.show_warning(str(e))
-            self.show_params(self.session.params)
-            return
-        self._apply(baseline=value)
+        self._apply(baseline=mode)
