@@ -59,12 +59,13 @@ __all__ = [
     "prepare_traces",
 ]
 
-# Active-set steps allowed before handing over to FISTA.  Seen: 10-20 steps
-# cold on noisy 10k-frame traces, 1-3 warm, up to ~450 when tau_rise is
-# within a few % of tau_decay (the pivoting rule then exchanges one sample
-# at a time).  Only a kernel slower than the recording (tau_decay 10 s at
-# 1 kHz on a 2 s trace) has been seen not to settle.
-_PDAS_BUDGET = 500
+# Active-set steps allowed before handing over to FISTA (which then rarely
+# reaches a certified optimum: see KKT_TOL).  Seen (bench/bench_regimes.py):
+# 10-20 steps cold on fast and medium kernels, 1-5 warm; slow rises grow
+# with T: GCaMP6s at 100 Hz 59-141 steps at 10k frames, 134-153 at 54k,
+# 404-445 at 1M; calab's gcamp6s preset at 30 Hz up to 474 at 54k.  The
+# slow kernel at 1 kHz (0.2/3.0 s) often does not settle at all.
+_PDAS_BUDGET = 1500
 # converged=True means: every KKT condition holds to KKT_TOL times the
 # trace's range max(y) - min(y), plus a rounding floor of 1000 ulp of
 # max|y| (see kkt_violation).  The exact method lands at 1e-15 to 1e-11.
