@@ -197,7 +197,7 @@ def atomic_write_via_path(path, write_path, suffix: str = ".tmp") -> Path:
 
 def _atomic_write(path, write) -> Path:
     def via_handle(tmp):
-        with open(tmp, "wb") as fh:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_TRUNC), "wb") as fh:
             write(fh)
 
     return atomic_write_via_path(path, via_handle)
