@@ -30,9 +30,6 @@ import numpy as np
 from numba import njit
 
 _CACHE = True
-# active-set steps without a new fewest-violators count before the pivoting
-# falls back from random half exchanges to one exchange per step
-_STALL = 200
 
 
 # ----------------------------------------------------------------- filters
@@ -365,12 +362,33 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, r
     ``active`` (bool, length T-1) is the starting guess of where s = 0 (a
     warm start passes the zeros of the previous activity); it is updated in
     place.  ``s_out`` receives the activity (length T, s[T-1] = 0) and
-    ``bvec`` the baseline per sample.
+    ``bvec`` the baseline per sample (``mode``: 0 none, 1 scalar, 2 drift
+    with weight ``mu``).
 
     Each step solves the problem with s = 0 on the active set and s free
     elsewhere (:func:`_subspace_solve`), then reads the KKT signs: spikes u
     on the free set must be >= 0, and the multipliers nu = M^-T (x - y + b)
     + lamG / alpha of the constraints s >= 0 on the active set must be >= 0.
+    When none is violated the answer is the exact optimum.
+
+    Three phases, every step counted against ``max_iters``:
+
+    1. Block exchange from the given guess: every violator changes side.
+       From a good guess (a warm start, a fast kernel) this settles in a few
+       steps.  On ill-conditioned problems (kernels slow relative to fs) a
+       wrong free set gives a wildly oscillating subspace solution and the
+       exchange stops shrinking the violators (:func:`_exchange_stalls`).
+    2. Then a primal-dual interior-point method (Mehrotra predictor-corrector,
+       :func:`_ipm_iteration`), whose Newton system is the same O(T) Riccati
+       recursion with a barrier weight per sample (:func:`_newton_solve`).
+       Its iteration count barely depends on T or on the kernel.  After each
+       iteration whose guess of the active set has settled, the guess is
+       tried by block exchanges while they shrink the violators; the first
+       guess that passes the KKT test is the exact optimum (crossover).
+    3. If the interior point stops making progress (rounding, budget), the
+       safe rule of Judice & Pires from the best guess seen: block exchanges
+       while the violators fall, else one exchange at a time (finite for
+       this strictly convex problem, an LCP with a P-matrix).
     """
     T = y.shape[0]
     n = T - 1
@@ -381,80 +399,549 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, r
     u = np.empty(n)
     nu = np.empty(n)
     flip = np.empty(n, np.bool_)
-    best_bad = n + 1
-    chances = 3
-    stall = 0
-    seed = np.uint64(0x9E3779B97F4A7C15)
     converged = False
     it = 0
+    # ---- phase 1: block exchange from the caller's guess
+    hist = np.full(_HIST, n + 1, np.int64)
     while it < max_iters:
+        n_bad, last_bad = _kkt_step(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x,
+                                    bvec, u, nu, flip, rel_eps)
+        hist[it % _HIST] = n_bad
         it += 1
-        _subspace_solve(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec)
-        u_max, nu_max = _spikes_and_multipliers(y, x, bvec, g1, g2, alpha, beta, active, u, nu)
-        eps_nu = rel_eps * nu_max
-        eps_u = rel_eps * u_max
-        n_bad = 0
-        last_bad = -1
-        for k in range(n):
-            if active[k]:
-                bad = nu[k] < -eps_nu
-            else:
-                bad = u[k] < -eps_u
-            flip[k] = bad
-            if bad:
-                n_bad += 1
-                last_bad = k
         if n_bad == 0:
             converged = True
             break
-        # Block principal pivoting (Judice & Pires): exchange every violator
-        # while the count of violators keeps falling (with a few chances).
-        # When it stalls, slow rises (the dual LCP matrix is then far from an
-        # M-matrix) leave small clusters of violators spread over the trace
-        # that full exchanges toggle back and forth.  Exchanging a random
-        # half of the violators breaks those cycles in every cluster at once
-        # (measured: 3-4x fewer steps than one exchange per step on GCaMP6s
-        # at 100 Hz, and step counts that grow like log T instead of T).
-        # If even that makes no new best for _STALL steps, fall back to
-        # Murty's rule, one exchange (the last violator) per step, which
-        # cannot cycle: the problem is a strictly convex QP (an LCP with a
-        # P-matrix).
-        if n_bad < best_bad:
-            best_bad = n_bad
-            chances = 3
-            stall = 0
-            rule = 0
-        elif chances > 0:
-            chances -= 1
-            stall += 1
-            rule = 0
+        if _exchange_stalls(hist, it):
+            break
+        if n_bad <= 4 and it >= 2 and n_bad >= hist[(it - 2) % _HIST]:
+            # a few that the block exchange keeps misplacing: one at a time
+            # (Murty's rule)
+            active[last_bad] = not active[last_bad]
         else:
-            stall += 1
-            rule = 1 if stall <= _STALL else 2
-        if rule == 0:
             for k in range(n):
                 if flip[k]:
                     active[k] = not active[k]
-        elif rule == 1:
+    best = np.empty(n, np.bool_)
+    best_bad = n + 1
+    n_ipm = 0
+    s_ipm = np.empty(n)
+    if not converged and it < max_iters:
+        # ---- phase 2: interior point + crossover
+        it, converged, best_bad, n_ipm = _ipm_crossover(
+            y, g1, g2, alpha, beta, mode, mu, active, best, it, max_iters, gain, gb, x, bvec,
+            u, nu, flip, rel_eps, s_ipm)
+    if not converged and it < max_iters:
+        # ---- phase 3: the safe rule from the best guess seen
+        if best_bad <= n:
             for k in range(n):
-                if flip[k]:
-                    # 64-bit LCG (Knuth's MMIX constants): deterministic
-                    seed = seed * np.uint64(6364136223846793005) + np.uint64(1442695040888963407)
-                    if (seed >> np.uint64(63)) == np.uint64(1):
+                active[k] = best[k]
+        best_bad = n + 1
+        chances = 3
+        while it < max_iters:
+            n_bad, last_bad = _kkt_step(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x,
+                                        bvec, u, nu, flip, rel_eps)
+            it += 1
+            if n_bad == 0:
+                converged = True
+                break
+            if n_bad < best_bad:
+                best_bad = n_bad
+                chances = 3
+                block = True
+            elif chances > 0:
+                chances -= 1
+                block = True
+            else:
+                block = False
+            if block:
+                for k in range(n):
+                    if flip[k]:
                         active[k] = not active[k]
-        else:
-            active[last_bad] = not active[last_bad]
+            else:
+                active[last_bad] = not active[last_bad]
     for k in range(n):
         s_out[k] = u[k] if u[k] > 0.0 else 0.0
     s_out[T - 1] = 0.0
     if not converged:
-        # the budget ran out: report the baseline that suits these spikes
+        # the budget ran out: report the better of the last active-set
+        # iterate (clipped) and the interior point, with the baseline that
+        # suits its spikes
         work = np.empty(T)
-        forward_conv(s_out, g1, g2, alpha, work)
-        for t in range(T):
-            work[t] = y[t] - work[t]
-        best_baseline(work, mode, mu, np.empty(T), bvec)
+        gain_b = np.empty(T)
+        f_as = _objective_best_b(y, s_out, g1, g2, alpha, lamG, mode, mu, work, gain_b, bvec)
+        if n_ipm > 0:
+            b_as = bvec.copy()
+            for k in range(n):
+                u[k] = s_out[k]
+                s_out[k] = s_ipm[k]
+            f_ip = _objective_best_b(y, s_out, g1, g2, alpha, lamG, mode, mu, work, gain_b, bvec)
+            if not f_ip < f_as:
+                for k in range(n):
+                    s_out[k] = u[k]
+                for t in range(T):
+                    bvec[t] = b_as[t]
     return it, converged
+
+
+# violator counts remembered by the phase-1 stall test
+_HIST = 8
+
+
+@njit(cache=_CACHE, nogil=True)
+def _exchange_stalls(hist, it):
+    """Whether block exchanges have stopped paying (phase 1 of pdas_one).
+
+    ``hist[(j - 1) % _HIST]`` is the violator count of step j <= it.  The
+    exchange is judged from step 4 on (the first exchanges from a cold start
+    often raise the count).  With more than 16 violators it stalls when the
+    count has fallen by less than 40 % over the last two steps, or rose
+    twice in a row; with fewer (the local cycles a warm start ends in) when
+    the last 4 steps brought no new low.  After 30 steps at most.
+    """
+    if it >= 30:
+        return True
+    if it < 4:
+        return False
+    c0 = hist[(it - 1) % _HIST]
+    c1 = hist[(it - 2) % _HIST]
+    c2 = hist[(it - 3) % _HIST]
+    if c0 > 16:
+        return (c0 >= c1 and c1 >= c2) or 5 * c0 > 3 * c2
+    recent = c0
+    for j in range(2, 5):
+        recent = min(recent, hist[(it - j) % _HIST])
+    before = hist[(it - 5) % _HIST]
+    for j in range(6, _HIST + 1):
+        before = min(before, hist[(it - j) % _HIST])
+    return recent >= before
+
+
+@njit(cache=_CACHE, nogil=True)
+def _kkt_step(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u, nu, flip, rel_eps):
+    """One active-set step: the subspace optimum for ``active`` (x, bvec)
+    and its KKT violators (flagged in ``flip``).  Returns (n_bad, last_bad).
+
+    A multiplier counts as negative below -max(rel_eps * max|nu_A|, 4 e),
+    with e the largest |nu| on the free set: there nu vanishes in exact
+    arithmetic, so e is the rounding error of the recursion that forms nu
+    (it grows as the AR roots approach 1, e.g. 1e-8 of max|nu| for a 3 s
+    decay at 1 kHz).  Without that floor such a problem can flip one sample
+    back and forth for ever.
+    """
+    n = y.shape[0] - 1
+    _subspace_solve(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec)
+    u_max, nu_max = _spikes_and_multipliers(y, x, bvec, g1, g2, alpha, beta, active, u, nu)
+    eps_nu = rel_eps * nu_max
+    eps_u = rel_eps * u_max
+    noise = 0.0
+    n_bad = 0
+    last_bad = -1
+    for k in range(n):
+        if active[k]:
+            bad = nu[k] < -eps_nu
+        else:
+            noise = max(noise, abs(nu[k]))
+            bad = u[k] < -eps_u
+        flip[k] = bad
+        if bad:
+            n_bad += 1
+            last_bad = k
+    if 4.0 * noise > eps_nu and n_bad > 0:
+        # the rounding floor decides: recount the multipliers against it
+        eps_nu = 4.0 * noise
+        n_bad = 0
+        last_bad = -1
+        for k in range(n):
+            if flip[k]:
+                if active[k] and nu[k] >= -eps_nu:
+                    flip[k] = False
+                else:
+                    n_bad += 1
+                    last_bad = k
+    return n_bad, last_bad
+
+
+# ------------------------------------------------------- interior point
+@njit(cache=_CACHE, nogil=True)
+def _newton_solve(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, v, refactor):
+    """Minimise over the calcium x (length T-1) and the baseline
+
+        1/2 sum_t (y[t] - (K s)[t] - b_t)^2 + sum_k (1/2 D_k v_k^2 + c_k v_k)
+            [+ mu/2 sum_t (b_t - b_{t-1})^2 for drift],    v = M x = alpha s,
+
+    and write the innovations v (not x).  This is the Newton system of the
+    interior point: D = nu / w is the barrier weight of s_k >= 0 (D = 0 and
+    c = lamG/alpha is a free sample of :func:`_subspace_solve`, D -> inf an
+    active one).  Same backward Riccati recursion over the state
+    (x_k, x_{k-1}, b) as :func:`_subspace_solve` (and the same elimination
+    of the drift baseline after each sample), here with the innovation of
+    each sample eliminated against its weight:
+
+        x_k = (g1 + d1) x_{k-1} + rho g2 x_{k-2} + gx b + g0_k,
+        rho = D inv, om = a00 inv, inv = 1 / (a00 + D),
+
+    written so that nothing cancels for any D in [0, inf): the forward pass
+    forms v_k = d1 x_{k-1} - om g2 x_{k-2} + gx b + g0_k directly, as M x
+    would lose every digit of v where D is large and v tiny.
+
+    ``refactor`` recomputes the quadratic part (coef: om, inv, d1, gx per
+    sample, coef[n, 0] the last p22; gbd the drift gains); without it only
+    the linear part is redone for a new c (the corrector of the same
+    iteration).  ``gbd``, ``g3``: (n, 4) and (n,) for drift, else unused.
+    """
+    n = y.shape[0] - 1
+    drift = mode == 2
+    p00 = 0.0
+    p01 = 0.0
+    p02 = 0.0
+    p11 = 0.0
+    p12 = 0.0
+    p22 = 0.0
+    q0 = 0.0
+    q1 = 0.0
+    q2 = 0.0
+    for k in range(n - 1, -1, -1):
+        yk = y[k + 1]
+        l0 = q0 - yk
+        l1 = q1
+        l2 = q2 - yk
+        Dk = D[k]
+        ck = c[k]
+        if refactor:
+            a00 = p00 + 1.0
+            a01 = p01
+            a02 = p02 + 1.0
+            a11 = p11
+            a12 = p12
+            a22 = p22 + 1.0
+            inv = 1.0 / (a00 + Dk)
+            rho = Dk * inv
+            om = a00 * inv
+            h = Dk * om
+            d1 = -(a01 + a00 * g1) * inv
+            gx = -a02 * inv
+            coef[k, 0] = om
+            coef[k, 1] = inv
+            coef[k, 2] = d1
+            coef[k, 3] = gx
+            a01inv = a01 * inv
+            p00 = a11 - a01 * a01inv + 2.0 * g1 * a01 * rho + g1 * g1 * h
+            p01 = g2 * (g1 * h + a01 * rho)
+            p11 = g2 * g2 * h
+            p02 = a12 - a02 * a01inv + g1 * a02 * rho
+            p12 = g2 * a02 * rho
+            p22 = a22 - a02 * a02 * inv
+        else:
+            om = coef[k, 0]
+            inv = coef[k, 1]
+            d1 = coef[k, 2]
+            gx = coef[k, 3]
+            rho = Dk * inv
+        g0[k] = -(l0 + ck) * inv
+        q0 = l1 + (g1 + d1) * l0 + d1 * ck
+        q1 = g2 * (rho * l0 - om * ck)
+        q2 = l2 + gx * (l0 + ck)
+        if drift:
+            # b_{k+1} = (mu b_k - p02 x_{k-1} - p12 x_{k-2} - q2) / (p22 + mu)
+            if refactor:
+                inv_d = 1.0 / (p22 + mu)
+                w0 = p02 * inv_d
+                w1 = p12 * inv_d
+                wm = mu * inv_d
+                gbd[k, 0] = w0
+                gbd[k, 1] = w1
+                gbd[k, 2] = wm
+                gbd[k, 3] = inv_d
+                p00 -= p02 * w0
+                p01 -= p02 * w1
+                p11 -= p12 * w1
+                p02 = p02 * wm
+                p12 = p12 * wm
+                p22 = p22 * wm
+            else:
+                w0 = gbd[k, 0]
+                w1 = gbd[k, 1]
+                wm = gbd[k, 2]
+                inv_d = gbd[k, 3]
+            g3[k] = q2 * inv_d
+            q0 -= w0 * q2
+            q1 -= w1 * q2
+            q2 = q2 * wm
+    if refactor:
+        coef[n, 0] = p22
+    b = 0.0
+    if mode != 0:
+        b = (y[0] - q2) / (1.0 + coef[n, 0])
+    xm1 = 0.0
+    xm2 = 0.0
+    for k in range(n):
+        if drift:
+            b = gbd[k, 2] * b - gbd[k, 0] * xm1 - gbd[k, 1] * xm2 - g3[k]
+        vk = coef[k, 2] * xm1 - coef[k, 0] * g2 * xm2 + coef[k, 3] * b + g0[k]
+        xk = g1 * xm1 + g2 * xm2 + vk
+        v[k] = vk
+        xm2 = xm1
+        xm1 = xk
+
+
+@njit(cache=_CACHE, nogil=True)
+def _ipm_iteration(y, g1, g2, beta, mode, mu, w, nu, winv, nuinv, D, c, coef, g0, gbd, g3, v,
+                   dw, dnu, dw2, dnu2, zero, guess, n_corr, sig_min):
+    """One Mehrotra predictor-corrector iteration (with up to ``n_corr``
+    Gondzio centrality correctors) of the primal-dual interior point on
+
+        min 1/2 ||y - x - b||^2 [+ drift] + beta 1'w   s.t.  M x = w >= 0
+
+    (w = alpha s, beta = lamG / alpha), state (w, nu > 0).  The Newton
+    step's primal point does not depend on the current x, so the state is
+    (w, nu) alone.  Updates
+    w, nu in place, writes the active-set guess (Tapia indicator: w falls
+    faster than nu) into ``guess`` and returns (gap before the step,
+    number of guesses that changed, step length, ok); gap is the mean
+    complementarity w'nu / n, the barrier parameter.
+    """
+    n = w.shape[0]
+    gap = 0.0
+    for k in range(n):
+        wi = 1.0 / w[k]
+        winv[k] = wi
+        nuinv[k] = 1.0 / nu[k]
+        D[k] = nu[k] * wi
+        c[k] = beta - nu[k]
+        gap += w[k] * nu[k]
+    gap /= n
+    if not (gap > 0.0 and gap < math.inf):
+        return gap, 0, 0.0, False
+    # predictor (affine scaling): complementarity target 0; dnu = -nu (1 + dw / w)
+    _newton_solve(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, v, True)
+    rp = 1.0
+    rd = 1.0
+    for k in range(n):
+        d_w = v[k] - w[k]
+        t = d_w * winv[k]
+        dw[k] = d_w
+        dnu[k] = -nu[k] * (1.0 + t)
+        rp = max(rp, -t)
+        rd = max(rd, 1.0 + t)
+    ap = 1.0 / rp
+    ad = 1.0 / rd
+    gap_aff = 0.0
+    for k in range(n):
+        gap_aff += (w[k] + ap * dw[k]) * (nu[k] + ad * dnu[k])
+    gap_aff /= n
+    sig = min(1.0, max(sig_min, (gap_aff / gap) ** 3))
+    sgap = sig * gap
+    # corrector: target sig gap, with the predictor's second-order term
+    for k in range(n):
+        r = sgap - dw[k] * dnu[k]
+        dnu[k] = r - w[k] * nu[k]          # the corrector's complementarity rhs
+        c[k] = beta - nu[k] - r * winv[k]
+    _newton_solve(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, v, False)
+    rp = 1.0
+    rd = 1.0
+    for k in range(n):
+        d_w = v[k] - w[k]
+        d_nu = (dnu[k] - nu[k] * d_w) * winv[k]
+        dw[k] = d_w
+        dnu[k] = d_nu
+        rp = max(rp, -d_w * winv[k])
+        rd = max(rd, -d_nu * nuinv[k])
+    ap = 1.0 / rp
+    ad = 1.0 / rd
+    # Gondzio: push the products that would leave [0.1, 10] sig gap back in
+    for corr in range(n_corr):
+        apt = min(1.0, 1.5 * ap + 0.2)
+        adt = min(1.0, 1.5 * ad + 0.2)
+        lo = 0.1 * sgap
+        hi = 10.0 * sgap
+        for k in range(n):
+            p = (w[k] + apt * dw[k]) * (nu[k] + adt * dnu[k])
+            if p < lo:
+                r = lo - p
+            elif p > hi:
+                r = max(hi - p, -hi)
+            else:
+                r = 0.0
+            c[k] = -r * winv[k]
+            dnu2[k] = r
+        _newton_solve(zero, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, v, False)
+        rp = 1.0
+        rd = 1.0
+        for k in range(n):
+            d_w = dw[k] + v[k]
+            d_nu = dnu[k] + (dnu2[k] - nu[k] * v[k]) * winv[k]
+            dw2[k] = d_w
+            dnu2[k] = d_nu
+            rp = max(rp, -d_w * winv[k])
+            rd = max(rd, -d_nu * nuinv[k])
+        ap2 = 1.0 / rp
+        ad2 = 1.0 / rd
+        if min(ap2, ad2) < 1.01 * min(ap, ad):
+            break
+        ap = ap2
+        ad = ad2
+        dw, dw2 = dw2, dw
+        dnu, dnu2 = dnu2, dnu
+    ap = min(1.0, 0.99 * ap)
+    ad = min(1.0, 0.99 * ad)
+    changes = 0
+    ok = True
+    for k in range(n):
+        w_new = w[k] + ap * dw[k]
+        nu_new = nu[k] + ad * dnu[k]
+        # Tapia indicator (El-Bakry, Tapia & Zhang): at the solution w/w_old
+        # -> 0 on the active set and nu/nu_old -> 0 on the free set
+        g = w_new * nu[k] < nu_new * w[k]
+        if g != guess[k]:
+            changes += 1
+            guess[k] = g
+        w[k] = w_new
+        nu[k] = nu_new
+        if not (w_new > 0.0 and nu_new > 0.0):
+            ok = False
+    return gap, changes, min(ap, ad), ok
+
+
+# interior-point iterations that may pass without mu falling below a half
+# of its best before phase 2 gives up (rounding floor reached)
+_IPM_PATIENCE = 4
+# Gondzio correctors per interior-point iteration
+_IPM_CORRECTORS = 1
+# after a step shorter than _IPM_SHORT, aim at least _IPM_RECENTRE * mu
+_IPM_SHORT = 0.2
+_IPM_RECENTRE = 0.3
+
+
+@njit(cache=_CACHE, nogil=True)
+def _ipm_crossover(y, g1, g2, alpha, beta, mode, mu, active, best, it, max_iters, gain, gb, x,
+                   bvec, u, nu_kkt, flip, rel_eps, s_ipm):
+    """Phase 2 of :func:`pdas_one`: interior point with crossover.
+
+    Returns (it, converged, best_bad, n_ipm).  On success ``active``,
+    ``x``, ``bvec``, ``u`` hold the exact optimum.  Otherwise ``best``
+    receives the guess with the fewest violators (best_bad, n + 1 if none
+    was tried) and ``s_ipm`` the last interior point's activity w / alpha
+    (feasible, and near-optimal once the gap is small); n_ipm = 0 if there
+    is none.
+    """
+    T = y.shape[0]
+    n = T - 1
+    mean = 0.0
+    for t in range(T):
+        mean += y[t]
+    mean /= T
+    sc = 0.0
+    for t in range(T):
+        sc += (y[t] - mean) ** 2
+    sc = math.sqrt(sc / T)
+    if not sc > 0.0:
+        sc = 1.0
+    # start: every w and nu equal (the Newton step does not need an x)
+    w = np.full(n, sc)
+    nu = np.full(n, max(beta, sc))
+    guess = np.ones(n, np.bool_)
+    winv = np.empty(n)
+    nuinv = np.empty(n)
+    D = np.empty(n)
+    c = np.empty(n)
+    coef = np.empty((n + 1, 4))
+    g0 = np.empty(n)
+    m_d = n if mode == 2 else 1
+    gbd = np.empty((m_d, 4))
+    g3 = np.empty(m_d)
+    v = np.empty(n)
+    dw = np.empty(n)
+    dnu = np.empty(n)
+    dw2 = np.empty(n)
+    dnu2 = np.empty(n)
+    zero = np.zeros(T)
+    best_bad = n + 1
+    gap_best = math.inf
+    gap_first = -1.0
+    step = 1.0
+    n_ipm = 0
+    stale = 0
+    tried = False
+    since_try = 0
+    while it < max_iters:
+        gap, changes, step, ok = _ipm_iteration(
+            y, g1, g2, beta, mode, mu, w, nu, winv, nuinv, D, c, coef, g0, gbd, g3, v, dw, dnu,
+            dw2, dnu2, zero, guess, _IPM_CORRECTORS, _IPM_RECENTRE if step < _IPM_SHORT else 0.0)
+        it += 1
+        if not ok:
+            n_ipm = 0
+            break
+        n_ipm += 1
+        if gap_first < 0.0:
+            gap_first = gap
+        # stop at the rounding floor: the gap has fallen by 1e-18, or has
+        # stopped falling
+        done = gap < 1e-18 * gap_first
+        if gap < 0.5 * gap_best:
+            gap_best = gap
+            stale = 0
+        else:
+            stale += 1
+            done = done or stale > _IPM_PATIENCE
+        since_try += changes
+        n_free = 0
+        for k in range(n):
+            if not guess[k]:
+                n_free += 1
+        # try the guess once it has settled, unless it is the one tried last
+        # (or the all-active start)
+        if n_free == 0 or (tried and since_try == 0) or (changes > 2 + n_free // 8 and not done):
+            if done:
+                break
+            continue
+        tried = True
+        since_try = 0
+        for k in range(n):
+            active[k] = guess[k]
+        prev = n + 1
+        singles = 0
+        while it < max_iters:
+            n_bad, last_bad = _kkt_step(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x,
+                                        bvec, u, nu_kkt, flip, rel_eps)
+            it += 1
+            if n_bad == 0:
+                return it, True, 0, n_ipm
+            if n_bad < best_bad:
+                best_bad = n_bad
+                for k in range(n):
+                    best[k] = active[k]
+            if 2 * n_bad <= prev:
+                # exchanges from a good guess settle fast
+                prev = n_bad
+                for k in range(n):
+                    if flip[k]:
+                        active[k] = not active[k]
+            elif n_bad <= 4 and singles < 4:
+                # a few left that the block exchange cannot place: one at a
+                # time (Murty's rule)
+                singles += 1
+                prev = n_bad
+                active[last_bad] = not active[last_bad]
+            else:
+                # go back to the interior point
+                break
+        if done:
+            break
+    for k in range(n):
+        s_ipm[k] = w[k] / alpha
+    return it, False, best_bad, n_ipm
+
+
+@njit(cache=_CACHE, nogil=True)
+def _objective_best_b(y, s, g1, g2, alpha, lamG, mode, mu, work, gain, bvec):
+    """F(s, b) at the best baseline b for s (written to bvec)."""
+    T = y.shape[0]
+    forward_conv(s, g1, g2, alpha, work)
+    for t in range(T):
+        work[t] = y[t] - work[t]
+    best_baseline(work, mode, mu, gain, bvec)
+    return objective_one(y, s, bvec, g1, g2, alpha, lamG, mu, work)
+
 
 
 # ------------------------------------------------- rolling baseline (CaTune)

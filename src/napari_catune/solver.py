@@ -22,9 +22,12 @@ AR(2) impulse response delayed by one sample and scaled).  Two methods reach
 the same optimum:
 
 * ``"pdas"`` (the default, ``"auto"``): primal-dual active sets on the
-  calcium, each step a pentadiagonal solve; stops at the exact optimum,
-  typically in 5-20 steps.  A warm start (``init=``) from the previous
-  activity usually needs 1-3 steps: this is the slider path.
+  calcium, each step an O(T) Riccati solve; where the exchange of
+  violators stalls (kernels slow relative to fs), an interior point on the
+  same recursion finds the active set (``_numba_solvers.pdas_one``).  Stops
+  at the exact optimum in 10-45 steps whatever T and the kernel.  A warm
+  start (``init=``) from the previous activity needs 2-5 steps after a
+  small move: this is the slider path.
 * ``"fista"``: FISTA with adaptive restart (Beck & Teboulle; O'Donoghue &
   Candes) and a Lipschitz step, the CaTune reference method.
 
@@ -59,13 +62,12 @@ __all__ = [
     "prepare_traces",
 ]
 
-# Active-set steps allowed before handing over to FISTA (which then rarely
-# reaches a certified optimum: see KKT_TOL).  Seen (bench/bench_regimes.py):
-# 10-20 steps cold on fast and medium kernels, 1-5 warm; slow rises grow
-# with T: GCaMP6s at 100 Hz 59-141 steps at 10k frames, 134-153 at 54k,
-# 404-445 at 1M; calab's gcamp6s preset at 30 Hz up to 474 at 54k.  The
-# slow kernel at 1 kHz (0.2/3.0 s) often does not settle at all.
-_PDAS_BUDGET = 1500
+# Steps of the exact method (active-set steps + interior-point iterations)
+# allowed before handing over to FISTA.  Seen (bench/bench_regimes.py, real
+# recordings): 10-15 cold on fast kernels, 15-45 on slow kernels and at
+# 1 kHz from 2,000 to 1,000,000 frames, 2-40 warm.  The hand-over is a
+# safety net that has not been seen to run.
+_PDAS_BUDGET = 500
 # converged=True means: every KKT condition holds to KKT_TOL times the
 # trace's range max(y) - min(y), plus a rounding floor of 1000 ulp of
 # max|y| (see kkt_violation).  The exact method lands at 1e-15 to 1e-11.
