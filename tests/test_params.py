@@ -175,18 +175,7 @@ def test_the_solver_runs_beyond_the_sliders(kwargs, message):
         assert np.all(res.activity == 0)
 
 
-_SLOW_TO_CONVERGE = pytest.mark.xfail(
-    reason="the merged solver ends these two cases after 2000 iterations with converged=False "
-           "(the solver before the 'solver' merge converged); reported to the solver owner",
-    strict=False)
-
-
-@pytest.mark.parametrize("kwargs", [
-    pytest.param(kw, marks=_SLOW_TO_CONVERGE) if kw in ({"fs": 2000.0},
-                                                        {"tau_rise": 0.6, "tau_decay": 2.0})
-    else kw
-    for kw, _ in BEYOND_SLIDERS
-])
+@pytest.mark.parametrize("kwargs", [kw for kw, _ in BEYOND_SLIDERS])
 def test_the_solver_converges_beyond_the_sliders(kwargs):
     import warnings
 
