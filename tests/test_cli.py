@@ -513,3 +513,31 @@ def test_estimate_reports_noise_and_saves_the_baseline_mode(tmp_path, capsys):
                  "--baseline", "scalar"]) == 0
     assert "overrides the 'drift' baseline" in capsys.readouterr().err
     assert main(["estimate", str(src), "--baseline", "wobbly"]) == 2
+
+
+@pytest.mark.parametrize("mode", ["drift", "rolling"])
+def test_full_output_with_a_per_sample_baseline(tmp_path, mode):
+    """drift/rolling: the baseline is (n, T) in the .npz, NaN on skipped rows."""
+    from napari_catune.params import TuningParams, save_params
+
+    rng = np.random.default_rng(3)
+    T = 400
+    y = 0.05 * rng.standard_normal((5, T)) + np.linspace(0, 1, T)  # a drift
+    y[:, 200] += 1.0
+    y[2, 10] = np.nan
+    src = tmp_path / "tr.npy"
+    np.save(src, y)
+    pfile = tmp_path / "p.json"
+    p = TuningParams(TAU_R, TAU_D, FS, LAM, baseline=mode)
+    save_params(p, pfile)
+    out = tmp_path / "out.npz"
+    assert cli.main(["deconvolve", str(src), "--params", str(pfile), "-o", str(out), "--full",
+                     "--skip-bad", "-q", "--chunk-cells", "2"]) == 0
+    with np.load(out) as z:
+        base, fit, act = z["baseline"], z["fit"], z["activity"]
+    assert base.shape == (5, T)
+    assert np.isnan(base[2]).all() and np.isnan(act[2]).all()
+    good = [0, 1, 3, 4]
+    ref = run_deconvolution_full(y[good], FS, TAU_R, TAU_D, LAM, baseline=mode)
+    np.testing.assert_allclose(base[good], ref.baseline, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(fit[good], ref.reconvolution, rtol=1e-9, atol=1e-12)

@@ -137,14 +137,15 @@ def test_extract_traces_on_dask_movie_under_distributed(client):
     assert ts.data, "the movie chunks were not computed on the cluster"
 
 
-def test_cli_deconvolve_with_scheduler(client, tmp_path):
+@pytest.mark.parametrize("mode", ["scalar", "drift"])
+def test_cli_deconvolve_with_scheduler(client, tmp_path, mode):
     from napari_catune import cli
     from napari_catune.params import TuningParams, save_params
 
     y = _traces(n=11, T=250).astype(np.float32)
     y[4, 10] = np.nan
     np.save(tmp_path / "tr.npy", y)
-    save_params(TuningParams(TAU_R, TAU_D, FS, LAM), tmp_path / "p.json")
+    save_params(TuningParams(TAU_R, TAU_D, FS, LAM, baseline=mode), tmp_path / "p.json")
     addr = client.scheduler.address
     out = tmp_path / "res.npz"
     with distributed.get_task_stream(client) as ts:
@@ -156,7 +157,7 @@ def test_cli_deconvolve_with_scheduler(client, tmp_path):
     assert code == 0
     assert ts.data  # the work went to the cluster
     good = np.array([i for i in range(11) if i != 4])
-    ref = run_deconvolution_full(y[good], FS, TAU_R, TAU_D, LAM)
+    ref = run_deconvolution_full(y[good], FS, TAU_R, TAU_D, LAM, baseline=mode)
     with np.load(out) as z:
         assert np.array_equal(z["activity"][good], ref.activity)
         assert np.array_equal(z["fit"][good], ref.reconvolution)

@@ -342,3 +342,20 @@ def test_viewer_opens_nwb(make_napari_viewer, caiman_nwb):
     labels = [layer for layer in layers if layer._type_string == "labels"]
     assert len(labels) == 1
     np.testing.assert_allclose(labels[0].metadata["catune"]["traces"], caiman_nwb[1])
+
+
+def test_cli_reads_nwb_like_the_plugin(suite2p_nwb, tmp_path, capsys):
+    from napari_catune.cli import main
+    from napari_catune.params import TuningParams, save_params
+    from napari_catune.solver import run_deconvolution
+
+    path, F, Fneu, _ = suite2p_nwb
+    assert main(["info", str(path)]) == 0
+    assert "NWB" in capsys.readouterr().out
+    p = TuningParams(0.05, 0.5, FS, 0.01)
+    save_params(p, tmp_path / "p.json")
+    out = tmp_path / "act.npy"
+    assert main(["deconvolve", str(path), "--params", str(tmp_path / "p.json"), "-o", str(out),
+                 "-q"]) == 0
+    np.testing.assert_allclose(np.load(out), run_deconvolution(F - 0.7 * Fneu, FS, 0.05, 0.5, 0.01),
+                               rtol=1e-9, atol=1e-12)

@@ -169,6 +169,30 @@ def test_the_solver_runs_beyond_the_sliders(kwargs, message):
         y = np.array([np.convolve(r, k)[:n] for r in y]) + 0.01 * rng.standard_normal((2, n))
         res = run_deconvolution_full(y, p.fs, p.tau_rise, p.tau_decay, p.lam)
     assert np.isfinite(res.activity).all() and np.isfinite(res.reconvolution).all()
+    if p.lam <= 1:  # the one unit spike is found (lambda shrinks it a little)
+        np.testing.assert_allclose(res.activity.sum(axis=1), 1.0, atol=0.15)
+    else:  # lambda 20: far above what a unit spike in 1 % noise can pay for
+        assert np.all(res.activity == 0)
+
+
+@pytest.mark.parametrize("kwargs", [kw for kw, _ in BEYOND_SLIDERS])
+def test_the_solver_converges_beyond_the_sliders(kwargs):
+    import warnings
+
+    from napari_catune.kernel import build_kernel
+    from napari_catune.solver import run_deconvolution_full
+
+    base = {"tau_rise": 0.02, "tau_decay": 0.4, "fs": 30.0, "lam": 0.05}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        p = TuningParams(**{**base, **kwargs})
+        n = max(50, int(20 * p.tau_decay * p.fs))
+        y = np.zeros((2, n))
+        y[:, n // 4] = 1.0
+        k = build_kernel(p.tau_rise, p.tau_decay, p.fs)
+        rng = np.random.default_rng(0)
+        y = np.array([np.convolve(r, k)[:n] for r in y]) + 0.01 * rng.standard_normal((2, n))
+        res = run_deconvolution_full(y, p.fs, p.tau_rise, p.tau_decay, p.lam)
     assert np.all(res.converged)
 
 
@@ -552,7 +576,7 @@ def test_baseline_modes_and_back_compat_bools():
     assert TuningParams(*base, baseline=True) == TuningParams(*base, baseline="scalar")
     assert hash(TuningParams(*base, baseline=False)) == hash(TuningParams(*base, baseline="none"))
     for bad in ("yes", "", 1, None, "percentile"):
-        with pytest.raises(ValueError, match="baseline must be one of 'scalar', 'rolling'"):
+        with pytest.raises(ValueError, match="baseline must be one of 'scalar', '"):
             TuningParams(*base, baseline=bad)
 
 
@@ -585,11 +609,14 @@ def test_baseline_mode_round_trips_and_objective_says_what_is_solved(tmp_path, m
     elif mode == "scalar":
         assert obj.startswith("min_{s>=0, b} (1/2)||y - K*s - b||_2^2")
     elif mode == "rolling":
+        # the solver subtracts the rolling baseline, then fits with b = 0
         assert obj.startswith("rolling 0.2 quantile over 5*ceil(5*tau_decay*fs) samples "
-                              "subtracted, then min_{s>=0, b}")
+                              "subtracted (causal window), then min_{s>=0} ")
+        assert "- b" not in obj
         assert form["rolling_window_samples"] == 5 * math.ceil(5 * 0.5 * 30.0) == 375
     else:
-        assert "+ (mu/2)*sum_t (b_t - b_{t-1})^2" in obj
+        assert "+ (mu/2)*sum_t (b_t - b_{t-1})^2" in obj and "mu = (drift_scale*fs)^2" in obj
+        assert obj.endswith("drift_scale = max(20*tau_decay, 10 s) = 10 s (default)")
         assert form["drift_scale_s"] is None
     assert ("drift_scale_s" in form) is (mode == "drift")
 
@@ -597,7 +624,7 @@ def test_baseline_mode_round_trips_and_objective_says_what_is_solved(tmp_path, m
 def test_drift_scale_round_trips(tmp_path):
     p = TuningParams(0.05, 0.5, 30.0, 0.1, baseline="drift", drift_scale=12.5)
     form = json.loads(save_params(p, tmp_path / "p.json").read_text())["formulation"]
-    assert form["drift_scale_s"] == 12.5
+    assert form["drift_scale_s"] == 12.5 and form["objective"].endswith("drift_scale = 12.5 s")
     assert load_params(tmp_path / "p.json") == p
 
 
@@ -648,3 +675,14 @@ def test_bad_baseline_in_file(tmp_path, formulation, fragment):
     with pytest.raises(ValueError, match=fragment) as info:
         load_params(f)
     assert str(f) in str(info.value)
+
+
+def test_solver_kwargs_reach_the_solver():
+    from napari_catune.solver import run_deconvolution_full
+
+    rng = np.random.default_rng(4)
+    y = rng.normal(size=(2, 300)) + 3.0
+    for mode, zero in (("none", True), ("scalar", False), ("drift", False)):
+        p = TuningParams(0.05, 0.5, 30.0, 0.1, baseline=mode)
+        res = run_deconvolution_full(y, p.fs, p.tau_rise, p.tau_decay, p.lam, **p.solver_kwargs())
+        assert bool(np.all(np.asarray(res.baseline) == 0)) is zero, mode

@@ -101,8 +101,9 @@ def test_cells_follow_their_calcium(rec):
         ({"shape": 5}, "shape must be"),
         ({"n_cells": 400, "shape": (48, 48)}, "cannot place 400 cells"),
         ({"noise": -1.0}, "noise"),
-        ({"tau_rise": 0.7, "tau_decay": 1.0}, "tau_rise"),
-        ({"fs": 0.5}, "sampling rate fs"),
+        # 0.7 s < 1 s and 0.5 Hz are valid (issue 10): invalid values instead
+        ({"tau_rise": 1.0, "tau_decay": 0.7}, "tau_rise"),
+        ({"fs": 0.0}, "sampling rate fs"),
     ],
 )
 def test_bad_input(kwargs, fragment):

@@ -322,3 +322,72 @@ def test_thread_count_from_the_environment(monkeypatch):
     monkeypatch.setenv("CATUNE_NUM_THREADS", " 1 ")
     one = run_deconvolution_full(y, FS, TR, TD, LAM)
     assert np.array_equal(one.activity, ref.activity)
+
+
+# ------------------------------------------------------ issue 12 regimes
+# (fs, tau_rise, tau_decay, lambda, noise sd, spike rate Hz), as in bench/bench_regimes.py
+REGIMES = {
+    "jGCaMP8f 100 Hz": (100.0, 0.01, 0.15, 0.05, 0.3, 1.0),
+    "GCaMP6f 30 Hz": (30.0, 0.05, 0.5, 0.05, 0.3, 1.0),
+    "GCaMP6s 30 Hz": (30.0, 0.1, 1.5, 0.05, 0.3, 1.0),
+    "GCaMP6s 100 Hz": (100.0, 0.1, 1.5, 0.05, 0.3, 1.0),
+    "calab gcamp6s 30 Hz": (30.0, 0.4, 1.8, 0.05, 0.3, 1.0),
+    "slow 1 kHz": (1000.0, 0.2, 3.0, 0.05, 0.3, 1.0),
+    "low SNR": (30.0, 0.05, 0.5, 0.05, 2.0, 1.0),
+    "dense": (30.0, 0.05, 0.5, 0.05, 0.3, 5.0),
+    "lambda 0": (30.0, 0.05, 0.5, 0.0, 0.3, 1.0),
+    "lambda 1": (30.0, 0.05, 0.5, 1.0, 0.3, 1.0),
+}
+
+
+@pytest.mark.parametrize("name", [k for k in REGIMES if k != "slow 1 kHz"])
+def test_every_regime_is_exact_and_kkt_optimal(name):
+    from napari_catune.solver import kkt_violation as solver_kkt
+
+    fs, tr, td, lam, noise, rate = REGIMES[name]
+    T = 1500
+    rng = np.random.default_rng(19)
+    s = (rng.random((2, T)) < rate / fs) * rng.exponential(1.0, (2, T))
+    y = reconvolve(s, fs, tr, td) + noise * rng.standard_normal((2, T)) + 2.0
+    exact = run_deconvolution_full(y, fs, tr, td, lam, max_iters=20_000)
+    assert exact.converged.all()
+    assert (solver_kkt(y, exact.activity, exact.baseline, fs, tr, td, lam) < 1e-9).all()
+    fista = run_deconvolution_full(y, fs, tr, td, lam, method="fista", tol=1e-12,
+                                   max_iters=100_000)
+    eo = objective(y, exact.activity, exact.baseline, fs, tr, td, lam)
+    fo = objective(y, fista.activity, fista.baseline, fs, tr, td, lam)
+    assert (eo <= fo * (1 + 1e-9)).all()
+
+
+def test_slow_kernel_at_1khz_is_reported_honestly():
+    # the one regime the active sets do not settle on (the optimum here has 2
+    # spikes in 1,500 samples, but the subspace solutions of a 0.2/3.0 s
+    # kernel at 1 kHz are too ill-conditioned for the sign tests): whatever
+    # the answer, converged must be its KKT check
+    from napari_catune.solver import KKT_TOL
+    from napari_catune.solver import kkt_violation as solver_kkt
+
+    fs, tr, td, lam, noise, rate = REGIMES["slow 1 kHz"]
+    T = 1500
+    rng = np.random.default_rng(19)
+    s = (rng.random((2, T)) < rate / fs) * rng.exponential(1.0, (2, T))
+    y = reconvolve(s, fs, tr, td) + noise * rng.standard_normal((2, T)) + 2.0
+    res = run_deconvolution_full(y, fs, tr, td, lam, max_iters=3000)
+    viol = solver_kkt(y, res.activity, res.baseline, fs, tr, td, lam)
+    assert np.array_equal(res.converged, viol <= KKT_TOL)
+    assert (res.iterations <= 3000).all()
+
+
+def test_slow_rise_settles_within_the_active_set_budget():
+    # GCaMP6s at 100 Hz: stalled block exchanges are broken by random half
+    # exchanges, so no trace needs the FISTA hand-over (measured 59-141
+    # steps at 10,000 frames, 147-171 at 100,000; one exchange per step
+    # needed 123-182 and 349-493)
+    fs, tr, td, lam, noise, rate = REGIMES["GCaMP6s 100 Hz"]
+    T = 20_000
+    rng = np.random.default_rng(20)
+    s = (rng.random((2, T)) < rate / fs) * rng.exponential(1.0, (2, T))
+    y = reconvolve(s, fs, tr, td) + noise * rng.standard_normal((2, T)) + 2.0
+    res = run_deconvolution_full(y, fs, tr, td, lam)
+    assert res.converged.all()
+    assert (res.iterations < 300).all()

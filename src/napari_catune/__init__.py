@@ -44,6 +44,11 @@ _EXPORTS = {
     "SimulatedRecording": "simulation",
     "load_suite2p": "loaders",
     "load_caiman": "loaders",
+    "load_nwb": "nwb",
+    "save_results": "results",
+    "load_results": "results",
+    "estimate_report": "estimate",
+    "rolling_baseline": "baseline",
 }
 
 __all__ = ["__version__", *_EXPORTS]

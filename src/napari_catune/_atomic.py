@@ -163,7 +163,14 @@ def resolve_target(path) -> Path:
     return target
 
 
-def _atomic_write(path, write) -> Path:
+def atomic_write_via_path(path, write_path, suffix: str = ".tmp") -> Path:
+    """Atomic write for libraries that want a file name (h5py, pynwb).
+
+    ``write_path(tmp)`` writes a temporary file in the target's folder (named
+    as every temp file here, ending in ``suffix``); it then replaces
+    ``path`` with the same checks and guarantees as :func:`atomic_write_bytes`
+    (regular files only, through symlinks, mode kept, stale temps removed).
+    """
     path = Path(path)
     target = resolve_target(path)
     folder = target.parent if str(target.parent) else Path(".")
@@ -174,10 +181,10 @@ def _atomic_write(path, write) -> Path:
             f"process(es) {', '.join(str(pid) for _, pid, _ in stale)} that no longer run",
             stacklevel=3,
         )
-    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(target.name), suffix=".tmp", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(target.name), suffix=suffix, dir=folder)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
+        write_path(tmp)
         publish(tmp, target)
     except BaseException:
         try:
@@ -186,6 +193,14 @@ def _atomic_write(path, write) -> Path:
             pass
         raise
     return path
+
+
+def _atomic_write(path, write) -> Path:
+    def via_handle(tmp):
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_TRUNC), "wb") as fh:
+            write(fh)
+
+    return atomic_write_via_path(path, via_handle)
 
 
 def publish(tmp, path) -> None:

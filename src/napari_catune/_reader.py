@@ -121,7 +121,8 @@ def read_params(path):
         pass
     show_info(
         f"Loaded CaTune parameters from {p}: tau_rise {params.tau_rise:g} s, "
-        f"tau_decay {params.tau_decay:g} s, fs {params.fs:g} Hz, lambda {params.lam:g}"
+        f"tau_decay {params.tau_decay:g} s, fs {params.fs:g} Hz, lambda {params.lam:g}, "
+        f"baseline {params.baseline}"
     )
     return [(None,)]
 

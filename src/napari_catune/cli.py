@@ -315,13 +315,17 @@ def open_input(path, *, allow_pickle: bool = False) -> Source:
             from .loaders import load_caiman
 
             return _from_pipeline(load_caiman(p), "caiman")
+        if low.endswith(".nwb"):
+            from .nwb import load_nwb
+
+            return _from_pipeline(load_nwb(p), "NWB")
     except CLIError:
         raise
     except (ValueError, FileNotFoundError, ImportError, OSError) as e:
         raise CLIError(str(e)) from None
     raise CLIError(
         f"{p}: unsupported input; give a traces .npy/.npz, a suite2p plane folder, "
-        "a CaImAn .hdf5 file or a zarr array"
+        "a CaImAn .hdf5 file, an NWB file (.nwb) or a zarr array"
     )
 
 
@@ -488,17 +492,20 @@ class _Writer:
     """
 
     FULL = ("activity", "fit", "baseline", "iterations", "converged", "skipped", "roi_ids")
-    BIG = ("activity", "fit")
 
     @staticmethod
-    def bytes_needed(n: int, T: int, full: bool) -> int:
+    def bytes_needed(n: int, T: int, full: bool, per_sample_baseline: bool = False) -> int:
         big = 8 * n * T + 4096
-        # --full: activity and fit temp files, then the archive built from them
-        # (each temp file is removed once copied in): at most 3 big arrays at once
-        return 3 * big + 4 * 9 * n + 8192 if full else big
+        # --full: activity and fit (and a per-sample baseline) temp files, then
+        # the archive built from them (each temp file is removed once copied in)
+        n_big = 4 if per_sample_baseline else 3
+        return n_big * big + 4 * 9 * n + 8192 if full else big
 
-    def __init__(self, out: Path, n: int, T: int, *, full: bool, one_d: bool, roi_ids):
+    def __init__(self, out: Path, n: int, T: int, *, full: bool, one_d: bool, roi_ids,
+                 per_sample_baseline: bool = False):
         self.out, self.full, self.one_d = out, full, one_d
+        # "drift" and "rolling" give a baseline per sample: (n, T) like activity
+        self.BIG = ("activity", "fit", "baseline") if per_sample_baseline else ("activity", "fit")
         # temporary files beside the file that will be replaced (a symlink's target)
         target = resolve_target(out)
         self.folder = target.parent if str(target.parent) else Path(".")
@@ -513,6 +520,8 @@ class _Writer:
                 converged=np.zeros(n, np.bool_), skipped=np.zeros(n, np.bool_),
                 roi_ids=np.asarray(roi_ids, dtype=np.int64),
             )
+            if per_sample_baseline:
+                del self.small["baseline"]
         try:
             for key in self.BIG if full else ("activity",):
                 fd, name = tempfile.mkstemp(
@@ -691,7 +700,8 @@ def _cmd_deconvolve(args) -> int:
             "parameters at the data's rate"
         )
     folder = resolve_target(out).parent
-    need = _Writer.bytes_needed(source.n, source.T, args.full)
+    per_sample = _per_sample_baseline(params)
+    need = _Writer.bytes_needed(source.n, source.T, args.full, per_sample)
     check_free_space(folder, need)  # before any work
     chunk = _chunk_rows(source, args.chunk_cells)
     bad = find_bad_rows(source, chunk)
@@ -708,7 +718,7 @@ def _cmd_deconvolve(args) -> int:
         if args.scheduler:
             client = _connect(args.scheduler, args.scheduler_timeout)
         writer = _Writer(out, source.n, source.T, full=args.full, one_d=source.one_d,
-                         roi_ids=source.roi_ids)
+                         roi_ids=source.roi_ids, per_sample_baseline=per_sample)
         progress = Progress(source.n, "deconvolve", enabled=not args.quiet)
         progress.update(0)
         if client is not None:
@@ -736,12 +746,18 @@ def _cmd_deconvolve(args) -> int:
     return 0
 
 
-def _fill(a: int, b: int, bad: np.ndarray, T: int, res, ok: np.ndarray):
+def _per_sample_baseline(params) -> bool:
+    """Whether the solve gives a baseline per sample ("drift", "rolling")."""
+    return str(params.baseline) in ("drift", "rolling")
+
+
+def _fill(a: int, b: int, bad: np.ndarray, T: int, res, ok: np.ndarray,
+          per_sample: bool = False):
     """Per-chunk output fields, NaN/False/0 on the skipped rows."""
     n = b - a
     act = np.full((n, T), np.nan)
     fit = np.full((n, T), np.nan)
-    base = np.full(n, np.nan)
+    base = np.full((n, T) if per_sample else n, np.nan)
     iters = np.zeros(n, dtype=np.int64)
     conv = np.zeros(n, dtype=bool)
     if res is not None:
@@ -765,7 +781,7 @@ def _run_local(source, params, chunk, bad, writer, progress, full) -> None:
             block = block[ok] if not ok.all() else block
             r = run_deconvolution_full(
                 block, params.fs, params.tau_rise, params.tau_decay, params.lam,
-                filter_enabled=params.filter_enabled, baseline=params.baseline,
+                **params.solver_kwargs(),
             )
             del block
             res = (r.activity, r.reconvolution, r.baseline, r.iterations, r.converged)
@@ -775,7 +791,7 @@ def _run_local(source, params, chunk, bad, writer, progress, full) -> None:
                 fields.update(fit=res[1], baseline=res[2], iterations=res[3],
                               converged=res[4], skipped=~ok)
         else:
-            fields = _fill(a, b, bad, source.T, res, ok)
+            fields = _fill(a, b, bad, source.T, res, ok, "baseline" in writer.BIG)
         writer.write(a, b, **fields)
         progress.update(b)
 
@@ -891,7 +907,7 @@ def _run_distributed(client, source, params, chunk, bad, writer, progress, full)
         x = da.from_array(data, chunks=(chunk, T))
     x = x.rechunk({0: chunk, 1: -1})
     args = (x, params.fs, params.tau_rise, params.tau_decay, params.lam)
-    kw = dict(filter_enabled=params.filter_enabled, baseline=params.baseline)
+    kw = params.solver_kwargs()
     if full:
         r = run_deconvolution_full(*args, **kw)
         lazy = [r.activity, r.reconvolution, r.baseline, r.iterations, r.converged]
@@ -920,7 +936,7 @@ def _run_distributed(client, source, params, chunk, bad, writer, progress, full)
         ok = ~bad_set[a:b]
         if full:
             res = tuple(np.asarray(p)[ok] for p in parts)
-            fields = _fill(a, b, bad, T, res, ok)
+            fields = _fill(a, b, bad, T, res, ok, "baseline" in writer.BIG)
         else:
             act = np.asarray(parts[0])
             act[~ok] = np.nan

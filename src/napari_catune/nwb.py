@@ -49,7 +49,6 @@ import json
 import math
 import os
 import re
-import tempfile
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -429,7 +428,7 @@ def save_results_nwb(path, *, activity, fit, baseline, events, roi_ids, fs, para
     from hdmf.common import DynamicTable, VectorData
     from pynwb.ophys import Fluorescence, ImageSegmentation, OpticalChannel, TwoPhotonSeries
 
-    from ._atomic import publish
+    from ._atomic import atomic_write_via_path
     from ._version import __version__
     from .params import _export_dict, _formulation
 
@@ -525,22 +524,12 @@ def save_results_nwb(path, *, activity, fit, baseline, events, roi_ids, fs, para
         mod.add(DynamicTable(name="events", description="detected events, one row each",
                              columns=_columns(events)))
 
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise FileNotFoundError(f"cannot write {path}: folder {folder} does not exist; create it first")
-    # ends in .nwb, as pynwb expects of HDF5 NWB files
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.nwb", dir=folder)
-    os.close(fd)
-    try:
+    def write(tmp):
         with pynwb.NWBHDF5IO(tmp, "w") as io:
             io.write(nwbfile)
-        publish(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+
+    # the temp file ends in .nwb, as pynwb expects of HDF5 NWB files
+    atomic_write_via_path(path, write, suffix=".tmp.nwb")
     return path
 
 

@@ -18,7 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from . import kernel
-from .baseline import BASELINE_MODES, DEFAULT_QUANTILE, baseline_mode, rolling_window
+# one home for the mode names, their validation, the rolling window and the
+# drift default: baseline.py, next to the code that computes them
+from .baseline import BASELINE_MODES, baseline_mode, default_drift_scale, rolling_window
+from .baseline import DEFAULT_QUANTILE as ROLLING_QUANTILE
 from ._atomic import atomic_write_text
 from .io import json_default
 from ._version import __version__
@@ -37,9 +40,6 @@ _MAX_BYTES = 4 * 2**20
 
 #: What a TuningParams gets when no mode is given.
 DEFAULT_BASELINE = "scalar"
-# CaTune's rolling baseline (the web app's worker and calab 0.3): quantile of
-# the rolling low percentile subtracted before the solve (window: rolling_window)
-ROLLING_QUANTILE = DEFAULT_QUANTILE
 
 
 class BaselineMode(str):
@@ -73,7 +73,7 @@ _OBJECTIVE = "min_{s>=0, b} (1/2)||y - K*s - b||_2^2 + lambda*G*||s||_1, G = sum
 _OBJECTIVE_NO_BASELINE = "min_{s>=0} (1/2)||y - K*s||_2^2 + lambda*G*||s||_1, G = sum(K)"
 _OBJECTIVE_DRIFT = (
     "min_{s>=0, b_1..b_T} (1/2)||y - K*s - b||_2^2 + lambda*G*||s||_1 "
-    "+ (mu/2)*sum_t (b_t - b_{t-1})^2, G = sum(K); mu sets the drift time scale"
+    "+ (mu/2)*sum_t (b_t - b_{t-1})^2, G = sum(K), mu = (drift_scale*fs)^2"
 )
 FORMULATION = {
     "model": (
@@ -194,9 +194,10 @@ class TuningParams:
 
     def solver_kwargs(self) -> dict:
         """Keywords for ``run_deconvolution(_full)`` beyond the four numbers:
-        ``filter_enabled``, ``baseline`` (a plain str) and, for ``"drift"``
-        with a scale, ``drift_scale``."""
-        kw = {"filter_enabled": self.filter_enabled, "baseline": str(self.baseline)}
+        ``filter_enabled``, ``baseline`` (the mode string; a BaselineMode, so
+        a solver that still takes a bool reads "none" as False) and, for
+        ``"drift"`` with a scale, ``drift_scale``."""
+        kw = {"filter_enabled": self.filter_enabled, "baseline": self.baseline}
         if self.drift_scale is not None:
             kw["drift_scale"] = self.drift_scale
         return kw
@@ -245,15 +246,22 @@ def _formulation(params: TuningParams) -> dict:
     if mode == "none":
         form["objective"] = _OBJECTIVE_NO_BASELINE
     elif mode == "rolling":
+        # as the web app and calab: the causal rolling quantile is subtracted
+        # and the fit that follows has no baseline of its own (solver.py)
         form["objective"] = (
             f"rolling {ROLLING_QUANTILE:g} quantile over 5*ceil(5*tau_decay*fs) samples "
-            f"subtracted, then {_OBJECTIVE}"
+            f"subtracted (causal window), then {_OBJECTIVE_NO_BASELINE}"
         )
         form["rolling_window_samples"] = rolling_window(params.tau_decay, params.fs)
     elif mode == "drift":
-        form["objective"] = _OBJECTIVE_DRIFT
-        # null: the solver's default time scale
-        form["drift_scale_s"] = params.drift_scale
+        scale = params.drift_scale
+        form["objective"] = (
+            f"{_OBJECTIVE_DRIFT}, drift_scale = "
+            + (f"{scale:g} s" if scale is not None else
+               f"max(20*tau_decay, 10 s) = {default_drift_scale(params.tau_decay):g} s (default)")
+        )
+        # null: the solver's default time scale (it follows tau_decay)
+        form["drift_scale_s"] = scale
     return form
 
 

@@ -1,266 +1,309 @@
-"""The parameter controls of the tuner: magicgui sliders with typed entry.
+"""Parameter controls of the tuner: log sliders with number boxes, bound to a session.
 
-tau_rise and tau_decay span decades, so their sliders are log-scaled; each
-slider has a spin box beside it for typed values.  The sampling rate has
-presets because it is usually known rather than tuned.
+Number boxes show the whole value to a few significant digits (never cut to
+fixed decimals) and commit on Enter or focus-out; arrow keys and the wheel
+change a value by a few per cent.  Sliders are logarithmic (lambda has a
+position for 0 at its left end).  A typed value outside a slider's span is
+kept, with a warning, when the core accepts it; a value the core refuses
+gives its message and the last valid value comes back.
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import Callable
 
-from magicgui.widgets import (
-    CheckBox,
-    ComboBox,
-    Container,
-    FloatSlider,
-    FloatSpinBox,
-    Label,
-    PushButton,
-)
 from napari.utils import notifications
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QCheckBox, QComboBox, QGridLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget,
+)
 
 from .. import kernel as _kernel
-from ..kernel import PARAM_RANGES, tau_to_ar2
-from ..params import TuningParams
+from .. import session as _ses
+from .inputs import LogSlider, NumberBox, ParamRow, fmt  # noqa: F401 - re-exported
 
-FS_PRESETS = (7.5, 15.0, 20.0, 30.0, 60.0)
+FS_PRESETS = (7.5, 15.0, 20.0, 30.0, 60.0, 100.0)
 _PRESET_PROMPT = "presets"
-# tau_rise is kept at most this fraction of tau_decay when a drag crosses it
-_TAU_GAP = 0.95
-DEFAULT_PARAMS = dict(tau_rise=0.05, tau_decay=0.5, fs=30.0, lam=0.05)
+_TAU_GAP = 0.95  # a dragged tau_rise is held at this fraction of tau_decay
+KERNEL_MODES = ("tau rise / decay", "peak / FWHM")
+_INDICATOR_PROMPT = "indicator..."
+_ZHANG_2023 = ("Zhang et al. 2023, Nature 615:884 (jGCaMP8 paper), 1-AP responses in cultured "
+               "neurons, as tabulated on janelia.org/jgcamp8-calcium-indicators")
+#: indicator -> (t_peak s, half-rise s, half-decay s, source): the kernel is set to the
+#: published time to peak and to FWHM = t_peak - half-rise + half-decay
+INDICATORS = {
+    "jGCaMP7f": (0.0995, 0.0248, 0.1819, _ZHANG_2023),
+    "jGCaMP8f": (0.0248, 0.0071, 0.0674, _ZHANG_2023),
+    "jGCaMP8m": (0.0290, 0.0071, 0.1183, _ZHANG_2023),
+    "jGCaMP8s": (0.0570, 0.0101, 0.3067, _ZHANG_2023),
+}
 
 
-class _SliderEntry(Container):
-    """A slider and a spin box kept in step; ``value`` is the parameter value."""
-
-    def __init__(self, name: str, label: str, value: float, *, log: bool, step: float,
-                 decimals_hint: float):
-        lo, hi = PARAM_RANGES[name]
-        # magicgui's LogSlider is coarse and emits its internal integer, so
-        # a log scale is a FloatSlider over log10(value)
-        self._log = log
-        if log:
-            slider = FloatSlider(value=math.log10(value), min=math.log10(lo),
-                                 max=math.log10(hi), step=0.0005, readout=False,
-                                 tracking=True)
-        else:
-            slider = FloatSlider(value=value, min=lo, max=hi, step=step, readout=False,
-                                 tracking=True)
-        spin = FloatSpinBox(value=value, min=lo, max=hi, step=decimals_hint)
-        spin.native.setDecimals(5 if decimals_hint < 0.1 else 3)
-        spin.native.setKeyboardTracking(False)  # typed text counts on Enter / focus-out
-        spin.max_width = 90
-        super().__init__(layout="horizontal", widgets=[slider, spin], labels=False,
-                         label=label, name=name)
-        self.margins = (0, 0, 0, 0)
-        self.slider, self.spin = slider, spin
-        self._lo, self._hi = lo, hi
-        self._block = False
-        self._value = float(value)  # exact; the spin box shows it rounded
-        self._callbacks: list[Callable[[float], None]] = []
-        slider.changed.connect(self._from_slider)
-        spin.changed.connect(self._from_spin)
-
-    # a single "value changed by the user" hook; programmatic sets go through set()
-    def on_change(self, cb: Callable[[float], None]) -> None:
-        self._callbacks.append(cb)
-
-    def _from_slider(self, v: float) -> None:
-        if self._block:
-            return
-        if self._log:
-            v = 10.0 ** v
-        self._set_widgets(v, skip=self.slider)
-        for cb in self._callbacks:
-            cb(float(v))
-
-    def _from_spin(self, v: float) -> None:
-        if self._block:
-            return
-        self._set_widgets(v, skip=self.spin)
-        for cb in self._callbacks:
-            cb(float(v))
-
-    def _set_widgets(self, v: float, skip=None) -> None:
-        self._block = True
-        try:
-            v = min(max(v, self._lo), self._hi)
-            self._value = v
-            if self.spin is not skip:
-                self.spin.value = v
-            if self.slider is not skip:
-                self.slider.value = math.log10(v) if self._log else v
-        finally:
-            self._block = False
-
-    @property
-    def value(self) -> float:  # type: ignore[override]
-        return self._value
-
-    def slider_position(self, v: float) -> float:
-        """The slider value that shows parameter value ``v`` (log10 for log sliders)."""
-        return math.log10(v) if self._log else float(v)
-
-    def set(self, v: float) -> None:
-        """Set both widgets without calling the change hooks."""
-        self._set_widgets(float(v))
+def indicator_shape(name: str) -> tuple[float, float]:
+    """(t_peak, FWHM) in seconds of an indicator preset."""
+    tp, half_rise, half_decay, _ = INDICATORS[name]
+    return tp, tp - half_rise + half_decay
 
 
-class ParamControls(Container):
-    """Sliders, read-outs, toggles and action buttons of the tuner.
+@functools.lru_cache(maxsize=16)
+def landmarks(tau_rise: float, tau_decay: float) -> tuple[float, float, float]:
+    """``kernel_landmarks``, once per pair of taus (read-out and plot share it)."""
+    return _kernel.kernel_landmarks(tau_rise, tau_decay)
 
-    ``on_params_changed(cb)`` registers ``cb(TuningParams)`` for user edits;
-    the action buttons are attributes (``estimate_btn``, ``save_btn``,
-    ``load_btn``, ``apply_btn``, ``cancel_btn``) the tuner connects to.
+
+@functools.lru_cache(maxsize=16)
+def _kernel_norms(tau_rise: float, tau_decay: float, fs: float) -> tuple[float, float]:
+    h = _kernel.build_kernel(tau_rise, tau_decay, fs)
+    return float(h.sum()), float(math.sqrt(h @ h))
+
+
+def noise_units(p, sigma: float) -> float:
+    """lambda as a threshold in noise sigmas of the kernel-matched filter
+    (``lambda G / (sigma ||h||)``; estimate.lambda_for_noise inverts it)."""
+    if not (sigma and math.isfinite(sigma) and sigma > 0):
+        return float("nan")
+    g, norm = _kernel_norms(p.tau_rise, p.tau_decay, p.fs)
+    return p.lam * g / (sigma * norm)
+
+
+class ParamControls(QWidget):
+    """Sliders, boxes, toggles and buttons; every edit goes to ``session.set_params``.
+
+    The action buttons (``estimate_btn``, ``save_btn``, ``load_btn``,
+    ``apply_btn``, ``undo_btn``, ``redo_btn``) are connected by the tuner.
     """
 
-    def __init__(self):
-        d = DEFAULT_PARAMS
-        self.tau_rise = _SliderEntry("tau_rise", "tau_rise (s)", d["tau_rise"], log=True,
-                                     step=0.001, decimals_hint=0.001)
-        self.tau_decay = _SliderEntry("tau_decay", "tau_decay (s)", d["tau_decay"], log=True,
-                                      step=0.01, decimals_hint=0.01)
-        self.fs = _SliderEntry("fs", "fs (Hz)", d["fs"], log=False, step=0.5,
-                               decimals_hint=0.5)
-        self.fs_preset = ComboBox(
-            choices=[_PRESET_PROMPT] + [f"{p:g}" for p in FS_PRESETS], value=_PRESET_PROMPT,
-            label="fs presets", name="fs_preset",
-        )
-        self.lam = _SliderEntry("lam", "lambda", d["lam"], log=False, step=0.001,
-                                decimals_hint=0.001)
-        self.readout = Label(value="", label="kernel", name="readout")
-        self.baseline = CheckBox(value=True, text="baseline", name="baseline")
-        self.filter_enabled = CheckBox(value=False, text="bandpass", name="filter")
-        self.overlay_mode = ComboBox(choices=["activity", "fit"], value="activity",
-                                     label="overlay shows", name="overlay_mode")
-        self.estimate_btn = PushButton(text="Estimate from data", name="estimate",
-                                       tooltip="Estimate from data: selected ROIs, or the most active")
-        self.save_btn = PushButton(text="Save parameters...", name="save",
-                                   tooltip="Save parameters (CaTune JSON)")
-        self.load_btn = PushButton(text="Load parameters...", name="load",
-                                   tooltip="Load parameters (CaTune JSON)")
-        self.apply_btn = PushButton(text="Apply to all ROIs", name="apply")
-        self.cancel_btn = PushButton(text="Cancel", name="cancel", enabled=False)
-        buttons1 = Container(layout="horizontal", widgets=[self.save_btn, self.load_btn],
-                             labels=False)
-        buttons2 = Container(layout="horizontal", widgets=[self.apply_btn, self.cancel_btn],
-                             labels=False)
-        toggles = Container(layout="horizontal", widgets=[self.baseline, self.filter_enabled],
-                            labels=False)
-        for c in (buttons1, buttons2, toggles):
-            c.margins = (0, 0, 0, 0)
-        super().__init__(widgets=[self.tau_rise, self.tau_decay, self.fs, self.fs_preset,
-                                  self.lam, self.readout, toggles, self.overlay_mode,
-                                  self.estimate_btn, buttons1, buttons2])
-        self._callbacks: list[Callable[[TuningParams], None]] = []
+    def __init__(self, session, parent=None):
+        super().__init__(parent)
+        self.session = session
+        self._sigma = float("nan")
         self._warned_order = False
-        self.tau_rise.on_change(lambda v: self._edited("tau_rise", v))
-        self.tau_decay.on_change(lambda v: self._edited("tau_decay", v))
-        self.fs.on_change(lambda v: self._edited("fs", v))
-        self.lam.on_change(lambda v: self._edited("lam", v))
-        self.filter_enabled.changed.connect(lambda _: self._emit())
-        self.baseline.changed.connect(lambda _: self._emit())
-        self.fs_preset.changed.connect(self._preset)
-        self._landmarks = (None, None, None)  # (tau_rise, tau_decay, landmarks)
-        # fixed size: a label that grows with its text re-lays out the whole dock;
-        # three short lines fit the narrowest dock (one long line was cut off)
-        self.readout.native.setFixedHeight(3 * self.readout.native.fontMetrics().height() + 6)
-        self.readout.native.setMinimumWidth(10)
-        from qtpy.QtWidgets import QSizePolicy
+        self.kernel_mode = QComboBox()
+        self.kernel_mode.addItems(KERNEL_MODES)
+        self.kernel_mode.setToolTip("Tune the kernel by its time constants or by the shape of "
+                                    "a transient (time to peak, full width at half maximum)")
+        self.indicator = QComboBox()
+        self.indicator.addItem(_INDICATOR_PROMPT)
+        for i, (name, v) in enumerate(INDICATORS.items(), start=1):
+            tp, fw = indicator_shape(name)
+            self.indicator.addItem(name)
+            self.indicator.setItemData(
+                i, f"t_peak {fmt(tp * 1e3)} ms, FWHM {fmt(fw * 1e3)} ms; source: {v[3]}",
+                Qt.ToolTipRole)
+        self.indicator.setToolTip("Set the kernel to an indicator's published kinetics "
+                                  "(a starting point: kinetics in vivo are often slower)")
+        lo, hi = _ses.slider_range("tau_rise")
+        self.kin_a = ParamRow("tau_rise (s)", lo, hi)
+        lo, hi = _ses.slider_range("tau_decay")
+        self.kin_b = ParamRow("tau_decay (s)", lo, hi)
+        self.fs = ParamRow("fs (Hz)", 1.0, 1000.0, digits=6, slider=False)
+        self.fs.box.setToolTip("Sampling rate in Hz (frames per second)")
+        self.fs_preset = QComboBox()
+        self.fs_preset.addItems([_PRESET_PROMPT] + [f"{p:g}" for p in FS_PRESETS])
+        self.fs.layout().insertWidget(0, self.fs_preset)
+        lo, hi = _ses.slider_range("lam")
+        self.lam = ParamRow("lambda", lo, hi, zero=True)
+        self.lam_noise = QLabel("")
+        self.lam_noise.setToolTip(
+            "lambda in noise units: the kernel-matched noise level it stands for "
+            "(lambda G / (sigma ||h||), sigma the median noise of the selected ROIs). "
+            "About 2-4 sigma keeps noise out of the activity.")
+        self.lam_noise.setMinimumWidth(self.fontMetrics().horizontalAdvance("≈ 10.0 σ") + 4)
+        self.lam.layout().addWidget(self.lam_noise)
+        self.readout = QLabel("")
+        self.readout.setWordWrap(True)
+        self.baseline = QComboBox()
+        self.baseline.addItems(_ses.BASELINE_MODES)
+        self.baseline.setToolTip(
+            "Baseline: 'scalar' fits one level per trace with the spikes; 'rolling' "
+            "subtracts CaTune's rolling 20th percentile first; 'drift' fits a slow "
+            "baseline jointly with the spikes (the default: best on real recordings); "
+            "'none' fixes it at 0.")
+        self.filter_enabled = QCheckBox("bandpass")
+        self.filter_enabled.setToolTip("CaTune's bandpass filter before the fit")
+        self.estimate_btn = QPushButton("Estimate")
+        self.estimate_btn.setToolTip("Estimate tau and lambda from the selected ROIs "
+                                     "(the most active when none are selected)")
+        self.undo_btn = QPushButton("Undo")
+        self.redo_btn = QPushButton("Redo")
+        self.save_btn = QPushButton("Save...")
+        self.save_btn.setToolTip("Save parameters (CaTune JSON)")
+        self.load_btn = QPushButton("Load...")
+        self.load_btn.setToolTip("Load parameters (CaTune JSON)")
+        self.apply_btn = QPushButton("Apply to all ROIs")
 
-        self.readout.native.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Fixed)
-        self._update_readout()
+        grid = QGridLayout()
+        grid.setContentsMargins(0, 0, 0, 0)
+        grid.setVerticalSpacing(2)
+        grid.addWidget(QLabel("kernel"), 0, 0)
+        mode = QHBoxLayout()
+        mode.addWidget(self.kernel_mode, 1)
+        mode.addWidget(self.indicator, 1)
+        grid.addLayout(mode, 0, 1)
+        for r, row in enumerate((self.kin_a, self.kin_b, self.fs, self.lam), start=1):
+            grid.addWidget(row.label, r, 0)
+            grid.addWidget(row, r, 1)
+        opts = QHBoxLayout()
+        opts.addWidget(QLabel("baseline"))
+        opts.addWidget(self.baseline)
+        opts.addWidget(self.filter_enabled)
+        opts.addStretch(1)
+        grid.addLayout(opts, 5, 0, 1, 2)
+        grid.addWidget(self.readout, 6, 0, 1, 2)
+        buttons = QGridLayout()
+        for i, b in enumerate((self.estimate_btn, self.undo_btn, self.redo_btn,
+                               self.save_btn, self.load_btn, self.apply_btn)):
+            buttons.addWidget(b, i // 3, i % 3)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addLayout(grid)
+        lay.addLayout(buttons)
+        lay.addStretch(1)
 
-    def on_params_changed(self, cb: Callable[[TuningParams], None]) -> None:
-        self._callbacks.append(cb)
+        self.kin_a.edited.connect(lambda v, typed: self._kinetic("a", v, typed))
+        self.kin_b.edited.connect(lambda v, typed: self._kinetic("b", v, typed))
+        self.fs.edited.connect(lambda v, typed: self._set("fs", v, typed))
+        self.lam.edited.connect(lambda v, typed: self._set("lam", v, typed))
+        self.fs_preset.currentTextChanged.connect(self._preset)
+        self.indicator.currentTextChanged.connect(self._indicator)
+        self.baseline.currentTextChanged.connect(self._baseline)
+        self.filter_enabled.toggled.connect(lambda on: self._apply(filter_enabled=bool(on)))
+        self.kernel_mode.currentIndexChanged.connect(self._mode_changed)
+        self.undo_btn.clicked.connect(lambda: self.session.undo())
+        self.redo_btn.clicked.connect(lambda: self.session.redo())
+        session.params_changed.connect(self.show_params)
+        self.show_params(session.params)
 
+    def close_session(self) -> None:
+        try:
+            self.session.params_changed.disconnect(self.show_params)
+        except Exception:  # noqa: BLE001
+            pass
+
+    # ------------------------------------------------------------ state
     @property
-    def params(self) -> TuningParams:
-        return TuningParams(
-            tau_rise=self.tau_rise.value,
-            tau_decay=self.tau_decay.value,
-            fs=self.fs.value,
-            lam=self.lam.value,
-            filter_enabled=bool(self.filter_enabled.value),
-            baseline=bool(self.baseline.value),
-        )
+    def shape_mode(self) -> bool:
+        return self.kernel_mode.currentIndex() == 1
 
-    def set_params(self, p: TuningParams, *, emit: bool = True) -> None:
-        """Move every control to ``p`` (validated by TuningParams already)."""
-        self.tau_rise.set(p.tau_rise)
-        self.tau_decay.set(p.tau_decay)
-        self.fs.set(p.fs)
-        self.lam.set(p.lam)
-        with self.filter_enabled.changed.blocked():
-            self.filter_enabled.value = bool(p.filter_enabled)
-        with self.baseline.changed.blocked():
-            self.baseline.value = bool(p.baseline)
-        if emit:
-            self._emit()  # updates the read-out too
+    def set_noise(self, sigma: float) -> None:
+        """The noise level that lambda's read-out refers to."""
+        self._sigma = float(sigma)
+        self._show_noise(self.session.params)
+
+    def show_params(self, p) -> None:
+        """Move every control to ``p`` without emitting edits."""
+        tp, left, right = landmarks(p.tau_rise, p.tau_decay)
+        if self.shape_mode:
+            self.kin_a.show_value(tp)
+            self.kin_b.show_value(right - left)
+            other = f"tau_rise {fmt(p.tau_rise * 1e3)} ms, tau_decay {fmt(p.tau_decay * 1e3)} ms"
         else:
-            self._update_readout()
+            self.kin_a.show_value(p.tau_rise)
+            self.kin_b.show_value(p.tau_decay)
+            other = f"t_peak {fmt(tp * 1e3)} ms, FWHM {fmt((right - left) * 1e3)} ms"
+        self.fs.show_value(p.fs)
+        self.lam.show_value(p.lam)
+        g1, g2, _, _ = p.ar2
+        self.readout.setText(other)
+        self.readout.setToolTip(f"AR(2) form at fs = {fmt(p.fs, 6)} Hz: g1 {g1:.6f}, "
+                                f"g2 {g2:.6f}")
+        mode = str(p.baseline)
+        if self.baseline.currentText() != mode:
+            self.baseline.blockSignals(True)
+            self.baseline.setCurrentText(mode)
+            self.baseline.blockSignals(False)
+        if self.filter_enabled.isChecked() != p.filter_enabled:
+            self.filter_enabled.blockSignals(True)
+            self.filter_enabled.setChecked(p.filter_enabled)
+            self.filter_enabled.blockSignals(False)
+        self._show_noise(p)
+        self.undo_btn.setEnabled(self.session.can_undo)
+        self.redo_btn.setEnabled(self.session.can_redo)
+
+    def _show_noise(self, p) -> None:
+        z = noise_units(p, self._sigma)
+        self.lam_noise.setText(f"≈ {fmt(z, 3)} σ" if math.isfinite(z) else "")
+
+    def _mode_changed(self, _=None) -> None:
+        if self.shape_mode:
+            self.kin_a.set_span("t_peak (s)", *_ses.slider_range("t_peak"))
+            self.kin_b.set_span("FWHM (s)", *_ses.slider_range("fwhm"))
+        else:
+            self.kin_a.set_span("tau_rise (s)", *_ses.slider_range("tau_rise"))
+            self.kin_b.set_span("tau_decay (s)", *_ses.slider_range("tau_decay"))
+        self.show_params(self.session.params)
+
+    # ------------------------------------------------------------ edits
+    def _apply(self, **changes) -> bool:
+        try:
+            self.session.set_params(**changes)
+        except ValueError as e:
+            notifications.show_error(f"Parameters not applied: {e}")
+            self.show_params(self.session.params)  # the last valid values come back
+            return False
+        return True
+
+    def _warn_span(self, name: str, label: str, v: float) -> None:
+        lo, hi = _ses.slider_range(name)
+        if not lo <= v <= hi and not (name == "lam" and v == 0):
+            notifications.show_warning(
+                f"{label} = {fmt(v)} is outside the slider's span {fmt(lo)}-{fmt(hi)}; "
+                "the value is kept (the slider stays at its end).")
+
+    def _set(self, name: str, v: float, typed: bool) -> None:
+        if self._apply(**{name: v}) and typed:
+            self._warn_span(name, {"fs": "fs", "lam": "lambda"}[name], v)
+
+    def _kinetic(self, which: str, v: float, typed: bool) -> None:
+        p = self.session.params
+        if self.shape_mode:
+            tp, left, right = landmarks(p.tau_rise, p.tau_decay)
+            t_peak, fwhm = (v, right - left) if which == "a" else (tp, v)
+            try:
+                tr, td = _kernel.tau_from_shape(t_peak, fwhm)
+            except ValueError as e:
+                notifications.show_error(f"Kernel shape not possible: {e}")
+                self.show_params(p)
+                return
+            if self._apply(tau_rise=tr, tau_decay=td) and typed:
+                self._warn_span("t_peak" if which == "a" else "fwhm",
+                                "t_peak" if which == "a" else "FWHM", v)
+            return
+        name = "tau_rise" if which == "a" else "tau_decay"
+        changes = {name: v}
+        if not typed:
+            # a drag holds tau_rise below tau_decay instead of failing
+            if name == "tau_rise" and v >= p.tau_decay:
+                changes[name] = p.tau_decay * _TAU_GAP
+            elif name == "tau_decay" and v <= p.tau_rise:
+                changes["tau_rise"] = v * _TAU_GAP
+            if len(changes) > 1 or changes[name] != v:
+                if not self._warned_order:
+                    self._warned_order = True
+                    notifications.show_info(
+                        "tau_rise must stay below tau_decay: it was held just below it. "
+                        "Raise tau_decay first to allow a slower rise.")
+        if self._apply(**changes) and typed:
+            self._warn_span(name, name, v)
 
     def _preset(self, text: str) -> None:
         if text == _PRESET_PROMPT:
             return
-        self.fs.set(float(text))
-        with self.fs_preset.changed.blocked():
-            self.fs_preset.value = _PRESET_PROMPT
-        self._emit()
+        self._apply(fs=float(text))
+        self.fs_preset.blockSignals(True)
+        self.fs_preset.setCurrentText(_PRESET_PROMPT)
+        self.fs_preset.blockSignals(False)
 
-    def _edited(self, name: str, value: float) -> None:
-        # keep tau_rise < tau_decay while dragging: clamp the control being moved
-        tr, td = self.tau_rise.value, self.tau_decay.value
-        if not tr < td:
-            if name == "tau_rise":
-                self.tau_rise.set(max(PARAM_RANGES["tau_rise"][0], td * _TAU_GAP))
-            else:
-                self.tau_decay.set(min(PARAM_RANGES["tau_decay"][1], tr / _TAU_GAP))
-                if not self.tau_rise.value < self.tau_decay.value:
-                    self.tau_rise.set(self.tau_decay.value * _TAU_GAP)
-            if not self._warned_order:
-                self._warned_order = True
-                notifications.show_info(
-                    "tau_rise must stay below tau_decay: the slider was held just below "
-                    "it. Raise tau_decay first to allow a slower rise."
-                )
-        self._emit()
-
-    def _emit(self) -> None:
-        self._update_readout()
-        try:
-            p = self.params
-        except ValueError as e:  # typed values are range-limited, so this is defensive
-            notifications.show_error(f"Parameters out of range: {e}")
+    def _indicator(self, name: str) -> None:
+        if name not in INDICATORS:
             return
-        for cb in self._callbacks:
-            cb(p)
+        tr, td = _kernel.tau_from_shape(*indicator_shape(name))
+        if self._apply(tau_rise=tr, tau_decay=td):
+            notifications.show_info(f"Kernel set to {name}: {INDICATORS[name][3]}.")
+        self.indicator.blockSignals(True)
+        self.indicator.setCurrentText(_INDICATOR_PROMPT)
+        self.indicator.blockSignals(False)
 
-    def landmarks(self, tau_rise: float, tau_decay: float) -> tuple[float, float, float]:
-        """``kernel_landmarks(tau_rise, tau_decay)``, computed once per pair of taus
-        (the read-out and the kernel plot share it)."""
-        tr, td, lm = self._landmarks
-        if (tr, td) != (tau_rise, tau_decay):
-            lm = _kernel.kernel_landmarks(tau_rise, tau_decay)
-            self._landmarks = (tau_rise, tau_decay, lm)
-        return lm
-
-    def _update_readout(self) -> None:
-        tr, td, fs = self.tau_rise.value, self.tau_decay.value, self.fs.value
-        try:
-            t_peak, left, right = self.landmarks(tr, td)
-            fwhm = right - left
-            g1, g2, _, _ = tau_to_ar2(tr, td, fs)
-        except ValueError:
-            self.readout.value = "invalid: tau_rise must be below tau_decay"
-            return
-        if not (math.isfinite(t_peak) and math.isfinite(fwhm)):
-            self.readout.value = ""
-            return
-        self.readout.value = (
-            f"t_peak {t_peak * 1e3:.1f} ms\n"
-            f"FWHM {fwhm * 1e3:.1f} ms\n"
-            f"g1 {g1:.4f}, g2 {g2:.4f}"
-        )
+    def _baseline(self, mode: str) -> None:
+        self._apply(baseline=mode)

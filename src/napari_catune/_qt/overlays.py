@@ -28,14 +28,18 @@ class LazyActivity:
         T.
     """
 
-    def __init__(self, labels: np.ndarray, n_frames: int):
+    def __init__(self, labels: np.ndarray, n_frames: int, index=None):
         labels = np.asarray(labels)
         self._labels = labels
         self._n_frames = int(n_frames)
+        # ROIs are found through the sorted ids present and each pixel's position
+        # among them: memory follows the image, never the largest id
+        self._uniq, self._inverse = index if index is not None else label_index(labels)
         # (pixel -> row lookup, (k, T) values), swapped as one tuple so napari's
         # slicing thread never sees a lookup of one call with values of another
         self._state = (np.zeros(labels.shape, dtype=np.intp),
                        np.zeros((0, self._n_frames), dtype=np.float32))
+        self._ids = None
         self.dtype = np.dtype(np.float32)
         self.frames_built = 0  # counter for tests: how many frames were built so far
         self.max_frames_per_call = 0
@@ -58,13 +62,23 @@ class LazyActivity:
     def set_values(self, roi_ids, values: np.ndarray) -> None:
         """Paint ROI ``roi_ids[i]`` with ``values[i, t]``; other pixels are 0."""
         roi_ids = np.asarray(roi_ids, dtype=np.int64)
-        values = np.asarray(values, dtype=np.float32).reshape(len(roi_ids), self._n_frames)
-        top = int(max(self._labels.max(initial=0), roi_ids.max(initial=0)))
-        lut = np.zeros(top + 1, dtype=np.intp)
-        # row 0 of the per-frame vector is the background (0)
-        lut[roi_ids] = np.arange(1, len(roi_ids) + 1)
-        lut[0] = 0
-        self._state = (lut[np.clip(self._labels, 0, top)], values)
+        values = np.asarray(values)
+        if values.dtype.kind != "f":
+            values = values.astype(np.float32)
+        values = values.reshape(len(roi_ids), self._n_frames)
+        ids = tuple(roi_ids.tolist())
+        lookup = self._state[0]
+        if ids != self._ids:
+            # row 0 of the per-frame vector is the background (and unlisted ROIs)
+            row_of_uniq = np.zeros(self._uniq.size, dtype=np.intp)
+            pos = np.searchsorted(self._uniq, roi_ids)
+            ok = (pos < self._uniq.size)
+            ok[ok] &= self._uniq[pos[ok]] == roi_ids[ok]
+            row_of_uniq[pos[ok]] = np.flatnonzero(ok) + 1
+            row_of_uniq[self._uniq == 0] = 0
+            lookup = row_of_uniq[self._inverse].reshape(self._labels.shape)
+        self._state = (lookup, values)
+        self._ids = ids
 
     @property
     def roi_ids_shown(self) -> int:
@@ -74,6 +88,7 @@ class LazyActivity:
         row_of_pixel, values = self._state  # one read: a consistent pair
         k = len(times)
         table = np.zeros((k, values.shape[0] + 1), dtype=np.float32)
+        times = np.asarray(times)
         if values.shape[0]:
             table[:, 1:] = values[:, times].T
         self.frames_built += k
@@ -109,30 +124,59 @@ def is_overlay(layer) -> bool:
     return bool(getattr(layer, "metadata", {}).get(OVERLAY_KEY, False))
 
 
-def centroids(labels: np.ndarray, roi_ids) -> np.ndarray:
+def label_index(labels) -> tuple[np.ndarray, np.ndarray]:
+    """``(ids, inverse)``: the sorted label values present and each pixel's
+    position among them (flat).  The compact map the overlays use."""
+    uniq, inverse = np.unique(np.asarray(labels), return_inverse=True)
+    return uniq.astype(np.int64), inverse.ravel().astype(np.intp)
+
+
+def centroids(labels: np.ndarray, roi_ids, index=None) -> np.ndarray:
     """(n, 2) centroid (row, col) of each ROI id; NaN for an id with no pixels."""
     labels = np.asarray(labels)
     roi_ids = np.asarray(roi_ids, dtype=np.int64)
-    top = int(max(labels.max(initial=0), roi_ids.max(initial=0))) + 1
-    flat = labels.ravel().astype(np.int64)
+    uniq, inverse = index if index is not None else label_index(labels)
     rows, cols = np.indices(labels.shape)
-    count = np.bincount(flat, minlength=top).astype(float)
-    sy = np.bincount(flat, weights=rows.ravel(), minlength=top)
-    sx = np.bincount(flat, weights=cols.ravel(), minlength=top)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.stack([sy[roi_ids] / count[roi_ids], sx[roi_ids] / count[roi_ids]], axis=1)
+    count = np.bincount(inverse, minlength=uniq.size).astype(float)
+    sy = np.bincount(inverse, weights=rows.ravel(), minlength=uniq.size)
+    sx = np.bincount(inverse, weights=cols.ravel(), minlength=uniq.size)
+    pos = np.searchsorted(uniq, roi_ids)
+    ok = pos < uniq.size
+    ok[ok] &= uniq[pos[ok]] == roi_ids[ok]
+    out = np.full((roi_ids.size, 2), np.nan)
+    p = pos[ok]
+    out[ok] = np.stack([sy[p] / count[p], sx[p] / count[p]], axis=1)
+    return out
 
 
 class Overlays:
     """Creates and updates the tuner's layers in a viewer (re-created if deleted)."""
 
+    NAMES = (SELECTION_NAME, ACTIVITY_NAME, IDS_NAME)
+
     def __init__(self, viewer):
         self.viewer = viewer
-        self.selection_layer = None
-        self.activity_layer = None
-        self.ids_layer = None
         self.lazy: LazyActivity | None = None
         self._labels_layer = None
+        # layers left by an earlier tuner in this viewer are reused, never doubled
+        found = {l.name: l for l in viewer.layers if is_overlay(l)}
+        self.selection_layer = found.get(SELECTION_NAME)
+        self.activity_layer = found.get(ACTIVITY_NAME)
+        self.ids_layer = found.get(IDS_NAME)
+
+    def layers(self) -> list:
+        return [l for l in (self.selection_layer, self.activity_layer, self.ids_layer)
+                if self._alive(l)]
+
+    def remove(self) -> None:
+        """Take the tuner's layers out of the viewer (the dock was closed)."""
+        for layer in self.layers():
+            try:
+                self.viewer.layers.remove(layer)
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+        self.selection_layer = self.activity_layer = self.ids_layer = None
+        self.lazy = None
 
     def _alive(self, layer) -> bool:
         return layer is not None and layer in self.viewer.layers
@@ -165,13 +209,15 @@ class Overlays:
             self.ids_layer.data = np.zeros((0, 2))
 
     def set_source(self, labels_layer, roi_ids, n_frames: int, time_scale=1.0,
-                   time_translate=0.0) -> None:
+                   time_translate=0.0, index=None) -> None:
         """New data source: ROI id text for every ROI, a fresh activity layer."""
         self._labels_layer = labels_layer
         labels = np.asarray(labels_layer.data)
         scale = tuple(labels_layer.scale[-2:])
         translate = tuple(labels_layer.translate[-2:])
-        self.lazy = LazyActivity(labels, n_frames)
+        if index is None or index[1].size != labels.size:
+            index = label_index(labels)
+        self.lazy = LazyActivity(labels, n_frames, index)
         if self._alive(self.activity_layer):
             self.activity_layer.data = self.lazy
             self.activity_layer.scale = (time_scale, *scale)
@@ -183,7 +229,7 @@ class Overlays:
                 scale=(time_scale, *scale), translate=(time_translate, *translate),
                 opacity=0.8, metadata={OVERLAY_KEY: True},
             )
-        cents = centroids(labels, roi_ids)
+        cents = centroids(labels, roi_ids, index)
         ok = np.all(np.isfinite(cents), axis=1)
         feats = {"roi_id": np.asarray(roi_ids)[ok]}
         if self._alive(self.ids_layer):
@@ -226,11 +272,13 @@ class Overlays:
         except Exception:  # noqa: BLE001 - colours are cosmetic; keep the outline
             pass
 
-    def set_activity(self, roi_ids, values: np.ndarray) -> None:
-        """Paint ``values`` (k, T) on the ROIs ``roi_ids``; redraws the current frame."""
+    def set_activity(self, roi_ids, values: np.ndarray, hi: float | None = None) -> None:
+        """Paint ``values`` (k, T) on the ROIs ``roi_ids``; redraws the current frame.
+        ``hi`` is the values' maximum when known (spares a pass over them)."""
         if self.lazy is None or not self._alive(self.activity_layer):
             return
         self.lazy.set_values(roi_ids, values)
-        hi = float(np.max(values)) if np.size(values) else 1.0
+        if hi is None:
+            hi = float(np.max(values)) if np.size(values) else 1.0
         self.activity_layer.contrast_limits = (0.0, hi if hi > 0 else 1.0)
         self.activity_layer.refresh()

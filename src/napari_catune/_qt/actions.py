@@ -1,0 +1,257 @@
+"""The tuner's actions: parameter files, Estimate and Apply to all (workers with
+progress and Cancel).  Everything heavy runs in the worker; the GUI thread only
+stores what the worker computed."""
+
+from __future__ import annotations
+
+import threading
+
+from napari.utils import notifications
+from qtpy.QtWidgets import QFileDialog
+
+from .. import params as _params
+from .. import session as _ses
+from .jobs import worker as _worker
+
+_APPLY, _ESTIMATE = "apply", "estimate"
+
+
+class Actions:
+    def __init__(self, tuner):
+        self.t = tuner
+        self.s = tuner.session
+        self.apply_worker = None
+        self.estimate_worker = None
+        self.last_estimate = None
+        self._apply_start = None  # an Apply to all waiting for the traces
+        c = tuner.controls
+        c.estimate_btn.clicked.connect(lambda: self.estimate())
+        c.apply_btn.clicked.connect(lambda: self.apply())
+        c.save_btn.clicked.connect(self._save_dialog)
+        c.load_btn.clicked.connect(self._load_dialog)
+
+    # ------------------------------------------------------------ files
+    def save_params(self, path) -> bool:
+        src = self.s.source
+        meta = {}
+        if src is not None:
+            meta = {"num_cells": src.n_rois, "num_timepoints": src.n_frames,
+                    "source_filename": str(src.origin[1].metadata.get("catune", {}).get(
+                        "source", src.name)) if src.origin else src.name}
+        try:
+            _params.save_params(self.s.params, path, metadata=meta)
+        except (OSError, ValueError, TypeError) as e:
+            notifications.show_error(f"Could not save parameters to {path}: {e}. Choose a "
+                                     "writable file ending in .json.")
+            return False
+        self.t.status.setText(f"Parameters saved to {path}")
+        return True
+
+    def load_params(self, path):
+        try:
+            p = _params.load_params(path)
+        except FileNotFoundError as e:
+            notifications.show_error(f"Parameter file not found: {e}. Pick an existing "
+                                     "CaTune .json file.")
+            return None
+        except (OSError, ValueError, TypeError, KeyError, RecursionError) as e:
+            notifications.show_error(f"Could not load parameters from {path}: {e}. It must be "
+                                     "a CaTune export JSON with a 'parameters' block.")
+            return None
+        if not self.t.set_params(p):
+            return None
+        self.t.status.setText(f"Parameters loaded from {path}")
+        return p
+
+    def _save_dialog(self, *_):
+        path, _ = QFileDialog.getSaveFileName(self.t, "Save CaTune parameters",
+                                              "catune_params.json", "CaTune parameters (*.json)")
+        if path:
+            self.save_params(path)
+
+    def _load_dialog(self, *_):
+        path, _ = QFileDialog.getOpenFileName(self.t, "Load CaTune parameters", "",
+                                              "CaTune parameters (*.json)")
+        if path:
+            self.load_params(path)
+
+    # --------------------------------------------------------- estimate
+    def estimate(self):
+        """Estimate from the selected ROIs (or the 32 most active) in a worker;
+        Cancel drops the result.  Returns the worker, or None."""
+        src = self.s.source
+        if src is None:
+            notifications.show_warning(
+                "Nothing to estimate from yet: " + (
+                    "the traces are still being read; try again when the ROI list is "
+                    "filled." if self.t.picker.building else
+                    "choose a Labels layer (and a movie) in the CaTune tuner first."))
+            return None
+        if self.estimate_worker is not None:
+            return self.estimate_worker
+        ids = list(self.s.selection) or self.s.most_active(32)
+        traces = src.traces[[src.row[i] for i in ids]]
+        p0 = self.s.params
+        n = len(ids)
+        stop = threading.Event()
+        w = _worker(_ses.estimate_job, traces, p0, stop)
+        self.estimate_worker = w
+        state = {"cancelled": False}
+        t = self.t
+
+        def cancel():
+            state["cancelled"] = True
+            stop.set()  # the estimator stops at its next trace
+            self._estimate_done(w)
+            t.status.setText("Estimation cancelled; the parameters were kept.")
+
+        def returned(p):
+            if t._closed or state["cancelled"]:
+                return
+            self.last_estimate = p
+            if t.set_params(p):
+                t.status.setText(f"Parameters estimated from {n} ROI{'s' * (n != 1)}.")
+
+        def errored(e):
+            if not (t._closed or state["cancelled"]):
+                notifications.show_error(f"Could not estimate parameters: {e}. Select ROIs "
+                                         "with clear transients, or set the sliders by hand.")
+
+        w.returned.connect(returned)
+        w.errored.connect(errored)
+        w.finished.connect(lambda: None if t._closed else self._estimate_done(w))
+        t.controls.estimate_btn.setEnabled(False)
+        t.jobs.start(_ESTIMATE, f"Estimating from {n} ROI{'s' * (n != 1)}...", cancel=cancel)
+        w.start()
+        return w
+
+    def _estimate_done(self, w) -> None:
+        if self.estimate_worker is w:
+            self.estimate_worker = None
+            self.t.controls.estimate_btn.setEnabled(True)
+            self.t.jobs.finish(_ESTIMATE)
+
+    # ----------------------------------------------------- apply to all
+    def apply(self):
+        """Solve every ROI with the current parameters in a worker (Cancel stops
+        it between chunks).  Called while the traces are read, it starts when
+        they are ready.  Returns the worker, or None."""
+        t = self.t
+        src = self.s.source
+        if src is None and not t.picker.building:
+            notifications.show_warning("Nothing to apply to: choose a Labels layer in the "
+                                       "CaTune tuner.")
+            return None
+        if self.apply_worker is not None:
+            notifications.show_warning("Apply to all is already running; cancel it first.")
+            return self.apply_worker
+        p = self.s.params
+        job: dict = {}
+
+        def work():
+            s = job["src"]
+            return (yield from _ses.apply_job(s.traces, s.roi_ids, p, snr=s.snr, noise=s.noise))
+
+        w = _worker(work)
+        self.apply_worker = w
+
+        def yielded(v):
+            if not t._closed:
+                t.jobs.update(_APPLY, v[0], v[1])
+
+        def returned(batch):
+            if t._closed:
+                return
+            s = job["src"]
+            labels = s.origin[1]
+            if labels not in t.viewer.layers or labels.data is not job["data"]:
+                notifications.show_warning(
+                    "The Labels layer was removed or its ROIs changed during Apply to all; "
+                    "the results were discarded. Apply again.")
+                return
+            self._store(s, batch)
+
+        def aborted():
+            if not t._closed:
+                t.status.setText("Apply to all cancelled; no results were stored.")
+
+        def errored(e):
+            if not t._closed:
+                notifications.show_error(f"Apply to all failed: {e}. Check the parameters and "
+                                         "the data, then try again.")
+
+        def start(src):
+            job["src"], job["data"] = src, src.origin[1].data
+            t.jobs.start(_APPLY, f"Applying to {src.n_rois} ROIs...", total=src.n_rois,
+                         cancel=self.cancel_apply)
+            w.start()
+
+        w.yielded.connect(yielded)
+        w.returned.connect(returned)
+        w.aborted.connect(aborted)
+        w.errored.connect(errored)
+        w.finished.connect(lambda: None if t._closed else self._apply_done())
+        t.controls.apply_btn.setEnabled(False)
+        if src is not None:
+            start(src)
+        else:
+            self._apply_start = start
+            t.jobs.start(_APPLY, "Apply to all starts once the traces are read...",
+                         cancel=self.cancel_apply)
+        return w
+
+    def _store(self, src, b) -> None:
+        labels = src.origin[1]
+        meta = labels.metadata.setdefault("catune", {})
+        meta["results"] = {"activity": b.activity, "reconvolution": b.reconvolution,
+                           "baseline": b.baseline, "converged": b.converged,
+                           "roi_ids": b.roi_ids, "params": b.params.to_dict()}
+        meta["params"] = b.params.to_dict()
+        try:
+            labels.features = b.features
+        except Exception as e:  # noqa: BLE001
+            notifications.show_warning(f"Results stored in metadata, but features failed: {e}")
+        self.s.set_batch(b)
+        self.t._showing_all = True
+        self.t.update_overlay()
+        self.t.status.setText(
+            f"Applied to {src.n_rois} ROIs; results stored on '{labels.name}' (save them with "
+            "File > Save Selected Layers as .npy or .csv).")
+
+    def _apply_done(self) -> None:
+        self.apply_worker = None
+        self._apply_start = None
+        self.t.jobs.finish(_APPLY)
+        self.t.controls.apply_btn.setEnabled(True)
+
+    def cancel_apply(self, *_) -> None:
+        if self._apply_start is not None:
+            self._drop_pending("cancelled before the traces were read.")
+        elif self.apply_worker is not None:
+            self.apply_worker.quit()
+            self.t.status.setText("Cancelling...")
+
+    def _drop_pending(self, why: str) -> None:
+        if self._apply_start is None:
+            return
+        self._apply_done()
+        self.t.status.setText(f"Apply to all cancelled: {why}")
+
+    def source_ready(self, src) -> None:
+        if self._apply_start is not None:
+            start, self._apply_start = self._apply_start, None
+            start(src)
+
+    def layer_lost(self) -> None:
+        if self.apply_worker is not None and self._apply_start is None:
+            self.apply_worker.quit()
+        self._drop_pending("the data source went away.")
+
+    def quit(self) -> None:
+        """Python side only: may run after the Qt objects were deleted."""
+        for w in (self.apply_worker, self.estimate_worker):
+            if w is not None:
+                try:
+                    w.quit()
+                except Exception:  # noqa: BLE001 - already finished
+                    pass

@@ -1,0 +1,343 @@
+"""Where the tuner's traces come from: a movie and a Labels layer, or a Labels
+layer that carries its traces (a trace file's tiles).
+
+The chosen pair's traces are extracted once, in a worker, and cached (in the
+session, so a reopened dock finds them); editing or replacing a layer's data
+drops its cache entry and reads them again.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import numpy as np
+from magicgui.widgets import ComboBox, Container
+from napari.layers import Image, Labels
+from napari.utils import notifications
+from qtpy.QtCore import QObject, QTimer, Signal
+
+from ..session import build_source
+from .jobs import worker as _worker
+from .overlays import is_overlay, label_index
+
+NONE = "(none: traces in the Labels layer)"
+_GAP = 4  # background pixels between two trace files' tile grids
+
+
+class SourceError(ValueError):
+    """A data-source problem whose message is ready for the user."""
+
+
+def _truth(meta: dict, ids) -> dict | None:
+    """ROI id -> frames of true events, from the sample's ground truth if present."""
+    gt = meta.get("ground_truth")
+    spikes = gt.get("spikes") if isinstance(gt, dict) else None
+    if spikes is None:
+        return None
+    spikes = np.asarray(spikes)
+    gt_ids = np.asarray(meta.get("roi_ids", np.arange(1, spikes.shape[0] + 1)))
+    if spikes.ndim != 2 or gt_ids.size != spikes.shape[0]:
+        return None
+    return {int(r): np.flatnonzero(spikes[i] > 0).astype(float) for i, r in enumerate(gt_ids)
+            if int(r) in set(int(i) for i in ids)}
+
+
+def build_job(image, labels, fs_default: float):
+    """Check the layers here (cheap); return the function a worker runs."""
+    from .. import traces as _traces
+
+    meta = labels.metadata.get("catune", {}) if isinstance(labels.metadata, dict) else {}
+    lab = np.asarray(labels.data)
+    fs_hint = meta.get("fs")
+    if image is None:
+        tr = meta.get("traces")
+        if tr is None:
+            raise SourceError(
+                f"Labels layer '{labels.name}' has no traces and no movie is chosen: "
+                "pick the movie (Image layer, T x Y x X) in the CaTune tuner.")
+        ids = meta.get("roi_ids")
+    else:
+        fs_hint = image.metadata.get("catune", {}).get("fs") or fs_hint
+        movie = image.data
+        if movie.ndim != 3 or tuple(movie.shape[-2:]) != lab.shape[-2:] or lab.ndim != 2:
+            raise SourceError(
+                f"Movie '{image.name}' has shape {tuple(movie.shape)} and labels "
+                f"'{labels.name}' have shape {lab.shape}: the movie must be (T, Y, X) "
+                "with the same Y, X as the labels. Choose matching layers.")
+    name = image.name if image is not None else labels.name
+
+    def work():
+        missing = []
+        index = label_index(lab)
+        if image is None:
+            tr_ = np.asarray(tr, dtype=np.float64)
+            ids_ = np.arange(1, tr_.shape[0] + 1) if ids is None else np.asarray(ids)
+            if tr_.ndim == 2 and ids_.size == tr_.shape[0]:
+                missing = ids_[~np.isin(ids_, index[0])].tolist()
+        else:
+            tr_, ids_ = _traces.extract_traces(movie, lab)
+        try:
+            src = build_source(tr_, ids_, fs_hint, fs_default=fs_default, name=name,
+                               unit=meta.get("unit"), origin=(image, labels),
+                               label_index=index, ground_truth=_truth(meta, ids_))
+        except ValueError as e:
+            raise SourceError(f"Cannot tune '{labels.name}': {e}") from None
+        return src, missing
+
+    return work
+
+
+class SourcePicker(QObject):
+    """The movie and ROI combos, and the traces of the chosen pair.
+
+    Signals: ``ready(TraceSource)`` when the chosen pair's traces are at hand,
+    ``lost(str)`` when the current source went away (``str``: the warning, or
+    "" when nothing was lost), ``status(str)``.
+    """
+
+    ready = Signal(object)
+    failed = Signal(str)  # the traces could not be read
+    changed = Signal()  # the choice changed: the current source is dropped
+    status = Signal(str)
+
+    def __init__(self, viewer, cache: dict, jobs, fs_default):
+        super().__init__()
+        self.viewer = viewer
+        self.cache = cache  # (ids of layers and data) -> TraceSource
+        self.jobs = jobs
+        self.fs_default = fs_default  # callable: the sampling rate to assume
+        self.current = None
+        self.builds: dict = {}
+        self._hooked: dict = {}
+        self.closed = False
+        self.image_combo = ComboBox(label="movie", choices=self._image_choices, name="image")
+        self.labels_combo = ComboBox(label="ROIs", choices=self._labels_choices, name="labels")
+        self.box = Container(widgets=[self.labels_combo, self.image_combo], layout="horizontal")
+        self.box.margins = (0, 0, 0, 0)
+        self.image_combo.changed.connect(self.refresh)
+        self.labels_combo.changed.connect(self._labels_picked)
+        self._edit_timer = QTimer()
+        self._edit_timer.setSingleShot(True)
+        self._edit_timer.setInterval(300)
+        self._edit_timer.timeout.connect(self._edited)
+        with self.image_combo.changed.blocked():
+            self.image_combo.value = self._default_image(self.labels_combo.value)
+
+    # ---------------------------------------------------------- choices
+    def _labels_choices(self, widget=None):
+        return [(l.name, l) for l in self.viewer.layers
+                if isinstance(l, Labels) and not is_overlay(l)]
+
+    def _image_choices(self, widget=None):
+        return [(NONE, None)] + [(l.name, l) for l in self.viewer.layers
+                                 if isinstance(l, Image) and not is_overlay(l) and l.ndim >= 3]
+
+    def _default_image(self, labels):
+        if labels is None or "traces" in labels.metadata.get("catune", {}):
+            return None  # no layers, or the layer carries its traces
+        movies = self._image_choices()[1:]
+        for _, l in movies:
+            if tuple(l.data.shape[-2:]) == tuple(labels.data.shape[-2:]):
+                return l
+        return movies[0][1] if movies else None
+
+    def _labels_picked(self, *_) -> None:
+        with self.image_combo.changed.blocked():
+            self.image_combo.value = self._default_image(self.labels_combo.value)
+        self.refresh()
+
+    def key(self):
+        labels, image = self.labels_combo.value, self.image_combo.value
+        return (id(labels), id(labels.data), id(image), id(image.data) if image else None)
+
+    @property
+    def building(self) -> bool:
+        return self.labels_combo.value is not None and self.key() in self.builds
+
+    # ----------------------------------------------------------- layers
+    def layers_changed(self, kind, layer) -> bool:
+        """Follow the layer list; True when the current source was lost."""
+        if kind == "inserted" and isinstance(layer, Labels) and not is_overlay(layer):
+            place_beside(self.viewer, layer)
+        old_img, old_lab = self.image_combo.value, self.labels_combo.value
+        with self.image_combo.changed.blocked(), self.labels_combo.changed.blocked():
+            self.labels_combo.reset_choices()
+            self.image_combo.reset_choices()
+            if old_lab is None and self.labels_combo.choices:
+                self.image_combo.value = self._default_image(self.labels_combo.value)
+        src = self.current
+        lost = (src is not None and kind == "removed" and layer in src.origin)
+        if lost or self.image_combo.value is not old_img or self.labels_combo.value is not old_lab:
+            self.current = None
+            self.changed.emit()
+            # on the next turn: adding or removing overlay layers inside napari's
+            # own layer-list event crashed vispy
+            QTimer.singleShot(0, self._deferred_refresh)
+        return lost
+
+    def _deferred_refresh(self) -> None:
+        if not self.closed and self.current is None:
+            self.refresh()
+
+    def refresh(self, *_) -> None:
+        """Make the chosen pair current (from the cache, or start reading it)."""
+        self.current = None
+        self.changed.emit()
+        src = self.ensure()
+        if src is not None:
+            self.ready.emit(src)
+
+    def ensure(self):
+        """The current source; from the cache, or None while a worker reads it."""
+        src = self.current
+        if src is not None:
+            if src.origin[1] in self.viewer.layers:
+                return src
+            self.current = None
+        labels, image = self.labels_combo.value, self.image_combo.value
+        if labels is None or labels not in self.viewer.layers:
+            self.status.emit("Add a Labels layer of ROIs (and a movie) to start tuning.")
+            return None
+        key = self.key()
+        src = self.cache.get(key)
+        if src is None or src.origin != (image, labels):
+            self._start_build(key, image, labels)
+            return None
+        self.current = src
+        self._hook(image)
+        self._hook(labels)
+        return src
+
+    def _start_build(self, key, image, labels) -> None:
+        if key in self.builds:
+            return
+        try:
+            work = build_job(image, labels, float(self.fs_default()))
+        except SourceError as e:
+            notifications.show_error(str(e))
+            return
+        what = f"'{image.name}'" if image is not None else f"'{labels.name}'"
+        w = _worker(work)
+        self.builds[key] = w
+        ref = weakref.ref(self)
+
+        def returned(out):
+            me = ref()
+            if me is None or me.closed:
+                return
+            src, missing = out
+            me.cache[key] = src
+            while len(me.cache) > 3:  # a few pairs; oldest out
+                me.cache.pop(next(iter(me.cache)))
+            me._hook(image)
+            me._hook(labels)
+            if labels not in me.viewer.layers or me.current is not None \
+                    or me.labels_combo.value is not labels \
+                    or me.image_combo.value is not image or me.key() != key:
+                return  # the user chose other layers meanwhile: cached only
+            if missing:
+                notifications.show_warning(
+                    f"ROI(s) {missing[:20]} have no pixels in '{labels.name}' and cannot be "
+                    "clicked; use the list.")
+            me.status.emit(f"{src.n_rois} ROIs, {src.n_frames} frames.")
+            me.current = src
+            me.ready.emit(src)
+
+        def errored(e):
+            me = ref()
+            if me is None or me.closed:
+                return
+            if isinstance(e, SourceError):
+                notifications.show_error(str(e))
+            else:
+                notifications.show_error(
+                    f"Could not read traces from {what} with ROIs '{labels.name}': "
+                    f"{type(e).__name__}: {e}. Check that the movie's file or store is "
+                    "still readable (or load the movie into memory), then choose the "
+                    "layers again in the CaTune tuner.")
+            me.status.emit("Reading the traces failed; choose the layers again.")
+            me.failed.emit(str(e))
+
+        def finished():
+            me = ref()
+            if me is None or me.closed:
+                return
+            if me.builds.get(key) is w:
+                del me.builds[key]
+            me.jobs.finish(f"extract {key}")
+
+        w.returned.connect(returned)
+        w.errored.connect(errored)
+        w.finished.connect(finished)
+        self.jobs.start(f"extract {key}", f"Reading the traces of {what}...")
+        w.start()
+
+    # ------------------------------------------------------ layer edits
+    def _hook(self, layer) -> None:
+        """Drop cached traces when ``layer``'s data are replaced or painted."""
+        if layer is None:
+            return
+        known = self._hooked.get(id(layer))
+        if known is not None and known[0]() is layer:
+            return  # (a deleted layer's id may be reused: hence the check)
+        ref, layer_ref = weakref.ref(self), weakref.ref(layer)
+
+        def changed(event=None):
+            me, lay = ref(), layer_ref()
+            if me is not None and lay is not None and not me.closed:
+                me._data_changed(lay)
+
+        emitters = [layer.events.data] + ([layer.events.paint]
+                                          if isinstance(layer, Labels) else [])
+        for em in emitters:
+            em.connect(changed)
+        self._hooked[id(layer)] = (layer_ref, changed)
+
+    def _data_changed(self, layer) -> None:
+        for k in [k for k, v in self.cache.items() if layer in v.origin]:
+            del self.cache[k]
+        if self.current is not None and layer in self.current.origin:
+            self._edit_timer.start()  # a burst of paint events: once they pause
+
+    def _edited(self) -> None:
+        if not self.closed and self.current is not None:
+            self.refresh()
+
+    def close(self) -> None:
+        self.closed = True
+        self._edit_timer.stop()
+        for layer_ref, cb in self._hooked.values():
+            layer = layer_ref()
+            for name in ("data", "paint"):
+                em = getattr(getattr(layer, "events", None), name, None)
+                try:
+                    if em is not None:
+                        em.disconnect(cb)
+                except Exception:  # noqa: BLE001 - already disconnected
+                    pass
+        self._hooked.clear()
+        for w in list(self.builds.values()):
+            try:
+                w.quit()
+            except Exception:  # noqa: BLE001 - already finished
+                pass
+
+
+def _tiles(layer) -> bool:
+    meta = layer.metadata.get("catune", {}) if isinstance(layer.metadata, dict) else {}
+    return isinstance(layer, Labels) and "traces" in meta
+
+
+def place_beside(viewer, layer) -> None:
+    """Move a trace file's tile grid to the right of the other tile grids, so a
+    second file's tiles are not drawn over the first's."""
+    if not _tiles(layer) or layer.ndim != 2 or any(layer.translate):
+        return
+    right = None
+    for other in viewer.layers:
+        if other is layer or not _tiles(other) or other.ndim != 2:
+            continue
+        x1 = other.translate[-1] + other.data.shape[-1] * other.scale[-1]
+        right = x1 if right is None else max(right, x1)
+    if right is not None:
+        layer.translate = (0.0, float(right) + _GAP * layer.scale[-1])

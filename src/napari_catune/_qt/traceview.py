@@ -1,0 +1,340 @@
+"""The tuner's trace view: one row per selected ROI, a time axis and an overview.
+
+Each row is the ROI's trace (neutral grey) with its fit (the ROI's colour)
+in the trace's own units and y-range, and the deconvolved activity beneath
+it on the same time axis; the ROI id and its read-outs head the row.  All
+rows share one time window, in seconds and never below 0; the overview strip
+under them shows the whole recording with the window as a draggable region.
+Only the rows scrolled into view are drawn; the others catch up when they
+come into view.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from qtpy.QtCore import Qt, QTimer, Signal
+from qtpy.QtWidgets import QScrollArea, QVBoxLayout, QWidget
+
+from .controls import fmt
+from .rowplot import ACT_MIN, HEADER_H, LEFT_W, TRACE_MIN, Row, style_plot, window_slice
+
+DEFAULT_WINDOW_S = 45.0
+
+
+def _rgb(c) -> str:
+    return "#%02x%02x%02x" % tuple(int(v) for v in c[:3])
+
+
+class TraceView(QWidget):
+    """Rows of traces, a shared time axis and an overview with the window.
+
+    Signals
+    -------
+    frame_requested(int)   a click in a plot, or the overview's cursor dragged
+    """
+
+    frame_requested = Signal(int)
+    MAX_ROWS = 20
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.rows_glw = pg.GraphicsLayoutWidget()
+        self.rows_glw.ci.layout.setContentsMargins(0, 0, 0, 0)
+        self.rows_glw.ci.layout.setVerticalSpacing(0)
+        self.scroll = QScrollArea()
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setWidget(self.rows_glw)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.bottom_glw = pg.GraphicsLayoutWidget()
+        self.bottom_glw.ci.layout.setContentsMargins(0, 0, 0, 0)
+        self.bottom_glw.setFixedHeight(118)
+        self.axis_plot = ax = self.bottom_glw.addPlot(row=0, col=0)
+        self.overview = ov = self.bottom_glw.addPlot(row=1, col=0)
+        style_plot(ax)
+        ax.showGrid(x=False, y=False)
+        ax.showAxis("bottom")
+        ax.getAxis("left").setStyle(showValues=False)
+        ax.getAxis("left").setPen(pg.mkPen(None))
+        ax.setLabel("bottom", "time (s)")
+        ax.getAxis("bottom").enableAutoSIPrefix(False)
+        ax.setFixedHeight(44)
+        ax.layout.setContentsMargins(0, 0, 4, 0)
+        style_plot(ov)
+        ov.setMouseEnabled(x=False, y=False)
+        ov.showGrid(x=False, y=False)
+        ov.showAxis("bottom")
+        ov.getAxis("bottom").enableAutoSIPrefix(False)
+        ov.getAxis("left").setStyle(showValues=False)
+        ov.setLabel("left", " ")
+        ov.layout.setContentsMargins(0, 2, 4, 0)
+        self.overview_curve = ov.plot()
+        self.region = pg.LinearRegionItem(orientation="vertical")
+        self.region.setZValue(10)
+        ov.addItem(self.region, ignoreBounds=True)
+        self.cursor = pg.InfiniteLine(angle=90, movable=True)
+        ov.addItem(self.cursor, ignoreBounds=True)
+        self.cursor.sigDragged.connect(lambda line: self.frame_requested.emit(
+            int(round(line.value() * self.fs))))
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(0)
+        lay.addWidget(self.scroll, 1)
+        lay.addWidget(self.bottom_glw)
+
+        self.rows: list[Row] = []
+        self.shown: list[Row] = []
+        self.fs = 1.0
+        self.n_frames = 0
+        self.x = np.zeros(0)
+        self.unit = "raw"
+        self._pal = None
+        self._res = None
+        self.residual = False
+        self._syncing = False
+        # read-outs follow once a drag pauses: re-laying out text costs a frame
+        self._header_timer = QTimer(self)
+        self._header_timer.setSingleShot(True)
+        self._header_timer.setInterval(150)
+        self._header_timer.timeout.connect(self._headers)
+        self._draw_timer = QTimer(self)  # rows moved by a new layout: draw once it settles
+        self._draw_timer.setSingleShot(True)
+        self._draw_timer.setInterval(0)
+        self._draw_timer.timeout.connect(lambda: self.draw())
+        self.region.sigRegionChanged.connect(self._region_moved)
+        ax.vb.sigXRangeChanged.connect(self._view_moved)
+        self.scroll.verticalScrollBar().valueChanged.connect(lambda _: self.draw())
+        for g in (self.rows_glw, self.bottom_glw):
+            g.scene().sigMouseClicked.connect(lambda ev, g=g: self._clicked(ev, g.scene()))
+
+    @property
+    def pending(self) -> bool:
+        """True while the rows' read-outs wait to be written."""
+        return self._header_timer.isActive() or self._draw_timer.isActive()
+
+    # ------------------------------------------------------------ rows
+    def _row(self, i: int) -> Row:
+        while len(self.rows) <= i:
+            r = Row()
+            for p in (r.trace, r.act):
+                p.vb.sigXRangeChanged.connect(self._view_moved)
+            r.act.geometryChanged.connect(self._draw_timer.start)
+            if self._pal is not None:
+                r.style(self._pal)
+            self.rows.append(r)
+        return self.rows[i]
+
+    def set_rows(self, ids, colors, traces: np.ndarray, fs: float, unit: str = "raw",
+                 truth: dict | None = None) -> None:
+        """Show the selected ROIs: ``traces`` (k, T) are what will be fitted;
+        ``truth`` maps an ROI id to the frames of its true events."""
+        ids = [int(i) for i in ids][: self.MAX_ROWS]
+        k = len(ids)
+        traces = np.atleast_2d(np.asarray(traces, dtype=np.float64)) if k else np.zeros((0, 0))
+        new_len = traces.shape[1] if k else self.n_frames
+        resize = new_len != self.n_frames or float(fs) != self.fs
+        self.fs, self.n_frames, self.unit = float(fs), int(new_len), unit
+        self.x = np.arange(self.n_frames, dtype=np.float64) / self.fs
+        self._res = None
+        ci = self.rows_glw.ci
+        for r in self.shown:
+            ci.removeItem(r.trace)
+            ci.removeItem(r.act)
+        self.shown = []
+        for i, rid in enumerate(ids):
+            r = self._row(i)
+            t = np.asarray((truth or {}).get(rid, ()), dtype=np.float64) / self.fs
+            r.set(rid, colors[i], traces[i], t)
+            if self._pal is not None:
+                r.style(self._pal)
+            ci.addItem(r.trace, row=2 * i, col=0)
+            ci.addItem(r.act, row=2 * i + 1, col=0)
+            ci.layout.setRowStretchFactor(2 * i, 3)
+            ci.layout.setRowStretchFactor(2 * i + 1, 1)
+            r.header.setHtml(self._header(r, None))
+            self.shown.append(r)
+        self.rows_glw.setMinimumHeight(k * (TRACE_MIN + HEADER_H + ACT_MIN + 4))
+        self._overview(traces[0] if k else None)
+        self.overview.setLabel("left", f"ROI {ids[0]}" if k else " ")
+        if resize or k == 0:
+            self.set_window(0.0, min(DEFAULT_WINDOW_S, self.duration))
+        else:
+            self.set_window(*self.window)  # new rows join the current window
+
+    @property
+    def duration(self) -> float:
+        return max(self.n_frames - 1, 1) / self.fs
+
+    def _overview(self, y) -> None:
+        if y is None or y.size == 0:
+            self.overview_curve.setData([], [])
+            return
+        from .rowplot import decimate
+
+        x, env = decimate(self.x, y, 1500)
+        self.overview_curve.setData(x, env, skipFiniteCheck=True)
+        lo, hi = float(np.min(env)), float(np.max(env))
+        self.overview.vb.setRange(xRange=(0, self.duration),
+                                  yRange=(lo, hi if hi > lo else lo + 1), padding=0.02)
+        self.region.setBounds((0, self.duration))
+
+    # ---------------------------------------------------------- results
+    def set_result(self, res) -> None:
+        """Fits and activity of a live result (rows in ``res.ids`` order)."""
+        self._res = res
+        for i, r in enumerate(self.shown):
+            r.data["raw"] = res.trace[i]
+            r.data["fit"] = res.fit[i]
+            r.data["activity"] = res.activity[i]
+            r.dirty = True
+        self.draw()
+        self._header_timer.start()
+
+    def show_residual(self, on: bool) -> None:
+        """Draw the trace minus the fit instead of the trace and its fit."""
+        self.residual = bool(on)
+        for r in self.shown:
+            r.dirty = True
+        self.draw()
+
+    def set_pinned(self, res) -> None:
+        """Draw the pinned fit (dashed) on the rows of the ROIs it holds."""
+        for r in self.shown:
+            ok = res is not None and r.rid in res.ids and res.fit.shape[1] == self.n_frames
+            r.data["pinned"] = res.fit[res.ids.index(r.rid)] if ok else None
+            r.dirty = True
+        self.draw()
+
+    def draw(self, everything: bool = False) -> None:
+        """Draw the rows that are scrolled into view and out of date."""
+        if not self.shown:
+            return
+        sl = window_slice(*self.window, self.fs, self.n_frames)
+        bins = max(64, int(self.rows_glw.width()) - LEFT_W)
+        top = float(self.scroll.verticalScrollBar().value())
+        bottom = top + max(self.scroll.viewport().height(), 1)
+        for r in self.shown:
+            if (r.dirty or everything) and r.visible_in(top, bottom):
+                r.draw(self.x, sl, bins, self.residual)
+
+    def _headers(self) -> None:
+        res = self._res
+        for i, r in enumerate(self.shown):
+            r.header.setHtml(self._header(r, res, i))
+
+    def _header(self, r: Row, res, i: int = 0) -> str:
+        fg = self._pal.foreground if self._pal else "#ffffff"
+        muted = self._pal.muted_hex if self._pal else fg
+        unit = "ΔF/F" if self.unit == "dF/F" else "raw F"
+        head = (f'<span style="color:{_rgb(r.color)}; font-weight:bold">■ ROI {r.rid}</span>'
+                f' <span style="color:{muted}">({unit})</span>')
+        if res is None or r.rid not in res.ids:
+            return f'<span style="color:{fg}">{head}</span>'
+        i = res.ids.index(r.rid)
+        bits = [f"σ {fmt(res.noise[i], 2)}", f"SNR {fmt(res.snr[i], 3)}",
+                f"R² {res.r2[i]:.2f}", f"{fmt(res.events_per_min[i], 3)} events/min"]
+        if not res.converged[i]:
+            bits.append("<b>not converged</b>")
+        return f'<span style="color:{fg}">{head} &nbsp; {" · ".join(bits)}</span>'
+
+    # ----------------------------------------------------------- window
+    @property
+    def window(self) -> tuple[float, float]:
+        return tuple(self.axis_plot.vb.viewRange()[0])
+
+    def set_window(self, x0: float, x1: float) -> None:
+        """Show seconds ``x0..x1`` (kept within the recording)."""
+        d = self.duration
+        for p in self._plots():
+            p.vb.setLimits(xMin=0.0, xMax=d, minXRange=min(d, 10.0 / self.fs))
+        x0, x1 = max(0.0, x0), min(d, x1)
+        if x1 <= x0:
+            x0, x1 = 0.0, d
+        self._move_to(x0, x1)
+
+    def _plots(self):
+        return [self.axis_plot] + [q for r in self.shown for q in (r.trace, r.act)]
+
+    def _move_to(self, x0: float, x1: float, source=None) -> None:
+        """Every time plot to ``x0..x1`` (one window for all rows), the region too."""
+        if self._syncing:
+            return
+        self._syncing = True
+        try:
+            for p in self._plots():
+                if p.vb is not source:
+                    p.vb.setXRange(x0, x1, padding=0)
+            self.region.setRegion((x0, x1))
+        finally:
+            self._syncing = False
+        for r in self.shown:
+            r.dirty = True
+        self.draw()
+
+    def _view_moved(self, vb, rng) -> None:
+        if not self._syncing:
+            self._move_to(float(rng[0]), float(rng[1]), source=vb)
+
+    def _region_moved(self, *_) -> None:
+        if not self._syncing:
+            x0, x1 = self.region.getRegion()
+            self._move_to(max(0.0, x0), min(self.duration, x1))
+
+    def resizeEvent(self, ev):  # noqa: N802 - Qt API
+        super().resizeEvent(ev)
+        for r in self.shown:
+            r.dirty = True  # a new width: a new decimation
+        self._draw_timer.start()
+
+    # ------------------------------------------------------------ theme
+    def set_theme(self, pal) -> None:
+        self._pal = pal
+        for g in (self.rows_glw, self.bottom_glw):
+            g.setBackground(pal.background)
+        fg = pg.mkColor(pal.foreground)
+        for p in (self.axis_plot, self.overview):
+            for a in ("left", "bottom"):
+                p.getAxis(a).setTextPen(fg)
+                if not (p is self.axis_plot and a == "left"):
+                    p.getAxis(a).setPen(fg)
+        self.overview_curve.setPen(pg.mkPen(pal.raw, width=1))
+        self.region.setBrush(pg.mkBrush(*pg.mkColor(pal.foreground).getRgb()[:3], 40))
+        for ln in self.region.lines:
+            ln.setPen(pg.mkPen(pal.foreground, width=2))
+        self.cursor.setPen(pg.mkPen(pal.foreground, style=Qt.DotLine))
+        for r in self.rows:
+            r.style(pal)
+        self._headers()
+
+    # ----------------------------------------------------------- cursor
+    def set_cursor_frame(self, frame: int) -> None:
+        x = float(frame) / self.fs
+        for c in [self.cursor] + [c for r in self.shown for c in r.cursors]:
+            if c.value() != x:
+                c.blockSignals(True)
+                c.setValue(x)
+                c.blockSignals(False)
+
+    @property
+    def cursor_seconds(self) -> float:
+        return float(self.cursor.value())
+
+    def _clicked(self, ev, scene) -> None:
+        if ev.button() != Qt.LeftButton:
+            return
+        pos = ev.scenePos()
+        for p in [self.overview] + self._plots():
+            if p.scene() is not scene:
+                continue
+            vb = p.getViewBox()
+            if vb.sceneBoundingRect().contains(pos):
+                x = vb.mapSceneToView(pos).x()
+                self.frame_requested.emit(int(round(min(max(x, 0.0), self.duration) * self.fs)))
+                return
+
+    def scene_pos_of_time(self, seconds: float, plot=None):
+        """Scene position of time ``seconds`` in the middle of ``plot`` (tests)."""
+        p = plot or self.shown[0].act
+        vb = p.getViewBox()
+        y = float(np.mean(vb.viewRange()[1]))
+        return vb.mapViewToScene(pg.Point(seconds, y))

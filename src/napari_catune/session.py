@@ -1,0 +1,664 @@
+"""One tuning session, without Qt: source, selection, parameters, results.
+
+:class:`TuningSession` is the state behind the napari tuner (as
+napari-animation keeps its ``Animation`` model apart from its widgets): the
+traces being tuned (:class:`TraceSource`), the selected ROIs, the parameters
+(validated once per change), warm starts, the newest-result-wins generation
+logic of live solves, the live result with per-ROI read-outs, a pinned
+snapshot, parameter undo/redo and the Apply-to-all result.  It emits psygnal
+signals; widgets render them and forward input.  It runs in scripts and tests
+without a display::
+
+    s = TuningSession()
+    s.set_source(TraceSource.build(traces, fs=30.0))
+    s.select([1, 2])
+    s.set_params(lam=0.02)         # solves at once (synchronous by default)
+    s.result.fit, s.result.r2
+
+The long jobs (:func:`build_source`, :func:`estimate_job`, :func:`apply_job`)
+are plain functions or generators, so a GUI can run them in a worker thread
+with progress and cancel.  :class:`LiveSolver` is a thread that keeps only
+the newest request.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from psygnal import Signal
+
+from . import solver as _solver
+from .baseline import BASELINE_MODES  # noqa: F401 - the menu's modes, re-exported
+from .estimate import RECOMMENDED_BASELINE
+from .kernel import bandpass_filter
+from .params import TuningParams
+
+__all__ = [
+    "MAX_ROIS", "BASELINE_MODES", "DEFAULT_PARAMS", "TraceSource", "SolveRequest",
+    "LiveResult", "BatchResult", "TuningSession", "LiveSolver", "build_source",
+    "apply_job", "estimate_job", "event_rate", "slider_range",
+]
+
+#: most ROIs shown (and solved live) at once
+MAX_ROIS = 20
+#: the tuner starts with the baseline model that wins on real recordings
+DEFAULT_PARAMS = dict(tau_rise=0.05, tau_decay=0.5, fs=30.0, lam=0.05,
+                      baseline=RECOMMENDED_BASELINE)
+
+# Slider spans (what the tuner's sliders show; typed values outside are kept).
+# lambda's useful range on dF/F traces is ~0.001-0.1: a log slider spanning
+# 1e-4..10 gives it most of the travel.
+_SLIDER_RANGES = {
+    "tau_rise": (0.001, 0.5),
+    "tau_decay": (0.01, 10.0),
+    "fs": (1.0, 1000.0),
+    "lam": (1e-4, 10.0),
+    "t_peak": (0.002, 2.0),
+    "fwhm": (0.01, 20.0),
+}
+
+
+def slider_range(name: str) -> tuple[float, float]:
+    """The span a slider shows for parameter ``name`` (log scale)."""
+    return _SLIDER_RANGES[name]
+
+
+# ------------------------------------------------------------------- source
+def _guess_unit(traces: np.ndarray) -> str:
+    """"dF/F" when the traces sit near 0 with dF/F-sized excursions, else "raw"."""
+    if traces.size == 0:
+        return "raw"
+    sub = traces[:, :: max(1, traces.shape[1] // 4000)]
+    med = float(np.median(np.median(sub, axis=1)))
+    hi = float(np.percentile(np.abs(sub), 99))
+    return "dF/F" if abs(med) < 0.5 and hi < 50 else "raw"
+
+
+@dataclass(eq=False)
+class TraceSource:
+    """The traces being tuned, read once.
+
+    ``origin`` is whatever the front end needs to know where they came from
+    (the napari layers); the session never looks into it.  ``ground_truth``
+    maps an ROI id to its true event times in seconds.  ``label_index``
+    (optional) is ``(ids, inverse)`` of the label image, for overlays that
+    paint ROIs without allocating by the largest id.
+    """
+
+    traces: np.ndarray
+    roi_ids: np.ndarray
+    fs_hint: float | None = None
+    name: str = ""
+    unit: str = "raw"
+    snr: np.ndarray | None = None
+    noise: np.ndarray | None = None
+    ground_truth: dict | None = None
+    origin: object = None
+    label_index: tuple | None = None
+    row: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.roi_ids = np.asarray(self.roi_ids, dtype=np.int64)
+        self.row = {int(r): i for i, r in enumerate(self.roi_ids)}
+        n = self.traces.shape[0]
+        if self.snr is None:
+            self.snr = np.full(n, np.nan)
+        if self.noise is None:
+            self.noise = np.full(n, np.nan)
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.traces.shape[1])
+
+    @property
+    def n_rois(self) -> int:
+        return int(self.traces.shape[0])
+
+    @classmethod
+    def build(cls, traces, roi_ids=None, fs: float | None = None, **kw) -> "TraceSource":
+        return build_source(traces, roi_ids, fs, **kw)
+
+
+def build_source(traces, roi_ids=None, fs: float | None = None, *, fs_default: float = 30.0,
+                 unit: str | None = None, **kw) -> TraceSource:
+    """A :class:`TraceSource` with its SNR and noise per ROI (run it in a worker).
+
+    Raises ValueError for traces that cannot be tuned (not 2-D, no ROIs,
+    fewer than 2 frames, ids that do not match).
+    """
+    from .estimate import noise_sigma
+    from .traces import roi_snr
+
+    tr = np.asarray(traces, dtype=np.float64)
+    if tr.ndim == 1:
+        tr = tr[None]
+    if tr.ndim != 2:
+        raise ValueError(f"traces must be (n_rois, n_frames), got shape {tr.shape}")
+    ids = np.arange(1, tr.shape[0] + 1) if roi_ids is None else np.asarray(roi_ids)
+    if ids.shape != (tr.shape[0],):
+        raise ValueError(f"traces of shape {tr.shape} come with {ids.size} ROI ids; "
+                         "they must match (n, T)")
+    if tr.shape[0] == 0:
+        raise ValueError("there are no ROIs (all label pixels are 0); paint or load ROIs first")
+    if tr.shape[1] < 2:
+        raise ValueError(f"the traces have {tr.shape[1]} frame(s); at least 2 are needed")
+    f = float(fs or fs_default)
+    try:
+        snr = np.asarray(roi_snr(tr, f), float)
+    except Exception:  # noqa: BLE001 - a quality score is optional
+        snr = None
+    try:
+        noise = np.asarray(noise_sigma(tr, f), float) if tr.shape[1] >= 16 else None
+    except Exception:  # noqa: BLE001 - so is the noise read-out
+        noise = None
+    return TraceSource(tr, ids, float(fs) if fs else None, unit=unit or _guess_unit(tr),
+                       snr=snr, noise=noise, **kw)
+
+
+# -------------------------------------------------------------------- solves
+def event_rate(activity: np.ndarray, fs: float, noise=None) -> np.ndarray:
+    """Events per minute: runs of activity whose summed size is above a threshold
+    (2 noise sigmas when known, and 5 % of the ROI's largest run)."""
+    a = np.atleast_2d(np.asarray(activity, dtype=np.float64))
+    n, T = a.shape
+    out = np.zeros(n)
+    sig = np.full(n, 0.0) if noise is None else np.nan_to_num(np.asarray(noise, float))
+    for i in range(n):
+        on = a[i] > 1e-12 * max(float(a[i].max(initial=0.0)), 1e-300)
+        if not on.any():
+            continue
+        edges = np.flatnonzero(np.diff(np.concatenate(([0], on.view(np.int8), [0]))))
+        starts, stops = edges[::2], edges[1::2]
+        c = np.concatenate(([0.0], np.cumsum(a[i])))
+        size = c[stops] - c[starts]
+        thr = max(2.0 * sig[i], 0.05 * float(size.max()))
+        out[i] = np.count_nonzero(size > thr)
+    return out / (T / fs / 60.0)
+
+
+def _r2(y: np.ndarray, fit: np.ndarray) -> np.ndarray:
+    res = ((y - fit) ** 2).sum(axis=1)
+    tot = ((y - y.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(tot > 0, 1.0 - res / np.where(tot > 0, tot, 1.0), np.nan)
+
+
+@dataclass(eq=False)
+class LiveResult:
+    """The live fit of the selected ROIs (rows follow ``ids``), with read-outs."""
+
+    gen: int
+    ids: tuple
+    params: TuningParams
+    trace: np.ndarray  # what was fitted: the raw trace or its bandpassed version
+    fit: np.ndarray
+    activity: np.ndarray
+    baseline: np.ndarray
+    converged: np.ndarray
+    noise: np.ndarray
+    snr: np.ndarray
+    r2: np.ndarray
+    events_per_min: np.ndarray
+    elapsed: float = float("nan")
+
+    def row(self, rid: int) -> int:
+        return self.ids.index(int(rid))
+
+
+@dataclass(eq=False)
+class SolveRequest:
+    """One live solve: built by :meth:`TuningSession.request`, run anywhere
+    (``run()`` fills ``result`` or ``error``), then handed to ``accept``."""
+
+    gen: int
+    ids: tuple
+    source: TraceSource
+    params: TuningParams
+    traces: np.ndarray
+    filtered: np.ndarray | None
+    init: np.ndarray | None
+    result: LiveResult | None = None
+    error: Exception | None = None
+    elapsed: float = float("nan")
+
+    def run(self) -> "SolveRequest":
+        t0 = time.perf_counter()
+        try:
+            p = self.params
+            y = self.traces
+            if p.filter_enabled:
+                if self.filtered is None:
+                    self.filtered = bandpass_filter(y, p.tau_rise, p.tau_decay, p.fs)
+                # filtered once here: the solver would filter the same way, and the
+                # plot shows what was fitted
+                y = self.filtered
+            r = _solver.run_deconvolution_full(
+                y, p.fs, p.tau_rise, p.tau_decay, p.lam,
+                baseline=str(p.baseline), filter_enabled=False, init=self.init)
+            act = np.atleast_2d(np.asarray(r.activity, dtype=np.float64))
+            fit = np.atleast_2d(np.asarray(r.reconvolution, dtype=np.float64))
+            rows = [self.source.row[i] for i in self.ids]
+            noise = self.source.noise[rows]
+            self.result = LiveResult(
+                self.gen, self.ids, p, y, fit, act,
+                np.atleast_1d(np.asarray(r.baseline, float)),
+                np.atleast_1d(np.asarray(r.converged, bool)), noise,
+                self.source.snr[rows], _r2(y, fit), event_rate(act, p.fs, noise))
+        except Exception as e:  # noqa: BLE001 - reported by whoever accepts it
+            self.error = e
+        self.elapsed = time.perf_counter() - t0
+        if self.result is not None:
+            self.result.elapsed = self.elapsed
+        return self
+
+
+@dataclass(eq=False)
+class BatchResult:
+    """Apply to all: every ROI solved with ``params``; per-ROI features."""
+
+    params: TuningParams
+    roi_ids: np.ndarray
+    activity: np.ndarray
+    reconvolution: np.ndarray
+    baseline: np.ndarray
+    converged: np.ndarray
+    features: dict
+    activity_max: float
+    fit_max: float
+
+
+# ------------------------------------------------------------------- session
+class TuningSession:
+    """State of one tuning session; see the module docstring.
+
+    Signals
+    -------
+    source_changed(TraceSource | None)
+    selection_changed(tuple)         the selected ROI ids, in display order
+    params_changed(TuningParams)     once per accepted change
+    result_changed(LiveResult)       the newest live fit only
+    failed(str)                      a live solve failed (message for the user)
+    pinned_changed(LiveResult | None)
+    batch_changed(BatchResult | None)
+    """
+
+    source_changed = Signal(object)
+    selection_changed = Signal(tuple)
+    params_changed = Signal(object)
+    result_changed = Signal(object)
+    failed = Signal(str)
+    pinned_changed = Signal(object)
+    batch_changed = Signal(object)
+
+    HISTORY = 100
+
+    def __init__(self, params: TuningParams | None = None):
+        self._params = params or TuningParams(**DEFAULT_PARAMS)
+        self.source: TraceSource | None = None
+        self._selection: tuple = ()
+        self._gen = 0
+        self._drawn_gen = 0
+        self._warm: dict[int, tuple[int, np.ndarray]] = {}
+        self._sel: dict | None = None  # the selected rows' traces (and filtered copy)
+        self.result: LiveResult | None = None
+        self.pinned: LiveResult | None = None
+        self.batch: BatchResult | None = None
+        self._undo: list[TuningParams] = []
+        self._redo: list[TuningParams] = []
+        self._last_push = -math.inf
+        #: the front end's store (e.g. traces already extracted per layer pair)
+        self.cache: dict = {}
+        #: how requests are run: ``submit(request)``; the default solves at once
+        self.submit = self._run_now
+
+    # ------------------------------------------------------------- params
+    @property
+    def params(self) -> TuningParams:
+        return self._params
+
+    def set_params(self, p: TuningParams | dict | None = None, *, record: bool = True,
+                   **changes) -> TuningParams:
+        """Validate and take new parameters (a TuningParams, a dict, or fields).
+
+        Raises ValueError (naming the parameter) and keeps the old ones when
+        invalid.  A change is recorded for :meth:`undo` unless ``record`` is
+        False; a burst of changes within half a second is one step.
+        """
+        if p is None:
+            p = self._params.replace(**changes) if changes else self._params
+        elif not isinstance(p, TuningParams):
+            try:
+                p = TuningParams(**{**self._params.to_dict(), **dict(p), **changes})
+            except TypeError as e:
+                raise ValueError(f"parameters not understood: {e}") from None
+        elif changes:
+            p = p.replace(**changes)
+        if p == self._params:
+            return p
+        if record:
+            now = time.monotonic()
+            if now - self._last_push > 0.5:
+                self._undo.append(self._params)
+                del self._undo[:-self.HISTORY]
+            self._last_push = now
+            self._redo.clear()
+        self._params = p
+        self.params_changed.emit(p)
+        self.resolve()
+        return p
+
+    def undo(self) -> bool:
+        if not self._undo:
+            return False
+        self._redo.append(self._params)
+        p = self._undo.pop()
+        self._last_push = -math.inf
+        self._params = p
+        self.params_changed.emit(p)
+        self.resolve()
+        return True
+
+    def redo(self) -> bool:
+        if not self._redo:
+            return False
+        self._undo.append(self._params)
+        p = self._redo.pop()
+        self._last_push = -math.inf
+        self._params = p
+        self.params_changed.emit(p)
+        self.resolve()
+        return True
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._undo)
+
+    @property
+    def can_redo(self) -> bool:
+        return bool(self._redo)
+
+    # ------------------------------------------------------------- source
+    def set_source(self, src: TraceSource | None) -> None:
+        """A new source: selection, warm starts and results start over."""
+        self.cancel()
+        self.source = src
+        self._selection = ()
+        self._sel = None
+        self._warm.clear()
+        self.result = None
+        self.batch = None
+        if self.pinned is not None:
+            self.pinned = None
+            self.pinned_changed.emit(None)
+        self.source_changed.emit(src)
+        self.selection_changed.emit(())
+
+    # ---------------------------------------------------------- selection
+    @property
+    def selection(self) -> tuple:
+        return self._selection
+
+    def select(self, ids, add: bool = False) -> tuple[list[int], bool]:
+        """Select ROIs by id; ``add`` keeps the current ones (one id given that
+        is selected already toggles it off).  At most :data:`MAX_ROIS`: the
+        last ones asked for are kept.
+
+        Returns ``(unknown ids that were skipped, whether the list was cut)``.
+        """
+        src = self.source
+        ids = [int(i) for i in np.atleast_1d(np.asarray(ids, dtype=np.int64))]
+        if src is None:
+            return ids, False
+        unknown = [i for i in ids if i not in src.row]
+        ids = [i for i in ids if i in src.row]
+        new = list(self._selection) if add else []
+        for i in ids:
+            if i in new:
+                if add and len(ids) == 1:
+                    new.remove(i)
+            else:
+                new.append(i)
+        cut = len(new) > MAX_ROIS
+        if cut:
+            new = new[-MAX_ROIS:]
+        self._set_selection(tuple(new))
+        return unknown, cut
+
+    def _set_selection(self, sel: tuple) -> None:
+        if sel == self._selection:
+            return
+        self._selection = sel
+        self._sel = None
+        self.result = None
+        self.selection_changed.emit(sel)
+        self.resolve()
+
+    def most_active(self, k: int = 4) -> list[int]:
+        """The ``k`` ROI ids with the highest SNR."""
+        src = self.source
+        if src is None:
+            return []
+        order = np.argsort(-np.nan_to_num(src.snr, nan=-np.inf), kind="stable")
+        return [int(i) for i in src.roi_ids[order[:k]]]
+
+    def random_rois(self, k: int = 4, seed=None) -> list[int]:
+        """``k`` ROI ids drawn at random (without replacement)."""
+        src = self.source
+        if src is None:
+            return []
+        rng = np.random.default_rng(seed)
+        pick = rng.choice(src.n_rois, size=min(k, src.n_rois), replace=False)
+        return [int(i) for i in src.roi_ids[np.sort(pick)]]
+
+    # --------------------------------------------------------- live solves
+    @property
+    def pending(self) -> bool:
+        """True while a requested result has not been accepted yet."""
+        return self._drawn_gen < self._gen
+
+    def cancel(self) -> None:
+        """Forget requests in flight: nothing older than now may be shown."""
+        self._gen += 1
+        self._drawn_gen = self._gen
+
+    def resolve(self) -> None:
+        """Request a solve of the selection with the current parameters."""
+        req = self.request()
+        if req is not None:
+            self.submit(req)
+
+    def request(self) -> SolveRequest | None:
+        """A new live request (the newest generation), or None with nothing selected."""
+        src, ids = self.source, self._selection
+        if src is None or not ids:
+            return None
+        p = self._params
+        sel = self._sel
+        if sel is None or sel["ids"] != ids or sel["source"] is not src:
+            rows = [src.row[i] for i in ids]
+            sel = self._sel = {"ids": ids, "source": src, "raw": src.traces[rows],
+                               "filtered": None, "key": None}
+        key = (p.tau_rise, p.tau_decay, p.fs)
+        filtered = sel["filtered"] if p.filter_enabled and sel["key"] == key else None
+        init = None
+        if all(i in self._warm for i in ids):
+            init = np.stack([self._warm[i][1] for i in ids])
+        self._gen += 1
+        return SolveRequest(self._gen, ids, src, p, sel["raw"], filtered, init)
+
+    def accept(self, req: SolveRequest) -> bool:
+        """Take a finished request: keep its warm starts, and show it when it is
+        the newest for the current source and selection.  Returns True if shown."""
+        if req.error is not None:
+            if req.gen > self._drawn_gen:
+                self._drawn_gen = req.gen
+                self.failed.emit(f"Deconvolution failed: {req.error}. Adjust the parameters "
+                                 "or the ROI selection.")
+            return False
+        res = req.result
+        if res is None or req.source is not self.source:
+            return False
+        for i, rid in enumerate(req.ids):
+            # a late result must not replace a warm start from newer parameters
+            if req.gen >= self._warm.get(rid, (-1, None))[0]:
+                self._warm[rid] = (req.gen, res.activity[i])
+        if req.gen <= self._drawn_gen or req.ids != self._selection:
+            return False
+        self._drawn_gen = req.gen
+        sel = self._sel
+        if req.params.filter_enabled and sel is not None and sel["ids"] == req.ids:
+            sel["filtered"] = req.filtered
+            sel["key"] = (req.params.tau_rise, req.params.tau_decay, req.params.fs)
+        self.result = res
+        self.result_changed.emit(res)
+        return True
+
+    def warm_start(self, rid: int):
+        w = self._warm.get(int(rid))
+        return None if w is None else w[1]
+
+    def _run_now(self, req: SolveRequest) -> None:
+        self.accept(req.run())
+
+    # -------------------------------------------------------------- pinning
+    def pin(self) -> LiveResult | None:
+        """Keep the current fit to compare later ones with (None: nothing to pin)."""
+        self.pinned = self.result
+        self.pinned_changed.emit(self.pinned)
+        return self.pinned
+
+    def unpin(self) -> None:
+        self.pinned = None
+        self.pinned_changed.emit(None)
+
+    # ---------------------------------------------------------------- batch
+    def set_batch(self, batch: BatchResult | None) -> None:
+        self.batch = batch
+        self.batch_changed.emit(batch)
+
+
+# ------------------------------------------------------------------ long jobs
+def apply_job(traces: np.ndarray, roi_ids, params: TuningParams, *, snr=None, noise=None):
+    """Generator: solve every row in chunks, yielding ``(done, total)``; returns a
+    :class:`BatchResult` with every per-ROI feature computed (nothing left for a
+    GUI thread to do).  Stop iterating to cancel between chunks."""
+    from .traces import roi_snr
+
+    traces = np.asarray(traces)
+    n, T = traces.shape
+    chunk = max(1, min(64, math.ceil(n / 20), max(1, 2_000_000 // max(T, 1))))
+    act, rec = np.zeros((n, T)), np.zeros((n, T))
+    # "drift" and "rolling" give a baseline per sample, "scalar" one per ROI
+    per_sample = str(params.baseline) in ("drift", "rolling")
+    base = np.zeros((n, T)) if per_sample else np.zeros(n)
+    conv = np.zeros(n, dtype=bool)
+    p = params
+    for i0 in range(0, n, chunk):
+        i1 = min(n, i0 + chunk)
+        r = _solver.run_deconvolution_full(
+            traces[i0:i1], p.fs, p.tau_rise, p.tau_decay, p.lam,
+            baseline=str(p.baseline), filter_enabled=p.filter_enabled)
+        act[i0:i1] = r.activity
+        rec[i0:i1] = r.reconvolution
+        base[i0:i1] = r.baseline
+        conv[i0:i1] = r.converged
+        yield i1, n
+    if snr is None or len(snr) != n or not np.all(np.isfinite(snr)):
+        try:
+            snr = np.asarray(roi_snr(traces, p.fs), float)
+        except Exception:  # noqa: BLE001 - a quality score is optional
+            snr = np.full(n, np.nan)
+    ids = np.asarray(roi_ids, dtype=np.int64).copy()
+    y = bandpass_filter(traces, p.tau_rise, p.tau_decay, p.fs) if p.filter_enabled \
+        else np.asarray(traces, dtype=np.float64)
+    features = {
+        "index": ids.copy(),
+        "roi_id": ids.copy(),
+        "snr": np.asarray(snr, float),
+        "event_rate_hz": event_rate(act, p.fs, noise) / 60.0,
+        "r2": _r2(y, rec),
+        # one number per ROI: the median of a per-sample baseline
+        "baseline": np.median(base, axis=1) if base.ndim == 2 else base.copy(),
+        "converged": conv.copy(),
+    }
+    return BatchResult(p, ids, act, rec, base, conv, features,
+                       float(act.max(initial=0.0)), float(rec.max(initial=0.0)))
+
+
+def estimate_job(traces: np.ndarray, params: TuningParams, cancel=None) -> TuningParams:
+    """Estimated parameters for ``traces``, keeping the sampling rate, filter and
+    baseline of ``params`` (those are known, not estimated).  ``cancel`` (a
+    threading.Event) stops the estimation between traces
+    (:class:`napari_catune.estimate.EstimateCancelled`)."""
+    from . import estimate as _estimate
+
+    p = _estimate.estimate_params(traces, params.fs, cancel=cancel)
+    return p.replace(fs=params.fs, filter_enabled=params.filter_enabled,
+                     baseline=params.baseline)
+
+
+# -------------------------------------------------------------- live thread
+class LiveSolver:
+    """A background solve thread; the newest request replaces any waiting one.
+
+    ``done(request)`` is called on the solve thread once a request has run.
+    The thread ends after a few idle seconds and is restarted on demand.
+    """
+
+    IDLE_EXIT_S = 2.0
+
+    def __init__(self, done):
+        self._done = done
+        self._cv = threading.Condition()
+        self._pending = None
+        self._stop = False
+        self._thread = None
+        self._busy = False
+
+    def submit(self, req: SolveRequest) -> None:
+        with self._cv:
+            if self._stop:
+                return
+            self._pending = req
+            self._cv.notify()
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="catune-live",
+                                                daemon=True)
+                self._thread.start()
+
+    @property
+    def idle(self) -> bool:
+        with self._cv:
+            return self._pending is None and not self._busy
+
+    def stop(self) -> None:
+        with self._cv:
+            self._stop = True
+            self._pending = None
+            self._cv.notify()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cv:
+                if self._pending is None and not self._stop:
+                    self._cv.wait(self.IDLE_EXIT_S)
+                if self._stop or self._pending is None:
+                    self._thread = None
+                    return
+                req, self._pending = self._pending, None
+                self._busy = True
+            req.run()
+            try:
+                self._done(req)
+            except RuntimeError:  # the receiver is gone (widget deleted)
+                with self._cv:
+                    self._busy = False
+                    self._thread = None
+                return
+            finally:
+                with self._cv:
+                    self._busy = False

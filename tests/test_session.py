@@ -1,0 +1,281 @@
+"""TuningSession without Qt or napari: source, selection, parameters, live solves."""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import napari_catune.solver as solver_mod
+from napari_catune import session as ses
+from napari_catune.kernel import build_kernel
+from napari_catune.params import TuningParams
+
+FS = 30.0
+
+
+def _traces(n=6, T=600, seed=0):
+    rng = np.random.default_rng(seed)
+    h = build_kernel(0.05, 0.5, FS)
+    spikes = (rng.random((n, T)) < np.linspace(0.005, 0.05, n)[:, None]) * 1.0
+    calcium = np.stack([np.convolve(s, h)[:T] for s in spikes])
+    return 0.02 * rng.standard_normal((n, T)) + calcium
+
+
+@pytest.fixture
+def s():
+    sess = ses.TuningSession(TuningParams(0.05, 0.5, FS, 0.05))
+    sess.set_source(ses.build_source(_traces(), roi_ids=[3, 5, 8, 11, 12, 20], fs=FS))
+    return sess
+
+
+def _record(signal):
+    got = []
+    signal.connect(lambda *a: got.append(a[0] if len(a) == 1 else a))
+    return got
+
+
+def test_no_qt_imported():
+    import subprocess
+
+    code = ("import sys, numpy as np; import napari_catune.session as s; "
+            "assert not any(m.startswith(('qtpy', 'PyQt', 'napari.')) or m == 'napari' "
+            "for m in sys.modules), [m for m in sys.modules if 'qt' in m.lower()]")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def test_source_has_readouts_and_unit(s):
+    src = s.source
+    assert src.n_rois == 6 and src.n_frames == 600
+    assert src.unit == "dF/F"  # near 0 with dF/F-sized transients
+    assert np.all(np.isfinite(src.snr)) and np.all(src.noise > 0)
+    quiet = ses.build_source(0.02 * np.random.default_rng(1).standard_normal((3, 2000)), fs=FS)
+    np.testing.assert_allclose(quiet.noise, 0.02, rtol=0.15)
+    raw = ses.build_source(_traces() + 500.0, fs=FS)
+    assert raw.unit == "raw"
+
+
+@pytest.mark.parametrize("bad", [np.zeros((0, 10)), np.zeros((3, 1)), np.zeros((2, 3, 4))])
+def test_bad_sources_are_refused(bad):
+    with pytest.raises(ValueError):
+        ses.build_source(bad, fs=FS)
+    with pytest.raises(ValueError, match="ids"):
+        ses.build_source(np.zeros((3, 50)), roi_ids=[1, 2], fs=FS)
+
+
+def test_selection_in_one_place(s):
+    seen = _record(s.selection_changed)
+    unknown, cut = s.select([5, 999, 8])
+    assert unknown == [999] and not cut
+    assert s.selection == (5, 8)
+    s.select([3], add=True)
+    assert s.selection == (5, 8, 3)
+    s.select([8], add=True)  # toggles off
+    assert s.selection == (5, 3)
+    assert seen == [(5, 8), (5, 8, 3), (5, 3)]
+    assert s.most_active(2) == [int(i) for i in
+                                s.source.roi_ids[np.argsort(-s.source.snr)[:2]]]
+    r = s.random_rois(3, seed=1)
+    assert len(set(r)) == 3 and set(r) <= set(s.source.row)
+
+
+def test_at_most_twenty(s):
+    s.set_source(ses.build_source(_traces(30, 200), fs=FS))
+    unknown, cut = s.select(range(1, 31))
+    assert cut and s.selection == tuple(range(11, 31))
+
+
+def test_params_validated_once_and_solved(s):
+    results = _record(s.result_changed)
+    s.select([12, 20])
+    assert len(results) == 1
+    p = s.set_params(lam=0.1)
+    assert p.lam == 0.1 and s.params is p
+    assert len(results) == 2
+    res = s.result
+    ref = solver_mod.run_deconvolution_full(s.source.traces[[4, 5]], FS, 0.05, 0.5, 0.1)
+    np.testing.assert_allclose(res.fit, ref.reconvolution, atol=1e-4)
+    np.testing.assert_allclose(res.activity, ref.activity, atol=1e-3 * ref.activity.max())
+    assert res.ids == (12, 20) and res.r2.shape == (2,) and np.all(res.r2 > 0.5)
+    assert np.all(res.events_per_min > 0) and res.converged.all()
+    with pytest.raises(ValueError, match="tau_rise"):
+        s.set_params(tau_rise=2.0)  # above tau_decay
+    assert s.params is p  # kept
+
+
+def test_no_change_no_event(s):
+    got = _record(s.params_changed)
+    s.set_params(lam=s.params.lam)
+    assert got == []
+
+
+def test_undo_redo(s):
+    p0 = s.params
+    s.set_params(lam=0.2)
+    s._last_push = -1e9  # a pause between the two changes
+    s.set_params(tau_decay=0.8)
+    assert s.undo() and s.params.tau_decay == 0.5 and s.params.lam == 0.2
+    assert s.undo() and s.params == p0
+    assert not s.undo()
+    assert s.redo() and s.params.lam == 0.2
+    s.set_params(lam=0.3)
+    assert not s.can_redo
+
+
+def test_newest_result_wins_and_warm_starts(s):
+    queue = []
+    s.submit = queue.append  # hold the requests, run them out of order
+    s.select([3])
+    s.set_params(lam=0.2)
+    s.set_params(lam=0.3)
+    assert [r.gen for r in queue] == [queue[0].gen, queue[0].gen + 1, queue[0].gen + 2]
+    assert s.pending
+    newest = queue[-1].run()
+    assert s.accept(newest) and not s.pending
+    assert s.result.params.lam == 0.3
+    old = queue[0].run()
+    assert not s.accept(old)  # stale: never shown
+    assert s.result is newest.result
+    # nor does it replace the newer warm start
+    np.testing.assert_array_equal(s.warm_start(3), newest.result.activity[0])
+    # the next request starts warm
+    s.set_params(lam=0.25)
+    assert queue[-1].init is not None
+
+
+def test_result_for_an_old_selection_is_not_shown(s):
+    queue = []
+    s.submit = queue.append
+    s.select([3])
+    s.select([5])
+    assert not s.accept(queue[0].run())
+    assert s.accept(queue[1].run()) and s.result.ids == (5,)
+
+
+def test_errors_are_reported_once(s, monkeypatch):
+    msgs = _record(s.failed)
+
+    def broken(*a, **k):
+        raise ValueError("synthetic failure")
+
+    monkeypatch.setattr(solver_mod, "run_deconvolution_full", broken)
+    s.select([3])
+    assert len(msgs) == 1 and "synthetic failure" in msgs[0]
+    assert not s.pending and s.result is None
+
+
+def test_filter_cached_between_lambda_moves(s, monkeypatch):
+    import napari_catune.session as mod
+
+    calls = []
+    real = mod.bandpass_filter
+    monkeypatch.setattr(mod, "bandpass_filter", lambda *a: calls.append(1) or real(*a))
+    s.select([3, 5])
+    s.set_params(filter_enabled=True)
+    assert len(calls) == 1
+    s.set_params(lam=0.1)
+    assert len(calls) == 1  # same taus: the filtered traces are reused
+    s.set_params(tau_decay=0.7)
+    assert len(calls) == 2
+    p = s.params
+    np.testing.assert_allclose(s.result.trace, real(s.source.traces[[0, 1]], p.tau_rise,
+                                                    p.tau_decay, p.fs))
+
+
+def test_new_source_resets(s):
+    s.select([3])
+    s.pin()
+    assert s.pinned is not None
+    s.set_source(ses.build_source(_traces(2, 300), fs=FS))
+    assert s.selection == () and s.result is None and s.pinned is None
+
+
+def test_live_solver_thread_keeps_the_newest(s):
+    done = threading.Event()
+    got = []
+
+    def finished(req):
+        got.append(req)
+        done.set()
+
+    live = ses.LiveSolver(finished)
+    s.submit = live.submit
+    gate, entered = threading.Event(), threading.Event()
+    real = ses.SolveRequest.run
+
+    def held(self):
+        entered.set()
+        gate.wait(5)
+        return real(self)
+
+    ses.SolveRequest.run = held
+    try:
+        s.select([3])
+        assert entered.wait(5)  # the thread runs it, held
+        s.set_params(lam=0.2)  # waits
+        s.set_params(lam=0.3)  # replaces the waiting one
+        gate.set()
+        for _ in range(100):
+            if len(got) >= 2 and live.idle:
+                break
+            done.wait(0.1)
+            done.clear()
+    finally:
+        ses.SolveRequest.run = real
+        live.stop()
+    assert [r.params.lam for r in got] == [0.05, 0.3]
+    for r in got:
+        s.accept(r)
+    assert s.result.params.lam == 0.3
+
+
+def test_apply_job_features_and_cancel(s):
+    p = s.params
+    gen = ses.apply_job(s.source.traces, s.source.roi_ids, p, snr=s.source.snr)
+    steps = []
+    try:
+        while True:
+            steps.append(next(gen))
+    except StopIteration as stop:
+        batch = stop.value
+    assert steps[-1] == (6, 6)
+    ref = solver_mod.run_deconvolution_full(s.source.traces, p.fs, p.tau_rise, p.tau_decay,
+                                            p.lam)
+    np.testing.assert_allclose(batch.activity, ref.activity, atol=1e-6 * ref.activity.max())
+    f = batch.features
+    assert list(f["roi_id"]) == [3, 5, 8, 11, 12, 20]
+    for k in ("snr", "event_rate_hz", "r2", "baseline", "converged"):
+        assert len(f[k]) == 6
+    assert batch.activity_max == pytest.approx(ref.activity.max())
+    # cancelling is stopping the generator between chunks
+    g2 = ses.apply_job(np.tile(s.source.traces, (10, 1)), np.arange(60), p)
+    next(g2)
+    g2.close()
+
+
+def test_event_rate_counts_runs():
+    a = np.zeros((1, 600))
+    a[0, [10, 11, 100, 300]] = [1.0, 0.5, 2.0, 0.001]  # 2 events above 5 % of the largest
+    rate = ses.event_rate(a, FS)
+    assert rate[0] == pytest.approx(2 / (600 / FS / 60))
+
+
+def test_new_sessions_start_with_the_drift_baseline_and_apply_keeps_per_roi_baselines(s):
+    assert ses.TuningSession().params.baseline == "drift"
+    for mode in ("drift", "rolling", "scalar"):
+        p = s.params.replace(baseline=mode)
+        gen = ses.apply_job(s.source.traces, s.source.roi_ids, p)
+        try:
+            while True:
+                next(gen)
+        except StopIteration as stop:
+            b = stop.value
+        ref = solver_mod.run_deconvolution_full(s.source.traces, FS, p.tau_rise, p.tau_decay,
+                                                p.lam, baseline=mode)
+        np.testing.assert_allclose(b.activity, ref.activity)
+        # the per-sample baseline is kept, the features get one number per ROI
+        assert np.shape(b.baseline) == np.shape(ref.baseline)
+        assert b.features["baseline"].shape == (6,)
