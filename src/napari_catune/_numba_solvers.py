@@ -504,8 +504,7 @@ def _exchange_stalls(hist, it):
     often raise the count).  With more than 16 violators it stalls when the
     count rose twice in a row, or fell by less than 30 % over two steps
     three steps running; with fewer (the local cycles a warm start ends in)
-    when the last 4 steps brought no new low.  After 30 steps at most (60
-    if by then at most 16 are left).
+    when the last 4 steps brought no new low.  After 30 steps at most.
     Tuned on the step-count sequences of the bench's regimes and the real
     recordings, cold and warm, counting an interior-point phase as ~45 steps.
     """
@@ -514,7 +513,7 @@ def _exchange_stalls(hist, it):
     c0 = hist[(it - 1) % _HIST]
     c1 = hist[(it - 2) % _HIST]
     c2 = hist[(it - 3) % _HIST]
-    if it >= 60 or (it >= 30 and c0 > 16):
+    if it >= 30:
         return True
     if c0 > 16:
         if c0 >= c1 and c1 >= c2:
@@ -885,6 +884,7 @@ def _ipm_crossover(y, g1, g2, alpha, beta, mode, mu, active, best, best_flip, be
     stale = 0
     tried = False
     since_try = 0
+    merge = True
     # reach of a sample: twice the decay time in samples (d the larger AR root)
     disc = g1 * g1 + 4.0 * g2
     d_root = 0.5 * (g1 + math.sqrt(disc)) if disc > 0.0 else 0.5 * g1
@@ -922,7 +922,9 @@ def _ipm_crossover(y, g1, g2, alpha, beta, mode, mu, active, best, best_flip, be
             continue
         tried = True
         since_try = 0
-        if best_bad <= _MERGE_MAX:
+        use_merge = merge and best_bad <= _MERGE_MAX
+        bad_before = best_bad
+        if use_merge:
             # keep the best exchanged set, take the new guess only around
             # its violators (the rest of it is right already)
             for k in range(n):
@@ -962,6 +964,12 @@ def _ipm_crossover(y, g1, g2, alpha, beta, mode, mu, active, best, best_flip, be
             else:
                 # go back to the interior point
                 break
+        # a merge that did not beat the best set is not tried again until a
+        # plain guess improves on it
+        if use_merge:
+            merge = best_bad < bad_before
+        elif best_bad < bad_before:
+            merge = True
         if done:
             break
     for k in range(n):
