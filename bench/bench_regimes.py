@@ -11,7 +11,8 @@ dense spiking (8 Hz), lambda 0 and 1; lambda 0.05, noise sd 0.3, 1 Hz spikes,
 offset 2 unless said.  Sizes: ``--size small`` (default) 8 x 10,000 and
 2 x 54,000 frames per regime (the machine is a busy shared 2-core box: the
 issue's 100 x 10,000, 20 x 54,000 and 10 x 1,000,000 are ``--size issue``,
-which takes tens of minutes, calab alone ~1 min per 1M-frame trace).
+which takes tens of minutes, calab alone ~1 min per 1M-frame trace;
+``--size long --no-calab`` is one 1M-frame trace per regime, ~1 min).
 
 Per regime and size, timed interleaved (ours, OASIS, calab in turn, minimum
 of ``--repeats``), wall and process CPU time:
@@ -66,6 +67,7 @@ REGIMES = {
     "lam1-30Hz": (30.0, 0.05, 0.5, 1.0, 0.3, 1.0),
 }
 SIZES = {"small": [(8, 10_000), (2, 54_000)],
+         "long": [(1, 1_000_000)],
          "issue": [(100, 10_000), (20, 54_000), (10, 1_000_000)]}
 OFFSET = 2.0
 REAL_KERNELS = [(0.02, 0.6), (0.1, 1.6), (0.005, 0.3)]
