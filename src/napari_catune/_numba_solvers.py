@@ -494,9 +494,11 @@ def _exchange_stalls(hist, it):
     ``hist[(j - 1) % _HIST]`` is the violator count of step j <= it.  The
     exchange is judged from step 4 on (the first exchanges from a cold start
     often raise the count).  With more than 16 violators it stalls when the
-    count has fallen by less than 40 % over the last two steps, or rose
-    twice in a row; with fewer (the local cycles a warm start ends in) when
-    the last 4 steps brought no new low.  After 30 steps at most.
+    count rose twice in a row, or fell by less than 30 % over two steps
+    three steps running; with fewer (the local cycles a warm start ends in)
+    when the last 4 steps brought no new low.  After 30 steps at most.
+    Tuned on the step-count sequences of the bench's regimes and the real
+    recordings, cold and warm, counting an interior-point phase as ~45 steps.
     """
     if it >= 30:
         return True
@@ -506,7 +508,14 @@ def _exchange_stalls(hist, it):
     c1 = hist[(it - 2) % _HIST]
     c2 = hist[(it - 3) % _HIST]
     if c0 > 16:
-        return (c0 >= c1 and c1 >= c2) or 5 * c0 > 3 * c2
+        if c0 >= c1 and c1 >= c2:
+            return True
+        if it < 5:
+            return False
+        for j in range(3):
+            if 10 * hist[(it - 1 - j) % _HIST] <= 7 * hist[(it - 3 - j) % _HIST]:
+                return False
+        return True
     recent = c0
     for j in range(2, 5):
         recent = min(recent, hist[(it - j) % _HIST])
