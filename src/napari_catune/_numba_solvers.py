@@ -403,6 +403,11 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, r
     it = 0
     # ---- phase 1: block exchange from the caller's guess
     hist = np.full(_HIST, n + 1, np.int64)
+    # the set with the fewest violators (once few: phase 2 keeps it away
+    # from them) and those violators
+    best = np.empty(n, np.bool_)
+    best_flip = np.zeros(n, np.bool_)
+    best_bad = n + 1
     while it < max_iters:
         n_bad, last_bad = _kkt_step(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x,
                                     bvec, u, nu, flip, rel_eps)
@@ -411,6 +416,11 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, r
         if n_bad == 0:
             converged = True
             break
+        if n_bad < best_bad and n_bad <= _MERGE_MAX:
+            best_bad = n_bad
+            for k in range(n):
+                best[k] = active[k]
+                best_flip[k] = flip[k]
         if _exchange_stalls(hist, it):
             break
         if n_bad <= 4 and it >= 2 and n_bad >= hist[(it - 2) % _HIST]:
@@ -421,15 +431,13 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, r
             for k in range(n):
                 if flip[k]:
                     active[k] = not active[k]
-    best = np.empty(n, np.bool_)
-    best_bad = n + 1
     n_ipm = 0
     s_ipm = np.empty(n)
     if not converged and it < max_iters:
         # ---- phase 2: interior point + crossover
         it, converged, best_bad, n_ipm = _ipm_crossover(
-            y, g1, g2, alpha, beta, mode, mu, active, best, it, max_iters, gain, gb, x, bvec,
-            u, nu, flip, rel_eps, s_ipm)
+            y, g1, g2, alpha, beta, mode, mu, active, best, best_flip, best_bad, it, max_iters,
+            gain, gb, x, bvec, u, nu, flip, rel_eps, s_ipm)
     if not converged and it < max_iters:
         # ---- phase 3: the safe rule from the best guess seen
         if best_bad <= n:
@@ -500,13 +508,13 @@ def _exchange_stalls(hist, it):
     Tuned on the step-count sequences of the bench's regimes and the real
     recordings, cold and warm, counting an interior-point phase as ~45 steps.
     """
-    if it >= 30:
-        return True
     if it < 4:
         return False
     c0 = hist[(it - 1) % _HIST]
     c1 = hist[(it - 2) % _HIST]
     c2 = hist[(it - 3) % _HIST]
+    if it >= 30:
+        return True
     if c0 > 16:
         if c0 >= c1 and c1 >= c2:
             return True
@@ -814,6 +822,9 @@ def _ipm_iteration(y, g1, g2, beta, mode, mu, w, nu, winv, nuinv, D, c, coef, g0
 # interior-point iterations that may pass without mu falling below a half
 # of its best before phase 2 gives up (rounding floor reached)
 _IPM_PATIENCE = 4
+# crossover: below this many violators the best exchanged set is kept and
+# only the neighbourhoods of its violators take the interior point's guess
+_MERGE_MAX = 256
 # Gondzio correctors per interior-point iteration
 _IPM_CORRECTORS = 1
 # after a step shorter than _IPM_SHORT, aim at least _IPM_RECENTRE * mu
@@ -822,14 +833,16 @@ _IPM_RECENTRE = 0.3
 
 
 @njit(cache=_CACHE, nogil=True)
-def _ipm_crossover(y, g1, g2, alpha, beta, mode, mu, active, best, it, max_iters, gain, gb, x,
-                   bvec, u, nu_kkt, flip, rel_eps, s_ipm):
+def _ipm_crossover(y, g1, g2, alpha, beta, mode, mu, active, best, best_flip, best_bad, it,
+                   max_iters, gain, gb, x, bvec, u, nu_kkt, flip, rel_eps, s_ipm):
     """Phase 2 of :func:`pdas_one`: interior point with crossover.
 
     Returns (it, converged, best_bad, n_ipm).  On success ``active``,
-    ``x``, ``bvec``, ``u`` hold the exact optimum.  Otherwise ``best``
-    receives the guess with the fewest violators (best_bad, n + 1 if none
-    was tried) and ``s_ipm`` the last interior point's activity w / alpha
+    ``x``, ``bvec``, ``u`` hold the exact optimum.  ``best``, ``best_flip``
+    and ``best_bad`` are the set with the fewest violators seen so far, its
+    violators and their count (n + 1 if none); a guess is tried merged into
+    it while that count is small.  Without success ``best`` is updated and
+    ``s_ipm`` receives the last interior point's activity w / alpha
     (feasible, and near-optimal once the gap is small); n_ipm = 0 if there
     is none.
     """
@@ -864,7 +877,6 @@ def _ipm_crossover(y, g1, g2, alpha, beta, mode, mu, active, best, it, max_iters
     dw2 = np.empty(n)
     dnu2 = np.empty(n)
     zero = np.zeros(T)
-    best_bad = n + 1
     gap_best = math.inf
     gap_first = -1.0
     step = 1.0
@@ -872,6 +884,11 @@ def _ipm_crossover(y, g1, g2, alpha, beta, mode, mu, active, best, it, max_iters
     stale = 0
     tried = False
     since_try = 0
+    merge = True
+    # reach of a sample: twice the decay time in samples (d the larger AR root)
+    disc = g1 * g1 + 4.0 * g2
+    d_root = 0.5 * (g1 + math.sqrt(disc)) if disc > 0.0 else 0.5 * g1
+    reach = n if d_root >= 1.0 else min(n, int(2.0 / (1.0 - d_root)) + 2)
     while it < max_iters:
         gap, changes, step, ok = _ipm_iteration(
             y, g1, g2, beta, mode, mu, w, nu, winv, nuinv, D, c, coef, g0, gbd, g3, v, dw, dnu,
@@ -905,8 +922,20 @@ def _ipm_crossover(y, g1, g2, alpha, beta, mode, mu, active, best, it, max_iters
             continue
         tried = True
         since_try = 0
-        for k in range(n):
-            active[k] = guess[k]
+        use_merge = merge and best_bad <= _MERGE_MAX
+        bad_before = best_bad
+        if use_merge:
+            # keep the best exchanged set, take the new guess only around
+            # its violators (the rest of it is right already)
+            for k in range(n):
+                active[k] = best[k]
+            for k in range(n):
+                if best_flip[k]:
+                    for j in range(max(0, k - reach), min(n, k + reach + 1)):
+                        active[j] = guess[j]
+        else:
+            for k in range(n):
+                active[k] = guess[k]
         prev = n + 1
         singles = 0
         while it < max_iters:
@@ -919,6 +948,7 @@ def _ipm_crossover(y, g1, g2, alpha, beta, mode, mu, active, best, it, max_iters
                 best_bad = n_bad
                 for k in range(n):
                     best[k] = active[k]
+                    best_flip[k] = flip[k]
             if 2 * n_bad <= prev:
                 # exchanges from a good guess settle fast
                 prev = n_bad
@@ -934,6 +964,12 @@ def _ipm_crossover(y, g1, g2, alpha, beta, mode, mu, active, best, it, max_iters
             else:
                 # go back to the interior point
                 break
+        # a merge that did not beat the best set is not tried again until a
+        # plain guess improves on it
+        if use_merge:
+            merge = best_bad < bad_before
+        elif best_bad < bad_before:
+            merge = True
         if done:
             break
     for k in range(n):
