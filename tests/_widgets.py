@@ -74,7 +74,7 @@ def open_tuner(viewer):
     return w
 
 
-def wait(qtbot, w, timeout=10000):
+def wait(qtbot, w, timeout=120_000):
     qtbot.waitUntil(lambda: w.idle, timeout=timeout)
 
 

@@ -391,3 +391,24 @@ def test_slow_rise_settles_within_the_active_set_budget():
     res = run_deconvolution_full(y, fs, tr, td, lam)
     assert res.converged.all()
     assert (res.iterations < 300).all()
+
+
+def test_calab_positional_options_and_messages():
+    """Calls written for calab 0.3 work here with the same meaning."""
+    from napari_catune.solver import run_deconvolution, run_deconvolution_full
+
+    rng = np.random.default_rng(5)
+    y = rng.random(400)
+    ref = run_deconvolution(y, 30, 0.02, 0.4, 0.01)
+    for mode in ("fft", "banded"):
+        np.testing.assert_array_equal(run_deconvolution(y, 30, 0.02, 0.4, 0.01, 2000, mode), ref)
+        np.testing.assert_array_equal(
+            run_deconvolution(y, 30, 0.02, 0.4, 0.01, 2000, mode, "nonneg"), ref)
+        full = run_deconvolution_full(y, 30, 0.02, 0.4, 0.01, max_iters=2000, conv_mode=mode)
+        np.testing.assert_array_equal(full.activity, ref)
+    with pytest.raises(ValueError, match="box01.*not supported"):
+        run_deconvolution(y, 30, 0.02, 0.4, 0.01, 2000, "fft", "box01")
+    with pytest.raises(ValueError, match="conv_mode"):
+        run_deconvolution_full(y, 30, 0.02, 0.4, 0.01, 2000, "direct")
+    with pytest.raises(ValueError, match="non-finite"):
+        run_deconvolution(np.r_[y, np.nan], 30, 0.02, 0.4, 0.01)

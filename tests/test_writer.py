@@ -308,9 +308,8 @@ def test_trace_file_to_tuner_to_saved_results(make_napari_viewer, qtbot, tmp_pat
     widget.set_params(p)
     worker = widget.apply_to_all()
     assert worker is not None
-    with qtbot.waitSignal(worker.finished, timeout=60_000):
-        pass
-    qtbot.waitUntil(lambda: "results" in layer.metadata["catune"], timeout=10_000)
+    # wait on the condition, not on the worker's signal (it may finish first)
+    qtbot.waitUntil(lambda: "results" in layer.metadata["catune"], timeout=120_000)
 
     out_csv, out_npy, out_json = (str(tmp_path / f"res.{e}") for e in ("csv", "npy", "json"))
     assert layer.save(out_csv, plugin="napari-catune")[0] == out_csv

@@ -140,7 +140,7 @@ def prepare_traces(traces, name: str = "traces") -> np.ndarray:
         listed = ", ".join(f"row {r} ({c} samples)" for r, c in zip(rows[:10], counts[:10]))
         more = f" and {rows.size - 10} more rows" if rows.size > 10 else ""
         raise ValueError(
-            f"{name} contain NaN or Inf in {rows.size} row(s): {listed}{more}; "
+            f"{name} contain non-finite values (NaN or Inf) in {rows.size} row(s): {listed}{more}; "
             "drop or interpolate those samples first"
         )
     return arr2
@@ -289,6 +289,8 @@ def run_deconvolution_full(
     tau_d: float,
     lam: float,
     max_iters: int = 2000,
+    conv_mode: str = "fft",
+    constraint: str = "nonneg",
     *,
     baseline: str | bool = "scalar",
     drift_scale: float | None = None,
@@ -305,6 +307,11 @@ def run_deconvolution_full(
         (Dask gives a lazy result chunked over cells).
     fs, tau_r, tau_d, lam : sampling rate (Hz), rise and decay (s), sparsity.
     max_iters : bound on solver steps per trace (always honoured).
+    conv_mode, constraint : ``calab`` 0.3's positional options, accepted
+        with its meaning.  ``conv_mode`` "fft" or "banded" only chose how
+        calab computes K s; ours is always the exact O(T) AR(2) recursion, so
+        both give the same answer.  ``constraint`` must be "nonneg" (calab's
+        "box01" is not supported: a clear ValueError says so).
     baseline : the baseline model (:mod:`napari_catune.baseline`):
         "scalar" (or True): one b per trace, fitted jointly (default).
         "none" (or False): b = 0.
@@ -334,6 +341,7 @@ def run_deconvolution_full(
             baseline=baseline, drift_scale=drift_scale, filter_enabled=filter_enabled,
             tol=tol, method=method, init=init,
         )
+    _check_calab_options(conv_mode, constraint)
     m = _model_checked(fs, tau_r, tau_d, lam)
     mode = baseline_mode(baseline)
     mu = drift_mu(drift_scale, fs, tau_d) if mode == "drift" else 0.0
@@ -377,10 +385,22 @@ def run_deconvolution_full(
     return DeconvolutionResult(s, b, fit, iters, conv)
 
 
+def _check_calab_options(conv_mode, constraint) -> None:
+    if conv_mode not in ("fft", "banded"):
+        raise ValueError(f"conv_mode must be 'fft' or 'banded' (as in calab), got {conv_mode!r}")
+    if constraint != "nonneg":
+        raise ValueError(
+            f"constraint {constraint!r} is not supported: napari-catune solves the "
+            "non-negative problem only (constraint='nonneg')"
+        )
+
+
 def run_deconvolution(
-    traces, fs: float, tau_r: float, tau_d: float, lam: float, max_iters: int = 2000, **opts
+    traces, fs: float, tau_r: float, tau_d: float, lam: float, max_iters: int = 2000,
+    conv_mode: str = "fft", constraint: str = "nonneg", **opts
 ) -> np.ndarray:
     """Deconvolve and return only the activity (see :func:`run_deconvolution_full`)."""
+    _check_calab_options(conv_mode, constraint)
     if _is_dask(traces):
         from ._dask import deconvolve_dask
 
