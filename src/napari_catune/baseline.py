@@ -68,14 +68,11 @@ def default_drift_scale(tau_decay: float) -> float:
     return max(_DRIFT_TAUS * float(tau_decay), _DRIFT_MIN_S)
 
 
-def drift_mu(drift_scale, fs: float, tau_decay: float) -> float:
-    """Weight mu of the random-walk prior: ``(drift_scale * fs)^2``.
-
-    ``drift_scale=None`` takes :func:`default_drift_scale`.  Raises a
-    ValueError naming ``drift_scale`` unless it is a positive finite number.
-    """
-    if drift_scale is None:
-        drift_scale = default_drift_scale(tau_decay)
+def check_drift_scale(drift_scale) -> float:
+    """``drift_scale`` as a float; a ValueError naming it unless it is a
+    positive, finite number of seconds (the solver and TuningParams share it)."""
+    if isinstance(drift_scale, (bool, str, bytes)):
+        raise ValueError(f"drift_scale must be a number of seconds, got {drift_scale!r}")
     try:
         value = float(drift_scale)
     except (TypeError, ValueError):
@@ -84,8 +81,20 @@ def drift_mu(drift_scale, fs: float, tau_decay: float) -> float:
         ) from None
     if not (math.isfinite(value) and value > 0):
         raise ValueError(
-            f"drift_scale must be a positive number of seconds, got {drift_scale!r}"
+            f"drift_scale must be a positive, finite number of seconds, got {drift_scale!r}"
         )
+    return value
+
+
+def drift_mu(drift_scale, fs: float, tau_decay: float) -> float:
+    """Weight mu of the random-walk prior: ``(drift_scale * fs)^2``.
+
+    ``drift_scale=None`` takes :func:`default_drift_scale`.  Raises a
+    ValueError naming ``drift_scale`` unless it is a positive finite number.
+    """
+    if drift_scale is None:
+        drift_scale = default_drift_scale(tau_decay)
+    value = check_drift_scale(drift_scale)
     return (value * float(fs)) ** 2
 
 

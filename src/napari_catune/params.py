@@ -20,7 +20,7 @@ import numpy as np
 from . import kernel
 # one home for the mode names, their validation, the rolling window and the
 # drift default: baseline.py, next to the code that computes them
-from .baseline import BASELINE_MODES, baseline_mode, default_drift_scale, rolling_window
+from .baseline import BASELINE_MODES, baseline_mode, check_drift_scale, default_drift_scale, rolling_window
 from .baseline import DEFAULT_QUANTILE as ROLLING_QUANTILE
 from ._atomic import atomic_write_text
 from .io import json_default
@@ -220,21 +220,9 @@ class TuningParams:
 
 
 def _drift_scale(value, baseline: str) -> float | None:
-    if value is None:
+    if value is None:  # None: the solver's default
         return None
-    if isinstance(value, (bool, str, bytes)):
-        raise ValueError(f"drift_scale must be a number of seconds or None, got {value!r}")
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"drift_scale must be a number of seconds or None, got {value!r}"
-        ) from None
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(
-            f"drift_scale must be a positive, finite number of seconds (or None for the "
-            f"solver's default), got {value}"
-        )
+    value = check_drift_scale(value)
     return value if baseline == "drift" else None
 
 
