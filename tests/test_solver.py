@@ -412,3 +412,30 @@ def test_calab_positional_options_and_messages():
         run_deconvolution_full(y, 30, 0.02, 0.4, 0.01, 2000, "direct")
     with pytest.raises(ValueError, match="non-finite"):
         run_deconvolution(np.r_[y, np.nan], 30, 0.02, 0.4, 0.01)
+
+
+def test_warm_up_compiles_in_the_background_and_leaves_the_workspace_pool_bounded():
+    """warm_up() runs every kernel on a tiny problem (the tuner starts it on a
+    thread when it opens); solves after it reuse kept workspaces, at most one
+    per core, and still check their inputs."""
+    from napari_catune import solver
+
+    th = solver.warm_up(background=True)
+    assert th.daemon
+    th.join(300)
+    assert not th.is_alive()
+    assert solver.warm_up() is None
+    assert 1 <= len(solver._WS_POOL) <= max(1, solver._n_threads(1 << 30))
+    rng = np.random.default_rng(1)
+    y = rng.random((3, 300))
+    first = solver.run_deconvolution_full(y, 30, 0.05, 0.5, 0.05, baseline="drift")
+    again = solver.run_deconvolution_full(y, 30, 0.05, 0.5, 0.05, baseline="drift")
+    np.testing.assert_array_equal(first.activity, again.activity)
+    assert len(solver._WS_POOL) <= max(1, solver._n_threads(1 << 30))
+    bad = first.activity.copy()
+    bad[1, 7] = np.inf
+    with pytest.raises(ValueError, match="init contains NaN or Inf"):
+        solver.run_deconvolution_full(y, 30, 0.05, 0.5, 0.05, init=bad)
+    y[2, 5] = np.nan
+    with pytest.raises(ValueError, match="row 2"):
+        solver.run_deconvolution_full(y, 30, 0.05, 0.5, 0.05)

@@ -61,6 +61,7 @@ __all__ = [
     "run_deconvolution_full",
     "objective",
     "prepare_traces",
+    "warm_up",
 ]
 
 # Steps of the exact method (active-set steps + interior-point iterations)
@@ -590,3 +591,43 @@ def objective(traces, activity, baseline, fs, tau_r, tau_d, lam, *, drift_scale=
         if mu > 0:
             val = val + 0.5 * mu * (np.diff(b, axis=1) ** 2).sum(axis=1)
     return float(val[0]) if np.ndim(traces) == 1 else val
+
+
+def warm_up(background: bool = False):
+    """Compile every solver kernel (or load it from numba's on-disk cache)
+    on a tiny problem, so that the first real solve does not wait.
+
+    Compiling takes seconds the first time after an install (numba then
+    caches the machine code on disk, and later processes load it in well
+    under a second).  ``background=True`` runs it on a daemon thread and
+    returns the thread at once (the napari tuner calls it when it opens);
+    a solve started meanwhile waits only for what is still compiling.
+    """
+    if background:
+        th = threading.Thread(target=_warm_up_quietly, name="catune-warm-up", daemon=True)
+        th.start()
+        return th
+    _warm_up()
+    return None
+
+
+def _warm_up_quietly():
+    try:
+        _warm_up()
+    except Exception:  # noqa: BLE001 - a real solve will report the problem
+        pass
+
+
+def _warm_up():
+    rng = np.random.default_rng(0)
+    T = 400
+    fs, tr, td, lam = 30.0, 0.05, 0.5, 0.05
+    s = (rng.random((2, T)) < 0.05) * 1.0
+    y = reconvolve(s, fs, tr, td) + 0.1 * rng.standard_normal((2, T)) + 1.0
+    for mode in ("scalar", "drift", "rolling", "none"):
+        r = run_deconvolution_full(y, fs, tr, td, lam, baseline=mode)
+        run_deconvolution_full(y, fs, tr, td * 1.1, lam, baseline=mode, init=r.activity)
+        kkt_violation(y, r.activity, r.baseline, fs, tr, td, lam, mode=mode)
+    run_deconvolution_full(y, fs, tr, td, lam, method="fista", max_iters=5)
+    objective(y, s, None, fs, tr, td, lam)
+    objective(y, s, None, fs, tr, td, lam, drift_scale=10.0)
