@@ -206,6 +206,33 @@ def fista_one(y, g1, g2, alpha, lamG, G, lip, mode, mu, s0, tol, kkt_tol, kkt_ev
 
 
 # ------------------------------------------------------------------- PDAS
+@njit(cache=_CACHE, nogil=True, inline="always")
+def _drift_quadratic(p00, p01, p11, p02, p12, p22, mu):
+    """Eliminate the drift baseline from the Riccati value function (shared
+    by :func:`_subspace_solve` and :func:`_newton_solve`).
+
+    The state after sample k holds c = b_{k+1}; with the random-walk cost
+    mu/2 (c - c')^2 to the previous baseline c', the best c is
+    ``wm c' - w0 x_{k-1} - w1 x_{k-2} - inv q2`` (q2 the linear term of
+    c): a Schur complement with pivot p22 + mu whose updates are harmonic
+    (mu p / (p + mu)), so a large mu loses nothing.  Returns the reduced
+    quadratic part and (w0, w1, wm, inv).
+    """
+    inv = 1.0 / (p22 + mu)
+    w0 = p02 * inv
+    w1 = p12 * inv
+    wm = mu * inv
+    return (p00 - p02 * w0, p01 - p02 * w1, p11 - p12 * w1, p02 * wm, p12 * wm, p22 * wm,
+            w0, w1, wm, inv)
+
+
+@njit(cache=_CACHE, nogil=True, inline="always")
+def _drift_linear(q0, q1, q2, w0, w1, wm, inv):
+    """The linear part of :func:`_drift_quadratic`'s elimination; returns
+    (q0, q1, q2) reduced and the offset ``inv q2`` of the best c."""
+    return q0 - w0 * q2, q1 - w1 * q2, q2 * wm, q2 * inv
+
+
 @njit(cache=_CACHE, nogil=True)
 def _subspace_solve(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec):
     """Optimum of the objective when s = 0 on ``active`` and s is free (any
@@ -286,25 +313,13 @@ def _subspace_solve(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec)
             q1 = -beta * g2
             q2 = s2
         if drift:
-            # c_k = (mu c_{k-1} - p02 x_{k-1} - p12 x_{k-2} - q2) / (p22 + mu)
-            inv = 1.0 / (p22 + mu)
-            w0 = p02 * inv
-            w1 = p12 * inv
-            w3 = q2 * inv
-            wm = mu * inv
+            p00, p01, p11, p02, p12, p22, w0, w1, wm, inv = _drift_quadratic(
+                p00, p01, p11, p02, p12, p22, mu)
+            q0, q1, q2, w3 = _drift_linear(q0, q1, q2, w0, w1, wm, inv)
             gb[k, 0] = w0
             gb[k, 1] = w1
             gb[k, 2] = wm
             gb[k, 3] = w3
-            p00 -= p02 * w0
-            p01 -= p02 * w1
-            p11 -= p12 * w1
-            q0 -= p02 * w3
-            q1 -= p12 * w3
-            p02 = p02 * wm
-            p12 = p12 * wm
-            p22 = p22 * wm
-            q2 = q2 * wm
     b = 0.0
     if mode != 0:
         # state before step 0 is (0, 0, b_0); stage 0 of y has no calcium
@@ -669,31 +684,19 @@ def _newton_solve(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, v, refactor):
         q1 = g2 * (rho * l0 - om * ck)
         q2 = l2 + gx * (l0 + ck)
         if drift:
-            # b_{k+1} = (mu b_k - p02 x_{k-1} - p12 x_{k-2} - q2) / (p22 + mu)
             if refactor:
-                inv_d = 1.0 / (p22 + mu)
-                w0 = p02 * inv_d
-                w1 = p12 * inv_d
-                wm = mu * inv_d
+                p00, p01, p11, p02, p12, p22, w0, w1, wm, inv_d = _drift_quadratic(
+                    p00, p01, p11, p02, p12, p22, mu)
                 gbd[k, 0] = w0
                 gbd[k, 1] = w1
                 gbd[k, 2] = wm
                 gbd[k, 3] = inv_d
-                p00 -= p02 * w0
-                p01 -= p02 * w1
-                p11 -= p12 * w1
-                p02 = p02 * wm
-                p12 = p12 * wm
-                p22 = p22 * wm
             else:
                 w0 = gbd[k, 0]
                 w1 = gbd[k, 1]
                 wm = gbd[k, 2]
                 inv_d = gbd[k, 3]
-            g3[k] = q2 * inv_d
-            q0 -= w0 * q2
-            q1 -= w1 * q2
-            q2 = q2 * wm
+            q0, q1, q2, g3[k] = _drift_linear(q0, q1, q2, w0, w1, wm, inv_d)
     if refactor:
         coef[n, 0] = p22
     b = 0.0
