@@ -439,3 +439,23 @@ def test_warm_up_compiles_in_the_background_and_leaves_the_workspace_pool_bounde
     y[2, 5] = np.nan
     with pytest.raises(ValueError, match="row 2"):
         solver.run_deconvolution_full(y, 30, 0.05, 0.5, 0.05)
+
+
+def test_fit_stats_match_the_session_read_outs():
+    """The compiled live read-outs equal session._r2 and session.event_rate."""
+    from napari_catune import session
+    from napari_catune.solver import fit_stats, run_deconvolution_full
+
+    rng = np.random.default_rng(0)
+    y = 1 + rng.normal(0, 0.2, (5, 3000)) + (rng.random((5, 3000)) < 0.01) * 3
+    y[3] = 2.0  # constant: r2 is NaN
+    r = run_deconvolution_full(y, 30, 0.05, 0.5, 0.05, baseline="drift")
+    act = r.activity.copy()
+    act[4] = 0.0  # no events
+    noise = np.array([0.2, np.nan, 0.1, 0.2, 0.3])
+    r2, ev = fit_stats(y, r.reconvolution, act, 30.0, noise)
+    np.testing.assert_allclose(r2, session._r2(y, r.reconvolution), rtol=1e-12, equal_nan=True)
+    np.testing.assert_array_equal(ev, session.event_rate(act, 30.0, noise))
+    assert np.isnan(r2[3]) and ev[4] == 0 and ev[1] > ev[0] > 0
+    np.testing.assert_array_equal(fit_stats(y, r.reconvolution, act, 30.0)[1],
+                                  session.event_rate(act, 30.0))

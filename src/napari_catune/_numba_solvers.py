@@ -1300,3 +1300,58 @@ def kkt_rows(y, s, b, g1, g2, alpha, lamG, G, mode, mu, out):
 def conv_rows(s, g1, g2, alpha, out):
     for i in range(s.shape[0]):
         forward_conv(s[i], g1, g2, alpha, out[i])
+
+
+@njit(cache=_CACHE, nogil=True)
+def fit_stats_rows(y, fit, act, sig, fs, r2, events):
+    """The live read-outs of the tuner per row, in one GIL-free call: r2 of
+    the fit (NaN for a constant trace) and events per minute, the same
+    arithmetic as ``session._r2`` and ``session.event_rate``: runs of
+    activity above 1e-12 of its largest value, whose summed size (from the
+    running sum) exceeds max(2 sig, 5 % of the largest run)."""
+    N, T = y.shape
+    for i in range(N):
+        acc = 0.0
+        for t in range(T):
+            acc += y[i, t]
+        mean = acc / T
+        res = 0.0
+        tot = 0.0
+        for t in range(T):
+            d = y[i, t] - fit[i, t]
+            res += d * d
+            e = y[i, t] - mean
+            tot += e * e
+        r2[i] = 1.0 - res / tot if tot > 0.0 else np.nan
+        a = act[i]
+        amax = 0.0
+        for t in range(T):
+            amax = max(amax, a[t])
+        cut = 1e-12 * max(amax, 1e-300)
+        # pass 1: the largest run; pass 2: count the runs above threshold
+        biggest = -1.0
+        thr = 0.0
+        count = 0
+        for p in range(2):
+            c = 0.0
+            start = 0.0
+            inside = False
+            for t in range(T + 1):
+                on = t < T and a[t] > cut
+                if on and not inside:
+                    start = c
+                    inside = True
+                elif inside and not on:
+                    size = c - start
+                    inside = False
+                    if p == 0:
+                        biggest = max(biggest, size)
+                    elif size > thr:
+                        count += 1
+                if t < T:
+                    c += a[t]
+            if p == 0:
+                if biggest < 0.0:
+                    break
+                thr = max(2.0 * sig[i], 0.05 * biggest)
+        events[i] = count / (T / fs / 60.0)

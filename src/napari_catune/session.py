@@ -247,7 +247,7 @@ class SolveRequest:
                 self.gen, self.ids, p, y, fit, act,
                 np.atleast_1d(np.asarray(r.baseline, float)),
                 np.atleast_1d(np.asarray(r.converged, bool)), noise,
-                self.source.snr[rows], _r2(y, fit), event_rate(act, p.fs, noise))
+                self.source.snr[rows], *_solver.fit_stats(y, fit, act, p.fs, noise))
         except Exception as e:  # noqa: BLE001 - reported by whoever accepts it
             self.error = e
         self.elapsed = time.perf_counter() - t0

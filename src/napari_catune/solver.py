@@ -631,3 +631,23 @@ def _warm_up():
     run_deconvolution_full(y, fs, tr, td, lam, method="fista", max_iters=5)
     objective(y, s, None, fs, tr, td, lam)
     objective(y, s, None, fs, tr, td, lam, drift_scale=10.0)
+    fit_stats(y, r.reconvolution, r.activity, fs, np.ones(2))
+
+
+def fit_stats(traces, fit, activity, fs: float, noise=None):
+    """(r2, events per minute) per row for the tuner's live read-outs, in one
+    compiled call (no NumPy pass that would hand the GIL to a busy GUI
+    thread): r2 of ``fit`` against ``traces`` (NaN for a constant trace) and
+    the event rate of ``activity`` as ``session.event_rate`` defines it."""
+    from . import _numba_solvers as ns
+
+    y = np.ascontiguousarray(np.atleast_2d(traces), dtype=np.float64)
+    f = np.ascontiguousarray(np.atleast_2d(fit), dtype=np.float64)
+    a = np.ascontiguousarray(np.atleast_2d(activity), dtype=np.float64)
+    n = y.shape[0]
+    sig = np.zeros(n) if noise is None else np.nan_to_num(np.asarray(noise, dtype=np.float64))
+    sig = np.ascontiguousarray(np.broadcast_to(sig, (n,)))
+    r2 = np.empty(n)
+    ev = np.empty(n)
+    ns.fit_stats_rows(y, f, a, sig, float(fs), r2, ev)
+    return r2, ev
