@@ -30,6 +30,9 @@ import numpy as np
 from numba import njit
 
 _CACHE = True
+# the interior point's element-wise passes may reassociate (vectorised sums and
+# maxima); no 'nnan'/'ninf': its NaN guards must stay
+_IPM_FAST = {"reassoc", "nsz", "arcp", "contract"}
 
 
 # ----------------------------------------------------------------- filters
@@ -714,7 +717,7 @@ def _newton_solve(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, v, refactor):
         xm1 = xk
 
 
-@njit(cache=_CACHE, nogil=True)
+@njit(cache=_CACHE, nogil=True, fastmath=_IPM_FAST)
 def _ipm_iteration(y, g1, g2, beta, mode, mu, w, nu, winv, nuinv, D, c, coef, g0, gbd, g3, v,
                    dw, dnu, dw2, dnu2, zero, guess, n_corr, sig_min):
     """One Mehrotra predictor-corrector iteration (with up to ``n_corr``
