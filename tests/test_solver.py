@@ -420,7 +420,7 @@ def test_warm_up_compiles_in_the_background_and_leaves_the_workspace_pool_bounde
     per core, and still check their inputs."""
     from napari_catune import solver
 
-    th = solver.warm_up(background=True)
+    th = solver.warm_up(background=True, live_only=True)
     assert th.daemon
     th.join(300)
     assert not th.is_alive()

@@ -593,37 +593,46 @@ def objective(traces, activity, baseline, fs, tau_r, tau_d, lam, *, drift_scale=
     return float(val[0]) if np.ndim(traces) == 1 else val
 
 
-def warm_up(background: bool = False):
+def warm_up(background: bool = False, live_only: bool = False):
     """Compile every solver kernel (or load it from numba's on-disk cache)
     on a tiny problem, so that the first real solve does not wait.
 
     Compiling takes seconds the first time after an install (numba then
     caches the machine code on disk, and later processes load it in well
     under a second).  ``background=True`` runs it on a daemon thread and
-    returns the thread at once (the napari tuner calls it when it opens);
-    a solve started meanwhile waits only for what is still compiling.
+    returns the thread at once; a solve started meanwhile waits only for
+    what is still compiling.  ``live_only`` does the tuner's live path only
+    (the exact solver, its warm start and the read-outs), which is what the
+    tuner starts when it opens: the rest (FISTA, the rolling baseline, the
+    stand-alone KKT and objective) would only hold up its first fit.
     """
     if background:
-        th = threading.Thread(target=_warm_up_quietly, name="catune-warm-up", daemon=True)
+        th = threading.Thread(target=_warm_up_quietly, args=(live_only,),
+                              name="catune-warm-up", daemon=True)
         th.start()
         return th
-    _warm_up()
+    _warm_up(live_only)
     return None
 
 
-def _warm_up_quietly():
+def _warm_up_quietly(live_only):
     try:
-        _warm_up()
+        _warm_up(live_only)
     except Exception:  # noqa: BLE001 - a real solve will report the problem
         pass
 
 
-def _warm_up():
+def _warm_up(live_only=False):
     rng = np.random.default_rng(0)
     T = 400
     fs, tr, td, lam = 30.0, 0.05, 0.5, 0.05
     s = (rng.random((2, T)) < 0.05) * 1.0
     y = reconvolve(s, fs, tr, td) + 0.1 * rng.standard_normal((2, T)) + 1.0
+    r = run_deconvolution_full(y, fs, tr, td, lam, baseline="drift")
+    run_deconvolution_full(y, fs, tr, td * 1.1, lam, baseline="drift", init=r.activity)
+    fit_stats(y, r.reconvolution, r.activity, fs, np.ones(2))
+    if live_only:
+        return
     for mode in ("scalar", "drift", "rolling", "none"):
         r = run_deconvolution_full(y, fs, tr, td, lam, baseline=mode)
         run_deconvolution_full(y, fs, tr, td * 1.1, lam, baseline=mode, init=r.activity)
@@ -631,7 +640,6 @@ def _warm_up():
     run_deconvolution_full(y, fs, tr, td, lam, method="fista", max_iters=5)
     objective(y, s, None, fs, tr, td, lam)
     objective(y, s, None, fs, tr, td, lam, drift_scale=10.0)
-    fit_stats(y, r.reconvolution, r.activity, fs, np.ones(2))
 
 
 def fit_stats(traces, fit, activity, fs: float, noise=None):

@@ -98,7 +98,7 @@ class CaTuneTuner(ViewerHooks, QWidget):
         self._relay = _Relay()
         self._relay.done.connect(self._deliver)
         s.submit = self._submit
-        _ses._solver.warm_up(background=True)  # compile/load the solver while ROIs are picked
+        _ses._solver.warm_up(background=True, live_only=True)  # compile/load the live solver
         self._overlay_timer = QTimer(self)
         self._overlay_timer.setSingleShot(True)
         self._overlay_timer.setInterval(300)
