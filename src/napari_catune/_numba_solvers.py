@@ -1120,7 +1120,8 @@ def pdas_rows(y, init, warm, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iter
     solve thread then never queues for the GIL behind the GUI thread).
 
     Checks first that y (and with ``warm`` the warm start ``init``, whose
-    zeros are the starting guess) is finite: returns 1 (y) or 2 (init) and
+    zeros are the starting guess; without, no spikes, or at lamG = 0 spikes
+    everywhere) is finite: returns 1 (y) or 2 (init) and
     does nothing else if not, else 0.  Fills the activity ``s``, the
     baseline ``b`` ((n, 1), or (n, T) for drift), the fit K s + b, the
     step counts and ``conv``, the KKT check of each answer.  ``fws``,
@@ -1141,9 +1142,13 @@ def pdas_rows(y, init, warm, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iter
     pws = fws[T:]
     active = bws[4 * n:5 * n]
     tol_ws = pws[0:3 * T]
+    # a cold start guesses no spikes; at lambda = 0 (no sparsity: most
+    # samples carry some activity) spikes everywhere, which saves a third
+    # of the steps there
+    cold = lamG > 0.0
     for i in range(N):
         for k in range(n):
-            active[k] = init[i, k] <= 0.0 if warm else True
+            active[k] = init[i, k] <= 0.0 if warm else cold
         it, settled = pdas_one(y[i], g1, g2, alpha, lamG, mode, mu, active, max_iters, s[i],
                                bvec, pws, bws)
         _store_baseline(b, i, bvec)
