@@ -459,3 +459,30 @@ def test_fit_stats_match_the_session_read_outs():
     assert np.isnan(r2[3]) and ev[4] == 0 and ev[1] > ev[0] > 0
     np.testing.assert_array_equal(fit_stats(y, r.reconvolution, act, 30.0)[1],
                                   session.event_rate(act, 30.0))
+
+
+def test_a_forked_child_solves_on_its_own_thread_pool():
+    """The thread pool kept between solves is not inherited by a forked child
+    (its threads do not exist there): the child makes its own and finishes."""
+    import multiprocessing as mp
+
+    from napari_catune import solver
+
+    if "fork" not in mp.get_all_start_methods():
+        pytest.skip("no fork on this platform")
+    rng = np.random.default_rng(3)
+    y = rng.random((4, 300))
+    parent = solver.run_deconvolution_full(y, 30, 0.05, 0.5, 0.05)  # starts the pool
+    ctx = mp.get_context("fork")
+    with ctx.Pool(1) as pool:
+        child = pool.apply_async(_solve_in_child, (y,)).get(timeout=300)
+    np.testing.assert_array_equal(child, parent.activity)
+
+
+def _solve_in_child(y):
+    import os
+
+    from napari_catune import solver
+
+    os.environ["CATUNE_NUM_THREADS"] = "2"
+    return solver.run_deconvolution_full(y, 30, 0.05, 0.5, 0.05).activity

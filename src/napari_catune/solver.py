@@ -207,19 +207,23 @@ def _n_threads(n_rows: int) -> int:
 
 
 _POOL = None
+_POOL_SIZE = 0
+_POOL_PID = 0
 _POOL_LOCK = threading.Lock()
 
 
 def _executor(n_threads: int):
-    """A persistent thread pool (threads are not started per solve)."""
-    global _POOL
+    """A persistent thread pool (threads are not started per solve); a new
+    one in a forked child, whose copy of the parent's pool has no threads."""
+    global _POOL, _POOL_SIZE, _POOL_PID
     with _POOL_LOCK:
-        if _POOL is None or _POOL._max_workers < n_threads:
+        if _POOL is None or _POOL_SIZE < n_threads or _POOL_PID != os.getpid():
             from concurrent.futures import ThreadPoolExecutor
 
-            if _POOL is not None:
+            if _POOL is not None and _POOL_PID == os.getpid():
                 _POOL.shutdown(wait=False)
             _POOL = ThreadPoolExecutor(n_threads, thread_name_prefix="catune-solve")
+            _POOL_SIZE, _POOL_PID = n_threads, os.getpid()
         return _POOL
 
 
