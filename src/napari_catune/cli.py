@@ -477,9 +477,13 @@ class Progress:
             except ImportError:
                 tqdm = None
             if tqdm is not None:
+                try:  # a terminal that reports no size (some ptys): a fixed width
+                    sized = os.get_terminal_size(self.stream.fileno()).columns > 0
+                except (OSError, ValueError, AttributeError):
+                    sized = False
                 self.bar = tqdm(total=self.total, desc=label, unit=f" {unit}",
-                                file=self.stream, dynamic_ncols=True, smoothing=0.3,
-                                leave=True)
+                                file=self.stream, smoothing=0.3, leave=True,
+                                **({"dynamic_ncols": True} if sized else {"ncols": 100}))
 
     def update(self, done: int) -> None:
         step, self.done = done - self.done, done

@@ -440,7 +440,7 @@ def save_report(path, *, traces, fit, activity, baseline=None, roi_ids, params,
         span = float(np.nanmax(y[i]) - np.nanmin(y[i])) or 1.0
         top = float(np.nanmax(s[i])) if np.isfinite(s[i]).any() else 0.0
         scale = 0.35 * span / top if top > 0 else 1.0
-        ax.plot(time_s, np.nanmin(y[i]) - 0.05 * span - s[i] * scale, color="tab:blue",
+        ax.plot(time_s, np.nanmin(y[i]) - 0.45 * span + s[i] * scale, color="tab:blue",
                 lw=0.7, label="activity (scaled)")
         ax.set_ylabel(f"ROI {int(ids[i])}" if i < ids.size else f"row {i}")
         ax.margins(x=0)
