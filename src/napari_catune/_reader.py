@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["get_params_reader", "get_traces_reader", "get_nwb_reader"]
+__all__ = ["get_params_reader", "get_traces_reader", "get_nwb_reader", "get_h5_movie_reader",
+           "get_labels_reader"]
 
 # a CaTune export is ~2 kB; anything this large is someone else's JSON
 _MAX_PARAMS_BYTES = 1 << 20
@@ -153,7 +154,7 @@ def get_traces_reader(path):
             with open(p, "rb") as fh:
                 shape, dtype = sources.npy_header(fh)
             if sources.looks_like_labels(shape, dtype):
-                return None
+                return get_labels_reader(p)  # a segmentation mask, not traces
             return read_traces if sources.is_trace_array(shape, dtype) else None
         if low.endswith(".npz"):
             return read_traces if sources.npz_layout(p) is not None else None
@@ -250,3 +251,91 @@ def read_nwb(path):
             meta["metadata"]["catune"]["notes"] = list(data.notes)
             meta["metadata"]["catune"]["kind"] = data.kind
     return layers
+
+
+# ----------------------------------------------------------------------------
+# HDF5 movies and segmentation masks
+# ----------------------------------------------------------------------------
+
+
+def get_h5_movie_reader(path):
+    """A reader for a (T, Y, X) movie in an HDF5 file (not a CaImAn or NWB file), else None."""
+    try:
+        p = single_path(path)
+        if p is None or not p.lower().endswith((".h5", ".hdf5")) or not os.path.isfile(p):
+            return None
+        import h5py
+
+        from .sources import h5_movie_key
+
+        with h5py.File(p, "r") as f:
+            if "estimates" in f or "processing" in f or "acquisition" in f:
+                return None  # CaImAn / NWB: their own readers
+            if h5_movie_key(f) is None:
+                return None
+    except Exception:  # not HDF5, no h5py ...
+        return None
+    return read_h5_movie
+
+
+def read_h5_movie(path):
+    """Read an HDF5 movie lazily (a Dask array over the dataset, frame blocks on demand).
+
+    ``metadata["catune"]["fs"]`` holds the frame rate when the file records it
+    (an ``fs``/``frame_rate``/``fr`` attribute); the axes are named t, y, x.
+    """
+    import dask.array as da
+
+    from .sources import open_movie
+
+    p = single_path(path)
+    if p is None:
+        raise ValueError(f"cannot read {path!r} as a movie: pass a single file")
+    movie = open_movie(p)
+    d = movie.data
+    T, Y, X = movie.shape
+    frames = max(1, min(T, (64 << 20) // max(1, Y * X * d.dtype.itemsize)))
+    data = da.from_array(d, chunks=(frames, Y, X), name=f"catune-h5-{Path(p).name}")
+    first = np.asarray(d[0])
+    lo, hi = float(first.min()), float(first.max())
+    meta = {
+        "name": f"{Path(p).stem}" + (f" {movie.key}" if movie.key not in (None, "mov") else ""),
+        "metadata": {"catune": {"fs": movie.fs, "source": str(Path(p).resolve()),
+                                "h5_key": movie.key}},
+        "contrast_limits": (lo, hi if hi > lo else lo + 1.0),
+        "axis_labels": ("t", "y", "x"),
+    }
+    return [(data, meta, "image")]
+
+
+#: file names a segmentation tool gives its masks (cellpose: {name}_cp_masks.png/.tif)
+MASK_PATTERNS = ("*_masks.tif", "*_masks.tiff", "*_masks.png", "*_labels.tif",
+                 "*_labels.tiff", "*_labels.png")
+
+
+def get_labels_reader(path):
+    """A reader for a 2-D unsigned-integer mask (cellpose style: uint16, 0 = background)."""
+    try:
+        p = single_path(path)
+        if p is None or not os.path.isfile(p):
+            return None
+        from .sources import looks_like_labels, open_labels
+
+        arr = open_labels(p)
+        return read_labels if looks_like_labels(arr.shape, arr.dtype, arr) else None
+    except Exception:
+        return None
+
+
+def read_labels(path):
+    """Read a segmentation mask as a Labels layer (the tuner's ROI source)."""
+    from .sources import open_labels
+
+    p = single_path(path)
+    if p is None:
+        raise ValueError(f"cannot read {path!r} as labels: pass a single file")
+    arr = open_labels(p)
+    if arr.dtype.kind == "b" or arr.dtype.itemsize > 4:
+        arr = arr.astype(np.int32 if arr.max() <= np.iinfo(np.int32).max else np.int64)
+    return [(arr, {"name": Path(p).stem, "axis_labels": ("y", "x"),
+                   "metadata": {"catune": {"source": str(Path(p).resolve())}}}, "labels")]

@@ -68,8 +68,14 @@ def _close_toasts(viewer) -> None:
 
 
 def _ours(path: str) -> bool:
+    import fnmatch
+
+    from .._reader import MASK_PATTERNS
+
     low = path.lower().rstrip("/")
-    if low.endswith((".npy", ".npz", ".json", ".hdf5", ".h5", ".nwb", ".zarr")):
+    if low.endswith((".npy", ".npz", ".json", ".hdf5", ".h5", ".nwb")):
+        return True
+    if any(fnmatch.fnmatch(Path(low).name, pat) for pat in MASK_PATTERNS):
         return True
     from ..loaders import find_suite2p_plane
 
