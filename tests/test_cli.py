@@ -798,3 +798,48 @@ def test_extract_tiff_movie_reads_the_frame_rate(capsys, tmp_path):
     code, _, err = _run(capsys, "extract", tmp_path / "mov.tif", tmp_path / "small.npy",
                         "-o", tmp_path / "x.npz")
     assert code == 2 and "12x14" in _one_line_error(err) and "5x14" in err
+
+
+def test_view_without_napari_is_one_line(capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "napari" else real(name, *a))
+    code, _, err = _run(capsys, "view")
+    assert code == 2 and "napari-catune[all]" in _one_line_error(err)
+
+
+def test_core_imports_no_qt_or_napari():
+    """`import napari_catune` and the CLI's modules load without napari/Qt (a core install)."""
+    code = (
+        "import sys, napari_catune, napari_catune.cli, napari_catune.sources, "
+        "napari_catune.results, napari_catune.session, napari_catune.solver\n"
+        "napari_catune.cli.build_parser()\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('napari', 'qtpy', 'PyQt5', 'PyQt6', 'PySide6', 'magicgui', 'pyqtgraph', 'npe2', "
+        "'vispy', 'dask', 'matplotlib'))\n"
+        "print(bad)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, env=_cli_env())
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_pyproject_core_has_no_napari_or_qt():
+    import tomllib
+
+    meta = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    import re
+
+    names = {re.split(r"[<>=\[ ;]", d, maxsplit=1)[0].lower()
+             for d in meta["project"]["dependencies"]}
+    assert not names & {"napari", "pyqt5", "pyqt6", "pyside6", "qtpy", "magicgui", "npe2"}
+    extras = meta["project"]["optional-dependencies"]
+    for extra in ("all", "testing"):
+        assert any(d.startswith("PyQt6") for d in extras[extra])
+        assert not any(d.startswith("PyQt5") for d in extras[extra])
+        assert any(d.startswith("napari") for d in extras[extra])
+    assert (Path(__file__).resolve().parents[1] / "LICENSE").read_text().startswith(
+        "BSD 3-Clause License")

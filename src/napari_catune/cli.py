@@ -633,7 +633,7 @@ def _check_report(args, inputs) -> Path | None:
     except ImportError:
         raise CLIError(
             "--report draws with matplotlib, which is not installed: pip install matplotlib "
-            "(or leave out --report)"
+            "(or napari-catune[report]; or leave out --report)"
         ) from None
     check_output_folder(rep)
     check_not_an_input(rep, *inputs, option="--report")
@@ -1272,12 +1272,16 @@ def _cmd_info(args) -> int:
 
 
 def _cmd_view(args) -> int:
-    try:
-        from ._qt.launch import run_view
-    except ImportError as e:
+    import importlib.util
+
+    missing = [m for m in ("napari", "qtpy") if importlib.util.find_spec(m) is None]
+    if missing:
         raise CLIError(
-            f"view needs napari and a Qt binding ({e}): pip install 'napari-catune[all]'"
-        ) from None
+            f"view needs napari and a Qt binding ({', '.join(missing)} not installed): "
+            "pip install 'napari-catune[all]' (or napari-catune[napari] plus PyQt6/PyQt5)"
+        )
+    from ._qt.launch import run_view
+
     return run_view(args)
 
 
