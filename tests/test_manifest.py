@@ -230,3 +230,20 @@ def test_params_file_and_napari_default_reader_choice(make_napari_viewer, tmp_pa
     viewer.window._qt_viewer._qt_open([str(tmp_path / "p.json")], stack=False)
     docks = [k for k in viewer.window._wrapped_dock_widgets if "CaTune tuner" in k]
     assert len(docks) == 1
+
+
+def test_ci_runs_on_pyqt6(qapp):
+    """CI (.ci/test with the [testing] extra) runs napari on PyQt6; qtpy and pytest-qt agree."""
+    import os
+
+    import qtpy
+    from pytestqt.qt_compat import qt_api
+
+    assert qt_api.pytest_qt_api.lower() == qtpy.API_NAME.lower()
+    if os.environ.get("CI") or os.environ.get("QT_API") == "pyqt6":
+        assert qtpy.API_NAME == "PyQt6"
+        from PyQt6.QtCore import QT_VERSION_STR
+
+        assert int(QT_VERSION_STR.split(".")[0]) == 6
+    else:
+        assert qtpy.API_NAME in ("PyQt5", "PyQt6", "PySide6")
