@@ -676,8 +676,11 @@ def open_movie(path, key: str | None = None) -> Movie:
 
 
 def open_labels(path) -> np.ndarray:
-    """A (Y, X) integer label image (ROIs): TIFF, PNG via tifffile/imageio, ``.npy``
-    (including a cellpose ``_seg.npy`` is NOT read: it is a pickle)."""
+    """A (Y, X) integer label image (ROIs): TIFF, PNG (imageio), ``.npy`` or ``.npz``.
+
+    A cellpose ``_seg.npy`` is a pickle and is refused with the way out
+    (save the masks as TIFF/PNG or a plain ``.npy``).
+    """
     p = Path(path)
     if not p.exists():
         raise SourceError(f"labels {p} does not exist")
