@@ -843,3 +843,22 @@ def test_pyproject_core_has_no_napari_or_qt():
         assert any(d.startswith("napari") for d in extras[extra])
     assert (Path(__file__).resolve().parents[1] / "LICENSE").read_text().startswith(
         "BSD 3-Clause License")
+
+
+def test_view_names_axes_and_reads_the_tiff_frame_rate(make_napari_viewer, tmp_path):
+    import tifffile
+
+    from napari_catune._qt import launch
+
+    viewer = make_napari_viewer()
+    movie, labels = _movie()
+    tifffile.imwrite(tmp_path / "mov.tif", movie, imagej=True,
+                     metadata={"axes": "TYX", "finterval": 0.1})
+    tifffile.imwrite(tmp_path / "rec_cp_masks.tif", labels)
+    (layer,) = launch._open_path(viewer, str(tmp_path / "mov.tif"))
+    (rois,) = launch._open_path(viewer, str(tmp_path / "rec_cp_masks.tif"))
+    launch._viewer_axes(viewer)
+    assert layer.metadata["catune"]["fs"] == pytest.approx(10.0)
+    assert tuple(layer.axis_labels) == ("t", "y", "x")
+    assert rois._type_string == "labels"  # a cellpose mask is Labels, not an Image
+    assert tuple(viewer.dims.axis_labels) == ("t", "y", "x")

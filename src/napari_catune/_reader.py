@@ -130,7 +130,7 @@ def read_params(path):
 
 
 def get_traces_reader(path):
-    """Return a reader for calcium traces (``.npy`` (+ sidecar), ``.npz``, zarr), else None.
+    """Return a reader for calcium traces (``.npy`` (+ sidecar) or ``.npz``), else None.
 
     Bare ``.npy`` files are taken only when they hold a 1-D (T,) or 2-D
     (n_cells, T) numeric array, so image stacks go to other readers; a 2-D
@@ -142,10 +142,7 @@ def get_traces_reader(path):
         p = single_path(path)
         if p is None:
             return None
-        low = p.lower().rstrip("/")
-        if low.endswith(".zarr") and os.path.isdir(p):
-            src = sources.open_traces(p)  # a movie or an image is refused here
-            return read_traces if src is not None else None
+        low = p.lower()
         if not os.path.isfile(p):
             return None
         if low.endswith(".npy"):
