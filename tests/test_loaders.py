@@ -22,7 +22,12 @@ import numpy as np
 import pytest
 from scipy import sparse
 
-from napari_catune.loaders import PipelineData, load_caiman, load_suite2p, tile_labels
+from napari_catune.loaders import (
+    PipelineData,
+    load_caiman_data,
+    load_suite2p,
+    tile_labels,
+)
 
 LY, LX = 24, 30
 
@@ -276,9 +281,15 @@ def test_suite2p_missing_folder(tmp_path):
 def test_caiman_traces_fs_footprints(tmp_path):
     path = tmp_path / "cnmf.hdf5"
     ref = make_caiman(path)
-    data = load_caiman(path)
-    np.testing.assert_array_equal(data.traces, ref["C"] + ref["YrA"])
-    assert data.kind == "C + YrA"
+    data = load_caiman_data(path)
+    # calab's default trace, estimates/C, and all components (rejected too, said in notes)
+    np.testing.assert_array_equal(data.traces, ref["C"])
+    assert data.kind == "C"
+    assert any("2 rejected" in n for n in data.notes)
+    raw = load_caiman_data(path, trace="C+YrA")
+    np.testing.assert_array_equal(raw.traces, ref["C"] + ref["YrA"])
+    assert raw.kind == "C + YrA"
+    assert load_caiman_data(path, fs=20.0).fs == 20.0
     assert data.fs == 10.0
     np.testing.assert_array_equal(data.roi_ids, [1, 2, 3, 4])
     np.testing.assert_array_equal(data.mean_image, ref["Cn"])
@@ -292,10 +303,10 @@ def test_caiman_traces_fs_footprints(tmp_path):
         assert data.labels[cy, cx] == k + 1
 
 
-def test_caiman_prefers_dff_and_filters_accepted(tmp_path):
+def test_caiman_dff_and_accepted_only(tmp_path):
     path = tmp_path / "cnmf.h5"
     ref = make_caiman(path, with_dff=True)
-    data = load_caiman(path, only_accepted=True)
+    data = load_caiman_data(path, trace="F_dff", only_accepted=True)
     np.testing.assert_array_equal(data.traces, ref["F_dff"][[0, 2]])
     assert data.kind == "F_dff"
     np.testing.assert_array_equal(data.roi_ids, [1, 3])
@@ -326,7 +337,7 @@ def test_caiman_malformed(tmp_path, edit, pattern):
     make_caiman(path)
     _edit_h5(path, edit)
     with pytest.raises(ValueError, match=pattern):
-        load_caiman(path)
+        load_caiman_data(path, trace="C+YrA")
 
 
 def test_caiman_truncated_and_foreign_files(tmp_path):
@@ -335,13 +346,13 @@ def test_caiman_truncated_and_foreign_files(tmp_path):
     raw = path.read_bytes()
     path.write_bytes(raw[: len(raw) // 2])
     with pytest.raises(ValueError, match=r"cnmf\.hdf5"):
-        load_caiman(path)
+        load_caiman_data(path)
     other = tmp_path / "notes.h5"
     other.write_text("not hdf5")
     with pytest.raises(ValueError, match=r"notes\.h5.*not an HDF5"):
-        load_caiman(other)
+        load_caiman_data(other)
     with pytest.raises(FileNotFoundError, match="missing.hdf5"):
-        load_caiman(tmp_path / "missing.hdf5")
+        load_caiman_data(tmp_path / "missing.hdf5")
 
 
 def test_caiman_without_h5py_names_the_extra(tmp_path, monkeypatch):
@@ -349,7 +360,7 @@ def test_caiman_without_h5py_names_the_extra(tmp_path, monkeypatch):
     make_caiman(path)
     monkeypatch.setitem(sys.modules, "h5py", None)
     with pytest.raises(ImportError, match=r"napari-catune\[caiman\]"):
-        load_caiman(path)
+        load_caiman_data(path)
 
 
 def test_caiman_without_footprints_or_rate(tmp_path):
@@ -357,7 +368,7 @@ def test_caiman_without_footprints_or_rate(tmp_path):
     ref = make_caiman(path)
     _edit_h5(path, lambda h: (h.__delitem__("estimates/A"), h.__delitem__("params/data/fr"),
                               h.__delitem__("estimates/YrA")))
-    data = load_caiman(path)
+    data = load_caiman_data(path)
     assert data.labels is None and data.fs is None
     np.testing.assert_array_equal(data.traces, ref["C"])
     assert data.kind == "C"

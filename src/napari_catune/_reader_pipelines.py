@@ -69,6 +69,9 @@ def _layers(data, name: str):
         "fs": data.fs,
         "roi_ids": np.asarray(data.roi_ids),
         "source": data.source,
+        # what the traces are (e.g. "F - 0.7*Fneu", CaImAn's "C") and what the loader noted
+        "kind": data.kind,
+        "notes": list(data.notes),
     }
     out = []
     if data.labels is not None:
@@ -140,8 +143,8 @@ def get_caiman_reader(path):
 
 def read_caiman(path):
     """Read a CaImAn CNMF file: the correlation image and the footprints."""
-    from .loaders import load_caiman
+    from .loaders import load_caiman_data
 
     p = single_path(path)
-    data = load_caiman(p)
+    data = load_caiman_data(p)
     return _layers(data, Path(p).stem)
