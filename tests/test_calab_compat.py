@@ -86,6 +86,21 @@ def test_calab_names_exist():
         assert callable(getattr(nc, name)) or name == "DeconvolutionResult", name
 
 
+def test_every_calab_name_is_provided_or_refused_by_name():
+    """Each public name of calab 0.3 is ours with its meaning, or a clear AttributeError."""
+    cal = _calab()
+    from napari_catune.compat import CALAB_NOT_PROVIDED
+
+    for name in cal.__all__:
+        if name in CALAB_NOT_PROVIDED:
+            with pytest.raises(AttributeError, match=f"does not provide calab's '{name}'"):
+                getattr(nc, name)
+        else:
+            assert getattr(nc, name) is not None, name
+    with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
+        nc.nonsense  # noqa: B018
+
+
 # ------------------------------------------------------------ calab tests/test_fista.py
 
 

@@ -63,6 +63,14 @@ __all__ = ["__version__", *_EXPORTS]
 def __getattr__(name: str):
     module = _EXPORTS.get(name)
     if module is None:
+        if not name.startswith("_"):
+            from .compat import CALAB_NOT_PROVIDED
+
+            if name in CALAB_NOT_PROVIDED:
+                raise AttributeError(
+                    f"napari_catune does not provide calab's {name!r}: it is "
+                    f"{CALAB_NOT_PROVIDED[name]}"
+                )
         raise AttributeError(f"module 'napari_catune' has no attribute {name!r}")
     value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value

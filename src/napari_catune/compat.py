@@ -35,7 +35,25 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["load_caiman", "load_minian", "load_export_params", "deconvolve_from_export",
-           "MissingKeyError"]
+           "MissingKeyError", "CALAB_NOT_PROVIDED"]
+
+# calab 0.3's public names that napari_catune does not provide, and what to use
+# instead: ``napari_catune.<name>`` raises an AttributeError saying so
+_SIM = "calab's simulator; napari_catune.simulate_recording makes synthetic recordings"
+_INDECA = "calab's automatic deconvolution (InDeCa); napari_catune.estimate_params estimates parameters"
+_BRIDGE = "calab's bridge to the CaTune web app; napari-catune's tuner is the napari plugin"
+CALAB_NOT_PROVIDED = {
+    **dict.fromkeys(("simulate", "presets", "SimulationConfig", "SimulationResult",
+                     "CellGroundTruth", "DriftModel", "KernelConfig", "MarkovConfig",
+                     "NoiseConfig", "PhotobleachingConfig", "PoissonConfig",
+                     "RandomWalkDrift", "SaturationConfig", "SinusoidalDrift", "SpikeModel"),
+                    _SIM),
+    **dict.fromkeys(("solve_trace", "estimate_kernel", "fit_biexponential",
+                     "compute_upsample_factor", "SolveTraceResult", "BiexpFitResult",
+                     "CaDeconResult"), _INDECA),
+    **dict.fromkeys(("decon", "tune", "DeconConfig", "HeadlessBrowser", "BridgeVersionError",
+                     "BridgeVersionWarning"), _BRIDGE),
+}
 
 
 class MissingKeyError(KeyError, ValueError):
