@@ -28,6 +28,7 @@ FS_PRESETS = (7.5, 15.0, 20.0, 30.0, 60.0, 100.0)
 _PRESET_PROMPT = "presets"
 _TAU_GAP = 0.95  # a dragged tau_rise is held at this fraction of tau_decay
 KERNEL_MODES = ("tau rise / decay", "peak / FWHM")
+ESTIMATE_FROM = ("from selection", "from all ROIs")
 _INDICATOR_PROMPT = "indicator..."
 _ZHANG_2023 = ("Zhang et al. 2023, Nature 615:884 (jGCaMP8 paper), 1-AP responses in cultured "
                "neurons, as tabulated on janelia.org/jgcamp8-calcium-indicators")
@@ -172,8 +173,13 @@ class ParamControls(QWidget):
         self.filter_enabled = QCheckBox("bandpass")
         self.filter_enabled.setToolTip("CaTune's bandpass filter before the fit")
         self.estimate_btn = QPushButton("Estimate")
-        self.estimate_btn.setToolTip("Estimate tau and lambda from the selected ROIs "
-                                     "(the most active when none are selected)")
+        self.estimate_btn.setToolTip("Estimate tau and lambda, pooled over the ROIs chosen "
+                                     "beside it")
+        self.estimate_from = QComboBox()
+        self.estimate_from.addItems(ESTIMATE_FROM)
+        self.estimate_from.setToolTip(
+            "Estimate from the selected ROIs (the most active when none are selected), or "
+            "from all ROIs (pooled over the highest-SNR ones)")
         self.undo_btn = QPushButton("Undo")
         self.redo_btn = QPushButton("Redo")
         self.save_btn = QPushButton("Save...")
@@ -201,9 +207,16 @@ class ParamControls(QWidget):
         grid.addLayout(opts, 5, 0, 1, 2)
         grid.addWidget(self.readout, 6, 0, 1, 2)
         buttons = QGridLayout()
-        for i, b in enumerate((self.estimate_btn, self.undo_btn, self.redo_btn,
-                               self.save_btn, self.load_btn, self.apply_btn)):
-            buttons.addWidget(b, i // 3, i % 3)
+        est = QHBoxLayout()
+        est.setSpacing(2)
+        est.addWidget(self.estimate_btn, 1)
+        est.addWidget(self.estimate_from, 1)
+        buttons.addLayout(est, 0, 0, 1, 2)
+        buttons.addWidget(self.undo_btn, 0, 2)
+        buttons.addWidget(self.redo_btn, 0, 3)
+        buttons.addWidget(self.save_btn, 1, 0)
+        buttons.addWidget(self.load_btn, 1, 1)
+        buttons.addWidget(self.apply_btn, 1, 2, 1, 2)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addLayout(grid)
