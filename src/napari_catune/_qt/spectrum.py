@@ -1,7 +1,7 @@
 """The spectrum plot: power spectra of the traces with the bandpass band shaded.
 
 As the CaTune web app shows it: the power spectrum of the selected ROIs (in
-the ROI colour of the theme's foreground) and of all ROIs (grey), on a log
+the theme's foreground colour) and of all ROIs (grey), on a log
 frequency axis in dB, with the band between the bandpass filter's high-pass
 and low-pass cutoffs shaded and its edges dashed (solid shading when the
 bandpass is on, faint when off).  The spectra are computed off the GUI thread
@@ -65,17 +65,23 @@ class SpectrumPlot(pg.GraphicsLayoutWidget):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.plot = p = self.addPlot()
+        # the band's read-out on a row of its own: text over the curves is unreadable
+        self.text = self.addLabel("", row=0, col=0, size="8pt", justify="right")
+        self.plot = p = self.addPlot(row=1, col=0)
         p.hideButtons()
         p.setMenuEnabled(False)
         p.setMouseEnabled(x=False, y=False)
         p.setLogMode(x=True, y=False)
         p.setLabel("bottom", "frequency (Hz)")
-        p.setLabel("left", "power (dB)")
+        p.getAxis("bottom").label.setVisible(False)  # the read-out above says Hz
+        p.getAxis("bottom").setHeight(22)
+        p.setLabel("left", "dB")
         p.getAxis("bottom").enableAutoSIPrefix(False)
         p.getAxis("left").setWidth(40)
         self.band = pg.LinearRegionItem(orientation="vertical", movable=False)
         self.band.setZValue(-10)
+        for edge in self.band.lines:  # the dashed cutoff lines mark the edges
+            edge.setPen(pg.mkPen(None))
         p.addItem(self.band, ignoreBounds=True)
         self.hp_line = pg.InfiniteLine(angle=90, movable=False)
         self.lp_line = pg.InfiniteLine(angle=90, movable=False)
@@ -83,10 +89,7 @@ class SpectrumPlot(pg.GraphicsLayoutWidget):
             p.addItem(line, ignoreBounds=True)
         self.all_curve = p.plot()
         self.sel_curve = p.plot()
-        self.text = pg.TextItem("", anchor=(1, 0))
-        p.addItem(self.text, ignoreBounds=True)
         self._fg = "#f0f1f2"
-        self._muted = "#a0a4ab"
         self._on = False
         self.cutoffs = (float("nan"), float("nan"))
         self._gen = 0
@@ -95,7 +98,6 @@ class SpectrumPlot(pg.GraphicsLayoutWidget):
         self._all = (np.zeros(0), np.zeros(0))
         self._lock = threading.Lock()
         self._computed.connect(self._show)
-        p.vb.sigRangeChanged.connect(lambda *_: self._place_text())
         self.setMinimumHeight(110)
 
     # ------------------------------------------------------------ spectra
@@ -138,7 +140,7 @@ class SpectrumPlot(pg.GraphicsLayoutWidget):
         f, db = res["sel"]
         self.sel_curve.setData(f, db)
         self.all_curve.setData(*self._all)
-        self._place_text()
+
 
     # --------------------------------------------------------------- band
     def set_band(self, tau_rise: float, tau_decay: float, fs: float, enabled: bool) -> None:
@@ -151,13 +153,13 @@ class SpectrumPlot(pg.GraphicsLayoutWidget):
         self.hp_line.setValue(lo)
         self.lp_line.setValue(hi)
         self._style_band()
-        self.text.setText(f"bandpass {'on' if enabled else 'off'}: HP {fmt(hp, 3)} Hz, "
-                          f"LP {fmt(lp, 3)} Hz", color=self._fg)
-        self._place_text()
+        self._label()
 
-    def _place_text(self) -> None:
-        (x0, x1), (y0, y1) = self.plot.viewRange()
-        self.text.setPos(x1, y1)
+    def _label(self) -> None:
+        hp, lp = self.cutoffs
+        if math.isfinite(hp):
+            self.text.setText(f"band {fmt(hp, 3)}-{fmt(lp, 3)} Hz "
+                              f"(bandpass {'on' if self._on else 'off'})", color=self._fg)
 
     def _style_band(self) -> None:
         c = pg.mkColor(self._fg)
@@ -170,12 +172,12 @@ class SpectrumPlot(pg.GraphicsLayoutWidget):
 
     def set_theme(self, pal) -> None:
         self.setBackground(pal.background)
-        self._fg, self._muted = pal.foreground, pal.muted_hex
+        self._fg = pal.foreground
         fg = pg.mkColor(pal.foreground)
         for a in ("left", "bottom"):
             self.plot.getAxis(a).setPen(fg)
             self.plot.getAxis(a).setTextPen(fg)
         self.sel_curve.setPen(pg.mkPen(fg, width=1.5))
-        self.all_curve.setPen(pg.mkPen(pal.muted_hex, width=1.2))
+        self.all_curve.setPen(pg.mkPen(pal.muted, width=1.2))
         self._style_band()
-        self.text.setColor(fg)
+        self._label()
