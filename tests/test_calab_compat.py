@@ -499,3 +499,44 @@ def test_calab_suite(tmp_path):
 
     passed = re.search(r"(\d+) passed", proc.stdout)
     assert passed and int(passed.group(1)) >= 80, proc.stdout[-3000:]
+
+
+# ------------------------------------------------------------ calab's meaning of run_deconvolution
+
+
+def _drifting(n=3, T=1500, seed=4):
+    rng = np.random.default_rng(seed)
+    k = nc.build_kernel(TR, TD, FS)
+    t = np.arange(T) / FS
+    rows = []
+    for i in range(n):
+        s = (rng.random(T) < 0.02) * rng.uniform(0.5, 2.0, T)
+        y = np.convolve(s, k)[:T] + 0.3 * np.sin(2 * np.pi * t / 40.0 + i) + 2.0 + i
+        rows.append(y + 0.05 * rng.standard_normal(T))
+    return np.stack(rows)
+
+
+def test_compat_run_deconvolution_has_calabs_meaning():
+    """``napari_catune.compat.run_deconvolution(_full)`` subtracts CaTune's rolling
+    baseline first, as calab 0.3 does: on drifting traces its activity follows
+    calab's, and its baseline is one number per trace, as calab's."""
+    from napari_catune import compat
+
+    y = _drifting()
+    full = compat.run_deconvolution_full(y, FS, TR, TD, LAM)
+    assert full.baseline.shape == (3,) and full.activity.shape == y.shape
+    assert full.converged.all()
+    np.testing.assert_allclose(full.baseline, nc.rolling_baseline(y, FS, TD).mean(axis=1))
+    # the reconvolution is in the input's frame: it follows the drift
+    assert np.corrcoef(full.reconvolution.ravel(), y.ravel())[0, 1] > 0.95
+    one = compat.run_deconvolution_full(y[0], FS, TR, TD, LAM)
+    assert isinstance(one.baseline, float)
+    np.testing.assert_array_equal(compat.run_deconvolution(y, FS, TR, TD, LAM), full.activity)
+    # the scalar objective (napari_catune.run_deconvolution's default) means otherwise here
+    scalar = nc.run_deconvolution(y, FS, TR, TD, LAM)
+    assert np.abs(scalar - full.activity).max() > 1e-3
+    cal = _calab()
+    theirs = cal.run_deconvolution_full(y, FS, TR, TD, LAM)
+    for i in range(3):
+        assert np.corrcoef(full.activity[i], theirs.activity[i])[0, 1] > 0.99
+        assert abs(full.baseline[i] - theirs.baseline[i]) < 0.05 * abs(theirs.baseline[i])

@@ -4,6 +4,17 @@
 ``load_minian``, ``load_export_params`` and ``deconvolve_from_export``; the
 same calls work here, so switching is a one-line import change:
 
+* ``run_deconvolution(traces, fs, tau_r, tau_d, lam, max_iters=2000,
+  conv_mode="fft", constraint="nonneg")`` and ``run_deconvolution_full``
+  (same arguments): calab's meaning, which subtracts CaTune's rolling
+  baseline before the solve (calab's ``DeconvolutionResult`` docstring), so
+  these run ``baseline="rolling"``.  ``baseline`` is then one number per
+  trace, as calab reports it (the mean of the removed baseline plus the fit's
+  offset), and ``reconvolution`` is in the input's frame (the full rolling
+  baseline included).  ``napari_catune.run_deconvolution`` itself keeps
+  DESIGN's objective (a scalar b fitted jointly, ``baseline="scalar"``), which
+  is what our tuner and files mean; ``import napari_catune.compat as calab``
+  gives calab's numbers.
 * ``load_caiman(path, trace_key="estimates/C", fs_key="params/data/fr", fs=None)``
   and ``load_minian(path, trace_key="C", fs=None)`` return ``(traces, meta)``:
   float64 ``(n_cells, n_timepoints)`` (a 1-D dataset becomes one row) and a
@@ -34,8 +45,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["load_caiman", "load_minian", "load_export_params", "deconvolve_from_export",
-           "MissingKeyError", "CALAB_NOT_PROVIDED"]
+__all__ = ["run_deconvolution", "run_deconvolution_full", "load_caiman", "load_minian",
+           "load_export_params", "deconvolve_from_export", "MissingKeyError",
+           "CALAB_NOT_PROVIDED"]
 
 # calab 0.3's public names that napari_catune does not provide, and what to use
 # instead: ``napari_catune.<name>`` raises an AttributeError saying so
@@ -167,6 +179,33 @@ def load_export_params(path) -> dict:
         "fs": p.fs,
         "filter_enabled": p.filter_enabled,
     }
+
+
+def run_deconvolution_full(traces, fs: float, tau_r: float, tau_d: float, lam: float,
+                           max_iters: int = 2000, conv_mode: str = "fft",
+                           constraint: str = "nonneg"):
+    """calab 0.3's ``run_deconvolution_full``: rolling baseline removed, then the
+    exact solve; the result's ``baseline`` is one value per trace (a float for
+    1-D input), as calab reports it."""
+    from .solver import DeconvolutionResult
+    from .solver import run_deconvolution_full as _full
+
+    res = _full(traces, fs, tau_r, tau_d, lam, max_iters, conv_mode, constraint,
+                baseline="rolling")
+    b = np.asarray(res.baseline, dtype=np.float64)
+    level = b.mean(axis=-1)
+    if np.ndim(level) == 0:
+        level = float(level)
+    return DeconvolutionResult(res.activity, level, res.reconvolution, res.iterations,
+                               res.converged)
+
+
+def run_deconvolution(traces, fs: float, tau_r: float, tau_d: float, lam: float,
+                      max_iters: int = 2000, conv_mode: str = "fft",
+                      constraint: str = "nonneg") -> np.ndarray:
+    """calab 0.3's ``run_deconvolution``: the activity of :func:`run_deconvolution_full`."""
+    return run_deconvolution_full(traces, fs, tau_r, tau_d, lam, max_iters, conv_mode,
+                                  constraint).activity
 
 
 def deconvolve_from_export(traces, params_path, return_full: bool = False):
