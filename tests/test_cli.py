@@ -862,3 +862,16 @@ def test_view_names_axes_and_reads_the_tiff_frame_rate(make_napari_viewer, tmp_p
     assert tuple(layer.axis_labels) == ("t", "y", "x")
     assert rois._type_string == "labels"  # a cellpose mask is Labels, not an Image
     assert tuple(viewer.dims.axis_labels) == ("t", "y", "x")
+
+
+def test_minian_folder_is_a_cli_input(capsys, tmp_path):
+    """The same loader as the napari reader: a Minian folder needs --fs (Minian stores none)."""
+    from test_loaders import make_minian
+
+    from napari_catune.loaders import load_minian_data
+
+    make_minian(tmp_path / "minian")
+    code, out, err = _run(capsys, "info", tmp_path / "minian", "--fs", "20")
+    assert code == 0, err
+    data = load_minian_data(tmp_path / "minian")
+    assert "(minian)" in out and f"{data.traces.shape}" in out

@@ -1377,7 +1377,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     inputs = (
         "INPUT is a traces .npy (optionally with its _metadata.json sidecar) or .npz, a "
-        "zarr array, a suite2p plane folder, a CaImAn .hdf5 file or an NWB file."
+        "zarr array, a suite2p plane folder, a Minian output folder, a CaImAn .hdf5 file "
+        "or an NWB file."
     )
 
     v = sub.add_parser(

@@ -441,27 +441,31 @@ def open_traces(path) -> TraceSource:
 
 def open_source(path, *, allow_pickle: bool = False) -> TraceSource:
     """Open any traces input: the files of :func:`open_traces`, a suite2p plane
-    folder, a CaImAn HDF5 file or an NWB file."""
+    folder, a Minian output folder, a CaImAn HDF5 file or an NWB file."""
     p = Path(path)
     if not p.exists():
         raise SourceError(f"input {p} does not exist")
     low = p.name.lower()
     try:
+        if p.is_dir() and (p / "C.zarr").is_dir():
+            from .loaders import load_minian_data
+
+            return from_pipeline(load_minian_data(p), "minian")
         if p.is_dir() and not is_zarr(p):
             from .loaders import find_suite2p_plane, load_suite2p
 
             if find_suite2p_plane(p) is not None or any(p.glob("plane*")):
                 return from_pipeline(load_suite2p(p, allow_pickle=allow_pickle), "suite2p")
             raise SourceError(
-                f"{p} is a folder but neither a suite2p plane folder (F.npy, Fneu.npy) "
-                "nor a zarr array"
+                f"{p} is a folder but neither a suite2p plane folder (F.npy, Fneu.npy), "
+                "a Minian output folder (C.zarr) nor a zarr array"
             )
         if is_zarr(p) or low.endswith((".npy", ".npz")):
             return open_traces(p)
         if low.endswith((".hdf5", ".h5")):
-            from .loaders import load_caiman
+            from .loaders import load_caiman_data
 
-            return from_pipeline(load_caiman(p), "caiman")
+            return from_pipeline(load_caiman_data(p), "caiman")
         if low.endswith(".nwb"):
             from .nwb import load_nwb
 
@@ -472,7 +476,7 @@ def open_source(path, *, allow_pickle: bool = False) -> TraceSource:
         raise SourceError(str(e)) from None
     raise SourceError(
         f"{p}: unsupported input; give a traces .npy/.npz, a suite2p plane folder, "
-        "a CaImAn .hdf5 file, an NWB file (.nwb) or a zarr array"
+        "a Minian folder, a CaImAn .hdf5 file, an NWB file (.nwb) or a zarr array"
     )
 
 
