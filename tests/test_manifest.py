@@ -247,3 +247,18 @@ def test_ci_runs_on_pyqt6(qapp):
         assert int(QT_VERSION_STR.split(".")[0]) == 6
     else:
         assert qtpy.API_NAME in ("PyQt5", "PyQt6", "PySide6")
+
+
+def test_minian_folder_opens_in_napari(make_napari_viewer, tmp_path, manifest):
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_loaders import make_minian
+
+    readers = {r.command: r for r in manifest.contributions.readers}
+    assert readers[f"{PLUGIN}.read_minian"].accepts_directories
+    make_minian(tmp_path / "minian")
+    viewer = make_napari_viewer()
+    layers = viewer.open(str(tmp_path / "minian"), plugin=PLUGIN)
+    labels = [ly for ly in layers if ly._type_string == "labels"]
+    assert len(labels) == 1 and labels[0].metadata["catune"]["traces"].shape[0] == 4
