@@ -86,8 +86,9 @@ def test_deconvolve_npy_memory_mapped_in_chunks(capsys, tmp_path, params):
     ref = run_deconvolution_full(y, FS, TAU_R, TAU_D, LAM)
     act = np.load(out)
     assert act.dtype == np.float64 and np.array_equal(act, ref.activity)
-    # a progress bar on stderr, chunk by chunk (8 cells in chunks of 3)
-    assert "deconvolve [" in err and "8/8 cells" in err and "3/8 cells" in err
+    # stderr is not a terminal here: no progress bar, one summary line with the counts
+    assert "deconvolve [" not in err and "\r" not in err and "it/s" not in err
+    assert "8 of 8 cells deconvolved" in err and "0 not converged" in err
     _no_temp_files(tmp_path)
 
 
@@ -443,6 +444,8 @@ def test_view_rejects_missing_paths_before_opening_napari(capsys, tmp_path):
 
 
 def test_most_active_rois_by_snr(make_napari_viewer):
+    from napari_catune._qt import launch
+
     from napari_catune.traces import extract_traces, roi_snr
 
     viewer = make_napari_viewer()
@@ -456,7 +459,7 @@ def test_most_active_rois_by_snr(make_napari_viewer):
     labels = np.zeros((20, 20), np.int32)
     viewer.add_labels(labels, metadata={"catune": {"traces": y, "roi_ids": ids, "fs": FS}})
     want = ids[np.argsort(-roi_snr(y, FS), kind="stable")[:3]].tolist()
-    got = cli._most_active(viewer, 3)
+    got = launch._most_active(viewer, 3)
     assert got == want and {5, 11} <= set(got)
     # no traces attached: extracted from the movie under the labels
     viewer.layers.clear()
@@ -469,7 +472,7 @@ def test_most_active_rois_by_snr(make_napari_viewer):
     viewer.add_labels(lab)
     tr, tid = extract_traces(movie, lab)
     order = tid[np.argsort(-roi_snr(tr, FS), kind="stable")].tolist()
-    assert cli._most_active(viewer, 3) == order and order[0] == 2
+    assert launch._most_active(viewer, 3) == order and order[0] == 2
 
 
 def test_deconvolve_honours_a_saved_baseline_off(tmp_path):
@@ -541,3 +544,334 @@ def test_full_output_with_a_per_sample_baseline(tmp_path, mode):
     ref = run_deconvolution_full(y[good], FS, TAU_R, TAU_D, LAM, baseline=mode)
     np.testing.assert_allclose(base[good], ref.baseline, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(fit[good], ref.reconvolution, rtol=1e-9, atol=1e-12)
+
+
+# ---------------------------------------------------------------- issue 10: outputs, messages
+
+
+def _cli_env():
+    env = dict(os.environ)
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def test_npz_output_is_a_results_file_with_a_sidecar(capsys, tmp_path, params):
+    """-o x.npz (no --full needed): load_results reads ids, fs, parameters, fit, features."""
+    from napari_catune.results import load_results
+
+    y = _traces(n=5)
+    ids = np.array([3, 7, 8, 10, 12])
+    np.savez(tmp_path / "tr.npz", traces=y, fs=FS, roi_ids=ids)
+    out = tmp_path / "res.npz"
+    code, _, err = _run(capsys, "deconvolve", tmp_path / "tr.npz", "--params", params, "-o", out)
+    assert code == 0, err
+    r = load_results(out)
+    ref = run_deconvolution_full(y, FS, TAU_R, TAU_D, LAM)
+    assert np.array_equal(r["activity"], ref.activity) and np.array_equal(r["fit"], ref.reconvolution)
+    assert np.array_equal(r["roi_ids"], ids) and r["fs"] == FS and r["params"].tau_decay == TAU_D
+    assert r["features"]["converged"].all() and np.array_equal(r["features"]["roi_id"], ids)
+    meta = json.loads((tmp_path / "res_metadata.json").read_text())
+    assert meta["roi_ids"] == ids.tolist() and meta["sampling_rate_hz"] == FS
+    assert meta["catune_params"]["parameters"]["tau_decay_s"] == TAU_D
+    assert meta["cells_not_converged"] == 0 and meta["input"] == "tr.npz"
+    assert meta["command"].startswith("napari-catune deconvolve")
+
+
+def test_npy_output_sidecar_reopens_as_traces(capsys, tmp_path, params):
+    from napari_catune.sources import open_traces
+
+    y = _traces(n=4)
+    np.save(tmp_path / "tr.npy", y)
+    out = tmp_path / "act.npy"
+    assert _run(capsys, "deconvolve", tmp_path / "tr.npy", "--params", params, "-o", out)[0] == 0
+    src = open_traces(out)
+    assert src.fs == FS and src.roi_ids.tolist() == [1, 2, 3, 4] and src.shape == (4, y.shape[1])
+
+
+@pytest.mark.parametrize("ext", [".csv", ".nwb"])
+def test_csv_and_nwb_outputs_via_save_results(capsys, tmp_path, params, ext):
+    y = _traces(n=3)
+    np.save(tmp_path / "tr.npy", y)
+    out = tmp_path / f"res{ext}"
+    code, _, err = _run(capsys, "deconvolve", tmp_path / "tr.npy", "--params", params, "-o", out)
+    assert code == 0, err
+    ref = run_deconvolution_full(y, FS, TAU_R, TAU_D, LAM).activity
+    if ext == ".csv":
+        table = np.loadtxt(out, delimiter=",", skiprows=1)
+        assert out.read_text().splitlines()[0] == "time_s,roi_1,roi_2,roi_3"
+        np.testing.assert_allclose(table[:, 1:].T, ref, rtol=1e-9, atol=1e-12)
+        assert (tmp_path / "res_features.csv").is_file()
+    else:
+        from napari_catune.results import load_results
+
+        r = load_results(out)
+        np.testing.assert_array_equal(r["activity"], ref)
+    meta = json.loads((tmp_path / "res_metadata.json").read_text())
+    assert meta["output_format"] == ext[1:] and meta["cells_deconvolved"] == 3
+
+
+def test_unknown_output_suffix_is_refused(capsys, tmp_path, params):
+    np.save(tmp_path / "tr.npy", _traces(n=2))
+    code, _, err = _run(capsys, "deconvolve", tmp_path / "tr.npy", "--params", params,
+                        "-o", tmp_path / "a.txt")
+    assert code == 2 and ".npy" in _one_line_error(err) and ".nwb" in err
+
+
+def test_non_converged_rows_are_counted(capsys, tmp_path, params, monkeypatch):
+    import napari_catune.solver as solver
+
+    real = solver.run_deconvolution_full
+
+    def budget_hit(y, *a, **k):
+        r = real(y, *a, **k)
+        conv = np.array(r.converged, copy=True)
+        conv[::2] = False  # every other row of each chunk "ran out of iterations"
+        return r._replace(converged=conv)
+
+    monkeypatch.setattr(solver, "run_deconvolution_full", budget_hit)
+    np.save(tmp_path / "tr.npy", _traces(n=6))
+    out = tmp_path / "a.npz"
+    code, _, err = _run(capsys, "deconvolve", tmp_path / "tr.npy", "--params", params,
+                        "-o", out, "--chunk-cells", "3")
+    assert code == 0, err
+    assert "4 not converged" in err and "warning: 4 of 6 cells did not converge" in err
+    assert "rows 0, 2, 3, 5" in err
+    meta = json.loads((tmp_path / "a_metadata.json").read_text())
+    assert meta["cells_not_converged"] == 4 and meta["not_converged_rows"] == [0, 2, 3, 5]
+    # -q keeps the warning and drops the summary line
+    code, _, err = _run(capsys, "deconvolve", tmp_path / "tr.npy", "--params", params,
+                        "-o", out, "-q")
+    assert code == 0 and "did not converge" in err and "wrote" not in err
+
+
+def test_verbose_logs_debug_lines(capsys, tmp_path, params):
+    np.save(tmp_path / "tr.npy", _traces(n=2))
+    code, _, err = _run(capsys, "deconvolve", tmp_path / "tr.npy", "--params", params,
+                        "-o", tmp_path / "a.npy", "-v")
+    assert code == 0 and "napari-catune: debug: input" in err and "chunks of" in err
+
+
+def test_drift_scale_option(capsys, tmp_path, params):
+    y = _traces(n=2)
+    np.save(tmp_path / "tr.npy", y)
+    out = tmp_path / "a.npz"
+    code, _, err = _run(capsys, "deconvolve", tmp_path / "tr.npy", "--params", params,
+                        "-o", out, "--drift-scale", "7")
+    assert code == 2 and "--baseline drift" in _one_line_error(err)
+    code, _, err = _run(capsys, "deconvolve", tmp_path / "tr.npy", "--params", params,
+                        "-o", out, "--baseline", "drift", "--drift-scale", "7")
+    assert code == 0, err
+    ref = run_deconvolution_full(y, FS, TAU_R, TAU_D, LAM, baseline="drift", drift_scale=7.0)
+    with np.load(out) as z:
+        assert np.array_equal(z["activity"], ref.activity)
+        assert json.loads(str(z["params"]))["parameters"].get("drift_scale_s", 7.0) == 7.0
+    other = run_deconvolution_full(y, FS, TAU_R, TAU_D, LAM, baseline="drift", drift_scale=70.0)
+    assert not np.array_equal(other.activity, ref.activity)  # the option has an effect
+
+
+def test_report_png_written(capsys, tmp_path, params):
+    np.save(tmp_path / "tr.npy", _traces(n=6))
+    rep = tmp_path / "run.png"
+    code, _, err = _run(capsys, "deconvolve", tmp_path / "tr.npy", "--params", params,
+                        "-o", tmp_path / "a.npy", "--report", rep)
+    assert code == 0, err
+    data = rep.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+    import matplotlib.image as mpimg
+
+    img = mpimg.imread(rep)
+    assert img.shape[0] > 600 and img.shape[1] > 800
+    # not a blank page: many distinct colours (traces, fit, activity, text)
+    assert np.unique(img.reshape(-1, img.shape[-1]), axis=0).shape[0] > 50
+
+
+def test_report_without_matplotlib_says_so_before_work(capsys, tmp_path, params, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    np.save(tmp_path / "tr.npy", _traces(n=2))
+    code, _, err = _run(capsys, "deconvolve", tmp_path / "tr.npy", "--params", params,
+                        "-o", tmp_path / "a.npy", "--report", tmp_path / "r.png")
+    assert code == 2 and "pip install matplotlib" in _one_line_error(err)
+    assert not (tmp_path / "a.npy").exists()
+
+
+def test_broken_pipe_is_quiet(tmp_path):
+    """`napari-catune info x | head`: the reader went away; no traceback, exit 141."""
+    np.save(tmp_path / "tr.npy", _traces(n=3))
+    r, w = os.pipe()
+    os.close(r)  # the reader is gone before the first line is written
+    try:
+        proc = subprocess.run([sys.executable, "-m", "napari_catune.cli", "info",
+                               str(tmp_path / "tr.npy"), "--fs", "20"],
+                              stdout=w, stderr=subprocess.PIPE, text=True, timeout=120,
+                              env=_cli_env())
+    finally:
+        os.close(w)
+    assert proc.returncode == 141, proc.stderr
+    assert proc.stderr == "", proc.stderr
+
+
+def test_progress_bar_on_a_terminal_has_rate_and_eta(capsys, tmp_path, params, monkeypatch):
+    """On a terminal the bar shows count, rate and ETA; off one (the other tests) nothing."""
+    import io as _io
+
+    class Terminal(_io.StringIO):
+        def isatty(self):
+            return True
+
+    term = Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    np.save(tmp_path / "tr.npy", _traces(n=6))
+    code = cli.main(["deconvolve", str(tmp_path / "tr.npy"), "--params", str(params), "-o",
+                     str(tmp_path / "a.npy"), "--chunk-cells", "2"])
+    err = term.getvalue()
+    assert code == 0, err
+    assert "deconvolve" in err and "6/6" in err and "cells/s" in err and "<00:00" in err
+    assert "\r" in err  # redrawn in place
+    bar = cli.Progress(4, "x", stream=Terminal(), enabled=False)  # -q
+    bar.update(4)
+    assert bar.stream.getvalue() == ""
+
+
+def test_help_wraps_to_the_terminal(monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", "60")
+    assert cli.main(["deconvolve", "--help"]) == 0
+    out = capsys.readouterr().out
+    long = [ln for ln in out.splitlines() if len(ln) > 60 and not ln.startswith("  ")]
+    assert long == []
+    assert "-v, --verbose" in out and "--drift-scale" in out and "--report" in out
+
+
+# ---------------------------------------------------------------- extract / movies
+
+
+def _movie(T=40, seed=1):
+    rng = np.random.default_rng(seed)
+    labels = np.zeros((12, 14), np.uint16)
+    labels[1:5, 1:6] = 3
+    labels[6:11, 7:13] = 9
+    movie = rng.normal(100, 1, (T, 12, 14)).astype(np.float32)
+    return movie, labels
+
+
+def test_extract_hdf5_movie_with_tiff_masks(capsys, tmp_path):
+    import h5py
+    import tifffile
+
+    from napari_catune.traces import extract_traces
+
+    movie, labels = _movie()
+    with h5py.File(tmp_path / "mov.h5", "w") as f:
+        f.create_dataset("mov", data=movie, chunks=(8, 12, 14))
+        f["mov"].attrs["fs"] = 15.0
+    tifffile.imwrite(tmp_path / "masks.tif", labels)
+    out = tmp_path / "traces.npz"
+    code, _, err = _run(capsys, "extract", tmp_path / "mov.h5", tmp_path / "masks.tif", "-o", out)
+    assert code == 0, err
+    ref, ids = extract_traces(movie, labels)
+    with np.load(out) as z:
+        np.testing.assert_allclose(z["traces"], ref)
+        assert z["roi_ids"].tolist() == [3, 9] and float(z["fs"]) == 15.0
+    meta = json.loads((tmp_path / "traces_metadata.json").read_text())
+    assert meta["movie_key"] == "mov" and meta["labels"] == "masks.tif"
+    # the output is a traces input for the other commands
+    code, out_text, err = _run(capsys, "info", out)
+    assert code == 0 and "15 Hz" in out_text and "3..9" in out_text
+
+
+def test_extract_tiff_movie_reads_the_frame_rate(capsys, tmp_path):
+    import tifffile
+
+    movie, labels = _movie()
+    tifffile.imwrite(tmp_path / "mov.tif", movie, imagej=True,
+                     metadata={"axes": "TYX", "finterval": 0.05})
+    np.save(tmp_path / "rois.npy", labels)
+    out = tmp_path / "tr.npy"
+    code, _, err = _run(capsys, "extract", tmp_path / "mov.tif", tmp_path / "rois.npy", "-o", out)
+    assert code == 0, err
+    meta = json.loads((tmp_path / "tr_metadata.json").read_text())
+    assert meta["sampling_rate_hz"] == pytest.approx(20.0) and meta["roi_ids"] == [3, 9]
+    code, text, _ = _run(capsys, "info", tmp_path / "mov.tif")
+    assert code == 0 and "(40, 12, 14)" in text and "20 Hz" in text
+    # a size mismatch is one line naming both sizes
+    np.save(tmp_path / "small.npy", labels[:5])
+    code, _, err = _run(capsys, "extract", tmp_path / "mov.tif", tmp_path / "small.npy",
+                        "-o", tmp_path / "x.npz")
+    assert code == 2 and "12x14" in _one_line_error(err) and "5x14" in err
+
+
+def test_view_without_napari_is_one_line(capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "napari" else real(name, *a))
+    code, _, err = _run(capsys, "view")
+    assert code == 2 and "napari-catune[all]" in _one_line_error(err)
+
+
+def test_core_imports_no_qt_or_napari():
+    """`import napari_catune` and the CLI's modules load without napari/Qt (a core install)."""
+    code = (
+        "import sys, napari_catune, napari_catune.cli, napari_catune.sources, "
+        "napari_catune.results, napari_catune.session, napari_catune.solver\n"
+        "napari_catune.cli.build_parser()\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('napari', 'qtpy', 'PyQt5', 'PyQt6', 'PySide6', 'magicgui', 'pyqtgraph', 'npe2', "
+        "'vispy', 'dask', 'matplotlib'))\n"
+        "print(bad)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, env=_cli_env())
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_pyproject_core_has_no_napari_or_qt():
+    import tomllib
+
+    meta = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    import re
+
+    names = {re.split(r"[<>=\[ ;]", d, maxsplit=1)[0].lower()
+             for d in meta["project"]["dependencies"]}
+    assert not names & {"napari", "pyqt5", "pyqt6", "pyside6", "qtpy", "magicgui", "npe2"}
+    extras = meta["project"]["optional-dependencies"]
+    for extra in ("all", "testing"):
+        assert any(d.startswith("PyQt6") for d in extras[extra])
+        assert not any(d.startswith("PyQt5") for d in extras[extra])
+        assert any(d.startswith("napari") for d in extras[extra])
+    assert (Path(__file__).resolve().parents[1] / "LICENSE").read_text().startswith(
+        "BSD 3-Clause License")
+
+
+def test_view_names_axes_and_reads_the_tiff_frame_rate(make_napari_viewer, tmp_path):
+    import tifffile
+
+    from napari_catune._qt import launch
+
+    viewer = make_napari_viewer()
+    movie, labels = _movie()
+    tifffile.imwrite(tmp_path / "mov.tif", movie, imagej=True,
+                     metadata={"axes": "TYX", "finterval": 0.1})
+    tifffile.imwrite(tmp_path / "rec_cp_masks.tif", labels)
+    (layer,) = launch._open_path(viewer, str(tmp_path / "mov.tif"))
+    (rois,) = launch._open_path(viewer, str(tmp_path / "rec_cp_masks.tif"))
+    launch._viewer_axes(viewer)
+    assert layer.metadata["catune"]["fs"] == pytest.approx(10.0)
+    assert tuple(layer.axis_labels) == ("t", "y", "x")
+    assert rois._type_string == "labels"  # a cellpose mask is Labels, not an Image
+    assert tuple(viewer.dims.axis_labels) == ("t", "y", "x")
+
+
+def test_minian_folder_is_a_cli_input(capsys, tmp_path):
+    """The same loader as the napari reader: a Minian folder needs --fs (Minian stores none)."""
+    from test_loaders import make_minian
+
+    from napari_catune.loaders import load_minian_data
+
+    make_minian(tmp_path / "minian")
+    code, out, err = _run(capsys, "info", tmp_path / "minian", "--fs", "20")
+    assert code == 0, err
+    data = load_minian_data(tmp_path / "minian")
+    assert "(minian)" in out and f"{data.traces.shape}" in out

@@ -22,7 +22,12 @@ import numpy as np
 import pytest
 from scipy import sparse
 
-from napari_catune.loaders import PipelineData, load_caiman, load_suite2p, tile_labels
+from napari_catune.loaders import (
+    PipelineData,
+    load_caiman_data,
+    load_suite2p,
+    tile_labels,
+)
 
 LY, LX = 24, 30
 
@@ -276,9 +281,15 @@ def test_suite2p_missing_folder(tmp_path):
 def test_caiman_traces_fs_footprints(tmp_path):
     path = tmp_path / "cnmf.hdf5"
     ref = make_caiman(path)
-    data = load_caiman(path)
-    np.testing.assert_array_equal(data.traces, ref["C"] + ref["YrA"])
-    assert data.kind == "C + YrA"
+    data = load_caiman_data(path)
+    # calab's default trace, estimates/C, and all components (rejected too, said in notes)
+    np.testing.assert_array_equal(data.traces, ref["C"])
+    assert data.kind == "C"
+    assert any("2 rejected" in n for n in data.notes)
+    raw = load_caiman_data(path, trace="C+YrA")
+    np.testing.assert_array_equal(raw.traces, ref["C"] + ref["YrA"])
+    assert raw.kind == "C + YrA"
+    assert load_caiman_data(path, fs=20.0).fs == 20.0
     assert data.fs == 10.0
     np.testing.assert_array_equal(data.roi_ids, [1, 2, 3, 4])
     np.testing.assert_array_equal(data.mean_image, ref["Cn"])
@@ -292,10 +303,10 @@ def test_caiman_traces_fs_footprints(tmp_path):
         assert data.labels[cy, cx] == k + 1
 
 
-def test_caiman_prefers_dff_and_filters_accepted(tmp_path):
+def test_caiman_dff_and_accepted_only(tmp_path):
     path = tmp_path / "cnmf.h5"
     ref = make_caiman(path, with_dff=True)
-    data = load_caiman(path, only_accepted=True)
+    data = load_caiman_data(path, trace="F_dff", only_accepted=True)
     np.testing.assert_array_equal(data.traces, ref["F_dff"][[0, 2]])
     assert data.kind == "F_dff"
     np.testing.assert_array_equal(data.roi_ids, [1, 3])
@@ -326,7 +337,7 @@ def test_caiman_malformed(tmp_path, edit, pattern):
     make_caiman(path)
     _edit_h5(path, edit)
     with pytest.raises(ValueError, match=pattern):
-        load_caiman(path)
+        load_caiman_data(path, trace="C+YrA")
 
 
 def test_caiman_truncated_and_foreign_files(tmp_path):
@@ -335,13 +346,13 @@ def test_caiman_truncated_and_foreign_files(tmp_path):
     raw = path.read_bytes()
     path.write_bytes(raw[: len(raw) // 2])
     with pytest.raises(ValueError, match=r"cnmf\.hdf5"):
-        load_caiman(path)
+        load_caiman_data(path)
     other = tmp_path / "notes.h5"
     other.write_text("not hdf5")
     with pytest.raises(ValueError, match=r"notes\.h5.*not an HDF5"):
-        load_caiman(other)
+        load_caiman_data(other)
     with pytest.raises(FileNotFoundError, match="missing.hdf5"):
-        load_caiman(tmp_path / "missing.hdf5")
+        load_caiman_data(tmp_path / "missing.hdf5")
 
 
 def test_caiman_without_h5py_names_the_extra(tmp_path, monkeypatch):
@@ -349,7 +360,7 @@ def test_caiman_without_h5py_names_the_extra(tmp_path, monkeypatch):
     make_caiman(path)
     monkeypatch.setitem(sys.modules, "h5py", None)
     with pytest.raises(ImportError, match=r"napari-catune\[caiman\]"):
-        load_caiman(path)
+        load_caiman_data(path)
 
 
 def test_caiman_without_footprints_or_rate(tmp_path):
@@ -357,7 +368,7 @@ def test_caiman_without_footprints_or_rate(tmp_path):
     ref = make_caiman(path)
     _edit_h5(path, lambda h: (h.__delitem__("estimates/A"), h.__delitem__("params/data/fr"),
                               h.__delitem__("estimates/YrA")))
-    data = load_caiman(path)
+    data = load_caiman_data(path)
     assert data.labels is None and data.fs is None
     np.testing.assert_array_equal(data.traces, ref["C"])
     assert data.kind == "C"
@@ -380,3 +391,266 @@ def test_tile_labels_layout():
     assert set(np.unique(ids)) == {0, 7, 9, 11}
     with pytest.raises(ValueError, match="2 ids for 3"):
         tile_labels(3, ids=[1, 2])
+
+
+# ---------------------------------------------------------------- suite2p: coefficient, 1.x, combined, memory
+
+
+def make_suite2p_v1(root: pathlib.Path, n: int = 5, T: int = 300, fs: float = 20.0,
+                    neucoeff: float = 0.6, save_ops_orig: bool = False, seed: int = 0):
+    """A suite2p 1.x plane folder as suite2p 1.x writes it.
+
+    Layout from MouseLand/suite2p 1.x: ``run_s2p.py`` saves ``db.npy`` (Ly,
+    Lx, nframes, paths) and ``settings.npy`` (``fs``, ``tau``, nested blocks
+    such as ``settings["extraction"]["neuropil_coefficient"]``, defined in
+    ``parameters.py``) per plane; ``pipeline_s2p.py`` saves
+    ``reg_outputs.npy`` (``meanImg``, ``yrange``/``xrange``, ...), ``stat.npy``,
+    ``detect_outputs.npy``, ``F.npy``, ``Fneu.npy``, ``spks.npy``,
+    ``iscell.npy``; ``ops.npy`` (all dicts merged) only with
+    ``settings["io"]["save_ops_orig"]``.
+    """
+    plane = make_suite2p(root, n=n, T=T, seed=seed)
+    (plane / "ops.npy").unlink()
+    big_ly, big_lx = LY + 10, LX + 7  # larger than the ROIs' extent
+    rng = np.random.default_rng(seed + 1)
+    db = {"Ly": big_ly, "Lx": big_lx, "nframes": T, "nchannels": 1, "save_path": str(plane),
+          "data_path": [str(root)], "reg_file": str(plane / "data.bin"), "keep_movie_raw": False,
+          "iplane": 0, "nplanes": 1}
+    settings = {"fs": fs, "tau": 1.0, "diameter": [12.0, 12.0],
+                "run": {"do_registration": 1, "do_detection": True, "do_deconvolution": True},
+                "io": {"combined": True, "save_mat": False, "save_ops_orig": save_ops_orig},
+                "extraction": {"neuropil_extract": True, "neuropil_coefficient": neucoeff,
+                               "inner_neuropil_radius": 2, "batch_size": 500}}
+    reg_outputs = {"meanImg": rng.uniform(0, 1000, (big_ly, big_lx)).astype(np.float32),
+                   "yrange": [0, big_ly], "xrange": [0, big_lx], "badframes": np.zeros(T, bool)}
+    np.save(plane / "db.npy", db)
+    np.save(plane / "settings.npy", settings)
+    np.save(plane / "reg_outputs.npy", reg_outputs)
+    np.save(plane / "detect_outputs.npy", {"Vcorr": np.zeros((big_ly, big_lx), np.float32)})
+    if save_ops_orig:
+        np.save(plane / "ops.npy", {**db, **settings, **reg_outputs})
+    return plane, (big_ly, big_lx), reg_outputs["meanImg"]
+
+
+def test_suite2p_neucoeff_from_ops(tmp_path):
+    plane = make_suite2p(tmp_path)
+    ops = np.load(plane / "ops.npy", allow_pickle=True).item()
+    ops["neucoeff"] = 0.5  # suite2p 0.x's key
+    np.save(plane / "ops.npy", ops)
+    F = np.load(plane / "F.npy").astype(float)
+    Fneu = np.load(plane / "Fneu.npy").astype(float)
+    keep = [0, 2, 3]
+    data = load_suite2p(plane, allow_pickle=True)
+    np.testing.assert_allclose(data.traces, F[keep] - 0.5 * Fneu[keep], atol=1e-9)
+    assert data.kind == "F - 0.5*Fneu"
+    # an explicit coefficient wins
+    np.testing.assert_allclose(load_suite2p(plane, neuropil=0.0, allow_pickle=True).traces, F[keep])
+    # without permission to unpickle ops.npy: suite2p's default, and the notes say so
+    plain = load_suite2p(plane)
+    np.testing.assert_allclose(plain.traces, F[keep] - 0.7 * Fneu[keep], atol=1e-9)
+    assert any("default 0.7" in n for n in plain.notes)
+    with pytest.raises(ValueError, match="neucoeff"):
+        ops["neucoeff"] = -1.0
+        np.save(plane / "ops.npy", ops)
+        load_suite2p(plane, allow_pickle=True)
+
+
+@pytest.mark.parametrize("save_ops_orig", [False, True])
+def test_suite2p_v1_plane(tmp_path, save_ops_orig):
+    plane, shape, mean = make_suite2p_v1(tmp_path, save_ops_orig=save_ops_orig)
+    assert (plane / "ops.npy").is_file() == save_ops_orig
+    F = np.load(plane / "F.npy").astype(float)
+    Fneu = np.load(plane / "Fneu.npy").astype(float)
+    data = load_suite2p(plane, allow_pickle=True)
+    assert data.fs == 20.0  # settings["fs"]
+    np.testing.assert_allclose(data.traces, F[[0, 2, 3]] - 0.6 * Fneu[[0, 2, 3]], atol=1e-9)
+    assert data.kind == "F - 0.6*Fneu"  # settings["extraction"]["neuropil_coefficient"]
+    assert data.labels.shape == shape  # db's Ly, Lx, not the ROIs' extent
+    np.testing.assert_array_equal(data.mean_image, mean)  # reg_outputs["meanImg"]
+    # the same ROIs land on the same pixels as with a 0.x ops.npy
+    ref = load_suite2p(make_suite2p(tmp_path / "v0"), allow_pickle=True).labels
+    np.testing.assert_array_equal(data.labels[:LY, :LX], ref)
+    assert not data.labels[LY:].any() and not data.labels[:, LX:].any()
+    # without permission: no pickle read, fs unknown, and the notes name the files
+    plain = load_suite2p(plane)
+    assert plain.fs is None and plain.labels is None
+    assert any("settings.npy" in n or "ops.npy" in n for n in plain.notes)
+
+
+def test_suite2p_v1_missing_fs(tmp_path):
+    plane, _, _ = make_suite2p_v1(tmp_path)
+    settings = np.load(plane / "settings.npy", allow_pickle=True).item()
+    del settings["fs"]
+    np.save(plane / "settings.npy", settings)
+    with pytest.raises(ValueError, match=r"settings\.npy.*'fs'"):
+        load_suite2p(plane, allow_pickle=True)
+    assert load_suite2p(plane, allow_pickle=True, fs=12.5).fs == 12.5
+
+
+def test_suite2p_several_planes_name_combined(tmp_path):
+    plane = make_suite2p(tmp_path)
+    root = plane.parent
+    other = root / "plane1"
+    other.mkdir()
+    for f in ("F.npy", "Fneu.npy"):
+        (other / f).write_bytes((plane / f).read_bytes())
+    with pytest.raises(ValueError, match="'combined' folder"):
+        load_suite2p(root)
+    # suite2p's io.combined (save.py: combined) writes suite2p/combined with the merged arrays
+    combined = root / "combined"
+    combined.mkdir()
+    for f in ("F.npy", "Fneu.npy", "iscell.npy"):
+        (combined / f).write_bytes((plane / f).read_bytes())
+    with pytest.raises(ValueError, match=r"2 planes.*plane0.*combined \(all planes merged"):
+        load_suite2p(root)
+    assert load_suite2p(combined).source == str(combined)
+
+
+def test_suite2p_streams_F_and_Fneu(tmp_path, monkeypatch):
+    """F - c*Fneu is built a block of rows at a time: peak memory is the result plus a block."""
+    import tracemalloc
+
+    from napari_catune import loaders
+
+    n, T = 300, 4000
+    plane = tmp_path / "plane0"
+    plane.mkdir()
+    rng = np.random.default_rng(3)
+    F = rng.standard_normal((n, T)).astype(np.float32)
+    Fneu = rng.standard_normal((n, T)).astype(np.float32)
+    np.save(plane / "F.npy", F)
+    np.save(plane / "Fneu.npy", Fneu)
+    iscell = np.zeros((n, 2))
+    iscell[::3, 0] = 1  # every third ROI: rows spread over the file
+    np.save(plane / "iscell.npy", iscell)
+    keep = np.arange(0, n, 3)
+    monkeypatch.setattr(loaders, "_BLOCK_BYTES", 2**20)
+    tracemalloc.start()
+    try:
+        data = load_suite2p(plane, neuropil=0.7)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    want = F[keep].astype(float) - 0.7 * Fneu[keep].astype(float)
+    np.testing.assert_allclose(data.traces, want, rtol=0, atol=1e-9)
+    out_bytes = keep.size * T * 8
+    # whole float64 copies of both inputs would add 2 x 3.2 MB for the kept rows
+    assert peak < out_bytes + 2.5 * 2**20, (peak, out_bytes)
+    # every row kept, odd block size: the same numbers
+    monkeypatch.setattr(loaders, "_BLOCK_BYTES", 7 * 8 * T)
+    all_rows = load_suite2p(plane, neuropil=0.25, only_cells=False).traces
+    np.testing.assert_allclose(all_rows, F.astype(float) - 0.25 * Fneu.astype(float), atol=1e-9)
+
+
+def test_suite2p_fortran_ordered_files(tmp_path):
+    plane = make_suite2p(tmp_path)
+    F = np.load(plane / "F.npy")
+    Fneu = np.load(plane / "Fneu.npy")
+    np.save(plane / "F.npy", np.asfortranarray(F))
+    np.save(plane / "Fneu.npy", np.asfortranarray(Fneu))
+    data = load_suite2p(plane, neuropil=0.7, only_cells=False)
+    np.testing.assert_allclose(data.traces, F.astype(float) - 0.7 * Fneu.astype(float), atol=1e-9)
+
+
+def test_caiman_trace_choice_errors(tmp_path):
+    path = tmp_path / "cnmf.hdf5"
+    make_caiman(path)  # no F_dff: CaImAn stores "NoneType" until detrend_df_f() runs
+    with pytest.raises(ValueError, match=r"estimates/F_dff.*detrend_df_f"):
+        load_caiman_data(path, trace="F_dff")
+    with pytest.raises(ValueError, match="trace must be one of"):
+        load_caiman_data(path, trace="S")
+    # only_accepted without component evaluation keeps everything and says so
+    _edit_h5(path, lambda h: (h.__delitem__("estimates/idx_components"),
+                              h.__setitem__("estimates/idx_components", "NoneType")))
+    data = load_caiman_data(path, only_accepted=True)
+    assert data.traces.shape[0] == 4
+    assert any("all components kept" in n for n in data.notes)
+
+
+def test_load_caiman_old_name_still_works(tmp_path):
+    from napari_catune import loaders
+
+    path = tmp_path / "cnmf.hdf5"
+    ref = make_caiman(path)
+    with pytest.warns(DeprecationWarning, match="load_caiman_data"):
+        data = loaders.load_caiman(path, only_accepted=True)
+    np.testing.assert_array_equal(data.traces, ref["C"][[0, 2]])
+
+
+# ---------------------------------------------------------------- Minian
+
+
+def make_minian(dpath: pathlib.Path, n: int = 4, T: int = 200, seed: int = 5,
+                unit_ids=(0, 3, 7, 12)) -> dict:
+    """Minian output as ``minian.utilities.save_minian`` writes it.
+
+    ``save_minian(var, dpath)`` stores ``var.to_dataset()`` with xarray's
+    ``to_zarr`` at ``dpath/<var.name>.zarr``: a zarr (v2) group holding the
+    variable and its coordinate arrays, each with the xarray attribute
+    ``_ARRAY_DIMENSIONS`` (Minian's toy data: ``A.zarr/A/.zattrs`` lists
+    ``["unit_id", "height", "width"]``); ``C`` is ``(unit_id, frame)``.
+    """
+    import zarr
+
+    rng = np.random.default_rng(seed)
+    dpath.mkdir(parents=True, exist_ok=True)
+    H, W = 20, 26
+    ids = np.asarray(unit_ids[:n], dtype=np.int64)
+    C = np.abs(rng.standard_normal((n, T))).astype(np.float32)
+    A = np.zeros((n, H, W), np.float32)
+    centres = [(4, 4), (4, 12), (14, 18), (15, 5)][:n]
+    yy, xx = np.mgrid[:H, :W]
+    for k, (cy, cx) in enumerate(centres):
+        w = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * 1.5**2))
+        A[k] = np.where(w > 0.1, w, 0)
+    max_proj = rng.uniform(0, 255, (H, W)).astype(np.float32)
+
+    def save(name, data, dims, coords):
+        g = zarr.open_group(str(dpath / f"{name}.zarr"), mode="w", zarr_format=2)
+        a = g.create_array(name, shape=data.shape, dtype=data.dtype)
+        a[...] = data
+        a.attrs["_ARRAY_DIMENSIONS"] = list(dims)
+        a.attrs["coordinates"] = "animal session"
+        for cname, cval in coords.items():
+            c = g.create_array(cname, shape=cval.shape, dtype=cval.dtype)
+            c[...] = cval
+            c.attrs["_ARRAY_DIMENSIONS"] = [cname]
+
+    save("C", C, ("unit_id", "frame"), {"unit_id": ids, "frame": np.arange(T)})
+    save("A", A, ("unit_id", "height", "width"),
+         {"unit_id": ids, "height": np.arange(H), "width": np.arange(W)})
+    save("max_proj", max_proj, ("height", "width"), {"height": np.arange(H), "width": np.arange(W)})
+    return {"C": C, "A": A, "ids": ids, "max_proj": max_proj, "centres": centres}
+
+
+def test_minian_layout(tmp_path):
+    from napari_catune.loaders import load_minian_data
+
+    ref = make_minian(tmp_path / "minian")
+    data = load_minian_data(tmp_path / "minian", fs=20.0)
+    np.testing.assert_array_equal(data.traces, ref["C"].astype(float))
+    assert data.fs == 20.0 and data.kind == "minian C"
+    np.testing.assert_array_equal(data.roi_ids, ref["ids"] + 1)  # unit_id + 1
+    np.testing.assert_array_equal(data.mean_image, ref["max_proj"])
+    expected = np.where(ref["A"].max(axis=0) > 0, (ref["ids"] + 1)[ref["A"].argmax(axis=0)], 0)
+    np.testing.assert_array_equal(data.labels, expected)
+    for k, (cy, cx) in enumerate(ref["centres"]):
+        assert data.labels[cy, cx] == ref["ids"][k] + 1
+    # the C.zarr store itself is accepted too; Minian keeps no frame rate
+    alone = load_minian_data(tmp_path / "minian" / "C.zarr")
+    np.testing.assert_array_equal(alone.traces, data.traces)
+    assert alone.fs is None and any("frame rate" in n for n in alone.notes)
+
+
+def test_minian_errors(tmp_path):
+    from napari_catune.loaders import load_minian_data
+
+    make_minian(tmp_path / "minian")
+    with pytest.raises(FileNotFoundError):
+        load_minian_data(tmp_path / "nope")
+    with pytest.raises(ValueError, match=r"no variable 'S'.*A, C, max_proj"):
+        load_minian_data(tmp_path / "minian", trace_key="S")
+    with pytest.raises(KeyError):
+        load_minian_data(tmp_path / "minian", trace_key="S")
+    with pytest.raises(ValueError, match="fs must be a positive"):
+        load_minian_data(tmp_path / "minian", fs=0)

@@ -189,3 +189,76 @@ def test_open_bad_params_file_reports_and_leaves_tuner(make_napari_viewer, tmp_p
         viewer.window._qt_viewer._qt_open([str(path)], stack=False)
     assert "must be smaller than tau_decay" in str(info.value)
     assert not [k for k in viewer.window._wrapped_dock_widgets if "CaTune tuner" in k]
+
+
+def test_tuner_in_layers_measure_menu(make_napari_viewer, manifest):
+    """Besides Plugins, the tuner is in Layers > Measure (npe2 ``menus``)."""
+    menus = manifest.contributions.menus
+    assert [m.command for m in menus["napari/layers/measure"]] == [f"{PLUGIN}.tuner"]
+    make_napari_viewer()
+    from napari._app_model import get_app_model
+    from napari._app_model.constants._menus import is_menu_contributable
+
+    assert is_menu_contributable("napari/layers/measure")
+    items = get_app_model().menus.get_menu("napari/layers/measure")
+    assert f"{PLUGIN}.tuner" in [getattr(i, "command", None) and i.command.id for i in items]
+
+
+def test_new_readers_listed(manifest):
+    readers = {r.command: r for r in manifest.contributions.readers}
+    assert set(readers[f"{PLUGIN}.read_h5_movie"].filename_patterns) == {"*.h5", "*.hdf5"}
+    pats = readers[f"{PLUGIN}.read_labels"].filename_patterns
+    assert "*_masks.png" in pats and "*.tif" not in pats  # only mask-named TIFF/PNG files
+
+
+def test_params_file_and_napari_default_reader_choice(make_napari_viewer, tmp_path):
+    """napari 0.9's ``viewer.open(path)`` means ``plugin="napari"`` (its built-in
+    reader) and cannot be changed by a plugin; File > Open and drag-and-drop use
+    ``plugin=None`` where ours is the only reader for .json and is picked
+    without a dialog.  Both documented ways work; the bare call names us."""
+    from napari_catune.params import TuningParams, save_params
+
+    viewer = make_napari_viewer()
+    save_params(TuningParams(0.03, 0.8, 15.0, 0.25), tmp_path / "p.json")
+    with pytest.raises(ValueError, match=PLUGIN):
+        viewer.open(str(tmp_path / "p.json"))
+    from napari.plugins import _npe2
+
+    assert _npe2.get_readers(str(tmp_path / "p.json")) == {PLUGIN: "CaTune"} or \
+        list(_npe2.get_readers(str(tmp_path / "p.json"))) == [PLUGIN]
+    assert viewer.open(str(tmp_path / "p.json"), plugin=None) == []
+    viewer.window._qt_viewer._qt_open([str(tmp_path / "p.json")], stack=False)
+    docks = [k for k in viewer.window._wrapped_dock_widgets if "CaTune tuner" in k]
+    assert len(docks) == 1
+
+
+def test_ci_runs_on_pyqt6(qapp):
+    """CI (.ci/test with the [testing] extra) runs napari on PyQt6; qtpy and pytest-qt agree."""
+    import os
+
+    import qtpy
+    from pytestqt.qt_compat import qt_api
+
+    assert qt_api.pytest_qt_api.lower() == qtpy.API_NAME.lower()
+    if os.environ.get("CI") or os.environ.get("QT_API") == "pyqt6":
+        assert qtpy.API_NAME == "PyQt6"
+        from PyQt6.QtCore import QT_VERSION_STR
+
+        assert int(QT_VERSION_STR.split(".")[0]) == 6
+    else:
+        assert qtpy.API_NAME in ("PyQt5", "PyQt6", "PySide6")
+
+
+def test_minian_folder_opens_in_napari(make_napari_viewer, tmp_path, manifest):
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_loaders import make_minian
+
+    readers = {r.command: r for r in manifest.contributions.readers}
+    assert readers[f"{PLUGIN}.read_minian"].accepts_directories
+    make_minian(tmp_path / "minian")
+    viewer = make_napari_viewer()
+    layers = viewer.open(str(tmp_path / "minian"), plugin=PLUGIN)
+    labels = [ly for ly in layers if ly._type_string == "labels"]
+    assert len(labels) == 1 and labels[0].metadata["catune"]["traces"].shape[0] == 4

@@ -200,6 +200,19 @@ def test_caiman_layout(caiman_nwb):
     assert any("timestamps" in n for n in data.notes)
 
 
+def test_only_cells(suite2p_nwb, caiman_nwb):
+    path, F, Fneu, _ = suite2p_nwb
+    data = load_nwb(path, only_cells=True)  # iscell column: ROIs 0 and 2
+    np.testing.assert_allclose(data.traces, (F - 0.7 * Fneu)[[0, 2]], rtol=1e-12)
+    np.testing.assert_array_equal(data.roi_ids, [1, 3])
+    assert set(np.unique(data.labels)) == {0, 1, 3}
+    assert any("'iscell'" in n and "2 of 3" in n for n in data.notes)
+    cpath, C = caiman_nwb
+    cm = load_nwb(cpath, only_cells=True)  # keep column: all three components
+    np.testing.assert_allclose(cm.traces, C, rtol=1e-12)
+    assert any("'keep'" in n for n in cm.notes)
+
+
 def test_dff_ids_and_movie(dff_with_movie):
     path, D, movie = dff_with_movie
     data = load_nwb(path)

@@ -338,3 +338,132 @@ def test_viewer_opens_trace_files_with_the_plugin(make_napari_viewer, tmp_path, 
     # ... and napari's own reader still opens the stack as an image
     (img,) = viewer.open(str(stack), plugin="napari")
     assert img._type_string == "image" and img.data.shape == (3, 8, 8)
+
+
+# ----------------------------------------------------------------------------
+# issue 10: HDF5 movies, segmentation masks, one source layer
+# ----------------------------------------------------------------------------
+
+
+def _mask():
+    m = np.zeros((20, 24), np.uint16)
+    m[2:7, 3:9] = 1
+    m[10:16, 12:20] = 2
+    m[15:19, 1:5] = 300
+    return m
+
+
+def test_h5_movie_reader_is_lazy_and_carries_fs(tmp_path):
+    import h5py
+
+    from napari_catune._reader import get_h5_movie_reader
+
+    movie = np.random.default_rng(0).normal(size=(30, 8, 9)).astype(np.float32)
+    with h5py.File(tmp_path / "m.h5", "w") as f:
+        f["data"] = movie
+        f.attrs["frame_rate"] = 12.5
+    reader = get_h5_movie_reader(str(tmp_path / "m.h5"))
+    assert callable(reader)
+    [(data, meta, kind)] = reader(str(tmp_path / "m.h5"))
+    assert kind == "image" and data.shape == (30, 8, 9) and not isinstance(data, np.ndarray)
+    np.testing.assert_array_equal(np.asarray(data[5]), movie[5])
+    assert meta["metadata"]["catune"]["fs"] == 12.5 and meta["axis_labels"] == ("t", "y", "x")
+    # a CaImAn file, an NWB file and a 2-D dataset are not movies
+    with h5py.File(tmp_path / "cnmf.hdf5", "w") as f:
+        f["estimates/C"] = np.zeros((2, 10))
+        f["mov"] = movie
+    with h5py.File(tmp_path / "flat.h5", "w") as f:
+        f["img"] = movie[0]
+    assert get_h5_movie_reader(str(tmp_path / "cnmf.hdf5")) is None
+    assert get_h5_movie_reader(str(tmp_path / "flat.h5")) is None
+    (tmp_path / "junk.h5").write_bytes(b"not hdf5")
+    assert get_h5_movie_reader(str(tmp_path / "junk.h5")) is None
+
+
+def test_uint16_mask_opens_as_labels(tmp_path, traces):
+    import tifffile
+
+    from napari_catune._reader import get_labels_reader
+
+    m = _mask()
+    tifffile.imwrite(tmp_path / "img_cp_masks.tif", m)
+    [(data, meta, kind)] = get_labels_reader(str(tmp_path / "img_cp_masks.tif"))(
+        str(tmp_path / "img_cp_masks.tif"))
+    assert kind == "labels" and np.array_equal(data, m)
+    # a 2-D uint16 .npy is a mask, not 20 traces of 24 frames
+    np.save(tmp_path / "masks.npy", m)
+    reader = get_traces_reader(str(tmp_path / "masks.npy"))
+    [(data, meta, kind)] = reader(str(tmp_path / "masks.npy"))
+    assert kind == "labels" and np.array_equal(data, m)
+    # an intensity image under a mask's name is declined (many distinct values)
+    img = np.random.default_rng(1).integers(0, 60000, (20, 24)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "x_masks.tif", img)
+    assert get_labels_reader(str(tmp_path / "x_masks.tif")) is None
+    # float traces stay traces
+    np.save(tmp_path / "tr.npy", traces)
+    assert get_traces_reader(str(tmp_path / "tr.npy"))(str(tmp_path / "tr.npy"))[0][2] == "labels"
+    assert "traces" in get_traces_reader(str(tmp_path / "tr.npy"))(
+        str(tmp_path / "tr.npy"))[0][1]["metadata"]["catune"]
+
+
+def test_cli_and_reader_read_the_same_source(tmp_path, traces):
+    """One source layer: the CLI's input and the reader's layer agree on traces, fs and ids."""
+    from napari_catune.cli import open_input
+
+    ids = np.array([4, 9, 11, 12, 30])
+    np.savez(tmp_path / "t.npz", F=traces, fr=7.5, cell_ids=ids)
+    [(_, meta, _)] = get_traces_reader(str(tmp_path / "t.npz"))(str(tmp_path / "t.npz"))
+    cat = meta["metadata"]["catune"]
+    src = open_input(tmp_path / "t.npz")
+    assert src.fs == cat["fs"] == 7.5
+    assert np.array_equal(src.roi_ids, cat["roi_ids"]) and np.array_equal(src.roi_ids, ids)
+    assert np.array_equal(src.read(0, src.n), cat["traces"])
+    # and they refuse the same ids the same way
+    np.savez(tmp_path / "z.npz", traces=traces, roi_ids=np.arange(5))
+    from napari_catune.cli import CLIError
+
+    with pytest.raises(CLIError, match="roi_ids must be positive"):
+        open_input(tmp_path / "z.npz")
+    with pytest.raises(ValueError, match="roi_ids must be positive"):
+        get_traces_reader(str(tmp_path / "z.npz"))(str(tmp_path / "z.npz"))
+
+
+@pytest.mark.parametrize("how", ["imagej_finterval", "imagej_fps", "ome", "none"])
+def test_tiff_frame_rate(tmp_path, how):
+    import tifffile
+
+    from napari_catune.sources import tiff_fs
+
+    d = np.zeros((4, 5, 6), np.uint16)
+    p = tmp_path / "m.tif"
+    if how == "imagej_finterval":
+        tifffile.imwrite(p, d, imagej=True, metadata={"axes": "TYX", "finterval": 0.04})
+        want = 25.0
+    elif how == "imagej_fps":
+        tifffile.imwrite(p, d, imagej=True, metadata={"axes": "TYX", "fps": 9.0})
+        want = 9.0
+    elif how == "ome":
+        tifffile.imwrite(p, d, ome=True, metadata={"axes": "TYX", "TimeIncrement": 100,
+                                                  "TimeIncrementUnit": "ms"})
+        want = 10.0
+    else:
+        tifffile.imwrite(p, d)
+        want = None
+    got = tiff_fs(p)
+    assert got == (pytest.approx(want) if want else None)
+
+
+def test_viewer_opens_h5_movie_and_mask_with_axis_names(make_napari_viewer, tmp_path):
+    import h5py
+    import tifffile
+
+    viewer = make_napari_viewer()
+    with h5py.File(tmp_path / "rec.h5", "w") as f:
+        f["mov"] = np.zeros((6, 20, 24), np.float32)
+        f["mov"].attrs["fs"] = 30.0
+    tifffile.imwrite(tmp_path / "rec_cp_masks.tif", _mask())
+    (movie,) = viewer.open(str(tmp_path / "rec.h5"), plugin="napari-catune")
+    (rois,) = viewer.open(str(tmp_path / "rec_cp_masks.tif"), plugin="napari-catune")
+    assert movie._type_string == "image" and movie.metadata["catune"]["fs"] == 30.0
+    assert tuple(movie.axis_labels) == ("t", "y", "x")
+    assert rois._type_string == "labels" and rois.data.shape == (20, 24)

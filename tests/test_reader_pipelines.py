@@ -1,4 +1,4 @@
-"""npe2 readers for suite2p plane folders and CaImAn HDF5 files."""
+"""npe2 readers for suite2p plane folders, CaImAn HDF5 files and Minian output folders."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from napari_catune import _reader_pipelines as rp
-from napari_catune.loaders import load_caiman, load_suite2p, tile_labels
-from test_loaders import make_caiman, make_suite2p
+from napari_catune.loaders import load_caiman_data, load_minian_data, load_suite2p, tile_labels
+from test_loaders import make_caiman, make_minian, make_suite2p, make_suite2p_v1
 
 
 @pytest.fixture(autouse=True)
@@ -119,7 +119,7 @@ def test_caiman_getter_and_reader(tmp_path):
                   str(tmp_path / "missing.h5"), str(tmp_path), None):
         assert rp.get_caiman_reader(other) is None
     layers = rp.read_caiman(str(path))
-    ref = load_caiman(path)
+    ref = load_caiman_data(path)
     assert [t for _, _, t in layers] == ["image", "labels"]
     np.testing.assert_array_equal(layers[0][0], ref.mean_image)
     np.testing.assert_array_equal(layers[1][0], ref.labels)
@@ -127,6 +127,9 @@ def test_caiman_getter_and_reader(tmp_path):
     np.testing.assert_array_equal(cat["traces"], ref.traces)
     assert cat["fs"] == 10.0
     np.testing.assert_array_equal(cat["roi_ids"], [1, 2, 3, 4])
+    # which trace, recorded: estimates/C as calab reads it; rejected components said in notes
+    assert cat["kind"] == "C"
+    assert any("rejected" in n for n in cat["notes"])
 
 
 def test_readers_in_a_viewer(make_napari_viewer, tmp_path, monkeypatch):
@@ -148,3 +151,35 @@ def test_readers_in_a_viewer(make_napari_viewer, tmp_path, monkeypatch):
     assert isinstance(s2p, napari.layers.Labels)
     assert s2p.metadata["catune"]["traces"].shape == (3, 300)
     assert viewer.layers["cnmf ROIs"].metadata["catune"]["fs"] == 10.0
+
+
+def test_suite2p_v1_reader(tmp_path, monkeypatch):
+    plane, shape, mean = make_suite2p_v1(tmp_path)
+    asked = _asker(monkeypatch, True)
+    assert callable(rp.get_suite2p_reader(str(plane)))
+    layers = rp.read_suite2p(str(plane))
+    assert len(asked) == 1  # settings.npy/db.npy/reg_outputs.npy are pickles too
+    (image, image_meta, _), (labels, meta, _) = layers
+    assert labels.shape == shape and image.shape == shape
+    np.testing.assert_array_equal(image, mean)
+    cat = meta["metadata"]["catune"]
+    assert cat["fs"] == 20.0 and cat["kind"] == "F - 0.6*Fneu"
+
+
+def test_minian_getter_and_reader(tmp_path):
+    ref = make_minian(tmp_path / "minian")
+    assert callable(rp.get_minian_reader(str(tmp_path / "minian")))
+    for other in (str(tmp_path), str(tmp_path / "minian" / "C.zarr" / "C"),
+                  str(tmp_path / "none"), None):
+        assert rp.get_minian_reader(other) is None
+    assert rp.get_suite2p_reader(str(tmp_path / "minian")) is None
+    layers = rp.read_minian(str(tmp_path / "minian"))
+    want = load_minian_data(tmp_path / "minian")
+    assert [t for _, _, t in layers] == ["image", "labels"]
+    np.testing.assert_array_equal(layers[0][0], ref["max_proj"])
+    np.testing.assert_array_equal(layers[1][0], want.labels)
+    cat = layers[1][1]["metadata"]["catune"]
+    np.testing.assert_array_equal(cat["traces"], ref["C"].astype(float))
+    np.testing.assert_array_equal(cat["roi_ids"], ref["ids"] + 1)
+    assert cat["fs"] is None  # Minian keeps no frame rate: the tuner asks
+    assert set(np.unique(layers[1][0])) - {0} == set(cat["roi_ids"].tolist())

@@ -195,3 +195,25 @@ def test_load_results_refuses_other_files(tmp_path):
         load_results(tmp_path / "x.npz")
     with pytest.raises(FileNotFoundError):
         load_results(tmp_path / "none.npz")
+
+
+def test_save_report_draws_traces_and_parameters(tmp_path, monkeypatch):
+    from napari_catune.params import TuningParams
+    from napari_catune.results import save_report
+    from napari_catune.solver import run_deconvolution_full
+
+    rng = np.random.default_rng(0)
+    y = rng.normal(1.0, 0.05, (3, 600))
+    y[:, 100:110] += 2.0
+    p = TuningParams(0.05, 0.5, 30.0, 0.2)
+    r = run_deconvolution_full(y, p.fs, p.tau_rise, p.tau_decay, p.lam)
+    out = save_report(tmp_path / "r.png", traces=y, fit=r.reconvolution, activity=r.activity,
+                      roi_ids=[4, 5, 6], params=p, summary={"not converged": "0"})
+    assert out == tmp_path / "r.png" and out.read_bytes()[:4] == b"\x89PNG"
+    pdf = save_report(tmp_path / "r.pdf", traces=y[:1], fit=r.reconvolution[:1],
+                      activity=r.activity[:1], roi_ids=[4], params=p)
+    assert pdf.read_bytes()[:4] == b"%PDF"
+    monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)
+    with pytest.raises(ImportError, match="pip install matplotlib"):
+        save_report(tmp_path / "x.png", traces=y, fit=y, activity=y, roi_ids=[1, 2, 3], params=p)
+    assert not (tmp_path / "x.png").exists()

@@ -279,3 +279,64 @@ def test_new_sessions_start_with_the_drift_baseline_and_apply_keeps_per_roi_base
         # the per-sample baseline is kept, the features get one number per ROI
         assert np.shape(b.baseline) == np.shape(ref.baseline)
         assert b.features["baseline"].shape == (6,)
+
+
+# ------------------------------------------------------- ground truth (events CSV)
+def test_events_csv_becomes_the_ground_truth(s, tmp_path):
+    got = _record(s.truth_changed)
+    p = tmp_path / "ev.csv"
+    # any column order and case, extra columns ignored, comments and blank lines skipped
+    p.write_text("# from ephys\nTime_s,amplitude,ROI\n1.5,2,5\n0.25,1,5\n\n3.0,1,12\n"
+                 "40.0,1,5\n7,1,99\n")
+    info = s.load_events_csv(p)
+    assert info == {"events": 4, "rois": 2, "unknown": [99], "late": 1}  # 600 frames = 20 s
+    np.testing.assert_array_equal(s.source.events_s[5], [0.25, 1.5, 40.0])  # sorted
+    np.testing.assert_array_equal(s.source.events_s[12], [3.0])
+    assert got == [s.source.events_s]
+    # imported times win over a sample's spike frames, in seconds whatever fs is
+    s.source.ground_truth = {5: np.array([30.0])}
+    assert s.source.truth_seconds(60.0) is s.source.events_s
+    s.set_events(None)
+    assert s.source.truth_seconds(60.0)[5].tolist() == [0.5]
+
+
+@pytest.mark.parametrize("sep", [";", "\t"])
+def test_events_csv_separators_and_our_own_events_table(s, tmp_path, sep):
+    p = tmp_path / "ev.csv"
+    p.write_text(sep.join(["roi_id", "onset_frame", "onset_s", "peak_s", "size"]) + "\n"
+                 + sep.join(["3", "30", "1.0", "1.1", "0.5"]) + "\n")
+    assert s.load_events_csv(p)["events"] == 1
+    assert s.source.events_s[3].tolist() == [1.0]  # onset_s before peak_s
+
+
+@pytest.mark.parametrize("text,match", [
+    ("", "empty"),
+    ("cell_name,t\n1,2\n", "needs an ROI column .* and a time column"),
+    ("roi,frame\n1,2\n", "needs a time column in seconds"),
+    ("roi,time_s\n", "no events"),
+    ("roi,time_s\n3.5,1\n", "line 2: ROI '3.5' is not an integer"),
+    ("roi,time_s\nabc,1\n", "line 2: ROI 'abc'"),
+    ("roi,time_s\n3,1\n3,soon\n", "line 3: time 'soon' is not a number"),
+    ("roi,time_s\n3,-1\n", "line 2: time '-1' must be a finite number of seconds >= 0"),
+    ("roi,time_s\n3,nan\n", "finite"),
+    ("roi,time_s\n3\n", "line 2: 1 field"),
+    ("roi,time_s\n1,0.5\n2,0.7\n", r"none of the 2 ROI id\(s\)"),
+])
+def test_events_csv_errors_name_the_line_and_keep_the_old_truth(s, tmp_path, text, match):
+    s.set_events({3: np.array([1.0])})
+    p = tmp_path / "bad.csv"
+    p.write_text(text)
+    with pytest.raises(ValueError, match=match):
+        s.load_events_csv(p)
+    assert s.source.events_s[3].tolist() == [1.0]
+
+
+def test_events_csv_needs_a_file_and_a_source(tmp_path):
+    sess = ses.TuningSession()
+    p = tmp_path / "ev.csv"
+    p.write_text("roi,time_s\n1,1\n")
+    with pytest.raises(ValueError, match="no traces are open"):
+        sess.load_events_csv(p)
+    sess.set_source(ses.build_source(_traces(), fs=FS))
+    with pytest.raises(ValueError, match="not found"):
+        sess.load_events_csv(tmp_path / "missing.csv")

@@ -11,7 +11,7 @@ from qtpy.QtCore import QPoint, Qt
 
 import napari_catune.solver as solver_mod
 from napari_catune import session as ses
-from napari_catune.kernel import kernel_shape
+from napari_catune.kernel import kernel_landmarks, kernel_shape
 from napari_catune.params import TuningParams
 
 from _widgets import (  # noqa: F401 - fixtures
@@ -263,20 +263,33 @@ def test_peak_fwhm_mode_round_trips(setup, qtbot):
     assert w.kernel.t_peak == pytest.approx(0.08, abs=1e-6)
 
 
-@pytest.mark.parametrize("name,t_peak,fwhm", [
-    ("jGCaMP7f", 0.0995, 0.0995 - 0.0248 + 0.1819), ("jGCaMP8f", 0.0248, 0.0248 - 0.0071 + 0.0674),
-    ("jGCaMP8m", 0.0290, 0.0290 - 0.0071 + 0.1183), ("jGCaMP8s", 0.0570, 0.0570 - 0.0101 + 0.3067),
+@pytest.mark.parametrize("name,t_peak,fwhm,half_decay,source", [
+    # Zhang et al. 2023 (janelia.org table): time to peak, FWHM = t_peak - half-rise + half-decay
+    ("jGCaMP7f", 0.0995, 0.0995 - 0.0248 + 0.1819, None, "Zhang et al. 2023"),
+    ("jGCaMP8f", 0.0248, 0.0248 - 0.0071 + 0.0674, None, "Zhang et al. 2023"),
+    ("jGCaMP8m", 0.0290, 0.0290 - 0.0071 + 0.1183, None, "Zhang et al. 2023"),
+    ("jGCaMP8s", 0.0570, 0.0570 - 0.0101 + 0.3067, None, "Zhang et al. 2023"),
+    # Chen et al. 2013, Supplementary Table 3 (1 AP, V1 in vivo): time to peak, half-decay
+    ("GCaMP6f", 0.045, None, 0.142, "Chen et al. 2013"),
+    ("GCaMP6s", 0.179, None, 0.550, "Chen et al. 2013"),
 ])
-def test_indicator_presets_set_the_published_kinetics(setup, qtbot, name, t_peak, fwhm):
+def test_indicator_presets_set_the_published_kinetics(setup, qtbot, name, t_peak, fwhm,
+                                                      half_decay, source):
     viewer, w, means, notes = setup
     w.controls.indicator.setCurrentText(name)
     wait(qtbot, w)
-    tp, fw = kernel_shape(w.params.tau_rise, w.params.tau_decay)
-    assert tp == pytest.approx(t_peak, abs=1e-6) and fw == pytest.approx(fwhm, abs=1e-6)
+    tp, left, right = kernel_landmarks(w.params.tau_rise, w.params.tau_decay)
+    assert tp == pytest.approx(t_peak, abs=1e-6)
+    if fwhm is not None:
+        assert right - left == pytest.approx(fwhm, abs=1e-6)
+    else:  # the half-decay time, from the peak to half its height
+        assert right - tp == pytest.approx(half_decay, abs=1e-6)
     assert w.params.fs == FS  # the sampling rate stays
-    assert any("Zhang et al. 2023" in m for m in notes["info"])
+    assert any(source in m for m in notes["info"])
     assert w.controls.indicator.currentIndex() == 0  # ready for the next choice
     assert_matches_core(w, means, w.selected_rois)
+    # the sampled kernel at the current fs peaks where the published kinetics say
+    assert w.kernel.t_peak == pytest.approx(t_peak, abs=1e-6)
 
 
 def test_baseline_mode_reaches_the_solver(setup, qtbot, monkeypatch):

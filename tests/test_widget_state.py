@@ -468,6 +468,13 @@ def test_text_and_curves_readable_on_both_themes(setup, qtbot, theme):
         assert contrast(r.trace.getAxis("left").textPen().color().getRgb(), bg) >= 4.5
     kt = w.kernel.text.textItem.defaultTextColor().getRgb()
     assert contrast(kt, bg) >= 4.5
+    sp = w.spectrum  # its band read-out, axes and the selection's spectrum
+    import pyqtgraph as pg
+
+    assert contrast(pg.mkColor(sp.text.opts["color"]).getRgb(), bg) >= 4.5
+    assert contrast(sp.plot.getAxis("bottom").textPen().color().getRgb(), bg) >= 4.5
+    assert contrast(sp.sel_curve.opts["pen"].color().getRgb(), bg) >= 4.5
+    assert contrast(sp.all_curve.opts["pen"].color().getRgb(), bg) >= 1.5
     ax = w.traces.axis_plot.getAxis("bottom").textPen().color().getRgb()
     assert contrast(ax, bg) >= 4.5
 

@@ -43,7 +43,13 @@ _EXPORTS = {
     "simulate_recording": "simulation",
     "SimulatedRecording": "simulation",
     "load_suite2p": "loaders",
-    "load_caiman": "loaders",
+    "load_caiman_data": "loaders",
+    "load_minian_data": "loaders",
+    # calab 0.3's calls, with its signatures (napari_catune.compat)
+    "load_caiman": "compat",
+    "load_minian": "compat",
+    "load_export_params": "compat",
+    "deconvolve_from_export": "compat",
     "load_nwb": "nwb",
     "save_results": "results",
     "load_results": "results",
@@ -57,6 +63,14 @@ __all__ = ["__version__", *_EXPORTS]
 def __getattr__(name: str):
     module = _EXPORTS.get(name)
     if module is None:
+        if not name.startswith("_"):
+            from .compat import CALAB_NOT_PROVIDED
+
+            if name in CALAB_NOT_PROVIDED:
+                raise AttributeError(
+                    f"napari_catune does not provide calab's {name!r}: it is "
+                    f"{CALAB_NOT_PROVIDED[name]}"
+                )
         raise AttributeError(f"module 'napari_catune' has no attribute {name!r}")
     value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value

@@ -14,18 +14,15 @@ from __future__ import annotations
 
 import json
 import os
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["get_params_reader", "get_traces_reader", "get_nwb_reader"]
+__all__ = ["get_params_reader", "get_traces_reader", "get_nwb_reader", "get_h5_movie_reader",
+           "get_labels_reader"]
 
 # a CaTune export is ~2 kB; anything this large is someone else's JSON
 _MAX_PARAMS_BYTES = 1 << 20
-from .loaders import FS_KEYS as _NPZ_FS_KEYS
-from .loaders import ID_KEYS as _NPZ_ID_KEYS
-from .loaders import TRACE_KEYS as _NPZ_TRACE_KEYS
 
 _TILE, _GAP = 16, 2
 _SIDECAR = "_metadata.json"
@@ -128,185 +125,45 @@ def read_params(path):
 
 
 # ----------------------------------------------------------------------------
-# trace files
+# trace files (read by napari_catune.sources, shared with the CLI)
 # ----------------------------------------------------------------------------
-
-
-def _sidecar(p: str) -> Path:
-    q = Path(p)
-    return q.with_name(q.stem + _SIDECAR)
-
-
-def _is_trace_array(shape, dtype) -> bool:
-    """1-D (T,) or 2-D (n, T) real numbers, with at least two frames."""
-    dtype = np.dtype(dtype)
-    if dtype.kind not in "iuf" or len(shape) not in (1, 2):
-        return False
-    if len(shape) == 1:
-        return shape[0] >= 2
-    # (n_cells, n_frames); a 2-D image would pass too, but napari offers its
-    # own reader for those and the user picks (File > Open asks)
-    return shape[0] >= 1 and shape[1] >= 2
-
-
-def _npy_header(fh):
-    version = np.lib.format.read_magic(fh)
-    if version == (1, 0):
-        shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
-    else:
-        shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
-    return shape, dtype
-
-
-def _npz_layout(p: str):
-    """(trace member, fs member, ids member) of a .npz, from names and headers only."""
-    with zipfile.ZipFile(p) as zf:
-        members = {}
-        for info in zf.infolist():
-            if info.filename.endswith(".npy"):
-                with zf.open(info) as fh:
-                    members[info.filename[:-4]] = _npy_header(fh)
-    if not members:
-        return None
-    if "traces" in members:  # our name: ours even if malformed (the reader says why)
-        key = "traces"
-    else:
-        named = [k for k in _NPZ_TRACE_KEYS if k in members]
-        key = next((k for k in named if _is_trace_array(*members[k])), None)
-    if key is None:
-        others = [k for k in members if k not in _NPZ_FS_KEYS + _NPZ_ID_KEYS]
-        # one unnamed array (np.savez(f, x) -> "arr_0"), perhaps beside fs/ids;
-        # several unnamed arrays would be guesswork
-        if len(others) == 1 and _is_trace_array(*members[others[0]]):
-            key = others[0]
-        else:
-            return None
-    fs_key = next((k for k in _NPZ_FS_KEYS if k in members), None)
-    id_key = next((k for k in _NPZ_ID_KEYS if k in members), None)
-    return key, fs_key, id_key
 
 
 def get_traces_reader(path):
     """Return a reader for calcium traces (``.npy`` (+ sidecar) or ``.npz``), else None.
 
     Bare ``.npy`` files are taken only when they hold a 1-D (T,) or 2-D
-    (n_cells, T) numeric array, so image stacks go to other readers.
+    (n_cells, T) numeric array, so image stacks go to other readers; a 2-D
+    unsigned-integer ``.npy`` (a segmentation mask) goes to the labels reader.
     """
+    from . import sources
+
     try:
         p = single_path(path)
-        if p is None or not os.path.isfile(p):
+        if p is None:
             return None
         low = p.lower()
+        if not os.path.isfile(p):
+            return None
         if low.endswith(".npy"):
-            if _sidecar(p).is_file():
+            if sources.sidecar_path(p).is_file():
                 return read_traces
             with open(p, "rb") as fh:
-                shape, dtype = _npy_header(fh)
-            return read_traces if _is_trace_array(shape, dtype) else None
+                shape, dtype = sources.npy_header(fh)
+            if sources.looks_like_labels(shape, dtype):
+                return get_labels_reader(p)  # a segmentation mask, not traces
+            return read_traces if sources.is_trace_array(shape, dtype) else None
         if low.endswith(".npz"):
-            return read_traces if _npz_layout(p) is not None else None
+            return read_traces if sources.npz_layout(p) is not None else None
     except Exception:  # not ours (corrupt, not an array file, ...)
         return None
     return None
-
-
-def _as_traces(arr, p) -> np.ndarray:
-    arr = np.asarray(arr)
-    if arr.dtype.kind not in "iuf":
-        raise ValueError(
-            f"{p}: traces must be real numbers, got dtype {arr.dtype}; "
-            "save them as float (n_cells, n_frames)"
-        )
-    if arr.ndim == 1:
-        arr = arr[None, :]
-    if arr.ndim != 2 or arr.shape[1] < 2 or arr.shape[0] < 1:
-        raise ValueError(
-            f"{p}: traces must have shape (n_cells, n_frames) with at least 2 frames, "
-            f"got {arr.shape}"
-        )
-    # a real copy: np.asarray of a float64 memmap would keep the file open
-    traces = np.array(arr, dtype=np.float64, order="C", copy=True)
-    bad = ~np.isfinite(traces)
-    if bad.any():
-        rows = np.flatnonzero(bad.any(axis=1))
-        shown = ", ".join(str(r) for r in rows[:5]) + (", ..." if rows.size > 5 else "")
-        raise ValueError(
-            f"{p}: {int(bad.sum())} non-finite values (NaN/inf) in trace rows {shown}; "
-            "replace them (e.g. interpolate) before tuning"
-        )
-    return traces
-
-
-def _as_fs(value, p) -> float | None:
-    if value is None:
-        return None
-    try:
-        fs = float(np.asarray(value).reshape(()))
-    except (TypeError, ValueError):
-        raise ValueError(f"{p}: sampling rate must be a single number, got {value!r}") from None
-    if not np.isfinite(fs) or fs <= 0:
-        raise ValueError(f"{p}: sampling rate must be a positive number of Hz, got {fs}")
-    return fs
-
-
-def _as_ids(value, n: int, p) -> np.ndarray:
-    if value is None:
-        return np.arange(1, n + 1, dtype=np.int64)
-    ids = np.asarray(value)
-    if ids.ndim != 1 or ids.shape[0] != n:
-        raise ValueError(
-            f"{p}: roi_ids must be a list of {n} ids (one per trace), got shape {ids.shape}"
-        )
-    if ids.dtype.kind == "f" and np.all(ids == np.round(ids)):
-        ids = ids.astype(np.int64)
-    if ids.dtype.kind not in "iu":
-        raise ValueError(f"{p}: roi_ids must be integers, got dtype {ids.dtype}")
-    ids = ids.astype(np.int64)
-    if n and ids.min() < 1:
-        raise ValueError(
-            f"{p}: roi_ids must be positive (0 is the background label), got minimum {ids.min()}; "
-            "add 1 to 0-based ids"
-        )
-    if np.unique(ids).size != n:
-        raise ValueError(f"{p}: roi_ids must be unique")
-    return ids
 
 
 def _labels_for(ids: np.ndarray) -> np.ndarray:
     from napari_catune.loaders import tile_labels
 
     return tile_labels(ids.size, tile=_TILE, gap=_GAP, ids=ids)
-
-
-def _read_npy(p: str):
-    side = _sidecar(p)
-    if side.is_file():
-        from napari_catune.io import load_tuning_data
-
-        traces, meta = load_tuning_data(p)
-        fs = meta.get("sampling_rate_hz")
-        ids = meta.get("roi_ids")
-        return _as_traces(traces, p), _as_fs(fs, side), ids
-    arr = np.load(p, mmap_mode="r", allow_pickle=False)
-    try:
-        return _as_traces(arr, p), None, None
-    finally:
-        del arr
-
-
-def _read_npz(p: str):
-    layout = _npz_layout(p)
-    if layout is None:
-        raise ValueError(
-            f"{p}: no traces found; expected an array named one of "
-            f"{', '.join(_NPZ_TRACE_KEYS)} (or a single 2-D array)"
-        )
-    key, fs_key, id_key = layout
-    with np.load(p, allow_pickle=False) as z:
-        traces = _as_traces(z[key], f"{p}[{key!r}]")
-        fs = _as_fs(z[fs_key], f"{p}[{fs_key!r}]") if fs_key else None
-        ids = np.asarray(z[id_key]) if id_key else None
-    return traces, fs, ids
 
 
 def read_traces(path):
@@ -319,14 +176,14 @@ def read_traces(path):
         holds ``traces`` (n, T) float64, ``fs`` (Hz or None), ``roi_ids`` (n,)
         and ``source`` (the path).
     """
+    from . import sources
+
     p = single_path(path)
     if p is None:
         raise ValueError(f"cannot read {path!r} as traces: pass a single file")
-    if p.lower().endswith(".npz"):
-        traces, fs, ids = _read_npz(p)
-    else:
-        traces, fs, ids = _read_npy(p)
-    roi_ids = _as_ids(ids, traces.shape[0], p)
+    src = sources.open_traces(p)
+    traces = src.load()
+    roi_ids = src.roi_ids
     if roi_ids.max() > np.iinfo(np.int32).max:
         raise ValueError(f"{p}: roi_ids above {np.iinfo(np.int32).max} cannot be labels")
     labels = _labels_for(roi_ids)
@@ -335,7 +192,7 @@ def read_traces(path):
         "metadata": {
             "catune": {
                 "traces": traces,
-                "fs": fs,
+                "fs": src.fs,
                 "roi_ids": roi_ids,
                 "source": str(Path(p).resolve()),
             }
@@ -391,3 +248,91 @@ def read_nwb(path):
             meta["metadata"]["catune"]["notes"] = list(data.notes)
             meta["metadata"]["catune"]["kind"] = data.kind
     return layers
+
+
+# ----------------------------------------------------------------------------
+# HDF5 movies and segmentation masks
+# ----------------------------------------------------------------------------
+
+
+def get_h5_movie_reader(path):
+    """A reader for a (T, Y, X) movie in an HDF5 file (not a CaImAn or NWB file), else None."""
+    try:
+        p = single_path(path)
+        if p is None or not p.lower().endswith((".h5", ".hdf5")) or not os.path.isfile(p):
+            return None
+        import h5py
+
+        from .sources import h5_movie_key
+
+        with h5py.File(p, "r") as f:
+            if "estimates" in f or "processing" in f or "acquisition" in f:
+                return None  # CaImAn / NWB: their own readers
+            if h5_movie_key(f) is None:
+                return None
+    except Exception:  # not HDF5, no h5py ...
+        return None
+    return read_h5_movie
+
+
+def read_h5_movie(path):
+    """Read an HDF5 movie lazily (a Dask array over the dataset, frame blocks on demand).
+
+    ``metadata["catune"]["fs"]`` holds the frame rate when the file records it
+    (an ``fs``/``frame_rate``/``fr`` attribute); the axes are named t, y, x.
+    """
+    import dask.array as da
+
+    from .sources import open_movie
+
+    p = single_path(path)
+    if p is None:
+        raise ValueError(f"cannot read {path!r} as a movie: pass a single file")
+    movie = open_movie(p)
+    d = movie.data
+    T, Y, X = movie.shape
+    frames = max(1, min(T, (64 << 20) // max(1, Y * X * d.dtype.itemsize)))
+    data = da.from_array(d, chunks=(frames, Y, X), name=f"catune-h5-{Path(p).name}")
+    first = np.asarray(d[0])
+    lo, hi = float(first.min()), float(first.max())
+    meta = {
+        "name": f"{Path(p).stem}" + (f" {movie.key}" if movie.key not in (None, "mov") else ""),
+        "metadata": {"catune": {"fs": movie.fs, "source": str(Path(p).resolve()),
+                                "h5_key": movie.key}},
+        "contrast_limits": (lo, hi if hi > lo else lo + 1.0),
+        "axis_labels": ("t", "y", "x"),
+    }
+    return [(data, meta, "image")]
+
+
+#: file names a segmentation tool gives its masks (cellpose: {name}_cp_masks.png/.tif)
+MASK_PATTERNS = ("*_masks.tif", "*_masks.tiff", "*_masks.png", "*_labels.tif",
+                 "*_labels.tiff", "*_labels.png")
+
+
+def get_labels_reader(path):
+    """A reader for a 2-D unsigned-integer mask (cellpose style: uint16, 0 = background)."""
+    try:
+        p = single_path(path)
+        if p is None or not os.path.isfile(p):
+            return None
+        from .sources import looks_like_labels, open_labels
+
+        arr = open_labels(p)
+        return read_labels if looks_like_labels(arr.shape, arr.dtype, arr) else None
+    except Exception:
+        return None
+
+
+def read_labels(path):
+    """Read a segmentation mask as a Labels layer (the tuner's ROI source)."""
+    from .sources import open_labels
+
+    p = single_path(path)
+    if p is None:
+        raise ValueError(f"cannot read {path!r} as labels: pass a single file")
+    arr = open_labels(p)
+    if arr.dtype.kind == "b" or arr.dtype.itemsize > 4:
+        arr = arr.astype(np.int32 if arr.max() <= np.iinfo(np.int32).max else np.int64)
+    return [(arr, {"name": Path(p).stem, "axis_labels": ("y", "x"),
+                   "metadata": {"catune": {"source": str(Path(p).resolve())}}}, "labels")]

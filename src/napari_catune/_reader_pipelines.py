@@ -1,4 +1,5 @@
-"""npe2 readers for pipeline outputs: a suite2p plane folder, a CaImAn HDF5 file.
+"""npe2 readers for pipeline outputs: a suite2p plane folder, a CaImAn HDF5 file,
+a Minian output folder.
 
 The getters only peek (file names, the HDF5 group list) and return ``None``
 for anything that is not theirs, never raising.  The readers return the
@@ -21,7 +22,7 @@ import numpy as np
 
 from ._reader import single_path
 
-__all__ = ["get_suite2p_reader", "get_caiman_reader"]
+__all__ = ["get_suite2p_reader", "get_caiman_reader", "get_minian_reader"]
 
 # folder (resolved path) -> the user's answer to "unpickle stat.npy/ops.npy?"
 _PICKLE_ANSWERS: dict[str, bool] = {}
@@ -43,7 +44,8 @@ def ask_allow_pickle(folder: str) -> bool:
         None,
         "Load suite2p ROI footprints?",
         f"The suite2p folder\n{folder}\nstores ROI footprints (stat.npy) and the "
-        "sampling rate / mean image (ops.npy) as Python pickles. Loading a pickle "
+        "sampling rate / neuropil coefficient / mean image (ops.npy, or settings.npy, "
+        "db.npy and reg_outputs.npy) as Python pickles. Loading a pickle "
         "can run code: only do so for folders you or your pipeline wrote.\n\n"
         "Load them? (No: traces only, shown as a grid of tiles.)",
         QMessageBox.Yes | QMessageBox.No,
@@ -52,8 +54,12 @@ def ask_allow_pickle(folder: str) -> bool:
     return answer == QMessageBox.Yes
 
 
+# suite2p's pickled files: stat (footprints), ops (0.x), settings/db/reg_outputs (1.x)
+_SUITE2P_PICKLES = ("stat.npy", "ops.npy", "settings.npy", "db.npy", "reg_outputs.npy")
+
+
 def _allow_pickle(folder: Path) -> bool:
-    if not ((folder / "stat.npy").is_file() or (folder / "ops.npy").is_file()):
+    if not any((folder / f).is_file() for f in _SUITE2P_PICKLES):
         return False
     key = str(folder.resolve())
     if key not in _PICKLE_ANSWERS:
@@ -69,6 +75,9 @@ def _layers(data, name: str):
         "fs": data.fs,
         "roi_ids": np.asarray(data.roi_ids),
         "source": data.source,
+        # what the traces are (e.g. "F - 0.7*Fneu", CaImAn's "C") and what the loader noted
+        "kind": data.kind,
+        "notes": list(data.notes),
     }
     out = []
     if data.labels is not None:
@@ -139,9 +148,44 @@ def get_caiman_reader(path):
 
 
 def read_caiman(path):
-    """Read a CaImAn CNMF file: the correlation image and the footprints."""
-    from .loaders import load_caiman
+    """Read a CaImAn CNMF file: the correlation image and the footprints.
+
+    The traces are ``estimates/C`` (as ``calab.load_caiman``), every component;
+    ``metadata["catune"]["kind"]`` says which trace, ``notes`` how many were rejected.
+    """
+    from .loaders import load_caiman_data
 
     p = single_path(path)
-    data = load_caiman(p)
+    data = load_caiman_data(p)
     return _layers(data, Path(p).stem)
+
+
+# ---------------------------------------------------------------- Minian
+
+
+def _minian_store(folder: Path) -> bool:
+    c = folder / "C.zarr" / "C"
+    return c.is_dir() and ((c / ".zarray").is_file() or (c / "zarr.json").is_file())
+
+
+def get_minian_reader(path):
+    """A reader for a Minian output folder (``C.zarr`` as ``save_minian`` writes it), else None."""
+    try:
+        p = single_path(path)
+        if p is None or not os.path.isdir(p) or not _minian_store(Path(p)):
+            return None
+    except Exception:
+        return None
+    return read_minian
+
+
+def read_minian(path):
+    """Read a Minian output folder: ``max_proj`` and the footprints ``A`` with the traces ``C``.
+
+    Minian stores no frame rate: the tuner asks for it.
+    """
+    from .loaders import load_minian_data
+
+    p = single_path(path)
+    data = load_minian_data(p)
+    return _layers(data, f"minian {Path(p).name}")

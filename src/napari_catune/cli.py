@@ -1,21 +1,31 @@
-"""The ``napari-catune`` command: view, deconvolve, estimate, info.
+"""The ``napari-catune`` command: view, deconvolve, estimate, extract, info.
+
+This module parses arguments and dispatches; inputs are read by
+:mod:`napari_catune.sources` (the same code as the napari readers), results
+written by :mod:`napari_catune.results`, and ``view`` lives in
+:mod:`napari_catune._qt.launch` (the only part that imports Qt/napari).
 
 Exit codes: 0 success, 2 bad usage or bad input (one line on stderr naming
 the problem, no traceback), 1 failure (a full disk: one line, "no space left
 on FOLDER: need N GB"; anything unexpected: a traceback), 130 interrupted
-(Ctrl-C), 143 terminated (SIGTERM).  Interrupted or terminated, a run
+(Ctrl-C), 143 terminated (SIGTERM), 141 the reader of the output went away
+(``napari-catune info ... | head``: quiet).  Interrupted or terminated, a run
 removes its temporary files and leaves an earlier output as it was; the
 temporary files of a run killed outright (SIGKILL) carry its pid and are
 removed, with a note, by the next run writing the same output.
 
-``deconvolve`` streams: traces are read a chunk of cells at a time (``.npy``
-memory-mapped, re-mapped per chunk so the mapped pages do not pile up in
-the resident set), solved, and written into a temporary ``.npy`` in the
-output folder that replaces the target only when everything succeeded.
+``deconvolve`` streams ``.npy`` and ``.npz`` outputs: traces are read a chunk
+of cells at a time (``.npy`` memory-mapped, re-mapped per chunk so the mapped
+pages do not pile up in the resident set), solved, and written into temporary
+files in the output folder that replace the target only when everything
+succeeded.  ``.nwb`` and ``.csv`` outputs are assembled in memory and written
+by :func:`napari_catune.results.save_results`.  Every output gets a
+``{stem}_metadata.json`` sidecar (ids, fs, parameters, the command, counts).
 
-An output (``-o``, ``--screenshot``) that is, or resolves to (symlinks, hard
-links, ``..``), an input, a file of an input folder, or an input's
-``_metadata.json`` sidecar is refused with exit 2 before anything is read.
+An output (``-o``, ``--screenshot``, ``--report``) that is, or resolves to
+(symlinks, hard links, ``..``), an input, a file of an input folder, or an
+input's ``_metadata.json`` sidecar is refused with exit 2 before anything is
+read.
 """
 
 from __future__ import annotations
@@ -24,31 +34,37 @@ import argparse
 import errno
 import io
 import json
+import logging
 import math
 import os
 import shutil
 import signal
 import sys
+import textwrap
 import threading
 import tempfile
 import time
+import warnings
 import zipfile
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from ._atomic import publish, remove_stale_temps, resolve_target, temp_prefix
+from ._atomic import atomic_write_text, publish, remove_stale_temps, resolve_target, temp_prefix
 from .baseline import BASELINE_MODES
-from .loaders import FS_KEYS as _FS_KEYS
-from .loaders import ID_KEYS as _ID_KEYS
-from .loaders import TRACE_KEYS as _TRACE_KEYS
+from .sources import SourceError, TraceSource, as_fs, is_zarr, read_spec_rows
 
 PROG = "napari-catune"
+log = logging.getLogger("napari_catune.cli")
 
 # bytes of float64 traces per chunk when --chunk-cells is not given
 _CHUNK_BYTES = 32 * 2**20
+
+#: output formats of ``deconvolve`` (streamed: .npy, .npz; in memory: .nwb, .csv)
+OUTPUT_FORMATS = (".npy", ".npz", ".nwb", ".csv")
+
+# kept for callers of the old name
+Source = TraceSource
 
 
 class CLIError(Exception):
@@ -56,277 +72,37 @@ class CLIError(Exception):
 
 
 # ----------------------------------------------------------------------------
-# inputs
+# inputs (napari_catune.sources)
 # ----------------------------------------------------------------------------
-
-
-@dataclass
-class Source:
-    """Traces to process, readable a block of rows at a time."""
-
-    path: str
-    kind: str
-    shape: tuple  # (n, T) (1-D input is one row)
-    dtype: np.dtype
-    fs: float | None
-    roi_ids: np.ndarray
-    read: Callable[[int, int], np.ndarray]
-    one_d: bool = False
-    # how a Dask worker reads rows itself: ("npy", path) / ("zarr", path, key)
-    spec: tuple | None = None
-    notes: list = field(default_factory=list)
-
-    @property
-    def n(self) -> int:
-        return self.shape[0]
-
-    @property
-    def T(self) -> int:
-        return self.shape[1]
-
-
-def _read_spec_rows(spec, a: int, b: int) -> np.ndarray:
-    """Rows a:b of an on-disk source, as a 2-D array (runs on Dask workers too)."""
-    if spec[0] == "npy":
-        mm = np.load(spec[1], mmap_mode="r", allow_pickle=False)
-        try:
-            # a copy, then drop the map: mapped pages would count as resident
-            return np.array(mm.reshape(1, -1) if mm.ndim == 1 else mm[a:b])
-        finally:
-            del mm
-    if spec[0] == "zarr":
-        import zarr
-
-        node = zarr.open(spec[1], mode="r")
-        arr = node[spec[2]] if spec[2] is not None else node
-        block = np.asarray(arr[a:b] if arr.ndim == 2 else arr[:])
-        return block.reshape(1, -1) if block.ndim == 1 else block
-    raise ValueError(f"unknown source spec {spec!r}")
 
 
 def _read_rows_clean(spec, a: int, b: int, bad) -> np.ndarray:
     """Rows a:b with the listed (global) bad rows zeroed: solved, then discarded."""
-    block = _read_spec_rows(spec, a, b)
+    block = read_spec_rows(spec, a, b)
     if len(bad):
         block = np.array(block, dtype=np.float64)
         block[np.asarray(bad) - a] = 0.0
     return block
 
 
-def _check_array(shape, dtype, path: str):
-    dtype = np.dtype(dtype)
-    if dtype.hasobject or dtype.kind not in "biuf":
-        raise CLIError(f"{path}: traces must be real numbers, got dtype {dtype}")
-    if len(shape) not in (1, 2):
-        raise CLIError(
-            f"{path}: traces have shape {tuple(shape)} ({len(shape)}-D); expected (n_cells, "
-            "n_frames) or (n_frames,) -- for a movie, extract ROI traces first"
-        )
-    T = shape[-1]
-    n = 1 if len(shape) == 1 else shape[0]
-    if n < 1 or T < 2:
-        raise CLIError(f"{path}: traces have shape {tuple(shape)}; need >= 1 cell and >= 2 frames")
+def open_input(path, *, allow_pickle: bool = False) -> TraceSource:
+    """Open INPUT for the CLI; CLIError (exit 2) for anything unreadable."""
+    from .sources import open_source
+
+    try:
+        return open_source(path, allow_pickle=allow_pickle)
+    except SourceError as e:
+        raise CLIError(str(e)) from None
 
 
 def _fs_value(value, where: str) -> float:
     try:
-        fs = float(np.asarray(value).reshape(()))
-    except (TypeError, ValueError):
-        raise CLIError(f"{where}: sampling rate must be one number, got {value!r}") from None
-    if not (math.isfinite(fs) and fs > 0):
-        raise CLIError(f"{where}: sampling rate must be a positive number of Hz, got {fs}")
-    return fs
-
-
-def _ids_value(value, n: int, where: str) -> np.ndarray:
-    ids = np.asarray(value).ravel()
-    if ids.shape[0] != n or ids.dtype.kind not in "iuf":
-        raise CLIError(f"{where}: roi ids must be {n} integers, got shape {ids.shape}")
-    return ids.astype(np.int64)
-
-
-def _sidecar_fs(path: Path):
-    side = path.with_name(f"{path.stem}_metadata.json")
-    if not side.is_file():
-        return None, None
-    try:
-        meta = json.loads(side.read_text(encoding="utf-8"))
-    except (ValueError, OSError) as e:
-        raise CLIError(f"{side}: not valid JSON ({e})") from None
-    if not isinstance(meta, dict):
-        raise CLIError(f"{side}: expected a JSON object")
-    fs = meta.get("sampling_rate_hz")
-    return (None if fs is None else _fs_value(fs, f"{side} 'sampling_rate_hz'")), meta
-
-
-def _open_npy(path: Path) -> Source:
-    try:
-        mm = np.load(path, mmap_mode="r", allow_pickle=False)
-    except ValueError as e:
-        if "allow_pickle" in str(e) or "bject" in str(e):
-            raise CLIError(
-                f"{path}: holds Python objects, not numbers (needs a numeric .npy)"
-            ) from None
-        raise CLIError(f"{path}: truncated or not a .npy file ({e})") from None
-    except (OSError, EOFError) as e:
-        raise CLIError(f"{path}: truncated or not a .npy file ({e})") from None
-    shape, dtype = mm.shape, mm.dtype
-    del mm
-    _check_array(shape, dtype, str(path))
-    fs, meta = _sidecar_fs(path)
-    n = 1 if len(shape) == 1 else shape[0]
-    ids = np.arange(1, n + 1)
-    if meta and meta.get("roi_ids") is not None:
-        ids = _ids_value(meta["roi_ids"], n, f"{path.stem}_metadata.json 'roi_ids'")
-    spec = ("npy", str(path.resolve()))
-    return Source(
-        str(path), "npy", (n, shape[-1]), np.dtype(dtype), fs, ids,
-        read=lambda a, b: _read_spec_rows(spec, a, b), one_d=len(shape) == 1, spec=spec,
-    )
-
-
-def _pick_key(keys, shapes: dict, path) -> str:
-    key = next((k for k in _TRACE_KEYS if k in keys), None)
-    if key is None:
-        arrays = [k for k in keys if len(shapes[k]) in (1, 2)]
-        if len(arrays) == 1:
-            return arrays[0]
-        raise CLIError(
-            f"{path}: no traces found; name the array one of {', '.join(_TRACE_KEYS)} "
-            f"(found: {', '.join(sorted(keys)) or 'nothing'})"
-        )
-    return key
-
-
-def _open_npz(path: Path) -> Source:
-    try:
-        z = np.load(path, allow_pickle=False)
-    except Exception as e:
-        raise CLIError(f"{path}: truncated or not an .npz archive ({e})") from None
-    try:
-        if not isinstance(z, np.lib.npyio.NpzFile):
-            raise CLIError(f"{path}: not an .npz archive")
-        try:
-            arrays = {k: z[k] for k in z.files}
-        except ValueError as e:
-            raise CLIError(f"{path}: holds Python objects or is damaged ({e})") from None
-        except (OSError, EOFError, zipfile.BadZipFile) as e:
-            raise CLIError(f"{path}: truncated or damaged ({e})") from None
-    finally:
-        z.close()
-    key = _pick_key(arrays.keys(), {k: v.shape for k, v in arrays.items()}, path)
-    arr = arrays[key]
-    _check_array(arr.shape, arr.dtype, f"{path}[{key!r}]")
-    fs_key = next((k for k in _FS_KEYS if k in arrays), None)
-    fs = _fs_value(arrays[fs_key], f"{path}[{fs_key!r}]") if fs_key else None
-    if fs is None:
-        fs, _ = _sidecar_fs(path)
-    one_d = arr.ndim == 1
-    arr2 = arr.reshape(1, -1) if one_d else arr
-    id_key = next((k for k in _ID_KEYS if k in arrays), None)
-    ids = (
-        _ids_value(arrays[id_key], arr2.shape[0], f"{path}[{id_key!r}]")
-        if id_key else np.arange(1, arr2.shape[0] + 1)
-    )
-    return Source(
-        str(path), "npz", arr2.shape, arr.dtype, fs, ids,
-        read=lambda a, b: arr2[a:b], one_d=one_d,
-    )
-
-
-def _is_zarr(path: Path) -> bool:
-    if path.suffix.lower() == ".zarr":
-        return True
-    return path.is_dir() and any(
-        (path / m).is_file() for m in (".zarray", ".zgroup", "zarr.json")
-    )
-
-
-def _open_zarr(path: Path) -> Source:
-    try:
-        import zarr
-    except ImportError:
-        raise CLIError(
-            f"{path}: reading zarr needs the zarr package: pip install 'napari-catune[all]'"
-        ) from None
-    try:
-        node = zarr.open(str(path), mode="r")
-    except Exception as e:
-        raise CLIError(f"{path}: not a readable zarr array or group ({e})") from None
-    key = None
-    fs = None
-    if hasattr(node, "array_keys"):  # a group
-        keys = list(node.array_keys())
-        key = _pick_key(keys, {k: node[k].shape for k in keys}, path)
-        arr = node[key]
-        fs_key = next((k for k in _FS_KEYS if k in keys), None)
-        if fs_key:
-            fs = _fs_value(node[fs_key][...], f"{path}/{fs_key}")
-        attrs = dict(node.attrs)
-    else:
-        arr = node
-        attrs = {}
-    attrs.update(dict(arr.attrs))
-    if fs is None:
-        v = next((attrs[k] for k in _FS_KEYS if k in attrs), None)
-        fs = None if v is None else _fs_value(v, f"{path} attribute")
-    _check_array(arr.shape, arr.dtype, str(path))
-    one_d = arr.ndim == 1
-    n = 1 if one_d else arr.shape[0]
-    spec = ("zarr", str(path.resolve()), key)
-    return Source(
-        str(path), "zarr", (n, arr.shape[-1]), np.dtype(arr.dtype), fs, np.arange(1, n + 1),
-        read=lambda a, b: _read_spec_rows(spec, a, b), one_d=one_d, spec=spec,
-    )
-
-
-def _from_pipeline(data, kind: str) -> Source:
-    traces = data.traces
-    _check_array(traces.shape, traces.dtype, data.source)
-    return Source(
-        data.source, kind, traces.shape, traces.dtype, data.fs, np.asarray(data.roi_ids),
-        read=lambda a, b: traces[a:b], notes=list(getattr(data, "notes", [])),
-    )
-
-
-def open_input(path, *, allow_pickle: bool = False) -> Source:
-    """Open INPUT for the CLI; CLIError (exit 2) for anything unreadable."""
-    p = Path(path)
-    if not p.exists():
-        raise CLIError(f"input {p} does not exist")
-    low = p.name.lower()
-    try:
-        if p.is_dir():
-            if _is_zarr(p):
-                return _open_zarr(p)
-            from .loaders import find_suite2p_plane, load_suite2p
-
-            if find_suite2p_plane(p) is not None or any(p.glob("plane*")):
-                return _from_pipeline(load_suite2p(p, allow_pickle=allow_pickle), "suite2p")
-            raise CLIError(
-                f"{p} is a folder but neither a suite2p plane folder (F.npy, Fneu.npy) "
-                "nor a zarr array"
-            )
-        if low.endswith(".npy"):
-            return _open_npy(p)
-        if low.endswith(".npz"):
-            return _open_npz(p)
-        if low.endswith((".hdf5", ".h5")):
-            from .loaders import load_caiman
-
-            return _from_pipeline(load_caiman(p), "caiman")
-        if low.endswith(".nwb"):
-            from .nwb import load_nwb
-
-            return _from_pipeline(load_nwb(p), "NWB")
-    except CLIError:
-        raise
-    except (ValueError, FileNotFoundError, ImportError, OSError) as e:
+        fs = as_fs(value, where)
+    except SourceError as e:
         raise CLIError(str(e)) from None
-    raise CLIError(
-        f"{p}: unsupported input; give a traces .npy/.npz, a suite2p plane folder, "
-        "a CaImAn .hdf5 file, an NWB file (.nwb) or a zarr array"
-    )
+    if fs is None:
+        raise CLIError(f"{where}: sampling rate missing")
+    return fs
 
 
 # ----------------------------------------------------------------------------
@@ -384,7 +160,7 @@ def _protected(inputs) -> list[tuple[Path, str]]:
             if q.suffix.lower() in (".npy", ".npz"):
                 side = q.with_name(f"{q.stem}_metadata.json")
                 found.append((side, f"the sidecar {side.name} of the input {p}"))
-        if p.is_dir() and not _is_zarr(p):
+        if p.is_dir() and not is_zarr(p):
             from .loaders import find_suite2p_plane
 
             plane = find_suite2p_plane(p)
@@ -420,7 +196,7 @@ def check_not_an_input(out: Path, *inputs, option: str = "-o") -> None:
                 "choose another output file"
             )
     for raw in inputs:
-        if raw is not None and Path(raw).is_dir() and _is_zarr(Path(raw)):
+        if raw is not None and Path(raw).is_dir() and is_zarr(Path(raw)):
             if _inside(real_out, _real(Path(raw))):
                 raise CLIError(
                     f"output {out} ({option}) is inside the zarr input {raw}; "
@@ -493,6 +269,9 @@ class _Writer:
 
     FULL = ("activity", "fit", "baseline", "iterations", "converged", "skipped", "roi_ids")
 
+    #: the in-memory writer's interface, for the run loops
+    per_sample = False
+
     @staticmethod
     def bytes_needed(n: int, T: int, full: bool, per_sample_baseline: bool = False) -> int:
         big = 8 * n * T + 4096
@@ -502,8 +281,10 @@ class _Writer:
         return n_big * big + 4 * 9 * n + 8192 if full else big
 
     def __init__(self, out: Path, n: int, T: int, *, full: bool, one_d: bool, roi_ids,
-                 per_sample_baseline: bool = False):
+                 per_sample_baseline: bool = False, fs: float | None = None, params=None):
         self.out, self.full, self.one_d = out, full, one_d
+        self.fs, self.params = fs, params
+        self.per_sample = per_sample_baseline
         # "drift" and "rolling" give a baseline per sample: (n, T) like activity
         self.BIG = ("activity", "fit", "baseline") if per_sample_baseline else ("activity", "fit")
         # temporary files beside the file that will be replaced (a symlink's target)
@@ -513,15 +294,13 @@ class _Writer:
         self.tmp: dict[str, Path] = {}
         self.files: dict = {}
         self.offset: dict[str, int] = {}
-        self.small: dict[str, np.ndarray] = {}
-        if full:
-            self.small = dict(
-                baseline=np.full(n, np.nan), iterations=np.zeros(n, np.int64),
-                converged=np.zeros(n, np.bool_), skipped=np.zeros(n, np.bool_),
-                roi_ids=np.asarray(roi_ids, dtype=np.int64),
-            )
-            if per_sample_baseline:
-                del self.small["baseline"]
+        # per-cell fields: small, kept in memory (counted for every output)
+        self.small: dict[str, np.ndarray] = dict(
+            iterations=np.zeros(n, np.int64), converged=np.zeros(n, np.bool_),
+            skipped=np.zeros(n, np.bool_), roi_ids=np.asarray(roi_ids, dtype=np.int64),
+        )
+        if full and not per_sample_baseline:
+            self.small["baseline"] = np.full(n, np.nan)
         try:
             for key in self.BIG if full else ("activity",):
                 fd, name = tempfile.mkstemp(
@@ -538,8 +317,31 @@ class _Writer:
             self.abort()
             raise
 
+    @property
+    def converged(self) -> np.ndarray:
+        return self.small["converged"]
+
+    def _results_entries(self) -> dict:
+        """The entries that make the archive a ``results.load_results`` file."""
+        from .io import json_default
+        from .params import _export_dict
+        from .results import FORMAT, FORMAT_VERSION
+
+        out = {"format": np.array(FORMAT), "format_version": np.array(FORMAT_VERSION)}
+        if self.fs is not None:
+            out["fs"] = np.array(float(self.fs))
+        if self.params is not None:
+            out["params"] = np.array(json.dumps(_export_dict(self.params, None),
+                                                allow_nan=False, default=json_default))
+        for key in ("converged", "iterations", "skipped"):
+            out[f"features.{key}"] = self.small[key]
+        out["features.roi_id"] = self.small["roi_ids"]
+        return out
+
     def write(self, a: int, b: int, **fields) -> None:
         for key, rows in fields.items():
+            if key == "baseline" and key not in self.files and key not in self.small:
+                continue
             if key in self.files:
                 block = np.ascontiguousarray(rows, dtype="<f8")
                 _write_at(self.files[key], self.offset[key] + 8 * a * self.T,
@@ -560,13 +362,14 @@ class _Writer:
                 os.close(fd)
                 self.tmp["_archive"] = Path(name)
                 with zipfile.ZipFile(name, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
-                    for key in self.FULL:
+                    entries = [(k, None) for k in self.FULL] + list(self._results_entries().items())
+                    for key, value in entries:
                         if key in self.tmp:
                             zf.write(self.tmp[key], arcname=f"{key}.npy")
                             self.tmp.pop(key).unlink()  # its copy is in the archive
                         else:
-                            arr = self.small[key]
-                            if self.one_d and key != "roi_ids":
+                            arr = self.small[key] if value is None else value
+                            if value is None and self.one_d and key != "roi_ids":
                                 arr = arr.reshape(())
                             buf = io.BytesIO()
                             np.lib.format.write_array(buf, arr, allow_pickle=False)
@@ -594,45 +397,167 @@ class _Writer:
         self.tmp = {}
 
 
+class _MemoryWriter:
+    """Results gathered in memory, then written by ``results.save_results`` (.nwb, .csv)."""
+
+    def __init__(self, out: Path, source, params, per_sample: bool):
+        n, T = source.n, source.T
+        self.out, self.source, self.params = out, source, params
+        self.per_sample = per_sample
+        self.fields = dict(
+            activity=np.full((n, T), np.nan), fit=np.full((n, T), np.nan),
+            baseline=np.full((n, T) if per_sample else n, np.nan),
+            iterations=np.zeros(n, np.int64), converged=np.zeros(n, np.bool_),
+            skipped=np.zeros(n, np.bool_),
+        )
+
+    @staticmethod
+    def bytes_needed(n: int, T: int, suffix: str) -> int:
+        # CSV: ~17 characters per value; NWB: activity, fit, baseline as float64
+        return (18 if suffix == ".csv" else 3 * 8) * n * T + 65536
+
+    @property
+    def converged(self) -> np.ndarray:
+        return self.fields["converged"]
+
+    def write(self, a: int, b: int, **fields) -> None:
+        for key, rows in fields.items():
+            if key in self.fields:
+                self.fields[key][a:b] = rows
+
+    def commit(self) -> None:
+        from .results import save_results
+
+        f = self.fields
+        labels = self.source.extra.get("labels") if self.source.extra else None
+        try:
+            save_results(
+                self.out, activity=f["activity"], fit=f["fit"], baseline=f["baseline"],
+                roi_ids=self.source.roi_ids, fs=self.params.fs, params=self.params,
+                features={"roi_id": np.asarray(self.source.roi_ids),
+                          "converged": f["converged"], "iterations": f["iterations"],
+                          "skipped": f["skipped"]},
+                labels=labels, source=str(self.source.path),
+            )
+        except ValueError as e:
+            raise CLIError(f"{self.out}: {e}") from None
+
+    def abort(self) -> None:
+        pass
+
+
 # ----------------------------------------------------------------------------
-# progress
+# progress and messages
 # ----------------------------------------------------------------------------
 
 
 class Progress:
-    """A plain-text progress bar on stderr (carriage returns on a terminal)."""
+    """A progress bar with rate and ETA on stderr, only when stderr is a terminal.
 
-    def __init__(self, total: int, label: str, unit: str = "cells", enabled: bool = True):
+    tqdm draws it when installed; otherwise a plain line with the same
+    figures.  Off a terminal (a log file, a pipe, a batch job) nothing is
+    drawn: the run's summary line says what was done.
+    """
+
+    def __init__(self, total: int, label: str, unit: str = "cells", enabled: bool = True,
+                 stream=None):
         self.total, self.label, self.unit = max(1, int(total)), label, unit
-        self.enabled = enabled
-        self.tty = enabled and sys.stderr.isatty()
+        self.stream = stream if stream is not None else sys.stderr
+        try:
+            tty = self.stream.isatty()
+        except (AttributeError, ValueError):
+            tty = False
+        self.enabled = bool(enabled and tty)
         self.t0 = time.monotonic()
-        self.last_decile = -1
         self.done = 0
+        self.bar = None
+        if self.enabled:
+            try:
+                from tqdm import tqdm
+            except ImportError:
+                tqdm = None
+            if tqdm is not None:
+                try:  # a terminal that reports no size (some ptys): a fixed width
+                    sized = os.get_terminal_size(self.stream.fileno()).columns > 0
+                except (OSError, ValueError, AttributeError):
+                    sized = False
+                self.bar = tqdm(total=self.total, desc=label, unit=f" {unit}",
+                                file=self.stream, smoothing=0.3, leave=True,
+                                **({"dynamic_ncols": True} if sized else {"ncols": 100}))
 
     def update(self, done: int) -> None:
-        self.done = done
+        step, self.done = done - self.done, done
         if not self.enabled:
             return
-        frac = min(1.0, done / self.total)
-        decile = int(frac * 10)
-        if not self.tty and decile == self.last_decile and done < self.total:
+        if self.bar is not None:
+            self.bar.update(step)
             return
-        self.last_decile = decile
+        frac = min(1.0, done / self.total)
+        dt = time.monotonic() - self.t0
+        rate = done / dt if dt > 0 else 0.0
+        eta = (self.total - done) / rate if rate > 0 else float("nan")
         width = 30
         bar = "#" * int(frac * width) + "." * (width - int(frac * width))
-        line = (
-            f"{self.label} [{bar}] {frac * 100:5.1f}% {done}/{self.total} {self.unit} "
-            f"{time.monotonic() - self.t0:7.1f} s"
+        self.stream.write(
+            f"\r{self.label} [{bar}] {frac * 100:5.1f}% {done}/{self.total} {self.unit} "
+            f"{rate:.1f} {self.unit}/s ETA {eta:4.0f} s"
         )
-        sys.stderr.write(("\r" + line) if self.tty else (line + "\n"))
-        if self.tty and done >= self.total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
+        if done >= self.total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to the current ``sys.stderr`` (replaced by tests and by redirections)."""
+
+    def __init__(self):
+        super().__init__()
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+class _Formatter(logging.Formatter):
+    def format(self, record):
+        msg = record.getMessage()
+        if record.levelno >= logging.WARNING:
+            return f"{PROG}: warning: {msg}"
+        if record.levelno <= logging.DEBUG:
+            return f"{PROG}: debug: {msg}"
+        return f"{PROG}: {msg}"
+
+
+def _setup_logging(verbose: int, quiet: bool):
+    """Log records of napari_catune to stderr: INFO by default, -q WARNING, -v DEBUG."""
+    root = logging.getLogger("napari_catune")
+    handler = _StderrHandler()
+    handler.setFormatter(_Formatter())
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
+    old = (root.level, root.propagate)
+    root.addHandler(handler)
+    root.setLevel(level)
+    root.propagate = False
+
+    def restore():
+        root.removeHandler(handler)
+        root.setLevel(old[0])
+        root.propagate = old[1]
+
+    return restore
 
 
 def _warn(msg: str) -> None:
-    print(f"{PROG}: warning: {msg}", file=sys.stderr)
+    log.warning(msg)
 
 
 # ----------------------------------------------------------------------------
@@ -653,7 +578,7 @@ def _load_params_or_fail(path):
         raise CLIError(msg if str(p.name) in msg else f"{p}: {msg}") from None
 
 
-def _chunk_rows(source: Source, chunk_cells: int | None) -> int:
+def _chunk_rows(source: TraceSource, chunk_cells: int | None) -> int:
     if chunk_cells is not None:
         if chunk_cells < 1:
             raise CLIError(f"--chunk-cells must be >= 1, got {chunk_cells}")
@@ -661,7 +586,7 @@ def _chunk_rows(source: Source, chunk_cells: int | None) -> int:
     return max(1, min(source.n, _CHUNK_BYTES // (8 * source.T)))
 
 
-def find_bad_rows(source: Source, chunk: int) -> np.ndarray:
+def find_bad_rows(source: TraceSource, chunk: int) -> np.ndarray:
     """Indices of rows holding NaN or Inf (one streaming pass)."""
     bad = []
     for a in range(0, source.n, chunk):
@@ -678,19 +603,65 @@ def _list_rows(rows, limit: int = 20) -> str:
     return shown + (f", ... ({len(rows) - limit} more)" if len(rows) > limit else "")
 
 
+def _check_output_suffix(out: Path, full: bool) -> str:
+    suffix = out.suffix.lower()
+    if suffix not in OUTPUT_FORMATS:
+        raise CLIError(
+            f"cannot tell the output format from {out.name!r}: use .npy (activity), .npz "
+            "(activity, fit, baseline, ids, fs, parameters), .nwb or .csv"
+        )
+    if full and suffix == ".npy":
+        raise CLIError(f"with --full the output is an .npz archive (or .nwb); got {out}")
+    if suffix == ".nwb":
+        try:
+            import pynwb  # noqa: F401
+        except ImportError:
+            raise CLIError(
+                f"writing {out.name} needs pynwb: pip install 'napari-catune[nwb]'"
+            ) from None
+    return suffix
+
+
+def _check_report(args, inputs) -> Path | None:
+    if not getattr(args, "report", None):
+        return None
+    rep = Path(args.report)
+    if rep.suffix.lower() not in (".png", ".pdf", ".svg"):
+        raise CLIError(f"--report needs an image file name (.png, .pdf or .svg), got {rep}")
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise CLIError(
+            "--report draws with matplotlib, which is not installed: pip install matplotlib "
+            "(or napari-catune[report]; or leave out --report)"
+        ) from None
+    check_output_folder(rep)
+    check_not_an_input(rep, *inputs, option="--report")
+    return rep
+
+
 def _cmd_deconvolve(args) -> int:
     params = _load_params_or_fail(args.params)
     if args.baseline is not None and args.baseline != params.baseline:
-        _warn(f"--baseline {args.baseline} overrides the {params.baseline!r} baseline of {args.params}")
+        _warn(f"--baseline {args.baseline} overrides the {params.baseline!r} baseline of "
+              f"{args.params}")
         params = params.replace(baseline=args.baseline)
+    if args.drift_scale is not None:
+        if params.baseline != "drift":
+            raise CLIError(
+                f"--drift-scale applies to the drift baseline; {args.params} uses "
+                f"{params.baseline!r} (add --baseline drift)"
+            )
+        try:
+            params = params.replace(drift_scale=args.drift_scale)
+        except ValueError as e:
+            raise CLIError(f"--drift-scale: {e}") from None
     out = Path(args.output)
-    suffix = out.suffix.lower()
-    if args.full and suffix != ".npz":
-        raise CLIError(f"with --full the output is an .npz archive; got {out}")
-    if not args.full and suffix != ".npy":
-        raise CLIError(f"the output is an .npy file of activity (or .npz with --full); got {out}")
+    suffix = _check_output_suffix(out, args.full)
     check_output_folder(out)
     check_not_an_input(out, args.input, args.params)
+    check_not_an_input(_sidecar(out), args.input, args.params, option="-o's sidecar")
+    report = _check_report(args, (args.input, args.params, out))
     remove_stale_outputs(out)  # before the free-space check: they may be what fills the disk
     source = open_input(args.input, allow_pickle=args.allow_pickle)
     if source.fs is not None and not math.isclose(source.fs, params.fs, rel_tol=1e-6):
@@ -701,7 +672,11 @@ def _cmd_deconvolve(args) -> int:
         )
     folder = resolve_target(out).parent
     per_sample = _per_sample_baseline(params)
-    need = _Writer.bytes_needed(source.n, source.T, args.full, per_sample)
+    full = suffix != ".npy"
+    if suffix in (".npy", ".npz"):
+        need = _Writer.bytes_needed(source.n, source.T, full, per_sample)
+    else:
+        need = _MemoryWriter.bytes_needed(source.n, source.T, suffix)
     check_free_space(folder, need)  # before any work
     chunk = _chunk_rows(source, args.chunk_cells)
     bad = find_bad_rows(source, chunk)
@@ -713,18 +688,26 @@ def _cmd_deconvolve(args) -> int:
         if bad.size == source.n:
             raise CLIError(f"{where}: nothing left to deconvolve")
         _warn(f"{where}; skipped: their output rows are NaN (converged False)")
+    log.debug("input %s (%s): %d cells x %d frames, chunks of %d cells", source.path,
+              source.kind, source.n, source.T, chunk)
     client = writer = None
+    t0 = time.monotonic()
+    progress = None
     try:
         if args.scheduler:
             client = _connect(args.scheduler, args.scheduler_timeout)
-        writer = _Writer(out, source.n, source.T, full=args.full, one_d=source.one_d,
-                         roi_ids=source.roi_ids, per_sample_baseline=per_sample)
-        progress = Progress(source.n, "deconvolve", enabled=not args.quiet)
-        progress.update(0)
-        if client is not None:
-            _run_distributed(client, source, params, chunk, bad, writer, progress, args.full)
+        if suffix in (".npy", ".npz"):
+            writer = _Writer(out, source.n, source.T, full=full, one_d=source.one_d,
+                             roi_ids=source.roi_ids, per_sample_baseline=per_sample,
+                             fs=params.fs, params=params)
         else:
-            _run_local(source, params, chunk, bad, writer, progress, args.full)
+            writer = _MemoryWriter(out, source, params, per_sample)
+        progress = Progress(source.n, "deconvolve", enabled=not args.quiet)
+        if client is not None:
+            _run_distributed(client, source, params, chunk, bad, writer, progress, full)
+        else:
+            _run_local(source, params, chunk, bad, writer, progress, full)
+        progress.close()
         writer.commit()
     except OSError as e:
         if writer is not None:
@@ -737,13 +720,77 @@ def _cmd_deconvolve(args) -> int:
             writer.abort()
         raise
     finally:
+        if progress is not None:
+            progress.close()
         if client is not None:
             client.close()
-    if not args.quiet:
-        kept = source.n - bad.size
-        print(f"{PROG}: wrote {out} ({kept} of {source.n} cells deconvolved"
-              f"{f', {bad.size} skipped' if bad.size else ''})", file=sys.stderr)
+    seconds = time.monotonic() - t0
+    converged = writer.converged
+    skipped = np.zeros(source.n, dtype=bool)
+    skipped[bad] = True
+    not_conv = np.flatnonzero(~converged & ~skipped)
+    kept = source.n - bad.size
+    meta_path = _write_sidecar(
+        out, args, source, params, kind="deconvolved activity",
+        extra={"output_format": suffix[1:], "cells_deconvolved": int(kept),
+               "cells_skipped": int(bad.size), "skipped_rows": [int(r) for r in bad],
+               "cells_not_converged": int(not_conv.size),
+               "not_converged_rows": [int(r) for r in not_conv[:1000]],
+               "seconds": round(seconds, 3)},
+    )
+    log.info("wrote %s and %s (%d of %d cells deconvolved%s; %d not converged; %.1f s, "
+             "%.1f cells/s)", out, meta_path.name, kept, source.n,
+             f", {bad.size} skipped" if bad.size else "", not_conv.size, seconds,
+             kept / seconds if seconds > 0 else float("inf"))
+    if not_conv.size:
+        _warn(f"{not_conv.size} of {kept} cells did not converge within the iteration "
+              f"budget (rows {_list_rows(not_conv)}); their activity is the last iterate")
+    if report is not None:
+        _report(report, source, params, bad, writer.converged, args)
     return 0
+
+
+def _sidecar(out: Path) -> Path:
+    return out.with_name(out.stem + "_metadata.json")
+
+
+def _write_sidecar(out: Path, args, source, params, *, kind: str, extra: dict) -> Path:
+    """``{stem}_metadata.json`` beside a CLI output: what it holds and how it was made.
+
+    For an ``.npy`` output the keys of the traces hand-off format come first
+    (``sampling_rate_hz``, ``num_cells``, ``num_timepoints``, ``dtype``,
+    ``roi_ids``), so the file opens again as traces with its ids and rate.
+    """
+    from datetime import datetime, timezone
+
+    from ._version import __version__
+    from .io import json_default
+    from .results import results_metadata
+
+    side = _sidecar(out)
+    meta = results_metadata(
+        roi_ids=source.roi_ids, fs=params.fs if params is not None else source.fs,
+        params=params, n_frames=source.T, content=kind,
+    ) if params is not None else {
+        "schema_version": "1.0.0", "sampling_rate_hz": source.fs, "num_cells": int(source.n),
+        "num_timepoints": int(source.T),
+        "roi_ids": [int(i) for i in np.asarray(source.roi_ids)], "content": kind,
+    }
+    if out.suffix.lower() == ".npy":
+        meta["dtype"] = "<f8"
+    meta.update({
+        "created_by": f"napari-catune {__version__}",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join([PROG, *getattr(args, "argv", [])]),
+        "input": os.path.basename(str(source.path).rstrip("/")),
+        "input_kind": source.kind,
+        "output": out.name,
+        **extra,
+    })
+    if source.notes:
+        meta["input_notes"] = list(source.notes)
+    text = json.dumps(meta, indent=2, allow_nan=False, default=json_default)
+    return atomic_write_text(side, text + "\n")
 
 
 def _per_sample_baseline(params) -> bool:
@@ -786,14 +833,120 @@ def _run_local(source, params, chunk, bad, writer, progress, full) -> None:
             del block
             res = (r.activity, r.reconvolution, r.baseline, r.iterations, r.converged)
         if ok.all() and res is not None:
-            fields = dict(activity=res[0])
-            if full:
-                fields.update(fit=res[1], baseline=res[2], iterations=res[3],
-                              converged=res[4], skipped=~ok)
+            fields = dict(activity=res[0], fit=res[1], baseline=res[2], iterations=res[3],
+                          converged=res[4], skipped=~ok)
         else:
-            fields = _fill(a, b, bad, source.T, res, ok, "baseline" in writer.BIG)
+            fields = _fill(a, b, bad, source.T, res, ok, writer.per_sample)
         writer.write(a, b, **fields)
         progress.update(b)
+
+
+def _report(path: Path, source, params, bad, converged, args) -> None:
+    """A PNG/PDF summary of a batch run: a few traces with fit and activity, parameters."""
+    from .results import save_report
+    from .solver import run_deconvolution_full
+
+    ok = np.ones(source.n, dtype=bool)
+    ok[bad] = False
+    rows = np.flatnonzero(ok)
+    rows = rows[np.unique(np.linspace(0, rows.size - 1, min(4, rows.size)).round()
+                          .astype(np.int64))]
+    traces = np.concatenate([np.asarray(source.read(int(r), int(r) + 1), dtype=np.float64)
+                             for r in rows])
+    r = run_deconvolution_full(traces, params.fs, params.tau_rise, params.tau_decay,
+                               params.lam, **params.solver_kwargs())
+    n_conv = int(np.count_nonzero(converged & ok))
+    summary = {
+        "input": os.path.basename(str(source.path).rstrip("/")),
+        "cells": f"{source.n} ({int(ok.sum())} deconvolved, {int(bad.size)} skipped)",
+        "frames": f"{source.T} ({source.T / params.fs:.1f} s)",
+        "not converged": str(int(ok.sum()) - n_conv),
+        "output": os.path.basename(str(args.output)),
+    }
+    try:
+        save_report(path, traces=traces, fit=r.reconvolution, activity=r.activity,
+                    baseline=r.baseline, roi_ids=np.asarray(source.roi_ids)[rows],
+                    params=params, summary=summary)
+    except ImportError as e:
+        raise CLIError(f"--report: {e}") from None
+    log.info("wrote report %s", path)
+
+
+# ----------------------------------------------------------------------------
+# extract (movie + ROI labels -> traces)
+# ----------------------------------------------------------------------------
+
+
+def _cmd_extract(args) -> int:
+    from .sources import open_labels, open_movie
+
+    out = Path(args.output)
+    suffix = out.suffix.lower()
+    if suffix not in (".npz", ".npy"):
+        raise CLIError(f"extract writes traces as .npz (traces, fs, roi_ids) or .npy "
+                       f"(+ _metadata.json); got {out}")
+    check_output_folder(out)
+    check_not_an_input(out, args.movie, args.labels)
+    check_not_an_input(_sidecar(out), args.movie, args.labels, option="-o's sidecar")
+    remove_stale_outputs(out)
+    try:
+        labels = open_labels(args.labels)
+        movie = open_movie(args.movie, key=args.movie_key)
+    except SourceError as e:
+        raise CLIError(str(e)) from None
+    try:
+        fs = args.fs if args.fs is not None else movie.fs
+        if args.fs is not None and movie.fs is not None and not math.isclose(args.fs, movie.fs):
+            _warn(f"--fs {args.fs:g} Hz overrides the {movie.fs:g} Hz recorded in {args.movie}")
+        if suffix == ".npy" and fs is None:
+            raise CLIError(f"{args.movie} does not record its frame rate; pass --fs HZ "
+                           "(the .npy sidecar needs it) or write .npz")
+        if tuple(movie.shape[1:]) != tuple(labels.shape):
+            raise CLIError(
+                f"the movie's frames are {movie.shape[1]}x{movie.shape[2]} but the label image "
+                f"{args.labels} is {labels.shape[0]}x{labels.shape[1]}; they must match"
+            )
+        from .traces import extract_traces
+
+        log.info("extracting %d ROIs from %s (%d frames%s)", np.unique(labels[labels > 0]).size,
+                 args.movie, movie.shape[0], f", {fs:g} Hz" if fs else "")
+        try:
+            traces, ids = extract_traces(movie.data, labels)
+        except ValueError as e:
+            raise CLIError(f"{args.movie}: {e}") from None
+    finally:
+        movie.close()
+    if traces.shape[0] == 0:
+        raise CLIError(f"{args.labels}: no ROIs (every pixel is 0)")
+    check_free_space(resolve_target(out).parent, 8 * traces.size + 65536)
+    if suffix == ".npz":
+        from ._atomic import _atomic_write
+
+        arrays = {"traces": traces, "roi_ids": np.asarray(ids, dtype=np.int64)}
+        if fs is not None:
+            arrays["fs"] = np.array(float(fs))
+        _atomic_write(out, lambda fh: np.savez(fh, **arrays))
+    else:
+        from .io import save_for_tuning
+
+        save_for_tuning(traces, fs, out, metadata={"roi_ids": [int(i) for i in ids]})
+    src = TraceSource(str(args.movie), "movie", traces.shape, traces.dtype, fs, np.asarray(ids),
+                      read=lambda a, b: traces[a:b])
+    extra = {"labels": os.path.basename(str(args.labels)), "traces": "mean of each ROI's "
+             "pixels per frame (napari_catune.extract_traces)"}
+    if movie.key:
+        extra["movie_key"] = movie.key
+    if suffix == ".npz":
+        _write_sidecar(out, args, src, None, kind="ROI traces (napari-catune extract)",
+                       extra=extra)
+    else:  # save_for_tuning wrote the hand-off sidecar; add how the traces were made
+        side = _sidecar(out)
+        meta = json.loads(side.read_text(encoding="utf-8"))
+        meta.update({"content": "ROI traces (napari-catune extract)",
+                     "input": os.path.basename(str(args.movie)), **extra})
+        atomic_write_text(side, json.dumps(meta, indent=2) + "\n")
+    log.info("wrote %s: %d ROIs x %d frames", out, traces.shape[0], traces.shape[1])
+    return 0
 
 
 def _probe_scheduler(address: str, timeout: float) -> dict:
@@ -887,7 +1040,7 @@ def _run_distributed(client, source, params, chunk, bad, writer, progress, full)
     import dask
     import dask.array as da
 
-    from .solver import run_deconvolution, run_deconvolution_full
+    from .solver import run_deconvolution_full
 
     n, T = source.shape
     starts = list(range(0, n, chunk))
@@ -912,7 +1065,8 @@ def _run_distributed(client, source, params, chunk, bad, writer, progress, full)
         r = run_deconvolution_full(*args, **kw)
         lazy = [r.activity, r.reconvolution, r.baseline, r.iterations, r.converged]
     else:
-        lazy = [run_deconvolution(*args, **kw)]
+        r = run_deconvolution_full(*args, **kw)
+        lazy = [r.activity, r.converged]
     n_workers = max(1, len(client.scheduler_info().get("workers", {})))
     window = 2 * n_workers
     pending: list = []
@@ -936,21 +1090,21 @@ def _run_distributed(client, source, params, chunk, bad, writer, progress, full)
         ok = ~bad_set[a:b]
         if full:
             res = tuple(np.asarray(p)[ok] for p in parts)
-            fields = _fill(a, b, bad, T, res, ok, "baseline" in writer.BIG)
+            fields = _fill(a, b, bad, T, res, ok, writer.per_sample)
         else:
             act = np.asarray(parts[0])
             act[~ok] = np.nan
-            fields = dict(activity=act)
+            conv = np.asarray(parts[1]) & ok
+            fields = dict(activity=act, converged=conv, skipped=~ok)
         writer.write(a, b, **fields)
         progress.update(b)
-
 
 # ----------------------------------------------------------------------------
 # estimate / info
 # ----------------------------------------------------------------------------
 
 
-def _finite_rows(source: Source, chunk: int, limit: int | None = None):
+def _finite_rows(source: TraceSource, chunk: int, limit: int | None = None):
     """Up to ``limit`` evenly spaced finite rows as float64, and their indices."""
     idx = np.arange(source.n)
     if limit is not None and source.n > limit:
@@ -1034,8 +1188,37 @@ def _cmd_estimate(args) -> int:
     return 0
 
 
+def _movie_info(path) -> bool:
+    """Print a movie's summary (TIFF, HDF5, zarr stack); False when it is not one."""
+    from .sources import MOVIE_SUFFIXES, open_movie
+
+    if not str(path).lower().rstrip("/").endswith(MOVIE_SUFFIXES):
+        return False
+    try:
+        movie = open_movie(path)
+    except SourceError:
+        return False
+    try:
+        print(f"input        {path} (movie{', dataset ' + repr(movie.key) if movie.key else ''})")
+        print(f"shape        {movie.shape}  (frames, height, width)")
+        print(f"dtype        {movie.data.dtype}")
+        if movie.fs is not None:
+            print(f"fs           {movie.fs:g} Hz  (duration {movie.shape[0] / movie.fs:.1f} s)")
+        else:
+            print("fs           unknown (the file records no frame rate)")
+        print("next         napari-catune extract MOVIE LABELS -o traces.npz")
+    finally:
+        movie.close()
+    return True
+
+
 def _cmd_info(args) -> int:
-    source = open_input(args.input, allow_pickle=args.allow_pickle)
+    try:
+        source = open_input(args.input, allow_pickle=args.allow_pickle)
+    except CLIError:
+        if _movie_info(args.input):
+            return 0
+        raise
     fs = args.fs if args.fs is not None else source.fs
     chunk = _chunk_rows(source, None)
     nan_values = nan_rows = inf_values = 0
@@ -1083,164 +1266,23 @@ def _cmd_info(args) -> int:
         print(f"SNR          unavailable ({snr_error})")
     return 0
 
-
 # ----------------------------------------------------------------------------
-# view
+# view (napari_catune._qt.launch: the only part importing Qt and napari)
 # ----------------------------------------------------------------------------
-
-
-def _most_active(viewer, k: int = 3) -> list[int]:
-    """The ids of the k ROIs with the highest SNR in the viewer's CaTune layers."""
-    import napari
-
-    for layer in viewer.layers:
-        if not isinstance(layer, napari.layers.Labels):
-            continue
-        meta = layer.metadata.get("catune", {}) if isinstance(layer.metadata, dict) else {}
-        traces = meta.get("traces")
-        ids = meta.get("roi_ids")
-        fs = meta.get("fs")
-        if traces is None:
-            movie = next(
-                (im for im in viewer.layers if isinstance(im, napari.layers.Image)
-                 and im.data.ndim == 3 and im.data.shape[1:] == layer.data.shape),
-                None,
-            )
-            if movie is None:
-                continue
-            from .traces import extract_traces
-
-            traces, ids = extract_traces(movie.data, layer.data)
-            fs = fs or (movie.metadata.get("catune", {}) or {}).get("fs")
-        traces = np.asarray(traces, dtype=np.float64)
-        ids = np.arange(1, traces.shape[0] + 1) if ids is None else np.asarray(ids)
-        try:
-            from .traces import roi_snr
-
-            score = np.asarray(roi_snr(traces, fs or 30.0))
-        except ImportError:
-            mad = np.median(np.abs(np.diff(traces, axis=1)), axis=1) + 1e-12
-            score = (np.percentile(traces, 99, axis=1) - np.median(traces, axis=1)) / mad
-        score = np.where(np.isfinite(score), score, -np.inf)
-        order = np.argsort(-score, kind="stable")[:k]
-        return [int(ids[i]) for i in order]
-    return []
-
-
-def _close_toasts(viewer) -> None:
-    """Close napari's notification pop-ups so they do not cover the screenshot."""
-    try:
-        from napari._qt.dialogs.qt_notification import NapariQtNotification
-
-        for w in viewer.window._qt_window.findChildren(NapariQtNotification):
-            w.close()
-    except Exception:  # private API; a toast in the picture is harmless
-        pass
-
-
-def _ours(path: str) -> bool:
-    low = path.lower().rstrip("/")
-    if low.endswith((".npy", ".npz", ".json", ".hdf5", ".h5")):
-        return True
-    from .loaders import find_suite2p_plane
-
-    return find_suite2p_plane(path) is not None
-
-
-def _open_path(viewer, path: str) -> None:
-    """Open with our readers when the file looks like ours, else let napari choose."""
-    if _ours(path):
-        try:
-            viewer.open(path, plugin=PROG)
-            return
-        except ValueError as e:
-            # a file our readers say is not theirs (e.g. an image stack in .npy)
-            msg = str(e).lower()
-            if "refused the file" not in msg and "no compatible" not in msg:
-                raise
-    viewer.open(path)
 
 
 def _cmd_view(args) -> int:
-    for p in args.paths:
-        if not Path(p).exists():
-            raise CLIError(f"{p} does not exist")
-    if args.screenshot:
-        shot = Path(args.screenshot)
-        if shot.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"):
-            raise CLIError(f"--screenshot needs an image file name (.png), got {shot}")
-        check_output_folder(shot)
-        check_not_an_input(shot, *args.paths, option="--screenshot")
-    import napari
-    from qtpy.QtCore import QTimer
-    from qtpy.QtWidgets import QApplication
+    import importlib.util
 
-    state = {"code": 0}
-    viewer = napari.Viewer(title="napari-catune")
-    size = args.size or ((1500, 950) if args.screenshot else None)
-    if size:
-        viewer.window.resize(*size)
-    _dock, widget = viewer.window.add_plugin_dock_widget(PROG, "CaTune tuner")
-    try:
-        if args.paths:
-            for p in args.paths:
-                _open_path(viewer, p)
-        else:
-            viewer.open_sample(PROG, "synthetic")
-    except Exception as e:
-        viewer.close()
-        raise CLIError(f"could not open {' '.join(args.paths) or 'the sample'}: {e}") from None
-    print(f"{PROG} view: layers: {', '.join(layer.name for layer in viewer.layers)}",
-          file=sys.stderr)
-
-    def finish(code: int, msg: str | None = None) -> None:
-        if msg:
-            print(f"{PROG} view: {msg}", file=sys.stderr)
-        state["code"] = code
-        try:
-            viewer.close()
-        finally:
-            app = QApplication.instance()
-            if app is not None:
-                QTimer.singleShot(0, app.quit)
-
-    if args.screenshot:
-        def shoot():
-            try:
-                viewer.screenshot(str(shot), canvas_only=False)
-            except Exception as e:
-                finish(1, f"screenshot failed: {type(e).__name__}: {e}")
-                return
-            print(f"saved {shot}", file=sys.stderr)
-            finish(0)
-
-        def when_idle():
-            # the tuner solves off the GUI thread: wait until its plots are drawn
-            if not getattr(widget, "idle", True):
-                QTimer.singleShot(100, when_idle)
-                return
-            _close_toasts(viewer)
-            QTimer.singleShot(int(args.settle * 1000), shoot)
-
-        def select():
-            try:
-                ids = _most_active(viewer, 3)
-                if ids:
-                    ids = widget.select_rois(ids)
-                print(f"{PROG} view: selected ROIs: {', '.join(map(str, ids)) or 'none'}",
-                      file=sys.stderr)
-            except Exception as e:
-                finish(1, f"selecting ROIs failed: {type(e).__name__}: {e}")
-                return
-            QTimer.singleShot(200, when_idle)
-
-        QTimer.singleShot(200, select)
-        QTimer.singleShot(
-            int(args.timeout * 1000),
-            lambda: finish(1, f"timed out after {args.timeout:g} s without a screenshot"),
+    missing = [m for m in ("napari", "qtpy") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise CLIError(
+            f"view needs napari and a Qt binding ({', '.join(missing)} not installed): "
+            "pip install 'napari-catune[all]' (or napari-catune[napari] plus PyQt6/PyQt5)"
         )
-    napari.run()
-    return state["code"]
+    from ._qt.launch import run_view
+
+    return run_view(args)
 
 
 # ----------------------------------------------------------------------------
@@ -1249,18 +1291,38 @@ def _cmd_view(args) -> int:
 
 _EPILOG = """\
 examples:
-  napari-catune view                                  # the synthetic sample + tuner
+  napari-catune view                         # the synthetic sample + tuner
   napari-catune view suite2p/plane0 movie.tif
-  napari-catune view --screenshot shot.png            # headless: xvfb-run -a napari-catune view ...
+  napari-catune view --screenshot shot.png   # headless: xvfb-run -a ...
   napari-catune estimate traces.npy --fs 30 -o params.json
   napari-catune deconvolve traces.npy --params params.json -o activity.npy
-  napari-catune deconvolve run.hdf5 --params params.json -o results.npz --full
-  napari-catune deconvolve traces.npy --params params.json -o a.npy --scheduler tcp://host:8786
+  napari-catune deconvolve run.hdf5 --params params.json -o results.npz
+  napari-catune deconvolve rec.nwb --params params.json -o results.nwb
+  napari-catune deconvolve big.npy --params p.json -o a.npy \\
+      --scheduler tcp://host:8786
+  napari-catune extract movie.h5 masks.tif -o traces.npz
   napari-catune info suite2p/plane0 --fs 30
 
-exit codes: 0 success, 2 bad usage or input, 1 failure (e.g. disk full),
-130 interrupted (Ctrl-C), 143 terminated (SIGTERM)
+exit codes: 0 success, 2 bad usage or input, 1 failure (e.g. disk full), 130
+interrupted (Ctrl-C), 143 terminated (SIGTERM), 141 output pipe closed.
 """
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions wrap to the terminal; indented lines (examples) stay as written."""
+
+    def _fill_text(self, text, width, indent):
+        paragraphs = []
+        for para in text.split("\n\n"):
+            lines = para.splitlines()
+            if any(line.startswith((" ", "\t")) for line in lines[1:] or lines) \
+                    or (lines and lines[0].rstrip().endswith(":")):
+                paragraphs.append("\n".join(indent + line for line in lines))
+            else:
+                paragraphs.append(textwrap.fill(" ".join(line.strip() for line in lines),
+                                                width, initial_indent=indent,
+                                                subsequent_indent=indent))
+        return "\n\n".join(paragraphs)
 
 
 def _positive(text: str) -> float:
@@ -1298,23 +1360,32 @@ def _count(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from ._version import __version__
 
-    fmt = argparse.RawDescriptionHelpFormatter
+    fmt = HelpFormatter
     parser = argparse.ArgumentParser(
         prog=PROG, formatter_class=fmt, epilog=_EPILOG,
-        description="Tune calcium-imaging deconvolution in napari, then apply it to every ROI.",
+        description="Tune calcium-imaging deconvolution in napari, then apply it to every "
+        "ROI from the command line.",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    talk = common.add_argument_group("messages")
+    talk.add_argument("-v", "--verbose", action="count", default=0,
+                      help="say more (chunk sizes, timings)")
+    talk.add_argument("-q", "--quiet", action="store_true",
+                      help="only warnings and errors; no progress bar")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     inputs = (
-        "INPUT: traces .npy (optionally with its _metadata.json sidecar) or .npz, "
-        "a suite2p plane folder, a CaImAn .hdf5 file, or a zarr array"
+        "INPUT is a traces .npy (optionally with its _metadata.json sidecar) or .npz, a "
+        "zarr array, a suite2p plane folder, a Minian output folder, a CaImAn .hdf5 file "
+        "or an NWB file."
     )
 
     v = sub.add_parser(
-        "view", formatter_class=fmt, help="open napari with the CaTune tuner",
-        description="Open napari with the CaTune tuner docked and the given files "
-        "(or the synthetic sample recording) loaded.",
+        "view", formatter_class=fmt, parents=[common], help="open napari with the CaTune tuner",
+        description="Open napari with the CaTune tuner docked and the given files (or the "
+        "synthetic sample recording) loaded. Needs the napari extra: "
+        "pip install 'napari-catune[all]'.",
         epilog="examples:\n  napari-catune view\n  napari-catune view traces.npy\n"
         "  napari-catune view movie.tif rois.tif\n"
         "  xvfb-run -a napari-catune view --screenshot shot.png\n",
@@ -1331,27 +1402,37 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(func=_cmd_view)
 
     d = sub.add_parser(
-        "deconvolve", formatter_class=fmt, help="apply saved parameters to every trace",
-        description="Deconvolve every trace of INPUT with the parameters of a CaTune "
-        "export JSON.  " + inputs + ".  .npy input is memory-mapped and processed a "
-        "chunk of cells at a time; the output replaces OUT only when complete.",
+        "deconvolve", formatter_class=fmt, parents=[common],
+        help="apply saved parameters to every trace",
+        description="Deconvolve every trace of INPUT with the parameters of a CaTune export "
+        "JSON. " + inputs + " .npy input is memory-mapped and processed a chunk of cells at "
+        "a time; the output replaces OUT only when complete, and OUT's "
+        "{stem}_metadata.json sidecar records the ids, sampling rate, parameters, the "
+        "command and how many cells did not converge.",
         epilog="examples:\n"
         "  napari-catune deconvolve traces.npy --params params.json -o activity.npy\n"
-        "  napari-catune deconvolve suite2p/plane0 --params p.json -o res.npz --full\n"
+        "  napari-catune deconvolve suite2p/plane0 --params p.json -o res.npz\n"
+        "  napari-catune deconvolve rec.nwb --params p.json -o res.nwb --report run.png\n"
         "  napari-catune deconvolve big.npy --params p.json -o a.npy --chunk-cells 200\n"
-        "  napari-catune deconvolve big.zarr --params p.json -o a.npy "
-        "--scheduler tcp://10.0.0.5:8786\n\n"
-        "--full writes an .npz with activity, fit, baseline, iterations, converged,\n"
-        "skipped and roi_ids.  Rows with NaN/Inf stop the run unless --skip-bad;\n"
-        "skipped rows are NaN in activity/fit/baseline and False in converged.",
+        "  napari-catune deconvolve big.zarr --params p.json -o a.npy \\\n"
+        "      --scheduler tcp://10.0.0.5:8786\n\n"
+        "outputs:\n"
+        "  .npy  activity (n, T), streamed; the sidecar makes it a traces hand-off file\n"
+        "  .npz  activity, fit, baseline, iterations, converged, skipped, roi_ids, fs,\n"
+        "        params: napari_catune.load_results reads it; streamed\n"
+        "  .nwb  a processing module 'catune' (needs pynwb)\n"
+        "  .csv  activity, one row per frame, plus _features.csv\n\n"
+        "Rows with NaN/Inf stop the run unless --skip-bad; skipped rows are NaN in\n"
+        "activity/fit/baseline and False in converged.",
     )
     d.add_argument("input", metavar="INPUT")
     d.add_argument("--params", required=True, metavar="PARAMS.json",
                    help="CaTune export JSON (schema 1.x)")
     d.add_argument("-o", "--output", required=True, metavar="OUT",
-                   help="activity .npy, or .npz with --full")
+                   help="results file: .npy (activity), .npz, .nwb or .csv")
     d.add_argument("--full", action="store_true",
-                   help="also write the fit, baseline, iterations and convergence (.npz)")
+                   help="require the fit, baseline and convergence in OUT (an .npz or .nwb; "
+                   ".npz always has them)")
     d.add_argument("--chunk-cells", type=_count, default=None, metavar="N",
                    help="cells per chunk (default: ~32 MB of float64 traces)")
     d.add_argument("--scheduler", metavar="ADDRESS",
@@ -1364,15 +1445,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip rows with NaN/Inf (NaN in the output) instead of stopping")
     d.add_argument("--allow-pickle", action="store_true",
                    help="suite2p: read ops.npy/stat.npy (pickles; trusted folders only)")
-    d.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     d.add_argument("--baseline", choices=BASELINE_MODES, default=None,
                    help="override the baseline model saved in PARAMS.json")
+    d.add_argument("--drift-scale", type=_positive, default=None, metavar="S",
+                   help="with the drift baseline: its time scale in seconds (how slowly the "
+                   "baseline may change), overriding PARAMS.json")
+    d.add_argument("--report", metavar="PNG",
+                   help="also draw a summary (a few traces with fit and activity, the "
+                   "parameters, counts) into PNG (.png/.pdf/.svg; needs matplotlib)")
     d.set_defaults(func=_cmd_deconvolve)
 
     e = sub.add_parser(
-        "estimate", formatter_class=fmt, help="automatic starting parameters",
-        description="Estimate starting parameters from the traces; print them and "
-        "optionally save a CaTune export JSON.  " + inputs + ".",
+        "estimate", formatter_class=fmt, parents=[common], help="automatic starting parameters",
+        description="Estimate starting parameters from the traces; print them and optionally "
+        "save a CaTune export JSON. " + inputs,
         epilog="examples:\n  napari-catune estimate traces.npy --fs 30\n"
         "  napari-catune estimate run.hdf5 -o params.json\n",
     )
@@ -1385,16 +1471,39 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--allow-pickle", action="store_true",
                    help="suite2p: read ops.npy (a pickle) for the sampling rate")
     e.add_argument("--baseline", choices=BASELINE_MODES, default=None,
-                   help="baseline model saved with the parameters (default: %(default)s = "
-                   "the package default)")
+                   help="baseline model saved with the parameters (default: the package "
+                   "default)")
     e.set_defaults(func=_cmd_estimate)
 
+    x = sub.add_parser(
+        "extract", formatter_class=fmt, parents=[common],
+        help="movie + ROI labels -> traces",
+        description="Average each ROI's pixels in every frame of MOVIE (a TIFF, HDF5 or "
+        "zarr stack, or a 3-D .npy; HDF5 and zarr are read a block of frames at a time) "
+        "and write the traces with their ROI ids and the frame rate (from --fs or the "
+        "movie's metadata: ImageJ finterval/fps, OME TimeIncrement, an fs attribute). "
+        "LABELS is a (height, width) integer image, 0 = background (e.g. cellpose "
+        "masks saved as TIFF/PNG, or a .npy).",
+        epilog="examples:\n  napari-catune extract movie.tif masks.tif -o traces.npz\n"
+        "  napari-catune extract run.h5 rois.npy -o traces.npy --fs 30\n",
+    )
+    x.add_argument("movie", metavar="MOVIE")
+    x.add_argument("labels", metavar="LABELS")
+    x.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="traces .npz (traces, roi_ids, fs) or .npy (+ _metadata.json)")
+    x.add_argument("--fs", type=_positive, metavar="HZ",
+                   help="frame rate in Hz (default: what MOVIE records)")
+    x.add_argument("--movie-key", metavar="KEY",
+                   help="HDF5/zarr dataset holding the movie (default: found)")
+    x.set_defaults(func=_cmd_extract)
+
     i = sub.add_parser(
-        "info", formatter_class=fmt, help="shape, sampling rate, NaN count, SNR",
-        description="Summarise INPUT: shape, dtype, sampling rate, NaN count and an "
-        "SNR summary.  " + inputs + ".",
+        "info", formatter_class=fmt, parents=[common], help="shape, sampling rate, NaN count, SNR",
+        description="Summarise INPUT: shape, dtype, sampling rate, NaN count and an SNR "
+        "summary. " + inputs + " A movie (TIFF, HDF5, zarr) gets its shape and frame rate.",
         epilog="examples:\n  napari-catune info traces.npy\n"
-        "  napari-catune info suite2p/plane0 --fs 30\n",
+        "  napari-catune info suite2p/plane0 --fs 30\n"
+        "  napari-catune info movie.tif\n",
     )
     i.add_argument("input", metavar="INPUT")
     i.add_argument("--fs", type=_positive, metavar="HZ", help="sampling rate, if INPUT lacks it")
@@ -1414,21 +1523,41 @@ def _on_sigterm(signum, frame):
     raise Terminated()
 
 
+def _stdout_gone() -> None:
+    """After EPIPE on stdout: point it at /dev/null so the exit flush stays quiet."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
 def main(argv=None) -> int:
     """Entry point of the ``napari-catune`` console script; returns the exit code.
 
     SIGTERM (sent by ``timeout``, SLURM, ``docker stop``) is handled like
     Ctrl-C: temporary files are removed, an earlier output is left as it
-    was, and the exit code is 143 (128 + SIGTERM; Ctrl-C gives 130).
+    was, and the exit code is 143 (128 + SIGTERM; Ctrl-C gives 130).  A
+    closed output pipe (``info ... | head``) ends the run quietly with 141.
     """
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help/--version (0) or a usage error (2)
         return int(e.code) if isinstance(e.code, int) else (0 if e.code is None else 2)
+    except BrokenPipeError:  # --help | head
+        _stdout_gone()
+        return 141
+    args.argv = list(argv)
     previous = None
     if args.command != "view" and threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    restore_logging = _setup_logging(args.verbose, args.quiet)
+    old_showwarning = warnings.showwarning
+    # library warnings (a parameter outside the sliders' range...) as one line each
+    warnings.showwarning = lambda message, category, *a, **k: log.warning(str(message))
     try:
         return int(args.func(args))
     except CLIError as e:
@@ -1437,6 +1566,9 @@ def main(argv=None) -> int:
     except DiskFull as e:
         print(f"{PROG} {args.command}: error: {e}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        _stdout_gone()
+        return 141
     except KeyboardInterrupt:
         print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
         return 130
@@ -1451,6 +1583,8 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 1
     finally:
+        warnings.showwarning = old_showwarning
+        restore_logging()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 

@@ -20,6 +20,9 @@ Events smaller than ``min_size`` (in units) are dropped.  Works on one trace
 ``(T,)`` or many ``(n, T)``; the result is a dict of equal-length 1-D arrays
 (``roi``, ``onset_frame``, ``onset_s``, ``peak_s``, ``size``, ``amplitude``),
 ready for ``pandas.DataFrame`` or a CSV.
+
+:func:`read_event_times` reads the other direction: a CSV of known event times
+per ROI (ground truth, e.g. electrophysiology), for the tuner to draw as ticks.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import math
 
 import numpy as np
 
-__all__ = ["detect_events", "EVENT_FIELDS"]
+__all__ = ["detect_events", "EVENT_FIELDS", "read_event_times", "ROI_COLUMNS", "TIME_COLUMNS"]
 
 EVENT_FIELDS = ("roi", "onset_frame", "onset_s", "peak_s", "size", "amplitude")
 
@@ -127,3 +130,81 @@ def detect_events(activity, fs, *, min_size: float = 0.0, unit=None,
         out[k] = np.concatenate(cols[k]).astype(dtype) if cols[k] else np.empty(0, dtype)
     out["unit"] = unit_out
     return out
+
+
+# ------------------------------------------------------------ event-time files
+#: accepted names of the ROI column (case-insensitive), in order of preference
+ROI_COLUMNS = ("roi", "roi_id", "cell", "neuron")
+#: accepted names of the time column, in seconds (case-insensitive), in order of preference
+TIME_COLUMNS = ("time_s", "spike_time_s", "t_s", "onset_s", "peak_s")
+
+
+def read_event_times(path) -> dict:
+    """Event times per ROI from a CSV: ``{roi id: sorted times in seconds}``.
+
+    Layout: one event per line, with a header line naming an ROI column (one
+    of :data:`ROI_COLUMNS`) and a time column in seconds from the first frame
+    (one of :data:`TIME_COLUMNS`), in any order and case; other columns are
+    ignored, so the events CSV written by this package (``roi_id``,
+    ``onset_s``, ...) reads as is.  Separators: comma, semicolon or tab.
+    Blank lines and lines starting with ``#`` are skipped.  ROI ids are
+    integers (the label values); times are finite and >= 0.
+
+    Raises ValueError naming the line and what to fix.
+    """
+    import csv
+    from pathlib import Path
+
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ValueError(f"events file {str(p)!r} not found; choose an existing .csv "
+                         "file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"events file {str(p)!r} could not be read as text: {e}") from None
+    lines = [(i, ln) for i, ln in enumerate(text.splitlines(), start=1)
+             if ln.strip() and not ln.lstrip().startswith("#")]
+    if not lines:
+        raise ValueError(f"events file {p.name!r} is empty; it needs a header line "
+                         "'roi,time_s' and one line per event")
+    head_no, head = lines[0]
+    sep = max((",", ";", "\t"), key=head.count)
+    names = [c.strip().strip('"').strip().lower() for c in head.split(sep)]
+    roi_col = next((names.index(c) for c in ROI_COLUMNS if c in names), None)
+    t_col = next((names.index(c) for c in TIME_COLUMNS if c in names), None)
+    if roi_col is None or t_col is None:
+        missing = [what for what, col in (("an ROI column (" + ", ".join(ROI_COLUMNS) + ")",
+                                           roi_col),
+                                          ("a time column in seconds (" +
+                                           ", ".join(TIME_COLUMNS) + ")", t_col))
+                   if col is None]
+        raise ValueError(f"events file {p.name!r}: the header (line {head_no}: {head.strip()!r}) "
+                         f"needs {' and '.join(missing)}; e.g. 'roi,time_s'")
+    out: dict = {}
+    for no, row in zip((n for n, _ in lines[1:]),
+                       csv.reader((ln for _, ln in lines[1:]), delimiter=sep)):
+        if len(row) <= max(roi_col, t_col):
+            raise ValueError(f"events file {p.name!r}, line {no}: {len(row)} field(s), but the "
+                             f"header has {len(names)}; every line needs an ROI and a time")
+        r_txt, t_txt = row[roi_col].strip(), row[t_col].strip()
+        try:
+            r_val = float(r_txt)
+            if r_val != int(r_val):
+                raise ValueError
+            rid = int(r_val)
+        except (ValueError, OverflowError):
+            raise ValueError(f"events file {p.name!r}, line {no}: ROI {r_txt!r} is not an "
+                             "integer ROI id (the label value)") from None
+        try:
+            t = float(t_txt)
+        except ValueError:
+            raise ValueError(f"events file {p.name!r}, line {no}: time {t_txt!r} is not a "
+                             "number of seconds") from None
+        if not (math.isfinite(t) and t >= 0):
+            raise ValueError(f"events file {p.name!r}, line {no}: time {t_txt!r} must be a "
+                             "finite number of seconds >= 0 (from the first frame)")
+        out.setdefault(rid, []).append(t)
+    if not out:
+        raise ValueError(f"events file {p.name!r} has a header but no events")
+    return {rid: np.sort(np.asarray(ts, dtype=np.float64)) for rid, ts in out.items()}

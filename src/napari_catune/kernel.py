@@ -327,9 +327,28 @@ def bandpass_filter(traces, tau_rise: float, tau_decay: float, fs: float) -> np.
     if n < 8:
         return x
     f = np.fft.rfftfreq(n, d=1.0 / fs)
-    gain = _edge(f, 1.0 / (2 * math.pi * tau_decay * 16), rising=True)
-    gain *= _edge(f, min(4.0 / (2 * math.pi * tau_rise), fs / 2), rising=False)
-    return np.fft.irfft(np.fft.rfft(x, axis=-1) * gain, n=n, axis=-1)
+    return np.fft.irfft(np.fft.rfft(x, axis=-1) * _gain(f, tau_rise, tau_decay, fs),
+                        n=n, axis=-1)
+
+
+def _cutoffs(tau_rise: float, tau_decay: float, fs: float) -> tuple[float, float]:
+    return 1.0 / (2 * math.pi * tau_decay * 16), min(4.0 / (2 * math.pi * tau_rise), fs / 2)
+
+
+def _gain(f: np.ndarray, tau_rise: float, tau_decay: float, fs: float) -> np.ndarray:
+    hp, lp = _cutoffs(tau_rise, tau_decay, fs)
+    return _edge(f, hp, rising=True) * _edge(f, lp, rising=False)
+
+
+def bandpass_cutoffs(tau_rise: float, tau_decay: float, fs: float) -> tuple[float, float]:
+    """(high-pass, low-pass) cutoffs in Hz of :func:`bandpass_filter`."""
+    return _cutoffs(*validate_params(tau_rise, tau_decay, fs))
+
+
+def bandpass_gain(f, tau_rise: float, tau_decay: float, fs: float) -> np.ndarray:
+    """The gain of :func:`bandpass_filter` at frequencies ``f`` (Hz)."""
+    tau_rise, tau_decay, fs = validate_params(tau_rise, tau_decay, fs)
+    return _gain(np.asarray(f, dtype=np.float64), tau_rise, tau_decay, fs)
 
 
 def _edge(f: np.ndarray, f_cut: float, *, rising: bool) -> np.ndarray:

@@ -1,13 +1,23 @@
-"""Read the outputs of the pipelines people already run: suite2p and CaImAn.
+"""Read the outputs of the pipelines people already run: suite2p, CaImAn, Minian.
 
-Both loaders return a :class:`PipelineData` (traces, sampling rate, ROI ids,
-a label image of the footprints, a background image).  No Qt, no napari:
-the napari readers, the command line and scripts share them.
+The loaders here return a :class:`PipelineData` (traces, sampling rate, ROI
+ids, a label image of the footprints, a background image, what the traces
+are).  No Qt, no napari: the napari readers, the command line and scripts
+share them.  ``calab``-shaped calls (``load_caiman(path) -> (traces, meta)``,
+``load_minian``) are in :mod:`napari_catune.compat`, built on these.
 
 suite2p writes ``F.npy``, ``Fneu.npy`` and ``iscell.npy`` as plain arrays
-(read with ``allow_pickle=False``) and ``stat.npy`` / ``ops.npy`` as pickles
-(a list of dicts, a dict): loading a pickle can run code, so those two are
-read only when the caller passes ``allow_pickle=True``.
+(read with ``allow_pickle=False``) and ``stat.npy``, ``ops.npy`` (0.x) and
+``settings.npy``, ``db.npy``, ``reg_outputs.npy`` (1.x) as pickles (a list
+of dicts, dicts): loading a pickle can run code, so those are read only when
+the caller passes ``allow_pickle=True``.  suite2p 1.x
+(``pipeline_s2p.py``/``run_s2p.py``) writes ``settings.npy`` (``fs``,
+``extraction.neuropil_coefficient``), ``db.npy`` (``Ly``, ``Lx``,
+``nframes``) and ``reg_outputs.npy`` (``meanImg``) per plane, and
+``ops.npy`` (all of them merged) only with ``io.save_ops_orig``; like
+suite2p's own GUI (``gui/io.py: load_files``), they are merged when
+``ops.npy`` is absent.  ``F.npy`` and ``Fneu.npy`` are read in blocks of
+rows, so memory holds the result and one block, not both inputs.
 
 CaImAn's ``CNMF.save`` writes an HDF5 file (``estimates/...``,
 ``params/data/...``) with the footprint matrix ``estimates/A`` stored as
@@ -31,7 +41,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["PipelineData", "load_suite2p", "load_caiman", "tile_labels", "find_suite2p_plane"]
+__all__ = ["PipelineData", "load_suite2p", "load_caiman_data", "load_minian_data",
+           "tile_labels", "find_suite2p_plane", "CAIMAN_TRACES"]
 
 # array names tried in an .npz or a zarr group, in order (ours, suite2p,
 # CaImAn, common names); shared by the CLI and the napari trace reader
@@ -137,9 +148,15 @@ def _resolve_plane(plane_dir) -> Path:
         return found
     planes = sorted(q.name for q in p.glob("plane*") if q.is_dir())
     if len(planes) > 1:
+        combined = p / "combined"
+        if (combined / "F.npy").is_file():
+            also = f", or {combined} (all planes merged by suite2p)"
+        else:
+            also = (", or a 'combined' folder (all planes merged: suite2p writes it with "
+                    "settings io.combined, ops 'combined' in 0.x)")
         raise ValueError(
             f"{p} holds {len(planes)} planes ({', '.join(planes)}); pass one plane folder, "
-            f"e.g. {p / planes[0]}"
+            f"e.g. {p / planes[0]}{also}"
         )
     missing = [f for f in ("F.npy", "Fneu.npy") if not (p / f).is_file()]
     raise FileNotFoundError(
@@ -317,24 +334,162 @@ def _suite2p_labels(rois, keep: np.ndarray, ids: np.ndarray, shape, stat_path: P
     return labels
 
 
-def load_suite2p(plane_dir, neuropil: float = 0.7, only_cells: bool = True,
+def _npy_header(path: Path):
+    """``(shape, fortran_order, dtype, data offset)`` of a ``.npy`` file, without reading it."""
+    with open(path, "rb") as fh:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+        else:
+            shape, fortran, dtype = np.lib.format._read_array_header(fh, version)
+        return shape, fortran, dtype, fh.tell()
+
+
+# bytes of one block of rows read from F.npy/Fneu.npy at a time
+_BLOCK_BYTES = 32 * 2**20
+
+
+def _rows_reader(path: Path, arr: np.ndarray):
+    """A function ``(lo, hi) -> rows lo..hi-1`` of the ``.npy`` at ``path``.
+
+    C-ordered files are read with plain file reads of that run of rows, so
+    the pages do not stay resident as a memory map's would; anything else
+    goes through the memory map ``arr``.
+    """
+    try:
+        shape, fortran, dtype, offset = _npy_header(path)
+    except Exception:
+        fortran = True
+    if fortran or dtype.hasobject or len(shape) != 2:
+        return lambda lo, hi: arr[lo:hi]
+    T = shape[1]
+    row_bytes = T * dtype.itemsize
+
+    def read(lo: int, hi: int) -> np.ndarray:
+        with open(path, "rb") as fh:
+            fh.seek(offset + lo * row_bytes)
+            block = np.fromfile(fh, dtype=dtype, count=(hi - lo) * T)
+        if block.size != (hi - lo) * T:
+            raise ValueError(f"{path} is truncated: rows {lo}..{hi - 1} are incomplete")
+        return block.reshape(hi - lo, T)
+
+    return read
+
+
+def _neuropil_traces(plane: Path, F, Fneu, keep: np.ndarray, coef: float) -> np.ndarray:
+    """``F[keep] - coef * Fneu[keep]`` as float64, a block of rows at a time.
+
+    ``keep`` is sorted.  The files are read in runs of at most
+    ``_BLOCK_BYTES`` (as float64), so peak memory is the result plus one
+    block of each input, not float64 copies of both whole arrays.
+    """
+    n, T = F.shape
+    out = np.empty((keep.size, T), dtype=np.float64)
+    if keep.size == 0 or T == 0:
+        return out
+    read_F = _rows_reader(plane / "F.npy", F)
+    read_N = _rows_reader(plane / "Fneu.npy", Fneu)
+    step = max(1, _BLOCK_BYTES // (8 * T))
+    j = 0
+    for lo in range(0, n, step):
+        hi = min(n, lo + step)
+        a, b = np.searchsorted(keep, [lo, hi])
+        if a == b:
+            continue
+        local = keep[a:b] - lo
+        dst = out[j : j + (b - a)]
+        dst[:] = read_F(lo, hi)[local]
+        if coef:
+            dst -= coef * np.asarray(read_N(lo, hi)[local], dtype=np.float64)
+        j += b - a
+    return out
+
+
+def _suite2p_ops(plane: Path, allow_pickle: bool, notes: list):
+    """The plane's settings as one dict, and the file(s) it came from.
+
+    ``ops.npy`` (0.x, and 1.x with ``io.save_ops_orig``) when present; else
+    suite2p 1.x's ``db.npy``, ``settings.npy`` and ``reg_outputs.npy``
+    merged in that order, as suite2p's GUI does.  ``(None, None)`` without
+    permission to unpickle or without any of these files.
+    """
+    ops_path = plane / "ops.npy"
+    v1 = [plane / f for f in ("db.npy", "settings.npy", "reg_outputs.npy")]
+    present = [q for q in ([ops_path] if ops_path.is_file() else v1) if q.is_file()]
+    if not present:
+        return None, None
+    if not allow_pickle:
+        notes.append(
+            f"{', '.join(q.name for q in present)} not read: suite2p stores them as pickles "
+            "(allow_pickle=True, CLI --allow-pickle)"
+        )
+        return None, None
+    ops: dict = {}
+    for q in present:
+        obj = _load_pickle(q, q.stem)
+        try:
+            d = obj.item() if isinstance(obj, np.ndarray) else obj
+        except ValueError:
+            d = None
+        if not isinstance(d, dict):
+            raise ValueError(f"{q} does not hold a dict (suite2p {q.stem})")
+        ops.update(d)
+    where = present[0] if len(present) == 1 else plane / f"{{{','.join(q.name for q in present)}}}"
+    return ops, where
+
+
+def _ops_neuropil(ops: dict, where) -> float | None:
+    """suite2p's neuropil coefficient from its settings, or None if absent.
+
+    0.x: ``ops['neucoeff']``; 1.x: ``settings['extraction']['neuropil_coefficient']``.
+    """
+    value = ops.get("neucoeff")
+    key = "neucoeff"
+    if value is None and isinstance(ops.get("extraction"), dict):
+        value = ops["extraction"].get("neuropil_coefficient")
+        key = "extraction.neuropil_coefficient"
+    if value is None:
+        return None
+    try:
+        value = float(np.asarray(value).ravel()[0])
+    except (TypeError, ValueError, IndexError):
+        raise ValueError(f"{where}: '{key}' is not a number ({value!r})") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{where}: '{key}' must be a number >= 0, got {value}")
+    return value
+
+
+def load_suite2p(plane_dir, neuropil: float | None = None, only_cells: bool = True,
                  allow_pickle: bool = False, fs: float | None = None) -> PipelineData:
     """Traces (and, if allowed, footprints) from a suite2p plane folder.
+
+    Reads suite2p 0.x planes (``ops.npy``) and 1.x planes (``settings.npy``,
+    ``db.npy``, ``reg_outputs.npy``; ``ops.npy`` only with
+    ``io.save_ops_orig``), and the ``combined`` folder suite2p writes for
+    several planes.
 
     Parameters
     ----------
     plane_dir : path
-        ``.../suite2p/plane0`` (or a ``suite2p`` folder with a single plane).
-    neuropil : float
-        Traces are ``F - neuropil * Fneu`` (suite2p's default coefficient 0.7).
+        ``.../suite2p/plane0`` (or a ``suite2p`` folder with a single plane,
+        or ``.../suite2p/combined``).
+    neuropil : float, optional
+        Traces are ``F - neuropil * Fneu``.  Default: the coefficient suite2p
+        used, ``ops['neucoeff']`` (0.x) or
+        ``settings['extraction']['neuropil_coefficient']`` (1.x), which needs
+        ``allow_pickle``; else suite2p's default 0.7 (said in ``notes``).
     only_cells : bool
         Keep the ROIs marked as cells in ``iscell.npy`` (all if it is absent).
     allow_pickle : bool
-        Read ``stat.npy`` (footprints) and ``ops.npy`` (sampling rate, mean
-        image), which suite2p stores as pickles.  Only for trusted folders.
+        Read ``stat.npy`` (footprints) and ``ops.npy`` or 1.x's
+        ``settings.npy``/``db.npy``/``reg_outputs.npy`` (sampling rate,
+        neuropil coefficient, image size, mean image), which suite2p stores
+        as pickles.  Only for trusted folders.
     fs : float, optional
-        Sampling rate in Hz; overrides ``ops['fs']``.  Without it and without
-        ``ops.npy``, ``fs`` is None and the caller must supply it.
+        Sampling rate in Hz; overrides the files' ``fs``.  Without it and
+        without readable settings, ``fs`` is None and the caller must supply it.
 
     Raises
     ------
@@ -344,9 +499,10 @@ def load_suite2p(plane_dir, neuropil: float = 0.7, only_cells: bool = True,
         A file is truncated or malformed (the message names the file and
         the missing key or the mismatching shape).
     """
-    neuropil = float(neuropil)
-    if not (math.isfinite(neuropil) and neuropil >= 0):
-        raise ValueError(f"neuropil coefficient must be a number >= 0, got {neuropil}")
+    if neuropil is not None:
+        neuropil = float(neuropil)
+        if not (math.isfinite(neuropil) and neuropil >= 0):
+            raise ValueError(f"neuropil coefficient must be a number >= 0, got {neuropil}")
     plane = _resolve_plane(plane_dir)
     F = _load_plain(plane / "F.npy", mmap=True)
     Fneu = _load_plain(plane / "Fneu.npy", mmap=True)
@@ -376,34 +532,35 @@ def load_suite2p(plane_dir, neuropil: float = 0.7, only_cells: bool = True,
             keep = np.flatnonzero(np.asarray(flag) > 0.5)
         else:
             notes.append("no iscell.npy: all ROIs kept")
-    traces = np.asarray(F[keep], dtype=np.float64)
-    traces -= neuropil * np.asarray(Fneu[keep], dtype=np.float64)
-    del F, Fneu
     roi_ids = keep.astype(np.int64) + 1
 
+    ops, ops_where = _suite2p_ops(plane, allow_pickle, notes)
+    if neuropil is None:
+        neuropil = _ops_neuropil(ops, ops_where) if ops is not None else None
+        if neuropil is None:
+            neuropil = 0.7
+            notes.append("neuropil coefficient not in the files read: suite2p's default 0.7 used")
+    traces = _neuropil_traces(plane, F, Fneu, keep, neuropil)
+    del F, Fneu
+
     mean_image = labels = None
-    ops = None
-    ops_path, stat_path = plane / "ops.npy", plane / "stat.npy"
-    if allow_pickle and ops_path.is_file():
-        ops_obj = _load_pickle(ops_path, "ops")
-        try:
-            ops = ops_obj.item() if isinstance(ops_obj, np.ndarray) else ops_obj
-        except ValueError:
-            ops = None
-        if not isinstance(ops, dict):
-            raise ValueError(f"{ops_path} does not hold a dict (suite2p ops)")
+    if ops is not None:
         if fs is None:
             if "fs" not in ops:
-                raise ValueError(f"{ops_path} has no key 'fs' (sampling rate); pass fs")
+                raise ValueError(f"{ops_where} has no key 'fs' (sampling rate); pass fs")
             fs = ops["fs"]
-        if "meanImg" in ops:
+        if ops.get("meanImg") is not None:
             mean_image = np.asarray(ops["meanImg"], dtype=np.float64)
             if mean_image.ndim != 2:
-                raise ValueError(f"{ops_path}: 'meanImg' has shape {mean_image.shape}")
+                raise ValueError(f"{ops_where}: 'meanImg' has shape {mean_image.shape}")
     if fs is not None:
-        fs = float(fs)
+        try:
+            fs = float(np.asarray(fs).ravel()[0])
+        except (TypeError, ValueError, IndexError):
+            raise ValueError(f"sampling rate must be a positive number of Hz, got {fs!r}") from None
         if not (math.isfinite(fs) and fs > 0):
             raise ValueError(f"sampling rate must be a positive number of Hz, got {fs}")
+    stat_path = plane / "stat.npy"
     if allow_pickle and stat_path.is_file():
         stat = _load_pickle(stat_path, "stat")
         try:
@@ -414,7 +571,7 @@ def load_suite2p(plane_dir, neuropil: float = 0.7, only_cells: bool = True,
             raise ValueError(f"{stat_path} lists {stat.shape[0]} ROIs but F.npy has {n}")
         rois = _suite2p_rois(stat, stat_path)
         if ops is not None and "Ly" in ops and "Lx" in ops:
-            shape = _check_image_size((ops["Ly"], ops["Lx"]), f"{ops_path} 'Ly'/'Lx'")
+            shape = _check_image_size((ops["Ly"], ops["Lx"]), f"{ops_where} 'Ly'/'Lx'")
         elif mean_image is not None:
             shape = mean_image.shape
         else:
@@ -425,10 +582,17 @@ def load_suite2p(plane_dir, neuropil: float = 0.7, only_cells: bool = True,
                 (max(a for a, _ in sizes), max(b for _, b in sizes)),
                 f"{stat_path} 'ypix'/'xpix'",
             )
+            notes.append("image size not in the files read: taken from the ROIs' extent")
+        if mean_image is not None and mean_image.shape != tuple(shape):
+            notes.append(
+                f"mean image {mean_image.shape} does not match the image size {tuple(shape)}: "
+                "not shown"
+            )
+            mean_image = None
         labels = _suite2p_labels(rois, keep, roi_ids, shape, stat_path)
-    elif not allow_pickle and (stat_path.is_file() or ops_path.is_file()):
+    elif not allow_pickle and stat_path.is_file():
         notes.append(
-            "stat.npy/ops.npy not read: they are pickles (allow_pickle=True, CLI --allow-pickle)"
+            "stat.npy not read: suite2p stores it as a pickle (allow_pickle=True, CLI --allow-pickle)"
         )
     return PipelineData(
         traces=traces, fs=fs, roi_ids=roi_ids, labels=labels, mean_image=mean_image,
@@ -465,20 +629,48 @@ def _h5_get(f, key: str):
     return None if _is_none(value) else value
 
 
-def load_caiman(path, only_accepted: bool = False) -> PipelineData:
+# which CaImAn trace to read: name -> what it is
+CAIMAN_TRACES = {
+    "C": "estimates/C: the denoised component traces (calab's default)",
+    "C+YrA": "estimates/C + estimates/YrA: denoised plus residual, the raw trace",
+    "F_dff": "estimates/F_dff: dF/F from cnm.estimates.detrend_df_f()",
+}
+
+
+def _caiman_trace_name(trace) -> str:
+    key = str(trace).replace(" ", "")
+    if key not in CAIMAN_TRACES:
+        raise ValueError(
+            f"trace must be one of {', '.join(map(repr, CAIMAN_TRACES))} (CaImAn's "
+            f"estimates/C, C + YrA, or F_dff), got {trace!r}"
+        )
+    return key
+
+
+def load_caiman_data(path, *, trace: str = "C", only_accepted: bool = False,
+                     fs: float | None = None) -> PipelineData:
     """Traces and footprints from a CaImAn ``CNMF.save`` HDF5 file.
 
-    Traces are ``estimates/F_dff`` when stored, else ``estimates/C +
-    estimates/YrA`` (denoised plus residual: the raw trace), else
-    ``estimates/C``.  ``fs`` from ``params/data/fr``; footprints from the
-    sparse ``estimates/A`` with ``params/data/dims`` (each pixel goes to the
+    ``fs`` from ``params/data/fr``; footprints from the sparse
+    ``estimates/A`` with ``params/data/dims`` (each pixel goes to the
     component with the largest weight there); ``estimates/Cn`` as the image.
+    (:func:`napari_catune.load_caiman` is ``calab``'s call, ``(traces, meta)``.)
 
     Parameters
     ----------
+    trace : {"C", "C+YrA", "F_dff"}
+        Which trace: ``estimates/C`` (default, as ``calab.load_caiman``),
+        ``estimates/C + estimates/YrA`` (the raw trace: denoised plus
+        residual), or ``estimates/F_dff`` (only if the file has it).
+        Recorded as ``kind`` (``"C"``, ``"C + YrA"``, ``"F_dff"``).
     only_accepted : bool
-        Keep only ``estimates/idx_components`` when the file has it.
+        Keep only the components CaImAn accepted (``estimates/idx_components``)
+        when the file has run component evaluation; otherwise all are kept
+        (and ``notes`` says so).
+    fs : float, optional
+        Sampling rate in Hz; overrides ``params/data/fr``.
     """
+    trace = _caiman_trace_name(trace)
     h5py = _h5py()
     path = Path(path)
     if not path.is_file():
@@ -494,36 +686,68 @@ def load_caiman(path, only_accepted: bool = False) -> PipelineData:
                 "(save it with cnm.save('file.hdf5'))"
             )
         try:
-            return _read_caiman(f, path, only_accepted)
+            data = _read_caiman(f, path, trace, only_accepted)
         except (KeyError, OSError, TypeError) as e:
             raise ValueError(f"{path} is truncated or malformed ({e})") from None
         except ValueError as e:
             if str(path) in str(e):
                 raise
             raise ValueError(f"{path} is malformed ({e})") from None
+    if fs is not None:
+        fs = float(fs)
+        if not (math.isfinite(fs) and fs > 0):
+            raise ValueError(f"fs must be a positive number of Hz, got {fs}")
+        data.fs = fs
+    return data
 
 
-def _read_caiman(f, path: Path, only_accepted: bool) -> PipelineData:
+def load_caiman(path, only_accepted: bool = False) -> PipelineData:
+    """Deprecated name of :func:`load_caiman_data` (a :class:`PipelineData`).
+
+    ``napari_catune.load_caiman`` (:mod:`napari_catune.compat`) is calab's
+    call, returning ``(traces, meta)``; use :func:`load_caiman_data` for
+    traces with footprints.
+    """
+    import warnings
+
+    warnings.warn(
+        "napari_catune.loaders.load_caiman is renamed load_caiman_data; "
+        "napari_catune.load_caiman is calab's (traces, meta) call",
+        DeprecationWarning, stacklevel=2,
+    )
+    return load_caiman_data(path, only_accepted=only_accepted)
+
+
+def _read_caiman(f, path: Path, trace: str, only_accepted: bool) -> PipelineData:
     C = _h5_get(f, "estimates/C")
     if C is None:
         raise ValueError(f"{path} has no key 'estimates/C' (the component traces)")
     C = np.asarray(C, dtype=np.float64)
+    if C.ndim == 1:
+        C = C.reshape(1, -1)
     if C.ndim != 2:
         raise ValueError(f"{path}: 'estimates/C' has shape {C.shape}; expected (n, T)")
     n = C.shape[0]
-    F_dff = _h5_get(f, "estimates/F_dff")
-    YrA = _h5_get(f, "estimates/YrA")
-    for name, arr in (("estimates/F_dff", F_dff), ("estimates/YrA", YrA)):
-        if arr is not None and np.shape(arr) != C.shape:
-            raise ValueError(
-                f"{path}: '{name}' has shape {np.shape(arr)} but 'estimates/C' has {C.shape}"
-            )
-    if F_dff is not None:
-        traces, kind = np.asarray(F_dff, dtype=np.float64), "F_dff"
-    elif YrA is not None:
-        traces, kind = C + np.asarray(YrA, dtype=np.float64), "C + YrA"
-    else:
+    notes = []
+    if trace == "C":
         traces, kind = C, "C"
+    else:
+        name = "estimates/F_dff" if trace == "F_dff" else "estimates/YrA"
+        extra = _h5_get(f, name)
+        if extra is None:
+            how = ("compute it with cnm.estimates.detrend_df_f() before cnm.save"
+                   if trace == "F_dff" else "the file holds no residuals")
+            raise ValueError(
+                f"{path} has no '{name}' for trace={trace!r} ({how}); use trace='C'"
+            )
+        extra = np.asarray(extra, dtype=np.float64)
+        if extra.ndim == 1 and C.shape[0] == 1:
+            extra = extra.reshape(1, -1)
+        if extra.shape != C.shape:
+            raise ValueError(
+                f"{path}: '{name}' has shape {extra.shape} but 'estimates/C' has {C.shape}"
+            )
+        traces, kind = (extra, "F_dff") if trace == "F_dff" else (C + extra, "C + YrA")
 
     fr = _h5_get(f, "params/data/fr")
     fs = None
@@ -533,14 +757,20 @@ def _read_caiman(f, path: Path, only_accepted: bool) -> PipelineData:
             fs = None
 
     keep = np.arange(n)
+    idx = _h5_get(f, "estimates/idx_components")
     if only_accepted:
-        idx = _h5_get(f, "estimates/idx_components")
         if idx is not None and np.size(idx):
-            keep = np.asarray(idx, dtype=np.int64).ravel()
+            keep = np.unique(np.asarray(idx, dtype=np.int64).ravel())
             if keep.min() < 0 or keep.max() >= n:
                 raise ValueError(
                     f"{path}: 'estimates/idx_components' out of range for {n} components"
                 )
+            notes.append(f"only accepted components: {keep.size} of {n}")
+        else:
+            notes.append("no component evaluation in the file (estimates/idx_components): "
+                         "all components kept")
+    elif idx is not None and np.size(idx) and np.size(idx) < n:
+        notes.append(f"{n - np.size(idx)} rejected component(s) included (only_accepted=False)")
     roi_ids = keep + 1
 
     dims = None
@@ -571,7 +801,7 @@ def _read_caiman(f, path: Path, only_accepted: bool) -> PipelineData:
             image = image.reshape(dims, order="F") if image.size == math.prod(dims) else None
     return PipelineData(
         traces=np.ascontiguousarray(traces[keep]), fs=fs, roi_ids=roi_ids, labels=labels,
-        mean_image=image, source=str(path), kind=kind,
+        mean_image=image, source=str(path), kind=kind, notes=notes,
     )
 
 
@@ -677,3 +907,171 @@ def _caiman_labels(A, dims, n, keep, roi_ids, path, dims_key="params/data/dims")
     flat[has] = np.asarray(roi_ids, dtype=np.int32)[winner[has]]
     # CaImAn flattens images in Fortran order
     return flat.reshape(dims, order="F")
+
+
+# ---------------------------------------------------------------- Minian
+
+MINIAN_EXTRA_MESSAGE = (
+    "reading Minian output needs zarr; install it with pip install zarr "
+    "(or pip install 'napari-catune[all]')"
+)
+
+
+def _zarr():
+    try:
+        import zarr
+    except ImportError:
+        raise ImportError(MINIAN_EXTRA_MESSAGE) from None
+    return zarr
+
+
+def _minian_open(root: Path, name: str):
+    """Minian's variable ``name`` under ``root`` as ``(zarr array, its group)``, or None.
+
+    Minian's ``save_minian(var, dpath)`` writes each variable as an xarray
+    Dataset in its own store ``dpath/<name>.zarr`` (the array ``<name>``
+    with its coordinates, e.g. ``unit_id``, beside it).  ``root`` may be that
+    ``dpath``, a ``<name>.zarr`` store itself, or any zarr group holding an
+    array ``name`` (what ``calab.load_minian`` reads).
+    """
+    zarr = _zarr()
+    for store in (root / f"{name}.zarr", root):
+        if not store.is_dir():
+            continue
+        try:
+            group = zarr.open_group(str(store), mode="r")
+        except Exception:
+            continue
+        try:
+            if name in group:
+                arr = group[name]
+                if hasattr(arr, "shape") and hasattr(arr, "dtype"):
+                    return arr, group
+        except Exception:
+            continue
+    return None
+
+
+def _minian_keys(root: Path) -> list:
+    zarr = _zarr()
+    keys = sorted(q.name[:-5] for q in root.glob("*.zarr") if q.is_dir())
+    if not keys:
+        try:
+            keys = sorted(zarr.open_group(str(root), mode="r").keys())
+        except Exception:
+            keys = []
+    return keys
+
+
+def _minian_ids(group, n: int):
+    """Minian's ``unit_id`` coordinate of a variable's store, or None."""
+    try:
+        if "unit_id" not in group:
+            return None
+        ids = np.asarray(group["unit_id"][...]).ravel()
+    except Exception:
+        return None
+    if ids.size != n or ids.dtype.kind not in "iu" or (n and ids.min() < 0):
+        return None
+    if np.unique(ids).size != n:
+        return None
+    return ids.astype(np.int64)
+
+
+def load_minian_data(path, *, trace_key: str = "C", fs: float | None = None) -> PipelineData:
+    """Traces (and footprints, image) from a Minian output folder.
+
+    Reads the layout Minian's ``save_minian`` writes (``<dpath>/C.zarr``,
+    ``A.zarr``, ``max_proj.zarr``: one xarray-style zarr store per variable,
+    ``C`` with dims ``(unit_id, frame)``, ``A`` with ``(unit_id, height,
+    width)``), or a zarr group holding the array ``trace_key`` (as
+    ``calab.load_minian`` expects).  Minian stores no frame rate: pass
+    ``fs`` (else None).  ROI ids are Minian's ``unit_id`` + 1 (label 0 is
+    background) when the store has that coordinate, else row + 1.
+
+    Raises FileNotFoundError for a missing folder, KeyError (also a
+    ValueError) naming ``trace_key`` and the variables found when it is absent.
+    """
+    from .compat import MissingKeyError
+
+    root = Path(path)
+    if not root.exists():
+        raise FileNotFoundError(f"Minian output {root} not found")
+    found = _minian_open(root, trace_key)
+    if found is None:
+        raise MissingKeyError(
+            f"Minian output {root} has no variable {trace_key!r} (found: "
+            f"{', '.join(_minian_keys(root)) or 'nothing readable'}); pass trace_key"
+        )
+    arr, group = found
+    traces = np.asarray(arr[...], dtype=np.float64)
+    if traces.ndim == 1:
+        traces = traces.reshape(1, -1)
+    if traces.ndim != 2:
+        raise ValueError(f"{root}: {trace_key!r} has shape {traces.shape}; expected (units, frames)")
+    dims = list(arr.attrs.get("_ARRAY_DIMENSIONS", [])) if hasattr(arr, "attrs") else []
+    if dims == ["frame", "unit_id"]:
+        traces = np.ascontiguousarray(traces.T)
+    n = traces.shape[0]
+    notes = []
+    unit_ids = _minian_ids(group, n)
+    roi_ids = unit_ids + 1 if unit_ids is not None else np.arange(1, n + 1)
+    if fs is not None:
+        fs = float(fs)
+        if not (math.isfinite(fs) and fs > 0):
+            raise ValueError(f"fs must be a positive number of Hz, got {fs}")
+    else:
+        notes.append("Minian stores no frame rate: pass fs")
+
+    labels = None
+    fp = _minian_open(root, "A")
+    if fp is not None:
+        A, a_group = fp
+        a_ids = _minian_ids(a_group, A.shape[0]) if len(A.shape) == 3 else None
+        if len(A.shape) != 3:
+            notes.append(f"A has shape {A.shape}, not (unit_id, height, width): footprints not shown")
+        elif a_ids is not None and unit_ids is not None and not np.array_equal(a_ids, unit_ids):
+            order = {u: i for i, u in enumerate(a_ids.tolist())}
+            if all(u in order for u in unit_ids.tolist()):
+                labels = _minian_labels(A, [order[u] for u in unit_ids.tolist()], roi_ids)
+            else:
+                notes.append("A's unit_id do not cover C's: footprints not shown")
+        elif A.shape[0] != n:
+            notes.append(f"A has {A.shape[0]} units but {trace_key} has {n}: footprints not shown")
+        else:
+            labels = _minian_labels(A, list(range(n)), roi_ids)
+    image = None
+    mp = _minian_open(root, "max_proj")
+    if mp is not None and len(mp[0].shape) == 2:
+        image = np.asarray(mp[0][...], dtype=np.float64)
+        if labels is not None and image.shape != labels.shape:
+            image = None
+    return PipelineData(
+        traces=traces, fs=fs, roi_ids=roi_ids, labels=labels, mean_image=image,
+        source=str(root), kind=f"minian {trace_key}", notes=notes,
+    )
+
+
+def _minian_labels(A, rows: list, roi_ids) -> np.ndarray:
+    """Label image from Minian's dense footprints ``A`` (unit, height, width).
+
+    Each pixel goes to the unit with the largest positive weight there; the
+    units are read a few at a time, so memory holds one block and the image.
+    """
+    H, W = int(A.shape[1]), int(A.shape[2])
+    _check_image_size((H, W), "Minian A")
+    best = np.zeros((H, W), dtype=np.float64)
+    labels = np.zeros((H, W), dtype=np.int32)
+    step = max(1, _BLOCK_BYTES // max(1, 8 * H * W))
+    for i in range(0, len(rows), step):
+        sel = rows[i : i + step]
+        lo, hi = sel[0], sel[-1] + 1
+        contiguous = list(sel) == list(range(lo, hi))
+        block = np.asarray(A[lo:hi], dtype=np.float64) if contiguous else None
+        for k, r in enumerate(sel):
+            w = block[r - lo] if contiguous else np.asarray(A[r], dtype=np.float64)
+            w = np.where(np.isfinite(w), w, 0.0)
+            win = w > best
+            best[win] = w[win]
+            labels[win] = roi_ids[i + k]
+    return labels

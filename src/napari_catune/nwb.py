@@ -268,7 +268,8 @@ def _movie_mean(nwbfile, shape, limit: int = 200):
     return None
 
 
-def load_nwb(path, *, series: str | None = None, neuropil_coefficient: float = 0.7) -> PipelineData:
+def load_nwb(path, *, series: str | None = None, neuropil_coefficient: float = 0.7,
+             only_cells: bool = False) -> PipelineData:
     """Read ROI traces, fs, ids and footprints from an NWB ophys file.
 
     Parameters
@@ -282,6 +283,11 @@ def load_nwb(path, *, series: str | None = None, neuropil_coefficient: float = 0
     neuropil_coefficient : float
         For a ``Fluorescence`` series with a same-named ``Neuropil`` series
         (suite2p's layout): traces = F - coefficient * Fneu.  0 keeps F.
+    only_cells : bool
+        Keep only the ROIs the pipeline classed as cells: suite2p's ``iscell``
+        column (first value > 0.5) or CaImAn's ``keep`` column (the
+        component is in ``idx_components``).  A table with neither keeps all
+        (said in ``notes``).
 
     Returns
     -------
@@ -346,6 +352,10 @@ def load_nwb(path, *, series: str | None = None, neuropil_coefficient: float = 0
             )
         table = region.table
         ids = _roi_ids(path, table, rows, notes)
+        if only_cells:
+            keep = _cell_rows(table, rows, notes)
+            if keep is not None:
+                traces, rows, ids = traces[keep], rows[keep], ids[keep]
         module = next((m for m in nwbfile.processing.values()
                        if table.name in getattr(m, "data_interfaces", {}) or any(
                            table in getattr(i, "plane_segmentations", {}).values()
@@ -363,6 +373,29 @@ def load_nwb(path, *, series: str | None = None, neuropil_coefficient: float = 0
             notes.append(f"fs: {fs:g} Hz from {fs_from}")
     return PipelineData(traces=traces, fs=fs, roi_ids=ids, labels=labels, mean_image=mean,
                         source=str(path), kind=label, notes=notes)
+
+
+def _cell_rows(table, rows: np.ndarray, notes: list):
+    """Which of ``rows`` the pipeline classed as cells, or None (keep all).
+
+    suite2p's ``save_nwb`` adds an ``iscell`` column of (iscell, probcell)
+    pairs; CaImAn's ``save_NWB`` a boolean ``keep`` (in ``idx_components``).
+    """
+    names = tuple(getattr(table, "colnames", ()))
+    for col in ("iscell", "keep"):
+        if col not in names:
+            continue
+        values = np.asarray(table[col].data[:])
+        if values.ndim == 2:
+            values = values[:, 0]
+        if values.ndim != 1 or values.dtype.kind not in "biuf" or values.size <= rows.max(initial=0):
+            notes.append(f"column {col!r} unreadable: all ROIs kept")
+            return None
+        keep = np.flatnonzero(values.astype(float)[rows] > 0.5)
+        notes.append(f"only cells ({col!r} column): {keep.size} of {rows.size} ROIs")
+        return keep
+    notes.append("no iscell/keep column: all ROIs kept")
+    return None
 
 
 # ---------------------------------------------------------------- writing

@@ -396,3 +396,74 @@ def _params_from_export(path, doc: dict):
     from .params import load_params_dict
 
     return load_params_dict(doc, path)
+
+
+# ---------------------------------------------------------------- batch report
+
+
+def save_report(path, *, traces, fit, activity, baseline=None, roi_ids, params,
+                summary: dict | None = None) -> Path:
+    """Draw a one-page summary of a batch run (PNG, PDF or SVG by extension).
+
+    One panel per trace (raw in grey, the model fit in colour, the activity
+    below it on the same time axis in seconds), then the kernel and a text
+    block with the parameters and ``summary`` (e.g. counts of cells and of
+    traces that did not converge).  Needs matplotlib (ImportError with the
+    install command otherwise); drawn with the Agg backend, no display.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise ImportError(
+            "the report is drawn with matplotlib, which is not installed: "
+            "pip install matplotlib"
+        ) from None
+    from .kernel import build_kernel
+
+    path = Path(path)
+    y = np.atleast_2d(np.asarray(traces, dtype=np.float64))
+    f = np.atleast_2d(np.asarray(fit, dtype=np.float64))
+    s = np.atleast_2d(np.asarray(activity, dtype=np.float64))
+    ids = np.asarray(roi_ids).ravel()
+    p = _params(params)
+    n, t = y.shape
+    time_s = np.arange(t) / p.fs
+    fig = Figure(figsize=(11, 2.0 * n + 2.6), dpi=100, layout="constrained")
+    grid = fig.add_gridspec(n + 1, 3)
+    for i in range(n):
+        ax = fig.add_subplot(grid[i, :])
+        ax.plot(time_s, y[i], color="0.55", lw=0.6, label="trace")
+        ax.plot(time_s, f[i], color="tab:orange", lw=0.9, label="fit")
+        span = float(np.nanmax(y[i]) - np.nanmin(y[i])) or 1.0
+        top = float(np.nanmax(s[i])) if np.isfinite(s[i]).any() else 0.0
+        scale = 0.35 * span / top if top > 0 else 1.0
+        ax.plot(time_s, np.nanmin(y[i]) - 0.45 * span + s[i] * scale, color="tab:blue",
+                lw=0.7, label="activity (scaled)")
+        ax.set_ylabel(f"ROI {int(ids[i])}" if i < ids.size else f"row {i}")
+        ax.margins(x=0)
+        if i == 0:
+            ax.legend(loc="upper right", fontsize=8, ncol=3, frameon=False)
+        if i == n - 1:
+            ax.set_xlabel("time (s)")
+    kax = fig.add_subplot(grid[n, 0])
+    h = build_kernel(p.tau_rise, p.tau_decay, p.fs)
+    kax.plot(np.arange(h.size) / p.fs, h, color="tab:green")
+    kax.set_title("kernel", fontsize=9)
+    kax.set_xlabel("s")
+    tax = fig.add_subplot(grid[n, 1:])
+    tax.axis("off")
+    lines = [
+        f"tau_rise {p.tau_rise:g} s   tau_decay {p.tau_decay:g} s   fs {p.fs:g} Hz   "
+        f"lambda {p.lam:g}",
+        f"t_peak {p.t_peak:.3g} s   FWHM {p.fwhm:.3g} s   baseline {p.baseline}"
+        + (f" (drift scale {p.drift_scale:g} s)" if getattr(p, "drift_scale", None) else ""),
+    ]
+    lines += [f"{k}: {v}" for k, v in (summary or {}).items()]
+    tax.text(0, 1, "\n".join(lines), va="top", ha="left", family="monospace", fontsize=9)
+    from ._atomic import _atomic_write
+
+    fmt = path.suffix.lower().lstrip(".") or "png"
+    return _atomic_write(path, lambda fh: fig.savefig(fh, format=fmt))

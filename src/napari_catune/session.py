@@ -84,7 +84,9 @@ class TraceSource:
 
     ``origin`` is whatever the front end needs to know where they came from
     (the napari layers); the session never looks into it.  ``ground_truth``
-    maps an ROI id to its true event times in seconds.  ``label_index``
+    maps an ROI id to the frames of its true events (a sample's spikes);
+    ``events_s`` maps an ROI id to event times in seconds imported from a file
+    (:meth:`TuningSession.load_events_csv`).  ``label_index``
     (optional) is ``(ids, inverse)`` of the label image, for overlays that
     paint ROIs without allocating by the largest id.
     """
@@ -97,6 +99,7 @@ class TraceSource:
     snr: np.ndarray | None = None
     noise: np.ndarray | None = None
     ground_truth: dict | None = None
+    events_s: dict | None = None
     origin: object = None
     label_index: tuple | None = None
     row: dict = field(default_factory=dict)
@@ -117,6 +120,15 @@ class TraceSource:
     @property
     def n_rois(self) -> int:
         return int(self.traces.shape[0])
+
+    def truth_seconds(self, fs: float) -> dict | None:
+        """ROI id -> true event times in seconds: the imported ones when there are,
+        else the sample's spike frames at sampling rate ``fs``; None without any."""
+        if self.events_s:
+            return self.events_s
+        if self.ground_truth:
+            return {r: np.asarray(f, dtype=np.float64) / fs for r, f in self.ground_truth.items()}
+        return None
 
     @classmethod
     def build(cls, traces, roi_ids=None, fs: float | None = None, **kw) -> "TraceSource":
@@ -284,6 +296,7 @@ class TuningSession:
     failed(str)                      a live solve failed (message for the user)
     pinned_changed(LiveResult | None)
     batch_changed(BatchResult | None)
+    truth_changed(dict | None)       imported event times (ROI id -> seconds)
     """
 
     source_changed = Signal(object)
@@ -293,6 +306,7 @@ class TuningSession:
     failed = Signal(str)
     pinned_changed = Signal(object)
     batch_changed = Signal(object)
+    truth_changed = Signal(object)
 
     HISTORY = 100
 
@@ -534,6 +548,42 @@ class TuningSession:
     def unpin(self) -> None:
         self.pinned = None
         self.pinned_changed.emit(None)
+
+    # --------------------------------------------------------- ground truth
+    def load_events_csv(self, path) -> dict:
+        """Import event times per ROI from a CSV (see
+        :func:`napari_catune.events.read_event_times` for the layouts) as the
+        source's ground truth, drawn as ticks.  Returns a summary: ``events``
+        and ``rois`` kept, ``unknown`` ROI ids (not in the source, skipped),
+        ``late`` events after the last frame (kept).  Raises ValueError for a
+        file that cannot be read, or when no ROI in it is in the source.
+        """
+        from .events import read_event_times
+
+        src = self.source
+        if src is None:
+            raise ValueError("no traces are open: open the data (and its ROIs) before "
+                             "loading their events")
+        times = read_event_times(path)
+        kept = {r: t for r, t in times.items() if r in src.row}
+        unknown = sorted(r for r in times if r not in src.row)
+        if not kept:
+            raise ValueError(f"none of the {len(times)} ROI id(s) in the events file "
+                             f"({unknown[:10]}) is an ROI of '{src.name}' (ids "
+                             f"{src.roi_ids[:10].tolist()}...); the ROI column must hold "
+                             "the label values")
+        duration = src.n_frames / self._params.fs
+        late = int(sum(int((t >= duration).sum()) for t in kept.values()))
+        self.set_events(kept)
+        return {"events": int(sum(t.size for t in kept.values())), "rois": len(kept),
+                "unknown": unknown, "late": late}
+
+    def set_events(self, events: dict | None) -> None:
+        """Set (or with None clear) the source's imported event times."""
+        if self.source is None:
+            return
+        self.source.events_s = events or None
+        self.truth_changed.emit(self.source.events_s)
 
     # ---------------------------------------------------------------- batch
     def set_batch(self, batch: BatchResult | None) -> None:

@@ -29,6 +29,7 @@ class Actions:
         c.apply_btn.clicked.connect(lambda: self.apply())
         c.save_btn.clicked.connect(self._save_dialog)
         c.load_btn.clicked.connect(self._load_dialog)
+        tuner.truth_btn.clicked.connect(self._events_dialog)
 
     # ------------------------------------------------------------ files
     def save_params(self, path) -> bool:
@@ -75,6 +76,32 @@ class Actions:
         if path:
             self.load_params(path)
 
+    def load_events(self, path) -> dict | None:
+        """Ground-truth event times from a CSV (roi, time_s), drawn as ticks."""
+        try:
+            info = self.s.load_events_csv(path)
+        except ValueError as e:
+            notifications.show_error(f"Events not loaded: {e}")
+            return None
+        msg = f"{info['events']} events of {info['rois']} ROIs loaded from {path}"
+        if info["unknown"]:
+            notifications.show_warning(
+                f"{len(info['unknown'])} ROI id(s) of the events file are not in the data "
+                f"and were skipped: {info['unknown'][:10]}")
+        if info["late"]:
+            notifications.show_warning(
+                f"{info['late']} event(s) fall after the last frame at fs = "
+                f"{self.s.params.fs:g} Hz: check fs, or that the times are in seconds.")
+        self.t.truth_box.setChecked(True)
+        self.t.status.setText(msg + ".")
+        return info
+
+    def _events_dialog(self, *_):
+        path, _ = QFileDialog.getOpenFileName(self.t, "Load ground-truth events", "",
+                                              "Event times (*.csv *.tsv *.txt)")
+        if path:
+            self.load_events(path)
+
     # --------------------------------------------------------- estimate
     def estimate(self):
         """Estimate from the selected ROIs (or the 32 most active) in a worker;
@@ -89,8 +116,12 @@ class Actions:
             return None
         if self.estimate_worker is not None:
             return self.estimate_worker
-        ids = list(self.s.selection) or self.s.most_active(32)
-        traces = src.traces[[src.row[i] for i in ids]]
+        if self.t.controls.estimate_from.currentIndex() == 1:  # all ROIs
+            ids = [int(i) for i in src.roi_ids]
+            traces = src.traces
+        else:
+            ids = list(self.s.selection) or self.s.most_active(32)
+            traces = src.traces[[src.row[i] for i in ids]]
         p0 = self.s.params
         n = len(ids)
         stop = threading.Event()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 
 from napari.utils import notifications
 from qtpy.QtCore import Qt
@@ -27,12 +28,21 @@ FS_PRESETS = (7.5, 15.0, 20.0, 30.0, 60.0, 100.0)
 _PRESET_PROMPT = "presets"
 _TAU_GAP = 0.95  # a dragged tau_rise is held at this fraction of tau_decay
 KERNEL_MODES = ("tau rise / decay", "peak / FWHM")
+ESTIMATE_FROM = ("from selection", "from all ROIs")
 _INDICATOR_PROMPT = "indicator..."
 _ZHANG_2023 = ("Zhang et al. 2023, Nature 615:884 (jGCaMP8 paper), 1-AP responses in cultured "
                "neurons, as tabulated on janelia.org/jgcamp8-calcium-indicators")
-#: indicator -> (t_peak s, half-rise s, half-decay s, source): the kernel is set to the
-#: published time to peak and to FWHM = t_peak - half-rise + half-decay
+_CHEN_2013 = ("Chen et al. 2013, Nature 499:295 (GCaMP6 paper), Supplementary Table 3: 1-AP "
+              "responses in mouse V1 L2/3 in vivo (cell-attached), mean time to peak and "
+              "half-decay time")
+#: indicator -> (t_peak s, half-rise s or None, half-decay s, source).  With a half-rise
+#: the kernel is set to the published time to peak and FWHM = t_peak - half-rise +
+#: half-decay; without one (Chen et al. give no half-rise) to the time to peak and the
+#: half-decay time (peak to half maximum).  Not included for want of a source checked
+#: here: GCaMP6m and OGB-1 (see the README).
 INDICATORS = {
+    "GCaMP6f": (0.045, None, 0.142, _CHEN_2013),
+    "GCaMP6s": (0.179, None, 0.550, _CHEN_2013),
     "jGCaMP7f": (0.0995, 0.0248, 0.1819, _ZHANG_2023),
     "jGCaMP8f": (0.0248, 0.0071, 0.0674, _ZHANG_2023),
     "jGCaMP8m": (0.0290, 0.0071, 0.1183, _ZHANG_2023),
@@ -40,10 +50,50 @@ INDICATORS = {
 }
 
 
+def _decay_ratio(rho: float) -> float:
+    """(half-decay time after the peak) / t_peak of the kernel with tau_rise/tau_decay = rho."""
+    with warnings.catch_warnings():  # the search passes taus outside CaTune's sliders
+        warnings.simplefilter("ignore")
+        tp, _, right = _kernel.kernel_landmarks(rho, 1.0)
+    return (right - tp) / tp
+
+
+def _t_peak_unit(rho: float) -> float:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _kernel.kernel_landmarks(rho, 1.0)[0]
+
+
+def taus_from_peak_and_half_decay(t_peak: float, half_decay: float) -> tuple[float, float]:
+    """(tau_rise, tau_decay) of the kernel with this time to peak and half-decay time
+    (from the peak to half its height).  ValueError when no kernel has them."""
+    from scipy.optimize import brentq
+
+    target = half_decay / t_peak
+    lo, hi = 1e-6, 1.0 - 1e-6
+    r_lo, r_hi = _decay_ratio(hi), _decay_ratio(lo)
+    if not (t_peak > 0 and r_lo < target < r_hi):
+        raise ValueError(f"half_decay/t_peak = {target:.4g} must lie between {r_lo:.4g} and "
+                         f"{r_hi:.4g} for a double-exponential kernel")
+    z = brentq(lambda z: _decay_ratio(math.exp(z)) - target, math.log(lo), math.log(hi),
+               xtol=1e-14, rtol=1e-14)
+    rho = math.exp(z)
+    tau_decay = t_peak / _t_peak_unit(rho)
+    return rho * tau_decay, tau_decay
+
+
+def indicator_taus(name: str) -> tuple[float, float]:
+    """(tau_rise, tau_decay) in seconds of an indicator preset."""
+    tp, half_rise, half_decay, _ = INDICATORS[name]
+    if half_rise is None:
+        return taus_from_peak_and_half_decay(tp, half_decay)
+    return _kernel.tau_from_shape(tp, tp - half_rise + half_decay)
+
+
 def indicator_shape(name: str) -> tuple[float, float]:
     """(t_peak, FWHM) in seconds of an indicator preset."""
-    tp, half_rise, half_decay, _ = INDICATORS[name]
-    return tp, tp - half_rise + half_decay
+    tp, left, right = _kernel.kernel_landmarks(*indicator_taus(name))
+    return tp, right - left
 
 
 @functools.lru_cache(maxsize=16)
@@ -123,8 +173,13 @@ class ParamControls(QWidget):
         self.filter_enabled = QCheckBox("bandpass")
         self.filter_enabled.setToolTip("CaTune's bandpass filter before the fit")
         self.estimate_btn = QPushButton("Estimate")
-        self.estimate_btn.setToolTip("Estimate tau and lambda from the selected ROIs "
-                                     "(the most active when none are selected)")
+        self.estimate_btn.setToolTip("Estimate tau and lambda, pooled over the ROIs chosen "
+                                     "beside it")
+        self.estimate_from = QComboBox()
+        self.estimate_from.addItems(ESTIMATE_FROM)
+        self.estimate_from.setToolTip(
+            "Estimate from the selected ROIs (the most active when none are selected), or "
+            "from all ROIs (pooled over the highest-SNR ones)")
         self.undo_btn = QPushButton("Undo")
         self.redo_btn = QPushButton("Redo")
         self.save_btn = QPushButton("Save...")
@@ -152,9 +207,16 @@ class ParamControls(QWidget):
         grid.addLayout(opts, 5, 0, 1, 2)
         grid.addWidget(self.readout, 6, 0, 1, 2)
         buttons = QGridLayout()
-        for i, b in enumerate((self.estimate_btn, self.undo_btn, self.redo_btn,
-                               self.save_btn, self.load_btn, self.apply_btn)):
-            buttons.addWidget(b, i // 3, i % 3)
+        est = QHBoxLayout()
+        est.setSpacing(2)
+        est.addWidget(self.estimate_btn, 1)
+        est.addWidget(self.estimate_from, 1)
+        buttons.addLayout(est, 0, 0, 1, 2)
+        buttons.addWidget(self.undo_btn, 0, 2)
+        buttons.addWidget(self.redo_btn, 0, 3)
+        buttons.addWidget(self.save_btn, 1, 0)
+        buttons.addWidget(self.load_btn, 1, 1)
+        buttons.addWidget(self.apply_btn, 1, 2, 1, 2)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addLayout(grid)
@@ -298,9 +360,13 @@ class ParamControls(QWidget):
     def _indicator(self, name: str) -> None:
         if name not in INDICATORS:
             return
-        tr, td = _kernel.tau_from_shape(*indicator_shape(name))
+        tr, td = indicator_taus(name)
         if self._apply(tau_rise=tr, tau_decay=td):
-            notifications.show_info(f"Kernel set to {name}: {INDICATORS[name][3]}.")
+            tp = INDICATORS[name][0]
+            fs = self.session.params.fs
+            slow = (f" Note: its time to peak ({fmt(tp * 1e3)} ms) is shorter than two frames "
+                    f"at fs = {fmt(fs)} Hz.") if tp * fs < 2 else ""
+            notifications.show_info(f"Kernel set to {name}: {INDICATORS[name][3]}.{slow}")
         self.indicator.blockSignals(True)
         self.indicator.setCurrentText(_INDICATOR_PROMPT)
         self.indicator.blockSignals(False)

@@ -85,6 +85,7 @@ class LogSlider(QSlider):
         self.setSingleStep(1)
         self.setPageStep(10)
         self._block = False
+        self._wheel = 0
         self.valueChanged.connect(self._changed)
 
     @property
@@ -115,6 +116,15 @@ class LogSlider(QSlider):
     def _changed(self, pos: int) -> None:
         if not self._block:
             self.moved.emit(self.value_at(pos))
+
+    def wheelEvent(self, ev):  # noqa: N802 - Qt API
+        """One position (~2.5 %) per wheel notch (Qt's default is three)."""
+        self._wheel += ev.angleDelta().y() or ev.angleDelta().x()
+        steps = int(self._wheel / 120)
+        if steps:
+            self._wheel -= steps * 120
+            self.setValue(self.value() + steps)
+        ev.accept()
 
 
 class ParamRow(QWidget):

@@ -127,7 +127,7 @@ class TraceView(QWidget):
     def set_rows(self, ids, colors, traces: np.ndarray, fs: float, unit: str = "raw",
                  truth: dict | None = None) -> None:
         """Show the selected ROIs: ``traces`` (k, T) are what will be fitted;
-        ``truth`` maps an ROI id to the frames of its true events."""
+        ``truth`` maps an ROI id to the times (s) of its true events."""
         ids = [int(i) for i in ids][: self.MAX_ROWS]
         k = len(ids)
         traces = np.atleast_2d(np.asarray(traces, dtype=np.float64)) if k else np.zeros((0, 0))
@@ -143,7 +143,7 @@ class TraceView(QWidget):
         self.shown = []
         for i, rid in enumerate(ids):
             r = self._row(i)
-            t = np.asarray((truth or {}).get(rid, ()), dtype=np.float64) / self.fs
+            t = np.asarray((truth or {}).get(rid, ()), dtype=np.float64)
             r.set(rid, colors[i], traces[i], t)
             if self._pal is not None:
                 r.style(self._pal)

@@ -16,9 +16,7 @@ import weakref
 import numpy as np
 from napari.utils import notifications
 from qtpy.QtCore import QObject, QSize, Qt, QTimer, Signal
-from qtpy.QtWidgets import (
-    QCheckBox, QComboBox, QHBoxLayout, QLabel, QPushButton, QSplitter, QVBoxLayout, QWidget,
-)
+from qtpy.QtWidgets import QCheckBox, QComboBox, QLabel, QPushButton, QWidget
 
 from .. import session as _ses
 from ._style import palette_of, readable
@@ -26,9 +24,11 @@ from .actions import Actions
 from .controls import ParamControls
 from .jobs import JobBar
 from .kernelplot import KernelPlot
+from .layout import lay_out
 from .overlays import Overlays
 from .roilist import RoiList
 from .source import SourcePicker
+from .spectrum import SpectrumPlot
 from .traceview import TraceView
 from .viewerhooks import ViewerHooks
 
@@ -75,6 +75,7 @@ class CaTuneTuner(ViewerHooks, QWidget):
         self.picker = SourcePicker(napari_viewer, s.cache, self.jobs, lambda: s.params.fs)
         self.controls = ParamControls(s)
         self.kernel = KernelPlot()
+        self.spectrum = SpectrumPlot()
         self.roi_list = RoiList(s)
         self.traces = TraceView()
         self.status = QLabel("")
@@ -90,7 +91,10 @@ class CaTuneTuner(ViewerHooks, QWidget):
         self.truth_box = QCheckBox("true spikes")
         self.truth_box.setChecked(True)
         self.truth_box.setVisible(False)
-        self._layout()
+        self.truth_btn = QPushButton("Events CSV...")
+        self.truth_btn.setToolTip("Load ground-truth event times (a CSV with columns roi, "
+                                  "time_s) and draw them as ticks under the activity")
+        lay_out(self)
         self.overlays = Overlays(napari_viewer)
         self.actions = Actions(self)
 
@@ -107,7 +111,8 @@ class CaTuneTuner(ViewerHooks, QWidget):
         self._session_slots = [
             (s.source_changed, self._source_changed), (s.selection_changed, self._show_selection),
             (s.params_changed, self._params_changed), (s.result_changed, self._result),
-            (s.failed, notifications.show_error), (s.pinned_changed, self.traces.set_pinned)]
+            (s.failed, notifications.show_error), (s.pinned_changed, self.traces.set_pinned),
+            (s.truth_changed, self._truth_changed)]
         for sig, slot in self._session_slots:
             sig.connect(slot)
         self.picker.ready.connect(self._source_ready)
@@ -123,46 +128,9 @@ class CaTuneTuner(ViewerHooks, QWidget):
         self._hook_viewer()
         self._apply_theme()
         self.kernel.set_kernel(s.params.tau_rise, s.params.tau_decay, s.params.fs)
+        self.spectrum.set_band(s.params.tau_rise, s.params.tau_decay, s.params.fs,
+                               s.params.filter_enabled)
         self.picker.refresh()
-
-    def _layout(self) -> None:
-        right = QWidget()
-        rl = QVBoxLayout(right)
-        rl.setContentsMargins(0, 0, 0, 0)
-        rl.addWidget(self.kernel, 2)
-        rl.addWidget(self.roi_list, 3)
-        top = QWidget()
-        tl = QHBoxLayout(top)
-        tl.setContentsMargins(0, 0, 0, 0)
-        tl.addWidget(self.controls, 3)
-        tl.addWidget(right, 2)
-        bar = QHBoxLayout()
-        bar.addWidget(self.pin_btn)
-        bar.addWidget(self.residual_box)
-        bar.addWidget(self.truth_box)
-        bar.addStretch(1)
-        bar.addWidget(QLabel("viewer shows"))
-        bar.addWidget(self.overlay_mode)
-        bottom = QWidget()
-        bl = QVBoxLayout(bottom)
-        bl.setContentsMargins(0, 0, 0, 0)
-        bl.addLayout(bar)
-        bl.addWidget(self.traces, 1)
-        split = QSplitter(Qt.Vertical)
-        split.addWidget(top)
-        split.addWidget(bottom)
-        split.setStretchFactor(0, 0)
-        split.setStretchFactor(1, 1)
-        split.setChildrenCollapsible(False)
-        split.setSizes([290, 610])
-        self.splitter = split
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(4, 4, 4, 4)
-        lay.addWidget(self.picker.box.native)
-        lay.addWidget(split, 1)
-        lay.addWidget(self.jobs)
-        lay.addWidget(self.status)
-        self.setMinimumWidth(560)
 
     def sizeHint(self):  # noqa: N802 - Qt API
         return QSize(760, 900)
@@ -229,6 +197,7 @@ class CaTuneTuner(ViewerHooks, QWidget):
     def idle(self) -> bool:
         """True when nothing is being read, estimated, solved or waiting to be drawn."""
         return (not self.picker.builds and self.actions.estimate_worker is None
+                and not self.spectrum.pending
                 and self._live.idle and not self.session.pending and not self.traces.pending
                 and not self._overlay_timer.isActive() and not self.picker._edit_timer.isActive())
 
@@ -292,10 +261,18 @@ class CaTuneTuner(ViewerHooks, QWidget):
     def _source_changed(self, src) -> None:
         self._solve_cost.clear()  # a new source: no warm solve is known to be cheap
         self._showing_all = False
-        self.truth_box.setVisible(bool(src is not None and src.ground_truth))
+        self._truth_changed()
         if src is None:
             self.overlays.clear()
             self.traces.set_rows([], [], np.zeros((0, 0)), self.params.fs)
+
+    def _truth_changed(self, *args) -> None:
+        src = self.session.source
+        self.truth_box.setText("imported events" if src is not None and src.events_s
+                               else "true spikes")
+        self.truth_box.setVisible(bool(src is not None and (src.ground_truth or src.events_s)))
+        if args and src is not None and self.session.selection:  # from the session: redraw
+            self._show_selection(self.session.selection)
 
     def _create_overlays(self, src) -> None:
         if self._closed or src is not self.session.source or src.origin[1] not in \
@@ -327,9 +304,10 @@ class CaTuneTuner(ViewerHooks, QWidget):
         if src is None:
             return
         rows = [src.row[i] for i in ids]
-        truth = src.ground_truth if self.truth_box.isChecked() else None
+        truth = src.truth_seconds(self.params.fs) if self.truth_box.isChecked() else None
         self.traces.set_rows(ids, self._colors(ids), src.traces[rows], self.params.fs,
                              src.unit, truth)
+        self.spectrum.set_traces(src.traces[rows], src, self.params.fs)
         res = self.session.result
         if res is not None and res.ids == tuple(ids):
             self.traces.set_result(res)  # the same ROIs drawn anew (theme, fs, ticks)
@@ -347,6 +325,7 @@ class CaTuneTuner(ViewerHooks, QWidget):
         if self._overlay_timer.isActive():
             self._overlay_timer.start()  # still moving: the canvas repaints once it stops
         self.kernel.set_kernel(p.tau_rise, p.tau_decay, p.fs)
+        self.spectrum.set_band(p.tau_rise, p.tau_decay, p.fs, p.filter_enabled)
         src = self.session.source
         if src is not None and self.traces.fs != p.fs and self.session.selection:
             self._show_selection(self.session.selection)  # a new time axis

@@ -129,6 +129,7 @@ class ViewerHooks:
         pal = palette_of(self.viewer)
         self.traces.set_theme(pal)
         self.kernel.set_theme(pal)
+        self.spectrum.set_theme(pal)
         if self.session.selection:
             self._show_selection(self.session.selection)
 

@@ -1,0 +1,761 @@
+"""One source layer: every input kind read once, with one set of validators.
+
+The command line (``napari_catune.cli``) and the napari readers
+(``napari_catune._reader``) both open inputs here:
+
+* traces: ``.npy`` (optionally with its ``{stem}_metadata.json`` sidecar),
+  ``.npz`` and zarr arrays/groups, read a block of rows at a time
+  (:func:`open_traces`), plus the pipeline outputs that
+  :mod:`napari_catune.loaders` / :mod:`napari_catune.nwb` read (suite2p
+  plane folders, CaImAn HDF5, NWB), wrapped in the same :class:`TraceSource`;
+* movies: TIFF, HDF5 and zarr (T, Y, X) stacks (:func:`open_movie`), with the
+  frame rate from TIFF metadata where the file records it (:func:`tiff_fs`).
+
+Every problem is a :class:`SourceError` (a ``ValueError``) whose message
+names the file and what to do.  Nothing is unpickled; no Qt, no napari.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .loaders import FS_KEYS, ID_KEYS, TRACE_KEYS
+
+__all__ = [
+    "SourceError", "TraceSource", "open_traces", "open_source", "check_trace_shape",
+    "as_fs", "as_roi_ids", "sidecar_path", "read_sidecar", "npy_header", "is_trace_array",
+    "npz_layout", "is_zarr", "open_movie", "tiff_fs", "h5_movie_key", "MOVIE_SUFFIXES",
+]
+
+SIDECAR = "_metadata.json"
+#: file endings :func:`open_movie` reads
+MOVIE_SUFFIXES = (".tif", ".tiff", ".h5", ".hdf5", ".zarr")
+
+
+class SourceError(ValueError):
+    """An input that cannot be read as asked; the message names the file and the fix."""
+
+
+# ----------------------------------------------------------------------------
+# validators (one set, for the CLI and the readers)
+# ----------------------------------------------------------------------------
+
+
+def check_trace_shape(shape, dtype, where) -> None:
+    """Traces are real numbers, (n_cells, n_frames) or (n_frames,), >= 2 frames."""
+    dtype = np.dtype(dtype)
+    if dtype.hasobject or dtype.kind not in "biuf":
+        raise SourceError(
+            f"{where}: traces must be real numbers, got dtype {dtype}; "
+            "save them as float (n_cells, n_frames)"
+        )
+    shape = tuple(int(s) for s in shape)
+    if len(shape) not in (1, 2):
+        raise SourceError(
+            f"{where}: traces must have shape (n_cells, n_frames) or (n_frames,), got "
+            f"{shape} ({len(shape)}-D); for a movie, extract ROI traces first "
+            "(napari-catune extract MOVIE LABELS -o traces.npz)"
+        )
+    n = 1 if len(shape) == 1 else shape[0]
+    if n < 1 or shape[-1] < 2:
+        raise SourceError(
+            f"{where}: traces have shape {shape}; need (n_cells, n_frames) with "
+            ">= 1 cell and >= 2 frames"
+        )
+
+
+def is_trace_array(shape, dtype) -> bool:
+    """Whether ``check_trace_shape`` would accept it (no exception)."""
+    try:
+        check_trace_shape(shape, dtype, "")
+    except SourceError:
+        return False
+    return True
+
+
+def as_fs(value, where) -> float | None:
+    """A sampling rate in Hz (one positive finite number), or None for None."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise SourceError(f"{where}: sampling rate must be one number of Hz, got {value!r}")
+    try:
+        fs = float(np.asarray(value).reshape(()))
+    except (TypeError, ValueError):
+        raise SourceError(
+            f"{where}: sampling rate must be a single number of Hz, got {value!r}"
+        ) from None
+    if not (math.isfinite(fs) and fs > 0):
+        raise SourceError(f"{where}: sampling rate must be a positive number of Hz, got {fs}")
+    return fs
+
+
+def as_roi_ids(value, n: int, where) -> np.ndarray:
+    """ROI ids (label values): n positive unique integers; 1..n for None."""
+    if value is None:
+        return np.arange(1, n + 1, dtype=np.int64)
+    ids = np.asarray(value)
+    if ids.ndim != 1 or ids.shape[0] != n:
+        raise SourceError(
+            f"{where}: roi_ids must be a list of {n} ids (one per trace), got shape {ids.shape}"
+        )
+    if ids.dtype.kind == "f" and np.all(np.isfinite(ids)) and np.all(ids == np.round(ids)):
+        ids = ids.astype(np.int64)
+    if ids.dtype.kind not in "iu":
+        raise SourceError(f"{where}: roi_ids must be integers, got dtype {ids.dtype}")
+    ids = ids.astype(np.int64)
+    if n and ids.min() < 1:
+        raise SourceError(
+            f"{where}: roi_ids must be positive (0 is the background label), got minimum "
+            f"{ids.min()}; add 1 to 0-based ids"
+        )
+    if np.unique(ids).size != n:
+        raise SourceError(f"{where}: roi_ids must be unique")
+    return ids
+
+
+def finite_traces(arr, where) -> np.ndarray:
+    """(n, T) float64 C-order copy; SourceError naming the rows with NaN/Inf."""
+    traces = np.array(arr, dtype=np.float64, order="C", copy=True)
+    if traces.ndim == 1:
+        traces = traces[None, :]
+    bad = ~np.isfinite(traces)
+    if bad.any():
+        rows = np.flatnonzero(bad.any(axis=1))
+        shown = ", ".join(str(r) for r in rows[:5]) + (", ..." if rows.size > 5 else "")
+        raise SourceError(
+            f"{where}: {int(bad.sum())} non-finite values (NaN/inf) in trace rows {shown}; "
+            "replace them (e.g. interpolate) before tuning"
+        )
+    return traces
+
+
+# ----------------------------------------------------------------------------
+# sidecars and headers
+# ----------------------------------------------------------------------------
+
+
+def sidecar_path(path) -> Path:
+    """``{stem}_metadata.json`` beside ``{stem}.npy`` / ``.npz`` / ``.csv``."""
+    q = Path(path)
+    return q.with_name(q.stem + SIDECAR)
+
+
+def read_sidecar(path) -> dict | None:
+    """The JSON object of ``path``'s sidecar, None when there is none."""
+    side = sidecar_path(path)
+    if not side.is_file():
+        return None
+    try:
+        meta = json.loads(side.read_text(encoding="utf-8"))
+    except (ValueError, OSError, UnicodeDecodeError) as e:
+        raise SourceError(f"{side}: not valid JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise SourceError(f"{side}: expected a JSON object, got {type(meta).__name__}")
+    return meta
+
+
+def npy_header(fh):
+    """``(shape, dtype)`` from an open ``.npy`` stream, reading the header only."""
+    version = np.lib.format.read_magic(fh)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+    else:
+        shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+    return shape, dtype
+
+
+def npz_layout(path):
+    """``(trace key, fs key, ids key)`` of an ``.npz`` from names and headers only.
+
+    None when no member looks like traces.  An array named ``traces`` is
+    taken even if malformed (reading it then says why); otherwise the first
+    of ``TRACE_KEYS`` that holds traces, else a single other array
+    (``np.savez(f, x)`` stores it as ``arr_0``) beside fs/ids.
+    """
+    with zipfile.ZipFile(path) as zf:
+        members = {}
+        for info in zf.infolist():
+            if info.filename.endswith(".npy"):
+                with zf.open(info) as fh:
+                    members[info.filename[:-4]] = npy_header(fh)
+    if not members:
+        return None
+    if "traces" in members:
+        key = "traces"
+    else:
+        key = next((k for k in TRACE_KEYS if k in members and is_trace_array(*members[k])),
+                   None)
+    if key is None:
+        others = [k for k in members if k not in FS_KEYS + ID_KEYS and "." not in k]
+        if len(others) == 1 and is_trace_array(*members[others[0]]):
+            key = others[0]
+        else:
+            return None
+    fs_key = next((k for k in FS_KEYS if k in members), None)
+    id_key = next((k for k in ID_KEYS if k in members), None)
+    return key, fs_key, id_key
+
+
+def is_zarr(path) -> bool:
+    p = Path(path)
+    if p.suffix.lower() == ".zarr":
+        return True
+    return p.is_dir() and any((p / m).is_file() for m in (".zarray", ".zgroup", "zarr.json"))
+
+
+# ----------------------------------------------------------------------------
+# trace sources
+# ----------------------------------------------------------------------------
+
+
+@dataclass
+class TraceSource:
+    """Traces to process, readable a block of rows at a time."""
+
+    path: str
+    kind: str
+    shape: tuple  # (n, T); 1-D input is one row
+    dtype: np.dtype
+    fs: float | None
+    roi_ids: np.ndarray
+    read: Callable[[int, int], np.ndarray]
+    one_d: bool = False
+    #: how another process (a Dask worker) reads rows itself:
+    #: ("npy", path) / ("zarr", path, key); None when only ``read`` can
+    spec: tuple | None = None
+    notes: list = field(default_factory=list)
+    #: the sidecar's JSON object (``.npy``/``.npz``), or None
+    meta: dict | None = None
+    #: labels / mean image of pipeline inputs (for the napari readers)
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return self.shape[0]
+
+    @property
+    def T(self) -> int:
+        return self.shape[1]
+
+    def load(self) -> np.ndarray:
+        """All rows as (n, T) float64; SourceError naming non-finite rows."""
+        return finite_traces(self.read(0, self.n), self.path)
+
+
+def read_spec_rows(spec, a: int, b: int) -> np.ndarray:
+    """Rows a:b of an on-disk source, as a 2-D array (runs on Dask workers too)."""
+    if spec[0] == "npy":
+        mm = np.load(spec[1], mmap_mode="r", allow_pickle=False)
+        try:
+            # a copy, then drop the map: mapped pages would count as resident
+            return np.array(mm.reshape(1, -1) if mm.ndim == 1 else mm[a:b])
+        finally:
+            del mm
+    if spec[0] == "zarr":
+        import zarr
+
+        node = zarr.open(spec[1], mode="r")
+        arr = node[spec[2]] if spec[2] is not None else node
+        block = np.asarray(arr[a:b] if arr.ndim == 2 else arr[:])
+        return block.reshape(1, -1) if block.ndim == 1 else block
+    raise ValueError(f"unknown source spec {spec!r}")
+
+
+def _sidecar_values(path: Path, n: int):
+    meta = read_sidecar(path)
+    if meta is None:
+        return None, None, None
+    side = sidecar_path(path).name
+    fs = as_fs(meta.get("sampling_rate_hz"), f"{side} 'sampling_rate_hz'")
+    ids = meta.get("roi_ids")
+    ids = None if ids is None else as_roi_ids(np.asarray(ids), n, f"{side} 'roi_ids'")
+    for key, size in (("num_cells", n),):
+        if key in meta and meta[key] != size:
+            raise SourceError(
+                f"{side} says {key} = {meta[key]!r} but {path.name} has {size} traces; "
+                "the two files do not belong together"
+            )
+    return fs, ids, meta
+
+
+def _open_npy(path: Path) -> TraceSource:
+    try:
+        mm = np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as e:
+        if "allow_pickle" in str(e) or "bject" in str(e):
+            raise SourceError(
+                f"{path}: holds Python objects, not numbers (needs a numeric .npy)"
+            ) from None
+        raise SourceError(f"{path}: truncated or not a .npy file ({e})") from None
+    except (OSError, EOFError) as e:
+        raise SourceError(f"{path}: truncated or not a .npy file ({e})") from None
+    shape, dtype = mm.shape, mm.dtype
+    del mm
+    check_trace_shape(shape, dtype, path)
+    n = 1 if len(shape) == 1 else shape[0]
+    fs, ids, meta = _sidecar_values(path, n)
+    if meta is not None and "num_timepoints" in meta and meta["num_timepoints"] != shape[-1]:
+        raise SourceError(
+            f"{sidecar_path(path).name} says num_timepoints = {meta['num_timepoints']!r} but "
+            f"{path.name} has {shape[-1]} frames; the two files do not belong together"
+        )
+    spec = ("npy", str(path.resolve()))
+    return TraceSource(
+        str(path), "npy", (n, int(shape[-1])), np.dtype(dtype), fs,
+        as_roi_ids(None, n, path) if ids is None else ids,
+        read=lambda a, b: read_spec_rows(spec, a, b), one_d=len(shape) == 1, spec=spec,
+        meta=meta,
+    )
+
+
+def _open_npz(path: Path) -> TraceSource:
+    try:
+        layout = npz_layout(path)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+        raise SourceError(f"{path}: truncated or not an .npz archive ({e})") from None
+    if layout is None:
+        raise SourceError(
+            f"{path}: no traces found; name the array one of {', '.join(TRACE_KEYS)} "
+            "(or store a single (n_cells, n_frames) array)"
+        )
+    key, fs_key, id_key = layout
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arr = z[key]
+            fs_raw = z[fs_key] if fs_key else None
+            ids_raw = z[id_key] if id_key else None
+    except ValueError as e:
+        raise SourceError(f"{path}: holds Python objects or is damaged ({e})") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as e:
+        raise SourceError(f"{path}: truncated or damaged ({e})") from None
+    where = f"{path}[{key!r}]"
+    check_trace_shape(arr.shape, arr.dtype, where)
+    one_d = arr.ndim == 1
+    arr2 = arr.reshape(1, -1) if one_d else arr
+    n = arr2.shape[0]
+    fs = as_fs(fs_raw, f"{path}[{fs_key!r}]") if fs_key else None
+    ids = as_roi_ids(ids_raw, n, f"{path}[{id_key!r}]") if id_key else None
+    s_fs, s_ids, meta = _sidecar_values(path, n)
+    return TraceSource(
+        str(path), "npz", arr2.shape, arr.dtype, fs if fs is not None else s_fs,
+        ids if ids is not None else (s_ids if s_ids is not None else as_roi_ids(None, n, path)),
+        read=lambda a, b: arr2[a:b], one_d=one_d, meta=meta,
+    )
+
+
+def _zarr_open(path: Path):
+    try:
+        import zarr
+    except ImportError:
+        raise SourceError(
+            f"{path}: reading zarr needs the zarr package: pip install 'napari-catune[all]'"
+        ) from None
+    try:
+        return zarr.open(str(path), mode="r")
+    except Exception as e:
+        raise SourceError(f"{path}: not a readable zarr array or group ({e})") from None
+
+
+def _open_zarr(path: Path) -> TraceSource:
+    node = _zarr_open(path)
+    key = None
+    fs = None
+    ids = None
+    if hasattr(node, "array_keys"):  # a group
+        keys = list(node.array_keys())
+        key = next((k for k in TRACE_KEYS if k in keys), None)
+        if key is None:
+            arrays = [k for k in keys if node[k].ndim in (1, 2)
+                      and k not in FS_KEYS + ID_KEYS]
+            if len(arrays) != 1:
+                raise SourceError(
+                    f"{path}: no traces found; name the array one of {', '.join(TRACE_KEYS)} "
+                    f"(found: {', '.join(sorted(keys)) or 'nothing'})"
+                )
+            key = arrays[0]
+        arr = node[key]
+        fs_key = next((k for k in FS_KEYS if k in keys), None)
+        if fs_key:
+            fs = as_fs(node[fs_key][...], f"{path}/{fs_key}")
+        id_key = next((k for k in ID_KEYS if k in keys), None)
+        if id_key:
+            ids_raw = np.asarray(node[id_key][...])
+        else:
+            ids_raw = None
+        attrs = dict(node.attrs)
+    else:
+        arr = node
+        ids_raw = None
+        attrs = {}
+    attrs.update(dict(arr.attrs))
+    if fs is None:
+        v = next((attrs[k] for k in FS_KEYS if k in attrs), None)
+        fs = as_fs(v, f"{path} attribute")
+    check_trace_shape(arr.shape, arr.dtype, path)
+    one_d = arr.ndim == 1
+    n = 1 if one_d else arr.shape[0]
+    ids = as_roi_ids(ids_raw, n, f"{path}/{id_key}" if ids_raw is not None else path)
+    spec = ("zarr", str(path.resolve()), key)
+    return TraceSource(
+        str(path), "zarr", (n, int(arr.shape[-1])), np.dtype(arr.dtype), fs, ids,
+        read=lambda a, b: read_spec_rows(spec, a, b), one_d=one_d, spec=spec,
+    )
+
+
+def from_pipeline(data, kind: str) -> TraceSource:
+    """Wrap a ``loaders.PipelineData`` (suite2p, CaImAn, NWB, Minian) as a TraceSource."""
+    traces = data.traces
+    check_trace_shape(traces.shape, traces.dtype, data.source)
+    return TraceSource(
+        str(data.source), kind, tuple(traces.shape), traces.dtype, data.fs,
+        np.asarray(data.roi_ids), read=lambda a, b: traces[a:b],
+        notes=list(getattr(data, "notes", [])),
+        extra={"labels": getattr(data, "labels", None),
+               "mean_image": getattr(data, "mean_image", None)},
+    )
+
+
+def open_traces(path) -> TraceSource:
+    """Open a traces file: ``.npy`` (+ sidecar), ``.npz`` or a zarr array/group."""
+    p = Path(path)
+    if not p.exists():
+        raise SourceError(f"input {p} does not exist")
+    low = p.name.lower()
+    if is_zarr(p):
+        return _open_zarr(p)
+    if low.endswith(".npy"):
+        return _open_npy(p)
+    if low.endswith(".npz"):
+        return _open_npz(p)
+    raise SourceError(f"{p}: not a traces file; give a .npy, .npz or zarr array")
+
+
+def open_source(path, *, allow_pickle: bool = False) -> TraceSource:
+    """Open any traces input: the files of :func:`open_traces`, a suite2p plane
+    folder, a Minian output folder, a CaImAn HDF5 file or an NWB file."""
+    p = Path(path)
+    if not p.exists():
+        raise SourceError(f"input {p} does not exist")
+    low = p.name.lower()
+    try:
+        if p.is_dir() and (p / "C.zarr").is_dir():
+            from .loaders import load_minian_data
+
+            return from_pipeline(load_minian_data(p), "minian")
+        if p.is_dir() and not is_zarr(p):
+            from .loaders import find_suite2p_plane, load_suite2p
+
+            if find_suite2p_plane(p) is not None or any(p.glob("plane*")):
+                return from_pipeline(load_suite2p(p, allow_pickle=allow_pickle), "suite2p")
+            raise SourceError(
+                f"{p} is a folder but neither a suite2p plane folder (F.npy, Fneu.npy), "
+                "a Minian output folder (C.zarr) nor a zarr array"
+            )
+        if is_zarr(p) or low.endswith((".npy", ".npz")):
+            return open_traces(p)
+        if low.endswith((".hdf5", ".h5")):
+            from .loaders import load_caiman_data
+
+            return from_pipeline(load_caiman_data(p), "caiman")
+        if low.endswith(".nwb"):
+            from .nwb import load_nwb
+
+            return from_pipeline(load_nwb(p), "NWB")
+    except SourceError:
+        raise
+    except (ValueError, FileNotFoundError, ImportError, OSError, KeyError) as e:
+        raise SourceError(str(e)) from None
+    raise SourceError(
+        f"{p}: unsupported input; give a traces .npy/.npz, a suite2p plane folder, "
+        "a Minian folder, a CaImAn .hdf5 file, an NWB file (.nwb) or a zarr array"
+    )
+
+
+# ----------------------------------------------------------------------------
+# movies
+# ----------------------------------------------------------------------------
+
+
+def _fs_from_interval(interval) -> float | None:
+    try:
+        dt = float(interval)
+    except (TypeError, ValueError):
+        return None
+    return 1.0 / dt if math.isfinite(dt) and dt > 0 else None
+
+
+def tiff_fs(path) -> float | None:
+    """The frame rate recorded in a TIFF, or None.
+
+    Read from ImageJ metadata (``finterval`` in seconds, else ``fps``) and
+    OME-XML (``Pixels/@TimeIncrement`` with its ``TimeIncrementUnit``,
+    seconds by default), as tifffile exposes them.  Needs tifffile (napari
+    installs it); None without it.
+    """
+    try:
+        import tifffile
+    except ImportError:
+        return None
+    try:
+        with tifffile.TiffFile(path) as tf:
+            ij = tf.imagej_metadata or {}
+            fs = _fs_from_interval(ij.get("finterval"))
+            if fs is None and _positive_number(ij.get("fps")):
+                fs = float(ij["fps"])
+            if fs is None and tf.is_ome and tf.ome_metadata:
+                fs = _ome_fs(tf.ome_metadata)
+            return fs
+    except Exception:  # unreadable metadata: fs unknown, not an error
+        return None
+
+
+def _positive_number(v) -> bool:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return False
+    return math.isfinite(f) and f > 0
+
+
+_TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9, "min": 60.0,
+               "h": 3600.0}
+
+
+def _ome_fs(xml: str) -> float | None:
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError:
+        return None
+    for el in root.iter():
+        if el.tag.rsplit("}", 1)[-1] == "Pixels" and el.get("TimeIncrement"):
+            scale = _TIME_UNITS.get(el.get("TimeIncrementUnit", "s"))
+            if scale is None:
+                return None
+            try:
+                return _fs_from_interval(float(el.get("TimeIncrement")) * scale)
+            except ValueError:
+                return None
+    return None
+
+
+def h5_movie_key(f) -> str | None:
+    """The (T, Y, X) numeric dataset of an open HDF5 file, or None.
+
+    Tried in order: ``mov`` (CaImAn memmaps saved as HDF5), ``data``,
+    ``imaging`` and ``movie``; else the largest 3-D numeric dataset.
+    """
+    import h5py
+
+    found: list[tuple[int, str]] = []
+
+    def visit(name, obj):
+        if isinstance(obj, h5py.Dataset) and obj.ndim == 3 and obj.dtype.kind in "biuf":
+            found.append((int(np.prod(obj.shape)), name))
+
+    f.visititems(visit)
+    names = {name for _, name in found}
+    for key in ("mov", "data", "imaging", "movie"):
+        if key in names:
+            return key
+    return max(found)[1] if found else None
+
+
+def _h5py(path):
+    try:
+        import h5py
+    except ImportError:
+        raise SourceError(
+            f"{path}: reading HDF5 needs h5py: pip install 'napari-catune[all]'"
+        ) from None
+    return h5py
+
+
+@dataclass
+class Movie:
+    """A (T, Y, X) movie: ``data`` is array-like (an h5py/zarr dataset reads lazily)."""
+
+    path: str
+    data: object
+    fs: float | None
+    key: str | None = None
+    _closer: Callable | None = None
+
+    @property
+    def shape(self):
+        return tuple(self.data.shape)
+
+    def close(self) -> None:
+        if self._closer is not None:
+            self._closer()
+            self._closer = None
+
+
+def open_movie(path, key: str | None = None) -> Movie:
+    """Open a (T, Y, X) movie: TIFF, HDF5 (``key`` or found), zarr or ``.npy``.
+
+    HDF5 and zarr stay on disk (datasets read frame blocks on indexing);
+    call :meth:`Movie.close` when done.  fs comes from TIFF metadata or an
+    HDF5/zarr attribute named like ``fs``/``frame_rate``; None when absent.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise SourceError(f"movie {p} does not exist")
+    low = p.name.lower()
+    if low.endswith((".h5", ".hdf5")):
+        h5py = _h5py(p)
+        try:
+            f = h5py.File(p, "r")
+        except OSError as e:
+            raise SourceError(f"{p}: not an HDF5 file ({e})") from None
+        try:
+            k = key or h5_movie_key(f)
+            if k is None or k not in f:
+                raise SourceError(
+                    f"{p}: no (frames, height, width) dataset found"
+                    + (f" at {key!r}" if key else "") + "; name it with --movie-key"
+                )
+            d = f[k]
+            if d.ndim != 3:
+                raise SourceError(f"{p}[{k!r}]: a movie is (frames, height, width), got {d.shape}")
+            attrs = {**dict(f.attrs), **dict(d.attrs)}
+            v = next((attrs[a] for a in FS_KEYS if a in attrs), None)
+            fs = as_fs(v, f"{p}[{k!r}] attribute") if v is not None else None
+        except BaseException:
+            f.close()
+            raise
+        return Movie(str(p), d, fs, k, f.close)
+    if is_zarr(p):
+        node = _zarr_open(p)
+        if hasattr(node, "array_keys"):
+            keys = list(node.array_keys())
+            k = key or next((a for a in ("mov", "data", "movie") if a in keys), None)
+            if k is None:
+                three = [a for a in keys if node[a].ndim == 3]
+                k = three[0] if len(three) == 1 else None
+            if k is None:
+                raise SourceError(f"{p}: no (frames, height, width) array found")
+            arr, attrs = node[k], {**dict(node.attrs), **dict(node[k].attrs)}
+        else:
+            arr, attrs, k = node, dict(node.attrs), None
+        if arr.ndim != 3:
+            raise SourceError(f"{p}: a movie is (frames, height, width), got {arr.shape}")
+        v = next((attrs[a] for a in FS_KEYS if a in attrs), None)
+        return Movie(str(p), arr, as_fs(v, f"{p} attribute") if v is not None else None, k)
+    if low.endswith((".tif", ".tiff")):
+        try:
+            import tifffile
+        except ImportError:
+            raise SourceError(f"{p}: reading TIFF needs tifffile: pip install tifffile") from None
+        try:
+            data = tifffile.imread(p)
+        except Exception as e:
+            raise SourceError(f"{p}: not a readable TIFF ({e})") from None
+        data = np.squeeze(data)
+        if data.ndim != 3:
+            raise SourceError(
+                f"{p}: a movie is (frames, height, width), got shape {data.shape}"
+            )
+        return Movie(str(p), data, tiff_fs(p))
+    if low.endswith(".npy"):
+        try:
+            data = np.load(p, mmap_mode="r", allow_pickle=False)
+        except (ValueError, OSError) as e:
+            raise SourceError(f"{p}: not a numeric .npy ({e})") from None
+        if data.ndim != 3:
+            raise SourceError(f"{p}: a movie is (frames, height, width), got {data.shape}")
+        meta = read_sidecar(p) or {}
+        return Movie(str(p), data, as_fs(meta.get("sampling_rate_hz"), sidecar_path(p)))
+    raise SourceError(f"{p}: unsupported movie; give a .tif, .h5/.hdf5, zarr or .npy stack")
+
+
+def open_labels(path) -> np.ndarray:
+    """A (Y, X) integer label image (ROIs): TIFF, PNG (imageio), ``.npy`` or ``.npz``.
+
+    A cellpose ``_seg.npy`` is a pickle and is refused with the way out
+    (save the masks as TIFF/PNG or a plain ``.npy``).
+    """
+    p = Path(path)
+    if not p.exists():
+        raise SourceError(f"labels {p} does not exist")
+    low = p.name.lower()
+    try:
+        if low.endswith(".npy"):
+            arr = np.load(p, allow_pickle=False)
+        elif low.endswith(".npz"):
+            with np.load(p, allow_pickle=False) as z:
+                key = next((k for k in ("masks", "labels") if k in z.files), None)
+                if key is None and len(z.files) == 1:
+                    key = z.files[0]
+                if key is None:
+                    raise SourceError(f"{p}: name the label image 'masks' or 'labels'")
+                arr = z[key]
+        elif low.endswith((".tif", ".tiff")):
+            import tifffile
+
+            arr = tifffile.imread(p)
+        elif low.endswith(".png"):
+            try:
+                import imageio.v3 as iio
+            except ImportError:
+                raise SourceError(f"{p}: reading PNG needs imageio") from None
+            arr = iio.imread(p)
+        else:
+            raise SourceError(f"{p}: unsupported label image; give .tif, .png, .npy or .npz")
+    except SourceError:
+        raise
+    except ValueError as e:
+        if "allow_pickle" in str(e):
+            raise SourceError(
+                f"{p}: holds Python objects (a cellpose _seg.npy is a pickle); save the "
+                "masks as a TIFF (cellpose --save_tif) or np.save(path, masks)"
+            ) from None
+        raise SourceError(f"{p}: not readable ({e})") from None
+    except OSError as e:
+        raise SourceError(f"{p}: not readable ({e})") from None
+    arr = np.squeeze(np.asarray(arr))
+    if arr.ndim != 2 or arr.dtype.kind not in "iub":
+        raise SourceError(
+            f"{p}: a label image is (height, width) integers, got shape {arr.shape} "
+            f"dtype {arr.dtype}"
+        )
+    return arr
+
+
+def looks_like_labels(shape, dtype, sample=None) -> bool:
+    """A 2-D unsigned-integer image of few distinct values: a segmentation mask.
+
+    cellpose writes its masks as uint16 (or uint32 beyond 65535 ROIs) TIFF/PNG
+    with 0 as background; an intensity image is float or has many distinct
+    values.  ``sample`` (the array, if already read) is checked for that.
+    """
+    dtype = np.dtype(dtype)
+    if len(shape) != 2 or dtype.kind != "u" or dtype.itemsize < 2:
+        return False
+    if sample is None:
+        return True
+    arr = np.asarray(sample)
+    if arr.size == 0 or arr.min() != 0:
+        return False
+    n_vals = np.unique(arr).size
+    return 1 < n_vals <= max(2, arr.size // 16)
+
+
+def path_kind(path) -> str:
+    """'zarr', 'folder', 'file' or 'missing' (for messages and dispatch)."""
+    p = Path(path)
+    if not os.path.exists(p):
+        return "missing"
+    if is_zarr(p):
+        return "zarr"
+    return "folder" if p.is_dir() else "file"
