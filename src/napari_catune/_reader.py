@@ -134,7 +134,9 @@ def get_traces_reader(path):
 
     Bare ``.npy`` files are taken only when they hold a 1-D (T,) or 2-D
     (n_cells, T) numeric array, so image stacks go to other readers; a 2-D
-    unsigned-integer ``.npy`` (a segmentation mask) goes to the labels reader.
+    unsigned-integer ``.npy`` that is image-shaped and named or sampled like a
+    segmentation mask (``sources.npy_looks_like_labels``: the header and a few
+    rows, never the whole file) goes to the labels reader.
     """
     from . import sources
 
@@ -150,8 +152,9 @@ def get_traces_reader(path):
                 return read_traces
             with open(p, "rb") as fh:
                 shape, dtype = sources.npy_header(fh)
-            if sources.looks_like_labels(shape, dtype):
-                return get_labels_reader(p)  # a segmentation mask, not traces
+            if len(shape) == 2 and np.dtype(dtype).kind == "u" \
+                    and sources.npy_looks_like_labels(p):
+                return read_labels  # a segmentation mask, not traces
             return read_traces if sources.is_trace_array(shape, dtype) else None
         if low.endswith(".npz"):
             return read_traces if sources.npz_layout(p) is not None else None
@@ -183,21 +186,29 @@ def read_traces(path):
         raise ValueError(f"cannot read {path!r} as traces: pass a single file")
     src = sources.open_traces(p)
     traces = src.load()
-    roi_ids = src.roi_ids
+    # label values must be >= 1 (0 is the background): 0-based ids move up by one
+    roi_ids, shift = sources.label_ids(src.roi_ids)
     if roi_ids.max() > np.iinfo(np.int32).max:
         raise ValueError(f"{p}: roi_ids above {np.iinfo(np.int32).max} cannot be labels")
     labels = _labels_for(roi_ids)
-    meta = {
-        "name": f"{Path(p).stem} ROIs",
-        "metadata": {
-            "catune": {
-                "traces": traces,
-                "fs": src.fs,
-                "roi_ids": roi_ids,
-                "source": str(Path(p).resolve()),
-            }
-        },
+    cat = {
+        "traces": traces,
+        "fs": src.fs,
+        "roi_ids": roi_ids,
+        "source": str(Path(p).resolve()),
     }
+    if shift:
+        note = (f"{Path(p).name}: roi_ids start at {int(src.roi_ids.min())}; shown as label "
+                f"values + {shift} (0 is the background label), so id i is label {shift}+i")
+        cat.update(roi_id_shift=shift, file_roi_ids=np.asarray(src.roi_ids),
+                   notes=[note])
+        try:
+            from napari.utils.notifications import show_info
+
+            show_info(note)
+        except Exception:  # no napari (a script): the metadata says it
+            pass
+    meta = {"name": f"{Path(p).stem} ROIs", "metadata": {"catune": cat}}
     return [(labels, meta, "labels")]
 
 
@@ -275,11 +286,42 @@ def get_h5_movie_reader(path):
     return read_h5_movie
 
 
+class _H5Frames:
+    """An HDF5 dataset that opens the file for each read and closes it after.
+
+    Handed to Dask, so no file handle stays open while the layer lives (nor
+    after it is gone); one open per block of ~64 MB of frames is cheap.
+    """
+
+    def __init__(self, path: str, key: str, shape, dtype):
+        self.path, self.key = path, key
+        self.shape, self.dtype = tuple(shape), np.dtype(dtype)
+        self.ndim = len(self.shape)
+
+    def __getitem__(self, index):
+        import h5py
+
+        with h5py.File(self.path, "r") as f:
+            return np.asarray(f[self.key][index])
+
+
+def _h5_token(path: str, key: str) -> str:
+    """A Dask name unique to this file's contents: two movie.h5 never share a cache."""
+    from dask.base import tokenize
+
+    st = os.stat(path)
+    return f"catune-h5-{Path(path).name}-" + tokenize(
+        os.path.realpath(path), key, st.st_mtime_ns, st.st_size, st.st_ino, st.st_dev
+    )
+
+
 def read_h5_movie(path):
     """Read an HDF5 movie lazily (a Dask array over the dataset, frame blocks on demand).
 
     ``metadata["catune"]["fs"]`` holds the frame rate when the file records it
     (an ``fs``/``frame_rate``/``fr`` attribute); the axes are named t, y, x.
+    The file is opened for each block read and closed after (no handle is
+    kept); the Dask name is unique to the file (path, key, size, mtime).
     """
     import dask.array as da
 
@@ -289,16 +331,23 @@ def read_h5_movie(path):
     if p is None:
         raise ValueError(f"cannot read {path!r} as a movie: pass a single file")
     movie = open_movie(p)
-    d = movie.data
-    T, Y, X = movie.shape
-    frames = max(1, min(T, (64 << 20) // max(1, Y * X * d.dtype.itemsize)))
-    data = da.from_array(d, chunks=(frames, Y, X), name=f"catune-h5-{Path(p).name}")
-    first = np.asarray(d[0])
+    try:
+        d = movie.data
+        T, Y, X = movie.shape
+        dtype = np.dtype(d.dtype)
+        first = np.asarray(d[0])
+        key, fs = movie.key, movie.fs
+    finally:
+        movie.close()
+    frames = max(1, min(T, (64 << 20) // max(1, Y * X * dtype.itemsize)))
+    lazy = _H5Frames(os.path.realpath(p), key, (T, Y, X), dtype)
+    data = da.from_array(lazy, chunks=(frames, Y, X), name=_h5_token(p, key),
+                         meta=np.empty((0, 0, 0), dtype))
     lo, hi = float(first.min()), float(first.max())
     meta = {
-        "name": f"{Path(p).stem}" + (f" {movie.key}" if movie.key not in (None, "mov") else ""),
-        "metadata": {"catune": {"fs": movie.fs, "source": str(Path(p).resolve()),
-                                "h5_key": movie.key}},
+        "name": f"{Path(p).stem}" + (f" {key}" if key not in (None, "mov") else ""),
+        "metadata": {"catune": {"fs": fs, "source": str(Path(p).resolve()),
+                                "h5_key": key}},
         "contrast_limits": (lo, hi if hi > lo else lo + 1.0),
         "axis_labels": ("t", "y", "x"),
     }
@@ -316,10 +365,12 @@ def get_labels_reader(path):
         p = single_path(path)
         if p is None or not os.path.isfile(p):
             return None
-        from .sources import looks_like_labels, open_labels
+        from .sources import looks_like_labels, npy_looks_like_labels, open_labels
 
+        if p.lower().endswith(".npy"):  # header and a few rows, not the whole file
+            return read_labels if npy_looks_like_labels(p) else None
         arr = open_labels(p)
-        return read_labels if looks_like_labels(arr.shape, arr.dtype, arr) else None
+        return read_labels if looks_like_labels(arr.shape, arr.dtype, arr, name=p) else None
     except Exception:
         return None
 

@@ -85,14 +85,25 @@ def _read_rows_clean(spec, a: int, b: int, bad) -> np.ndarray:
     return block
 
 
-def open_input(path, *, allow_pickle: bool = False) -> TraceSource:
+def open_input(path, *, allow_pickle: bool = False, caiman_trace: str = "C",
+               only_accepted: bool = False, only_cells: bool = False) -> TraceSource:
     """Open INPUT for the CLI; CLIError (exit 2) for anything unreadable."""
     from .sources import open_source
 
     try:
-        return open_source(path, allow_pickle=allow_pickle)
+        return open_source(path, allow_pickle=allow_pickle, caiman_trace=caiman_trace,
+                           only_accepted=only_accepted, only_cells=only_cells)
     except SourceError as e:
-        raise CLIError(str(e)) from None
+        msg = str(e).replace("use trace='C'", "use --caiman-trace C")
+        raise CLIError(msg) from None
+
+
+def _open_args(args) -> TraceSource:
+    """open_input with the command's input options (--caiman-trace, ...)."""
+    return open_input(args.input, allow_pickle=args.allow_pickle,
+                      caiman_trace=getattr(args, "caiman_trace", "C"),
+                      only_accepted=getattr(args, "only_accepted", False),
+                      only_cells=getattr(args, "only_cells", False))
 
 
 def _fs_value(value, where: str) -> float:
@@ -140,8 +151,12 @@ def check_output_folder(out: Path) -> None:
     os.unlink(probe)
 
 
-# files of a suite2p plane folder that the CLI reads (never to be overwritten)
-_SUITE2P_FILES = ("F.npy", "Fneu.npy", "iscell.npy", "stat.npy", "ops.npy", "spks.npy")
+# files of a suite2p plane folder that the CLI reads (never to be overwritten):
+# suite2p 0.x (ops.npy) and 1.x (settings.npy, db.npy, reg_outputs.npy); every
+# other .npy already in the plane folder is protected too
+_SUITE2P_FILES = ("F.npy", "Fneu.npy", "iscell.npy", "stat.npy", "ops.npy", "spks.npy",
+                  "settings.npy", "db.npy", "reg_outputs.npy", "redcell.npy", "F_chan2.npy",
+                  "Fneu_chan2.npy", "data.bin")
 
 
 def _real(p: Path) -> str:
@@ -165,9 +180,24 @@ def _protected(inputs) -> list[tuple[Path, str]]:
 
             plane = find_suite2p_plane(p)
             for q in [plane] if plane is not None else sorted(p.glob("plane*")):
-                for name in _SUITE2P_FILES:
+                names = set(_SUITE2P_FILES) | {f.name for f in q.glob("*.npy")}
+                for name in sorted(names):
                     found.append((q / name, f"the input {q / name}"))
     return found
+
+
+def _input_folders(inputs) -> list[tuple[str, str]]:
+    """``(folder, what)`` of inputs whose every file is read: zarr arrays, Minian outputs."""
+    out = []
+    for raw in inputs:
+        if raw is None or not Path(raw).is_dir():
+            continue
+        p = Path(raw)
+        if is_zarr(p):
+            out.append((_real(p), f"the zarr input {raw}"))
+        elif (p / "C.zarr").is_dir():  # Minian: its .zarr folders are the input
+            out.extend((_real(z), f"the Minian input {raw}") for z in sorted(p.glob("*.zarr")))
+    return out
 
 
 def _inside(child: str, folder: str) -> bool:
@@ -195,13 +225,11 @@ def check_not_an_input(out: Path, *inputs, option: str = "-o") -> None:
                 f"output {out} ({option}) is {what}; writing it would destroy the input: "
                 "choose another output file"
             )
-    for raw in inputs:
-        if raw is not None and Path(raw).is_dir() and is_zarr(Path(raw)):
-            if _inside(real_out, _real(Path(raw))):
-                raise CLIError(
-                    f"output {out} ({option}) is inside the zarr input {raw}; "
-                    "choose a file outside it"
-                )
+    for folder, what in _input_folders(inputs):
+        if _inside(real_out, folder):
+            raise CLIError(
+                f"output {out} ({option}) is inside {what}; choose a file outside it"
+            )
 
 
 class DiskFull(Exception):
@@ -610,8 +638,11 @@ def _check_output_suffix(out: Path, full: bool) -> str:
             f"cannot tell the output format from {out.name!r}: use .npy (activity), .npz "
             "(activity, fit, baseline, ids, fs, parameters), .nwb or .csv"
         )
-    if full and suffix == ".npy":
-        raise CLIError(f"with --full the output is an .npz archive (or .nwb); got {out}")
+    if full and suffix in (".npy", ".csv"):
+        raise CLIError(
+            f"with --full the output is an .npz archive (or .nwb): {suffix} holds the "
+            f"activity only, not the fit and baseline; got {out}"
+        )
     if suffix == ".nwb":
         try:
             import pynwb  # noqa: F401
@@ -661,9 +692,10 @@ def _cmd_deconvolve(args) -> int:
     check_output_folder(out)
     check_not_an_input(out, args.input, args.params)
     check_not_an_input(_sidecar(out), args.input, args.params, option="-o's sidecar")
+    _check_sidecar_free(out)
     report = _check_report(args, (args.input, args.params, out))
     remove_stale_outputs(out)  # before the free-space check: they may be what fills the disk
-    source = open_input(args.input, allow_pickle=args.allow_pickle)
+    source = _open_args(args)
     if source.fs is not None and not math.isclose(source.fs, params.fs, rel_tol=1e-6):
         raise CLIError(
             f"sampling rate mismatch: {args.params} was tuned at {params.fs:g} Hz but "
@@ -737,6 +769,7 @@ def _cmd_deconvolve(args) -> int:
                "cells_not_converged": int(not_conv.size),
                "not_converged_rows": [int(r) for r in not_conv[:1000]],
                "seconds": round(seconds, 3)},
+        merge=isinstance(writer, _MemoryWriter),
     )
     log.info("wrote %s and %s (%d of %d cells deconvolved%s; %d not converged; %.1f s, "
              "%.1f cells/s)", out, meta_path.name, kept, source.n,
@@ -754,7 +787,32 @@ def _sidecar(out: Path) -> Path:
     return out.with_name(out.stem + "_metadata.json")
 
 
-def _write_sidecar(out: Path, args, source, params, *, kind: str, extra: dict) -> Path:
+def _check_sidecar_free(out: Path) -> None:
+    """Refuse (exit 2) when OUT's ``{stem}_metadata.json`` describes another output.
+
+    ``res.npy`` and ``res.npz`` in one folder would share ``res_metadata.json``
+    (the name the traces hand-off format reads beside ``res.npy``): writing the
+    second would silently replace the first one's sidecar.
+    """
+    side = _sidecar(out)
+    if not side.is_file():
+        return
+    try:
+        owner = json.loads(side.read_text(encoding="utf-8")).get("output")
+    except (ValueError, OSError, AttributeError, UnicodeDecodeError):
+        owner = None
+    others = [out.with_name(out.stem + sfx) for sfx in OUTPUT_FORMATS
+              if sfx != out.suffix.lower()]
+    for other in others:
+        if other.exists() and (owner is None or owner == other.name):
+            raise CLIError(
+                f"{side.name} already describes {other.name}; writing {out.name} would replace "
+                f"that sidecar ({out.stem}.* share it): choose another output name"
+            )
+
+
+def _write_sidecar(out: Path, args, source, params, *, kind: str, extra: dict,
+                   merge: bool = False) -> Path:
     """``{stem}_metadata.json`` beside a CLI output: what it holds and how it was made.
 
     For an ``.npy`` output the keys of the traces hand-off format come first
@@ -787,8 +845,18 @@ def _write_sidecar(out: Path, args, source, params, *, kind: str, extra: dict) -
         "output": out.name,
         **extra,
     })
+    if source.trace:
+        meta["input_traces"] = source.trace
     if source.notes:
         meta["input_notes"] = list(source.notes)
+    if merge and side.is_file():
+        # save_results wrote this run's sidecar (csv_layout, source_filename, ...): keep it
+        try:
+            old = json.loads(side.read_text(encoding="utf-8"))
+        except (ValueError, OSError, UnicodeDecodeError):
+            old = None
+        if isinstance(old, dict):
+            meta = {**old, **meta}
     text = json.dumps(meta, indent=2, allow_nan=False, default=json_default)
     return atomic_write_text(side, text + "\n")
 
@@ -888,6 +956,7 @@ def _cmd_extract(args) -> int:
     check_output_folder(out)
     check_not_an_input(out, args.movie, args.labels)
     check_not_an_input(_sidecar(out), args.movie, args.labels, option="-o's sidecar")
+    _check_sidecar_free(out)
     remove_stale_outputs(out)
     try:
         labels = open_labels(args.labels)
@@ -913,7 +982,9 @@ def _cmd_extract(args) -> int:
         try:
             traces, ids = extract_traces(movie.data, labels)
         except ValueError as e:
-            raise CLIError(f"{args.movie}: {e}") from None
+            # the movie's own problems name "movie"; the rest are the label image's
+            where = args.movie if str(e).startswith("movie") else args.labels
+            raise CLIError(f"{where}: {e}") from None
     finally:
         movie.close()
     if traces.shape[0] == 0:
@@ -1132,7 +1203,7 @@ def _cmd_estimate(args) -> int:
         check_output_folder(out)
         check_not_an_input(out, args.input)
         remove_stale_outputs(out)
-    source = open_input(args.input, allow_pickle=args.allow_pickle)
+    source = _open_args(args)
     fs = args.fs if args.fs is not None else source.fs
     if fs is None:
         raise CLIError(f"{args.input} does not record its sampling rate; pass --fs HZ")
@@ -1177,6 +1248,7 @@ def _cmd_estimate(args) -> int:
             save_params(params, out, metadata={
                 "source_filename": os.path.basename(str(args.input).rstrip("/")),
                 "num_cells": int(source.n), "num_timepoints": int(source.T),
+                **({"input_traces": source.trace} if source.trace else {}),
             })
         except OSError as e:
             if e.errno in _NO_SPACE:
@@ -1189,14 +1261,21 @@ def _cmd_estimate(args) -> int:
 
 
 def _movie_info(path) -> bool:
-    """Print a movie's summary (TIFF, HDF5, zarr stack); False when it is not one."""
+    """Print a movie's summary (TIFF, HDF5, zarr stack); False when it is not one.
+
+    A TIFF that cannot be a movie raises CLIError with the reason (4-D, a single
+    image, unreadable); only its header is read.
+    """
     from .sources import MOVIE_SUFFIXES, open_movie
 
-    if not str(path).lower().rstrip("/").endswith(MOVIE_SUFFIXES):
+    low = str(path).lower().rstrip("/")
+    if not low.endswith(MOVIE_SUFFIXES):
         return False
     try:
-        movie = open_movie(path)
-    except SourceError:
+        movie = open_movie(path, header_only=True)
+    except SourceError as e:
+        if low.endswith((".tif", ".tiff")) or _plain_hdf5(path):
+            raise CLIError(str(e)) from None
         return False
     try:
         print(f"input        {path} (movie{', dataset ' + repr(movie.key) if movie.key else ''})")
@@ -1212,9 +1291,24 @@ def _movie_info(path) -> bool:
     return True
 
 
+def _plain_hdf5(path) -> bool:
+    """An .h5/.hdf5 file that is not a CaImAn file (no 'estimates'), or unreadable without h5py."""
+    if not str(path).lower().endswith((".h5", ".hdf5")):
+        return False
+    try:
+        import h5py
+    except ImportError:
+        return True
+    try:
+        with h5py.File(path, "r") as f:
+            return "estimates" not in f
+    except OSError:
+        return False
+
+
 def _cmd_info(args) -> int:
     try:
-        source = open_input(args.input, allow_pickle=args.allow_pickle)
+        source = _open_args(args)
     except CLIError:
         if _movie_info(args.input):
             return 0
@@ -1243,6 +1337,8 @@ def _cmd_info(args) -> int:
             snr_parts.append(np.asarray(roi_snr(np.asarray(block, dtype=np.float64), fs)))
     shape = (source.T,) if source.one_d else source.shape
     print(f"input        {source.path} ({source.kind})")
+    if source.trace:
+        print(f"traces       {source.trace}")
     print(f"shape        {shape}  " + ("(frames)" if source.one_d else "(cells, frames)"))
     print(f"dtype        {source.dtype}")
     if fs is not None:
@@ -1257,9 +1353,14 @@ def _cmd_info(args) -> int:
         print(f"note         {note}")
     if snr_parts:
         snr = np.concatenate(snr_parts)
-        q = np.percentile(snr, [0, 25, 50, 75, 100])
-        print(f"SNR          min {q[0]:.2f}  q25 {q[1]:.2f}  median {q[2]:.2f}  "
-              f"q75 {q[3]:.2f}  max {q[4]:.2f}  ({snr.size} cells)")
+        finite = snr[np.isfinite(snr)]
+        if finite.size:
+            q = np.percentile(finite, [0, 25, 50, 75, 100])
+            print(f"SNR          min {q[0]:.2f}  q25 {q[1]:.2f}  median {q[2]:.2f}  "
+                  f"q75 {q[3]:.2f}  max {q[4]:.2f}  ({finite.size} cells)")
+        if finite.size < snr.size:
+            print(f"SNR          {snr.size - finite.size} cells without a finite SNR (no "
+                  "frame-to-frame noise, e.g. deconvolved activity that is mostly 0)")
     elif fs is None:
         print("SNR          needs the sampling rate (pass --fs HZ)")
     elif snr_error:
@@ -1271,6 +1372,10 @@ def _cmd_info(args) -> int:
 # ----------------------------------------------------------------------------
 
 
+#: the Qt bindings qtpy can use
+_QT_BINDINGS = ("PyQt6", "PyQt5", "PySide6", "PySide2")
+
+
 def _cmd_view(args) -> int:
     import importlib.util
 
@@ -1279,6 +1384,11 @@ def _cmd_view(args) -> int:
         raise CLIError(
             f"view needs napari and a Qt binding ({', '.join(missing)} not installed): "
             "pip install 'napari-catune[all]' (or napari-catune[napari] plus PyQt6/PyQt5)"
+        )
+    if not any(importlib.util.find_spec(m) is not None for m in _QT_BINDINGS):
+        raise CLIError(
+            "view needs a Qt binding for napari, and none is installed (PyQt6, PyQt5, "
+            "PySide6 or PySide2): pip install 'napari-catune[qt6]' (or pip install PyQt6)"
         )
     from ._qt.launch import run_view
 
@@ -1373,6 +1483,15 @@ def build_parser() -> argparse.ArgumentParser:
                       help="say more (chunk sizes, timings)")
     talk.add_argument("-q", "--quiet", action="store_true",
                       help="only warnings and errors; no progress bar")
+    pipe = argparse.ArgumentParser(add_help=False)
+    choose = pipe.add_argument_group("which traces of a pipeline output")
+    choose.add_argument("--caiman-trace", choices=("C", "C+YrA", "F_dff"), default="C",
+                        help="CaImAn: estimates/C (default, as calab), C + YrA (with the "
+                        "residual) or F_dff; recorded in info and the output's sidecar")
+    choose.add_argument("--only-accepted", action="store_true",
+                        help="CaImAn: only the components CaImAn accepted (idx_components)")
+    choose.add_argument("--only-cells", action="store_true",
+                        help="NWB: only the ROIs classified as cells")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     inputs = (
@@ -1402,7 +1521,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(func=_cmd_view)
 
     d = sub.add_parser(
-        "deconvolve", formatter_class=fmt, parents=[common],
+        "deconvolve", formatter_class=fmt, parents=[common, pipe],
         help="apply saved parameters to every trace",
         description="Deconvolve every trace of INPUT with the parameters of a CaTune export "
         "JSON. " + inputs + " .npy input is memory-mapped and processed a chunk of cells at "
@@ -1456,7 +1575,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=_cmd_deconvolve)
 
     e = sub.add_parser(
-        "estimate", formatter_class=fmt, parents=[common], help="automatic starting parameters",
+        "estimate", formatter_class=fmt, parents=[common, pipe], help="automatic starting parameters",
         description="Estimate starting parameters from the traces; print them and optionally "
         "save a CaTune export JSON. " + inputs,
         epilog="examples:\n  napari-catune estimate traces.npy --fs 30\n"
@@ -1498,7 +1617,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.set_defaults(func=_cmd_extract)
 
     i = sub.add_parser(
-        "info", formatter_class=fmt, parents=[common], help="shape, sampling rate, NaN count, SNR",
+        "info", formatter_class=fmt, parents=[common, pipe], help="shape, sampling rate, NaN count, SNR",
         description="Summarise INPUT: shape, dtype, sampling rate, NaN count and an SNR "
         "summary. " + inputs + " A movie (TIFF, HDF5, zarr) gets its shape and frame rate.",
         epilog="examples:\n  napari-catune info traces.npy\n"
@@ -1590,4 +1709,9 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    # ``python -m napari_catune.cli``: run the imported module's main, so that the
+    # exceptions raised by modules importing ``napari_catune.cli`` (CLIError from
+    # _qt.launch, DiskFull) are the classes main catches, not __main__'s copies
+    from napari_catune.cli import main as _main
+
+    sys.exit(_main())

@@ -92,8 +92,9 @@ def _roi_ids(value, n: int) -> np.ndarray:
     if ids.dtype.kind not in "iu":
         raise ValueError(f"roi_ids must be integers, got dtype {ids.dtype}")
     ids = ids.astype(np.int64)
-    if n and ids.min() < 1:
-        raise ValueError(f"roi_ids must be positive label values (0 is background), got {ids.min()}")
+    if n and ids.min() < 0:
+        # 0-based ids name rows (CLI inputs); a Labels image needs them >= 1 (0 = background)
+        raise ValueError(f"roi_ids must be >= 0, got {ids.min()}")
     if np.unique(ids).size != n:
         raise ValueError("roi_ids must be unique")
     return ids
@@ -412,9 +413,7 @@ def save_report(path, *, traces, fit, activity, baseline=None, roi_ids, params,
     install command otherwise); drawn with the Agg backend, no display.
     """
     try:
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:
         raise ImportError(
@@ -431,7 +430,9 @@ def save_report(path, *, traces, fit, activity, baseline=None, roi_ids, params,
     p = _params(params)
     n, t = y.shape
     time_s = np.arange(t) / p.fs
+    # a Figure on its own Agg canvas: no pyplot, the process's backend is left alone
     fig = Figure(figsize=(11, 2.0 * n + 2.6), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
     grid = fig.add_gridspec(n + 1, 3)
     for i in range(n):
         ax = fig.add_subplot(grid[i, :])

@@ -99,7 +99,12 @@ def as_fs(value, where) -> float | None:
 
 
 def as_roi_ids(value, n: int, where) -> np.ndarray:
-    """ROI ids (label values): n positive unique integers; 1..n for None."""
+    """ROI ids: n unique non-negative integers; 1..n for None.
+
+    Ids are row names here, so 0-based ids are accepted; a Labels image needs
+    ids >= 1 (0 is its background), which the napari reader arranges
+    (:func:`label_ids`).  Duplicate ids are refused: a row could not be named.
+    """
     if value is None:
         return np.arange(1, n + 1, dtype=np.int64)
     ids = np.asarray(value)
@@ -112,27 +117,53 @@ def as_roi_ids(value, n: int, where) -> np.ndarray:
     if ids.dtype.kind not in "iu":
         raise SourceError(f"{where}: roi_ids must be integers, got dtype {ids.dtype}")
     ids = ids.astype(np.int64)
-    if n and ids.min() < 1:
+    if n and ids.min() < 0:
         raise SourceError(
-            f"{where}: roi_ids must be positive (0 is the background label), got minimum "
-            f"{ids.min()}; add 1 to 0-based ids"
+            f"{where}: roi_ids must be >= 0, got minimum {ids.min()}"
         )
-    if np.unique(ids).size != n:
-        raise SourceError(f"{where}: roi_ids must be unique")
+    uniq, counts = np.unique(ids, return_counts=True)
+    if uniq.size != n:
+        dup = uniq[counts > 1]
+        shown = ", ".join(str(int(i)) for i in dup[:5]) + (", ..." if dup.size > 5 else "")
+        raise SourceError(
+            f"{where}: roi_ids must be unique; {dup.size} id(s) occur more than once "
+            f"({shown}), so those rows cannot be told apart: renumber them"
+        )
     return ids
 
 
-def finite_traces(arr, where) -> np.ndarray:
-    """(n, T) float64 C-order copy; SourceError naming the rows with NaN/Inf."""
-    traces = np.array(arr, dtype=np.float64, order="C", copy=True)
+def label_ids(ids) -> tuple[np.ndarray, int]:
+    """``(ids + shift, shift)``: ids usable as label values (>= 1; 0 is background).
+
+    0-based ids (row names in a traces file) are shifted by one; ids already
+    >= 1 are returned as they are (shift 0).
+    """
+    ids = np.asarray(ids, dtype=np.int64)
+    shift = int(1 - ids.min()) if ids.size and ids.min() < 1 else 0
+    return ids + shift, shift
+
+
+def finite_traces(arr, where, *, copy: bool = True) -> np.ndarray:
+    """(n, T) float64 C-order; SourceError naming the rows with NaN/Inf.
+
+    ``copy=False`` returns ``arr`` itself when it is already float64 C-order
+    (a block the caller just read and owns): no second copy of the traces.
+    """
+    traces = np.array(arr, dtype=np.float64, order="C", copy=True) if copy else \
+        np.ascontiguousarray(arr, dtype=np.float64)
     if traces.ndim == 1:
         traces = traces[None, :]
-    bad = ~np.isfinite(traces)
-    if bad.any():
-        rows = np.flatnonzero(bad.any(axis=1))
+    # row blocks: the NaN mask of the whole array would be another n*T bytes
+    step = max(1, (8 << 20) // max(1, traces.shape[1]))
+    rows = np.concatenate([
+        a + np.flatnonzero(~np.isfinite(traces[a:a + step]).all(axis=1))
+        for a in range(0, traces.shape[0], step)
+    ]) if traces.shape[0] else np.empty(0, dtype=np.int64)
+    if rows.size:
+        count = int(sum(np.count_nonzero(~np.isfinite(traces[r])) for r in rows))
         shown = ", ".join(str(r) for r in rows[:5]) + (", ..." if rows.size > 5 else "")
         raise SourceError(
-            f"{where}: {int(bad.sum())} non-finite values (NaN/inf) in trace rows {shown}; "
+            f"{where}: {count} non-finite values (NaN/inf) in trace rows {shown}; "
             "replace them (e.g. interpolate) before tuning"
         )
     return traces
@@ -233,6 +264,8 @@ class TraceSource:
     #: ("npy", path) / ("zarr", path, key); None when only ``read`` can
     spec: tuple | None = None
     notes: list = field(default_factory=list)
+    #: which traces a pipeline loader took (e.g. CaImAn "C", suite2p "F - 0.7*Fneu")
+    trace: str | None = None
     #: the sidecar's JSON object (``.npy``/``.npz``), or None
     meta: dict | None = None
     #: labels / mean image of pipeline inputs (for the napari readers)
@@ -247,8 +280,12 @@ class TraceSource:
         return self.shape[1]
 
     def load(self) -> np.ndarray:
-        """All rows as (n, T) float64; SourceError naming non-finite rows."""
-        return finite_traces(self.read(0, self.n), self.path)
+        """All rows as (n, T) float64; SourceError naming non-finite rows.
+
+        An on-disk source (``spec``) reads a fresh array, converted in place
+        of a second copy; an in-memory one is copied (its rows stay intact).
+        """
+        return finite_traces(self.read(0, self.n), self.path, copy=self.spec is None)
 
 
 def read_spec_rows(spec, a: int, b: int) -> np.ndarray:
@@ -357,7 +394,7 @@ def _zarr_open(path: Path):
         import zarr
     except ImportError:
         raise SourceError(
-            f"{path}: reading zarr needs the zarr package: pip install 'napari-catune[all]'"
+            f"{path}: reading zarr needs the zarr package: pip install 'napari-catune[zarr]'"
         ) from None
     try:
         return zarr.open(str(path), mode="r")
@@ -418,7 +455,7 @@ def from_pipeline(data, kind: str) -> TraceSource:
     return TraceSource(
         str(data.source), kind, tuple(traces.shape), traces.dtype, data.fs,
         np.asarray(data.roi_ids), read=lambda a, b: traces[a:b],
-        notes=list(getattr(data, "notes", [])),
+        notes=list(getattr(data, "notes", [])), trace=getattr(data, "kind", None) or None,
         extra={"labels": getattr(data, "labels", None),
                "mean_image": getattr(data, "mean_image", None)},
     )
@@ -439,9 +476,15 @@ def open_traces(path) -> TraceSource:
     raise SourceError(f"{p}: not a traces file; give a .npy, .npz or zarr array")
 
 
-def open_source(path, *, allow_pickle: bool = False) -> TraceSource:
+def open_source(path, *, allow_pickle: bool = False, caiman_trace: str = "C",
+                only_accepted: bool = False, only_cells: bool = False) -> TraceSource:
     """Open any traces input: the files of :func:`open_traces`, a suite2p plane
-    folder, a Minian output folder, a CaImAn HDF5 file or an NWB file."""
+    folder, a Minian output folder, a CaImAn HDF5 file or an NWB file.
+
+    ``caiman_trace`` ("C", "C+YrA" or "F_dff") and ``only_accepted`` choose
+    CaImAn's traces; ``only_cells`` keeps an NWB file's ROIs classified as
+    cells.  The choice is recorded in ``TraceSource.trace`` and ``notes``.
+    """
     p = Path(path)
     if not p.exists():
         raise SourceError(f"input {p} does not exist")
@@ -465,11 +508,13 @@ def open_source(path, *, allow_pickle: bool = False) -> TraceSource:
         if low.endswith((".hdf5", ".h5")):
             from .loaders import load_caiman_data
 
-            return from_pipeline(load_caiman_data(p), "caiman")
+            return from_pipeline(load_caiman_data(p, trace=caiman_trace,
+                                                  only_accepted=only_accepted),
+                                 "caiman")
         if low.endswith(".nwb"):
             from .nwb import load_nwb
 
-            return from_pipeline(load_nwb(p), "NWB")
+            return from_pipeline(load_nwb(p, only_cells=only_cells), "NWB")
     except SourceError:
         raise
     except (ValueError, FileNotFoundError, ImportError, OSError, KeyError) as e:
@@ -576,7 +621,7 @@ def _h5py(path):
         import h5py
     except ImportError:
         raise SourceError(
-            f"{path}: reading HDF5 needs h5py: pip install 'napari-catune[all]'"
+            f"{path}: reading HDF5 needs h5py: pip install 'napari-catune[h5]'"
         ) from None
     return h5py
 
@@ -601,11 +646,14 @@ class Movie:
             self._closer = None
 
 
-def open_movie(path, key: str | None = None) -> Movie:
+def open_movie(path, key: str | None = None, *, header_only: bool = False) -> Movie:
     """Open a (T, Y, X) movie: TIFF, HDF5 (``key`` or found), zarr or ``.npy``.
 
     HDF5 and zarr stay on disk (datasets read frame blocks on indexing);
-    call :meth:`Movie.close` when done.  fs comes from TIFF metadata or an
+    call :meth:`Movie.close` when done.  A TIFF is memory-mapped when its
+    pages are stored plainly, else read whole; ``header_only`` gives its shape
+    and dtype without reading pixels (``Movie.data`` then holds no data).
+    fs comes from TIFF metadata or an
     HDF5/zarr attribute named like ``fs``/``frame_rate``; None when absent.
     """
     p = Path(path)
@@ -620,12 +668,15 @@ def open_movie(path, key: str | None = None) -> Movie:
             raise SourceError(f"{p}: not an HDF5 file ({e})") from None
         try:
             k = key or h5_movie_key(f)
-            if k is None or k not in f:
+            d = f.get(k) if k is not None else None
+            if not isinstance(d, h5py.Dataset):
                 raise SourceError(
-                    f"{p}: no (frames, height, width) dataset found"
-                    + (f" at {key!r}" if key else "") + "; name it with --movie-key"
+                    f"{p}: no (frames, height, width) dataset "
+                    + (f"at {key!r}" + (" (a group)" if d is not None else "") if key
+                       else "found")
+                    + f"; datasets in the file: {_h5_datasets(f, h5py)}; name one with "
+                    "--movie-key"
                 )
-            d = f[k]
             if d.ndim != 3:
                 raise SourceError(f"{p}[{k!r}]: a movie is (frames, height, width), got {d.shape}")
             attrs = {**dict(f.attrs), **dict(d.attrs)}
@@ -643,8 +694,13 @@ def open_movie(path, key: str | None = None) -> Movie:
             if k is None:
                 three = [a for a in keys if node[a].ndim == 3]
                 k = three[0] if len(three) == 1 else None
-            if k is None:
-                raise SourceError(f"{p}: no (frames, height, width) array found")
+            if k is None or k not in keys:
+                listed = ", ".join(f"{a} {tuple(node[a].shape)}" for a in sorted(keys))
+                raise SourceError(
+                    f"{p}: no (frames, height, width) array "
+                    + (f"named {key!r}" if key else "found")
+                    + f"; arrays in the group: {listed or 'none'}; name one with --movie-key"
+                )
             arr, attrs = node[k], {**dict(node.attrs), **dict(node[k].attrs)}
         else:
             arr, attrs, k = node, dict(node.attrs), None
@@ -653,19 +709,7 @@ def open_movie(path, key: str | None = None) -> Movie:
         v = next((attrs[a] for a in FS_KEYS if a in attrs), None)
         return Movie(str(p), arr, as_fs(v, f"{p} attribute") if v is not None else None, k)
     if low.endswith((".tif", ".tiff")):
-        try:
-            import tifffile
-        except ImportError:
-            raise SourceError(f"{p}: reading TIFF needs tifffile: pip install tifffile") from None
-        try:
-            data = tifffile.imread(p)
-        except Exception as e:
-            raise SourceError(f"{p}: not a readable TIFF ({e})") from None
-        data = np.squeeze(data)
-        if data.ndim != 3:
-            raise SourceError(
-                f"{p}: a movie is (frames, height, width), got shape {data.shape}"
-            )
+        data = _open_tiff(p, header_only=header_only)
         return Movie(str(p), data, tiff_fs(p))
     if low.endswith(".npy"):
         try:
@@ -677,6 +721,73 @@ def open_movie(path, key: str | None = None) -> Movie:
         meta = read_sidecar(p) or {}
         return Movie(str(p), data, as_fs(meta.get("sampling_rate_hz"), sidecar_path(p)))
     raise SourceError(f"{p}: unsupported movie; give a .tif, .h5/.hdf5, zarr or .npy stack")
+
+
+def _h5_datasets(f, h5py) -> str:
+    found = []
+
+    def visit(name, obj):
+        if isinstance(obj, h5py.Dataset) and len(found) < 20:
+            found.append(f"{name} {tuple(obj.shape)}")
+
+    f.visititems(visit)
+    return ", ".join(found) or "none"
+
+
+@dataclass
+class _Header:
+    """Shape and dtype of a movie whose pixels were not read."""
+
+    shape: tuple
+    dtype: np.dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+
+def _open_tiff(p: Path, *, header_only: bool = False):
+    try:
+        import tifffile
+    except ImportError:
+        raise SourceError(f"{p}: reading TIFF needs tifffile: pip install tifffile") from None
+    try:
+        with tifffile.TiffFile(p) as tf:
+            if not tf.series:
+                raise SourceError(f"{p}: a TIFF without image data")
+            series = tf.series[0]
+            shape = tuple(int(s) for s in series.shape)
+            dtype = np.dtype(series.dtype)
+    except SourceError:
+        raise
+    except Exception as e:
+        raise SourceError(f"{p}: not a readable TIFF ({type(e).__name__}: {e})") from None
+    squeezed = tuple(s for s in shape if s != 1)
+    if len(squeezed) != 3:
+        what = ("a single image, not a movie" if len(squeezed) <= 2 else
+                f"{len(squeezed)}-D (e.g. channels or z-planes): save one (frames, height, "
+                "width) stack per channel/plane")
+        raise SourceError(
+            f"{p}: a movie is (frames, height, width), got shape {shape}: {what}"
+        )
+    if header_only:
+        return _Header(squeezed, dtype)
+    try:
+        data = tifffile.memmap(p, mode="r")  # plain (uncompressed, contiguous) pages
+    except Exception:
+        data = None
+    if data is None:
+        try:
+            data = tifffile.imread(p)
+        except MemoryError:
+            need = int(np.prod(shape)) * dtype.itemsize
+            raise SourceError(
+                f"{p}: too large to read into memory ({need / 1e9:.1f} GB, compressed "
+                "TIFF pages cannot be memory-mapped); save it uncompressed or as HDF5/zarr"
+            ) from None
+        except Exception as e:
+            raise SourceError(f"{p}: not a readable TIFF ({type(e).__name__}: {e})") from None
+    return np.reshape(data, squeezed)
 
 
 def open_labels(path) -> np.ndarray:
@@ -708,7 +819,10 @@ def open_labels(path) -> np.ndarray:
             try:
                 import imageio.v3 as iio
             except ImportError:
-                raise SourceError(f"{p}: reading PNG needs imageio") from None
+                raise SourceError(
+                    f"{p}: reading PNG needs imageio: pip install imageio "
+                    "(or pip install 'napari-catune[masks]')"
+                ) from None
             arr = iio.imread(p)
         else:
             raise SourceError(f"{p}: unsupported label image; give .tif, .png, .npy or .npz")
@@ -732,23 +846,54 @@ def open_labels(path) -> np.ndarray:
     return arr
 
 
-def looks_like_labels(shape, dtype, sample=None) -> bool:
-    """A 2-D unsigned-integer image of few distinct values: a segmentation mask.
+#: file names a segmentation tool gives its masks (cellpose: {name}_cp_masks.png/.tif)
+MASK_HINTS = ("_masks", "_mask", "_labels", "_label", "_seg", "_rois", "_roi")
 
-    cellpose writes its masks as uint16 (or uint32 beyond 65535 ROIs) TIFF/PNG
-    with 0 as background; an intensity image is float or has many distinct
-    values.  ``sample`` (the array, if already read) is checked for that.
+
+def looks_like_labels(shape, dtype, sample=None, name: str | None = None) -> bool:
+    """A 2-D unsigned-integer image: a segmentation mask, not (n_cells, n_frames) traces.
+
+    Decided from the header (shape, dtype), the file name and, if given, a
+    ``sample`` of a few rows (never the whole file): a label image is
+    image-like (both sides >= 16 pixels, aspect ratio < 20) whereas traces
+    have far more frames than cells; a name like ``*_masks``/``*_labels``
+    settles it, else the sample must look like masks (0 = background, long
+    runs of one value along a row; a raw uint16 trace changes every frame).
     """
     dtype = np.dtype(dtype)
     if len(shape) != 2 or dtype.kind != "u" or dtype.itemsize < 2:
         return False
-    if sample is None:
-        return True
-    arr = np.asarray(sample)
-    if arr.size == 0 or arr.min() != 0:
+    a, b = (int(v) for v in shape)
+    if min(a, b) < 16 or max(a, b) >= 20 * min(a, b):
         return False
-    n_vals = np.unique(arr).size
-    return 1 < n_vals <= max(2, arr.size // 16)
+    if name is not None:
+        stem = Path(name).name.lower().rsplit(".", 1)[0]
+        if any(h in stem for h in MASK_HINTS):
+            return True
+    if sample is None:
+        return False
+    arr = np.asarray(sample)
+    if arr.ndim != 2 or arr.size == 0 or arr.min() != 0:
+        return False
+    same = np.count_nonzero(arr[:, 1:] == arr[:, :-1]) / max(1, arr[:, 1:].size)
+    return same >= 0.5
+
+
+def label_sample(arr, rows: int = 16) -> np.ndarray:
+    """Up to ``rows`` evenly spaced rows of a 2-D (memory-mapped) array."""
+    idx = np.unique(np.linspace(0, arr.shape[0] - 1, min(rows, arr.shape[0])).astype(int))
+    return np.asarray(arr[idx])
+
+
+def npy_looks_like_labels(path) -> bool:
+    """Whether a 2-D ``.npy`` is a label image: header, name and a few rows only."""
+    mm = np.load(path, mmap_mode="r", allow_pickle=False)
+    try:
+        if mm.ndim != 2 or mm.size == 0:
+            return False
+        return looks_like_labels(mm.shape, mm.dtype, label_sample(mm), name=str(path))
+    finally:
+        del mm
 
 
 def path_kind(path) -> str:

@@ -77,6 +77,8 @@ def _ours(path: str) -> bool:
         return True
     if any(fnmatch.fnmatch(Path(low).name, pat) for pat in MASK_PATTERNS):
         return True
+    if Path(path).is_dir() and (Path(path) / "C.zarr").is_dir():
+        return True  # a Minian output folder (napari_catune._reader_pipelines reads it)
     from ..loaders import find_suite2p_plane
 
     return find_suite2p_plane(path) is not None
