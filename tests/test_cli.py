@@ -875,3 +875,237 @@ def test_minian_folder_is_a_cli_input(capsys, tmp_path):
     assert code == 0, err
     data = load_minian_data(tmp_path / "minian")
     assert "(minian)" in out and f"{data.traces.shape}" in out
+
+
+# ---------------------------------------------------------------- review fixes (2nd session)
+
+
+def test_caiman_trace_option_is_recorded(capsys, tmp_path, params):
+    """C is the default (as calab); --caiman-trace/--only-accepted choose; info and the
+    sidecar say which traces were used."""
+    make_caiman(tmp_path / "cnmf.hdf5", fr=FS, with_dff=True)
+    code, out, err = _run(capsys, "info", tmp_path / "cnmf.hdf5")
+    assert code == 0, err
+    assert "traces       C\n" in out and "(4, 250)" in out
+    code, out, err = _run(capsys, "info", tmp_path / "cnmf.hdf5", "--caiman-trace", "C+YrA",
+                          "--only-accepted")
+    assert code == 0, err
+    assert "traces       C + YrA" in out and "(2, 250)" in out
+    code, _, err = _run(capsys, "deconvolve", tmp_path / "cnmf.hdf5", "--params", params,
+                        "-o", tmp_path / "r.npz", "--caiman-trace", "F_dff")
+    assert code == 0, err
+    meta = json.loads((tmp_path / "r_metadata.json").read_text())
+    assert meta["input_traces"] == "F_dff" and meta["input_kind"] == "caiman"
+    assert "--caiman-trace F_dff" in meta["command"]
+    make_caiman(tmp_path / "nodff.hdf5", fr=FS)
+    code, _, err = _run(capsys, "info", tmp_path / "nodff.hdf5", "--caiman-trace", "F_dff")
+    assert code == 2 and "--caiman-trace C" in _one_line_error(err)
+
+
+def test_suite2p_v1_and_minian_inputs_are_protected(capsys, tmp_path, params):
+    from test_loaders import make_minian, make_suite2p_v1
+
+    make_suite2p_v1(tmp_path / "s2p", fs=FS)
+    plane = tmp_path / "s2p" / "suite2p" / "plane0"
+    for name in ("settings.npy", "db.npy", "reg_outputs.npy"):
+        before = (plane / name).read_bytes()
+        code, _, err = _run(capsys, "deconvolve", plane, "--params", params, "-o", plane / name)
+        assert code == 2 and "destroy the input" in _one_line_error(err), name
+        assert (plane / name).read_bytes() == before
+    make_minian(tmp_path / "minian")
+    code, _, err = _run(capsys, "info", tmp_path / "minian", "--fs", "20")
+    assert code == 0, err
+    out = tmp_path / "minian" / "C.zarr" / "x.npy"
+    code, _, err = _run(capsys, "deconvolve", tmp_path / "minian", "--params", params, "-o", out)
+    assert code == 2 and "inside the Minian input" in _one_line_error(err)
+
+
+def test_zero_based_roi_ids_are_accepted_by_the_cli(capsys, tmp_path, params):
+    y = _traces(n=5, T=200)
+    np.savez(tmp_path / "t.npz", traces=y, roi_ids=np.arange(5), fs=FS)
+    for out in ("r.npz", "c.csv"):
+        code, _, err = _run(capsys, "deconvolve", tmp_path / "t.npz", "--params", params,
+                            "-o", tmp_path / out)
+        assert code == 0, err
+    with np.load(tmp_path / "r.npz") as z:
+        assert np.array_equal(z["roi_ids"], np.arange(5))
+    assert (tmp_path / "c.csv").read_text().splitlines()[0].startswith("time_s,roi_0,roi_1")
+    np.savez(tmp_path / "d.npz", traces=y, roi_ids=[0, 1, 1, 2, 3], fs=FS)
+    code, _, err = _run(capsys, "info", tmp_path / "d.npz")
+    assert code == 2 and "more than once (1)" in _one_line_error(err)
+
+
+def test_wrong_movie_key_lists_the_keys(capsys, tmp_path):
+    import h5py
+    import tifffile
+    import zarr
+
+    movie, labels = _movie()
+    tifffile.imwrite(tmp_path / "m.tif", labels)
+    with h5py.File(tmp_path / "mov.h5", "w") as f:
+        f["grp/mov"] = movie
+    for key in ("grp", "nothere"):
+        code, _, err = _run(capsys, "extract", tmp_path / "mov.h5", tmp_path / "m.tif",
+                            "-o", tmp_path / "t.npz", "--movie-key", key)
+        line = _one_line_error(err)
+        assert code == 2 and "grp/mov (40, 12, 14)" in line and "--movie-key" in line, key
+    g = zarr.open(str(tmp_path / "mov.zarr"), mode="w")
+    g.create_array("data", data=movie)
+    code, _, err = _run(capsys, "extract", tmp_path / "mov.zarr", tmp_path / "m.tif",
+                        "-o", tmp_path / "t.npz", "--movie-key", "nothere")
+    line = _one_line_error(err)
+    assert code == 2 and "'nothere'" in line and "data (40, 12, 14)" in line
+
+
+def test_info_on_a_tiff_reads_the_header_only(capsys, tmp_path, monkeypatch):
+    import tifffile
+
+    movie, _ = _movie()
+    tifffile.imwrite(tmp_path / "m.tif", movie, compression="zlib")
+    tifffile.imwrite(tmp_path / "four.tif", np.zeros((3, 2, 12, 14), np.uint16))
+    tifffile.imwrite(tmp_path / "flat.tif", np.zeros((12, 14), np.uint16))
+    (tmp_path / "junk.tif").write_bytes(b"II*\x00garbage")
+
+    def no_pixels(*a, **k):
+        raise AssertionError("info read the pixels")
+
+    monkeypatch.setattr(tifffile, "imread", no_pixels)
+    monkeypatch.setattr(tifffile, "memmap", no_pixels)
+    code, out, err = _run(capsys, "info", tmp_path / "m.tif")
+    assert code == 0, err
+    assert "(40, 12, 14)" in out and "float32" in out
+    for name, why in (("four.tif", "4-D"), ("flat.tif", "single image"),
+                      ("junk.tif", "not a readable TIFF")):
+        code, _, err = _run(capsys, "info", tmp_path / name)
+        assert code == 2 and why in _one_line_error(err), (name, err)
+
+
+def test_a_tiff_too_large_for_memory_says_so(tmp_path, monkeypatch):
+    import tifffile
+
+    from napari_catune.sources import SourceError, open_movie
+
+    movie, _ = _movie()
+    tifffile.imwrite(tmp_path / "m.tif", movie, compression="zlib")
+    assert open_movie(tmp_path / "m.tif").shape == (40, 12, 14)  # compressed: read whole
+
+    def oom(*a, **k):
+        raise MemoryError
+
+    monkeypatch.setattr(tifffile, "imread", oom)
+    with pytest.raises(SourceError, match="too large to read into memory"):
+        open_movie(tmp_path / "m.tif")
+    tifffile.imwrite(tmp_path / "plain.tif", movie)  # uncompressed: memory-mapped
+    m = open_movie(tmp_path / "plain.tif")
+    assert isinstance(m.data, np.memmap) and np.array_equal(m.data, movie)
+
+
+def test_csv_output_with_full_is_refused(capsys, tmp_path, params):
+    np.save(tmp_path / "t.npy", _traces())
+    code, _, err = _run(capsys, "deconvolve", tmp_path / "t.npy", "--params", params,
+                        "-o", tmp_path / "r.csv", "--full")
+    assert code == 2 and "activity only" in _one_line_error(err)
+    assert not (tmp_path / "r.csv").exists()
+
+
+def test_csv_sidecar_keeps_the_csv_layout_and_sidecars_do_not_collide(capsys, tmp_path,
+                                                                       params):
+    np.save(tmp_path / "t.npy", _traces())
+    code, _, err = _run(capsys, "deconvolve", tmp_path / "t.npy", "--params", params,
+                        "-o", tmp_path / "r.csv")
+    assert code == 0, err
+    meta = json.loads((tmp_path / "r_metadata.json").read_text())
+    assert "csv_layout" in meta and meta["source_filename"] == "t.npy"
+    assert meta["command"].startswith("napari-catune deconvolve") and meta["output"] == "r.csv"
+    code, _, err = _run(capsys, "deconvolve", tmp_path / "t.npy", "--params", params,
+                        "-o", tmp_path / "res.npy")
+    assert code == 0, err
+    side = (tmp_path / "res_metadata.json").read_text()
+    code, _, err = _run(capsys, "deconvolve", tmp_path / "t.npy", "--params", params,
+                        "-o", tmp_path / "res.npz")
+    assert code == 2 and "already describes res.npy" in _one_line_error(err)
+    assert (tmp_path / "res_metadata.json").read_text() == side
+    # the same output again is fine (its own sidecar)
+    code, _, err = _run(capsys, "deconvolve", tmp_path / "t.npy", "--params", params,
+                        "-o", tmp_path / "res.npy")
+    assert code == 0, err
+
+
+def test_python_m_cli_view_errors_are_one_line(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "napari_catune.cli", "view",
+                        str(tmp_path / "missing.npy")], capture_output=True, text=True,
+                       env=_cli_env(), timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr and "does not exist" in r.stderr
+
+
+def test_report_leaves_the_matplotlib_backend_alone(tmp_path, monkeypatch):
+    import matplotlib
+
+    from napari_catune.results import save_report
+
+    def refuse(*a, **k):
+        raise AssertionError("save_report changed the process's backend")
+
+    monkeypatch.setattr(matplotlib, "use", refuse)
+    y = _traces(n=2, T=100)
+    save_report(tmp_path / "r.png", traces=y, fit=y, activity=np.abs(y), roi_ids=[1, 2],
+                params=TuningParams(TAU_R, TAU_D, FS, LAM))
+    assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_extract_label_errors_name_the_labels_file(capsys, tmp_path):
+    import tifffile
+
+    movie, labels = _movie()
+    tifffile.imwrite(tmp_path / "m.tif", movie)
+    bad = labels.astype(np.int16)
+    bad[0, 0] = -1
+    np.save(tmp_path / "neg_labels.npy", bad)
+    code, _, err = _run(capsys, "extract", tmp_path / "m.tif", tmp_path / "neg_labels.npy",
+                        "-o", tmp_path / "t.npz", "-q")
+    line = _one_line_error(err)
+    assert code == 2 and "neg_labels.npy" in line and "m.tif" not in line
+
+
+def test_missing_optional_readers_name_the_smallest_extra(capsys, tmp_path, monkeypatch):
+    import h5py
+
+    movie, labels = _movie()
+    with h5py.File(tmp_path / "mov.h5", "w") as f:
+        f["mov"] = movie
+    from napari_catune.sources import SourceError, open_labels
+
+    (tmp_path / "m_masks.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    monkeypatch.setitem(sys.modules, "h5py", None)
+    monkeypatch.setitem(sys.modules, "imageio", None)
+    monkeypatch.setitem(sys.modules, "imageio.v3", None)
+    code, _, err = _run(capsys, "info", tmp_path / "mov.h5")
+    line = _one_line_error(err)
+    assert code == 2 and "napari-catune[h5]" in line and "CaImAn" not in line
+    with pytest.raises(SourceError, match=r"pip install imageio"):
+        open_labels(tmp_path / "m_masks.png")
+    toml = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    assert 'h5 = ["h5py' in toml and 'zarr = ["zarr' in toml and 'masks = ["imageio' in toml
+
+
+def test_info_on_deconvolved_activity_has_no_nan_snr(capsys, tmp_path, params):
+    np.save(tmp_path / "t.npy", _traces())
+    code, _, err = _run(capsys, "deconvolve", tmp_path / "t.npy", "--params", params,
+                        "-o", tmp_path / "a.npy")
+    assert code == 0, err
+    code, out, err = _run(capsys, "info", tmp_path / "a.npy")
+    assert code == 0, err
+    assert "min nan" not in out and "RuntimeWarning" not in err and "Warning" not in err
+    assert "cells without a finite SNR" in out
+
+
+def test_view_without_a_qt_binding_is_one_line(capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    qt = ("PyQt6", "PyQt5", "PySide6", "PySide2")
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name in qt else real(name, *a))
+    code, _, err = _run(capsys, "view")
+    assert code == 2 and "napari-catune[qt6]" in _one_line_error(err)

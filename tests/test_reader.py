@@ -276,12 +276,19 @@ def test_traces_errors_in_files_we_own(tmp_path, traces):
 
     zero_based = tmp_path / "zero.npz"
     np.savez(zero_based, traces=traces, roi_ids=np.arange(5))
-    with pytest.raises(ValueError, match="roi_ids must be positive"):
-        get_traces_reader(str(zero_based))(str(zero_based))
+    [(labels, meta, _)] = get_traces_reader(str(zero_based))(str(zero_based))
+    cat = meta["metadata"]["catune"]  # shifted to label values >= 1, and said so
+    assert np.array_equal(cat["roi_ids"], np.arange(1, 6)) and cat["roi_id_shift"] == 1
+    assert np.array_equal(cat["file_roi_ids"], np.arange(5)) and "+ 1" in cat["notes"][0]
+    assert set(np.unique(labels)) == {0, 1, 2, 3, 4, 5}
+    negative = tmp_path / "neg.npz"
+    np.savez(negative, traces=traces, roi_ids=np.arange(-1, 4))
+    with pytest.raises(ValueError, match="roi_ids must be >= 0"):
+        get_traces_reader(str(negative))(str(negative))
 
     dup = tmp_path / "dup.npz"
     np.savez(dup, traces=traces, roi_ids=np.array([1, 2, 2, 3, 4]))
-    with pytest.raises(ValueError, match="unique"):
+    with pytest.raises(ValueError, match=r"unique; 1 id\(s\) occur more than once \(2\)"):
         get_traces_reader(str(dup))(str(dup))
 
     short_ids = tmp_path / "short.npz"
@@ -418,14 +425,19 @@ def test_cli_and_reader_read_the_same_source(tmp_path, traces):
     assert src.fs == cat["fs"] == 7.5
     assert np.array_equal(src.roi_ids, cat["roi_ids"]) and np.array_equal(src.roi_ids, ids)
     assert np.array_equal(src.read(0, src.n), cat["traces"])
-    # and they refuse the same ids the same way
+    # 0-based ids: row names for the CLI, label values + 1 for the reader
     np.savez(tmp_path / "z.npz", traces=traces, roi_ids=np.arange(5))
     from napari_catune.cli import CLIError
 
-    with pytest.raises(CLIError, match="roi_ids must be positive"):
-        open_input(tmp_path / "z.npz")
-    with pytest.raises(ValueError, match="roi_ids must be positive"):
-        get_traces_reader(str(tmp_path / "z.npz"))(str(tmp_path / "z.npz"))
+    assert np.array_equal(open_input(tmp_path / "z.npz").roi_ids, np.arange(5))
+    [(_, meta, _)] = get_traces_reader(str(tmp_path / "z.npz"))(str(tmp_path / "z.npz"))
+    assert np.array_equal(meta["metadata"]["catune"]["roi_ids"], np.arange(1, 6))
+    # and they refuse duplicate ids the same way
+    np.savez(tmp_path / "d.npz", traces=traces, roi_ids=[0, 1, 1, 2, 3])
+    with pytest.raises(CLIError, match="unique"):
+        open_input(tmp_path / "d.npz")
+    with pytest.raises(ValueError, match="unique"):
+        get_traces_reader(str(tmp_path / "d.npz"))(str(tmp_path / "d.npz"))
 
 
 @pytest.mark.parametrize("how", ["imagej_finterval", "imagej_fps", "ome", "none"])

@@ -754,7 +754,7 @@ def _open_tiff(p: Path, *, header_only: bool = False):
     try:
         with tifffile.TiffFile(p) as tf:
             if not tf.series:
-                raise SourceError(f"{p}: a TIFF without image data")
+                raise SourceError(f"{p}: not a readable TIFF (no image data)")
             series = tf.series[0]
             shape = tuple(int(s) for s in series.shape)
             dtype = np.dtype(series.dtype)
@@ -855,28 +855,30 @@ def looks_like_labels(shape, dtype, sample=None, name: str | None = None) -> boo
 
     Decided from the header (shape, dtype), the file name and, if given, a
     ``sample`` of a few rows (never the whole file): a label image is
-    image-like (both sides >= 16 pixels, aspect ratio < 20) whereas traces
-    have far more frames than cells; a name like ``*_masks``/``*_labels``
-    settles it, else the sample must look like masks (0 = background, long
-    runs of one value along a row; a raw uint16 trace changes every frame).
+    image-like (both sides >= 4 pixels, aspect ratio < 20) whereas traces
+    have far more frames than cells.  Then, given a ``sample`` (a few rows),
+    it must look like masks: 0 = background and long runs of one value along
+    a row or few distinct values (a raw uint16 trace changes every frame);
+    without one, a name like ``*_masks``/``*_labels`` decides.
     """
     dtype = np.dtype(dtype)
     if len(shape) != 2 or dtype.kind != "u" or dtype.itemsize < 2:
         return False
     a, b = (int(v) for v in shape)
-    if min(a, b) < 16 or max(a, b) >= 20 * min(a, b):
+    if min(a, b) < 4 or max(a, b) >= 20 * min(a, b):
         return False
-    if name is not None:
-        stem = Path(name).name.lower().rsplit(".", 1)[0]
-        if any(h in stem for h in MASK_HINTS):
-            return True
     if sample is None:
-        return False
+        # the header alone: the file's name says it (cellpose *_cp_masks, *_labels)
+        stem = Path(name or "").name.lower().rsplit(".", 1)[0]
+        return any(h in stem for h in MASK_HINTS)
     arr = np.asarray(sample)
     if arr.ndim != 2 or arr.size == 0 or arr.min() != 0:
         return False
+    n_vals = np.unique(arr).size
+    if n_vals < 2:
+        return False
     same = np.count_nonzero(arr[:, 1:] == arr[:, :-1]) / max(1, arr[:, 1:].size)
-    return same >= 0.5
+    return same >= 0.5 or n_vals <= max(2, arr.size // 16)
 
 
 def label_sample(arr, rows: int = 16) -> np.ndarray:
