@@ -479,3 +479,97 @@ def test_viewer_opens_h5_movie_and_mask_with_axis_names(make_napari_viewer, tmp_
     assert movie._type_string == "image" and movie.metadata["catune"]["fs"] == 30.0
     assert tuple(movie.axis_labels) == ("t", "y", "x")
     assert rois._type_string == "labels" and rois.data.shape == (20, 24)
+
+
+# ---------------------------------------------------------------- review fixes (2nd session)
+
+
+def _open_h5_files() -> int:
+    import h5py
+
+    return len(h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_FILE))
+
+
+def test_h5_movies_with_one_name_do_not_share_frames(tmp_path):
+    """Two movie.h5 in different folders: distinct Dask names, their own frames, no open handle."""
+    import h5py
+
+    from napari_catune._reader import get_h5_movie_reader
+
+    before = _open_h5_files()
+    layers = []
+    for k, folder in enumerate(("a", "b")):
+        (tmp_path / folder).mkdir()
+        with h5py.File(tmp_path / folder / "movie.h5", "w") as f:
+            f["mov"] = np.full((6, 8, 9), float(k + 1), np.float32)
+        p = str(tmp_path / folder / "movie.h5")
+        [(data, meta, kind)] = get_h5_movie_reader(p)(p)
+        layers.append(data)
+    assert layers[0].name != layers[1].name
+    assert float(layers[0][0].compute().mean()) == 1.0
+    assert float(layers[1][0].compute().mean()) == 2.0
+    assert _open_h5_files() == before  # the file is opened per read and closed
+
+
+def test_uint16_traces_npy_still_open_as_traces(tmp_path):
+    """A 2-D uint16 .npy of raw fluorescence (n, T) is traces, decided without reading it all."""
+    from napari_catune import sources
+    from napari_catune._reader import read_labels, read_traces
+
+    rng = np.random.default_rng(0)
+    raw = (1000 + rng.normal(0, 30, (40, 600))).astype(np.uint16)  # image-like by shape
+    np.save(tmp_path / "raw.npy", raw)
+    long = (1000 + rng.normal(0, 30, (5, 2000))).astype(np.uint16)  # T >> n
+    np.save(tmp_path / "long.npy", long)
+    for name, arr in (("raw.npy", raw), ("long.npy", long)):
+        reader = get_traces_reader(str(tmp_path / name))
+        assert reader is read_traces, name
+        [(_, meta, kind)] = reader(str(tmp_path / name))
+        assert np.array_equal(meta["metadata"]["catune"]["traces"], arr)
+    np.save(tmp_path / "rec_masks.npy", _mask())
+    calls = []
+    real = np.load
+
+    def spy(path, *a, **k):  # the getter maps the file, it never loads it whole
+        calls.append(k.get("mmap_mode"))
+        return real(path, *a, **k)
+
+    import unittest.mock as mock
+
+    with mock.patch.object(np, "load", spy):
+        assert get_traces_reader(str(tmp_path / "rec_masks.npy")) is read_labels
+        assert get_traces_reader(str(tmp_path / "raw.npy")) is read_traces
+    assert calls and all(m == "r" for m in calls)
+    assert sources.looks_like_labels((5000, 20000), np.uint16) is False  # header alone
+    assert sources.looks_like_labels((512, 512), np.uint16, name="x_cp_masks.npy") is True
+
+
+def test_loading_npy_traces_copies_once(tmp_path):
+    import tracemalloc
+
+    from napari_catune import sources
+
+    y = np.random.default_rng(1).normal(size=(200, 5000))  # 8 MB
+    np.save(tmp_path / "t.npy", y)
+    src = sources.open_traces(tmp_path / "t.npy")
+    tracemalloc.start()
+    try:
+        out = src.load()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert np.array_equal(out, y)
+    assert peak < 1.3 * y.nbytes, peak / y.nbytes
+
+
+def test_view_recognises_a_minian_folder(make_napari_viewer, tmp_path):
+    from test_loaders import make_minian
+
+    from napari_catune._qt import launch
+
+    make_minian(tmp_path / "minian")
+    assert launch._ours(str(tmp_path / "minian"))
+    viewer = make_napari_viewer()
+    layers = launch._open_path(viewer, str(tmp_path / "minian"))
+    labels = [ly for ly in layers if ly._type_string == "labels"]
+    assert labels and "traces" in labels[0].metadata["catune"]
