@@ -1109,3 +1109,24 @@ def test_view_without_a_qt_binding_is_one_line(capsys, monkeypatch):
                         lambda name, *a: None if name in qt else real(name, *a))
     code, _, err = _run(capsys, "view")
     assert code == 2 and "napari-catune[qt6]" in _one_line_error(err)
+
+
+def test_only_cells_reaches_the_nwb_loader(capsys, tmp_path, monkeypatch):
+    from napari_catune import nwb
+    from napari_catune.loaders import PipelineData
+
+    seen = {}
+
+    def fake(path, **kw):
+        seen.update(kw)
+        y = _traces(n=3 if not kw.get("only_cells") else 2, T=100)
+        return PipelineData(y, FS, np.arange(1, y.shape[0] + 1), None, None, str(path),
+                            kind="ophys/Fluorescence/RoiResponseSeries",
+                            notes=["only cells: 2 of 3"] if kw.get("only_cells") else [])
+
+    monkeypatch.setattr(nwb, "load_nwb", fake)
+    (tmp_path / "rec.nwb").write_bytes(b"")
+    code, out, err = _run(capsys, "info", tmp_path / "rec.nwb", "--only-cells")
+    assert code == 0, err
+    assert seen == {"only_cells": True} and "(2, 100)" in out
+    assert "traces       ophys/Fluorescence/RoiResponseSeries" in out
