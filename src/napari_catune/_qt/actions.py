@@ -245,9 +245,19 @@ class Actions:
         self.s.set_batch(b)
         self.t._showing_all = True
         self.t.update_overlay()
+        skipped = getattr(b, "skipped", ())
+        note = ""
+        if len(skipped):
+            shown = ", ".join(str(int(r)) for r in skipped[:10])
+            more = f", ... ({len(skipped) - 10} more)" if len(skipped) > 10 else ""
+            note = (f" {len(skipped)} ROI(s) skipped: their traces hold NaN or Inf "
+                    f"(ROI {shown}{more}); their results are NaN.")
+            notifications.show_warning("Apply to all:" + note)
+        done = (f"{src.n_rois - len(skipped)} of {src.n_rois}" if len(skipped)
+                else f"{src.n_rois}")
         self.t.status.setText(
-            f"Applied to {src.n_rois} ROIs; results stored on '{labels.name}' (save them with "
-            "File > Save Selected Layers as .npy or .csv).")
+            f"Applied to {done} ROIs; results stored on '{labels.name}' (save them with "
+            "File > Save Selected Layers as .npy or .csv)." + note)
 
     def _apply_done(self) -> None:
         self.apply_worker = None
