@@ -103,6 +103,8 @@ class TraceSource:
     origin: object = None
     label_index: tuple | None = None
     row: dict = field(default_factory=dict)
+    #: where ``fs_hint`` was read, when not from the layers' metadata (e.g. a TIFF file)
+    fs_origin: str | None = None
 
     def __post_init__(self):
         self.roi_ids = np.asarray(self.roi_ids, dtype=np.int64)

@@ -4,6 +4,7 @@ stores what the worker computed."""
 
 from __future__ import annotations
 
+import os
 import threading
 
 from napari.utils import notifications
@@ -66,14 +67,17 @@ class Actions:
 
     def _save_dialog(self, *_):
         path, _ = QFileDialog.getSaveFileName(self.t, "Save CaTune parameters",
-                                              "catune_params.json", "CaTune parameters (*.json)")
+                                              self._start("params", "catune_params.json"),
+                                              "CaTune parameters (*.json)")
         if path:
+            self._chosen("params", path)
             self.save_params(path)
 
     def _load_dialog(self, *_):
-        path, _ = QFileDialog.getOpenFileName(self.t, "Load CaTune parameters", "",
-                                              "CaTune parameters (*.json)")
+        path, _ = QFileDialog.getOpenFileName(self.t, "Load CaTune parameters",
+                                              self._start("params"), "CaTune parameters (*.json)")
         if path:
+            self._chosen("params", path)
             self.load_params(path)
 
     def load_events(self, path) -> dict | None:
@@ -97,10 +101,20 @@ class Actions:
         return info
 
     def _events_dialog(self, *_):
-        path, _ = QFileDialog.getOpenFileName(self.t, "Load ground-truth events", "",
+        path, _ = QFileDialog.getOpenFileName(self.t, "Load ground-truth events",
+                                              self._start("events"),
                                               "Event times (*.csv *.tsv *.txt)")
         if path:
+            self._chosen("events", path)
             self.load_events(path)
+
+    def _start(self, kind: str, name: str = "") -> str:
+        """Where a file dialog opens: the folder last used for ``kind`` files."""
+        folder = self.t.prefs.folder(kind)
+        return (os.path.join(folder, name) if name else folder) if folder else name
+
+    def _chosen(self, kind: str, path) -> None:
+        self.t.prefs.set_folder_of(kind, path)
 
     # --------------------------------------------------------- estimate
     def estimate(self):
