@@ -412,3 +412,104 @@ def test_calab_positional_options_and_messages():
         run_deconvolution_full(y, 30, 0.02, 0.4, 0.01, 2000, "direct")
     with pytest.raises(ValueError, match="non-finite"):
         run_deconvolution(np.r_[y, np.nan], 30, 0.02, 0.4, 0.01)
+
+
+def test_warm_up_compiles_in_the_background_and_leaves_the_workspace_pool_bounded():
+    """warm_up() runs every kernel on a tiny problem (the tuner starts it on a
+    thread when it opens); solves after it reuse kept workspaces, at most one
+    per core, and still check their inputs."""
+    from napari_catune import solver
+
+    th = solver.warm_up(background=True, live_only=True)
+    assert th.daemon
+    th.join(300)
+    assert not th.is_alive()
+    assert solver.warm_up() is None
+    assert 1 <= len(solver._WS_POOL) <= max(1, solver._n_threads(1 << 30))
+    rng = np.random.default_rng(1)
+    y = rng.random((3, 300))
+    first = solver.run_deconvolution_full(y, 30, 0.05, 0.5, 0.05, baseline="drift")
+    again = solver.run_deconvolution_full(y, 30, 0.05, 0.5, 0.05, baseline="drift")
+    np.testing.assert_array_equal(first.activity, again.activity)
+    assert len(solver._WS_POOL) <= max(1, solver._n_threads(1 << 30))
+    bad = first.activity.copy()
+    bad[1, 7] = np.inf
+    with pytest.raises(ValueError, match="init contains NaN or Inf"):
+        solver.run_deconvolution_full(y, 30, 0.05, 0.5, 0.05, init=bad)
+    y[2, 5] = np.nan
+    with pytest.raises(ValueError, match="row 2"):
+        solver.run_deconvolution_full(y, 30, 0.05, 0.5, 0.05)
+
+
+def test_fit_stats_match_the_session_read_outs():
+    """The compiled live read-outs equal session._r2 and session.event_rate."""
+    from napari_catune import session
+    from napari_catune.solver import fit_stats, run_deconvolution_full
+
+    rng = np.random.default_rng(0)
+    y = 1 + rng.normal(0, 0.2, (5, 3000)) + (rng.random((5, 3000)) < 0.01) * 3
+    y[3] = 2.0  # constant: r2 is NaN
+    r = run_deconvolution_full(y, 30, 0.05, 0.5, 0.05, baseline="drift")
+    act = r.activity.copy()
+    act[4] = 0.0  # no events
+    noise = np.array([0.2, np.nan, 0.1, 0.2, 0.3])
+    r2, ev = fit_stats(y, r.reconvolution, act, 30.0, noise)
+    np.testing.assert_allclose(r2, session._r2(y, r.reconvolution), rtol=1e-12, equal_nan=True)
+    np.testing.assert_array_equal(ev, session.event_rate(act, 30.0, noise))
+    assert np.isnan(r2[3]) and ev[4] == 0 and ev[1] > ev[0] > 0
+    np.testing.assert_array_equal(fit_stats(y, r.reconvolution, act, 30.0)[1],
+                                  session.event_rate(act, 30.0))
+
+
+def test_a_forked_child_solves_on_its_own_thread_pool():
+    """The thread pool kept between solves is not inherited by a forked child
+    (its threads do not exist there): the child makes its own and finishes."""
+    import multiprocessing as mp
+
+    from napari_catune import solver
+
+    if "fork" not in mp.get_all_start_methods():
+        pytest.skip("no fork on this platform")
+    rng = np.random.default_rng(3)
+    y = rng.random((4, 300))
+    parent = solver.run_deconvolution_full(y, 30, 0.05, 0.5, 0.05)  # starts the pool
+    ctx = mp.get_context("fork")
+    with ctx.Pool(1) as pool:
+        child = pool.apply_async(_solve_in_child, (y,)).get(timeout=300)
+    np.testing.assert_array_equal(child, parent.activity)
+
+
+def _solve_in_child(y):
+    import os
+
+    from napari_catune import solver
+
+    os.environ["CATUNE_NUM_THREADS"] = "2"
+    return solver.run_deconvolution_full(y, 30, 0.05, 0.5, 0.05).activity
+
+
+def test_compile_hint_follows_numbas_cache(tmp_path, monkeypatch):
+    """The first-use hint is logged only when the solver's machine code is not cached."""
+    import logging
+
+    from napari_catune import solver
+
+    solver.warm_up(live_only=True)
+    assert solver.compiled_code_cached() in (True, None)  # just compiled and cached
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logging.getLogger("napari_catune").addHandler(handler)
+    old = logging.getLogger("napari_catune").level
+    logging.getLogger("napari_catune").setLevel(logging.INFO)
+    try:
+        for cached in (False, True):
+            monkeypatch.setattr(solver, "_told_compile", False)
+            monkeypatch.setattr(solver, "compiled_code_cached", lambda c=cached: c)
+            records.clear()
+            solver.run_deconvolution(np.ones(50), 30.0, 0.05, 0.5, 0.1)
+            told = [r for r in records if r.getMessage() == solver.COMPILE_MESSAGE]
+            assert len(told) == (0 if cached else 1)
+    finally:
+        logging.getLogger("napari_catune").removeHandler(handler)
+        logging.getLogger("napari_catune").setLevel(old)

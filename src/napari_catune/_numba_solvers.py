@@ -30,6 +30,9 @@ import numpy as np
 from numba import njit
 
 _CACHE = True
+# the interior point's element-wise passes may reassociate (vectorised sums and
+# maxima); no 'nnan'/'ninf': its NaN guards must stay
+_IPM_FAST = {"reassoc", "nsz", "arcp", "contract"}
 
 
 # ----------------------------------------------------------------- filters
@@ -206,6 +209,33 @@ def fista_one(y, g1, g2, alpha, lamG, G, lip, mode, mu, s0, tol, kkt_tol, kkt_ev
 
 
 # ------------------------------------------------------------------- PDAS
+@njit(cache=_CACHE, nogil=True, inline="always")
+def _drift_quadratic(p00, p01, p11, p02, p12, p22, mu):
+    """Eliminate the drift baseline from the Riccati value function (shared
+    by :func:`_subspace_solve` and :func:`_newton_solve`).
+
+    The state after sample k holds c = b_{k+1}; with the random-walk cost
+    mu/2 (c - c')^2 to the previous baseline c', the best c is
+    ``wm c' - w0 x_{k-1} - w1 x_{k-2} - inv q2`` (q2 the linear term of
+    c): a Schur complement with pivot p22 + mu whose updates are harmonic
+    (mu p / (p + mu)), so a large mu loses nothing.  Returns the reduced
+    quadratic part and (w0, w1, wm, inv).
+    """
+    inv = 1.0 / (p22 + mu)
+    w0 = p02 * inv
+    w1 = p12 * inv
+    wm = mu * inv
+    return (p00 - p02 * w0, p01 - p02 * w1, p11 - p12 * w1, p02 * wm, p12 * wm, p22 * wm,
+            w0, w1, wm, inv)
+
+
+@njit(cache=_CACHE, nogil=True, inline="always")
+def _drift_linear(q0, q1, q2, w0, w1, wm, inv):
+    """The linear part of :func:`_drift_quadratic`'s elimination; returns
+    (q0, q1, q2) reduced and the offset ``inv q2`` of the best c."""
+    return q0 - w0 * q2, q1 - w1 * q2, q2 * wm, q2 * inv
+
+
 @njit(cache=_CACHE, nogil=True)
 def _subspace_solve(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec):
     """Optimum of the objective when s = 0 on ``active`` and s is free (any
@@ -286,25 +316,13 @@ def _subspace_solve(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec)
             q1 = -beta * g2
             q2 = s2
         if drift:
-            # c_k = (mu c_{k-1} - p02 x_{k-1} - p12 x_{k-2} - q2) / (p22 + mu)
-            inv = 1.0 / (p22 + mu)
-            w0 = p02 * inv
-            w1 = p12 * inv
-            w3 = q2 * inv
-            wm = mu * inv
+            p00, p01, p11, p02, p12, p22, w0, w1, wm, inv = _drift_quadratic(
+                p00, p01, p11, p02, p12, p22, mu)
+            q0, q1, q2, w3 = _drift_linear(q0, q1, q2, w0, w1, wm, inv)
             gb[k, 0] = w0
             gb[k, 1] = w1
             gb[k, 2] = wm
             gb[k, 3] = w3
-            p00 -= p02 * w0
-            p01 -= p02 * w1
-            p11 -= p12 * w1
-            q0 -= p02 * w3
-            q1 -= p12 * w3
-            p02 = p02 * wm
-            p12 = p12 * wm
-            p22 = p22 * wm
-            q2 = q2 * wm
     b = 0.0
     if mode != 0:
         # state before step 0 is (0, 0, b_0); stage 0 of y has no calcium
@@ -356,14 +374,18 @@ def _spikes_and_multipliers(y, x, bvec, g1, g2, alpha, beta, active, u, nu):
 
 
 @njit(cache=_CACHE, nogil=True)
-def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, rel_eps=1e-11):
+def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, fws, bws,
+             rel_eps=1e-11):
     """Exact solve by primal-dual active sets.  Returns (iters, converged).
 
     ``active`` (bool, length T-1) is the starting guess of where s = 0 (a
     warm start passes the zeros of the previous activity); it is updated in
     place.  ``s_out`` receives the activity (length T, s[T-1] = 0) and
     ``bvec`` the baseline per sample (``mode``: 0 none, 1 scalar, 2 drift
-    with weight ``mu``).
+    with weight ``mu``).  ``fws`` and ``bws`` are float and bool workspaces
+    of at least :func:`workspace_sizes` (T) elements, reused across calls
+    (fresh memory costs a page fault per 4 kB, ~1.5 ms per 54,000-frame
+    solve).
 
     Each step solves the problem with s = 0 on the active set and s free
     elsewhere (:func:`_subspace_solve`), then reads the KKT signs: spikes u
@@ -393,20 +415,29 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, r
     T = y.shape[0]
     n = T - 1
     beta = lamG / alpha
-    gain = np.empty((n, 3))
-    gb = np.empty((n if mode == 2 else 1, 4))
-    x = np.empty(n)
-    u = np.empty(n)
-    nu = np.empty(n)
-    flip = np.empty(n, np.bool_)
+    gain = fws[0:3 * n].reshape((n, 3))
+    o = 3 * n
+    m_d = n if mode == 2 else 1
+    gb = fws[o:o + 4 * m_d].reshape((m_d, 4))
+    o += 4 * n
+    x = fws[o:o + n]
+    u = fws[o + n:o + 2 * n]
+    nu = fws[o + 2 * n:o + 3 * n]
+    s_ipm = fws[o + 3 * n:o + 4 * n]
+    work = fws[o + 4 * n:o + 4 * n + T]
+    gain_b = fws[o + 4 * n + T:o + 4 * n + 2 * T]
+    ipm_ws = fws[o + 4 * n + 2 * T:]
+    flip = bws[0:n]
     converged = False
     it = 0
     # ---- phase 1: block exchange from the caller's guess
     hist = np.full(_HIST, n + 1, np.int64)
     # the set with the fewest violators (once few: phase 2 keeps it away
     # from them) and those violators
-    best = np.empty(n, np.bool_)
-    best_flip = np.zeros(n, np.bool_)
+    best = bws[n:2 * n]
+    best_flip = bws[2 * n:3 * n]
+    for k in range(n):
+        best_flip[k] = False
     best_bad = n + 1
     while it < max_iters:
         n_bad, last_bad = _kkt_step(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x,
@@ -432,12 +463,11 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, r
                 if flip[k]:
                     active[k] = not active[k]
     n_ipm = 0
-    s_ipm = np.empty(n)
     if not converged and it < max_iters:
         # ---- phase 2: interior point + crossover
         it, converged, best_bad, n_ipm = _ipm_crossover(
             y, g1, g2, alpha, beta, mode, mu, active, best, best_flip, best_bad, it, max_iters,
-            gain, gb, x, bvec, u, nu, flip, rel_eps, s_ipm)
+            gain, gb, x, bvec, u, nu, flip, rel_eps, s_ipm, ipm_ws, bws[3 * n:4 * n])
     if not converged and it < max_iters:
         # ---- phase 3: the safe rule from the best guess seen
         if best_bad <= n:
@@ -474,8 +504,6 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, r
         # the budget ran out: report the better of the last active-set
         # iterate (clipped) and the interior point, with the baseline that
         # suits its spikes
-        work = np.empty(T)
-        gain_b = np.empty(T)
         f_as = _objective_best_b(y, s_out, g1, g2, alpha, lamG, mode, mu, work, gain_b, bvec)
         if n_ipm > 0:
             b_as = bvec.copy()
@@ -659,31 +687,19 @@ def _newton_solve(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, v, refactor):
         q1 = g2 * (rho * l0 - om * ck)
         q2 = l2 + gx * (l0 + ck)
         if drift:
-            # b_{k+1} = (mu b_k - p02 x_{k-1} - p12 x_{k-2} - q2) / (p22 + mu)
             if refactor:
-                inv_d = 1.0 / (p22 + mu)
-                w0 = p02 * inv_d
-                w1 = p12 * inv_d
-                wm = mu * inv_d
+                p00, p01, p11, p02, p12, p22, w0, w1, wm, inv_d = _drift_quadratic(
+                    p00, p01, p11, p02, p12, p22, mu)
                 gbd[k, 0] = w0
                 gbd[k, 1] = w1
                 gbd[k, 2] = wm
                 gbd[k, 3] = inv_d
-                p00 -= p02 * w0
-                p01 -= p02 * w1
-                p11 -= p12 * w1
-                p02 = p02 * wm
-                p12 = p12 * wm
-                p22 = p22 * wm
             else:
                 w0 = gbd[k, 0]
                 w1 = gbd[k, 1]
                 wm = gbd[k, 2]
                 inv_d = gbd[k, 3]
-            g3[k] = q2 * inv_d
-            q0 -= w0 * q2
-            q1 -= w1 * q2
-            q2 = q2 * wm
+            q0, q1, q2, g3[k] = _drift_linear(q0, q1, q2, w0, w1, wm, inv_d)
     if refactor:
         coef[n, 0] = p22
     b = 0.0
@@ -701,7 +717,7 @@ def _newton_solve(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, v, refactor):
         xm1 = xk
 
 
-@njit(cache=_CACHE, nogil=True)
+@njit(cache=_CACHE, nogil=True, fastmath=_IPM_FAST)
 def _ipm_iteration(y, g1, g2, beta, mode, mu, w, nu, winv, nuinv, D, c, coef, g0, gbd, g3, v,
                    dw, dnu, dw2, dnu2, zero, guess, n_corr, sig_min):
     """One Mehrotra predictor-corrector iteration (with up to ``n_corr``
@@ -834,7 +850,7 @@ _IPM_RECENTRE = 0.3
 
 @njit(cache=_CACHE, nogil=True)
 def _ipm_crossover(y, g1, g2, alpha, beta, mode, mu, active, best, best_flip, best_bad, it,
-                   max_iters, gain, gb, x, bvec, u, nu_kkt, flip, rel_eps, s_ipm):
+                   max_iters, gain, gb, x, bvec, u, nu_kkt, flip, rel_eps, s_ipm, ws, guess):
     """Phase 2 of :func:`pdas_one`: interior point with crossover.
 
     Returns (it, converged, best_bad, n_ipm).  On success ``active``,
@@ -844,7 +860,8 @@ def _ipm_crossover(y, g1, g2, alpha, beta, mode, mu, active, best, best_flip, be
     it while that count is small.  Without success ``best`` is updated and
     ``s_ipm`` receives the last interior point's activity w / alpha
     (feasible, and near-optimal once the gap is small); n_ipm = 0 if there
-    is none.
+    is none.  ``ws`` (float, :func:`workspace_sizes`' interior-point part)
+    and ``guess`` (bool, n) are workspaces.
     """
     T = y.shape[0]
     n = T - 1
@@ -859,24 +876,34 @@ def _ipm_crossover(y, g1, g2, alpha, beta, mode, mu, active, best, best_flip, be
     if not sc > 0.0:
         sc = 1.0
     # start: every w and nu equal (the Newton step does not need an x)
-    w = np.full(n, sc)
-    nu = np.full(n, max(beta, sc))
-    guess = np.ones(n, np.bool_)
-    winv = np.empty(n)
-    nuinv = np.empty(n)
-    D = np.empty(n)
-    c = np.empty(n)
-    coef = np.empty((n + 1, 4))
-    g0 = np.empty(n)
+    w = ws[0:n]
+    nu = ws[n:2 * n]
+    winv = ws[2 * n:3 * n]
+    nuinv = ws[3 * n:4 * n]
+    D = ws[4 * n:5 * n]
+    c = ws[5 * n:6 * n]
+    g0 = ws[6 * n:7 * n]
+    v = ws[7 * n:8 * n]
+    dw = ws[8 * n:9 * n]
+    dnu = ws[9 * n:10 * n]
+    dw2 = ws[10 * n:11 * n]
+    dnu2 = ws[11 * n:12 * n]
+    o = 12 * n
     m_d = n if mode == 2 else 1
-    gbd = np.empty((m_d, 4))
-    g3 = np.empty(m_d)
-    v = np.empty(n)
-    dw = np.empty(n)
-    dnu = np.empty(n)
-    dw2 = np.empty(n)
-    dnu2 = np.empty(n)
-    zero = np.zeros(T)
+    g3 = ws[o:o + m_d]
+    o += n
+    coef = ws[o:o + 4 * (n + 1)].reshape((n + 1, 4))
+    o += 4 * (n + 1)
+    gbd = ws[o:o + 4 * m_d].reshape((m_d, 4))
+    o += 4 * n
+    zero = ws[o:o + T]
+    nu0 = max(beta, sc)
+    for k in range(n):
+        w[k] = sc
+        nu[k] = nu0
+        guess[k] = True
+    for t in range(T):
+        zero[t] = 0.0
     gap_best = math.inf
     gap_first = -1.0
     step = 1.0
@@ -1079,17 +1106,66 @@ def rolling_quantile_rows(y, W, q, out):
 # costs nothing for a single row (the slider path), unlike a numba prange
 # launch (measured ~9 ms of overhead on one 54k-frame trace).  ``b`` is
 # (n, 1) for the constant-baseline modes and (n, T) for drift.
+def workspace_sizes(T):
+    """(floats, bools) of the workspaces :func:`pdas_rows` needs for T frames:
+    the baseline, :func:`pdas_one`'s arrays and its interior point's."""
+    n = T - 1
+    return 32 * n + 4 * T + 4, 5 * n
+
+
 @njit(cache=_CACHE, nogil=True)
-def pdas_rows(y, active, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters, s, b, iters,
-              conv):
-    """pdas_one per row; ``conv`` is the KKT check of each answer."""
-    bvec = np.empty(y.shape[1])
-    for i in range(y.shape[0]):
-        it, settled = pdas_one(y[i], g1, g2, alpha, lamG, mode, mu, active[i], max_iters, s[i],
-                               bvec)
+def pdas_rows(y, init, warm, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters, s, b, fit,
+              iters, conv, fws, bws):
+    """pdas_one per row, in one call (one GIL release: the slider path's
+    solve thread then never queues for the GIL behind the GUI thread).
+
+    Checks first that y (and with ``warm`` the warm start ``init``, whose
+    zeros are the starting guess; without, no spikes, or at lamG = 0 spikes
+    everywhere) is finite: returns 1 (y) or 2 (init) and
+    does nothing else if not, else 0.  Fills the activity ``s``, the
+    baseline ``b`` ((n, 1), or (n, T) for drift), the fit K s + b, the
+    step counts and ``conv``, the KKT check of each answer.  ``fws``,
+    ``bws``: workspaces of :func:`workspace_sizes` (T).
+    """
+    N, T = y.shape
+    n = T - 1
+    for i in range(N):
+        for t in range(T):
+            if not math.isfinite(y[i, t]):
+                return 1
+    if warm:
+        for i in range(N):
+            for t in range(T):
+                if not math.isfinite(init[i, t]):
+                    return 2
+    bvec = fws[0:T]
+    pws = fws[T:]
+    active = bws[4 * n:5 * n]
+    tol_ws = pws[0:3 * T]
+    # a cold start guesses no spikes; at lambda = 0 (no sparsity: most
+    # samples carry some activity) spikes everywhere, which saves a third
+    # of the steps there
+    cold = lamG > 0.0
+    for i in range(N):
+        for k in range(n):
+            active[k] = init[i, k] <= 0.0 if warm else cold
+        it, settled = pdas_one(y[i], g1, g2, alpha, lamG, mode, mu, active, max_iters, s[i],
+                               bvec, pws, bws)
         _store_baseline(b, i, bvec)
         iters[i] = it
-        conv[i] = kkt_holds(y[i], s[i], bvec, g1, g2, alpha, lamG, G, mode, mu, kkt_tol)
+        tol = kkt_tolerance(y[i], kkt_tol)
+        v_s, v_b = kkt_one(y[i], s[i], bvec, g1, g2, alpha, lamG, G, mode, mu, tol_ws[0:T],
+                           tol_ws[T:2 * T], tol_ws[2 * T:3 * T], True)
+        if mode == 2 and v_s <= tol and v_b > tol:
+            # the bound failed: the exact check
+            v_s, v_b = kkt_one(y[i], s[i], bvec, g1, g2, alpha, lamG, G, mode, mu,
+                               tol_ws[0:T], tol_ws[T:2 * T], tol_ws[2 * T:3 * T])
+        conv[i] = max(v_s, v_b) <= tol
+        fi = fit[i]
+        forward_conv(s[i], g1, g2, alpha, fi)
+        for t in range(T):
+            fi[t] += bvec[t]
+    return 0
 
 
 @njit(cache=_CACHE, nogil=True)
@@ -1129,7 +1205,7 @@ def objective_rows(y, s, g1, g2, alpha, lamG, mode, mu, out):
 
 
 @njit(cache=_CACHE, nogil=True)
-def kkt_one(y, s, bvec, g1, g2, alpha, lamG, G, mode, mu, work, grad, bbest):
+def kkt_one(y, s, bvec, g1, g2, alpha, lamG, G, mode, mu, work, grad, bbest, bound_b=False):
     """Largest violations of the optimality conditions, in trace units.
 
     Returns (v_s, v_b).  v_s: with r = y - K s - b and g = lamG - K' r, the
@@ -1139,14 +1215,31 @@ def kkt_one(y, s, bvec, g1, g2, alpha, lamG, G, mode, mu, work, grad, bbest):
     drift smoother): the baseline's stationarity condition mapped through
     (I + mu L)^-1, whose rows are non-negative and sum to 1, so this is
     never smaller than the gradient's size measured that way, and it is
-    computed without the cancellation of forming mu L b.
+    computed without the cancellation of forming mu L b.  With ``bound_b``
+    (drift only) v_b is an upper bound that needs no smoother: the gradient
+    max |(I + mu L) b - (y - K s)|.
     """
     T = y.shape[0]
     forward_conv(s, g1, g2, alpha, work)
     for t in range(T):
         work[t] = y[t] - work[t]
     v_b = 0.0
-    if mode != 0:
+    if mode == 2 and bound_b:
+        # |b - B r| <= |(I + mu L) b - r| (the inverse of I + mu L has
+        # non-negative rows summing to 1): no smoother, no division chain.
+        # Differences of neighbours are exact, so this is formed without
+        # cancellation; it exceeds the exact value when mu amplifies the
+        # rounding of b (then the caller recomputes exactly)
+        for t in range(T):
+            d = 0.0
+            if t > 0:
+                d += bvec[t] - bvec[t - 1]
+            if t < T - 1:
+                d -= bvec[t + 1] - bvec[t]
+            v = abs((bvec[t] - work[t]) + mu * d)
+            if v > v_b:
+                v_b = v
+    elif mode != 0:
         best_baseline(work, mode, mu, grad, bbest)
         for t in range(T):
             v = abs(bbest[t] - bvec[t])
@@ -1215,3 +1308,58 @@ def kkt_rows(y, s, b, g1, g2, alpha, lamG, G, mode, mu, out):
 def conv_rows(s, g1, g2, alpha, out):
     for i in range(s.shape[0]):
         forward_conv(s[i], g1, g2, alpha, out[i])
+
+
+@njit(cache=_CACHE, nogil=True)
+def fit_stats_rows(y, fit, act, sig, fs, r2, events):
+    """The live read-outs of the tuner per row, in one GIL-free call: r2 of
+    the fit (NaN for a constant trace) and events per minute, the same
+    arithmetic as ``session._r2`` and ``session.event_rate``: runs of
+    activity above 1e-12 of its largest value, whose summed size (from the
+    running sum) exceeds max(2 sig, 5 % of the largest run)."""
+    N, T = y.shape
+    for i in range(N):
+        acc = 0.0
+        for t in range(T):
+            acc += y[i, t]
+        mean = acc / T
+        res = 0.0
+        tot = 0.0
+        for t in range(T):
+            d = y[i, t] - fit[i, t]
+            res += d * d
+            e = y[i, t] - mean
+            tot += e * e
+        r2[i] = 1.0 - res / tot if tot > 0.0 else np.nan
+        a = act[i]
+        amax = 0.0
+        for t in range(T):
+            amax = max(amax, a[t])
+        cut = 1e-12 * max(amax, 1e-300)
+        # pass 1: the largest run; pass 2: count the runs above threshold
+        biggest = -1.0
+        thr = 0.0
+        count = 0
+        for p in range(2):
+            c = 0.0
+            start = 0.0
+            inside = False
+            for t in range(T + 1):
+                on = t < T and a[t] > cut
+                if on and not inside:
+                    start = c
+                    inside = True
+                elif inside and not on:
+                    size = c - start
+                    inside = False
+                    if p == 0:
+                        biggest = max(biggest, size)
+                    elif size > thr:
+                        count += 1
+                if t < T:
+                    c += a[t]
+            if p == 0:
+                if biggest < 0.0:
+                    break
+                thr = max(2.0 * sig[i], 0.05 * biggest)
+        events[i] = count / (T / fs / 60.0)

@@ -38,7 +38,9 @@ bounds the work.
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -60,6 +62,7 @@ __all__ = [
     "run_deconvolution_full",
     "objective",
     "prepare_traces",
+    "warm_up",
 ]
 
 # Steps of the exact method (active-set steps + interior-point iterations)
@@ -107,11 +110,12 @@ def _is_dask(x) -> bool:
     return type(x).__module__.split(".")[0] == "dask"
 
 
-def prepare_traces(traces, name: str = "traces") -> np.ndarray:
+def prepare_traces(traces, name: str = "traces", *, check_finite: bool = True) -> np.ndarray:
     """Validate traces and return them as a 2-D float64 C-ordered array.
 
     Raises ValueError for non-numeric, empty, 3-D or too-short input, and for
-    NaN/Inf with the rows and sample counts that hold them.
+    NaN/Inf with the rows and sample counts that hold them (unless
+    ``check_finite`` is False: the compiled solver checks them itself).
     """
     arr = np.asarray(traces)
     if arr.dtype == object or not (
@@ -133,6 +137,8 @@ def prepare_traces(traces, name: str = "traces") -> np.ndarray:
         raise ValueError(
             f"{name} need at least 2 samples per trace, got {arr2.shape[1]}"
         )
+    if not check_finite:
+        return arr2
     bad = ~np.isfinite(arr2)
     if bad.any():
         rows = np.flatnonzero(bad.any(axis=1))
@@ -201,31 +207,94 @@ def _n_threads(n_rows: int) -> int:
     return max(1, min(n_rows, cores))
 
 
-def _run_blocks(kernel, n_rows: int, arrays_in: tuple, scalars: tuple, arrays_out: tuple):
+_POOL = None
+_POOL_SIZE = 0
+_POOL_PID = 0
+_POOL_LOCK = threading.Lock()
+
+
+def _executor(n_threads: int):
+    """A persistent thread pool (threads are not started per solve); a new
+    one in a forked child, whose copy of the parent's pool has no threads."""
+    global _POOL, _POOL_SIZE, _POOL_PID
+    with _POOL_LOCK:
+        if _POOL is None or _POOL_SIZE < n_threads or _POOL_PID != os.getpid():
+            from concurrent.futures import ThreadPoolExecutor
+
+            if _POOL is not None and _POOL_PID == os.getpid():
+                _POOL.shutdown(wait=False)
+            _POOL = ThreadPoolExecutor(n_threads, thread_name_prefix="catune-solve")
+            _POOL_SIZE, _POOL_PID = n_threads, os.getpid()
+        return _POOL
+
+
+def _run_blocks(kernel, n_rows: int, arrays_in: tuple, scalars: tuple, arrays_out: tuple,
+                workspace=None):
     """Call a serial row driver on contiguous row blocks, one per thread.
 
-    ``kernel(*block_inputs, *scalars..., *block_outputs)`` is a numba nogil
-    function, so the threads run truly in parallel.
+    ``kernel(*block_inputs, *scalars..., *block_outputs[, *workspace])`` is
+    a numba nogil function, so the threads run truly in parallel.
+    ``workspace(n_rows)`` returns (workspace arrays, release callback) per
+    block.  Returns the kernels' return values.
     """
     n_threads = _n_threads(n_rows)
-    if n_threads == 1:
-        kernel(*arrays_in, *scalars, *arrays_out)
-        return
     edges = np.linspace(0, n_rows, n_threads + 1).astype(int)
 
     def run(lo, hi):
-        kernel(*(a[lo:hi] for a in arrays_in), *scalars, *(a[lo:hi] for a in arrays_out))
+        ws, release = workspace() if workspace is not None else ((), None)
+        try:
+            if n_threads == 1:
+                return kernel(*arrays_in, *scalars, *arrays_out, *ws)
+            return kernel(*(a[lo:hi] for a in arrays_in), *scalars,
+                          *(a[lo:hi] for a in arrays_out), *ws)
+        finally:
+            if release is not None:
+                release()
 
-    from concurrent.futures import ThreadPoolExecutor
+    if n_threads == 1:
+        return [run(0, n_rows)]
+    return list(_executor(n_threads).map(run, edges[:-1], edges[1:]))
 
-    with ThreadPoolExecutor(n_threads) as pool:
-        list(pool.map(run, edges[:-1], edges[1:]))
+
+# Workspaces of the exact solver, kept between calls: fresh memory costs a
+# page fault per 4 kB (~1.5 ms of a 54,000-frame slider re-solve).  Kept for
+# traces up to _WS_KEEP_FRAMES frames (~300 bytes per frame each), at most
+# one per core.
+_WS_KEEP_FRAMES = 1 << 17
+_WS_POOL: list = []
+_WS_LOCK = threading.Lock()
+
+
+def _pdas_workspace(T: int):
+    from ._numba_solvers import workspace_sizes
+
+    nf, nb = workspace_sizes(T)
+    with _WS_LOCK:
+        for i, (f, b) in enumerate(_WS_POOL):
+            if nf <= f.size <= 2 * nf and nb <= b.size:
+                del _WS_POOL[i]
+                break
+        else:
+            f = b = None
+    if f is None:
+        f, b = np.empty(nf), np.empty(nb, dtype=bool)
+
+    def release():
+        if T <= _WS_KEEP_FRAMES:
+            with _WS_LOCK:
+                _WS_POOL.append((f, b))
+                del _WS_POOL[:-max(1, _n_threads(1 << 30))]
+
+    return (f, b), release
 
 
 def _solve_rows(y, m: _Model, *, mode, mu, method, tol, max_iters, init):
     """Solve every row of y (2-D float64) with baseline code ``mode`` (0 none,
     1 scalar, 2 drift); returns s, b ((n, 1), or (n, T) for drift),
-    iterations, converged."""
+    iterations, converged and the fit K s + b (None: not computed).
+
+    The exact method checks that y and init are finite itself (ValueError
+    as from :func:`prepare_traces`)."""
     from . import _numba_solvers as ns
 
     n, T = y.shape
@@ -239,15 +308,15 @@ def _solve_rows(y, m: _Model, *, mode, mu, method, tol, max_iters, init):
                     (m.g1, m.g2, m.alpha, m.lamG, m.G, m.lipschitz, mode, mu, tol, KKT_TOL,
                      0, max_iters),
                     (s, b, iters, conv))
-        return s, b, iters, conv
-    if init is None:
-        active = np.ones((n, T - 1), dtype=bool)
-    else:
-        active = np.ascontiguousarray(init[:, :-1] <= 0.0)
-    _run_blocks(ns.pdas_rows, n, (y, active),
-                (m.g1, m.g2, m.alpha, m.lamG, m.G, mode, mu, KKT_TOL,
-                 min(_PDAS_BUDGET, max_iters)),
-                (s, b, iters, conv))
+        return s, b, iters, conv, None
+    fit = np.empty_like(y)
+    codes = _run_blocks(ns.pdas_rows, n, (y, y if init is None else init),
+                        (init is not None, m.g1, m.g2, m.alpha, m.lamG, m.G, mode, mu, KKT_TOL,
+                         min(_PDAS_BUDGET, max_iters)),
+                        (s, b, fit, iters, conv), lambda: _pdas_workspace(T))
+    if any(codes):
+        prepare_traces(y)  # raises the message that names the rows
+        _check_init_finite(init)
     stuck = np.flatnonzero(~conv)
     left = max_iters - _PDAS_BUDGET
     if stuck.size and left > 0:
@@ -268,7 +337,13 @@ def _solve_rows(y, m: _Model, *, mode, mu, method, tol, max_iters, init):
                     (s_f, b_f, it_f, cv_f))
         s[stuck], b[stuck], conv[stuck] = s_f, b_f, cv_f
         iters[stuck] += it_f
-    return s, b, iters, conv
+        fit[stuck] = _reconvolve(s_f, m) + b_f
+    return s, b, iters, conv, fit
+
+
+def _check_init_finite(init) -> None:
+    if init is not None and not np.isfinite(init).all():
+        raise ValueError("init contains NaN or Inf; pass init=None for a cold start")
 
 
 def _objective_rows(y, s, m: _Model, mode: int, mu: float) -> np.ndarray:
@@ -343,6 +418,7 @@ def run_deconvolution_full(
         )
     _check_calab_options(conv_mode, constraint)
     m = _model_checked(fs, tau_r, tau_d, lam)
+    _tell_if_compiling()
     mode = baseline_mode(baseline)
     mu = drift_mu(drift_scale, fs, tau_d) if mode == "drift" else 0.0
     if method not in METHODS:
@@ -353,7 +429,10 @@ def run_deconvolution_full(
     if not (np.isfinite(tol) and tol > 0):
         raise ValueError(f"tol must be a positive number, got {tol}")
     one_d = np.ndim(traces) == 1
-    y = prepare_traces(traces)
+    # the exact method checks finiteness in its compiled pass (no extra
+    # GIL-releasing NumPy pass on the slider path)
+    exact_only = method != "fista" and not filter_enabled and mode != "rolling"
+    y = prepare_traces(traces, check_finite=not exact_only)
     if filter_enabled:
         y = np.ascontiguousarray(bandpass_filter(y, tau_r, tau_d, fs))
     if init is not None:
@@ -362,20 +441,22 @@ def run_deconvolution_full(
             raise ValueError(
                 f"init must have the traces' shape {y.shape}, got {init.shape}"
             )
-        if not np.isfinite(init).all():
-            raise ValueError("init contains NaN or Inf; pass init=None for a cold start")
+        if not exact_only:
+            _check_init_finite(init)
 
     rolled = None
     if mode == "rolling":
         rolled = rolling_baseline(y, fs, tau_d)
         y = y - rolled
-    s, b, iters, conv = _solve_rows(
+    s, b, iters, conv, fit = _solve_rows(
         y, m, mode=_MODE_CODES[mode], mu=mu, method=method, tol=float(tol),
         max_iters=max_iters, init=init,
     )
+    if fit is None:
+        fit = _reconvolve(s, m) + b
     if rolled is not None:
         b = rolled + b
-    fit = _reconvolve(s, m) + b
+        fit += rolled
     if b.shape[1] == 1:
         b = b[:, 0]
         if one_d:
@@ -516,3 +597,97 @@ def objective(traces, activity, baseline, fs, tau_r, tau_d, lam, *, drift_scale=
         if mu > 0:
             val = val + 0.5 * mu * (np.diff(b, axis=1) ** 2).sum(axis=1)
     return float(val[0]) if np.ndim(traces) == 1 else val
+
+
+COMPILE_MESSAGE = ("compiling the solver for this machine: once after an install or upgrade, "
+                   "about 10-30 s; later runs start within about a second")
+_told_compile = False
+
+
+def compiled_code_cached() -> bool | None:
+    """Whether numba's on-disk cache holds the solver's machine code for this
+    version (True), so a new process starts solving within about a second, or
+    it will compile first (False); None if that cannot be told."""
+    try:
+        from ._numba_solvers import pdas_rows
+
+        return bool(pdas_rows._cache._cache_file._load_index())
+    except Exception:  # noqa: BLE001 - numba internals; only a hint for the user
+        return None
+
+
+def _tell_if_compiling() -> None:
+    """Log once per process that the first solve compiles (the CLI shows it)."""
+    global _told_compile
+    if not _told_compile:
+        _told_compile = True
+        if compiled_code_cached() is False:
+            logging.getLogger("napari_catune").info(COMPILE_MESSAGE)
+
+
+def warm_up(background: bool = False, live_only: bool = False):
+    """Compile every solver kernel (or load it from numba's on-disk cache)
+    on a tiny problem, so that the first real solve does not wait.
+
+    Compiling takes seconds the first time after an install (numba then
+    caches the machine code on disk, and later processes load it in well
+    under a second).  ``background=True`` runs it on a daemon thread and
+    returns the thread at once; a solve started meanwhile waits only for
+    what is still compiling.  ``live_only`` does the tuner's live path only
+    (the exact solver, its warm start and the read-outs), which is what the
+    tuner starts when it opens: the rest (FISTA, the rolling baseline, the
+    stand-alone KKT and objective) would only hold up its first fit.
+    """
+    if background:
+        th = threading.Thread(target=_warm_up_quietly, args=(live_only,),
+                              name="catune-warm-up", daemon=True)
+        th.start()
+        return th
+    _warm_up(live_only)
+    return None
+
+
+def _warm_up_quietly(live_only):
+    try:
+        _warm_up(live_only)
+    except Exception:  # noqa: BLE001 - a real solve will report the problem
+        pass
+
+
+def _warm_up(live_only=False):
+    rng = np.random.default_rng(0)
+    T = 400
+    fs, tr, td, lam = 30.0, 0.05, 0.5, 0.05
+    s = (rng.random((2, T)) < 0.05) * 1.0
+    y = reconvolve(s, fs, tr, td) + 0.1 * rng.standard_normal((2, T)) + 1.0
+    r = run_deconvolution_full(y, fs, tr, td, lam, baseline="drift")
+    run_deconvolution_full(y, fs, tr, td * 1.1, lam, baseline="drift", init=r.activity)
+    fit_stats(y, r.reconvolution, r.activity, fs, np.ones(2))
+    if live_only:
+        return
+    for mode in ("scalar", "drift", "rolling", "none"):
+        r = run_deconvolution_full(y, fs, tr, td, lam, baseline=mode)
+        run_deconvolution_full(y, fs, tr, td * 1.1, lam, baseline=mode, init=r.activity)
+        kkt_violation(y, r.activity, r.baseline, fs, tr, td, lam, mode=mode)
+    run_deconvolution_full(y, fs, tr, td, lam, method="fista", max_iters=5)
+    objective(y, s, None, fs, tr, td, lam)
+    objective(y, s, None, fs, tr, td, lam, drift_scale=10.0)
+
+
+def fit_stats(traces, fit, activity, fs: float, noise=None):
+    """(r2, events per minute) per row for the tuner's live read-outs, in one
+    compiled call (no NumPy pass that would hand the GIL to a busy GUI
+    thread): r2 of ``fit`` against ``traces`` (NaN for a constant trace) and
+    the event rate of ``activity`` as ``session.event_rate`` defines it."""
+    from . import _numba_solvers as ns
+
+    y = np.ascontiguousarray(np.atleast_2d(traces), dtype=np.float64)
+    f = np.ascontiguousarray(np.atleast_2d(fit), dtype=np.float64)
+    a = np.ascontiguousarray(np.atleast_2d(activity), dtype=np.float64)
+    n = y.shape[0]
+    sig = np.zeros(n) if noise is None else np.nan_to_num(np.asarray(noise, dtype=np.float64))
+    sig = np.ascontiguousarray(np.broadcast_to(sig, (n,)))
+    r2 = np.empty(n)
+    ev = np.empty(n)
+    ns.fit_stats_rows(y, f, a, sig, float(fs), r2, ev)
+    return r2, ev
