@@ -281,6 +281,18 @@ def test_new_sessions_start_with_the_drift_baseline_and_apply_keeps_per_roi_base
         assert b.features["baseline"].shape == (6,)
 
 
+def test_live_fit_uses_the_drift_scale_as_apply_to_all_does(s):
+    """The live solve and Apply to all solve the same problem, drift scale included."""
+    s.select([12, 20])
+    p = s.set_params(baseline="drift", drift_scale=2.0)
+    rows = s.source.traces[[4, 5]]
+    ref = solver_mod.run_deconvolution_full(rows, FS, 0.05, 0.5, p.lam, baseline="drift",
+                                            drift_scale=2.0)
+    default = solver_mod.run_deconvolution_full(rows, FS, 0.05, 0.5, p.lam, baseline="drift")
+    assert np.abs(ref.reconvolution - default.reconvolution).max() > 1e-4  # the scale matters
+    np.testing.assert_allclose(s.result.fit, ref.reconvolution, atol=1e-6)
+
+
 # ------------------------------------------------------- ground truth (events CSV)
 def test_events_csv_becomes_the_ground_truth(s, tmp_path):
     got = _record(s.truth_changed)

@@ -255,9 +255,10 @@ class SolveRequest:
                 # filtered once here: the solver would filter the same way, and the
                 # plot shows what was fitted
                 y = self.filtered
+            kw = p.solver_kwargs()  # the baseline model and its drift scale, as Apply to all
+            kw.update(baseline=str(p.baseline), filter_enabled=False)  # filtered above
             r = _solver.run_deconvolution_full(
-                y, p.fs, p.tau_rise, p.tau_decay, p.lam,
-                baseline=str(p.baseline), filter_enabled=False, init=self.init)
+                y, p.fs, p.tau_rise, p.tau_decay, p.lam, init=self.init, **kw)
             act = np.atleast_2d(np.asarray(r.activity, dtype=np.float64))
             fit = np.atleast_2d(np.asarray(r.reconvolution, dtype=np.float64))
             rows = [self.source.row[i] for i in self.ids]
