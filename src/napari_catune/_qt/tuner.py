@@ -102,6 +102,8 @@ class CaTuneTuner(ViewerHooks, QWidget):
         self._relay = _Relay()
         self._relay.done.connect(self._deliver)
         s.submit = self._submit
+        if _ses._solver.compiled_code_cached() is False:
+            self.status.setText("First use: " + _ses._solver.COMPILE_MESSAGE + ".")
         _ses._solver.warm_up(background=True, live_only=True)  # compile/load the live solver
         self._overlay_timer = QTimer(self)
         self._overlay_timer.setSingleShot(True)
@@ -375,8 +377,12 @@ class CaTuneTuner(ViewerHooks, QWidget):
     def _deliver(self, req) -> None:
         if self._closed:
             return
+        if self.status.text().startswith("First use: compiling"):
+            self.status.setText("")  # the solver is ready
         if req.init is not None and req.error is None:
-            self._solve_cost[(len(req.ids), req.source.n_frames)] = req.elapsed
+            # one row runs on the calling thread: its CPU time is its in-place cost
+            cost = min(req.elapsed, req.cpu) if len(req.ids) == 1 else req.elapsed
+            self._solve_cost[(len(req.ids), req.source.n_frames)] = cost
         if req.error is None:
             self.last_solve_seconds = req.elapsed
         src = req.source
