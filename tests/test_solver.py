@@ -486,3 +486,30 @@ def _solve_in_child(y):
 
     os.environ["CATUNE_NUM_THREADS"] = "2"
     return solver.run_deconvolution_full(y, 30, 0.05, 0.5, 0.05).activity
+
+
+def test_compile_hint_follows_numbas_cache(tmp_path, monkeypatch):
+    """The first-use hint is logged only when the solver's machine code is not cached."""
+    import logging
+
+    from napari_catune import solver
+
+    solver.warm_up(live_only=True)
+    assert solver.compiled_code_cached() in (True, None)  # just compiled and cached
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logging.getLogger("napari_catune").addHandler(handler)
+    old = logging.getLogger("napari_catune").level
+    logging.getLogger("napari_catune").setLevel(logging.INFO)
+    try:
+        for cached in (False, True):
+            monkeypatch.setattr(solver, "_told_compile", False)
+            monkeypatch.setattr(solver, "compiled_code_cached", lambda c=cached: c)
+            records.clear()
+            solver.run_deconvolution(np.ones(50), 30.0, 0.05, 0.5, 0.1)
+            told = [r for r in records if r.getMessage() == solver.COMPILE_MESSAGE]
+            assert len(told) == (0 if cached else 1)
+    finally:
+        logging.getLogger("napari_catune").removeHandler(handler)
+        logging.getLogger("napari_catune").setLevel(old)

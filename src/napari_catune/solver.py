@@ -38,6 +38,7 @@ bounds the work.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from functools import lru_cache
@@ -417,6 +418,7 @@ def run_deconvolution_full(
         )
     _check_calab_options(conv_mode, constraint)
     m = _model_checked(fs, tau_r, tau_d, lam)
+    _tell_if_compiling()
     mode = baseline_mode(baseline)
     mu = drift_mu(drift_scale, fs, tau_d) if mode == "drift" else 0.0
     if method not in METHODS:
@@ -595,6 +597,32 @@ def objective(traces, activity, baseline, fs, tau_r, tau_d, lam, *, drift_scale=
         if mu > 0:
             val = val + 0.5 * mu * (np.diff(b, axis=1) ** 2).sum(axis=1)
     return float(val[0]) if np.ndim(traces) == 1 else val
+
+
+COMPILE_MESSAGE = ("compiling the solver for this machine: once after an install or upgrade, "
+                   "about 10-30 s; later runs start within about a second")
+_told_compile = False
+
+
+def compiled_code_cached() -> bool | None:
+    """Whether numba's on-disk cache holds the solver's machine code for this
+    version (True), so a new process starts solving within about a second, or
+    it will compile first (False); None if that cannot be told."""
+    try:
+        from ._numba_solvers import pdas_rows
+
+        return bool(pdas_rows._cache._cache_file._load_index())
+    except Exception:  # noqa: BLE001 - numba internals; only a hint for the user
+        return None
+
+
+def _tell_if_compiling() -> None:
+    """Log once per process that the first solve compiles (the CLI shows it)."""
+    global _told_compile
+    if not _told_compile:
+        _told_compile = True
+        if compiled_code_cached() is False:
+            logging.getLogger("napari_catune").info(COMPILE_MESSAGE)
 
 
 def warm_up(background: bool = False, live_only: bool = False):
