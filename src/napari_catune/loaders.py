@@ -913,7 +913,7 @@ def _caiman_labels(A, dims, n, keep, roi_ids, path, dims_key="params/data/dims")
 
 MINIAN_EXTRA_MESSAGE = (
     "reading Minian output needs zarr; install it with pip install zarr "
-    "(or pip install 'napari-catune[all]')"
+    "(or pip install 'napari-catune[zarr]')"
 )
 
 
