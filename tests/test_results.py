@@ -141,7 +141,7 @@ def test_features_csv_standalone(tmp_path):
         ({"fit": np.zeros((3, 39))}, "fit has shape \\(3, 39\\), but activity has \\(3, 40\\)"),
         ({"baseline": np.zeros(4)}, "baseline must be \\(n_rois,\\)"),
         ({"roi_ids": [1, 2]}, "one id per ROI \\(3\\)"),
-        ({"roi_ids": [0, 1, 2]}, "positive"),
+        ({"roi_ids": [-1, 1, 2]}, ">= 0"),  # 0-based ids name rows (CLI inputs)
         ({"roi_ids": [1, 1, 2]}, "unique"),
         ({"roi_ids": [1.5, 2, 3]}, "integers"),
         ({"fs": 0.0}, "fs must be a positive number"),
