@@ -413,6 +413,7 @@ def save_report(path, *, traces, fit, activity, baseline=None, roi_ids, params,
     install command otherwise); drawn with the Agg backend, no display.
     """
     try:
+        import matplotlib  # noqa: F401  (first: a missing matplotlib fails here)
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:
