@@ -217,3 +217,21 @@ def test_save_report_draws_traces_and_parameters(tmp_path, monkeypatch):
     with pytest.raises(ImportError, match="pip install matplotlib"):
         save_report(tmp_path / "x.png", traces=y, fit=y, activity=y, roi_ids=[1, 2, 3], params=p)
     assert not (tmp_path / "x.png").exists()
+
+
+def test_detect_events_output_is_saved_as_is(tmp_path):
+    """``detect_events``' table goes straight into a results file (its per-ROI unit
+    is not an event column) and comes back with each event on its ROI id."""
+    from napari_catune.events import detect_events
+    from napari_catune.params import TuningParams
+    from napari_catune.results import load_results, save_results
+
+    act = np.zeros((3, 300))
+    act[0, 30] = act[1, 100] = act[1, 200] = act[2, 250] = 1.0
+    ev = detect_events(act, 30.0, roi_ids=[7, 1, 40])
+    out = tmp_path / "res.npz"
+    save_results(out, activity=act, fit=None, baseline=None, events=ev, roi_ids=[7, 1, 40],
+                 fs=30.0, params=TuningParams(0.05, 0.5, 30.0, 0.05))
+    back = load_results(out)
+    np.testing.assert_array_equal(back["events"]["roi_id"], ev["roi_id"])
+    assert sorted(set(back["events"]["roi_id"].tolist())) == [1, 7, 40]
