@@ -463,10 +463,11 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
                 best_flip[k] = flip[k]
         if _exchange_stalls(hist, it):
             break
-        if (early and n_bad > 16 and it >= 3
+        if (early and n_bad > _EARLY_MIN and it >= 3
                 and 2 * n_bad > hist[(it - 3) % _HIST]):
             # a warm start on a slow kernel whose violators stopped halving
-            # every two steps: the (warm) interior point is cheaper
+            # every two steps: the (warm) interior point is cheaper (fewer
+            # violators: the exchange's tail, which often settles)
             break
         if n_bad <= 4 and it >= 2 and n_bad >= hist[(it - 2) % _HIST]:
             # a few that the block exchange keeps misplacing: one at a time
@@ -536,6 +537,7 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
 # a warm start's exchange hands over early (violators not halving every two
 # steps) when the kernel decays over more than this many samples (0: never)
 _EARLY_DECAY = 50.0
+_EARLY_MIN = 64
 
 # violator counts remembered by the phase-1 stall test
 _HIST = 8
