@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from napari_catune.events import EVENT_FIELDS, detect_events
+from napari_catune.events import EVENT_FIELDS, detect_events, read_event_times, save_events_csv
 
 
 def _train(T=3000, fs=30.0):
@@ -24,7 +24,7 @@ def test_events_table_units_and_threshold():
     np.testing.assert_allclose(ev["onset_s"][:5], np.array(onsets) / fs)
     np.testing.assert_allclose(ev["amplitude"], [1, 1, 1, 1, 1, 3, 0.1])
     kept = detect_events(s, fs, min_size=0.5)
-    assert kept["amplitude"].min() >= 0.5 and kept["roi"].size == 6
+    assert kept["amplitude"].min() >= 0.5 and kept["roi_id"].size == 6
 
 
 def test_events_many_rois_and_fixed_unit():
@@ -33,24 +33,26 @@ def test_events_many_rois_and_fixed_unit():
     ev = detect_events(two, fs)
     np.testing.assert_allclose(ev["unit"], [0.5, 1.0])
     # the same events in both ROIs: amplitudes in units do not depend on scale
-    a0 = ev["amplitude"][ev["roi"] == 0]
-    a1 = ev["amplitude"][ev["roi"] == 1]
+    a0 = ev["amplitude"][ev["row"] == 0]
+    a1 = ev["amplitude"][ev["row"] == 1]
+    # without roi_ids the ids are 1..n, as everywhere in the package
+    np.testing.assert_array_equal(ev["roi_id"], ev["row"] + 1)
     np.testing.assert_allclose(a0, a1)
     fixed = detect_events(two, fs, unit=[0.25, 0.25])
-    np.testing.assert_allclose(fixed["amplitude"][fixed["roi"] == 1][:1], [4.0])
+    np.testing.assert_allclose(fixed["amplitude"][fixed["row"] == 1][:1], [4.0])
 
 
 def test_events_merge_gap():
     fs = 100.0
     s = np.zeros(1000)
     s[[100, 103]] = 1.0                            # 30 ms apart: one event at 50 ms merge
-    assert detect_events(s, fs)["roi"].size == 1
-    assert detect_events(s, fs, merge_s=0.01)["roi"].size == 2
+    assert detect_events(s, fs)["onset_s"].size == 1
+    assert detect_events(s, fs, merge_s=0.01)["onset_s"].size == 2
 
 
 def test_events_empty_and_bad_input():
     ev = detect_events(np.zeros(100), 10.0)
-    assert ev["roi"].size == 0 and np.isnan(ev["unit"][0])
+    assert ev["roi_id"].size == 0 and ev["row"].size == 0 and np.isnan(ev["unit"][0])
     with pytest.raises(ValueError, match="fs"):
         detect_events(np.zeros(10), 0)
     with pytest.raises(ValueError, match="min_size"):
@@ -61,3 +63,92 @@ def test_events_empty_and_bad_input():
         detect_events(np.zeros((2, 10)), 10, unit=[1.0, -1.0])
     with pytest.raises(ValueError, match="activity"):
         detect_events(np.zeros((2, 2, 2)), 10)
+    with pytest.raises(ValueError, match="roi_ids must hold one label value per ROI"):
+        detect_events(np.zeros((2, 10)), 10, roi_ids=[1])
+    with pytest.raises(ValueError, match="roi_ids must be positive"):
+        detect_events(np.zeros((2, 10)), 10, roi_ids=[0, 1])
+    with pytest.raises(ValueError, match="unique"):
+        detect_events(np.zeros((2, 10)), 10, roi_ids=[4, 4])
+
+
+# ------------------------------------------------- our events CSV, round trip
+def _three_rois(fs=30.0):
+    """Rows 0, 1, 2 fire at distinct times, so a shifted mapping cannot pass."""
+    act = np.zeros((3, 600))
+    act[0, [30, 300]] = 1.0
+    act[1, 90] = 1.0
+    act[2, [150, 450, 540]] = 1.0
+    return act, fs
+
+
+def test_events_table_carries_the_roi_ids():
+    act, fs = _three_rois()
+    ev = detect_events(act, fs, roi_ids=[7, 1, 40])
+    assert ev["roi_id"].tolist() == [7, 7, 1, 40, 40, 40]
+    assert ev["row"].tolist() == [0, 0, 1, 2, 2, 2]
+
+
+@pytest.mark.parametrize("ids", [None, [7, 1, 40]])
+def test_events_csv_round_trips_onto_the_right_roi_ids(tmp_path, ids):
+    act, fs = _three_rois()
+    ev = detect_events(act, fs, roi_ids=ids)
+    path = save_events_csv(tmp_path / "events.csv", ev)
+    head = path.read_text().splitlines()[0]
+    assert head == ",".join(EVENT_FIELDS)  # roi_id first; the per-ROI unit left out
+    got = read_event_times(path)
+    want_ids = [1, 2, 3] if ids is None else ids
+    assert sorted(got) == sorted(want_ids)
+    for row, rid in enumerate(want_ids):
+        np.testing.assert_allclose(got[rid], np.flatnonzero(act[row]) / fs)
+
+
+def test_events_csv_of_a_dataframe_and_errors(tmp_path):
+    pd = pytest.importorskip("pandas")
+    act, fs = _three_rois()
+    ev = detect_events(act, fs, roi_ids=[7, 1, 40])
+    df = pd.DataFrame({k: ev[k] for k in EVENT_FIELDS})
+    got = read_event_times(save_events_csv(tmp_path / "df.csv", df))
+    np.testing.assert_allclose(got[1], [3.0])
+    with pytest.raises(ValueError, match="'roi_id' column"):
+        save_events_csv(tmp_path / "x.csv", {"row": [0], "onset_s": [1.0]})
+    with pytest.raises(ValueError, match=r"events\['roi_id'\] must be positive"):
+        save_events_csv(tmp_path / "x.csv", {"roi_id": [0], "onset_s": [1.0]})
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_events_csv_results_npz_keep_the_roi_ids(tmp_path):
+    """The events table through the results file keeps roi_id, and reads back as ids."""
+    from napari_catune.params import TuningParams
+    from napari_catune.results import load_results, save_results
+
+    act, fs = _three_rois()
+    ids = [7, 1, 40]
+    ev = detect_events(act, fs, roi_ids=ids)
+    table = {k: ev[k] for k in EVENT_FIELDS}
+    (npz,) = save_results(tmp_path / "r.npz", activity=act, fit=None, baseline=None,
+                          events=table, roi_ids=ids, fs=fs,
+                          params=TuningParams(0.05, 0.5, fs, 0.01))
+    back = load_results(npz)["events"]
+    got = read_event_times(save_events_csv(tmp_path / "again.csv", back))
+    assert sorted(got) == [1, 7, 40]
+    np.testing.assert_allclose(got[40], [5.0, 15.0, 18.0])
+
+
+@pytest.mark.parametrize("text,match", [
+    # the table detect_events wrote before roi_id: 'roi' was the 0-based row
+    ("roi,onset_frame,onset_s,peak_s,size,amplitude\n0,30,1.0,1.0,1,1\n",
+     "earlier napari-catune.*0-based row"),
+    ("row,onset_s\n0,1.0\n", "'row' is a 0-based row, not an ROI id"),
+    ("roi,time_s\n0,1.0\n", "line 2: ROI '0' is not an ROI id.*0 is the background"),
+])
+def test_read_event_times_refuses_rows_as_ids(tmp_path, text, match):
+    p = tmp_path / "ev.csv"
+    p.write_text(text)
+    with pytest.raises(ValueError, match=match):
+        read_event_times(p)
+
+
+def test_read_event_times_prefers_roi_id_over_roi(tmp_path):
+    p = tmp_path / "ev.csv"
+    p.write_text("roi,roi_id,time_s\n0,4,1.0\n1,9,2.0\n")
+    assert {k: v.tolist() for k, v in read_event_times(p).items()} == {4: [1.0], 9: [2.0]}

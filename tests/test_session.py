@@ -281,6 +281,18 @@ def test_new_sessions_start_with_the_drift_baseline_and_apply_keeps_per_roi_base
         assert b.features["baseline"].shape == (6,)
 
 
+def test_live_fit_uses_the_drift_scale_as_apply_to_all_does(s):
+    """The live solve and Apply to all solve the same problem, drift scale included."""
+    s.select([12, 20])
+    p = s.set_params(baseline="drift", drift_scale=2.0)
+    rows = s.source.traces[[4, 5]]
+    ref = solver_mod.run_deconvolution_full(rows, FS, 0.05, 0.5, p.lam, baseline="drift",
+                                            drift_scale=2.0)
+    default = solver_mod.run_deconvolution_full(rows, FS, 0.05, 0.5, p.lam, baseline="drift")
+    assert np.abs(ref.reconvolution - default.reconvolution).max() > 1e-4  # the scale matters
+    np.testing.assert_allclose(s.result.fit, ref.reconvolution, atol=1e-6)
+
+
 # ------------------------------------------------------- ground truth (events CSV)
 def test_events_csv_becomes_the_ground_truth(s, tmp_path):
     got = _record(s.truth_changed)
@@ -301,12 +313,37 @@ def test_events_csv_becomes_the_ground_truth(s, tmp_path):
 
 
 @pytest.mark.parametrize("sep", [";", "\t"])
-def test_events_csv_separators_and_our_own_events_table(s, tmp_path, sep):
+def test_events_csv_separators(s, tmp_path, sep):
     p = tmp_path / "ev.csv"
-    p.write_text(sep.join(["roi_id", "onset_frame", "onset_s", "peak_s", "size"]) + "\n"
-                 + sep.join(["3", "30", "1.0", "1.1", "0.5"]) + "\n")
+    p.write_text(sep.join(["cell", "peak_s", "onset_s", "size"]) + "\n"
+                 + sep.join(["3", "1.1", "1.0", "0.5"]) + "\n")
     assert s.load_events_csv(p)["events"] == 1
     assert s.source.events_s[3].tolist() == [1.0]  # onset_s before peak_s
+
+
+def test_our_own_events_csv_lands_on_its_rois(s, tmp_path):
+    """Events detected on the applied results, written by save_events_csv, come back
+    on the ROI ids they were detected on (ids 3, 5, 8...: not rows, not 1..n)."""
+    from napari_catune.events import detect_events, save_events_csv
+
+    src = s.source
+    gen = ses.apply_job(src.traces, src.roi_ids, s.params)
+    try:
+        while True:
+            next(gen)
+    except StopIteration as stop:
+        batch = stop.value
+    ev = detect_events(batch.activity, FS, roi_ids=batch.roi_ids, min_size=0.5)
+    assert np.unique(ev["roi_id"]).size >= 4  # most ROIs have events
+    info = s.load_events_csv(save_events_csv(tmp_path / "events.csv", ev))
+    assert info["unknown"] == [] and info["events"] == ev["roi_id"].size
+    assert sorted(src.events_s) == sorted(set(ev["roi_id"].tolist()))
+    for rid, times in src.events_s.items():
+        row = src.row[rid]
+        np.testing.assert_allclose(times, np.sort(ev["onset_s"][ev["row"] == row]))
+        # each event starts where that ROI's activity does
+        frames = np.rint(times * FS).astype(int)
+        assert np.all(batch.activity[row, frames] > 0)
 
 
 @pytest.mark.parametrize("text,match", [

@@ -272,6 +272,9 @@ def test_peak_fwhm_mode_round_trips(setup, qtbot):
     # Chen et al. 2013, Supplementary Table 3 (1 AP, V1 in vivo): time to peak, half-decay
     ("GCaMP6f", 0.045, None, 0.142, "Chen et al. 2013"),
     ("GCaMP6s", 0.179, None, 0.550, "Chen et al. 2013"),
+    # CaTune's simulation presets (tau_rise, tau_decay): t_peak and FWHM of those taus
+    ("GCaMP6m", *kernel_shape(0.15, 0.9), None, "CaTune's own simulation presets"),
+    ("OGB-1", *kernel_shape(0.05, 1.5), None, "Stosiek et al. 2003"),
 ])
 def test_indicator_presets_set_the_published_kinetics(setup, qtbot, name, t_peak, fwhm,
                                                       half_decay, source):

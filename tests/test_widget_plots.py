@@ -4,6 +4,7 @@ driven as a user does in a real viewer."""
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 import pytest
@@ -117,3 +118,102 @@ def test_events_csv_drawn_as_ticks(setup, qtbot, monkeypatch, tmp_path):
     wait(qtbot, w)
     assert any("line 2" in m and "later" in m for m in notes["error"])
     assert np.unique(w.traces.shown[0].truth.xData).tolist() == [1.0, 2.5]
+
+
+# ------------------------------------- spectrum: the newest source's all-ROI curve
+def test_all_roi_spectrum_shows_the_newest_source(setup, qtbot, monkeypatch):
+    """A slow all-ROI spectrum of a source the user has left is not drawn over the
+    one of the source now open, and is not kept as its cache either."""
+    viewer, w, means, _ = setup
+    sp = w.spectrum
+    real = spectrum_mod.power_spectrum
+    t = np.arange(200) / FS
+    other = np.stack([5 + np.sin(2 * np.pi * f * t) for f in (1.0, 4.0, 9.0)])
+    gate, entered, calls = threading.Event(), threading.Event(), []
+
+    def held(y, fs, *a, **k):  # the other source's all-ROI spectrum waits on the gate
+        calls.append(np.shape(y))
+        if np.shape(y) == other.shape:
+            entered.set()
+            assert gate.wait(60)
+        return real(y, fs, *a, **k)
+
+    monkeypatch.setattr(spectrum_mod, "power_spectrum", held)
+    lab = np.zeros((12, 12), np.int32)
+    lab[:3, :3], lab[5:8, :3], lab[:3, 5:8] = 1, 2, 3
+    viewer.add_labels(lab, name="tiles", metadata={"catune": {
+        "fs": FS, "traces": other, "roi_ids": np.array([1, 2, 3])}})
+    try:
+        w.labels_combo.value = viewer.layers["tiles"]
+        qtbot.waitUntil(entered.is_set, timeout=120_000)  # its worker is held
+        w.labels_combo.value = viewer.layers["rois"]       # the user goes back
+        wait(qtbot, w)
+        src = w.session.source
+        assert src.origin[1] is viewer.layers["rois"] and src.n_rois == 6
+        want = real(src.traces, w.params.fs)  # 6 ROIs: every one in the all-ROI mean
+        np.testing.assert_allclose(sp.all_curve.yData, want[1])
+        with qtbot.waitSignal(sp._computed, timeout=60_000):
+            gate.set()                                      # the old worker ends now
+    finally:
+        gate.set()
+    qtbot.waitUntil(lambda: not sp.pending, timeout=60_000)
+    np.testing.assert_allclose(sp.all_curve.xData, want[0])
+    np.testing.assert_allclose(sp.all_curve.yData, want[1])
+    # nor did the late result become the cache: a new selection here computes the
+    # selection's spectrum only, and the all-ROI curve stays this source's
+    n = len(calls)
+    w.select_rois([8])
+    wait(qtbot, w)
+    assert calls[n:] == [(1, N_FRAMES)]
+    np.testing.assert_allclose(sp.all_curve.yData, want[1])
+
+
+class _Source:
+    def __init__(self, freq, fs=20.0, n=4, T=400):
+        t = np.arange(T) / fs
+        self.traces = np.stack([np.sin(2 * np.pi * freq * t + k) for k in range(n)])
+        self.n_rois = n
+
+
+def test_all_roi_spectrum_of_a_freed_source_is_not_reused(qtbot):
+    """The cache is not keyed by id(): a new source at a freed one's address (CPython
+    hands the address out again) gets its own all-ROI spectrum."""
+    import gc
+
+    from napari_catune._qt.spectrum import SpectrumPlot
+
+    sp = SpectrumPlot()
+    qtbot.addWidget(sp)
+    fs = 20.0
+    a = _Source(1.0)
+    with qtbot.waitSignal(sp._computed, timeout=60_000):
+        sp.set_traces(np.zeros((0, 400)), a, fs)
+    f_a = sp.all_curve.xData[np.argmax(sp.all_curve.yData)]
+    assert f_a == pytest.approx(1.0, rel=0.1)
+    for th in threading.enumerate():  # the worker lets go of the source as it ends
+        if th.name == "catune-spectrum":
+            th.join(60)
+    old = id(a)
+    del a
+    gc.collect()
+    b, keep = _Source(7.0), []
+    for _ in range(2000):  # try for the freed address (a few hundred tries at most)
+        if id(b) == old:
+            break
+        keep.append(b)
+        b = _Source(7.0)
+    reused = id(b) == old
+    del keep
+    with qtbot.waitSignal(sp._computed, timeout=60_000):
+        sp.set_traces(np.zeros((0, 400)), b, fs)
+    assert not sp.pending
+    f_b = sp.all_curve.xData[np.argmax(sp.all_curve.yData)]
+    assert f_b == pytest.approx(7.0, rel=0.1), f"address reused: {reused}"
+    # the same source again: the all-ROI spectrum is not recomputed
+    with qtbot.waitSignal(sp._computed, timeout=60_000) as blocker:
+        sp.set_traces(np.zeros((0, 400)), b, fs)
+    assert "all" not in blocker.args[1]
+    # no source: the all-ROI curve is cleared, not left from the previous one
+    with qtbot.waitSignal(sp._computed, timeout=60_000):
+        sp.set_traces(b.traces[:1], None, fs)
+    assert sp.all_curve.yData is None or len(sp.all_curve.yData) == 0

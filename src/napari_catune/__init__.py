@@ -40,6 +40,8 @@ _EXPORTS = {
     "roi_snr": "traces",
     "estimate_params": "estimate",
     "detect_events": "events",
+    "save_events_csv": "events",
+    "read_event_times": "events",
     "simulate_recording": "simulation",
     "SimulatedRecording": "simulation",
     "load_suite2p": "loaders",

@@ -52,6 +52,7 @@ import numpy as np
 
 from ._atomic import atomic_write_text, publish, remove_stale_temps, resolve_target, temp_prefix
 from .baseline import BASELINE_MODES
+from .batch import ArraySink, chunk_fields, nonfinite_rows, per_sample_baseline, run_batch
 from .sources import SourceError, TraceSource, as_fs, is_zarr, read_spec_rows
 
 PROG = "napari-catune"
@@ -397,33 +398,17 @@ class _Writer:
         self.tmp = {}
 
 
-class _MemoryWriter:
+class _MemoryWriter(ArraySink):
     """Results gathered in memory, then written by ``results.save_results`` (.nwb, .csv)."""
 
     def __init__(self, out: Path, source, params, per_sample: bool):
-        n, T = source.n, source.T
+        super().__init__(source.n, source.T, per_sample)
         self.out, self.source, self.params = out, source, params
-        self.per_sample = per_sample
-        self.fields = dict(
-            activity=np.full((n, T), np.nan), fit=np.full((n, T), np.nan),
-            baseline=np.full((n, T) if per_sample else n, np.nan),
-            iterations=np.zeros(n, np.int64), converged=np.zeros(n, np.bool_),
-            skipped=np.zeros(n, np.bool_),
-        )
 
     @staticmethod
     def bytes_needed(n: int, T: int, suffix: str) -> int:
         # CSV: ~17 characters per value; NWB: activity, fit, baseline as float64
         return (18 if suffix == ".csv" else 3 * 8) * n * T + 65536
-
-    @property
-    def converged(self) -> np.ndarray:
-        return self.fields["converged"]
-
-    def write(self, a: int, b: int, **fields) -> None:
-        for key, rows in fields.items():
-            if key in self.fields:
-                self.fields[key][a:b] = rows
 
     def commit(self) -> None:
         from .results import save_results
@@ -588,14 +573,7 @@ def _chunk_rows(source: TraceSource, chunk_cells: int | None) -> int:
 
 def find_bad_rows(source: TraceSource, chunk: int) -> np.ndarray:
     """Indices of rows holding NaN or Inf (one streaming pass)."""
-    bad = []
-    for a in range(0, source.n, chunk):
-        b = min(source.n, a + chunk)
-        block = source.read(a, b)
-        if block.dtype.kind == "f":
-            ok = np.isfinite(block).all(axis=1)
-            bad.extend((a + np.flatnonzero(~ok)).tolist())
-    return np.asarray(bad, dtype=np.int64)
+    return nonfinite_rows(source, chunk)
 
 
 def _list_rows(rows, limit: int = 20) -> str:
@@ -793,52 +771,19 @@ def _write_sidecar(out: Path, args, source, params, *, kind: str, extra: dict) -
     return atomic_write_text(side, text + "\n")
 
 
-def _per_sample_baseline(params) -> bool:
-    """Whether the solve gives a baseline per sample ("drift", "rolling")."""
-    return str(params.baseline) in ("drift", "rolling")
+_per_sample_baseline = per_sample_baseline
 
 
 def _fill(a: int, b: int, bad: np.ndarray, T: int, res, ok: np.ndarray,
           per_sample: bool = False):
     """Per-chunk output fields, NaN/False/0 on the skipped rows."""
-    n = b - a
-    act = np.full((n, T), np.nan)
-    fit = np.full((n, T), np.nan)
-    base = np.full((n, T) if per_sample else n, np.nan)
-    iters = np.zeros(n, dtype=np.int64)
-    conv = np.zeros(n, dtype=bool)
-    if res is not None:
-        act[ok], fit[ok], base[ok] = res[0], res[1], res[2]
-        iters[ok], conv[ok] = res[3], res[4]
-    return dict(activity=act, fit=fit, baseline=base, iterations=iters, converged=conv,
-                skipped=~ok)
+    return chunk_fields(b - a, T, ok, res, per_sample)
 
 
 def _run_local(source, params, chunk, bad, writer, progress, full) -> None:
-    from .solver import run_deconvolution_full
-
-    bad_set = np.zeros(source.n, dtype=bool)
-    bad_set[bad] = True
-    for a in range(0, source.n, chunk):
-        b = min(source.n, a + chunk)
-        ok = ~bad_set[a:b]
-        res = None
-        if ok.any():
-            block = source.read(a, b)
-            block = block[ok] if not ok.all() else block
-            r = run_deconvolution_full(
-                block, params.fs, params.tau_rise, params.tau_decay, params.lam,
-                **params.solver_kwargs(),
-            )
-            del block
-            res = (r.activity, r.reconvolution, r.baseline, r.iterations, r.converged)
-        if ok.all() and res is not None:
-            fields = dict(activity=res[0], fit=res[1], baseline=res[2], iterations=res[3],
-                          converged=res[4], skipped=~ok)
-        else:
-            fields = _fill(a, b, bad, source.T, res, ok, writer.per_sample)
-        writer.write(a, b, **fields)
-        progress.update(b)
+    """The batch loop shared with the tuner's Apply to all (:mod:`napari_catune.batch`)."""
+    run_batch(source, params, writer, chunk=chunk, skip=bad,
+              progress=lambda done, total: progress.update(done))
 
 
 def _report(path: Path, source, params, bad, converged, args) -> None:

@@ -18,11 +18,15 @@ its timing.  An *event* is a run of non-zero activity (gaps shorter than
 
 Events smaller than ``min_size`` (in units) are dropped.  Works on one trace
 ``(T,)`` or many ``(n, T)``; the result is a dict of equal-length 1-D arrays
-(``roi``, ``onset_frame``, ``onset_s``, ``peak_s``, ``size``, ``amplitude``),
-ready for ``pandas.DataFrame`` or a CSV.
+(``roi_id``, ``row``, ``onset_frame``, ``onset_s``, ``peak_s``, ``size``,
+``amplitude``), ready for ``pandas.DataFrame`` or a CSV.  ``roi_id`` is the
+ROI's label value (``roi_ids=``; by default 1..n, the ids traces without ids
+get everywhere in this package), ``row`` the 0-based row of ``activity``.
 
-:func:`read_event_times` reads the other direction: a CSV of known event times
-per ROI (ground truth, e.g. electrophysiology), for the tuner to draw as ticks.
+:func:`save_events_csv` writes the table (``roi_id`` first) and
+:func:`read_event_times` reads the other direction: a CSV of event times per
+ROI id, ours or known ones (ground truth, e.g. electrophysiology), for the
+tuner to draw as ticks.
 """
 
 from __future__ import annotations
@@ -31,9 +35,12 @@ import math
 
 import numpy as np
 
-__all__ = ["detect_events", "EVENT_FIELDS", "read_event_times", "ROI_COLUMNS", "TIME_COLUMNS"]
+__all__ = ["detect_events", "EVENT_FIELDS", "save_events_csv", "read_event_times",
+           "ROI_COLUMNS", "TIME_COLUMNS"]
 
-EVENT_FIELDS = ("roi", "onset_frame", "onset_s", "peak_s", "size", "amplitude")
+#: the per-event columns of :func:`detect_events`, in the order a CSV gets them
+EVENT_FIELDS = ("roi_id", "row", "onset_frame", "onset_s", "peak_s", "size", "amplitude")
+_INT_FIELDS = ("roi_id", "row", "onset_frame")
 
 
 def _positive(name: str, value, allow_zero: bool = False) -> float:
@@ -59,8 +66,27 @@ def _runs(s: np.ndarray, gap: int):
     return starts, stops
 
 
+def _ids(roi_ids, n: int, name: str = "roi_ids") -> np.ndarray:
+    if roi_ids is None:
+        return np.arange(1, n + 1, dtype=np.int64)
+    ids = np.asarray(roi_ids)
+    if ids.ndim != 1 or ids.size != n:
+        raise ValueError(f"{name} must hold one label value per ROI ({n}), got shape "
+                         f"{ids.shape}")
+    if ids.dtype.kind not in "iu":
+        if ids.dtype.kind != "f" or not (np.isfinite(ids).all() and (ids == np.round(ids)).all()):
+            raise ValueError(f"{name} must be integer label values, got {ids.dtype}")
+    ids = ids.astype(np.int64)
+    if n and ids.min() < 1:
+        raise ValueError(f"{name} must be positive label values (0 is the background), got "
+                         f"{int(ids.min())}")
+    if np.unique(ids).size != n:
+        raise ValueError(f"{name} must be unique")
+    return ids
+
+
 def detect_events(activity, fs, *, min_size: float = 0.0, unit=None,
-                  merge_s: float = 0.05, isolation_s: float = 1.0) -> dict:
+                  merge_s: float = 0.05, isolation_s: float = 1.0, roi_ids=None) -> dict:
     """Event table of deconvolved activity (see the module docstring).
 
     Parameters
@@ -72,11 +98,14 @@ def detect_events(activity, fs, *, min_size: float = 0.0, unit=None,
         None: the median size of each ROI's isolated events.
     merge_s : gaps of non-zero activity shorter than this join one event
     isolation_s : an event is isolated if no other is this close (for the unit)
+    roi_ids : None or (n_rois,) int; the label value of each row, written in
+        the ``roi_id`` column.  None: 1..n_rois.
 
     Returns
     -------
     dict of 1-D arrays, keys :data:`EVENT_FIELDS`, one entry per event,
-    sorted by ROI then onset; plus ``"unit"``, the unit of each ROI.
+    sorted by row then onset; plus ``"unit"``, the unit of each ROI (one per
+    row, not per event: :func:`save_events_csv` leaves it out).
     """
     fs = _positive("fs", fs)
     min_size = _positive("min_size", min_size, allow_zero=True)
@@ -91,6 +120,7 @@ def detect_events(activity, fs, *, min_size: float = 0.0, unit=None,
     if not np.isfinite(s).all():
         raise ValueError("activity contains non-finite values (NaN or Inf)")
     n = s.shape[0]
+    ids = _ids(roi_ids, n)
     if unit is not None:
         units = np.broadcast_to(np.asarray(unit, dtype=np.float64), (n,)) if np.ndim(unit) <= 1 else None
         if units is None or units.shape != (n,) or not (np.isfinite(units).all() and (units > 0).all()):
@@ -118,7 +148,8 @@ def detect_events(activity, fs, *, min_size: float = 0.0, unit=None,
         unit_out[i] = u
         amp = size / u
         keep = amp >= min_size
-        cols["roi"].append(np.full(int(keep.sum()), i, dtype=np.int64))
+        cols["roi_id"].append(np.full(int(keep.sum()), ids[i], dtype=np.int64))
+        cols["row"].append(np.full(int(keep.sum()), i, dtype=np.int64))
         cols["onset_frame"].append(start[keep].astype(np.int64))
         cols["onset_s"].append(start[keep] / fs)
         cols["peak_s"].append(peak[keep] / fs)
@@ -126,15 +157,41 @@ def detect_events(activity, fs, *, min_size: float = 0.0, unit=None,
         cols["amplitude"].append(amp[keep])
     out = {}
     for k in EVENT_FIELDS:
-        dtype = np.int64 if k in ("roi", "onset_frame") else np.float64
+        dtype = np.int64 if k in _INT_FIELDS else np.float64
         out[k] = np.concatenate(cols[k]).astype(dtype) if cols[k] else np.empty(0, dtype)
     out["unit"] = unit_out
     return out
 
 
 # ------------------------------------------------------------ event-time files
-#: accepted names of the ROI column (case-insensitive), in order of preference
-ROI_COLUMNS = ("roi", "roi_id", "cell", "neuron")
+def save_events_csv(path, events):
+    """Write an events table (as :func:`detect_events` returns it, a DataFrame
+    or a dict of columns) as CSV, atomically: a header line, then one event per
+    line, ``roi_id`` first (the label value, what :func:`read_event_times`
+    and the tuner's *Events CSV...* read), then the other per-event columns
+    (``row``, ``onset_frame``, ``onset_s``, ...).  The per-ROI ``unit`` of
+    :func:`detect_events` is left out.  Floats get 10 significant digits.
+    Returns the Path written.
+    """
+    from ._atomic import atomic_write_text
+    from .results import _csv_text, _table
+
+    if isinstance(events, dict) and "unit" in events:
+        events = {k: v for k, v in events.items() if k != "unit"}
+    cols = _table("events", events)
+    if not cols or "roi_id" not in cols:
+        raise ValueError("events needs a 'roi_id' column (the ROI label values), e.g. from "
+                         "detect_events(activity, fs, roi_ids=...)")
+    uniq = np.unique(cols["roi_id"])
+    _ids(uniq, uniq.size, "events['roi_id']")  # positive integer label values
+    order = ["roi_id"] + [k for k in EVENT_FIELDS if k in cols and k != "roi_id"]
+    order += [k for k in cols if k not in order]
+    return atomic_write_text(path, _csv_text(order, [cols[k] for k in order]))
+
+
+#: accepted names of the ROI column (case-insensitive), in order of preference;
+#: each holds ROI ids (label values), never 0-based rows
+ROI_COLUMNS = ("roi_id", "roi", "cell", "neuron")
 #: accepted names of the time column, in seconds (case-insensitive), in order of preference
 TIME_COLUMNS = ("time_s", "spike_time_s", "t_s", "onset_s", "peak_s")
 
@@ -145,10 +202,12 @@ def read_event_times(path) -> dict:
     Layout: one event per line, with a header line naming an ROI column (one
     of :data:`ROI_COLUMNS`) and a time column in seconds from the first frame
     (one of :data:`TIME_COLUMNS`), in any order and case; other columns are
-    ignored, so the events CSV written by this package (``roi_id``,
-    ``onset_s``, ...) reads as is.  Separators: comma, semicolon or tab.
-    Blank lines and lines starting with ``#`` are skipped.  ROI ids are
-    integers (the label values); times are finite and >= 0.
+    ignored, so the events CSV written by :func:`save_events_csv` (``roi_id``,
+    ``row``, ``onset_frame``, ``onset_s``, ...) reads as is, onto the ROI ids
+    it was detected on.  Separators: comma, semicolon or tab.  Blank lines and
+    lines starting with ``#`` are skipped.  ROI ids are positive integers (the
+    label values; 0 is the background); times are finite and >= 0.  A 0-based
+    ``row`` column is never read as an id.
 
     Raises ValueError naming the line and what to fix.
     """
@@ -173,14 +232,24 @@ def read_event_times(path) -> dict:
     names = [c.strip().strip('"').strip().lower() for c in head.split(sep)]
     roi_col = next((names.index(c) for c in ROI_COLUMNS if c in names), None)
     t_col = next((names.index(c) for c in TIME_COLUMNS if c in names), None)
+    if roi_col is not None and names[roi_col] == "roi" and {"onset_frame", "size",
+                                                            "amplitude"} <= set(names):
+        # detect_events before roi_id existed wrote the 0-based row as 'roi'
+        raise ValueError(f"events file {p.name!r} looks like an events table of an earlier "
+                         "napari-catune, whose 'roi' column is the 0-based row, not the ROI "
+                         "id; write it again with save_events_csv (it has 'roi_id'), or "
+                         "rename the column to 'row' and add a 'roi_id' column of label "
+                         "values")
     if roi_col is None or t_col is None:
         missing = [what for what, col in (("an ROI column (" + ", ".join(ROI_COLUMNS) + ")",
                                            roi_col),
                                           ("a time column in seconds (" +
                                            ", ".join(TIME_COLUMNS) + ")", t_col))
                    if col is None]
+        hint = ("; 'row' is a 0-based row, not an ROI id: add a 'roi_id' column of label "
+                "values" if roi_col is None and "row" in names else "")
         raise ValueError(f"events file {p.name!r}: the header (line {head_no}: {head.strip()!r}) "
-                         f"needs {' and '.join(missing)}; e.g. 'roi,time_s'")
+                         f"needs {' and '.join(missing)}; e.g. 'roi,time_s'{hint}")
     out: dict = {}
     for no, row in zip((n for n, _ in lines[1:]),
                        csv.reader((ln for _, ln in lines[1:]), delimiter=sep)):
@@ -196,6 +265,10 @@ def read_event_times(path) -> dict:
         except (ValueError, OverflowError):
             raise ValueError(f"events file {p.name!r}, line {no}: ROI {r_txt!r} is not an "
                              "integer ROI id (the label value)") from None
+        if rid < 1:
+            raise ValueError(f"events file {p.name!r}, line {no}: ROI {r_txt!r} is not an ROI "
+                             "id: ids are label values from 1 (0 is the background); for "
+                             "0-based rows, add 1 or write the ids in a 'roi_id' column")
         try:
             t = float(t_txt)
         except ValueError:

@@ -103,6 +103,8 @@ class TraceSource:
     origin: object = None
     label_index: tuple | None = None
     row: dict = field(default_factory=dict)
+    #: where ``fs_hint`` was read, when not from the layers' metadata (e.g. a TIFF file)
+    fs_origin: str | None = None
 
     def __post_init__(self):
         self.roi_ids = np.asarray(self.roi_ids, dtype=np.int64)
@@ -253,9 +255,10 @@ class SolveRequest:
                 # filtered once here: the solver would filter the same way, and the
                 # plot shows what was fitted
                 y = self.filtered
+            kw = p.solver_kwargs()  # the baseline model and its drift scale, as Apply to all
+            kw.update(baseline=str(p.baseline), filter_enabled=False)  # filtered above
             r = _solver.run_deconvolution_full(
-                y, p.fs, p.tau_rise, p.tau_decay, p.lam,
-                baseline=str(p.baseline), filter_enabled=False, init=self.init)
+                y, p.fs, p.tau_rise, p.tau_decay, p.lam, init=self.init, **kw)
             act = np.atleast_2d(np.asarray(r.activity, dtype=np.float64))
             fit = np.atleast_2d(np.asarray(r.reconvolution, dtype=np.float64))
             rows = [self.source.row[i] for i in self.ids]
@@ -287,6 +290,8 @@ class BatchResult:
     features: dict
     activity_max: float
     fit_max: float
+    #: ids of the ROIs not solved (their traces hold NaN or Inf)
+    skipped: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
 
 
 # ------------------------------------------------------------------- session
@@ -599,50 +604,54 @@ class TuningSession:
 
 # ------------------------------------------------------------------ long jobs
 def apply_job(traces: np.ndarray, roi_ids, params: TuningParams, *, snr=None, noise=None):
-    """Generator: solve every row in chunks, yielding ``(done, total)``; returns a
+    """Generator: solve every row in chunks (:func:`napari_catune.batch.iter_batch`,
+    the loop of ``napari-catune deconvolve``), yielding ``(done, total)``; returns a
     :class:`BatchResult` with every per-ROI feature computed (nothing left for a
-    GUI thread to do).  Stop iterating to cancel between chunks."""
+    GUI thread to do).  Rows holding NaN or Inf are not solved: their results are
+    NaN, ``converged`` False, and ``BatchResult.skipped`` lists their ids.  Stop
+    iterating to cancel between chunks."""
+    from .batch import ArraySink, iter_batch, per_sample_baseline
     from .traces import roi_snr
 
     traces = np.asarray(traces)
     n, T = traces.shape
     chunk = max(1, min(64, math.ceil(n / 20), max(1, 2_000_000 // max(T, 1))))
-    act, rec = np.zeros((n, T)), np.zeros((n, T))
-    # "drift" and "rolling" give a baseline per sample, "scalar" one per ROI
-    per_sample = str(params.baseline) in ("drift", "rolling")
-    base = np.zeros((n, T)) if per_sample else np.zeros(n)
-    conv = np.zeros(n, dtype=bool)
     p = params
-    for i0 in range(0, n, chunk):
-        i1 = min(n, i0 + chunk)
-        r = _solver.run_deconvolution_full(
-            traces[i0:i1], p.fs, p.tau_rise, p.tau_decay, p.lam,
-            baseline=str(p.baseline), filter_enabled=p.filter_enabled)
-        act[i0:i1] = r.activity
-        rec[i0:i1] = r.reconvolution
-        base[i0:i1] = r.baseline
-        conv[i0:i1] = r.converged
-        yield i1, n
-    if snr is None or len(snr) != n or not np.all(np.isfinite(snr)):
+    # "drift" and "rolling" give a baseline per sample, "scalar" one per ROI
+    sink = ArraySink(n, T, per_sample_baseline(p))
+    summary = yield from iter_batch(traces, p, sink, chunk=chunk)
+    act, rec, base, conv = sink.activity, sink.fit, sink.baseline, sink.converged
+    ok = ~sink.skipped
+    if snr is not None:
+        snr = np.asarray(snr, dtype=np.float64)
+    if snr is None or snr.shape != (n,) or not np.all(np.isfinite(snr[ok])):
         try:
-            snr = np.asarray(roi_snr(traces, p.fs), float)
+            snr = np.full(n, np.nan)
+            snr[ok] = np.asarray(roi_snr(traces[ok], p.fs), float)
         except Exception:  # noqa: BLE001 - a quality score is optional
             snr = np.full(n, np.nan)
     ids = np.asarray(roi_ids, dtype=np.int64).copy()
-    y = bandpass_filter(traces, p.tau_rise, p.tau_decay, p.fs) if p.filter_enabled \
-        else np.asarray(traces, dtype=np.float64)
+    rate, r2 = np.full(n, np.nan), np.full(n, np.nan)
+    if ok.any():
+        y = traces[ok]
+        y = bandpass_filter(y, p.tau_rise, p.tau_decay, p.fs) if p.filter_enabled \
+            else np.asarray(y, dtype=np.float64)
+        nz = None if noise is None else np.asarray(noise, float)[ok]
+        rate[ok] = event_rate(act[ok], p.fs, nz) / 60.0
+        r2[ok] = _r2(y, rec[ok])
     features = {
         "index": ids.copy(),
         "roi_id": ids.copy(),
         "snr": np.asarray(snr, float),
-        "event_rate_hz": event_rate(act, p.fs, noise) / 60.0,
-        "r2": _r2(y, rec),
+        "event_rate_hz": rate,
+        "r2": r2,
         # one number per ROI: the median of a per-sample baseline
         "baseline": np.median(base, axis=1) if base.ndim == 2 else base.copy(),
         "converged": conv.copy(),
     }
     return BatchResult(p, ids, act, rec, base, conv, features,
-                       float(act.max(initial=0.0)), float(rec.max(initial=0.0)))
+                       float(np.nanmax(act, initial=0.0)), float(np.nanmax(rec, initial=0.0)),
+                       skipped=ids[summary.skipped])
 
 
 def estimate_job(traces: np.ndarray, params: TuningParams, cancel=None) -> TuningParams:

@@ -4,6 +4,7 @@ stores what the worker computed."""
 
 from __future__ import annotations
 
+import os
 import threading
 
 from napari.utils import notifications
@@ -66,14 +67,17 @@ class Actions:
 
     def _save_dialog(self, *_):
         path, _ = QFileDialog.getSaveFileName(self.t, "Save CaTune parameters",
-                                              "catune_params.json", "CaTune parameters (*.json)")
+                                              self._start("params", "catune_params.json"),
+                                              "CaTune parameters (*.json)")
         if path:
+            self._chosen("params", path)
             self.save_params(path)
 
     def _load_dialog(self, *_):
-        path, _ = QFileDialog.getOpenFileName(self.t, "Load CaTune parameters", "",
-                                              "CaTune parameters (*.json)")
+        path, _ = QFileDialog.getOpenFileName(self.t, "Load CaTune parameters",
+                                              self._start("params"), "CaTune parameters (*.json)")
         if path:
+            self._chosen("params", path)
             self.load_params(path)
 
     def load_events(self, path) -> dict | None:
@@ -97,10 +101,20 @@ class Actions:
         return info
 
     def _events_dialog(self, *_):
-        path, _ = QFileDialog.getOpenFileName(self.t, "Load ground-truth events", "",
+        path, _ = QFileDialog.getOpenFileName(self.t, "Load ground-truth events",
+                                              self._start("events"),
                                               "Event times (*.csv *.tsv *.txt)")
         if path:
+            self._chosen("events", path)
             self.load_events(path)
+
+    def _start(self, kind: str, name: str = "") -> str:
+        """Where a file dialog opens: the folder last used for ``kind`` files."""
+        folder = self.t.prefs.folder(kind)
+        return (os.path.join(folder, name) if name else folder) if folder else name
+
+    def _chosen(self, kind: str, path) -> None:
+        self.t.prefs.set_folder_of(kind, path)
 
     # --------------------------------------------------------- estimate
     def estimate(self):
@@ -245,9 +259,19 @@ class Actions:
         self.s.set_batch(b)
         self.t._showing_all = True
         self.t.update_overlay()
+        skipped = getattr(b, "skipped", ())
+        note = ""
+        if len(skipped):
+            shown = ", ".join(str(int(r)) for r in skipped[:10])
+            more = f", ... ({len(skipped) - 10} more)" if len(skipped) > 10 else ""
+            note = (f" {len(skipped)} ROI(s) skipped: their traces hold NaN or Inf "
+                    f"(ROI {shown}{more}); their results are NaN.")
+            notifications.show_warning("Apply to all:" + note)
+        done = (f"{src.n_rois - len(skipped)} of {src.n_rois}" if len(skipped)
+                else f"{src.n_rois}")
         self.t.status.setText(
-            f"Applied to {src.n_rois} ROIs; results stored on '{labels.name}' (save them with "
-            "File > Save Selected Layers as .npy or .csv).")
+            f"Applied to {done} ROIs; results stored on '{labels.name}' (save them with "
+            "File > Save Selected Layers as .npy or .csv)." + note)
 
     def _apply_done(self) -> None:
         self.apply_worker = None

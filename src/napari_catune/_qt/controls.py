@@ -38,8 +38,7 @@ _CHEN_2013 = ("Chen et al. 2013, Nature 499:295 (GCaMP6 paper), Supplementary Ta
 #: indicator -> (t_peak s, half-rise s or None, half-decay s, source).  With a half-rise
 #: the kernel is set to the published time to peak and FWHM = t_peak - half-rise +
 #: half-decay; without one (Chen et al. give no half-rise) to the time to peak and the
-#: half-decay time (peak to half maximum).  Not included for want of a source checked
-#: here: GCaMP6m and OGB-1 (see the README).
+#: half-decay time (peak to half maximum).
 INDICATORS = {
     "GCaMP6f": (0.045, None, 0.142, _CHEN_2013),
     "GCaMP6s": (0.179, None, 0.550, _CHEN_2013),
@@ -48,6 +47,16 @@ INDICATORS = {
     "jGCaMP8m": (0.0290, 0.0071, 0.1183, _ZHANG_2023),
     "jGCaMP8s": (0.0570, 0.0101, 0.3067, _ZHANG_2023),
 }
+_CATUNE_PRESETS = ("CaTune's own simulation presets (miniscope/CaLab, "
+                   "simulation-presets.ts), which cite {}")
+#: indicators for which no single-AP time to peak and half-decay was found to check
+#: here: the time constants CaTune itself uses for them, (tau_rise s, tau_decay s)
+TAU_PRESETS = {
+    "GCaMP6m": (0.15, 0.9, _CATUNE_PRESETS.format("Chen et al. 2013")),
+    "OGB-1": (0.05, 1.5, _CATUNE_PRESETS.format("Stosiek et al. 2003, PNAS 100:7319")),
+}
+for _name, (_tr, _td, _src) in TAU_PRESETS.items():
+    INDICATORS[_name] = (_kernel.kernel_landmarks(_tr, _td)[0], None, None, _src)
 
 
 def _decay_ratio(rho: float) -> float:
@@ -84,6 +93,8 @@ def taus_from_peak_and_half_decay(t_peak: float, half_decay: float) -> tuple[flo
 
 def indicator_taus(name: str) -> tuple[float, float]:
     """(tau_rise, tau_decay) in seconds of an indicator preset."""
+    if name in TAU_PRESETS:
+        return TAU_PRESETS[name][:2]
     tp, half_rise, half_decay, _ = INDICATORS[name]
     if half_rise is None:
         return taus_from_peak_and_half_decay(tp, half_decay)

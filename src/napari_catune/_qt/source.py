@@ -8,6 +8,7 @@ drops its cache entry and reads them again.
 
 from __future__ import annotations
 
+import os
 import weakref
 
 import numpy as np
@@ -42,6 +43,15 @@ def _truth(meta: dict, ids) -> dict | None:
             if int(r) in set(int(i) for i in ids)}
 
 
+def movie_file(image) -> str | None:
+    """The TIFF file an Image layer was opened from (napari's ``layer.source.path``)."""
+    path = getattr(getattr(image, "source", None), "path", None)
+    if isinstance(path, (str, os.PathLike)) and os.fspath(path).lower().endswith(
+            (".tif", ".tiff")) and os.path.isfile(path):
+        return os.fspath(path)
+    return None
+
+
 def build_job(image, labels, fs_default: float):
     """Check the layers here (cheap); return the function a worker runs."""
     from .. import traces as _traces
@@ -49,6 +59,7 @@ def build_job(image, labels, fs_default: float):
     meta = labels.metadata.get("catune", {}) if isinstance(labels.metadata, dict) else {}
     lab = np.asarray(labels.data)
     fs_hint = meta.get("fs")
+    tiff = None
     if image is None:
         tr = meta.get("traces")
         if tr is None:
@@ -58,6 +69,7 @@ def build_job(image, labels, fs_default: float):
         ids = meta.get("roi_ids")
     else:
         fs_hint = image.metadata.get("catune", {}).get("fs") or fs_hint
+        tiff = None if fs_hint else movie_file(image)
         movie = image.data
         if movie.ndim != 3 or tuple(movie.shape[-2:]) != lab.shape[-2:] or lab.ndim != 2:
             raise SourceError(
@@ -67,7 +79,13 @@ def build_job(image, labels, fs_default: float):
     name = image.name if image is not None else labels.name
 
     def work():
+        from ..sources import tiff_fs
+
         missing = []
+        fs, origin = fs_hint, None
+        if tiff is not None:  # no rate in the layers' metadata: the movie file's, if any
+            fs = tiff_fs(tiff)
+            origin = f"the TIFF metadata of {os.path.basename(tiff)}" if fs else None
         index = label_index(lab)
         if image is None:
             tr_ = np.asarray(tr, dtype=np.float64)
@@ -77,8 +95,8 @@ def build_job(image, labels, fs_default: float):
         else:
             tr_, ids_ = _traces.extract_traces(movie, lab)
         try:
-            src = build_source(tr_, ids_, fs_hint, fs_default=fs_default, name=name,
-                               unit=meta.get("unit"), origin=(image, labels),
+            src = build_source(tr_, ids_, fs, fs_default=fs_default, name=name,
+                               unit=meta.get("unit"), origin=(image, labels), fs_origin=origin,
                                label_index=index, ground_truth=_truth(meta, ids_))
         except ValueError as e:
             raise SourceError(f"Cannot tune '{labels.name}': {e}") from None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import threading
+import weakref
 
 import numpy as np
 import pyqtgraph as pg
@@ -58,6 +59,15 @@ def power_spectrum(traces, fs: float, bins: int = BINS, max_samples: int = MAX_S
     return fc, 10.0 * np.log10(pc + 1e-30)
 
 
+def _ref(obj):
+    """A weak reference to ``obj``, or a strong one for objects without weakref
+    support (kept alive, so their id cannot be reused either)."""
+    try:
+        return weakref.ref(obj)
+    except TypeError:
+        return lambda: obj
+
+
 class SpectrumPlot(pg.GraphicsLayoutWidget):
     """Spectra of the selection and of all ROIs, and the bandpass band."""
 
@@ -94,9 +104,10 @@ class SpectrumPlot(pg.GraphicsLayoutWidget):
         self.cutoffs = (float("nan"), float("nan"))
         self._gen = 0
         self._drawn = 0
+        # (a reference to the source, fs) of the drawn all-ROI spectrum: a weak
+        # reference, so a freed source (whose id() a new one may get) never matches
         self._all_key = None
         self._all = (np.zeros(0), np.zeros(0))
-        self._lock = threading.Lock()
         self._computed.connect(self._show)
         self.setMinimumHeight(110)
 
@@ -108,21 +119,25 @@ class SpectrumPlot(pg.GraphicsLayoutWidget):
 
     def set_traces(self, selected, source, fs: float) -> None:
         """Spectra of ``selected`` (k, T) and of ``source``'s traces, in a worker
-        thread; the newest request wins.  ``source`` None: selection only."""
+        thread; the newest request wins (an older one's result is dropped, both
+        curves).  ``source`` None: selection only."""
         self._gen += 1
         gen = self._gen
         sel = np.asarray(selected)
-        key = None if source is None else (id(source), float(fs))
-        need_all = key is not None and key != self._all_key
+        fs = float(fs)
+        need_all = source is not None and not self._has_all(source, fs)
         rows = None
         if need_all:
             n = source.n_rois
             rows = np.unique(np.linspace(0, n - 1, min(n, MAX_ALL_ROIS)).round().astype(int))
+            key = (_ref(source), fs)
 
         def work():
             res = {"sel": power_spectrum(sel, fs) if sel.size else (np.zeros(0), np.zeros(0))}
             if need_all:
                 res["all"] = (key, power_spectrum(source.traces[rows], fs))
+            elif source is None:
+                res["all"] = (None, (np.zeros(0), np.zeros(0)))
             try:
                 self._computed.emit(gen, res)
             except RuntimeError:  # the plot was deleted meanwhile
@@ -130,17 +145,22 @@ class SpectrumPlot(pg.GraphicsLayoutWidget):
 
         threading.Thread(target=work, name="catune-spectrum", daemon=True).start()
 
+    def _has_all(self, source, fs: float) -> bool:
+        """True when the all-ROI spectrum drawn is ``source``'s at ``fs``."""
+        return (self._all_key is not None and self._all_key[0]() is source
+                and self._all_key[1] == fs)
+
     def _show(self, gen: int, res: dict) -> None:
+        if gen < self._gen:
+            # a newer request is on its way; it computes the all-ROI spectrum itself
+            # unless the one drawn already fits, so nothing of this one is kept
+            return
+        self._drawn = gen
         if "all" in res:
             self._all_key, self._all = res["all"]
-            self.all_curve.setData(*self._all)
-        if gen < self._gen:
-            return  # a newer selection is on its way
-        self._drawn = gen
         f, db = res["sel"]
         self.sel_curve.setData(f, db)
         self.all_curve.setData(*self._all)
-
 
     # --------------------------------------------------------------- band
     def set_band(self, tau_rise: float, tau_decay: float, fs: float, enabled: bool) -> None:

@@ -27,6 +27,7 @@ from .kernelplot import KernelPlot
 from .layout import lay_out
 from .overlays import Overlays
 from .roilist import RoiList
+from . import settings as _settings
 from .source import SourcePicker
 from .spectrum import SpectrumPlot
 from .traceview import TraceView
@@ -34,6 +35,8 @@ from .viewerhooks import ViewerHooks
 
 MAX_ROIS = _ses.MAX_ROIS
 _SESSIONS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+#: session -> the fs it took from a movie file (replaced by the next file's, not a user's)
+_AUTO_FS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def session_of(viewer) -> _ses.TuningSession:
@@ -41,6 +44,9 @@ def session_of(viewer) -> _ses.TuningSession:
     s = _SESSIONS.get(viewer)
     if s is None:
         s = _SESSIONS[viewer] = _ses.TuningSession()
+        baseline = _settings.load().baseline  # the baseline last chosen, in any napari
+        if baseline and baseline != str(s.params.baseline):
+            s.set_params(baseline=baseline, record=False)
     return s
 
 
@@ -82,6 +88,8 @@ class CaTuneTuner(ViewerHooks, QWidget):
         self.status.setWordWrap(True)
         self.overlay_mode = QComboBox()
         self.overlay_mode.addItems(["activity", "fit"])
+        self.prefs = _settings.load()
+        self.overlay_mode.setCurrentText(self.prefs.overlay)
         self.overlay_mode.setToolTip("What the 'CaTune activity' layer paints on the ROIs")
         self.pin_btn = QPushButton("Pin fit")
         self.pin_btn.setCheckable(True)
@@ -95,6 +103,8 @@ class CaTuneTuner(ViewerHooks, QWidget):
         self.truth_btn.setToolTip("Load ground-truth event times (a CSV with columns roi, "
                                   "time_s) and draw them as ticks under the activity")
         lay_out(self)
+        if self.prefs.kernel_mode == "shape":
+            self.controls.kernel_mode.setCurrentIndex(1)
         self.overlays = Overlays(napari_viewer)
         self.actions = Actions(self)
 
@@ -124,6 +134,11 @@ class CaTuneTuner(ViewerHooks, QWidget):
             "the traces could not be read."))
         self.traces.frame_requested.connect(self._goto_frame)
         self.overlay_mode.currentTextChanged.connect(lambda _: self.update_overlay())
+        # what the user chooses is kept for the next tuner (and the next napari)
+        self.overlay_mode.currentTextChanged.connect(self._remember("overlay"))
+        self.controls.kernel_mode.currentIndexChanged.connect(
+            lambda i: self._remember("kernel_mode")("shape" if i == 1 else "tau"))
+        self.controls.baseline.currentTextChanged.connect(self._remember("baseline"))
         self.pin_btn.toggled.connect(lambda on: s.pin() if on else s.unpin())
         self.residual_box.toggled.connect(self.traces.show_residual)
         self.truth_box.toggled.connect(lambda _: self._show_selection(s.selection))
@@ -133,6 +148,14 @@ class CaTuneTuner(ViewerHooks, QWidget):
         self.spectrum.set_band(s.params.tau_rise, s.params.tau_decay, s.params.fs,
                                s.params.filter_enabled)
         self.picker.refresh()
+
+    def _remember(self, key):
+        def store(value):
+            try:
+                setattr(self.prefs, key, value)
+            except ValueError:  # not a value worth keeping
+                pass
+        return store
 
     def sizeHint(self):  # noqa: N802 - Qt API
         return QSize(760, 900)
@@ -242,11 +265,7 @@ class CaTuneTuner(ViewerHooks, QWidget):
         s = self.session
         s.set_source(src)
         if src.fs_hint and src.fs_hint != s.params.fs:
-            try:
-                s.set_params(fs=src.fs_hint, record=False)
-            except ValueError:
-                notifications.show_warning(f"The sampling rate {src.fs_hint} Hz of "
-                                           f"'{src.name}' was refused; set fs by hand.")
+            self._take_fs(src)
         pending, self._pending_sel = self._pending_sel, None
         if pending is not None and pending[1] is None:
             self.select_most_active(pending[0])
@@ -259,6 +278,26 @@ class CaTuneTuner(ViewerHooks, QWidget):
         else:
             self.select_most_active(1)
         self.actions.source_ready(src)
+
+    def _take_fs(self, src) -> None:
+        """The source's sampling rate.  One read from a movie file (a TIFF's metadata)
+        replaces only a rate nobody chose: the default, or one taken from a file."""
+        s = self.session
+        from_file = src.fs_origin is not None
+        if from_file and s.params.fs not in (_ses.DEFAULT_PARAMS["fs"], _AUTO_FS.get(s)):
+            notifications.show_info(
+                f"'{src.name}' records {src.fs_hint:g} Hz in {src.fs_origin}; keeping "
+                f"fs = {s.params.fs:g} Hz as set. Type {src.fs_hint:g} in fs to use it.")
+            return
+        try:
+            s.set_params(fs=src.fs_hint, record=False)
+        except ValueError:
+            notifications.show_warning(f"The sampling rate {src.fs_hint} Hz of "
+                                       f"'{src.name}' was refused; set fs by hand.")
+            return
+        if from_file:
+            _AUTO_FS[s] = s.params.fs
+            notifications.show_info(f"fs = {src.fs_hint:g} Hz, taken from {src.fs_origin}.")
 
     def _source_changed(self, src) -> None:
         self._solve_cost.clear()  # a new source: no warm solve is known to be cheap

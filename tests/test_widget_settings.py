@@ -1,0 +1,159 @@
+"""napari-catune's persisted settings, and the frame rate of a TIFF movie, in a real viewer."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from napari_catune._qt import settings as st
+from napari_catune.params import TuningParams, save_params
+
+from _widgets import (  # noqa: F401 - fixtures
+    FS, notes, open_tuner, recording, setup, viewer_with_recording, wait,
+)
+
+
+# ------------------------------------------------------------ the settings file (no Qt)
+def test_settings_round_trip_and_atomic_write(_catune_settings, monkeypatch):
+    written = []
+    real = st.atomic_write_text
+    monkeypatch.setattr(st, "atomic_write_text", lambda p, t: written.append(p) or real(p, t))
+    a = st.load()
+    assert a.path == _catune_settings
+    assert (a.kernel_mode, a.baseline, a.overlay) == ("tau", None, "activity")
+    a.kernel_mode = "shape"
+    a.baseline = "rolling"
+    a.overlay = "fit"
+    a.set_folder_of("params", _catune_settings.parent / "p.json")
+    assert written and set(written) == {_catune_settings}
+    assert [p.name for p in _catune_settings.parent.iterdir()] == [_catune_settings.name]
+    b = st.load()
+    assert (b.kernel_mode, b.baseline, b.overlay) == ("shape", "rolling", "fit")
+    assert b.folder("params") == str(_catune_settings.parent)
+    assert b.folder("events") == ""
+    with pytest.raises(ValueError, match="kernel_mode"):
+        b.kernel_mode = "sideways"
+
+
+@pytest.mark.parametrize("text", ["{not json", "[1, 2]", '{"kernel_mode": 3}'])
+def test_a_broken_settings_file_is_ignored_with_a_warning(_catune_settings, text):
+    _catune_settings.write_text(text)
+    with pytest.warns(UserWarning, match="napari-catune settings"):
+        s = st.load()
+    assert s.kernel_mode == "tau"
+    s.overlay = "fit"  # the next change rewrites a valid file
+    assert json.loads(_catune_settings.read_text()) == {"overlay": "fit"}
+
+
+def test_settings_live_beside_naparis_own(monkeypatch, tmp_path):
+    from napari.settings import get_settings
+
+    monkeypatch.delenv(st.ENV)
+    cfg = get_settings().config_path
+    if cfg is None:
+        assert st.settings_path() is None
+    else:
+        assert st.settings_path() == cfg.parent / st.FILE_NAME
+
+
+# ------------------------------------------------------------ the tuner keeps them
+def test_choices_survive_a_napari_restart(make_napari_viewer, qtbot, notes, _catune_settings):
+    viewer, _, _ = viewer_with_recording(make_napari_viewer, show=True)
+    w = open_tuner(viewer)
+    wait(qtbot, w)
+    c = w.controls
+    assert not c.shape_mode and w.overlay_mode.currentText() == "activity"
+    c.kernel_mode.setCurrentIndex(1)   # peak / FWHM
+    c.baseline.setCurrentText("rolling")
+    w.overlay_mode.setCurrentText("fit")
+    qtbot.waitUntil(lambda: w.params.baseline == "rolling")
+    saved = json.loads(_catune_settings.read_text())
+    assert saved == {"kernel_mode": "shape", "baseline": "rolling", "overlay": "fit"}
+    viewer.close()
+    # a new napari: a new viewer, a new session
+    viewer2, _, _ = viewer_with_recording(make_napari_viewer, show=True)
+    w2 = open_tuner(viewer2)
+    wait(qtbot, w2)
+    assert w2.controls.shape_mode
+    assert w2.controls.kin_a.label.text().startswith("t_peak")
+    assert w2.overlay_mode.currentText() == "fit"
+    assert w2.params.baseline == "rolling"
+    assert w2.controls.baseline.currentText() == "rolling"
+
+
+def test_file_dialogs_open_in_the_last_folder(setup, qtbot, monkeypatch, tmp_path):
+    from napari_catune._qt import actions
+
+    viewer, w, means, notes = setup
+    seen = []
+    folder = tmp_path / "tuning"
+    folder.mkdir()
+    events = tmp_path / "ephys"
+    events.mkdir()
+    (events / "ev.csv").write_text("roi,time_s\n3,1.0\n")
+
+    def save(parent, title, start, filt):
+        seen.append(("save", start))
+        return str(folder / "mine.json"), filt
+
+    def open_(parent, title, start, filt):
+        seen.append(("open", start))
+        return (str(folder / "mine.json") if "parameters" in title else
+                str(events / "ev.csv")), filt
+
+    monkeypatch.setattr(actions.QFileDialog, "getSaveFileName", save)
+    monkeypatch.setattr(actions.QFileDialog, "getOpenFileName", open_)
+    w.controls.save_btn.click()
+    assert (folder / "mine.json").exists()
+    w.controls.load_btn.click()
+    w.truth_btn.click()
+    w.truth_btn.click()
+    assert seen == [("save", "catune_params.json"), ("open", str(folder)),
+                    ("open", ""), ("open", str(events))]
+    # a new tuner (in another napari) starts there too
+    assert st.load().folder("params") == str(folder)
+
+
+# ------------------------------------------------------------ fs from a TIFF movie
+def _tiff_movie(path, finterval):
+    tifffile = pytest.importorskip("tifffile")
+    movie, labels, means = recording()
+    tifffile.imwrite(path, movie, imagej=True, metadata={"axes": "TYX", "finterval": finterval})
+    return labels, means
+
+
+def _open_tiff(make_napari_viewer, path, labels):
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1500, 950)
+    viewer.open(str(path), plugin="napari")
+    viewer.add_labels(labels, name="rois")
+    assert viewer.layers[path.stem].source.path == str(path)
+    return viewer
+
+
+def test_tiff_frame_rate_is_taken_with_a_note(make_napari_viewer, qtbot, notes, tmp_path):
+    path = tmp_path / "movie.tif"
+    labels, _ = _tiff_movie(path, 0.05)   # 20 Hz
+    viewer = _open_tiff(make_napari_viewer, path, labels)
+    w = open_tuner(viewer)
+    qtbot.waitUntil(lambda: w.session.source is not None, timeout=120_000)
+    wait(qtbot, w)
+    assert w.params.fs == pytest.approx(20.0)
+    assert any("20 Hz" in m and "movie.tif" in m and "TIFF" in m for m in notes["info"]), notes
+
+
+def test_tiff_frame_rate_does_not_override_a_chosen_fs(make_napari_viewer, qtbot, notes,
+                                                       tmp_path):
+    path = tmp_path / "movie.tif"
+    labels, _ = _tiff_movie(path, 0.1)   # 10 Hz
+    viewer = make_napari_viewer(show=True)
+    w = open_tuner(viewer)               # opened first: the user sets fs by hand
+    w.set_params(w.params.replace(fs=15.0))
+    viewer.open(str(path), plugin="napari")
+    viewer.add_labels(labels, name="rois")
+    qtbot.waitUntil(lambda: w.session.source is not None, timeout=120_000)
+    wait(qtbot, w)
+    assert w.params.fs == 15.0
+    assert any("10 Hz" in m and "keeping fs = 15 Hz" in m for m in notes["info"]), notes
