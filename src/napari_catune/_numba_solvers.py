@@ -375,7 +375,7 @@ def _spikes_and_multipliers(y, x, bvec, g1, g2, alpha, beta, active, u, nu):
 
 @njit(cache=_CACHE, nogil=True)
 def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, fws, bws,
-             rel_eps=1e-11):
+             rel_eps=1e-11, warm=False):
     """Exact solve by primal-dual active sets.  Returns (iters, converged).
 
     ``active`` (bool, length T-1) is the starting guess of where s = 0 (a
@@ -407,6 +407,11 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
        iteration whose guess of the active set has settled, the guess is
        tried by block exchanges while they shrink the violators; the first
        guess that passes the KKT test is the exact optimum (crossover).
+       After a warm start (``warm``) it starts from phase 1's last iterate,
+       centred at a small mu, and on kernels decaying over more than
+       ``_EARLY_DECAY`` samples phase 1 hands over as soon as the violators
+       stop halving every two steps (there the exchange ends in a cycle of
+       a few dozen violators that only the interior point resolves).
     3. If the interior point stops making progress (rounding, budget), the
        safe rule of Judice & Pires from the best guess seen: block exchanges
        while the violators fall, else one exchange at a time (finite for
@@ -439,6 +444,10 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
     for k in range(n):
         best_flip[k] = False
     best_bad = n + 1
+    disc = g1 * g1 + 4.0 * g2
+    d_root = 0.5 * (g1 + math.sqrt(disc)) if disc > 0.0 else 0.5 * g1
+    early = (warm and _IPM_WARM > 0.0 and _EARLY_DECAY > 0.0
+             and (d_root >= 1.0 or _EARLY_DECAY * (1.0 - d_root) < 1.0))
     while it < max_iters:
         n_bad, last_bad = _kkt_step(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x,
                                     bvec, u, nu, flip, rel_eps)
@@ -454,6 +463,12 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
                 best_flip[k] = flip[k]
         if _exchange_stalls(hist, it):
             break
+        if (early and n_bad > _EARLY_MIN and it >= 3
+                and 2 * n_bad > hist[(it - 3) % _HIST]):
+            # a warm start on a slow kernel whose violators stopped halving
+            # every two steps: the (warm) interior point is cheaper (fewer
+            # violators: the exchange's tail, which often settles)
+            break
         if n_bad <= 4 and it >= 2 and n_bad >= hist[(it - 2) % _HIST]:
             # a few that the block exchange keeps misplacing: one at a time
             # (Murty's rule)
@@ -467,7 +482,7 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
         # ---- phase 2: interior point + crossover
         it, converged, best_bad, n_ipm = _ipm_crossover(
             y, g1, g2, alpha, beta, mode, mu, active, best, best_flip, best_bad, it, max_iters,
-            gain, gb, x, bvec, u, nu, flip, rel_eps, s_ipm, ipm_ws, bws[3 * n:4 * n])
+            gain, gb, x, bvec, u, nu, flip, rel_eps, s_ipm, ipm_ws, bws[3 * n:4 * n], warm)
     if not converged and it < max_iters:
         # ---- phase 3: the safe rule from the best guess seen
         if best_bad <= n:
@@ -518,6 +533,11 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
                     bvec[t] = b_as[t]
     return it, converged
 
+
+# a warm start's exchange hands over early (violators not halving every two
+# steps) when the kernel decays over more than this many samples (0: never)
+_EARLY_DECAY = 50.0
+_EARLY_MIN = 64
 
 # violator counts remembered by the phase-1 stall test
 _HIST = 8
@@ -846,11 +866,14 @@ _IPM_CORRECTORS = 1
 # after a step shorter than _IPM_SHORT, aim at least _IPM_RECENTRE * mu
 _IPM_SHORT = 0.2
 _IPM_RECENTRE = 0.3
+# interior point started from the exchange's last iterate at mu0 = this *
+# the default start's mu (0: the default start, every w and nu equal)
+_IPM_WARM = 1e-2
 
 
 @njit(cache=_CACHE, nogil=True)
 def _ipm_crossover(y, g1, g2, alpha, beta, mode, mu, active, best, best_flip, best_bad, it,
-                   max_iters, gain, gb, x, bvec, u, nu_kkt, flip, rel_eps, s_ipm, ws, guess):
+                   max_iters, gain, gb, x, bvec, u, nu_kkt, flip, rel_eps, s_ipm, ws, guess, warm):
     """Phase 2 of :func:`pdas_one`: interior point with crossover.
 
     Returns (it, converged, best_bad, n_ipm).  On success ``active``,
@@ -898,10 +921,32 @@ def _ipm_crossover(y, g1, g2, alpha, beta, mode, mu, active, best, best_flip, be
     o += 4 * n
     zero = ws[o:o + T]
     nu0 = max(beta, sc)
-    for k in range(n):
-        w[k] = sc
-        nu[k] = nu0
-        guess[k] = True
+    if warm and _IPM_WARM > 0.0 and it > 0:
+        # warm start from the last exchange step's subspace optimum (spikes u
+        # on its free set, multipliers nu_kkt on its active set), every
+        # product w nu set to one small mu0: a centred point, so the first
+        # steps are not cut short at the boundary
+        mu0 = _IPM_WARM * sc * nu0
+        wf = math.sqrt(mu0 * sc / nu0)
+        nf = mu0 / wf
+        for k in range(n):
+            a = alpha * u[k] if not active[k] else 0.0
+            bn = nu_kkt[k] if active[k] else 0.0
+            if a * nf >= bn * wf:
+                wk = max(a, wf)
+                w[k] = wk
+                nu[k] = mu0 / wk
+                guess[k] = False
+            else:
+                nk = max(bn, nf)
+                nu[k] = nk
+                w[k] = mu0 / nk
+                guess[k] = True
+    else:
+        for k in range(n):
+            w[k] = sc
+            nu[k] = nu0
+            guess[k] = True
     for t in range(T):
         zero[t] = 0.0
     gap_best = math.inf
@@ -1150,7 +1195,7 @@ def pdas_rows(y, init, warm, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iter
         for k in range(n):
             active[k] = init[i, k] <= 0.0 if warm else cold
         it, settled = pdas_one(y[i], g1, g2, alpha, lamG, mode, mu, active, max_iters, s[i],
-                               bvec, pws, bws)
+                               bvec, pws, bws, 1e-11, warm)
         _store_baseline(b, i, bvec)
         iters[i] = it
         tol = kkt_tolerance(y[i], kkt_tol)
