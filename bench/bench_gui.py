@@ -12,7 +12,12 @@ result):
   * opening the tuner on the sample data to its first fit (target <= 1 s)
 and, from the same run, calab's (cold) solve time of the same traces.
 
-    env -u DISPLAY .venv/bin/python bench/bench_gui.py
+    env -u DISPLAY .venv/bin/python bench/bench_gui.py [--breakdown]
+
+--breakdown also prints, per case, the median time line of a move (ms after
+the slider's value change): the request submitted, the solve thread starting
+it, the compiled row blocks running (first start, last end), the solve done,
+the hand-over starting on the GUI thread, the rows holding the data.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import time
 from pathlib import Path
 
 MOVES = 20
+BREAKDOWN = "--breakdown" in sys.argv[1:]
 REAL = Path(__file__).resolve().parents[2] / "shared" / "realgt-dev" / "DS31-GCaMP8m-m-V1.npz"
 
 
@@ -88,6 +94,47 @@ def _real(n):
     return np.stack([d["fluorescence"][i, :T] for i in rows]).astype(np.float64), float(d["fs"])
 
 
+def _instrument(w, marks) -> None:
+    """Note the times of a move's steps in ``marks`` (see --breakdown)."""
+    import threading
+
+    from napari_catune import _numba_solvers as ns
+    from napari_catune import session as ses
+
+    def note(key):
+        marks.setdefault(key, []).append(time.perf_counter())
+
+    def wrap(obj, name, before, after=None):
+        real = getattr(obj, name)
+
+        def f(*a, **k):
+            note(before)
+            try:
+                return real(*a, **k)
+            finally:
+                if after:
+                    note(after)
+        setattr(obj, name, f)
+
+    wrap(ns, "pdas_rows", "blocks start", "blocks end")
+    wrap(ses.SolveRequest, "run", "solve start", "solve done")
+    wrap(w.session, "submit", "submitted")
+    wrap(w.traces, "set_result", "rows set", "rows drawn")
+    real_emit = w._from_thread
+
+    def emit(req):
+        note("handed over" if threading.current_thread() is not threading.main_thread()
+             else "in place")
+        real_emit(req)
+    w._live._done = emit
+    real_accept = w.session.accept
+
+    def accept(req):
+        note("GUI takes it")
+        return real_accept(req)
+    w.session.accept = accept
+
+
 def run() -> None:
     import numpy as np
     import napari
@@ -137,6 +184,10 @@ def run() -> None:
     w._relay.done.disconnect()
     w._relay.done.connect(timed_deliver)
 
+    marks: dict = {}  # event -> list of perf_counter times within the current move
+    if BREAKDOWN:
+        _instrument(w, marks)
+
     def load(traces, fs, name):
         tiles = np.zeros((4, 3 * len(traces) + 1), np.int32)
         for i in range(len(traces)):
@@ -157,12 +208,14 @@ def run() -> None:
         slider = w.controls.kin_b.slider
         positions = [slider.position_of(v) for v in np.geomspace(0.35, 0.7, MOVES)]
         data_ms, paint_ms, solve_ms, busy_ms = [], [], [], []
+        line = []
         for pos in positions:
             loop = QEventLoop()
             w.plots_updated.connect(loop.quit)
             QTimer.singleShot(30_000, loop.quit)
             gen = w.session._gen
             busy["deliver"].clear()
+            marks.clear()
             t0 = time.perf_counter()
             slider.setValue(pos)
             t_event = time.perf_counter() - t0
@@ -174,6 +227,8 @@ def run() -> None:
             t_paint = time.perf_counter() - t0
             if w.session._drawn_gen <= gen:
                 raise TimeoutError("the tuner did not update in time")
+            line.append({k: (min(v) if k != "blocks end" else max(v)) - t0
+                         for k, v in marks.items()})
             data_ms.append(t_data * 1e3)
             paint_ms.append(t_paint * 1e3)
             solve_ms.append(w.last_solve_seconds * 1e3)
@@ -182,6 +237,12 @@ def run() -> None:
             busy_ms.append(max([t_event] + ([] if sync else busy["deliver"])) * 1e3)
             assert len(w.traces.shown[k - 1].data["fit"]) == w.session.source.n_frames
         pump_until(lambda: w.idle)
+        if BREAKDOWN:
+            keys = sorted({k for m in line for k in m}, key=lambda k: np.median(
+                [m[k] for m in line if k in m]))
+            print(f"  {k} ROI(s), median time line of a move (ms):", ", ".join(
+                f"{key} {np.median([m[key] for m in line if key in m]) * 1e3:.1f}"
+                for key in keys), flush=True)
         return (np.median(data_ms), np.median(paint_ms), np.median(solve_ms),
                 float(np.median(busy_ms)), float(np.max(busy_ms)))
 
