@@ -24,6 +24,7 @@ the newest request.
 from __future__ import annotations
 
 import math
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -675,6 +676,8 @@ class LiveSolver:
     """
 
     IDLE_EXIT_S = 2.0
+    #: the interpreter's switch interval while a request runs
+    SWITCH_INTERVAL_S = 0.0005
 
     def __init__(self, done):
         self._done = done
@@ -716,8 +719,13 @@ class LiveSolver:
                     return
                 req, self._pending = self._pending, None
                 self._busy = True
-            req.run()
+            # while the GUI thread paints (Python code holding the GIL), every
+            # return from a compiled, GIL-free stretch of the solve waits up to
+            # the switch interval (5 ms by default) for the GIL: ask for it sooner
+            old = sys.getswitchinterval()
+            sys.setswitchinterval(min(old, self.SWITCH_INTERVAL_S))
             try:
+                req.run()
                 self._done(req)
             except RuntimeError:  # the receiver is gone (widget deleted)
                 with self._cv:
@@ -725,5 +733,6 @@ class LiveSolver:
                     self._thread = None
                 return
             finally:
+                sys.setswitchinterval(old)
                 with self._cv:
                     self._busy = False
