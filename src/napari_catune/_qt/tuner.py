@@ -119,6 +119,14 @@ class CaTuneTuner(ViewerHooks, QWidget):
         self._overlay_timer.setSingleShot(True)
         self._overlay_timer.setInterval(300)
         self._overlay_timer.timeout.connect(self.update_overlay)
+        # the kernel and spectrum plots of new parameters repaint with the rows of
+        # their solve (one repaint, no window flush competing with the solve for
+        # the cores), or after this long at the latest
+        self._plots_due = None
+        self._plots_timer = QTimer(self)
+        self._plots_timer.setSingleShot(True)
+        self._plots_timer.setInterval(100)
+        self._plots_timer.timeout.connect(self._update_kernel_plots)
 
         self._session_slots = [
             (s.source_changed, self._source_changed), (s.selection_changed, self._show_selection),
@@ -224,7 +232,8 @@ class CaTuneTuner(ViewerHooks, QWidget):
         return (not self.picker.builds and self.actions.estimate_worker is None
                 and not self.spectrum.pending
                 and self._live.idle and not self.session.pending and not self.traces.pending
-                and not self._overlay_timer.isActive() and not self.picker._edit_timer.isActive())
+                and not self._overlay_timer.isActive() and not self._plots_timer.isActive()
+                and not self.picker._edit_timer.isActive())
 
     # the actions (files, estimate, apply to all) live in actions.py
     def save_params(self, path) -> bool:
@@ -365,13 +374,23 @@ class CaTuneTuner(ViewerHooks, QWidget):
         self._showing_all = False  # the overlay follows the live selection again
         if self._overlay_timer.isActive():
             self._overlay_timer.start()  # still moving: the canvas repaints once it stops
-        self.kernel.set_kernel(p.tau_rise, p.tau_decay, p.fs)
-        self.spectrum.set_band(p.tau_rise, p.tau_decay, p.fs, p.filter_enabled)
+        self._plots_due = p
         src = self.session.source
+        if src is None or not self.session.selection:
+            self._update_kernel_plots()  # no solve follows
+        elif not self._plots_timer.isActive():
+            self._plots_timer.start()
         if src is not None and self.traces.fs != p.fs and self.session.selection:
             self._show_selection(self.session.selection)  # a new time axis
         if src is not None and src.origin and src.origin[1] in self.viewer.layers:
             src.origin[1].metadata.setdefault("catune", {})["params"] = p.to_dict()
+
+    def _update_kernel_plots(self) -> None:
+        self._plots_timer.stop()
+        p, self._plots_due = self._plots_due, None
+        if p is not None:
+            self.kernel.set_kernel(p.tau_rise, p.tau_decay, p.fs)
+            self.spectrum.set_band(p.tau_rise, p.tau_decay, p.fs, p.filter_enabled)
 
     def _result(self, res) -> None:
         self.traces.set_result(res)
@@ -416,6 +435,8 @@ class CaTuneTuner(ViewerHooks, QWidget):
     def _deliver(self, req) -> None:
         if self._closed:
             return
+        if self._plots_due is not None and req.gen >= self.session._gen:
+            self._update_kernel_plots()  # the newest parameters: with their rows
         if self.status.text().startswith("First use: compiling"):
             self.status.setText("")  # the solver is ready
         if req.init is not None and req.error is None:
