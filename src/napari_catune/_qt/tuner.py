@@ -435,8 +435,6 @@ class CaTuneTuner(ViewerHooks, QWidget):
     def _deliver(self, req) -> None:
         if self._closed:
             return
-        if self._plots_due is not None and req.gen >= self.session._gen:
-            self._update_kernel_plots()  # the newest parameters: with their rows
         if self.status.text().startswith("First use: compiling"):
             self.status.setText("")  # the solver is ready
         if req.init is not None and req.error is None:
@@ -446,6 +444,10 @@ class CaTuneTuner(ViewerHooks, QWidget):
         if req.error is None:
             self.last_solve_seconds = req.elapsed
         src = req.source
-        if src.origin and src.origin[1] not in self.viewer.layers:
-            return  # its layer was removed meanwhile
-        self.session.accept(req)
+        try:
+            if src.origin and src.origin[1] not in self.viewer.layers:
+                return  # its layer was removed meanwhile
+            self.session.accept(req)
+        finally:
+            if self._plots_due is not None and req.gen >= self.session._gen:
+                self._update_kernel_plots()  # the newest parameters: after their rows
