@@ -119,13 +119,12 @@ class CaTuneTuner(ViewerHooks, QWidget):
         self._overlay_timer.setSingleShot(True)
         self._overlay_timer.setInterval(300)
         self._overlay_timer.timeout.connect(self.update_overlay)
-        # the kernel and spectrum plots of new parameters repaint with the rows of
-        # their solve (one repaint, no window flush competing with the solve for
-        # the cores), or after this long at the latest
+        # the kernel and spectrum plots of new parameters repaint just after the
+        # rows of their solve (no paint competing with the solve for the GUI
+        # thread and the cores, none delaying the rows'), or 100 ms on at the latest
         self._plots_due = None
         self._plots_timer = QTimer(self)
         self._plots_timer.setSingleShot(True)
-        self._plots_timer.setInterval(100)
         self._plots_timer.timeout.connect(self._update_kernel_plots)
 
         self._session_slots = [
@@ -379,7 +378,7 @@ class CaTuneTuner(ViewerHooks, QWidget):
         if src is None or not self.session.selection:
             self._update_kernel_plots()  # no solve follows
         elif not self._plots_timer.isActive():
-            self._plots_timer.start()
+            self._plots_timer.start(100)
         if src is not None and self.traces.fs != p.fs and self.session.selection:
             self._show_selection(self.session.selection)  # a new time axis
         if src is not None and src.origin and src.origin[1] in self.viewer.layers:
@@ -450,4 +449,4 @@ class CaTuneTuner(ViewerHooks, QWidget):
             self.session.accept(req)
         finally:
             if self._plots_due is not None and req.gen >= self.session._gen:
-                self._update_kernel_plots()  # the newest parameters: after their rows
+                self._plots_timer.start(20)  # the newest parameters: once their rows painted
