@@ -154,9 +154,8 @@ def _table(name: str, value, n: int | None = None) -> dict[str, np.ndarray] | No
 def _event_columns(events):
     """``detect_events``' table as given: its per-ROI ``unit`` (one value per ROI,
     not per event) is not an event column, so it is left out."""
-    if isinstance(events, dict) and "unit" in events and "roi_id" in events:
-        if np.size(events["unit"]) != np.size(events["roi_id"]):
-            return {k: v for k, v in events.items() if k != "unit"}
+    if isinstance(events, dict) and "unit" in events and "onset_frame" in events:
+        return {k: v for k, v in events.items() if k != "unit"}
     return events
 
 
