@@ -580,3 +580,20 @@ def test_view_recognises_a_minian_folder(make_napari_viewer, tmp_path):
     layers = launch._open_path(viewer, str(tmp_path / "minian"))
     labels = [ly for ly in layers if ly._type_string == "labels"]
     assert labels and "traces" in labels[0].metadata["catune"]
+
+
+def test_low_range_uint16_traces_and_sparse_masks(tmp_path):
+    """Clipped low-range uint16 traces (some exact zeros) stay traces; a sparse mask
+    whose sampled rows hold background only is still a label image."""
+    from napari_catune._reader import read_labels, read_traces
+
+    rng = np.random.default_rng(0)
+    raw = np.clip(rng.normal(300, 100, (200, 3000)), 0, None).astype(np.uint16)
+    assert raw.min() == 0
+    np.save(tmp_path / "raw.npy", raw)
+    assert get_traces_reader(str(tmp_path / "raw.npy")) is read_traces
+    m = np.zeros((512, 512), np.uint16)
+    for k, (y, x) in enumerate([(40, 40), (100, 300), (200, 77), (350, 420), (470, 260)], 1):
+        m[y:y + 6, x:x + 6] = k
+    np.save(tmp_path / "img.npy", m)
+    assert get_traces_reader(str(tmp_path / "img.npy")) is read_labels
