@@ -140,7 +140,7 @@ def test_features_csv_standalone(tmp_path):
         ({"activity": np.array([["a"]])}, "activity must hold real numbers"),
         ({"fit": np.zeros((3, 39))}, "fit has shape \\(3, 39\\), but activity has \\(3, 40\\)"),
         ({"baseline": np.zeros(4)}, "baseline must be \\(n_rois,\\)"),
-        ({"roi_ids": [1, 2]}, "one id per ROI \\(3\\)"),
+        ({"roi_ids": [1, 2]}, "roi_ids must be a list of 3 ids"),
         ({"roi_ids": [-1, 1, 2]}, ">= 0"),  # 0-based ids name rows (CLI inputs)
         ({"roi_ids": [1, 1, 2]}, "unique"),
         ({"roi_ids": [1.5, 2, 3]}, "integers"),
