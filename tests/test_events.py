@@ -65,8 +65,10 @@ def test_events_empty_and_bad_input():
         detect_events(np.zeros((2, 2, 2)), 10)
     with pytest.raises(ValueError, match="roi_ids must hold one label value per ROI"):
         detect_events(np.zeros((2, 10)), 10, roi_ids=[1])
-    with pytest.raises(ValueError, match="roi_ids must be positive"):
-        detect_events(np.zeros((2, 10)), 10, roi_ids=[0, 1])
+    # ids are names: 0-based ids (as a CLI results file may carry) are kept
+    assert detect_events(np.eye(2, 10), 10, roi_ids=[0, 1])["roi_id"].tolist() == [0, 1]
+    with pytest.raises(ValueError, match="roi_ids must be ROI ids >= 0"):
+        detect_events(np.zeros((2, 10)), 10, roi_ids=[-1, 1])
     with pytest.raises(ValueError, match="unique"):
         detect_events(np.zeros((2, 10)), 10, roi_ids=[4, 4])
 
@@ -111,8 +113,8 @@ def test_events_csv_of_a_dataframe_and_errors(tmp_path):
     np.testing.assert_allclose(got[1], [3.0])
     with pytest.raises(ValueError, match="'roi_id' column"):
         save_events_csv(tmp_path / "x.csv", {"row": [0], "onset_s": [1.0]})
-    with pytest.raises(ValueError, match=r"events\['roi_id'\] must be positive"):
-        save_events_csv(tmp_path / "x.csv", {"roi_id": [0], "onset_s": [1.0]})
+    with pytest.raises(ValueError, match=r"events\['roi_id'\] must be ROI ids >= 0"):
+        save_events_csv(tmp_path / "x.csv", {"roi_id": [-2], "onset_s": [1.0]})
     assert not (tmp_path / "x.csv").exists()
 
 

@@ -140,7 +140,7 @@ def test_features_csv_standalone(tmp_path):
         ({"activity": np.array([["a"]])}, "activity must hold real numbers"),
         ({"fit": np.zeros((3, 39))}, "fit has shape \\(3, 39\\), but activity has \\(3, 40\\)"),
         ({"baseline": np.zeros(4)}, "baseline must be \\(n_rois,\\)"),
-        ({"roi_ids": [1, 2]}, "one id per ROI \\(3\\)"),
+        ({"roi_ids": [1, 2]}, "roi_ids must be a list of 3 ids"),
         ({"roi_ids": [-1, 1, 2]}, ">= 0"),  # 0-based ids name rows (CLI inputs)
         ({"roi_ids": [1, 1, 2]}, "unique"),
         ({"roi_ids": [1.5, 2, 3]}, "integers"),
@@ -235,3 +235,12 @@ def test_detect_events_output_is_saved_as_is(tmp_path):
     back = load_results(out)
     np.testing.assert_array_equal(back["events"]["roi_id"], ev["roi_id"])
     assert sorted(set(back["events"]["roi_id"].tolist())) == [1, 7, 40]
+    assert "unit" not in back["events"]
+    # as many events as ROIs: the per-ROI unit must still not become an event column
+    act2 = np.zeros((3, 300))
+    act2[0, 30] = act2[0, 150] = act2[1, 100] = 1.0
+    ev2 = detect_events(act2, 30.0, roi_ids=[7, 1, 40])
+    assert len(ev2["roi_id"]) == 3 == len(ev2["unit"])
+    save_results(out, activity=act2, fit=None, baseline=None, events=ev2, roi_ids=[7, 1, 40],
+                 fs=30.0, params=TuningParams(0.05, 0.5, 30.0, 0.05))
+    assert "unit" not in load_results(out)["events"]

@@ -377,3 +377,20 @@ def test_events_csv_needs_a_file_and_a_source(tmp_path):
     sess.set_source(ses.build_source(_traces(), fs=FS))
     with pytest.raises(ValueError, match="not found"):
         sess.load_events_csv(tmp_path / "missing.csv")
+
+
+def test_only_small_steps_count_as_slider_steps(s):
+    """A warm solve runs in place only after a slider-sized step (the tuner's rule)."""
+    s.select([12, 20])
+    res = s.result
+    queue = []
+    s.submit = queue.append
+    s.set_params(tau_decay=0.5 * 1.05)
+    assert queue[-1].small_step_from(res)
+    s.set_params(tau_decay=0.5 * 1.6)  # a preset or a typed value
+    assert not queue[-1].small_step_from(res)
+    s.set_params(tau_decay=0.5, lam=res.params.lam * 1.05)
+    assert queue[-1].small_step_from(res)
+    s.set_params(baseline="scalar" if res.params.baseline != "scalar" else "none")
+    assert not queue[-1].small_step_from(res)
+    assert not queue[-1].small_step_from(None)

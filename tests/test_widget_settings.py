@@ -37,6 +37,16 @@ def test_settings_round_trip_and_atomic_write(_catune_settings, monkeypatch):
         b.kernel_mode = "sideways"
 
 
+def test_a_folder_in_the_settings_files_place_is_not_an_error(tmp_path, caplog):
+    """Settings are a convenience: an unwritable place is logged, never raised."""
+    (tmp_path / "napari-catune.json").mkdir()
+    a = st.Settings(tmp_path / "napari-catune.json")
+    a.set_folder_of("params", tmp_path / "p.json")  # what a file dialog does
+    a.kernel_mode = "shape"
+    assert (tmp_path / "napari-catune.json").is_dir()
+    assert "not saved" in caplog.text
+
+
 @pytest.mark.parametrize("text", ["{not json", "[1, 2]", '{"kernel_mode": 3}'])
 def test_a_broken_settings_file_is_ignored_with_a_warning(_catune_settings, text):
     _catune_settings.write_text(text)

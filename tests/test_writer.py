@@ -435,3 +435,21 @@ def test_file_menu_save_results_action(make_napari_viewer, tmp_path, monkeypatch
     asked.clear()
     assert save_results_dialog() == []
     assert asked == []
+
+
+def test_results_of_a_zero_based_file_keep_the_files_ids(tmp_path):
+    """A traces file whose ids start at 0 is shown as labels 1..n (0 is the background);
+    what is written for it carries the file's own ids again, as the CLI writes them."""
+    import json
+
+    from napari_catune._reader import read_traces
+    from napari_catune._writer import _roi_ids
+
+    np.save(tmp_path / "z.npy", np.random.default_rng(0).standard_normal((4, 200)))
+    (tmp_path / "z_metadata.json").write_text(json.dumps({"fs": 30.0, "roi_ids": [0, 1, 2, 3]}))
+    [(_, meta, _)] = read_traces(str(tmp_path / "z.npy"))
+    cat = meta["metadata"]["catune"]
+    assert list(cat["roi_ids"]) == [1, 2, 3, 4] and cat["roi_id_shift"] == 1
+    assert _roi_ids(cat, 4).tolist() == [0, 1, 2, 3]
+    cat["results"] = {"roi_ids": np.array([1, 2, 3, 4])}
+    assert _roi_ids(cat, 4).tolist() == [0, 1, 2, 3]

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -287,22 +289,42 @@ def get_h5_movie_reader(path):
 
 
 class _H5Frames:
-    """An HDF5 dataset that opens the file for each read and closes it after.
+    """An HDF5 dataset for Dask: the file is opened on the first read and kept
+    open (with a 64 MB chunk cache, so compressed chunks are not decompressed
+    again for each frame while the movie plays) until this object is garbage
+    collected, i.e. when its layer is gone."""
 
-    Handed to Dask, so no file handle stays open while the layer lives (nor
-    after it is gone); one open per block of ~64 MB of frames is cheap.
-    """
+    CHUNK_CACHE = 64 * 2**20
 
     def __init__(self, path: str, key: str, shape, dtype):
         self.path, self.key = path, key
         self.shape, self.dtype = tuple(shape), np.dtype(dtype)
         self.ndim = len(self.shape)
+        self._file = self._ds = None
+        self._lock = threading.Lock()
+
+    def _dataset(self):
+        # HDF5's chunk cache belongs to the open dataset: keep the dataset, not only the file
+        if self._file is None:
+            import h5py
+
+            self._file = h5py.File(self.path, "r", rdcc_nbytes=self.CHUNK_CACHE)
+            weakref.finalize(self, self._file.close)
+            self._ds = self._file[self.key]
+        return self._ds
 
     def __getitem__(self, index):
-        import h5py
+        with self._lock:
+            return np.asarray(self._dataset()[index])
 
-        with h5py.File(self.path, "r") as f:
-            return np.asarray(f[self.key][index])
+    def __getstate__(self):  # a Dask worker in another process opens its own handle
+        state = self.__dict__.copy()
+        state["_file"], state["_ds"], state["_lock"] = None, None, None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
 
 def _h5_token(path: str, key: str) -> str:
@@ -320,8 +342,9 @@ def read_h5_movie(path):
 
     ``metadata["catune"]["fs"]`` holds the frame rate when the file records it
     (an ``fs``/``frame_rate``/``fr`` attribute); the axes are named t, y, x.
-    The file is opened for each block read and closed after (no handle is
-    kept); the Dask name is unique to the file (path, key, size, mtime).
+    The file is opened on the first read and closed when the layer's data is
+    garbage collected; the Dask name is unique to the file (path, key, size,
+    mtime).
     """
     import dask.array as da
 

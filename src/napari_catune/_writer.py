@@ -122,10 +122,13 @@ def _results(meta, data=None) -> tuple[dict, np.ndarray]:
 
 
 def _roi_ids(cat: dict, n: int) -> np.ndarray:
+    """The ROI ids to write: the file's own ids where the reader shifted them to
+    label values (a traces file whose ids start at 0: see ``roi_id_shift``)."""
+    shift = int(cat.get("roi_id_shift") or 0)
     for ids in ((cat.get("results") or {}).get("roi_ids"), cat.get("roi_ids")):
         if ids is not None and np.size(ids) == n:
-            return np.asarray(ids, dtype=np.int64).ravel()
-    return np.arange(1, n + 1, dtype=np.int64)
+            return np.asarray(ids, dtype=np.int64).ravel() - shift
+    return np.arange(1, n + 1, dtype=np.int64) - shift
 
 
 def _tuning_params(params):

@@ -119,17 +119,10 @@ def load_caiman(path, trace_key: str = "estimates/C", fs_key: str = "params/data
         neither ``fs`` nor ``fs_key`` gives one), ``num_cells``,
         ``num_timepoints``, ``trace_key``.
     """
-    from .loaders import _h5py, _is_none
+    from .loaders import _is_none, open_caiman_h5
 
-    h5py = _h5py()
     p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"CaImAn HDF5 file not found: {p}")
-    try:
-        f = h5py.File(p, "r")
-    except OSError as e:
-        raise ValueError(f"{p} is truncated or not an HDF5 file ({e})") from None
-    with f:
+    with open_caiman_h5(p) as f:
         obj = f.get(trace_key)
         if obj is None or not hasattr(obj, "shape"):
             raise MissingKeyError(

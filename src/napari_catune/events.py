@@ -77,9 +77,8 @@ def _ids(roi_ids, n: int, name: str = "roi_ids") -> np.ndarray:
         if ids.dtype.kind != "f" or not (np.isfinite(ids).all() and (ids == np.round(ids)).all()):
             raise ValueError(f"{name} must be integer label values, got {ids.dtype}")
     ids = ids.astype(np.int64)
-    if n and ids.min() < 1:
-        raise ValueError(f"{name} must be positive label values (0 is the background), got "
-                         f"{int(ids.min())}")
+    if n and ids.min() < 0:
+        raise ValueError(f"{name} must be ROI ids >= 0, got {int(ids.min())}")
     if np.unique(ids).size != n:
         raise ValueError(f"{name} must be unique")
     return ids

@@ -611,6 +611,18 @@ def _h5py():
     return h5py
 
 
+def open_caiman_h5(path):
+    """A CaImAn HDF5 file opened read-only, with clear errors (missing, not HDF5)."""
+    h5py = _h5py()
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"CaImAn HDF5 file not found: {p}")
+    try:
+        return h5py.File(p, "r")
+    except OSError as e:
+        raise ValueError(f"{p} is truncated or not an HDF5 file ({e})") from None
+
+
 def _is_none(value) -> bool:
     # CaImAn stores None as the string "NoneType"
     if isinstance(value, (bytes, str)):
@@ -671,15 +683,8 @@ def load_caiman_data(path, *, trace: str = "C", only_accepted: bool = False,
         Sampling rate in Hz; overrides ``params/data/fr``.
     """
     trace = _caiman_trace_name(trace)
-    h5py = _h5py()
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"CaImAn file {path} not found")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as e:
-        raise ValueError(f"{path} is truncated or not an HDF5 file ({e})") from None
-    with f:
+    with open_caiman_h5(path) as f:
         if "estimates" not in f:
             raise ValueError(
                 f"{path} has no 'estimates' group: not a CaImAn CNMF file "

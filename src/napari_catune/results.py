@@ -84,20 +84,11 @@ def _matrix(name, value, shape=None) -> np.ndarray:
 
 
 def _roi_ids(value, n: int) -> np.ndarray:
-    ids = np.asarray(value).ravel()
-    if ids.size != n:
-        raise ValueError(f"roi_ids must hold one id per ROI ({n}), got {ids.size}")
-    if ids.dtype.kind == "f" and np.all(np.isfinite(ids)) and np.all(ids == np.round(ids)):
-        ids = ids.astype(np.int64)
-    if ids.dtype.kind not in "iu":
-        raise ValueError(f"roi_ids must be integers, got dtype {ids.dtype}")
-    ids = ids.astype(np.int64)
-    if n and ids.min() < 0:
-        # 0-based ids name rows (CLI inputs); a Labels image needs them >= 1 (0 = background)
-        raise ValueError(f"roi_ids must be >= 0, got {ids.min()}")
-    if np.unique(ids).size != n:
-        raise ValueError("roi_ids must be unique")
-    return ids
+    """n unique integer ids >= 0 (0-based ids name rows of CLI inputs); the one
+    validator of :mod:`napari_catune.sources`."""
+    from .sources import as_roi_ids
+
+    return as_roi_ids(np.ravel(np.asarray(value)), n, "results")
 
 
 def _fs(fs) -> float:
@@ -154,9 +145,8 @@ def _table(name: str, value, n: int | None = None) -> dict[str, np.ndarray] | No
 def _event_columns(events):
     """``detect_events``' table as given: its per-ROI ``unit`` (one value per ROI,
     not per event) is not an event column, so it is left out."""
-    if isinstance(events, dict) and "unit" in events and "roi_id" in events:
-        if np.size(events["unit"]) != np.size(events["roi_id"]):
-            return {k: v for k, v in events.items() if k != "unit"}
+    if isinstance(events, dict) and "unit" in events and "onset_frame" in events:
+        return {k: v for k, v in events.items() if k != "unit"}
     return events
 
 

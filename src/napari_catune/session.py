@@ -244,6 +244,21 @@ class SolveRequest:
     #: thread alone, so its CPU time is what the same solve costs in place
     cpu: float = float("nan")
 
+    def small_step_from(self, result) -> bool:
+        """Whether this is a slider step from ``result`` (same ROIs and model, every
+        number within 10 %): its warm solve then costs what the last ones did,
+        where a preset or a typed value may cost a cold solve's time."""
+        if result is None or result.ids != self.ids:
+            return False
+        a, b = result.params, self.params
+        if a.baseline != b.baseline or a.filter_enabled != b.filter_enabled:
+            return False
+        for k in ("tau_rise", "tau_decay", "fs", "lam"):
+            x, y = getattr(a, k), getattr(b, k)
+            if not (x == y or (x > 0 and abs(y / x - 1) <= 0.1)):
+                return False
+        return True
+
     def run(self) -> "SolveRequest":
         t0 = time.perf_counter()
         c0 = time.thread_time()

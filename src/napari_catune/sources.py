@@ -856,10 +856,11 @@ def looks_like_labels(shape, dtype, sample=None, name: str | None = None) -> boo
     Decided from the header (shape, dtype), the file name and, if given, a
     ``sample`` of a few rows (never the whole file): a label image is
     image-like (both sides >= 4 pixels, aspect ratio < 20) whereas traces
-    have far more frames than cells.  Then, given a ``sample`` (a few rows),
-    it must look like masks: 0 = background and long runs of one value along
-    a row or few distinct values (a raw uint16 trace changes every frame);
-    without one, a name like ``*_masks``/``*_labels`` decides.
+    have far more frames than cells.  Given a ``sample`` (a few rows), it
+    must look like masks: 0 = background and long runs of one value along a
+    row (a raw uint16 trace, even a low-range or clipped one, changes from
+    frame to frame), or background only; without one, a name like
+    ``*_masks``/``*_labels`` decides.
     """
     dtype = np.dtype(dtype)
     if len(shape) != 2 or dtype.kind != "u" or dtype.itemsize < 2:
@@ -874,11 +875,12 @@ def looks_like_labels(shape, dtype, sample=None, name: str | None = None) -> boo
     arr = np.asarray(sample)
     if arr.ndim != 2 or arr.size == 0 or arr.min() != 0:
         return False
-    n_vals = np.unique(arr).size
-    if n_vals < 2:
-        return False
+    if arr.max() == 0:
+        return True  # rows of background only (a sparse mask); traces are not all 0
+    # masks: long runs of one value along a row (background, cells); a raw trace,
+    # even a low-range or clipped one, changes from frame to frame
     same = np.count_nonzero(arr[:, 1:] == arr[:, :-1]) / max(1, arr[:, 1:].size)
-    return same >= 0.5 or n_vals <= max(2, arr.size // 16)
+    return same >= 0.5
 
 
 def label_sample(arr, rows: int = 16) -> np.ndarray:

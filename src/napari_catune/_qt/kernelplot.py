@@ -12,6 +12,18 @@ from .. import kernel as _kernel
 from .controls import fmt, landmarks
 
 
+
+def theme_small_plot(widget, pal):
+    """Background, axes and text colour of a small plot (kernel, spectrum) for a
+    napari theme; returns the foreground colour for its curves."""
+    widget.setBackground(pal.background)
+    widget._fg = pal.foreground
+    fg = pg.mkColor(pal.foreground)
+    for a in ("left", "bottom"):
+        widget.plot.getAxis(a).setPen(fg)
+        widget.plot.getAxis(a).setTextPen(fg)
+    return fg
+
 class KernelPlot(pg.GraphicsLayoutWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -58,12 +70,7 @@ class KernelPlot(pg.GraphicsLayoutWidget):
         self.text.setPos(self._tmax, 1.08)
 
     def set_theme(self, pal) -> None:
-        self.setBackground(pal.background)
-        self._fg = pal.foreground
-        fg = pg.mkColor(pal.foreground)
-        for a in ("left", "bottom"):
-            self.plot.getAxis(a).setPen(fg)
-            self.plot.getAxis(a).setTextPen(fg)
+        fg = theme_small_plot(self, pal)
         self.curve.setPen(pg.mkPen(fg, width=2))
         self.fwhm_item.setPen(pg.mkPen(fg, width=2))
         self.tpeak_line.setPen(pg.mkPen(fg, style=Qt.DashLine))

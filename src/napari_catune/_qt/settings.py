@@ -104,7 +104,8 @@ class Settings:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.path, json.dumps(self.data, indent=2, sort_keys=True) + "\n")
-        except OSError as e:  # a read-only config folder: settings are a convenience
+        except (OSError, ValueError) as e:  # read-only folder, a folder in the file's
+            # place: settings are a convenience
             log.warning("napari-catune settings not saved to %s: %s", self.path, e)
 
     def _set(self, key: str, value) -> None:

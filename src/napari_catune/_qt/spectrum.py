@@ -191,12 +191,9 @@ class SpectrumPlot(pg.GraphicsLayoutWidget):
             line.setPen(pg.mkPen(lc, width=1.5, style=Qt.DashLine))
 
     def set_theme(self, pal) -> None:
-        self.setBackground(pal.background)
-        self._fg = pal.foreground
-        fg = pg.mkColor(pal.foreground)
-        for a in ("left", "bottom"):
-            self.plot.getAxis(a).setPen(fg)
-            self.plot.getAxis(a).setTextPen(fg)
+        from .kernelplot import theme_small_plot
+
+        fg = theme_small_plot(self, pal)
         self.sel_curve.setPen(pg.mkPen(fg, width=1.5))
         self.all_curve.setPen(pg.mkPen(pal.muted, width=1.2))
         self._style_band()

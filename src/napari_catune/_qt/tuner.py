@@ -423,7 +423,8 @@ class CaTuneTuner(ViewerHooks, QWidget):
     # ====================================================== live solves
     def _submit(self, req) -> None:
         cost = self._solve_cost.get((len(req.ids), req.source.n_frames), math.inf)
-        if req.init is not None and cost < self.SYNC_SOLVE_S and self._live.idle:
+        if (req.init is not None and cost < self.SYNC_SOLVE_S and self._live.idle
+                and req.small_step_from(self.session.result)):
             self._deliver(req.run())  # no thread hop: repainted with the slider
         else:
             self._live.submit(req)
