@@ -567,12 +567,14 @@ def test_cold_solves_never_run_on_the_gui_thread(setup, qtbot, monkeypatch):
 
     move(0.8)
     assert ran[-1] == (False, True)  # warm, but its cost is not known yet
-    move(0.9)
-    assert ran[-1] == (True, True)  # warm and known to be cheap: in place
+    move(0.84)
+    assert ran[-1] == (True, True)  # a slider step, warm and known to be cheap: in place
+    move(1.3)
+    assert ran[-1] == (False, True)  # a jump (as a preset or typed value): off the GUI
     w.select_rois([next(i for i in ROIS if i not in w.selected_rois)])
     wait(qtbot, w)
     assert ran[-1] == (False, False)  # no warm start for this ROI
-    move(1.0)
+    move(1.35)
     assert ran[-1] == (True, True)
     assert_matches_core(w, means, w.selected_rois)
 
