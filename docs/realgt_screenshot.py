@@ -74,7 +74,7 @@ def main(out: Path) -> None:
     w.traces.set_window(60.0, 90.0)
     w.plots.setCurrentWidget(w.spectrum)
     pump(lambda: w.idle)
-    from napari_catune.cli import _close_toasts
+    from napari_catune._qt.launch import _close_toasts
 
     _close_toasts(viewer)
     for _ in range(20):

@@ -97,3 +97,16 @@ def test_set_values_swaps_lookup_and_values_together(lazy):
         same_old = all(np.array_equal(a, b) for a, b in zip(frames, old_frames))
         same_new = all(np.array_equal(a, b) for a, b in zip(frames, new_frames))
         assert same_old or same_new
+
+
+def test_time_axis_is_named_t_in_the_viewer(make_napari_viewer, qtbot):
+    """A recording with unnamed axes: once the tuner adds its activity layer the
+    viewer's time slider reads "t", not napari's "-3"/"0"."""
+    from _widgets import open_tuner, viewer_with_recording, wait
+
+    viewer, _, _ = viewer_with_recording(make_napari_viewer)
+    assert viewer.dims.axis_labels[0] != "t"  # napari's default numbering
+    w = open_tuner(viewer)
+    wait(qtbot, w)
+    qtbot.waitUntil(lambda: viewer.dims.axis_labels[0] == "t", timeout=120_000)
+    assert len(viewer.dims.axis_labels) == 3

@@ -229,6 +229,7 @@ class Overlays:
                 scale=(time_scale, *scale), translate=(time_translate, *translate),
                 opacity=0.8, metadata={OVERLAY_KEY: True},
             )
+        self._name_time_axis()
         cents = centroids(labels, roi_ids, index)
         ok = np.all(np.isfinite(cents), axis=1)
         feats = {"roi_id": np.asarray(roi_ids)[ok]}
@@ -270,6 +271,15 @@ class Overlays:
             # to the source layer, which crashed vispy once that layer was removed
             self.selection_layer.colormap = copy.deepcopy(src.colormap)
         except Exception:  # noqa: BLE001 - colours are cosmetic; keep the outline
+            pass
+
+    def _name_time_axis(self) -> None:
+        """The activity layer adds a time axis: name it "t" where napari numbers it."""
+        try:
+            labels = list(self.viewer.dims.axis_labels)
+            if len(labels) == 3 and labels[0].lstrip("-").isdigit():
+                self.viewer.dims.axis_labels = ("t", *labels[1:])
+        except Exception:  # noqa: BLE001 - cosmetic
             pass
 
     def set_activity(self, roi_ids, values: np.ndarray, hi: float | None = None) -> None:
