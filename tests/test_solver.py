@@ -325,22 +325,10 @@ def test_thread_count_from_the_environment(monkeypatch):
 
 
 # ------------------------------------------------------ issue 12 regimes
-# (fs, tau_rise, tau_decay, lambda, noise sd, spike rate Hz), as in bench/bench_regimes.py
-REGIMES = {
-    "jGCaMP8f 100 Hz": (100.0, 0.01, 0.15, 0.05, 0.3, 1.0),
-    "GCaMP6f 30 Hz": (30.0, 0.05, 0.5, 0.05, 0.3, 1.0),
-    "GCaMP6s 30 Hz": (30.0, 0.1, 1.5, 0.05, 0.3, 1.0),
-    "GCaMP6s 100 Hz": (100.0, 0.1, 1.5, 0.05, 0.3, 1.0),
-    "calab gcamp6s 30 Hz": (30.0, 0.4, 1.8, 0.05, 0.3, 1.0),
-    "slow 1 kHz": (1000.0, 0.2, 3.0, 0.05, 0.3, 1.0),
-    "low SNR": (30.0, 0.05, 0.5, 0.05, 2.0, 1.0),
-    "dense": (30.0, 0.05, 0.5, 0.05, 0.3, 5.0),
-    "lambda 0": (30.0, 0.05, 0.5, 0.0, 0.3, 1.0),
-    "lambda 1": (30.0, 0.05, 0.5, 1.0, 0.3, 1.0),
-}
+from _regimes import REGIMES  # noqa: E402 - the grid of issue 12
 
 
-@pytest.mark.parametrize("name", [k for k in REGIMES if k != "slow 1 kHz"])
+@pytest.mark.parametrize("name", [k for k in REGIMES if k != "slow-1kHz"])
 def test_every_regime_is_exact_and_kkt_optimal(name):
     from napari_catune.solver import kkt_violation as solver_kkt
 
@@ -367,7 +355,7 @@ def test_slow_kernel_at_1khz_is_reported_honestly():
     from napari_catune.solver import KKT_TOL
     from napari_catune.solver import kkt_violation as solver_kkt
 
-    fs, tr, td, lam, noise, rate = REGIMES["slow 1 kHz"]
+    fs, tr, td, lam, noise, rate = REGIMES["slow-1kHz"]
     T = 1500
     rng = np.random.default_rng(19)
     s = (rng.random((2, T)) < rate / fs) * rng.exponential(1.0, (2, T))
@@ -383,7 +371,7 @@ def test_slow_rise_settles_within_the_active_set_budget():
     # exchanges, so no trace needs the FISTA hand-over (measured 59-141
     # steps at 10,000 frames, 147-171 at 100,000; one exchange per step
     # needed 123-182 and 349-493)
-    fs, tr, td, lam, noise, rate = REGIMES["GCaMP6s 100 Hz"]
+    fs, tr, td, lam, noise, rate = REGIMES["GCaMP6s-100Hz"]
     T = 20_000
     rng = np.random.default_rng(20)
     s = (rng.random((2, T)) < rate / fs) * rng.exponential(1.0, (2, T))

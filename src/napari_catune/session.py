@@ -393,21 +393,17 @@ class TuningSession:
         return p
 
     def undo(self) -> bool:
-        if not self._undo:
-            return False
-        self._redo.append(self._params)
-        p = self._undo.pop()
-        self._last_push = -math.inf
-        self._params = p
-        self.params_changed.emit(p)
-        self.resolve()
-        return True
+        return self._step_history(self._undo, self._redo)
 
     def redo(self) -> bool:
-        if not self._redo:
+        return self._step_history(self._redo, self._undo)
+
+    def _step_history(self, source: list, other: list) -> bool:
+        """Restore the newest parameters of ``source``; the current ones go to ``other``."""
+        if not source:
             return False
-        self._undo.append(self._params)
-        p = self._redo.pop()
+        other.append(self._params)
+        p = source.pop()
         self._last_push = -math.inf
         self._params = p
         self.params_changed.emit(p)
