@@ -53,6 +53,7 @@ def lay_out(t) -> None:
     lay.addWidget(t.picker.box.native)
     lay.addWidget(split, 1)
     lay.addWidget(t.jobs)
+    t.status.setWordWrap(True)
     lay.addWidget(t.status)
     t.setMinimumWidth(560)
     if QGuiApplication.platformName() == "xcb":
