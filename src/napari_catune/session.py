@@ -204,7 +204,10 @@ def _r2(y: np.ndarray, fit: np.ndarray) -> np.ndarray:
 
 @dataclass(eq=False)
 class LiveResult:
-    """The live fit of the selected ROIs (rows follow ``ids``), with read-outs."""
+    """The live fit of the selected ROIs (rows follow ``ids``), with read-outs.
+
+    ``r2`` and ``events_per_min`` are computed when first read (the tuner shows
+    them once a drag pauses: no need to delay every slider step's fit with them)."""
 
     gen: int
     ids: tuple
@@ -216,12 +219,37 @@ class LiveResult:
     converged: np.ndarray
     noise: np.ndarray
     snr: np.ndarray
-    r2: np.ndarray
-    events_per_min: np.ndarray
     elapsed: float = float("nan")
+    _stats: tuple | None = field(default=None, repr=False)
 
     def row(self, rid: int) -> int:
         return self.ids.index(int(rid))
+
+    def _fit_stats(self) -> tuple:
+        """(r2, events per minute), as ``solver.fit_stats`` computes them, on the
+        calling thread alone (never waiting for a solver thread busy with a solve)."""
+        if self._stats is None:
+            from . import _numba_solvers as ns
+
+            y, f, a = (np.ascontiguousarray(v, dtype=np.float64)
+                       for v in (self.trace, self.fit, self.activity))
+            n = y.shape[0]
+            sig = np.ascontiguousarray(np.broadcast_to(
+                np.nan_to_num(np.asarray(self.noise, dtype=np.float64)), (n,)))
+            r2, ev = np.empty(n), np.empty(n)
+            ns.fit_stats_rows(y, f, a, sig, float(self.params.fs), r2, ev)
+            self._stats = (r2, ev)
+        return self._stats
+
+    @property
+    def r2(self) -> np.ndarray:
+        """Variance of each trace explained by its fit (NaN for a constant trace)."""
+        return self._fit_stats()[0]
+
+    @property
+    def events_per_min(self) -> np.ndarray:
+        """Events per minute in each activity (:func:`event_rate`)."""
+        return self._fit_stats()[1]
 
 
 class BandpassCache:
@@ -311,7 +339,7 @@ class SolveRequest:
                 self.gen, self.ids, p, y, fit, act,
                 np.atleast_1d(np.asarray(r.baseline, float)),
                 np.atleast_1d(np.asarray(r.converged, bool)), noise,
-                self.source.snr[rows], *_solver.fit_stats(y, fit, act, p.fs, noise))
+                self.source.snr[rows])
         except Exception as e:  # noqa: BLE001 - reported by whoever accepts it
             self.error = e
         self.elapsed = time.perf_counter() - t0
@@ -768,6 +796,8 @@ class LiveSolver:
             try:
                 req.run()
                 self._done(req)
+                if req.result is not None and self._pending is None:
+                    req.result._fit_stats()  # the read-outs, while the GUI draws the fit
             except RuntimeError:  # the receiver is gone (widget deleted)
                 with self._cv:
                     self._busy = False
