@@ -140,18 +140,26 @@ class Row:
                 self.fit2.setData(*xy, skipFiniteCheck=True)
         y = self.data["raw"][sl] - (fit[sl] if residual else 0.0)
         lo, hi = float(np.min(y)), float(np.max(y))
-        pad = 0.05 * (hi - lo) if hi > lo else max(abs(hi), 1.0) * 0.05
-        self.trace.vb.setYRange(lo - pad, hi + pad, padding=0)
-        self.fit2.setPos(0.0, -(hi - lo + 2 * pad) / max(self.trace.vb.height(), 1.0))  # 1 px
+        # a y-range that holds the data and is at most 20 % too tall stays: a slider
+        # step then does not redraw the axis (~1 ms a row), nor make the rows jitter
+        y0, y1 = self.trace.vb.viewRange()[1]
+        if not (y0 <= lo and hi <= y1 and y1 - y0 <= 1.2 * (hi - lo)):
+            pad = 0.05 * (hi - lo) if hi > lo else max(abs(hi), 1.0) * 0.05
+            y0, y1 = lo - pad, hi + pad
+            self.trace.vb.setYRange(y0, y1, padding=0)
+        self.fit2.setPos(0.0, -(y1 - y0) / max(self.trace.vb.height(), 1.0))  # 1 px lower
         act = self.data.get("activity")
         if act is not None and act.shape[-1] == x.size:
             top = float(np.max(act[sl], initial=0.0))
             top = top * 1.08 if top > 0 else 1.0
+            if self.act_top is not None and top / 1.08 <= self.act_top <= 1.3 * top:
+                top = self.act_top  # holds the activity, not much too tall: kept
             band = 0.4 * top if self.truth_t.size else 0.0
-            self.act.vb.setYRange(-band - 0.02 * top, top, padding=0)
-            if self.truth_t.size and top != self.act_top:
-                y = np.tile([-0.95 * band, -0.1 * band], self.truth_t.size)
-                self.truth.setData(np.repeat(self.truth_t, 2), y)
+            if top != self.act_top:
+                self.act.vb.setYRange(-band - 0.02 * top, top, padding=0)
+                if self.truth_t.size:
+                    y = np.tile([-0.95 * band, -0.1 * band], self.truth_t.size)
+                    self.truth.setData(np.repeat(self.truth_t, 2), y)
             self.act_top = top
         self.dirty = False
 
