@@ -101,6 +101,11 @@ def test_params_validated_once_and_solved(s):
     np.testing.assert_allclose(res.activity, ref.activity, atol=1e-3 * ref.activity.max())
     assert res.ids == (12, 20) and res.r2.shape == (2,) and np.all(res.r2 > 0.5)
     assert np.all(res.events_per_min > 0) and res.converged.all()
+    # the read-outs (computed when first read) are the core's
+    r2, ev = solver_mod.fit_stats(res.trace, res.fit, res.activity, FS, res.noise)
+    np.testing.assert_array_equal(res.r2, r2)
+    np.testing.assert_array_equal(res.events_per_min, ev)
+    np.testing.assert_allclose(res.events_per_min, ses.event_rate(res.activity, FS, res.noise))
     with pytest.raises(ValueError, match="tau_rise"):
         s.set_params(tau_rise=2.0)  # above tau_decay
     assert s.params is p  # kept
