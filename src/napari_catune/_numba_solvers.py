@@ -29,6 +29,8 @@ import math
 import numpy as np
 from numba import njit
 
+from ._numba_local import local_exchange
+
 _CACHE = True
 # the interior point's element-wise passes may reassociate (vectorised sums and
 # maxima); no 'nnan'/'ninf': its NaN guards must stay
@@ -238,6 +240,13 @@ def _drift_linear(q0, q1, q2, w0, w1, wm, inv):
 
 @njit(cache=_CACHE, nogil=True)
 def _subspace_solve(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec):
+    """Optimum of the objective when s = 0 on ``active`` (see
+    :func:`_subspace_core`): fills x and bvec."""
+    _subspace_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, x, False)
+
+
+@njit(cache=_CACHE, nogil=True, inline="always")
+def _subspace_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u, want_u):
     """Optimum of the objective when s = 0 on ``active`` and s is free (any
     sign) elsewhere: fills x (the calcium K s at samples 1..T-1) and bvec
     (the baseline at samples 0..T-1).
@@ -253,9 +262,14 @@ def _subspace_solve(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec)
     and c_k), c_k is eliminated given c_{k-1}: a Schur complement with
     pivot p22 + mu whose updates are harmonic (mu p / (p + mu)), so large mu
     loses nothing.  Its gains ``gb`` recover c_k in the forward pass.
+
+    With ``want_u`` the forward pass also writes the spikes u = M x / alpha
+    on the free set (0 on the active set) and returns max |u|.
     """
     n = y.shape[0] - 1
     drift = mode == 2
+    mu1 = 1.0 + mu
+    den = 1.0
     # value function 1/2 xi' P xi + q' xi of the state after step k
     p00 = 0.0
     p01 = 0.0
@@ -285,6 +299,9 @@ def _subspace_solve(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec)
             p11 = g2 * g2 * a00
             p02 = g1 * a02 + a12
             p12 = g2 * a02
+            # the drift pivot p22 + mu from the previous p22: one addition
+            # fewer on the recursion's critical path
+            den = p22 + mu1
             p22 = a22
             q0 = g1 * l0 + l1
             q1 = g2 * l0
@@ -312,12 +329,24 @@ def _subspace_solve(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec)
             p02 = r12
             p12 = 0.0
             p22 = r22
+            den = r22 + mu
             q0 = s1 - beta * g1
             q1 = -beta * g2
             q2 = s2
         if drift:
-            p00, p01, p11, p02, p12, p22, w0, w1, wm, inv = _drift_quadratic(
-                p00, p01, p11, p02, p12, p22, mu)
+            # _drift_quadratic, with the pivot formed above and the new p22
+            # as (mu p22) / pivot: its chain is one addition, the division
+            # and one multiplication
+            inv = 1.0 / den
+            w0 = p02 * inv
+            w1 = p12 * inv
+            wm = mu * inv
+            p00 = p00 - p02 * w0
+            p01 = p01 - p02 * w1
+            p11 = p11 - p12 * w1
+            p02 = p02 * wm
+            p12 = p12 * wm
+            p22 = (mu * p22) * inv
             q0, q1, q2, w3 = _drift_linear(q0, q1, q2, w0, w1, wm, inv)
             gb[k, 0] = w0
             gb[k, 1] = w1
@@ -330,47 +359,26 @@ def _subspace_solve(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec)
     bvec[0] = b
     xm1 = 0.0
     xm2 = 0.0
+    u_max = 0.0
     for k in range(n):
         if drift:
             b = gb[k, 2] * b - gb[k, 0] * xm1 - gb[k, 1] * xm2 - gb[k, 3]
         bvec[k + 1] = b
         if active[k]:
             xk = g1 * xm1 + g2 * xm2
+            if want_u:
+                u[k] = 0.0
         else:
             xk = -(gain[k, 0] * xm1 + gain[k, 1] * b + gain[k, 2])
+            if want_u:
+                # the spike M x / alpha
+                uk = (xk - g1 * xm1 - g2 * xm2) / alpha
+                u[k] = uk
+                u_max = max(u_max, abs(uk))
         x[k] = xk
         xm2 = xm1
         xm1 = xk
-
-
-@njit(cache=_CACHE, nogil=True)
-def _spikes_and_multipliers(y, x, bvec, g1, g2, alpha, beta, active, u, nu):
-    """u = M x / alpha on the free set (0 on the active set) and the KKT
-    multipliers nu = M^-T (x - y[1:] + b[1:]) + beta; returns (max|u|, max|nu_A|)."""
-    n = x.shape[0]
-    u_max = 0.0
-    for k in range(n):
-        if active[k]:
-            u[k] = 0.0
-        else:
-            v = x[k]
-            if k >= 1:
-                v -= g1 * x[k - 1]
-            if k >= 2:
-                v -= g2 * x[k - 2]
-            u[k] = v / alpha
-            u_max = max(u_max, abs(u[k]))
-    n1 = 0.0
-    n2 = 0.0
-    nu_max = 0.0
-    for j in range(n - 1, -1, -1):
-        v = x[j] - y[j + 1] + bvec[j + 1] + g1 * n1 + g2 * n2
-        n2 = n1
-        n1 = v
-        nu[j] = v + beta
-        if active[j]:
-            nu_max = max(nu_max, abs(nu[j]))
-    return u_max, nu_max
+    return u_max
 
 
 @njit(cache=_CACHE, nogil=True)
@@ -446,11 +454,12 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
     best_bad = n + 1
     disc = g1 * g1 + 4.0 * g2
     d_root = 0.5 * (g1 + math.sqrt(disc)) if disc > 0.0 else 0.5 * g1
+    local = warm and _LOCAL_FRAC > 0
     early = (warm and _IPM_WARM > 0.0 and _EARLY_DECAY > 0.0
              and (d_root >= 1.0 or _EARLY_DECAY * (1.0 - d_root) < 1.0))
     while it < max_iters:
-        n_bad, last_bad = _kkt_step(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x,
-                                    bvec, u, nu, flip, rel_eps)
+        n_bad, last_bad, eps_u, eps_nu = _kkt_core(y, g1, g2, alpha, beta, mode, mu, active, gain,
+                                                   gb, x, bvec, u, nu, flip, rel_eps)
         hist[it % _HIST] = n_bad
         it += 1
         if n_bad == 0:
@@ -473,6 +482,13 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
             # a few that the block exchange keeps misplacing: one at a time
             # (Murty's rule)
             active[last_bad] = not active[last_bad]
+        elif local and n_bad * _LOCAL_FRAC <= n:
+            # the block exchange, settled segment by segment with the
+            # baseline fixed (_numba_local): the next full step then finds
+            # few violators or none.  At most n samples re-solved, not
+            # counted as a step
+            local_exchange(y, bvec, g1, g2, alpha, beta, active, flip, x, u, nu, gain, eps_u,
+                           eps_nu, n, n)
         else:
             for k in range(n):
                 if flip[k]:
@@ -539,6 +555,11 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
 _EARLY_DECAY = 50.0
 _EARLY_MIN = 64
 
+# phase 1 of a warm start settles a block exchange locally
+# (_numba_local.local_exchange) when at most n / _LOCAL_FRAC samples
+# violate (0: never)
+_LOCAL_FRAC = 8
+
 # violator counts remembered by the phase-1 stall test
 _HIST = 8
 
@@ -583,47 +604,85 @@ def _exchange_stalls(hist, it):
 
 @njit(cache=_CACHE, nogil=True)
 def _kkt_step(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u, nu, flip, rel_eps):
+    """One active-set step (:func:`_kkt_core`).  Returns (n_bad, last_bad)."""
+    n_bad, last_bad, _eu, _en = _kkt_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x,
+                                          bvec, u, nu, flip, rel_eps)
+    return n_bad, last_bad
+
+
+@njit(cache=_CACHE, nogil=True, inline="always")
+def _kkt_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u, nu, flip, rel_eps):
     """One active-set step: the subspace optimum for ``active`` (x, bvec)
-    and its KKT violators (flagged in ``flip``).  Returns (n_bad, last_bad).
+    and its KKT violators (flagged in ``flip``).  Returns (n_bad, last_bad,
+    eps_u, eps_nu), the last two the thresholds it applied.
 
     A multiplier counts as negative below -max(rel_eps * max|nu_A|, 4 e),
     with e the largest |nu| on the free set: there nu vanishes in exact
     arithmetic, so e is the rounding error of the recursion that forms nu
     (it grows as the AR roots approach 1, e.g. 1e-8 of max|nu| for a 3 s
     decay at 1 kHz).  Without that floor such a problem can flip one sample
-    back and forth for ever.
+    back and forth for ever.  (The floor applies only when the relative
+    test alone finds a violator.)
+
+    Three passes: the Riccati recursion, its forward pass (which also forms
+    the spikes u), and the multipliers' backward recursion, which flags
+    every candidate (a spike below -rel_eps max|u|, a multiplier below 0);
+    a fourth pass re-reads the flags only when a negative multiplier lies
+    within the final threshold.
     """
     n = y.shape[0] - 1
-    _subspace_solve(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec)
-    u_max, nu_max = _spikes_and_multipliers(y, x, bvec, g1, g2, alpha, beta, active, u, nu)
-    eps_nu = rel_eps * nu_max
+    u_max = _subspace_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u, True)
     eps_u = rel_eps * u_max
+    n1 = 0.0
+    n2 = 0.0
+    nu_max = 0.0
     noise = 0.0
+    near = -math.inf
+    n_bad = 0
+    last_bad = -1
+    for j in range(n - 1, -1, -1):
+        v = x[j] - y[j + 1] + bvec[j + 1] + g1 * n1 + g2 * n2
+        n2 = n1
+        n1 = v
+        nj = v + beta
+        nu[j] = nj
+        if active[j]:
+            nu_max = max(nu_max, abs(nj))
+            bad = nj < 0.0
+            if bad:
+                near = max(near, nj)
+        else:
+            noise = max(noise, abs(nj))
+            bad = u[j] < -eps_u
+        flip[j] = bad
+        if bad:
+            n_bad += 1
+            if last_bad < 0:
+                last_bad = j
+    eps_nu = rel_eps * nu_max
+    if near < -eps_nu and (n_bad == 0 or not 4.0 * noise > eps_nu or near < -4.0 * noise):
+        # every flagged multiplier is below the final threshold
+        if n_bad > 0 and 4.0 * noise > eps_nu:
+            eps_nu = 4.0 * noise
+        return n_bad, last_bad, eps_u, eps_nu
+    # some negative multiplier is within a threshold: the count against the
+    # relative threshold decides whether the rounding floor applies
+    n_rel = 0
+    for k in range(n):
+        if flip[k] and not (active[k] and nu[k] >= -eps_nu):
+            n_rel += 1
+    if 4.0 * noise > eps_nu and n_rel > 0:
+        eps_nu = 4.0 * noise
     n_bad = 0
     last_bad = -1
     for k in range(n):
-        if active[k]:
-            bad = nu[k] < -eps_nu
-        else:
-            noise = max(noise, abs(nu[k]))
-            bad = u[k] < -eps_u
-        flip[k] = bad
-        if bad:
-            n_bad += 1
-            last_bad = k
-    if 4.0 * noise > eps_nu and n_bad > 0:
-        # the rounding floor decides: recount the multipliers against it
-        eps_nu = 4.0 * noise
-        n_bad = 0
-        last_bad = -1
-        for k in range(n):
-            if flip[k]:
-                if active[k] and nu[k] >= -eps_nu:
-                    flip[k] = False
-                else:
-                    n_bad += 1
-                    last_bad = k
-    return n_bad, last_bad
+        if flip[k]:
+            if active[k] and nu[k] >= -eps_nu:
+                flip[k] = False
+            else:
+                n_bad += 1
+                last_bad = k
+    return n_bad, last_bad, eps_u, eps_nu
 
 
 # ------------------------------------------------------- interior point
