@@ -405,7 +405,12 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
 
     1. Block exchange from the given guess: every violator changes side.
        From a good guess (a warm start, a fast kernel) this settles in a few
-       steps.  On ill-conditioned problems (kernels slow relative to fs) a
+       steps.  A warm start settles each exchange locally before the next
+       full step (:func:`._numba_local.local_exchange`: only the segments
+       between untouched free pairs that hold a violator are re-solved,
+       with the baseline fixed; at most n samples, not counted as a step),
+       from the second exchange on, or the first on kernels decaying over
+       more than ``_LOCAL_SLOW`` samples.  On ill-conditioned problems (kernels slow relative to fs) a
        wrong free set gives a wildly oscillating subspace solution and the
        exchange stops shrinking the violators (:func:`_exchange_stalls`).
     2. Then a primal-dual interior-point method (Mehrotra predictor-corrector,
@@ -455,6 +460,9 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
     disc = g1 * g1 + 4.0 * g2
     d_root = 0.5 * (g1 + math.sqrt(disc)) if disc > 0.0 else 0.5 * g1
     local = warm and _LOCAL_FRAC > 0
+    # on fast kernels the first block exchange of a warm start lands nearly
+    # right by itself; on slow ones it overshoots
+    local_from = 1 if d_root >= 1.0 or _LOCAL_SLOW * (1.0 - d_root) < 1.0 else _LOCAL_FROM
     early = (warm and _IPM_WARM > 0.0 and _EARLY_DECAY > 0.0
              and (d_root >= 1.0 or _EARLY_DECAY * (1.0 - d_root) < 1.0))
     while it < max_iters:
@@ -482,7 +490,7 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
             # a few that the block exchange keeps misplacing: one at a time
             # (Murty's rule)
             active[last_bad] = not active[last_bad]
-        elif local and n_bad * _LOCAL_FRAC <= n:
+        elif local and it >= local_from and n_bad * _LOCAL_FRAC <= n:
             # the block exchange, settled segment by segment with the
             # baseline fixed (_numba_local): the next full step then finds
             # few violators or none.  At most n samples re-solved, not
@@ -559,6 +567,11 @@ _EARLY_MIN = 64
 # (_numba_local.local_exchange) when at most n / _LOCAL_FRAC samples
 # violate (0: never)
 _LOCAL_FRAC = 8
+# ... from the first exchange on when the kernel decays over more than
+# _LOCAL_SLOW samples, else from the second (a fast kernel's first block
+# exchange lands nearly right by itself)
+_LOCAL_FROM = 2
+_LOCAL_SLOW = 30.0
 
 # violator counts remembered by the phase-1 stall test
 _HIST = 8
@@ -1265,10 +1278,11 @@ def pdas_rows(y, init, warm, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iter
             v_s, v_b = kkt_one(y[i], s[i], bvec, g1, g2, alpha, lamG, G, mode, mu,
                                tol_ws[0:T], tol_ws[T:2 * T], tol_ws[2 * T:3 * T])
         conv[i] = max(v_s, v_b) <= tol
+        # the fit K s + b = y - r, r the residual kkt_one leaves in tol_ws
         fi = fit[i]
-        forward_conv(s[i], g1, g2, alpha, fi)
+        yi = y[i]
         for t in range(T):
-            fi[t] += bvec[t]
+            fi[t] = yi[t] - tol_ws[t]
     return 0
 
 
