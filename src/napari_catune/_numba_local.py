@@ -14,7 +14,10 @@ value function before such a pair is a constant (P = 0, q = -beta (g1 + g2,
 g2)), and on a free pair nu = 0 exactly.  So after a block exchange only
 the *segments* between the free pairs that contain a flipped sample change:
 each is re-solved on its own (a 2 x 2 recursion with no baseline state,
-O(segment)), and exchanged again until its own KKT signs hold.  The spikes
+O(segment)), and exchanged again until its own KKT signs hold: block
+exchanges first, then (where they cycle, on kernels slow against the frame
+rate) one violator at a time, the one of largest index (Murty's rule,
+finite for this strictly convex problem).  The spikes
 of the pair that closes a segment on the right read the segment's last two
 samples, so they are checked with it (a violator there merges the two
 segments).
@@ -34,8 +37,11 @@ from numba import njit
 
 _CACHE = True
 
-# rounds of exchange within one segment before it is left to the full step
+# block-exchange rounds within one segment
 _SEG_ROUNDS = 8
+# ... then this many rounds that move only the violator of largest index
+# (Murty's rule: the block exchange cycles on kernels slow against fs)
+_SEG_SINGLE = 24
 
 
 @njit(cache=_CACHE, nogil=True, inline="always")
@@ -70,7 +76,8 @@ def _right_edge(active, flip, k, n):
 
 
 @njit(cache=_CACHE, nogil=True)
-def segment_solve(y, bvec, g1, g2, alpha, beta, active, a, e, gain, x, u, nu, eps_u, eps_nu):
+def segment_solve(y, bvec, g1, g2, alpha, beta, active, a, e, gain, x, u, nu, eps_u, eps_nu,
+                  single=False):
     """Subspace optimum on samples [a, e) with the baseline fixed at bvec and
     the segment closed by free pairs (or the trace's ends): x, u (spikes on
     the free set, 0 on A) and nu on [a, e), plus u at the closing pair
@@ -131,18 +138,19 @@ def segment_solve(y, bvec, g1, g2, alpha, beta, active, a, e, gain, x, u, nu, ep
     n_bad = 0
     grow_left = False
     grow_right = False
+    # with ``single`` only the violator of largest index changes side
+    # (Murty's rule: finite for this strictly convex problem)
+    first = -1
     if e < n:
         u[e] = (x[e] - g1 * xm1 - g2 * xm2) / alpha
-        if u[e] < -eps_u:
-            active[e] = True
-            n_bad += 1
-            grow_right = True
-        if e + 1 < n:
-            u[e + 1] = (x[e + 1] - g1 * x[e] - g2 * xm1) / alpha
-            if u[e + 1] < -eps_u:
-                active[e + 1] = True
+        u[e + 1] = (x[e + 1] - g1 * x[e] - g2 * xm1) / alpha
+        for j in (e + 1, e):
+            if u[j] < -eps_u:
                 n_bad += 1
-                grow_right = True
+                if not single or first < 0:
+                    first = j
+                    active[j] = True
+                    grow_right = True
         # nu = 0 on the free pair: M^-T's recursion starts from -beta there
         n1 = -beta
         n2 = -beta
@@ -160,10 +168,12 @@ def segment_solve(y, bvec, g1, g2, alpha, beta, active, a, e, gain, x, u, nu, ep
         else:
             bad = u[j] < -eps_u
         if bad:
-            active[j] = not active[j]
             n_bad += 1
-            if j <= a + 1 and a > 0:
-                grow_left = True
+            if not single or first < 0:
+                first = j
+                active[j] = not active[j]
+                if j <= a + 1 and a > 0:
+                    grow_left = True
     return n_bad, grow_left, grow_right
 
 
@@ -202,11 +212,12 @@ def local_exchange(y, bvec, g1, g2, alpha, beta, active, flip, x, u, nu, gain, e
             if flip[j]:
                 active[j] = not active[j]
         settled = False
-        for _ in range(_SEG_ROUNDS):
+        for rnd in range(_SEG_ROUNDS + _SEG_SINGLE):
             if e - a > max_seg or work + (e - a) > max_work:
                 break
             n_bad, grow_left, grow_right = segment_solve(
-                y, bvec, g1, g2, alpha, beta, active, a, e, gain, x, u, nu, eps_u, eps_nu)
+                y, bvec, g1, g2, alpha, beta, active, a, e, gain, x, u, nu, eps_u, eps_nu,
+                rnd >= _SEG_ROUNDS)
             work += e - a
             if n_bad == 0:
                 settled = True

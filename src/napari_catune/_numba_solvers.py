@@ -560,7 +560,7 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
 
 # a warm start's exchange hands over early (violators not halving every two
 # steps) when the kernel decays over more than this many samples (0: never)
-_EARLY_DECAY = 50.0
+_EARLY_DECAY = 500.0
 _EARLY_MIN = 64
 
 # phase 1 of a warm start settles a block exchange locally
