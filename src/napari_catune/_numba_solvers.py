@@ -1338,6 +1338,8 @@ def kkt_one(y, s, bvec, g1, g2, alpha, lamG, G, mode, mu, work, grad, bbest, bou
     max |(I + mu L) b - (y - K s)|.
     """
     T = y.shape[0]
+    if mode != 2 or bound_b:
+        return _kkt_fused(y, s, bvec, g1, g2, alpha, lamG, G, mode, mu, work, grad)
     forward_conv(s, g1, g2, alpha, work)
     for t in range(T):
         work[t] = y[t] - work[t]
@@ -1375,6 +1377,76 @@ def kkt_one(y, s, bvec, g1, g2, alpha, lamG, G, mode, mu, work, grad, bbest, bou
             v = -g
         if v > v_s:
             v_s = v
+    return v_s / G, v_b
+
+
+@njit(cache=_CACHE, nogil=True)
+def _kkt_fused(y, s, bvec, g1, g2, alpha, lamG, G, mode, mu, work, grad):
+    """:func:`kkt_one` in two passes (the same arithmetic, so the same
+    numbers) where its baseline part needs no smoother: mode 0, mode 1 (the
+    mean) and the drift bound.  The forward pass forms y - K s (and its mean,
+    or the drift bound), the backward pass K' r and the spikes' violation;
+    ``work`` ends holding r = y - K s - b as in kkt_one."""
+    T = y.shape[0]
+    v_b = 0.0
+    acc = 0.0
+    q1 = 0.0
+    q2 = 0.0
+    w = y[0]
+    work[0] = w
+    for t in range(T):
+        if t > 0:
+            q = s[t - 1] + g1 * q1 + g2 * q2
+            w = y[t] - alpha * q
+            work[t] = w
+            q2 = q1
+            q1 = q
+        if mode == 1:
+            acc += w
+        elif mode == 2 and t > 0:
+            # the bound of sample t - 1 (it reads b up to t)
+            tt = t - 1
+            d = 0.0
+            if tt > 0:
+                d += bvec[tt] - bvec[tt - 1]
+            d -= bvec[tt + 1] - bvec[tt]
+            v = abs((bvec[tt] - work[tt]) + mu * d)
+            if v > v_b:
+                v_b = v
+    if mode == 2:
+        tt = T - 1
+        d = 0.0
+        if tt > 0:
+            d += bvec[tt] - bvec[tt - 1]
+        v = abs((bvec[tt] - work[tt]) + mu * d)
+        if v > v_b:
+            v_b = v
+    elif mode == 1:
+        b_best = acc / T
+        for t in range(T):
+            v = abs(b_best - bvec[t])
+            if v > v_b:
+                v_b = v
+    # backward: r = work - b, p = r[j+1] + g1 p[j+1] + g2 p[j+2], grad = alpha p
+    p1 = 0.0
+    p2 = 0.0
+    r_next = work[T - 1] - bvec[T - 1]
+    work[T - 1] = r_next
+    grad[T - 1] = 0.0
+    g = lamG - 0.0
+    v_s = max(0.0, abs(g) if s[T - 1] > 0.0 else -g)
+    for j in range(T - 2, -1, -1):
+        p = r_next + g1 * p1 + g2 * p2
+        gr = alpha * p
+        grad[j] = gr
+        p2 = p1
+        p1 = p
+        g = lamG - gr
+        v = abs(g) if s[j] > 0.0 else -g
+        if v > v_s:
+            v_s = v
+        r_next = work[j] - bvec[j]
+        work[j] = r_next
     return v_s / G, v_b
 
 
