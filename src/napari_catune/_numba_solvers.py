@@ -462,7 +462,9 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
     local = warm and _LOCAL_FRAC > 0
     # on fast kernels the first block exchange of a warm start lands nearly
     # right by itself; on slow ones it overshoots
-    local_from = 1 if d_root >= 1.0 or _LOCAL_SLOW * (1.0 - d_root) < 1.0 else _LOCAL_FROM
+    slow = d_root >= 1.0 or _LOCAL_SLOW * (1.0 - d_root) < 1.0
+    local_from = 1 if slow else _LOCAL_FROM
+    local_frac = _LOCAL_FRAC if (slow or mode == 2) else _LOCAL_FRAC_S
     early = (warm and _IPM_WARM > 0.0 and _EARLY_DECAY > 0.0
              and (d_root >= 1.0 or _EARLY_DECAY * (1.0 - d_root) < 1.0))
     while it < max_iters:
@@ -490,7 +492,7 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
             # a few that the block exchange keeps misplacing: one at a time
             # (Murty's rule)
             active[last_bad] = not active[last_bad]
-        elif local and it >= local_from and n_bad * _LOCAL_FRAC <= n:
+        elif local and it >= local_from and n_bad * local_frac <= n:
             # the block exchange, settled segment by segment with the
             # baseline fixed (_numba_local): the next full step then finds
             # few violators or none.  At most n samples re-solved, not
@@ -567,6 +569,9 @@ _EARLY_MIN = 64
 # (_numba_local.local_exchange) when at most n / _LOCAL_FRAC samples
 # violate (0: never)
 _LOCAL_FRAC = 8
+# ... n / _LOCAL_FRAC_S without the drift baseline on fast kernels (there a
+# full step costs little more than settling many segments)
+_LOCAL_FRAC_S = 64
 # ... from the first exchange on when the kernel decays over more than
 # _LOCAL_SLOW samples, else from the second (a fast kernel's first block
 # exchange lands nearly right by itself)
