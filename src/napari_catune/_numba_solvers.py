@@ -410,7 +410,7 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
        between untouched free pairs that hold a violator are re-solved,
        with the baseline fixed; at most n samples, not counted as a step),
        from the second exchange on, or the first on kernels decaying over
-       more than ``_LOCAL_SLOW`` samples.  On ill-conditioned problems (kernels slow relative to fs) a
+       more than ``_LOCAL_SLOW`` samples (not beyond ``_EARLY_DECAY``).  On ill-conditioned problems (kernels slow relative to fs) a
        wrong free set gives a wildly oscillating subspace solution and the
        exchange stops shrinking the violators (:func:`_exchange_stalls`).
     2. Then a primal-dual interior-point method (Mehrotra predictor-corrector,
@@ -467,6 +467,11 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
     local_frac = _LOCAL_FRAC if (slow or mode == 2) else _LOCAL_FRAC_S
     early = (warm and _IPM_WARM > 0.0 and _EARLY_DECAY > 0.0
              and (d_root >= 1.0 or _EARLY_DECAY * (1.0 - d_root) < 1.0))
+    if early:
+        # a kernel decaying over more than _EARLY_DECAY samples: segments
+        # span thousands of samples and a large move ends in the interior
+        # point anyway (measured: no gain, worst move slower)
+        local = False
     while it < max_iters:
         n_bad, last_bad, eps_u, eps_nu = _kkt_core(y, g1, g2, alpha, beta, mode, mu, active, gain,
                                                    gb, x, bvec, u, nu, flip, rel_eps)
