@@ -179,13 +179,16 @@ def segment_solve(y, bvec, g1, g2, alpha, beta, active, a, e, gain, x, u, nu, ep
 
 @njit(cache=_CACHE, nogil=True)
 def local_exchange(y, bvec, g1, g2, alpha, beta, active, flip, x, u, nu, gain, eps_u, eps_nu,
-                   max_seg, max_work):
+                   max_seg, max_work, n_block=_SEG_ROUNDS, n_single=_SEG_SINGLE):
     """Apply the block exchange flagged in ``flip`` (after a full step of
     :func:`_numba_solvers._kkt_core`, whose x, u, nu, bvec and thresholds
     eps_u, eps_nu are given), then settle each segment that changed with
     the baseline fixed (module docstring).  A segment longer than
     ``max_seg`` is left to the next full step, as is everything once
-    ``max_work`` samples have been solved.  ``active`` is updated in place;
+    ``max_work`` samples have been solved.  Per segment ``n_block`` block
+    rounds, then ``n_single`` rounds of Murty's rule (the caller passes 0
+    and more single rounds when the last call left a segment in a cycle:
+    the same start gives the same cycle).  ``active`` is updated in place;
     x, u, nu hold the local solutions (the next full step recomputes them).
     Returns (samples solved, segments left unsettled).
     """
@@ -212,12 +215,12 @@ def local_exchange(y, bvec, g1, g2, alpha, beta, active, flip, x, u, nu, gain, e
             if flip[j]:
                 active[j] = not active[j]
         settled = False
-        for rnd in range(_SEG_ROUNDS + _SEG_SINGLE):
+        for rnd in range(n_block + n_single):
             if e - a > max_seg or work + (e - a) > max_work:
                 break
             n_bad, grow_left, grow_right = segment_solve(
                 y, bvec, g1, g2, alpha, beta, active, a, e, gain, x, u, nu, eps_u, eps_nu,
-                rnd >= _SEG_ROUNDS)
+                rnd >= n_block)
             work += e - a
             if n_bad == 0:
                 settled = True

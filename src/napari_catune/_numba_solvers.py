@@ -500,10 +500,16 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
         elif local and it >= local_from and n_bad * local_frac <= n:
             # the block exchange, settled segment by segment with the
             # baseline fixed (_numba_local): the next full step then finds
-            # few violators or none.  At most n samples re-solved, not
-            # counted as a step
-            local_exchange(y, bvec, g1, g2, alpha, beta, active, flip, x, u, nu, gain, eps_u,
-                           eps_nu, n, n)
+            # few violators or none.  At most _LOCAL_WORK n samples
+            # re-solved, not counted as a step.  No fewer violators than two
+            # steps ago: a segment is stuck in a cycle of block exchanges
+            # (the same start repeats it), so Murty's rule only
+            if it >= 3 and n_bad >= hist[(it - 3) % _HIST]:
+                local_exchange(y, bvec, g1, g2, alpha, beta, active, flip, x, u, nu, gain,
+                               eps_u, eps_nu, n, _LOCAL_WORK * n, 0, _LOCAL_CYCLE)
+            else:
+                local_exchange(y, bvec, g1, g2, alpha, beta, active, flip, x, u, nu, gain,
+                               eps_u, eps_nu, n, _LOCAL_WORK * n)
         else:
             for k in range(n):
                 if flip[k]:
@@ -582,6 +588,11 @@ _LOCAL_FRAC_S = 64
 # exchange lands nearly right by itself)
 _LOCAL_FROM = 2
 _LOCAL_SLOW = 30.0
+# ... re-solving at most _LOCAL_WORK n samples per exchange
+_LOCAL_WORK = 2
+# ... and with Murty's rule only, this many rounds per segment, when the
+# violators did not fall over two steps
+_LOCAL_CYCLE = 64
 
 # violator counts remembered by the phase-1 stall test
 _HIST = 8
