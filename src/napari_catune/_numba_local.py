@@ -41,7 +41,7 @@ _CACHE = True
 _SEG_ROUNDS = 8
 # ... then this many rounds that move only the violator of largest index
 # (Murty's rule: the block exchange cycles on kernels slow against fs)
-_SEG_SINGLE = 24
+_SEG_SINGLE = 8
 
 
 @njit(cache=_CACHE, nogil=True, inline="always")

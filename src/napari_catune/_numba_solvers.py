@@ -472,6 +472,7 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
         # span thousands of samples and a large move ends in the interior
         # point anyway (measured: no gain, worst move slower)
         local = False
+    cycle_last = False
     while it < max_iters:
         n_bad, last_bad, eps_u, eps_nu = _kkt_core(y, g1, g2, alpha, beta, mode, mu, active, gain,
                                                    gb, x, bvec, u, nu, flip, rel_eps)
@@ -485,8 +486,17 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
             for k in range(n):
                 best[k] = active[k]
                 best_flip[k] = flip[k]
+        use_local = local and it >= local_from and n_bad * local_frac <= n
+        # no fewer violators than a step ago: with the localized exchange a
+        # segment is stuck in a cycle of block exchanges (the same start
+        # repeats it), so Murty's rule only there
+        cycle = use_local and it >= 3 and n_bad >= hist[(it - 2) % _HIST]
         if _exchange_stalls(hist, it):
-            break
+            if not use_local or cycle_last or it >= 30:
+                break
+            # a stall of the localized exchange: Murty's rule in its
+            # segments first (the test is tuned on plain block exchanges)
+            cycle = True
         if (early and n_bad > _EARLY_MIN and it >= 3
                 and 2 * n_bad > hist[(it - 3) % _HIST]):
             # a warm start on a slow kernel whose violators stopped halving
@@ -497,19 +507,18 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
             # a few that the block exchange keeps misplacing: one at a time
             # (Murty's rule)
             active[last_bad] = not active[last_bad]
-        elif local and it >= local_from and n_bad * local_frac <= n:
+        elif use_local:
             # the block exchange, settled segment by segment with the
             # baseline fixed (_numba_local): the next full step then finds
             # few violators or none.  At most _LOCAL_WORK n samples
-            # re-solved, not counted as a step.  No fewer violators than two
-            # steps ago: a segment is stuck in a cycle of block exchanges
-            # (the same start repeats it), so Murty's rule only
-            if it >= 3 and n_bad >= hist[(it - 3) % _HIST]:
+            # re-solved, not counted as a step
+            if cycle:
                 local_exchange(y, bvec, g1, g2, alpha, beta, active, flip, x, u, nu, gain,
                                eps_u, eps_nu, n, _LOCAL_WORK * n, 0, _LOCAL_CYCLE)
             else:
                 local_exchange(y, bvec, g1, g2, alpha, beta, active, flip, x, u, nu, gain,
                                eps_u, eps_nu, n, _LOCAL_WORK * n)
+            cycle_last = cycle
         else:
             for k in range(n):
                 if flip[k]:
@@ -589,9 +598,9 @@ _LOCAL_FRAC_S = 64
 _LOCAL_FROM = 2
 _LOCAL_SLOW = 30.0
 # ... re-solving at most _LOCAL_WORK n samples per exchange
-_LOCAL_WORK = 2
+_LOCAL_WORK = 4
 # ... and with Murty's rule only, this many rounds per segment, when the
-# violators did not fall over two steps
+# violators did not fall over the last step
 _LOCAL_CYCLE = 64
 
 # violator counts remembered by the phase-1 stall test
