@@ -135,3 +135,53 @@ def test_warm_start_after_any_slider_move_is_the_cold_optimum(name, baseline):
             fw = nc.objective(y, warm.activity, warm.baseline, *args, drift_scale=ds)
             fc = nc.objective(y, cold.activity, cold.baseline, *args, drift_scale=ds)
         np.testing.assert_allclose(fw, fc, rtol=1e-9, err_msg=mv)
+
+
+@pytest.mark.parametrize("mode", [1, 2])
+def test_murty_rounds_settle_a_segment_the_block_rounds_leave_cycling(mode):
+    """A large move on a slow kernel: the block rounds leave segments
+    unsettled; Murty's rule alone (as pdas_one calls it when the violators
+    stop falling) is finite and settles every segment for the fixed
+    baseline."""
+    name = "GCaMP6s-100Hz"
+    fs, tr, td, lam, *_ = REGIMES[name]
+    y = traces(name, 1, 5000, seed=2)[0]
+    base = nc.run_deconvolution_full(y, fs, tr, td, lam, baseline=("scalar", "drift")[mode - 1])
+    m = S._model_checked(fs, tr, td * 1.5, lam)
+    mu = drift_mu(None, fs, td * 1.5) if mode == 2 else 0.0
+    n = y.size - 1
+    active = base.activity[:n] <= 0
+    n_bad, eps_u, eps_nu, gain, x, bvec, u, nu, flip = _full_step(y, m, mode, mu, active)
+    _work, left = nl.local_exchange(y, bvec, m.g1, m.g2, m.alpha, m.lamG / m.alpha,
+                                    active.copy(), flip.copy(), x.copy(), u.copy(), nu.copy(),
+                                    gain.copy(), eps_u, eps_nu, n, n, 8, 0)
+    assert left > 0  # block rounds alone leave some
+    work, left = nl.local_exchange(y, bvec, m.g1, m.g2, m.alpha, m.lamG / m.alpha, active, flip,
+                                   x, u, nu, gain, eps_u, eps_nu, n, 10_000 * n, 0, 100_000)
+    assert left == 0
+    check = _full_step(y - bvec, m, 0, 0.0, active.copy())
+    assert check[0] == 0
+    np.testing.assert_allclose(x, check[4], rtol=0, atol=1e-9 * np.abs(x).max())
+
+
+@pytest.mark.parametrize("name", ["GCaMP6s-100Hz", "calab-gcamp6s-30Hz"])
+@pytest.mark.parametrize("baseline", ["scalar", "drift"])
+def test_large_moves_on_slow_kernels_take_few_full_steps(name, baseline):
+    """Issue 12: a large slider move on a slow kernel (20,000 frames) is
+    re-solved warm in a few full steps (counted, not timed): the localized
+    exchange breaks its segments' cycles with Murty's rule instead of
+    stalling into the interior point (main before this: 10.5-13.5 steps
+    on average, up to 26)."""
+    fs, tr, td, lam, *_ = REGIMES[name]
+    y = traces(name, 3, 20_000, seed=3)
+    prev = nc.run_deconvolution_full(y, fs, tr, td, lam, baseline=baseline)
+    steps = []
+    for mv in ("td+50%", "td-50%", "tr+20%", "lam*2", "lam/2"):
+        key, f = MOVES[mv]
+        p = {"fs": fs, "tr": tr, "td": td, "lam": lam}
+        p[key] *= f
+        warm = nc.run_deconvolution_full(y, p["fs"], p["tr"], p["td"], p["lam"],
+                                         init=prev.activity, baseline=baseline)
+        assert warm.converged.all(), mv
+        steps += list(warm.iterations)
+    assert max(steps) <= 24 and np.mean(steps) <= 9.5, (max(steps), np.mean(steps))
