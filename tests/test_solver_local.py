@@ -63,7 +63,7 @@ def test_a_segment_between_free_pairs_is_solved_exactly_on_its_own():
     u2[a:e + 2] = -7.0
     nu2[a:e] = -7.0
     act = active.copy()
-    n_bad, _gl, _gr = nl.segment_solve(y, b, m.g1, m.g2, m.alpha, m.lamG / m.alpha, act, a, e,
+    n_bad, _gl, _gr, _lo = nl.segment_solve(y, b, m.g1, m.g2, m.alpha, m.lamG / m.alpha, act, a, e,
                                        gain.copy(), x2, u2, nu2, np.inf, np.inf)
     assert n_bad == 0 and (act == active).all()
     scale = np.abs(x).max()

@@ -83,7 +83,8 @@ def segment_solve(y, bvec, g1, g2, alpha, beta, active, a, e, gain, x, u, nu, ep
     the free set, 0 on A) and nu on [a, e), plus u at the closing pair
     (e, e+1), which reads x_{e-1}, x_{e-2}.  Every violator there (below
     -eps_u, -eps_nu) changes side in ``active`` as it is found.  Returns
-    (violators, whether the opening pair / the closing pair changed).
+    (violators, whether the opening pair / the closing pair changed, the
+    smallest index that changed side or e + 2).
     ``gain`` (n, 3): scratch."""
     n = x.shape[0]
     p00 = 0.0
@@ -141,6 +142,8 @@ def segment_solve(y, bvec, g1, g2, alpha, beta, active, a, e, gain, x, u, nu, ep
     # with ``single`` only the violator of largest index changes side
     # (Murty's rule: finite for this strictly convex problem)
     first = -1
+    # the smallest index that changed side
+    lo = e + 2
     if e < n:
         u[e] = (x[e] - g1 * xm1 - g2 * xm2) / alpha
         u[e + 1] = (x[e + 1] - g1 * x[e] - g2 * xm1) / alpha
@@ -151,6 +154,7 @@ def segment_solve(y, bvec, g1, g2, alpha, beta, active, a, e, gain, x, u, nu, ep
                     first = j
                     active[j] = True
                     grow_right = True
+                    lo = j
         # nu = 0 on the free pair: M^-T's recursion starts from -beta there
         n1 = -beta
         n2 = -beta
@@ -172,14 +176,15 @@ def segment_solve(y, bvec, g1, g2, alpha, beta, active, a, e, gain, x, u, nu, ep
             if not single or first < 0:
                 first = j
                 active[j] = not active[j]
+                lo = j
                 if j <= a + 1 and a > 0:
                     grow_left = True
-    return n_bad, grow_left, grow_right
+    return n_bad, grow_left, grow_right, lo
 
 
 @njit(cache=_CACHE, nogil=True)
 def local_exchange(y, bvec, g1, g2, alpha, beta, active, flip, x, u, nu, gain, eps_u, eps_nu,
-                   max_seg, max_work, n_block=_SEG_ROUNDS, n_single=_SEG_SINGLE):
+                   max_seg, max_work, n_block=_SEG_ROUNDS, n_single=_SEG_SINGLE, window=0):
     """Apply the block exchange flagged in ``flip`` (after a full step of
     :func:`_numba_solvers._kkt_core`, whose x, u, nu, bvec and thresholds
     eps_u, eps_nu are given), then settle each segment that changed with
@@ -215,18 +220,27 @@ def local_exchange(y, bvec, g1, g2, alpha, beta, active, flip, x, u, nu, gain, e
             if flip[j]:
                 active[j] = not active[j]
         settled = False
+        lo = a
         for rnd in range(n_block + n_single):
             if e - a > max_seg or work + (e - a) > max_work:
                 break
-            n_bad, grow_left, grow_right = segment_solve(
-                y, bvec, g1, g2, alpha, beta, active, a, e, gain, x, u, nu, eps_u, eps_nu,
+            # with ``window``, a round after the first re-solves only from
+            # ``window`` samples before the smallest index the last one
+            # changed, with x fixed before that (a block-coordinate step:
+            # a guess for the next full step, exact only with window 0)
+            wa = a
+            if window > 0 and lo - window > a:
+                wa = lo - window
+            n_bad, grow_left, grow_right, lo = segment_solve(
+                y, bvec, g1, g2, alpha, beta, active, wa, e, gain, x, u, nu, eps_u, eps_nu,
                 rnd >= n_block)
-            work += e - a
+            work += e - wa
             if n_bad == 0:
                 settled = True
                 break
-            if grow_left:
+            if grow_left and wa == a:
                 a = _left_edge(active, flip, a, n)
+                lo = a
             if grow_right:
                 e_new = _right_edge(active, flip, e + 1, n)
                 for j in range(e + 2, e_new):

@@ -29,7 +29,7 @@ import math
 import numpy as np
 from numba import njit
 
-from ._numba_local import local_exchange
+from ._numba_local import _SEG_ROUNDS, _SEG_SINGLE, local_exchange
 
 _CACHE = True
 # the interior point's element-wise passes may reassociate (vectorised sums and
@@ -465,6 +465,11 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
     slow = d_root >= 1.0 or _LOCAL_SLOW * (1.0 - d_root) < 1.0
     local_from = 1 if slow else _LOCAL_FROM
     local_frac = _LOCAL_FRAC if (slow or mode == 2) else _LOCAL_FRAC_S
+    # rounds after a segment's first re-solve only this far left of what
+    # changed (_numba_local.local_exchange): _LOCAL_WINDOW decay lengths
+    window = 0
+    if _LOCAL_WINDOW > 0.0 and d_root < 1.0:
+        window = int(_LOCAL_WINDOW / (1.0 - d_root)) + 2
     early = (warm and _IPM_WARM > 0.0 and _EARLY_DECAY > 0.0
              and (d_root >= 1.0 or _EARLY_DECAY * (1.0 - d_root) < 1.0))
     if early:
@@ -514,10 +519,11 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
             # re-solved, not counted as a step
             if cycle:
                 local_exchange(y, bvec, g1, g2, alpha, beta, active, flip, x, u, nu, gain,
-                               eps_u, eps_nu, n, _LOCAL_WORK * n, 0, _LOCAL_CYCLE)
+                               eps_u, eps_nu, n, _LOCAL_WORK * n, 0, _LOCAL_CYCLE, window)
             else:
                 local_exchange(y, bvec, g1, g2, alpha, beta, active, flip, x, u, nu, gain,
-                               eps_u, eps_nu, n, _LOCAL_WORK * n)
+                               eps_u, eps_nu, n, _LOCAL_WORK * n, _SEG_ROUNDS, _SEG_SINGLE,
+                               window)
             cycle_last = cycle
         else:
             for k in range(n):
@@ -602,6 +608,9 @@ _LOCAL_WORK = 4
 # ... and with Murty's rule only, this many rounds per segment, when the
 # violators did not fall over the last step
 _LOCAL_CYCLE = 64
+# ... a round after a segment's first re-solving only from this many decay
+# lengths before the first sample it changed (0: the whole segment)
+_LOCAL_WINDOW = 4.0
 
 # violator counts remembered by the phase-1 stall test
 _HIST = 8
