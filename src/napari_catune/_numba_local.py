@@ -22,8 +22,14 @@ of the pair that closes a segment on the right read the segment's last two
 samples, so they are checked with it (a violator there merges the two
 segments).
 
-This is exact for the problem with b fixed at the last full step's
-baseline.  The full step that follows re-optimises b (the scalar offset, or
+When the violator count stops falling (a segment's block rounds cycle,
+and the same start repeats the cycle), the caller asks for Murty's rule
+alone.  A round after a segment's first may re-solve only from a window
+before the first sample the previous round changed, with x fixed to its
+left (a block-coordinate step, cheaper on long segments of slow kernels).
+
+With the window off this is exact for the problem with b fixed at the last
+full step's baseline.  The full step that follows re-optimises b (the scalar offset, or
 the drift) jointly, and only its KKT check decides convergence: the local
 settling is a better guess for that step, never an answer.  After a small
 slider move a full step's violators sit in a few hundred short segments, so

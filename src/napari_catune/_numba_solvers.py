@@ -408,7 +408,8 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
        steps.  A warm start settles each exchange locally before the next
        full step (:func:`._numba_local.local_exchange`: only the segments
        between untouched free pairs that hold a violator are re-solved,
-       with the baseline fixed; at most n samples, not counted as a step),
+       with the baseline fixed; at most 4n samples, not counted as a step;
+       by Murty's rule alone once the violators stop falling),
        from the second exchange on, or the first on kernels decaying over
        more than ``_LOCAL_SLOW`` samples (not beyond ``_EARLY_DECAY``).  On ill-conditioned problems (kernels slow relative to fs) a
        wrong free set gives a wildly oscillating subspace solution and the
