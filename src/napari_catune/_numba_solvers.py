@@ -685,6 +685,7 @@ def _newton_solve(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, v, refactor):
     q1 = 0.0
     q2 = 0.0
     g1sq = g1 * g1
+    inv_d = 0.0
     for k in range(n - 1, -1, -1):
         yk = y[k + 1]
         l0 = q0 - yk
@@ -698,7 +699,14 @@ def _newton_solve(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, v, refactor):
             a02 = p02 + 1.0
             # the division starts as soon as p00 is known; every new p is
             # one multiply(-add) with inv of terms formed meanwhile
-            inv = 1.0 / (p00 + (1.0 + Dk))
+            s00 = p00 + (1.0 + Dk)
+            inv = 1.0 / s00
+            if drift:
+                # the drift pivot 1 / (p22_new + mu) = s00 / det of the 2x2
+                # block of (x_k, c): a second division that runs alongside
+                # the first instead of after it (det >= a00 mu + D (a22 + mu):
+                # a02^2 <= a00 a22, so the difference does not cancel)
+                inv_d = s00 / (s00 * (p22 + (1.0 + mu)) - a02 * a02)
             e00 = Dk * (g1 * (2.0 * a01) + g1sq * a00) - a01 * a01
             e01 = (g2 * Dk) * (g1 * a00 + a01)
             e11 = (g2 * g2 * Dk) * a00
@@ -733,8 +741,15 @@ def _newton_solve(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, v, refactor):
         q2 = l2 + gx * (l0 + ck)
         if drift:
             if refactor:
-                p00, p01, p11, p02, p12, p22, w0, w1, wm, inv_d = _drift_quadratic(
-                    p00, p01, p11, p02, p12, p22, mu)
+                w0 = p02 * inv_d
+                w1 = p12 * inv_d
+                wm = mu * inv_d
+                p00 -= p02 * w0
+                p01 -= p02 * w1
+                p11 -= p12 * w1
+                p02 *= wm
+                p12 *= wm
+                p22 *= wm
                 gbd[k, 0] = w0
                 gbd[k, 1] = w1
                 gbd[k, 2] = wm
