@@ -909,6 +909,9 @@ _IPM_RECENTRE = 0.3
 # interior point started from the exchange's last iterate at mu0 = this *
 # the default start's mu (0: the default start, every w and nu equal)
 _IPM_WARM = 1e-2
+# the interior point's start treats lambda below this * the trace's sd as
+# this (see _ipm_crossover)
+_IPM_LAM_FLOOR = 5e-4
 
 
 @njit(cache=_CACHE, nogil=True)
@@ -960,7 +963,11 @@ def _ipm_crossover(y, g1, g2, alpha, beta, mode, mu, active, best, best_flip, be
     gbd = ws[o:o + 4 * m_d].reshape((m_d, 4))
     o += 4 * n
     zero = ws[o:o + T]
-    nu0 = max(beta, sc)
+    # nu = beta (c = 0) is the start that works (x0.5 or x2 costs 5-10
+    # iterations); at lambda ~ 0 it has no scale and the interior point
+    # stalled on slow kernels (rel. gap ~5e-4 at 1 kHz, 0.2/3.0 s): a floor
+    # at the beta of lambda = _IPM_LAM_FLOOR sc (beta = lambda / (1 - g1 - g2))
+    nu0 = max(beta, sc, _IPM_LAM_FLOOR * sc / max(1.0 - g1 - g2, 1e-300))
     if warm and _IPM_WARM > 0.0 and it > 0:
         # warm start from the last exchange step's subspace optimum (spikes u
         # on its free set, multipliers nu_kkt on its active set), every
