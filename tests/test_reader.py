@@ -271,8 +271,26 @@ def test_traces_errors_in_files_we_own(tmp_path, traces):
     bad[2, 5] = np.nan
     path = tmp_path / "nan.npy"
     np.save(path, bad)
-    with pytest.raises(ValueError, match=r"non-finite.*rows 2"):
-        get_traces_reader(str(path))(str(path))
+    # the ROI with NaN is left out and named; the rest can be tuned
+    [(labels, meta, _)] = get_traces_reader(str(path))(str(path))
+    cat = meta["metadata"]["catune"]
+    assert np.array_equal(cat["roi_ids"], [1, 2, 4, 5])
+    assert np.array_equal(cat["traces"], traces[[0, 1, 3, 4]])
+    assert np.array_equal(cat["skipped_roi_ids"], [3]) and "roi_id 3" in cat["notes"][0]
+    assert set(np.unique(labels)) == {0, 1, 2, 4, 5}
+    # a `deconvolve --skip-bad` output: whole NaN rows, 0-based ids in the file
+    skipped = tmp_path / "skipped.npz"
+    rows = traces.copy()
+    rows[[0, 4]] = np.nan
+    np.savez(skipped, traces=rows, roi_ids=np.arange(5))
+    [(labels, meta, _)] = get_traces_reader(str(skipped))(str(skipped))
+    cat = meta["metadata"]["catune"]
+    assert np.array_equal(cat["roi_ids"], [1, 2, 3]) and "roi_id_shift" not in cat
+    assert np.array_equal(cat["skipped_roi_ids"], [0, 4])
+    all_bad = tmp_path / "allnan.npy"
+    np.save(all_bad, np.full((3, 50), np.nan))
+    with pytest.raises(ValueError, match=r"every trace row holds NaN"):
+        get_traces_reader(str(all_bad))(str(all_bad))
 
     zero_based = tmp_path / "zero.npz"
     np.savez(zero_based, traces=traces, roi_ids=np.arange(5))

@@ -10,7 +10,7 @@ import pytest
 
 import napari_catune.solver as solver_mod
 from napari_catune import session as ses
-from napari_catune.kernel import build_kernel
+from napari_catune.kernel import bandpass_filter, build_kernel
 from napari_catune.params import TuningParams
 
 FS = 30.0
@@ -101,6 +101,11 @@ def test_params_validated_once_and_solved(s):
     np.testing.assert_allclose(res.activity, ref.activity, atol=1e-3 * ref.activity.max())
     assert res.ids == (12, 20) and res.r2.shape == (2,) and np.all(res.r2 > 0.5)
     assert np.all(res.events_per_min > 0) and res.converged.all()
+    # the read-outs (computed when first read) are the core's
+    r2, ev = solver_mod.fit_stats(res.trace, res.fit, res.activity, FS, res.noise)
+    np.testing.assert_array_equal(res.r2, r2)
+    np.testing.assert_array_equal(res.events_per_min, ev)
+    np.testing.assert_allclose(res.events_per_min, ses.event_rate(res.activity, FS, res.noise))
     with pytest.raises(ValueError, match="tau_rise"):
         s.set_params(tau_rise=2.0)  # above tau_decay
     assert s.params is p  # kept
@@ -170,19 +175,24 @@ def test_errors_are_reported_once(s, monkeypatch):
 def test_filter_cached_between_lambda_moves(s, monkeypatch):
     import napari_catune.session as mod
 
-    calls = []
-    real = mod.bandpass_filter
-    monkeypatch.setattr(mod, "bandpass_filter", lambda *a: calls.append(1) or real(*a))
+    filters, transforms = [], []
+    gain, rfft = mod.bandpass_gain, np.fft.rfft
+    monkeypatch.setattr(mod, "bandpass_gain", lambda *a: filters.append(1) or gain(*a))
+    monkeypatch.setattr(np.fft, "rfft", lambda *a, **k: transforms.append(1) or rfft(*a, **k))
     s.select([3, 5])
     s.set_params(filter_enabled=True)
-    assert len(calls) == 1
+    assert len(filters) == 1
     s.set_params(lam=0.1)
-    assert len(calls) == 1  # same taus: the filtered traces are reused
+    assert len(filters) == 1  # same taus: the filtered traces are reused
     s.set_params(tau_decay=0.7)
-    assert len(calls) == 2
+    assert len(filters) == 2
+    assert len(transforms) == 1  # the selection's spectra are taken once
     p = s.params
-    np.testing.assert_allclose(s.result.trace, real(s.source.traces[[0, 1]], p.tau_rise,
-                                                    p.tau_decay, p.fs))
+    want = bandpass_filter(s.source.traces[[0, 1]], p.tau_rise, p.tau_decay, p.fs)
+    np.testing.assert_array_equal(s.result.trace, want)  # the same numbers as the core's
+    n = len(transforms)
+    s.select([3])
+    assert len(transforms) == n + 1  # a new selection: its own spectra
 
 
 def test_new_source_resets(s):

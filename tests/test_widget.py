@@ -35,6 +35,10 @@ def test_open_via_npe2_picks_layers_and_lists_rois(setup):
     assert w.params.fs == FS  # from the layer metadata
     assert_matches_core(w, means, w.selected_rois)
     assert not w.jobs.isVisible()
+    from qtpy.QtGui import QGuiApplication
+
+    # on X11 a window of its own: its paints are not composed with napari's OpenGL canvas
+    assert w.testAttribute(Qt.WA_NativeWindow) == (QGuiApplication.platformName() == "xcb")
 
 
 def test_open_on_sample_data_with_ground_truth(make_napari_viewer, qtbot, notes):

@@ -171,6 +171,27 @@ def _labels_for(ids: np.ndarray) -> np.ndarray:
     return tile_labels(ids.size, tile=_TILE, gap=_GAP, ids=ids)
 
 
+def _finite_rows_of(src, path):
+    """(traces of the finite rows, their file ids, the file ids left out).
+
+    Rows holding NaN/inf (a suite2p ROI with no pixels, a row skipped by
+    ``deconvolve --skip-bad``) cannot be solved; the rest of the recording
+    can still be tuned, so only those ROIs are left out (and named).  A file
+    with no finite row at all is refused.
+    """
+    traces = np.array(src.read(0, src.n), dtype=np.float64, order="C", copy=True)
+    if traces.ndim == 1:
+        traces = traces[None, :]
+    ids = np.asarray(src.roi_ids)
+    ok = np.isfinite(traces).all(axis=1)
+    if not ok.any():
+        raise ValueError(f"{path}: every trace row holds NaN/inf values; nothing to tune "
+                         "(replace them, e.g. interpolate, and open the file again)")
+    if ok.all():
+        return traces, ids, ids[:0]
+    return np.ascontiguousarray(traces[ok]), ids[ok], ids[~ok]
+
+
 def read_traces(path):
     """Read a traces file into a Labels layer of tiles, one per ROI.
 
@@ -187,9 +208,9 @@ def read_traces(path):
     if p is None:
         raise ValueError(f"cannot read {path!r} as traces: pass a single file")
     src = sources.open_traces(p)
-    traces = src.load()
+    traces, file_ids, skipped = _finite_rows_of(src, p)
     # label values must be >= 1 (0 is the background): 0-based ids move up by one
-    roi_ids, shift = sources.label_ids(src.roi_ids)
+    roi_ids, shift = sources.label_ids(file_ids)
     if roi_ids.max() > np.iinfo(np.int32).max:
         raise ValueError(f"{p}: roi_ids above {np.iinfo(np.int32).max} cannot be labels")
     labels = _labels_for(roi_ids)
@@ -199,15 +220,24 @@ def read_traces(path):
         "roi_ids": roi_ids,
         "source": str(Path(p).resolve()),
     }
+    notes = []
+    if skipped.size:
+        shown = ", ".join(str(int(i)) for i in skipped[:8]) + (", ..." if skipped.size > 8 else "")
+        notes.append(f"{Path(p).name}: {skipped.size} of {src.n} ROIs hold NaN/inf values "
+                     f"(roi_id {shown}) and are left out: they cannot be tuned or solved "
+                     "(e.g. rows skipped by `deconvolve --skip-bad`)")
+        cat["skipped_roi_ids"] = skipped
     if shift:
-        note = (f"{Path(p).name}: roi_ids start at {int(src.roi_ids.min())}; shown as label "
-                f"values + {shift} (0 is the background label), so id i is label {shift}+i")
-        cat.update(roi_id_shift=shift, file_roi_ids=np.asarray(src.roi_ids),
-                   notes=[note])
+        notes.append(f"{Path(p).name}: roi_ids start at {int(file_ids.min())}; shown as label "
+                     f"values + {shift} (0 is the background label), so id i is label {shift}+i")
+        cat.update(roi_id_shift=shift, file_roi_ids=np.asarray(file_ids))
+    if notes:
+        cat["notes"] = notes
         try:
             from napari.utils.notifications import show_info
 
-            show_info(note)
+            for note in notes:
+                show_info(note)
         except Exception:  # no napari (a script): the metadata says it
             pass
     meta = {"name": f"{Path(p).stem} ROIs", "metadata": {"catune": cat}}

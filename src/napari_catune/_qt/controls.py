@@ -135,11 +135,14 @@ class ParamControls(QWidget):
     ``apply_btn``, ``undo_btn``, ``redo_btn``) are connected by the tuner.
     """
 
-    def __init__(self, session, parent=None):
+    def __init__(self, session, parent=None, *, readouts_later: bool = False):
+        """``readouts_later``: the read-outs wait for :meth:`show_readouts` (the
+        tuner writes them once a move's rows have painted, not during its solve)."""
         super().__init__(parent)
         self.session = session
         self._sigma = float("nan")
         self._warned_order = False
+        self.readouts_later = readouts_later
         self.kernel_mode = QComboBox()
         self.kernel_mode.addItems(KERNEL_MODES)
         self.kernel_mode.setToolTip("Tune the kernel by its time constants or by the shape of "
@@ -247,6 +250,7 @@ class ParamControls(QWidget):
         self.redo_btn.clicked.connect(lambda: self.session.redo())
         session.params_changed.connect(self.show_params)
         self.show_params(session.params)
+        self.show_readouts()
 
     def close_session(self) -> None:
         try:
@@ -265,22 +269,17 @@ class ParamControls(QWidget):
         self._show_noise(self.session.params)
 
     def show_params(self, p) -> None:
-        """Move every control to ``p`` without emitting edits."""
-        tp, left, right = landmarks(p.tau_rise, p.tau_decay)
+        """Move every control to ``p`` without emitting edits (the read-outs too,
+        unless ``readouts_later``: then :meth:`show_readouts` writes them)."""
         if self.shape_mode:
+            tp, left, right = landmarks(p.tau_rise, p.tau_decay)
             self.kin_a.show_value(tp)
             self.kin_b.show_value(right - left)
-            other = f"tau_rise {fmt(p.tau_rise * 1e3)} ms, tau_decay {fmt(p.tau_decay * 1e3)} ms"
         else:
             self.kin_a.show_value(p.tau_rise)
             self.kin_b.show_value(p.tau_decay)
-            other = f"t_peak {fmt(tp * 1e3)} ms, FWHM {fmt((right - left) * 1e3)} ms"
         self.fs.show_value(p.fs)
         self.lam.show_value(p.lam)
-        g1, g2, _, _ = p.ar2
-        self.readout.setText(other)
-        self.readout.setToolTip(f"AR(2) form at fs = {fmt(p.fs, 6)} Hz: g1 {g1:.6f}, "
-                                f"g2 {g2:.6f}")
         mode = str(p.baseline)
         if self.baseline.currentText() != mode:
             self.baseline.blockSignals(True)
@@ -290,9 +289,25 @@ class ParamControls(QWidget):
             self.filter_enabled.blockSignals(True)
             self.filter_enabled.setChecked(p.filter_enabled)
             self.filter_enabled.blockSignals(False)
-        self._show_noise(p)
         self.undo_btn.setEnabled(self.session.can_undo)
         self.redo_btn.setEnabled(self.session.can_redo)
+        if not self.readouts_later:
+            self.show_readouts(p)
+
+    def show_readouts(self, p=None) -> None:
+        """The kernel's other parametrisation and lambda in noise units, for ``p``
+        (default: the session's parameters)."""
+        p = self.session.params if p is None else p
+        tp, left, right = landmarks(p.tau_rise, p.tau_decay)
+        if self.shape_mode:
+            other = f"tau_rise {fmt(p.tau_rise * 1e3)} ms, tau_decay {fmt(p.tau_decay * 1e3)} ms"
+        else:
+            other = f"t_peak {fmt(tp * 1e3)} ms, FWHM {fmt((right - left) * 1e3)} ms"
+        g1, g2, _, _ = p.ar2
+        self.readout.setText(other)
+        self.readout.setToolTip(f"AR(2) form at fs = {fmt(p.fs, 6)} Hz: g1 {g1:.6f}, "
+                                f"g2 {g2:.6f}")
+        self._show_noise(p)
 
     def _show_noise(self, p) -> None:
         z = noise_units(p, self._sigma)
@@ -306,6 +321,7 @@ class ParamControls(QWidget):
             self.kin_a.set_span("tau_rise (s)", *_ses.slider_range("tau_rise"))
             self.kin_b.set_span("tau_decay (s)", *_ses.slider_range("tau_decay"))
         self.show_params(self.session.params)
+        self.show_readouts()
 
     # ------------------------------------------------------------ edits
     def _apply(self, **changes) -> bool:

@@ -63,8 +63,11 @@ class NumberBox(QDoubleSpinBox):
         self.setValue(new)
 
     def show_value(self, v: float) -> None:
+        v = float(v)
+        if v == self.value() and self.lineEdit().text() == self.textFromValue(v):
+            return  # unchanged: no repaint
         self.blockSignals(True)
-        self.setValue(float(v))
+        self.setValue(v)
         self.blockSignals(False)
 
 

@@ -61,6 +61,7 @@ class KernelPlot(pg.GraphicsLayoutWidget):
         self._tmax = float(t[-1])
         self.plot.setXRange(0, self._tmax, padding=0.02)
         self._label()
+        self.scene().prepareForPaint()  # the new range now: painted once, not twice
 
     def _label(self) -> None:
         if not math.isfinite(self.t_peak):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from qtpy.QtCore import Qt
+from qtpy.QtGui import QGuiApplication
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QSplitter, QTabWidget, QVBoxLayout, QWidget
 
 
@@ -52,5 +53,13 @@ def lay_out(t) -> None:
     lay.addWidget(t.picker.box.native)
     lay.addWidget(split, 1)
     lay.addWidget(t.jobs)
+    t.status.setWordWrap(True)
     lay.addWidget(t.status)
     t.setMinimumWidth(560)
+    if QGuiApplication.platformName() == "xcb":
+        # a window of its own on X11: napari's canvas is an OpenGL widget, so every
+        # paint of a plain child of its window is composed with OpenGL over the
+        # whole window (with software GL ~25 ms of both cores per slider move,
+        # competing with the solve); a native child's paint is only copied to the
+        # screen
+        t.setAttribute(Qt.WA_NativeWindow)

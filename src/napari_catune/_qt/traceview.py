@@ -216,6 +216,9 @@ class TraceView(QWidget):
         for r in self.shown:
             if (r.dirty or everything) and r.visible_in(top, bottom):
                 r.draw(self.x, sl, bins, self.residual)
+        # new y-ranges take effect now, not in the paint (pyqtgraph defers them to its
+        # start, so the items they move would be painted a second time on the next turn)
+        self.rows_glw.scene().prepareForPaint()
 
     def _headers(self) -> None:
         res = self._res

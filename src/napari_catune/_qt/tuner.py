@@ -79,13 +79,12 @@ class CaTuneTuner(ViewerHooks, QWidget):
 
         self.jobs = JobBar()
         self.picker = SourcePicker(napari_viewer, s.cache, self.jobs, lambda: s.params.fs)
-        self.controls = ParamControls(s)
+        self.controls = ParamControls(s, readouts_later=True)
         self.kernel = KernelPlot()
         self.spectrum = SpectrumPlot()
         self.roi_list = RoiList(s)
         self.traces = TraceView()
         self.status = QLabel("")
-        self.status.setWordWrap(True)
         self.overlay_mode = QComboBox()
         self.overlay_mode.addItems(["activity", "fit"])
         self.prefs = _settings.load()
@@ -390,6 +389,7 @@ class CaTuneTuner(ViewerHooks, QWidget):
         if p is not None:
             self.kernel.set_kernel(p.tau_rise, p.tau_decay, p.fs)
             self.spectrum.set_band(p.tau_rise, p.tau_decay, p.fs, p.filter_enabled)
+            self.controls.show_readouts(p)
 
     def _result(self, res) -> None:
         self.traces.set_result(res)
