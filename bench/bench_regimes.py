@@ -157,7 +157,7 @@ def line(label, r, use_calab):
     b = r["best"]
     t = (f"{label:34s} steps {r['steps'][0]:3d}/{r['steps'][1]:4d}  KKT "
          f"{'yes' if r['kkt'][0] else 'NO '} ({r['kkt'][1]:.0e}, conv {r['conv']}/{r['n']})  "
-         f"ours {b['ours'][0]:7.3f}s  /OASIS wall {b['ours'][0] / b['oasis'][0]:6.3f} "
+         f"ours {b['ours'][0]:7.3f}s (cpu {b['ours'][1]:7.3f}s)  /OASIS wall {b['ours'][0] / b['oasis'][0]:6.3f} "
          f"cpu {b['ours'][1] / b['oasis'][1]:6.3f}")
     if use_calab:
         t += f"  /calab wall {b['ours'][0] / b['calab'][0]:6.3f} cpu {b['ours'][1] / b['calab'][1]:6.3f}"
