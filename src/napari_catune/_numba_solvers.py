@@ -411,7 +411,9 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
        centred at a small mu, and on kernels decaying over more than
        ``_EARLY_DECAY`` samples phase 1 hands over as soon as the violators
        stop halving every two steps (there the exchange ends in a cycle of
-       a few dozen violators that only the interior point resolves).
+       a few dozen violators that only the interior point resolves); so
+       does a cold start on kernels decaying over more than
+       ``_COLD_DECAY`` samples (there the exchange creeps for 10-25 steps).
     3. If the interior point stops making progress (rounding, budget), the
        safe rule of Judice & Pires from the best guess seen: block exchanges
        while the violators fall, else one exchange at a time (finite for
