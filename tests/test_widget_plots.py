@@ -217,3 +217,40 @@ def test_all_roi_spectrum_of_a_freed_source_is_not_reused(qtbot):
     with qtbot.waitSignal(sp._computed, timeout=60_000):
         sp.set_traces(b.traces[:1], None, fs)
     assert sp.all_curve.yData is None or len(sp.all_curve.yData) == 0
+
+
+def test_spectrum_requests_do_not_pile_up(qtbot, monkeypatch):
+    """Requests faster than spectra (an arrow key held in the ROI list) run at most
+    four workers at once; one overtaken before it starts computes nothing, the
+    rest wait in one slot, and the newest is drawn."""
+    from napari_catune._qt import spectrum as mod
+
+    sp = mod.SpectrumPlot()
+    qtbot.addWidget(sp)
+    real = spectrum_mod.power_spectrum
+    gate, calls, lock = threading.Event(), [], threading.Lock()
+
+    def held(y, fs, *a, **k):
+        with lock:
+            calls.append(np.asarray(y).copy())
+        assert gate.wait(60)
+        return real(y, fs, *a, **k)
+
+    monkeypatch.setattr(spectrum_mod, "power_spectrum", held)
+    fs = 20.0
+    t = np.arange(400) / fs
+    rows = [np.sin(2 * np.pi * (0.5 + 0.6 * k) * t)[None] for k in range(12)]
+    try:
+        for r in rows:
+            sp.set_traces(r, None, fs)
+            assert sp._workers <= mod._MAX_WORKERS
+        assert sum(th.name == "catune-spectrum" for th in threading.enumerate()) \
+            <= mod._MAX_WORKERS
+        qtbot.waitUntil(lambda: len(calls) >= 1, timeout=60_000)
+    finally:
+        gate.set()
+    qtbot.waitUntil(lambda: not sp.pending and sp._workers == 0, timeout=60_000)
+    assert 1 <= len(calls) <= mod._MAX_WORKERS + 1
+    np.testing.assert_array_equal(calls[-1], rows[-1])
+    peak = sp.sel_curve.xData[np.argmax(sp.sel_curve.yData)]
+    assert peak == pytest.approx(0.5 + 0.6 * 11, rel=0.1)

@@ -29,6 +29,8 @@ import math
 import numpy as np
 from numba import njit
 
+from ._numba_local import local_exchange
+
 _CACHE = True
 # the interior point's element-wise passes may reassociate (vectorised sums and
 # maxima); no 'nnan'/'ninf': its NaN guards must stay
@@ -238,6 +240,13 @@ def _drift_linear(q0, q1, q2, w0, w1, wm, inv):
 
 @njit(cache=_CACHE, nogil=True)
 def _subspace_solve(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec):
+    """Optimum of the objective when s = 0 on ``active`` (see
+    :func:`_subspace_core`): fills x and bvec."""
+    _subspace_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, x, False)
+
+
+@njit(cache=_CACHE, nogil=True, inline="always")
+def _subspace_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u, want_u):
     """Optimum of the objective when s = 0 on ``active`` and s is free (any
     sign) elsewhere: fills x (the calcium K s at samples 1..T-1) and bvec
     (the baseline at samples 0..T-1).
@@ -253,9 +262,14 @@ def _subspace_solve(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec)
     and c_k), c_k is eliminated given c_{k-1}: a Schur complement with
     pivot p22 + mu whose updates are harmonic (mu p / (p + mu)), so large mu
     loses nothing.  Its gains ``gb`` recover c_k in the forward pass.
+
+    With ``want_u`` the forward pass also writes the spikes u = M x / alpha
+    on the free set (0 on the active set) and returns max |u|.
     """
     n = y.shape[0] - 1
     drift = mode == 2
+    mu1 = 1.0 + mu
+    den = 1.0
     # value function 1/2 xi' P xi + q' xi of the state after step k
     p00 = 0.0
     p01 = 0.0
@@ -285,6 +299,9 @@ def _subspace_solve(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec)
             p11 = g2 * g2 * a00
             p02 = g1 * a02 + a12
             p12 = g2 * a02
+            # the drift pivot p22 + mu from the previous p22: one addition
+            # fewer on the recursion's critical path
+            den = p22 + mu1
             p22 = a22
             q0 = g1 * l0 + l1
             q1 = g2 * l0
@@ -312,12 +329,24 @@ def _subspace_solve(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec)
             p02 = r12
             p12 = 0.0
             p22 = r22
+            den = r22 + mu
             q0 = s1 - beta * g1
             q1 = -beta * g2
             q2 = s2
         if drift:
-            p00, p01, p11, p02, p12, p22, w0, w1, wm, inv = _drift_quadratic(
-                p00, p01, p11, p02, p12, p22, mu)
+            # _drift_quadratic, with the pivot formed above and the new p22
+            # as (mu p22) / pivot: its chain is one addition, the division
+            # and one multiplication
+            inv = 1.0 / den
+            w0 = p02 * inv
+            w1 = p12 * inv
+            wm = mu * inv
+            p00 = p00 - p02 * w0
+            p01 = p01 - p02 * w1
+            p11 = p11 - p12 * w1
+            p02 = p02 * wm
+            p12 = p12 * wm
+            p22 = (mu * p22) * inv
             q0, q1, q2, w3 = _drift_linear(q0, q1, q2, w0, w1, wm, inv)
             gb[k, 0] = w0
             gb[k, 1] = w1
@@ -330,47 +359,26 @@ def _subspace_solve(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec)
     bvec[0] = b
     xm1 = 0.0
     xm2 = 0.0
+    u_max = 0.0
     for k in range(n):
         if drift:
             b = gb[k, 2] * b - gb[k, 0] * xm1 - gb[k, 1] * xm2 - gb[k, 3]
         bvec[k + 1] = b
         if active[k]:
             xk = g1 * xm1 + g2 * xm2
+            if want_u:
+                u[k] = 0.0
         else:
             xk = -(gain[k, 0] * xm1 + gain[k, 1] * b + gain[k, 2])
+            if want_u:
+                # the spike M x / alpha
+                uk = (xk - g1 * xm1 - g2 * xm2) / alpha
+                u[k] = uk
+                u_max = max(u_max, abs(uk))
         x[k] = xk
         xm2 = xm1
         xm1 = xk
-
-
-@njit(cache=_CACHE, nogil=True)
-def _spikes_and_multipliers(y, x, bvec, g1, g2, alpha, beta, active, u, nu):
-    """u = M x / alpha on the free set (0 on the active set) and the KKT
-    multipliers nu = M^-T (x - y[1:] + b[1:]) + beta; returns (max|u|, max|nu_A|)."""
-    n = x.shape[0]
-    u_max = 0.0
-    for k in range(n):
-        if active[k]:
-            u[k] = 0.0
-        else:
-            v = x[k]
-            if k >= 1:
-                v -= g1 * x[k - 1]
-            if k >= 2:
-                v -= g2 * x[k - 2]
-            u[k] = v / alpha
-            u_max = max(u_max, abs(u[k]))
-    n1 = 0.0
-    n2 = 0.0
-    nu_max = 0.0
-    for j in range(n - 1, -1, -1):
-        v = x[j] - y[j + 1] + bvec[j + 1] + g1 * n1 + g2 * n2
-        n2 = n1
-        n1 = v
-        nu[j] = v + beta
-        if active[j]:
-            nu_max = max(nu_max, abs(nu[j]))
-    return u_max, nu_max
+    return u_max
 
 
 @njit(cache=_CACHE, nogil=True)
@@ -397,7 +405,12 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
 
     1. Block exchange from the given guess: every violator changes side.
        From a good guess (a warm start, a fast kernel) this settles in a few
-       steps.  On ill-conditioned problems (kernels slow relative to fs) a
+       steps.  A warm start settles each exchange locally before the next
+       full step (:func:`._numba_local.local_exchange`: only the segments
+       between untouched free pairs that hold a violator are re-solved,
+       with the baseline fixed; at most n samples, not counted as a step),
+       from the second exchange on, or the first on kernels decaying over
+       more than ``_LOCAL_SLOW`` samples (not beyond ``_EARLY_DECAY``).  On ill-conditioned problems (kernels slow relative to fs) a
        wrong free set gives a wildly oscillating subspace solution and the
        exchange stops shrinking the violators (:func:`_exchange_stalls`).
     2. Then a primal-dual interior-point method (Mehrotra predictor-corrector,
@@ -448,16 +461,27 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
     best_bad = n + 1
     disc = g1 * g1 + 4.0 * g2
     d_root = 0.5 * (g1 + math.sqrt(disc)) if disc > 0.0 else 0.5 * g1
+    local = warm and _LOCAL_FRAC > 0
+    # on fast kernels the first block exchange of a warm start lands nearly
+    # right by itself; on slow ones it overshoots
+    slow = d_root >= 1.0 or _LOCAL_SLOW * (1.0 - d_root) < 1.0
+    local_from = 1 if slow else _LOCAL_FROM
+    local_frac = _LOCAL_FRAC if (slow or mode == 2) else _LOCAL_FRAC_S
     early = (warm and _IPM_WARM > 0.0 and _EARLY_DECAY > 0.0
              and (d_root >= 1.0 or _EARLY_DECAY * (1.0 - d_root) < 1.0))
+    if early:
+        # a kernel decaying over more than _EARLY_DECAY samples: segments
+        # span thousands of samples and a large move ends in the interior
+        # point anyway (measured: no gain, worst move slower)
+        local = False
     # a cold start on a kernel slow against fs: the same rule (the exchange
     # there creeps, ~1.5x fewer violators per step, for 10-25 steps before
     # it stalls; the interior point does not need its iterate)
     early = early or (not warm and _COLD_DECAY > 0.0
                       and (d_root >= 1.0 or _COLD_DECAY * (1.0 - d_root) < 1.0))
     while it < max_iters:
-        n_bad, last_bad = _kkt_step(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x,
-                                    bvec, u, nu, flip, rel_eps)
+        n_bad, last_bad, eps_u, eps_nu = _kkt_core(y, g1, g2, alpha, beta, mode, mu, active, gain,
+                                                   gb, x, bvec, u, nu, flip, rel_eps)
         hist[it % _HIST] = n_bad
         it += 1
         if n_bad == 0:
@@ -480,6 +504,13 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
             # a few that the block exchange keeps misplacing: one at a time
             # (Murty's rule)
             active[last_bad] = not active[last_bad]
+        elif local and it >= local_from and n_bad * local_frac <= n:
+            # the block exchange, settled segment by segment with the
+            # baseline fixed (_numba_local): the next full step then finds
+            # few violators or none.  At most n samples re-solved, not
+            # counted as a step
+            local_exchange(y, bvec, g1, g2, alpha, beta, active, flip, x, u, nu, gain, eps_u,
+                           eps_nu, n, n)
         else:
             for k in range(n):
                 if flip[k]:
@@ -543,7 +574,7 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
 
 # a warm start's exchange hands over early (violators not halving every two
 # steps) when the kernel decays over more than this many samples (0: never)
-_EARLY_DECAY = 50.0
+_EARLY_DECAY = 500.0
 _EARLY_MIN = 64
 # ... and a cold start's when the kernel decays over more than this (0: never).
 # Below ~50 samples it depends on the data: the cold exchange settles in
@@ -551,6 +582,19 @@ _EARLY_MIN = 64
 # (37-48 samples; the interior point costs ~2x there), but creeps (~1.5x
 # fewer violators per step, 33 steps) on GCaMP6s at 30 Hz (45 samples)
 _COLD_DECAY = 50.0
+
+# phase 1 of a warm start settles a block exchange locally
+# (_numba_local.local_exchange) when at most n / _LOCAL_FRAC samples
+# violate (0: never)
+_LOCAL_FRAC = 8
+# ... n / _LOCAL_FRAC_S without the drift baseline on fast kernels (there a
+# full step costs little more than settling many segments)
+_LOCAL_FRAC_S = 64
+# ... from the first exchange on when the kernel decays over more than
+# _LOCAL_SLOW samples, else from the second (a fast kernel's first block
+# exchange lands nearly right by itself)
+_LOCAL_FROM = 2
+_LOCAL_SLOW = 30.0
 
 # violator counts remembered by the phase-1 stall test
 _HIST = 8
@@ -596,47 +640,85 @@ def _exchange_stalls(hist, it):
 
 @njit(cache=_CACHE, nogil=True)
 def _kkt_step(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u, nu, flip, rel_eps):
+    """One active-set step (:func:`_kkt_core`).  Returns (n_bad, last_bad)."""
+    n_bad, last_bad, _eu, _en = _kkt_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x,
+                                          bvec, u, nu, flip, rel_eps)
+    return n_bad, last_bad
+
+
+@njit(cache=_CACHE, nogil=True, inline="always")
+def _kkt_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u, nu, flip, rel_eps):
     """One active-set step: the subspace optimum for ``active`` (x, bvec)
-    and its KKT violators (flagged in ``flip``).  Returns (n_bad, last_bad).
+    and its KKT violators (flagged in ``flip``).  Returns (n_bad, last_bad,
+    eps_u, eps_nu), the last two the thresholds it applied.
 
     A multiplier counts as negative below -max(rel_eps * max|nu_A|, 4 e),
     with e the largest |nu| on the free set: there nu vanishes in exact
     arithmetic, so e is the rounding error of the recursion that forms nu
     (it grows as the AR roots approach 1, e.g. 1e-8 of max|nu| for a 3 s
     decay at 1 kHz).  Without that floor such a problem can flip one sample
-    back and forth for ever.
+    back and forth for ever.  (The floor applies only when the relative
+    test alone finds a violator.)
+
+    Three passes: the Riccati recursion, its forward pass (which also forms
+    the spikes u), and the multipliers' backward recursion, which flags
+    every candidate (a spike below -rel_eps max|u|, a multiplier below 0);
+    a fourth pass re-reads the flags only when a negative multiplier lies
+    within the final threshold.
     """
     n = y.shape[0] - 1
-    _subspace_solve(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec)
-    u_max, nu_max = _spikes_and_multipliers(y, x, bvec, g1, g2, alpha, beta, active, u, nu)
-    eps_nu = rel_eps * nu_max
+    u_max = _subspace_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u, True)
     eps_u = rel_eps * u_max
+    n1 = 0.0
+    n2 = 0.0
+    nu_max = 0.0
     noise = 0.0
+    near = -math.inf
+    n_bad = 0
+    last_bad = -1
+    for j in range(n - 1, -1, -1):
+        v = x[j] - y[j + 1] + bvec[j + 1] + g1 * n1 + g2 * n2
+        n2 = n1
+        n1 = v
+        nj = v + beta
+        nu[j] = nj
+        if active[j]:
+            nu_max = max(nu_max, abs(nj))
+            bad = nj < 0.0
+            if bad:
+                near = max(near, nj)
+        else:
+            noise = max(noise, abs(nj))
+            bad = u[j] < -eps_u
+        flip[j] = bad
+        if bad:
+            n_bad += 1
+            if last_bad < 0:
+                last_bad = j
+    eps_nu = rel_eps * nu_max
+    if near < -eps_nu and (n_bad == 0 or not 4.0 * noise > eps_nu or near < -4.0 * noise):
+        # every flagged multiplier is below the final threshold
+        if n_bad > 0 and 4.0 * noise > eps_nu:
+            eps_nu = 4.0 * noise
+        return n_bad, last_bad, eps_u, eps_nu
+    # some negative multiplier is within a threshold: the count against the
+    # relative threshold decides whether the rounding floor applies
+    n_rel = 0
+    for k in range(n):
+        if flip[k] and not (active[k] and nu[k] >= -eps_nu):
+            n_rel += 1
+    if 4.0 * noise > eps_nu and n_rel > 0:
+        eps_nu = 4.0 * noise
     n_bad = 0
     last_bad = -1
     for k in range(n):
-        if active[k]:
-            bad = nu[k] < -eps_nu
-        else:
-            noise = max(noise, abs(nu[k]))
-            bad = u[k] < -eps_u
-        flip[k] = bad
-        if bad:
-            n_bad += 1
-            last_bad = k
-    if 4.0 * noise > eps_nu and n_bad > 0:
-        # the rounding floor decides: recount the multipliers against it
-        eps_nu = 4.0 * noise
-        n_bad = 0
-        last_bad = -1
-        for k in range(n):
-            if flip[k]:
-                if active[k] and nu[k] >= -eps_nu:
-                    flip[k] = False
-                else:
-                    n_bad += 1
-                    last_bad = k
-    return n_bad, last_bad
+        if flip[k]:
+            if active[k] and nu[k] >= -eps_nu:
+                flip[k] = False
+            else:
+                n_bad += 1
+                last_bad = k
+    return n_bad, last_bad, eps_u, eps_nu
 
 
 # ------------------------------------------------------- interior point
@@ -1255,10 +1337,11 @@ def pdas_rows(y, init, warm, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iter
             v_s, v_b = kkt_one(y[i], s[i], bvec, g1, g2, alpha, lamG, G, mode, mu,
                                tol_ws[0:T], tol_ws[T:2 * T], tol_ws[2 * T:3 * T])
         conv[i] = max(v_s, v_b) <= tol
+        # the fit K s + b = y - r, r the residual kkt_one leaves in tol_ws
         fi = fit[i]
-        forward_conv(s[i], g1, g2, alpha, fi)
+        yi = y[i]
         for t in range(T):
-            fi[t] += bvec[t]
+            fi[t] = yi[t] - tol_ws[t]
     return 0
 
 
@@ -1314,6 +1397,8 @@ def kkt_one(y, s, bvec, g1, g2, alpha, lamG, G, mode, mu, work, grad, bbest, bou
     max |(I + mu L) b - (y - K s)|.
     """
     T = y.shape[0]
+    if mode != 2 or bound_b:
+        return _kkt_fused(y, s, bvec, g1, g2, alpha, lamG, G, mode, mu, work, grad)
     forward_conv(s, g1, g2, alpha, work)
     for t in range(T):
         work[t] = y[t] - work[t]
@@ -1351,6 +1436,76 @@ def kkt_one(y, s, bvec, g1, g2, alpha, lamG, G, mode, mu, work, grad, bbest, bou
             v = -g
         if v > v_s:
             v_s = v
+    return v_s / G, v_b
+
+
+@njit(cache=_CACHE, nogil=True)
+def _kkt_fused(y, s, bvec, g1, g2, alpha, lamG, G, mode, mu, work, grad):
+    """:func:`kkt_one` in two passes (the same arithmetic, so the same
+    numbers) where its baseline part needs no smoother: mode 0, mode 1 (the
+    mean) and the drift bound.  The forward pass forms y - K s (and its mean,
+    or the drift bound), the backward pass K' r and the spikes' violation;
+    ``work`` ends holding r = y - K s - b as in kkt_one."""
+    T = y.shape[0]
+    v_b = 0.0
+    acc = 0.0
+    q1 = 0.0
+    q2 = 0.0
+    w = y[0]
+    work[0] = w
+    for t in range(T):
+        if t > 0:
+            q = s[t - 1] + g1 * q1 + g2 * q2
+            w = y[t] - alpha * q
+            work[t] = w
+            q2 = q1
+            q1 = q
+        if mode == 1:
+            acc += w
+        elif mode == 2 and t > 0:
+            # the bound of sample t - 1 (it reads b up to t)
+            tt = t - 1
+            d = 0.0
+            if tt > 0:
+                d += bvec[tt] - bvec[tt - 1]
+            d -= bvec[tt + 1] - bvec[tt]
+            v = abs((bvec[tt] - work[tt]) + mu * d)
+            if v > v_b:
+                v_b = v
+    if mode == 2:
+        tt = T - 1
+        d = 0.0
+        if tt > 0:
+            d += bvec[tt] - bvec[tt - 1]
+        v = abs((bvec[tt] - work[tt]) + mu * d)
+        if v > v_b:
+            v_b = v
+    elif mode == 1:
+        b_best = acc / T
+        for t in range(T):
+            v = abs(b_best - bvec[t])
+            if v > v_b:
+                v_b = v
+    # backward: r = work - b, p = r[j+1] + g1 p[j+1] + g2 p[j+2], grad = alpha p
+    p1 = 0.0
+    p2 = 0.0
+    r_next = work[T - 1] - bvec[T - 1]
+    work[T - 1] = r_next
+    grad[T - 1] = 0.0
+    g = lamG - 0.0
+    v_s = max(0.0, abs(g) if s[T - 1] > 0.0 else -g)
+    for j in range(T - 2, -1, -1):
+        p = r_next + g1 * p1 + g2 * p2
+        gr = alpha * p
+        grad[j] = gr
+        p2 = p1
+        p1 = p
+        g = lamG - gr
+        v = abs(g) if s[j] > 0.0 else -g
+        if v > v_s:
+            v_s = v
+        r_next = work[j] - bvec[j]
+        work[j] = r_next
     return v_s / G, v_b
 
 

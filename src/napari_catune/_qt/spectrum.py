@@ -68,6 +68,9 @@ def _ref(obj):
         return lambda: obj
 
 
+_MAX_WORKERS = 4
+
+
 class SpectrumPlot(pg.GraphicsLayoutWidget):
     """Spectra of the selection and of all ROIs, and the bandpass band."""
 
@@ -108,6 +111,12 @@ class SpectrumPlot(pg.GraphicsLayoutWidget):
         # reference, so a freed source (whose id() a new one may get) never matches
         self._all_key = None
         self._all = (np.zeros(0), np.zeros(0))
+        # at most _MAX_WORKERS spectra at once (a slow one of a recording the user
+        # has left does not hold up the newest); later requests wait in one slot,
+        # and a request overtaken before it starts is dropped
+        self._lock = threading.Lock()
+        self._workers = 0
+        self._next = None
         self._computed.connect(self._show)
         self.setMinimumHeight(110)
 
@@ -133,7 +142,11 @@ class SpectrumPlot(pg.GraphicsLayoutWidget):
             key = (_ref(source), fs)
 
         def work():
+            if gen < self._gen:  # a newer request came before this one started
+                return
             res = {"sel": power_spectrum(sel, fs) if sel.size else (np.zeros(0), np.zeros(0))}
+            if need_all and gen < self._gen:
+                return
             if need_all:
                 res["all"] = (key, power_spectrum(source.traces[rows], fs))
             elif source is None:
@@ -143,7 +156,24 @@ class SpectrumPlot(pg.GraphicsLayoutWidget):
             except RuntimeError:  # the plot was deleted meanwhile
                 pass
 
-        threading.Thread(target=work, name="catune-spectrum", daemon=True).start()
+        with self._lock:
+            if self._workers >= _MAX_WORKERS:
+                # all workers busy (an arrow key held in the ROI list): the newest
+                # request waits for the next free one, the older waiting one is dropped
+                self._next = work
+                return
+            self._workers += 1
+        threading.Thread(target=self._run, args=(work,), name="catune-spectrum",
+                         daemon=True).start()
+
+    def _run(self, work) -> None:
+        """A worker: ``work``, then the newest waiting request, until none waits."""
+        while work is not None:
+            work()
+            with self._lock:
+                work, self._next = self._next, None
+                if work is None:
+                    self._workers -= 1
 
     def _has_all(self, source, fs: float) -> bool:
         """True when the all-ROI spectrum drawn is ``source``'s at ``fs``."""
