@@ -132,7 +132,7 @@ def test_newton_system_matches_dense_normal_equations(mode):
     D[::7] = 0.0
     c = rng.normal(size=n)
     mu = 50.0
-    coef = np.empty((n + 1, 4))
+    coef = np.empty((n + 1, ns._NCOEF))
     m_d = n if mode == 2 else 1
     gbd = np.empty((m_d, 4))
     g3 = np.empty(m_d)
@@ -188,7 +188,7 @@ def test_newton_system_tends_to_the_subspace_solve(mode):
     D = np.where(active, 1e30, 0.0)
     c = np.full(n, beta)
     v = np.empty(n)
-    ns._newton_solve(y, m.g1, m.g2, mode, mu, D, c, np.empty((n + 1, 4)), np.empty(n),
+    ns._newton_solve(y, m.g1, m.g2, mode, mu, D, c, np.empty((n + 1, ns._NCOEF)), np.empty(n),
                      np.empty((m_d, 4)), np.empty(m_d), v, True)
     free = ~active
     # (u_ref = M x loses ~8 digits to cancellation on this 1 kHz kernel)

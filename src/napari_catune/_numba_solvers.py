@@ -424,7 +424,9 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
        centred at a small mu, and on kernels decaying over more than
        ``_EARLY_DECAY`` samples phase 1 hands over as soon as the violators
        stop halving every two steps (there the exchange ends in a cycle of
-       a few dozen violators that only the interior point resolves).
+       a few dozen violators that only the interior point resolves); so
+       does a cold start on kernels decaying over more than
+       ``_COLD_DECAY`` samples (there the exchange creeps for 10-25 steps).
     3. If the interior point stops making progress (rounding, budget), the
        safe rule of Judice & Pires from the best guess seen: block exchanges
        while the violators fall, else one exchange at a time (finite for
@@ -472,6 +474,11 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
         # span thousands of samples and a large move ends in the interior
         # point anyway (measured: no gain, worst move slower)
         local = False
+    # a cold start on a kernel slow against fs: the same rule (the exchange
+    # there creeps, ~1.5x fewer violators per step, for 10-25 steps before
+    # it stalls; the interior point does not need its iterate)
+    early = early or (not warm and _COLD_DECAY > 0.0
+                      and (d_root >= 1.0 or _COLD_DECAY * (1.0 - d_root) < 1.0))
     while it < max_iters:
         n_bad, last_bad, eps_u, eps_nu = _kkt_core(y, g1, g2, alpha, beta, mode, mu, active, gain,
                                                    gb, x, bvec, u, nu, flip, rel_eps)
@@ -569,6 +576,12 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
 # steps) when the kernel decays over more than this many samples (0: never)
 _EARLY_DECAY = 500.0
 _EARLY_MIN = 64
+# ... and a cold start's when the kernel decays over more than this (0: never).
+# Below ~50 samples it depends on the data: the cold exchange settles in
+# 11-17 steps on the real recordings with a 0.3 s decay at 122-158 Hz
+# (37-48 samples; the interior point costs ~2x there), but creeps (~1.5x
+# fewer violators per step, 33 steps) on GCaMP6s at 30 Hz (45 samples)
+_COLD_DECAY = 50.0
 
 # phase 1 of a warm start settles a block exchange locally
 # (_numba_local.local_exchange) when at most n / _LOCAL_FRAC samples
@@ -709,7 +722,11 @@ def _kkt_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u, nu
 
 
 # ------------------------------------------------------- interior point
-@njit(cache=_CACHE, nogil=True)
+# coefficients per sample of :func:`_newton_solve`'s factorisation
+_NCOEF = 6
+
+
+@njit(cache=_CACHE, nogil=True, fastmath={"contract"})
 def _newton_solve(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, v, refactor):
     """Minimise over the calcium x (length T-1) and the baseline
 
@@ -724,16 +741,20 @@ def _newton_solve(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, v, refactor):
     of the drift baseline after each sample), here with the innovation of
     each sample eliminated against its weight:
 
-        x_k = (g1 + d1) x_{k-1} + rho g2 x_{k-2} + gx b + g0_k,
-        rho = D inv, om = a00 inv, inv = 1 / (a00 + D),
+        x_k = A x_{k-1} + R x_{k-2} + gx b + g0_k,
+        v_k = d1 x_{k-1} - O x_{k-2} + gx b + g0_k,
+        inv = 1 / (a00 + D),  A = (g1 D - a01) inv,  d1 = -(a01 + g1 a00) inv,
+        R = g2 D inv,  O = g2 a00 inv  (A = g1 + d1, R = g2 - O),
 
-    written so that nothing cancels for any D in [0, inf): the forward pass
-    forms v_k = d1 x_{k-1} - om g2 x_{k-2} + gx b + g0_k directly, as M x
-    would lose every digit of v where D is large and v tiny.
+    written so that nothing cancels for any D in [0, inf): v is formed
+    directly (M x would lose every digit of v where D is large and v tiny),
+    and x from its own coefficients, so the loop-carried chains are one
+    fused multiply-add per sample (the recursion is latency-bound: the
+    division's result meets each new value function in one multiply-add).
 
-    ``refactor`` recomputes the quadratic part (coef: om, inv, d1, gx per
-    sample, coef[n, 0] the last p22; gbd the drift gains); without it only
-    the linear part is redone for a new c (the corrector of the same
+    ``refactor`` recomputes the quadratic part (coef: inv, A, d1, R, O, gx
+    per sample, coef[n, 0] the last p22; gbd the drift gains); without it
+    only the linear part is redone for a new c (the corrector of the same
     iteration).  ``gbd``, ``g3``: (n, 4) and (n,) for drift, else unused.
     """
     n = y.shape[0] - 1
@@ -747,51 +768,72 @@ def _newton_solve(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, v, refactor):
     q0 = 0.0
     q1 = 0.0
     q2 = 0.0
+    g1sq = g1 * g1
+    inv_d = 0.0
     for k in range(n - 1, -1, -1):
         yk = y[k + 1]
         l0 = q0 - yk
         l1 = q1
         l2 = q2 - yk
-        Dk = D[k]
         ck = c[k]
         if refactor:
+            Dk = D[k]
             a00 = p00 + 1.0
             a01 = p01
             a02 = p02 + 1.0
-            a11 = p11
-            a12 = p12
-            a22 = p22 + 1.0
-            inv = 1.0 / (a00 + Dk)
-            rho = Dk * inv
-            om = a00 * inv
-            h = Dk * om
-            d1 = -(a01 + a00 * g1) * inv
-            gx = -a02 * inv
-            coef[k, 0] = om
-            coef[k, 1] = inv
+            # the division starts as soon as p00 is known; every new p is
+            # one multiply(-add) with inv of terms formed meanwhile
+            s00 = p00 + (1.0 + Dk)
+            inv = 1.0 / s00
+            if drift:
+                # the drift pivot 1 / (p22_new + mu) = s00 / det of the 2x2
+                # block of (x_k, c): a second division that runs alongside
+                # the first instead of after it (det >= a00 mu + D (a22 + mu):
+                # a02^2 <= a00 a22, so the difference does not cancel)
+                inv_d = s00 / (s00 * (p22 + (1.0 + mu)) - a02 * a02)
+            e00 = Dk * (g1 * (2.0 * a01) + g1sq * a00) - a01 * a01
+            e01 = (g2 * Dk) * (g1 * a00 + a01)
+            e11 = (g2 * g2 * Dk) * a00
+            ia = inv * a02
+            A = (g1 * Dk - a01) * inv
+            d1 = -(a01 + g1 * a00) * inv
+            R = (g2 * Dk) * inv
+            O = (g2 * a00) * inv
+            gx = -ia
+            coef[k, 0] = inv
+            coef[k, 1] = A
             coef[k, 2] = d1
-            coef[k, 3] = gx
-            a01inv = a01 * inv
-            p00 = a11 - a01 * a01inv + 2.0 * g1 * a01 * rho + g1 * g1 * h
-            p01 = g2 * (g1 * h + a01 * rho)
-            p11 = g2 * g2 * h
-            p02 = a12 - a02 * a01inv + g1 * a02 * rho
-            p12 = g2 * a02 * rho
-            p22 = a22 - a02 * a02 * inv
+            coef[k, 3] = R
+            coef[k, 4] = O
+            coef[k, 5] = gx
+            p00 = p11 + inv * e00
+            p01 = inv * e01
+            p11 = inv * e11
+            p02 = p12 + a02 * A
+            p12 = a02 * R
+            p22 = (p22 + 1.0) - a02 * ia
         else:
-            om = coef[k, 0]
-            inv = coef[k, 1]
+            inv = coef[k, 0]
+            A = coef[k, 1]
             d1 = coef[k, 2]
-            gx = coef[k, 3]
-            rho = Dk * inv
+            R = coef[k, 3]
+            O = coef[k, 4]
+            gx = coef[k, 5]
         g0[k] = -(l0 + ck) * inv
-        q0 = l1 + (g1 + d1) * l0 + d1 * ck
-        q1 = g2 * (rho * l0 - om * ck)
+        q0 = A * l0 + (l1 + d1 * ck)
+        q1 = R * l0 - O * ck
         q2 = l2 + gx * (l0 + ck)
         if drift:
             if refactor:
-                p00, p01, p11, p02, p12, p22, w0, w1, wm, inv_d = _drift_quadratic(
-                    p00, p01, p11, p02, p12, p22, mu)
+                w0 = p02 * inv_d
+                w1 = p12 * inv_d
+                wm = mu * inv_d
+                p00 -= p02 * w0
+                p01 -= p02 * w1
+                p11 -= p12 * w1
+                p02 *= wm
+                p12 *= wm
+                p22 *= wm
                 gbd[k, 0] = w0
                 gbd[k, 1] = w1
                 gbd[k, 2] = wm
@@ -812,9 +854,9 @@ def _newton_solve(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, v, refactor):
     for k in range(n):
         if drift:
             b = gbd[k, 2] * b - gbd[k, 0] * xm1 - gbd[k, 1] * xm2 - g3[k]
-        vk = coef[k, 2] * xm1 - coef[k, 0] * g2 * xm2 + coef[k, 3] * b + g0[k]
-        xk = g1 * xm1 + g2 * xm2 + vk
-        v[k] = vk
+        r = coef[k, 5] * b + g0[k]
+        v[k] = coef[k, 2] * xm1 - coef[k, 4] * xm2 + r
+        xk = coef[k, 1] * xm1 + (coef[k, 3] * xm2 + r)
         xm2 = xm1
         xm1 = xk
 
@@ -951,6 +993,9 @@ _IPM_RECENTRE = 0.3
 # interior point started from the exchange's last iterate at mu0 = this *
 # the default start's mu (0: the default start, every w and nu equal)
 _IPM_WARM = 1e-2
+# the interior point's start treats lambda below this * the trace's sd as
+# this (see _ipm_crossover)
+_IPM_LAM_FLOOR = 5e-4
 
 
 @njit(cache=_CACHE, nogil=True)
@@ -997,12 +1042,16 @@ def _ipm_crossover(y, g1, g2, alpha, beta, mode, mu, active, best, best_flip, be
     m_d = n if mode == 2 else 1
     g3 = ws[o:o + m_d]
     o += n
-    coef = ws[o:o + 4 * (n + 1)].reshape((n + 1, 4))
-    o += 4 * (n + 1)
+    coef = ws[o:o + _NCOEF * (n + 1)].reshape((n + 1, _NCOEF))
+    o += _NCOEF * (n + 1)
     gbd = ws[o:o + 4 * m_d].reshape((m_d, 4))
     o += 4 * n
     zero = ws[o:o + T]
-    nu0 = max(beta, sc)
+    # nu = beta (c = 0) is the start that works (x0.5 or x2 costs 5-10
+    # iterations); at lambda ~ 0 it has no scale and the interior point
+    # stalled on slow kernels (rel. gap ~5e-4 at 1 kHz, 0.2/3.0 s): a floor
+    # at the beta of lambda = _IPM_LAM_FLOOR sc (beta = lambda / (1 - g1 - g2))
+    nu0 = max(beta, sc, _IPM_LAM_FLOOR * sc / max(1.0 - g1 - g2, 1e-300))
     if warm and _IPM_WARM > 0.0 and it > 0:
         # warm start from the last exchange step's subspace optimum (spikes u
         # on its free set, multipliers nu_kkt on its active set), every
@@ -1237,7 +1286,7 @@ def workspace_sizes(T):
     """(floats, bools) of the workspaces :func:`pdas_rows` needs for T frames:
     the baseline, :func:`pdas_one`'s arrays and its interior point's."""
     n = T - 1
-    return 32 * n + 4 * T + 4, 5 * n
+    return (28 + _NCOEF) * n + 4 * T + _NCOEF, 5 * n
 
 
 @njit(cache=_CACHE, nogil=True)
