@@ -404,3 +404,59 @@ def test_only_small_steps_count_as_slider_steps(s):
     s.set_params(baseline="scalar" if res.params.baseline != "scalar" else "none")
     assert not queue[-1].small_step_from(res)
     assert not queue[-1].small_step_from(None)
+
+
+def test_buffer_pool_never_hands_out_an_array_in_use():
+    pool = ses.BufferPool()
+    a = pool.take((2, 5))
+    b = pool.take((2, 5))
+    assert a is not b  # ``a`` is still held
+    view, freed = b[1], id(b)
+    del b
+    c = pool.take((2, 5))
+    assert c is not view.base and c is not a  # a view of it keeps it in use
+    del view
+    d = pool.take((2, 5))
+    assert id(d) == freed and d is not a and d is not c  # the one freed is reused
+    assert pool.take((3, 5)).shape == (3, 5)
+
+
+@pytest.mark.parametrize("filt", [False, True])
+def test_reused_buffers_give_the_same_fits_and_keep_shown_ones(s, filt):
+    ids = [3, 5, 8]
+    kept = []  # every result is kept: none may be overwritten by a later solve
+
+    def moves(sess):
+        sess.select(ids)
+        sess.set_params(filter_enabled=filt)
+        out = []
+        for v in np.r_[np.geomspace(0.4, 0.7, 5), np.geomspace(0.7, 0.4, 5)]:
+            sess.set_params(tau_decay=float(v))
+            r = sess.result
+            kept.append((r, [x.copy() for x in (r.fit, r.activity, r.baseline, r.trace)]))
+            out.append(kept[-1][1])
+        return out
+
+    got = moves(s)
+    fresh = ses.TuningSession(TuningParams(0.05, 0.5, FS, 0.05))
+    fresh.set_source(s.source)
+    fresh._buffers.take = lambda shape: np.empty(shape)  # fresh memory every time
+    want = moves(fresh)
+    for g, w in zip(got, want):
+        for x, y in zip(g, w):
+            np.testing.assert_array_equal(x, y)
+    for r, copies in kept:
+        for x, y in zip((r.fit, r.activity, r.baseline, r.trace), copies):
+            np.testing.assert_array_equal(x, y)
+
+
+def test_solver_writes_into_out():
+    y = _traces(3, 400)
+    want = solver_mod.run_deconvolution_full(y, FS, 0.05, 0.5, 0.05, baseline="drift")
+    out = (np.empty_like(y), np.empty_like(y), np.empty_like(y))
+    r = solver_mod.run_deconvolution_full(y, FS, 0.05, 0.5, 0.05, baseline="drift", out=out)
+    assert r.activity is out[0] and r.reconvolution is out[2]
+    for a, b in zip(r[:3], want[:3]):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="out must be"):
+        solver_mod.run_deconvolution_full(y, FS, 0.05, 0.5, 0.05, baseline="scalar", out=out)

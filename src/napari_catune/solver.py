@@ -296,28 +296,37 @@ def _pdas_workspace(T: int):
     return (f, b), release
 
 
-def _solve_rows(y, m: _Model, *, mode, mu, method, tol, max_iters, init):
+def _solve_rows(y, m: _Model, *, mode, mu, method, tol, max_iters, init, out=None):
     """Solve every row of y (2-D float64) with baseline code ``mode`` (0 none,
     1 scalar, 2 drift); returns s, b ((n, 1), or (n, T) for drift),
     iterations, converged and the fit K s + b (None: not computed).
+    ``out``: arrays (s, b, fit) to write them into (see run_deconvolution_full).
 
     The exact method checks that y and init are finite itself (ValueError
     as from :func:`prepare_traces`)."""
     from . import _numba_solvers as ns
 
     n, T = y.shape
-    s = np.empty_like(y)
-    b = np.zeros((n, T if mode == 2 else 1))
+    if out is not None:
+        s, b, fit = out
+    else:
+        s = np.empty_like(y)
+        b = np.zeros((n, T if mode == 2 else 1))
+        fit = None
     iters = np.zeros(n, dtype=np.int64)
     conv = np.zeros(n, dtype=bool)
     if method == "fista":
         s0 = np.zeros_like(y) if init is None else init
+        b[...] = 0.0
         _run_blocks(ns.fista_rows, n, (y, s0),
                     (m.g1, m.g2, m.alpha, m.lamG, m.G, m.lipschitz, mode, mu, tol, KKT_TOL,
                      0, max_iters),
                     (s, b, iters, conv))
-        return s, b, iters, conv, None
-    fit = np.empty_like(y)
+        if fit is not None:
+            fit[...] = _reconvolve(s, m) + b
+        return s, b, iters, conv, fit
+    if fit is None:
+        fit = np.empty_like(y)
     codes = _run_blocks(ns.pdas_rows, n, (y, y if init is None else init),
                         (init is not None, m.g1, m.g2, m.alpha, m.lamG, m.G, mode, mu, KKT_TOL,
                          min(_PDAS_BUDGET, max_iters)),
@@ -381,6 +390,7 @@ def run_deconvolution_full(
     tol: float = 1e-6,
     method: str = "auto",
     init=None,
+    out=None,
 ) -> DeconvolutionResult:
     """Deconvolve one trace ``(T,)`` or many ``(n_cells, T)``; full result.
 
@@ -415,10 +425,16 @@ def run_deconvolution_full(
         as soon as the KKT conditions hold to ``KKT_TOL``).
     method : "auto"/"pdas" (exact active sets, default) or "fista".
     init : a previous activity of the same shape: warm start.
+    out : (activity, baseline, fit), float64 C-contiguous arrays of shapes
+        (n, T), (n, T) for "drift" else (n, 1), and (n, T) for 2-D NumPy
+        traces: the result is written into them (reused memory costs no page
+        faults; the tuner's slider path).  Must not overlap ``init``.
     """
     if _is_dask(traces):
         from ._dask import deconvolve_dask
 
+        if out is not None:
+            raise ValueError("out is for NumPy traces only; pass out=None with Dask traces")
         return deconvolve_dask(
             traces, fs, tau_r, tau_d, lam, full=True, max_iters=max_iters,
             baseline=baseline, drift_scale=drift_scale, filter_enabled=filter_enabled,
@@ -456,9 +472,19 @@ def run_deconvolution_full(
     if mode == "rolling":
         rolled = rolling_baseline(y, fs, tau_d)
         y = y - rolled
+    if out is not None:
+        out = tuple(out)
+        shapes = (y.shape, (y.shape[0], y.shape[1] if mode == "drift" else 1), y.shape)
+        if (one_d or len(out) != 3 or any(
+                not (isinstance(a, np.ndarray) and a.dtype == np.float64
+                     and a.flags.c_contiguous and a.shape == sh)
+                for a, sh in zip(out, shapes))):
+            raise ValueError(
+                "out must be three float64 C-contiguous arrays (activity, baseline, fit) "
+                f"of shapes {shapes} for these traces; pass out=None to allocate them")
     s, b, iters, conv, fit = _solve_rows(
         y, m, mode=_MODE_CODES[mode], mu=mu, method=method, tol=float(tol),
-        max_iters=max_iters, init=init,
+        max_iters=max_iters, init=init, out=out,
     )
     if fit is None:
         fit = _reconvolve(s, m) + b

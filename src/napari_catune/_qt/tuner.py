@@ -24,6 +24,7 @@ from .actions import Actions
 from .controls import ParamControls
 from .jobs import JobBar
 from .kernelplot import KernelPlot
+from .plotsync import PlotsFollow
 from .layout import lay_out
 from .overlays import Overlays
 from .roilist import RoiList
@@ -118,13 +119,8 @@ class CaTuneTuner(ViewerHooks, QWidget):
         self._overlay_timer.setSingleShot(True)
         self._overlay_timer.setInterval(300)
         self._overlay_timer.timeout.connect(self.update_overlay)
-        # the kernel and spectrum plots of new parameters repaint just after the
-        # rows of their solve (no paint competing with the solve for the GUI
-        # thread and the cores, none delaying the rows'), or 100 ms on at the latest
-        self._plots_due = None
-        self._plots_timer = QTimer(self)
-        self._plots_timer.setSingleShot(True)
-        self._plots_timer.timeout.connect(self._update_kernel_plots)
+        self._plots = PlotsFollow(self, self._update_kernel_plots,
+                                  lambda: self.session.pending)
 
         self._session_slots = [
             (s.source_changed, self._source_changed), (s.selection_changed, self._show_selection),
@@ -230,7 +226,7 @@ class CaTuneTuner(ViewerHooks, QWidget):
         return (not self.picker.builds and self.actions.estimate_worker is None
                 and not self.spectrum.pending
                 and self._live.idle and not self.session.pending and not self.traces.pending
-                and not self._overlay_timer.isActive() and not self._plots_timer.isActive()
+                and not self._overlay_timer.isActive() and not self._plots.waiting
                 and not self.picker._edit_timer.isActive())
 
     # the actions (files, estimate, apply to all) live in actions.py
@@ -372,24 +368,17 @@ class CaTuneTuner(ViewerHooks, QWidget):
         self._showing_all = False  # the overlay follows the live selection again
         if self._overlay_timer.isActive():
             self._overlay_timer.start()  # still moving: the canvas repaints once it stops
-        self._plots_due = p
         src = self.session.source
-        if src is None or not self.session.selection:
-            self._update_kernel_plots()  # no solve follows
-        elif not self._plots_timer.isActive():
-            self._plots_timer.start(100)
+        self._plots.due(p, now=src is None or not self.session.selection)  # no solve follows
         if src is not None and self.traces.fs != p.fs and self.session.selection:
             self._show_selection(self.session.selection)  # a new time axis
         if src is not None and src.origin and src.origin[1] in self.viewer.layers:
             src.origin[1].metadata.setdefault("catune", {})["params"] = p.to_dict()
 
-    def _update_kernel_plots(self) -> None:
-        self._plots_timer.stop()
-        p, self._plots_due = self._plots_due, None
-        if p is not None:
-            self.kernel.set_kernel(p.tau_rise, p.tau_decay, p.fs)
-            self.spectrum.set_band(p.tau_rise, p.tau_decay, p.fs, p.filter_enabled)
-            self.controls.show_readouts(p)
+    def _update_kernel_plots(self, p) -> None:
+        self.kernel.set_kernel(p.tau_rise, p.tau_decay, p.fs)
+        self.spectrum.set_band(p.tau_rise, p.tau_decay, p.fs, p.filter_enabled)
+        self.controls.show_readouts(p)
 
     def _result(self, res) -> None:
         self.traces.set_result(res)
@@ -449,5 +438,4 @@ class CaTuneTuner(ViewerHooks, QWidget):
                 return  # its layer was removed meanwhile
             self.session.accept(req)
         finally:
-            if self._plots_due is not None and req.gen >= self.session._gen:
-                self._plots_timer.start(20)  # the newest parameters: once their rows painted
+            self._plots.rows_shown(req.gen >= self.session._gen)
