@@ -238,6 +238,159 @@ def _drift_linear(q0, q1, q2, w0, w1, wm, inv):
     return q0 - w0 * q2, q1 - w1 * q2, q2 * wm, q2 * inv
 
 
+# exact powers of two that rescale :func:`_subspace_riccati`'s ratio a22 = hn / hd
+_RATIO_TINY = 2.0 ** -500
+_RATIO_SCALE = 2.0 ** 500
+
+
+@njit(cache=_CACHE, nogil=True, fastmath={"contract"})
+def _subspace_riccati(y, g1, g2, beta, mode, mu, active, gain, gb):
+    """The backward Riccati recursion of :func:`_subspace_core`: fills the
+    gains (gain; gb for drift) and returns (1 + p22, q2) of the value
+    function before sample 0.
+
+    The recursion is latency-bound (each sample's value function needs the
+    previous one), so it carries the value function with the stage cost's
+    ones already added (a00 = p00 + 1, a02 = p02 + 1, a22 = p22 + 1) and
+    forms every new entry as one multiply-add from the previous ones: a
+    free sample's chain is the division by a00 and one multiply-add
+    (a01^2, a01 a02 and a02^2 are formed while it divides), an active
+    sample's one multiply-add.  Drift: the pivot p22 + mu of the baseline's
+    elimination after a free sample is det / a00 of the 2x2 block of
+    (x_k, c), so its division runs alongside the first instead of after it
+    (det >= a00 mu: a02^2 <= a00 a22, nothing cancels that the sequential
+    form would not).
+    """
+    n = y.shape[0] - 1
+    drift = mode == 2
+    g1sq = g1 * g1
+    g1x2 = 2.0 * g1
+    g2sq = g2 * g2
+    bg1 = beta * g1
+    bg2 = -beta * g2
+    # drift: a22 = hn / hd kept as a ratio, so that its update by the
+    # baseline's elimination, a22 <- mu a22 / (a22 + mu) + 1 (a Moebius map
+    # with positive coefficients), is linear: two multiply-adds instead of a
+    # division on the loop-carried chain.  Scaled by 1 / (a* + mu), a* =
+    # (1 + sqrt(1 + 4 mu)) / 2 its fixed point (the dominant eigenvalue), so
+    # that a run of active samples keeps (hn, hd) bounded; a run of free
+    # samples shrinks them, undone by an exact power of two.
+    sig = 1.0 / ((1.0 + math.sqrt(1.0 + 4.0 * mu)) / 2.0 + mu) if drift else 1.0
+    mn = sig * (mu + 1.0)
+    mm = sig * mu
+    hn = 1.0
+    hd = 1.0
+    # value function 1/2 xi' P xi + q' xi of the state after step k, with the
+    # next stage cost's ones added to a00, a02, a22
+    a00 = 1.0
+    a01 = 0.0
+    a02 = 1.0
+    a11 = 0.0
+    a12 = 0.0
+    a22 = 1.0
+    q0 = 0.0
+    q1 = 0.0
+    q2 = 0.0
+    inv_d = 0.0
+    w0 = 0.0
+    w1 = 0.0
+    wm = 0.0
+    for k in range(n - 1, -1, -1):
+        yk = y[k + 1]
+        l1 = q1
+        l2 = q2 - yk
+        if active[k]:
+            # x_k = g1 x_{k-1} + g2 x_{k-2}: substitute the dynamics
+            l0 = q0 - yk
+            # p00 holds the next stage cost's one already; g1 a00 + a01
+            # cancels for slow kernels, so p01 forms it before the product
+            # with g2 (a rounded g1 g2 would perturb the model)
+            p00 = g1sq * a00 + (g1x2 * a01 + (a11 + 1.0))
+            p01 = g2 * (g1 * a00 + a01)
+            p11 = g2sq * a00
+            p02 = g1 * a02 + a12
+            p12 = g2 * a02
+            q0 = g1 * l0 + l1
+            q1 = g2 * l0
+            q2 = l2
+            if drift:
+                # 1 / (a22 + mu) off the chain; a22 <- mu a22 inv_d + 1
+                hdm = mm * hd
+                inv_d = hd / (hn + mu * hd)
+                w0 = p02 * inv_d
+                w1 = p12 * inv_d
+                wm = mu * inv_d
+                a00 = p00 - p02 * w0
+                a01 = p01 - p02 * w1
+                a11 = p11 - p12 * w1
+                a02 = p02 * wm + 1.0
+                a12 = p12 * wm
+                hd = sig * hn + hdm
+                hn = mn * hn + hdm
+            else:
+                a00 = p00
+                a01 = p01
+                a11 = p11
+                a02 = p02 + 1.0
+                a12 = p12
+                a22 = a22 + 1.0
+        else:
+            # x_k free at cost beta * (x_k - g1 x_{k-1} - g2 x_{k-2}):
+            # minimise over x_k, then substitute the rest of the dynamics
+            inv = 1.0 / a00
+            if drift:
+                # the pivot r22 + mu = det / a00 of the 2x2 block of (x_k, c)
+                # (a22 = hn / hd): divides alongside 1 / a00
+                e22d = (a02 * a02) * hd
+                inv_d = (a00 * hd) / (a00 * (hn + mu * hd) - e22d)
+            lb = q0 + (beta - yk)
+            c1 = a01 * inv
+            c2 = a02 * inv
+            c3 = lb * inv
+            gain[k, 0] = c1
+            gain[k, 1] = c2
+            gain[k, 2] = c3
+            # the remaining quadratic is in (x_{k-1}, b) only; the linear
+            # term -beta * (g1 x_{k-1} + g2 x_{k-2}) stays
+            q0 = (l1 - bg1) - c1 * lb
+            q1 = bg2
+            q2 = l2 - c2 * lb
+            e11 = a01 * a01
+            e12 = a01 * a02
+            e22 = a02 * a02
+            if drift:
+                r12 = a12 - e12 * inv
+                w0 = r12 * inv_d
+                w1 = 0.0
+                wm = mu * inv_d
+                a00 = ((a11 + 1.0) - e11 * inv) - r12 * w0
+                a02 = r12 * wm + 1.0
+                # hn / hd <- (mu r22 / (r22 + mu) + 1), r22 = a22 - e22 inv
+                rn = hn - e22d * inv
+                hdm = mm * hd
+                hd = sig * rn + hdm
+                hn = mn * rn + hdm
+                if hd < _RATIO_TINY:
+                    hn *= _RATIO_SCALE
+                    hd *= _RATIO_SCALE
+            else:
+                a00 = (a11 + 1.0) - e11 * inv
+                a02 = (a12 + 1.0) - e12 * inv
+                a22 = (a22 + 1.0) - e22 * inv
+            a01 = 0.0
+            a11 = 0.0
+            a12 = 0.0
+        if drift:
+            q0, q1, q2, w3 = _drift_linear(q0, q1, q2, w0, w1, wm, inv_d)
+            gb[k, 0] = w0
+            gb[k, 1] = w1
+            gb[k, 2] = wm
+            gb[k, 3] = w3
+    if drift:
+        a22 = hn / hd
+    return a22, q2
+
+
 @njit(cache=_CACHE, nogil=True)
 def _subspace_solve(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec):
     """Optimum of the objective when s = 0 on ``active`` (see
@@ -268,94 +421,11 @@ def _subspace_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, 
     """
     n = y.shape[0] - 1
     drift = mode == 2
-    mu1 = 1.0 + mu
-    den = 1.0
-    # value function 1/2 xi' P xi + q' xi of the state after step k
-    p00 = 0.0
-    p01 = 0.0
-    p02 = 0.0
-    p11 = 0.0
-    p12 = 0.0
-    p22 = 0.0
-    q0 = 0.0
-    q1 = 0.0
-    q2 = 0.0
-    for k in range(n - 1, -1, -1):
-        # add the stage cost 1/2 (y[k+1] - x_k - b)^2
-        yk = y[k + 1]
-        a00 = p00 + 1.0
-        a01 = p01
-        a02 = p02 + 1.0
-        a11 = p11
-        a12 = p12
-        a22 = p22 + 1.0
-        l0 = q0 - yk
-        l1 = q1
-        l2 = q2 - yk
-        if active[k]:
-            # x_k = g1 x_{k-1} + g2 x_{k-2}: substitute the dynamics
-            p00 = g1 * g1 * a00 + 2.0 * g1 * a01 + a11
-            p01 = g2 * (g1 * a00 + a01)
-            p11 = g2 * g2 * a00
-            p02 = g1 * a02 + a12
-            p12 = g2 * a02
-            # the drift pivot p22 + mu from the previous p22: one addition
-            # fewer on the recursion's critical path
-            den = p22 + mu1
-            p22 = a22
-            q0 = g1 * l0 + l1
-            q1 = g2 * l0
-            q2 = l2
-        else:
-            # x_k free at cost beta * (x_k - g1 x_{k-1} - g2 x_{k-2}):
-            # minimise over x_k, then substitute the rest of the dynamics
-            inv = 1.0 / a00
-            c1 = a01 * inv
-            c2 = a02 * inv
-            c3 = (l0 + beta) * inv
-            gain[k, 0] = c1
-            gain[k, 1] = c2
-            gain[k, 2] = c3
-            r11 = a11 - a01 * c1
-            r12 = a12 - a01 * c2
-            r22 = a22 - a02 * c2
-            s1 = l1 - a01 * c3
-            s2 = l2 - a02 * c3
-            # the remaining quadratic is in (x_{k-1}, b) only; the linear
-            # term -beta * (g1 x_{k-1} + g2 x_{k-2}) stays
-            p00 = r11
-            p01 = 0.0
-            p11 = 0.0
-            p02 = r12
-            p12 = 0.0
-            p22 = r22
-            den = r22 + mu
-            q0 = s1 - beta * g1
-            q1 = -beta * g2
-            q2 = s2
-        if drift:
-            # _drift_quadratic, with the pivot formed above and the new p22
-            # as (mu p22) / pivot: its chain is one addition, the division
-            # and one multiplication
-            inv = 1.0 / den
-            w0 = p02 * inv
-            w1 = p12 * inv
-            wm = mu * inv
-            p00 = p00 - p02 * w0
-            p01 = p01 - p02 * w1
-            p11 = p11 - p12 * w1
-            p02 = p02 * wm
-            p12 = p12 * wm
-            p22 = (mu * p22) * inv
-            q0, q1, q2, w3 = _drift_linear(q0, q1, q2, w0, w1, wm, inv)
-            gb[k, 0] = w0
-            gb[k, 1] = w1
-            gb[k, 2] = wm
-            gb[k, 3] = w3
+    a22, q2 = _subspace_riccati(y, g1, g2, beta, mode, mu, active, gain, gb)
     b = 0.0
     if mode != 0:
         # state before step 0 is (0, 0, b_0); stage 0 of y has no calcium
-        b = (y[0] - q2) / (1.0 + p22)
+        b = (y[0] - q2) / a22
     bvec[0] = b
     xm1 = 0.0
     xm2 = 0.0
