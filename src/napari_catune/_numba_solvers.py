@@ -432,7 +432,8 @@ def _subspace_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, 
     u_max = 0.0
     for k in range(n):
         if drift:
-            b = gb[k, 2] * b - gb[k, 0] * xm1 - gb[k, 1] * xm2 - gb[k, 3]
+            # the x terms apart: b's own chain is one product and one sum
+            b = gb[k, 2] * b - ((gb[k, 0] * xm1 + gb[k, 1] * xm2) + gb[k, 3])
         bvec[k + 1] = b
         if active[k]:
             xk = g1 * xm1 + g2 * xm2
