@@ -518,3 +518,28 @@ def test_compile_hint_follows_numbas_cache(tmp_path, monkeypatch):
     finally:
         logging.getLogger("napari_catune").removeHandler(handler)
         logging.getLogger("napari_catune").setLevel(old)
+
+
+@pytest.mark.parametrize("mu", [1e-3, 0.5, 1e4])
+def test_drift_subspace_solve_over_a_long_free_run_matches_the_normal_equations(mu):
+    # every sample free: the Riccati recursion's drift ratio a22 = hn / hd
+    # shrinks by ~mu / (a* + mu) per sample (1e-3 at mu = 1e-3), so this run
+    # needs its power-of-two rescaling, and must still be the exact optimum
+    from napari_catune._numba_solvers import _subspace_solve
+
+    T = 800
+    n = T - 1
+    y = np.random.default_rng(0).normal(size=T) + 2.0
+    g1, g2, alpha, beta = 1.6, -0.62, 0.3, 0.05
+    S = np.zeros((T, n))
+    S[np.arange(1, T), np.arange(n)] = 1.0
+    M = np.eye(n) - g1 * np.eye(n, k=-1) - g2 * np.eye(n, k=-2)
+    D = np.diff(np.eye(T), axis=0)
+    H = np.block([[S.T @ S, S.T], [S, np.eye(T) + mu * D.T @ D]])
+    z = np.linalg.solve(H, np.concatenate([S.T @ y - beta * M.T @ np.ones(n), y]))
+    x = np.zeros(n)
+    b = np.zeros(T)
+    _subspace_solve(y, g1, g2, alpha, beta, 2, mu, np.zeros(n, np.bool_), np.zeros((n, 3)),
+                    np.zeros((n, 4)), x, b)
+    assert np.max(np.abs(x - z[:n])) <= 1e-8 * np.max(np.abs(z[:n]))
+    assert np.max(np.abs(b - z[n:])) <= 1e-8 * np.max(np.abs(z[n:]))
