@@ -383,6 +383,31 @@ def test_lambda_zero_on_the_slow_1khz_kernel_settles():
     assert (solver_kkt(y, res.activity, res.baseline, fs, tr, td, 0.0) < 1e-9).all()
 
 
+def test_a_warm_start_that_does_not_settle_is_solved_again_cold():
+    # lambda = 0, 0.2/3.0 s at 1 kHz, warm after tau_decay +50 %: the warm
+    # exchange/interior point wandered for the whole 2000-step budget (4 s on
+    # 54,000 frames, converged=False); after _WARM_BUDGET steps it now
+    # starts again cold (this trace: 100 warm + ~23 cold steps)
+    from napari_catune import _numba_solvers as ns
+    from napari_catune.solver import kkt_violation as solver_kkt
+
+    fs, tr, td, _lam, noise, rate = REGIMES["slow-1kHz"]
+    T = 10_000
+    rng = np.random.default_rng(0)
+    s = (rng.random((1, T)) < rate / fs) * rng.exponential(1.0, (1, T))
+    y = (reconvolve(s, fs, tr, td) + noise * rng.standard_normal((1, T)) + 2.0)[0]
+    first = run_deconvolution_full(y, fs, tr, td, 0.0)
+    warm = run_deconvolution_full(y, fs, tr, 1.5 * td, 0.0, init=first.activity)
+    cold = run_deconvolution_full(y, fs, tr, 1.5 * td, 0.0)
+    assert warm.converged and cold.converged
+    assert warm.iterations <= ns._WARM_BUDGET + 3 * cold.iterations
+    from napari_catune.solver import KKT_TOL
+
+    assert solver_kkt(y, warm.activity, warm.baseline, fs, tr, 1.5 * td, 0.0) <= KKT_TOL
+    # the fit is unique (the objective is strictly convex in it)
+    np.testing.assert_allclose(warm.reconvolution, cold.reconvolution, atol=1e-6 * np.ptp(y))
+
+
 def test_slow_rise_settles_within_the_active_set_budget():
     # GCaMP6s at 100 Hz: stalled block exchanges are broken by random half
     # exchanges, so no trace needs the FISTA hand-over (measured 59-141
