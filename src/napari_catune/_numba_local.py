@@ -39,6 +39,7 @@ full step with none (3-5 full steps become 2).
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
 _CACHE = True
@@ -83,7 +84,7 @@ def _right_edge(active, flip, k, n):
 
 @njit(cache=_CACHE, nogil=True)
 def segment_solve(y, bvec, g1, g2, alpha, beta, active, a, e, gain, x, u, nu, eps_u, eps_nu,
-                  single=False):
+                  single=False, thin=0):
     """Subspace optimum on samples [a, e) with the baseline fixed at bvec and
     the segment closed by free pairs (or the trace's ends): x, u (spikes on
     the free set, 0 on A) and nu on [a, e), plus u at the closing pair
@@ -91,7 +92,16 @@ def segment_solve(y, bvec, g1, g2, alpha, beta, active, a, e, gain, x, u, nu, ep
     -eps_u, -eps_nu) changes side in ``active`` as it is found.  Returns
     (violators, whether the opening pair / the closing pair changed, the
     smallest index that changed side or e + 2).
-    ``gain`` (n, 3): scratch."""
+    ``gain`` (n, 3): scratch.
+
+    With ``thin`` > 0 (and not ``single``) a violator of the segment changes
+    side only if it is the most negative of its kind (a negative spike, a
+    negative multiplier) in its cluster: scanning leftwards, a violator
+    within ``thin`` samples of the current most negative one joins its
+    cluster.  On a kernel slow against fs neighbouring violators all
+    answer the same misfit, and flipping them all overshoots (the block
+    rounds cycle); flipping one per cluster settles in fewer rounds.  The
+    count returned is of all violators."""
     n = x.shape[0]
     p00 = 0.0
     p01 = 0.0
@@ -167,6 +177,15 @@ def segment_solve(y, bvec, g1, g2, alpha, beta, active, a, e, gain, x, u, nu, ep
     else:
         n1 = 0.0
         n2 = 0.0
+    # thinning: the pending candidate of each kind (0: a free sample's
+    # negative spike, 1: an active sample's negative multiplier), its index
+    # and value; committed when the next violator of its kind lies more
+    # than ``thin`` samples to its left
+    thinning = thin > 0 and not single
+    c0 = -1
+    c1 = -1
+    v0 = 0.0
+    v1 = 0.0
     for j in range(e - 1, a - 1, -1):
         v = x[j] - y[j + 1] + bvec[j + 1] + g1 * n1 + g2 * n2
         n2 = n1
@@ -179,18 +198,46 @@ def segment_solve(y, bvec, g1, g2, alpha, beta, active, a, e, gain, x, u, nu, ep
             bad = u[j] < -eps_u
         if bad:
             n_bad += 1
-            if not single or first < 0:
+            if thinning:
+                if active[j]:
+                    if c1 >= 0 and c1 - j > thin:
+                        active[c1] = False
+                        lo = min(lo, c1)
+                        c1 = -1
+                    if c1 < 0 or nj < v1:
+                        c1 = j
+                        v1 = nj
+                else:
+                    if c0 >= 0 and c0 - j > thin:
+                        active[c0] = True
+                        lo = min(lo, c0)
+                        c0 = -1
+                    if c0 < 0 or u[j] < v0:
+                        c0 = j
+                        v0 = u[j]
+            elif not single or first < 0:
                 first = j
                 active[j] = not active[j]
                 lo = j
                 if j <= a + 1 and a > 0:
                     grow_left = True
+    if thinning:
+        for c, val in ((c0, True), (c1, False)):
+            if c >= 0:
+                active[c] = val
+                if c < lo:
+                    lo = c
+                if c <= a + 1 and a > 0:
+                    grow_left = True
+        if lo <= a + 1 and a > 0:
+            grow_left = True
     return n_bad, grow_left, grow_right, lo
 
 
 @njit(cache=_CACHE, nogil=True)
 def local_exchange(y, bvec, g1, g2, alpha, beta, active, flip, x, u, nu, gain, eps_u, eps_nu,
-                   max_seg, max_work, n_block=_SEG_ROUNDS, n_single=_SEG_SINGLE, window=0):
+                   max_seg, max_work, n_block=_SEG_ROUNDS, n_single=_SEG_SINGLE, window=0,
+                   thin=0):
     """Apply the block exchange flagged in ``flip`` (after a full step of
     :func:`_numba_solvers._kkt_core`, whose x, u, nu, bvec and thresholds
     eps_u, eps_nu are given), then settle each segment that changed with
@@ -239,7 +286,7 @@ def local_exchange(y, bvec, g1, g2, alpha, beta, active, flip, x, u, nu, gain, e
                 wa = lo - window
             n_bad, grow_left, grow_right, lo = segment_solve(
                 y, bvec, g1, g2, alpha, beta, active, wa, e, gain, x, u, nu, eps_u, eps_nu,
-                rnd >= n_block)
+                rnd >= n_block, thin)
             work += e - wa
             if n_bad == 0:
                 settled = True
@@ -259,3 +306,70 @@ def local_exchange(y, bvec, g1, g2, alpha, beta, active, flip, x, u, nu, gain, e
         # untouched)
         k = e
     return work, left
+
+
+@njit(cache=_CACHE, nogil=True)
+def thin_flips(active, flip, u, nu, thin):
+    """Keep, of the violators flagged in ``flip`` (after a full step: u the
+    spikes, nu the multipliers), only the most negative of each cluster of
+    its kind (a free sample's negative spike, an active sample's negative
+    multiplier): scanning leftwards, a violator within ``thin`` samples of
+    its kind's current most negative one joins that one's cluster.
+    Returns the number kept.
+
+    On a kernel slow against fs neighbouring violators answer the same
+    misfit; flipping them all overshoots (spikes added at every sample of a
+    rise, then removed), and the block exchange creeps or cycles."""
+    n = flip.shape[0]
+    c0 = -1
+    c1 = -1
+    v0 = 0.0
+    v1 = 0.0
+    kept = 0
+    for j in range(n - 1, -1, -1):
+        if not flip[j]:
+            continue
+        if active[j]:
+            vj = nu[j]
+            if c1 >= 0 and c1 - j > thin:
+                c1 = -1
+            if c1 < 0:
+                c1 = j
+                v1 = vj
+                kept += 1
+            elif vj < v1:
+                flip[c1] = False
+                c1 = j
+                v1 = vj
+            else:
+                flip[j] = False
+        else:
+            vj = u[j]
+            if c0 >= 0 and c0 - j > thin:
+                c0 = -1
+            if c0 < 0:
+                c0 = j
+                v0 = vj
+                kept += 1
+            elif vj < v0:
+                flip[c0] = False
+                c0 = j
+                v0 = vj
+            else:
+                flip[j] = False
+    return kept
+
+
+@njit(cache=_CACHE, nogil=True)
+def peak_samples(g1, g2):
+    """Samples from a spike to the kernel's peak (AR(2) roots d > r > 0:
+    d^k - r^k peaks at ln(ln r / ln d) / ln(d / r)); 1 if the smaller
+    root is not positive (the kernel peaks within a sample)."""
+    disc = g1 * g1 + 4.0 * g2
+    if disc <= 0.0:
+        return 1.0
+    d = 0.5 * (g1 + disc ** 0.5)
+    r = g1 - d
+    if r <= 0.0 or d >= 1.0 or r >= d:
+        return 1.0
+    return max(1.0, np.log(np.log(r) / np.log(d)) / np.log(d / r))

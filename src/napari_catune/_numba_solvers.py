@@ -29,7 +29,7 @@ import math
 import numpy as np
 from numba import njit
 
-from ._numba_local import _SEG_ROUNDS, _SEG_SINGLE, local_exchange
+from ._numba_local import _SEG_ROUNDS, _SEG_SINGLE, local_exchange, peak_samples, thin_flips
 
 _CACHE = True
 # the interior point's element-wise passes may reassociate (vectorised sums and
@@ -556,6 +556,12 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
     # it stalls; the interior point does not need its iterate)
     early = early or (not warm and _COLD_DECAY > 0.0
                       and (d_root >= 1.0 or _COLD_DECAY * (1.0 - d_root) < 1.0))
+    # a warm start's exchanges flip one violator per cluster of its kind
+    # (_numba_local.thin_flips): _THIN_PEAK times the kernel's rise in samples
+    thin = 0
+    if warm and _THIN_PEAK > 0.0:
+        thin = max(1, int(_THIN_PEAK * peak_samples(g1, g2)))
+        local_frac = max(local_frac, _LOCAL_FRAC_T)
     cycle_last = False
     while it < max_iters:
         n_bad, last_bad, eps_u, eps_nu = _kkt_core(y, g1, g2, alpha, beta, mode, mu, active, gain,
@@ -592,6 +598,8 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
             # (Murty's rule)
             active[last_bad] = not active[last_bad]
         elif use_local:
+            if thin > 0 and not cycle:
+                thin_flips(active, flip, u, nu, thin)
             # the block exchange, settled segment by segment with the
             # baseline fixed (_numba_local): the next full step then finds
             # few violators or none.  At most _LOCAL_WORK n samples
@@ -602,9 +610,11 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
             else:
                 local_exchange(y, bvec, g1, g2, alpha, beta, active, flip, x, u, nu, gain,
                                eps_u, eps_nu, n, _LOCAL_WORK * n, _SEG_ROUNDS, _SEG_SINGLE,
-                               window)
+                               window, thin)
             cycle_last = cycle
         else:
+            if thin > 0:
+                thin_flips(active, flip, u, nu, thin)
             for k in range(n):
                 if flip[k]:
                     active[k] = not active[k]
@@ -696,6 +706,13 @@ _LOCAL_CYCLE = 64
 # ... a round after a segment's first re-solving only from this many decay
 # lengths before the first sample it changed (0: the whole segment)
 _LOCAL_WINDOW = 4.0
+
+# a warm start's block exchanges flip, of each cluster of violators of one
+# kind, only the most negative (_numba_local.thin_flips), clusters this
+# many times the kernel's rise (samples from a spike to its peak) wide (0:
+# off); then it settles locally only once at most n / _LOCAL_FRAC_T violate
+_THIN_PEAK = 0.7
+_LOCAL_FRAC_T = 200
 
 # violator counts remembered by the phase-1 stall test
 _HIST = 8
