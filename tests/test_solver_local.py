@@ -218,3 +218,98 @@ def test_windowed_rounds_are_a_good_guess_and_off_when_wider_than_the_segments(n
         assert out[w4][3] == 0 and out[w4][2] < out[0][2]
     assert (out[0][0] == out[10 * n][0]).all() and out[0][2] == out[10 * n][2]
     np.testing.assert_array_equal(out[0][1], out[10 * n][1])
+
+
+def test_thin_flips_keeps_the_most_negative_violator_of_each_cluster():
+    """Of each kind (an active sample's negative multiplier, a free
+    sample's negative spike), violators within ``thin`` samples of the
+    cluster's most negative one are dropped; clusters farther apart keep
+    one each; thin 0 keeps all."""
+    n = 60
+    active = np.ones(n, dtype=bool)
+    active[[11, 13, 30]] = False
+    u = np.zeros(n)
+    nu = np.ones(n)
+    flip = np.zeros(n, dtype=bool)
+    for k, v in ((10, -1.0), (12, -3.0), (15, -2.0), (40, -1.0)):
+        nu[k] = v
+        flip[k] = True
+    for k, v in ((11, -0.5), (13, -0.2), (30, -0.1)):
+        u[k] = v
+        flip[k] = True
+    f0 = flip.copy()
+    assert nl.thin_flips(active, f0, u, nu, 0) == 7 and (f0 == flip).all()
+    f5 = flip.copy()
+    kept = nl.thin_flips(active, f5, u, nu, 5)
+    assert kept == 4
+    np.testing.assert_array_equal(np.flatnonzero(f5), [11, 12, 30, 40])
+    # the active set itself is not touched
+    assert active.sum() == n - 3
+
+
+def test_thin_flips_on_random_violators():
+    """Kept violators are flagged ones, those of one kind lie more than
+    ``thin`` apart, and each kind's most negative one is kept."""
+    rng = np.random.default_rng(5)
+    n = 2000
+    for thin in (1, 3, 17):
+        active = rng.random(n) < 0.7
+        flip = rng.random(n) < 0.3
+        u = -rng.random(n)
+        nu = -rng.random(n)
+        f = flip.copy()
+        kept = nl.thin_flips(active, f, u, nu, thin)
+        assert kept == f.sum() and not (f & ~flip).any()
+        for kind, vals in ((active, nu), (~active, u)):
+            idx = np.flatnonzero(f & kind)
+            assert (np.diff(idx) > thin).all()
+            cand = np.flatnonzero(flip & kind)
+            assert cand[np.argmin(vals[cand])] in idx
+
+
+@pytest.mark.parametrize("name", ["jGCaMP8f-100Hz", "GCaMP6f-30Hz", "GCaMP6s-100Hz",
+                                  "calab-gcamp6s-30Hz", "slow-1kHz"])
+def test_peak_samples_is_the_kernels_rise(name):
+    """The samples from a spike to the AR(2) kernel's peak (d^k - r^k)."""
+    fs, tr, td, lam, *_ = REGIMES[name]
+    m = S._model_checked(fs, tr, td, lam)
+    d = m.g1 / 2 + np.sqrt(m.g1 ** 2 / 4 + m.g2)
+    r = m.g1 - d
+    k = np.arange(20 * int(fs * td) + 10)
+    h = d ** k - (r ** k if r > 0 else 0.0 * k)
+    peak = nl.peak_samples(m.g1, m.g2)
+    assert peak >= 1.0
+    assert abs(peak - max(1, int(np.argmax(h)))) <= 1.0, (peak, np.argmax(h))
+
+
+@pytest.mark.parametrize("name", ["GCaMP6f-30Hz", "GCaMP6s-100Hz", "calab-gcamp6s-30Hz"])
+@pytest.mark.parametrize("mode", [1, 2])
+@pytest.mark.parametrize("f", [1.5, 0.5])
+def test_thinned_exchange_leaves_fewer_violators_for_the_same_work(name, mode, f):
+    """A large tau_decay move: flipping one violator per cluster (the full
+    step's exchange and the segments' block rounds, as a warm pdas_one
+    does) leaves fewer violators of the fixed-baseline problem after the
+    same 4n budget than flipping every violator; where nothing is left
+    unsettled the active set is that problem's optimum."""
+    fs, tr, td, lam, *_ = REGIMES[name]
+    y = traces(name, 1, 5000, seed=2)[0]
+    base = nc.run_deconvolution_full(y, fs, tr, td, lam, baseline=("scalar", "drift")[mode - 1])
+    m = S._model_checked(fs, tr, td * f, lam)
+    mu = drift_mu(None, fs, td * f) if mode == 2 else 0.0
+    n = y.size - 1
+    active = base.activity[:n] <= 0
+    n_bad, eps_u, eps_nu, gain, x, bvec, u, nu, flip = _full_step(y, m, mode, mu, active)
+    thin = max(1, int(ns._THIN_PEAK * nl.peak_samples(m.g1, m.g2)))
+    out = {}
+    for t in (0, thin):
+        act, fl = active.copy(), flip.copy()
+        if t:
+            assert 0 < nl.thin_flips(act, fl, u, nu, t) < n_bad
+        work, left = nl.local_exchange(y, bvec, m.g1, m.g2, m.alpha, m.lamG / m.alpha, act, fl,
+                                       x.copy(), u.copy(), nu.copy(), gain.copy(), eps_u, eps_nu,
+                                       n, 4 * n, 8, 8, 0, t)
+        check = _full_step(y - bvec, m, 0, 0.0, act.copy())
+        if left == 0:
+            assert check[0] == 0
+        out[t] = check[0]
+    assert out[thin] < out[0] or out[0] == 0, out
