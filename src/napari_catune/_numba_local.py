@@ -103,9 +103,18 @@ def segment_solve(y, bvec, g1, g2, alpha, beta, active, a, e, gain, x, u, nu, ep
     rounds cycle); flipping one per cluster settles in fewer rounds.  The
     count returned is of all violators."""
     n = x.shape[0]
-    p00 = 0.0
-    p01 = 0.0
-    p11 = 0.0
+    # the value function 1/2 xi' P xi + q' xi of (x_k, x_{k-1}) carried with
+    # the next stage cost's one already in a00 = p00 + 1 (a shorter
+    # loop-carried chain: an active sample's a00 is one product and one sum
+    # of the last, a free sample's the division and one product and sum)
+    g1sq = g1 * g1
+    g1x2 = 2.0 * g1
+    g2sq = g2 * g2
+    bg1 = beta * g1
+    bg2 = -beta * g2
+    a00 = 1.0
+    a01 = 0.0
+    a11 = 0.0
     if e >= n:
         q0 = 0.0
         q1 = 0.0
@@ -113,40 +122,40 @@ def segment_solve(y, bvec, g1, g2, alpha, beta, active, a, e, gain, x, u, nu, ep
         # the value before a free pair: its two free innovations cost
         # beta (x_e - g1 x_{e-1} - g2 x_{e-2}) + beta (x_{e+1} - g1 x_e - g2 x_{e-1})
         q0 = -beta * (g1 + g2)
-        q1 = -beta * g2
+        q1 = bg2
     for k in range(e - 1, a - 1, -1):
-        zk = y[k + 1] - bvec[k + 1]
-        a00 = p00 + 1.0
-        a01 = p01
-        a11 = p11
-        l0 = q0 - zk
-        l1 = q1
+        l0 = q0 - (y[k + 1] - bvec[k + 1])
         if active[k]:
-            p00 = g1 * g1 * a00 + 2.0 * g1 * a01 + a11
-            p01 = g2 * (g1 * a00 + a01)
-            p11 = g2 * g2 * a00
-            q0 = g1 * l0 + l1
+            a01n = g2 * (g1 * a00 + a01)
+            a11n = g2sq * a00
+            a00 = g1sq * a00 + (g1x2 * a01 + (a11 + 1.0))
+            a01 = a01n
+            a11 = a11n
+            q0 = g1 * l0 + q1
             q1 = g2 * l0
         else:
             inv = 1.0 / a00
+            e11 = a01 * a01
+            lb = l0 + beta
             c1 = a01 * inv
-            c3 = (l0 + beta) * inv
+            c3 = lb * inv
             gain[k, 0] = c1
             gain[k, 2] = c3
-            p00 = a11 - a01 * c1
-            p01 = 0.0
-            p11 = 0.0
-            q0 = (l1 - a01 * c3) - beta * g1
-            q1 = -beta * g2
+            q0 = (q1 - a01 * c3) - bg1
+            q1 = bg2
+            a00 = (a11 + 1.0) - e11 * inv
+            a01 = 0.0
+            a11 = 0.0
     xm1 = x[a - 1] if a >= 1 else 0.0
     xm2 = x[a - 2] if a >= 2 else 0.0
+    inv_alpha = 1.0 / alpha
     for k in range(a, e):
         if active[k]:
             xk = g1 * xm1 + g2 * xm2
             u[k] = 0.0
         else:
             xk = -(gain[k, 0] * xm1 + gain[k, 2])
-            u[k] = (xk - g1 * xm1 - g2 * xm2) / alpha
+            u[k] = (xk - g1 * xm1 - g2 * xm2) * inv_alpha
         x[k] = xk
         xm2 = xm1
         xm1 = xk
@@ -187,7 +196,8 @@ def segment_solve(y, bvec, g1, g2, alpha, beta, active, a, e, gain, x, u, nu, ep
     v0 = 0.0
     v1 = 0.0
     for j in range(e - 1, a - 1, -1):
-        v = x[j] - y[j + 1] + bvec[j + 1] + g1 * n1 + g2 * n2
+        # n2 off the loop-carried chain (one product and one sum on it)
+        v = ((x[j] - y[j + 1] + bvec[j + 1]) + g2 * n2) + g1 * n1
         n2 = n1
         n1 = v
         nj = v + beta
