@@ -325,7 +325,7 @@ def test_thread_count_from_the_environment(monkeypatch):
 
 
 # ------------------------------------------------------ issue 12 regimes
-from _regimes import REGIMES  # noqa: E402 - the grid of issue 12
+from napari_catune.simulation import REGIMES  # noqa: E402 - the grid of issue 12
 
 
 @pytest.mark.parametrize("name", [k for k in REGIMES if k != "slow-1kHz"])
