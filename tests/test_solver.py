@@ -489,6 +489,10 @@ def test_fit_stats_match_the_session_read_outs():
     assert np.isnan(r2[3]) and ev[4] == 0 and ev[1] > ev[0] > 0
     np.testing.assert_array_equal(fit_stats(y, r.reconvolution, act, 30.0)[1],
                                   session.event_rate(act, 30.0))
+    # on the calling thread alone (the live read-outs): the same figures
+    r2_1, ev_1 = fit_stats(y, r.reconvolution, act, 30.0, noise, threaded=False)
+    np.testing.assert_array_equal(r2_1, r2)
+    np.testing.assert_array_equal(ev_1, ev)
 
 
 def test_a_forked_child_solves_on_its_own_thread_pool():
