@@ -9,7 +9,7 @@ One trace per regime and length (``napari_catune.simulation.regime_traces``,
 the grid of bench_regimes.py), solved by ``run_deconvolution_full`` (exact,
 scalar baseline; one row runs on one thread) and by OASIS ``oasisAR2`` on the
 trace minus our baseline (one core; the same problem, see bench_regimes.py).
-Process CPU time, minimum of ``--repeats`` (one repeat from 1M frames up).
+Step budget ``--max-iters`` (500).  Process CPU time, minimum of ``--repeats`` (one repeat from 1M frames up).
 Printed per length: our CPU time, steps, KKT-optimal, OASIS's CPU time and the
 ratio; per regime, the exponent p of time ~ T^p fitted on log-log from the
 shortest to the longest length (least squares), ours and OASIS's.
@@ -25,13 +25,15 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_regimes import REGIMES, oasis, ours, timed  # noqa: E402
+from bench_regimes import REGIMES, oasis, timed  # noqa: E402
+
+import napari_catune as nc  # noqa: E402
 
 from napari_catune import solver as S  # noqa: E402
 from napari_catune.simulation import regime_traces  # noqa: E402
 
 
-def run(name, lengths, repeats):
+def run(name, lengths, repeats, max_iters):
     fs, tr, td, lam, *_ = REGIMES[name]
     rows, t_ours, t_oasis = [], [], []
     for T in lengths:
@@ -39,7 +41,8 @@ def run(name, lengths, repeats):
         reps = repeats if T < 1_000_000 else 1
         c_o = c_p = np.inf
         for _ in range(reps):
-            _w, c, res = timed(lambda: ours(y, fs, tr, td, lam))
+            _w, c, res = timed(lambda: nc.run_deconvolution_full(y, fs, tr, td, lam,
+                                                                 max_iters=max_iters))
             c_o = min(c_o, c)
             b = np.atleast_1d(res.baseline)
             _w, c, _s = timed(lambda: oasis(y, b, fs, tr, td, lam))
@@ -68,12 +71,14 @@ def main(argv=None):
     ap.add_argument("--lengths", nargs="*", type=int,
                     default=[10_000, 100_000, 1_000_000, 4_000_000])
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--max-iters", type=int, default=500,
+                    help="our step budget (a trace that does not settle shows NOT OPTIMAL)")
     args = ap.parse_args(argv)
     S.warm_up()
     out = {}
     for name in args.regimes:
         print(f"== {name} {REGIMES[name][:3]}", flush=True)
-        out[name] = run(name, sorted(args.lengths), args.repeats)
+        out[name] = run(name, sorted(args.lengths), args.repeats, args.max_iters)
     print("\nsummary: exponent of CPU time in T (ours / OASIS)")
     for name, (p_o, p_p) in out.items():
         print(f"  {name:20s} {p_o:5.2f} / {p_p:5.2f}")
