@@ -28,6 +28,12 @@ alone.  A round after a segment's first may re-solve only from a window
 before the first sample the previous round changed, with x fixed to its
 left (a block-coordinate step, cheaper on long segments of slow kernels).
 
+A warm start thins every block exchange, the full step's and the
+segments' rounds alike (:func:`thin_flips`): of the violators of one kind
+within a fraction of the kernel's rise of each other only the most negative
+changes side.  On kernels slow against fs the violators come in runs that
+answer one misfit; flipping a whole run overshoots, and the rounds cycle.
+
 With the window off this is exact for the problem with b fixed at the last
 full step's baseline.  The full step that follows re-optimises b (the scalar offset, or
 the drift) jointly, and only its KKT check decides convergence: the local

@@ -482,7 +482,10 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
        with the baseline fixed; at most 4n samples, not counted as a step;
        by Murty's rule alone once the violators stop falling),
        from the second exchange on, or the first on kernels decaying over
-       more than ``_LOCAL_SLOW`` samples (not beyond ``_EARLY_DECAY``).  On ill-conditioned problems (kernels slow relative to fs) a
+       more than ``_LOCAL_SLOW`` samples (not beyond ``_EARLY_DECAY``).
+       A warm start's exchanges flip one violator per cluster of its kind
+       (:func:`._numba_local.thin_flips`, ``_THIN_PEAK`` kernel rises
+       wide).  On ill-conditioned problems (kernels slow relative to fs) a
        wrong free set gives a wildly oscillating subspace solution and the
        exchange stops shrinking the violators (:func:`_exchange_stalls`).
     2. Then a primal-dual interior-point method (Mehrotra predictor-corrector,
