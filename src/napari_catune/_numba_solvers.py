@@ -1083,6 +1083,9 @@ def _ipm_iteration(y, g1, g2, beta, mode, mu, w, nu, winv, nuinv, D, c, coef, g0
 # interior-point iterations that may pass without mu falling below a half
 # of its best before phase 2 gives up (rounding floor reached)
 _IPM_PATIENCE = 4
+# ... while the gap is above _IPM_NEAR times the first one
+_IPM_PATIENCE_FAR = 32
+_IPM_NEAR = 1e-6
 # crossover: below this many violators the best exchanged set is kept and
 # only the neighbourhoods of its violators take the interior point's guess
 _MERGE_MAX = 256
@@ -1103,7 +1106,7 @@ _IPM_LAM_FLOOR = 5e-4
 # to settle within 400 steps on 44 of 120 traces, at 5e-3 on 4 (lambda 1e-2
 # only); GCaMP6s at 100 Hz (150 samples) failed more often at 5e-3 than at
 # 5e-4 (4 of 120 against 0)
-_IPM_LAM_FLOOR_SLOW = 5e-3
+_IPM_LAM_FLOOR_SLOW = 5e-2
 
 
 @njit(cache=_CACHE, nogil=True)
@@ -1222,7 +1225,13 @@ def _ipm_crossover(y, g1, g2, alpha, beta, mode, mu, active, best, best_flip, be
             stale = 0
         else:
             stale += 1
-            done = done or stale > _IPM_PATIENCE
+            # patience near the rounding floor only: far from it a long
+            # trace on a slow kernel takes short steps (some sample always
+            # blocks) and the gap halves only every few iterations (lambda 0,
+            # 1 kHz, 400,000 frames: stopped at 1/5 of the first gap, then
+            # 10,000 steps of crossover without success; now 39 iterations)
+            patience = _IPM_PATIENCE if gap < _IPM_NEAR * gap_first else _IPM_PATIENCE_FAR
+            done = done or stale > patience
         since_try += changes
         n_free = 0
         for k in range(n):
