@@ -31,10 +31,23 @@ from numba import njit
 
 from ._numba_local import _SEG_ROUNDS, _SEG_SINGLE, local_exchange
 
+# (int64, not literal ints: see _NO)
+_SEG_ROUNDS = np.int64(_SEG_ROUNDS)
+_SEG_SINGLE = np.int64(_SEG_SINGLE)
+
 _CACHE = True
 # the interior point's element-wise passes may reassociate (vectorised sums and
 # maxima); no 'nnan'/'ninf': its NaN guards must stay
 _IPM_FAST = {"reassoc", "nsz", "arcp", "contract"}
+# Constant arguments of calls between compiled functions go as these (plain
+# bool / int64), never as a literal False, 0 or a module constant: numba
+# compiles a callee, and everything it calls, once per literal value it is
+# given (a literal False made a second copy of pdas_one and its interior
+# point, ~10 s of a cold compile), and an omitted default is a type of its
+# own as well.
+_NO = np.bool_(False)
+_YES = np.bool_(True)
+_ZERO = np.int64(0)
 
 
 # ----------------------------------------------------------------- filters
@@ -598,7 +611,7 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
             # re-solved, not counted as a step
             if cycle:
                 local_exchange(y, bvec, g1, g2, alpha, beta, active, flip, x, u, nu, gain,
-                               eps_u, eps_nu, n, _LOCAL_WORK * n, 0, _LOCAL_CYCLE, window)
+                               eps_u, eps_nu, n, _LOCAL_WORK * n, _ZERO, _LOCAL_CYCLE, window)
             else:
                 local_exchange(y, bvec, g1, g2, alpha, beta, active, flip, x, u, nu, gain,
                                eps_u, eps_nu, n, _LOCAL_WORK * n, _SEG_ROUNDS, _SEG_SINGLE,
@@ -692,7 +705,7 @@ _LOCAL_SLOW = 30.0
 _LOCAL_WORK = 4
 # ... and with Murty's rule only, this many rounds per segment, when the
 # violators did not fall over the last step
-_LOCAL_CYCLE = 64
+_LOCAL_CYCLE = np.int64(64)
 # ... a round after a segment's first re-solving only from this many decay
 # lengths before the first sample it changed (0: the whole segment)
 _LOCAL_WINDOW = 4.0
@@ -1442,17 +1455,17 @@ def pdas_rows(y, init, warm, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iter
             for k in range(n):
                 active[k] = cold
             it2, settled = pdas_one(y[i], g1, g2, alpha, lamG, mode, mu, active,
-                                    max_iters - it, s[i], bvec, pws, bws, 1e-11, False)
+                                    max_iters - it, s[i], bvec, pws, bws, 1e-11, _NO)
             it += it2
         _store_baseline(b, i, bvec)
         iters[i] = it
         tol = kkt_tolerance(y[i], kkt_tol)
         v_s, v_b = kkt_one(y[i], s[i], bvec, g1, g2, alpha, lamG, G, mode, mu, tol_ws[0:T],
-                           tol_ws[T:2 * T], tol_ws[2 * T:3 * T], True)
+                           tol_ws[T:2 * T], tol_ws[2 * T:3 * T], _YES)
         if mode == 2 and v_s <= tol and v_b > tol:
             # the bound failed: the exact check
             v_s, v_b = kkt_one(y[i], s[i], bvec, g1, g2, alpha, lamG, G, mode, mu,
-                               tol_ws[0:T], tol_ws[T:2 * T], tol_ws[2 * T:3 * T])
+                               tol_ws[0:T], tol_ws[T:2 * T], tol_ws[2 * T:3 * T], _NO)
         conv[i] = max(v_s, v_b) <= tol
         # the fit K s + b = y - r, r the residual kkt_one leaves in tol_ws
         fi = fit[i]
@@ -1647,7 +1660,7 @@ def kkt_holds(y, s, bvec, g1, g2, alpha, lamG, G, mode, mu, kkt_tol):
     """Whether (s, b) is optimal to :func:`kkt_tolerance`."""
     T = y.shape[0]
     v_s, v_b = kkt_one(y, s, bvec, g1, g2, alpha, lamG, G, mode, mu, np.empty(T),
-                       np.empty(T), np.empty(T))
+                       np.empty(T), np.empty(T), _NO)
     return max(v_s, v_b) <= kkt_tolerance(y, kkt_tol)
 
 
@@ -1665,7 +1678,7 @@ def kkt_rows(y, s, b, g1, g2, alpha, lamG, G, mode, mu, out):
         else:
             bvec[:] = b[i]
         v_s, v_b = kkt_one(y[i], s[i], bvec, g1, g2, alpha, lamG, G, mode, mu, work, grad,
-                           bbest)
+                           bbest, _NO)
         out[i, 0] = v_s
         out[i, 1] = v_b
 

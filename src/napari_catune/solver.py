@@ -533,6 +533,9 @@ def _kkt_rows(y, s, b, m: _Model, mode: int, mu: float) -> np.ndarray:
     y = np.ascontiguousarray(y, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     b = np.ascontiguousarray(b.reshape(len(y), -1))
+    if not b.flags.writeable:
+        # (a read-only array is another type to numba: a second compile)
+        b = b.copy()
     out = np.empty((len(y), 2))
     ns.kkt_rows(y, np.ascontiguousarray(s, dtype=np.float64), b, m.g1, m.g2, m.alpha,
                 m.lamG, m.G, mode, float(mu), out)
