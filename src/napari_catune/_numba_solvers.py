@@ -536,7 +536,9 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
     converged = False
     it = 0
     # ---- phase 1: block exchange from the caller's guess
-    hist = np.full(_HIST, n + 1, np.int64)
+    hist = np.empty(_HIST, np.int64)
+    for j in range(_HIST):
+        hist[j] = n + 1
     # the set with the fewest violators (once few: phase 2 keeps it away
     # from them) and those violators
     best = bws[n:2 * n]
@@ -760,7 +762,7 @@ def _kkt_step(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u, nu
     return n_bad, last_bad
 
 
-@njit(cache=_CACHE, nogil=True, inline="always")
+@njit(cache=_CACHE, nogil=True)
 def _kkt_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u, nu, flip, rel_eps):
     """One active-set step: the subspace optimum for ``active`` (x, bvec)
     and its KKT violators (flagged in ``flip``).  Returns (n_bad, last_bad,
@@ -1004,7 +1006,7 @@ def _ipm_iteration(y, g1, g2, beta, mode, mu, w, nu, winv, nuinv, D, c, coef, g0
     if not (gap > 0.0 and gap < math.inf):
         return gap, 0, 0.0, False
     # predictor (affine scaling): complementarity target 0; dnu = -nu (1 + dw / w)
-    _newton_solve(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, v, True)
+    _newton_solve(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, v, _YES)
     rp = 1.0
     rd = 1.0
     for k in range(n):
@@ -1027,7 +1029,7 @@ def _ipm_iteration(y, g1, g2, beta, mode, mu, w, nu, winv, nuinv, D, c, coef, g0
         r = sgap - dw[k] * dnu[k]
         dnu[k] = r - w[k] * nu[k]          # the corrector's complementarity rhs
         c[k] = beta - nu[k] - r * winv[k]
-    _newton_solve(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, v, False)
+    _newton_solve(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, v, _NO)
     rp = 1.0
     rd = 1.0
     for k in range(n):
@@ -1055,7 +1057,7 @@ def _ipm_iteration(y, g1, g2, beta, mode, mu, w, nu, winv, nuinv, D, c, coef, g0
                 r = 0.0
             c[k] = -r * winv[k]
             dnu2[k] = r
-        _newton_solve(zero, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, v, False)
+        _newton_solve(zero, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, v, _NO)
         rp = 1.0
         rd = 1.0
         for k in range(n):
@@ -1492,7 +1494,11 @@ def _store_baseline(b, i, bvec):
     if b.shape[1] == 1:
         b[i, 0] = bvec[0]
     else:
-        b[i, :] = bvec
+        # a loop: the slice assignment b[i, :] = bvec compiles numba's
+        # broadcasting and its error messages (~2.5 s of a cold compile)
+        bi = b[i]
+        for t in range(bi.shape[0]):
+            bi[t] = bvec[t]
 
 
 @njit(cache=_CACHE, nogil=True)
