@@ -1328,10 +1328,14 @@ def rolling_quantile_one(y, W, q, out):
     while top * 2 <= m_max:
         top *= 2
     prev = np.empty(0, np.int64)  # sorted order of the previous block (global indices)
+    scratch = np.empty(W, np.int64)
     c0 = 0
     while c0 < T:
         c1 = min(c0 + W, T)
-        cur = np.argsort(y[c0:c1]) + c0
+        cur = np.empty(c1 - c0, np.int64)
+        _argsort(y[c0:c1], cur, scratch)
+        for i in range(c1 - c0):
+            cur[i] += c0
         lo = c0 - prev.shape[0]
         m = c1 - lo
         # merge the two sorted blocks: slot j of the merged order
@@ -1385,6 +1389,54 @@ def rolling_quantile_one(y, W, q, out):
             out[t] = vals[pos]
         prev = cur
         c0 = c1
+
+
+_RUN = 16
+
+
+@njit(cache=_CACHE, nogil=True)
+def _argsort(v, out, tmp):
+    """The order of v (ascending, ties in index order) into ``out``; ``tmp``
+    scratch of at least v's length.  Runs of _RUN sorted by insertion, then
+    merged pairwise (a stable merge sort, O(m log m)):
+    np.argsort would compile numba's quicksort machinery, ~3 s of a cold
+    compile."""
+    m = v.shape[0]
+    # runs of _RUN by insertion, then merged pairwise
+    for lo in range(0, m, _RUN):
+        hi = min(lo + _RUN, m)
+        for i in range(lo, hi):
+            vi = v[i]
+            j = i
+            while j > lo and v[out[j - 1]] > vi:
+                out[j] = out[j - 1]
+                j -= 1
+            out[j] = i
+    src = out
+    dst = tmp
+    in_out = True
+    width = _RUN
+    while width < m:
+        lo = 0
+        while lo < m:
+            mid = min(lo + width, m)
+            hi = min(lo + 2 * width, m)
+            i = lo
+            j = mid
+            for k in range(lo, hi):
+                if j >= hi or (i < mid and v[src[i]] <= v[src[j]]):
+                    dst[k] = src[i]
+                    i += 1
+                else:
+                    dst[k] = src[j]
+                    j += 1
+            lo = hi
+        src, dst = dst, src
+        in_out = not in_out
+        width *= 2
+    if not in_out:
+        for i in range(m):
+            out[i] = src[i]
 
 
 @njit(cache=_CACHE, nogil=True)
