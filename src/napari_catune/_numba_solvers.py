@@ -1731,10 +1731,9 @@ def kkt_rows(y, s, b, g1, g2, alpha, lamG, G, mode, mu, out):
     bvec = np.empty(T)
     bbest = np.empty(T)
     for i in range(y.shape[0]):
-        if b.shape[1] == 1:
-            bvec[:] = b[i, 0]
-        else:
-            bvec[:] = b[i]
+        # loops, not bvec[:] = b[i] (see _store_baseline)
+        for t in range(T):
+            bvec[t] = b[i, 0] if b.shape[1] == 1 else b[i, t]
         v_s, v_b = kkt_one(y[i], s[i], bvec, g1, g2, alpha, lamG, G, mode, mu, work, grad,
                            bbest, _NO)
         out[i, 0] = v_s
