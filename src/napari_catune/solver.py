@@ -637,7 +637,7 @@ def objective(traces, activity, baseline, fs, tau_r, tau_d, lam, *, drift_scale=
 
 
 COMPILE_MESSAGE = ("compiling the solver for this machine: once after an install or upgrade, "
-                   "about 10-30 s; later runs start within about a second")
+                   "about 10-40 s; later runs start within about a second")
 _told_compile = False
 
 
