@@ -31,10 +31,23 @@ from numba import njit
 
 from ._numba_local import _SEG_ROUNDS, _SEG_SINGLE, local_exchange
 
+# (int64, not literal ints: see _NO)
+_SEG_ROUNDS = np.int64(_SEG_ROUNDS)
+_SEG_SINGLE = np.int64(_SEG_SINGLE)
+
 _CACHE = True
 # the interior point's element-wise passes may reassociate (vectorised sums and
 # maxima); no 'nnan'/'ninf': its NaN guards must stay
 _IPM_FAST = {"reassoc", "nsz", "arcp", "contract"}
+# Constant arguments of calls between compiled functions go as these (plain
+# bool / int64), never as a literal False, 0 or a module constant: numba
+# compiles a callee, and everything it calls, once per literal value it is
+# given (a literal False made a second copy of pdas_one and its interior
+# point, ~10 s of a cold compile), and an omitted default is a type of its
+# own as well.
+_NO = np.bool_(False)
+_YES = np.bool_(True)
+_ZERO = np.int64(0)
 
 
 # ----------------------------------------------------------------- filters
@@ -523,7 +536,9 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
     converged = False
     it = 0
     # ---- phase 1: block exchange from the caller's guess
-    hist = np.full(_HIST, n + 1, np.int64)
+    hist = np.empty(_HIST, np.int64)
+    for j in range(_HIST):
+        hist[j] = n + 1
     # the set with the fewest violators (once few: phase 2 keeps it away
     # from them) and those violators
     best = bws[n:2 * n]
@@ -598,7 +613,7 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
             # re-solved, not counted as a step
             if cycle:
                 local_exchange(y, bvec, g1, g2, alpha, beta, active, flip, x, u, nu, gain,
-                               eps_u, eps_nu, n, _LOCAL_WORK * n, 0, _LOCAL_CYCLE, window)
+                               eps_u, eps_nu, n, _LOCAL_WORK * n, _ZERO, _LOCAL_CYCLE, window)
             else:
                 local_exchange(y, bvec, g1, g2, alpha, beta, active, flip, x, u, nu, gain,
                                eps_u, eps_nu, n, _LOCAL_WORK * n, _SEG_ROUNDS, _SEG_SINGLE,
@@ -692,7 +707,7 @@ _LOCAL_SLOW = 30.0
 _LOCAL_WORK = 4
 # ... and with Murty's rule only, this many rounds per segment, when the
 # violators did not fall over the last step
-_LOCAL_CYCLE = 64
+_LOCAL_CYCLE = np.int64(64)
 # ... a round after a segment's first re-solving only from this many decay
 # lengths before the first sample it changed (0: the whole segment)
 _LOCAL_WINDOW = 4.0
@@ -747,7 +762,7 @@ def _kkt_step(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u, nu
     return n_bad, last_bad
 
 
-@njit(cache=_CACHE, nogil=True, inline="always")
+@njit(cache=_CACHE, nogil=True)
 def _kkt_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u, nu, flip, rel_eps):
     """One active-set step: the subspace optimum for ``active`` (x, bvec)
     and its KKT violators (flagged in ``flip``).  Returns (n_bad, last_bad,
@@ -991,7 +1006,7 @@ def _ipm_iteration(y, g1, g2, beta, mode, mu, w, nu, winv, nuinv, D, c, coef, g0
     if not (gap > 0.0 and gap < math.inf):
         return gap, 0, 0.0, False
     # predictor (affine scaling): complementarity target 0; dnu = -nu (1 + dw / w)
-    _newton_solve(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, v, True)
+    _newton_solve(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, v, _YES)
     rp = 1.0
     rd = 1.0
     for k in range(n):
@@ -1014,7 +1029,7 @@ def _ipm_iteration(y, g1, g2, beta, mode, mu, w, nu, winv, nuinv, D, c, coef, g0
         r = sgap - dw[k] * dnu[k]
         dnu[k] = r - w[k] * nu[k]          # the corrector's complementarity rhs
         c[k] = beta - nu[k] - r * winv[k]
-    _newton_solve(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, v, False)
+    _newton_solve(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, v, _NO)
     rp = 1.0
     rd = 1.0
     for k in range(n):
@@ -1042,7 +1057,7 @@ def _ipm_iteration(y, g1, g2, beta, mode, mu, w, nu, winv, nuinv, D, c, coef, g0
                 r = 0.0
             c[k] = -r * winv[k]
             dnu2[k] = r
-        _newton_solve(zero, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, v, False)
+        _newton_solve(zero, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, v, _NO)
         rp = 1.0
         rd = 1.0
         for k in range(n):
@@ -1324,10 +1339,14 @@ def rolling_quantile_one(y, W, q, out):
     while top * 2 <= m_max:
         top *= 2
     prev = np.empty(0, np.int64)  # sorted order of the previous block (global indices)
+    scratch = np.empty(W, np.int64)
     c0 = 0
     while c0 < T:
         c1 = min(c0 + W, T)
-        cur = np.argsort(y[c0:c1]) + c0
+        cur = np.empty(c1 - c0, np.int64)
+        _argsort(y[c0:c1], cur, scratch)
+        for i in range(c1 - c0):
+            cur[i] += c0
         lo = c0 - prev.shape[0]
         m = c1 - lo
         # merge the two sorted blocks: slot j of the merged order
@@ -1381,6 +1400,54 @@ def rolling_quantile_one(y, W, q, out):
             out[t] = vals[pos]
         prev = cur
         c0 = c1
+
+
+_RUN = 16
+
+
+@njit(cache=_CACHE, nogil=True)
+def _argsort(v, out, tmp):
+    """The order of v (ascending, ties in index order) into ``out``; ``tmp``
+    scratch of at least v's length.  Runs of _RUN sorted by insertion, then
+    merged pairwise (a stable merge sort, O(m log m)):
+    np.argsort would compile numba's quicksort machinery, ~3 s of a cold
+    compile."""
+    m = v.shape[0]
+    # runs of _RUN by insertion, then merged pairwise
+    for lo in range(0, m, _RUN):
+        hi = min(lo + _RUN, m)
+        for i in range(lo, hi):
+            vi = v[i]
+            j = i
+            while j > lo and v[out[j - 1]] > vi:
+                out[j] = out[j - 1]
+                j -= 1
+            out[j] = i
+    src = out
+    dst = tmp
+    in_out = True
+    width = _RUN
+    while width < m:
+        lo = 0
+        while lo < m:
+            mid = min(lo + width, m)
+            hi = min(lo + 2 * width, m)
+            i = lo
+            j = mid
+            for k in range(lo, hi):
+                if j >= hi or (i < mid and v[src[i]] <= v[src[j]]):
+                    dst[k] = src[i]
+                    i += 1
+                else:
+                    dst[k] = src[j]
+                    j += 1
+            lo = hi
+        src, dst = dst, src
+        in_out = not in_out
+        width *= 2
+    if not in_out:
+        for i in range(m):
+            out[i] = src[i]
 
 
 @njit(cache=_CACHE, nogil=True)
@@ -1453,17 +1520,17 @@ def pdas_rows(y, init, warm, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iter
             for k in range(n):
                 active[k] = cold
             it2, settled = pdas_one(y[i], g1, g2, alpha, lamG, mode, mu, active,
-                                    max_iters - it, s[i], bvec, pws, bws, 1e-11, False)
+                                    max_iters - it, s[i], bvec, pws, bws, 1e-11, _NO)
             it += it2
         _store_baseline(b, i, bvec)
         iters[i] = it
         tol = kkt_tolerance(y[i], kkt_tol)
         v_s, v_b = kkt_one(y[i], s[i], bvec, g1, g2, alpha, lamG, G, mode, mu, tol_ws[0:T],
-                           tol_ws[T:2 * T], tol_ws[2 * T:3 * T], True)
+                           tol_ws[T:2 * T], tol_ws[2 * T:3 * T], _YES)
         if mode == 2 and v_s <= tol and v_b > tol:
             # the bound failed: the exact check
             v_s, v_b = kkt_one(y[i], s[i], bvec, g1, g2, alpha, lamG, G, mode, mu,
-                               tol_ws[0:T], tol_ws[T:2 * T], tol_ws[2 * T:3 * T])
+                               tol_ws[0:T], tol_ws[T:2 * T], tol_ws[2 * T:3 * T], _NO)
         conv[i] = max(v_s, v_b) <= tol
         # the fit K s + b = y - r, r the residual kkt_one leaves in tol_ws
         fi = fit[i]
@@ -1490,7 +1557,11 @@ def _store_baseline(b, i, bvec):
     if b.shape[1] == 1:
         b[i, 0] = bvec[0]
     else:
-        b[i, :] = bvec
+        # a loop: the slice assignment b[i, :] = bvec compiles numba's
+        # broadcasting and its error messages (~2.5 s of a cold compile)
+        bi = b[i]
+        for t in range(bi.shape[0]):
+            bi[t] = bvec[t]
 
 
 @njit(cache=_CACHE, nogil=True)
@@ -1658,7 +1729,7 @@ def kkt_holds(y, s, bvec, g1, g2, alpha, lamG, G, mode, mu, kkt_tol):
     """Whether (s, b) is optimal to :func:`kkt_tolerance`."""
     T = y.shape[0]
     v_s, v_b = kkt_one(y, s, bvec, g1, g2, alpha, lamG, G, mode, mu, np.empty(T),
-                       np.empty(T), np.empty(T))
+                       np.empty(T), np.empty(T), _NO)
     return max(v_s, v_b) <= kkt_tolerance(y, kkt_tol)
 
 
@@ -1671,12 +1742,11 @@ def kkt_rows(y, s, b, g1, g2, alpha, lamG, G, mode, mu, out):
     bvec = np.empty(T)
     bbest = np.empty(T)
     for i in range(y.shape[0]):
-        if b.shape[1] == 1:
-            bvec[:] = b[i, 0]
-        else:
-            bvec[:] = b[i]
+        # loops, not bvec[:] = b[i] (see _store_baseline)
+        for t in range(T):
+            bvec[t] = b[i, 0] if b.shape[1] == 1 else b[i, t]
         v_s, v_b = kkt_one(y[i], s[i], bvec, g1, g2, alpha, lamG, G, mode, mu, work, grad,
-                           bbest)
+                           bbest, _NO)
         out[i, 0] = v_s
         out[i, 1] = v_b
 
