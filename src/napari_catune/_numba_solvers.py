@@ -624,7 +624,8 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
             # re-solved, not counted as a step
             if cycle:
                 local_exchange(y, bvec, g1, g2, alpha, beta, active, flip, x, u, nu, gain,
-                               eps_u, eps_nu, n, _LOCAL_WORK * n, _ZERO, _LOCAL_CYCLE, window)
+                               eps_u, eps_nu, n, _LOCAL_WORK * n, _ZERO, _LOCAL_CYCLE, window,
+                               thin)
             else:
                 local_exchange(y, bvec, g1, g2, alpha, beta, active, flip, x, u, nu, gain,
                                eps_u, eps_nu, n, _LOCAL_WORK * n, _SEG_ROUNDS, _SEG_SINGLE,
