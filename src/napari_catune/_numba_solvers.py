@@ -534,11 +534,16 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
     disc = g1 * g1 + 4.0 * g2
     d_root = 0.5 * (g1 + math.sqrt(disc)) if disc > 0.0 else 0.5 * g1
     local = warm and _LOCAL_FRAC > 0
+    if not warm and _COLD_LOCAL_FRAC > 0:
+        local = True
     # on fast kernels the first block exchange of a warm start lands nearly
     # right by itself; on slow ones it overshoots
     slow = d_root >= 1.0 or _LOCAL_SLOW * (1.0 - d_root) < 1.0
     local_from = 1 if slow else _LOCAL_FROM
     local_frac = _LOCAL_FRAC if (slow or mode == 2) else _LOCAL_FRAC_S
+    if not warm:
+        local_frac = _COLD_LOCAL_FRAC if slow else _COLD_LOCAL_FRAC_S
+        local_from = _COLD_LOCAL_FROM
     # rounds after a segment's first re-solve only this far left of what
     # changed (_numba_local.local_exchange): _LOCAL_WINDOW decay lengths
     window = 0
@@ -675,6 +680,11 @@ _EARLY_MIN = 64
 # (37-48 samples; the interior point costs ~2x there), but creeps (~1.5x
 # fewer violators per step, 33 steps) on GCaMP6s at 30 Hz (45 samples)
 _COLD_DECAY = 50.0
+# a cold start's exchange settles locally (as a warm start's) once at most
+# n / _COLD_LOCAL_FRAC samples violate, from step _COLD_LOCAL_FROM (0: never)
+_COLD_LOCAL_FRAC = 8
+_COLD_LOCAL_FRAC_S = 64
+_COLD_LOCAL_FROM = 2
 
 # phase 1 of a warm start settles a block exchange locally
 # (_numba_local.local_exchange) when at most n / _LOCAL_FRAC samples
