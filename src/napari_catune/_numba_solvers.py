@@ -981,7 +981,7 @@ def _newton_solve(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, v, refactor):
 
 
 @njit(cache=_CACHE, nogil=True, fastmath=_IPM_FAST)
-def _ipm_iteration(y, g1, g2, beta, mode, mu, w, nu, winv, nuinv, D, c, coef, g0, gbd, g3, v,
+def _ipm_iteration(y, g1, g2, beta, mode, mu, w, nu, winv, gap_in, D, c, coef, g0, gbd, g3, v,
                    dw, dnu, dw2, dnu2, zero, guess, n_corr, sig_min):
     """One Mehrotra predictor-corrector iteration (with up to ``n_corr``
     Gondzio centrality correctors) of the primal-dual interior point on
@@ -993,39 +993,49 @@ def _ipm_iteration(y, g1, g2, beta, mode, mu, w, nu, winv, nuinv, D, c, coef, g0
     (w, nu) alone.  Updates
     w, nu in place, writes the active-set guess (Tapia indicator: w falls
     faster than nu) into ``guess`` and returns (gap before the step,
-    number of guesses that changed, step length, ok); gap is the mean
-    complementarity w'nu / n, the barrier parameter.
+    number of guesses that changed, step length, ok, gap after it); gap is
+    the mean complementarity w'nu / n, the barrier parameter.
+
+    ``winv``, ``D``, ``c`` (1 / w, nu / w, beta - nu) of the new point are
+    formed in the update's pass, for the next iteration, which is told so
+    by ``gap_in`` >= 0 (the gap returned); with ``gap_in`` < 0 (the first
+    iteration) they are formed here.
     """
     n = w.shape[0]
-    gap = 0.0
-    for k in range(n):
-        wi = 1.0 / w[k]
-        winv[k] = wi
-        nuinv[k] = 1.0 / nu[k]
-        D[k] = nu[k] * wi
-        c[k] = beta - nu[k]
-        gap += w[k] * nu[k]
-    gap /= n
+    gap = gap_in
+    if not gap_in >= 0.0:
+        gap = 0.0
+        for k in range(n):
+            wi = 1.0 / w[k]
+            winv[k] = wi
+            D[k] = nu[k] * wi
+            c[k] = beta - nu[k]
+            gap += w[k] * nu[k]
+        gap /= n
     if not (gap > 0.0 and gap < math.inf):
-        return gap, 0, 0.0, False
+        return gap, 0, 0.0, False, -1.0
     # predictor (affine scaling): complementarity target 0; dnu = -nu (1 + dw / w)
     _newton_solve(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, v, True)
     rp = 1.0
     rd = 1.0
+    # the predicted gap sum (w + ap dw)(nu + ad dnu) from sums formed in the
+    # same pass: w dnu = -w nu - nu dw
+    s_dn = 0.0
+    s_dd = 0.0
     for k in range(n):
         d_w = v[k] - w[k]
         t = d_w * winv[k]
         dw[k] = d_w
-        dnu[k] = -nu[k] * (1.0 + t)
+        d_nu = -nu[k] * (1.0 + t)
+        dnu[k] = d_nu
+        s_dn += d_w * nu[k]
+        s_dd += d_w * d_nu
         rp = max(rp, -t)
         rd = max(rd, 1.0 + t)
     ap = 1.0 / rp
     ad = 1.0 / rd
-    gap_aff = 0.0
-    for k in range(n):
-        gap_aff += (w[k] + ap * dw[k]) * (nu[k] + ad * dnu[k])
-    gap_aff /= n
-    sig = min(1.0, max(sig_min, (gap_aff / gap) ** 3))
+    gap_aff = gap + ((ap - ad) * s_dn + ap * ad * s_dd) / n - ad * gap
+    sig = min(1.0, max(sig_min, (max(gap_aff, 0.0) / gap) ** 3))
     sgap = sig * gap
     # corrector: target sig gap, with the predictor's second-order term
     for k in range(n):
@@ -1041,7 +1051,7 @@ def _ipm_iteration(y, g1, g2, beta, mode, mu, w, nu, winv, nuinv, D, c, coef, g0
         dw[k] = d_w
         dnu[k] = d_nu
         rp = max(rp, -d_w * winv[k])
-        rd = max(rd, -d_nu * nuinv[k])
+        rd = max(rd, -d_nu / nu[k])
     ap = 1.0 / rp
     ad = 1.0 / rd
     # Gondzio: push the products that would leave [0.1, 10] sig gap back in
@@ -1069,7 +1079,7 @@ def _ipm_iteration(y, g1, g2, beta, mode, mu, w, nu, winv, nuinv, D, c, coef, g0
             dw2[k] = d_w
             dnu2[k] = d_nu
             rp = max(rp, -d_w * winv[k])
-            rd = max(rd, -d_nu * nuinv[k])
+            rd = max(rd, -d_nu / nu[k])
         ap2 = 1.0 / rp
         ad2 = 1.0 / rd
         if min(ap2, ad2) < 1.01 * min(ap, ad):
@@ -1081,21 +1091,28 @@ def _ipm_iteration(y, g1, g2, beta, mode, mu, w, nu, winv, nuinv, D, c, coef, g0
     ap = min(1.0, 0.99 * ap)
     ad = min(1.0, 0.99 * ad)
     changes = 0
-    ok = True
+    bad = 0
+    gap_next = 0.0
     for k in range(n):
-        w_new = w[k] + ap * dw[k]
-        nu_new = nu[k] + ad * dnu[k]
+        wk = w[k]
+        nk = nu[k]
+        w_new = wk + ap * dw[k]
+        nu_new = nk + ad * dnu[k]
         # Tapia indicator (El-Bakry, Tapia & Zhang): at the solution w/w_old
         # -> 0 on the active set and nu/nu_old -> 0 on the free set
-        g = w_new * nu[k] < nu_new * w[k]
-        if g != guess[k]:
-            changes += 1
-            guess[k] = g
+        g = w_new * nk < nu_new * wk
+        changes += g != guess[k]
+        guess[k] = g
         w[k] = w_new
         nu[k] = nu_new
-        if not (w_new > 0.0 and nu_new > 0.0):
-            ok = False
-    return gap, changes, min(ap, ad), ok
+        bad += not (w_new > 0.0 and nu_new > 0.0)
+        # the next iteration's weights
+        wi = 1.0 / w_new
+        winv[k] = wi
+        D[k] = nu_new * wi
+        c[k] = beta - nu_new
+        gap_next += w_new * nu_new
+    return gap, changes, min(ap, ad), bad == 0, gap_next / n
 
 
 # interior-point iterations that may pass without mu falling below a half
@@ -1220,10 +1237,12 @@ def _ipm_crossover(y, g1, g2, alpha, beta, mode, mu, active, best, best_flip, be
     window = 0
     if _LOCAL_WINDOW > 0.0 and d_root < 1.0:
         window = int(_LOCAL_WINDOW / (1.0 - d_root)) + 2
+    gap_next = -1.0
     while it < max_iters:
-        gap, changes, step, ok = _ipm_iteration(
-            y, g1, g2, beta, mode, mu, w, nu, winv, nuinv, D, c, coef, g0, gbd, g3, v, dw, dnu,
-            dw2, dnu2, zero, guess, _IPM_CORRECTORS, _IPM_RECENTRE if step < _IPM_SHORT else 0.0)
+        gap, changes, step, ok, gap_next = _ipm_iteration(
+            y, g1, g2, beta, mode, mu, w, nu, winv, gap_next, D, c, coef, g0, gbd, g3, v, dw,
+            dnu, dw2, dnu2, zero, guess, _IPM_CORRECTORS,
+            _IPM_RECENTRE if step < _IPM_SHORT else 0.0)
         it += 1
         if not ok:
             n_ipm = 0
