@@ -559,8 +559,9 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
     # a cold start on a kernel slow against fs: the same rule (the exchange
     # there creeps, ~1.5x fewer violators per step, for 10-25 steps before
     # it stalls; the interior point does not need its iterate)
-    early = early or (not warm and _COLD_DECAY > 0.0
-                      and (d_root >= 1.0 or _COLD_DECAY * (1.0 - d_root) < 1.0))
+    cold_slow = (not warm and _COLD_DECAY > 0.0
+                 and (d_root >= 1.0 or _COLD_DECAY * (1.0 - d_root) < 1.0))
+    early = early or cold_slow
     cycle_last = False
     while it < max_iters:
         n_bad, last_bad, eps_u, eps_nu = _kkt_core(y, g1, g2, alpha, beta, mode, mu, active, gain,
@@ -586,6 +587,10 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
             # a stall of the localized exchange: Murty's rule in its
             # segments first (the test is tuned on plain block exchanges)
             cycle = True
+        if cold_slow and n_bad > _EARLY_MIN and it >= _COLD_STEPS:
+            # a cold start on a slow kernel: its exchange steps do not help
+            # the interior point, which starts afresh
+            break
         if (early and n_bad > _EARLY_MIN and it >= 3
                 and 2 * n_bad > hist[(it - 3) % _HIST]):
             # a warm start on a slow kernel whose violators stopped halving
@@ -680,6 +685,8 @@ _EARLY_MIN = 64
 # (37-48 samples; the interior point costs ~2x there), but creeps (~1.5x
 # fewer violators per step, 33 steps) on GCaMP6s at 30 Hz (45 samples)
 _COLD_DECAY = 50.0
+# ... after at most this many exchange steps with many violators
+_COLD_STEPS = 1
 # a cold start's exchange settles locally (as a warm start's) once at most
 # n / _COLD_LOCAL_FRAC samples violate, from step _COLD_LOCAL_FROM (0: never)
 _COLD_LOCAL_FRAC = 8
