@@ -63,7 +63,9 @@ def test_steps_do_not_grow_with_T_on_gcamp6s_at_100hz():
 def test_budget_runs_out_honestly():
     fs, tr, td, lam, *_ = REGIMES["GCaMP6s-100Hz"]
     y = traces("GCaMP6s-100Hz", 2, 3000, seed=5)
-    for budget in (3, 12):  # inside the exchange phase / inside the interior point
+    # inside the exchange phase (one step: a cold start on this slow kernel
+    # then hands over) / inside the interior point
+    for budget in (1, 7):
         res = nc.run_deconvolution_full(y, fs, tr, td, lam, max_iters=budget)
         assert not res.converged.any()
         assert (res.iterations <= budget).all()
@@ -71,7 +73,7 @@ def test_budget_runs_out_honestly():
         viol = S.kkt_violation(y, res.activity, res.baseline, fs, tr, td, lam)
         assert (viol > S.KKT_TOL).all()
     full = nc.run_deconvolution_full(y, fs, tr, td, lam)
-    assert full.converged.all() and (full.iterations > 12).all()
+    assert full.converged.all() and (full.iterations > 7).all()
 
 
 def test_warm_start_after_a_large_move_reaches_the_cold_optimum():
