@@ -883,6 +883,14 @@ def _newton_solve(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, v, refactor):
     only the linear part is redone for a new c (the corrector of the same
     iteration).  ``gbd``, ``g3``: (n, 4) and (n,) for drift, else unused.
     """
+    b = _newton_back(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, refactor)
+    _newton_fwd(mode, coef, g0, gbd, g3, b, v, v, v, v, v, v, v, v, 0)
+
+
+@njit(cache=_CACHE, nogil=True, fastmath={"contract"})
+def _newton_back(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, refactor):
+    """The backward recursion of :func:`_newton_solve`; returns the
+    baseline of the first sample (for :func:`_newton_fwd`)."""
     n = y.shape[0] - 1
     drift = mode == 2
     p00 = 0.0
@@ -975,16 +983,66 @@ def _newton_solve(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, v, refactor):
     b = 0.0
     if mode != 0:
         b = (y[0] - q2) / (1.0 + coef[n, 0])
+    return b
+
+
+@njit(cache=_CACHE, nogil=True, fastmath={"contract"})
+def _newton_fwd(mode, coef, g0, gbd, g3, b, v, w, winv, nu, a1, a2, o1, o2, kind):
+    """The forward recursion of :func:`_newton_solve` from the baseline
+    ``b`` (:func:`_newton_back`), with the interior point's pass over each
+    innovation v_k fused in (the recursion is latency-bound: the pass runs
+    in its shadow instead of re-reading v).  ``kind`` 0: store v.  1 (the
+    predictor): o1 = dw = v - w, o2 = dnu = -nu (1 + dw / w).  2 (the
+    corrector, a1 its complementarity rhs): o1 = dw = v - w, a1 = dnu =
+    (a1 - nu dw) / w.  3 (a Gondzio corrector from the step a1, a2, o2 its
+    complementarity rhs): o1 = a1 + v, o2 = a2 + (o2 - nu v) / w.  Returns
+    the ratio tests' maxima (rp, rd) of -dw / w and -dnu / nu (at least 1)
+    and, for kind 1, the sums of dw nu and dw dnu.
+    """
+    n = coef.shape[0] - 1
+    drift = mode == 2
+    rp = 1.0
+    rd = 1.0
+    s_dn = 0.0
+    s_dd = 0.0
     xm1 = 0.0
     xm2 = 0.0
     for k in range(n):
         if drift:
             b = gbd[k, 2] * b - gbd[k, 0] * xm1 - gbd[k, 1] * xm2 - g3[k]
         r = coef[k, 5] * b + g0[k]
-        v[k] = coef[k, 2] * xm1 - coef[k, 4] * xm2 + r
+        vk = coef[k, 2] * xm1 - coef[k, 4] * xm2 + r
         xk = coef[k, 1] * xm1 + (coef[k, 3] * xm2 + r)
         xm2 = xm1
         xm1 = xk
+        if kind == 0:
+            v[k] = vk
+            continue
+        nk = nu[k]
+        wi = winv[k]
+        if kind == 1:
+            d_w = vk - w[k]
+            t = d_w * wi
+            d_nu = -nk * (1.0 + t)
+            s_dn += d_w * nk
+            s_dd += d_w * d_nu
+            o1[k] = d_w
+            o2[k] = d_nu
+        elif kind == 2:
+            d_w = vk - w[k]
+            d_nu = (a1[k] - nk * d_w) * wi
+            o1[k] = d_w
+            a1[k] = d_nu
+        else:
+            d_w = a1[k] + vk
+            d_nu = a2[k] + (o2[k] - nk * vk) * wi
+            o1[k] = d_w
+            o2[k] = d_nu
+        rp = max(rp, -d_w * wi)
+        if -d_nu > rd * nk:
+            # rare once rd is near its maximum: no division per sample
+            rd = -d_nu / nk
+    return rp, rd, s_dn, s_dd
 
 
 @njit(cache=_CACHE, nogil=True, fastmath=_IPM_FAST)
@@ -1022,23 +1080,11 @@ def _ipm_iteration(y, g1, g2, beta, mode, mu, w, nu, winv, gap_in, D, c, coef, g
     if not (gap > 0.0 and gap < math.inf):
         return gap, 0, 0.0, False, -1.0
     # predictor (affine scaling): complementarity target 0; dnu = -nu (1 + dw / w)
-    _newton_solve(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, v, True)
-    rp = 1.0
-    rd = 1.0
-    # the predicted gap sum (w + ap dw)(nu + ad dnu) from sums formed in the
-    # same pass: w dnu = -w nu - nu dw
-    s_dn = 0.0
-    s_dd = 0.0
-    for k in range(n):
-        d_w = v[k] - w[k]
-        t = d_w * winv[k]
-        dw[k] = d_w
-        d_nu = -nu[k] * (1.0 + t)
-        dnu[k] = d_nu
-        s_dn += d_w * nu[k]
-        s_dd += d_w * d_nu
-        rp = max(rp, -t)
-        rd = max(rd, 1.0 + t)
+    # (the predicted gap sum (w + ap dw)(nu + ad dnu) from sums formed in
+    # the same pass: w dnu = -w nu - nu dw)
+    b0 = _newton_back(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, True)
+    rp, rd, s_dn, s_dd = _newton_fwd(mode, coef, g0, gbd, g3, b0, v, w, winv, nu, v, v, dw,
+                                     dnu, 1)
     ap = 1.0 / rp
     ad = 1.0 / rd
     gap_aff = gap + ((ap - ad) * s_dn + ap * ad * s_dd) / n - ad * gap
@@ -1049,16 +1095,8 @@ def _ipm_iteration(y, g1, g2, beta, mode, mu, w, nu, winv, gap_in, D, c, coef, g
         r = sgap - dw[k] * dnu[k]
         dnu[k] = r - w[k] * nu[k]          # the corrector's complementarity rhs
         c[k] = beta - nu[k] - r * winv[k]
-    _newton_solve(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, v, False)
-    rp = 1.0
-    rd = 1.0
-    for k in range(n):
-        d_w = v[k] - w[k]
-        d_nu = (dnu[k] - nu[k] * d_w) * winv[k]
-        dw[k] = d_w
-        dnu[k] = d_nu
-        rp = max(rp, -d_w * winv[k])
-        rd = max(rd, -d_nu / nu[k])
+    b0 = _newton_back(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, False)
+    rp, rd, _s, _t = _newton_fwd(mode, coef, g0, gbd, g3, b0, v, w, winv, nu, dnu, v, dw, v, 2)
     ap = 1.0 / rp
     ad = 1.0 / rd
     # Gondzio: push the products that would leave [0.1, 10] sig gap back in
@@ -1077,16 +1115,9 @@ def _ipm_iteration(y, g1, g2, beta, mode, mu, w, nu, winv, gap_in, D, c, coef, g
                 r = 0.0
             c[k] = -r * winv[k]
             dnu2[k] = r
-        _newton_solve(zero, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, v, False)
-        rp = 1.0
-        rd = 1.0
-        for k in range(n):
-            d_w = dw[k] + v[k]
-            d_nu = dnu[k] + (dnu2[k] - nu[k] * v[k]) * winv[k]
-            dw2[k] = d_w
-            dnu2[k] = d_nu
-            rp = max(rp, -d_w * winv[k])
-            rd = max(rd, -d_nu / nu[k])
+        b0 = _newton_back(zero, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, False)
+        rp, rd, _s, _t = _newton_fwd(mode, coef, g0, gbd, g3, b0, v, w, winv, nu, dw, dnu, dw2,
+                                     dnu2, 3)
         ap2 = 1.0 / rp
         ad2 = 1.0 / rd
         if min(ap2, ad2) < 1.01 * min(ap, ad):
