@@ -541,7 +541,9 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
     slow = d_root >= 1.0 or _LOCAL_SLOW * (1.0 - d_root) < 1.0
     local_from = 1 if slow else _LOCAL_FROM
     local_frac = _LOCAL_FRAC if (slow or mode == 2) else _LOCAL_FRAC_S
+    local_work = _LOCAL_WORK
     if not warm:
+        local_work = _COLD_LOCAL_WORK
         local_frac = _COLD_LOCAL_FRAC if slow else _COLD_LOCAL_FRAC_S
         local_from = _COLD_LOCAL_FROM
     # rounds after a segment's first re-solve only this far left of what
@@ -608,10 +610,10 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
             # re-solved, not counted as a step
             if cycle:
                 local_exchange(y, bvec, g1, g2, alpha, beta, active, flip, x, u, nu, gain,
-                               eps_u, eps_nu, n, _LOCAL_WORK * n, 0, _LOCAL_CYCLE, window)
+                               eps_u, eps_nu, n, local_work * n, 0, _LOCAL_CYCLE, window)
             else:
                 local_exchange(y, bvec, g1, g2, alpha, beta, active, flip, x, u, nu, gain,
-                               eps_u, eps_nu, n, _LOCAL_WORK * n, _SEG_ROUNDS, _SEG_SINGLE,
+                               eps_u, eps_nu, n, local_work * n, _SEG_ROUNDS, _SEG_SINGLE,
                                window)
             cycle_last = cycle
         else:
@@ -692,6 +694,8 @@ _COLD_STEPS = 1
 _COLD_LOCAL_FRAC = 8
 _COLD_LOCAL_FRAC_S = 64
 _COLD_LOCAL_FROM = 2
+# ... re-solving at most _COLD_LOCAL_WORK n samples per exchange
+_COLD_LOCAL_WORK = 4
 
 # phase 1 of a warm start settles a block exchange locally
 # (_numba_local.local_exchange) when at most n / _LOCAL_FRAC samples
