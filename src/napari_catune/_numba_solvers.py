@@ -769,14 +769,6 @@ def _kkt_step(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u, nu
     return n_bad, last_bad
 
 
-@njit(cache=_CACHE, nogil=True)
-def _kkt_step_eps(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u, nu, flip,
-                  rel_eps):
-    """:func:`_kkt_step` that also returns the thresholds (eps_u, eps_nu)."""
-    return _kkt_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u, nu, flip,
-                     rel_eps)
-
-
 @njit(cache=_CACHE, nogil=True, inline="always")
 def _kkt_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u, nu, flip, rel_eps):
     """One active-set step: the subspace optimum for ``active`` (x, bvec)
@@ -1164,12 +1156,6 @@ _IPM_PATIENCE = 4
 # crossover: below this many violators the best exchanged set is kept and
 # only the neighbourhoods of its violators take the interior point's guess
 _MERGE_MAX = 256
-# crossover: exchanges settled segment by segment (_numba_local) once at most
-# n / _IPM_LOCAL_FRAC samples violate (0: never)
-_IPM_LOCAL_FRAC = 8
-# ... tried once at most n_free / _IPM_TRY_FRAC (+ 2) guesses changed in an
-# interior-point iteration
-_IPM_TRY_FRAC = 8
 # Gondzio correctors per interior-point iteration
 _IPM_CORRECTORS = 1
 # after a step shorter than _IPM_SHORT, aim at least _IPM_RECENTRE * mu
@@ -1277,9 +1263,6 @@ def _ipm_crossover(y, g1, g2, alpha, beta, mode, mu, active, best, best_flip, be
     disc = g1 * g1 + 4.0 * g2
     d_root = 0.5 * (g1 + math.sqrt(disc)) if disc > 0.0 else 0.5 * g1
     reach = n if d_root >= 1.0 else min(n, int(2.0 / (1.0 - d_root)) + 2)
-    window = 0
-    if _LOCAL_WINDOW > 0.0 and d_root < 1.0:
-        window = int(_LOCAL_WINDOW / (1.0 - d_root)) + 2
     gap_next = -1.0
     while it < max_iters:
         gap, changes, step, ok, gap_next = _ipm_iteration(
@@ -1309,8 +1292,7 @@ def _ipm_crossover(y, g1, g2, alpha, beta, mode, mu, active, best, best_flip, be
                 n_free += 1
         # try the guess once it has settled, unless it is the one tried last
         # (or the all-active start)
-        if (n_free == 0 or (tried and since_try == 0)
-                or (changes > 2 + n_free // _IPM_TRY_FRAC and not done)):
+        if n_free == 0 or (tried and since_try == 0) or (changes > 2 + n_free // 8 and not done):
             if done:
                 break
             continue
@@ -1333,9 +1315,8 @@ def _ipm_crossover(y, g1, g2, alpha, beta, mode, mu, active, best, best_flip, be
         prev = n + 1
         singles = 0
         while it < max_iters:
-            n_bad, last_bad, eps_u, eps_nu = _kkt_step_eps(
-                y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u, nu_kkt, flip,
-                rel_eps)
+            n_bad, last_bad = _kkt_step(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x,
+                                        bvec, u, nu_kkt, flip, rel_eps)
             it += 1
             if n_bad == 0:
                 return it, True, 0, n_ipm
@@ -1347,15 +1328,9 @@ def _ipm_crossover(y, g1, g2, alpha, beta, mode, mu, active, best, best_flip, be
             if 2 * n_bad <= prev:
                 # exchanges from a good guess settle fast
                 prev = n_bad
-                if _IPM_LOCAL_FRAC > 0 and n_bad * _IPM_LOCAL_FRAC <= n:
-                    # settled segment by segment (as phase 1 of a warm start)
-                    local_exchange(y, bvec, g1, g2, alpha, beta, active, flip, x, u, nu_kkt,
-                                   gain, eps_u, eps_nu, n, _LOCAL_WORK * n, _SEG_ROUNDS,
-                                   _SEG_SINGLE, window)
-                else:
-                    for k in range(n):
-                        if flip[k]:
-                            active[k] = not active[k]
+                for k in range(n):
+                    if flip[k]:
+                        active[k] = not active[k]
             elif n_bad <= 4 and singles < 4:
                 # a few left that the block exchange cannot place: one at a
                 # time (Murty's rule)
