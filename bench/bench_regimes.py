@@ -52,38 +52,19 @@ import numpy as np
 
 import napari_catune as nc
 from napari_catune import solver as S
+from napari_catune.simulation import EXTRA_REGIMES, regime_traces
+from napari_catune.simulation import REGIMES as REGIMES_TESTED
 
-# name: fs, tau_rise, tau_decay, lambda, noise sd, spike rate (Hz)
-REGIMES = {
-    "jGCaMP8f-100Hz": (100.0, 0.01, 0.15, 0.05, 0.3, 1.0),
-    "GCaMP6f-30Hz": (30.0, 0.05, 0.5, 0.05, 0.3, 1.0),
-    "GCaMP6s-30Hz": (30.0, 0.1, 1.5, 0.05, 0.3, 1.0),
-    "GCaMP6s-100Hz": (100.0, 0.1, 1.5, 0.05, 0.3, 1.0),
-    "calab-gcamp6s-30Hz": (30.0, 0.4, 1.8, 0.05, 0.3, 1.0),
-    "slow-1kHz": (1000.0, 0.2, 3.0, 0.05, 0.3, 1.0),
-    "lowSNR-30Hz": (30.0, 0.05, 0.5, 0.05, 2.0, 1.0),
-    "dense-30Hz": (30.0, 0.05, 0.5, 0.05, 0.3, 8.0),
-    "lam0-30Hz": (30.0, 0.05, 0.5, 0.0, 0.3, 1.0),
-    "lam1-30Hz": (30.0, 0.05, 0.5, 1.0, 0.3, 1.0),
-    # not in the tests' grid (tests/_regimes.py): the interior point's hardest
-    # start (no lambda to scale it), see test_lambda_zero_on_the_slow_1khz_kernel_settles
-    "lam0-slow-1kHz": (1000.0, 0.2, 3.0, 0.0, 0.3, 1.0),
-}
+REGIMES = {**REGIMES_TESTED, **EXTRA_REGIMES}  # simulation.py: the grid, shared with the tests
 SIZES = {"small": [(8, 10_000), (2, 54_000)],
          "long": [(1, 1_000_000)],
          "issue": [(100, 10_000), (20, 54_000), (10, 1_000_000)]}
-OFFSET = 2.0
+from napari_catune.simulation import REGIME_OFFSET as OFFSET  # noqa: E402
 REAL_KERNELS = [(0.02, 0.6), (0.1, 1.6), (0.005, 0.3)]
 
 
 def make_traces(regime, n, T, seed=0):
-    fs, tr, td, _lam, noise, rate = REGIMES[regime]
-    rng = np.random.default_rng(seed)
-    spikes = (rng.random((n, T)) < rate / fs) * rng.exponential(1.0, (n, T))
-    # exact AR(2) form of K (the kernel of a slow 1 kHz regime is longer than
-    # the trace; an FFT convolution would cost more than every solver)
-    calcium = S.reconvolve(spikes, fs, tr, td)
-    return calcium + noise * rng.standard_normal((n, T)) + OFFSET
+    return regime_traces(regime, n, T, seed)
 
 
 def timed(fn):

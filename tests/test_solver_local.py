@@ -13,7 +13,7 @@ from napari_catune import _numba_solvers as ns
 from napari_catune import solver as S
 from napari_catune.baseline import drift_mu
 
-from _regimes import REGIMES
+from napari_catune.simulation import REGIMES, regime_traces
 
 MOVES = {"td+2%": ("td", 1.02), "td-2%": ("td", 0.98), "td+50%": ("td", 1.5),
          "td-50%": ("td", 0.5), "tr+20%": ("tr", 1.2), "lam*2": ("lam", 2.0),
@@ -21,10 +21,7 @@ MOVES = {"td+2%": ("td", 1.02), "td-2%": ("td", 0.98), "td+50%": ("td", 1.5),
 
 
 def traces(name, n, T, seed=0):
-    fs, tr, td, _lam, noise, rate = REGIMES[name]
-    rng = np.random.default_rng(seed)
-    spikes = (rng.random((n, T)) < rate / fs) * rng.exponential(1.0, (n, T))
-    return S.reconvolve(spikes, fs, tr, td) + noise * rng.standard_normal((n, T)) + 2.0
+    return regime_traces(name, n, T, seed)
 
 
 def _arrays(T):

@@ -8,14 +8,11 @@ import napari_catune as nc
 from napari_catune import _numba_solvers as ns
 from napari_catune import solver as S
 
-from _regimes import REGIMES
+from napari_catune.simulation import REGIMES, regime_traces
 
 
 def traces(name, n, T, seed=0):
-    fs, tr, td, _lam, noise, rate = REGIMES[name]
-    rng = np.random.default_rng(seed)
-    spikes = (rng.random((n, T)) < rate / fs) * rng.exponential(1.0, (n, T))
-    return S.reconvolve(spikes, fs, tr, td) + noise * rng.standard_normal((n, T)) + 2.0
+    return regime_traces(name, n, T, seed)
 
 
 @pytest.mark.parametrize("name", list(REGIMES))

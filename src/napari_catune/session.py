@@ -231,16 +231,8 @@ class LiveResult:
         """(r2, events per minute), as ``solver.fit_stats`` computes them, on the
         calling thread alone (never waiting for a solver thread busy with a solve)."""
         if self._stats is None:
-            from . import _numba_solvers as ns
-
-            y, f, a = (np.ascontiguousarray(v, dtype=np.float64)
-                       for v in (self.trace, self.fit, self.activity))
-            n = y.shape[0]
-            sig = np.ascontiguousarray(np.broadcast_to(
-                np.nan_to_num(np.asarray(self.noise, dtype=np.float64)), (n,)))
-            r2, ev = np.empty(n), np.empty(n)
-            ns.fit_stats_rows(y, f, a, sig, float(self.params.fs), r2, ev)
-            self._stats = (r2, ev)
+            self._stats = _solver.fit_stats(self.trace, self.fit, self.activity,
+                                            self.params.fs, self.noise, threaded=False)
         return self._stats
 
     @property

@@ -22,7 +22,8 @@ from scipy.ndimage import gaussian_filter, gaussian_filter1d
 from .kernel import build_kernel
 from .params import TuningParams
 
-__all__ = ["SimulatedRecording", "simulate_recording"]
+__all__ = ["SimulatedRecording", "simulate_recording", "REGIMES", "EXTRA_REGIMES",
+           "regime_traces"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -272,3 +273,37 @@ def _starting_lambda(traces, tau_rise, tau_decay, fs) -> float:
 
     sigma = float(np.median(noise_sigma(traces, fs)))
     return lambda_for_noise(sigma, tau_rise, tau_decay, fs)
+
+
+# ------------------------------------------------- the solver's regime grid
+# Issue 12's grid, shared by the solver tests and bench/bench_regimes.py.
+# name: fs (Hz), tau_rise (s), tau_decay (s), lambda, noise sd, spike rate (Hz)
+REGIMES = {
+    "jGCaMP8f-100Hz": (100.0, 0.01, 0.15, 0.05, 0.3, 1.0),
+    "GCaMP6f-30Hz": (30.0, 0.05, 0.5, 0.05, 0.3, 1.0),
+    "GCaMP6s-30Hz": (30.0, 0.1, 1.5, 0.05, 0.3, 1.0),
+    "GCaMP6s-100Hz": (100.0, 0.1, 1.5, 0.05, 0.3, 1.0),
+    "calab-gcamp6s-30Hz": (30.0, 0.4, 1.8, 0.05, 0.3, 1.0),
+    "slow-1kHz": (1000.0, 0.2, 3.0, 0.05, 0.3, 1.0),
+    "lowSNR-30Hz": (30.0, 0.05, 0.5, 0.05, 2.0, 1.0),
+    "dense-30Hz": (30.0, 0.05, 0.5, 0.05, 0.3, 8.0),
+    "lam0-30Hz": (30.0, 0.05, 0.5, 0.0, 0.3, 1.0),
+    "lam1-30Hz": (30.0, 0.05, 0.5, 1.0, 0.3, 1.0),
+}
+# benchmarked, not in the tests' grid: the interior point's hardest start (no
+# lambda to scale it; the solver tests have their own case for it)
+EXTRA_REGIMES = {"lam0-slow-1kHz": (1000.0, 0.2, 3.0, 0.0, 0.3, 1.0)}
+REGIME_OFFSET = 2.0
+
+
+def regime_traces(name: str, n: int, T: int, seed: int = 0) -> np.ndarray:
+    """(n, T) traces of a regime of the grid: Poisson spikes at its rate with
+    exponential amplitudes, its kernel (exact AR(2) form, so a kernel longer
+    than the trace costs nothing), its Gaussian noise, offset 2."""
+    from .solver import reconvolve
+
+    fs, tr, td, _lam, noise, rate = {**REGIMES, **EXTRA_REGIMES}[name]
+    rng = np.random.default_rng(seed)
+    spikes = (rng.random((n, T)) < rate / fs) * rng.exponential(1.0, (n, T))
+    calcium = reconvolve(spikes, fs, tr, td)
+    return calcium + noise * rng.standard_normal((n, T)) + REGIME_OFFSET

@@ -708,11 +708,13 @@ def _warm_up(live_only=False):
     objective(y, s, None, fs, tr, td, lam, drift_scale=10.0)
 
 
-def fit_stats(traces, fit, activity, fs: float, noise=None):
+def fit_stats(traces, fit, activity, fs: float, noise=None, *, threaded: bool = True):
     """(r2, events per minute) per row for the tuner's live read-outs, in one
     compiled call (no NumPy pass that would hand the GIL to a busy GUI
     thread): r2 of ``fit`` against ``traces`` (NaN for a constant trace) and
-    the event rate of ``activity`` as ``session.event_rate`` defines it."""
+    the event rate of ``activity`` as ``session.event_rate`` defines it.
+    ``threaded=False`` runs on the calling thread alone, never queued behind
+    a solve that holds the solver's threads."""
     from . import _numba_solvers as ns
 
     y = np.ascontiguousarray(np.atleast_2d(traces), dtype=np.float64)
@@ -723,7 +725,10 @@ def fit_stats(traces, fit, activity, fs: float, noise=None):
     sig = np.ascontiguousarray(np.broadcast_to(sig, (n,)))
     r2 = np.empty(n)
     ev = np.empty(n)
-    # on the solver's threads, as the solve (a serial pass over 8 x 54,000
-    # frames is ~2.5 ms after the parallel solve)
-    _run_blocks(ns.fit_stats_rows, n, (y, f, a, sig), (float(fs),), (r2, ev))
+    if threaded:
+        # on the solver's threads, as the solve (a serial pass over 8 x 54,000
+        # frames is ~2.5 ms after the parallel solve)
+        _run_blocks(ns.fit_stats_rows, n, (y, f, a, sig), (float(fs),), (r2, ev))
+    else:
+        ns.fit_stats_rows(y, f, a, sig, float(fs), r2, ev)
     return r2, ev

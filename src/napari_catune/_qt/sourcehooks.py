@@ -1,0 +1,98 @@
+"""The tuner's answers to its source: traces ready or dropped, the sampling rate
+a movie file records, ground-truth events, and the overlay layers made once the
+first fit is on screen.  A mixin of the tuner."""
+
+from __future__ import annotations
+
+import weakref
+
+import numpy as np
+from napari.utils import notifications
+
+from .. import session as _ses
+
+#: session -> the fs it took from a movie file (replaced by the next file's, not a user's)
+_AUTO_FS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+class SourceHooks:
+    """Methods of :class:`CaTuneTuner` that follow the session's source."""
+
+    # ========================================================== source
+    def _source_dropped(self) -> None:
+        if self._pending_sel is None and self.session.selection:
+            # the same ROIs again when the traces are read anew (an edit, a new array)
+            self._pending_sel = (list(self.session.selection), False, True)
+        self.session.cancel()
+        if self.session.source is not None:
+            self.session.set_source(None)
+
+    def _source_ready(self, src) -> None:
+        if self._closed:
+            return
+        s = self.session
+        s.set_source(src)
+        if src.fs_hint and src.fs_hint != s.params.fs:
+            self._take_fs(src)
+        pending, self._pending_sel = self._pending_sel, None
+        if pending is not None and pending[1] is None:
+            self.select_most_active(pending[0])
+        elif pending is not None:
+            ids = [i for i in pending[0] if i in src.row] if pending[2] else pending[0]
+            if ids:
+                self.select_rois(ids, add=pending[1], _quiet=pending[2])
+            else:
+                self.select_most_active(1)
+        else:
+            self.select_most_active(1)
+        self.actions.source_ready(src)
+
+    def _take_fs(self, src) -> None:
+        """The source's sampling rate.  One read from a movie file (a TIFF's metadata)
+        replaces only a rate nobody chose: the default, or one taken from a file."""
+        s = self.session
+        from_file = src.fs_origin is not None
+        if from_file and s.params.fs not in (_ses.DEFAULT_PARAMS["fs"], _AUTO_FS.get(s)):
+            notifications.show_info(
+                f"'{src.name}' records {src.fs_hint:g} Hz in {src.fs_origin}; keeping "
+                f"fs = {s.params.fs:g} Hz as set. Type {src.fs_hint:g} in fs to use it.")
+            return
+        try:
+            s.set_params(fs=src.fs_hint, record=False)
+        except ValueError:
+            notifications.show_warning(f"The sampling rate {src.fs_hint} Hz of "
+                                       f"'{src.name}' was refused; set fs by hand.")
+            return
+        if from_file:
+            _AUTO_FS[s] = s.params.fs
+            notifications.show_info(f"fs = {src.fs_hint:g} Hz, taken from {src.fs_origin}.")
+
+    def _source_changed(self, src) -> None:
+        self._solve_cost.clear()  # a new source: no warm solve is known to be cheap
+        self._showing_all = False
+        self._truth_changed()
+        if src is None:
+            self.overlays.clear()
+            self.traces.set_rows([], [], np.zeros((0, 0)), self.params.fs)
+
+    def _truth_changed(self, *args) -> None:
+        src = self.session.source
+        self.truth_box.setText("imported events" if src is not None and src.events_s
+                               else "true spikes")
+        self.truth_box.setVisible(bool(src is not None and (src.ground_truth or src.events_s)))
+        if args and src is not None and self.session.selection:  # from the session: redraw
+            self._show_selection(self.session.selection)
+
+    def _create_overlays(self, src) -> None:
+        if self._closed or src is not self.session.source or src.origin[1] not in \
+                self.viewer.layers:
+            return
+        image, labels = src.origin
+        ts, tt = (image.scale[0], image.translate[0]) if image is not None else (1.0, 0.0)
+        try:
+            self.overlays.set_source(labels, src.roi_ids, src.n_frames, ts, tt,
+                                     src.label_index)
+            self.overlays.set_selection(self.session.selection)
+        except Exception as e:  # noqa: BLE001 - overlays are optional; tuning still works
+            notifications.show_warning(f"Could not create the CaTune overlay layers: {e}")
+        self.update_overlay()
