@@ -482,7 +482,9 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
        with the baseline fixed; at most 4n samples, not counted as a step;
        by Murty's rule alone once the violators stop falling),
        from the second exchange on, or the first on kernels decaying over
-       more than ``_LOCAL_SLOW`` samples (not beyond ``_EARLY_DECAY``).  On ill-conditioned problems (kernels slow relative to fs) a
+       more than ``_LOCAL_SLOW`` samples (not beyond ``_EARLY_DECAY``); a
+       cold start does so once fewer than n / ``_COLD_LOCAL_FRAC`` samples
+       violate, from its second exchange on.  On ill-conditioned problems (kernels slow relative to fs) a
        wrong free set gives a wildly oscillating subspace solution and the
        exchange stops shrinking the violators (:func:`_exchange_stalls`).
     2. Then a primal-dual interior-point method (Mehrotra predictor-corrector,
@@ -498,7 +500,8 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
        stop halving every two steps (there the exchange ends in a cycle of
        a few dozen violators that only the interior point resolves); so
        does a cold start on kernels decaying over more than
-       ``_COLD_DECAY`` samples (there the exchange creeps for 10-25 steps).
+       ``_COLD_DECAY`` samples, after its first step (there the exchange
+       creeps for 10-25 steps, and the interior point starts afresh).
     3. If the interior point stops making progress (rounding, budget), the
        safe rule of Judice & Pires from the best guess seen: block exchanges
        while the violators fall, else one exchange at a time (finite for
@@ -558,9 +561,10 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
         # span thousands of samples and a large move ends in the interior
         # point anyway (measured: no gain, worst move slower)
         local = False
-    # a cold start on a kernel slow against fs: the same rule (the exchange
-    # there creeps, ~1.5x fewer violators per step, for 10-25 steps before
-    # it stalls; the interior point does not need its iterate)
+    # a cold start on a kernel slow against fs hands over after its first
+    # step (the exchange there creeps, ~1.5x fewer violators per step, for
+    # 10-25 steps before it stalls; the interior point does not need its
+    # iterate)
     cold_slow = (not warm and _COLD_DECAY > 0.0
                  and (d_root >= 1.0 or _COLD_DECAY * (1.0 - d_root) < 1.0))
     early = early or cold_slow
