@@ -57,7 +57,7 @@ def _pair_free(active, flip, k, n):
             and not flip[k] and not flip[k + 1])
 
 
-@njit(cache=_CACHE, nogil=True)
+@njit(cache=_CACHE, nogil=True, inline="always")
 def _left_edge(active, flip, k, n):
     """Start of the segment that holds sample k: the nearest untouched free
     pair (a, a+1) with a + 1 < k, or 0."""
@@ -69,7 +69,7 @@ def _left_edge(active, flip, k, n):
     return 0
 
 
-@njit(cache=_CACHE, nogil=True)
+@njit(cache=_CACHE, nogil=True, inline="always")
 def _right_edge(active, flip, k, n):
     """End (exclusive) of the segment that holds sample k: the nearest
     untouched free pair (e, e+1) with e > k, or n."""

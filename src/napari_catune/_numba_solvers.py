@@ -31,10 +31,27 @@ from numba import njit
 
 from ._numba_local import _SEG_ROUNDS, _SEG_SINGLE, local_exchange
 
+# (int64, not literal ints: see _NO)
+_SEG_ROUNDS = np.int64(_SEG_ROUNDS)
+_SEG_SINGLE = np.int64(_SEG_SINGLE)
+
 _CACHE = True
 # the interior point's element-wise passes may reassociate (vectorised sums and
 # maxima); no 'nnan'/'ninf': its NaN guards must stay
 _IPM_FAST = {"reassoc", "nsz", "arcp", "contract"}
+# Constant arguments of calls between compiled functions go as these (plain
+# bool / int64), never as a literal False, 0 or a module constant: numba
+# compiles a callee, and everything it calls, once per literal value it is
+# given (a literal False made a second copy of pdas_one and its interior
+# point, ~10 s of a cold compile), and an omitted default is a type of its
+# own as well.
+_NO = np.bool_(False)
+_YES = np.bool_(True)
+_ZERO = np.int64(0)
+# the passes _newton_fwd runs over each Newton solution (its ``kind``)
+_FWD_PRED = np.int64(1)
+_FWD_CORR = np.int64(2)
+_FWD_GONDZIO = np.int64(3)
 
 
 # ----------------------------------------------------------------- filters
@@ -526,7 +543,9 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
     converged = False
     it = 0
     # ---- phase 1: block exchange from the caller's guess
-    hist = np.full(_HIST, n + 1, np.int64)
+    hist = np.empty(_HIST, np.int64)
+    for j in range(_HIST):
+        hist[j] = n + 1
     # the set with the fewest violators (once few: phase 2 keeps it away
     # from them) and those violators
     best = bws[n:2 * n]
@@ -614,7 +633,7 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
             # re-solved, not counted as a step
             if cycle:
                 local_exchange(y, bvec, g1, g2, alpha, beta, active, flip, x, u, nu, gain,
-                               eps_u, eps_nu, n, local_work * n, 0, _LOCAL_CYCLE, window)
+                               eps_u, eps_nu, n, local_work * n, _ZERO, _LOCAL_CYCLE, window)
             else:
                 local_exchange(y, bvec, g1, g2, alpha, beta, active, flip, x, u, nu, gain,
                                eps_u, eps_nu, n, local_work * n, _SEG_ROUNDS, _SEG_SINGLE,
@@ -718,7 +737,7 @@ _LOCAL_SLOW = 30.0
 _LOCAL_WORK = 4
 # ... and with Murty's rule only, this many rounds per segment, when the
 # violators did not fall over the last step
-_LOCAL_CYCLE = 64
+_LOCAL_CYCLE = np.int64(64)
 # ... a round after a segment's first re-solving only from this many decay
 # lengths before the first sample it changed (0: the whole segment)
 _LOCAL_WINDOW = 4.0
@@ -773,7 +792,7 @@ def _kkt_step(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u, nu
     return n_bad, last_bad
 
 
-@njit(cache=_CACHE, nogil=True, inline="always")
+@njit(cache=_CACHE, nogil=True)
 def _kkt_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u, nu, flip, rel_eps):
     """One active-set step: the subspace optimum for ``active`` (x, bvec)
     and its KKT violators (flagged in ``flip``).  Returns (n_bad, last_bad,
@@ -885,7 +904,7 @@ def _newton_solve(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, v, refactor):
     iteration).  ``gbd``, ``g3``: (n, 4) and (n,) for drift, else unused.
     """
     b = _newton_back(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, refactor)
-    _newton_fwd(mode, coef, g0, gbd, g3, b, v, v, v, v, v, v, v, v, 0)
+    _newton_fwd(mode, coef, g0, gbd, g3, b, v, v, v, v, v, v, v, v, _ZERO)
 
 
 @njit(cache=_CACHE, nogil=True, fastmath={"contract"})
@@ -1083,9 +1102,9 @@ def _ipm_iteration(y, g1, g2, beta, mode, mu, w, nu, winv, gap_in, D, c, coef, g
     # predictor (affine scaling): complementarity target 0; dnu = -nu (1 + dw / w)
     # (the predicted gap sum (w + ap dw)(nu + ad dnu) from sums formed in
     # the same pass: w dnu = -w nu - nu dw)
-    b0 = _newton_back(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, True)
+    b0 = _newton_back(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, _YES)
     rp, rd, s_dn, s_dd = _newton_fwd(mode, coef, g0, gbd, g3, b0, v, w, winv, nu, v, v, dw,
-                                     dnu, 1)
+                                     dnu, _FWD_PRED)
     ap = 1.0 / rp
     ad = 1.0 / rd
     gap_aff = gap + ((ap - ad) * s_dn + ap * ad * s_dd) / n - ad * gap
@@ -1096,8 +1115,9 @@ def _ipm_iteration(y, g1, g2, beta, mode, mu, w, nu, winv, gap_in, D, c, coef, g
         r = sgap - dw[k] * dnu[k]
         dnu[k] = r - w[k] * nu[k]          # the corrector's complementarity rhs
         c[k] = beta - nu[k] - r * winv[k]
-    b0 = _newton_back(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, False)
-    rp, rd, _s, _t = _newton_fwd(mode, coef, g0, gbd, g3, b0, v, w, winv, nu, dnu, v, dw, v, 2)
+    b0 = _newton_back(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, _NO)
+    rp, rd, _s, _t = _newton_fwd(mode, coef, g0, gbd, g3, b0, v, w, winv, nu, dnu, v, dw, v,
+                                 _FWD_CORR)
     ap = 1.0 / rp
     ad = 1.0 / rd
     # Gondzio: push the products that would leave [0.1, 10] sig gap back in
@@ -1116,9 +1136,9 @@ def _ipm_iteration(y, g1, g2, beta, mode, mu, w, nu, winv, gap_in, D, c, coef, g
                 r = 0.0
             c[k] = -r * winv[k]
             dnu2[k] = r
-        b0 = _newton_back(zero, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, False)
+        b0 = _newton_back(zero, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, _NO)
         rp, rd, _s, _t = _newton_fwd(mode, coef, g0, gbd, g3, b0, v, w, winv, nu, dw, dnu, dw2,
-                                     dnu2, 3)
+                                     dnu2, _FWD_GONDZIO)
         ap2 = 1.0 / rp
         ad2 = 1.0 / rd
         if min(ap2, ad2) < 1.01 * min(ap, ad):
@@ -1157,6 +1177,9 @@ def _ipm_iteration(y, g1, g2, beta, mode, mu, w, nu, winv, gap_in, D, c, coef, g
 # interior-point iterations that may pass without mu falling below a half
 # of its best before phase 2 gives up (rounding floor reached)
 _IPM_PATIENCE = 4
+# ... while the gap is above _IPM_NEAR times the first one
+_IPM_PATIENCE_FAR = 32
+_IPM_NEAR = 1e-6
 # crossover: below this many violators the best exchanged set is kept and
 # only the neighbourhoods of its violators take the interior point's guess
 _MERGE_MAX = 256
@@ -1171,13 +1194,6 @@ _IPM_WARM = 1e-2
 # the interior point's start treats lambda below this * the trace's sd as
 # this (see _ipm_crossover)
 _IPM_LAM_FLOOR = 5e-4
-# ... on kernels decaying over more than _EARLY_DECAY samples.  Measured on
-# 10 x 20,000-frame pieces of 200,000-frame traces, lambda 0 / 1e-3 / 1e-2,
-# seeds 1-2, both baselines: at 5e-4 the 1 kHz kernel (0.2/3.0 s) failed
-# to settle within 400 steps on 44 of 120 traces, at 5e-3 on 4 (lambda 1e-2
-# only); GCaMP6s at 100 Hz (150 samples) failed more often at 5e-3 than at
-# 5e-4 (4 of 120 against 0)
-_IPM_LAM_FLOOR_SLOW = 5e-3
 
 
 @njit(cache=_CACHE, nogil=True)
@@ -1211,7 +1227,6 @@ def _ipm_crossover(y, g1, g2, alpha, beta, mode, mu, active, best, best_flip, be
     w = ws[0:n]
     nu = ws[n:2 * n]
     winv = ws[2 * n:3 * n]
-    nuinv = ws[3 * n:4 * n]
     D = ws[4 * n:5 * n]
     c = ws[5 * n:6 * n]
     g0 = ws[6 * n:7 * n]
@@ -1233,12 +1248,7 @@ def _ipm_crossover(y, g1, g2, alpha, beta, mode, mu, active, best, best_flip, be
     # iterations); at lambda ~ 0 it has no scale and the interior point
     # stalled on slow kernels (rel. gap ~5e-4 at 1 kHz, 0.2/3.0 s): a floor
     # at the beta of lambda = _IPM_LAM_FLOOR sc (beta = lambda / (1 - g1 - g2))
-    disc = g1 * g1 + 4.0 * g2
-    d_root = 0.5 * (g1 + math.sqrt(disc)) if disc > 0.0 else 0.5 * g1
-    floor = _IPM_LAM_FLOOR
-    if d_root >= 1.0 or _EARLY_DECAY * (1.0 - d_root) < 1.0:
-        floor = _IPM_LAM_FLOOR_SLOW
-    nu0 = max(beta, sc, floor * sc / max(1.0 - g1 - g2, 1e-300))
+    nu0 = max(beta, sc, _IPM_LAM_FLOOR * sc / max(1.0 - g1 - g2, 1e-300))
     if warm and _IPM_WARM > 0.0 and it > 0:
         # warm start from the last exchange step's subspace optimum (spikes u
         # on its free set, multipliers nu_kkt on its active set), every
@@ -1276,6 +1286,8 @@ def _ipm_crossover(y, g1, g2, alpha, beta, mode, mu, active, best, best_flip, be
     since_try = 0
     merge = True
     # reach of a sample: twice the decay time in samples (d the larger AR root)
+    disc = g1 * g1 + 4.0 * g2
+    d_root = 0.5 * (g1 + math.sqrt(disc)) if disc > 0.0 else 0.5 * g1
     reach = n if d_root >= 1.0 else min(n, int(2.0 / (1.0 - d_root)) + 2)
     gap_next = -1.0
     while it < max_iters:
@@ -1298,7 +1310,15 @@ def _ipm_crossover(y, g1, g2, alpha, beta, mode, mu, active, best, best_flip, be
             stale = 0
         else:
             stale += 1
-            done = done or stale > _IPM_PATIENCE
+            # patience near the rounding floor only: far from it a long
+            # trace on a slow kernel takes short steps (some sample always
+            # blocks) and the gap halves only every few iterations (lambda 0,
+            # 1 kHz, 400,000 frames: stopped at 1/5 of the first gap, then
+            # 10,000 steps of crossover without success; now ~45 iterations;
+            # 20,000-frame pieces of long traces on slow kernels at small
+            # lambda: 93 of 720 unsettled after 400 steps, now 0)
+            patience = _IPM_PATIENCE if gap < _IPM_NEAR * gap_first else _IPM_PATIENCE_FAR
+            done = done or stale > patience
         since_try += changes
         n_free = 0
         for k in range(n):
@@ -1399,10 +1419,14 @@ def rolling_quantile_one(y, W, q, out):
     while top * 2 <= m_max:
         top *= 2
     prev = np.empty(0, np.int64)  # sorted order of the previous block (global indices)
+    scratch = np.empty(W, np.int64)
     c0 = 0
     while c0 < T:
         c1 = min(c0 + W, T)
-        cur = np.argsort(y[c0:c1]) + c0
+        cur = np.empty(c1 - c0, np.int64)
+        _argsort(y[c0:c1], cur, scratch)
+        for i in range(c1 - c0):
+            cur[i] += c0
         lo = c0 - prev.shape[0]
         m = c1 - lo
         # merge the two sorted blocks: slot j of the merged order
@@ -1456,6 +1480,54 @@ def rolling_quantile_one(y, W, q, out):
             out[t] = vals[pos]
         prev = cur
         c0 = c1
+
+
+_RUN = 16
+
+
+@njit(cache=_CACHE, nogil=True)
+def _argsort(v, out, tmp):
+    """The order of v (ascending, ties in index order) into ``out``; ``tmp``
+    scratch of at least v's length.  Runs of _RUN sorted by insertion, then
+    merged pairwise (a stable merge sort, O(m log m)):
+    np.argsort would compile numba's quicksort machinery, ~3 s of a cold
+    compile."""
+    m = v.shape[0]
+    # runs of _RUN by insertion, then merged pairwise
+    for lo in range(0, m, _RUN):
+        hi = min(lo + _RUN, m)
+        for i in range(lo, hi):
+            vi = v[i]
+            j = i
+            while j > lo and v[out[j - 1]] > vi:
+                out[j] = out[j - 1]
+                j -= 1
+            out[j] = i
+    src = out
+    dst = tmp
+    in_out = True
+    width = _RUN
+    while width < m:
+        lo = 0
+        while lo < m:
+            mid = min(lo + width, m)
+            hi = min(lo + 2 * width, m)
+            i = lo
+            j = mid
+            for k in range(lo, hi):
+                if j >= hi or (i < mid and v[src[i]] <= v[src[j]]):
+                    dst[k] = src[i]
+                    i += 1
+                else:
+                    dst[k] = src[j]
+                    j += 1
+            lo = hi
+        src, dst = dst, src
+        in_out = not in_out
+        width *= 2
+    if not in_out:
+        for i in range(m):
+            out[i] = src[i]
 
 
 @njit(cache=_CACHE, nogil=True)
@@ -1528,17 +1600,17 @@ def pdas_rows(y, init, warm, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iter
             for k in range(n):
                 active[k] = cold
             it2, settled = pdas_one(y[i], g1, g2, alpha, lamG, mode, mu, active,
-                                    max_iters - it, s[i], bvec, pws, bws, 1e-11, False)
+                                    max_iters - it, s[i], bvec, pws, bws, 1e-11, _NO)
             it += it2
         _store_baseline(b, i, bvec)
         iters[i] = it
         tol = kkt_tolerance(y[i], kkt_tol)
         v_s, v_b = kkt_one(y[i], s[i], bvec, g1, g2, alpha, lamG, G, mode, mu, tol_ws[0:T],
-                           tol_ws[T:2 * T], tol_ws[2 * T:3 * T], True)
+                           tol_ws[T:2 * T], tol_ws[2 * T:3 * T], _YES)
         if mode == 2 and v_s <= tol and v_b > tol:
             # the bound failed: the exact check
             v_s, v_b = kkt_one(y[i], s[i], bvec, g1, g2, alpha, lamG, G, mode, mu,
-                               tol_ws[0:T], tol_ws[T:2 * T], tol_ws[2 * T:3 * T])
+                               tol_ws[0:T], tol_ws[T:2 * T], tol_ws[2 * T:3 * T], _NO)
         conv[i] = max(v_s, v_b) <= tol
         # the fit K s + b = y - r, r the residual kkt_one leaves in tol_ws
         fi = fit[i]
@@ -1565,7 +1637,11 @@ def _store_baseline(b, i, bvec):
     if b.shape[1] == 1:
         b[i, 0] = bvec[0]
     else:
-        b[i, :] = bvec
+        # a loop: the slice assignment b[i, :] = bvec compiles numba's
+        # broadcasting and its error messages (~2.5 s of a cold compile)
+        bi = b[i]
+        for t in range(bi.shape[0]):
+            bi[t] = bvec[t]
 
 
 @njit(cache=_CACHE, nogil=True)
@@ -1733,7 +1809,7 @@ def kkt_holds(y, s, bvec, g1, g2, alpha, lamG, G, mode, mu, kkt_tol):
     """Whether (s, b) is optimal to :func:`kkt_tolerance`."""
     T = y.shape[0]
     v_s, v_b = kkt_one(y, s, bvec, g1, g2, alpha, lamG, G, mode, mu, np.empty(T),
-                       np.empty(T), np.empty(T))
+                       np.empty(T), np.empty(T), _NO)
     return max(v_s, v_b) <= kkt_tolerance(y, kkt_tol)
 
 
@@ -1746,12 +1822,11 @@ def kkt_rows(y, s, b, g1, g2, alpha, lamG, G, mode, mu, out):
     bvec = np.empty(T)
     bbest = np.empty(T)
     for i in range(y.shape[0]):
-        if b.shape[1] == 1:
-            bvec[:] = b[i, 0]
-        else:
-            bvec[:] = b[i]
+        # loops, not bvec[:] = b[i] (see _store_baseline)
+        for t in range(T):
+            bvec[t] = b[i, 0] if b.shape[1] == 1 else b[i, t]
         v_s, v_b = kkt_one(y[i], s[i], bvec, g1, g2, alpha, lamG, G, mode, mu, work, grad,
-                           bbest)
+                           bbest, _NO)
         out[i, 0] = v_s
         out[i, 1] = v_b
 

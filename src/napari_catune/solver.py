@@ -533,6 +533,9 @@ def _kkt_rows(y, s, b, m: _Model, mode: int, mu: float) -> np.ndarray:
     y = np.ascontiguousarray(y, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     b = np.ascontiguousarray(b.reshape(len(y), -1))
+    if not b.flags.writeable:
+        # (a read-only array is another type to numba: a second compile)
+        b = b.copy()
     out = np.empty((len(y), 2))
     ns.kkt_rows(y, np.ascontiguousarray(s, dtype=np.float64), b, m.g1, m.g2, m.alpha,
                 m.lamG, m.G, mode, float(mu), out)
@@ -634,7 +637,7 @@ def objective(traces, activity, baseline, fs, tau_r, tau_d, lam, *, drift_scale=
 
 
 COMPILE_MESSAGE = ("compiling the solver for this machine: once after an install or upgrade, "
-                   "about 10-30 s; later runs start within about a second")
+                   "about 10-40 s; later runs start within about a second")
 _told_compile = False
 
 
@@ -688,22 +691,29 @@ def _warm_up_quietly(live_only):
         pass
 
 
+# warm_up's solver: the function itself, not the module attribute it is
+# looked up by (a wrapper or test double that replaces
+# run_deconvolution_full, e.g. one counting calls, never sees warm-up calls
+# from a background thread)
+_RUN_FULL = run_deconvolution_full
+
+
 def _warm_up(live_only=False):
     rng = np.random.default_rng(0)
     T = 400
     fs, tr, td, lam = 30.0, 0.05, 0.5, 0.05
     s = (rng.random((2, T)) < 0.05) * 1.0
     y = reconvolve(s, fs, tr, td) + 0.1 * rng.standard_normal((2, T)) + 1.0
-    r = run_deconvolution_full(y, fs, tr, td, lam, baseline="drift")
-    run_deconvolution_full(y, fs, tr, td * 1.1, lam, baseline="drift", init=r.activity)
+    r = _RUN_FULL(y, fs, tr, td, lam, baseline="drift")
+    _RUN_FULL(y, fs, tr, td * 1.1, lam, baseline="drift", init=r.activity)
     fit_stats(y, r.reconvolution, r.activity, fs, np.ones(2))
     if live_only:
         return
     for mode in ("scalar", "drift", "rolling", "none"):
-        r = run_deconvolution_full(y, fs, tr, td, lam, baseline=mode)
-        run_deconvolution_full(y, fs, tr, td * 1.1, lam, baseline=mode, init=r.activity)
+        r = _RUN_FULL(y, fs, tr, td, lam, baseline=mode)
+        _RUN_FULL(y, fs, tr, td * 1.1, lam, baseline=mode, init=r.activity)
         kkt_violation(y, r.activity, r.baseline, fs, tr, td, lam, mode=mode)
-    run_deconvolution_full(y, fs, tr, td, lam, method="fista", max_iters=5)
+    _RUN_FULL(y, fs, tr, td, lam, method="fista", max_iters=5)
     objective(y, s, None, fs, tr, td, lam)
     objective(y, s, None, fs, tr, td, lam, drift_scale=10.0)
 
