@@ -48,6 +48,10 @@ _IPM_FAST = {"reassoc", "nsz", "arcp", "contract"}
 _NO = np.bool_(False)
 _YES = np.bool_(True)
 _ZERO = np.int64(0)
+# the passes _newton_fwd runs over each Newton solution (its ``kind``)
+_FWD_PRED = np.int64(1)
+_FWD_CORR = np.int64(2)
+_FWD_GONDZIO = np.int64(3)
 
 
 # ----------------------------------------------------------------- filters
@@ -495,10 +499,12 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
        with the baseline fixed; at most 4n samples, not counted as a step;
        by Murty's rule alone once the violators stop falling),
        from the second exchange on, or the first on kernels decaying over
-       more than ``_LOCAL_SLOW`` samples (not beyond ``_EARLY_DECAY``).
-       A warm start's exchanges flip one violator per cluster of its kind
-       (:func:`._numba_local.thin_flips`, ``_THIN_PEAK`` kernel rises
-       wide).  On ill-conditioned problems (kernels slow relative to fs) a
+       more than ``_LOCAL_SLOW`` samples (not beyond ``_EARLY_DECAY``); a
+       cold start does so once fewer than n / ``_COLD_LOCAL_FRAC`` samples
+       violate, from its second exchange on.  A warm start's exchanges flip
+       one violator per cluster of its kind (:func:`._numba_local.thin_flips`,
+       ``_THIN_PEAK`` kernel rises wide).  On ill-conditioned problems
+       (kernels slow relative to fs) a
        wrong free set gives a wildly oscillating subspace solution and the
        exchange stops shrinking the violators (:func:`_exchange_stalls`).
     2. Then a primal-dual interior-point method (Mehrotra predictor-corrector,
@@ -514,7 +520,8 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
        stop halving every two steps (there the exchange ends in a cycle of
        a few dozen violators that only the interior point resolves); so
        does a cold start on kernels decaying over more than
-       ``_COLD_DECAY`` samples (there the exchange creeps for 10-25 steps).
+       ``_COLD_DECAY`` samples, after its first step (there the exchange
+       creeps for 10-25 steps, and the interior point starts afresh).
     3. If the interior point stops making progress (rounding, budget), the
        safe rule of Judice & Pires from the best guess seen: block exchanges
        while the violators fall, else one exchange at a time (finite for
@@ -552,11 +559,18 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
     disc = g1 * g1 + 4.0 * g2
     d_root = 0.5 * (g1 + math.sqrt(disc)) if disc > 0.0 else 0.5 * g1
     local = warm and _LOCAL_FRAC > 0
+    if not warm and _COLD_LOCAL_FRAC > 0:
+        local = True
     # on fast kernels the first block exchange of a warm start lands nearly
     # right by itself; on slow ones it overshoots
     slow = d_root >= 1.0 or _LOCAL_SLOW * (1.0 - d_root) < 1.0
     local_from = 1 if slow else _LOCAL_FROM
     local_frac = _LOCAL_FRAC if (slow or mode == 2) else _LOCAL_FRAC_S
+    local_work = _LOCAL_WORK
+    if not warm:
+        local_work = _COLD_LOCAL_WORK
+        local_frac = _COLD_LOCAL_FRAC
+        local_from = _COLD_LOCAL_FROM
     # rounds after a segment's first re-solve only this far left of what
     # changed (_numba_local.local_exchange): _LOCAL_WINDOW decay lengths
     window = 0
@@ -569,11 +583,13 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
         # span thousands of samples and a large move ends in the interior
         # point anyway (measured: no gain, worst move slower)
         local = False
-    # a cold start on a kernel slow against fs: the same rule (the exchange
-    # there creeps, ~1.5x fewer violators per step, for 10-25 steps before
-    # it stalls; the interior point does not need its iterate)
-    early = early or (not warm and _COLD_DECAY > 0.0
-                      and (d_root >= 1.0 or _COLD_DECAY * (1.0 - d_root) < 1.0))
+    # a cold start on a kernel slow against fs hands over after its first
+    # step (the exchange there creeps, ~1.5x fewer violators per step, for
+    # 10-25 steps before it stalls; the interior point does not need its
+    # iterate)
+    cold_slow = (not warm and _COLD_DECAY > 0.0
+                 and (d_root >= 1.0 or _COLD_DECAY * (1.0 - d_root) < 1.0))
+    early = early or cold_slow
     # a warm start's exchanges flip one violator per cluster of its kind
     # (_numba_local.thin_flips): _THIN_PEAK times the kernel's rise in samples
     thin = 0
@@ -605,6 +621,10 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
             # a stall of the localized exchange: Murty's rule in its
             # segments first (the test is tuned on plain block exchanges)
             cycle = True
+        if cold_slow and n_bad > _EARLY_MIN and it >= _COLD_STEPS:
+            # a cold start on a slow kernel: its exchange steps do not help
+            # the interior point, which starts afresh
+            break
         if (early and n_bad > _EARLY_MIN and it >= 3
                 and 2 * n_bad > hist[(it - 3) % _HIST]):
             # a warm start on a slow kernel whose violators stopped halving
@@ -624,11 +644,11 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
             # re-solved, not counted as a step
             if cycle:
                 local_exchange(y, bvec, g1, g2, alpha, beta, active, flip, x, u, nu, gain,
-                               eps_u, eps_nu, n, _LOCAL_WORK * n, _ZERO, _LOCAL_CYCLE, window,
+                               eps_u, eps_nu, n, local_work * n, _ZERO, _LOCAL_CYCLE, window,
                                thin)
             else:
                 local_exchange(y, bvec, g1, g2, alpha, beta, active, flip, x, u, nu, gain,
-                               eps_u, eps_nu, n, _LOCAL_WORK * n, _SEG_ROUNDS, _SEG_SINGLE,
+                               eps_u, eps_nu, n, local_work * n, _SEG_ROUNDS, _SEG_SINGLE,
                                window, thin)
             cycle_last = cycle
         else:
@@ -704,6 +724,16 @@ _EARLY_MIN = 64
 # (37-48 samples; the interior point costs ~2x there), but creeps (~1.5x
 # fewer violators per step, 33 steps) on GCaMP6s at 30 Hz (45 samples)
 _COLD_DECAY = 50.0
+# ... after at most this many exchange steps with many violators
+_COLD_STEPS = 1
+# a cold start's exchange settles locally (as a warm start's) once at most
+# n / _COLD_LOCAL_FRAC samples violate, from step _COLD_LOCAL_FROM (0: never)
+# (measured on GCaMP6s at 30 Hz, 54,000 frames: 8.7 ms at 64, 11.8 ms at 8;
+# a settle with thousands of violators costs several full steps)
+_COLD_LOCAL_FRAC = 64
+_COLD_LOCAL_FROM = 2
+# ... re-solving at most _COLD_LOCAL_WORK n samples per exchange
+_COLD_LOCAL_WORK = 4
 
 # phase 1 of a warm start settles a block exchange locally
 # (_numba_local.local_exchange) when at most n / _LOCAL_FRAC samples
@@ -894,6 +924,14 @@ def _newton_solve(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, v, refactor):
     only the linear part is redone for a new c (the corrector of the same
     iteration).  ``gbd``, ``g3``: (n, 4) and (n,) for drift, else unused.
     """
+    b = _newton_back(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, refactor)
+    _newton_fwd(mode, coef, g0, gbd, g3, b, v, v, v, v, v, v, v, v, _ZERO)
+
+
+@njit(cache=_CACHE, nogil=True, fastmath={"contract"})
+def _newton_back(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, refactor):
+    """The backward recursion of :func:`_newton_solve`; returns the
+    baseline of the first sample (for :func:`_newton_fwd`)."""
     n = y.shape[0] - 1
     drift = mode == 2
     p00 = 0.0
@@ -986,20 +1024,70 @@ def _newton_solve(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, v, refactor):
     b = 0.0
     if mode != 0:
         b = (y[0] - q2) / (1.0 + coef[n, 0])
+    return b
+
+
+@njit(cache=_CACHE, nogil=True, fastmath={"contract"})
+def _newton_fwd(mode, coef, g0, gbd, g3, b, v, w, winv, nu, a1, a2, o1, o2, kind):
+    """The forward recursion of :func:`_newton_solve` from the baseline
+    ``b`` (:func:`_newton_back`), with the interior point's pass over each
+    innovation v_k fused in (the recursion is latency-bound: the pass runs
+    in its shadow instead of re-reading v).  ``kind`` 0: store v.  1 (the
+    predictor): o1 = dw = v - w, o2 = dnu = -nu (1 + dw / w).  2 (the
+    corrector, a1 its complementarity rhs): o1 = dw = v - w, a1 = dnu =
+    (a1 - nu dw) / w.  3 (a Gondzio corrector from the step a1, a2, o2 its
+    complementarity rhs): o1 = a1 + v, o2 = a2 + (o2 - nu v) / w.  Returns
+    the ratio tests' maxima (rp, rd) of -dw / w and -dnu / nu (at least 1)
+    and, for kind 1, the sums of dw nu and dw dnu.
+    """
+    n = coef.shape[0] - 1
+    drift = mode == 2
+    rp = 1.0
+    rd = 1.0
+    s_dn = 0.0
+    s_dd = 0.0
     xm1 = 0.0
     xm2 = 0.0
     for k in range(n):
         if drift:
             b = gbd[k, 2] * b - gbd[k, 0] * xm1 - gbd[k, 1] * xm2 - g3[k]
         r = coef[k, 5] * b + g0[k]
-        v[k] = coef[k, 2] * xm1 - coef[k, 4] * xm2 + r
+        vk = coef[k, 2] * xm1 - coef[k, 4] * xm2 + r
         xk = coef[k, 1] * xm1 + (coef[k, 3] * xm2 + r)
         xm2 = xm1
         xm1 = xk
+        if kind == 0:
+            v[k] = vk
+            continue
+        nk = nu[k]
+        wi = winv[k]
+        if kind == 1:
+            d_w = vk - w[k]
+            t = d_w * wi
+            d_nu = -nk * (1.0 + t)
+            s_dn += d_w * nk
+            s_dd += d_w * d_nu
+            o1[k] = d_w
+            o2[k] = d_nu
+        elif kind == 2:
+            d_w = vk - w[k]
+            d_nu = (a1[k] - nk * d_w) * wi
+            o1[k] = d_w
+            a1[k] = d_nu
+        else:
+            d_w = a1[k] + vk
+            d_nu = a2[k] + (o2[k] - nk * vk) * wi
+            o1[k] = d_w
+            o2[k] = d_nu
+        rp = max(rp, -d_w * wi)
+        if -d_nu > rd * nk:
+            # rare once rd is near its maximum: no division per sample
+            rd = -d_nu / nk
+    return rp, rd, s_dn, s_dd
 
 
 @njit(cache=_CACHE, nogil=True, fastmath=_IPM_FAST)
-def _ipm_iteration(y, g1, g2, beta, mode, mu, w, nu, winv, nuinv, D, c, coef, g0, gbd, g3, v,
+def _ipm_iteration(y, g1, g2, beta, mode, mu, w, nu, winv, gap_in, D, c, coef, g0, gbd, g3, v,
                    dw, dnu, dw2, dnu2, zero, guess, n_corr, sig_min):
     """One Mehrotra predictor-corrector iteration (with up to ``n_corr``
     Gondzio centrality correctors) of the primal-dual interior point on
@@ -1011,55 +1099,46 @@ def _ipm_iteration(y, g1, g2, beta, mode, mu, w, nu, winv, nuinv, D, c, coef, g0
     (w, nu) alone.  Updates
     w, nu in place, writes the active-set guess (Tapia indicator: w falls
     faster than nu) into ``guess`` and returns (gap before the step,
-    number of guesses that changed, step length, ok); gap is the mean
-    complementarity w'nu / n, the barrier parameter.
+    number of guesses that changed, step length, ok, gap after it); gap is
+    the mean complementarity w'nu / n, the barrier parameter.
+
+    ``winv``, ``D``, ``c`` (1 / w, nu / w, beta - nu) of the new point are
+    formed in the update's pass, for the next iteration, which is told so
+    by ``gap_in`` >= 0 (the gap returned); with ``gap_in`` < 0 (the first
+    iteration) they are formed here.
     """
     n = w.shape[0]
-    gap = 0.0
-    for k in range(n):
-        wi = 1.0 / w[k]
-        winv[k] = wi
-        nuinv[k] = 1.0 / nu[k]
-        D[k] = nu[k] * wi
-        c[k] = beta - nu[k]
-        gap += w[k] * nu[k]
-    gap /= n
+    gap = gap_in
+    if not gap_in >= 0.0:
+        gap = 0.0
+        for k in range(n):
+            wi = 1.0 / w[k]
+            winv[k] = wi
+            D[k] = nu[k] * wi
+            c[k] = beta - nu[k]
+            gap += w[k] * nu[k]
+        gap /= n
     if not (gap > 0.0 and gap < math.inf):
-        return gap, 0, 0.0, False
+        return gap, 0, 0.0, False, -1.0
     # predictor (affine scaling): complementarity target 0; dnu = -nu (1 + dw / w)
-    _newton_solve(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, v, _YES)
-    rp = 1.0
-    rd = 1.0
-    for k in range(n):
-        d_w = v[k] - w[k]
-        t = d_w * winv[k]
-        dw[k] = d_w
-        dnu[k] = -nu[k] * (1.0 + t)
-        rp = max(rp, -t)
-        rd = max(rd, 1.0 + t)
+    # (the predicted gap sum (w + ap dw)(nu + ad dnu) from sums formed in
+    # the same pass: w dnu = -w nu - nu dw)
+    b0 = _newton_back(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, _YES)
+    rp, rd, s_dn, s_dd = _newton_fwd(mode, coef, g0, gbd, g3, b0, v, w, winv, nu, v, v, dw,
+                                     dnu, _FWD_PRED)
     ap = 1.0 / rp
     ad = 1.0 / rd
-    gap_aff = 0.0
-    for k in range(n):
-        gap_aff += (w[k] + ap * dw[k]) * (nu[k] + ad * dnu[k])
-    gap_aff /= n
-    sig = min(1.0, max(sig_min, (gap_aff / gap) ** 3))
+    gap_aff = gap + ((ap - ad) * s_dn + ap * ad * s_dd) / n - ad * gap
+    sig = min(1.0, max(sig_min, (max(gap_aff, 0.0) / gap) ** 3))
     sgap = sig * gap
     # corrector: target sig gap, with the predictor's second-order term
     for k in range(n):
         r = sgap - dw[k] * dnu[k]
         dnu[k] = r - w[k] * nu[k]          # the corrector's complementarity rhs
         c[k] = beta - nu[k] - r * winv[k]
-    _newton_solve(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, v, _NO)
-    rp = 1.0
-    rd = 1.0
-    for k in range(n):
-        d_w = v[k] - w[k]
-        d_nu = (dnu[k] - nu[k] * d_w) * winv[k]
-        dw[k] = d_w
-        dnu[k] = d_nu
-        rp = max(rp, -d_w * winv[k])
-        rd = max(rd, -d_nu * nuinv[k])
+    b0 = _newton_back(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, _NO)
+    rp, rd, _s, _t = _newton_fwd(mode, coef, g0, gbd, g3, b0, v, w, winv, nu, dnu, v, dw, v,
+                                 _FWD_CORR)
     ap = 1.0 / rp
     ad = 1.0 / rd
     # Gondzio: push the products that would leave [0.1, 10] sig gap back in
@@ -1078,16 +1157,9 @@ def _ipm_iteration(y, g1, g2, beta, mode, mu, w, nu, winv, nuinv, D, c, coef, g0
                 r = 0.0
             c[k] = -r * winv[k]
             dnu2[k] = r
-        _newton_solve(zero, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, v, _NO)
-        rp = 1.0
-        rd = 1.0
-        for k in range(n):
-            d_w = dw[k] + v[k]
-            d_nu = dnu[k] + (dnu2[k] - nu[k] * v[k]) * winv[k]
-            dw2[k] = d_w
-            dnu2[k] = d_nu
-            rp = max(rp, -d_w * winv[k])
-            rd = max(rd, -d_nu * nuinv[k])
+        b0 = _newton_back(zero, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, _NO)
+        rp, rd, _s, _t = _newton_fwd(mode, coef, g0, gbd, g3, b0, v, w, winv, nu, dw, dnu, dw2,
+                                     dnu2, _FWD_GONDZIO)
         ap2 = 1.0 / rp
         ad2 = 1.0 / rd
         if min(ap2, ad2) < 1.01 * min(ap, ad):
@@ -1099,21 +1171,28 @@ def _ipm_iteration(y, g1, g2, beta, mode, mu, w, nu, winv, nuinv, D, c, coef, g0
     ap = min(1.0, 0.99 * ap)
     ad = min(1.0, 0.99 * ad)
     changes = 0
-    ok = True
+    bad = 0
+    gap_next = 0.0
     for k in range(n):
-        w_new = w[k] + ap * dw[k]
-        nu_new = nu[k] + ad * dnu[k]
+        wk = w[k]
+        nk = nu[k]
+        w_new = wk + ap * dw[k]
+        nu_new = nk + ad * dnu[k]
         # Tapia indicator (El-Bakry, Tapia & Zhang): at the solution w/w_old
         # -> 0 on the active set and nu/nu_old -> 0 on the free set
-        g = w_new * nu[k] < nu_new * w[k]
-        if g != guess[k]:
-            changes += 1
-            guess[k] = g
+        g = w_new * nk < nu_new * wk
+        changes += g != guess[k]
+        guess[k] = g
         w[k] = w_new
         nu[k] = nu_new
-        if not (w_new > 0.0 and nu_new > 0.0):
-            ok = False
-    return gap, changes, min(ap, ad), ok
+        bad += not (w_new > 0.0 and nu_new > 0.0)
+        # the next iteration's weights
+        wi = 1.0 / w_new
+        winv[k] = wi
+        D[k] = nu_new * wi
+        c[k] = beta - nu_new
+        gap_next += w_new * nu_new
+    return gap, changes, min(ap, ad), bad == 0, gap_next / n
 
 
 # interior-point iterations that may pass without mu falling below a half
@@ -1169,7 +1248,6 @@ def _ipm_crossover(y, g1, g2, alpha, beta, mode, mu, active, best, best_flip, be
     w = ws[0:n]
     nu = ws[n:2 * n]
     winv = ws[2 * n:3 * n]
-    nuinv = ws[3 * n:4 * n]
     D = ws[4 * n:5 * n]
     c = ws[5 * n:6 * n]
     g0 = ws[6 * n:7 * n]
@@ -1232,10 +1310,12 @@ def _ipm_crossover(y, g1, g2, alpha, beta, mode, mu, active, best, best_flip, be
     disc = g1 * g1 + 4.0 * g2
     d_root = 0.5 * (g1 + math.sqrt(disc)) if disc > 0.0 else 0.5 * g1
     reach = n if d_root >= 1.0 else min(n, int(2.0 / (1.0 - d_root)) + 2)
+    gap_next = -1.0
     while it < max_iters:
-        gap, changes, step, ok = _ipm_iteration(
-            y, g1, g2, beta, mode, mu, w, nu, winv, nuinv, D, c, coef, g0, gbd, g3, v, dw, dnu,
-            dw2, dnu2, zero, guess, _IPM_CORRECTORS, _IPM_RECENTRE if step < _IPM_SHORT else 0.0)
+        gap, changes, step, ok, gap_next = _ipm_iteration(
+            y, g1, g2, beta, mode, mu, w, nu, winv, gap_next, D, c, coef, g0, gbd, g3, v, dw,
+            dnu, dw2, dnu2, zero, guess, _IPM_CORRECTORS,
+            _IPM_RECENTRE if step < _IPM_SHORT else 0.0)
         it += 1
         if not ok:
             n_ipm = 0
