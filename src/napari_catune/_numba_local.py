@@ -345,34 +345,27 @@ def thin_flips(active, flip, u, nu, thin):
     for j in range(n - 1, -1, -1):
         if not flip[j]:
             continue
-        if active[j]:
-            vj = nu[j]
-            if c1 >= 0 and c1 - j > thin:
-                c1 = -1
-            if c1 < 0:
-                c1 = j
-                v1 = vj
-                kept += 1
-            elif vj < v1:
-                flip[c1] = False
-                c1 = j
-                v1 = vj
-            else:
-                flip[j] = False
+        act = active[j]
+        # the cluster of this violator's kind: (0) negative spikes, (1)
+        # negative multipliers
+        if act:
+            vj, c, v = nu[j], c1, v1
         else:
-            vj = u[j]
-            if c0 >= 0 and c0 - j > thin:
-                c0 = -1
-            if c0 < 0:
-                c0 = j
-                v0 = vj
-                kept += 1
-            elif vj < v0:
-                flip[c0] = False
-                c0 = j
-                v0 = vj
-            else:
-                flip[j] = False
+            vj, c, v = u[j], c0, v0
+        if c >= 0 and c - j > thin:
+            c = -1
+        if c < 0:
+            c, v = j, vj
+            kept += 1
+        elif vj < v:
+            flip[c] = False
+            c, v = j, vj
+        else:
+            flip[j] = False
+        if act:
+            c1, v1 = c, v
+        else:
+            c0, v0 = c, v
     return kept
 
 
