@@ -325,18 +325,16 @@ def test_thread_count_from_the_environment(monkeypatch):
 
 
 # ------------------------------------------------------ issue 12 regimes
-from napari_catune.simulation import REGIMES  # noqa: E402 - the grid of issue 12
+from napari_catune.simulation import REGIMES, regime_traces  # noqa: E402 - issue 12
 
 
 @pytest.mark.parametrize("name", [k for k in REGIMES if k != "slow-1kHz"])
 def test_every_regime_is_exact_and_kkt_optimal(name):
     from napari_catune.solver import kkt_violation as solver_kkt
 
-    fs, tr, td, lam, noise, rate = REGIMES[name]
+    fs, tr, td, lam, *_ = REGIMES[name]
     T = 1500
-    rng = np.random.default_rng(19)
-    s = (rng.random((2, T)) < rate / fs) * rng.exponential(1.0, (2, T))
-    y = reconvolve(s, fs, tr, td) + noise * rng.standard_normal((2, T)) + 2.0
+    y = regime_traces(name, 2, T, seed=19)
     exact = run_deconvolution_full(y, fs, tr, td, lam, max_iters=20_000)
     assert exact.converged.all()
     assert (solver_kkt(y, exact.activity, exact.baseline, fs, tr, td, lam) < 1e-9).all()
@@ -355,11 +353,9 @@ def test_slow_kernel_at_1khz_is_reported_honestly():
     from napari_catune.solver import KKT_TOL
     from napari_catune.solver import kkt_violation as solver_kkt
 
-    fs, tr, td, lam, noise, rate = REGIMES["slow-1kHz"]
+    fs, tr, td, lam, *_ = REGIMES["slow-1kHz"]
     T = 1500
-    rng = np.random.default_rng(19)
-    s = (rng.random((2, T)) < rate / fs) * rng.exponential(1.0, (2, T))
-    y = reconvolve(s, fs, tr, td) + noise * rng.standard_normal((2, T)) + 2.0
+    y = regime_traces("slow-1kHz", 2, T, seed=19)
     res = run_deconvolution_full(y, fs, tr, td, lam, max_iters=3000)
     viol = solver_kkt(y, res.activity, res.baseline, fs, tr, td, lam)
     assert np.array_equal(res.converged, viol <= KKT_TOL)
@@ -372,11 +368,9 @@ def test_lambda_zero_on_the_slow_1khz_kernel_settles():
     # these 8 traces (converged=False after the whole budget)
     from napari_catune.solver import kkt_violation as solver_kkt
 
-    fs, tr, td, _lam, noise, rate = REGIMES["slow-1kHz"]
+    fs, tr, td, *_ = REGIMES["slow-1kHz"]
     n, T = 8, 10_000
-    rng = np.random.default_rng(0)
-    s = (rng.random((n, T)) < rate / fs) * rng.exponential(1.0, (n, T))
-    y = reconvolve(s, fs, tr, td) + noise * rng.standard_normal((n, T)) + 2.0
+    y = regime_traces("slow-1kHz", n, T, seed=0)
     res = run_deconvolution_full(y, fs, tr, td, 0.0)
     assert res.converged.all()
     assert (res.iterations < 60).all()
@@ -424,11 +418,9 @@ def test_a_warm_start_that_does_not_settle_is_solved_again_cold():
     from napari_catune import _numba_solvers as ns
     from napari_catune.solver import kkt_violation as solver_kkt
 
-    fs, tr, td, _lam, noise, rate = REGIMES["slow-1kHz"]
+    fs, tr, td, *_ = REGIMES["slow-1kHz"]
     T = 10_000
-    rng = np.random.default_rng(0)
-    s = (rng.random((1, T)) < rate / fs) * rng.exponential(1.0, (1, T))
-    y = (reconvolve(s, fs, tr, td) + noise * rng.standard_normal((1, T)) + 2.0)[0]
+    y = regime_traces("slow-1kHz", 1, T, seed=0)[0]
     first = run_deconvolution_full(y, fs, tr, td, 0.0)
     warm = run_deconvolution_full(y, fs, tr, 1.5 * td, 0.0, init=first.activity)
     cold = run_deconvolution_full(y, fs, tr, 1.5 * td, 0.0)
@@ -446,11 +438,9 @@ def test_slow_rise_settles_within_the_active_set_budget():
     # exchanges, so no trace needs the FISTA hand-over (measured 59-141
     # steps at 10,000 frames, 147-171 at 100,000; one exchange per step
     # needed 123-182 and 349-493)
-    fs, tr, td, lam, noise, rate = REGIMES["GCaMP6s-100Hz"]
+    fs, tr, td, lam, *_ = REGIMES["GCaMP6s-100Hz"]
     T = 20_000
-    rng = np.random.default_rng(20)
-    s = (rng.random((2, T)) < rate / fs) * rng.exponential(1.0, (2, T))
-    y = reconvolve(s, fs, tr, td) + noise * rng.standard_normal((2, T)) + 2.0
+    y = regime_traces("GCaMP6s-100Hz", 2, T, seed=20)
     res = run_deconvolution_full(y, fs, tr, td, lam)
     assert res.converged.all()
     assert (res.iterations < 300).all()
