@@ -720,11 +720,14 @@ def compiled_code_cached() -> bool | None:
 
 
 def _tell_if_compiling() -> None:
-    """Log once per process that the first solve compiles (the CLI shows it)."""
+    """Log once per process that the first solve compiles, or that the NumPy
+    solver answers while a background compile runs (the CLI shows it)."""
     global _told_compile
     if not _told_compile:
         _told_compile = True
-        if compiled_code_cached() is False:
+        if _compile_state not in (None, "ready"):
+            logging.getLogger("napari_catune").info(FALLBACK_MESSAGE)
+        elif compiled_code_cached() is False:
             logging.getLogger("napari_catune").info(COMPILE_MESSAGE)
 
 
@@ -798,7 +801,7 @@ def start_background_compile(live_only: bool = True, *, force: bool = False) -> 
     with _compile_lock:
         if _compile_state is not None:
             return "running" if _compile_state != "ready" else "cached"
-        if not force and compiled_code_cached() is not False:
+        if not force and (_compiled_here() or compiled_code_cached() is not False):
             return "cached"
         _compile_done.clear()
         _set_state("subprocess")
@@ -806,6 +809,14 @@ def start_background_compile(live_only: bool = True, *, force: bool = False) -> 
                           name="catune-compile", daemon=True)
     th.start()
     return "started"
+
+
+def _compiled_here() -> bool:
+    """Whether this process already holds the compiled live solver."""
+    import sys
+
+    ns = sys.modules.get(__package__ + "._numba_solvers")
+    return ns is not None and bool(ns.pdas_rows.signatures)
 
 
 def _child_command():
