@@ -349,9 +349,12 @@ class CaTuneTuner(SourceHooks, ViewerHooks, QWidget):
     def _deliver(self, req) -> None:
         if self._closed:
             return
-        if (self.status.text().startswith("First use: compiling")
-                and _ses._solver.compiled_ready()):
-            self.status.setText("")  # the compiled solver is ready
+        first_use = self.status.text().startswith("First use: compiling")
+        if _ses._solver.compiled_ready():
+            if first_use:
+                self.status.setText("")  # the compiled solver is ready
+        elif not first_use:  # say which solver this fit came from
+            self.status.setText("First use: " + _ses._solver.FALLBACK_MESSAGE + ".")
         if req.init is not None and req.error is None:
             # one row runs on the calling thread: its CPU time is its in-place cost
             cost = min(req.elapsed, req.cpu) if len(req.ids) == 1 else req.elapsed
