@@ -211,3 +211,35 @@ def test_first_use_with_an_empty_cache_solves_before_any_compile_here(tmp_path):
     assert res["second"]["state"] == "ready" and res["second"]["pdas"] == 1
     assert res["second"]["same"] < 1e-6
     assert res["child_exit"] == 0
+
+
+def test_rows_the_numpy_solver_cannot_settle_get_the_compiled_answer(monkeypatch):
+    """converged=False never comes from the stand-in alone: such rows wait for
+    the compiled code (the compile is simulated by a thread that ends it)."""
+    import threading
+
+    real = nps.solve_rows
+
+    def unsettled(y, *a, **k):
+        r = list(real(y, *a, **k))
+        r[4] = r[4].copy()
+        r[4][1] = False
+        r[0] = r[0].copy()
+        r[0][1] = 0.0
+        return tuple(r)
+
+    monkeypatch.setattr(nps, "solve_rows", unsettled)
+    monkeypatch.setattr(solver, "_compile_state", "subprocess")
+    solver._compile_done.clear()
+    th = threading.Thread(target=solver._set_state, args=("ready",))
+    monkeypatch.setattr(solver, "_compile_thread", th)
+    th.start()
+    try:
+        y = simulation.regime_traces("GCaMP6f-30Hz", 3, 600, seed=4)
+        r = solver.run_deconvolution_full(y, 30.0, 0.05, 0.5, 0.05)
+    finally:
+        th.join()
+        solver._compile_state = None
+    ref = solver.run_deconvolution_full(y, 30.0, 0.05, 0.5, 0.05)
+    assert r.converged.all()
+    np.testing.assert_array_equal(r.activity[1], ref.activity[1])

@@ -47,12 +47,17 @@ _TRY_BELOW = 1e-10
 # ... and the exact solve on the guessed active set (:func:`_settle`: a
 # banded LU, ~10x an iteration) below this, at most every few iterations
 _POLISH_BELOW = 1e-15
-_POLISH_EVERY = 3
+_POLISH_EVERY = 2
 _W_MAX = 1e12
 # active-set corrections after the interior point's guess
 _SETTLE_STEPS = 6
 # samples per group of rows solved together (see solve_rows)
 _GROUP_SAMPLES = 1 << 16
+# a step below this is a stall; a row ends after this many in a row
+_STALL = 1e-4
+_STALL_STEPS = 4
+# a warm start's distance into the interior (scaled: range 1)
+_WARM_CENTRE = 1e-2
 # the corrections go on while the KKT violation is above this share of its
 # tolerance (the exact optimum lands at ~1e-6 of it): an answer then agrees
 # with the compiled solver's objective to ~1e-12, not only to the tolerance
@@ -450,12 +455,14 @@ def _polish(ys, active, mode, mu, g1, g2, ia, cvec):
     return p_ - q_ * b[:, None], b
 
 
-def solve_rows(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters=IPM_BUDGET):
+def solve_rows(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters=IPM_BUDGET,
+               init=None):
     """Solve every row of y ((m, T) float64, finite, T >= 2) exactly.
 
     Returns s (m, T), b ((m, 1), or (m, T) for drift), fit K s + b, the
     iteration counts and converged (the KKT test, :func:`kkt_rows`, to
     ``kkt_tol`` times each row's range plus the rounding floor).
+    ``init``: a previous activity ((m, T)), a warm start.
 
     Rows are solved in groups of about ``_GROUP_SAMPLES`` samples: LAPACK's
     banded factorisation of a stacked system slows down ~1.5x per sample once
@@ -465,18 +472,20 @@ def solve_rows(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters=IPM_BUDGE
     step = max(1, _GROUP_SAMPLES // T)
     if m > step:
         parts = [_solve_group(y[i:i + step], g1, g2, alpha, lamG, G, mode, mu, kkt_tol,
-                              max_iters) for i in range(0, m, step)]
+                              max_iters, None if init is None else init[i:i + step])
+                 for i in range(0, m, step)]
         return tuple(np.concatenate(p) for p in zip(*parts))
-    return _solve_group(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters)
+    return _solve_group(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters, init)
 
 
-def _solve_group(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters):
+def _solve_group(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters, init):
     m, T = y.shape
     s_out = np.zeros((m, T))
     b_out = np.zeros((m, T if mode == 2 else 1))
     iters = np.zeros(m, dtype=np.int64)
     v_out = np.full(m, np.inf)
     polished = np.full(m, -10**9)
+    stall_count = np.zeros(m, dtype=np.int64)
     tol = kkt_tolerance(y, kkt_tol)
     # scale: each row to range 1 about its median (the baseline absorbs a shift)
     lo, hi = y.min(axis=1), y.max(axis=1)
@@ -490,17 +499,31 @@ def _solve_group(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters):
     dt1 = _dt(np.ones((1, n)), g1, g2, ia)  # D' 1
     cvec = lam * dt1
     y0, y1 = ys[:, 0], ys[:, 1:]
-    # a start inside the cone: spikes of total size 1/4 of the range
-    # spread evenly, duals at the gradient's scale
-    u = np.full((m, n), 0.25 / max(1.0, G))
-    x = _tri(_d_band(m, n, g1, g2, alpha), u, "N")
-    z = np.full((m, n), 1.0) * max(1.0, float(np.max(lam * dt1.max(), initial=0.0)))
-    if mode == 2:
-        b = np.repeat(np.median(y1 - x, axis=1)[:, None], T, axis=1)
-    elif mode == 1:
-        b = np.median(y1 - x, axis=1)
+    if init is None:
+        # a start inside the cone: spikes of total size 1/4 of the range
+        # spread evenly, duals at the gradient's scale
+        u = np.full((m, n), 0.25 / max(1.0, G))
+        x = _tri(_d_band(m, n, g1, g2, alpha), u, "N")
+        z = np.full((m, n), 1.0) * max(1.0, float(np.max(lam * dt1.max(), initial=0.0)))
+        if mode == 2:
+            b = np.repeat(np.median(y1 - x, axis=1)[:, None], T, axis=1)
+        elif mode == 1:
+            b = np.median(y1 - x, axis=1)
+        else:
+            b = np.zeros(m)
     else:
-        b = np.zeros(m)
+        # a warm start (a slider move): the previous spikes and their
+        # gradient, pushed into the interior by a small centring term
+        u = np.maximum(init[:, :-1] / S[:, None], 0.0)
+        x = _tri(_d_band(m, n, g1, g2, alpha), u, "N")
+        r = ys - np.concatenate((np.zeros((m, 1)), x), axis=1)
+        bb = best_baseline(r, mode, mu)
+        g = lam - _adjoint(r - bb, g1, g2, alpha)[:, :-1]
+        delta = _WARM_CENTRE * max(1.0, float(np.max(lam * dt1.max(), initial=0.0)))
+        z = np.maximum(g, 0.0) + delta
+        u = u + _WARM_CENTRE / max(1.0, G)
+        x = _tri(_d_band(m, n, g1, g2, alpha), u, "N")
+        b = bb if mode == 2 else bb[:, 0]
     rows = np.arange(m)
     # u = D x is an iterate of its own (updated by its steps, kept > 0):
     # formed from x it would lose ~eps |x| / alpha to cancellation (slow
@@ -551,7 +574,13 @@ def _solve_group(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters):
         mu_c = (u * z).mean(axis=1)
         done = np.zeros(len(rows), dtype=bool)
         last = it == max_iters
-        cand = np.flatnonzero(mu_c < _TRY_BELOW) if not last else np.arange(len(rows))
+        # a step cut to nothing: the Newton direction has lost its accuracy
+        # (huge duals over tiny spikes); the guessed active set is tried
+        # exactly, and the row ends after a few such steps
+        stalled = a < _STALL
+        stall_count[rows] = np.where(stalled, stall_count[rows] + 1, 0)
+        cand = (np.flatnonzero((mu_c < _TRY_BELOW) | stalled) if not last
+                else np.arange(len(rows)))
         if cand.size:
             rc = rows[cand]
             # rounded to the active set: s = 0 where the dual exceeds the spike
@@ -566,7 +595,8 @@ def _solve_group(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters):
             # once the interior point is near its floor of precision, or at the
             # end; at most every few iterations
             pol = ((v_out[rc] > _TIGHT * tol[rc]) & (it - polished[rc] >= _POLISH_EVERY)
-                   & ((mu_c[cand] < _POLISH_BELOW) | last | (it >= max_iters // 2)))
+                   & ((mu_c[cand] < _POLISH_BELOW) | last | stalled[cand]
+                      | (it >= max_iters // 2)))
             if pol.any():
                 pc = cand[pol]
                 rp = rows[pc]
@@ -581,6 +611,7 @@ def _solve_group(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters):
                 # done when tight; an answer within the tolerance only is
                 # kept while the interior point goes on a few iterations
                 if (v_out[r_] <= _TIGHT * tol[r_] or last
+                        or stall_count[r_] >= _STALL_STEPS
                         or (v_out[r_] <= tol[r_] and it - iters[r_] >= _GRACE)):
                     done[i] = True
         if done.all():

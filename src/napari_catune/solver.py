@@ -374,8 +374,8 @@ _FALLBACK_GROUP_SAMPLES = 1 << 18
 def _solve_rows_fallback(y, m: _Model, *, mode, mu, tol, max_iters, init, out):
     """:func:`_solve_rows` by the NumPy solver, row groups at a time, the
     rest by the compiled code as soon as it is ready (every method: the
-    NumPy solver is exact; ``init`` is not used: an interior point gains
-    little from a warm start)."""
+    NumPy solver is exact; ``init`` is its warm start).  A row the NumPy
+    solver cannot settle waits for the compiled code (rare: see below)."""
     from . import _numpy_solver as npsol
 
     n, T = y.shape
@@ -401,9 +401,21 @@ def _solve_rows_fallback(y, m: _Model, *, mode, mu, tol, max_iters, init, out):
             break
         hi = min(n, lo + step)
         r = npsol.solve_rows(y[lo:hi], m.g1, m.g2, m.alpha, m.lamG, m.G, mode, mu, KKT_TOL,
-                             min(max_iters, npsol.IPM_BUDGET))
+                             min(max_iters, npsol.IPM_BUDGET),
+                             None if init is None else init[lo:hi])
         s[lo:hi], b[lo:hi], fit[lo:hi], iters[lo:hi], conv[lo:hi] = r
         lo = hi
+    stuck = np.flatnonzero(~conv)
+    if stuck.size and max_iters >= npsol.IPM_BUDGET:
+        # rows the NumPy solver could not settle (seen: slow kernels at 1 kHz
+        # over tens of thousands of samples): the compiled solver's answer,
+        # once it is ready, so that converged=False never comes from the
+        # stand-in alone
+        wait_compiled()
+        r = _solve_rows(np.ascontiguousarray(y[stuck]), m, mode=mode, mu=mu, method="auto",
+                        tol=tol, max_iters=max_iters, init=None)
+        s[stuck], b[stuck], iters[stuck], conv[stuck] = r[0], r[1], r[2], r[3]
+        fit[stuck] = r[4] if r[4] is not None else _reconvolve(r[0], m) + r[1]
     return s, b, iters, conv, fit
 
 
@@ -744,6 +756,7 @@ FALLBACK_MESSAGE = ("compiling the solver in the background (once after an insta
 _compile_state = None
 _compile_error = None
 _compile_proc = None
+_compile_thread = None
 _compile_lock = threading.Lock()
 _compile_done = threading.Event()
 _local = threading.local()
@@ -778,6 +791,9 @@ def wait_compiled(timeout: float | None = None) -> bool:
     """Wait until a background compile is over (True), or ``timeout`` s."""
     if _compile_state is None:
         return True
+    th = _compile_thread
+    if th is None or not th.is_alive():
+        return _compile_state == "ready"
     return _compile_done.wait(timeout)
 
 
@@ -805,8 +821,10 @@ def start_background_compile(live_only: bool = True, *, force: bool = False) -> 
             return "cached"
         _compile_done.clear()
         _set_state("subprocess")
+    global _compile_thread
     th = threading.Thread(target=_background_compile, args=(live_only,),
                           name="catune-compile", daemon=True)
+    _compile_thread = th
     th.start()
     return "started"
 
