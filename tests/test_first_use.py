@@ -243,3 +243,28 @@ def test_rows_the_numpy_solver_cannot_settle_get_the_compiled_answer(monkeypatch
     ref = solver.run_deconvolution_full(y, 30.0, 0.05, 0.5, 0.05)
     assert r.converged.all()
     np.testing.assert_array_equal(r.activity[1], ref.activity[1])
+
+
+@pytest.mark.parametrize("T,W", [(50, 75), (2000, 75), (3000, 1)])
+def test_numpy_rolling_quantile_is_the_compiled_one(T, W):
+    from napari_catune._numba_solvers import rolling_quantile_rows
+
+    y = np.random.default_rng(T).standard_normal((2, T))
+    y[:, 10:20] = 0.5  # ties
+    ref = np.empty_like(y)
+    rolling_quantile_rows(y, W, 0.2, ref)
+    np.testing.assert_array_equal(nps.rolling_quantile_rows(y, W, 0.2), ref)
+
+
+def test_rolling_baseline_while_compiling_calls_nothing_compiled(pending, monkeypatch):
+    import napari_catune._numba_solvers as ns
+
+    monkeypatch.setattr(ns, "rolling_quantile_rows", None)
+    y = simulation.regime_traces("GCaMP6f-30Hz", 2, 1200, seed=5)
+    r = solver.run_deconvolution_full(y, 30.0, 0.05, 0.5, 0.05, baseline="rolling")
+    assert r.converged.all()
+    monkeypatch.undo()
+    solver._compile_state = None
+    ref = solver.run_deconvolution_full(y, 30.0, 0.05, 0.5, 0.05, baseline="rolling")
+    np.testing.assert_allclose(r.baseline, ref.baseline, atol=1e-9)
+    np.testing.assert_allclose(r.activity, ref.activity, atol=1e-6)

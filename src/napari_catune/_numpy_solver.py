@@ -622,3 +622,31 @@ def _solve_group(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters, init):
             b, y0, y1, cvec, lam = b[keep], y0[keep], y1[keep], cvec[keep], lam[keep]
     fit = conv_rows(s_out, g1, g2, alpha) + b_out
     return s_out, b_out, fit, iters, v_out <= tol
+
+
+# the NumPy rolling quantile handles windows x samples up to this (beyond:
+# the compiled one, compiling here if need be)
+ROLLING_MAX_WORK = 5e7
+
+
+def rolling_quantile_rows(y, W, q):
+    """``_numba_solvers.rolling_quantile_rows``'s numbers: at sample t the
+    k-th smallest of ``y[max(0, t - W + 1) .. t]``, k = round((n_t - 1) q)
+    (half up) over the n_t samples there; by ``np.partition`` over sliding
+    windows, a block of windows at a time."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    y = np.atleast_2d(y)
+    n, T = y.shape
+    out = np.empty((n, T))
+    for t in range(min(W - 1, T)):  # the windows that start at sample 0
+        k = min(int(np.floor(t * q + 0.5)), t)
+        out[:, t] = np.partition(y[:, :t + 1], k, axis=1)[:, k]
+    if T >= W:
+        k = min(int(np.floor((W - 1) * q + 0.5)), W - 1)
+        win = sliding_window_view(y, W, axis=1)  # (n, T - W + 1, W), a view
+        step = max(1, (1 << 22) // W)
+        for a in range(0, T - W + 1, step):
+            b = min(T - W + 1, a + step)
+            out[:, W - 1 + a:W - 1 + b] = np.partition(win[:, a:b], k, axis=2)[:, :, k]
+    return out

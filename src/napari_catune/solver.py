@@ -537,7 +537,7 @@ def run_deconvolution_full(
 
     rolled = None
     if mode == "rolling":
-        rolled = rolling_baseline(y, fs, tau_d)
+        rolled = _rolling(y, fs, tau_d)
         y = y - rolled
     if out is not None:
         out = tuple(out)
@@ -565,6 +565,19 @@ def run_deconvolution_full(
     elif one_d:
         return DeconvolutionResult(s[0], b[0], fit[0], int(iters[0]), bool(conv[0]))
     return DeconvolutionResult(s, b, fit, iters, conv)
+
+
+def _rolling(y, fs, tau_d) -> np.ndarray:
+    """CaTune's rolling baseline (:func:`~napari_catune.baseline.rolling_baseline`);
+    while compiling, the NumPy version of the same numbers (if not too long)."""
+    if _fallback_now():
+        from . import _numpy_solver as npsol
+        from .baseline import DEFAULT_QUANTILE, rolling_window
+
+        W = rolling_window(tau_d, fs)
+        if y.size * min(W, y.shape[1]) <= npsol.ROLLING_MAX_WORK:
+            return npsol.rolling_quantile_rows(y, W, DEFAULT_QUANTILE)
+    return rolling_baseline(y, fs, tau_d)
 
 
 def _check_calab_options(conv_mode, constraint) -> None:
