@@ -257,6 +257,11 @@ def _band_x(W, g1, g2, ia2, m, n):
     return dg, s1, s2
 
 
+def _fortran_zeros(rows, cols):
+    """Zeros in LAPACK's (column-major) order."""
+    return np.zeros((cols, rows)).T
+
+
 def _factor(ab):
     c, info = lapack.dpbtrf(ab, overwrite_ab=1)
     if info != 0:
@@ -274,7 +279,8 @@ class _Newton:
         if mode == 2:
             # unknowns per row: b_0, x_0, b_1, x_1, ..., x_{n-1}, b_n (x_k <-> b_{k+1})
             N = 2 * T - 1
-            ab = np.zeros((5, m, N))
+            flat = _fortran_zeros(5, m * N)
+            ab = flat.reshape(5, m, N)  # a view: filled in place, no copy for LAPACK
             ab[4, :, 1::2] = dg
             ab[4, :, 0::2] = 1.0 + 2.0 * mu
             ab[4, :, 0] = ab[4, :, N - 1] = 1.0 + mu
@@ -282,11 +288,12 @@ class _Newton:
             ab[0, :, 1::2] = s2          # x_{k-2} - x_k
             ab[3, :, 2::2] = 1.0         # x_{t-1} - b_t
             ab[2, :, 2::2] = -mu         # b_{t-1} - b_t
-            self.c = _factor(np.asfortranarray(ab.reshape(5, m * N)))
+            self.c = _factor(flat)
             return
-        ab = np.empty((3, m, n))
+        flat = _fortran_zeros(3, m * n)
+        ab = flat.reshape(3, m, n)
         ab[2], ab[1], ab[0] = dg, s1, s2
-        self.c = _factor(np.asfortranarray(ab.reshape(3, m * n)))
+        self.c = _factor(flat)
         if mode == 1:
             # H w = 1: the scalar baseline's border, by its Schur complement
             w = self._solve(np.ones((m, n)))
@@ -471,11 +478,13 @@ def solve_rows(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters=IPM_BUDGE
     m, T = y.shape
     step = max(1, _GROUP_SAMPLES // T)
     if m > step:
-        parts = [_solve_group(y[i:i + step], g1, g2, alpha, lamG, G, mode, mu, kkt_tol,
-                              max_iters, None if init is None else init[i:i + step])
+        parts = [solve_rows(y[i:i + step], g1, g2, alpha, lamG, G, mode, mu, kkt_tol,
+                            max_iters, None if init is None else init[i:i + step])
                  for i in range(0, m, step)]
         return tuple(np.concatenate(p) for p in zip(*parts))
-    return _solve_group(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters, init)
+    # (a dual over a spike at its floor may overflow to inf: capped, no warning)
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        return _solve_group(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters, init)
 
 
 def _solve_group(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters, init):
