@@ -53,6 +53,9 @@ def test_numpy_solver_is_the_compiled_optimum_on_every_regime(regime, mode):
 
 
 def test_numpy_read_outs_match_the_compiled_ones():
+    from napari_catune._numba_solvers import KKT_FLOOR
+
+    assert nps.KKT_FLOOR == KKT_FLOOR
     fs, tr, td, lam = 30.0, 0.05, 0.5, 0.05
     y = simulation.regime_traces("GCaMP6f-30Hz", 3, 800)
     m = solver._model(fs, tr, td, lam)
