@@ -889,8 +889,9 @@ def _background_compile(live_only: bool) -> None:
     except Exception as e:  # noqa: BLE001 - fall back to compiling here
         _compile_error = repr(e)
     if not ok:
-        log.info("the compile subprocess failed; compiling here instead: %s",
-                 (_compile_error or "").strip().splitlines()[-1:] or "")
+        last = (_compile_error or "").strip().splitlines()
+        log.info("the compile subprocess failed; compiling here instead (%s)",
+                 last[-1] if last else "no message")
         _set_state("thread")
     else:
         _set_state("loading")
@@ -908,7 +909,8 @@ def _background_compile(live_only: bool) -> None:
             for _line in proc.stdout:
                 pass
             proc.wait()
-        except Exception:  # noqa: BLE001
+            err.close()
+        except Exception:  # noqa: BLE001 - the child only fills a cache
             pass
     elif not live_only:
         _warm_up_quietly(False)
