@@ -853,6 +853,9 @@ def _compiled_here() -> bool:
 def _child_command():
     import sys
 
+    if getattr(sys, "frozen", False) or not sys.executable:
+        # a frozen app's executable is not a Python that takes -m
+        raise RuntimeError("no Python interpreter to run the compile in")
     return [sys.executable, "-m", "napari_catune._compile"]
 
 
