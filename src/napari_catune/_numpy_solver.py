@@ -54,10 +54,12 @@ _SETTLE_STEPS = 6
 # samples per group of rows solved together (see solve_rows)
 _GROUP_SAMPLES = 1 << 16
 # a step below this is a stall; a row ends after this many in a row
+# (only near the end: far from it a short step is the path's, not a stall)
 _STALL = 1e-4
 _STALL_STEPS = 4
+_STALL_BELOW = 1e-6
 # a warm start's distance into the interior (scaled: range 1)
-_WARM_CENTRE = 1e-2
+_WARM_CENTRE = 1e-1
 # the corrections go on while the KKT violation is above this share of its
 # tolerance (the exact optimum lands at ~1e-6 of it): an answer then agrees
 # with the compiled solver's objective to ~1e-12, not only to the tolerance
@@ -586,7 +588,7 @@ def _solve_group(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters, init):
         # a step cut to nothing: the Newton direction has lost its accuracy
         # (huge duals over tiny spikes); the guessed active set is tried
         # exactly, and the row ends after a few such steps
-        stalled = a < _STALL
+        stalled = (a < _STALL) & (mu_c < _STALL_BELOW)
         stall_count[rows] = np.where(stalled, stall_count[rows] + 1, 0)
         cand = (np.flatnonzero((mu_c < _TRY_BELOW) | stalled) if not last
                 else np.arange(len(rows)))
