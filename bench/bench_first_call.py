@@ -178,13 +178,15 @@ def main(argv=None) -> int:
             oasis[case] = [r["first"][0] - t0, r["first"][1]]
             print(f"  {'OASIS':8s} {case:8s} first answer {oasis[case][0]:6.2f} s wall "
                   f"{oasis[case][1]:6.2f} s CPU", flush=True)
-    print("ratios (wall):")
+    print("ratios of the first answer, wall (CPU: steadier on a shared machine):")
     for case in ("slider1", "slider8", "cli"):
-        t = results["this"][case]["first"][0]
-        line = f"  {case:8s} this / OASIS {t / oasis[case][0]:6.2f}"
+        t, tc = results["this"][case]["first"]
+        line = (f"  {case:8s} this / OASIS {t / oasis[case][0]:6.2f} "
+                f"({tc / oasis[case][1]:5.2f})")
         if a.against:
-            o = results["against"][case]["first"][0]
-            line += f"   this / against {t / o:6.3f}  (against {o:.2f} s, this {t:.2f} s)"
+            o, oc = results["against"][case]["first"]
+            line += (f"   this / against {t / o:6.3f} ({tc / oc:5.3f})  "
+                     f"(against {o:.2f} s, this {t:.2f} s)")
         print(line)
     return 0
 
