@@ -889,8 +889,9 @@ def _kkt_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u, nu
 
 
 # ------------------------------------------------------- interior point
-# coefficients per sample of :func:`_newton_solve`'s factorisation
-_NCOEF = 6
+# coefficients per sample of :func:`_newton_solve`'s factorisation (inv, d1,
+# O, gx; row n: the last p22, g1, g2)
+_NCOEF = 4
 
 
 @njit(cache=_CACHE, nogil=True, fastmath={"contract"})
@@ -918,9 +919,14 @@ def _newton_solve(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, v, refactor):
     and x from its own coefficients, so the loop-carried chains are one
     fused multiply-add per sample (the recursion is latency-bound: the
     division's result meets each new value function in one multiply-add).
+    A and R are stored as d1 and O and formed where used, A = g1 + d1 and
+    R = g2 - O (off the chains): R loses its relative digits where D << a00,
+    but only as an absolute error of eps g2, the rounding x_k has anyway;
+    the passes over coef are what long traces wait for (memory: 4 values a
+    sample instead of 6, read 5 times an iteration).
 
-    ``refactor`` recomputes the quadratic part (coef: inv, A, d1, R, O, gx
-    per sample, coef[n, 0] the last p22; gbd the drift gains); without it
+    ``refactor`` recomputes the quadratic part (coef: inv, d1, O, gx per
+    sample, coef[n] the last p22, g1, g2; gbd the drift gains); without it
     only the linear part is redone for a new c (the corrector of the same
     iteration).  ``gbd``, ``g3``: (n, 4) and (n,) for drift, else unused.
     """
@@ -935,7 +941,7 @@ def _newton_back(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, refactor):
     n = y.shape[0] - 1
     drift = mode == 2
     if not refactor and not drift:
-        return _newton_back_rhs(y, mode, c, coef, g0)
+        return _newton_back_rhs(y, g1, g2, mode, c, coef, g0)
     p00 = 0.0
     p01 = 0.0
     p02 = 0.0
@@ -978,11 +984,9 @@ def _newton_back(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, refactor):
             O = (g2 * a00) * inv
             gx = -ia
             coef[k, 0] = inv
-            coef[k, 1] = A
-            coef[k, 2] = d1
-            coef[k, 3] = R
-            coef[k, 4] = O
-            coef[k, 5] = gx
+            coef[k, 1] = d1
+            coef[k, 2] = O
+            coef[k, 3] = gx
             p00 = p11 + inv * e00
             p01 = inv * e01
             p11 = inv * e11
@@ -991,11 +995,11 @@ def _newton_back(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, refactor):
             p22 = (p22 + 1.0) - a02 * ia
         else:
             inv = coef[k, 0]
-            A = coef[k, 1]
-            d1 = coef[k, 2]
-            R = coef[k, 3]
-            O = coef[k, 4]
-            gx = coef[k, 5]
+            d1 = coef[k, 1]
+            O = coef[k, 2]
+            gx = coef[k, 3]
+            A = g1 + d1
+            R = g2 - O
         g0[k] = -(l0 + ck) * inv
         q0 = A * l0 + (l1 + d1 * ck)
         q1 = R * l0 - O * ck
@@ -1023,6 +1027,8 @@ def _newton_back(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, refactor):
             q0, q1, q2, g3[k] = _drift_linear(q0, q1, q2, w0, w1, wm, inv_d)
     if refactor:
         coef[n, 0] = p22
+        coef[n, 1] = g1
+        coef[n, 2] = g2
     b = 0.0
     if mode != 0:
         b = (y[0] - q2) / (1.0 + coef[n, 0])
@@ -1030,7 +1036,7 @@ def _newton_back(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, refactor):
 
 
 @njit(cache=_CACHE, nogil=True, fastmath={"contract"})
-def _newton_back_rhs(y, mode, c, coef, g0):
+def _newton_back_rhs(y, g1, g2, mode, c, coef, g0):
     """:func:`_newton_back` without refactoring and without drift: the
     linear part alone, for a new c (the corrector and Gondzio solves).
 
@@ -1052,11 +1058,11 @@ def _newton_back_rhs(y, mode, c, coef, g0):
     for k in range(n - 1, -1, -1):
         ck = c[k]
         inv = coef[k, 0]
-        A = coef[k, 1]
-        d1 = coef[k, 2]
-        R = coef[k, 3]
-        O = coef[k, 4]
-        gx = coef[k, 5]
+        d1 = coef[k, 1]
+        O = coef[k, 2]
+        gx = coef[k, 3]
+        A = g1 + d1
+        R = g2 - O
         t = l0 + ck
         g0[k] = -t * inv
         q2 = q2 + (gx * t - y[k + 1])
@@ -1085,6 +1091,8 @@ def _newton_fwd(mode, coef, g0, gbd, g3, b, v, w, winv, nu, a1, a2, o1, o2, kind
     and, for kind 1, the sums of dw nu and dw dnu.
     """
     n = coef.shape[0] - 1
+    g1 = coef[n, 1]
+    g2 = coef[n, 2]
     drift = mode == 2
     rp = 1.0
     rd = 1.0
@@ -1095,9 +1103,11 @@ def _newton_fwd(mode, coef, g0, gbd, g3, b, v, w, winv, nu, a1, a2, o1, o2, kind
     for k in range(n):
         if drift:
             b = gbd[k, 2] * b - gbd[k, 0] * xm1 - gbd[k, 1] * xm2 - g3[k]
-        r = coef[k, 5] * b + g0[k]
-        vk = coef[k, 2] * xm1 - coef[k, 4] * xm2 + r
-        xk = coef[k, 1] * xm1 + (coef[k, 3] * xm2 + r)
+        d1 = coef[k, 1]
+        O = coef[k, 2]
+        r = coef[k, 3] * b + g0[k]
+        vk = d1 * xm1 - O * xm2 + r
+        xk = (g1 + d1) * xm1 + ((g2 - O) * xm2 + r)
         xm2 = xm1
         xm1 = xk
         if kind == 0:
