@@ -1240,13 +1240,14 @@ def _ipm_iteration(y, g1, g2, beta, mode, mu, w, nu, winv, gap_in, D, c, coef, g
         w[k] = w_new
         nu[k] = nu_new
         bad += not (w_new > 0.0 and nu_new > 0.0)
+        # the next iteration's weights; np.divide, not '/': numba checks
+        # each '/' divisor for zero, which keeps the loop scalar (2x slower);
+        # this one vectorises (and gives inf, not an exception, at w = 0)
+        wi = np.divide(1.0, w_new)
+        winv[k] = wi
+        D[k] = nu_new * wi
         c[k] = beta - nu_new
         gap_next += w_new * nu_new
-    # the next iteration's weights, in passes of their own: a division in
-    # the loop above (numba checks each divisor for zero) keeps it scalar,
-    # 3x slower; these vectorise (and give inf, not an exception, at w = 0)
-    np.divide(1.0, w, winv)
-    np.multiply(nu, winv, D)
     return gap, changes, min(ap, ad), bad == 0, gap_next / n
 
 
