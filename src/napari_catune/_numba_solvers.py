@@ -937,7 +937,14 @@ def _newton_solve(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, v, refactor):
 @njit(cache=_CACHE, nogil=True, fastmath={"contract"})
 def _newton_back(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, refactor):
     """The backward recursion of :func:`_newton_solve`; returns the
-    baseline of the first sample (for :func:`_newton_fwd`)."""
+    baseline of the first sample (for :func:`_newton_fwd`).
+
+    Measured (Zen 4, 54,000 samples, in cache): the factoring pass takes
+    ~22 cycles a sample against 17 for its division chain alone, and is
+    about as bound by its ~28 multiplies on two pipes: two independent
+    chains interleaved in one loop (as a two-sided factorisation would
+    run) gave 1.1-1.3x, a shorter chain alone (pivot carried, e00 expanded)
+    1.03x.  Long traces (>= 200,000) are bound by memory instead."""
     n = y.shape[0] - 1
     drift = mode == 2
     if not refactor and not drift:
