@@ -945,10 +945,27 @@ def _newton_back(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, refactor):
     chains interleaved in one loop (as a two-sided factorisation would
     run) gave 1.1-1.3x, a shorter chain alone (pivot carried, e00 expanded)
     1.03x.  Long traces (>= 200,000) are bound by memory instead."""
+    if not refactor and mode != 2:
+        return _newton_back_rhs(y, g1, g2, mode, c, coef, g0)
+    return _newton_back_core(y, g1, g2, mode, mu, D, c, 0.0, _NO, coef, g0, gbd, g3, refactor)
+
+
+@njit(cache=_CACHE, nogil=True, fastmath={"contract"})
+def _newton_back_ipm(y, g1, g2, mode, mu, beta, nu, winv, coef, g0, gbd, g3):
+    """:func:`_newton_back` (refactoring) with the weights of the interior
+    point's current point formed in the pass, D = nu / w and c = beta - nu,
+    from nu and 1 / w (``winv``): two streams read instead of two written by
+    the previous update pass and read here (long traces are bound by memory).
+    """
+    return _newton_back_core(y, g1, g2, mode, mu, nu, winv, beta, _YES, coef, g0, gbd, g3, _YES)
+
+
+@njit(cache=_CACHE, nogil=True, fastmath={"contract"}, inline="always")
+def _newton_back_core(y, g1, g2, mode, mu, D, c, beta, from_nu, coef, g0, gbd, g3, refactor):
+    """The body of :func:`_newton_back`; with ``from_nu`` D, c are nu, 1 / w
+    and the weights D = nu / w, c = beta - nu are formed here."""
     n = y.shape[0] - 1
     drift = mode == 2
-    if not refactor and not drift:
-        return _newton_back_rhs(y, g1, g2, mode, c, coef, g0)
     p00 = 0.0
     p01 = 0.0
     p02 = 0.0
@@ -965,9 +982,14 @@ def _newton_back(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, refactor):
         l0 = q0 - yk
         l1 = q1
         l2 = q2 - yk
-        ck = c[k]
+        if from_nu:
+            nk = D[k]
+            Dk = nk * c[k]
+            ck = beta - nk
+        else:
+            ck = c[k]
+            Dk = D[k] if refactor else 0.0
         if refactor:
-            Dk = D[k]
             a00 = p00 + 1.0
             a01 = p01
             a02 = p02 + 1.0
@@ -1163,20 +1185,18 @@ def _ipm_iteration(y, g1, g2, beta, mode, mu, w, nu, winv, gap_in, D, c, coef, g
     number of guesses that changed, step length, ok, gap after it); gap is
     the mean complementarity w'nu / n, the barrier parameter.
 
-    ``winv``, ``D``, ``c`` (1 / w, nu / w, beta - nu) of the new point are
-    formed in the update's pass, for the next iteration, which is told so
-    by ``gap_in`` >= 0 (the gap returned); with ``gap_in`` < 0 (the first
-    iteration) they are formed here.
+    ``winv`` (1 / w) of the new point is formed in the update's pass, for
+    the next iteration, which is told so by ``gap_in`` >= 0 (the gap
+    returned); with ``gap_in`` < 0 (the first iteration) it is formed here.
+    The factoring pass forms D = nu / w and c = beta - nu itself
+    (:func:`_newton_back_ipm`); ``D`` is unused, ``c`` a scratch array.
     """
     n = w.shape[0]
     gap = gap_in
     if not gap_in >= 0.0:
         gap = 0.0
         for k in range(n):
-            wi = 1.0 / w[k]
-            winv[k] = wi
-            D[k] = nu[k] * wi
-            c[k] = beta - nu[k]
+            winv[k] = 1.0 / w[k]
             gap += w[k] * nu[k]
         gap /= n
     if not (gap > 0.0 and gap < math.inf):
@@ -1184,7 +1204,7 @@ def _ipm_iteration(y, g1, g2, beta, mode, mu, w, nu, winv, gap_in, D, c, coef, g
     # predictor (affine scaling): complementarity target 0; dnu = -nu (1 + dw / w)
     # (the predicted gap sum (w + ap dw)(nu + ad dnu) from sums formed in
     # the same pass: w dnu = -w nu - nu dw)
-    b0 = _newton_back(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, _YES)
+    b0 = _newton_back_ipm(y, g1, g2, mode, mu, beta, nu, winv, coef, g0, gbd, g3)
     rp, rd, s_dn, s_dd = _newton_fwd(mode, coef, g0, gbd, g3, b0, v, w, winv, nu, v, v, dw,
                                      dnu, _FWD_PRED)
     ap = 1.0 / rp
@@ -1252,8 +1272,6 @@ def _ipm_iteration(y, g1, g2, beta, mode, mu, w, nu, winv, gap_in, D, c, coef, g
         # this one vectorises (and gives inf, not an exception, at w = 0)
         wi = np.divide(1.0, w_new)
         winv[k] = wi
-        D[k] = nu_new * wi
-        c[k] = beta - nu_new
         gap_next += w_new * nu_new
     return gap, changes, min(ap, ad), bad == 0, gap_next / n
 
