@@ -1201,6 +1201,10 @@ _IPM_PATIENCE = 4
 # ... while the gap is above _IPM_NEAR times the first one
 _IPM_PATIENCE_FAR = 32
 _IPM_NEAR = 1e-6
+# ... not counting, up to _IPM_RISE_MAX of them, iterations after which the
+# gap rose by more than _IPM_RISE times
+_IPM_RISE = 1.05
+_IPM_RISE_MAX = 100
 # crossover: below this many violators the best exchanged set is kept and
 # only the neighbourhoods of its violators take the interior point's guess
 _MERGE_MAX = 256
@@ -1303,6 +1307,7 @@ def _ipm_crossover(y, g1, g2, alpha, beta, mode, mu, active, best, best_flip, be
     step = 1.0
     n_ipm = 0
     stale = 0
+    rising = 0
     tried = False
     since_try = 0
     merge = True
@@ -1329,6 +1334,13 @@ def _ipm_crossover(y, g1, g2, alpha, beta, mode, mu, active, best, best_flip, be
         if gap < 0.5 * gap_best:
             gap_best = gap
             stale = 0
+        elif gap_next > _IPM_RISE * gap and rising < _IPM_RISE_MAX:
+            # the gap rises: the iterate is still far from the central path
+            # (lambda 0 with a free baseline on a slow kernel: the samples
+            # before the first spike take multipliers that grow with T,
+            # ~1.3-2x per iteration while the gap rises, 35 iterations at
+            # 4,000,000 frames at 1 kHz), not at a rounding floor: not stale
+            rising += 1
         else:
             stale += 1
             # patience near the rounding floor only: far from it a long
