@@ -1219,6 +1219,12 @@ _IPM_WARM = 1e-2
 # the interior point's start treats lambda below this * the trace's sd as
 # this (see _ipm_crossover)
 _IPM_LAM_FLOOR = 5e-4
+# a cold interior point starts with w (= alpha s) at which the calcium is
+# about this many sd of the trace (at most w = sd).  Steps on 3 traces each
+# of GCaMP6s 100 Hz, the calab preset and the 1 kHz kernel at lambda 0.05
+# and 0, at 10k, 100k and 1M frames, 863 in all at w = sd, 786 at 3, 719 at
+# 10, 728 at 30, 737 at 100 (lambda 0 at 1 kHz, 1M frames: 57-64 -> 32-35)
+_IPM_X0 = 10.0
 
 
 @njit(cache=_CACHE, nogil=True)
@@ -1296,8 +1302,12 @@ def _ipm_crossover(y, g1, g2, alpha, beta, mode, mu, active, best, best_flip, be
                 w[k] = mu0 / nk
                 guess[k] = True
     else:
+        # every w equal, the calcium it makes (x = M^-1 w, ~ w / (1 - g1 -
+        # g2) away from the trace's start) about _IPM_X0 sd of the trace
+        # (w = sc: ~6e5 sd on the 1 kHz 0.2/3.0 s kernel)
+        w0 = sc * min(1.0, _IPM_X0 * max(1.0 - g1 - g2, 1e-300))
         for k in range(n):
-            w[k] = sc
+            w[k] = w0
             nu[k] = nu0
             guess[k] = True
     for t in range(T):
