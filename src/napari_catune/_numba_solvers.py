@@ -597,9 +597,21 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
         thin = max(1, int(_THIN_PEAK * peak_samples(g1, g2)))
         local_frac = max(local_frac, _LOCAL_FRAC_T)
     cycle_last = False
+    # a cold start at lambda 0 with every sample free: its first step is the
+    # exact fit, formed in one pass (_all_free_step) instead of a solve
+    direct = not warm and lamG == 0.0 and _COLD_FREE_PASS
+    if direct:
+        for k in range(n):
+            if active[k]:
+                direct = False
+                break
     while it < max_iters:
-        n_bad, last_bad, eps_u, eps_nu = _kkt_core(y, g1, g2, alpha, beta, mode, mu, active, gain,
-                                                   gb, x, bvec, u, nu, flip, rel_eps)
+        if direct and it == 0:
+            n_bad, last_bad, eps_u, eps_nu = _all_free_step(y, g1, g2, alpha, mode, x, bvec, u,
+                                                            nu, flip, rel_eps)
+        else:
+            n_bad, last_bad, eps_u, eps_nu = _kkt_core(y, g1, g2, alpha, beta, mode, mu, active,
+                                                       gain, gb, x, bvec, u, nu, flip, rel_eps)
         hist[it % _HIST] = n_bad
         it += 1
         if n_bad == 0:
@@ -712,6 +724,47 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
                 for t in range(T):
                     bvec[t] = b_as[t]
     return it, converged
+
+
+# a cold start at lambda 0 forms its first step (every sample free) in one
+# pass (:func:`_all_free_step`)
+_COLD_FREE_PASS = True
+
+
+@njit(cache=_CACHE, nogil=True)
+def _all_free_step(y, g1, g2, alpha, mode, x, bvec, u, nu, flip, rel_eps):
+    """:func:`_kkt_core` at lambda 0 with no sample active: the subspace
+    optimum then fits every sample exactly (residual 0: x = y[1:] - b with
+    b = y[0] for modes 1 and 2, a constant drift costing nothing, b = 0 for
+    mode 0), every multiplier is 0, and the violators are the negative
+    spikes u = M x / alpha.  Returns (n_bad, last_bad, eps_u, eps_nu)."""
+    T = y.shape[0]
+    n = T - 1
+    b = y[0] if mode != 0 else 0.0
+    for t in range(T):
+        bvec[t] = b
+    xm1 = 0.0
+    xm2 = 0.0
+    u_max = 0.0
+    for k in range(n):
+        xk = y[k + 1] - b
+        uk = (xk - g1 * xm1 - g2 * xm2) / alpha
+        x[k] = xk
+        u[k] = uk
+        nu[k] = 0.0
+        u_max = max(u_max, abs(uk))
+        xm2 = xm1
+        xm1 = xk
+    eps_u = rel_eps * u_max
+    n_bad = 0
+    last_bad = -1
+    for k in range(n):
+        bad = u[k] < -eps_u
+        flip[k] = bad
+        if bad:
+            n_bad += 1
+            last_bad = k
+    return n_bad, last_bad, eps_u, 0.0
 
 
 # a warm start's exchange hands over early (violators not halving every two
