@@ -493,7 +493,9 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
 
     1. Block exchange from the given guess: every violator changes side.
        From a good guess (a warm start, a fast kernel) this settles in a few
-       steps.  A warm start settles each exchange locally before the next
+       steps.  A cold start at lambda 0 (every sample free) takes its first
+       step in one pass (:func:`_all_free_step`: the exact fit) and frees
+       only its clearly negative spikes.  A warm start settles each exchange locally before the next
        full step (:func:`._numba_local.local_exchange`: only the segments
        between untouched free pairs that hold a violator are re-solved,
        with the baseline fixed; at most 4n samples, not counted as a step;
