@@ -1417,6 +1417,7 @@ def _ipm_crossover(y, g1, g2, alpha, beta, mode, mu, active, best, best_flip, be
             n_ipm = 0
             break
         n_ipm += 1
+        gap_after = gap_next
         if lift:
             # the samples that blocked the step land at 1 % of their w or nu
             # and block the next step in the other one (a sample between two
@@ -1424,17 +1425,21 @@ def _ipm_crossover(y, g1, g2, alpha, beta, mode, mu, active, best, best_flip, be
             # _IPM_LIFT times the gap are raised to it, in nu where the
             # guess is active, else in w
             lo = _IPM_LIFT * gap_next
-            lifted = False
+            raised = 0.0
             for k in range(n):
-                if w[k] * nu[k] < lo:
-                    lifted = True
+                p = w[k] * nu[k]
+                if p < lo:
+                    raised += lo - p
                     if guess[k]:
                         nu[k] = lo / w[k]
                     else:
                         w[k] = lo / nu[k]
-            if lifted:
-                # the next iteration forms its weights afresh
-                gap_next = -1.0
+                        winv[k] = 1.0 / w[k]
+                    # the next iteration's weights of this sample
+                    # (_ipm_iteration: winv = 1 / w, D = nu / w, c = beta - nu)
+                    D[k] = nu[k] * winv[k]
+                    c[k] = beta - nu[k]
+            gap_next += raised / n
         if gap_first < 0.0:
             gap_first = gap
         # stop at the rounding floor: the gap has fallen by 1e-18, or has
@@ -1443,7 +1448,7 @@ def _ipm_crossover(y, g1, g2, alpha, beta, mode, mu, active, best, best_flip, be
         if gap < 0.5 * gap_best:
             gap_best = gap
             stale = 0
-        elif gap_next > _IPM_RISE * gap and rising < _IPM_RISE_MAX:
+        elif gap_after > _IPM_RISE * gap and rising < _IPM_RISE_MAX:
             # the gap rises: the iterate is still far from the central path
             # (lambda 0 with a free baseline on a slow kernel: the samples
             # before the first spike take multipliers that grow with T,
