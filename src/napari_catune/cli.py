@@ -765,16 +765,17 @@ def _cmd_deconvolve(args) -> int:
 
 def _start_solver() -> None:
     """On the first run after an install or upgrade (nothing in numba's
-    cache), say that the solver compiles and compile it on a background
-    thread while the input is opened and checked: the first solve then waits
-    only for what is left.  (With the cache filled, loading it takes ~0.5 s
-    and is left to the first solve: a background load measured ~0.3 s
-    slower on a small input, the two threads contending.)"""
+    cache), compile the solver in a background subprocess and solve with the
+    exact NumPy solver meanwhile (``solver.start_background_compile``; a
+    long job switches to the compiled code between row groups once it is
+    ready, and the child goes on filling the cache for the next run), and say
+    so.  (With the cache filled, loading it takes ~0.5 s and is left to the
+    first solve: a background load measured ~0.3 s slower on a small input,
+    the two threads contending.)"""
     from . import solver
 
-    if solver.compiled_code_cached() is False:
+    if solver.start_background_compile() == "started":
         solver._tell_if_compiling()
-        solver.warm_up(background=True, live_only=True)
 
 
 def _sidecar(out: Path) -> Path:

@@ -303,7 +303,15 @@ def _solve_rows(y, m: _Model, *, mode, mu, method, tol, max_iters, init, out=Non
     ``out``: arrays (s, b, fit) to write them into (see run_deconvolution_full).
 
     The exact method checks that y and init are finite itself (ValueError
-    as from :func:`prepare_traces`)."""
+    as from :func:`prepare_traces`).
+
+    While the compiled code is being compiled in the background
+    (:func:`start_background_compile`), rows go to the NumPy solver
+    (:mod:`napari_catune._numpy_solver`, the same optimum), a group at a
+    time: a long job goes on with the compiled code once it is ready."""
+    if _fallback_now():
+        return _solve_rows_fallback(y, m, mode=mode, mu=mu, tol=tol, max_iters=max_iters,
+                                    init=init, out=out)
     from . import _numba_solvers as ns
 
     n, T = y.shape
@@ -358,6 +366,59 @@ def _solve_rows(y, m: _Model, *, mode, mu, method, tol, max_iters, init, out=Non
     return s, b, iters, conv, fit
 
 
+# rows of the NumPy solver per group (a group of about this many samples):
+# between groups a long job switches to the compiled code once it is ready
+_FALLBACK_GROUP_SAMPLES = 1 << 18
+
+
+def _solve_rows_fallback(y, m: _Model, *, mode, mu, tol, max_iters, init, out):
+    """:func:`_solve_rows` by the NumPy solver, row groups at a time, the
+    rest by the compiled code as soon as it is ready (every method: the
+    NumPy solver is exact; ``init`` is its warm start).  A row the NumPy
+    solver cannot settle waits for the compiled code (rare: see below)."""
+    from . import _numpy_solver as npsol
+
+    n, T = y.shape
+    if not np.isfinite(y).all():
+        prepare_traces(y)  # raises the message that names the rows
+    _check_init_finite(init)
+    if out is not None:
+        s, b, fit = out
+    else:
+        s, b, fit = np.empty_like(y), np.zeros((n, T if mode == 2 else 1)), np.empty_like(y)
+    iters = np.zeros(n, dtype=np.int64)
+    conv = np.zeros(n, dtype=bool)
+    step = max(1, _FALLBACK_GROUP_SAMPLES // T)
+    lo = 0
+    while lo < n:
+        if lo and not _fallback_now():
+            rest = slice(lo, n)
+            r = _solve_rows(np.ascontiguousarray(y[rest]), m, mode=mode, mu=mu,
+                            method="auto", tol=tol, max_iters=max_iters,
+                            init=None if init is None else np.ascontiguousarray(init[rest]))
+            s[rest], b[rest], iters[rest], conv[rest] = r[0], r[1], r[2], r[3]
+            fit[rest] = r[4] if r[4] is not None else _reconvolve(r[0], m) + r[1]
+            break
+        hi = min(n, lo + step)
+        r = npsol.solve_rows(y[lo:hi], m.g1, m.g2, m.alpha, m.lamG, m.G, mode, mu, KKT_TOL,
+                             min(max_iters, npsol.IPM_BUDGET),
+                             None if init is None else init[lo:hi])
+        s[lo:hi], b[lo:hi], fit[lo:hi], iters[lo:hi], conv[lo:hi] = r
+        lo = hi
+    stuck = np.flatnonzero(~conv)
+    if stuck.size and max_iters >= npsol.IPM_BUDGET:
+        # rows the NumPy solver could not settle (seen: slow kernels at 1 kHz
+        # over tens of thousands of samples): the compiled solver's answer,
+        # once it is ready, so that converged=False never comes from the
+        # stand-in alone
+        wait_compiled()
+        r = _solve_rows(np.ascontiguousarray(y[stuck]), m, mode=mode, mu=mu, method="auto",
+                        tol=tol, max_iters=max_iters, init=None)
+        s[stuck], b[stuck], iters[stuck], conv[stuck] = r[0], r[1], r[2], r[3]
+        fit[stuck] = r[4] if r[4] is not None else _reconvolve(r[0], m) + r[1]
+    return s, b, iters, conv, fit
+
+
 def _check_init_finite(init) -> None:
     if init is not None and not np.isfinite(init).all():
         raise ValueError("init contains NaN or Inf; pass init=None for a cold start")
@@ -365,6 +426,12 @@ def _check_init_finite(init) -> None:
 
 def _objective_rows(y, s, m: _Model, mode: int, mu: float) -> np.ndarray:
     """Objective of each row at its best baseline for the given activity."""
+    if _fallback_now():
+        from . import _numpy_solver as npsol
+
+        return npsol.objective_rows(np.ascontiguousarray(y, dtype=np.float64),
+                                    np.ascontiguousarray(s, dtype=np.float64),
+                                    m.g1, m.g2, m.alpha, m.lamG, mode, float(mu))
     from . import _numba_solvers as ns
 
     out = np.empty(len(y))
@@ -470,7 +537,7 @@ def run_deconvolution_full(
 
     rolled = None
     if mode == "rolling":
-        rolled = rolling_baseline(y, fs, tau_d)
+        rolled = _rolling(y, fs, tau_d)
         y = y - rolled
     if out is not None:
         out = tuple(out)
@@ -498,6 +565,19 @@ def run_deconvolution_full(
     elif one_d:
         return DeconvolutionResult(s[0], b[0], fit[0], int(iters[0]), bool(conv[0]))
     return DeconvolutionResult(s, b, fit, iters, conv)
+
+
+def _rolling(y, fs, tau_d) -> np.ndarray:
+    """CaTune's rolling baseline (:func:`~napari_catune.baseline.rolling_baseline`);
+    while compiling, the NumPy version of the same numbers (if not too long)."""
+    if _fallback_now():
+        from . import _numpy_solver as npsol
+        from .baseline import DEFAULT_QUANTILE, rolling_window
+
+        W = rolling_window(tau_d, fs)
+        if y.size * min(W, y.shape[1]) <= npsol.ROLLING_MAX_WORK:
+            return npsol.rolling_quantile_rows(y, W, DEFAULT_QUANTILE)
+    return rolling_baseline(y, fs, tau_d)
 
 
 def _check_calab_options(conv_mode, constraint) -> None:
@@ -528,6 +608,13 @@ def run_deconvolution(
 def _kkt_rows(y, s, b, m: _Model, mode: int, mu: float) -> np.ndarray:
     """(n, 2) KKT violations in trace units (see ``_numba_solvers.kkt_one``):
     column 0 for the spikes, column 1 for the baseline."""
+    if _fallback_now():
+        from . import _numpy_solver as npsol
+
+        return npsol.kkt_rows(np.ascontiguousarray(y, dtype=np.float64),
+                              np.ascontiguousarray(s, dtype=np.float64),
+                              np.asarray(b, dtype=np.float64).reshape(len(y), -1),
+                              m.g1, m.g2, m.alpha, m.lamG, m.G, mode, float(mu))
     from . import _numba_solvers as ns
 
     y = np.ascontiguousarray(y, dtype=np.float64)
@@ -574,7 +661,7 @@ def kkt_violation(traces, activity, baseline, fs, tau_r, tau_d, lam, *,
 def _data_scale(y: np.ndarray) -> np.ndarray:
     """Per-row scale of the KKT tolerance (``_numba_solvers.kkt_tolerance``
     divided by KKT_TOL): the range plus the rounding floor (never 0)."""
-    from ._numba_solvers import KKT_FLOOR
+    from ._numpy_solver import KKT_FLOOR  # (the same number, without importing numba)
 
     hi, lo = y.max(axis=1), y.min(axis=1)
     scale = (hi - lo) + (KKT_FLOOR / KKT_TOL) * np.maximum(np.abs(hi), np.abs(lo))
@@ -584,6 +671,10 @@ def _data_scale(y: np.ndarray) -> np.ndarray:
 def _reconvolve(s: np.ndarray, m: _Model) -> np.ndarray:
     """K s for every row (exact AR(2) recursion, compiled; no scipy.signal
     import, which alone costs ~1 s at the first slider move)."""
+    if _fallback_now():
+        from . import _numpy_solver as npsol
+
+        return npsol.conv_rows(s, m.g1, m.g2, m.alpha)
     from . import _numba_solvers as ns
 
     s = np.ascontiguousarray(s, dtype=np.float64)
@@ -654,12 +745,178 @@ def compiled_code_cached() -> bool | None:
 
 
 def _tell_if_compiling() -> None:
-    """Log once per process that the first solve compiles (the CLI shows it)."""
+    """Log once per process that the first solve compiles, or that the NumPy
+    solver answers while a background compile runs (the CLI shows it)."""
     global _told_compile
     if not _told_compile:
         _told_compile = True
-        if compiled_code_cached() is False:
+        if _compile_state not in (None, "ready"):
+            logging.getLogger("napari_catune").info(FALLBACK_MESSAGE)
+        elif compiled_code_cached() is False:
             logging.getLogger("napari_catune").info(COMPILE_MESSAGE)
+
+
+FALLBACK_MESSAGE = ("compiling the solver in the background (once after an install or "
+                    "upgrade); solving with the NumPy solver meanwhile")
+
+# First use (nothing in numba's cache): the compiled code is compiled in a
+# subprocess, which holds its own GIL (a compiling thread would hold this
+# process's, and the first fit would wait for it); meanwhile solves go to the
+# NumPy solver.  States: None (not started: compiled code, compiled on demand
+# as before), "subprocess" (the child compiles), "loading" (the child has
+# cached the live path; this process loads it on a thread), "thread" (no
+# child could run: compiling on a thread, as before), "ready".
+_compile_state = None
+_compile_error = None
+_compile_proc = None
+_compile_thread = None
+_compile_lock = threading.Lock()
+_compile_done = threading.Event()
+_local = threading.local()
+
+
+def compiled_ready() -> bool:
+    """Whether solves use the compiled code (False while
+    :func:`start_background_compile`'s compile is under way: they use the
+    NumPy solver then)."""
+    return _compile_state in (None, "ready")
+
+
+def compile_state() -> str | None:
+    """None (no background compile started), "subprocess", "loading",
+    "thread" or "ready"."""
+    return _compile_state
+
+
+def _fallback_now() -> bool:
+    # the loading thread itself runs the compiled code (that is the load)
+    return _compile_state not in (None, "ready") and not getattr(_local, "compiled", False)
+
+
+def _set_state(state) -> None:
+    global _compile_state
+    _compile_state = state
+    if state == "ready":
+        _compile_done.set()
+
+
+def wait_compiled(timeout: float | None = None) -> bool:
+    """Wait until a background compile is over (True), or ``timeout`` s."""
+    if _compile_state is None:
+        return True
+    th = _compile_thread
+    if th is None or not th.is_alive():
+        return _compile_state == "ready"
+    return _compile_done.wait(timeout)
+
+
+def start_background_compile(live_only: bool = True, *, force: bool = False) -> str:
+    """Make the compiled code ready without a wait a user feels.
+
+    If numba's on-disk cache holds it (or that cannot be told), nothing is
+    started (the first solve loads it in about a second, as before) and
+    "cached" is returned.  Otherwise a subprocess
+    (``python -m napari_catune._compile``, the same numba cache directory)
+    compiles the live path, then the rest; meanwhile every solve, fit
+    statistic, reconvolution, objective and KKT check of this process goes to
+    the NumPy solver (:mod:`napari_catune._numpy_solver`).  Once the child has
+    cached the live path, a thread here loads it and switches over
+    (:func:`compiled_ready`).  If the child fails (no writable cache, no
+    interpreter), the compile runs on a thread here as before, the NumPy
+    solver still answering meanwhile.  Returns "cached", "started" or
+    "running" (already started).  ``force`` starts even with a full cache
+    (tests, benchmarks).
+    """
+    with _compile_lock:
+        if _compile_state is not None:
+            return "running" if _compile_state != "ready" else "cached"
+        if not force and (_compiled_here() or compiled_code_cached() is not False):
+            return "cached"
+        _compile_done.clear()
+        _set_state("subprocess")
+    global _compile_thread
+    th = threading.Thread(target=_background_compile, args=(live_only,),
+                          name="catune-compile", daemon=True)
+    _compile_thread = th
+    th.start()
+    return "started"
+
+
+def _compiled_here() -> bool:
+    """Whether this process already holds the compiled live solver."""
+    import sys
+
+    ns = sys.modules.get(__package__ + "._numba_solvers")
+    return ns is not None and bool(ns.pdas_rows.signatures)
+
+
+def _child_command():
+    import sys
+
+    if getattr(sys, "frozen", False) or not sys.executable:
+        # a frozen app's executable is not a Python that takes -m
+        raise RuntimeError("no Python interpreter to run the compile in")
+    return [sys.executable, "-m", "napari_catune._compile"]
+
+
+def _background_compile(live_only: bool) -> None:
+    global _compile_proc, _compile_error
+    import subprocess
+    import tempfile
+
+    log = logging.getLogger("napari_catune")
+    ok = False
+    proc = None
+    try:
+        pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            [pkg_root] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+        # the child outlives this process if need be (a short CLI run): the
+        # cache it fills serves the next start
+        # (stderr to a file: a pipe nobody reads could fill and stall the child)
+        err = tempfile.TemporaryFile(mode="w+")
+        proc = subprocess.Popen(
+            _child_command(), env=env, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=err, text=True,
+            start_new_session=True)
+        _compile_proc = proc
+        for line in proc.stdout:
+            if line.strip() == "live":
+                ok = True
+                break
+        if not ok:
+            proc.wait()
+            err.seek(0)
+            _compile_error = (err.read() or f"exit status {proc.returncode}")[-2000:]
+    except Exception as e:  # noqa: BLE001 - fall back to compiling here
+        _compile_error = repr(e)
+    if not ok:
+        last = (_compile_error or "").strip().splitlines()
+        log.info("the compile subprocess failed; compiling here instead (%s)",
+                 last[-1] if last else "no message")
+        _set_state("thread")
+    else:
+        _set_state("loading")
+    _local.compiled = True
+    try:
+        _warm_up(live_only=True)
+    except Exception as e:  # noqa: BLE001 - a real solve will report the problem
+        _compile_error = repr(e)
+    finally:
+        _local.compiled = False
+        _set_state("ready")
+    if ok:
+        # let the child finish the rest (its stdout is read to the end so it never blocks)
+        try:
+            for _line in proc.stdout:
+                pass
+            proc.wait()
+            err.close()
+        except Exception:  # noqa: BLE001 - the child only fills a cache
+            pass
+    elif not live_only:
+        _warm_up_quietly(False)
 
 
 def warm_up(background: bool = False, live_only: bool = False):
@@ -725,14 +982,18 @@ def fit_stats(traces, fit, activity, fs: float, noise=None, *, threaded: bool = 
     the event rate of ``activity`` as ``session.event_rate`` defines it.
     ``threaded=False`` runs on the calling thread alone, never queued behind
     a solve that holds the solver's threads."""
-    from . import _numba_solvers as ns
-
     y = np.ascontiguousarray(np.atleast_2d(traces), dtype=np.float64)
     f = np.ascontiguousarray(np.atleast_2d(fit), dtype=np.float64)
     a = np.ascontiguousarray(np.atleast_2d(activity), dtype=np.float64)
     n = y.shape[0]
     sig = np.zeros(n) if noise is None else np.nan_to_num(np.asarray(noise, dtype=np.float64))
     sig = np.ascontiguousarray(np.broadcast_to(sig, (n,)))
+    if _fallback_now():
+        from . import _numpy_solver as npsol
+
+        return npsol.fit_stats_rows(y, f, a, sig, float(fs))
+    from . import _numba_solvers as ns
+
     r2 = np.empty(n)
     ev = np.empty(n)
     if threaded:

@@ -113,9 +113,12 @@ class CaTuneTuner(SourceHooks, ViewerHooks, QWidget):
         self._relay = _Relay()
         self._relay.done.connect(self._deliver)
         s.submit = self._submit
-        if _ses._solver.compiled_code_cached() is False:
-            self.status.setText("First use: " + _ses._solver.COMPILE_MESSAGE + ".")
-        _ses._solver.warm_up(background=True, live_only=True)  # compile/load the live solver
+        # first use: compile in a subprocess, fit with the NumPy solver meanwhile;
+        # else load the cached live solver on a thread
+        if _ses._solver.start_background_compile() != "cached":
+            self.status.setText("First use: " + _ses._solver.FALLBACK_MESSAGE + ".")
+        else:
+            _ses._solver.warm_up(background=True, live_only=True)
         self._overlay_timer = QTimer(self)
         self._overlay_timer.setSingleShot(True)
         self._overlay_timer.setInterval(300)
@@ -346,8 +349,12 @@ class CaTuneTuner(SourceHooks, ViewerHooks, QWidget):
     def _deliver(self, req) -> None:
         if self._closed:
             return
-        if self.status.text().startswith("First use: compiling"):
-            self.status.setText("")  # the solver is ready
+        first_use = self.status.text().startswith("First use: compiling")
+        if _ses._solver.compiled_ready():
+            if first_use:
+                self.status.setText("")  # the compiled solver is ready
+        elif not first_use:  # say which solver this fit came from
+            self.status.setText("First use: " + _ses._solver.FALLBACK_MESSAGE + ".")
         if req.init is not None and req.error is None:
             # one row runs on the calling thread: its CPU time is its in-place cost
             cost = min(req.elapsed, req.cpu) if len(req.ids) == 1 else req.elapsed

@@ -1,0 +1,195 @@
+"""The first fit after an install, as a user waits for it (issue 12: the first
+slider move and the first CLI call within 1 s on a fresh install).
+
+    .venv/bin/python bench/bench_first_call.py                        # this tree
+    .venv/bin/python bench/bench_first_call.py --against /old/src     # before/after
+
+Every measurement is a new process with an EMPTY numba cache directory (as
+after ``pip install``), timed from the moment it is spawned (Python's start
+and every import included) to the answer:
+
+* slider, 1 ROI x 54,000 and 8 ROIs x 54,000 frames (GCaMP6f at 30 Hz, the
+  tuner's default drift baseline): what the tuner does without its window:
+  ``solver.start_background_compile()`` (before: ``solver.warm_up(
+  background=True, live_only=True)``), the first fit with its read-outs
+  (``fit_stats``), then the first slider move (tau_decay +5 %, warm start).
+* CLI: ``napari-catune deconvolve`` of 20 x 3,000 frames to an .npz, in the
+  same process (``cli.main``), to its return.
+* OASIS (``oasis.functions.deconvolve`` per trace, AR(2) kernel given,
+  L1 penalty) on the same inputs in a new process: a peer's first call
+  (compiled ahead of time, nothing to compile).
+
+Each process then waits for the background compile to end (this tree) so
+that the next measurement has the machine to itself; "compiled" is when this
+process switched to the compiled code.  Wall time and the process's CPU time
+(the compile child's CPU is not in it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+_HERE = Path(__file__).resolve().parent
+_SRC = _HERE.parent / "src"
+FS, TAU_R, TAU_D, LAM = 30.0, 0.05, 0.5, 0.05
+
+_SLIDER = r"""
+import json, resource, sys, time
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+import numpy as np
+from napari_catune import session, solver
+fs, tr, td, lam = map(float, sys.argv[2:6])
+start = getattr(solver, "start_background_compile", None)
+if start is None or start() == "cached":
+    solver.warm_up(background=True, live_only=True)   # what the tuner did before
+y = np.load(sys.argv[1])
+r = solver.run_deconvolution_full(y, fs, tr, td, lam, baseline="drift")
+solver.fit_stats(y, r.reconvolution, r.activity, fs, np.zeros(len(y)), threaded=False)
+first = (time.time(), cpu(), bool(np.all(r.converged)))
+r2 = solver.run_deconvolution_full(y, fs, tr, td * 1.05, lam, baseline="drift", init=r.activity)
+solver.fit_stats(y, r2.reconvolution, r2.activity, fs, np.zeros(len(y)), threaded=False)
+move = (time.time(), cpu(), bool(np.all(r2.converged)))
+ready = None
+if hasattr(solver, "wait_compiled"):
+    solver.wait_compiled(1800)
+    ready = time.time()
+    if solver._compile_proc is not None:
+        solver._compile_proc.wait(1800)
+print(json.dumps({"first": first, "move": move, "ready": ready}))
+"""
+
+_CLI = r"""
+import json, resource, sys, time
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+from napari_catune import cli
+code = cli.main(["deconvolve", sys.argv[1], "--params", sys.argv[2], "-o", sys.argv[3], "-q"])
+first = (time.time(), cpu(), code == 0)
+from napari_catune import solver
+ready = None
+if hasattr(solver, "wait_compiled"):
+    solver.wait_compiled(1800)
+    ready = time.time()
+    if solver._compile_proc is not None:
+        solver._compile_proc.wait(1800)
+print(json.dumps({"first": first, "ready": ready}))
+"""
+
+_OASIS = r"""
+import json, resource, sys, time
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+import numpy as np
+from oasis.functions import deconvolve
+g1, g2 = float(sys.argv[2]), float(sys.argv[3])
+y = np.load(sys.argv[1])
+for row in y:
+    deconvolve(row, g=(g1, g2), penalty=1)
+print(json.dumps({"first": (time.time(), cpu(), True)}))
+"""
+
+
+def _spawn(code: str, args: list, src: Path | None, cache: str) -> tuple[float, dict]:
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+    if src is not None:
+        env["PYTHONPATH"] = str(src)
+    t0 = time.time()
+    out = subprocess.run([sys.executable, "-c", code, *map(str, args)], env=env,
+                         capture_output=True, text=True, timeout=3600)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-3000:])
+    return t0, json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _ar2(fs, tr, td):
+    d, r = math.exp(-1.0 / (td * fs)), math.exp(-1.0 / (tr * fs))
+    return d + r, -d * r
+
+
+def _data(folder: Path) -> dict:
+    from napari_catune import simulation
+    from napari_catune.params import TuningParams, save_params
+
+    files = {}
+    for name, (n, T) in {"slider1": (1, 54_000), "slider8": (8, 54_000),
+                         "cli": (20, 3_000)}.items():
+        y = simulation.regime_traces("GCaMP6f-30Hz", n, T, seed=7)
+        files[name] = folder / f"{name}.npy"
+        np.save(files[name], y)
+    files["params"] = folder / "params.json"
+    save_params(TuningParams(TAU_R, TAU_D, FS, LAM), files["params"])
+    return files
+
+
+def _measure(tree: str, src: Path, files: dict, folder: Path) -> dict:
+    res = {}
+    for case in ("slider1", "slider8", "cli"):
+        with tempfile.TemporaryDirectory(prefix="catune-numba-") as cache:
+            if case == "cli":
+                t0, r = _spawn(_CLI, [files["cli"], files["params"], folder / f"{tree}.npz"],
+                               src, cache)
+            else:
+                t0, r = _spawn(_SLIDER, [files[case], FS, TAU_R, TAU_D, LAM], src, cache)
+        row = {"first": [r["first"][0] - t0, r["first"][1]], "ok": r["first"][2]}
+        if "move" in r:
+            row["move"] = [r["move"][0] - t0, r["move"][1]]
+        row["ready"] = None if r.get("ready") is None else r["ready"] - t0
+        res[case] = row
+        print(f"  {tree:8s} {case:8s} first answer {row['first'][0]:6.2f} s wall "
+              f"{row['first'][1]:6.2f} s CPU"
+              + (f"; first slider move done at {row['move'][0]:6.2f} s" if "move" in row else "")
+              + (f"; compiled code in use from {row['ready']:6.1f} s" if row["ready"] else ""),
+              flush=True)
+    return res
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--src", type=Path, default=_SRC, help="source tree to measure (src/)")
+    ap.add_argument("--against", type=Path, help="another source tree (e.g. main's src/)")
+    a = ap.parse_args(argv)
+    g1, g2 = _ar2(FS, TAU_R, TAU_D)
+    with tempfile.TemporaryDirectory(prefix="catune-first-") as tmp:
+        folder = Path(tmp)
+        files = _data(folder)
+        print("seconds from process spawn (empty numba cache) to the answer")
+        results = {"this": _measure("this", a.src, files, folder)}
+        if a.against:
+            results["against"] = _measure("against", a.against, files, folder)
+        oasis = {}
+        for case in ("slider1", "slider8", "cli"):
+            with tempfile.TemporaryDirectory(prefix="catune-numba-") as cache:
+                t0, r = _spawn(_OASIS, [files[case], g1, g2], None, cache)
+            oasis[case] = [r["first"][0] - t0, r["first"][1]]
+            print(f"  {'OASIS':8s} {case:8s} first answer {oasis[case][0]:6.2f} s wall "
+                  f"{oasis[case][1]:6.2f} s CPU", flush=True)
+    print("ratios of the first answer, wall (CPU: steadier on a shared machine):")
+    for case in ("slider1", "slider8", "cli"):
+        t, tc = results["this"][case]["first"]
+        line = (f"  {case:8s} this / OASIS {t / oasis[case][0]:6.2f} "
+                f"({tc / oasis[case][1]:5.2f})")
+        if a.against:
+            o, oc = results["against"][case]["first"]
+            line += (f"   this / against {t / o:6.3f} ({tc / oc:5.3f})  "
+                     f"(against {o:.2f} s, this {t:.2f} s)")
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

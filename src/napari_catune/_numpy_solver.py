@@ -1,0 +1,663 @@
+"""The CaTune problem solved exactly with NumPy/SciPy (LAPACK) only: the
+solver used while the compiled one (``_numba_solvers``) is still compiling
+in the background after an install (issue 12: no compile wait a user feels).
+
+The problem, per trace (``_numba_solvers``'s notation; DESIGN.md)::
+
+    F(s, b) = 1/2 ||y - K s - b||^2 + lamG sum(s) [+ (mu/2) sum (b_t - b_{t-1})^2],  s >= 0
+
+with b given by ``mode``: 0 none (b = 0), 1 one scalar, 2 drift (per
+sample, with the random-walk penalty).  ``(K s)[0] = 0`` and
+``x = (K s)[1:] = D^-1 s[:-1]``, D = M / alpha the banded AR(2) difference
+operator (``s_k = (x_k - g1 x_{k-1} - g2 x_{k-2}) / alpha``); s[T-1] never
+enters the fit and is 0.
+
+Method: a primal-dual interior point (Mehrotra's predictor-corrector) on the
+calcium x with the constraint u = D x >= 0 and its dual z.  Each Newton step
+is one banded SPD system: ``I + D' diag(z/u) D`` (pentadiagonal) for no
+baseline; bordered by one row (a Schur complement, two right-hand sides) for
+a scalar baseline; for drift the calcium and the baseline are interleaved
+(b_0, x_0, b_1, x_1, ...) into one system of bandwidth 4.  LAPACK's banded
+Cholesky (``dpbtrf``/``dpbtrs``) makes every step O(T); the rows of a batch
+are stacked into one banded system (the blocks do not couple).  Once the
+complementarity is small, the iterate is rounded to its active set (s = 0
+where the dual exceeds the spike) with the best baseline for those spikes,
+and accepted when the KKT test of the compiled solver holds
+(:func:`kkt_rows`, the same definition); otherwise it iterates on.
+
+Nothing here imports numba, Qt or ``scipy.signal`` (whose import alone
+costs about a second).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+from scipy.linalg import lapack
+
+# rounding floor of the KKT test, as ``_numba_solvers.KKT_FLOOR``
+KKT_FLOOR = 1000.0 * 2.220446049250313e-16
+_TINY = np.finfo(float).tiny
+# interior-point iterations allowed (each one or two banded solves)
+IPM_BUDGET = 80
+# the rounding to the active set is tried once the complementarity (scaled
+# data: range 1) is below this
+_TRY_BELOW = 1e-10
+# ... and the exact solve on the guessed active set (:func:`_settle`: a
+# banded LU, ~10x an iteration) below this, at most every few iterations
+_POLISH_BELOW = 1e-15
+_POLISH_EVERY = 2
+_W_MAX = 1e12
+# active-set corrections after the interior point's guess
+_SETTLE_STEPS = 6
+# samples per group of rows solved together (see solve_rows)
+_GROUP_SAMPLES = 1 << 16
+# a step below this is a stall; a row ends after this many in a row
+# (only near the end: far from it a short step is the path's, not a stall)
+_STALL = 1e-4
+_STALL_STEPS = 4
+_STALL_BELOW = 1e-6
+# a warm start's distance into the interior (scaled: range 1)
+_WARM_CENTRE = 1e-1
+# the corrections go on while the KKT violation is above this share of its
+# tolerance (the exact optimum lands at ~1e-6 of it): an answer then agrees
+# with the compiled solver's objective to ~1e-12, not only to the tolerance
+_TIGHT = 1e-3
+# interior-point iterations an answer within the tolerance (not tight) waits
+_GRACE = 4
+
+
+# ------------------------------------------------------------- operators
+def _d(x, g1, g2, ia):
+    """D x per row (x: (m, n))."""
+    u = x.copy()
+    u[:, 1:] -= g1 * x[:, :-1]
+    u[:, 2:] -= g2 * x[:, :-2]
+    u *= ia
+    return u
+
+
+def _dt(v, g1, g2, ia):
+    """D' v per row."""
+    w = v.copy()
+    w[:, :-1] -= g1 * v[:, 1:]
+    w[:, :-2] -= g2 * v[:, 2:]
+    w *= ia
+    return w
+
+
+def _d_band(m, n, g1, g2, alpha):
+    """D (lower triangular, bandwidth 2) for m stacked rows, LAPACK band storage."""
+    ab = np.empty((3, m, n))
+    ab[0] = 1.0 / alpha
+    ab[1] = -g1 / alpha
+    ab[2] = -g2 / alpha
+    ab[1, :, n - 1:] = 0.0
+    ab[2, :, max(n - 2, 0):] = 0.0
+    return np.asfortranarray(ab.reshape(3, m * n))
+
+
+def _tri(ab, v, trans):
+    m, n = v.shape
+    x, info = lapack.dtbtrs(ab, v.reshape(m * n, 1), uplo="L", trans=trans)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"dtbtrs failed ({info})")
+    return x.reshape(m, n)
+
+
+def conv_rows(s, g1, g2, alpha):
+    """K s for every row of s ((m, T), float64): ``out[0] = 0``, the rest
+    ``D^-1 s[:-1]``, by banded substitution (the AR(2) recursion)."""
+    s = np.ascontiguousarray(np.atleast_2d(s), dtype=np.float64)
+    m, T = s.shape
+    out = np.zeros((m, T))
+    if T > 1:
+        out[:, 1:] = _tri(_d_band(m, T - 1, g1, g2, alpha), s[:, :-1], "N")
+    return out
+
+
+def _adjoint(r, g1, g2, alpha):
+    """K' r for every row: ``D^-T r[1:]`` and 0 for the last sample."""
+    m, T = r.shape
+    out = np.zeros((m, T))
+    if T > 1:
+        out[:, :-1] = _tri(_d_band(m, T - 1, g1, g2, alpha), np.ascontiguousarray(r[:, 1:]),
+                           "T")
+    return out
+
+
+@lru_cache(maxsize=16)
+def _smoother_gains(mu: float, T: int):
+    """The drift smoother's Riccati coefficients (data-free): the backward
+    factors c_t = mu / (P_t + mu), the forward divisors den_t = P_t + mu and
+    the last P (``_numba_solvers.smooth_baseline``'s recursion, the same
+    arithmetic: every update a harmonic mean, no cancellation)."""
+    den = np.empty(T)
+    P = 0.0
+    for t in range(T - 1, 0, -1):
+        P += 1.0
+        d = P + mu
+        den[t] = d
+        P = mu * P / d
+    den[0] = P + 1.0
+    c = mu / den
+    c.setflags(write=False)
+    den.setflags(write=False)
+    return c, den
+
+
+def _bidiag(diag_off, rhs, lower):
+    """Unit bidiagonal solve per row (x_t - a_t x_{t -/+ 1} = rhs_t), by LAPACK."""
+    m, T = rhs.shape
+    ab = np.empty((2, m, T))
+    ab[0 if lower else 1] = 1.0
+    if lower:
+        ab[1] = -diag_off
+        ab[1, :, T - 1] = 0.0
+    else:
+        ab[0] = -diag_off
+        ab[0, :, 0] = 0.0
+    x, info = lapack.dtbtrs(np.asfortranarray(ab.reshape(2, m * T)), rhs.reshape(m * T, 1),
+                            uplo="L" if lower else "U")
+    return x.reshape(m, T)
+
+
+def smooth_rows(r, mu):
+    """argmin_b 1/2||r - b||^2 + mu/2 sum (b_t - b_{t-1})^2 per row, by the
+    Riccati recursion of ``_numba_solvers.smooth_baseline`` written as two
+    unit-bidiagonal triangular solves (LAPACK substitution)."""
+    m, T = r.shape
+    if T == 1 or mu == 0.0:
+        return r.copy()
+    c, den = _smoother_gains(float(mu), T)
+    # backward: Q_t = c_{t+1} Q_{t+1} - r_t  (Q the running linear term)
+    up = np.broadcast_to(c[None, :], (m, T))  # super-diagonal at column t: c_t
+    Q = _bidiag(up, -r, lower=False)
+    # forward: b_0 = -Q_0 / P_0, b_t = (mu b_{t-1} - Q_t) / den_t
+    rhs = -Q / den
+    lowc = np.empty(T)
+    lowc[:-1] = mu / den[1:]   # sub-diagonal at column t: b_{t+1}'s factor
+    lowc[-1] = 0.0
+    return _bidiag(np.broadcast_to(lowc[None, :], (m, T)), rhs, lower=True)
+
+
+def best_baseline(resid, mode, mu):
+    """The optimal baseline for residuals y - K s: (m, 1), or (m, T) for drift."""
+    if mode == 2:
+        return smooth_rows(resid, mu)
+    if mode == 1:
+        return resid.mean(axis=1, keepdims=True)
+    return np.zeros((resid.shape[0], 1))
+
+
+# ----------------------------------------------------------- read-outs
+def kkt_tolerance(y, kkt_tol):
+    lo, hi = y.min(axis=1), y.max(axis=1)
+    return kkt_tol * (hi - lo) + KKT_FLOOR * np.maximum(np.abs(lo), np.abs(hi))
+
+
+def kkt_rows(y, s, b, g1, g2, alpha, lamG, G, mode, mu):
+    """(m, 2) KKT violations in trace units, as ``_numba_solvers.kkt_rows``:
+    column 0 the spikes' (max |g| on s > 0, max -g on s = 0, over G; g =
+    lamG - K' r, r = y - K s - b), column 1 max |best baseline - b|."""
+    b = np.broadcast_to(np.asarray(b, dtype=np.float64).reshape(len(y), -1), y.shape)
+    w = y - conv_rows(s, g1, g2, alpha)
+    out = np.zeros((len(y), 2))
+    if mode != 0:
+        out[:, 1] = np.abs(best_baseline(w, mode, mu) - b).max(axis=1)
+    g = lamG - _adjoint(w - b, g1, g2, alpha)
+    out[:, 0] = np.where(s > 0.0, np.abs(g), -g).max(axis=1) / G
+    return out
+
+
+def objective_rows(y, s, g1, g2, alpha, lamG, mode, mu):
+    """F at each row's best baseline for the given activity."""
+    w = y - conv_rows(s, g1, g2, alpha)
+    b = best_baseline(w, mode, mu)
+    val = 0.5 * ((w - b) ** 2).sum(axis=1) + lamG * s.sum(axis=1)
+    if mode == 2 and mu > 0:
+        val += 0.5 * mu * (np.diff(b, axis=1) ** 2).sum(axis=1)
+    return val
+
+
+def fit_stats_rows(y, fit, act, sig, fs):
+    """(r2, events per minute) per row, as ``_numba_solvers.fit_stats_rows``."""
+    y = np.atleast_2d(y)
+    n, T = y.shape
+    res = ((y - fit) ** 2).sum(axis=1)
+    tot = ((y - y.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r2 = np.where(tot > 0, 1.0 - res / np.where(tot > 0, tot, 1.0), np.nan)
+    ev = np.zeros(n)
+    for i in range(n):
+        a = act[i]
+        cut = 1e-12 * max(float(a.max()), 1e-300)
+        on = np.concatenate(([False], a > cut, [False]))
+        edges = np.flatnonzero(on[1:] != on[:-1])
+        if edges.size == 0:
+            continue
+        cs = np.concatenate(([0.0], np.cumsum(a)))
+        sizes = cs[edges[1::2]] - cs[edges[0::2]]
+        thr = max(2.0 * sig[i], 0.05 * sizes.max())
+        ev[i] = np.count_nonzero(sizes > thr) / (T / fs / 60.0)
+    return r2, ev
+
+
+# -------------------------------------------------------- interior point
+def _band_x(W, g1, g2, ia2, m, n):
+    """Bands of I + D' diag(W) D per row: (diag, super-1, super-2), (m, n) each
+    (super-k at column j is the entry (j - k, j); zero across rows)."""
+    dg = 1.0 + ia2 * W
+    dg[:, :-1] += (g1 * g1 * ia2) * W[:, 1:]
+    dg[:, :-2] += (g2 * g2 * ia2) * W[:, 2:]
+    s1 = (-g1 * ia2) * W
+    s1[:, :-1] += (g1 * g2 * ia2) * W[:, 1:]
+    s1[:, 0] = 0.0
+    s2 = (-g2 * ia2) * W
+    s2[:, :2] = 0.0
+    return dg, s1, s2
+
+
+def _fortran_zeros(rows, cols):
+    """Zeros in LAPACK's (column-major) order."""
+    return np.zeros((cols, rows)).T
+
+
+def _factor(ab):
+    c, info = lapack.dpbtrf(ab, overwrite_ab=1)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"dpbtrf failed ({info})")
+    return c
+
+
+class _Newton:
+    """The factored Newton system of one iteration (all rows of a batch)."""
+
+    def __init__(self, W, g1, g2, ia2, mode, mu, T):
+        m, n = W.shape
+        self.mode, self.m, self.n, self.T = mode, m, n, T
+        dg, s1, s2 = _band_x(W, g1, g2, ia2, m, n)
+        if mode == 2:
+            # unknowns per row: b_0, x_0, b_1, x_1, ..., x_{n-1}, b_n (x_k <-> b_{k+1})
+            N = 2 * T - 1
+            flat = _fortran_zeros(5, m * N)
+            ab = flat.reshape(5, m, N)  # a view: filled in place, no copy for LAPACK
+            ab[4, :, 1::2] = dg
+            ab[4, :, 0::2] = 1.0 + 2.0 * mu
+            ab[4, :, 0] = ab[4, :, N - 1] = 1.0 + mu
+            ab[2, :, 1::2] = s1          # x_{k-1} - x_k
+            ab[0, :, 1::2] = s2          # x_{k-2} - x_k
+            ab[3, :, 2::2] = 1.0         # x_{t-1} - b_t
+            ab[2, :, 2::2] = -mu         # b_{t-1} - b_t
+            self.c = _factor(flat)
+            return
+        flat = _fortran_zeros(3, m * n)
+        ab = flat.reshape(3, m, n)
+        ab[2], ab[1], ab[0] = dg, s1, s2
+        self.c = _factor(flat)
+        if mode == 1:
+            # H w = 1: the scalar baseline's border, by its Schur complement
+            w = self._solve(np.ones((m, n)))
+            self.w = w
+            self.schur = T - w.sum(axis=1)
+
+    def _solve(self, rhs):
+        shape = rhs.shape
+        x, info = lapack.dpbtrs(self.c, rhs.reshape(-1, 1))
+        if info != 0:
+            raise np.linalg.LinAlgError(f"dpbtrs failed ({info})")
+        return x.reshape(shape)
+
+    def solve(self, rx, rb):
+        """(dx, db) for the right-hand sides rx ((m, n)) and rb (the baseline
+        rows: (m,) scalar, (m, T) drift, None)."""
+        if self.mode == 2:
+            m, n, T = self.m, self.n, self.T
+            rhs = np.empty((m, 2 * T - 1))
+            rhs[:, 1::2] = rx
+            rhs[:, 0::2] = rb
+            sol = self._solve(rhs)
+            return sol[:, 1::2], sol[:, 0::2]
+        v = self._solve(rx)
+        if self.mode == 1:
+            db = (rb - v.sum(axis=1)) / self.schur
+            return v - self.w * db[:, None], db
+        return v, None
+
+
+def _max_step(v, dv):
+    """Largest a <= 1 per row with v + a dv >= 0."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(dv < 0, -v / dv, np.inf)
+    return np.minimum(1.0, ratio.min(axis=1))
+
+
+def _lap(b, mu):
+    """mu L b per row (L the path Laplacian)."""
+    d = np.diff(b, axis=1)
+    out = np.zeros_like(b)
+    out[:, :-1] -= d
+    out[:, 1:] += d
+    return mu * out
+
+
+def _check(y, sc, g1, g2, alpha, lamG, G, mode, mu):
+    """The best baseline for the spikes ``sc`` and the KKT violation (trace units)."""
+    bc = best_baseline(y - conv_rows(sc, g1, g2, alpha), mode, mu)
+    return bc, kkt_rows(y, sc, bc, g1, g2, alpha, lamG, G, mode, mu).max(axis=1)
+
+
+def _settle(y, ys, active, S, tol, g1, g2, alpha, lamG, G, mode, mu, lam):
+    """From an interior point's guess of the active set (True: s = 0), the
+    exact optimum: the equality-constrained problem on that set solved
+    exactly (:func:`_polish`), then primal-dual active-set corrections while
+    the KKT violation is above ``_TIGHT`` of its tolerance (a few steps).
+    Returns the best s, b (trace units) and their KKT violation."""
+    m, T = y.shape
+    n = T - 1
+    ia = 1.0 / alpha
+    s_best = np.zeros((m, T))
+    b_best = np.zeros((m, T if mode == 2 else 1))
+    v_best = np.full(m, np.inf)
+    left = np.arange(m)
+    dt1 = _dt(np.ones((1, n)), g1, g2, ia)
+    for _ in range(_SETTLE_STEPS):
+        try:
+            x, _b = _polish(ys[left], active, mode, mu, g1, g2, ia, lam[left] * dt1)
+        except np.linalg.LinAlgError:
+            break
+        u = _d(x, g1, g2, ia)
+        u[active] = 0.0
+        sc = np.zeros((left.size, T))
+        sc[:, :-1] = np.maximum(u, 0.0) * S[left, None]
+        bc, v = _check(y[left], sc, g1, g2, alpha, lamG, G, mode, mu)
+        better = v < v_best[left]
+        idx = left[better]
+        s_best[idx], b_best[idx], v_best[idx] = sc[better], bc[better], v[better]
+        keep = ~(v <= _TIGHT * tol[left])
+        if not keep.any():
+            break
+        left, active, u = left[keep], active[keep], u[keep]
+        # the spikes' gradient (scaled data): g = lam - K' r
+        sk = np.zeros((left.size, T))
+        sk[:, :-1] = u
+        r = ys[left] - conv_rows(sk, g1, g2, alpha)
+        r = r - best_baseline(r, mode, mu)
+        g = lam[left] - _adjoint(r, g1, g2, alpha)[:, :-1]
+        new = (active & (g >= 0.0)) | (~active & (u < 0.0))
+        if (new == active).all():
+            break
+        active = new
+    return s_best, b_best, v_best
+
+
+def _band_put(ab, kl, ku, i, j, val):
+    """A[i, j] = val in LAPACK general band storage (dgbsv's, with kl extra rows)."""
+    ab[kl + ku + i - j, j] = val
+
+
+def _polish(ys, active, mode, mu, g1, g2, ia, cvec):
+    """Exact minimiser (scaled data) with s = D x fixed at 0 on ``active``
+    and free elsewhere: the saddle-point system [I, D_A'; D_A, 0] with the
+    multipliers interleaved with the calcium (banded LU, partial pivoting).
+    Returns x (m, n) and b (m,) / (m, T) / None."""
+    m, T = ys.shape
+    n = T - 1
+    y0, y1 = ys[:, 0], ys[:, 1:]
+    k = np.arange(n)
+    if mode == 2:
+        per, kl = 3, 7
+        N = 3 * n + 1
+        xi, li = 3 * k + 1, 3 * k + 2
+    else:
+        per, kl = 2, 5
+        N = 2 * n
+        xi, li = 2 * k, 2 * k + 1
+    ab = np.zeros((3 * kl + 1, m * N))
+    off = (np.arange(m) * N)[:, None]
+    X, L = (xi + off).ravel(), (li + off).ravel()
+    act = active.ravel()
+    kk = np.tile(k, m)
+    _band_put(ab, kl, kl, X, X, 1.0)
+    # x_j's row: + D_{k,j} lambda_k for k = j, j + 1, j + 2 (k < n)
+    for d, coef in ((0, ia), (1, -g1 * ia), (2, -g2 * ia)):
+        sel = kk + d < n
+        _band_put(ab, kl, kl, X[sel], (L + per * d)[sel], coef)
+        # lambda_k's row (k active): D_{k,k-d} x_{k-d}
+        sel2 = act & (kk - d >= 0)
+        _band_put(ab, kl, kl, L[sel2], (X - per * d)[sel2], coef)
+    _band_put(ab, kl, kl, L[~act], L[~act], 1.0)
+    rhs = np.zeros((m, N))
+    rhs[:, xi] = y1 - cvec
+    if mode == 2:
+        t = np.arange(T)
+        B = (3 * t + off).ravel()
+        tt = np.tile(t, m)
+        deg = np.where((tt == 0) | (tt == T - 1), 1.0, 2.0)
+        _band_put(ab, kl, kl, B, B, 1.0 + mu * deg)
+        sel = tt >= 1
+        _band_put(ab, kl, kl, B[sel], B[sel] - 3, -mu)
+        _band_put(ab, kl, kl, B[sel] - 3, B[sel], -mu)
+        _band_put(ab, kl, kl, B[sel], B[sel] - 2, 1.0)  # b_t's row: x_{t-1}
+        _band_put(ab, kl, kl, X, X + 2, 1.0)            # x_k's row: b_{k+1}
+        rhs[:, 3 * t] = ys
+        _lu, _piv, sol, info = lapack.dgbsv(kl, kl, ab, rhs.reshape(-1, 1), overwrite_ab=1)
+        if info != 0:
+            raise np.linalg.LinAlgError(f"dgbsv failed ({info})")
+        sol = sol.reshape(m, N)
+        return sol[:, xi], sol[:, 3 * t]
+    if mode == 0:
+        _lu, _piv, sol, info = lapack.dgbsv(kl, kl, ab, rhs.reshape(-1, 1), overwrite_ab=1)
+        if info != 0:
+            raise np.linalg.LinAlgError(f"dgbsv failed ({info})")
+        return sol.reshape(m, N)[:, xi], None
+    # scalar: b by the Schur complement of its border (ones on the x rows)
+    e = np.zeros((m, N))
+    e[:, xi] = 1.0
+    both = np.stack((rhs.ravel(), e.ravel()), axis=1)
+    _lu, _piv, sol, info = lapack.dgbsv(kl, kl, ab, both, overwrite_ab=1)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"dgbsv failed ({info})")
+    p_, q_ = sol[:, 0].reshape(m, N)[:, xi], sol[:, 1].reshape(m, N)[:, xi]
+    b = (y0 + y1.sum(axis=1) - p_.sum(axis=1)) / (T - q_.sum(axis=1))
+    return p_ - q_ * b[:, None], b
+
+
+def solve_rows(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters=IPM_BUDGET,
+               init=None):
+    """Solve every row of y ((m, T) float64, finite, T >= 2) exactly.
+
+    Returns s (m, T), b ((m, 1), or (m, T) for drift), fit K s + b, the
+    iteration counts and converged (the KKT test, :func:`kkt_rows`, to
+    ``kkt_tol`` times each row's range plus the rounding floor).
+    ``init``: a previous activity ((m, T)), a warm start.
+
+    Rows are solved in groups of about ``_GROUP_SAMPLES`` samples: LAPACK's
+    banded factorisation of a stacked system slows down ~1.5x per sample once
+    its bands leave the cache."""
+    y = np.ascontiguousarray(np.atleast_2d(y), dtype=np.float64)
+    m, T = y.shape
+    step = max(1, _GROUP_SAMPLES // T)
+    if m > step:
+        parts = [solve_rows(y[i:i + step], g1, g2, alpha, lamG, G, mode, mu, kkt_tol,
+                            max_iters, None if init is None else init[i:i + step])
+                 for i in range(0, m, step)]
+        return tuple(np.concatenate(p) for p in zip(*parts))
+    # (a dual over a spike at its floor may overflow to inf: capped, no warning)
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        return _solve_group(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters, init)
+
+
+def _solve_group(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters, init):
+    m, T = y.shape
+    s_out = np.zeros((m, T))
+    b_out = np.zeros((m, T if mode == 2 else 1))
+    iters = np.zeros(m, dtype=np.int64)
+    v_out = np.full(m, np.inf)
+    polished = np.full(m, -10**9)
+    stall_count = np.zeros(m, dtype=np.int64)
+    tol = kkt_tolerance(y, kkt_tol)
+    # scale: each row to range 1 about its median (the baseline absorbs a shift)
+    lo, hi = y.min(axis=1), y.max(axis=1)
+    S = np.maximum(hi - lo, np.maximum(np.abs(hi), 1.0) * 1e-12)
+    c = np.median(y, axis=1) if mode != 0 else np.zeros(m)
+    ys = (y - c[:, None]) / S[:, None]
+    n = T - 1
+    ia = 1.0 / alpha
+    ia2 = ia * ia
+    lam = (lamG / S)[:, None]
+    dt1 = _dt(np.ones((1, n)), g1, g2, ia)  # D' 1
+    cvec = lam * dt1
+    y0, y1 = ys[:, 0], ys[:, 1:]
+    if init is None:
+        # a start inside the cone: spikes of total size 1/4 of the range
+        # spread evenly, duals at the gradient's scale
+        u = np.full((m, n), 0.25 / max(1.0, G))
+        x = _tri(_d_band(m, n, g1, g2, alpha), u, "N")
+        z = np.full((m, n), 1.0) * max(1.0, float(np.max(lam * dt1.max(), initial=0.0)))
+        if mode == 2:
+            b = np.repeat(np.median(y1 - x, axis=1)[:, None], T, axis=1)
+        elif mode == 1:
+            b = np.median(y1 - x, axis=1)
+        else:
+            b = np.zeros(m)
+    else:
+        # a warm start (a slider move): the previous spikes and their
+        # gradient, pushed into the interior by a small centring term
+        u = np.maximum(init[:, :-1] / S[:, None], 0.0)
+        x = _tri(_d_band(m, n, g1, g2, alpha), u, "N")
+        r = ys - np.concatenate((np.zeros((m, 1)), x), axis=1)
+        bb = best_baseline(r, mode, mu)
+        g = lam - _adjoint(r - bb, g1, g2, alpha)[:, :-1]
+        delta = _WARM_CENTRE * max(1.0, float(np.max(lam * dt1.max(), initial=0.0)))
+        z = np.maximum(g, 0.0) + delta
+        u = u + _WARM_CENTRE / max(1.0, G)
+        x = _tri(_d_band(m, n, g1, g2, alpha), u, "N")
+        b = bb if mode == 2 else bb[:, 0]
+    rows = np.arange(m)
+    # u = D x is an iterate of its own (updated by its steps, kept > 0):
+    # formed from x it would lose ~eps |x| / alpha to cancellation (slow
+    # kernels: a second difference), as much as the small spikes hold
+    for it in range(1, max_iters + 1):
+        rp = _d(x, g1, g2, ia) - u
+        if mode == 2:
+            r = y1 - x - b[:, 1:]
+        else:
+            r = y1 - x - b[:, None]
+        mu_c = (u * z).mean(axis=1)
+        W = np.minimum(z / np.maximum(u, _TINY), 1e250)
+        try:
+            nt = _Newton(W, g1, g2, ia2, mode, mu, T)
+        except np.linalg.LinAlgError:
+            # beyond ~1e12 of the identity the banded Cholesky of I + D' W D
+            # can lose the identity to rounding: capped (those constraints
+            # are active; the cap only shortens their Newton step)
+            W = np.minimum(W, _W_MAX / ia2)
+            nt = _Newton(W, g1, g2, ia2, mode, mu, T)
+        rx0 = r - cvec - _dt(W * rp, g1, g2, ia)
+        if mode == 2:
+            rb = np.concatenate(((y0 - b[:, 0])[:, None], r), axis=1) - _lap(b, mu)
+        elif mode == 1:
+            rb = (y0 - b) + r.sum(axis=1)
+        else:
+            rb = None
+        # predictor (affine scaling)
+        dx, db = nt.solve(rx0, rb)
+        du = _d(dx, g1, g2, ia) + rp
+        dz = -z - W * du
+        a_aff = np.minimum(_max_step(u, du), _max_step(z, dz))[:, None]
+        mu_aff = ((u + a_aff * du) * (z + a_aff * dz)).mean(axis=1)
+        sigma = (mu_aff / mu_c) ** 3
+        # corrector: centring and the second-order term
+        tgt = (sigma * mu_c)[:, None] - du * dz
+        dx, db = nt.solve(rx0 + _dt(tgt / u, g1, g2, ia), rb)
+        du = _d(dx, g1, g2, ia) + rp
+        dz = tgt / u - z - W * du
+        a = np.minimum(1.0, 0.995 * np.minimum(_max_step(u, du), _max_step(z, dz)))
+        x = x + a[:, None] * dx
+        u = np.maximum(u + a[:, None] * du, _TINY)
+        z = np.maximum(z + a[:, None] * dz, _TINY)
+        if mode == 2:
+            b = b + a[:, None] * db
+        elif mode == 1:
+            b = b + a * db
+        mu_c = (u * z).mean(axis=1)
+        done = np.zeros(len(rows), dtype=bool)
+        last = it == max_iters
+        # a step cut to nothing: the Newton direction has lost its accuracy
+        # (huge duals over tiny spikes); the guessed active set is tried
+        # exactly, and the row ends after a few such steps
+        stalled = (a < _STALL) & (mu_c < _STALL_BELOW)
+        stall_count[rows] = np.where(stalled, stall_count[rows] + 1, 0)
+        cand = (np.flatnonzero((mu_c < _TRY_BELOW) | stalled) if not last
+                else np.arange(len(rows)))
+        if cand.size:
+            rc = rows[cand]
+            # rounded to the active set: s = 0 where the dual exceeds the spike
+            act = u[cand] <= z[cand]
+            sc = np.zeros((cand.size, T))
+            sc[:, :-1] = np.where(act, 0.0, u[cand]) * S[rc, None]
+            bc, v = _check(y[rc], sc, g1, g2, alpha, lamG, G, mode, mu)
+            better = v < v_out[rc]
+            s_out[rc[better]], b_out[rc[better]] = sc[better], bc[better]
+            v_out[rc[better]], iters[rc[better]] = v[better], it
+            # the exact optimum on that active set (and active-set corrections)
+            # once the interior point is near its floor of precision, or at the
+            # end; at most every few iterations
+            pol = ((v_out[rc] > _TIGHT * tol[rc]) & (it - polished[rc] >= _POLISH_EVERY)
+                   & ((mu_c[cand] < _POLISH_BELOW) | last | stalled[cand]
+                      | (it >= max_iters // 2)))
+            if pol.any():
+                pc = cand[pol]
+                rp = rows[pc]
+                polished[rp] = it
+                sc, bc, v = _settle(y[rp], ys[rp], act[pol], S[rp], tol[rp],
+                                    g1, g2, alpha, lamG, G, mode, mu, lam[pc])
+                better = v < v_out[rp]
+                s_out[rp[better]], b_out[rp[better]] = sc[better], bc[better]
+                v_out[rp[better]], iters[rp[better]] = v[better], it
+            for i in cand:
+                r_ = rows[i]
+                # done when tight; an answer within the tolerance only is
+                # kept while the interior point goes on a few iterations
+                if (v_out[r_] <= _TIGHT * tol[r_] or last
+                        or stall_count[r_] >= _STALL_STEPS
+                        or (v_out[r_] <= tol[r_] and it - iters[r_] >= _GRACE)):
+                    done[i] = True
+        if done.all():
+            break
+        if done.any():
+            keep = ~done
+            rows, x, z, u = rows[keep], x[keep], z[keep], u[keep]
+            b, y0, y1, cvec, lam = b[keep], y0[keep], y1[keep], cvec[keep], lam[keep]
+    fit = conv_rows(s_out, g1, g2, alpha) + b_out
+    return s_out, b_out, fit, iters, v_out <= tol
+
+
+# the NumPy rolling quantile handles windows x samples up to this (beyond:
+# the compiled one, compiling here if need be)
+ROLLING_MAX_WORK = 5e7
+
+
+def rolling_quantile_rows(y, W, q):
+    """``_numba_solvers.rolling_quantile_rows``'s numbers: at sample t the
+    k-th smallest of ``y[max(0, t - W + 1) .. t]``, k = round((n_t - 1) q)
+    (half up) over the n_t samples there; by ``np.partition`` over sliding
+    windows, a block of windows at a time."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    y = np.atleast_2d(y)
+    n, T = y.shape
+    out = np.empty((n, T))
+    for t in range(min(W - 1, T)):  # the windows that start at sample 0
+        k = min(int(np.floor(t * q + 0.5)), t)
+        out[:, t] = np.partition(y[:, :t + 1], k, axis=1)[:, k]
+    if T >= W:
+        k = min(int(np.floor((W - 1) * q + 0.5)), W - 1)
+        win = sliding_window_view(y, W, axis=1)  # (n, T - W + 1, W), a view
+        step = max(1, (1 << 22) // W)
+        for a in range(0, T - W + 1, step):
+            b = min(T - W + 1, a + step)
+            out[:, W - 1 + a:W - 1 + b] = np.partition(win[:, a:b], k, axis=2)[:, :, k]
+    return out

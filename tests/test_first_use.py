@@ -1,0 +1,273 @@
+"""First use after an install (issue 12): the NumPy solver answers while the
+compiled one compiles in a subprocess, and it is exact.
+
+Pure core: ``-p no:xvfb`` is fine.  No timing assertions."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_catune import _numpy_solver as nps
+from napari_catune import simulation, solver
+from napari_catune.baseline import drift_mu
+
+_SRC = Path(__file__).resolve().parents[1] / "src"
+_CODES = {"none": 0, "scalar": 1, "drift": 2}
+
+
+@pytest.fixture
+def pending(monkeypatch):
+    """This process as while a background compile runs (nothing started)."""
+    monkeypatch.setattr(solver, "_compile_state", "subprocess")
+    yield
+    monkeypatch.setattr(solver, "_compile_state", None)
+
+
+@pytest.mark.parametrize("mode", ["none", "scalar", "drift"])
+@pytest.mark.parametrize("regime", sorted(simulation.REGIMES))
+def test_numpy_solver_is_the_compiled_optimum_on_every_regime(regime, mode):
+    fs, tr, td, lam, _noise, _rate = simulation.REGIMES[regime]
+    y = simulation.regime_traces(regime, 2, 1500, seed=3)
+    m = solver._model(fs, tr, td, lam)
+    mu = drift_mu(None, fs, td) if mode == "drift" else 0.0
+    s, b, fit, iters, conv = nps.solve_rows(y, m.g1, m.g2, m.alpha, m.lamG, m.G,
+                                            _CODES[mode], mu, solver.KKT_TOL)
+    assert conv.all() and (s >= 0).all() and (iters > 0).all()
+    ref = solver.run_deconvolution_full(y, fs, tr, td, lam, baseline=mode)
+    # the compiled evaluators judge both answers
+    ours = solver._objective_rows(y, s, m, _CODES[mode], mu)
+    theirs = solver._objective_rows(y, ref.activity, m, _CODES[mode], mu)
+    np.testing.assert_array_less(np.abs(ours - theirs), 1e-9 * np.abs(theirs))
+    kkt = solver.kkt_violation(y, s, b if mode == "drift" else b[:, 0], fs, tr, td, lam,
+                               mode=mode)
+    assert np.all(kkt <= solver.KKT_TOL), kkt
+    np.testing.assert_allclose(fit, solver.reconvolve(s, fs, tr, td) + b, atol=1e-12,
+                               rtol=1e-10)
+
+
+def test_numpy_read_outs_match_the_compiled_ones():
+    from napari_catune._numba_solvers import KKT_FLOOR
+
+    assert nps.KKT_FLOOR == KKT_FLOOR
+    fs, tr, td, lam = 30.0, 0.05, 0.5, 0.05
+    y = simulation.regime_traces("GCaMP6f-30Hz", 3, 800)
+    m = solver._model(fs, tr, td, lam)
+    r = solver.run_deconvolution_full(y, fs, tr, td, lam, baseline="drift")
+    np.testing.assert_allclose(nps.conv_rows(r.activity, m.g1, m.g2, m.alpha),
+                               solver.reconvolve(r.activity, fs, tr, td), rtol=1e-12,
+                               atol=1e-12)
+    mu = drift_mu(None, fs, td)
+    np.testing.assert_allclose(nps.smooth_rows(y, mu), nps.best_baseline(y, 2, mu))
+    for mode in ("none", "scalar", "drift"):
+        c = _CODES[mode]
+        mm = mu if c == 2 else 0.0
+        np.testing.assert_allclose(nps.objective_rows(y, r.activity, m.g1, m.g2, m.alpha,
+                                                      m.lamG, c, mm),
+                                   solver._objective_rows(y, r.activity, m, c, mm),
+                                   rtol=1e-12)
+        b = r.baseline if c == 2 else np.full((3, 1), 1.5)
+        np.testing.assert_allclose(nps.kkt_rows(y, r.activity, b, m.g1, m.g2, m.alpha,
+                                                m.lamG, m.G, c, mm),
+                                   solver._kkt_rows(y, r.activity, b, m, c, mm),
+                                   rtol=1e-6, atol=1e-12)
+    noise = np.array([0.1, 0.2, 0.0])
+    for a, b in zip(nps.fit_stats_rows(y, r.reconvolution, r.activity, noise, fs),
+                    solver.fit_stats(y, r.reconvolution, r.activity, fs, noise)):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+def test_while_compiling_the_public_api_answers_with_the_numpy_solver(pending, monkeypatch):
+    """run_deconvolution_full (1-D, 2-D, out=, every method), reconvolve,
+    objective, kkt_violation and fit_stats: the NumPy code, the same numbers,
+    no compiled call (a compiled call here would compile in this process)."""
+    import napari_catune._numba_solvers as ns
+
+    called = []
+    for name in ("pdas_rows", "fista_rows", "kkt_rows", "objective_rows", "conv_rows",
+                 "fit_stats_rows"):
+        monkeypatch.setattr(ns, name, lambda *a, _n=name, **k: called.append(_n))
+    fs, tr, td, lam = 30.0, 0.05, 0.5, 0.05
+    y = simulation.regime_traces("GCaMP6f-30Hz", 3, 900, seed=1)
+    r = solver.run_deconvolution_full(y, fs, tr, td, lam, baseline="drift")
+    assert r.converged.all() and r.baseline.shape == y.shape
+    one = solver.run_deconvolution_full(y[0], fs, tr, td, lam)
+    assert isinstance(one.baseline, float) and one.converged
+    out = (np.empty_like(y), np.empty((3, 1)), np.empty_like(y))
+    rf = solver.run_deconvolution_full(y, fs, tr, td, lam, out=out, init=r.activity,
+                                       method="fista")
+    assert rf.activity is out[0] and rf.converged.all()
+    assert np.all(solver.kkt_violation(y, r.activity, r.baseline, fs, tr, td, lam,
+                                       mode="drift") <= solver.KKT_TOL)
+    fit = solver.reconvolve(r.activity, fs, tr, td) + r.baseline
+    np.testing.assert_allclose(fit, r.reconvolution, atol=1e-12)
+    solver.objective(y, r.activity, None, fs, tr, td, lam, drift_scale=10.0)
+    r2, ev = solver.fit_stats(y, r.reconvolution, r.activity, fs, np.zeros(3))
+    assert np.all(r2 > 0.5) and np.all(ev > 0)
+    with pytest.raises(ValueError, match="non-finite"):
+        bad = y.copy()
+        bad[1, 5] = np.nan
+        solver.run_deconvolution_full(bad, fs, tr, td, lam)
+    assert called == []
+    # the same optimum as the compiled solver (judged by its evaluator)
+    monkeypatch.undo()
+    solver._compile_state = None
+    ref = solver.run_deconvolution_full(y, fs, tr, td, lam, baseline="drift")
+    np.testing.assert_allclose(
+        solver.objective(y, r.activity, r.baseline, fs, tr, td, lam,
+                         drift_scale=solver_drift(td)),
+        solver.objective(y, ref.activity, ref.baseline, fs, tr, td, lam,
+                         drift_scale=solver_drift(td)), rtol=1e-9)
+
+
+def solver_drift(td):
+    from napari_catune.baseline import default_drift_scale
+
+    return default_drift_scale(td)
+
+
+def test_a_long_job_goes_on_compiled_once_ready(pending, monkeypatch):
+    """Row groups: the NumPy solver answers the first group, the compiled
+    code the rest once the compile is over."""
+    calls = []
+    real = nps.solve_rows
+
+    def numpy_then_ready(y, *a, **k):
+        calls.append(len(y))
+        solver._compile_state = "ready"
+        return real(y, *a, **k)
+
+    monkeypatch.setattr(nps, "solve_rows", numpy_then_ready)
+    monkeypatch.setattr(solver, "_FALLBACK_GROUP_SAMPLES", 2 * 500)
+    y = simulation.regime_traces("GCaMP6f-30Hz", 7, 500, seed=2)
+    r = solver.run_deconvolution_full(y, 30.0, 0.05, 0.5, 0.05)
+    assert calls == [2] and r.converged.all()
+    ref = solver.run_deconvolution_full(y, 30.0, 0.05, 0.5, 0.05)
+    np.testing.assert_allclose(r.activity[2:], ref.activity[2:], atol=1e-9)
+
+
+def test_a_failing_compile_subprocess_falls_back_to_compiling_here(monkeypatch):
+    monkeypatch.setattr(solver, "_child_command",
+                        lambda: [sys.executable, "-c", "raise SystemExit(3)"])
+    monkeypatch.setattr(solver, "_compile_state", None)
+    try:
+        assert solver.start_background_compile(force=True) == "started"
+        assert solver.start_background_compile(force=True) in ("running", "cached")
+        assert solver.wait_compiled(300)
+        assert solver.compile_state() == "ready" and solver.compiled_ready()
+        assert "exit status 3" in solver._compile_error
+    finally:
+        solver._compile_state = None
+
+
+_CHILD = r"""
+import json, sys
+import numpy as np
+from napari_catune import solver, simulation
+from numba.core.registry import CPUDispatcher
+import napari_catune._numba_solvers as ns, napari_catune._numba_local as nl
+def sigs():
+    return sum(len(v.signatures) for mod in (ns, nl) for v in vars(mod).values()
+               if isinstance(v, CPUDispatcher))
+res = {"cached_before": solver.compiled_code_cached()}
+res["start"] = solver.start_background_compile()
+y = simulation.regime_traces("GCaMP6s-30Hz", 2, 2000)
+r = solver.run_deconvolution_full(y, 30.0, 0.1, 1.5, 0.05, baseline="drift")
+res["first"] = {"converged": bool(r.converged.all()), "state": solver.compile_state(),
+                "signatures": sigs()}
+solver.fit_stats(y, r.reconvolution, r.activity, 30.0, np.zeros(2))
+res["after_stats_signatures"] = sigs()
+res["ready"] = solver.wait_compiled(900)
+from napari_catune import _numpy_solver as nps
+def boom(*a, **k):
+    raise AssertionError("the NumPy solver ran after the switch")
+nps.solve_rows = boom
+r2 = solver.run_deconvolution_full(y, 30.0, 0.1, 1.5, 0.05, baseline="drift")
+res["second"] = {"state": solver.compile_state(), "pdas": len(ns.pdas_rows.signatures),
+                 "same": float(np.abs(r2.activity - r.activity).max())}
+solver._compile_proc.wait(900)
+res["child_exit"] = solver._compile_proc.returncode
+print(json.dumps(res))
+"""
+
+
+def test_first_use_with_an_empty_cache_solves_before_any_compile_here(tmp_path):
+    """A fresh process with an empty numba cache: the first fit comes from the
+    NumPy solver with nothing compiled in this process; after the compile
+    subprocess has cached the code, this process loads it and uses it."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba"),
+               PYTHONPATH=str(_SRC) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, "-c", _CHILD], env=env, capture_output=True,
+                         text=True, timeout=1800)
+    assert out.returncode == 0, out.stderr[-3000:]
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res["cached_before"] is False and res["start"] == "started"
+    assert res["first"] == {"converged": True, "state": "subprocess", "signatures": 0}
+    assert res["after_stats_signatures"] == 0
+    assert res["ready"] is True
+    assert res["second"]["state"] == "ready" and res["second"]["pdas"] == 1
+    assert res["second"]["same"] < 1e-6
+    assert res["child_exit"] == 0
+
+
+def test_rows_the_numpy_solver_cannot_settle_get_the_compiled_answer(monkeypatch):
+    """converged=False never comes from the stand-in alone: such rows wait for
+    the compiled code (the compile is simulated by a thread that ends it)."""
+    import threading
+
+    real = nps.solve_rows
+
+    def unsettled(y, *a, **k):
+        r = list(real(y, *a, **k))
+        r[4] = r[4].copy()
+        r[4][1] = False
+        r[0] = r[0].copy()
+        r[0][1] = 0.0
+        return tuple(r)
+
+    monkeypatch.setattr(nps, "solve_rows", unsettled)
+    monkeypatch.setattr(solver, "_compile_state", "subprocess")
+    solver._compile_done.clear()
+    th = threading.Thread(target=solver._set_state, args=("ready",))
+    monkeypatch.setattr(solver, "_compile_thread", th)
+    th.start()
+    try:
+        y = simulation.regime_traces("GCaMP6f-30Hz", 3, 600, seed=4)
+        r = solver.run_deconvolution_full(y, 30.0, 0.05, 0.5, 0.05)
+    finally:
+        th.join()
+        solver._compile_state = None
+    ref = solver.run_deconvolution_full(y, 30.0, 0.05, 0.5, 0.05)
+    assert r.converged.all()
+    np.testing.assert_array_equal(r.activity[1], ref.activity[1])
+
+
+@pytest.mark.parametrize("T,W", [(50, 75), (2000, 75), (3000, 1)])
+def test_numpy_rolling_quantile_is_the_compiled_one(T, W):
+    from napari_catune._numba_solvers import rolling_quantile_rows
+
+    y = np.random.default_rng(T).standard_normal((2, T))
+    y[:, 10:20] = 0.5  # ties
+    ref = np.empty_like(y)
+    rolling_quantile_rows(y, W, 0.2, ref)
+    np.testing.assert_array_equal(nps.rolling_quantile_rows(y, W, 0.2), ref)
+
+
+def test_rolling_baseline_while_compiling_calls_nothing_compiled(pending, monkeypatch):
+    import napari_catune._numba_solvers as ns
+
+    monkeypatch.setattr(ns, "rolling_quantile_rows", None)
+    y = simulation.regime_traces("GCaMP6f-30Hz", 2, 1200, seed=5)
+    r = solver.run_deconvolution_full(y, 30.0, 0.05, 0.5, 0.05, baseline="rolling")
+    assert r.converged.all()
+    monkeypatch.undo()
+    solver._compile_state = None
+    ref = solver.run_deconvolution_full(y, 30.0, 0.05, 0.5, 0.05, baseline="rolling")
+    np.testing.assert_allclose(r.baseline, ref.baseline, atol=1e-9)
+    np.testing.assert_allclose(r.activity, ref.activity, atol=1e-6)
