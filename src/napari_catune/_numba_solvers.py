@@ -493,7 +493,9 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
 
     1. Block exchange from the given guess: every violator changes side.
        From a good guess (a warm start, a fast kernel) this settles in a few
-       steps.  A warm start settles each exchange locally before the next
+       steps.  A cold start at lambda 0 (every sample free) takes its first
+       step in one pass (:func:`_all_free_step`: the exact fit) and frees
+       only its clearly negative spikes.  A warm start settles each exchange locally before the next
        full step (:func:`._numba_local.local_exchange`: only the segments
        between untouched free pairs that hold a violator are re-solved,
        with the baseline fixed; at most 4n samples, not counted as a step;
@@ -597,9 +599,21 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
         thin = max(1, int(_THIN_PEAK * peak_samples(g1, g2)))
         local_frac = max(local_frac, _LOCAL_FRAC_T)
     cycle_last = False
+    # a cold start at lambda 0 with every sample free: its first step is the
+    # exact fit, formed in one pass (_all_free_step) instead of a solve
+    direct = not warm and lamG == 0.0 and _COLD_FREE_PASS
+    if direct:
+        for k in range(n):
+            if active[k]:
+                direct = False
+                break
     while it < max_iters:
-        n_bad, last_bad, eps_u, eps_nu = _kkt_core(y, g1, g2, alpha, beta, mode, mu, active, gain,
-                                                   gb, x, bvec, u, nu, flip, rel_eps)
+        if direct and it == 0:
+            n_bad, last_bad, eps_u, eps_nu = _all_free_step(y, g1, g2, alpha, mode, x, bvec, u,
+                                                            nu, flip, rel_eps)
+        else:
+            n_bad, last_bad, eps_u, eps_nu = _kkt_core(y, g1, g2, alpha, beta, mode, mu, active,
+                                                       gain, gb, x, bvec, u, nu, flip, rel_eps)
         hist[it % _HIST] = n_bad
         it += 1
         if n_bad == 0:
@@ -712,6 +726,64 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
                 for t in range(T):
                     bvec[t] = b_as[t]
     return it, converged
+
+
+# a cold start at lambda 0 forms its first step (every sample free) in one
+# pass (:func:`_all_free_step`)
+_COLD_FREE_PASS = True
+# ... and frees again only the spikes below this many rms of its spikes
+# (0: every negative one).  Steps at lambda 0, 3 traces each of 10,000 and
+# 54,000 frames of jGCaMP8f, GCaMP6f, GCaMP6s 30 Hz, low SNR and dense:
+# 216 at 0, 193 at -1 (drift 218 -> 194); on lambda 0 GCaMP6f, 4 traces
+# each: 55 at 0, 52 at -0.3, 46 at -1, 50 at -1.5, 59 at -2.5; positive
+# thresholds cost steps (57-79)
+_COLD_FREE_THR = -1.0
+
+
+@njit(cache=_CACHE, nogil=True)
+def _all_free_step(y, g1, g2, alpha, mode, x, bvec, u, nu, flip, rel_eps):
+    """:func:`_kkt_core` at lambda 0 with no sample active: the subspace
+    optimum then fits every sample exactly (residual 0: x = y[1:] - b with
+    b = y[0] for modes 1 and 2, a constant drift costing nothing, b = 0 for
+    mode 0), every multiplier is 0, and the violators are the negative
+    spikes u = M x / alpha.  Flags only those below ``_COLD_FREE_THR``
+    times the rms of u (a block exchange from the exact fit that fixes
+    every negative spike overshoots: most small ones are noise that the
+    next step's fit moves anyway).  Returns (n_bad, last_bad, eps_u,
+    eps_nu)."""
+    T = y.shape[0]
+    n = T - 1
+    b = y[0] if mode != 0 else 0.0
+    for t in range(T):
+        bvec[t] = b
+    xm1 = 0.0
+    xm2 = 0.0
+    u_max = 0.0
+    for k in range(n):
+        xk = y[k + 1] - b
+        uk = (xk - g1 * xm1 - g2 * xm2) / alpha
+        x[k] = xk
+        u[k] = uk
+        nu[k] = 0.0
+        u_max = max(u_max, abs(uk))
+        xm2 = xm1
+        xm1 = xk
+    eps_u = rel_eps * u_max
+    thr = -eps_u
+    if _COLD_FREE_THR != 0.0:
+        ss = 0.0
+        for k in range(n):
+            ss += u[k] * u[k]
+        thr = _COLD_FREE_THR * math.sqrt(ss / n)
+    n_bad = 0
+    last_bad = -1
+    for k in range(n):
+        bad = u[k] < thr
+        flip[k] = bad
+        if bad:
+            n_bad += 1
+            last_bad = k
+    return n_bad, last_bad, eps_u, 0.0
 
 
 # a warm start's exchange hands over early (violators not halving every two
@@ -1290,6 +1362,10 @@ _IPM_PATIENCE = 4
 # ... while the gap is above _IPM_NEAR times the first one
 _IPM_PATIENCE_FAR = 32
 _IPM_NEAR = 1e-6
+# ... not counting, up to _IPM_RISE_MAX of them, iterations after which the
+# gap rose by more than _IPM_RISE times
+_IPM_RISE = 1.05
+_IPM_RISE_MAX = 100
 # crossover: below this many violators the best exchanged set is kept and
 # only the neighbourhoods of its violators take the interior point's guess
 _MERGE_MAX = 256
@@ -1304,6 +1380,17 @@ _IPM_WARM = 1e-2
 # the interior point's start treats lambda below this * the trace's sd as
 # this (see _ipm_crossover)
 _IPM_LAM_FLOOR = 5e-4
+# a cold interior point starts with w (= alpha s) at which the calcium is
+# about this many sd of the trace (at most w = sd).  Steps on 3 traces each
+# of GCaMP6s 100 Hz, the calab preset and the 1 kHz kernel at lambda 0.05
+# and 0, at 10k, 100k and 1M frames, 863 in all at w = sd, 786 at 3, 719 at
+# 10, 728 at 30, 737 at 100 (lambda 0 at 1 kHz, 1M frames: 57-64 -> 32-35)
+_IPM_X0 = 10.0
+# after each iteration, w nu >= this times the gap on every sample (0: off).
+# Steps, the same 36 traces: 719 without, 712-715 at 0.01-0.001 after
+# short steps, 732 at 0.1, 649 at 0.3 (1M frames: GCaMP6s 100 Hz 22-25 ->
+# 19-21, calab preset 20-23 -> 18-19, 1 kHz 25-30 -> 20-22)
+_IPM_LIFT = 0.3
 
 
 @njit(cache=_CACHE, nogil=True)
@@ -1381,8 +1468,12 @@ def _ipm_crossover(y, g1, g2, alpha, beta, mode, mu, active, best, best_flip, be
                 w[k] = mu0 / nk
                 guess[k] = True
     else:
+        # every w equal, the calcium it makes (x = M^-1 w, ~ w / (1 - g1 -
+        # g2) away from the trace's start) about _IPM_X0 sd of the trace
+        # (w = sc: ~6e5 sd on the 1 kHz 0.2/3.0 s kernel)
+        w0 = sc * min(1.0, _IPM_X0 * max(1.0 - g1 - g2, 1e-300))
         for k in range(n):
-            w[k] = sc
+            w[k] = w0
             nu[k] = nu0
             guess[k] = True
     for t in range(T):
@@ -1392,6 +1483,7 @@ def _ipm_crossover(y, g1, g2, alpha, beta, mode, mu, active, best, best_flip, be
     step = 1.0
     n_ipm = 0
     stale = 0
+    rising = 0
     tried = False
     since_try = 0
     merge = True
@@ -1400,6 +1492,10 @@ def _ipm_crossover(y, g1, g2, alpha, beta, mode, mu, active, best, best_flip, be
     d_root = 0.5 * (g1 + math.sqrt(disc)) if disc > 0.0 else 0.5 * g1
     reach = n if d_root >= 1.0 else min(n, int(2.0 / (1.0 - d_root)) + 2)
     gap_next = -1.0
+    # (not where lambda is below the floor of the start: there the samples
+    # before the first spike need products far from the gap; lambda 0 at
+    # 1 kHz, 1M frames: 32-35 -> 51-91 steps with it)
+    lift = _IPM_LIFT > 0.0 and beta >= nu0
     while it < max_iters:
         gap, changes, step, ok, gap_next = _ipm_iteration(
             y, g1, g2, beta, mode, mu, w, nu, winv, gap_next, D, c, coef, g0, gbd, g3, v, dw,
@@ -1410,6 +1506,29 @@ def _ipm_crossover(y, g1, g2, alpha, beta, mode, mu, active, best, best_flip, be
             n_ipm = 0
             break
         n_ipm += 1
+        gap_after = gap_next
+        if lift:
+            # the samples that blocked the step land at 1 % of their w or nu
+            # and block the next step in the other one (a sample between two
+            # spike times: seen on every long trace); products below
+            # _IPM_LIFT times the gap are raised to it, in nu where the
+            # guess is active, else in w
+            lo = _IPM_LIFT * gap_next
+            raised = 0.0
+            for k in range(n):
+                p = w[k] * nu[k]
+                if p < lo:
+                    raised += lo - p
+                    if guess[k]:
+                        nu[k] = lo / w[k]
+                    else:
+                        w[k] = lo / nu[k]
+                        winv[k] = 1.0 / w[k]
+                    # the next iteration's weights of this sample
+                    # (_ipm_iteration: winv = 1 / w, D = nu / w, c = beta - nu)
+                    D[k] = nu[k] * winv[k]
+                    c[k] = beta - nu[k]
+            gap_next += raised / n
         if gap_first < 0.0:
             gap_first = gap
         # stop at the rounding floor: the gap has fallen by 1e-18, or has
@@ -1418,6 +1537,13 @@ def _ipm_crossover(y, g1, g2, alpha, beta, mode, mu, active, best, best_flip, be
         if gap < 0.5 * gap_best:
             gap_best = gap
             stale = 0
+        elif gap_after > _IPM_RISE * gap and rising < _IPM_RISE_MAX:
+            # the gap rises: the iterate is still far from the central path
+            # (lambda 0 with a free baseline on a slow kernel: the samples
+            # before the first spike take multipliers that grow with T,
+            # ~1.3-2x per iteration while the gap rises, 35 iterations at
+            # 4,000,000 frames at 1 kHz), not at a rounding floor: not stale
+            rising += 1
         else:
             stale += 1
             # patience near the rounding floor only: far from it a long
