@@ -1524,10 +1524,8 @@ def _ipm_crossover(y, g1, g2, alpha, beta, mode, mu, active, best, best_flip, be
                     else:
                         w[k] = lo / nu[k]
                         winv[k] = 1.0 / w[k]
-                    # the next iteration's weights of this sample
-                    # (_ipm_iteration: winv = 1 / w, D = nu / w, c = beta - nu)
-                    D[k] = nu[k] * winv[k]
-                    c[k] = beta - nu[k]
+                    # (the next iteration forms its weights from nu and winv:
+                    # _newton_back_ipm)
             gap_next += raised / n
         if gap_first < 0.0:
             gap_first = gap
