@@ -43,6 +43,17 @@ _HERE = Path(__file__).resolve().parent
 _SRC = _HERE.parent / "src"
 FS, TAU_R, TAU_D, LAM = 30.0, 0.05, 0.5, 0.05
 
+# each child waits for the background compile to end (the next measurement then
+# has the machine to itself); "ready" is when it switched to the compiled code
+_WAIT = r"""
+ready = None
+if hasattr(solver, "wait_compiled"):
+    solver.wait_compiled(1800)
+    ready = time.time()
+    if solver._compile_proc is not None:
+        solver._compile_proc.wait(1800)
+"""
+
 _SLIDER = r"""
 import json, resource, sys, time
 def cpu():
@@ -61,12 +72,7 @@ first = (time.time(), cpu(), bool(np.all(r.converged)))
 r2 = solver.run_deconvolution_full(y, fs, tr, td * 1.05, lam, baseline="drift", init=r.activity)
 solver.fit_stats(y, r2.reconvolution, r2.activity, fs, np.zeros(len(y)), threaded=False)
 move = (time.time(), cpu(), bool(np.all(r2.converged)))
-ready = None
-if hasattr(solver, "wait_compiled"):
-    solver.wait_compiled(1800)
-    ready = time.time()
-    if solver._compile_proc is not None:
-        solver._compile_proc.wait(1800)
+""" + _WAIT + r"""
 print(json.dumps({"first": first, "move": move, "ready": ready}))
 """
 
@@ -79,12 +85,7 @@ from napari_catune import cli
 code = cli.main(["deconvolve", sys.argv[1], "--params", sys.argv[2], "-o", sys.argv[3], "-q"])
 first = (time.time(), cpu(), code == 0)
 from napari_catune import solver
-ready = None
-if hasattr(solver, "wait_compiled"):
-    solver.wait_compiled(1800)
-    ready = time.time()
-    if solver._compile_proc is not None:
-        solver._compile_proc.wait(1800)
+""" + _WAIT + r"""
 print(json.dumps({"first": first, "ready": ready}))
 """
 
