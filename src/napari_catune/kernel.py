@@ -10,7 +10,6 @@ import math
 import warnings
 
 import numpy as np
-from scipy.optimize import brentq
 
 # The CaTune web app's slider ranges (inclusive): what the tuner's sliders
 # span.  Every physically valid value is accepted (as calab does); one outside
@@ -236,6 +235,8 @@ def _t_peak(tau_rise: float, tau_decay: float) -> float:
 
 
 def _half_max_times(tau_rise: float, tau_decay: float, t_peak: float) -> tuple[float, float]:
+    from scipy.optimize import brentq  # (0.25 s of imports, not on every solve's path)
+
     peak = float(_raw_kernel(np.array(t_peak), tau_rise, tau_decay))
 
     def half(t: float) -> float:
@@ -301,6 +302,8 @@ def tau_from_shape(t_peak: float, fwhm: float) -> tuple[float, float]:
             f"no double-exponential kernel has fwhm/t_peak = {target:.4g}: it must lie "
             f"between {r_hi:.4g} (tau_rise -> tau_decay) and {r_lo:.4g}"
         )
+    from scipy.optimize import brentq
+
     log_rho = brentq(
         lambda z: _shape_ratio(math.exp(z)) - target,
         math.log(lo),

@@ -887,8 +887,10 @@ def _background_compile(live_only: bool) -> None:
                 break
         if not ok:
             proc.wait()
+            proc.stdout.close()
             err.seek(0)
             _compile_error = (err.read() or f"exit status {proc.returncode}")[-2000:]
+            err.close()
     except Exception as e:  # noqa: BLE001 - fall back to compiling here
         _compile_error = repr(e)
     if not ok:
@@ -911,6 +913,7 @@ def _background_compile(live_only: bool) -> None:
         try:
             for _line in proc.stdout:
                 pass
+            proc.stdout.close()
             proc.wait()
             err.close()
         except Exception:  # noqa: BLE001 - the child only fills a cache
