@@ -1384,7 +1384,13 @@ def _ipm_iteration(y, g1, g2, beta, mode, mu, w, nu, winv, gap_in, D, c, coef, g
     the next iteration, which is told so by ``gap_in`` >= 0 (the gap
     returned); with ``gap_in`` < 0 (the first iteration) it is formed here.
     The factoring pass forms D = nu / w and c = beta - nu itself
-    (:func:`_newton_back_ipm`); ``D`` is unused, ``c`` a scratch array.
+    (:func:`_newton_back_ipm`); ``D`` is unused (the crossover passes ``c``
+    for it).  Without drift (``mode`` 0, 1) every right-hand side is formed
+    inside the solves' passes (:func:`_newton_back_corr`,
+    :func:`_newton_back_gondzio`, :func:`_newton_fwd_pred`,
+    :func:`_newton_fwd_corr`) and ``c``, ``v``, ``zero`` are not touched;
+    with drift the corrector's and Gondzio's c are formed in passes of their
+    own and solved by :func:`_newton_back` (``zero``: zeros, length T).
     """
     n = w.shape[0]
     gap = gap_in
@@ -1545,18 +1551,20 @@ def _ipm_crossover(y, g1, g2, alpha, beta, mode, mu, active, best, best_flip, be
     if not sc > 0.0:
         sc = 1.0
     # start: every w and nu equal (the Newton step does not need an x)
+    # (_ipm_iteration's D is unused: the factoring pass forms D from nu and
+    # 1 / w; c, v and zero are touched only with drift)
     w = ws[0:n]
     nu = ws[n:2 * n]
     winv = ws[2 * n:3 * n]
-    D = ws[4 * n:5 * n]
-    c = ws[5 * n:6 * n]
-    g0 = ws[6 * n:7 * n]
-    v = ws[7 * n:8 * n]
-    dw = ws[8 * n:9 * n]
-    dnu = ws[9 * n:10 * n]
-    dw2 = ws[10 * n:11 * n]
-    dnu2 = ws[11 * n:12 * n]
-    o = 12 * n
+    c = ws[3 * n:4 * n]
+    D = c
+    g0 = ws[4 * n:5 * n]
+    v = ws[5 * n:6 * n]
+    dw = ws[6 * n:7 * n]
+    dnu = ws[7 * n:8 * n]
+    dw2 = ws[8 * n:9 * n]
+    dnu2 = ws[9 * n:10 * n]
+    o = 10 * n
     m_d = n if mode == 2 else 1
     g3 = ws[o:o + m_d]
     o += n
@@ -1600,8 +1608,9 @@ def _ipm_crossover(y, g1, g2, alpha, beta, mode, mu, active, best, best_flip, be
             w[k] = w0
             nu[k] = nu0
             guess[k] = True
-    for t in range(T):
-        zero[t] = 0.0
+    if mode == 2:
+        for t in range(T):
+            zero[t] = 0.0
     gap_best = math.inf
     gap_first = -1.0
     step = 1.0
@@ -1903,7 +1912,7 @@ def workspace_sizes(T):
     """(floats, bools) of the workspaces :func:`pdas_rows` needs for T frames:
     the baseline, :func:`pdas_one`'s arrays and its interior point's."""
     n = T - 1
-    return (28 + _NCOEF) * n + 4 * T + _NCOEF, 5 * n
+    return (26 + _NCOEF) * n + 4 * T + _NCOEF, 5 * n
 
 
 # steps a warm start may take before the trace is solved again from a cold
