@@ -1436,6 +1436,10 @@ def _ipm_iteration(y, g1, g2, beta, mode, mu, w, nu, winv, gap_in, D, c, coef, g
     ad = 1.0 / rd
     # Gondzio: push the products that would leave [0.1, 10] sig gap back in
     for corr in range(n_corr):
+        if 1.01 * min(ap, ad) > 1.0:
+            # a corrector is kept only if it lengthens the step by 1 %, and
+            # no step exceeds 1: skipped, exactly (late iterations)
+            break
         apt = min(1.0, 1.5 * ap + 0.2)
         adt = min(1.0, 1.5 * ad + 0.2)
         lo = 0.1 * sgap
