@@ -1031,8 +1031,14 @@ def _newton_back(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, refactor):
     here from nu and 1 / w (:func:`_newton_back_ipm`, kept) 0.89-1.11, the
     cold solve at 1M 0.91-0.94; the corrector's and Gondzio's rhs formed
     inside the back and forward passes instead of passes of their own
-    1.11-1.18 at 54k, 1.0 at 1M (more work in the recursions); 1 / w formed
-    where used instead of stored 0.85-1.06, and not bit for bit (arcp)."""
+    1.11-1.18 at 54k, 1.0 at 1M (more work in the recursions) with one
+    function for every kind; with a function per kind (kept, without drift:
+    :func:`_newton_back_corr`, :func:`_newton_back_gondzio`,
+    :func:`_newton_fwd_pred`, :func:`_newton_fwd_corr`) 0.98-1.03 at 54k,
+    0.90-0.97 at 1M-4M, the cold solve at 1M-4M 0.85-0.99; 1 / w formed
+    where used instead of stored 0.85-1.06, and not bit for bit (arcp);
+    coefficients stored as float32: the 1 kHz kernel's interior point no
+    longer converges (steps 0.0-0.6 from a gap of 1e-7 on)."""
     if not refactor and mode != 2:
         return _newton_back_rhs(y, g1, g2, mode, c, coef, g0)
     return _newton_back_core(y, g1, g2, mode, mu, D, c, 0.0, _NO, coef, g0, gbd, g3, refactor)
