@@ -11,7 +11,10 @@ and length (``simulation.regime_traces``, scalar baseline): one
 state after 4 iterations of the default start, ns per sample; and one cold
 ``pdas_rows`` solve (1 row), seconds; both process CPU time, minimum of
 ``--rounds`` (ref and ours alternate each round).  Prints ours/ref ratios,
-both step counts and the largest difference of the two solutions.
+both step counts and the largest difference of the two solutions, and per
+regime the exponent p of the cold solve's time ~ T^p over the lengths (each
+tree's workspace is reused across rounds: the minimum excludes the first touch of
+fresh pages, which bench_scaling.py prints as "first").
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import numpy as np
 
 from napari_catune import _numba_solvers as ours
 from napari_catune import solver as S
-from napari_catune.simulation import REGIMES, regime_traces
+from napari_catune.simulation import EXTRA_REGIMES, REGIMES, regime_traces
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -77,10 +80,17 @@ def time_iteration(ns, y, m, st0, gap):
     return time.process_time() - t0, out, st
 
 
+_WS = {}
+
+
 def cold(ns, y, m):
     T = y.size
     nf, nb = ns.workspace_sizes(T)
-    fws, bws = np.empty(nf), np.zeros(nb, bool)
+    # one workspace per tree and length, reused (fresh pages cost their first
+    # touch, ~0.4 s a million frames here: the solver's cost is what is timed)
+    if _WS.get(id(ns), (None,))[0] != (nf, nb):
+        _WS[id(ns)] = ((nf, nb), np.empty(nf), np.zeros(nb, bool))
+    _k, fws, bws = _WS[id(ns)]
     Y = y[None, :]
     s, b, fit = np.empty((1, T)), np.empty((1, 1)), np.empty((1, T))
     iters, conv = np.empty(1, np.int64), np.empty(1, bool)
@@ -104,9 +114,11 @@ def main(argv=None):
     m0 = S._model_checked(30.0, 0.1, 1.5, 0.05)
     for ns in mods.values():  # compile outside the timings
         cold(ns, regime_traces("GCaMP6s-100Hz", 1, 2000, seed=1)[0], m0)
+    summary = []
     for name in args.regimes:
-        fs, tr, td, lam, *_ = REGIMES[name]
+        fs, tr, td, lam, *_ = {**REGIMES, **EXTRA_REGIMES}[name]
         m = S._model_checked(fs, tr, td, lam)
+        cold_t = {k: [] for k in mods}
         for T in args.lengths:
             y = regime_traces(name, 1, T, seed=5)[0]
             n = T - 1
@@ -136,6 +148,16 @@ def main(argv=None):
                          f"{sols['ours'][1]}  conv {sols['ref'][2]}/{sols['ours'][2]}"
                          f"  max|ds| {ds:.1e}")
             print(line, flush=True)
+            for k in mods:
+                cold_t[k].append(co_t[k])
+        if not args.no_cold and len(args.lengths) >= 2:
+            lt = np.log(np.asarray(args.lengths, float))
+            p = {k: np.polyfit(lt, np.log(cold_t[k]), 1)[0] for k in mods}
+            summary.append(f"  {name:20s} ref {p['ref']:.2f}  ours {p['ours']:.2f}")
+    if summary:
+        print(f"exponent of the cold solve's time in T ({args.lengths[0]:,d}..{args.lengths[-1]:,d},"
+              " least squares on log-log)")
+        print("\n".join(summary))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,12 @@ One trace per regime and length (``napari_catune.simulation.regime_traces``,
 the grid of bench_regimes.py), solved by ``run_deconvolution_full`` (exact,
 scalar baseline; one row runs on one thread) and by OASIS ``oasisAR2`` on the
 trace minus our baseline (one core; the same problem, see bench_regimes.py).
-Step budget ``--max-iters`` (500).  Process CPU time, minimum of ``--repeats`` (one repeat from 1M frames up).
+Step budget ``--max-iters`` (500).  Process CPU time, minimum of ``--repeats``
+at every length; the first of our calls at each length is printed too ("first"): it
+pays the kernel's first touch of the workspace's fresh pages (~200 bytes a frame;
+solver._pdas_workspace keeps workspaces only up to 131,072 frames), which on this
+machine varied from 0 to ~1 s at 1M-4M frames with the process's memory history, and
+alone moved the exponent by ~0.1 (the minimum is the solver's own cost).
 Printed per length: our CPU time, steps, KKT-optimal, OASIS's CPU time and the
 ratio; per regime, the exponent p of time ~ T^p fitted on log-log from the
 shortest to the longest length (least squares), ours and OASIS's.
@@ -38,11 +43,12 @@ def run(name, lengths, repeats, max_iters):
     rows, t_ours, t_oasis = [], [], []
     for T in lengths:
         y = regime_traces(name, 1, T, seed=5)
-        reps = repeats if T < 1_000_000 else 1
         c_o = c_p = np.inf
-        for _ in range(reps):
+        first = None
+        for _ in range(repeats):
             _w, c, res = timed(lambda: nc.run_deconvolution_full(y, fs, tr, td, lam,
                                                                  max_iters=max_iters))
+            first = c if first is None else first
             c_o = min(c_o, c)
             b = np.atleast_1d(res.baseline)
             _w, c, _s = timed(lambda: oasis(y, b, fs, tr, td, lam))
@@ -53,7 +59,7 @@ def run(name, lengths, repeats, max_iters):
         steps = int(np.max(res.iterations))
         t_ours.append(c_o)
         t_oasis.append(c_p)
-        rows.append(f"  T {T:>9,d}  ours cpu {c_o:8.3f}s  steps {steps:4d}  "
+        rows.append(f"  T {T:>9,d}  ours cpu {c_o:8.3f}s (first {first:7.3f}s)  steps {steps:4d}  "
                     f"{'optimal' if ok else 'NOT OPTIMAL'} ({kkt:.0e})  OASIS cpu {c_p:8.3f}s  "
                     f"ours/OASIS {c_o / c_p:5.2f}")
         print(rows[-1], flush=True)

@@ -52,6 +52,14 @@ _ZERO = np.int64(0)
 _FWD_PRED = np.int64(1)
 _FWD_CORR = np.int64(2)
 _FWD_GONDZIO = np.int64(3)
+# ... the same with their right-hand sides formed in the passes (modes 0, 1:
+# _ipm_iteration without drift; see _newton_back_fused)
+_FWD_PRED_P = np.int64(4)
+_FWD_CORR_P = np.int64(5)
+# the right-hand sides _newton_back_fused forms (its ``kind``)
+_RHS_C = np.int64(0)
+_RHS_CORR = np.int64(1)
+_RHS_GONDZIO = np.int64(2)
 
 
 # ----------------------------------------------------------------- filters
@@ -1023,8 +1031,14 @@ def _newton_back(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, refactor):
     here from nu and 1 / w (:func:`_newton_back_ipm`, kept) 0.89-1.11, the
     cold solve at 1M 0.91-0.94; the corrector's and Gondzio's rhs formed
     inside the back and forward passes instead of passes of their own
-    1.11-1.18 at 54k, 1.0 at 1M (more work in the recursions); 1 / w formed
-    where used instead of stored 0.85-1.06, and not bit for bit (arcp)."""
+    1.11-1.18 at 54k, 1.0 at 1M (more work in the recursions) with one
+    function for every kind; with a function per kind (kept, without drift:
+    :func:`_newton_back_corr`, :func:`_newton_back_gondzio`,
+    :func:`_newton_fwd_pred`, :func:`_newton_fwd_corr`) 0.98-1.03 at 54k,
+    0.90-0.97 at 1M-4M, the cold solve at 1M-4M 0.85-0.99; 1 / w formed
+    where used instead of stored 0.85-1.06, and not bit for bit (arcp);
+    coefficients stored as float32: the 1 kHz kernel's interior point no
+    longer converges (steps 0.0-0.6 from a gap of 1e-7 on)."""
     if not refactor and mode != 2:
         return _newton_back_rhs(y, g1, g2, mode, c, coef, g0)
     return _newton_back_core(y, g1, g2, mode, mu, D, c, 0.0, _NO, coef, g0, gbd, g3, refactor)
@@ -1147,25 +1161,83 @@ def _newton_back_core(y, g1, g2, mode, mu, D, c, beta, from_nu, coef, g0, gbd, g
 @njit(cache=_CACHE, nogil=True, fastmath={"contract"})
 def _newton_back_rhs(y, g1, g2, mode, c, coef, g0):
     """:func:`_newton_back` without refactoring and without drift: the
-    linear part alone, for a new c (the corrector and Gondzio solves).
+    linear part alone, for a new c (:func:`_newton_back_fused` given c)."""
+    return _newton_back_fused(y, g1, g2, mode, _RHS_C, 0.0, 0.0, c, c, c, c, c, c, 0.0, 0.0,
+                              0.0, 0.0, coef, g0)
 
-    The same recursion written with a loop-carried chain of one fused
-    multiply-add per sample (there: a subtraction and a multiply-add, 7
-    cycles a sample instead of 4): with l_k = q0 - y[k+1] the value
-    function's linear term at step k,
+
+@njit(cache=_CACHE, nogil=True, fastmath={"contract"})
+def _newton_back_corr(y, g1, g2, mode, beta, sgap, nu, winv, p, coef, g0):
+    """The corrector's linear back pass, c = beta - nu - (sgap - p) / w
+    formed in it (:func:`_newton_back_fused`, ``_RHS_CORR``)."""
+    return _newton_back_fused(y, g1, g2, mode, _RHS_CORR, beta, sgap, p, nu, winv, p, p, p, 0.0,
+                              0.0, 0.0, 0.0, coef, g0)
+
+
+@njit(cache=_CACHE, nogil=True, fastmath={"contract"})
+def _newton_back_gondzio(g1, g2, mode, w, nu, winv, dw, dnu, r_out, apt, adt, lo, hi, coef, g0):
+    """Gondzio's linear back pass (y = 0), its complementarity rhs r formed
+    in it and stored in ``r_out`` (:func:`_newton_back_fused`,
+    ``_RHS_GONDZIO``)."""
+    return _newton_back_fused(w, g1, g2, mode, _RHS_GONDZIO, 0.0, 0.0, w, nu, winv, dw, dnu, r_out,
+                              apt, adt, lo, hi, coef, g0)
+
+
+@njit(cache=_CACHE, nogil=True, fastmath={"contract"}, inline="always")
+def _gondzio_rhs(wk, dwk, nk, dnk, apt, adt, lo, hi):
+    """Gondzio's complementarity right-hand side of one sample: the product
+    (w + apt dw)(nu + adt dnu) pushed back into [lo, hi] (by at most hi
+    from above), branch-free: r = max(lo - p, 0) + max(min(hi - p, 0), -hi)."""
+    p = (wk + apt * dwk) * (nk + adt * dnk)
+    return max(lo - p, 0.0) + max(min(hi - p, 0.0), -hi)
+
+
+@njit(cache=_CACHE, nogil=True, fastmath={"contract"}, inline="always")
+def _newton_back_fused(y, g1, g2, mode, kind, beta, sgap, w, nu, winv, a1, a2, r_out, apt, adt,
+                       lo, hi, coef, g0):
+    """:func:`_newton_back` without refactoring and without drift: the
+    linear part alone, for a new right-hand side c formed here per sample
+    (``kind``; the passes over c that the interior point ran before each
+    solve are gone, and with them two streams written and five read):
+
+    - 0 (``_RHS_C``): c = ``a1`` given.
+    - 1 (``_RHS_CORR``, the corrector): c = beta - nu - (sgap - p) / w with
+      p = ``a1`` the predictor's dw dnu (``_FWD_PRED_P``).
+    - 2 (``_RHS_GONDZIO``): y = 0 (not read) and c = -r / w, r
+      :func:`_gondzio_rhs` of w, dw = ``a1``, nu, dnu = ``a2``, stored in
+      ``r_out`` (for the forward pass).
+
+    Inlined into one function per kind (the kind a constant there: these
+    passes are bound by their instruction count as much as by their chain).
+
+    The recursion is written with a loop-carried chain of one fused
+    multiply-add per sample (:func:`_newton_back_core`'s is a subtraction
+    and a multiply-add, 7 cycles a sample instead of 4): with l_k = q0 -
+    y[k+1] the value function's linear term at step k,
 
         l_{k-1} = A_k l_k + (R_{k+1} l_{k+1} + (d1_k c_k - O_{k+1} c_{k+1} - y_k)),
 
     (q1 of step k+1 expanded in place), and the baseline's term q2 summed
-    as q2 + (gx (l + c) - y) (an addition a sample)."""
-    n = y.shape[0] - 1
-    l0 = -y[n]
+    as q2 + (gx (l + c) - y) (an addition a sample); forming c is off the
+    chain."""
+    n = coef.shape[0] - 1
+    has_y = kind != _RHS_GONDZIO
+    l0 = -y[n] if has_y else 0.0
     l_prev = 0.0
     r_prev = 0.0
     oc_prev = 0.0
     q2 = 0.0
     for k in range(n - 1, -1, -1):
-        ck = c[k]
+        if kind == _RHS_C:
+            ck = a1[k]
+        elif kind == _RHS_CORR:
+            ck = (beta - nu[k]) - (sgap - a1[k]) * winv[k]
+        else:
+            r = _gondzio_rhs(w[k], a1[k], nu[k], a2[k], apt, adt, lo, hi)
+            r_out[k] = r
+            ck = -r * winv[k]
+        y1 = y[k + 1] if has_y else 0.0
+        y0 = y[k] if has_y else 0.0
         inv = coef[k, 0]
         d1 = coef[k, 1]
         O = coef[k, 2]
@@ -1174,20 +1246,52 @@ def _newton_back_rhs(y, g1, g2, mode, c, coef, g0):
         R = g2 - O
         t = l0 + ck
         g0[k] = -t * inv
-        q2 = q2 + (gx * t - y[k + 1])
-        l_new = A * l0 + (r_prev * l_prev + ((d1 * ck - oc_prev) - y[k]))
+        q2 = q2 + (gx * t - y1)
+        l_new = A * l0 + (r_prev * l_prev + ((d1 * ck - oc_prev) - y0))
         l_prev = l0
         r_prev = R
         oc_prev = O * ck
         l0 = l_new
     b = 0.0
     if mode != 0:
-        b = (y[0] - q2) / (1.0 + coef[n, 0])
+        b = ((y[0] if has_y else 0.0) - q2) / (1.0 + coef[n, 0])
     return b
 
 
 @njit(cache=_CACHE, nogil=True, fastmath={"contract"})
 def _newton_fwd(mode, coef, g0, gbd, g3, b, v, w, winv, nu, a1, a2, o1, o2, kind):
+    """:func:`_newton_fwd_core` for ``kind`` 0-3 (no scalars)."""
+    return _newton_fwd_core(mode, coef, g0, gbd, g3, b, v, w, winv, nu, a1, a2, o1, o2, kind,
+                            0.0)
+
+
+@njit(cache=_CACHE, nogil=True, fastmath={"contract"})
+def _newton_fwd_pred(mode, coef, g0, gbd, g3, b, w, winv, nu, p_out):
+    """The predictor's forward pass keeping only p = dw dnu (``p_out``) of
+    its step: :func:`_newton_fwd_core`, kind ``_FWD_PRED_P``."""
+    return _newton_fwd_core(mode, coef, g0, gbd, g3, b, p_out, w, winv, nu, p_out, p_out, p_out,
+                            p_out, _FWD_PRED_P, 0.0)
+
+
+@njit(cache=_CACHE, nogil=True, fastmath={"contract"})
+def _newton_fwd_corr(mode, coef, g0, gbd, g3, b, w, winv, nu, p_dnu, dw, sgap):
+    """The corrector's forward pass from the predictor's p = dw dnu
+    (``p_dnu``, overwritten by dnu): :func:`_newton_fwd_core`, kind
+    ``_FWD_CORR_P``."""
+    return _newton_fwd_core(mode, coef, g0, gbd, g3, b, dw, w, winv, nu, p_dnu, p_dnu, dw, dw,
+                            _FWD_CORR_P, sgap)
+
+
+@njit(cache=_CACHE, nogil=True, fastmath={"contract"})
+def _newton_fwd_gondzio(mode, coef, g0, gbd, g3, b, winv, nu, dw, dnu, r, dw2, dnu2):
+    """Gondzio's forward pass (kind ``_FWD_GONDZIO``, its rhs ``r`` read,
+    ``dnu2`` may be it), as its own function: :func:`_newton_fwd_core`."""
+    return _newton_fwd_core(mode, coef, g0, gbd, g3, b, dw2, winv, winv, nu, dw, dnu, dw2, dnu2,
+                            _FWD_GONDZIO, 0.0)
+
+
+@njit(cache=_CACHE, nogil=True, fastmath={"contract"}, inline="always")
+def _newton_fwd_core(mode, coef, g0, gbd, g3, b, v, w, winv, nu, a1, a2, o1, o2, kind, sgap):
     """The forward recursion of :func:`_newton_solve` from the baseline
     ``b`` (:func:`_newton_back`), with the interior point's pass over each
     innovation v_k fused in (the recursion is latency-bound: the pass runs
@@ -1197,7 +1301,15 @@ def _newton_fwd(mode, coef, g0, gbd, g3, b, v, w, winv, nu, a1, a2, o1, o2, kind
     (a1 - nu dw) / w.  3 (a Gondzio corrector from the step a1, a2, o2 its
     complementarity rhs): o1 = a1 + v, o2 = a2 + (o2 - nu v) / w.  Returns
     the ratio tests' maxima (rp, rd) of -dw / w and -dnu / nu (at least 1)
-    and, for kind 1, the sums of dw nu and dw dnu.
+    and, for kinds 1 and 4, the sums of dw nu and dw dnu.
+
+    Kinds 4 and 5 are 1 and 2 with their right-hand sides formed here (as
+    :func:`_newton_back_fused` forms its c) instead of read: 4 (the
+    predictor) stores only o2 = p = dw dnu (what the corrector needs of it);
+    5 (the corrector, a1 = p in): o1 = dw = v - w, a1 = dnu = (sgap - p - w
+    nu - nu dw) / w.  Inlined into a function per kind where the interior
+    point calls it (the kind a constant there: the pass is bound by its
+    instruction count as much as by its chain).
     """
     n = coef.shape[0] - 1
     g1 = coef[n, 1]
@@ -1224,17 +1336,26 @@ def _newton_fwd(mode, coef, g0, gbd, g3, b, v, w, winv, nu, a1, a2, o1, o2, kind
             continue
         nk = nu[k]
         wi = winv[k]
-        if kind == 1:
+        if kind == 1 or kind == 4:
             d_w = vk - w[k]
             t = d_w * wi
             d_nu = -nk * (1.0 + t)
             s_dn += d_w * nk
             s_dd += d_w * d_nu
-            o1[k] = d_w
-            o2[k] = d_nu
+            if kind == 1:
+                o1[k] = d_w
+                o2[k] = d_nu
+            else:
+                o2[k] = d_w * d_nu
         elif kind == 2:
             d_w = vk - w[k]
             d_nu = (a1[k] - nk * d_w) * wi
+            o1[k] = d_w
+            a1[k] = d_nu
+        elif kind == 5:
+            wk = w[k]
+            d_w = vk - wk
+            d_nu = (((sgap - a1[k]) - wk * nk) - nk * d_w) * wi
             o1[k] = d_w
             a1[k] = d_nu
         else:
@@ -1269,7 +1390,13 @@ def _ipm_iteration(y, g1, g2, beta, mode, mu, w, nu, winv, gap_in, D, c, coef, g
     the next iteration, which is told so by ``gap_in`` >= 0 (the gap
     returned); with ``gap_in`` < 0 (the first iteration) it is formed here.
     The factoring pass forms D = nu / w and c = beta - nu itself
-    (:func:`_newton_back_ipm`); ``D`` is unused, ``c`` a scratch array.
+    (:func:`_newton_back_ipm`); ``D`` is unused (the crossover passes ``c``
+    for it).  Without drift (``mode`` 0, 1) every right-hand side is formed
+    inside the solves' passes (:func:`_newton_back_corr`,
+    :func:`_newton_back_gondzio`, :func:`_newton_fwd_pred`,
+    :func:`_newton_fwd_corr`) and ``c``, ``v``, ``zero`` are not touched;
+    with drift the corrector's and Gondzio's c are formed in passes of their
+    own and solved by :func:`_newton_back` (``zero``: zeros, length T).
     """
     n = w.shape[0]
     gap = gap_in
@@ -1284,43 +1411,56 @@ def _ipm_iteration(y, g1, g2, beta, mode, mu, w, nu, winv, gap_in, D, c, coef, g
     # predictor (affine scaling): complementarity target 0; dnu = -nu (1 + dw / w)
     # (the predicted gap sum (w + ap dw)(nu + ad dnu) from sums formed in
     # the same pass: w dnu = -w nu - nu dw)
+    # (without drift the right-hand sides are formed inside the solves'
+    # passes, _newton_back_fused and _newton_fwd_core's kinds 4, 5: no passes
+    # of their own; the predictor's step is kept only as p = dw dnu, in dnu)
+    fused = mode != 2
     b0 = _newton_back_ipm(y, g1, g2, mode, mu, beta, nu, winv, coef, g0, gbd, g3)
-    rp, rd, s_dn, s_dd = _newton_fwd(mode, coef, g0, gbd, g3, b0, v, w, winv, nu, v, v, dw,
-                                     dnu, _FWD_PRED)
+    if fused:
+        rp, rd, s_dn, s_dd = _newton_fwd_pred(mode, coef, g0, gbd, g3, b0, w, winv, nu, dnu)
+    else:
+        rp, rd, s_dn, s_dd = _newton_fwd(mode, coef, g0, gbd, g3, b0, v, w, winv, nu, v, v, dw,
+                                         dnu, _FWD_PRED)
     ap = 1.0 / rp
     ad = 1.0 / rd
     gap_aff = gap + ((ap - ad) * s_dn + ap * ad * s_dd) / n - ad * gap
     sig = min(1.0, max(sig_min, (max(gap_aff, 0.0) / gap) ** 3))
     sgap = sig * gap
     # corrector: target sig gap, with the predictor's second-order term
-    for k in range(n):
-        r = sgap - dw[k] * dnu[k]
-        dnu[k] = r - w[k] * nu[k]          # the corrector's complementarity rhs
-        c[k] = beta - nu[k] - r * winv[k]
-    b0 = _newton_back(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, _NO)
-    rp, rd, _s, _t = _newton_fwd(mode, coef, g0, gbd, g3, b0, v, w, winv, nu, dnu, v, dw, v,
-                                 _FWD_CORR)
+    if fused:
+        b0 = _newton_back_corr(y, g1, g2, mode, beta, sgap, nu, winv, dnu, coef, g0)
+        rp, rd, _s, _t = _newton_fwd_corr(mode, coef, g0, gbd, g3, b0, w, winv, nu, dnu, dw, sgap)
+    else:
+        for k in range(n):
+            r = sgap - dw[k] * dnu[k]
+            dnu[k] = r - w[k] * nu[k]          # the corrector's complementarity rhs
+            c[k] = beta - nu[k] - r * winv[k]
+        b0 = _newton_back(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, _NO)
+        rp, rd, _s, _t = _newton_fwd(mode, coef, g0, gbd, g3, b0, v, w, winv, nu, dnu, v, dw, v,
+                                     _FWD_CORR)
     ap = 1.0 / rp
     ad = 1.0 / rd
     # Gondzio: push the products that would leave [0.1, 10] sig gap back in
     for corr in range(n_corr):
+        if 1.01 * min(ap, ad) > 1.0:
+            # a corrector is kept only if it lengthens the step by 1 %, and
+            # no step exceeds 1: skipped, exactly (late iterations)
+            break
         apt = min(1.0, 1.5 * ap + 0.2)
         adt = min(1.0, 1.5 * ad + 0.2)
         lo = 0.1 * sgap
         hi = 10.0 * sgap
-        for k in range(n):
-            p = (w[k] + apt * dw[k]) * (nu[k] + adt * dnu[k])
-            if p < lo:
-                r = lo - p
-            elif p > hi:
-                r = max(hi - p, -hi)
-            else:
-                r = 0.0
-            c[k] = -r * winv[k]
-            dnu2[k] = r
-        b0 = _newton_back(zero, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, _NO)
-        rp, rd, _s, _t = _newton_fwd(mode, coef, g0, gbd, g3, b0, v, w, winv, nu, dw, dnu, dw2,
-                                     dnu2, _FWD_GONDZIO)
+        if fused:
+            b0 = _newton_back_gondzio(g1, g2, mode, w, nu, winv, dw, dnu, dnu2, apt, adt, lo, hi,
+                                      coef, g0)
+        else:
+            for k in range(n):
+                r = _gondzio_rhs(w[k], dw[k], nu[k], dnu[k], apt, adt, lo, hi)
+                c[k] = -r * winv[k]
+                dnu2[k] = r
+            b0 = _newton_back(zero, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, _NO)
+        rp, rd, _s, _t = _newton_fwd_gondzio(mode, coef, g0, gbd, g3, b0, winv, nu, dw, dnu, dnu2,
+                                             dw2, dnu2)
         ap2 = 1.0 / rp
         ad2 = 1.0 / rd
         if min(ap2, ad2) < 1.01 * min(ap, ad):
@@ -1421,18 +1561,20 @@ def _ipm_crossover(y, g1, g2, alpha, beta, mode, mu, active, best, best_flip, be
     if not sc > 0.0:
         sc = 1.0
     # start: every w and nu equal (the Newton step does not need an x)
+    # (_ipm_iteration's D is unused: the factoring pass forms D from nu and
+    # 1 / w; c, v and zero are touched only with drift)
     w = ws[0:n]
     nu = ws[n:2 * n]
     winv = ws[2 * n:3 * n]
-    D = ws[4 * n:5 * n]
-    c = ws[5 * n:6 * n]
-    g0 = ws[6 * n:7 * n]
-    v = ws[7 * n:8 * n]
-    dw = ws[8 * n:9 * n]
-    dnu = ws[9 * n:10 * n]
-    dw2 = ws[10 * n:11 * n]
-    dnu2 = ws[11 * n:12 * n]
-    o = 12 * n
+    c = ws[3 * n:4 * n]
+    D = c
+    g0 = ws[4 * n:5 * n]
+    v = ws[5 * n:6 * n]
+    dw = ws[6 * n:7 * n]
+    dnu = ws[7 * n:8 * n]
+    dw2 = ws[8 * n:9 * n]
+    dnu2 = ws[9 * n:10 * n]
+    o = 10 * n
     m_d = n if mode == 2 else 1
     g3 = ws[o:o + m_d]
     o += n
@@ -1476,8 +1618,9 @@ def _ipm_crossover(y, g1, g2, alpha, beta, mode, mu, active, best, best_flip, be
             w[k] = w0
             nu[k] = nu0
             guess[k] = True
-    for t in range(T):
-        zero[t] = 0.0
+    if mode == 2:
+        for t in range(T):
+            zero[t] = 0.0
     gap_best = math.inf
     gap_first = -1.0
     step = 1.0
@@ -1779,7 +1922,7 @@ def workspace_sizes(T):
     """(floats, bools) of the workspaces :func:`pdas_rows` needs for T frames:
     the baseline, :func:`pdas_one`'s arrays and its interior point's."""
     n = T - 1
-    return (28 + _NCOEF) * n + 4 * T + _NCOEF, 5 * n
+    return (26 + _NCOEF) * n + 4 * T + _NCOEF, 5 * n
 
 
 # steps a warm start may take before the trace is solved again from a cold
