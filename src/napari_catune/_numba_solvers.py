@@ -29,7 +29,8 @@ import math
 import numpy as np
 from numba import njit
 
-from ._numba_local import _SEG_ROUNDS, _SEG_SINGLE, local_exchange, peak_samples, thin_flips
+from ._numba_local import (_SEG_ROUNDS, _SEG_SINGLE, adjoint_conv, dense_settle, forward_conv,
+                           local_exchange, peak_samples, thin_flips)
 
 # (int64, not literal ints: see _NO)
 _SEG_ROUNDS = np.int64(_SEG_ROUNDS)
@@ -55,32 +56,8 @@ _FWD_GONDZIO = np.int64(3)
 
 
 # ----------------------------------------------------------------- filters
-@njit(cache=_CACHE, nogil=True)
-def forward_conv(s, g1, g2, alpha, out):
-    """out = K s (length T): out[0] = 0, out[t] = alpha * q[t-1]."""
-    T = s.shape[0]
-    q1 = 0.0
-    q2 = 0.0
-    out[0] = 0.0
-    for k in range(T - 1):
-        q = s[k] + g1 * q1 + g2 * q2
-        out[k + 1] = alpha * q
-        q2 = q1
-        q1 = q
-
-
-@njit(cache=_CACHE, nogil=True)
-def adjoint_conv(v, g1, g2, alpha, out):
-    """out = K^T v: out[j] = alpha * p[j], p[j] = v[j+1] + g1 p[j+1] + g2 p[j+2]."""
-    T = v.shape[0]
-    p1 = 0.0
-    p2 = 0.0
-    out[T - 1] = 0.0
-    for j in range(T - 2, -1, -1):
-        p = v[j + 1] + g1 * p1 + g2 * p2
-        out[j] = alpha * p
-        p2 = p1
-        p1 = p
+# forward_conv (K s) and adjoint_conv (K^T v) live in _numba_local (its dense
+# settle needs them) and are imported above
 
 
 @njit(cache=_CACHE, nogil=True)
@@ -528,6 +505,16 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
        safe rule of Judice & Pires from the best guess seen: block exchanges
        while the violators fall, else one exchange at a time (finite for
        this strictly convex problem, an LCP with a P-matrix).
+
+    On a kernel decaying over more than ``_EARLY_DECAY`` samples a warm
+    start settles each exchange by a dense solve instead
+    (:func:`._numba_local.dense_settle`, with the baseline fixed; there the
+    free set is a few hundred isolated samples and a small move settles in
+    2-4 full steps).  Where that does not apply (a large move: thousands of
+    violators) or has not settled in ``_DENSE_STEPS`` full steps, the
+    interior point takes over from its cold start (on those kernels the
+    warm interior point took more steps than a whole cold solve; a cold
+    solve's own first step, all samples active, is not needed).
     """
     T = y.shape[0]
     n = T - 1
@@ -599,6 +586,27 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
         thin = max(1, int(_THIN_PEAK * peak_samples(g1, g2)))
         local_frac = max(local_frac, _LOCAL_FRAC_T)
     cycle_last = False
+    # a warm start on a kernel decaying over more than _EARLY_DECAY samples
+    # settles each full step's exchange by a dense working-set solve with
+    # the baseline fixed (_numba_local.dense_settle): its free set is a few
+    # hundred isolated samples
+    cmax = 0
+    if warm and early and _DENSE_MAX > 0:
+        room = ipm_ws.shape[0] - 2 * (n + 2)
+        if room > 0:
+            cmax = min(_DENSE_MAX, int(math.sqrt(room / 2.0)) - 8)
+    # (not at lambda 0: there the test's rounding floor accepts sets a
+    # little above the optimum that the dense settle can reach, 1.7e-6
+    # relative on 10,000 frames after tau_decay +50 %, where the cold solve
+    # found the optimum)
+    dense = cmax >= _DENSE_MIN and lamG > 0.0
+    slow_warm = warm and early
+    dense_steps = 0
+    ipm_cold = False
+    in_c = bws[3 * n:4 * n]
+    if dense:
+        for k in range(n):
+            in_c[k] = False
     # a cold start at lambda 0 with every sample free: its first step is the
     # exact fit, formed in one pass (_all_free_step) instead of a solve
     direct = not warm and lamG == 0.0 and _COLD_FREE_PASS
@@ -624,6 +632,30 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
             for k in range(n):
                 best[k] = active[k]
                 best_flip[k] = flip[k]
+        # (a few violators that the last step left as well: one at a time,
+        # Murty's rule, below)
+        few = n_bad <= 4 and it >= 2 and n_bad >= hist[(it - 2) % _HIST]
+        if slow_warm and not few:
+            rounds = -1
+            if dense and dense_steps < _DENSE_STEPS:
+                rounds = dense_settle(g1, g2, alpha, active, flip, u, nu, eps_nu, thin, ipm_ws,
+                                      in_c, work, gain_b, cmax, _DENSE_ROUNDS,
+                                      _DENSE_WORK * n)
+            if rounds > 0:
+                dense_steps += 1
+                continue
+            if dense_steps > 0 or n_bad * _COLD_RESTART > n:
+                # a large move (many violators, too many for the dense
+                # solve), or one that has not settled in _DENSE_STEPS full
+                # steps or within the dense solve's budget: the interior
+                # point from its cold start (the warm one took more steps),
+                # as a cold solve goes on from its first step
+                ipm_cold = True
+                best_bad = n + 1
+                break
+            # a small move with many free samples (lambda 0): the exchange
+            # and the warm interior point as before
+            slow_warm = False
         use_local = local and it >= local_from and n_bad * local_frac <= n
         # no fewer violators than a step ago: with the localized exchange a
         # segment is stuck in a cycle of block exchanges (the same start
@@ -645,7 +677,7 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
             # every two steps: the (warm) interior point is cheaper (fewer
             # violators: the exchange's tail, which often settles)
             break
-        if n_bad <= 4 and it >= 2 and n_bad >= hist[(it - 2) % _HIST]:
+        if few:
             # a few that the block exchange keeps misplacing: one at a time
             # (Murty's rule)
             active[last_bad] = not active[last_bad]
@@ -676,7 +708,8 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
         # ---- phase 2: interior point + crossover
         it, converged, best_bad, n_ipm = _ipm_crossover(
             y, g1, g2, alpha, beta, mode, mu, active, best, best_flip, best_bad, it, max_iters,
-            gain, gb, x, bvec, u, nu, flip, rel_eps, s_ipm, ipm_ws, bws[3 * n:4 * n], warm)
+            gain, gb, x, bvec, u, nu, flip, rel_eps, s_ipm, ipm_ws, bws[3 * n:4 * n],
+            warm and not ipm_cold)
     if not converged and it < max_iters:
         # ---- phase 3: the safe rule from the best guess seen
         if best_bad <= n:
@@ -834,6 +867,24 @@ _LOCAL_WINDOW = 4.0
 # off); then it settles locally only once at most n / _LOCAL_FRAC_T violate
 _THIN_PEAK = 0.7
 _LOCAL_FRAC_T = 200
+
+# a warm start on a kernel decaying over more than _EARLY_DECAY samples
+# settles each exchange by a dense solve on a working set of at most
+# _DENSE_MAX samples (_numba_local.dense_settle; 0: off, not below
+# _DENSE_MIN: the workspace of a short trace), growing it for at most
+# _DENSE_ROUNDS rounds, for at most _DENSE_STEPS full steps
+_DENSE_MAX = 512
+_DENSE_MIN = 32
+_DENSE_ROUNDS = 8
+_DENSE_STEPS = 8
+# ... at most this many multiply-adds per sample of the trace per settle
+_DENSE_WORK = 40
+# ... where it does not apply at the first step, a solve from a cold start
+# when more than n / _COLD_RESTART samples violate (first-step violators on
+# the 1 kHz kernels, 54,000 frames: 35-240 after tau +-2 %, fs +-1 %;
+# 770-30,000 after tau +-50 %, tau_rise +20 %, lambda x2, /2; there the
+# warm interior point took 16-29 steps, a cold solve 14-20)
+_COLD_RESTART = 100
 
 # violator counts remembered by the phase-1 stall test
 _HIST = 8
