@@ -45,6 +45,8 @@ full step with none (3-5 full steps become 2).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit
 
@@ -614,7 +616,7 @@ def _nnqp(H, L, P, p, c, z, m, blocked, zeta, grad, C, thin, tol, work, max_work
 
 @njit(cache=_CACHE, nogil=True)
 def dense_settle(g1, g2, alpha, active, flip, u, nu, eps_nu, thin, ws, inC, work, work2, cmax,
-                 max_rounds, max_work):
+                 max_rounds, max_work, min_gain):
     """Settle a block exchange on a kernel slow against fs with the
     baseline fixed, by a dense working-set solve: after a full step of
     :func:`_numba_solvers._kkt_core` (spikes ``u`` on its free set,
@@ -634,7 +636,10 @@ def dense_settle(g1, g2, alpha, active, flip, u, nu, eps_nu, thin, ws, inC, work
 
     ``ws``: float scratch of at least 2 (n + 2) + 2 cmax^2 + 8 cmax;
     ``inC`` (bool, n, all False, left so), ``work``, ``work2`` (float, n + 1)
-    scratch.  Returns the rounds (>= 1), or -1 when it does not apply
+    scratch.  With ``min_gain`` > -inf the set changes only if the
+    objective (b fixed) falls by at least that much (else rounds 0).
+    Returns (rounds, samples that changed side); rounds -1 when
+    it does not apply
     (complex or non-positive AR roots, too many free samples or
     violators, or the first round's solve not done within ``max_work``
     multiply-adds: ``active`` unchanged; a large move, which the interior
@@ -642,11 +647,11 @@ def dense_settle(g1, g2, alpha, active, flip, u, nu, eps_nu, thin, ws, inC, work
     n = u.shape[0]
     disc = g1 * g1 + 4.0 * g2
     if not disc > 0.0:
-        return -1
+        return -1, 0
     d = 0.5 * (g1 + np.sqrt(disc))
     r = g1 - d
     if not (r > 0.0 and r < d and d < 1.0):
-        return -1
+        return -1, 0
     # the working set: the free samples (negative spikes included) and the
     # active violators, thinned to one per cluster when many
     n_free = 0
@@ -657,7 +662,7 @@ def dense_settle(g1, g2, alpha, active, flip, u, nu, eps_nu, thin, ws, inC, work
         elif flip[k]:
             n_bad += 1
     if n_free >= cmax // 2:
-        return -1
+        return -1, 0
     if n_free + n_bad > cmax // 2:
         thin_flips(active, flip, u, nu, thin)
         n_bad = 0
@@ -665,10 +670,10 @@ def dense_settle(g1, g2, alpha, active, flip, u, nu, eps_nu, thin, ws, inC, work
             if active[k] and flip[k]:
                 n_bad += 1
         if n_free + n_bad > cmax:
-            return -1
+            return -1, 0
     # the first factorisation and the matrix alone would exceed the budget
     if n_free * n_free * n_free // 3 + 8 * (n_free + n_bad) ** 2 > max_work:
-        return -1
+        return -1, 0
     # power tables d^k, r^k (k <= n + 1)
     dp = ws[0:n + 2]
     rp = ws[n + 2:2 * n + 4]
@@ -778,9 +783,74 @@ def dense_settle(g1, g2, alpha, active, flip, u, nu, eps_nu, thin, ws, inC, work
             for f in range(nf):
                 v -= H[i, f] * s0[f]
             c[i] = v
+    # the objective's fall from the expansion point (b fixed): g'dz +
+    # 1/2 dz'H dz; below ``min_gain`` the set is left as it was
+    fall = 0.0
+    if rounds > 0 and min_gain > -math.inf:
+        for i in range(m):
+            di = z[i] - s0[i]
+            if di == 0.0:
+                continue
+            hd = 0.0
+            hi = H[i]
+            for j in range(m):
+                hd += hi[j] * (z[j] - s0[j])
+            fall -= di * (alpha * nu[C[i]] + 0.5 * hd)
+        if not fall >= min_gain:
+            rounds = 0
+    changed = 0
     for i in range(m):
         if rounds > 0:
-            active[C[i]] = not z[i] > 0.0
+            a_new = not z[i] > 0.0
+            changed += a_new != active[C[i]]
+            active[C[i]] = a_new
         inC[C[i]] = False
-    return rounds
+    return rounds, changed
+
+
+@njit(cache=_CACHE, nogil=True)
+def dense_verify(y, bvec, g1, g2, alpha, lamG, active, u, nu, flip, thin, ws, inC, work,
+                 work2, cmax, max_work, rel_tol, rel_gain):
+    """A full step found no violator: check its answer (spikes u on the free
+    set, clipped; baseline bvec) with the gradient formed directly,
+    g = lamG - K'(y - K s - b) (one forward and one adjoint pass, accurate
+    to rounding of the data), instead of the step's multipliers, whose
+    recursion on a kernel slow against fs carries a rounding floor that
+    can hide a negative multiplier worth 1e-8 of the objective.  Active
+    samples with g below -``rel_tol`` max|g| are violators: the dense
+    settle (:func:`dense_settle`, on this gradient) re-places them and
+    the free samples, if that lowers the objective by more than
+    ``rel_gain`` times 1/2 ||y - K s - b||^2 (less is rounding: a set
+    changed for it costs a full step and gains nothing).  ``u``, ``nu``,
+    ``flip`` are overwritten.  Returns the samples that changed side (0:
+    the answer stands)."""
+    n = u.shape[0]
+    for k in range(n):
+        v = u[k] if not active[k] and u[k] > 0.0 else 0.0
+        u[k] = v
+        work[k] = v
+    work[n] = 0.0
+    forward_conv(work, g1, g2, alpha, work2)
+    f_fit = 0.0
+    for t in range(n + 1):
+        rt = y[t] - work2[t] - bvec[t]
+        work2[t] = rt
+        f_fit += 0.5 * rt * rt
+    adjoint_conv(work2, g1, g2, alpha, work)
+    g_max = 0.0
+    for k in range(n):
+        g = lamG - work[k]
+        nu[k] = g / alpha
+        g_max = max(g_max, abs(g))
+    tol = rel_tol * g_max
+    n_bad = 0
+    for k in range(n):
+        bad = active[k] and alpha * nu[k] < -tol
+        flip[k] = bad
+        n_bad += bad
+    if n_bad == 0:
+        return 0
+    rounds, changed = dense_settle(g1, g2, alpha, active, flip, u, nu, tol / alpha, thin, ws, inC,
+                                   work, work2, cmax, 1, max_work, rel_gain * f_fit)
+    return changed if rounds > 0 else 0
 
