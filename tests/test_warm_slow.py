@@ -158,7 +158,7 @@ def test_dense_settle_solves_the_fixed_baseline_problem(mode):
     in_c = np.zeros(n, dtype=bool)
     thin = max(1, int(0.7 * nl.peak_samples(m.g1, m.g2)))
     rounds, _changed = nl.dense_settle(m.g1, m.g2, m.alpha, active, flip, u, nu, eps_nu, thin, ws, in_c,
-                             np.empty(y.size), np.empty(y.size), 512, 8, 10 ** 9, -np.inf)
+                             np.empty(y.size), np.empty(y.size), 512, 8, 10 ** 9, -np.inf, False)
     assert 1 <= rounds < 8
     assert not in_c.any()
     check = _full_step(y - bvec, m, 0, 0.0, active.copy())
@@ -175,7 +175,7 @@ def test_dense_settle_declines_what_it_cannot_do():
     u, nu = np.zeros(n), -np.ones(n)
     ws = np.empty(ns.workspace_sizes(n + 1)[0])
     args = (active, flip, u, nu, 1e-9, 5, ws, np.zeros(n, dtype=bool), np.empty(n + 1),
-            np.empty(n + 1), 64, 8, 10 ** 9, -np.inf)
+            np.empty(n + 1), 64, 8, 10 ** 9, -np.inf, False)
     assert nl.dense_settle(1.9, -0.95, 1.0, *args)[0] == -1   # complex roots
     m = S._model(*_params(SLOW))
     before = active.copy()

@@ -616,7 +616,7 @@ def _nnqp(H, L, P, p, c, z, m, blocked, zeta, grad, C, thin, tol, work, max_work
 
 @njit(cache=_CACHE, nogil=True)
 def dense_settle(g1, g2, alpha, active, flip, u, nu, eps_nu, thin, ws, inC, work, work2, cmax,
-                 max_rounds, max_work, min_gain):
+                 max_rounds, max_work, min_gain, tables):
     """Settle a block exchange on a kernel slow against fs with the
     baseline fixed, by a dense working-set solve: after a full step of
     :func:`_numba_solvers._kkt_core` (spikes ``u`` on its free set,
@@ -636,7 +636,9 @@ def dense_settle(g1, g2, alpha, active, flip, u, nu, eps_nu, thin, ws, inC, work
 
     ``ws``: float scratch of at least 2 (n + 2) + 2 cmax^2 + 8 cmax;
     ``inC`` (bool, n, all False, left so), ``work``, ``work2`` (float, n + 1)
-    scratch.  With ``min_gain`` > -inf the set changes only if the
+    scratch; with ``tables`` the power tables at the start of ``ws`` are
+    those of an earlier call (same kernel, same n).  With ``min_gain`` >
+    -inf the set changes only if the
     objective (b fixed) falls by at least that much (else rounds 0).
     Returns (rounds, samples that changed side); rounds -1 when
     it does not apply
@@ -690,15 +692,16 @@ def dense_settle(g1, g2, alpha, active, flip, u, nu, eps_nu, thin, ws, inC, work
     cs = ws[o + 5 * cmax:o + 6 * cmax]
     sn = ws[o + 6 * cmax:o + 7 * cmax]
     tmp = ws[o + 7 * cmax:o + 8 * cmax]
-    a = 1.0
-    b = 1.0
-    for k in range(n + 2):
-        dp[k] = a
-        rp[k] = b
-        a *= d
-        b *= r
-        if b < 1e-290:
-            b = 0.0
+    if not tables:
+        a = 1.0
+        b = 1.0
+        for k in range(n + 2):
+            dp[k] = a
+            rp[k] = b
+            a *= d
+            b *= r
+            if b < 1e-290:
+                b = 0.0
     a2 = alpha * alpha / ((d - r) * (d - r))
     C = np.empty(cmax, np.int64)
     P = np.empty(cmax, np.int64)
@@ -810,7 +813,7 @@ def dense_settle(g1, g2, alpha, active, flip, u, nu, eps_nu, thin, ws, inC, work
 
 @njit(cache=_CACHE, nogil=True)
 def dense_verify(y, bvec, g1, g2, alpha, lamG, active, u, nu, flip, thin, ws, inC, work,
-                 work2, cmax, max_work, rel_tol, rel_gain):
+                 work2, cmax, max_work, rel_tol, rel_gain, tables):
     """A full step found no violator: check its answer (spikes u on the free
     set, clipped; baseline bvec) with the gradient formed directly,
     g = lamG - K'(y - K s - b) (one forward and one adjoint pass, accurate
@@ -851,6 +854,7 @@ def dense_verify(y, bvec, g1, g2, alpha, lamG, active, u, nu, flip, thin, ws, in
     if n_bad == 0:
         return 0
     rounds, changed = dense_settle(g1, g2, alpha, active, flip, u, nu, tol / alpha, thin, ws, inC,
-                                   work, work2, cmax, 1, max_work, rel_gain * f_fit)
+                                   work, work2, cmax, 1, max_work, rel_gain * f_fit,
+                                   tables)
     return changed if rounds > 0 else 0
 
