@@ -30,7 +30,8 @@ import numpy as np
 from numba import njit
 
 from ._numba_local import (_SEG_ROUNDS, _SEG_SINGLE, adjoint_conv, dense_settle, dense_verify,
-                           forward_conv, local_exchange, peak_samples, thin_flips)
+                           direct_gradient, forward_conv, local_exchange, peak_samples,
+                           thin_flips)
 
 # (int64, not literal ints: see _NO)
 _SEG_ROUNDS = np.int64(_SEG_ROUNDS)
@@ -656,7 +657,12 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
                 best_bad = n + 1
                 break
             if dense and dense_steps < _DENSE_STEPS:
-                rounds, changed = dense_settle(g1, g2, alpha, active, flip, u, nu, eps_nu, thin,
+                eps_d = eps_nu
+                if _DENSE_DIRECT:
+                    g_max, _f = direct_gradient(y, bvec, g1, g2, alpha, lamG, active, u, nu, work,
+                                                gain_b, False)
+                    eps_d = _DENSE_TOL * g_max / alpha
+                rounds, changed = dense_settle(g1, g2, alpha, active, flip, u, nu, eps_d, thin,
                                                ipm_ws, in_c, work, gain_b, cmax, _DENSE_ROUNDS,
                                                _DENSE_WORK * n, -math.inf, tables)
                 tables = tables or rounds > 0
@@ -907,13 +913,19 @@ _DENSE_STEPS = 8
 # ... and checks its answer on the directly formed gradient at most this
 # many times, a sample violating below -_DENSE_TOL max|gradient|
 _DENSE_VERIFY = 1
+# ... and settles on that gradient too (else on the step's multipliers:
+# 1 kHz kernel, 54,000 frames, drift: tau_decay +50 % 12 -> 4 steps, the
+# other dense moves one step fewer or the same; 0.4 ms per settle)
+_DENSE_DIRECT = True
 _DENSE_TOL = 1e-10
 # ... and takes the checked set only if the objective falls by more than
 # _DENSE_GAIN times the fit term (1e-8 seen on 20,000 frames: the cold
 # optimum; below this the change is rounding and costs a full step)
 _DENSE_GAIN = 1e-12
 # ... at most this many multiply-adds per sample of the trace per settle
-_DENSE_WORK = 40
+# (at 40, lambda x2 and /2 on one of two 54,000-frame traces ran out and
+# went cold, a step more than a cold solve)
+_DENSE_WORK = 100
 # ... where it does not apply at the first step, a solve from a cold start
 # when more than n / _COLD_RESTART samples violate (first-step violators on
 # the 1 kHz kernels, 54,000 frames: 35-240 after tau +-2 %, fs +-1 %;
