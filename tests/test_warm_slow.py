@@ -207,9 +207,9 @@ def test_warm_on_the_1khz_kernel_takes_no_more_steps_than_cold(baseline):
 
 
 def test_warm_at_lambda_0_on_the_1khz_kernel_takes_no_more_steps_than_cold():
-    """lambda 0 (no dense settle: its free set is larger and its rounding
-    floor looser): a large move goes to the cold interior point at once,
-    a small one keeps the exchange; never more steps than cold."""
+    """lambda 0 (a looser rounding floor in the step's multipliers: settled
+    on those, tau_decay +50 % stopped 1.7e-6 above the optimum): at the
+    cold optimum, never more steps than cold."""
     name = "lam0-slow-1kHz"
     y = regime_traces(name, 1, 10_000, seed=0)
     prev = _solve(y, _params(name), "drift")

@@ -673,8 +673,12 @@ def dense_settle(g1, g2, alpha, active, flip, u, nu, eps_nu, thin, ws, inC, work
                 n_bad += 1
         if n_free + n_bad > cmax:
             return -1, 0
-    # the first factorisation and the matrix alone would exceed the budget
-    if n_free * n_free * n_free // 3 + 8 * (n_free + n_bad) ** 2 > max_work:
+    # the first factorisation and the matrix alone would exceed the budget,
+    # or the factorisation a quarter of it (a free set of a few hundred:
+    # lambda 0 on 54,000 frames at 1 kHz, where each settle then cost
+    # 3-5 ms and the exchange does better)
+    f3 = n_free * n_free * n_free // 3
+    if f3 + 8 * (n_free + n_bad) ** 2 > max_work or 4 * f3 > max_work:
         return -1, 0
     # power tables d^k, r^k (k <= n + 1)
     dp = ws[0:n + 2]

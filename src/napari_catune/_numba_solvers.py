@@ -596,11 +596,10 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
         room = ipm_ws.shape[0] - 2 * (n + 2)
         if room > 0:
             cmax = min(_DENSE_MAX, int(math.sqrt(room / 2.0)) - 8)
-    # (not at lambda 0: there the test's rounding floor accepts sets a
-    # little above the optimum that the dense settle can reach, 1.7e-6
-    # relative on 10,000 frames after tau_decay +50 %, where the cold solve
-    # found the optimum)
-    dense = cmax >= _DENSE_MIN and lamG > 0.0
+    # (at lambda 0 only with _DENSE_LAM0: settled on the step's multipliers
+    # it stopped 1.7e-6 above the optimum there, on 10,000 frames after
+    # tau_decay +50 %; on the direct gradient and checked, at the optimum)
+    dense = cmax >= _DENSE_MIN and (lamG > 0.0 or _DENSE_LAM0)
     slow_warm = warm and early
     dense_steps = 0
     verified = 0
@@ -917,6 +916,7 @@ _DENSE_VERIFY = 1
 # 1 kHz kernel, 54,000 frames, drift: tau_decay +50 % 12 -> 4 steps, the
 # other dense moves one step fewer or the same; 0.4 ms per settle)
 _DENSE_DIRECT = True
+_DENSE_LAM0 = True
 _DENSE_TOL = 1e-10
 # ... and takes the checked set only if the objective falls by more than
 # _DENSE_GAIN times the fit term (1e-8 seen on 20,000 frames: the cold
