@@ -615,6 +615,19 @@ def _nnqp(H, L, P, p, c, z, m, blocked, zeta, grad, C, thin, tol, work, max_work
 
 
 @njit(cache=_CACHE, nogil=True)
+def dense_fits(active, cmax, max_work):
+    """Whether :func:`dense_settle` can take this free set at all (its
+    size and first factorisation; checked before the direct gradient is
+    formed for it)."""
+    n_free = 0
+    for k in range(active.shape[0]):
+        if not active[k]:
+            n_free += 1
+    f3 = n_free * n_free * n_free // 3
+    return n_free < cmax // 2 and 4 * f3 <= max_work and f3 + 8 * n_free * n_free <= max_work
+
+
+@njit(cache=_CACHE, nogil=True)
 def dense_settle(g1, g2, alpha, active, flip, u, nu, eps_nu, thin, ws, inC, work, work2, cmax,
                  max_rounds, max_work, min_gain, tables):
     """Settle a block exchange on a kernel slow against fs with the

@@ -29,9 +29,9 @@ import math
 import numpy as np
 from numba import njit
 
-from ._numba_local import (_SEG_ROUNDS, _SEG_SINGLE, adjoint_conv, dense_settle, dense_verify,
-                           direct_gradient, forward_conv, local_exchange, peak_samples,
-                           thin_flips)
+from ._numba_local import (_SEG_ROUNDS, _SEG_SINGLE, adjoint_conv, dense_fits, dense_settle,
+                           dense_verify, direct_gradient, forward_conv, local_exchange,
+                           peak_samples, thin_flips)
 
 # (int64, not literal ints: see _NO)
 _SEG_ROUNDS = np.int64(_SEG_ROUNDS)
@@ -628,7 +628,7 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
         hist[it % _HIST] = n_bad
         it += 1
         if n_bad == 0:
-            if dense and verified < _DENSE_VERIFY:
+            if dense and verified < _DENSE_VERIFY and dense_fits(active, cmax, _DENSE_WORK * n):
                 # the dense path's answer, checked on the directly formed
                 # gradient (_numba_local.dense_verify): a changed set is
                 # solved again
@@ -655,7 +655,7 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
                 ipm_cold = True
                 best_bad = n + 1
                 break
-            if dense and dense_steps < _DENSE_STEPS:
+            if dense and dense_steps < _DENSE_STEPS and dense_fits(active, cmax, _DENSE_WORK * n):
                 eps_d = eps_nu
                 if _DENSE_DIRECT:
                     g_max, _f = direct_gradient(y, bvec, g1, g2, alpha, lamG, active, u, nu, work,
