@@ -45,6 +45,8 @@ full step with none (3-5 full steps become 2).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit
 
@@ -55,6 +57,35 @@ _SEG_ROUNDS = 8
 # ... then this many rounds that move only the violator of largest index
 # (Murty's rule: the block exchange cycles on kernels slow against fs)
 _SEG_SINGLE = 8
+
+
+# ---------------------------------------------- filters (used by _numba_solvers)
+@njit(cache=_CACHE, nogil=True)
+def forward_conv(s, g1, g2, alpha, out):
+    """out = K s (length T): out[0] = 0, out[t] = alpha * q[t-1]."""
+    T = s.shape[0]
+    q1 = 0.0
+    q2 = 0.0
+    out[0] = 0.0
+    for k in range(T - 1):
+        q = s[k] + g1 * q1 + g2 * q2
+        out[k + 1] = alpha * q
+        q2 = q1
+        q1 = q
+
+
+@njit(cache=_CACHE, nogil=True)
+def adjoint_conv(v, g1, g2, alpha, out):
+    """out = K^T v: out[j] = alpha * p[j], p[j] = v[j+1] + g1 p[j+1] + g2 p[j+2]."""
+    T = v.shape[0]
+    p1 = 0.0
+    p2 = 0.0
+    out[T - 1] = 0.0
+    for j in range(T - 2, -1, -1):
+        p = v[j + 1] + g1 * p1 + g2 * p2
+        out[j] = alpha * p
+        p2 = p1
+        p1 = p
 
 
 @njit(cache=_CACHE, nogil=True, inline="always")
@@ -382,3 +413,481 @@ def peak_samples(g1, g2):
     if r <= 0.0 or d >= 1.0 or r >= d:
         return 1.0
     return max(1.0, np.log(np.log(r) / np.log(d)) / np.log(d / r))
+
+
+# ---------------------------------------------------------------- dense settle
+# (kernels slow against fs: a few hundred free samples, segments the whole
+# trace long)
+
+
+@njit(cache=_CACHE, nogil=True)
+def _gram_fill(H, C, lo, m, n, dp, rp, d, r, a2):
+    """H[i, j] = (K'K)[C[i], C[j]] for the rows/columns i >= lo of the first
+    m (both triangles).  (K'K)[i, j] = alpha^2 sum_{k=max(i,j)}^{n-1}
+    e(k-i) e(k-j), e(m) = (d^(m+1) - r^(m+1)) / (d - r) the AR(2) impulse
+    response: four geometric sums, from the power tables dp, rp."""
+    idd = 1.0 / (1.0 - d * d)
+    idr = 1.0 / (1.0 - d * r)
+    irr = 1.0 / (1.0 - r * r)
+    for i in range(lo, m):
+        ci = C[i]
+        for j in range(i + 1):
+            cj = C[j]
+            lo_ = ci if ci < cj else cj
+            hi = ci if ci > cj else cj
+            D = hi - lo_
+            L = n - hi
+            dl = dp[L]
+            rl = rp[L]
+            v = (dp[D + 2] * (1.0 - dl * dl) * idd
+                 - (dp[D + 1] * r + rp[D + 1] * d) * (1.0 - dl * rl) * idr
+                 + rp[D + 2] * (1.0 - rl * rl) * irr)
+            H[i, j] = a2 * v
+            H[j, i] = a2 * v
+
+
+@njit(cache=_CACHE, nogil=True, inline="always")
+def _row(a):
+    """Offset of row a of a lower triangle packed by rows."""
+    return (a * (a + 1)) // 2
+
+
+@njit(cache=_CACHE, nogil=True)
+def _chol_add(H, L, P, p, j):
+    """Append position j to the Cholesky factor L (H[P, P] = L L', P[0:p],
+    L packed by rows: every access runs along a row).  False (nothing
+    changed) when j is numerically dependent on P."""
+    op = _row(p)
+    hj = H[j]
+    for a in range(p):
+        oa = _row(a)
+        v = hj[P[a]]
+        for b in range(a):
+            v -= L[oa + b] * L[op + b]
+        L[op + a] = v / L[oa + a]
+    dd = hj[j]
+    for b in range(p):
+        dd -= L[op + b] * L[op + b]
+    if not dd > 1e-12 * hj[j]:
+        return False
+    L[op + p] = np.sqrt(dd)
+    P[p] = j
+    return True
+
+
+@njit(cache=_CACHE, nogil=True)
+def _chol_del(L, P, p, q, cs, sn, tmp):
+    """Remove the q-th of the p positions from the factor: each later row
+    moves up one, with the Givens rotations that restore the triangle
+    applied along it (``cs``, ``sn``, ``tmp``: scratch)."""
+    for i in range(q, p - 1):
+        P[i] = P[i + 1]
+        oi = _row(i + 1)
+        for b in range(i + 2):
+            tmp[b] = L[oi + b]
+        # the rotations of the rows above, on columns (k, k+1)
+        for k in range(q, i):
+            v1 = tmp[k]
+            v2 = tmp[k + 1]
+            tmp[k] = cs[k] * v1 + sn[k] * v2
+            tmp[k + 1] = cs[k] * v2 - sn[k] * v1
+        x1 = tmp[i]
+        x2 = tmp[i + 1]
+        rr = np.hypot(x1, x2)
+        if rr > 0.0:
+            cs[i] = x1 / rr
+            sn[i] = x2 / rr
+        else:
+            cs[i] = 1.0
+            sn[i] = 0.0
+        tmp[i] = rr
+        on = _row(i)
+        for b in range(i + 1):
+            L[on + b] = tmp[b]
+
+
+@njit(cache=_CACHE, nogil=True)
+def _chol_solve(L, P, p, c, out):
+    """out[a] = -(H[P, P]^-1 c[P])[a] (both passes along rows)."""
+    for a in range(p):
+        oa = _row(a)
+        v = -c[P[a]]
+        for b in range(a):
+            v -= L[oa + b] * out[b]
+        out[a] = v / L[oa + a]
+    for a in range(p - 1, -1, -1):
+        oa = _row(a)
+        v = out[a] / L[oa + a]
+        out[a] = v
+        for b in range(a):
+            out[b] -= L[oa + b] * v
+
+
+@njit(cache=_CACHE, nogil=True)
+def _nnqp_inner(H, L, P, p, c, z, zeta, work, max_work, cs, sn, tmp):
+    """Lawson & Hanson's inner loop: the optimum on P (zeta), stepping back
+    along the segment from z while some entry would go non-positive, whose
+    positions leave P.  ``work`` counts multiply-adds, up to ``max_work``.
+    Returns (p, work)."""
+    while work < max_work:
+        work += p * p
+        _chol_solve(L, P, p, c, zeta)
+        amin = 2.0
+        qmin = -1
+        for a in range(p):
+            if zeta[a] <= 0.0:
+                za = z[P[a]]
+                t = za / (za - zeta[a])
+                if t < amin:
+                    amin = t
+                    qmin = a
+        if qmin < 0:
+            for a in range(p):
+                z[P[a]] = zeta[a]
+            break
+        for a in range(p):
+            za = z[P[a]]
+            z[P[a]] = za + amin * (zeta[a] - za)
+        z[P[qmin]] = 0.0
+        for a in range(p - 1, -1, -1):
+            if not z[P[a]] > 0.0:
+                z[P[a]] = 0.0
+                _chol_del(L, P, p, a, cs, sn, tmp)
+                work += (p - a) * p
+                p -= 1
+    return p, work
+
+
+@njit(cache=_CACHE, nogil=True)
+def _nnqp(H, L, P, p, c, z, m, blocked, zeta, grad, C, thin, tol, work, max_work, cs, sn,
+          tmp):
+    """min 1/2 z'Hz + c'z over z >= 0 (first m positions), Lawson & Hanson's
+    active-set method, from the feasible z whose positive entries are
+    P[0:p] with L their Cholesky factor (both updated: a warm start for the
+    next call).  Each outer step adds the most violated position of every
+    cluster of violators (sample indices C within ``thin`` of each other),
+    or the single most violated one after a block that left P no larger,
+    then the inner loop (:func:`_nnqp_inner`; the objective never rises).
+    Positions found numerically dependent are ``blocked`` (left at 0);
+    ``zeta``, ``grad``: scratch.  ``work`` counts multiply-adds, up to
+    ``max_work``.  Returns (p, work, converged)."""
+    p, work = _nnqp_inner(H, L, P, p, c, z, zeta, work, max_work, cs, sn, tmp)
+    single = False
+    while work < max_work:
+        work += m * p
+        n_viol = 0
+        for i in range(m):
+            grad[i] = 0.0
+            if z[i] > 0.0 or blocked[i]:
+                continue
+            g = c[i]
+            hi = H[i]
+            for a in range(p):
+                g += hi[P[a]] * z[P[a]]
+            if -g > tol:
+                grad[i] = g
+                n_viol += 1
+        if n_viol == 0:
+            return p, work, True
+        p0 = p
+        for i in range(m):
+            gi = grad[i]
+            if gi == 0.0:
+                continue
+            keep = True
+            for j in range(m):
+                gj = grad[j]
+                if (gj < gi or (gj == gi and j < i)) and (single or abs(C[j] - C[i]) <= thin):
+                    keep = False
+                    break
+            if keep:
+                work += p * p
+                if _chol_add(H, L, P, p, i):
+                    p += 1
+                    z[i] = 0.0
+                else:
+                    blocked[i] = True
+        if p == p0:
+            continue
+        p, work = _nnqp_inner(H, L, P, p, c, z, zeta, work, max_work, cs, sn, tmp)
+        single = not single and p <= p0
+    return p, work, False
+
+
+@njit(cache=_CACHE, nogil=True)
+def dense_fits(active, cmax, max_work):
+    """Whether :func:`dense_settle` can take this free set at all (its
+    size and first factorisation; checked before the direct gradient is
+    formed for it)."""
+    n_free = 0
+    for k in range(active.shape[0]):
+        if not active[k]:
+            n_free += 1
+    f3 = n_free * n_free * n_free // 3
+    return n_free < cmax // 2 and 4 * f3 <= max_work and f3 + 8 * n_free * n_free <= max_work
+
+
+@njit(cache=_CACHE, nogil=True)
+def dense_settle(g1, g2, alpha, active, flip, u, nu, eps_nu, thin, ws, inC, work, work2, cmax,
+                 max_rounds, max_work, min_gain, tables):
+    """Settle a block exchange on a kernel slow against fs with the
+    baseline fixed, by a dense working-set solve: after a full step of
+    :func:`_numba_solvers._kkt_core` (spikes ``u`` on its free set,
+    multipliers ``nu``, violators flagged in ``flip``, threshold
+    ``eps_nu``), the objective with the baseline fixed is an exact
+    quadratic in s (gradient alpha nu, Hessian K'K, whose entries are
+    closed-form geometric sums).  On the working set C (the free samples,
+    the violators) it is solved exactly by :func:`_nnqp`; then the
+    gradient of every sample off C is formed (one forward and one adjoint
+    pass) and its violators join C (thinned to one per cluster
+    (:func:`thin_flips`) when many), up to ``max_rounds`` rounds and
+    ``cmax`` samples.  ``active`` then takes C's answer (a guess for the
+    next full step, which re-optimises the baseline and alone decides
+    convergence).  There the free set is a few hundred isolated samples
+    and segments span the trace, so :func:`local_exchange` cannot help;
+    the exchange itself creeps or cycles.
+
+    ``ws``: float scratch of at least 2 (n + 2) + 2 cmax^2 + 8 cmax;
+    ``inC`` (bool, n, all False, left so), ``work``, ``work2`` (float, n + 1)
+    scratch; with ``tables`` the power tables at the start of ``ws`` are
+    those of an earlier call (same kernel, same n).  With ``min_gain`` >
+    -inf the set changes only if the
+    objective (b fixed) falls by at least that much (else rounds 0).
+    Returns (rounds, samples that changed side); rounds -1 when
+    it does not apply
+    (complex or non-positive AR roots, too many free samples or
+    violators, or the first round's solve not done within ``max_work``
+    multiply-adds: ``active`` unchanged; a large move, which the interior
+    point handles better).  Later rounds stop at that budget too."""
+    n = u.shape[0]
+    disc = g1 * g1 + 4.0 * g2
+    if not disc > 0.0:
+        return -1, 0
+    d = 0.5 * (g1 + np.sqrt(disc))
+    r = g1 - d
+    if not (r > 0.0 and r < d and d < 1.0):
+        return -1, 0
+    # the working set: the free samples (negative spikes included) and the
+    # active violators, thinned to one per cluster when many
+    n_free = 0
+    n_bad = 0
+    for k in range(n):
+        if not active[k]:
+            n_free += 1
+        elif flip[k]:
+            n_bad += 1
+    if n_free >= cmax // 2:
+        return -1, 0
+    if n_free + n_bad > cmax // 2:
+        thin_flips(active, flip, u, nu, thin)
+        n_bad = 0
+        for k in range(n):
+            if active[k] and flip[k]:
+                n_bad += 1
+        if n_free + n_bad > cmax:
+            return -1, 0
+    # the first factorisation and the matrix alone would exceed the budget,
+    # or the factorisation a quarter of it (a free set of a few hundred:
+    # lambda 0 on 54,000 frames at 1 kHz, where each settle then cost
+    # 3-5 ms and the exchange does better)
+    f3 = n_free * n_free * n_free // 3
+    if f3 + 8 * (n_free + n_bad) ** 2 > max_work or 4 * f3 > max_work:
+        return -1, 0
+    # power tables d^k, r^k (k <= n + 1)
+    dp = ws[0:n + 2]
+    rp = ws[n + 2:2 * n + 4]
+    o = 2 * n + 4
+    H = ws[o:o + cmax * cmax].reshape((cmax, cmax))
+    o += cmax * cmax
+    L = ws[o:o + cmax * cmax]
+    o += cmax * cmax
+    z = ws[o:o + cmax]
+    c = ws[o + cmax:o + 2 * cmax]
+    s0 = ws[o + 2 * cmax:o + 3 * cmax]
+    zeta = ws[o + 3 * cmax:o + 4 * cmax]
+    grad = ws[o + 4 * cmax:o + 5 * cmax]
+    cs = ws[o + 5 * cmax:o + 6 * cmax]
+    sn = ws[o + 6 * cmax:o + 7 * cmax]
+    tmp = ws[o + 7 * cmax:o + 8 * cmax]
+    if not tables:
+        a = 1.0
+        b = 1.0
+        for k in range(n + 2):
+            dp[k] = a
+            rp[k] = b
+            a *= d
+            b *= r
+            if b < 1e-290:
+                b = 0.0
+    a2 = alpha * alpha / ((d - r) * (d - r))
+    C = np.empty(cmax, np.int64)
+    P = np.empty(cmax, np.int64)
+    blocked = np.zeros(cmax, np.bool_)
+    m = 0
+    for k in range(n):
+        if not active[k]:
+            C[m] = k
+            s0[m] = u[k]
+            m += 1
+    nf = m
+    for k in range(n):
+        if active[k] and flip[k]:
+            C[m] = k
+            s0[m] = 0.0
+            m += 1
+    for i in range(m):
+        inC[C[i]] = True
+    lo = 0
+    _gram_fill(H, C, lo, m, n, dp, rp, d, r, a2)
+    used = 8 * m * m
+    for i in range(m):
+        v = alpha * nu[C[i]]
+        for f in range(nf):
+            v -= H[i, f] * s0[f]
+        c[i] = v
+    tol = alpha * eps_nu
+    if not tol > 0.0:
+        tol = 1e-14
+    # start: the free samples with positive spikes
+    p = 0
+    for i in range(m):
+        z[i] = 0.0
+        if s0[i] > 0.0:
+            used += p * p
+            if _chol_add(H, L, P, p, i):
+                z[i] = s0[i]
+                p += 1
+    rounds = 0
+    while True:
+        rounds += 1
+        p, used, ok = _nnqp(H, L, P, p, c, z, m, blocked, zeta, grad, C, thin, tol, used,
+                            max_work, cs, sn, tmp)
+        if not ok and rounds == 1:
+            rounds = -1
+            break
+        if not ok or rounds >= max_rounds or m >= cmax:
+            break
+        # gradient off C: alpha nu + K'K (z - s0)
+        for t in range(n + 1):
+            work[t] = 0.0
+        for i in range(m):
+            work[C[i]] = z[i] - s0[i]
+        forward_conv(work, g1, g2, alpha, work2)
+        adjoint_conv(work2, g1, g2, alpha, work)
+        n_new = 0
+        for k in range(n):
+            flip[k] = False
+            if not inC[k]:
+                g = alpha * nu[k] + work[k]
+                work[k] = g
+                if g < -tol:
+                    flip[k] = True
+                    n_new += 1
+        if n_new == 0:
+            break
+        if m + n_new > cmax:
+            thin_flips(active, flip, work, work, thin)
+        lo = m
+        for k in range(n):
+            if flip[k] and m < cmax:
+                C[m] = k
+                s0[m] = 0.0
+                z[m] = 0.0
+                blocked[m] = False
+                inC[k] = True
+                m += 1
+        _gram_fill(H, C, lo, m, n, dp, rp, d, r, a2)
+        used += 8 * (m - lo) * m
+        for i in range(lo, m):
+            v = alpha * nu[C[i]]
+            for f in range(nf):
+                v -= H[i, f] * s0[f]
+            c[i] = v
+    # the objective's fall from the expansion point (b fixed): g'dz +
+    # 1/2 dz'H dz; below ``min_gain`` the set is left as it was
+    fall = 0.0
+    if rounds > 0 and min_gain > -math.inf:
+        for i in range(m):
+            di = z[i] - s0[i]
+            if di == 0.0:
+                continue
+            hd = 0.0
+            hi = H[i]
+            for j in range(m):
+                hd += hi[j] * (z[j] - s0[j])
+            fall -= di * (alpha * nu[C[i]] + 0.5 * hd)
+        if not fall >= min_gain:
+            rounds = 0
+    changed = 0
+    for i in range(m):
+        if rounds > 0:
+            a_new = not z[i] > 0.0
+            changed += a_new != active[C[i]]
+            active[C[i]] = a_new
+        inC[C[i]] = False
+    return rounds, changed
+
+
+@njit(cache=_CACHE, nogil=True)
+def direct_gradient(y, bvec, g1, g2, alpha, lamG, active, u, nu, work, work2, clip):
+    """nu = g / alpha with g = lamG - K'(y - K s - b) the objective's gradient
+    in s, formed directly (one forward, one adjoint pass: accurate to the
+    rounding of the data), at s = u on the free set (clipped at 0 with
+    ``clip``, written back to u) and 0 on the active set.  A full step's
+    multipliers come from a recursion that, on a kernel slow against fs,
+    carries a rounding floor (~1e-7 of their largest on the 1 kHz 3 s
+    kernel).  Returns (max |g|, 1/2 ||y - K s - b||^2)."""
+    n = u.shape[0]
+    for k in range(n):
+        v = u[k] if not active[k] else 0.0
+        if clip and v < 0.0:
+            v = 0.0
+        u[k] = v
+        work[k] = v
+    work[n] = 0.0
+    forward_conv(work, g1, g2, alpha, work2)
+    f_fit = 0.0
+    for t in range(n + 1):
+        rt = y[t] - work2[t] - bvec[t]
+        work2[t] = rt
+        f_fit += 0.5 * rt * rt
+    adjoint_conv(work2, g1, g2, alpha, work)
+    g_max = 0.0
+    for k in range(n):
+        g = lamG - work[k]
+        nu[k] = g / alpha
+        g_max = max(g_max, abs(g))
+    return g_max, f_fit
+
+
+@njit(cache=_CACHE, nogil=True)
+def dense_verify(y, bvec, g1, g2, alpha, lamG, active, u, nu, flip, thin, ws, inC, work,
+                 work2, cmax, max_work, rel_tol, rel_gain, tables):
+    """A full step found no violator: check its answer (spikes u on the free
+    set, clipped; baseline bvec) with the gradient formed directly,
+    g = lamG - K'(y - K s - b) (one forward and one adjoint pass, accurate
+    to rounding of the data), instead of the step's multipliers, whose
+    recursion on a kernel slow against fs carries a rounding floor that
+    can hide a negative multiplier worth 1e-8 of the objective.  Active
+    samples with g below -``rel_tol`` max|g| are violators: the dense
+    settle (:func:`dense_settle`, on this gradient) re-places them and
+    the free samples, if that lowers the objective by more than
+    ``rel_gain`` times 1/2 ||y - K s - b||^2 (less is rounding: a set
+    changed for it costs a full step and gains nothing).  ``u``, ``nu``,
+    ``flip`` are overwritten.  Returns the samples that changed side (0:
+    the answer stands)."""
+    g_max, f_fit = direct_gradient(y, bvec, g1, g2, alpha, lamG, active, u, nu, work, work2, True)
+    n = u.shape[0]
+    tol = rel_tol * g_max
+    n_bad = 0
+    for k in range(n):
+        bad = active[k] and alpha * nu[k] < -tol
+        flip[k] = bad
+        n_bad += bad
+    if n_bad == 0:
+        return 0
+    rounds, changed = dense_settle(g1, g2, alpha, active, flip, u, nu, tol / alpha, thin, ws, inC,
+                                   work, work2, cmax, 1, max_work, rel_gain * f_fit,
+                                   tables)
+    return changed if rounds > 0 else 0
+

@@ -29,7 +29,9 @@ import math
 import numpy as np
 from numba import njit
 
-from ._numba_local import _SEG_ROUNDS, _SEG_SINGLE, local_exchange, peak_samples, thin_flips
+from ._numba_local import (_SEG_ROUNDS, _SEG_SINGLE, adjoint_conv, dense_fits, dense_settle,
+                           dense_verify, direct_gradient, forward_conv, local_exchange,
+                           peak_samples, thin_flips)
 
 # (int64, not literal ints: see _NO)
 _SEG_ROUNDS = np.int64(_SEG_ROUNDS)
@@ -63,32 +65,8 @@ _RHS_GONDZIO = np.int64(2)
 
 
 # ----------------------------------------------------------------- filters
-@njit(cache=_CACHE, nogil=True)
-def forward_conv(s, g1, g2, alpha, out):
-    """out = K s (length T): out[0] = 0, out[t] = alpha * q[t-1]."""
-    T = s.shape[0]
-    q1 = 0.0
-    q2 = 0.0
-    out[0] = 0.0
-    for k in range(T - 1):
-        q = s[k] + g1 * q1 + g2 * q2
-        out[k + 1] = alpha * q
-        q2 = q1
-        q1 = q
-
-
-@njit(cache=_CACHE, nogil=True)
-def adjoint_conv(v, g1, g2, alpha, out):
-    """out = K^T v: out[j] = alpha * p[j], p[j] = v[j+1] + g1 p[j+1] + g2 p[j+2]."""
-    T = v.shape[0]
-    p1 = 0.0
-    p2 = 0.0
-    out[T - 1] = 0.0
-    for j in range(T - 2, -1, -1):
-        p = v[j + 1] + g1 * p1 + g2 * p2
-        out[j] = alpha * p
-        p2 = p1
-        p1 = p
+# forward_conv (K s) and adjoint_conv (K^T v) live in _numba_local (its dense
+# settle needs them) and are imported above
 
 
 @njit(cache=_CACHE, nogil=True)
@@ -536,6 +514,16 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
        safe rule of Judice & Pires from the best guess seen: block exchanges
        while the violators fall, else one exchange at a time (finite for
        this strictly convex problem, an LCP with a P-matrix).
+
+    On a kernel decaying over more than ``_EARLY_DECAY`` samples a warm
+    start settles each exchange by a dense solve instead
+    (:func:`._numba_local.dense_settle`, with the baseline fixed; there the
+    free set is a few hundred isolated samples and a small move settles in
+    2-4 full steps).  Where that does not apply (a large move: thousands of
+    violators) or has not settled in ``_DENSE_STEPS`` full steps, the
+    interior point takes over from its cold start (on those kernels the
+    warm interior point took more steps than a whole cold solve; a cold
+    solve's own first step, all samples active, is not needed).
     """
     T = y.shape[0]
     n = T - 1
@@ -607,6 +595,29 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
         thin = max(1, int(_THIN_PEAK * peak_samples(g1, g2)))
         local_frac = max(local_frac, _LOCAL_FRAC_T)
     cycle_last = False
+    # a warm start on a kernel decaying over more than _EARLY_DECAY samples
+    # settles each full step's exchange by a dense working-set solve with
+    # the baseline fixed (_numba_local.dense_settle): its free set is a few
+    # hundred isolated samples
+    cmax = 0
+    if warm and early and _DENSE_MAX > 0:
+        room = ipm_ws.shape[0] - 2 * (n + 2)
+        if room > 0:
+            cmax = min(_DENSE_MAX, int(math.sqrt(room / 2.0)) - 8)
+    # (at lambda 0 only with _DENSE_LAM0: settled on the step's multipliers
+    # it stopped 1.7e-6 above the optimum there, on 10,000 frames after
+    # tau_decay +50 %; on the direct gradient and checked, at the optimum)
+    dense = cmax >= _DENSE_MIN and (lamG > 0.0 or _DENSE_LAM0)
+    slow_warm = warm and early
+    dense_steps = 0
+    verified = 0
+    # (the dense settle's power tables, once formed)
+    tables = False
+    ipm_cold = False
+    in_c = bws[3 * n:4 * n]
+    if dense:
+        for k in range(n):
+            in_c[k] = False
     # a cold start at lambda 0 with every sample free: its first step is the
     # exact fit, formed in one pass (_all_free_step) instead of a solve
     direct = not warm and lamG == 0.0 and _COLD_FREE_PASS
@@ -625,6 +636,15 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
         hist[it % _HIST] = n_bad
         it += 1
         if n_bad == 0:
+            if dense and verified < _DENSE_VERIFY and dense_fits(active, cmax, _DENSE_WORK * n):
+                # the dense path's answer, checked on the directly formed
+                # gradient (_numba_local.dense_verify): a changed set is
+                # solved again
+                verified += 1
+                if dense_verify(y, bvec, g1, g2, alpha, lamG, active, u, nu, flip, thin, ipm_ws,
+                                in_c, work, gain_b, cmax, _DENSE_WORK * n, _DENSE_TOL,
+                                _DENSE_GAIN, tables) > 0:
+                    continue
             converged = True
             break
         if n_bad < best_bad and n_bad <= _MERGE_MAX:
@@ -632,6 +652,48 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
             for k in range(n):
                 best[k] = active[k]
                 best_flip[k] = flip[k]
+        # (a few violators that the last step left as well: one at a time,
+        # Murty's rule, below)
+        few = n_bad <= 4 and it >= 2 and n_bad >= hist[(it - 2) % _HIST]
+        if slow_warm and not few:
+            rounds = -1
+            if it == 1 and n_bad * _COLD_AT_ONCE > n:
+                # a move so large that most of the trace violates (tau_decay
+                # -50 %): the interior point from its cold start at once
+                ipm_cold = True
+                best_bad = n + 1
+                break
+            if dense and dense_steps < _DENSE_STEPS and dense_fits(active, cmax, _DENSE_WORK * n):
+                eps_d = eps_nu
+                if _DENSE_DIRECT:
+                    g_max, _f = direct_gradient(y, bvec, g1, g2, alpha, lamG, active, u, nu, work,
+                                                gain_b, False)
+                    eps_d = _DENSE_TOL * g_max / alpha
+                rounds, changed = dense_settle(g1, g2, alpha, active, flip, u, nu, eps_d, thin,
+                                               ipm_ws, in_c, work, gain_b, cmax, _DENSE_ROUNDS,
+                                               _DENSE_WORK * n, -math.inf, tables)
+                tables = tables or rounds > 0
+                if rounds > 0 and changed == 0:
+                    # the fixed-baseline problem has no violator: those of
+                    # the full step answer the baseline, one at a time
+                    # (Murty's rule)
+                    active[last_bad] = not active[last_bad]
+                    continue
+            if rounds > 0:
+                dense_steps += 1
+                continue
+            if dense_steps > 0 or n_bad * _COLD_RESTART > n:
+                # a large move (many violators, too many for the dense
+                # solve), or one that has not settled in _DENSE_STEPS full
+                # steps or within the dense solve's budget: the interior
+                # point from its cold start (the warm one took more steps),
+                # as a cold solve goes on from its first step
+                ipm_cold = True
+                best_bad = n + 1
+                break
+            # a small move with many free samples (lambda 0): the exchange
+            # and the warm interior point as before
+            slow_warm = False
         use_local = local and it >= local_from and n_bad * local_frac <= n
         # no fewer violators than a step ago: with the localized exchange a
         # segment is stuck in a cycle of block exchanges (the same start
@@ -653,7 +715,7 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
             # every two steps: the (warm) interior point is cheaper (fewer
             # violators: the exchange's tail, which often settles)
             break
-        if n_bad <= 4 and it >= 2 and n_bad >= hist[(it - 2) % _HIST]:
+        if few:
             # a few that the block exchange keeps misplacing: one at a time
             # (Murty's rule)
             active[last_bad] = not active[last_bad]
@@ -684,7 +746,8 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
         # ---- phase 2: interior point + crossover
         it, converged, best_bad, n_ipm = _ipm_crossover(
             y, g1, g2, alpha, beta, mode, mu, active, best, best_flip, best_bad, it, max_iters,
-            gain, gb, x, bvec, u, nu, flip, rel_eps, s_ipm, ipm_ws, bws[3 * n:4 * n], warm)
+            gain, gb, x, bvec, u, nu, flip, rel_eps, s_ipm, ipm_ws, bws[3 * n:4 * n],
+            warm and not ipm_cold)
     if not converged and it < max_iters:
         # ---- phase 3: the safe rule from the best guess seen
         if best_bad <= n:
@@ -842,6 +905,45 @@ _LOCAL_WINDOW = 4.0
 # off); then it settles locally only once at most n / _LOCAL_FRAC_T violate
 _THIN_PEAK = 0.7
 _LOCAL_FRAC_T = 200
+
+# a warm start on a kernel decaying over more than _EARLY_DECAY samples
+# settles each exchange by a dense solve on a working set of at most
+# _DENSE_MAX samples (_numba_local.dense_settle; 0: off, not below
+# _DENSE_MIN: the workspace of a short trace), growing it for at most
+# _DENSE_ROUNDS rounds (1 kHz kernel, 54,000 frames: 3 saves 0.5-1.5 ms a
+# move against 8, but tau_decay +50 % took 12 steps, not 7), for at most
+# _DENSE_STEPS full steps
+_DENSE_MAX = 512
+_DENSE_MIN = 32
+_DENSE_ROUNDS = 3
+_DENSE_STEPS = 8
+# ... and checks its answer on the directly formed gradient at most this
+# many times, a sample violating below -_DENSE_TOL max|gradient|
+_DENSE_VERIFY = 1
+# ... and settles on that gradient too (else on the step's multipliers:
+# 1 kHz kernel, 54,000 frames, drift: tau_decay +50 % 12 -> 4 steps, the
+# other dense moves one step fewer or the same; 0.4 ms per settle)
+_DENSE_DIRECT = True
+_DENSE_LAM0 = True
+_DENSE_TOL = 1e-10
+# ... and takes the checked set only if the objective falls by more than
+# _DENSE_GAIN times the fit term (1e-8 seen on 20,000 frames: the cold
+# optimum; below this the change is rounding and costs a full step)
+_DENSE_GAIN = 1e-12
+# ... at most this many multiply-adds per sample of the trace per settle
+# (at 40, lambda x2 and /2 on one of two 54,000-frame traces ran out and
+# went cold, a step more than a cold solve)
+_DENSE_WORK = 100
+# ... where it does not apply at the first step, a solve from a cold start
+# when more than n / _COLD_RESTART samples violate (first-step violators on
+# the 1 kHz kernels, 54,000 frames: 35-240 after tau +-2 %, fs +-1 %;
+# 770-30,000 after tau +-50 %, tau_rise +20 %, lambda x2, /2; there the
+# warm interior point took 16-29 steps, a cold solve 14-20)
+_COLD_RESTART = 100
+# ... and without trying it when more than n / _COLD_AT_ONCE violate at the
+# first step (tau_decay -50 % on the 1 kHz kernel: the dense settle took a
+# step and then handed over; tau_decay +50 %, n / 30: it settles in 3-7)
+_COLD_AT_ONCE = 8
 
 # violator counts remembered by the phase-1 stall test
 _HIST = 8
@@ -1982,9 +2084,20 @@ def pdas_rows(y, init, warm, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iter
         _store_baseline(b, i, bvec)
         iters[i] = it
         tol = kkt_tolerance(y[i], kkt_tol)
+        # the drift's bound needs no smoother but carries mu times b's
+        # rounding; where that alone exceeds the tolerance (1 kHz, mu ~4e9:
+        # 5e-6 against 1e-6) it always fails: the exact check at once
+        # (the same answer, 0.3 ms sooner on 54,000 frames)
+        bound = _YES
+        if mode == 2:
+            b_max = 0.0
+            for t in range(T):
+                b_max = max(b_max, abs(bvec[t]))
+            if mu * 2.220446049250313e-16 * b_max > tol:
+                bound = _NO
         v_s, v_b = kkt_one(y[i], s[i], bvec, g1, g2, alpha, lamG, G, mode, mu, tol_ws[0:T],
-                           tol_ws[T:2 * T], tol_ws[2 * T:3 * T], _YES)
-        if mode == 2 and v_s <= tol and v_b > tol:
+                           tol_ws[T:2 * T], tol_ws[2 * T:3 * T], bound)
+        if mode == 2 and bound and v_s <= tol and v_b > tol:
             # the bound failed: the exact check
             v_s, v_b = kkt_one(y[i], s[i], bvec, g1, g2, alpha, lamG, G, mode, mu,
                                tol_ws[0:T], tol_ws[T:2 * T], tol_ws[2 * T:3 * T], _NO)
