@@ -80,14 +80,7 @@ def test_linear_back_pass_with_a_new_right_hand_side_solves_the_system(mode):
     gbd = np.empty((1, 4))
     g3 = np.empty(1)
     ns._newton_back(y, g1, g2, mode, 0.0, D, c, coef, g0, gbd, g3, True)
-    M = np.eye(n) - g1 * np.eye(n, k=-1) - g2 * np.eye(n, k=-2)
-    nb = 1 if mode == 1 else 0
-    A = np.zeros((T, n + nb))
-    A[1:, :n] = np.eye(n)
-    if mode == 1:
-        A[:, n] = 1.0
-    H = A.T @ A
-    H[:n, :n] += M.T @ (D[:, None] * M)
+    M, A, H = _dense_system(T, g1, g2, mode, D)
     for y2 in (np.zeros(T), rng.normal(size=T)):
         c2 = rng.normal(size=n) * 10.0
         b = ns._newton_back(y2, g1, g2, mode, 0.0, D, c2, coef, g0, gbd, g3, False)
@@ -156,10 +149,9 @@ def test_factoring_from_nu_is_the_factoring_of_its_weights(mode):
         np.testing.assert_array_equal(a, b)
 
 
-def _dense_newton(y, g1, g2, mode, D, c):
-    """Dense reference of the Newton solve (modes 0, 1): the innovations v =
-    M x of the minimiser over (x, b) of 1/2 ||y - A (x, b)||^2 + sum 1/2 D v^2 + c v."""
-    T = y.size
+def _dense_system(T, g1, g2, mode, D):
+    """M (the AR(2) innovations), A (calcium and, in mode 1, the scalar
+    baseline to the trace) and the Newton matrix H = A'A + M' diag(D) M."""
     n = T - 1
     M = np.eye(n) - g1 * np.eye(n, k=-1) - g2 * np.eye(n, k=-2)
     nb = 1 if mode == 1 else 0
@@ -169,6 +161,15 @@ def _dense_newton(y, g1, g2, mode, D, c):
         A[:, n] = 1.0
     H = A.T @ A
     H[:n, :n] += M.T @ (D[:, None] * M)
+    return M, A, H
+
+
+def _dense_newton(y, g1, g2, mode, D, c):
+    """Dense reference of the Newton solve (modes 0, 1): the innovations v =
+    M x of the minimiser over (x, b) of 1/2 ||y - A (x, b)||^2 + sum 1/2 D v^2 + c v."""
+    T = y.size
+    n = T - 1
+    M, A, H = _dense_system(T, g1, g2, mode, D)
     rhs = A.T @ y
     rhs[:n] -= M.T @ c
     z = np.linalg.solve(H, rhs)
