@@ -34,7 +34,8 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from scipy.linalg import lapack
+
+from . import _lapack_nogil as _lp
 
 # rounding floor of the KKT test, as ``_numba_solvers.KKT_FLOOR``
 KKT_FLOOR = 1000.0 * 2.220446049250313e-16
@@ -99,11 +100,11 @@ def _d_band(m, n, g1, g2, alpha):
 
 
 def _tri(ab, v, trans):
-    m, n = v.shape
-    x, info = lapack.dtbtrs(ab, v.reshape(m * n, 1), uplo="L", trans=trans)
+    x = np.array(v, dtype=np.float64, order="C")
+    info = _lp.tbtrs(ab, x.reshape(-1), lower=True, trans=trans == "T")
     if info != 0:
         raise np.linalg.LinAlgError(f"dtbtrs failed ({info})")
-    return x.reshape(m, n)
+    return x
 
 
 def conv_rows(s, g1, g2, alpha):
@@ -158,9 +159,9 @@ def _bidiag(diag_off, rhs, lower):
     else:
         ab[0] = -diag_off
         ab[0, :, 0] = 0.0
-    x, info = lapack.dtbtrs(np.asfortranarray(ab.reshape(2, m * T)), rhs.reshape(m * T, 1),
-                            uplo="L" if lower else "U")
-    return x.reshape(m, T)
+    x = np.array(rhs, dtype=np.float64, order="C")
+    _lp.tbtrs(np.asfortranarray(ab.reshape(2, m * T)), x.reshape(-1), lower=lower)
+    return x
 
 
 def smooth_rows(r, mu):
@@ -246,17 +247,17 @@ def fit_stats_rows(y, fit, act, sig, fs):
 
 # -------------------------------------------------------- interior point
 def _band_x(W, g1, g2, ia2, m, n):
-    """Bands of I + D' diag(W) D per row: (diag, super-1, super-2), (m, n) each
-    (super-k at column j is the entry (j - k, j); zero across rows)."""
+    """Bands of I + D' diag(W) D per row: (diag, sub-1, sub-2), (m, n) each
+    (sub-k at column j is the entry (j + k, j); zero past the row's end)."""
     dg = 1.0 + ia2 * W
     dg[:, :-1] += (g1 * g1 * ia2) * W[:, 1:]
     dg[:, :-2] += (g2 * g2 * ia2) * W[:, 2:]
-    s1 = (-g1 * ia2) * W
-    s1[:, :-1] += (g1 * g2 * ia2) * W[:, 1:]
-    s1[:, 0] = 0.0
-    s2 = (-g2 * ia2) * W
-    s2[:, :2] = 0.0
-    return dg, s1, s2
+    l1 = np.zeros((m, n))
+    l1[:, :-1] = (-g1 * ia2) * W[:, 1:]
+    l1[:, :-2] += (g1 * g2 * ia2) * W[:, 2:]
+    l2 = np.zeros((m, n))
+    l2[:, :-2] = (-g2 * ia2) * W[:, 2:]
+    return dg, l1, l2
 
 
 def _fortran_zeros(rows, cols):
@@ -265,10 +266,12 @@ def _fortran_zeros(rows, cols):
 
 
 def _factor(ab):
-    c, info = lapack.dpbtrf(ab, overwrite_ab=1)
+    """Banded Cholesky, LOWER storage (``ab[k, j]`` = entry (j + k, j)):
+    OpenBLAS's lower ``dpbtrf`` is ~2x its upper one on these thin bands."""
+    info = _lp.pbtrf(ab, lower=True)
     if info != 0:
         raise np.linalg.LinAlgError(f"dpbtrf failed ({info})")
-    return c
+    return ab
 
 
 class _Newton:
@@ -277,24 +280,24 @@ class _Newton:
     def __init__(self, W, g1, g2, ia2, mode, mu, T):
         m, n = W.shape
         self.mode, self.m, self.n, self.T = mode, m, n, T
-        dg, s1, s2 = _band_x(W, g1, g2, ia2, m, n)
+        dg, l1, l2 = _band_x(W, g1, g2, ia2, m, n)
         if mode == 2:
             # unknowns per row: b_0, x_0, b_1, x_1, ..., x_{n-1}, b_n (x_k <-> b_{k+1})
             N = 2 * T - 1
             flat = _fortran_zeros(5, m * N)
             ab = flat.reshape(5, m, N)  # a view: filled in place, no copy for LAPACK
-            ab[4, :, 1::2] = dg
-            ab[4, :, 0::2] = 1.0 + 2.0 * mu
-            ab[4, :, 0] = ab[4, :, N - 1] = 1.0 + mu
-            ab[2, :, 1::2] = s1          # x_{k-1} - x_k
-            ab[0, :, 1::2] = s2          # x_{k-2} - x_k
-            ab[3, :, 2::2] = 1.0         # x_{t-1} - b_t
-            ab[2, :, 2::2] = -mu         # b_{t-1} - b_t
+            ab[0, :, 1::2] = dg
+            ab[0, :, 0::2] = 1.0 + 2.0 * mu
+            ab[0, :, 0] = ab[0, :, N - 1] = 1.0 + mu
+            ab[1, :, 1::2] = 1.0                  # b_{k+1} - x_k
+            ab[2, :, 1:N - 2:2] = l1[:, :-1]      # x_{k+1} - x_k
+            ab[2, :, 0:N - 2:2] = -mu             # b_{t+1} - b_t
+            ab[4, :, 1:N - 4:2] = l2[:, :-2]      # x_{k+2} - x_k
             self.c = _factor(flat)
             return
         flat = _fortran_zeros(3, m * n)
         ab = flat.reshape(3, m, n)
-        ab[2], ab[1], ab[0] = dg, s1, s2
+        ab[0], ab[1], ab[2] = dg, l1, l2
         self.c = _factor(flat)
         if mode == 1:
             # H w = 1: the scalar baseline's border, by its Schur complement
@@ -303,11 +306,11 @@ class _Newton:
             self.schur = T - w.sum(axis=1)
 
     def _solve(self, rhs):
-        shape = rhs.shape
-        x, info = lapack.dpbtrs(self.c, rhs.reshape(-1, 1))
+        x = np.array(rhs, dtype=np.float64, order="C")
+        info = _lp.pbtrs(self.c, x.reshape(-1), lower=True)
         if info != 0:
             raise np.linalg.LinAlgError(f"dpbtrs failed ({info})")
-        return x.reshape(shape)
+        return x
 
     def solve(self, rx, rb):
         """(dx, db) for the right-hand sides rx ((m, n)) and rb (the baseline
@@ -414,7 +417,7 @@ def _polish(ys, active, mode, mu, g1, g2, ia, cvec):
         per, kl = 2, 5
         N = 2 * n
         xi, li = 2 * k, 2 * k + 1
-    ab = np.zeros((3 * kl + 1, m * N))
+    ab = _fortran_zeros(3 * kl + 1, m * N)
     off = (np.arange(m) * N)[:, None]
     X, L = (xi + off).ravel(), (li + off).ravel()
     act = active.ravel()
@@ -442,21 +445,20 @@ def _polish(ys, active, mode, mu, g1, g2, ia, cvec):
         _band_put(ab, kl, kl, B[sel], B[sel] - 2, 1.0)  # b_t's row: x_{t-1}
         _band_put(ab, kl, kl, X, X + 2, 1.0)            # x_k's row: b_{k+1}
         rhs[:, 3 * t] = ys
-        _lu, _piv, sol, info = lapack.dgbsv(kl, kl, ab, rhs.reshape(-1, 1), overwrite_ab=1)
+        info = _lp.gbsv(kl, kl, ab, rhs.reshape(-1))
         if info != 0:
             raise np.linalg.LinAlgError(f"dgbsv failed ({info})")
-        sol = sol.reshape(m, N)
-        return sol[:, xi], sol[:, 3 * t]
+        return rhs[:, xi], rhs[:, 3 * t]
     if mode == 0:
-        _lu, _piv, sol, info = lapack.dgbsv(kl, kl, ab, rhs.reshape(-1, 1), overwrite_ab=1)
+        info = _lp.gbsv(kl, kl, ab, rhs.reshape(-1))
         if info != 0:
             raise np.linalg.LinAlgError(f"dgbsv failed ({info})")
-        return sol.reshape(m, N)[:, xi], None
+        return rhs[:, xi], None
     # scalar: b by the Schur complement of its border (ones on the x rows)
     e = np.zeros((m, N))
     e[:, xi] = 1.0
-    both = np.stack((rhs.ravel(), e.ravel()), axis=1)
-    _lu, _piv, sol, info = lapack.dgbsv(kl, kl, ab, both, overwrite_ab=1)
+    sol = np.asfortranarray(np.stack((rhs.ravel(), e.ravel()), axis=1))
+    info = _lp.gbsv(kl, kl, ab, sol)
     if info != 0:
         raise np.linalg.LinAlgError(f"dgbsv failed ({info})")
     p_, q_ = sol[:, 0].reshape(m, N)[:, xi], sol[:, 1].reshape(m, N)[:, xi]
@@ -465,7 +467,7 @@ def _polish(ys, active, mode, mu, g1, g2, ia, cvec):
 
 
 def solve_rows(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters=IPM_BUDGET,
-               init=None):
+               init=None, threads=1):
     """Solve every row of y ((m, T) float64, finite, T >= 2) exactly.
 
     Returns s (m, T), b ((m, 1), or (m, T) for drift), fit K s + b, the
@@ -475,18 +477,42 @@ def solve_rows(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters=IPM_BUDGE
 
     Rows are solved in groups of about ``_GROUP_SAMPLES`` samples: LAPACK's
     banded factorisation of a stacked system slows down ~1.5x per sample once
-    its bands leave the cache."""
+    its bands leave the cache.  ``threads`` > 1: the groups (at least that
+    many when there are as many rows) are solved on that many threads
+    (LAPACK is called without the GIL: :mod:`._lapack_nogil`); the numbers
+    do not depend on it."""
     y = np.ascontiguousarray(np.atleast_2d(y), dtype=np.float64)
     m, T = y.shape
     step = max(1, _GROUP_SAMPLES // T)
+    threads = max(1, min(int(threads), m)) if _lp.NOGIL else 1
+    if threads > 1:
+        step = min(step, -(-m // threads))
     if m > step:
-        parts = [solve_rows(y[i:i + step], g1, g2, alpha, lamG, G, mode, mu, kkt_tol,
-                            max_iters, None if init is None else init[i:i + step])
-                 for i in range(0, m, step)]
+        def part(i):
+            return solve_rows(y[i:i + step], g1, g2, alpha, lamG, G, mode, mu, kkt_tol,
+                              max_iters, None if init is None else init[i:i + step])
+
+        starts = range(0, m, step)
+        if threads > 1:
+            parts = list(_pool(threads).map(part, starts))
+        else:
+            parts = [part(i) for i in starts]
         return tuple(np.concatenate(p) for p in zip(*parts))
     # (a dual over a spike at its floor may overflow to inf: capped, no warning)
     with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
         return _solve_group(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters, init)
+
+
+_POOLS = {}
+
+
+def _pool(threads):
+    """A thread pool of this size (kept: a slider move reuses it)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if threads not in _POOLS:
+        _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="catune-numpy")
+    return _POOLS[threads]
 
 
 def _solve_group(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters, init):

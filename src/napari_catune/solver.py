@@ -402,7 +402,7 @@ def _solve_rows_fallback(y, m: _Model, *, mode, mu, tol, max_iters, init, out):
         hi = min(n, lo + step)
         r = npsol.solve_rows(y[lo:hi], m.g1, m.g2, m.alpha, m.lamG, m.G, mode, mu, KKT_TOL,
                              min(max_iters, npsol.IPM_BUDGET),
-                             None if init is None else init[lo:hi])
+                             None if init is None else init[lo:hi], _n_threads(hi - lo))
         s[lo:hi], b[lo:hi], fit[lo:hi], iters[lo:hi], conv[lo:hi] = r
         lo = hi
     stuck = np.flatnonzero(~conv)
