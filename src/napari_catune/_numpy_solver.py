@@ -35,7 +35,11 @@ from functools import lru_cache
 
 import numpy as np
 
+from . import _jit_band
 from . import _lapack_nogil as _lp
+
+# the banded Cholesky by LLVM-compiled loops (:mod:`._jit_band`) when available
+_USE_JIT = True
 
 # rounding floor of the KKT test, as ``_numba_solvers.KKT_FLOOR``
 KKT_FLOOR = 1000.0 * 2.220446049250313e-16
@@ -265,13 +269,21 @@ def _fortran_zeros(rows, cols):
     return np.zeros((cols, rows)).T
 
 
-def _factor(ab):
-    """Banded Cholesky, LOWER storage (``ab[k, j]`` = entry (j + k, j)):
-    OpenBLAS's lower ``dpbtrf`` is ~2x its upper one on these thin bands."""
-    info = _lp.pbtrf(ab, lower=True)
+def _factor(ab, M):
+    """Banded Cholesky of the first M columns of ``ab`` ((kd + 1, M + kd),
+    Fortran order, LOWER storage: ``ab[k, j]`` = entry (j + k, j), the last
+    kd columns zero padding), in place.  By the LLVM-compiled loop of
+    :mod:`._jit_band` when it is there (its diagonal then holds 1 / L[j, j]),
+    else LAPACK (OpenBLAS's lower ``dpbtrf``, ~2x its upper one on these
+    bands).  Returns the kernels used (None: LAPACK)."""
+    jit = _jit_band.load() if _USE_JIT else None
+    if jit is not None:
+        info = jit.factor(ab, M)
+    else:
+        info = _lp.pbtrf(ab[:, :M], lower=True)
     if info != 0:
         raise np.linalg.LinAlgError(f"dpbtrf failed ({info})")
-    return ab
+    return jit
 
 
 class _Newton:
@@ -284,8 +296,9 @@ class _Newton:
         if mode == 2:
             # unknowns per row: b_0, x_0, b_1, x_1, ..., x_{n-1}, b_n (x_k <-> b_{k+1})
             N = 2 * T - 1
-            flat = _fortran_zeros(5, m * N)
-            ab = flat.reshape(5, m, N)  # a view: filled in place, no copy for LAPACK
+            self.M, self.kd = m * N, 4
+            flat = _fortran_zeros(5, m * N + 4)
+            ab = flat[:, :m * N].reshape(5, m, N)  # a view: filled in place
             ab[0, :, 1::2] = dg
             ab[0, :, 0::2] = 1.0 + 2.0 * mu
             ab[0, :, 0] = ab[0, :, N - 1] = 1.0 + mu
@@ -293,12 +306,15 @@ class _Newton:
             ab[2, :, 1:N - 2:2] = l1[:, :-1]      # x_{k+1} - x_k
             ab[2, :, 0:N - 2:2] = -mu             # b_{t+1} - b_t
             ab[4, :, 1:N - 4:2] = l2[:, :-2]      # x_{k+2} - x_k
-            self.c = _factor(flat)
+            self.c = flat
+            self.jit = _factor(flat, self.M)
             return
-        flat = _fortran_zeros(3, m * n)
-        ab = flat.reshape(3, m, n)
+        self.M, self.kd = m * n, 2
+        flat = _fortran_zeros(3, m * n + 2)
+        ab = flat[:, :m * n].reshape(3, m, n)
         ab[0], ab[1], ab[2] = dg, l1, l2
-        self.c = _factor(flat)
+        self.c = flat
+        self.jit = _factor(flat, self.M)
         if mode == 1:
             # H w = 1: the scalar baseline's border, by its Schur complement
             w = self._solve(np.ones((m, n)))
@@ -306,11 +322,15 @@ class _Newton:
             self.schur = T - w.sum(axis=1)
 
     def _solve(self, rhs):
-        x = np.array(rhs, dtype=np.float64, order="C")
-        info = _lp.pbtrs(self.c, x.reshape(-1), lower=True)
-        if info != 0:
-            raise np.linalg.LinAlgError(f"dpbtrs failed ({info})")
-        return x
+        x = np.zeros(self.M + self.kd)
+        x[:self.M] = rhs.reshape(-1)
+        if self.jit is not None:
+            self.jit.solve(self.c, self.M, x)
+        else:
+            info = _lp.pbtrs(self.c[:, :self.M], x[:self.M], lower=True)
+            if info != 0:
+                raise np.linalg.LinAlgError(f"dpbtrs failed ({info})")
+        return x[:self.M].reshape(rhs.shape)
 
     def solve(self, rx, rb):
         """(dx, db) for the right-hand sides rx ((m, n)) and rb (the baseline
