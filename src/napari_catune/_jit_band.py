@@ -32,25 +32,29 @@ _STATE: dict = {}
 
 
 def _ir_factor(kd: int) -> str:
+    """LDL' of the band, column by column: d_j, then l = a / d_j below it,
+    then the trailing update a[i, k] -= l_i a_k (= l_i l_k d_j).  The chain
+    from one pivot to the next is a division and a subtraction (a Cholesky's
+    square root would add ~20 cycles a column)."""
     ld = kd + 1
     body = []
-    # l_k = ab[base + k] * r, stored
     for k in range(1, kd + 1):
-        body.append(f"  %pa{k} = getelementptr double, double* %ab, i64 %b{k}\n"
+        body.append(f"  %b{k} = add i64 %base, {k}\n"
+                    f"  %pa{k} = getelementptr double, double* %ab, i64 %b{k}\n"
                     f"  %a{k} = load double, double* %pa{k}\n"
                     f"  %l{k} = fmul double %a{k}, %r\n"
                     f"  store double %l{k}, double* %pa{k}")
-    # trailing update: ab[base + k*ld + i - k] -= l_i * l_k, k <= i <= kd
-    for k in range(1, kd + 1):
-        for i in range(k, kd + 1):
-            off = k * ld + i - k
-            body.append(f"  %o{k}_{i} = add i64 %base, {off}\n"
-                        f"  %q{k}_{i} = getelementptr double, double* %ab, i64 %o{k}_{i}\n"
-                        f"  %v{k}_{i} = load double, double* %q{k}_{i}\n"
-                        f"  %m{k}_{i} = fmul double %l{i}, %l{k}\n"
-                        f"  %w{k}_{i} = fsub double %v{k}_{i}, %m{k}_{i}\n"
-                        f"  store double %w{k}_{i}, double* %q{k}_{i}")
-    offs = "\n".join(f"  %b{k} = add i64 %base, {k}" for k in range(1, kd + 1))
+    # trailing update, the next pivot's entry (k = i = 1) first
+    pairs = [(1, 1)] + [(k, i) for k in range(1, kd + 1) for i in range(k, kd + 1)
+                        if (k, i) != (1, 1)]
+    for k, i in pairs:
+        off = k * ld + i - k
+        body.append(f"  %o{k}_{i} = add i64 %base, {off}\n"
+                    f"  %q{k}_{i} = getelementptr double, double* %ab, i64 %o{k}_{i}\n"
+                    f"  %v{k}_{i} = load double, double* %q{k}_{i}\n"
+                    f"  %m{k}_{i} = fmul double %l{i}, %a{k}\n"
+                    f"  %w{k}_{i} = fsub double %v{k}_{i}, %m{k}_{i}\n"
+                    f"  store double %w{k}_{i}, double* %q{k}_{i}")
     return f"""
 define i64 @pbtrf{kd}(i64 %n, double* noalias %ab) {{
 entry:
@@ -60,14 +64,12 @@ loop:
   %j = phi i64 [0, %entry], [%j1, %cont]
   %base = mul i64 %j, {ld}
   %p0 = getelementptr double, double* %ab, i64 %base
-  %ajj = load double, double* %p0
-  %ok = fcmp ogt double %ajj, 0.0
+  %d = load double, double* %p0
+  %ok = fcmp ogt double %d, 0.0
   br i1 %ok, label %cont, label %fail
 cont:
-  %l0 = call double @llvm.sqrt.f64(double %ajj)
-  %r = fdiv double 1.0, %l0
+  %r = fdiv double 1.0, %d
   store double %r, double* %p0
-{offs}
 {chr(10).join(body)}
   %j1 = add i64 %j, 1
   %c = icmp slt i64 %j1, %n
@@ -82,44 +84,57 @@ done:
 
 
 def _ir_solve(kd: int) -> str:
+    """L w = b (unit L), then x = D^-1 w - L' x from the end; the pending
+    right-hand sides (forward) and the last kd unknowns (backward) are
+    carried in registers, not re-read from memory."""
     ld = kd + 1
-    fwd, bwd = [], []
-    for k in range(1, kd + 1):
-        fwd.append(f"  %fa{k} = add i64 %fbase, {k}\n"
-                   f"  %fpa{k} = getelementptr double, double* %ab, i64 %fa{k}\n"
-                   f"  %fl{k} = load double, double* %fpa{k}\n"
-                   f"  %fi{k} = add i64 %fj, {k}\n"
-                   f"  %fpb{k} = getelementptr double, double* %b, i64 %fi{k}\n"
-                   f"  %fv{k} = load double, double* %fpb{k}\n"
-                   f"  %fm{k} = fmul double %fl{k}, %fy\n"
-                   f"  %fw{k} = fsub double %fv{k}, %fm{k}\n"
-                   f"  store double %fw{k}, double* %fpb{k}")
-    prev = "%bs0"
-    for k in range(1, kd + 1):
-        bwd.append(f"  %ba{k} = add i64 %bbase, {k}\n"
-                   f"  %bpa{k} = getelementptr double, double* %ab, i64 %ba{k}\n"
-                   f"  %bl{k} = load double, double* %bpa{k}\n"
-                   f"  %bi{k} = add i64 %bj, {k}\n"
-                   f"  %bpb{k} = getelementptr double, double* %b, i64 %bi{k}\n"
-                   f"  %bv{k} = load double, double* %bpb{k}\n"
-                   f"  %bm{k} = fmul double %bl{k}, %bv{k}\n"
-                   f"  %bs{k} = fsub double {prev}, %bm{k}")
+    K = kd
+    # forward: carries q0..q{K-1} = b[j..j+K-1] with the updates so far
+    fphi = "\n".join(
+        f"  %q{i} = phi double [%qi{i}, %entry], [%qn{i}, %floop]" for i in range(K))
+    finit = "\n".join(
+        f"  %pi{i} = getelementptr double, double* %b, i64 {i}\n"
+        f"  %qi{i} = load double, double* %pi{i}" for i in range(K))
+    fbody = []
+    for k in range(1, K + 1):
+        fbody.append(f"  %fa{k} = add i64 %fbase, {k}\n"
+                     f"  %fpa{k} = getelementptr double, double* %ab, i64 %fa{k}\n"
+                     f"  %fl{k} = load double, double* %fpa{k}\n"
+                     f"  %fm{k} = fmul double %fl{k}, %q0")
+    for i in range(K - 1):
+        fbody.append(f"  %qn{i} = fsub double %q{i + 1}, %fm{i + 1}")
+    fbody.append(f"  %fiK = add i64 %fj, {K}\n"
+                 f"  %fpK = getelementptr double, double* %b, i64 %fiK\n"
+                 f"  %fvK = load double, double* %fpK\n"
+                 f"  %qn{K - 1} = fsub double %fvK, %fm{K}")
+    # backward: carries p1..pK = x[j+1..j+K]
+    bphi = "\n".join(
+        f"  %p{k} = phi double [0.0, %bstart], [%pn{k}, %bloop]" for k in range(1, K + 1))
+    bbody = []
+    prev = "%bw"
+    for k in range(K, 0, -1):  # the newest unknown (p1) last: the short chain
+        bbody.append(f"  %ba{k} = add i64 %bbase, {k}\n"
+                     f"  %bpa{k} = getelementptr double, double* %ab, i64 %ba{k}\n"
+                     f"  %bl{k} = load double, double* %bpa{k}\n"
+                     f"  %bm{k} = fmul double %bl{k}, %p{k}\n"
+                     f"  %bs{k} = fsub double {prev}, %bm{k}")
         prev = f"%bs{k}"
+    bbody.append(f"  %pn1 = fadd double {prev}, 0.0")
+    for k in range(2, K + 1):
+        bbody.append(f"  %pn{k} = fadd double %p{k - 1}, 0.0")
     return f"""
 define void @pbtrs{kd}(i64 %n, double* noalias %ab, double* noalias %b) {{
 entry:
   %c0 = icmp sgt i64 %n, 0
+{finit}
   br i1 %c0, label %floop, label %exit
 floop:
   %fj = phi i64 [0, %entry], [%fj1, %floop]
+{fphi}
   %fbase = mul i64 %fj, {ld}
-  %fp0 = getelementptr double, double* %ab, i64 %fbase
-  %fr = load double, double* %fp0
   %fpy = getelementptr double, double* %b, i64 %fj
-  %fb = load double, double* %fpy
-  %fy = fmul double %fb, %fr
-  store double %fy, double* %fpy
-{chr(10).join(fwd)}
+  store double %q0, double* %fpy
+{chr(10).join(fbody)}
   %fj1 = add i64 %fj, 1
   %fc = icmp slt i64 %fj1, %n
   br i1 %fc, label %floop, label %bstart
@@ -128,14 +143,15 @@ bstart:
   br label %bloop
 bloop:
   %bj = phi i64 [%nl, %bstart], [%bj1, %bloop]
+{bphi}
   %bbase = mul i64 %bj, {ld}
   %bp0 = getelementptr double, double* %ab, i64 %bbase
   %br = load double, double* %bp0
   %bpy = getelementptr double, double* %b, i64 %bj
-  %bs0 = load double, double* %bpy
-{chr(10).join(bwd)}
-  %by = fmul double {prev}, %br
-  store double %by, double* %bpy
+  %bv = load double, double* %bpy
+  %bw = fmul double %bv, %br
+{chr(10).join(bbody)}
+  store double %pn1, double* %bpy
   %bj1 = sub i64 %bj, 1
   %bc = icmp sge i64 %bj1, 0
   br i1 %bc, label %bloop, label %exit
@@ -205,9 +221,10 @@ def _self_test(k: Kernels) -> bool:
         x, _ = lapack.dpbtrs(ref, rhs, lower=1)
         if info != 0 or k.factor(ab, n) != 0:
             return False
-        if not np.allclose(ab[1:, :n], ref[1:], rtol=1e-13, atol=1e-15):
+        # LDL': L = the Cholesky factor's columns over their diagonal, d its square
+        if not np.allclose(ab[1:, :n], ref[1:] / ref[0], rtol=1e-13, atol=1e-15):
             return False
-        if not np.allclose(1.0 / ab[0, :n], ref[0], rtol=1e-13):
+        if not np.allclose(1.0 / ab[0, :n], ref[0] ** 2, rtol=1e-13):
             return False
         b = np.zeros(n + kd)
         b[:n] = rhs
