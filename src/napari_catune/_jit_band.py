@@ -161,6 +161,58 @@ exit:
 """
 
 
+def _ir_rec(backward: bool) -> str:
+    """x[r, k] += a1[k] x[r, k -/+ 1] + a2[k] x[r, k -/+ 2] for every row r of
+    an (m, n) C-ordered x, forward (k up) or backward, the two previous
+    values carried in registers (zero before each row's start)."""
+    name = "recb" if backward else "recf"
+    if backward:
+        k0 = "%nl"
+        step = "%k1 = sub i64 %k, 1\n  %more = icmp sge i64 %k1, 0"
+    else:
+        k0 = "0"
+        step = "%k1 = add i64 %k, 1\n  %more = icmp slt i64 %k1, %n"
+    return f"""
+define void @{name}(i64 %m, i64 %n, double* noalias %x, double* noalias %a1,
+                    double* noalias %a2) {{
+entry:
+  %nl = sub i64 %n, 1
+  %ok = icmp sgt i64 %n, 0
+  %okm = icmp sgt i64 %m, 0
+  %go = and i1 %ok, %okm
+  br i1 %go, label %row, label %exit
+row:
+  %r = phi i64 [0, %entry], [%r1, %rowend]
+  %rb = mul i64 %r, %n
+  br label %loop
+loop:
+  %k = phi i64 [{k0}, %row], [%k1, %loop]
+  %p1 = phi double [0.0, %row], [%v, %loop]
+  %p2 = phi double [0.0, %row], [%p1, %loop]
+  %i = add i64 %rb, %k
+  %px = getelementptr double, double* %x, i64 %i
+  %xv = load double, double* %px
+  %pa1 = getelementptr double, double* %a1, i64 %k
+  %c1 = load double, double* %pa1
+  %pa2 = getelementptr double, double* %a2, i64 %k
+  %c2 = load double, double* %pa2
+  %t2 = fmul double %c2, %p2
+  %t = fadd double %xv, %t2
+  %t1 = fmul double %c1, %p1
+  %v = fadd double %t, %t1
+  store double %v, double* %px
+  {step}
+  br i1 %more, label %loop, label %rowend
+rowend:
+  %r1 = add i64 %r, 1
+  %rm = icmp slt i64 %r1, %m
+  br i1 %rm, label %row, label %exit
+exit:
+  ret void
+}}
+"""
+
+
 def _compile():
     import llvmlite.binding as llvm
 
@@ -173,6 +225,7 @@ def _compile():
     src = ["declare double @llvm.sqrt.f64(double)"]
     for kd in WIDTHS:
         src += [_ir_factor(kd), _ir_solve(kd)]
+    src += [_ir_rec(False), _ir_rec(True)]
     mod = llvm.parse_assembly("\n".join(src))
     mod.verify()
     tm = llvm.Target.from_default_triple().create_target_machine(opt=2)
@@ -182,6 +235,9 @@ def _compile():
     sol = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p)
     k = {kd: (fac(ee.get_function_address(f"pbtrf{kd}")),
               sol(ee.get_function_address(f"pbtrs{kd}"))) for kd in WIDTHS}
+    rec = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
+                           ctypes.c_void_p, ctypes.c_void_p)
+    k["rec"] = (rec(ee.get_function_address("recf")), rec(ee.get_function_address("recb")))
     return ee, tm, mod, k
 
 
@@ -198,10 +254,39 @@ class Kernels:
         assert ab.flags.f_contiguous and ab.dtype == np.float64 and ab.shape[1] >= n + kd
         return int(self._k[kd][0](n, ab.ctypes.data))
 
+    def rec(self, x, a1, a2, backward=False):
+        """x[r, k] += a1[k] x[r, k -/+ 1] + a2[k] x[r, k -/+ 2], in place, each
+        row from its start (forward) or its end (backward)."""
+        m, n = x.shape
+        assert x.flags.c_contiguous and x.dtype == np.float64
+        assert a1.shape == a2.shape == (n,) and a1.flags.c_contiguous and a2.flags.c_contiguous
+        self._k["rec"][int(bool(backward))](m, n, x.ctypes.data, a1.ctypes.data, a2.ctypes.data)
+
     def solve(self, ab, n, b):
         kd = ab.shape[0] - 1
         assert b.flags.c_contiguous and b.dtype == np.float64 and b.shape[0] >= n + kd
         self._k[kd][1](n, ab.ctypes.data, b.ctypes.data)
+
+
+def _self_test_rec(k: "Kernels") -> bool:
+    rng = np.random.default_rng(2)
+    m, n = 3, 11
+    a1, a2 = rng.uniform(-1, 1, n), rng.uniform(-1, 1, n)
+    v = rng.standard_normal((m, n))
+    for backward in (False, True):
+        ref = v.copy()
+        ks = range(n - 1, -1, -1) if backward else range(n)
+        d = -1 if backward else 1
+        for r in range(m):
+            for j in ks:
+                for c, q in ((a1, 1), (a2, 2)):
+                    if 0 <= j - d * q < n:
+                        ref[r, j] += c[j] * ref[r, j - d * q]
+        got = v.copy()
+        k.rec(got, a1, a2, backward)
+        if not np.allclose(got, ref, rtol=1e-13, atol=1e-13):
+            return False
+    return True
 
 
 def _self_test(k: Kernels) -> bool:
@@ -235,7 +320,7 @@ def _self_test(k: Kernels) -> bool:
         bad[0, :4] = [1.0, 1.0, -1.0, 1.0]
         if k.factor(bad, 4) != 3:
             return False
-    return True
+    return _self_test_rec(k)
 
 
 def load():

@@ -111,6 +111,25 @@ def _tri(ab, v, trans):
     return x
 
 
+@lru_cache(maxsize=32)
+def _const(n, v):
+    a = np.full(n, float(v))
+    a.setflags(write=False)
+    return a
+
+
+def _ar_solve(v, g1, g2, alpha, backward=False):
+    """D^-1 v (the AR(2) recursion forward) or D^-T v (backward) per row of
+    v ((m, n)), each row on its own: by :mod:`._jit_band`'s loop, else LAPACK."""
+    jit = _jit_band.load() if _USE_JIT else None
+    m, n = v.shape
+    if jit is None:
+        return _tri(_d_band(m, n, g1, g2, alpha), v, "T" if backward else "N")
+    x = np.multiply(v, alpha, dtype=np.float64)  # a new C-ordered array
+    jit.rec(x, _const(n, g1), _const(n, g2), backward)
+    return x
+
+
 def conv_rows(s, g1, g2, alpha):
     """K s for every row of s ((m, T), float64): ``out[0] = 0``, the rest
     ``D^-1 s[:-1]``, by banded substitution (the AR(2) recursion)."""
@@ -118,7 +137,7 @@ def conv_rows(s, g1, g2, alpha):
     m, T = s.shape
     out = np.zeros((m, T))
     if T > 1:
-        out[:, 1:] = _tri(_d_band(m, T - 1, g1, g2, alpha), s[:, :-1], "N")
+        out[:, 1:] = _ar_solve(s[:, :-1], g1, g2, alpha)
     return out
 
 
@@ -127,8 +146,7 @@ def _adjoint(r, g1, g2, alpha):
     m, T = r.shape
     out = np.zeros((m, T))
     if T > 1:
-        out[:, :-1] = _tri(_d_band(m, T - 1, g1, g2, alpha), np.ascontiguousarray(r[:, 1:]),
-                           "T")
+        out[:, :-1] = _ar_solve(r[:, 1:], g1, g2, alpha, backward=True)
     return out
 
 
@@ -152,9 +170,22 @@ def _smoother_gains(mu: float, T: int):
     return c, den
 
 
-def _bidiag(diag_off, rhs, lower):
-    """Unit bidiagonal solve per row (x_t - a_t x_{t -/+ 1} = rhs_t), by LAPACK."""
+def _bidiag(off, rhs, lower):
+    """Unit bidiagonal solve per row: lower, x_{t+1} - off_t x_t = rhs_{t+1};
+    upper, x_{t-1} - off_t x_t = rhs_{t-1} (``off``: (T,), the same for every
+    row); by :mod:`._jit_band`'s loop, else LAPACK."""
     m, T = rhs.shape
+    jit = _jit_band.load() if _USE_JIT else None
+    if jit is not None:
+        a1 = np.zeros(T)
+        if lower:
+            a1[1:] = off[:-1]
+        else:
+            a1[:-1] = off[1:]
+        x = np.array(rhs, dtype=np.float64, order="C")
+        jit.rec(x, a1, _const(T, 0.0), backward=not lower)
+        return x
+    diag_off = np.broadcast_to(off[None, :], (m, T))
     ab = np.empty((2, m, T))
     ab[0 if lower else 1] = 1.0
     if lower:
@@ -177,14 +208,13 @@ def smooth_rows(r, mu):
         return r.copy()
     c, den = _smoother_gains(float(mu), T)
     # backward: Q_t = c_{t+1} Q_{t+1} - r_t  (Q the running linear term)
-    up = np.broadcast_to(c[None, :], (m, T))  # super-diagonal at column t: c_t
-    Q = _bidiag(up, -r, lower=False)
+    Q = _bidiag(c, -r, lower=False)  # super-diagonal at column t: c_t
     # forward: b_0 = -Q_0 / P_0, b_t = (mu b_{t-1} - Q_t) / den_t
     rhs = -Q / den
     lowc = np.empty(T)
     lowc[:-1] = mu / den[1:]   # sub-diagonal at column t: b_{t+1}'s factor
     lowc[-1] = 0.0
-    return _bidiag(np.broadcast_to(lowc[None, :], (m, T)), rhs, lower=True)
+    return _bidiag(lowc, rhs, lower=True)
 
 
 def best_baseline(resid, mode, mu):
@@ -624,7 +654,7 @@ def _solve_group(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters, init):
         # a start inside the cone: spikes of total size 1/4 of the range
         # spread evenly, duals at the gradient's scale
         u = np.full((m, n), 0.25 / max(1.0, G))
-        x = _tri(_d_band(m, n, g1, g2, alpha), u, "N")
+        x = _ar_solve(u, g1, g2, alpha)
         z = np.full((m, n), 1.0) * max(1.0, float(np.max(lam * dt1.max(), initial=0.0)))
         if mode == 2:
             b = np.repeat(np.median(y1 - x, axis=1)[:, None], T, axis=1)
@@ -636,14 +666,14 @@ def _solve_group(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters, init):
         # a warm start (a slider move): the previous spikes and their
         # gradient, pushed into the interior by a small centring term
         u = np.maximum(init[:, :-1] / S[:, None], 0.0)
-        x = _tri(_d_band(m, n, g1, g2, alpha), u, "N")
+        x = _ar_solve(u, g1, g2, alpha)
         r = ys - np.concatenate((np.zeros((m, 1)), x), axis=1)
         bb = best_baseline(r, mode, mu)
         g = lam - _adjoint(r - bb, g1, g2, alpha)[:, :-1]
         delta = _WARM_CENTRE * max(1.0, float(np.max(lam * dt1.max(), initial=0.0)))
         z = np.maximum(g, 0.0) + delta
         u = u + _WARM_CENTRE / max(1.0, G)
-        x = _tri(_d_band(m, n, g1, g2, alpha), u, "N")
+        x = _ar_solve(u, g1, g2, alpha)
         b = bb if mode == 2 else bb[:, 0]
     rows = np.arange(m)
     # u = D x is an iterate of its own (updated by its steps, kept > 0):
