@@ -36,7 +36,6 @@ from functools import lru_cache
 import numpy as np
 
 from . import _jit_band
-from . import _lapack_nogil as _lp
 
 # the banded Cholesky by LLVM-compiled loops (:mod:`._jit_band`) when available
 _USE_JIT = True
@@ -105,10 +104,18 @@ def _d_band(m, n, g1, g2, alpha):
 
 def _tri(ab, v, trans):
     x = np.array(v, dtype=np.float64, order="C")
-    info = _lp.tbtrs(ab, x.reshape(-1), lower=True, trans=trans == "T")
+    info = _lapack().tbtrs(ab, x.reshape(-1), lower=True, trans=trans == "T")
     if info != 0:
         raise np.linalg.LinAlgError(f"dtbtrs failed ({info})")
     return x
+
+
+def _lapack():
+    """LAPACK (imported when first needed: ``scipy.linalg`` costs ~0.3 s to
+    import, and with :mod:`._jit_band` the first answer does not need it)."""
+    from . import _lapack_nogil
+
+    return _lapack_nogil
 
 
 @lru_cache(maxsize=32)
@@ -195,7 +202,7 @@ def _bidiag(off, rhs, lower):
         ab[0] = -diag_off
         ab[0, :, 0] = 0.0
     x = np.array(rhs, dtype=np.float64, order="C")
-    _lp.tbtrs(np.asfortranarray(ab.reshape(2, m * T)), x.reshape(-1), lower=lower)
+    _lapack().tbtrs(np.asfortranarray(ab.reshape(2, m * T)), x.reshape(-1), lower=lower)
     return x
 
 
@@ -310,7 +317,7 @@ def _factor(ab, M):
     if jit is not None:
         info = jit.factor(ab, M)
     else:
-        info = _lp.pbtrf(ab[:, :M], lower=True)
+        info = _lapack().pbtrf(ab[:, :M], lower=True)
     if info != 0:
         raise np.linalg.LinAlgError(f"dpbtrf failed ({info})")
     return jit
@@ -357,7 +364,7 @@ class _Newton:
         if self.jit is not None:
             self.jit.solve(self.c, self.M, x)
         else:
-            info = _lp.pbtrs(self.c[:, :self.M], x[:self.M], lower=True)
+            info = _lapack().pbtrs(self.c[:, :self.M], x[:self.M], lower=True)
             if info != 0:
                 raise np.linalg.LinAlgError(f"dpbtrs failed ({info})")
         return x[:self.M].reshape(rhs.shape)
@@ -559,12 +566,12 @@ def _polish(ys, active, mode, mu, g1, g2, ia, cvec):
         _band_put(ab, kl, kl, B[sel], B[sel] - 2, 1.0)  # b_t's row: x_{t-1}
         _band_put(ab, kl, kl, X, X + 2, 1.0)            # x_k's row: b_{k+1}
         rhs[:, 3 * t] = ys
-        info = _lp.gbsv(kl, kl, ab, rhs.reshape(-1))
+        info = _lapack().gbsv(kl, kl, ab, rhs.reshape(-1))
         if info != 0:
             raise np.linalg.LinAlgError(f"dgbsv failed ({info})")
         return rhs[:, xi], rhs[:, 3 * t]
     if mode == 0:
-        info = _lp.gbsv(kl, kl, ab, rhs.reshape(-1))
+        info = _lapack().gbsv(kl, kl, ab, rhs.reshape(-1))
         if info != 0:
             raise np.linalg.LinAlgError(f"dgbsv failed ({info})")
         return rhs[:, xi], None
@@ -572,7 +579,7 @@ def _polish(ys, active, mode, mu, g1, g2, ia, cvec):
     e = np.zeros((m, N))
     e[:, xi] = 1.0
     sol = np.asfortranarray(np.stack((rhs.ravel(), e.ravel()), axis=1))
-    info = _lp.gbsv(kl, kl, ab, sol)
+    info = _lapack().gbsv(kl, kl, ab, sol)
     if info != 0:
         raise np.linalg.LinAlgError(f"dgbsv failed ({info})")
     p_, q_ = sol[:, 0].reshape(m, N)[:, xi], sol[:, 1].reshape(m, N)[:, xi]
@@ -593,12 +600,12 @@ def solve_rows(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters=IPM_BUDGE
     banded factorisation of a stacked system slows down ~1.5x per sample once
     its bands leave the cache.  ``threads`` > 1: the groups (at least that
     many when there are as many rows) are solved on that many threads
-    (LAPACK is called without the GIL: :mod:`._lapack_nogil`); the numbers
-    do not depend on it."""
+    (the compiled loops and LAPACK run without the GIL: :mod:`._jit_band`,
+    :mod:`._lapack_nogil`); the numbers do not depend on it."""
     y = np.ascontiguousarray(np.atleast_2d(y), dtype=np.float64)
     m, T = y.shape
     step = max(1, _GROUP_SAMPLES // T)
-    threads = max(1, min(int(threads), m)) if _lp.NOGIL else 1
+    threads = max(1, min(int(threads), m)) if _nogil() else 1
     if threads > 1:
         step = min(step, -(-m // threads))
     def part(i):
@@ -618,6 +625,10 @@ def solve_rows(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters=IPM_BUDGE
 
 
 _POOLS = {}
+
+
+def _nogil():
+    return (_USE_JIT and _jit_band.load() is not None) or _lapack().NOGIL
 
 
 def _pool(threads):
