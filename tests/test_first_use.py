@@ -428,3 +428,22 @@ def test_the_compile_child_runs_below_the_user_in_the_scheduler(monkeypatch):
     monkeypatch.setattr(solver, "_warm_up", lambda live_only=False: warmed.append(live_only))
     assert _compile.main() == 0
     assert niced == [_compile.NICE] and _compile.NICE > 0 and warmed == [True, False]
+
+
+def test_the_cache_check_finds_numbas_directory_without_importing_numba(tmp_path):
+    """``_compile.cache_index_absent``: the directory numba caches the live
+    solver in, told without numba (~0.3 s of import on first use)."""
+    import napari_catune._numba_solvers as ns
+    from napari_catune import _compile
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the fast check is Linux-only")
+    assert _compile._cache_dir(ns.__file__) == ns.pdas_rows._cache._cache_path
+    code = ("import json, sys\nfrom napari_catune import solver\n"
+            "print(json.dumps([solver.compiled_code_cached(), 'numba' in sys.modules]))")
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba"),
+               PYTHONPATH=str(_SRC) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [False, False]

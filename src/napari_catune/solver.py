@@ -736,6 +736,10 @@ def compiled_code_cached() -> bool | None:
     """Whether numba's on-disk cache holds the solver's machine code for this
     version (True), so a new process starts solving within about a second, or
     it will compile first (False); None if that cannot be told."""
+    from ._compile import cache_index_absent
+
+    if cache_index_absent():  # (told without importing numba)
+        return False
     try:
         from ._numba_solvers import pdas_rows
 
