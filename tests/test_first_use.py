@@ -447,3 +447,22 @@ def test_the_cache_check_finds_numbas_directory_without_importing_numba(tmp_path
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert json.loads(out.stdout.strip().splitlines()[-1]) == [False, False]
+
+
+@pytest.mark.parametrize("mode", ["none", "scalar", "drift"])
+def test_numpy_solver_on_the_shortest_traces(mode):
+    """T = 2 .. 7 with stacked rows: the band layouts' ends (the drift band's
+    second sub-diagonal is empty below 4 frames)."""
+    rng = np.random.default_rng(11)
+    fs, tr, td, lam = 30.0, 0.05, 0.5, 0.05
+    m = solver._model(fs, tr, td, lam)
+    mu = drift_mu(None, fs, td) if mode == "drift" else 0.0
+    for T in (2, 3, 4, 5, 7):
+        y = rng.standard_normal((3, T)) + np.arange(T)
+        s, b, fit, iters, conv = nps.solve_rows(y, m.g1, m.g2, m.alpha, m.lamG, m.G,
+                                                _CODES[mode], mu, solver.KKT_TOL)
+        assert conv.all(), (T, iters)
+        ref = solver.run_deconvolution_full(y, fs, tr, td, lam, baseline=mode)
+        ours = solver._objective_rows(y, s, m, _CODES[mode], mu)
+        theirs = solver._objective_rows(y, ref.activity, m, _CODES[mode], mu)
+        np.testing.assert_array_less(ours - theirs, 1e-9 * np.abs(theirs) + 1e-12)

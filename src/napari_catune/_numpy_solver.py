@@ -340,9 +340,9 @@ class _Newton:
             ab[0, :, 0::2] = 1.0 + 2.0 * mu
             ab[0, :, 0] = ab[0, :, N - 1] = 1.0 + mu
             ab[1, :, 1::2] = 1.0                  # b_{k+1} - x_k
-            ab[2, :, 1:N - 2:2] = l1[:, :-1]      # x_{k+1} - x_k
-            ab[2, :, 0:N - 2:2] = -mu             # b_{t+1} - b_t
-            ab[4, :, 1:N - 4:2] = l2[:, :-2]      # x_{k+2} - x_k
+            ab[2, :, 1:max(N - 2, 0):2] = l1[:, :-1]      # x_{k+1} - x_k
+            ab[2, :, 0:max(N - 2, 0):2] = -mu             # b_{t+1} - b_t
+            ab[4, :, 1:max(N - 4, 0):2] = l2[:, :max(n - 2, 0)]  # x_{k+2} - x_k
             self.c = flat
             self.jit = _factor(flat, self.M)
             return
