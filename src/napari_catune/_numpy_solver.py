@@ -48,9 +48,11 @@ IPM_BUDGET = 80
 # the rounding to the active set is tried once the complementarity (scaled
 # data: range 1) is below this
 _TRY_BELOW = 1e-10
-# ... and the exact solve on the guessed active set (:func:`_settle`: a
-# banded LU, ~10x an iteration) below this, at most every few iterations
-_POLISH_BELOW = 1e-7
+# ... and the exact solve on the guessed active set (:func:`_settle`: the
+# Newton band's factorisation and 2-3 solves, about one iteration) below
+# this, at most every few iterations (tried earlier, 1e-8 .. 1e-6: as many
+# factorisations over the grid, the slow 1 kHz kernel more)
+_POLISH_BELOW = 1e-10
 _POLISH_EVERY = 2
 _W_MAX = 1e12
 # active-set corrections after the interior point's guess
