@@ -13,6 +13,9 @@ and every import included) to the answer:
   ``solver.start_background_compile()`` (before: ``solver.warm_up(
   background=True, live_only=True)``), the first fit with its read-outs
   (``fit_stats``), then the first slider move (tau_decay +5 %, warm start).
+* slow1k: the slider case on 1 ROI x 20,000 frames of a slow kernel at
+  1 kHz (tau 0.2/3.0 s, the ``slow-1kHz`` regime), where the NumPy solver
+  used to leave the row unsettled and wait for the compiled code.
 * CLI: ``napari-catune deconvolve`` of 20 x 3,000 frames to an .npz, in the
   same process (``cli.main``), to its return.
 * OASIS (``oasis.functions.deconvolve`` per trace, AR(2) kernel given,
@@ -42,6 +45,11 @@ import numpy as np
 _HERE = Path(__file__).resolve().parent
 _SRC = _HERE.parent / "src"
 FS, TAU_R, TAU_D, LAM = 30.0, 0.05, 0.5, 0.05
+# the slider cases: (regime, rows, frames, fs, tau_rise, tau_decay, lambda)
+SLIDERS = {"slider1": ("GCaMP6f-30Hz", 1, 54_000, FS, TAU_R, TAU_D, LAM),
+           "slider8": ("GCaMP6f-30Hz", 8, 54_000, FS, TAU_R, TAU_D, LAM),
+           "slow1k": ("slow-1kHz", 1, 20_000, 1000.0, 0.2, 3.0, 0.05)}
+CASES = tuple(SLIDERS) + ("cli",)
 
 # each child waits for the background compile to end (the next measurement then
 # has the machine to itself); "ready" is when it switched to the compiled code
@@ -126,9 +134,10 @@ def _data(folder: Path) -> dict:
     from napari_catune.params import TuningParams, save_params
 
     files = {}
-    for name, (n, T) in {"slider1": (1, 54_000), "slider8": (8, 54_000),
-                         "cli": (20, 3_000)}.items():
-        y = simulation.regime_traces("GCaMP6f-30Hz", n, T, seed=7)
+    sizes = {k: (v[0], v[1], v[2]) for k, v in SLIDERS.items()}
+    sizes["cli"] = ("GCaMP6f-30Hz", 20, 3_000)
+    for name, (regime, n, T) in sizes.items():
+        y = simulation.regime_traces(regime, n, T, seed=7)
         files[name] = folder / f"{name}.npy"
         np.save(files[name], y)
     files["params"] = folder / "params.json"
@@ -138,13 +147,13 @@ def _data(folder: Path) -> dict:
 
 def _measure(tree: str, src: Path, files: dict, folder: Path) -> dict:
     res = {}
-    for case in ("slider1", "slider8", "cli"):
+    for case in CASES:
         with tempfile.TemporaryDirectory(prefix="catune-numba-") as cache:
             if case == "cli":
                 t0, r = _spawn(_CLI, [files["cli"], files["params"], folder / f"{tree}.npz"],
                                src, cache)
             else:
-                t0, r = _spawn(_SLIDER, [files[case], FS, TAU_R, TAU_D, LAM], src, cache)
+                t0, r = _spawn(_SLIDER, [files[case], *SLIDERS[case][3:]], src, cache)
         row = {"first": [r["first"][0] - t0, r["first"][1]], "ok": r["first"][2]}
         if "move" in r:
             row["move"] = [r["move"][0] - t0, r["move"][1]]
@@ -153,7 +162,8 @@ def _measure(tree: str, src: Path, files: dict, folder: Path) -> dict:
         print(f"  {tree:8s} {case:8s} first answer {row['first'][0]:6.2f} s wall "
               f"{row['first'][1]:6.2f} s CPU"
               + (f"; first slider move done at {row['move'][0]:6.2f} s" if "move" in row else "")
-              + (f"; compiled code in use from {row['ready']:6.1f} s" if row["ready"] else ""),
+              + (f"; compiled code in use from {row['ready']:6.1f} s" if row["ready"] else "")
+              + ("" if row["ok"] else "; NOT CONVERGED"),
               flush=True)
     return res
 
@@ -164,7 +174,6 @@ def main(argv=None) -> int:
     ap.add_argument("--src", type=Path, default=_SRC, help="source tree to measure (src/)")
     ap.add_argument("--against", type=Path, help="another source tree (e.g. main's src/)")
     a = ap.parse_args(argv)
-    g1, g2 = _ar2(FS, TAU_R, TAU_D)
     with tempfile.TemporaryDirectory(prefix="catune-first-") as tmp:
         folder = Path(tmp)
         files = _data(folder)
@@ -173,14 +182,15 @@ def main(argv=None) -> int:
         if a.against:
             results["against"] = _measure("against", a.against, files, folder)
         oasis = {}
-        for case in ("slider1", "slider8", "cli"):
+        for case in CASES:
+            g1, g2 = _ar2(*(SLIDERS[case][3:6] if case in SLIDERS else (FS, TAU_R, TAU_D)))
             with tempfile.TemporaryDirectory(prefix="catune-numba-") as cache:
                 t0, r = _spawn(_OASIS, [files[case], g1, g2], None, cache)
             oasis[case] = [r["first"][0] - t0, r["first"][1]]
             print(f"  {'OASIS':8s} {case:8s} first answer {oasis[case][0]:6.2f} s wall "
                   f"{oasis[case][1]:6.2f} s CPU", flush=True)
     print("ratios of the first answer, wall (CPU: steadier on a shared machine):")
-    for case in ("slider1", "slider8", "cli"):
+    for case in CASES:
         t, tc = results["this"][case]["first"]
         line = (f"  {case:8s} this / OASIS {t / oasis[case][0]:6.2f} "
                 f"({tc / oasis[case][1]:5.2f})")

@@ -34,7 +34,11 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from scipy.linalg import lapack
+
+from . import _jit_band
+
+# the banded Cholesky by LLVM-compiled loops (:mod:`._jit_band`) when available
+_USE_JIT = True
 
 # rounding floor of the KKT test, as ``_numba_solvers.KKT_FLOOR``
 KKT_FLOOR = 1000.0 * 2.220446049250313e-16
@@ -44,9 +48,11 @@ IPM_BUDGET = 80
 # the rounding to the active set is tried once the complementarity (scaled
 # data: range 1) is below this
 _TRY_BELOW = 1e-10
-# ... and the exact solve on the guessed active set (:func:`_settle`: a
-# banded LU, ~10x an iteration) below this, at most every few iterations
-_POLISH_BELOW = 1e-15
+# ... and the exact solve on the guessed active set (:func:`_settle`: the
+# Newton band's factorisation and 2-3 solves, about one iteration) below
+# this, at most every few iterations (tried earlier, 1e-8 .. 1e-6: as many
+# factorisations over the grid, the slow 1 kHz kernel more)
+_POLISH_BELOW = 1e-10
 _POLISH_EVERY = 2
 _W_MAX = 1e12
 # active-set corrections after the interior point's guess
@@ -99,11 +105,38 @@ def _d_band(m, n, g1, g2, alpha):
 
 
 def _tri(ab, v, trans):
-    m, n = v.shape
-    x, info = lapack.dtbtrs(ab, v.reshape(m * n, 1), uplo="L", trans=trans)
+    x = np.array(v, dtype=np.float64, order="C")
+    info = _lapack().tbtrs(ab, x.reshape(-1), lower=True, trans=trans == "T")
     if info != 0:
         raise np.linalg.LinAlgError(f"dtbtrs failed ({info})")
-    return x.reshape(m, n)
+    return x
+
+
+def _lapack():
+    """LAPACK (imported when first needed: ``scipy.linalg`` costs ~0.3 s to
+    import, and with :mod:`._jit_band` the first answer does not need it)."""
+    from . import _lapack_nogil
+
+    return _lapack_nogil
+
+
+@lru_cache(maxsize=32)
+def _const(n, v):
+    a = np.full(n, float(v))
+    a.setflags(write=False)
+    return a
+
+
+def _ar_solve(v, g1, g2, alpha, backward=False):
+    """D^-1 v (the AR(2) recursion forward) or D^-T v (backward) per row of
+    v ((m, n)), each row on its own: by :mod:`._jit_band`'s loop, else LAPACK."""
+    jit = _jit_band.load() if _USE_JIT else None
+    m, n = v.shape
+    if jit is None:
+        return _tri(_d_band(m, n, g1, g2, alpha), v, "T" if backward else "N")
+    x = np.multiply(v, alpha, dtype=np.float64)  # a new C-ordered array
+    jit.rec(x, _const(n, g1), _const(n, g2), backward)
+    return x
 
 
 def conv_rows(s, g1, g2, alpha):
@@ -113,7 +146,7 @@ def conv_rows(s, g1, g2, alpha):
     m, T = s.shape
     out = np.zeros((m, T))
     if T > 1:
-        out[:, 1:] = _tri(_d_band(m, T - 1, g1, g2, alpha), s[:, :-1], "N")
+        out[:, 1:] = _ar_solve(s[:, :-1], g1, g2, alpha)
     return out
 
 
@@ -122,8 +155,7 @@ def _adjoint(r, g1, g2, alpha):
     m, T = r.shape
     out = np.zeros((m, T))
     if T > 1:
-        out[:, :-1] = _tri(_d_band(m, T - 1, g1, g2, alpha), np.ascontiguousarray(r[:, 1:]),
-                           "T")
+        out[:, :-1] = _ar_solve(r[:, 1:], g1, g2, alpha, backward=True)
     return out
 
 
@@ -147,9 +179,22 @@ def _smoother_gains(mu: float, T: int):
     return c, den
 
 
-def _bidiag(diag_off, rhs, lower):
-    """Unit bidiagonal solve per row (x_t - a_t x_{t -/+ 1} = rhs_t), by LAPACK."""
+def _bidiag(off, rhs, lower):
+    """Unit bidiagonal solve per row: lower, x_{t+1} - off_t x_t = rhs_{t+1};
+    upper, x_{t-1} - off_t x_t = rhs_{t-1} (``off``: (T,), the same for every
+    row); by :mod:`._jit_band`'s loop, else LAPACK."""
     m, T = rhs.shape
+    jit = _jit_band.load() if _USE_JIT else None
+    if jit is not None:
+        a1 = np.zeros(T)
+        if lower:
+            a1[1:] = off[:-1]
+        else:
+            a1[:-1] = off[1:]
+        x = np.array(rhs, dtype=np.float64, order="C")
+        jit.rec(x, a1, _const(T, 0.0), backward=not lower)
+        return x
+    diag_off = np.broadcast_to(off[None, :], (m, T))
     ab = np.empty((2, m, T))
     ab[0 if lower else 1] = 1.0
     if lower:
@@ -158,9 +203,9 @@ def _bidiag(diag_off, rhs, lower):
     else:
         ab[0] = -diag_off
         ab[0, :, 0] = 0.0
-    x, info = lapack.dtbtrs(np.asfortranarray(ab.reshape(2, m * T)), rhs.reshape(m * T, 1),
-                            uplo="L" if lower else "U")
-    return x.reshape(m, T)
+    x = np.array(rhs, dtype=np.float64, order="C")
+    _lapack().tbtrs(np.asfortranarray(ab.reshape(2, m * T)), x.reshape(-1), lower=lower)
+    return x
 
 
 def smooth_rows(r, mu):
@@ -172,14 +217,13 @@ def smooth_rows(r, mu):
         return r.copy()
     c, den = _smoother_gains(float(mu), T)
     # backward: Q_t = c_{t+1} Q_{t+1} - r_t  (Q the running linear term)
-    up = np.broadcast_to(c[None, :], (m, T))  # super-diagonal at column t: c_t
-    Q = _bidiag(up, -r, lower=False)
+    Q = _bidiag(c, -r, lower=False)  # super-diagonal at column t: c_t
     # forward: b_0 = -Q_0 / P_0, b_t = (mu b_{t-1} - Q_t) / den_t
     rhs = -Q / den
     lowc = np.empty(T)
     lowc[:-1] = mu / den[1:]   # sub-diagonal at column t: b_{t+1}'s factor
     lowc[-1] = 0.0
-    return _bidiag(np.broadcast_to(lowc[None, :], (m, T)), rhs, lower=True)
+    return _bidiag(lowc, rhs, lower=True)
 
 
 def best_baseline(resid, mode, mu):
@@ -246,17 +290,17 @@ def fit_stats_rows(y, fit, act, sig, fs):
 
 # -------------------------------------------------------- interior point
 def _band_x(W, g1, g2, ia2, m, n):
-    """Bands of I + D' diag(W) D per row: (diag, super-1, super-2), (m, n) each
-    (super-k at column j is the entry (j - k, j); zero across rows)."""
+    """Bands of I + D' diag(W) D per row: (diag, sub-1, sub-2), (m, n) each
+    (sub-k at column j is the entry (j + k, j); zero past the row's end)."""
     dg = 1.0 + ia2 * W
     dg[:, :-1] += (g1 * g1 * ia2) * W[:, 1:]
     dg[:, :-2] += (g2 * g2 * ia2) * W[:, 2:]
-    s1 = (-g1 * ia2) * W
-    s1[:, :-1] += (g1 * g2 * ia2) * W[:, 1:]
-    s1[:, 0] = 0.0
-    s2 = (-g2 * ia2) * W
-    s2[:, :2] = 0.0
-    return dg, s1, s2
+    l1 = np.zeros((m, n))
+    l1[:, :-1] = (-g1 * ia2) * W[:, 1:]
+    l1[:, :-2] += (g1 * g2 * ia2) * W[:, 2:]
+    l2 = np.zeros((m, n))
+    l2[:, :-2] = (-g2 * ia2) * W[:, 2:]
+    return dg, l1, l2
 
 
 def _fortran_zeros(rows, cols):
@@ -264,11 +308,21 @@ def _fortran_zeros(rows, cols):
     return np.zeros((cols, rows)).T
 
 
-def _factor(ab):
-    c, info = lapack.dpbtrf(ab, overwrite_ab=1)
+def _factor(ab, M):
+    """Banded Cholesky of the first M columns of ``ab`` ((kd + 1, M + kd),
+    Fortran order, LOWER storage: ``ab[k, j]`` = entry (j + k, j), the last
+    kd columns zero padding), in place.  By the LLVM-compiled loop of
+    :mod:`._jit_band` when it is there (its diagonal then holds 1 / L[j, j]),
+    else LAPACK (OpenBLAS's lower ``dpbtrf``, ~2x its upper one on these
+    bands).  Returns the kernels used (None: LAPACK)."""
+    jit = _jit_band.load() if _USE_JIT else None
+    if jit is not None:
+        info = jit.factor(ab, M)
+    else:
+        info = _lapack().pbtrf(ab[:, :M], lower=True)
     if info != 0:
         raise np.linalg.LinAlgError(f"dpbtrf failed ({info})")
-    return c
+    return jit
 
 
 class _Newton:
@@ -277,25 +331,29 @@ class _Newton:
     def __init__(self, W, g1, g2, ia2, mode, mu, T):
         m, n = W.shape
         self.mode, self.m, self.n, self.T = mode, m, n, T
-        dg, s1, s2 = _band_x(W, g1, g2, ia2, m, n)
+        dg, l1, l2 = _band_x(W, g1, g2, ia2, m, n)
         if mode == 2:
             # unknowns per row: b_0, x_0, b_1, x_1, ..., x_{n-1}, b_n (x_k <-> b_{k+1})
             N = 2 * T - 1
-            flat = _fortran_zeros(5, m * N)
-            ab = flat.reshape(5, m, N)  # a view: filled in place, no copy for LAPACK
-            ab[4, :, 1::2] = dg
-            ab[4, :, 0::2] = 1.0 + 2.0 * mu
-            ab[4, :, 0] = ab[4, :, N - 1] = 1.0 + mu
-            ab[2, :, 1::2] = s1          # x_{k-1} - x_k
-            ab[0, :, 1::2] = s2          # x_{k-2} - x_k
-            ab[3, :, 2::2] = 1.0         # x_{t-1} - b_t
-            ab[2, :, 2::2] = -mu         # b_{t-1} - b_t
-            self.c = _factor(flat)
+            self.M, self.kd = m * N, 4
+            flat = _fortran_zeros(5, m * N + 4)
+            ab = flat[:, :m * N].reshape(5, m, N)  # a view: filled in place
+            ab[0, :, 1::2] = dg
+            ab[0, :, 0::2] = 1.0 + 2.0 * mu
+            ab[0, :, 0] = ab[0, :, N - 1] = 1.0 + mu
+            ab[1, :, 1::2] = 1.0                  # b_{k+1} - x_k
+            ab[2, :, 1:max(N - 2, 0):2] = l1[:, :-1]      # x_{k+1} - x_k
+            ab[2, :, 0:max(N - 2, 0):2] = -mu             # b_{t+1} - b_t
+            ab[4, :, 1:max(N - 4, 0):2] = l2[:, :max(n - 2, 0)]  # x_{k+2} - x_k
+            self.c = flat
+            self.jit = _factor(flat, self.M)
             return
-        flat = _fortran_zeros(3, m * n)
-        ab = flat.reshape(3, m, n)
-        ab[2], ab[1], ab[0] = dg, s1, s2
-        self.c = _factor(flat)
+        self.M, self.kd = m * n, 2
+        flat = _fortran_zeros(3, m * n + 2)
+        ab = flat[:, :m * n].reshape(3, m, n)
+        ab[0], ab[1], ab[2] = dg, l1, l2
+        self.c = flat
+        self.jit = _factor(flat, self.M)
         if mode == 1:
             # H w = 1: the scalar baseline's border, by its Schur complement
             w = self._solve(np.ones((m, n)))
@@ -303,11 +361,15 @@ class _Newton:
             self.schur = T - w.sum(axis=1)
 
     def _solve(self, rhs):
-        shape = rhs.shape
-        x, info = lapack.dpbtrs(self.c, rhs.reshape(-1, 1))
-        if info != 0:
-            raise np.linalg.LinAlgError(f"dpbtrs failed ({info})")
-        return x.reshape(shape)
+        x = np.zeros(self.M + self.kd)
+        x[:self.M] = rhs.reshape(-1)
+        if self.jit is not None:
+            self.jit.solve(self.c, self.M, x)
+        else:
+            info = _lapack().pbtrs(self.c[:, :self.M], x[:self.M], lower=True)
+            if info != 0:
+                raise np.linalg.LinAlgError(f"dpbtrs failed ({info})")
+        return x[:self.M].reshape(rhs.shape)
 
     def solve(self, rx, rb):
         """(dx, db) for the right-hand sides rx ((m, n)) and rb (the baseline
@@ -351,9 +413,11 @@ def _check(y, sc, g1, g2, alpha, lamG, G, mode, mu):
 def _settle(y, ys, active, S, tol, g1, g2, alpha, lamG, G, mode, mu, lam):
     """From an interior point's guess of the active set (True: s = 0), the
     exact optimum: the equality-constrained problem on that set solved
-    exactly (:func:`_polish`), then primal-dual active-set corrections while
-    the KKT violation is above ``_TIGHT`` of its tolerance (a few steps).
-    Returns the best s, b (trace units) and their KKT violation."""
+    exactly (:func:`_polish_rows`), then primal-dual active-set corrections
+    while the KKT violation is above ``_TIGHT`` of its tolerance (a few
+    steps).  Where the active set holds (no sign to correct) and the test
+    still fails, the spikes are refined on it (:func:`_refine`).  Returns the
+    best s, b (trace units) and their KKT violation."""
     m, T = y.shape
     n = T - 1
     ia = 1.0 / alpha
@@ -362,19 +426,24 @@ def _settle(y, ys, active, S, tol, g1, g2, alpha, lamG, G, mode, mu, lam):
     v_best = np.full(m, np.inf)
     left = np.arange(m)
     dt1 = _dt(np.ones((1, n)), g1, g2, ia)
+
+    def judge(rows, u):
+        sc = np.zeros((rows.size, T))
+        sc[:, :-1] = np.maximum(u, 0.0) * S[rows, None]
+        bc, v = _check(y[rows], sc, g1, g2, alpha, lamG, G, mode, mu)
+        better = v < v_best[rows]
+        idx = rows[better]
+        s_best[idx], b_best[idx], v_best[idx] = sc[better], bc[better], v[better]
+        return v
+
     for _ in range(_SETTLE_STEPS):
         try:
-            x, _b = _polish(ys[left], active, mode, mu, g1, g2, ia, lam[left] * dt1)
+            x = _polish_rows(ys[left], active, mode, mu, g1, g2, ia, lam[left] * dt1)
         except np.linalg.LinAlgError:
             break
         u = _d(x, g1, g2, ia)
         u[active] = 0.0
-        sc = np.zeros((left.size, T))
-        sc[:, :-1] = np.maximum(u, 0.0) * S[left, None]
-        bc, v = _check(y[left], sc, g1, g2, alpha, lamG, G, mode, mu)
-        better = v < v_best[left]
-        idx = left[better]
-        s_best[idx], b_best[idx], v_best[idx] = sc[better], bc[better], v[better]
+        v = judge(left, u)
         keep = ~(v <= _TIGHT * tol[left])
         if not keep.any():
             break
@@ -386,10 +455,140 @@ def _settle(y, ys, active, S, tol, g1, g2, alpha, lamG, G, mode, mu, lam):
         r = r - best_baseline(r, mode, mu)
         g = lam[left] - _adjoint(r, g1, g2, alpha)[:, :-1]
         new = (active & (g >= 0.0)) | (~active & (u < 0.0))
-        if (new == active).all():
+        same = (new == active).all(axis=1)
+        if same.all():
             break
-        active = new
+        left, active = left[~same], new[~same]
+    # rows still failing near the optimum: the precision of the free spikes,
+    # not the set (slow kernels at high rates): refined on the best one's set
+    bad = np.flatnonzero(~(v_best <= _TIGHT * tol) & (v_best <= _REFINE_NEAR * tol))
+    if bad.size:
+        u0 = s_best[bad, :-1] / S[bad, None]
+        _refine(judge, bad, u0, v_best[bad], u0 <= 0.0, y, S, tol, g1, g2, alpha, lamG,
+                mode, mu)
     return s_best, b_best, v_best
+
+
+# Newton refinements of the free spikes on their active set, tried where
+# the corrections did not settle, the KKT violation is within this many
+# tolerances and the free spikes are few enough for a dense reduced Hessian
+_REFINE_SPIKES = 3
+_REFINE_NEAR = 1e5
+_DENSE_FREE = 200
+_DENSE_WORK = 6e6
+_DENSE_CHUNK = 1e6
+
+
+def _refine(judge, rows, u, v, active, y, S, tol, g1, g2, alpha, lamG, mode, mu):
+    """Newton steps on the free spikes with the active set fixed, on the
+    reduced problem (the baseline minimised out: Hessian K_F' (I - S_b) K_F,
+    S_b the baseline's smoother; gradient lamG - K_F' (y - K s - b(s))), all
+    by the stable recursions (reconvolution, adjoint, Riccati smoother).
+    Spikes formed as D x from the banded solves lose ~eps |x| / alpha to
+    cancellation and the drift's weight (mu ~1e9 at 1 kHz) costs the banded
+    LU its precision: on slow kernels that is as much as the KKT test allows.
+    Rows with more than ``_DENSE_FREE`` free spikes are left as they are.
+    Returns the refined u (scaled) and v, the best per row."""
+    T = y.shape[1]
+    u, v = u.copy(), v.copy()
+    for i in range(rows.size):
+        F = np.flatnonzero(~active[i] & (u[i] > 0.0))
+        if F.size == 0 or F.size > _DENSE_FREE or F.size * T > _DENSE_WORK:
+            continue
+        r_ = rows[i]
+        e = np.zeros((F.size, T))
+        e[np.arange(F.size), F] = 1.0
+        KF = conv_rows(e, g1, g2, alpha)                 # columns of K, as rows
+        del e
+        H = np.empty((F.size, F.size))
+        step = max(1, int(_DENSE_CHUNK // T))
+        for a0 in range(0, F.size, step):                # (I - S_b) K_F in chunks
+            part = KF[a0:a0 + step]
+            H[:, a0:a0 + step] = KF @ (part - best_baseline(part, mode, mu)).T
+        si = np.zeros((1, T))
+        si[0, :-1] = u[i] * S[r_]
+        for _ in range(_REFINE_SPIKES):
+            w = y[r_:r_ + 1] - conv_rows(si, g1, g2, alpha)
+            w = w - best_baseline(w, mode, mu)
+            g = lamG - (KF @ w[0])
+            try:
+                d = np.linalg.solve(H, g)
+            except np.linalg.LinAlgError:
+                break
+            sn = si.copy()
+            sn[0, F] = np.maximum(si[0, F] - d, 0.0)
+            un = sn[0, :-1] / S[r_]
+            vn = judge(rows[i:i + 1], un[None, :])[0]
+            if not vn < v[i]:
+                break
+            si, u[i], v[i] = sn, un, vn
+            if v[i] <= _TIGHT * tol[r_]:
+                break
+    return u, v
+
+
+# the exact solve on an active set by the Newton system's banded Cholesky: a
+# penalty on the active spikes (scaled: this over the data's 1) preconditions
+# iterative refinement of the saddle-point system, one banded solve a step.
+# Rows where it does not settle in a few steps (slow kernels' long active
+# runs: the penalty's contraction is weak there) go to the banded LU of the
+# saddle system (:func:`_polish`, ~10x the cost of a step)
+_PEN = 1e8
+_REFINE_STEPS = 6
+_REFINE_TOL = 1e-13
+
+
+def _h0(x, b, mode, mu, T):
+    """The quadratic terms (data fit, drift penalty) applied to (x, b)."""
+    if mode == 2:
+        hx = x + b[:, 1:]
+        hb = b + _lap(b, mu)
+        hb[:, 1:] += x
+        return hx, hb
+    if mode == 1:
+        return x + b[:, None], T * b + x.sum(axis=1)
+    return x.copy(), None
+
+
+def _polish_spd(ys, active, mode, mu, g1, g2, ia, cvec):
+    """:func:`_polish`'s system, [H0, D_A'; D_A, 0] [x, b; lambda] = [rhs; 0],
+    by iterative refinement preconditioned with its regularisation
+    [H0, D_A'; D_A, -1/P] (one factorisation of H0 + P D_A' D_A, the
+    Newton system's band).  Returns x, b and whether each row settled."""
+    m, T = ys.shape
+    A = active.astype(np.float64)
+    ia2 = ia * ia
+    P = _PEN / ia2
+    nt = _Newton(P * A, g1, g2, ia2, mode, mu, T)
+    rx = ys[:, 1:] - cvec
+    rb = ys if mode == 2 else (ys.sum(axis=1) if mode == 1 else None)
+    x = np.zeros_like(rx)
+    b = np.zeros_like(ys) if mode == 2 else (np.zeros(m) if mode == 1 else None)
+    lam = np.zeros_like(rx)
+    ok = np.zeros(m, dtype=bool)
+    for _ in range(_REFINE_STEPS):
+        hx, hb = _h0(x, b, mode, mu, T)
+        r1 = rx - hx - _dt(lam, g1, g2, ia)
+        r2 = -_d(x, g1, g2, ia) * A
+        dx, db = nt.solve(r1 + _dt(P * r2, g1, g2, ia), None if mode == 0 else rb - hb)
+        lam += P * (_d(dx, g1, g2, ia) - r2) * A
+        x += dx
+        if mode:
+            b += db
+        ok = np.abs(dx).max(axis=1) <= _REFINE_TOL * (1.0 + np.abs(x).max(axis=1))
+        if ok.all():
+            break
+    return x, b, ok
+
+
+def _polish_rows(ys, active, mode, mu, g1, g2, ia, cvec):
+    """x of the exact solve on the active set: :func:`_polish_spd`, and
+    :func:`_polish` for the rows it did not settle."""
+    x, _b, ok = _polish_spd(ys, active, mode, mu, g1, g2, ia, cvec)
+    if not ok.all():
+        bad = ~ok
+        x[bad] = _polish(ys[bad], active[bad], mode, mu, g1, g2, ia, cvec[bad])[0]
+    return x
 
 
 def _band_put(ab, kl, ku, i, j, val):
@@ -414,7 +613,7 @@ def _polish(ys, active, mode, mu, g1, g2, ia, cvec):
         per, kl = 2, 5
         N = 2 * n
         xi, li = 2 * k, 2 * k + 1
-    ab = np.zeros((3 * kl + 1, m * N))
+    ab = _fortran_zeros(3 * kl + 1, m * N)
     off = (np.arange(m) * N)[:, None]
     X, L = (xi + off).ravel(), (li + off).ravel()
     act = active.ravel()
@@ -442,21 +641,20 @@ def _polish(ys, active, mode, mu, g1, g2, ia, cvec):
         _band_put(ab, kl, kl, B[sel], B[sel] - 2, 1.0)  # b_t's row: x_{t-1}
         _band_put(ab, kl, kl, X, X + 2, 1.0)            # x_k's row: b_{k+1}
         rhs[:, 3 * t] = ys
-        _lu, _piv, sol, info = lapack.dgbsv(kl, kl, ab, rhs.reshape(-1, 1), overwrite_ab=1)
+        info = _lapack().gbsv(kl, kl, ab, rhs.reshape(-1))
         if info != 0:
             raise np.linalg.LinAlgError(f"dgbsv failed ({info})")
-        sol = sol.reshape(m, N)
-        return sol[:, xi], sol[:, 3 * t]
+        return rhs[:, xi], rhs[:, 3 * t]
     if mode == 0:
-        _lu, _piv, sol, info = lapack.dgbsv(kl, kl, ab, rhs.reshape(-1, 1), overwrite_ab=1)
+        info = _lapack().gbsv(kl, kl, ab, rhs.reshape(-1))
         if info != 0:
             raise np.linalg.LinAlgError(f"dgbsv failed ({info})")
-        return sol.reshape(m, N)[:, xi], None
+        return rhs[:, xi], None
     # scalar: b by the Schur complement of its border (ones on the x rows)
     e = np.zeros((m, N))
     e[:, xi] = 1.0
-    both = np.stack((rhs.ravel(), e.ravel()), axis=1)
-    _lu, _piv, sol, info = lapack.dgbsv(kl, kl, ab, both, overwrite_ab=1)
+    sol = np.asfortranarray(np.stack((rhs.ravel(), e.ravel()), axis=1))
+    info = _lapack().gbsv(kl, kl, ab, sol)
     if info != 0:
         raise np.linalg.LinAlgError(f"dgbsv failed ({info})")
     p_, q_ = sol[:, 0].reshape(m, N)[:, xi], sol[:, 1].reshape(m, N)[:, xi]
@@ -465,7 +663,7 @@ def _polish(ys, active, mode, mu, g1, g2, ia, cvec):
 
 
 def solve_rows(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters=IPM_BUDGET,
-               init=None):
+               init=None, threads=1):
     """Solve every row of y ((m, T) float64, finite, T >= 2) exactly.
 
     Returns s (m, T), b ((m, 1), or (m, T) for drift), fit K s + b, the
@@ -475,18 +673,46 @@ def solve_rows(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters=IPM_BUDGE
 
     Rows are solved in groups of about ``_GROUP_SAMPLES`` samples: LAPACK's
     banded factorisation of a stacked system slows down ~1.5x per sample once
-    its bands leave the cache."""
+    its bands leave the cache.  ``threads`` > 1: the groups (at least that
+    many when there are as many rows) are solved on that many threads
+    (the compiled loops and LAPACK run without the GIL: :mod:`._jit_band`,
+    :mod:`._lapack_nogil`); the numbers do not depend on it."""
     y = np.ascontiguousarray(np.atleast_2d(y), dtype=np.float64)
     m, T = y.shape
     step = max(1, _GROUP_SAMPLES // T)
-    if m > step:
-        parts = [solve_rows(y[i:i + step], g1, g2, alpha, lamG, G, mode, mu, kkt_tol,
-                            max_iters, None if init is None else init[i:i + step])
-                 for i in range(0, m, step)]
-        return tuple(np.concatenate(p) for p in zip(*parts))
-    # (a dual over a spike at its floor may overflow to inf: capped, no warning)
-    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-        return _solve_group(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters, init)
+    threads = max(1, min(int(threads), m)) if _nogil() else 1
+    if threads > 1:
+        step = min(step, -(-m // threads))
+    def part(i):
+        # (a dual over a spike at its floor may overflow to inf: capped, no warning)
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            return _solve_group(y[i:i + step], g1, g2, alpha, lamG, G, mode, mu, kkt_tol,
+                                max_iters, None if init is None else init[i:i + step])
+
+    starts = range(0, m, step)
+    if threads > 1 and m > step:
+        parts = list(_pool(threads).map(part, starts))
+    else:
+        parts = [part(i) for i in starts]
+    if len(parts) == 1:
+        return parts[0]
+    return tuple(np.concatenate(p) for p in zip(*parts))
+
+
+_POOLS = {}
+
+
+def _nogil():
+    return (_USE_JIT and _jit_band.load() is not None) or _lapack().NOGIL
+
+
+def _pool(threads):
+    """A thread pool of this size (kept: a slider move reuses it)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if threads not in _POOLS:
+        _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="catune-numpy")
+    return _POOLS[threads]
 
 
 def _solve_group(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters, init):
@@ -514,7 +740,7 @@ def _solve_group(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters, init):
         # a start inside the cone: spikes of total size 1/4 of the range
         # spread evenly, duals at the gradient's scale
         u = np.full((m, n), 0.25 / max(1.0, G))
-        x = _tri(_d_band(m, n, g1, g2, alpha), u, "N")
+        x = _ar_solve(u, g1, g2, alpha)
         z = np.full((m, n), 1.0) * max(1.0, float(np.max(lam * dt1.max(), initial=0.0)))
         if mode == 2:
             b = np.repeat(np.median(y1 - x, axis=1)[:, None], T, axis=1)
@@ -526,14 +752,14 @@ def _solve_group(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters, init):
         # a warm start (a slider move): the previous spikes and their
         # gradient, pushed into the interior by a small centring term
         u = np.maximum(init[:, :-1] / S[:, None], 0.0)
-        x = _tri(_d_band(m, n, g1, g2, alpha), u, "N")
+        x = _ar_solve(u, g1, g2, alpha)
         r = ys - np.concatenate((np.zeros((m, 1)), x), axis=1)
         bb = best_baseline(r, mode, mu)
         g = lam - _adjoint(r - bb, g1, g2, alpha)[:, :-1]
         delta = _WARM_CENTRE * max(1.0, float(np.max(lam * dt1.max(), initial=0.0)))
         z = np.maximum(g, 0.0) + delta
         u = u + _WARM_CENTRE / max(1.0, G)
-        x = _tri(_d_band(m, n, g1, g2, alpha), u, "N")
+        x = _ar_solve(u, g1, g2, alpha)
         b = bb if mode == 2 else bb[:, 0]
     rows = np.arange(m)
     # u = D x is an iterate of its own (updated by its steps, kept > 0):
@@ -574,10 +800,14 @@ def _solve_group(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters, init):
         dx, db = nt.solve(rx0 + _dt(tgt / u, g1, g2, ia), rb)
         du = _d(dx, g1, g2, ia) + rp
         dz = tgt / u - z - W * du
-        a = np.minimum(1.0, 0.995 * np.minimum(_max_step(u, du), _max_step(z, dz)))
+        # primal and dual steps of their own lengths (the stationarity residual
+        # a shorter dual step leaves is the next iteration's right-hand side):
+        # ~1-8 fewer iterations than one common length
+        a = np.minimum(1.0, 0.995 * _max_step(u, du))
+        ad = np.minimum(1.0, 0.995 * _max_step(z, dz))
         x = x + a[:, None] * dx
         u = np.maximum(u + a[:, None] * du, _TINY)
-        z = np.maximum(z + a[:, None] * dz, _TINY)
+        z = np.maximum(z + ad[:, None] * dz, _TINY)
         if mode == 2:
             b = b + a[:, None] * db
         elif mode == 1:

@@ -402,7 +402,7 @@ def _solve_rows_fallback(y, m: _Model, *, mode, mu, tol, max_iters, init, out):
         hi = min(n, lo + step)
         r = npsol.solve_rows(y[lo:hi], m.g1, m.g2, m.alpha, m.lamG, m.G, mode, mu, KKT_TOL,
                              min(max_iters, npsol.IPM_BUDGET),
-                             None if init is None else init[lo:hi])
+                             None if init is None else init[lo:hi], _n_threads(hi - lo))
         s[lo:hi], b[lo:hi], fit[lo:hi], iters[lo:hi], conv[lo:hi] = r
         lo = hi
     stuck = np.flatnonzero(~conv)
@@ -736,6 +736,10 @@ def compiled_code_cached() -> bool | None:
     """Whether numba's on-disk cache holds the solver's machine code for this
     version (True), so a new process starts solving within about a second, or
     it will compile first (False); None if that cannot be told."""
+    from ._compile import cache_index_absent
+
+    if cache_index_absent():  # (told without importing numba)
+        return False
     try:
         from ._numba_solvers import pdas_rows
 

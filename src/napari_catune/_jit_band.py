@@ -1,0 +1,339 @@
+"""The banded Cholesky factorisation and solve of the NumPy solver's Newton
+systems, as machine code made in ~0.1 s by LLVM (``llvmlite``, which numba
+brings) from a few lines of IR written here: no numba compile.
+
+LAPACK's banded Cholesky (``dpbtrf``/``dpbtrs``) spends most of its time in
+one BLAS call per column (~40 ns a column on the 4-wide drift band), where
+the arithmetic is ~15 flops; this loop does the same arithmetic with the
+band width a constant (2 or 4), ~4-8x faster.  The factor keeps LAPACK's
+lower band storage (``ab[k, j]`` = L[j + k, j]) except that the diagonal
+holds 1 / L[j, j], so that the solves multiply instead of dividing.
+
+Layout: ``ab`` is (kd + 1, n + kd), Fortran order, its last kd columns zero
+(padding: the loops run without bounds checks and touch them); right-hand
+sides are (n + kd,) with the last kd entries zero.  The entries of the band
+past the matrix's end (``ab[k, j]`` with j + k >= n) must be zero.
+
+:func:`load` returns the kernels, or None when LLVM is not available or the
+self-test fails (the caller then uses LAPACK).  Calls release the GIL
+(ctypes).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+
+import numpy as np
+
+WIDTHS = (1, 2, 4)
+_LOCK = threading.Lock()
+_STATE: dict = {}
+
+
+def _ir_factor(kd: int) -> str:
+    """LDL' of the band, column by column: d_j, then l = a / d_j below it,
+    then the trailing update a[i, k] -= l_i a_k (= l_i l_k d_j).  The chain
+    from one pivot to the next is a division and a subtraction (a Cholesky's
+    square root would add ~20 cycles a column)."""
+    ld = kd + 1
+    body = []
+    for k in range(1, kd + 1):
+        body.append(f"  %b{k} = add i64 %base, {k}\n"
+                    f"  %pa{k} = getelementptr double, double* %ab, i64 %b{k}\n"
+                    f"  %a{k} = load double, double* %pa{k}\n"
+                    f"  %l{k} = fmul double %a{k}, %r\n"
+                    f"  store double %l{k}, double* %pa{k}")
+    # trailing update, the next pivot's entry (k = i = 1) first
+    pairs = [(1, 1)] + [(k, i) for k in range(1, kd + 1) for i in range(k, kd + 1)
+                        if (k, i) != (1, 1)]
+    for k, i in pairs:
+        off = k * ld + i - k
+        body.append(f"  %o{k}_{i} = add i64 %base, {off}\n"
+                    f"  %q{k}_{i} = getelementptr double, double* %ab, i64 %o{k}_{i}\n"
+                    f"  %v{k}_{i} = load double, double* %q{k}_{i}\n"
+                    f"  %m{k}_{i} = fmul double %l{i}, %a{k}\n"
+                    f"  %w{k}_{i} = fsub double %v{k}_{i}, %m{k}_{i}\n"
+                    f"  store double %w{k}_{i}, double* %q{k}_{i}")
+    return f"""
+define i64 @pbtrf{kd}(i64 %n, double* noalias %ab) {{
+entry:
+  %c0 = icmp sgt i64 %n, 0
+  br i1 %c0, label %loop, label %done
+loop:
+  %j = phi i64 [0, %entry], [%j1, %cont]
+  %base = mul i64 %j, {ld}
+  %p0 = getelementptr double, double* %ab, i64 %base
+  %d = load double, double* %p0
+  %ok = fcmp ogt double %d, 0.0
+  br i1 %ok, label %cont, label %fail
+cont:
+  %r = fdiv double 1.0, %d
+  store double %r, double* %p0
+{chr(10).join(body)}
+  %j1 = add i64 %j, 1
+  %c = icmp slt i64 %j1, %n
+  br i1 %c, label %loop, label %done
+fail:
+  %jp = add i64 %j, 1
+  ret i64 %jp
+done:
+  ret i64 0
+}}
+"""
+
+
+def _ir_solve(kd: int) -> str:
+    """L w = b (unit L), then x = D^-1 w - L' x from the end; the pending
+    right-hand sides (forward) and the last kd unknowns (backward) are
+    carried in registers, not re-read from memory."""
+    ld = kd + 1
+    K = kd
+    # forward: carries q0..q{K-1} = b[j..j+K-1] with the updates so far
+    fphi = "\n".join(
+        f"  %q{i} = phi double [%qi{i}, %entry], [%qn{i}, %floop]" for i in range(K))
+    finit = "\n".join(
+        f"  %pi{i} = getelementptr double, double* %b, i64 {i}\n"
+        f"  %qi{i} = load double, double* %pi{i}" for i in range(K))
+    fbody = []
+    for k in range(1, K + 1):
+        fbody.append(f"  %fa{k} = add i64 %fbase, {k}\n"
+                     f"  %fpa{k} = getelementptr double, double* %ab, i64 %fa{k}\n"
+                     f"  %fl{k} = load double, double* %fpa{k}\n"
+                     f"  %fm{k} = fmul double %fl{k}, %q0")
+    for i in range(K - 1):
+        fbody.append(f"  %qn{i} = fsub double %q{i + 1}, %fm{i + 1}")
+    fbody.append(f"  %fiK = add i64 %fj, {K}\n"
+                 f"  %fpK = getelementptr double, double* %b, i64 %fiK\n"
+                 f"  %fvK = load double, double* %fpK\n"
+                 f"  %qn{K - 1} = fsub double %fvK, %fm{K}")
+    # backward: carries p1..pK = x[j+1..j+K]
+    bphi = "\n".join(
+        f"  %p{k} = phi double [0.0, %bstart], [%pn{k}, %bloop]" for k in range(1, K + 1))
+    bbody = []
+    prev = "%bw"
+    for k in range(K, 0, -1):  # the newest unknown (p1) last: the short chain
+        bbody.append(f"  %ba{k} = add i64 %bbase, {k}\n"
+                     f"  %bpa{k} = getelementptr double, double* %ab, i64 %ba{k}\n"
+                     f"  %bl{k} = load double, double* %bpa{k}\n"
+                     f"  %bm{k} = fmul double %bl{k}, %p{k}\n"
+                     f"  %bs{k} = fsub double {prev}, %bm{k}")
+        prev = f"%bs{k}"
+    bbody.append(f"  %pn1 = fadd double {prev}, 0.0")
+    for k in range(2, K + 1):
+        bbody.append(f"  %pn{k} = fadd double %p{k - 1}, 0.0")
+    return f"""
+define void @pbtrs{kd}(i64 %n, double* noalias %ab, double* noalias %b) {{
+entry:
+  %c0 = icmp sgt i64 %n, 0
+{finit}
+  br i1 %c0, label %floop, label %exit
+floop:
+  %fj = phi i64 [0, %entry], [%fj1, %floop]
+{fphi}
+  %fbase = mul i64 %fj, {ld}
+  %fpy = getelementptr double, double* %b, i64 %fj
+  store double %q0, double* %fpy
+{chr(10).join(fbody)}
+  %fj1 = add i64 %fj, 1
+  %fc = icmp slt i64 %fj1, %n
+  br i1 %fc, label %floop, label %bstart
+bstart:
+  %nl = sub i64 %n, 1
+  br label %bloop
+bloop:
+  %bj = phi i64 [%nl, %bstart], [%bj1, %bloop]
+{bphi}
+  %bbase = mul i64 %bj, {ld}
+  %bp0 = getelementptr double, double* %ab, i64 %bbase
+  %br = load double, double* %bp0
+  %bpy = getelementptr double, double* %b, i64 %bj
+  %bv = load double, double* %bpy
+  %bw = fmul double %bv, %br
+{chr(10).join(bbody)}
+  store double %pn1, double* %bpy
+  %bj1 = sub i64 %bj, 1
+  %bc = icmp sge i64 %bj1, 0
+  br i1 %bc, label %bloop, label %exit
+exit:
+  ret void
+}}
+"""
+
+
+def _ir_rec(backward: bool) -> str:
+    """x[r, k] += a1[k] x[r, k -/+ 1] + a2[k] x[r, k -/+ 2] for every row r of
+    an (m, n) C-ordered x, forward (k up) or backward, the two previous
+    values carried in registers (zero before each row's start)."""
+    name = "recb" if backward else "recf"
+    if backward:
+        k0 = "%nl"
+        step = "%k1 = sub i64 %k, 1\n  %more = icmp sge i64 %k1, 0"
+    else:
+        k0 = "0"
+        step = "%k1 = add i64 %k, 1\n  %more = icmp slt i64 %k1, %n"
+    return f"""
+define void @{name}(i64 %m, i64 %n, double* noalias %x, double* noalias %a1,
+                    double* noalias %a2) {{
+entry:
+  %nl = sub i64 %n, 1
+  %ok = icmp sgt i64 %n, 0
+  %okm = icmp sgt i64 %m, 0
+  %go = and i1 %ok, %okm
+  br i1 %go, label %row, label %exit
+row:
+  %r = phi i64 [0, %entry], [%r1, %rowend]
+  %rb = mul i64 %r, %n
+  br label %loop
+loop:
+  %k = phi i64 [{k0}, %row], [%k1, %loop]
+  %p1 = phi double [0.0, %row], [%v, %loop]
+  %p2 = phi double [0.0, %row], [%p1, %loop]
+  %i = add i64 %rb, %k
+  %px = getelementptr double, double* %x, i64 %i
+  %xv = load double, double* %px
+  %pa1 = getelementptr double, double* %a1, i64 %k
+  %c1 = load double, double* %pa1
+  %pa2 = getelementptr double, double* %a2, i64 %k
+  %c2 = load double, double* %pa2
+  %t2 = fmul double %c2, %p2
+  %t = fadd double %xv, %t2
+  %t1 = fmul double %c1, %p1
+  %v = fadd double %t, %t1
+  store double %v, double* %px
+  {step}
+  br i1 %more, label %loop, label %rowend
+rowend:
+  %r1 = add i64 %r, 1
+  %rm = icmp slt i64 %r1, %m
+  br i1 %rm, label %row, label %exit
+exit:
+  ret void
+}}
+"""
+
+
+def _compile():
+    import llvmlite.binding as llvm
+
+    try:  # llvmlite < 0.45 wants this; later versions initialise themselves
+        llvm.initialize()
+    except Exception:  # noqa: BLE001
+        pass
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    src = ["declare double @llvm.sqrt.f64(double)"]
+    for kd in WIDTHS:
+        src += [_ir_factor(kd), _ir_solve(kd)]
+    src += [_ir_rec(False), _ir_rec(True)]
+    mod = llvm.parse_assembly("\n".join(src))
+    mod.verify()
+    tm = llvm.Target.from_default_triple().create_target_machine(opt=2)
+    ee = llvm.create_mcjit_compiler(mod, tm)
+    ee.finalize_object()
+    fac = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p)
+    sol = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p)
+    k = {kd: (fac(ee.get_function_address(f"pbtrf{kd}")),
+              sol(ee.get_function_address(f"pbtrs{kd}"))) for kd in WIDTHS}
+    rec = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
+                           ctypes.c_void_p, ctypes.c_void_p)
+    k["rec"] = (rec(ee.get_function_address("recf")), rec(ee.get_function_address("recb")))
+    return ee, tm, mod, k
+
+
+class Kernels:
+    """``factor(ab, n)`` -> info (0, or j + 1 at a non-positive pivot) and
+    ``solve(ab, n, b)`` in place, for the widths in :data:`WIDTHS`."""
+
+    def __init__(self, compiled):
+        self._keep = compiled[:3]  # the engine owns the code: keep it alive
+        self._k = compiled[3]
+
+    def factor(self, ab, n):
+        kd = ab.shape[0] - 1
+        assert ab.flags.f_contiguous and ab.dtype == np.float64 and ab.shape[1] >= n + kd
+        return int(self._k[kd][0](n, ab.ctypes.data))
+
+    def rec(self, x, a1, a2, backward=False):
+        """x[r, k] += a1[k] x[r, k -/+ 1] + a2[k] x[r, k -/+ 2], in place, each
+        row from its start (forward) or its end (backward)."""
+        m, n = x.shape
+        assert x.flags.c_contiguous and x.dtype == np.float64
+        assert a1.shape == a2.shape == (n,) and a1.flags.c_contiguous and a2.flags.c_contiguous
+        self._k["rec"][int(bool(backward))](m, n, x.ctypes.data, a1.ctypes.data, a2.ctypes.data)
+
+    def solve(self, ab, n, b):
+        kd = ab.shape[0] - 1
+        assert b.flags.c_contiguous and b.dtype == np.float64 and b.shape[0] >= n + kd
+        self._k[kd][1](n, ab.ctypes.data, b.ctypes.data)
+
+
+def _self_test_rec(k: "Kernels") -> bool:
+    rng = np.random.default_rng(2)
+    m, n = 3, 11
+    a1, a2 = rng.uniform(-1, 1, n), rng.uniform(-1, 1, n)
+    v = rng.standard_normal((m, n))
+    for backward in (False, True):
+        ref = v.copy()
+        ks = range(n - 1, -1, -1) if backward else range(n)
+        d = -1 if backward else 1
+        for r in range(m):
+            for j in ks:
+                for c, q in ((a1, 1), (a2, 2)):
+                    if 0 <= j - d * q < n:
+                        ref[r, j] += c[j] * ref[r, j - d * q]
+        got = v.copy()
+        k.rec(got, a1, a2, backward)
+        if not np.allclose(got, ref, rtol=1e-13, atol=1e-13):
+            return False
+    return True
+
+
+def _self_test(k: Kernels) -> bool:
+    """The kernels against dense NumPy algebra on small random SPD bands of
+    every width (and a non-positive pivot reported where it is)."""
+    rng = np.random.default_rng(1)
+    for kd in WIDTHS:
+        n = 23
+        ab = np.zeros((kd + 1, n + kd), order="F")
+        ab[0, :n] = 3.0 + kd
+        ab[1:, :n] = rng.uniform(-0.6, 0.6, (kd, n))
+        for q in range(1, kd + 1):
+            ab[q, n - q:] = 0.0
+        A = np.diag(ab[0, :n])
+        for q in range(1, kd + 1):
+            A += np.diag(ab[q, :n - q], -q) + np.diag(ab[q, :n - q], q)
+        C = np.linalg.cholesky(A)
+        rhs = rng.standard_normal(n)
+        x = np.linalg.solve(A, rhs)
+        if k.factor(ab, n) != 0:
+            return False
+        # LDL': L = the Cholesky factor's columns over their diagonal, d its square
+        for q in range(1, kd + 1):
+            Lq = np.diag(C, -q) / np.diag(C)[:n - q]
+            if not np.allclose(ab[q, :n - q], Lq, rtol=1e-12, atol=1e-14):
+                return False
+        if not np.allclose(1.0 / ab[0, :n], np.diag(C) ** 2, rtol=1e-12):
+            return False
+        b = np.zeros(n + kd)
+        b[:n] = rhs
+        k.solve(ab, n, b)
+        if not np.allclose(b[:n], x, rtol=1e-10, atol=1e-12):
+            return False
+        bad = np.zeros((kd + 1, 4 + kd), order="F")
+        bad[0, :4] = [1.0, 1.0, -1.0, 1.0]
+        if k.factor(bad, 4) != 3:
+            return False
+    return _self_test_rec(k)
+
+
+def load():
+    """The kernels (compiled once per process), or None: use LAPACK."""
+    with _LOCK:
+        if "k" not in _STATE:
+            try:
+                k = Kernels(_compile())
+                _STATE["k"] = k if _self_test(k) else None
+            except Exception:  # noqa: BLE001 - no LLVM here: LAPACK
+                _STATE["k"] = None
+        return _STATE["k"]
