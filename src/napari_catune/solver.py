@@ -389,6 +389,11 @@ def _solve_rows_fallback(y, m: _Model, *, mode, mu, tol, max_iters, init, out):
     iters = np.zeros(n, dtype=np.int64)
     conv = np.zeros(n, dtype=bool)
     step = max(1, _FALLBACK_GROUP_SAMPLES // T)
+
+    def put(rows, r):  # a _solve_rows answer for these rows
+        s[rows], b[rows], iters[rows], conv[rows] = r[0], r[1], r[2], r[3]
+        fit[rows] = r[4] if r[4] is not None else _reconvolve(r[0], m) + r[1]
+
     lo = 0
     while lo < n:
         if lo and not _fallback_now():
@@ -396,8 +401,7 @@ def _solve_rows_fallback(y, m: _Model, *, mode, mu, tol, max_iters, init, out):
             r = _solve_rows(np.ascontiguousarray(y[rest]), m, mode=mode, mu=mu,
                             method="auto", tol=tol, max_iters=max_iters,
                             init=None if init is None else np.ascontiguousarray(init[rest]))
-            s[rest], b[rest], iters[rest], conv[rest] = r[0], r[1], r[2], r[3]
-            fit[rest] = r[4] if r[4] is not None else _reconvolve(r[0], m) + r[1]
+            put(rest, r)
             break
         hi = min(n, lo + step)
         r = npsol.solve_rows(y[lo:hi], m.g1, m.g2, m.alpha, m.lamG, m.G, mode, mu, KKT_TOL,
@@ -414,8 +418,7 @@ def _solve_rows_fallback(y, m: _Model, *, mode, mu, tol, max_iters, init, out):
         wait_compiled()
         r = _solve_rows(np.ascontiguousarray(y[stuck]), m, mode=mode, mu=mu, method="auto",
                         tol=tol, max_iters=max_iters, init=None)
-        s[stuck], b[stuck], iters[stuck], conv[stuck] = r[0], r[1], r[2], r[3]
-        fit[stuck] = r[4] if r[4] is not None else _reconvolve(r[0], m) + r[1]
+        put(stuck, r)
     return s, b, iters, conv, fit
 
 
