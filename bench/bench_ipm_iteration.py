@@ -67,8 +67,11 @@ def ipm_state(ns, y, m, iters=4):
 
 
 def one_iteration(ns, y, m, st, gap):
+    # (refs before 2026-12 take an unused D before c)
+    old = "D" in ns._ipm_iteration.py_func.__code__.co_varnames[:12]
+    Dc = (st["D"], st["c"]) if old else (st["c"],)
     return ns._ipm_iteration(y, m.g1, m.g2, m.lamG / m.alpha, np.int64(1), 0.0, st["w"],
-                             st["nu"], st["winv"], gap, st["D"], st["c"], st["coef"], st["g0"],
+                             st["nu"], st["winv"], gap, *Dc, st["coef"], st["g0"],
                              np.empty((1, 4)), np.empty(1), st["v"], st["dw"], st["dnu"],
                              st["dw2"], st["dnu2"], st["zero"], st["guess"], np.int64(1), 0.0)
 

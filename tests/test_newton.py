@@ -105,12 +105,12 @@ def test_iteration_forms_the_next_weights():
     beta = m.lamG / m.alpha
     w = np.full(n, y.std())
     nu = np.full(n, max(beta, y.std()))
-    winv, D, c, g0, v, dw, dnu, dw2, dnu2 = (np.empty(n) for _ in range(9))
+    winv, c, g0, v, dw, dnu, dw2, dnu2 = (np.empty(n) for _ in range(8))
     coef = np.empty((n + 1, ns._NCOEF))
     guess = np.ones(n, bool)
     gap = -1.0
     for _ in range(5):
-        out = ns._ipm_iteration(y, m.g1, m.g2, beta, 1, 0.0, w, nu, winv, gap, D, c, coef, g0,
+        out = ns._ipm_iteration(y, m.g1, m.g2, beta, 1, 0.0, w, nu, winv, gap, c, coef, g0,
                                 np.empty((1, 4)), np.empty(1), v, dw, dnu, dw2, dnu2,
                                 np.zeros(n + 1), guess, 1, 0.0)
         assert out[3]
@@ -283,7 +283,7 @@ def test_fused_forward_passes_match_their_definitions(mode):
     r = rng.normal(size=n) * 1e-2
     o1 = np.empty(n)
     o2 = r.copy()
-    rp, rd, _s, _t = ns._newton_fwd_gondzio(mode, coef, g0, gbd, g3, b0, winv, nu, a1, a2, o2, o1,
+    rp, rd, _s, _t = ns._newton_fwd_gondzio(mode, coef, g0, gbd, g3, b0, winv, nu, a1, a2, o1,
                                             o2)
     ref = a2 + (r - nu * v) / w
     np.testing.assert_allclose(o1, a1 + v, rtol=1e-12, atol=1e-12 * scale)
@@ -339,13 +339,13 @@ def test_iteration_without_drift_matches_dense_algebra(mode):
     beta = m.lamG / m.alpha
     w = np.full(n, y.std())
     nu = np.full(n, max(beta, y.std()))
-    winv, D, c, g0, v, dw, dnu, dw2, dnu2 = (np.full(n, np.nan) for _ in range(9))
+    winv, c, g0, v, dw, dnu, dw2, dnu2 = (np.full(n, np.nan) for _ in range(8))
     coef = np.empty((n + 1, ns._NCOEF))
     guess = np.ones(n, bool)
     gap = -1.0
     for _ in range(6):
         w_ref, nu_ref = _dense_iteration(y, m.g1, m.g2, beta, mode, w.copy(), nu.copy())
-        out = ns._ipm_iteration(y, m.g1, m.g2, beta, mode, 0.0, w, nu, winv, gap, D, c, coef,
+        out = ns._ipm_iteration(y, m.g1, m.g2, beta, mode, 0.0, w, nu, winv, gap, c, coef,
                                 g0, np.empty((1, 4)), np.empty(1), v, dw, dnu, dw2, dnu2,
                                 np.full(T, np.nan), guess, 1, 0.0)
         assert out[3]

@@ -266,15 +266,15 @@ def test_interior_point_carries_its_weights_between_iterations():
     def run(carry):
         w = np.full(n, y.std())
         nu = np.full(n, max(beta, y.std()))
-        arrs = [np.empty(n) for _ in range(9)]
+        arrs = [np.empty(n) for _ in range(8)]
         coef = np.empty((n + 1, ns._NCOEF))
         guess = np.ones(n, bool)
         gap = -1.0
         for _ in range(6):
             out = ns._ipm_iteration(y, m.g1, m.g2, beta, 1, 0.0, w, nu, arrs[0],
-                                    gap if carry else -1.0, arrs[1], arrs[2], coef, arrs[3],
-                                    np.empty((1, 4)), np.empty(1), arrs[4], arrs[5], arrs[6],
-                                    arrs[7], arrs[8], np.zeros(n + 1), guess, 1, 0.0)
+                                    gap if carry else -1.0, arrs[1], coef, arrs[2],
+                                    np.empty((1, 4)), np.empty(1), arrs[3], arrs[4], arrs[5],
+                                    arrs[6], arrs[7], np.zeros(n + 1), guess, 1, 0.0)
             assert out[3]
             gap = out[4]
         return w, nu, gap

@@ -524,7 +524,7 @@ def _chol_solve(L, P, p, c, out):
 
 
 @njit(cache=_CACHE, nogil=True)
-def _nnqp_inner(H, L, P, p, c, z, zeta, work, max_work, cs, sn, tmp):
+def _nnqp_inner(L, P, p, c, z, zeta, work, max_work, cs, sn, tmp):
     """Lawson & Hanson's inner loop: the optimum on P (zeta), stepping back
     along the segment from z while some entry would go non-positive, whose
     positions leave P.  ``work`` counts multiply-adds, up to ``max_work``.
@@ -571,7 +571,7 @@ def _nnqp(H, L, P, p, c, z, m, blocked, zeta, grad, C, thin, tol, work, max_work
     Positions found numerically dependent are ``blocked`` (left at 0);
     ``zeta``, ``grad``: scratch.  ``work`` counts multiply-adds, up to
     ``max_work``.  Returns (p, work, converged)."""
-    p, work = _nnqp_inner(H, L, P, p, c, z, zeta, work, max_work, cs, sn, tmp)
+    p, work = _nnqp_inner(L, P, p, c, z, zeta, work, max_work, cs, sn, tmp)
     single = False
     while work < max_work:
         work += m * p
@@ -609,7 +609,7 @@ def _nnqp(H, L, P, p, c, z, m, blocked, zeta, grad, C, thin, tol, work, max_work
                     blocked[i] = True
         if p == p0:
             continue
-        p, work = _nnqp_inner(H, L, P, p, c, z, zeta, work, max_work, cs, sn, tmp)
+        p, work = _nnqp_inner(L, P, p, c, z, zeta, work, max_work, cs, sn, tmp)
         single = not single and p <= p0
     return p, work, False
 

@@ -1385,9 +1385,9 @@ def _newton_fwd_corr(mode, coef, g0, gbd, g3, b, w, winv, nu, p_dnu, dw, sgap):
 
 
 @njit(cache=_CACHE, nogil=True, fastmath={"contract"})
-def _newton_fwd_gondzio(mode, coef, g0, gbd, g3, b, winv, nu, dw, dnu, r, dw2, dnu2):
-    """Gondzio's forward pass (kind ``_FWD_GONDZIO``, its rhs ``r`` read,
-    ``dnu2`` may be it), as its own function: :func:`_newton_fwd_core`."""
+def _newton_fwd_gondzio(mode, coef, g0, gbd, g3, b, winv, nu, dw, dnu, dw2, dnu2):
+    """Gondzio's forward pass (kind ``_FWD_GONDZIO``, its rhs read from
+    ``dnu2``, which it overwrites), as its own function: :func:`_newton_fwd_core`."""
     return _newton_fwd_core(mode, coef, g0, gbd, g3, b, dw2, winv, winv, nu, dw, dnu, dw2, dnu2,
                             _FWD_GONDZIO, 0.0)
 
@@ -1473,7 +1473,7 @@ def _newton_fwd_core(mode, coef, g0, gbd, g3, b, v, w, winv, nu, a1, a2, o1, o2,
 
 
 @njit(cache=_CACHE, nogil=True, fastmath=_IPM_FAST)
-def _ipm_iteration(y, g1, g2, beta, mode, mu, w, nu, winv, gap_in, D, c, coef, g0, gbd, g3, v,
+def _ipm_iteration(y, g1, g2, beta, mode, mu, w, nu, winv, gap_in, c, coef, g0, gbd, g3, v,
                    dw, dnu, dw2, dnu2, zero, guess, n_corr, sig_min):
     """One Mehrotra predictor-corrector iteration (with up to ``n_corr``
     Gondzio centrality correctors) of the primal-dual interior point on
@@ -1492,8 +1492,7 @@ def _ipm_iteration(y, g1, g2, beta, mode, mu, w, nu, winv, gap_in, D, c, coef, g
     the next iteration, which is told so by ``gap_in`` >= 0 (the gap
     returned); with ``gap_in`` < 0 (the first iteration) it is formed here.
     The factoring pass forms D = nu / w and c = beta - nu itself
-    (:func:`_newton_back_ipm`); ``D`` is unused (the crossover passes ``c``
-    for it).  Without drift (``mode`` 0, 1) every right-hand side is formed
+    (:func:`_newton_back_ipm`).  Without drift (``mode`` 0, 1) every right-hand side is formed
     inside the solves' passes (:func:`_newton_back_corr`,
     :func:`_newton_back_gondzio`, :func:`_newton_fwd_pred`,
     :func:`_newton_fwd_corr`) and ``c``, ``v``, ``zero`` are not touched;
@@ -1537,7 +1536,7 @@ def _ipm_iteration(y, g1, g2, beta, mode, mu, w, nu, winv, gap_in, D, c, coef, g
             r = sgap - dw[k] * dnu[k]
             dnu[k] = r - w[k] * nu[k]          # the corrector's complementarity rhs
             c[k] = beta - nu[k] - r * winv[k]
-        b0 = _newton_back(y, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, _NO)
+        b0 = _newton_back(y, g1, g2, mode, mu, c, c, coef, g0, gbd, g3, _NO)  # (D, not read here: c)
         rp, rd, _s, _t = _newton_fwd(mode, coef, g0, gbd, g3, b0, v, w, winv, nu, dnu, v, dw, v,
                                      _FWD_CORR)
     ap = 1.0 / rp
@@ -1560,9 +1559,9 @@ def _ipm_iteration(y, g1, g2, beta, mode, mu, w, nu, winv, gap_in, D, c, coef, g
                 r = _gondzio_rhs(w[k], dw[k], nu[k], dnu[k], apt, adt, lo, hi)
                 c[k] = -r * winv[k]
                 dnu2[k] = r
-            b0 = _newton_back(zero, g1, g2, mode, mu, D, c, coef, g0, gbd, g3, _NO)
-        rp, rd, _s, _t = _newton_fwd_gondzio(mode, coef, g0, gbd, g3, b0, winv, nu, dw, dnu, dnu2,
-                                             dw2, dnu2)
+            b0 = _newton_back(zero, g1, g2, mode, mu, c, c, coef, g0, gbd, g3, _NO)
+        rp, rd, _s, _t = _newton_fwd_gondzio(mode, coef, g0, gbd, g3, b0, winv, nu, dw, dnu, dw2,
+                                             dnu2)
         ap2 = 1.0 / rp
         ad2 = 1.0 / rd
         if min(ap2, ad2) < 1.01 * min(ap, ad):
@@ -1663,13 +1662,12 @@ def _ipm_crossover(y, g1, g2, alpha, beta, mode, mu, active, best, best_flip, be
     if not sc > 0.0:
         sc = 1.0
     # start: every w and nu equal (the Newton step does not need an x)
-    # (_ipm_iteration's D is unused: the factoring pass forms D from nu and
-    # 1 / w; c, v and zero are touched only with drift)
+    # (the factoring pass forms D from nu and 1 / w; c, v and zero are
+    # touched only with drift)
     w = ws[0:n]
     nu = ws[n:2 * n]
     winv = ws[2 * n:3 * n]
     c = ws[3 * n:4 * n]
-    D = c
     g0 = ws[4 * n:5 * n]
     v = ws[5 * n:6 * n]
     dw = ws[6 * n:7 * n]
@@ -1743,7 +1741,7 @@ def _ipm_crossover(y, g1, g2, alpha, beta, mode, mu, active, best, best_flip, be
     lift = _IPM_LIFT > 0.0 and beta >= nu0
     while it < max_iters:
         gap, changes, step, ok, gap_next = _ipm_iteration(
-            y, g1, g2, beta, mode, mu, w, nu, winv, gap_next, D, c, coef, g0, gbd, g3, v, dw,
+            y, g1, g2, beta, mode, mu, w, nu, winv, gap_next, c, coef, g0, gbd, g3, v, dw,
             dnu, dw2, dnu2, zero, guess, _IPM_CORRECTORS,
             _IPM_RECENTRE if step < _IPM_SHORT else 0.0)
         it += 1
