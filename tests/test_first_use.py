@@ -78,7 +78,9 @@ def test_numpy_read_outs_match_the_compiled_ones():
                                    solver._kkt_rows(y, r.activity, b, m, c, mm),
                                    rtol=1e-6, atol=1e-12)
     noise = np.array([0.1, 0.2, 0.0])
-    for a, b in zip(nps.fit_stats_rows(y, r.reconvolution, r.activity, noise, fs),
+    from napari_catune.session import _r2, event_rate
+
+    for a, b in zip((_r2(y, r.reconvolution), event_rate(r.activity, fs, noise)),
                     solver.fit_stats(y, r.reconvolution, r.activity, fs, noise)):
         np.testing.assert_allclose(a, b, rtol=1e-12)
 
@@ -284,7 +286,7 @@ def test_compiled_band_loops_match_lapack():
     k = _jit_band.load()
     assert k is not None  # llvmlite comes with numba: the loops are made here
     rng = np.random.default_rng(5)
-    for kd, n in ((4, 3001), (2, 2000), (1, 1500)):
+    for kd, n in ((4, 3001), (2, 2000)):
         ab = np.zeros((kd + 1, n + kd), order="F")
         ab[0, :n] = 2.0 + kd * rng.uniform(0.5, 1.5, n)
         ab[1:, :n] = rng.uniform(-0.5, 0.5, (kd, n))
@@ -344,7 +346,7 @@ def test_numpy_solver_row_groups_run_on_two_threads_with_the_same_numbers(monkey
     two = nps.solve_rows(y, m.g1, m.g2, m.alpha, m.lamG, m.G, 2, mu, solver.KKT_TOL,
                          threads=2)
     assert sorted(n for _, n in seen) == [2, 2]
-    assert all(name.startswith("catune-numpy") for name, _ in seen)
+    assert all(name.startswith("catune-solve") for name, _ in seen)
     for p, q in zip(one, two):
         np.testing.assert_array_equal(p, q)
 

@@ -2276,9 +2276,9 @@ def _kkt_fused(y, s, bvec, g1, g2, alpha, lamG, G, mode, mu, work, grad):
     return v_s / G, v_b
 
 
-# rounding floor of the KKT check, in units of the largest |y|: r = y - K s - b
-# cannot be formed more accurately than a few ulp of |y|
-KKT_FLOOR = 1000.0 * 2.220446049250313e-16
+# rounding floor of the KKT check (defined with the NumPy solver, which
+# imports neither numba nor this module)
+from ._numpy_solver import KKT_FLOOR  # noqa: E402
 
 
 @njit(cache=_CACHE, nogil=True)

@@ -40,7 +40,8 @@ from . import _jit_band
 # the banded Cholesky by LLVM-compiled loops (:mod:`._jit_band`) when available
 _USE_JIT = True
 
-# rounding floor of the KKT test, as ``_numba_solvers.KKT_FLOOR``
+# rounding floor of the KKT test (both solvers'), in units of the largest
+# |y|: r = y - K s - b cannot be formed more accurately than a few ulp of |y|
 KKT_FLOOR = 1000.0 * 2.220446049250313e-16
 _TINY = np.finfo(float).tiny
 # interior-point iterations allowed (each one or two banded solves)
@@ -120,11 +121,20 @@ def _lapack():
     return _lapack_nogil
 
 
-@lru_cache(maxsize=32)
+# (both caches hold arrays of T: a solve uses 3 constants and 1 smoother;
+# kept for the current and the previous parameters, freed by release_caches
+# once the compiled code has taken over)
+@lru_cache(maxsize=8)
 def _const(n, v):
     a = np.full(n, float(v))
     a.setflags(write=False)
     return a
+
+
+def release_caches() -> None:
+    """Free the cached arrays (the compiled solver has taken over)."""
+    _const.cache_clear()
+    _smoother_gains.cache_clear()
 
 
 def _ar_solve(v, g1, g2, alpha, backward=False):
@@ -159,7 +169,7 @@ def _adjoint(r, g1, g2, alpha):
     return out
 
 
-@lru_cache(maxsize=16)
+@lru_cache(maxsize=2)
 def _smoother_gains(mu: float, T: int):
     """The drift smoother's Riccati coefficients (data-free): the backward
     factors c_t = mu / (P_t + mu), the forward divisors den_t = P_t + mu and
@@ -263,29 +273,6 @@ def objective_rows(y, s, g1, g2, alpha, lamG, mode, mu):
     if mode == 2 and mu > 0:
         val += 0.5 * mu * (np.diff(b, axis=1) ** 2).sum(axis=1)
     return val
-
-
-def fit_stats_rows(y, fit, act, sig, fs):
-    """(r2, events per minute) per row, as ``_numba_solvers.fit_stats_rows``."""
-    y = np.atleast_2d(y)
-    n, T = y.shape
-    res = ((y - fit) ** 2).sum(axis=1)
-    tot = ((y - y.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r2 = np.where(tot > 0, 1.0 - res / np.where(tot > 0, tot, 1.0), np.nan)
-    ev = np.zeros(n)
-    for i in range(n):
-        a = act[i]
-        cut = 1e-12 * max(float(a.max()), 1e-300)
-        on = np.concatenate(([False], a > cut, [False]))
-        edges = np.flatnonzero(on[1:] != on[:-1])
-        if edges.size == 0:
-            continue
-        cs = np.concatenate(([0.0], np.cumsum(a)))
-        sizes = cs[edges[1::2]] - cs[edges[0::2]]
-        thr = max(2.0 * sig[i], 0.05 * sizes.max())
-        ev[i] = np.count_nonzero(sizes > thr) / (T / fs / 60.0)
-    return r2, ev
 
 
 # -------------------------------------------------------- interior point
@@ -691,7 +678,9 @@ def solve_rows(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters=IPM_BUDGE
 
     starts = range(0, m, step)
     if threads > 1 and m > step:
-        parts = list(_pool(threads).map(part, starts))
+        from .solver import _executor  # the compiled solver's pool (fork-safe, kept)
+
+        parts = list(_executor(threads).map(part, starts))
     else:
         parts = [part(i) for i in starts]
     if len(parts) == 1:
@@ -699,20 +688,8 @@ def solve_rows(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters=IPM_BUDGE
     return tuple(np.concatenate(p) for p in zip(*parts))
 
 
-_POOLS = {}
-
-
 def _nogil():
     return (_USE_JIT and _jit_band.load() is not None) or _lapack().NOGIL
-
-
-def _pool(threads):
-    """A thread pool of this size (kept: a slider move reuses it)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    if threads not in _POOLS:
-        _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="catune-numpy")
-    return _POOLS[threads]
 
 
 def _solve_group(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters, init):

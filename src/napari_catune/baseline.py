@@ -130,8 +130,19 @@ def rolling_baseline(traces, fs: float, tau_decay: float, quantile: float = DEFA
         raise ValueError(f"quantile must be a number in [0, 1], got {quantile!r}")
     one_d = np.ndim(traces) == 1
     y = prepare_traces(traces)
+    W = rolling_window(tau_decay, fs)
+    from .solver import _fallback_now
+
+    if _fallback_now():
+        # the compiled code is being compiled in the background: the NumPy
+        # version of the same numbers (if not too long)
+        from . import _numpy_solver as npsol
+
+        if y.size * min(W, y.shape[1]) <= npsol.ROLLING_MAX_WORK:
+            out = npsol.rolling_quantile_rows(y, W, q)
+            return out[0] if one_d else out
     from ._numba_solvers import rolling_quantile_rows
 
     out = np.empty_like(y)
-    rolling_quantile_rows(y, rolling_window(tau_decay, fs), q, out)
+    rolling_quantile_rows(y, W, q, out)
     return out[0] if one_d else out

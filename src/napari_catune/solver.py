@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 from functools import lru_cache
 from typing import NamedTuple
@@ -390,9 +391,8 @@ def _solve_rows_fallback(y, m: _Model, *, mode, mu, tol, max_iters, init, out):
     conv = np.zeros(n, dtype=bool)
     step = max(1, _FALLBACK_GROUP_SAMPLES // T)
 
-    def put(rows, r):  # a _solve_rows answer for these rows
-        s[rows], b[rows], iters[rows], conv[rows] = r[0], r[1], r[2], r[3]
-        fit[rows] = r[4] if r[4] is not None else _reconvolve(r[0], m) + r[1]
+    def put(rows, r):  # a _solve_rows answer (method "auto": with its fit)
+        s[rows], b[rows], iters[rows], conv[rows], fit[rows] = r
 
     lo = 0
     while lo < n:
@@ -540,7 +540,7 @@ def run_deconvolution_full(
 
     rolled = None
     if mode == "rolling":
-        rolled = _rolling(y, fs, tau_d)
+        rolled = rolling_baseline(y, fs, tau_d)
         y = y - rolled
     if out is not None:
         out = tuple(out)
@@ -568,19 +568,6 @@ def run_deconvolution_full(
     elif one_d:
         return DeconvolutionResult(s[0], b[0], fit[0], int(iters[0]), bool(conv[0]))
     return DeconvolutionResult(s, b, fit, iters, conv)
-
-
-def _rolling(y, fs, tau_d) -> np.ndarray:
-    """CaTune's rolling baseline (:func:`~napari_catune.baseline.rolling_baseline`);
-    while compiling, the NumPy version of the same numbers (if not too long)."""
-    if _fallback_now():
-        from . import _numpy_solver as npsol
-        from .baseline import DEFAULT_QUANTILE, rolling_window
-
-        W = rolling_window(tau_d, fs)
-        if y.size * min(W, y.shape[1]) <= npsol.ROLLING_MAX_WORK:
-            return npsol.rolling_quantile_rows(y, W, DEFAULT_QUANTILE)
-    return rolling_baseline(y, fs, tau_d)
 
 
 def _check_calab_options(conv_mode, constraint) -> None:
@@ -805,16 +792,16 @@ def _set_state(state) -> None:
     _compile_state = state
     if state == "ready":
         _compile_done.set()
+        npsol = sys.modules.get(__package__ + "._numpy_solver")
+        if npsol is not None:
+            npsol.release_caches()
 
 
 def wait_compiled(timeout: float | None = None) -> bool:
     """Wait until a background compile is over (True), or ``timeout`` s."""
-    if _compile_state is None:
-        return True
-    th = _compile_thread
-    if th is None or not th.is_alive():
-        return _compile_state == "ready"
-    return _compile_done.wait(timeout)
+    # (the compiling thread always ends in "ready": _background_compile)
+    return _compile_state is None or _compile_done.wait(timeout)
+
 
 
 def start_background_compile(live_only: bool = True, *, force: bool = False) -> str:
@@ -834,18 +821,22 @@ def start_background_compile(live_only: bool = True, *, force: bool = False) -> 
     "running" (already started).  ``force`` starts even with a full cache
     (tests, benchmarks).
     """
+    global _compile_thread
     with _compile_lock:
         if _compile_state is not None:
             return "running" if _compile_state != "ready" else "cached"
         if not force and (_compiled_here() or compiled_code_cached() is not False):
             return "cached"
         _compile_done.clear()
+        th = threading.Thread(target=_background_compile, args=(live_only,),
+                              name="catune-compile", daemon=True)
         _set_state("subprocess")
-    global _compile_thread
-    th = threading.Thread(target=_background_compile, args=(live_only,),
-                          name="catune-compile", daemon=True)
-    _compile_thread = th
-    th.start()
+        try:
+            th.start()
+        except RuntimeError:  # no thread to be had: compiled on demand, as before
+            _set_state(None)
+            return "cached"
+        _compile_thread = th
     return "started"
 
 
@@ -883,10 +874,14 @@ def _background_compile(live_only: bool) -> None:
         # cache it fills serves the next start
         # (stderr to a file: a pipe nobody reads could fill and stall the child)
         err = tempfile.TemporaryFile(mode="w+")
-        proc = subprocess.Popen(
-            _child_command(), env=env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=err, text=True,
-            start_new_session=True)
+        try:
+            proc = subprocess.Popen(
+                _child_command(), env=env, stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=err, text=True,
+                start_new_session=True)
+        except BaseException:
+            err.close()
+            raise
         _compile_proc = proc
         for line in proc.stdout:
             if line.strip() == "live":
@@ -998,10 +993,10 @@ def fit_stats(traces, fit, activity, fs: float, noise=None, *, threaded: bool = 
     n = y.shape[0]
     sig = np.zeros(n) if noise is None else np.nan_to_num(np.asarray(noise, dtype=np.float64))
     sig = np.ascontiguousarray(np.broadcast_to(sig, (n,)))
-    if _fallback_now():
-        from . import _numpy_solver as npsol
+    if _fallback_now():  # the same numbers, in NumPy (session's definitions)
+        from .session import _r2, event_rate
 
-        return npsol.fit_stats_rows(y, f, a, sig, float(fs))
+        return _r2(y, f), event_rate(a, float(fs), sig)
     from . import _numba_solvers as ns
 
     r2 = np.empty(n)
