@@ -27,15 +27,19 @@ import threading
 import numpy as np
 
 WIDTHS = (2, 4)  # the Newton bands: AR(2) alone, and with the drift interleaved
+# quasi-definite bands (LDL' with pivots of either sign): the drift's
+# augmented Newton system (calcium, baseline and the drift's multiplier)
+SIGNED = (6,)
 _LOCK = threading.Lock()
 _STATE: dict = {}
 
 
-def _ir_factor(kd: int) -> str:
+def _ir_factor(kd: int, signed: bool = False) -> str:
     """LDL' of the band, column by column: d_j, then l = a / d_j below it,
     then the trailing update a[i, k] -= l_i a_k (= l_i l_k d_j).  The chain
     from one pivot to the next is a division and a subtraction (a Cholesky's
-    square root would add ~20 cycles a column)."""
+    square root would add ~20 cycles a column).  ``signed``: pivots of
+    either sign (a quasi-definite matrix), only a zero (or NaN) one fails."""
     ld = kd + 1
     body = []
     for k in range(1, kd + 1):
@@ -56,7 +60,7 @@ def _ir_factor(kd: int) -> str:
                     f"  %w{k}_{i} = fsub double %v{k}_{i}, %m{k}_{i}\n"
                     f"  store double %w{k}_{i}, double* %q{k}_{i}")
     return f"""
-define i64 @pbtrf{kd}(i64 %n, double* noalias %ab) {{
+define i64 @{"ldlt" if signed else "pbtrf"}{kd}(i64 %n, double* noalias %ab) {{
 entry:
   %c0 = icmp sgt i64 %n, 0
   br i1 %c0, label %loop, label %done
@@ -65,7 +69,7 @@ loop:
   %base = mul i64 %j, {ld}
   %p0 = getelementptr double, double* %ab, i64 %base
   %d = load double, double* %p0
-  %ok = fcmp ogt double %d, 0.0
+  %ok = fcmp {"one" if signed else "ogt"} double %d, 0.0
   br i1 %ok, label %cont, label %fail
 cont:
   %r = fdiv double 1.0, %d
@@ -225,6 +229,8 @@ def _compile():
     src = []
     for kd in WIDTHS:
         src += [_ir_factor(kd), _ir_solve(kd)]
+    for kd in SIGNED:
+        src += [_ir_factor(kd, signed=True), _ir_solve(kd)]
     src += [_ir_rec(False), _ir_rec(True)]
     mod = llvm.parse_assembly("\n".join(src))
     mod.verify()
@@ -235,6 +241,9 @@ def _compile():
     sol = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p)
     k = {kd: (fac(ee.get_function_address(f"pbtrf{kd}")),
               sol(ee.get_function_address(f"pbtrs{kd}"))) for kd in WIDTHS}
+    for kd in SIGNED:
+        k[kd] = (fac(ee.get_function_address(f"ldlt{kd}")),
+                 sol(ee.get_function_address(f"pbtrs{kd}")))
     rec = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
                            ctypes.c_void_p, ctypes.c_void_p)
     k["rec"] = (rec(ee.get_function_address("recf")), rec(ee.get_function_address("recb")))
@@ -243,7 +252,9 @@ def _compile():
 
 class Kernels:
     """``factor(ab, n)`` -> info (0, or j + 1 at a non-positive pivot) and
-    ``solve(ab, n, b)`` in place, for the widths in :data:`WIDTHS`."""
+    ``solve(ab, n, b)`` in place, for the widths in :data:`WIDTHS`; for the
+    widths in :data:`SIGNED` the factor takes pivots of either sign (info:
+    j + 1 at a zero one)."""
 
     def __init__(self, compiled):
         self._keep = compiled[:3]  # the engine owns the code: keep it alive
@@ -324,7 +335,38 @@ def _self_test(k: Kernels) -> bool:
         bad[0, :4] = [1.0, 1.0, -1.0, 1.0]
         if k.factor(bad, 4) != 3:
             return False
-    return _self_test_rec(k)
+    return _self_test_signed(k) and _self_test_rec(k)
+
+
+def _self_test_signed(k: "Kernels") -> bool:
+    """The signed LDL' on a quasi-definite band ([H, B'; B, -C] permuted into
+    the band) against a dense solve."""
+    rng = np.random.default_rng(3)
+    for kd in SIGNED:
+        n = 29
+        A = np.zeros((n, n))
+        for q in range(1, kd + 1):
+            A += np.diag(rng.uniform(-0.5, 0.5, n - q), -q)
+        A = A + A.T
+        sign = np.where(np.arange(n) % 3 == 1, -1.0, 1.0)
+        A += np.diag(sign * (2.0 + kd + rng.uniform(0, 1, n)))
+        ab = np.zeros((kd + 1, n + kd), order="F")
+        for q in range(kd + 1):
+            ab[q, :n - q] = np.diag(A, -q)
+        rhs = rng.standard_normal(n)
+        x = np.linalg.solve(A, rhs)
+        if k.factor(ab, n) != 0:
+            return False
+        b = np.zeros(n + kd)
+        b[:n] = rhs
+        k.solve(ab, n, b)
+        if not np.allclose(b[:n], x, rtol=1e-10, atol=1e-12):
+            return False
+        bad = np.zeros((kd + 1, 3 + kd), order="F")
+        bad[0, :3] = [1.0, -1.0, 0.0]
+        if k.factor(bad, 3) != 3:
+            return False
+    return True
 
 
 def load():

@@ -312,13 +312,59 @@ def _factor(ab, M):
     return jit
 
 
+def _augmented(mode, mu):
+    """Whether the drift's Newton systems carry its multiplier p = mu B b
+    (:class:`_Newton`): for a heavy drift weight, with the compiled loops."""
+    return mode == 2 and mu > _AUG_MU and _USE_JIT and _jit_band.load() is not None
+
+
+# the drift weight above which the Newton systems are augmented: in the
+# bordered band the baseline's pivots hold mu + P (P the data's information,
+# ~1 .. sqrt(mu)) and every elimination step cancels the mu, losing ~eps mu
+# of P; at 1 kHz (mu ~4e9) the interior point then stalls at a gap ~1e-8
+_AUG_MU = 1e6
+
+
 class _Newton:
-    """The factored Newton system of one iteration (all rows of a batch)."""
+    """The factored Newton system of one iteration (all rows of a batch).
+
+    Drift (mode 2): the calcium and the baseline interleaved, b_0, x_0, b_1,
+    x_1, ... (bandwidth 4, the penalty mu B'B in the band); or, augmented
+    (:func:`_augmented`), with the penalty's multiplier p = mu B b (B the
+    first difference, p_t for t = 1 .. T-1) as unknowns of their own,
+
+        [I + D'WD, E', 0; E, I, B'; 0, B, -1/mu] [dx; db; dp] = [rx; rb; rq],
+
+    ordered b_0, p_1, x_0, b_1, p_2, x_1, b_2, ... (bandwidth 6): a
+    quasi-definite matrix, factored by the signed LDL' of :mod:`._jit_band`.
+    Nothing of size mu enters: eliminating p_t after b_{t-1} forms the
+    Riccati smoother's harmonic mean 1 / (1/mu + 1/P), no cancellation."""
 
     def __init__(self, W, g1, g2, ia2, mode, mu, T):
         m, n = W.shape
         self.mode, self.m, self.n, self.T = mode, m, n, T
+        self.aug = _augmented(mode, mu)
         dg, l1, l2 = _band_x(W, g1, g2, ia2, m, n)
+        if self.aug:
+            # per row: b_0 at 0, then p_{k+1}, x_k, b_{k+1} at 3k+1, 3k+2, 3k+3
+            N = 3 * T - 2
+            self.M, self.kd = m * N, 6
+            flat = _fortran_zeros(7, m * N + 6)
+            ab = flat[:, :m * N].reshape(7, m, N)
+            ab[0, :, 0::3] = 1.0                  # b_t
+            ab[1, :, 0:N - 1:3] = -1.0            # p_{t+1} - b_t
+            ab[0, :, 1::3] = -1.0 / mu            # p_t
+            ab[2, :, 1::3] = 1.0                  # b_t - p_t
+            ab[0, :, 2::3] = dg                   # x_k
+            ab[1, :, 2::3] = 1.0                  # b_{k+1} - x_k
+            ab[3, :, 2::3] = l1                   # x_{k+1} - x_k
+            ab[6, :, 2::3] = l2                   # x_{k+2} - x_k
+            self.c = flat
+            self.jit = _jit_band.load()
+            info = self.jit.factor(flat, self.M)
+            if info != 0:
+                raise np.linalg.LinAlgError(f"signed LDL' failed ({info})")
+            return
         if mode == 2:
             # unknowns per row: b_0, x_0, b_1, x_1, ..., x_{n-1}, b_n (x_k <-> b_{k+1})
             N = 2 * T - 1
@@ -358,9 +404,18 @@ class _Newton:
                 raise np.linalg.LinAlgError(f"dpbtrs failed ({info})")
         return x[:self.M].reshape(rhs.shape)
 
-    def solve(self, rx, rb):
+    def solve(self, rx, rb, rq=None):
         """(dx, db) for the right-hand sides rx ((m, n)) and rb (the baseline
-        rows: (m,) scalar, (m, T) drift, None)."""
+        rows: (m,) scalar, (m, T) drift, None); augmented, (dx, db, dp) with
+        rq ((m, T - 1), the multiplier's rows)."""
+        if self.aug:
+            m, T = self.m, self.T
+            rhs = np.empty((m, 3 * T - 2))
+            rhs[:, 0::3] = rb
+            rhs[:, 1::3] = rq
+            rhs[:, 2::3] = rx
+            sol = self._solve(rhs)
+            return sol[:, 2::3], sol[:, 0::3], sol[:, 1::3]
         if self.mode == 2:
             m, n, T = self.m, self.n, self.T
             rhs = np.empty((m, 2 * T - 1))
@@ -373,6 +428,15 @@ class _Newton:
             db = (rb - v.sum(axis=1)) / self.schur
             return v - self.w * db[:, None], db
         return v, None
+
+
+def _bt(p):
+    """B' p per row (B the first difference, p: (m, T - 1)): (m, T)."""
+    m, k = p.shape
+    out = np.zeros((m, k + 1))
+    out[:, 1:] += p
+    out[:, :-1] -= p
+    return out
 
 
 def _max_step(v, dv):
@@ -541,7 +605,9 @@ def _polish_spd(ys, active, mode, mu, g1, g2, ia, cvec):
     """:func:`_polish`'s system, [H0, D_A'; D_A, 0] [x, b; lambda] = [rhs; 0],
     by iterative refinement preconditioned with its regularisation
     [H0, D_A'; D_A, -1/P] (one factorisation of H0 + P D_A' D_A, the
-    Newton system's band).  Returns x, b and whether each row settled."""
+    Newton system's band; augmented drift: H0 with the multiplier p = mu B b
+    and its rows B b - p / mu = 0).  Returns x, b and whether each row
+    settled."""
     m, T = ys.shape
     A = active.astype(np.float64)
     ia2 = ia * ia
@@ -551,13 +617,24 @@ def _polish_spd(ys, active, mode, mu, g1, g2, ia, cvec):
     rb = ys if mode == 2 else (ys.sum(axis=1) if mode == 1 else None)
     x = np.zeros_like(rx)
     b = np.zeros_like(ys) if mode == 2 else (np.zeros(m) if mode == 1 else None)
+    q = np.zeros((m, T - 1)) if nt.aug else None
     lam = np.zeros_like(rx)
     ok = np.zeros(m, dtype=bool)
     for _ in range(_REFINE_STEPS):
-        hx, hb = _h0(x, b, mode, mu, T)
-        r1 = rx - hx - _dt(lam, g1, g2, ia)
-        r2 = -_d(x, g1, g2, ia) * A
-        dx, db = nt.solve(r1 + _dt(P * r2, g1, g2, ia), None if mode == 0 else rb - hb)
+        if nt.aug:
+            hx = x + b[:, 1:]
+            hb = b + _bt(q)
+            hb[:, 1:] += x
+            dx, db, dq = nt.solve(rx - hx - _dt(lam, g1, g2, ia)
+                                  + _dt(P * (-_d(x, g1, g2, ia) * A), g1, g2, ia),
+                                  rb - hb, q / mu - np.diff(b, axis=1))
+            r2 = -_d(x, g1, g2, ia) * A
+            q += dq
+        else:
+            hx, hb = _h0(x, b, mode, mu, T)
+            r1 = rx - hx - _dt(lam, g1, g2, ia)
+            r2 = -_d(x, g1, g2, ia) * A
+            dx, db = nt.solve(r1 + _dt(P * r2, g1, g2, ia), None if mode == 0 else rb - hb)
         lam += P * (_d(dx, g1, g2, ia) - r2) * A
         x += dx
         if mode:
@@ -739,6 +816,10 @@ def _solve_group(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters, init):
         x = _ar_solve(u, g1, g2, alpha)
         b = bb if mode == 2 else bb[:, 0]
     rows = np.arange(m)
+    aug = _augmented(mode, mu)
+    # augmented drift: the multiplier p = mu B b an iterate of its own (its
+    # residual p / mu - B b is formed without multiplying b by mu)
+    p = mu * np.diff(b, axis=1) if aug else None
     # u = D x is an iterate of its own (updated by its steps, kept > 0):
     # formed from x it would lose ~eps |x| / alpha to cancellation (slow
     # kernels: a second difference), as much as the small spikes hold
@@ -759,14 +840,18 @@ def _solve_group(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters, init):
             W = np.minimum(W, _W_MAX / ia2)
             nt = _Newton(W, g1, g2, ia2, mode, mu, T)
         rx0 = r - cvec - _dt(W * rp, g1, g2, ia)
-        if mode == 2:
+        rq = None
+        if aug:
+            rb = np.concatenate(((y0 - b[:, 0])[:, None], r), axis=1) - _bt(p)
+            rq = p / mu - np.diff(b, axis=1)
+        elif mode == 2:
             rb = np.concatenate(((y0 - b[:, 0])[:, None], r), axis=1) - _lap(b, mu)
         elif mode == 1:
             rb = (y0 - b) + r.sum(axis=1)
         else:
             rb = None
         # predictor (affine scaling)
-        dx, db = nt.solve(rx0, rb)
+        dx, db = nt.solve(rx0, rb, rq)[:2]
         du = _d(dx, g1, g2, ia) + rp
         dz = -z - W * du
         a_aff = np.minimum(_max_step(u, du), _max_step(z, dz))[:, None]
@@ -774,7 +859,7 @@ def _solve_group(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters, init):
         sigma = (mu_aff / mu_c) ** 3
         # corrector: centring and the second-order term
         tgt = (sigma * mu_c)[:, None] - du * dz
-        dx, db = nt.solve(rx0 + _dt(tgt / u, g1, g2, ia), rb)
+        dx, db, *dp = nt.solve(rx0 + _dt(tgt / u, g1, g2, ia), rb, rq)
         du = _d(dx, g1, g2, ia) + rp
         dz = tgt / u - z - W * du
         # primal and dual steps of their own lengths (the stationarity residual
@@ -787,6 +872,8 @@ def _solve_group(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters, init):
         z = np.maximum(z + ad[:, None] * dz, _TINY)
         if mode == 2:
             b = b + a[:, None] * db
+            if aug:
+                p = p + a[:, None] * dp[0]
         elif mode == 1:
             b = b + a * db
         mu_c = (u * z).mean(axis=1)
@@ -838,6 +925,8 @@ def _solve_group(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters, init):
             keep = ~done
             rows, x, z, u = rows[keep], x[keep], z[keep], u[keep]
             b, y0, y1, cvec, lam = b[keep], y0[keep], y1[keep], cvec[keep], lam[keep]
+            if aug:
+                p = p[keep]
     fit = conv_rows(s_out, g1, g2, alpha) + b_out
     return s_out, b_out, fit, iters, v_out <= tol
 
