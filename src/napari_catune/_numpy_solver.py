@@ -39,6 +39,7 @@ from . import _jit_band
 
 # the banded Cholesky by LLVM-compiled loops (:mod:`._jit_band`) when available
 _USE_JIT = True
+_DEBUG = False
 
 # rounding floor of the KKT test (both solvers'), in units of the largest
 # |y|: r = y - K s - b cannot be formed more accurately than a few ulp of |y|
@@ -78,6 +79,9 @@ _GRACE = 4
 # ------------------------------------------------------------- operators
 def _d(x, g1, g2, ia):
     """D x per row (x: (m, n))."""
+    jit = _jit_band.load() if _USE_JIT else None
+    if jit is not None:
+        return jit.fir(np.ascontiguousarray(x, dtype=np.float64), ia, -g1 * ia, -g2 * ia)
     u = x.copy()
     u[:, 1:] -= g1 * x[:, :-1]
     u[:, 2:] -= g2 * x[:, :-2]
@@ -87,6 +91,10 @@ def _d(x, g1, g2, ia):
 
 def _dt(v, g1, g2, ia):
     """D' v per row."""
+    jit = _jit_band.load() if _USE_JIT else None
+    if jit is not None:
+        return jit.fir(np.ascontiguousarray(v, dtype=np.float64), ia, -g1 * ia, -g2 * ia,
+                       backward=True)
     w = v.copy()
     w[:, :-1] -= g1 * v[:, 1:]
     w[:, :-2] -= g2 * v[:, 2:]
@@ -290,6 +298,27 @@ def _band_x(W, g1, g2, ia2, m, n):
     return dg, l1, l2
 
 
+def _put_band_x(flat, kd, W, g1, g2, ia2, N, first, per, rows):
+    """Write the bands of I + D' diag(W) D (:func:`_band_x`) straight into
+    the stacked band ``flat`` ((kd + 1, M + kd), Fortran order): x_k of row
+    r at column r N + first + per k, its sub-diagonals in band rows
+    ``rows`` = (diag, sub-1, sub-2) (the x's neighbours are per columns
+    apart).  By :mod:`._jit_band`'s loops; returns False without them."""
+    jit = _jit_band.load() if _USE_JIT else None
+    if jit is None:
+        return False
+    m, n = W.shape
+    W = np.ascontiguousarray(W, dtype=np.float64)
+    mem = flat.reshape(-1, order="F")  # a view (Fortran-contiguous)
+    ld = kd + 1
+    for q, (c0, c1, c2, cst) in zip(rows, ((ia2, g1 * g1 * ia2, g2 * g2 * ia2, 1.0),
+                                           (0.0, -g1 * ia2, g1 * g2 * ia2, 0.0),
+                                           (0.0, 0.0, -g2 * ia2, 0.0))):
+        jit.fir(W, c0, c1, c2, backward=True, cst=cst, out=mem[first * ld + q:],
+                orow=N * ld, ostep=per * ld)
+    return True
+
+
 def _fortran_zeros(rows, cols):
     """Zeros in LAPACK's (column-major) order."""
     return np.zeros((cols, rows)).T
@@ -344,7 +373,6 @@ class _Newton:
         m, n = W.shape
         self.mode, self.m, self.n, self.T = mode, m, n, T
         self.aug = _augmented(mode, mu)
-        dg, l1, l2 = _band_x(W, g1, g2, ia2, m, n)
         if self.aug:
             # per row: b_0 at 0, then p_{k+1}, x_k, b_{k+1} at 3k+1, 3k+2, 3k+3
             N = 3 * T - 2
@@ -355,10 +383,9 @@ class _Newton:
             ab[1, :, 0:N - 1:3] = -1.0            # p_{t+1} - b_t
             ab[0, :, 1::3] = -1.0 / mu            # p_t
             ab[2, :, 1::3] = 1.0                  # b_t - p_t
-            ab[0, :, 2::3] = dg                   # x_k
             ab[1, :, 2::3] = 1.0                  # b_{k+1} - x_k
-            ab[3, :, 2::3] = l1                   # x_{k+1} - x_k
-            ab[6, :, 2::3] = l2                   # x_{k+2} - x_k
+            # x_k: diagonal, x_{k+1} - x_k, x_{k+2} - x_k
+            _put_band_x(flat, 6, W, g1, g2, ia2, N, 2, 3, (0, 3, 6))
             self.c = flat
             self.jit = _jit_band.load()
             info = self.jit.factor(flat, self.M)
@@ -371,20 +398,23 @@ class _Newton:
             self.M, self.kd = m * N, 4
             flat = _fortran_zeros(5, m * N + 4)
             ab = flat[:, :m * N].reshape(5, m, N)  # a view: filled in place
-            ab[0, :, 1::2] = dg
+            if not _put_band_x(flat, 4, W, g1, g2, ia2, N, 1, 2, (0, 2, 4)):
+                dg, l1, l2 = _band_x(W, g1, g2, ia2, m, n)
+                ab[0, :, 1::2] = dg
+                ab[2, :, 1:max(N - 2, 0):2] = l1[:, :-1]      # x_{k+1} - x_k
+                ab[4, :, 1:max(N - 4, 0):2] = l2[:, :max(n - 2, 0)]  # x_{k+2} - x_k
             ab[0, :, 0::2] = 1.0 + 2.0 * mu
             ab[0, :, 0] = ab[0, :, N - 1] = 1.0 + mu
             ab[1, :, 1::2] = 1.0                  # b_{k+1} - x_k
-            ab[2, :, 1:max(N - 2, 0):2] = l1[:, :-1]      # x_{k+1} - x_k
             ab[2, :, 0:max(N - 2, 0):2] = -mu             # b_{t+1} - b_t
-            ab[4, :, 1:max(N - 4, 0):2] = l2[:, :max(n - 2, 0)]  # x_{k+2} - x_k
             self.c = flat
             self.jit = _factor(flat, self.M)
             return
         self.M, self.kd = m * n, 2
         flat = _fortran_zeros(3, m * n + 2)
-        ab = flat[:, :m * n].reshape(3, m, n)
-        ab[0], ab[1], ab[2] = dg, l1, l2
+        if not _put_band_x(flat, 2, W, g1, g2, ia2, n, 0, 1, (0, 1, 2)):
+            ab = flat[:, :m * n].reshape(3, m, n)
+            ab[0], ab[1], ab[2] = _band_x(W, g1, g2, ia2, m, n)
         self.c = flat
         self.jit = _factor(flat, self.M)
         if mode == 1:
@@ -440,10 +470,8 @@ def _bt(p):
 
 
 def _max_step(v, dv):
-    """Largest a <= 1 per row with v + a dv >= 0."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(dv < 0, -v / dv, np.inf)
-    return np.minimum(1.0, ratio.min(axis=1))
+    """Largest a <= 1 per row with v + a dv >= 0 (v > 0): 1 / max(1, max -dv / v)."""
+    return 1.0 / np.maximum(1.0, -(dv / v).min(axis=1))
 
 
 def _lap(b, mu):
@@ -830,7 +858,7 @@ def _solve_group(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters, init):
         else:
             r = y1 - x - b[:, None]
         mu_c = (u * z).mean(axis=1)
-        W = np.minimum(z / np.maximum(u, _TINY), 1e250)
+        W = np.minimum(z / u, 1e250)  # (u >= _TINY)
         try:
             nt = _Newton(W, g1, g2, ia2, mode, mu, T)
         except np.linalg.LinAlgError:
@@ -877,6 +905,8 @@ def _solve_group(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters, init):
         elif mode == 1:
             b = b + a * db
         mu_c = (u * z).mean(axis=1)
+        if _DEBUG:
+            print("it", it, "mu_c", mu_c, "a", a, "ad", ad, "sig", sigma, "v/tol", v_out[rows] / tol[rows])
         done = np.zeros(len(rows), dtype=bool)
         last = it == max_iters
         # a step cut to nothing: the Newton direction has lost its accuracy
