@@ -697,7 +697,14 @@ def _polish(ys, active, mode, mu, g1, g2, ia, cvec):
     n = T - 1
     y0, y1 = ys[:, 0], ys[:, 1:]
     k = np.arange(n)
-    if mode == 2:
+    aug = mode == 2 and mu > _AUG_MU
+    if aug:
+        # b_t at 4t; p_{k+1}, x_k, lambda_k at 4k + 1, 4k + 2, 4k + 3 (the
+        # drift's multiplier p = mu B b an unknown: no entry of size mu)
+        per, kl = 4, 9
+        N = 4 * n + 1
+        xi, li = 4 * k + 2, 4 * k + 3
+    elif mode == 2:
         per, kl = 3, 7
         N = 3 * n + 1
         xi, li = 3 * k + 1, 3 * k + 2
@@ -721,6 +728,25 @@ def _polish(ys, active, mode, mu, g1, g2, ia, cvec):
     _band_put(ab, kl, kl, L[~act], L[~act], 1.0)
     rhs = np.zeros((m, N))
     rhs[:, xi] = y1 - cvec
+    if aug:
+        t = np.arange(T)
+        B = (4 * t + off).ravel()
+        tt = np.tile(t, m)
+        Pp = (4 * k + 1 + off).ravel()  # p_{k+1}
+        _band_put(ab, kl, kl, B, B, 1.0)
+        _band_put(ab, kl, kl, B[tt >= 1], B[tt >= 1] - 2, 1.0)  # b_t's row: x_{t-1}
+        _band_put(ab, kl, kl, X, X + 2, 1.0)                    # x_k's row: b_{k+1}
+        # b_t's row: + p_t - p_{t+1}; p_t's row: b_t - b_{t-1} - p_t / mu
+        _band_put(ab, kl, kl, Pp + 3, Pp, 1.0)
+        _band_put(ab, kl, kl, Pp - 1, Pp, -1.0)
+        _band_put(ab, kl, kl, Pp, Pp + 3, 1.0)
+        _band_put(ab, kl, kl, Pp, Pp - 1, -1.0)
+        _band_put(ab, kl, kl, Pp, Pp, -1.0 / mu)
+        rhs[:, 4 * t] = ys
+        info = _lapack().gbsv(kl, kl, ab, rhs.reshape(-1))
+        if info != 0:
+            raise np.linalg.LinAlgError(f"dgbsv failed ({info})")
+        return rhs[:, xi], rhs[:, 4 * t]
     if mode == 2:
         t = np.arange(T)
         B = (3 * t + off).ravel()
