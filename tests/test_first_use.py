@@ -424,6 +424,41 @@ def test_slow_1khz_kernel_with_drift_settles_in_the_numpy_solver(monkeypatch):
     assert settled == 12, settled
 
 
+def test_a_slider_move_settles_from_the_previous_active_set(monkeypatch):
+    """A warm start (tau_decay +5 %, drift, 30 Hz) goes first through the
+    exact active-set corrections from the previous answer's active set:
+    both rows settle there (iteration count 1) in at most 6 factorisations
+    of the stacked Newton band (from the warm interior point: 8-9 iterations
+    each, ~20 factorisations a pair), at the compiled optimum."""
+    count = {"newton": 0}
+    real_init = nps._Newton.__init__
+
+    def newton(self, *a, **k):
+        count["newton"] += 1
+        real_init(self, *a, **k)
+
+    fs, tr, td, lam = 30.0, 0.05, 0.5, 0.05
+    y = simulation.regime_traces("GCaMP6f-30Hz", 2, 20_000, seed=7)
+    m = solver._model(fs, tr, td, lam)
+    mu = drift_mu(None, fs, td)
+    first = nps.solve_rows(y, m.g1, m.g2, m.alpha, m.lamG, m.G, 2, mu, solver.KKT_TOL)
+    assert first[4].all()
+    td2 = td * 1.05
+    m2 = solver._model(fs, tr, td2, lam)
+    mu2 = drift_mu(None, fs, td2)
+    monkeypatch.setattr(nps._Newton, "__init__", newton)
+    s, b, fit, iters, conv = nps.solve_rows(y, m2.g1, m2.g2, m2.alpha, m2.lamG, m2.G, 2, mu2,
+                                            solver.KKT_TOL, init=first[0])
+    assert conv.all() and (iters == 1).all(), iters
+    assert count["newton"] <= 6, count
+    ref = solver.run_deconvolution_full(y, fs, tr, td2, lam, baseline="drift")
+    ours = solver._objective_rows(y, s, m2, 2, mu2)
+    theirs = solver._objective_rows(y, ref.activity, m2, 2, mu2)
+    np.testing.assert_array_less(np.abs(ours - theirs), 1e-9 * np.abs(theirs))
+    assert np.all(solver.kkt_violation(y, s, b, fs, tr, td2, lam, mode="drift")
+                  <= solver.KKT_TOL)
+
+
 def test_augmented_drift_newton_system_is_the_dense_solve():
     """The drift's augmented Newton system (signed LDL' of the bandwidth-6
     band, rows stacked) solves [I + D'WD, E', 0; E, I, B'; 0, B, -1/mu]

@@ -59,6 +59,9 @@ _POLISH_EVERY = 2
 _W_MAX = 1e12
 # active-set corrections after the interior point's guess
 _SETTLE_STEPS = 6
+# ... and from a warm start's (the previous answer's) active set, before the
+# interior point (0: none)
+_WARM_SETTLE = 6
 # samples per group of rows solved together (see solve_rows)
 _GROUP_SAMPLES = 1 << 16
 # a step below this is a stall; a row ends after this many in a row
@@ -489,14 +492,18 @@ def _check(y, sc, g1, g2, alpha, lamG, G, mode, mu):
     return bc, kkt_rows(y, sc, bc, g1, g2, alpha, lamG, G, mode, mu).max(axis=1)
 
 
-def _settle(y, ys, active, S, tol, g1, g2, alpha, lamG, G, mode, mu, lam):
-    """From an interior point's guess of the active set (True: s = 0), the
-    exact optimum: the equality-constrained problem on that set solved
-    exactly (:func:`_polish_rows`), then primal-dual active-set corrections
-    while the KKT violation is above ``_TIGHT`` of its tolerance (a few
-    steps).  Where the active set holds (no sign to correct) and the test
-    still fails, the spikes are refined on it (:func:`_refine`).  Returns the
-    best s, b (trace units) and their KKT violation."""
+def _settle(y, ys, active, S, tol, g1, g2, alpha, lamG, G, mode, mu, lam,
+            steps=_SETTLE_STEPS, refine=True, lu=True):
+    """From a guess of the active set (True: s = 0; the interior point's, or
+    a warm start's: the previous answer's), the exact optimum: the
+    equality-constrained problem on that set solved exactly
+    (:func:`_polish_rows`), then primal-dual active-set corrections while
+    the KKT violation is above ``_TIGHT`` of its tolerance (at most
+    ``steps``).  Where the active set holds (no sign to correct) and the
+    test still fails, the spikes are refined on it (:func:`_refine`; not
+    with ``refine`` False).  ``lu`` False: a row whose iterative-refinement
+    solve does not settle is given up (no banded LU).  Returns the best s,
+    b (trace units) and their KKT violation (inf: never judged)."""
     m, T = y.shape
     n = T - 1
     ia = 1.0 / alpha
@@ -515,11 +522,17 @@ def _settle(y, ys, active, S, tol, g1, g2, alpha, lamG, G, mode, mu, lam):
         s_best[idx], b_best[idx], v_best[idx] = sc[better], bc[better], v[better]
         return v
 
-    for _ in range(_SETTLE_STEPS):
+    for _ in range(steps):
         try:
-            x = _polish_rows(ys[left], active, mode, mu, g1, g2, ia, lam[left] * dt1)
+            x = _polish_rows(ys[left], active, mode, mu, g1, g2, ia, lam[left] * dt1, lu)
         except np.linalg.LinAlgError:
             break
+        if not lu:
+            ok = np.isfinite(x).all(axis=1)  # (the rows left without the LU: given up)
+            if not ok.all():
+                left, active, x = left[ok], active[ok], x[ok]
+                if not left.size:
+                    break
         u = _d(x, g1, g2, ia)
         u[active] = 0.0
         v = judge(left, u)
@@ -541,7 +554,7 @@ def _settle(y, ys, active, S, tol, g1, g2, alpha, lamG, G, mode, mu, lam):
     # rows still failing near the optimum: the precision of the free spikes,
     # not the set (slow kernels at high rates): refined on the best one's set
     bad = np.flatnonzero(~(v_best <= _TIGHT * tol) & (v_best <= _REFINE_NEAR * tol))
-    if bad.size:
+    if bad.size and refine:
         u0 = s_best[bad, :-1] / S[bad, None]
         _refine(judge, bad, u0, v_best[bad], u0 <= 0.0, y, S, tol, g1, g2, alpha, lamG,
                 mode, mu)
@@ -673,11 +686,14 @@ def _polish_spd(ys, active, mode, mu, g1, g2, ia, cvec):
     return x, b, ok
 
 
-def _polish_rows(ys, active, mode, mu, g1, g2, ia, cvec):
+def _polish_rows(ys, active, mode, mu, g1, g2, ia, cvec, lu=True):
     """x of the exact solve on the active set: :func:`_polish_spd`, and
-    :func:`_polish` for the rows it did not settle."""
+    :func:`_polish` for the rows it did not settle (``lu`` False: those
+    rows' x is NaN instead)."""
     x, _b, ok = _polish_spd(ys, active, mode, mu, g1, g2, ia, cvec)
-    if not ok.all():
+    if not lu:
+        x[~ok] = np.nan
+    elif not ok.all():
         bad = ~ok
         x[bad] = _polish(ys[bad], active[bad], mode, mu, g1, g2, ia, cvec[bad])[0]
     return x
@@ -870,6 +886,21 @@ def _solve_group(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters, init):
         x = _ar_solve(u, g1, g2, alpha)
         b = bb if mode == 2 else bb[:, 0]
     rows = np.arange(m)
+    if init is not None and _WARM_SETTLE and not _augmented(mode, mu):
+        # a slider move: the previous answer's active set is most often
+        # nearly the new one, and the active-set corrections of _settle
+        # reach the optimum from it in a few exact solves; the rows they
+        # do not settle go on from the warm start by the interior point
+        sc, bc, v = _settle(y, ys, init[:, :-1] <= 0.0, S, tol, g1, g2, alpha, lamG, G,
+                            mode, mu, lam, steps=_WARM_SETTLE, refine=False, lu=False)
+        s_out[:], b_out[:], v_out[:] = sc, bc, v
+        iters[:] = 1
+        keep = ~(v <= _TIGHT * tol)
+        if not keep.any():
+            fit = conv_rows(s_out, g1, g2, alpha) + b_out
+            return s_out, b_out, fit, iters, v_out <= tol
+        rows, x, z, u = rows[keep], x[keep], z[keep], u[keep]
+        b, y0, y1, cvec, lam = b[keep], y0[keep], y1[keep], cvec[keep], lam[keep]
     aug = _augmented(mode, mu)
     # augmented drift: the multiplier p = mu B b an iterate of its own (its
     # residual p / mu - B b is formed without multiplying b by mu)
