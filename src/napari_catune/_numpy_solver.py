@@ -39,7 +39,6 @@ from . import _jit_band
 
 # the banded Cholesky by LLVM-compiled loops (:mod:`._jit_band`) when available
 _USE_JIT = True
-_DEBUG = False
 
 # rounding floor of the KKT test (both solvers'), in units of the largest
 # |y|: r = y - K s - b cannot be formed more accurately than a few ulp of |y|
@@ -661,23 +660,24 @@ def _polish_spd(ys, active, mode, mu, g1, g2, ia, cvec):
     q = np.zeros((m, T - 1)) if nt.aug else None
     lam = np.zeros_like(rx)
     ok = np.zeros(m, dtype=bool)
+    r2 = np.zeros_like(rx)  # -D x on the active set, the constraints' residual
     for _ in range(_REFINE_STEPS):
+        # the saddle system's residual, its constraint rows folded in by the
+        # regularisation: rx - H0 x - D' lam + D' P r2 (one D' pass)
+        w = _dt(lam - P * r2, g1, g2, ia)
         if nt.aug:
             hx = x + b[:, 1:]
             hb = b + _bt(q)
             hb[:, 1:] += x
-            dx, db, dq = nt.solve(rx - hx - _dt(lam, g1, g2, ia)
-                                  + _dt(P * (-_d(x, g1, g2, ia) * A), g1, g2, ia),
-                                  rb - hb, q / mu - np.diff(b, axis=1))
-            r2 = -_d(x, g1, g2, ia) * A
+            dx, db, dq = nt.solve(rx - hx - w, rb - hb, q / mu - np.diff(b, axis=1))
             q += dq
         else:
             hx, hb = _h0(x, b, mode, mu, T)
-            r1 = rx - hx - _dt(lam, g1, g2, ia)
-            r2 = -_d(x, g1, g2, ia) * A
-            dx, db = nt.solve(r1 + _dt(P * r2, g1, g2, ia), None if mode == 0 else rb - hb)
-        lam += P * (_d(dx, g1, g2, ia) - r2) * A
+            dx, db = nt.solve(rx - hx - w, None if mode == 0 else rb - hb)
         x += dx
+        # lam += P (D dx - r2) A = P D x_new A = -P r2_new (one D pass)
+        r2 = -_d(x, g1, g2, ia) * A
+        lam -= P * r2
         if mode:
             b += db
         ok = np.abs(dx).max(axis=1) <= _REFINE_TOL * (1.0 + np.abs(x).max(axis=1))
@@ -962,8 +962,6 @@ def _solve_group(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters, init):
         elif mode == 1:
             b = b + a * db
         mu_c = (u * z).mean(axis=1)
-        if _DEBUG:
-            print("it", it, "mu_c", mu_c, "a", a, "ad", ad, "sig", sigma, "v/tol", v_out[rows] / tol[rows])
         done = np.zeros(len(rows), dtype=bool)
         last = it == max_iters
         # a step cut to nothing: the Newton direction has lost its accuracy
