@@ -539,20 +539,24 @@ def test_the_cache_check_finds_numbas_directory_without_importing_numba(tmp_path
     assert json.loads(out.stdout.strip().splitlines()[-1]) == [False, False]
 
 
-@pytest.mark.parametrize("mode", ["none", "scalar", "drift"])
-def test_numpy_solver_on_the_shortest_traces(mode):
+@pytest.mark.parametrize("mode, scale", [("none", None), ("scalar", None), ("drift", None),
+                                         ("drift", 100.0)])
+def test_numpy_solver_on_the_shortest_traces(mode, scale):
     """T = 2 .. 7 with stacked rows: the band layouts' ends (the drift band's
-    second sub-diagonal is empty below 4 frames)."""
+    second sub-diagonal is empty below 4 frames; drift scale 100: mu 9e6,
+    the augmented band)."""
     rng = np.random.default_rng(11)
     fs, tr, td, lam = 30.0, 0.05, 0.5, 0.05
     m = solver._model(fs, tr, td, lam)
-    mu = drift_mu(None, fs, td) if mode == "drift" else 0.0
+    mu = drift_mu(scale, fs, td) if mode == "drift" else 0.0
+    assert nps._augmented(_CODES[mode], mu) == (scale is not None)
     for T in (2, 3, 4, 5, 7):
         y = rng.standard_normal((3, T)) + np.arange(T)
         s, b, fit, iters, conv = nps.solve_rows(y, m.g1, m.g2, m.alpha, m.lamG, m.G,
                                                 _CODES[mode], mu, solver.KKT_TOL)
         assert conv.all(), (T, iters)
-        ref = solver.run_deconvolution_full(y, fs, tr, td, lam, baseline=mode)
+        ref = solver.run_deconvolution_full(y, fs, tr, td, lam, baseline=mode,
+                                            drift_scale=scale)
         ours = solver._objective_rows(y, s, m, _CODES[mode], mu)
         theirs = solver._objective_rows(y, ref.activity, m, _CODES[mode], mu)
         np.testing.assert_array_less(ours - theirs, 1e-9 * np.abs(theirs) + 1e-12)

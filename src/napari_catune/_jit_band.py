@@ -2,6 +2,10 @@
 systems, as machine code made in ~0.1 s by LLVM (``llvmlite``, which numba
 brings) from a few lines of IR written here: no numba compile.
 
+Also: the signed LDL' of the drift's augmented (quasi-definite) Newton band
+of width 6, and the AR(2) recursions and FIR passes (D x, D' v, and the
+Newton band's calcium rows written straight into the band).
+
 LAPACK's banded Cholesky (``dpbtrf``/``dpbtrs``) spends most of its time in
 one BLAS call per column (~40 ns a column on the 4-wide drift band), where
 the arithmetic is ~15 flops; this loop does the same arithmetic with the

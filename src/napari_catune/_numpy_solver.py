@@ -17,13 +17,20 @@ calcium x with the constraint u = D x >= 0 and its dual z.  Each Newton step
 is one banded SPD system: ``I + D' diag(z/u) D`` (pentadiagonal) for no
 baseline; bordered by one row (a Schur complement, two right-hand sides) for
 a scalar baseline; for drift the calcium and the baseline are interleaved
-(b_0, x_0, b_1, x_1, ...) into one system of bandwidth 4.  LAPACK's banded
-Cholesky (``dpbtrf``/``dpbtrs``) makes every step O(T); the rows of a batch
+(b_0, x_0, b_1, x_1, ...) into one system of bandwidth 4, or, for a heavy
+drift weight (mu > 1e6: high frame rates), with the drift's multiplier
+p = mu (b_t - b_{t-1}) as a third unknown per sample (a quasi-definite
+system of bandwidth 6, no entry of size mu: see :class:`_Newton`).
+LAPACK's banded Cholesky (``dpbtrf``/``dpbtrs``), or the LDL' loops of
+:mod:`._jit_band`, make every step O(T); the rows of a batch
 are stacked into one banded system (the blocks do not couple).  Once the
 complementarity is small, the iterate is rounded to its active set (s = 0
 where the dual exceeds the spike) with the best baseline for those spikes,
 and accepted when the KKT test of the compiled solver holds
-(:func:`kkt_rows`, the same definition); otherwise it iterates on.
+(:func:`kkt_rows`, the same definition); otherwise it iterates on.  A
+warm start (a slider move) first runs those active-set corrections from
+the previous answer's active set, and the interior point only for the rows
+they do not settle.
 
 Nothing here imports numba, Qt or ``scipy.signal`` (whose import alone
 costs about a second).
