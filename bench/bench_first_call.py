@@ -145,9 +145,9 @@ def _data(folder: Path) -> dict:
     return files
 
 
-def _measure(tree: str, src: Path, files: dict, folder: Path) -> dict:
+def _measure(tree: str, src: Path, files: dict, folder: Path, cases=CASES) -> dict:
     res = {}
-    for case in CASES:
+    for case in cases:
         with tempfile.TemporaryDirectory(prefix="catune-numba-") as cache:
             if case == "cli":
                 t0, r = _spawn(_CLI, [files["cli"], files["params"], folder / f"{tree}.npz"],
@@ -173,16 +173,21 @@ def main(argv=None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--src", type=Path, default=_SRC, help="source tree to measure (src/)")
     ap.add_argument("--against", type=Path, help="another source tree (e.g. main's src/)")
+    ap.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES),
+                    help="measure only these cases (default: all)")
+    ap.add_argument("--no-oasis", action="store_true",
+                    help="skip OASIS (its slow1k case takes minutes)")
     a = ap.parse_args(argv)
+    cases = tuple(a.cases)
     with tempfile.TemporaryDirectory(prefix="catune-first-") as tmp:
         folder = Path(tmp)
         files = _data(folder)
         print("seconds from process spawn (empty numba cache) to the answer")
-        results = {"this": _measure("this", a.src, files, folder)}
+        results = {"this": _measure("this", a.src, files, folder, cases)}
         if a.against:
-            results["against"] = _measure("against", a.against, files, folder)
+            results["against"] = _measure("against", a.against, files, folder, cases)
         oasis = {}
-        for case in CASES:
+        for case in cases if not a.no_oasis else ():
             g1, g2 = _ar2(*(SLIDERS[case][3:6] if case in SLIDERS else (FS, TAU_R, TAU_D)))
             with tempfile.TemporaryDirectory(prefix="catune-numba-") as cache:
                 t0, r = _spawn(_OASIS, [files[case], g1, g2], None, cache)
@@ -190,10 +195,12 @@ def main(argv=None) -> int:
             print(f"  {'OASIS':8s} {case:8s} first answer {oasis[case][0]:6.2f} s wall "
                   f"{oasis[case][1]:6.2f} s CPU", flush=True)
     print("ratios of the first answer, wall (CPU: steadier on a shared machine):")
-    for case in CASES:
+    for case in cases:
         t, tc = results["this"][case]["first"]
-        line = (f"  {case:8s} this / OASIS {t / oasis[case][0]:6.2f} "
-                f"({tc / oasis[case][1]:5.2f})")
+        line = f"  {case:8s}"
+        if case in oasis:
+            line += (f" this / OASIS {t / oasis[case][0]:6.2f} "
+                     f"({tc / oasis[case][1]:5.2f})")
         if a.against:
             o, oc = results["against"][case]["first"]
             line += (f"   this / against {t / o:6.3f} ({tc / oc:5.3f})  "

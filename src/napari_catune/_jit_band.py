@@ -2,6 +2,10 @@
 systems, as machine code made in ~0.1 s by LLVM (``llvmlite``, which numba
 brings) from a few lines of IR written here: no numba compile.
 
+Also: the signed LDL' of the drift's augmented (quasi-definite) Newton band
+of width 6, and the AR(2) recursions and FIR passes (D x, D' v, and the
+Newton band's calcium rows written straight into the band).
+
 LAPACK's banded Cholesky (``dpbtrf``/``dpbtrs``) spends most of its time in
 one BLAS call per column (~40 ns a column on the 4-wide drift band), where
 the arithmetic is ~15 flops; this loop does the same arithmetic with the
@@ -27,15 +31,19 @@ import threading
 import numpy as np
 
 WIDTHS = (2, 4)  # the Newton bands: AR(2) alone, and with the drift interleaved
+# quasi-definite bands (LDL' with pivots of either sign): the drift's
+# augmented Newton system (calcium, baseline and the drift's multiplier)
+SIGNED = (6,)
 _LOCK = threading.Lock()
 _STATE: dict = {}
 
 
-def _ir_factor(kd: int) -> str:
+def _ir_factor(kd: int, signed: bool = False) -> str:
     """LDL' of the band, column by column: d_j, then l = a / d_j below it,
     then the trailing update a[i, k] -= l_i a_k (= l_i l_k d_j).  The chain
     from one pivot to the next is a division and a subtraction (a Cholesky's
-    square root would add ~20 cycles a column)."""
+    square root would add ~20 cycles a column).  ``signed``: pivots of
+    either sign (a quasi-definite matrix), only a zero (or NaN) one fails."""
     ld = kd + 1
     body = []
     for k in range(1, kd + 1):
@@ -56,7 +64,7 @@ def _ir_factor(kd: int) -> str:
                     f"  %w{k}_{i} = fsub double %v{k}_{i}, %m{k}_{i}\n"
                     f"  store double %w{k}_{i}, double* %q{k}_{i}")
     return f"""
-define i64 @pbtrf{kd}(i64 %n, double* noalias %ab) {{
+define i64 @{"ldlt" if signed else "pbtrf"}{kd}(i64 %n, double* noalias %ab) {{
 entry:
   %c0 = icmp sgt i64 %n, 0
   br i1 %c0, label %loop, label %done
@@ -65,7 +73,7 @@ loop:
   %base = mul i64 %j, {ld}
   %p0 = getelementptr double, double* %ab, i64 %base
   %d = load double, double* %p0
-  %ok = fcmp ogt double %d, 0.0
+  %ok = fcmp {"one" if signed else "ogt"} double %d, 0.0
   br i1 %ok, label %cont, label %fail
 cont:
   %r = fdiv double 1.0, %d
@@ -213,6 +221,62 @@ exit:
 """
 
 
+def _ir_fir(backward: bool) -> str:
+    """out[r, k] = cst + c0 x[r, k] + c1 x[r, k -/+ 1] + c2 x[r, k -/+ 2] for
+    every row r of an (m, n) C-ordered x (zero before the row's start, or
+    past its end backward), written at ``out + r orow + k ostep``: the
+    difference operator D (forward), its transpose (backward), and the
+    Newton band's rows straight into the band (strided)."""
+    name = "firb" if backward else "firf"
+    if backward:
+        k0 = "%nl"
+        step = "%k1 = sub i64 %k, 1\n  %more = icmp sge i64 %k1, 0"
+    else:
+        k0 = "0"
+        step = "%k1 = add i64 %k, 1\n  %more = icmp slt i64 %k1, %n"
+    return f"""
+define void @{name}(i64 %m, i64 %n, double* noalias %x, double* noalias %out, i64 %orow,
+                    i64 %ostep, double %c0, double %c1, double %c2, double %cst) {{
+entry:
+  %nl = sub i64 %n, 1
+  %ok = icmp sgt i64 %n, 0
+  %okm = icmp sgt i64 %m, 0
+  %go = and i1 %ok, %okm
+  br i1 %go, label %row, label %exit
+row:
+  %r = phi i64 [0, %entry], [%r1, %rowend]
+  %rb = mul i64 %r, %n
+  %ob = mul i64 %r, %orow
+  br label %loop
+loop:
+  %k = phi i64 [{k0}, %row], [%k1, %loop]
+  %p1 = phi double [0.0, %row], [%xv, %loop]
+  %p2 = phi double [0.0, %row], [%p1, %loop]
+  %i = add i64 %rb, %k
+  %px = getelementptr double, double* %x, i64 %i
+  %xv = load double, double* %px
+  %t0 = fmul double %c0, %xv
+  %t1 = fmul double %c1, %p1
+  %t2 = fmul double %c2, %p2
+  %s1 = fadd double %t1, %t2
+  %s2 = fadd double %t0, %s1
+  %v = fadd double %cst, %s2
+  %ko = mul i64 %k, %ostep
+  %io = add i64 %ob, %ko
+  %po = getelementptr double, double* %out, i64 %io
+  store double %v, double* %po
+  {step}
+  br i1 %more, label %loop, label %rowend
+rowend:
+  %r1 = add i64 %r, 1
+  %rm = icmp slt i64 %r1, %m
+  br i1 %rm, label %row, label %exit
+exit:
+  ret void
+}}
+"""
+
+
 def _compile():
     import llvmlite.binding as llvm
 
@@ -225,7 +289,9 @@ def _compile():
     src = []
     for kd in WIDTHS:
         src += [_ir_factor(kd), _ir_solve(kd)]
-    src += [_ir_rec(False), _ir_rec(True)]
+    for kd in SIGNED:
+        src += [_ir_factor(kd, signed=True), _ir_solve(kd)]
+    src += [_ir_rec(False), _ir_rec(True), _ir_fir(False), _ir_fir(True)]
     mod = llvm.parse_assembly("\n".join(src))
     mod.verify()
     tm = llvm.Target.from_default_triple().create_target_machine(opt=2)
@@ -235,15 +301,24 @@ def _compile():
     sol = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p)
     k = {kd: (fac(ee.get_function_address(f"pbtrf{kd}")),
               sol(ee.get_function_address(f"pbtrs{kd}"))) for kd in WIDTHS}
+    for kd in SIGNED:
+        k[kd] = (fac(ee.get_function_address(f"ldlt{kd}")),
+                 sol(ee.get_function_address(f"pbtrs{kd}")))
     rec = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
                            ctypes.c_void_p, ctypes.c_void_p)
     k["rec"] = (rec(ee.get_function_address("recf")), rec(ee.get_function_address("recb")))
+    d = ctypes.c_double
+    fir = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
+                           ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, d, d, d, d)
+    k["fir"] = (fir(ee.get_function_address("firf")), fir(ee.get_function_address("firb")))
     return ee, tm, mod, k
 
 
 class Kernels:
     """``factor(ab, n)`` -> info (0, or j + 1 at a non-positive pivot) and
-    ``solve(ab, n, b)`` in place, for the widths in :data:`WIDTHS`."""
+    ``solve(ab, n, b)`` in place, for the widths in :data:`WIDTHS`; for the
+    widths in :data:`SIGNED` the factor takes pivots of either sign (info:
+    j + 1 at a zero one)."""
 
     def __init__(self, compiled):
         self._keep = compiled[:3]  # the engine owns the code: keep it alive
@@ -261,6 +336,23 @@ class Kernels:
         assert x.flags.c_contiguous and x.dtype == np.float64
         assert a1.shape == a2.shape == (n,) and a1.flags.c_contiguous and a2.flags.c_contiguous
         self._k["rec"][int(bool(backward))](m, n, x.ctypes.data, a1.ctypes.data, a2.ctypes.data)
+
+    def fir(self, x, c0, c1, c2, backward=False, cst=0.0, out=None, orow=None, ostep=1):
+        """out[r, k] = cst + c0 x[r, k] + c1 x[r, k -/+ 1] + c2 x[r, k -/+ 2]
+        (zero outside the row), into a new (m, n) array, or at ``out``'s
+        memory + r orow + k ostep (elements; ``out`` a float64 array that
+        holds every such place: the caller's promise)."""
+        m, n = x.shape
+        assert x.flags.c_contiguous and x.dtype == np.float64
+        if out is None:
+            out = np.empty((m, n))
+            orow, ostep = n, 1
+        else:
+            assert out.dtype == np.float64 and (out.flags.c_contiguous or out.flags.f_contiguous)
+            assert m == 0 or n == 0 or (m - 1) * orow + (n - 1) * ostep < out.size
+        self._k["fir"][int(bool(backward))](m, n, x.ctypes.data, out.ctypes.data, orow, ostep,
+                                            c0, c1, c2, cst)
+        return out
 
     def solve(self, ab, n, b):
         kd = ab.shape[0] - 1
@@ -324,7 +416,60 @@ def _self_test(k: Kernels) -> bool:
         bad[0, :4] = [1.0, 1.0, -1.0, 1.0]
         if k.factor(bad, 4) != 3:
             return False
-    return _self_test_rec(k)
+    return _self_test_signed(k) and _self_test_rec(k) and _self_test_fir(k)
+
+
+def _self_test_fir(k: "Kernels") -> bool:
+    rng = np.random.default_rng(4)
+    m, n = 3, 9
+    x = rng.standard_normal((m, n))
+    c = rng.standard_normal(4)
+    for backward in (False, True):
+        xp = np.zeros((m, n + 4))
+        xp[:, 2:n + 2] = x
+        if backward:
+            ref = c[3] + c[0] * x + c[1] * xp[:, 3:n + 3] + c[2] * xp[:, 4:n + 4]
+        else:
+            ref = c[3] + c[0] * x + c[1] * xp[:, 1:n + 1] + c[2] * xp[:, 0:n]
+        if not np.allclose(k.fir(x, *c[:3], backward=backward, cst=c[3]), ref, rtol=1e-14,
+                           atol=1e-14):
+            return False
+        big = np.zeros((m * n * 3,))
+        k.fir(x, *c[:3], backward=backward, cst=c[3], out=big, orow=3 * n, ostep=3)
+        if not np.allclose(big.reshape(m, n, 3)[:, :, 0], ref, rtol=1e-14, atol=1e-14):
+            return False
+    return True
+
+
+def _self_test_signed(k: "Kernels") -> bool:
+    """The signed LDL' on a quasi-definite band ([H, B'; B, -C] permuted into
+    the band) against a dense solve."""
+    rng = np.random.default_rng(3)
+    for kd in SIGNED:
+        n = 29
+        A = np.zeros((n, n))
+        for q in range(1, kd + 1):
+            A += np.diag(rng.uniform(-0.5, 0.5, n - q), -q)
+        A = A + A.T
+        sign = np.where(np.arange(n) % 3 == 1, -1.0, 1.0)
+        A += np.diag(sign * (2.0 + kd + rng.uniform(0, 1, n)))
+        ab = np.zeros((kd + 1, n + kd), order="F")
+        for q in range(kd + 1):
+            ab[q, :n - q] = np.diag(A, -q)
+        rhs = rng.standard_normal(n)
+        x = np.linalg.solve(A, rhs)
+        if k.factor(ab, n) != 0:
+            return False
+        b = np.zeros(n + kd)
+        b[:n] = rhs
+        k.solve(ab, n, b)
+        if not np.allclose(b[:n], x, rtol=1e-10, atol=1e-12):
+            return False
+        bad = np.zeros((kd + 1, 3 + kd), order="F")
+        bad[0, :3] = [1.0, -1.0, 0.0]
+        if k.factor(bad, 3) != 3:
+            return False
+    return True
 
 
 def load():

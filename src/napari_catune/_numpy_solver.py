@@ -17,13 +17,20 @@ calcium x with the constraint u = D x >= 0 and its dual z.  Each Newton step
 is one banded SPD system: ``I + D' diag(z/u) D`` (pentadiagonal) for no
 baseline; bordered by one row (a Schur complement, two right-hand sides) for
 a scalar baseline; for drift the calcium and the baseline are interleaved
-(b_0, x_0, b_1, x_1, ...) into one system of bandwidth 4.  LAPACK's banded
-Cholesky (``dpbtrf``/``dpbtrs``) makes every step O(T); the rows of a batch
+(b_0, x_0, b_1, x_1, ...) into one system of bandwidth 4, or, for a heavy
+drift weight (mu > 1e6: high frame rates), with the drift's multiplier
+p = mu (b_t - b_{t-1}) as a third unknown per sample (a quasi-definite
+system of bandwidth 6, no entry of size mu: see :class:`_Newton`).
+LAPACK's banded Cholesky (``dpbtrf``/``dpbtrs``), or the LDL' loops of
+:mod:`._jit_band`, make every step O(T); the rows of a batch
 are stacked into one banded system (the blocks do not couple).  Once the
 complementarity is small, the iterate is rounded to its active set (s = 0
 where the dual exceeds the spike) with the best baseline for those spikes,
 and accepted when the KKT test of the compiled solver holds
-(:func:`kkt_rows`, the same definition); otherwise it iterates on.
+(:func:`kkt_rows`, the same definition); otherwise it iterates on.  A
+warm start (a slider move) first runs those active-set corrections from
+the previous answer's active set, and the interior point only for the rows
+they do not settle.
 
 Nothing here imports numba, Qt or ``scipy.signal`` (whose import alone
 costs about a second).
@@ -58,6 +65,9 @@ _POLISH_EVERY = 2
 _W_MAX = 1e12
 # active-set corrections after the interior point's guess
 _SETTLE_STEPS = 6
+# ... and from a warm start's (the previous answer's) active set, before the
+# interior point (0: none)
+_WARM_SETTLE = 6
 # samples per group of rows solved together (see solve_rows)
 _GROUP_SAMPLES = 1 << 16
 # a step below this is a stall; a row ends after this many in a row
@@ -78,6 +88,9 @@ _GRACE = 4
 # ------------------------------------------------------------- operators
 def _d(x, g1, g2, ia):
     """D x per row (x: (m, n))."""
+    jit = _jit_band.load() if _USE_JIT else None
+    if jit is not None:
+        return jit.fir(np.ascontiguousarray(x, dtype=np.float64), ia, -g1 * ia, -g2 * ia)
     u = x.copy()
     u[:, 1:] -= g1 * x[:, :-1]
     u[:, 2:] -= g2 * x[:, :-2]
@@ -87,6 +100,10 @@ def _d(x, g1, g2, ia):
 
 def _dt(v, g1, g2, ia):
     """D' v per row."""
+    jit = _jit_band.load() if _USE_JIT else None
+    if jit is not None:
+        return jit.fir(np.ascontiguousarray(v, dtype=np.float64), ia, -g1 * ia, -g2 * ia,
+                       backward=True)
     w = v.copy()
     w[:, :-1] -= g1 * v[:, 1:]
     w[:, :-2] -= g2 * v[:, 2:]
@@ -290,6 +307,27 @@ def _band_x(W, g1, g2, ia2, m, n):
     return dg, l1, l2
 
 
+def _put_band_x(flat, kd, W, g1, g2, ia2, N, first, per, rows):
+    """Write the bands of I + D' diag(W) D (:func:`_band_x`) straight into
+    the stacked band ``flat`` ((kd + 1, M + kd), Fortran order): x_k of row
+    r at column r N + first + per k, its sub-diagonals in band rows
+    ``rows`` = (diag, sub-1, sub-2) (the x's neighbours are per columns
+    apart).  By :mod:`._jit_band`'s loops; returns False without them."""
+    jit = _jit_band.load() if _USE_JIT else None
+    if jit is None:
+        return False
+    m, n = W.shape
+    W = np.ascontiguousarray(W, dtype=np.float64)
+    mem = flat.reshape(-1, order="F")  # a view (Fortran-contiguous)
+    ld = kd + 1
+    for q, (c0, c1, c2, cst) in zip(rows, ((ia2, g1 * g1 * ia2, g2 * g2 * ia2, 1.0),
+                                           (0.0, -g1 * ia2, g1 * g2 * ia2, 0.0),
+                                           (0.0, 0.0, -g2 * ia2, 0.0))):
+        jit.fir(W, c0, c1, c2, backward=True, cst=cst, out=mem[first * ld + q:],
+                orow=N * ld, ostep=per * ld)
+    return True
+
+
 def _fortran_zeros(rows, cols):
     """Zeros in LAPACK's (column-major) order."""
     return np.zeros((cols, rows)).T
@@ -312,33 +350,80 @@ def _factor(ab, M):
     return jit
 
 
+def _augmented(mode, mu):
+    """Whether the drift's Newton systems carry its multiplier p = mu B b
+    (:class:`_Newton`): for a heavy drift weight, with the compiled loops."""
+    return mode == 2 and mu > _AUG_MU and _USE_JIT and _jit_band.load() is not None
+
+
+# the drift weight above which the Newton systems are augmented: in the
+# bordered band the baseline's pivots hold mu + P (P the data's information,
+# ~1 .. sqrt(mu)) and every elimination step cancels the mu, losing ~eps mu
+# of P; at 1 kHz (mu ~4e9) the interior point then stalls at a gap ~1e-8
+_AUG_MU = 1e6
+
+
 class _Newton:
-    """The factored Newton system of one iteration (all rows of a batch)."""
+    """The factored Newton system of one iteration (all rows of a batch).
+
+    Drift (mode 2): the calcium and the baseline interleaved, b_0, x_0, b_1,
+    x_1, ... (bandwidth 4, the penalty mu B'B in the band); or, augmented
+    (:func:`_augmented`), with the penalty's multiplier p = mu B b (B the
+    first difference, p_t for t = 1 .. T-1) as unknowns of their own,
+
+        [I + D'WD, E', 0; E, I, B'; 0, B, -1/mu] [dx; db; dp] = [rx; rb; rq],
+
+    ordered b_0, p_1, x_0, b_1, p_2, x_1, b_2, ... (bandwidth 6): a
+    quasi-definite matrix, factored by the signed LDL' of :mod:`._jit_band`.
+    Nothing of size mu enters: eliminating p_t after b_{t-1} forms the
+    Riccati smoother's harmonic mean 1 / (1/mu + 1/P), no cancellation."""
 
     def __init__(self, W, g1, g2, ia2, mode, mu, T):
         m, n = W.shape
         self.mode, self.m, self.n, self.T = mode, m, n, T
-        dg, l1, l2 = _band_x(W, g1, g2, ia2, m, n)
+        self.aug = _augmented(mode, mu)
+        if self.aug:
+            # per row: b_0 at 0, then p_{k+1}, x_k, b_{k+1} at 3k+1, 3k+2, 3k+3
+            N = 3 * T - 2
+            self.M, self.kd = m * N, 6
+            flat = _fortran_zeros(7, m * N + 6)
+            ab = flat[:, :m * N].reshape(7, m, N)
+            ab[0, :, 0::3] = 1.0                  # b_t
+            ab[1, :, 0:N - 1:3] = -1.0            # p_{t+1} - b_t
+            ab[0, :, 1::3] = -1.0 / mu            # p_t
+            ab[2, :, 1::3] = 1.0                  # b_t - p_t
+            ab[1, :, 2::3] = 1.0                  # b_{k+1} - x_k
+            # x_k: diagonal, x_{k+1} - x_k, x_{k+2} - x_k
+            _put_band_x(flat, 6, W, g1, g2, ia2, N, 2, 3, (0, 3, 6))
+            self.c = flat
+            self.jit = _jit_band.load()
+            info = self.jit.factor(flat, self.M)
+            if info != 0:
+                raise np.linalg.LinAlgError(f"signed LDL' failed ({info})")
+            return
         if mode == 2:
             # unknowns per row: b_0, x_0, b_1, x_1, ..., x_{n-1}, b_n (x_k <-> b_{k+1})
             N = 2 * T - 1
             self.M, self.kd = m * N, 4
             flat = _fortran_zeros(5, m * N + 4)
             ab = flat[:, :m * N].reshape(5, m, N)  # a view: filled in place
-            ab[0, :, 1::2] = dg
+            if not _put_band_x(flat, 4, W, g1, g2, ia2, N, 1, 2, (0, 2, 4)):
+                dg, l1, l2 = _band_x(W, g1, g2, ia2, m, n)
+                ab[0, :, 1::2] = dg
+                ab[2, :, 1:max(N - 2, 0):2] = l1[:, :-1]      # x_{k+1} - x_k
+                ab[4, :, 1:max(N - 4, 0):2] = l2[:, :max(n - 2, 0)]  # x_{k+2} - x_k
             ab[0, :, 0::2] = 1.0 + 2.0 * mu
             ab[0, :, 0] = ab[0, :, N - 1] = 1.0 + mu
             ab[1, :, 1::2] = 1.0                  # b_{k+1} - x_k
-            ab[2, :, 1:max(N - 2, 0):2] = l1[:, :-1]      # x_{k+1} - x_k
             ab[2, :, 0:max(N - 2, 0):2] = -mu             # b_{t+1} - b_t
-            ab[4, :, 1:max(N - 4, 0):2] = l2[:, :max(n - 2, 0)]  # x_{k+2} - x_k
             self.c = flat
             self.jit = _factor(flat, self.M)
             return
         self.M, self.kd = m * n, 2
         flat = _fortran_zeros(3, m * n + 2)
-        ab = flat[:, :m * n].reshape(3, m, n)
-        ab[0], ab[1], ab[2] = dg, l1, l2
+        if not _put_band_x(flat, 2, W, g1, g2, ia2, n, 0, 1, (0, 1, 2)):
+            ab = flat[:, :m * n].reshape(3, m, n)
+            ab[0], ab[1], ab[2] = _band_x(W, g1, g2, ia2, m, n)
         self.c = flat
         self.jit = _factor(flat, self.M)
         if mode == 1:
@@ -358,9 +443,18 @@ class _Newton:
                 raise np.linalg.LinAlgError(f"dpbtrs failed ({info})")
         return x[:self.M].reshape(rhs.shape)
 
-    def solve(self, rx, rb):
+    def solve(self, rx, rb, rq=None):
         """(dx, db) for the right-hand sides rx ((m, n)) and rb (the baseline
-        rows: (m,) scalar, (m, T) drift, None)."""
+        rows: (m,) scalar, (m, T) drift, None); augmented, (dx, db, dp) with
+        rq ((m, T - 1), the multiplier's rows)."""
+        if self.aug:
+            m, T = self.m, self.T
+            rhs = np.empty((m, 3 * T - 2))
+            rhs[:, 0::3] = rb
+            rhs[:, 1::3] = rq
+            rhs[:, 2::3] = rx
+            sol = self._solve(rhs)
+            return sol[:, 2::3], sol[:, 0::3], sol[:, 1::3]
         if self.mode == 2:
             m, n, T = self.m, self.n, self.T
             rhs = np.empty((m, 2 * T - 1))
@@ -375,11 +469,18 @@ class _Newton:
         return v, None
 
 
+def _bt(p):
+    """B' p per row (B the first difference, p: (m, T - 1)): (m, T)."""
+    m, k = p.shape
+    out = np.zeros((m, k + 1))
+    out[:, 1:] += p
+    out[:, :-1] -= p
+    return out
+
+
 def _max_step(v, dv):
-    """Largest a <= 1 per row with v + a dv >= 0."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(dv < 0, -v / dv, np.inf)
-    return np.minimum(1.0, ratio.min(axis=1))
+    """Largest a <= 1 per row with v + a dv >= 0 (v > 0): 1 / max(1, max -dv / v)."""
+    return 1.0 / np.maximum(1.0, -(dv / v).min(axis=1))
 
 
 def _lap(b, mu):
@@ -397,14 +498,18 @@ def _check(y, sc, g1, g2, alpha, lamG, G, mode, mu):
     return bc, kkt_rows(y, sc, bc, g1, g2, alpha, lamG, G, mode, mu).max(axis=1)
 
 
-def _settle(y, ys, active, S, tol, g1, g2, alpha, lamG, G, mode, mu, lam):
-    """From an interior point's guess of the active set (True: s = 0), the
-    exact optimum: the equality-constrained problem on that set solved
-    exactly (:func:`_polish_rows`), then primal-dual active-set corrections
-    while the KKT violation is above ``_TIGHT`` of its tolerance (a few
-    steps).  Where the active set holds (no sign to correct) and the test
-    still fails, the spikes are refined on it (:func:`_refine`).  Returns the
-    best s, b (trace units) and their KKT violation."""
+def _settle(y, ys, active, S, tol, g1, g2, alpha, lamG, G, mode, mu, lam,
+            steps=_SETTLE_STEPS, refine=True, lu=True):
+    """From a guess of the active set (True: s = 0; the interior point's, or
+    a warm start's: the previous answer's), the exact optimum: the
+    equality-constrained problem on that set solved exactly
+    (:func:`_polish_rows`), then primal-dual active-set corrections while
+    the KKT violation is above ``_TIGHT`` of its tolerance (at most
+    ``steps``).  Where the active set holds (no sign to correct) and the
+    test still fails, the spikes are refined on it (:func:`_refine`; not
+    with ``refine`` False).  ``lu`` False: a row whose iterative-refinement
+    solve does not settle is given up (no banded LU).  Returns the best s,
+    b (trace units) and their KKT violation (inf: never judged)."""
     m, T = y.shape
     n = T - 1
     ia = 1.0 / alpha
@@ -423,11 +528,17 @@ def _settle(y, ys, active, S, tol, g1, g2, alpha, lamG, G, mode, mu, lam):
         s_best[idx], b_best[idx], v_best[idx] = sc[better], bc[better], v[better]
         return v
 
-    for _ in range(_SETTLE_STEPS):
+    for _ in range(steps):
         try:
-            x = _polish_rows(ys[left], active, mode, mu, g1, g2, ia, lam[left] * dt1)
+            x = _polish_rows(ys[left], active, mode, mu, g1, g2, ia, lam[left] * dt1, lu)
         except np.linalg.LinAlgError:
             break
+        if not lu:
+            ok = np.isfinite(x).all(axis=1)  # (the rows left without the LU: given up)
+            if not ok.all():
+                left, active, x = left[ok], active[ok], x[ok]
+                if not left.size:
+                    break
         u = _d(x, g1, g2, ia)
         u[active] = 0.0
         v = judge(left, u)
@@ -449,7 +560,7 @@ def _settle(y, ys, active, S, tol, g1, g2, alpha, lamG, G, mode, mu, lam):
     # rows still failing near the optimum: the precision of the free spikes,
     # not the set (slow kernels at high rates): refined on the best one's set
     bad = np.flatnonzero(~(v_best <= _TIGHT * tol) & (v_best <= _REFINE_NEAR * tol))
-    if bad.size:
+    if bad.size and refine:
         u0 = s_best[bad, :-1] / S[bad, None]
         _refine(judge, bad, u0, v_best[bad], u0 <= 0.0, y, S, tol, g1, g2, alpha, lamG,
                 mode, mu)
@@ -541,7 +652,9 @@ def _polish_spd(ys, active, mode, mu, g1, g2, ia, cvec):
     """:func:`_polish`'s system, [H0, D_A'; D_A, 0] [x, b; lambda] = [rhs; 0],
     by iterative refinement preconditioned with its regularisation
     [H0, D_A'; D_A, -1/P] (one factorisation of H0 + P D_A' D_A, the
-    Newton system's band).  Returns x, b and whether each row settled."""
+    Newton system's band; augmented drift: H0 with the multiplier p = mu B b
+    and its rows B b - p / mu = 0).  Returns x, b and whether each row
+    settled."""
     m, T = ys.shape
     A = active.astype(np.float64)
     ia2 = ia * ia
@@ -551,15 +664,27 @@ def _polish_spd(ys, active, mode, mu, g1, g2, ia, cvec):
     rb = ys if mode == 2 else (ys.sum(axis=1) if mode == 1 else None)
     x = np.zeros_like(rx)
     b = np.zeros_like(ys) if mode == 2 else (np.zeros(m) if mode == 1 else None)
+    q = np.zeros((m, T - 1)) if nt.aug else None
     lam = np.zeros_like(rx)
     ok = np.zeros(m, dtype=bool)
+    r2 = np.zeros_like(rx)  # -D x on the active set, the constraints' residual
     for _ in range(_REFINE_STEPS):
-        hx, hb = _h0(x, b, mode, mu, T)
-        r1 = rx - hx - _dt(lam, g1, g2, ia)
-        r2 = -_d(x, g1, g2, ia) * A
-        dx, db = nt.solve(r1 + _dt(P * r2, g1, g2, ia), None if mode == 0 else rb - hb)
-        lam += P * (_d(dx, g1, g2, ia) - r2) * A
+        # the saddle system's residual, its constraint rows folded in by the
+        # regularisation: rx - H0 x - D' lam + D' P r2 (one D' pass)
+        w = _dt(lam - P * r2, g1, g2, ia)
+        if nt.aug:
+            hx = x + b[:, 1:]
+            hb = b + _bt(q)
+            hb[:, 1:] += x
+            dx, db, dq = nt.solve(rx - hx - w, rb - hb, q / mu - np.diff(b, axis=1))
+            q += dq
+        else:
+            hx, hb = _h0(x, b, mode, mu, T)
+            dx, db = nt.solve(rx - hx - w, None if mode == 0 else rb - hb)
         x += dx
+        # lam += P (D dx - r2) A = P D x_new A = -P r2_new (one D pass)
+        r2 = -_d(x, g1, g2, ia) * A
+        lam -= P * r2
         if mode:
             b += db
         ok = np.abs(dx).max(axis=1) <= _REFINE_TOL * (1.0 + np.abs(x).max(axis=1))
@@ -568,11 +693,14 @@ def _polish_spd(ys, active, mode, mu, g1, g2, ia, cvec):
     return x, b, ok
 
 
-def _polish_rows(ys, active, mode, mu, g1, g2, ia, cvec):
+def _polish_rows(ys, active, mode, mu, g1, g2, ia, cvec, lu=True):
     """x of the exact solve on the active set: :func:`_polish_spd`, and
-    :func:`_polish` for the rows it did not settle."""
+    :func:`_polish` for the rows it did not settle (``lu`` False: those
+    rows' x is NaN instead)."""
     x, _b, ok = _polish_spd(ys, active, mode, mu, g1, g2, ia, cvec)
-    if not ok.all():
+    if not lu:
+        x[~ok] = np.nan
+    elif not ok.all():
         bad = ~ok
         x[bad] = _polish(ys[bad], active[bad], mode, mu, g1, g2, ia, cvec[bad])[0]
     return x
@@ -592,7 +720,14 @@ def _polish(ys, active, mode, mu, g1, g2, ia, cvec):
     n = T - 1
     y0, y1 = ys[:, 0], ys[:, 1:]
     k = np.arange(n)
-    if mode == 2:
+    aug = mode == 2 and mu > _AUG_MU
+    if aug:
+        # b_t at 4t; p_{k+1}, x_k, lambda_k at 4k + 1, 4k + 2, 4k + 3 (the
+        # drift's multiplier p = mu B b an unknown: no entry of size mu)
+        per, kl = 4, 9
+        N = 4 * n + 1
+        xi, li = 4 * k + 2, 4 * k + 3
+    elif mode == 2:
         per, kl = 3, 7
         N = 3 * n + 1
         xi, li = 3 * k + 1, 3 * k + 2
@@ -616,6 +751,25 @@ def _polish(ys, active, mode, mu, g1, g2, ia, cvec):
     _band_put(ab, kl, kl, L[~act], L[~act], 1.0)
     rhs = np.zeros((m, N))
     rhs[:, xi] = y1 - cvec
+    if aug:
+        t = np.arange(T)
+        B = (4 * t + off).ravel()
+        tt = np.tile(t, m)
+        Pp = (4 * k + 1 + off).ravel()  # p_{k+1}
+        _band_put(ab, kl, kl, B, B, 1.0)
+        _band_put(ab, kl, kl, B[tt >= 1], B[tt >= 1] - 2, 1.0)  # b_t's row: x_{t-1}
+        _band_put(ab, kl, kl, X, X + 2, 1.0)                    # x_k's row: b_{k+1}
+        # b_t's row: + p_t - p_{t+1}; p_t's row: b_t - b_{t-1} - p_t / mu
+        _band_put(ab, kl, kl, Pp + 3, Pp, 1.0)
+        _band_put(ab, kl, kl, Pp - 1, Pp, -1.0)
+        _band_put(ab, kl, kl, Pp, Pp + 3, 1.0)
+        _band_put(ab, kl, kl, Pp, Pp - 1, -1.0)
+        _band_put(ab, kl, kl, Pp, Pp, -1.0 / mu)
+        rhs[:, 4 * t] = ys
+        info = _lapack().gbsv(kl, kl, ab, rhs.reshape(-1))
+        if info != 0:
+            raise np.linalg.LinAlgError(f"dgbsv failed ({info})")
+        return rhs[:, xi], rhs[:, 4 * t]
     if mode == 2:
         t = np.arange(T)
         B = (3 * t + off).ravel()
@@ -739,6 +893,25 @@ def _solve_group(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters, init):
         x = _ar_solve(u, g1, g2, alpha)
         b = bb if mode == 2 else bb[:, 0]
     rows = np.arange(m)
+    if init is not None and _WARM_SETTLE and not _augmented(mode, mu):
+        # a slider move: the previous answer's active set is most often
+        # nearly the new one, and the active-set corrections of _settle
+        # reach the optimum from it in a few exact solves; the rows they
+        # do not settle go on from the warm start by the interior point
+        sc, bc, v = _settle(y, ys, init[:, :-1] <= 0.0, S, tol, g1, g2, alpha, lamG, G,
+                            mode, mu, lam, steps=_WARM_SETTLE, refine=False, lu=False)
+        s_out[:], b_out[:], v_out[:] = sc, bc, v
+        iters[:] = 1
+        keep = ~(v <= _TIGHT * tol)
+        if not keep.any():
+            fit = conv_rows(s_out, g1, g2, alpha) + b_out
+            return s_out, b_out, fit, iters, v_out <= tol
+        rows, x, z, u = rows[keep], x[keep], z[keep], u[keep]
+        b, y0, y1, cvec, lam = b[keep], y0[keep], y1[keep], cvec[keep], lam[keep]
+    aug = _augmented(mode, mu)
+    # augmented drift: the multiplier p = mu B b an iterate of its own (its
+    # residual p / mu - B b is formed without multiplying b by mu)
+    p = mu * np.diff(b, axis=1) if aug else None
     # u = D x is an iterate of its own (updated by its steps, kept > 0):
     # formed from x it would lose ~eps |x| / alpha to cancellation (slow
     # kernels: a second difference), as much as the small spikes hold
@@ -749,7 +922,7 @@ def _solve_group(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters, init):
         else:
             r = y1 - x - b[:, None]
         mu_c = (u * z).mean(axis=1)
-        W = np.minimum(z / np.maximum(u, _TINY), 1e250)
+        W = np.minimum(z / u, 1e250)  # (u >= _TINY)
         try:
             nt = _Newton(W, g1, g2, ia2, mode, mu, T)
         except np.linalg.LinAlgError:
@@ -759,14 +932,18 @@ def _solve_group(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters, init):
             W = np.minimum(W, _W_MAX / ia2)
             nt = _Newton(W, g1, g2, ia2, mode, mu, T)
         rx0 = r - cvec - _dt(W * rp, g1, g2, ia)
-        if mode == 2:
+        rq = None
+        if aug:
+            rb = np.concatenate(((y0 - b[:, 0])[:, None], r), axis=1) - _bt(p)
+            rq = p / mu - np.diff(b, axis=1)
+        elif mode == 2:
             rb = np.concatenate(((y0 - b[:, 0])[:, None], r), axis=1) - _lap(b, mu)
         elif mode == 1:
             rb = (y0 - b) + r.sum(axis=1)
         else:
             rb = None
         # predictor (affine scaling)
-        dx, db = nt.solve(rx0, rb)
+        dx, db = nt.solve(rx0, rb, rq)[:2]
         du = _d(dx, g1, g2, ia) + rp
         dz = -z - W * du
         a_aff = np.minimum(_max_step(u, du), _max_step(z, dz))[:, None]
@@ -774,7 +951,7 @@ def _solve_group(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters, init):
         sigma = (mu_aff / mu_c) ** 3
         # corrector: centring and the second-order term
         tgt = (sigma * mu_c)[:, None] - du * dz
-        dx, db = nt.solve(rx0 + _dt(tgt / u, g1, g2, ia), rb)
+        dx, db, *dp = nt.solve(rx0 + _dt(tgt / u, g1, g2, ia), rb, rq)
         du = _d(dx, g1, g2, ia) + rp
         dz = tgt / u - z - W * du
         # primal and dual steps of their own lengths (the stationarity residual
@@ -787,6 +964,8 @@ def _solve_group(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters, init):
         z = np.maximum(z + ad[:, None] * dz, _TINY)
         if mode == 2:
             b = b + a[:, None] * db
+            if aug:
+                p = p + a[:, None] * dp[0]
         elif mode == 1:
             b = b + a * db
         mu_c = (u * z).mean(axis=1)
@@ -838,6 +1017,8 @@ def _solve_group(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters, init):
             keep = ~done
             rows, x, z, u = rows[keep], x[keep], z[keep], u[keep]
             b, y0, y1, cvec, lam = b[keep], y0[keep], y1[keep], cvec[keep], lam[keep]
+            if aug:
+                p = p[keep]
     fit = conv_rows(s_out, g1, g2, alpha) + b_out
     return s_out, b_out, fit, iters, v_out <= tol
 
