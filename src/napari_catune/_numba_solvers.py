@@ -2025,6 +2025,99 @@ def workspace_sizes(T):
     return (26 + _NCOEF) * n + 4 * T + _NCOEF, 5 * n
 
 
+# a cold start on a kernel decaying over more than _COARSE_DECAY samples
+# (0: never) starts from the exact solve of the trace binned by k frames
+# (:func:`_coarse_start`), k = the decay in samples / _COARSE_PER (at least
+# 2, at most _COARSE_MAX, the binned trace at least _COARSE_MIN_T frames),
+# and settles from its spikes as a warm start does.  One trace of 54,000
+# frames, cold pdas_rows before -> after (coarse + warm steps): GCaMP6s
+# 100 Hz 15 -> 6 ms (k 4-12 alike), calab's gcamp6s preset 17-19 -> 7-8 ms,
+# GCaMP6s 30 Hz 8.4 -> 6 ms, the 1 kHz kernel 17 -> 8-9 ms.  Not at lambda
+# 0: there the binned spikes miss most of the free samples' neighbours and
+# the warm start went cold (lambda 0 at 1 kHz: 1600 violators at the first
+# step)
+_COARSE_DECAY = 30.0
+_COARSE_PER = 10.0
+_COARSE_MAX = 32
+_COARSE_MIN_T = 64
+
+
+@njit(cache=_CACHE, nogil=True)
+def _coarse_factor(g1, g2, lamG, T):
+    """The binning factor of :func:`_coarse_start` for a cold start (0: a
+    plain cold start)."""
+    if _COARSE_DECAY <= 0.0 or not lamG > 0.0:
+        return 0
+    disc = g1 * g1 + 4.0 * g2
+    d_root = 0.5 * (g1 + math.sqrt(disc)) if disc > 0.0 else 0.5 * g1
+    if d_root >= 1.0:
+        decay = math.inf
+    else:
+        decay = 1.0 / (1.0 - d_root)
+    if not decay > _COARSE_DECAY:
+        return 0
+    k = int(min(decay / _COARSE_PER, float(_COARSE_MAX)))
+    k = max(k, 2)
+    while k > 1 and T // k < _COARSE_MIN_T:
+        k -= 1
+    return k if k >= 2 else 0
+
+
+@njit(cache=_CACHE, nogil=True)
+def _coarse_start(y, g1, g2, alpha, lamG, mode, mu, k, active, fws, bws, max_iters):
+    """A cold start's guess from the trace binned by ``k`` frames: the same
+    problem on the bin means (the kernel sampled every k frames: AR(2)
+    roots d^k, r^k, h_c[j] = h[j k]; lamG / k and mu / k^2, the objective
+    per frame), solved exactly by :func:`pdas_one` (cold), each coarse spike
+    placed at the middle frame of its bin.  Writes ``active`` (length T-1)
+    and returns the coarse solve's steps.  ``fws``, ``bws``: float and bool
+    workspaces of at least :func:`workspace_sizes` (T) minus T floats
+    (``pdas_rows``' pws), not read afterwards."""
+    T = y.shape[0]
+    n = T - 1
+    Tc = T // k
+    nc = Tc - 1
+    # p_j = d^j + r^j and a_j = (d^(j+1) - r^(j+1)) / (d - r) (the AR(2)
+    # impulse response) follow the AR(2) recursion; real or complex roots
+    p2 = 2.0
+    p1 = g1
+    a2 = 1.0
+    a1 = g1
+    for j in range(2, k + 1):
+        p = g1 * p1 + g2 * p2
+        p2 = p1
+        p1 = p
+        a = g1 * a1 + g2 * a2
+        a2 = a1
+        a1 = a
+    # (k >= 2: p1 = p_k, a2 = a_(k-1))
+    g1c = p1
+    g2c = -((-g2) ** k)
+    alpha_c = alpha * a2
+    yc = fws[0:Tc]
+    sc = fws[Tc:2 * Tc]
+    bc = fws[2 * Tc:3 * Tc]
+    pws = fws[3 * Tc:]
+    inv_k = 1.0 / k
+    for j in range(Tc):
+        acc = 0.0
+        for t in range(j * k, j * k + k):
+            acc += y[t]
+        yc[j] = acc * inv_k
+    act_c = bws[4 * nc:5 * nc]
+    for j in range(nc):
+        act_c[j] = True
+    it_c, _ok = pdas_one(yc, g1c, g2c, alpha_c, lamG * inv_k, mode, mu * inv_k * inv_k, act_c,
+                         max_iters, sc, bc, pws, bws, 1e-11, _NO)
+    for t in range(n):
+        active[t] = True
+    off = (k - 1) // 2
+    for j in range(nc):
+        if sc[j] > 0.0:
+            active[min(j * k + off, n - 1)] = False
+    return it_c
+
+
 # steps a warm start may take before the trace is solved again from a cold
 # start (cold solves take <= ~40 steps on every regime of bench_regimes.py;
 # warm ones <= ~35)
@@ -2064,21 +2157,31 @@ def pdas_rows(y, init, warm, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iter
     # samples carry some activity) spikes everywhere, which saves a third
     # of the steps there
     cold = lamG > 0.0
+    # a cold start on a slow kernel: from a binned solve (_coarse_start)
+    kc = 0 if warm else _coarse_factor(g1, g2, lamG, T)
     for i in range(N):
         for k in range(n):
             active[k] = init[i, k] <= 0.0 if warm else cold
-        budget = min(max_iters, _WARM_BUDGET) if warm else max_iters
+        it_c = 0
+        warm_i = warm
+        if kc > 0 and max_iters >= 4:
+            it_c = _coarse_start(y[i], g1, g2, alpha, lamG, mode, mu, kc, active, pws, bws,
+                                 max_iters // 2)
+            warm_i = _YES
+        left = max_iters - it_c
+        budget = min(left, _WARM_BUDGET) if warm_i else left
         it, settled = pdas_one(y[i], g1, g2, alpha, lamG, mode, mu, active, budget, s[i],
-                               bvec, pws, bws, 1e-11, warm)
-        if warm and not settled and it >= budget and max_iters > budget:
+                               bvec, pws, bws, 1e-11, warm_i)
+        if warm_i and not settled and it >= budget and left > budget:
             # a warm start that has not settled in many times a cold solve's
             # steps is leading the exchange astray (seen at lambda = 0 on a
             # slow 1 kHz kernel after tau_decay +50 %: 2000 steps, 4 s): cold
             for k in range(n):
                 active[k] = cold
             it2, settled = pdas_one(y[i], g1, g2, alpha, lamG, mode, mu, active,
-                                    max_iters - it, s[i], bvec, pws, bws, 1e-11, _NO)
+                                    left - it, s[i], bvec, pws, bws, 1e-11, _NO)
             it += it2
+        it += it_c
         _store_baseline(b, i, bvec)
         iters[i] = it
         tol = kkt_tolerance(y[i], kkt_tol)
