@@ -2032,10 +2032,14 @@ def workspace_sizes(T):
 # and settles from its spikes as a warm start does.  One trace of 54,000
 # frames, cold pdas_rows before -> after (coarse + warm steps): GCaMP6s
 # 100 Hz 15 -> 6 ms (k 4-12 alike), calab's gcamp6s preset 17-19 -> 7-8 ms,
-# GCaMP6s 30 Hz 8.4 -> 6 ms, the 1 kHz kernel 17 -> 8-9 ms.  Not at lambda
-# 0: there the binned spikes miss most of the free samples' neighbours and
-# the warm start went cold (lambda 0 at 1 kHz: 1600 violators at the first
-# step)
+# GCaMP6s 30 Hz 8.4 -> 6 ms.  Not at lambda 0: there the binned spikes
+# miss most of the free samples' neighbours and the warm start went cold
+# (lambda 0 at 1 kHz: 1600 violators at the first step).  Not on kernels
+# decaying over more than _EARLY_DECAY samples, whose warm start settles by
+# dense solves and the interior point, not locally: the 1 kHz kernel (0.2/
+# 3.0 s) took 17 -> 8-9 ms at 54,000 frames, but at 1,000,000 it went cold
+# after the binned solve (515 -> 545 ms at k = 32, 2.3 s at k = 8), and the
+# local exchange from that guess cycles (7,000 violators after 40 steps)
 _COARSE_DECAY = 30.0
 _COARSE_PER = 10.0
 _COARSE_MAX = 32
@@ -2054,7 +2058,7 @@ def _coarse_factor(g1, g2, lamG, T):
         decay = math.inf
     else:
         decay = 1.0 / (1.0 - d_root)
-    if not decay > _COARSE_DECAY:
+    if not decay > _COARSE_DECAY or (_EARLY_DECAY > 0.0 and decay > _EARLY_DECAY):
         return 0
     k = int(min(decay / _COARSE_PER, float(_COARSE_MAX)))
     k = max(k, 2)
