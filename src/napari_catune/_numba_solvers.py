@@ -567,7 +567,7 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
     local_work = _LOCAL_WORK
     if not warm:
         local_work = _COLD_LOCAL_WORK
-        local_frac = _COLD_LOCAL_FRAC
+        local_frac = _COLD_LOCAL_FRAC if lamG > 0.0 else _COLD_LOCAL_FRAC0
         local_from = _COLD_LOCAL_FROM
     # rounds after a segment's first re-solve only this far left of what
     # changed (_numba_local.local_exchange): _LOCAL_WINDOW decay lengths
@@ -875,6 +875,12 @@ _COLD_STEPS = 1
 # a settle with thousands of violators costs several full steps)
 _COLD_LOCAL_FRAC = 64
 _COLD_LOCAL_FROM = 2
+# ... n / _COLD_LOCAL_FRAC0 at lambda 0 (there the exchange from the exact
+# fit leaves ~n/60 violators at its second step; settled locally the next
+# full steps find ~430, then ~5: lambda 0 at 30 Hz, 4 traces of 54,000
+# frames, 5-6 -> 5 steps, 3.5 -> 3.2 ms; at 8 on every lambda the fast
+# kernels took fewer steps but 1.2-1.6x the time)
+_COLD_LOCAL_FRAC0 = 8
 # ... re-solving at most _COLD_LOCAL_WORK n samples per exchange
 _COLD_LOCAL_WORK = 4
 
