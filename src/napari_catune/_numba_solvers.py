@@ -2074,6 +2074,28 @@ def _coarse_factor(g1, g2, lamG, T):
 
 
 @njit(cache=_CACHE, nogil=True)
+def _coarse_model(g1, g2, alpha, k):
+    """(g1, g2, alpha) of the kernel sampled every ``k`` >= 2 frames,
+    h_c[j] = h[j k]: AR(2) roots d^k, r^k, so g1_c = d^k + r^k, g2_c =
+    -(d r)^k = -(-g2)^k, and alpha_c = alpha a[k-1], a the AR(2) impulse
+    response ((d^k - r^k) / (d - r)).  Both p_j = d^j + r^j and a follow
+    the AR(2) recursion: real or complex roots alike."""
+    p2 = 2.0
+    p1 = g1
+    a2 = 1.0
+    a1 = g1
+    for _j in range(2, k + 1):
+        p = g1 * p1 + g2 * p2
+        p2 = p1
+        p1 = p
+        a = g1 * a1 + g2 * a2
+        a2 = a1
+        a1 = a
+    # (p1 = p_k, a2 = a[k-1])
+    return p1, -((-g2) ** k), alpha * a2
+
+
+@njit(cache=_CACHE, nogil=True)
 def _coarse_start(y, g1, g2, alpha, lamG, mode, mu, k, active, fws, bws, max_iters):
     """A cold start's guess from the trace binned by ``k`` frames: the same
     problem on the bin means (the kernel sampled every k frames: AR(2)
@@ -2087,23 +2109,7 @@ def _coarse_start(y, g1, g2, alpha, lamG, mode, mu, k, active, fws, bws, max_ite
     n = T - 1
     Tc = T // k
     nc = Tc - 1
-    # p_j = d^j + r^j and a_j = (d^(j+1) - r^(j+1)) / (d - r) (the AR(2)
-    # impulse response) follow the AR(2) recursion; real or complex roots
-    p2 = 2.0
-    p1 = g1
-    a2 = 1.0
-    a1 = g1
-    for j in range(2, k + 1):
-        p = g1 * p1 + g2 * p2
-        p2 = p1
-        p1 = p
-        a = g1 * a1 + g2 * a2
-        a2 = a1
-        a1 = a
-    # (k >= 2: p1 = p_k, a2 = a_(k-1))
-    g1c = p1
-    g2c = -((-g2) ** k)
-    alpha_c = alpha * a2
+    g1c, g2c, alpha_c = _coarse_model(g1, g2, alpha, k)
     yc = fws[0:Tc]
     sc = fws[Tc:2 * Tc]
     bc = fws[2 * Tc:3 * Tc]
