@@ -2153,6 +2153,11 @@ def pdas_rows(y, init, warm, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iter
     baseline ``b`` ((n, 1), or (n, T) for drift), the fit K s + b, the
     step counts and ``conv``, the KKT check of each answer.  ``fws``,
     ``bws``: workspaces of :func:`workspace_sizes` (T).
+
+    A cold start on a slow kernel (:func:`_coarse_factor`) first solves the
+    trace binned by k frames (:func:`_coarse_start`, at most half the step
+    budget) and settles from those spikes as a warm start does; its steps
+    count both solves' (a binned step costs ~1/k of a full one).
     """
     N, T = y.shape
     n = T - 1
