@@ -12,7 +12,8 @@ offset 2 unless said.  Sizes: ``--size small`` (default) 8 x 10,000 and
 2 x 54,000 frames per regime (the machine is a busy shared 2-core box: the
 issue's 100 x 10,000, 20 x 54,000 and 10 x 1,000,000 are ``--size issue``,
 which takes tens of minutes, calab alone ~1 min per 1M-frame trace;
-``--size long --no-calab`` is one 1M-frame trace per regime, ~1 min).
+``--size long --no-calab`` is one 1M-frame trace per regime, ~1 min;
+``--size mid`` the issue's 20 x 54,000 alone).
 
 Per regime and size, timed interleaved (ours, OASIS, calab in turn, minimum
 of ``--repeats``), wall and process CPU time:
@@ -58,7 +59,8 @@ from napari_catune.simulation import REGIMES as REGIMES_TESTED
 REGIMES = {**REGIMES_TESTED, **EXTRA_REGIMES}  # simulation.py: the grid, shared with the tests
 SIZES = {"small": [(8, 10_000), (2, 54_000)],
          "long": [(1, 1_000_000)],
-         "issue": [(100, 10_000), (20, 54_000), (10, 1_000_000)]}
+         "issue": [(100, 10_000), (20, 54_000), (10, 1_000_000)],
+         "mid": [(20, 54_000)]}
 from napari_catune.simulation import REGIME_OFFSET as OFFSET  # noqa: E402
 REAL_KERNELS = [(0.02, 0.6), (0.1, 1.6), (0.005, 0.3)]
 

@@ -567,7 +567,7 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
     local_work = _LOCAL_WORK
     if not warm:
         local_work = _COLD_LOCAL_WORK
-        local_frac = _COLD_LOCAL_FRAC
+        local_frac = _COLD_LOCAL_FRAC if lamG > 0.0 else _COLD_LOCAL_FRAC0
         local_from = _COLD_LOCAL_FROM
     # rounds after a segment's first re-solve only this far left of what
     # changed (_numba_local.local_exchange): _LOCAL_WINDOW decay lengths
@@ -875,6 +875,12 @@ _COLD_STEPS = 1
 # a settle with thousands of violators costs several full steps)
 _COLD_LOCAL_FRAC = 64
 _COLD_LOCAL_FROM = 2
+# ... n / _COLD_LOCAL_FRAC0 at lambda 0 (there the exchange from the exact
+# fit leaves ~n/60 violators at its second step; settled locally the next
+# full steps find ~430, then ~5: lambda 0 at 30 Hz, 4 traces of 54,000
+# frames, 5-6 -> 5 steps, 3.5 -> 3.2 ms; at 8 on every lambda the fast
+# kernels took fewer steps but 1.2-1.6x the time)
+_COLD_LOCAL_FRAC0 = 8
 # ... re-solving at most _COLD_LOCAL_WORK n samples per exchange
 _COLD_LOCAL_WORK = 4
 
@@ -2025,6 +2031,119 @@ def workspace_sizes(T):
     return (26 + _NCOEF) * n + 4 * T + _NCOEF, 5 * n
 
 
+# a cold start on a kernel decaying over more than _COARSE_DECAY samples
+# (0: never) starts from the exact solve of the trace binned by k frames
+# (:func:`_coarse_start`), k = the decay in samples / _COARSE_PER (at least
+# 2, at most _COARSE_MAX, the binned trace at least _COARSE_MIN_T frames),
+# and settles from its spikes as a warm start does.  One trace of 54,000
+# frames, cold pdas_rows before -> after (coarse + warm steps): GCaMP6s
+# 100 Hz 15 -> 6 ms (k 4-12 alike), calab's gcamp6s preset 17-19 -> 7-8 ms,
+# GCaMP6s 30 Hz 8.4 -> 6 ms.  Not at lambda 0: there the binned spikes
+# miss most of the free samples' neighbours and the warm start went cold
+# (lambda 0 at 1 kHz: 1600 violators at the first step).  Not on kernels
+# decaying over more than _EARLY_DECAY samples, whose warm start settles by
+# dense solves and the interior point, not locally: the 1 kHz kernel (0.2/
+# 3.0 s) took 17 -> 8-9 ms at 54,000 frames, but at 1,000,000 it went cold
+# after the binned solve (515 -> 545 ms at k = 32, 2.3 s at k = 8), and the
+# local exchange from that guess cycles (7,000 violators after 40 steps)
+# ... and not on kernels peaking more than _COARSE_PEAK samples after a
+# spike: a random sweep of 25,000 problems (fs 7.5-300 Hz, tau_rise up to
+# 0.5 tau_decay, lambda 0.003-10, T 160-50,000, every baseline mode) met
+# the plain cold path's objective within 1e-10 wherever the decay was at
+# most 340 samples or the peak at most 170; beyond both (tau_rise 0.6-1.4 s
+# at 158-300 Hz, outside the sliders) the warm settle stopped up to 4e-9
+# above it in 20 of 2,200, KKT-optimal within its tolerance but not exact
+_COARSE_DECAY = 30.0
+_COARSE_PEAK = 120.0
+_COARSE_PER = 10.0
+_COARSE_MAX = 32
+_COARSE_MIN_T = 64
+
+
+@njit(cache=_CACHE, nogil=True)
+def _coarse_factor(g1, g2, lamG, T):
+    """The binning factor of :func:`_coarse_start` for a cold start (0: a
+    plain cold start)."""
+    if _COARSE_DECAY <= 0.0 or not lamG > 0.0:
+        return 0
+    disc = g1 * g1 + 4.0 * g2
+    d_root = 0.5 * (g1 + math.sqrt(disc)) if disc > 0.0 else 0.5 * g1
+    if d_root >= 1.0:
+        decay = math.inf
+    else:
+        decay = 1.0 / (1.0 - d_root)
+    if not decay > _COARSE_DECAY or (_EARLY_DECAY > 0.0 and decay > _EARLY_DECAY):
+        return 0
+    if peak_samples(g1, g2) > _COARSE_PEAK:
+        return 0
+    k = int(min(decay / _COARSE_PER, float(_COARSE_MAX)))
+    k = max(k, 2)
+    while k > 1 and T // k < _COARSE_MIN_T:
+        k -= 1
+    return k if k >= 2 else 0
+
+
+@njit(cache=_CACHE, nogil=True)
+def _coarse_model(g1, g2, alpha, k):
+    """(g1, g2, alpha) of the kernel sampled every ``k`` >= 2 frames,
+    h_c[j] = h[j k]: AR(2) roots d^k, r^k, so g1_c = d^k + r^k, g2_c =
+    -(d r)^k = -(-g2)^k, and alpha_c = alpha a[k-1], a the AR(2) impulse
+    response ((d^k - r^k) / (d - r)).  Both p_j = d^j + r^j and a follow
+    the AR(2) recursion: real or complex roots alike."""
+    p2 = 2.0
+    p1 = g1
+    a2 = 1.0
+    a1 = g1
+    for _j in range(2, k + 1):
+        p = g1 * p1 + g2 * p2
+        p2 = p1
+        p1 = p
+        a = g1 * a1 + g2 * a2
+        a2 = a1
+        a1 = a
+    # (p1 = p_k, a2 = a[k-1])
+    return p1, -((-g2) ** k), alpha * a2
+
+
+@njit(cache=_CACHE, nogil=True)
+def _coarse_start(y, g1, g2, alpha, lamG, mode, mu, k, active, fws, bws, max_iters):
+    """A cold start's guess from the trace binned by ``k`` frames: the same
+    problem on the bin means (the kernel sampled every k frames: AR(2)
+    roots d^k, r^k, h_c[j] = h[j k]; lamG / k and mu / k^2, the objective
+    per frame), solved exactly by :func:`pdas_one` (cold), each coarse spike
+    placed at the middle frame of its bin.  Writes ``active`` (length T-1)
+    and returns the coarse solve's steps.  ``fws``, ``bws``: float and bool
+    workspaces of at least :func:`workspace_sizes` (T) minus T floats
+    (``pdas_rows``' pws), not read afterwards."""
+    T = y.shape[0]
+    n = T - 1
+    Tc = T // k
+    nc = Tc - 1
+    g1c, g2c, alpha_c = _coarse_model(g1, g2, alpha, k)
+    yc = fws[0:Tc]
+    sc = fws[Tc:2 * Tc]
+    bc = fws[2 * Tc:3 * Tc]
+    pws = fws[3 * Tc:]
+    inv_k = 1.0 / k
+    for j in range(Tc):
+        acc = 0.0
+        for t in range(j * k, j * k + k):
+            acc += y[t]
+        yc[j] = acc * inv_k
+    act_c = bws[4 * nc:5 * nc]
+    for j in range(nc):
+        act_c[j] = True
+    it_c, _ok = pdas_one(yc, g1c, g2c, alpha_c, lamG * inv_k, mode, mu * inv_k * inv_k, act_c,
+                         max_iters, sc, bc, pws, bws, 1e-11, _NO)
+    for t in range(n):
+        active[t] = True
+    off = (k - 1) // 2
+    for j in range(nc):
+        if sc[j] > 0.0:
+            active[min(j * k + off, n - 1)] = False
+    return it_c
+
+
 # steps a warm start may take before the trace is solved again from a cold
 # start (cold solves take <= ~40 steps on every regime of bench_regimes.py;
 # warm ones <= ~35)
@@ -2044,6 +2163,11 @@ def pdas_rows(y, init, warm, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iter
     baseline ``b`` ((n, 1), or (n, T) for drift), the fit K s + b, the
     step counts and ``conv``, the KKT check of each answer.  ``fws``,
     ``bws``: workspaces of :func:`workspace_sizes` (T).
+
+    A cold start on a slow kernel (:func:`_coarse_factor`) first solves the
+    trace binned by k frames (:func:`_coarse_start`, at most half the step
+    budget) and settles from those spikes as a warm start does; its steps
+    count both solves' (a binned step costs ~1/k of a full one).
     """
     N, T = y.shape
     n = T - 1
@@ -2064,21 +2188,31 @@ def pdas_rows(y, init, warm, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iter
     # samples carry some activity) spikes everywhere, which saves a third
     # of the steps there
     cold = lamG > 0.0
+    # a cold start on a slow kernel: from a binned solve (_coarse_start)
+    kc = 0 if warm else _coarse_factor(g1, g2, lamG, T)
     for i in range(N):
         for k in range(n):
             active[k] = init[i, k] <= 0.0 if warm else cold
-        budget = min(max_iters, _WARM_BUDGET) if warm else max_iters
+        it_c = 0
+        warm_i = warm
+        if kc > 0 and max_iters >= 4:
+            it_c = _coarse_start(y[i], g1, g2, alpha, lamG, mode, mu, kc, active, pws, bws,
+                                 max_iters // 2)
+            warm_i = _YES
+        left = max_iters - it_c
+        budget = min(left, _WARM_BUDGET) if warm_i else left
         it, settled = pdas_one(y[i], g1, g2, alpha, lamG, mode, mu, active, budget, s[i],
-                               bvec, pws, bws, 1e-11, warm)
-        if warm and not settled and it >= budget and max_iters > budget:
+                               bvec, pws, bws, 1e-11, warm_i)
+        if warm_i and not settled and it >= budget and left > budget:
             # a warm start that has not settled in many times a cold solve's
             # steps is leading the exchange astray (seen at lambda = 0 on a
             # slow 1 kHz kernel after tau_decay +50 %: 2000 steps, 4 s): cold
             for k in range(n):
                 active[k] = cold
             it2, settled = pdas_one(y[i], g1, g2, alpha, lamG, mode, mu, active,
-                                    max_iters - it, s[i], bvec, pws, bws, 1e-11, _NO)
+                                    left - it, s[i], bvec, pws, bws, 1e-11, _NO)
             it += it2
+        it += it_c
         _store_baseline(b, i, bvec)
         iters[i] = it
         tol = kkt_tolerance(y[i], kkt_tol)
