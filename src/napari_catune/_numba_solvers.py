@@ -595,6 +595,8 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
         thin = max(1, int(_THIN_PEAK * peak_samples(g1, g2)))
         local_frac = max(local_frac, _LOCAL_FRAC_T)
     cycle_last = False
+    # segments the last local settle left unsettled
+    left_last = 0
     # a warm start on a kernel decaying over more than _EARLY_DECAY samples
     # settles each full step's exchange by a dense working-set solve with
     # the baseline fixed (_numba_local.dense_settle): its free set is a few
@@ -611,8 +613,10 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
     slow_warm = warm and early
     dense_steps = 0
     verified = 0
-    # (the dense settle's power tables, once formed)
-    tables = False
+    # (whether the dense settle's power tables are formed: dense_settle
+    # sets it, also when called by dense_verify or when it declines after
+    # forming them)
+    tables = np.zeros(1, np.bool_)
     ipm_cold = False
     in_c = bws[3 * n:4 * n]
     if dense:
@@ -635,6 +639,8 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
                                                        gain, gb, x, bvec, u, nu, flip, rel_eps)
         hist[it % _HIST] = n_bad
         it += 1
+        if _TRACE:
+            print("TRACE step", it, "n_bad", n_bad)
         if n_bad == 0:
             if dense and verified < _DENSE_VERIFY and dense_fits(active, cmax, _DENSE_WORK * n):
                 # the dense path's answer, checked on the directly formed
@@ -672,7 +678,6 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
                 rounds, changed = dense_settle(g1, g2, alpha, active, flip, u, nu, eps_d, thin,
                                                ipm_ws, in_c, work, gain_b, cmax, _DENSE_ROUNDS,
                                                _DENSE_WORK * n, -math.inf, tables)
-                tables = tables or rounds > 0
                 if rounds > 0 and changed == 0:
                     # the fixed-baseline problem has no violator: those of
                     # the full step answer the baseline, one at a time
@@ -701,6 +706,8 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
         cycle = use_local and it >= 3 and n_bad >= hist[(it - 2) % _HIST]
         if _exchange_stalls(hist, it):
             if not use_local or cycle_last or it >= 30:
+                if _TRACE:
+                    print("TRACE   stall: to the interior point")
                 break
             # a stall of the localized exchange: Murty's rule in its
             # segments first (the test is tuned on plain block exchanges)
@@ -715,6 +722,15 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
             # every two steps: the (warm) interior point is cheaper (fewer
             # violators: the exchange's tail, which often settles)
             break
+        if few and use_local and left_last > 0 and not cycle_last:
+            # the last local settle left a segment unsettled (a cycle of its
+            # block rounds): Murty's rule in that segment first, which costs
+            # a fraction of the full steps of Murty's rule on the trace
+            # (calab's gcamp6s at 30 Hz, tau_rise +20 %: 3 such steps)
+            few = False
+            cycle = True
+        if _TRACE and few:
+            print("TRACE   few: Murty")
         if few:
             # a few that the block exchange keeps misplacing: one at a time
             # (Murty's rule)
@@ -727,13 +743,16 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
             # few violators or none.  At most _LOCAL_WORK n samples
             # re-solved, not counted as a step
             if cycle:
-                local_exchange(y, bvec, g1, g2, alpha, beta, active, flip, x, u, nu, gain,
-                               eps_u, eps_nu, n, local_work * n, _ZERO, _LOCAL_CYCLE, window,
-                               thin)
+                lw, ll = local_exchange(y, bvec, g1, g2, alpha, beta, active, flip, x, u, nu,
+                                        gain, eps_u, eps_nu, n, local_work * n, _ZERO,
+                                        _LOCAL_CYCLE, window, thin)
             else:
-                local_exchange(y, bvec, g1, g2, alpha, beta, active, flip, x, u, nu, gain,
-                               eps_u, eps_nu, n, local_work * n, _SEG_ROUNDS, _SEG_SINGLE,
-                               window, thin)
+                lw, ll = local_exchange(y, bvec, g1, g2, alpha, beta, active, flip, x, u, nu,
+                                        gain, eps_u, eps_nu, n, local_work * n, _SEG_ROUNDS,
+                                        _SEG_SINGLE, window, thin)
+            left_last = ll
+            if _TRACE:
+                print("TRACE   local cycle", cycle, "work", lw, "left", ll)
             cycle_last = cycle
         else:
             if thin > 0:
@@ -944,6 +963,9 @@ _COLD_RESTART = 100
 # first step (tau_decay -50 % on the 1 kHz kernel: the dense settle took a
 # step and then handed over; tau_decay +50 %, n / 30: it settles in 3-7)
 _COLD_AT_ONCE = 8
+
+# print each phase-1 step (debugging only; numba folds it away when False)
+_TRACE = False
 
 # violator counts remembered by the phase-1 stall test
 _HIST = 8
