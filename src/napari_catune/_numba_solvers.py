@@ -485,7 +485,8 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
        full step (:func:`._numba_local.local_exchange`: only the segments
        between untouched free pairs that hold a violator are re-solved,
        with the baseline fixed; at most 4n samples, not counted as a step;
-       by Murty's rule alone once the violators stop falling),
+       by Murty's rule alone once the violators stop falling, or when a
+       few remain and the last settle left a segment unsettled),
        from the second exchange on, or the first on kernels decaying over
        more than ``_LOCAL_SLOW`` samples (not beyond ``_EARLY_DECAY``); a
        cold start does so once fewer than n / ``_COLD_LOCAL_FRAC`` samples
