@@ -1015,7 +1015,7 @@ def _exchange_stalls(hist, it):
 def _kkt_step(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u, nu, flip, rel_eps):
     """One active-set step (:func:`_kkt_core`).  Returns (n_bad, last_bad)."""
     n_bad, last_bad, _eu, _en = _kkt_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x,
-                                          bvec, u, nu, flip, rel_eps)
+                                          bvec, u, nu, flip, rel_eps, _NO)
     return n_bad, last_bad
 
 
@@ -1077,7 +1077,8 @@ def _kkt_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u, nu
     the spikes u), and the multipliers' backward recursion, which flags
     every candidate (a spike below -rel_eps max|u|, a multiplier below 0);
     a fourth pass re-reads the flags only when a negative multiplier lies
-    within the final threshold.
+    within the final threshold.  With ``fast`` the third pass is
+    :func:`_nu_pass_fma` (a warm start's phase 1).
     """
     n = y.shape[0] - 1
     u_max = _subspace_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u, True)
