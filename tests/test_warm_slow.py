@@ -157,9 +157,11 @@ def test_dense_settle_solves_the_fixed_baseline_problem(mode):
     ws = np.empty(ns.workspace_sizes(y.size)[0])
     in_c = np.zeros(n, dtype=bool)
     thin = max(1, int(0.7 * nl.peak_samples(m.g1, m.g2)))
+    tables = np.zeros(1, dtype=bool)
     rounds, _changed = nl.dense_settle(m.g1, m.g2, m.alpha, active, flip, u, nu, eps_nu, thin, ws, in_c,
-                             np.empty(y.size), np.empty(y.size), 512, 8, 10 ** 9, -np.inf, False)
+                             np.empty(y.size), np.empty(y.size), 512, 8, 10 ** 9, -np.inf, tables)
     assert 1 <= rounds < 8
+    assert tables[0]  # the power tables are formed: the caller is told
     assert not in_c.any()
     check = _full_step(y - bvec, m, 0, 0.0, active.copy())
     assert check[0] == 0
@@ -174,13 +176,15 @@ def test_dense_settle_declines_what_it_cannot_do():
     flip[::3] = True
     u, nu = np.zeros(n), -np.ones(n)
     ws = np.empty(ns.workspace_sizes(n + 1)[0])
+    tables = np.zeros(1, dtype=bool)
     args = (active, flip, u, nu, 1e-9, 5, ws, np.zeros(n, dtype=bool), np.empty(n + 1),
-            np.empty(n + 1), 64, 8, 10 ** 9, -np.inf, False)
+            np.empty(n + 1), 64, 8, 10 ** 9, -np.inf, tables)
     assert nl.dense_settle(1.9, -0.95, 1.0, *args)[0] == -1   # complex roots
     m = S._model(*_params(SLOW))
     before = active.copy()
     assert nl.dense_settle(m.g1, m.g2, m.alpha, *args)[0] == -1  # 333 violators, 64 places
     np.testing.assert_array_equal(active, before)
+    assert not tables[0]  # declined before forming the power tables
 
 
 @pytest.mark.parametrize("baseline", ["drift", "scalar"])

@@ -649,10 +649,11 @@ def dense_settle(g1, g2, alpha, active, flip, u, nu, eps_nu, thin, ws, inC, work
 
     ``ws``: float scratch of at least 2 (n + 2) + 2 cmax^2 + 8 cmax;
     ``inC`` (bool, n, all False, left so), ``work``, ``work2`` (float, n + 1)
-    scratch; with ``tables`` the power tables at the start of ``ws`` are
-    those of an earlier call (same kernel, same n).  With ``min_gain`` >
-    -inf the set changes only if the
-    objective (b fixed) falls by at least that much (else rounds 0).
+    scratch; ``tables`` (bool, 1): with ``tables[0]`` the power tables at
+    the start of ``ws`` are those of an earlier call (same kernel, same n);
+    set once this call has formed them (also when it then returns -1).
+    With ``min_gain`` > -inf the set changes only if the objective (b
+    fixed) falls by at least that much (else rounds 0).
     Returns (rounds, samples that changed side); rounds -1 when
     it does not apply
     (complex or non-positive AR roots, too many free samples or
@@ -709,7 +710,7 @@ def dense_settle(g1, g2, alpha, active, flip, u, nu, eps_nu, thin, ws, inC, work
     cs = ws[o + 5 * cmax:o + 6 * cmax]
     sn = ws[o + 6 * cmax:o + 7 * cmax]
     tmp = ws[o + 7 * cmax:o + 8 * cmax]
-    if not tables:
+    if not tables[0]:
         a = 1.0
         b = 1.0
         for k in range(n + 2):
@@ -719,6 +720,7 @@ def dense_settle(g1, g2, alpha, active, flip, u, nu, eps_nu, thin, ws, inC, work
             b *= r
             if b < 1e-290:
                 b = 0.0
+        tables[0] = True
     a2 = alpha * alpha / ((d - r) * (d - r))
     C = np.empty(cmax, np.int64)
     P = np.empty(cmax, np.int64)
@@ -875,7 +877,7 @@ def dense_verify(y, bvec, g1, g2, alpha, lamG, active, u, nu, flip, thin, ws, in
     ``rel_gain`` times 1/2 ||y - K s - b||^2 (less is rounding: a set
     changed for it costs a full step and gains nothing).  ``u``, ``nu``,
     ``flip`` are overwritten.  Returns the samples that changed side (0:
-    the answer stands)."""
+    the answer stands).  ``tables``: as for :func:`dense_settle`."""
     g_max, f_fit = direct_gradient(y, bvec, g1, g2, alpha, lamG, active, u, nu, work, work2, True)
     n = u.shape[0]
     tol = rel_tol * g_max

@@ -485,7 +485,8 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
        full step (:func:`._numba_local.local_exchange`: only the segments
        between untouched free pairs that hold a violator are re-solved,
        with the baseline fixed; at most 4n samples, not counted as a step;
-       by Murty's rule alone once the violators stop falling),
+       by Murty's rule alone once the violators stop falling, or when a
+       few remain and the last settle left a segment unsettled),
        from the second exchange on, or the first on kernels decaying over
        more than ``_LOCAL_SLOW`` samples (not beyond ``_EARLY_DECAY``); a
        cold start does so once fewer than n / ``_COLD_LOCAL_FRAC`` samples
@@ -595,6 +596,8 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
         thin = max(1, int(_THIN_PEAK * peak_samples(g1, g2)))
         local_frac = max(local_frac, _LOCAL_FRAC_T)
     cycle_last = False
+    # segments the last local settle left unsettled
+    left_last = 0
     # a warm start on a kernel decaying over more than _EARLY_DECAY samples
     # settles each full step's exchange by a dense working-set solve with
     # the baseline fixed (_numba_local.dense_settle): its free set is a few
@@ -611,8 +614,10 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
     slow_warm = warm and early
     dense_steps = 0
     verified = 0
-    # (the dense settle's power tables, once formed)
-    tables = False
+    # (whether the dense settle's power tables are formed: dense_settle
+    # sets it, also when called by dense_verify or when it declines after
+    # forming them)
+    tables = np.zeros(1, np.bool_)
     ipm_cold = False
     in_c = bws[3 * n:4 * n]
     if dense:
@@ -632,9 +637,12 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
                                                             nu, flip, rel_eps)
         else:
             n_bad, last_bad, eps_u, eps_nu = _kkt_core(y, g1, g2, alpha, beta, mode, mu, active,
-                                                       gain, gb, x, bvec, u, nu, flip, rel_eps)
+                                                       gain, gb, x, bvec, u, nu, flip, rel_eps,
+                                                       warm)
         hist[it % _HIST] = n_bad
         it += 1
+        if _TRACE:
+            print("TRACE step", it, "n_bad", n_bad)
         if n_bad == 0:
             if dense and verified < _DENSE_VERIFY and dense_fits(active, cmax, _DENSE_WORK * n):
                 # the dense path's answer, checked on the directly formed
@@ -672,7 +680,6 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
                 rounds, changed = dense_settle(g1, g2, alpha, active, flip, u, nu, eps_d, thin,
                                                ipm_ws, in_c, work, gain_b, cmax, _DENSE_ROUNDS,
                                                _DENSE_WORK * n, -math.inf, tables)
-                tables = tables or rounds > 0
                 if rounds > 0 and changed == 0:
                     # the fixed-baseline problem has no violator: those of
                     # the full step answer the baseline, one at a time
@@ -701,6 +708,8 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
         cycle = use_local and it >= 3 and n_bad >= hist[(it - 2) % _HIST]
         if _exchange_stalls(hist, it):
             if not use_local or cycle_last or it >= 30:
+                if _TRACE:
+                    print("TRACE   stall: to the interior point")
                 break
             # a stall of the localized exchange: Murty's rule in its
             # segments first (the test is tuned on plain block exchanges)
@@ -715,6 +724,15 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
             # every two steps: the (warm) interior point is cheaper (fewer
             # violators: the exchange's tail, which often settles)
             break
+        if few and use_local and left_last > 0 and not cycle_last:
+            # the last local settle left a segment unsettled (a cycle of its
+            # block rounds): Murty's rule in that segment first, which costs
+            # a fraction of the full steps of Murty's rule on the trace
+            # (calab's gcamp6s at 30 Hz, tau_rise +20 %: 3 such steps)
+            few = False
+            cycle = True
+        if _TRACE and few:
+            print("TRACE   few: Murty")
         if few:
             # a few that the block exchange keeps misplacing: one at a time
             # (Murty's rule)
@@ -727,13 +745,16 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
             # few violators or none.  At most _LOCAL_WORK n samples
             # re-solved, not counted as a step
             if cycle:
-                local_exchange(y, bvec, g1, g2, alpha, beta, active, flip, x, u, nu, gain,
-                               eps_u, eps_nu, n, local_work * n, _ZERO, _LOCAL_CYCLE, window,
-                               thin)
+                lw, ll = local_exchange(y, bvec, g1, g2, alpha, beta, active, flip, x, u, nu,
+                                        gain, eps_u, eps_nu, n, local_work * n, _ZERO,
+                                        _LOCAL_CYCLE, window, thin)
             else:
-                local_exchange(y, bvec, g1, g2, alpha, beta, active, flip, x, u, nu, gain,
-                               eps_u, eps_nu, n, local_work * n, _SEG_ROUNDS, _SEG_SINGLE,
-                               window, thin)
+                lw, ll = local_exchange(y, bvec, g1, g2, alpha, beta, active, flip, x, u, nu,
+                                        gain, eps_u, eps_nu, n, local_work * n, _SEG_ROUNDS,
+                                        _SEG_SINGLE, window, thin)
+            left_last = ll
+            if _TRACE:
+                print("TRACE   local cycle", cycle, "work", lw, "left", ll)
             cycle_last = cycle
         else:
             if thin > 0:
@@ -951,6 +972,9 @@ _COLD_RESTART = 100
 # step and then handed over; tau_decay +50 %, n / 30: it settles in 3-7)
 _COLD_AT_ONCE = 8
 
+# print each phase-1 step (debugging only; numba folds it away when False)
+_TRACE = False
+
 # violator counts remembered by the phase-1 stall test
 _HIST = 8
 
@@ -997,33 +1021,20 @@ def _exchange_stalls(hist, it):
 def _kkt_step(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u, nu, flip, rel_eps):
     """One active-set step (:func:`_kkt_core`).  Returns (n_bad, last_bad)."""
     n_bad, last_bad, _eu, _en = _kkt_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x,
-                                          bvec, u, nu, flip, rel_eps)
+                                          bvec, u, nu, flip, rel_eps, _NO)
     return n_bad, last_bad
 
 
-@njit(cache=_CACHE, nogil=True)
-def _kkt_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u, nu, flip, rel_eps):
-    """One active-set step: the subspace optimum for ``active`` (x, bvec)
-    and its KKT violators (flagged in ``flip``).  Returns (n_bad, last_bad,
-    eps_u, eps_nu), the last two the thresholds it applied.
-
-    A multiplier counts as negative below -max(rel_eps * max|nu_A|, 4 e),
-    with e the largest |nu| on the free set: there nu vanishes in exact
-    arithmetic, so e is the rounding error of the recursion that forms nu
-    (it grows as the AR roots approach 1, e.g. 1e-8 of max|nu| for a 3 s
-    decay at 1 kHz).  Without that floor such a problem can flip one sample
-    back and forth for ever.  (The floor applies only when the relative
-    test alone finds a violator.)
-
-    Three passes: the Riccati recursion, its forward pass (which also forms
-    the spikes u), and the multipliers' backward recursion, which flags
-    every candidate (a spike below -rel_eps max|u|, a multiplier below 0);
-    a fourth pass re-reads the flags only when a negative multiplier lies
-    within the final threshold.
-    """
-    n = y.shape[0] - 1
-    u_max = _subspace_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u, True)
-    eps_u = rel_eps * u_max
+@njit(cache=_CACHE, nogil=True, fastmath={"contract"})
+def _nu_pass_fma(y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u):
+    """The multipliers' backward recursion of :func:`_kkt_core` with one
+    multiply-add on its loop-carried chain (n2 added off it, g1 n1 fused):
+    a third of the latency of the plain sum, rounded differently.  Used by
+    a warm start's phase-1 steps (the slider path); a cold solve keeps the
+    plain sum (its interior point's crossover path is sensitive to the
+    rounding: a 1 kHz trace at lambda 1e-3 took 67 steps, not 53).
+    Returns (n_bad, last_bad, nu_max, noise, near) as that loop forms them."""
+    n = x.shape[0]
     n1 = 0.0
     n2 = 0.0
     nu_max = 0.0
@@ -1032,7 +1043,7 @@ def _kkt_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u, nu
     n_bad = 0
     last_bad = -1
     for j in range(n - 1, -1, -1):
-        v = x[j] - y[j + 1] + bvec[j + 1] + g1 * n1 + g2 * n2
+        v = ((x[j] - y[j + 1] + bvec[j + 1]) + g2 * n2) + g1 * n1
         n2 = n1
         n1 = v
         nj = v + beta
@@ -1050,6 +1061,64 @@ def _kkt_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u, nu
             n_bad += 1
             if last_bad < 0:
                 last_bad = j
+    return n_bad, last_bad, nu_max, noise, near
+
+
+@njit(cache=_CACHE, nogil=True)
+def _kkt_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u, nu, flip, rel_eps,
+              fast=False):
+    """One active-set step: the subspace optimum for ``active`` (x, bvec)
+    and its KKT violators (flagged in ``flip``).  Returns (n_bad, last_bad,
+    eps_u, eps_nu), the last two the thresholds it applied.
+
+    A multiplier counts as negative below -max(rel_eps * max|nu_A|, 4 e),
+    with e the largest |nu| on the free set: there nu vanishes in exact
+    arithmetic, so e is the rounding error of the recursion that forms nu
+    (it grows as the AR roots approach 1, e.g. 1e-8 of max|nu| for a 3 s
+    decay at 1 kHz).  Without that floor such a problem can flip one sample
+    back and forth for ever.  (The floor applies only when the relative
+    test alone finds a violator.)
+
+    Three passes: the Riccati recursion, its forward pass (which also forms
+    the spikes u), and the multipliers' backward recursion, which flags
+    every candidate (a spike below -rel_eps max|u|, a multiplier below 0);
+    a fourth pass re-reads the flags only when a negative multiplier lies
+    within the final threshold.  With ``fast`` the third pass is
+    :func:`_nu_pass_fma` (a warm start's phase 1).
+    """
+    n = y.shape[0] - 1
+    u_max = _subspace_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u, True)
+    eps_u = rel_eps * u_max
+    if fast:
+        n_bad, last_bad, nu_max, noise, near = _nu_pass_fma(y, g1, g2, beta, active, x, bvec,
+                                                            u, nu, flip, eps_u)
+    else:
+        n1 = 0.0
+        n2 = 0.0
+        nu_max = 0.0
+        noise = 0.0
+        near = -math.inf
+        n_bad = 0
+        last_bad = -1
+        for j in range(n - 1, -1, -1):
+            v = x[j] - y[j + 1] + bvec[j + 1] + g1 * n1 + g2 * n2
+            n2 = n1
+            n1 = v
+            nj = v + beta
+            nu[j] = nj
+            if active[j]:
+                nu_max = max(nu_max, abs(nj))
+                bad = nj < 0.0
+                if bad:
+                    near = max(near, nj)
+            else:
+                noise = max(noise, abs(nj))
+                bad = u[j] < -eps_u
+            flip[j] = bad
+            if bad:
+                n_bad += 1
+                if last_bad < 0:
+                    last_bad = j
     eps_nu = rel_eps * nu_max
     if near < -eps_nu and (n_bad == 0 or not 4.0 * noise > eps_nu or near < -4.0 * noise):
         # every flagged multiplier is below the final threshold
@@ -2340,7 +2409,7 @@ def kkt_one(y, s, bvec, g1, g2, alpha, lamG, G, mode, mu, work, grad, bbest, bou
     return v_s / G, v_b
 
 
-@njit(cache=_CACHE, nogil=True)
+@njit(cache=_CACHE, nogil=True, fastmath={"contract"})
 def _kkt_fused(y, s, bvec, g1, g2, alpha, lamG, G, mode, mu, work, grad):
     """:func:`kkt_one` in two passes (the same arithmetic, so the same
     numbers) where its baseline part needs no smoother: mode 0, mode 1 (the
@@ -2356,7 +2425,8 @@ def _kkt_fused(y, s, bvec, g1, g2, alpha, lamG, G, mode, mu, work, grad):
     work[0] = w
     for t in range(T):
         if t > 0:
-            q = s[t - 1] + g1 * q1 + g2 * q2
+            # q2 off the loop-carried chain: one multiply-add on it
+            q = (s[t - 1] + g2 * q2) + g1 * q1
             w = y[t] - alpha * q
             work[t] = w
             q2 = q1
@@ -2396,7 +2466,7 @@ def _kkt_fused(y, s, bvec, g1, g2, alpha, lamG, G, mode, mu, work, grad):
     g = lamG - 0.0
     v_s = max(0.0, abs(g) if s[T - 1] > 0.0 else -g)
     for j in range(T - 2, -1, -1):
-        p = r_next + g1 * p1 + g2 * p2
+        p = (r_next + g2 * p2) + g1 * p1
         gr = alpha * p
         grad[j] = gr
         p2 = p1
