@@ -351,6 +351,39 @@ def test_numpy_solver_row_groups_run_on_two_threads_with_the_same_numbers(monkey
         np.testing.assert_array_equal(p, q)
 
 
+@pytest.mark.parametrize("mode", ["none", "scalar", "drift"])
+def test_the_active_set_check_is_kkt_rows_with_one_reconvolution(mode, monkeypatch):
+    """_check (every rounding and exact solve is judged by it) returns
+    kkt_rows' violation to the last bit, forming y - K s and its baseline
+    once: one reconvolution and one adjoint per check, not two of each."""
+    fs, tr, td, lam = 30.0, 0.05, 0.5, 0.05
+    y = simulation.regime_traces("GCaMP6f-30Hz", 3, 900, seed=5)
+    m = solver._model(fs, tr, td, lam)
+    c = _CODES[mode]
+    mu = drift_mu(None, fs, td) if c == 2 else 0.0
+    s = nps.solve_rows(y, m.g1, m.g2, m.alpha, m.lamG, m.G, c, mu, solver.KKT_TOL)[0]
+    s[1] = 0.0  # no spikes: a row far from its optimum
+    s[2, ::7] += 0.01  # and one near it
+    count = {"conv": 0, "smooth": 0}
+    real_conv, real_base = nps.conv_rows, nps.best_baseline
+
+    def conv(*a, **k):
+        count["conv"] += 1
+        return real_conv(*a, **k)
+
+    def base(*a, **k):
+        count["smooth"] += 1
+        return real_base(*a, **k)
+
+    monkeypatch.setattr(nps, "conv_rows", conv)
+    monkeypatch.setattr(nps, "best_baseline", base)
+    bc, v = nps._check(y, s, m.g1, m.g2, m.alpha, m.lamG, m.G, c, mu)
+    assert count == {"conv": 1, "smooth": 1}, count
+    ref = nps.kkt_rows(y, s, bc, m.g1, m.g2, m.alpha, m.lamG, m.G, c, mu).max(axis=1)
+    np.testing.assert_array_equal(v, ref)
+    assert v[1] > solver.KKT_TOL and v[0] <= nps.kkt_tolerance(y, solver.KKT_TOL)[0]
+
+
 def test_long_drift_rows_take_few_newton_systems_and_no_banded_lu(monkeypatch):
     """The tuner's first view (drift, 54,000 frames): each row settles in at
     most 15 factorisations of the Newton band (interior point and polish;
