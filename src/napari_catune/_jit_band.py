@@ -135,9 +135,11 @@ def _ir_solve(kd: int) -> str:
                      f"  %bm{k} = fmul double %bl{k}, %p{k}\n"
                      f"  %bs{k} = fsub double {prev}, %bm{k}")
         prev = f"%bs{k}"
-    bbody.append(f"  %pn1 = fadd double {prev}, 0.0")
+    # (the carried unknowns are the values themselves: a copy by "+ 0.0"
+    # would put an addition on the chain, ~3 cycles a column)
+    bphi = bphi.replace("%pn1,", f"{prev},")
     for k in range(2, K + 1):
-        bbody.append(f"  %pn{k} = fadd double %p{k - 1}, 0.0")
+        bphi = bphi.replace(f"%pn{k},", f"%p{k - 1},")
     return f"""
 define void @pbtrs{kd}(i64 %n, double* noalias %ab, double* noalias %b) {{
 entry:
@@ -167,7 +169,7 @@ bloop:
   %bv = load double, double* %bpy
   %bw = fmul double %bv, %br
 {chr(10).join(bbody)}
-  store double %pn1, double* %bpy
+  store double {prev}, double* %bpy
   %bj1 = sub i64 %bj, 1
   %bc = icmp sge i64 %bj1, 0
   br i1 %bc, label %bloop, label %exit
