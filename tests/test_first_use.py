@@ -310,6 +310,31 @@ def test_compiled_band_loops_match_lapack():
                                nps._tri(ab, s[:, 1:], "T"), rtol=1e-11, atol=1e-12)
 
 
+@pytest.mark.parametrize("m, T", [(1, 2), (2, 7), (3, 501)])
+def test_the_drift_newton_band_written_in_one_pass_is_numpys(m, T, monkeypatch):
+    """The drift Newton band as _jit_band writes it whole (one pass, no
+    zeroing) is the band NumPy assembles, entry for entry, its zeros (the
+    padding and past each row's end) zero."""
+    from napari_catune import _jit_band
+
+    assert _jit_band.load() is not None
+    rng = np.random.default_rng(T)
+    W = rng.uniform(0.0, 50.0, (m, T - 1))
+    g1, g2, ia2, mu = 1.45, -0.48, 2.5, 900.0
+    ours = nps._Newton(W, g1, g2, ia2, 2, mu, T)
+    got = ours.c.copy(order="F")
+    monkeypatch.setattr(_jit_band.Kernels, "factor", lambda self, ab, n: 0)
+    unfactored = nps._Newton(W, g1, g2, ia2, 2, mu, T).c
+    monkeypatch.setattr(nps, "_USE_JIT", False)
+    monkeypatch.setattr(nps, "_factor", lambda ab, M: None)
+    ref = nps._Newton(W, g1, g2, ia2, 2, mu, T).c  # NumPy's assembly, not factored
+    # (NumPy sums the diagonal's terms in another order: a last bit apart)
+    np.testing.assert_allclose(unfactored, ref, rtol=4e-16, atol=0.0)
+    np.testing.assert_array_equal(unfactored == 0.0, ref == 0.0)
+    assert unfactored.flags.f_contiguous and unfactored.shape == (5, m * (2 * T - 1) + 4)
+    assert not np.array_equal(got, ref)  # (ours was factored in place)
+
+
 def test_numpy_solver_without_the_compiled_loops_is_the_same_optimum(monkeypatch):
     """LAPACK alone (no llvmlite) still answers, with the same optimum."""
     fs, tr, td, lam = 30.0, 0.1, 1.5, 0.05

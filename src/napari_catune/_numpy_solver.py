@@ -412,6 +412,13 @@ class _Newton:
             # unknowns per row: b_0, x_0, b_1, x_1, ..., x_{n-1}, b_n (x_k <-> b_{k+1})
             N = 2 * T - 1
             self.M, self.kd = m * N, 4
+            jit = _jit_band.load() if _USE_JIT else None
+            if jit is not None:
+                # written whole in one pass (no zeroing, no strided passes)
+                self.c = jit.drift_band(np.ascontiguousarray(W, dtype=np.float64), ia2, g1, g2,
+                                        mu)
+                self.jit = _factor(self.c, self.M)
+                return
             flat = _fortran_zeros(5, m * N + 4)
             ab = flat[:, :m * N].reshape(5, m, N)  # a view: filled in place
             if not _put_band_x(flat, 4, W, g1, g2, ia2, N, 1, 2, (0, 2, 4)):
