@@ -310,6 +310,31 @@ def test_compiled_band_loops_match_lapack():
                                nps._tri(ab, s[:, 1:], "T"), rtol=1e-11, atol=1e-12)
 
 
+@pytest.mark.parametrize("m, T", [(1, 2), (2, 7), (3, 501)])
+def test_the_drift_newton_band_written_in_one_pass_is_numpys(m, T, monkeypatch):
+    """The drift Newton band as _jit_band writes it whole (one pass, no
+    zeroing) is the band NumPy assembles, entry for entry, its zeros (the
+    padding and past each row's end) zero."""
+    from napari_catune import _jit_band
+
+    assert _jit_band.load() is not None
+    rng = np.random.default_rng(T)
+    W = rng.uniform(0.0, 50.0, (m, T - 1))
+    g1, g2, ia2, mu = 1.45, -0.48, 2.5, 900.0
+    ours = nps._Newton(W, g1, g2, ia2, 2, mu, T)
+    got = ours.c.copy(order="F")
+    monkeypatch.setattr(_jit_band.Kernels, "factor", lambda self, ab, n: 0)
+    unfactored = nps._Newton(W, g1, g2, ia2, 2, mu, T).c
+    monkeypatch.setattr(nps, "_USE_JIT", False)
+    monkeypatch.setattr(nps, "_factor", lambda ab, M: None)
+    ref = nps._Newton(W, g1, g2, ia2, 2, mu, T).c  # NumPy's assembly, not factored
+    # (NumPy sums the diagonal's terms in another order: a last bit apart)
+    np.testing.assert_allclose(unfactored, ref, rtol=4e-16, atol=0.0)
+    np.testing.assert_array_equal(unfactored == 0.0, ref == 0.0)
+    assert unfactored.flags.f_contiguous and unfactored.shape == (5, m * (2 * T - 1) + 4)
+    assert not np.array_equal(got, ref)  # (ours was factored in place)
+
+
 def test_numpy_solver_without_the_compiled_loops_is_the_same_optimum(monkeypatch):
     """LAPACK alone (no llvmlite) still answers, with the same optimum."""
     fs, tr, td, lam = 30.0, 0.1, 1.5, 0.05
@@ -349,6 +374,39 @@ def test_numpy_solver_row_groups_run_on_two_threads_with_the_same_numbers(monkey
     assert all(name.startswith("catune-solve") for name, _ in seen)
     for p, q in zip(one, two):
         np.testing.assert_array_equal(p, q)
+
+
+@pytest.mark.parametrize("mode", ["none", "scalar", "drift"])
+def test_the_active_set_check_is_kkt_rows_with_one_reconvolution(mode, monkeypatch):
+    """_check (every rounding and exact solve is judged by it) returns
+    kkt_rows' violation to the last bit, forming y - K s and its baseline
+    once: one reconvolution and one adjoint per check, not two of each."""
+    fs, tr, td, lam = 30.0, 0.05, 0.5, 0.05
+    y = simulation.regime_traces("GCaMP6f-30Hz", 3, 900, seed=5)
+    m = solver._model(fs, tr, td, lam)
+    c = _CODES[mode]
+    mu = drift_mu(None, fs, td) if c == 2 else 0.0
+    s = nps.solve_rows(y, m.g1, m.g2, m.alpha, m.lamG, m.G, c, mu, solver.KKT_TOL)[0]
+    s[1] = 0.0  # no spikes: a row far from its optimum
+    s[2, ::7] += 0.01  # and one near it
+    count = {"conv": 0, "smooth": 0}
+    real_conv, real_base = nps.conv_rows, nps.best_baseline
+
+    def conv(*a, **k):
+        count["conv"] += 1
+        return real_conv(*a, **k)
+
+    def base(*a, **k):
+        count["smooth"] += 1
+        return real_base(*a, **k)
+
+    monkeypatch.setattr(nps, "conv_rows", conv)
+    monkeypatch.setattr(nps, "best_baseline", base)
+    bc, v = nps._check(y, s, m.g1, m.g2, m.alpha, m.lamG, m.G, c, mu)
+    assert count == {"conv": 1, "smooth": 1}, count
+    ref = nps.kkt_rows(y, s, bc, m.g1, m.g2, m.alpha, m.lamG, m.G, c, mu).max(axis=1)
+    np.testing.assert_array_equal(v, ref)
+    assert v[1] > solver.KKT_TOL and v[0] <= nps.kkt_tolerance(y, solver.KKT_TOL)[0]
 
 
 def test_long_drift_rows_take_few_newton_systems_and_no_banded_lu(monkeypatch):

@@ -277,9 +277,14 @@ def kkt_rows(y, s, b, g1, g2, alpha, lamG, G, mode, mu):
     out = np.zeros((len(y), 2))
     if mode != 0:
         out[:, 1] = np.abs(best_baseline(w, mode, mu) - b).max(axis=1)
-    g = lamG - _adjoint(w - b, g1, g2, alpha)
-    out[:, 0] = np.where(s > 0.0, np.abs(g), -g).max(axis=1) / G
+    out[:, 0] = _kkt_spikes(w, s, b, g1, g2, alpha, lamG, G)
     return out
+
+
+def _kkt_spikes(w, s, b, g1, g2, alpha, lamG, G):
+    """:func:`kkt_rows`' column 0 from w = y - K s."""
+    g = lamG - _adjoint(w - b, g1, g2, alpha)
+    return np.where(s > 0.0, np.abs(g), -g).max(axis=1) / G
 
 
 def objective_rows(y, s, g1, g2, alpha, lamG, mode, mu):
@@ -407,6 +412,13 @@ class _Newton:
             # unknowns per row: b_0, x_0, b_1, x_1, ..., x_{n-1}, b_n (x_k <-> b_{k+1})
             N = 2 * T - 1
             self.M, self.kd = m * N, 4
+            jit = _jit_band.load() if _USE_JIT else None
+            if jit is not None:
+                # written whole in one pass (no zeroing, no strided passes)
+                self.c = jit.drift_band(np.ascontiguousarray(W, dtype=np.float64), ia2, g1, g2,
+                                        mu)
+                self.jit = _factor(self.c, self.M)
+                return
             flat = _fortran_zeros(5, m * N + 4)
             ab = flat[:, :m * N].reshape(5, m, N)  # a view: filled in place
             if not _put_band_x(flat, 4, W, g1, g2, ia2, N, 1, 2, (0, 2, 4)):
@@ -492,8 +504,11 @@ def _lap(b, mu):
 
 def _check(y, sc, g1, g2, alpha, lamG, G, mode, mu):
     """The best baseline for the spikes ``sc`` and the KKT violation (trace units)."""
-    bc = best_baseline(y - conv_rows(sc, g1, g2, alpha), mode, mu)
-    return bc, kkt_rows(y, sc, bc, g1, g2, alpha, lamG, G, mode, mu).max(axis=1)
+    w = y - conv_rows(sc, g1, g2, alpha)
+    bc = best_baseline(w, mode, mu)
+    # kkt_rows(y, sc, bc, ...).max(axis=1) without forming w and bc again:
+    # its baseline column, |best_baseline(w) - bc|, is 0 (the same arithmetic)
+    return bc, np.maximum(_kkt_spikes(w, sc, bc, g1, g2, alpha, lamG, G), 0.0)
 
 
 def _settle(y, ys, active, S, tol, g1, g2, alpha, lamG, G, mode, mu, lam,
