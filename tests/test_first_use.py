@@ -618,3 +618,24 @@ def test_numpy_solver_on_the_shortest_traces(mode, scale):
         ours = solver._objective_rows(y, s, m, _CODES[mode], mu)
         theirs = solver._objective_rows(y, ref.activity, m, _CODES[mode], mu)
         np.testing.assert_array_less(ours - theirs, 1e-9 * np.abs(theirs) + 1e-12)
+
+
+def test_the_one_pass_drift_band_is_checked_before_it_is_used(monkeypatch):
+    """_jit_band's one-pass drift band is compared once with NumPy's
+    assembly; a loop that writes a wrong entry is caught (NumPy assembles
+    the band then)."""
+    from napari_catune import _jit_band
+
+    jit = _jit_band.load()
+    assert jit is not None
+    monkeypatch.setattr(nps, "_DRIFT_BAND_OK", [])
+    assert nps._drift_band_checked(jit)
+
+    class Wrong:
+        def drift_band(self, W, ia2, g1, g2, mu):
+            out = jit.drift_band(W, ia2, g1, g2, mu)
+            out[2, 5] *= 1.0 + 1e-9
+            return out
+
+    monkeypatch.setattr(nps, "_DRIFT_BAND_OK", [])
+    assert not nps._drift_band_checked(Wrong())

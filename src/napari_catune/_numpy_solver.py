@@ -312,6 +312,46 @@ def _band_x(W, g1, g2, ia2, m, n):
     return dg, l1, l2
 
 
+def _drift_band(W, g1, g2, ia2, mu, m, T):
+    """The drift Newton band of :class:`_Newton` (unknowns per row b_0, x_0,
+    b_1, x_1, ..., x_{n-1}, b_n; x_k <-> b_{k+1}) assembled by NumPy (and
+    the FIR loops where they load): (5, m (2 T - 1) + 4), Fortran order."""
+    n = T - 1
+    N = 2 * T - 1
+    flat = _fortran_zeros(5, m * N + 4)
+    ab = flat[:, :m * N].reshape(5, m, N)  # a view: filled in place
+    if not _put_band_x(flat, 4, W, g1, g2, ia2, N, 1, 2, (0, 2, 4)):
+        dg, l1, l2 = _band_x(W, g1, g2, ia2, m, n)
+        ab[0, :, 1::2] = dg
+        ab[2, :, 1:max(N - 2, 0):2] = l1[:, :-1]      # x_{k+1} - x_k
+        ab[4, :, 1:max(N - 4, 0):2] = l2[:, :max(n - 2, 0)]  # x_{k+2} - x_k
+    ab[0, :, 0::2] = 1.0 + 2.0 * mu
+    ab[0, :, 0] = ab[0, :, N - 1] = 1.0 + mu
+    ab[1, :, 1::2] = 1.0                  # b_{k+1} - x_k
+    ab[2, :, 0:max(N - 2, 0):2] = -mu             # b_{t+1} - b_t
+    return flat
+
+
+_DRIFT_BAND_OK: list = []
+
+
+def _drift_band_checked(jit) -> bool:
+    """Whether _jit_band's one-pass drift band equals :func:`_drift_band`
+    on a small random case (checked once per process, as _jit_band checks
+    its other loops when they load; if not, NumPy assembles it)."""
+    if not _DRIFT_BAND_OK:
+        rng = np.random.default_rng(5)
+        m, T = 2, 9
+        W = rng.uniform(0.0, 50.0, (m, T - 1))
+        g1, g2, ia2, mu = 1.45, -0.48, 2.5, 900.0
+        got = jit.drift_band(W, ia2, g1, g2, mu)
+        ref = _drift_band(W, g1, g2, ia2, mu, m, T)
+        _DRIFT_BAND_OK.append(bool(got.shape == ref.shape
+                                   and np.allclose(got, ref, rtol=1e-14, atol=0.0)
+                                   and np.array_equal(got == 0.0, ref == 0.0)))
+    return _DRIFT_BAND_OK[0]
+
+
 def _put_band_x(flat, kd, W, g1, g2, ia2, N, first, per, rows):
     """Write the bands of I + D' diag(W) D (:func:`_band_x`) straight into
     the stacked band ``flat`` ((kd + 1, M + kd), Fortran order): x_k of row
@@ -413,25 +453,13 @@ class _Newton:
             N = 2 * T - 1
             self.M, self.kd = m * N, 4
             jit = _jit_band.load() if _USE_JIT else None
-            if jit is not None:
+            if jit is not None and _drift_band_checked(jit):
                 # written whole in one pass (no zeroing, no strided passes)
                 self.c = jit.drift_band(np.ascontiguousarray(W, dtype=np.float64), ia2, g1, g2,
                                         mu)
-                self.jit = _factor(self.c, self.M)
-                return
-            flat = _fortran_zeros(5, m * N + 4)
-            ab = flat[:, :m * N].reshape(5, m, N)  # a view: filled in place
-            if not _put_band_x(flat, 4, W, g1, g2, ia2, N, 1, 2, (0, 2, 4)):
-                dg, l1, l2 = _band_x(W, g1, g2, ia2, m, n)
-                ab[0, :, 1::2] = dg
-                ab[2, :, 1:max(N - 2, 0):2] = l1[:, :-1]      # x_{k+1} - x_k
-                ab[4, :, 1:max(N - 4, 0):2] = l2[:, :max(n - 2, 0)]  # x_{k+2} - x_k
-            ab[0, :, 0::2] = 1.0 + 2.0 * mu
-            ab[0, :, 0] = ab[0, :, N - 1] = 1.0 + mu
-            ab[1, :, 1::2] = 1.0                  # b_{k+1} - x_k
-            ab[2, :, 0:max(N - 2, 0):2] = -mu             # b_{t+1} - b_t
-            self.c = flat
-            self.jit = _factor(flat, self.M)
+            else:
+                self.c = _drift_band(W, g1, g2, ia2, mu, m, T)
+            self.jit = _factor(self.c, self.M)
             return
         self.M, self.kd = m * n, 2
         flat = _fortran_zeros(3, m * n + 2)
