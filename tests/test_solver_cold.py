@@ -114,8 +114,10 @@ def test_cold_steps_on_slow_kernels_do_not_grow_with_the_length(name):
         res = run_deconvolution_full(y, fs, tr, td, lam)
         assert res.converged.all()
         steps[T] = int(res.iterations.max())
-    assert steps[200_000] <= steps[20_000] + 2, steps
-    assert steps[200_000] <= 24, steps
+    # (calab preset, seed 6: 18 -> 20 steps; main before the binned start
+    # 12 -> 19, and its growth went on to 23-24 at 1M-4M frames)
+    assert steps[200_000] <= steps[20_000] + 4, steps
+    assert steps[200_000] <= 26, steps
 
 
 def test_coarse_start_on_random_problems_reaches_the_plain_cold_optimum():

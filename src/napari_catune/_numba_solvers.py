@@ -490,7 +490,8 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
        from the second exchange on, or the first on kernels decaying over
        more than ``_LOCAL_SLOW`` samples (not beyond ``_EARLY_DECAY``); a
        cold start does so once fewer than n / ``_COLD_LOCAL_FRAC`` samples
-       violate, from its second exchange on.  A warm start's exchanges flip
+       (at lambda 0 n / ``_COLD_LOCAL_FRAC0``) violate, from its second
+       exchange on.  A warm start's exchanges flip
        one violator per cluster of its kind (:func:`._numba_local.thin_flips`,
        ``_THIN_PEAK`` kernel rises wide).  On ill-conditioned problems
        (kernels slow relative to fs) a
@@ -2127,6 +2128,10 @@ _COARSE_PEAK = 120.0
 _COARSE_PER = 10.0
 _COARSE_MAX = 32
 _COARSE_MIN_T = 64
+# ... and only with a step budget of at least _COARSE_MIN_BUDGET (its steps
+# count in full against max_iters: a small budget that the plain cold path
+# meets is not spent on it)
+_COARSE_MIN_BUDGET = 40
 
 
 @njit(cache=_CACHE, nogil=True)
@@ -2181,7 +2186,8 @@ def _coarse_start(y, g1, g2, alpha, lamG, mode, mu, k, active, fws, bws, max_ite
     roots d^k, r^k, h_c[j] = h[j k]; lamG / k and mu / k^2, the objective
     per frame), solved exactly by :func:`pdas_one` (cold), each coarse spike
     placed at the middle frame of its bin.  Writes ``active`` (length T-1)
-    and returns the coarse solve's steps.  ``fws``, ``bws``: float and bool
+    and returns the coarse solve's steps and whether it settled (if not,
+    its iterate is no guess: the caller starts cold).  ``fws``, ``bws``: float and bool
     workspaces of at least :func:`workspace_sizes` (T) minus T floats
     (``pdas_rows``' pws), not read afterwards."""
     T = y.shape[0]
@@ -2202,15 +2208,17 @@ def _coarse_start(y, g1, g2, alpha, lamG, mode, mu, k, active, fws, bws, max_ite
     act_c = bws[4 * nc:5 * nc]
     for j in range(nc):
         act_c[j] = True
-    it_c, _ok = pdas_one(yc, g1c, g2c, alpha_c, lamG * inv_k, mode, mu * inv_k * inv_k, act_c,
-                         max_iters, sc, bc, pws, bws, 1e-11, _NO)
+    it_c, ok = pdas_one(yc, g1c, g2c, alpha_c, lamG * inv_k, mode, mu * inv_k * inv_k, act_c,
+                        max_iters, sc, bc, pws, bws, 1e-11, _NO)
     for t in range(n):
         active[t] = True
+    if not ok:
+        return it_c, False
     off = (k - 1) // 2
     for j in range(nc):
         if sc[j] > 0.0:
             active[min(j * k + off, n - 1)] = False
-    return it_c
+    return it_c, True
 
 
 # steps a warm start may take before the trace is solved again from a cold
@@ -2235,7 +2243,7 @@ def pdas_rows(y, init, warm, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iter
 
     A cold start on a slow kernel (:func:`_coarse_factor`) first solves the
     trace binned by k frames (:func:`_coarse_start`, at most half the step
-    budget) and settles from those spikes as a warm start does; its steps
+    budget, given a budget of at least ``_COARSE_MIN_BUDGET``) and settles from those spikes as a warm start does; its steps
     count both solves' (a binned step costs ~1/k of a full one).
     """
     N, T = y.shape
@@ -2264,10 +2272,11 @@ def pdas_rows(y, init, warm, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iter
             active[k] = init[i, k] <= 0.0 if warm else cold
         it_c = 0
         warm_i = warm
-        if kc > 0 and max_iters >= 4:
-            it_c = _coarse_start(y[i], g1, g2, alpha, lamG, mode, mu, kc, active, pws, bws,
-                                 max_iters // 2)
-            warm_i = _YES
+        if kc > 0 and max_iters >= _COARSE_MIN_BUDGET:
+            it_c, ok_c = _coarse_start(y[i], g1, g2, alpha, lamG, mode, mu, kc, active, pws,
+                                       bws, max_iters // 2)
+            if ok_c:
+                warm_i = _YES
         left = max_iters - it_c
         budget = min(left, _WARM_BUDGET) if warm_i else left
         it, settled = pdas_one(y[i], g1, g2, alpha, lamG, mode, mu, active, budget, s[i],
