@@ -3,12 +3,10 @@
 the localized exchange of ``_numba_local`` settles their slider moves.
 Counted in steps, not timed."""
 
-import numpy as np
 import pytest
 
-from napari_catune import solver as S
 from napari_catune.simulation import regime_traces
-from test_warm_slow import MOVES, _objective, _params, _solve
+from test_warm_slow import _check_moves, _objective, _params, _solve
 
 MID = ["GCaMP6s-100Hz", "calab-gcamp6s-30Hz"]
 
@@ -18,19 +16,7 @@ MID = ["GCaMP6s-100Hz", "calab-gcamp6s-30Hz"]
 def test_warm_on_mid_kernels_lands_on_the_cold_optimum_in_fewer_steps(name, baseline):
     """Every slider move (20,000 frames): the warm re-solve is KKT-optimal,
     at the cold solve's objective, and takes no more steps than it."""
-    y = regime_traces(name, 1, 20_000, seed=2)
-    prev = _solve(y, _params(name), baseline)
-    assert prev.converged.all()
-    for mv in MOVES:
-        args = _params(name, mv)
-        warm = _solve(y, args, baseline, init=prev.activity)
-        cold = _solve(y, args, baseline)
-        assert warm.converged.all() and cold.converged.all(), mv
-        assert (S.kkt_violation(y, warm.activity, warm.baseline, *args, mode=baseline)
-                <= S.KKT_TOL).all(), mv
-        assert warm.iterations[0] <= cold.iterations[0], (mv, warm.iterations, cold.iterations)
-        fw, fc = _objective(y, warm, args, baseline), _objective(y, cold, args, baseline)
-        assert abs(fw - fc) <= 1e-9 * abs(fc), (mv, fw, fc)
+    _check_moves(name, baseline, seed=2)
 
 
 def test_a_segment_left_in_a_cycle_is_settled_locally():

@@ -41,6 +41,28 @@ def _objective(y, r, args, baseline):
     return float(np.sum(nc.objective(y, r.activity, r.baseline, *args, drift_scale=ds)))
 
 
+def _check_moves(name, baseline, seed, small_steps=None):
+    """Every slider move of MOVES on one 20,000-frame trace of ``name``:
+    the warm re-solve is KKT-optimal, within 1e-9 of the cold solve's
+    objective and takes no more steps than it; the small moves (tau +-2 %,
+    fs +-1 %) at most ``small_steps``."""
+    y = regime_traces(name, 1, 20_000, seed=seed)
+    prev = _solve(y, _params(name), baseline)
+    assert prev.converged.all()
+    for mv in MOVES:
+        args = _params(name, mv)
+        warm = _solve(y, args, baseline, init=prev.activity)
+        cold = _solve(y, args, baseline)
+        assert warm.converged.all() and cold.converged.all(), mv
+        assert (S.kkt_violation(y, warm.activity, warm.baseline, *args, mode=baseline)
+                <= S.KKT_TOL).all(), mv
+        assert warm.iterations[0] <= cold.iterations[0], (mv, warm.iterations, cold.iterations)
+        if small_steps is not None and mv in ("td+2%", "td-2%", "fs+1%", "fs-1%"):
+            assert warm.iterations[0] <= small_steps, (mv, warm.iterations)
+        fw, fc = _objective(y, warm, args, baseline), _objective(y, cold, args, baseline)
+        assert abs(fw - fc) <= 1e-9 * abs(fc), (mv, fw, fc)
+
+
 def _full_step(y, m, mode, mu, active):
     T = y.size
     n = T - 1
@@ -193,21 +215,7 @@ def test_warm_on_the_1khz_kernel_takes_no_more_steps_than_cold(baseline):
     re-solve is KKT-optimal at the cold solve's objective and takes no more
     full steps than the cold solve (main before this: 16-27 warm against
     12-16 cold); small moves (tau +-2 %, fs +-1 %) take at most 3."""
-    y = regime_traces(SLOW, 1, 20_000, seed=1)
-    prev = _solve(y, _params(SLOW), baseline)
-    assert prev.converged.all()
-    for mv in MOVES:
-        args = _params(SLOW, mv)
-        warm = _solve(y, args, baseline, init=prev.activity)
-        cold = _solve(y, args, baseline)
-        assert warm.converged.all() and cold.converged.all(), mv
-        assert (S.kkt_violation(y, warm.activity, warm.baseline, *args, mode=baseline)
-                <= S.KKT_TOL).all(), mv
-        assert warm.iterations[0] <= cold.iterations[0], (mv, warm.iterations, cold.iterations)
-        if mv in ("td+2%", "td-2%", "fs+1%", "fs-1%"):
-            assert warm.iterations[0] <= 3, (mv, warm.iterations)
-        fw, fc = _objective(y, warm, args, baseline), _objective(y, cold, args, baseline)
-        assert abs(fw - fc) <= 1e-9 * abs(fc), (mv, fw, fc)
+    _check_moves(SLOW, baseline, seed=1, small_steps=3)
 
 
 def test_warm_at_lambda_0_on_the_1khz_kernel_takes_no_more_steps_than_cold():

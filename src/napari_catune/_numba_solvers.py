@@ -1026,6 +1026,44 @@ def _kkt_step(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u, nu
     return n_bad, last_bad
 
 
+@njit(cache=_CACHE, nogil=True)
+def _nu_pass(y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u):
+    """The multipliers' backward recursion of :func:`_kkt_core` (plain sum):
+    nu = beta + K'(K s + b - y) on every sample; flags in ``flip`` each
+    candidate violator (a negative multiplier on the active set, a spike
+    below -eps_u on the free set).  Returns (n_bad, last_bad, nu_max,
+    noise, near): the count, the last flagged sample, max |nu| on the
+    active set and on the free set, and the flagged multiplier nearest 0."""
+    n = x.shape[0]
+    n1 = 0.0
+    n2 = 0.0
+    nu_max = 0.0
+    noise = 0.0
+    near = -math.inf
+    n_bad = 0
+    last_bad = -1
+    for j in range(n - 1, -1, -1):
+        v = x[j] - y[j + 1] + bvec[j + 1] + g1 * n1 + g2 * n2
+        n2 = n1
+        n1 = v
+        nj = v + beta
+        nu[j] = nj
+        if active[j]:
+            nu_max = max(nu_max, abs(nj))
+            bad = nj < 0.0
+            if bad:
+                near = max(near, nj)
+        else:
+            noise = max(noise, abs(nj))
+            bad = u[j] < -eps_u
+        flip[j] = bad
+        if bad:
+            n_bad += 1
+            if last_bad < 0:
+                last_bad = j
+    return n_bad, last_bad, nu_max, noise, near
+
+
 @njit(cache=_CACHE, nogil=True, fastmath={"contract"})
 def _nu_pass_fma(y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u):
     """The multipliers' backward recursion of :func:`_kkt_core` with one
@@ -1034,7 +1072,7 @@ def _nu_pass_fma(y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u):
     a warm start's phase-1 steps (the slider path); a cold solve keeps the
     plain sum (its interior point's crossover path is sensitive to the
     rounding: a 1 kHz trace at lambda 1e-3 took 67 steps, not 53).
-    Returns (n_bad, last_bad, nu_max, noise, near) as that loop forms them."""
+    Returns what :func:`_nu_pass` returns."""
     n = x.shape[0]
     n1 = 0.0
     n2 = 0.0
@@ -1094,32 +1132,8 @@ def _kkt_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u, nu
         n_bad, last_bad, nu_max, noise, near = _nu_pass_fma(y, g1, g2, beta, active, x, bvec,
                                                             u, nu, flip, eps_u)
     else:
-        n1 = 0.0
-        n2 = 0.0
-        nu_max = 0.0
-        noise = 0.0
-        near = -math.inf
-        n_bad = 0
-        last_bad = -1
-        for j in range(n - 1, -1, -1):
-            v = x[j] - y[j + 1] + bvec[j + 1] + g1 * n1 + g2 * n2
-            n2 = n1
-            n1 = v
-            nj = v + beta
-            nu[j] = nj
-            if active[j]:
-                nu_max = max(nu_max, abs(nj))
-                bad = nj < 0.0
-                if bad:
-                    near = max(near, nj)
-            else:
-                noise = max(noise, abs(nj))
-                bad = u[j] < -eps_u
-            flip[j] = bad
-            if bad:
-                n_bad += 1
-                if last_bad < 0:
-                    last_bad = j
+        n_bad, last_bad, nu_max, noise, near = _nu_pass(y, g1, g2, beta, active, x, bvec, u,
+                                                        nu, flip, eps_u)
     eps_nu = rel_eps * nu_max
     if near < -eps_nu and (n_bad == 0 or not 4.0 * noise > eps_nu or near < -4.0 * noise):
         # every flagged multiplier is below the final threshold
