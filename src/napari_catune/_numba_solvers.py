@@ -556,8 +556,7 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
     for k in range(n):
         best_flip[k] = False
     best_bad = n + 1
-    disc = g1 * g1 + 4.0 * g2
-    d_root = 0.5 * (g1 + math.sqrt(disc)) if disc > 0.0 else 0.5 * g1
+    d_root = _dominant_root(g1, g2)
     local = warm and _LOCAL_FRAC > 0
     if not warm and _COLD_LOCAL_FRAC > 0:
         local = True
@@ -1821,8 +1820,7 @@ def _ipm_crossover(y, g1, g2, alpha, beta, mode, mu, active, best, best_flip, be
     since_try = 0
     merge = True
     # reach of a sample: twice the decay time in samples (d the larger AR root)
-    disc = g1 * g1 + 4.0 * g2
-    d_root = 0.5 * (g1 + math.sqrt(disc)) if disc > 0.0 else 0.5 * g1
+    d_root = _dominant_root(g1, g2)
     reach = n if d_root >= 1.0 else min(n, int(2.0 / (1.0 - d_root)) + 2)
     gap_next = -1.0
     # (not where lambda is below the floor of the start: there the samples
@@ -2149,13 +2147,20 @@ _COARSE_MIN_BUDGET = 40
 
 
 @njit(cache=_CACHE, nogil=True)
+def _dominant_root(g1, g2):
+    """The larger AR(2) root d (the kernel decays as d^t; with complex
+    roots their real part)."""
+    disc = g1 * g1 + 4.0 * g2
+    return 0.5 * (g1 + math.sqrt(disc)) if disc > 0.0 else 0.5 * g1
+
+
+@njit(cache=_CACHE, nogil=True)
 def _coarse_factor(g1, g2, lamG, T):
     """The binning factor of :func:`_coarse_start` for a cold start (0: a
     plain cold start)."""
     if _COARSE_DECAY <= 0.0 or not lamG > 0.0:
         return 0
-    disc = g1 * g1 + 4.0 * g2
-    d_root = 0.5 * (g1 + math.sqrt(disc)) if disc > 0.0 else 0.5 * g1
+    d_root = _dominant_root(g1, g2)
     if d_root >= 1.0:
         decay = math.inf
     else:
@@ -2201,8 +2206,8 @@ def _coarse_start(y, g1, g2, alpha, lamG, mode, mu, k, active, fws, bws, max_ite
     per frame), solved exactly by :func:`pdas_one` (cold), each coarse spike
     placed at the middle frame of its bin.  Writes ``active`` (length T-1)
     and returns the coarse solve's steps and whether it settled (if not,
-    its iterate is no guess: the caller starts cold).  ``fws``, ``bws``: float and bool
-    workspaces of at least :func:`workspace_sizes` (T) minus T floats
+    its iterate is no guess: the caller starts cold).  ``fws``, ``bws``:
+    float and bool workspaces of at least :func:`workspace_sizes` (T) minus T floats
     (``pdas_rows``' pws), not read afterwards."""
     T = y.shape[0]
     n = T - 1
@@ -2257,8 +2262,9 @@ def pdas_rows(y, init, warm, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iter
 
     A cold start on a slow kernel (:func:`_coarse_factor`) first solves the
     trace binned by k frames (:func:`_coarse_start`, at most half the step
-    budget, given a budget of at least ``_COARSE_MIN_BUDGET``) and settles from those spikes as a warm start does; its steps
-    count both solves' (a binned step costs ~1/k of a full one).
+    budget, given a budget of at least ``_COARSE_MIN_BUDGET``) and settles
+    from those spikes as a warm start does; its steps count both solves' (a
+    binned step costs ~1/k of a full one).
     """
     N, T = y.shape
     n = T - 1
