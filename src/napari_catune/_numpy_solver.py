@@ -761,6 +761,7 @@ def _polish(ys, active, mode, mu, g1, g2, ia, cvec):
     n = T - 1
     y0, y1 = ys[:, 0], ys[:, 1:]
     k = np.arange(n)
+    # (LAPACK's banded LU: augmented with or without the compiled loops)
     aug = mode == 2 and mu > _AUG_MU
     if aug:
         # b_t at 4t; p_{k+1}, x_k, lambda_k at 4k + 1, 4k + 2, 4k + 3 (the
@@ -934,7 +935,8 @@ def _solve_group(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters, init):
         x = _ar_solve(u, g1, g2, alpha)
         b = bb if mode == 2 else bb[:, 0]
     rows = np.arange(m)
-    if init is not None and _WARM_SETTLE and not _augmented(mode, mu):
+    aug = _augmented(mode, mu)
+    if init is not None and _WARM_SETTLE and not aug:
         # a slider move: the previous answer's active set is most often
         # nearly the new one, and the active-set corrections of _settle
         # reach the optimum from it in a few exact solves; the rows they
@@ -951,7 +953,6 @@ def _solve_group(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters, init):
             return s_out, b_out, fit, iters, v_out <= tol
         rows, x, z, u = rows[keep], x[keep], z[keep], u[keep]
         b, y0, y1, cvec, lam = b[keep], y0[keep], y1[keep], cvec[keep], lam[keep]
-    aug = _augmented(mode, mu)
     # augmented drift: the multiplier p = mu B b an iterate of its own (its
     # residual p / mu - B b is formed without multiplying b by mu)
     p = mu * np.diff(b, axis=1) if aug else None
