@@ -626,6 +626,10 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
     # a cold start at lambda 0 with every sample free: its first step is the
     # exact fit, formed in one pass (_all_free_step) instead of a solve
     direct = not warm and lamG == 0.0 and _COLD_FREE_PASS
+    # ... whose exchange steps form the multipliers by the multiply-add
+    # recursion (_nu_pass_fma) where no interior point follows them
+    # (_COLD_FMA0)
+    fast0 = not warm and lamG == 0.0 and _COLD_FMA0 and not cold_slow
     if direct:
         for k in range(n):
             if active[k]:
@@ -638,7 +642,7 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
         else:
             n_bad, last_bad, eps_u, eps_nu = _kkt_core(y, g1, g2, alpha, beta, mode, mu, active,
                                                        gain, gb, x, bvec, u, nu, flip, rel_eps,
-                                                       warm)
+                                                       warm or fast0)
         hist[it % _HIST] = n_bad
         it += 1
         if _TRACE:
@@ -830,6 +834,10 @@ _COLD_FREE_PASS = True
 # each: 55 at 0, 52 at -0.3, 46 at -1, 50 at -1.5, 59 at -2.5; positive
 # thresholds cost steps (57-79)
 _COLD_FREE_THR = -1.0
+# a cold start at lambda 0 on a kernel not slow against fs (_COLD_DECAY)
+# forms its steps' multipliers by the multiply-add recursion, as a warm
+# start does (_nu_pass_fma)
+_COLD_FMA0 = True
 
 
 @njit(cache=_CACHE, nogil=True)
