@@ -298,10 +298,30 @@ def _subspace_riccati(y, g1, g2, beta, mode, mu, active, gain, gb):
     w0 = 0.0
     w1 = 0.0
     wm = 0.0
+    # whether samples k+1 and k+2 are free (a free pair follows sample k)
+    f1 = False
+    f2 = False
     for k in range(n - 1, -1, -1):
         yk = y[k + 1]
         l1 = q1
         l2 = q2 - yk
+        if not active[k] and f1 and f2 and not drift:
+            # a free sample before a free pair (most samples at lambda 0):
+            # there a00 = a02 = 1 and a01 = a11 = a12 = 0 exactly, so the
+            # general branch below would form c1 = 0, c2 = 1, c3 = lb and
+            # leave a00, a02 at 1; the same numbers without its division on
+            # the loop-carried chain
+            lb = q0 + (beta - yk)
+            gain[k, 0] = 0.0
+            gain[k, 1] = 1.0
+            gain[k, 2] = lb
+            q0 = l1 - bg1
+            q1 = bg2
+            q2 = l2 - lb
+            a22 = (a22 + 1.0) - 1.0
+            continue
+        f2 = f1
+        f1 = not active[k]
         if active[k]:
             # x_k = g1 x_{k-1} + g2 x_{k-2}: substitute the dynamics
             l0 = q0 - yk
