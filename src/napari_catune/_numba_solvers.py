@@ -305,12 +305,12 @@ def _subspace_riccati(y, g1, g2, beta, mode, mu, active, gain, gb):
         yk = y[k + 1]
         l1 = q1
         l2 = q2 - yk
-        if not active[k] and f1 and f2 and not drift:
+        if not active[k] and f1 and f2:
             # a free sample before a free pair (most samples at lambda 0):
             # there a00 = a02 = 1 and a01 = a11 = a12 = 0 exactly, so the
             # general branch below would form c1 = 0, c2 = 1, c3 = lb and
-            # leave a00, a02 at 1; the same numbers without its division on
-            # the loop-carried chain
+            # leave a00, a02 at 1 (drift: r12 = w0 = 0, e22d = hd); the
+            # same numbers without its division on the loop-carried chain
             lb = q0 + (beta - yk)
             gain[k, 0] = 0.0
             gain[k, 1] = 1.0
@@ -318,7 +318,23 @@ def _subspace_riccati(y, g1, g2, beta, mode, mu, active, gain, gb):
             q0 = l1 - bg1
             q1 = bg2
             q2 = l2 - lb
-            a22 = (a22 + 1.0) - 1.0
+            if drift:
+                inv_d = hd / ((hn + mu * hd) - hd)
+                wm = mu * inv_d
+                rn = hn - hd
+                hdm = mm * hd
+                hd = sig * rn + hdm
+                hn = mn * rn + hdm
+                if hd < _RATIO_TINY:
+                    hn *= _RATIO_SCALE
+                    hd *= _RATIO_SCALE
+                q0, q1, q2, w3 = _drift_linear(q0, q1, q2, 0.0, 0.0, wm, inv_d)
+                gb[k, 0] = 0.0
+                gb[k, 1] = 0.0
+                gb[k, 2] = wm
+                gb[k, 3] = w3
+            else:
+                a22 = (a22 + 1.0) - 1.0
             continue
         f2 = f1
         f1 = not active[k]
