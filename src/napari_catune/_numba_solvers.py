@@ -470,16 +470,26 @@ def _subspace_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, 
     xm2 = 0.0
     u_max = 0.0
     for k in range(n):
+        # a free sample before a free pair: its gains on x_{k-1} are 0 and on
+        # b 1 (_subspace_riccati), so x_k and the drift take the same numbers
+        # without the previous x on their chain
+        pair = k + 2 < n and not active[k] and not active[k + 1] and not active[k + 2]
         if drift:
             # the x terms apart: b's own chain is one product and one sum
-            b = gb[k, 2] * b - ((gb[k, 0] * xm1 + gb[k, 1] * xm2) + gb[k, 3])
+            if pair:
+                b = gb[k, 2] * b - gb[k, 3]
+            else:
+                b = gb[k, 2] * b - ((gb[k, 0] * xm1 + gb[k, 1] * xm2) + gb[k, 3])
         bvec[k + 1] = b
         if active[k]:
             xk = g1 * xm1 + g2 * xm2
             if want_u:
                 u[k] = 0.0
         else:
-            xk = -(gain[k, 0] * xm1 + gain[k, 1] * b + gain[k, 2])
+            if pair:
+                xk = -(b + gain[k, 2])
+            else:
+                xk = -(gain[k, 0] * xm1 + gain[k, 1] * b + gain[k, 2])
             if want_u:
                 # the spike M x / alpha
                 uk = (xk - g1 * xm1 - g2 * xm2) / alpha
