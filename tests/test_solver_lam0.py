@@ -90,3 +90,65 @@ def test_cold_lambda0_exchange_multipliers_by_multiply_add():
     np.testing.assert_allclose(s, r.activity, rtol=0, atol=1e-9 * np.abs(s).max())
     from napari_catune.solver import kkt_violation
     assert kkt_violation(y, s, bvec[0], fs, tr, td, lam) <= KKT_TOL
+
+
+def _dense_subspace(y, g1, g2, beta, mode, mu, active):
+    """The subspace optimum of _subspace_solve by dense normal equations:
+    x = M^-1 w with w = 0 on the active set, cost beta sum(w) on the free
+    set, the baseline per mode (none, scalar, drift with weight mu)."""
+    T = y.size
+    n = T - 1
+    M = np.eye(n) - g1 * np.eye(n, k=-1) - g2 * np.eye(n, k=-2)
+    F = np.flatnonzero(~active)
+    A = np.linalg.inv(M)[:, F]                 # x = A w_F
+    # rows: sample 0 (x = 0), samples 1..n (x)
+    S = np.vstack([np.zeros((1, F.size)), A])
+    if mode == 0:
+        B = np.zeros((T, 0))
+    elif mode == 1:
+        B = np.ones((T, 1))
+    else:
+        B = np.eye(T)
+    J = np.hstack([S, B])
+    H = J.T @ J
+    if mode == 2:
+        D = np.diff(np.eye(T), axis=0)
+        H[F.size:, F.size:] += mu * D.T @ D
+    g = J.T @ y
+    g[:F.size] -= beta
+    z = np.linalg.solve(H, g)
+    x = A @ z[:F.size]
+    b = (B @ z[F.size:]) if mode != 0 else np.zeros(T)
+    return x, b
+
+
+@pytest.mark.parametrize("mode, mu", [(0, 0.0), (1, 0.0), (2, 0.3), (2, 400.0)])
+@pytest.mark.parametrize("beta", [0.0, 0.05])
+def test_subspace_solve_over_free_pairs_matches_the_normal_equations(mode, mu, beta):
+    # long free runs (free pairs: _subspace_riccati and the forward pass take
+    # their gains there without the division / the previous x) mixed with
+    # active runs, isolated free samples and a free run at each end
+    from napari_catune._numba_solvers import _subspace_solve
+
+    rng = np.random.default_rng(7 + mode)
+    T = 400
+    n = T - 1
+    g1, g2, alpha = 1.75, -0.765, 0.2        # roots 0.9, 0.85
+    y = rng.normal(size=T) + 2.0
+    for pattern in range(4):
+        if pattern == 0:
+            active = np.zeros(n, bool)       # every sample free
+        else:
+            active = rng.random(n) < (0.1, 0.5, 0.85)[pattern - 1]
+            active[:5] = False
+            active[-5:] = False
+            active[100:130] = True
+            active[200] = False
+        x = np.zeros(n)
+        b = np.zeros(T)
+        _subspace_solve(y, g1, g2, alpha, beta, mode, mu, active, np.zeros((n, 3)),
+                        np.zeros((n if mode == 2 else 1, 4)), x, b)
+        xr, br = _dense_subspace(y, g1, g2, beta, mode, mu, active)
+        scale = np.abs(xr).max() + np.abs(br).max()
+        assert np.abs(x - xr).max() <= 1e-8 * scale
+        assert np.abs(b - br).max() <= 1e-8 * scale
