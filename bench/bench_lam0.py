@@ -81,8 +81,8 @@ def main(argv=None):
         objs.append(f)
         steps.append(int(np.atleast_1d(r.iterations)[0]))
         conv.append(bool(np.atleast_1d(r.converged)[0]))
-        if not conv[-1]:
-            print(f"  not converged ({steps[-1]} steps): "
+        if not conv[-1] or steps[-1] > S._PDAS_BUDGET:
+            print(f"  {'not converged' if not conv[-1] else 'handed over to FISTA'} ({steps[-1]} steps): "
                   f"{dict((k, v) for k, v in p.items() if k != 'y')}")
         if p["T"] <= args.fista_max_t:
             rf = nc.run_deconvolution_full(y, p["fs"], p["tr"], p["td"], 0.0, baseline=p["base"],

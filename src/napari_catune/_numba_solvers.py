@@ -929,6 +929,17 @@ def _all_free_step(y, g1, g2, alpha, mode, x, bvec, u, nu, flip, rel_eps):
         if bad:
             n_bad += 1
             last_bad = k
+    if n_bad == 0 and thr < -eps_u:
+        # no spike below the threshold, but the fit is optimal only if none
+        # is negative (low noise: the noise's negative spikes all lie within
+        # an rms of the spikes): every negative one then (seen: converged
+        # at this step, then the KKT check failed and FISTA took over)
+        for k in range(n):
+            bad = u[k] < -eps_u
+            flip[k] = bad
+            if bad:
+                n_bad += 1
+                last_bad = k
     return n_bad, last_bad, eps_u, 0.0
 
 
