@@ -180,3 +180,25 @@ def test_lambda0_low_noise_settles_exactly_without_fista(fs, tr, td, noise, T, s
                                 tol=1e-12, max_iters=20_000, init=r.activity)
     ff = _objective(y, rf.activity, fs, tr, td, baseline)
     assert np.all(f <= ff + 1e-9 * np.abs(ff))
+
+
+@pytest.mark.parametrize("fs, tr, td", [(179.4, 0.167, 1.127), (30.0, 0.05, 0.5)])
+def test_lambda0_without_baseline_below_zero_is_no_spikes_at_once(fs, tr, td):
+    # baseline 'none' on a trace with an offset far below 0: no spikes is
+    # optimal; from the exact fit the interior point took 500 steps on the
+    # slow kernel and handed over to FISTA.  Now one step
+    from napari_catune.solver import reconvolve
+
+    rng = np.random.default_rng(0)
+    T = 4100
+    spikes = rng.poisson(1.0 / fs, (1, T)) * rng.exponential(1.0, (1, T))
+    for off in (-1000.0, -10.0):
+        y = reconvolve(spikes, fs, tr, td) + off + 0.14 * rng.standard_normal((1, T))
+        r = run_deconvolution_full(y, fs, tr, td, 0.0, baseline="none")
+        assert bool(r.converged[0]) and int(r.iterations[0]) == 1
+        assert not np.any(r.activity)
+    # a trace that is not below 0 throughout: the check declines, the solve
+    # goes on as before
+    y = reconvolve(spikes, fs, tr, td) + 0.14 * rng.standard_normal((1, T))
+    r = run_deconvolution_full(y, fs, tr, td, 0.0, baseline="none")
+    assert bool(r.converged[0]) and 1 < int(r.iterations[0]) < 100
