@@ -527,7 +527,10 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
        From a good guess (a warm start, a fast kernel) this settles in a few
        steps.  A cold start at lambda 0 (every sample free) takes its first
        step in one pass (:func:`_all_free_step`: the exact fit) and frees
-       only its clearly negative spikes.  A warm start settles each exchange locally before the next
+       only its clearly negative spikes (every negative one when none is
+       clearly so; without a baseline, no spikes at once when that is
+       optimal: :func:`_zero_is_optimal`); its steps form the multipliers
+       by :func:`_nu_pass_fma` unless the interior point follows.  A warm start settles each exchange locally before the next
        full step (:func:`._numba_local.local_exchange`: only the segments
        between untouched free pairs that hold a violator are re-solved,
        with the baseline fixed; at most 4n samples, not counted as a step;
