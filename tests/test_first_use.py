@@ -639,3 +639,54 @@ def test_the_one_pass_drift_band_is_checked_before_it_is_used(monkeypatch):
 
     monkeypatch.setattr(nps, "_DRIFT_BAND_OK", [])
     assert not nps._drift_band_checked(Wrong())
+
+
+_CLI_NO_SCIPY = r"""
+import json, sys
+from napari_catune import cli, solver
+
+def started(*a, **k):  # as after an install: the child compiles, the NumPy solver answers
+    solver._compile_state = "subprocess"
+    return "started"
+
+solver.start_background_compile = started
+folder = sys.argv[1]
+code = cli.main(["deconvolve", folder + "/y.npy", "--params", folder + "/p.json",
+                 "-o", folder + "/out.npz", "-q"])
+print(json.dumps({"code": code,
+                  "scipy": sorted(m for m in sys.modules if m.split(".")[0] == "scipy"),
+                  "numba": "numba" in sys.modules}))
+"""
+
+
+def test_first_cli_call_imports_no_scipy(tmp_path):
+    """``napari-catune deconvolve`` on a fresh install (the NumPy solver
+    answering) imports nothing of SciPy: its results' kernel landmarks (the
+    half-maximum times) are found by bisection, not ``scipy.optimize``
+    (~0.5 s of imports, half the first call), and numba is not imported."""
+    from napari_catune.params import TuningParams, save_params
+
+    np.save(tmp_path / "y.npy", simulation.regime_traces("GCaMP6f-30Hz", 3, 2000, seed=2))
+    save_params(TuningParams(0.05, 0.5, 30.0, 0.05), tmp_path / "p.json")
+    env = dict(os.environ, PYTHONPATH=str(_SRC) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, "-c", _CLI_NO_SCIPY, str(tmp_path)], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res == {"code": 0, "scipy": [], "numba": False}, res
+    assert (tmp_path / "out.npz").exists()
+
+
+@pytest.mark.parametrize("taus", [(0.05, 0.5), (0.01, 0.15), (0.2, 3.0), (0.1, 0.1000001),
+                                  (1e-3, 10.0)])
+def test_kernel_half_max_times_by_bisection_are_half_maximum(taus):
+    """The bisection's half-maximum crossings: the kernel there is half its
+    peak to rounding, left of the peak and right of it."""
+    from napari_catune import kernel
+
+    tr, td = taus
+    tp, left, right = kernel.kernel_landmarks(tr, td)
+    peak = float(kernel._raw_kernel(np.array(tp), tr, td))
+    for t in (left, right):
+        assert abs(float(kernel._raw_kernel(np.array(t), tr, td)) / peak - 0.5) < 1e-13
+    assert 0.0 < left < tp < right
