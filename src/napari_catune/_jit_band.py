@@ -383,6 +383,345 @@ exit:
 """
 
 
+
+# ------------------------------------------------- the interior point's passes
+# One interior-point iteration of the drift problem (mode 2, the Newton band
+# of width 4; :func:`._numpy_solver._solve_group`) costs ~60 NumPy passes
+# over (m, n) arrays beside its two banded solves and one factorisation;
+# these loops do that element-wise work in six passes, each element's
+# arithmetic the NumPy expression's, in its order (the per-row sums are
+# sequential: ``mean``'s pairwise sum differs in rounding).  Rows are C
+# ordered: (m, n) arrays (x, u, z, W, ...), (m, n + 1) baselines, and the
+# stacked right-hand side / solution (row r at r (2 n + 1): b_0, x_0, b_1,
+# ..., x_{n-1}, b_n).
+
+def _loop_fn(mod, name, ptrs, dbls, rowd, backward, carries, reds, body, end=None):
+    """A function ``name(i64 m, i64 n, double* <ptrs>..., double <dbls>...)``
+    looping over rows r and, within a row, k = 0 .. n-1 (or back).  ``rowd``:
+    pointer arguments whose entry [r] is a per-row scalar (loaded at the
+    row's start).  ``carries``: names of values carried from one k to the
+    next (0.0 at a row's start); ``reds``: {name: "sum" | "min" | "max"},
+    each row's result stored at ``<name>[r]`` (a pointer argument).
+    ``body(c)`` returns {carry: next value, red: this k's value}; ``end(c)``
+    runs after the row (c.k is then unset)."""
+    from llvmlite import ir
+
+    dbl, i64 = ir.DoubleType(), ir.IntType(64)
+    args = [i64, i64] + [dbl.as_pointer()] * len(ptrs) + [dbl] * len(dbls)
+    fn = ir.Function(mod, ir.FunctionType(ir.VoidType(), args), name=name)
+    for a in fn.args[2:2 + len(ptrs)]:
+        a.add_attribute("noalias")
+    m, n = fn.args[0], fn.args[1]
+    P = dict(zip(ptrs, fn.args[2:2 + len(ptrs)]))
+    S = dict(zip(dbls, fn.args[2 + len(ptrs):]))
+    entry = fn.append_basic_block("entry")
+    rowh = fn.append_basic_block("row")
+    loop = fn.append_basic_block("loop")
+    rowend = fn.append_basic_block("rowend")
+    exitb = fn.append_basic_block("exit")
+    b = ir.IRBuilder(entry)
+    zero, one = ir.Constant(i64, 0), ir.Constant(i64, 1)
+    nl = b.sub(n, one)
+    T = b.add(n, one)
+    N = b.add(b.mul(n, ir.Constant(i64, 2)), one)
+    go = b.and_(b.icmp_signed(">", n, zero), b.icmp_signed(">", m, zero))
+    b.cbranch(go, rowh, exitb)
+    b.position_at_end(rowh)
+    r = b.phi(i64, "r")
+    r.add_incoming(zero, entry)
+    c = _Ctx(b, P, S, n, T, N)
+    c.r = r
+    c.rows = {"n": b.mul(r, n), "T": b.mul(r, T), "N": b.mul(r, N)}
+    c.rowd = {k: c.load(P[k], r) for k in rowd}
+    b.branch(loop)
+    b.position_at_end(loop)
+    k = b.phi(i64, "k")
+    k.add_incoming(nl if backward else zero, rowh)
+    init = {"sum": 0.0, "min": float("inf"), "max": float("-inf")}
+    phis = {}
+    for name_ in carries:
+        phis[name_] = b.phi(dbl, name_)
+        phis[name_].add_incoming(ir.Constant(dbl, 0.0), rowh)
+    for name_, kind in reds.items():
+        phis[name_] = b.phi(dbl, "red_" + name_)
+        phis[name_].add_incoming(ir.Constant(dbl, init[kind]), rowh)
+    c.k = k
+    c.carry = {n_: phis[n_] for n_ in carries}
+    out = body(c)
+    nxt = {}
+    for name_ in carries:
+        nxt[name_] = out[name_]
+    for name_, kind in reds.items():
+        acc, v = phis[name_], out[name_]
+        if kind == "sum":
+            nxt[name_] = b.fadd(acc, v)
+        elif kind == "min":
+            nxt[name_] = b.select(b.fcmp_ordered("<", v, acc), v, acc)
+        else:
+            nxt[name_] = b.select(b.fcmp_ordered(">", v, acc), v, acc)
+    if backward:
+        k1 = b.sub(k, one)
+        more = b.icmp_signed(">=", k1, zero)
+    else:
+        k1 = b.add(k, one)
+        more = b.icmp_signed("<", k1, n)
+    here = b.block
+    k.add_incoming(k1, here)
+    for name_, v in nxt.items():
+        phis[name_].add_incoming(v, here)
+    b.cbranch(more, loop, rowend)
+    b.position_at_end(rowend)
+    for name_ in reds:
+        b.store(nxt[name_], b.gep(P[name_], [r]))
+    c.k = None
+    if end is not None:
+        end(c)
+    r1 = b.add(r, one)
+    r.add_incoming(r1, b.block)
+    b.cbranch(b.icmp_signed("<", r1, m), rowh, exitb)
+    b.position_at_end(exitb)
+    b.ret_void()
+    return fn
+
+
+class _Ctx:
+    """What a loop body sees: the builder, the arguments, the row and k,
+    and loads / stores at (row, k + off) of rows of length n, T or N."""
+
+    def __init__(self, b, P, S, n, T, N):
+        from llvmlite import ir
+
+        self.b, self.P, self.S, self.n, self.T, self.N = b, P, S, n, T, N
+        self.ir = ir
+        self.dbl, self.i64 = ir.DoubleType(), ir.IntType(64)
+
+    def c64(self, v):
+        return self.ir.Constant(self.i64, v)
+
+    def cd(self, v):
+        return self.ir.Constant(self.dbl, v)
+
+    def load(self, p, idx):
+        return self.b.load(self.b.gep(p, [idx]))
+
+    def idx(self, row, mul=1, off=0, k=None):
+        b = self.b
+        k = self.k if k is None else k
+        i = b.mul(k, self.c64(mul)) if mul != 1 else k
+        if off:
+            i = b.add(i, self.c64(off))
+        return b.add(self.rows[row], i)
+
+    def ld(self, name, row="n", mul=1, off=0):
+        return self.load(self.P[name], self.idx(row, mul, off))
+
+    def ld_guard(self, name, off):
+        """name[r, k + off] of an (m, n) array, 0 outside the row."""
+        b = self.b
+        kk = b.add(self.k, self.c64(off))
+        ok = b.and_(b.icmp_signed(">=", kk, self.c64(0)), b.icmp_signed("<", kk, self.n))
+        safe = b.select(ok, kk, self.c64(0))
+        v = self.load(self.P[name], b.add(self.rows["n"], safe))
+        return b.select(ok, v, self.cd(0.0))
+
+    def st(self, name, v, row="n", mul=1, off=0):
+        self.b.store(v, self.b.gep(self.P[name], [self.idx(row, mul, off)]))
+
+    def fmin(self, a, c):  # np.minimum without NaNs: a if a <= c else c
+        return self.b.select(self.b.fcmp_ordered("<=", a, c), a, c)
+
+    def fabs(self, a):
+        return self.b.select(self.b.fcmp_ordered("<", a, self.cd(0.0)), self.b.fneg(a), a)
+
+    def fmax(self, a, c):
+        return self.b.select(self.b.fcmp_ordered(">=", a, c), a, c)
+
+    def fir(self, c0, c1, c2, v0, v1, v2):
+        """The FIR loops' arithmetic: 0 + (c0 v0 + (c1 v1 + c2 v2))."""
+        b = self.b
+        s1 = b.fadd(b.fmul(c1, v1), b.fmul(c2, v2))
+        return b.fadd(self.cd(0.0), b.fadd(b.fmul(c0, v0), s1))
+
+
+def _ipm_module():
+    """The drift interior point's element-wise passes (:func:`_ipm_drift`'s
+    steps), as LLVM IR text."""
+    from llvmlite import ir
+
+    mod = ir.Module(name="ipm")
+    C = ("c0", "c1", "c2")
+
+    def pre(c):
+        # rp = D x - u, r = y1 - x - b[1:], W = min(z / u, cap), q = W rp,
+        # rx0 = r - cvec - D'q; rb_{k+1} = r_k - (mu L b)_{k+1}; sum u z
+        b = c.b
+        S = c.S
+        x0 = c.ld("x")
+        xm1, xm2 = c.ld_guard("x", -1), c.ld_guard("x", -2)
+        u, z = c.ld("u"), c.ld("z")
+        rp = b.fsub(c.fir(S["c0"], S["c1"], S["c2"], x0, xm1, xm2), u)
+        W = c.fmin(b.fdiv(z, u), S["cap"])
+        q = b.fmul(W, rp)
+        dtq = c.fir(S["c0"], S["c1"], S["c2"], q, c.carry["q1"], c.carry["q2"])
+        bk1 = c.ld("b", "T", off=1)
+        r = b.fsub(b.fsub(c.ld("y1"), x0), bk1)
+        rx0 = b.fsub(b.fsub(r, c.ld("cvec")), dtq)
+        c.st("W", W)
+        c.st("rp", rp)
+        c.st("rx", rx0)
+        c.st("rhs", rx0, "N", 2, 1)
+        # (mu L b)_t = p_{t-1} - p_t, p_t = mu (b_{t+1} - b_t), p_{n} = 0
+        bk = c.ld("b", "T")
+        pm = b.fmul(S["mu"], b.fsub(bk1, bk))
+        last = b.icmp_signed("==", c.k, b.sub(c.n, c.c64(1)))
+        bk2 = c.load(c.P["b"], b.select(last, c.idx("T", off=1), c.idx("T", off=2)))
+        pp = b.fmul(S["mu"], b.fsub(bk2, bk1))
+        lap = b.select(last, pm, b.fsub(pm, pp))
+        rb = b.fsub(r, lap)
+        c.st("rb", rb, "T", off=1)
+        c.st("rhs", rb, "N", 2, 2)
+        return {"q1": q, "q2": c.carry["q1"], "uz": b.fmul(u, z)}
+
+    def pre_end(c):
+        # rb_0 = (y0 - b_0) - (0 - p_0)   (T >= 2: n >= 1)
+        b = c.b
+        b0 = c.load(c.P["b"], c.rows["T"])
+        b1 = c.load(c.P["b"], b.add(c.rows["T"], c.c64(1)))
+        p0 = b.fmul(c.S["mu"], b.fsub(b1, b0))
+        rb0 = b.fsub(b.fsub(c.load(c.P["y0"], c.r), b0), b.fsub(c.cd(0.0), p0))
+        b.store(rb0, b.gep(c.P["rb"], [c.rows["T"]]))
+        b.store(rb0, b.gep(c.P["rhs"], [c.rows["N"]]))
+
+    _loop_fn(mod, "ipm_pre", ("x", "u", "z", "b", "y1", "y0", "cvec", "W", "rp", "rx", "rb",
+                              "rhs", "uz"),
+             C + ("cap", "mu"), (), True, ("q1", "q2"), {"uz": "sum"}, pre, pre_end)
+
+    def steps(c, corrector):
+        # du = D dx + rp; dz = -z - W du (predictor) or tu - z - W du
+        # (corrector, tu = tgt / u); the smallest du / u and dz / z
+        b, S = c.b, c.S
+        dx = c.ld("sol", "N", 2, 1)
+        du = b.fadd(c.fir(S["c0"], S["c1"], S["c2"], dx, c.carry["d1"], c.carry["d2"]),
+                    c.ld("rp"))
+        z, u = c.ld("z"), c.ld("u")
+        wdu = b.fmul(c.ld("W"), du)
+        dz = b.fsub(b.fsub(c.ld("tu"), z) if corrector else b.fneg(z), wdu)
+        c.st("du", du)
+        c.st("dz", dz)
+        return {"d1": dx, "d2": c.carry["d1"], "mu_": b.fdiv(du, u), "mz": b.fdiv(dz, z)}
+
+    for name, corr in (("ipm_dir", False), ("ipm_dir2", True)):
+        _loop_fn(mod, name, ("sol", "rp", "z", "u", "W", "tu", "du", "dz", "mu_", "mz"), C, (),
+                 False, ("d1", "d2"), {"mu_": "min", "mz": "min"},
+                 lambda c, corr=corr: steps(c, corr))
+
+    def aff(c):
+        # (u + a du) (z + a dz), summed
+        b = c.b
+        a = c.rowd["a"]
+        v = b.fmul(b.fadd(c.ld("u"), b.fmul(a, c.ld("du"))),
+                   b.fadd(c.ld("z"), b.fmul(a, c.ld("dz"))))
+        return {"s": v}
+
+    _loop_fn(mod, "ipm_aff", ("u", "du", "z", "dz", "a", "s"), (), ("a",), False, (),
+             {"s": "sum"}, aff)
+
+    def corr(c):
+        # tgt = sm - du dz; tu = tgt / u; rhs = rx + D'(tu), and the rb rows
+        b, S = c.b, c.S
+        tgt = b.fsub(c.rowd["sm"], b.fmul(c.ld("du"), c.ld("dz")))
+        tu = b.fdiv(tgt, c.ld("u"))
+        c.st("tu", tu)
+        dt = c.fir(S["c0"], S["c1"], S["c2"], tu, c.carry["w1"], c.carry["w2"])
+        c.st("rhs", b.fadd(c.ld("rx"), dt), "N", 2, 1)
+        c.st("rhs", c.ld("rb", "T", off=1), "N", 2, 2)
+        return {"w1": tu, "w2": c.carry["w1"]}
+
+    def corr_end(c):
+        c.b.store(c.load(c.P["rb"], c.rows["T"]), c.b.gep(c.P["rhs"], [c.rows["N"]]))
+
+    _loop_fn(mod, "ipm_corr", ("du", "dz", "u", "rx", "rb", "tu", "rhs", "sm"), C, ("sm",),
+             True, ("w1", "w2"), {}, corr, corr_end)
+
+    def upd(c):
+        # x += a dx; u = max(u + a du, tiny); z = max(z + ad dz, tiny);
+        # b[1:] += a db[1:]; the new sum u z
+        b, S = c.b, c.S
+        a, ad = c.rowd["a"], c.rowd["ad"]
+        x = b.fadd(c.ld("x"), b.fmul(a, c.ld("sol", "N", 2, 1)))
+        u = c.fmax(b.fadd(c.ld("u"), b.fmul(a, c.ld("du"))), S["tiny"])
+        z = c.fmax(b.fadd(c.ld("z"), b.fmul(ad, c.ld("dz"))), S["tiny"])
+        bb = b.fadd(c.ld("b", "T", off=1), b.fmul(a, c.ld("sol", "N", 2, 2)))
+        c.st("x", x)
+        c.st("u", u)
+        c.st("z", z)
+        c.st("b", bb, "T", off=1)
+        return {"uz": b.fmul(u, z)}
+
+    def upd_end(c):
+        b = c.b
+        p = b.gep(c.P["b"], [c.rows["T"]])
+        db = c.load(c.P["sol"], c.rows["N"])
+        b.store(b.fadd(b.load(p), b.fmul(c.rowd["a"], db)), p)
+
+    _loop_fn(mod, "ipm_upd", ("x", "u", "z", "b", "sol", "du", "dz", "a", "ad", "uz"),
+             ("tiny",), ("a", "ad"), False, (), {"uz": "sum"}, upd, upd_end)
+    # the exact polish's iterative refinement (:func:`._numpy_solver._polish_spd`,
+    # drift on the width-4 band): the residual into the right-hand side ...
+    def res(c):
+        # v = lam - P r2; w = D'v; hx = x + b[1:]; hb = b + mu L b (+ x on b[1:]);
+        # rhs = rx - hx - w (x rows), rb - hb (b rows)
+        b, S = c.b, c.S
+        v = b.fsub(c.ld("lam"), b.fmul(S["P"], c.ld("r2")))
+        w = c.fir(S["c0"], S["c1"], S["c2"], v, c.carry["v1"], c.carry["v2"])
+        x = c.ld("x")
+        bk1, bk = c.ld("b", "T", off=1), c.ld("b", "T")
+        hx = b.fadd(x, bk1)
+        pm = b.fmul(S["mu"], b.fsub(bk1, bk))
+        last = b.icmp_signed("==", c.k, b.sub(c.n, c.c64(1)))
+        bk2 = c.load(c.P["b"], b.select(last, c.idx("T", off=1), c.idx("T", off=2)))
+        pp = b.fmul(S["mu"], b.fsub(bk2, bk1))
+        lap = b.select(last, pm, b.fsub(pm, pp))
+        hb = b.fadd(b.fadd(bk1, lap), x)
+        c.st("rhs", b.fsub(b.fsub(c.ld("rx"), hx), w), "N", 2, 1)
+        c.st("rhs", b.fsub(c.ld("rb", "T", off=1), hb), "N", 2, 2)
+        return {"v1": v, "v2": c.carry["v1"]}
+
+    def res_end(c):
+        b = c.b
+        b0 = c.load(c.P["b"], c.rows["T"])
+        b1 = c.load(c.P["b"], b.add(c.rows["T"], c.c64(1)))
+        p0 = b.fmul(c.S["mu"], b.fsub(b1, b0))
+        hb0 = b.fadd(b0, b.fsub(c.cd(0.0), p0))
+        rb0 = c.load(c.P["rb"], c.rows["T"])
+        b.store(b.fsub(rb0, hb0), b.gep(c.P["rhs"], [c.rows["N"]]))
+
+    _loop_fn(mod, "pol_res", ("x", "b", "lam", "r2", "rx", "rb", "rhs"), C + ("P", "mu"), (),
+             True, ("v1", "v2"), {}, res, res_end)
+
+    # ... and the step: x += dx, b += db, r2 = -(D x) A, lam -= P r2; max |dx|, max |x|
+    def pupd(c):
+        b, S = c.b, c.S
+        dx = c.ld("sol", "N", 2, 1)
+        x = b.fadd(c.ld("x"), dx)
+        c.st("x", x)
+        c.st("b", b.fadd(c.ld("b", "T", off=1), c.ld("sol", "N", 2, 2)), "T", off=1)
+        dxx = c.fir(S["c0"], S["c1"], S["c2"], x, c.carry["x1"], c.carry["x2"])
+        r2 = b.fmul(b.fneg(dxx), c.ld("A"))
+        c.st("r2", r2)
+        c.st("lam", b.fsub(c.ld("lam"), b.fmul(S["P"], r2)))
+        return {"x1": x, "x2": c.carry["x1"], "mdx": c.fabs(dx), "mx": c.fabs(x)}
+
+    def pupd_end(c):
+        b = c.b
+        p = b.gep(c.P["b"], [c.rows["T"]])
+        b.store(b.fadd(b.load(p), c.load(c.P["sol"], c.rows["N"])), p)
+
+    _loop_fn(mod, "pol_upd", ("x", "b", "sol", "A", "lam", "r2", "mdx", "mx"), C + ("P",), (),
+             False, ("x1", "x2"), {"mdx": "max", "mx": "max"}, pupd, pupd_end)
+    return str(mod)
+
+
 def _compile():
     import llvmlite.binding as llvm
 
@@ -398,6 +737,8 @@ def _compile():
     for kd in SIGNED:
         src += [_ir_factor(kd, signed=True), _ir_solve(kd)]
     src += [_ir_rec(False), _ir_rec(True), _ir_fir(False), _ir_fir(True), _ir_drift_band()]
+    # (the builder's module header, a target triple of its own, left out)
+    src += [ln for ln in _ipm_module().splitlines() if not ln.startswith(("target", ";"))]
     mod = llvm.parse_assembly("\n".join(src))
     mod.verify()
     # the host's CPU (as numba compiles for): its scheduling model and FMA
@@ -422,7 +763,16 @@ def _compile():
     k["driftband"] = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
                                       ctypes.c_void_p, *([d] * 9))(
         ee.get_function_address("driftband"))
+    v = ctypes.c_void_p
+    for name, (np_, nd) in _IPM_SIGS.items():
+        k[name] = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_int64, *([v] * np_),
+                                   *([d] * nd))(ee.get_function_address(name))
     return ee, tm, mod, k
+
+
+# the interior point's passes: (pointer arguments, double arguments)
+_IPM_SIGS = {"ipm_pre": (13, 5), "ipm_dir": (10, 3), "ipm_dir2": (10, 3), "ipm_aff": (6, 0),
+             "ipm_corr": (8, 3), "ipm_upd": (10, 1), "pol_res": (7, 5), "pol_upd": (8, 4)}
 
 
 class Kernels:
@@ -479,6 +829,15 @@ class Kernels:
                              g2 * g2 * ia2, -g1 * ia2, g1 * g2 * ia2, -g2 * ia2,
                              1.0 + 2.0 * mu, 1.0 + mu, -mu)
         return flat
+
+    def ipm(self, name, m, n, arrays, scalars=()):
+        """One of the interior point's passes (:func:`_ipm_module`) on rows
+        of length n: ``arrays`` C-ordered float64, each as long as the pass
+        reads and writes (the caller's promise)."""
+        assert len(arrays) == _IPM_SIGS[name][0] and len(scalars) == _IPM_SIGS[name][1]
+        for a in arrays:
+            assert a.dtype == np.float64 and a.flags.c_contiguous
+        self._k[name](m, n, *(a.ctypes.data for a in arrays), *map(float, scalars))
 
     def solve(self, ab, n, b):
         kd = ab.shape[0] - 1

@@ -701,6 +701,8 @@ def _polish_spd(ys, active, mode, mu, g1, g2, ia, cvec):
     ia2 = ia * ia
     P = _PEN / ia2
     nt = _Newton(P * A, g1, g2, ia2, mode, mu, T)
+    if _fused_ok(mode, nt.aug):
+        return _polish_spd_drift(nt, ys, A, P, mu, g1, g2, ia, cvec)
     rx = ys[:, 1:] - cvec
     rb = ys if mode == 2 else (ys.sum(axis=1) if mode == 1 else None)
     x = np.zeros_like(rx)
@@ -729,6 +731,34 @@ def _polish_spd(ys, active, mode, mu, g1, g2, ia, cvec):
         if mode:
             b += db
         ok = np.abs(dx).max(axis=1) <= _REFINE_TOL * (1.0 + np.abs(x).max(axis=1))
+        if ok.all():
+            break
+    return x, b, ok
+
+
+def _polish_spd_drift(nt, ys, A, P, mu, g1, g2, ia, cvec):
+    """:func:`_polish_spd`'s refinement for the drift problem on the width-4
+    band, each step two passes of :mod:`._jit_band` (``pol_res``: the
+    residual straight into the solve's vector; ``pol_upd``: the step, the
+    constraints' residual, the multipliers and the test's maxima) and the
+    banded solve: the same arithmetic as the NumPy steps."""
+    jit = _jit_band.load()
+    m, T = ys.shape
+    n = T - 1
+    c = (ia, -g1 * ia, -g2 * ia)
+    rx = np.ascontiguousarray(ys[:, 1:] - cvec)
+    rb = np.ascontiguousarray(ys, dtype=np.float64)
+    A = np.ascontiguousarray(A)
+    x, lam, r2 = np.zeros((m, n)), np.zeros((m, n)), np.zeros((m, n))
+    b = np.zeros((m, T))
+    rhs = np.zeros(nt.M + nt.kd)
+    mdx, mx = np.empty(m), np.empty(m)
+    ok = np.zeros(m, dtype=bool)
+    for _ in range(_REFINE_STEPS):
+        jit.ipm("pol_res", m, n, (x, b, lam, r2, rx, rb, rhs), c + (P, mu))
+        jit.solve(nt.c, nt.M, rhs)
+        jit.ipm("pol_upd", m, n, (x, b, rhs, A, lam, r2, mdx, mx), c + (P,))
+        ok = mdx <= _REFINE_TOL * (1.0 + mx)
         if ok.all():
             break
     return x, b, ok
@@ -845,6 +875,79 @@ def _polish(ys, active, mode, mu, g1, g2, ia, cvec):
     return p_ - q_ * b[:, None], b
 
 
+# the drift interior point's element-wise work by _jit_band's passes (False:
+# NumPy's, the same arithmetic but for the per-row sums' rounding)
+_FUSED = True
+
+
+def _fused_ok(mode, aug):
+    """Whether an iteration's element-wise work runs as :class:`_IpmDrift`'s
+    compiled passes: the drift problem on the bordered band of width 4."""
+    return (mode == 2 and not aug and _FUSED and _USE_JIT and _jit_band.load() is not None
+            and _drift_band_checked(_jit_band.load()))
+
+
+class _IpmDrift:
+    """One interior-point iteration of the drift problem (the loop body of
+    :func:`_solve_group` for mode 2 on the width-4 band), its element-wise
+    work in six passes of :mod:`._jit_band` (``ipm_pre``, ``ipm_dir``,
+    ``ipm_aff``, ``ipm_corr``, ``ipm_dir2``, ``ipm_upd``) instead of ~60
+    NumPy passes and their temporaries; the right-hand sides written
+    straight into the stacked solve's vector and the steps read from it.
+    x, u, z and b are updated in place.  Buffers are kept while the number
+    of rows stays (a group's iterations)."""
+
+    def __init__(self, m, n):
+        self.m, self.n = m, n
+        T = n + 1
+        self.M = m * (2 * T - 1)
+        e = np.empty
+        self.W, self.rp, self.rx, self.du, self.dz, self.tu = (e((m, n)) for _ in range(6))
+        self.rb = e((m, T))
+        self.rhs = np.zeros(self.M + 4)
+        self.r1, self.r2, self.r3 = e(m), e(m), e(m)
+
+    @classmethod
+    def for_rows(cls, ws, m, n):
+        return ws if ws is not None and ws.m == m and ws.n == n else cls(m, n)
+
+    def step(self, x, u, z, b, y0, y1, cvec, g1, g2, ia, ia2, mu, T):
+        """One predictor-corrector iteration; returns the primal step
+        lengths a and the new mean complementarity."""
+        jit = _jit_band.load()
+        m, n = self.m, self.n
+        c = (ia, -g1 * ia, -g2 * ia)
+        y0 = np.ascontiguousarray(y0, dtype=np.float64)
+        y1 = np.ascontiguousarray(y1, dtype=np.float64)
+        cvec = np.ascontiguousarray(cvec, dtype=np.float64)
+        pre = (x, u, z, b, y1, y0, cvec, self.W, self.rp, self.rx, self.rb, self.rhs, self.r1)
+        jit.ipm("ipm_pre", m, n, pre, c + (1e250, mu))
+        mu_c = self.r1 / n
+        try:
+            nt = _Newton(self.W, g1, g2, ia2, 2, mu, T)
+        except np.linalg.LinAlgError:
+            # (as the NumPy loop: W capped, and the right-hand side with it)
+            jit.ipm("ipm_pre", m, n, pre, c + (min(1e250, _W_MAX / ia2), mu))
+            nt = _Newton(self.W, g1, g2, ia2, 2, mu, T)
+        rhs = self.rhs
+        dirs = (rhs, self.rp, z, u, self.W, self.tu, self.du, self.dz, self.r2, self.r3)
+        # predictor (affine scaling)
+        jit.solve(nt.c, self.M, rhs)
+        jit.ipm("ipm_dir", m, n, dirs, c)
+        a_aff = np.minimum(1.0 / np.maximum(1.0, -self.r2), 1.0 / np.maximum(1.0, -self.r3))
+        jit.ipm("ipm_aff", m, n, (u, self.du, z, self.dz, a_aff, self.r2))
+        sigma = (self.r2 / n / mu_c) ** 3
+        # corrector: centring and the second-order term
+        jit.ipm("ipm_corr", m, n, (self.du, self.dz, u, self.rx, self.rb, self.tu, rhs,
+                                   sigma * mu_c), c)
+        jit.solve(nt.c, self.M, rhs)
+        jit.ipm("ipm_dir2", m, n, dirs, c)
+        a = np.minimum(1.0, 0.995 * (1.0 / np.maximum(1.0, -self.r2)))
+        ad = np.minimum(1.0, 0.995 * (1.0 / np.maximum(1.0, -self.r3)))
+        jit.ipm("ipm_upd", m, n, (x, u, z, b, rhs, self.du, self.dz, a, ad, self.r1), (_TINY,))
+        return a, self.r1 / n
+
+
 def solve_rows(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters=IPM_BUDGET,
                init=None, threads=1):
     """Solve every row of y ((m, T) float64, finite, T >= 2) exactly.
@@ -959,63 +1062,70 @@ def _solve_group(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters, init):
     # u = D x is an iterate of its own (updated by its steps, kept > 0):
     # formed from x it would lose ~eps |x| / alpha to cancellation (slow
     # kernels: a second difference), as much as the small spikes hold
+    fused = _fused_ok(mode, aug)
+    ws = None
     for it in range(1, max_iters + 1):
-        rp = _d(x, g1, g2, ia) - u
-        if mode == 2:
-            r = y1 - x - b[:, 1:]
+        if fused:
+            # the element-wise work of an iteration in six compiled passes
+            ws = _IpmDrift.for_rows(ws, len(rows), n)
+            a, mu_c = ws.step(x, u, z, b, y0, y1, cvec, g1, g2, ia, ia2, mu, T)
         else:
-            r = y1 - x - b[:, None]
-        mu_c = (u * z).mean(axis=1)
-        W = np.minimum(z / u, 1e250)  # (u >= _TINY)
-        try:
-            nt = _Newton(W, g1, g2, ia2, mode, mu, T)
-        except np.linalg.LinAlgError:
-            # beyond ~1e12 of the identity the banded Cholesky of I + D' W D
-            # can lose the identity to rounding: capped (those constraints
-            # are active; the cap only shortens their Newton step).  The
-            # augmented band's signed LDL' does not test its pivots' signs,
-            # so it never comes here: a step it gets wrong is only shorter
-            # progress, since convergence is decided by the KKT test alone
-            W = np.minimum(W, _W_MAX / ia2)
-            nt = _Newton(W, g1, g2, ia2, mode, mu, T)
-        rx0 = r - cvec - _dt(W * rp, g1, g2, ia)
-        rq = None
-        if aug:
-            rb = np.concatenate(((y0 - b[:, 0])[:, None], r), axis=1) - _bt(p)
-            rq = p / mu - np.diff(b, axis=1)
-        elif mode == 2:
-            rb = np.concatenate(((y0 - b[:, 0])[:, None], r), axis=1) - _lap(b, mu)
-        elif mode == 1:
-            rb = (y0 - b) + r.sum(axis=1)
-        else:
-            rb = None
-        # predictor (affine scaling)
-        dx, db = nt.solve(rx0, rb, rq)[:2]
-        du = _d(dx, g1, g2, ia) + rp
-        dz = -z - W * du
-        a_aff = np.minimum(_max_step(u, du), _max_step(z, dz))[:, None]
-        mu_aff = ((u + a_aff * du) * (z + a_aff * dz)).mean(axis=1)
-        sigma = (mu_aff / mu_c) ** 3
-        # corrector: centring and the second-order term
-        tgt = (sigma * mu_c)[:, None] - du * dz
-        dx, db, *dp = nt.solve(rx0 + _dt(tgt / u, g1, g2, ia), rb, rq)
-        du = _d(dx, g1, g2, ia) + rp
-        dz = tgt / u - z - W * du
-        # primal and dual steps of their own lengths (the stationarity residual
-        # a shorter dual step leaves is the next iteration's right-hand side):
-        # ~1-8 fewer iterations than one common length
-        a = np.minimum(1.0, 0.995 * _max_step(u, du))
-        ad = np.minimum(1.0, 0.995 * _max_step(z, dz))
-        x = x + a[:, None] * dx
-        u = np.maximum(u + a[:, None] * du, _TINY)
-        z = np.maximum(z + ad[:, None] * dz, _TINY)
-        if mode == 2:
-            b = b + a[:, None] * db
+            rp = _d(x, g1, g2, ia) - u
+            if mode == 2:
+                r = y1 - x - b[:, 1:]
+            else:
+                r = y1 - x - b[:, None]
+            mu_c = (u * z).mean(axis=1)
+            W = np.minimum(z / u, 1e250)  # (u >= _TINY)
+            try:
+                nt = _Newton(W, g1, g2, ia2, mode, mu, T)
+            except np.linalg.LinAlgError:
+                # beyond ~1e12 of the identity the banded Cholesky of I + D' W D
+                # can lose the identity to rounding: capped (those constraints
+                # are active; the cap only shortens their Newton step).  The
+                # augmented band's signed LDL' does not test its pivots' signs,
+                # so it never comes here: a step it gets wrong is only shorter
+                # progress, since convergence is decided by the KKT test alone
+                W = np.minimum(W, _W_MAX / ia2)
+                nt = _Newton(W, g1, g2, ia2, mode, mu, T)
+            rx0 = r - cvec - _dt(W * rp, g1, g2, ia)
+            rq = None
             if aug:
-                p = p + a[:, None] * dp[0]
-        elif mode == 1:
-            b = b + a * db
-        mu_c = (u * z).mean(axis=1)
+                rb = np.concatenate(((y0 - b[:, 0])[:, None], r), axis=1) - _bt(p)
+                rq = p / mu - np.diff(b, axis=1)
+            elif mode == 2:
+                rb = np.concatenate(((y0 - b[:, 0])[:, None], r), axis=1) - _lap(b, mu)
+            elif mode == 1:
+                rb = (y0 - b) + r.sum(axis=1)
+            else:
+                rb = None
+            # predictor (affine scaling)
+            dx, db = nt.solve(rx0, rb, rq)[:2]
+            du = _d(dx, g1, g2, ia) + rp
+            dz = -z - W * du
+            a_aff = np.minimum(_max_step(u, du), _max_step(z, dz))[:, None]
+            mu_aff = ((u + a_aff * du) * (z + a_aff * dz)).mean(axis=1)
+            sigma = (mu_aff / mu_c) ** 3
+            # corrector: centring and the second-order term
+            tgt = (sigma * mu_c)[:, None] - du * dz
+            dx, db, *dp = nt.solve(rx0 + _dt(tgt / u, g1, g2, ia), rb, rq)
+            du = _d(dx, g1, g2, ia) + rp
+            dz = tgt / u - z - W * du
+            # primal and dual steps of their own lengths (the stationarity residual
+            # a shorter dual step leaves is the next iteration's right-hand side):
+            # ~1-8 fewer iterations than one common length
+            a = np.minimum(1.0, 0.995 * _max_step(u, du))
+            ad = np.minimum(1.0, 0.995 * _max_step(z, dz))
+            x = x + a[:, None] * dx
+            u = np.maximum(u + a[:, None] * du, _TINY)
+            z = np.maximum(z + ad[:, None] * dz, _TINY)
+            if mode == 2:
+                b = b + a[:, None] * db
+                if aug:
+                    p = p + a[:, None] * dp[0]
+            elif mode == 1:
+                b = b + a * db
+            mu_c = (u * z).mean(axis=1)
         done = np.zeros(len(rows), dtype=bool)
         last = it == max_iters
         # a step cut to nothing: the Newton direction has lost its accuracy
