@@ -389,8 +389,8 @@ exit:
 # of width 4; :func:`._numpy_solver._solve_group`) costs ~60 NumPy passes
 # over (m, n) arrays beside its two banded solves and one factorisation;
 # these loops do that element-wise work in six passes, each element's
-# arithmetic the NumPy expression's, in its order (the per-row sums are
-# sequential: ``mean``'s pairwise sum differs in rounding).  Rows are C
+# arithmetic the NumPy expression's, in its order (the products whose means
+# it takes are stored, and averaged by NumPy: the same rounding).  Rows are C
 # ordered: (m, n) arrays (x, u, z, W, ...), (m, n + 1) baselines, and the
 # stacked right-hand side / solution (row r at r (2 n + 1): b_0, x_0, b_1,
 # ..., x_{n-1}, b_n).
@@ -580,7 +580,8 @@ def _ipm_module():
         rb = b.fsub(r, lap)
         c.st("rb", rb, "T", off=1)
         c.st("rhs", rb, "N", 2, 2)
-        return {"q1": q, "q2": c.carry["q1"], "uz": b.fmul(u, z)}
+        c.st("uz", b.fmul(u, z))
+        return {"q1": q, "q2": c.carry["q1"]}
 
     def pre_end(c):
         # rb_0 = (y0 - b_0) - (0 - p_0)   (T >= 2: n >= 1)
@@ -594,10 +595,10 @@ def _ipm_module():
 
     _loop_fn(mod, "ipm_pre", ("x", "u", "z", "b", "y1", "y0", "cvec", "W", "rp", "rx", "rb",
                               "rhs", "uz"),
-             C + ("cap", "mu"), (), True, ("q1", "q2"), {"uz": "sum"}, pre, pre_end)
+             C + ("cap", "mu"), (), True, ("q1", "q2"), {}, pre, pre_end)
 
-    def steps(c, corrector):
-        # du = D dx + rp; dz = -z - W du (predictor) or tu - z - W du
+    def steps(c):
+        # du = D dx + rp; dz = -z - W du (predictor: corr 0) or tu - z - W du
         # (corrector, tu = tgt / u); the smallest du / u and dz / z
         b, S = c.b, c.S
         dx = c.ld("sol", "N", 2, 1)
@@ -605,26 +606,25 @@ def _ipm_module():
                     c.ld("rp"))
         z, u = c.ld("z"), c.ld("u")
         wdu = b.fmul(c.ld("W"), du)
-        dz = b.fsub(b.fsub(c.ld("tu"), z) if corrector else b.fneg(z), wdu)
+        corr = b.fcmp_ordered("!=", S["corr"], c.cd(0.0))
+        dz = b.fsub(b.select(corr, b.fsub(c.ld("tu"), z), b.fneg(z)), wdu)
         c.st("du", du)
         c.st("dz", dz)
         return {"d1": dx, "d2": c.carry["d1"], "mu_": b.fdiv(du, u), "mz": b.fdiv(dz, z)}
 
-    for name, corr in (("ipm_dir", False), ("ipm_dir2", True)):
-        _loop_fn(mod, name, ("sol", "rp", "z", "u", "W", "tu", "du", "dz", "mu_", "mz"), C, (),
-                 False, ("d1", "d2"), {"mu_": "min", "mz": "min"},
-                 lambda c, corr=corr: steps(c, corr))
+    _loop_fn(mod, "ipm_dir", ("sol", "rp", "z", "u", "W", "tu", "du", "dz", "mu_", "mz"),
+             C + ("corr",), (), False, ("d1", "d2"), {"mu_": "min", "mz": "min"}, steps)
 
     def aff(c):
-        # (u + a du) (z + a dz), summed
+        # (u + a du) (z + a dz) (its mean by NumPy: the same rounding)
         b = c.b
         a = c.rowd["a"]
         v = b.fmul(b.fadd(c.ld("u"), b.fmul(a, c.ld("du"))),
                    b.fadd(c.ld("z"), b.fmul(a, c.ld("dz"))))
-        return {"s": v}
+        c.st("s", v)
+        return {}
 
-    _loop_fn(mod, "ipm_aff", ("u", "du", "z", "dz", "a", "s"), (), ("a",), False, (),
-             {"s": "sum"}, aff)
+    _loop_fn(mod, "ipm_aff", ("u", "du", "z", "dz", "a", "s"), (), ("a",), False, (), {}, aff)
 
     def corr(c):
         # tgt = sm - du dz; tu = tgt / u; rhs = rx + D'(tu), and the rb rows
@@ -656,7 +656,8 @@ def _ipm_module():
         c.st("u", u)
         c.st("z", z)
         c.st("b", bb, "T", off=1)
-        return {"uz": b.fmul(u, z)}
+        c.st("uz", b.fmul(u, z))
+        return {}
 
     def upd_end(c):
         b = c.b
@@ -665,7 +666,7 @@ def _ipm_module():
         b.store(b.fadd(b.load(p), b.fmul(c.rowd["a"], db)), p)
 
     _loop_fn(mod, "ipm_upd", ("x", "u", "z", "b", "sol", "du", "dz", "a", "ad", "uz"),
-             ("tiny",), ("a", "ad"), False, (), {"uz": "sum"}, upd, upd_end)
+             ("tiny",), ("a", "ad"), False, (), {}, upd, upd_end)
     # the exact polish's iterative refinement (:func:`._numpy_solver._polish_spd`,
     # drift on the width-4 band): the residual into the right-hand side ...
     def res(c):
@@ -722,6 +723,37 @@ def _ipm_module():
     return str(mod)
 
 
+def _ir_riccati() -> str:
+    """The drift smoother's Riccati divisors (:func:`._numpy_solver._smoother_gains`,
+    the same arithmetic): P = 0; for t = T-1 .. 1: P += 1, den[t] = P + mu,
+    P = mu P / den[t]; den[0] = P + 1."""
+    return """
+define void @riccati(i64 %T, double %mu, double* noalias %den) {
+entry:
+  %tl = sub i64 %T, 1
+  %go = icmp sgt i64 %T, 1
+  br i1 %go, label %loop, label %done
+loop:
+  %t = phi i64 [%tl, %entry], [%t1, %loop]
+  %P = phi double [0.0, %entry], [%Pn, %loop]
+  %P1 = fadd double %P, 1.0
+  %d = fadd double %P1, %mu
+  %pd = getelementptr double, double* %den, i64 %t
+  store double %d, double* %pd
+  %mp = fmul double %mu, %P1
+  %Pn = fdiv double %mp, %d
+  %t1 = sub i64 %t, 1
+  %more = icmp sge i64 %t1, 1
+  br i1 %more, label %loop, label %done
+done:
+  %Pf = phi double [0.0, %entry], [%Pn, %loop]
+  %d0 = fadd double %Pf, 1.0
+  store double %d0, double* %den
+  ret void
+}
+"""
+
+
 def _compile():
     import llvmlite.binding as llvm
 
@@ -736,9 +768,8 @@ def _compile():
         src += [_ir_factor(kd), _ir_solve(kd)]
     for kd in SIGNED:
         src += [_ir_factor(kd, signed=True), _ir_solve(kd)]
-    src += [_ir_rec(False), _ir_rec(True), _ir_fir(False), _ir_fir(True), _ir_drift_band()]
-    # (the builder's module header, a target triple of its own, left out)
-    src += [ln for ln in _ipm_module().splitlines() if not ln.startswith(("target", ";"))]
+    src += [_ir_rec(False), _ir_rec(True), _ir_fir(False), _ir_fir(True), _ir_drift_band(),
+            _ir_riccati()]
     mod = llvm.parse_assembly("\n".join(src))
     mod.verify()
     # the host's CPU (as numba compiles for): its scheduling model and FMA
@@ -763,15 +794,35 @@ def _compile():
     k["driftband"] = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
                                       ctypes.c_void_p, *([d] * 9))(
         ee.get_function_address("driftband"))
-    v = ctypes.c_void_p
-    for name, (np_, nd) in _IPM_SIGS.items():
-        k[name] = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_int64, *([v] * np_),
-                                   *([d] * nd))(ee.get_function_address(name))
+    k["riccati"] = ctypes.CFUNCTYPE(None, ctypes.c_int64, d, ctypes.c_void_p)(
+        ee.get_function_address("riccati"))
     return ee, tm, mod, k
 
 
+def _compile_ipm():
+    """The interior point's passes (:func:`_ipm_module`), an engine of their
+    own: ~0.13 s of LLVM's code generation (level 0 would take ~0.02 s, but
+    its code runs ~5x slower), so :func:`load` has it made on a thread while
+    the first answers go on with NumPy's passes (the same numbers)."""
+    import llvmlite.binding as llvm
+
+    # (the builder's module header, a target triple of its own, left out)
+    mod = llvm.parse_assembly("\n".join(
+        ln for ln in _ipm_module().splitlines() if not ln.startswith(("target", ";"))))
+    mod.verify()
+    tm = llvm.Target.from_default_triple().create_target_machine(
+        cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(), opt=2)
+    ee = llvm.create_mcjit_compiler(mod, tm)
+    ee.finalize_object()
+    v, d = ctypes.c_void_p, ctypes.c_double
+    k = {name: ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_int64, *([v] * np_),
+                                *([d] * nd))(ee.get_function_address(name))
+         for name, (np_, nd) in _IPM_SIGS.items()}
+    return (ee, tm, mod), k
+
+
 # the interior point's passes: (pointer arguments, double arguments)
-_IPM_SIGS = {"ipm_pre": (13, 5), "ipm_dir": (10, 3), "ipm_dir2": (10, 3), "ipm_aff": (6, 0),
+_IPM_SIGS = {"ipm_pre": (13, 5), "ipm_dir": (10, 4), "ipm_aff": (6, 0),
              "ipm_corr": (8, 3), "ipm_upd": (10, 1), "pol_res": (7, 5), "pol_upd": (8, 4)}
 
 
@@ -784,6 +835,27 @@ class Kernels:
     def __init__(self, compiled):
         self._keep = compiled[:3]  # the engine owns the code: keep it alive
         self._k = compiled[3]
+        # the interior point's passes, once made (:func:`_compile_ipm`)
+        self._ipm = None
+        self._ipm_keep = None
+        self._ipm_done = threading.Event()
+
+    def ipm_ready(self, timeout=0.0) -> bool:
+        """Whether the interior point's passes are there (waiting up to
+        ``timeout`` s for them; they are made on a thread after :func:`load`)."""
+        if timeout:
+            self._ipm_done.wait(timeout)
+        return self._ipm is not None
+
+    def _make_ipm(self):
+        try:
+            keep, k = _compile_ipm()
+            self._ipm_keep = keep
+            self._ipm = k
+        except Exception:  # noqa: BLE001 - no passes: NumPy's, as before
+            pass
+        finally:
+            self._ipm_done.set()
 
     def factor(self, ab, n):
         kd = ab.shape[0] - 1
@@ -830,6 +902,12 @@ class Kernels:
                              1.0 + 2.0 * mu, 1.0 + mu, -mu)
         return flat
 
+    def riccati(self, mu, T):
+        """The drift smoother's divisors den (T,) (:func:`_ir_riccati`)."""
+        den = np.empty(max(int(T), 1))
+        self._k["riccati"](int(T), float(mu), den.ctypes.data)
+        return den
+
     def ipm(self, name, m, n, arrays, scalars=()):
         """One of the interior point's passes (:func:`_ipm_module`) on rows
         of length n: ``arrays`` C-ordered float64, each as long as the pass
@@ -837,7 +915,7 @@ class Kernels:
         assert len(arrays) == _IPM_SIGS[name][0] and len(scalars) == _IPM_SIGS[name][1]
         for a in arrays:
             assert a.dtype == np.float64 and a.flags.c_contiguous
-        self._k[name](m, n, *(a.ctypes.data for a in arrays), *map(float, scalars))
+        self._ipm[name](m, n, *(a.ctypes.data for a in arrays), *map(float, scalars))
 
     def solve(self, ab, n, b):
         kd = ab.shape[0] - 1
@@ -964,6 +1042,12 @@ def load():
             try:
                 k = Kernels(_compile())
                 _STATE["k"] = k if _self_test(k) else None
+                if _STATE["k"] is not None:
+                    th = threading.Thread(target=k._make_ipm, name="catune-llvm", daemon=True)
+                    try:
+                        th.start()
+                    except RuntimeError:  # no thread to be had: made here
+                        k._make_ipm()
             except Exception:  # noqa: BLE001 - no LLVM here: LAPACK
                 _STATE["k"] = None
         return _STATE["k"]

@@ -38,6 +38,7 @@ costs about a second).
 
 from __future__ import annotations
 
+import threading
 from functools import lru_cache
 
 import numpy as np
@@ -192,14 +193,18 @@ def _smoother_gains(mu: float, T: int):
     factors c_t = mu / (P_t + mu), the forward divisors den_t = P_t + mu and
     the last P (``_numba_solvers.smooth_baseline``'s recursion, the same
     arithmetic: every update a harmonic mean, no cancellation)."""
-    den = np.empty(T)
-    P = 0.0
-    for t in range(T - 1, 0, -1):
-        P += 1.0
-        d = P + mu
-        den[t] = d
-        P = mu * P / d
-    den[0] = P + 1.0
+    jit = _jit_band.load() if _USE_JIT else None
+    if jit is not None:
+        den = jit.riccati(mu, T)  # (a Python loop: ~10 ms for 54,000 frames)
+    else:
+        den = np.empty(T)
+        P = 0.0
+        for t in range(T - 1, 0, -1):
+            P += 1.0
+            d = P + mu
+            den[t] = d
+            P = mu * P / d
+        den[0] = P + 1.0
     c = mu / den
     c.setflags(write=False)
     den.setflags(write=False)
@@ -882,17 +887,53 @@ _FUSED = True
 
 def _fused_ok(mode, aug):
     """Whether an iteration's element-wise work runs as :class:`_IpmDrift`'s
-    compiled passes: the drift problem on the bordered band of width 4."""
-    return (mode == 2 and not aug and _FUSED and _USE_JIT and _jit_band.load() is not None
-            and _drift_band_checked(_jit_band.load()))
+    compiled passes: the drift problem on the bordered band of width 4, once
+    the passes are made (on a thread after :func:`._jit_band.load`; until
+    then NumPy's passes, the same numbers) and checked (:func:`_fused_checked`)."""
+    if mode != 2 or aug or not (_FUSED and _USE_JIT) or getattr(_TLS, "off", False):
+        return False
+    jit = _jit_band.load()
+    if jit is None or not jit.ipm_ready() or not _drift_band_checked(jit):
+        return False
+    return getattr(_TLS, "checking", False) or _fused_checked()
+
+
+_TLS = threading.local()
+_FUSED_OK: list = []
+
+
+def _fused_checked() -> bool:
+    """Whether the compiled passes give NumPy's numbers bit for bit on a
+    small drift problem, cold and warm (checked once per process, as
+    :func:`_drift_band_checked`; if not, NumPy's passes run)."""
+    if not _FUSED_OK:
+        rng = np.random.default_rng(8)
+        m, T = 2, 80
+        g1, g2, alpha, lamG, G, mu = 1.45, -0.48, 0.9, 0.08, 2.0, 30.0
+        s = (rng.random((m, T)) < 0.1) * rng.exponential(1.0, (m, T))
+        y = conv_rows(s, g1, g2, alpha) + 0.1 * rng.standard_normal((m, T)) + 1.0
+        got = []
+        for off in (True, False):
+            _TLS.off, _TLS.checking = off, not off
+            try:
+                with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+                    r = _solve_group(y, g1, g2, alpha, lamG, G, 2, mu, 1e-6, IPM_BUDGET, None)
+                    r2 = _solve_group(y, g1 * 0.99, g2, alpha, lamG, G, 2, mu, 1e-6, IPM_BUDGET,
+                                      r[0])
+                got.append(r + r2)
+            finally:
+                _TLS.off = _TLS.checking = False
+        _FUSED_OK.append(all(np.array_equal(a, b) for a, b in zip(*got)))
+    return _FUSED_OK[0]
 
 
 class _IpmDrift:
     """One interior-point iteration of the drift problem (the loop body of
     :func:`_solve_group` for mode 2 on the width-4 band), its element-wise
     work in six passes of :mod:`._jit_band` (``ipm_pre``, ``ipm_dir``,
-    ``ipm_aff``, ``ipm_corr``, ``ipm_dir2``, ``ipm_upd``) instead of ~60
-    NumPy passes and their temporaries; the right-hand sides written
+    ``ipm_aff``, ``ipm_corr``, ``ipm_dir`` again, ``ipm_upd``) instead of
+    ~60 NumPy passes and their temporaries, the same arithmetic (the means
+    by NumPy over the products the passes store: the same rounding); the right-hand sides written
     straight into the stacked solve's vector and the steps read from it.
     x, u, z and b are updated in place.  Buffers are kept while the number
     of rows stays (a group's iterations)."""
@@ -904,8 +945,9 @@ class _IpmDrift:
         e = np.empty
         self.W, self.rp, self.rx, self.du, self.dz, self.tu = (e((m, n)) for _ in range(6))
         self.rb = e((m, T))
+        self.uz = e((m, n))  # u z, then (u + a du)(z + a dz): their means by NumPy
         self.rhs = np.zeros(self.M + 4)
-        self.r1, self.r2, self.r3 = e(m), e(m), e(m)
+        self.r2, self.r3 = e(m), e(m)
 
     @classmethod
     def for_rows(cls, ws, m, n):
@@ -920,9 +962,9 @@ class _IpmDrift:
         y0 = np.ascontiguousarray(y0, dtype=np.float64)
         y1 = np.ascontiguousarray(y1, dtype=np.float64)
         cvec = np.ascontiguousarray(cvec, dtype=np.float64)
-        pre = (x, u, z, b, y1, y0, cvec, self.W, self.rp, self.rx, self.rb, self.rhs, self.r1)
+        pre = (x, u, z, b, y1, y0, cvec, self.W, self.rp, self.rx, self.rb, self.rhs, self.uz)
         jit.ipm("ipm_pre", m, n, pre, c + (1e250, mu))
-        mu_c = self.r1 / n
+        mu_c = self.uz.mean(axis=1)
         try:
             nt = _Newton(self.W, g1, g2, ia2, 2, mu, T)
         except np.linalg.LinAlgError:
@@ -933,19 +975,19 @@ class _IpmDrift:
         dirs = (rhs, self.rp, z, u, self.W, self.tu, self.du, self.dz, self.r2, self.r3)
         # predictor (affine scaling)
         jit.solve(nt.c, self.M, rhs)
-        jit.ipm("ipm_dir", m, n, dirs, c)
+        jit.ipm("ipm_dir", m, n, dirs, c + (0.0,))
         a_aff = np.minimum(1.0 / np.maximum(1.0, -self.r2), 1.0 / np.maximum(1.0, -self.r3))
-        jit.ipm("ipm_aff", m, n, (u, self.du, z, self.dz, a_aff, self.r2))
-        sigma = (self.r2 / n / mu_c) ** 3
+        jit.ipm("ipm_aff", m, n, (u, self.du, z, self.dz, a_aff, self.uz))
+        sigma = (self.uz.mean(axis=1) / mu_c) ** 3
         # corrector: centring and the second-order term
         jit.ipm("ipm_corr", m, n, (self.du, self.dz, u, self.rx, self.rb, self.tu, rhs,
                                    sigma * mu_c), c)
         jit.solve(nt.c, self.M, rhs)
-        jit.ipm("ipm_dir2", m, n, dirs, c)
+        jit.ipm("ipm_dir", m, n, dirs, c + (1.0,))
         a = np.minimum(1.0, 0.995 * (1.0 / np.maximum(1.0, -self.r2)))
         ad = np.minimum(1.0, 0.995 * (1.0 / np.maximum(1.0, -self.r3)))
-        jit.ipm("ipm_upd", m, n, (x, u, z, b, rhs, self.du, self.dz, a, ad, self.r1), (_TINY,))
-        return a, self.r1 / n
+        jit.ipm("ipm_upd", m, n, (x, u, z, b, rhs, self.du, self.dz, a, ad, self.uz), (_TINY,))
+        return a, self.uz.mean(axis=1)
 
 
 def solve_rows(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters=IPM_BUDGET,
