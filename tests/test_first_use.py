@@ -22,6 +22,19 @@ _SRC = Path(__file__).resolve().parents[1] / "src"
 _CODES = {"none": 0, "scalar": 1, "drift": 2}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _fused_passes_ready():
+    """The interior point's compiled passes made (on a thread after
+    _jit_band.load) and checked before any test: a test that counts Newton
+    systems or passes does not see the one-off check's, nor a switch to them
+    mid-way."""
+    from napari_catune import _jit_band
+
+    jit = _jit_band.load()
+    if jit is not None and jit.ipm_ready(120.0):
+        nps._fused_checked()
+
+
 @pytest.fixture
 def pending(monkeypatch):
     """This process as while a background compile runs (nothing started)."""

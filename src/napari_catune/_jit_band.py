@@ -4,7 +4,11 @@ brings) from a few lines of IR written here: no numba compile.
 
 Also: the signed LDL' of the drift's augmented (quasi-definite) Newton band
 of width 6, and the AR(2) recursions and FIR passes (D x, D' v, and the
-Newton band's calcium rows written straight into the band).
+Newton band's calcium rows written straight into the band), the drift
+smoother's Riccati divisors, and (made on a thread after :func:`load`,
+:meth:`Kernels.ipm_ready`) the drift interior point's element-wise passes
+and the exact polish's refinement steps, generated with ``llvmlite.ir``
+(:func:`_ipm_module`).
 
 LAPACK's banded Cholesky (``dpbtrf``/``dpbtrs``) spends most of its time in
 one BLAS call per column (~40 ns a column on the 4-wide drift band), where
@@ -887,15 +891,20 @@ class Kernels:
                                             c0, c1, c2, cst)
         return out
 
-    def drift_band(self, W, ia2, g1, g2, mu):
+    def drift_band(self, W, ia2, g1, g2, mu, out=None):
         """The drift Newton band of :class:`._numpy_solver._Newton` for W
         ((m, n)): (5, m (2 n + 1) + 4), Fortran order, every entry written
-        (:func:`_ir_drift_band`)."""
+        (:func:`_ir_drift_band`); into ``out`` (that shape and order: a
+        band kept from an earlier iteration) if given."""
         m, n = W.shape
         wp = np.zeros((m, n + 2))
         wp[:, :n] = W
         M = m * (2 * n + 1)
-        flat = np.empty((M + 4, 5)).T
+        if out is None:
+            flat = np.empty((M + 4, 5)).T
+        else:
+            assert out.shape == (5, M + 4) and out.flags.f_contiguous and out.dtype == np.float64
+            flat = out
         flat[:, M:] = 0.0
         self._k["driftband"](m, n, wp.ctypes.data, flat.ctypes.data, ia2, g1 * g1 * ia2,
                              g2 * g2 * ia2, -g1 * ia2, g1 * g2 * ia2, -g2 * ia2,

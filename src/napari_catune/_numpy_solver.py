@@ -27,7 +27,11 @@ are stacked into one banded system (the blocks do not couple).  Once the
 complementarity is small, the iterate is rounded to its active set (s = 0
 where the dual exceeds the spike) with the best baseline for those spikes,
 and accepted when the KKT test of the compiled solver holds
-(:func:`kkt_rows`, the same definition); otherwise it iterates on.  A
+(:func:`kkt_rows`, the same definition); otherwise it iterates on.  For
+the drift baseline on the width-4 band, an iteration's element-wise work
+and the polish's refinement steps run as a few compiled passes of
+:mod:`._jit_band` (:class:`_IpmDrift`, :func:`_polish_spd_drift`) once
+they are made, with NumPy's numbers bit for bit.  A
 warm start (a slider move) first runs those active-set corrections from
 the previous answer's active set, and the interior point only for the rows
 they do not settle.
@@ -430,7 +434,9 @@ class _Newton:
     Nothing of size mu enters: eliminating p_t after b_{t-1} forms the
     Riccati smoother's harmonic mean 1 / (1/mu + 1/P), no cancellation."""
 
-    def __init__(self, W, g1, g2, ia2, mode, mu, T):
+    def __init__(self, W, g1, g2, ia2, mode, mu, T, band=None):
+        # band: (drift, width 4, compiled loops) a band to write this one
+        # into, whose factor the caller no longer needs
         m, n = W.shape
         self.mode, self.m, self.n, self.T = mode, m, n, T
         self.aug = _augmented(mode, mu)
@@ -461,7 +467,7 @@ class _Newton:
             if jit is not None and _drift_band_checked(jit):
                 # written whole in one pass (no zeroing, no strided passes)
                 self.c = jit.drift_band(np.ascontiguousarray(W, dtype=np.float64), ia2, g1, g2,
-                                        mu)
+                                        mu, out=band)
             else:
                 self.c = _drift_band(W, g1, g2, ia2, mu, m, T)
             self.jit = _factor(self.c, self.M)
@@ -948,6 +954,9 @@ class _IpmDrift:
         self.uz = e((m, n))  # u z, then (u + a du)(z + a dz): their means by NumPy
         self.rhs = np.zeros(self.M + 4)
         self.r2, self.r3 = e(m), e(m)
+        # the Newton band, written and factored in place each iteration
+        # (fresh, its 4 MB per 54,000 frames cost page faults each time)
+        self.band = e((self.M + 4, 5)).T
 
     @classmethod
     def for_rows(cls, ws, m, n):
@@ -966,11 +975,11 @@ class _IpmDrift:
         jit.ipm("ipm_pre", m, n, pre, c + (1e250, mu))
         mu_c = self.uz.mean(axis=1)
         try:
-            nt = _Newton(self.W, g1, g2, ia2, 2, mu, T)
+            nt = _Newton(self.W, g1, g2, ia2, 2, mu, T, band=self.band)
         except np.linalg.LinAlgError:
             # (as the NumPy loop: W capped, and the right-hand side with it)
             jit.ipm("ipm_pre", m, n, pre, c + (min(1e250, _W_MAX / ia2), mu))
-            nt = _Newton(self.W, g1, g2, ia2, 2, mu, T)
+            nt = _Newton(self.W, g1, g2, ia2, 2, mu, T, band=self.band)
         rhs = self.rhs
         dirs = (rhs, self.rp, z, u, self.W, self.tu, self.du, self.dz, self.r2, self.r3)
         # predictor (affine scaling)
