@@ -957,6 +957,7 @@ class _IpmDrift:
         # the Newton band, written and factored in place each iteration
         # (fresh, its 4 MB per 54,000 frames cost page faults each time)
         self.band = e((self.M + 4, 5)).T
+        self._src = self._data = None
 
     @classmethod
     def for_rows(cls, ws, m, n):
@@ -968,9 +969,10 @@ class _IpmDrift:
         jit = _jit_band.load()
         m, n = self.m, self.n
         c = (ia, -g1 * ia, -g2 * ia)
-        y0 = np.ascontiguousarray(y0, dtype=np.float64)
-        y1 = np.ascontiguousarray(y1, dtype=np.float64)
-        cvec = np.ascontiguousarray(cvec, dtype=np.float64)
+        if self._src is not y1:  # (the data rows: copied once, not every iteration)
+            self._src = y1
+            self._data = tuple(np.ascontiguousarray(v, dtype=np.float64) for v in (y0, y1, cvec))
+        y0, y1, cvec = self._data
         pre = (x, u, z, b, y1, y0, cvec, self.W, self.rp, self.rx, self.rb, self.rhs, self.uz)
         jit.ipm("ipm_pre", m, n, pre, c + (1e250, mu))
         mu_c = self.uz.mean(axis=1)
