@@ -5,8 +5,8 @@ brings) from a few lines of IR written here: no numba compile.
 Also: the signed LDL' of the drift's augmented (quasi-definite) Newton band
 of width 6, and the AR(2) recursions and FIR passes (D x, D' v, and the
 Newton band's calcium rows written straight into the band), the drift
-smoother's Riccati divisors, and (made on a thread after :func:`load`,
-:meth:`Kernels.ipm_ready`) the drift interior point's element-wise passes
+smoother's Riccati divisors, and (made on a thread when asked,
+:meth:`Kernels.start_ipm`) the drift interior point's element-wise passes
 and the exact polish's refinement steps, generated with ``llvmlite.ir``
 (:func:`_ipm_module`).
 
@@ -806,8 +806,9 @@ def _compile():
 def _compile_ipm():
     """The interior point's passes (:func:`_ipm_module`), an engine of their
     own: ~0.13 s of LLVM's code generation (level 0 would take ~0.02 s, but
-    its code runs ~5x slower), so :func:`load` has it made on a thread while
-    the first answers go on with NumPy's passes (the same numbers)."""
+    its code runs ~5x slower), so it is made on a thread
+    (:meth:`Kernels.start_ipm`) while the first answers go on with NumPy's
+    passes (the same numbers)."""
     import llvmlite.binding as llvm
 
     # (the builder's module header, a target triple of its own, left out)
@@ -843,13 +844,30 @@ class Kernels:
         self._ipm = None
         self._ipm_keep = None
         self._ipm_done = threading.Event()
+        self._ipm_started = False
 
     def ipm_ready(self, timeout=0.0) -> bool:
-        """Whether the interior point's passes are there (waiting up to
-        ``timeout`` s for them; they are made on a thread after :func:`load`)."""
+        """Whether the interior point's passes are there (with ``timeout``:
+        making them if not started (:meth:`start_ipm`) and waiting up to that
+        many seconds for them)."""
         if timeout:
+            self.start_ipm()
             self._ipm_done.wait(timeout)
         return self._ipm is not None
+
+    def start_ipm(self) -> None:
+        """Have the interior point's passes made on a thread (once; ~0.13 s
+        of LLVM's code generation, which a first answer on a small problem
+        does not wait for)."""
+        with _LOCK:
+            if self._ipm_started:
+                return
+            self._ipm_started = True
+        th = threading.Thread(target=self._make_ipm, name="catune-llvm", daemon=True)
+        try:
+            th.start()
+        except RuntimeError:  # no thread to be had: made here
+            self._make_ipm()
 
     def _make_ipm(self):
         try:
@@ -1051,12 +1069,6 @@ def load():
             try:
                 k = Kernels(_compile())
                 _STATE["k"] = k if _self_test(k) else None
-                if _STATE["k"] is not None:
-                    th = threading.Thread(target=k._make_ipm, name="catune-llvm", daemon=True)
-                    try:
-                        th.start()
-                    except RuntimeError:  # no thread to be had: made here
-                        k._make_ipm()
             except Exception:  # noqa: BLE001 - no LLVM here: LAPACK
                 _STATE["k"] = None
         return _STATE["k"]

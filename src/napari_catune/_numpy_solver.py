@@ -886,16 +886,16 @@ def _polish(ys, active, mode, mu, g1, g2, ia, cvec):
     return p_ - q_ * b[:, None], b
 
 
-# the drift interior point's element-wise work by _jit_band's passes (False:
-# NumPy's, the same arithmetic but for the per-row sums' rounding)
+# the drift interior point's element-wise work by _jit_band's passes once
+# they are made (False: always NumPy's; the same numbers either way)
 _FUSED = True
 
 
 def _fused_ok(mode, aug):
     """Whether an iteration's element-wise work runs as :class:`_IpmDrift`'s
     compiled passes: the drift problem on the bordered band of width 4, once
-    the passes are made (on a thread after :func:`._jit_band.load`; until
-    then NumPy's passes, the same numbers) and checked (:func:`_fused_checked`)."""
+    the passes are made (on a thread: :func:`solve_rows`; until then NumPy's
+    passes, the same numbers) and checked (:func:`_fused_checked`)."""
     if mode != 2 or aug or not (_FUSED and _USE_JIT) or getattr(_TLS, "off", False):
         return False
     jit = _jit_band.load()
@@ -939,8 +939,9 @@ class _IpmDrift:
     work in six passes of :mod:`._jit_band` (``ipm_pre``, ``ipm_dir``,
     ``ipm_aff``, ``ipm_corr``, ``ipm_dir`` again, ``ipm_upd``) instead of
     ~60 NumPy passes and their temporaries, the same arithmetic (the means
-    by NumPy over the products the passes store: the same rounding); the right-hand sides written
-    straight into the stacked solve's vector and the steps read from it.
+    by NumPy over the products the passes store: the same rounding); the
+    right-hand sides written straight into the stacked solve's vector and
+    the steps read from it.
     x, u, z and b are updated in place.  Buffers are kept while the number
     of rows stays (a group's iterations)."""
 
@@ -1001,6 +1002,12 @@ class _IpmDrift:
         return a, self.uz.mean(axis=1)
 
 
+# samples of a drift solve from which the interior point's compiled passes
+# are made at its start (on a thread: ~0.13 s of one core), for its later row
+# groups; a smaller solve has them made after its answer
+_FUSE_NOW = 1 << 17
+
+
 def solve_rows(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters=IPM_BUDGET,
                init=None, threads=1):
     """Solve every row of y ((m, T) float64, finite, T >= 2) exactly.
@@ -1028,6 +1035,9 @@ def solve_rows(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters=IPM_BUDGE
             return _solve_group(y[i:i + step], g1, g2, alpha, lamG, G, mode, mu, kkt_tol,
                                 max_iters, None if init is None else init[i:i + step])
 
+    jit = _jit_band.load() if mode == 2 and _USE_JIT and not _augmented(mode, mu) else None
+    if jit is not None and m * T >= _FUSE_NOW:
+        jit.start_ipm()  # (ready within this solve: its later groups use them)
     starts = range(0, m, step)
     if threads > 1 and m > step:
         from .solver import _executor  # the compiled solver's pool (fork-safe, kept)
@@ -1035,6 +1045,8 @@ def solve_rows(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters=IPM_BUDGE
         parts = list(_executor(threads).map(part, starts))
     else:
         parts = [part(i) for i in starts]
+    if jit is not None:
+        jit.start_ipm()  # (after a small first answer: for the next ones)
     if len(parts) == 1:
         return parts[0]
     return tuple(np.concatenate(p) for p in zip(*parts))
@@ -1115,9 +1127,11 @@ def _solve_group(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters, init):
     # u = D x is an iterate of its own (updated by its steps, kept > 0):
     # formed from x it would lose ~eps |x| / alpha to cancellation (slow
     # kernels: a second difference), as much as the small spikes hold
-    fused = _fused_ok(mode, aug)
+    fused = False
     ws = None
     for it in range(1, max_iters + 1):
+        # (the passes may become ready mid-way: made on a thread)
+        fused = fused or _fused_ok(mode, aug)
         if fused:
             # the element-wise work of an iteration in six compiled passes
             ws = _IpmDrift.for_rows(ws, len(rows), n)
