@@ -30,6 +30,7 @@ self-test fails (the caller then uses LAPACK).  Calls release the GIL
 from __future__ import annotations
 
 import ctypes
+import os
 import threading
 
 import numpy as np
@@ -40,6 +41,17 @@ WIDTHS = (2, 4)  # the Newton bands: AR(2) alone, and with the drift interleaved
 SIGNED = (6,)
 _LOCK = threading.Lock()
 _STATE: dict = {}
+
+
+def _after_fork() -> None:
+    # a fork while a thread made the loops (solver.start_background_compile
+    # starts one) would leave the child a lock nobody releases
+    global _LOCK
+    _LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 def _ir_factor(kd: int, signed: bool = False) -> str:
