@@ -3,6 +3,8 @@ slider move and the first CLI call within 1 s on a fresh install).
 
     .venv/bin/python bench/bench_first_call.py                        # this tree
     .venv/bin/python bench/bench_first_call.py --against /old/src     # before/after
+    .venv/bin/python bench/bench_first_call.py --against /old/src --no-oasis \
+        --one-thread --no-wait --repeat 3                             # a quick A/B
 
 Every measurement is a new process with an EMPTY numba cache directory (as
 after ``pip install``), timed from the moment it is spawned (Python's start
@@ -25,7 +27,15 @@ and every import included) to the answer:
 Each process then waits for the background compile to end (this tree) so
 that the next measurement has the machine to itself; "compiled" is when this
 process switched to the compiled code.  Wall time and the process's CPU time
-(the compile child's CPU is not in it).
+(the compile child's CPU is not in it; the CPU of this process's background
+threads, which make the NumPy solver's loops, is).
+
+``--one-thread`` (CATUNE_NUM_THREADS=1 in the children): the solve runs on
+the main thread, and the main thread's own CPU time from its start to the
+answer is printed too: the work a user waits for, without the background
+threads' (steadier than wall time on a busy machine).  ``--no-wait``: the
+compile child is stopped after the measurement instead of waited for
+(minutes less; "compiled" is then not measured).
 """
 
 from __future__ import annotations
@@ -55,6 +65,16 @@ CASES = tuple(SLIDERS) + ("cli",)
 # has the machine to itself); "ready" is when it switched to the compiled code
 _WAIT = r"""
 ready = None
+if "--no-wait" in sys.argv:
+    import os, signal
+    p = getattr(solver, "_compile_proc", None)
+    if p is not None:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except OSError:
+            pass
+    print(json.dumps(out), flush=True)
+    os._exit(0)
 if hasattr(solver, "wait_compiled"):
     solver.wait_compiled(1800)
     ready = time.time()
@@ -76,12 +96,14 @@ if start is None or start() == "cached":
 y = np.load(sys.argv[1])
 r = solver.run_deconvolution_full(y, fs, tr, td, lam, baseline="drift")
 solver.fit_stats(y, r.reconvolution, r.activity, fs, np.zeros(len(y)), threaded=False)
-first = (time.time(), cpu(), bool(np.all(r.converged)))
+first = (time.time(), cpu(), bool(np.all(r.converged)), time.thread_time())
 r2 = solver.run_deconvolution_full(y, fs, tr, td * 1.05, lam, baseline="drift", init=r.activity)
 solver.fit_stats(y, r2.reconvolution, r2.activity, fs, np.zeros(len(y)), threaded=False)
-move = (time.time(), cpu(), bool(np.all(r2.converged)))
+move = (time.time(), cpu(), bool(np.all(r2.converged)), time.thread_time())
+out = {"first": first, "move": move, "ready": None}
 """ + _WAIT + r"""
-print(json.dumps({"first": first, "move": move, "ready": ready}))
+out["ready"] = ready
+print(json.dumps(out))
 """
 
 _CLI = r"""
@@ -91,10 +113,12 @@ def cpu():
     return r.ru_utime + r.ru_stime
 from napari_catune import cli
 code = cli.main(["deconvolve", sys.argv[1], "--params", sys.argv[2], "-o", sys.argv[3], "-q"])
-first = (time.time(), cpu(), code == 0)
+first = (time.time(), cpu(), code == 0, time.thread_time())
 from napari_catune import solver
+out = {"first": first, "ready": None}
 """ + _WAIT + r"""
-print(json.dumps({"first": first, "ready": ready}))
+out["ready"] = ready
+print(json.dumps(out))
 """
 
 _OASIS = r"""
@@ -112,8 +136,15 @@ print(json.dumps({"first": (time.time(), cpu(), True)}))
 """
 
 
+_OPTS = {"one_thread": False, "no_wait": False}
+
+
 def _spawn(code: str, args: list, src: Path | None, cache: str) -> tuple[float, dict]:
     env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+    if _OPTS["one_thread"]:
+        env["CATUNE_NUM_THREADS"] = "1"
+    if _OPTS["no_wait"]:
+        args = [*args, "--no-wait"]
     if src is not None:
         env["PYTHONPATH"] = str(src)
     t0 = time.time()
@@ -154,14 +185,19 @@ def _measure(tree: str, src: Path, files: dict, folder: Path, cases=CASES) -> di
                                src, cache)
             else:
                 t0, r = _spawn(_SLIDER, [files[case], *SLIDERS[case][3:]], src, cache)
-        row = {"first": [r["first"][0] - t0, r["first"][1]], "ok": r["first"][2]}
+        row = {"first": [r["first"][0] - t0, r["first"][1]], "ok": r["first"][2],
+               "main": r["first"][3]}
         if "move" in r:
             row["move"] = [r["move"][0] - t0, r["move"][1]]
+            row["main_move"] = r["move"][3]
         row["ready"] = None if r.get("ready") is None else r["ready"] - t0
         res[case] = row
         print(f"  {tree:8s} {case:8s} first answer {row['first'][0]:6.2f} s wall "
               f"{row['first'][1]:6.2f} s CPU"
+              + (f" ({row['main']:.2f} s main thread)" if _OPTS["one_thread"] else "")
               + (f"; first slider move done at {row['move'][0]:6.2f} s" if "move" in row else "")
+              + (f" ({row['main_move']:.2f} s main thread)"
+                 if _OPTS["one_thread"] and "move" in row else "")
               + (f"; compiled code in use from {row['ready']:6.1f} s" if row["ready"] else "")
               + ("" if row["ok"] else "; NOT CONVERGED"),
               flush=True)
@@ -177,15 +213,29 @@ def main(argv=None) -> int:
                     help="measure only these cases (default: all)")
     ap.add_argument("--no-oasis", action="store_true",
                     help="skip OASIS (its slow1k case takes minutes)")
+    ap.add_argument("--one-thread", action="store_true",
+                    help="CATUNE_NUM_THREADS=1, and print the main thread's CPU time")
+    ap.add_argument("--no-wait", action="store_true",
+                    help="stop the compile child after the measurement (no 'compiled' time)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="measure each tree this many times, alternating (default 1)")
     a = ap.parse_args(argv)
+    _OPTS.update(one_thread=a.one_thread, no_wait=a.no_wait)
     cases = tuple(a.cases)
     with tempfile.TemporaryDirectory(prefix="catune-first-") as tmp:
         folder = Path(tmp)
         files = _data(folder)
         print("seconds from process spawn (empty numba cache) to the answer")
-        results = {"this": _measure("this", a.src, files, folder, cases)}
-        if a.against:
-            results["against"] = _measure("against", a.against, files, folder, cases)
+        runs = {"this": [], "against": []}
+        for _ in range(max(1, a.repeat)):
+            runs["this"].append(_measure("this", a.src, files, folder, cases))
+            if a.against:
+                runs["against"].append(_measure("against", a.against, files, folder, cases))
+        # per tree and case, the median over the repeats (of each figure)
+        results = {tree: {case: {k: np.median([r[case][k] for r in rs], axis=0).tolist()
+                                 for k in rs[0][case] if k not in ("ok", "ready")}
+                          for case in cases}
+                   for tree, rs in runs.items() if rs}
         oasis = {}
         for case in cases if not a.no_oasis else ():
             g1, g2 = _ar2(*(SLIDERS[case][3:6] if case in SLIDERS else (FS, TAU_R, TAU_D)))
@@ -194,6 +244,17 @@ def main(argv=None) -> int:
             oasis[case] = [r["first"][0] - t0, r["first"][1]]
             print(f"  {'OASIS':8s} {case:8s} first answer {oasis[case][0]:6.2f} s wall "
                   f"{oasis[case][1]:6.2f} s CPU", flush=True)
+    if a.repeat > 1:
+        print(f"medians of {a.repeat}:")
+        for tree, res in results.items():
+            for case in cases:
+                row = res[case]
+                print(f"  {tree:8s} {case:8s} first answer {row['first'][0]:6.2f} s wall "
+                      f"{row['first'][1]:6.2f} s CPU"
+                      + (f" ({row['main']:.2f} s main thread)" if _OPTS["one_thread"] else "")
+                      + (f"; move done at {row['move'][0]:6.2f} s" if "move" in row else "")
+                      + (f" ({row['main_move']:.2f} s main thread)"
+                         if _OPTS["one_thread"] and "move" in row else ""))
     print("ratios of the first answer, wall (CPU: steadier on a shared machine):")
     for case in cases:
         t, tc = results["this"][case]["first"]
@@ -205,6 +266,9 @@ def main(argv=None) -> int:
             o, oc = results["against"][case]["first"]
             line += (f"   this / against {t / o:6.3f} ({tc / oc:5.3f})  "
                      f"(against {o:.2f} s, this {t:.2f} s)")
+            if _OPTS["one_thread"]:
+                line += (f"; main thread {results['this'][case]['main']:.2f} / "
+                         f"{results['against'][case]['main']:.2f} s")
         print(line)
     return 0
 

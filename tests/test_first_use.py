@@ -22,6 +22,19 @@ _SRC = Path(__file__).resolve().parents[1] / "src"
 _CODES = {"none": 0, "scalar": 1, "drift": 2}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _fused_passes_ready():
+    """The interior point's compiled passes made (on a thread after
+    _jit_band.load) and checked before any test: a test that counts Newton
+    systems or passes does not see the one-off check's, nor a switch to them
+    mid-way."""
+    from napari_catune import _jit_band
+
+    jit = _jit_band.load()
+    if jit is not None and jit.ipm_ready(120.0):
+        nps._fused_checked()
+
+
 @pytest.fixture
 def pending(monkeypatch):
     """This process as while a background compile runs (nothing started)."""
@@ -639,3 +652,169 @@ def test_the_one_pass_drift_band_is_checked_before_it_is_used(monkeypatch):
 
     monkeypatch.setattr(nps, "_DRIFT_BAND_OK", [])
     assert not nps._drift_band_checked(Wrong())
+
+
+_CLI_NO_SCIPY = r"""
+import json, sys
+from napari_catune import cli, solver
+
+def started(*a, **k):  # as after an install: the child compiles, the NumPy solver answers
+    solver._compile_state = "subprocess"
+    return "started"
+
+solver.start_background_compile = started
+folder = sys.argv[1]
+code = cli.main(["deconvolve", folder + "/y.npy", "--params", folder + "/p.json",
+                 "-o", folder + "/out.npz", "-q"])
+print(json.dumps({"code": code,
+                  "scipy": sorted(m for m in sys.modules if m.split(".")[0] == "scipy"),
+                  "numba": "numba" in sys.modules}))
+"""
+
+
+def test_first_cli_call_imports_no_scipy(tmp_path):
+    """``napari-catune deconvolve`` on a fresh install (the NumPy solver
+    answering) imports nothing of SciPy: its results' kernel landmarks (the
+    half-maximum times) are found by bisection, not ``scipy.optimize``
+    (~0.5 s of imports, half the first call), and numba is not imported."""
+    from napari_catune.params import TuningParams, save_params
+
+    np.save(tmp_path / "y.npy", simulation.regime_traces("GCaMP6f-30Hz", 3, 2000, seed=2))
+    save_params(TuningParams(0.05, 0.5, 30.0, 0.05), tmp_path / "p.json")
+    env = dict(os.environ, PYTHONPATH=str(_SRC) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, "-c", _CLI_NO_SCIPY, str(tmp_path)], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res == {"code": 0, "scipy": [], "numba": False}, res
+    assert (tmp_path / "out.npz").exists()
+
+
+@pytest.mark.parametrize("taus", [(0.05, 0.5), (0.01, 0.15), (0.2, 3.0), (0.1, 0.1000001),
+                                  (1e-3, 10.0)])
+def test_kernel_half_max_times_by_bisection_are_half_maximum(taus):
+    """The bisection's half-maximum crossings: the kernel there is half its
+    peak to rounding, left of the peak and right of it."""
+    from napari_catune import kernel
+
+    tr, td = taus
+    tp, left, right = kernel.kernel_landmarks(tr, td)
+    peak = float(kernel._raw_kernel(np.array(tp), tr, td))
+    for t in (left, right):
+        assert abs(float(kernel._raw_kernel(np.array(t), tr, td)) / peak - 0.5) < 1e-13
+    assert 0.0 < left < tp < right
+
+
+def _fused_passes():
+    """_jit_band's kernels with the interior point's passes made (they are
+    made on a thread after load: waited for here), or skip."""
+    from napari_catune import _jit_band
+
+    jit = _jit_band.load()
+    if jit is None or not jit.ipm_ready(120.0):
+        pytest.skip("no LLVM here: NumPy's passes only")
+    return jit
+
+
+def _solve_both(y, m, mu, init=None):
+    """solve_rows' numbers with the fused passes and with NumPy's."""
+    out = []
+    for off in (False, True):
+        nps._TLS.off = off
+        try:
+            out.append(nps.solve_rows(y, m.g1, m.g2, m.alpha, m.lamG, m.G, 2, mu,
+                                      solver.KKT_TOL, init=init))
+        finally:
+            nps._TLS.off = False
+    return out
+
+
+@pytest.mark.parametrize("regime", ["GCaMP6f-30Hz", "GCaMP6s-100Hz", "calab-gcamp6s-30Hz",
+                                    "lam0-30Hz", "dense-30Hz"])
+def test_fused_interior_point_passes_give_numpys_numbers_bit_for_bit(regime):
+    """The drift interior point's element-wise work and the exact polish's
+    refinement steps as _jit_band's passes: the same activity, baseline,
+    fit, iteration counts and verdicts as NumPy's passes, bit for bit, cold
+    and from a warm start (tau_decay +5 %); so a solve may switch to them
+    mid-way (they are made on a thread) and its numbers do not change."""
+    _fused_passes()
+    fs, tr, td, lam, *_ = simulation.REGIMES[regime]
+    y = simulation.regime_traces(regime, 3, 2500, seed=4)
+    m = solver._model(fs, tr, td, lam)
+    mu = drift_mu(None, fs, td)
+    fused, ref = _solve_both(y, m, mu)
+    assert ref[4].all()
+    for a, b in zip(fused, ref):
+        np.testing.assert_array_equal(a, b)
+    m2 = solver._model(fs, tr, td * 1.05, lam)
+    fused, ref = _solve_both(y, m2, drift_mu(None, fs, td * 1.05), init=ref[0])
+    assert ref[4].all()
+    for a, b in zip(fused, ref):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_fused_iteration_makes_no_numpy_difference_passes(monkeypatch):
+    """Each drift interior-point iteration on the fused path is six compiled
+    passes (ipm_pre, ipm_dir twice, ipm_aff, ipm_corr, ipm_upd) around its
+    two banded solves: the three NumPy D passes and two D' passes an
+    iteration makes otherwise are gone (counted against NumPy's path)."""
+    jit = _fused_passes()
+    fs, tr, td, lam = 30.0, 0.05, 0.5, 0.05
+    y = simulation.regime_traces("GCaMP6f-30Hz", 2, 4000, seed=9)
+    m = solver._model(fs, tr, td, lam)
+    mu = drift_mu(None, fs, td)
+    nps._fused_checked()
+    counts = []
+    for off in (False, True):
+        count = {"d": 0, "dt": 0, "ipm_pre": 0, "ipm_dir": 0, "ipm_aff": 0, "ipm_corr": 0,
+                 "ipm_upd": 0, "pol_res": 0, "pol_upd": 0}
+        real_d, real_dt, real_ipm = nps._d, nps._dt, type(jit).ipm
+
+        def d(*a, count=count, real_d=real_d):
+            count["d"] += 1
+            return real_d(*a)
+
+        def dt(*a, count=count, real_dt=real_dt):
+            count["dt"] += 1
+            return real_dt(*a)
+
+        def ipm(self, name, *a, count=count, real_ipm=real_ipm):
+            count[name] += 1
+            return real_ipm(self, name, *a)
+
+        monkeypatch.setattr(nps, "_d", d)
+        monkeypatch.setattr(nps, "_dt", dt)
+        monkeypatch.setattr(type(jit), "ipm", ipm)
+        nps._TLS.off = off
+        try:
+            r = nps.solve_rows(y, m.g1, m.g2, m.alpha, m.lamG, m.G, 2, mu, solver.KKT_TOL)
+        finally:
+            nps._TLS.off = False
+            monkeypatch.undo()
+        assert r[4].all()
+        counts.append(count)
+    fused, ref = counts
+    it = fused["ipm_pre"]
+    assert it >= 8 and ref["ipm_pre"] == 0 and ref["pol_res"] == 0
+    assert fused["ipm_dir"] == 2 * it and fused["ipm_upd"] == fused["ipm_aff"] == it
+    assert fused["ipm_corr"] == it and fused["pol_res"] == fused["pol_upd"] >= 1
+    assert ref["d"] - fused["d"] >= 3 * it and ref["dt"] - fused["dt"] >= 2 * it
+
+
+@pytest.mark.parametrize("mu", [0.0, 3.7, 900.0, 4e9])
+@pytest.mark.parametrize("T", [1, 2, 3, 54_000])
+def test_the_drift_smoothers_riccati_loop_is_pythons(mu, T, monkeypatch):
+    """The smoother's Riccati divisors by _jit_band's loop equal the Python
+    loop's, bit for bit."""
+    from napari_catune import _jit_band
+
+    if _jit_band.load() is None:
+        pytest.skip("no LLVM here")
+    nps._smoother_gains.cache_clear()
+    got = nps._smoother_gains(mu, T)
+    monkeypatch.setattr(nps, "_USE_JIT", False)
+    nps._smoother_gains.cache_clear()
+    ref = nps._smoother_gains(mu, T)
+    nps._smoother_gains.cache_clear()
+    for a, b in zip(got, ref):
+        np.testing.assert_array_equal(a, b)

@@ -4,7 +4,11 @@ brings) from a few lines of IR written here: no numba compile.
 
 Also: the signed LDL' of the drift's augmented (quasi-definite) Newton band
 of width 6, and the AR(2) recursions and FIR passes (D x, D' v, and the
-Newton band's calcium rows written straight into the band).
+Newton band's calcium rows written straight into the band), the drift
+smoother's Riccati divisors, and (made on a thread when asked,
+:meth:`Kernels.start_ipm`) the drift interior point's element-wise passes
+and the exact polish's refinement steps, generated with ``llvmlite.ir``
+(:func:`_ipm_module`).
 
 LAPACK's banded Cholesky (``dpbtrf``/``dpbtrs``) spends most of its time in
 one BLAS call per column (~40 ns a column on the 4-wide drift band), where
@@ -26,6 +30,7 @@ self-test fails (the caller then uses LAPACK).  Calls release the GIL
 from __future__ import annotations
 
 import ctypes
+import os
 import threading
 
 import numpy as np
@@ -36,6 +41,17 @@ WIDTHS = (2, 4)  # the Newton bands: AR(2) alone, and with the drift interleaved
 SIGNED = (6,)
 _LOCK = threading.Lock()
 _STATE: dict = {}
+
+
+def _after_fork() -> None:
+    # a fork while a thread made the loops (solver.start_background_compile
+    # starts one) would leave the child a lock nobody releases
+    global _LOCK
+    _LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 def _ir_factor(kd: int, signed: bool = False) -> str:
@@ -383,6 +399,377 @@ exit:
 """
 
 
+
+# ------------------------------------------------- the interior point's passes
+# One interior-point iteration of the drift problem (mode 2, the Newton band
+# of width 4; :func:`._numpy_solver._solve_group`) costs ~60 NumPy passes
+# over (m, n) arrays beside its two banded solves and one factorisation;
+# these loops do that element-wise work in six passes, each element's
+# arithmetic the NumPy expression's, in its order (the products whose means
+# it takes are stored, and averaged by NumPy: the same rounding).  Rows are C
+# ordered: (m, n) arrays (x, u, z, W, ...), (m, n + 1) baselines, and the
+# stacked right-hand side / solution (row r at r (2 n + 1): b_0, x_0, b_1,
+# ..., x_{n-1}, b_n).
+
+def _loop_fn(mod, name, ptrs, dbls, rowd, backward, carries, reds, body, end=None):
+    """A function ``name(i64 m, i64 n, double* <ptrs>..., double <dbls>...)``
+    looping over rows r and, within a row, k = 0 .. n-1 (or back).  ``rowd``:
+    pointer arguments whose entry [r] is a per-row scalar (loaded at the
+    row's start).  ``carries``: names of values carried from one k to the
+    next (0.0 at a row's start); ``reds``: {name: "sum" | "min" | "max"},
+    each row's result stored at ``<name>[r]`` (a pointer argument).
+    ``body(c)`` returns {carry: next value, red: this k's value}; ``end(c)``
+    runs after the row (c.k is then unset)."""
+    from llvmlite import ir
+
+    dbl, i64 = ir.DoubleType(), ir.IntType(64)
+    args = [i64, i64] + [dbl.as_pointer()] * len(ptrs) + [dbl] * len(dbls)
+    fn = ir.Function(mod, ir.FunctionType(ir.VoidType(), args), name=name)
+    for a in fn.args[2:2 + len(ptrs)]:
+        a.add_attribute("noalias")
+    m, n = fn.args[0], fn.args[1]
+    P = dict(zip(ptrs, fn.args[2:2 + len(ptrs)]))
+    S = dict(zip(dbls, fn.args[2 + len(ptrs):]))
+    entry = fn.append_basic_block("entry")
+    rowh = fn.append_basic_block("row")
+    loop = fn.append_basic_block("loop")
+    rowend = fn.append_basic_block("rowend")
+    exitb = fn.append_basic_block("exit")
+    b = ir.IRBuilder(entry)
+    zero, one = ir.Constant(i64, 0), ir.Constant(i64, 1)
+    nl = b.sub(n, one)
+    T = b.add(n, one)
+    N = b.add(b.mul(n, ir.Constant(i64, 2)), one)
+    go = b.and_(b.icmp_signed(">", n, zero), b.icmp_signed(">", m, zero))
+    b.cbranch(go, rowh, exitb)
+    b.position_at_end(rowh)
+    r = b.phi(i64, "r")
+    r.add_incoming(zero, entry)
+    c = _Ctx(b, P, S, n, T, N)
+    c.r = r
+    c.rows = {"n": b.mul(r, n), "T": b.mul(r, T), "N": b.mul(r, N)}
+    c.rowd = {k: c.load(P[k], r) for k in rowd}
+    b.branch(loop)
+    b.position_at_end(loop)
+    k = b.phi(i64, "k")
+    k.add_incoming(nl if backward else zero, rowh)
+    init = {"sum": 0.0, "min": float("inf"), "max": float("-inf")}
+    phis = {}
+    for name_ in carries:
+        phis[name_] = b.phi(dbl, name_)
+        phis[name_].add_incoming(ir.Constant(dbl, 0.0), rowh)
+    for name_, kind in reds.items():
+        phis[name_] = b.phi(dbl, "red_" + name_)
+        phis[name_].add_incoming(ir.Constant(dbl, init[kind]), rowh)
+    c.k = k
+    c.carry = {n_: phis[n_] for n_ in carries}
+    out = body(c)
+    nxt = {}
+    for name_ in carries:
+        nxt[name_] = out[name_]
+    for name_, kind in reds.items():
+        acc, v = phis[name_], out[name_]
+        if kind == "sum":
+            nxt[name_] = b.fadd(acc, v)
+        elif kind == "min":
+            nxt[name_] = b.select(b.fcmp_ordered("<", v, acc), v, acc)
+        else:
+            nxt[name_] = b.select(b.fcmp_ordered(">", v, acc), v, acc)
+    if backward:
+        k1 = b.sub(k, one)
+        more = b.icmp_signed(">=", k1, zero)
+    else:
+        k1 = b.add(k, one)
+        more = b.icmp_signed("<", k1, n)
+    here = b.block
+    k.add_incoming(k1, here)
+    for name_, v in nxt.items():
+        phis[name_].add_incoming(v, here)
+    b.cbranch(more, loop, rowend)
+    b.position_at_end(rowend)
+    for name_ in reds:
+        b.store(nxt[name_], b.gep(P[name_], [r]))
+    c.k = None
+    if end is not None:
+        end(c)
+    r1 = b.add(r, one)
+    r.add_incoming(r1, b.block)
+    b.cbranch(b.icmp_signed("<", r1, m), rowh, exitb)
+    b.position_at_end(exitb)
+    b.ret_void()
+    return fn
+
+
+class _Ctx:
+    """What a loop body sees: the builder, the arguments, the row and k,
+    and loads / stores at (row, k + off) of rows of length n, T or N."""
+
+    def __init__(self, b, P, S, n, T, N):
+        from llvmlite import ir
+
+        self.b, self.P, self.S, self.n, self.T, self.N = b, P, S, n, T, N
+        self.ir = ir
+        self.dbl, self.i64 = ir.DoubleType(), ir.IntType(64)
+
+    def c64(self, v):
+        return self.ir.Constant(self.i64, v)
+
+    def cd(self, v):
+        return self.ir.Constant(self.dbl, v)
+
+    def load(self, p, idx):
+        return self.b.load(self.b.gep(p, [idx]))
+
+    def idx(self, row, mul=1, off=0, k=None):
+        b = self.b
+        k = self.k if k is None else k
+        i = b.mul(k, self.c64(mul)) if mul != 1 else k
+        if off:
+            i = b.add(i, self.c64(off))
+        return b.add(self.rows[row], i)
+
+    def ld(self, name, row="n", mul=1, off=0):
+        return self.load(self.P[name], self.idx(row, mul, off))
+
+    def ld_guard(self, name, off):
+        """name[r, k + off] of an (m, n) array, 0 outside the row."""
+        b = self.b
+        kk = b.add(self.k, self.c64(off))
+        ok = b.and_(b.icmp_signed(">=", kk, self.c64(0)), b.icmp_signed("<", kk, self.n))
+        safe = b.select(ok, kk, self.c64(0))
+        v = self.load(self.P[name], b.add(self.rows["n"], safe))
+        return b.select(ok, v, self.cd(0.0))
+
+    def st(self, name, v, row="n", mul=1, off=0):
+        self.b.store(v, self.b.gep(self.P[name], [self.idx(row, mul, off)]))
+
+    def fmin(self, a, c):  # np.minimum without NaNs: a if a <= c else c
+        return self.b.select(self.b.fcmp_ordered("<=", a, c), a, c)
+
+    def fabs(self, a):
+        return self.b.select(self.b.fcmp_ordered("<", a, self.cd(0.0)), self.b.fneg(a), a)
+
+    def fmax(self, a, c):
+        return self.b.select(self.b.fcmp_ordered(">=", a, c), a, c)
+
+    def fir(self, c0, c1, c2, v0, v1, v2):
+        """The FIR loops' arithmetic: 0 + (c0 v0 + (c1 v1 + c2 v2))."""
+        b = self.b
+        s1 = b.fadd(b.fmul(c1, v1), b.fmul(c2, v2))
+        return b.fadd(self.cd(0.0), b.fadd(b.fmul(c0, v0), s1))
+
+
+def _ipm_module():
+    """The drift interior point's element-wise passes (:func:`_ipm_drift`'s
+    steps), as LLVM IR text."""
+    from llvmlite import ir
+
+    mod = ir.Module(name="ipm")
+    C = ("c0", "c1", "c2")
+
+    def pre(c):
+        # rp = D x - u, r = y1 - x - b[1:], W = min(z / u, cap), q = W rp,
+        # rx0 = r - cvec - D'q; rb_{k+1} = r_k - (mu L b)_{k+1}; sum u z
+        b = c.b
+        S = c.S
+        x0 = c.ld("x")
+        xm1, xm2 = c.ld_guard("x", -1), c.ld_guard("x", -2)
+        u, z = c.ld("u"), c.ld("z")
+        rp = b.fsub(c.fir(S["c0"], S["c1"], S["c2"], x0, xm1, xm2), u)
+        W = c.fmin(b.fdiv(z, u), S["cap"])
+        q = b.fmul(W, rp)
+        dtq = c.fir(S["c0"], S["c1"], S["c2"], q, c.carry["q1"], c.carry["q2"])
+        bk1 = c.ld("b", "T", off=1)
+        r = b.fsub(b.fsub(c.ld("y1"), x0), bk1)
+        rx0 = b.fsub(b.fsub(r, c.ld("cvec")), dtq)
+        c.st("W", W)
+        c.st("rp", rp)
+        c.st("rx", rx0)
+        c.st("rhs", rx0, "N", 2, 1)
+        # (mu L b)_t = p_{t-1} - p_t, p_t = mu (b_{t+1} - b_t), p_{n} = 0
+        bk = c.ld("b", "T")
+        pm = b.fmul(S["mu"], b.fsub(bk1, bk))
+        last = b.icmp_signed("==", c.k, b.sub(c.n, c.c64(1)))
+        bk2 = c.load(c.P["b"], b.select(last, c.idx("T", off=1), c.idx("T", off=2)))
+        pp = b.fmul(S["mu"], b.fsub(bk2, bk1))
+        lap = b.select(last, pm, b.fsub(pm, pp))
+        rb = b.fsub(r, lap)
+        c.st("rb", rb, "T", off=1)
+        c.st("rhs", rb, "N", 2, 2)
+        c.st("uz", b.fmul(u, z))
+        return {"q1": q, "q2": c.carry["q1"]}
+
+    def pre_end(c):
+        # rb_0 = (y0 - b_0) - (0 - p_0)   (T >= 2: n >= 1)
+        b = c.b
+        b0 = c.load(c.P["b"], c.rows["T"])
+        b1 = c.load(c.P["b"], b.add(c.rows["T"], c.c64(1)))
+        p0 = b.fmul(c.S["mu"], b.fsub(b1, b0))
+        rb0 = b.fsub(b.fsub(c.load(c.P["y0"], c.r), b0), b.fsub(c.cd(0.0), p0))
+        b.store(rb0, b.gep(c.P["rb"], [c.rows["T"]]))
+        b.store(rb0, b.gep(c.P["rhs"], [c.rows["N"]]))
+
+    _loop_fn(mod, "ipm_pre", ("x", "u", "z", "b", "y1", "y0", "cvec", "W", "rp", "rx", "rb",
+                              "rhs", "uz"),
+             C + ("cap", "mu"), (), True, ("q1", "q2"), {}, pre, pre_end)
+
+    def steps(c):
+        # du = D dx + rp; dz = -z - W du (predictor: corr 0) or tu - z - W du
+        # (corrector, tu = tgt / u); the smallest du / u and dz / z
+        b, S = c.b, c.S
+        dx = c.ld("sol", "N", 2, 1)
+        du = b.fadd(c.fir(S["c0"], S["c1"], S["c2"], dx, c.carry["d1"], c.carry["d2"]),
+                    c.ld("rp"))
+        z, u = c.ld("z"), c.ld("u")
+        wdu = b.fmul(c.ld("W"), du)
+        corr = b.fcmp_ordered("!=", S["corr"], c.cd(0.0))
+        dz = b.fsub(b.select(corr, b.fsub(c.ld("tu"), z), b.fneg(z)), wdu)
+        c.st("du", du)
+        c.st("dz", dz)
+        return {"d1": dx, "d2": c.carry["d1"], "mu_": b.fdiv(du, u), "mz": b.fdiv(dz, z)}
+
+    _loop_fn(mod, "ipm_dir", ("sol", "rp", "z", "u", "W", "tu", "du", "dz", "mu_", "mz"),
+             C + ("corr",), (), False, ("d1", "d2"), {"mu_": "min", "mz": "min"}, steps)
+
+    def aff(c):
+        # (u + a du) (z + a dz) (its mean by NumPy: the same rounding)
+        b = c.b
+        a = c.rowd["a"]
+        v = b.fmul(b.fadd(c.ld("u"), b.fmul(a, c.ld("du"))),
+                   b.fadd(c.ld("z"), b.fmul(a, c.ld("dz"))))
+        c.st("s", v)
+        return {}
+
+    _loop_fn(mod, "ipm_aff", ("u", "du", "z", "dz", "a", "s"), (), ("a",), False, (), {}, aff)
+
+    def corr(c):
+        # tgt = sm - du dz; tu = tgt / u; rhs = rx + D'(tu), and the rb rows
+        b, S = c.b, c.S
+        tgt = b.fsub(c.rowd["sm"], b.fmul(c.ld("du"), c.ld("dz")))
+        tu = b.fdiv(tgt, c.ld("u"))
+        c.st("tu", tu)
+        dt = c.fir(S["c0"], S["c1"], S["c2"], tu, c.carry["w1"], c.carry["w2"])
+        c.st("rhs", b.fadd(c.ld("rx"), dt), "N", 2, 1)
+        c.st("rhs", c.ld("rb", "T", off=1), "N", 2, 2)
+        return {"w1": tu, "w2": c.carry["w1"]}
+
+    def corr_end(c):
+        c.b.store(c.load(c.P["rb"], c.rows["T"]), c.b.gep(c.P["rhs"], [c.rows["N"]]))
+
+    _loop_fn(mod, "ipm_corr", ("du", "dz", "u", "rx", "rb", "tu", "rhs", "sm"), C, ("sm",),
+             True, ("w1", "w2"), {}, corr, corr_end)
+
+    def upd(c):
+        # x += a dx; u = max(u + a du, tiny); z = max(z + ad dz, tiny);
+        # b[1:] += a db[1:]; the new sum u z
+        b, S = c.b, c.S
+        a, ad = c.rowd["a"], c.rowd["ad"]
+        x = b.fadd(c.ld("x"), b.fmul(a, c.ld("sol", "N", 2, 1)))
+        u = c.fmax(b.fadd(c.ld("u"), b.fmul(a, c.ld("du"))), S["tiny"])
+        z = c.fmax(b.fadd(c.ld("z"), b.fmul(ad, c.ld("dz"))), S["tiny"])
+        bb = b.fadd(c.ld("b", "T", off=1), b.fmul(a, c.ld("sol", "N", 2, 2)))
+        c.st("x", x)
+        c.st("u", u)
+        c.st("z", z)
+        c.st("b", bb, "T", off=1)
+        c.st("uz", b.fmul(u, z))
+        return {}
+
+    def upd_end(c):
+        b = c.b
+        p = b.gep(c.P["b"], [c.rows["T"]])
+        db = c.load(c.P["sol"], c.rows["N"])
+        b.store(b.fadd(b.load(p), b.fmul(c.rowd["a"], db)), p)
+
+    _loop_fn(mod, "ipm_upd", ("x", "u", "z", "b", "sol", "du", "dz", "a", "ad", "uz"),
+             ("tiny",), ("a", "ad"), False, (), {}, upd, upd_end)
+    # the exact polish's iterative refinement (:func:`._numpy_solver._polish_spd`,
+    # drift on the width-4 band): the residual into the right-hand side ...
+    def res(c):
+        # v = lam - P r2; w = D'v; hx = x + b[1:]; hb = b + mu L b (+ x on b[1:]);
+        # rhs = rx - hx - w (x rows), rb - hb (b rows)
+        b, S = c.b, c.S
+        v = b.fsub(c.ld("lam"), b.fmul(S["P"], c.ld("r2")))
+        w = c.fir(S["c0"], S["c1"], S["c2"], v, c.carry["v1"], c.carry["v2"])
+        x = c.ld("x")
+        bk1, bk = c.ld("b", "T", off=1), c.ld("b", "T")
+        hx = b.fadd(x, bk1)
+        pm = b.fmul(S["mu"], b.fsub(bk1, bk))
+        last = b.icmp_signed("==", c.k, b.sub(c.n, c.c64(1)))
+        bk2 = c.load(c.P["b"], b.select(last, c.idx("T", off=1), c.idx("T", off=2)))
+        pp = b.fmul(S["mu"], b.fsub(bk2, bk1))
+        lap = b.select(last, pm, b.fsub(pm, pp))
+        hb = b.fadd(b.fadd(bk1, lap), x)
+        c.st("rhs", b.fsub(b.fsub(c.ld("rx"), hx), w), "N", 2, 1)
+        c.st("rhs", b.fsub(c.ld("rb", "T", off=1), hb), "N", 2, 2)
+        return {"v1": v, "v2": c.carry["v1"]}
+
+    def res_end(c):
+        b = c.b
+        b0 = c.load(c.P["b"], c.rows["T"])
+        b1 = c.load(c.P["b"], b.add(c.rows["T"], c.c64(1)))
+        p0 = b.fmul(c.S["mu"], b.fsub(b1, b0))
+        hb0 = b.fadd(b0, b.fsub(c.cd(0.0), p0))
+        rb0 = c.load(c.P["rb"], c.rows["T"])
+        b.store(b.fsub(rb0, hb0), b.gep(c.P["rhs"], [c.rows["N"]]))
+
+    _loop_fn(mod, "pol_res", ("x", "b", "lam", "r2", "rx", "rb", "rhs"), C + ("P", "mu"), (),
+             True, ("v1", "v2"), {}, res, res_end)
+
+    # ... and the step: x += dx, b += db, r2 = -(D x) A, lam -= P r2; max |dx|, max |x|
+    def pupd(c):
+        b, S = c.b, c.S
+        dx = c.ld("sol", "N", 2, 1)
+        x = b.fadd(c.ld("x"), dx)
+        c.st("x", x)
+        c.st("b", b.fadd(c.ld("b", "T", off=1), c.ld("sol", "N", 2, 2)), "T", off=1)
+        dxx = c.fir(S["c0"], S["c1"], S["c2"], x, c.carry["x1"], c.carry["x2"])
+        r2 = b.fmul(b.fneg(dxx), c.ld("A"))
+        c.st("r2", r2)
+        c.st("lam", b.fsub(c.ld("lam"), b.fmul(S["P"], r2)))
+        return {"x1": x, "x2": c.carry["x1"], "mdx": c.fabs(dx), "mx": c.fabs(x)}
+
+    def pupd_end(c):
+        b = c.b
+        p = b.gep(c.P["b"], [c.rows["T"]])
+        b.store(b.fadd(b.load(p), c.load(c.P["sol"], c.rows["N"])), p)
+
+    _loop_fn(mod, "pol_upd", ("x", "b", "sol", "A", "lam", "r2", "mdx", "mx"), C + ("P",), (),
+             False, ("x1", "x2"), {"mdx": "max", "mx": "max"}, pupd, pupd_end)
+    return str(mod)
+
+
+def _ir_riccati() -> str:
+    """The drift smoother's Riccati divisors (:func:`._numpy_solver._smoother_gains`,
+    the same arithmetic): P = 0; for t = T-1 .. 1: P += 1, den[t] = P + mu,
+    P = mu P / den[t]; den[0] = P + 1."""
+    return """
+define void @riccati(i64 %T, double %mu, double* noalias %den) {
+entry:
+  %tl = sub i64 %T, 1
+  %go = icmp sgt i64 %T, 1
+  br i1 %go, label %loop, label %done
+loop:
+  %t = phi i64 [%tl, %entry], [%t1, %loop]
+  %P = phi double [0.0, %entry], [%Pn, %loop]
+  %P1 = fadd double %P, 1.0
+  %d = fadd double %P1, %mu
+  %pd = getelementptr double, double* %den, i64 %t
+  store double %d, double* %pd
+  %mp = fmul double %mu, %P1
+  %Pn = fdiv double %mp, %d
+  %t1 = sub i64 %t, 1
+  %more = icmp sge i64 %t1, 1
+  br i1 %more, label %loop, label %done
+done:
+  %Pf = phi double [0.0, %entry], [%Pn, %loop]
+  %d0 = fadd double %Pf, 1.0
+  store double %d0, double* %den
+  ret void
+}
+"""
+
+
 def _compile():
     import llvmlite.binding as llvm
 
@@ -397,7 +784,8 @@ def _compile():
         src += [_ir_factor(kd), _ir_solve(kd)]
     for kd in SIGNED:
         src += [_ir_factor(kd, signed=True), _ir_solve(kd)]
-    src += [_ir_rec(False), _ir_rec(True), _ir_fir(False), _ir_fir(True), _ir_drift_band()]
+    src += [_ir_rec(False), _ir_rec(True), _ir_fir(False), _ir_fir(True), _ir_drift_band(),
+            _ir_riccati()]
     mod = llvm.parse_assembly("\n".join(src))
     mod.verify()
     # the host's CPU (as numba compiles for): its scheduling model and FMA
@@ -422,7 +810,37 @@ def _compile():
     k["driftband"] = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
                                       ctypes.c_void_p, *([d] * 9))(
         ee.get_function_address("driftband"))
+    k["riccati"] = ctypes.CFUNCTYPE(None, ctypes.c_int64, d, ctypes.c_void_p)(
+        ee.get_function_address("riccati"))
     return ee, tm, mod, k
+
+
+def _compile_ipm():
+    """The interior point's passes (:func:`_ipm_module`), an engine of their
+    own: ~0.13 s of LLVM's code generation (level 0 would take ~0.02 s, but
+    its code runs ~5x slower), so it is made on a thread
+    (:meth:`Kernels.start_ipm`) while the first answers go on with NumPy's
+    passes (the same numbers)."""
+    import llvmlite.binding as llvm
+
+    # (the builder's module header, a target triple of its own, left out)
+    mod = llvm.parse_assembly("\n".join(
+        ln for ln in _ipm_module().splitlines() if not ln.startswith(("target", ";"))))
+    mod.verify()
+    tm = llvm.Target.from_default_triple().create_target_machine(
+        cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(), opt=2)
+    ee = llvm.create_mcjit_compiler(mod, tm)
+    ee.finalize_object()
+    v, d = ctypes.c_void_p, ctypes.c_double
+    k = {name: ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_int64, *([v] * np_),
+                                *([d] * nd))(ee.get_function_address(name))
+         for name, (np_, nd) in _IPM_SIGS.items()}
+    return (ee, tm, mod), k
+
+
+# the interior point's passes: (pointer arguments, double arguments)
+_IPM_SIGS = {"ipm_pre": (13, 5), "ipm_dir": (10, 4), "ipm_aff": (6, 0),
+             "ipm_corr": (8, 3), "ipm_upd": (10, 1), "pol_res": (7, 5), "pol_upd": (8, 4)}
 
 
 class Kernels:
@@ -434,6 +852,44 @@ class Kernels:
     def __init__(self, compiled):
         self._keep = compiled[:3]  # the engine owns the code: keep it alive
         self._k = compiled[3]
+        # the interior point's passes, once made (:func:`_compile_ipm`)
+        self._ipm = None
+        self._ipm_keep = None
+        self._ipm_done = threading.Event()
+        self._ipm_started = False
+
+    def ipm_ready(self, timeout=0.0) -> bool:
+        """Whether the interior point's passes are there (with ``timeout``:
+        making them if not started (:meth:`start_ipm`) and waiting up to that
+        many seconds for them)."""
+        if timeout:
+            self.start_ipm()
+            self._ipm_done.wait(timeout)
+        return self._ipm is not None
+
+    def start_ipm(self) -> None:
+        """Have the interior point's passes made on a thread (once; ~0.13 s
+        of LLVM's code generation, which a first answer on a small problem
+        does not wait for)."""
+        with _LOCK:
+            if self._ipm_started:
+                return
+            self._ipm_started = True
+        th = threading.Thread(target=self._make_ipm, name="catune-llvm", daemon=True)
+        try:
+            th.start()
+        except RuntimeError:  # no thread to be had: made here
+            self._make_ipm()
+
+    def _make_ipm(self):
+        try:
+            keep, k = _compile_ipm()
+            self._ipm_keep = keep
+            self._ipm = k
+        except Exception:  # noqa: BLE001 - no passes: NumPy's, as before
+            pass
+        finally:
+            self._ipm_done.set()
 
     def factor(self, ab, n):
         kd = ab.shape[0] - 1
@@ -465,20 +921,40 @@ class Kernels:
                                             c0, c1, c2, cst)
         return out
 
-    def drift_band(self, W, ia2, g1, g2, mu):
+    def drift_band(self, W, ia2, g1, g2, mu, out=None):
         """The drift Newton band of :class:`._numpy_solver._Newton` for W
         ((m, n)): (5, m (2 n + 1) + 4), Fortran order, every entry written
-        (:func:`_ir_drift_band`)."""
+        (:func:`_ir_drift_band`); into ``out`` (that shape and order: a
+        band kept from an earlier iteration) if given."""
         m, n = W.shape
         wp = np.zeros((m, n + 2))
         wp[:, :n] = W
         M = m * (2 * n + 1)
-        flat = np.empty((M + 4, 5)).T
+        if out is None:
+            flat = np.empty((M + 4, 5)).T
+        else:
+            assert out.shape == (5, M + 4) and out.flags.f_contiguous and out.dtype == np.float64
+            flat = out
         flat[:, M:] = 0.0
         self._k["driftband"](m, n, wp.ctypes.data, flat.ctypes.data, ia2, g1 * g1 * ia2,
                              g2 * g2 * ia2, -g1 * ia2, g1 * g2 * ia2, -g2 * ia2,
                              1.0 + 2.0 * mu, 1.0 + mu, -mu)
         return flat
+
+    def riccati(self, mu, T):
+        """The drift smoother's divisors den (T,) (:func:`_ir_riccati`)."""
+        den = np.empty(max(int(T), 1))
+        self._k["riccati"](int(T), float(mu), den.ctypes.data)
+        return den
+
+    def ipm(self, name, m, n, arrays, scalars=()):
+        """One of the interior point's passes (:func:`_ipm_module`) on rows
+        of length n: ``arrays`` C-ordered float64, each as long as the pass
+        reads and writes (the caller's promise)."""
+        assert len(arrays) == _IPM_SIGS[name][0] and len(scalars) == _IPM_SIGS[name][1]
+        for a in arrays:
+            assert a.dtype == np.float64 and a.flags.c_contiguous
+        self._ipm[name](m, n, *(a.ctypes.data for a in arrays), *map(float, scalars))
 
     def solve(self, ab, n, b):
         kd = ab.shape[0] - 1

@@ -234,8 +234,28 @@ def _t_peak(tau_rise: float, tau_decay: float) -> float:
     return tau_decay * math.log1p(xm1) / xm1
 
 
+def _bisect(f, a: float, b: float, xtol: float, rtol: float) -> float:
+    """A root of f in [a, b] (f(a), f(b) of opposite signs, or one of them 0)
+    to within ``xtol + rtol |x|``, by bisection: ~50 evaluations, and no
+    ``scipy.optimize`` import (~0.5 s of a first CLI call)."""
+    fa = f(a)
+    if fa == 0.0:
+        return a
+    while True:
+        m = 0.5 * (a + b)
+        if abs(b - a) <= 2.0 * (xtol + rtol * abs(m)) or m in (a, b):
+            return m
+        fm = f(m)
+        if fm == 0.0:
+            return m
+        if (fm > 0.0) == (fa > 0.0):
+            a, fa = m, fm
+        else:
+            b = m
+
+
 def _half_max_times(tau_rise: float, tau_decay: float, t_peak: float) -> tuple[float, float]:
-    from scipy.optimize import brentq  # (0.25 s of imports, not on every solve's path)
+    brentq = _bisect
 
     peak = float(_raw_kernel(np.array(t_peak), tau_rise, tau_decay))
 

@@ -837,7 +837,22 @@ def start_background_compile(live_only: bool = True, *, force: bool = False) -> 
             _set_state(None)
             return "cached"
         _compile_thread = th
+    # the NumPy solver's LLVM loops (~0.1 s to make) on a thread of their
+    # own meanwhile: the caller goes on (reading its data) while they compile
+    try:
+        threading.Thread(target=_load_band_loops, name="catune-llvm-load", daemon=True).start()
+    except RuntimeError:  # no thread: made by the first solve
+        pass
     return "started"
+
+
+def _load_band_loops() -> None:
+    try:
+        from . import _jit_band
+
+        _jit_band.load()
+    except Exception:  # noqa: BLE001 - the first solve tells (LAPACK then)
+        pass
 
 
 def _compiled_here() -> bool:
