@@ -51,6 +51,7 @@ def test_coarse_start_applies_to_slow_kernels_with_lambda_only():
     # decay > _EARLY_DECAY samples: with lambda, rising within
     # _COARSE_PEAK_EARLY samples (0.2/3.0 s at 1 kHz: 580)
     assert factor("slow-1kHz") >= 2
+    assert factor("slow-1kHz", T=1_000_000) == 0   # beyond _COARSE_EARLY_T
     assert factor("slow-1kHz", lam=0.0) == 0
     m = _model_checked(1000.0, 0.5, 3.0, 0.05)   # peak ~960 samples
     assert ns._coarse_factor(m.g1, m.g2, m.lamG, np.int64(54_000)) == 0

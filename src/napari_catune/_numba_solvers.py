@@ -2138,6 +2138,10 @@ _COARSE_MIN_T = 64
 # 11.8 ms, same objectives; at 200,000 frames the free set (~460) no longer
 # fits and the warm start went cold anyway
 _COARSE_EARLY = True
+# ... on traces of at most _COARSE_EARLY_T frames: longer ones rarely fit
+# (1 Hz spikes: ~1,500 free samples at 1,000,000 frames, where the binned
+# solve alone took 67 of ~600 ms, lost)
+_COARSE_EARLY_T = 100_000
 # ... peaking at most _COARSE_PEAK_EARLY samples after a spike: on slower
 # rises at 1 kHz (tau_rise 0.33-0.8 s, peaks 720-1,200 samples) the dense
 # settle from the binned guess stopped 2e-9 to 7e-6 above the plain cold
@@ -2164,7 +2168,8 @@ def _coarse_factor(g1, g2, lamG, T):
     if _EARLY_DECAY > 0.0 and decay > _EARLY_DECAY:
         # settled by dense solves (pdas_rows checks that the binned guess
         # fits them, _coarse_dense)
-        if not _COARSE_EARLY or peak_samples(g1, g2) > _COARSE_PEAK_EARLY:
+        if (not _COARSE_EARLY or T > _COARSE_EARLY_T
+                or peak_samples(g1, g2) > _COARSE_PEAK_EARLY):
             return 0
     elif peak_samples(g1, g2) > _COARSE_PEAK:
         return 0
