@@ -50,7 +50,8 @@ def test_coarse_start_applies_to_slow_kernels_with_lambda_only():
     assert factor("GCaMP6s-100Hz", lam=0.0) == 0
     # decay > _EARLY_DECAY samples: with lambda, rising within
     # _COARSE_PEAK_EARLY samples (0.2/3.0 s at 1 kHz: 580)
-    assert factor("slow-1kHz") >= 2
+    # (only with _COARSE_EARLY, off: not exact enough, see its comment)
+    assert (factor("slow-1kHz") >= 2) == bool(ns._COARSE_EARLY)
     assert factor("slow-1kHz", T=1_000_000) == 0   # beyond _COARSE_EARLY_T
     assert factor("slow-1kHz", lam=0.0) == 0
     m = _model_checked(1000.0, 0.5, 3.0, 0.05)   # peak ~960 samples
@@ -77,6 +78,8 @@ def _plain_cold(y, m, mode, mu):
                                   "slow-1kHz"])
 @pytest.mark.parametrize("mode, mu", [(1, 0.0), (2, 1e3), (0, 0.0)])
 def test_coarse_start_reaches_the_plain_cold_optimum(name, mode, mu):
+    if name == "slow-1kHz" and not ns._COARSE_EARLY:
+        pytest.skip("binned start on kernels decaying over > _EARLY_DECAY samples is off")
     fs, tr, td, lam, *_ = REGIMES[name]
     m = _model_checked(fs, tr, td, lam)
     N, T = 2, 20_000
@@ -176,7 +179,7 @@ def test_coarse_start_on_the_1khz_kernel_goes_on_only_where_the_dense_settle_fit
     T = 20_000
     n = T - 1
     y = regime_traces("slow-1kHz", 1, T, seed=5)[0]
-    k = ns._coarse_factor(m.g1, m.g2, m.lamG, np.int64(T))
+    k = np.int64(32)            # _coarse_factor's, with _COARSE_EARLY
     nf, nb = ns.workspace_sizes(T)
     active = np.ones(n, bool)
     ns._coarse_start(y, m.g1, m.g2, m.alpha, m.lamG, np.int64(1), 0.0, k, active,
@@ -196,6 +199,9 @@ def test_coarse_start_on_random_1khz_problems_reaches_the_plain_cold_optimum():
     # bench/bench_cold_start.py --khz in small: kernels decaying over more
     # than _EARLY_DECAY samples, every baseline mode
     import warnings
+
+    if not ns._COARSE_EARLY:
+        pytest.skip("binned start on kernels decaying over > _EARLY_DECAY samples is off")
 
     from napari_catune.solver import reconvolve
 

@@ -2128,16 +2128,20 @@ _COARSE_PER = 10.0
 _COARSE_MAX = 32
 _COARSE_MIN_T = 64
 # ... and on kernels decaying over more than _EARLY_DECAY samples (the 1 kHz
-# kernel) where the binned guess's free set fits the warm start's dense
-# settle (_coarse_dense; else the plain cold path, the binned solve lost:
-# ~1/k of a cold solve).  There the warm start settles by dense solves,
-# checked on the directly formed gradient, not by the local exchange that
-# stopped short on slow rises.  1 kHz (0.2/3.0 s), lambda 0.05, 1 Hz
+# kernel) with _COARSE_EARLY, where the binned guess's free set fits the warm
+# start's dense settle (_coarse_dense; else the plain cold path, the binned
+# solve lost: ~1/k of a cold solve).  There the warm start settles by dense
+# solves, not by the local exchange.  1 kHz (0.2/3.0 s), lambda 0.05, 1 Hz
 # spikes, 54,000 frames, per trace, plain -> binned (k 16 / 32 / 64):
 # scalar 22.4 -> 13.0 / 11.4 / 12.5 ms, drift 31.2 -> 10.1 / 10.0 /
-# 11.8 ms, same objectives; at 200,000 frames the free set (~460) no longer
-# fits and the warm start went cold anyway
-_COARSE_EARLY = True
+# 11.8 ms, same objectives (bench_regimes.py --size mid, 20 traces: CPU
+# 0.333 -> 0.186 s).  Off: not exact enough.  bench_cold_start.py --khz
+# (peak <= _COARSE_PEAK_EARLY) met the plain cold objective within 1e-9 on
+# all but 2 of ~12,000 random problems, but those (tau 0.18/2.8 s and
+# 0.26/1.9 s, low noise, small lambda) stopped 1e-7 and 9e-8 above it,
+# KKT-optimal within the tolerance as the plain answer is (the check cannot
+# tell them apart; elsewhere the plain answer lies up to 7e-10 above ours)
+_COARSE_EARLY = False
 # ... on traces of at most _COARSE_EARLY_T frames: longer ones rarely fit
 # (1 Hz spikes: ~1,500 free samples at 1,000,000 frames, where the binned
 # solve alone took 67 of ~600 ms, lost)
@@ -2147,7 +2151,7 @@ _COARSE_EARLY_T = 100_000
 # settle from the binned guess stopped 2e-9 to 7e-6 above the plain cold
 # optimum on ~1 % of random problems (bench_cold_start.py --khz; low noise,
 # small lambda), KKT-optimal within the tolerance (a warm re-solve from
-# that answer wanders among such sets too)
+# that answer wanders among such sets too; _DENSE_VERIFY 4 did not help)
 _COARSE_PEAK_EARLY = 600.0
 
 
