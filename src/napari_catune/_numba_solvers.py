@@ -2123,7 +2123,7 @@ def workspace_sizes(T):
 # GCaMP6s 30 Hz 8.4 -> 6 ms.  Not at lambda 0: there the binned spikes
 # miss most of the free samples' neighbours and the warm start went cold
 # (lambda 0 at 1 kHz: 1600 violators at the first step).  Not on kernels
-# decaying over more than _EARLY_DECAY samples, whose warm start settles by
+# decaying over more than _EARLY_DECAY samples (but see _COARSE_EARLY), whose warm start settles by
 # dense solves and the interior point, not locally: the 1 kHz kernel (0.2/
 # 3.0 s) took 17 -> 8-9 ms at 54,000 frames, but at 1,000,000 it went cold
 # after the binned solve (515 -> 545 ms at k = 32, 2.3 s at k = 8), and the
@@ -2144,6 +2144,32 @@ _COARSE_MIN_T = 64
 # count in full against max_iters: a small budget that the plain cold path
 # meets is not spent on it)
 _COARSE_MIN_BUDGET = 40
+# ... and on kernels decaying over more than _EARLY_DECAY samples (the 1 kHz
+# kernel) with _COARSE_EARLY, where the binned guess's free set fits the warm
+# start's dense settle (_coarse_dense; else the plain cold path, the binned
+# solve lost: ~1/k of a cold solve).  There the warm start settles by dense
+# solves, not by the local exchange.  1 kHz (0.2/3.0 s), lambda 0.05, 1 Hz
+# spikes, 54,000 frames, per trace, plain -> binned (k 16 / 32 / 64):
+# scalar 22.4 -> 13.0 / 11.4 / 12.5 ms, drift 31.2 -> 10.1 / 10.0 /
+# 11.8 ms, same objectives (bench_regimes.py --size mid, 20 traces: CPU
+# 0.333 -> 0.186 s).  Off: not exact enough.  bench_cold_start.py --khz
+# (peak <= _COARSE_PEAK_EARLY) met the plain cold objective within 1e-9 on
+# all but 2 of ~12,000 random problems, but those (tau 0.18/2.8 s and
+# 0.26/1.9 s, low noise, small lambda) stopped 1e-7 and 9e-8 above it,
+# KKT-optimal within the tolerance as the plain answer is (the check cannot
+# tell them apart; elsewhere the plain answer lies up to 7e-10 above ours)
+_COARSE_EARLY = False
+# ... on traces of at most _COARSE_EARLY_T frames: longer ones rarely fit
+# (1 Hz spikes: ~1,500 free samples at 1,000,000 frames, where the binned
+# solve alone took 67 of ~600 ms, lost)
+_COARSE_EARLY_T = 100_000
+# ... peaking at most _COARSE_PEAK_EARLY samples after a spike: on slower
+# rises at 1 kHz (tau_rise 0.33-0.8 s, peaks 720-1,200 samples) the dense
+# settle from the binned guess stopped 2e-9 to 7e-6 above the plain cold
+# optimum on ~1 % of random problems (bench_cold_start.py --khz; low noise,
+# small lambda), KKT-optimal within the tolerance (a warm re-solve from
+# that answer wanders among such sets too; _DENSE_VERIFY 4 did not help)
+_COARSE_PEAK_EARLY = 600.0
 
 
 @njit(cache=_CACHE, nogil=True)
@@ -2165,15 +2191,44 @@ def _coarse_factor(g1, g2, lamG, T):
         decay = math.inf
     else:
         decay = 1.0 / (1.0 - d_root)
-    if not decay > _COARSE_DECAY or (_EARLY_DECAY > 0.0 and decay > _EARLY_DECAY):
+    if not decay > _COARSE_DECAY:
         return 0
-    if peak_samples(g1, g2) > _COARSE_PEAK:
+    if _EARLY_DECAY > 0.0 and decay > _EARLY_DECAY:
+        # settled by dense solves (pdas_rows checks that the binned guess
+        # fits them, _coarse_dense)
+        if (not _COARSE_EARLY or T > _COARSE_EARLY_T
+                or peak_samples(g1, g2) > _COARSE_PEAK_EARLY):
+            return 0
+    elif peak_samples(g1, g2) > _COARSE_PEAK:
         return 0
     k = int(min(decay / _COARSE_PER, float(_COARSE_MAX)))
     k = max(k, 2)
     while k > 1 and T // k < _COARSE_MIN_T:
         k -= 1
     return k if k >= 2 else 0
+
+
+@njit(cache=_CACHE, nogil=True)
+def _coarse_dense(g1, g2, active, n_pws):
+    """Whether a binned guess ``active`` may go on as a warm start: always
+    on kernels decaying over at most ``_EARLY_DECAY`` samples; beyond, only
+    if its free set fits the dense settle of :func:`pdas_one`'s warm start
+    (its ``cmax`` from the interior point's workspace, ``n_pws`` floats of
+    ``pdas_rows``' pws), else that warm start goes to the cold interior
+    point at its first step."""
+    if not _EARLY_DECAY > 0.0:
+        return True
+    d_root = _dominant_root(g1, g2)
+    if d_root < 1.0 and _EARLY_DECAY * (1.0 - d_root) >= 1.0:
+        return True
+    n = active.shape[0]
+    T = n + 1
+    # (pdas_one: ipm_ws follows 11 n + 2 T floats of its workspace)
+    room = n_pws - 11 * n - 2 * T - 2 * (n + 2)
+    if _DENSE_MAX <= 0 or room <= 0:
+        return False
+    cmax = min(_DENSE_MAX, int(math.sqrt(room / 2.0)) - 8)
+    return cmax >= _DENSE_MIN and dense_fits(active, cmax, _DENSE_WORK * n)
 
 
 @njit(cache=_CACHE, nogil=True)
@@ -2263,8 +2318,10 @@ def pdas_rows(y, init, warm, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iter
     A cold start on a slow kernel (:func:`_coarse_factor`) first solves the
     trace binned by k frames (:func:`_coarse_start`, at most half the step
     budget, given a budget of at least ``_COARSE_MIN_BUDGET``) and settles
-    from those spikes as a warm start does; its steps count both solves' (a
-    binned step costs ~1/k of a full one).
+    from those spikes as a warm start does (on kernels decaying over more
+    than ``_EARLY_DECAY`` samples only if the guess fits the dense settle,
+    :func:`_coarse_dense`, else from the plain cold start); its steps count
+    both solves' (a binned step costs ~1/k of a full one).
     """
     N, T = y.shape
     n = T - 1
@@ -2297,6 +2354,11 @@ def pdas_rows(y, init, warm, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iter
                                        bws, max_iters // 2)
             if ok_c:
                 warm_i = _YES
+                if not _coarse_dense(g1, g2, active, pws.shape[0]):
+                    # too many free samples for the dense settle: plain cold
+                    for k in range(n):
+                        active[k] = cold
+                    warm_i = _NO
         left = max_iters - it_c
         budget = min(left, _WARM_BUDGET) if warm_i else left
         it, settled = pdas_one(y[i], g1, g2, alpha, lamG, mode, mu, active, budget, s[i],
