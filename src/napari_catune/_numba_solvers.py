@@ -2158,7 +2158,7 @@ _COARSE_MIN_BUDGET = 40
 # 0.26/1.9 s, low noise, small lambda) stopped 1e-7 and 9e-8 above it,
 # KKT-optimal within the tolerance as the plain answer is (the check cannot
 # tell them apart; elsewhere the plain answer lies up to 7e-10 above ours)
-_COARSE_EARLY = False
+_COARSE_EARLY = True
 # ... on traces of at most _COARSE_EARLY_T frames: longer ones rarely fit
 # (1 Hz spikes: ~1,500 free samples at 1,000,000 frames, where the binned
 # solve alone took 67 of ~600 ms, lost)
@@ -2295,6 +2295,98 @@ def _coarse_start(y, g1, g2, alpha, lamG, mode, mu, k, active, fws, bws, max_ite
     return it_c, True
 
 
+# the binned start's answer on a kernel decaying over more than _EARLY_DECAY
+# samples is polished at most _COARSE_POLISH times (0: never;
+# _coarse_polish): its free spikes solved exactly (dense, the baseline
+# fixed), the gradient formed directly, violators below -_COARSE_POLISH_TOL
+# max|gradient| placed by the dense settle with at most _COARSE_POLISH_WORK
+# multiply-adds per sample, and taken if the objective falls by more than
+# _DENSE_GAIN of the fit term
+_COARSE_POLISH = 3
+_COARSE_POLISH_TOL = 1e-12
+_COARSE_POLISH_WORK = 400
+
+
+@njit(cache=_CACHE, nogil=True)
+def _coarse_polish(y, g1, g2, alpha, lamG, mode, mu, active, s_i, bvec, fws, bws, budget):
+    """Make a settled answer of the binned start on a kernel decaying over
+    more than ``_EARLY_DECAY`` samples exact.  There the full step's
+    multipliers carry a rounding floor (~1e-7 of their largest, the KKT
+    test's threshold) and its free spikes are as inexact (the directly
+    formed gradient on the free set ~1e-6 of its largest): a sample next to
+    a spike (the same spike one or two samples off, or split over two) can
+    violate by ~3e-7 of the largest gradient, worth 2-3e-9 of the
+    objective, and pass both the step's test and :func:`dense_verify`
+    (whose gradient at those spikes hides it).  Each round: the gradient
+    formed directly at the answer (``s_i``, ``bvec``;
+    :func:`._numba_local.direct_gradient`), then the dense settle on the
+    free set (:func:`._numba_local.dense_settle`, the baseline fixed): its
+    first solve makes the free spikes exact, its next rounds bring in the
+    samples that then violate.  If that changes the set and lowers the
+    objective by more than ``_DENSE_GAIN`` of the fit term, the warm start
+    settles from the new set (at most ``budget`` steps in all; if it does
+    not settle, the answer before stands).  ``fws``/``bws``: ``pdas_rows``'
+    pws and bws.  Returns (steps, rounds that changed the set)."""
+    T = y.shape[0]
+    n = T - 1
+    u = fws[8 * n:9 * n]
+    nu = fws[9 * n:10 * n]
+    work = fws[11 * n:11 * n + T]
+    work2 = fws[11 * n + T:11 * n + 2 * T]
+    ws = fws[11 * n + 2 * T:]
+    room = ws.shape[0] - 2 * (n + 2)
+    if _DENSE_MAX <= 0 or room <= 0:
+        return 0, 0
+    cmax = min(_DENSE_MAX, int(math.sqrt(room / 2.0)) - 8)
+    if cmax < _DENSE_MIN:
+        return 0, 0
+    flip = bws[0:n]
+    in_c = bws[3 * n:4 * n]
+    thin = max(1, int(_THIN_PEAK * peak_samples(g1, g2)))
+    tables = np.zeros(1, np.bool_)
+    it = 0
+    moved = 0
+    s_keep = np.empty(0)
+    b_keep = np.empty(0)
+    for _r in range(_COARSE_POLISH):
+        for k in range(n):
+            active[k] = not s_i[k] > 0.0
+            u[k] = s_i[k]
+            flip[k] = False
+            in_c[k] = False
+        g_max, f_fit = direct_gradient(y, bvec, g1, g2, alpha, lamG, active, u, nu, work, work2,
+                                       True)
+        if not g_max > 0.0:
+            break
+        rounds, changed = dense_settle(g1, g2, alpha, active, flip, u, nu,
+                                       _COARSE_POLISH_TOL * g_max / alpha, thin, ws, in_c, work,
+                                       work2, cmax, _DENSE_ROUNDS, _COARSE_POLISH_WORK * n,
+                                       _DENSE_GAIN * f_fit, tables)
+        if rounds <= 0 or changed == 0 or it >= budget:
+            break
+        # (the power tables at the start of ws: the warm start's own solves
+        # overwrite them)
+        tables[0] = False
+        if s_keep.shape[0] == 0:
+            s_keep = np.empty(T)
+            b_keep = np.empty(T)
+        for t in range(T):
+            s_keep[t] = s_i[t]
+            b_keep[t] = bvec[t]
+        it2, ok = pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, budget - it, s_i, bvec,
+                           fws, bws, 1e-11, _YES)
+        it += it2
+        if not ok:
+            for t in range(T):
+                s_i[t] = s_keep[t]
+                bvec[t] = b_keep[t]
+            break
+        moved += 1
+    for k in range(n):
+        active[k] = not s_i[k] > 0.0
+    return it, moved
+
+
 # steps a warm start may take before the trace is solved again from a cold
 # start (cold solves take <= ~40 steps on every regime of bench_regimes.py;
 # warm ones <= ~35)
@@ -2344,6 +2436,9 @@ def pdas_rows(y, init, warm, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iter
     cold = lamG > 0.0
     # a cold start on a slow kernel: from a binned solve (_coarse_start)
     kc = 0 if warm else _coarse_factor(g1, g2, lamG, T)
+    d_root = _dominant_root(g1, g2)
+    polish = (kc > 0 and _COARSE_POLISH > 0 and _EARLY_DECAY > 0.0
+              and not (d_root < 1.0 and _EARLY_DECAY * (1.0 - d_root) >= 1.0))
     for i in range(N):
         for k in range(n):
             active[k] = init[i, k] <= 0.0 if warm else cold
@@ -2371,6 +2466,12 @@ def pdas_rows(y, init, warm, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iter
                 active[k] = cold
             it2, settled = pdas_one(y[i], g1, g2, alpha, lamG, mode, mu, active,
                                     left - it, s[i], bvec, pws, bws, 1e-11, _NO)
+            it += it2
+        elif polish and warm_i and not warm and settled:
+            # the binned start on a kernel decaying over more than
+            # _EARLY_DECAY samples: its answer made exact (_coarse_polish)
+            it2, _moved = _coarse_polish(y[i], g1, g2, alpha, lamG, mode, mu, active, s[i],
+                                         bvec, pws, bws, left - it)
             it += it2
         it += it_c
         _store_baseline(b, i, bvec)
