@@ -12,6 +12,15 @@ settle) and ``pdas_one`` from its cold start without it; both objectives at
 their own answers.  Prints the count, how many ``pdas_rows`` did not
 converge, the largest relative objective gap (ours - plain) / plain, steps
 and process CPU time of each (the first problem, which compiles, left out).
+With ``--ref R`` both answers of every problem where they differ by more
+than R (relative; and of every ``--ref-every``-th) are measured against the
+optimum found by an independent exact solve (:func:`tight_reference`:
+NNLS on the free set, the gradient formed directly); ``--only I`` solves
+problem I of the seed's sequence alone (``--dump`` saves it).
+
+    PYTHONPATH=src .venv/bin/python bench/bench_cold_start.py --khz --count 6000 \
+        --seed 2 --ref 1e-10 --verbose
+
 Not a peer comparison: OASIS and calab are in bench_regimes.py.
 """
 
@@ -125,10 +134,6 @@ def main(argv=None):
                          "60,000 (kernels decaying over more than _EARLY_DECAY samples)")
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore")  # tau_rise outside the sliders' range
-    if args.khz and not ns._COARSE_EARLY:
-        print("_COARSE_EARLY is off: no 1 kHz problem takes the binned start (set it True "
-              "in _numba_solvers.py to measure)")
-        return
     rng = np.random.default_rng(args.seed)
     n = bad = bad_p = 0
     idx = -1
@@ -142,6 +147,7 @@ def main(argv=None):
     ref_worst = {"ours": -np.inf, "plain": -np.inf}
     ref_above = {"ours": 0, "plain": 0}
     while (n - 1 < args.count) if args.count else (time.time() < t_end):
+        state = rng.bit_generator.state if args.only >= 0 else None
         if args.khz:
             fs = 1000.0
             td = float(rng.uniform(0.6, 3.0))
@@ -169,6 +175,7 @@ def main(argv=None):
         if args.only >= 0:
             if idx < args.only:
                 continue
+            print(f"problem {idx} drawn from rng.bit_generator.state = {state}")
             if args.dump:
                 np.savez(args.dump, y=y[0], fs=fs, tr=tr, td=td, lam=lam, mode=mode, mu=mu)
             n = 1  # (counted, not taken as the compiling one)
@@ -201,7 +208,8 @@ def main(argv=None):
             worst_at = (f"fs {fs:g} tau {tr:.3g}/{td:.3g} lambda {lam:.3g} noise {noise:.3g} "
                         f"T {T} mode {mode} steps {int(it[0])} vs {int(it_p)}")
         if args.verbose and abs(gap) > 1e-9:
-            print(f"problem {idx} gap {gap:+.1e}: fs {fs:g} tau {tr:.3g}/{td:.3g} lambda {lam:.3g} noise {noise:.3g} T {T} mode {mode}")
+            print(f"problem {idx} gap {gap:+.1e}: fs {fs:g} tau {tr:.3g}/{td:.3g} lambda "
+                  f"{lam:.3g} noise {noise:.3g} T {T} mode {mode}")
         if args.ref > 0.0 and (abs(gap) > args.ref
                                or (args.ref_every and idx % args.ref_every == 0)):
             f_ref, left, size = tight_reference(y[0], m, mode, mu, [s[0], s_p])
@@ -219,8 +227,9 @@ def main(argv=None):
         cpu["plain"] += c2 - c1
         steps["ours"] += int(it[0])
         steps["plain"] += int(it_p)
-    print(f"{n - 1} problems with the binned start: not converged {bad} ({bad_p} where plain settled); objective "
-          f"(ours - plain) / plain at most {worst:+.1e} (at least {best:+.1e}); steps {steps['ours']} vs "
+    print(f"{n - 1} problems with the binned start: not converged {bad} ({bad_p} where plain "
+          f"settled); objective (ours - plain) / plain at most {worst:+.1e} (at least "
+          f"{best:+.1e}); steps {steps['ours']} vs "
           f"{steps['plain']}; CPU {cpu['ours']:.2f} s vs {cpu['plain']:.2f} s "
           f"({cpu['ours'] / max(cpu['plain'], 1e-12):.2f}x); worst at {worst_at}")
     if n_ref:

@@ -2123,7 +2123,8 @@ def workspace_sizes(T):
 # GCaMP6s 30 Hz 8.4 -> 6 ms.  Not at lambda 0: there the binned spikes
 # miss most of the free samples' neighbours and the warm start went cold
 # (lambda 0 at 1 kHz: 1600 violators at the first step).  Not on kernels
-# decaying over more than _EARLY_DECAY samples (but see _COARSE_EARLY), whose warm start settles by
+# decaying over more than _EARLY_DECAY samples on traces longer than
+# _COARSE_EARLY_T frames, whose warm start settles by
 # dense solves and the interior point, not locally: the 1 kHz kernel (0.2/
 # 3.0 s) took 17 -> 8-9 ms at 54,000 frames, but at 1,000,000 it went cold
 # after the binned solve (515 -> 545 ms at k = 32, 2.3 s at k = 8), and the
@@ -2145,20 +2146,19 @@ _COARSE_MIN_T = 64
 # meets is not spent on it)
 _COARSE_MIN_BUDGET = 40
 # ... and on kernels decaying over more than _EARLY_DECAY samples (the 1 kHz
-# kernel) with _COARSE_EARLY, where the binned guess's free set fits the warm
-# start's dense settle (_coarse_dense; else the plain cold path, the binned
-# solve lost: ~1/k of a cold solve).  There the warm start settles by dense
-# solves, not by the local exchange.  1 kHz (0.2/3.0 s), lambda 0.05, 1 Hz
-# spikes, 54,000 frames, per trace, plain -> binned (k 16 / 32 / 64):
-# scalar 22.4 -> 13.0 / 11.4 / 12.5 ms, drift 31.2 -> 10.1 / 10.0 /
-# 11.8 ms, same objectives (bench_regimes.py --size mid, 20 traces: CPU
-# 0.333 -> 0.186 s).  Off: not exact enough.  bench_cold_start.py --khz
-# (peak <= _COARSE_PEAK_EARLY) met the plain cold objective within 1e-9 on
-# all but 2 of ~12,000 random problems, but those (tau 0.18/2.8 s and
-# 0.26/1.9 s, low noise, small lambda) stopped 1e-7 and 9e-8 above it,
-# KKT-optimal within the tolerance as the plain answer is (the check cannot
-# tell them apart; elsewhere the plain answer lies up to 7e-10 above ours)
-_COARSE_EARLY = True
+# kernel) where the binned guess's free set fits the warm start's dense
+# settle (_coarse_dense; else the plain cold path, the binned solve lost:
+# ~1/k of a cold solve).  There the warm start settles by dense solves, not
+# by the local exchange, and its answer is polished exact (_coarse_polish).
+# 1 kHz (0.2/3.0 s), lambda 0.05, 1 Hz spikes, 54,000 frames, per trace,
+# plain -> binned (k 16 / 32 / 64): scalar 22.4 -> 13.0 / 11.4 / 12.5 ms,
+# drift 31.2 -> 10.1 / 10.0 / 11.8 ms, same objectives (bench_regimes.py
+# --size mid, 20 traces: CPU 0.333 -> 0.186 s, before the polish).
+# Without the polish bench_cold_start.py --khz found 3 of 24,000 random
+# problems 1.8e-9 to 2.8e-9 above the optimum (an independent NNLS
+# reference; tau 0.16-0.32 / 1.15-2.75 s, low noise), KKT-optimal within
+# the tolerance: a spike on the sample next to the optimum's, hidden by the
+# full step's rounding (_coarse_polish)
 # ... on traces of at most _COARSE_EARLY_T frames: longer ones rarely fit
 # (1 Hz spikes: ~1,500 free samples at 1,000,000 frames, where the binned
 # solve alone took 67 of ~600 ms, lost)
@@ -2196,8 +2196,7 @@ def _coarse_factor(g1, g2, lamG, T):
     if _EARLY_DECAY > 0.0 and decay > _EARLY_DECAY:
         # settled by dense solves (pdas_rows checks that the binned guess
         # fits them, _coarse_dense)
-        if (not _COARSE_EARLY or T > _COARSE_EARLY_T
-                or peak_samples(g1, g2) > _COARSE_PEAK_EARLY):
+        if T > _COARSE_EARLY_T or peak_samples(g1, g2) > _COARSE_PEAK_EARLY:
             return 0
     elif peak_samples(g1, g2) > _COARSE_PEAK:
         return 0
