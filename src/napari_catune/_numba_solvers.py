@@ -2353,8 +2353,9 @@ def _coarse_polish(y, g1, g2, alpha, lamG, mode, mu, active, s_i, bvec, fws, bws
             u[k] = s_i[k]
             flip[k] = False
             in_c[k] = False
+        # (s_i >= 0: pdas_one clips its spikes)
         g_max, f_fit = direct_gradient(y, bvec, g1, g2, alpha, lamG, active, u, nu, work, work2,
-                                       True)
+                                       False)
         if not g_max > 0.0:
             break
         rounds, changed = dense_settle(g1, g2, alpha, active, flip, u, nu,
