@@ -2168,7 +2168,8 @@ _COARSE_EARLY_T = 100_000
 # settle from the binned guess stopped 2e-9 to 7e-6 above the plain cold
 # optimum on ~1 % of random problems (bench_cold_start.py --khz; low noise,
 # small lambda), KKT-optimal within the tolerance (a warm re-solve from
-# that answer wanders among such sets too; _DENSE_VERIFY 4 did not help)
+# that answer wanders among such sets too; _DENSE_VERIFY 4 did not help;
+# measured before _coarse_polish)
 _COARSE_PEAK_EARLY = 600.0
 
 
@@ -2412,8 +2413,9 @@ def pdas_rows(y, init, warm, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iter
     budget, given a budget of at least ``_COARSE_MIN_BUDGET``) and settles
     from those spikes as a warm start does (on kernels decaying over more
     than ``_EARLY_DECAY`` samples only if the guess fits the dense settle,
-    :func:`_coarse_dense`, else from the plain cold start); its steps count
-    both solves' (a binned step costs ~1/k of a full one).
+    :func:`_coarse_dense`, else from the plain cold start, and there its
+    answer is polished exact, :func:`_coarse_polish`); its steps count
+    both solves' and the polish's (a binned step costs ~1/k of a full one).
     """
     N, T = y.shape
     n = T - 1
