@@ -2221,7 +2221,8 @@ def workspace_sizes(T):
 # GCaMP6s 30 Hz 8.4 -> 6 ms.  Not at lambda 0: there the binned spikes
 # miss most of the free samples' neighbours and the warm start went cold
 # (lambda 0 at 1 kHz: 1600 violators at the first step).  Not on kernels
-# decaying over more than _EARLY_DECAY samples, whose warm start settles by
+# decaying over more than _EARLY_DECAY samples on traces longer than
+# _COARSE_EARLY_T frames, whose warm start settles by
 # dense solves and the interior point, not locally: the 1 kHz kernel (0.2/
 # 3.0 s) took 17 -> 8-9 ms at 54,000 frames, but at 1,000,000 it went cold
 # after the binned solve (515 -> 545 ms at k = 32, 2.3 s at k = 8), and the
@@ -2242,6 +2243,32 @@ _COARSE_MIN_T = 64
 # count in full against max_iters: a small budget that the plain cold path
 # meets is not spent on it)
 _COARSE_MIN_BUDGET = 40
+# ... and on kernels decaying over more than _EARLY_DECAY samples (the 1 kHz
+# kernel) where the binned guess's free set fits the warm start's dense
+# settle (_coarse_dense; else the plain cold path, the binned solve lost:
+# ~1/k of a cold solve).  There the warm start settles by dense solves, not
+# by the local exchange, and its answer is polished exact (_coarse_polish).
+# 1 kHz (0.2/3.0 s), lambda 0.05, 1 Hz spikes, 54,000 frames, per trace,
+# plain -> binned (k 16 / 32 / 64): scalar 22.4 -> 13.0 / 11.4 / 12.5 ms,
+# drift 31.2 -> 10.1 / 10.0 / 11.8 ms, same objectives (bench_regimes.py
+# --size mid, 20 traces: CPU 0.333 -> 0.186 s, before the polish).
+# Without the polish bench_cold_start.py --khz found 3 of 24,000 random
+# problems 1.8e-9 to 2.8e-9 above the optimum (an independent NNLS
+# reference; tau 0.16-0.32 / 1.15-2.75 s, low noise), KKT-optimal within
+# the tolerance: a spike on the sample next to the optimum's, hidden by the
+# full step's rounding (_coarse_polish)
+# ... on traces of at most _COARSE_EARLY_T frames: longer ones rarely fit
+# (1 Hz spikes: ~1,500 free samples at 1,000,000 frames, where the binned
+# solve alone took 67 of ~600 ms, lost)
+_COARSE_EARLY_T = 100_000
+# ... peaking at most _COARSE_PEAK_EARLY samples after a spike: on slower
+# rises at 1 kHz (tau_rise 0.33-0.8 s, peaks 720-1,200 samples) the dense
+# settle from the binned guess stopped 2e-9 to 7e-6 above the plain cold
+# optimum on ~1 % of random problems (bench_cold_start.py --khz; low noise,
+# small lambda), KKT-optimal within the tolerance (a warm re-solve from
+# that answer wanders among such sets too; _DENSE_VERIFY 4 did not help;
+# measured before _coarse_polish)
+_COARSE_PEAK_EARLY = 600.0
 
 
 @njit(cache=_CACHE, nogil=True)
@@ -2263,15 +2290,43 @@ def _coarse_factor(g1, g2, lamG, T):
         decay = math.inf
     else:
         decay = 1.0 / (1.0 - d_root)
-    if not decay > _COARSE_DECAY or (_EARLY_DECAY > 0.0 and decay > _EARLY_DECAY):
+    if not decay > _COARSE_DECAY:
         return 0
-    if peak_samples(g1, g2) > _COARSE_PEAK:
+    if _EARLY_DECAY > 0.0 and decay > _EARLY_DECAY:
+        # settled by dense solves (pdas_rows checks that the binned guess
+        # fits them, _coarse_dense)
+        if T > _COARSE_EARLY_T or peak_samples(g1, g2) > _COARSE_PEAK_EARLY:
+            return 0
+    elif peak_samples(g1, g2) > _COARSE_PEAK:
         return 0
     k = int(min(decay / _COARSE_PER, float(_COARSE_MAX)))
     k = max(k, 2)
     while k > 1 and T // k < _COARSE_MIN_T:
         k -= 1
     return k if k >= 2 else 0
+
+
+@njit(cache=_CACHE, nogil=True)
+def _coarse_dense(g1, g2, active, n_pws):
+    """Whether a binned guess ``active`` may go on as a warm start: always
+    on kernels decaying over at most ``_EARLY_DECAY`` samples; beyond, only
+    if its free set fits the dense settle of :func:`pdas_one`'s warm start
+    (its ``cmax`` from the interior point's workspace, ``n_pws`` floats of
+    ``pdas_rows``' pws), else that warm start goes to the cold interior
+    point at its first step."""
+    if not _EARLY_DECAY > 0.0:
+        return True
+    d_root = _dominant_root(g1, g2)
+    if d_root < 1.0 and _EARLY_DECAY * (1.0 - d_root) >= 1.0:
+        return True
+    n = active.shape[0]
+    T = n + 1
+    # (pdas_one: ipm_ws follows 11 n + 2 T floats of its workspace)
+    room = n_pws - 11 * n - 2 * T - 2 * (n + 2)
+    if _DENSE_MAX <= 0 or room <= 0:
+        return False
+    cmax = min(_DENSE_MAX, int(math.sqrt(room / 2.0)) - 8)
+    return cmax >= _DENSE_MIN and dense_fits(active, cmax, _DENSE_WORK * n)
 
 
 @njit(cache=_CACHE, nogil=True)
@@ -2338,6 +2393,99 @@ def _coarse_start(y, g1, g2, alpha, lamG, mode, mu, k, active, fws, bws, max_ite
     return it_c, True
 
 
+# the binned start's answer on a kernel decaying over more than _EARLY_DECAY
+# samples is polished at most _COARSE_POLISH times (0: never;
+# _coarse_polish): its free spikes solved exactly (dense, the baseline
+# fixed), the gradient formed directly, violators below -_COARSE_POLISH_TOL
+# max|gradient| placed by the dense settle with at most _COARSE_POLISH_WORK
+# multiply-adds per sample, and taken if the objective falls by more than
+# _DENSE_GAIN of the fit term
+_COARSE_POLISH = 3
+_COARSE_POLISH_TOL = 1e-12
+_COARSE_POLISH_WORK = 400
+
+
+@njit(cache=_CACHE, nogil=True)
+def _coarse_polish(y, g1, g2, alpha, lamG, mode, mu, active, s_i, bvec, fws, bws, budget):
+    """Make a settled answer of the binned start on a kernel decaying over
+    more than ``_EARLY_DECAY`` samples exact.  There the full step's
+    multipliers carry a rounding floor (~1e-7 of their largest, the KKT
+    test's threshold) and its free spikes are as inexact (the directly
+    formed gradient on the free set ~1e-6 of its largest): a sample next to
+    a spike (the same spike one or two samples off, or split over two) can
+    violate by ~3e-7 of the largest gradient, worth 2-3e-9 of the
+    objective, and pass both the step's test and :func:`dense_verify`
+    (whose gradient at those spikes hides it).  Each round: the gradient
+    formed directly at the answer (``s_i``, ``bvec``;
+    :func:`._numba_local.direct_gradient`), then the dense settle on the
+    free set (:func:`._numba_local.dense_settle`, the baseline fixed): its
+    first solve makes the free spikes exact, its next rounds bring in the
+    samples that then violate.  If that changes the set and lowers the
+    objective by more than ``_DENSE_GAIN`` of the fit term, the warm start
+    settles from the new set (at most ``budget`` steps in all; if it does
+    not settle, the answer before stands).  ``fws``/``bws``: ``pdas_rows``'
+    pws and bws.  Returns (steps, rounds that changed the set)."""
+    T = y.shape[0]
+    n = T - 1
+    u = fws[8 * n:9 * n]
+    nu = fws[9 * n:10 * n]
+    work = fws[11 * n:11 * n + T]
+    work2 = fws[11 * n + T:11 * n + 2 * T]
+    ws = fws[11 * n + 2 * T:]
+    room = ws.shape[0] - 2 * (n + 2)
+    if _DENSE_MAX <= 0 or room <= 0:
+        return 0, 0
+    cmax = min(_DENSE_MAX, int(math.sqrt(room / 2.0)) - 8)
+    if cmax < _DENSE_MIN:
+        return 0, 0
+    flip = bws[0:n]
+    in_c = bws[3 * n:4 * n]
+    thin = max(1, int(_THIN_PEAK * peak_samples(g1, g2)))
+    tables = np.zeros(1, np.bool_)
+    it = 0
+    moved = 0
+    s_keep = np.empty(0)
+    b_keep = np.empty(0)
+    for _r in range(_COARSE_POLISH):
+        for k in range(n):
+            active[k] = not s_i[k] > 0.0
+            u[k] = s_i[k]
+            flip[k] = False
+            in_c[k] = False
+        # (s_i >= 0: pdas_one clips its spikes)
+        g_max, f_fit = direct_gradient(y, bvec, g1, g2, alpha, lamG, active, u, nu, work, work2,
+                                       False)
+        if not g_max > 0.0:
+            break
+        rounds, changed = dense_settle(g1, g2, alpha, active, flip, u, nu,
+                                       _COARSE_POLISH_TOL * g_max / alpha, thin, ws, in_c, work,
+                                       work2, cmax, _DENSE_ROUNDS, _COARSE_POLISH_WORK * n,
+                                       _DENSE_GAIN * f_fit, tables)
+        if rounds <= 0 or changed == 0 or it >= budget:
+            break
+        # (the power tables at the start of ws: the warm start's own solves
+        # overwrite them)
+        tables[0] = False
+        if s_keep.shape[0] == 0:
+            s_keep = np.empty(T)
+            b_keep = np.empty(T)
+        for t in range(T):
+            s_keep[t] = s_i[t]
+            b_keep[t] = bvec[t]
+        it2, ok = pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, budget - it, s_i, bvec,
+                           fws, bws, 1e-11, _YES)
+        it += it2
+        if not ok:
+            for t in range(T):
+                s_i[t] = s_keep[t]
+                bvec[t] = b_keep[t]
+            break
+        moved += 1
+    for k in range(n):
+        active[k] = not s_i[k] > 0.0
+    return it, moved
+
+
 # steps a warm start may take before the trace is solved again from a cold
 # start (cold solves take <= ~40 steps on every regime of bench_regimes.py;
 # warm ones <= ~35)
@@ -2361,8 +2509,11 @@ def pdas_rows(y, init, warm, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iter
     A cold start on a slow kernel (:func:`_coarse_factor`) first solves the
     trace binned by k frames (:func:`_coarse_start`, at most half the step
     budget, given a budget of at least ``_COARSE_MIN_BUDGET``) and settles
-    from those spikes as a warm start does; its steps count both solves' (a
-    binned step costs ~1/k of a full one).
+    from those spikes as a warm start does (on kernels decaying over more
+    than ``_EARLY_DECAY`` samples only if the guess fits the dense settle,
+    :func:`_coarse_dense`, else from the plain cold start, and there its
+    answer is polished exact, :func:`_coarse_polish`); its steps count
+    both solves' and the polish's (a binned step costs ~1/k of a full one).
     """
     N, T = y.shape
     n = T - 1
@@ -2385,6 +2536,9 @@ def pdas_rows(y, init, warm, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iter
     cold = lamG > 0.0
     # a cold start on a slow kernel: from a binned solve (_coarse_start)
     kc = 0 if warm else _coarse_factor(g1, g2, lamG, T)
+    d_root = _dominant_root(g1, g2)
+    polish = (kc > 0 and _COARSE_POLISH > 0 and _EARLY_DECAY > 0.0
+              and not (d_root < 1.0 and _EARLY_DECAY * (1.0 - d_root) >= 1.0))
     for i in range(N):
         for k in range(n):
             active[k] = init[i, k] <= 0.0 if warm else cold
@@ -2395,6 +2549,11 @@ def pdas_rows(y, init, warm, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iter
                                        bws, max_iters // 2)
             if ok_c:
                 warm_i = _YES
+                if not _coarse_dense(g1, g2, active, pws.shape[0]):
+                    # too many free samples for the dense settle: plain cold
+                    for k in range(n):
+                        active[k] = cold
+                    warm_i = _NO
         left = max_iters - it_c
         budget = min(left, _WARM_BUDGET) if warm_i else left
         it, settled = pdas_one(y[i], g1, g2, alpha, lamG, mode, mu, active, budget, s[i],
@@ -2407,6 +2566,12 @@ def pdas_rows(y, init, warm, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iter
                 active[k] = cold
             it2, settled = pdas_one(y[i], g1, g2, alpha, lamG, mode, mu, active,
                                     left - it, s[i], bvec, pws, bws, 1e-11, _NO)
+            it += it2
+        elif polish and warm_i and not warm and settled:
+            # the binned start on a kernel decaying over more than
+            # _EARLY_DECAY samples: its answer made exact (_coarse_polish)
+            it2, _moved = _coarse_polish(y[i], g1, g2, alpha, lamG, mode, mu, active, s[i],
+                                         bvec, pws, bws, left - it)
             it += it2
         it += it_c
         _store_baseline(b, i, bvec)
