@@ -127,22 +127,17 @@ def test_cold_steps_on_slow_kernels_do_not_grow_with_the_length(name):
     assert steps[200_000] <= 26, steps
 
 
-def test_coarse_start_on_random_problems_reaches_the_plain_cold_optimum():
-    # the sweep of bench/bench_cold_start.py in small: slow kernels at
-    # 30-300 Hz, up to the coarse start's bounds (decay <= _EARLY_DECAY
-    # samples, peak <= _COARSE_PEAK), every baseline mode
+def _binned_against_plain(rng, count, draw):
+    """``count`` random problems that take the binned start (``draw(rng)``
+    gives fs, tau_rise, tau_decay, lambda, T; every baseline mode in turn):
+    each converges, at an objective not above the plain cold path's."""
     import warnings
 
     from napari_catune.solver import reconvolve
 
-    rng = np.random.default_rng(12)
     done = 0
-    while done < 24:
-        fs = float(rng.choice([30.0, 100.0, 158.0, 300.0]))
-        td = float(rng.uniform(0.5, 3.0))
-        tr = float(rng.uniform(0.05, 0.5)) * td
-        lam = float(10 ** rng.uniform(-2.5, 0.5))
-        T = int(rng.integers(2_000, 12_000))
+    while done < count:
+        fs, tr, td, lam, T = draw(rng)
         mode = done % 3
         mu = float((rng.uniform(1, 10) * fs) ** 2) if mode == 2 else 0.0
         with warnings.catch_warnings():
@@ -168,6 +163,19 @@ def test_coarse_start_on_random_problems_reaches_the_plain_cold_optimum():
         ns.objective_rows(np.vstack([y, y]), np.vstack([s, s_old[None]]), m.g1, m.g2, m.alpha,
                           m.lamG, np.int64(mode), mu, f)
         assert f[0] <= f[1] * (1 + 1e-9) + 1e-12, (fs, tr, td, lam, T, mode, f)
+
+
+def test_coarse_start_on_random_problems_reaches_the_plain_cold_optimum():
+    # the sweep of bench/bench_cold_start.py in small: slow kernels at
+    # 30-300 Hz, up to the coarse start's bounds (decay <= _EARLY_DECAY
+    # samples, peak <= _COARSE_PEAK), every baseline mode
+    def draw(rng):
+        fs = float(rng.choice([30.0, 100.0, 158.0, 300.0]))
+        td = float(rng.uniform(0.5, 3.0))
+        tr = float(rng.uniform(0.05, 0.5)) * td
+        return fs, tr, td, float(10 ** rng.uniform(-2.5, 0.5)), int(rng.integers(2_000, 12_000))
+
+    _binned_against_plain(np.random.default_rng(12), 24, draw)
 
 
 def test_coarse_start_on_the_1khz_kernel_goes_on_only_where_the_dense_settle_fits():
@@ -197,43 +205,12 @@ def test_coarse_start_on_the_1khz_kernel_goes_on_only_where_the_dense_settle_fit
 def test_coarse_start_on_random_1khz_problems_reaches_the_plain_cold_optimum():
     # bench/bench_cold_start.py --khz in small: kernels decaying over more
     # than _EARLY_DECAY samples, every baseline mode
-    import warnings
-
-    from napari_catune.solver import reconvolve
-
-    rng = np.random.default_rng(21)
-    done = 0
-    while done < 18:
-        fs = 1000.0
+    def draw(rng):
         td = float(rng.uniform(0.6, 3.0))
         tr = float(rng.uniform(0.02, 0.3)) * td
-        lam = float(10 ** rng.uniform(-2.5, 0.5))
-        T = int(rng.integers(2_000, 16_000))
-        mode = done % 3
-        mu = float((rng.uniform(1, 10) * fs) ** 2) if mode == 2 else 0.0
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            m = _model_checked(fs, tr, td, lam)
-        if ns._coarse_factor(m.g1, m.g2, m.lamG, np.int64(T)) == 0:
-            continue
-        done += 1
-        sp = (rng.random(T) < 1.0 / fs) * rng.exponential(1.0, T)
-        y = reconvolve(sp[None], fs, tr, td) + 10 ** rng.uniform(-2, 0) * rng.standard_normal(T)
-        y += 2.0 if mode else 0.0
-        nf, nb = ns.workspace_sizes(T)
-        s = np.zeros((1, T))
-        b = np.zeros((1, T if mode == 2 else 1))
-        it = np.zeros(1, np.int64)
-        conv = np.zeros(1, bool)
-        ns.pdas_rows(y, y, False, m.g1, m.g2, m.alpha, m.lamG, m.G, np.int64(mode), mu, 1e-7,
-                     np.int64(500), s, b, np.zeros((1, T)), it, conv, np.zeros(nf),
-                     np.zeros(nb, bool))
-        assert conv[0]
-        s_old = _plain_cold(y[0], m, mode, mu)[0]
-        f = np.zeros(2)
-        ns.objective_rows(np.vstack([y, y]), np.vstack([s, s_old[None]]), m.g1, m.g2, m.alpha,
-                          m.lamG, np.int64(mode), mu, f)
-        assert f[0] <= f[1] * (1 + 1e-9) + 1e-12, (fs, tr, td, lam, T, mode, f)
+        return 1000.0, tr, td, float(10 ** rng.uniform(-2.5, 0.5)), int(rng.integers(2_000, 16_000))
+
+    _binned_against_plain(np.random.default_rng(21), 18, draw)
 
 
 def _tight_reference(y, m, mode, mu, starts, rel=1e-13):

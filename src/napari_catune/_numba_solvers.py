@@ -246,6 +246,20 @@ _RATIO_TINY = 2.0 ** -500
 _RATIO_SCALE = 2.0 ** 500
 
 
+@njit(cache=_CACHE, nogil=True, inline="always")
+def _ratio_update(rn, hd, mm, sig, mn):
+    """The drift's ratio a22 = hn / hd after a free sample, from the
+    numerator rn it leaves: (hn, hd), rescaled by an exact power of two
+    before hd underflows."""
+    hdm = mm * hd
+    hd = sig * rn + hdm
+    hn = mn * rn + hdm
+    if hd < _RATIO_TINY:
+        hn *= _RATIO_SCALE
+        hd *= _RATIO_SCALE
+    return hn, hd
+
+
 @njit(cache=_CACHE, nogil=True, fastmath={"contract"})
 def _subspace_riccati(y, g1, g2, beta, mode, mu, active, gain, gb):
     """The backward Riccati recursion of :func:`_subspace_core`: fills the
@@ -321,13 +335,7 @@ def _subspace_riccati(y, g1, g2, beta, mode, mu, active, gain, gb):
             if drift:
                 inv_d = hd / ((hn + mu * hd) - hd)
                 wm = mu * inv_d
-                rn = hn - hd
-                hdm = mm * hd
-                hd = sig * rn + hdm
-                hn = mn * rn + hdm
-                if hd < _RATIO_TINY:
-                    hn *= _RATIO_SCALE
-                    hd *= _RATIO_SCALE
+                hn, hd = _ratio_update(hn - hd, hd, mm, sig, mn)
                 q0, q1, q2, w3 = _drift_linear(q0, q1, q2, 0.0, 0.0, wm, inv_d)
                 gb[k, 0] = 0.0
                 gb[k, 1] = 0.0
@@ -405,13 +413,7 @@ def _subspace_riccati(y, g1, g2, beta, mode, mu, active, gain, gb):
                 a00 = ((a11 + 1.0) - e11 * inv) - r12 * w0
                 a02 = r12 * wm + 1.0
                 # hn / hd <- (mu r22 / (r22 + mu) + 1), r22 = a22 - e22 inv
-                rn = hn - e22d * inv
-                hdm = mm * hd
-                hd = sig * rn + hdm
-                hn = mn * rn + hdm
-                if hd < _RATIO_TINY:
-                    hn *= _RATIO_SCALE
-                    hd *= _RATIO_SCALE
+                hn, hd = _ratio_update(hn - e22d * inv, hd, mm, sig, mn)
             else:
                 a00 = (a11 + 1.0) - e11 * inv
                 a02 = (a12 + 1.0) - e12 * inv
