@@ -818,3 +818,123 @@ def test_the_drift_smoothers_riccati_loop_is_pythons(mu, T, monkeypatch):
     nps._smoother_gains.cache_clear()
     for a, b in zip(got, ref):
         np.testing.assert_array_equal(a, b)
+
+
+def _wait_child(pid, deadline=60.0):
+    """The child's exit status, waited for up to ``deadline`` seconds (a
+    watchdog: then killed, and None)."""
+    import time
+
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.05)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    return None
+
+
+def _holding_llvm(real, entered):
+    """``real`` (a compile) called with llvmlite's own lock held throughout,
+    ``entered`` set once it is: a fork then copies that lock held unless it
+    waits for the compile."""
+    from llvmlite.binding import ffi
+
+    def compile_(*a):
+        with ffi.lib._lock:
+            entered.set()
+            return real(*a)
+
+    return compile_
+
+
+def _fork_and(child):
+    """Fork; the child runs ``child()`` (True: exit 0, else 1) and exits."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 2
+        try:
+            code = 0 if child() else 1
+        finally:
+            os._exit(code)
+    return pid
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork")
+def test_a_fork_while_the_loops_compile_leaves_the_child_working(monkeypatch):
+    """A process forked while a thread compiles _jit_band's loops (LLVM's
+    own lock held then) gets working loops from its own load(): the fork
+    waits for the compile instead of copying that lock held (before: the
+    child's load() waited forever)."""
+    import threading
+
+    from napari_catune import _jit_band
+
+    if _jit_band.load() is None:
+        pytest.skip("no LLVM here")
+    entered = threading.Event()
+    monkeypatch.setattr(_jit_band, "_STATE", {})
+    monkeypatch.setattr(_jit_band, "_compile", _holding_llvm(_jit_band._compile, entered))
+    th = threading.Thread(target=_jit_band.load, daemon=True)
+    th.start()
+    assert entered.wait(60.0)
+    pid = _fork_and(lambda: _jit_band.load() is not None)
+    code = _wait_child(pid)
+    th.join(60.0)
+    assert code == 0
+    assert _jit_band._STATE["k"] is not None
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork")
+def test_a_fork_while_the_passes_compile_leaves_the_child_working(monkeypatch):
+    """A process forked while a thread makes the interior point's passes
+    gets them (made there again if need be) instead of an ipm_ready that
+    waits out its timeout for a thread the child has not got."""
+    import threading
+
+    from napari_catune import _jit_band
+
+    if _jit_band.load() is None:
+        pytest.skip("no LLVM here")
+    k = _jit_band.Kernels(_jit_band._compile())
+    entered = threading.Event()
+    monkeypatch.setattr(_jit_band, "_compile_ipm",
+                        _holding_llvm(_jit_band._compile_ipm, entered))
+    k.start_ipm()
+    assert entered.wait(60.0)
+    pid = _fork_and(lambda: k.ipm_ready(30.0))
+    code = _wait_child(pid)
+    assert k.ipm_ready(60.0)
+    assert code == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork")
+def test_a_fork_before_the_passes_thread_runs_leaves_them_to_be_made():
+    """Forked after start_ipm but before its thread began to compile: the
+    child's ipm_ready makes them (not started in the child)."""
+    import threading
+
+    from napari_catune import _jit_band
+
+    if _jit_band.load() is None:
+        pytest.skip("no LLVM here")
+    k = _jit_band.Kernels(_jit_band._compile())
+    go = threading.Event()
+    real = k._make_ipm
+
+    def late():  # (the thread started, not yet compiling)
+        go.wait(60.0)
+        real()
+
+    k._make_ipm = late
+    k.start_ipm()
+    try:
+        # (the child's thread, if one is started there, not held back)
+        pid = _fork_and(lambda: go.set() or (k.ipm_ready(30.0) and k._ipm is not None))
+    finally:
+        go.set()
+    code = _wait_child(pid)
+    assert k.ipm_ready(60.0)
+    assert code == 0

@@ -32,6 +32,7 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
+import weakref
 
 import numpy as np
 
@@ -41,17 +42,58 @@ WIDTHS = (2, 4)  # the Newton bands: AR(2) alone, and with the drift interleaved
 SIGNED = (6,)
 _LOCK = threading.Lock()
 _STATE: dict = {}
+# held while LLVM compiles (load()'s loops and the interior point's passes):
+# llvmlite serialises its calls by a lock of its own, which a fork copies
+# held if a thread is inside LLVM then, and the child's first LLVM call
+# would wait on it forever.  A fork waits for a running compile (~0.1-0.2 s)
+# instead (reentrant: a thread that forks while compiling does not wait on
+# itself)
+_COMPILE_LOCK = threading.RLock()
+_FORK_WAIT = 60.0  # seconds a fork waits for a compile (then: no LLVM in the child)
+_FORK: dict = {}
+_ALL_KERNELS: "weakref.WeakSet" = weakref.WeakSet()
 
 
-def _after_fork() -> None:
-    # a fork while a thread made the loops (solver.start_background_compile
-    # starts one) would leave the child a lock nobody releases
-    global _LOCK
+def _before_fork() -> None:
+    _FORK["held"] = _COMPILE_LOCK.acquire(timeout=_FORK_WAIT)
+
+
+def _after_fork_parent() -> None:
+    if _FORK.pop("held", False):
+        _COMPILE_LOCK.release()
+
+
+def _after_fork_child() -> None:
+    # fresh locks: the parent's may be held by threads the child has not got
+    global _LOCK, _COMPILE_LOCK
+    held = _FORK.pop("held", True)
     _LOCK = threading.Lock()
+    _COMPILE_LOCK = threading.RLock()
+    if not held:
+        # a compile went on past the wait: LLVM's lock may be held here, so
+        # no LLVM in this process (LAPACK's and NumPy's passes)
+        if "k" not in _STATE:
+            _STATE["k"] = None
+            _STATE["error"] = "forked while LLVM compiled"
+        for k in list(_ALL_KERNELS):
+            if k._ipm is None:
+                k._ipm_started = True
+                k._ipm_done = threading.Event()
+                k._ipm_done.set()
+        return
+    for k in list(_ALL_KERNELS):
+        k._ipm_done = threading.Event()
+        if k._ipm is not None or k._ipm_error is not None:
+            k._ipm_done.set()
+        else:
+            # not made (the thread that was to make them is not in this
+            # process): made again when asked
+            k._ipm_started = False
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork)
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_parent,
+                        after_in_child=_after_fork_child)
 
 
 def _ir_factor(kd: int, signed: bool = False) -> str:
@@ -857,6 +899,8 @@ class Kernels:
         self._ipm_keep = None
         self._ipm_done = threading.Event()
         self._ipm_started = False
+        self._ipm_error = None  # why the passes could not be made (repr)
+        _ALL_KERNELS.add(self)
 
     def ipm_ready(self, timeout=0.0) -> bool:
         """Whether the interior point's passes are there (with ``timeout``:
@@ -882,14 +926,16 @@ class Kernels:
             self._make_ipm()
 
     def _make_ipm(self):
+        done = self._ipm_done
         try:
-            keep, k = _compile_ipm()
+            with _COMPILE_LOCK:
+                keep, k = _compile_ipm()
             self._ipm_keep = keep
             self._ipm = k
-        except Exception:  # noqa: BLE001 - no passes: NumPy's, as before
-            pass
+        except Exception as e:  # noqa: BLE001 - no passes: NumPy's, as before
+            self._ipm_error = repr(e)
         finally:
-            self._ipm_done.set()
+            done.set()
 
     def factor(self, ab, n):
         kd = ab.shape[0] - 1
@@ -1078,9 +1124,12 @@ def load():
     """The kernels (compiled once per process), or None: use LAPACK."""
     with _LOCK:
         if "k" not in _STATE:
-            try:
-                k = Kernels(_compile())
-                _STATE["k"] = k if _self_test(k) else None
-            except Exception:  # noqa: BLE001 - no LLVM here: LAPACK
-                _STATE["k"] = None
+            # (the self-test too: its first use of numpy.linalg imports it,
+            # and a fork mid-import would leave the child that module's lock)
+            with _COMPILE_LOCK:
+                try:
+                    k = Kernels(_compile())
+                    _STATE["k"] = k if _self_test(k) else None
+                except Exception:  # noqa: BLE001 - no LLVM here: LAPACK
+                    _STATE["k"] = None
         return _STATE["k"]
