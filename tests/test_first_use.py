@@ -938,3 +938,57 @@ def test_a_fork_before_the_passes_thread_runs_leaves_them_to_be_made():
     code = _wait_child(pid)
     assert k.ipm_ready(60.0)
     assert code == 0
+
+
+def test_single_fused_iterations_are_numpys_bit_for_bit(monkeypatch):
+    """One drift interior-point iteration by the compiled passes
+    (_IpmDrift.step) and by NumPy's (_numpy_step): the same x, u, z, b,
+    step lengths and mean complementarity, bit for bit, over a few
+    iterations, on T = 2 and on states where W hits its cap (counted).
+    The solvers' answers alone would not show an error in the passes: they
+    come from the exact polish and the KKT test."""
+    _fused_passes()
+    rng = np.random.default_rng(21)
+    states = list(nps._ipm_states())
+    for m, T in ((1, 2), (3, 2), (2, 25)):
+        n = T - 1
+        x = rng.uniform(0.0, 2.0, (m, n))
+        u, z = rng.uniform(1e-4, 2.0, (m, n)), rng.uniform(1e-4, 2.0, (m, n))
+        if T > 3:
+            u[:, 2], z[:, 2] = 1e-14, 1e5  # W past the band's Cholesky: capped
+        ys = rng.standard_normal((m, T))
+        cvec = rng.uniform(0.0, 0.1, (m, 1)) * np.ones((m, n))
+        states.append((x, u, z, rng.standard_normal((m, T)), ys[:, 0].copy(),
+                       ys[:, 1:].copy(), cvec, 1.5, -0.55, 1.2, 50.0, T))
+    capped = []
+    real = nps._Newton
+
+    class Counting(real):
+        def __init__(self, W, *a, **k):
+            try:
+                super().__init__(W, *a, **k)
+            except np.linalg.LinAlgError:
+                capped.append(W.shape)
+                raise
+
+    monkeypatch.setattr(nps, "_Newton", Counting)
+    assert nps._iterations_equal(states, iters=4) == [True] * len(states)
+    assert len(capped) >= 4  # both paths, both capped states
+    assert min(T for *_, T in states) == 2
+
+
+def test_the_one_off_check_sees_an_error_in_one_pass(monkeypatch):
+    """x off by one part in 1e12 after each ipm_upd: the final answers can
+    still agree (the exact polish), the iteration check does not."""
+    jit = _fused_passes()
+    real = type(jit).ipm
+
+    def off(self, name, m, n, arrays, scalars=()):
+        real(self, name, m, n, arrays, scalars)
+        if name == "ipm_upd":
+            arrays[0][:] *= 1.0 + 1e-12
+
+    monkeypatch.setattr(type(jit), "ipm", off)
+    assert not all(nps._iterations_equal(nps._ipm_states()))
+    monkeypatch.setattr(nps, "_FUSED_OK", [])
+    assert nps._fused_checked() is False
