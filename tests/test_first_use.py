@@ -992,3 +992,30 @@ def test_the_one_off_check_sees_an_error_in_one_pass(monkeypatch):
     assert not all(nps._iterations_equal(nps._ipm_states()))
     monkeypatch.setattr(nps, "_FUSED_OK", [])
     assert nps._fused_checked() is False
+
+
+def test_the_fused_passes_carry_nans_as_numpy_does():
+    """A NaN in the polish's step fails its row's test (NumPy's max is NaN
+    there; ordered compares would skip it and pass the row), and a NaN
+    iterate stays NaN through ipm_upd's max(u + a du, tiny)."""
+    jit = _fused_passes()
+    m, n = 3, 4
+    T = n + 1
+    M = m * (2 * T - 1)
+    rhs = np.zeros(M + 4)
+    rhs[:M] = 1e-12
+    rhs[:2 * T - 1] = np.nan          # row 0: all NaN
+    rhs[(2 * T - 1) + 3] = np.nan     # row 1: one
+    x, b, A = np.zeros((m, n)), np.zeros((m, T)), np.ones((m, n))
+    lam, r2, mdx, mx = np.zeros((m, n)), np.zeros((m, n)), np.empty(m), np.empty(m)
+    jit.ipm("pol_upd", m, n, (x, b, rhs, A, lam, r2, mdx, mx), (1.0, -1.5, 0.5, 1e6))
+    ok = mdx <= nps._REFINE_TOL * (1.0 + mx)
+    ref = np.abs(x).max(axis=1) <= nps._REFINE_TOL * (1.0 + np.abs(x).max(axis=1))
+    np.testing.assert_array_equal(ok, ref)
+    assert not ok[:2].any()
+    # a NaN iterate through a whole iteration: NumPy's numbers, NaNs included
+    (x, u, z, b, y0, y1, cvec, g1, g2, ia, mu, T), *_ = nps._ipm_states()[3:]
+    x = x.copy()
+    x[1, 5] = np.nan  # (then u, z, b, the steps: NaN in that row)
+    # (one iteration: the next would factor a NaN band)
+    assert nps._iterations_equal([(x, u, z, b, y0, y1, cvec, g1, g2, ia, mu, T)], 1) == [True]

@@ -513,10 +513,12 @@ def _loop_fn(mod, name, ptrs, dbls, rowd, backward, carries, reds, body, end=Non
         acc, v = phis[name_], out[name_]
         if kind == "sum":
             nxt[name_] = b.fadd(acc, v)
-        elif kind == "min":
-            nxt[name_] = b.select(b.fcmp_ordered("<", v, acc), v, acc)
         else:
-            nxt[name_] = b.select(b.fcmp_ordered(">", v, acc), v, acc)
+            # NaN-propagating, as NumPy's min and max: a NaN met stays
+            # (v if v is NaN or beyond acc, unless acc is NaN already)
+            beyond = b.fcmp_unordered("<" if kind == "min" else ">", v, acc)
+            nxt[name_] = b.select(b.fcmp_unordered("uno", acc, acc), acc,
+                                  b.select(beyond, v, acc))
     if backward:
         k1 = b.sub(k, one)
         more = b.icmp_signed(">=", k1, zero)
@@ -585,14 +587,14 @@ class _Ctx:
     def st(self, name, v, row="n", mul=1, off=0):
         self.b.store(v, self.b.gep(self.P[name], [self.idx(row, mul, off)]))
 
-    def fmin(self, a, c):  # np.minimum without NaNs: a if a <= c else c
-        return self.b.select(self.b.fcmp_ordered("<=", a, c), a, c)
+    def fmin(self, a, c):  # np.minimum(a, c), c not NaN: a if a <= c or a is NaN
+        return self.b.select(self.b.fcmp_unordered("<=", a, c), a, c)
 
     def fabs(self, a):
         return self.b.select(self.b.fcmp_ordered("<", a, self.cd(0.0)), self.b.fneg(a), a)
 
-    def fmax(self, a, c):
-        return self.b.select(self.b.fcmp_ordered(">=", a, c), a, c)
+    def fmax(self, a, c):  # np.maximum(a, c), c not NaN: a if a >= c or a is NaN
+        return self.b.select(self.b.fcmp_unordered(">=", a, c), a, c)
 
     def fir(self, c0, c1, c2, v0, v1, v2):
         """The FIR loops' arithmetic: 0 + (c0 v0 + (c1 v1 + c2 v2))."""
