@@ -991,6 +991,7 @@ def test_the_one_off_check_sees_an_error_in_one_pass(monkeypatch):
     monkeypatch.setattr(type(jit), "ipm", off)
     assert not all(nps._iterations_equal(nps._ipm_states()))
     monkeypatch.setattr(nps, "_FUSED_OK", [])
+    monkeypatch.setattr(nps, "_FUSED_WHY", [])
     assert nps._fused_checked() is False
 
 
@@ -1019,3 +1020,37 @@ def test_the_fused_passes_carry_nans_as_numpy_does():
     x[1, 5] = np.nan  # (then u, z, b, the steps: NaN in that row)
     # (one iteration: the next would factor a NaN band)
     assert nps._iterations_equal([(x, u, z, b, y0, y1, cvec, g1, g2, ia, mu, T)], 1) == [True]
+
+
+def test_a_failed_compile_or_check_keeps_its_reason_and_is_not_retried(monkeypatch, caplog):
+    """The interior point's passes not made: the reason kept (and logged);
+    the one-off check raising: False once, its reason kept, not run (nor
+    raised) again on the next iteration."""
+    import logging
+
+    from napari_catune import _jit_band
+
+    if _jit_band.load() is None:
+        pytest.skip("no LLVM here")
+    k = _jit_band.Kernels(_jit_band._compile())
+
+    def boom():
+        raise RuntimeError("no code generator today")
+
+    monkeypatch.setattr(_jit_band, "_compile_ipm", boom)
+    with caplog.at_level(logging.DEBUG, logger=_jit_band.__name__):
+        assert not k.ipm_ready(60.0)
+    assert "no code generator today" in k._ipm_error
+    assert any("no code generator today" in r.getMessage() for r in caplog.records)
+    calls = []
+
+    def broken(*a):
+        calls.append(a)
+        raise ValueError("the check broke")
+
+    monkeypatch.setattr(nps, "_FUSED_OK", [])
+    monkeypatch.setattr(nps, "_FUSED_WHY", [])
+    monkeypatch.setattr(nps, "_solve_group", broken)
+    assert nps._fused_checked() is False
+    assert nps._fused_checked() is False
+    assert len(calls) == 1 and "the check broke" in nps._FUSED_WHY[0]

@@ -30,6 +30,7 @@ self-test fails (the caller then uses LAPACK).  Calls release the GIL
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import threading
 import weakref
@@ -41,7 +42,8 @@ WIDTHS = (2, 4)  # the Newton bands: AR(2) alone, and with the drift interleaved
 # augmented Newton system (calcium, baseline and the drift's multiplier)
 SIGNED = (6,)
 _LOCK = threading.Lock()
-_STATE: dict = {}
+_STATE: dict = {}  # "k": the kernels or None; "error": why None (repr)
+_LOG = logging.getLogger(__name__)
 # held while LLVM compiles (load()'s loops and the interior point's passes):
 # llvmlite serialises its calls by a lock of its own, which a fork copies
 # held if a thread is inside LLVM then, and the child's first LLVM call
@@ -936,6 +938,7 @@ class Kernels:
             self._ipm = k
         except Exception as e:  # noqa: BLE001 - no passes: NumPy's, as before
             self._ipm_error = repr(e)
+            _LOG.debug("the interior point's compiled passes not made: %r", e)
         finally:
             done.set()
 
@@ -1132,6 +1135,11 @@ def load():
                 try:
                     k = Kernels(_compile())
                     _STATE["k"] = k if _self_test(k) else None
-                except Exception:  # noqa: BLE001 - no LLVM here: LAPACK
+                    if _STATE["k"] is None:
+                        _STATE["error"] = "the self-test failed"
+                except Exception as e:  # noqa: BLE001 - no LLVM here: LAPACK
                     _STATE["k"] = None
+                    _STATE["error"] = repr(e)
+                if _STATE["k"] is None:
+                    _LOG.debug("no LLVM loops (LAPACK instead): %s", _STATE["error"])
         return _STATE["k"]
