@@ -1077,3 +1077,39 @@ def test_no_passes_with_llvmlite_here_fails_rather_than_skips(monkeypatch):
     except pytest.fail.Exception:
         outcome = "failed"
     assert outcome == "failed"
+
+
+def test_the_passes_and_the_band_check_their_arguments():
+    """Kernels.ipm and drift_band(out=): ValueError (not an assert, gone
+    under -O; nor a write past an array's end) on a wrong name, count,
+    dtype, order or size."""
+    jit = _fused_passes()
+    m, n = 2, 6
+    T = n + 1
+    big = np.zeros(1000)  # (a too-short view's overrun, were it not checked, lands here)
+    x, b, A = np.zeros((m, n)), np.zeros((m, T)), np.ones((m, n))
+    lam, r2, mdx, mx = np.zeros((m, n)), np.zeros((m, n)), np.empty(m), np.empty(m)
+    sol = np.zeros(m * (2 * n + 1) + 4)
+    good = (x, b, sol, A, lam, r2, mdx, mx)
+    sc = (1.0, -1.5, 0.5, 1e6)
+    jit.ipm("pol_upd", m, n, good, sc)
+    bad = [
+        ("pol_upd", good[:-1], sc),
+        ("pol_upd", good, sc[:-1]),
+        ("no_such_pass", good, sc),
+        ("pol_upd", (x, b, big[:m * (2 * n + 1) - 1]) + good[3:], sc),
+        ("pol_upd", (x, big[:m * T - 1]) + good[2:], sc),
+        ("pol_upd", (x.astype(np.float32),) + good[1:], sc),
+        ("pol_upd", (np.zeros((m, n), order="F"),) + good[1:], sc),
+    ]
+    for name, arrays, scalars in bad:
+        with pytest.raises(ValueError):
+            jit.ipm(name, m, n, arrays, scalars)
+    assert not big.any()
+    W = np.ones((m, n))
+    band = jit.drift_band(W, 2.0, 1.4, -0.45, 30.0)
+    assert jit.drift_band(W, 2.0, 1.4, -0.45, 30.0, out=band) is band
+    for out in (np.zeros((5, band.shape[1] - 1), order="F"), np.zeros(band.shape),
+                np.zeros(band.shape, order="F", dtype=np.float32)):
+        with pytest.raises(ValueError):
+            jit.drift_band(W, 2.0, 1.4, -0.45, 30.0, out=out)

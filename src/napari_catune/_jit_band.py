@@ -887,6 +887,11 @@ def _compile_ipm():
 # the interior point's passes: (pointer arguments, double arguments)
 _IPM_SIGS = {"ipm_pre": (13, 5), "ipm_dir": (10, 4), "ipm_aff": (6, 0),
              "ipm_corr": (8, 3), "ipm_upd": (10, 1), "pol_res": (7, 5), "pol_upd": (8, 4)}
+# ... and the rows' lengths of their arrays (each m rows long): n (an (m, n)
+# array), T = n + 1, N = 2 n + 1 (the stacked solve's vector), 1 (per row)
+_IPM_SIZES = {"ipm_pre": "nnnTn1nnnnTNn", "ipm_dir": "Nnnnnnnn11", "ipm_aff": "nnnn1n",
+              "ipm_corr": "nnnnTnN1", "ipm_upd": "nnnTNnn11n", "pol_res": "nTnnnTN",
+              "pol_upd": "nTNnnn11"}
 
 
 class Kernels:
@@ -984,7 +989,10 @@ class Kernels:
         if out is None:
             flat = np.empty((M + 4, 5)).T
         else:
-            assert out.shape == (5, M + 4) and out.flags.f_contiguous and out.dtype == np.float64
+            if not (isinstance(out, np.ndarray) and out.shape == (5, M + 4)
+                    and out.flags.f_contiguous and out.dtype == np.float64):
+                raise ValueError(f"drift_band: out must be a Fortran-ordered float64 array of "
+                                 f"shape (5, {M + 4}) for W of shape {W.shape}")
             flat = out
         flat[:, M:] = 0.0
         self._k["driftband"](m, n, wp.ctypes.data, flat.ctypes.data, ia2, g1 * g1 * ia2,
@@ -1001,10 +1009,24 @@ class Kernels:
     def ipm(self, name, m, n, arrays, scalars=()):
         """One of the interior point's passes (:func:`_ipm_module`) on rows
         of length n: ``arrays`` C-ordered float64, each as long as the pass
-        reads and writes (the caller's promise)."""
-        assert len(arrays) == _IPM_SIGS[name][0] and len(scalars) == _IPM_SIGS[name][1]
-        for a in arrays:
-            assert a.dtype == np.float64 and a.flags.c_contiguous
+        reads and writes (checked: ValueError otherwise)."""
+        if name not in _IPM_SIGS:
+            raise ValueError(f"ipm: name {name!r} is not one of {sorted(_IPM_SIGS)}")
+        if len(arrays) != _IPM_SIGS[name][0] or len(scalars) != _IPM_SIGS[name][1]:
+            raise ValueError(f"ipm: {name} takes {_IPM_SIGS[name][0]} arrays and "
+                             f"{_IPM_SIGS[name][1]} scalars, not {len(arrays)} and "
+                             f"{len(scalars)}")
+        m, n = int(m), int(n)
+        if m < 0 or n < 0:
+            raise ValueError(f"ipm: m and n must be >= 0 (got {m}, {n})")
+        per = {"n": n, "T": n + 1, "N": 2 * n + 1, "1": 1}
+        for i, (a, kind) in enumerate(zip(arrays, _IPM_SIZES[name])):
+            if not (isinstance(a, np.ndarray) and a.dtype == np.float64
+                    and a.flags.c_contiguous):
+                raise ValueError(f"ipm: {name}'s array {i} must be a C-ordered float64 array")
+            if m and n and a.size < m * per[kind]:
+                raise ValueError(f"ipm: {name}'s array {i} has {a.size} elements, fewer than "
+                                 f"the {m * per[kind]} it reads or writes (m={m}, n={n})")
         self._ipm[name](m, n, *(a.ctypes.data for a in arrays), *map(float, scalars))
 
     def solve(self, ab, n, b):
