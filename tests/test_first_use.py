@@ -1113,3 +1113,12 @@ def test_the_passes_and_the_band_check_their_arguments():
                 np.zeros(band.shape, order="F", dtype=np.float32)):
         with pytest.raises(ValueError):
             jit.drift_band(W, 2.0, 1.4, -0.45, 30.0, out=out)
+
+
+def test_the_half_max_times_name_their_root_finder_honestly():
+    """The half-maximum times are found by _bisect (bisection), not under
+    the name of SciPy's brentq."""
+    from napari_catune import kernel
+
+    names = kernel._half_max_times.__code__.co_varnames + kernel._half_max_times.__code__.co_names
+    assert "brentq" not in names and "_bisect" in names
