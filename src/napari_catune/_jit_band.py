@@ -30,8 +30,10 @@ self-test fails (the caller then uses LAPACK).  Calls release the GIL
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import threading
+import weakref
 
 import numpy as np
 
@@ -40,18 +42,60 @@ WIDTHS = (2, 4)  # the Newton bands: AR(2) alone, and with the drift interleaved
 # augmented Newton system (calcium, baseline and the drift's multiplier)
 SIGNED = (6,)
 _LOCK = threading.Lock()
-_STATE: dict = {}
+_STATE: dict = {}  # "k": the kernels or None; "error": why None (repr)
+_LOG = logging.getLogger(__name__)
+# held while LLVM compiles (load()'s loops and the interior point's passes):
+# llvmlite serialises its calls by a lock of its own, which a fork copies
+# held if a thread is inside LLVM then, and the child's first LLVM call
+# would wait on it forever.  A fork waits for a running compile (~0.1-0.2 s)
+# instead (reentrant: a thread that forks while compiling does not wait on
+# itself)
+_COMPILE_LOCK = threading.RLock()
+_FORK_WAIT = 60.0  # seconds a fork waits for a compile (then: no LLVM in the child)
+_FORK: dict = {}
+_ALL_KERNELS: "weakref.WeakSet" = weakref.WeakSet()
 
 
-def _after_fork() -> None:
-    # a fork while a thread made the loops (solver.start_background_compile
-    # starts one) would leave the child a lock nobody releases
-    global _LOCK
+def _before_fork() -> None:
+    _FORK["held"] = _COMPILE_LOCK.acquire(timeout=_FORK_WAIT)
+
+
+def _after_fork_parent() -> None:
+    if _FORK.pop("held", False):
+        _COMPILE_LOCK.release()
+
+
+def _after_fork_child() -> None:
+    # fresh locks: the parent's may be held by threads the child has not got
+    global _LOCK, _COMPILE_LOCK
+    held = _FORK.pop("held", True)
     _LOCK = threading.Lock()
+    _COMPILE_LOCK = threading.RLock()
+    if not held:
+        # a compile went on past the wait: LLVM's lock may be held here, so
+        # no LLVM in this process (LAPACK's and NumPy's passes)
+        if "k" not in _STATE:
+            _STATE["k"] = None
+            _STATE["error"] = "forked while LLVM compiled"
+        for k in list(_ALL_KERNELS):
+            if k._ipm is None:
+                k._ipm_started = True
+                k._ipm_done = threading.Event()
+                k._ipm_done.set()
+        return
+    for k in list(_ALL_KERNELS):
+        k._ipm_done = threading.Event()
+        if k._ipm is not None or k._ipm_error is not None:
+            k._ipm_done.set()
+        else:
+            # not made (the thread that was to make them is not in this
+            # process): made again when asked
+            k._ipm_started = False
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork)
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_parent,
+                        after_in_child=_after_fork_child)
 
 
 def _ir_factor(kd: int, signed: bool = False) -> str:
@@ -471,10 +515,12 @@ def _loop_fn(mod, name, ptrs, dbls, rowd, backward, carries, reds, body, end=Non
         acc, v = phis[name_], out[name_]
         if kind == "sum":
             nxt[name_] = b.fadd(acc, v)
-        elif kind == "min":
-            nxt[name_] = b.select(b.fcmp_ordered("<", v, acc), v, acc)
         else:
-            nxt[name_] = b.select(b.fcmp_ordered(">", v, acc), v, acc)
+            # NaN-propagating, as NumPy's min and max: a NaN met stays
+            # (v if v is NaN or beyond acc, unless acc is NaN already)
+            beyond = b.fcmp_unordered("<" if kind == "min" else ">", v, acc)
+            nxt[name_] = b.select(b.fcmp_unordered("uno", acc, acc), acc,
+                                  b.select(beyond, v, acc))
     if backward:
         k1 = b.sub(k, one)
         more = b.icmp_signed(">=", k1, zero)
@@ -543,14 +589,14 @@ class _Ctx:
     def st(self, name, v, row="n", mul=1, off=0):
         self.b.store(v, self.b.gep(self.P[name], [self.idx(row, mul, off)]))
 
-    def fmin(self, a, c):  # np.minimum without NaNs: a if a <= c else c
-        return self.b.select(self.b.fcmp_ordered("<=", a, c), a, c)
+    def fmin(self, a, c):  # np.minimum(a, c), c not NaN: a if a <= c or a is NaN
+        return self.b.select(self.b.fcmp_unordered("<=", a, c), a, c)
 
     def fabs(self, a):
         return self.b.select(self.b.fcmp_ordered("<", a, self.cd(0.0)), self.b.fneg(a), a)
 
-    def fmax(self, a, c):
-        return self.b.select(self.b.fcmp_ordered(">=", a, c), a, c)
+    def fmax(self, a, c):  # np.maximum(a, c), c not NaN: a if a >= c or a is NaN
+        return self.b.select(self.b.fcmp_unordered(">=", a, c), a, c)
 
     def fir(self, c0, c1, c2, v0, v1, v2):
         """The FIR loops' arithmetic: 0 + (c0 v0 + (c1 v1 + c2 v2))."""
@@ -841,6 +887,11 @@ def _compile_ipm():
 # the interior point's passes: (pointer arguments, double arguments)
 _IPM_SIGS = {"ipm_pre": (13, 5), "ipm_dir": (10, 4), "ipm_aff": (6, 0),
              "ipm_corr": (8, 3), "ipm_upd": (10, 1), "pol_res": (7, 5), "pol_upd": (8, 4)}
+# ... and the rows' lengths of their arrays (each m rows long): n (an (m, n)
+# array), T = n + 1, N = 2 n + 1 (the stacked solve's vector), 1 (per row)
+_IPM_SIZES = {"ipm_pre": "nnnTn1nnnnTNn", "ipm_dir": "Nnnnnnnn11", "ipm_aff": "nnnn1n",
+              "ipm_corr": "nnnnTnN1", "ipm_upd": "nnnTNnn11n", "pol_res": "nTnnnTN",
+              "pol_upd": "nTNnnn11"}
 
 
 class Kernels:
@@ -857,6 +908,8 @@ class Kernels:
         self._ipm_keep = None
         self._ipm_done = threading.Event()
         self._ipm_started = False
+        self._ipm_error = None  # why the passes could not be made (repr)
+        _ALL_KERNELS.add(self)
 
     def ipm_ready(self, timeout=0.0) -> bool:
         """Whether the interior point's passes are there (with ``timeout``:
@@ -882,14 +935,17 @@ class Kernels:
             self._make_ipm()
 
     def _make_ipm(self):
+        done = self._ipm_done
         try:
-            keep, k = _compile_ipm()
+            with _COMPILE_LOCK:
+                keep, k = _compile_ipm()
             self._ipm_keep = keep
             self._ipm = k
-        except Exception:  # noqa: BLE001 - no passes: NumPy's, as before
-            pass
+        except Exception as e:  # noqa: BLE001 - no passes: NumPy's, as before
+            self._ipm_error = repr(e)
+            _LOG.debug("the interior point's compiled passes not made: %r", e)
         finally:
-            self._ipm_done.set()
+            done.set()
 
     def factor(self, ab, n):
         kd = ab.shape[0] - 1
@@ -933,7 +989,10 @@ class Kernels:
         if out is None:
             flat = np.empty((M + 4, 5)).T
         else:
-            assert out.shape == (5, M + 4) and out.flags.f_contiguous and out.dtype == np.float64
+            if not (isinstance(out, np.ndarray) and out.shape == (5, M + 4)
+                    and out.flags.f_contiguous and out.dtype == np.float64):
+                raise ValueError(f"drift_band: out must be a Fortran-ordered float64 array of "
+                                 f"shape (5, {M + 4}) for W of shape {W.shape}")
             flat = out
         flat[:, M:] = 0.0
         self._k["driftband"](m, n, wp.ctypes.data, flat.ctypes.data, ia2, g1 * g1 * ia2,
@@ -950,10 +1009,24 @@ class Kernels:
     def ipm(self, name, m, n, arrays, scalars=()):
         """One of the interior point's passes (:func:`_ipm_module`) on rows
         of length n: ``arrays`` C-ordered float64, each as long as the pass
-        reads and writes (the caller's promise)."""
-        assert len(arrays) == _IPM_SIGS[name][0] and len(scalars) == _IPM_SIGS[name][1]
-        for a in arrays:
-            assert a.dtype == np.float64 and a.flags.c_contiguous
+        reads and writes (checked: ValueError otherwise)."""
+        if name not in _IPM_SIGS:
+            raise ValueError(f"ipm: name {name!r} is not one of {sorted(_IPM_SIGS)}")
+        if len(arrays) != _IPM_SIGS[name][0] or len(scalars) != _IPM_SIGS[name][1]:
+            raise ValueError(f"ipm: {name} takes {_IPM_SIGS[name][0]} arrays and "
+                             f"{_IPM_SIGS[name][1]} scalars, not {len(arrays)} and "
+                             f"{len(scalars)}")
+        m, n = int(m), int(n)
+        if m < 0 or n < 0:
+            raise ValueError(f"ipm: m and n must be >= 0 (got {m}, {n})")
+        per = {"n": n, "T": n + 1, "N": 2 * n + 1, "1": 1}
+        for i, (a, kind) in enumerate(zip(arrays, _IPM_SIZES[name])):
+            if not (isinstance(a, np.ndarray) and a.dtype == np.float64
+                    and a.flags.c_contiguous):
+                raise ValueError(f"ipm: {name}'s array {i} must be a C-ordered float64 array")
+            if m and n and a.size < m * per[kind]:
+                raise ValueError(f"ipm: {name}'s array {i} has {a.size} elements, fewer than "
+                                 f"the {m * per[kind]} it reads or writes (m={m}, n={n})")
         self._ipm[name](m, n, *(a.ctypes.data for a in arrays), *map(float, scalars))
 
     def solve(self, ab, n, b):
@@ -1078,9 +1151,17 @@ def load():
     """The kernels (compiled once per process), or None: use LAPACK."""
     with _LOCK:
         if "k" not in _STATE:
-            try:
-                k = Kernels(_compile())
-                _STATE["k"] = k if _self_test(k) else None
-            except Exception:  # noqa: BLE001 - no LLVM here: LAPACK
-                _STATE["k"] = None
+            # (the self-test too: its first use of numpy.linalg imports it,
+            # and a fork mid-import would leave the child that module's lock)
+            with _COMPILE_LOCK:
+                try:
+                    k = Kernels(_compile())
+                    _STATE["k"] = k if _self_test(k) else None
+                    if _STATE["k"] is None:
+                        _STATE["error"] = "the self-test failed"
+                except Exception as e:  # noqa: BLE001 - no LLVM here: LAPACK
+                    _STATE["k"] = None
+                    _STATE["error"] = repr(e)
+                if _STATE["k"] is None:
+                    _LOG.debug("no LLVM loops (LAPACK instead): %s", _STATE["error"])
         return _STATE["k"]

@@ -255,18 +255,17 @@ def _bisect(f, a: float, b: float, xtol: float, rtol: float) -> float:
 
 
 def _half_max_times(tau_rise: float, tau_decay: float, t_peak: float) -> tuple[float, float]:
-    brentq = _bisect
-
+    """The two half-maximum times by bisection (:func:`_bisect`, no SciPy)."""
     peak = float(_raw_kernel(np.array(t_peak), tau_rise, tau_decay))
 
     def half(t: float) -> float:
         return float(_raw_kernel(np.array(t), tau_rise, tau_decay)) / peak - 0.5
 
-    left = brentq(half, 0.0, t_peak, xtol=1e-15 * t_peak, rtol=1e-15)
+    left = _bisect(half, 0.0, t_peak, xtol=1e-15 * t_peak, rtol=1e-15)
     hi = t_peak + tau_decay
     while half(hi) > 0:
         hi += tau_decay
-    right = brentq(half, t_peak, hi, xtol=1e-15 * hi, rtol=1e-15)
+    right = _bisect(half, t_peak, hi, xtol=1e-15 * hi, rtol=1e-15)
     return left, right
 
 
