@@ -828,6 +828,85 @@ def test_the_drift_smoothers_riccati_loop_is_pythons(mu, T, monkeypatch):
         np.testing.assert_array_equal(a, b)
 
 
+
+def _same_bits(a, b):
+    """Equal bit for bit (the sign of a zero too), NaN where NaN (its payload
+    aside: which operand's NaN an x86 addition keeps is the compiler's)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    nan = np.isnan(a)
+    return (a.shape == b.shape and np.array_equal(nan, np.isnan(b))
+            and np.array_equal(a[~nan].view(np.uint64), b[~nan].view(np.uint64)))
+
+
+def _with_specials(rng, shape):
+    """Random values over 12 decades with NaN, +-inf, +-0 and extremes among them."""
+    x = rng.standard_normal(shape) * 10.0 ** rng.uniform(-6, 6, shape)
+    if x.size:
+        at = rng.integers(0, x.size, max(1, x.size // 5))
+        x.flat[at] = rng.choice([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e308, 5e-324], at.size)
+    return x
+
+
+@pytest.mark.parametrize("special", [False, True])
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 4, 29])
+def test_the_row_loops_are_their_arithmetic_bit_for_bit(n, special):
+    """The AR(2) recursion, the FIR passes (plain and strided into a band)
+    and the one-pass drift band, made on the builder's row-and-sample
+    skeleton, give the numbers of their arithmetic written out in its order
+    (Python / NumPy), bit for bit, NaN and inf included, on rows of 0-29
+    samples (T = 1, 2, 3, ...)."""
+    from napari_catune import _jit_band
+
+    k = _jit_band.load()
+    assert k is not None
+    rng = np.random.default_rng(100 * n + special)
+    draw = (lambda s: _with_specials(rng, s)) if special else rng.standard_normal
+    m = 3
+    x, a1, a2, c = draw((m, n)), draw(n), draw(n), draw(4)
+    with np.errstate(all="ignore"):
+        _row_loops_against_their_arithmetic(k, m, n, x, a1, a2, c, np.abs(draw((m, n))))
+
+
+def _row_loops_against_their_arithmetic(k, m, n, x, a1, a2, c, W):
+    for backward in (False, True):
+        order = range(n - 1, -1, -1) if backward else range(n)
+        ref = x.copy()
+        for r in range(m):  # x_k += a2_k p2 + a1_k p1, as (x_k + a2_k p2) + a1_k p1
+            p1 = p2 = 0.0
+            for j in order:
+                v = (ref[r, j] + a2[j] * p2) + a1[j] * p1
+                ref[r, j], p1, p2 = v, v, p1
+        got = x.copy()
+        k.rec(got, a1, a2, backward)
+        assert _same_bits(got, ref), ("rec", backward)
+        xp = np.zeros((m, n + 4))
+        xp[:, 2:n + 2] = x
+        x1, x2 = ((xp[:, 3:n + 3], xp[:, 4:n + 4]) if backward
+                  else (xp[:, 1:n + 1], xp[:, 0:n]))
+        ref = c[3] + (c[0] * x + (c[1] * x1 + c[2] * x2))
+        assert _same_bits(k.fir(x, *c[:3], backward=backward, cst=c[3]), ref), ("fir", backward)
+        band = np.full(m * n * 3 + 2, 7.0)
+        k.fir(x, *c[:3], backward=backward, cst=c[3], out=band, orow=3 * n, ostep=3)
+        assert _same_bits(band[:m * n * 3].reshape(m, n, 3)[:, :, 0], ref)
+        assert (np.delete(band, np.arange(0, m * n * 3, 3)) == 7.0).all()  # nothing else
+    for g1, g2, ia2, mu in ((1.45, -0.48, 2.5, 900.0), (0.3, 0.0, 1e-3, 1e6)):
+        wp = np.zeros((m, n + 2))
+        wp[:, :n] = W
+        w0, w1, w2 = wp[:, :n], wp[:, 1:n + 1], wp[:, 2:n + 2]
+        ref = np.zeros((5, m, 2 * n + 1))
+        ref[0, :, 1::2] = 1.0 + (ia2 * w0 + (g1 * g1 * ia2 * w1 + g2 * g2 * ia2 * w2))
+        ref[2, :, 1::2] = -g1 * ia2 * w1 + g1 * g2 * ia2 * w2
+        ref[4, :, 1::2] = -g2 * ia2 * w2
+        ref[1, :, 1::2] = 1.0
+        ref[0, :, 0::2] = 1.0 + 2.0 * mu
+        ref[0, :, 0] = ref[0, :, 2 * n] = 1.0 + mu
+        ref[2, :, 0:2 * n:2] = -mu
+        full = np.zeros((5, m * (2 * n + 1) + 4))
+        full[:, :m * (2 * n + 1)] = ref.reshape(5, -1)
+        out = np.full((m * (2 * n + 1) + 4, 5), 7.0).T  # every entry written
+        assert _same_bits(k.drift_band(W, ia2, g1, g2, mu, out=out), full), "drift band"
+
+
 def _wait_child(pid, deadline=60.0):
     """The child's exit status, waited for up to ``deadline`` seconds (a
     watchdog: then killed, and None)."""
