@@ -518,6 +518,12 @@ class _Ctx:
     def fabs(self, a):
         return self.b.select(self.b.fcmp_ordered("<", a, self.cd(0.0)), self.b.fneg(a), a)
 
+    def fabs_bits(self, a):
+        """np.abs(a): the sign bit cleared (-0.0 -> 0.0, as NumPy)."""
+        b = self.b
+        bits = b.and_(b.bitcast(a, self.i64), self.c64(0x7FFFFFFFFFFFFFFF))
+        return b.bitcast(bits, self.dbl)
+
     def fmax(self, a, c):  # np.maximum(a, c), c not NaN: a if a >= c or a is NaN
         return self.b.select(self.b.fcmp_unordered(">=", a, c), a, c)
 
@@ -706,7 +712,69 @@ def _ipm_module():
 
     _loop_fn(mod, "pol_upd", ("x", "b", "sol", "A", "lam", "r2", "mdx", "mx"), C + ("P",), (),
              False, ("x1", "x2"), {"mdx": "max", "mx": "max"}, pupd, pupd_end)
+    _kkt_passes(mod)
     return _ir_text(mod)
+
+
+def _kkt_passes(mod):
+    """The KKT test of the drift problem (:func:`._numpy_solver._kkt_drift`:
+    ``_check`` and the active-set corrections' gradient) in four passes
+    over rows of length T (called with n = T): w = y - K s and the drift
+    smoother's two substitutions on it (``chk_f1``, ``chk_b1``,
+    ``chk_f2``: the baseline bc and d = w - bc), then g = lam - K' d and
+    each row's max of (|g| where s > 0, else -g) (``chk_b2``).  Each
+    element's arithmetic is NumPy's (the AR(2) recursion's
+    (c0 v + c2 p2) + c1 p1, the substitutions' 0 * p2 term included)."""
+    A = ("alpha", "g1", "g2")
+
+    def f1(c):
+        # K s: out[0] = 0, out[k] = the recursion on alpha s[:-1] up to k - 1
+        b, S = c.b, c.S
+        conv = c.carry["p1"]
+        c.st("w", b.fsub(c.ld("y"), conv))
+        rv = b.fadd(b.fadd(b.fmul(c.ld("s"), S["alpha"]), b.fmul(S["g2"], c.carry["p2"])),
+                    b.fmul(S["g1"], conv))
+        return {"p1": rv, "p2": conv}
+
+    _loop_fn(mod, "chk_f1", ("y", "s", "w"), A, (), False, ("p1", "p2"), {}, f1)
+
+    def b1(c):
+        # Q = (-w + 0 Q_{k+2}) + a1b_k Q_{k+1} (a1b_k = c_{k+1}); q = -Q / den
+        b = c.b
+        Q = b.fadd(b.fadd(b.fneg(c.ld("w")), b.fmul(c.cd(0.0), c.carry["q2"])),
+                   b.fmul(c.load(c.P["a1b"], c.k), c.carry["q1"]))
+        c.st("q", b.fdiv(b.fneg(Q), c.load(c.P["den"], c.k)))
+        return {"q1": Q, "q2": c.carry["q1"]}
+
+    _loop_fn(mod, "chk_b1", ("w", "a1b", "den", "q"), (), (), True, ("q1", "q2"), {}, b1)
+
+    def f2(c):
+        # bc = (q + 0 bc_{k-2}) + a1f_k bc_{k-1} (a1f_k = mu / den_k); d = w - bc
+        b = c.b
+        v = b.fadd(b.fadd(c.ld("q"), b.fmul(c.cd(0.0), c.carry["b2"])),
+                   b.fmul(c.load(c.P["a1f"], c.k), c.carry["b1"]))
+        c.st("bc", v)
+        c.st("d", b.fsub(c.ld("w"), v))
+        return {"b1": v, "b2": c.carry["b1"]}
+
+    _loop_fn(mod, "chk_f2", ("q", "a1f", "w", "bc", "d"), (), (), False, ("b1", "b2"), {}, f2)
+
+    def b2(c):
+        # K'd: 0 at the last sample, else the recursion on alpha d[1:] from
+        # the end; g = lam - K'd; the row's max of where(s > 0, |g|, -g)
+        b, S = c.b, c.S
+        last = b.icmp_signed("==", c.k, b.sub(c.n, c.c64(1)))
+        rv = b.fadd(b.fadd(b.fmul(c.ld_guard("d", 1), S["alpha"]),
+                           b.fmul(S["g2"], c.carry["p2"])), b.fmul(S["g1"], c.carry["p1"]))
+        adj = b.select(last, c.cd(0.0), rv)
+        g = b.fsub(c.rowd["lam"], adj)
+        c.st("g", g)
+        pos = b.fcmp_ordered(">", c.ld("s"), c.cd(0.0))
+        return {"p1": adj, "p2": c.carry["p1"],
+                "vmax": b.select(pos, c.fabs_bits(g), b.fneg(g))}
+
+    _loop_fn(mod, "chk_b2", ("d", "s", "lam", "g", "vmax"), A, ("lam",), True, ("p1", "p2"),
+             {"vmax": "max"}, b2)
 
 
 def _ir_riccati() -> str:
@@ -807,12 +875,15 @@ def _compile_ipm():
 
 # the interior point's passes: (pointer arguments, double arguments)
 _IPM_SIGS = {"ipm_pre": (13, 5), "ipm_dir": (10, 4), "ipm_aff": (6, 0),
-             "ipm_corr": (8, 3), "ipm_upd": (10, 1), "pol_res": (7, 5), "pol_upd": (8, 4)}
+             "ipm_corr": (8, 3), "ipm_upd": (10, 1), "pol_res": (7, 5), "pol_upd": (8, 4),
+             "chk_f1": (3, 3), "chk_b1": (4, 0), "chk_f2": (5, 0), "chk_b2": (5, 3)}
 # ... and the rows' lengths of their arrays (each m rows long): n (an (m, n)
-# array), T = n + 1, N = 2 n + 1 (the stacked solve's vector), 1 (per row)
+# array), T = n + 1, N = 2 n + 1 (the stacked solve's vector), 1 (per row),
+# s (one row of n shared by all rows)
 _IPM_SIZES = {"ipm_pre": "nnnTn1nnnnTNn", "ipm_dir": "Nnnnnnnn11", "ipm_aff": "nnnn1n",
               "ipm_corr": "nnnnTnN1", "ipm_upd": "nnnTNnn11n", "pol_res": "nTnnnTN",
-              "pol_upd": "nTNnnn11"}
+              "pol_upd": "nTNnnn11", "chk_f1": "nnn", "chk_b1": "nssn", "chk_f2": "nsnnn",
+              "chk_b2": "nn1n1"}
 
 
 class Kernels:
@@ -940,14 +1011,15 @@ class Kernels:
         m, n = int(m), int(n)
         if m < 0 or n < 0:
             raise ValueError(f"ipm: m and n must be >= 0 (got {m}, {n})")
-        per = {"n": n, "T": n + 1, "N": 2 * n + 1, "1": 1}
+        per = {"n": n, "T": n + 1, "N": 2 * n + 1, "1": 1, "s": n}
         for i, (a, kind) in enumerate(zip(arrays, _IPM_SIZES[name])):
             if not (isinstance(a, np.ndarray) and a.dtype == np.float64
                     and a.flags.c_contiguous):
                 raise ValueError(f"ipm: {name}'s array {i} must be a C-ordered float64 array")
-            if m and n and a.size < m * per[kind]:
+            need = per[kind] if kind == "s" else m * per[kind]
+            if m and n and a.size < need:
                 raise ValueError(f"ipm: {name}'s array {i} has {a.size} elements, fewer than "
-                                 f"the {m * per[kind]} it reads or writes (m={m}, n={n})")
+                                 f"the {need} it reads or writes (m={m}, n={n})")
         self._ipm[name](m, n, *(a.ctypes.data for a in arrays), *map(float, scalars))
 
     def solve(self, ab, n, b):
