@@ -417,11 +417,16 @@ def test_the_active_set_check_is_kkt_rows_with_one_reconvolution(mode, monkeypat
 
     monkeypatch.setattr(nps, "conv_rows", conv)
     monkeypatch.setattr(nps, "best_baseline", base)
-    bc, v = nps._check(y, s, m.g1, m.g2, m.alpha, m.lamG, m.G, c, mu)
-    assert count == {"conv": 1, "smooth": 1}, count
-    ref = nps.kkt_rows(y, s, bc, m.g1, m.g2, m.alpha, m.lamG, m.G, c, mu).max(axis=1)
-    np.testing.assert_array_equal(v, ref)
-    assert v[1] > solver.KKT_TOL and v[0] <= nps.kkt_tolerance(y, solver.KKT_TOL)[0]
+    # drift: by the four fused passes (no NumPy reconvolution nor smoother),
+    # then by NumPy's; the same numbers
+    for fused in ((True, False) if c == 2 else (False,)):
+        monkeypatch.setattr(nps, "_FUSED", fused)
+        count.update(conv=0, smooth=0)
+        bc, v = nps._check(y, s, m.g1, m.g2, m.alpha, m.lamG, m.G, c, mu)
+        assert count == ({"conv": 0, "smooth": 0} if fused else {"conv": 1, "smooth": 1}), count
+        ref = nps.kkt_rows(y, s, bc, m.g1, m.g2, m.alpha, m.lamG, m.G, c, mu).max(axis=1)
+        np.testing.assert_array_equal(v, ref)
+        assert v[1] > solver.KKT_TOL and v[0] <= nps.kkt_tolerance(y, solver.KKT_TOL)[0]
 
 
 def test_long_drift_rows_take_few_newton_systems_and_no_banded_lu(monkeypatch):
@@ -765,7 +770,8 @@ def test_a_fused_iteration_makes_no_numpy_difference_passes(monkeypatch):
     """Each drift interior-point iteration on the fused path is six compiled
     passes (ipm_pre, ipm_dir twice, ipm_aff, ipm_corr, ipm_upd) around its
     two banded solves: the three NumPy D passes and two D' passes an
-    iteration makes otherwise are gone (counted against NumPy's path)."""
+    iteration makes otherwise are gone (counted against NumPy's path); each
+    KKT test is four (chk_f1, chk_b1, chk_f2, chk_b2)."""
     jit = _fused_passes()
     fs, tr, td, lam = 30.0, 0.05, 0.5, 0.05
     y = simulation.regime_traces("GCaMP6f-30Hz", 2, 4000, seed=9)
@@ -775,7 +781,8 @@ def test_a_fused_iteration_makes_no_numpy_difference_passes(monkeypatch):
     counts = []
     for off in (False, True):
         count = {"d": 0, "dt": 0, "ipm_pre": 0, "ipm_dir": 0, "ipm_aff": 0, "ipm_corr": 0,
-                 "ipm_upd": 0, "pol_res": 0, "pol_upd": 0}
+                 "ipm_upd": 0, "pol_res": 0, "pol_upd": 0, "chk_f1": 0, "chk_b1": 0,
+                 "chk_f2": 0, "chk_b2": 0}
         real_d, real_dt, real_ipm = nps._d, nps._dt, type(jit).ipm
 
         def d(*a, count=count, real_d=real_d):
@@ -807,6 +814,9 @@ def test_a_fused_iteration_makes_no_numpy_difference_passes(monkeypatch):
     assert fused["ipm_dir"] == 2 * it and fused["ipm_upd"] == fused["ipm_aff"] == it
     assert fused["ipm_corr"] == it and fused["pol_res"] == fused["pol_upd"] >= 1
     assert ref["d"] - fused["d"] >= 3 * it and ref["dt"] - fused["dt"] >= 2 * it
+    # the KKT tests: four passes each (none on NumPy's path)
+    assert fused["chk_f1"] == fused["chk_b1"] == fused["chk_f2"] == fused["chk_b2"] >= 1
+    assert ref["chk_f1"] == ref["chk_b2"] == 0
 
 
 @pytest.mark.parametrize("mu", [0.0, 3.7, 900.0, 4e9])
