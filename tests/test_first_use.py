@@ -1153,6 +1153,49 @@ def test_a_failed_compile_or_check_keeps_its_reason_and_is_not_retried(monkeypat
     assert len(calls) == 1 and "the check broke" in nps._FUSED_WHY[0]
 
 
+
+def test_the_one_off_check_runs_on_the_thread_that_makes_the_passes(monkeypatch):
+    """A drift solve that has the passes made (a fresh Kernels) has them
+    checked on that thread (then=), not on the one waiting for an answer;
+    while a check runs elsewhere, the answer goes on with NumPy's passes
+    (no wait), and a failing check there leaves False and its reason."""
+    import threading
+
+    from napari_catune import _jit_band
+
+    if _jit_band.load() is None:
+        pytest.skip("no LLVM here")
+    k = _jit_band.Kernels(_jit_band._compile())
+    monkeypatch.setattr(_jit_band, "_STATE", {"k": k})
+    monkeypatch.setattr(nps, "_FUSED_OK", [])
+    monkeypatch.setattr(nps, "_FUSED_WHY", [])
+    seen = []
+    real = nps._fused_compare
+
+    def compare():
+        seen.append(threading.current_thread().name)
+        return real()
+
+    monkeypatch.setattr(nps, "_fused_compare", compare)
+    fs, tr, td, lam = 30.0, 0.05, 0.5, 0.05
+    y = simulation.regime_traces("GCaMP6f-30Hz", 1, 3000, seed=3)
+    m = solver._model(fs, tr, td, lam)
+    nps.solve_rows(y, m.g1, m.g2, m.alpha, m.lamG, m.G, 2, drift_mu(None, fs, td),
+                   solver.KKT_TOL)
+    assert k.ipm_ready(120.0)  # (done is set after the check: it has run)
+    assert seen == ["catune-llvm"] and nps._FUSED_OK == [True]
+    # another thread checking: NumPy's passes now, no wait
+    monkeypatch.setattr(nps, "_FUSED_OK", [])
+    with nps._FUSED_LOCK:
+        assert nps._fused_ok(2, False) is False
+    assert nps._FUSED_OK == [] and seen == ["catune-llvm"]
+    k2 = _jit_band.Kernels(_jit_band._compile())
+    monkeypatch.setattr(nps, "_fused_compare", lambda: False)
+    k2.start_ipm(then=nps._fused_checked)
+    assert k2.ipm_ready(120.0)
+    assert nps._FUSED_OK == [False] and "differ" in nps._FUSED_WHY[0]
+
+
 def test_no_passes_with_llvmlite_here_fails_rather_than_skips(monkeypatch):
     """The fused tests' helper fails (not skips) when llvmlite is importable
     and the passes are not made: a skip there would hide them."""

@@ -43,6 +43,7 @@ costs about a second).
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from functools import lru_cache
 
@@ -961,30 +962,60 @@ def _fused_ok(mode, aug):
     jit = _jit_band.load()
     if jit is None or not jit.ipm_ready() or not _drift_band_checked(jit):
         return False
-    return getattr(_TLS, "checking", False) or _fused_checked()
+    return getattr(_TLS, "checking", False) or _fused_checked(wait=False)
 
 
 _TLS = threading.local()
 _FUSED_OK: list = []
+# held while the one-off check runs (on the thread that made the passes,
+# :func:`solve_rows`, or on the first that uses them)
+_FUSED_LOCK = threading.Lock()
 
 
-def _fused_checked() -> bool:
+def _fresh_fused_lock():
+    global _FUSED_LOCK
+    _FUSED_LOCK = threading.Lock()  # (a fork's copy may be held by a thread it has not got)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_fresh_fused_lock)
+
+
+def _fused_checked(wait=True) -> bool:
     """Whether the compiled passes give NumPy's numbers bit for bit on a
-    small drift problem, cold and warm, and over single iterations
-    (:func:`_iterations_equal`) (checked once per process, as
-    :func:`_drift_band_checked`; if not, NumPy's passes run)."""
+    small drift problem, cold and warm, over single iterations
+    (:func:`_iterations_equal`) and single KKT tests (:func:`_kkt_equal`)
+    (checked once per process, as :func:`_drift_band_checked`; if not,
+    NumPy's passes run).  ``wait`` False: False while another thread
+    checks (NumPy's passes meanwhile, the same numbers)."""
     if not _FUSED_OK:
+        if not _FUSED_LOCK.acquire(blocking=wait):
+            return False
         try:
-            ok = _fused_compare()
-            why = None if ok else "their numbers differ from NumPy's"
-        except Exception as e:  # noqa: BLE001 - no compiled passes, not an error each time
-            ok, why = False, repr(e)
-        if why is not None:
-            _FUSED_WHY.append(why)
-            logging.getLogger(__name__).warning(
-                "the drift interior point's compiled passes are off (NumPy's run): %s", why)
-        _FUSED_OK.append(ok)
+            if not _FUSED_OK:
+                try:
+                    ok = _fused_compare()
+                    why = None if ok else "their numbers differ from NumPy's"
+                except Exception as e:  # noqa: BLE001 - no compiled passes, not an error each time
+                    ok, why = False, repr(e)
+                if why is not None:
+                    _FUSED_WHY.append(why)
+                    logging.getLogger(__name__).warning(
+                        "the drift interior point's compiled passes are off (NumPy's run): %s",
+                        why)
+                _FUSED_OK.append(ok)
+        finally:
+            _FUSED_LOCK.release()
     return _FUSED_OK[0]
+
+
+def _check_fused_passes():
+    """Run on the thread that made the passes (:meth:`._jit_band.Kernels.start_ipm`):
+    their one-off check there, not on the thread that waits for an answer
+    (the band's check first: the passes need it too)."""
+    jit = _jit_band.load()
+    if jit is not None and _drift_band_checked(jit):
+        _fused_checked()
 
 
 _FUSED_WHY: list = []  # why the check failed, if it did
@@ -1200,7 +1231,9 @@ def solve_rows(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters=IPM_BUDGE
 
     jit = _jit_band.load() if mode == 2 and _USE_JIT and not _augmented(mode, mu) else None
     if jit is not None and m * T >= _FUSE_NOW:
-        jit.start_ipm()  # (ready within this solve: its later groups use them)
+        # (ready within this solve: its later groups use them; checked on
+        # the thread that makes them)
+        jit.start_ipm(then=_check_fused_passes)
     starts = range(0, m, step)
     if threads > 1 and m > step:
         from .solver import _executor  # the compiled solver's pool (fork-safe, kept)
@@ -1209,7 +1242,7 @@ def solve_rows(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters=IPM_BUDGE
     else:
         parts = [part(i) for i in starts]
     if jit is not None:
-        jit.start_ipm()  # (after a small first answer: for the next ones)
+        jit.start_ipm(then=_check_fused_passes)  # (after a small answer: for the next)
     if len(parts) == 1:
         return parts[0]
     return tuple(np.concatenate(p) for p in zip(*parts))
