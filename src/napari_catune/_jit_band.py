@@ -302,7 +302,7 @@ def _drift_band_fn(mod):
     """The drift Newton band (width 4, b_0, x_0, b_1, x_1, ..., b_n per
     row; :class:`._numpy_solver._Newton`) written whole, column by column:
     one sequential pass instead of zeroing it and three strided passes.
-    ``w``: (m, n + 2) C-ordered, W with two zeros after each row; x_k's
+    ``w``: (m, n) C-ordered, W (zero past each row's end); x_k's
     column: diagonal 1 + c0 w_k + c1 w_{k+1} + c2 w_{k+2}, then 1 (b_{k+1}),
     e1 w_{k+1} + e2 w_{k+2} (x_{k+1}), 0, f2 w_{k+2} (x_{k+2}) (the FIR
     passes' arithmetic); b_t's: bend (t = 0, n) or bmid, 0, -mu, 0, 0 (no
@@ -317,10 +317,7 @@ def _drift_band_fn(mod):
         b, S = c.b, c.S
         at = b.add(b.mul(c.rows["N"], c.c64(5)), b.mul(c.k, c.c64(10)))
         bd = b.select(b.icmp_signed("==", c.k, c.c64(0)), S["bend"], S["bmid"])
-        iw = b.add(b.mul(c.r, b.add(c.n, c.c64(2))), c.k)
-        w0 = c.load(c.P["w"], iw)
-        w1 = c.load(c.P["w"], b.add(iw, c.c64(1)))
-        w2 = c.load(c.P["w"], b.add(iw, c.c64(2)))
+        w0, w1, w2 = c.ld("w"), c.ld_guard("w", 1), c.ld_guard("w", 2)
         dg = c.fir(S["c0"], S["c1"], S["c2"], w0, w1, w2, c.cd(1.0))
         l1 = b.fadd(b.fmul(S["e1"], w1), b.fmul(S["e2"], w2))
         column(c, at, (bd, 0.0, S["nmu"], 0.0, 0.0, dg, 1.0, l1, 0.0, b.fmul(S["f2"], w2)))
@@ -985,8 +982,7 @@ class Kernels:
         (:func:`_drift_band_fn`); into ``out`` (that shape and order: a
         band kept from an earlier iteration) if given."""
         m, n = W.shape
-        wp = np.zeros((m, n + 2))
-        wp[:, :n] = W
+        W = np.ascontiguousarray(W, dtype=np.float64)
         M = m * (2 * n + 1)
         if out is None:
             flat = np.empty((M + 4, 5)).T
@@ -997,7 +993,7 @@ class Kernels:
                                  f"shape (5, {M + 4}) for W of shape {W.shape}")
             flat = out
         flat[:, M:] = 0.0
-        self._k["driftband"](m, n, wp.ctypes.data, flat.ctypes.data, ia2, g1 * g1 * ia2,
+        self._k["driftband"](m, n, W.ctypes.data, flat.ctypes.data, ia2, g1 * g1 * ia2,
                              g2 * g2 * ia2, -g1 * ia2, g1 * g2 * ia2, -g2 * ia2,
                              1.0 + 2.0 * mu, 1.0 + mu, -mu)
         return flat

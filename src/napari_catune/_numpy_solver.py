@@ -160,6 +160,20 @@ def release_caches() -> None:
     _const.cache_clear()
     _smoother_gains.cache_clear()
     _smoother_subs.cache_clear()
+    _TLS.scratch = {}
+
+
+def _scratch(key, shape, fortran=False):
+    """A work array of this thread's, kept from one call to the next (a
+    fresh one of ~0.4-4 MB per row of 54,000 frames costs a page fault per
+    4 KB on each use, ~10 % of a first answer); its contents are not kept."""
+    bufs = getattr(_TLS, "scratch", None)
+    if bufs is None:
+        bufs = _TLS.scratch = {}
+    a = bufs.get(key)
+    if a is None or a.shape != shape:
+        a = bufs[key] = np.empty(shape[::-1]).T if fortran else np.empty(shape)
+    return a
 
 
 def _ar_solve(v, g1, g2, alpha, backward=False):
@@ -555,8 +569,9 @@ def _check(y, sc, g1, g2, alpha, lamG, G, mode, mu):
 def _kkt(y, s, lam, g1, g2, alpha, mode, mu, want_v=True):
     """For the spikes s ((m, T); s[:, -1] unused): the best baseline bc for
     w = y - K s, the spikes' gradient g = lam - K'(w - bc) ((m, T); lam a
-    scalar or per row) and (``want_v``) each row's max of |g| where s > 0,
-    -g elsewhere (:func:`_kkt_spikes` times G).  Drift: by the four passes
+    scalar or per row; valid until the next call on this thread: a work
+    array) and (``want_v``) each row's max of |g| where s > 0, -g elsewhere
+    (:func:`_kkt_spikes` times G).  Drift: by the four passes
     of :mod:`._jit_band` once made and checked (:func:`_kkt_drift`), else
     NumPy's (the same numbers)."""
     if mode == 2:
@@ -603,8 +618,8 @@ def _kkt_drift(y, s, lam, g1, g2, alpha, mu):
                                                (m,)))
     den = _smoother_gains(float(mu), T)[1]
     a1b, a1f = _smoother_subs(float(mu), T)
-    w, q, bc, d, g = (np.empty((m, T)) for _ in range(5))
-    vmax = np.empty(m)
+    w, q, d, g = (_scratch(k, (m, T)) for k in ("kkt_w", "kkt_q", "kkt_d", "kkt_g"))
+    bc, vmax = np.empty((m, T)), np.empty(m)
     c = (float(alpha), float(g1), float(g2))
     jit.ipm("chk_f1", m, T, (y, s, w), c)
     jit.ipm("chk_b1", m, T, (w, a1b, den, q))
@@ -772,7 +787,10 @@ def _polish_spd(ys, active, mode, mu, g1, g2, ia, cvec):
     A = active.astype(np.float64)
     ia2 = ia * ia
     P = _PEN / ia2
-    nt = _Newton(P * A, g1, g2, ia2, mode, mu, T)
+    # (drift on the width-4 band: written into this thread's band, used
+    # only here)
+    band = _scratch("band", (5, m * (2 * T - 1) + 4), fortran=True) if mode == 2 else None
+    nt = _Newton(P * A, g1, g2, ia2, mode, mu, T, band=band)
     if _fused_ok(mode, nt.aug):
         return _polish_spd_drift(nt, ys, A, P, mu, g1, g2, ia, cvec)
     rx = ys[:, 1:] - cvec
@@ -821,9 +839,12 @@ def _polish_spd_drift(nt, ys, A, P, mu, g1, g2, ia, cvec):
     rx = np.ascontiguousarray(ys[:, 1:] - cvec)
     rb = np.ascontiguousarray(ys, dtype=np.float64)
     A = np.ascontiguousarray(A)
-    x, lam, r2 = np.zeros((m, n)), np.zeros((m, n)), np.zeros((m, n))
-    b = np.zeros((m, T))
-    rhs = np.zeros(nt.M + nt.kd)
+    x = np.zeros((m, n))
+    lam, r2, b = _scratch("pol_lam", (m, n)), _scratch("pol_r2", (m, n)), np.zeros((m, T))
+    lam.fill(0.0)
+    r2.fill(0.0)
+    rhs = _scratch("pol_rhs", (nt.M + nt.kd,))
+    rhs[nt.M:] = 0.0  # (the solve's padding; the passes write the rest)
     mdx, mx = np.empty(m), np.empty(m)
     ok = np.zeros(m, dtype=bool)
     for _ in range(_REFINE_STEPS):
