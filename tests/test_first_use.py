@@ -1196,6 +1196,29 @@ def test_the_one_off_check_runs_on_the_thread_that_makes_the_passes(monkeypatch)
     assert nps._FUSED_OK == [False] and "differ" in nps._FUSED_WHY[0]
 
 
+
+def test_the_loops_addresses_are_their_arrays_data_while_they_live():
+    """The data addresses handed to the compiled loops (kept per live array)
+    are each array's own, also for a new array that takes a dead one's id,
+    and are let go with the array."""
+    import gc
+
+    from napari_catune import _jit_band
+
+    a = np.ones(7)
+    assert _jit_band._addr(a) == a.ctypes.data == _jit_band._addr(a)
+    assert _jit_band._addr(a[2:]) == a[2:].ctypes.data
+    key = id(a)
+    assert key in _jit_band._ADDR
+    del a
+    gc.collect()
+    assert key not in _jit_band._ADDR
+    for _ in range(50):  # (ids are reused: each array gets its own address)
+        b = np.full(5, 2.0)
+        assert _jit_band._addr(b) == b.ctypes.data
+        del b
+
+
 def test_no_passes_with_llvmlite_here_fails_rather_than_skips(monkeypatch):
     """The fused tests' helper fails (not skips) when llvmlite is importable
     and the passes are not made: a skip there would hide them."""

@@ -883,6 +883,34 @@ _IPM_SIZES = {"ipm_pre": "nnnTn1nnnnTNn", "ipm_dir": "Nnnnnnnn11", "ipm_aff": "n
               "chk_b2": "nn1n1"}
 
 
+_F64 = np.dtype(np.float64)
+# the data's address of each live array given to the loops: a.ctypes.data
+# costs ~2 us (a ctypes helper object each time), ~10 of them a pass, ~1000
+# passes a first answer; kept per array while it lives (an array's data do
+# not move: these arrays are never resized in place)
+_ADDR: dict = {}
+
+
+def _addr(a) -> int:
+    """``a.ctypes.data``, kept for ``a`` while it lives."""
+    key = id(a)
+    e = _ADDR.get(key)
+    if e is not None and e[0]() is a:
+        return e[1]
+    p = a.ctypes.data
+    try:
+        _ADDR[key] = (weakref.ref(a, lambda ref, key=key: _drop_addr(key, ref)), p)
+    except TypeError:  # (not weakly referenceable: not kept)
+        pass
+    return p
+
+
+def _drop_addr(key, ref):
+    e = _ADDR.get(key)
+    if e is not None and e[0] is ref:
+        _ADDR.pop(key, None)
+
+
 class Kernels:
     """``factor(ab, n)`` -> info (0, or j + 1 at a non-positive pivot) and
     ``solve(ab, n, b)`` in place, for the widths in :data:`WIDTHS`; for the
@@ -949,7 +977,7 @@ class Kernels:
     def factor(self, ab, n):
         kd = ab.shape[0] - 1
         assert ab.flags.f_contiguous and ab.dtype == np.float64 and ab.shape[1] >= n + kd
-        return int(self._k[kd][0](n, ab.ctypes.data))
+        return int(self._k[kd][0](n, _addr(ab)))
 
     def rec(self, x, a1, a2, backward=False):
         """x[r, k] += a1[k] x[r, k -/+ 1] + a2[k] x[r, k -/+ 2], in place, each
@@ -957,7 +985,7 @@ class Kernels:
         m, n = x.shape
         assert x.flags.c_contiguous and x.dtype == np.float64
         assert a1.shape == a2.shape == (n,) and a1.flags.c_contiguous and a2.flags.c_contiguous
-        self._k["rec"][int(bool(backward))](m, n, x.ctypes.data, a1.ctypes.data, a2.ctypes.data)
+        self._k["rec"][int(bool(backward))](m, n, _addr(x), _addr(a1), _addr(a2))
 
     def fir(self, x, c0, c1, c2, backward=False, cst=0.0, out=None, orow=None, ostep=1):
         """out[r, k] = cst + c0 x[r, k] + c1 x[r, k -/+ 1] + c2 x[r, k -/+ 2]
@@ -972,7 +1000,7 @@ class Kernels:
         else:
             assert out.dtype == np.float64 and (out.flags.c_contiguous or out.flags.f_contiguous)
             assert m == 0 or n == 0 or (m - 1) * orow + (n - 1) * ostep < out.size
-        self._k["fir"][int(bool(backward))](m, n, x.ctypes.data, out.ctypes.data, orow, ostep,
+        self._k["fir"][int(bool(backward))](m, n, _addr(x), _addr(out), orow, ostep,
                                             c0, c1, c2, cst)
         return out
 
@@ -993,7 +1021,7 @@ class Kernels:
                                  f"shape (5, {M + 4}) for W of shape {W.shape}")
             flat = out
         flat[:, M:] = 0.0
-        self._k["driftband"](m, n, W.ctypes.data, flat.ctypes.data, ia2, g1 * g1 * ia2,
+        self._k["driftband"](m, n, _addr(W), _addr(flat), ia2, g1 * g1 * ia2,
                              g2 * g2 * ia2, -g1 * ia2, g1 * g2 * ia2, -g2 * ia2,
                              1.0 + 2.0 * mu, 1.0 + mu, -mu)
         return flat
@@ -1019,19 +1047,20 @@ class Kernels:
             raise ValueError(f"ipm: m and n must be >= 0 (got {m}, {n})")
         per = {"n": n, "T": n + 1, "N": 2 * n + 1, "1": 1, "s": n}
         for i, (a, kind) in enumerate(zip(arrays, _IPM_SIZES[name])):
-            if not (isinstance(a, np.ndarray) and a.dtype == np.float64
+            if not (type(a) is np.ndarray and a.dtype is _F64 and a.flags.c_contiguous) and not (
+                    isinstance(a, np.ndarray) and a.dtype == np.float64
                     and a.flags.c_contiguous):
                 raise ValueError(f"ipm: {name}'s array {i} must be a C-ordered float64 array")
             need = per[kind] if kind == "s" else m * per[kind]
             if m and n and a.size < need:
                 raise ValueError(f"ipm: {name}'s array {i} has {a.size} elements, fewer than "
                                  f"the {need} it reads or writes (m={m}, n={n})")
-        self._ipm[name](m, n, *(a.ctypes.data for a in arrays), *map(float, scalars))
+        self._ipm[name](m, n, *map(_addr, arrays), *map(float, scalars))
 
     def solve(self, ab, n, b):
         kd = ab.shape[0] - 1
         assert b.flags.c_contiguous and b.dtype == np.float64 and b.shape[0] >= n + kd
-        self._k[kd][1](n, ab.ctypes.data, b.ctypes.data)
+        self._k[kd][1](n, _addr(ab), _addr(b))
 
 
 def _self_test_rec(k: "Kernels") -> bool:
