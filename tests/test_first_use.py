@@ -1092,6 +1092,32 @@ def test_the_one_off_check_sees_an_error_in_one_pass(monkeypatch):
     assert nps._fused_checked() is False
 
 
+
+@pytest.mark.parametrize("name, at", [("chk_f1", 2), ("chk_b1", 3), ("chk_f2", 3),
+                                      ("chk_b2", 3), ("chk_b2", 4)])
+def test_the_one_off_check_sees_an_error_in_one_kkt_pass(name, at, monkeypatch):
+    """One KKT pass's output off by one part in 1e12 (or a row's max by one
+    ulp): the single-test comparison fails, and so does the one-off check
+    (the passes are then not used: NumPy's)."""
+    jit = _fused_passes()
+    real = type(jit).ipm
+
+    def off(self, name_, m, n, arrays, scalars=()):
+        real(self, name_, m, n, arrays, scalars)
+        if name_ == name:
+            out = arrays[at]
+            out[:] = np.nextafter(out, np.inf) if at == 4 else out * (1.0 + 1e-12)
+
+    assert all(nps._kkt_equal(nps._kkt_states()))
+    monkeypatch.setattr(type(jit), "ipm", off)
+    assert not all(nps._kkt_equal(nps._kkt_states()))
+    monkeypatch.setattr(nps, "_FUSED_OK", [])
+    monkeypatch.setattr(nps, "_FUSED_WHY", [])
+    assert nps._fused_checked() is False
+    y, s, lam, g1, g2, alpha, mu = nps._kkt_states()[2]
+    assert nps._kkt_drift(y, s, lam, g1, g2, alpha, mu) is None
+
+
 def test_the_fused_passes_carry_nans_as_numpy_does():
     """A NaN in the polish's step fails its row's test (NumPy's max is NaN
     there; ordered compares would skip it and pass the row), and a NaN
