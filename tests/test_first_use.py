@@ -1245,6 +1245,20 @@ def test_the_loops_addresses_are_their_arrays_data_while_they_live():
         del b
 
 
+
+def test_the_loops_self_tests_need_no_numpy_random():
+    """Loading the loops (their self-tests) and the drift band's check import
+    no numpy.random (~10 ms of a first answer): their inputs are spread
+    deterministically."""
+    code = ("import sys\nfrom napari_catune import _jit_band, _numpy_solver as nps\n"
+            "k = _jit_band.load()\nassert k is not None, _jit_band._STATE\n"
+            "assert nps._drift_band_checked(k)\nprint('numpy.random' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=str(_SRC)), timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "False"
+
+
 def test_no_passes_with_llvmlite_here_fails_rather_than_skips(monkeypatch):
     """The fused tests' helper fails (not skips) when llvmlite is importable
     and the passes are not made: a skip there would hide them."""
