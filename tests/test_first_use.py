@@ -417,11 +417,16 @@ def test_the_active_set_check_is_kkt_rows_with_one_reconvolution(mode, monkeypat
 
     monkeypatch.setattr(nps, "conv_rows", conv)
     monkeypatch.setattr(nps, "best_baseline", base)
-    bc, v = nps._check(y, s, m.g1, m.g2, m.alpha, m.lamG, m.G, c, mu)
-    assert count == {"conv": 1, "smooth": 1}, count
-    ref = nps.kkt_rows(y, s, bc, m.g1, m.g2, m.alpha, m.lamG, m.G, c, mu).max(axis=1)
-    np.testing.assert_array_equal(v, ref)
-    assert v[1] > solver.KKT_TOL and v[0] <= nps.kkt_tolerance(y, solver.KKT_TOL)[0]
+    # drift: by the four fused passes (no NumPy reconvolution nor smoother),
+    # then by NumPy's; the same numbers
+    for fused in ((True, False) if c == 2 else (False,)):
+        monkeypatch.setattr(nps, "_FUSED", fused)
+        count.update(conv=0, smooth=0)
+        bc, v = nps._check(y, s, m.g1, m.g2, m.alpha, m.lamG, m.G, c, mu)
+        assert count == ({"conv": 0, "smooth": 0} if fused else {"conv": 1, "smooth": 1}), count
+        ref = nps.kkt_rows(y, s, bc, m.g1, m.g2, m.alpha, m.lamG, m.G, c, mu).max(axis=1)
+        np.testing.assert_array_equal(v, ref)
+        assert v[1] > solver.KKT_TOL and v[0] <= nps.kkt_tolerance(y, solver.KKT_TOL)[0]
 
 
 def test_long_drift_rows_take_few_newton_systems_and_no_banded_lu(monkeypatch):
@@ -765,7 +770,8 @@ def test_a_fused_iteration_makes_no_numpy_difference_passes(monkeypatch):
     """Each drift interior-point iteration on the fused path is six compiled
     passes (ipm_pre, ipm_dir twice, ipm_aff, ipm_corr, ipm_upd) around its
     two banded solves: the three NumPy D passes and two D' passes an
-    iteration makes otherwise are gone (counted against NumPy's path)."""
+    iteration makes otherwise are gone (counted against NumPy's path); each
+    KKT test is four (chk_f1, chk_b1, chk_f2, chk_b2)."""
     jit = _fused_passes()
     fs, tr, td, lam = 30.0, 0.05, 0.5, 0.05
     y = simulation.regime_traces("GCaMP6f-30Hz", 2, 4000, seed=9)
@@ -775,7 +781,8 @@ def test_a_fused_iteration_makes_no_numpy_difference_passes(monkeypatch):
     counts = []
     for off in (False, True):
         count = {"d": 0, "dt": 0, "ipm_pre": 0, "ipm_dir": 0, "ipm_aff": 0, "ipm_corr": 0,
-                 "ipm_upd": 0, "pol_res": 0, "pol_upd": 0}
+                 "ipm_upd": 0, "pol_res": 0, "pol_upd": 0, "chk_f1": 0, "chk_b1": 0,
+                 "chk_f2": 0, "chk_b2": 0}
         real_d, real_dt, real_ipm = nps._d, nps._dt, type(jit).ipm
 
         def d(*a, count=count, real_d=real_d):
@@ -807,6 +814,9 @@ def test_a_fused_iteration_makes_no_numpy_difference_passes(monkeypatch):
     assert fused["ipm_dir"] == 2 * it and fused["ipm_upd"] == fused["ipm_aff"] == it
     assert fused["ipm_corr"] == it and fused["pol_res"] == fused["pol_upd"] >= 1
     assert ref["d"] - fused["d"] >= 3 * it and ref["dt"] - fused["dt"] >= 2 * it
+    # the KKT tests: four passes each (none on NumPy's path)
+    assert fused["chk_f1"] == fused["chk_b1"] == fused["chk_f2"] == fused["chk_b2"] >= 1
+    assert ref["chk_f1"] == ref["chk_b2"] == 0
 
 
 @pytest.mark.parametrize("mu", [0.0, 3.7, 900.0, 4e9])
@@ -826,6 +836,85 @@ def test_the_drift_smoothers_riccati_loop_is_pythons(mu, T, monkeypatch):
     nps._smoother_gains.cache_clear()
     for a, b in zip(got, ref):
         np.testing.assert_array_equal(a, b)
+
+
+
+def _same_bits(a, b):
+    """Equal bit for bit (the sign of a zero too), NaN where NaN (its payload
+    aside: which operand's NaN an x86 addition keeps is the compiler's)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    nan = np.isnan(a)
+    return (a.shape == b.shape and np.array_equal(nan, np.isnan(b))
+            and np.array_equal(a[~nan].view(np.uint64), b[~nan].view(np.uint64)))
+
+
+def _with_specials(rng, shape):
+    """Random values over 12 decades with NaN, +-inf, +-0 and extremes among them."""
+    x = rng.standard_normal(shape) * 10.0 ** rng.uniform(-6, 6, shape)
+    if x.size:
+        at = rng.integers(0, x.size, max(1, x.size // 5))
+        x.flat[at] = rng.choice([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e308, 5e-324], at.size)
+    return x
+
+
+@pytest.mark.parametrize("special", [False, True])
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 4, 29])
+def test_the_row_loops_are_their_arithmetic_bit_for_bit(n, special):
+    """The AR(2) recursion, the FIR passes (plain and strided into a band)
+    and the one-pass drift band, made on the builder's row-and-sample
+    skeleton, give the numbers of their arithmetic written out in its order
+    (Python / NumPy), bit for bit, NaN and inf included, on rows of 0-29
+    samples (T = 1, 2, 3, ...)."""
+    from napari_catune import _jit_band
+
+    k = _jit_band.load()
+    assert k is not None
+    rng = np.random.default_rng(100 * n + special)
+    draw = (lambda s: _with_specials(rng, s)) if special else rng.standard_normal
+    m = 3
+    x, a1, a2, c = draw((m, n)), draw(n), draw(n), draw(4)
+    with np.errstate(all="ignore"):
+        _row_loops_against_their_arithmetic(k, m, n, x, a1, a2, c, np.abs(draw((m, n))))
+
+
+def _row_loops_against_their_arithmetic(k, m, n, x, a1, a2, c, W):
+    for backward in (False, True):
+        order = range(n - 1, -1, -1) if backward else range(n)
+        ref = x.copy()
+        for r in range(m):  # x_k += a2_k p2 + a1_k p1, as (x_k + a2_k p2) + a1_k p1
+            p1 = p2 = 0.0
+            for j in order:
+                v = (ref[r, j] + a2[j] * p2) + a1[j] * p1
+                ref[r, j], p1, p2 = v, v, p1
+        got = x.copy()
+        k.rec(got, a1, a2, backward)
+        assert _same_bits(got, ref), ("rec", backward)
+        xp = np.zeros((m, n + 4))
+        xp[:, 2:n + 2] = x
+        x1, x2 = ((xp[:, 3:n + 3], xp[:, 4:n + 4]) if backward
+                  else (xp[:, 1:n + 1], xp[:, 0:n]))
+        ref = c[3] + (c[0] * x + (c[1] * x1 + c[2] * x2))
+        assert _same_bits(k.fir(x, *c[:3], backward=backward, cst=c[3]), ref), ("fir", backward)
+        band = np.full(m * n * 3 + 2, 7.0)
+        k.fir(x, *c[:3], backward=backward, cst=c[3], out=band, orow=3 * n, ostep=3)
+        assert _same_bits(band[:m * n * 3].reshape(m, n, 3)[:, :, 0], ref)
+        assert (np.delete(band, np.arange(0, m * n * 3, 3)) == 7.0).all()  # nothing else
+    for g1, g2, ia2, mu in ((1.45, -0.48, 2.5, 900.0), (0.3, 0.0, 1e-3, 1e6)):
+        wp = np.zeros((m, n + 2))
+        wp[:, :n] = W
+        w0, w1, w2 = wp[:, :n], wp[:, 1:n + 1], wp[:, 2:n + 2]
+        ref = np.zeros((5, m, 2 * n + 1))
+        ref[0, :, 1::2] = 1.0 + (ia2 * w0 + (g1 * g1 * ia2 * w1 + g2 * g2 * ia2 * w2))
+        ref[2, :, 1::2] = -g1 * ia2 * w1 + g1 * g2 * ia2 * w2
+        ref[4, :, 1::2] = -g2 * ia2 * w2
+        ref[1, :, 1::2] = 1.0
+        ref[0, :, 0::2] = 1.0 + 2.0 * mu
+        ref[0, :, 0] = ref[0, :, 2 * n] = 1.0 + mu
+        ref[2, :, 0:2 * n:2] = -mu
+        full = np.zeros((5, m * (2 * n + 1) + 4))
+        full[:, :m * (2 * n + 1)] = ref.reshape(5, -1)
+        out = np.full((m * (2 * n + 1) + 4, 5), 7.0).T  # every entry written
+        assert _same_bits(k.drift_band(W, ia2, g1, g2, mu, out=out), full), "drift band"
 
 
 def _wait_child(pid, deadline=60.0):
@@ -1003,6 +1092,32 @@ def test_the_one_off_check_sees_an_error_in_one_pass(monkeypatch):
     assert nps._fused_checked() is False
 
 
+
+@pytest.mark.parametrize("name, at", [("chk_f1", 2), ("chk_b1", 3), ("chk_f2", 3),
+                                      ("chk_b2", 3), ("chk_b2", 4)])
+def test_the_one_off_check_sees_an_error_in_one_kkt_pass(name, at, monkeypatch):
+    """One KKT pass's output off by one part in 1e12 (or a row's max by one
+    ulp): the single-test comparison fails, and so does the one-off check
+    (the passes are then not used: NumPy's)."""
+    jit = _fused_passes()
+    real = type(jit).ipm
+
+    def off(self, name_, m, n, arrays, scalars=()):
+        real(self, name_, m, n, arrays, scalars)
+        if name_ == name:
+            out = arrays[at]
+            out[:] = np.nextafter(out, np.inf) if at == 4 else out * (1.0 + 1e-12)
+
+    assert all(nps._kkt_equal(nps._kkt_states()))
+    monkeypatch.setattr(type(jit), "ipm", off)
+    assert not all(nps._kkt_equal(nps._kkt_states()))
+    monkeypatch.setattr(nps, "_FUSED_OK", [])
+    monkeypatch.setattr(nps, "_FUSED_WHY", [])
+    assert nps._fused_checked() is False
+    y, s, lam, g1, g2, alpha, mu = nps._kkt_states()[2]
+    assert nps._kkt_drift(y, s, lam, g1, g2, alpha, mu) is None
+
+
 def test_the_fused_passes_carry_nans_as_numpy_does():
     """A NaN in the polish's step fails its row's test (NumPy's max is NaN
     there; ordered compares would skip it and pass the row), and a NaN
@@ -1062,6 +1177,86 @@ def test_a_failed_compile_or_check_keeps_its_reason_and_is_not_retried(monkeypat
     assert nps._fused_checked() is False
     assert nps._fused_checked() is False
     assert len(calls) == 1 and "the check broke" in nps._FUSED_WHY[0]
+
+
+
+def test_the_one_off_check_runs_on_the_thread_that_makes_the_passes(monkeypatch):
+    """A drift solve that has the passes made (a fresh Kernels) has them
+    checked on that thread (then=), not on the one waiting for an answer;
+    while a check runs elsewhere, the answer goes on with NumPy's passes
+    (no wait), and a failing check there leaves False and its reason."""
+    import threading
+
+    from napari_catune import _jit_band
+
+    if _jit_band.load() is None:
+        pytest.skip("no LLVM here")
+    k = _jit_band.Kernels(_jit_band._compile())
+    monkeypatch.setattr(_jit_band, "_STATE", {"k": k})
+    monkeypatch.setattr(nps, "_FUSED_OK", [])
+    monkeypatch.setattr(nps, "_FUSED_WHY", [])
+    seen = []
+    real = nps._fused_compare
+
+    def compare():
+        seen.append(threading.current_thread().name)
+        return real()
+
+    monkeypatch.setattr(nps, "_fused_compare", compare)
+    fs, tr, td, lam = 30.0, 0.05, 0.5, 0.05
+    y = simulation.regime_traces("GCaMP6f-30Hz", 1, 3000, seed=3)
+    m = solver._model(fs, tr, td, lam)
+    nps.solve_rows(y, m.g1, m.g2, m.alpha, m.lamG, m.G, 2, drift_mu(None, fs, td),
+                   solver.KKT_TOL)
+    assert k.ipm_ready(120.0)  # (done is set after the check: it has run)
+    assert seen == ["catune-llvm"] and nps._FUSED_OK == [True]
+    # another thread checking: NumPy's passes now, no wait
+    monkeypatch.setattr(nps, "_FUSED_OK", [])
+    with nps._FUSED_LOCK:
+        assert nps._fused_ok(2, False) is False
+    assert nps._FUSED_OK == [] and seen == ["catune-llvm"]
+    k2 = _jit_band.Kernels(_jit_band._compile())
+    monkeypatch.setattr(nps, "_fused_compare", lambda: False)
+    k2.start_ipm(then=nps._fused_checked)
+    assert k2.ipm_ready(120.0)
+    assert nps._FUSED_OK == [False] and "differ" in nps._FUSED_WHY[0]
+
+
+
+def test_the_loops_addresses_are_their_arrays_data_while_they_live():
+    """The data addresses handed to the compiled loops (kept per live array)
+    are each array's own, also for a new array that takes a dead one's id,
+    and are let go with the array."""
+    import gc
+
+    from napari_catune import _jit_band
+
+    a = np.ones(7)
+    assert _jit_band._addr(a) == a.ctypes.data == _jit_band._addr(a)
+    assert _jit_band._addr(a[2:]) == a[2:].ctypes.data
+    key = id(a)
+    assert key in _jit_band._ADDR
+    del a
+    gc.collect()
+    assert key not in _jit_band._ADDR
+    for _ in range(50):  # (ids are reused: each array gets its own address)
+        b = np.full(5, 2.0)
+        assert _jit_band._addr(b) == b.ctypes.data
+        del b
+
+
+
+def test_the_loops_self_tests_need_no_numpy_random():
+    """Loading the loops (their self-tests) and the drift band's check import
+    no numpy.random (~10 ms of a first answer): their inputs are spread
+    deterministically."""
+    code = ("import sys\nfrom napari_catune import _jit_band, _numpy_solver as nps\n"
+            "k = _jit_band.load()\nassert k is not None, _jit_band._STATE\n"
+            "assert nps._drift_band_checked(k)\nprint('numpy.random' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=str(_SRC)), timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "False"
 
 
 def test_no_passes_with_llvmlite_here_fails_rather_than_skips(monkeypatch):

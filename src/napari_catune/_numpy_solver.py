@@ -43,6 +43,7 @@ costs about a second).
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from functools import lru_cache
 
@@ -158,6 +159,23 @@ def release_caches() -> None:
     """Free the cached arrays (the compiled solver has taken over)."""
     _const.cache_clear()
     _smoother_gains.cache_clear()
+    _smoother_subs.cache_clear()
+    _TLS.scratch = {}
+
+
+def _scratch(key, shape, fortran=False):
+    """A work array of this thread's, kept from one call to the next (a
+    fresh one of ~0.4-4 MB per row of 54,000 frames costs the kernel a page
+    fault per 4 KB on each use: its share of a first answer's main thread
+    went from ~10 % to ~8 % with the settle's arrays kept); its contents are
+    not kept."""
+    bufs = getattr(_TLS, "scratch", None)
+    if bufs is None:
+        bufs = _TLS.scratch = {}
+    a = bufs.get(key)
+    if a is None or a.shape != shape:
+        a = bufs[key] = np.empty(shape[::-1]).T if fortran else np.empty(shape)
+    return a
 
 
 def _ar_solve(v, g1, g2, alpha, backward=False):
@@ -350,9 +368,9 @@ def _drift_band_checked(jit) -> bool:
     on a small random case (checked once per process, as _jit_band checks
     its other loops when they load; if not, NumPy assembles it)."""
     if not _DRIFT_BAND_OK:
-        rng = np.random.default_rng(5)
+        # (no numpy.random: this runs on the first answer's thread)
         m, T = 2, 9
-        W = rng.uniform(0.0, 50.0, (m, T - 1))
+        W = _jit_band._Pseudo(5).uniform(0.0, 50.0, (m, T - 1))
         g1, g2, ia2, mu = 1.45, -0.48, 2.5, 900.0
         got = jit.drift_band(W, ia2, g1, g2, mu)
         ref = _drift_band(W, g1, g2, ia2, mu, m, T)
@@ -544,11 +562,72 @@ def _lap(b, mu):
 
 def _check(y, sc, g1, g2, alpha, lamG, G, mode, mu):
     """The best baseline for the spikes ``sc`` and the KKT violation (trace units)."""
-    w = y - conv_rows(sc, g1, g2, alpha)
-    bc = best_baseline(w, mode, mu)
     # kkt_rows(y, sc, bc, ...).max(axis=1) without forming w and bc again:
     # its baseline column, |best_baseline(w) - bc|, is 0 (the same arithmetic)
-    return bc, np.maximum(_kkt_spikes(w, sc, bc, g1, g2, alpha, lamG, G), 0.0)
+    bc, _g, v = _kkt(y, sc, lamG, g1, g2, alpha, mode, mu)
+    return bc, np.maximum(v / G, 0.0)
+
+
+def _kkt(y, s, lam, g1, g2, alpha, mode, mu, want_v=True):
+    """For the spikes s ((m, T); s[:, -1] unused): the best baseline bc for
+    w = y - K s, the spikes' gradient g = lam - K'(w - bc) ((m, T); lam a
+    scalar or per row; valid until the next call on this thread: a work
+    array) and (``want_v``) each row's max of |g| where s > 0, -g elsewhere
+    (:func:`_kkt_spikes` times G).  Drift: by the four passes
+    of :mod:`._jit_band` once made and checked (:func:`_kkt_drift`), else
+    NumPy's (the same numbers)."""
+    if mode == 2:
+        out = _kkt_drift(y, s, lam, g1, g2, alpha, mu)
+        if out is not None:
+            return out
+    w = y - conv_rows(s, g1, g2, alpha)
+    bc = best_baseline(w, mode, mu)
+    g = lam - _adjoint(w - bc, g1, g2, alpha)
+    return bc, g, (np.where(s > 0.0, np.abs(g), -g).max(axis=1) if want_v else None)
+
+
+@lru_cache(maxsize=2)
+def _smoother_subs(mu: float, T: int):
+    """The coefficients of :func:`smooth_rows`' two substitutions as
+    :func:`_bidiag` forms them (the backward one's, the forward one's)."""
+    c, den = _smoother_gains(mu, T)
+    a1b = np.zeros(T)
+    a1b[:-1] = c[1:]
+    lowc = np.empty(T)
+    lowc[:-1] = mu / den[1:]
+    lowc[-1] = 0.0
+    a1f = np.zeros(T)
+    a1f[1:] = lowc[:-1]
+    a1b.setflags(write=False)
+    a1f.setflags(write=False)
+    return a1b, a1f
+
+
+def _kkt_drift(y, s, lam, g1, g2, alpha, mu):
+    """:func:`_kkt` of the drift problem in four passes of :mod:`._jit_band`
+    (``chk_f1``: w = y - K s; ``chk_b1``, ``chk_f2``: the smoother's
+    substitutions, bc and w - bc; ``chk_b2``: g and the row's max) instead
+    of ~20 NumPy passes, or None where they are not there (not made yet,
+    or their one-off check failed: :func:`_fused_ok`) or not needed (T = 1,
+    mu = 0: the smoother is the identity)."""
+    m, T = y.shape
+    if T < 2 or not mu > 0.0 or not _fused_ok(2, False):
+        return None
+    jit = _jit_band.load()
+    y = np.ascontiguousarray(y, dtype=np.float64)
+    s = np.ascontiguousarray(s, dtype=np.float64)
+    lam = np.ascontiguousarray(np.broadcast_to(np.asarray(lam, dtype=np.float64).reshape(-1),
+                                               (m,)))
+    den = _smoother_gains(float(mu), T)[1]
+    a1b, a1f = _smoother_subs(float(mu), T)
+    w, q, d, g = (_scratch(k, (m, T)) for k in ("kkt_w", "kkt_q", "kkt_d", "kkt_g"))
+    bc, vmax = np.empty((m, T)), np.empty(m)
+    c = (float(alpha), float(g1), float(g2))
+    jit.ipm("chk_f1", m, T, (y, s, w), c)
+    jit.ipm("chk_b1", m, T, (w, a1b, den, q))
+    jit.ipm("chk_f2", m, T, (q, a1f, w, bc, d))
+    jit.ipm("chk_b2", m, T, (d, s, lam, g, vmax), c)
+    return bc, g, vmax
 
 
 def _settle(y, ys, active, S, tol, g1, g2, alpha, lamG, G, mode, mu, lam,
@@ -602,9 +681,7 @@ def _settle(y, ys, active, S, tol, g1, g2, alpha, lamG, G, mode, mu, lam,
         # the spikes' gradient (scaled data): g = lam - K' r
         sk = np.zeros((left.size, T))
         sk[:, :-1] = u
-        r = ys[left] - conv_rows(sk, g1, g2, alpha)
-        r = r - best_baseline(r, mode, mu)
-        g = lam[left] - _adjoint(r, g1, g2, alpha)[:, :-1]
+        g = _kkt(ys[left], sk, lam[left], g1, g2, alpha, mode, mu, want_v=False)[1][:, :-1]
         new = (active & (g >= 0.0)) | (~active & (u < 0.0))
         same = (new == active).all(axis=1)
         if same.all():
@@ -712,7 +789,10 @@ def _polish_spd(ys, active, mode, mu, g1, g2, ia, cvec):
     A = active.astype(np.float64)
     ia2 = ia * ia
     P = _PEN / ia2
-    nt = _Newton(P * A, g1, g2, ia2, mode, mu, T)
+    # (drift on the width-4 band: written into this thread's band, used
+    # only here)
+    band = _scratch("band", (5, m * (2 * T - 1) + 4), fortran=True) if mode == 2 else None
+    nt = _Newton(P * A, g1, g2, ia2, mode, mu, T, band=band)
     if _fused_ok(mode, nt.aug):
         return _polish_spd_drift(nt, ys, A, P, mu, g1, g2, ia, cvec)
     rx = ys[:, 1:] - cvec
@@ -761,9 +841,12 @@ def _polish_spd_drift(nt, ys, A, P, mu, g1, g2, ia, cvec):
     rx = np.ascontiguousarray(ys[:, 1:] - cvec)
     rb = np.ascontiguousarray(ys, dtype=np.float64)
     A = np.ascontiguousarray(A)
-    x, lam, r2 = np.zeros((m, n)), np.zeros((m, n)), np.zeros((m, n))
-    b = np.zeros((m, T))
-    rhs = np.zeros(nt.M + nt.kd)
+    x = np.zeros((m, n))
+    lam, r2, b = _scratch("pol_lam", (m, n)), _scratch("pol_r2", (m, n)), np.zeros((m, T))
+    lam.fill(0.0)
+    r2.fill(0.0)
+    rhs = _scratch("pol_rhs", (nt.M + nt.kd,))
+    rhs[nt.M:] = 0.0  # (the solve's padding; the passes write the rest)
     mdx, mx = np.empty(m), np.empty(m)
     ok = np.zeros(m, dtype=bool)
     for _ in range(_REFINE_STEPS):
@@ -902,30 +985,60 @@ def _fused_ok(mode, aug):
     jit = _jit_band.load()
     if jit is None or not jit.ipm_ready() or not _drift_band_checked(jit):
         return False
-    return getattr(_TLS, "checking", False) or _fused_checked()
+    return getattr(_TLS, "checking", False) or _fused_checked(wait=False)
 
 
 _TLS = threading.local()
 _FUSED_OK: list = []
+# held while the one-off check runs (on the thread that made the passes,
+# :func:`solve_rows`, or on the first that uses them)
+_FUSED_LOCK = threading.Lock()
 
 
-def _fused_checked() -> bool:
+def _fresh_fused_lock():
+    global _FUSED_LOCK
+    _FUSED_LOCK = threading.Lock()  # (a fork's copy may be held by a thread it has not got)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_fresh_fused_lock)
+
+
+def _fused_checked(wait=True) -> bool:
     """Whether the compiled passes give NumPy's numbers bit for bit on a
-    small drift problem, cold and warm, and over single iterations
-    (:func:`_iterations_equal`) (checked once per process, as
-    :func:`_drift_band_checked`; if not, NumPy's passes run)."""
+    small drift problem, cold and warm, over single iterations
+    (:func:`_iterations_equal`) and single KKT tests (:func:`_kkt_equal`)
+    (checked once per process, as :func:`_drift_band_checked`; if not,
+    NumPy's passes run).  ``wait`` False: False while another thread
+    checks (NumPy's passes meanwhile, the same numbers)."""
     if not _FUSED_OK:
+        if not _FUSED_LOCK.acquire(blocking=wait):
+            return False
         try:
-            ok = _fused_compare()
-            why = None if ok else "their numbers differ from NumPy's"
-        except Exception as e:  # noqa: BLE001 - no compiled passes, not an error each time
-            ok, why = False, repr(e)
-        if why is not None:
-            _FUSED_WHY.append(why)
-            logging.getLogger(__name__).warning(
-                "the drift interior point's compiled passes are off (NumPy's run): %s", why)
-        _FUSED_OK.append(ok)
+            if not _FUSED_OK:
+                try:
+                    ok = _fused_compare()
+                    why = None if ok else "their numbers differ from NumPy's"
+                except Exception as e:  # noqa: BLE001 - no compiled passes, not an error each time
+                    ok, why = False, repr(e)
+                if why is not None:
+                    _FUSED_WHY.append(why)
+                    logging.getLogger(__name__).warning(
+                        "the drift interior point's compiled passes are off (NumPy's run): %s",
+                        why)
+                _FUSED_OK.append(ok)
+        finally:
+            _FUSED_LOCK.release()
     return _FUSED_OK[0]
+
+
+def _check_fused_passes():
+    """Run on the thread that made the passes (:meth:`._jit_band.Kernels.start_ipm`):
+    their one-off check there, not on the thread that waits for an answer
+    (the band's check first: the passes need it too)."""
+    jit = _jit_band.load()
+    if jit is not None and _drift_band_checked(jit):
+        _fused_checked()
 
 
 _FUSED_WHY: list = []  # why the check failed, if it did
@@ -952,7 +1065,45 @@ def _fused_compare() -> bool:
     # (and single iterations: the answers come from the exact polish
     # and the KKT test, which an error in the passes need not change)
     return (all(np.array_equal(a, b) for a, b in zip(*got))
-            and all(_iterations_equal(_ipm_states())))
+            and all(_iterations_equal(_ipm_states())) and all(_kkt_equal(_kkt_states())))
+
+
+def _kkt_states(seed=9):
+    """Small drift KKT tests for :func:`_kkt_equal`: T = 2, 3 and 40, one
+    with NaN, inf and -0.0 among the data and spikes."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for m, T, odd in ((1, 2, False), (2, 3, False), (3, 40, False), (2, 40, True)):
+        y = rng.standard_normal((m, T))
+        s = np.maximum(rng.standard_normal((m, T)), 0.0)
+        if odd:
+            y[0, 3], y[1, 7], s[0, 5], s[1, 2], s[1, 9] = np.nan, np.inf, -0.0, np.inf, np.nan
+        lam = rng.uniform(0.0, 0.2, (m, 1))
+        g1, g2, alpha, mu = 1.45, -0.48, rng.uniform(0.5, 3.0), float(10 ** rng.uniform(-1, 4))
+        out.append((y, s, lam, g1, g2, alpha, mu))
+    return out
+
+
+def _kkt_equal(states):
+    """For each state, whether :func:`_kkt` by the compiled passes gives
+    NumPy's baseline, gradient and row maxima, bit for bit (NaN where NaN)
+    (the verdicts come from these: the answers' equality alone would not
+    show an error in a pass the exact polish does not depend on)."""
+    res = []
+    for y, s, lam, g1, g2, alpha, mu in states:
+        got = []
+        for off in (True, False):
+            _TLS.off, _TLS.checking = off, not off
+            try:
+                with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+                    got.append(_kkt(y, s, lam, g1, g2, alpha, 2, mu))
+            finally:
+                _TLS.off = _TLS.checking = False
+        # (the sign of a zero too; a NaN's sign is the compiler's choice of operand)
+        res.append(all(np.array_equal(a, b, equal_nan=True)
+                       and np.array_equal(np.signbit(a) & ~np.isnan(a),
+                                          np.signbit(b) & ~np.isnan(b)) for a, b in zip(*got)))
+    return res
 
 
 def _ipm_states(seed=8):
@@ -1103,7 +1254,9 @@ def solve_rows(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters=IPM_BUDGE
 
     jit = _jit_band.load() if mode == 2 and _USE_JIT and not _augmented(mode, mu) else None
     if jit is not None and m * T >= _FUSE_NOW:
-        jit.start_ipm()  # (ready within this solve: its later groups use them)
+        # (ready within this solve: its later groups use them; checked on
+        # the thread that makes them)
+        jit.start_ipm(then=_check_fused_passes)
     starts = range(0, m, step)
     if threads > 1 and m > step:
         from .solver import _executor  # the compiled solver's pool (fork-safe, kept)
@@ -1112,7 +1265,7 @@ def solve_rows(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters=IPM_BUDGE
     else:
         parts = [part(i) for i in starts]
     if jit is not None:
-        jit.start_ipm()  # (after a small first answer: for the next ones)
+        jit.start_ipm(then=_check_fused_passes)  # (after a small answer: for the next)
     if len(parts) == 1:
         return parts[0]
     return tuple(np.concatenate(p) for p in zip(*parts))
@@ -1223,11 +1376,11 @@ def _solve_group(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters, init):
     else:
         # a warm start (a slider move): the previous spikes and their
         # gradient, pushed into the interior by a small centring term
-        u = np.maximum(init[:, :-1] / S[:, None], 0.0)
-        x = _ar_solve(u, g1, g2, alpha)
-        r = ys - np.concatenate((np.zeros((m, 1)), x), axis=1)
-        bb = best_baseline(r, mode, mu)
-        g = lam - _adjoint(r - bb, g1, g2, alpha)[:, :-1]
+        sk = np.zeros((m, T))
+        sk[:, :-1] = u = np.maximum(init[:, :-1] / S[:, None], 0.0)
+        # r = ys - K s (x = D^-1 u after a 0), its best baseline bb, g = lam - K'(r - bb)
+        bb, g = _kkt(ys, sk, lam, g1, g2, alpha, mode, mu, want_v=False)[:2]
+        g = g[:, :-1]
         delta = _WARM_CENTRE * max(1.0, float(np.max(lam * dt1.max(), initial=0.0)))
         z = np.maximum(g, 0.0) + delta
         u = u + _WARM_CENTRE / max(1.0, G)
