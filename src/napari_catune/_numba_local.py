@@ -356,32 +356,6 @@ def local_exchange(y, bvec, g1, g2, alpha, beta, active, flip, x, u, nu, gain, e
 
 
 @njit(cache=_CACHE, nogil=True)
-def segment_span(active, flip, limit):
-    """Samples in the segments of :func:`local_exchange` that hold a
-    flagged violator (segments between consecutive untouched free pairs),
-    counted without changing anything: the samples one settling round
-    re-solves.  Stops once the count exceeds ``limit``.  One pass."""
-    n = flip.shape[0]
-    span = 0
-    seg_start = 0
-    has_flip = False
-    for k in range(n):
-        if flip[k]:
-            has_flip = True
-        elif k + 1 < n and not active[k] and not active[k + 1] and not flip[k + 1]:
-            # an untouched free pair closes the segment [seg_start, k)
-            if has_flip:
-                span += k - seg_start
-                if span > limit:
-                    return span
-                has_flip = False
-            seg_start = k
-    if has_flip:
-        span += n - seg_start
-    return span
-
-
-@njit(cache=_CACHE, nogil=True)
 def thin_flips(active, flip, u, nu, thin):
     """Keep, of the violators flagged in ``flip`` (after a full step: u the
     spikes, nu the multipliers), only the most negative of each cluster of

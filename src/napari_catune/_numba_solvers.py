@@ -31,7 +31,7 @@ from numba import njit
 
 from ._numba_local import (_SEG_ROUNDS, _SEG_SINGLE, adjoint_conv, dense_fits, dense_settle,
                            dense_verify, direct_gradient, forward_conv, local_exchange,
-                           peak_samples, segment_span, thin_flips)
+                           peak_samples, thin_flips)
 
 # (int64, not literal ints: see _NO)
 _SEG_ROUNDS = np.int64(_SEG_ROUNDS)
@@ -776,14 +776,6 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
             # and the warm interior point as before
             slow_warm = False
         use_local = local and it >= local_from and n_bad * local_frac <= n
-        if (warm and local and not use_local and _LOCAL_SPAN > 0.0 and it >= local_from
-                and not slow_warm):
-            # a warm start whose violators sit in short segments (fast
-            # kernels: free pairs every few samples) settles them locally
-            # while a settling round re-solves at most n / _LOCAL_SPAN
-            # samples, however many violate
-            lim = int(n / _LOCAL_SPAN)
-            use_local = segment_span(active, flip, lim) <= lim
         # no fewer violators than a step ago: with the localized exchange a
         # segment is stuck in a cycle of block exchanges (the same start
         # repeats it), so Murty's rule only there
@@ -1047,9 +1039,6 @@ _LOCAL_WINDOW = 4.0
 # off); then it settles locally only once at most n / _LOCAL_FRAC_T violate
 _THIN_PEAK = 0.7
 _LOCAL_FRAC_T = 200
-# ... or, more violators than that, when the segments that hold them span at
-# most n / _LOCAL_SPAN samples (0: off)
-_LOCAL_SPAN = 2.0
 
 # a warm start on a kernel decaying over more than _EARLY_DECAY samples
 # settles each exchange by a dense solve on a working set of at most
