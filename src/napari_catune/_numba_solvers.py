@@ -36,6 +36,11 @@ from ._numba_local import (_SEG_ROUNDS, _SEG_SINGLE, adjoint_conv, dense_fits, d
 # (int64, not literal ints: see _NO)
 _SEG_ROUNDS = np.int64(_SEG_ROUNDS)
 _SEG_SINGLE = np.int64(_SEG_SINGLE)
+# a warm start's local settle: Murty's rounds per segment after its block
+# rounds (a segment left cycling costs a full step or more: calab's gcamp6s
+# preset at 30 Hz, 54,000 frames, scalar, tau_rise +20 %: 9 -> 6 steps;
+# no other move of the bench's regimes changed its steps)
+_WARM_SEG_SINGLE = np.int64(32)
 
 _CACHE = True
 # the interior point's element-wise passes may reassociate (vectorised sums and
@@ -617,7 +622,9 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
     local_from = 1 if slow else _LOCAL_FROM
     local_frac = _LOCAL_FRAC if (slow or mode == 2) else _LOCAL_FRAC_S
     local_work = _LOCAL_WORK
+    seg_single = _WARM_SEG_SINGLE
     if not warm:
+        seg_single = _SEG_SINGLE
         local_work = _COLD_LOCAL_WORK
         local_frac = _COLD_LOCAL_FRAC if lamG > 0.0 else _COLD_LOCAL_FRAC0
         local_from = _COLD_LOCAL_FROM
@@ -818,7 +825,7 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
             else:
                 lw, ll = local_exchange(y, bvec, g1, g2, alpha, beta, active, flip, x, u, nu,
                                         gain, eps_u, eps_nu, n, local_work * n, _SEG_ROUNDS,
-                                        _SEG_SINGLE, window, thin)
+                                        seg_single, window, thin)
             left_last = ll
             if _TRACE:
                 print("TRACE   local cycle", cycle, "work", lw, "left", ll)
