@@ -369,7 +369,8 @@ def test_block_route_applies_to_the_1khz_kernel_at_any_length_and_lambda():
     assert factor("slow-1kHz") >= 2
     assert factor("slow-1kHz", T=1_000_000) >= 2     # the dense route: 0 beyond 100,000
     assert factor("lam0-slow-1kHz") >= 2             # the dense route: lambda only
-    assert factor("slow-1kHz", tr=0.5) == 0          # peak ~960 samples
+    assert factor("slow-1kHz", tr=0.5) >= 2          # peak ~960 samples (dense route: 0)
+    assert factor("slow-1kHz", tr=1.5) == 0          # peak ~2,000 samples
     assert factor("GCaMP6s-100Hz") == 0              # decays within _EARLY_DECAY
 
 

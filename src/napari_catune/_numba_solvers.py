@@ -2301,7 +2301,7 @@ def _coarse_factor(g1, g2, lamG, T, blocks=False):
     early = _EARLY_DECAY > 0.0 and decay > _EARLY_DECAY
     if blocks:
         if (not early or _BLOCK_STEPS <= 0 or not _coarse_blocks_apply(g1, g2)
-                or peak_samples(g1, g2) > _COARSE_PEAK_EARLY or not lamG >= 0.0):
+                or peak_samples(g1, g2) > _BLOCK_PEAK or not lamG >= 0.0):
             return 0
     elif _COARSE_DECAY <= 0.0 or not lamG > 0.0:
         return 0
@@ -2336,8 +2336,8 @@ def _coarse_dense(g1, g2, active, n_pws):
         return True
     n = active.shape[0]
     T = n + 1
-    # (pdas_one: ipm_ws follows 11 n + 2 T floats of its workspace)
-    room = n_pws - 11 * n - 2 * T - 2 * (n + 2)
+    # (pdas_one's ipm_ws: the rest of _coarse_views)
+    room = n_pws - _COARSE_VIEWS_HEAD * n - 2 * T - 2 * (n + 2)
     if _DENSE_MAX <= 0 or room <= 0:
         return False
     cmax = min(_DENSE_MAX, int(math.sqrt(room / 2.0)) - 8)
@@ -2442,11 +2442,7 @@ def _coarse_polish(y, g1, g2, alpha, lamG, mode, mu, active, s_i, bvec, fws, bws
     pws and bws.  Returns (steps, rounds that changed the set)."""
     T = y.shape[0]
     n = T - 1
-    u = fws[8 * n:9 * n]
-    nu = fws[9 * n:10 * n]
-    work = fws[11 * n:11 * n + T]
-    work2 = fws[11 * n + T:11 * n + 2 * T]
-    ws = fws[11 * n + 2 * T:]
+    _gain, _gb, _x, u, nu, _s_ipm, work, work2, ws = _coarse_views(fws, n, T, mode)
     room = ws.shape[0] - 2 * (n + 2)
     if _DENSE_MAX <= 0 or room <= 0:
         return 0, 0
@@ -2499,6 +2495,10 @@ def _coarse_polish(y, g1, g2, alpha, lamG, mode, mu, active, s_i, bvec, fws, bws
     for k in range(n):
         active[k] = not s_i[k] > 0.0
     return it, moved
+
+
+# floats per sample of :func:`_coarse_views` before its two T-long arrays
+_COARSE_VIEWS_HEAD = 11
 
 
 @njit(cache=_CACHE, nogil=True)
@@ -2559,6 +2559,10 @@ _BLOCK_REACH = 4.0
 _BLOCK_REACH_EXACT = 36.0
 # ... for at most _BLOCK_STEPS full steps (then the plain cold path)
 _BLOCK_STEPS = 40
+# ... on kernels peaking at most _BLOCK_PEAK samples after a spike (the dense
+# route only up to _COARSE_PEAK_EARLY: its settle stopped above the optimum
+# on slower rises before its polish)
+_BLOCK_PEAK = 1500.0
 
 
 @njit(cache=_CACHE, nogil=True)
@@ -2629,7 +2633,8 @@ def _coarse_block_solve(H, L, P, C, m, z, G, c, zz, zeta, gr, dz, blocked, cs, s
 
 
 @njit(cache=_CACHE, nogil=True)
-def _coarse_blocks(g1, g2, alpha, z, G, tol, thin, dp, rp, work, wz, solve_all, reach_d):
+def _coarse_blocks(g1, g2, alpha, z, G, tol, thin, dp, rp, work, wz, solve_all, reach_d,
+                   max_sweeps):
     """Settle the problem with the baseline fixed block by block (a block
     Gauss-Seidel sweep of exact solves; for free sets too large for one
     dense solve, :func:`._numba_local.dense_settle`).  ``z`` (length n):
@@ -2641,7 +2646,7 @@ def _coarse_blocks(g1, g2, alpha, z, G, tol, thin, dp, rp, work, wz, solve_all, 
     negative or violates (every block in the first sweep with
     ``solve_all``), is solved exactly (:func:`_coarse_block_solve`); the
     next starts a quarter block back.  Sweeps until one changes nothing,
-    at most ``_BLOCK_SWEEPS``.  ``dp``, ``rp``: power tables of the AR
+    at most ``max_sweeps``.  ``dp``, ``rp``: power tables of the AR
     roots (d^k, r^k, k <= n + 1); ``work`` (n + 1), ``wz`` (n, zero, left
     so): scratch.  After a block the gradient is updated over ``reach_d``
     decay lengths either side of it.  Returns the sweeps."""
@@ -2667,7 +2672,7 @@ def _coarse_blocks(g1, g2, alpha, z, G, tol, thin, dp, rp, work, wz, solve_all, 
     P = np.empty(B, np.int64)
     blocked = np.zeros(B, np.bool_)
     sweeps = 0
-    for sw in range(_BLOCK_SWEEPS):
+    for sw in range(max_sweeps):
         sweeps += 1
         pos = 0
         any_change = False
@@ -2763,9 +2768,10 @@ def _coarse_settle(y, g1, g2, alpha, lamG, mode, mu, active, max_steps, s_out, b
     its KKT test alone decides), each followed by the block settle of the
     problem with that baseline fixed (:func:`_coarse_blocks`, on the
     directly formed gradient, violators below -max(the step's threshold,
-    1e-13 max|gradient|)); where that changes nothing, the step's last
-    violator changes side (Murty's rule).  At most ``max_steps`` full
-    steps.  Writes s_out, bvec (and ``active``).  Returns (steps,
+    1e-13 max|gradient|)); where that changes nothing, the step's
+    violators change side (they answer the baseline), or where they did
+    not fall since the last step its last one (Murty's rule).  At most
+    ``max_steps`` full steps.  Writes s_out, bvec (and ``active``).  Returns (steps,
     converged)."""
     T = y.shape[0]
     n = T - 1
@@ -2779,6 +2785,7 @@ def _coarse_settle(y, g1, g2, alpha, lamG, mode, mu, active, max_steps, s_out, b
     thin = max(1, int(_THIN_PEAK * peak_samples(g1, g2)))
     it = 0
     converged = False
+    prev_bad = n + 1
     while it < max_steps:
         n_bad, last_bad, _eps_u, eps_nu = _kkt_core(y, g1, g2, alpha, beta, mode, mu, active,
                                                     gain, gb, x, bvec, u, nu, flip, 1e-11, _YES)
@@ -2794,14 +2801,24 @@ def _coarse_settle(y, g1, g2, alpha, lamG, mode, mu, active, max_steps, s_out, b
             z[k] = u[k] if not active[k] else 0.0
             G[k] = alpha * nu[k]
         _coarse_blocks(g1, g2, alpha, z, G, max(alpha * eps_nu, 1e-13 * g_max), thin, dp, rp,
-                       work, wz, False, _BLOCK_REACH)
+                       work, wz, False, _BLOCK_REACH, _BLOCK_SWEEPS)
         changed = 0
         for k in range(n):
             a_new = not z[k] > 0.0
             changed += a_new != active[k]
             active[k] = a_new
         if changed == 0:
-            active[last_bad] = not active[last_bad]
+            if n_bad < prev_bad:
+                # the step's violators answer the baseline (with it fixed
+                # none violates): a block exchange of them (one at a time
+                # took 30 steps on 4,000,000 frames at 1 kHz, 17 violators
+                # left by the settle; at once 5)
+                for k in range(n):
+                    if flip[k]:
+                        active[k] = not active[k]
+            else:
+                active[last_bad] = not active[last_bad]
+        prev_bad = n_bad
     for k in range(n):
         s_out[k] = u[k] if u[k] > 0.0 else 0.0
     s_out[T - 1] = 0.0
@@ -2845,7 +2862,7 @@ def _coarse_polish_blocks(y, g1, g2, alpha, lamG, mode, mu, active, s_i, bvec, f
             G[k] = alpha * nu[k]
             f0 += lamG * z[k]
         _coarse_blocks(g1, g2, alpha, z, G, _COARSE_POLISH_TOL * g_max, thin, dp, rp, work, wz,
-                       True, _BLOCK_REACH_EXACT)
+                       True, _BLOCK_REACH_EXACT, _BLOCK_SWEEPS)
         changed = 0
         for k in range(n):
             changed += (z[k] > 0.0) != (not active[k])
@@ -2955,7 +2972,8 @@ def _coarse_row(yi, warm, g1, g2, alpha, lamG, mode, mu, k, active, max_iters, s
     it_c, ok_c = _coarse_start(yi, g1, g2, alpha, lamG, mode, mu, k, active, pws, bws,
                                (max_iters - it) // 2)
     it += it_c
-    if ok_c and lamG > 0.0 and _coarse_dense(g1, g2, active, pws.shape[0]):
+    if (ok_c and lamG > 0.0 and peak_samples(g1, g2) <= _COARSE_PEAK_EARLY
+            and _coarse_dense(g1, g2, active, pws.shape[0])):
         # a guess that fits the dense settle: on as a warm start there, then
         # polished (the binned start's route on at most _COARSE_EARLY_T
         # frames: faster where it fits, 1 kHz 0.2/3.0 s, 54,000 frames,
