@@ -2767,7 +2767,7 @@ def _coarse_settle(y, g1, g2, alpha, lamG, mode, mu, active, max_steps, s_out, b
     (:func:`_kkt_core`: the subspace optimum, the baseline re-optimised,
     its KKT test alone decides), each followed by the block settle of the
     problem with that baseline fixed (:func:`_coarse_blocks`, on the
-    directly formed gradient, violators below -max(the step's threshold,
+    step's multipliers, violators below -max(the step's threshold,
     1e-13 max|gradient|)); where that changes nothing, the step's
     violators change side (they answer the baseline), or where they did
     not fall since the last step its last one (Murty's rule).  At most
@@ -2776,7 +2776,7 @@ def _coarse_settle(y, g1, g2, alpha, lamG, mode, mu, active, max_steps, s_out, b
     T = y.shape[0]
     n = T - 1
     beta = lamG / alpha
-    gain, gb, x, u, nu, _s_ipm, work, work2, rest = _coarse_views(fws, n, T, mode)
+    gain, gb, x, u, nu, _s_ipm, work, _gain_b, rest = _coarse_views(fws, n, T, mode)
     z, G, wz, dp, rp, _sk, _bk = _coarse_block_views(rest, n, T)
     flip = bws[0:n]
     _coarse_tables(g1, g2, n, dp, rp)
@@ -2795,11 +2795,14 @@ def _coarse_settle(y, g1, g2, alpha, lamG, mode, mu, active, max_steps, s_out, b
             break
         if it >= max_steps:
             break
-        g_max, _f = direct_gradient(y, bvec, g1, g2, alpha, lamG, active, u, nu, work, work2,
-                                    False)
+        # (the step's multipliers, not the gradient formed directly: a guess
+        # either way, the same steps on the 1 kHz moves and 1M frames, one
+        # pass pair less per step)
+        g_max = 0.0
         for k in range(n):
             z[k] = u[k] if not active[k] else 0.0
             G[k] = alpha * nu[k]
+            g_max = max(g_max, abs(G[k]))
         _coarse_blocks(g1, g2, alpha, z, G, max(alpha * eps_nu, 1e-13 * g_max), thin, dp, rp,
                        work, wz, False, _BLOCK_REACH, _BLOCK_SWEEPS)
         changed = 0
@@ -2937,6 +2940,23 @@ def _row_check(yi, si, bvec, b, i, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, to
 
 
 @njit(cache=_CACHE, nogil=True)
+def _coarse_polish_any(yi, g1, g2, alpha, lamG, mode, mu, active, si, bvec, pws, bws, budget):
+    """The polish of an answer on a kernel decaying over more than
+    ``_EARLY_DECAY`` samples: dense (:func:`_coarse_polish`) where its free
+    set fits the dense settle, else by blocks (:func:`_coarse_polish_blocks`).
+    Returns its steps."""
+    for k in range(active.shape[0]):
+        active[k] = not si[k] > 0.0
+    if _coarse_dense(g1, g2, active, pws.shape[0]):
+        it, _moved = _coarse_polish(yi, g1, g2, alpha, lamG, mode, mu, active, si, bvec, pws,
+                                    bws, budget)
+    else:
+        it, _moved = _coarse_polish_blocks(yi, g1, g2, alpha, lamG, mode, mu, active, si, bvec,
+                                           pws, bws, budget)
+    return it
+
+
+@njit(cache=_CACHE, nogil=True)
 def _coarse_row(yi, warm, g1, g2, alpha, lamG, mode, mu, k, active, max_iters, si, bvec, pws,
                 bws):
     """One row of :func:`pdas_rows` on a kernel decaying over more than
@@ -2961,7 +2981,14 @@ def _coarse_row(yi, warm, g1, g2, alpha, lamG, mode, mu, k, active, max_iters, s
         it, settled = pdas_one(yi, g1, g2, alpha, lamG, mode, mu, active, budget, si, bvec,
                                pws, bws, 1e-11, _YES, _YES)
         if settled:
-            return it
+            # polished as the binned start's answer: its dense check
+            # (dense_verify, 1e-10 of the gradient) left it 3e-9 to 2.4e-8
+            # above the optimum on 2 of 4,037 random moves
+            # (bench_cold_start.py --khz --warm --lam0 0.2 --seed 32, nos.
+            # 2084 and 2613; the same on main), and it skips free sets too
+            # large for the dense settle
+            return it + _coarse_polish_any(yi, g1, g2, alpha, lamG, mode, mu, active, si, bvec,
+                                           pws, bws, max_iters - it)
         if it >= budget:
             # not a large move but no settle either: cold, as pdas_rows
             for j in range(n):
