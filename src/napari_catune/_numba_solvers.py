@@ -2421,7 +2421,8 @@ _COARSE_POLISH_WORK = 400
 
 
 @njit(cache=_CACHE, nogil=True)
-def _coarse_polish(y, g1, g2, alpha, lamG, mode, mu, active, s_i, bvec, fws, bws, budget):
+def _coarse_polish(y, g1, g2, alpha, lamG, mode, mu, active, s_i, bvec, fws, bws, budget,
+                   gain=1e-12):
     """Make a settled answer of the binned start on a kernel decaying over
     more than ``_EARLY_DECAY`` samples exact.  There the full step's
     multipliers carry a rounding floor (~1e-7 of their largest, the KKT
@@ -2438,8 +2439,9 @@ def _coarse_polish(y, g1, g2, alpha, lamG, mode, mu, active, s_i, bvec, fws, bws
     samples that then violate.  If that changes the set and lowers the
     objective by more than ``_DENSE_GAIN`` of the fit term, the warm start
     settles from the new set (at most ``budget`` steps in all; if it does
-    not settle, the answer before stands).  ``fws``/``bws``: ``pdas_rows``'
-    pws and bws.  Returns (steps, rounds that changed the set)."""
+    not settle, the answer before stands; ``gain`` in place of
+    ``_DENSE_GAIN``).  ``fws``/``bws``: ``pdas_rows``' pws and bws.
+    Returns (steps, rounds that changed the set)."""
     T = y.shape[0]
     n = T - 1
     _gain, _gb, _x, u, nu, _s_ipm, work, work2, ws = _coarse_views(fws, n, T, mode)
@@ -2471,7 +2473,7 @@ def _coarse_polish(y, g1, g2, alpha, lamG, mode, mu, active, s_i, bvec, fws, bws
         rounds, changed = dense_settle(g1, g2, alpha, active, flip, u, nu,
                                        _COARSE_POLISH_TOL * g_max / alpha, thin, ws, in_c, work,
                                        work2, cmax, _DENSE_ROUNDS, _COARSE_POLISH_WORK * n,
-                                       _DENSE_GAIN * f_fit, tables)
+                                       gain * f_fit, tables)
         if rounds <= 0 or changed == 0 or it >= budget:
             break
         # (the power tables at the start of ws: the warm start's own solves
@@ -2830,7 +2832,7 @@ def _coarse_settle(y, g1, g2, alpha, lamG, mode, mu, active, max_steps, s_out, b
 
 @njit(cache=_CACHE, nogil=True)
 def _coarse_polish_blocks(y, g1, g2, alpha, lamG, mode, mu, active, s_i, bvec, fws, bws,
-                          budget):
+                          budget, gain=1e-12):
     """:func:`_coarse_polish` by block settles (:func:`_coarse_blocks`; any
     free set): each round forms the gradient directly at the answer, solves
     every block once (the free spikes made exact, which the full step's
@@ -2882,7 +2884,7 @@ def _coarse_polish_blocks(y, g1, g2, alpha, lamG, mode, mu, active, s_i, bvec, f
             f1 += 0.5 * rt * rt
         for k in range(n):
             f1 += lamG * z[k]
-        if not f0 - f1 > _DENSE_GAIN * f_fit:
+        if not f0 - f1 > gain * f_fit:
             break
         for t in range(T):
             s_keep[t] = s_i[t]
@@ -2939,20 +2941,29 @@ def _row_check(yi, si, bvec, b, i, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, to
         fi[t] = yi[t] - tol_ws[t]
 
 
+# a settled warm start's polish takes a changed set only where the objective
+# (baseline fixed) falls by more than _WARM_POLISH_GAIN of the fit term (at
+# 1e-12 it took a step more for 1e-12 to 4e-11 on bench_solver.py --warm's
+# small moves at lambda 0, ~3 ms; the moves it must fix fell 3e-9 to 2.4e-8)
+_WARM_POLISH_GAIN = 1e-10
+
+
 @njit(cache=_CACHE, nogil=True)
-def _coarse_polish_any(yi, g1, g2, alpha, lamG, mode, mu, active, si, bvec, pws, bws, budget):
+def _coarse_polish_any(yi, g1, g2, alpha, lamG, mode, mu, active, si, bvec, pws, bws, budget,
+                      gain):
     """The polish of an answer on a kernel decaying over more than
     ``_EARLY_DECAY`` samples: dense (:func:`_coarse_polish`) where its free
-    set fits the dense settle, else by blocks (:func:`_coarse_polish_blocks`).
-    Returns its steps."""
+    set fits the dense settle, else by blocks (:func:`_coarse_polish_blocks`);
+    a changed set taken where the objective falls by more than ``gain`` of
+    the fit term.  Returns its steps."""
     for k in range(active.shape[0]):
         active[k] = not si[k] > 0.0
     if _coarse_dense(g1, g2, active, pws.shape[0]):
         it, _moved = _coarse_polish(yi, g1, g2, alpha, lamG, mode, mu, active, si, bvec, pws,
-                                    bws, budget)
+                                    bws, budget, gain)
     else:
         it, _moved = _coarse_polish_blocks(yi, g1, g2, alpha, lamG, mode, mu, active, si, bvec,
-                                           pws, bws, budget)
+                                           pws, bws, budget, gain)
     return it
 
 
@@ -2988,7 +2999,7 @@ def _coarse_row(yi, warm, g1, g2, alpha, lamG, mode, mu, k, active, max_iters, s
             # 2084 and 2613; the same on main), and it skips free sets too
             # large for the dense settle
             return it + _coarse_polish_any(yi, g1, g2, alpha, lamG, mode, mu, active, si, bvec,
-                                           pws, bws, max_iters - it)
+                                           pws, bws, max_iters - it, _WARM_POLISH_GAIN)
         if it >= budget:
             # not a large move but no settle either: cold, as pdas_rows
             for j in range(n):
