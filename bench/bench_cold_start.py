@@ -133,6 +133,11 @@ def main(argv=None):
     ap.add_argument("--khz", action="store_true",
                     help="fs 1 kHz, tau_decay 0.6-3 s, tau_rise 0.02-0.3 tau_decay, T 1,000-"
                          "60,000 (kernels decaying over more than _EARLY_DECAY samples)")
+    ap.add_argument("--lam0", type=float, default=0.0,
+                    help="--khz: this fraction of the problems at lambda 0")
+    ap.add_argument("--warm", action="store_true",
+                    help="ours warm-started from the cold answer of a moved problem (tau_decay "
+                         "x0.5-1.5, tau_rise x0.8-1.2, lambda x0.5-2: a slider move), not cold")
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore")  # tau_rise outside the sliders' range
     rng = np.random.default_rng(args.seed)
@@ -160,11 +165,20 @@ def main(argv=None):
             tr = float(rng.uniform(0.01, 0.5)) * td
             T = int(10 ** rng.uniform(2.2, 4.7))
         lam = float(10 ** rng.uniform(-2.5, 1))
+        if args.khz and args.lam0 > 0.0 and rng.random() < args.lam0:
+            lam = 0.0
         noise = float(10 ** rng.uniform(-2, 0.5))
         mode = int(rng.choice([0, 1, 2]))
         mu = float((rng.uniform(0.5, 20) * fs) ** 2) if mode == 2 else 0.0
         m = _model_checked(fs, tr, td, lam)
-        if ns._coarse_factor(m.g1, m.g2, m.lamG, np.int64(T)) == 0:
+        if args.warm:
+            # the problem before the move (drawn whether or not it is used)
+            f_td = float(rng.uniform(0.5, 1.5))
+            f_tr = float(rng.uniform(0.8, 1.2))
+            f_lam = float(2.0 ** rng.uniform(-1, 1))
+            m_old = _model_checked(fs, tr * f_tr, td * f_td, lam * f_lam)
+        # (--khz: the kernels settled by blocks, _coarse_row)
+        if ns._coarse_factor(m.g1, m.g2, m.lamG, np.int64(T), args.khz) == 0:
             continue
         sp = (rng.random(T) < rng.uniform(0.2, 5) / fs) * rng.exponential(1.0, T)
         y = reconvolve(sp[None], fs, tr, td)[0] + noise * rng.standard_normal(T)
@@ -187,9 +201,15 @@ def main(argv=None):
         b = np.zeros((1, T if mode == 2 else 1))
         it = np.zeros(1, np.int64)
         conv = np.zeros(1, bool)
+        init = y
+        if args.warm:
+            init = np.zeros((1, T))
+            ns.pdas_rows(y, y, False, m_old.g1, m_old.g2, m_old.alpha, m_old.lamG, m_old.G,
+                         np.int64(mode), mu, 1e-7, np.int64(500), init, b.copy(),
+                         np.zeros((1, T)), it, conv, np.zeros(nf), np.zeros(nb, bool))
         c0 = time.process_time()
-        ns.pdas_rows(y, y, False, m.g1, m.g2, m.alpha, m.lamG, m.G, np.int64(mode), mu, 1e-7,
-                     np.int64(500), s, b, np.zeros((1, T)), it, conv, np.zeros(nf),
+        ns.pdas_rows(y, init, args.warm, m.g1, m.g2, m.alpha, m.lamG, m.G, np.int64(mode), mu,
+                     1e-7, np.int64(500), s, b, np.zeros((1, T)), it, conv, np.zeros(nf),
                      np.zeros(nb, bool))
         c1 = time.process_time()
         s_p, it_p, ok_p = plain_cold(y[0], m, mode, mu)

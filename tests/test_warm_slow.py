@@ -41,11 +41,12 @@ def _objective(y, r, args, baseline):
     return float(np.sum(nc.objective(y, r.activity, r.baseline, *args, drift_scale=ds)))
 
 
-def _check_moves(name, baseline, seed, small_steps=None):
+def _check_moves(name, baseline, seed, small_steps=None, slack=0):
     """Every slider move of MOVES on one 20,000-frame trace of ``name``:
     the warm re-solve is KKT-optimal, within 1e-9 of the cold solve's
-    objective and takes no more steps than it; the small moves (tau +-2 %,
-    fs +-1 %) at most ``small_steps``."""
+    objective and takes no more steps than it (plus ``slack``: a warm start
+    given up after its first step for the cold route); the small moves
+    (tau +-2 %, fs +-1 %) at most ``small_steps``."""
     y = regime_traces(name, 1, 20_000, seed=seed)
     prev = _solve(y, _params(name), baseline)
     assert prev.converged.all()
@@ -56,7 +57,8 @@ def _check_moves(name, baseline, seed, small_steps=None):
         assert warm.converged.all() and cold.converged.all(), mv
         assert (S.kkt_violation(y, warm.activity, warm.baseline, *args, mode=baseline)
                 <= S.KKT_TOL).all(), mv
-        assert warm.iterations[0] <= cold.iterations[0], (mv, warm.iterations, cold.iterations)
+        assert warm.iterations[0] <= cold.iterations[0] + slack, (mv, warm.iterations,
+                                                                  cold.iterations)
         if small_steps is not None and mv in ("td+2%", "td-2%", "fs+1%", "fs-1%"):
             assert warm.iterations[0] <= small_steps, (mv, warm.iterations)
         fw, fc = _objective(y, warm, args, baseline), _objective(y, cold, args, baseline)
@@ -214,14 +216,19 @@ def test_warm_on_the_1khz_kernel_takes_no_more_steps_than_cold(baseline):
     """Every slider move on the 1 kHz kernel (20,000 frames): the warm
     re-solve is KKT-optimal at the cold solve's objective and takes no more
     full steps than the cold solve (main before this: 16-27 warm against
-    12-16 cold); small moves (tau +-2 %, fs +-1 %) take at most 3."""
-    _check_moves(SLOW, baseline, seed=1, small_steps=3)
+    12-16 cold); small moves (tau +-2 %, fs +-1 %) take at most 3.  (One
+    more where the warm start is given up after its first step for the
+    cold route, the binned start settled by blocks: tau_decay -50 %, 13 ->
+    14 against 20 warm before it)"""
+    _check_moves(SLOW, baseline, seed=1, small_steps=3, slack=1)
 
 
 def test_warm_at_lambda_0_on_the_1khz_kernel_takes_no_more_steps_than_cold():
     """lambda 0 (a looser rounding floor in the step's multipliers: settled
     on those, tau_decay +50 % stopped 1.7e-6 above the optimum): at the
-    cold optimum, never more steps than cold."""
+    cold optimum, never more steps than cold (one more where the warm
+    start is given up after its first step for the cold route: tau_decay
+    -50 %)."""
     name = "lam0-slow-1kHz"
     y = regime_traces(name, 1, 10_000, seed=0)
     prev = _solve(y, _params(name), "drift")
@@ -230,6 +237,7 @@ def test_warm_at_lambda_0_on_the_1khz_kernel_takes_no_more_steps_than_cold():
         warm = _solve(y, args, "drift", init=prev.activity)
         cold = _solve(y, args, "drift")
         assert warm.converged.all() and cold.converged.all(), mv
-        assert warm.iterations[0] <= cold.iterations[0], (mv, warm.iterations, cold.iterations)
+        assert warm.iterations[0] <= cold.iterations[0] + 1, (mv, warm.iterations,
+                                                              cold.iterations)
         fw, fc = _objective(y, warm, args, "drift"), _objective(y, cold, args, "drift")
         assert abs(fw - fc) <= 1e-9 * abs(fc), (mv, fw, fc)

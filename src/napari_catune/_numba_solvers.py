@@ -29,8 +29,8 @@ import math
 import numpy as np
 from numba import njit
 
-from ._numba_local import (_SEG_ROUNDS, _SEG_SINGLE, adjoint_conv, dense_fits, dense_settle,
-                           dense_verify, direct_gradient, forward_conv, local_exchange,
+from ._numba_local import (_SEG_ROUNDS, _SEG_SINGLE, _chol_add, _gram_fill, _nnqp,
+                           adjoint_conv, dense_fits, dense_settle, dense_verify, direct_gradient, forward_conv, local_exchange,
                            peak_samples, thin_flips)
 
 # (int64, not literal ints: see _NO)
@@ -510,7 +510,7 @@ def _subspace_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, 
 
 @njit(cache=_CACHE, nogil=True)
 def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, fws, bws,
-             rel_eps=1e-11, warm=False):
+             rel_eps=1e-11, warm=False, bail=False):
     """Exact solve by primal-dual active sets.  Returns (iters, converged).
 
     ``active`` (bool, length T-1) is the starting guess of where s = 0 (a
@@ -836,6 +836,11 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
             for k in range(n):
                 if flip[k]:
                     active[k] = not active[k]
+    if bail and ipm_cold:
+        # (``bail``: a warm start that would go to the cold interior point
+        # returns at once, not converged, before its budget; pdas_rows
+        # then starts from a binned solve)
+        return it, False
     n_ipm = 0
     if not converged and it < max_iters:
         # ---- phase 2: interior point + crossover
@@ -2289,22 +2294,30 @@ def _dominant_root(g1, g2):
 
 
 @njit(cache=_CACHE, nogil=True)
-def _coarse_factor(g1, g2, lamG, T):
+def _coarse_factor(g1, g2, lamG, T, blocks=False):
     """The binning factor of :func:`_coarse_start` for a cold start (0: a
-    plain cold start)."""
-    if _COARSE_DECAY <= 0.0 or not lamG > 0.0:
-        return 0
+    plain cold start).  With ``blocks``, on kernels decaying over more than
+    ``_EARLY_DECAY`` samples: the binned start settled by blocks
+    (:func:`_coarse_settle`; any T, lambda 0 too); else by the dense
+    settle."""
     d_root = _dominant_root(g1, g2)
     if d_root >= 1.0:
         decay = math.inf
     else:
         decay = 1.0 / (1.0 - d_root)
+    early = _EARLY_DECAY > 0.0 and decay > _EARLY_DECAY
+    if blocks:
+        if (not early or _BLOCK_STEPS <= 0 or not _coarse_blocks_apply(g1, g2)
+                or peak_samples(g1, g2) > _BLOCK_PEAK or not lamG >= 0.0):
+            return 0
+    elif _COARSE_DECAY <= 0.0 or not lamG > 0.0:
+        return 0
     if not decay > _COARSE_DECAY:
         return 0
-    if _EARLY_DECAY > 0.0 and decay > _EARLY_DECAY:
+    if early:
         # settled by dense solves (pdas_rows checks that the binned guess
-        # fits them, _coarse_dense)
-        if T > _COARSE_EARLY_T or peak_samples(g1, g2) > _COARSE_PEAK_EARLY:
+        # fits them, _coarse_dense), or by blocks
+        if not blocks and (T > _COARSE_EARLY_T or peak_samples(g1, g2) > _COARSE_PEAK_EARLY):
             return 0
     elif peak_samples(g1, g2) > _COARSE_PEAK:
         return 0
@@ -2330,8 +2343,8 @@ def _coarse_dense(g1, g2, active, n_pws):
         return True
     n = active.shape[0]
     T = n + 1
-    # (pdas_one: ipm_ws follows 11 n + 2 T floats of its workspace)
-    room = n_pws - 11 * n - 2 * T - 2 * (n + 2)
+    # (pdas_one's ipm_ws: the rest of _coarse_views)
+    room = n_pws - _COARSE_VIEWS_HEAD * n - 2 * T - 2 * (n + 2)
     if _DENSE_MAX <= 0 or room <= 0:
         return False
     cmax = min(_DENSE_MAX, int(math.sqrt(room / 2.0)) - 8)
@@ -2415,7 +2428,8 @@ _COARSE_POLISH_WORK = 400
 
 
 @njit(cache=_CACHE, nogil=True)
-def _coarse_polish(y, g1, g2, alpha, lamG, mode, mu, active, s_i, bvec, fws, bws, budget):
+def _coarse_polish(y, g1, g2, alpha, lamG, mode, mu, active, s_i, bvec, fws, bws, budget,
+                   gain=1e-12):
     """Make a settled answer of the binned start on a kernel decaying over
     more than ``_EARLY_DECAY`` samples exact.  There the full step's
     multipliers carry a rounding floor (~1e-7 of their largest, the KKT
@@ -2432,15 +2446,12 @@ def _coarse_polish(y, g1, g2, alpha, lamG, mode, mu, active, s_i, bvec, fws, bws
     samples that then violate.  If that changes the set and lowers the
     objective by more than ``_DENSE_GAIN`` of the fit term, the warm start
     settles from the new set (at most ``budget`` steps in all; if it does
-    not settle, the answer before stands).  ``fws``/``bws``: ``pdas_rows``'
-    pws and bws.  Returns (steps, rounds that changed the set)."""
+    not settle, the answer before stands; ``gain`` in place of
+    ``_DENSE_GAIN``).  ``fws``/``bws``: ``pdas_rows``' pws and bws.
+    Returns (steps, rounds that changed the set)."""
     T = y.shape[0]
     n = T - 1
-    u = fws[8 * n:9 * n]
-    nu = fws[9 * n:10 * n]
-    work = fws[11 * n:11 * n + T]
-    work2 = fws[11 * n + T:11 * n + 2 * T]
-    ws = fws[11 * n + 2 * T:]
+    _gain, _gb, _x, u, nu, _s_ipm, work, work2, ws = _coarse_views(fws, n, T, mode)
     room = ws.shape[0] - 2 * (n + 2)
     if _DENSE_MAX <= 0 or room <= 0:
         return 0, 0
@@ -2469,7 +2480,7 @@ def _coarse_polish(y, g1, g2, alpha, lamG, mode, mu, active, s_i, bvec, fws, bws
         rounds, changed = dense_settle(g1, g2, alpha, active, flip, u, nu,
                                        _COARSE_POLISH_TOL * g_max / alpha, thin, ws, in_c, work,
                                        work2, cmax, _DENSE_ROUNDS, _COARSE_POLISH_WORK * n,
-                                       _DENSE_GAIN * f_fit, tables)
+                                       gain * f_fit, tables)
         if rounds <= 0 or changed == 0 or it >= budget:
             break
         # (the power tables at the start of ws: the warm start's own solves
@@ -2495,10 +2506,546 @@ def _coarse_polish(y, g1, g2, alpha, lamG, mode, mu, active, s_i, bvec, fws, bws
     return it, moved
 
 
+# floats per sample of :func:`_coarse_views` before its two T-long arrays
+_COARSE_VIEWS_HEAD = 11
+
+
+@njit(cache=_CACHE, nogil=True)
+def _coarse_views(fws, n, T, mode):
+    """:func:`pdas_one`'s workspace layout, named (``fws``: its float
+    workspace, ``pdas_rows``' pws): gain (n, 3), gb (n or 1, 4; 4 n floats
+    kept), x, u, nu, s_ipm (n each), work, gain_b (T each), then the
+    interior point's workspace (the rest)."""
+    gain = fws[0:3 * n].reshape((n, 3))
+    o = 3 * n
+    m_d = n if mode == 2 else 1
+    gb = fws[o:o + 4 * m_d].reshape((m_d, 4))
+    o += 4 * n
+    x = fws[o:o + n]
+    u = fws[o + n:o + 2 * n]
+    nu = fws[o + 2 * n:o + 3 * n]
+    s_ipm = fws[o + 3 * n:o + 4 * n]
+    o += 4 * n
+    work = fws[o:o + T]
+    gain_b = fws[o + T:o + 2 * T]
+    rest = fws[o + 2 * T:]
+    return gain, gb, x, u, nu, s_ipm, work, gain_b, rest
+
+
+@njit(cache=_CACHE, nogil=True)
+def _coarse_block_views(rest, n, T):
+    """The block settle's arrays in the interior point's workspace (``rest``
+    of :func:`_coarse_views`, not used by the interior point meanwhile):
+    z, G, wz (n each), the power tables dp, rp (n + 2 each), s_keep,
+    b_keep (T each)."""
+    z = rest[0:n]
+    G = rest[n:2 * n]
+    wz = rest[2 * n:3 * n]
+    o = 3 * n
+    dp = rest[o:o + n + 2]
+    rp = rest[o + n + 2:o + 2 * n + 4]
+    o += 2 * n + 4
+    s_keep = rest[o:o + T]
+    b_keep = rest[o + T:o + 2 * T]
+    return z, G, wz, dp, rp, s_keep, b_keep
+
+
+# the binned start on a kernel decaying over more than _EARLY_DECAY samples
+# settles by block settles (_coarse_blocks): working sets of at most
+# _BLOCK_MAX samples, the next block starting _BLOCK_MAX / 4 candidates
+# before the last one ended, at most _BLOCK_SWEEPS sweeps per full step;
+# after each block the gradient is updated over _BLOCK_REACH decay lengths
+# either side of it (a guess for the next full step: the kernel's tail
+# beyond, e^-4, is left out; the update over the whole trace, 0.24 ms per
+# block at 54,000 frames, doubled the settle's time: 1 kHz, tau_decay
+# 1.5 s, drift, binned start: 16.0 -> 9.5 ms, the same steps), and over
+# _BLOCK_REACH_EXACT (e^-36: to rounding) in the polish
+# (_coarse_polish_blocks), whose violators are 1e-12 of the gradient.
+# (B 48 / 64 / 96 / 256 on that move: 18.6 / 16.2 / 14.2 / 36.6 ms)
+_BLOCK_MAX = 64
+_BLOCK_SWEEPS = 10
+_BLOCK_REACH = 4.0
+_BLOCK_REACH_EXACT = 36.0
+# ... for at most _BLOCK_STEPS full steps (then the plain cold path)
+_BLOCK_STEPS = 40
+# ... on kernels peaking at most _BLOCK_PEAK samples after a spike (the dense
+# route only up to _COARSE_PEAK_EARLY: its settle stopped above the optimum
+# on slower rises before its polish)
+_BLOCK_PEAK = 1500.0
+
+
+@njit(cache=_CACHE, nogil=True)
+def _coarse_block_update(G, idx, dz, mb, g1, g2, alpha, n, reach, work, wz):
+    """G += K'K dz, dz at the sample indices idx[0:mb] (increasing): one
+    forward and one adjoint recursion from reach samples before the first
+    to reach samples after the last (the rest changes by less than the
+    kernel's tail there).  ``work``, ``wz`` (all zero, left so): scratch."""
+    a = idx[0]
+    e = idx[mb - 1] + 1
+    for i in range(mb):
+        wz[idx[i]] = dz[i]
+    hi = min(n, e + reach)
+    lo = max(0, a - reach)
+    q1 = 0.0
+    q2 = 0.0
+    for k in range(a, hi):
+        q = wz[k] + g1 * q1 + g2 * q2
+        work[k] = alpha * q
+        q2 = q1
+        q1 = q
+    for i in range(mb):
+        wz[idx[i]] = 0.0
+    p1 = 0.0
+    p2 = 0.0
+    for j in range(hi - 1, lo - 1, -1):
+        w = work[j] if j >= a else 0.0
+        p = w + g1 * p1 + g2 * p2
+        G[j] += alpha * p
+        p2 = p1
+        p1 = p
+
+
+@njit(cache=_CACHE, nogil=True)
+def _coarse_block_solve(H, L, P, C, m, z, G, c, zz, zeta, gr, dz, blocked, cs, sn, tmp, n, dp,
+                        rp, d, r, a2, thin, tol, g1, g2, alpha, reach, work, wz):
+    """One block of :func:`_coarse_blocks`: min over z[C] >= 0 of the
+    objective with the baseline fixed and every other sample held (gradient
+    G, Hessian (K'K)[C, C] from the power tables), exactly
+    (:func:`._numba_local._nnqp`, from the block's positive entries); z and
+    G updated.  Returns the entries that changed."""
+    _gram_fill(H, C, 0, m, n, dp, rp, d, r, a2)
+    for i in range(m):
+        v = G[C[i]]
+        hi = H[i]
+        for f in range(m):
+            v -= hi[f] * z[C[f]]
+        c[i] = v
+    p = 0
+    for i in range(m):
+        blocked[i] = False
+        zz[i] = 0.0
+        if z[C[i]] > 0.0:
+            if _chol_add(H, L, P, p, i):
+                zz[i] = z[C[i]]
+                p += 1
+    p, _used, _ok = _nnqp(H, L, P, p, c, zz, m, blocked, zeta, gr, C, thin, tol, 0,
+                          1 << 62, cs, sn, tmp)
+    nz = 0
+    for i in range(m):
+        dz[i] = zz[i] - z[C[i]]
+        if dz[i] != 0.0:
+            nz += 1
+        z[C[i]] = zz[i]
+    if nz > 0:
+        _coarse_block_update(G, C, dz, m, g1, g2, alpha, n, reach, work, wz)
+    return nz
+
+
+@njit(cache=_CACHE, nogil=True)
+def _coarse_blocks(g1, g2, alpha, z, G, tol, thin, dp, rp, work, wz, solve_all, reach_d,
+                   max_sweeps):
+    """Settle the problem with the baseline fixed block by block (a block
+    Gauss-Seidel sweep of exact solves; for free sets too large for one
+    dense solve, :func:`._numba_local.dense_settle`).  ``z`` (length n):
+    the spikes (free samples' values, negative ones too; 0 elsewhere), ``G``
+    the objective's gradient there (both kept current).  A sweep walks the
+    trace: each block takes the next ``_BLOCK_MAX`` candidates (z != 0, or
+    of each run of violators G < -``tol`` not parted by a free sample and
+    within ``thin`` samples of each other the most negative) and, if one is
+    negative or violates (every block in the first sweep with
+    ``solve_all``), is solved exactly (:func:`_coarse_block_solve`); the
+    next starts a quarter block back.  Sweeps until one changes nothing,
+    at most ``max_sweeps``.  ``dp``, ``rp``: power tables of the AR
+    roots (d^k, r^k, k <= n + 1); ``work`` (n + 1), ``wz`` (n, zero, left
+    so): scratch.  After a block the gradient is updated over ``reach_d``
+    decay lengths either side of it.  Returns the sweeps."""
+    n = z.shape[0]
+    B = _BLOCK_MAX
+    overlap = B // 4
+    disc = g1 * g1 + 4.0 * g2
+    d = 0.5 * (g1 + math.sqrt(disc))
+    r = g1 - d
+    reach = int(min(reach_d / (1.0 - d), float(n))) + 2
+    a2 = alpha * alpha / ((d - r) * (d - r))
+    H = np.empty((B, B))
+    L = np.empty(B * (B + 1) // 2 + B)
+    zz = np.empty(B)
+    c = np.empty(B)
+    zeta = np.empty(B)
+    gr = np.empty(B)
+    cs = np.empty(B)
+    sn = np.empty(B)
+    tmp = np.empty(B + 1)
+    dz = np.empty(B)
+    C = np.empty(B, np.int64)
+    P = np.empty(B, np.int64)
+    blocked = np.zeros(B, np.bool_)
+    sweeps = 0
+    for sw in range(max_sweeps):
+        sweeps += 1
+        pos = 0
+        any_change = False
+        while pos < n:
+            m = 0
+            need = 0
+            k = pos
+            cl_best = -1
+            cl_last = -1
+            while k < n and m < B:
+                if z[k] != 0.0:
+                    C[m] = k
+                    m += 1
+                    if z[k] < 0.0:
+                        need += 1
+                    if cl_best >= 0 and m < B:
+                        C[m] = cl_best
+                        m += 1
+                    cl_best = -1
+                elif G[k] < -tol:
+                    need += 1
+                    if cl_best >= 0 and k - cl_last <= thin:
+                        if G[k] < G[cl_best]:
+                            cl_best = k
+                    else:
+                        if cl_best >= 0:
+                            C[m] = cl_best
+                            m += 1
+                        cl_best = k
+                    cl_last = k
+                k += 1
+            if cl_best >= 0 and m < B:
+                C[m] = cl_best
+                m += 1
+            if m == 0:
+                break
+            # (nearly increasing: a run's pick follows the free sample after it)
+            for i in range(1, m):
+                v = C[i]
+                j = i - 1
+                while j >= 0 and C[j] > v:
+                    C[j + 1] = C[j]
+                    j -= 1
+                C[j + 1] = v
+            if need > 0 or (solve_all and sw == 0):
+                if _coarse_block_solve(H, L, P, C, m, z, G, c, zz, zeta, gr, dz, blocked, cs, sn,
+                                       tmp, n, dp, rp, d, r, a2, thin, tol, g1, g2, alpha, reach,
+                                       work, wz) > 0:
+                    any_change = True
+            if k >= n:
+                break
+            pos = max(C[m - overlap] if m > overlap else k, pos + 1)
+        if not any_change:
+            break
+    return sweeps
+
+
+@njit(cache=_CACHE, nogil=True)
+def _coarse_tables(g1, g2, n, dp, rp):
+    """The power tables d^k, r^k (k <= n + 1) of the AR roots d > r."""
+    disc = g1 * g1 + 4.0 * g2
+    d = 0.5 * (g1 + math.sqrt(disc))
+    r = g1 - d
+    a = 1.0
+    b = 1.0
+    for k in range(n + 2):
+        dp[k] = a
+        rp[k] = b
+        a *= d
+        b *= r
+        if abs(b) < 1e-290:
+            b = 0.0
+
+
+@njit(cache=_CACHE, nogil=True)
+def _coarse_blocks_apply(g1, g2):
+    """Whether :func:`_coarse_blocks` applies: real AR roots 0 < r < d < 1
+    (its Gram entries)."""
+    disc = g1 * g1 + 4.0 * g2
+    if not disc > 0.0:
+        return False
+    d = 0.5 * (g1 + math.sqrt(disc))
+    r = g1 - d
+    return r > 0.0 and r < d and d < 1.0
+
+
+@njit(cache=_CACHE, nogil=True)
+def _coarse_settle(y, g1, g2, alpha, lamG, mode, mu, active, max_steps, s_out, bvec, fws,
+                   bws):
+    """Settle a guess ``active`` (the binned start's) on a kernel decaying
+    over more than ``_EARLY_DECAY`` samples: full steps
+    (:func:`_kkt_core`: the subspace optimum, the baseline re-optimised,
+    its KKT test alone decides), each followed by the block settle of the
+    problem with that baseline fixed (:func:`_coarse_blocks`, on the
+    step's multipliers, violators below -max(the step's threshold,
+    1e-13 max|gradient|)); where that changes nothing, the step's
+    violators change side (they answer the baseline), or where they did
+    not fall since the last step its last one (Murty's rule).  At most
+    ``max_steps`` full steps.  Writes s_out, bvec (and ``active``).  Returns (steps,
+    converged)."""
+    T = y.shape[0]
+    n = T - 1
+    beta = lamG / alpha
+    gain, gb, x, u, nu, _s_ipm, work, _gain_b, rest = _coarse_views(fws, n, T, mode)
+    z, G, wz, dp, rp, _sk, _bk = _coarse_block_views(rest, n, T)
+    flip = bws[0:n]
+    _coarse_tables(g1, g2, n, dp, rp)
+    for k in range(n):
+        wz[k] = 0.0
+    thin = max(1, int(_THIN_PEAK * peak_samples(g1, g2)))
+    it = 0
+    converged = False
+    prev_bad = n + 1
+    while it < max_steps:
+        n_bad, last_bad, _eps_u, eps_nu = _kkt_core(y, g1, g2, alpha, beta, mode, mu, active,
+                                                    gain, gb, x, bvec, u, nu, flip, 1e-11, _YES)
+        it += 1
+        if n_bad == 0:
+            converged = True
+            break
+        if it >= max_steps:
+            break
+        # (the step's multipliers, not the gradient formed directly: a guess
+        # either way, the same steps on the 1 kHz moves and 1M frames, one
+        # pass pair less per step)
+        g_max = 0.0
+        for k in range(n):
+            z[k] = u[k] if not active[k] else 0.0
+            G[k] = alpha * nu[k]
+            g_max = max(g_max, abs(G[k]))
+        _coarse_blocks(g1, g2, alpha, z, G, max(alpha * eps_nu, 1e-13 * g_max), thin, dp, rp,
+                       work, wz, False, _BLOCK_REACH, _BLOCK_SWEEPS)
+        changed = 0
+        for k in range(n):
+            a_new = not z[k] > 0.0
+            changed += a_new != active[k]
+            active[k] = a_new
+        if changed == 0:
+            if n_bad < prev_bad:
+                # the step's violators answer the baseline (with it fixed
+                # none violates): a block exchange of them (one at a time
+                # took 30 steps on 4,000,000 frames at 1 kHz, 17 violators
+                # left by the settle; at once 5)
+                for k in range(n):
+                    if flip[k]:
+                        active[k] = not active[k]
+            else:
+                active[last_bad] = not active[last_bad]
+        prev_bad = n_bad
+    for k in range(n):
+        s_out[k] = u[k] if u[k] > 0.0 else 0.0
+    s_out[T - 1] = 0.0
+    return it, converged
+
+
+@njit(cache=_CACHE, nogil=True)
+def _coarse_polish_blocks(y, g1, g2, alpha, lamG, mode, mu, active, s_i, bvec, fws, bws,
+                          budget, gain=1e-12):
+    """:func:`_coarse_polish` by block settles (:func:`_coarse_blocks`; any
+    free set): each round forms the gradient directly at the answer, solves
+    every block once (the free spikes made exact, which the full step's
+    rounding leaves ~1e-6 of the largest gradient off), then the blocks with
+    violators below -``_COARSE_POLISH_TOL`` max|gradient|; if that changes
+    the set and lowers the objective (baseline fixed) by more than
+    ``_DENSE_GAIN`` of the fit term, :func:`_coarse_settle` settles from the
+    new set (at most ``budget`` steps in all; if it does not settle, the
+    answer before stands).  At most ``_COARSE_POLISH`` rounds.  Returns
+    (steps, rounds that changed the set)."""
+    T = y.shape[0]
+    n = T - 1
+    _gain, _gb, _x, u, nu, _s_ipm, work, work2, rest = _coarse_views(fws, n, T, mode)
+    z, G, wz, dp, rp, s_keep, b_keep = _coarse_block_views(rest, n, T)
+    thin = max(1, int(_THIN_PEAK * peak_samples(g1, g2)))
+    it = 0
+    moved = 0
+    for _r in range(_COARSE_POLISH):
+        # (_coarse_settle rebuilds the tables and clears wz; both stay so)
+        _coarse_tables(g1, g2, n, dp, rp)
+        for k in range(n):
+            wz[k] = 0.0
+            active[k] = not s_i[k] > 0.0
+            u[k] = s_i[k]
+        g_max, f_fit = direct_gradient(y, bvec, g1, g2, alpha, lamG, active, u, nu, work, work2,
+                                       True)
+        if not g_max > 0.0:
+            break
+        f0 = f_fit
+        for k in range(n):
+            z[k] = u[k] if not active[k] else 0.0
+            G[k] = alpha * nu[k]
+            f0 += lamG * z[k]
+        _coarse_blocks(g1, g2, alpha, z, G, _COARSE_POLISH_TOL * g_max, thin, dp, rp, work, wz,
+                       True, _BLOCK_REACH_EXACT, _BLOCK_SWEEPS)
+        changed = 0
+        for k in range(n):
+            changed += (z[k] > 0.0) != (not active[k])
+        if changed == 0 or it >= budget:
+            break
+        # the objective at z with the baseline fixed
+        for k in range(n):
+            work[k] = z[k]
+        work[n] = 0.0
+        forward_conv(work, g1, g2, alpha, work2)
+        f1 = 0.0
+        for t in range(T):
+            rt = y[t] - work2[t] - bvec[t]
+            f1 += 0.5 * rt * rt
+        for k in range(n):
+            f1 += lamG * z[k]
+        if not f0 - f1 > gain * f_fit:
+            break
+        for t in range(T):
+            s_keep[t] = s_i[t]
+            b_keep[t] = bvec[t]
+        for k in range(n):
+            active[k] = not z[k] > 0.0
+        it2, ok = _coarse_settle(y, g1, g2, alpha, lamG, mode, mu, active, budget - it, s_i,
+                                 bvec, fws, bws)
+        it += it2
+        if not ok:
+            for t in range(T):
+                s_i[t] = s_keep[t]
+                bvec[t] = b_keep[t]
+            break
+        moved += 1
+    for k in range(n):
+        active[k] = not s_i[k] > 0.0
+    return it, moved
+
+
 # steps a warm start may take before the trace is solved again from a cold
 # start (cold solves take <= ~40 steps on every regime of bench_regimes.py;
 # warm ones <= ~35)
 _WARM_BUDGET = 100
+
+
+@njit(cache=_CACHE, nogil=True)
+def _row_check(yi, si, bvec, b, i, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, tol_ws, conv, fi):
+    """pdas_rows' read-out of row i: its baseline into b, the KKT check into
+    conv[i], the fit K s + b into fi."""
+    T = yi.shape[0]
+    _store_baseline(b, i, bvec)
+    tol = kkt_tolerance(yi, kkt_tol)
+    # the drift's bound needs no smoother but carries mu times b's
+    # rounding; where that alone exceeds the tolerance (1 kHz, mu ~4e9:
+    # 5e-6 against 1e-6) it always fails: the exact check at once
+    # (the same answer, 0.3 ms sooner on 54,000 frames)
+    bound = _YES
+    if mode == 2:
+        b_max = 0.0
+        for t in range(T):
+            b_max = max(b_max, abs(bvec[t]))
+        if mu * 2.220446049250313e-16 * b_max > tol:
+            bound = _NO
+    v_s, v_b = kkt_one(yi, si, bvec, g1, g2, alpha, lamG, G, mode, mu, tol_ws[0:T],
+                       tol_ws[T:2 * T], tol_ws[2 * T:3 * T], bound)
+    if mode == 2 and bound and v_s <= tol and v_b > tol:
+        # the bound failed: the exact check
+        v_s, v_b = kkt_one(yi, si, bvec, g1, g2, alpha, lamG, G, mode, mu, tol_ws[0:T],
+                           tol_ws[T:2 * T], tol_ws[2 * T:3 * T], _NO)
+    conv[i] = max(v_s, v_b) <= tol
+    # the fit K s + b = y - r, r the residual kkt_one leaves in tol_ws
+    for t in range(T):
+        fi[t] = yi[t] - tol_ws[t]
+
+
+# a settled warm start's polish takes a changed set only where the objective
+# (baseline fixed) falls by more than _WARM_POLISH_GAIN of the fit term (at
+# 1e-12 it took a step more for 1e-12 to 4e-11 on bench_solver.py --warm's
+# small moves at lambda 0, ~3 ms; the moves it must fix fell 3e-9 to 2.4e-8)
+_WARM_POLISH_GAIN = 1e-10
+
+
+@njit(cache=_CACHE, nogil=True)
+def _coarse_polish_any(yi, g1, g2, alpha, lamG, mode, mu, active, si, bvec, pws, bws, budget,
+                      gain):
+    """The polish of an answer on a kernel decaying over more than
+    ``_EARLY_DECAY`` samples: dense (:func:`_coarse_polish`) where its free
+    set fits the dense settle, else by blocks (:func:`_coarse_polish_blocks`);
+    a changed set taken where the objective falls by more than ``gain`` of
+    the fit term.  Returns its steps."""
+    for k in range(active.shape[0]):
+        active[k] = not si[k] > 0.0
+    if _coarse_dense(g1, g2, active, pws.shape[0]):
+        it, _moved = _coarse_polish(yi, g1, g2, alpha, lamG, mode, mu, active, si, bvec, pws,
+                                    bws, budget, gain)
+    else:
+        it, _moved = _coarse_polish_blocks(yi, g1, g2, alpha, lamG, mode, mu, active, si, bvec,
+                                           pws, bws, budget, gain)
+    return it
+
+
+@njit(cache=_CACHE, nogil=True)
+def _coarse_row(yi, warm, g1, g2, alpha, lamG, mode, mu, k, active, max_iters, si, bvec, pws,
+                bws):
+    """One row of :func:`pdas_rows` on a kernel decaying over more than
+    ``_EARLY_DECAY`` samples (``k`` from :func:`_coarse_factor` with
+    blocks).  A warm start (``active`` its guess) goes on as
+    :func:`pdas_one`'s warm start unless its first steps find a large move
+    (where that would go to the cold interior point); then, and on a cold
+    start, the binned start (:func:`_coarse_start`, at most half the
+    budget): where lambda > 0 and its guess fits the dense settle
+    (:func:`_coarse_dense`), on as a warm start and polished
+    (:func:`_coarse_polish`) as :func:`pdas_rows` does on at most
+    ``_COARSE_EARLY_T`` frames; else (or where that warm start would go to
+    the cold interior point) settled by blocks (:func:`_coarse_settle`, at
+    most ``_BLOCK_STEPS`` steps) and polished exact
+    (:func:`_coarse_polish_blocks`).  Where the binned solve or the settle
+    does not settle: the plain cold path with the steps left.  Returns the
+    steps (all of them, a binned step counted as one)."""
+    n = active.shape[0]
+    it = 0
+    if warm:
+        budget = min(max_iters, _WARM_BUDGET)
+        it, settled = pdas_one(yi, g1, g2, alpha, lamG, mode, mu, active, budget, si, bvec,
+                               pws, bws, 1e-11, _YES, _YES)
+        if settled:
+            # polished as the binned start's answer: its dense check
+            # (dense_verify, 1e-10 of the gradient) left it 3e-9 to 2.4e-8
+            # above the optimum on 2 of 4,037 random moves
+            # (bench_cold_start.py --khz --warm --lam0 0.2 --seed 32, nos.
+            # 2084 and 2613; the same on main), and it skips free sets too
+            # large for the dense settle
+            return it + _coarse_polish_any(yi, g1, g2, alpha, lamG, mode, mu, active, si, bvec,
+                                           pws, bws, max_iters - it, _WARM_POLISH_GAIN)
+        if it >= budget:
+            # not a large move but no settle either: cold, as pdas_rows
+            for j in range(n):
+                active[j] = lamG > 0.0
+            it2, _ok = pdas_one(yi, g1, g2, alpha, lamG, mode, mu, active, max_iters - it, si,
+                                bvec, pws, bws, 1e-11, _NO)
+            return it + it2
+    it_c, ok_c = _coarse_start(yi, g1, g2, alpha, lamG, mode, mu, k, active, pws, bws,
+                               (max_iters - it) // 2)
+    it += it_c
+    if (ok_c and lamG > 0.0 and peak_samples(g1, g2) <= _COARSE_PEAK_EARLY
+            and _coarse_dense(g1, g2, active, pws.shape[0])):
+        # a guess that fits the dense settle: on as a warm start there, then
+        # polished (the binned start's route on at most _COARSE_EARLY_T
+        # frames: faster where it fits, 1 kHz 0.2/3.0 s, 54,000 frames,
+        # ~80 free samples: 9 against 13 ms); by blocks if that warm start
+        # would go to the cold interior point
+        budget = min(max_iters - it, _WARM_BUDGET)
+        it2, settled = pdas_one(yi, g1, g2, alpha, lamG, mode, mu, active, budget, si, bvec,
+                                pws, bws, 1e-11, _YES, _YES)
+        it += it2
+        if settled:
+            it3, _moved = _coarse_polish(yi, g1, g2, alpha, lamG, mode, mu, active, si, bvec,
+                                         pws, bws, max_iters - it)
+            return it + it3
+        ok_c = it2 < budget
+    if ok_c:
+        it2, settled = _coarse_settle(yi, g1, g2, alpha, lamG, mode, mu, active,
+                                      min(max_iters - it, _BLOCK_STEPS), si, bvec, pws, bws)
+        it += it2
+        if settled:
+            it3, _moved = _coarse_polish_blocks(yi, g1, g2, alpha, lamG, mode, mu, active, si,
+                                                bvec, pws, bws, max_iters - it)
+            return it + it3
+    for j in range(n):
+        active[j] = lamG > 0.0
+    it2, _ok = pdas_one(yi, g1, g2, alpha, lamG, mode, mu, active, max_iters - it, si, bvec,
+                        pws, bws, 1e-11, _NO)
+    return it + it2
 
 
 @njit(cache=_CACHE, nogil=True)
@@ -2544,13 +3091,22 @@ def pdas_rows(y, init, warm, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iter
     # of the steps there
     cold = lamG > 0.0
     # a cold start on a slow kernel: from a binned solve (_coarse_start)
-    kc = 0 if warm else _coarse_factor(g1, g2, lamG, T)
+    # ... settled by blocks on kernels decaying over more than _EARLY_DECAY
+    # samples (_coarse_settle), also after a large warm move there
+    kb = _coarse_factor(g1, g2, lamG, T, True) if max_iters >= _COARSE_MIN_BUDGET else 0
+    kc = 0 if (warm or kb > 0) else _coarse_factor(g1, g2, lamG, T)
     d_root = _dominant_root(g1, g2)
     polish = (kc > 0 and _COARSE_POLISH > 0 and _EARLY_DECAY > 0.0
               and not (d_root < 1.0 and _EARLY_DECAY * (1.0 - d_root) >= 1.0))
     for i in range(N):
         for k in range(n):
             active[k] = init[i, k] <= 0.0 if warm else cold
+        if kb > 0:
+            iters[i] = _coarse_row(y[i], warm, g1, g2, alpha, lamG, mode, mu, kb, active,
+                                   max_iters, s[i], bvec, pws, bws)
+            _row_check(y[i], s[i], bvec, b, i, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, tol_ws,
+                       conv, fit[i])
+            continue
         it_c = 0
         warm_i = warm
         if kc > 0 and max_iters >= _COARSE_MIN_BUDGET:
@@ -2583,32 +3139,9 @@ def pdas_rows(y, init, warm, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iter
                                          bvec, pws, bws, left - it)
             it += it2
         it += it_c
-        _store_baseline(b, i, bvec)
         iters[i] = it
-        tol = kkt_tolerance(y[i], kkt_tol)
-        # the drift's bound needs no smoother but carries mu times b's
-        # rounding; where that alone exceeds the tolerance (1 kHz, mu ~4e9:
-        # 5e-6 against 1e-6) it always fails: the exact check at once
-        # (the same answer, 0.3 ms sooner on 54,000 frames)
-        bound = _YES
-        if mode == 2:
-            b_max = 0.0
-            for t in range(T):
-                b_max = max(b_max, abs(bvec[t]))
-            if mu * 2.220446049250313e-16 * b_max > tol:
-                bound = _NO
-        v_s, v_b = kkt_one(y[i], s[i], bvec, g1, g2, alpha, lamG, G, mode, mu, tol_ws[0:T],
-                           tol_ws[T:2 * T], tol_ws[2 * T:3 * T], bound)
-        if mode == 2 and bound and v_s <= tol and v_b > tol:
-            # the bound failed: the exact check
-            v_s, v_b = kkt_one(y[i], s[i], bvec, g1, g2, alpha, lamG, G, mode, mu,
-                               tol_ws[0:T], tol_ws[T:2 * T], tol_ws[2 * T:3 * T], _NO)
-        conv[i] = max(v_s, v_b) <= tol
-        # the fit K s + b = y - r, r the residual kkt_one leaves in tol_ws
-        fi = fit[i]
-        yi = y[i]
-        for t in range(T):
-            fi[t] = yi[t] - tol_ws[t]
+        _row_check(y[i], s[i], bvec, b, i, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, tol_ws,
+                   conv, fit[i])
     return 0
 
 
