@@ -29,9 +29,9 @@ import math
 import numpy as np
 from numba import njit
 
-from ._numba_local import (_SEG_ROUNDS, _SEG_SINGLE, _chol_add, _gram_fill, _nnqp,
-                           adjoint_conv, dense_fits, dense_settle, dense_verify, direct_gradient, forward_conv, local_exchange,
-                           peak_samples, thin_flips)
+from ._numba_local import (_SEG_ROUNDS, _SEG_SINGLE, _chol_add, _gram_fill, _nnqp, adjoint_conv,
+                           dense_fits, dense_settle, dense_verify, direct_gradient, forward_conv,
+                           local_exchange, peak_samples, thin_flips)
 
 # (int64, not literal ints: see _NO)
 _SEG_ROUNDS = np.int64(_SEG_ROUNDS)
@@ -749,7 +749,7 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
                 eps_d = eps_nu
                 if _DENSE_DIRECT:
                     g_max, _f = direct_gradient(y, bvec, g1, g2, alpha, lamG, active, u, nu, work,
-                                                gain_b, False)
+                                                gain_b, _NO)
                     eps_d = _DENSE_TOL * g_max / alpha
                 rounds, changed = dense_settle(g1, g2, alpha, active, flip, u, nu, eps_d, thin,
                                                ipm_ws, in_c, work, gain_b, cmax, _DENSE_ROUNDS,
@@ -2403,7 +2403,7 @@ def _coarse_start(y, g1, g2, alpha, lamG, mode, mu, k, active, fws, bws, max_ite
     for j in range(nc):
         act_c[j] = True
     it_c, ok = pdas_one(yc, g1c, g2c, alpha_c, lamG * inv_k, mode, mu * inv_k * inv_k, act_c,
-                        max_iters, sc, bc, pws, bws, 1e-11, _NO)
+                        max_iters, sc, bc, pws, bws, 1e-11, _NO, _NO)
     for t in range(n):
         active[t] = True
     if not ok:
@@ -2474,7 +2474,7 @@ def _coarse_polish(y, g1, g2, alpha, lamG, mode, mu, active, s_i, bvec, fws, bws
             in_c[k] = False
         # (s_i >= 0: pdas_one clips its spikes)
         g_max, f_fit = direct_gradient(y, bvec, g1, g2, alpha, lamG, active, u, nu, work, work2,
-                                       False)
+                                       _NO)
         if not g_max > 0.0:
             break
         rounds, changed = dense_settle(g1, g2, alpha, active, flip, u, nu,
@@ -2493,7 +2493,7 @@ def _coarse_polish(y, g1, g2, alpha, lamG, mode, mu, active, s_i, bvec, fws, bws
             s_keep[t] = s_i[t]
             b_keep[t] = bvec[t]
         it2, ok = pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, budget - it, s_i, bvec,
-                           fws, bws, 1e-11, _YES)
+                           fws, bws, 1e-11, _YES, _NO)
         it += it2
         if not ok:
             for t in range(T):
@@ -2813,7 +2813,7 @@ def _coarse_settle(y, g1, g2, alpha, lamG, mode, mu, active, max_steps, s_out, b
             G[k] = alpha * nu[k]
             g_max = max(g_max, abs(G[k]))
         _coarse_blocks(g1, g2, alpha, z, G, max(alpha * eps_nu, 1e-13 * g_max), thin, dp, rp,
-                       work, wz, False, _BLOCK_REACH, _BLOCK_SWEEPS)
+                       work, wz, _NO, _BLOCK_REACH, _BLOCK_SWEEPS)
         changed = 0
         for k in range(n):
             a_new = not z[k] > 0.0
@@ -2865,7 +2865,7 @@ def _coarse_polish_blocks(y, g1, g2, alpha, lamG, mode, mu, active, s_i, bvec, f
             active[k] = not s_i[k] > 0.0
             u[k] = s_i[k]
         g_max, f_fit = direct_gradient(y, bvec, g1, g2, alpha, lamG, active, u, nu, work, work2,
-                                       True)
+                                       _YES)
         if not g_max > 0.0:
             break
         f0 = f_fit
@@ -2874,7 +2874,7 @@ def _coarse_polish_blocks(y, g1, g2, alpha, lamG, mode, mu, active, s_i, bvec, f
             G[k] = alpha * nu[k]
             f0 += lamG * z[k]
         _coarse_blocks(g1, g2, alpha, z, G, _COARSE_POLISH_TOL * g_max, thin, dp, rp, work, wz,
-                       True, _BLOCK_REACH_EXACT, _BLOCK_SWEEPS)
+                       _YES, _BLOCK_REACH_EXACT, _BLOCK_SWEEPS)
         changed = 0
         for k in range(n):
             changed += (z[k] > 0.0) != (not active[k])
@@ -3012,7 +3012,7 @@ def _coarse_row(yi, warm, g1, g2, alpha, lamG, mode, mu, k, active, max_iters, s
             for j in range(n):
                 active[j] = lamG > 0.0
             it2, _ok = pdas_one(yi, g1, g2, alpha, lamG, mode, mu, active, max_iters - it, si,
-                                bvec, pws, bws, 1e-11, _NO)
+                                bvec, pws, bws, 1e-11, _NO, _NO)
             return it + it2
     it_c, ok_c = _coarse_start(yi, g1, g2, alpha, lamG, mode, mu, k, active, pws, bws,
                                (max_iters - it) // 2)
@@ -3030,7 +3030,7 @@ def _coarse_row(yi, warm, g1, g2, alpha, lamG, mode, mu, k, active, max_iters, s
         it += it2
         if settled:
             it3, _moved = _coarse_polish(yi, g1, g2, alpha, lamG, mode, mu, active, si, bvec,
-                                         pws, bws, max_iters - it)
+                                         pws, bws, max_iters - it, 1e-12)
             return it + it3
         ok_c = it2 < budget
     if ok_c:
@@ -3039,12 +3039,12 @@ def _coarse_row(yi, warm, g1, g2, alpha, lamG, mode, mu, k, active, max_iters, s
         it += it2
         if settled:
             it3, _moved = _coarse_polish_blocks(yi, g1, g2, alpha, lamG, mode, mu, active, si,
-                                                bvec, pws, bws, max_iters - it)
+                                                bvec, pws, bws, max_iters - it, 1e-12)
             return it + it3
     for j in range(n):
         active[j] = lamG > 0.0
     it2, _ok = pdas_one(yi, g1, g2, alpha, lamG, mode, mu, active, max_iters - it, si, bvec,
-                        pws, bws, 1e-11, _NO)
+                        pws, bws, 1e-11, _NO, _NO)
     return it + it2
 
 
@@ -3093,8 +3093,8 @@ def pdas_rows(y, init, warm, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iter
     # a cold start on a slow kernel: from a binned solve (_coarse_start)
     # ... settled by blocks on kernels decaying over more than _EARLY_DECAY
     # samples (_coarse_settle), also after a large warm move there
-    kb = _coarse_factor(g1, g2, lamG, T, True) if max_iters >= _COARSE_MIN_BUDGET else 0
-    kc = 0 if (warm or kb > 0) else _coarse_factor(g1, g2, lamG, T)
+    kb = _coarse_factor(g1, g2, lamG, T, _YES) if max_iters >= _COARSE_MIN_BUDGET else 0
+    kc = 0 if (warm or kb > 0) else _coarse_factor(g1, g2, lamG, T, _NO)
     d_root = _dominant_root(g1, g2)
     polish = (kc > 0 and _COARSE_POLISH > 0 and _EARLY_DECAY > 0.0
               and not (d_root < 1.0 and _EARLY_DECAY * (1.0 - d_root) >= 1.0))
@@ -3122,7 +3122,7 @@ def pdas_rows(y, init, warm, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iter
         left = max_iters - it_c
         budget = min(left, _WARM_BUDGET) if warm_i else left
         it, settled = pdas_one(y[i], g1, g2, alpha, lamG, mode, mu, active, budget, s[i],
-                               bvec, pws, bws, 1e-11, warm_i)
+                               bvec, pws, bws, 1e-11, warm_i, _NO)
         if warm_i and not settled and it >= budget and left > budget:
             # a warm start that has not settled in many times a cold solve's
             # steps is leading the exchange astray (seen at lambda = 0 on a
@@ -3130,13 +3130,13 @@ def pdas_rows(y, init, warm, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iter
             for k in range(n):
                 active[k] = cold
             it2, settled = pdas_one(y[i], g1, g2, alpha, lamG, mode, mu, active,
-                                    left - it, s[i], bvec, pws, bws, 1e-11, _NO)
+                                    left - it, s[i], bvec, pws, bws, 1e-11, _NO, _NO)
             it += it2
         elif polish and warm_i and not warm and settled:
             # the binned start on a kernel decaying over more than
             # _EARLY_DECAY samples: its answer made exact (_coarse_polish)
             it2, _moved = _coarse_polish(y[i], g1, g2, alpha, lamG, mode, mu, active, s[i],
-                                         bvec, pws, bws, left - it)
+                                         bvec, pws, bws, left - it, 1e-12)
             it += it2
         it += it_c
         iters[i] = it
