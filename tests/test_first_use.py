@@ -1239,10 +1239,19 @@ def test_the_loops_addresses_are_their_arrays_data_while_they_live():
     del a
     gc.collect()
     assert key not in _jit_band._ADDR
-    for _ in range(50):  # (ids are reused: each array gets its own address)
-        b = np.full(5, 2.0)
+    # ids are reused: each array gets its own address.  The arrays' memory
+    # (bytearrays of alternating sizes) kept alive, so a new array on a dead
+    # one's id has other data: an address kept past its array would differ
+    keep, seen, moved = [], {}, 0
+    for i in range(50):
+        buf = bytearray(8 * (5 + 3 * (i % 4)))
+        keep.append(buf)
+        b = np.frombuffer(buf)
+        moved += id(b) in seen and seen[id(b)] != b.ctypes.data
+        seen[id(b)] = b.ctypes.data
         assert _jit_band._addr(b) == b.ctypes.data
         del b
+    assert moved  # (the loop can tell a stale address: an id came back on other data)
 
 
 
@@ -1317,3 +1326,274 @@ def test_the_half_max_times_name_their_root_finder_honestly():
 
     names = kernel._half_max_times.__code__.co_varnames + kernel._half_max_times.__code__.co_names
     assert "brentq" not in names and "_bisect" in names
+
+
+
+# -- the one-off check of the drift passes: where it runs, what it touches --
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork")
+def test_a_fork_while_the_check_runs_leaves_the_child_working():
+    """A process forked while the passes' one-off check runs on their
+    thread (held there: at an import of numpy.random, were there one, else
+    at its end) gets answers, and its own check, in the child: the check
+    imports nothing a fork could copy the import lock of (before: the
+    child's check waited forever for numpy.random's import lock)."""
+    code = r"""
+import os, sys, threading, time
+import numpy as np
+from napari_catune import _numpy_solver as nps, _jit_band, solver
+from napari_catune.baseline import drift_mu
+k = _jit_band.load()
+assert k is not None, _jit_band._STATE
+assert "numpy.random" not in sys.modules
+inside, forked = threading.Event(), threading.Event()
+def hold():
+    if threading.current_thread().name == "catune-llvm":
+        inside.set()
+        forked.wait(60)
+class Hold:
+    def find_spec(self, name, path=None, target=None):
+        if name == "numpy.random":
+            hold()
+        return None
+sys.meta_path.insert(0, Hold())
+real = nps._fused_compare
+def compare():
+    ok = real()
+    hold()
+    return ok
+nps._fused_compare = compare
+m_ = solver._model(30.0, 0.05, 0.5, 0.05)
+mu = drift_mu(None, 30.0, 0.5)
+y = np.sin(np.arange(3000) / 7.0)[None, :] + 1.0
+solve = lambda: nps.solve_rows(y, m_.g1, m_.g2, m_.alpha, m_.lamG, m_.G, 2, mu,
+                               solver.KKT_TOL)
+solve()
+assert inside.wait(120)
+pid = os.fork()
+if pid == 0:
+    code = 2
+    try:
+        solve()
+        code = 0 if nps._FUSED_OK == [True] else 1
+    finally:
+        os._exit(code)
+forked.set()
+status, end = None, time.monotonic() + 60
+while time.monotonic() < end:
+    done, st = os.waitpid(pid, os.WNOHANG)
+    if done:
+        status = os.waitstatus_to_exitcode(st)
+        break
+    time.sleep(0.05)
+else:
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+assert k.ipm_ready(120)
+print(status, nps._FUSED_OK, "numpy.random" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=str(_SRC)), timeout=400)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["0", "[True]", "False"]
+
+
+def _polish_case(m=2, T=80):
+    rng = np.random.default_rng(3)
+    g1, g2, alpha = 1.45, -0.48, 0.9
+    ia = 1 / alpha
+    ys = rng.standard_normal((m, T))
+    active = rng.random((m, T - 1)) < 0.7
+    cvec = 0.05 * nps._dt(np.ones((1, T - 1)), g1, g2, ia)
+    return ys, active, g1, g2, ia, cvec
+
+
+def test_the_check_run_inside_a_polish_leaves_its_factor_alone(monkeypatch):
+    """The one-off check run by a polish's question (on the same thread,
+    its problem of the same size) does not overwrite that polish's factor:
+    the answer is the one it gives with the check done (before: rows not
+    settled, x off by ~1e44)."""
+    _fused_passes()
+    ys, active, g1, g2, ia, cvec = _polish_case()
+    monkeypatch.setattr(nps, "_FUSED_OK", [])
+    monkeypatch.setattr(nps, "_FUSED_WHY", [])
+    x1, b1, ok1 = nps._polish_spd(ys, active, 2, 30.0, g1, g2, ia, cvec)
+    assert nps._FUSED_OK == [True]
+    x2, b2, ok2 = nps._polish_spd(ys, active, 2, 30.0, g1, g2, ia, cvec)
+    assert ok1.all() and ok2.all()
+    assert _same_bits(x1, x2) and _same_bits(b1, b2)
+
+
+def test_the_polish_asks_for_the_passes_before_it_takes_its_band(monkeypatch):
+    """The polish asks whether the passes run (which may run the check on
+    this thread) before it takes this thread's band."""
+    _fused_passes()
+    ys, active, g1, g2, ia, cvec = _polish_case()
+    log = []
+    real_ok, real_scratch = nps._fused_ok, nps._scratch
+    monkeypatch.setattr(nps, "_fused_ok", lambda *a: log.append("ask") or real_ok(*a))
+    monkeypatch.setattr(nps, "_scratch", lambda key, *a, **k: log.append(key)
+                        or real_scratch(key, *a, **k))
+    nps._polish_spd(ys, active, 2, 30.0, g1, g2, ia, cvec)
+    assert "band" in log and log.index("ask") < log.index("band")
+
+
+def test_the_check_works_on_arrays_of_its_own(monkeypatch):
+    """The one-off check leaves the calling thread's work arrays as they
+    were (the same arrays, their contents untouched): it may run in the
+    middle of a solve on that thread."""
+    _fused_passes()
+    m, T = 2, 80  # (the check's own problem's size)
+    band = nps._scratch("band", (5, m * (2 * T - 1) + 4), fortran=True)
+    band[:] = 7.0
+    monkeypatch.setattr(nps, "_FUSED_OK", [])
+    monkeypatch.setattr(nps, "_FUSED_WHY", [])
+    assert nps._fused_checked() is True
+    assert nps._scratch("band", band.shape, fortran=True) is band
+    assert (band == 7.0).all()
+
+
+def test_the_check_leaves_the_solves_cached_entries(monkeypatch):
+    """The one-off check computes its smoother coefficients and constants
+    afresh: a solve's cached entries stay (before: its small problems
+    evicted them)."""
+    _fused_passes()
+    for f in (nps._smoother_gains, nps._smoother_subs, nps._const):
+        f.cache_clear()
+    nps._smoother_gains(7.0, 50)
+    nps._smoother_subs(7.0, 50)
+    nps._const(50, 0.25)
+    monkeypatch.setattr(nps, "_FUSED_OK", [])
+    monkeypatch.setattr(nps, "_FUSED_WHY", [])
+    assert nps._fused_checked() is True
+    misses = [f.cache_info().misses for f in (nps._smoother_gains, nps._smoother_subs,
+                                              nps._const)]
+    nps._smoother_gains(7.0, 50)
+    nps._smoother_subs(7.0, 50)
+    nps._const(50, 0.25)
+    assert [f.cache_info().misses for f in (nps._smoother_gains, nps._smoother_subs,
+                                            nps._const)] == misses
+
+
+def test_no_check_on_the_answering_thread_while_the_passes_thread_is_to_run_it(monkeypatch):
+    """Between the passes being made and their thread taking the check,
+    a solve's question is answered False (NumPy's passes), the check not
+    run there; it runs on the passes' thread, then the passes are used."""
+    import threading
+
+    from napari_catune import _jit_band
+
+    if _jit_band.load() is None:
+        pytest.skip("no LLVM here")
+    k = _jit_band.Kernels(_jit_band._compile())
+    monkeypatch.setattr(_jit_band, "_STATE", {"k": k})
+    monkeypatch.setattr(nps, "_FUSED_OK", [])
+    monkeypatch.setattr(nps, "_FUSED_WHY", [])
+    seen = []
+    real = nps._fused_compare
+    monkeypatch.setattr(nps, "_fused_compare",
+                        lambda: seen.append(threading.current_thread().name) or real())
+    published, go = threading.Event(), threading.Event()
+
+    def then():  # (the passes published, the check not yet begun)
+        published.set()
+        go.wait(60.0)
+        nps._check_fused_passes()
+
+    k.start_ipm(then=then)
+    try:
+        assert published.wait(120.0) and k.ipm_ready()
+        assert nps._fused_ok(2, False) is False
+        assert seen == [] and nps._FUSED_OK == []
+    finally:
+        go.set()
+    assert k.ipm_ready(120.0)
+    assert seen == ["catune-llvm"] and nps._FUSED_OK == [True]
+    assert nps._fused_ok(2, False) is True
+
+
+def test_a_fork_past_the_compile_wait_leaves_the_check_to_the_child(monkeypatch):
+    """Forked while a compile went on past the fork's wait: passes made
+    in the parent, whose check was under way there, are checked in the
+    child when asked (their 'done' set there), not left unchecked for good."""
+    import threading
+    import weakref
+
+    from napari_catune import _jit_band
+
+    k = object.__new__(_jit_band.Kernels)
+    k._ipm, k._ipm_error, k._ipm_started = object(), None, True
+    k._ipm_done = threading.Event()  # (the parent's check under way)
+    kernels = weakref.WeakSet([k])
+    monkeypatch.setattr(_jit_band, "_ALL_KERNELS", kernels)
+    monkeypatch.setattr(_jit_band, "_FORK", {"held": False})
+    monkeypatch.setattr(_jit_band, "_STATE", {"k": k})
+    monkeypatch.setattr(_jit_band, "_LOCK", _jit_band._LOCK)
+    monkeypatch.setattr(_jit_band, "_COMPILE_LOCK", _jit_band._COMPILE_LOCK)
+    _jit_band._after_fork_child()
+    assert k._ipm_done.is_set()
+
+
+def test_release_caches_empties_every_threads_work_arrays():
+    """release_caches, called on one thread, lets go of the work arrays of
+    the others too (a worker's ~8 MB otherwise kept for good); a thread
+    in the middle of a solve keeps the arrays it holds."""
+    import threading
+
+    got, started, go = [], threading.Event(), threading.Event()
+
+    def worker():
+        a = nps._scratch("t_release", (4,))
+        a[:] = 1.0
+        got.append(a)
+        started.set()
+        go.wait(60.0)
+        got.append(nps._scratch("t_release", (4,)))
+
+    th = threading.Thread(target=worker)
+    th.start()
+    try:
+        assert started.wait(60.0)
+        nps.release_caches()
+    finally:
+        go.set()
+        th.join(60.0)
+    assert len(got) == 2
+    assert got[1] is not got[0] and (got[0] == 1.0).all()
+
+
+def test_the_augmented_polish_takes_no_band(monkeypatch):
+    """The augmented drift polish (a heavy drift weight) builds its own
+    system: it does not take this thread's width-4 band."""
+    _fused_passes()
+    ys, active, g1, g2, ia, cvec = _polish_case(2, 30)
+    keys = []
+    real = nps._scratch
+    monkeypatch.setattr(nps, "_scratch", lambda key, *a, **k: keys.append(key)
+                        or real(key, *a, **k))
+    mu = 10 * nps._AUG_MU
+    assert nps._augmented(2, mu)
+    nps._polish_spd(ys, active, 2, mu, g1, g2, ia, cvec)
+    assert "band" not in keys
+    nps._polish_spd(ys, active, 2, 30.0, g1, g2, ia, cvec)
+    assert "band" in keys
+
+
+def test_the_check_releases_the_lock_it_took(monkeypatch):
+    """The check releases the lock it acquired, even with the module's
+    lock replaced meanwhile (as a fork's child replaces it)."""
+    import threading
+
+    held = threading.Lock()
+    monkeypatch.setattr(nps, "_FUSED_LOCK", held)
+    monkeypatch.setattr(nps, "_FUSED_OK", [])
+    monkeypatch.setattr(nps, "_FUSED_WHY", [])
+
+    def compare():
+        nps._fresh_fused_lock()
+        return True
+
+    monkeypatch.setattr(nps, "_fused_compare", compare)
+    assert nps._fused_checked() is True
+    assert not held.locked() and not nps._FUSED_LOCK.locked()

@@ -79,10 +79,12 @@ def _after_fork_child() -> None:
             _STATE["k"] = None
             _STATE["error"] = "forked while LLVM compiled"
         for k in list(_ALL_KERNELS):
+            # (fresh and set for made ones too: their check, if the parent
+            # ran it on a thread, is this process's to run when asked)
             if k._ipm is None:
                 k._ipm_started = True
-                k._ipm_done = threading.Event()
-                k._ipm_done.set()
+            k._ipm_done = threading.Event()
+            k._ipm_done.set()
         return
     for k in list(_ALL_KERNELS):
         k._ipm_done = threading.Event()
@@ -886,8 +888,9 @@ _IPM_SIZES = {"ipm_pre": "nnnTn1nnnnTNn", "ipm_dir": "Nnnnnnnn11", "ipm_aff": "n
 _F64 = np.dtype(np.float64)
 # the data's address of each live array given to the loops: a.ctypes.data
 # costs ~2 us (a ctypes helper object each time), ~10 of them a pass, ~1000
-# passes a first answer; kept per array while it lives (an array's data do
-# not move: these arrays are never resized in place)
+# passes a first answer; kept per array while it lives.  This assumes an
+# array's data never move while it lives: no ndarray.resize (in place) of an
+# array given to the loops, whose old address would then be handed out
 _ADDR: dict = {}
 
 
@@ -1073,13 +1076,22 @@ class _Pseudo:
         self._k = 1 + 7919 * int(seed)
 
     def _u(self, size):
+        if size is None:  # (a float, as Generator's)
+            return float(self._u(1)[0])
         n = int(np.prod(size))
         k = np.arange(self._k, self._k + n, dtype=np.float64)
         self._k += n
         return np.modf(k * 0.6180339887498949)[0].reshape(size)
 
-    def uniform(self, lo, hi, size):
+    def random(self, size=None):
+        return self._u(size)
+
+    def uniform(self, lo, hi, size=None):
         return lo + (hi - lo) * self._u(size)
+
+    def exponential(self, scale, size=None):
+        # (-log of a value in (0, 1]: 1 - u, u in [0, 1))
+        return -scale * np.log1p(-self._u(size))
 
     def standard_normal(self, size):
         # (signed, spread about 0 over (-2.45, 2.45): a sum of two uniforms)

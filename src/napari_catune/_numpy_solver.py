@@ -45,6 +45,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import weakref
 from functools import lru_cache
 
 import numpy as np
@@ -155,12 +156,52 @@ def _const(n, v):
     return a
 
 
+def _cached(fn, *args):
+    """``fn(*args)`` (an lru_cache'd function) from its cache, except on the
+    one-off check's thread while it checks (:func:`_fused_checked`): its
+    small problems, computed afresh, would evict a running solve's entries."""
+    if getattr(_TLS, "private", False):
+        return fn.__wrapped__(*args)
+    return fn(*args)
+
+
+class _Bufs(dict):
+    """A thread's work arrays (:func:`_scratch`), by key (a dict that a
+    weak reference can point to: :data:`_ALL_BUFS`; one by identity, not
+    by contents)."""
+
+    __hash__ = object.__hash__
+
+    def __eq__(self, other):
+        return self is other
+
+    def __ne__(self, other):
+        return self is not other
+
+
+# every thread's _Bufs (weakly: gone with its thread), so release_caches
+# can empty them all, not only the calling thread's
+_ALL_BUFS: "weakref.WeakSet" = weakref.WeakSet()
+_BUFS_LOCK = threading.Lock()
+
+
+def _fresh_bufs_lock():
+    global _BUFS_LOCK
+    _BUFS_LOCK = threading.Lock()  # (a fork's copy may be held by a thread it has not got)
+
+
 def release_caches() -> None:
-    """Free the cached arrays (the compiled solver has taken over)."""
+    """Free the cached arrays (the compiled solver has taken over): the
+    caches and every thread's work arrays (a solve under way keeps the
+    arrays it holds; its next :func:`_scratch` makes new ones)."""
     _const.cache_clear()
     _smoother_gains.cache_clear()
     _smoother_subs.cache_clear()
-    _TLS.scratch = {}
+    lock = _BUFS_LOCK
+    with lock:
+        bufs = list(_ALL_BUFS)
+    for b in bufs:
+        b.clear()
 
 
 def _scratch(key, shape, fortran=False):
@@ -171,7 +212,10 @@ def _scratch(key, shape, fortran=False):
     not kept."""
     bufs = getattr(_TLS, "scratch", None)
     if bufs is None:
-        bufs = _TLS.scratch = {}
+        bufs = _TLS.scratch = _Bufs()
+        lock = _BUFS_LOCK
+        with lock:
+            _ALL_BUFS.add(bufs)
     a = bufs.get(key)
     if a is None or a.shape != shape:
         a = bufs[key] = np.empty(shape[::-1]).T if fortran else np.empty(shape)
@@ -186,7 +230,7 @@ def _ar_solve(v, g1, g2, alpha, backward=False):
     if jit is None:
         return _tri(_d_band(m, n, g1, g2, alpha), v, "T" if backward else "N")
     x = np.multiply(v, alpha, dtype=np.float64)  # a new C-ordered array
-    jit.rec(x, _const(n, g1), _const(n, g2), backward)
+    jit.rec(x, _cached(_const, n, g1), _cached(_const, n, g2), backward)
     return x
 
 
@@ -247,7 +291,7 @@ def _bidiag(off, rhs, lower):
         else:
             a1[:-1] = off[1:]
         x = np.array(rhs, dtype=np.float64, order="C")
-        jit.rec(x, a1, _const(T, 0.0), backward=not lower)
+        jit.rec(x, a1, _cached(_const, T, 0.0), backward=not lower)
         return x
     diag_off = np.broadcast_to(off[None, :], (m, T))
     ab = np.empty((2, m, T))
@@ -270,7 +314,7 @@ def smooth_rows(r, mu):
     m, T = r.shape
     if T == 1 or mu == 0.0:
         return r.copy()
-    c, den = _smoother_gains(float(mu), T)
+    c, den = _cached(_smoother_gains, float(mu), T)
     # backward: Q_t = c_{t+1} Q_{t+1} - r_t  (Q the running linear term)
     Q = _bidiag(c, -r, lower=False)  # super-diagonal at column t: c_t
     # forward: b_0 = -Q_0 / P_0, b_t = (mu b_{t-1} - Q_t) / den_t
@@ -590,7 +634,7 @@ def _kkt(y, s, lam, g1, g2, alpha, mode, mu, want_v=True):
 def _smoother_subs(mu: float, T: int):
     """The coefficients of :func:`smooth_rows`' two substitutions as
     :func:`_bidiag` forms them (the backward one's, the forward one's)."""
-    c, den = _smoother_gains(mu, T)
+    c, den = _cached(_smoother_gains, mu, T)
     a1b = np.zeros(T)
     a1b[:-1] = c[1:]
     lowc = np.empty(T)
@@ -618,8 +662,8 @@ def _kkt_drift(y, s, lam, g1, g2, alpha, mu):
     s = np.ascontiguousarray(s, dtype=np.float64)
     lam = np.ascontiguousarray(np.broadcast_to(np.asarray(lam, dtype=np.float64).reshape(-1),
                                                (m,)))
-    den = _smoother_gains(float(mu), T)[1]
-    a1b, a1f = _smoother_subs(float(mu), T)
+    den = _cached(_smoother_gains, float(mu), T)[1]
+    a1b, a1f = _cached(_smoother_subs, float(mu), T)
     w, q, d, g = (_scratch(k, (m, T)) for k in ("kkt_w", "kkt_q", "kkt_d", "kkt_g"))
     bc, vmax = np.empty((m, T)), np.empty(m)
     c = (float(alpha), float(g1), float(g2))
@@ -789,11 +833,16 @@ def _polish_spd(ys, active, mode, mu, g1, g2, ia, cvec):
     A = active.astype(np.float64)
     ia2 = ia * ia
     P = _PEN / ia2
+    aug = _augmented(mode, mu)
+    # (before the band is taken: the one-off check, if it runs here, solves
+    # on this thread too)
+    fused = _fused_ok(mode, aug)
     # (drift on the width-4 band: written into this thread's band, used
-    # only here)
-    band = _scratch("band", (5, m * (2 * T - 1) + 4), fortran=True) if mode == 2 else None
+    # only here; the augmented system has its own)
+    band = _scratch("band", (5, m * (2 * T - 1) + 4), fortran=True) if mode == 2 and not aug \
+        else None
     nt = _Newton(P * A, g1, g2, ia2, mode, mu, T, band=band)
-    if _fused_ok(mode, nt.aug):
+    if fused:
         return _polish_spd_drift(nt, ys, A, P, mu, g1, g2, ia, cvec)
     rx = ys[:, 1:] - cvec
     rb = ys if mode == 2 else (ys.sum(axis=1) if mode == 1 else None)
@@ -985,7 +1034,13 @@ def _fused_ok(mode, aug):
     jit = _jit_band.load()
     if jit is None or not jit.ipm_ready() or not _drift_band_checked(jit):
         return False
-    return getattr(_TLS, "checking", False) or _fused_checked(wait=False)
+    if getattr(_TLS, "checking", False):
+        return True
+    if not _FUSED_OK and not jit._ipm_done.is_set():
+        # (made, and their check under way or about to start on the thread
+        # that made them: NumPy's passes meanwhile, not the check here)
+        return False
+    return _fused_checked(wait=False)
 
 
 _TLS = threading.local()
@@ -1002,6 +1057,7 @@ def _fresh_fused_lock():
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_fresh_fused_lock)
+    os.register_at_fork(after_in_child=_fresh_bufs_lock)
 
 
 def _fused_checked(wait=True) -> bool:
@@ -1012,15 +1068,23 @@ def _fused_checked(wait=True) -> bool:
     NumPy's passes run).  ``wait`` False: False while another thread
     checks (NumPy's passes meanwhile, the same numbers)."""
     if not _FUSED_OK:
-        if not _FUSED_LOCK.acquire(blocking=wait):
+        lock = _FUSED_LOCK  # (the one released: a fork's child replaces the global)
+        if not lock.acquire(blocking=wait):
             return False
         try:
             if not _FUSED_OK:
+                # (on work arrays and caches of its own: it may run on a
+                # thread in the middle of a solve, whose arrays it would
+                # overwrite, and evict another thread's cached entries)
+                saved = getattr(_TLS, "scratch", None)
+                _TLS.scratch, _TLS.private = None, True
                 try:
                     ok = _fused_compare()
                     why = None if ok else "their numbers differ from NumPy's"
                 except Exception as e:  # noqa: BLE001 - no compiled passes, not an error each time
                     ok, why = False, repr(e)
+                finally:
+                    _TLS.scratch, _TLS.private = saved, False
                 if why is not None:
                     _FUSED_WHY.append(why)
                     logging.getLogger(__name__).warning(
@@ -1028,7 +1092,7 @@ def _fused_checked(wait=True) -> bool:
                         why)
                 _FUSED_OK.append(ok)
         finally:
-            _FUSED_LOCK.release()
+            lock.release()
     return _FUSED_OK[0]
 
 
@@ -1046,7 +1110,9 @@ _FUSED_WHY: list = []  # why the check failed, if it did
 
 def _fused_compare() -> bool:
     """:func:`_fused_checked`'s comparison (may raise)."""
-    rng = np.random.default_rng(8)
+    # (no numpy.random: this runs on a thread a fork does not wait for, and
+    # an import under way there would leave the child's import lock held)
+    rng = _jit_band._Pseudo(8)
     m, T = 2, 80
     g1, g2, alpha, lamG, G, mu = 1.45, -0.48, 0.9, 0.08, 2.0, 30.0
     s = (rng.random((m, T)) < 0.1) * rng.exponential(1.0, (m, T))
@@ -1071,7 +1137,7 @@ def _fused_compare() -> bool:
 def _kkt_states(seed=9):
     """Small drift KKT tests for :func:`_kkt_equal`: T = 2, 3 and 40, one
     with NaN, inf and -0.0 among the data and spikes."""
-    rng = np.random.default_rng(seed)
+    rng = _jit_band._Pseudo(seed)  # (no numpy.random: :func:`_fused_compare`)
     out = []
     for m, T, odd in ((1, 2, False), (2, 3, False), (3, 40, False), (2, 40, True)):
         y = rng.standard_normal((m, T))
@@ -1110,7 +1176,7 @@ def _ipm_states(seed=8):
     """Small drift interior-point states for :func:`_iterations_equal`:
     T = 2, 3 and 40, one with a constraint near its floor under a large dual
     (W past what the band's Cholesky takes: the capped branch)."""
-    rng = np.random.default_rng(seed)
+    rng = _jit_band._Pseudo(seed)  # (no numpy.random: :func:`_fused_compare`)
     out = []
     for m, T, cap in ((1, 2, False), (2, 2, False), (2, 3, False), (3, 40, False), (2, 40, True)):
         n = T - 1
