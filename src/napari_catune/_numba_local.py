@@ -615,6 +615,21 @@ def _nnqp(H, L, P, p, c, z, m, blocked, zeta, grad, C, thin, tol, work, max_work
 
 
 @njit(cache=_CACHE, nogil=True)
+def power_tables(d, r, n, dp, rp):
+    """The power tables d^k, r^k (k <= n + 1) of the AR roots d > r > 0
+    (r^k flushed to 0 below 1e-290)."""
+    a = 1.0
+    b = 1.0
+    for k in range(n + 2):
+        dp[k] = a
+        rp[k] = b
+        a *= d
+        b *= r
+        if abs(b) < 1e-290:
+            b = 0.0
+
+
+@njit(cache=_CACHE, nogil=True)
 def dense_fits(active, cmax, max_work):
     """Whether :func:`dense_settle` can take this free set at all (its
     size and first factorisation; checked before the direct gradient is
@@ -711,15 +726,7 @@ def dense_settle(g1, g2, alpha, active, flip, u, nu, eps_nu, thin, ws, inC, work
     sn = ws[o + 6 * cmax:o + 7 * cmax]
     tmp = ws[o + 7 * cmax:o + 8 * cmax]
     if not tables[0]:
-        a = 1.0
-        b = 1.0
-        for k in range(n + 2):
-            dp[k] = a
-            rp[k] = b
-            a *= d
-            b *= r
-            if b < 1e-290:
-                b = 0.0
+        power_tables(d, r, n, dp, rp)
         tables[0] = True
     a2 = alpha * alpha / ((d - r) * (d - r))
     C = np.empty(cmax, np.int64)

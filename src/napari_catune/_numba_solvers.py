@@ -31,7 +31,7 @@ from numba import njit
 
 from ._numba_local import (_SEG_ROUNDS, _SEG_SINGLE, _chol_add, _gram_fill, _nnqp, adjoint_conv,
                            dense_fits, dense_settle, dense_verify, direct_gradient, forward_conv,
-                           local_exchange, peak_samples, thin_flips)
+                           local_exchange, peak_samples, power_tables, thin_flips)
 
 # (int64, not literal ints: see _NO)
 _SEG_ROUNDS = np.int64(_SEG_ROUNDS)
@@ -2744,16 +2744,7 @@ def _coarse_tables(g1, g2, n, dp, rp):
     """The power tables d^k, r^k (k <= n + 1) of the AR roots d > r."""
     disc = g1 * g1 + 4.0 * g2
     d = 0.5 * (g1 + math.sqrt(disc))
-    r = g1 - d
-    a = 1.0
-    b = 1.0
-    for k in range(n + 2):
-        dp[k] = a
-        rp[k] = b
-        a *= d
-        b *= r
-        if abs(b) < 1e-290:
-            b = 0.0
+    power_tables(d, g1 - d, n, dp, rp)
 
 
 @njit(cache=_CACHE, nogil=True)
