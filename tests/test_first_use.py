@@ -1179,12 +1179,9 @@ def test_a_failed_compile_or_check_keeps_its_reason_and_is_not_retried(monkeypat
     assert len(calls) == 1 and "the check broke" in nps._FUSED_WHY[0]
 
 
-
-def test_the_one_off_check_runs_on_the_thread_that_makes_the_passes(monkeypatch):
-    """A drift solve that has the passes made (a fresh Kernels) has them
-    checked on that thread (then=), not on the one waiting for an answer;
-    while a check runs elsewhere, the answer goes on with NumPy's passes
-    (no wait), and a failing check there leaves False and its reason."""
+def _watched_check(monkeypatch):
+    """A freshly made Kernels as the module's, the one-off check not yet
+    run, and the list of the names of the threads that run it."""
     import threading
 
     from napari_catune import _jit_band
@@ -1197,12 +1194,21 @@ def test_the_one_off_check_runs_on_the_thread_that_makes_the_passes(monkeypatch)
     monkeypatch.setattr(nps, "_FUSED_WHY", [])
     seen = []
     real = nps._fused_compare
+    monkeypatch.setattr(nps, "_fused_compare",
+                        lambda: seen.append(threading.current_thread().name) or real())
+    return k, seen
 
-    def compare():
-        seen.append(threading.current_thread().name)
-        return real()
 
-    monkeypatch.setattr(nps, "_fused_compare", compare)
+def test_the_one_off_check_runs_on_the_thread_that_makes_the_passes(monkeypatch):
+    """A drift solve that has the passes made (a fresh Kernels) has them
+    checked on that thread (then=), not on the one waiting for an answer;
+    while a check runs elsewhere, the answer goes on with NumPy's passes
+    (no wait), and a failing check there leaves False and its reason."""
+    import threading
+
+    from napari_catune import _jit_band
+
+    k, seen = _watched_check(monkeypatch)
     fs, tr, td, lam = 30.0, 0.05, 0.5, 0.05
     y = simulation.regime_traces("GCaMP6f-30Hz", 1, 3000, seed=3)
     m = solver._model(fs, tr, td, lam)
@@ -1482,18 +1488,7 @@ def test_no_check_on_the_answering_thread_while_the_passes_thread_is_to_run_it(m
     run there; it runs on the passes' thread, then the passes are used."""
     import threading
 
-    from napari_catune import _jit_band
-
-    if _jit_band.load() is None:
-        pytest.skip("no LLVM here")
-    k = _jit_band.Kernels(_jit_band._compile())
-    monkeypatch.setattr(_jit_band, "_STATE", {"k": k})
-    monkeypatch.setattr(nps, "_FUSED_OK", [])
-    monkeypatch.setattr(nps, "_FUSED_WHY", [])
-    seen = []
-    real = nps._fused_compare
-    monkeypatch.setattr(nps, "_fused_compare",
-                        lambda: seen.append(threading.current_thread().name) or real())
+    k, seen = _watched_check(monkeypatch)
     published, go = threading.Event(), threading.Event()
 
     def then():  # (the passes published, the check not yet begun)
