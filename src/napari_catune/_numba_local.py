@@ -537,7 +537,10 @@ def _nnqp_inner(L, P, p, c, z, zeta, work, max_work, cs, sn, tmp):
         for a in range(p):
             if zeta[a] <= 0.0:
                 za = z[P[a]]
-                t = za / (za - zeta[a])
+                # (den >= 0: z >= 0 on P; 0 only where z and zeta are both
+                # 0, the step's limit there: none)
+                den = za - zeta[a]
+                t = za / den if den > 0.0 else 0.0
                 if t < amin:
                     amin = t
                     qmin = a

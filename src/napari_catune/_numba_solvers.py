@@ -2572,6 +2572,12 @@ _BLOCK_STEPS = 40
 # route only up to _COARSE_PEAK_EARLY: its settle stopped above the optimum
 # on slower rises before its polish)
 _BLOCK_PEAK = 1500.0
+# a block's solve stops after _BLOCK_WORK m^3 + _BLOCK_WORK_MIN multiply-adds
+# (m candidates; the block then keeps its values), its violators below
+# -_BLOCK_ROUND of the largest sum of |terms| of its linear term
+_BLOCK_WORK = 50
+_BLOCK_WORK_MIN = 100_000
+_BLOCK_ROUND = 64.0 * 2.220446049250313e-16
 
 
 @njit(cache=_CACHE, nogil=True)
@@ -2614,12 +2620,20 @@ def _coarse_block_solve(H, L, P, C, m, z, G, c, zz, zeta, gr, dz, blocked, cs, s
     (:func:`._numba_local._nnqp`, from the block's positive entries); z and
     G updated.  Returns the entries that changed."""
     _gram_fill(H, C, 0, m, n, dp, rp, d, r, a2)
+    c_max = 0.0
     for i in range(m):
         v = G[C[i]]
+        a = abs(v)
         hi = H[i]
         for f in range(m):
-            v -= hi[f] * z[C[f]]
+            w = hi[f] * z[C[f]]
+            v -= w
+            a += abs(w)
         c[i] = v
+        c_max = max(c_max, a)
+    # (c carries the rounding of its terms: a violator below it is noise, on
+    # which Lawson & Hanson's steps can cycle, e.g. near an exact fit)
+    tol_b = max(tol, _BLOCK_ROUND * c_max)
     p = 0
     for i in range(m):
         blocked[i] = False
@@ -2628,8 +2642,11 @@ def _coarse_block_solve(H, L, P, C, m, z, G, c, zz, zeta, gr, dz, blocked, cs, s
             if _chol_add(H, L, P, p, i):
                 zz[i] = z[C[i]]
                 p += 1
-    p, _used, _ok = _nnqp(H, L, P, p, c, zz, m, blocked, zeta, gr, C, thin, tol, 0,
-                          1 << 62, cs, sn, tmp)
+    p, _used, ok = _nnqp(H, L, P, p, c, zz, m, blocked, zeta, gr, C, thin, tol_b, 0,
+                         _BLOCK_WORK * m * m * m + _BLOCK_WORK_MIN, cs, sn, tmp)
+    if not ok:
+        # (out of budget: the block keeps its values)
+        return 0
     nz = 0
     for i in range(m):
         dz[i] = zz[i] - z[C[i]]
@@ -2691,15 +2708,19 @@ def _coarse_blocks(g1, g2, alpha, z, G, tol, thin, dp, rp, work, wz, solve_all, 
             k = pos
             cl_best = -1
             cl_last = -1
+            dropped = False
             while k < n and m < B:
                 if z[k] != 0.0:
                     C[m] = k
                     m += 1
                     if z[k] < 0.0:
                         need += 1
-                    if cl_best >= 0 and m < B:
-                        C[m] = cl_best
-                        m += 1
+                    if cl_best >= 0:
+                        if m < B:
+                            C[m] = cl_best
+                            m += 1
+                        else:
+                            dropped = True
                     cl_best = -1
                 elif G[k] < -tol:
                     need += 1
@@ -2713,9 +2734,12 @@ def _coarse_blocks(g1, g2, alpha, z, G, tol, thin, dp, rp, work, wz, solve_all, 
                         cl_best = k
                     cl_last = k
                 k += 1
-            if cl_best >= 0 and m < B:
-                C[m] = cl_best
-                m += 1
+            if cl_best >= 0:
+                if m < B:
+                    C[m] = cl_best
+                    m += 1
+                else:
+                    dropped = True
             if m == 0:
                 break
             # (nearly increasing: a run's pick follows the free sample after it)
@@ -2731,8 +2755,10 @@ def _coarse_blocks(g1, g2, alpha, z, G, tol, thin, dp, rp, work, wz, solve_all, 
                                        tmp, n, dp, rp, d, r, a2, thin, tol, g1, g2, alpha, reach,
                                        work, wz) > 0:
                     any_change = True
-            if k >= n:
+            if k >= n and not dropped:
                 break
+            # (a full block that reached the end with a pick left over: one
+            # more, from a quarter block back)
             pos = max(C[m - overlap] if m > overlap else k, pos + 1)
         if not any_change:
             break
