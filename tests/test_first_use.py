@@ -588,6 +588,34 @@ def test_first_answer_needs_no_scipy_linalg():
     assert res == {"converged": True, "scipy_linalg": False, "numba_compiled": False}
 
 
+
+_EXIT_DURING_COMPILE = r"""
+import sys, threading, time
+from napari_catune import _jit_band
+inside = threading.Event()
+
+def compiling():  # (a daemon thread inside a compile, as the passes' thread)
+    with _jit_band._COMPILE_LOCK:
+        inside.set()
+        time.sleep(1.0)
+        open(sys.argv[1], "w").write("done")
+
+threading.Thread(target=compiling, daemon=True).start()
+inside.wait(60.0)
+"""
+
+
+def test_the_interpreter_waits_for_a_running_compile_before_it_exits(tmp_path):
+    """A process that ends while the passes' daemon thread is inside LLVM
+    aborted or segfaulted (LLVM torn down under it) after its work was done:
+    at exit it now waits for the compile to finish."""
+    flag = tmp_path / "finished"
+    env = dict(os.environ, PYTHONPATH=str(_SRC) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, "-c", _EXIT_DURING_COMPILE, str(flag)], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert flag.read_text() == "done"
+
 def test_the_compile_child_runs_below_the_user_in_the_scheduler(monkeypatch):
     from napari_catune import _compile
 

@@ -30,6 +30,7 @@ self-test fails (the caller then uses LAPACK).  Calls release the GIL
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import logging
 import os
@@ -95,6 +96,17 @@ def _after_fork_child() -> None:
             # process): made again when asked
             k._ipm_started = False
 
+
+def _at_exit() -> None:
+    # a daemon thread still inside LLVM while the interpreter finalises
+    # (LLVM's own static state torn down) aborts the process or segfaults
+    # after the program's work is done (a CLI call or script that exits
+    # while the passes compile): wait for a running compile, and keep the
+    # lock so that none starts
+    _COMPILE_LOCK.acquire(timeout=_FORK_WAIT)
+
+
+atexit.register(_at_exit)
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_parent,
