@@ -2537,7 +2537,7 @@ def _coarse_block_views(rest, n, T):
     """The block settle's arrays in the interior point's workspace (``rest``
     of :func:`_coarse_views`, not used by the interior point meanwhile):
     z, G, wz (n each), the power tables dp, rp (n + 2 each), s_keep,
-    b_keep (T each)."""
+    b_keep (T each), the tail sums (2, n + 1) (:func:`_coarse_tables`)."""
     z = rest[0:n]
     G = rest[n:2 * n]
     wz = rest[2 * n:3 * n]
@@ -2547,25 +2547,24 @@ def _coarse_block_views(rest, n, T):
     o += 2 * n + 4
     s_keep = rest[o:o + T]
     b_keep = rest[o + T:o + 2 * T]
-    return z, G, wz, dp, rp, s_keep, b_keep
+    o += 2 * T
+    sums = rest[o:o + 2 * (n + 1)].reshape((2, n + 1))
+    return z, G, wz, dp, rp, s_keep, b_keep, sums
 
 
 # the binned start on a kernel decaying over more than _EARLY_DECAY samples
 # settles by block settles (_coarse_blocks): working sets of at most
 # _BLOCK_MAX samples, the next block starting _BLOCK_MAX / 4 candidates
-# before the last one ended, at most _BLOCK_SWEEPS sweeps per full step;
-# after each block the gradient is updated over _BLOCK_REACH decay lengths
-# either side of it (a guess for the next full step: the kernel's tail
-# beyond, e^-4, is left out; the update over the whole trace, 0.24 ms per
-# block at 54,000 frames, doubled the settle's time: 1 kHz, tau_decay
-# 1.5 s, drift, binned start: 16.0 -> 9.5 ms, the same steps), and over
-# _BLOCK_REACH_EXACT (e^-36: to rounding) in the polish
-# (_coarse_polish_blocks), whose violators are 1e-12 of the gradient.
-# (B 48 / 64 / 96 / 256 on that move: 18.6 / 16.2 / 14.2 / 36.6 ms)
+# before the last one ended, at most _BLOCK_SWEEPS sweeps per full step.
+# After each block the gradient is updated exactly, lazily
+# (_coarse_block_exact): O(block span) per block plus O(n) per sweep (the
+# update over 4 decay lengths either side of each block was 0.24 ms per
+# block at 54,000 frames and, left out beyond, a guess; beyond 100,000
+# frames at 1 kHz half the settle).
+# (B 48 / 64 / 96 / 256 on the 1 kHz, tau_decay 1.5 s move with drift:
+# 18.6 / 16.2 / 14.2 / 36.6 ms, with the truncated update)
 _BLOCK_MAX = 64
 _BLOCK_SWEEPS = 10
-_BLOCK_REACH = 4.0
-_BLOCK_REACH_EXACT = 36.0
 # ... for at most _BLOCK_STEPS full steps (then the plain cold path)
 _BLOCK_STEPS = 40
 # ... on kernels peaking at most _BLOCK_PEAK samples after a spike (the dense
@@ -2578,47 +2577,188 @@ _BLOCK_PEAK = 1500.0
 _BLOCK_WORK = 50
 _BLOCK_WORK_MIN = 100_000
 _BLOCK_ROUND = 64.0 * 2.220446049250313e-16
+# the lazy update's tail sums (_coarse_tables): in closed form beyond
+# _BLOCK_END decay lengths from the trace's end (within, the closed form
+# cancels: 1e-11 to 1e-9 of the update on the 1 kHz kernels), there by
+# compensated sums; constant where d^N is below _BLOCK_TINY (the rest is
+# below rounding)
+_BLOCK_END = 1.0
+_BLOCK_TINY = 1e-20
+# a pending tail flushes below _BLOCK_FLUSH; a sweep's scan adds its share
+# to the samples ahead _BLOCK_AHEAD at a time
+_BLOCK_FLUSH = 1e-290
+_BLOCK_AHEAD = 64
 
 
 @njit(cache=_CACHE, nogil=True)
-def _coarse_block_update(G, idx, dz, mb, g1, g2, alpha, n, reach, work, wz):
-    """G += K'K dz, dz at the sample indices idx[0:mb] (increasing): one
-    forward and one adjoint recursion from reach samples before the first
-    to reach samples after the last (the rest changes by less than the
-    kernel's tail there).  ``work``, ``wz`` (all zero, left so): scratch."""
+def _ar_roots(g1, g2):
+    """The real AR(2) roots d >= r of x^2 = g1 x + g2 to rounding: g1^2
+    split exactly (Dekker) in the discriminant, which on slow kernels
+    (1 kHz, tau 0.2 / 3 s: (d - r)^2 = 2e-5) otherwise loses up to ~1e-11
+    of itself.  r = -g2 / d (the roots' product)."""
+    p = g1 * g1
+    c = 134217729.0 * g1
+    hi = c - (c - g1)
+    lo = g1 - hi
+    err = ((hi * hi - p) + 2.0 * hi * lo) + lo * lo
+    disc = (p + 4.0 * g2) + err
+    sq = math.sqrt(disc) if disc > 0.0 else 0.0
+    d = 0.5 * (g1 + sq)
+    r = -g2 / d if d != 0.0 else g1 - d
+    return d, r
+
+
+@njit(cache=_CACHE, nogil=True)
+def _coarse_sums(d, r, n, dp, rp, sums):
+    """The lazy update's tail sums for N = 0..n: sums[0, N] = sum_{k<N}
+    e(k) d^k, sums[1, N] = sum_{k<N} e(k) f(k), e(k) = (d^(k+1) -
+    r^(k+1)) / (d - r) the AR(2) impulse response, f(k) = (d^k - r^k) /
+    (d - r) (:func:`_coarse_block_exact`).  Up to _BLOCK_END decay lengths
+    by compensated sums (e(k) = f(k + 1) = d f(k) + r^k),
+    beyond as the infinite sums S = 1 / ((1 - d^2)(1 - d r)), S2 = (d + r)
+    / ((1 - d^2)(1 - r^2)(1 - d r)) less their tails beyond N (bounded
+    terms of the power tables dp, rp)."""
+    n_end = min(n, int(_BLOCK_END / (1.0 - d)))
+    # (e(k) = f(k + 1): positive terms, no cancellation; the AR recursion
+    # for e drifts ~3e-12 over a decay length at 1 kHz)
+    f = 0.0
+    s0 = 0.0
+    c0 = 0.0
+    s1 = 0.0
+    c1 = 0.0
+    for k in range(n_end + 1):
+        sums[0, k] = s0
+        sums[1, k] = s1
+        e = d * f + rp[k]
+        y = e * dp[k] - c0
+        t = s0 + y
+        c0 = (t - s0) - y
+        s0 = t
+        y = e * f - c1
+        t = s1 + y
+        c1 = (t - s1) - y
+        s1 = t
+        f = e
+    idd = 1.0 / ((1.0 - d) * (1.0 + d))
+    idr = 1.0 / (1.0 - d * r)
+    irr = 1.0 / ((1.0 - r) * (1.0 + r))
+    im = 1.0 / (d - r)
+    s_inf = idd * idr
+    s2_inf = (d + r) * idd * irr * idr
+    for N in range(n_end + 1, n + 1):
+        dl = dp[N]
+        if not dl > _BLOCK_TINY:
+            sums[0, N] = s_inf
+            sums[1, N] = s2_inf
+            continue
+        rl = rp[N]
+        dn = d * dl
+        rn = r * rl
+        sums[0, N] = s_inf - dl * (dn * idd - rn * idr) * im
+        sums[1, N] = s2_inf - (dl * dn * idd - dl * rl * (d + r) * idr + rl * rn * irr) * im * im
+
+
+@njit(cache=_CACHE, nogil=True)
+def _coarse_block_exact(G, idx, dz, mb, g1, g2, alpha, d, r, n, P, rp, sums, work, X):
+    """The gradient's change alpha^2 K'K dz for dz at the sample indices
+    idx[0:mb] (increasing, all below ``P``), exactly, split three ways:
+    on [idx[0], P) added to G now (a forward recursion to P, an adjoint
+    one back to idx[0], started from the adjoint state of the change's
+    tail beyond P); below idx[0] deferred as two inputs of the homogeneous
+    adjoint recursion in ``X`` (at idx[0] - 1, idx[0] - 2: one backward
+    pass over X adds every deferred share, :func:`_coarse_sweep_end`);
+    from P on returned as (w, v): the change of alpha K dz at P + k is
+    w d^k + v f(k), f(k) = (d^k - r^k) / (d - r) (a basis that stays well
+    conditioned when r is close to d; u_P = w, u_P+1 = w d + v), whose
+    share of G[j >= P] is alpha (w_j sums[0, n - j] + v_j sums[1, n - j])
+    (:func:`_coarse_advance`).  O(P - idx[0] + mb).  ``work`` (n + 1):
+    scratch; ``rp``, ``sums``: :func:`_coarse_tables`."""
     a = idx[0]
-    e = idx[mb - 1] + 1
-    for i in range(mb):
-        wz[idx[i]] = dz[i]
-    hi = min(n, e + reach)
-    lo = max(0, a - reach)
     q1 = 0.0
     q2 = 0.0
-    for k in range(a, hi):
-        q = wz[k] + g1 * q1 + g2 * q2
+    i = 0
+    for k in range(a, P):
+        q = g1 * q1 + g2 * q2
+        while i < mb and idx[i] == k:
+            q += dz[i]
+            i += 1
         work[k] = alpha * q
         q2 = q1
         q1 = q
+    # the tail beyond P: alpha sum_i dz_i e(P + k - idx_i) = w d^k + v f(k),
+    # w its value at P, v = alpha sum_i dz_i r^(P - idx_i + 1)
+    w = alpha * (g1 * q1 + g2 * q2)
+    sr = 0.0
     for i in range(mb):
-        wz[idx[i]] = 0.0
+        sr += dz[i] * rp[P - idx[i] + 1]
+    v = alpha * sr
+    N = n - P
     p1 = 0.0
     p2 = 0.0
-    for j in range(hi - 1, lo - 1, -1):
-        w = work[j] if j >= a else 0.0
-        p = w + g1 * p1 + g2 * p2
+    if N > 0:
+        p1 = w * sums[0, N] + v * sums[1, N]
+        p2 = (w * d + v) * sums[0, N - 1] + v * r * sums[1, N - 1]
+    for j in range(P - 1, a - 1, -1):
+        p = work[j] + g1 * p1 + g2 * p2
         G[j] += alpha * p
         p2 = p1
         p1 = p
+    if a >= 1:
+        X[a - 1] += g1 * p1 + g2 * p2
+    if a >= 2:
+        X[a - 2] += g2 * p1
+    return w, v
+
+
+@njit(cache=_CACHE, nogil=True)
+def _coarse_advance(G, lo, hi, w, v, alpha, d, r, n, sums):
+    """Add the pending tail's share to G[lo:hi] (samples a sweep reads for
+    the first time; the tail (w, v) as :func:`_coarse_block_exact`
+    returns it, from lo), carrying it on.  Returns it, from hi."""
+    if w == 0.0 and v == 0.0:
+        return w, v
+    s0 = sums[0]
+    s1 = sums[1]
+    for j in range(lo, hi):
+        N = n - j
+        G[j] += alpha * (w * s0[N] + v * s1[N])
+        w = w * d + v
+        v *= r
+        if (j & 63) == 0 and abs(w) < _BLOCK_FLUSH and abs(v) < _BLOCK_FLUSH:
+            # (no subnormals)
+            return 0.0, 0.0
+    return w, v
+
+
+@njit(cache=_CACHE, nogil=True)
+def _coarse_sweep_end(G, P, tw, tv, x_hi, g1, g2, alpha, d, r, n, sums, X):
+    """End a sweep of lazy updates: the pending tail's (tw, tv) share on
+    [P, n), then the deferred shares (one backward pass of the adjoint
+    recursion over the inputs X[0:x_hi+1], cleared): G is then exact
+    everywhere."""
+    _coarse_advance(G, P, n, tw, tv, alpha, d, r, n, sums)
+    q1 = 0.0
+    q2 = 0.0
+    for j in range(x_hi, -1, -1):
+        q = X[j] + g1 * q1 + g2 * q2
+        X[j] = 0.0
+        G[j] += alpha * q
+        q2 = q1
+        q1 = q
+        if (j & 63) == 0 and abs(q1) < _BLOCK_FLUSH and abs(q2) < _BLOCK_FLUSH:
+            q1 = 0.0
+            q2 = 0.0
 
 
 @njit(cache=_CACHE, nogil=True)
 def _coarse_block_solve(H, L, P, C, m, z, G, c, zz, zeta, gr, dz, blocked, cs, sn, tmp, n, dp,
-                        rp, d, r, a2, thin, tol, g1, g2, alpha, reach, work, wz):
+                        rp, d, r, a2, thin, tol):
     """One block of :func:`_coarse_blocks`: min over z[C] >= 0 of the
     objective with the baseline fixed and every other sample held (gradient
     G, Hessian (K'K)[C, C] from the power tables), exactly
-    (:func:`._numba_local._nnqp`, from the block's positive entries); z and
-    G updated.  Returns the entries that changed."""
+    (:func:`._numba_local._nnqp`, from the block's positive entries); z
+    updated, the change in dz[0:m] (G is not).  Returns the entries that
+    changed."""
     _gram_fill(H, C, 0, m, n, dp, rp, d, r, a2)
     c_max = 0.0
     for i in range(m):
@@ -2653,36 +2793,35 @@ def _coarse_block_solve(H, L, P, C, m, z, G, c, zz, zeta, gr, dz, blocked, cs, s
         if dz[i] != 0.0:
             nz += 1
         z[C[i]] = zz[i]
-    if nz > 0:
-        _coarse_block_update(G, C, dz, m, g1, g2, alpha, n, reach, work, wz)
     return nz
 
 
 @njit(cache=_CACHE, nogil=True)
-def _coarse_blocks(g1, g2, alpha, z, G, tol, thin, dp, rp, work, wz, solve_all, reach_d,
+def _coarse_blocks(g1, g2, alpha, z, G, tol, thin, dp, rp, sums, work, wz, solve_all,
                    max_sweeps):
     """Settle the problem with the baseline fixed block by block (a block
     Gauss-Seidel sweep of exact solves; for free sets too large for one
     dense solve, :func:`._numba_local.dense_settle`).  ``z`` (length n):
     the spikes (free samples' values, negative ones too; 0 elsewhere), ``G``
-    the objective's gradient there (both kept current).  A sweep walks the
-    trace: each block takes the next ``_BLOCK_MAX`` candidates (z != 0, or
-    of each run of violators G < -``tol`` not parted by a free sample and
-    within ``thin`` samples of each other the most negative) and, if one is
-    negative or violates (every block in the first sweep with
+    the objective's gradient there (both current at return).  A sweep walks
+    the trace: each block takes the next ``_BLOCK_MAX`` candidates (z != 0,
+    or of each run of violators G < -``tol`` not parted by a free sample
+    and within ``thin`` samples of each other the most negative) and, if
+    one is negative or violates (every block in the first sweep with
     ``solve_all``), is solved exactly (:func:`_coarse_block_solve`); the
-    next starts a quarter block back.  Sweeps until one changes nothing,
-    at most ``max_sweeps``.  ``dp``, ``rp``: power tables of the AR
-    roots (d^k, r^k, k <= n + 1); ``work`` (n + 1), ``wz`` (n, zero, left
-    so): scratch.  After a block the gradient is updated over ``reach_d``
-    decay lengths either side of it.  Returns the sweeps."""
+    next starts a quarter block back, never before the last one's first
+    candidate.  So within a sweep a sample below a block is not read again
+    and one past the scan not yet: G is updated lazily and exactly
+    (:func:`_coarse_block_exact`: now between the block and the scan's
+    end, the samples beyond as the scan reaches them, those below in one
+    pass at the sweep's end).  Sweeps until one changes nothing, at most
+    ``max_sweeps``.  ``dp``, ``rp``, ``sums``: :func:`_coarse_tables`;
+    ``work`` (n + 1), ``wz`` (n, zero, left so): scratch.  Returns the
+    sweeps."""
     n = z.shape[0]
     B = _BLOCK_MAX
     overlap = B // 4
-    disc = g1 * g1 + 4.0 * g2
-    d = 0.5 * (g1 + math.sqrt(disc))
-    r = g1 - d
-    reach = int(min(reach_d / (1.0 - d), float(n))) + 2
+    d, r = _ar_roots(g1, g2)
     a2 = alpha * alpha / ((d - r) * (d - r))
     H = np.empty((B, B))
     L = np.empty(B * (B + 1) // 2 + B)
@@ -2702,6 +2841,13 @@ def _coarse_blocks(g1, g2, alpha, z, G, tol, thin, dp, rp, work, wz, solve_all, 
         sweeps += 1
         pos = 0
         any_change = False
+        # the lazy update's state: G exact below the scan's end `front`
+        # but for the shares deferred into wz (below x_hi + 1); the
+        # tail (tw, tv) pending from front on (_coarse_advance)
+        front = 0
+        tw = 0.0
+        tv = 0.0
+        x_hi = -1
         while pos < n:
             m = 0
             need = 0
@@ -2710,6 +2856,10 @@ def _coarse_blocks(g1, g2, alpha, z, G, tol, thin, dp, rp, work, wz, solve_all, 
             cl_last = -1
             dropped = False
             while k < n and m < B:
+                if k == front:
+                    # (the pending tail's share, _BLOCK_AHEAD samples at a time)
+                    front = min(n, k + _BLOCK_AHEAD)
+                    tw, tv = _coarse_advance(G, k, front, tw, tv, alpha, d, r, n, sums)
                 if z[k] != 0.0:
                     C[m] = k
                     m += 1
@@ -2752,25 +2902,32 @@ def _coarse_blocks(g1, g2, alpha, z, G, tol, thin, dp, rp, work, wz, solve_all, 
                 C[j + 1] = v
             if need > 0 or (solve_all and sw == 0):
                 if _coarse_block_solve(H, L, P, C, m, z, G, c, zz, zeta, gr, dz, blocked, cs, sn,
-                                       tmp, n, dp, rp, d, r, a2, thin, tol, g1, g2, alpha, reach,
-                                       work, wz) > 0:
+                                       tmp, n, dp, rp, d, r, a2, thin, tol) > 0:
                     any_change = True
+                    bw, bv = _coarse_block_exact(G, C, dz, m, g1, g2, alpha, d, r, n, front, rp,
+                                                 sums, work, wz)
+                    tw += bw
+                    tv += bv
+                    x_hi = max(x_hi, C[0] - 1)
             if k >= n and not dropped:
                 break
             # (a full block that reached the end with a pick left over: one
             # more, from a quarter block back)
             pos = max(C[m - overlap] if m > overlap else k, pos + 1)
+        _coarse_sweep_end(G, front, tw, tv, x_hi, g1, g2, alpha, d, r, n, sums, wz)
         if not any_change:
             break
     return sweeps
 
 
 @njit(cache=_CACHE, nogil=True)
-def _coarse_tables(g1, g2, n, dp, rp):
-    """The power tables d^k, r^k (k <= n + 1) of the AR roots d > r."""
-    disc = g1 * g1 + 4.0 * g2
-    d = 0.5 * (g1 + math.sqrt(disc))
-    power_tables(d, g1 - d, n, dp, rp)
+def _coarse_tables(g1, g2, n, dp, rp, sums):
+    """The power tables d^k, r^k (k <= n + 1) of the AR roots d > r
+    (:func:`_ar_roots`) and the lazy update's tail sums ``sums`` (2, n + 1)
+    (:func:`_coarse_sums`)."""
+    d, r = _ar_roots(g1, g2)
+    power_tables(d, r, n, dp, rp)
+    _coarse_sums(d, r, n, dp, rp, sums)
 
 
 @njit(cache=_CACHE, nogil=True)
@@ -2803,9 +2960,9 @@ def _coarse_settle(y, g1, g2, alpha, lamG, mode, mu, active, max_steps, s_out, b
     n = T - 1
     beta = lamG / alpha
     gain, gb, x, u, nu, _s_ipm, work, _gain_b, rest = _coarse_views(fws, n, T, mode)
-    z, G, wz, dp, rp, _sk, _bk = _coarse_block_views(rest, n, T)
+    z, G, wz, dp, rp, _sk, _bk, sums = _coarse_block_views(rest, n, T)
     flip = bws[0:n]
-    _coarse_tables(g1, g2, n, dp, rp)
+    _coarse_tables(g1, g2, n, dp, rp, sums)
     for k in range(n):
         wz[k] = 0.0
     thin = max(1, int(_THIN_PEAK * peak_samples(g1, g2)))
@@ -2829,8 +2986,8 @@ def _coarse_settle(y, g1, g2, alpha, lamG, mode, mu, active, max_steps, s_out, b
             z[k] = u[k] if not active[k] else 0.0
             G[k] = alpha * nu[k]
             g_max = max(g_max, abs(G[k]))
-        _coarse_blocks(g1, g2, alpha, z, G, max(alpha * eps_nu, 1e-13 * g_max), thin, dp, rp,
-                       work, wz, _NO, _BLOCK_REACH, _BLOCK_SWEEPS)
+        _coarse_blocks(g1, g2, alpha, z, G, max(alpha * eps_nu, 1e-13 * g_max), thin, dp, rp, sums,
+                       work, wz, _NO, _BLOCK_SWEEPS)
         changed = 0
         for k in range(n):
             a_new = not z[k] > 0.0
@@ -2870,13 +3027,13 @@ def _coarse_polish_blocks(y, g1, g2, alpha, lamG, mode, mu, active, s_i, bvec, f
     T = y.shape[0]
     n = T - 1
     _gain, _gb, _x, u, nu, _s_ipm, work, work2, rest = _coarse_views(fws, n, T, mode)
-    z, G, wz, dp, rp, s_keep, b_keep = _coarse_block_views(rest, n, T)
+    z, G, wz, dp, rp, s_keep, b_keep, sums = _coarse_block_views(rest, n, T)
     thin = max(1, int(_THIN_PEAK * peak_samples(g1, g2)))
     it = 0
     moved = 0
     for _r in range(_COARSE_POLISH):
         # (_coarse_settle rebuilds the tables and clears wz; both stay so)
-        _coarse_tables(g1, g2, n, dp, rp)
+        _coarse_tables(g1, g2, n, dp, rp, sums)
         for k in range(n):
             wz[k] = 0.0
             active[k] = not s_i[k] > 0.0
@@ -2890,8 +3047,8 @@ def _coarse_polish_blocks(y, g1, g2, alpha, lamG, mode, mu, active, s_i, bvec, f
             z[k] = u[k] if not active[k] else 0.0
             G[k] = alpha * nu[k]
             f0 += lamG * z[k]
-        _coarse_blocks(g1, g2, alpha, z, G, _COARSE_POLISH_TOL * g_max, thin, dp, rp, work, wz,
-                       _YES, _BLOCK_REACH_EXACT, _BLOCK_SWEEPS)
+        _coarse_blocks(g1, g2, alpha, z, G, _COARSE_POLISH_TOL * g_max, thin, dp, rp, sums, work,
+                       wz, _YES, _BLOCK_SWEEPS)
         changed = 0
         for k in range(n):
             changed += (z[k] > 0.0) != (not active[k])

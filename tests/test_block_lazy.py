@@ -1,0 +1,164 @@
+"""The block settle's lazy gradient update (_numba_solvers._coarse_block_exact
+and its sweep state) against dense K'K: exact, not truncated at a reach."""
+
+import numpy as np
+import pytest
+from scipy.signal import lfilter
+
+from napari_catune import _numba_local as nl
+from napari_catune import _numba_solvers as ns
+from napari_catune import solver as S
+
+# (fs, tau_rise, tau_decay): the 1 kHz slow kernel, faster ones, r close to d
+KERNELS = [(1000.0, 0.2, 3.0), (1000.0, 0.02, 0.3), (100.0, 0.1, 1.0),
+           (30.0, 0.1, 1.0), (100.0, 0.8, 1.0), (1000.0, 1.2, 1.5)]
+
+
+def _ktk(g1, g2, alpha, x):
+    """alpha^2 K'K x (K: x at sample k acts from k on, up to the trace's
+    end) by two plain recursions (scipy) in extended precision: the
+    reference (in doubles, as the recursions it replaces, ~1e-11 off on
+    the 1 kHz kernels)."""
+    ld = np.longdouble
+    b = np.array([1.0], ld)
+    a = np.array([1.0, -ld(g1), -ld(g2)], ld)
+    u = lfilter(b, a, np.asarray(x, ld))
+    v = lfilter(b, a, u[::-1])[::-1]
+    return (ld(alpha) * ld(alpha) * v).astype(np.float64)
+
+
+def _dense_ktk(g1, g2, alpha, n):
+    e = np.zeros(n + 1)
+    e[0] = 1.0
+    h = np.zeros(n + 1)
+    nl.forward_conv(e, g1, g2, alpha, h)
+    lag = np.arange(n + 1)[:, None] - np.arange(n)[None, :]
+    K = np.where(lag >= 0, h[np.clip(lag, 0, None)], 0.0)
+    return K.T @ K
+
+
+def _sweep(g1, g2, alpha, n, rng, G, plan):
+    """Run a sweep's lazy updates: plan is a list of (front, idx); returns
+    the total change and checks, after each block, that G is exact on
+    [idx[0], front) (the samples a sweep may read again)."""
+    dp = np.empty(n + 2)
+    rp = np.empty(n + 2)
+    sums = np.empty((2, n + 1))
+    ns._coarse_tables(g1, g2, n, dp, rp, sums)
+    d, r = ns._ar_roots(g1, g2)
+    work = np.zeros(n + 1)
+    X = np.zeros(n)
+    tw = tv = 0.0
+    front = 0
+    x_hi = -1
+    G0 = G.copy()
+    total = np.zeros(n)
+    # (the rounding's scale: the blocks' updates, each as large as it is)
+    scale = np.max(np.abs(G0))
+    worst = 0.0
+    for new_front, idx in plan:
+        if new_front > front:
+            # (in pieces, as a sweep's scan)
+            mid = (front + new_front) // 2
+            tw, tv = ns._coarse_advance(G, front, mid, tw, tv, alpha, d, r, n, sums)
+            tw, tv = ns._coarse_advance(G, mid, new_front, tw, tv, alpha, d, r, n, sums)
+            front = new_front
+        idx = np.asarray(idx, np.int64)
+        dz = rng.standard_normal(idx.shape[0])
+        bw, bv = ns._coarse_block_exact(G, idx, dz, idx.shape[0], g1, g2, alpha, d, r, n, front,
+                                        rp, sums, work, X)
+        tw += bw
+        tv += bv
+        x_hi = max(x_hi, idx[0] - 1)
+        x = np.zeros(n)
+        x[idx] = dz
+        scale += np.max(np.abs(_ktk(g1, g2, alpha, x)))
+        total[idx] += dz
+        ref = G0 + _ktk(g1, g2, alpha, total)
+        sl = slice(idx[0], front)
+        worst = max(worst, np.max(np.abs(G[sl] - ref[sl])) / scale)
+    ns._coarse_sweep_end(G, front, tw, tv, x_hi, g1, g2, alpha, d, r, n, sums, X)
+    assert not np.any(X)
+    ref = G0 + _ktk(g1, g2, alpha, total)
+    worst = max(worst, np.max(np.abs(G - ref)) / scale)
+    return worst
+
+
+def _plan(rng, n, n_blocks, span):
+    """Blocks as a sweep makes them: each starts at or after the last one's
+    first sample; the scan's end at or after each block's last sample."""
+    plan = []
+    a = 0
+    front = 0
+    for _ in range(n_blocks):
+        if a >= n - 1:
+            break
+        e = min(n, a + int(rng.integers(1, span + 1)))
+        m = min(e - a, int(rng.integers(1, 65)))
+        idx = np.sort(rng.choice(np.arange(a, e), m, replace=False))
+        idx[0] = a
+        idx = np.unique(idx)
+        front = max(front, e + int(rng.integers(0, 3 * span)), idx[-1] + 1)
+        front = min(front, n)
+        plan.append((front, idx))
+        a = int(rng.integers(a, idx[-1] + 1))
+    return plan
+
+
+def test_reference_is_dense_ktk():
+    m = S._model_checked(100.0, 0.1, 1.0, 0.0)
+    n = 400
+    x = np.random.default_rng(0).standard_normal(n)
+    ref = _dense_ktk(m.g1, m.g2, m.alpha, n) @ x
+    assert np.max(np.abs(_ktk(m.g1, m.g2, m.alpha, x) - ref)) < 1e-12 * np.max(np.abs(ref))
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_lazy_block_update_is_exact(kernel):
+    fs, tr, td = kernel
+    m = S._model_checked(fs, tr, td, 0.0)
+    assert ns._coarse_blocks_apply(m.g1, m.g2)
+    d, _r = ns._ar_roots(m.g1, m.g2)
+    # four decay lengths: the closed forms beyond the end zone are used
+    n = max(2500, int(4.0 / (1.0 - d)))
+    rng = np.random.default_rng(7)
+    worst = 0.0
+    for trial in range(7):
+        G = rng.standard_normal(n)
+        if trial == 0:
+            # one block at the start, the scan's end at the trace's end
+            plan = [(n, np.arange(0, 40))]
+        elif trial == 1:
+            # a block in the middle, one at the trace's end
+            h = n // 2
+            plan = [(h + 100, np.arange(h, h + 64)), (n, np.array([h + 50, n - 3, n - 1]))]
+        elif trial == 2:
+            # blocks at the start, then the scan far ahead of them
+            plan = [(1, np.array([0])), (3 * n // 4, np.array([0, 1, 5])),
+                    (3 * n // 4 + 1, np.array([2, 3 * n // 4]))]
+        elif trial == 3:
+            # dense blocks (lambda 0: every sample free)
+            plan = _plan(rng, n, n // 48 + 10, 64)
+        else:
+            plan = _plan(rng, n, 60, n // 40)
+        worst = max(worst, _sweep(m.g1, m.g2, m.alpha, n, rng, G, plan))
+    # (the double recursions the update replaces are ~3e-12 off on the 1 kHz
+    # kernel over a decay length: a single spike, to this reference)
+    assert worst < 2e-11, worst
+
+
+def test_ar_roots_to_rounding():
+    # the 1 kHz slow kernel: d, r from g1, g2 to rounding (the plain
+    # discriminant loses ~1e-11 of itself there)
+    from fractions import Fraction
+
+    m = S._model_checked(1000.0, 0.2, 3.0, 0.0)
+    d, r = ns._ar_roots(m.g1, m.g2)
+    g1 = Fraction(m.g1)
+    g2 = Fraction(m.g2)
+    for x in (d, r):
+        # the residual of x^2 - g1 x - g2 against its slope, exactly
+        fx = Fraction(x)
+        res = fx * fx - g1 * fx - g2
+        slope = 2 * fx - g1
+        assert abs(float(res / slope)) < 4e-16
