@@ -162,3 +162,35 @@ def test_ar_roots_to_rounding():
         res = fx * fx - g1 * fx - g2
         slope = 2 * fx - g1
         assert abs(float(res / slope)) < 4e-16
+
+
+def test_block_sweeps_leave_the_exact_gradient():
+    # lambda 0 at 1 kHz, a sparse guess on 54,000 frames: after the sweeps G
+    # is the gradient at their z to rounding (the update truncated at 4 decay
+    # lengths left it 4e-2 of max|G| off)
+    from napari_catune.simulation import regime_traces
+
+    m = S._model_checked(1000.0, 0.2, 3.0, 0.0)
+    T = 54_000
+    n = T - 1
+    y = regime_traces("lam0-slow-1kHz", 1, T, seed=5)[0] - 2.0
+    g1, g2, al = m.g1, m.g2, m.alpha
+
+    def grad(z):
+        c = np.r_[0.0, al * lfilter([1.0], [1.0, -g1, -g2], z)]
+        return al * lfilter([1.0], [1.0, -g1, -g2], (c - y)[1:][::-1])[::-1]
+
+    rng = np.random.default_rng(1)
+    z = np.zeros(n)
+    z[::32] = np.abs(rng.standard_normal(len(z[::32]))) * 0.05
+    G = grad(z)
+    dp = np.empty(n + 2)
+    rp = np.empty(n + 2)
+    sums = np.empty((2, n + 1))
+    ns._coarse_tables(g1, g2, n, dp, rp, sums)
+    thin = max(1, int(ns._THIN_PEAK * nl.peak_samples(g1, g2)))
+    wz = np.zeros(n)
+    sweeps = ns._coarse_blocks(g1, g2, al, z, G, 1e-13 * np.max(np.abs(G)), thin, dp, rp, sums,
+                               np.zeros(n + 1), wz, ns._NO, np.int64(10))
+    assert sweeps >= 2 and not np.any(wz)
+    assert np.max(np.abs(G - grad(z))) < 1e-10 * np.max(np.abs(G))
