@@ -76,7 +76,7 @@ def test_exchange_with_recursions_ahead_takes_the_same_steps(name, mode):
         gain, gb, x2, bvec2, u2, nu2, flip2 = B
         rb = ns._kkt_core_ahead(y, m.g1, m.g2, m.alpha, beta, np.int64(mode), act_b, gain, x2,
                                 bvec2, u2, nu2, flip2, 1e-11, ready, a22, q2, ns._YES,
-                                np.bool_(steps == 0))
+                                np.bool_(steps == 0), ns._NO)
         steps += 1
         assert rb[:4] == ra
         for p, q in ((x, x2), (bvec, bvec2), (u, u2), (nu, nu2), (flip, flip2)):

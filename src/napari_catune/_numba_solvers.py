@@ -725,7 +725,10 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
     # inside this step's multipliers' pass (_kkt_core_ahead) where a plain
     # block exchange is likely to follow: the violators a step before more
     # than _AHEAD_MARGIN times the local settle's threshold
-    ahead_ok = _AHEAD and not warm and mode != 2 and not fast0 and not cold_slow
+    # (and a cold start at lambda 0, whose steps settle locally, takes the
+    # same path without the recursion ahead: its forward pass branch-free)
+    flat = _AHEAD and not warm and mode != 2 and not cold_slow
+    ahead_ok = flat and not fast0
     ready = False
     formed = False
     a22r = 0.0
@@ -757,11 +760,11 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
         if direct and it == 0:
             n_bad, last_bad, eps_u, eps_nu = _all_free_step(y, g1, g2, alpha, mode, x, bvec, u,
                                                             nu, flip, rel_eps)
-        elif ahead_ok:
-            ahead = not local or bad_prev * local_frac > _AHEAD_MARGIN * n
+        elif flat:
+            ahead = ahead_ok and (not local or bad_prev * local_frac > _AHEAD_MARGIN * n)
             n_bad, last_bad, eps_u, eps_nu, formed, a22n, q2n = _kkt_core_ahead(
                 y, g1, g2, alpha, beta, mode, active, gain, x, bvec, u, nu, flip, rel_eps, ready,
-                a22r, q2r, ahead, first and it == 0)
+                a22r, q2r, ahead, first and it == 0, fast0)
         else:
             n_bad, last_bad, eps_u, eps_nu = _kkt_core(y, g1, g2, alpha, beta, mode, mu, active,
                                                        gain, gb, x, bvec, u, nu, flip, rel_eps,
@@ -1320,7 +1323,7 @@ def _kkt_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u, nu
 
 @njit(cache=_CACHE, nogil=True)
 def _kkt_core_ahead(y, g1, g2, alpha, beta, mode, active, gain, x, bvec, u, nu, flip, rel_eps,
-                    ready, a22, q2, ahead, first):
+                    ready, a22, q2, ahead, first, fast):
     """:func:`_kkt_core` (plain-sum multipliers, no drift) with the Riccati
     recursions of two steps overlapped, the same numbers.  With ``ready``
     the gains of ``active`` are already in ``gain`` and (a22, q2) closes
@@ -1332,7 +1335,9 @@ def _kkt_core_ahead(y, g1, g2, alpha, beta, mode, active, gain, x, bvec, u, nu, 
     loop).  Returns (n_bad, last_bad, eps_u, eps_nu, formed, a22n, q2n):
     ``formed`` says that ``gain`` and (a22n, q2n) hold the next set's
     recursion, valid if the caller then flips exactly the flagged samples
-    (not when the thresholds' second look unflagged any)."""
+    (not when the thresholds' second look unflagged any).  ``fast`` (not
+    with ``ahead``): the multipliers by :func:`_nu_pass_fma`, as
+    :func:`_kkt_core` forms them for a cold start at lambda 0."""
     if first:
         u_max = _all_active_fwd(y, mode, x, bvec, u)
     else:
@@ -1345,6 +1350,9 @@ def _kkt_core_ahead(y, g1, g2, alpha, beta, mode, active, gain, x, bvec, u, nu, 
     if ahead:
         n_bad, last_bad, nu_max, noise, near, a22n, q2n = _nu_riccati(
             y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, gain)
+    elif fast:
+        n_bad, last_bad, nu_max, noise, near = _nu_pass_fma(y, g1, g2, beta, active, x, bvec,
+                                                            u, nu, flip, eps_u)
     else:
         n_bad, last_bad, nu_max, noise, near = _nu_pass(y, g1, g2, beta, active, x, bvec, u,
                                                         nu, flip, eps_u)
