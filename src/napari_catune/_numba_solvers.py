@@ -27,7 +27,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from llvmlite import ir as _llir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from ._numba_local import (_SEG_ROUNDS, _SEG_SINGLE, _chol_add, _gram_fill, _nnqp, adjoint_conv,
                            dense_fits, dense_settle, dense_verify, direct_gradient, forward_conv,
@@ -67,6 +70,22 @@ _FWD_CORR_P = np.int64(5)
 _RHS_C = np.int64(0)
 _RHS_CORR = np.int64(1)
 _RHS_GONDZIO = np.int64(2)
+
+
+@intrinsic
+def _fence(typingctx, x):
+    """x behind ``llvm.arithmetic.fence``: a product passed through it is
+    not fused into a multiply-add in a function compiled with fastmath
+    'contract' (:func:`_nu_riccati` forms the multipliers with the plain
+    sum's rounding of :func:`_nu_pass` there)."""
+    sig = types.float64(types.float64)
+
+    def codegen(context, builder, signature, args):
+        fnty = _llir.FunctionType(_llir.DoubleType(), [_llir.DoubleType()])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.arithmetic.fence.f64")
+        return builder.call(fn, args)
+
+    return sig, codegen
 
 
 # ----------------------------------------------------------------- filters
@@ -465,9 +484,18 @@ def _subspace_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, 
     With ``want_u`` the forward pass also writes the spikes u = M x / alpha
     on the free set (0 on the active set) and returns max |u|.
     """
+    a22, q2 = _subspace_riccati(y, g1, g2, beta, mode, mu, active, gain, gb)
+    return _subspace_fwd(y, g1, g2, alpha, mode, active, gain, gb, x, bvec, u, want_u, a22, q2)
+
+
+@njit(cache=_CACHE, nogil=True, inline="always")
+def _subspace_fwd(y, g1, g2, alpha, mode, active, gain, gb, x, bvec, u, want_u, a22, q2):
+    """The forward pass of :func:`_subspace_core`, given the gains of its
+    Riccati recursion and (1 + p22, q2) of the value function before
+    sample 0 (from :func:`_subspace_riccati`, or formed ahead by
+    :func:`_nu_riccati`).  Returns max |u| (``want_u``)."""
     n = y.shape[0] - 1
     drift = mode == 2
-    a22, q2 = _subspace_riccati(y, g1, g2, beta, mode, mu, active, gain, gb)
     b = 0.0
     if mode != 0:
         # state before step 0 is (0, 0, b_0); stage 0 of y has no calcium
@@ -693,6 +721,29 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
             if active[k]:
                 direct = False
                 break
+    # a cold exchange without drift runs the next step's Riccati recursion
+    # inside this step's multipliers' pass (_kkt_core_ahead) where a plain
+    # block exchange is likely to follow: the violators a step before more
+    # than _AHEAD_MARGIN times the local settle's threshold
+    # (and a cold start at lambda 0, whose steps settle locally, takes the
+    # same path without the recursion ahead: its forward pass branch-free)
+    flat = _AHEAD and not warm and mode != 2 and not cold_slow
+    ahead_ok = flat and not fast0
+    ready = False
+    formed = False
+    a22r = 0.0
+    q2r = 0.0
+    a22n = 0.0
+    q2n = 0.0
+    bad_prev = n
+    # a cold start with every sample active: its first step needs no
+    # recursion (no spikes; the baseline the mean)
+    first = ahead_ok and max_iters > 0
+    if first:
+        for k in range(n):
+            if not active[k]:
+                first = False
+                break
     if direct and mode == 0 and max_iters > 0 and _zero_is_optimal(y, g1, g2):
         # no baseline and no spikes optimal (a trace below 0 throughout the
         # kernel's reach, e.g. an offset left in with baseline 'none'): the
@@ -709,10 +760,19 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
         if direct and it == 0:
             n_bad, last_bad, eps_u, eps_nu = _all_free_step(y, g1, g2, alpha, mode, x, bvec, u,
                                                             nu, flip, rel_eps)
+        elif flat:
+            ahead = ahead_ok and (not local or bad_prev * local_frac > _AHEAD_MARGIN * n)
+            n_bad, last_bad, eps_u, eps_nu, formed, a22n, q2n = _kkt_core_ahead(
+                y, g1, g2, alpha, beta, mode, active, gain, x, bvec, u, nu, flip, rel_eps, ready,
+                a22r, q2r, ahead, first and it == 0, fast0)
         else:
             n_bad, last_bad, eps_u, eps_nu = _kkt_core(y, g1, g2, alpha, beta, mode, mu, active,
                                                        gain, gb, x, bvec, u, nu, flip, rel_eps,
                                                        warm or fast0)
+        # (the gains formed ahead hold only if this step's flags are flipped
+        # as they stand: the plain block exchange below)
+        ready = False
+        bad_prev = n_bad
         hist[it % _HIST] = n_bad
         it += 1
         if _TRACE:
@@ -836,6 +896,10 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
             for k in range(n):
                 if flip[k]:
                     active[k] = not active[k]
+            if formed and thin == 0:
+                ready = True
+                a22r = a22n
+                q2r = q2n
     if bail and ipm_cold:
         # (``bail``: a warm start that would go to the cold interior point
         # returns at once, not converged, before its budget; pdas_rows
@@ -1084,6 +1148,14 @@ _COLD_RESTART = 100
 # step and then handed over; tau_decay +50 %, n / 30: it settles in 3-7)
 _COLD_AT_ONCE = 8
 
+# a cold exchange without drift forms the next step's Riccati recursion in
+# this step's multipliers' pass (_kkt_core_ahead; False: off) when the
+# violators a step before were more than _AHEAD_MARGIN times the count at
+# which the local settle takes over (a recursion formed ahead for a step
+# that does not follow costs ~0.15 of a step; one used saves ~0.15-0.3)
+_AHEAD = True
+_AHEAD_MARGIN = 2
+
 # print each phase-1 step (debugging only; numba folds it away when False)
 _TRACE = False
 
@@ -1236,7 +1308,6 @@ def _kkt_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u, nu
     within the final threshold.  With ``fast`` the third pass is
     :func:`_nu_pass_fma` (a warm start's phase 1).
     """
-    n = y.shape[0] - 1
     u_max = _subspace_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u, True)
     eps_u = rel_eps * u_max
     if fast:
@@ -1245,12 +1316,234 @@ def _kkt_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u, nu
     else:
         n_bad, last_bad, nu_max, noise, near = _nu_pass(y, g1, g2, beta, active, x, bvec, u,
                                                         nu, flip, eps_u)
+    n_bad, last_bad, eps_nu, _kept = _kkt_flags(active, nu, flip, n_bad, last_bad, nu_max, noise,
+                                                near, rel_eps)
+    return n_bad, last_bad, eps_u, eps_nu
+
+
+@njit(cache=_CACHE, nogil=True)
+def _kkt_core_ahead(y, g1, g2, alpha, beta, mode, active, gain, x, bvec, u, nu, flip, rel_eps,
+                    ready, a22, q2, ahead, first, fast):
+    """:func:`_kkt_core` (plain-sum multipliers, no drift) with the Riccati
+    recursions of two steps overlapped, the same numbers.  With ``ready``
+    the gains of ``active`` are already in ``gain`` and (a22, q2) closes
+    their recursion (formed by the step before: only the forward pass
+    runs).  ``first``: every sample is active (a cold start's first step;
+    :func:`_all_active_fwd`).  With ``ahead`` the multipliers' backward pass also runs the
+    Riccati recursion of the next step's set, ``active`` with every flagged
+    sample flipped (:func:`_nu_riccati`: both chains latency-bound, one
+    loop).  Returns (n_bad, last_bad, eps_u, eps_nu, formed, a22n, q2n):
+    ``formed`` says that ``gain`` and (a22n, q2n) hold the next set's
+    recursion, valid if the caller then flips exactly the flagged samples
+    (not when the thresholds' second look unflagged any).  ``fast`` (not
+    with ``ahead``): the multipliers by :func:`_nu_pass_fma`, as
+    :func:`_kkt_core` forms them for a cold start at lambda 0."""
+    if first:
+        u_max = _all_active_fwd(y, mode, x, bvec, u)
+    else:
+        if not ready:
+            a22, q2 = _subspace_riccati(y, g1, g2, beta, mode, 0.0, active, gain, gain)
+        u_max = _subspace_fwd_flat(y, g1, g2, alpha, mode, active, gain, x, bvec, u, a22, q2)
+    eps_u = rel_eps * u_max
+    a22n = 0.0
+    q2n = 0.0
+    if ahead:
+        n_bad, last_bad, nu_max, noise, near, a22n, q2n = _nu_riccati(
+            y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, gain)
+    elif fast:
+        n_bad, last_bad, nu_max, noise, near = _nu_pass_fma(y, g1, g2, beta, active, x, bvec,
+                                                            u, nu, flip, eps_u)
+    else:
+        n_bad, last_bad, nu_max, noise, near = _nu_pass(y, g1, g2, beta, active, x, bvec, u,
+                                                        nu, flip, eps_u)
+    n_bad, last_bad, eps_nu, kept = _kkt_flags(active, nu, flip, n_bad, last_bad, nu_max, noise,
+                                               near, rel_eps)
+    return n_bad, last_bad, eps_u, eps_nu, ahead and kept, a22n, q2n
+
+
+@njit(cache=_CACHE, nogil=True)
+def _subspace_fwd_flat(y, g1, g2, alpha, mode, active, gain, x, bvec, u, a22, q2):
+    """:func:`_subspace_fwd` without drift, with u, and with the sample's
+    kind chosen by selects rather than branches (both candidates formed,
+    the same arithmetic: the same numbers): the kinds of an exchange's
+    iterate follow no pattern a branch predictor learns, and the
+    mispredictions cost more than the extra multiply-adds (forward pass
+    10-17 % less CPU on the cold steps of lowSNR/dense/lam0-30Hz).  Not
+    inlined: inlined into :func:`_kkt_core_ahead` the cold solves of
+    lowSNR/dense/GCaMP6f-30Hz took 4-6 % more CPU than with the branchy
+    pass, as a call 3-4 % less."""
+    n = y.shape[0] - 1
+    b = 0.0
+    if mode != 0:
+        b = (y[0] - q2) / a22
+    bvec[0] = b
+    xm1 = 0.0
+    xm2 = 0.0
+    u_max = 0.0
+    for k in range(n):
+        a = active[k]
+        pair = ((k + 2 < n) & (not a) & (not active[min(k + 1, n - 1)])
+                & (not active[min(k + 2, n - 1)]))
+        bvec[k + 1] = b
+        xa = g1 * xm1 + g2 * xm2
+        xp = -(b + gain[k, 2])
+        xf = -(gain[k, 0] * xm1 + gain[k, 1] * b + gain[k, 2])
+        xk = xa if a else (xp if pair else xf)
+        uk = (xk - g1 * xm1 - g2 * xm2) / alpha
+        uk = 0.0 if a else uk
+        u[k] = uk
+        u_max = max(u_max, abs(uk))
+        x[k] = xk
+        xm2 = xm1
+        xm1 = xk
+    return u_max
+
+
+@njit(cache=_CACHE, nogil=True)
+def _all_active_fwd(y, mode, x, bvec, u):
+    """:func:`_subspace_core` (no drift, with u) when every sample is
+    active, the same numbers: no spikes, so x = 0, and the baseline is
+    (y[0] - q2) / (1 + p22) with q2 = -(sum of y[1:], summed backwards) and
+    1 + p22 = T, as the Riccati recursion forms them.  Returns max |u| = 0."""
+    n = y.shape[0] - 1
+    b = 0.0
+    if mode != 0:
+        q2 = 0.0
+        a22 = 1.0
+        for k in range(n - 1, -1, -1):
+            q2 = q2 - y[k + 1]
+            a22 = a22 + 1.0
+        b = (y[0] - q2) / a22
+    bvec[0] = b
+    for k in range(n):
+        bvec[k + 1] = b
+        x[k] = 0.0
+        u[k] = 0.0
+    return 0.0
+
+
+@njit(cache=_CACHE, nogil=True, fastmath={"contract"})
+def _nu_riccati(y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, gain):
+    """:func:`_nu_pass` (the same numbers: its products fenced off the
+    multiply-adds) and, in the same backward loop, the Riccati recursion of
+    :func:`_subspace_riccati` (no drift; the same numbers) for the set
+    ``active`` with every flagged sample flipped: its gains into ``gain``.
+    The two recursions' loop-carried chains run side by side.  Returns what
+    _nu_pass returns and (a22, q2) of the recursion."""
+    n = x.shape[0]
+    n1 = 0.0
+    n2 = 0.0
+    nu_max = 0.0
+    noise = 0.0
+    near = -math.inf
+    n_bad = 0
+    last_bad = -1
+    g1sq = g1 * g1
+    g1x2 = 2.0 * g1
+    g2sq = g2 * g2
+    bg1 = beta * g1
+    bg2 = -beta * g2
+    a00 = 1.0
+    a01 = 0.0
+    a02 = 1.0
+    a11 = 0.0
+    a12 = 0.0
+    a22 = 1.0
+    q0 = 0.0
+    q1 = 0.0
+    q2 = 0.0
+    f1 = False
+    f2 = False
+    for k in range(n - 1, -1, -1):
+        # ---- the multipliers (_nu_pass)
+        v = x[k] - y[k + 1] + bvec[k + 1] + _fence(g1 * n1) + _fence(g2 * n2)
+        n2 = n1
+        n1 = v
+        nj = v + beta
+        nu[k] = nj
+        was = active[k]
+        if was:
+            nu_max = max(nu_max, abs(nj))
+            bad = nj < 0.0
+            if bad:
+                near = max(near, nj)
+        else:
+            noise = max(noise, abs(nj))
+            bad = u[k] < -eps_u
+        flip[k] = bad
+        if bad:
+            n_bad += 1
+            if last_bad < 0:
+                last_bad = k
+        # ---- the next set's Riccati recursion (_subspace_riccati, no drift)
+        act = was != bad
+        yk = y[k + 1]
+        l1 = q1
+        l2 = q2 - yk
+        if not act and f1 and f2:
+            lb = q0 + (beta - yk)
+            gain[k, 0] = 0.0
+            gain[k, 1] = 1.0
+            gain[k, 2] = lb
+            q0 = l1 - bg1
+            q1 = bg2
+            q2 = l2 - lb
+            a22 = (a22 + 1.0) - 1.0
+            continue
+        f2 = f1
+        f1 = not act
+        if act:
+            l0 = q0 - yk
+            p00 = g1sq * a00 + (g1x2 * a01 + (a11 + 1.0))
+            p01 = g2 * (g1 * a00 + a01)
+            p11 = g2sq * a00
+            p02 = g1 * a02 + a12
+            p12 = g2 * a02
+            q0 = g1 * l0 + l1
+            q1 = g2 * l0
+            q2 = l2
+            a00 = p00
+            a01 = p01
+            a11 = p11
+            a02 = p02 + 1.0
+            a12 = p12
+            a22 = a22 + 1.0
+        else:
+            inv = 1.0 / a00
+            lb = q0 + (beta - yk)
+            c1 = a01 * inv
+            c2 = a02 * inv
+            c3 = lb * inv
+            gain[k, 0] = c1
+            gain[k, 1] = c2
+            gain[k, 2] = c3
+            q0 = (l1 - bg1) - c1 * lb
+            q1 = bg2
+            q2 = l2 - c2 * lb
+            e11 = a01 * a01
+            e12 = a01 * a02
+            e22 = a02 * a02
+            a00 = (a11 + 1.0) - e11 * inv
+            a02 = (a12 + 1.0) - e12 * inv
+            a22 = (a22 + 1.0) - e22 * inv
+            a01 = 0.0
+            a11 = 0.0
+            a12 = 0.0
+    return n_bad, last_bad, nu_max, noise, near, a22, q2
+
+
+@njit(cache=_CACHE, nogil=True, inline="always")
+def _kkt_flags(active, nu, flip, n_bad, last_bad, nu_max, noise, near, rel_eps):
+    """The thresholds of :func:`_kkt_core` applied to the flags of its
+    multipliers' pass.  Returns (n_bad, last_bad, eps_nu, kept): ``kept``
+    False when the second look ran (it may unflag samples)."""
+    n = nu.shape[0]
     eps_nu = rel_eps * nu_max
     if near < -eps_nu and (n_bad == 0 or not 4.0 * noise > eps_nu or near < -4.0 * noise):
         # every flagged multiplier is below the final threshold
         if n_bad > 0 and 4.0 * noise > eps_nu:
             eps_nu = 4.0 * noise
-        return n_bad, last_bad, eps_u, eps_nu
+        return n_bad, last_bad, eps_nu, True
     # some negative multiplier is within a threshold: the count against the
     # relative threshold decides whether the rounding floor applies
     n_rel = 0
@@ -1268,7 +1561,7 @@ def _kkt_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u, nu
             else:
                 n_bad += 1
                 last_bad = k
-    return n_bad, last_bad, eps_u, eps_nu
+    return n_bad, last_bad, eps_nu, False
 
 
 # ------------------------------------------------------- interior point
