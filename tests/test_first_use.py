@@ -338,10 +338,10 @@ def test_the_drift_newton_band_written_in_one_pass_is_numpys(m, T, monkeypatch):
     g1, g2, ia2, mu = 1.45, -0.48, 2.5, 900.0
     ours = nps._Newton(W, g1, g2, ia2, 2, mu, T)
     got = ours.c.copy(order="F")
-    monkeypatch.setattr(_jit_band.Kernels, "factor", lambda self, ab, n: 0)
+    monkeypatch.setattr(_jit_band.Kernels, "factor", lambda self, ab, n, blocks=1: 0)
     unfactored = nps._Newton(W, g1, g2, ia2, 2, mu, T).c
     monkeypatch.setattr(nps, "_USE_JIT", False)
-    monkeypatch.setattr(nps, "_factor", lambda ab, M: None)
+    monkeypatch.setattr(nps, "_factor", lambda ab, M, blocks=1: None)
     ref = nps._Newton(W, g1, g2, ia2, 2, mu, T).c  # NumPy's assembly, not factored
     # (NumPy sums the diagonal's terms in another order: a last bit apart)
     np.testing.assert_allclose(unfactored, ref, rtol=4e-16, atol=0.0)

@@ -78,6 +78,9 @@ _SETTLE_STEPS = 6
 _WARM_SETTLE = 6
 # samples per group of rows solved together (see solve_rows)
 _GROUP_SAMPLES = 1 << 16
+# drift rows solved two at a time where the rows allow (a group of at least
+# two: the band's factor and solve then run both rows' chains at once)
+_PAIR_ROWS = True
 # a step below this is a stall; a row ends after this many in a row
 # (only near the end: far from it a short step is the path's, not a stall)
 _STALL = 1e-4
@@ -452,7 +455,7 @@ def _fortran_zeros(rows, cols):
     return np.zeros((cols, rows)).T
 
 
-def _factor(ab, M):
+def _factor(ab, M, blocks=1):
     """Banded Cholesky of the first M columns of ``ab`` ((kd + 1, M + kd),
     Fortran order, LOWER storage: ``ab[k, j]`` = entry (j + k, j), the last
     kd columns zero padding), in place.  By the LLVM-compiled loop of
@@ -461,7 +464,7 @@ def _factor(ab, M):
     bands).  Returns the kernels used (None: LAPACK)."""
     jit = _jit_band.load() if _USE_JIT else None
     if jit is not None:
-        info = jit.factor(ab, M)
+        info = jit.factor(ab, M, blocks)
     else:
         info = _lapack().pbtrf(ab[:, :M], lower=True)
     if info != 0:
@@ -533,7 +536,7 @@ class _Newton:
                                         mu, out=band)
             else:
                 self.c = _drift_band(W, g1, g2, ia2, mu, m, T)
-            self.jit = _factor(self.c, self.M)
+            self.jit = _factor(self.c, self.M, m)
             return
         self.M, self.kd = m * n, 2
         flat = _fortran_zeros(3, m * n + 2)
@@ -541,7 +544,7 @@ class _Newton:
             ab = flat[:, :m * n].reshape(3, m, n)
             ab[0], ab[1], ab[2] = _band_x(W, g1, g2, ia2, m, n)
         self.c = flat
-        self.jit = _factor(flat, self.M)
+        self.jit = _factor(flat, self.M, m)
         if mode == 1:
             # H w = 1: the scalar baseline's border, by its Schur complement
             w = self._solve(np.ones((m, n)))
@@ -552,7 +555,7 @@ class _Newton:
         x = np.zeros(self.M + self.kd)
         x[:self.M] = rhs.reshape(-1)
         if self.jit is not None:
-            self.jit.solve(self.c, self.M, x)
+            self.jit.solve(self.c, self.M, x, self.m)
         else:
             info = _lapack().pbtrs(self.c[:, :self.M], x[:self.M], lower=True)
             if info != 0:
@@ -900,7 +903,7 @@ def _polish_spd_drift(nt, ys, A, P, mu, g1, g2, ia, cvec):
     ok = np.zeros(m, dtype=bool)
     for _ in range(_REFINE_STEPS):
         jit.ipm("pol_res", m, n, (x, b, lam, r2, rx, rb, rhs), c + (P, mu))
-        jit.solve(nt.c, nt.M, rhs)
+        jit.solve(nt.c, nt.M, rhs, m)
         jit.ipm("pol_upd", m, n, (x, b, rhs, A, lam, r2, mdx, mx), c + (P,))
         ok = mdx <= _REFINE_TOL * (1.0 + mx)
         if ok.all():
@@ -1269,7 +1272,7 @@ class _IpmDrift:
         rhs = self.rhs
         dirs = (rhs, self.rp, z, u, self.W, self.tu, self.du, self.dz, self.r2, self.r3)
         # predictor (affine scaling)
-        jit.solve(nt.c, self.M, rhs)
+        jit.solve(nt.c, self.M, rhs, m)
         jit.ipm("ipm_dir", m, n, dirs, c + (0.0,))
         a_aff = np.minimum(1.0 / np.maximum(1.0, -self.r2), 1.0 / np.maximum(1.0, -self.r3))
         jit.ipm("ipm_aff", m, n, (u, self.du, z, self.dz, a_aff, self.uz))
@@ -1277,7 +1280,7 @@ class _IpmDrift:
         # corrector: centring and the second-order term
         jit.ipm("ipm_corr", m, n, (self.du, self.dz, u, self.rx, self.rb, self.tu, rhs,
                                    sigma * mu_c), c)
-        jit.solve(nt.c, self.M, rhs)
+        jit.solve(nt.c, self.M, rhs, m)
         jit.ipm("ipm_dir", m, n, dirs, c + (1.0,))
         a = np.minimum(1.0, 0.995 * (1.0 / np.maximum(1.0, -self.r2)))
         ad = np.minimum(1.0, 0.995 * (1.0 / np.maximum(1.0, -self.r3)))
@@ -1309,6 +1312,11 @@ def solve_rows(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters=IPM_BUDGE
     y = np.ascontiguousarray(np.atleast_2d(y), dtype=np.float64)
     m, T = y.shape
     step = max(1, _GROUP_SAMPLES // T)
+    if (_PAIR_ROWS and mode == 2 and _USE_JIT and not _augmented(mode, mu)
+            and _jit_band.load() is not None):
+        # at least two rows a group: the drift band's factor and solve then
+        # run two rows' chains at once (:meth:`._jit_band.Kernels.factor`)
+        step = max(step, 2)
     threads = max(1, min(int(threads), m)) if _nogil() else 1
     if threads > 1:
         step = min(step, -(-m // threads))
