@@ -811,6 +811,23 @@ def _refine(judge, rows, u, v, active, y, S, tol, g1, g2, alpha, lamG, mode, mu)
 _PEN = 1e8
 _REFINE_STEPS = 6
 _REFINE_TOL = 1e-13
+# ... or once the steps contract by at least _REFINE_RATIO and the next one,
+# at _REFINE_SLACK times that rate, would be within the tolerance: the steps
+# go ~0.5, 1e-7, 5e-13, 1e-15 of |x| (the rate falls ~10x from one to the
+# next), and the fourth, at the rounding floor, is not taken
+_REFINE_RATIO = 1e-3
+_REFINE_SLACK = 1e2
+
+
+def _refined(md, prev, lim):
+    """Which rows' refinement has settled: the last step ``md`` (max |dx|)
+    within ``lim``, or (``prev``: the step before's) the next step, at
+    ``_REFINE_SLACK`` times the last rate (itself ``_REFINE_RATIO`` or
+    less), within it."""
+    ok = md <= lim
+    if prev is not None:
+        ok |= (md <= _REFINE_RATIO * prev) & (md * md * _REFINE_SLACK <= lim * prev)
+    return ok
 
 
 def _h0(x, b, mode, mu, T):
@@ -855,6 +872,7 @@ def _polish_spd(ys, active, mode, mu, g1, g2, ia, cvec):
     lam = np.zeros_like(rx)
     ok = np.zeros(m, dtype=bool)
     r2 = np.zeros_like(rx)  # -D x on the active set, the constraints' residual
+    prev = None
     for _ in range(_REFINE_STEPS):
         # the saddle system's residual, its constraint rows folded in by the
         # regularisation: rx - H0 x - D' lam + D' P r2 (one D' pass)
@@ -874,9 +892,11 @@ def _polish_spd(ys, active, mode, mu, g1, g2, ia, cvec):
         lam -= P * r2
         if mode:
             b += db
-        ok = np.abs(dx).max(axis=1) <= _REFINE_TOL * (1.0 + np.abs(x).max(axis=1))
+        md = np.abs(dx).max(axis=1)
+        ok = _refined(md, prev, _REFINE_TOL * (1.0 + np.abs(x).max(axis=1)))
         if ok.all():
             break
+        prev = md
     return x, b, ok
 
 
@@ -901,13 +921,15 @@ def _polish_spd_drift(nt, ys, A, P, mu, g1, g2, ia, cvec):
     rhs[nt.M:] = 0.0  # (the solve's padding; the passes write the rest)
     mdx, mx = np.empty(m), np.empty(m)
     ok = np.zeros(m, dtype=bool)
+    prev = None
     for _ in range(_REFINE_STEPS):
         jit.ipm("pol_res", m, n, (x, b, lam, r2, rx, rb, rhs), c + (P, mu))
         jit.solve(nt.c, nt.M, rhs, m)
         jit.ipm("pol_upd", m, n, (x, b, rhs, A, lam, r2, mdx, mx), c + (P,))
-        ok = mdx <= _REFINE_TOL * (1.0 + mx)
+        ok = _refined(mdx, prev, _REFINE_TOL * (1.0 + mx))
         if ok.all():
             break
+        prev = mdx.copy()
     return x, b, ok
 
 
