@@ -1327,7 +1327,9 @@ def solve_rows(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters=IPM_BUDGE
 
     Rows are solved in groups of about ``_GROUP_SAMPLES`` samples: LAPACK's
     banded factorisation of a stacked system slows down ~1.5x per sample once
-    its bands leave the cache.  ``threads`` > 1: the groups (at least that
+    its bands leave the cache.  Drift rows (the width-4 band) go at least
+    two to a group: the band's factor and solve then run two rows' chains at
+    once (:meth:`._jit_band.Kernels.factor`, the same numbers).  ``threads`` > 1: the groups (at least that
     many when there are as many rows) are solved on that many threads
     (the compiled loops and LAPACK run without the GIL: :mod:`._jit_band`,
     :mod:`._lapack_nogil`); the numbers do not depend on it."""
