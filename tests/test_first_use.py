@@ -1339,6 +1339,7 @@ def test_the_passes_and_the_band_check_their_arguments():
         ("pol_upd", (x, big[:m * T - 1]) + good[2:], sc),
         ("pol_upd", (x.astype(np.float32),) + good[1:], sc),
         ("pol_upd", (np.zeros((m, n), order="F"),) + good[1:], sc),
+        ("pol_upd", ([0.0] * (m * n),) + good[1:], sc),
     ]
     for name, arrays, scalars in bad:
         with pytest.raises(ValueError):

@@ -1013,6 +1013,8 @@ _ADDR: dict = {}
 
 def _addr(a) -> int:
     """``a.ctypes.data``, kept for ``a`` while it lives."""
+    if not isinstance(a, np.ndarray):
+        return a.ctypes.data  # (raises, as it did)
     return _entry(a)[1]
 
 
@@ -1024,7 +1026,9 @@ def _entry(a):
     e = _ADDR.get(key)
     if e is not None and e[0]() is a:
         return e
-    ok = isinstance(a, np.ndarray) and a.dtype == np.float64 and a.flags.c_contiguous
+    if not isinstance(a, np.ndarray):
+        return (None, 0, 0, False)  # (not kept; the passes refuse it)
+    ok = a.dtype == np.float64 and a.flags.c_contiguous
     e = (None, a.ctypes.data, a.size if ok else 0, ok)
     try:
         e = (weakref.ref(a, lambda ref, key=key: _drop_addr(key, ref)),) + e[1:]
