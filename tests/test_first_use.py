@@ -1771,3 +1771,35 @@ def test_the_polish_stops_refining_at_the_rounding_floor(monkeypatch):
     f_new = nps.objective_rows(y, new[0][0], m2.g1, m2.g2, m2.alpha, m2.lamG, 2, mu)
     f_old = nps.objective_rows(y, old[0][0], m2.g1, m2.g2, m2.alpha, m2.lamG, 2, mu)
     np.testing.assert_allclose(f_new, f_old, rtol=1e-13, atol=0.0)
+
+
+def test_the_interior_points_workspace_is_kept_per_thread(monkeypatch):
+    """A thread keeps its drift interior-point workspace from one row group
+    (and solve) to the next (fresh memory costs page faults), with the same
+    numbers; release_caches lets it go."""
+    from napari_catune import _jit_band
+
+    assert _jit_band.load().ipm_ready(120.0)
+    fs, tr, td, lam = 30.0, 0.05, 0.5, 0.05
+    y = simulation.regime_traces("GCaMP6f-30Hz", 4, 40_000, seed=6)
+    m = solver._model(fs, tr, td, lam)
+    mu = drift_mu(None, fs, td)
+    made = []
+    real = nps._IpmDrift.__init__
+
+    def count(self, rows, n):
+        made.append((rows, n))
+        real(self, rows, n)
+
+    nps.release_caches()
+    monkeypatch.setattr(nps._IpmDrift, "__init__", count)
+    first = nps.solve_rows(y, m.g1, m.g2, m.alpha, m.lamG, m.G, 2, mu, solver.KKT_TOL)
+    assert made and len(made) == len(set(made)) <= 2  # (2 rows, and 1 once a row is done)
+    made.clear()
+    again = nps.solve_rows(y, m.g1, m.g2, m.alpha, m.lamG, m.G, 2, mu, solver.KKT_TOL)
+    assert made == []
+    for p, q in zip(first, again):
+        np.testing.assert_array_equal(p, q)
+    nps.release_caches()
+    nps.solve_rows(y[:2], m.g1, m.g2, m.alpha, m.lamG, m.G, 2, mu, solver.KKT_TOL)
+    assert made

@@ -213,16 +213,22 @@ def _scratch(key, shape, fortran=False):
     fault per 4 KB on each use: its share of a first answer's main thread
     went from ~10 % to ~8 % with the settle's arrays kept); its contents are
     not kept."""
+    bufs = _bufs()
+    a = bufs.get(key)
+    if a is None or a.shape != shape:
+        a = bufs[key] = np.empty(shape[::-1]).T if fortran else np.empty(shape)
+    return a
+
+
+def _bufs():
+    """This thread's store of kept work arrays (:func:`_scratch`)."""
     bufs = getattr(_TLS, "scratch", None)
     if bufs is None:
         bufs = _TLS.scratch = _Bufs()
         lock = _BUFS_LOCK
         with lock:
             _ALL_BUFS.add(bufs)
-    a = bufs.get(key)
-    if a is None or a.shape != shape:
-        a = bufs[key] = np.empty(shape[::-1]).T if fortran else np.empty(shape)
-    return a
+    return bufs
 
 
 def _ar_solve(v, g1, g2, alpha, backward=False):
@@ -1241,6 +1247,12 @@ def _iterations_equal(states, iters=3):
     return res
 
 
+# samples (rows x frames) up to which a thread keeps its interior-point
+# workspace between row groups and solves (~200 bytes a sample, its band
+# included; freed by release_caches)
+_IPM_KEEP = 1 << 18
+
+
 class _IpmDrift:
     """One interior-point iteration of the drift problem (the loop body of
     :func:`_solve_group` for mode 2 on the width-4 band), its element-wise
@@ -1257,20 +1269,43 @@ class _IpmDrift:
         self.m, self.n = m, n
         T = n + 1
         self.M = m * (2 * T - 1)
-        e = np.empty
-        self.W, self.rp, self.rx, self.du, self.dz, self.tu = (e((m, n)) for _ in range(6))
-        self.rb = e((m, T))
-        self.uz = e((m, n))  # u z, then (u + a du)(z + a dz): their means by NumPy
-        self.rhs = np.zeros(self.M + 4)
-        self.r2, self.r3 = e(m), e(m)
+        # the work arrays as views of one block: from 4 MB on (a row of
+        # ~45,000 frames) NumPy asks the kernel for huge pages there, and a
+        # first answer's fresh memory costs ~500x fewer page faults
+        sizes = (m * n,) * 7 + (m * T, self.M + 4)
+        block = np.empty(sum(sizes))
+        views, at = [], 0
+        for size in sizes:
+            views.append(block[at:at + size])
+            at += size
+        self.W, self.rp, self.rx, self.du, self.dz, self.tu, self.uz = (
+            v.reshape(m, n) for v in views[:7])
+        # (uz: u z, then (u + a du)(z + a dz): their means by NumPy)
+        self.rb = views[7].reshape(m, T)
+        self.rhs = views[8]
+        self.rhs[:] = 0.0
+        self.r2, self.r3 = np.empty(m), np.empty(m)
         # the Newton band, written and factored in place each iteration
         # (fresh, its 4 MB per 54,000 frames cost page faults each time)
-        self.band = e((self.M + 4, 5)).T
+        self.band = np.empty((self.M + 4, 5)).T
         self._src = self._data = None
 
     @classmethod
     def for_rows(cls, ws, m, n):
-        return ws if ws is not None and ws.m == m and ws.n == n else cls(m, n)
+        """A workspace for m rows of n: ``ws`` if it is one, else this
+        thread's kept one (:func:`_scratch`'s store: the next row group of
+        a solve, or the next solve, reuses its memory; every array is
+        written before it is read, the right-hand side's padding stays 0)."""
+        if ws is not None and ws.m == m and ws.n == n:
+            return ws
+        if m * (n + 1) > _IPM_KEEP:
+            return cls(m, n)
+        bufs = _bufs()
+        key = ("ipm", m, n)
+        ws = bufs.get(key)
+        if ws is None:
+            ws = bufs[key] = cls(m, n)
+        return ws
 
     def step(self, x, u, z, b, y0, y1, cvec, g1, g2, ia, ia2, mu, T):
         """One predictor-corrector iteration; returns the primal step
