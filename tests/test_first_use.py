@@ -1666,7 +1666,8 @@ def test_the_two_row_band_loops_are_the_single_ones_bit_for_bit(blocks):
 
 def test_a_broken_two_row_loop_is_not_used():
     """The two-block loops' self-test fails on a factor that leaves its
-    second block alone (the single loops are then used)."""
+    second block alone (the single loops are then used), and tests them
+    without putting them where a solve would take them."""
     from napari_catune import _jit_band
 
     k = _jit_band.load()
@@ -1676,8 +1677,12 @@ def test_a_broken_two_row_loop_is_not_used():
     def half_factor(n, pa, pb):  # the first block only
         return k._k[4][0](n, pa)
 
+    seen = k._pairs
     assert _jit_band._self_test_pairs(k, {4: (fac, sol)})
     assert not _jit_band._self_test_pairs(k, {4: (half_factor, sol)})
+    # (the loops under test are never set on the kernels, where another
+    # thread's solve could take them before the test has judged them)
+    assert k._pairs is seen and k._pairs[4] == (fac, sol)
 
 
 def test_drift_rows_are_solved_two_at_a_time_with_the_same_numbers(monkeypatch):

@@ -1126,9 +1126,13 @@ class Kernels:
         where it is made (the same numbers as block by block; an odd one
         last by the single loop)."""
         kd = ab.shape[0] - 1
+        return self._factor(ab, n, blocks, self._pairs.get(kd) if blocks >= 2 else None)
+
+    def _factor(self, ab, n, blocks, pair):
+        """:meth:`factor` by the two-block loops ``pair`` (None: the single loop)."""
+        kd = ab.shape[0] - 1
         assert ab.flags.f_contiguous and ab.dtype == np.float64 and ab.shape[1] >= n + kd
         p = _addr(ab)
-        pair = self._pairs.get(kd) if blocks >= 2 else None
         if pair is None:
             return int(self._k[kd][0](n, p))
         nb, half = self._halves(n, blocks)
@@ -1229,9 +1233,13 @@ class Kernels:
     def solve(self, ab, n, b, blocks=1):
         """``blocks``: as :meth:`factor`'s (the band factored with the same)."""
         kd = ab.shape[0] - 1
+        self._solve(ab, n, b, blocks, self._pairs.get(kd) if blocks >= 2 else None)
+
+    def _solve(self, ab, n, b, blocks, pair):
+        """:meth:`solve` by the two-block loops ``pair`` (None: the single loop)."""
+        kd = ab.shape[0] - 1
         assert b.flags.c_contiguous and b.dtype == np.float64 and b.shape[0] >= n + kd
         pa, pb = _addr(ab), _addr(b)
-        pair = self._pairs.get(kd) if blocks >= 2 else None
         if pair is None:
             self._k[kd][1](n, pa, pb)
             return
@@ -1291,19 +1299,17 @@ def _self_test_pairs(k: "Kernels", pairs) -> bool:
             rhs[:n] = rng.standard_normal(n)
             ref, got = ab.copy(order="F"), ab.copy(order="F")
             x_ref, x_got = rhs.copy(), rhs.copy()
-            if k.factor(ref, n) != 0:
+            if k._factor(ref, n, 1, None) != 0:
                 return False
-            saved, k._pairs = k._pairs, {kd: pairs[kd]}
-            try:
-                if k.factor(got, n, blocks) != 0:
-                    return False
-                k.solve(got, n, x_got, blocks)
-                bad = ab.copy(order="F")
-                bad[0, nb + nb // 2] = -1.0  # (in the second block)
-                info = k.factor(bad, n, blocks)
-            finally:
-                k._pairs = saved
-            k.solve(ref, n, x_ref)
+            # (the pair given, not set on the kernels: other threads may be
+            # factoring with them meanwhile)
+            if k._factor(got, n, blocks, pairs[kd]) != 0:
+                return False
+            k._solve(got, n, x_got, blocks, pairs[kd])
+            bad = ab.copy(order="F")
+            bad[0, nb + nb // 2] = -1.0  # (in the second block)
+            info = k._factor(bad, n, blocks, pairs[kd])
+            k._solve(ref, n, x_ref, 1, None)
             if not (np.array_equal(ref, got) and np.array_equal(x_ref, x_got)
                     and info == nb + nb // 2 + 1):
                 return False
