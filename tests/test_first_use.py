@@ -338,10 +338,10 @@ def test_the_drift_newton_band_written_in_one_pass_is_numpys(m, T, monkeypatch):
     g1, g2, ia2, mu = 1.45, -0.48, 2.5, 900.0
     ours = nps._Newton(W, g1, g2, ia2, 2, mu, T)
     got = ours.c.copy(order="F")
-    monkeypatch.setattr(_jit_band.Kernels, "factor", lambda self, ab, n: 0)
+    monkeypatch.setattr(_jit_band.Kernels, "factor", lambda self, ab, n, blocks=1: 0)
     unfactored = nps._Newton(W, g1, g2, ia2, 2, mu, T).c
     monkeypatch.setattr(nps, "_USE_JIT", False)
-    monkeypatch.setattr(nps, "_factor", lambda ab, M: None)
+    monkeypatch.setattr(nps, "_factor", lambda ab, M, blocks=1: None)
     ref = nps._Newton(W, g1, g2, ia2, 2, mu, T).c  # NumPy's assembly, not factored
     # (NumPy sums the diagonal's terms in another order: a last bit apart)
     np.testing.assert_allclose(unfactored, ref, rtol=4e-16, atol=0.0)
@@ -1339,6 +1339,7 @@ def test_the_passes_and_the_band_check_their_arguments():
         ("pol_upd", (x, big[:m * T - 1]) + good[2:], sc),
         ("pol_upd", (x.astype(np.float32),) + good[1:], sc),
         ("pol_upd", (np.zeros((m, n), order="F"),) + good[1:], sc),
+        ("pol_upd", ([0.0] * (m * n),) + good[1:], sc),
     ]
     for name, arrays, scalars in bad:
         with pytest.raises(ValueError):
@@ -1620,3 +1621,190 @@ def test_the_check_releases_the_lock_it_took(monkeypatch):
     monkeypatch.setattr(nps, "_fused_compare", compare)
     assert nps._fused_checked() is True
     assert not held.locked() and not nps._FUSED_LOCK.locked()
+
+
+def _drift_band_blocks(rng, blocks, nb, kd=4):
+    """A random SPD band of ``blocks`` uncoupled blocks of nb columns each
+    (LAPACK lower storage, Fortran order, kd columns of zero padding)."""
+    n = blocks * nb
+    ab = np.zeros((kd + 1, n + kd), order="F")
+    ab[0, :n] = 3.0 + kd + rng.uniform(0.0, 1.0, n)
+    ab[1:, :n] = rng.uniform(-0.6, 0.6, (kd, n))
+    for r in range(blocks):
+        for q in range(1, kd + 1):
+            ab[q, max((r + 1) * nb - q, 0):(r + 1) * nb] = 0.0
+    return ab
+
+
+@pytest.mark.parametrize("blocks", [2, 3, 4, 5])
+def test_the_two_row_band_loops_are_the_single_ones_bit_for_bit(blocks):
+    """The drift band's factor and solve two blocks (rows) at a time give
+    the single loops' numbers bit for bit, an odd block after them, and a
+    failing pivot in the second block is reported there."""
+    from napari_catune import _jit_band
+
+    k = _jit_band.load()
+    assert k is not None and k.ipm_ready(120.0)
+    assert 4 in k._pairs  # (made with the passes and through their self-test)
+    rng = np.random.default_rng(blocks)
+    nb = 301
+    n = blocks * nb
+    ab = _drift_band_blocks(rng, blocks, nb)
+    rhs = np.zeros(n + 4)
+    rhs[:n] = rng.standard_normal(n)
+    one, two = ab.copy(order="F"), ab.copy(order="F")
+    x1, x2 = rhs.copy(), rhs.copy()
+    assert k.factor(one, n) == 0 and k.factor(two, n, blocks) == 0
+    k.solve(one, n, x1)
+    k.solve(two, n, x2, blocks)
+    np.testing.assert_array_equal(one, two)
+    np.testing.assert_array_equal(x1, x2)
+    bad = ab.copy(order="F")
+    bad[0, nb + 7] = -1.0
+    assert k.factor(bad, n, blocks) == nb + 8
+
+
+def test_a_broken_two_row_loop_is_not_used():
+    """The two-block loops' self-test fails on a factor that leaves its
+    second block alone (the single loops are then used), and tests them
+    without putting them where a solve would take them."""
+    from napari_catune import _jit_band
+
+    k = _jit_band.load()
+    assert k.ipm_ready(120.0)
+    fac, sol = k._pairs[4]
+
+    def half_factor(n, pa, pb):  # the first block only
+        return k._k[4][0](n, pa)
+
+    seen = k._pairs
+    assert _jit_band._self_test_pairs(k, {4: (fac, sol)})
+    assert not _jit_band._self_test_pairs(k, {4: (half_factor, sol)})
+    # (the loops under test are never set on the kernels, where another
+    # thread's solve could take them before the test has judged them)
+    assert k._pairs is seen and k._pairs[4] == (fac, sol)
+
+
+def test_drift_rows_are_solved_two_at_a_time_with_the_same_numbers(monkeypatch):
+    """Long drift rows go two to a group (one thread: 2 + 2; two threads:
+    one pair each), whose band factor and solves run both rows at once;
+    the answers are those of the single loops, bit for bit."""
+    from napari_catune import _jit_band
+
+    k = _jit_band.load()
+    assert k.ipm_ready(120.0)
+    fs, tr, td, lam = 30.0, 0.05, 0.5, 0.05
+    T = 40_000  # (beyond _GROUP_SAMPLES / 2: one row a group before)
+    y = simulation.regime_traces("GCaMP6f-30Hz", 4, T, seed=4)
+    m = solver._model(fs, tr, td, lam)
+    mu = drift_mu(None, fs, td)
+    sizes, calls = [], {"factor": 0, "solve": 0}
+    real = nps._solve_group
+
+    def record(yy, *a, **kw):
+        sizes.append(len(yy))
+        return real(yy, *a, **kw)
+
+    fac, sol = k._pairs[4]
+
+    def count_fac(*a):
+        calls["factor"] += 1
+        return fac(*a)
+
+    def count_sol(*a):
+        calls["solve"] += 1
+        return sol(*a)
+
+    monkeypatch.setattr(nps, "_solve_group", record)
+    monkeypatch.setitem(k._pairs, 4, (count_fac, count_sol))
+    paired = nps.solve_rows(y, m.g1, m.g2, m.alpha, m.lamG, m.G, 2, mu, solver.KKT_TOL)
+    assert sizes == [2, 2] and calls["factor"] > 0 and calls["solve"] > 0
+    assert paired[4].all()
+    monkeypatch.setattr(k, "_pairs", {})
+    single = nps.solve_rows(y, m.g1, m.g2, m.alpha, m.lamG, m.G, 2, mu, solver.KKT_TOL)
+    for p, q in zip(paired, single):
+        np.testing.assert_array_equal(p, q)
+    sizes.clear()
+    nps.solve_rows(y[:3], m.g1, m.g2, m.alpha, m.lamG, m.G, 2, mu, solver.KKT_TOL, threads=2)
+    assert sorted(sizes) == [1, 2]
+
+
+def test_the_polish_stops_refining_at_the_rounding_floor(monkeypatch):
+    """The exact solve on an active set stops its iterative refinement once
+    the next step, at (100 times) the rate of the last, is within the
+    tolerance: 3 banded solves a polish where it took 4 (the fourth step
+    at the rounding floor), the same optimum to the last digits."""
+    from napari_catune import _jit_band
+
+    k = _jit_band.load()
+    assert k.ipm_ready(120.0)
+    fs, tr, td, lam = 30.0, 0.05, 0.5, 0.05
+    y = simulation.regime_traces("GCaMP6f-30Hz", 2, 6000, seed=5)
+    m = solver._model(fs, tr, td, lam)
+    m2 = solver._model(fs, tr, td * 1.05, lam)
+    mu = drift_mu(None, fs, td)
+    cold = nps.solve_rows(y, m.g1, m.g2, m.alpha, m.lamG, m.G, 2, mu, solver.KKT_TOL)
+    steps = []
+    real = nps._polish_spd_drift
+
+    def count(nt, *a, **kw):
+        before = calls[0]
+        out = real(nt, *a, **kw)
+        steps.append(calls[0] - before)
+        return out
+
+    calls = [0]
+    real_solve = _jit_band.Kernels.solve
+
+    def counted_solve(self, *a, **kw):
+        calls[0] += 1
+        return real_solve(self, *a, **kw)
+
+    monkeypatch.setattr(nps, "_polish_spd_drift", count)
+    monkeypatch.setattr(_jit_band.Kernels, "solve", counted_solve)
+    out = {}
+    ours = nps._REFINE_RATIO
+    for ratio in (ours, 0.0):  # (0: the tolerance alone, as before)
+        monkeypatch.setattr(nps, "_REFINE_RATIO", ratio)
+        steps.clear()
+        r = nps.solve_rows(y, m2.g1, m2.g2, m2.alpha, m2.lamG, m2.G, 2, mu, solver.KKT_TOL,
+                           init=cold[0])
+        assert r[4].all()
+        out[ratio] = (r, list(steps))
+    new, old = out[ours], out[0.0]
+    assert new[1] and max(new[1]) <= 3 and min(old[1]) >= 4
+    f_new = nps.objective_rows(y, new[0][0], m2.g1, m2.g2, m2.alpha, m2.lamG, 2, mu)
+    f_old = nps.objective_rows(y, old[0][0], m2.g1, m2.g2, m2.alpha, m2.lamG, 2, mu)
+    np.testing.assert_allclose(f_new, f_old, rtol=1e-13, atol=0.0)
+
+
+def test_the_interior_points_workspace_is_kept_per_thread(monkeypatch):
+    """A thread keeps its drift interior-point workspace from one row group
+    (and solve) to the next (fresh memory costs page faults), with the same
+    numbers; release_caches lets it go."""
+    from napari_catune import _jit_band
+
+    assert _jit_band.load().ipm_ready(120.0)
+    fs, tr, td, lam = 30.0, 0.05, 0.5, 0.05
+    y = simulation.regime_traces("GCaMP6f-30Hz", 4, 40_000, seed=6)
+    m = solver._model(fs, tr, td, lam)
+    mu = drift_mu(None, fs, td)
+    made = []
+    real = nps._IpmDrift.__init__
+
+    def count(self, rows, n):
+        made.append((rows, n))
+        real(self, rows, n)
+
+    nps.release_caches()
+    monkeypatch.setattr(nps._IpmDrift, "__init__", count)
+    first = nps.solve_rows(y, m.g1, m.g2, m.alpha, m.lamG, m.G, 2, mu, solver.KKT_TOL)
+    assert made and len(made) == len(set(made)) <= 2  # (2 rows, and 1 once a row is done)
+    made.clear()
+    again = nps.solve_rows(y, m.g1, m.g2, m.alpha, m.lamG, m.G, 2, mu, solver.KKT_TOL)
+    assert made == []
+    for p, q in zip(first, again):
+        np.testing.assert_array_equal(p, q)
+    nps.release_caches()
+    nps.solve_rows(y[:2], m.g1, m.g2, m.alpha, m.lamG, m.G, 2, mu, solver.KKT_TOL)
+    assert made

@@ -9,7 +9,10 @@ their samples generated with ``llvmlite.ir`` on one skeleton
 Newton band's calcium rows written straight into the band) and the drift
 band in one pass (:func:`_loops_module`), and (made on a thread when asked,
 :meth:`Kernels.start_ipm`) the drift interior point's element-wise passes
-and the exact polish's refinement steps (:func:`_ipm_module`).
+and the exact polish's refinement steps (:func:`_ipm_module`), with the
+drift band's factor and solve of two rows at once (:func:`_ir_factor_pair`:
+the pivot chain is latency-bound, so two rows' chains in one loop take
+~0.65 of the time of one after the other).
 
 LAPACK's banded Cholesky (``dpbtrf``/``dpbtrs``) spends most of its time in
 one BLAS call per column (~40 ns a column on the 4-wide drift band), where
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import functools
 import logging
 import os
 import threading
@@ -113,6 +117,38 @@ if hasattr(os, "register_at_fork"):
                         after_in_child=_after_fork_child)
 
 
+def _factor_lines(kd: int, s: str = "") -> list:
+    """:func:`_ir_factor`'s column body for one chain: the column at
+    ``%base`` of the band ``%ab<s>``, its pivot's reciprocal ``%r<s>``
+    (every name suffixed by ``s``: two chains in one loop, :func:`_ir_factor_pair`)."""
+    ld = kd + 1
+    body = []
+    for k in range(1, kd + 1):
+        body.append(f"  %b{k}{s} = add i64 %base, {k}\n"
+                    f"  %pa{k}{s} = getelementptr double, double* %ab{s}, i64 %b{k}{s}\n"
+                    f"  %a{k}{s} = load double, double* %pa{k}{s}\n"
+                    f"  %l{k}{s} = fmul double %a{k}{s}, %r{s}\n"
+                    f"  store double %l{k}{s}, double* %pa{k}{s}")
+    # trailing update, the next pivot's entry (k = i = 1) first
+    pairs = [(1, 1)] + [(k, i) for k in range(1, kd + 1) for i in range(k, kd + 1)
+                        if (k, i) != (1, 1)]
+    for k, i in pairs:
+        off = k * ld + i - k
+        # the next pivot (k = i = 1) is the loop's chain: a1^2 (formed while
+        # the division runs) times r, and carried to the next column in a
+        # register (%dn), not through memory
+        mul = (f"  %sq{s} = fmul double %a1{s}, %a1{s}\n  %m1_1{s} = fmul double %sq{s}, %r{s}"
+               if (k, i) == (1, 1)
+               else f"  %m{k}_{i}{s} = fmul double %l{i}{s}, %a{k}{s}")
+        body.append(f"  %o{k}_{i}{s} = add i64 %base, {off}\n"
+                    f"  %q{k}_{i}{s} = getelementptr double, double* %ab{s}, i64 %o{k}_{i}{s}\n"
+                    f"  %v{k}_{i}{s} = load double, double* %q{k}_{i}{s}\n"
+                    f"{mul}\n"
+                    f"  %w{k}_{i}{s} = fsub double %v{k}_{i}{s}, %m{k}_{i}{s}\n"
+                    f"  store double %w{k}_{i}{s}, double* %q{k}_{i}{s}")
+    return body
+
+
 def _ir_factor(kd: int, signed: bool = False) -> str:
     """LDL' of the band, column by column: d_j, then l = a / d_j below it,
     then the trailing update a[i, k] -= l_i a_k (= l_i l_k d_j).  The chain
@@ -122,29 +158,7 @@ def _ir_factor(kd: int, signed: bool = False) -> str:
     forwarding ~6 more: 1.2 -> 0.7 ms for the drift band of 54,000 frames).  ``signed``: pivots of
     either sign (a quasi-definite matrix), only a zero (or NaN) one fails."""
     ld = kd + 1
-    body = []
-    for k in range(1, kd + 1):
-        body.append(f"  %b{k} = add i64 %base, {k}\n"
-                    f"  %pa{k} = getelementptr double, double* %ab, i64 %b{k}\n"
-                    f"  %a{k} = load double, double* %pa{k}\n"
-                    f"  %l{k} = fmul double %a{k}, %r\n"
-                    f"  store double %l{k}, double* %pa{k}")
-    # trailing update, the next pivot's entry (k = i = 1) first
-    pairs = [(1, 1)] + [(k, i) for k in range(1, kd + 1) for i in range(k, kd + 1)
-                        if (k, i) != (1, 1)]
-    for k, i in pairs:
-        off = k * ld + i - k
-        # the next pivot (k = i = 1) is the loop's chain: a1^2 (formed while
-        # the division runs) times r, and carried to the next column in a
-        # register (%dn), not through memory
-        mul = (f"  %sq = fmul double %a1, %a1\n  %m1_1 = fmul double %sq, %r" if (k, i) == (1, 1)
-               else f"  %m{k}_{i} = fmul double %l{i}, %a{k}")
-        body.append(f"  %o{k}_{i} = add i64 %base, {off}\n"
-                    f"  %q{k}_{i} = getelementptr double, double* %ab, i64 %o{k}_{i}\n"
-                    f"  %v{k}_{i} = load double, double* %q{k}_{i}\n"
-                    f"{mul}\n"
-                    f"  %w{k}_{i} = fsub double %v{k}_{i}, %m{k}_{i}\n"
-                    f"  store double %w{k}_{i}, double* %q{k}_{i}")
+    body = _factor_lines(kd)
     return f"""
 define i64 @{"ldlt" if signed else "pbtrf"}{kd}(i64 %n, double* noalias %ab) {{
 entry:
@@ -174,60 +188,129 @@ done:
 """
 
 
-def _ir_solve(kd: int) -> str:
-    """L w = b (unit L), then x = D^-1 w - L' x from the end; the pending
-    right-hand sides (forward) and the last kd unknowns (backward) are
-    carried in registers, not re-read from memory."""
+def _ir_factor_pair(kd: int, signed: bool = False) -> str:
+    """:func:`_ir_factor` of two bands of n columns each (two independent
+    blocks of a stacked band: ``%abA`` and ``%abB``), both chains in one
+    loop: the pivot chain of a column (a division, a multiplication and a
+    subtraction) is latency, not throughput, so two take ~0.65 of the time
+    of one after the other (the drift band, 108,000 columns each).  Each
+    band gets the arithmetic of its own factorisation.  Returns 0, or at a
+    failing pivot (either band's; the rest is left unfactored) its column
+    + 1 in the stacked band (A's n columns, then B's)."""
+    ld = kd + 1
+    name = f"{'ldlt' if signed else 'pbtrf'}{kd}"
+    cmp = "one" if signed else "ogt"
+    body = _factor_lines(kd, "A") + _factor_lines(kd, "B")
+    return f"""
+define i64 @{name}x2(i64 %n, double* noalias %abA, double* noalias %abB) {{
+entry:
+  %c0 = icmp sgt i64 %n, 0
+  %d0A = load double, double* %abA
+  %d0B = load double, double* %abB
+  br i1 %c0, label %loop, label %done
+loop:
+  %j = phi i64 [0, %entry], [%j1, %cont]
+  %dA = phi double [%d0A, %entry], [%w1_1A, %cont]
+  %dB = phi double [%d0B, %entry], [%w1_1B, %cont]
+  %base = mul i64 %j, {ld}
+  %p0A = getelementptr double, double* %abA, i64 %base
+  %p0B = getelementptr double, double* %abB, i64 %base
+  %okA = fcmp {cmp} double %dA, 0.0
+  %okB = fcmp {cmp} double %dB, 0.0
+  %ok = and i1 %okA, %okB
+  br i1 %ok, label %cont, label %fail
+cont:
+  %rA = fdiv double 1.0, %dA
+  %rB = fdiv double 1.0, %dB
+  store double %rA, double* %p0A
+  store double %rB, double* %p0B
+{chr(10).join(body)}
+  %j1 = add i64 %j, 1
+  %c = icmp slt i64 %j1, %n
+  br i1 %c, label %loop, label %done
+fail:
+  %jp = add i64 %j, 1
+  %jpB = add i64 %jp, %n
+  %info = select i1 %okA, i64 %jpB, i64 %jp
+  ret i64 %info
+done:
+  ret i64 0
+}}
+"""
+
+
+def _solve_parts(kd: int, s: str = "") -> dict:
+    """:func:`_ir_solve`'s pieces for one chain (every name suffixed by
+    ``s``, the band ``%ab<s>``, the vector ``%b<s>``): the forward loop's
+    entry loads, phis and column body, the backward loop's phis and body."""
     ld = kd + 1
     K = kd
     # forward: carries q0..q{K-1} = b[j..j+K-1] with the updates so far
-    fphi = "\n".join(
-        f"  %q{i} = phi double [%qi{i}, %entry], [%qn{i}, %floop]" for i in range(K))
-    finit = "\n".join(
-        f"  %pi{i} = getelementptr double, double* %b, i64 {i}\n"
-        f"  %qi{i} = load double, double* %pi{i}" for i in range(K))
-    fbody = []
+    fphi = [f"  %q{i}{s} = phi double [%qi{i}{s}, %entry], [%qn{i}{s}, %floop]"
+            for i in range(K)]
+    finit = [f"  %pi{i}{s} = getelementptr double, double* %b{s}, i64 {i}\n"
+             f"  %qi{i}{s} = load double, double* %pi{i}{s}" for i in range(K)]
+    fbody = [f"  %fpy{s} = getelementptr double, double* %b{s}, i64 %fj\n"
+             f"  store double %q0{s}, double* %fpy{s}"]
     for k in range(1, K + 1):
-        fbody.append(f"  %fa{k} = add i64 %fbase, {k}\n"
-                     f"  %fpa{k} = getelementptr double, double* %ab, i64 %fa{k}\n"
-                     f"  %fl{k} = load double, double* %fpa{k}\n"
-                     f"  %fm{k} = fmul double %fl{k}, %q0")
+        fbody.append(f"  %fa{k}{s} = add i64 %fbase, {k}\n"
+                     f"  %fpa{k}{s} = getelementptr double, double* %ab{s}, i64 %fa{k}{s}\n"
+                     f"  %fl{k}{s} = load double, double* %fpa{k}{s}\n"
+                     f"  %fm{k}{s} = fmul double %fl{k}{s}, %q0{s}")
     for i in range(K - 1):
-        fbody.append(f"  %qn{i} = fsub double %q{i + 1}, %fm{i + 1}")
-    fbody.append(f"  %fiK = add i64 %fj, {K}\n"
-                 f"  %fpK = getelementptr double, double* %b, i64 %fiK\n"
-                 f"  %fvK = load double, double* %fpK\n"
-                 f"  %qn{K - 1} = fsub double %fvK, %fm{K}")
+        fbody.append(f"  %qn{i}{s} = fsub double %q{i + 1}{s}, %fm{i + 1}{s}")
+    fbody.append(f"  %fiK{s} = add i64 %fj, {K}\n"
+                 f"  %fpK{s} = getelementptr double, double* %b{s}, i64 %fiK{s}\n"
+                 f"  %fvK{s} = load double, double* %fpK{s}\n"
+                 f"  %qn{K - 1}{s} = fsub double %fvK{s}, %fm{K}{s}")
     # backward: carries p1..pK = x[j+1..j+K]
-    bphi = "\n".join(
-        f"  %p{k} = phi double [0.0, %bstart], [%pn{k}, %bloop]" for k in range(1, K + 1))
-    bbody = []
-    prev = "%bw"
+    bbody = [f"  %bp0{s} = getelementptr double, double* %ab{s}, i64 %bbase\n"
+             f"  %br{s} = load double, double* %bp0{s}\n"
+             f"  %bpy{s} = getelementptr double, double* %b{s}, i64 %bj\n"
+             f"  %bv{s} = load double, double* %bpy{s}\n"
+             f"  %bw{s} = fmul double %bv{s}, %br{s}"]
+    prev = f"%bw{s}"
     for k in range(K, 0, -1):  # the newest unknown (p1) last: the short chain
-        bbody.append(f"  %ba{k} = add i64 %bbase, {k}\n"
-                     f"  %bpa{k} = getelementptr double, double* %ab, i64 %ba{k}\n"
-                     f"  %bl{k} = load double, double* %bpa{k}\n"
-                     f"  %bm{k} = fmul double %bl{k}, %p{k}\n"
-                     f"  %bs{k} = fsub double {prev}, %bm{k}")
-        prev = f"%bs{k}"
+        bbody.append(f"  %ba{k}{s} = add i64 %bbase, {k}\n"
+                     f"  %bpa{k}{s} = getelementptr double, double* %ab{s}, i64 %ba{k}{s}\n"
+                     f"  %bl{k}{s} = load double, double* %bpa{k}{s}\n"
+                     f"  %bm{k}{s} = fmul double %bl{k}{s}, %p{k}{s}\n"
+                     f"  %bs{k}{s} = fsub double {prev}, %bm{k}{s}")
+        prev = f"%bs{k}{s}"
+    bbody.append(f"  store double {prev}, double* %bpy{s}")
     # (the carried unknowns are the values themselves: a copy by "+ 0.0"
     # would put an addition on the chain, ~3 cycles a column)
-    bphi = bphi.replace("%pn1,", f"{prev},")
-    for k in range(2, K + 1):
-        bphi = bphi.replace(f"%pn{k},", f"%p{k - 1},")
+    bphi = [f"  %p1{s} = phi double [0.0, %bstart], [{prev}, %bloop]"]
+    bphi += [f"  %p{k}{s} = phi double [0.0, %bstart], [%p{k - 1}{s}, %bloop]"
+             for k in range(2, K + 1)]
+    return {"finit": finit, "fphi": fphi, "fbody": fbody, "bphi": bphi, "bbody": bbody}
+
+
+def _ir_solve(kd: int, pair: bool = False) -> str:
+    """L w = b (unit L), then x = D^-1 w - L' x from the end; the pending
+    right-hand sides (forward) and the last kd unknowns (backward) are
+    carried in registers, not re-read from memory.  ``pair``: two
+    independent bands and vectors of n columns each, both chains in one
+    loop (``pbtrs<kd>x2``; each with its own solve's arithmetic)."""
+    ld = kd + 1
+    sfx = ("A", "B") if pair else ("",)
+    parts = [_solve_parts(kd, s) for s in sfx]
+
+    def cat(key):
+        return "\n".join(ln for p_ in parts for ln in p_[key])
+
+    args = ", ".join(f"double* noalias %ab{s}, double* noalias %b{s}" for s in sfx)
     return f"""
-define void @pbtrs{kd}(i64 %n, double* noalias %ab, double* noalias %b) {{
+define void @pbtrs{kd}{"x2" if pair else ""}(i64 %n, {args}) {{
 entry:
   %c0 = icmp sgt i64 %n, 0
-{finit}
+{cat("finit")}
   br i1 %c0, label %floop, label %exit
 floop:
   %fj = phi i64 [0, %entry], [%fj1, %floop]
-{fphi}
+{cat("fphi")}
   %fbase = mul i64 %fj, {ld}
-  %fpy = getelementptr double, double* %b, i64 %fj
-  store double %q0, double* %fpy
-{chr(10).join(fbody)}
+{cat("fbody")}
   %fj1 = add i64 %fj, 1
   %fc = icmp slt i64 %fj1, %n
   br i1 %fc, label %floop, label %bstart
@@ -236,15 +319,9 @@ bstart:
   br label %bloop
 bloop:
   %bj = phi i64 [%nl, %bstart], [%bj1, %bloop]
-{bphi}
+{cat("bphi")}
   %bbase = mul i64 %bj, {ld}
-  %bp0 = getelementptr double, double* %ab, i64 %bbase
-  %br = load double, double* %bp0
-  %bpy = getelementptr double, double* %b, i64 %bj
-  %bv = load double, double* %bpy
-  %bw = fmul double %bv, %br
-{chr(10).join(bbody)}
-  store double {prev}, double* %bpy
+{cat("bbody")}
   %bj1 = sub i64 %bj, 1
   %bc = icmp sge i64 %bj1, 0
   br i1 %bc, label %bloop, label %exit
@@ -871,17 +948,35 @@ def _compile_ipm():
     passes (the same numbers)."""
     import llvmlite.binding as llvm
 
-    mod = llvm.parse_assembly(_ipm_module())
+    # (and the drift band's factor and solve of two blocks at once,
+    # :func:`_ir_factor_pair`: ~16 ms more of LLVM here, not on the way to
+    # a first answer; they pay back only where a thread solves two rows)
+    src = [_ipm_module()] + [f(kd) for kd in PAIRED for f in (_ir_factor_pair, _ir_solve_pair)]
+    mod = llvm.parse_assembly("\n".join(src))
     mod.verify()
     tm = llvm.Target.from_default_triple().create_target_machine(
         cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(), opt=2)
     ee = llvm.create_mcjit_compiler(mod, tm)
     ee.finalize_object()
     v, d = ctypes.c_void_p, ctypes.c_double
+    i64 = ctypes.c_int64
     k = {name: ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_int64, *([v] * np_),
                                 *([d] * nd))(ee.get_function_address(name))
          for name, (np_, nd) in _IPM_SIGS.items()}
+    k["pairs"] = {kd: (ctypes.CFUNCTYPE(i64, i64, v, v)(ee.get_function_address(f"pbtrf{kd}x2")),
+                       ctypes.CFUNCTYPE(None, i64, v, v, v, v)(
+                           ee.get_function_address(f"pbtrs{kd}x2")))
+                  for kd in PAIRED}
     return (ee, tm, mod), k
+
+
+def _ir_solve_pair(kd: int) -> str:
+    return _ir_solve(kd, pair=True)
+
+
+# the bands whose factor and solve also come two blocks at a time (made with
+# the interior point's passes): the drift band (the tuner's baseline)
+PAIRED = (4,)
 
 
 # the interior point's passes: (pointer arguments, double arguments)
@@ -898,6 +993,16 @@ _IPM_SIZES = {"ipm_pre": "nnnTn1nnnnTNn", "ipm_dir": "Nnnnnnnn11", "ipm_aff": "n
 
 
 _F64 = np.dtype(np.float64)
+
+
+@functools.lru_cache(maxsize=256)
+def _ipm_needs(name, m, n):
+    """The elements each array of the pass ``name`` reads or writes on m
+    rows of length n (0 with m or n 0: nothing is touched)."""
+    if not (m and n):
+        return (0,) * len(_IPM_SIZES[name])
+    per = {"n": n, "T": n + 1, "N": 2 * n + 1, "1": 1}
+    return tuple(n if kind == "s" else m * per[kind] for kind in _IPM_SIZES[name])
 # the data's address of each live array given to the loops: a.ctypes.data
 # costs ~2 us (a ctypes helper object each time), ~10 of them a pass, ~1000
 # passes a first answer; kept per array while it lives.  This assumes an
@@ -908,16 +1013,29 @@ _ADDR: dict = {}
 
 def _addr(a) -> int:
     """``a.ctypes.data``, kept for ``a`` while it lives."""
+    if not isinstance(a, np.ndarray):
+        return a.ctypes.data  # (raises, as it did)
+    return _entry(a)[1]
+
+
+def _entry(a):
+    """(a weak reference, ``a.ctypes.data``, its size, whether it is a
+    C-ordered float64 ndarray), kept for ``a`` while it lives (none of
+    these changes while it lives: see :data:`_ADDR`)."""
     key = id(a)
     e = _ADDR.get(key)
     if e is not None and e[0]() is a:
-        return e[1]
-    p = a.ctypes.data
+        return e
+    if not isinstance(a, np.ndarray):
+        return (None, 0, 0, False)  # (not kept; the passes refuse it)
+    ok = a.dtype == np.float64 and a.flags.c_contiguous
+    e = (None, a.ctypes.data, a.size if ok else 0, ok)
     try:
-        _ADDR[key] = (weakref.ref(a, lambda ref, key=key: _drop_addr(key, ref)), p)
+        e = (weakref.ref(a, lambda ref, key=key: _drop_addr(key, ref)),) + e[1:]
+        _ADDR[key] = e
     except TypeError:  # (not weakly referenceable: not kept)
         pass
-    return p
+    return e
 
 
 def _drop_addr(key, ref):
@@ -942,6 +1060,9 @@ class Kernels:
         self._ipm_started = False
         self._ipm_error = None  # why the passes could not be made (repr)
         self._ipm_then = None  # run on the thread once they are made
+        # the two-block factor and solve ({kd: (factor, solve)}), made with
+        # the passes and checked against the single loops (:func:`_self_test_pairs`)
+        self._pairs = {}
         _ALL_KERNELS.add(self)
 
     def ipm_ready(self, timeout=0.0) -> bool:
@@ -975,8 +1096,18 @@ class Kernels:
         try:
             with _COMPILE_LOCK:
                 keep, k = _compile_ipm()
+            pairs = k.pop("pairs")
             self._ipm_keep = keep
             self._ipm = k
+            try:
+                ok = _self_test_pairs(self, pairs)
+            except Exception as e:  # noqa: BLE001 - the single loops then, as before
+                ok = False
+                _LOG.debug("the two-block band loops' self-test raised: %r", e)
+            if ok:
+                self._pairs = pairs
+            else:
+                _LOG.debug("the two-block band loops are off: their self-test failed")
         except Exception as e:  # noqa: BLE001 - no passes: NumPy's, as before
             self._ipm_error = repr(e)
             _LOG.debug("the interior point's compiled passes not made: %r", e)
@@ -989,10 +1120,35 @@ class Kernels:
         finally:
             done.set()
 
-    def factor(self, ab, n):
+    def factor(self, ab, n, blocks=1):
+        """``blocks``: the band is that many independent blocks of n / blocks
+        columns each (stacked rows): two at a time by the two-block loop
+        where it is made (the same numbers as block by block; an odd one
+        last by the single loop)."""
+        kd = ab.shape[0] - 1
+        return self._factor(ab, n, blocks, self._pairs.get(kd) if blocks >= 2 else None)
+
+    def _factor(self, ab, n, blocks, pair):
+        """:meth:`factor` by the two-block loops ``pair`` (None: the single loop)."""
         kd = ab.shape[0] - 1
         assert ab.flags.f_contiguous and ab.dtype == np.float64 and ab.shape[1] >= n + kd
-        return int(self._k[kd][0](n, _addr(ab)))
+        p = _addr(ab)
+        if pair is None:
+            return int(self._k[kd][0](n, p))
+        nb, half = self._halves(n, blocks)
+        info = int(pair[0](half, p, p + 8 * (kd + 1) * half))
+        if info == 0 and 2 * half < n:
+            info = int(self._k[kd][0](nb, p + 8 * (kd + 1) * 2 * half))
+            if info:
+                info += 2 * half
+        return info
+
+    @staticmethod
+    def _halves(n, blocks):
+        nb = n // blocks
+        if nb * blocks != n:
+            raise ValueError(f"{n} columns are not {blocks} blocks of equal size")
+        return nb, nb * (blocks // 2)
 
     def rec(self, x, a1, a2, backward=False):
         """x[r, k] += a1[k] x[r, k -/+ 1] + a2[k] x[r, k -/+ 2], in place, each
@@ -1060,22 +1216,37 @@ class Kernels:
         m, n = int(m), int(n)
         if m < 0 or n < 0:
             raise ValueError(f"ipm: m and n must be >= 0 (got {m}, {n})")
-        per = {"n": n, "T": n + 1, "N": 2 * n + 1, "1": 1, "s": n}
-        for i, (a, kind) in enumerate(zip(arrays, _IPM_SIZES[name])):
-            if not (type(a) is np.ndarray and a.dtype is _F64 and a.flags.c_contiguous) and not (
-                    isinstance(a, np.ndarray) and a.dtype == np.float64
-                    and a.flags.c_contiguous):
+        need = _ipm_needs(name, m, n)
+        addrs = []
+        for i, a in enumerate(arrays):
+            e = _ADDR.get(id(a))
+            if e is None or e[0]() is not a:
+                e = _entry(a)
+            if not e[3]:
                 raise ValueError(f"ipm: {name}'s array {i} must be a C-ordered float64 array")
-            need = per[kind] if kind == "s" else m * per[kind]
-            if m and n and a.size < need:
-                raise ValueError(f"ipm: {name}'s array {i} has {a.size} elements, fewer than "
-                                 f"the {need} it reads or writes (m={m}, n={n})")
-        self._ipm[name](m, n, *map(_addr, arrays), *map(float, scalars))
+            if e[2] < need[i]:
+                raise ValueError(f"ipm: {name}'s array {i} has {e[2]} elements, fewer than "
+                                 f"the {need[i]} it reads or writes (m={m}, n={n})")
+            addrs.append(e[1])
+        self._ipm[name](m, n, *addrs, *map(float, scalars))
 
-    def solve(self, ab, n, b):
+    def solve(self, ab, n, b, blocks=1):
+        """``blocks``: as :meth:`factor`'s (the band factored with the same)."""
+        kd = ab.shape[0] - 1
+        self._solve(ab, n, b, blocks, self._pairs.get(kd) if blocks >= 2 else None)
+
+    def _solve(self, ab, n, b, blocks, pair):
+        """:meth:`solve` by the two-block loops ``pair`` (None: the single loop)."""
         kd = ab.shape[0] - 1
         assert b.flags.c_contiguous and b.dtype == np.float64 and b.shape[0] >= n + kd
-        self._k[kd][1](n, _addr(ab), _addr(b))
+        pa, pb = _addr(ab), _addr(b)
+        if pair is None:
+            self._k[kd][1](n, pa, pb)
+            return
+        nb, half = self._halves(n, blocks)
+        pair[1](half, pa, pb, pa + 8 * (kd + 1) * half, pb + 8 * half)
+        if 2 * half < n:
+            self._k[kd][1](nb, pa + 8 * (kd + 1) * 2 * half, pb + 8 * 2 * half)
 
 
 class _Pseudo:
@@ -1108,6 +1279,41 @@ class _Pseudo:
     def standard_normal(self, size):
         # (signed, spread about 0 over (-2.45, 2.45): a sum of two uniforms)
         return (self._u(size) + self._u(size) - 1.0) * 2.449489742783178
+
+
+def _self_test_pairs(k: "Kernels", pairs) -> bool:
+    """The two-block factor and solve against the single loops on 2 and 3
+    stacked random SPD blocks (bit for bit), and a non-positive pivot in
+    either block reported (the single loops passed :func:`_self_test`)."""
+    rng = _Pseudo(6)
+    for kd in pairs:
+        for blocks, nb in ((2, 17), (3, 11), (2, 1)):
+            n = blocks * nb
+            ab = np.zeros((kd + 1, n + kd), order="F")
+            ab[0, :n] = 3.0 + kd + rng.uniform(0.0, 1.0, n)
+            ab[1:, :n] = rng.uniform(-0.6, 0.6, (kd, n))
+            for r in range(blocks):  # (no coupling from one block to the next)
+                for q in range(1, kd + 1):
+                    ab[q, max((r + 1) * nb - q, 0):(r + 1) * nb] = 0.0
+            rhs = np.zeros(n + kd)
+            rhs[:n] = rng.standard_normal(n)
+            ref, got = ab.copy(order="F"), ab.copy(order="F")
+            x_ref, x_got = rhs.copy(), rhs.copy()
+            if k._factor(ref, n, 1, None) != 0:
+                return False
+            # (the pair given, not set on the kernels: other threads may be
+            # factoring with them meanwhile)
+            if k._factor(got, n, blocks, pairs[kd]) != 0:
+                return False
+            k._solve(got, n, x_got, blocks, pairs[kd])
+            bad = ab.copy(order="F")
+            bad[0, nb + nb // 2] = -1.0  # (in the second block)
+            info = k._factor(bad, n, blocks, pairs[kd])
+            k._solve(ref, n, x_ref, 1, None)
+            if not (np.array_equal(ref, got) and np.array_equal(x_ref, x_got)
+                    and info == nb + nb // 2 + 1):
+                return False
+    return True
 
 
 def _self_test_rec(k: "Kernels") -> bool:

@@ -78,6 +78,9 @@ _SETTLE_STEPS = 6
 _WARM_SETTLE = 6
 # samples per group of rows solved together (see solve_rows)
 _GROUP_SAMPLES = 1 << 16
+# drift rows solved two at a time where the rows allow (a group of at least
+# two: the band's factor and solve then run both rows' chains at once)
+_PAIR_ROWS = True
 # a step below this is a stall; a row ends after this many in a row
 # (only near the end: far from it a short step is the path's, not a stall)
 _STALL = 1e-4
@@ -210,16 +213,22 @@ def _scratch(key, shape, fortran=False):
     fault per 4 KB on each use: its share of a first answer's main thread
     went from ~10 % to ~8 % with the settle's arrays kept); its contents are
     not kept."""
+    bufs = _bufs()
+    a = bufs.get(key)
+    if a is None or a.shape != shape:
+        a = bufs[key] = np.empty(shape[::-1]).T if fortran else np.empty(shape)
+    return a
+
+
+def _bufs():
+    """This thread's store of kept work arrays (:func:`_scratch`)."""
     bufs = getattr(_TLS, "scratch", None)
     if bufs is None:
         bufs = _TLS.scratch = _Bufs()
         lock = _BUFS_LOCK
         with lock:
             _ALL_BUFS.add(bufs)
-    a = bufs.get(key)
-    if a is None or a.shape != shape:
-        a = bufs[key] = np.empty(shape[::-1]).T if fortran else np.empty(shape)
-    return a
+    return bufs
 
 
 def _ar_solve(v, g1, g2, alpha, backward=False):
@@ -452,7 +461,7 @@ def _fortran_zeros(rows, cols):
     return np.zeros((cols, rows)).T
 
 
-def _factor(ab, M):
+def _factor(ab, M, blocks=1):
     """Banded Cholesky of the first M columns of ``ab`` ((kd + 1, M + kd),
     Fortran order, LOWER storage: ``ab[k, j]`` = entry (j + k, j), the last
     kd columns zero padding), in place.  By the LLVM-compiled loop of
@@ -461,7 +470,7 @@ def _factor(ab, M):
     bands).  Returns the kernels used (None: LAPACK)."""
     jit = _jit_band.load() if _USE_JIT else None
     if jit is not None:
-        info = jit.factor(ab, M)
+        info = jit.factor(ab, M, blocks)
     else:
         info = _lapack().pbtrf(ab[:, :M], lower=True)
     if info != 0:
@@ -533,7 +542,7 @@ class _Newton:
                                         mu, out=band)
             else:
                 self.c = _drift_band(W, g1, g2, ia2, mu, m, T)
-            self.jit = _factor(self.c, self.M)
+            self.jit = _factor(self.c, self.M, m)
             return
         self.M, self.kd = m * n, 2
         flat = _fortran_zeros(3, m * n + 2)
@@ -541,7 +550,7 @@ class _Newton:
             ab = flat[:, :m * n].reshape(3, m, n)
             ab[0], ab[1], ab[2] = _band_x(W, g1, g2, ia2, m, n)
         self.c = flat
-        self.jit = _factor(flat, self.M)
+        self.jit = _factor(flat, self.M, m)
         if mode == 1:
             # H w = 1: the scalar baseline's border, by its Schur complement
             w = self._solve(np.ones((m, n)))
@@ -552,7 +561,7 @@ class _Newton:
         x = np.zeros(self.M + self.kd)
         x[:self.M] = rhs.reshape(-1)
         if self.jit is not None:
-            self.jit.solve(self.c, self.M, x)
+            self.jit.solve(self.c, self.M, x, self.m)
         else:
             info = _lapack().pbtrs(self.c[:, :self.M], x[:self.M], lower=True)
             if info != 0:
@@ -808,6 +817,23 @@ def _refine(judge, rows, u, v, active, y, S, tol, g1, g2, alpha, lamG, mode, mu)
 _PEN = 1e8
 _REFINE_STEPS = 6
 _REFINE_TOL = 1e-13
+# ... or once the steps contract by at least _REFINE_RATIO and the next one,
+# at _REFINE_SLACK times that rate, would be within the tolerance: the steps
+# go ~0.5, 1e-7, 5e-13, 1e-15 of |x| (the rate falls ~10x from one to the
+# next), and the fourth, at the rounding floor, is not taken
+_REFINE_RATIO = 1e-3
+_REFINE_SLACK = 1e2
+
+
+def _refined(md, prev, lim):
+    """Which rows' refinement has settled: the last step ``md`` (max |dx|)
+    within ``lim``, or (``prev``: the step before's) the next step, at
+    ``_REFINE_SLACK`` times the last rate (itself ``_REFINE_RATIO`` or
+    less), within it."""
+    ok = md <= lim
+    if prev is not None:
+        ok |= (md <= _REFINE_RATIO * prev) & (md * md * _REFINE_SLACK <= lim * prev)
+    return ok
 
 
 def _h0(x, b, mode, mu, T):
@@ -852,6 +878,7 @@ def _polish_spd(ys, active, mode, mu, g1, g2, ia, cvec):
     lam = np.zeros_like(rx)
     ok = np.zeros(m, dtype=bool)
     r2 = np.zeros_like(rx)  # -D x on the active set, the constraints' residual
+    prev = None
     for _ in range(_REFINE_STEPS):
         # the saddle system's residual, its constraint rows folded in by the
         # regularisation: rx - H0 x - D' lam + D' P r2 (one D' pass)
@@ -871,9 +898,11 @@ def _polish_spd(ys, active, mode, mu, g1, g2, ia, cvec):
         lam -= P * r2
         if mode:
             b += db
-        ok = np.abs(dx).max(axis=1) <= _REFINE_TOL * (1.0 + np.abs(x).max(axis=1))
+        md = np.abs(dx).max(axis=1)
+        ok = _refined(md, prev, _REFINE_TOL * (1.0 + np.abs(x).max(axis=1)))
         if ok.all():
             break
+        prev = md
     return x, b, ok
 
 
@@ -898,13 +927,15 @@ def _polish_spd_drift(nt, ys, A, P, mu, g1, g2, ia, cvec):
     rhs[nt.M:] = 0.0  # (the solve's padding; the passes write the rest)
     mdx, mx = np.empty(m), np.empty(m)
     ok = np.zeros(m, dtype=bool)
+    prev = None
     for _ in range(_REFINE_STEPS):
         jit.ipm("pol_res", m, n, (x, b, lam, r2, rx, rb, rhs), c + (P, mu))
-        jit.solve(nt.c, nt.M, rhs)
+        jit.solve(nt.c, nt.M, rhs, m)
         jit.ipm("pol_upd", m, n, (x, b, rhs, A, lam, r2, mdx, mx), c + (P,))
-        ok = mdx <= _REFINE_TOL * (1.0 + mx)
+        ok = _refined(mdx, prev, _REFINE_TOL * (1.0 + mx))
         if ok.all():
             break
+        prev = mdx.copy()
     return x, b, ok
 
 
@@ -1216,6 +1247,12 @@ def _iterations_equal(states, iters=3):
     return res
 
 
+# samples (rows x frames) up to which a thread keeps its interior-point
+# workspace between row groups and solves (~200 bytes a sample, its band
+# included; freed by release_caches)
+_IPM_KEEP = 1 << 18
+
+
 class _IpmDrift:
     """One interior-point iteration of the drift problem (the loop body of
     :func:`_solve_group` for mode 2 on the width-4 band), its element-wise
@@ -1232,20 +1269,43 @@ class _IpmDrift:
         self.m, self.n = m, n
         T = n + 1
         self.M = m * (2 * T - 1)
-        e = np.empty
-        self.W, self.rp, self.rx, self.du, self.dz, self.tu = (e((m, n)) for _ in range(6))
-        self.rb = e((m, T))
-        self.uz = e((m, n))  # u z, then (u + a du)(z + a dz): their means by NumPy
-        self.rhs = np.zeros(self.M + 4)
-        self.r2, self.r3 = e(m), e(m)
+        # the work arrays as views of one block: from 4 MB on (a row of
+        # ~45,000 frames) NumPy asks the kernel for huge pages there, and a
+        # first answer's fresh memory costs ~500x fewer page faults
+        sizes = (m * n,) * 7 + (m * T, self.M + 4)
+        block = np.empty(sum(sizes))
+        views, at = [], 0
+        for size in sizes:
+            views.append(block[at:at + size])
+            at += size
+        self.W, self.rp, self.rx, self.du, self.dz, self.tu, self.uz = (
+            v.reshape(m, n) for v in views[:7])
+        # (uz: u z, then (u + a du)(z + a dz): their means by NumPy)
+        self.rb = views[7].reshape(m, T)
+        self.rhs = views[8]
+        self.rhs[:] = 0.0
+        self.r2, self.r3 = np.empty(m), np.empty(m)
         # the Newton band, written and factored in place each iteration
         # (fresh, its 4 MB per 54,000 frames cost page faults each time)
-        self.band = e((self.M + 4, 5)).T
+        self.band = np.empty((self.M + 4, 5)).T
         self._src = self._data = None
 
     @classmethod
     def for_rows(cls, ws, m, n):
-        return ws if ws is not None and ws.m == m and ws.n == n else cls(m, n)
+        """A workspace for m rows of n: ``ws`` if it is one, else this
+        thread's kept one (:func:`_scratch`'s store: the next row group of
+        a solve, or the next solve, reuses its memory; every array is
+        written before it is read, the right-hand side's padding stays 0)."""
+        if ws is not None and ws.m == m and ws.n == n:
+            return ws
+        if m * (n + 1) > _IPM_KEEP:
+            return cls(m, n)
+        bufs = _bufs()
+        key = ("ipm", m, n)
+        ws = bufs.get(key)
+        if ws is None:
+            ws = bufs[key] = cls(m, n)
+        return ws
 
     def step(self, x, u, z, b, y0, y1, cvec, g1, g2, ia, ia2, mu, T):
         """One predictor-corrector iteration; returns the primal step
@@ -1269,7 +1329,7 @@ class _IpmDrift:
         rhs = self.rhs
         dirs = (rhs, self.rp, z, u, self.W, self.tu, self.du, self.dz, self.r2, self.r3)
         # predictor (affine scaling)
-        jit.solve(nt.c, self.M, rhs)
+        jit.solve(nt.c, self.M, rhs, m)
         jit.ipm("ipm_dir", m, n, dirs, c + (0.0,))
         a_aff = np.minimum(1.0 / np.maximum(1.0, -self.r2), 1.0 / np.maximum(1.0, -self.r3))
         jit.ipm("ipm_aff", m, n, (u, self.du, z, self.dz, a_aff, self.uz))
@@ -1277,7 +1337,7 @@ class _IpmDrift:
         # corrector: centring and the second-order term
         jit.ipm("ipm_corr", m, n, (self.du, self.dz, u, self.rx, self.rb, self.tu, rhs,
                                    sigma * mu_c), c)
-        jit.solve(nt.c, self.M, rhs)
+        jit.solve(nt.c, self.M, rhs, m)
         jit.ipm("ipm_dir", m, n, dirs, c + (1.0,))
         a = np.minimum(1.0, 0.995 * (1.0 / np.maximum(1.0, -self.r2)))
         ad = np.minimum(1.0, 0.995 * (1.0 / np.maximum(1.0, -self.r3)))
@@ -1302,13 +1362,20 @@ def solve_rows(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters=IPM_BUDGE
 
     Rows are solved in groups of about ``_GROUP_SAMPLES`` samples: LAPACK's
     banded factorisation of a stacked system slows down ~1.5x per sample once
-    its bands leave the cache.  ``threads`` > 1: the groups (at least that
+    its bands leave the cache.  Drift rows (the width-4 band) go at least
+    two to a group: the band's factor and solve then run two rows' chains at
+    once (:meth:`._jit_band.Kernels.factor`, the same numbers).  ``threads`` > 1: the groups (at least that
     many when there are as many rows) are solved on that many threads
     (the compiled loops and LAPACK run without the GIL: :mod:`._jit_band`,
     :mod:`._lapack_nogil`); the numbers do not depend on it."""
     y = np.ascontiguousarray(np.atleast_2d(y), dtype=np.float64)
     m, T = y.shape
     step = max(1, _GROUP_SAMPLES // T)
+    if (_PAIR_ROWS and mode == 2 and _USE_JIT and not _augmented(mode, mu)
+            and _jit_band.load() is not None):
+        # at least two rows a group: the drift band's factor and solve then
+        # run two rows' chains at once (:meth:`._jit_band.Kernels.factor`)
+        step = max(step, 2)
     threads = max(1, min(int(threads), m)) if _nogil() else 1
     if threads > 1:
         step = min(step, -(-m // threads))
