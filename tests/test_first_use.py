@@ -1808,3 +1808,30 @@ def test_the_interior_points_workspace_is_kept_per_thread(monkeypatch):
     nps.release_caches()
     nps.solve_rows(y[:2], m.g1, m.g2, m.alpha, m.lamG, m.G, 2, mu, solver.KKT_TOL)
     assert made
+
+
+def test_a_thread_keeps_at_most_two_interior_point_workspaces():
+    """Row groups shed rows as they settle and solves change length: each
+    (rows, frames) would keep its own workspace (up to ~50 MB) until
+    release_caches; a thread keeps only the last _IPM_KEPT (a reviewer's
+    case: four solves kept 14 workspaces, ~91 MB)."""
+    from napari_catune import _jit_band
+
+    assert _jit_band.load().ipm_ready(120.0)
+    rng = np.random.default_rng(4)
+    g1, g2, alpha, lamG, G, mu = 1.45, -0.48, 0.9, 0.08, 2.0, 30.0
+    nps.release_caches()
+    most = 0
+    for T in (1000, 1200, 1500, 2000):
+        m = 65536 // T
+        s = (rng.random((m, T)) < 0.05) * rng.exponential(1.0, (m, T))
+        y = (nps.conv_rows(s, g1, g2, alpha)
+             + rng.uniform(0.05, 1.0, (m, 1)) * rng.standard_normal((m, T)) + 1.0)
+        nps.solve_rows(y, g1, g2, alpha, lamG, G, 2, mu, 1e-9)
+        with nps._BUFS_LOCK:
+            stores = list(nps._ALL_BUFS)
+        kept = [sum(1 for k in b if isinstance(k, tuple) and k and k[0] == "ipm")
+                for b in stores]
+        most = max([most, *kept])
+    assert 1 <= most <= nps._IPM_KEPT
+    nps.release_caches()

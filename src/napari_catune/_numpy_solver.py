@@ -1251,6 +1251,8 @@ def _iterations_equal(states, iters=3):
 # workspace between row groups and solves (~200 bytes a sample, its band
 # included; freed by release_caches)
 _IPM_KEEP = 1 << 18
+# ... and at most this many of them per thread (the last used)
+_IPM_KEPT = 2
 
 
 class _IpmDrift:
@@ -1302,9 +1304,16 @@ class _IpmDrift:
             return cls(m, n)
         bufs = _bufs()
         key = ("ipm", m, n)
-        ws = bufs.get(key)
+        ws = bufs.pop(key, None)
         if ws is None:
-            ws = bufs[key] = cls(m, n)
+            ws = cls(m, n)
+            # (a group sheds rows as they settle: each row count would keep
+            # its own workspace, up to ~50 MB each, until release_caches;
+            # only the _IPM_KEPT used last stay)
+            kept = [k for k in bufs if isinstance(k, tuple) and k and k[0] == "ipm"]
+            for k in kept[:max(0, len(kept) - _IPM_KEPT + 1)]:
+                del bufs[k]
+        bufs[key] = ws  # (last in the dict's order: used last)
         return ws
 
     def step(self, x, u, z, b, y0, y1, cvec, g1, g2, ia, ia2, mu, T):
