@@ -588,7 +588,6 @@ def test_first_answer_needs_no_scipy_linalg():
     assert res == {"converged": True, "scipy_linalg": False, "numba_compiled": False}
 
 
-
 _EXIT_DURING_COMPILE = r"""
 import sys, threading, time
 from napari_catune import _jit_band
@@ -615,6 +614,7 @@ def test_the_interpreter_waits_for_a_running_compile_before_it_exits(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert flag.read_text() == "done"
+
 
 def test_the_compile_child_runs_below_the_user_in_the_scheduler(monkeypatch):
     from napari_catune import _compile
