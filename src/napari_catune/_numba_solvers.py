@@ -2858,6 +2858,23 @@ def _coarse_block_views(rest, n, T):
 # 18.6 / 16.2 / 14.2 / 36.6 ms, with the truncated update)
 _BLOCK_MAX = 64
 _BLOCK_SWEEPS = 10
+# ... but the settle (_coarse_settle) stops sweeping after _BLOCK_SWEEPS_MIN
+# sweeps once a sweep has solved more than _BLOCK_SWEEP_COST n / _BLOCK_MAX^3
+# blocks (n the trace's samples; each block ~B^3 multiply-adds): dense free
+# sets (lambda 0 at 1 kHz: ~0.7-1 % of the samples beyond 1,000,000 frames,
+# the scalar baseline traded for activity) converge slowly under the sweeps
+# with the baseline fixed, while the next full step re-solves the set
+# exactly and re-fits the baseline; its KKT test alone decides, so the
+# settle stays exact.  lambda 0 at 1 kHz (0.2/3.0 s), the settle alone from
+# the binned guess, CPU min of 2-10 (load ~5), no cap / cap 30 / 45 (min 2
+# sweeps) / 2 sweeps always: 4,000,000 frames 2.23 / 1.54 / 1.52 / 1.41 s
+# (6 / 7 / 6 / 7 steps; block solves ~10,200 -> ~5,700 at 2 sweeps),
+# 1,000,000 0.38 / 0.28 / 0.29 / 0.24 s, 100,000 (~0.5 % free, no cap at
+# 45) 29 / 34 / 29 / 26 ms (4 / 6 / 4 / 6 steps); at lambda 0.05 (0.1-0.15 %
+# free: no cap) 2 sweeps always took 6 steps, not 2, at 1,000,000 frames
+# (0.17 -> 0.23 s)
+_BLOCK_SWEEPS_MIN = 2
+_BLOCK_SWEEP_COST = 45.0
 # ... for at most _BLOCK_STEPS full steps (then the plain cold path)
 _BLOCK_STEPS = 40
 # ... on kernels peaking at most _BLOCK_PEAK samples after a spike (the dense
@@ -3091,7 +3108,7 @@ def _coarse_block_solve(H, L, P, C, m, z, G, c, zz, zeta, gr, dz, blocked, cs, s
 
 @njit(cache=_CACHE, nogil=True)
 def _coarse_blocks(g1, g2, alpha, z, G, tol, thin, dp, rp, sums, work, wz, solve_all,
-                   max_sweeps):
+                   max_sweeps, cost_cap=False):
     """Settle the problem with the baseline fixed block by block (a block
     Gauss-Seidel sweep of exact solves; for free sets too large for one
     dense solve, :func:`._numba_local.dense_settle`).  ``z`` (length n):
@@ -3108,7 +3125,9 @@ def _coarse_blocks(g1, g2, alpha, z, G, tol, thin, dp, rp, sums, work, wz, solve
     (:func:`_coarse_block_exact`: now between the block and the scan's
     end, the samples beyond as the scan reaches them, those below in one
     pass at the sweep's end).  Sweeps until one changes nothing, at most
-    ``max_sweeps``.  ``dp``, ``rp``, ``sums``: :func:`_coarse_tables`;
+    ``max_sweeps`` (with ``cost_cap``, after ``_BLOCK_SWEEPS_MIN`` once a
+    sweep solved more than ``_BLOCK_SWEEP_COST`` n / ``_BLOCK_MAX``^3
+    blocks).  ``dp``, ``rp``, ``sums``: :func:`_coarse_tables`;
     ``work`` (n + 1), ``wz`` (n, zero, left so): scratch.  Returns the
     sweeps."""
     n = z.shape[0]
@@ -3130,10 +3149,13 @@ def _coarse_blocks(g1, g2, alpha, z, G, tol, thin, dp, rp, sums, work, wz, solve
     P = np.empty(B, np.int64)
     blocked = np.zeros(B, np.bool_)
     sweeps = 0
+    # (a sweep's block solves beyond which it costs about a full step)
+    cap = _BLOCK_SWEEP_COST * n / (float(B) * B * B) if cost_cap else math.inf
     for sw in range(max_sweeps):
         sweeps += 1
         pos = 0
         any_change = False
+        solved = 0
         # the lazy update's state: G exact below the scan's end `front`
         # but for the shares deferred into wz (below x_hi + 1); the
         # tail (tw, tv) pending from front on (_coarse_advance)
@@ -3194,6 +3216,7 @@ def _coarse_blocks(g1, g2, alpha, z, G, tol, thin, dp, rp, sums, work, wz, solve
                     j -= 1
                 C[j + 1] = v
             if need > 0 or (solve_all and sw == 0):
+                solved += 1
                 if _coarse_block_solve(H, L, P, C, m, z, G, c, zz, zeta, gr, dz, blocked, cs, sn,
                                        tmp, n, dp, rp, d, r, a2, thin, tol) > 0:
                     any_change = True
@@ -3208,7 +3231,7 @@ def _coarse_blocks(g1, g2, alpha, z, G, tol, thin, dp, rp, sums, work, wz, solve
             # more, from a quarter block back)
             pos = max(C[m - overlap] if m > overlap else k, pos + 1)
         _coarse_sweep_end(G, front, tw, tv, x_hi, g1, g2, alpha, d, r, n, sums, wz)
-        if not any_change:
+        if not any_change or (sweeps >= _BLOCK_SWEEPS_MIN and solved > cap):
             break
     return sweeps
 
@@ -3280,7 +3303,7 @@ def _coarse_settle(y, g1, g2, alpha, lamG, mode, mu, active, max_steps, s_out, b
             G[k] = alpha * nu[k]
             g_max = max(g_max, abs(G[k]))
         _coarse_blocks(g1, g2, alpha, z, G, max(alpha * eps_nu, 1e-13 * g_max), thin, dp, rp, sums,
-                       work, wz, _NO, _BLOCK_SWEEPS)
+                       work, wz, _NO, _BLOCK_SWEEPS, _YES)
         changed = 0
         for k in range(n):
             a_new = not z[k] > 0.0
