@@ -22,11 +22,11 @@ def _trace(T, rate, noise):
     return (reconvolve(sp[None], FS, TR, TD) + noise * rng.standard_normal((1, T)) + 2.0)[0]
 
 
-def _first_block_call(y, cap):
+def _first_block_call(y, cap, lam=0.0):
     """_coarse_settle's first block call: the binned guess, its full step,
     then the blocks on the step's spikes and multipliers.  Returns the
     sweeps and the largest error of the gradient's change (relative)."""
-    m = S._model_checked(FS, TR, TD, 0.0)
+    m = S._model_checked(FS, TR, TD, lam)
     g1, g2, al = m.g1, m.g2, m.alpha
     T = y.size
     n = T - 1
@@ -42,7 +42,7 @@ def _first_block_call(y, cap):
     pws = fws[T:]
     bvec = fws[:T]
     gain, gb, x, u, nu, _s, _work, _gb, _rest = ns._coarse_views(pws, n, T, np.int64(1))
-    _bad, _last, _eps_u, eps_nu = ns._kkt_core(y, g1, g2, al, 0.0, np.int64(1), 0.0, active,
+    _bad, _last, _eps_u, eps_nu = ns._kkt_core(y, g1, g2, al, m.lamG / al, np.int64(1), 0.0, active,
                                                gain, gb, x, bvec, u, nu, bws[0:n], 1e-11,
                                                ns._YES)
     z = np.where(~active, u[:n], 0.0)
@@ -67,8 +67,9 @@ def _first_block_call(y, cap):
 
 
 def test_sweep_cap_stops_a_costly_block_call_after_the_minimum_sweeps():
-    # 30,000 frames, 8 Hz: ~400 free samples, 11-13 blocks solved a sweep,
-    # beyond the cap (45 n / 64^3 ~ 5): 2 sweeps (uncapped 8), G kept exact
+    # lambda 0, 30,000 frames, 8 Hz: ~400 free samples, 11-13 blocks solved
+    # a sweep, beyond the cap (10 n / 64^3 ~ 1.1): 3 sweeps (uncapped 8), G
+    # kept exact
     y = _trace(30_000, 8.0, 0.3)
     free, err_free = _first_block_call(y, False)
     capped, err_capped = _first_block_call(y, True)
@@ -78,11 +79,12 @@ def test_sweep_cap_stops_a_costly_block_call_after_the_minimum_sweeps():
 
 
 def test_sweep_cap_leaves_a_cheap_block_call_alone():
-    # the grid's lambda 0 at 1 kHz regime, 54,000 frames: 8 or fewer blocks
-    # solved a sweep, below the cap (~9): the same sweeps either way
-    y = regime_traces("lam0-slow-1kHz", 1, 54_000, seed=5)[0]
-    capped, _err = _first_block_call(y, True)
-    assert capped == _first_block_call(y, False)[0] > ns._BLOCK_SWEEPS_MIN
+    # the grid's slow kernel at lambda 0.1, 400,000 frames: 14 blocks solved
+    # in the first sweep, 12 in the third, below the cap (10 n / 64^3 ~ 15):
+    # the same sweeps either way (8)
+    y = regime_traces("slow-1kHz", 1, 400_000, seed=5)[0]
+    capped, _err = _first_block_call(y, True, 0.1)
+    assert capped == _first_block_call(y, False, 0.1)[0] > ns._BLOCK_SWEEPS_MIN
 
 
 @pytest.mark.parametrize("rate, noise", [(8.0, 0.3), (16.0, 1.0)])

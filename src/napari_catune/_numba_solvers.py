@@ -2860,21 +2860,22 @@ _BLOCK_MAX = 64
 _BLOCK_SWEEPS = 10
 # ... but the settle (_coarse_settle) stops sweeping after _BLOCK_SWEEPS_MIN
 # sweeps once a sweep has solved more than _BLOCK_SWEEP_COST n / _BLOCK_MAX^3
-# blocks (n the trace's samples; each block ~B^3 multiply-adds): dense free
-# sets (lambda 0 at 1 kHz: ~0.7-1 % of the samples beyond 1,000,000 frames,
-# the scalar baseline traded for activity) converge slowly under the sweeps
-# with the baseline fixed, while the next full step re-solves the set
-# exactly and re-fits the baseline; its KKT test alone decides, so the
-# settle stays exact.  lambda 0 at 1 kHz (0.2/3.0 s), the settle alone from
-# the binned guess, CPU min of 2-10 (load ~5), no cap / cap 30 / 45 (min 2
-# sweeps) / 2 sweeps always: 4,000,000 frames 2.23 / 1.54 / 1.52 / 1.41 s
-# (6 / 7 / 6 / 7 steps; block solves ~10,200 -> ~5,700 at 2 sweeps),
-# 1,000,000 0.38 / 0.28 / 0.29 / 0.24 s, 100,000 (~0.5 % free, no cap at
-# 45) 29 / 34 / 29 / 26 ms (4 / 6 / 4 / 6 steps); at lambda 0.05 (0.1-0.15 %
-# free: no cap) 2 sweeps always took 6 steps, not 2, at 1,000,000 frames
-# (0.17 -> 0.23 s)
-_BLOCK_SWEEPS_MIN = 2
-_BLOCK_SWEEP_COST = 45.0
+# blocks (n the trace's samples; a block ~B^3 multiply-adds): the sweeps,
+# with the baseline fixed, converge slowly on these kernels (each sweep
+# re-solving most blocks), while the next full step re-solves the set
+# exactly and re-fits the baseline (at lambda 0 traded against activity:
+# it moves the optimum the sweeps head for); its KKT test alone decides, so
+# the settle stays exact.  Sparse free sets, whose sweeps cost less than a
+# full step, sweep on (the slow kernel at lambda 0.05 on 1,000,000 frames
+# settles in 2 full steps with up to 8 sweeps each, in 6 with 2).  lambda 0
+# at 1 kHz (0.2/3.0 s), the settle alone from the binned guess, CPU min of
+# 2-10 (load 5-8), no cap -> cap 10 (3 sweeps): 54,000 frames 15 -> 12 ms,
+# 100,000 29 -> 22 ms, 1,000,000 0.34 -> 0.25 s, 4,000,000 2.10 -> 1.60 s
+# (the same steps; with 2 sweeps, cap 45: 1.44 s at 4,000,000 but no gain
+# up to 100,000, cap 20: 6 steps, not 4, at 100,000); the slow kernel at
+# lambda 0.05: 1,000,000 0.136 -> 0.134 s, 4,000,000 0.89 -> 0.73 s
+_BLOCK_SWEEPS_MIN = 3
+_BLOCK_SWEEP_COST = 10.0
 # ... for at most _BLOCK_STEPS full steps (then the plain cold path)
 _BLOCK_STEPS = 40
 # ... on kernels peaking at most _BLOCK_PEAK samples after a spike (the dense
