@@ -68,8 +68,8 @@ def _first_block_call(y, cap, lam=0.0):
 
 def test_sweep_cap_stops_a_costly_block_call_after_the_minimum_sweeps():
     # lambda 0, 30,000 frames, 8 Hz: ~400 free samples, 11-13 blocks solved
-    # a sweep, beyond the cap (10 n / 64^3 ~ 1.1): 3 sweeps (uncapped 8), G
-    # kept exact
+    # a sweep, beyond the cap (0.3 a decay length of 3,000 samples: 3): 3
+    # sweeps (uncapped 8), G kept exact
     y = _trace(30_000, 8.0, 0.3)
     free, err_free = _first_block_call(y, False)
     capped, err_capped = _first_block_call(y, True)
@@ -80,8 +80,8 @@ def test_sweep_cap_stops_a_costly_block_call_after_the_minimum_sweeps():
 
 def test_sweep_cap_leaves_a_cheap_block_call_alone():
     # the grid's slow kernel at lambda 0.1, 400,000 frames: 14 blocks solved
-    # in the first sweep, 12 in the third, below the cap (10 n / 64^3 ~ 15):
-    # the same sweeps either way (8)
+    # in the first sweep, 12 in the third, below the cap (0.3 a decay length
+    # of 3,000 samples: 40): the same sweeps either way (8)
     y = regime_traces("slow-1kHz", 1, 400_000, seed=5)[0]
     capped, _err = _first_block_call(y, True, 0.1)
     assert capped == _first_block_call(y, False, 0.1)[0] > ns._BLOCK_SWEEPS_MIN

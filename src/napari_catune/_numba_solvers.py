@@ -2859,23 +2859,27 @@ def _coarse_block_views(rest, n, T):
 _BLOCK_MAX = 64
 _BLOCK_SWEEPS = 10
 # ... but the settle (_coarse_settle) stops sweeping after _BLOCK_SWEEPS_MIN
-# sweeps once a sweep has solved more than _BLOCK_SWEEP_COST n / _BLOCK_MAX^3
-# blocks (n the trace's samples; a block ~B^3 multiply-adds): the sweeps,
-# with the baseline fixed, converge slowly on these kernels (each sweep
-# re-solving most blocks), while the next full step re-solves the set
-# exactly and re-fits the baseline (at lambda 0 traded against activity:
-# it moves the optimum the sweeps head for); its KKT test alone decides, so
-# the settle stays exact.  Sparse free sets, whose sweeps cost less than a
-# full step, sweep on (the slow kernel at lambda 0.05 on 1,000,000 frames
-# settles in 2 full steps with up to 8 sweeps each, in 6 with 2).  lambda 0
-# at 1 kHz (0.2/3.0 s), the settle alone from the binned guess, CPU min of
-# 2-10 (load 5-8), no cap -> cap 10 (3 sweeps): 54,000 frames 15 -> 12 ms,
-# 100,000 29 -> 22 ms, 1,000,000 0.34 -> 0.25 s, 4,000,000 2.10 -> 1.60 s
-# (the same steps; with 2 sweeps, cap 45: 1.44 s at 4,000,000 but no gain
-# up to 100,000, cap 20: 6 steps, not 4, at 100,000); the slow kernel at
-# lambda 0.05: 1,000,000 0.136 -> 0.134 s, 4,000,000 0.89 -> 0.73 s
+# sweeps once a sweep has solved more than _BLOCK_SWEEP_DENSE blocks per
+# decay length of the trace (1 / (1 - d) samples), i.e. where neighbouring
+# blocks lie within a decay length of each other and the sweeps, with the
+# baseline fixed, converge slowly (each re-solving most blocks): lambda 0 at
+# 1 kHz (0.2/3.0 s: 0.45-0.85 blocks a decay length from 54,000 to
+# 4,000,000 frames), not the slow kernel at lambda 0.05 (<= 0.15) nor a warm
+# tau_decay -50 % move there (~0.1).  The next full step re-solves the set
+# exactly and re-fits the baseline (at lambda 0 traded against activity: it
+# moves the optimum the sweeps head for); its KKT test alone decides, so
+# the settle stays exact.  lambda 0 at 1 kHz, the settle alone from the
+# binned guess, CPU min of 2-10 (load 4-8), no cap -> capped after 3
+# sweeps: 54,000 frames 14 -> 11-12 ms, 100,000 28 -> 22-24 ms, 1,000,000
+# 0.36 -> 0.28-0.31 s, 4,000,000 2.10 -> 1.60 s (steps 4 / 4 / 4 / 6 -> 4 /
+# 4 / 4-5 / 6).  (A cap by block solves alone, 10 n / 64^3 a sweep, also
+# cut the slow kernel's 4,000,000 frames 0.89 -> 0.73 s but cost it 2 steps
+# at 200,000 frames and on that warm move; 2 sweeps: 1.44 s at 4,000,000,
+# no gain up to 100,000; a looser block tolerance while the step has many
+# violators, 1e-6 / 1e-4 of max|G|: no gain / no settle in 40 steps at
+# 1,000,000)
 _BLOCK_SWEEPS_MIN = 3
-_BLOCK_SWEEP_COST = 10.0
+_BLOCK_SWEEP_DENSE = 0.3
 # ... for at most _BLOCK_STEPS full steps (then the plain cold path)
 _BLOCK_STEPS = 40
 # ... on kernels peaking at most _BLOCK_PEAK samples after a spike (the dense
@@ -3127,8 +3131,8 @@ def _coarse_blocks(g1, g2, alpha, z, G, tol, thin, dp, rp, sums, work, wz, solve
     end, the samples beyond as the scan reaches them, those below in one
     pass at the sweep's end).  Sweeps until one changes nothing, at most
     ``max_sweeps`` (with ``cost_cap``, after ``_BLOCK_SWEEPS_MIN`` once a
-    sweep solved more than ``_BLOCK_SWEEP_COST`` n / ``_BLOCK_MAX``^3
-    blocks).  ``dp``, ``rp``, ``sums``: :func:`_coarse_tables`;
+    sweep solved more than ``_BLOCK_SWEEP_DENSE`` blocks per decay length of
+    the trace).  ``dp``, ``rp``, ``sums``: :func:`_coarse_tables`;
     ``work`` (n + 1), ``wz`` (n, zero, left so): scratch.  Returns the
     sweeps."""
     n = z.shape[0]
@@ -3150,8 +3154,8 @@ def _coarse_blocks(g1, g2, alpha, z, G, tol, thin, dp, rp, sums, work, wz, solve
     P = np.empty(B, np.int64)
     blocked = np.zeros(B, np.bool_)
     sweeps = 0
-    # (a sweep's block solves beyond which it costs about a full step)
-    cap = _BLOCK_SWEEP_COST * n / (float(B) * B * B) if cost_cap else math.inf
+    # (a sweep's block solves beyond which they lie within a decay length)
+    cap = _BLOCK_SWEEP_DENSE * n * (1.0 - d) if cost_cap else math.inf
     for sw in range(max_sweeps):
         sweeps += 1
         pos = 0
