@@ -71,8 +71,8 @@ def test_sweep_cap_stops_a_costly_block_call_after_the_minimum_sweeps():
     # a sweep, beyond the cap (0.3 a decay length of 3,000 samples: 3): 3
     # sweeps (uncapped 8), G kept exact
     y = _trace(30_000, 8.0, 0.3)
-    free, err_free = _first_block_call(y, False)
-    capped, err_capped = _first_block_call(y, True)
+    free, err_free = _first_block_call(y, ns._NO)
+    capped, err_capped = _first_block_call(y, ns._YES)
     assert free > ns._BLOCK_SWEEPS_MIN
     assert capped == ns._BLOCK_SWEEPS_MIN
     assert max(err_free, err_capped) < 1e-10
@@ -83,8 +83,8 @@ def test_sweep_cap_leaves_a_cheap_block_call_alone():
     # in the first sweep, 12 in the third, below the cap (0.3 a decay length
     # of 3,000 samples: 40): the same sweeps either way (8)
     y = regime_traces("slow-1kHz", 1, 400_000, seed=5)[0]
-    capped, _err = _first_block_call(y, True, 0.1)
-    assert capped == _first_block_call(y, False, 0.1)[0] > ns._BLOCK_SWEEPS_MIN
+    capped, _err = _first_block_call(y, ns._YES, 0.1)
+    assert capped == _first_block_call(y, ns._NO, 0.1)[0] > ns._BLOCK_SWEEPS_MIN
 
 
 @pytest.mark.parametrize("rate, noise", [(8.0, 0.3), (16.0, 1.0)])
@@ -93,7 +93,7 @@ def test_capped_settle_reaches_the_plain_cold_optimum(rate, noise):
     # polish still settle: converged, at the plain cold path's objective
     T = 30_000 if rate == 8.0 else 20_000
     y = _trace(T, rate, noise)
-    assert _first_block_call(y, True)[0] == ns._BLOCK_SWEEPS_MIN
+    assert _first_block_call(y, ns._YES)[0] == ns._BLOCK_SWEEPS_MIN
     m = S._model_checked(FS, TR, TD, 0.0)
     n = T - 1
     nf, nb = ns.workspace_sizes(T)

@@ -3113,7 +3113,7 @@ def _coarse_block_solve(H, L, P, C, m, z, G, c, zz, zeta, gr, dz, blocked, cs, s
 
 @njit(cache=_CACHE, nogil=True)
 def _coarse_blocks(g1, g2, alpha, z, G, tol, thin, dp, rp, sums, work, wz, solve_all,
-                   max_sweeps, cost_cap=False):
+                   max_sweeps, cost_cap):
     """Settle the problem with the baseline fixed block by block (a block
     Gauss-Seidel sweep of exact solves; for free sets too large for one
     dense solve, :func:`._numba_local.dense_settle`).  ``z`` (length n):
@@ -3369,7 +3369,7 @@ def _coarse_polish_blocks(y, g1, g2, alpha, lamG, mode, mu, active, s_i, bvec, f
             G[k] = alpha * nu[k]
             f0 += lamG * z[k]
         _coarse_blocks(g1, g2, alpha, z, G, _COARSE_POLISH_TOL * g_max, thin, dp, rp, sums, work,
-                       wz, _YES, _BLOCK_SWEEPS)
+                       wz, _YES, _BLOCK_SWEEPS, _NO)
         changed = 0
         for k in range(n):
             changed += (z[k] > 0.0) != (not active[k])
