@@ -1664,6 +1664,35 @@ def test_the_two_row_band_loops_are_the_single_ones_bit_for_bit(blocks):
     assert k.factor(bad, n, blocks) == nb + 8
 
 
+@pytest.mark.parametrize("fail", [(0,), (1,), (0, 1), (1, 0)])
+def test_a_failing_block_leaves_its_partners_factor_alone(fail):
+    """The two-block factor with a failing pivot in one block (or both): each
+    block is left as its single factor leaves it, bit for bit (the partner
+    of a failing block factored to its end), and the column reported is
+    the first failing one of the stack, as the single loop over it reports
+    ((1, 0): the second block fails first in the loop, the first later)."""
+    from napari_catune import _jit_band
+
+    k = _jit_band.load()
+    assert k.ipm_ready(120.0) and 4 in k._pairs
+    rng = np.random.default_rng(len(fail) * 10 + fail[0])
+    nb = 200
+    ab = _drift_band_blocks(rng, 2, nb)
+    cols = {0: 150, 1: 60} if fail == (1, 0) else {0: 60, 1: 150}
+    for r in fail:
+        ab[0, r * nb + cols[r]] = -1.0
+    two = ab.copy(order="F")
+    info = k.factor(two, 2 * nb, 2)
+    assert info == k.factor(ab.copy(order="F"), 2 * nb)  # (the single loop's report)
+    assert info == min(r * nb + cols[r] + 1 for r in fail)
+    for r in range(2):
+        one = np.zeros((5, nb + 4), order="F")
+        one[:, :nb] = ab[:, r * nb:(r + 1) * nb]
+        got = k.factor(one, nb)
+        assert got == (cols[r] + 1 if r in fail else 0)
+        np.testing.assert_array_equal(two[:, r * nb:(r + 1) * nb], one[:, :nb])
+
+
 def test_a_broken_two_row_loop_is_not_used():
     """The two-block loops' self-test fails on a factor that leaves its
     second block alone (the single loops are then used), and tests them
