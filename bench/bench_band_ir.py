@@ -203,7 +203,8 @@ def main(argv=None):
         tn, to = timing(new), timing(old)
         print("ns per column (factor, solve), CPU, best of 5: this tree | the other")
         for kd in tn:
-            print(f"  kd {kd}: {tn[kd][0]:.2f}, {tn[kd][1]:.2f} | {to[kd][0]:.2f}, {to[kd][1]:.2f}")
+            (fn, sn), (fo, so) = tn[kd], to[kd]
+            print(f"  kd {kd}: {fn:.2f}, {sn:.2f} | {fo:.2f}, {so:.2f}")
     return 1 if bad else 0
 
 
