@@ -122,44 +122,21 @@ def _band_fns(mod, kd, signed=False, chains=("",), export=True):
     """The band's LDL' factor and solve for ``chains`` (one, or two
     independent bands of n columns each, ``"A"`` and ``"B"``: both pivot
     chains in one loop, each with its own factor's arithmetic), on
-    :func:`_loop_fn`'s skeleton (one row of n columns: the chains run from
-    the band's start to its end).  Exported (``export``): ``pbtrf<kd>`` or
-    ``ldlt<kd>`` (n, ab) -> info and ``pbtrs<kd>`` (n, ab, b), suffixed
-    ``x2`` for two chains ((n, abA, abB) -> info; (n, abA, bA, abB, bB));
-    else the one-chain factor alone, internal (a pair's tail)."""
-    from llvmlite import ir
-
+    :func:`_loop_fn`'s skeleton, called on one row (m = 1) of n columns:
+    the chains run from the band's start to its end.  ``pbtrf<kd>`` or
+    ``ldlt<kd>`` (m, n, ab) -> info and ``pbtrs<kd>`` (m, n, ab, b),
+    suffixed ``x2`` for two chains ((m, n, abA, abB) -> info; (m, n, abA,
+    bA, abB, bB)); not ``export``: the one-chain factor alone, internal (a
+    pair's tail)."""
     x2 = "x2" if len(chains) == 2 else ""
-    name = f"{'ldlt' if signed else 'pbtrf'}{kd}{x2}"
+    name = f"{'ldlt' if signed else 'pbtrf'}{kd}{x2}" + ("" if export else "_tail")
     tail = _band_fns(mod, kd, signed, export=False) if x2 else None
-    fac = _factor_fn(mod, kd, signed, chains, name + "_rows", tail)
+    fac = _factor_fn(mod, kd, signed, chains, name, tail)
     if not export:
         fac.linkage = "internal"
         return fac
-    _wrap(mod, name, (fac,), len(chains), ir.IntType(64))
-    _wrap(mod, f"pbtrs{kd}{x2}", _solve_fns(mod, kd, chains, f"pbtrs{kd}{x2}"),
-          2 * len(chains))
+    _solve_fn(mod, kd, chains, f"pbtrs{kd}{x2}")
     return fac
-
-
-def _wrap(mod, name, inner, nptr, ret=None):
-    """``name(i64 n, double* ...)``: the row loops ``inner`` one after the
-    other on one row of n columns (internal: inlined), the last one's value
-    returned (``ret``: its type)."""
-    from llvmlite import ir
-
-    i64 = ir.IntType(64)
-    fn = ir.Function(mod, ir.FunctionType(ret or ir.VoidType(),
-                                          [i64] + [ir.DoubleType().as_pointer()] * nptr),
-                     name=name)
-    b = ir.IRBuilder(fn.append_basic_block("entry"))
-    for f in inner:
-        f.linkage = "internal"
-        got = b.call(f, [ir.Constant(i64, 1)] + list(fn.args))
-    if ret is None:
-        b.ret_void()
-    else:
-        b.ret(got)
 
 
 def _factor_col(c, ab, col, d, kd):
@@ -169,19 +146,19 @@ def _factor_col(c, ab, col, d, kd):
     first as a_1^2 (formed while the division runs) times 1 / d.  Returns
     the next pivot (carried in a register, not through memory)."""
     b = c.b
-    base = b.mul(col, c.c64(kd + 1))
+    pc = b.gep(ab, [b.mul(col, c.c64(kd + 1))])
     r = b.fdiv(c.cd(1.0), d)
-    b.store(r, b.gep(ab, [base]))
+    b.store(r, pc)
     a, l_ = {}, {}
     for k in range(1, kd + 1):
-        p = b.gep(ab, [b.add(base, c.c64(k))])
+        p = b.gep(pc, [c.c64(k)])
         a[k] = b.load(p)
         l_[k] = b.fmul(a[k], r)
         b.store(l_[k], p)
     nxt = None
     for k, i in [(1, 1)] + [(k, i) for k in range(1, kd + 1) for i in range(k, kd + 1)
                             if (k, i) != (1, 1)]:
-        q = b.gep(ab, [b.add(base, c.c64(k * kd + i))])
+        q = b.gep(pc, [c.c64(k * kd + i)])
         mul = b.fmul(b.fmul(a[1], a[1]), r) if (k, i) == (1, 1) else b.fmul(l_[i], a[k])
         w = b.fsub(b.load(q), mul)
         b.store(w, q)
@@ -256,13 +233,12 @@ def _factor_fail(c, col, oks, ld, tail):
                    b.add(col, info_a)))
 
 
-def _solve_fns(mod, kd, chains, name):
-    """L w = b (unit L), then x = D^-1 w - L' x from the end, on
-    :func:`_loop_fn` (``<name>_f`` and ``<name>_b``, (i64 m, i64 n, double*
-    ab<s>, double* b<s>, ...)): the pending right-hand sides (forward) and
-    the last kd unknowns (backward) carried in registers, not re-read from
-    memory; two chains: two independent bands and vectors, each with its
-    own solve's arithmetic."""
+def _solve_fn(mod, kd, chains, name):
+    """L w = b (unit L), then x = D^-1 w - L' x from the end: the two passes
+    of :func:`_loop_fn` (``name(i64 m, i64 n, double* ab<s>, double* b<s>,
+    ...)``), the pending right-hand sides (forward) and the last kd unknowns
+    (backward) carried in registers, not re-read from memory; two chains:
+    two independent bands and vectors, each with its own solve's arithmetic."""
     K, ld = kd, kd + 1
     ptrs = tuple(p + s for s in chains for p in ("ab", "b"))
 
@@ -273,38 +249,34 @@ def _solve_fns(mod, kd, chains, name):
     def fwd(c):
         b, out = c.b, {}
         j = c.idx("n")
-        base = b.mul(j, c.c64(ld))
         for s in chains:
-            ab, q = c.P["ab" + s], [c.carry[f"q{i}{s}"] for i in range(K)]
-            b.store(q[0], b.gep(c.P["b" + s], [j]))
-            fm = [None] + [b.fmul(b.load(b.gep(ab, [b.add(base, c.c64(k))])), q[0])
-                           for k in range(1, K + 1)]
+            pc, py = b.gep(c.P["ab" + s], [b.mul(j, c.c64(ld))]), b.gep(c.P["b" + s], [j])
+            q = [c.carry[f"q{i}{s}"] for i in range(K)]
+            b.store(q[0], py)
+            fm = [None] + [b.fmul(b.load(b.gep(pc, [c.c64(k)])), q[0]) for k in range(1, K + 1)]
             for i in range(K - 1):
                 out[f"q{i}{s}"] = b.fsub(q[i + 1], fm[i + 1])
-            nb = b.load(b.gep(c.P["b" + s], [b.add(j, c.c64(K))]))
-            out[f"q{K - 1}{s}"] = b.fsub(nb, fm[K])
+            out[f"q{K - 1}{s}"] = b.fsub(b.load(b.gep(py, [c.c64(K)])), fm[K])
         return out
 
     def bwd(c):  # carries p_k = x[j + k], k = 1 .. K
         b, out = c.b, {}
         j = c.idx("n")
-        base = b.mul(j, c.c64(ld))
         for s in chains:
-            ab, py = c.P["ab" + s], b.gep(c.P["b" + s], [j])
-            prev = b.fmul(b.load(py), b.load(b.gep(ab, [base])))
+            pc, py = b.gep(c.P["ab" + s], [b.mul(j, c.c64(ld))]), b.gep(c.P["b" + s], [j])
+            prev = b.fmul(b.load(py), b.load(pc))
             for k in range(K, 0, -1):  # the newest unknown (p_1) last: the short chain
-                lk = b.load(b.gep(ab, [b.add(base, c.c64(k))]))
-                prev = b.fsub(prev, b.fmul(lk, c.carry[f"p{k}{s}"]))
+                prev = b.fsub(prev, b.fmul(b.load(b.gep(pc, [c.c64(k)])),
+                                           c.carry[f"p{k}{s}"]))
             b.store(prev, py)
             out[f"p1{s}"] = prev
             out.update({f"p{k}{s}": c.carry[f"p{k - 1}{s}"] for k in range(2, K + 1)})
         return out
 
-    f = _loop_fn(mod, name + "_f", ptrs, (), (), False,
-                 tuple(f"q{i}{s}" for s in chains for i in range(K)), {}, fwd, init=init)
-    g = _loop_fn(mod, name + "_b", ptrs, (), (), True,
-                 tuple(f"p{k}{s}" for s in chains for k in range(1, K + 1)), {}, bwd)
-    return f, g
+    return _loop_fn(mod, name, ptrs, (), (), False,
+                    tuple(f"q{i}{s}" for s in chains for i in range(K)), {}, fwd, init=init,
+                    then=(True, tuple(f"p{k}{s}" for s in chains for k in range(1, K + 1)),
+                          bwd))
 
 
 def _loops_module():
@@ -414,7 +386,7 @@ def _drift_band_fn(mod):
 # ..., x_{n-1}, b_n).
 
 def _loop_fn(mod, name, ptrs, dbls, rowd, backward, carries, reds, body, end=None, ints=(),
-             empty_rows=False, init=None, ret=False):
+             empty_rows=False, init=None, ret=False, then=None):
     """A function ``name(i64 m, i64 n, double* <ptrs>..., i64 <ints>...,
     double <dbls>...)`` looping over rows r and, within a row, k = 0 .. n-1
     (or back); with n = 0 nothing, unless ``empty_rows`` (then each row's
@@ -426,10 +398,12 @@ def _loop_fn(mod, name, ptrs, dbls, rowd, backward, carries, reds, body, end=Non
     each row's result stored at ``<name>[r]`` (a pointer argument).
     ``body(c)`` returns {carry: next value, red: this k's value}; ``end(c)``
     runs after the row (c.k is then unset).  ``ret``: the function returns
-    an i64, 0 at its end (a body may return earlier on a branch of its own)."""
+    an i64, 0 at its end (a body may return earlier on a branch of its own).
+    ``then``: (backward, carries, body) of a second pass over the row's k
+    after the first (its carries 0.0 at its start; not with ``empty_rows``)."""
     from llvmlite import ir
 
-    if empty_rows and reds:
+    if empty_rows and (reds or then):
         raise ValueError("_loop_fn: empty_rows leaves reds without a value")
     dbl, i64 = ir.DoubleType(), ir.IntType(64)
     args = [i64, i64] + [dbl.as_pointer()] * len(ptrs) + [i64] * len(ints) + [dbl] * len(dbls)
@@ -442,7 +416,8 @@ def _loop_fn(mod, name, ptrs, dbls, rowd, backward, carries, reds, body, end=Non
     S = dict(zip(dbls, fn.args[ni:]))
     entry = fn.append_basic_block("entry")
     rowh = fn.append_basic_block("row")
-    loop = fn.append_basic_block("loop")
+    passes = [(backward, carries, reds, body)] + ([then[:2] + ({},) + then[2:]] if then else [])
+    loops = [fn.append_basic_block("loop") for _ in passes]
     rowend = fn.append_basic_block("rowend")
     exitb = fn.append_basic_block("exit")
     b = ir.IRBuilder(entry)
@@ -465,22 +440,52 @@ def _loop_fn(mod, name, ptrs, dbls, rowd, backward, carries, reds, body, end=Non
     c.rows = _Lazy(b, rowh, lambda row: b.mul(r, lens[row]()))
     c.rowd = {k: c.load(P[k], r) for k in rowd}
     start = init(c) if init is not None else {}
-    k0 = b.sub(n, one) if backward else zero
+    k0s = [b.sub(n, one) if p_[0] else zero for p_ in passes]
     if empty_rows:
-        b.cbranch(b.icmp_signed(">", n, zero), loop, rowend)
+        b.cbranch(b.icmp_signed(">", n, zero), loops[0], rowend)
     else:
-        b.branch(loop)
-    b.position_at_end(loop)
-    k = b.phi(i64, "k")
-    k.add_incoming(k0, rowh)
+        b.branch(loops[0])
+    prev, nxt = rowh, {}
+    for i, (bwd, carries_, reds_, body_) in enumerate(passes):
+        b.position_at_end(loops[i])
+        nxt, prev = _k_loop(c, prev, k0s[i], bwd, carries_, reds_, body_,
+                            start if i == 0 else {},
+                            loops[i + 1] if i + 1 < len(passes) else rowend)
+    for name_ in reds:
+        b.store(nxt[name_], b.gep(P[name_], [r]))
+    c.k = None
+    if end is not None:
+        end(c)
+    r1 = b.add(r, one)
+    r.add_incoming(r1, b.block)
+    b.cbranch(b.icmp_signed("<", r1, m), rowh, exitb)
+    b.position_at_end(exitb)
+    if ret:
+        b.ret(zero)
+    else:
+        b.ret_void()
+    return fn
+
+
+def _k_loop(c, prev, k0, backward, carries, reds, body, start, after):
+    """:func:`_loop_fn`'s loop over a row's k, in the builder's block (entered
+    from ``prev`` with k = ``k0``), then on to ``after`` (the builder left
+    there); returns the carries' and reds' last values and the block that
+    leaves the loop."""
+    from llvmlite import ir
+
+    b, dbl, n = c.b, c.dbl, c.n
+    zero, one = c.c64(0), c.c64(1)
+    k = b.phi(c.i64, "k")
+    k.add_incoming(k0, prev)
     init = {"sum": 0.0, "min": float("inf"), "max": float("-inf")}
     phis = {}
     for name_ in carries:
         phis[name_] = b.phi(dbl, name_)
-        phis[name_].add_incoming(start.get(name_, ir.Constant(dbl, 0.0)), rowh)
+        phis[name_].add_incoming(start.get(name_, ir.Constant(dbl, 0.0)), prev)
     for name_, kind in reds.items():
         phis[name_] = b.phi(dbl, "red_" + name_)
-        phis[name_].add_incoming(ir.Constant(dbl, init[kind]), rowh)
+        phis[name_].add_incoming(ir.Constant(dbl, init[kind]), prev)
     c.k = k
     c.carry = {n_: phis[n_] for n_ in carries}
     out = body(c)
@@ -507,22 +512,9 @@ def _loop_fn(mod, name, ptrs, dbls, rowd, backward, carries, reds, body, end=Non
     k.add_incoming(k1, here)
     for name_, v in nxt.items():
         phis[name_].add_incoming(v, here)
-    b.cbranch(more, loop, rowend)
-    b.position_at_end(rowend)
-    for name_ in reds:
-        b.store(nxt[name_], b.gep(P[name_], [r]))
-    c.k = None
-    if end is not None:
-        end(c)
-    r1 = b.add(r, one)
-    r.add_incoming(r1, b.block)
-    b.cbranch(b.icmp_signed("<", r1, m), rowh, exitb)
-    b.position_at_end(exitb)
-    if ret:
-        b.ret(zero)
-    else:
-        b.ret_void()
-    return fn
+    b.cbranch(more, k.parent, after)  # (k's phi heads the loop)
+    b.position_at_end(after)
+    return nxt, here
 
 
 class _Lazy(dict):
@@ -898,13 +890,8 @@ def _compile():
         cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(), opt=2)
     ee = llvm.create_mcjit_compiler(mod, tm)
     ee.finalize_object()
-    fac = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p)
-    sol = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p)
-    k = {kd: (fac(ee.get_function_address(f"pbtrf{kd}")),
-              sol(ee.get_function_address(f"pbtrs{kd}"))) for kd in WIDTHS}
-    for kd in SIGNED:
-        k[kd] = (fac(ee.get_function_address(f"ldlt{kd}")),
-                 sol(ee.get_function_address(f"pbtrs{kd}")))
+    k = {kd: _band_calls(ee, f"{'ldlt' if kd in SIGNED else 'pbtrf'}{kd}", f"pbtrs{kd}", 1)
+         for kd in WIDTHS + SIGNED}
     rec = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
                            ctypes.c_void_p, ctypes.c_void_p)
     k["rec"] = (rec(ee.get_function_address("recf")), rec(ee.get_function_address("recb")))
@@ -938,15 +925,21 @@ def _compile_ipm():
     ee = llvm.create_mcjit_compiler(mod, tm)
     ee.finalize_object()
     v, d = ctypes.c_void_p, ctypes.c_double
-    i64 = ctypes.c_int64
     k = {name: ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_int64, *([v] * np_),
                                 *([d] * nd))(ee.get_function_address(name))
          for name, (np_, nd) in _IPM_SIGS.items()}
-    k["pairs"] = {kd: (ctypes.CFUNCTYPE(i64, i64, v, v)(ee.get_function_address(f"pbtrf{kd}x2")),
-                       ctypes.CFUNCTYPE(None, i64, v, v, v, v)(
-                           ee.get_function_address(f"pbtrs{kd}x2")))
-                  for kd in PAIRED}
+    k["pairs"] = {kd: _band_calls(ee, f"pbtrf{kd}x2", f"pbtrs{kd}x2", 2) for kd in PAIRED}
     return (ee, tm, mod), k
+
+
+def _band_calls(ee, fac, sol, chains):
+    """The factor ``fac`` and solve ``sol`` of :func:`_band_fns` as
+    ``fac(n, ab...)`` -> info and ``sol(n, ab, b, ...)``: on one row of n
+    columns (m = 1)."""
+    i64, v = ctypes.c_int64, ctypes.c_void_p
+    f = ctypes.CFUNCTYPE(i64, i64, i64, *([v] * chains))(ee.get_function_address(fac))
+    s = ctypes.CFUNCTYPE(None, i64, i64, *([v] * 2 * chains))(ee.get_function_address(sol))
+    return functools.partial(f, 1), functools.partial(s, 1)
 
 
 # the bands whose factor and solve also come two blocks at a time (made with
