@@ -9,11 +9,13 @@ with NaN, +-inf, +-0 and extremes among the entries, and with a failing
 pivot at a random column (in either chain of a pair, or both), on bands of
 0 to 1,000 columns.  Each comparison is the factored band, the info
 returned and, where the factor succeeded, the solution (equal bit for bit;
-NaN where NaN, its payload aside).  A pair whose factor fails is compared
-with the other tree's single loops on each chain (this tree factors the
-partner on alone; the column reported is the first failing one of the
-two stacked, as the single loop over them reports).  Also the time of
-each loop per column (best of 5), both trees.  Exits 1 on any difference.
+NaN where NaN, its payload aside); the two-chain loops failing too.  And
+this tree's ``Kernels.factor`` of the two bands stacked as two blocks
+against the other tree's single loop on each: each block as its own
+factor leaves it, whatever its partner's pivots, and the column reported
+the first failing one of the stack (as the single loop over it reports).
+Also the time of each loop per column (best of 5), both trees.  Exits 1 on
+any difference.
 """
 
 from __future__ import annotations
@@ -88,8 +90,9 @@ def _addr(a):
     return a.ctypes.data
 
 
-def compare(new, old, seeds):
-    """(comparisons, differences, {what: comparisons}) over the grid."""
+def compare(new, old, seeds, kern):
+    """(comparisons, differences, {what: comparisons}) over the grid
+    (``kern``: this tree's Kernels, for its two-block factor)."""
     (snew, pnew, _), (sold, pold, _) = new, old
     count, bad, what = 0, [], {}
 
@@ -121,7 +124,7 @@ def compare(new, old, seeds):
                                 bad.append(("solve", kd, n, kind, seed))
         for kd, (fo, so) in pold.items():
             fn, sn = pnew[kd]
-            fs, ss = sold[kd]
+            fs = sold[kd][0]
             for n in SIZES:
                 for kind in KINDS + ("failA", "failB"):
                     for seed in range(seeds):
@@ -132,24 +135,27 @@ def compare(new, old, seeds):
                             A[0, rng.integers(0, n)] = -1.0
                         if kind == "failB" and n:
                             B[0, rng.integers(0, n)] = -1.0
-                        nA, nB = A.copy(order="F"), B.copy(order="F")
-                        info = fn(n, _addr(nA), _addr(nB))
-                        # the single loops on each chain, the first failure of the two stacked
-                        sA, sB = A.copy(order="F"), B.copy(order="F")
-                        iA, iB = fs(n, _addr(sA)), fs(n, _addr(sB))
-                        want = iA or (n + iB if iB else 0)
+                        # the loops themselves, failing or not
+                        nA, nB, oA, oB = (v.copy(order="F") for v in (A, B, A, B))
+                        info, want = fn(n, _addr(nA), _addr(nB)), fo(n, _addr(oA), _addr(oB))
                         count += 1
-                        seen("pair factor vs single loops" + (" (failing)" if want else ""))
-                        if info != want or not (_same(nA, sA) and _same(nB, sB)):
-                            bad.append(("pair factor vs single", kd, n, kind, seed))
+                        seen("pair factor" + (" (failing)" if want else ""))
+                        if info != want or not (_same(nA, oA) and _same(nB, oB)):
+                            bad.append(("pair factor", kd, n, kind, seed))
+                        if n:  # this tree's Kernels.factor of the two stacked: the singles'
+                            stack = np.concatenate((A[:, :n], B), axis=1).copy(order="F")
+                            got = kern._factor(stack, 2 * n, 2, pnew[kd])
+                            sA, sB = A.copy(order="F"), B.copy(order="F")
+                            iA, iB = fs(n, _addr(sA)), fs(n, _addr(sB))
+                            count += 1
+                            seen("two blocks vs single loops" + (" (failing)" if iA or iB
+                                                                 else ""))
+                            if (got != (iA or (n + iB if iB else 0))
+                                    or not (_same(stack[:, :n], sA[:, :n])
+                                            and _same(stack[:, n:], sB))):
+                                bad.append(("two blocks vs single loops", kd, n, kind, seed))
                         if want:
                             continue
-                        oA, oB = A.copy(order="F"), B.copy(order="F")
-                        count += 1
-                        seen("pair factor")
-                        if fo(n, _addr(oA), _addr(oB)) != 0 or not (_same(oA, nA)
-                                                                    and _same(oB, nB)):
-                            bad.append(("pair factor", kd, n, kind, seed))
                         xa, xb = _rhs(rng, kd, n, kind), _rhs(rng, kd, n, kind)
                         ya, yb = xa.copy(), xb.copy()
                         so(n, _addr(oA), _addr(xa), _addr(oB), _addr(xb))
@@ -192,9 +198,11 @@ def main(argv=None):
     ap.add_argument("--seeds", type=int, default=4, help="random bands per size and kind")
     ap.add_argument("--no-timing", action="store_true")
     a = ap.parse_args(argv)
-    new = _loops(_module(a.src, "jit_band_new"))
+    this = _module(a.src, "jit_band_new")
+    new = _loops(this)
     old = _loops(_module(a.against, "jit_band_old"))
-    count, bad, what = compare(new, old, a.seeds)
+    kern = this.Kernels(this._compile())
+    count, bad, what = compare(new, old, a.seeds, kern)
     print(f"{count} comparisons, {len(bad)} differences ("
           + ", ".join(f"{k}: {v}" for k, v in what.items()) + ")")
     for row in bad[:20]:

@@ -118,25 +118,17 @@ if hasattr(os, "register_at_fork"):
                         after_in_child=_after_fork_child)
 
 
-def _band_fns(mod, kd, signed=False, chains=("",), export=True):
+def _band_fns(mod, kd, signed=False, chains=("",)):
     """The band's LDL' factor and solve for ``chains`` (one, or two
     independent bands of n columns each, ``"A"`` and ``"B"``: both pivot
     chains in one loop, each with its own factor's arithmetic), on
-    :func:`_loop_fn`'s skeleton, called on one row (m = 1) of n columns:
-    the chains run from the band's start to its end.  ``pbtrf<kd>`` or
-    ``ldlt<kd>`` (m, n, ab) -> info and ``pbtrs<kd>`` (m, n, ab, b),
-    suffixed ``x2`` for two chains ((m, n, abA, abB) -> info; (m, n, abA,
-    bA, abB, bB)); not ``export``: the one-chain factor alone, internal (a
-    pair's tail)."""
+    :func:`_loop_fn`'s skeleton, on one row of n columns (the chains run
+    from the band's start to its end): ``pbtrf<kd>`` or ``ldlt<kd>`` (n,
+    ab) -> info and ``pbtrs<kd>`` (n, ab, b), suffixed ``x2`` for two
+    chains ((n, abA, abB) -> info; (n, abA, bA, abB, bB))."""
     x2 = "x2" if len(chains) == 2 else ""
-    name = f"{'ldlt' if signed else 'pbtrf'}{kd}{x2}" + ("" if export else "_tail")
-    tail = _band_fns(mod, kd, signed, export=False) if x2 else None
-    fac = _factor_fn(mod, kd, signed, chains, name, tail)
-    if not export:
-        fac.linkage = "internal"
-        return fac
+    _factor_fn(mod, kd, signed, chains, f"{'ldlt' if signed else 'pbtrf'}{kd}{x2}")
     _solve_fn(mod, kd, chains, f"pbtrs{kd}{x2}")
-    return fac
 
 
 def _factor_col(c, ab, col, d, kd):
@@ -166,21 +158,20 @@ def _factor_col(c, ab, col, d, kd):
     return nxt
 
 
-def _factor_fn(mod, kd, signed, chains, name, tail):
+def _factor_fn(mod, kd, signed, chains, name):
     """LDL' of the band, column by column (:func:`_factor_col`), on
-    :func:`_loop_fn`: ``name(i64 m, i64 n, double* ab<s>...) -> info``, the
+    :func:`_loop_fn`: ``name(i64 n, double* ab<s>...) -> info``, the
     pivot carried from column to column in a register (a Cholesky's square
     root would add ~20 cycles a column; through memory, the store-to-load
     forwarding ~6 more: 1.2 -> 0.7 ms for the drift band of 54,000 frames).
     ``signed``: pivots of either sign (a quasi-definite matrix), only a zero
     (or NaN) one fails; else a non-positive one.  Returns 0, or at a
     failing pivot its column + 1 (the rest of that band left unfactored).
-    Two chains (``tail``: the one-chain factor): the pivot chain is
-    latency, not throughput, so two take ~0.65 of the time of one after the
-    other; at a failing pivot the other band is factored on alone by
-    ``tail`` (each band gets its own factor's numbers, whatever its
-    partner's), and the column reported is the first failing one of the two
-    stacked (A's m n columns, then B's)."""
+    Two chains: the pivot chain is latency, not throughput, so two take
+    ~0.65 of the time of one after the other; both stop at either's failing
+    pivot, reported as A's column + 1 if A's fails there, else n + B's
+    column + 1 (:meth:`Kernels.factor` factors the other band on alone
+    from there)."""
     ld = kd + 1
 
     def init(c):
@@ -195,48 +186,20 @@ def _factor_fn(mod, kd, signed, chains, name, tail):
         fail, cont = b.append_basic_block("fail"), b.append_basic_block("cont")
         b.cbranch(oks[0] if len(oks) == 1 else b.and_(*oks), cont, fail)
         b.position_at_end(fail)
-        _factor_fail(c, col, oks, ld, tail)
+        jp = b.add(col, c.c64(1))
+        b.ret(jp if len(oks) == 1 else b.select(oks[0], b.add(c.n, jp), jp))
         b.position_at_end(cont)
         return {"d" + s: _factor_col(c, c.P["ab" + s], col, c.carry["d" + s], kd)
                 for s in chains}
 
     return _loop_fn(mod, name, tuple("ab" + s for s in chains), (), (), False,
-                    tuple("d" + s for s in chains), {}, body, init=init, ret=True)
-
-
-def _factor_fail(c, col, oks, ld, tail):
-    """:func:`_factor_fn` at a failing pivot in column ``col``: returns col + 1;
-    with two chains, first the other band (if its pivot there is fine)
-    factored on by ``tail`` to its end or its own failure, and B's failure
-    reported as column m n + col + 1 unless A fails too (then A's, first in
-    the stack)."""
-    b = c.b
-    jp = b.add(col, c.c64(1))
-    if tail is None:
-        b.ret(jp)
-        return
-    total = b.mul(c.m, c.n)
-
-    def rest(s):  # (from this column on, as one row: the same numbers)
-        p = b.gep(c.P["ab" + s], [b.mul(col, c.c64(ld))])
-        return b.call(tail, [c.c64(1), b.sub(total, col), p])
-
-    a_bad, b_bad = b.append_basic_block("fail_a"), b.append_basic_block("fail_b")
-    b.cbranch(oks[0], b_bad, a_bad)
-    b.position_at_end(a_bad)
-    with b.if_then(oks[1]):
-        rest("B")
-    b.ret(jp)
-    b.position_at_end(b_bad)
-    info_a = rest("A")
-    b.ret(b.select(b.icmp_signed("==", info_a, c.c64(0)), b.add(total, jp),
-                   b.add(col, info_a)))
+                    tuple("d" + s for s in chains), {}, body, init=init, ret=True, rows=False)
 
 
 def _solve_fn(mod, kd, chains, name):
     """L w = b (unit L), then x = D^-1 w - L' x from the end: the two passes
-    of :func:`_loop_fn` (``name(i64 m, i64 n, double* ab<s>, double* b<s>,
-    ...)``), the pending right-hand sides (forward) and the last kd unknowns
+    of :func:`_loop_fn` on one row (``name(i64 n, double* ab<s>, double*
+    b<s>, ...)``), the pending right-hand sides (forward) and the last kd unknowns
     (backward) carried in registers, not re-read from memory; two chains:
     two independent bands and vectors, each with its own solve's arithmetic."""
     K, ld = kd, kd + 1
@@ -276,7 +239,7 @@ def _solve_fn(mod, kd, chains, name):
     return _loop_fn(mod, name, ptrs, (), (), False,
                     tuple(f"q{i}{s}" for s in chains for i in range(K)), {}, fwd, init=init,
                     then=(True, tuple(f"p{k}{s}" for s in chains for k in range(1, K + 1)),
-                          bwd))
+                          bwd), rows=False)
 
 
 def _loops_module():
@@ -386,7 +349,7 @@ def _drift_band_fn(mod):
 # ..., x_{n-1}, b_n).
 
 def _loop_fn(mod, name, ptrs, dbls, rowd, backward, carries, reds, body, end=None, ints=(),
-             empty_rows=False, init=None, ret=False, then=None):
+             empty_rows=False, init=None, ret=False, then=None, rows=True):
     """A function ``name(i64 m, i64 n, double* <ptrs>..., i64 <ints>...,
     double <dbls>...)`` looping over rows r and, within a row, k = 0 .. n-1
     (or back); with n = 0 nothing, unless ``empty_rows`` (then each row's
@@ -400,19 +363,21 @@ def _loop_fn(mod, name, ptrs, dbls, rowd, backward, carries, reds, body, end=Non
     runs after the row (c.k is then unset).  ``ret``: the function returns
     an i64, 0 at its end (a body may return earlier on a branch of its own).
     ``then``: (backward, carries, body) of a second pass over the row's k
-    after the first (its carries 0.0 at its start; not with ``empty_rows``)."""
+    after the first (its carries 0.0 at its start; not with ``empty_rows``).
+    ``rows`` False: one row, no m argument (``name(i64 n, ...)``)."""
     from llvmlite import ir
 
     if empty_rows and (reds or then):
         raise ValueError("_loop_fn: empty_rows leaves reds without a value")
     dbl, i64 = ir.DoubleType(), ir.IntType(64)
-    args = [i64, i64] + [dbl.as_pointer()] * len(ptrs) + [i64] * len(ints) + [dbl] * len(dbls)
+    a0 = 2 if rows else 1  # (the first pointer argument)
+    args = [i64] * a0 + [dbl.as_pointer()] * len(ptrs) + [i64] * len(ints) + [dbl] * len(dbls)
     fn = ir.Function(mod, ir.FunctionType(i64 if ret else ir.VoidType(), args), name=name)
-    for a in fn.args[2:2 + len(ptrs)]:
+    for a in fn.args[a0:a0 + len(ptrs)]:
         a.add_attribute("noalias")
-    m, n = fn.args[0], fn.args[1]
-    P = dict(zip(ptrs, fn.args[2:2 + len(ptrs)]))
-    ni = 2 + len(ptrs) + len(ints)
+    m, n = (fn.args[0], fn.args[1]) if rows else (ir.Constant(i64, 1), fn.args[0])
+    P = dict(zip(ptrs, fn.args[a0:a0 + len(ptrs)]))
+    ni = a0 + len(ptrs) + len(ints)
     S = dict(zip(dbls, fn.args[ni:]))
     entry = fn.append_basic_block("entry")
     rowh = fn.append_basic_block("row")
@@ -422,15 +387,21 @@ def _loop_fn(mod, name, ptrs, dbls, rowd, backward, carries, reds, body, end=Non
     exitb = fn.append_basic_block("exit")
     b = ir.IRBuilder(entry)
     zero, one = ir.Constant(i64, 0), ir.Constant(i64, 1)
-    go = b.icmp_signed(">", m, zero)
+    go = b.icmp_signed(">", m, zero) if rows else None
     if not empty_rows:
-        go = b.and_(b.icmp_signed(">", n, zero), go)
-    b.cbranch(go, rowh, exitb)
+        go = b.icmp_signed(">", n, zero) if go is None else b.and_(b.icmp_signed(">", n, zero), go)
+    if go is None:
+        b.branch(rowh)
+    else:
+        b.cbranch(go, rowh, exitb)
     b.position_at_end(rowh)
-    r = b.phi(i64, "r")
-    r.add_incoming(zero, entry)
+    if rows:
+        r = b.phi(i64, "r")
+        r.add_incoming(zero, entry)
+    else:
+        r = zero
     c = _Ctx(b, P, S, n)
-    c.I = dict(zip(ints, fn.args[2 + len(ptrs):ni]))
+    c.I = dict(zip(ints, fn.args[a0 + len(ptrs):ni]))
     c.r, c.m = r, m
     # each row's start in rows of length n, T = n + 1 or N = 2 n + 1, made
     # (in the row's block) only if a pass uses it: the fewer instructions,
@@ -456,9 +427,12 @@ def _loop_fn(mod, name, ptrs, dbls, rowd, backward, carries, reds, body, end=Non
     c.k = None
     if end is not None:
         end(c)
-    r1 = b.add(r, one)
-    r.add_incoming(r1, b.block)
-    b.cbranch(b.icmp_signed("<", r1, m), rowh, exitb)
+    if rows:
+        r1 = b.add(r, one)
+        r.add_incoming(r1, b.block)
+        b.cbranch(b.icmp_signed("<", r1, m), rowh, exitb)
+    else:
+        b.branch(exitb)
     b.position_at_end(exitb)
     if ret:
         b.ret(zero)
@@ -933,13 +907,11 @@ def _compile_ipm():
 
 
 def _band_calls(ee, fac, sol, chains):
-    """The factor ``fac`` and solve ``sol`` of :func:`_band_fns` as
-    ``fac(n, ab...)`` -> info and ``sol(n, ab, b, ...)``: on one row of n
-    columns (m = 1)."""
+    """The factor ``fac`` and solve ``sol`` of :func:`_band_fns`:
+    ``fac(n, ab...)`` -> info and ``sol(n, ab, b, ...)``."""
     i64, v = ctypes.c_int64, ctypes.c_void_p
-    f = ctypes.CFUNCTYPE(i64, i64, i64, *([v] * chains))(ee.get_function_address(fac))
-    s = ctypes.CFUNCTYPE(None, i64, i64, *([v] * 2 * chains))(ee.get_function_address(sol))
-    return functools.partial(f, 1), functools.partial(s, 1)
+    return (ctypes.CFUNCTYPE(i64, i64, *([v] * chains))(ee.get_function_address(fac)),
+            ctypes.CFUNCTYPE(None, i64, *([v] * 2 * chains))(ee.get_function_address(sol)))
 
 
 # the bands whose factor and solve also come two blocks at a time (made with
@@ -1107,9 +1079,21 @@ class Kernels:
         if pair is None:
             return int(self._k[kd][0](n, p))
         nb, half = self._halves(n, blocks)
-        info = int(pair[0](half, p, p + 8 * (kd + 1) * half))
-        if info == 0 and 2 * half < n:
-            info = int(self._k[kd][0](nb, p + 8 * (kd + 1) * 2 * half))
+        col = 8 * (kd + 1)  # (bytes a column)
+        info = int(pair[0](half, p, p + col * half))
+        if info:
+            # both chains stopped at column j, where one failed: the other
+            # factored on alone from there (its numbers are its own, not
+            # its partner's), and the stack's first failing column reported
+            j = (info - 1) % half
+            if info <= half:  # (the first half's: the second's may fail at j too)
+                self._k[kd][0](half - j, p + col * (half + j))
+            else:
+                more = int(self._k[kd][0](half - j, p + col * j))
+                info = j + more if more else info
+            return info
+        if 2 * half < n:
+            info = int(self._k[kd][0](nb, p + col * 2 * half))
             if info:
                 info += 2 * half
         return info
