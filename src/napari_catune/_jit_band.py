@@ -199,9 +199,11 @@ def _factor_fn(mod, kd, signed, chains, name):
 def _solve_fn(mod, kd, chains, name):
     """L w = b (unit L), then x = D^-1 w - L' x from the end: the two passes
     of :func:`_loop_fn` on one row (``name(i64 n, double* ab<s>, double*
-    b<s>, ...)``), the pending right-hand sides (forward) and the last kd unknowns
-    (backward) carried in registers, not re-read from memory; two chains:
-    two independent bands and vectors, each with its own solve's arithmetic."""
+    b<s>, ...)``), the pending right-hand sides (forward) and the last kd
+    unknowns (backward) carried in registers, not re-read from memory (the
+    values themselves: a copy by + 0.0 would put an addition on the chain,
+    ~3 cycles a column); two chains: two independent bands and vectors,
+    each with its own solve's arithmetic."""
     K, ld = kd, kd + 1
     ptrs = tuple(p + s for s in chains for p in ("ab", "b"))
 
@@ -368,7 +370,7 @@ def _loop_fn(mod, name, ptrs, dbls, rowd, backward, carries, reds, body, end=Non
     from llvmlite import ir
 
     if empty_rows and (reds or then):
-        raise ValueError("_loop_fn: empty_rows leaves reds without a value")
+        raise ValueError("_loop_fn: empty_rows leaves reds without a value (and no then)")
     dbl, i64 = ir.DoubleType(), ir.IntType(64)
     a0 = 2 if rows else 1  # (the first pointer argument)
     args = [i64] * a0 + [dbl.as_pointer()] * len(ptrs) + [i64] * len(ints) + [dbl] * len(dbls)
@@ -402,7 +404,7 @@ def _loop_fn(mod, name, ptrs, dbls, rowd, backward, carries, reds, body, end=Non
         r = zero
     c = _Ctx(b, P, S, n)
     c.I = dict(zip(ints, fn.args[a0 + len(ptrs):ni]))
-    c.r, c.m = r, m
+    c.r = r
     # each row's start in rows of length n, T = n + 1 or N = 2 n + 1, made
     # (in the row's block) only if a pass uses it: the fewer instructions,
     # the shorter LLVM's compile
