@@ -2576,6 +2576,13 @@ _COARSE_EARLY_T = 100_000
 # that answer wanders among such sets too; _DENSE_VERIFY 4 did not help;
 # measured before _coarse_polish)
 _COARSE_PEAK_EARLY = 600.0
+# ... and not on kernels whose AR roots lie closer than _COARSE_CLOSE of
+# 1 - d (tau_rise within ~1 % of tau_decay; outside the sliders at 1 kHz):
+# a reviewer's 150 random 1 kHz problems with tau_rise 1e-5 to 1e-2 below
+# tau_decay, 9 stopped 9e-9 to 7.2e-4 above the optimum (roots 5e-5 to
+# 3e-4 of 1 - d apart) while the plain cold path met it on all: there a
+# wrong free set passed the settle's full step with no violators
+_COARSE_CLOSE = 1e-2
 
 
 @njit(cache=_CACHE, nogil=True)
@@ -2584,6 +2591,19 @@ def _dominant_root(g1, g2):
     roots their real part)."""
     disc = g1 * g1 + 4.0 * g2
     return 0.5 * (g1 + math.sqrt(disc)) if disc > 0.0 else 0.5 * g1
+
+
+@njit(cache=_CACHE, nogil=True)
+def _coarse_close_roots(g1, g2):
+    """Whether the AR(2) roots are real and apart by less than
+    ``_COARSE_CLOSE`` of 1 - d (tau_rise within ~1 % of tau_decay), or not
+    real: no binned start there (its settle can stop on a wrong set that
+    the full step's KKT test passes)."""
+    disc = g1 * g1 + 4.0 * g2
+    if not disc > 0.0:
+        return True
+    d, r = _ar_roots(g1, g2)
+    return not (d - r >= _COARSE_CLOSE * (1.0 - d))
 
 
 @njit(cache=_CACHE, nogil=True)
@@ -2598,6 +2618,8 @@ def _coarse_factor(g1, g2, lamG, T, blocks=False):
         decay = math.inf
     else:
         decay = 1.0 / (1.0 - d_root)
+    if _coarse_close_roots(g1, g2):
+        return 0
     early = _EARLY_DECAY > 0.0 and decay > _EARLY_DECAY
     if blocks:
         if (not early or _BLOCK_STEPS <= 0 or not _coarse_blocks_apply(g1, g2)
@@ -2876,6 +2898,10 @@ _BLOCK_ROUND = 64.0 * 2.220446049250313e-16
 # compensated sums; constant where d^N is below _BLOCK_TINY (the rest is
 # below rounding)
 _BLOCK_END = 1.0
+# ... but to the trace's end where the roots lie closer than _BLOCK_CLOSE of
+# 1 - d (the closed forms' relative error ~1e-16 ((1 - d) / (d - r))^2: a
+# reviewer's 2e-7 at 0.99999 / 1.0 s; compensated ~1e-15)
+_BLOCK_CLOSE = 0.1
 _BLOCK_TINY = 1e-20
 # a pending tail flushes below _BLOCK_FLUSH; a sweep's scan adds its share
 # to the samples ahead _BLOCK_AHEAD at a time
@@ -2912,6 +2938,10 @@ def _coarse_sums(d, r, n, dp, rp, sums):
     / ((1 - d^2)(1 - r^2)(1 - d r)) less their tails beyond N (bounded
     terms of the power tables dp, rp)."""
     n_end = min(n, int(_BLOCK_END / (1.0 - d)))
+    if not d - r >= _BLOCK_CLOSE * (1.0 - d):
+        # the closed forms below cancel ~((1 - d) / (d - r))^2 eps: close
+        # roots sum on (O(n), compensated)
+        n_end = n
     # (e(k) = f(k + 1): positive terms, no cancellation; the AR recursion
     # for e drifts ~3e-12 over a decay length at 1 kHz)
     f = 0.0
