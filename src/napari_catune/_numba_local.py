@@ -284,7 +284,7 @@ def segment_solve(y, bvec, g1, g2, alpha, beta, active, a, e, gain, x, u, nu, ep
 @njit(cache=_CACHE, nogil=True)
 def local_exchange(y, bvec, g1, g2, alpha, beta, active, flip, x, u, nu, gain, eps_u, eps_nu,
                    max_seg, max_work, n_block=_SEG_ROUNDS, n_single=_SEG_SINGLE, window=0,
-                   thin=0, touched=None):
+                   thin=0):
     """Apply the block exchange flagged in ``flip`` (after a full step of
     :func:`_numba_solvers._kkt_core`, whose x, u, nu, bvec and thresholds
     eps_u, eps_nu are given), then settle each segment that changed with
@@ -295,9 +295,6 @@ def local_exchange(y, bvec, g1, g2, alpha, beta, active, flip, x, u, nu, gain, e
     and more single rounds when the last call left a segment in a cycle:
     the same start gives the same cycle).  ``active`` is updated in place;
     x, u, nu hold the local solutions (the next full step recomputes them).
-    With ``touched`` (bool, n) every sample a solve wrote (x, u, nu and the
-    scratch ``gain``) or that changed side is marked there
-    (:func:`riccati_regions` forms the full step's recursion again on them).
     Returns (samples solved, segments left unsettled).
     """
     n = x.shape[0]
@@ -313,8 +310,6 @@ def local_exchange(y, bvec, g1, g2, alpha, beta, active, flip, x, u, nu, gain, e
             for j in range(k, n):
                 if flip[j]:
                     active[j] = not active[j]
-                    if touched is not None:
-                        touched[j] = True
             left += 1
             break
         # the pairs that close a segment are untouched by the exchange, so
@@ -354,10 +349,6 @@ def local_exchange(y, bvec, g1, g2, alpha, beta, active, flip, x, u, nu, gain, e
                 e = e_new
         if not settled:
             left += 1
-        if touched is not None:
-            # the solves wrote [a, e) and may have flipped the closing pair
-            for j in range(a, min(e + 2, n)):
-                touched[j] = True
         # the next flipped sample lies at or after e (the closing pair is
         # untouched)
         k = e
@@ -912,148 +903,3 @@ def dense_verify(y, bvec, g1, g2, alpha, lamG, active, u, nu, flip, thin, ws, in
                                    tables)
     return changed if rounds > 0 else 0
 
-
-
-# ------------------------------------- the full step's recursion, by regions
-@njit(cache=_CACHE, nogil=True, fastmath={"contract"})
-def riccati_span(y, g1, g2, beta, active, gain, lo, hi, ca, cq, a22):
-    """:func:`._numba_solvers._subspace_riccati` (no drift) on samples
-    [lo, hi), the same arithmetic: on the whole trace (lo 0, hi n, ``a22``
-    1) the same gains and the same (a22, q2), which it returns.  Also
-    stores how much each sample moved a22 and q2 in ``ca``, ``cq``: a
-    region bounded by untouched free pairs moves (a22, q2) by those sums and
-    touches nothing else (the value function is the same constant before
-    each such pair), so a local settle's changed regions move (a22, q2) by
-    their new sums less their old ones (:func:`riccati_regions`).  On
-    hi < n the samples (hi, hi + 1) must be a free pair.  ``a22``: the
-    start of its sum (q2's is 0)."""
-    n = y.shape[0] - 1
-    g1sq = g1 * g1
-    g1x2 = 2.0 * g1
-    g2sq = g2 * g2
-    bg1 = beta * g1
-    bg2 = -beta * g2
-    a00 = 1.0
-    a01 = 0.0
-    a02 = 1.0
-    a11 = 0.0
-    a12 = 0.0
-    q0 = 0.0
-    q1 = 0.0
-    q2 = 0.0
-    f1 = False
-    f2 = False
-    if hi < n:
-        # the value function before a free pair
-        q1 = bg2
-        q0 = q1 - bg1
-        f1 = True
-        f2 = True
-    for k in range(hi - 1, lo - 1, -1):
-        yk = y[k + 1]
-        l1 = q1
-        l2 = q2 - yk
-        a22_was = a22
-        q2_was = q2
-        if not active[k] and f1 and f2:
-            lb = q0 + (beta - yk)
-            gain[k, 0] = 0.0
-            gain[k, 1] = 1.0
-            gain[k, 2] = lb
-            q0 = l1 - bg1
-            q1 = bg2
-            q2 = l2 - lb
-            a22 = (a22 + 1.0) - 1.0
-            ca[k] = a22 - a22_was
-            cq[k] = q2 - q2_was
-            continue
-        f2 = f1
-        f1 = not active[k]
-        if active[k]:
-            l0 = q0 - yk
-            p00 = g1sq * a00 + (g1x2 * a01 + (a11 + 1.0))
-            p01 = g2 * (g1 * a00 + a01)
-            p11 = g2sq * a00
-            p02 = g1 * a02 + a12
-            p12 = g2 * a02
-            q0 = g1 * l0 + l1
-            q1 = g2 * l0
-            q2 = l2
-            a00 = p00
-            a01 = p01
-            a11 = p11
-            a02 = p02 + 1.0
-            a12 = p12
-            a22 = a22 + 1.0
-        else:
-            inv = 1.0 / a00
-            lb = q0 + (beta - yk)
-            c1 = a01 * inv
-            c2 = a02 * inv
-            c3 = lb * inv
-            gain[k, 0] = c1
-            gain[k, 1] = c2
-            gain[k, 2] = c3
-            q0 = (l1 - bg1) - c1 * lb
-            q1 = bg2
-            q2 = l2 - c2 * lb
-            e11 = a01 * a01
-            e12 = a01 * a02
-            e22 = a02 * a02
-            a00 = (a11 + 1.0) - e11 * inv
-            a02 = (a12 + 1.0) - e12 * inv
-            a22 = (a22 + 1.0) - e22 * inv
-            a01 = 0.0
-            a11 = 0.0
-            a12 = 0.0
-        ca[k] = a22 - a22_was
-        cq[k] = q2 - q2_was
-    return a22, q2
-
-
-@njit(cache=_CACHE, nogil=True, inline="always")
-def _quiet_pair(active, touched, k, n):
-    """(k, k+1) is a free pair that no local solve touched."""
-    return (k + 1 < n and not active[k] and not active[k + 1]
-            and not touched[k] and not touched[k + 1])
-
-
-@njit(cache=_CACHE, nogil=True)
-def riccati_regions(y, g1, g2, beta, active, gain, touched, ca, cq):
-    """After a local settle (:func:`local_exchange` with ``touched``, which
-    marks every sample its solves wrote or changed): the full step's
-    recursion formed again on each marked region, widened to the untouched
-    free pairs around it (:func:`riccati_span`: the gains, and the
-    increments ``ca``, ``cq`` of a22 and q2), the marks cleared.  Returns
-    the change of (a22, q2): the regions' new increments less their old
-    ones (rounded otherwise than one pass over the trace: the same set to
-    rounding, not the same bits)."""
-    n = touched.shape[0]
-    da = 0.0
-    dq = 0.0
-    k = 0
-    while k < n:
-        if not touched[k]:
-            k += 1
-            continue
-        a = k - 2
-        while a > 0 and not _quiet_pair(active, touched, a, n):
-            a -= 1
-        if a < 0:
-            a = 0
-        e = k + 1
-        while e < n - 1 and not _quiet_pair(active, touched, e, n):
-            e += 1
-        if e >= n - 1:
-            e = n
-        old_a = 0.0
-        old_q = 0.0
-        for j in range(a, e):
-            old_a += ca[j]
-            old_q += cq[j]
-            touched[j] = False
-        new_a, new_q = riccati_span(y, g1, g2, beta, active, gain, a, e, ca, cq, 0.0)
-        da += new_a - old_a
-        dq += new_q - old_q
-        k = e
-    return da, dq

@@ -34,8 +34,7 @@ from numba.extending import intrinsic
 
 from ._numba_local import (_SEG_ROUNDS, _SEG_SINGLE, _chol_add, _gram_fill, _nnqp, adjoint_conv,
                            dense_fits, dense_settle, dense_verify, direct_gradient, forward_conv,
-                           local_exchange, peak_samples, power_tables, riccati_regions,
-                           riccati_span, thin_flips)
+                           local_exchange, peak_samples, power_tables, thin_flips)
 
 # (int64, not literal ints: see _NO)
 _SEG_ROUNDS = np.int64(_SEG_ROUNDS)
@@ -730,18 +729,6 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
     # same path without the recursion ahead: its forward pass branch-free)
     flat = _AHEAD and not warm and mode != 2 and not cold_slow
     ahead_ok = flat and not fast0
-    # ... and after a local settle forms the next step's recursion only on
-    # the regions the settle touched (_numba_local.riccati_regions; the
-    # whole trace's by riccati_span, which keeps each sample's increments of
-    # (a22, q2) in ``work``, ``gain_b``)
-    inc0 = fast0 and flat and _INC_RICCATI
-    touched = bws[3 * n:4 * n]
-    if inc0:
-        for k in range(n):
-            touched[k] = False
-    marks = touched if inc0 else None
-    a22c = 0.0
-    q2c = 0.0
     ready = False
     formed = False
     a22r = 0.0
@@ -774,11 +761,6 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
             n_bad, last_bad, eps_u, eps_nu = _all_free_step(y, g1, g2, alpha, mode, x, bvec, u,
                                                             nu, flip, rel_eps)
         elif flat:
-            if inc0 and not ready:
-                a22r, q2r = riccati_span(y, g1, g2, beta, active, gain, 0, n, work, gain_b, 1.0)
-                ready = True
-            a22c = a22r
-            q2c = q2r
             ahead = ahead_ok and (not local or bad_prev * local_frac > _AHEAD_MARGIN * n)
             n_bad, last_bad, eps_u, eps_nu, formed, a22n, q2n = _kkt_core_ahead(
                 y, g1, g2, alpha, beta, mode, active, gain, x, bvec, u, nu, flip, rel_eps, ready,
@@ -899,19 +881,12 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
             if cycle:
                 lw, ll = local_exchange(y, bvec, g1, g2, alpha, beta, active, flip, x, u, nu,
                                         gain, eps_u, eps_nu, n, local_work * n, _ZERO,
-                                        _LOCAL_CYCLE, window, thin, marks)
+                                        _LOCAL_CYCLE, window, thin)
             else:
                 lw, ll = local_exchange(y, bvec, g1, g2, alpha, beta, active, flip, x, u, nu,
                                         gain, eps_u, eps_nu, n, local_work * n, _SEG_ROUNDS,
-                                        seg_single, window, thin, marks)
+                                        seg_single, window, thin)
             left_last = ll
-            if inc0:
-                # the next step's recursion: this one's, formed again where
-                # the settle touched
-                da, dq = riccati_regions(y, g1, g2, beta, active, gain, touched, work, gain_b)
-                a22r = a22c + da
-                q2r = q2c + dq
-                ready = True
             if _TRACE:
                 print("TRACE   local cycle", cycle, "work", lw, "left", ll)
             cycle_last = cycle
@@ -998,10 +973,6 @@ _COLD_FREE_PASS = True
 # each: 55 at 0, 52 at -0.3, 46 at -1, 50 at -1.5, 59 at -2.5; positive
 # thresholds cost steps (57-79)
 _COLD_FREE_THR = -1.0
-# a cold start at lambda 0 (not drift, not slow against fs) forms a step's
-# recursion after a local settle only on the regions the settle touched
-# (_numba_local.riccati_regions; False: the whole trace's every step)
-_INC_RICCATI = True
 # a cold start at lambda 0 on a kernel not slow against fs (_COLD_DECAY)
 # forms its steps' multipliers by the multiply-add recursion, as a warm
 # start does (_nu_pass_fma)
