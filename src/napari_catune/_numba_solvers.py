@@ -497,6 +497,7 @@ def _riccati_flat(y, g1, g2, beta, active, gain):
             q2 = l2 - lb
             a22 = (a22 + 1.0) - 1.0
             continue
+        after_free = f1
         f2 = f1
         f1 = not active[k]
         if active[k]:
@@ -515,6 +516,26 @@ def _riccati_flat(y, g1, g2, beta, active, gain):
             a02 = p02 + 1.0
             a12 = p12
             a22 = a22 + 1.0
+        elif after_free:
+            # a free sample before a free one (not a pair: an active sample
+            # follows that): a01 = a11 = a12 = 0 here, so c1 = 0 and the
+            # branch below leaves a00 = a02 = 1 exactly, whatever 1 / a00
+            # is: the same numbers with the division off the loop-carried
+            # chain
+            inv = 1.0 / a00
+            lb = q0 + (beta - yk)
+            c2 = a02 * inv
+            c3 = lb * inv
+            gain[k, 0] = 0.0
+            gain[k, 1] = c2
+            gain[k, 2] = c3
+            q0 = l1 - bg1
+            q1 = bg2
+            q2 = l2 - c2 * lb
+            e22 = a02 * a02
+            a22 = (a22 + 1.0) - e22 * inv
+            a00 = 1.0
+            a02 = 1.0
         else:
             inv = 1.0 / a00
             lb = q0 + (beta - yk)
