@@ -1114,10 +1114,7 @@ def _all_free_step(y, g1, g2, alpha, mode, x, bvec, u, nu, flip, rel_eps):
     eps_u = rel_eps * u_max
     thr = -eps_u
     if _COLD_FREE_THR != 0.0:
-        ss = 0.0
-        for k in range(n):
-            ss += u[k] * u[k]
-        thr = _COLD_FREE_THR * math.sqrt(ss / n)
+        thr = _COLD_FREE_THR * math.sqrt(_sum_squares(u) / n)
     n_bad = 0
     last_bad = -1
     for k in range(n):
@@ -1138,6 +1135,15 @@ def _all_free_step(y, g1, g2, alpha, mode, x, bvec, u, nu, flip, rel_eps):
                 n_bad += 1
                 last_bad = k
     return n_bad, last_bad, eps_u, 0.0
+
+
+@njit(cache=_CACHE, nogil=True, fastmath={"reassoc", "nsz", "contract"})
+def _sum_squares(v):
+    """sum v^2, vectorised (a heuristic's scale: any rounding will do)."""
+    ss = 0.0
+    for k in range(v.shape[0]):
+        ss += v[k] * v[k]
+    return ss
 
 
 @njit(cache=_CACHE, nogil=True)
