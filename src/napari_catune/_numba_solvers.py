@@ -316,10 +316,6 @@ def _subspace_riccati(y, g1, g2, beta, mode, mu, active, gain, gb):
     # (1 + sqrt(1 + 4 mu)) / 2 its fixed point (the dominant eigenvalue), so
     # that a run of active samples keeps (hn, hd) bounded; a run of free
     # samples shrinks them, undone by an exact power of two.
-    if not drift:
-        # the same recursion compiled without the drift's branches (numba
-        # keeps them in the loop: 4.2 -> 2.3 ns a sample at lambda 0)
-        return _riccati_flat(y, g1, g2, beta, active, gain)
     sig = 1.0 / ((1.0 + math.sqrt(1.0 + 4.0 * mu)) / 2.0 + mu) if drift else 1.0
     mn = sig * (mu + 1.0)
     mm = sig * mu
@@ -464,7 +460,12 @@ def _subspace_riccati(y, g1, g2, beta, mode, mu, active, gain, gb):
 def _riccati_flat(y, g1, g2, beta, active, gain):
     """:func:`_subspace_riccati` without drift (modes 0 and 1): the same
     arithmetic, so the same gains and (1 + p22, q2), in a loop that holds
-    no drift branch."""
+    no drift branch (numba kept them in _subspace_riccati's loop: 4.2 ->
+    2.3 ns a sample on lam0-30Hz's set), and a free sample before a free
+    one (not a pair) in a branch of its own, its division off the
+    loop-carried chain.  Called in place of _subspace_riccati where there
+    is no drift (_subspace_core, _kkt_core_ahead): _subspace_riccati keeps
+    its compiled body, so drift's numbers stay as they were."""
     n = y.shape[0] - 1
     g1sq = g1 * g1
     g1x2 = 2.0 * g1
@@ -588,7 +589,11 @@ def _subspace_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, 
     With ``want_u`` the forward pass also writes the spikes u = M x / alpha
     on the free set (0 on the active set) and returns max |u|.
     """
-    a22, q2 = _subspace_riccati(y, g1, g2, beta, mode, mu, active, gain, gb)
+    if mode == 2:
+        a22, q2 = _subspace_riccati(y, g1, g2, beta, mode, mu, active, gain, gb)
+    else:
+        # (the same numbers in a loop without the drift's branches)
+        a22, q2 = _riccati_flat(y, g1, g2, beta, active, gain)
     return _subspace_fwd(y, g1, g2, alpha, mode, active, gain, gb, x, bvec, u, want_u, a22, q2)
 
 
@@ -1114,7 +1119,10 @@ def _all_free_step(y, g1, g2, alpha, mode, x, bvec, u, nu, flip, rel_eps):
     eps_u = rel_eps * u_max
     thr = -eps_u
     if _COLD_FREE_THR != 0.0:
-        thr = _COLD_FREE_THR * math.sqrt(_sum_squares(u) / n)
+        ss = 0.0
+        for k in range(n):
+            ss += u[k] * u[k]
+        thr = _COLD_FREE_THR * math.sqrt(ss / n)
     n_bad = 0
     last_bad = -1
     for k in range(n):
@@ -1135,15 +1143,6 @@ def _all_free_step(y, g1, g2, alpha, mode, x, bvec, u, nu, flip, rel_eps):
                 n_bad += 1
                 last_bad = k
     return n_bad, last_bad, eps_u, 0.0
-
-
-@njit(cache=_CACHE, nogil=True, fastmath={"reassoc", "nsz", "contract"})
-def _sum_squares(v):
-    """sum v^2, vectorised (a heuristic's scale: any rounding will do)."""
-    ss = 0.0
-    for k in range(v.shape[0]):
-        ss += v[k] * v[k]
-    return ss
 
 
 @njit(cache=_CACHE, nogil=True)
@@ -1453,7 +1452,7 @@ def _kkt_core_ahead(y, g1, g2, alpha, beta, mode, active, gain, x, bvec, u, nu, 
         u_max = _all_active_fwd(y, mode, x, bvec, u)
     else:
         if not ready:
-            a22, q2 = _subspace_riccati(y, g1, g2, beta, mode, 0.0, active, gain, gain)
+            a22, q2 = _riccati_flat(y, g1, g2, beta, active, gain)
         if fast:
             u_max = _subspace_fwd_fma(y, g1, g2, alpha, mode, active, gain, x, bvec, u, a22, q2)
         else:
