@@ -1216,7 +1216,7 @@ def _exchange_stalls(hist, it):
 def _kkt_step(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u, nu, flip, rel_eps):
     """One active-set step (:func:`_kkt_core`).  Returns (n_bad, last_bad)."""
     n_bad, last_bad, _eu, _en = _kkt_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x,
-                                          bvec, u, nu, flip, rel_eps, _NO)
+                                          bvec, u, nu, flip, rel_eps, _NO, _NO)
     return n_bad, last_bad
 
 
@@ -3283,7 +3283,8 @@ def _coarse_settle(y, g1, g2, alpha, lamG, mode, mu, active, max_steps, s_out, b
     prev_bad = n + 1
     while it < max_steps:
         n_bad, last_bad, _eps_u, eps_nu = _kkt_core(y, g1, g2, alpha, beta, mode, mu, active,
-                                                    gain, gb, x, bvec, u, nu, flip, 1e-11, _YES)
+                                                    gain, gb, x, bvec, u, nu, flip, 1e-11, _YES,
+                                                    _NO)
         it += 1
         if n_bad == 0:
             converged = True
