@@ -10,13 +10,22 @@ recursion with every loop-carried entry one multiply-add from its own
 last value (p01 = g2 a01 + (g1 g2) a00, a02 = g1 a02 + (a12 + 1),
 q0 = g1 q0 + (q1 - g1 y)): on the sparse free sets of the bench's 30 and
 100 Hz regimes the recursion takes ~0.13 ms instead of ~0.20 ms on 54,000
-frames.  Rounded differently (g1 g2 is a rounded constant, sums grouped
-otherwise): the spikes of a step differ from the plain recursion's by
-~1e-11 of their largest on kernels decaying over ~80 samples.  Only a
-warm start's phase-1 steps use it, on kernels decaying over fewer than
-``_EARLY_DECAY`` samples (the slider path; the cold solves and the
+frames (on lowSNR-30Hz's ~40 % free samples 0.23 -> 0.20 ms: there the
+free samples' division sets the pace).  A warm re-solve without drift
+after one slider move then takes 0.78-0.95 of the CPU time at the same
+steps (bench_solver.py --warm, 30 and 100 Hz regimes; 0.87 summed over
+all regimes and moves, two back-to-back pairs).  Rounded differently
+(g1 g2 is a rounded constant, sums grouped otherwise): the spikes of a
+step differ from the plain recursion's by ~1e-11 of their largest on
+kernels decaying over ~80 samples, the flagged violators are the same.
+Only a warm start's phase-1 steps use it, on kernels decaying over fewer
+than ``_EARLY_DECAY`` samples (the slider path; the cold solves and the
 interior point keep the plain recursion); the step's KKT check and the
 final check decide as before.
+
+The drift recursion is not latency- but throughput-bound (~25 products
+and multiply-adds and a division per active sample, ~12 cycles): the
+same regrouping made it slower (0.25 -> 0.28-0.30 ms), so it is kept.
 
 :func:`segment_back_short` is the same for the local settle's backward
 recursion (:func:`._numba_local.segment_solve`, the baseline fixed).
