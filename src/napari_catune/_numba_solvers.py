@@ -35,6 +35,7 @@ from numba.extending import intrinsic
 from ._numba_local import (_SEG_ROUNDS, _SEG_SINGLE, _chol_add, _gram_fill, _nnqp, adjoint_conv,
                            dense_fits, dense_settle, dense_verify, direct_gradient, forward_conv,
                            local_exchange, peak_samples, power_tables, thin_flips)
+from ._numba_short import riccati_short
 
 # (int64, not literal ints: see _NO)
 _SEG_ROUNDS = np.int64(_SEG_ROUNDS)
@@ -807,6 +808,11 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
     # tau_decay +50 %; on the direct gradient and checked, at the optimum)
     dense = cmax >= _DENSE_MIN and (lamG > 0.0 or _DENSE_LAM0)
     slow_warm = warm and early
+    # a warm start on a kernel not slow against fs: its steps' Riccati
+    # recursion with short chains (_numba_short.riccati_short; no drift)
+    short = _SHORT_RIC and warm and not early and mode != 2
+    # ... and its local settles' (the baseline fixed: with drift too)
+    short_local = _SHORT_RIC and warm and not early
     dense_steps = 0
     verified = 0
     # (whether the dense settle's power tables are formed: dense_settle
@@ -877,7 +883,7 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
         else:
             n_bad, last_bad, eps_u, eps_nu = _kkt_core(y, g1, g2, alpha, beta, mode, mu, active,
                                                        gain, gb, x, bvec, u, nu, flip, rel_eps,
-                                                       warm or fast0)
+                                                       warm or fast0, short)
         # (the gains formed ahead hold only if this step's flags are flipped
         # as they stand: the plain block exchange below)
         ready = False
@@ -990,11 +996,11 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
             if cycle:
                 lw, ll = local_exchange(y, bvec, g1, g2, alpha, beta, active, flip, x, u, nu,
                                         gain, eps_u, eps_nu, n, local_work * n, _ZERO,
-                                        _LOCAL_CYCLE, window, thin)
+                                        _LOCAL_CYCLE, window, thin, short_local)
             else:
                 lw, ll = local_exchange(y, bvec, g1, g2, alpha, beta, active, flip, x, u, nu,
                                         gain, eps_u, eps_nu, n, local_work * n, _SEG_ROUNDS,
-                                        seg_single, window, thin)
+                                        seg_single, window, thin, short_local)
             left_last = ll
             if _TRACE:
                 print("TRACE   local cycle", cycle, "work", lw, "left", ll)
@@ -1265,6 +1271,11 @@ _COLD_AT_ONCE = 8
 _AHEAD = True
 _AHEAD_MARGIN = 2
 
+# a warm start's phase-1 steps without drift on kernels decaying over at most
+# _EARLY_DECAY samples form the Riccati recursion with short loop-carried
+# chains (_numba_short.riccati_short; False: the plain recursion)
+_SHORT_RIC = True
+
 # print each phase-1 step (debugging only; numba folds it away when False)
 _TRACE = False
 
@@ -1314,7 +1325,7 @@ def _exchange_stalls(hist, it):
 def _kkt_step(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u, nu, flip, rel_eps):
     """One active-set step (:func:`_kkt_core`).  Returns (n_bad, last_bad)."""
     n_bad, last_bad, _eu, _en = _kkt_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x,
-                                          bvec, u, nu, flip, rel_eps, _NO)
+                                          bvec, u, nu, flip, rel_eps, _NO, _NO)
     return n_bad, last_bad
 
 
@@ -1397,7 +1408,7 @@ def _nu_pass_fma(y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u):
 
 @njit(cache=_CACHE, nogil=True)
 def _kkt_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u, nu, flip, rel_eps,
-              fast=False):
+              fast=False, short=False):
     """One active-set step: the subspace optimum for ``active`` (x, bvec)
     and its KKT violators (flagged in ``flip``).  Returns (n_bad, last_bad,
     eps_u, eps_nu), the last two the thresholds it applied.
@@ -1415,9 +1426,17 @@ def _kkt_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u, nu
     every candidate (a spike below -rel_eps max|u|, a multiplier below 0);
     a fourth pass re-reads the flags only when a negative multiplier lies
     within the final threshold.  With ``fast`` the third pass is
-    :func:`_nu_pass_fma` (a warm start's phase 1).
+    :func:`_nu_pass_fma` (a warm start's phase 1).  With ``short`` (not
+    with drift) the Riccati recursion is :func:`._numba_short.riccati_short`
+    (a warm start's phase 1 on kernels not slow against fs: the same
+    recursion with shorter loop-carried chains, rounded differently).
     """
-    u_max = _subspace_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u, True)
+    if short and mode != 2:
+        a22, q2 = riccati_short(y, g1, g2, beta, active, gain)
+        u_max = _subspace_fwd(y, g1, g2, alpha, mode, active, gain, gb, x, bvec, u, True, a22, q2)
+    else:
+        u_max = _subspace_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u,
+                               True)
     eps_u = rel_eps * u_max
     if fast:
         n_bad, last_bad, nu_max, noise, near = _nu_pass_fma(y, g1, g2, beta, active, x, bvec,
@@ -3445,7 +3464,8 @@ def _coarse_settle(y, g1, g2, alpha, lamG, mode, mu, active, max_steps, s_out, b
     prev_bad = n + 1
     while it < max_steps:
         n_bad, last_bad, _eps_u, eps_nu = _kkt_core(y, g1, g2, alpha, beta, mode, mu, active,
-                                                    gain, gb, x, bvec, u, nu, flip, 1e-11, _YES)
+                                                    gain, gb, x, bvec, u, nu, flip, 1e-11, _YES,
+                                                    _NO)
         it += 1
         if n_bad == 0:
             converged = True
