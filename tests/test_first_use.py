@@ -1664,6 +1664,89 @@ def test_the_two_row_band_loops_are_the_single_ones_bit_for_bit(blocks):
     assert k.factor(bad, n, blocks) == nb + 8
 
 
+@pytest.mark.parametrize("fail", [(0,), (1,), (0, 1), (1, 0)])
+def test_a_failing_block_leaves_its_partners_factor_alone(fail):
+    """The two-block factor with a failing pivot in one block (or both): each
+    block is left as its single factor leaves it, bit for bit (the partner
+    of a failing block factored to its end), and the column reported is
+    the first failing one of the stack, as the single loop over it reports
+    ((1, 0): the second block fails first in the loop, the first later)."""
+    from napari_catune import _jit_band
+
+    k = _jit_band.load()
+    assert k.ipm_ready(120.0) and 4 in k._pairs
+    rng = np.random.default_rng(len(fail) * 10 + fail[0])
+    nb = 200
+    ab = _drift_band_blocks(rng, 2, nb)
+    cols = {0: 150, 1: 60} if fail == (1, 0) else {0: 60, 1: 150}
+    for r in fail:
+        ab[0, r * nb + cols[r]] = -1.0
+    two = ab.copy(order="F")
+    info = k.factor(two, 2 * nb, 2)
+    assert info == k.factor(ab.copy(order="F"), 2 * nb)  # (the single loop's report)
+    assert info == min(r * nb + cols[r] + 1 for r in fail)
+    for r in range(2):
+        one = np.zeros((5, nb + 4), order="F")
+        one[:, :nb] = ab[:, r * nb:(r + 1) * nb]
+        got = k.factor(one, nb)
+        assert got == (cols[r] + 1 if r in fail else 0)
+        np.testing.assert_array_equal(two[:, r * nb:(r + 1) * nb], one[:, :nb])
+
+
+def _capped_state():
+    """A drift interior-point state of two rows: row 0's band fails (W 1e19
+    at one sample), row 1's holds with a W past the cap (1e13)."""
+    rng = np.random.default_rng(5)
+    T, m = 40, 2
+    n = T - 1
+    x = rng.uniform(0.0, 1.0, (m, n))
+    u, z = rng.uniform(1e-3, 1.0, (m, n)), rng.uniform(1e-3, 1.0, (m, n))
+    u[0, 2], z[0, 2] = 1e-14, 1e5
+    u[1, 5], z[1, 5] = 1e-10, 1e3
+    b, ys = rng.standard_normal((m, T)), rng.standard_normal((m, T))
+    cvec = rng.uniform(0.0, 0.1, (m, 1)) * np.ones((m, n))
+    return x, u, z, b, ys[:, 0].copy(), ys[:, 1:].copy(), cvec, 1.45, -0.48, 1.3, 50.0, T
+
+
+def test_a_failing_row_does_not_cap_its_partner():
+    """Where one row's Newton band fails its factor, only that row's W is
+    capped: its partner's interior-point step (NumPy's and the compiled
+    passes') is the one it takes alone, bit for bit (the whole group was
+    capped before: a row's step depended on the rows it was grouped
+    with, and so on the threads)."""
+    from napari_catune import _jit_band
+
+    assert _jit_band.load() is not None
+    x, u, z, b, y0, y1, cvec, g1, g2, ia, mu, T = _capped_state()
+    ia2 = ia * ia
+    for r, fails in ((0, True), (1, False)):  # (the state is what it says)
+        W = np.minimum(z[r:r + 1] / u[r:r + 1], 1e250)
+        assert W.max() > nps._W_MAX / ia2
+        if fails:
+            with pytest.raises(np.linalg.LinAlgError):
+                nps._Newton(W, g1, g2, ia2, 2, mu, T)
+        else:
+            nps._Newton(W, g1, g2, ia2, 2, mu, T)
+
+    def step(s):
+        a = [np.ascontiguousarray(v[s]) for v in (x, u, z, b, y0, y1, cvec)]
+        with np.errstate(all="ignore"):
+            ref = nps._numpy_step(*[v.copy() for v in a[:4]], None, *a[4:], g1, g2, ia, ia2,
+                                  2, mu, T, False)
+            got = [v.copy() for v in a[:4]]
+            got += nps._IpmDrift(len(a[0]), T - 1).step(*got, *a[4:], g1, g2, ia, ia2, mu, T)
+        return ref[:4] + ref[5:], got
+
+    pair = step(slice(0, 2))
+    for r in range(2):
+        alone = step(slice(r, r + 1))
+        for p, q in zip(pair, alone):  # NumPy's, then the compiled passes'
+            for v, w in zip(p, q):
+                np.testing.assert_array_equal(v[r], w[0])
+    for v, w in zip(*pair):
+        np.testing.assert_array_equal(v, w)
+
+
 def test_a_broken_two_row_loop_is_not_used():
     """The two-block loops' self-test fails on a factor that leaves its
     second block alone (the single loops are then used), and tests them

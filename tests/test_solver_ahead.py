@@ -22,7 +22,8 @@ def _arrays(T):
             np.zeros(n), np.zeros(n, bool))
 
 
-@pytest.mark.parametrize("name", ["lowSNR-30Hz", "dense-30Hz", "GCaMP6s-100Hz", "slow-1kHz"])
+@pytest.mark.parametrize("name", ["lowSNR-30Hz", "dense-30Hz", "GCaMP6s-100Hz", "slow-1kHz",
+                                  "lam0-30Hz", "lam1-30Hz"])
 @pytest.mark.parametrize("frac", [0.05, 0.5, 0.95])
 def test_nu_riccati_is_nu_pass_and_riccati_bit_for_bit(name, frac):
     m = _model(name)

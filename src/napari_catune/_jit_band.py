@@ -1,18 +1,19 @@
 """The banded Cholesky factorisation and solve of the NumPy solver's Newton
 systems, as machine code made in ~0.1 s by LLVM (``llvmlite``, which numba
-brings) from a few lines of IR written here: no numba compile.
+brings) from IR generated here with ``llvmlite.ir``: no numba compile.
 
-Also: the signed LDL' of the drift's augmented (quasi-definite) Newton band
-of width 6, the drift smoother's Riccati divisors, and loops over rows and
-their samples generated with ``llvmlite.ir`` on one skeleton
-(:func:`_loop_fn`): the AR(2) recursions and FIR passes (D x, D' v, and the
-Newton band's calcium rows written straight into the band) and the drift
-band in one pass (:func:`_loops_module`), and (made on a thread when asked,
-:meth:`Kernels.start_ipm`) the drift interior point's element-wise passes
-and the exact polish's refinement steps (:func:`_ipm_module`), with the
-drift band's factor and solve of two rows at once (:func:`_ir_factor_pair`:
-the pivot chain is latency-bound, so two rows' chains in one loop take
-~0.65 of the time of one after the other).
+Every loop is generated on one row-and-sample skeleton (:func:`_loop_fn`):
+the bands' factors and solves (:func:`_band_fns`; also the signed LDL' of
+the drift's augmented, quasi-definite, Newton band of width 6), the AR(2)
+recursions and FIR passes (D x, D' v, and the Newton band's calcium rows
+written straight into the band) and the drift band in one pass
+(:func:`_loops_module`; beside them the drift smoother's Riccati divisors,
+a short IR text: :func:`_ir_riccati`),
+and (made on a thread when asked, :meth:`Kernels.start_ipm`) the drift
+interior point's element-wise passes and the exact polish's refinement
+steps (:func:`_ipm_module`), with the drift band's factor and solve of two
+rows at once (the pivot chain is latency-bound, so two rows' chains in one
+loop take ~0.65 of the time of one after the other).
 
 LAPACK's banded Cholesky (``dpbtrf``/``dpbtrs``) spends most of its time in
 one BLAS call per column (~40 ns a column on the 4-wide drift band), where
@@ -117,227 +118,141 @@ if hasattr(os, "register_at_fork"):
                         after_in_child=_after_fork_child)
 
 
-def _factor_lines(kd: int, s: str = "") -> list:
-    """:func:`_ir_factor`'s column body for one chain: the column at
-    ``%base`` of the band ``%ab<s>``, its pivot's reciprocal ``%r<s>``
-    (every name suffixed by ``s``: two chains in one loop, :func:`_ir_factor_pair`)."""
-    ld = kd + 1
-    body = []
+def _band_fns(mod, kd, signed=False, chains=("",)):
+    """The band's LDL' factor and solve for ``chains`` (one, or two
+    independent bands of n columns each, ``"A"`` and ``"B"``: both pivot
+    chains in one loop, each with its own factor's arithmetic), on
+    :func:`_loop_fn`'s skeleton, on one row of n columns (the chains run
+    from the band's start to its end): ``pbtrf<kd>`` or ``ldlt<kd>`` (n,
+    ab) -> info and ``pbtrs<kd>`` (n, ab, b), suffixed ``x2`` for two
+    chains ((n, abA, abB) -> info; (n, abA, bA, abB, bB))."""
+    x2 = "x2" if len(chains) == 2 else ""
+    _factor_fn(mod, kd, signed, chains, f"{'ldlt' if signed else 'pbtrf'}{kd}{x2}")
+    _solve_fn(mod, kd, chains, f"pbtrs{kd}{x2}")
+
+
+def _factor_col(c, ab, col, d, kd):
+    """One column of the LDL' of the band ``ab`` at its pivot ``d``: 1 / d
+    on the diagonal, l = a / d below it (a times that reciprocal), then the
+    trailing update a[i, k] -= l_i a_k, the next pivot's entry (k = i = 1)
+    first as a_1^2 (formed while the division runs) times 1 / d.  Returns
+    the next pivot (carried in a register, not through memory)."""
+    b = c.b
+    pc = b.gep(ab, [b.mul(col, c.c64(kd + 1))])
+    r = b.fdiv(c.cd(1.0), d)
+    b.store(r, pc)
+    a, l_ = {}, {}
     for k in range(1, kd + 1):
-        body.append(f"  %b{k}{s} = add i64 %base, {k}\n"
-                    f"  %pa{k}{s} = getelementptr double, double* %ab{s}, i64 %b{k}{s}\n"
-                    f"  %a{k}{s} = load double, double* %pa{k}{s}\n"
-                    f"  %l{k}{s} = fmul double %a{k}{s}, %r{s}\n"
-                    f"  store double %l{k}{s}, double* %pa{k}{s}")
-    # trailing update, the next pivot's entry (k = i = 1) first
-    pairs = [(1, 1)] + [(k, i) for k in range(1, kd + 1) for i in range(k, kd + 1)
-                        if (k, i) != (1, 1)]
-    for k, i in pairs:
-        off = k * ld + i - k
-        # the next pivot (k = i = 1) is the loop's chain: a1^2 (formed while
-        # the division runs) times r, and carried to the next column in a
-        # register (%dn), not through memory
-        mul = (f"  %sq{s} = fmul double %a1{s}, %a1{s}\n  %m1_1{s} = fmul double %sq{s}, %r{s}"
-               if (k, i) == (1, 1)
-               else f"  %m{k}_{i}{s} = fmul double %l{i}{s}, %a{k}{s}")
-        body.append(f"  %o{k}_{i}{s} = add i64 %base, {off}\n"
-                    f"  %q{k}_{i}{s} = getelementptr double, double* %ab{s}, i64 %o{k}_{i}{s}\n"
-                    f"  %v{k}_{i}{s} = load double, double* %q{k}_{i}{s}\n"
-                    f"{mul}\n"
-                    f"  %w{k}_{i}{s} = fsub double %v{k}_{i}{s}, %m{k}_{i}{s}\n"
-                    f"  store double %w{k}_{i}{s}, double* %q{k}_{i}{s}")
-    return body
+        p = b.gep(pc, [c.c64(k)])
+        a[k] = b.load(p)
+        l_[k] = b.fmul(a[k], r)
+        b.store(l_[k], p)
+    nxt = None
+    for k, i in [(1, 1)] + [(k, i) for k in range(1, kd + 1) for i in range(k, kd + 1)
+                            if (k, i) != (1, 1)]:
+        q = b.gep(pc, [c.c64(k * kd + i)])
+        mul = b.fmul(b.fmul(a[1], a[1]), r) if (k, i) == (1, 1) else b.fmul(l_[i], a[k])
+        w = b.fsub(b.load(q), mul)
+        b.store(w, q)
+        nxt = w if nxt is None else nxt
+    return nxt
 
 
-def _ir_factor(kd: int, signed: bool = False) -> str:
-    """LDL' of the band, column by column: d_j, then l = a / d_j below it,
-    then the trailing update a[i, k] -= l_i a_k (= l_i l_k d_j).  The chain
-    from one pivot to the next is a division, a multiplication and a
-    subtraction, the pivot carried in a register (a Cholesky's square root
-    would add ~20 cycles a column; through memory, the store-to-load
-    forwarding ~6 more: 1.2 -> 0.7 ms for the drift band of 54,000 frames).  ``signed``: pivots of
-    either sign (a quasi-definite matrix), only a zero (or NaN) one fails."""
+def _factor_fn(mod, kd, signed, chains, name):
+    """LDL' of the band, column by column (:func:`_factor_col`), on
+    :func:`_loop_fn`: ``name(i64 n, double* ab<s>...) -> info``, the
+    pivot carried from column to column in a register (a Cholesky's square
+    root would add ~20 cycles a column; through memory, the store-to-load
+    forwarding ~6 more: 1.2 -> 0.7 ms for the drift band of 54,000 frames).
+    ``signed``: pivots of either sign (a quasi-definite matrix), only a zero
+    (or NaN) one fails; else a non-positive one.  Returns 0, or at a
+    failing pivot its column + 1 (the rest of that band left unfactored).
+    Two chains: the pivot chain is latency, not throughput, so two take
+    ~0.65 of the time of one after the other; both stop at either's failing
+    pivot, reported as A's column + 1 if A's fails there, else n + B's
+    column + 1 (:meth:`Kernels.factor` factors the other band on alone
+    from there)."""
     ld = kd + 1
-    body = _factor_lines(kd)
-    return f"""
-define i64 @{"ldlt" if signed else "pbtrf"}{kd}(i64 %n, double* noalias %ab) {{
-entry:
-  %c0 = icmp sgt i64 %n, 0
-  %d0 = load double, double* %ab
-  br i1 %c0, label %loop, label %done
-loop:
-  %j = phi i64 [0, %entry], [%j1, %cont]
-  %d = phi double [%d0, %entry], [%w1_1, %cont]
-  %base = mul i64 %j, {ld}
-  %p0 = getelementptr double, double* %ab, i64 %base
-  %ok = fcmp {"one" if signed else "ogt"} double %d, 0.0
-  br i1 %ok, label %cont, label %fail
-cont:
-  %r = fdiv double 1.0, %d
-  store double %r, double* %p0
-{chr(10).join(body)}
-  %j1 = add i64 %j, 1
-  %c = icmp slt i64 %j1, %n
-  br i1 %c, label %loop, label %done
-fail:
-  %jp = add i64 %j, 1
-  ret i64 %jp
-done:
-  ret i64 0
-}}
-"""
+
+    def init(c):
+        return {"d" + s: c.load(c.P["ab" + s], c.b.mul(c.rows["n"], c.c64(ld)))
+                for s in chains}
+
+    def body(c):
+        b = c.b
+        col = c.idx("n")
+        oks = [b.fcmp_ordered("!=" if signed else ">", c.carry["d" + s], c.cd(0.0))
+               for s in chains]
+        fail, cont = b.append_basic_block("fail"), b.append_basic_block("cont")
+        b.cbranch(oks[0] if len(oks) == 1 else b.and_(*oks), cont, fail)
+        b.position_at_end(fail)
+        jp = b.add(col, c.c64(1))
+        b.ret(jp if len(oks) == 1 else b.select(oks[0], b.add(c.n, jp), jp))
+        b.position_at_end(cont)
+        return {"d" + s: _factor_col(c, c.P["ab" + s], col, c.carry["d" + s], kd)
+                for s in chains}
+
+    return _loop_fn(mod, name, tuple("ab" + s for s in chains), (), (), False,
+                    tuple("d" + s for s in chains), {}, body, init=init, ret=True, rows=False)
 
 
-def _ir_factor_pair(kd: int, signed: bool = False) -> str:
-    """:func:`_ir_factor` of two bands of n columns each (two independent
-    blocks of a stacked band: ``%abA`` and ``%abB``), both chains in one
-    loop: the pivot chain of a column (a division, a multiplication and a
-    subtraction) is latency, not throughput, so two take ~0.65 of the time
-    of one after the other (the drift band, 108,000 columns each).  Each
-    band gets the arithmetic of its own factorisation.  Returns 0, or at a
-    failing pivot (either band's; the rest is left unfactored) its column
-    + 1 in the stacked band (A's n columns, then B's)."""
-    ld = kd + 1
-    name = f"{'ldlt' if signed else 'pbtrf'}{kd}"
-    cmp = "one" if signed else "ogt"
-    body = _factor_lines(kd, "A") + _factor_lines(kd, "B")
-    return f"""
-define i64 @{name}x2(i64 %n, double* noalias %abA, double* noalias %abB) {{
-entry:
-  %c0 = icmp sgt i64 %n, 0
-  %d0A = load double, double* %abA
-  %d0B = load double, double* %abB
-  br i1 %c0, label %loop, label %done
-loop:
-  %j = phi i64 [0, %entry], [%j1, %cont]
-  %dA = phi double [%d0A, %entry], [%w1_1A, %cont]
-  %dB = phi double [%d0B, %entry], [%w1_1B, %cont]
-  %base = mul i64 %j, {ld}
-  %p0A = getelementptr double, double* %abA, i64 %base
-  %p0B = getelementptr double, double* %abB, i64 %base
-  %okA = fcmp {cmp} double %dA, 0.0
-  %okB = fcmp {cmp} double %dB, 0.0
-  %ok = and i1 %okA, %okB
-  br i1 %ok, label %cont, label %fail
-cont:
-  %rA = fdiv double 1.0, %dA
-  %rB = fdiv double 1.0, %dB
-  store double %rA, double* %p0A
-  store double %rB, double* %p0B
-{chr(10).join(body)}
-  %j1 = add i64 %j, 1
-  %c = icmp slt i64 %j1, %n
-  br i1 %c, label %loop, label %done
-fail:
-  %jp = add i64 %j, 1
-  %jpB = add i64 %jp, %n
-  %info = select i1 %okA, i64 %jpB, i64 %jp
-  ret i64 %info
-done:
-  ret i64 0
-}}
-"""
+def _solve_fn(mod, kd, chains, name):
+    """L w = b (unit L), then x = D^-1 w - L' x from the end: the two passes
+    of :func:`_loop_fn` on one row (``name(i64 n, double* ab<s>, double*
+    b<s>, ...)``), the pending right-hand sides (forward) and the last kd
+    unknowns (backward) carried in registers, not re-read from memory (the
+    values themselves: a copy by + 0.0 would put an addition on the chain,
+    ~3 cycles a column); two chains: two independent bands and vectors,
+    each with its own solve's arithmetic."""
+    K, ld = kd, kd + 1
+    ptrs = tuple(p + s for s in chains for p in ("ab", "b"))
 
+    def init(c):  # the forward pass carries q_i = b[j + i] updated so far
+        return {f"q{i}{s}": c.load(c.P["b" + s], c.b.add(c.rows["n"], c.c64(i)))
+                for s in chains for i in range(K)}
 
-def _solve_parts(kd: int, s: str = "") -> dict:
-    """:func:`_ir_solve`'s pieces for one chain (every name suffixed by
-    ``s``, the band ``%ab<s>``, the vector ``%b<s>``): the forward loop's
-    entry loads, phis and column body, the backward loop's phis and body."""
-    ld = kd + 1
-    K = kd
-    # forward: carries q0..q{K-1} = b[j..j+K-1] with the updates so far
-    fphi = [f"  %q{i}{s} = phi double [%qi{i}{s}, %entry], [%qn{i}{s}, %floop]"
-            for i in range(K)]
-    finit = [f"  %pi{i}{s} = getelementptr double, double* %b{s}, i64 {i}\n"
-             f"  %qi{i}{s} = load double, double* %pi{i}{s}" for i in range(K)]
-    fbody = [f"  %fpy{s} = getelementptr double, double* %b{s}, i64 %fj\n"
-             f"  store double %q0{s}, double* %fpy{s}"]
-    for k in range(1, K + 1):
-        fbody.append(f"  %fa{k}{s} = add i64 %fbase, {k}\n"
-                     f"  %fpa{k}{s} = getelementptr double, double* %ab{s}, i64 %fa{k}{s}\n"
-                     f"  %fl{k}{s} = load double, double* %fpa{k}{s}\n"
-                     f"  %fm{k}{s} = fmul double %fl{k}{s}, %q0{s}")
-    for i in range(K - 1):
-        fbody.append(f"  %qn{i}{s} = fsub double %q{i + 1}{s}, %fm{i + 1}{s}")
-    fbody.append(f"  %fiK{s} = add i64 %fj, {K}\n"
-                 f"  %fpK{s} = getelementptr double, double* %b{s}, i64 %fiK{s}\n"
-                 f"  %fvK{s} = load double, double* %fpK{s}\n"
-                 f"  %qn{K - 1}{s} = fsub double %fvK{s}, %fm{K}{s}")
-    # backward: carries p1..pK = x[j+1..j+K]
-    bbody = [f"  %bp0{s} = getelementptr double, double* %ab{s}, i64 %bbase\n"
-             f"  %br{s} = load double, double* %bp0{s}\n"
-             f"  %bpy{s} = getelementptr double, double* %b{s}, i64 %bj\n"
-             f"  %bv{s} = load double, double* %bpy{s}\n"
-             f"  %bw{s} = fmul double %bv{s}, %br{s}"]
-    prev = f"%bw{s}"
-    for k in range(K, 0, -1):  # the newest unknown (p1) last: the short chain
-        bbody.append(f"  %ba{k}{s} = add i64 %bbase, {k}\n"
-                     f"  %bpa{k}{s} = getelementptr double, double* %ab{s}, i64 %ba{k}{s}\n"
-                     f"  %bl{k}{s} = load double, double* %bpa{k}{s}\n"
-                     f"  %bm{k}{s} = fmul double %bl{k}{s}, %p{k}{s}\n"
-                     f"  %bs{k}{s} = fsub double {prev}, %bm{k}{s}")
-        prev = f"%bs{k}{s}"
-    bbody.append(f"  store double {prev}, double* %bpy{s}")
-    # (the carried unknowns are the values themselves: a copy by "+ 0.0"
-    # would put an addition on the chain, ~3 cycles a column)
-    bphi = [f"  %p1{s} = phi double [0.0, %bstart], [{prev}, %bloop]"]
-    bphi += [f"  %p{k}{s} = phi double [0.0, %bstart], [%p{k - 1}{s}, %bloop]"
-             for k in range(2, K + 1)]
-    return {"finit": finit, "fphi": fphi, "fbody": fbody, "bphi": bphi, "bbody": bbody}
+    def fwd(c):
+        b, out = c.b, {}
+        j = c.idx("n")
+        for s in chains:
+            pc, py = b.gep(c.P["ab" + s], [b.mul(j, c.c64(ld))]), b.gep(c.P["b" + s], [j])
+            q = [c.carry[f"q{i}{s}"] for i in range(K)]
+            b.store(q[0], py)
+            fm = [None] + [b.fmul(b.load(b.gep(pc, [c.c64(k)])), q[0]) for k in range(1, K + 1)]
+            for i in range(K - 1):
+                out[f"q{i}{s}"] = b.fsub(q[i + 1], fm[i + 1])
+            out[f"q{K - 1}{s}"] = b.fsub(b.load(b.gep(py, [c.c64(K)])), fm[K])
+        return out
 
+    def bwd(c):  # carries p_k = x[j + k], k = 1 .. K
+        b, out = c.b, {}
+        j = c.idx("n")
+        for s in chains:
+            pc, py = b.gep(c.P["ab" + s], [b.mul(j, c.c64(ld))]), b.gep(c.P["b" + s], [j])
+            prev = b.fmul(b.load(py), b.load(pc))
+            for k in range(K, 0, -1):  # the newest unknown (p_1) last: the short chain
+                prev = b.fsub(prev, b.fmul(b.load(b.gep(pc, [c.c64(k)])),
+                                           c.carry[f"p{k}{s}"]))
+            b.store(prev, py)
+            out[f"p1{s}"] = prev
+            out.update({f"p{k}{s}": c.carry[f"p{k - 1}{s}"] for k in range(2, K + 1)})
+        return out
 
-def _ir_solve(kd: int, pair: bool = False) -> str:
-    """L w = b (unit L), then x = D^-1 w - L' x from the end; the pending
-    right-hand sides (forward) and the last kd unknowns (backward) are
-    carried in registers, not re-read from memory.  ``pair``: two
-    independent bands and vectors of n columns each, both chains in one
-    loop (``pbtrs<kd>x2``; each with its own solve's arithmetic)."""
-    ld = kd + 1
-    sfx = ("A", "B") if pair else ("",)
-    parts = [_solve_parts(kd, s) for s in sfx]
-
-    def cat(key):
-        return "\n".join(ln for p_ in parts for ln in p_[key])
-
-    args = ", ".join(f"double* noalias %ab{s}, double* noalias %b{s}" for s in sfx)
-    return f"""
-define void @pbtrs{kd}{"x2" if pair else ""}(i64 %n, {args}) {{
-entry:
-  %c0 = icmp sgt i64 %n, 0
-{cat("finit")}
-  br i1 %c0, label %floop, label %exit
-floop:
-  %fj = phi i64 [0, %entry], [%fj1, %floop]
-{cat("fphi")}
-  %fbase = mul i64 %fj, {ld}
-{cat("fbody")}
-  %fj1 = add i64 %fj, 1
-  %fc = icmp slt i64 %fj1, %n
-  br i1 %fc, label %floop, label %bstart
-bstart:
-  %nl = sub i64 %n, 1
-  br label %bloop
-bloop:
-  %bj = phi i64 [%nl, %bstart], [%bj1, %bloop]
-{cat("bphi")}
-  %bbase = mul i64 %bj, {ld}
-{cat("bbody")}
-  %bj1 = sub i64 %bj, 1
-  %bc = icmp sge i64 %bj1, 0
-  br i1 %bc, label %bloop, label %exit
-exit:
-  ret void
-}}
-"""
+    return _loop_fn(mod, name, ptrs, (), (), False,
+                    tuple(f"q{i}{s}" for s in chains for i in range(K)), {}, fwd, init=init,
+                    then=(True, tuple(f"p{k}{s}" for s in chains for k in range(1, K + 1)),
+                          bwd), rows=False)
 
 
 def _loops_module():
-    """The AR(2) recursions, the FIR passes and the drift Newton band, on
-    :func:`_loop_fn`'s row-and-sample skeleton, as LLVM IR text (compiled
-    with the band's factor and solve by :func:`_compile`)."""
+    """The bands' factors and solves, the AR(2) recursions, the FIR passes
+    and the drift Newton band, on :func:`_loop_fn`'s row-and-sample
+    skeleton, as LLVM IR text (compiled by :func:`_compile`)."""
     from llvmlite import ir
 
     mod = ir.Module(name="loops")
+    for kd in WIDTHS + SIGNED:
+        _band_fns(mod, kd, signed=kd in SIGNED)
     for backward in (False, True):
         _rec_fn(mod, backward)
         _fir_fn(mod, backward)
@@ -436,46 +351,59 @@ def _drift_band_fn(mod):
 # ..., x_{n-1}, b_n).
 
 def _loop_fn(mod, name, ptrs, dbls, rowd, backward, carries, reds, body, end=None, ints=(),
-             empty_rows=False):
+             empty_rows=False, init=None, ret=False, then=None, rows=True):
     """A function ``name(i64 m, i64 n, double* <ptrs>..., i64 <ints>...,
     double <dbls>...)`` looping over rows r and, within a row, k = 0 .. n-1
     (or back); with n = 0 nothing, unless ``empty_rows`` (then each row's
     ``end`` still runs; no ``reds`` then).  ``rowd``:
     pointer arguments whose entry [r] is a per-row scalar (loaded at the
     row's start).  ``carries``: names of values carried from one k to the
-    next (0.0 at a row's start); ``reds``: {name: "sum" | "min" | "max"},
+    next (0.0 at a row's start, or ``init(c)``'s {carry: value}, made at
+    the row's start before c.k is set); ``reds``: {name: "sum" | "min" | "max"},
     each row's result stored at ``<name>[r]`` (a pointer argument).
     ``body(c)`` returns {carry: next value, red: this k's value}; ``end(c)``
-    runs after the row (c.k is then unset)."""
+    runs after the row (c.k is then unset).  ``ret``: the function returns
+    an i64, 0 at its end (a body may return earlier on a branch of its own).
+    ``then``: (backward, carries, body) of a second pass over the row's k
+    after the first (its carries 0.0 at its start; not with ``empty_rows``).
+    ``rows`` False: one row, no m argument (``name(i64 n, ...)``)."""
     from llvmlite import ir
 
-    if empty_rows and reds:
-        raise ValueError("_loop_fn: empty_rows leaves reds without a value")
+    if empty_rows and (reds or then):
+        raise ValueError("_loop_fn: empty_rows leaves reds without a value (and no then)")
     dbl, i64 = ir.DoubleType(), ir.IntType(64)
-    args = [i64, i64] + [dbl.as_pointer()] * len(ptrs) + [i64] * len(ints) + [dbl] * len(dbls)
-    fn = ir.Function(mod, ir.FunctionType(ir.VoidType(), args), name=name)
-    for a in fn.args[2:2 + len(ptrs)]:
+    a0 = 2 if rows else 1  # (the first pointer argument)
+    args = [i64] * a0 + [dbl.as_pointer()] * len(ptrs) + [i64] * len(ints) + [dbl] * len(dbls)
+    fn = ir.Function(mod, ir.FunctionType(i64 if ret else ir.VoidType(), args), name=name)
+    for a in fn.args[a0:a0 + len(ptrs)]:
         a.add_attribute("noalias")
-    m, n = fn.args[0], fn.args[1]
-    P = dict(zip(ptrs, fn.args[2:2 + len(ptrs)]))
-    ni = 2 + len(ptrs) + len(ints)
+    m, n = (fn.args[0], fn.args[1]) if rows else (ir.Constant(i64, 1), fn.args[0])
+    P = dict(zip(ptrs, fn.args[a0:a0 + len(ptrs)]))
+    ni = a0 + len(ptrs) + len(ints)
     S = dict(zip(dbls, fn.args[ni:]))
     entry = fn.append_basic_block("entry")
     rowh = fn.append_basic_block("row")
-    loop = fn.append_basic_block("loop")
+    passes = [(backward, carries, reds, body)] + ([then[:2] + ({},) + then[2:]] if then else [])
+    loops = [fn.append_basic_block("loop") for _ in passes]
     rowend = fn.append_basic_block("rowend")
     exitb = fn.append_basic_block("exit")
     b = ir.IRBuilder(entry)
     zero, one = ir.Constant(i64, 0), ir.Constant(i64, 1)
-    go = b.icmp_signed(">", m, zero)
+    go = b.icmp_signed(">", m, zero) if rows else None
     if not empty_rows:
-        go = b.and_(b.icmp_signed(">", n, zero), go)
-    b.cbranch(go, rowh, exitb)
+        go = b.icmp_signed(">", n, zero) if go is None else b.and_(b.icmp_signed(">", n, zero), go)
+    if go is None:
+        b.branch(rowh)
+    else:
+        b.cbranch(go, rowh, exitb)
     b.position_at_end(rowh)
-    r = b.phi(i64, "r")
-    r.add_incoming(zero, entry)
+    if rows:
+        r = b.phi(i64, "r")
+        r.add_incoming(zero, entry)
+    else:
+        r = zero
     c = _Ctx(b, P, S, n)
-    c.I = dict(zip(ints, fn.args[2 + len(ptrs):ni]))
+    c.I = dict(zip(ints, fn.args[a0 + len(ptrs):ni]))
     c.r = r
     # each row's start in rows of length n, T = n + 1 or N = 2 n + 1, made
     # (in the row's block) only if a pass uses it: the fewer instructions,
@@ -484,22 +412,56 @@ def _loop_fn(mod, name, ptrs, dbls, rowd, backward, carries, reds, body, end=Non
             "N": lambda: b.add(b.mul(n, ir.Constant(i64, 2)), one)}
     c.rows = _Lazy(b, rowh, lambda row: b.mul(r, lens[row]()))
     c.rowd = {k: c.load(P[k], r) for k in rowd}
-    k0 = b.sub(n, one) if backward else zero
+    start = init(c) if init is not None else {}
+    k0s = [b.sub(n, one) if p_[0] else zero for p_ in passes]
     if empty_rows:
-        b.cbranch(b.icmp_signed(">", n, zero), loop, rowend)
+        b.cbranch(b.icmp_signed(">", n, zero), loops[0], rowend)
     else:
-        b.branch(loop)
-    b.position_at_end(loop)
-    k = b.phi(i64, "k")
-    k.add_incoming(k0, rowh)
+        b.branch(loops[0])
+    prev, nxt = rowh, {}
+    for i, (bwd, carries_, reds_, body_) in enumerate(passes):
+        b.position_at_end(loops[i])
+        nxt, prev = _k_loop(c, prev, k0s[i], bwd, carries_, reds_, body_,
+                            start if i == 0 else {},
+                            loops[i + 1] if i + 1 < len(passes) else rowend)
+    for name_ in reds:
+        b.store(nxt[name_], b.gep(P[name_], [r]))
+    c.k = None
+    if end is not None:
+        end(c)
+    if rows:
+        r1 = b.add(r, one)
+        r.add_incoming(r1, b.block)
+        b.cbranch(b.icmp_signed("<", r1, m), rowh, exitb)
+    else:
+        b.branch(exitb)
+    b.position_at_end(exitb)
+    if ret:
+        b.ret(zero)
+    else:
+        b.ret_void()
+    return fn
+
+
+def _k_loop(c, prev, k0, backward, carries, reds, body, start, after):
+    """:func:`_loop_fn`'s loop over a row's k, in the builder's block (entered
+    from ``prev`` with k = ``k0``), then on to ``after`` (the builder left
+    there); returns the carries' and reds' last values and the block that
+    leaves the loop."""
+    from llvmlite import ir
+
+    b, dbl, n = c.b, c.dbl, c.n
+    zero, one = c.c64(0), c.c64(1)
+    k = b.phi(c.i64, "k")
+    k.add_incoming(k0, prev)
     init = {"sum": 0.0, "min": float("inf"), "max": float("-inf")}
     phis = {}
     for name_ in carries:
         phis[name_] = b.phi(dbl, name_)
-        phis[name_].add_incoming(ir.Constant(dbl, 0.0), rowh)
+        phis[name_].add_incoming(start.get(name_, ir.Constant(dbl, 0.0)), prev)
     for name_, kind in reds.items():
         phis[name_] = b.phi(dbl, "red_" + name_)
-        phis[name_].add_incoming(ir.Constant(dbl, init[kind]), rowh)
+        phis[name_].add_incoming(ir.Constant(dbl, init[kind]), prev)
     c.k = k
     c.carry = {n_: phis[n_] for n_ in carries}
     out = body(c)
@@ -526,19 +488,9 @@ def _loop_fn(mod, name, ptrs, dbls, rowd, backward, carries, reds, body, end=Non
     k.add_incoming(k1, here)
     for name_, v in nxt.items():
         phis[name_].add_incoming(v, here)
-    b.cbranch(more, loop, rowend)
-    b.position_at_end(rowend)
-    for name_ in reds:
-        b.store(nxt[name_], b.gep(P[name_], [r]))
-    c.k = None
-    if end is not None:
-        end(c)
-    r1 = b.add(r, one)
-    r.add_incoming(r1, b.block)
-    b.cbranch(b.icmp_signed("<", r1, m), rowh, exitb)
-    b.position_at_end(exitb)
-    b.ret_void()
-    return fn
+    b.cbranch(more, k.parent, after)  # (k's phi heads the loop)
+    b.position_at_end(after)
+    return nxt, here
 
 
 class _Lazy(dict):
@@ -801,6 +753,8 @@ def _ipm_module():
     _loop_fn(mod, "pol_upd", ("x", "b", "sol", "A", "lam", "r2", "mdx", "mx"), C + ("P",), (),
              False, ("x1", "x2"), {"mdx": "max", "mx": "max"}, pupd, pupd_end)
     _kkt_passes(mod)
+    for kd in PAIRED:
+        _band_fns(mod, kd, chains=("A", "B"))
     return _ir_text(mod)
 
 
@@ -905,26 +859,15 @@ def _compile():
         pass
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
-    src = []
-    for kd in WIDTHS:
-        src += [_ir_factor(kd), _ir_solve(kd)]
-    for kd in SIGNED:
-        src += [_ir_factor(kd, signed=True), _ir_solve(kd)]
-    src += [_ir_riccati(), _loops_module()]
-    mod = llvm.parse_assembly("\n".join(src))
+    mod = llvm.parse_assembly(_ir_riccati() + "\n" + _loops_module())
     mod.verify()
     # the host's CPU (as numba compiles for): its scheduling model and FMA
     tm = llvm.Target.from_default_triple().create_target_machine(
         cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(), opt=2)
     ee = llvm.create_mcjit_compiler(mod, tm)
     ee.finalize_object()
-    fac = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p)
-    sol = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p)
-    k = {kd: (fac(ee.get_function_address(f"pbtrf{kd}")),
-              sol(ee.get_function_address(f"pbtrs{kd}"))) for kd in WIDTHS}
-    for kd in SIGNED:
-        k[kd] = (fac(ee.get_function_address(f"ldlt{kd}")),
-                 sol(ee.get_function_address(f"pbtrs{kd}")))
+    k = {kd: _band_calls(ee, f"{'ldlt' if kd in SIGNED else 'pbtrf'}{kd}", f"pbtrs{kd}", 1)
+         for kd in WIDTHS + SIGNED}
     rec = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
                            ctypes.c_void_p, ctypes.c_void_p)
     k["rec"] = (rec(ee.get_function_address("recf")), rec(ee.get_function_address("recb")))
@@ -949,29 +892,28 @@ def _compile_ipm():
     import llvmlite.binding as llvm
 
     # (and the drift band's factor and solve of two blocks at once,
-    # :func:`_ir_factor_pair`: ~16 ms more of LLVM here, not on the way to
-    # a first answer; they pay back only where a thread solves two rows)
-    src = [_ipm_module()] + [f(kd) for kd in PAIRED for f in (_ir_factor_pair, _ir_solve_pair)]
-    mod = llvm.parse_assembly("\n".join(src))
+    # :func:`_band_fns`: ~16 ms more of LLVM here, not on the way to a
+    # first answer; they pay back only where a thread solves two rows)
+    mod = llvm.parse_assembly(_ipm_module())
     mod.verify()
     tm = llvm.Target.from_default_triple().create_target_machine(
         cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(), opt=2)
     ee = llvm.create_mcjit_compiler(mod, tm)
     ee.finalize_object()
     v, d = ctypes.c_void_p, ctypes.c_double
-    i64 = ctypes.c_int64
     k = {name: ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_int64, *([v] * np_),
                                 *([d] * nd))(ee.get_function_address(name))
          for name, (np_, nd) in _IPM_SIGS.items()}
-    k["pairs"] = {kd: (ctypes.CFUNCTYPE(i64, i64, v, v)(ee.get_function_address(f"pbtrf{kd}x2")),
-                       ctypes.CFUNCTYPE(None, i64, v, v, v, v)(
-                           ee.get_function_address(f"pbtrs{kd}x2")))
-                  for kd in PAIRED}
+    k["pairs"] = {kd: _band_calls(ee, f"pbtrf{kd}x2", f"pbtrs{kd}x2", 2) for kd in PAIRED}
     return (ee, tm, mod), k
 
 
-def _ir_solve_pair(kd: int) -> str:
-    return _ir_solve(kd, pair=True)
+def _band_calls(ee, fac, sol, chains):
+    """The factor ``fac`` and solve ``sol`` of :func:`_band_fns`:
+    ``fac(n, ab...)`` -> info and ``sol(n, ab, b, ...)``."""
+    i64, v = ctypes.c_int64, ctypes.c_void_p
+    return (ctypes.CFUNCTYPE(i64, i64, *([v] * chains))(ee.get_function_address(fac)),
+            ctypes.CFUNCTYPE(None, i64, *([v] * 2 * chains))(ee.get_function_address(sol)))
 
 
 # the bands whose factor and solve also come two blocks at a time (made with
@@ -1124,7 +1066,10 @@ class Kernels:
         """``blocks``: the band is that many independent blocks of n / blocks
         columns each (stacked rows): two at a time by the two-block loop
         where it is made (the same numbers as block by block; an odd one
-        last by the single loop)."""
+        last by the single loop).  A failing pivot is reported as the single
+        loop over the stack reports it (its first one); a block's factor
+        does not depend on its partner's failing (blocks after the failing
+        one may be left unfactored)."""
         kd = ab.shape[0] - 1
         return self._factor(ab, n, blocks, self._pairs.get(kd) if blocks >= 2 else None)
 
@@ -1136,9 +1081,21 @@ class Kernels:
         if pair is None:
             return int(self._k[kd][0](n, p))
         nb, half = self._halves(n, blocks)
-        info = int(pair[0](half, p, p + 8 * (kd + 1) * half))
-        if info == 0 and 2 * half < n:
-            info = int(self._k[kd][0](nb, p + 8 * (kd + 1) * 2 * half))
+        col = 8 * (kd + 1)  # (bytes a column)
+        info = int(pair[0](half, p, p + col * half))
+        if info:
+            # both chains stopped at column j, where one failed: the other
+            # factored on alone from there (its numbers are its own, not
+            # its partner's), and the stack's first failing column reported
+            j = (info - 1) % half
+            if info <= half:  # (the first half's: the second's may fail at j too)
+                self._k[kd][0](half - j, p + col * (half + j))
+            else:
+                more = int(self._k[kd][0](half - j, p + col * j))
+                info = j + more if more else info
+            return info
+        if 2 * half < n:
+            info = int(self._k[kd][0](nb, p + col * 2 * half))
             if info:
                 info += 2 * half
         return info
@@ -1283,8 +1240,9 @@ class _Pseudo:
 
 def _self_test_pairs(k: "Kernels", pairs) -> bool:
     """The two-block factor and solve against the single loops on 2 and 3
-    stacked random SPD blocks (bit for bit), and a non-positive pivot in
-    either block reported (the single loops passed :func:`_self_test`)."""
+    stacked random SPD blocks (bit for bit), a non-positive pivot in the
+    second block reported, and one in the first reported with the second
+    block factored as alone (the single loops passed :func:`_self_test`)."""
     rng = _Pseudo(6)
     for kd in pairs:
         for blocks, nb in ((2, 17), (3, 11), (2, 1)):
@@ -1309,9 +1267,13 @@ def _self_test_pairs(k: "Kernels", pairs) -> bool:
             bad = ab.copy(order="F")
             bad[0, nb + nb // 2] = -1.0  # (in the second block)
             info = k._factor(bad, n, blocks, pairs[kd])
+            first = ab.copy(order="F")
+            first[0, nb // 2] = -1.0  # (in the first: the second factored on)
+            info1 = k._factor(first, n, blocks, pairs[kd])
             k._solve(ref, n, x_ref, 1, None)
             if not (np.array_equal(ref, got) and np.array_equal(x_ref, x_got)
-                    and info == nb + nb // 2 + 1):
+                    and info == nb + nb // 2 + 1 and info1 == nb // 2 + 1
+                    and np.array_equal(first[:, nb:2 * nb], ref[:, nb:2 * nb])):
                 return False
     return True
 

@@ -50,6 +50,8 @@ import math
 import numpy as np
 from numba import njit
 
+from ._numba_short import segment_back_short
+
 _CACHE = True
 
 # block-exchange rounds within one segment
@@ -121,7 +123,7 @@ def _right_edge(active, flip, k, n):
 
 @njit(cache=_CACHE, nogil=True)
 def segment_solve(y, bvec, g1, g2, alpha, beta, active, a, e, gain, x, u, nu, eps_u, eps_nu,
-                  single=False, thin=0):
+                  single=False, thin=0, short=False):
     """Subspace optimum on samples [a, e) with the baseline fixed at bvec and
     the segment closed by free pairs (or the trace's ends): x, u (spikes on
     the free set, 0 on A) and nu on [a, e), plus u at the closing pair
@@ -138,7 +140,11 @@ def segment_solve(y, bvec, g1, g2, alpha, beta, active, a, e, gain, x, u, nu, ep
     cluster.  On a kernel slow against fs neighbouring violators all
     answer the same misfit, and flipping them all overshoots (the block
     rounds cycle); flipping one per cluster settles in fewer rounds.  The
-    count returned is of all violators."""
+    count returned is of all violators.
+
+    With ``short`` the backward recursion is
+    :func:`._numba_short.segment_back_short` (shorter loop-carried chains,
+    rounded differently: a warm start's slider path)."""
     n = x.shape[0]
     # the value function 1/2 xi' P xi + q' xi of (x_k, x_{k-1}) carried with
     # the next stage cost's one already in a00 = p00 + 1 (a shorter
@@ -160,29 +166,32 @@ def segment_solve(y, bvec, g1, g2, alpha, beta, active, a, e, gain, x, u, nu, ep
         # beta (x_e - g1 x_{e-1} - g2 x_{e-2}) + beta (x_{e+1} - g1 x_e - g2 x_{e-1})
         q0 = -beta * (g1 + g2)
         q1 = bg2
-    for k in range(e - 1, a - 1, -1):
-        l0 = q0 - (y[k + 1] - bvec[k + 1])
-        if active[k]:
-            a01n = g2 * (g1 * a00 + a01)
-            a11n = g2sq * a00
-            a00 = g1sq * a00 + (g1x2 * a01 + (a11 + 1.0))
-            a01 = a01n
-            a11 = a11n
-            q0 = g1 * l0 + q1
-            q1 = g2 * l0
-        else:
-            inv = 1.0 / a00
-            e11 = a01 * a01
-            lb = l0 + beta
-            c1 = a01 * inv
-            c3 = lb * inv
-            gain[k, 0] = c1
-            gain[k, 2] = c3
-            q0 = (q1 - a01 * c3) - bg1
-            q1 = bg2
-            a00 = (a11 + 1.0) - e11 * inv
-            a01 = 0.0
-            a11 = 0.0
+    if short:
+        segment_back_short(y, bvec, g1, g2, beta, active, a, e, gain)
+    else:
+        for k in range(e - 1, a - 1, -1):
+            l0 = q0 - (y[k + 1] - bvec[k + 1])
+            if active[k]:
+                a01n = g2 * (g1 * a00 + a01)
+                a11n = g2sq * a00
+                a00 = g1sq * a00 + (g1x2 * a01 + (a11 + 1.0))
+                a01 = a01n
+                a11 = a11n
+                q0 = g1 * l0 + q1
+                q1 = g2 * l0
+            else:
+                inv = 1.0 / a00
+                e11 = a01 * a01
+                lb = l0 + beta
+                c1 = a01 * inv
+                c3 = lb * inv
+                gain[k, 0] = c1
+                gain[k, 2] = c3
+                q0 = (q1 - a01 * c3) - bg1
+                q1 = bg2
+                a00 = (a11 + 1.0) - e11 * inv
+                a01 = 0.0
+                a11 = 0.0
     xm1 = x[a - 1] if a >= 1 else 0.0
     xm2 = x[a - 2] if a >= 2 else 0.0
     inv_alpha = 1.0 / alpha
@@ -284,7 +293,7 @@ def segment_solve(y, bvec, g1, g2, alpha, beta, active, a, e, gain, x, u, nu, ep
 @njit(cache=_CACHE, nogil=True)
 def local_exchange(y, bvec, g1, g2, alpha, beta, active, flip, x, u, nu, gain, eps_u, eps_nu,
                    max_seg, max_work, n_block=_SEG_ROUNDS, n_single=_SEG_SINGLE, window=0,
-                   thin=0):
+                   thin=0, short=False):
     """Apply the block exchange flagged in ``flip`` (after a full step of
     :func:`_numba_solvers._kkt_core`, whose x, u, nu, bvec and thresholds
     eps_u, eps_nu are given), then settle each segment that changed with
@@ -295,6 +304,7 @@ def local_exchange(y, bvec, g1, g2, alpha, beta, active, flip, x, u, nu, gain, e
     and more single rounds when the last call left a segment in a cycle:
     the same start gives the same cycle).  ``active`` is updated in place;
     x, u, nu hold the local solutions (the next full step recomputes them).
+    ``short``: :func:`segment_solve`'s recursion with short chains.
     Returns (samples solved, segments left unsettled).
     """
     n = x.shape[0]
@@ -333,7 +343,7 @@ def local_exchange(y, bvec, g1, g2, alpha, beta, active, flip, x, u, nu, gain, e
                 wa = lo - window
             n_bad, grow_left, grow_right, lo = segment_solve(
                 y, bvec, g1, g2, alpha, beta, active, wa, e, gain, x, u, nu, eps_u, eps_nu,
-                rnd >= n_block, thin)
+                rnd >= n_block, thin, short)
             work += e - wa
             if n_bad == 0:
                 settled = True

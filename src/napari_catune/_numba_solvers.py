@@ -35,6 +35,7 @@ from numba.extending import intrinsic
 from ._numba_local import (_SEG_ROUNDS, _SEG_SINGLE, _chol_add, _gram_fill, _nnqp, adjoint_conv,
                            dense_fits, dense_settle, dense_verify, direct_gradient, forward_conv,
                            local_exchange, peak_samples, power_tables, thin_flips)
+from ._numba_short import riccati_short
 
 # (int64, not literal ints: see _NO)
 _SEG_ROUNDS = np.int64(_SEG_ROUNDS)
@@ -456,6 +457,111 @@ def _subspace_riccati(y, g1, g2, beta, mode, mu, active, gain, gb):
     return a22, q2
 
 
+@njit(cache=_CACHE, nogil=True, fastmath={"contract"})
+def _riccati_flat(y, g1, g2, beta, active, gain):
+    """:func:`_subspace_riccati` without drift (modes 0 and 1): the same
+    arithmetic, so the same gains and (1 + p22, q2), in a loop that holds
+    no drift branch (numba kept them in _subspace_riccati's loop: 4.2 ->
+    2.3 ns a sample on lam0-30Hz's set), and a free sample before a free
+    one (not a pair) in a branch of its own, its division off the
+    loop-carried chain.  Called in place of _subspace_riccati where there
+    is no drift (_subspace_core, _kkt_core_ahead): _subspace_riccati keeps
+    its compiled body, so drift's numbers stay as they were."""
+    n = y.shape[0] - 1
+    g1sq = g1 * g1
+    g1x2 = 2.0 * g1
+    g2sq = g2 * g2
+    bg1 = beta * g1
+    bg2 = -beta * g2
+    a00 = 1.0
+    a01 = 0.0
+    a02 = 1.0
+    a11 = 0.0
+    a12 = 0.0
+    a22 = 1.0
+    q0 = 0.0
+    q1 = 0.0
+    q2 = 0.0
+    f1 = False
+    f2 = False
+    for k in range(n - 1, -1, -1):
+        yk = y[k + 1]
+        l1 = q1
+        l2 = q2 - yk
+        if not active[k] and f1 and f2:
+            # a free sample before a free pair (_subspace_riccati)
+            lb = q0 + (beta - yk)
+            gain[k, 0] = 0.0
+            gain[k, 1] = 1.0
+            gain[k, 2] = lb
+            q0 = l1 - bg1
+            q1 = bg2
+            q2 = l2 - lb
+            a22 = (a22 + 1.0) - 1.0
+            continue
+        after_free = f1
+        f2 = f1
+        f1 = not active[k]
+        if active[k]:
+            l0 = q0 - yk
+            p00 = g1sq * a00 + (g1x2 * a01 + (a11 + 1.0))
+            p01 = g2 * (g1 * a00 + a01)
+            p11 = g2sq * a00
+            p02 = g1 * a02 + a12
+            p12 = g2 * a02
+            q0 = g1 * l0 + l1
+            q1 = g2 * l0
+            q2 = l2
+            a00 = p00
+            a01 = p01
+            a11 = p11
+            a02 = p02 + 1.0
+            a12 = p12
+            a22 = a22 + 1.0
+        elif after_free:
+            # a free sample before a free one (not a pair: an active sample
+            # follows that): a01 = a11 = a12 = 0 here, so c1 = 0 and the
+            # branch below leaves a00 = a02 = 1 exactly, whatever 1 / a00
+            # is: the same numbers with the division off the loop-carried
+            # chain
+            inv = 1.0 / a00
+            lb = q0 + (beta - yk)
+            c2 = a02 * inv
+            c3 = lb * inv
+            gain[k, 0] = 0.0
+            gain[k, 1] = c2
+            gain[k, 2] = c3
+            q0 = l1 - bg1
+            q1 = bg2
+            q2 = l2 - c2 * lb
+            e22 = a02 * a02
+            a22 = (a22 + 1.0) - e22 * inv
+            a00 = 1.0
+            a02 = 1.0
+        else:
+            inv = 1.0 / a00
+            lb = q0 + (beta - yk)
+            c1 = a01 * inv
+            c2 = a02 * inv
+            c3 = lb * inv
+            gain[k, 0] = c1
+            gain[k, 1] = c2
+            gain[k, 2] = c3
+            q0 = (l1 - bg1) - c1 * lb
+            q1 = bg2
+            q2 = l2 - c2 * lb
+            e11 = a01 * a01
+            e12 = a01 * a02
+            e22 = a02 * a02
+            a00 = (a11 + 1.0) - e11 * inv
+            a02 = (a12 + 1.0) - e12 * inv
+            a22 = (a22 + 1.0) - e22 * inv
+            a01 = 0.0
+            a11 = 0.0
+            a12 = 0.0
+    return a22, q2
+
+
 @njit(cache=_CACHE, nogil=True)
 def _subspace_solve(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec):
     """Optimum of the objective when s = 0 on ``active`` (see
@@ -484,7 +590,11 @@ def _subspace_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, 
     With ``want_u`` the forward pass also writes the spikes u = M x / alpha
     on the free set (0 on the active set) and returns max |u|.
     """
-    a22, q2 = _subspace_riccati(y, g1, g2, beta, mode, mu, active, gain, gb)
+    if mode == 2:
+        a22, q2 = _subspace_riccati(y, g1, g2, beta, mode, mu, active, gain, gb)
+    else:
+        # (the same numbers in a loop without the drift's branches)
+        a22, q2 = _riccati_flat(y, g1, g2, beta, active, gain)
     return _subspace_fwd(y, g1, g2, alpha, mode, active, gain, gb, x, bvec, u, want_u, a22, q2)
 
 
@@ -698,6 +808,11 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
     # tau_decay +50 %; on the direct gradient and checked, at the optimum)
     dense = cmax >= _DENSE_MIN and (lamG > 0.0 or _DENSE_LAM0)
     slow_warm = warm and early
+    # a warm start on a kernel not slow against fs: its steps' Riccati
+    # recursion with short chains (_numba_short.riccati_short; no drift)
+    short = _SHORT_RIC and warm and not early and mode != 2
+    # ... and its local settles' (the baseline fixed: with drift too)
+    short_local = _SHORT_RIC and warm and not early
     dense_steps = 0
     verified = 0
     # (whether the dense settle's power tables are formed: dense_settle
@@ -768,7 +883,7 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
         else:
             n_bad, last_bad, eps_u, eps_nu = _kkt_core(y, g1, g2, alpha, beta, mode, mu, active,
                                                        gain, gb, x, bvec, u, nu, flip, rel_eps,
-                                                       warm or fast0)
+                                                       warm or fast0, short)
         # (the gains formed ahead hold only if this step's flags are flipped
         # as they stand: the plain block exchange below)
         ready = False
@@ -881,11 +996,11 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
             if cycle:
                 lw, ll = local_exchange(y, bvec, g1, g2, alpha, beta, active, flip, x, u, nu,
                                         gain, eps_u, eps_nu, n, local_work * n, _ZERO,
-                                        _LOCAL_CYCLE, window, thin)
+                                        _LOCAL_CYCLE, window, thin, short_local)
             else:
                 lw, ll = local_exchange(y, bvec, g1, g2, alpha, beta, active, flip, x, u, nu,
                                         gain, eps_u, eps_nu, n, local_work * n, _SEG_ROUNDS,
-                                        seg_single, window, thin)
+                                        seg_single, window, thin, short_local)
             left_last = ll
             if _TRACE:
                 print("TRACE   local cycle", cycle, "work", lw, "left", ll)
@@ -1156,6 +1271,11 @@ _COLD_AT_ONCE = 8
 _AHEAD = True
 _AHEAD_MARGIN = 2
 
+# a warm start's phase-1 steps without drift on kernels decaying over at most
+# _EARLY_DECAY samples form the Riccati recursion with short loop-carried
+# chains (_numba_short.riccati_short; False: the plain recursion)
+_SHORT_RIC = True
+
 # print each phase-1 step (debugging only; numba folds it away when False)
 _TRACE = False
 
@@ -1205,7 +1325,7 @@ def _exchange_stalls(hist, it):
 def _kkt_step(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u, nu, flip, rel_eps):
     """One active-set step (:func:`_kkt_core`).  Returns (n_bad, last_bad)."""
     n_bad, last_bad, _eu, _en = _kkt_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x,
-                                          bvec, u, nu, flip, rel_eps, _NO)
+                                          bvec, u, nu, flip, rel_eps, _NO, _NO)
     return n_bad, last_bad
 
 
@@ -1288,7 +1408,7 @@ def _nu_pass_fma(y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u):
 
 @njit(cache=_CACHE, nogil=True)
 def _kkt_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u, nu, flip, rel_eps,
-              fast=False):
+              fast=False, short=False):
     """One active-set step: the subspace optimum for ``active`` (x, bvec)
     and its KKT violators (flagged in ``flip``).  Returns (n_bad, last_bad,
     eps_u, eps_nu), the last two the thresholds it applied.
@@ -1306,9 +1426,17 @@ def _kkt_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u, nu
     every candidate (a spike below -rel_eps max|u|, a multiplier below 0);
     a fourth pass re-reads the flags only when a negative multiplier lies
     within the final threshold.  With ``fast`` the third pass is
-    :func:`_nu_pass_fma` (a warm start's phase 1).
+    :func:`_nu_pass_fma` (a warm start's phase 1).  With ``short`` (not
+    with drift) the Riccati recursion is :func:`._numba_short.riccati_short`
+    (a warm start's phase 1 on kernels not slow against fs: the same
+    recursion with shorter loop-carried chains, rounded differently).
     """
-    u_max = _subspace_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u, True)
+    if short and mode != 2:
+        a22, q2 = riccati_short(y, g1, g2, beta, active, gain)
+        u_max = _subspace_fwd(y, g1, g2, alpha, mode, active, gain, gb, x, bvec, u, True, a22, q2)
+    else:
+        u_max = _subspace_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u,
+                               True)
     eps_u = rel_eps * u_max
     if fast:
         n_bad, last_bad, nu_max, noise, near = _nu_pass_fma(y, g1, g2, beta, active, x, bvec,
@@ -1336,14 +1464,19 @@ def _kkt_core_ahead(y, g1, g2, alpha, beta, mode, active, gain, x, bvec, u, nu, 
     ``formed`` says that ``gain`` and (a22n, q2n) hold the next set's
     recursion, valid if the caller then flips exactly the flagged samples
     (not when the thresholds' second look unflagged any).  ``fast`` (not
-    with ``ahead``): the multipliers by :func:`_nu_pass_fma`, as
-    :func:`_kkt_core` forms them for a cold start at lambda 0."""
+    with ``ahead``; a cold start at lambda 0): the forward pass by
+    :func:`_subspace_fwd_fma` and the multipliers by :func:`_nu_pass_fma`,
+    as :func:`_kkt_core` forms them for a cold start at lambda 0."""
     if first:
         u_max = _all_active_fwd(y, mode, x, bvec, u)
     else:
         if not ready:
-            a22, q2 = _subspace_riccati(y, g1, g2, beta, mode, 0.0, active, gain, gain)
-        u_max = _subspace_fwd_flat(y, g1, g2, alpha, mode, active, gain, x, bvec, u, a22, q2)
+            a22, q2 = _riccati_flat(y, g1, g2, beta, active, gain)
+        if fast:
+            u_max = _subspace_fwd_fma(y, g1, g2, alpha, mode, active, gain, x, bvec, u, a22, q2)
+        else:
+            u_max = _subspace_fwd_flat(y, g1, g2, alpha, mode, active, gain, x, bvec, u, a22,
+                                       q2)
     eps_u = rel_eps * u_max
     a22n = 0.0
     q2n = 0.0
@@ -1388,6 +1521,43 @@ def _subspace_fwd_flat(y, g1, g2, alpha, mode, active, gain, x, bvec, u, a22, q2
         xa = g1 * xm1 + g2 * xm2
         xp = -(b + gain[k, 2])
         xf = -(gain[k, 0] * xm1 + gain[k, 1] * b + gain[k, 2])
+        xk = xa if a else (xp if pair else xf)
+        uk = (xk - g1 * xm1 - g2 * xm2) / alpha
+        uk = 0.0 if a else uk
+        u[k] = uk
+        u_max = max(u_max, abs(uk))
+        x[k] = xk
+        xm2 = xm1
+        xm1 = xk
+    return u_max
+
+
+@njit(cache=_CACHE, nogil=True, fastmath={"contract"})
+def _subspace_fwd_fma(y, g1, g2, alpha, mode, active, gain, x, bvec, u, a22, q2):
+    """:func:`_subspace_fwd_flat` with one multiply-add on the loop-carried
+    chain: a free sample's x_k = -(c1 x_{k-1} + (c2 b + c3)), the sum off the
+    chain formed first (the plain pass adds c2 b after the product with
+    x_{k-1}: a product and two sums on the chain), and an active sample's
+    g1 x_{k-1} + g2 x_{k-2} fused.  Rounded otherwise than the plain pass
+    (|dx| ~1e-14 on lam0-30Hz); 3.9 -> 2.65 ns a sample there.  A cold
+    start at lambda 0 (whose multipliers are formed by multiply-adds too,
+    :func:`_nu_pass_fma`)."""
+    n = y.shape[0] - 1
+    b = 0.0
+    if mode != 0:
+        b = (y[0] - q2) / a22
+    bvec[0] = b
+    xm1 = 0.0
+    xm2 = 0.0
+    u_max = 0.0
+    for k in range(n):
+        a = active[k]
+        pair = ((k + 2 < n) & (not a) & (not active[min(k + 1, n - 1)])
+                & (not active[min(k + 2, n - 1)]))
+        bvec[k + 1] = b
+        xa = g1 * xm1 + g2 * xm2
+        xp = -(b + gain[k, 2])
+        xf = -(gain[k, 0] * xm1 + (gain[k, 1] * b + gain[k, 2]))
         xk = xa if a else (xp if pair else xf)
         uk = (xk - g1 * xm1 - g2 * xm2) / alpha
         uk = 0.0 if a else uk
@@ -2576,6 +2746,13 @@ _COARSE_EARLY_T = 100_000
 # that answer wanders among such sets too; _DENSE_VERIFY 4 did not help;
 # measured before _coarse_polish)
 _COARSE_PEAK_EARLY = 600.0
+# ... and not on kernels whose AR roots lie closer than _COARSE_CLOSE of
+# 1 - d (tau_rise within ~1 % of tau_decay; outside the sliders at 1 kHz):
+# a reviewer's 150 random 1 kHz problems with tau_rise 1e-5 to 1e-2 below
+# tau_decay, 9 stopped 9e-9 to 7.2e-4 above the optimum (roots 5e-5 to
+# 3e-4 of 1 - d apart) while the plain cold path met it on all: there a
+# wrong free set passed the settle's full step with no violators
+_COARSE_CLOSE = 1e-2
 
 
 @njit(cache=_CACHE, nogil=True)
@@ -2584,6 +2761,19 @@ def _dominant_root(g1, g2):
     roots their real part)."""
     disc = g1 * g1 + 4.0 * g2
     return 0.5 * (g1 + math.sqrt(disc)) if disc > 0.0 else 0.5 * g1
+
+
+@njit(cache=_CACHE, nogil=True)
+def _coarse_close_roots(g1, g2):
+    """Whether the AR(2) roots are real and apart by less than
+    ``_COARSE_CLOSE`` of 1 - d (tau_rise within ~1 % of tau_decay), or not
+    real: no binned start there (its settle can stop on a wrong set that
+    the full step's KKT test passes)."""
+    disc = g1 * g1 + 4.0 * g2
+    if not disc > 0.0:
+        return True
+    d, r = _ar_roots(g1, g2)
+    return not (d - r >= _COARSE_CLOSE * (1.0 - d))
 
 
 @njit(cache=_CACHE, nogil=True)
@@ -2598,6 +2788,8 @@ def _coarse_factor(g1, g2, lamG, T, blocks=False):
         decay = math.inf
     else:
         decay = 1.0 / (1.0 - d_root)
+    if _coarse_close_roots(g1, g2):
+        return 0
     early = _EARLY_DECAY > 0.0 and decay > _EARLY_DECAY
     if blocks:
         if (not early or _BLOCK_STEPS <= 0 or not _coarse_blocks_apply(g1, g2)
@@ -2898,6 +3090,10 @@ _BLOCK_ROUND = 64.0 * 2.220446049250313e-16
 # compensated sums; constant where d^N is below _BLOCK_TINY (the rest is
 # below rounding)
 _BLOCK_END = 1.0
+# ... but to the trace's end where the roots lie closer than _BLOCK_CLOSE of
+# 1 - d (the closed forms' relative error ~1e-16 ((1 - d) / (d - r))^2: a
+# reviewer's 2e-7 at 0.99999 / 1.0 s; compensated ~1e-15)
+_BLOCK_CLOSE = 0.1
 _BLOCK_TINY = 1e-20
 # a pending tail flushes below _BLOCK_FLUSH; a sweep's scan adds its share
 # to the samples ahead _BLOCK_AHEAD at a time
@@ -2934,6 +3130,10 @@ def _coarse_sums(d, r, n, dp, rp, sums):
     / ((1 - d^2)(1 - r^2)(1 - d r)) less their tails beyond N (bounded
     terms of the power tables dp, rp)."""
     n_end = min(n, int(_BLOCK_END / (1.0 - d)))
+    if not d - r >= _BLOCK_CLOSE * (1.0 - d):
+        # the closed forms below cancel ~((1 - d) / (d - r))^2 eps: close
+        # roots sum on (O(n), compensated)
+        n_end = n
     # (e(k) = f(k + 1): positive terms, no cancellation; the AR recursion
     # for e drifts ~3e-12 over a decay length at 1 kHz)
     f = 0.0
@@ -3292,7 +3492,8 @@ def _coarse_settle(y, g1, g2, alpha, lamG, mode, mu, active, max_steps, s_out, b
     prev_bad = n + 1
     while it < max_steps:
         n_bad, last_bad, _eps_u, eps_nu = _kkt_core(y, g1, g2, alpha, beta, mode, mu, active,
-                                                    gain, gb, x, bvec, u, nu, flip, 1e-11, _YES)
+                                                    gain, gb, x, bvec, u, nu, flip, 1e-11, _YES,
+                                                    _NO)
         it += 1
         if n_bad == 0:
             converged = True

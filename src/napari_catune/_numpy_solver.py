@@ -474,8 +474,35 @@ def _factor(ab, M, blocks=1):
     else:
         info = _lapack().pbtrf(ab[:, :M], lower=True)
     if info != 0:
-        raise np.linalg.LinAlgError(f"dpbtrf failed ({info})")
+        raise _PivotError(f"dpbtrf failed ({info})", (info - 1) // (M // blocks))
     return jit
+
+
+class _PivotError(np.linalg.LinAlgError):
+    """A failing pivot of a stacked Newton band, in the block (row) ``row``."""
+
+    def __init__(self, msg, row):
+        super().__init__(msg)
+        self.row = row
+
+
+def _newton_capped(W, cap_row, g1, g2, ia2, mode, mu, T, band=None):
+    """:class:`_Newton`, and where a row's pivot fails (past ~1e12 of the
+    identity the banded Cholesky of I + D'WD can lose the identity to
+    rounding), ``cap_row(r)`` caps that row's W (and what is formed from
+    it) and the band is made again: a row is capped by its own band alone,
+    whatever rows it is solved with (the row groups, and so the numbers,
+    would otherwise depend on the threads).  A capped row that fails again
+    raises."""
+    capped = set()
+    while True:
+        try:
+            return _Newton(W, g1, g2, ia2, mode, mu, T, band=band)
+        except _PivotError as e:
+            if e.row in capped:
+                raise
+            capped.add(e.row)
+            cap_row(e.row)
 
 
 def _augmented(mode, mu):
@@ -529,7 +556,7 @@ class _Newton:
             self.jit = _jit_band.load()
             info = self.jit.factor(flat, self.M)
             if info != 0:
-                raise np.linalg.LinAlgError(f"signed LDL' failed ({info})")
+                raise _PivotError(f"signed LDL' failed ({info})", (info - 1) // N)
             return
         if mode == 2:
             # unknowns per row: b_0, x_0, b_1, x_1, ..., x_{n-1}, b_n (x_k <-> b_{k+1})
@@ -1329,12 +1356,16 @@ class _IpmDrift:
         pre = (x, u, z, b, y1, y0, cvec, self.W, self.rp, self.rx, self.rb, self.rhs, self.uz)
         jit.ipm("ipm_pre", m, n, pre, c + (1e250, mu))
         mu_c = self.uz.mean(axis=1)
-        try:
-            nt = _Newton(self.W, g1, g2, ia2, 2, mu, T, band=self.band)
-        except np.linalg.LinAlgError:
-            # (as the NumPy loop: W capped, and the right-hand side with it)
-            jit.ipm("ipm_pre", m, n, pre, c + (min(1e250, _W_MAX / ia2), mu))
-            nt = _Newton(self.W, g1, g2, ia2, 2, mu, T, band=self.band)
+
+        def cap_row(r):
+            # (as the NumPy loop: the row's W capped, its right-hand side
+            # with it; the pass on that row's part of each array)
+            per = {"n": n, "T": n + 1, "N": 2 * n + 1, "1": 1}
+            row = tuple(a.reshape(-1)[r * per[q]:(r + 1) * per[q]]
+                        for a, q in zip(pre, _jit_band._IPM_SIZES["ipm_pre"]))
+            jit.ipm("ipm_pre", 1, n, row, c + (min(1e250, _W_MAX / ia2), mu))
+
+        nt = _newton_capped(self.W, cap_row, g1, g2, ia2, 2, mu, T, band=self.band)
         rhs = self.rhs
         dirs = (rhs, self.rp, z, u, self.W, self.tu, self.du, self.dz, self.r2, self.r3)
         # predictor (affine scaling)
@@ -1430,17 +1461,16 @@ def _numpy_step(x, u, z, b, p, y0, y1, cvec, g1, g2, ia, ia2, mode, mu, T, aug):
         r = y1 - x - b[:, None]
     mu_c = (u * z).mean(axis=1)
     W = np.minimum(z / u, 1e250)  # (u >= _TINY)
-    try:
-        nt = _Newton(W, g1, g2, ia2, mode, mu, T)
-    except np.linalg.LinAlgError:
-        # beyond ~1e12 of the identity the banded Cholesky of I + D' W D
-        # can lose the identity to rounding: capped (those constraints
-        # are active; the cap only shortens their Newton step).  The
-        # augmented band's signed LDL' does not test its pivots' signs,
-        # so it never comes here: a step it gets wrong is only shorter
-        # progress, since convergence is decided by the KKT test alone
-        W = np.minimum(W, _W_MAX / ia2)
-        nt = _Newton(W, g1, g2, ia2, mode, mu, T)
+
+    def cap_row(r):
+        # a row whose band fails: its W capped (those constraints are
+        # active; the cap only shortens their Newton step).  The augmented
+        # band's signed LDL' does not test its pivots' signs, so it never
+        # comes here: a step it gets wrong is only shorter progress, since
+        # convergence is decided by the KKT test alone
+        W[r] = np.minimum(W[r], _W_MAX / ia2)
+
+    nt = _newton_capped(W, cap_row, g1, g2, ia2, mode, mu, T)
     rx0 = r - cvec - _dt(W * rp, g1, g2, ia)
     rq = None
     if aug:
