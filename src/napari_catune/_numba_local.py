@@ -167,7 +167,7 @@ def segment_solve(y, bvec, g1, g2, alpha, beta, active, a, e, gain, x, u, nu, ep
         q0 = -beta * (g1 + g2)
         q1 = bg2
     if short:
-        segment_back_short(y, bvec, g1, g2, beta, active, a, e, gain)
+        segment_back_short(y, bvec, g1, g2, beta, active, a, e, gain, q0, q1)
     else:
         for k in range(e - 1, a - 1, -1):
             l0 = q0 - (y[k + 1] - bvec[k + 1])

@@ -120,12 +120,12 @@ def riccati_short(y, g1, g2, beta, active, gain):
 
 
 @njit(cache=_CACHE, nogil=True, fastmath={"contract"})
-def segment_back_short(y, bvec, g1, g2, beta, active, a, e, gain):
+def segment_back_short(y, bvec, g1, g2, beta, active, a, e, gain, q0, q1):
     """The backward recursion of :func:`._numba_local.segment_solve` on
     samples [a, e) (the baseline fixed at ``bvec``) with short loop-carried
-    chains on its active samples (module docstring): its gains into
-    ``gain[k, 0]`` and ``gain[k, 2]`` of the free samples."""
-    n = gain.shape[0]
+    chains on its active samples (module docstring), from segment_solve's
+    value (a00, a01, a11) = (1, 0, 0) and linear term (q0, q1) at e: its
+    gains into ``gain[k, 0]`` and ``gain[k, 2]`` of the free samples."""
     g1sq = g1 * g1
     g1x2 = 2.0 * g1
     g2sq = g2 * g2
@@ -135,12 +135,6 @@ def segment_back_short(y, bvec, g1, g2, beta, active, a, e, gain):
     a00 = 1.0
     a01 = 0.0
     a11 = 0.0
-    if e >= n:
-        q0 = 0.0
-        q1 = 0.0
-    else:
-        q0 = -beta * (g1 + g2)
-        q1 = bg2
     for k in range(e - 1, a - 1, -1):
         yb = y[k + 1] - bvec[k + 1]
         if active[k]:
