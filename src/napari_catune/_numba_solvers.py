@@ -36,6 +36,8 @@ from ._numba_local import (_SEG_ROUNDS, _SEG_SINGLE, _chol_add, _gram_fill, _nnq
                            dense_fits, dense_settle, dense_verify, direct_gradient, forward_conv,
                            local_exchange, peak_samples, power_tables, thin_flips)
 from ._numba_short import riccati_short
+from ._numba_hints import AHEAD as _AHEAD
+from ._numba_hints import prefetch as _prefetch
 
 # (int64, not literal ints: see _NO)
 _SEG_ROUNDS = np.int64(_SEG_ROUNDS)
@@ -498,6 +500,11 @@ def _riccati_flat(y, g1, g2, beta, active, gain):
     # the free samples' gains, packed: rows p .. n-1 in order of k
     p = n
     for k in range(n - 1, -1, -1):
+        if (k & 7) == 0:
+            # (a software prefetch: _numba_hints)
+            kp = max(k - _AHEAD, 0)
+            _prefetch(y, kp)
+            _prefetch(active, kp)
         yk = y[k + 1]
         l1 = q1
         l2 = q2 - yk
@@ -634,6 +641,13 @@ def _subspace_fwd(y, g1, g2, alpha, mode, active, gain, gb, x, bvec, u, want_u, 
     xm2 = 0.0
     u_max = 0.0
     for k in range(n):
+        if (k & 7) == 0:
+            # (a software prefetch: _numba_hints)
+            kp = min(k + _AHEAD, n - 1)
+            _prefetch(x, kp)
+            _prefetch(u, kp)
+            _prefetch(bvec, kp)
+            _prefetch(active, kp)
         # a free sample before a free pair: its gains on x_{k-1} are 0 and on
         # b 1 (_subspace_riccati), so x_k and the drift take the same numbers
         # without the previous x on their chain
@@ -1369,6 +1383,15 @@ def _nu_pass(y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u):
     n_bad = 0
     last_bad = -1
     for j in range(n - 1, -1, -1):
+        if (j & 7) == 0:
+            # (a software prefetch: _numba_hints)
+            jp = max(j - _AHEAD, 0)
+            _prefetch(x, jp)
+            _prefetch(y, jp)
+            _prefetch(bvec, jp)
+            _prefetch(u, jp)
+            _prefetch(nu, jp)
+            _prefetch(active, jp)
         v = x[j] - y[j + 1] + bvec[j + 1] + g1 * n1 + g2 * n2
         n2 = n1
         n1 = v
@@ -1408,6 +1431,15 @@ def _nu_pass_fma(y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u):
     n_bad = 0
     last_bad = -1
     for j in range(n - 1, -1, -1):
+        if (j & 7) == 0:
+            # (a software prefetch: _numba_hints)
+            jp = max(j - _AHEAD, 0)
+            _prefetch(x, jp)
+            _prefetch(y, jp)
+            _prefetch(bvec, jp)
+            _prefetch(u, jp)
+            _prefetch(nu, jp)
+            _prefetch(active, jp)
         v = ((x[j] - y[j + 1] + bvec[j + 1]) + g2 * n2) + g1 * n1
         n2 = n1
         n1 = v
@@ -1541,6 +1573,13 @@ def _subspace_fwd_flat(y, g1, g2, alpha, mode, active, gain, x, bvec, u, a22, q2
     u_max = 0.0
     p = p0
     for k in range(n):
+        if (k & 7) == 0:
+            # (a software prefetch: _numba_hints)
+            kp = min(k + _AHEAD, n - 1)
+            _prefetch(x, kp)
+            _prefetch(u, kp)
+            _prefetch(bvec, kp)
+            _prefetch(active, kp)
         a = active[k]
         pair = ((k + 2 < n) & (not a) & (not active[min(k + 1, n - 1)])
                 & (not active[min(k + 2, n - 1)]))
@@ -1584,6 +1623,13 @@ def _subspace_fwd_fma(y, g1, g2, alpha, mode, active, gain, x, bvec, u, a22, q2,
     u_max = 0.0
     p = p0
     for k in range(n):
+        if (k & 7) == 0:
+            # (a software prefetch: _numba_hints)
+            kp = min(k + _AHEAD, n - 1)
+            _prefetch(x, kp)
+            _prefetch(u, kp)
+            _prefetch(bvec, kp)
+            _prefetch(active, kp)
         a = active[k]
         pair = ((k + 2 < n) & (not a) & (not active[min(k + 1, n - 1)])
                 & (not active[min(k + 2, n - 1)]))
@@ -1663,6 +1709,15 @@ def _nu_riccati(y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, gain):
     # the free samples' gains, packed: rows p .. n-1 in order of k
     p = n
     for k in range(n - 1, -1, -1):
+        if (k & 7) == 0:
+            # (a software prefetch: _numba_hints)
+            jp = max(k - _AHEAD, 0)
+            _prefetch(x, jp)
+            _prefetch(y, jp)
+            _prefetch(bvec, jp)
+            _prefetch(u, jp)
+            _prefetch(nu, jp)
+            _prefetch(active, jp)
         # ---- the multipliers (_nu_pass)
         v = x[k] - y[k + 1] + bvec[k + 1] + _fence(g1 * n1) + _fence(g2 * n2)
         n2 = n1
