@@ -1,12 +1,15 @@
-"""A software prefetch for the compiled solvers' streaming passes.
+"""A software prefetch for the compiled solvers' backward streaming passes.
 
 On long traces (1,000,000 frames: 8 MB per float64 array, the step's arrays
 together beyond the 32 MB L3) every full pass of an active-set step streams
-its arrays from memory, and the passes are latency-bound recursions that
-leave the hardware prefetcher too little lead: the multipliers' backward
-pass took 3.8-7 ns a sample there against ~2.4 on 54,000 frames.  Asking
-for the line ``_AHEAD`` samples ahead (or behind, for a backward pass) each
-sample brought it to ~2.6-3.6.  A prefetch is a hint: it changes no number.
+its arrays from memory.  The multipliers' backward pass (five streams read
+or written downwards: x, y, b, u, nu) took 3.8-7 ns a sample there against
+~2.3 on 54,000 frames; asking every 8 samples for the lines ``AHEAD``
+samples below brought it to ~2.3-3.6.  Used there only (_nu_pass,
+_nu_pass_fma, _nu_riccati): in the forward passes (upwards, which the
+hardware prefetcher follows) and the Riccati recursions (two streams) it
+cost 0.2-0.6 ns a sample on 54,000 frames and gained nothing on 1,000,000.
+A prefetch is a hint: it changes no number.
 """
 
 from __future__ import annotations

@@ -35,9 +35,6 @@ from __future__ import annotations
 
 from numba import njit
 
-from ._numba_hints import AHEAD as _AHEAD
-from ._numba_hints import prefetch as _prefetch
-
 _CACHE = True
 
 
@@ -69,11 +66,6 @@ def riccati_short(y, g1, g2, beta, active, gain):
     # the free samples' gains, packed: rows p .. n-1 in order of k
     p = n
     for k in range(n - 1, -1, -1):
-        if (k & 7) == 0:
-            # (a software prefetch: _numba_hints)
-            kp = max(k - _AHEAD, 0)
-            _prefetch(y, kp)
-            _prefetch(active, kp)
         yk = y[k + 1]
         l1 = q1
         l2 = q2 - yk

@@ -500,11 +500,6 @@ def _riccati_flat(y, g1, g2, beta, active, gain):
     # the free samples' gains, packed: rows p .. n-1 in order of k
     p = n
     for k in range(n - 1, -1, -1):
-        if (k & 7) == 0:
-            # (a software prefetch: _numba_hints)
-            kp = max(k - _AHEAD, 0)
-            _prefetch(y, kp)
-            _prefetch(active, kp)
         yk = y[k + 1]
         l1 = q1
         l2 = q2 - yk
@@ -641,13 +636,6 @@ def _subspace_fwd(y, g1, g2, alpha, mode, active, gain, gb, x, bvec, u, want_u, 
     xm2 = 0.0
     u_max = 0.0
     for k in range(n):
-        if (k & 7) == 0:
-            # (a software prefetch: _numba_hints)
-            kp = min(k + _AHEAD, n - 1)
-            _prefetch(x, kp)
-            _prefetch(u, kp)
-            _prefetch(bvec, kp)
-            _prefetch(active, kp)
         # a free sample before a free pair: its gains on x_{k-1} are 0 and on
         # b 1 (_subspace_riccati), so x_k and the drift take the same numbers
         # without the previous x on their chain
@@ -1573,13 +1561,6 @@ def _subspace_fwd_flat(y, g1, g2, alpha, mode, active, gain, x, bvec, u, a22, q2
     u_max = 0.0
     p = p0
     for k in range(n):
-        if (k & 7) == 0:
-            # (a software prefetch: _numba_hints)
-            kp = min(k + _AHEAD, n - 1)
-            _prefetch(x, kp)
-            _prefetch(u, kp)
-            _prefetch(bvec, kp)
-            _prefetch(active, kp)
         a = active[k]
         pair = ((k + 2 < n) & (not a) & (not active[min(k + 1, n - 1)])
                 & (not active[min(k + 2, n - 1)]))
@@ -1623,13 +1604,6 @@ def _subspace_fwd_fma(y, g1, g2, alpha, mode, active, gain, x, bvec, u, a22, q2,
     u_max = 0.0
     p = p0
     for k in range(n):
-        if (k & 7) == 0:
-            # (a software prefetch: _numba_hints)
-            kp = min(k + _AHEAD, n - 1)
-            _prefetch(x, kp)
-            _prefetch(u, kp)
-            _prefetch(bvec, kp)
-            _prefetch(active, kp)
         a = active[k]
         pair = ((k + 2 < n) & (not a) & (not active[min(k + 1, n - 1)])
                 & (not active[min(k + 2, n - 1)]))
