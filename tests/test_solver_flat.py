@@ -50,7 +50,8 @@ def test_flat_riccati_is_the_ahead_recursion(name, frac):
     gain2 = np.zeros((n, 3))
     # x - y + b on active samples must keep nu >= 0: x large
     x[:] = 1e6
-    out = ns._nu_riccati(y_pos, m.g1, m.g2, beta, active, x, bvec, u, nu, flip, 0.0, gain2)
+    out = ns._nu_riccati(y_pos, m.g1, m.g2, beta, active, x, bvec, u, nu, flip, 0.0, gain2,
+                         ns._ALL_B)
     assert not flip.any()
     assert out[5:] == (a22, q2, p0)
     # the free samples' gains, packed at the end in order of k

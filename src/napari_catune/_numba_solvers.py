@@ -61,6 +61,10 @@ _IPM_FAST = {"reassoc", "nsz", "arcp", "contract"}
 _NO = np.bool_(False)
 _YES = np.bool_(True)
 _ZERO = np.int64(0)
+# the multipliers' passes' ``bmask``: the baseline per sample, or the
+# constant in bvec[0] (a flat step's, which leaves bvec[1:] unset)
+_ALL_B = np.int64(-1)
+_ONE_B = np.int64(0)
 # the passes _newton_fwd runs over each Newton solution (its ``kind``)
 _FWD_PRED = np.int64(1)
 _FWD_CORR = np.int64(2)
@@ -669,6 +673,15 @@ def _subspace_fwd(y, g1, g2, alpha, mode, active, gain, gb, x, bvec, u, want_u, 
 
 
 @njit(cache=_CACHE, nogil=True)
+def _fill_b(bvec):
+    """bvec[1:] = bvec[0]: the constant baseline of a flat step
+    (:func:`_kkt_core_ahead`) on every sample."""
+    b = bvec[0]
+    for t in range(1, bvec.shape[0]):
+        bvec[t] = b
+
+
+@njit(cache=_CACHE, nogil=True)
 def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, fws, bws,
              rel_eps=1e-11, warm=False, bail=False):
     """Exact solve by primal-dual active sets.  Returns (iters, converged).
@@ -1017,6 +1030,9 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
             # baseline fixed (_numba_local): the next full step then finds
             # few violators or none.  At most _LOCAL_WORK n samples
             # re-solved, not counted as a step
+            if flat:
+                # (a flat step leaves its baseline in bvec[0] only)
+                _fill_b(bvec)
             if cycle:
                 lw, ll = local_exchange(y, bvec, g1, g2, alpha, beta, active, flip, x, u, nu,
                                         gain, eps_u, eps_nu, n, local_work * n, _ZERO,
@@ -1040,6 +1056,8 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
                 a22r = a22n
                 q2r = q2n
                 p0r = p0n
+    if flat:
+        _fill_b(bvec)
     if bail and ipm_cold:
         # (``bail``: a warm start that would go to the cold interior point
         # returns at once, not converged, before its budget; pdas_rows
@@ -1355,13 +1373,16 @@ def _kkt_step(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u, nu
 
 
 @njit(cache=_CACHE, nogil=True)
-def _nu_pass(y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u):
+def _nu_pass(y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, bmask):
     """The multipliers' backward recursion of :func:`_kkt_core` (plain sum):
     nu = beta + K'(K s + b - y) on every sample; flags in ``flip`` each
     candidate violator (a negative multiplier on the active set, a spike
     below -eps_u on the free set).  Returns (n_bad, last_bad, nu_max,
     noise, near): the count, the last flagged sample, max |nu| on the
-    active set and on the free set, and the flagged multiplier nearest 0."""
+    active set and on the free set, and the flagged multiplier nearest 0.
+    ``bmask``: -1 reads the baseline per sample, 0 the constant bvec[0]
+    (a flat step's, :func:`_kkt_core_ahead`: one stream fewer, the same
+    numbers)."""
     n = x.shape[0]
     n1 = 0.0
     n2 = 0.0
@@ -1376,11 +1397,11 @@ def _nu_pass(y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u):
             jp = max(j - _AHEAD, 0)
             _prefetch(x, jp)
             _prefetch(y, jp)
-            _prefetch(bvec, jp)
+            _prefetch(bvec, jp & bmask)
             _prefetch(u, jp)
             _prefetch(nu, jp)
             _prefetch(active, jp)
-        v = x[j] - y[j + 1] + bvec[j + 1] + g1 * n1 + g2 * n2
+        v = x[j] - y[j + 1] + bvec[(j + 1) & bmask] + g1 * n1 + g2 * n2
         n2 = n1
         n1 = v
         nj = v + beta
@@ -1402,7 +1423,7 @@ def _nu_pass(y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u):
 
 
 @njit(cache=_CACHE, nogil=True, fastmath={"contract"})
-def _nu_pass_fma(y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u):
+def _nu_pass_fma(y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, bmask):
     """The multipliers' backward recursion of :func:`_kkt_core` with one
     multiply-add on its loop-carried chain (n2 added off it, g1 n1 fused):
     a third of the latency of the plain sum, rounded differently.  Used by
@@ -1424,11 +1445,11 @@ def _nu_pass_fma(y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u):
             jp = max(j - _AHEAD, 0)
             _prefetch(x, jp)
             _prefetch(y, jp)
-            _prefetch(bvec, jp)
+            _prefetch(bvec, jp & bmask)
             _prefetch(u, jp)
             _prefetch(nu, jp)
             _prefetch(active, jp)
-        v = ((x[j] - y[j + 1] + bvec[j + 1]) + g2 * n2) + g1 * n1
+        v = ((x[j] - y[j + 1] + bvec[(j + 1) & bmask]) + g2 * n2) + g1 * n1
         n2 = n1
         n1 = v
         nj = v + beta
@@ -1484,10 +1505,10 @@ def _kkt_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u, nu
     eps_u = rel_eps * u_max
     if fast:
         n_bad, last_bad, nu_max, noise, near = _nu_pass_fma(y, g1, g2, beta, active, x, bvec,
-                                                            u, nu, flip, eps_u)
+                                                            u, nu, flip, eps_u, _ALL_B)
     else:
         n_bad, last_bad, nu_max, noise, near = _nu_pass(y, g1, g2, beta, active, x, bvec, u,
-                                                        nu, flip, eps_u)
+                                                        nu, flip, eps_u, _ALL_B)
     n_bad, last_bad, eps_nu, _kept = _kkt_flags(active, nu, flip, n_bad, last_bad, nu_max, noise,
                                                 near, rel_eps)
     return n_bad, last_bad, eps_u, eps_nu
@@ -1510,7 +1531,11 @@ def _kkt_core_ahead(y, g1, g2, alpha, beta, mode, active, gain, x, bvec, u, nu, 
     (not when the thresholds' second look unflagged any).  ``fast`` (not
     with ``ahead``; a cold start at lambda 0): the forward pass by
     :func:`_subspace_fwd_fma` and the multipliers by :func:`_nu_pass_fma`,
-    as :func:`_kkt_core` forms them for a cold start at lambda 0."""
+    as :func:`_kkt_core` forms them for a cold start at lambda 0.  The
+    baseline (modes 0 and 1: one value) is left in bvec[0] only, read from
+    there by the multipliers' pass (on 1,000,000 frames a stream written
+    and read per step; the caller fills bvec before anything else reads
+    it, :func:`_fill_b`)."""
     if first:
         u_max = _all_active_fwd(y, mode, x, bvec, u)
     else:
@@ -1528,13 +1553,13 @@ def _kkt_core_ahead(y, g1, g2, alpha, beta, mode, active, gain, x, bvec, u, nu, 
     p0n = 0
     if ahead:
         n_bad, last_bad, nu_max, noise, near, a22n, q2n, p0n = _nu_riccati(
-            y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, gain)
+            y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, gain, _ONE_B)
     elif fast:
         n_bad, last_bad, nu_max, noise, near = _nu_pass_fma(y, g1, g2, beta, active, x, bvec,
-                                                            u, nu, flip, eps_u)
+                                                            u, nu, flip, eps_u, _ONE_B)
     else:
         n_bad, last_bad, nu_max, noise, near = _nu_pass(y, g1, g2, beta, active, x, bvec, u,
-                                                        nu, flip, eps_u)
+                                                        nu, flip, eps_u, _ONE_B)
     n_bad, last_bad, eps_nu, kept = _kkt_flags(active, nu, flip, n_bad, last_bad, nu_max, noise,
                                                near, rel_eps)
     return n_bad, last_bad, eps_u, eps_nu, ahead and kept, a22n, q2n, p0n
@@ -1564,7 +1589,6 @@ def _subspace_fwd_flat(y, g1, g2, alpha, mode, active, gain, x, bvec, u, a22, q2
         a = active[k]
         pair = ((k + 2 < n) & (not a) & (not active[min(k + 1, n - 1)])
                 & (not active[min(k + 2, n - 1)]))
-        bvec[k + 1] = b
         # (the free samples' gains packed from row p0: row p is this
         # sample's if it is free, read either way, the next free one's or
         # the last row if not)
@@ -1607,7 +1631,6 @@ def _subspace_fwd_fma(y, g1, g2, alpha, mode, active, gain, x, bvec, u, a22, q2,
         a = active[k]
         pair = ((k + 2 < n) & (not a) & (not active[min(k + 1, n - 1)])
                 & (not active[min(k + 2, n - 1)]))
-        bvec[k + 1] = b
         pk = min(p, n - 1)
         p += 0 if a else 1
         xa = g1 * xm1 + g2 * xm2
@@ -1641,14 +1664,13 @@ def _all_active_fwd(y, mode, x, bvec, u):
         b = (y[0] - q2) / a22
     bvec[0] = b
     for k in range(n):
-        bvec[k + 1] = b
         x[k] = 0.0
         u[k] = 0.0
     return 0.0
 
 
 @njit(cache=_CACHE, nogil=True, fastmath={"contract"})
-def _nu_riccati(y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, gain):
+def _nu_riccati(y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, gain, bmask):
     """:func:`_nu_pass` (the same numbers: its products fenced off the
     multiply-adds) and, in the same backward loop, the Riccati recursion of
     :func:`_subspace_riccati` (no drift; the same numbers) for the set
@@ -1688,12 +1710,12 @@ def _nu_riccati(y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, gain):
             jp = max(k - _AHEAD, 0)
             _prefetch(x, jp)
             _prefetch(y, jp)
-            _prefetch(bvec, jp)
+            _prefetch(bvec, jp & bmask)
             _prefetch(u, jp)
             _prefetch(nu, jp)
             _prefetch(active, jp)
         # ---- the multipliers (_nu_pass)
-        v = x[k] - y[k + 1] + bvec[k + 1] + _fence(g1 * n1) + _fence(g2 * n2)
+        v = x[k] - y[k + 1] + bvec[(k + 1) & bmask] + _fence(g1 * n1) + _fence(g2 * n2)
         n2 = n1
         n1 = v
         nj = v + beta
