@@ -37,6 +37,7 @@ from ._numba_local import (_SEG_ROUNDS, _SEG_SINGLE, _chol_add, _gram_fill, _nnq
                            local_exchange, peak_samples, power_tables, thin_flips)
 from ._numba_short import riccati_short
 from ._numba_hints import AHEAD as _AHEAD
+from ._numba_hints import FROM as _HINT_FROM
 from ._numba_hints import prefetch as _prefetch
 
 # (int64, not literal ints: see _NO)
@@ -1391,9 +1392,10 @@ def _nu_pass(y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, bmask):
     near = -math.inf
     n_bad = 0
     last_bad = -1
+    hint = n >= _HINT_FROM
     for j in range(n - 1, -1, -1):
-        if (j & 7) == 0:
-            # (a software prefetch: _numba_hints)
+        if hint and (j & 7) == 0:
+            # (a software prefetch on long traces: _numba_hints)
             jp = max(j - _AHEAD, 0)
             _prefetch(x, jp)
             _prefetch(y, jp)
@@ -1439,9 +1441,10 @@ def _nu_pass_fma(y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, bmask):
     near = -math.inf
     n_bad = 0
     last_bad = -1
+    hint = n >= _HINT_FROM
     for j in range(n - 1, -1, -1):
-        if (j & 7) == 0:
-            # (a software prefetch: _numba_hints)
+        if hint and (j & 7) == 0:
+            # (a software prefetch on long traces: _numba_hints)
             jp = max(j - _AHEAD, 0)
             _prefetch(x, jp)
             _prefetch(y, jp)
@@ -1686,6 +1689,7 @@ def _nu_riccati(y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, gain, bmas
     near = -math.inf
     n_bad = 0
     last_bad = -1
+    hint = n >= _HINT_FROM
     g1sq = g1 * g1
     g1x2 = 2.0 * g1
     g2sq = g2 * g2
@@ -1705,8 +1709,8 @@ def _nu_riccati(y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, gain, bmas
     # the free samples' gains, packed: rows p .. n-1 in order of k
     p = n
     for k in range(n - 1, -1, -1):
-        if (k & 7) == 0:
-            # (a software prefetch: _numba_hints)
+        if hint and (k & 7) == 0:
+            # (a software prefetch on long traces: _numba_hints)
             jp = max(k - _AHEAD, 0)
             _prefetch(x, jp)
             _prefetch(y, jp)
