@@ -9,7 +9,9 @@ samples below brought it to ~2.3-3.6.  Used there only (_nu_pass,
 _nu_pass_fma, _nu_riccati): in the forward passes (upwards, which the
 hardware prefetcher follows) and the Riccati recursions (two streams) it
 cost 0.2-0.6 ns a sample on 54,000 frames and gained nothing on 1,000,000.
-A prefetch is a hint: it changes no number.
+A prefetch is a hint: it changes no number.  (numba's cache keys the
+solvers on _numba_solvers.py alone: a change here comes with a change
+there, else a warm cache runs the old code.)
 """
 
 from __future__ import annotations
