@@ -38,18 +38,21 @@ def test_nu_riccati_is_nu_pass_and_riccati_bit_for_bit(name, frac):
                  nu, flip, 1e-11, ns._NO)
     eps_u = 1e-11 * np.abs(u).max()
     nu1, flip1 = nu.copy(), flip.copy()
-    ref = ns._nu_pass(y, m.g1, m.g2, beta, active, x, bvec, u, nu1, flip1, eps_u)
+    ref = ns._nu_pass(y, m.g1, m.g2, beta, active, x, bvec, u, nu1, flip1, eps_u, ns._ALL_B)
     gain_ref = np.zeros_like(gain)
     ric = ns._subspace_riccati(y, m.g1, m.g2, beta, np.int64(1), 0.0, active ^ flip1, gain_ref,
                                gb)
     gain2 = np.zeros_like(gain)
-    out = ns._nu_riccati(y, m.g1, m.g2, beta, active, x, bvec, u, nu, flip, eps_u, gain2)
+    out = ns._nu_riccati(y, m.g1, m.g2, beta, active, x, bvec, u, nu, flip, eps_u, gain2,
+                         ns._ALL_B)
     assert out[:5] == ref
     assert out[5:] == ric
     np.testing.assert_array_equal(nu, nu1)
     np.testing.assert_array_equal(flip, flip1)
-    free = ~(active ^ flip1)
-    np.testing.assert_array_equal(gain2[free], gain_ref[free])
+    # the free samples' gains, packed at the end in order of k
+    p0 = n - int((~(active ^ flip1)).sum())
+    assert out[7] == ric[2] == p0
+    np.testing.assert_array_equal(gain2[p0:], gain_ref[p0:])
 
 
 @pytest.mark.parametrize("name", ["lowSNR-30Hz", "dense-30Hz", "lam1-30Hz"])
@@ -68,7 +71,7 @@ def test_exchange_with_recursions_ahead_takes_the_same_steps(name, mode):
     B = _arrays(T)
     act_a = np.ones(n, bool)
     act_b = np.ones(n, bool)
-    ready, a22, q2 = False, 0.0, 0.0
+    ready, a22, q2, p0 = False, 0.0, 0.0, 0
     steps = 0
     for _ in range(40):
         gain, gb, x, bvec, u, nu, flip = A
@@ -76,15 +79,17 @@ def test_exchange_with_recursions_ahead_takes_the_same_steps(name, mode):
                           x, bvec, u, nu, flip, 1e-11, ns._NO)
         gain, gb, x2, bvec2, u2, nu2, flip2 = B
         rb = ns._kkt_core_ahead(y, m.g1, m.g2, m.alpha, beta, np.int64(mode), act_b, gain, x2,
-                                bvec2, u2, nu2, flip2, 1e-11, ready, a22, q2, ns._YES,
+                                bvec2, u2, nu2, flip2, 1e-11, ready, a22, q2, p0, ns._YES,
                                 np.bool_(steps == 0), ns._NO)
         steps += 1
         assert rb[:4] == ra
-        for p, q in ((x, x2), (bvec, bvec2), (u, u2), (nu, nu2), (flip, flip2)):
+        for p, q in ((x, x2), (u, u2), (nu, nu2), (flip, flip2)):
             np.testing.assert_array_equal(p, q)
+        # (the flat step leaves its constant baseline in bvec[0] only)
+        assert np.all(bvec == bvec2[0])
         if ra[0] == 0:
             break
-        ready, a22, q2 = rb[4], rb[5], rb[6]
+        ready, a22, q2, p0 = rb[4], rb[5], rb[6], rb[7]
         act_a ^= flip
         act_b ^= flip2
     assert ra[0] == 0

@@ -40,7 +40,7 @@ def test_flat_riccati_is_the_ahead_recursion(name, frac):
     beta = m.lamG / m.alpha
     active = _pattern(n, frac, 7)
     gain = np.zeros((n, 3))
-    a22, q2 = ns._riccati_flat(y, m.g1, m.g2, beta, active, gain)
+    a22, q2, p0 = ns._riccati_flat(y, m.g1, m.g2, beta, active, gain)
     x = np.zeros(n)
     bvec = np.full(y.size, 0.0)
     u = np.ones(n)
@@ -50,17 +50,19 @@ def test_flat_riccati_is_the_ahead_recursion(name, frac):
     gain2 = np.zeros((n, 3))
     # x - y + b on active samples must keep nu >= 0: x large
     x[:] = 1e6
-    out = ns._nu_riccati(y_pos, m.g1, m.g2, beta, active, x, bvec, u, nu, flip, 0.0, gain2)
+    out = ns._nu_riccati(y_pos, m.g1, m.g2, beta, active, x, bvec, u, nu, flip, 0.0, gain2,
+                         ns._ALL_B)
     assert not flip.any()
-    assert out[5:] == (a22, q2)
-    free = ~active
-    np.testing.assert_array_equal(gain2[free], gain[free])
+    assert out[5:] == (a22, q2, p0)
+    # the free samples' gains, packed at the end in order of k
+    assert p0 == n - int((~active).sum())
+    np.testing.assert_array_equal(gain2[p0:], gain[p0:])
     # and _subspace_riccati (modes 0, 1) is this recursion
     gain3 = np.zeros((n, 3))
     for mode in (0, 1):
         assert ns._subspace_riccati(y, m.g1, m.g2, beta, np.int64(mode), 0.0, active, gain3,
-                                    np.zeros((1, 4))) == (a22, q2)
-        np.testing.assert_array_equal(gain3[free], gain[free])
+                                    np.zeros((1, 4))) == (a22, q2, p0)
+        np.testing.assert_array_equal(gain3[p0:], gain[p0:])
 
 
 @pytest.mark.parametrize("frac", [0.1, 0.3, 0.6])
@@ -71,11 +73,11 @@ def test_fma_forward_pass_is_the_plain_one_to_rounding(frac):
     n = T - 1
     active = _pattern(n, frac, 3)
     gain = np.zeros((n, 3))
-    a22, q2 = ns._riccati_flat(y, m.g1, m.g2, 0.0, active, gain)
+    a22, q2, p0 = ns._riccati_flat(y, m.g1, m.g2, 0.0, active, gain)
     out = []
     for fwd in (ns._subspace_fwd_flat, ns._subspace_fwd_fma):
         x, bvec, u = np.zeros(n), np.zeros(T), np.zeros(n)
-        u_max = fwd(y, m.g1, m.g2, m.alpha, np.int64(1), active, gain, x, bvec, u, a22, q2)
+        u_max = fwd(y, m.g1, m.g2, m.alpha, np.int64(1), active, gain, x, bvec, u, a22, q2, p0)
         out.append((x, bvec, u, u_max))
     (x0, b0, u0, m0), (x1, b1, u1, m1) = out
     np.testing.assert_array_equal(b0, b1)              # the same recursion's baseline

@@ -62,12 +62,13 @@ def test_short_riccati_returns_the_plain_value_function():
     n = y.size - 1
     active = rng.random(n) > 0.1
     g_p, g_s = np.zeros((n, 3)), np.zeros((n, 3))
-    a22p, q2p = ns._subspace_riccati(y, m.g1, m.g2, m.lamG / m.alpha, np.int64(1), 0.0, active,
+    a22p, q2p, p0p = ns._subspace_riccati(y, m.g1, m.g2, m.lamG / m.alpha, np.int64(1), 0.0, active,
                                      g_p, np.zeros((1, 4)))
-    a22s, q2s = nsh.riccati_short(y, m.g1, m.g2, m.lamG / m.alpha, active, g_s)
-    free = ~active
+    a22s, q2s, p0s = nsh.riccati_short(y, m.g1, m.g2, m.lamG / m.alpha, active, g_s)
+    # the free samples' gains, packed at the end in order of k
+    assert p0s == p0p == n - int((~active).sum())
     for j in range(3):
-        assert np.abs(g_s[free, j] - g_p[free, j]).max() <= 1e-9 * np.abs(g_p[free, j]).max()
+        assert np.abs(g_s[p0s:, j] - g_p[p0s:, j]).max() <= 1e-9 * np.abs(g_p[p0s:, j]).max()
     assert abs(a22s - a22p) <= 1e-12 * a22p
     assert abs(q2s - q2p) <= 1e-9 * abs(q2p)
 

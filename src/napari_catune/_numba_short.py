@@ -42,8 +42,9 @@ _CACHE = True
 def riccati_short(y, g1, g2, beta, active, gain):
     """:func:`._numba_solvers._subspace_riccati` for modes 0 and 1 (no
     drift), its active samples with short loop-carried chains (module
-    docstring).  Fills ``gain`` and returns (1 + p22, q2) of the value
-    function before sample 0."""
+    docstring).  Fills ``gain`` (the free samples' rows packed at its end,
+    as _subspace_riccati does) and returns (1 + p22, q2) of the value
+    function before sample 0 and the first row of the gains."""
     n = y.shape[0] - 1
     g1sq = g1 * g1
     g1x2 = 2.0 * g1
@@ -62,6 +63,8 @@ def riccati_short(y, g1, g2, beta, active, gain):
     q2 = 0.0
     f1 = False
     f2 = False
+    # the free samples' gains, packed: rows p .. n-1 in order of k
+    p = n
     for k in range(n - 1, -1, -1):
         yk = y[k + 1]
         l1 = q1
@@ -69,9 +72,10 @@ def riccati_short(y, g1, g2, beta, active, gain):
         if not active[k] and f1 and f2:
             # a free sample before a free pair (as _subspace_riccati)
             lb = q0 + (beta - yk)
-            gain[k, 0] = 0.0
-            gain[k, 1] = 1.0
-            gain[k, 2] = lb
+            p -= 1
+            gain[p, 0] = 0.0
+            gain[p, 1] = 1.0
+            gain[p, 2] = lb
             q0 = l1 - bg1
             q1 = bg2
             q2 = l2 - lb
@@ -101,9 +105,10 @@ def riccati_short(y, g1, g2, beta, active, gain):
             c1 = a01 * inv
             c2 = a02 * inv
             c3 = lb * inv
-            gain[k, 0] = c1
-            gain[k, 1] = c2
-            gain[k, 2] = c3
+            p -= 1
+            gain[p, 0] = c1
+            gain[p, 1] = c2
+            gain[p, 2] = c3
             q0 = (l1 - bg1) - c1 * lb
             q1 = bg2
             q2 = l2 - c2 * lb
@@ -116,7 +121,7 @@ def riccati_short(y, g1, g2, beta, active, gain):
             a01 = 0.0
             a11 = 0.0
             a12 = 0.0
-    return a22, q2
+    return a22, q2, p
 
 
 @njit(cache=_CACHE, nogil=True, fastmath={"contract"})
