@@ -36,7 +36,7 @@ from ._numba_local import (_SEG_ROUNDS, _SEG_SINGLE, _chol_add, _gram_fill, _nnq
                            dense_fits, dense_settle, dense_verify, direct_gradient, forward_conv,
                            local_exchange, peak_samples, power_tables, thin_flips)
 from ._numba_short import riccati_short
-from ._numba_hints import AHEAD as _AHEAD
+from ._numba_hints import AHEAD as _PF_AHEAD
 from ._numba_hints import FROM as _HINT_FROM
 from ._numba_hints import prefetch as _prefetch
 
@@ -1403,7 +1403,7 @@ def _nu_pass(y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, bmask):
     for j in range(n - 1, -1, -1):
         if hint and (j & 7) == 0:
             # (a software prefetch on long traces: _numba_hints)
-            jp = max(j - _AHEAD, 0)
+            jp = max(j - _PF_AHEAD, 0)
             _prefetch(x, jp)
             _prefetch(y, jp)
             _prefetch(bvec, jp & bmask)
@@ -1452,7 +1452,7 @@ def _nu_pass_fma(y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, bmask):
     for j in range(n - 1, -1, -1):
         if hint and (j & 7) == 0:
             # (a software prefetch on long traces: _numba_hints)
-            jp = max(j - _AHEAD, 0)
+            jp = max(j - _PF_AHEAD, 0)
             _prefetch(x, jp)
             _prefetch(y, jp)
             _prefetch(bvec, jp & bmask)
@@ -1718,7 +1718,7 @@ def _nu_riccati(y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, gain, bmas
     for k in range(n - 1, -1, -1):
         if hint and (k & 7) == 0:
             # (a software prefetch on long traces: _numba_hints)
-            jp = max(k - _AHEAD, 0)
+            jp = max(k - _PF_AHEAD, 0)
             _prefetch(x, jp)
             _prefetch(y, jp)
             _prefetch(bvec, jp & bmask)
