@@ -3075,12 +3075,6 @@ _BLOCK_SWEEP_DENSE = 0.3
 # _coarse_settle stops where a block settle leaves the set as it is and ends
 # quiet (False: the step's violators change side then, as before)
 _SETTLE_QUIET = True
-# ... and with its polish (_coarse_settle's `polish`) polishes from the
-# second step on once at most n / _SETTLE_FINE samples violate
-_SETTLE_FINE = 10_000
-# _coarse_row's settle polishes its answer itself (False: settled, then
-# polished by _coarse_polish_blocks)
-_SETTLE_POLISH = True
 # ... for at most _BLOCK_STEPS full steps (then the plain cold path)
 _BLOCK_STEPS = 40
 # ... on kernels peaking at most _BLOCK_PEAK samples after a spike (the dense
@@ -3481,7 +3475,7 @@ def _coarse_blocks_apply(g1, g2):
 
 @njit(cache=_CACHE, nogil=True)
 def _coarse_settle(y, g1, g2, alpha, lamG, mode, mu, active, max_steps, s_out, bvec, fws,
-                   bws, tables_ok, polish):
+                   bws, tables_ok):
     """Settle a guess ``active`` (the binned start's) on a kernel decaying
     over more than ``_EARLY_DECAY`` samples: full steps
     (:func:`_kkt_core`: the subspace optimum, the baseline re-optimised),
@@ -3500,23 +3494,12 @@ def _coarse_settle(y, g1, g2, alpha, lamG, mode, mu, active, max_steps, s_out, b
     since the last step its last one (Murty's rule).  At most
     ``max_steps`` full steps.  Writes s_out, bvec (and ``active``).  With
     ``tables_ok`` the block settle's tables (:func:`_coarse_tables`) are
-    current and its ``wz`` zero (a polish round's call).
-
-    With ``polish`` the settle polishes its own answer: from the second
-    step on, once the step finds at most n / ``_SETTLE_FINE`` violators, each
-    step is followed by a round of :func:`_coarse_polish_blocks` instead
-    (the gradient formed directly at the step's clipped answer, every block
-    solved, violators below -``_COARSE_POLISH_TOL`` max|gradient|), and the
-    settle ends where such a round leaves the set as it is or lowers the
-    objective (baseline fixed) by no more than ``_DENSE_GAIN`` of the fit
-    term: where the polish would stop, so the answer needs no polish
-    (slow-1kHz, 4,000,000 frames: the settle's last block settles and the
-    polish's first round changed the set twice, each followed by a full
-    step; now once).  Returns (steps, converged)."""
+    current and its ``wz`` zero (a polish round's call).  Returns (steps,
+    converged)."""
     T = y.shape[0]
     n = T - 1
     beta = lamG / alpha
-    gain, gb, x, u, nu, _s_ipm, work, gain_b, rest = _coarse_views(fws, n, T, mode)
+    gain, gb, x, u, nu, _s_ipm, work, _gain_b, rest = _coarse_views(fws, n, T, mode)
     z, G, wz, dp, rp, _sk, _bk, sums = _coarse_block_views(rest, n, T)
     flip = bws[0:n]
     if not tables_ok:
@@ -3527,61 +3510,12 @@ def _coarse_settle(y, g1, g2, alpha, lamG, mode, mu, active, max_steps, s_out, b
     it = 0
     converged = False
     prev_bad = n + 1
-    fine = False
-    same_step = False
-    n_bad = 0
-    last_bad = -1
-    eps_nu = 0.0
     while it < max_steps:
-        if not same_step:
-            n_bad, last_bad, _eps_u, eps_nu = _kkt_core(y, g1, g2, alpha, beta, mode, mu, active,
-                                                        gain, gb, x, bvec, u, nu, flip, 1e-11,
-                                                        _YES, _NO)
-            it += 1
-        same_step = False
-        if polish and (it >= 2 or n_bad == 0) and n_bad * _SETTLE_FINE <= n:
-            fine = True
-        if fine:
-            # a polish round (_coarse_polish_blocks) on the step's answer
-            for k in range(n):
-                active[k] = active[k] or not u[k] > 0.0
-            g_max, f_fit = direct_gradient(y, bvec, g1, g2, alpha, lamG, active, u, nu, work,
-                                           gain_b, _YES)
-            if not g_max > 0.0:
-                converged = True
-                break
-            f0 = f_fit
-            for k in range(n):
-                z[k] = u[k] if not active[k] else 0.0
-                G[k] = alpha * nu[k]
-                f0 += lamG * z[k]
-            _coarse_blocks(g1, g2, alpha, z, G, _COARSE_POLISH_TOL * g_max, thin, dp, rp, sums,
-                           work, wz, _YES, _BLOCK_SWEEPS, _NO)
-            changed = 0
-            for k in range(n):
-                changed += (z[k] > 0.0) != (not active[k])
-            if changed == 0:
-                converged = True
-                break
-            for k in range(n):
-                work[k] = z[k]
-            work[n] = 0.0
-            forward_conv(work, g1, g2, alpha, gain_b)
-            f1 = 0.0
-            for t in range(T):
-                rt = y[t] - gain_b[t] - bvec[t]
-                f1 += 0.5 * rt * rt
-            for k in range(n):
-                f1 += lamG * z[k]
-            if not f0 - f1 > _DENSE_GAIN * f_fit:
-                converged = True
-                break
-            if it >= max_steps:
-                break
-            for k in range(n):
-                active[k] = not z[k] > 0.0
-            continue
-        if n_bad == 0 and not polish:
+        n_bad, last_bad, _eps_u, eps_nu = _kkt_core(y, g1, g2, alpha, beta, mode, mu, active,
+                                                    gain, gb, x, bvec, u, nu, flip, 1e-11, _YES,
+                                                    _NO)
+        it += 1
+        if n_bad == 0:
             converged = True
             break
         if it >= max_steps:
@@ -3601,12 +3535,6 @@ def _coarse_settle(y, g1, g2, alpha, lamG, mode, mu, active, max_steps, s_out, b
             a_new = not z[k] > 0.0
             changed += a_new != active[k]
             active[k] = a_new
-        if changed == 0 and quiet and _SETTLE_QUIET and polish:
-            # (the polish round on this step's answer, as the next step's
-            # would be: the same set)
-            fine = True
-            same_step = True
-            continue
         if changed == 0 and quiet and _SETTLE_QUIET:
             # the set is optimal with the step's baseline, which is optimal
             # for the set: what the step flags is its rounding (slow-1kHz,
@@ -3699,7 +3627,7 @@ def _coarse_polish_blocks(y, g1, g2, alpha, lamG, mode, mu, active, s_i, bvec, f
         for k in range(n):
             active[k] = not z[k] > 0.0
         it2, ok = _coarse_settle(y, g1, g2, alpha, lamG, mode, mu, active, budget - it, s_i,
-                                 bvec, fws, bws, _YES, _NO)
+                                 bvec, fws, bws, _YES)
         it += it2
         if not ok:
             for t in range(T):
@@ -3835,12 +3763,8 @@ def _coarse_row(yi, warm, g1, g2, alpha, lamG, mode, mu, k, active, max_iters, s
         ok_c = it2 < budget
     if ok_c:
         it2, settled = _coarse_settle(yi, g1, g2, alpha, lamG, mode, mu, active,
-                                      min(max_iters - it, _BLOCK_STEPS), si, bvec, pws, bws, _NO,
-                                      _SETTLE_POLISH)
+                                      min(max_iters - it, _BLOCK_STEPS), si, bvec, pws, bws, _NO)
         it += it2
-        if settled and _SETTLE_POLISH:
-            # (polished by the settle itself)
-            return it
         if settled:
             it3, _moved = _coarse_polish_blocks(yi, g1, g2, alpha, lamG, mode, mu, active, si,
                                                 bvec, pws, bws, max_iters - it, _YES, 1e-12)
