@@ -3485,8 +3485,9 @@ def _coarse_settle(y, g1, g2, alpha, lamG, mode, mu, active, max_steps, s_out, b
     the step finds no violator, or where the block settle leaves the set
     as it is and ends quiet (:func:`_coarse_blocks`): with the step's
     baseline fixed the set is then optimal, and the baseline is optimal
-    for the set (the step fits both), so the step's violators lie within
-    its multipliers' rounding and the blocks' floors (the polish,
+    for the set (the step fits both), so the step's violators are ones the
+    blocks refuse (below their rounding floors, or dependent on a
+    neighbouring spike in their factorisation; the polish,
     :func:`_coarse_polish_blocks`, then decides the set at its tolerance
     with the gradient formed directly).  Where the block settle changes
     nothing but was not quiet (a block out of its work budget, or the sweep
@@ -3537,10 +3538,13 @@ def _coarse_settle(y, g1, g2, alpha, lamG, mode, mu, active, max_steps, s_out, b
             active[k] = a_new
         if changed == 0 and quiet and _SETTLE_QUIET:
             # the set is optimal with the step's baseline, which is optimal
-            # for the set: what the step flags is its rounding (slow-1kHz,
-            # 4,000,000 frames: 16 violators at 3.5e-11 of max|gradient|,
-            # which the blocks refuse; changing their side took 3 steps,
-            # and the polish ended on the same set)
+            # for the set: what the step still flags the blocks refuse
+            # (slow-1kHz, 4,000,000 frames: 16 violators at 7e-8 to 2.5e-7
+            # of max|gradient| that the blocks solved without change, below
+            # their rounding floor or left out as dependent by their
+            # factorisation (which, not measured); changing their side took
+            # 3 steps, 14 came back as negative spikes, and the polish
+            # ended on the same set)
             converged = True
             break
         if changed == 0:
