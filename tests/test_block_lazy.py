@@ -193,7 +193,7 @@ def test_block_sweeps_leave_the_exact_gradient():
     ns._coarse_tables(g1, g2, n, dp, rp, sums)
     thin = max(1, int(ns._THIN_PEAK * nl.peak_samples(g1, g2)))
     wz = np.zeros(n)
-    sweeps = ns._coarse_blocks(g1, g2, al, z, G, 1e-13 * np.max(np.abs(G)), thin, dp, rp, sums,
-                               np.zeros(n + 1), wz, ns._NO, np.int64(10), ns._NO)
+    sweeps, _quiet = ns._coarse_blocks(g1, g2, al, z, G, 1e-13 * np.max(np.abs(G)), thin, dp, rp,
+                                       sums, np.zeros(n + 1), wz, ns._NO, np.int64(10), ns._NO)
     assert sweeps >= 2 and not np.any(wz)
     assert np.max(np.abs(G - grad(z))) < 1e-10 * np.max(np.abs(G))

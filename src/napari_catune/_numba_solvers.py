@@ -3174,6 +3174,9 @@ _BLOCK_SWEEPS = 10
 # 1,000,000)
 _BLOCK_SWEEPS_MIN = 3
 _BLOCK_SWEEP_DENSE = 0.3
+# _coarse_settle stops where a block settle leaves the set as it is and ends
+# quiet (False: the step's violators change side then, as before)
+_SETTLE_QUIET = True
 # ... for at most _BLOCK_STEPS full steps (then the plain cold path)
 _BLOCK_STEPS = 40
 # ... on kernels peaking at most _BLOCK_PEAK samples after a spike (the dense
@@ -3375,7 +3378,7 @@ def _coarse_block_solve(H, L, P, C, m, z, G, c, zz, zeta, gr, dz, blocked, cs, s
     G, Hessian (K'K)[C, C] from the power tables), exactly
     (:func:`._numba_local._nnqp`, from the block's positive entries); z
     updated, the change in dz[0:m] (G is not).  Returns the entries that
-    changed."""
+    changed (-1: out of its work budget, the block kept its values)."""
     _gram_fill(H, C, 0, m, n, dp, rp, d, r, a2)
     c_max = 0.0
     for i in range(m):
@@ -3403,7 +3406,7 @@ def _coarse_block_solve(H, L, P, C, m, z, G, c, zz, zeta, gr, dz, blocked, cs, s
                          _BLOCK_WORK * m * m * m + _BLOCK_WORK_MIN, cs, sn, tmp)
     if not ok:
         # (out of budget: the block keeps its values)
-        return 0
+        return -1
     nz = 0
     for i in range(m):
         dz[i] = zz[i] - z[C[i]]
@@ -3435,8 +3438,10 @@ def _coarse_blocks(g1, g2, alpha, z, G, tol, thin, dp, rp, sums, work, wz, solve
     ``max_sweeps`` (with ``cost_cap``, after ``_BLOCK_SWEEPS_MIN`` once a
     sweep solved more than ``_BLOCK_SWEEP_DENSE`` blocks per decay length of
     the trace).  ``dp``, ``rp``, ``sums``: :func:`_coarse_tables`;
-    ``work`` (n + 1), ``wz`` (n, zero, left so): scratch.  Returns the
-    sweeps."""
+    ``work`` (n + 1), ``wz`` (n, zero, left so): scratch.  Returns (the
+    sweeps, quiet): quiet where the last sweep changed nothing and no block
+    in it ran out of its work budget (z is then the optimum with the
+    baseline fixed, to the blocks' tolerances)."""
     n = z.shape[0]
     B = _BLOCK_MAX
     overlap = B // 4
@@ -3458,10 +3463,12 @@ def _coarse_blocks(g1, g2, alpha, z, G, tol, thin, dp, rp, sums, work, wz, solve
     sweeps = 0
     # (a sweep's block solves beyond which they lie within a decay length)
     cap = _BLOCK_SWEEP_DENSE * n * (1.0 - d) if cost_cap else math.inf
+    quiet = False
     for sw in range(max_sweeps):
         sweeps += 1
         pos = 0
         any_change = False
+        failed = False
         solved = 0
         # the lazy update's state: G exact below the scan's end `front`
         # but for the shares deferred into wz (below x_hi + 1); the
@@ -3524,8 +3531,10 @@ def _coarse_blocks(g1, g2, alpha, z, G, tol, thin, dp, rp, sums, work, wz, solve
                 C[j + 1] = v
             if need > 0 or (solve_all and sw == 0):
                 solved += 1
-                if _coarse_block_solve(H, L, P, C, m, z, G, c, zz, zeta, gr, dz, blocked, cs, sn,
-                                       tmp, n, dp, rp, d, r, a2, thin, tol) > 0:
+                nz = _coarse_block_solve(H, L, P, C, m, z, G, c, zz, zeta, gr, dz, blocked, cs,
+                                         sn, tmp, n, dp, rp, d, r, a2, thin, tol)
+                failed = failed or nz < 0
+                if nz > 0:
                     any_change = True
                     bw, bv = _coarse_block_exact(G, C, dz, m, g1, g2, alpha, d, r, n, front, rp,
                                                  sums, work, wz)
@@ -3538,9 +3547,10 @@ def _coarse_blocks(g1, g2, alpha, z, G, tol, thin, dp, rp, sums, work, wz, solve
             # more, from a quarter block back)
             pos = max(C[m - overlap] if m > overlap else k, pos + 1)
         _coarse_sweep_end(G, front, tw, tv, x_hi, g1, g2, alpha, d, r, n, sums, wz)
+        quiet = not any_change and not failed
         if not any_change or (sweeps >= _BLOCK_SWEEPS_MIN and solved > cap):
             break
-    return sweeps
+    return sweeps, quiet
 
 
 @njit(cache=_CACHE, nogil=True)
@@ -3567,17 +3577,27 @@ def _coarse_blocks_apply(g1, g2):
 
 @njit(cache=_CACHE, nogil=True)
 def _coarse_settle(y, g1, g2, alpha, lamG, mode, mu, active, max_steps, s_out, bvec, fws,
-                   bws):
+                   bws, tables_ok):
     """Settle a guess ``active`` (the binned start's) on a kernel decaying
     over more than ``_EARLY_DECAY`` samples: full steps
-    (:func:`_kkt_core`: the subspace optimum, the baseline re-optimised,
-    its KKT test alone decides), each followed by the block settle of the
-    problem with that baseline fixed (:func:`_coarse_blocks`, on the
-    step's multipliers, violators below -max(the step's threshold,
-    1e-13 max|gradient|)); where that changes nothing, the step's
-    violators change side (they answer the baseline), or where they did
-    not fall since the last step its last one (Murty's rule).  At most
-    ``max_steps`` full steps.  Writes s_out, bvec (and ``active``).  Returns (steps,
+    (:func:`_kkt_core`: the subspace optimum, the baseline re-optimised),
+    each followed by the block settle of the problem with that baseline
+    fixed (:func:`_coarse_blocks`, on the step's multipliers, violators
+    below -max(the step's threshold, 1e-13 max|gradient|)).  Settled where
+    the step finds no violator, or where the block settle leaves the set
+    as it is and ends quiet (:func:`_coarse_blocks`): with the step's
+    baseline fixed the set is then optimal, and the baseline is optimal
+    for the set (the step fits both), so the step's violators are ones the
+    blocks refuse (below their rounding floors, or dependent on a
+    neighbouring spike in their factorisation; the polish,
+    :func:`_coarse_polish_blocks`, then decides the set at its tolerance
+    with the gradient formed directly).  Where the block settle changes
+    nothing but was not quiet (a block out of its work budget, or the sweep
+    cap), the step's violators change side, or where they did not fall
+    since the last step its last one (Murty's rule).  At most
+    ``max_steps`` full steps.  Writes s_out, bvec (and ``active``).  With
+    ``tables_ok`` the block settle's tables (:func:`_coarse_tables`) are
+    current and its ``wz`` zero (a polish round's call).  Returns (steps,
     converged)."""
     T = y.shape[0]
     n = T - 1
@@ -3585,9 +3605,10 @@ def _coarse_settle(y, g1, g2, alpha, lamG, mode, mu, active, max_steps, s_out, b
     gain, gb, x, u, nu, _s_ipm, work, _gain_b, rest = _coarse_views(fws, n, T, mode)
     z, G, wz, dp, rp, _sk, _bk, sums = _coarse_block_views(rest, n, T)
     flip = bws[0:n]
-    _coarse_tables(g1, g2, n, dp, rp, sums)
-    for k in range(n):
-        wz[k] = 0.0
+    if not tables_ok:
+        _coarse_tables(g1, g2, n, dp, rp, sums)
+        for k in range(n):
+            wz[k] = 0.0
     thin = max(1, int(_THIN_PEAK * peak_samples(g1, g2)))
     it = 0
     converged = False
@@ -3610,13 +3631,24 @@ def _coarse_settle(y, g1, g2, alpha, lamG, mode, mu, active, max_steps, s_out, b
             z[k] = u[k] if not active[k] else 0.0
             G[k] = alpha * nu[k]
             g_max = max(g_max, abs(G[k]))
-        _coarse_blocks(g1, g2, alpha, z, G, max(alpha * eps_nu, 1e-13 * g_max), thin, dp, rp, sums,
-                       work, wz, _NO, _BLOCK_SWEEPS, _YES)
+        _sweeps, quiet = _coarse_blocks(g1, g2, alpha, z, G, max(alpha * eps_nu, 1e-13 * g_max),
+                                        thin, dp, rp, sums, work, wz, _NO, _BLOCK_SWEEPS, _YES)
         changed = 0
         for k in range(n):
             a_new = not z[k] > 0.0
             changed += a_new != active[k]
             active[k] = a_new
+        if changed == 0 and quiet and _SETTLE_QUIET:
+            # the set is optimal with the step's baseline, which is optimal
+            # for the set: what the step still flags the blocks refuse
+            # (slow-1kHz, 4,000,000 frames: 16 violators at 7e-8 to 2.5e-7
+            # of max|gradient| that the blocks solved without change, below
+            # their rounding floor or left out as dependent by their
+            # factorisation (which, not measured); changing their side took
+            # 3 steps, 14 came back as negative spikes, and the polish
+            # ended on the same set)
+            converged = True
+            break
         if changed == 0:
             if n_bad < prev_bad:
                 # the step's violators answer the baseline (with it fixed
@@ -3637,7 +3669,7 @@ def _coarse_settle(y, g1, g2, alpha, lamG, mode, mu, active, max_steps, s_out, b
 
 @njit(cache=_CACHE, nogil=True)
 def _coarse_polish_blocks(y, g1, g2, alpha, lamG, mode, mu, active, s_i, bvec, fws, bws,
-                          budget, gain=1e-12):
+                          budget, tables_ok, gain=1e-12):
     """:func:`_coarse_polish` by block settles (:func:`_coarse_blocks`; any
     free set): each round forms the gradient directly at the answer, solves
     every block once (the free spikes made exact, which the full step's
@@ -3646,8 +3678,11 @@ def _coarse_polish_blocks(y, g1, g2, alpha, lamG, mode, mu, active, s_i, bvec, f
     the set and lowers the objective (baseline fixed) by more than
     ``_DENSE_GAIN`` of the fit term, :func:`_coarse_settle` settles from the
     new set (at most ``budget`` steps in all; if it does not settle, the
-    answer before stands).  At most ``_COARSE_POLISH`` rounds.  Returns
-    (steps, rounds that changed the set)."""
+    answer before stands).  At most ``_COARSE_POLISH`` rounds.  With
+    ``tables_ok`` the tables (:func:`_coarse_tables`) are current and ``wz``
+    zero (after :func:`_coarse_settle`; nothing in between uses that part
+    of the workspace), else built here, once: the rounds and their settles
+    leave both so.  Returns (steps, rounds that changed the set)."""
     T = y.shape[0]
     n = T - 1
     _gain, _gb, _x, u, nu, _s_ipm, work, work2, rest = _coarse_views(fws, n, T, mode)
@@ -3655,11 +3690,12 @@ def _coarse_polish_blocks(y, g1, g2, alpha, lamG, mode, mu, active, s_i, bvec, f
     thin = max(1, int(_THIN_PEAK * peak_samples(g1, g2)))
     it = 0
     moved = 0
-    for _r in range(_COARSE_POLISH):
-        # (_coarse_settle rebuilds the tables and clears wz; both stay so)
+    if not tables_ok:
         _coarse_tables(g1, g2, n, dp, rp, sums)
         for k in range(n):
             wz[k] = 0.0
+    for _r in range(_COARSE_POLISH):
+        for k in range(n):
             active[k] = not s_i[k] > 0.0
             u[k] = s_i[k]
         g_max, f_fit = direct_gradient(y, bvec, g1, g2, alpha, lamG, active, u, nu, work, work2,
@@ -3697,7 +3733,7 @@ def _coarse_polish_blocks(y, g1, g2, alpha, lamG, mode, mu, active, s_i, bvec, f
         for k in range(n):
             active[k] = not z[k] > 0.0
         it2, ok = _coarse_settle(y, g1, g2, alpha, lamG, mode, mu, active, budget - it, s_i,
-                                 bvec, fws, bws)
+                                 bvec, fws, bws, _YES)
         it += it2
         if not ok:
             for t in range(T):
@@ -3768,7 +3804,7 @@ def _coarse_polish_any(yi, g1, g2, alpha, lamG, mode, mu, active, si, bvec, pws,
                                     bws, budget, gain)
     else:
         it, _moved = _coarse_polish_blocks(yi, g1, g2, alpha, lamG, mode, mu, active, si, bvec,
-                                           pws, bws, budget, gain)
+                                           pws, bws, budget, _NO, gain)
     return it
 
 
@@ -3833,11 +3869,11 @@ def _coarse_row(yi, warm, g1, g2, alpha, lamG, mode, mu, k, active, max_iters, s
         ok_c = it2 < budget
     if ok_c:
         it2, settled = _coarse_settle(yi, g1, g2, alpha, lamG, mode, mu, active,
-                                      min(max_iters - it, _BLOCK_STEPS), si, bvec, pws, bws)
+                                      min(max_iters - it, _BLOCK_STEPS), si, bvec, pws, bws, _NO)
         it += it2
         if settled:
             it3, _moved = _coarse_polish_blocks(yi, g1, g2, alpha, lamG, mode, mu, active, si,
-                                                bvec, pws, bws, max_iters - it, 1e-12)
+                                                bvec, pws, bws, max_iters - it, _YES, 1e-12)
             return it + it3
     for j in range(n):
         active[j] = lamG > 0.0
