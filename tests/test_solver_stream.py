@@ -70,19 +70,26 @@ def test_every_riccati_writes_the_free_gains_packed_in_order(name):
 def test_a_cold_flat_solve_fills_its_baseline(name, mode):
     # the flat steps keep b in bvec[0]; the local settle and the result read
     # bvec per sample: pdas_one fills it (a stale bvec would show in the
-    # settle's steps, the KKT check and the fit)
+    # settle's steps, the KKT check and the fit).  A workspace left with a
+    # wrong finite baseline gives the same answer and steps as a fresh one
     m = _model(name)
     y = regime_traces(name, 1, 20_000, 2)[0]
     T = y.size
     n = T - 1
     nf, nb = ns.workspace_sizes(T)
-    fws = np.full(nf, np.nan)
-    bws = np.zeros(nb, bool)
-    bvec = fws[0:T]
-    active = np.full(n, m.lamG > 0.0)
-    s = np.empty(T)
-    it, ok = ns.pdas_one(y, m.g1, m.g2, m.alpha, m.lamG, np.int64(mode), 0.0, active,
-                         np.int64(500), s, bvec, fws[T:], bws)
+    runs = []
+    for stale in (np.nan, 5.0):
+        fws = np.full(nf, stale)
+        bws = np.zeros(nb, bool)
+        bvec = fws[0:T]
+        active = np.full(n, m.lamG > 0.0)
+        s = np.empty(T)
+        it, ok = ns.pdas_one(y, m.g1, m.g2, m.alpha, m.lamG, np.int64(mode), 0.0, active,
+                             np.int64(500), s, bvec, fws[T:], bws)
+        runs.append((it, s.copy(), bvec.copy()))
+    assert runs[0][0] == runs[1][0]
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
+    np.testing.assert_array_equal(runs[0][2], runs[1][2])
     assert ok and it <= 20
     assert np.all(bvec == bvec[0])
     if mode == 0:
@@ -100,6 +107,13 @@ def _sum_back(a, hint):
             prefetch(a, max(j - AHEAD, 0))
         t = 0.5 * t + a[j]
     return t
+
+
+def test_the_solvers_prefetch_ahead_as_said():
+    # (an _AHEAD of the solvers' own once shadowed the imported distance:
+    # the passes prefetched 1 sample ahead)
+    for f in (ns._nu_pass, ns._nu_pass_fma, ns._nu_riccati):
+        assert f.py_func.__globals__["_PF_AHEAD"] == AHEAD == 256
 
 
 def test_prefetch_is_a_hint():

@@ -33,7 +33,8 @@ FROM = 1 << 18
 def prefetch(typingctx, arr, idx):
     """Hint the cache to fetch ``arr[idx]`` (1-D, idx in range; for reading,
     kept in all levels)."""
-    if not isinstance(arr, types.Array) or not isinstance(idx, types.Integer):
+    if (not isinstance(arr, types.Array) or arr.ndim != 1
+            or not isinstance(idx, types.Integer)):
         return None
     sig = types.void(arr, idx)
 

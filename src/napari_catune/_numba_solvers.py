@@ -41,11 +41,15 @@ from ._numba_hints import FROM as _HINT_FROM
 from ._numba_hints import prefetch as _prefetch
 
 # numba keys its on-disk cache of this file's functions on this file alone
-# (its time stamp and size), not on the modules they call into: pdas_one's
-# cached machine code holds _numba_local's and _numba_short's code as it was
-# when it compiled.  A change there comes with a change here (this line will
-# do), or a checkout with a warm cache runs the old code.  Last: the local
-# settle's edge scans (_numba_local._left_edge, wdrift).
+# (numba 0.68: a digest of its contents; before: its time stamp and size),
+# not on the modules they call into: pdas_one's cached machine code holds
+# _numba_local's, _numba_short's and _numba_hints' code as it was when it
+# compiled.  So this file holds a digest of those sources (a change there
+# is a change here; tests/test_numba_cache_key.py checks it and prints the
+# new value), or a checkout or an upgrade with a warm cache would run the
+# old code (seen: wdrift's edge-scan fix measured nothing until the cache
+# was cleared; a reviewer ran a callee numba could no longer compile).
+_CALLEES_SHA = "583e9b1aa6c95664"
 
 # (int64, not literal ints: see _NO)
 _SEG_ROUNDS = np.int64(_SEG_ROUNDS)
