@@ -38,11 +38,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from numba import njit
 
-from ._numba_local import _left_edge, _right_edge
 
 _CACHE = True
+# (a constant argument of a call between compiled functions: see
+# _numba_solvers._NO)
+_YES = np.bool_(True)
 
 # block-exchange rounds within one segment, then single (Murty) rounds
 _AFF_ROUNDS = 8
@@ -52,51 +55,79 @@ _AFF_MAX_UPDATES = 16
 
 
 @njit(cache=_CACHE, nogil=True, fastmath={"reassoc", "contract"})
-def _fit_sums(y, g1, g2, alpha, b):
-    """max |u| and sum u^2 of the exact fit's spikes (:func:`exact_fit_flags`),
-    vectorised."""
+def _fit_sums(y, g1, g2, b, want_max):
+    """The sum of squares of the exact fit's spikes times alpha, d = M (y[1:]
+    - b) (:func:`exact_fit_flags`), vectorised, and with ``want_max`` their
+    largest |d| (not vectorised: numba's max is not).  The samples from 2
+    on read y through slices (no negative index, whose wraparound test
+    keeps LLVM from vectorising)."""
     n = y.shape[0] - 1
-    u_max = 0.0
-    ss = 0.0
-    for k in range(n):
-        xm1 = y[k] - b if k >= 1 else 0.0
-        xm2 = y[k - 1] - b if k >= 2 else 0.0
-        uk = ((y[k + 1] - b) - g1 * xm1 - g2 * xm2) / alpha
-        u_max = max(u_max, abs(uk))
-        ss += uk * uk
-    return u_max, ss
+    c = (1.0 - g1 - g2) * b
+    v0 = y[1] - b
+    v1 = (y[2] - g1 * (y[1] - b)) - b
+    y0 = y[3:n + 1]
+    y1 = y[2:n]
+    y2 = y[1:n - 1]
+    ss = v0 * v0 + v1 * v1
+    for k in range(n - 2):
+        d = (y0[k] - g1 * y1[k] - g2 * y2[k]) - c
+        ss += d * d
+    d_max = max(abs(v0), abs(v1))
+    if want_max:
+        for k in range(n - 2):
+            d = (y0[k] - g1 * y1[k] - g2 * y2[k]) - c
+            d_max = max(d_max, abs(d))
+    return d_max, ss
+
+
+@njit(cache=_CACHE, nogil=True, fastmath={"contract"})
+def _fit_flags(y, g1, g2, b, thr, active):
+    """active[k] = M (y[1:] - b)[k] < thr (:func:`exact_fit_flags`),
+    vectorised as :func:`_fit_sums`; returns the count."""
+    n = y.shape[0] - 1
+    c = (1.0 - g1 - g2) * b
+    active[0] = y[1] - b < thr
+    active[1] = (y[2] - g1 * (y[1] - b)) - b < thr
+    n_bad = np.int64(active[0]) + np.int64(active[1])
+    y0 = y[3:n + 1]
+    y1 = y[2:n]
+    y2 = y[1:n - 1]
+    act = active[2:n]
+    for k in range(n - 2):
+        d = (y0[k] - g1 * y1[k] - g2 * y2[k]) - c
+        bad = d < thr
+        act[k] = bad
+        n_bad += bad
+    return n_bad
 
 
 @njit(cache=_CACHE, nogil=True)
 def exact_fit_flags(y, g1, g2, alpha, mode, rel_eps, thr_rms, active):
     """The violators of :func:`._numba_solvers._all_free_step` (the exact
     fit at lambda 0, every sample free: the spikes u = M (y[1:] - b) /
-    alpha, each formed as that step forms it) set active in ``active``,
-    without its x, u and nu: only their flags are needed here.  Returns
-    their count."""
+    alpha, b = y[0] or 0 without a baseline, flagged below ``thr_rms`` times
+    their rms, or below -rel_eps max |u| where none is) set active in
+    ``active``, without that step's x, u and nu: only the flags are needed
+    here.  The spikes formed as M y - (1 - g1 - g2) b, compared times alpha
+    (rounded otherwise than that step: a spike within rounding of the
+    threshold may be flagged otherwise; the threshold is a guess's).
+    Returns their count.  (T >= 4.)"""
     n = y.shape[0] - 1
     b = y[0] if mode != 0 else 0.0
-    u_max, ss = _fit_sums(y, g1, g2, alpha, b)
-    eps_u = rel_eps * u_max
-    thr = -eps_u
-    if thr_rms != 0.0:
-        thr = thr_rms * math.sqrt(ss / n)
-    for rnd in range(2):
-        n_bad = 0
-        xm1 = 0.0
-        xm2 = 0.0
-        for k in range(n):
-            xk = y[k + 1] - b
-            uk = (xk - g1 * xm1 - g2 * xm2) / alpha
-            bad = uk < thr
-            active[k] = bad
-            n_bad += bad
-            xm2 = xm1
-            xm1 = xk
-        if n_bad > 0 or not thr < -eps_u:
-            break
+    want_max = thr_rms == 0.0
+    d_max, ss = _fit_sums(y, g1, g2, b, want_max)
+    thr = thr_rms * math.sqrt(ss / n)
+    n_bad = 0
+    if not want_max:
+        n_bad = _fit_flags(y, g1, g2, b, thr, active)
+    if n_bad == 0:
         # none below the threshold: every negative one (_all_free_step)
-        thr = -eps_u
+        if not want_max:
+            d_max, ss = _fit_sums(y, g1, g2, b, _YES)
+        eps_d = rel_eps * d_max
+        if not want_max and not thr < -eps_d:
+            return n_bad
+        n_bad = _fit_flags(y, g1, g2, b, -eps_d, active)
     return n_bad
 
 
@@ -130,7 +161,7 @@ def affine_fwd(y, g1, g2, alpha, active, gain, b, x, z, u, u1):
         za = g1 * zm1 + g2 * zm2
         zf = -(gain[k, 0] * zm1 + gain[k, 1])
         zk = za if a else (-1.0 if pair else zf)
-        uk = (xk - g1 * xm1 - g2 * xm2) / alpha
+        uk = (xk - g1 * xm1 - g2 * xm2) * inv_alpha
         uk = 0.0 if a else uk
         vk = (zk - g1 * zm1 - g2 * zm2) * inv_alpha
         vk = 0.0 if a else vk
@@ -190,22 +221,69 @@ def affine_nu(y, g1, g2, beta, active, b, x, z, w, w1, flip, eps_u):
     return n_bad, last_bad, nu_max, noise, near
 
 
-@njit(cache=_CACHE, nogil=True)
+@njit(cache=_CACHE, nogil=True, fastmath={"contract"})
 def affine_flags(active, w, w1, db, eps_u, eps_nu, flip, idx):
     """The violators at b_ref + db from the stored values and slopes (no
     recursion): a free sample's spike below -eps_u, an active sample's
-    multiplier below -eps_nu; flagged in ``flip`` and listed in ``idx``
-    (ascending).  Returns their count."""
+    multiplier below -eps_nu; flagged in ``flip`` (a vectorised pass) and
+    listed in ``idx``, ascending (the flags read eight at a time).  Returns
+    their count."""
     n = active.shape[0]
     n_bad = 0
     for k in range(n):
         thr = eps_nu if active[k] else eps_u
         bad = w[k] + db * w1[k] < -thr
         flip[k] = bad
-        if bad:
-            idx[n_bad] = k
-            n_bad += 1
+        n_bad += bad
+    if n_bad > 0:
+        m = n // 8
+        words = flip[0:8 * m].view(np.uint64)
+        c = 0
+        for i in range(m):
+            if words[i] != 0:
+                for k in range(8 * i, 8 * i + 8):
+                    if flip[k]:
+                        idx[c] = k
+                        c += 1
+        for k in range(8 * m, n):
+            if flip[k]:
+                idx[c] = k
+                c += 1
     return n_bad
+
+
+@njit(cache=_CACHE, nogil=True, inline="always")
+def _left(active, flip, k):
+    """:func:`._numba_local._left_edge` (the same edge) with one branch a
+    sample: the nearest untouched free pair (a, a+1), a + 1 < k, or 0."""
+    a = k - 2
+    if a <= 0:
+        return 0
+    t1 = active[a + 1] | flip[a + 1]
+    while a > 0:
+        t0 = active[a] | flip[a]
+        if not (t0 | t1):
+            return a
+        t1 = t0
+        a -= 1
+    return 0
+
+
+@njit(cache=_CACHE, nogil=True, inline="always")
+def _right(active, flip, k, n):
+    """:func:`._numba_local._right_edge` (the same edge) with one branch a
+    sample: the nearest untouched free pair (e, e+1), e > k, or n."""
+    e = k + 1
+    if e >= n - 1:
+        return n
+    t0 = active[e] | flip[e]
+    while e < n - 1:
+        t1 = active[e + 1] | flip[e + 1]
+        if not (t0 | t1):
+            return e
+        t0 = t1
+        e += 1
+    return n
 
 
 @njit(cache=_CACHE, nogil=True, inline="always")
@@ -381,8 +459,8 @@ def affine_settle(y, g1, g2, alpha, beta, active, flip, idx, n_idx, gain, b_ref,
             continue
         if work >= max_work:
             return work, -1, d_r, d_h
-        a = _left_edge(active, flip, k, n)
-        e = _right_edge(active, flip, k, n)
+        a = _left(active, flip, k)
+        e = _right(active, flip, k, n)
         for j in range(k, e):
             if flip[j]:
                 active[j] = not active[j]
@@ -400,9 +478,9 @@ def affine_settle(y, g1, g2, alpha, beta, active, flip, idx, n_idx, gain, b_ref,
                 settled = True
                 break
             if grow_left:
-                a = _left_edge(active, flip, a, n)
+                a = _left(active, flip, a)
             if grow_right:
-                e_new = _right_edge(active, flip, e + 1, n)
+                e_new = _right(active, flip, e + 1, n)
                 for j in range(e + 2, e_new):
                     if flip[j]:
                         active[j] = not active[j]

@@ -876,15 +876,15 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
     # ... and goes on from that step's block exchange carried affine in the
     # baseline (_affine_lam0; not with drift), the step's flags formed alone
     # (_numba_affine.exact_fit_flags)
-    aff = direct and fast0 and flat and _AFFINE0 and max_iters > 2
+    aff = direct and fast0 and flat and _AFFINE0 and max_iters > 2 and T > 3
     while it < max_iters and not converged:
         if aff:
             aff = False
             hist[0] = exact_fit_flags(y, g1, g2, alpha, mode, rel_eps, _COLD_FREE_THR, active)
             it += 1
-            st, converged = _affine_lam0(y, g1, g2, alpha, beta, mode, active, gain, x, s_ipm,
-                                         u, work[0:n], flip, gain_b.view(np.int64)[0:n], bvec,
-                                         rel_eps, max_iters - it)
+            st, converged, _f = _affine_lam0(y, g1, g2, alpha, beta, mode, active, gain, x, s_ipm,
+                                             u, work[0:n], flip, gain_b.view(np.int64)[0:n],
+                                             bvec, rel_eps, max_iters - it)
             it += st
             if converged:
                 break
@@ -1195,9 +1195,11 @@ def _affine_lam0(y, g1, g2, alpha, beta, mode, active, gain, x, z, w, w1, flip, 
     (:func:`._numba_affine.affine_flags`).  Every full step and every such
     root counts as a step.  ``w``, ``w1``: the spikes (multipliers on the
     active set) and their slopes; ``idx``: int64 scratch of n.  Returns
-    (steps, converged): converged with the spikes in ``w`` (0 on the active
-    set) and the baseline in bvec; else ``active`` is a set for the plain
-    path to go on from (x and w are not its solution)."""
+    (steps, converged, full steps among them): converged with the spikes in
+    ``w`` (0 on the active set) and the baseline in bvec; else ``active`` is
+    a set for the plain path to go on from (x is not its solution; w holds
+    the spikes of the last iterate and bvec its baseline, an answer should
+    the budget end there)."""
     T = y.shape[0]
     n = T - 1
     steps = 0
@@ -1207,6 +1209,7 @@ def _affine_lam0(y, g1, g2, alpha, beta, mode, active, gain, x, z, w, w1, flip, 
     eps_u = 0.0
     eps_nu = 0.0
     n_bad = n
+    full = 0
     while steps < max_steps:
         a22, q2 = _riccati_flat(y, g1, g2, beta, active, gain)
         b = (y[0] - q2) / a22 if mode != 0 else 0.0
@@ -1217,6 +1220,7 @@ def _affine_lam0(y, g1, g2, alpha, beta, mode, active, gain, x, z, w, w1, flip, 
         n_bad, last_bad, eps_nu, _kept = _kkt_flags(active, w, flip, n_bad, last_bad, nu_max,
                                                     noise, near, rel_eps)
         steps += 1
+        full += 1
         if _TRACE:
             print("TRACE affine full step", steps, "n_bad", n_bad, "b", b)
         if n_bad == 0:
@@ -1239,7 +1243,7 @@ def _affine_lam0(y, g1, g2, alpha, beta, mode, active, gain, x, z, w, w1, flip, 
                 w[k] = 0.0 if active[k] else w[k] + db * w1[k]
             for t in range(T):
                 bvec[t] = b + db
-            return steps, True
+            return steps, True, full
         if steps >= max_steps or n_bad * _AFFINE_FRAC > n:
             break
         work, left, d_r, d_h = affine_settle(y, g1, g2, alpha, beta, active, flip, idx, n_idx,
@@ -1263,7 +1267,7 @@ def _affine_lam0(y, g1, g2, alpha, beta, mode, active, gain, x, z, w, w1, flip, 
         w[k] = 0.0 if active[k] else w[k] + db * w1[k]
     for t in range(T):
         bvec[t] = b + db
-    return steps, False
+    return steps, False, full
 
 
 @njit(cache=_CACHE, nogil=True)
