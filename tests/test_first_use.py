@@ -392,6 +392,33 @@ def test_numpy_solver_row_groups_run_on_two_threads_with_the_same_numbers(monkey
 
 
 @pytest.mark.parametrize("mode", ["none", "scalar", "drift"])
+@pytest.mark.parametrize("regime", ["slow-1kHz", "lam1-30Hz", "calab-gcamp6s-30Hz"])
+def test_numpy_solver_rows_get_the_numbers_they_get_alone(regime, mode):
+    """A row's answer does not depend on the rows grouped with it (so not on
+    the thread count): rows of different ranges and offsets solved together,
+    cold and warm, equal each row solved alone, bit for bit (iterations too).
+    Before: the interior point's first duals took the group's largest scale,
+    and the exact polish went on refining settled rows until the whole group
+    settled."""
+    fs, tr, td, lam, _noise, _rate = simulation.REGIMES[regime]
+    y = simulation.regime_traces(regime, 4, 1500, seed=3)
+    y = y * np.array([1.0, 3.0, 0.2, 7.0])[:, None] + np.array([0.0, 5.0, -2.0, 100.0])[:, None]
+    m = solver._model(fs, tr, td, lam)
+    mu = drift_mu(None, fs, td) if mode == "drift" else 0.0
+    m0 = solver._model(fs, tr, td * 1.02, lam)
+    args = (_CODES[mode], mu, solver.KKT_TOL)
+    warm = nps.solve_rows(y, m0.g1, m0.g2, m0.alpha, m0.lamG, m0.G, *args)[0]
+    for init in (None, warm):
+        together = nps.solve_rows(y, m.g1, m.g2, m.alpha, m.lamG, m.G, *args, init=init)
+        assert together[4].all()
+        for i in range(4):
+            alone = nps.solve_rows(y[i:i + 1], m.g1, m.g2, m.alpha, m.lamG, m.G, *args,
+                                   init=None if init is None else init[i:i + 1])
+            for p, q in zip(together, alone):
+                np.testing.assert_array_equal(p[i:i + 1], q)
+
+
+@pytest.mark.parametrize("mode", ["none", "scalar", "drift"])
 def test_the_active_set_check_is_kkt_rows_with_one_reconvolution(mode, monkeypatch):
     """_check (every rounding and exact solve is judged by it) returns
     kkt_rows' violation to the last bit, forming y - K s and its baseline

@@ -90,32 +90,31 @@ def adjoint_conv(v, g1, g2, alpha, out):
         p1 = p
 
 
-@njit(cache=_CACHE, nogil=True, inline="always")
-def _pair_free(active, flip, k, n):
-    """(k, k+1) is a free pair that the pending exchange did not touch."""
-    return (k + 1 < n and not active[k] and not active[k + 1]
-            and not flip[k] and not flip[k + 1])
-
-
-@njit(cache=_CACHE, nogil=True, inline="always")
+# The edges' scans test for an untouched free pair (both samples free, neither
+# flagged) in the loop itself: with the test in a helper that numba inlined
+# (inline="always") every test took the arrays' reference counts (~20 ns a
+# sample scanned; 0.58 of the 0.78 ms a settle took on GCaMP6s at 100 Hz,
+# 54,000 frames, after tau_decay +2 %).
+@njit(cache=_CACHE, nogil=True)
 def _left_edge(active, flip, k, n):
     """Start of the segment that holds sample k: the nearest untouched free
     pair (a, a+1) with a + 1 < k, or 0."""
     a = k - 2
     while a > 0:
-        if _pair_free(active, flip, a, n):
+        # (a + 1 < k <= n: the pair lies within the trace)
+        if not (active[a] or active[a + 1] or flip[a] or flip[a + 1]):
             return a
         a -= 1
     return 0
 
 
-@njit(cache=_CACHE, nogil=True, inline="always")
+@njit(cache=_CACHE, nogil=True)
 def _right_edge(active, flip, k, n):
     """End (exclusive) of the segment that holds sample k: the nearest
     untouched free pair (e, e+1) with e > k, or n."""
     e = k + 1
     while e < n - 1:
-        if _pair_free(active, flip, e, n):
+        if not (active[e] or active[e + 1] or flip[e] or flip[e + 1]):
             return e
         e += 1
     return n

@@ -919,6 +919,12 @@ def _polish_spd(ys, active, mode, mu, g1, g2, ia, cvec):
         else:
             hx, hb = _h0(x, b, mode, mu, T)
             dx, db = nt.solve(rx - hx - w, None if mode == 0 else rb - hb)
+        if ok.any():
+            # rows settled at an earlier step stay as they settled: a row's
+            # numbers are those it gets alone, whatever its group (threads)
+            dx[ok] = 0.0
+            if mode:
+                db[ok] = 0.0
         x += dx
         # lam += P (D dx - r2) A = P D x_new A = -P r2_new (one D pass)
         r2 = -_d(x, g1, g2, ia) * A
@@ -926,7 +932,7 @@ def _polish_spd(ys, active, mode, mu, g1, g2, ia, cvec):
         if mode:
             b += db
         md = np.abs(dx).max(axis=1)
-        ok = _refined(md, prev, _REFINE_TOL * (1.0 + np.abs(x).max(axis=1)))
+        ok |= _refined(md, prev, _REFINE_TOL * (1.0 + np.abs(x).max(axis=1)))
         if ok.all():
             break
         prev = md
@@ -959,9 +965,15 @@ def _polish_spd_drift(nt, ys, A, P, mu, g1, g2, ia, cvec):
         jit.ipm("pol_res", m, n, (x, b, lam, r2, rx, rb, rhs), c + (P, mu))
         jit.solve(nt.c, nt.M, rhs, m)
         jit.ipm("pol_upd", m, n, (x, b, rhs, A, lam, r2, mdx, mx), c + (P,))
-        ok = _refined(mdx, prev, _REFINE_TOL * (1.0 + mx))
-        if ok.all():
+        if ok.any():  # (settled rows stay as they settled: see _polish_spd)
+            x[ok], b[ok] = xk, bk
+        now = ok | _refined(mdx, prev, _REFINE_TOL * (1.0 + mx))
+        if now.all():
+            ok = now
             break
+        if (now != ok).any():
+            xk, bk = x[now], b[now]
+        ok = now
         prev = mdx.copy()
     return x, b, ok
 
@@ -1538,7 +1550,8 @@ def _solve_group(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters, init):
         # spread evenly, duals at the gradient's scale
         u = np.full((m, n), 0.25 / max(1.0, G))
         x = _ar_solve(u, g1, g2, alpha)
-        z = np.full((m, n), 1.0) * max(1.0, float(np.max(lam * dt1.max(), initial=0.0)))
+        # (each row's own scale: a row's numbers do not depend on its group)
+        z = np.repeat(np.maximum(1.0, lam * dt1.max()), n, axis=1)
         if mode == 2:
             b = np.repeat(np.median(y1 - x, axis=1)[:, None], T, axis=1)
         elif mode == 1:
@@ -1553,7 +1566,7 @@ def _solve_group(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters, init):
         # r = ys - K s (x = D^-1 u after a 0), its best baseline bb, g = lam - K'(r - bb)
         bb, g = _kkt(ys, sk, lam, g1, g2, alpha, mode, mu, want_v=False)[:2]
         g = g[:, :-1]
-        delta = _WARM_CENTRE * max(1.0, float(np.max(lam * dt1.max(), initial=0.0)))
+        delta = _WARM_CENTRE * np.maximum(1.0, lam * dt1.max())  # (each row's own)
         z = np.maximum(g, 0.0) + delta
         u = u + _WARM_CENTRE / max(1.0, G)
         x = _ar_solve(u, g1, g2, alpha)
