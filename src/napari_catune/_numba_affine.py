@@ -41,6 +41,8 @@ import math
 import numpy as np
 from numba import njit
 
+from ._numba_local import _left_edge, _right_edge
+
 
 _CACHE = True
 # (a constant argument of a call between compiled functions: see
@@ -253,40 +255,6 @@ def affine_flags(active, w, w1, db, eps_u, eps_nu, flip, idx):
 
 
 @njit(cache=_CACHE, nogil=True, inline="always")
-def _left(active, flip, k):
-    """:func:`._numba_local._left_edge` (the same edge) with one branch a
-    sample: the nearest untouched free pair (a, a+1), a + 1 < k, or 0."""
-    a = k - 2
-    if a <= 0:
-        return 0
-    t1 = active[a + 1] | flip[a + 1]
-    while a > 0:
-        t0 = active[a] | flip[a]
-        if not (t0 | t1):
-            return a
-        t1 = t0
-        a -= 1
-    return 0
-
-
-@njit(cache=_CACHE, nogil=True, inline="always")
-def _right(active, flip, k, n):
-    """:func:`._numba_local._right_edge` (the same edge) with one branch a
-    sample: the nearest untouched free pair (e, e+1), e > k, or n."""
-    e = k + 1
-    if e >= n - 1:
-        return n
-    t0 = active[e] | flip[e]
-    while e < n - 1:
-        t1 = active[e + 1] | flip[e + 1]
-        if not (t0 | t1):
-            return e
-        t0 = t1
-        e += 1
-    return n
-
-
-@njit(cache=_CACHE, nogil=True, inline="always")
 def affine_segment(y, g1, g2, inv_alpha, beta, active, a, e, gain, b_ref, db, x, z, w, w1,
                    eps_u, eps_nu, single):
     """:func:`._numba_local.segment_solve` (no window, no thinning) on
@@ -459,8 +427,8 @@ def affine_settle(y, g1, g2, alpha, beta, active, flip, idx, n_idx, gain, b_ref,
             continue
         if work >= max_work:
             return work, -1, d_r, d_h
-        a = _left(active, flip, k)
-        e = _right(active, flip, k, n)
+        a = _left_edge(active, flip, k, n)
+        e = _right_edge(active, flip, k, n)
         for j in range(k, e):
             if flip[j]:
                 active[j] = not active[j]
@@ -478,9 +446,9 @@ def affine_settle(y, g1, g2, alpha, beta, active, flip, idx, n_idx, gain, b_ref,
                 settled = True
                 break
             if grow_left:
-                a = _left(active, flip, a)
+                a = _left_edge(active, flip, a, n)
             if grow_right:
-                e_new = _right(active, flip, e + 1, n)
+                e_new = _right_edge(active, flip, e + 1, n)
                 for j in range(e + 2, e_new):
                     if flip[j]:
                         active[j] = not active[j]

@@ -41,10 +41,10 @@ from ._numba_short import riccati_short
 
 # numba keys its on-disk cache of this file's functions on this file alone
 # (its time stamp and size), not on the modules they call into: pdas_one's
-# cached machine code holds _numba_local's and _numba_short's code as it was
-# when it compiled.  A change there comes with a change here (this line will
-# do), or a checkout with a warm cache runs the old code.  Last: the local
-# settle's edge scans (_numba_local._left_edge, wdrift).
+# cached machine code holds _numba_local's, _numba_short's and _numba_affine's
+# code as it was when it compiled.  A change there comes with a change here
+# (this line will do), or a checkout with a warm cache runs the old code.
+# Last: the lambda-0 affine steps use _numba_local's edge scans (lam0b).
 
 # (int64, not literal ints: see _NO)
 _SEG_ROUNDS = np.int64(_SEG_ROUNDS)
