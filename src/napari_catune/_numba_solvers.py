@@ -684,7 +684,12 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
        only its clearly negative spikes (every negative one when none is
        clearly so; without a baseline, no spikes at once when that is
        optimal: :func:`_zero_is_optimal`); its steps form the multipliers
-       by :func:`_nu_pass_fma` unless the interior point follows.  A warm start settles each exchange locally before the next
+       by :func:`_nu_pass_fma` unless the interior point follows.  Without
+       drift on a kernel not slow against fs it goes on by steps carried
+       affine in the baseline (:func:`_affine_lam0`: one or two full steps,
+       then local settles each followed by the exact root of b and one pass
+       that reads the violators; where that cannot go on, the steps below
+       from its set).  A warm start settles each exchange locally before the next
        full step (:func:`._numba_local.local_exchange`: only the segments
        between untouched free pairs that hold a violator are re-solved,
        with the baseline fixed; at most 4n samples, not counted as a step;
