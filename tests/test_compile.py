@@ -17,6 +17,7 @@ from pathlib import Path
 
 from numba.core.registry import CPUDispatcher
 
+from napari_catune import _numba_affine as na
 from napari_catune import _numba_local as nl
 from napari_catune import _numba_solvers as ns
 
@@ -24,7 +25,7 @@ _SRC = Path(__file__).resolve().parents[1] / "src"
 
 
 def _dispatchers():
-    return {name: v for mod in (ns, nl) for name, v in vars(mod).items()
+    return {name: v for mod in (ns, nl, na) for name, v in vars(mod).items()
             if isinstance(v, CPUDispatcher)}
 
 
@@ -81,7 +82,7 @@ def _literal_args(mod, disp, source=None):
 
 def test_compiled_functions_call_each_other_without_literal_arguments():
     disp = _dispatchers()
-    found = _literal_args(ns, disp) + _literal_args(nl, disp)
+    found = _literal_args(ns, disp) + _literal_args(nl, disp) + _literal_args(na, disp)
     assert not found, ("pass _NO/_YES/_ZERO or an np.int64 constant instead (each kind "
                        "compiles the callee and all it calls again):\n" + "\n".join(found))
 

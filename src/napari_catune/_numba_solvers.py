@@ -35,6 +35,8 @@ from numba.extending import intrinsic
 from ._numba_local import (_SEG_ROUNDS, _SEG_SINGLE, _chol_add, _gram_fill, _nnqp, adjoint_conv,
                            dense_fits, dense_settle, dense_verify, direct_gradient, forward_conv,
                            local_exchange, peak_samples, power_tables, thin_flips)
+from ._numba_affine import (_AFF_MAX_UPDATES, affine_flags, affine_fwd, affine_nu,
+                            affine_settle, exact_fit_flags)
 from ._numba_short import riccati_short
 from ._numba_hints import AHEAD as _PF_AHEAD
 from ._numba_hints import FROM as _HINT_FROM
@@ -43,13 +45,13 @@ from ._numba_hints import prefetch as _prefetch
 # numba keys its on-disk cache of this file's functions on this file alone
 # (numba 0.68: a digest of its contents; before: its time stamp and size),
 # not on the modules they call into: pdas_one's cached machine code holds
-# _numba_local's, _numba_short's and _numba_hints' code as it was when it
-# compiled.  So this file holds a digest of those sources (a change there
+# _numba_local's, _numba_short's, _numba_hints' and _numba_affine's code
+# as it was when it compiled.  So this file holds a digest of those sources (a change there
 # is a change here; tests/test_numba_cache_key.py checks it and prints the
 # new value), or a checkout or an upgrade with a warm cache would run the
 # old code (seen: wdrift's edge-scan fix measured nothing until the cache
 # was cleared; a reviewer ran a callee numba could no longer compile).
-_CALLEES_SHA = "583e9b1aa6c95664"
+_CALLEES_SHA = "7a978150f1aacc07"
 
 # (int64, not literal ints: see _NO)
 _SEG_ROUNDS = np.int64(_SEG_ROUNDS)
@@ -722,7 +724,12 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
        only its clearly negative spikes (every negative one when none is
        clearly so; without a baseline, no spikes at once when that is
        optimal: :func:`_zero_is_optimal`); its steps form the multipliers
-       by :func:`_nu_pass_fma` unless the interior point follows.  A warm start settles each exchange locally before the next
+       by :func:`_nu_pass_fma` unless the interior point follows.  Without
+       drift on a kernel not slow against fs it goes on by steps carried
+       affine in the baseline (:func:`_affine_lam0`: one or two full steps,
+       then local settles each followed by the exact root of b and one pass
+       that reads the violators; where that cannot go on, the steps below
+       from its set).  A warm start settles each exchange locally before the next
        full step (:func:`._numba_local.local_exchange`: only the segments
        between untouched free pairs that hold a violator are re-solved,
        with the baseline fixed; at most 4n samples, not counted as a step;
@@ -920,7 +927,22 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
             bvec[t] = 0.0
         it = 1
         converged = True
+    # ... and goes on from that step's block exchange carried affine in the
+    # baseline (_affine_lam0; not with drift), the step's flags formed alone
+    # (_numba_affine.exact_fit_flags)
+    aff = direct and fast0 and flat and _AFFINE0 and max_iters > 2 and T > 3
     while it < max_iters and not converged:
+        if aff:
+            aff = False
+            hist[0] = exact_fit_flags(y, g1, g2, alpha, mode, rel_eps, _COLD_FREE_THR, active)
+            it += 1
+            st, converged, _f = _affine_lam0(y, g1, g2, alpha, beta, mode, active, gain, x, s_ipm,
+                                             u, work[0:n], flip, gain_b.view(np.int64)[0:n],
+                                             bvec, rel_eps, max_iters - it)
+            it += st
+            if converged:
+                break
+            continue
         if direct and it == 0:
             n_bad, last_bad, eps_u, eps_nu = _all_free_step(y, g1, g2, alpha, mode, x, bvec, u,
                                                             nu, flip, rel_eps)
@@ -1204,6 +1226,108 @@ def _all_free_step(y, g1, g2, alpha, mode, x, bvec, u, nu, flip, rel_eps):
                 n_bad += 1
                 last_bad = k
     return n_bad, last_bad, eps_u, 0.0
+
+
+# a cold start at lambda 0 without drift goes on from the exact fit's block
+# exchange by steps carried affine in the baseline (_affine_lam0,
+# _numba_affine): one full step, then local settles each followed by the
+# exact root of the baseline and one pass that reads the violators
+_AFFINE0 = True
+# ... once at most n / _AFFINE_FRAC samples violate (else the full step's
+# block exchange, carried affine as well)
+_AFFINE_FRAC = 8
+# ... re-solving at most _AFFINE_WORK n samples per settle
+_AFFINE_WORK = 4
+
+
+@njit(cache=_CACHE, nogil=True)
+def _affine_lam0(y, g1, g2, alpha, beta, mode, active, gain, x, z, w, w1, flip, idx, bvec,
+                 rel_eps, max_steps):
+    """A cold start's exchange carried affine in the scalar baseline
+    (:mod:`._numba_affine`; modes 0 and 1).  Full steps (the Riccati
+    recursion of :func:`_riccati_flat`, the forward and multipliers' passes
+    with their slopes in b) with block exchanges while more than
+    n / ``_AFFINE_FRAC`` samples violate; then, while any does: the
+    violators settled segment by segment at the current b
+    (:func:`._numba_affine.affine_settle`), b set to the joint optimum of
+    the settled set (the root of the residuals' sum, affine in b) and the
+    violators there read from the stored values and slopes
+    (:func:`._numba_affine.affine_flags`).  Every full step and every such
+    root counts as a step.  ``w``, ``w1``: the spikes (multipliers on the
+    active set) and their slopes; ``idx``: int64 scratch of n.  Returns
+    (steps, converged, full steps among them): converged with the spikes in
+    ``w`` (0 on the active set) and the baseline in bvec; else ``active`` is
+    a set for the plain path to go on from (x is not its solution; w holds
+    the spikes of the last iterate and bvec its baseline, an answer should
+    the budget end there)."""
+    T = y.shape[0]
+    n = T - 1
+    steps = 0
+    b = 0.0
+    r0 = 0.0
+    h = 1.0
+    eps_u = 0.0
+    eps_nu = 0.0
+    n_bad = n
+    full = 0
+    while steps < max_steps:
+        a22, q2, p0 = _riccati_flat(y, g1, g2, beta, active, gain)
+        b = (y[0] - q2) / a22 if mode != 0 else 0.0
+        u_max, r0, h = affine_fwd(y, g1, g2, alpha, active, gain, p0, b, x, z, w, w1)
+        eps_u = rel_eps * u_max
+        n_bad, last_bad, nu_max, noise, near = affine_nu(y, g1, g2, beta, active, b, x, z, w, w1,
+                                                         flip, eps_u)
+        n_bad, last_bad, eps_nu, _kept = _kkt_flags(active, w, flip, n_bad, last_bad, nu_max,
+                                                    noise, near, rel_eps)
+        steps += 1
+        full += 1
+        if _TRACE:
+            print("TRACE affine full step", steps, "n_bad", n_bad, "b", b)
+        if n_bad == 0:
+            break
+        if n_bad * _AFFINE_FRAC <= n:
+            break
+        for k in range(n):
+            if flip[k]:
+                active[k] = not active[k]
+    db = 0.0
+    n_idx = 0
+    if n_bad > 0:
+        for k in range(n):
+            if flip[k]:
+                idx[n_idx] = k
+                n_idx += 1
+    for _upd in range(_AFF_MAX_UPDATES):
+        if n_bad == 0:
+            for k in range(n):
+                w[k] = 0.0 if active[k] else w[k] + db * w1[k]
+            for t in range(T):
+                bvec[t] = b + db
+            return steps, True, full
+        if steps >= max_steps or n_bad * _AFFINE_FRAC > n:
+            break
+        work, left, d_r, d_h = affine_settle(y, g1, g2, alpha, beta, active, flip, idx, n_idx,
+                                             gain, b, db, x, z, w, w1, eps_u, eps_nu,
+                                             _AFFINE_WORK * n)
+        if left != 0:
+            # a segment left unsettled (or the budget ran out): its values
+            # are not its set's
+            break
+        r0 += d_r
+        h += d_h
+        if mode != 0:
+            db = r0 / h
+        n_idx = affine_flags(active, w, w1, db, eps_u, eps_nu, flip, idx)
+        n_bad = n_idx
+        steps += 1
+        if _TRACE:
+            print("TRACE affine step", steps, "work", work, "n_bad", n_bad, "b", b + db)
+    # (an iterate to report should the budget end here: the spikes at b)
+    for k in range(n):
+        w[k] = 0.0 if active[k] else w[k] + db * w1[k]
+    for t in range(T):
+        bvec[t] = b + db
+    return steps, False, full
 
 
 @njit(cache=_CACHE, nogil=True)

@@ -1,0 +1,141 @@
+"""A cold start at lambda 0 carried affine in the baseline (issue 12,
+``_numba_affine``, ``_numba_solvers._affine_lam0``): exact (the plain
+path's optimum, KKT-optimal), one or two full steps on the lambda-0 regime
+of the grid, and a sane iterate when its budget ends (count steps, not
+seconds)."""
+
+import numpy as np
+import pytest
+
+from napari_catune import _numba_affine as na
+from napari_catune import _numba_solvers as ns
+from napari_catune import run_deconvolution_full
+from napari_catune.simulation import REGIMES, regime_traces
+from napari_catune.solver import _model_checked, reconvolve
+
+
+def _ws(T):
+    n = T - 1
+    return dict(gain=np.zeros((n, 3)), x=np.zeros(n), z=np.zeros(n), w=np.zeros(n),
+                w1=np.zeros(n), flip=np.zeros(n, bool), idx=np.zeros(n, np.int64),
+                bvec=np.zeros(T), active=np.zeros(n, bool))
+
+
+def _affine(y, m, mode, max_steps=100):
+    """The exact fit's flags, then _affine_lam0: (steps, converged, full
+    steps, spikes, baseline, active set)."""
+    T = y.size
+    a = _ws(T)
+    na.exact_fit_flags(y, m.g1, m.g2, m.alpha, np.int64(mode), 1e-11, ns._COLD_FREE_THR,
+                       a["active"])
+    st, ok, full = ns._affine_lam0(y, m.g1, m.g2, m.alpha, 0.0, np.int64(mode), a["active"],
+                                   a["gain"], a["x"], a["z"], a["w"], a["w1"], a["flip"],
+                                   a["idx"], a["bvec"], 1e-11, np.int64(max_steps))
+    return st, ok, full, a["w"].copy(), a["bvec"][0], a["active"].copy()
+
+
+def _plain(y, m, mode, active):
+    """pdas_one from ``active`` (not every sample free: the plain path, no
+    exact fit and no affine steps)."""
+    T = y.size
+    nf, nb = ns.workspace_sizes(T)
+    s = np.zeros(T)
+    bvec = np.zeros(T)
+    act = active.copy()
+    it, ok = ns.pdas_one(y, m.g1, m.g2, m.alpha, m.lamG, np.int64(mode), 0.0, act,
+                         np.int64(500), s, bvec, np.zeros(nf)[T:], np.zeros(nb, bool), 1e-11,
+                         False)
+    return it, ok, s, bvec[0]
+
+
+def _objective(y, s, m, mode):
+    f = np.zeros(1)
+    ns.objective_rows(y[None], s[None], m.g1, m.g2, m.alpha, m.lamG, np.int64(mode), 0.0, f)
+    return f[0]
+
+
+@pytest.mark.parametrize("T, rows", [(10_000, 3), (54_000, 2)])
+def test_lam0_30hz_settles_after_one_or_two_full_steps(T, rows):
+    # the plain path took 4 full steps after the exact fit (each in effect
+    # one Newton step on the baseline); here 1 (54,000 frames) or 2 (10,000:
+    # the first leaves more than n / 8 violators), then roots of the
+    # baseline between local settles
+    fs, tr, td, lam, *_ = REGIMES["lam0-30Hz"]
+    m = _model_checked(fs, tr, td, lam)
+    for y in regime_traces("lam0-30Hz", rows, T):
+        st, ok, full, w, b, act = _affine(y, m, 1)
+        assert ok
+        assert full <= (1 if T > 50_000 else 2)
+        assert st <= 5
+        assert np.all(w[act] == 0.0) and np.all(w[~act] >= -1e-9 * np.abs(w).max())
+
+
+@pytest.mark.parametrize("mode", [0, 1])
+@pytest.mark.parametrize("fs, tr, td, noise, T, off", [
+    (30.0, 0.05, 0.5, 0.3, 5_000, 2.0),      # lam0-30Hz
+    (100.0, 0.01, 0.15, 0.3, 4_000, 2.0),    # jGCaMP8f at 100 Hz
+    (15.0, 0.1, 1.0, 1.0, 3_000, -5.0),      # a low frame rate, the trace below 0
+    (30.0, 0.05, 0.5, 0.02, 3_000, 1e4),     # low noise on a large offset
+])
+def test_affine_path_meets_the_plain_optimum(fs, tr, td, noise, T, off, mode):
+    rng = np.random.default_rng(int(fs) + T + mode)
+    spikes = rng.poisson(1.0 / fs, T) * rng.exponential(1.0, T)
+    y = reconvolve(spikes[None], fs, tr, td)[0] + off + noise * rng.standard_normal(T)
+    m = _model_checked(fs, tr, td, 0.0)
+    st, ok, full, w, b, act = _affine(y, m, mode)
+    # the plain path from the same guess (the exact fit's flags)
+    start = np.zeros(T - 1, bool)
+    na.exact_fit_flags(y, m.g1, m.g2, m.alpha, np.int64(mode), 1e-11, ns._COLD_FREE_THR, start)
+    it_p, ok_p, s_p, b_p = _plain(y, m, mode, start)
+    assert ok_p
+    f_p = _objective(y, s_p, m, mode)
+    if mode == 0 and off < 0.0:
+        # no baseline under a trace below 0: most samples active, the
+        # exchange's segments too long to settle locally; the plain path
+        # goes on from the affine steps' set (below)
+        assert not ok and full >= 2
+    else:
+        assert ok and st <= 6 and full <= 3
+        s = np.maximum(np.append(w, 0.0), 0.0)
+        f = _objective(y, s, m, mode)
+        assert abs(f - f_p) <= 1e-12 * abs(f_p) + 1e-12 * np.abs(y).max() ** 2
+        assert np.array_equal(act, ~(s_p[:-1] > 0.0)) or np.abs(s - s_p).max() < 1e-8
+    # the answer pdas_rows reports (through the affine path) is checked
+    # KKT-optimal and meets the plain path's objective
+    r = run_deconvolution_full(y[None], fs, tr, td, 0.0,
+                               baseline=("none", "scalar")[mode])
+    assert r.converged.all()
+    assert abs(_objective(y, r.activity[0], m, mode) - f_p) <= 1e-12 * abs(f_p) + 1e-9
+
+
+def test_exact_fit_flags_are_the_exact_fit_steps():
+    # the flags alone (vectorised) against _all_free_step's
+    fs, tr, td, *_ = REGIMES["lam0-30Hz"]
+    m = _model_checked(fs, tr, td, 0.0)
+    for T, seed in [(4, 0), (500, 1), (10_000, 2)]:
+        y = regime_traces("lam0-30Hz", 1, T, seed)[0]
+        n = T - 1
+        for mode in (0, 1):
+            flip = np.zeros(n, bool)
+            ns._all_free_step(y, m.g1, m.g2, m.alpha, np.int64(mode), np.zeros(n), np.zeros(T),
+                              np.zeros(n), np.zeros(n), flip, 1e-11)
+            act = np.zeros(n, bool)
+            k = na.exact_fit_flags(y, m.g1, m.g2, m.alpha, np.int64(mode), 1e-11,
+                                   ns._COLD_FREE_THR, act)
+            assert k == act.sum()
+            assert np.array_equal(act, flip)
+
+
+def test_a_budget_that_ends_in_the_affine_steps_leaves_an_answer():
+    # 2 steps: the full step and one root of the baseline, not settled;
+    # the iterate left is finite, 0 on the active set, its baseline finite
+    fs, tr, td, *_ = REGIMES["lam0-30Hz"]
+    m = _model_checked(fs, tr, td, 0.0)
+    y = regime_traces("lam0-30Hz", 1, 20_000, 3)[0]
+    st, ok, full, w, b, act = _affine(y, m, 1, max_steps=2)
+    assert not ok and st == 2
+    assert np.all(np.isfinite(w)) and np.isfinite(b) and np.all(w[act] == 0.0)
+    # and through pdas_rows: a small budget reports not converged, finite
+    r = run_deconvolution_full(y[None], fs, tr, td, 0.0, max_iters=3)
+    assert not r.converged.any()
+    assert np.all(np.isfinite(r.activity)) and np.all(r.activity >= 0.0)
