@@ -3487,15 +3487,23 @@ def _coarse_sweep_end(G, P, tw, tv, x_hi, g1, g2, alpha, d, r, n, sums, X):
     _coarse_advance(G, P, n, tw, tv, alpha, d, r, n, sums)
     q1 = 0.0
     q2 = 0.0
-    for j in range(x_hi, -1, -1):
-        q = X[j] + g1 * q1 + g2 * q2
-        X[j] = 0.0
-        G[j] += alpha * q
-        q2 = q1
-        q1 = q
-        if (j & 63) == 0 and abs(q1) < _BLOCK_FLUSH and abs(q2) < _BLOCK_FLUSH:
+    # 64 samples at a time, the flush tested after each (at j = 0 mod 64):
+    # with the test inside the loop numba/LLVM put a select on the
+    # recursion's chain (8.4 -> 2.5 ns a sample on 1,000,000 frames; the
+    # same numbers)
+    hi = x_hi
+    while hi >= 0:
+        lo = hi & ~63
+        for j in range(hi, lo - 1, -1):
+            q = X[j] + g1 * q1 + g2 * q2
+            X[j] = 0.0
+            G[j] += alpha * q
+            q2 = q1
+            q1 = q
+        if abs(q1) < _BLOCK_FLUSH and abs(q2) < _BLOCK_FLUSH:
             q1 = 0.0
             q2 = 0.0
+        hi = lo - 1
 
 
 @njit(cache=_CACHE, nogil=True)
