@@ -3406,7 +3406,7 @@ def _coarse_sums(d, r, n, dp, rp, sums):
         sums[1, N] = s2_inf - (dl * dn * idd - dl * rl * (d + r) * idr + rl * rn * irr) * im * im
 
 
-@njit(cache=_CACHE, nogil=True)
+@njit(cache=_CACHE, nogil=True, fastmath={"contract"})
 def _coarse_block_exact(G, idx, dz, mb, g1, g2, alpha, d, r, n, P, rp, sums, work, X):
     """The gradient's change alpha^2 K'K dz for dz at the sample indices
     idx[0:mb] (increasing, all below ``P``), exactly, split three ways:
@@ -3426,10 +3426,13 @@ def _coarse_block_exact(G, idx, dz, mb, g1, g2, alpha, d, r, n, P, rp, sums, wor
     q2 = 0.0
     i = 0
     for k in range(a, P):
-        q = g1 * q1 + g2 * q2
+        # (one multiply-add on the loop-carried chain: g2 q2 and the inputs
+        # added off it, as in _nu_pass_fma)
+        t = g2 * q2
         while i < mb and idx[i] == k:
-            q += dz[i]
+            t += dz[i]
             i += 1
+        q = g1 * q1 + t
         work[k] = alpha * q
         q2 = q1
         q1 = q
@@ -3447,7 +3450,7 @@ def _coarse_block_exact(G, idx, dz, mb, g1, g2, alpha, d, r, n, P, rp, sums, wor
         p1 = w * sums[0, N] + v * sums[1, N]
         p2 = (w * d + v) * sums[0, N - 1] + v * r * sums[1, N - 1]
     for j in range(P - 1, a - 1, -1):
-        p = work[j] + g1 * p1 + g2 * p2
+        p = g1 * p1 + (work[j] + g2 * p2)
         G[j] += alpha * p
         p2 = p1
         p1 = p
@@ -3478,7 +3481,7 @@ def _coarse_advance(G, lo, hi, w, v, alpha, d, r, n, sums):
     return w, v
 
 
-@njit(cache=_CACHE, nogil=True)
+@njit(cache=_CACHE, nogil=True, fastmath={"contract"})
 def _coarse_sweep_end(G, P, tw, tv, x_hi, g1, g2, alpha, d, r, n, sums, X):
     """End a sweep of lazy updates: the pending tail's (tw, tv) share on
     [P, n), then the deferred shares (one backward pass of the adjoint
@@ -3495,7 +3498,7 @@ def _coarse_sweep_end(G, P, tw, tv, x_hi, g1, g2, alpha, d, r, n, sums, X):
     while hi >= 0:
         lo = hi & ~63
         for j in range(hi, lo - 1, -1):
-            q = X[j] + g1 * q1 + g2 * q2
+            q = g1 * q1 + (X[j] + g2 * q2)
             X[j] = 0.0
             G[j] += alpha * q
             q2 = q1
