@@ -70,6 +70,28 @@ def test_lam0_30hz_settles_after_one_or_two_full_steps(T, rows):
         assert np.all(w[act] == 0.0) and np.all(w[~act] >= -1e-9 * np.abs(w).max())
 
 
+def test_lam0_long_trace_takes_a_second_full_step_then_settles():
+    # the baseline sinks as T grows: on 200,000 frames the first full step
+    # leaves between n / 16 and n / 8 violators (1.3 % on 54,000, 8 % on
+    # 1,000,000), too many for settles at ~135 ns a violator against a full
+    # step's ~10 ns a sample: a second full step (_AFFINE_FRAC), then the
+    # settles; the plain path's optimum, its free set exactly
+    assert ns._AFFINE_FRAC > ns._AFFINE_BAIL
+    fs, tr, td, lam, *_ = REGIMES["lam0-30Hz"]
+    m = _model_checked(fs, tr, td, lam)
+    y = regime_traces("lam0-30Hz", 1, 200_000)[0]
+    st, ok, full, w, b, act = _affine(y, m, 1)
+    assert ok and full == 2 and st <= 6
+    start = np.zeros(y.size - 1, bool)
+    na.exact_fit_flags(y, m.g1, m.g2, m.alpha, np.int64(1), 1e-11, ns._COLD_FREE_THR, start)
+    it_p, ok_p, s_p, b_p = _plain(y, m, 1, start)
+    assert ok_p
+    s = np.maximum(np.append(w, 0.0), 0.0)
+    assert np.array_equal(act, ~(s_p[:-1] > 0.0))
+    f_p = _objective(y, s_p, m, 1)
+    assert abs(_objective(y, s, m, 1) - f_p) <= 1e-12 * abs(f_p)
+
+
 @pytest.mark.parametrize("mode", [0, 1])
 @pytest.mark.parametrize("fs, tr, td, noise, T, off", [
     (30.0, 0.05, 0.5, 0.3, 5_000, 2.0),      # lam0-30Hz

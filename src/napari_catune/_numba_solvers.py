@@ -1233,9 +1233,22 @@ def _all_free_step(y, g1, g2, alpha, mode, x, bvec, u, nu, flip, rel_eps):
 # _numba_affine): one full step, then local settles each followed by the
 # exact root of the baseline and one pass that reads the violators
 _AFFINE0 = True
-# ... once at most n / _AFFINE_FRAC samples violate (else the full step's
-# block exchange, carried affine as well)
-_AFFINE_FRAC = 8
+# ... once at most n / _AFFINE_FRAC samples violate after the first full
+# step, n / _AFFINE_BAIL after a later one (else the full step's block
+# exchange, carried affine as well).  A settle costs ~135 ns per
+# violator (segments of ~4 samples, one round each), a full step ~10 ns per
+# sample, alike at 54,000 and 1,000,000 frames: at 8 the first full step's
+# 8 % violators on lam0-30Hz at 1,000,000 frames (the baseline sinks as T
+# grows: 1.3 % at 54,000) went to settles of 400,000 samples (~21 ms); at 16
+# a second full step leaves 3 % (the same Newton step on b: -30.03 against
+# the settle's -30.08) and the settles re-solve 130,000 (pdas_rows 7-13 %
+# less CPU there; 54,000 frames unchanged)
+_AFFINE_FRAC = 16
+# ... and the settles hand over to the plain path where a root of b leaves
+# more than n / _AFFINE_BAIL violators (where the affine steps cannot go
+# on, e.g. no baseline under a trace below 0, a second full step by
+# _AFFINE_FRAC would be one step more before the plain path)
+_AFFINE_BAIL = 8
 # ... re-solving at most _AFFINE_WORK n samples per settle
 _AFFINE_WORK = 4
 
@@ -1285,7 +1298,7 @@ def _affine_lam0(y, g1, g2, alpha, beta, mode, active, gain, x, z, w, w1, flip, 
             print("TRACE affine full step", steps, "n_bad", n_bad, "b", b)
         if n_bad == 0:
             break
-        if n_bad * _AFFINE_FRAC <= n:
+        if n_bad * (_AFFINE_FRAC if full == 1 else _AFFINE_BAIL) <= n:
             break
         for k in range(n):
             if flip[k]:
@@ -1304,7 +1317,7 @@ def _affine_lam0(y, g1, g2, alpha, beta, mode, active, gain, x, z, w, w1, flip, 
             for t in range(T):
                 bvec[t] = b + db
             return steps, True, full
-        if steps >= max_steps or n_bad * _AFFINE_FRAC > n:
+        if steps >= max_steps or n_bad * _AFFINE_BAIL > n:
             break
         work, left, d_r, d_h = affine_settle(y, g1, g2, alpha, beta, active, flip, idx, n_idx,
                                              gain, b, db, x, z, w, w1, eps_u, eps_nu,
