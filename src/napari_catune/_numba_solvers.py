@@ -1462,6 +1462,14 @@ _AHEAD_MARGIN = 2
 # chains (_numba_short.riccati_short; False: the plain recursion)
 _SHORT_RIC = True
 
+# a warm step with more than n / _SEL_NU_FREE free samples forms its
+# multipliers reading the sample's kind by selects, not branches
+# (_nu_pass_fma's ``sel``: the same numbers).  On 54,000 frames a branchy
+# pass took 0.11-0.13 ms on calab's 4-8 % free samples (selects 0.13), but
+# 0.31-0.32 on dense's and low SNR's 38-40 % after tau_decay -50 %, whose
+# kinds change at 40-55 % of the samples (selects 0.22-0.25)
+_SEL_NU_FREE = 4
+
 # print each phase-1 step (debugging only; numba folds it away when False)
 _TRACE = False
 
@@ -1567,7 +1575,8 @@ def _nu_pass(y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, bmask):
 
 
 @njit(cache=_CACHE, nogil=True, fastmath={"contract"})
-def _nu_pass_fma(y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, bmask, thin, rej):
+def _nu_pass_fma(y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, bmask, thin, rej,
+                 sel=False):
     """The multipliers' backward recursion of :func:`_kkt_core` with one
     multiply-add on its loop-carried chain (n2 added off it, g1 n1 fused):
     a third of the latency of the plain sum, rounded differently.  Used by
@@ -1584,7 +1593,9 @@ def _nu_pass_fma(y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, bmask, th
     whose caller takes every violator, reads them); a caller that thins
     unflags the ``rej`` ones (:func:`_apply_thin`), which is thin_flips'
     answer without its pass over the flags (0.02-0.16 ms a step on 54,000
-    frames, mostly mispredicted branches on which samples are flagged)."""
+    frames, mostly mispredicted branches on which samples are flagged).
+    With ``sel`` the sample's kind is read by selects, not branches (the
+    same numbers; :data:`_SEL_NU_FREE`)."""
     n = x.shape[0]
     n1 = 0.0
     n2 = 0.0
@@ -1616,7 +1627,18 @@ def _nu_pass_fma(y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, bmask, th
         n1 = v
         nj = v + beta
         nu[j] = nj
-        if active[j]:
+        if sel:
+            # the sample's kind by selects (the same numbers: a max with 0
+            # leaves nu_max, noise >= 0 as they are, one with -inf near)
+            a = active[j]
+            uj = u[j]
+            anj = abs(nj)
+            nu_max = max(nu_max, anj if a else 0.0)
+            noise = max(noise, 0.0 if a else anj)
+            neg = nj < 0.0
+            bad = (a & neg) | ((not a) & (uj < -eps_u))
+            near = max(near, nj if (a & neg) else -math.inf)
+        elif active[j]:
             nu_max = max(nu_max, abs(nj))
             bad = nj < 0.0
             if bad:
@@ -1699,22 +1721,36 @@ def _kkt_core_thin(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, 
     recursion with shorter loop-carried chains, rounded differently).
     With ``fast`` and ``thin`` > 0 the multipliers' pass also lists in
     ``rej`` the flags that :func:`._numba_local.thin_flips` would drop
-    (:func:`_nu_pass_fma`); the fifth value returned is their count, -1
+    (:func:`_nu_pass_fma`, by selects where more than n / _SEL_NU_FREE
+    samples are free); the fifth value returned is their count, -1
     where that list does not hold (no thinning, or the second look of the
     thresholds unflagged samples: then thin_flips itself).
     """
+    n = x.shape[0]
+    # free samples (the packed gains' rows)
+    n_free = 0
     if short and mode != 2:
         a22, q2, p0 = riccati_short(y, g1, g2, beta, active, gain)
         u_max = _subspace_fwd(y, g1, g2, alpha, mode, active, gain, gb, x, bvec, u, True, a22, q2,
                               p0)
+        n_free = n - p0
+    elif thin > 0 and mode == 2:
+        # (_subspace_core's two calls, written out for p0)
+        a22, q2, p0 = _subspace_riccati(y, g1, g2, beta, mode, mu, active, gain, gb)
+        u_max = _subspace_fwd(y, g1, g2, alpha, mode, active, gain, gb, x, bvec, u, True, a22, q2,
+                              p0)
+        n_free = n - p0
     else:
         u_max = _subspace_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u,
                                True)
     eps_u = rel_eps * u_max
     n_rej = -1
     if fast:
+        # (a warm step with more than n / _SEL_NU_FREE free samples: the
+        # multipliers' pass reads the sample's kind by selects)
+        sel = thin > 0 and n_free * _SEL_NU_FREE > n
         n_bad, last_bad, nu_max, noise, near, n_rej = _nu_pass_fma(
-            y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, _ALL_B, thin, rej)
+            y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, _ALL_B, thin, rej, sel)
         if thin <= 0:
             n_rej = -1
     else:
