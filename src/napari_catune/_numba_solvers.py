@@ -1462,14 +1462,6 @@ _AHEAD_MARGIN = 2
 # chains (_numba_short.riccati_short; False: the plain recursion)
 _SHORT_RIC = True
 
-# a warm step with more than n / _SEL_NU_FREE free samples forms its
-# multipliers reading the sample's kind by selects, not branches
-# (_nu_pass_fma's ``sel``: the same numbers).  On 54,000 frames a branchy
-# pass took 0.11-0.13 ms on calab's 4-8 % free samples (selects 0.13), but
-# 0.31-0.32 on dense's and low SNR's 38-40 % after tau_decay -50 %, whose
-# kinds change at 40-55 % of the samples (selects 0.22-0.25)
-_SEL_NU_FREE = 4
-
 # print each phase-1 step (debugging only; numba folds it away when False)
 _TRACE = False
 
@@ -1575,27 +1567,20 @@ def _nu_pass(y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, bmask):
 
 
 @njit(cache=_CACHE, nogil=True, fastmath={"contract"})
-def _nu_pass_fma(y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, bmask, thin, rej,
-                 sel=False):
+def _nu_pass_fma(y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, bmask, thin, rej):
     """The multipliers' backward recursion of :func:`_kkt_core` with one
     multiply-add on its loop-carried chain (n2 added off it, g1 n1 fused):
     a third of the latency of the plain sum, rounded differently.  Used by
     a warm start's phase-1 steps (the slider path); a cold solve keeps the
     plain sum (its interior point's crossover path is sensitive to the
     rounding: a 1 kHz trace at lambda 1e-3 took 67 steps, not 53).
-    Returns what :func:`_nu_pass` returns and the count of ``rej``.
-
-    With ``thin`` > 0 it also applies :func:`._numba_local.thin_flips`'
-    rule to the flags as it forms them (the same scan, leftwards, the same
-    values): the flagged samples that rule would unflag go to ``rej`` (int,
-    at least n long), in the order it unflags them.  The flags themselves
-    are left whole (a step whose thresholds' second look unflags some, or
-    whose caller takes every violator, reads them); a caller that thins
-    unflags the ``rej`` ones (:func:`_apply_thin`), which is thin_flips'
-    answer without its pass over the flags (0.02-0.16 ms a step on 54,000
-    frames, mostly mispredicted branches on which samples are flagged).
-    With ``sel`` the sample's kind is read by selects, not branches (the
-    same numbers; :data:`_SEL_NU_FREE`)."""
+    Returns what :func:`_nu_pass` returns and, with ``thin`` > 0, the
+    count of ``rej`` (else -1): there it lists the flagged samples (int, at
+    least n long), in the order formed (leftwards), which
+    :func:`_apply_thin` thins as :func:`._numba_local.thin_flips` does
+    without its pass over every sample's flag (0.02-0.16 ms a step on
+    54,000 frames, mostly mispredicted branches on which are flagged).  (The
+    thinning itself inside this loop slowed its unflagged samples.)"""
     n = x.shape[0]
     n1 = 0.0
     n2 = 0.0
@@ -1604,13 +1589,6 @@ def _nu_pass_fma(y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, bmask, th
     near = -math.inf
     n_bad = 0
     last_bad = -1
-    # thin_flips' candidate of each kind (0: a negative spike, 1: a
-    # negative multiplier): index and value
-    n_rej = 0
-    c0 = -1
-    c1 = -1
-    v0 = 0.0
-    v1 = 0.0
     hint = n >= _HINT_FROM
     for j in range(n - 1, -1, -1):
         if hint and (j & 7) == 0:
@@ -1627,18 +1605,7 @@ def _nu_pass_fma(y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, bmask, th
         n1 = v
         nj = v + beta
         nu[j] = nj
-        if sel:
-            # the sample's kind by selects (the same numbers: a max with 0
-            # leaves nu_max, noise >= 0 as they are, one with -inf near)
-            a = active[j]
-            uj = u[j]
-            anj = abs(nj)
-            nu_max = max(nu_max, anj if a else 0.0)
-            noise = max(noise, 0.0 if a else anj)
-            neg = nj < 0.0
-            bad = (a & neg) | ((not a) & (uj < -eps_u))
-            near = max(near, nj if (a & neg) else -math.inf)
-        elif active[j]:
+        if active[j]:
             nu_max = max(nu_max, abs(nj))
             bad = nj < 0.0
             if bad:
@@ -1648,40 +1615,12 @@ def _nu_pass_fma(y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, bmask, th
             bad = u[j] < -eps_u
         flip[j] = bad
         if bad:
+            if thin > 0:
+                rej[n_bad] = j
             n_bad += 1
             if last_bad < 0:
                 last_bad = j
-            if thin > 0:
-                if active[j]:
-                    if c1 >= 0 and c1 - j > thin:
-                        c1 = -1
-                    if c1 < 0:
-                        c1 = j
-                        v1 = nj
-                    elif nj < v1:
-                        rej[n_rej] = c1
-                        n_rej += 1
-                        c1 = j
-                        v1 = nj
-                    else:
-                        rej[n_rej] = j
-                        n_rej += 1
-                else:
-                    uj = u[j]
-                    if c0 >= 0 and c0 - j > thin:
-                        c0 = -1
-                    if c0 < 0:
-                        c0 = j
-                        v0 = uj
-                    elif uj < v0:
-                        rej[n_rej] = c0
-                        n_rej += 1
-                        c0 = j
-                        v0 = uj
-                    else:
-                        rej[n_rej] = j
-                        n_rej += 1
-    return n_bad, last_bad, nu_max, noise, near, n_rej
+    return n_bad, last_bad, nu_max, noise, near, n_bad if thin > 0 else -1
 
 
 @njit(cache=_CACHE, nogil=True)
@@ -1721,36 +1660,22 @@ def _kkt_core_thin(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, 
     recursion with shorter loop-carried chains, rounded differently).
     With ``fast`` and ``thin`` > 0 the multipliers' pass also lists in
     ``rej`` the flags that :func:`._numba_local.thin_flips` would drop
-    (:func:`_nu_pass_fma`, by selects where more than n / _SEL_NU_FREE
-    samples are free); the fifth value returned is their count, -1
+    (:func:`_nu_pass_fma`); the fifth value returned is their count, -1
     where that list does not hold (no thinning, or the second look of the
     thresholds unflagged samples: then thin_flips itself).
     """
-    n = x.shape[0]
-    # free samples (the packed gains' rows)
-    n_free = 0
     if short and mode != 2:
         a22, q2, p0 = riccati_short(y, g1, g2, beta, active, gain)
         u_max = _subspace_fwd(y, g1, g2, alpha, mode, active, gain, gb, x, bvec, u, True, a22, q2,
                               p0)
-        n_free = n - p0
-    elif thin > 0 and mode == 2:
-        # (_subspace_core's two calls, written out for p0)
-        a22, q2, p0 = _subspace_riccati(y, g1, g2, beta, mode, mu, active, gain, gb)
-        u_max = _subspace_fwd(y, g1, g2, alpha, mode, active, gain, gb, x, bvec, u, True, a22, q2,
-                              p0)
-        n_free = n - p0
     else:
         u_max = _subspace_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u,
                                True)
     eps_u = rel_eps * u_max
     n_rej = -1
     if fast:
-        # (a warm step with more than n / _SEL_NU_FREE free samples: the
-        # multipliers' pass reads the sample's kind by selects)
-        sel = thin > 0 and n_free * _SEL_NU_FREE > n
         n_bad, last_bad, nu_max, noise, near, n_rej = _nu_pass_fma(
-            y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, _ALL_B, thin, rej, sel)
+            y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, _ALL_B, thin, rej)
         if thin <= 0:
             n_rej = -1
     else:
@@ -1766,13 +1691,36 @@ def _kkt_core_thin(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, 
 @njit(cache=_CACHE, nogil=True)
 def _apply_thin(active, flip, u, nu, thin, rej, n_rej):
     """thin_flips(active, flip, u, nu, thin) after a step of
-    :func:`_kkt_core_thin`: its list ``rej`` unflagged where it holds
-    (``n_rej`` >= 0), else the pass itself."""
+    :func:`_kkt_core_thin`: where its list ``rej`` of the flagged samples
+    holds (``n_rej`` >= 0) the same rule over that list (the same order,
+    the same values: the same flips), else the pass itself."""
     if n_rej < 0:
         thin_flips(active, flip, u, nu, thin)
         return
+    c0 = -1
+    c1 = -1
+    v0 = 0.0
+    v1 = 0.0
     for i in range(n_rej):
-        flip[rej[i]] = False
+        j = rej[i]
+        act = active[j]
+        if act:
+            vj, c, v = nu[j], c1, v1
+        else:
+            vj, c, v = u[j], c0, v0
+        if c >= 0 and c - j > thin:
+            c = -1
+        if c < 0:
+            c, v = j, vj
+        elif vj < v:
+            flip[c] = False
+            c, v = j, vj
+        else:
+            flip[j] = False
+        if act:
+            c1, v1 = c, v
+        else:
+            c0, v0 = c, v
 
 
 @njit(cache=_CACHE, nogil=True)
