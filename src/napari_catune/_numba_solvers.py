@@ -845,6 +845,12 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
     if warm and _THIN_PEAK > 0.0:
         thin = max(1, int(_THIN_PEAK * peak_samples(g1, g2)))
         local_frac = max(local_frac, _LOCAL_FRAC_T)
+    # ... the rule applied by the steps' multipliers' pass, which lists the
+    # flags it drops in rej (_kkt_core_thin; not where the dense settle
+    # follows, which uses gain_b)
+    thin_in = thin if (thin > 0 and not early) else 0
+    rej = gain_b.view(np.int64)[0:n]
+    n_rej = -1
     cycle_last = False
     # segments the last local settle left unsettled
     left_last = 0
@@ -943,6 +949,7 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
             if converged:
                 break
             continue
+        n_rej = -1
         if direct and it == 0:
             n_bad, last_bad, eps_u, eps_nu = _all_free_step(y, g1, g2, alpha, mode, x, bvec, u,
                                                             nu, flip, rel_eps)
@@ -952,9 +959,9 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
                 y, g1, g2, alpha, beta, mode, active, gain, x, bvec, u, nu, flip, rel_eps, ready,
                 a22r, q2r, p0r, ahead, first and it == 0, fast0)
         else:
-            n_bad, last_bad, eps_u, eps_nu = _kkt_core(y, g1, g2, alpha, beta, mode, mu, active,
-                                                       gain, gb, x, bvec, u, nu, flip, rel_eps,
-                                                       warm or fast0, short)
+            n_bad, last_bad, eps_u, eps_nu, n_rej = _kkt_core_thin(
+                y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u, nu, flip, rel_eps,
+                warm or fast0, short, thin_in, rej)
         # (the gains formed ahead hold only if this step's flags are flipped
         # as they stand: the plain block exchange below)
         ready = False
@@ -1059,7 +1066,7 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
             active[last_bad] = not active[last_bad]
         elif use_local:
             if thin > 0 and not cycle:
-                thin_flips(active, flip, u, nu, thin)
+                _apply_thin(active, flip, u, nu, thin, rej, n_rej)
             # the block exchange, settled segment by segment with the
             # baseline fixed (_numba_local): the next full step then finds
             # few violators or none.  At most _LOCAL_WORK n samples
@@ -1081,7 +1088,7 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
             cycle_last = cycle
         else:
             if thin > 0:
-                thin_flips(active, flip, u, nu, thin)
+                _apply_thin(active, flip, u, nu, thin, rej, n_rej)
             for k in range(n):
                 if flip[k]:
                     active[k] = not active[k]
@@ -1573,14 +1580,20 @@ def _nu_pass(y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, bmask):
 
 
 @njit(cache=_CACHE, nogil=True, fastmath={"contract"})
-def _nu_pass_fma(y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, bmask):
+def _nu_pass_fma(y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, bmask, thin, rej):
     """The multipliers' backward recursion of :func:`_kkt_core` with one
     multiply-add on its loop-carried chain (n2 added off it, g1 n1 fused):
     a third of the latency of the plain sum, rounded differently.  Used by
     a warm start's phase-1 steps (the slider path); a cold solve keeps the
     plain sum (its interior point's crossover path is sensitive to the
     rounding: a 1 kHz trace at lambda 1e-3 took 67 steps, not 53).
-    Returns what :func:`_nu_pass` returns."""
+    Returns what :func:`_nu_pass` returns and, with ``thin`` > 0, the
+    count of ``rej`` (else -1): there it lists the flagged samples (int, at
+    least n long), in the order formed (leftwards), which
+    :func:`_apply_thin` thins as :func:`._numba_local.thin_flips` does
+    without its pass over every sample's flag (0.02-0.16 ms a step on
+    54,000 frames, mostly mispredicted branches on which are flagged).  (The
+    thinning itself inside this loop slowed its unflagged samples.)"""
     n = x.shape[0]
     n1 = 0.0
     n2 = 0.0
@@ -1615,15 +1628,28 @@ def _nu_pass_fma(y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, bmask):
             bad = u[j] < -eps_u
         flip[j] = bad
         if bad:
+            if thin > 0:
+                rej[n_bad] = j
             n_bad += 1
             if last_bad < 0:
                 last_bad = j
-    return n_bad, last_bad, nu_max, noise, near
+    return n_bad, last_bad, nu_max, noise, near, n_bad if thin > 0 else -1
 
 
 @njit(cache=_CACHE, nogil=True)
 def _kkt_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u, nu, flip, rel_eps,
               fast=False, short=False):
+    """One active-set step (:func:`_kkt_core_thin` without thinning).
+    Returns (n_bad, last_bad, eps_u, eps_nu)."""
+    n_bad, last_bad, eps_u, eps_nu, _n_rej = _kkt_core_thin(
+        y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u, nu, flip, rel_eps, fast,
+        short, _ZERO, u.view(np.int64)[0:0])
+    return n_bad, last_bad, eps_u, eps_nu
+
+
+@njit(cache=_CACHE, nogil=True)
+def _kkt_core_thin(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u, nu, flip,
+                   rel_eps, fast, short, thin, rej):
     """One active-set step: the subspace optimum for ``active`` (x, bvec)
     and its KKT violators (flagged in ``flip``).  Returns (n_bad, last_bad,
     eps_u, eps_nu), the last two the thresholds it applied.
@@ -1645,6 +1671,11 @@ def _kkt_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u, nu
     with drift) the Riccati recursion is :func:`._numba_short.riccati_short`
     (a warm start's phase 1 on kernels not slow against fs: the same
     recursion with shorter loop-carried chains, rounded differently).
+    With ``fast`` and ``thin`` > 0 the multipliers' pass also lists in
+    ``rej`` the flags that :func:`._numba_local.thin_flips` would drop
+    (:func:`_nu_pass_fma`); the fifth value returned is their count, -1
+    where that list does not hold (no thinning, or the second look of the
+    thresholds unflagged samples: then thin_flips itself).
     """
     if short and mode != 2:
         a22, q2, p0 = riccati_short(y, g1, g2, beta, active, gain)
@@ -1654,15 +1685,55 @@ def _kkt_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u, nu
         u_max = _subspace_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u,
                                True)
     eps_u = rel_eps * u_max
+    n_rej = -1
     if fast:
-        n_bad, last_bad, nu_max, noise, near = _nu_pass_fma(y, g1, g2, beta, active, x, bvec,
-                                                            u, nu, flip, eps_u, _ALL_B)
+        n_bad, last_bad, nu_max, noise, near, n_rej = _nu_pass_fma(
+            y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, _ALL_B, thin, rej)
+        if thin <= 0:
+            n_rej = -1
     else:
         n_bad, last_bad, nu_max, noise, near = _nu_pass(y, g1, g2, beta, active, x, bvec, u,
                                                         nu, flip, eps_u, _ALL_B)
-    n_bad, last_bad, eps_nu, _kept = _kkt_flags(active, nu, flip, n_bad, last_bad, nu_max, noise,
-                                                near, rel_eps)
-    return n_bad, last_bad, eps_u, eps_nu
+    n_bad, last_bad, eps_nu, kept = _kkt_flags(active, nu, flip, n_bad, last_bad, nu_max, noise,
+                                               near, rel_eps)
+    if not kept:
+        n_rej = -1
+    return n_bad, last_bad, eps_u, eps_nu, n_rej
+
+
+@njit(cache=_CACHE, nogil=True)
+def _apply_thin(active, flip, u, nu, thin, rej, n_rej):
+    """thin_flips(active, flip, u, nu, thin) after a step of
+    :func:`_kkt_core_thin`: where its list ``rej`` of the flagged samples
+    holds (``n_rej`` >= 0) the same rule over that list (the same order,
+    the same values: the same flips), else the pass itself."""
+    if n_rej < 0:
+        thin_flips(active, flip, u, nu, thin)
+        return
+    c0 = -1
+    c1 = -1
+    v0 = 0.0
+    v1 = 0.0
+    for i in range(n_rej):
+        j = rej[i]
+        act = active[j]
+        if act:
+            vj, c, v = nu[j], c1, v1
+        else:
+            vj, c, v = u[j], c0, v0
+        if c >= 0 and c - j > thin:
+            c = -1
+        if c < 0:
+            c, v = j, vj
+        elif vj < v:
+            flip[c] = False
+            c, v = j, vj
+        else:
+            flip[j] = False
+        if act:
+            c1, v1 = c, v
+        else:
+            c0, v0 = c, v
 
 
 @njit(cache=_CACHE, nogil=True)
@@ -1706,8 +1777,9 @@ def _kkt_core_ahead(y, g1, g2, alpha, beta, mode, active, gain, x, bvec, u, nu, 
         n_bad, last_bad, nu_max, noise, near, a22n, q2n, p0n = _nu_riccati(
             y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, gain, _ONE_B)
     elif fast:
-        n_bad, last_bad, nu_max, noise, near = _nu_pass_fma(y, g1, g2, beta, active, x, bvec,
-                                                            u, nu, flip, eps_u, _ONE_B)
+        n_bad, last_bad, nu_max, noise, near, _r = _nu_pass_fma(
+            y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, _ONE_B, _ZERO,
+            u.view(np.int64)[0:0])
     else:
         n_bad, last_bad, nu_max, noise, near = _nu_pass(y, g1, g2, beta, active, x, bvec, u,
                                                         nu, flip, eps_u, _ONE_B)
