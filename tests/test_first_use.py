@@ -1888,6 +1888,34 @@ def test_the_polish_stops_refining_at_the_rounding_floor(monkeypatch):
     np.testing.assert_allclose(f_new, f_old, rtol=1e-13, atol=0.0)
 
 
+@pytest.mark.parametrize("m", [1, 2, 3, 5])
+def test_the_two_row_kkt_passes_are_the_single_ones_bit_for_bit(m):
+    """The KKT test's passes two rows at a time (an odd row after them by
+    the pass itself) give the pass's numbers on every row bit for bit,
+    NaN and inf carried where the pass carries them."""
+    from napari_catune import _jit_band
+
+    k = _jit_band.load()
+    assert k is not None and k.ipm_ready(120.0)
+    assert set(_jit_band.PAIRED_PASSES) <= set(k._passes_x2)  # (through their self-test)
+    rng = np.random.default_rng(m)
+    n = 257
+    per = {"n": n, "T": n + 1, "N": 2 * n + 1, "1": 1}
+    for name in _jit_band.PAIRED_PASSES:
+        na, nd = _jit_band._IPM_SIGS[name]
+        arrays = [rng.uniform(-1.0, 2.0, n if kind == "s" else m * per[kind])
+                  for kind in _jit_band._IPM_SIZES[name]]
+        arrays[0][3] = np.nan
+        arrays[0][-5] = -np.inf
+        scalars = tuple(rng.uniform(0.1, 0.9, nd))
+        one = [a.copy() for a in arrays]
+        two = [a.copy() for a in arrays]
+        k._run_pass(name, m, n, [a.ctypes.data for a in one], scalars, None)
+        k.ipm(name, m, n, two, scalars)
+        for a, b in zip(one, two):
+            np.testing.assert_array_equal(a, b)
+
+
 def test_the_interior_points_workspace_is_kept_per_thread(monkeypatch):
     """A thread keeps its drift interior-point workspace from one row group
     (and solve) to the next (fresh memory costs page faults), with the same
