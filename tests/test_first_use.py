@@ -1872,6 +1872,9 @@ def test_the_polish_stops_refining_at_the_rounding_floor(monkeypatch):
 
     monkeypatch.setattr(nps, "_polish_spd_drift", count)
     monkeypatch.setattr(_jit_band.Kernels, "solve", counted_solve)
+    # (every polish to the rounding floor: the loose one first is
+    # test_the_loose_polish_saves_a_solve_at_the_same_optimum's)
+    monkeypatch.setattr(nps, "_LOOSE", False)
     out = {}
     ours = nps._REFINE_RATIO
     for ratio in (ours, 0.0):  # (0: the tolerance alone, as before)
@@ -1886,6 +1889,63 @@ def test_the_polish_stops_refining_at_the_rounding_floor(monkeypatch):
     f_new = nps.objective_rows(y, new[0][0], m2.g1, m2.g2, m2.alpha, m2.lamG, 2, mu)
     f_old = nps.objective_rows(y, old[0][0], m2.g1, m2.g2, m2.alpha, m2.lamG, 2, mu)
     np.testing.assert_allclose(f_new, f_old, rtol=1e-13, atol=0.0)
+
+
+@pytest.mark.parametrize("move", [1.05, 0.8])
+def test_the_loose_polish_saves_a_solve_at_the_same_optimum(move, monkeypatch):
+    """The active-set corrections polish each guess to the loose tolerance
+    first (2 banded solves, not 3), and the KKT test passes those as tight;
+    where the set holds but the test does not, it is polished again to the
+    rounding floor.  Cold and warm (tau_decay +5 %, -20 %), the same
+    optimum as with every polish to the floor: the same iteration counts,
+    the objective to 1e-13, the KKT test."""
+    from napari_catune import _jit_band
+
+    k = _jit_band.load()
+    assert k.ipm_ready(120.0)
+    fs, tr, td, lam = 30.0, 0.05, 0.5, 0.05
+    y = simulation.regime_traces("GCaMP6f-30Hz", 3, 6000, seed=5)
+    m = solver._model(fs, tr, td, lam)
+    m2 = solver._model(fs, tr, td * move, lam)
+    mu, mu2 = drift_mu(None, fs, td), drift_mu(None, fs, td * move)
+    calls = [0]
+    real_solve = _jit_band.Kernels.solve
+
+    def counted_solve(self, *a, **kw):
+        calls[0] += 1
+        return real_solve(self, *a, **kw)
+
+    real = nps._polish_spd_drift
+    steps = []
+
+    def count(nt, *a, **kw):
+        before = calls[0]
+        out = real(nt, *a, **kw)
+        steps.append(calls[0] - before)
+        return out
+
+    monkeypatch.setattr(_jit_band.Kernels, "solve", counted_solve)
+    monkeypatch.setattr(nps, "_polish_spd_drift", count)
+    out = {}
+    for loose in (False, True):
+        monkeypatch.setattr(nps, "_LOOSE", loose)
+        steps.clear()
+        cold = nps.solve_rows(y, m.g1, m.g2, m.alpha, m.lamG, m.G, 2, mu, solver.KKT_TOL)
+        warm = nps.solve_rows(y, m2.g1, m2.g2, m2.alpha, m2.lamG, m2.G, 2, mu2,
+                              solver.KKT_TOL, init=cold[0])
+        out[loose] = (cold, warm, list(steps))
+    assert min(out[False][2]) >= 3 and sum(out[True][2]) < sum(out[False][2])
+    assert out[True][2].count(2) > out[True][2].count(3)
+    for i, (mm, mu_) in enumerate(((m, mu), (m2, mu2))):
+        new, old = out[True][i], out[False][i]
+        assert new[4].all() and old[4].all()
+        np.testing.assert_array_equal(new[3], old[3])
+        f_new = nps.objective_rows(y, new[0], mm.g1, mm.g2, mm.alpha, mm.lamG, 2, mu_)
+        f_old = nps.objective_rows(y, old[0], mm.g1, mm.g2, mm.alpha, mm.lamG, 2, mu_)
+        np.testing.assert_allclose(f_new, f_old, rtol=1e-13, atol=0.0)
+        tds = td * (move if i else 1.0)
+        assert np.all(solver.kkt_violation(y, new[0], new[1], fs, tr, tds, lam, mode="drift")
+                      <= solver.KKT_TOL)
 
 
 @pytest.mark.parametrize("m", [1, 2, 3, 5])
