@@ -1995,7 +1995,7 @@ def test_the_two_row_kkt_passes_are_the_single_ones_bit_for_bit(m):
     from napari_catune import _jit_band
 
     k = _jit_band.load()
-    assert k is not None and k.ipm_ready(120.0)
+    assert k is not None and k.ipm_ready(120.0) and k.passes_x2_ready(120.0)
     assert set(_jit_band.PAIRED_PASSES) <= set(k._passes_x2)  # (through their self-test)
     rng = np.random.default_rng(m)
     n = 257

@@ -78,6 +78,12 @@ def _after_fork_child() -> None:
     held = _FORK.pop("held", True)
     _LOCK = threading.Lock()
     _COMPILE_LOCK = threading.RLock()
+    for k in list(_ALL_KERNELS):
+        # (the two-row passes: made, or none to come here (the thread that
+        # was to make them is not in this process; made again with the
+        # passes if those are made again): single passes then)
+        k._x2_done = threading.Event()
+        k._x2_done.set()
     if not held:
         # a compile went on past the wait: LLVM's lock may be held here, so
         # no LLVM in this process (LAPACK's and NumPy's passes)
@@ -758,7 +764,7 @@ def _ipm_module():
     return _ir_text(mod)
 
 
-def _kkt_passes(mod):
+def _kkt_passes(mod, x2=False):
     """The KKT test of the drift problem (:func:`._numpy_solver._kkt_drift`:
     ``_check`` and the active-set corrections' gradient) in four passes
     over rows of length T (called with n = T): w = y - K s and the drift
@@ -778,7 +784,7 @@ def _kkt_passes(mod):
                     b.fmul(S["g1"], conv))
         return {"p1": rv, "p2": conv}
 
-    _pass_fns(mod, "chk_f1", ("y", "s", "w"), A, (), False, ("p1", "p2"), {}, f1)
+    _pass_fns(mod, "chk_f1", ("y", "s", "w"), A, (), False, ("p1", "p2"), {}, f1, x2=x2)
 
     def b1(c):
         # Q = (-w + 0 Q_{k+2}) + a1b_k Q_{k+1} (a1b_k = c_{k+1}); q = -Q / den
@@ -788,7 +794,8 @@ def _kkt_passes(mod):
         c.st("q", b.fdiv(b.fneg(Q), c.load(c.P["den"], c.k)))
         return {"q1": Q, "q2": c.carry["q1"]}
 
-    _pass_fns(mod, "chk_b1", ("w", "a1b", "den", "q"), (), (), True, ("q1", "q2"), {}, b1)
+    _pass_fns(mod, "chk_b1", ("w", "a1b", "den", "q"), (), (), True, ("q1", "q2"), {}, b1,
+              x2=x2)
 
     def f2(c):
         # bc = (q + 0 bc_{k-2}) + a1f_k bc_{k-1} (a1f_k = mu / den_k); d = w - bc
@@ -799,7 +806,8 @@ def _kkt_passes(mod):
         c.st("d", b.fsub(c.ld("w"), v))
         return {"b1": v, "b2": c.carry["b1"]}
 
-    _pass_fns(mod, "chk_f2", ("q", "a1f", "w", "bc", "d"), (), (), False, ("b1", "b2"), {}, f2)
+    _pass_fns(mod, "chk_f2", ("q", "a1f", "w", "bc", "d"), (), (), False, ("b1", "b2"), {}, f2,
+              x2=x2)
 
     def b2(c):
         # K'd: 0 at the last sample, else the recursion on alpha d[1:] from
@@ -816,24 +824,29 @@ def _kkt_passes(mod):
                 "vmax": b.select(pos, c.fabs_bits(g), b.fneg(g))}
 
     _pass_fns(mod, "chk_b2", ("d", "s", "lam", "g", "vmax"), A, ("lam",), True, ("p1", "p2"),
-              {"vmax": "max"}, b2)
+              {"vmax": "max"}, b2, x2=x2)
 
 
 # the passes also made two rows at a time (``<name>x2``): a recurrence along
 # the row (the AR(2) and smoother substitutions) is latency-bound, so two
-# rows' chains in one loop take about the time of one
-# (the interior point's and the polish's passes gain ~0-20 % so, against ~40
-# ms more of LLVM for them: not made)
+# rows' chains in one loop take about the time of one.  Made after the
+# passes, on their thread, once those are checked (:meth:`Kernels._make_ipm`:
+# ~25 ms of LLVM that a first answer waiting for the passes does not wait
+# for; the single passes until then).  (The interior point's and the
+# polish's passes gain ~0-20 % so, against ~40 ms more of LLVM: not made)
 PAIRED_PASSES = ("chk_f1", "chk_b1", "chk_f2", "chk_b2")
 
 
-def _pass_fns(mod, name, ptrs, dbls, rowd, backward, carries, reds, body, end=None):
-    """:func:`_loop_fn`'s pass ``name`` over m rows and, for the names in
-    :data:`PAIRED_PASSES`, ``<name>x2``: the same body on two rows in one
-    loop over k (``name(i64 n, <ptrs>A..., <ptrs>B..., double <dbls>...)``,
-    each row's pointers at its own start; each row's arithmetic its own, in
-    the same order: the same numbers)."""
-    _loop_fn(mod, name, ptrs, dbls, rowd, backward, carries, reds, body, end)
+def _pass_fns(mod, name, ptrs, dbls, rowd, backward, carries, reds, body, end=None,
+              x2=False):
+    """:func:`_loop_fn`'s pass ``name`` over m rows, or (``x2``, for the
+    names in :data:`PAIRED_PASSES`) ``<name>x2``: the same body on two rows
+    in one loop over k (``name(i64 n, <ptrs>A..., <ptrs>B..., double
+    <dbls>...)``, each row's pointers at its own start; each row's
+    arithmetic its own, in the same order: the same numbers)."""
+    if not x2:
+        _loop_fn(mod, name, ptrs, dbls, rowd, backward, carries, reds, body, end)
+        return
     if name not in PAIRED_PASSES:
         return
     chains = ("A", "B")
@@ -950,10 +963,26 @@ def _compile_ipm():
                                 *([d] * nd))(ee.get_function_address(name))
          for name, (np_, nd) in _IPM_SIGS.items()}
     k["pairs"] = {kd: _band_calls(ee, f"pbtrf{kd}x2", f"pbtrs{kd}x2", 2) for kd in PAIRED}
-    k["passes_x2"] = {
-        name: ctypes.CFUNCTYPE(None, ctypes.c_int64, *([v] * 2 * _IPM_SIGS[name][0]),
-                               *([d] * _IPM_SIGS[name][1]))(ee.get_function_address(name + "x2"))
-        for name in PAIRED_PASSES}
+    return (ee, tm, mod), k
+
+
+def _compile_passes_x2():
+    """The two-row passes (:data:`PAIRED_PASSES`), an engine of their own."""
+    import llvmlite.binding as llvm
+    from llvmlite import ir
+
+    m_ = ir.Module(name="passes_x2")
+    _kkt_passes(m_, x2=True)
+    mod = llvm.parse_assembly(_ir_text(m_))
+    mod.verify()
+    tm = llvm.Target.from_default_triple().create_target_machine(
+        cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(), opt=2)
+    ee = llvm.create_mcjit_compiler(mod, tm)
+    ee.finalize_object()
+    v, d = ctypes.c_void_p, ctypes.c_double
+    k = {name: ctypes.CFUNCTYPE(None, ctypes.c_int64, *([v] * 2 * _IPM_SIGS[name][0]),
+                                *([d] * _IPM_SIGS[name][1]))(ee.get_function_address(name + "x2"))
+         for name in PAIRED_PASSES}
     return (ee, tm, mod), k
 
 
@@ -1057,6 +1086,8 @@ class Kernels:
         # the passes two rows at a time ({name: function}, :data:`PAIRED_PASSES`),
         # made with the passes and checked against them (:func:`_self_test_passes_x2`)
         self._passes_x2 = {}
+        self._x2_keep = None
+        self._x2_done = threading.Event()
         _ALL_KERNELS.add(self)
 
     def ipm_ready(self, timeout=0.0) -> bool:
@@ -1091,7 +1122,6 @@ class Kernels:
             with _COMPILE_LOCK:
                 keep, k = _compile_ipm()
             pairs = k.pop("pairs")
-            passes_x2 = k.pop("passes_x2")
             self._ipm_keep = keep
             self._ipm = k
             try:
@@ -1103,15 +1133,6 @@ class Kernels:
                 self._pairs = pairs
             else:
                 _LOG.debug("the two-block band loops are off: their self-test failed")
-            try:
-                ok = _self_test_passes_x2(self, passes_x2)
-            except Exception as e:  # noqa: BLE001 - one row at a time then, as before
-                ok = False
-                _LOG.debug("the two-row passes' self-test raised: %r", e)
-            if ok:
-                self._passes_x2 = passes_x2
-            else:
-                _LOG.debug("the two-row passes are off: their self-test failed")
         except Exception as e:  # noqa: BLE001 - no passes: NumPy's, as before
             self._ipm_error = repr(e)
             _LOG.debug("the interior point's compiled passes not made: %r", e)
@@ -1123,6 +1144,29 @@ class Kernels:
             _LOG.debug("the check after making the passes failed: %r", e)
         finally:
             done.set()
+        x2_done = self._x2_done
+        try:
+            if self._ipm is not None:
+                # (after the passes are there: a first answer waiting for
+                # them goes on meanwhile, with the single passes)
+                with _COMPILE_LOCK:
+                    keep, passes_x2 = _compile_passes_x2()
+                if _self_test_passes_x2(self, passes_x2):
+                    self._x2_keep = keep
+                    self._passes_x2 = passes_x2
+                else:
+                    _LOG.debug("the two-row passes are off: their self-test failed")
+        except Exception as e:  # noqa: BLE001 - one row at a time, as before
+            _LOG.debug("the two-row passes not made: %r", e)
+        finally:
+            x2_done.set()
+
+    def passes_x2_ready(self, timeout=0.0) -> bool:
+        """Whether the two-row passes are there (waiting up to ``timeout``
+        seconds for them once the passes are being made)."""
+        if timeout:
+            self._x2_done.wait(timeout)
+        return bool(self._passes_x2)
 
     def factor(self, ab, n, blocks=1):
         """``blocks``: the band is that many independent blocks of n / blocks
