@@ -79,11 +79,14 @@ def _after_fork_child() -> None:
     _LOCK = threading.Lock()
     _COMPILE_LOCK = threading.RLock()
     for k in list(_ALL_KERNELS):
-        # (the two-row passes: made, or none to come here (the thread that
-        # was to make them is not in this process; made again with the
-        # passes if those are made again): single passes then)
+        # (the two-row passes: made, or (the thread that was to make them is
+        # not in this process) made again when asked, if LLVM may run here)
         k._x2_done = threading.Event()
-        k._x2_done.set()
+        if getattr(k, "_passes_x2", None) or not held:
+            k._x2_started = True
+            k._x2_done.set()
+        else:
+            k._x2_started = False
     if not held:
         # a compile went on past the wait: LLVM's lock may be held here, so
         # no LLVM in this process (LAPACK's and NumPy's passes)
@@ -829,11 +832,11 @@ def _kkt_passes(mod, x2=False):
 
 # the passes also made two rows at a time (``<name>x2``): a recurrence along
 # the row (the AR(2) and smoother substitutions) is latency-bound, so two
-# rows' chains in one loop take about the time of one.  Made after the
-# passes, on their thread, once those are checked (:meth:`Kernels._make_ipm`:
-# ~25 ms of LLVM that a first answer waiting for the passes does not wait
-# for; the single passes until then).  (The interior point's and the
-# polish's passes gain ~0-20 % so, against ~40 ms more of LLVM: not made)
+# rows' chains in one loop take about the time of one.  Made on a thread of
+# their own when first asked for (:meth:`Kernels.start_x2`: ~25 ms of LLVM
+# that a first answer waiting for the passes does not wait for; the single
+# passes until then).  (The interior point's and the polish's passes gain
+# ~0-20 % so, against ~40 ms more of LLVM: not made)
 PAIRED_PASSES = ("chk_f1", "chk_b1", "chk_f2", "chk_b2")
 
 
@@ -1088,6 +1091,7 @@ class Kernels:
         self._passes_x2 = {}
         self._x2_keep = None
         self._x2_done = threading.Event()
+        self._x2_started = False
         _ALL_KERNELS.add(self)
 
     def ipm_ready(self, timeout=0.0) -> bool:
@@ -1144,28 +1148,45 @@ class Kernels:
             _LOG.debug("the check after making the passes failed: %r", e)
         finally:
             done.set()
-        x2_done = self._x2_done
+
+    def start_x2(self) -> None:
+        """Have the two-row passes made on a thread (once; ~25 ms of LLVM),
+        asked for by the first pass on two rows or more once the passes are
+        there: a first answer waiting for the passes does not wait for them
+        too, and a process that never runs such a pass (one trace, the CLI's
+        first call) does not make them (nor waits for them at its exit)."""
+        with _LOCK:
+            if self._x2_started or self._ipm is None:
+                return
+            self._x2_started = True
         try:
-            if self._ipm is not None:
-                # (after the passes are there: a first answer waiting for
-                # them goes on meanwhile, with the single passes)
-                with _COMPILE_LOCK:
-                    keep, passes_x2 = _compile_passes_x2()
-                if _self_test_passes_x2(self, passes_x2):
-                    self._x2_keep = keep
-                    self._passes_x2 = passes_x2
-                else:
-                    _LOG.debug("the two-row passes are off: their self-test failed")
+            threading.Thread(target=self._make_x2, name="catune-llvm-x2", daemon=True).start()
+        except RuntimeError:  # no thread to be had: single passes
+            self._x2_done.set()
+
+    def _make_x2(self):
+        done = self._x2_done
+        try:
+            with _COMPILE_LOCK:
+                keep, passes_x2 = _compile_passes_x2()
+            if _self_test_passes_x2(self, passes_x2):
+                self._x2_keep = keep
+                self._passes_x2 = passes_x2
+            else:
+                _LOG.debug("the two-row passes are off: their self-test failed")
         except Exception as e:  # noqa: BLE001 - one row at a time, as before
             _LOG.debug("the two-row passes not made: %r", e)
         finally:
-            x2_done.set()
+            done.set()
 
     def passes_x2_ready(self, timeout=0.0) -> bool:
-        """Whether the two-row passes are there (waiting up to ``timeout``
-        seconds for them once the passes are being made)."""
+        """Whether the two-row passes are there (with ``timeout``: having
+        them made if the passes are there and waiting up to that many
+        seconds for them)."""
         if timeout:
-            self._x2_done.wait(timeout)
+            self.start_x2()
+            if self._x2_started:
+                self._x2_done.wait(timeout)
         return bool(self._passes_x2)
 
     def factor(self, ab, n, blocks=1):
@@ -1291,8 +1312,10 @@ class Kernels:
                 raise ValueError(f"ipm: {name}'s array {i} has {e[2]} elements, fewer than "
                                  f"the {need[i]} it reads or writes (m={m}, n={n})")
             addrs.append(e[1])
-        self._run_pass(name, m, n, addrs, tuple(map(float, scalars)),
-                       self._passes_x2.get(name) if m >= 2 else None)
+        pair = self._passes_x2.get(name) if m >= 2 else None
+        if pair is None and m >= 2 and not self._x2_started and name in PAIRED_PASSES:
+            self.start_x2()  # (for the next such pass: this one by the single loop)
+        self._run_pass(name, m, n, addrs, tuple(map(float, scalars)), pair)
 
     def _run_pass(self, name, m, n, addrs, scalars, pair):
         """The pass on m rows at ``addrs``: by ``pair`` (its two-row loop)
