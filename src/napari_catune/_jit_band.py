@@ -838,6 +838,9 @@ def _kkt_passes(mod, x2=False):
 # passes until then).  (The interior point's and the polish's passes gain
 # ~0-20 % so, against ~40 ms more of LLVM: not made)
 PAIRED_PASSES = ("chk_f1", "chk_b1", "chk_f2", "chk_b2")
+# ... asked for by a pass over this many samples or more (not by the passes'
+# one-off check, nor by small problems, which gain little from them)
+_X2_FROM = 1 << 15
 
 
 def _pass_fns(mod, name, ptrs, dbls, rowd, backward, carries, reds, body, end=None,
@@ -1313,7 +1316,8 @@ class Kernels:
                                  f"the {need[i]} it reads or writes (m={m}, n={n})")
             addrs.append(e[1])
         pair = self._passes_x2.get(name) if m >= 2 else None
-        if pair is None and m >= 2 and not self._x2_started and name in PAIRED_PASSES:
+        if (pair is None and m >= 2 and m * n >= _X2_FROM and not self._x2_started
+                and name in PAIRED_PASSES):
             self.start_x2()  # (for the next such pass: this one by the single loop)
         self._run_pass(name, m, n, addrs, tuple(map(float, scalars)), pair)
 

@@ -1421,14 +1421,15 @@ class _IpmDrift:
 # are made at its start (on a thread: ~0.13 s of one core), for its later row
 # groups; a smaller solve has them made after its answer
 _FUSE_NOW = 1 << 17
-# ... and from which, solved on more than one thread, it waits for them
-# (made and checked: ~0.1-0.15 s of one core) before its first group, up to
-# _FUSE_WAIT_S seconds: an iteration by NumPy's passes takes ~2.5x the
-# compiled ones' time, and groups started on them meanwhile share the cores
-# with the compile (8 x 54,000 on two threads: the first half of the rows
-# 0.85 s by NumPy's passes beside the compile, the second half 0.36 s by the
-# compiled ones, on a loaded machine).  On one thread the compile has a core
-# of its own and the group goes on by NumPy's passes until they are there
+# ... and from which, solved on more than one thread, only its first group
+# starts at once (NumPy's passes until they are there) and the others wait
+# for them (made and checked: ~0.1-0.15 s of one core), up to _FUSE_WAIT_S
+# seconds: an iteration by NumPy's passes takes ~2.5x the compiled ones'
+# time, and groups all started on them share the cores with the compile
+# (8 x 54,000 on two threads, load ~3: the first half of the rows 0.85 s by
+# NumPy's passes beside the compile, the second half 0.36 s by the compiled
+# ones).  All of them waiting left the cores to other programs on a busy
+# machine.  On one thread the compile has a core of its own
 _FUSE_WAIT = 1 << 17
 _FUSE_WAIT_S = 5.0
 
@@ -1472,13 +1473,22 @@ def solve_rows(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters=IPM_BUDGE
         # (ready within this solve: its later groups use them; checked on
         # the thread that makes them)
         jit.start_ipm(then=_check_fused_passes)
-        if m * T >= _FUSE_WAIT and threads > 1 and _FUSED:
-            jit.ipm_ready(_FUSE_WAIT_S)  # (made and checked, or failed: then NumPy's)
     starts = range(0, m, step)
+    run = part
+    if (jit is not None and m * T >= _FUSE_WAIT and threads > 1 and m > step and _FUSED
+            and not jit.ipm_ready()):
+        def run(i):
+            # the first group at once (NumPy's passes until the compiled
+            # ones are there), every other one after them (made and checked,
+            # or failed: then NumPy's)
+            if i != starts[0]:
+                jit.ipm_ready(_FUSE_WAIT_S)
+            return part(i)
+
     if threads > 1 and m > step:
         from .solver import _executor  # the compiled solver's pool (fork-safe, kept)
 
-        parts = list(_executor(threads).map(part, starts))
+        parts = list(_executor(threads).map(run, starts))
     else:
         parts = [part(i) for i in starts]
     if jit is not None:
