@@ -1476,7 +1476,7 @@ def solve_rows(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters=IPM_BUDGE
     starts = range(0, m, step)
     run = part
     if (jit is not None and m * T >= _FUSE_WAIT and threads > 1 and m > step and _FUSED
-            and not jit.ipm_ready()):
+            and not jit._ipm_done.is_set()):  # (made, and their check done)
         def run(i):
             # the first group at once (NumPy's passes until the compiled
             # ones are there), every other one after them (made and checked,
