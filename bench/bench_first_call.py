@@ -6,6 +6,11 @@ slider move and the first CLI call within 1 s on a fresh install).
     .venv/bin/python bench/bench_first_call.py --against /old/src --no-oasis \
         --one-thread --no-wait --repeat 3                             # a quick A/B
 
+With ``--against`` each tree is first spawned once uncounted (the first spawn
+of a run read slow), and the trees' order alternates from one repeat to the
+next (the tree measured first in a pair read ~1.1x the other, whichever it
+was): use an even ``--repeat`` for a balanced A/B.
+
 Every measurement is a new process with an EMPTY numba cache directory (as
 after ``pip install``), timed from the moment it is spawned (Python's start
 and every import included) to the answer:
@@ -219,6 +224,8 @@ def main(argv=None) -> int:
                     help="stop the compile child after the measurement (no 'compiled' time)")
     ap.add_argument("--repeat", type=int, default=1,
                     help="measure each tree this many times, alternating (default 1)")
+    ap.add_argument("--no-warmup", action="store_true",
+                    help="with --against: no uncounted first spawn of each tree")
     a = ap.parse_args(argv)
     _OPTS.update(one_thread=a.one_thread, no_wait=a.no_wait)
     cases = tuple(a.cases)
@@ -227,10 +234,18 @@ def main(argv=None) -> int:
         files = _data(folder)
         print("seconds from process spawn (empty numba cache) to the answer")
         runs = {"this": [], "against": []}
-        for _ in range(max(1, a.repeat)):
-            runs["this"].append(_measure("this", a.src, files, folder, cases))
-            if a.against:
-                runs["against"].append(_measure("against", a.against, files, folder, cases))
+        trees = [("this", a.src)] + ([("against", a.against)] if a.against else [])
+        if a.against and not a.no_warmup:
+            # one spawn of each tree first, not counted: the first measurement
+            # of a run read slower than the rest (files, caches, the CPU's clock)
+            print("  (warm-up, not counted)")
+            for tree, src in trees:
+                _measure(tree, src, files, folder, cases[:1])
+        for i in range(max(1, a.repeat)):
+            # the order alternates (this, against; against, this; ...): the
+            # tree measured first in a pair read ~1.1x the other, whichever it was
+            for tree, src in (trees if i % 2 == 0 else trees[::-1]):
+                runs[tree].append(_measure(tree, src, files, folder, cases))
         # per tree and case, the median over the repeats (of each figure)
         results = {tree: {case: {k: np.median([r[case][k] for r in rs], axis=0).tolist()
                                  for k in rs[0][case] if k not in ("ok", "ready")}

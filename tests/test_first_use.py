@@ -233,6 +233,52 @@ def test_first_use_with_an_empty_cache_solves_before_any_compile_here(tmp_path):
     assert res["child_exit"] == 0
 
 
+_WAIT_CHILD = r"""
+import json, sys
+import numpy as np
+from napari_catune import _numpy_solver as nps, simulation, solver
+from napari_catune.baseline import drift_mu
+import threading
+threads = int(sys.argv[1])
+steps = []
+tls = threading.local()
+real, real_group = nps._numpy_step, nps._solve_group
+def counted(x, *a, **k):
+    if x.shape[1] == 40_000 - 1:
+        steps.append(tls.first)
+    return real(x, *a, **k)
+def group(yg, *a):
+    tls.first = float(yg[0, 0])  # (which group: its first sample)
+    return real_group(yg, *a)
+nps._numpy_step, nps._solve_group = counted, group
+fs, tr, td, lam = 30.0, 0.05, 0.5, 0.05
+y = simulation.regime_traces("GCaMP6f-30Hz", 4, 40_000, seed=3)
+m = solver._model(fs, tr, td, lam)
+r = nps.solve_rows(y, m.g1, m.g2, m.alpha, m.lamG, m.G, 2, drift_mu(None, fs, td),
+                   solver.KKT_TOL, threads=threads)
+print(json.dumps({"converged": bool(r[4].all()),
+                  "others": sum(1 for f in steps if f != float(y[0, 0]))}))
+"""
+
+
+def test_a_large_drift_solve_on_threads_waits_for_the_compiled_passes(tmp_path):
+    """A fresh process's first drift solve of >= 2^17 samples on two threads
+    starts its first group at once and the others once the interior point's
+    compiled passes are there (made and checked on their thread): no
+    iteration by NumPy's passes but in the first group (one thread: NumPy's
+    until they are there; both converge)."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba"),
+               PYTHONPATH=str(_SRC) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    got = {}
+    for threads in (2, 1):
+        out = subprocess.run([sys.executable, "-c", _WAIT_CHILD, str(threads)], env=env,
+                             capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr[-3000:]
+        got[threads] = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got[2] == {"converged": True, "others": 0}, got
+    assert got[1]["converged"], got
+
+
 def test_rows_the_numpy_solver_cannot_settle_get_the_compiled_answer(monkeypatch):
     """converged=False never comes from the stand-in alone: such rows wait for
     the compiled code (the compile is simulated by a thread that ends it)."""
@@ -1872,6 +1918,9 @@ def test_the_polish_stops_refining_at_the_rounding_floor(monkeypatch):
 
     monkeypatch.setattr(nps, "_polish_spd_drift", count)
     monkeypatch.setattr(_jit_band.Kernels, "solve", counted_solve)
+    # (every polish to the rounding floor: the loose one first is
+    # test_the_loose_polish_saves_a_solve_at_the_same_optimum's)
+    monkeypatch.setattr(nps, "_LOOSE", False)
     out = {}
     ours = nps._REFINE_RATIO
     for ratio in (ours, 0.0):  # (0: the tolerance alone, as before)
@@ -1886,6 +1935,91 @@ def test_the_polish_stops_refining_at_the_rounding_floor(monkeypatch):
     f_new = nps.objective_rows(y, new[0][0], m2.g1, m2.g2, m2.alpha, m2.lamG, 2, mu)
     f_old = nps.objective_rows(y, old[0][0], m2.g1, m2.g2, m2.alpha, m2.lamG, 2, mu)
     np.testing.assert_allclose(f_new, f_old, rtol=1e-13, atol=0.0)
+
+
+@pytest.mark.parametrize("move", [1.05, 0.8])
+def test_the_loose_polish_saves_a_solve_at_the_same_optimum(move, monkeypatch):
+    """The active-set corrections polish each guess to the loose tolerance
+    first (2 banded solves, not 3), and the KKT test passes those as tight;
+    where the set holds but the test does not, it is polished again to the
+    rounding floor.  Cold and warm (tau_decay +5 %, -20 %), the same
+    optimum as with every polish to the floor: the same iteration counts,
+    the objective to 1e-13, the KKT test."""
+    from napari_catune import _jit_band
+
+    k = _jit_band.load()
+    assert k.ipm_ready(120.0)
+    fs, tr, td, lam = 30.0, 0.05, 0.5, 0.05
+    y = simulation.regime_traces("GCaMP6f-30Hz", 3, 6000, seed=5)
+    m = solver._model(fs, tr, td, lam)
+    m2 = solver._model(fs, tr, td * move, lam)
+    mu, mu2 = drift_mu(None, fs, td), drift_mu(None, fs, td * move)
+    calls = [0]
+    real_solve = _jit_band.Kernels.solve
+
+    def counted_solve(self, *a, **kw):
+        calls[0] += 1
+        return real_solve(self, *a, **kw)
+
+    real = nps._polish_spd_drift
+    steps = []
+
+    def count(nt, *a, **kw):
+        before = calls[0]
+        out = real(nt, *a, **kw)
+        steps.append(calls[0] - before)
+        return out
+
+    monkeypatch.setattr(_jit_band.Kernels, "solve", counted_solve)
+    monkeypatch.setattr(nps, "_polish_spd_drift", count)
+    out = {}
+    for loose in (False, True):
+        monkeypatch.setattr(nps, "_LOOSE", loose)
+        steps.clear()
+        cold = nps.solve_rows(y, m.g1, m.g2, m.alpha, m.lamG, m.G, 2, mu, solver.KKT_TOL)
+        warm = nps.solve_rows(y, m2.g1, m2.g2, m2.alpha, m2.lamG, m2.G, 2, mu2,
+                              solver.KKT_TOL, init=cold[0])
+        out[loose] = (cold, warm, list(steps))
+    assert min(out[False][2]) >= 3 and sum(out[True][2]) < sum(out[False][2])
+    assert out[True][2].count(2) > out[True][2].count(3)
+    for i, (mm, mu_) in enumerate(((m, mu), (m2, mu2))):
+        new, old = out[True][i], out[False][i]
+        assert new[4].all() and old[4].all()
+        np.testing.assert_array_equal(new[3], old[3])
+        f_new = nps.objective_rows(y, new[0], mm.g1, mm.g2, mm.alpha, mm.lamG, 2, mu_)
+        f_old = nps.objective_rows(y, old[0], mm.g1, mm.g2, mm.alpha, mm.lamG, 2, mu_)
+        np.testing.assert_allclose(f_new, f_old, rtol=1e-13, atol=0.0)
+        tds = td * (move if i else 1.0)
+        assert np.all(solver.kkt_violation(y, new[0], new[1], fs, tr, tds, lam, mode="drift")
+                      <= solver.KKT_TOL)
+
+
+@pytest.mark.parametrize("m", [1, 2, 3, 5])
+def test_the_two_row_kkt_passes_are_the_single_ones_bit_for_bit(m):
+    """The KKT test's passes two rows at a time (an odd row after them by
+    the pass itself) give the pass's numbers on every row bit for bit,
+    NaN and inf carried where the pass carries them."""
+    from napari_catune import _jit_band
+
+    k = _jit_band.load()
+    assert k is not None and k.ipm_ready(120.0) and k.passes_x2_ready(120.0)
+    assert set(_jit_band.PAIRED_PASSES) <= set(k._passes_x2)  # (through their self-test)
+    rng = np.random.default_rng(m)
+    n = 257
+    per = {"n": n, "T": n + 1, "N": 2 * n + 1, "1": 1}
+    for name in _jit_band.PAIRED_PASSES:
+        na, nd = _jit_band._IPM_SIGS[name]
+        arrays = [rng.uniform(-1.0, 2.0, n if kind == "s" else m * per[kind])
+                  for kind in _jit_band._IPM_SIZES[name]]
+        arrays[0][3] = np.nan
+        arrays[0][-5] = -np.inf
+        scalars = tuple(rng.uniform(0.1, 0.9, nd))
+        one = [a.copy() for a in arrays]
+        two = [a.copy() for a in arrays]
+        k._run_pass(name, m, n, [a.ctypes.data for a in one], scalars, None)
+        k.ipm(name, m, n, two, scalars)
+        for a, b in zip(one, two):
+            np.testing.assert_array_equal(a, b)
 
 
 def test_the_interior_points_workspace_is_kept_per_thread(monkeypatch):

@@ -78,6 +78,15 @@ def _after_fork_child() -> None:
     held = _FORK.pop("held", True)
     _LOCK = threading.Lock()
     _COMPILE_LOCK = threading.RLock()
+    for k in list(_ALL_KERNELS):
+        # (the two-row passes: made, or (the thread that was to make them is
+        # not in this process) made again when asked, if LLVM may run here)
+        k._x2_done = threading.Event()
+        if getattr(k, "_passes_x2", None) or not held:
+            k._x2_started = True
+            k._x2_done.set()
+        else:
+            k._x2_started = False
     if not held:
         # a compile went on past the wait: LLVM's lock may be held here, so
         # no LLVM in this process (LAPACK's and NumPy's passes)
@@ -625,7 +634,7 @@ def _ipm_module():
         b.store(rb0, b.gep(c.P["rb"], [c.rows["T"]]))
         b.store(rb0, b.gep(c.P["rhs"], [c.rows["N"]]))
 
-    _loop_fn(mod, "ipm_pre", ("x", "u", "z", "b", "y1", "y0", "cvec", "W", "rp", "rx", "rb",
+    _pass_fns(mod, "ipm_pre", ("x", "u", "z", "b", "y1", "y0", "cvec", "W", "rp", "rx", "rb",
                               "rhs", "uz"),
              C + ("cap", "mu"), (), True, ("q1", "q2"), {}, pre, pre_end)
 
@@ -644,7 +653,7 @@ def _ipm_module():
         c.st("dz", dz)
         return {"d1": dx, "d2": c.carry["d1"], "mu_": b.fdiv(du, u), "mz": b.fdiv(dz, z)}
 
-    _loop_fn(mod, "ipm_dir", ("sol", "rp", "z", "u", "W", "tu", "du", "dz", "mu_", "mz"),
+    _pass_fns(mod, "ipm_dir", ("sol", "rp", "z", "u", "W", "tu", "du", "dz", "mu_", "mz"),
              C + ("corr",), (), False, ("d1", "d2"), {"mu_": "min", "mz": "min"}, steps)
 
     def aff(c):
@@ -656,7 +665,7 @@ def _ipm_module():
         c.st("s", v)
         return {}
 
-    _loop_fn(mod, "ipm_aff", ("u", "du", "z", "dz", "a", "s"), (), ("a",), False, (), {}, aff)
+    _pass_fns(mod, "ipm_aff", ("u", "du", "z", "dz", "a", "s"), (), ("a",), False, (), {}, aff)
 
     def corr(c):
         # tgt = sm - du dz; tu = tgt / u; rhs = rx + D'(tu), and the rb rows
@@ -672,7 +681,7 @@ def _ipm_module():
     def corr_end(c):
         c.b.store(c.load(c.P["rb"], c.rows["T"]), c.b.gep(c.P["rhs"], [c.rows["N"]]))
 
-    _loop_fn(mod, "ipm_corr", ("du", "dz", "u", "rx", "rb", "tu", "rhs", "sm"), C, ("sm",),
+    _pass_fns(mod, "ipm_corr", ("du", "dz", "u", "rx", "rb", "tu", "rhs", "sm"), C, ("sm",),
              True, ("w1", "w2"), {}, corr, corr_end)
 
     def upd(c):
@@ -697,7 +706,7 @@ def _ipm_module():
         db = c.load(c.P["sol"], c.rows["N"])
         b.store(b.fadd(b.load(p), b.fmul(c.rowd["a"], db)), p)
 
-    _loop_fn(mod, "ipm_upd", ("x", "u", "z", "b", "sol", "du", "dz", "a", "ad", "uz"),
+    _pass_fns(mod, "ipm_upd", ("x", "u", "z", "b", "sol", "du", "dz", "a", "ad", "uz"),
              ("tiny",), ("a", "ad"), False, (), {}, upd, upd_end)
     # the exact polish's iterative refinement (:func:`._numpy_solver._polish_spd`,
     # drift on the width-4 band): the residual into the right-hand side ...
@@ -729,7 +738,7 @@ def _ipm_module():
         rb0 = c.load(c.P["rb"], c.rows["T"])
         b.store(b.fsub(rb0, hb0), b.gep(c.P["rhs"], [c.rows["N"]]))
 
-    _loop_fn(mod, "pol_res", ("x", "b", "lam", "r2", "rx", "rb", "rhs"), C + ("P", "mu"), (),
+    _pass_fns(mod, "pol_res", ("x", "b", "lam", "r2", "rx", "rb", "rhs"), C + ("P", "mu"), (),
              True, ("v1", "v2"), {}, res, res_end)
 
     # ... and the step: x += dx, b += db, r2 = -(D x) A, lam -= P r2; max |dx|, max |x|
@@ -750,7 +759,7 @@ def _ipm_module():
         p = b.gep(c.P["b"], [c.rows["T"]])
         b.store(b.fadd(b.load(p), c.load(c.P["sol"], c.rows["N"])), p)
 
-    _loop_fn(mod, "pol_upd", ("x", "b", "sol", "A", "lam", "r2", "mdx", "mx"), C + ("P",), (),
+    _pass_fns(mod, "pol_upd", ("x", "b", "sol", "A", "lam", "r2", "mdx", "mx"), C + ("P",), (),
              False, ("x1", "x2"), {"mdx": "max", "mx": "max"}, pupd, pupd_end)
     _kkt_passes(mod)
     for kd in PAIRED:
@@ -758,7 +767,7 @@ def _ipm_module():
     return _ir_text(mod)
 
 
-def _kkt_passes(mod):
+def _kkt_passes(mod, x2=False):
     """The KKT test of the drift problem (:func:`._numpy_solver._kkt_drift`:
     ``_check`` and the active-set corrections' gradient) in four passes
     over rows of length T (called with n = T): w = y - K s and the drift
@@ -778,7 +787,7 @@ def _kkt_passes(mod):
                     b.fmul(S["g1"], conv))
         return {"p1": rv, "p2": conv}
 
-    _loop_fn(mod, "chk_f1", ("y", "s", "w"), A, (), False, ("p1", "p2"), {}, f1)
+    _pass_fns(mod, "chk_f1", ("y", "s", "w"), A, (), False, ("p1", "p2"), {}, f1, x2=x2)
 
     def b1(c):
         # Q = (-w + 0 Q_{k+2}) + a1b_k Q_{k+1} (a1b_k = c_{k+1}); q = -Q / den
@@ -788,7 +797,8 @@ def _kkt_passes(mod):
         c.st("q", b.fdiv(b.fneg(Q), c.load(c.P["den"], c.k)))
         return {"q1": Q, "q2": c.carry["q1"]}
 
-    _loop_fn(mod, "chk_b1", ("w", "a1b", "den", "q"), (), (), True, ("q1", "q2"), {}, b1)
+    _pass_fns(mod, "chk_b1", ("w", "a1b", "den", "q"), (), (), True, ("q1", "q2"), {}, b1,
+              x2=x2)
 
     def f2(c):
         # bc = (q + 0 bc_{k-2}) + a1f_k bc_{k-1} (a1f_k = mu / den_k); d = w - bc
@@ -799,7 +809,8 @@ def _kkt_passes(mod):
         c.st("d", b.fsub(c.ld("w"), v))
         return {"b1": v, "b2": c.carry["b1"]}
 
-    _loop_fn(mod, "chk_f2", ("q", "a1f", "w", "bc", "d"), (), (), False, ("b1", "b2"), {}, f2)
+    _pass_fns(mod, "chk_f2", ("q", "a1f", "w", "bc", "d"), (), (), False, ("b1", "b2"), {}, f2,
+              x2=x2)
 
     def b2(c):
         # K'd: 0 at the last sample, else the recursion on alpha d[1:] from
@@ -815,8 +826,61 @@ def _kkt_passes(mod):
         return {"p1": adj, "p2": c.carry["p1"],
                 "vmax": b.select(pos, c.fabs_bits(g), b.fneg(g))}
 
-    _loop_fn(mod, "chk_b2", ("d", "s", "lam", "g", "vmax"), A, ("lam",), True, ("p1", "p2"),
-             {"vmax": "max"}, b2)
+    _pass_fns(mod, "chk_b2", ("d", "s", "lam", "g", "vmax"), A, ("lam",), True, ("p1", "p2"),
+              {"vmax": "max"}, b2, x2=x2)
+
+
+# the passes also made two rows at a time (``<name>x2``): a recurrence along
+# the row (the AR(2) and smoother substitutions) is latency-bound, so two
+# rows' chains in one loop take about the time of one.  Made on a thread of
+# their own when first asked for (:meth:`Kernels.start_x2`: ~25 ms of LLVM
+# that a first answer waiting for the passes does not wait for; the single
+# passes until then).  (The interior point's and the polish's passes gain
+# ~0-20 % so, against ~40 ms more of LLVM: not made)
+PAIRED_PASSES = ("chk_f1", "chk_b1", "chk_f2", "chk_b2")
+# ... asked for by a pass over this many samples or more (not by the passes'
+# one-off check, nor by small problems, which gain little from them)
+_X2_FROM = 1 << 15
+
+
+def _pass_fns(mod, name, ptrs, dbls, rowd, backward, carries, reds, body, end=None,
+              x2=False):
+    """:func:`_loop_fn`'s pass ``name`` over m rows, or (``x2``, for the
+    names in :data:`PAIRED_PASSES`) ``<name>x2``: the same body on two rows
+    in one loop over k (``name(i64 n, <ptrs>A..., <ptrs>B..., double
+    <dbls>...)``, each row's pointers at its own start; each row's
+    arithmetic its own, in the same order: the same numbers)."""
+    if not x2:
+        _loop_fn(mod, name, ptrs, dbls, rowd, backward, carries, reds, body, end)
+        return
+    if name not in PAIRED_PASSES:
+        return
+    chains = ("A", "B")
+
+    def view(c, s_):
+        import copy
+
+        v = copy.copy(c)  # (the row's view: its pointers, carries, per-row values)
+        v.P = {p_: c.P[p_ + s_] for p_ in ptrs}
+        v.carry = {k_: c.carry[k_ + s_] for k_ in carries} if c.k is not None else None
+        v.rowd = {k_: c.rowd[k_ + s_] for k_ in rowd}
+        return v
+
+    def both(c):
+        out = {}
+        for s_ in chains:
+            out.update({k_ + s_: val for k_, val in body(view(c, s_)).items()})
+        return out
+
+    def both_end(c):
+        for s_ in chains:
+            end(view(c, s_))
+
+    _loop_fn(mod, name + "x2", tuple(p_ + s_ for s_ in chains for p_ in ptrs), dbls,
+             tuple(k_ + s_ for s_ in chains for k_ in rowd), backward,
+             tuple(k_ + s_ for s_ in chains for k_ in carries),
+             {k_ + s_: kind for s_ in chains for k_, kind in reds.items()}, both,
+             None if end is None else both_end, rows=False)
 
 
 def _ir_riccati() -> str:
@@ -905,6 +969,26 @@ def _compile_ipm():
                                 *([d] * nd))(ee.get_function_address(name))
          for name, (np_, nd) in _IPM_SIGS.items()}
     k["pairs"] = {kd: _band_calls(ee, f"pbtrf{kd}x2", f"pbtrs{kd}x2", 2) for kd in PAIRED}
+    return (ee, tm, mod), k
+
+
+def _compile_passes_x2():
+    """The two-row passes (:data:`PAIRED_PASSES`), an engine of their own."""
+    import llvmlite.binding as llvm
+    from llvmlite import ir
+
+    m_ = ir.Module(name="passes_x2")
+    _kkt_passes(m_, x2=True)
+    mod = llvm.parse_assembly(_ir_text(m_))
+    mod.verify()
+    tm = llvm.Target.from_default_triple().create_target_machine(
+        cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(), opt=2)
+    ee = llvm.create_mcjit_compiler(mod, tm)
+    ee.finalize_object()
+    v, d = ctypes.c_void_p, ctypes.c_double
+    k = {name: ctypes.CFUNCTYPE(None, ctypes.c_int64, *([v] * 2 * _IPM_SIGS[name][0]),
+                                *([d] * _IPM_SIGS[name][1]))(ee.get_function_address(name + "x2"))
+         for name in PAIRED_PASSES}
     return (ee, tm, mod), k
 
 
@@ -1005,6 +1089,12 @@ class Kernels:
         # the two-block factor and solve ({kd: (factor, solve)}), made with
         # the passes and checked against the single loops (:func:`_self_test_pairs`)
         self._pairs = {}
+        # the passes two rows at a time ({name: function}, :data:`PAIRED_PASSES`),
+        # made with the passes and checked against them (:func:`_self_test_passes_x2`)
+        self._passes_x2 = {}
+        self._x2_keep = None
+        self._x2_done = threading.Event()
+        self._x2_started = False
         _ALL_KERNELS.add(self)
 
     def ipm_ready(self, timeout=0.0) -> bool:
@@ -1061,6 +1151,46 @@ class Kernels:
             _LOG.debug("the check after making the passes failed: %r", e)
         finally:
             done.set()
+
+    def start_x2(self) -> None:
+        """Have the two-row passes made on a thread (once; ~25 ms of LLVM),
+        asked for by the first pass on two rows or more once the passes are
+        there: a first answer waiting for the passes does not wait for them
+        too, and a process that never runs such a pass (one trace, the CLI's
+        first call) does not make them (nor waits for them at its exit)."""
+        with _LOCK:
+            if self._x2_started or self._ipm is None:
+                return
+            self._x2_started = True
+        try:
+            threading.Thread(target=self._make_x2, name="catune-llvm-x2", daemon=True).start()
+        except RuntimeError:  # no thread to be had: single passes
+            self._x2_done.set()
+
+    def _make_x2(self):
+        done = self._x2_done
+        try:
+            with _COMPILE_LOCK:
+                keep, passes_x2 = _compile_passes_x2()
+            if _self_test_passes_x2(self, passes_x2):
+                self._x2_keep = keep
+                self._passes_x2 = passes_x2
+            else:
+                _LOG.debug("the two-row passes are off: their self-test failed")
+        except Exception as e:  # noqa: BLE001 - one row at a time, as before
+            _LOG.debug("the two-row passes not made: %r", e)
+        finally:
+            done.set()
+
+    def passes_x2_ready(self, timeout=0.0) -> bool:
+        """Whether the two-row passes are there (with ``timeout``: having
+        them made if the passes are there and waiting up to that many
+        seconds for them)."""
+        if timeout:
+            self.start_x2()
+            if self._x2_started:
+                self._x2_done.wait(timeout)
+        return bool(self._passes_x2)
 
     def factor(self, ab, n, blocks=1):
         """``blocks``: the band is that many independent blocks of n / blocks
@@ -1185,7 +1315,27 @@ class Kernels:
                 raise ValueError(f"ipm: {name}'s array {i} has {e[2]} elements, fewer than "
                                  f"the {need[i]} it reads or writes (m={m}, n={n})")
             addrs.append(e[1])
-        self._ipm[name](m, n, *addrs, *map(float, scalars))
+        pair = self._passes_x2.get(name) if m >= 2 else None
+        if (pair is None and m >= 2 and m * n >= _X2_FROM and not self._x2_started
+                and name in PAIRED_PASSES):
+            self.start_x2()  # (for the next such pass: this one by the single loop)
+        self._run_pass(name, m, n, addrs, tuple(map(float, scalars)), pair)
+
+    def _run_pass(self, name, m, n, addrs, scalars, pair):
+        """The pass on m rows at ``addrs``: by ``pair`` (its two-row loop)
+        two rows at a time, an odd last row by the pass itself (None: the
+        pass on all m rows)."""
+        if pair is None:
+            self._ipm[name](m, n, *addrs, *scalars)
+            return
+        # (each array's row in bytes: its rows' length, 0 for a shared one)
+        per = {"n": n, "T": n + 1, "N": 2 * n + 1, "1": 1, "s": 0}
+        step = [8 * per[kind] for kind in _IPM_SIZES[name]]
+        for r in range(0, m - 1, 2):
+            pair(n, *(a + q * r for a, q in zip(addrs, step)),
+                 *(a + q * (r + 1) for a, q in zip(addrs, step)), *scalars)
+        if m % 2:
+            self._ipm[name](1, n, *(a + q * (m - 1) for a, q in zip(addrs, step)), *scalars)
 
     def solve(self, ab, n, b, blocks=1):
         """``blocks``: as :meth:`factor`'s (the band factored with the same)."""
@@ -1274,6 +1424,33 @@ def _self_test_pairs(k: "Kernels", pairs) -> bool:
             if not (np.array_equal(ref, got) and np.array_equal(x_ref, x_got)
                     and info == nb + nb // 2 + 1 and info1 == nb // 2 + 1
                     and np.array_equal(first[:, nb:2 * nb], ref[:, nb:2 * nb])):
+                return False
+    return True
+
+
+def _self_test_passes_x2(k: "Kernels", passes) -> bool:
+    """The two-row passes against the passes on 3 rows (one pair, the odd
+    row alone) of spread values, NaN and inf among them: every array the
+    same bit for bit (NaN where NaN)."""
+    rng = _Pseudo(7)
+    m, n = 3, 13
+    per = {"n": n, "T": n + 1, "N": 2 * n + 1, "1": 1}
+    for name, pair in passes.items():
+        na, nd = _IPM_SIGS[name]
+        arrays = []
+        for kind in _IPM_SIZES[name]:
+            a = rng.uniform(0.5, 2.0, n if kind == "s" else m * per[kind])
+            arrays.append(a)
+        arrays[0][5] = np.nan
+        arrays[0][n + 3] = np.inf
+        scalars = tuple(float(v) for v in rng.uniform(0.2, 0.9, nd))
+        ref = [a.copy() for a in arrays]
+        got = [a.copy() for a in arrays]
+        k._run_pass(name, m, n, [_addr(a) for a in ref], scalars, None)
+        k._run_pass(name, m, n, [_addr(a) for a in got], scalars, pair)
+        for a, b in zip(ref, got):
+            if not (np.array_equal(a, b, equal_nan=True)
+                    and np.array_equal(np.isnan(a), np.isnan(b))):
                 return False
     return True
 

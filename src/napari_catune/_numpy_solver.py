@@ -740,9 +740,13 @@ def _settle(y, ys, active, S, tol, g1, g2, alpha, lamG, G, mode, mu, lam,
         s_best[idx], b_best[idx], v_best[idx] = sc[better], bc[better], v[better]
         return v
 
-    for _ in range(steps):
+    # (the loose polish first on the drift band of width 4, the tuner's)
+    loose = _LOOSE and mode == 2 and not _augmented(mode, mu)
+    done = 0
+    while done < steps:
         try:
-            x = _polish_rows(ys[left], active, mode, mu, g1, g2, ia, lam[left] * dt1, lu)
+            x = _polish_rows(ys[left], active, mode, mu, g1, g2, ia, lam[left] * dt1, lu,
+                             loose)
         except np.linalg.LinAlgError:
             break
         if not lu:
@@ -764,9 +768,17 @@ def _settle(y, ys, active, S, tol, g1, g2, alpha, lamG, G, mode, mu, lam,
         g = _kkt(ys[left], sk, lam[left], g1, g2, alpha, mode, mu, want_v=False)[1][:, :-1]
         new = (active & (g >= 0.0)) | (~active & (u < 0.0))
         same = (new == active).all(axis=1)
+        if loose and same.any():
+            # a set that holds after a loose polish: polished again to the
+            # rounding floor (with the rows whose sets change), not counted
+            active = np.where(same[:, None], active, new)
+            loose = False
+            continue
         if same.all():
             break
         left, active = left[~same], new[~same]
+        loose = _LOOSE and mode == 2 and not _augmented(mode, mu)
+        done += 1
     # rows still failing near the optimum: the precision of the free spikes,
     # not the set (slow kernels at high rates): refined on the best one's set
     bad = np.flatnonzero(~(v_best <= _TIGHT * tol) & (v_best <= _REFINE_NEAR * tol))
@@ -850,6 +862,13 @@ _REFINE_TOL = 1e-13
 # next), and the fourth, at the rounding floor, is not taken
 _REFINE_RATIO = 1e-3
 _REFINE_SLACK = 1e2
+# ... and, first, a looser tolerance (``loose``: the drift band's polish in
+# the active-set corrections): the refinement then stops a step earlier
+# (after the step of ~1e-7 of |x|, the next one predicted at ~1e-12), which
+# the KKT test most often passes as tight; where it does not and the active
+# set holds, that set is polished again to _REFINE_TOL (:func:`_settle`)
+_LOOSE_TOL = 1e-9
+_LOOSE = True
 
 
 def _refined(md, prev, lim):
@@ -875,7 +894,7 @@ def _h0(x, b, mode, mu, T):
     return x.copy(), None
 
 
-def _polish_spd(ys, active, mode, mu, g1, g2, ia, cvec):
+def _polish_spd(ys, active, mode, mu, g1, g2, ia, cvec, loose=False):
     """:func:`_polish`'s system, [H0, D_A'; D_A, 0] [x, b; lambda] = [rhs; 0],
     by iterative refinement preconditioned with its regularisation
     [H0, D_A'; D_A, -1/P] (one factorisation of H0 + P D_A' D_A, the
@@ -896,7 +915,7 @@ def _polish_spd(ys, active, mode, mu, g1, g2, ia, cvec):
         else None
     nt = _Newton(P * A, g1, g2, ia2, mode, mu, T, band=band)
     if fused:
-        return _polish_spd_drift(nt, ys, A, P, mu, g1, g2, ia, cvec)
+        return _polish_spd_drift(nt, ys, A, P, mu, g1, g2, ia, cvec, loose)
     rx = ys[:, 1:] - cvec
     rb = ys if mode == 2 else (ys.sum(axis=1) if mode == 1 else None)
     x = np.zeros_like(rx)
@@ -932,14 +951,15 @@ def _polish_spd(ys, active, mode, mu, g1, g2, ia, cvec):
         if mode:
             b += db
         md = np.abs(dx).max(axis=1)
-        ok |= _refined(md, prev, _REFINE_TOL * (1.0 + np.abs(x).max(axis=1)))
+        ok |= _refined(md, prev, (_LOOSE_TOL if loose else _REFINE_TOL)
+                       * (1.0 + np.abs(x).max(axis=1)))
         if ok.all():
             break
         prev = md
     return x, b, ok
 
 
-def _polish_spd_drift(nt, ys, A, P, mu, g1, g2, ia, cvec):
+def _polish_spd_drift(nt, ys, A, P, mu, g1, g2, ia, cvec, loose=False):
     """:func:`_polish_spd`'s refinement for the drift problem on the width-4
     band, each step two passes of :mod:`._jit_band` (``pol_res``: the
     residual straight into the solve's vector; ``pol_upd``: the step, the
@@ -967,7 +987,7 @@ def _polish_spd_drift(nt, ys, A, P, mu, g1, g2, ia, cvec):
         jit.ipm("pol_upd", m, n, (x, b, rhs, A, lam, r2, mdx, mx), c + (P,))
         if ok.any():  # (settled rows stay as they settled: see _polish_spd)
             x[ok], b[ok] = xk, bk
-        now = ok | _refined(mdx, prev, _REFINE_TOL * (1.0 + mx))
+        now = ok | _refined(mdx, prev, (_LOOSE_TOL if loose else _REFINE_TOL) * (1.0 + mx))
         if now.all():
             ok = now
             break
@@ -978,11 +998,11 @@ def _polish_spd_drift(nt, ys, A, P, mu, g1, g2, ia, cvec):
     return x, b, ok
 
 
-def _polish_rows(ys, active, mode, mu, g1, g2, ia, cvec, lu=True):
+def _polish_rows(ys, active, mode, mu, g1, g2, ia, cvec, lu=True, loose=False):
     """x of the exact solve on the active set: :func:`_polish_spd`, and
     :func:`_polish` for the rows it did not settle (``lu`` False: those
     rows' x is NaN instead)."""
-    x, _b, ok = _polish_spd(ys, active, mode, mu, g1, g2, ia, cvec)
+    x, _b, ok = _polish_spd(ys, active, mode, mu, g1, g2, ia, cvec, loose)
     if not lu:
         x[~ok] = np.nan
     elif not ok.all():
@@ -1401,6 +1421,17 @@ class _IpmDrift:
 # are made at its start (on a thread: ~0.13 s of one core), for its later row
 # groups; a smaller solve has them made after its answer
 _FUSE_NOW = 1 << 17
+# ... and from which, solved on more than one thread, only its first group
+# starts at once (NumPy's passes until they are there) and the others wait
+# for them (made and checked: ~0.1-0.15 s of one core), up to _FUSE_WAIT_S
+# seconds: an iteration by NumPy's passes takes ~2.5x the compiled ones'
+# time, and groups all started on them share the cores with the compile
+# (8 x 54,000 on two threads, load ~3: the first half of the rows 0.85 s by
+# NumPy's passes beside the compile, the second half 0.36 s by the compiled
+# ones).  All of them waiting left the cores to other programs on a busy
+# machine.  On one thread the compile has a core of its own
+_FUSE_WAIT = 1 << 17
+_FUSE_WAIT_S = 5.0
 
 
 def solve_rows(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters=IPM_BUDGET,
@@ -1443,10 +1474,21 @@ def solve_rows(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters=IPM_BUDGE
         # the thread that makes them)
         jit.start_ipm(then=_check_fused_passes)
     starts = range(0, m, step)
+    run = part
+    if (jit is not None and m * T >= _FUSE_WAIT and threads > 1 and m > step and _FUSED
+            and not jit._ipm_done.is_set()):  # (made, and their check done)
+        def run(i):
+            # the first group at once (NumPy's passes until the compiled
+            # ones are there), every other one after them (made and checked,
+            # or failed: then NumPy's)
+            if i != starts[0]:
+                jit.ipm_ready(_FUSE_WAIT_S)
+            return part(i)
+
     if threads > 1 and m > step:
         from .solver import _executor  # the compiled solver's pool (fork-safe, kept)
 
-        parts = list(_executor(threads).map(part, starts))
+        parts = list(_executor(threads).map(run, starts))
     else:
         parts = [part(i) for i in starts]
     if jit is not None:
