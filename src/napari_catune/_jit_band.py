@@ -914,6 +914,21 @@ done:
 """
 
 
+def _engine(text):
+    """An LLVM module's text verified and compiled for the host's CPU (as
+    numba compiles for: its scheduling model and FMA): (engine, target
+    machine, module), all three to be kept alive while its functions run."""
+    import llvmlite.binding as llvm
+
+    mod = llvm.parse_assembly(text)
+    mod.verify()
+    tm = llvm.Target.from_default_triple().create_target_machine(
+        cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(), opt=2)
+    ee = llvm.create_mcjit_compiler(mod, tm)
+    ee.finalize_object()
+    return ee, tm, mod
+
+
 def _compile():
     import llvmlite.binding as llvm
 
@@ -923,13 +938,7 @@ def _compile():
         pass
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
-    mod = llvm.parse_assembly(_ir_riccati() + "\n" + _loops_module())
-    mod.verify()
-    # the host's CPU (as numba compiles for): its scheduling model and FMA
-    tm = llvm.Target.from_default_triple().create_target_machine(
-        cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(), opt=2)
-    ee = llvm.create_mcjit_compiler(mod, tm)
-    ee.finalize_object()
+    ee, tm, mod = _engine(_ir_riccati() + "\n" + _loops_module())
     k = {kd: _band_calls(ee, f"{'ldlt' if kd in SIGNED else 'pbtrf'}{kd}", f"pbtrs{kd}", 1)
          for kd in WIDTHS + SIGNED}
     rec = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
@@ -953,17 +962,10 @@ def _compile_ipm():
     its code runs ~5x slower), so it is made on a thread
     (:meth:`Kernels.start_ipm`) while the first answers go on with NumPy's
     passes (the same numbers)."""
-    import llvmlite.binding as llvm
-
     # (and the drift band's factor and solve of two blocks at once,
     # :func:`_band_fns`: ~16 ms more of LLVM here, not on the way to a
     # first answer; they pay back only where a thread solves two rows)
-    mod = llvm.parse_assembly(_ipm_module())
-    mod.verify()
-    tm = llvm.Target.from_default_triple().create_target_machine(
-        cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(), opt=2)
-    ee = llvm.create_mcjit_compiler(mod, tm)
-    ee.finalize_object()
+    ee, tm, mod = _engine(_ipm_module())
     v, d = ctypes.c_void_p, ctypes.c_double
     k = {name: ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_int64, *([v] * np_),
                                 *([d] * nd))(ee.get_function_address(name))
@@ -974,17 +976,11 @@ def _compile_ipm():
 
 def _compile_passes_x2():
     """The two-row passes (:data:`PAIRED_PASSES`), an engine of their own."""
-    import llvmlite.binding as llvm
     from llvmlite import ir
 
     m_ = ir.Module(name="passes_x2")
     _kkt_passes(m_, x2=True)
-    mod = llvm.parse_assembly(_ir_text(m_))
-    mod.verify()
-    tm = llvm.Target.from_default_triple().create_target_machine(
-        cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(), opt=2)
-    ee = llvm.create_mcjit_compiler(mod, tm)
-    ee.finalize_object()
+    ee, tm, mod = _engine(_ir_text(m_))
     v, d = ctypes.c_void_p, ctypes.c_double
     k = {name: ctypes.CFUNCTYPE(None, ctypes.c_int64, *([v] * 2 * _IPM_SIGS[name][0]),
                                 *([d] * _IPM_SIGS[name][1]))(ee.get_function_address(name + "x2"))
