@@ -12,20 +12,23 @@ from napari_catune.simulation import regime_traces
 FS, TR, TD, LAM = 1000.0, 0.2, 3.0, 0.05
 
 
-def _cold_block_route(y, lam=LAM):
-    """_coarse_row's cold path, phase by phase: the binned solve, the block
-    settle, the polish.  Returns (binned steps, settle steps, polish steps,
-    activity, baseline)."""
+def _setup(T, lam):
+    """The model's (g1, g2, alpha, lamG) and a fresh workspace of T frames:
+    (bvec, pws, bws, active)."""
     m = S._model_checked(FS, TR, TD, lam)
-    g1, g2, al, lamG = m.g1, m.g2, m.alpha, m.lamG
-    T = y.size
     n = T - 1
     nf, nb = ns.workspace_sizes(T)
     fws = np.zeros(nf)
     bws = np.zeros(nb, bool)
-    bvec = fws[:T]
-    pws = fws[T:]
-    active = bws[4 * n:5 * n]
+    return (m.g1, m.g2, m.alpha, m.lamG), (fws[:T], fws[T:], bws, bws[4 * n:5 * n])
+
+
+def _cold_block_route(y, lam=LAM):
+    """_coarse_row's cold path, phase by phase: the binned solve, the block
+    settle, the polish.  Returns (binned steps, settle steps, polish steps,
+    activity, baseline)."""
+    T = y.size
+    (g1, g2, al, lamG), (bvec, pws, bws, active) = _setup(T, lam)
     k = ns._coarse_factor(g1, g2, lamG, np.int64(T), True)
     assert k >= 2
     it_c, ok = ns._coarse_start(y, g1, g2, al, lamG, np.int64(1), 0.0, k, active, pws, bws,
@@ -65,15 +68,8 @@ def test_blocks_report_quiet_only_when_a_sweep_changed_nothing():
     # step one sweep changes much: not quiet
     T = 200_000
     y = np.ascontiguousarray(regime_traces("slow-1kHz", 1, T, seed=4)[0])
-    m = S._model_checked(FS, TR, TD, LAM)
-    g1, g2, al, lamG = m.g1, m.g2, m.alpha, m.lamG
     n = T - 1
-    nf, nb = ns.workspace_sizes(T)
-    fws = np.zeros(nf)
-    bws = np.zeros(nb, bool)
-    bvec = fws[:T]
-    pws = fws[T:]
-    active = bws[4 * n:5 * n]
+    (g1, g2, al, lamG), (bvec, pws, bws, active) = _setup(T, LAM)
     k = ns._coarse_factor(g1, g2, lamG, np.int64(T), True)
     ns._coarse_start(y, g1, g2, al, lamG, np.int64(1), 0.0, k, active, pws, bws, np.int64(250))
     gain, gb, x, u, nu, _s, work, _gb, rest = ns._coarse_views(pws, n, T, np.int64(1))
