@@ -1358,27 +1358,49 @@ def _affine_lam0(y, g1, g2, alpha, beta, mode, active, gain, x, z, w, w1, flip, 
 # (_lam0_first_flags): the optimal baseline sinks as T grows and the
 # fraction of samples at s = 0 falls with it (lam0-30Hz, one trace: 26.9 %
 # at 13,500 frames, 14.1 % at 54,000, 5.7 / 3.5 / 2.1 % at 250,000 /
-# 500,000 / 1,000,000; about x0.6 per doubling), while the exact fit's
-# rms-relative threshold (_COLD_FREE_THR) flags ~14 % at any T (at
-# 1,000,000 frames the first full step then left 8 % violating, the
-# second 3 %).  Flagged by the optimum's count (an oracle), the same
-# order of d left 0.09 %.  The fraction is read from the solves of two
-# prefixes, T / (2 _PREFIX_DIV) and T / _PREFIX_DIV frames (each the cold
-# lambda-0 path: the exact fit's flags, _affine_lam0), and extrapolated
-# geometrically in log T (its ratio per doubling clipped to
-# [_PREFIX_RATIO_MIN, 1]); on kernels decaying over at most _PREFIX_DECAY
-# samples (lambda 0, 250,000 and 1,000,000 frames: jGCaMP8f at 100 Hz,
-# GCaMP6f at 30 Hz, low SNR, dense, ~15 samples, one full step where the
-# exact fit's flags took two, or settles 2-10x smaller; GCaMP6s at 30 Hz, 45
-# samples: the optimal fraction 37 % at 250,000 frames and not falling
-# geometrically, the prefixes' guess 44 %, two full steps either way and
-# the prefixes' cost on top)
+# 500,000 / 1,000,000), while the exact fit's rms-relative threshold
+# (_COLD_FREE_THR) flags ~15 % at any T (at 1,000,000 frames the first full
+# step then left 8 % violating, the second 3 %).  Flagged by the optimum's
+# count (an oracle), the same order of d left 0.09 %.  The fraction is read
+# from the solves of two prefixes, T / (2 _PREFIX_DIV) and T / _PREFIX_DIV
+# frames (each the cold lambda-0 path: the exact fit's flags,
+# _affine_lam0), and extrapolated linearly in log T on the normal quantile
+# scale (its probit: on 5 random long traces, 5 prefixes each, the probit
+# fell 0.18-0.23 per doubling, nearly constant; a geometric or linear
+# extrapolation missed where the fraction is high), the slope clipped to
+# [-_PREFIX_SLOPE_MAX, 0] per doubling.  Used only where that fraction is
+# below _PREFIX_GATE times the exact fit's (on the longer prefix): nearer,
+# the exact fit's set did as well (dense spiking at 250,000 frames, 5 %
+# against 8 %: one full step either way) or better (a high fraction, 20 %
+# against 15 %: the d order matches the optimum's set less well there); the
+# prefixes' cost (~1/10 of the solve) then stays.  On kernels decaying over
+# at most _PREFIX_DECAY samples (lambda 0, 250,000 and 1,000,000 frames:
+# jGCaMP8f at 100 Hz, GCaMP6f at 30 Hz, low SNR, ~15 samples, one full
+# step where the exact fit's flags took two, settles 2-10x smaller; GCaMP6s
+# at 30 Hz, 45 samples: the optimal fraction 37 % at 250,000 frames, two
+# full steps either way and the prefixes' cost on top)
 _PREFIX_DECAY = 30.0
 _PREFIX_T = 200_000
-_PREFIX_DIV = 8
-_PREFIX_RATIO_MIN = 0.25
+_PREFIX_DIV = 16
+_PREFIX_SLOPE_MAX = 1.0
+_PREFIX_GATE = 0.5
 # ... the threshold the quantile of every _PREFIX_STRIDE-th spike
 _PREFIX_STRIDE = 16
+
+
+@njit(cache=_CACHE, nogil=True)
+def _probit(p):
+    """The standard normal quantile of ``p`` in (0, 1) (bisection on erfc
+    to ~1e-12: a guess's fraction)."""
+    lo = -40.0
+    hi = 40.0
+    for _i in range(80):
+        mid = 0.5 * (lo + hi)
+        if 0.5 * math.erfc(-mid / math.sqrt(2.0)) < p:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
 
 
 @njit(cache=_CACHE, nogil=True)
@@ -1389,7 +1411,8 @@ def _lam0_first_flags(y, g1, g2, alpha, mode, rel_eps, active, gain, x, z, w, w1
     or on a trace of at least ``_PREFIX_T`` frames with a baseline
     (``mode`` 1) and a kernel decaying over at most ``_PREFIX_DECAY``
     samples the exact fit's spikes below the quantile of the fraction
-    of active samples extrapolated from two prefixes' optima
+    of active samples extrapolated from two prefixes' optima, where that is
+    below ``_PREFIX_GATE`` times the exact fit's
     (:func:`._numba_affine.count_fit_flags`; where a prefix does not settle
     within its budget, ``max_steps`` for both, the exact fit's flags).  The
     workspaces are :func:`_affine_lam0`'s (the prefixes' solves use their
@@ -1403,12 +1426,13 @@ def _lam0_first_flags(y, g1, g2, alpha, mode, rel_eps, active, gain, x, z, w, w1
     steps = 0
     f_short = 0.0
     f_long = 0.0
+    f_fit = 0.0
     t_long = 1
     for j in range(2):
         tp = T // (_PREFIX_DIV * (2 - j))
         npr = tp - 1
         act = active[0:npr]
-        exact_fit_flags(y[0:tp], g1, g2, alpha, mode, rel_eps, _COLD_FREE_THR, act)
+        k_fit = exact_fit_flags(y[0:tp], g1, g2, alpha, mode, rel_eps, _COLD_FREE_THR, act)
         st, ok, _f = _affine_lam0(y[0:tp], g1, g2, alpha, 0.0, mode, act, gain[0:npr],
                                   x[0:npr], z[0:npr], w[0:npr], w1[0:npr], flip[0:npr],
                                   idx[0:npr], bvec[0:tp], rel_eps, max_steps - steps)
@@ -1423,11 +1447,15 @@ def _lam0_first_flags(y, g1, g2, alpha, mode, rel_eps, active, gain, x, z, w, w1
             f_short = cnt / npr
         else:
             f_long = cnt / npr
+            f_fit = k_fit / npr
             t_long = tp
     if not f_short > 0.0 or not f_long > 0.0:
         return exact_fit_flags(y, g1, g2, alpha, mode, rel_eps, _COLD_FREE_THR, active), steps
-    ratio = min(max(f_long / f_short, _PREFIX_RATIO_MIN), 1.0)
-    frac = f_long * ratio ** math.log2(T / t_long)
+    z_long = _probit(f_long)
+    slope = min(max(z_long - _probit(f_short), -_PREFIX_SLOPE_MAX), 0.0)
+    frac = 0.5 * math.erfc(-(z_long + slope * math.log2(T / t_long)) / math.sqrt(2.0))
+    if not frac < _PREFIX_GATE * f_fit:
+        return exact_fit_flags(y, g1, g2, alpha, mode, rel_eps, _COLD_FREE_THR, active), steps
     return count_fit_flags(y, g1, g2, mode, frac, _PREFIX_STRIDE, scratch, active), steps
 
 
