@@ -726,7 +726,9 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
        optimal: :func:`_zero_is_optimal`); its steps form the multipliers
        by :func:`_nu_pass_fma` unless the interior point follows.  Without
        drift on a kernel not slow against fs it goes on by steps carried
-       affine in the baseline (:func:`_affine_lam0`: one or two full steps,
+       affine in the baseline (on traces of at least ``_PREFIX_T`` frames
+       from a first set by count, :func:`_lam0_first_flags`;
+       :func:`_affine_lam0`: one or two full steps,
        then local settles each followed by the exact root of b and one pass
        that reads the violators; where that cannot go on, the steps below
        from its set).  A warm start settles each exchange locally before the next
@@ -1252,7 +1254,9 @@ _AFFINE0 = True
 # grows: 1.3 % at 54,000) went to settles of 400,000 samples (~21 ms); at 16
 # a second full step leaves 3 % (the same Newton step on b: -30.03 against
 # the settle's -30.08) and the settles re-solve 130,000 (pdas_rows 7-13 %
-# less CPU there; 54,000 frames unchanged)
+# less CPU there; 54,000 frames unchanged; measured from the exact fit's
+# flags, before _lam0_first_flags: from its set by count the first full
+# step leaves 0.08 % there)
 _AFFINE_FRAC = 16
 # ... and the settles hand over to the plain path where a root of b leaves
 # more than n / _AFFINE_BAIL violators (where the affine steps cannot go
