@@ -161,3 +161,72 @@ def test_a_budget_that_ends_in_the_affine_steps_leaves_an_answer():
     r = run_deconvolution_full(y[None], fs, tr, td, 0.0, max_iters=3)
     assert not r.converged.any()
     assert np.all(np.isfinite(r.activity)) and np.all(r.activity >= 0.0)
+
+
+def _first_flags(y, m, a):
+    """_lam0_first_flags into a["active"] (scalar baseline): (flagged, the
+    prefixes' steps)."""
+    return ns._lam0_first_flags(y, m.g1, m.g2, m.alpha, np.int64(1), 1e-11, a["active"],
+                                a["gain"], a["x"], a["z"], a["w"], a["w1"], a["flip"],
+                                a["idx"], a["bvec"], np.zeros(y.size - 1), np.int64(100))
+
+
+def test_lam0_long_trace_first_set_by_count_takes_one_full_step():
+    # 250,000 frames (>= _PREFIX_T): the fraction at s = 0 read from two
+    # prefixes' optima (~6 % here, the exact fit's flags ~14 %); the first
+    # full step then leaves few violators (no second one, which the exact
+    # fit's flags need) and the settles end on the same optimum, its free
+    # set exactly
+    T = 250_000
+    assert T >= ns._PREFIX_T
+    fs, tr, td, lam, *_ = REGIMES["lam0-30Hz"]
+    m = _model_checked(fs, tr, td, lam)
+    y = regime_traces("lam0-30Hz", 1, T)[0]
+    a = _ws(T)
+    flagged, pre = _first_flags(y, m, a)
+    assert pre > 0 and 0 < flagged < 0.1 * (T - 1)
+    st, ok, full = ns._affine_lam0(y, m.g1, m.g2, m.alpha, 0.0, np.int64(1), a["active"],
+                                   a["gain"], a["x"], a["z"], a["w"], a["w1"], a["flip"],
+                                   a["idx"], a["bvec"], 1e-11, np.int64(100))
+    assert ok and full == 1 and st <= 5
+    st_e, ok_e, full_e, w_e, b_e, act_e = _affine(y, m, 1)
+    assert ok_e and full_e == 2
+    assert np.array_equal(a["active"], act_e)
+    s = np.maximum(np.append(a["w"], 0.0), 0.0)
+    s_e = np.maximum(np.append(w_e, 0.0), 0.0)
+    f_e = _objective(y, s_e, m, 1)
+    assert abs(_objective(y, s, m, 1) - f_e) <= 1e-12 * abs(f_e)
+    assert abs(a["bvec"][0] - b_e) <= 1e-9 * abs(b_e)
+
+
+def test_count_fit_flags_threshold_the_exact_fit_spikes():
+    # the flags are the exact fit's spikes d = M (y[1:] - y[0]) below one
+    # threshold (every flagged d below every other), about frac of them
+    fs, tr, td, lam, *_ = REGIMES["lam0-30Hz"]
+    m = _model_checked(fs, tr, td, lam)
+    y = regime_traces("lam0-30Hz", 1, 20_000)[0]
+    n = y.size - 1
+    d = np.empty(n)
+    b = y[0]
+    d[0] = y[1] - b
+    d[1] = (y[2] - m.g1 * (y[1] - b)) - b
+    d[2:] = (y[3:] - m.g1 * y[2:-1] - m.g2 * y[1:-2]) - (1.0 - m.g1 - m.g2) * b
+    for frac in (0.02, 0.1, 0.3):
+        act = np.zeros(n, bool)
+        k = na.count_fit_flags(y, m.g1, m.g2, np.int64(1), frac, np.int64(16), np.zeros(n), act)
+        assert k == act.sum() and abs(k / n - frac) < 0.2 * frac
+        assert d[act].max() < d[~act].min()
+
+
+@pytest.mark.parametrize("regime, T", [("lam0-30Hz", 54_000), ("GCaMP6s-30Hz", 250_000)])
+def test_first_flags_are_the_exact_fits_below_prefix_t_or_on_slow_kernels(regime, T):
+    # below _PREFIX_T frames, or on a kernel decaying over more than
+    # _PREFIX_DECAY samples (GCaMP6s at 30 Hz, 45), the exact fit's flags
+    fs, tr, td, *_ = REGIMES[regime]
+    m = _model_checked(fs, tr, td, 0.0)
+    y = regime_traces(regime, 1, T)[0]
+    a = _ws(T)
+    flagged, pre = _first_flags(y, m, a)
+    start = np.zeros(T - 1, bool)
+    k = na.exact_fit_flags(y, m.g1, m.g2, m.alpha, np.int64(1), 1e-11, ns._COLD_FREE_THR, start)
+    assert pre == 0 and flagged == k and np.array_equal(a["active"], start)

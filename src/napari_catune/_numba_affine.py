@@ -466,3 +466,25 @@ def affine_settle(y, g1, g2, alpha, beta, active, flip, idx, n_idx, gain, b_ref,
         if not settled:
             left += 1
     return work, left, d_r, d_h
+
+
+@njit(cache=_CACHE, nogil=True)
+def count_fit_flags(y, g1, g2, mode, frac, stride, scratch, active):
+    """The exact fit's flags (:func:`exact_fit_flags`: the spikes d = M (y[1:]
+    - b), b = y[0] or 0) below a threshold set so that about ``frac`` of the
+    samples are flagged: the threshold the quantile ``frac`` of every
+    ``stride``-th d (in ``scratch``, at least n // stride + 1 floats; a
+    guess's, its rounding immaterial).  The order of d does not depend on
+    b (d shifts by (1 - g1 - g2) b): only the count moves with it.  Returns
+    the count flagged.  (T >= 4.)"""
+    n = y.shape[0] - 1
+    b = y[0] if mode != 0 else 0.0
+    c = (1.0 - g1 - g2) * b
+    m = 0
+    for k in range(2, n, stride):
+        scratch[m] = (y[k + 1] - g1 * y[k] - g2 * y[k - 1]) - c
+        m += 1
+    r = min(max(int(frac * m), 0), m - 1)
+    sub = scratch[0:m]
+    thr = np.partition(sub, r)[r]
+    return _fit_flags(y, g1, g2, b, thr, active)

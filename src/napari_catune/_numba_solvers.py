@@ -36,7 +36,7 @@ from ._numba_local import (_SEG_ROUNDS, _SEG_SINGLE, _chol_add, _gram_fill, _nnq
                            dense_fits, dense_settle, dense_verify, direct_gradient, forward_conv,
                            local_exchange, peak_samples, power_tables, thin_flips)
 from ._numba_affine import (_AFF_MAX_UPDATES, affine_flags, affine_fwd, affine_nu,
-                            affine_settle, exact_fit_flags)
+                            affine_settle, count_fit_flags, exact_fit_flags)
 from ._numba_short import riccati_short
 from ._numba_hints import AHEAD as _PF_AHEAD
 from ._numba_hints import FROM as _HINT_FROM
@@ -51,7 +51,7 @@ from ._numba_hints import prefetch as _prefetch
 # new value), or a checkout or an upgrade with a warm cache would run the
 # old code (seen: wdrift's edge-scan fix measured nothing until the cache
 # was cleared; a reviewer ran a callee numba could no longer compile).
-_CALLEES_SHA = "7a978150f1aacc07"
+_CALLEES_SHA = "d8732fa57d65b452"
 
 # (int64, not literal ints: see _NO)
 _SEG_ROUNDS = np.int64(_SEG_ROUNDS)
@@ -726,7 +726,9 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
        optimal: :func:`_zero_is_optimal`); its steps form the multipliers
        by :func:`_nu_pass_fma` unless the interior point follows.  Without
        drift on a kernel not slow against fs it goes on by steps carried
-       affine in the baseline (:func:`_affine_lam0`: one or two full steps,
+       affine in the baseline (on traces of at least ``_PREFIX_T`` frames
+       from a first set by count, :func:`_lam0_first_flags`;
+       :func:`_affine_lam0`: one or two full steps,
        then local settles each followed by the exact root of b and one pass
        that reads the violators; where that cannot go on, the steps below
        from its set).  A warm start settles each exchange locally before the next
@@ -940,8 +942,11 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
     while it < max_iters and not converged:
         if aff:
             aff = False
-            hist[0] = exact_fit_flags(y, g1, g2, alpha, mode, rel_eps, _COLD_FREE_THR, active)
-            it += 1
+            hist[0], st0 = _lam0_first_flags(y, g1, g2, alpha, mode, rel_eps, active, gain, x,
+                                             s_ipm, u, work[0:n], flip,
+                                             gain_b.view(np.int64)[0:n], bvec, nu,
+                                             (max_iters - it) // 4)
+            it += 1 + st0
             st, converged, _f = _affine_lam0(y, g1, g2, alpha, beta, mode, active, gain, x, s_ipm,
                                              u, work[0:n], flip, gain_b.view(np.int64)[0:n],
                                              bvec, rel_eps, max_iters - it)
@@ -1249,7 +1254,9 @@ _AFFINE0 = True
 # grows: 1.3 % at 54,000) went to settles of 400,000 samples (~21 ms); at 16
 # a second full step leaves 3 % (the same Newton step on b: -30.03 against
 # the settle's -30.08) and the settles re-solve 130,000 (pdas_rows 7-13 %
-# less CPU there; 54,000 frames unchanged)
+# less CPU there; 54,000 frames unchanged; measured from the exact fit's
+# flags, before _lam0_first_flags: from its set by count the first full
+# step leaves 0.08 % there)
 _AFFINE_FRAC = 16
 # ... and the settles hand over to the plain path where a root of b leaves
 # more than n / _AFFINE_BAIL violators (where the affine steps cannot go
@@ -1348,6 +1355,112 @@ def _affine_lam0(y, g1, g2, alpha, beta, mode, active, gain, x, z, w, w1, flip, 
     for t in range(T):
         bvec[t] = b + db
     return steps, False, full
+
+
+# a cold start at lambda 0 with a baseline on a long trace (at least
+# _PREFIX_T frames) flags its first set from the exact fit's spikes by count
+# (_lam0_first_flags): the optimal baseline sinks as T grows and the
+# fraction of samples at s = 0 falls with it (lam0-30Hz, one trace: 26.9 %
+# at 13,500 frames, 14.1 % at 54,000, 5.7 / 3.5 / 2.1 % at 250,000 /
+# 500,000 / 1,000,000), while the exact fit's rms-relative threshold
+# (_COLD_FREE_THR) flags ~15 % at any T (at 1,000,000 frames the first full
+# step then left 8 % violating, the second 3 %).  Flagged by the optimum's
+# count (an oracle), the same order of d left 0.09 %.  The fraction is read
+# from the solves of two prefixes, T / (2 _PREFIX_DIV) and T / _PREFIX_DIV
+# frames (each the cold lambda-0 path: the exact fit's flags,
+# _affine_lam0), and extrapolated linearly in log T on the normal quantile
+# scale (its probit: on 5 random long traces, 5 prefixes each, the probit
+# fell 0.18-0.23 per doubling, nearly constant; a geometric or linear
+# extrapolation missed where the fraction is high), the slope clipped to
+# [-_PREFIX_SLOPE_MAX, 0] per doubling.  Used only where that fraction is
+# below _PREFIX_GATE times the exact fit's (on the longer prefix): nearer,
+# the exact fit's set did as well (dense spiking at 250,000 frames, 5 %
+# against 8 %: one full step either way) or better (a high fraction, 20 %
+# against 15 %: the d order matches the optimum's set less well there); the
+# prefixes' cost (~1/10 of the solve) then stays.  On kernels decaying over
+# at most _PREFIX_DECAY samples (lambda 0, 250,000 and 1,000,000 frames:
+# jGCaMP8f at 100 Hz, GCaMP6f at 30 Hz, low SNR, ~15 samples, one full
+# step where the exact fit's flags took two, settles 2-10x smaller; GCaMP6s
+# at 30 Hz, 45 samples: the optimal fraction 37 % at 250,000 frames, two
+# full steps either way and the prefixes' cost on top)
+_PREFIX_DECAY = 30.0
+_PREFIX_T = 200_000
+_PREFIX_DIV = 16
+_PREFIX_SLOPE_MAX = 1.0
+_PREFIX_GATE = 0.5
+# ... the threshold the quantile of every _PREFIX_STRIDE-th spike
+_PREFIX_STRIDE = 16
+
+
+@njit(cache=_CACHE, nogil=True)
+def _probit(p):
+    """The standard normal quantile of ``p`` in (0, 1) (bisection on erfc
+    to ~1e-12: a guess's fraction)."""
+    lo = -40.0
+    hi = 40.0
+    for _i in range(80):
+        mid = 0.5 * (lo + hi)
+        if 0.5 * math.erfc(-mid / math.sqrt(2.0)) < p:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+@njit(cache=_CACHE, nogil=True)
+def _lam0_first_flags(y, g1, g2, alpha, mode, rel_eps, active, gain, x, z, w, w1, flip, idx,
+                      bvec, scratch, max_steps):
+    """The first set of a cold start at lambda 0 (every sample free, then
+    the exact fit's violators active): :func:`._numba_affine.exact_fit_flags`,
+    or on a trace of at least ``_PREFIX_T`` frames with a baseline
+    (``mode`` 1) and a kernel decaying over at most ``_PREFIX_DECAY``
+    samples the exact fit's spikes below the quantile of the fraction
+    of active samples extrapolated from two prefixes' optima, where that is
+    below ``_PREFIX_GATE`` times the exact fit's
+    (:func:`._numba_affine.count_fit_flags`; where a prefix does not settle
+    within its budget, ``max_steps`` for both, the exact fit's flags).  The
+    workspaces are :func:`_affine_lam0`'s (the prefixes' solves use their
+    heads), ``scratch`` n floats.  Returns (flagged, the prefixes' steps)."""
+    T = y.shape[0]
+    n = T - 1
+    d_root = _dominant_root(g1, g2)
+    if (mode != 1 or T < _PREFIX_T or _PREFIX_DIV < 2 or not d_root < 1.0
+            or _PREFIX_DECAY * (1.0 - d_root) < 1.0):
+        return exact_fit_flags(y, g1, g2, alpha, mode, rel_eps, _COLD_FREE_THR, active), 0
+    steps = 0
+    f_short = 0.0
+    f_long = 0.0
+    f_fit = 0.0
+    t_long = 1
+    for j in range(2):
+        tp = T // (_PREFIX_DIV * (2 - j))
+        npr = tp - 1
+        act = active[0:npr]
+        k_fit = exact_fit_flags(y[0:tp], g1, g2, alpha, mode, rel_eps, _COLD_FREE_THR, act)
+        st, ok, _f = _affine_lam0(y[0:tp], g1, g2, alpha, 0.0, mode, act, gain[0:npr],
+                                  x[0:npr], z[0:npr], w[0:npr], w1[0:npr], flip[0:npr],
+                                  idx[0:npr], bvec[0:tp], rel_eps, max_steps - steps)
+        steps += st + 1
+        if not ok:
+            return exact_fit_flags(y, g1, g2, alpha, mode, rel_eps, _COLD_FREE_THR,
+                                   active), steps
+        cnt = 0
+        for k in range(npr):
+            cnt += act[k]
+        if j == 0:
+            f_short = cnt / npr
+        else:
+            f_long = cnt / npr
+            f_fit = k_fit / npr
+            t_long = tp
+    if not f_short > 0.0 or not f_long > 0.0:
+        return exact_fit_flags(y, g1, g2, alpha, mode, rel_eps, _COLD_FREE_THR, active), steps
+    z_long = _probit(f_long)
+    slope = min(max(z_long - _probit(f_short), -_PREFIX_SLOPE_MAX), 0.0)
+    frac = 0.5 * math.erfc(-(z_long + slope * math.log2(T / t_long)) / math.sqrt(2.0))
+    if not frac < _PREFIX_GATE * f_fit:
+        return exact_fit_flags(y, g1, g2, alpha, mode, rel_eps, _COLD_FREE_THR, active), steps
+    return count_fit_flags(y, g1, g2, mode, frac, _PREFIX_STRIDE, scratch, active), steps
 
 
 @njit(cache=_CACHE, nogil=True)
