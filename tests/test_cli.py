@@ -1130,3 +1130,15 @@ def test_only_cells_reaches_the_nwb_loader(capsys, tmp_path, monkeypatch):
     assert code == 0, err
     assert seen == {"only_cells": True} and "(2, 100)" in out
     assert "traces       ophys/Fluorescence/RoiResponseSeries" in out
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-1"])
+def test_a_bad_thread_setting_is_a_one_line_usage_error(capsys, tmp_path, params, monkeypatch,
+                                                        value):
+    np.save(tmp_path / "tr.npy", _traces())
+    monkeypatch.setenv("CATUNE_NUM_THREADS", value)
+    code, _, err = _run(capsys, "deconvolve", tmp_path / "tr.npy", "--params", params,
+                        "-o", tmp_path / "act.npy")
+    assert code == 2
+    assert "CATUNE_NUM_THREADS" in _one_line_error(err)
+    assert not (tmp_path / "act.npy").exists()

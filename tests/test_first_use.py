@@ -499,7 +499,7 @@ def test_the_active_set_check_is_kkt_rows_with_one_reconvolution(mode, monkeypat
         assert count == ({"conv": 0, "smooth": 0} if fused else {"conv": 1, "smooth": 1}), count
         ref = nps.kkt_rows(y, s, bc, m.g1, m.g2, m.alpha, m.lamG, m.G, c, mu).max(axis=1)
         np.testing.assert_array_equal(v, ref)
-        assert v[1] > solver.KKT_TOL and v[0] <= nps.kkt_tolerance(y, solver.KKT_TOL)[0]
+        assert v[1] > solver.KKT_TOL and v[0] <= nps.kkt_tolerance(y, solver.KKT_TOL, c)[0]
 
 
 def test_long_drift_rows_take_few_newton_systems_and_no_banded_lu(monkeypatch):

@@ -4095,7 +4095,7 @@ def _row_check(yi, si, bvec, b, i, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, to
     conv[i], the fit K s + b into fi."""
     T = yi.shape[0]
     _store_baseline(b, i, bvec)
-    tol = kkt_tolerance(yi, kkt_tol)
+    tol = kkt_tolerance(yi, kkt_tol, mode)
     # the drift's bound needs no smoother but carries mu times b's
     # rounding; where that alone exceeds the tolerance (1 kHz, mu ~4e9:
     # 5e-6 against 1e-6) it always fails: the exact check at once
@@ -4491,14 +4491,20 @@ from ._numpy_solver import KKT_FLOOR  # noqa: E402
 
 
 @njit(cache=_CACHE, nogil=True)
-def kkt_tolerance(y, kkt_tol):
-    """kkt_tol times the trace's range, plus the rounding floor."""
+def kkt_tolerance(y, kkt_tol, mode):
+    """kkt_tol times the trace's range, plus the rounding floor.  Without a
+    fitted baseline (mode 0) the fit is measured from 0, so the range
+    includes 0 (a constant trace then has a scale: its level)."""
     lo = y[0]
     hi = y[0]
     for t in range(y.shape[0]):
         lo = min(lo, y[t])
         hi = max(hi, y[t])
-    return kkt_tol * (hi - lo) + KKT_FLOOR * max(abs(lo), abs(hi))
+    floor = KKT_FLOOR * max(abs(lo), abs(hi))
+    if mode == 0:
+        lo = min(lo, 0.0)
+        hi = max(hi, 0.0)
+    return kkt_tol * (hi - lo) + floor
 
 
 @njit(cache=_CACHE, nogil=True)
@@ -4507,7 +4513,7 @@ def kkt_holds(y, s, bvec, g1, g2, alpha, lamG, G, mode, mu, kkt_tol):
     T = y.shape[0]
     v_s, v_b = kkt_one(y, s, bvec, g1, g2, alpha, lamG, G, mode, mu, np.empty(T),
                        np.empty(T), np.empty(T), _NO)
-    return max(v_s, v_b) <= kkt_tolerance(y, kkt_tol)
+    return max(v_s, v_b) <= kkt_tolerance(y, kkt_tol, mode)
 
 
 @njit(cache=_CACHE, nogil=True)

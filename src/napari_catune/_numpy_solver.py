@@ -344,9 +344,13 @@ def best_baseline(resid, mode, mu):
 
 
 # ----------------------------------------------------------- read-outs
-def kkt_tolerance(y, kkt_tol):
+def kkt_tolerance(y, kkt_tol, mode):
+    """As ``_numba_solvers.kkt_tolerance``, per row."""
     lo, hi = y.min(axis=1), y.max(axis=1)
-    return kkt_tol * (hi - lo) + KKT_FLOOR * np.maximum(np.abs(lo), np.abs(hi))
+    floor = KKT_FLOOR * np.maximum(np.abs(lo), np.abs(hi))
+    if mode == 0:
+        lo, hi = np.minimum(lo, 0.0), np.maximum(hi, 0.0)
+    return kkt_tol * (hi - lo) + floor
 
 
 def kkt_rows(y, s, b, g1, g2, alpha, lamG, G, mode, mu):
@@ -1574,7 +1578,7 @@ def _solve_group(y, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters, init):
     v_out = np.full(m, np.inf)
     polished = np.full(m, -10**9)
     stall_count = np.zeros(m, dtype=np.int64)
-    tol = kkt_tolerance(y, kkt_tol)
+    tol = kkt_tolerance(y, kkt_tol, mode)
     # scale: each row to range 1 about its median (the baseline absorbs a shift)
     lo, hi = y.min(axis=1), y.max(axis=1)
     S = np.maximum(hi - lo, np.maximum(np.abs(hi), 1.0) * 1e-12)

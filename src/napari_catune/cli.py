@@ -1615,6 +1615,20 @@ def _stdout_gone() -> None:
         pass
 
 
+# commands that run the solver: a bad CATUNE_NUM_THREADS is a usage error
+# there, told before any input is read
+_SOLVING_COMMANDS = ("deconvolve", "estimate", "view")
+
+
+def _check_threads_setting() -> None:
+    from .solver import check_num_threads
+
+    try:
+        check_num_threads()
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+
+
 def main(argv=None) -> int:
     """Entry point of the ``napari-catune`` console script; returns the exit code.
 
@@ -1641,6 +1655,8 @@ def main(argv=None) -> int:
     # library warnings (a parameter outside the sliders' range...) as one line each
     warnings.showwarning = lambda message, category, *a, **k: log.warning(str(message))
     try:
+        if args.command in _SOLVING_COMMANDS:
+            _check_threads_setting()
         return int(args.func(args))
     except CLIError as e:
         print(f"{PROG} {args.command}: error: {e}", file=sys.stderr)
