@@ -11,11 +11,11 @@ scalar baseline; one row runs on one thread) and by OASIS ``oasisAR2`` on the
 trace minus our baseline (one core; the same problem, see bench_regimes.py).
 Step budget ``--max-iters`` (500).  Process CPU time, minimum of ``--repeats``
 at every length; the first of our calls at each length is printed too ("first"): it
-pays the kernel's first touch of the workspace's fresh pages (~270 bytes a frame;
-solver._pdas_workspace keeps workspaces only up to 131,072 frames, and allocates
-longer ones in 4 kB pages, solver._WS_SMALL_PAGES: with numpy's huge pages the first
-touch cost up to 2.8 s of system time at 4M frames), so every call pays it; the
-minimum is the least of that.
+pays the kernel's first touch of the workspace's fresh pages (~270 bytes a frame,
+~145 touched on the 1 kHz path; 4 kB pages above 131,072 frames, solver._WS_SMALL_PAGES),
+0.2-1 s of system time at 4M frames; the repeats reuse it (solver._pdas_workspace
+keeps a longer trace's workspace for solver._WS_IDLE seconds after its last use), so
+the minimum is the solver's own cost.
 Printed per length: our CPU time, steps, KKT-optimal, OASIS's CPU time and the
 ratio; per regime, the exponent p of time ~ T^p fitted on log-log from the
 shortest to the longest length (least squares), ours and OASIS's.

@@ -43,6 +43,7 @@ import mmap
 import os
 import sys
 import threading
+import time
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -278,15 +279,32 @@ def _run_blocks(kernel, n_rows: int, arrays_in: tuple, scalars: tuple, arrays_ou
 # traces up to _WS_KEEP_FRAMES frames (~300 bytes per frame each), at most
 # one per core.
 _WS_KEEP_FRAMES = 1 << 17
-# Longer traces' workspaces are allocated in 4 kB pages (anonymous mmap,
-# without numpy's huge-page advice): where the kernel must compact memory
-# for huge pages the first touch stalls.  slow-1kHz, one trace of 4,000,000
-# frames (1.1 GB of workspace, ~580 MB touched), fresh process, 3 runs each
-# (helper khz2, load ~4.6): system CPU 2.5-2.8 s -> 0.19 s, user 0.66-0.75 s
-# either way
+# ... and longer ones (~270 bytes a frame: 270 MB at 1,000,000 frames, 1.1 GB
+# at 4,000,000) for _WS_IDLE seconds after their last use (0: never), then
+# dropped: a repeat on such a trace (a re-run, the next chunk of the command
+# line, a benchmark's repeat) otherwise touches fresh pages again.  Their
+# memory comes in 4 kB pages (anonymous mmap, without numpy's huge-page
+# advice, _WS_SMALL_PAGES): where the kernel must compact memory for huge
+# pages, the first touch stalls.  Helper khz2, slow-1kHz, one trace of
+# 4,000,000 frames, fresh process, 3 runs each (load ~4.6): system CPU
+# 2.5-2.8 s -> 0.19 s, user 0.66-0.75 s either way.  Fresh 4 kB pages on
+# every call instead cost 40-90 ms more per 1M-frame trace than kept ones.
+_WS_IDLE = 30.0
 _WS_SMALL_PAGES = True
-_WS_POOL: list = []
+_WS_POOL: list = []  # (f, b, expires: monotonic time, None for short traces)
 _WS_LOCK = threading.Lock()
+_WS_TIMER = None  # the one pending expiry (threading.Timer)
+
+
+def _ws_expire(now: float | None = None) -> int:
+    """Drop kept workspaces of more than _WS_KEEP_FRAMES frames whose idle
+    time is up at ``now`` (default: the monotonic clock); returns how many."""
+    now = time.monotonic() if now is None else now
+    with _WS_LOCK:
+        keep = [e for e in _WS_POOL if e[2] is None or e[2] > now]
+        dropped = len(_WS_POOL) - len(keep)
+        _WS_POOL[:] = keep
+    return dropped
 
 
 def _ws_array(size: int, dtype, T: int) -> np.ndarray:
@@ -302,7 +320,7 @@ def _pdas_workspace(T: int):
 
     nf, nb = workspace_sizes(T)
     with _WS_LOCK:
-        for i, (f, b) in enumerate(_WS_POOL):
+        for i, (f, b, _exp) in enumerate(_WS_POOL):
             if nf <= f.size <= 2 * nf and nb <= b.size:
                 del _WS_POOL[i]
                 break
@@ -312,10 +330,22 @@ def _pdas_workspace(T: int):
         f, b = _ws_array(nf, np.float64, T), _ws_array(nb, np.bool_, T)
 
     def release():
-        if T <= _WS_KEEP_FRAMES:
-            with _WS_LOCK:
-                _WS_POOL.append((f, b))
-                del _WS_POOL[:-max(1, _n_threads(1 << 30))]
+        global _WS_TIMER
+        short = T <= _WS_KEEP_FRAMES
+        if not (short or _WS_IDLE > 0):
+            return
+        expires = None if short else time.monotonic() + _WS_IDLE
+        with _WS_LOCK:
+            _WS_POOL.append((f, b, expires))
+            del _WS_POOL[:-max(1, _n_threads(1 << 30))]
+            if not short:
+                # one timer, for the latest expiry (earlier ones are due
+                # by then; the pool holds at most one entry per core)
+                if _WS_TIMER is not None:
+                    _WS_TIMER.cancel()
+                _WS_TIMER = threading.Timer(_WS_IDLE + 0.05, _ws_expire)
+                _WS_TIMER.daemon = True
+                _WS_TIMER.start()
 
     return (f, b), release
 
