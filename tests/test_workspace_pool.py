@@ -18,11 +18,20 @@ def _long():
     return [e for e in solver._WS_POOL if e[2] is not None]
 
 
-def test_a_long_traces_workspace_is_reused_then_dropped_when_idle(monkeypatch):
+def _long_trace(monkeypatch, seed):
+    """One thread, an empty pool, and a trace just over _WS_KEEP_FRAMES."""
     monkeypatch.setenv("CATUNE_NUM_THREADS", "1")
     solver._ws_expire(math.inf)
     T = solver._WS_KEEP_FRAMES + 1000
-    y = np.random.default_rng(3).standard_normal((1, T)) + 2.0
+    return np.random.default_rng(seed).standard_normal((1, T)) + 2.0
+
+
+def test_a_long_traces_workspace_is_reused_then_dropped_when_idle(monkeypatch):
+    # an idle time no slow machine reaches between the calls (the timer
+    # never fires during the test); expiry is checked on explicit clocks
+    monkeypatch.setattr(solver, "_WS_IDLE", 1e6)
+    y = _long_trace(monkeypatch, 3)
+    T = y.shape[1]
     first = _solve(y)
     kept = _long()
     assert len(kept) == 1
@@ -42,11 +51,8 @@ def test_a_long_traces_workspace_is_reused_then_dropped_when_idle(monkeypatch):
 
 
 def test_no_long_workspace_is_kept_with_no_idle_time(monkeypatch):
-    monkeypatch.setenv("CATUNE_NUM_THREADS", "1")
     monkeypatch.setattr(solver, "_WS_IDLE", 0.0)
-    solver._ws_expire(math.inf)
-    T = solver._WS_KEEP_FRAMES + 1000
-    _solve(np.random.default_rng(4).standard_normal((1, T)) + 2.0)
+    _solve(_long_trace(monkeypatch, 4))
     assert _long() == []
 
 
@@ -68,10 +74,7 @@ def test_long_workspaces_are_anonymous_maps_short_ones_numpy_arrays():
 
 
 def test_a_long_trace_solves_the_same_in_small_pages(monkeypatch):
-    monkeypatch.setenv("CATUNE_NUM_THREADS", "1")
-    solver._ws_expire(math.inf)
-    T = solver._WS_KEEP_FRAMES + 1000
-    y = np.random.default_rng(5).standard_normal((1, T)) + 2.0
+    y = _long_trace(monkeypatch, 5)
     got = _solve(y)
     solver._ws_expire(math.inf)
     monkeypatch.setattr(solver, "_WS_SMALL_PAGES", False)
