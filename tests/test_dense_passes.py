@@ -1,0 +1,123 @@
+"""The 1 kHz warm path's fused passes give the numbers of the passes they
+replace (direct_gradient, the drift's exact KKT check), the power tables
+found in a workspace are exactly those power_tables forms, and the drift
+smoother without a division chain solves the same system."""
+
+import numpy as np
+import pytest
+
+from napari_catune import _numba_local as nl
+from napari_catune import _numba_solvers as ns
+from napari_catune.solver import _model
+
+
+def _kernel(fs=1000.0, tr=0.2, td=3.0):
+    m = _model(fs, tr, td, 0.05)
+    return m.g1, m.g2, m.alpha, m.lamG, m.G
+
+
+@pytest.mark.parametrize("clip", [False, True])
+def test_direct_gradient_is_the_five_pass_form(clip):
+    rng = np.random.default_rng(3)
+    T = 5000
+    n = T - 1
+    g1, g2, alpha, lamG, _G = _kernel()
+    y = rng.standard_normal(T) + 0.01 * np.arange(T)
+    b = rng.standard_normal(T)
+    active = rng.random(n) > 0.05
+    u0 = rng.standard_normal(n)
+    u, nu, work, work2 = u0.copy(), np.empty(n), np.empty(T), np.empty(T)
+    g_max, f_fit = nl.direct_gradient(y, b, g1, g2, alpha, lamG, active, u, nu, work, work2, clip)
+    # the reference: forward_conv, the residual, adjoint_conv, the gradient
+    s = np.where(active, 0.0, u0)
+    if clip:
+        s = np.maximum(s, 0.0)
+    s_full = np.append(s, 0.0)
+    ks = np.empty(T)
+    nl.forward_conv(s_full, g1, g2, alpha, ks)
+    r = np.empty(T)
+    f_ref = 0.0
+    for t in range(T):
+        r[t] = y[t] - ks[t] - b[t]
+        f_ref += 0.5 * r[t] * r[t]
+    kr = np.empty(T)
+    nl.adjoint_conv(r, g1, g2, alpha, kr)
+    g = lamG - kr[:n]
+    assert np.array_equal(u, s)
+    assert np.array_equal(nu, g / alpha)
+    assert np.array_equal(work2, r) and np.array_equal(work, kr)
+    assert g_max == np.abs(g).max() and f_fit == f_ref
+
+
+def test_drift_kkt_exact_is_the_unfused_form():
+    rng = np.random.default_rng(4)
+    T = 6000
+    g1, g2, alpha, lamG, G = _kernel()
+    mu = (60.0 * 1000.0) ** 2
+    y = rng.standard_normal(T)
+    s = np.maximum(rng.standard_normal(T) - 2.0, 0.0)
+    s[-1] = 0.0
+    b = np.cumsum(rng.standard_normal(T)) * 1e-3
+    w = np.empty((3, T))
+    v_s, v_b = ns.kkt_one(y, s, b, g1, g2, alpha, lamG, G, 2, mu, w[0], w[1], w[2], False)
+    ks = np.empty(T)
+    nl.forward_conv(s, g1, g2, alpha, ks)
+    resid = y - ks
+    bb, gain = np.empty(T), np.empty(T)
+    ns.smooth_baseline(resid, mu, gain, bb)
+    kr = np.empty(T)
+    nl.adjoint_conv(resid - b, g1, g2, alpha, kr)
+    g = lamG - kr
+    viol = np.where(s > 0.0, np.abs(g), -g)
+    assert v_b == np.abs(bb - b).max()
+    assert v_s == max(0.0, viol.max()) / G
+    assert np.array_equal(w[0], resid - b)
+
+
+@pytest.mark.parametrize("mu", [1e-60, 1e-3, 1.0, 100.0, 9e4, 3.6e9, 1e12])
+def test_smooth_baseline_solves_the_drift_system(mu):
+    rng = np.random.default_rng(5)
+    T = 400
+    r = np.cumsum(rng.standard_normal(T)) + 3.0
+    out, gain = np.empty(T), np.empty(T)
+    ns.smooth_baseline(r, mu, gain, out)
+    ref, gain2 = np.empty(T), np.empty(T)
+    ns._smooth_baseline_div(r, mu, gain2, ref)
+    assert np.abs(out - ref).max() <= 1e-12 * np.abs(ref).max()
+    # (I + mu L) b = r, L the path graph's Laplacian: its residual, relative
+    # to mu's scale of b's rounding
+    Lb = np.zeros(T)
+    Lb[1:] += out[1:] - out[:-1]
+    Lb[:-1] -= out[1:] - out[:-1]
+    res = out + mu * Lb - r
+    assert np.abs(res).max() <= 1e-9 * (1.0 + mu) * np.abs(r).max()
+
+
+def test_smooth_baseline_long_trace_rescales():
+    # (the pair N, D grows by ~exp(T / sqrt(mu)): rescaled, never overflows)
+    T = 200_000
+    r = np.sin(np.arange(T) * 1e-3)
+    out, gain = np.empty(T), np.empty(T)
+    ns.smooth_baseline(r, 1.0, gain, out)
+    ref, gain2 = np.empty(T), np.empty(T)
+    ns._smooth_baseline_div(r, 1.0, gain2, ref)
+    assert np.isfinite(out).all()
+    assert np.abs(out - ref).max() <= 1e-12
+
+
+def test_tables_hold_only_for_the_exact_tables():
+    d, r = ns._ar_roots(*_kernel()[:2])
+    n = 3000
+    dp, rp = np.empty(n + 2), np.empty(n + 2)
+    nl.power_tables(d, r, n, dp, rp)
+    assert nl.tables_hold(d, r, n, dp, rp)
+    assert not nl.tables_hold(d * (1 - 1e-16), r, n, dp, rp)
+    assert not nl.tables_hold(d, r, n + 1, np.append(dp, 0.0), np.append(rp, 0.0))
+    for k in (1, 1500, n + 1):
+        bad = dp.copy()
+        bad[k] = np.nextafter(bad[k], 0.0)
+        assert not nl.tables_hold(d, r, n, bad, rp)
+        bad = rp.copy()
+        bad[k] = np.nextafter(bad[k], 1.0)
+        assert not nl.tables_hold(d, r, n, dp, bad)
+    assert not nl.tables_hold(d, r, n, np.zeros(n + 2), np.zeros(n + 2))
