@@ -953,7 +953,9 @@ def dense_verify(y, bvec, g1, g2, alpha, lamG, active, u, nu, flip, thin, ws, in
     ``rel_gain`` times 1/2 ||y - K s - b||^2 (less is rounding: a set
     changed for it costs a full step and gains nothing).  ``u``, ``nu``,
     ``flip`` are overwritten.  Returns the samples that changed side (0:
-    the answer stands).  ``tables``: as for :func:`dense_settle`."""
+    the answer stands; then ``u`` holds the clipped spikes and ``nu`` the
+    gradient / alpha at them), max |g| and 1/2 ||y - K s - b||^2
+    (:func:`direct_gradient`'s).  ``tables``: as for :func:`dense_settle`."""
     g_max, f_fit = direct_gradient(y, bvec, g1, g2, alpha, lamG, active, u, nu, work, work2, True)
     n = u.shape[0]
     tol = rel_tol * g_max
@@ -963,9 +965,9 @@ def dense_verify(y, bvec, g1, g2, alpha, lamG, active, u, nu, flip, thin, ws, in
         flip[k] = bad
         n_bad += bad
     if n_bad == 0:
-        return 0
+        return 0, g_max, f_fit
     rounds, changed = dense_settle(g1, g2, alpha, active, flip, u, nu, tol / alpha, thin, ws, inC,
                                    work, work2, cmax, 1, max_work, rel_gain * f_fit,
                                    tables)
-    return changed if rounds > 0 else 0
+    return (changed if rounds > 0 else 0), g_max, f_fit
 

@@ -51,7 +51,7 @@ from ._numba_hints import prefetch as _prefetch
 # new value), or a checkout or an upgrade with a warm cache would run the
 # old code (seen: wdrift's edge-scan fix measured nothing until the cache
 # was cleared; a reviewer ran a callee numba could no longer compile).
-_CALLEES_SHA = "78e3b8f72166d21d"
+_CALLEES_SHA = "fe660f9db03c829e"
 
 # (int64, not literal ints: see _NO)
 _SEG_ROUNDS = np.int64(_SEG_ROUNDS)
@@ -914,6 +914,11 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
     short_local = _SHORT_RIC and warm and not early
     dense_steps = 0
     verified = 0
+    # (the answer passed dense_verify as it stands: its gradient, in nu, is
+    # the polish's, _coarse_polish; g_ver, f_ver its max |g| and fit term)
+    verified_ok = False
+    g_ver = 0.0
+    f_ver = 0.0
     # (whether the dense settle's power tables are formed: dense_settle
     # sets it, also when called by dense_verify or when it declines after
     # forming them)
@@ -1018,10 +1023,12 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
                 # gradient (_numba_local.dense_verify): a changed set is
                 # solved again
                 verified += 1
-                if dense_verify(y, bvec, g1, g2, alpha, lamG, active, u, nu, flip, thin, ipm_ws,
-                                in_c, work, gain_b, cmax, _DENSE_WORK * n, _DENSE_TOL,
-                                _DENSE_GAIN, tables) > 0:
+                changed_v, g_ver, f_ver = dense_verify(
+                    y, bvec, g1, g2, alpha, lamG, active, u, nu, flip, thin, ipm_ws, in_c, work,
+                    gain_b, cmax, _DENSE_WORK * n, _DENSE_TOL, _DENSE_GAIN, tables)
+                if changed_v > 0:
                     continue
+                verified_ok = True
             converged = True
             break
         if n_bad < best_bad and n_bad <= _MERGE_MAX:
@@ -1145,6 +1152,7 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
         # (``bail``: a warm start that would go to the cold interior point
         # returns at once, not converged, before its budget; pdas_rows
         # then starts from a binned solve)
+        _verified_mark(s_ipm, False, 0.0, 0.0)
         return it, False
     n_ipm = 0
     if not converged and it < max_iters:
@@ -1201,7 +1209,22 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
                     s_out[k] = u[k]
                 for t in range(T):
                     bvec[t] = b_as[t]
+    _verified_mark(s_ipm, converged and verified_ok, g_ver, f_ver)
     return it, converged
+
+
+@njit(cache=_CACHE, nogil=True)
+def _verified_mark(s_ipm, ok, g_max, f_fit):
+    """pdas_one's note for :func:`_coarse_polish` in its interior point's
+    iterate (not read once it has converged): s_ipm[0] 1 where its answer
+    passed dense_verify as it stands (nu then holds the gradient / alpha
+    formed directly at it; s_ipm[1:3] that gradient's max |g| and the fit
+    term), else 0."""
+    if s_ipm.shape[0] < 3:
+        return
+    s_ipm[0] = 1.0 if ok else 0.0
+    s_ipm[1] = g_max
+    s_ipm[2] = f_fit
 
 
 # a cold start at lambda 0 forms its first step (every sample free) in one
@@ -3401,7 +3424,7 @@ def _coarse_polish(y, g1, g2, alpha, lamG, mode, mu, active, s_i, bvec, fws, bws
     Returns (steps, rounds that changed the set)."""
     T = y.shape[0]
     n = T - 1
-    _gain, _gb, _x, u, nu, _s_ipm, work, work2, ws = _coarse_views(fws, n, T, mode)
+    _gain, _gb, _x, u, nu, s_ipm, work, work2, ws = _coarse_views(fws, n, T, mode)
     room = ws.shape[0] - 2 * (n + 2)
     if _DENSE_MAX <= 0 or room <= 0:
         return 0, 0
@@ -3423,8 +3446,16 @@ def _coarse_polish(y, g1, g2, alpha, lamG, mode, mu, active, s_i, bvec, fws, bws
             flip[k] = False
             in_c[k] = False
         # (s_i >= 0: pdas_one clips its spikes)
-        g_max, f_fit = direct_gradient(y, bvec, g1, g2, alpha, lamG, active, u, nu, work, work2,
-                                       _NO)
+        if n >= 3 and s_ipm[0] == 1.0:
+            # the pdas_one just before passed dense_verify at this answer:
+            # its directly formed gradient is in nu (the same numbers)
+            g_max = s_ipm[1]
+            f_fit = s_ipm[2]
+        else:
+            g_max, f_fit = direct_gradient(y, bvec, g1, g2, alpha, lamG, active, u, nu, work,
+                                           work2, _NO)
+        if n >= 3:
+            s_ipm[0] = 0.0
         if not g_max > 0.0:
             break
         rounds, changed = dense_settle(g1, g2, alpha, active, flip, u, nu,
