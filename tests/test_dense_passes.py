@@ -121,3 +121,39 @@ def test_tables_hold_only_for_the_exact_tables():
         bad[k] = np.nextafter(bad[k], 1.0)
         assert not nl.tables_hold(d, r, n, dp, bad)
     assert not nl.tables_hold(d, r, n, np.zeros(n + 2), np.zeros(n + 2))
+
+
+def test_verified_answer_notes_its_gradient_for_the_polish():
+    # a warm 1 kHz re-solve that settles by the dense path and passes
+    # dense_verify as it stands (a set it changed is not noted): the note
+    # (_verified_mark) and nu are the gradient that
+    # _coarse_polish would form at the answer
+    import napari_catune as nc
+    from napari_catune.simulation import regime_traces
+
+    fs, tr, td, lam = 1000.0, 0.2, 3.0, 0.05
+    y = regime_traces("slow-1kHz", 1, 20_000, 1)[0] - 2.0
+    T = y.size
+    n = T - 1
+    base = nc.run_deconvolution_full(y, fs, tr, td, lam)
+    m = _model(fs, tr, td * 1.02, lam)
+    nf, nb = ns.workspace_sizes(T)
+    fws, bws = np.zeros(nf), np.zeros(nb, bool)
+    pws, bvec = fws[T:], np.zeros(T)
+    active = base.activity[:n] <= 0.0
+    s = np.zeros(T)
+    it, ok = ns.pdas_one(y, m.g1, m.g2, m.alpha, m.lamG, 1, 0.0, active, 100, s, bvec, pws, bws,
+                         1e-11, True, True)
+    _g, _gb, _x, u, nu, s_ipm, work, work2, _rest = ns._coarse_views(pws, n, T, 1)
+    assert ok and s_ipm[0] == 1.0
+    act = ~(s[:n] > 0.0)
+    u2, nu2 = s[:n].copy(), np.empty(n)
+    g_max, f_fit = nl.direct_gradient(y, bvec, m.g1, m.g2, m.alpha, m.lamG, act, u2, nu2,
+                                      np.empty(T), np.empty(T), False)
+    assert np.array_equal(nu, nu2) and s_ipm[1] == g_max and s_ipm[2] == f_fit
+    # a start that goes to the cold interior point (bail) leaves no note
+    active = base.activity[:n] <= 0.0
+    m2 = _model(fs, tr, td * 0.5, lam)
+    it, ok = ns.pdas_one(y, m2.g1, m2.g2, m2.alpha, m2.lamG, 1, 0.0, active, 100, s, bvec, pws,
+                         bws, 1e-11, True, True)
+    assert not ok and s_ipm[0] == 0.0
