@@ -3477,6 +3477,15 @@ def _coarse_block_views(rest, n, T):
 # (B 48 / 64 / 96 / 256 on the 1 kHz, tau_decay 1.5 s move with drift:
 # 18.6 / 16.2 / 14.2 / 36.6 ms, with the truncated update)
 _BLOCK_MAX = 64
+# ... at lambda 0 _BLOCK_MAX_LAM0 (denser free sets, ~1 free sample in 220 at
+# 1 kHz against ~1 in 700 at lambda 0.05: a block's Lawson & Hanson solve
+# churns, ~75 us a 64-candidate block at 54,000 frames, ~2/3 of a sweep).
+# lam0-slow-1kHz, the settle from the binned guess, CPU min (load ~1):
+# B 64 / 48 / 40 / 32 / 24: 54,000 frames 6.8-8.1 / 5.6-6.2 / 5.0-5.4 /
+# 5.3-5.7 / 4.8-8.4 ms, 1,000,000 193-232 / 185-192 / 191-194 / 171-186 /
+# 174-181 ms (the same steps but 24: one more); not at lambda 0.05 (40:
+# the slow kernel's 200,000 frames took more block calls to fall quiet)
+_BLOCK_MAX_LAM0 = 40
 _BLOCK_SWEEPS = 10
 # ... but the settle (_coarse_settle) stops sweeping after _BLOCK_SWEEPS_MIN
 # sweeps once a sweep has solved more than _BLOCK_SWEEP_DENSE blocks per
@@ -3755,13 +3764,13 @@ def _coarse_block_solve(H, L, P, C, m, z, G, c, zz, zeta, gr, dz, blocked, cs, s
 
 @njit(cache=_CACHE, nogil=True)
 def _coarse_blocks(g1, g2, alpha, z, G, tol, thin, dp, rp, sums, work, wz, solve_all,
-                   max_sweeps, cost_cap):
+                   max_sweeps, cost_cap, B=_BLOCK_MAX):
     """Settle the problem with the baseline fixed block by block (a block
     Gauss-Seidel sweep of exact solves; for free sets too large for one
     dense solve, :func:`._numba_local.dense_settle`).  ``z`` (length n):
     the spikes (free samples' values, negative ones too; 0 elsewhere), ``G``
     the objective's gradient there (both current at return).  A sweep walks
-    the trace: each block takes the next ``_BLOCK_MAX`` candidates (z != 0,
+    the trace: each block takes the next ``B`` candidates (z != 0,
     or of each run of violators G < -``tol`` not parted by a free sample
     and within ``thin`` samples of each other the most negative) and, if
     one is negative or violates (every block in the first sweep with
@@ -3780,7 +3789,6 @@ def _coarse_blocks(g1, g2, alpha, z, G, tol, thin, dp, rp, sums, work, wz, solve
     in it ran out of its work budget (z is then the optimum with the
     baseline fixed, to the blocks' tolerances)."""
     n = z.shape[0]
-    B = _BLOCK_MAX
     overlap = B // 4
     d, r = _ar_roots(g1, g2)
     a2 = alpha * alpha / ((d - r) * (d - r))
@@ -3891,6 +3899,13 @@ def _coarse_blocks(g1, g2, alpha, z, G, tol, thin, dp, rp, sums, work, wz, solve
 
 
 @njit(cache=_CACHE, nogil=True)
+def _block_size(lamG):
+    """The block settle's candidates per block: ``_BLOCK_MAX``, at lambda 0
+    ``_BLOCK_MAX_LAM0``."""
+    return _BLOCK_MAX if lamG > 0.0 else _BLOCK_MAX_LAM0
+
+
+@njit(cache=_CACHE, nogil=True)
 def _coarse_tables(g1, g2, n, dp, rp, sums):
     """The power tables d^k, r^k (k <= n + 1) of the AR roots d > r
     (:func:`_ar_roots`) and the lazy update's tail sums ``sums`` (2, n + 1)
@@ -3969,7 +3984,8 @@ def _coarse_settle(y, g1, g2, alpha, lamG, mode, mu, active, max_steps, s_out, b
             G[k] = alpha * nu[k]
             g_max = max(g_max, abs(G[k]))
         _sweeps, quiet = _coarse_blocks(g1, g2, alpha, z, G, max(alpha * eps_nu, 1e-13 * g_max),
-                                        thin, dp, rp, sums, work, wz, _NO, _BLOCK_SWEEPS, _YES)
+                                        thin, dp, rp, sums, work, wz, _NO, _BLOCK_SWEEPS, _YES,
+                                        _block_size(lamG))
         changed = 0
         for k in range(n):
             a_new = not z[k] > 0.0
@@ -4045,7 +4061,7 @@ def _coarse_polish_blocks(y, g1, g2, alpha, lamG, mode, mu, active, s_i, bvec, f
             G[k] = alpha * nu[k]
             f0 += lamG * z[k]
         _coarse_blocks(g1, g2, alpha, z, G, _COARSE_POLISH_TOL * g_max, thin, dp, rp, sums, work,
-                       wz, _YES, _BLOCK_SWEEPS, _NO)
+                       wz, _YES, _BLOCK_SWEEPS, _NO, _block_size(lamG))
         changed = 0
         for k in range(n):
             changed += (z[k] > 0.0) != (not active[k])
