@@ -167,15 +167,10 @@ def test_ar_roots_to_rounding():
         assert abs(float(res / slope)) < 4e-16
 
 
-def test_block_sweeps_leave_the_exact_gradient():
-    # lambda 0 at 1 kHz, a sparse guess on 54,000 frames: after the sweeps G
-    # is the gradient at their z to rounding (the update truncated at 4 decay
-    # lengths left it 4e-2 of max|G| off)
+def _lam0_trace_grad(T=54_000):
     from napari_catune.simulation import regime_traces
 
     m = S._model_checked(1000.0, 0.2, 3.0, 0.0)
-    T = 54_000
-    n = T - 1
     y = regime_traces("lam0-slow-1kHz", 1, T, seed=5)[0] - 2.0
     g1, g2, al = m.g1, m.g2, m.alpha
 
@@ -183,6 +178,40 @@ def test_block_sweeps_leave_the_exact_gradient():
         c = np.r_[0.0, al * lfilter([1.0], [1.0, -g1, -g2], z)]
         return al * lfilter([1.0], [1.0, -g1, -g2], (c - y)[1:][::-1])[::-1]
 
+    return y, (g1, g2, al), grad
+
+
+def test_direct_gradient_fma_matches_the_direct_gradient():
+    # the block polish's gradient (one multiply-add on each chain): the same
+    # clipped spikes, fit term and gradient as direct_gradient, both within
+    # rounding of the reference, at a sparse point with negative entries
+    y, (g1, g2, al), grad = _lam0_trace_grad()
+    n = y.size - 1
+    rng = np.random.default_rng(2)
+    active = rng.random(n) > 0.01
+    u = rng.standard_normal(n) * 0.05
+    b = np.full(y.size, 0.1)
+    u1, nu1, u2, nu2 = u.copy(), np.empty(n), u.copy(), np.empty(n)
+    w = np.empty(y.size)
+    g_a, f_a = nl.direct_gradient(y, b, g1, g2, al, 0.0, active, u1, nu1, w, np.empty(y.size),
+                                  True)
+    g_b, f_b = ns._direct_gradient_fma(y, b, g1, g2, al, 0.0, active, u2, nu2, w)
+    assert np.array_equal(u1, u2) and np.all(u2 >= 0.0) and not np.any(u2[active])
+    ref = grad(u2) + al * lfilter([1.0], [1.0, -g1, -g2], np.full(n, 0.1)[::-1])[::-1]
+    for g in (al * nu1, al * nu2):
+        assert np.max(np.abs(g - ref)) < 1e-10 * np.max(np.abs(ref))
+    assert abs(g_a - g_b) < 1e-10 * g_a and abs(f_a - f_b) < 1e-12 * f_a
+
+
+@pytest.mark.parametrize("B", [ns._BLOCK_MAX, ns._BLOCK_MAX_LAM0])
+def test_block_sweeps_leave_the_exact_gradient(B):
+    # lambda 0 at 1 kHz, a sparse guess on 54,000 frames: after the sweeps G
+    # is the gradient at their z to rounding (the update truncated at 4 decay
+    # lengths left it 4e-2 of max|G| off); blocks of either size (lambda 0
+    # takes _BLOCK_MAX_LAM0)
+    assert ns._block_size(0.0) == ns._BLOCK_MAX_LAM0 and ns._block_size(0.05) == ns._BLOCK_MAX
+    y, (g1, g2, al), grad = _lam0_trace_grad()
+    n = y.size - 1
     rng = np.random.default_rng(1)
     z = np.zeros(n)
     z[::32] = np.abs(rng.standard_normal(len(z[::32]))) * 0.05
@@ -194,6 +223,7 @@ def test_block_sweeps_leave_the_exact_gradient():
     thin = max(1, int(ns._THIN_PEAK * nl.peak_samples(g1, g2)))
     wz = np.zeros(n)
     sweeps, _quiet = ns._coarse_blocks(g1, g2, al, z, G, 1e-13 * np.max(np.abs(G)), thin, dp, rp,
-                                       sums, np.zeros(n + 1), wz, ns._NO, np.int64(10), ns._NO)
+                                       sums, np.zeros(n + 1), wz, ns._NO, np.int64(10), ns._NO,
+                                       np.int64(B))
     assert sweeps >= 2 and not np.any(wz)
     assert np.max(np.abs(G - grad(z))) < 1e-10 * np.max(np.abs(G))

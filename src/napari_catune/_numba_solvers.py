@@ -3545,6 +3545,15 @@ def _coarse_block_views(rest, n, T):
 # (B 48 / 64 / 96 / 256 on the 1 kHz, tau_decay 1.5 s move with drift:
 # 18.6 / 16.2 / 14.2 / 36.6 ms, with the truncated update)
 _BLOCK_MAX = 64
+# ... at lambda 0 _BLOCK_MAX_LAM0 (denser free sets, ~1 free sample in 220 at
+# 1 kHz against ~1 in 700 at lambda 0.05: a block's Lawson & Hanson solve
+# churns, ~75 us a 64-candidate block at 54,000 frames, ~2/3 of a sweep).
+# lam0-slow-1kHz, the settle from the binned guess, CPU min (load ~1):
+# B 64 / 48 / 40 / 32 / 24: 54,000 frames 6.8-8.1 / 5.6-6.2 / 5.0-5.4 /
+# 5.3-5.7 / 4.8-8.4 ms, 1,000,000 193-232 / 185-192 / 191-194 / 171-186 /
+# 174-181 ms (the same steps but 24: one more); not at lambda 0.05 (40:
+# the slow kernel's 200,000 frames took more block calls to fall quiet)
+_BLOCK_MAX_LAM0 = 40
 _BLOCK_SWEEPS = 10
 # ... but the settle (_coarse_settle) stops sweeping after _BLOCK_SWEEPS_MIN
 # sweeps once a sweep has solved more than _BLOCK_SWEEP_DENSE blocks per
@@ -3736,12 +3745,20 @@ def _coarse_advance(G, lo, hi, w, v, alpha, d, r, n, sums):
         return w, v
     s0 = sums[0]
     s1 = sums[1]
-    for j in range(lo, hi):
-        N = n - j
-        G[j] += alpha * (w * s0[N] + v * s1[N])
-        w = w * d + v
-        v *= r
-        if (j & 63) == 0 and abs(w) < _BLOCK_FLUSH and abs(v) < _BLOCK_FLUSH:
+    j = lo
+    while j < hi:
+        # up to the next sample at 0 mod 64, the flush tested after it (with
+        # the test inside the loop, as in _coarse_sweep_end, 4.8 ns a sample
+        # on 54,000 frames; the same numbers)
+        m64 = (j + 63) & ~63
+        end = min(hi, m64 + 1)
+        for k in range(j, end):
+            N = n - k
+            G[k] += alpha * (w * s0[N] + v * s1[N])
+            w = w * d + v
+            v *= r
+        j = end
+        if end == m64 + 1 and abs(w) < _BLOCK_FLUSH and abs(v) < _BLOCK_FLUSH:
             # (no subnormals)
             return 0.0, 0.0
     return w, v
@@ -3823,13 +3840,13 @@ def _coarse_block_solve(H, L, P, C, m, z, G, c, zz, zeta, gr, dz, blocked, cs, s
 
 @njit(cache=_CACHE, nogil=True)
 def _coarse_blocks(g1, g2, alpha, z, G, tol, thin, dp, rp, sums, work, wz, solve_all,
-                   max_sweeps, cost_cap):
+                   max_sweeps, cost_cap, B=_BLOCK_MAX):
     """Settle the problem with the baseline fixed block by block (a block
     Gauss-Seidel sweep of exact solves; for free sets too large for one
     dense solve, :func:`._numba_local.dense_settle`).  ``z`` (length n):
     the spikes (free samples' values, negative ones too; 0 elsewhere), ``G``
     the objective's gradient there (both current at return).  A sweep walks
-    the trace: each block takes the next ``_BLOCK_MAX`` candidates (z != 0,
+    the trace: each block takes the next ``B`` candidates (z != 0,
     or of each run of violators G < -``tol`` not parted by a free sample
     and within ``thin`` samples of each other the most negative) and, if
     one is negative or violates (every block in the first sweep with
@@ -3848,7 +3865,6 @@ def _coarse_blocks(g1, g2, alpha, z, G, tol, thin, dp, rp, sums, work, wz, solve
     in it ran out of its work budget (z is then the optimum with the
     baseline fixed, to the blocks' tolerances)."""
     n = z.shape[0]
-    B = _BLOCK_MAX
     overlap = B // 4
     d, r = _ar_roots(g1, g2)
     a2 = alpha * alpha / ((d - r) * (d - r))
@@ -3959,6 +3975,13 @@ def _coarse_blocks(g1, g2, alpha, z, G, tol, thin, dp, rp, sums, work, wz, solve
 
 
 @njit(cache=_CACHE, nogil=True)
+def _block_size(lamG):
+    """The block settle's candidates per block: ``_BLOCK_MAX``, at lambda 0
+    ``_BLOCK_MAX_LAM0``."""
+    return _BLOCK_MAX if lamG > 0.0 else _BLOCK_MAX_LAM0
+
+
+@njit(cache=_CACHE, nogil=True)
 def _coarse_tables(g1, g2, n, dp, rp, sums):
     """The power tables d^k, r^k (k <= n + 1) of the AR roots d > r
     (:func:`_ar_roots`) and the lazy update's tail sums ``sums`` (2, n + 1)
@@ -4037,7 +4060,8 @@ def _coarse_settle(y, g1, g2, alpha, lamG, mode, mu, active, max_steps, s_out, b
             G[k] = alpha * nu[k]
             g_max = max(g_max, abs(G[k]))
         _sweeps, quiet = _coarse_blocks(g1, g2, alpha, z, G, max(alpha * eps_nu, 1e-13 * g_max),
-                                        thin, dp, rp, sums, work, wz, _NO, _BLOCK_SWEEPS, _YES)
+                                        thin, dp, rp, sums, work, wz, _NO, _BLOCK_SWEEPS, _YES,
+                                        _block_size(lamG))
         changed = 0
         for k in range(n):
             a_new = not z[k] > 0.0
@@ -4072,6 +4096,41 @@ def _coarse_settle(y, g1, g2, alpha, lamG, mode, mu, active, max_steps, s_out, b
     return it, converged
 
 
+@njit(cache=_CACHE, nogil=True, fastmath={"contract"})
+def _direct_gradient_fma(y, bvec, g1, g2, alpha, lamG, active, u, nu, work2):
+    """:func:`._numba_local.direct_gradient` (clipped) with one multiply-add
+    on each recursion's loop-carried chain (g2 q2 and the input added off
+    it, as in :func:`_nu_pass_fma`) and the residual formed in the forward
+    pass: 54,000 frames 0.44 -> 0.14 ms; the same accuracy, other rounding
+    (~3e-12 of max|g| apart on the 1 kHz 3 s kernel)."""
+    n = u.shape[0]
+    for k in range(n):
+        v = u[k] if not active[k] and u[k] > 0.0 else 0.0
+        u[k] = v
+    rt = y[0] - bvec[0]
+    f_fit = 0.5 * rt * rt
+    q1 = 0.0
+    q2 = 0.0
+    for k in range(n):
+        q = g1 * q1 + (u[k] + g2 * q2)
+        rt = y[k + 1] - alpha * q - bvec[k + 1]
+        work2[k + 1] = rt
+        f_fit += 0.5 * rt * rt
+        q2 = q1
+        q1 = q
+    p1 = 0.0
+    p2 = 0.0
+    g_max = 0.0
+    for j in range(n - 1, -1, -1):
+        p = g1 * p1 + (work2[j + 1] + g2 * p2)
+        g = lamG - alpha * p
+        nu[j] = g / alpha
+        g_max = max(g_max, abs(g))
+        p2 = p1
+        p1 = p
+    return g_max, f_fit
+
+
 @njit(cache=_CACHE, nogil=True)
 def _coarse_polish_blocks(y, g1, g2, alpha, lamG, mode, mu, active, s_i, bvec, fws, bws,
                           budget, tables_ok, gain=1e-12):
@@ -4103,8 +4162,7 @@ def _coarse_polish_blocks(y, g1, g2, alpha, lamG, mode, mu, active, s_i, bvec, f
         for k in range(n):
             active[k] = not s_i[k] > 0.0
             u[k] = s_i[k]
-        g_max, f_fit = direct_gradient(y, bvec, g1, g2, alpha, lamG, active, u, nu, work, work2,
-                                       _YES)
+        g_max, f_fit = _direct_gradient_fma(y, bvec, g1, g2, alpha, lamG, active, u, nu, work2)
         if not g_max > 0.0:
             break
         f0 = f_fit
@@ -4113,7 +4171,7 @@ def _coarse_polish_blocks(y, g1, g2, alpha, lamG, mode, mu, active, s_i, bvec, f
             G[k] = alpha * nu[k]
             f0 += lamG * z[k]
         _coarse_blocks(g1, g2, alpha, z, G, _COARSE_POLISH_TOL * g_max, thin, dp, rp, sums, work,
-                       wz, _YES, _BLOCK_SWEEPS, _NO)
+                       wz, _YES, _BLOCK_SWEEPS, _NO, _block_size(lamG))
         changed = 0
         for k in range(n):
             changed += (z[k] > 0.0) != (not active[k])
