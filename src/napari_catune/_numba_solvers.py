@@ -1152,7 +1152,7 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
         # (``bail``: a warm start that would go to the cold interior point
         # returns at once, not converged, before its budget; pdas_rows
         # then starts from a binned solve)
-        _verified_mark(s_ipm, False, 0.0, 0.0)
+        _verified_mark(s_ipm, _NO, 0.0, 0.0)
         return it, False
     n_ipm = 0
     if not converged and it < max_iters:
