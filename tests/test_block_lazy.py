@@ -49,8 +49,11 @@ def _sweep(g1, g2, alpha, n, rng, G, plan):
     sums = np.empty((2, n + 1))
     ns._coarse_tables(g1, g2, n, dp, rp, sums)
     d, r = ns._ar_roots(g1, g2)
+    tab = ns._coarse_chunk_tables(d, r)
     work = np.zeros(n + 1)
     X = np.zeros(n)
+    # (X's input positions, as _coarse_blocks lists them: ascending, repeats)
+    xs = []
     tw = tv = 0.0
     front = 0
     x_hi = -1
@@ -63,8 +66,8 @@ def _sweep(g1, g2, alpha, n, rng, G, plan):
         if new_front > front:
             # (in pieces, as a sweep's scan)
             mid = (front + new_front) // 2
-            tw, tv = ns._coarse_advance(G, front, mid, tw, tv, alpha, d, r, n, sums)
-            tw, tv = ns._coarse_advance(G, mid, new_front, tw, tv, alpha, d, r, n, sums)
+            tw, tv = ns._coarse_advance(G, front, mid, tw, tv, alpha, d, r, n, sums, tab)
+            tw, tv = ns._coarse_advance(G, mid, new_front, tw, tv, alpha, d, r, n, sums, tab)
             front = new_front
         idx = np.asarray(idx, np.int64)
         dz = rng.standard_normal(idx.shape[0])
@@ -73,6 +76,7 @@ def _sweep(g1, g2, alpha, n, rng, G, plan):
         tw += bw
         tv += bv
         x_hi = max(x_hi, idx[0] - 1)
+        xs += list(range(max(idx[0] - 2, 0), idx[0]))
         x = np.zeros(n)
         x[idx] = dz
         scale += np.max(np.abs(_ktk(g1, g2, alpha, x)))
@@ -80,7 +84,9 @@ def _sweep(g1, g2, alpha, n, rng, G, plan):
         ref = G0 + _ktk(g1, g2, alpha, total)
         sl = slice(idx[0], front)
         worst = max(worst, np.max(np.abs(G[sl] - ref[sl])) / scale)
-    ns._coarse_sweep_end(G, front, tw, tv, x_hi, g1, g2, alpha, d, r, n, sums, X)
+    xs = np.array(xs + [0], np.int64)
+    ns._coarse_sweep_end(G, front, tw, tv, x_hi, g1, g2, alpha, d, r, n, sums, X, xs,
+                         xs.shape[0] - 1, tab)
     assert not np.any(X)
     ref = G0 + _ktk(g1, g2, alpha, total)
     worst = max(worst, np.max(np.abs(G - ref)) / scale)

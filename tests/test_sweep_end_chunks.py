@@ -33,7 +33,9 @@ def _run(G, X, x_hi, m):
     G = G.copy()
     X = X.copy()
     # (no pending tail: tw = tv = 0, the pass alone)
-    ns._coarse_sweep_end(G, n, 0.0, 0.0, x_hi, m.g1, m.g2, m.alpha, d, r, n, sums, X)
+    xs = np.flatnonzero(X)
+    ns._coarse_sweep_end(G, n, 0.0, 0.0, x_hi, m.g1, m.g2, m.alpha, d, r, n, sums, X, xs,
+                         xs.shape[0], ns._coarse_chunk_tables(d, r))
     return G, X
 
 
