@@ -1,0 +1,41 @@
+"""pdas_rows' read-out (_numba_solvers._row_check) for modes 0 and 1 in one
+pass pair (_row_kkt): the same numbers as kkt_one (_kkt_fused), kkt_tolerance
+and the fit y - r formed apart, bit for bit."""
+
+import numpy as np
+import pytest
+
+from napari_catune import _numba_solvers as ns
+from napari_catune import solver as S
+
+
+@pytest.mark.parametrize("kernel", [(30.0, 0.05, 0.5), (1000.0, 0.2, 3.0), (100.0, 0.01, 0.15)])
+@pytest.mark.parametrize("mode", [0, 1])
+def test_row_check_matches_the_separate_passes(kernel, mode):
+    fs, tr, td = kernel
+    rng = np.random.default_rng(int(fs) + mode)
+    for lam in (0.0, 0.05):
+        m = S._model_checked(fs, tr, td, lam)
+        for T in (3, 64, 5000):
+            y = rng.standard_normal(T) * 0.3 + 2.0
+            s = np.where(rng.random(T) < 0.3, rng.exponential(1.0, T), 0.0)
+            s[-1] = 0.0
+            bvec = np.full(T, 1.7 if mode == 1 else 0.0)
+            w_ref = np.zeros(T)
+            g_ref = np.zeros(T)
+            v_s, v_b = ns._kkt_fused(y, s, bvec, m.g1, m.g2, m.alpha, m.lamG, m.G, mode, 0.0,
+                                     w_ref, g_ref)
+            tol = ns.kkt_tolerance(y, S.KKT_TOL, mode)
+            b = np.zeros((1, 1))
+            conv = np.zeros(1, np.bool_)
+            fit = np.full(T, np.nan)
+            ws = np.zeros(3 * T)
+            ns._row_check(y, s, bvec, b, 0, m.g1, m.g2, m.alpha, m.lamG, m.G, mode, 0.0,
+                          S.KKT_TOL, ws, conv, fit)
+            assert conv[0] == (max(v_s, v_b) <= tol)
+            assert np.array_equal(fit, y - w_ref)
+            assert np.array_equal(ws[0:T], w_ref)
+            got = ns._row_kkt(y, s, bvec, m.g1, m.g2, m.alpha, m.lamG, m.G, mode, np.zeros(T),
+                              np.zeros(T), np.zeros(T))
+            assert got[0] == v_s and got[1] == v_b
+            assert ns._tolerance_of(got[2], got[3], S.KKT_TOL, mode) == tol
