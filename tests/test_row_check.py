@@ -1,6 +1,7 @@
 """pdas_rows' read-out (_numba_solvers._row_check) for modes 0 and 1 in one
-pass pair (_row_kkt): the same numbers as kkt_one (_kkt_fused), kkt_tolerance
-and the fit y - r formed apart, bit for bit."""
+pass pair (_kkt_fused with the trace's range and the fit read in its passes):
+the same numbers as kkt_one, kkt_tolerance and the fit y - r formed apart,
+bit for bit."""
 
 import numpy as np
 import pytest
@@ -9,11 +10,21 @@ from napari_catune import _numba_solvers as ns
 from napari_catune import solver as S
 
 
+def _tolerance(y, mode):
+    # kkt_tolerance's formula, in Python
+    lo, hi = float(np.min(y)), float(np.max(y))
+    floor = ns.KKT_FLOOR * max(abs(lo), abs(hi))
+    if mode == 0:
+        lo, hi = min(lo, 0.0), max(hi, 0.0)
+    return S.KKT_TOL * (hi - lo) + floor
+
+
 @pytest.mark.parametrize("kernel", [(30.0, 0.05, 0.5), (1000.0, 0.2, 3.0), (100.0, 0.01, 0.15)])
 @pytest.mark.parametrize("mode", [0, 1])
 def test_row_check_matches_the_separate_passes(kernel, mode):
     fs, tr, td = kernel
     rng = np.random.default_rng(int(fs) + mode)
+    n_conv = 0
     for lam in (0.0, 0.05):
         m = S._model_checked(fs, tr, td, lam)
         for T in (3, 64, 5000):
@@ -23,19 +34,22 @@ def test_row_check_matches_the_separate_passes(kernel, mode):
             bvec = np.full(T, 1.7 if mode == 1 else 0.0)
             w_ref = np.zeros(T)
             g_ref = np.zeros(T)
-            v_s, v_b = ns._kkt_fused(y, s, bvec, m.g1, m.g2, m.alpha, m.lamG, m.G, mode, 0.0,
-                                     w_ref, g_ref)
+            v_s, v_b = ns.kkt_one(y, s, bvec, m.g1, m.g2, m.alpha, m.lamG, m.G, mode, 0.0,
+                                  w_ref, g_ref, np.zeros(T))
             tol = ns.kkt_tolerance(y, S.KKT_TOL, mode)
-            b = np.zeros((1, 1))
-            conv = np.zeros(1, np.bool_)
-            fit = np.full(T, np.nan)
-            ws = np.zeros(3 * T)
-            ns._row_check(y, s, bvec, b, 0, m.g1, m.g2, m.alpha, m.lamG, m.G, mode, 0.0,
-                          S.KKT_TOL, ws, conv, fit)
-            assert conv[0] == (max(v_s, v_b) <= tol)
-            assert np.array_equal(fit, y - w_ref)
-            assert np.array_equal(ws[0:T], w_ref)
-            got = ns._row_kkt(y, s, bvec, m.g1, m.g2, m.alpha, m.lamG, m.G, mode, np.zeros(T),
-                              np.zeros(T), np.zeros(T))
-            assert got[0] == v_s and got[1] == v_b
-            assert ns._tolerance_of(got[2], got[3], S.KKT_TOL, mode) == tol
+            assert tol == _tolerance(y, mode)
+            for scale in (1.0, 1e9 * max(v_s, v_b) / tol):
+                b = np.zeros((1, 1))
+                conv = np.zeros(1, np.bool_)
+                fit = np.full(T, np.nan)
+                ws = np.zeros(3 * T)
+                ns._row_check(y, s, bvec, b, 0, m.g1, m.g2, m.alpha, m.lamG, m.G, mode, 0.0,
+                              S.KKT_TOL * scale, ws, conv, fit)
+                assert conv[0] == (max(v_s, v_b) <= ns.kkt_tolerance(y, S.KKT_TOL * scale, mode))
+                n_conv += conv[0]
+                assert np.array_equal(fit, y - w_ref)
+                assert np.array_equal(ws[0:T], w_ref)
+                assert np.array_equal(ws[T:2 * T], g_ref)
+                assert b[0, 0] == bvec[0]
+    # (both outcomes of the check were read)
+    assert 0 < n_conv < 12
