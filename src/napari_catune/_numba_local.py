@@ -1056,6 +1056,44 @@ def direct_gradient(y, bvec, g1, g2, alpha, lamG, active, u, nu, work, work2, cl
 
 
 @njit(cache=_CACHE, nogil=True)
+def settle_gradient(y, bvec, g1, g2, alpha, lamG, active, u, nu, work, work2, dp, rp, tables):
+    """:func:`direct_gradient` (without clipping) for the dense settle's
+    guess, its passes by :func:`_ar_chains` (rounded otherwise, ~1e-11 of
+    the largest term; not for checks).  Forms the power tables in dp, rp
+    unless ``tables[0]`` (then set; as :func:`dense_settle` does).  Returns
+    max |g|, or -1 (nothing done) where the AR roots are not d > r > 0,
+    d < 1."""
+    n = u.shape[0]
+    disc = g1 * g1 + 4.0 * g2
+    if not disc > 0.0:
+        return -1.0
+    d = 0.5 * (g1 + np.sqrt(disc))
+    r = g1 - d
+    if not (r > 0.0 and r < d and d < 1.0):
+        return -1.0
+    if not tables[0]:
+        if not tables_hold(d, r, n, dp, rp):
+            power_tables(d, r, n, dp, rp)
+        tables[0] = True
+    for k in range(n):
+        v = u[k] if not active[k] else 0.0
+        u[k] = v
+        work[k] = v
+    work[n] = 0.0
+    _ar_chains(work, work2, g1, g2, d, r, dp, rp, False)
+    work2[0] = y[0] - bvec[0]
+    for k in range(n):
+        work2[k + 1] = y[k + 1] - alpha * work2[k + 1] - bvec[k + 1]
+    _ar_chains(work2, work, g1, g2, d, r, dp, rp, True)
+    g_max = 0.0
+    for j in range(n):
+        g = lamG - alpha * work[j]
+        nu[j] = g / alpha
+        g_max = max(g_max, abs(g))
+    return g_max
+
+
+@njit(cache=_CACHE, nogil=True)
 def dense_verify(y, bvec, g1, g2, alpha, lamG, active, u, nu, flip, thin, ws, inC, work,
                  work2, cmax, max_work, rel_tol, rel_gain, tables):
     """A full step found no violator: check its answer (spikes u on the free
