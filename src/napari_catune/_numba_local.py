@@ -64,6 +64,9 @@ _SEG_ROUNDS = 8
 # ... then this many rounds that move only the violator of largest index
 # (Murty's rule: the block exchange cycles on kernels slow against fs)
 _SEG_SINGLE = 8
+# _ar_chains' direction (one compiled kind: typed, not literal, booleans)
+_FWD = np.bool_(False)
+_BACK = np.bool_(True)
 
 
 # ---------------------------------------------- filters (used by _numba_solvers)
@@ -807,8 +810,8 @@ def _settle_grad(work, work2, g1, g2, alpha, d, r, dp, rp, nu, inC, flip, tol):
     passes by :func:`_ar_chains` (a guess for the next full step, as the
     settle's answer is)."""
     n = work.shape[0] - 1
-    _ar_chains(work, work2, g1, g2, d, r, dp, rp, False)
-    _ar_chains(work2, work, g1, g2, d, r, dp, rp, True)
+    _ar_chains(work, work2, g1, g2, d, r, dp, rp, _FWD)
+    _ar_chains(work2, work, g1, g2, d, r, dp, rp, _BACK)
     a2 = alpha * alpha
     n_new = 0
     for k in range(n):
@@ -1080,11 +1083,11 @@ def settle_gradient(y, bvec, g1, g2, alpha, lamG, active, u, nu, work, work2, dp
         u[k] = v
         work[k] = v
     work[n] = 0.0
-    _ar_chains(work, work2, g1, g2, d, r, dp, rp, False)
+    _ar_chains(work, work2, g1, g2, d, r, dp, rp, _FWD)
     work2[0] = y[0] - bvec[0]
     for k in range(n):
         work2[k + 1] = y[k + 1] - alpha * work2[k + 1] - bvec[k + 1]
-    _ar_chains(work2, work, g1, g2, d, r, dp, rp, True)
+    _ar_chains(work2, work, g1, g2, d, r, dp, rp, _BACK)
     g_max = 0.0
     for j in range(n):
         g = lamG - alpha * work[j]
