@@ -157,3 +157,92 @@ def test_verified_answer_notes_its_gradient_for_the_polish():
     it, ok = ns.pdas_one(y, m2.g1, m2.g2, m2.alpha, m2.lamG, 1, 0.0, active, 100, s, bvec, pws,
                          bws, 1e-11, True, True)
     assert not ok and s_ipm[0] == 0.0
+
+
+def _settle_roots(g1, g2):
+    """The AR roots d > r as dense_settle forms them (its power tables')."""
+    d = 0.5 * (g1 + np.sqrt(g1 * g1 + 4.0 * g2))
+    return d, g1 - d
+
+
+def _ld_recursion(inp, g1, g2, n, back):
+    """The AR(2) recursion of _ar_chains in extended precision, one chain."""
+    g1, g2 = np.longdouble(g1), np.longdouble(g2)
+    x = inp.astype(np.longdouble)
+    out = np.zeros(n + 1, np.longdouble)
+    a = b = np.longdouble(0.0)
+    order = range(n - 1, -1, -1) if back else range(n)
+    for k in order:
+        q = (x[k + 1] if back else x[k]) + g1 * a + g2 * b
+        out[k if back else k + 1] = q
+        a, b = q, a
+    return out
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 7, 8, 9, 4001, 20_003])
+@pytest.mark.parametrize("back", [False, True])
+def test_ar_chains_is_the_recursion(n, back):
+    # four chains and their hand-overs: the one-chain recursion to ~1e-11 of
+    # its largest value, every sample (lengths not a multiple of 4, quarters
+    # of 0-2 samples), on the 1 kHz kernel (close roots: 3 s / 0.2 s)
+    rng = np.random.default_rng(n)
+    g1, g2, _alpha, _lamG, _G = _kernel()
+    d, r = _settle_roots(g1, g2)
+    dp, rp = np.empty(n + 2), np.empty(n + 2)
+    nl.power_tables(d, r, n, dp, rp)
+    inp = np.zeros(n + 1)
+    idx = rng.choice(n, size=min(n, 60), replace=False)
+    inp[idx + (1 if back else 0)] = rng.standard_normal(idx.size)
+    out = np.full(n + 1, np.nan)
+    nl._ar_chains(inp, out, g1, g2, d, r, dp, rp, back)
+    ref = _ld_recursion(inp, g1, g2, n, back)
+    assert np.all(np.isfinite(out))
+    assert out[n if back else 0] == 0.0
+    err = np.abs(out - ref.astype(float)).max()
+    assert err <= 1e-10 * max(np.abs(ref).max(), 1e-300)
+
+
+def test_settle_gradient_and_round_gradient_match_the_direct_gradient():
+    # the dense settle's guesses (settle_gradient, _settle_grad): the
+    # gradient direct_gradient and forward/adjoint_conv form, to rounding,
+    # the same samples flagged; the power tables formed once and noted
+    rng = np.random.default_rng(7)
+    T = 30_001
+    n = T - 1
+    g1, g2, alpha, lamG, _G = _kernel()
+    d, r = _settle_roots(g1, g2)
+    y = rng.standard_normal(T) + 3.0 * np.sin(np.arange(T) / 900.0)
+    b = np.full(T, 0.2)
+    active = rng.random(n) > 0.01
+    u0 = np.abs(rng.standard_normal(n))
+    u1, nu1, w, w2 = u0.copy(), np.empty(n), np.empty(T), np.empty(T)
+    g_ref, _f = nl.direct_gradient(y, b, g1, g2, alpha, lamG, active, u1, nu1, w, w2, False)
+    u2, nu2 = u0.copy(), np.empty(n)
+    ws = np.zeros(2 * (n + 2))
+    dp, rp = ws[:n + 2], ws[n + 2:]
+    tables = np.zeros(1, np.bool_)
+    g_max = nl.settle_gradient(y, b, g1, g2, alpha, lamG, active, u2, nu2, w, w2, dp, rp, tables)
+    assert tables[0] and nl.tables_hold(d, r, n, dp, rp)
+    assert np.array_equal(u1, u2)
+    assert abs(g_max - g_ref) <= 1e-10 * g_ref
+    assert np.abs(nu2 - nu1).max() * alpha <= 1e-10 * g_ref
+    # the round's gradient alpha nu + K'K dz off C, flagged below -tol
+    dz = np.zeros(T)
+    C = rng.choice(n, size=200, replace=False)
+    dz[C] = rng.standard_normal(200)
+    inC = np.zeros(n, np.bool_)
+    inC[C] = True
+    kd, ktkd = np.empty(T), np.empty(T)
+    nl.forward_conv(dz, g1, g2, alpha, kd)
+    nl.adjoint_conv(kd, g1, g2, alpha, ktkd)
+    g_ref = np.where(inC, ktkd[:n], alpha * nu1 + ktkd[:n])
+    # (a threshold midway between two of the gradients off C: ~30 % below)
+    off = np.sort(g_ref[~inC])
+    i = off.size * 3 // 10
+    tol = -0.5 * (off[i] + off[i + 1])
+    assert off[i + 1] - off[i] > 1e-9 * np.abs(g_ref).max()
+    work, flip = dz.copy(), np.zeros(n, np.bool_)
+    n_new = nl._settle_grad(work, w2, g1, g2, alpha, d, r, dp, rp, nu1, inC, flip, tol)
+    assert np.abs(work[:n] - g_ref).max() <= 1e-10 * np.abs(g_ref).max()
+    want = ~inC & (g_ref < -tol)
+    assert want.sum() > 0 and n_new == want.sum() and np.array_equal(flip, want)

@@ -34,7 +34,8 @@ from numba.extending import intrinsic
 
 from ._numba_local import (_SEG_ROUNDS, _SEG_SINGLE, _chol_add, _gram_fill, _nnqp, adjoint_conv,
                            dense_fits, dense_settle, dense_verify, direct_gradient, forward_conv,
-                           local_exchange, peak_samples, power_tables, thin_flips)
+                           local_exchange, peak_samples, power_tables, settle_gradient,
+                           thin_flips)
 from ._numba_affine import (_AFF_MAX_UPDATES, affine_flags, affine_fwd, affine_nu,
                             affine_settle, count_fit_flags, exact_fit_flags)
 from ._numba_short import riccati_short
@@ -51,7 +52,7 @@ from ._numba_hints import prefetch as _prefetch
 # new value), or a checkout or an upgrade with a warm cache would run the
 # old code (seen: wdrift's edge-scan fix measured nothing until the cache
 # was cleared; a reviewer ran a callee numba could no longer compile).
-_CALLEES_SHA = "fe660f9db03c829e"
+_CALLEES_SHA = "261f7cf28b613fc3"
 
 # (int64, not literal ints: see _NO)
 _SEG_ROUNDS = np.int64(_SEG_ROUNDS)
@@ -1049,9 +1050,15 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
                 break
             if dense and dense_steps < _DENSE_STEPS and dense_fits(active, cmax, _DENSE_WORK * n):
                 eps_d = eps_nu
+                # (the settle's gradient by four chains, _numba_local.settle_gradient:
+                # a guess; the answer is checked by dense_verify's one chain)
                 if _DENSE_DIRECT:
-                    g_max, _f = direct_gradient(y, bvec, g1, g2, alpha, lamG, active, u, nu, work,
-                                                gain_b, _NO)
+                    g_max = settle_gradient(y, bvec, g1, g2, alpha, lamG, active, u, nu, work,
+                                            gain_b, ipm_ws[0:n + 2], ipm_ws[n + 2:2 * n + 4],
+                                            tables)
+                    if g_max < 0.0:
+                        g_max, _f = direct_gradient(y, bvec, g1, g2, alpha, lamG, active, u, nu,
+                                                    work, gain_b, _NO)
                     eps_d = _DENSE_TOL * g_max / alpha
                 rounds, changed = dense_settle(g1, g2, alpha, active, flip, u, nu, eps_d, thin,
                                                ipm_ws, in_c, work, gain_b, cmax, _DENSE_ROUNDS,
