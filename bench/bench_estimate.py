@@ -18,6 +18,7 @@ import math
 import time
 import warnings
 
+import _one_blas  # noqa: F401  (one BLAS thread: per-core timing; before NumPy)
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 

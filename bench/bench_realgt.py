@@ -27,6 +27,7 @@ import time
 import warnings
 from collections import defaultdict
 
+import _one_blas  # noqa: F401  (one BLAS thread: per-core timing; before NumPy)
 import numpy as np
 
 import _realgt as R

@@ -49,6 +49,7 @@ import argparse
 import time
 import warnings
 
+import _one_blas  # noqa: F401  (one BLAS thread: per-core timing; before NumPy)
 import numpy as np
 
 import napari_catune as nc

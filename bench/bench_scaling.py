@@ -28,6 +28,7 @@ import argparse
 import sys
 from pathlib import Path
 
+import _one_blas  # noqa: F401  (one BLAS thread: per-core timing; before NumPy)
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

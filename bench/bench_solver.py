@@ -48,6 +48,7 @@ import sys
 import time
 from pathlib import Path
 
+import _one_blas  # noqa: F401  (one BLAS thread: per-core timing; before NumPy)
 import numpy as np
 
 import napari_catune as nc
