@@ -432,6 +432,21 @@ def peak_samples(g1, g2):
     return max(1.0, np.log(np.log(r) / np.log(d)) / np.log(d / r))
 
 
+@njit(cache=_CACHE, nogil=True)
+def closed_form_roots(g1, g2):
+    """The AR(2) roots (d, r) where the dense settle's closed forms (Gram
+    entries, power tables, :func:`_ar_chains`' hand-overs) apply: real,
+    0 < r < d < 1; else (-1, -1)."""
+    disc = g1 * g1 + 4.0 * g2
+    if not disc > 0.0:
+        return -1.0, -1.0
+    d = 0.5 * (g1 + np.sqrt(disc))
+    r = g1 - d
+    if not (r > 0.0 and r < d and d < 1.0):
+        return -1.0, -1.0
+    return d, r
+
+
 # ---------------------------------------------------------------- dense settle
 # (kernels slow against fs: a few hundred free samples, segments the whole
 # trace long)
@@ -861,12 +876,8 @@ def dense_settle(g1, g2, alpha, active, flip, u, nu, eps_nu, thin, ws, inC, work
     multiply-adds: ``active`` unchanged; a large move, which the interior
     point handles better).  Later rounds stop at that budget too."""
     n = u.shape[0]
-    disc = g1 * g1 + 4.0 * g2
-    if not disc > 0.0:
-        return -1, 0
-    d = 0.5 * (g1 + np.sqrt(disc))
-    r = g1 - d
-    if not (r > 0.0 and r < d and d < 1.0):
+    d, r = closed_form_roots(g1, g2)
+    if d < 0.0:
         return -1, 0
     # the working set: the free samples (negative spikes included) and the
     # active violators, thinned to one per cluster when many
@@ -1068,12 +1079,8 @@ def settle_gradient(y, bvec, g1, g2, alpha, lamG, active, u, nu, work, work2, dp
     max |g|, or -1 (nothing done) where the AR roots are not d > r > 0,
     d < 1."""
     n = u.shape[0]
-    disc = g1 * g1 + 4.0 * g2
-    if not disc > 0.0:
-        return -1.0
-    d = 0.5 * (g1 + np.sqrt(disc))
-    r = g1 - d
-    if not (r > 0.0 and r < d and d < 1.0):
+    d, r = closed_form_roots(g1, g2)
+    if d < 0.0:
         return -1.0
     if not tables[0]:
         if not tables_hold(d, r, n, dp, rp):

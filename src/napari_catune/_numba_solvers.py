@@ -33,9 +33,9 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ._numba_local import (_SEG_ROUNDS, _SEG_SINGLE, _chol_add, _gram_fill, _nnqp, adjoint_conv,
-                           dense_fits, dense_settle, dense_verify, direct_gradient, forward_conv,
-                           local_exchange, peak_samples, power_tables, settle_gradient,
-                           thin_flips)
+                           closed_form_roots, dense_fits, dense_settle, dense_verify,
+                           direct_gradient, forward_conv, local_exchange, peak_samples,
+                           power_tables, settle_gradient, thin_flips)
 from ._numba_affine import (_AFF_MAX_UPDATES, affine_flags, affine_fwd, affine_nu,
                             affine_settle, count_fit_flags, exact_fit_flags)
 from ._numba_short import riccati_short
@@ -52,7 +52,7 @@ from ._numba_hints import prefetch as _prefetch
 # new value), or a checkout or an upgrade with a warm cache would run the
 # old code (seen: wdrift's edge-scan fix measured nothing until the cache
 # was cleared; a reviewer ran a callee numba could no longer compile).
-_CALLEES_SHA = "261f7cf28b613fc3"
+_CALLEES_SHA = "5979268186bc3f8f"
 
 # (int64, not literal ints: see _NO)
 _SEG_ROUNDS = np.int64(_SEG_ROUNDS)
@@ -4062,12 +4062,7 @@ def _coarse_tables(g1, g2, n, dp, rp, sums):
 def _coarse_blocks_apply(g1, g2):
     """Whether :func:`_coarse_blocks` applies: real AR roots 0 < r < d < 1
     (its Gram entries)."""
-    disc = g1 * g1 + 4.0 * g2
-    if not disc > 0.0:
-        return False
-    d = 0.5 * (g1 + math.sqrt(disc))
-    r = g1 - d
-    return r > 0.0 and r < d and d < 1.0
+    return closed_form_roots(g1, g2)[0] > 0.0
 
 
 @njit(cache=_CACHE, nogil=True)
