@@ -72,7 +72,7 @@ def _sweep(g1, g2, alpha, n, rng, G, plan):
         idx = np.asarray(idx, np.int64)
         dz = rng.standard_normal(idx.shape[0])
         bw, bv = ns._coarse_block_exact(G, idx, dz, idx.shape[0], g1, g2, alpha, d, r, n, front,
-                                        rp, sums, work, X)
+                                        rp, sums, work, X, tab)
         tw += bw
         tv += bv
         x_hi = max(x_hi, idx[0] - 1)
