@@ -233,3 +233,30 @@ def test_block_sweeps_leave_the_exact_gradient(B):
                                        np.int64(B))
     assert sweeps >= 2 and not np.any(wz)
     assert np.max(np.abs(G - grad(z))) < 1e-10 * np.max(np.abs(G))
+
+
+def test_quiet_sweeps_leave_no_violator():
+    # the scan passes runs of samples that are neither candidates nor
+    # violators at once (_none_flagged): a quiet end leaves no negative spike
+    # and no violator beyond rounding, also isolated ones in long quiet runs
+    y, (g1, g2, al), grad = _lam0_trace_grad()
+    n = y.size - 1
+    dp = np.empty(n + 2)
+    rp = np.empty(n + 2)
+    sums = np.empty((2, n + 1))
+    ns._coarse_tables(g1, g2, n, dp, rp, sums)
+    thin = max(1, int(ns._THIN_PEAK * nl.peak_samples(g1, g2)))
+    rng = np.random.default_rng(4)
+    for step in (32, 300, 5000):
+        z = np.zeros(n)
+        at = np.arange(int(rng.integers(0, step)), n, step)
+        z[at] = np.abs(rng.standard_normal(at.size)) * 0.05
+        G = grad(z)
+        g_max = np.max(np.abs(G))
+        _sweeps, quiet = ns._coarse_blocks(g1, g2, al, z, G, 1e-13 * g_max, thin, dp, rp, sums,
+                                           np.zeros(n + 1), np.zeros(n), ns._NO, np.int64(40),
+                                           ns._NO, np.int64(ns._BLOCK_MAX_LAM0))
+        assert quiet
+        G = grad(z)
+        assert not np.any(z < 0.0)
+        assert not np.any((z == 0.0) & (G < -1e-9 * g_max))

@@ -4065,11 +4065,21 @@ def _coarse_blocks(g1, g2, alpha, z, G, tol, thin, dp, rp, sums, work, wz, solve
             cl_best = -1
             cl_last = -1
             dropped = False
+            # (samples below ``seen`` tested already)
+            seen = k
             while k < n and m < B:
                 if k == front:
                     # (the pending tail's share, _BLOCK_AHEAD samples at a time)
                     front = min(n, k + _BLOCK_AHEAD)
                     tw, tv = _coarse_advance(G, k, front, tw, tv, alpha, d, r, n, sums, tab)
+                # samples up to the scan's end that are neither candidates
+                # nor violators pass at once (one vectorised test: candidates
+                # are ~1 sample in 200 at lambda 0 at 1 kHz; the same blocks)
+                if k >= seen:
+                    seen = min(front, k + _BLOCK_AHEAD)
+                    if _none_flagged(z[k:seen], G[k:seen], tol):
+                        k = seen
+                        continue
                 if z[k] != 0.0:
                     C[m] = k
                     m += 1
@@ -4140,6 +4150,16 @@ def _coarse_blocks(g1, g2, alpha, z, G, tol, thin, dp, rp, sums, work, wz, solve
         if not any_change or (sweeps >= _BLOCK_SWEEPS_MIN and solved > cap):
             break
     return sweeps, quiet
+
+
+@njit(cache=_CACHE, nogil=True)
+def _none_flagged(zs, gs, tol):
+    """Whether no sample of the views zs, gs is a candidate of
+    :func:`_coarse_blocks`' scan (z != 0) or a violator (G < -tol)."""
+    hit = False
+    for t in range(zs.shape[0]):
+        hit |= (zs[t] != 0.0) | (gs[t] < -tol)
+    return not hit
 
 
 @njit(cache=_CACHE, nogil=True)
