@@ -4284,10 +4284,11 @@ def _row_check(yi, si, bvec, b, i, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, to
     T = yi.shape[0]
     _store_baseline(b, i, bvec)
     if mode != 2:
-        # one pass pair: kkt_one's (_kkt_fused), the trace's range and the
-        # fit read in them (the same numbers; 1,000,000 frames 4.6 -> 3.6 ms)
-        v_s, v_b, lo, hi = _kkt_fused(yi, si, bvec, g1, g2, alpha, lamG, G, mode, 0.0,
-                                      tol_ws[0:T], tol_ws[T:2 * T], fi)
+        # one pass pair: kkt_one's (_kkt_fused) at the one baseline stored,
+        # the trace's range and the fit read in them (_kkt_scalar_b: the
+        # same numbers; 1,000,000 frames 4.6 -> 3.6 -> ~2.5 ms)
+        v_s, v_b, lo, hi = _kkt_scalar_b(yi, si, bvec[0], g1, g2, alpha, lamG, G, mode,
+                                         tol_ws[0:T], fi)
         conv[i] = max(v_s, v_b) <= _tolerance_of(lo, hi, kkt_tol, mode)
         return
     tol = kkt_tolerance(yi, kkt_tol, mode)
@@ -4691,6 +4692,60 @@ def _kkt_fused(y, s, bvec, g1, g2, alpha, lamG, G, mode, mu, work, grad, fi):
         work[j] = r_next
         if fit:
             fi[j] = y[j] - r_next
+    return v_s / G, v_b, lo, hi
+
+
+@njit(cache=_CACHE, nogil=True, fastmath={"contract"})
+def _kkt_scalar_b(y, s, b0, g1, g2, alpha, lamG, G, mode, work, fi):
+    """:func:`_kkt_fused` (modes 0 and 1) for the one baseline b0 that the
+    read-out stores (b[i, 0] = bvec[0]; those modes' bvec holds it at every
+    sample), the same arithmetic and so the same numbers with fewer streams:
+    no baseline array read, v_b from the mean alone, the fit y - r written
+    by the forward pass, the backward pass reading only w = y - K s and s
+    (neither r nor K' r stored).  48 bytes a sample, not 96: on 1,000,000
+    frames, far beyond the caches, ~40 % less time.  ``work`` ends holding
+    w (not r).  Returns (v_s, v_b, lo, hi) as _kkt_fused does."""
+    T = y.shape[0]
+    q1 = 0.0
+    q2 = 0.0
+    w = y[0]
+    acc = w
+    work[0] = w
+    fi[0] = y[0] - (w - b0)
+    lo = w
+    hi = w
+    for t in range(1, T):
+        yt = y[t]
+        lo = min(lo, yt)
+        hi = max(hi, yt)
+        q = (s[t - 1] + g2 * q2) + g1 * q1
+        w = yt - alpha * q
+        work[t] = w
+        fi[t] = yt - (w - b0)
+        q2 = q1
+        q1 = q
+        acc += w
+    v_b = 0.0
+    if mode == 1:
+        b_best = acc / T
+        v_b = abs(b_best - b0)
+    # backward: r = w - b0, p = r[j+1] + g1 p[j+1] + g2 p[j+2], grad = alpha p
+    p1 = 0.0
+    p2 = 0.0
+    r_next = work[T - 1] - b0
+    g = lamG - 0.0
+    v_s = max(0.0, abs(g) if s[T - 1] > 0.0 else -g)
+    for j in range(T - 2, -1, -1):
+        p = (r_next + g2 * p2) + g1 * p1
+        # (fenced: _kkt_fused stores the product, which keeps it unfused)
+        gr = _fence(alpha * p)
+        p2 = p1
+        p1 = p
+        g = lamG - gr
+        v = abs(g) if s[j] > 0.0 else -g
+        if v > v_s:
+            v_s = v
+        r_next = work[j] - b0
     return v_s / G, v_b, lo, hi
 
 
