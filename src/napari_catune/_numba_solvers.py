@@ -986,13 +986,16 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
     # block exchange leaves few violators (_AFFINE_LATE)
     aff_late = _AFFINE_LATE and flat and lamG > 0.0 and T > 3
     late = False
+    # (a converged affine path wrote s_out and bvec itself)
+    aff_out = False
     while it < max_iters and not converged:
         if late:
             late = False
             st, converged, _f = _affine_lam0(y, g1, g2, alpha, beta, mode, active, gain, x, s_ipm,
                                              u, work[0:n], flip, gain_b.view(np.int64)[0:n],
                                              bvec, rel_eps, max_iters - it, ready, a22r, q2r,
-                                             p0r)
+                                             p0r, s_out)
+            aff_out = converged
             ready = False
             it += st
             if _TRACE:
@@ -1009,7 +1012,9 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
             it += 1 + st0
             st, converged, _f = _affine_lam0(y, g1, g2, alpha, beta, mode, active, gain, x, s_ipm,
                                              u, work[0:n], flip, gain_b.view(np.int64)[0:n],
-                                             bvec, rel_eps, max_iters - it)
+                                             bvec, rel_eps, max_iters - it, False, 0.0, 0.0, 0,
+                                             s_out)
+            aff_out = converged
             it += st
             if converged:
                 break
@@ -1176,7 +1181,7 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
                 # (_affine_lam0), the gains formed ahead reused
                 aff_late = False
                 late = True
-    if flat:
+    if flat and not aff_out:
         _fill_b(bvec)
     if bail and ipm_cold:
         # (``bail``: a warm start that would go to the cold interior point
@@ -1220,8 +1225,9 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
                         active[k] = not active[k]
             else:
                 active[last_bad] = not active[last_bad]
-    for k in range(n):
-        s_out[k] = u[k] if u[k] > 0.0 else 0.0
+    if not aff_out:
+        for k in range(n):
+            s_out[k] = u[k] if u[k] > 0.0 else 0.0
     s_out[T - 1] = 0.0
     if not converged:
         # the budget ran out: report the better of the last active-set
@@ -1384,7 +1390,7 @@ def _free_pairs(active):
 
 @njit(cache=_CACHE, nogil=True)
 def _affine_lam0(y, g1, g2, alpha, beta, mode, active, gain, x, z, w, w1, flip, idx, bvec,
-                 rel_eps, max_steps, ready=False, a22r=0.0, q2r=0.0, p0r=0):
+                 rel_eps, max_steps, ready=False, a22r=0.0, q2r=0.0, p0r=0, s_out=None):
     """A cold start's exchange carried affine in the scalar baseline
     (:mod:`._numba_affine`; modes 0 and 1).  Full steps (the Riccati
     recursion of :func:`_riccati_flat`, the forward and multipliers' passes
@@ -1448,8 +1454,15 @@ def _affine_lam0(y, g1, g2, alpha, beta, mode, active, gain, x, z, w, w1, flip, 
                 n_idx += 1
     for _upd in range(_AFF_MAX_UPDATES):
         if n_bad == 0:
-            for k in range(n):
-                w[k] = 0.0 if active[k] else w[k] + db * w1[k]
+            if s_out is None:
+                for k in range(n):
+                    w[k] = 0.0 if active[k] else w[k] + db * w1[k]
+            else:
+                # (pdas_one's answer written at once, s_out[n] left to it; w
+                # not updated)
+                for k in range(n):
+                    v = 0.0 if active[k] else w[k] + db * w1[k]
+                    s_out[k] = v if v > 0.0 else 0.0
             for t in range(T):
                 bvec[t] = b + db
             return steps, True, full
