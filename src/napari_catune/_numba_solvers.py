@@ -769,7 +769,12 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
        :func:`_affine_lam0`: one or two full steps,
        then local settles each followed by the exact root of b and one pass
        that reads the violators; where that cannot go on, the steps below
-       from its set).  A warm start settles each exchange locally before the next
+       from its set).  A cold start at lambda > 0 without drift ends the
+       same way once a block exchange leaves at most n / ``_AFFINE_LATE``
+       violators, no more than its set's free pairs (:func:`_free_pairs`):
+       one full step by :func:`_affine_lam0` (the gains formed ahead reused),
+       then its settles and roots of b.  A warm start settles each exchange
+       locally before the next
        full step (:func:`._numba_local.local_exchange`: only the segments
        between untouched free pairs that hold a violator are re-solved,
        with the baseline fixed; at most 4n samples, not counted as a step;
