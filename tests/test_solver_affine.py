@@ -230,3 +230,70 @@ def test_first_flags_are_the_exact_fits_below_prefix_t_or_on_slow_kernels(regime
     start = np.zeros(T - 1, bool)
     k = na.exact_fit_flags(y, m.g1, m.g2, m.alpha, np.int64(1), 1e-11, ns._COLD_FREE_THR, start)
     assert pre == 0 and flagged == k and np.array_equal(a["active"], start)
+
+
+@pytest.mark.parametrize("regime", ["dense-30Hz", "lowSNR-30Hz", "GCaMP6f-30Hz",
+                                    "jGCaMP8f-100Hz", "lam1-30Hz"])
+@pytest.mark.parametrize("mode", [0, 1])
+def test_late_affine_at_positive_lambda(regime, mode):
+    """_affine_lam0 at lambda > 0 from a block exchange's set with its gains
+    formed (pdas_one's late path, _AFFINE_LATE): where it converges, the
+    answer it writes to s_out is KKT-optimal and the plain path's optimum
+    (pdas_one warm from every sample active: no affine steps); where it
+    does not, s_out is left alone."""
+    fs, tr, td, lam, _noise, _rate = REGIMES[regime]
+    m = _model_checked(fs, tr, td, lam)
+    beta = m.lamG / m.alpha
+    n_conv = 0
+    for seed, T in ((0, 3000), (1, 20_000)):
+        y = regime_traces(regime, 1, T, seed)[0]
+        if mode == 0:
+            y = y - 2.0
+        n = T - 1
+        a = _ws(T)
+        act = np.ones(n, bool)
+        u = np.zeros(n)
+        nu = np.zeros(n)
+        # plain block exchanges until at most n / _AFFINE_LATE violate
+        for _step in range(30):
+            a22, q2, p0 = ns._riccati_flat(y, m.g1, m.g2, beta, act, a["gain"])
+            u_max = ns._subspace_fwd_flat(y, m.g1, m.g2, m.alpha, np.int64(mode), act,
+                                          a["gain"], a["x"], a["bvec"], u, a22, q2, p0)
+            nb, lb, nu_max, noise, near = ns._nu_pass(y, m.g1, m.g2, beta, act, a["x"],
+                                                      a["bvec"], u, nu, a["flip"],
+                                                      1e-11 * u_max, ns._ONE_B)
+            nb, lb, _e, _k = ns._kkt_flags(act, nu, a["flip"], nb, lb, nu_max, noise, near,
+                                           1e-11)
+            act ^= a["flip"]
+            if nb * ns._AFFINE_LATE <= n:
+                break
+        assert ns._free_pairs(act) == int(np.sum(~act[:-1] & ~act[1:]))
+        a22, q2, p0 = ns._riccati_flat(y, m.g1, m.g2, beta, act, a["gain"])
+        s_out = np.full(T, np.nan)
+        st, ok, full = ns._affine_lam0(y, m.g1, m.g2, m.alpha, beta, np.int64(mode), act,
+                                       a["gain"], a["x"], a["z"], a["w"], a["w1"], a["flip"],
+                                       a["idx"], a["bvec"], 1e-11, np.int64(100), True, a22, q2,
+                                       p0, s_out)
+        if not ok:
+            assert np.isnan(s_out).all()
+            continue
+        n_conv += 1
+        assert full == 1
+        s_out[-1] = 0.0
+        assert (s_out >= 0.0).all()
+        b = a["bvec"][0]
+        assert (a["bvec"] == b).all()
+        assert ns.kkt_holds(y, s_out, a["bvec"], m.g1, m.g2, m.alpha, m.lamG, m.G,
+                            np.int64(mode), 0.0, 1e-7)
+        nf, nbs = ns.workspace_sizes(T)
+        s_ref = np.zeros(T)
+        b_ref = np.zeros(T)
+        it, ok_ref = ns.pdas_one(y, m.g1, m.g2, m.alpha, m.lamG, np.int64(mode), 0.0,
+                                 np.ones(n, bool), np.int64(500), s_ref, b_ref,
+                                 np.zeros(nf)[T:], np.zeros(nbs, bool), 1e-11, True)
+        assert ok_ref
+        f, f_ref = _objective(y, s_out, m, mode), _objective(y, s_ref, m, mode)
+        assert abs(f - f_ref) <= 1e-12 * abs(f_ref)
+        assert np.array_equal(s_out > 0.0, s_ref > 0.0)
+    if regime == "dense-30Hz":
+        assert n_conv == 2

@@ -769,7 +769,12 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
        :func:`_affine_lam0`: one or two full steps,
        then local settles each followed by the exact root of b and one pass
        that reads the violators; where that cannot go on, the steps below
-       from its set).  A warm start settles each exchange locally before the next
+       from its set).  A cold start at lambda > 0 without drift ends the
+       same way once a block exchange leaves at most n / ``_AFFINE_LATE``
+       violators, no more than its set's free pairs (:func:`_free_pairs`):
+       one full step by :func:`_affine_lam0` (the gains formed ahead reused),
+       then its settles and roots of b.  A warm start settles each exchange
+       locally before the next
        full step (:func:`._numba_local.local_exchange`: only the segments
        between untouched free pairs that hold a violator are re-solved,
        with the baseline fixed; at most 4n samples, not counted as a step;
@@ -982,7 +987,27 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
     # baseline (_affine_lam0; not with drift), the step's flags formed alone
     # (_numba_affine.exact_fit_flags)
     aff = direct and fast0 and flat and _AFFINE0 and max_iters > 2 and T > 3
+    # a cold start at lambda > 0 without drift ends the same way once a
+    # block exchange leaves few violators (_AFFINE_LATE)
+    aff_late = _AFFINE_LATE and flat and lamG > 0.0 and T > 3
+    late = False
+    # (a converged affine path wrote s_out and bvec itself)
+    aff_out = False
     while it < max_iters and not converged:
+        if late:
+            late = False
+            st, converged, _f = _affine_lam0(y, g1, g2, alpha, beta, mode, active, gain, x, s_ipm,
+                                             u, work[0:n], flip, gain_b.view(np.int64)[0:n],
+                                             bvec, rel_eps, max_iters - it, ready, a22r, q2r,
+                                             p0r, s_out)
+            aff_out = converged
+            ready = False
+            it += st
+            if _TRACE:
+                print("TRACE   late affine steps", st, "converged", converged)
+            if converged:
+                break
+            continue
         if aff:
             aff = False
             hist[0], st0 = _lam0_first_flags(y, g1, g2, alpha, mode, rel_eps, active, gain, x,
@@ -992,7 +1017,9 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
             it += 1 + st0
             st, converged, _f = _affine_lam0(y, g1, g2, alpha, beta, mode, active, gain, x, s_ipm,
                                              u, work[0:n], flip, gain_b.view(np.int64)[0:n],
-                                             bvec, rel_eps, max_iters - it)
+                                             bvec, rel_eps, max_iters - it, False, 0.0, 0.0, 0,
+                                             s_out)
+            aff_out = converged
             it += st
             if converged:
                 break
@@ -1153,7 +1180,13 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
                 a22r = a22n
                 q2r = q2n
                 p0r = p0n
-    if flat:
+            if aff_late and n_bad * _AFFINE_LATE <= n and n_bad <= _free_pairs(active):
+                # few enough violators: the next full step carried affine in
+                # the baseline and the exchange settled from there
+                # (_affine_lam0), the gains formed ahead reused
+                aff_late = False
+                late = True
+    if flat and not aff_out:
         _fill_b(bvec)
     if bail and ipm_cold:
         # (``bail``: a warm start that would go to the cold interior point
@@ -1197,8 +1230,9 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
                         active[k] = not active[k]
             else:
                 active[last_bad] = not active[last_bad]
-    for k in range(n):
-        s_out[k] = u[k] if u[k] > 0.0 else 0.0
+    if not aff_out:
+        for k in range(n):
+            s_out[k] = u[k] if u[k] > 0.0 else 0.0
     s_out[T - 1] = 0.0
     if not converged:
         # the budget ran out: report the better of the last active-set
@@ -1334,9 +1368,34 @@ _AFFINE_BAIL = 8
 _AFFINE_WORK = 4
 
 
+# a cold start at lambda > 0 without drift goes to _affine_lam0 once a block
+# exchange leaves at most n / _AFFINE_LATE violators (0: never): its full
+# step then carries the slopes in b and the settles that follow need no
+# further full step (the plain path: a local settle with b fixed, then a
+# full step whose new b leaves violators, 3 such steps on dense-30Hz at
+# 1,000,000 frames)
+_AFFINE_LATE = 16
+
+
+@njit(cache=_CACHE, nogil=True)
+def _free_pairs(active):
+    """The count of free pairs (k, k + 1 both free) in ``active``.  The late
+    affine path (_AFFINE_LATE) is taken only where the violators are no more
+    than that: the settles' segments end at free pairs, and where they are
+    fewer than the violators the segments are long, hold several violators
+    and their block rounds cycle (lam1-30Hz, 2,075 violators against 686
+    pairs at 54,000 frames: the settle ran out of budget, its full step was
+    lost, 100 -> 120-135 ms at 1,000,000 frames; dense-30Hz 2,244 against
+    5,685)."""
+    c = 0
+    for k in range(active.shape[0] - 1):
+        c += (not active[k]) & (not active[k + 1])
+    return c
+
+
 @njit(cache=_CACHE, nogil=True)
 def _affine_lam0(y, g1, g2, alpha, beta, mode, active, gain, x, z, w, w1, flip, idx, bvec,
-                 rel_eps, max_steps):
+                 rel_eps, max_steps, ready=False, a22r=0.0, q2r=0.0, p0r=0, s_out=None):
     """A cold start's exchange carried affine in the scalar baseline
     (:mod:`._numba_affine`; modes 0 and 1).  Full steps (the Riccati
     recursion of :func:`_riccati_flat`, the forward and multipliers' passes
@@ -1365,7 +1424,14 @@ def _affine_lam0(y, g1, g2, alpha, beta, mode, active, gain, x, z, w, w1, flip, 
     n_bad = n
     full = 0
     while steps < max_steps:
-        a22, q2, p0 = _riccati_flat(y, g1, g2, beta, active, gain)
+        if ready:
+            # (the gains of ``active``, formed by the caller's last step)
+            ready = False
+            a22 = a22r
+            q2 = q2r
+            p0 = p0r
+        else:
+            a22, q2, p0 = _riccati_flat(y, g1, g2, beta, active, gain)
         b = (y[0] - q2) / a22 if mode != 0 else 0.0
         u_max, r0, h = affine_fwd(y, g1, g2, alpha, active, gain, p0, b, x, z, w, w1)
         eps_u = rel_eps * u_max
@@ -1393,8 +1459,15 @@ def _affine_lam0(y, g1, g2, alpha, beta, mode, active, gain, x, z, w, w1, flip, 
                 n_idx += 1
     for _upd in range(_AFF_MAX_UPDATES):
         if n_bad == 0:
-            for k in range(n):
-                w[k] = 0.0 if active[k] else w[k] + db * w1[k]
+            if s_out is None:
+                for k in range(n):
+                    w[k] = 0.0 if active[k] else w[k] + db * w1[k]
+            else:
+                # (pdas_one's answer written at once, s_out[n] left to it; w
+                # not updated)
+                for k in range(n):
+                    v = 0.0 if active[k] else w[k] + db * w1[k]
+                    s_out[k] = v if v > 0.0 else 0.0
             for t in range(T):
                 bvec[t] = b + db
             return steps, True, full
@@ -4405,10 +4478,11 @@ def _row_check(yi, si, bvec, b, i, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, to
     T = yi.shape[0]
     _store_baseline(b, i, bvec)
     if mode != 2:
-        # one pass pair: kkt_one's (_kkt_fused), the trace's range and the
-        # fit read in them (the same numbers; 1,000,000 frames 4.6 -> 3.6 ms)
-        v_s, v_b, lo, hi = _kkt_fused(yi, si, bvec, g1, g2, alpha, lamG, G, mode, 0.0,
-                                      tol_ws[0:T], tol_ws[T:2 * T], fi)
+        # one pass pair: kkt_one's (_kkt_fused) at the one baseline stored,
+        # the trace's range and the fit read in them (_kkt_scalar_b: the
+        # same numbers; 1,000,000 frames 4.6 -> 3.6 -> ~2.5 ms)
+        v_s, v_b, lo, hi = _kkt_scalar_b(yi, si, bvec[0], g1, g2, alpha, lamG, G, mode,
+                                         tol_ws[0:T], fi)
         conv[i] = max(v_s, v_b) <= _tolerance_of(lo, hi, kkt_tol, mode)
         return
     tol = kkt_tolerance(yi, kkt_tol, mode)
@@ -4812,6 +4886,60 @@ def _kkt_fused(y, s, bvec, g1, g2, alpha, lamG, G, mode, mu, work, grad, fi):
         work[j] = r_next
         if fit:
             fi[j] = y[j] - r_next
+    return v_s / G, v_b, lo, hi
+
+
+@njit(cache=_CACHE, nogil=True, fastmath={"contract"})
+def _kkt_scalar_b(y, s, b0, g1, g2, alpha, lamG, G, mode, work, fi):
+    """:func:`_kkt_fused` (modes 0 and 1) for the one baseline b0 that the
+    read-out stores (b[i, 0] = bvec[0]; those modes' bvec holds it at every
+    sample), the same arithmetic and so the same numbers with fewer streams:
+    no baseline array read, v_b from the mean alone, the fit y - r written
+    by the forward pass, the backward pass reading only w = y - K s and s
+    (neither r nor K' r stored).  48 bytes a sample, not 96: on 1,000,000
+    frames, far beyond the caches, ~40 % less time.  ``work`` ends holding
+    w (not r).  Returns (v_s, v_b, lo, hi) as _kkt_fused does."""
+    T = y.shape[0]
+    q1 = 0.0
+    q2 = 0.0
+    w = y[0]
+    acc = w
+    work[0] = w
+    fi[0] = y[0] - (w - b0)
+    lo = w
+    hi = w
+    for t in range(1, T):
+        yt = y[t]
+        lo = min(lo, yt)
+        hi = max(hi, yt)
+        q = (s[t - 1] + g2 * q2) + g1 * q1
+        w = yt - alpha * q
+        work[t] = w
+        fi[t] = yt - (w - b0)
+        q2 = q1
+        q1 = q
+        acc += w
+    v_b = 0.0
+    if mode == 1:
+        b_best = acc / T
+        v_b = abs(b_best - b0)
+    # backward: r = w - b0, p = r[j+1] + g1 p[j+1] + g2 p[j+2], grad = alpha p
+    p1 = 0.0
+    p2 = 0.0
+    r_next = work[T - 1] - b0
+    g = lamG - 0.0
+    v_s = max(0.0, abs(g) if s[T - 1] > 0.0 else -g)
+    for j in range(T - 2, -1, -1):
+        p = (r_next + g2 * p2) + g1 * p1
+        # (fenced: _kkt_fused stores the product, which keeps it unfused)
+        gr = _fence(alpha * p)
+        p2 = p1
+        p1 = p
+        g = lamG - gr
+        v = abs(g) if s[j] > 0.0 else -g
+        if v > v_s:
+            v_s = v
+        r_next = work[j] - b0
     return v_s / G, v_b, lo, hi
 
 
