@@ -241,3 +241,25 @@ def test_warm_at_lambda_0_on_the_1khz_kernel_takes_no_more_steps_than_cold():
                                                               cold.iterations)
         fw, fc = _objective(y, warm, args, "drift"), _objective(y, cold, args, "drift")
         assert abs(fw - fc) <= 1e-9 * abs(fc), (mv, fw, fc)
+
+
+@pytest.mark.parametrize("mv", ["lam/2", "td+50%"])
+def test_large_move_first_settle_on_the_steps_multipliers(mv):
+    """A large move on the 1 kHz kernel (54,000 frames, drift): its first
+    step flags more than n / _DENSE_NU_FIRST samples, so its first dense
+    settle runs on the step's multipliers (no settle_gradient); the warm
+    re-solve still takes the 4 steps it took on the directly formed
+    gradient, is KKT-optimal and at the cold solve's objective."""
+    y = regime_traces(SLOW, 1, 54_000)[0]
+    prev = _solve(y, _params(SLOW), "drift")
+    args = _params(SLOW, mv)
+    m = S._model_checked(*args)
+    mu = drift_mu(None, args[0], args[2])
+    n_bad = _full_step(y, m, 2, mu, prev.activity[:-1] <= 0.0)[0]
+    assert n_bad * ns._DENSE_NU_FIRST > y.size - 1 and n_bad * ns._COLD_AT_ONCE <= y.size - 1
+    warm = _solve(y, args, "drift", init=prev.activity)
+    cold = _solve(y, args, "drift")
+    assert warm.converged and cold.converged
+    assert warm.iterations <= 4, warm.iterations
+    fw, fc = _objective(y, warm, args, "drift"), _objective(y, cold, args, "drift")
+    assert abs(fw - fc) <= 1e-9 * abs(fc), (fw, fc)

@@ -1078,8 +1078,10 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
             if dense and dense_steps < _DENSE_STEPS and dense_fits(active, cmax, _DENSE_WORK * n):
                 eps_d = eps_nu
                 # (the settle's gradient by four chains, _numba_local.settle_gradient:
-                # a guess; the answer is checked by dense_verify's one chain)
-                if _DENSE_DIRECT:
+                # a guess; the answer is checked by dense_verify's one chain;
+                # a large move's first settle on the step's multipliers)
+                if _DENSE_DIRECT and (dense_steps > 0 or n_bad * _DENSE_NU_FIRST <= n
+                                      or lamG == 0.0):
                     g_max = settle_gradient(y, bvec, g1, g2, alpha, lamG, active, u, nu, work,
                                             gain_b, ipm_ws[0:n + 2], ipm_ws[n + 2:2 * n + 4],
                                             tables)
@@ -1694,6 +1696,16 @@ _DENSE_VERIFY = 1
 # 1 kHz kernel, 54,000 frames, drift: tau_decay +50 % 12 -> 4 steps, the
 # other dense moves one step fewer or the same; 0.4 ms per settle)
 _DENSE_DIRECT = True
+# ... but the first settle of a move with more than n / _DENSE_NU_FIRST
+# violators on the step's multipliers: their rounding floor (~1e-7 of the
+# largest) is far below such a move's violations, and the next full step
+# re-reads them (54,000 frames at 1 kHz: tau_decay +50 %, lambda /2 the
+# same steps, one settle_gradient pass pair less, ~0.2 ms; on every first
+# settle, tau +-2 % and fs +-1 % took a step more).  Not at lambda 0, whose
+# multipliers' floor is looser (bench_cold_start.py --khz --warm --lam0 0.3
+# --seed 3: a lambda-0 move then 6.6e-11 above the plain solve, 5.9e-11 at
+# most before)
+_DENSE_NU_FIRST = 100
 _DENSE_LAM0 = True
 _DENSE_TOL = 1e-10
 # ... and takes the checked set only if the objective falls by more than
