@@ -30,7 +30,8 @@ def _affine(y, m, mode, max_steps=100):
                        a["active"])
     st, ok, full = ns._affine_lam0(y, m.g1, m.g2, m.alpha, 0.0, np.int64(mode), a["active"],
                                    a["gain"], a["x"], a["z"], a["w"], a["w1"], a["flip"],
-                                   a["idx"], a["bvec"], 1e-11, np.int64(max_steps))
+                                   a["idx"], a["bvec"], 1e-11, np.int64(max_steps), ns._NO, 0.0,
+                                   0.0, ns._ZERO, a["w"][0:0])
     return st, ok, full, a["w"].copy(), a["bvec"][0], a["active"].copy()
 
 
@@ -187,7 +188,8 @@ def test_lam0_long_trace_first_set_by_count_takes_one_full_step():
     assert pre > 0 and 0 < flagged < 0.1 * (T - 1)
     st, ok, full = ns._affine_lam0(y, m.g1, m.g2, m.alpha, 0.0, np.int64(1), a["active"],
                                    a["gain"], a["x"], a["z"], a["w"], a["w1"], a["flip"],
-                                   a["idx"], a["bvec"], 1e-11, np.int64(100))
+                                   a["idx"], a["bvec"], 1e-11, np.int64(100), ns._NO, 0.0, 0.0,
+                                   ns._ZERO, a["w"][0:0])
     assert ok and full == 1 and st <= 5
     st_e, ok_e, full_e, w_e, b_e, act_e = _affine(y, m, 1)
     assert ok_e and full_e == 2

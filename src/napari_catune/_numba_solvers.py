@@ -1017,8 +1017,8 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
             it += 1 + st0
             st, converged, _f = _affine_lam0(y, g1, g2, alpha, beta, mode, active, gain, x, s_ipm,
                                              u, work[0:n], flip, gain_b.view(np.int64)[0:n],
-                                             bvec, rel_eps, max_iters - it, False, 0.0, 0.0, 0,
-                                             s_out)
+                                             bvec, rel_eps, max_iters - it, _NO, 0.0, 0.0,
+                                             _ZERO, s_out)
             aff_out = converged
             it += st
             if converged:
@@ -1397,7 +1397,7 @@ def _free_pairs(active):
 
 @njit(cache=_CACHE, nogil=True)
 def _affine_lam0(y, g1, g2, alpha, beta, mode, active, gain, x, z, w, w1, flip, idx, bvec,
-                 rel_eps, max_steps, ready=False, a22r=0.0, q2r=0.0, p0r=0, s_out=None):
+                 rel_eps, max_steps, ready, a22r, q2r, p0r, s_out):
     """A cold start's exchange carried affine in the scalar baseline
     (:mod:`._numba_affine`; modes 0 and 1).  Full steps (the Riccati
     recursion of :func:`_riccati_flat`, the forward and multipliers' passes
@@ -1409,10 +1409,15 @@ def _affine_lam0(y, g1, g2, alpha, beta, mode, active, gain, x, z, w, w1, flip, 
     violators there read from the stored values and slopes
     (:func:`._numba_affine.affine_flags`).  Every full step and every such
     root counts as a step.  ``w``, ``w1``: the spikes (multipliers on the
-    active set) and their slopes; ``idx``: int64 scratch of n.  Returns
+    active set) and their slopes; ``idx``: int64 scratch of n.  ``ready``:
+    the caller's last step formed the gains of ``active`` (a22r, q2r, p0r
+    its :func:`_riccati_flat` returns), else _NO with 0.0, 0.0, _ZERO.
+    ``s_out``: where a converged answer is written (clipped, s_out[n] left
+    to the caller, w not updated), or an empty array to leave it in w.
+    Every call passes all of them (one compiled kind).  Returns
     (steps, converged, full steps among them): converged with the spikes in
-    ``w`` (0 on the active set) and the baseline in bvec; else ``active`` is
-    a set for the plain path to go on from (x is not its solution; w holds
+    ``w`` (0 on the active set; or in s_out) and the baseline in bvec; else
+    ``active`` is a set for the plain path to go on from (x is not its solution; w holds
     the spikes of the last iterate and bvec its baseline, an answer should
     the budget end there)."""
     T = y.shape[0]
@@ -1461,7 +1466,7 @@ def _affine_lam0(y, g1, g2, alpha, beta, mode, active, gain, x, z, w, w1, flip, 
                 n_idx += 1
     for _upd in range(_AFF_MAX_UPDATES):
         if n_bad == 0:
-            if s_out is None:
+            if s_out.shape[0] == 0:
                 for k in range(n):
                     w[k] = 0.0 if active[k] else w[k] + db * w1[k]
             else:
@@ -1581,7 +1586,8 @@ def _lam0_first_flags(y, g1, g2, alpha, mode, rel_eps, active, gain, x, z, w, w1
         k_fit = exact_fit_flags(y[0:tp], g1, g2, alpha, mode, rel_eps, _COLD_FREE_THR, act)
         st, ok, _f = _affine_lam0(y[0:tp], g1, g2, alpha, 0.0, mode, act, gain[0:npr],
                                   x[0:npr], z[0:npr], w[0:npr], w1[0:npr], flip[0:npr],
-                                  idx[0:npr], bvec[0:tp], rel_eps, max_steps - steps)
+                                  idx[0:npr], bvec[0:tp], rel_eps, max_steps - steps, _NO, 0.0,
+                                  0.0, _ZERO, w[0:0])
         steps += st + 1
         if not ok:
             return exact_fit_flags(y, g1, g2, alpha, mode, rel_eps, _COLD_FREE_THR,
