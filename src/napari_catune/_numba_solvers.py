@@ -4290,12 +4290,10 @@ def _row_check(yi, si, bvec, b, i, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, to
                                       tol_ws[0:T], tol_ws[T:2 * T], fi)
         conv[i] = max(v_s, v_b) <= _tolerance_of(lo, hi, kkt_tol, mode)
         return
-    # drift: y's range (the tolerance, kkt_tolerance's) and max |b| in one
-    # pass.  The drift's bound needs no smoother but carries mu times b's
-    # rounding; where that alone exceeds the tolerance (1 kHz, mu ~4e9:
-    # 5e-6 against 1e-6) it always fails: the exact check at once (the same
-    # answer, 0.3 ms sooner on 54,000 frames).  Else the bound, its pass
-    # pair writing the fit (the same numbers as from its residual)
+    # drift: y's range and max |b| in one pass.  The bound needs no smoother
+    # but carries mu times b's rounding; where that alone exceeds the
+    # tolerance (1 kHz, mu ~4e9: 5e-6 against 1e-6) it always fails: the
+    # exact check at once.  Else the bound, whose pass pair writes the fit
     lo = yi[0]
     hi = yi[0]
     b_max = 0.0
@@ -4308,13 +4306,12 @@ def _row_check(yi, si, bvec, b, i, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, to
     if not exact:
         v_s, v_b, _lo, _hi = _kkt_fused(yi, si, bvec, g1, g2, alpha, lamG, G, mode, mu,
                                         tol_ws[0:T], tol_ws[T:2 * T], fi)
-        # (the bound failed: the exact check)
         exact = v_s <= tol and v_b > tol
     if exact:
         v_s, v_b = kkt_one(yi, si, bvec, g1, g2, alpha, lamG, G, mode, mu, tol_ws[0:T],
                            tol_ws[T:2 * T], tol_ws[2 * T:3 * T], _NO)
-        # the fit K s + b = y - r, r the residual kkt_one leaves in tol_ws
         for t in range(T):
+            # the fit K s + b = y - r, r the residual kkt_one leaves
             fi[t] = yi[t] - tol_ws[t]
     conv[i] = max(v_s, v_b) <= tol
 
