@@ -80,3 +80,61 @@ def test_scalar_b_check_matches_kkt_fused(mode):
                 assert got == ref
                 assert np.array_equal(fit, fit_ref)
                 assert np.array_equal(w - b0, w_ref)
+
+
+def _row_check_drift_ref(y, s, bvec, m, mu, kkt_tol):
+    # the drift read-out as formed apart (kkt_tolerance, max |b|, the bound,
+    # the exact check where the bound cannot hold or fails, the fit from the
+    # residual of the check that ran last)
+    T = y.shape[0]
+    tol = ns.kkt_tolerance(y, kkt_tol, 2)
+    w, g, bb = np.zeros(T), np.zeros(T), np.zeros(T)
+    bound = not mu * 2.220446049250313e-16 * float(np.max(np.abs(bvec))) > tol
+    v_s, v_b = ns.kkt_one(y, s, bvec, m.g1, m.g2, m.alpha, m.lamG, m.G, 2, mu, w, g, bb, bound)
+    exact = not bound or (v_s <= tol and v_b > tol)
+    if bound and exact:
+        v_s, v_b = ns.kkt_one(y, s, bvec, m.g1, m.g2, m.alpha, m.lamG, m.G, 2, mu, w, g, bb,
+                              False)
+    return max(v_s, v_b) <= tol, y - w, w, g, exact
+
+
+@pytest.mark.parametrize("kernel", [(30.0, 0.05, 0.5), (1000.0, 0.2, 3.0), (100.0, 0.4, 1.8)])
+def test_row_check_drift_matches_the_separate_passes(kernel):
+    """Drift: the range and max |b| in one pass, the bound's pass pair
+    writing the fit; the same outcome, fit and residual as the passes
+    formed apart, bit for bit, on every branch (the bound holds, the bound
+    fails, the exact check at once for a large mu)."""
+    fs, tr, td = kernel
+    rng = np.random.default_rng(int(fs) + 7)
+    seen = set()
+    n_conv = 0
+    for lam in (0.0, 0.05):
+        m = S._model_checked(fs, tr, td, lam)
+        for T in (3, 64, 5000):
+            y = rng.standard_normal(T) * 0.3 + 2.0 + np.linspace(0.0, 1.0, T)
+            s = np.where(rng.random(T) < 0.3, rng.exponential(1.0, T), 0.0)
+            s[-1] = 0.0
+            conv_s = np.zeros(T)
+            ns.forward_conv(s, m.g1, m.g2, m.alpha, conv_s)
+            for mu in (0.0, 50.0, 1e6, 1e13):
+                best = np.zeros(T)
+                ns.best_baseline(y - conv_s, 2, mu, np.zeros(T), best)
+                for bvec in (best, best + 0.01 * rng.standard_normal(T)):
+                    for scale in (1.0, 1e6, 1e12):
+                        ref = _row_check_drift_ref(y, s, bvec, m, mu, S.KKT_TOL * scale)
+                        b = np.zeros((1, T))
+                        conv = np.zeros(1, np.bool_)
+                        fit = np.full(T, np.nan)
+                        ws = np.zeros(3 * T)
+                        ns._row_check(y, s, bvec, b, 0, m.g1, m.g2, m.alpha, m.lamG, m.G, 2,
+                                      mu, S.KKT_TOL * scale, ws, conv, fit)
+                        assert conv[0] == ref[0]
+                        assert np.array_equal(fit, ref[1])
+                        assert np.array_equal(ws[0:T], ref[2])
+                        assert np.array_equal(ws[T:2 * T], ref[3])
+                        assert np.array_equal(b[0], bvec)
+                        seen.add((bool(ref[0]), ref[4]))
+                        n_conv += conv[0]
+    # (converged and not, with and without the exact check)
+    assert seen == {(True, True), (True, False), (False, True), (False, False)}
+    assert n_conv > 0

@@ -1417,9 +1417,9 @@ def _affine_lam0(y, g1, g2, alpha, beta, mode, active, gain, x, z, w, w1, flip, 
     Every call passes all of them (one compiled kind).  Returns
     (steps, converged, full steps among them): converged with the spikes in
     ``w`` (0 on the active set; or in s_out) and the baseline in bvec; else
-    ``active`` is a set for the plain path to go on from (x is not its solution; w holds
-    the spikes of the last iterate and bvec its baseline, an answer should
-    the budget end there)."""
+    ``active`` is a set for the plain path to go on from (x is not its
+    solution; w holds the spikes of the last iterate and bvec its baseline,
+    an answer should the budget end there)."""
     T = y.shape[0]
     n = T - 1
     steps = 0
@@ -4503,28 +4503,30 @@ def _row_check(yi, si, bvec, b, i, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, to
                                          tol_ws[0:T], fi)
         conv[i] = max(v_s, v_b) <= _tolerance_of(lo, hi, kkt_tol, mode)
         return
-    tol = kkt_tolerance(yi, kkt_tol, mode)
-    # the drift's bound needs no smoother but carries mu times b's
-    # rounding; where that alone exceeds the tolerance (1 kHz, mu ~4e9:
-    # 5e-6 against 1e-6) it always fails: the exact check at once
-    # (the same answer, 0.3 ms sooner on 54,000 frames)
-    bound = _YES
-    if mode == 2:
-        b_max = 0.0
-        for t in range(T):
-            b_max = max(b_max, abs(bvec[t]))
-        if mu * 2.220446049250313e-16 * b_max > tol:
-            bound = _NO
-    v_s, v_b = kkt_one(yi, si, bvec, g1, g2, alpha, lamG, G, mode, mu, tol_ws[0:T],
-                       tol_ws[T:2 * T], tol_ws[2 * T:3 * T], bound)
-    if mode == 2 and bound and v_s <= tol and v_b > tol:
-        # the bound failed: the exact check
+    # drift: y's range and max |b| in one pass.  The bound needs no smoother
+    # but carries mu times b's rounding; where that alone exceeds the
+    # tolerance (1 kHz, mu ~4e9: 5e-6 against 1e-6) it always fails: the
+    # exact check at once.  Else the bound, whose pass pair writes the fit
+    lo = yi[0]
+    hi = yi[0]
+    b_max = 0.0
+    for t in range(T):
+        lo = min(lo, yi[t])
+        hi = max(hi, yi[t])
+        b_max = max(b_max, abs(bvec[t]))
+    tol = _tolerance_of(lo, hi, kkt_tol, mode)
+    exact = mu * 2.220446049250313e-16 * b_max > tol
+    if not exact:
+        v_s, v_b, _lo, _hi = _kkt_fused(yi, si, bvec, g1, g2, alpha, lamG, G, mode, mu,
+                                        tol_ws[0:T], tol_ws[T:2 * T], fi)
+        exact = v_s <= tol and v_b > tol
+    if exact:
         v_s, v_b = kkt_one(yi, si, bvec, g1, g2, alpha, lamG, G, mode, mu, tol_ws[0:T],
                            tol_ws[T:2 * T], tol_ws[2 * T:3 * T], _NO)
+        for t in range(T):
+            # the fit K s + b = y - r, r the residual kkt_one leaves
+            fi[t] = yi[t] - tol_ws[t]
     conv[i] = max(v_s, v_b) <= tol
-    # the fit K s + b = y - r, r the residual kkt_one leaves in tol_ws
-    for t in range(T):
-        fi[t] = yi[t] - tol_ws[t]
 
 
 # a settled warm start's polish takes a changed set only where the objective
