@@ -248,7 +248,6 @@ def _run_blocks(kernel, n_rows: int, arrays_in: tuple, scalars: tuple, arrays_ou
     block.  Returns the kernels' return values.
     """
     n_threads = _n_threads(n_rows)
-    edges = np.linspace(0, n_rows, n_threads + 1).astype(int)
 
     def run(lo, hi):
         ws, release = workspace() if workspace is not None else ((), None)
@@ -263,6 +262,7 @@ def _run_blocks(kernel, n_rows: int, arrays_in: tuple, scalars: tuple, arrays_ou
 
     if n_threads == 1:
         return [run(0, n_rows)]
+    edges = [k * n_rows // n_threads for k in range(n_threads + 1)]
     # the calling thread runs the last block itself: one thread fewer to wake,
     # and one hand-over of the GIL fewer before it can go on
     futures = [_executor(n_threads - 1).submit(run, lo, hi)
@@ -307,6 +307,34 @@ def _ws_expire(now: float | None = None) -> int:
     return dropped
 
 
+def _ws_arm(delay: float) -> None:
+    # (under _WS_LOCK)
+    global _WS_TIMER
+    _WS_TIMER = threading.Timer(delay, _ws_tick)
+    _WS_TIMER.daemon = True
+    _WS_TIMER.start()
+
+
+def _ws_tick() -> None:
+    """The expiry timer: drop what is due, re-arm for the next expiry."""
+    global _WS_TIMER
+    _ws_expire()
+    with _WS_LOCK:
+        _WS_TIMER = None
+        due = [e[2] for e in _WS_POOL if e[2] is not None]
+        if due:
+            _ws_arm(max(0.0, min(due) - time.monotonic()) + 0.05)
+
+
+def _ws_forked() -> None:
+    global _WS_TIMER
+    _WS_TIMER = None  # (a forked child has no copy of the timer's thread)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_ws_forked)
+
+
 def _ws_array(size: int, dtype, T: int) -> np.ndarray:
     """An uninitialised workspace array; for a trace over _WS_KEEP_FRAMES
     frames in 4 kB pages (_WS_SMALL_PAGES)."""
@@ -330,7 +358,6 @@ def _pdas_workspace(T: int):
         f, b = _ws_array(nf, np.float64, T), _ws_array(nb, np.bool_, T)
 
     def release():
-        global _WS_TIMER
         short = T <= _WS_KEEP_FRAMES
         if not (short or _WS_IDLE > 0):
             return
@@ -338,14 +365,10 @@ def _pdas_workspace(T: int):
         with _WS_LOCK:
             _WS_POOL.append((f, b, expires))
             del _WS_POOL[:-max(1, _n_threads(1 << 30))]
-            if not short:
-                # one timer, for the latest expiry (earlier ones are due
-                # by then; the pool holds at most one entry per core)
-                if _WS_TIMER is not None:
-                    _WS_TIMER.cancel()
-                _WS_TIMER = threading.Timer(_WS_IDLE + 0.05, _ws_expire)
-                _WS_TIMER.daemon = True
-                _WS_TIMER.start()
+            if not short and _WS_TIMER is None:
+                # one pending timer, not one started per call (a thread
+                # start, ~0.1 ms): it re-arms itself while entries are kept
+                _ws_arm(_WS_IDLE + 0.05)
 
     return (f, b), release
 
