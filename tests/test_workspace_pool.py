@@ -83,3 +83,51 @@ def test_a_long_trace_solves_the_same_in_small_pages(monkeypatch):
     np.testing.assert_array_equal(got.activity, ref.activity)
     np.testing.assert_array_equal(got.baseline, ref.baseline)
     solver._ws_expire(math.inf)
+
+
+def test_one_expiry_timer_rearmed_by_itself_not_one_per_call(monkeypatch):
+    """A repeat on a long trace starts no new timer thread (the pending one
+    serves); the timer, when it fires, drops what is due and re-arms for
+    what is kept (its callback is called here directly: no sleeps)."""
+    import time
+
+    monkeypatch.setattr(solver, "_WS_IDLE", 1e6)
+    monkeypatch.setattr(solver, "_WS_TIMER", None)
+    y = _long_trace(monkeypatch, 5)
+    _solve(y)
+    first = solver._WS_TIMER
+    assert first is not None and first.is_alive()
+    _solve(y)
+    assert solver._WS_TIMER is first
+    first.cancel()
+    solver._ws_tick()  # kept entry not due: dropped nothing, re-armed
+    again = solver._WS_TIMER
+    assert again is not None and again is not first and len(_long()) == 1
+    again.cancel()
+    with solver._WS_LOCK:
+        solver._WS_POOL[:] = [(f, b, None if e is None else time.monotonic() - 1.0)
+                              for f, b, e in solver._WS_POOL]
+    solver._ws_tick()  # due: dropped, nothing left to wait for
+    assert _long() == [] and solver._WS_TIMER is None
+
+
+def test_long_kernel_model_matches_the_sampled_kernel():
+    """_Model of a long kernel (no sampling of the whole kernel): the same
+    peak (so alpha) as the sampled kernel, G to rounding, and the
+    close-roots fallback; the Lipschitz constant from the sampled kernel."""
+    from napari_catune.kernel import build_kernel, compute_lipschitz, kernel_length
+
+    rng = np.random.default_rng(7)
+    for q in list(rng.uniform(0.001, 0.5, 20)) + list(rng.uniform(0.9, 0.9999, 10)):
+        fs, td = float(rng.uniform(500, 3000)), float(rng.uniform(2.0, 6.0))
+        assert kernel_length(td, fs) > solver._LONG_KERNEL
+        m = solver._Model(fs, q * td, td, 0.1)
+        solver._LONG_KERNEL, keep = 10**9, solver._LONG_KERNEL
+        try:
+            ref = solver._Model(fs, q * td, td, 0.1)
+        finally:
+            solver._LONG_KERNEL = keep
+        assert (m.g1, m.g2, m.alpha) == (ref.g1, ref.g2, ref.alpha)
+        assert abs(m.G - ref.G) <= 1e-14 * ref.G
+        assert abs(m.lamG - 0.1 * build_kernel(q * td, td, fs).sum()) <= 1e-14 * ref.lamG
+    assert m.lipschitz == compute_lipschitz(build_kernel(q * td, td, fs))

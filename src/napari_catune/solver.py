@@ -39,6 +39,7 @@ bounds the work.
 from __future__ import annotations
 
 import logging
+import math
 import mmap
 import os
 import sys
@@ -51,9 +52,13 @@ import numpy as np
 
 from .baseline import baseline_mode, drift_mu, rolling_baseline
 from .kernel import (
+    _raw_kernel,
+    _t_peak,
     ar2_root_gap,
     bandpass_filter,
+    build_kernel,
     compute_lipschitz,
+    kernel_length,
     sampled_raw_kernel,
     tau_to_ar2,
     validate_params,
@@ -158,17 +163,21 @@ def prepare_traces(traces, name: str = "traces", *, check_finite: bool = True) -
 class _Model:
     """Per-parameter constants of the solvers (cached: a slider revisits values)."""
 
-    __slots__ = ("g1", "g2", "alpha", "lamG", "G", "_kernel", "_lipschitz")
+    __slots__ = ("g1", "g2", "alpha", "lamG", "G", "_taus", "_lipschitz")
 
     def __init__(self, fs, tau_r, tau_d, lam):
         tau_r, tau_d, fs, lam = validate_params(tau_r, tau_d, fs, lam)
-        raw = sampled_raw_kernel(tau_r, tau_d, fs)
-        peak_raw = float(raw.max())
-        self._kernel = raw / peak_raw
+        self._taus = (tau_r, tau_d, fs)
         self.g1, self.g2, d, r = tau_to_ar2(tau_r, tau_d, fs)
+        n = kernel_length(tau_d, fs)
+        if n <= _LONG_KERNEL:
+            raw = sampled_raw_kernel(tau_r, tau_d, fs)
+            peak_raw = float(raw.max())
+            self.G = float((raw / peak_raw).sum())
+        else:
+            peak_raw, self.G = _long_kernel_peak_sum(tau_r, tau_d, fs, n, d, r)
         # h[i] = alpha * a[i-1], a the AR(2) impulse response (kernel.ar2_scale)
         self.alpha = ar2_root_gap(tau_r, tau_d, fs) / peak_raw
-        self.G = float(self._kernel.sum())
         self.lamG = lam * self.G
         self._lipschitz = None
 
@@ -176,8 +185,37 @@ class _Model:
     def lipschitz(self) -> float:
         # an FFT of the kernel: only FISTA needs it
         if self._lipschitz is None:
-            self._lipschitz = compute_lipschitz(self._kernel)
+            self._lipschitz = compute_lipschitz(build_kernel(*self._taus))
         return self._lipschitz
+
+
+# kernels longer than this (slow kernels at high fs: 41,447 samples for
+# tau_decay 3 s at 1 kHz, ~0.55 ms per new slider value to sample) get their
+# peak and sum without sampling the whole kernel (_long_kernel_peak_sum)
+_LONG_KERNEL = 4096
+
+
+def _long_kernel_peak_sum(tau_r, tau_d, fs, n, d, r):
+    """(peak_raw, G) of sampled_raw_kernel (n samples) without sampling it:
+    the peak from the samples around the continuous peak (the same numbers as
+    the sampled kernel's), the sum of the unit-peak kernel in closed form,
+    sum_{i<n} d^i - r^i (a few ulp from the sampled sum), or from the sampled
+    kernel where the two geometric sums nearly cancel (tau_r ~ tau_d)."""
+    k = int(_t_peak(tau_r, tau_d) * fs)
+    i = np.arange(max(0, k - 2), min(n, k + 4), dtype=np.float64)
+    peak_raw = float(_raw_kernel(i / fs, tau_r, tau_d).max())
+    dt = 1.0 / fs
+
+    def geometric(tau):  # sum_{i<n} exp(-i dt / tau)
+        lx = -dt / tau
+        return math.expm1(n * lx) / math.expm1(lx)
+
+    sd, sr = geometric(tau_d), geometric(tau_r)
+    if not sr <= 0.5 * sd:
+        raw = sampled_raw_kernel(tau_r, tau_d, fs)
+        peak_raw = float(raw.max())
+        return peak_raw, float((raw / peak_raw).sum())
+    return peak_raw, (sd - sr) / peak_raw
 
 
 @lru_cache(maxsize=64)
@@ -248,7 +286,6 @@ def _run_blocks(kernel, n_rows: int, arrays_in: tuple, scalars: tuple, arrays_ou
     block.  Returns the kernels' return values.
     """
     n_threads = _n_threads(n_rows)
-    edges = np.linspace(0, n_rows, n_threads + 1).astype(int)
 
     def run(lo, hi):
         ws, release = workspace() if workspace is not None else ((), None)
@@ -263,6 +300,7 @@ def _run_blocks(kernel, n_rows: int, arrays_in: tuple, scalars: tuple, arrays_ou
 
     if n_threads == 1:
         return [run(0, n_rows)]
+    edges = [k * n_rows // n_threads for k in range(n_threads + 1)]
     # the calling thread runs the last block itself: one thread fewer to wake,
     # and one hand-over of the GIL fewer before it can go on
     futures = [_executor(n_threads - 1).submit(run, lo, hi)
@@ -307,6 +345,34 @@ def _ws_expire(now: float | None = None) -> int:
     return dropped
 
 
+def _ws_arm(delay: float) -> None:
+    # (under _WS_LOCK)
+    global _WS_TIMER
+    _WS_TIMER = threading.Timer(delay, _ws_tick)
+    _WS_TIMER.daemon = True
+    _WS_TIMER.start()
+
+
+def _ws_tick() -> None:
+    """The expiry timer: drop what is due, re-arm for the next expiry."""
+    global _WS_TIMER
+    _ws_expire()
+    with _WS_LOCK:
+        _WS_TIMER = None
+        due = [e[2] for e in _WS_POOL if e[2] is not None]
+        if due:
+            _ws_arm(max(0.0, min(due) - time.monotonic()) + 0.05)
+
+
+def _ws_forked() -> None:
+    global _WS_TIMER
+    _WS_TIMER = None  # (a forked child has no copy of the timer's thread)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_ws_forked)
+
+
 def _ws_array(size: int, dtype, T: int) -> np.ndarray:
     """An uninitialised workspace array; for a trace over _WS_KEEP_FRAMES
     frames in 4 kB pages (_WS_SMALL_PAGES)."""
@@ -330,7 +396,6 @@ def _pdas_workspace(T: int):
         f, b = _ws_array(nf, np.float64, T), _ws_array(nb, np.bool_, T)
 
     def release():
-        global _WS_TIMER
         short = T <= _WS_KEEP_FRAMES
         if not (short or _WS_IDLE > 0):
             return
@@ -338,14 +403,10 @@ def _pdas_workspace(T: int):
         with _WS_LOCK:
             _WS_POOL.append((f, b, expires))
             del _WS_POOL[:-max(1, _n_threads(1 << 30))]
-            if not short:
-                # one timer, for the latest expiry (earlier ones are due
-                # by then; the pool holds at most one entry per core)
-                if _WS_TIMER is not None:
-                    _WS_TIMER.cancel()
-                _WS_TIMER = threading.Timer(_WS_IDLE + 0.05, _ws_expire)
-                _WS_TIMER.daemon = True
-                _WS_TIMER.start()
+            if not short and _WS_TIMER is None:
+                # one pending timer, not one started per call (a thread
+                # start, ~0.1 ms): it re-arms itself while entries are kept
+                _ws_arm(_WS_IDLE + 0.05)
 
     return (f, b), release
 
