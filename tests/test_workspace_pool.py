@@ -115,19 +115,22 @@ def test_long_kernel_model_matches_the_sampled_kernel():
     """_Model of a long kernel (no sampling of the whole kernel): the same
     peak (so alpha) as the sampled kernel, G to rounding, and the
     close-roots fallback; the Lipschitz constant from the sampled kernel."""
+    from napari_catune import kernel
     from napari_catune.kernel import build_kernel, compute_lipschitz, kernel_length
 
     rng = np.random.default_rng(7)
     for q in list(rng.uniform(0.001, 0.5, 20)) + list(rng.uniform(0.9, 0.9999, 10)):
         fs, td = float(rng.uniform(500, 3000)), float(rng.uniform(2.0, 6.0))
-        assert kernel_length(td, fs) > solver._LONG_KERNEL
+        assert kernel_length(td, fs) > kernel._LONG_KERNEL
         m = solver._Model(fs, q * td, td, 0.1)
-        solver._LONG_KERNEL, keep = 10**9, solver._LONG_KERNEL
+        kernel._LONG_KERNEL, keep = 10**9, kernel._LONG_KERNEL
         try:
             ref = solver._Model(fs, q * td, td, 0.1)
+            alpha_ref = kernel.ar2_scale(q * td, td, fs)
         finally:
-            solver._LONG_KERNEL = keep
+            kernel._LONG_KERNEL = keep
         assert (m.g1, m.g2, m.alpha) == (ref.g1, ref.g2, ref.alpha)
+        assert kernel.ar2_scale(q * td, td, fs) == alpha_ref == ref.alpha
         assert abs(m.G - ref.G) <= 1e-14 * ref.G
         assert abs(m.lamG - 0.1 * build_kernel(q * td, td, fs).sum()) <= 1e-14 * ref.lamG
     assert m.lipschitz == compute_lipschitz(build_kernel(q * td, td, fs))

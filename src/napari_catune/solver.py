@@ -39,7 +39,6 @@ bounds the work.
 from __future__ import annotations
 
 import logging
-import math
 import mmap
 import os
 import sys
@@ -52,14 +51,11 @@ import numpy as np
 
 from .baseline import baseline_mode, drift_mu, rolling_baseline
 from .kernel import (
-    _raw_kernel,
-    _t_peak,
     ar2_root_gap,
     bandpass_filter,
     build_kernel,
     compute_lipschitz,
-    kernel_length,
-    sampled_raw_kernel,
+    kernel_peak_and_sum,
     tau_to_ar2,
     validate_params,
 )
@@ -168,14 +164,8 @@ class _Model:
     def __init__(self, fs, tau_r, tau_d, lam):
         tau_r, tau_d, fs, lam = validate_params(tau_r, tau_d, fs, lam)
         self._taus = (tau_r, tau_d, fs)
-        self.g1, self.g2, d, r = tau_to_ar2(tau_r, tau_d, fs)
-        n = kernel_length(tau_d, fs)
-        if n <= _LONG_KERNEL:
-            raw = sampled_raw_kernel(tau_r, tau_d, fs)
-            peak_raw = float(raw.max())
-            self.G = float((raw / peak_raw).sum())
-        else:
-            peak_raw, self.G = _long_kernel_peak_sum(tau_r, tau_d, fs, n, d, r)
+        self.g1, self.g2, _d, _r = tau_to_ar2(tau_r, tau_d, fs)
+        peak_raw, self.G = kernel_peak_and_sum(tau_r, tau_d, fs)
         # h[i] = alpha * a[i-1], a the AR(2) impulse response (kernel.ar2_scale)
         self.alpha = ar2_root_gap(tau_r, tau_d, fs) / peak_raw
         self.lamG = lam * self.G
@@ -187,35 +177,6 @@ class _Model:
         if self._lipschitz is None:
             self._lipschitz = compute_lipschitz(build_kernel(*self._taus))
         return self._lipschitz
-
-
-# kernels longer than this (slow kernels at high fs: 41,447 samples for
-# tau_decay 3 s at 1 kHz, ~0.55 ms per new slider value to sample) get their
-# peak and sum without sampling the whole kernel (_long_kernel_peak_sum)
-_LONG_KERNEL = 4096
-
-
-def _long_kernel_peak_sum(tau_r, tau_d, fs, n, d, r):
-    """(peak_raw, G) of sampled_raw_kernel (n samples) without sampling it:
-    the peak from the samples around the continuous peak (the same numbers as
-    the sampled kernel's), the sum of the unit-peak kernel in closed form,
-    sum_{i<n} d^i - r^i (a few ulp from the sampled sum), or from the sampled
-    kernel where the two geometric sums nearly cancel (tau_r ~ tau_d)."""
-    k = int(_t_peak(tau_r, tau_d) * fs)
-    i = np.arange(max(0, k - 2), min(n, k + 4), dtype=np.float64)
-    peak_raw = float(_raw_kernel(i / fs, tau_r, tau_d).max())
-    dt = 1.0 / fs
-
-    def geometric(tau):  # sum_{i<n} exp(-i dt / tau)
-        lx = -dt / tau
-        return math.expm1(n * lx) / math.expm1(lx)
-
-    sd, sr = geometric(tau_d), geometric(tau_r)
-    if not sr <= 0.5 * sd:
-        raw = sampled_raw_kernel(tau_r, tau_d, fs)
-        peak_raw = float(raw.max())
-        return peak_raw, float((raw / peak_raw).sum())
-    return peak_raw, (sd - sr) / peak_raw
 
 
 @lru_cache(maxsize=64)
