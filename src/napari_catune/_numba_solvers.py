@@ -769,7 +769,8 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
        :func:`_affine_lam0`: one or two full steps,
        then local settles each followed by the exact root of b and one pass
        that reads the violators; where that cannot go on, the steps below
-       from its set).  A cold start at lambda > 0 without drift ends the
+       from its set).  A solve at lambda > 0 without drift (cold, or a warm
+       start's block step) ends the
        same way once a block exchange leaves at most n / ``_AFFINE_LATE``
        violators, no more than its set's free pairs (:func:`_free_pairs`):
        one full step by :func:`_affine_lam0` (the gains formed ahead reused),
@@ -987,8 +988,9 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
     # baseline (_affine_lam0; not with drift), the step's flags formed alone
     # (_numba_affine.exact_fit_flags)
     aff = direct and fast0 and flat and _AFFINE0 and max_iters > 2 and T > 3
-    # a cold start at lambda > 0 without drift ends the same way once a
-    # block exchange leaves few violators (_AFFINE_LATE)
+    # a solve at lambda > 0 without drift ends the same way once a block
+    # exchange leaves few violators (_AFFINE_LATE; cold, or a warm start's
+    # block step: exact either way)
     aff_late = _AFFINE_LATE and flat and lamG > 0.0 and T > 3
     late = False
     # (a converged affine path wrote s_out and bvec itself)
@@ -1370,8 +1372,8 @@ _AFFINE_BAIL = 8
 _AFFINE_WORK = 4
 
 
-# a cold start at lambda > 0 without drift goes to _affine_lam0 once a block
-# exchange leaves at most n / _AFFINE_LATE violators (0: never): its full
+# a solve at lambda > 0 without drift (mostly a cold start; a warm start's
+# block step too) goes to _affine_lam0 once a block exchange leaves at most n / _AFFINE_LATE violators (0: never): its full
 # step then carries the slopes in b and the settles that follow need no
 # further full step (the plain path: a local settle with b fixed, then a
 # full step whose new b leaves violators, 3 such steps on dense-30Hz at
