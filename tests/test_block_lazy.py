@@ -300,3 +300,23 @@ def test_tail_sums_flat_from_n_c_and_the_advance_the_same_numbers(kernel):
         out2 = ns._coarse_advance(G2, lo, hi, w, v, m.alpha, d, r, n, sums, tab, n + 1)
         assert out1 == out2
         assert np.array_equal(G1, G2)
+
+
+def test_flag_mask_marks_the_candidates_and_violators_of_a_run():
+    # _coarse_blocks' scan jumps between the samples _flag_mask marks: every
+    # sample _none_flagged would find, bit k - lo, up to bit 63
+    rng = np.random.default_rng(11)
+    n = 300
+    tol = 0.5
+    for trial in range(200):
+        z = np.where(rng.random(n) < 0.05, rng.standard_normal(n), 0.0)
+        G = rng.standard_normal(n)
+        lo = int(rng.integers(0, n - 1))
+        hi = min(n, lo + int(rng.integers(1, 65)))
+        if trial == 0:
+            lo, hi = 0, 64
+            z[63] = 1.0
+        msk = int(ns._flag_mask(z, G, lo, hi, tol)) & ((1 << 64) - 1)
+        want = sum(1 << (k - lo) for k in range(lo, hi) if z[k] != 0.0 or G[k] < -tol)
+        assert msk == want
+        assert (msk == 0) == ns._none_flagged(z[lo:hi], G[lo:hi], tol)
