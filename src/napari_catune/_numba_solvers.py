@@ -4388,10 +4388,13 @@ def _coarse_settle(y, g1, g2, alpha, lamG, mode, mu, active, max_steps, s_out, b
         # (the step's multipliers, not the gradient formed directly: a guess
         # either way, the same steps on the 1 kHz moves and 1M frames, one
         # pass pair less per step)
-        g_max = 0.0
+        # (max|G| in a pass of its own: the copy then vectorises; 1,000,000
+        # frames ~2.7 -> ~2.1 ms a step, the same numbers)
         for k in range(n):
             z[k] = u[k] if not active[k] else 0.0
             G[k] = alpha * nu[k]
+        g_max = 0.0
+        for k in range(n):
             g_max = max(g_max, abs(G[k]))
         _sweeps, quiet = _coarse_blocks(g1, g2, alpha, z, G, max(alpha * eps_nu, 1e-13 * g_max),
                                         thin, dp, rp, sums, work, wz, _NO, _BLOCK_SWEEPS, _YES,
@@ -4503,7 +4506,11 @@ def _coarse_polish_blocks(y, g1, g2, alpha, lamG, mode, mu, active, s_i, bvec, f
         for k in range(n):
             z[k] = u[k] if not active[k] else 0.0
             G[k] = alpha * nu[k]
-            f0 += lamG * z[k]
+        # (the sum in a pass of its own, in the same order; at lambda 0 it
+        # adds zeros to a positive f0: left out)
+        if lamG != 0.0:
+            for k in range(n):
+                f0 += lamG * z[k]
         _coarse_blocks(g1, g2, alpha, z, G, _COARSE_POLISH_TOL * g_max, thin, dp, rp, sums, work,
                        wz, _YES, _BLOCK_SWEEPS, _NO, _block_size(lamG))
         changed = 0
@@ -4520,8 +4527,9 @@ def _coarse_polish_blocks(y, g1, g2, alpha, lamG, mode, mu, active, s_i, bvec, f
         for t in range(T):
             rt = y[t] - work2[t] - bvec[t]
             f1 += 0.5 * rt * rt
-        for k in range(n):
-            f1 += lamG * z[k]
+        if lamG != 0.0:
+            for k in range(n):
+                f1 += lamG * z[k]
         if not f0 - f1 > gain * f_fit:
             break
         for t in range(T):
