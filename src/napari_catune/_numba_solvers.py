@@ -29,8 +29,8 @@ import math
 import numpy as np
 from llvmlite import ir as _llir
 from numba import njit, types
-from numba.cpython.unsafe.numbers import trailing_zeros
 from numba.core import cgutils
+from numba.cpython.unsafe.numbers import trailing_zeros
 from numba.extending import intrinsic
 
 from ._numba_local import (_SEG_ROUNDS, _SEG_SINGLE, _chol_add, _gram_fill, _nnqp, adjoint_conv,
