@@ -50,6 +50,7 @@ def _sweep(g1, g2, alpha, n, rng, G, plan):
     ns._coarse_tables(g1, g2, n, dp, rp, sums)
     d, r = ns._ar_roots(g1, g2)
     tab = ns._coarse_chunk_tables(d, r)
+    n_c = ns._sums_flat(d, r, n, dp)
     work = np.zeros(n + 1)
     X = np.zeros(n)
     # (X's input positions, as _coarse_blocks lists them: ascending, repeats)
@@ -66,8 +67,10 @@ def _sweep(g1, g2, alpha, n, rng, G, plan):
         if new_front > front:
             # (in pieces, as a sweep's scan)
             mid = (front + new_front) // 2
-            tw, tv = ns._coarse_advance(G, front, mid, tw, tv, alpha, d, r, n, sums, tab)
-            tw, tv = ns._coarse_advance(G, mid, new_front, tw, tv, alpha, d, r, n, sums, tab)
+            tw, tv = ns._coarse_advance(G, front, mid, tw, tv, alpha, d, r, n, sums, tab,
+                                        n_c)
+            tw, tv = ns._coarse_advance(G, mid, new_front, tw, tv, alpha, d, r, n, sums, tab,
+                                        n_c)
             front = new_front
         idx = np.asarray(idx, np.int64)
         dz = rng.standard_normal(idx.shape[0])
@@ -86,7 +89,7 @@ def _sweep(g1, g2, alpha, n, rng, G, plan):
         worst = max(worst, np.max(np.abs(G[sl] - ref[sl])) / scale)
     xs = np.array(xs + [0], np.int64)
     ns._coarse_sweep_end(G, front, tw, tv, x_hi, g1, g2, alpha, d, r, n, sums, X, xs,
-                         xs.shape[0] - 1, tab)
+                         xs.shape[0] - 1, tab, n_c)
     assert not np.any(X)
     ref = G0 + _ktk(g1, g2, alpha, total)
     worst = max(worst, np.max(np.abs(G - ref)) / scale)
@@ -260,3 +263,60 @@ def test_quiet_sweeps_leave_no_violator():
         G = grad(z)
         assert not np.any(z < 0.0)
         assert not np.any((z == 0.0) & (G < -1e-9 * g_max))
+
+
+@pytest.mark.parametrize("kernel", [(1000.0, 0.2, 3.0), (30.0, 0.1, 1.0), (100.0, 0.1, 1.0),
+                                    (1000.0, 0.999, 1.0)])
+def test_tail_sums_flat_from_n_c_and_the_advance_the_same_numbers(kernel):
+    # _coarse_advance takes the tail sums' limits as two numbers from n_c
+    # on (_sums_flat), not the table: every table entry there is those
+    # numbers, and G comes out bit for bit as from the table
+    fs, tr, td = kernel
+    m = S._model_checked(fs, tr, td, 0.0)
+    d, r = ns._ar_roots(m.g1, m.g2)
+    n = 200_000
+    dp = np.empty(n + 2)
+    rp = np.empty(n + 2)
+    sums = np.empty((2, n + 1))
+    ns._coarse_tables(m.g1, m.g2, n, dp, rp, sums)
+    n_c = ns._sums_flat(d, r, n, dp)
+    if d - r < ns._BLOCK_CLOSE * (1.0 - d):
+        assert n_c == n + 1
+    else:
+        # the 1 kHz 0.2 / 3.0 s kernel's d^N falls below the floor ~138,000
+        # samples from the end: most of a long trace
+        assert n_c <= n
+        assert np.all(sums[0, n_c:] == sums[0, n]) and np.all(sums[1, n_c:] == sums[1, n])
+        # (the first such N: the entry before is not the limit's by rule)
+        assert dp[n_c - 1] > ns._BLOCK_TINY or n_c - 1 <= int(ns._BLOCK_END / (1.0 - d))
+    tab = ns._coarse_chunk_tables(d, r)
+    rng = np.random.default_rng(3)
+    G0 = rng.standard_normal(n)
+    for lo, hi in ((0, n), (5, 70_000), (n - 150_000, n - 1_000), (n - 3, n)):
+        w, v = rng.standard_normal(2)
+        G1 = G0.copy()
+        G2 = G0.copy()
+        out1 = ns._coarse_advance(G1, lo, hi, w, v, m.alpha, d, r, n, sums, tab, n_c)
+        out2 = ns._coarse_advance(G2, lo, hi, w, v, m.alpha, d, r, n, sums, tab, n + 1)
+        assert out1 == out2
+        assert np.array_equal(G1, G2)
+
+
+def test_flag_mask_marks_the_candidates_and_violators_of_a_run():
+    # _coarse_blocks' scan jumps between the samples _flag_mask marks: every
+    # sample _none_flagged would find, bit k - lo, up to bit 63
+    rng = np.random.default_rng(11)
+    n = 300
+    tol = 0.5
+    for trial in range(200):
+        z = np.where(rng.random(n) < 0.05, rng.standard_normal(n), 0.0)
+        G = rng.standard_normal(n)
+        lo = int(rng.integers(0, n - 1))
+        hi = min(n, lo + int(rng.integers(1, 65)))
+        if trial == 0:
+            lo, hi = 0, 64
+            z[63] = 1.0
+        msk = int(ns._flag_mask(z, G, lo, hi, tol)) & ((1 << 64) - 1)
+        want = sum(1 << (k - lo) for k in range(lo, hi) if z[k] != 0.0 or G[k] < -tol)
+        assert msk == want
+        assert (msk == 0) == ns._none_flagged(z[lo:hi], G[lo:hi], tol)

@@ -30,6 +30,7 @@ import numpy as np
 from llvmlite import ir as _llir
 from numba import njit, types
 from numba.core import cgutils
+from numba.cpython.unsafe.numbers import trailing_zeros
 from numba.extending import intrinsic
 
 from ._numba_local import (_SEG_ROUNDS, _SEG_SINGLE, _chol_add, _gram_fill, _nnqp, adjoint_conv,
@@ -3957,14 +3958,40 @@ def _coarse_chunk_tables(d, r):
 
 
 @njit(cache=_CACHE, nogil=True)
-def _coarse_advance(G, lo, hi, w, v, alpha, d, r, n, sums, tab):
+def _sums_flat(d, r, n, dp):
+    """The first N from which :func:`_coarse_sums` writes the tail sums'
+    limits themselves (sums[:, N] = sums[:, n] for every N >= it: beyond
+    the compensated head, d^N at or below _BLOCK_TINY; d^N falls with N);
+    n + 1 where there is none.  A search over ``dp`` (the power table)."""
+    if not d - r >= _BLOCK_CLOSE * (1.0 - d):
+        return n + 1
+    lo = min(n, int(_BLOCK_END / (1.0 - d))) + 1
+    hi = n + 1
+    if lo > n or dp[n] > _BLOCK_TINY:
+        return n + 1
+    # (dp[hi] at or below the floor; the first such N in [lo, hi])
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if dp[mid] > _BLOCK_TINY:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@njit(cache=_CACHE, nogil=True)
+def _coarse_advance(G, lo, hi, w, v, alpha, d, r, n, sums, tab, n_c):
     """Add the pending tail's share to G[lo:hi] (samples a sweep reads for
     the first time; the tail (w, v) as :func:`_coarse_block_exact`
     returns it, from lo), carrying it on.  Returns it, from hi.  Up to 64
     samples at a time from the chunk's tail in closed form (``tab``,
     :func:`_coarse_chunk_tables`): no loop-carried chain (the recursion
     w <- w d + v, v <- v r per sample was latency-bound, ~1.4 ns a sample on
-    1,000,000 frames; rounded differently, to a few ulps)."""
+    1,000,000 frames; rounded differently, to a few ulps).  Where the
+    chunk's sums are their limits (N >= ``n_c``, :func:`_sums_flat`: on
+    lambda 0 at 1 kHz, 1,000,000 frames, all but the last ~138,000
+    samples) those two numbers, not the (2, n + 1) table: the same
+    numbers, the table not streamed."""
     if w == 0.0 and v == 0.0:
         return w, v
     s0 = sums[0]
@@ -3978,9 +4005,15 @@ def _coarse_advance(G, lo, hi, w, v, alpha, d, r, n, sums, tab):
         m64 = (j + 63) & ~63
         end = min(hi, m64 + 1)
         base = n - j
-        for i in range(end - j):
-            N = base - i
-            G[j + i] += alpha * ((w * tp[i] + v * tf[i]) * s0[N] + (v * tr[i]) * s1[N])
+        if base - (end - j - 1) >= n_c:
+            c0 = s0[n_c]
+            c1 = s1[n_c]
+            for i in range(end - j):
+                G[j + i] += alpha * ((w * tp[i] + v * tf[i]) * c0 + (v * tr[i]) * c1)
+        else:
+            for i in range(end - j):
+                N = base - i
+                G[j + i] += alpha * ((w * tp[i] + v * tf[i]) * s0[N] + (v * tr[i]) * s1[N])
         m = end - j
         w, v = w * tp[m] + v * tf[m], v * tr[m]
         j = end
@@ -3991,7 +4024,7 @@ def _coarse_advance(G, lo, hi, w, v, alpha, d, r, n, sums, tab):
 
 
 @njit(cache=_CACHE, nogil=True, fastmath={"contract"})
-def _coarse_sweep_end(G, P, tw, tv, x_hi, g1, g2, alpha, d, r, n, sums, X, xs, n_xs, tab):
+def _coarse_sweep_end(G, P, tw, tv, x_hi, g1, g2, alpha, d, r, n, sums, X, xs, n_xs, tab, n_c):
     """End a sweep of lazy updates: the pending tail's (tw, tv) share on
     [P, n), then the deferred shares (one backward pass of the adjoint
     recursion over the inputs X[0:x_hi+1], cleared): G is then exact
@@ -4003,7 +4036,7 @@ def _coarse_sweep_end(G, P, tw, tv, x_hi, g1, g2, alpha, d, r, n, sums, X, xs, n
     x_m = w d^m + v f(m), w = q1, v = q0 - d q1), with no loop-carried
     chain (1,000,000 frames: 1.3 -> ~0.3 ms; rounded differently, to a few
     ulps), one with inputs by the recursion."""
-    _coarse_advance(G, P, n, tw, tv, alpha, d, r, n, sums, tab)
+    _coarse_advance(G, P, n, tw, tv, alpha, d, r, n, sums, tab, n_c)
     tp = tab[0]
     tf = tab[2]
     q1 = 0.0
@@ -4130,6 +4163,8 @@ def _coarse_blocks(g1, g2, alpha, z, G, tol, thin, dp, rp, sums, work, wz, solve
     P = np.empty(B, np.int64)
     blocked = np.zeros(B, np.bool_)
     tab = _coarse_chunk_tables(d, r)
+    # (the tail sums are their limits from n_c on)
+    n_c = _sums_flat(d, r, n, dp)
     # the positions of wz's inputs (ascending: each block starts past the
     # last one's first candidate), for _coarse_sweep_end
     xs = np.empty(256, np.int64)
@@ -4158,21 +4193,35 @@ def _coarse_blocks(g1, g2, alpha, z, G, tol, thin, dp, rp, sums, work, wz, solve
             cl_best = -1
             cl_last = -1
             dropped = False
-            # (samples below ``seen`` tested already)
+            # (samples below ``seen`` tested already; ``flags``: those of
+            # [f_lo, seen) that are candidates or violators, bit k - f_lo)
             seen = k
+            flags = np.int64(0)
+            f_lo = k
             while k < n and m < B:
                 if k == front:
                     # (the pending tail's share, _BLOCK_AHEAD samples at a time)
                     front = min(n, k + _BLOCK_AHEAD)
-                    tw, tv = _coarse_advance(G, k, front, tw, tv, alpha, d, r, n, sums, tab)
+                    tw, tv = _coarse_advance(G, k, front, tw, tv, alpha, d, r, n, sums, tab,
+                                             n_c)
                 # samples up to the scan's end that are neither candidates
                 # nor violators pass at once (one vectorised test: candidates
-                # are ~1 sample in 200 at lambda 0 at 1 kHz; the same blocks)
+                # are ~1 sample in 200 at lambda 0 at 1 kHz; the same blocks),
+                # and in a run that has some, the scan goes from one to the
+                # next (their bit mask; 37 % of the 64-sample runs hold a
+                # free sample at lambda 0 at 1 kHz, 1,000,000 frames)
                 if k >= seen:
                     seen = min(front, k + _BLOCK_AHEAD)
                     if _none_flagged(z[k:seen], G[k:seen], tol):
                         k = seen
                         continue
+                    flags = _flag_mask(z, G, k, seen, tol)
+                    f_lo = k
+                left = flags & ~((np.int64(1) << (k - f_lo)) - 1)
+                if left == 0:
+                    k = seen
+                    continue
+                k = f_lo + trailing_zeros(left)
                 if z[k] != 0.0:
                     C[m] = k
                     m += 1
@@ -4238,7 +4287,7 @@ def _coarse_blocks(g1, g2, alpha, z, G, tol, thin, dp, rp, sums, work, wz, solve
             # more, from a quarter block back)
             pos = max(C[m - overlap] if m > overlap else k, pos + 1)
         _coarse_sweep_end(G, front, tw, tv, x_hi, g1, g2, alpha, d, r, n, sums, wz, xs, n_xs,
-                          tab)
+                          tab, n_c)
         quiet = not any_change and not failed
         if not any_change or (sweeps >= _BLOCK_SWEEPS_MIN and solved > cap):
             break
@@ -4253,6 +4302,17 @@ def _none_flagged(zs, gs, tol):
     for t in range(zs.shape[0]):
         hit |= (zs[t] != 0.0) | (gs[t] < -tol)
     return not hit
+
+
+@njit(cache=_CACHE, nogil=True)
+def _flag_mask(z, G, lo, hi, tol):
+    """The samples of [lo, hi) (at most 64) that :func:`_none_flagged`
+    finds, as bits (bit k - lo for sample k)."""
+    msk = np.int64(0)
+    for t in range(hi - lo):
+        f = (z[lo + t] != 0.0) | (G[lo + t] < -tol)
+        msk |= np.int64(f) << t
+    return msk
 
 
 @njit(cache=_CACHE, nogil=True)
@@ -4330,10 +4390,13 @@ def _coarse_settle(y, g1, g2, alpha, lamG, mode, mu, active, max_steps, s_out, b
         # (the step's multipliers, not the gradient formed directly: a guess
         # either way, the same steps on the 1 kHz moves and 1M frames, one
         # pass pair less per step)
-        g_max = 0.0
+        # (max|G| in a pass of its own: the copy then vectorises; 1,000,000
+        # frames ~2.7 -> ~2.1 ms a step, the same numbers)
         for k in range(n):
             z[k] = u[k] if not active[k] else 0.0
             G[k] = alpha * nu[k]
+        g_max = 0.0
+        for k in range(n):
             g_max = max(g_max, abs(G[k]))
         _sweeps, quiet = _coarse_blocks(g1, g2, alpha, z, G, max(alpha * eps_nu, 1e-13 * g_max),
                                         thin, dp, rp, sums, work, wz, _NO, _BLOCK_SWEEPS, _YES,
@@ -4445,7 +4508,11 @@ def _coarse_polish_blocks(y, g1, g2, alpha, lamG, mode, mu, active, s_i, bvec, f
         for k in range(n):
             z[k] = u[k] if not active[k] else 0.0
             G[k] = alpha * nu[k]
-            f0 += lamG * z[k]
+        # (the sum in a pass of its own, in the same order; at lambda 0 it
+        # adds zeros to a positive f0: left out)
+        if lamG != 0.0:
+            for k in range(n):
+                f0 += lamG * z[k]
         _coarse_blocks(g1, g2, alpha, z, G, _COARSE_POLISH_TOL * g_max, thin, dp, rp, sums, work,
                        wz, _YES, _BLOCK_SWEEPS, _NO, _block_size(lamG))
         changed = 0
@@ -4462,8 +4529,9 @@ def _coarse_polish_blocks(y, g1, g2, alpha, lamG, mode, mu, active, s_i, bvec, f
         for t in range(T):
             rt = y[t] - work2[t] - bvec[t]
             f1 += 0.5 * rt * rt
-        for k in range(n):
-            f1 += lamG * z[k]
+        if lamG != 0.0:
+            for k in range(n):
+                f1 += lamG * z[k]
         if not f0 - f1 > gain * f_fit:
             break
         for t in range(T):
