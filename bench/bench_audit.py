@@ -4,6 +4,7 @@
         --seed 1 --seconds 600 [--count N] [--timeout 60] [--jsonl out.jsonl] [--verbose]
     ... bench/bench_audit.py --seed 1 --only 17 --verbose     # one problem again
     ... bench/bench_audit.py --seed 1 --only 17 --dump p17.npz  # save its inputs
+    ... bench/bench_audit.py --seed 3 --hard --seconds 600      # harder problems
 
 Problems the project did not choose, drawn from ``--seed`` (problem i from
 ``default_rng([seed, i])``, so any one can be re-run alone): fs 7.5-1000 Hz;
@@ -124,7 +125,29 @@ def kernel_h(fs, tr, td, peak, n):
     return -np.exp(-t / td) * np.expm1(-t * (1.0 / tr - 1.0 / td)) / peak
 
 
-def make_problem(seed, i):
+def draw_hard(seed, i):
+    """``--hard``: slow and near-degenerate kernels at 300-1000 Hz, lambda 0
+    or tiny, small noise on large offsets, T 500-60,000."""
+    hr = np.random.default_rng([seed, i, 7])
+    fs = float(hr.choice([300.0, 500.0, 1000.0]) * hr.uniform(0.95, 1.0))
+    if hr.random() < 0.5:
+        kind, td, tr = "hard-6s", hr.uniform(1.0, 5.0), hr.uniform(0.05, 0.5)
+    else:
+        kind = "hard-degen"
+        td = hr.uniform(0.3, 3.0)
+        tr = td * (1.0 - 10.0 ** -hr.uniform(2.0, 9.0))
+    u = hr.random()
+    lam = 0.0 if u < 0.4 else float(10.0 ** hr.uniform(-4, -1) if u < 0.8 else
+                                     10.0 ** hr.uniform(-1, 1))
+    noise = float(10.0 ** hr.uniform(-2, -1))
+    offset = (float(hr.choice([-1, 1]) * 10.0 ** hr.uniform(3, 6)) if hr.random() < 0.6
+              else float(hr.uniform(0, 5)))
+    T = int(10.0 ** hr.uniform(np.log10(500), np.log10(60_000)))
+    n = int(hr.integers(1, 3))
+    return fs, float(tr), float(td), kind, lam, noise, offset, T, n
+
+
+def make_problem(seed, i, hard=False):
     rng = np.random.default_rng([seed, i])
     fs, tr, td, kind = draw_params(rng)
     lam = 0.0 if rng.random() < 0.15 else float(10.0 ** rng.uniform(-3, 1))
@@ -147,6 +170,8 @@ def make_problem(seed, i):
         offset = float(np.sign(rng.uniform(-0.3, 1)) * 10.0 ** rng.uniform(0, 6))
     if mode == "none" and rng.random() < 0.6:
         offset = 0.0
+    if hard:
+        fs, tr, td, kind, lam, noise, offset, T, n = draw_hard(seed, i)
     _d, _r, peak, _G, _L = kernel_consts(fs, tr, td)
     h = kernel_h(fs, tr, td, peak, T)
     rate = 10.0 ** rng.uniform(-1, 0.8)  # spikes per second
@@ -552,7 +577,7 @@ def judge(p, params, res, dense_max, cold_max, row_y):
                 if ok2:
                     sr, ok, outer = sr2, ok2, outer2
             Pr = m.objective(yc, sr, m.best_b(yc - m.conv(sr)))
-            scale = 1e-14 * 0.5 * T * rng_ ** 2
+            scale = max(1e-14 * 0.5 * T * rng_ ** 2, 1e-300)
             rec.update(ref_ok=ok, ref_outer=outer, P_ref=Pr,
                        gap=(P - Pr) / max(abs(Pr), scale),
                        ref_cpu=time.process_time() - t0,
@@ -564,7 +589,7 @@ def judge(p, params, res, dense_max, cold_max, row_y):
         if mode != "drift" and T <= 20_000 and T >= 3:
             try:
                 Po = oasis_objective(m, yc, b, alpha)
-                rec["oasis"] = (P - Po) / max(abs(Po), 1e-14 * 0.5 * T * rng_ ** 2)
+                rec["oasis"] = (P - Po) / max(abs(Po), 1e-14 * 0.5 * T * rng_ ** 2, 1e-300)
             except Exception as e:  # noqa: BLE001
                 rec["oasis_err"] = f"{type(e).__name__}: {e}"
         flags = []
@@ -659,12 +684,13 @@ def main(argv=None):
     ap.add_argument("--count", type=int, default=10 ** 9)
     ap.add_argument("--seconds", type=float, default=600.0)
     ap.add_argument("--start", type=int, default=0, help="first problem index")
-    ap.add_argument("--only", type=int, default=None, help="this problem alone")
+    ap.add_argument("--only", type=int, nargs="+", default=None, help="these problems alone")
     ap.add_argument("--timeout", type=float, default=60.0, help="per call, seconds")
     ap.add_argument("--dense", type=int, default=1200, help="largest T with a dense reference")
     ap.add_argument("--cold", type=int, default=256, help="largest T whose reference starts cold")
     ap.add_argument("--jsonl", default=None, help="write every row's record here")
     ap.add_argument("--dump", default=None, help="with --only: save the problem (npz)")
+    ap.add_argument("--hard", action="store_true", help="the hard distribution (draw_hard)")
     ap.add_argument("--verbose", action="store_true")
     a = ap.parse_args(argv)
     warnings.simplefilter("ignore")
@@ -672,11 +698,11 @@ def main(argv=None):
     records, events = [], []
     out = open(a.jsonl, "w") if a.jsonl else None  # noqa: SIM115 (closed below)
     t_end = time.monotonic() + a.seconds
-    idx = [a.only] if a.only is not None else range(a.start, a.start + a.count)
+    idx = a.only if a.only is not None else range(a.start, a.start + a.count)
     for i in idx:
         if time.monotonic() > t_end:
             break
-        p = make_problem(a.seed, i)
+        p = make_problem(a.seed, i, a.hard)
         if a.dump:
             np.savez(a.dump, **{k: v for k, v in p.items() if k != "warm"},
                      warm=json.dumps(p["warm"]))
