@@ -2,27 +2,19 @@
 solver's definitions, its references reach the optimum, and it catches a
 wrong answer (a judge that flags nothing would pass any solver)."""
 
-import importlib.util
 import math
-import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
+from _bench import load_bench
 
 from napari_catune import solver as S
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def A():
-    spec = importlib.util.spec_from_file_location("bench_audit", ROOT / "bench" / "bench_audit.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["bench_audit"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_bench("bench_audit")
 
 
 KERNELS = [(30.0, 0.05, 0.5), (100.0, 0.002, 0.08), (1000.0, 0.2, 3.0),
