@@ -1374,11 +1374,11 @@ _AFFINE_WORK = 4
 
 
 # a solve at lambda > 0 without drift (mostly a cold start; a warm start's
-# block step too) goes to _affine_lam0 once a block exchange leaves at most n / _AFFINE_LATE violators (0: never): its full
-# step then carries the slopes in b and the settles that follow need no
-# further full step (the plain path: a local settle with b fixed, then a
-# full step whose new b leaves violators, 3 such steps on dense-30Hz at
-# 1,000,000 frames)
+# block step too) goes to _affine_lam0 once a block exchange leaves at most
+# n / _AFFINE_LATE violators (0: never): its full step then carries the
+# slopes in b and the settles that follow need no further full step (the
+# plain path: a local settle with b fixed, then a full step whose new b
+# leaves violators, 3 such steps on dense-30Hz at 1,000,000 frames)
 _AFFINE_LATE = 16
 
 
