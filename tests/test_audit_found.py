@@ -89,3 +89,7 @@ def test_near_degenerate_warm_start_still_checked():
     again = S.run_deconvolution_full(y, 30.0, 0.999, 1.0, 0.1, init=first.activity)
     assert np.array_equal(again.activity, first.activity)
     assert np.array_equal(again.iterations, first.iterations)
+    for opts in ({"method": "pdas"}, {"baseline": "rolling"}):
+        cold = S.run_deconvolution_full(y, 30.0, 0.999, 1.0, 0.1, **opts)
+        again = S.run_deconvolution_full(y, 30.0, 0.999, 1.0, 0.1, init=cold.activity, **opts)
+        assert np.array_equal(again.iterations, cold.iterations)

@@ -396,6 +396,11 @@ def _solve_rows(y, m: _Model, *, mode, mu, method, tol, max_iters, init, out=Non
     (:func:`start_background_compile`), rows go to the NumPy solver
     (:mod:`napari_catune._numpy_solver`, the same optimum), a group at a
     time: a long job goes on with the compiled code once it is ready."""
+    if init is not None and method != "fista" and m.near_degenerate:
+        # see _NEAR_DEGENERATE: the exact method solves such a kernel cold
+        # (compiled or NumPy, whatever the baseline model)
+        _check_init_finite(init)
+        init = None
     if _fallback_now():
         return _solve_rows_fallback(y, m, mode=mode, mu=mu, tol=tol, max_iters=max_iters,
                                     init=init, out=out)
@@ -623,10 +628,6 @@ def run_deconvolution_full(
             )
         if not exact_only:
             _check_init_finite(init)
-        elif method == "auto" and m.near_degenerate:
-            # see _NEAR_DEGENERATE: such a kernel is solved cold
-            _check_init_finite(init)
-            init = None
 
     rolled = None
     if mode == "rolling":
