@@ -93,3 +93,85 @@ def test_near_degenerate_warm_start_still_checked():
         cold = S.run_deconvolution_full(y, 30.0, 0.999, 1.0, 0.1, **opts)
         again = S.run_deconvolution_full(y, 30.0, 0.999, 1.0, 0.1, init=cold.activity, **opts)
         assert np.array_equal(again.iterations, cold.iterations)
+
+
+@pytest.mark.parametrize("seed, i, row, gap", [
+    (5, 23, 0, 1.0e-8), (5, 334, 1, 2.2e-9), (5, 447, 1, 2.5e-9), (3, 224, 0, 1.4e-9),
+])
+def test_cold_near_degenerate_converged_is_optimal(seed, i, row, gap):
+    """Cold solves on near-degenerate kernels (tau_rise = tau_decay to 4-9
+    digits, 950-1000 Hz) that said converged=True ``gap`` (relative) above
+    the optimum before the polish (_polish): a spike 4 samples off (seed 5
+    no. 23), a violator left out (no. 447, seed 3 no. 224) or the free
+    spikes 1e-3 off on the right support (no. 334).  Now within 1e-10 of
+    the bench's independent reference (its Lawson-Hanson on the free
+    columns of K, from our support, to 1e-11 of its gradient)."""
+    bench = _bench()
+    p = bench.make_problem(seed, i, hard=True)
+    assert S._model_checked(p["fs"], p["tr"], p["td"], 0.0).near_degenerate
+    mode = p["mode"]
+    y = np.ascontiguousarray(p["y"][row], dtype=np.float64)
+    par = (p["fs"], p["tr"], p["td"], p["lam"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = S.run_deconvolution_full(y, *par, baseline=mode, drift_scale=p["drift_scale"])
+    assert res.converged
+    m = bench.Model(*par, mode, p["drift_scale"], y.size, False)
+    yc = y - bench.center(y, mode)
+    b_ours = np.broadcast_to(np.asarray(res.baseline, dtype=np.float64).ravel(), y.shape)
+    o_ours = m.objective(yc, res.activity, b_ours - (y - yc))
+    ref, ok, _ = bench.support_reference(m, yc, res.activity)
+    assert ok
+    o_ref = m.objective(yc, ref, m.best_b(yc - m.conv(ref)))
+    assert o_ours <= o_ref + 1e-10 * abs(o_ref), (o_ours - o_ref) / o_ref
+    assert np.array_equal(res.activity > 0, ref > 0)
+
+
+def test_polish_kernel_is_exact():
+    """The polish's K s by FFT from the closed-form kernel agrees with a
+    direct sum in extended precision to ~1e-14 of its largest, where the
+    AR(2) recursion (the solvers') is off by ~1e-10 on this kernel."""
+    from napari_catune import _numpy_solver as npsol
+    from napari_catune._polish import _Kernel
+
+    fs, tr, td = 956.86, 2.58304, 2.58387
+    T = 6000
+    m = S._model_checked(fs, tr, td, 0.0)
+    ker = _Kernel(m._taus, T)
+    rng = np.random.default_rng(1)
+    s = np.where(rng.random(T) < 0.01, rng.random(T), 0.0)
+    s[-1] = 0.0
+    hl = ker.h.astype(np.longdouble)
+    exact = np.zeros(T, dtype=np.longdouble)
+    for j in np.flatnonzero(s):
+        exact[j:] += hl[:T - j] * np.longdouble(s[j])
+    top = float(np.abs(exact).max())
+    assert float(np.abs(ker.conv(s[None])[0] - exact).max()) < 1e-13 * top
+    r = rng.standard_normal(T)
+    corr = ker.corr(r[None])[0]
+    direct = np.array([(hl[:T - j] * r[j:].astype(np.longdouble)).sum() for j in range(0, T, 250)])
+    assert float(np.abs(corr[::250] - direct).max()) < 1e-12 * float(np.abs(direct).max())
+    # the same kernel as the solvers' to the recursion's own rounding
+    rec = npsol.conv_rows(s[None], m.g1, m.g2, m.alpha)[0]
+    assert float(np.abs(rec - exact).max()) < 1e-8 * top
+
+
+def test_polish_only_near_degenerate(monkeypatch):
+    """Only near-degenerate kernels take the polish (every other answer as
+    before, bit for bit), never FISTA's; and it keeps within max_iters."""
+    from napari_catune import _polish
+
+    calls = []
+    real = _polish.polish_rows
+    monkeypatch.setattr(_polish, "polish_rows", lambda *a, **k: calls.append(1) or real(*a, **k))
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=(2, 800)) * 0.05 + 3.0
+    y[:, 100] += 2.0
+    S.run_deconvolution_full(y, 300.0, 0.5, 1.0, 0.01)
+    S.run_deconvolution_full(y, 300.0, 0.999, 1.0, 0.01, method="fista", max_iters=50)
+    assert not calls
+    res = S.run_deconvolution_full(y, 300.0, 0.999, 1.0, 0.01)
+    assert calls
+    for cap in (int(res.iterations.max()), int(res.iterations.min()) + 1, 3):
+        r = S.run_deconvolution_full(y, 300.0, 0.999, 1.0, 0.01, max_iters=cap)
+        assert (r.iterations <= cap).all()
