@@ -50,7 +50,7 @@ _MAX_FREE = 200
 # on these kernels, follows: seen with every step of the budget used)
 _MAX_FREE_STUCK = 400
 _MAX_WORK_STUCK = 2e9
-_MAX_WORK = 2e8
+_MAX_WORK = 1e9
 _MAX_FLOATS = 2e7
 # violators freed per round (the most negative first, none next to
 # another freed in the round)
