@@ -45,12 +45,12 @@ _TOL = 1e-12
 _FLOOR = 1e-2
 # at most this many free samples, K_W's floats (k T) and the work of the
 # samples joining H at once (new k T) at most these: else the start stands
-_MAX_FREE = 200
+_MAX_FREE = 400
 # ... where the exact method did not settle in its budget (then FISTA, slow
 # on these kernels, follows: seen with every step of the budget used)
 _MAX_FREE_STUCK = 400
 _MAX_WORK_STUCK = 2e9
-_MAX_WORK = 1e9
+_MAX_WORK = 2e9
 _MAX_FLOATS = 2e7
 # violators freed per round (the most negative first, none next to
 # another freed in the round)
