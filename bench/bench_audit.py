@@ -33,7 +33,9 @@ matrix, the best baseline by a mean or a banded solve of (I + mu L) b = z:
   the free columns, cold (from s = 0) for T <= ``--cold`` (256) else from
   the returned support, until my own gradient's violations are below 1e-11;
   gap = (P_ours - P_ref) / P_ref, P_ours the objective at the returned
-  (s, b) -- flagged above 1e-9 when converged=True;
+  (s, b) -- flagged above 1e-9 when converged=True, plus twice the float64
+  floor of a returned baseline (gap_floor: the reference's own b rounded
+  as b + level is; 0 for "none");
 * cert: for lambda > 0 a duality-gap bound on P_ours - P* at any T: the
   dual point u = theta r (r the residual at the best baseline, theta the
   largest <= 1 with K'u <= lam G) gives P - D = (1-theta)^2/2 (||r||^2 +
@@ -576,10 +578,18 @@ def judge(p, params, res, dense_max, cold_max, row_y):
                 sr2, ok2, outer2 = reference(m, yc, s)
                 if ok2:
                     sr, ok, outer = sr2, ok2, outer2
-            Pr = m.objective(yc, sr, m.best_b(yc - m.conv(sr)))
+            br = m.best_b(yc - m.conv(sr))
+            Pr = m.objective(yc, sr, br)
             scale = max(1e-14 * 0.5 * T * rng_ ** 2, 1e-300)
-            rec.update(ref_ok=ok, ref_outer=outer, P_ref=Pr,
-                       gap=(P - Pr) / max(abs(Pr), scale),
+            den = max(abs(Pr), scale)
+            # the float64 floor of a returned baseline: the reference's own
+            # b rounded as b + level is (a level of 6e5 with mu 5e8 puts the
+            # exact optimum, so rounded, 1e-8 above P* on 35 frames)
+            floor = 0.0
+            if cl != 0.0:
+                floor = max((m.objective(yc, sr, (br + cl) - cl) - Pr) / den, 0.0)
+            rec.update(ref_ok=ok, ref_outer=outer, P_ref=Pr, gap_floor=floor,
+                       gap=(P - Pr) / den,
                        ref_cpu=time.process_time() - t0,
                        ref_cold=T <= cold_max, ref_kind="dense" if dense else "support")
         elif suspect:
@@ -596,7 +606,8 @@ def judge(p, params, res, dense_max, cold_max, row_y):
         if rec["conv"]:
             if ks / rng_ > KKT_FLAG or kb / rng_ > KKT_FLAG:
                 flags.append("kkt")
-            if rec.get("gap", 0.0) > GAP_FLAG and rec.get("ref_ok", False):
+            if (rec.get("gap", 0.0) > GAP_FLAG + 2.0 * rec.get("gap_floor", 0.0)
+                    and rec.get("ref_ok", False)):
                 flags.append("gap")
             if rec.get("probe", 0.0) > GAP_FLAG:
                 flags.append("probe")
@@ -624,6 +635,8 @@ def fmt(rec):
     o = rec.get("oasis")
     c = rec.get("cert")
     pr = "" if "probe" not in rec else f"probe={rec['probe']:.1e} "
+    if rec.get("gap_floor", 0.0) > 1e-12:
+        pr += f"floor={rec['gap_floor']:.1e} "
     return (f"#{rec['i']}.{rec['row']} {rec['phase']:4s} {rec['kind']:8s} {rec['mode']:6s} "
             f"T={rec['T']:<6d} fs={rec['fs']:.4g} tr={rec['tr']:.4g} td={rec['td']:.4g} "
             f"lam={rec['lam']:.3g} conv={int(rec['conv'])} it={rec['iters']} "

@@ -104,3 +104,25 @@ def test_judge_flags_a_wrong_answer(A, mode):
     p_bad = m.objective(y - c, s_bad, m.best_b(y - c - m.conv(s_bad)))
     found = p_bad - A.descent_probe(m, y - c, s_bad)
     assert found >= 0.5 * rec["gap"] * rec["P_ref"]
+
+
+def test_judge_allows_the_float64_floor_of_a_baseline_far_from_zero(A):
+    """A drift baseline at a level of 6e5 with mu ~5e8 on 35 frames (seed
+    4 no. 1823): the exact optimum rounded to float64 there is already
+    ~1e-8 above P*, and ours is exactly that; the judge sets such a floor
+    aside (gap_floor) but still flags a baseline off by more."""
+    T, fs, tr, td, lam = 35, 438.16469815, 0.0933234, 2.6430063, 6.56272955
+    rng = np.random.default_rng(1823)
+    y = -620975.65344938 + 0.0118 * rng.standard_normal(T)
+    res = S.run_deconvolution_full(y, fs, tr, td, lam, baseline="drift")
+    assert res.converged and not res.activity.any()
+    p = {"i": 0, "T": T, "mode": "drift", "kind": "6s", "drift_scale": None}
+    b = np.asarray(res.baseline, dtype=float)[None]
+    good = ("ok", res.activity[None], b, np.array([res.iterations]), np.array([True]), 0.0, 0.0)
+    (rec,) = A.judge(p, (fs, tr, td, lam), good, 1200, 256, y[None])
+    assert rec["gap_floor"] > 0.0
+    assert rec["flags"] == [] and rec["gap"] <= 2.0 * rec["gap_floor"] + 1e-12
+    bad = ("ok", res.activity[None], b + 3e-6, np.array([res.iterations]), np.array([True]),
+           0.0, 0.0)
+    (rec,) = A.judge(p, (fs, tr, td, lam), bad, 1200, 256, y[None])
+    assert "gap" in rec["flags"]
