@@ -3448,6 +3448,18 @@ def _coarse_model(g1, g2, alpha, k):
 
 
 @njit(cache=_CACHE, nogil=True)
+def _bin_means(y, k, out):
+    """out[j] = the mean of y[j k : j k + k] (its sum times 1 / k), for
+    every j < len(out)."""
+    inv = 1.0 / k
+    for j in range(out.shape[0]):
+        acc = 0.0
+        for t in range(j * k, j * k + k):
+            acc += y[t]
+        out[j] = acc * inv
+
+
+@njit(cache=_CACHE, nogil=True)
 def _coarse_start(y, g1, g2, alpha, lamG, mode, mu, k, active, fws, bws, max_iters):
     """A cold start's guess from the trace binned by ``k`` frames: the same
     problem on the bin means (the kernel sampled every k frames: AR(2)
@@ -3468,11 +3480,7 @@ def _coarse_start(y, g1, g2, alpha, lamG, mode, mu, k, active, fws, bws, max_ite
     bc = fws[2 * Tc:3 * Tc]
     pws = fws[3 * Tc:]
     inv_k = 1.0 / k
-    for j in range(Tc):
-        acc = 0.0
-        for t in range(j * k, j * k + k):
-            acc += y[t]
-        yc[j] = acc * inv_k
+    _bin_means(y, k, yc)
     act_c = bws[4 * nc:5 * nc]
     for j in range(nc):
         act_c[j] = True
@@ -3534,11 +3542,7 @@ def _coarse_start2(yc, g1c, g2c, alpha_c, mode, mu_c, act_c, max_iters, sc, bc, 
     scc = sc[Tcc:2 * Tcc]
     bcc = sc[2 * Tcc:3 * Tcc]
     inv = 1.0 / k2
-    for j in range(Tcc):
-        acc = 0.0
-        for t in range(j * k2, j * k2 + k2):
-            acc += yc[t]
-        ycc[j] = acc * inv
+    _bin_means(yc, k2, ycc)
     acts = act_cc[0:ncc]
     for j in range(ncc):
         acts[j] = True
