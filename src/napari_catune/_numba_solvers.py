@@ -4633,11 +4633,12 @@ _WARM_BUDGET = 100
 
 @njit(cache=_CACHE, nogil=True)
 def _row_check(yi, si, bvec, b, i, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, tol_ws, conv, fi):
-    """pdas_rows' read-out of row i: its baseline into b, the KKT check into
+    """pdas_rows' read-out of row i: its baseline into b (a drift baseline
+    is solved in b[i] itself: there ``bvec`` is b[i]), the KKT check into
     conv[i], the fit K s + b into fi."""
     T = yi.shape[0]
-    _store_baseline(b, i, bvec)
     if mode != 2:
+        _store_baseline(b, i, bvec)
         # one pass pair: kkt_one's (_kkt_fused) at the one baseline stored,
         # the trace's range and the fit read in them (_kkt_scalar_b: the
         # same numbers; 1,000,000 frames 4.6 -> 3.6 -> ~2.5 ms)
@@ -4659,8 +4660,9 @@ def _row_check(yi, si, bvec, b, i, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, to
     tol = _tolerance_of(lo, hi, kkt_tol, mode)
     exact = mu * 2.220446049250313e-16 * b_max > tol
     if not exact:
+        # (K' r not stored: not read here)
         v_s, v_b, _lo, _hi = _kkt_fused(yi, si, bvec, g1, g2, alpha, lamG, G, mode, mu,
-                                        tol_ws[0:T], tol_ws[T:2 * T], fi)
+                                        tol_ws[0:T], tol_ws[T:T], fi)
         exact = v_s <= tol and v_b > tol
     if exact:
         v_s, v_b = kkt_one(yi, si, bvec, g1, g2, alpha, lamG, G, mode, mu, tol_ws[0:T],
@@ -4827,12 +4829,14 @@ def pdas_rows(y, init, warm, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iter
     polish = (kc > 0 and _COARSE_POLISH > 0 and _EARLY_DECAY > 0.0
               and not (d_root < 1.0 and _EARLY_DECAY * (1.0 - d_root) >= 1.0))
     for i in range(N):
+        # a drift baseline is solved in b[i] itself (no copy: _row_check)
+        bvec_i = b[i] if mode == 2 else bvec
         for k in range(n):
             active[k] = init[i, k] <= 0.0 if warm else cold
         if kb > 0:
             iters[i] = _coarse_row(y[i], warm, g1, g2, alpha, lamG, mode, mu, kb, active,
-                                   max_iters, s[i], bvec, pws, bws)
-            _row_check(y[i], s[i], bvec, b, i, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, tol_ws,
+                                   max_iters, s[i], bvec_i, pws, bws)
+            _row_check(y[i], s[i], bvec_i, b, i, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, tol_ws,
                        conv, fit[i])
             continue
         it_c = 0
@@ -4850,7 +4854,7 @@ def pdas_rows(y, init, warm, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iter
         left = max_iters - it_c
         budget = min(left, _WARM_BUDGET) if warm_i else left
         it, settled = pdas_one(y[i], g1, g2, alpha, lamG, mode, mu, active, budget, s[i],
-                               bvec, pws, bws, 1e-11, warm_i, _NO)
+                               bvec_i, pws, bws, 1e-11, warm_i, _NO)
         if warm_i and not settled and it >= budget and left > budget:
             # a warm start that has not settled in many times a cold solve's
             # steps is leading the exchange astray (seen at lambda = 0 on a
@@ -4858,17 +4862,17 @@ def pdas_rows(y, init, warm, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iter
             for k in range(n):
                 active[k] = cold
             it2, settled = pdas_one(y[i], g1, g2, alpha, lamG, mode, mu, active,
-                                    left - it, s[i], bvec, pws, bws, 1e-11, _NO, _NO)
+                                    left - it, s[i], bvec_i, pws, bws, 1e-11, _NO, _NO)
             it += it2
         elif polish and warm_i and not warm and settled:
             # the binned start on a kernel decaying over more than
             # _EARLY_DECAY samples: its answer made exact (_coarse_polish)
             it2, _moved = _coarse_polish(y[i], g1, g2, alpha, lamG, mode, mu, active, s[i],
-                                         bvec, pws, bws, left - it, 1e-12)
+                                         bvec_i, pws, bws, left - it, 1e-12)
             it += it2
         it += it_c
         iters[i] = it
-        _row_check(y[i], s[i], bvec, b, i, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, tol_ws,
+        _row_check(y[i], s[i], bvec_i, b, i, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, tol_ws,
                    conv, fit[i])
     return 0
 
@@ -4974,9 +4978,10 @@ def _kkt_fused(y, s, bvec, g1, g2, alpha, lamG, G, mode, mu, work, grad, fi):
     numbers) where its baseline part needs no smoother: mode 0, mode 1 (the
     mean) and the drift bound.  The forward pass forms y - K s (and its mean,
     or the drift bound), the backward pass K' r and the spikes' violation;
-    ``work`` ends holding r = y - K s - b as in kkt_one, and ``fi`` (unless
-    empty) the fit y - r.  Returns (v_s, v_b, and y's range lo, hi: the
-    read-out's tolerance, :func:`_row_check`, with no pass of its own)."""
+    ``work`` ends holding r = y - K s - b as in kkt_one, ``grad`` (unless
+    empty) K' r, and ``fi`` (unless empty) the fit y - r.  Returns (v_s,
+    v_b, and y's range lo, hi: the read-out's tolerance, :func:`_row_check`,
+    with no pass of its own)."""
     T = y.shape[0]
     v_b = 0.0
     acc = 0.0
@@ -5031,13 +5036,16 @@ def _kkt_fused(y, s, bvec, g1, g2, alpha, lamG, G, mode, mu, work, grad, fi):
     fit = fi.shape[0] > 0
     if fit:
         fi[T - 1] = y[T - 1] - r_next
-    grad[T - 1] = 0.0
+    keep_g = grad.shape[0] > 0
+    if keep_g:
+        grad[T - 1] = 0.0
     g = lamG - 0.0
     v_s = max(0.0, abs(g) if s[T - 1] > 0.0 else -g)
     for j in range(T - 2, -1, -1):
         p = (r_next + g2 * p2) + g1 * p1
         gr = alpha * p
-        grad[j] = gr
+        if keep_g:
+            grad[j] = gr
         p2 = p1
         p1 = p
         g = lamG - gr
