@@ -77,7 +77,7 @@ def test_scalar_b_check_matches_kkt_fused(mode):
                 w = np.zeros(T)
                 fit = np.full(T, np.nan)
                 got = ns._kkt_scalar_b(y, s, b0, m.g1, m.g2, m.alpha, m.lamG, m.G, mode, w, fit)
-                assert got == ref
+                assert got == ref[:4]
                 assert np.array_equal(fit, fit_ref)
                 assert np.array_equal(w - b0, w_ref)
 
@@ -100,8 +100,9 @@ def _row_check_drift_ref(y, s, bvec, m, mu, kkt_tol):
 
 @pytest.mark.parametrize("kernel", [(30.0, 0.05, 0.5), (1000.0, 0.2, 3.0), (100.0, 0.4, 1.8)])
 def test_row_check_drift_matches_the_separate_passes(kernel):
-    """Drift: the range and max |b| in one pass, the bound's pass pair
-    writing the fit; the same outcome, fit and residual as the passes
+    """Drift: the range and max |b| read in the bound's pass pair (in a pass
+    of their own first for a large mu), that pass pair writing the fit;
+    the same outcome, fit and residual as the passes
     formed apart, bit for bit, on every branch (the bound holds, the bound
     fails, the exact check at once for a large mu)."""
     fs, tr, td = kernel
@@ -122,19 +123,53 @@ def test_row_check_drift_matches_the_separate_passes(kernel):
                 for bvec in (best, best + 0.01 * rng.standard_normal(T)):
                     for scale in (1.0, 1e6, 1e12):
                         ref = _row_check_drift_ref(y, s, bvec, m, mu, S.KKT_TOL * scale)
-                        b = np.zeros((1, T))
+                        # (pdas_rows solves a drift baseline in b[i] itself)
+                        b = bvec[None].copy()
                         conv = np.zeros(1, np.bool_)
                         fit = np.full(T, np.nan)
                         ws = np.zeros(3 * T)
-                        ns._row_check(y, s, bvec, b, 0, m.g1, m.g2, m.alpha, m.lamG, m.G, 2,
+                        ns._row_check(y, s, b[0], b, 0, m.g1, m.g2, m.alpha, m.lamG, m.G, 2,
                                       mu, S.KKT_TOL * scale, ws, conv, fit)
                         assert conv[0] == ref[0]
                         assert np.array_equal(fit, ref[1])
                         assert np.array_equal(ws[0:T], ref[2])
-                        assert np.array_equal(ws[T:2 * T], ref[3])
+                        if ref[4]:
+                            # (K' r kept by the exact check only)
+                            assert np.array_equal(ws[T:2 * T], ref[3])
                         assert np.array_equal(b[0], bvec)
                         seen.add((bool(ref[0]), ref[4]))
                         n_conv += conv[0]
     # (converged and not, with and without the exact check)
     assert seen == {(True, True), (True, False), (False, True), (False, False)}
     assert n_conv > 0
+
+
+def test_row_check_drift_exact_at_once_below_the_range_pass_mu():
+    """Drift with mu at _DRIFT_RANGE_FIRST (range and max |b| read in the
+    bound's pass pair) where mu eps max|b| exceeds the tolerance (a level
+    50 times the range): the exact check decided after that pass pair, the
+    same outcome, fit and residual as the passes formed apart."""
+    mu = ns._DRIFT_RANGE_FIRST
+    rng = np.random.default_rng(11)
+    for fs, tr, td in [(30.0, 0.05, 0.5), (100.0, 0.4, 1.8)]:
+        m = S._model_checked(fs, tr, td, 0.05)
+        for T in (64, 5000):
+            y = rng.standard_normal(T) * 0.3 + 50.0
+            s = np.where(rng.random(T) < 0.3, rng.exponential(1.0, T), 0.0)
+            s[-1] = 0.0
+            conv_s = np.zeros(T)
+            ns.forward_conv(s, m.g1, m.g2, m.alpha, conv_s)
+            bvec = np.zeros(T)
+            ns.best_baseline(y - conv_s, 2, mu, np.zeros(T), bvec)
+            ref = _row_check_drift_ref(y, s, bvec, m, mu, S.KKT_TOL)
+            assert ref[4]  # (the exact check)
+            b = bvec[None].copy()
+            conv = np.zeros(1, np.bool_)
+            fit = np.full(T, np.nan)
+            ws = np.zeros(3 * T)
+            ns._row_check(y, s, b[0], b, 0, m.g1, m.g2, m.alpha, m.lamG, m.G, 2, mu, S.KKT_TOL,
+                          ws, conv, fit)
+            assert conv[0] == ref[0]
+            assert np.array_equal(fit, ref[1])
+            assert np.array_equal(ws[0:T], ref[2])
+            assert np.array_equal(ws[T:2 * T], ref[3])
