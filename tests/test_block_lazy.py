@@ -92,7 +92,7 @@ def _sweep(g1, g2, alpha, n, rng, G, plan):
         worst = max(worst, np.max(np.abs(G[sl] - ref[sl])) / scale)
     xs = np.array(xs + [0], np.int64)
     ns._coarse_sweep_end(G, front, tw, tv, x_hi, g1, g2, alpha, d, r, n, sums, X, xs,
-                         xs.shape[0] - 1, tab, n_c, drop)
+                         xs.shape[0] - 1, tab, n_c, drop, np.zeros((n >> 6) + 1, np.bool_))
     assert not np.any(X)
     ref = G0 + _ktk(g1, g2, alpha, total)
     worst = max(worst, np.max(np.abs(G - ref)) / scale)

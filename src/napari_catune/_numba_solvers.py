@@ -4108,7 +4108,7 @@ def _coarse_advance(G, lo, hi, w, v, alpha, d, r, n, sums, tab, n_c, drop):
 
 @njit(cache=_CACHE, nogil=True, fastmath={"contract"})
 def _coarse_sweep_end(G, P, tw, tv, x_hi, g1, g2, alpha, d, r, n, sums, X, xs, n_xs, tab, n_c,
-                      drop):
+                      drop, dirty):
     """End a sweep of lazy updates: the pending tail's (tw, tv) share on
     [P, n), then the deferred shares (one backward pass of the adjoint
     recursion over the inputs X[0:x_hi+1], cleared): G is then exact
@@ -4122,7 +4122,12 @@ def _coarse_sweep_end(G, P, tw, tv, x_hi, g1, g2, alpha, d, r, n, sums, X, xs, n
     ulps), one with inputs by the recursion.  The state is dropped where
     its share of every sample below is under what ``drop``
     (:func:`_coarse_drop`) allows (as the pending tail, in
-    :func:`_coarse_advance`)."""
+    :func:`_coarse_advance`).  Marks in ``dirty`` (one flag per 64 samples,
+    j >> 6) every chunk of G it changes (or may: the whole span [P, n)
+    with a pending tail)."""
+    if (tw != 0.0 or tv != 0.0) and P < n:
+        for c in range(P >> 6, ((n - 1) >> 6) + 1):
+            dirty[c] = True
     _coarse_advance(G, P, n, tw, tv, alpha, d, r, n, sums, tab, n_c, drop)
     tp = tab[0]
     tf = tab[2]
@@ -4136,6 +4141,7 @@ def _coarse_sweep_end(G, P, tw, tv, x_hi, g1, g2, alpha, d, r, n, sums, X, xs, n
     while hi >= 0:
         lo = hi & ~63
         if i >= 0 and xs[i] >= lo:
+            dirty[lo >> 6] = True
             for j in range(hi, lo - 1, -1):
                 q = g1 * q1 + (X[j] + g2 * q2)
                 X[j] = 0.0
@@ -4146,6 +4152,7 @@ def _coarse_sweep_end(G, P, tw, tv, x_hi, g1, g2, alpha, d, r, n, sums, X, xs, n
                 i -= 1
         elif q1 != 0.0 or q2 != 0.0:
             # x_0 = q1 (at hi + 1), x_1 = g1 q1 + g2 q2 (at hi), ...
+            dirty[lo >> 6] = True
             w = q1
             v = (g1 * q1 + g2 * q2) - d * q1
             m = hi - lo + 1
@@ -4157,6 +4164,11 @@ def _coarse_sweep_end(G, P, tw, tv, x_hi, g1, g2, alpha, d, r, n, sums, X, xs, n
         if abs(q1) + drop[3] * abs((g1 * q1 + g2 * q2) - d * q1) < drop[2]:
             q1 = 0.0
             q2 = 0.0
+            # (no state: on at the chunk of the next input, if any)
+            if i < 0:
+                break
+            hi = min(lo - 1, xs[i] | 63)
+            continue
         hi = lo - 1
 
 
@@ -4285,6 +4297,10 @@ def _coarse_blocks(g1, g2, alpha, z, G, tol, thin, dp, rp, sums, work, wz, solve
     # the positions of wz's inputs (ascending: each block starts past the
     # last one's first candidate), for _coarse_sweep_end
     xs = np.empty(256, np.int64)
+    # the 64-sample chunks (j >> 6) of z or G changed after the sweep read
+    # them, or where it met a negative spike or a violator: elsewhere the
+    # next sweep would meet neither (_coarse_quiet_next)
+    dirty = np.zeros((n >> 6) + 1, np.bool_)
     sweeps = 0
     # (a sweep's block solves beyond which they lie within a decay length)
     cap = _BLOCK_SWEEP_DENSE * n * (1.0 - d) if cost_cap else math.inf
@@ -4303,6 +4319,8 @@ def _coarse_blocks(g1, g2, alpha, z, G, tol, thin, dp, rp, sums, work, wz, solve
         tv = 0.0
         x_hi = -1
         n_xs = 0
+        for ch in range(dirty.shape[0]):
+            dirty[ch] = False
         while pos < n:
             m = 0
             need = 0
@@ -4344,6 +4362,7 @@ def _coarse_blocks(g1, g2, alpha, z, G, tol, thin, dp, rp, sums, work, wz, solve
                     m += 1
                     if z[k] < 0.0:
                         need += 1
+                        dirty[k >> 6] = True
                     if cl_best >= 0:
                         if m < B:
                             C[m] = cl_best
@@ -4353,6 +4372,7 @@ def _coarse_blocks(g1, g2, alpha, z, G, tol, thin, dp, rp, sums, work, wz, solve
                     cl_best = -1
                 elif G[k] < -tol:
                     need += 1
+                    dirty[k >> 6] = True
                     if cl_best >= 0 and k - cl_last <= thin:
                         if G[k] < G[cl_best]:
                             cl_best = k
@@ -4388,6 +4408,8 @@ def _coarse_blocks(g1, g2, alpha, z, G, tol, thin, dp, rp, sums, work, wz, solve
                     any_change = True
                     bw, bv = _coarse_block_exact(G, C, dz, m, g1, g2, alpha, d, r, n, front, rp,
                                                  sums, work, wz, tab)
+                    for ch in range(C[0] >> 6, ((front - 1) >> 6) + 1):
+                        dirty[ch] = True
                     tw += bw
                     tv += bv
                     x_hi = max(x_hi, C[0] - 1)
@@ -4404,11 +4426,36 @@ def _coarse_blocks(g1, g2, alpha, z, G, tol, thin, dp, rp, sums, work, wz, solve
             # more, from a quarter block back)
             pos = max(C[m - overlap] if m > overlap else k, pos + 1)
         _coarse_sweep_end(G, front, tw, tv, x_hi, g1, g2, alpha, d, r, n, sums, wz, xs, n_xs,
-                          tab, n_c, drop)
+                          tab, n_c, drop, dirty)
         quiet = not any_change and not failed
         if not any_change or (sweeps >= _BLOCK_SWEEPS_MIN and solved > cap):
             break
+        if sweeps < max_sweeps and _coarse_quiet_next(z, G, tol, dirty):
+            # the next sweep would solve no block (none has a negative
+            # spike or a violator): it changes nothing and ends quiet; its
+            # scan left out (the same z, G and return)
+            sweeps += 1
+            quiet = True
+            break
     return sweeps, quiet
+
+
+@njit(cache=_CACHE, nogil=True)
+def _coarse_quiet_next(z, G, tol, dirty):
+    """Whether no sample of the chunks flagged in ``dirty`` (64 samples
+    each, j >> 6) is a negative spike (z < 0) or a violator (z == 0,
+    G < -tol), as :func:`_coarse_blocks`' scan counts them."""
+    n = z.shape[0]
+    for c in range(dirty.shape[0]):
+        if dirty[c]:
+            lo = c << 6
+            hi = min(n, lo + 64)
+            hit = False
+            for t in range(lo, hi):
+                hit |= (z[t] < 0.0) | ((z[t] == 0.0) & (G[t] < -tol))
+            if hit:
+                return False
+    return True
 
 
 @njit(cache=_CACHE, nogil=True)
