@@ -4684,15 +4684,19 @@ def _coarse_polish_blocks(y, g1, g2, alpha, lamG, mode, mu, active, s_i, bvec, f
             changed += (z[k] > 0.0) != (not active[k])
         if changed == 0 or it >= budget:
             break
-        # the objective at z with the baseline fixed
+        # the objective at z with the baseline fixed: forward_conv's
+        # recursion on z and the fit term in one pass (the same numbers in
+        # the same order; z not copied, K z not stored)
+        rt = (y[0] - 0.0) - bvec[0]
+        f1 = 0.5 * rt * rt
+        q1 = 0.0
+        q2 = 0.0
         for k in range(n):
-            work[k] = z[k]
-        work[n] = 0.0
-        forward_conv(work, g1, g2, alpha, work2)
-        f1 = 0.0
-        for t in range(T):
-            rt = y[t] - work2[t] - bvec[t]
+            q = z[k] + g1 * q1 + g2 * q2
+            rt = y[k + 1] - alpha * q - bvec[k + 1]
             f1 += 0.5 * rt * rt
+            q2 = q1
+            q1 = q
         if lamG != 0.0:
             for k in range(n):
                 f1 += lamG * z[k]
