@@ -51,6 +51,9 @@ def _sweep(g1, g2, alpha, n, rng, G, plan):
     d, r = ns._ar_roots(g1, g2)
     tab = ns._coarse_chunk_tables(d, r)
     n_c = ns._sums_flat(d, r, n, dp)
+    # (the tails dropped as _coarse_blocks drops them: below _BLOCK_DROP of
+    # max|G|)
+    drop = ns._coarse_drop(d, alpha, n, sums, float(np.max(np.abs(G))))
     work = np.zeros(n + 1)
     X = np.zeros(n)
     # (X's input positions, as _coarse_blocks lists them: ascending, repeats)
@@ -68,9 +71,9 @@ def _sweep(g1, g2, alpha, n, rng, G, plan):
             # (in pieces, as a sweep's scan)
             mid = (front + new_front) // 2
             tw, tv = ns._coarse_advance(G, front, mid, tw, tv, alpha, d, r, n, sums, tab,
-                                        n_c)
+                                        n_c, drop)
             tw, tv = ns._coarse_advance(G, mid, new_front, tw, tv, alpha, d, r, n, sums, tab,
-                                        n_c)
+                                        n_c, drop)
             front = new_front
         idx = np.asarray(idx, np.int64)
         dz = rng.standard_normal(idx.shape[0])
@@ -89,7 +92,7 @@ def _sweep(g1, g2, alpha, n, rng, G, plan):
         worst = max(worst, np.max(np.abs(G[sl] - ref[sl])) / scale)
     xs = np.array(xs + [0], np.int64)
     ns._coarse_sweep_end(G, front, tw, tv, x_hi, g1, g2, alpha, d, r, n, sums, X, xs,
-                         xs.shape[0] - 1, tab, n_c)
+                         xs.shape[0] - 1, tab, n_c, drop, np.zeros((n >> 6) + 1, np.bool_))
     assert not np.any(X)
     ref = G0 + _ktk(g1, g2, alpha, total)
     worst = max(worst, np.max(np.abs(G - ref)) / scale)
@@ -233,7 +236,7 @@ def test_block_sweeps_leave_the_exact_gradient(B):
     wz = np.zeros(n)
     sweeps, _quiet = ns._coarse_blocks(g1, g2, al, z, G, 1e-13 * np.max(np.abs(G)), thin, dp, rp,
                                        sums, np.zeros(n + 1), wz, ns._NO, np.int64(10), ns._NO,
-                                       np.int64(B))
+                                       np.int64(B), float(np.max(np.abs(G))))
     assert sweeps >= 2 and not np.any(wz)
     assert np.max(np.abs(G - grad(z))) < 1e-10 * np.max(np.abs(G))
 
@@ -258,7 +261,7 @@ def test_quiet_sweeps_leave_no_violator():
         g_max = np.max(np.abs(G))
         _sweeps, quiet = ns._coarse_blocks(g1, g2, al, z, G, 1e-13 * g_max, thin, dp, rp, sums,
                                            np.zeros(n + 1), np.zeros(n), ns._NO, np.int64(40),
-                                           ns._NO, np.int64(ns._BLOCK_MAX_LAM0))
+                                           ns._NO, np.int64(ns._BLOCK_MAX_LAM0), g_max)
         assert quiet
         G = grad(z)
         assert not np.any(z < 0.0)
@@ -296,8 +299,9 @@ def test_tail_sums_flat_from_n_c_and_the_advance_the_same_numbers(kernel):
         w, v = rng.standard_normal(2)
         G1 = G0.copy()
         G2 = G0.copy()
-        out1 = ns._coarse_advance(G1, lo, hi, w, v, m.alpha, d, r, n, sums, tab, n_c)
-        out2 = ns._coarse_advance(G2, lo, hi, w, v, m.alpha, d, r, n, sums, tab, n + 1)
+        drop = ns._coarse_drop(d, m.alpha, n, sums, 0.0)
+        out1 = ns._coarse_advance(G1, lo, hi, w, v, m.alpha, d, r, n, sums, tab, n_c, drop)
+        out2 = ns._coarse_advance(G2, lo, hi, w, v, m.alpha, d, r, n, sums, tab, n + 1, drop)
         assert out1 == out2
         assert np.array_equal(G1, G2)
 

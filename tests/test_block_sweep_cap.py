@@ -57,7 +57,8 @@ def _first_block_call(y, cap, lam=0.0):
     wz = np.zeros(n)
     tol = max(al * eps_nu, 1e-13 * np.max(np.abs(G)))
     sweeps, _quiet = ns._coarse_blocks(g1, g2, al, z, G, tol, thin, dp, rp, sums, np.zeros(n + 1),
-                                       wz, ns._NO, np.int64(ns._BLOCK_SWEEPS), cap)
+                                       wz, ns._NO, np.int64(ns._BLOCK_SWEEPS), cap,
+                                       np.int64(ns._BLOCK_MAX), float(np.max(np.abs(G))))
     assert not np.any(wz)
     # G moved by exactly alpha^2 K'K (z - z0) (the step's multipliers carry
     # their own rounding floor, ~1e-7 of max|G|: not the sweeps')

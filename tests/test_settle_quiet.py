@@ -86,7 +86,8 @@ def test_blocks_report_quiet_only_when_a_sweep_changed_nothing():
         G[:] = al * nu[:n]
         tol = max(al * eps_nu, 1e-13 * np.max(np.abs(G)))
         sweeps, quiet = ns._coarse_blocks(g1, g2, al, z, G, tol, thin, dp, rp, sums, work, wz,
-                                          ns._NO, np.int64(1), ns._NO)
+                                          ns._NO, np.int64(1), ns._NO, np.int64(ns._BLOCK_MAX),
+                                          float(np.max(np.abs(G))))
         assert sweeps == 1 and not np.any(wz)
         quiet_seen.append(bool(quiet))
         if quiet:

@@ -630,5 +630,6 @@ def test_block_sweep_takes_a_violator_dropped_by_a_full_last_block():
     ns._coarse_tables(m.g1, m.g2, n, dp, rp, sums)
     thin = max(1, int(ns._THIN_PEAK * nl.peak_samples(m.g1, m.g2)))
     ns._coarse_blocks(m.g1, m.g2, m.alpha, z, G, tol, thin, dp, rp, sums, np.zeros(n + 1),
-                      np.zeros(n), ns._NO, np.int64(1), ns._NO)
+                      np.zeros(n), ns._NO, np.int64(1), ns._NO, np.int64(ns._BLOCK_MAX),
+                      float(np.max(np.abs(G))))
     assert np.any(z[B - 1:n - 1] > 0.0)

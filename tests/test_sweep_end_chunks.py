@@ -35,7 +35,8 @@ def _run(G, X, x_hi, m):
     # (no pending tail: tw = tv = 0, the pass alone)
     xs = np.flatnonzero(X)
     ns._coarse_sweep_end(G, n, 0.0, 0.0, x_hi, m.g1, m.g2, m.alpha, d, r, n, sums, X, xs,
-                         xs.shape[0], ns._coarse_chunk_tables(d, r), n + 1)
+                         xs.shape[0], ns._coarse_chunk_tables(d, r), n + 1,
+                         ns._coarse_drop(d, m.alpha, n, sums, 0.0), np.zeros((n >> 6) + 1, np.bool_))
     return G, X
 
 

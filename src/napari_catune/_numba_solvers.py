@@ -3779,6 +3779,15 @@ _BLOCK_TINY = 1e-20
 # a pending tail flushes below _BLOCK_FLUSH; a sweep's scan adds its share
 # to the samples ahead _BLOCK_AHEAD at a time
 _BLOCK_FLUSH = 1e-290
+# ... and a sweep's pending tails (the forward one, _coarse_advance, and the
+# deferred adjoint one, _coarse_sweep_end) are dropped once the most they can
+# still add to any later sample of G is below _BLOCK_DROP of the largest
+# |gradient| at the call (:func:`_coarse_drop`): below G's own rounding
+# (~1e-16 of it), so G stays exact to rounding, but a change's tail then
+# spans ~30 decay lengths, not the trace (the absolute flush alone carried
+# each one ~670 decay lengths: a sweep that changes one block still cost
+# two passes over the trace)
+_BLOCK_DROP = 2.0 ** -64
 _BLOCK_AHEAD = 64
 
 
@@ -4052,7 +4061,7 @@ def _sums_flat(d, r, n, dp):
 
 
 @njit(cache=_CACHE, nogil=True)
-def _coarse_advance(G, lo, hi, w, v, alpha, d, r, n, sums, tab, n_c):
+def _coarse_advance(G, lo, hi, w, v, alpha, d, r, n, sums, tab, n_c, drop):
     """Add the pending tail's share to G[lo:hi] (samples a sweep reads for
     the first time; the tail (w, v) as :func:`_coarse_block_exact`
     returns it, from lo), carrying it on.  Returns it, from hi.  Up to 64
@@ -4063,7 +4072,9 @@ def _coarse_advance(G, lo, hi, w, v, alpha, d, r, n, sums, tab, n_c):
     chunk's sums are their limits (N >= ``n_c``, :func:`_sums_flat`: on
     lambda 0 at 1 kHz, 1,000,000 frames, all but the last ~138,000
     samples) those two numbers, not the (2, n + 1) table: the same
-    numbers, the table not streamed."""
+    numbers, the table not streamed.  The tail is dropped (0, 0 returned)
+    where its share of every later sample is below what ``drop``
+    (:func:`_coarse_drop`) allows, tested at each sample 0 mod 64."""
     if w == 0.0 and v == 0.0:
         return w, v
     s0 = sums[0]
@@ -4089,14 +4100,15 @@ def _coarse_advance(G, lo, hi, w, v, alpha, d, r, n, sums, tab, n_c):
         m = end - j
         w, v = w * tp[m] + v * tf[m], v * tr[m]
         j = end
-        if end == m64 + 1 and abs(w) < _BLOCK_FLUSH and abs(v) < _BLOCK_FLUSH:
-            # (no subnormals)
+        if end == m64 + 1 and abs(w) + drop[1] * abs(v) < drop[0]:
+            # (below the share _coarse_drop allows; no subnormals)
             return 0.0, 0.0
     return w, v
 
 
 @njit(cache=_CACHE, nogil=True, fastmath={"contract"})
-def _coarse_sweep_end(G, P, tw, tv, x_hi, g1, g2, alpha, d, r, n, sums, X, xs, n_xs, tab, n_c):
+def _coarse_sweep_end(G, P, tw, tv, x_hi, g1, g2, alpha, d, r, n, sums, X, xs, n_xs, tab, n_c,
+                      drop, dirty):
     """End a sweep of lazy updates: the pending tail's (tw, tv) share on
     [P, n), then the deferred shares (one backward pass of the adjoint
     recursion over the inputs X[0:x_hi+1], cleared): G is then exact
@@ -4107,8 +4119,16 @@ def _coarse_sweep_end(G, P, tw, tv, x_hi, g1, g2, alpha, d, r, n, sums, X, xs, n
     :func:`_coarse_chunk_tables`; the homogeneous recursion's states
     x_m = w d^m + v f(m), w = q1, v = q0 - d q1), with no loop-carried
     chain (1,000,000 frames: 1.3 -> ~0.3 ms; rounded differently, to a few
-    ulps), one with inputs by the recursion."""
-    _coarse_advance(G, P, n, tw, tv, alpha, d, r, n, sums, tab, n_c)
+    ulps), one with inputs by the recursion.  The state is dropped where
+    its share of every sample below is under what ``drop``
+    (:func:`_coarse_drop`) allows (as the pending tail, in
+    :func:`_coarse_advance`).  Marks in ``dirty`` (one flag per 64 samples,
+    j >> 6) every chunk of G it changes (or may: the whole span [P, n)
+    with a pending tail)."""
+    if (tw != 0.0 or tv != 0.0) and P < n:
+        for c in range(P >> 6, ((n - 1) >> 6) + 1):
+            dirty[c] = True
+    _coarse_advance(G, P, n, tw, tv, alpha, d, r, n, sums, tab, n_c, drop)
     tp = tab[0]
     tf = tab[2]
     q1 = 0.0
@@ -4121,6 +4141,7 @@ def _coarse_sweep_end(G, P, tw, tv, x_hi, g1, g2, alpha, d, r, n, sums, X, xs, n
     while hi >= 0:
         lo = hi & ~63
         if i >= 0 and xs[i] >= lo:
+            dirty[lo >> 6] = True
             for j in range(hi, lo - 1, -1):
                 q = g1 * q1 + (X[j] + g2 * q2)
                 X[j] = 0.0
@@ -4131,6 +4152,7 @@ def _coarse_sweep_end(G, P, tw, tv, x_hi, g1, g2, alpha, d, r, n, sums, X, xs, n
                 i -= 1
         elif q1 != 0.0 or q2 != 0.0:
             # x_0 = q1 (at hi + 1), x_1 = g1 q1 + g2 q2 (at hi), ...
+            dirty[lo >> 6] = True
             w = q1
             v = (g1 * q1 + g2 * q2) - d * q1
             m = hi - lo + 1
@@ -4139,10 +4161,42 @@ def _coarse_sweep_end(G, P, tw, tv, x_hi, g1, g2, alpha, d, r, n, sums, X, xs, n
                 G[lo + k] += alpha * (w * tp[m - k] + v * tf[m - k])
             q1 = w * tp[m] + v * tf[m]
             q2 = w * tp[m - 1] + v * tf[m - 1]
-        if abs(q1) < _BLOCK_FLUSH and abs(q2) < _BLOCK_FLUSH:
+        if abs(q1) + drop[3] * abs((g1 * q1 + g2 * q2) - d * q1) < drop[2]:
             q1 = 0.0
             q2 = 0.0
+            # (no state: on at the chunk of the next input, if any)
+            if i < 0:
+                break
+            hi = min(lo - 1, xs[i] | 63)
+            continue
         hi = lo - 1
+
+
+@njit(cache=_CACHE, nogil=True)
+def _coarse_drop(d, alpha, n, sums, g_max):
+    """The thresholds at which :func:`_coarse_blocks`' pending tails are
+    dropped: a share below ``_BLOCK_DROP`` g_max of every later sample of G
+    (at least the absolute ``_BLOCK_FLUSH``: no subnormals).  The states
+    x_m = w d^m + v f(m) of the AR(2) recursion (roots 0 < r < d < 1) are at
+    most |w| + F |v|, F = 1 / (1 - d) >= f(m); the forward tail's share of
+    G[j] is alpha (x_m sums[0, N] + v r^m sums[1, N]), both sums positive
+    and rising with N (:func:`_coarse_sums`), at most sums[., n]; the
+    adjoint state's share is alpha x_m.  So a forward tail (w, v) is dropped
+    where |w| + drop[1] |v| < drop[0], an adjoint one where |w| + drop[3]
+    |v| < drop[2]."""
+    f_max = 1.0 / (1.0 - d)
+    s0 = sums[0, n]
+    s1 = sums[1, n]
+    eps = _BLOCK_DROP * g_max / alpha
+    drop = np.empty(4)
+    drop[0] = _BLOCK_FLUSH
+    drop[1] = f_max
+    if s0 > 0.0:
+        drop[0] = max(_BLOCK_FLUSH, eps / s0)
+        drop[1] = f_max + s1 / s0
+    drop[2] = max(_BLOCK_FLUSH, eps)
+    drop[3] = f_max
+    return drop
 
 
 @njit(cache=_CACHE, nogil=True)
@@ -4193,7 +4247,7 @@ def _coarse_block_solve(H, L, P, C, m, z, G, c, zz, zeta, gr, dz, blocked, cs, s
 
 @njit(cache=_CACHE, nogil=True)
 def _coarse_blocks(g1, g2, alpha, z, G, tol, thin, dp, rp, sums, work, wz, solve_all,
-                   max_sweeps, cost_cap, B=_BLOCK_MAX):
+                   max_sweeps, cost_cap, B, g_max):
     """Settle the problem with the baseline fixed block by block (a block
     Gauss-Seidel sweep of exact solves; for free sets too large for one
     dense solve, :func:`._numba_local.dense_settle`).  ``z`` (length n):
@@ -4216,7 +4270,9 @@ def _coarse_blocks(g1, g2, alpha, z, G, tol, thin, dp, rp, sums, work, wz, solve
     ``work`` (n + 1), ``wz`` (n, zero, left so): scratch.  Returns (the
     sweeps, quiet): quiet where the last sweep changed nothing and no block
     in it ran out of its work budget (z is then the optimum with the
-    baseline fixed, to the blocks' tolerances)."""
+    baseline fixed, to the blocks' tolerances).  ``g_max``: max|G| (the
+    pending tails are dropped below ``_BLOCK_DROP`` of it,
+    :func:`_coarse_drop`)."""
     n = z.shape[0]
     overlap = B // 4
     d, r = _ar_roots(g1, g2)
@@ -4237,9 +4293,14 @@ def _coarse_blocks(g1, g2, alpha, z, G, tol, thin, dp, rp, sums, work, wz, solve
     tab = _coarse_chunk_tables(d, r)
     # (the tail sums are their limits from n_c on)
     n_c = _sums_flat(d, r, n, dp)
+    drop = _coarse_drop(d, alpha, n, sums, g_max)
     # the positions of wz's inputs (ascending: each block starts past the
     # last one's first candidate), for _coarse_sweep_end
     xs = np.empty(256, np.int64)
+    # the 64-sample chunks (j >> 6) of z or G changed after the sweep read
+    # them, or where it met a negative spike or a violator: elsewhere the
+    # next sweep would meet neither (_coarse_quiet_next)
+    dirty = np.zeros((n >> 6) + 1, np.bool_)
     sweeps = 0
     # (a sweep's block solves beyond which they lie within a decay length)
     cap = _BLOCK_SWEEP_DENSE * n * (1.0 - d) if cost_cap else math.inf
@@ -4258,6 +4319,8 @@ def _coarse_blocks(g1, g2, alpha, z, G, tol, thin, dp, rp, sums, work, wz, solve
         tv = 0.0
         x_hi = -1
         n_xs = 0
+        for ch in range(dirty.shape[0]):
+            dirty[ch] = False
         while pos < n:
             m = 0
             need = 0
@@ -4275,7 +4338,7 @@ def _coarse_blocks(g1, g2, alpha, z, G, tol, thin, dp, rp, sums, work, wz, solve
                     # (the pending tail's share, _BLOCK_AHEAD samples at a time)
                     front = min(n, k + _BLOCK_AHEAD)
                     tw, tv = _coarse_advance(G, k, front, tw, tv, alpha, d, r, n, sums, tab,
-                                             n_c)
+                                             n_c, drop)
                 # samples up to the scan's end that are neither candidates
                 # nor violators pass at once (one vectorised test: candidates
                 # are ~1 sample in 200 at lambda 0 at 1 kHz; the same blocks),
@@ -4299,6 +4362,7 @@ def _coarse_blocks(g1, g2, alpha, z, G, tol, thin, dp, rp, sums, work, wz, solve
                     m += 1
                     if z[k] < 0.0:
                         need += 1
+                        dirty[k >> 6] = True
                     if cl_best >= 0:
                         if m < B:
                             C[m] = cl_best
@@ -4308,6 +4372,7 @@ def _coarse_blocks(g1, g2, alpha, z, G, tol, thin, dp, rp, sums, work, wz, solve
                     cl_best = -1
                 elif G[k] < -tol:
                     need += 1
+                    dirty[k >> 6] = True
                     if cl_best >= 0 and k - cl_last <= thin:
                         if G[k] < G[cl_best]:
                             cl_best = k
@@ -4343,6 +4408,8 @@ def _coarse_blocks(g1, g2, alpha, z, G, tol, thin, dp, rp, sums, work, wz, solve
                     any_change = True
                     bw, bv = _coarse_block_exact(G, C, dz, m, g1, g2, alpha, d, r, n, front, rp,
                                                  sums, work, wz, tab)
+                    for ch in range(C[0] >> 6, ((front - 1) >> 6) + 1):
+                        dirty[ch] = True
                     tw += bw
                     tv += bv
                     x_hi = max(x_hi, C[0] - 1)
@@ -4359,11 +4426,36 @@ def _coarse_blocks(g1, g2, alpha, z, G, tol, thin, dp, rp, sums, work, wz, solve
             # more, from a quarter block back)
             pos = max(C[m - overlap] if m > overlap else k, pos + 1)
         _coarse_sweep_end(G, front, tw, tv, x_hi, g1, g2, alpha, d, r, n, sums, wz, xs, n_xs,
-                          tab, n_c)
+                          tab, n_c, drop, dirty)
         quiet = not any_change and not failed
         if not any_change or (sweeps >= _BLOCK_SWEEPS_MIN and solved > cap):
             break
+        if sweeps < max_sweeps and _coarse_quiet_next(z, G, tol, dirty):
+            # the next sweep would solve no block (none has a negative
+            # spike or a violator): it changes nothing and ends quiet; its
+            # scan left out (the same z, G and return)
+            sweeps += 1
+            quiet = True
+            break
     return sweeps, quiet
+
+
+@njit(cache=_CACHE, nogil=True)
+def _coarse_quiet_next(z, G, tol, dirty):
+    """Whether no sample of the chunks flagged in ``dirty`` (64 samples
+    each, j >> 6) is a negative spike (z < 0) or a violator (z == 0,
+    G < -tol), as :func:`_coarse_blocks`' scan counts them."""
+    n = z.shape[0]
+    for c in range(dirty.shape[0]):
+        if dirty[c]:
+            lo = c << 6
+            hi = min(n, lo + 64)
+            hit = False
+            for t in range(lo, hi):
+                hit |= (z[t] < 0.0) | ((z[t] == 0.0) & (G[t] < -tol))
+            if hit:
+                return False
+    return True
 
 
 @njit(cache=_CACHE, nogil=True)
@@ -4472,7 +4564,7 @@ def _coarse_settle(y, g1, g2, alpha, lamG, mode, mu, active, max_steps, s_out, b
             g_max = max(g_max, abs(G[k]))
         _sweeps, quiet = _coarse_blocks(g1, g2, alpha, z, G, max(alpha * eps_nu, 1e-13 * g_max),
                                         thin, dp, rp, sums, work, wz, _NO, _BLOCK_SWEEPS, _YES,
-                                        _block_size(lamG))
+                                        _block_size(lamG), g_max)
         changed = 0
         for k in range(n):
             a_new = not z[k] > 0.0
@@ -4586,21 +4678,25 @@ def _coarse_polish_blocks(y, g1, g2, alpha, lamG, mode, mu, active, s_i, bvec, f
             for k in range(n):
                 f0 += lamG * z[k]
         _coarse_blocks(g1, g2, alpha, z, G, _COARSE_POLISH_TOL * g_max, thin, dp, rp, sums, work,
-                       wz, _YES, _BLOCK_SWEEPS, _NO, _block_size(lamG))
+                       wz, _YES, _BLOCK_SWEEPS, _NO, _block_size(lamG), g_max)
         changed = 0
         for k in range(n):
             changed += (z[k] > 0.0) != (not active[k])
         if changed == 0 or it >= budget:
             break
-        # the objective at z with the baseline fixed
+        # the objective at z with the baseline fixed: forward_conv's
+        # recursion on z and the fit term in one pass (the same numbers in
+        # the same order; z not copied, K z not stored)
+        rt = (y[0] - 0.0) - bvec[0]
+        f1 = 0.5 * rt * rt
+        q1 = 0.0
+        q2 = 0.0
         for k in range(n):
-            work[k] = z[k]
-        work[n] = 0.0
-        forward_conv(work, g1, g2, alpha, work2)
-        f1 = 0.0
-        for t in range(T):
-            rt = y[t] - work2[t] - bvec[t]
+            q = z[k] + g1 * q1 + g2 * q2
+            rt = y[k + 1] - alpha * q - bvec[k + 1]
             f1 += 0.5 * rt * rt
+            q2 = q1
+            q1 = q
         if lamG != 0.0:
             for k in range(n):
                 f1 += lamG * z[k]
