@@ -575,7 +575,8 @@ def test_block_route_returns_on_noise_free_1khz_traces():
         assert float(err) < 1e-6, line
 
 
-def test_nnqp_takes_a_zero_step_where_an_entry_and_its_optimum_are_both_zero():
+@pytest.mark.parametrize("chains", [np.bool_(False), np.bool_(True)])
+def test_nnqp_takes_a_zero_step_where_an_entry_and_its_optimum_are_both_zero(chains):
     # two violators added at once, the second's optimum on the pair exactly
     # 0 (c2 = a c1): Lawson & Hanson's step back to it was 0 / 0
     # (ZeroDivisionError); the limit is a zero step that drops it
@@ -590,7 +591,7 @@ def test_nnqp_takes_a_zero_step_where_an_entry_and_its_optimum_are_both_zero():
     z = np.zeros(B)
     p, _work, ok = nl._nnqp(H, L, P, np.int64(0), c, z, np.int64(B), np.zeros(B, np.bool_),
                             np.empty(B), np.empty(B), C, np.int64(1), 0.0, np.int64(0),
-                            np.int64(10 ** 6), np.empty(B), np.empty(B), np.empty(B + 1))
+                            np.int64(10 ** 6), np.empty(B), np.empty(B), np.empty(B + 1), chains)
     assert ok
     assert p == 1 and P[0] == 0
     assert z[0] == 1.0 and z[1] == 0.0

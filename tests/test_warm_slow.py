@@ -104,7 +104,8 @@ def test_gram_entries_are_the_kernels_inner_products():
     np.testing.assert_allclose(H, ref, rtol=1e-9, atol=1e-12 * np.abs(ref).max())
 
 
-def test_cholesky_updates_match_a_fresh_factorisation():
+@pytest.mark.parametrize("chains", [np.bool_(False), np.bool_(True)])
+def test_cholesky_updates_match_a_fresh_factorisation(chains):
     rng = np.random.default_rng(1)
     A = rng.standard_normal((80, 50))
     H = A.T @ A
@@ -113,7 +114,7 @@ def test_cholesky_updates_match_a_fresh_factorisation():
     cs, sn, tmp, out = np.zeros(cmax), np.zeros(cmax), np.zeros(cmax), np.zeros(cmax)
     p = 0
     for j in [3, 7, 1, 20, 11, 5, 30, 2, 44, 9]:
-        assert nl._chol_add(H, L, P, p, j)
+        assert nl._chol_add(H, L, P, p, j, chains)
         p += 1
     for q in [2, 0, 6, p - 4]:
         nl._chol_del(L, P, p, q, cs, sn, tmp)
@@ -124,7 +125,7 @@ def test_cholesky_updates_match_a_fresh_factorisation():
         sel = P[:p]
         np.testing.assert_allclose(Lm @ Lm.T, H[np.ix_(sel, sel)], atol=1e-12 * np.abs(H).max())
     c = rng.standard_normal(50)
-    nl._chol_solve(L, P, p, c, out)
+    nl._chol_solve(L, P, p, c, out, chains)
     np.testing.assert_allclose(out[:p], -np.linalg.solve(H[np.ix_(sel, sel)], c[sel]),
                                rtol=1e-9)
     # a column dependent on the factor's is refused, the factor unchanged
@@ -133,11 +134,12 @@ def test_cholesky_updates_match_a_fresh_factorisation():
     H2[50, :50] = H2[:50, 50] = H[:, sel[0]]
     H2[50, 50] = H[sel[0], sel[0]]
     before = L.copy()
-    assert not nl._chol_add(H2, L, P, p, 50)
+    assert not nl._chol_add(H2, L, P, p, 50, chains)
     np.testing.assert_array_equal(L[:p * (p + 1) // 2], before[:p * (p + 1) // 2])
 
 
-def test_nonnegative_quadratic_program_is_solved_exactly():
+@pytest.mark.parametrize("chains", [np.bool_(False), np.bool_(True)])
+def test_nonnegative_quadratic_program_is_solved_exactly(chains):
     """_nnqp on the kernel's own Gram matrix (nearly collinear neighbours):
     the answer meets the KKT conditions of min 1/2 z'Hz + c'z, z >= 0."""
     m = S._model(*_params(SLOW))
@@ -154,7 +156,7 @@ def test_nonnegative_quadratic_program_is_solved_exactly():
     blocked = np.zeros(cmax, dtype=bool)
     zeta, grad, cs, sn, tmp = (np.zeros(cmax) for _ in range(5))
     p, _work, ok = nl._nnqp(H, L, P, 0, c, z, C.size, blocked, zeta, grad, C, 50, 1e-9, 0,
-                            10 ** 9, cs, sn, tmp)
+                            10 ** 9, cs, sn, tmp, chains)
     assert ok and not blocked.any()
     g = H @ z + c
     scale = np.abs(c).max()

@@ -66,6 +66,9 @@ _SEG_ROUNDS = 8
 _SEG_SINGLE = 8
 # _ar_chains' direction (one compiled kind: typed, not literal, booleans)
 _FWD = np.bool_(False)
+# the dense settle's Cholesky factor, solves and gradients with their dot
+# products in four chains (_dot4; the coarse blocks keep the plain sums)
+_CHAINS = np.bool_(True)
 _BACK = np.bool_(True)
 
 
@@ -490,22 +493,50 @@ def _row(a):
     return (a * (a + 1)) // 2
 
 
+@njit(cache=_CACHE, nogil=True, inline="always")
+def _dot4(A, oa, B, ob, k):
+    """sum_{b<k} A[oa + b] B[ob + b] as four partial sums (b mod 4), added
+    (s0 + s1) + (s2 + s3): four chains, where one running sum is bound by
+    the add's latency (rounded otherwise than the plain sum)."""
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    k4 = k - (k & 3)
+    for b in range(0, k4, 4):
+        s0 += A[oa + b] * B[ob + b]
+        s1 += A[oa + b + 1] * B[ob + b + 1]
+        s2 += A[oa + b + 2] * B[ob + b + 2]
+        s3 += A[oa + b + 3] * B[ob + b + 3]
+    for b in range(k4, k):
+        s0 += A[oa + b] * B[ob + b]
+    return (s0 + s1) + (s2 + s3)
+
+
 @njit(cache=_CACHE, nogil=True)
-def _chol_add(H, L, P, p, j):
+def _chol_add(H, L, P, p, j, chains):
     """Append position j to the Cholesky factor L (H[P, P] = L L', P[0:p],
     L packed by rows: every access runs along a row).  False (nothing
-    changed) when j is numerically dependent on P."""
+    changed) when j is numerically dependent on P.  With ``chains`` the
+    row's dot products by :func:`_dot4` (the dense settle's larger sets:
+    one running sum a product made them latency-bound)."""
     op = _row(p)
     hj = H[j]
-    for a in range(p):
-        oa = _row(a)
-        v = hj[P[a]]
-        for b in range(a):
-            v -= L[oa + b] * L[op + b]
-        L[op + a] = v / L[oa + a]
-    dd = hj[j]
-    for b in range(p):
-        dd -= L[op + b] * L[op + b]
+    if chains:
+        for a in range(p):
+            oa = _row(a)
+            L[op + a] = (hj[P[a]] - _dot4(L, oa, L, op, a)) / L[oa + a]
+        dd = hj[j] - _dot4(L, op, L, op, p)
+    else:
+        for a in range(p):
+            oa = _row(a)
+            v = hj[P[a]]
+            for b in range(a):
+                v -= L[oa + b] * L[op + b]
+            L[op + a] = v / L[oa + a]
+        dd = hj[j]
+        for b in range(p):
+            dd -= L[op + b] * L[op + b]
     if not dd > 1e-12 * hj[j]:
         return False
     L[op + p] = np.sqrt(dd)
@@ -545,10 +576,14 @@ def _chol_del(L, P, p, q, cs, sn, tmp):
 
 
 @njit(cache=_CACHE, nogil=True)
-def _chol_solve(L, P, p, c, out):
-    """out[a] = -(H[P, P]^-1 c[P])[a] (both passes along rows)."""
+def _chol_solve(L, P, p, c, out, chains):
+    """out[a] = -(H[P, P]^-1 c[P])[a] (both passes along rows; ``chains``:
+    the forward pass's dot products by :func:`_dot4`)."""
     for a in range(p):
         oa = _row(a)
+        if chains:
+            out[a] = (-c[P[a]] - _dot4(L, oa, out, 0, a)) / L[oa + a]
+            continue
         v = -c[P[a]]
         for b in range(a):
             v -= L[oa + b] * out[b]
@@ -562,14 +597,14 @@ def _chol_solve(L, P, p, c, out):
 
 
 @njit(cache=_CACHE, nogil=True)
-def _nnqp_inner(L, P, p, c, z, zeta, work, max_work, cs, sn, tmp):
+def _nnqp_inner(L, P, p, c, z, zeta, work, max_work, cs, sn, tmp, chains):
     """Lawson & Hanson's inner loop: the optimum on P (zeta), stepping back
     along the segment from z while some entry would go non-positive, whose
     positions leave P.  ``work`` counts multiply-adds, up to ``max_work``.
     Returns (p, work)."""
     while work < max_work:
         work += p * p
-        _chol_solve(L, P, p, c, zeta)
+        _chol_solve(L, P, p, c, zeta, chains)
         amin = 2.0
         qmin = -1
         for a in range(p):
@@ -601,7 +636,7 @@ def _nnqp_inner(L, P, p, c, z, zeta, work, max_work, cs, sn, tmp):
 
 @njit(cache=_CACHE, nogil=True)
 def _nnqp(H, L, P, p, c, z, m, blocked, zeta, grad, C, thin, tol, work, max_work, cs, sn,
-          tmp):
+          tmp, chains):
     """min 1/2 z'Hz + c'z over z >= 0 (first m positions), Lawson & Hanson's
     active-set method, from the feasible z whose positive entries are
     P[0:p] with L their Cholesky factor (both updated: a warm start for the
@@ -612,22 +647,43 @@ def _nnqp(H, L, P, p, c, z, m, blocked, zeta, grad, C, thin, tol, work, max_work
     Positions found numerically dependent are ``blocked`` (left at 0);
     ``zeta``, ``grad``: scratch.  ``work`` counts multiply-adds, up to
     ``max_work``.  Returns (p, work, converged)."""
-    p, work = _nnqp_inner(L, P, p, c, z, zeta, work, max_work, cs, sn, tmp)
+    p, work = _nnqp_inner(L, P, p, c, z, zeta, work, max_work, cs, sn, tmp, chains)
     single = False
     # the violators' positions, ascending (a position with grad 0 never
     # beats one below 0: the rule below compares violators alone)
     viol = np.empty(m, np.int64)
+    # (with ``chains``: z on P gathered once a step, each gradient's sum in
+    # four chains)
+    zp = np.empty(m if chains else 0)
     while work < max_work:
         work += m * p
         n_viol = 0
+        if chains:
+            for a in range(p):
+                zp[a] = z[P[a]]
         for i in range(m):
             grad[i] = 0.0
             if z[i] > 0.0 or blocked[i]:
                 continue
             g = c[i]
             hi = H[i]
-            for a in range(p):
-                g += hi[P[a]] * z[P[a]]
+            if chains:
+                g0 = 0.0
+                g1 = 0.0
+                g2 = 0.0
+                g3 = 0.0
+                p4 = p - (p & 3)
+                for a in range(0, p4, 4):
+                    g0 += hi[P[a]] * zp[a]
+                    g1 += hi[P[a + 1]] * zp[a + 1]
+                    g2 += hi[P[a + 2]] * zp[a + 2]
+                    g3 += hi[P[a + 3]] * zp[a + 3]
+                for a in range(p4, p):
+                    g0 += hi[P[a]] * zp[a]
+                g += (g0 + g1) + (g2 + g3)
+            else:
+                for a in range(p):
+                    g += hi[P[a]] * z[P[a]]
             if -g > tol:
                 grad[i] = g
                 viol[n_viol] = i
@@ -647,14 +703,14 @@ def _nnqp(H, L, P, p, c, z, m, blocked, zeta, grad, C, thin, tol, work, max_work
                     break
             if keep:
                 work += p * p
-                if _chol_add(H, L, P, p, i):
+                if _chol_add(H, L, P, p, i, chains):
                     p += 1
                     z[i] = 0.0
                 else:
                     blocked[i] = True
         if p == p0:
             continue
-        p, work = _nnqp_inner(L, P, p, c, z, zeta, work, max_work, cs, sn, tmp)
+        p, work = _nnqp_inner(L, P, p, c, z, zeta, work, max_work, cs, sn, tmp, chains)
         single = not single and p <= p0
     return p, work, False
 
@@ -960,14 +1016,14 @@ def dense_settle(g1, g2, alpha, active, flip, u, nu, eps_nu, thin, ws, inC, work
         z[i] = 0.0
         if s0[i] > 0.0:
             used += p * p
-            if _chol_add(H, L, P, p, i):
+            if _chol_add(H, L, P, p, i, _CHAINS):
                 z[i] = s0[i]
                 p += 1
     rounds = 0
     while True:
         rounds += 1
         p, used, ok = _nnqp(H, L, P, p, c, z, m, blocked, zeta, grad, C, thin, tol, used,
-                            max_work, cs, sn, tmp)
+                            max_work, cs, sn, tmp, _CHAINS)
         if not ok and rounds == 1:
             rounds = -1
             break

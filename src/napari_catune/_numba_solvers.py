@@ -53,7 +53,7 @@ from ._numba_hints import prefetch as _prefetch
 # new value), or a checkout or an upgrade with a warm cache would run the
 # old code (seen: wdrift's edge-scan fix measured nothing until the cache
 # was cleared; a reviewer ran a callee numba could no longer compile).
-_CALLEES_SHA = "5979268186bc3f8f"
+_CALLEES_SHA = "4bf36ba84c0cc133"
 
 # (int64, not literal ints: see _NO)
 _SEG_ROUNDS = np.int64(_SEG_ROUNDS)
@@ -4228,11 +4228,11 @@ def _coarse_block_solve(H, L, P, C, m, z, G, c, zz, zeta, gr, dz, blocked, cs, s
         blocked[i] = False
         zz[i] = 0.0
         if z[C[i]] > 0.0:
-            if _chol_add(H, L, P, p, i):
+            if _chol_add(H, L, P, p, i, _NO):
                 zz[i] = z[C[i]]
                 p += 1
     p, _used, ok = _nnqp(H, L, P, p, c, zz, m, blocked, zeta, gr, C, thin, tol_b, 0,
-                         _BLOCK_WORK * m * m * m + _BLOCK_WORK_MIN, cs, sn, tmp)
+                         _BLOCK_WORK * m * m * m + _BLOCK_WORK_MIN, cs, sn, tmp, _NO)
     if not ok:
         # (out of budget: the block keeps its values)
         return -1
