@@ -155,15 +155,22 @@ def smooth_baseline(r, mu, gain, out):
     N = 0.0
     D = 1.0
     q = 0.0
-    for t in range(T - 1, 0, -1):
-        Dn = N * imu + D + D * imu
-        N = N + D
-        c = D / Dn
-        D = Dn
-        gain[t] = c
-        q -= r[t]
-        out[t] = q
-        q = c * q
+    # (the rescaling test once per _SMOOTH_CHUNK samples where mu allows it,
+    # _smooth_chunk: the same numbers)
+    K = _smooth_chunk(mu)
+    t = T - 1
+    while t > 0:
+        t_end = max(t - K, 0)
+        for tt in range(t, t_end, -1):
+            Dn = N * imu + D + D * imu
+            N = N + D
+            c = D / Dn
+            D = Dn
+            gain[tt] = c
+            q -= r[tt]
+            out[tt] = q
+            q = c * q
+        t = t_end
         if D > 4.149515568880993e+180:  # 2^600: rescaled exactly
             N *= 2.409919865102884e-181
             D *= 2.409919865102884e-181
@@ -173,6 +180,28 @@ def smooth_baseline(r, mu, gain, out):
     # b_t = (mu b_{t-1} - q_t) / (P_t + mu) = c_t (b_{t-1} - q_t / mu)
     for t in range(1, T):
         out[t] = gain[t] * (out[t - 1] - out[t] * imu)
+
+
+# smooth_baseline's rescaling test (N, D by 2^-600 once D exceeds 2^600) once
+# per _SMOOTH_CHUNK samples where 1 <= mu <= _SMOOTH_CHUNK_MU, not every
+# sample (with it on the loop-carried chains, as the select LLVM makes of
+# it, the backward recursion took 0.33 ms on 54,000 samples; without, 0.09).
+# The same numbers: a rescaling by a power of two is exact, and every later
+# N, D scales with it (sums, products with 1/mu, all normal) while the gains
+# D / Dn and P = N / D + 1 are ratios.  No overflow: with 1/mu <= 1, D grows
+# at most 3x a sample (3^64 < 2^102), and N <= (sqrt(mu) + 1) D
+# (N / D + 1 is the Riccati value, below its limit ~sqrt(mu)), so N stays
+# below 2^(600 + 102 + 167) with mu <= 1e100.
+_SMOOTH_CHUNK = 64
+_SMOOTH_CHUNK_MU = 1e100
+
+
+@njit(cache=_CACHE, nogil=True, inline="always")
+def _smooth_chunk(mu):
+    """Samples between smooth_baseline's rescaling tests (1: every sample)."""
+    if mu >= 1.0 and mu <= _SMOOTH_CHUNK_MU:
+        return _SMOOTH_CHUNK
+    return 1
 
 
 @njit(cache=_CACHE, nogil=True)
@@ -4755,14 +4784,22 @@ def _row_check(yi, si, bvec, b, i, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, to
     # _DRIFT_RANGE_FIRST), y's range and max |b| in a pass of their own
     # first; else read in the bound's pass pair (the same numbers, the same
     # decision after it; 0.03 ms per 54,000 frames less)
+    # (the exact check in three passes, _drift_exact_fwd and _drift_exact_back:
+    # kkt_one's numbers; its forward pass also reads y's range and max |b|)
+    split = _DRIFT_EXACT3 and mu >= 1e-50
+    fwd = False
     if mu > _DRIFT_RANGE_FIRST:
-        lo = yi[0]
-        hi = yi[0]
-        b_max = 0.0
-        for t in range(T):
-            lo = min(lo, yi[t])
-            hi = max(hi, yi[t])
-            b_max = max(b_max, abs(bvec[t]))
+        if split:
+            lo, hi, b_max = _drift_exact_fwd(yi, si, bvec, g1, g2, alpha, tol_ws[0:T])
+            fwd = True
+        else:
+            lo = yi[0]
+            hi = yi[0]
+            b_max = 0.0
+            for t in range(T):
+                lo = min(lo, yi[t])
+                hi = max(hi, yi[t])
+                b_max = max(b_max, abs(bvec[t]))
         tol = _tolerance_of(lo, hi, kkt_tol, mode)
         exact = mu * 2.220446049250313e-16 * b_max > tol
         if not exact:
@@ -4770,18 +4807,123 @@ def _row_check(yi, si, bvec, b, i, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, to
             v_s, v_b, _lo, _hi, _bm = _kkt_fused(yi, si, bvec, g1, g2, alpha, lamG, G, mode, mu,
                                                  tol_ws[0:T], tol_ws[T:T], fi)
             exact = v_s <= tol and v_b > tol
+            fwd = False
     else:
         v_s, v_b, lo, hi, b_max = _kkt_fused(yi, si, bvec, g1, g2, alpha, lamG, G, mode, mu,
                                              tol_ws[0:T], tol_ws[T:T], fi)
         tol = _tolerance_of(lo, hi, kkt_tol, mode)
         exact = mu * 2.220446049250313e-16 * b_max > tol or (v_s <= tol and v_b > tol)
-    if exact:
+    if exact and split:
+        if not fwd:
+            _drift_exact_fwd(yi, si, bvec, g1, g2, alpha, tol_ws[0:T])
+        v_s, v_b = _drift_exact_back(yi, si, bvec, g1, g2, alpha, lamG, G, mu, tol_ws[0:T],
+                                     tol_ws[T:2 * T], tol_ws[2 * T:3 * T], fi)
+    elif exact:
         v_s, v_b = kkt_one(yi, si, bvec, g1, g2, alpha, lamG, G, mode, mu, tol_ws[0:T],
                            tol_ws[T:2 * T], tol_ws[2 * T:3 * T], _NO)
         for t in range(T):
             # the fit K s + b = y - r, r the residual kkt_one leaves
             fi[t] = yi[t] - tol_ws[t]
     conv[i] = max(v_s, v_b) <= tol
+
+
+# _row_check's exact drift check in three passes (_drift_exact_fwd,
+# _drift_exact_back: kkt_one's and smooth_baseline's arithmetic in their
+# order, the same v_s, v_b and fit) instead of kkt_one's six and a copy
+_DRIFT_EXACT3 = True
+
+
+@njit(cache=_CACHE, nogil=True)
+def _drift_exact_fwd(y, s, bvec, g1, g2, alpha, work):
+    """First pass of :func:`_row_check`'s exact drift check: w = y - K s
+    into ``work`` (kkt_one's forward arithmetic), with y's range and max |b|
+    read in it.  Returns (lo, hi, max |b|)."""
+    T = y.shape[0]
+    q1 = 0.0
+    q2 = 0.0
+    work[0] = y[0] - 0.0
+    lo = y[0]
+    hi = y[0]
+    b_max = max(0.0, abs(bvec[0]))
+    for k in range(T - 1):
+        yk = y[k + 1]
+        lo = min(lo, yk)
+        hi = max(hi, yk)
+        b_max = max(b_max, abs(bvec[k + 1]))
+        q = s[k] + g1 * q1 + g2 * q2
+        work[k + 1] = yk - alpha * q
+        q2 = q1
+        q1 = q
+    return lo, hi, b_max
+
+
+@njit(cache=_CACHE, nogil=True)
+def _drift_exact_back(y, s, bvec, g1, g2, alpha, lamG, G, mu, work, gain, qout, fi):
+    """The rest of :func:`kkt_one`'s drift check from w = y - K s in
+    ``work`` (:func:`_drift_exact_fwd`; mu >= 1e-50): one backward pass
+    runs the smoother's backward recursion (:func:`smooth_baseline`: its
+    gains into ``gain``, its sums into ``qout``) beside the adjoint
+    recursion of r = w - b (v_s; the fit y - r into ``fi``), one forward
+    pass the smoother's substitution, each best baseline compared with b
+    as it is formed (v_b).  The same operations in the same order as
+    kkt_one, so the same (v_s, v_b); ``work`` ends holding r as there."""
+    T = y.shape[0]
+    imu = 1.0 / mu
+    N = 0.0
+    D = 1.0
+    q = 0.0
+    p1 = 0.0
+    p2 = 0.0
+    g = lamG - 0.0
+    v_s = max(0.0, abs(g) if s[T - 1] > 0.0 else -g)
+    K = _smooth_chunk(mu)
+    t0 = T - 1
+    while t0 > 0:
+        t_end = max(t0 - K, 0)
+        for t in range(t0, t_end, -1):
+            wt = work[t]
+            # the smoother's backward recursion at t
+            Dn = N * imu + D + D * imu
+            N = N + D
+            c = D / Dn
+            D = Dn
+            gain[t] = c
+            q -= wt
+            qout[t] = q
+            q = c * q
+            # the adjoint recursion at j = t - 1, from r[t] = w[t] - b[t]
+            rt = wt - bvec[t]
+            work[t] = rt
+            fi[t] = y[t] - rt
+            p = rt + g1 * p1 + g2 * p2
+            gr = alpha * p
+            p2 = p1
+            p1 = p
+            g = lamG - gr
+            v = abs(g) if s[t - 1] > 0.0 else -g
+            if v > v_s:
+                v_s = v
+        t0 = t_end
+        if D > 4.149515568880993e+180:  # 2^600: rescaled exactly
+            N *= 2.409919865102884e-181
+            D *= 2.409919865102884e-181
+    w0 = work[0]
+    P = N / D + 1.0
+    q -= w0
+    bb = -q / P
+    r0 = w0 - bvec[0]
+    work[0] = r0
+    fi[0] = y[0] - r0
+    v_b = 0.0
+    v = abs(bb - bvec[0])
+    if v > v_b:
+        v_b = v
+    for t in range(1, T):
+        bb = gain[t] * (bb - qout[t] * imu)
+        v = abs(bb - bvec[t])
+        if v > v_b:
+            v_b = v
+    return v_s / G, v_b
 
 
 # a settled warm start's polish takes a changed set only where the objective
