@@ -125,3 +125,49 @@ def test_row_check_drift_uses_the_three_passes_with_kkt_ones_answer():
         assert conv[0] == (max(v_s, v_b) <= tol)
         assert np.array_equal(fi, y - ws[0:T])
     assert r.converged
+
+
+def test_row_check_drift_below_the_range_first_mu_takes_the_exact_check_after_the_bound():
+    # 30 Hz (mu 9e4 <= _DRIFT_RANGE_FIRST): the bound first; a baseline with
+    # 1e-9 noise on it fails the bound (mu times its second difference) but
+    # not the exact check, which the read-out then runs (three passes)
+    import napari_catune as nc
+    from napari_catune import solver as S
+    from napari_catune.baseline import drift_mu
+
+    fs, tr, td, lam = 30.0, 0.05, 0.5, 0.05
+    rng = np.random.default_rng(5)
+    T = 6000
+    m = S._model(fs, tr, td, lam)
+    s = np.where(rng.random(T) < 0.02, rng.random(T) * 2.0, 0.0)
+    y = np.empty(T)
+    ns.forward_conv(s, m.g1, m.g2, m.alpha, y)
+    y += 0.2 * rng.standard_normal(T) + 1.0
+    r = nc.run_deconvolution_full(y, fs, tr, td, lam, baseline="drift")
+    mu = drift_mu(None, fs, td)
+    assert mu <= ns._DRIFT_RANGE_FIRST
+    si = np.ascontiguousarray(r.activity, dtype=float).ravel()
+    bi = np.ascontiguousarray(r.baseline, dtype=float).ravel()
+    tol = ns.kkt_tolerance(y, S.KKT_TOL, 2)
+    seen_exact = False
+    for bb in (bi, bi + 1e-9 * (y.max() - y.min()) * rng.standard_normal(T), bi + 1e-3):
+        b = bb[None, :].copy()
+        conv = np.zeros(1, bool)
+        fi = np.full(T, np.nan)
+        ns._row_check(y, si, b[0], b, 0, m.g1, m.g2, m.alpha, m.lamG, m.G, 2, mu, S.KKT_TOL,
+                      np.full(3 * T, np.nan), conv, fi)
+        ws = np.empty(3 * T)
+        v_s, v_b = ns.kkt_one(y, si, b[0], m.g1, m.g2, m.alpha, m.lamG, m.G, 2, mu, ws[0:T],
+                              ws[T:2 * T], ws[2 * T:], False)
+        assert conv[0] == (max(v_s, v_b) <= tol)
+        bs, bb_ = ns.kkt_one(y, si, b[0], m.g1, m.g2, m.alpha, m.lamG, m.G, 2, mu, ws[0:T],
+                             ws[T:2 * T], ws[2 * T:], True)
+        if bs <= tol and bb_ > tol:
+            # the exact path: its fit is kkt_one's residual's
+            seen_exact = True
+            ws2 = np.empty(3 * T)
+            ns.kkt_one(y, si, b[0], m.g1, m.g2, m.alpha, m.lamG, m.G, 2, mu, ws2[0:T],
+                       ws2[T:2 * T], ws2[2 * T:], False)
+            assert np.array_equal(fi, y - ws2[0:T])
+            assert conv[0]
+    assert seen_exact
