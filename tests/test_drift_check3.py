@@ -91,26 +91,34 @@ def test_three_pass_drift_check_is_kkt_ones(mu, seed):
     assert np.array_equal(ws[0:T], ws2[0:T])
 
 
-def test_row_check_drift_uses_the_three_passes_with_kkt_ones_answer():
-    # the read-out at 1 kHz (mu above _DRIFT_RANGE_FIRST: the exact check)
-    # against kkt_one's verdict and fit
+def _drift_row(fs, tr, td, lam, seed, T, rate):
+    """A drift-mode solve of a simulated trace: (model, y, mu, activity,
+    baseline, rng, result)."""
     import napari_catune as nc
     from napari_catune import solver as S
     from napari_catune.baseline import drift_mu
 
-    fs, tr, td, lam = 1000.0, 0.2, 3.0, 0.05
-    rng = np.random.default_rng(3)
-    T = 20_000
+    rng = np.random.default_rng(seed)
     m = S._model(fs, tr, td, lam)
-    s = np.where(rng.random(T) < 0.002, rng.random(T) * 2.0, 0.0)
+    s = np.where(rng.random(T) < rate, rng.random(T) * 2.0, 0.0)
     y = np.empty(T)
     ns.forward_conv(s, m.g1, m.g2, m.alpha, y)
     y += 0.2 * rng.standard_normal(T) + 1.0
     r = nc.run_deconvolution_full(y, fs, tr, td, lam, baseline="drift")
     mu = drift_mu(None, fs, td)
-    assert mu > ns._DRIFT_RANGE_FIRST
     si = np.ascontiguousarray(r.activity, dtype=float).ravel()
     bi = np.ascontiguousarray(r.baseline, dtype=float).ravel()
+    return m, y, mu, si, bi, rng, r
+
+
+def test_row_check_drift_uses_the_three_passes_with_kkt_ones_answer():
+    # the read-out at 1 kHz (mu above _DRIFT_RANGE_FIRST: the exact check)
+    # against kkt_one's verdict and fit
+    from napari_catune import solver as S
+
+    T = 20_000
+    m, y, mu, si, bi, _rng, r = _drift_row(1000.0, 0.2, 3.0, 0.05, 3, T, 0.002)
+    assert mu > ns._DRIFT_RANGE_FIRST
     for bb in (bi, bi + 1e-4):
         b = bb[None, :].copy()
         conv = np.zeros(1, bool)
@@ -131,23 +139,11 @@ def test_row_check_drift_below_the_range_first_mu_takes_the_exact_check_after_th
     # 30 Hz (mu 9e4 <= _DRIFT_RANGE_FIRST): the bound first; a baseline with
     # 1e-9 noise on it fails the bound (mu times its second difference) but
     # not the exact check, which the read-out then runs (three passes)
-    import napari_catune as nc
     from napari_catune import solver as S
-    from napari_catune.baseline import drift_mu
 
-    fs, tr, td, lam = 30.0, 0.05, 0.5, 0.05
-    rng = np.random.default_rng(5)
     T = 6000
-    m = S._model(fs, tr, td, lam)
-    s = np.where(rng.random(T) < 0.02, rng.random(T) * 2.0, 0.0)
-    y = np.empty(T)
-    ns.forward_conv(s, m.g1, m.g2, m.alpha, y)
-    y += 0.2 * rng.standard_normal(T) + 1.0
-    r = nc.run_deconvolution_full(y, fs, tr, td, lam, baseline="drift")
-    mu = drift_mu(None, fs, td)
+    m, y, mu, si, bi, rng, _r = _drift_row(30.0, 0.05, 0.5, 0.05, 5, T, 0.02)
     assert mu <= ns._DRIFT_RANGE_FIRST
-    si = np.ascontiguousarray(r.activity, dtype=float).ravel()
-    bi = np.ascontiguousarray(r.baseline, dtype=float).ravel()
     tol = ns.kkt_tolerance(y, S.KKT_TOL, 2)
     seen_exact = False
     for bb in (bi, bi + 1e-9 * (y.max() - y.min()) * rng.standard_normal(T), bi + 1e-3):
