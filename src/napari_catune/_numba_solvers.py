@@ -162,18 +162,12 @@ def smooth_baseline(r, mu, gain, out):
     while t > 0:
         t_end = max(t - K, 0)
         for tt in range(t, t_end, -1):
-            Dn = N * imu + D + D * imu
-            N = N + D
-            c = D / Dn
-            D = Dn
+            N, D, c, q = _smooth_back(N, D, q, imu, r[tt])
             gain[tt] = c
-            q -= r[tt]
             out[tt] = q
             q = c * q
         t = t_end
-        if D > 4.149515568880993e+180:  # 2^600: rescaled exactly
-            N *= 2.409919865102884e-181
-            D *= 2.409919865102884e-181
+        N, D = _smooth_rescale(N, D)
     P = N / D + 1.0
     q -= r[0]
     out[0] = -q / P
@@ -194,6 +188,22 @@ def smooth_baseline(r, mu, gain, out):
 # below 2^(600 + 102 + 167) with mu <= 1e100.
 _SMOOTH_CHUNK = 64
 _SMOOTH_CHUNK_MU = 1e100
+
+
+@njit(cache=_CACHE, nogil=True, inline="always")
+def _smooth_back(N, D, q, imu, r):
+    """One sample of :func:`smooth_baseline`'s backward recursion (P = N / D
+    as the pair): the next (N, D), the gain D / D' and the sum q - r."""
+    Dn = N * imu + D + D * imu
+    return N + D, Dn, D / Dn, q - r
+
+
+@njit(cache=_CACHE, nogil=True, inline="always")
+def _smooth_rescale(N, D):
+    """(N, D) by 2^-600 once D exceeds 2^600 (exact: a power of two)."""
+    if D > 4.149515568880993e+180:
+        return N * 2.409919865102884e-181, D * 2.409919865102884e-181
+    return N, D
 
 
 @njit(cache=_CACHE, nogil=True, inline="always")
@@ -4883,12 +4893,8 @@ def _drift_exact_back(y, s, bvec, g1, g2, alpha, lamG, G, mu, work, gain, qout, 
         for t in range(t0, t_end, -1):
             wt = work[t]
             # the smoother's backward recursion at t
-            Dn = N * imu + D + D * imu
-            N = N + D
-            c = D / Dn
-            D = Dn
+            N, D, c, q = _smooth_back(N, D, q, imu, wt)
             gain[t] = c
-            q -= wt
             qout[t] = q
             q = c * q
             # the adjoint recursion at j = t - 1, from r[t] = w[t] - b[t]
@@ -4904,9 +4910,7 @@ def _drift_exact_back(y, s, bvec, g1, g2, alpha, lamG, G, mu, work, gain, qout, 
             if v > v_s:
                 v_s = v
         t0 = t_end
-        if D > 4.149515568880993e+180:  # 2^600: rescaled exactly
-            N *= 2.409919865102884e-181
-            D *= 2.409919865102884e-181
+        N, D = _smooth_rescale(N, D)
     w0 = work[0]
     P = N / D + 1.0
     q -= w0
