@@ -369,18 +369,19 @@ _RATIO_TINY = 2.0 ** -500
 _RATIO_SCALE = 2.0 ** 500
 
 
+# mu >= _RATIO_CHUNK_MU: hd is tested once every _RATIO_CHUNK samples
+# instead of after every free sample (see _subspace_riccati)
+_RATIO_CHUNK = 64
+_RATIO_CHUNK_MU = 1.0
+
+
 @njit(cache=_CACHE, nogil=True, inline="always")
-def _ratio_update(rn, hd, mm, sig, mn):
+def _ratio_step(rn, hd, mm, sig, mn):
     """The drift's ratio a22 = hn / hd after a free sample, from the
-    numerator rn it leaves: (hn, hd), rescaled by an exact power of two
-    before hd underflows."""
+    numerator rn it leaves: (hn, hd).  The caller rescales them (by
+    _RATIO_SCALE) before hd underflows."""
     hdm = mm * hd
-    hd = sig * rn + hdm
-    hn = mn * rn + hdm
-    if hd < _RATIO_TINY:
-        hn *= _RATIO_SCALE
-        hd *= _RATIO_SCALE
-    return hn, hd
+    return mn * rn + hdm, sig * rn + hdm
 
 
 @njit(cache=_CACHE, nogil=True, fastmath={"contract"})
@@ -446,120 +447,136 @@ def _subspace_riccati(y, g1, g2, beta, mode, mu, active, gain, gb):
     f2 = False
     # the free samples' gains, packed: rows p .. n-1 in order of k
     p = n
-    for k in range(n - 1, -1, -1):
-        yk = y[k + 1]
-        l1 = q1
-        l2 = q2 - yk
-        if not active[k] and f1 and f2:
-            # a free sample before a free pair (most samples at lambda 0):
-            # there a00 = a02 = 1 and a01 = a11 = a12 = 0 exactly, so the
-            # general branch below would form c1 = 0, c2 = 1, c3 = lb and
-            # leave a00, a02 at 1 (drift: r12 = w0 = 0, e22d = hd); the
-            # same numbers without its division on the loop-carried chain
-            lb = q0 + (beta - yk)
-            p -= 1
-            gain[p, 0] = 0.0
-            gain[p, 1] = 1.0
-            gain[p, 2] = lb
-            q0 = l1 - bg1
-            q1 = bg2
-            q2 = l2 - lb
+    # mu >= 1: a free sample leaves hd >= mm hd = mu hd / (a* + mu) >= hd /
+    # 2.62 (r22 >= 0), an active one hd = sig (a22 + mu) hd >= mm hd too, so
+    # 64 samples shrink it by at most 2^-89: tested after every chunk of 64
+    # samples it stays above 2^-589, far from the subnormals, and the test
+    # leaves the loop (after every free sample it had been a compare and
+    # select on the loop-carried chain).  mu < 1: after every sample.  The
+    # rescale is by an exact power of two and every use of (hn, hd) is
+    # homogeneous in them, so where it happens changes no bit of the output.
+    chunk = 1 if drift and not mu >= _RATIO_CHUNK_MU else _RATIO_CHUNK
+    hi = n
+    while hi > 0:
+        lo = max(hi - chunk, 0)
+        for k in range(hi - 1, lo - 1, -1):
+            yk = y[k + 1]
+            l1 = q1
+            l2 = q2 - yk
+            if not active[k] and f1 and f2:
+                # a free sample before a free pair (most samples at lambda 0):
+                # there a00 = a02 = 1 and a01 = a11 = a12 = 0 exactly, so the
+                # general branch below would form c1 = 0, c2 = 1, c3 = lb and
+                # leave a00, a02 at 1 (drift: r12 = w0 = 0, e22d = hd); the
+                # same numbers without its division on the loop-carried chain
+                lb = q0 + (beta - yk)
+                p -= 1
+                gain[p, 0] = 0.0
+                gain[p, 1] = 1.0
+                gain[p, 2] = lb
+                q0 = l1 - bg1
+                q1 = bg2
+                q2 = l2 - lb
+                if drift:
+                    inv_d = hd / ((hn + mu * hd) - hd)
+                    wm = mu * inv_d
+                    hn, hd = _ratio_step(hn - hd, hd, mm, sig, mn)
+                    q0, q1, q2, w3 = _drift_linear(q0, q1, q2, 0.0, 0.0, wm, inv_d)
+                    gb[k, 0] = 0.0
+                    gb[k, 1] = 0.0
+                    gb[k, 2] = wm
+                    gb[k, 3] = w3
+                else:
+                    a22 = (a22 + 1.0) - 1.0
+                continue
+            f2 = f1
+            f1 = not active[k]
+            if active[k]:
+                # x_k = g1 x_{k-1} + g2 x_{k-2}: substitute the dynamics
+                l0 = q0 - yk
+                # p00 holds the next stage cost's one already; g1 a00 + a01
+                # cancels for slow kernels, so p01 forms it before the product
+                # with g2 (a rounded g1 g2 would perturb the model)
+                p00 = g1sq * a00 + (g1x2 * a01 + (a11 + 1.0))
+                p01 = g2 * (g1 * a00 + a01)
+                p11 = g2sq * a00
+                p02 = g1 * a02 + a12
+                p12 = g2 * a02
+                q0 = g1 * l0 + l1
+                q1 = g2 * l0
+                q2 = l2
+                if drift:
+                    # 1 / (a22 + mu) off the chain; a22 <- mu a22 inv_d + 1
+                    hdm = mm * hd
+                    inv_d = hd / (hn + mu * hd)
+                    w0 = p02 * inv_d
+                    w1 = p12 * inv_d
+                    wm = mu * inv_d
+                    a00 = p00 - p02 * w0
+                    a01 = p01 - p02 * w1
+                    a11 = p11 - p12 * w1
+                    a02 = p02 * wm + 1.0
+                    a12 = p12 * wm
+                    hd = sig * hn + hdm
+                    hn = mn * hn + hdm
+                else:
+                    a00 = p00
+                    a01 = p01
+                    a11 = p11
+                    a02 = p02 + 1.0
+                    a12 = p12
+                    a22 = a22 + 1.0
+            else:
+                # x_k free at cost beta * (x_k - g1 x_{k-1} - g2 x_{k-2}):
+                # minimise over x_k, then substitute the rest of the dynamics
+                inv = 1.0 / a00
+                if drift:
+                    # the pivot r22 + mu = det / a00 of the 2x2 block of (x_k, c)
+                    # (a22 = hn / hd): divides alongside 1 / a00
+                    e22d = (a02 * a02) * hd
+                    inv_d = (a00 * hd) / (a00 * (hn + mu * hd) - e22d)
+                lb = q0 + (beta - yk)
+                c1 = a01 * inv
+                c2 = a02 * inv
+                c3 = lb * inv
+                p -= 1
+                gain[p, 0] = c1
+                gain[p, 1] = c2
+                gain[p, 2] = c3
+                # the remaining quadratic is in (x_{k-1}, b) only; the linear
+                # term -beta * (g1 x_{k-1} + g2 x_{k-2}) stays
+                q0 = (l1 - bg1) - c1 * lb
+                q1 = bg2
+                q2 = l2 - c2 * lb
+                e11 = a01 * a01
+                e12 = a01 * a02
+                e22 = a02 * a02
+                if drift:
+                    r12 = a12 - e12 * inv
+                    w0 = r12 * inv_d
+                    w1 = 0.0
+                    wm = mu * inv_d
+                    a00 = ((a11 + 1.0) - e11 * inv) - r12 * w0
+                    a02 = r12 * wm + 1.0
+                    # hn / hd <- (mu r22 / (r22 + mu) + 1), r22 = a22 - e22 inv
+                    hn, hd = _ratio_step(hn - e22d * inv, hd, mm, sig, mn)
+                else:
+                    a00 = (a11 + 1.0) - e11 * inv
+                    a02 = (a12 + 1.0) - e12 * inv
+                    a22 = (a22 + 1.0) - e22 * inv
+                a01 = 0.0
+                a11 = 0.0
+                a12 = 0.0
             if drift:
-                inv_d = hd / ((hn + mu * hd) - hd)
-                wm = mu * inv_d
-                hn, hd = _ratio_update(hn - hd, hd, mm, sig, mn)
-                q0, q1, q2, w3 = _drift_linear(q0, q1, q2, 0.0, 0.0, wm, inv_d)
-                gb[k, 0] = 0.0
-                gb[k, 1] = 0.0
+                q0, q1, q2, w3 = _drift_linear(q0, q1, q2, w0, w1, wm, inv_d)
+                gb[k, 0] = w0
+                gb[k, 1] = w1
                 gb[k, 2] = wm
                 gb[k, 3] = w3
-            else:
-                a22 = (a22 + 1.0) - 1.0
-            continue
-        f2 = f1
-        f1 = not active[k]
-        if active[k]:
-            # x_k = g1 x_{k-1} + g2 x_{k-2}: substitute the dynamics
-            l0 = q0 - yk
-            # p00 holds the next stage cost's one already; g1 a00 + a01
-            # cancels for slow kernels, so p01 forms it before the product
-            # with g2 (a rounded g1 g2 would perturb the model)
-            p00 = g1sq * a00 + (g1x2 * a01 + (a11 + 1.0))
-            p01 = g2 * (g1 * a00 + a01)
-            p11 = g2sq * a00
-            p02 = g1 * a02 + a12
-            p12 = g2 * a02
-            q0 = g1 * l0 + l1
-            q1 = g2 * l0
-            q2 = l2
-            if drift:
-                # 1 / (a22 + mu) off the chain; a22 <- mu a22 inv_d + 1
-                hdm = mm * hd
-                inv_d = hd / (hn + mu * hd)
-                w0 = p02 * inv_d
-                w1 = p12 * inv_d
-                wm = mu * inv_d
-                a00 = p00 - p02 * w0
-                a01 = p01 - p02 * w1
-                a11 = p11 - p12 * w1
-                a02 = p02 * wm + 1.0
-                a12 = p12 * wm
-                hd = sig * hn + hdm
-                hn = mn * hn + hdm
-            else:
-                a00 = p00
-                a01 = p01
-                a11 = p11
-                a02 = p02 + 1.0
-                a12 = p12
-                a22 = a22 + 1.0
-        else:
-            # x_k free at cost beta * (x_k - g1 x_{k-1} - g2 x_{k-2}):
-            # minimise over x_k, then substitute the rest of the dynamics
-            inv = 1.0 / a00
-            if drift:
-                # the pivot r22 + mu = det / a00 of the 2x2 block of (x_k, c)
-                # (a22 = hn / hd): divides alongside 1 / a00
-                e22d = (a02 * a02) * hd
-                inv_d = (a00 * hd) / (a00 * (hn + mu * hd) - e22d)
-            lb = q0 + (beta - yk)
-            c1 = a01 * inv
-            c2 = a02 * inv
-            c3 = lb * inv
-            p -= 1
-            gain[p, 0] = c1
-            gain[p, 1] = c2
-            gain[p, 2] = c3
-            # the remaining quadratic is in (x_{k-1}, b) only; the linear
-            # term -beta * (g1 x_{k-1} + g2 x_{k-2}) stays
-            q0 = (l1 - bg1) - c1 * lb
-            q1 = bg2
-            q2 = l2 - c2 * lb
-            e11 = a01 * a01
-            e12 = a01 * a02
-            e22 = a02 * a02
-            if drift:
-                r12 = a12 - e12 * inv
-                w0 = r12 * inv_d
-                w1 = 0.0
-                wm = mu * inv_d
-                a00 = ((a11 + 1.0) - e11 * inv) - r12 * w0
-                a02 = r12 * wm + 1.0
-                # hn / hd <- (mu r22 / (r22 + mu) + 1), r22 = a22 - e22 inv
-                hn, hd = _ratio_update(hn - e22d * inv, hd, mm, sig, mn)
-            else:
-                a00 = (a11 + 1.0) - e11 * inv
-                a02 = (a12 + 1.0) - e12 * inv
-                a22 = (a22 + 1.0) - e22 * inv
-            a01 = 0.0
-            a11 = 0.0
-            a12 = 0.0
-        if drift:
-            q0, q1, q2, w3 = _drift_linear(q0, q1, q2, w0, w1, wm, inv_d)
-            gb[k, 0] = w0
-            gb[k, 1] = w1
-            gb[k, 2] = wm
-            gb[k, 3] = w3
+        if hd < _RATIO_TINY:
+            hn *= _RATIO_SCALE
+            hd *= _RATIO_SCALE
+        hi = lo
     if drift:
         a22 = hn / hd
     return a22, q2, p
