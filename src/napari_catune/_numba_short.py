@@ -38,6 +38,21 @@ from numba import njit
 _CACHE = True
 
 
+@njit(cache=_CACHE, nogil=True, inline="always")
+def free_pair_step(gain, p, q0, l1, l2, yk, beta, bg1, bg2):
+    """One step of the Riccati recursions (riccati_short, _riccati_flat,
+    _subspace_riccati) at a free sample before a free pair: there a00 = a02
+    = 1 and a01 = a11 = a12 = 0 exactly, so the general free step would form
+    the gains (0, 1, lb); they go to row ``p`` of ``gain`` and the linear
+    terms (q0, q1, q2) after the step are returned (no division on the
+    loop-carried chain).  Inlined: the callers' numbers, bit for bit."""
+    lb = q0 + (beta - yk)
+    gain[p, 0] = 0.0
+    gain[p, 1] = 1.0
+    gain[p, 2] = lb
+    return l1 - bg1, bg2, l2 - lb
+
+
 @njit(cache=_CACHE, nogil=True, fastmath={"contract"})
 def riccati_short(y, g1, g2, beta, active, gain):
     """:func:`._numba_solvers._subspace_riccati` for modes 0 and 1 (no
@@ -70,15 +85,8 @@ def riccati_short(y, g1, g2, beta, active, gain):
         l1 = q1
         l2 = q2 - yk
         if not active[k] and f1 and f2:
-            # a free sample before a free pair (as _subspace_riccati)
-            lb = q0 + (beta - yk)
             p -= 1
-            gain[p, 0] = 0.0
-            gain[p, 1] = 1.0
-            gain[p, 2] = lb
-            q0 = l1 - bg1
-            q1 = bg2
-            q2 = l2 - lb
+            q0, q1, q2 = free_pair_step(gain, p, q0, l1, l2, yk, beta, bg1, bg2)
             a22 = (a22 + 1.0) - 1.0
             continue
         f2 = f1

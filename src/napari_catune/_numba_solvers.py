@@ -39,7 +39,7 @@ from ._numba_local import (_SEG_ROUNDS, _SEG_SINGLE, _chol_add, _gram_fill, _nnq
                            power_tables, settle_gradient, thin_flips)
 from ._numba_affine import (_AFF_MAX_UPDATES, affine_flags, affine_fwd, affine_nu,
                             affine_settle, count_fit_flags, exact_fit_flags)
-from ._numba_short import riccati_short
+from ._numba_short import free_pair_step, riccati_short
 from ._numba_hints import AHEAD as _PF_AHEAD
 from ._numba_hints import FROM as _HINT_FROM
 from ._numba_hints import prefetch as _prefetch
@@ -53,7 +53,7 @@ from ._numba_hints import prefetch as _prefetch
 # new value), or a checkout or an upgrade with a warm cache would run the
 # old code (seen: wdrift's edge-scan fix measured nothing until the cache
 # was cleared; a reviewer ran a callee numba could no longer compile).
-_CALLEES_SHA = "4bf36ba84c0cc133"
+_CALLEES_SHA = "5f49fbb017f14319"
 
 # (int64, not literal ints: see _NO)
 _SEG_ROUNDS = np.int64(_SEG_ROUNDS)
@@ -469,14 +469,8 @@ def _subspace_riccati(y, g1, g2, beta, mode, mu, active, gain, gb):
                 # general branch below would form c1 = 0, c2 = 1, c3 = lb and
                 # leave a00, a02 at 1 (drift: r12 = w0 = 0, e22d = hd); the
                 # same numbers without its division on the loop-carried chain
-                lb = q0 + (beta - yk)
                 p -= 1
-                gain[p, 0] = 0.0
-                gain[p, 1] = 1.0
-                gain[p, 2] = lb
-                q0 = l1 - bg1
-                q1 = bg2
-                q2 = l2 - lb
+                q0, q1, q2 = free_pair_step(gain, p, q0, l1, l2, yk, beta, bg1, bg2)
                 if drift:
                     inv_d = hd / ((hn + mu * hd) - hd)
                     wm = mu * inv_d
@@ -618,14 +612,8 @@ def _riccati_flat(y, g1, g2, beta, active, gain):
         l2 = q2 - yk
         if not active[k] and f1 and f2:
             # a free sample before a free pair (_subspace_riccati)
-            lb = q0 + (beta - yk)
             p -= 1
-            gain[p, 0] = 0.0
-            gain[p, 1] = 1.0
-            gain[p, 2] = lb
-            q0 = l1 - bg1
-            q1 = bg2
-            q2 = l2 - lb
+            q0, q1, q2 = free_pair_step(gain, p, q0, l1, l2, yk, beta, bg1, bg2)
             a22 = (a22 + 1.0) - 1.0
             continue
         after_free = f1
@@ -2294,14 +2282,8 @@ def _nu_riccati(y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, gain, bmas
         l1 = q1
         l2 = q2 - yk
         if not act and f1 and f2:
-            lb = q0 + (beta - yk)
             p -= 1
-            gain[p, 0] = 0.0
-            gain[p, 1] = 1.0
-            gain[p, 2] = lb
-            q0 = l1 - bg1
-            q1 = bg2
-            q2 = l2 - lb
+            q0, q1, q2 = free_pair_step(gain, p, q0, l1, l2, yk, beta, bg1, bg2)
             a22 = (a22 + 1.0) - 1.0
             continue
         f2 = f1
