@@ -53,6 +53,49 @@ def free_pair_step(gain, p, q0, l1, l2, yk, beta, bg1, bg2):
     return l1 - bg1, bg2, l2 - lb
 
 
+@njit(cache=_CACHE, nogil=True, inline="always")
+def free_step(gain, p, a00, a01, a02, q0, l1, l2, yk, beta, bg1, bg2):
+    """A free sample's step in the Riccati recursions (the general case):
+    x_k minimised out, its gains (c1, c2, c3) = (a01, a02, lb) / a00 stored
+    in row ``p`` of ``gain``.  Returns 1 / a00, the linear terms (q0, q1,
+    q2) after the step (the remaining quadratic is in (x_{k-1}, b) only;
+    -beta (g1 x_{k-1} + g2 x_{k-2}) stays) and a01^2, a01 a02, a02^2 for
+    the caller's update of the quadratic.  Inlined: the callers' numbers."""
+    inv = 1.0 / a00
+    lb = q0 + (beta - yk)
+    c1 = a01 * inv
+    c2 = a02 * inv
+    c3 = lb * inv
+    gain[p, 0] = c1
+    gain[p, 1] = c2
+    gain[p, 2] = c3
+    return (inv, (l1 - bg1) - c1 * lb, bg2, l2 - c2 * lb,
+            a01 * a01, a01 * a02, a02 * a02)
+
+
+@njit(cache=_CACHE, nogil=True, inline="always")
+def flat_free_step(gain, p, a00, a01, a11, a02, a12, a22, q0, l1, l2, yk, beta, bg1, bg2):
+    """:func:`free_step` and the update of the quadratic without drift:
+    returns (a00, a02, a22, q0, q1, q2) after the step (a01 = a11 = a12 =
+    0 after it)."""
+    inv, q0, q1, q2, e11, e12, e22 = free_step(gain, p, a00, a01, a02, q0, l1, l2, yk,
+                                               beta, bg1, bg2)
+    return ((a11 + 1.0) - e11 * inv, (a12 + 1.0) - e12 * inv, (a22 + 1.0) - e22 * inv,
+            q0, q1, q2)
+
+
+@njit(cache=_CACHE, nogil=True, inline="always")
+def active_sub(a00, a01, a11, a02, a12, q0, l1, l2, yk, g1, g2, g1sq, g1x2, g2sq):
+    """An active sample's step in the Riccati recursions: x_k = g1 x_{k-1}
+    + g2 x_{k-2} substituted.  Returns (p00, p01, p11, p02, p12) and the
+    linear terms (q0, q1, q2).  p00 holds the next stage cost's one
+    already; g1 a00 + a01 cancels for slow kernels, so p01 forms it before
+    the product with g2 (a rounded g1 g2 would perturb the model)."""
+    l0 = q0 - yk
+    return (g1sq * a00 + (g1x2 * a01 + (a11 + 1.0)), g2 * (g1 * a00 + a01), g2sq * a00,
+            g1 * a02 + a12, g2 * a02, g1 * l0 + l1, g2 * l0, l2)
+
+
 @njit(cache=_CACHE, nogil=True, fastmath={"contract"})
 def riccati_short(y, g1, g2, beta, active, gain):
     """:func:`._numba_solvers._subspace_riccati` for modes 0 and 1 (no
@@ -108,24 +151,9 @@ def riccati_short(y, g1, g2, beta, active, gain):
             q0 = q0n
             q2 = l2
         else:
-            inv = 1.0 / a00
-            lb = q0 + (beta - yk)
-            c1 = a01 * inv
-            c2 = a02 * inv
-            c3 = lb * inv
             p -= 1
-            gain[p, 0] = c1
-            gain[p, 1] = c2
-            gain[p, 2] = c3
-            q0 = (l1 - bg1) - c1 * lb
-            q1 = bg2
-            q2 = l2 - c2 * lb
-            e11 = a01 * a01
-            e12 = a01 * a02
-            e22 = a02 * a02
-            a00 = (a11 + 1.0) - e11 * inv
-            a02 = (a12 + 1.0) - e12 * inv
-            a22 = (a22 + 1.0) - e22 * inv
+            a00, a02, a22, q0, q1, q2 = flat_free_step(gain, p, a00, a01, a11, a02, a12, a22,
+                                                       q0, l1, l2, yk, beta, bg1, bg2)
             a01 = 0.0
             a11 = 0.0
             a12 = 0.0

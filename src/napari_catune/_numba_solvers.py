@@ -39,7 +39,7 @@ from ._numba_local import (_SEG_ROUNDS, _SEG_SINGLE, _chol_add, _gram_fill, _nnq
                            power_tables, settle_gradient, thin_flips)
 from ._numba_affine import (_AFF_MAX_UPDATES, affine_flags, affine_fwd, affine_nu,
                             affine_settle, count_fit_flags, exact_fit_flags)
-from ._numba_short import free_pair_step, riccati_short
+from ._numba_short import active_sub, flat_free_step, free_pair_step, free_step, riccati_short
 from ._numba_hints import AHEAD as _PF_AHEAD
 from ._numba_hints import FROM as _HINT_FROM
 from ._numba_hints import prefetch as _prefetch
@@ -53,7 +53,7 @@ from ._numba_hints import prefetch as _prefetch
 # new value), or a checkout or an upgrade with a warm cache would run the
 # old code (seen: wdrift's edge-scan fix measured nothing until the cache
 # was cleared; a reviewer ran a callee numba could no longer compile).
-_CALLEES_SHA = "5f49fbb017f14319"
+_CALLEES_SHA = "23cbba11c585fee0"
 
 # (int64, not literal ints: see _NO)
 _SEG_ROUNDS = np.int64(_SEG_ROUNDS)
@@ -487,18 +487,8 @@ def _subspace_riccati(y, g1, g2, beta, mode, mu, active, gain, gb):
             f1 = not active[k]
             if active[k]:
                 # x_k = g1 x_{k-1} + g2 x_{k-2}: substitute the dynamics
-                l0 = q0 - yk
-                # p00 holds the next stage cost's one already; g1 a00 + a01
-                # cancels for slow kernels, so p01 forms it before the product
-                # with g2 (a rounded g1 g2 would perturb the model)
-                p00 = g1sq * a00 + (g1x2 * a01 + (a11 + 1.0))
-                p01 = g2 * (g1 * a00 + a01)
-                p11 = g2sq * a00
-                p02 = g1 * a02 + a12
-                p12 = g2 * a02
-                q0 = g1 * l0 + l1
-                q1 = g2 * l0
-                q2 = l2
+                p00, p01, p11, p02, p12, q0, q1, q2 = active_sub(
+                    a00, a01, a11, a02, a12, q0, l1, l2, yk, g1, g2, g1sq, g1x2, g2sq)
                 if drift:
                     # 1 / (a22 + mu) off the chain; a22 <- mu a22 inv_d + 1
                     hdm = mm * hd
@@ -523,28 +513,14 @@ def _subspace_riccati(y, g1, g2, beta, mode, mu, active, gain, gb):
             else:
                 # x_k free at cost beta * (x_k - g1 x_{k-1} - g2 x_{k-2}):
                 # minimise over x_k, then substitute the rest of the dynamics
-                inv = 1.0 / a00
                 if drift:
                     # the pivot r22 + mu = det / a00 of the 2x2 block of (x_k, c)
                     # (a22 = hn / hd): divides alongside 1 / a00
                     e22d = (a02 * a02) * hd
                     inv_d = (a00 * hd) / (a00 * (hn + mu * hd) - e22d)
-                lb = q0 + (beta - yk)
-                c1 = a01 * inv
-                c2 = a02 * inv
-                c3 = lb * inv
                 p -= 1
-                gain[p, 0] = c1
-                gain[p, 1] = c2
-                gain[p, 2] = c3
-                # the remaining quadratic is in (x_{k-1}, b) only; the linear
-                # term -beta * (g1 x_{k-1} + g2 x_{k-2}) stays
-                q0 = (l1 - bg1) - c1 * lb
-                q1 = bg2
-                q2 = l2 - c2 * lb
-                e11 = a01 * a01
-                e12 = a01 * a02
-                e22 = a02 * a02
+                inv, q0, q1, q2, e11, e12, e22 = free_step(gain, p, a00, a01, a02, q0, l1, l2, yk,
+                                                           beta, bg1, bg2)
                 if drift:
                     r12 = a12 - e12 * inv
                     w0 = r12 * inv_d
@@ -620,20 +596,9 @@ def _riccati_flat(y, g1, g2, beta, active, gain):
         f2 = f1
         f1 = not active[k]
         if active[k]:
-            l0 = q0 - yk
-            p00 = g1sq * a00 + (g1x2 * a01 + (a11 + 1.0))
-            p01 = g2 * (g1 * a00 + a01)
-            p11 = g2sq * a00
-            p02 = g1 * a02 + a12
-            p12 = g2 * a02
-            q0 = g1 * l0 + l1
-            q1 = g2 * l0
-            q2 = l2
-            a00 = p00
-            a01 = p01
-            a11 = p11
+            a00, a01, a11, p02, a12, q0, q1, q2 = active_sub(a00, a01, a11, a02, a12, q0, l1, l2,
+                                                             yk, g1, g2, g1sq, g1x2, g2sq)
             a02 = p02 + 1.0
-            a12 = p12
             a22 = a22 + 1.0
         elif after_free:
             # a free sample before a free one (not a pair: an active sample
@@ -657,24 +622,9 @@ def _riccati_flat(y, g1, g2, beta, active, gain):
             a00 = 1.0
             a02 = 1.0
         else:
-            inv = 1.0 / a00
-            lb = q0 + (beta - yk)
-            c1 = a01 * inv
-            c2 = a02 * inv
-            c3 = lb * inv
             p -= 1
-            gain[p, 0] = c1
-            gain[p, 1] = c2
-            gain[p, 2] = c3
-            q0 = (l1 - bg1) - c1 * lb
-            q1 = bg2
-            q2 = l2 - c2 * lb
-            e11 = a01 * a01
-            e12 = a01 * a02
-            e22 = a02 * a02
-            a00 = (a11 + 1.0) - e11 * inv
-            a02 = (a12 + 1.0) - e12 * inv
-            a22 = (a22 + 1.0) - e22 * inv
+            a00, a02, a22, q0, q1, q2 = flat_free_step(gain, p, a00, a01, a11, a02, a12, a22,
+                                                       q0, l1, l2, yk, beta, bg1, bg2)
             a01 = 0.0
             a11 = 0.0
             a12 = 0.0
@@ -2289,40 +2239,14 @@ def _nu_riccati(y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, gain, bmas
         f2 = f1
         f1 = not act
         if act:
-            l0 = q0 - yk
-            p00 = g1sq * a00 + (g1x2 * a01 + (a11 + 1.0))
-            p01 = g2 * (g1 * a00 + a01)
-            p11 = g2sq * a00
-            p02 = g1 * a02 + a12
-            p12 = g2 * a02
-            q0 = g1 * l0 + l1
-            q1 = g2 * l0
-            q2 = l2
-            a00 = p00
-            a01 = p01
-            a11 = p11
+            a00, a01, a11, p02, a12, q0, q1, q2 = active_sub(a00, a01, a11, a02, a12, q0, l1, l2,
+                                                             yk, g1, g2, g1sq, g1x2, g2sq)
             a02 = p02 + 1.0
-            a12 = p12
             a22 = a22 + 1.0
         else:
-            inv = 1.0 / a00
-            lb = q0 + (beta - yk)
-            c1 = a01 * inv
-            c2 = a02 * inv
-            c3 = lb * inv
             p -= 1
-            gain[p, 0] = c1
-            gain[p, 1] = c2
-            gain[p, 2] = c3
-            q0 = (l1 - bg1) - c1 * lb
-            q1 = bg2
-            q2 = l2 - c2 * lb
-            e11 = a01 * a01
-            e12 = a01 * a02
-            e22 = a02 * a02
-            a00 = (a11 + 1.0) - e11 * inv
-            a02 = (a12 + 1.0) - e12 * inv
-            a22 = (a22 + 1.0) - e22 * inv
+            a00, a02, a22, q0, q1, q2 = flat_free_step(gain, p, a00, a01, a11, a02, a12, a22,
+                                                       q0, l1, l2, yk, beta, bg1, bg2)
             a01 = 0.0
             a11 = 0.0
             a12 = 0.0
