@@ -201,7 +201,7 @@ def warm_moves(args):
                 cells.append(f"{mv} {med:.1f}/{mx:.1f} ({r.iterations}{'' if r.converged else ' NOT KKT'})")
             pm = float(np.median(pooled)) * 1e3
             summary.append((name, mode, max(meds), max(maxs), t_oasis, sum(meds), steps, pm,
-                            HP.summarise(probes) if HP is not None else None))
+                            probes if HP is not None else None))
             all_probes += probes
             print(f"{name} [{mode}], OASIS {t_oasis:.1f} ms, cold ours {base.iterations} steps:")
             for i in range(0, len(cells), 5):
@@ -216,26 +216,28 @@ def warm_moves(args):
                       f"[{min(fmas):.3f}-{max(fmas):.3f}]", flush=True)
     print("\nsummary: regime [mode]: worst median / worst max ms, worst median / OASIS cold; "
           "sum of the 9 medians, steps (sum); median of all re-solves (the moves pooled)"
-          + ("; host probe: chase median [min-max] ms between the moves" if HP is not None else ""))
+          + ("; host probe: chase median [min-max] ms between the moves, readings >= 1.2 x "
+             "the run's lowest" if HP is not None else ""))
+    lo = min(all_probes) if all_probes else 0.0
     if HP is not None:
         print("  " + PROBE_READ)
     for name, mode, wm, wx, to, sm, st, pm, pr in summary:
         print(f"  {name:20s} [{mode:6s}] {wm:6.1f} / {wx:6.1f} ms   {wm / to:.3f}   "
               f"sum {sm:6.1f} ms  {st:4d} steps   pooled median {pm:5.1f} ms"
-              + ("" if pr is None else f"   probe {_probe_cell(pr)}"))
+              + ("" if pr is None else f"   probe {_probe_cell(HP.summarise(pr))} "
+                 f"{sum(p >= 1.2 * lo for p in pr)}/{len(pr)} high"))
     if HP is not None:
-        lo = min(all_probes)
         print(f"  host probe over the run: median {np.median(all_probes):.3f} ms, lowest "
               f"{lo:.3f}, highest {max(all_probes):.3f} ({len(all_probes)} readings); "
               f"readings >= 1.2 x the lowest: {sum(p >= 1.2 * lo for p in all_probes)}")
 
 
 PROBE_READ = ("Quiet host: about the lowest probe values seen on this machine "
-              "(~0.55 ms, Dec 2026); slow/busy state: higher (+30-50 %) -- "
+              "(~0.54-0.57 ms, Dec 2026); slow/busy state: higher (+30-50 %) -- "
               "compare figures only between runs at similar probe values.")
 PROBE_NOTE = ("host probe (--probe): a solver-free 512 kB pointer chase (bench/_host_probe.py, "
-              "131,072 dependent loads, median of 3, same clock), read before the first move and "
-              "after each move.  " + PROBE_READ)
+              "131,072 dependent loads, median of 3 after a warm trip, same clock), read before the "
+              "first move and after each move.  " + PROBE_READ)
 
 
 def _probe_cell(pr):
