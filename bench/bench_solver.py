@@ -38,6 +38,18 @@ other processes.  The sum of the medians over the 9 moves and the steps
 are printed per regime, to compare two source trees (run each with
 ``PYTHONPATH=...``).
 
+``--probe`` (with ``--warm``) says which state the host was in: the shared
+machine's cache/memory bandwidth has a fast and a slow state that come and
+go within one process (the same solve 10.2 or 13.1 ms).  Per regime and
+baseline model, a reading of ``bench/_host_probe.py`` (a solver-free 512 kB
+pointer chase, median of 3, same clock as the solves) before the first move
+and after each move; their median [min-max] is printed beside the regime's
+figures and in the summary.  Quiet host: about the lowest probe values seen
+on this machine; slow state: ~30-50 % above.  Without ``--probe`` the
+output is unchanged.
+
+    .venv/bin/python bench/bench_solver.py --warm --no-main --cpu --probe
+
 The machine is shared and noisy: read the ratios, not absolute times.
 """
 
@@ -91,7 +103,7 @@ def oasis_solve(y):
     return s
 
 
-def main(argv=None):
+def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cells", type=int, default=100)
     ap.add_argument("--frames", type=int, default=10_000)
@@ -106,7 +118,15 @@ def main(argv=None):
     ap.add_argument("--warm-repeats", type=int, default=5)
     ap.add_argument("--cpu", action="store_true",
                     help="--warm: CPU time of the solving thread instead of wall time")
+    ap.add_argument("--probe", action="store_true",
+                    help="--warm: host-state probe readings (bench/_host_probe.py) between the "
+                         "moves, their median [min-max] per regime")
     args = ap.parse_args(argv)
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
     if not args.no_main:
         main_comparison(args)
     if args.warm:
@@ -127,12 +147,18 @@ def warm_moves(args):
 
     regimes = args.regimes or list(BR.REGIMES)
     clock = time.thread_time if args.cpu else time.perf_counter
+    HP = None
+    if args.probe:
+        import _host_probe as HP  # compiles (or loads) its kernels on import
     nc.run_deconvolution_full(BR.make_traces("GCaMP6s-100Hz", 1, 3000)[0], 100.0, 0.1, 1.5, 0.05,
                               baseline="drift")
     print(f"\nwarm re-solve after one slider move, 1 trace x 54,000 frames per regime; "
           f"per move: median/max ms {'CPU' if args.cpu else 'wall'} time over "
           f"{args.warm_repeats} re-solves (steps); target "
           f"5 ms median, 10 ms max.  OASIS: its cold solve of the same trace.")
+    if HP is not None:
+        print(PROBE_NOTE)
+    all_probes = []
     summary = []
     for name in regimes:
         fs, tr, td, lam, _noise, _rate = BR.REGIMES[name]
@@ -147,6 +173,11 @@ def warm_moves(args):
         for mode in args.warm_modes:
             base = nc.run_deconvolution_full(y, fs, tr, td, lam, baseline=mode)
             cells, meds, maxs, steps, pooled = [], [], [], 0, []
+            probes, fmas = [], []
+            if HP is not None:
+                pc, pf = HP.reading(3, clock)
+                probes.append(pc)
+                fmas.append(pf)
             for mv, (key, f) in MOVES.items():
                 p = {"fs": fs, "tr": tr, "td": td, "lam": lam}
                 p[key] *= f
@@ -159,13 +190,19 @@ def warm_moves(args):
                                                       baseline=mode, init=base.activity)
                         times.append(clock() - t0)
                 pooled += times
+                if HP is not None:
+                    pc, pf = HP.reading(3, clock)
+                    probes.append(pc)
+                    fmas.append(pf)
                 med, mx = float(np.median(times)) * 1e3, max(times) * 1e3
                 meds.append(med)
                 maxs.append(mx)
                 steps += int(r.iterations)
                 cells.append(f"{mv} {med:.1f}/{mx:.1f} ({r.iterations}{'' if r.converged else ' NOT KKT'})")
             pm = float(np.median(pooled)) * 1e3
-            summary.append((name, mode, max(meds), max(maxs), t_oasis, sum(meds), steps, pm))
+            summary.append((name, mode, max(meds), max(maxs), t_oasis, sum(meds), steps, pm,
+                            probes if HP is not None else None))
+            all_probes += probes
             print(f"{name} [{mode}], OASIS {t_oasis:.1f} ms, cold ours {base.iterations} steps:")
             for i in range(0, len(cells), 5):
                 print("    " + "   ".join(cells[i:i + 5]))
@@ -173,11 +210,39 @@ def warm_moves(args):
                   f"worst max {max(maxs):.1f} ms; moves within target: "
                   f"{sum(m <= 5.0 and x <= 10.0 for m, x in zip(meds, maxs))}/{len(meds)}; "
                   f"median of all {len(pooled)} re-solves {pm:.1f} ms", flush=True)
+            if HP is not None:
+                print(f"    host probe: chase {_probe_cell(HP.summarise(probes))} over "
+                      f"{len(probes)} readings; control fma {np.median(fmas):.3f} ms "
+                      f"[{min(fmas):.3f}-{max(fmas):.3f}]", flush=True)
     print("\nsummary: regime [mode]: worst median / worst max ms, worst median / OASIS cold; "
-          "sum of the 9 medians, steps (sum); median of all re-solves (the moves pooled)")
-    for name, mode, wm, wx, to, sm, st, pm in summary:
+          "sum of the 9 medians, steps (sum); median of all re-solves (the moves pooled)"
+          + ("; host probe: chase median [min-max] ms between the moves, readings >= 1.2 x "
+             "the run's lowest" if HP is not None else ""))
+    lo = min(all_probes) if all_probes else 0.0
+    if HP is not None:
+        print("  " + PROBE_READ)
+    for name, mode, wm, wx, to, sm, st, pm, pr in summary:
         print(f"  {name:20s} [{mode:6s}] {wm:6.1f} / {wx:6.1f} ms   {wm / to:.3f}   "
-              f"sum {sm:6.1f} ms  {st:4d} steps   pooled median {pm:5.1f} ms")
+              f"sum {sm:6.1f} ms  {st:4d} steps   pooled median {pm:5.1f} ms"
+              + ("" if pr is None else f"   probe {_probe_cell(HP.summarise(pr))} "
+                 f"{sum(p >= 1.2 * lo for p in pr)}/{len(pr)} high"))
+    if HP is not None:
+        print(f"  host probe over the run: median {np.median(all_probes):.3f} ms, lowest "
+              f"{lo:.3f}, highest {max(all_probes):.3f} ({len(all_probes)} readings); "
+              f"readings >= 1.2 x the lowest: {sum(p >= 1.2 * lo for p in all_probes)}")
+
+
+PROBE_READ = ("Quiet host: about the lowest probe values seen on this machine "
+              "(~0.54-0.57 ms, Dec 2026); slow/busy state: higher (+30-50 %) -- "
+              "compare figures only between runs at similar probe values.")
+PROBE_NOTE = ("host probe (--probe): a solver-free 512 kB pointer chase (bench/_host_probe.py, "
+              "131,072 dependent loads, median of 3 after a warm trip, same clock), read before the "
+              "first move and after each move.  " + PROBE_READ)
+
+
+def _probe_cell(pr):
+    med, lo, hi = pr
+    return f"{med:.3f} [{lo:.3f}-{hi:.3f}] ms"
 
 
 def main_comparison(args):
