@@ -46,7 +46,7 @@ from ._numba_local import _left_edge, _right_edge
 # numba's cache of this file's functions is keyed on this file alone, not on
 # _numba_local's, which they call: this digest of that source (checked by
 # tests/test_numba_cache_key.py) makes a change there a change here
-_CALLEES_SHA = "c5015f48e7fd21a7"
+_CALLEES_SHA = "07c7bc4726d21a44"
 
 
 _CACHE = True

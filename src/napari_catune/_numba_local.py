@@ -55,7 +55,7 @@ from ._numba_short import segment_back_short
 # numba's cache of this file's functions is keyed on this file alone, not on
 # _numba_short's, which they call: this digest of that source (checked by
 # tests/test_numba_cache_key.py) makes a change there a change here
-_CALLEES_SHA = "f671a4d14a2ff846"
+_CALLEES_SHA = "b58cbd1d1a0aad5e"
 
 _CACHE = True
 

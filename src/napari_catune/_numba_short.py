@@ -29,6 +29,12 @@ same regrouping made it slower (0.25 -> 0.28-0.30 ms), so it is kept.
 
 :func:`segment_back_short` is the same for the local settle's backward
 recursion (:func:`._numba_local.segment_solve`, the baseline fixed).
+
+The module also holds the steps the Riccati recursions share
+(:func:`free_pair_step`, :func:`free_step`, :func:`flat_free_step`,
+:func:`active_sub`), inlined into each (``riccati_short`` here,
+``_subspace_riccati``, ``_riccati_flat`` and ``_nu_riccati`` in
+:mod:`._numba_solvers`): one copy of the arithmetic, the same machine code.
 """
 
 from __future__ import annotations
@@ -40,12 +46,11 @@ _CACHE = True
 
 @njit(cache=_CACHE, nogil=True, inline="always")
 def free_pair_step(gain, p, q0, l1, l2, yk, beta, bg1, bg2):
-    """One step of the Riccati recursions (riccati_short, _riccati_flat,
-    _subspace_riccati) at a free sample before a free pair: there a00 = a02
-    = 1 and a01 = a11 = a12 = 0 exactly, so the general free step would form
-    the gains (0, 1, lb); they go to row ``p`` of ``gain`` and the linear
-    terms (q0, q1, q2) after the step are returned (no division on the
-    loop-carried chain).  Inlined: the callers' numbers, bit for bit."""
+    """One step of the Riccati recursions (module docstring) at a free
+    sample before a free pair: there a00 = a02 = 1 and a01 = a11 = a12 = 0
+    exactly, so the general free step would form the gains (0, 1, lb); they
+    go to row ``p`` of ``gain`` and the linear terms (q0, q1, q2) after the
+    step are returned (no division on the loop-carried chain)."""
     lb = q0 + (beta - yk)
     gain[p, 0] = 0.0
     gain[p, 1] = 1.0
@@ -60,7 +65,7 @@ def free_step(gain, p, a00, a01, a02, q0, l1, l2, yk, beta, bg1, bg2):
     in row ``p`` of ``gain``.  Returns 1 / a00, the linear terms (q0, q1,
     q2) after the step (the remaining quadratic is in (x_{k-1}, b) only;
     -beta (g1 x_{k-1} + g2 x_{k-2}) stays) and a01^2, a01 a02, a02^2 for
-    the caller's update of the quadratic.  Inlined: the callers' numbers."""
+    the caller's update of the quadratic."""
     inv = 1.0 / a00
     lb = q0 + (beta - yk)
     c1 = a01 * inv
