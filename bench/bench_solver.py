@@ -121,8 +121,7 @@ def parse_args(argv=None):
     ap.add_argument("--probe", action="store_true",
                     help="--warm: host-state probe readings (bench/_host_probe.py) between the "
                          "moves, their median [min-max] per regime")
-    args = ap.parse_args(argv)
-    return args
+    return ap.parse_args(argv)
 
 
 def main(argv=None):
@@ -174,10 +173,14 @@ def warm_moves(args):
             base = nc.run_deconvolution_full(y, fs, tr, td, lam, baseline=mode)
             cells, meds, maxs, steps, pooled = [], [], [], 0, []
             probes, fmas = [], []
-            if HP is not None:
-                pc, pf = HP.reading(3, clock)
-                probes.append(pc)
-                fmas.append(pf)
+
+            def probe():
+                if HP is not None:
+                    pc, pf = HP.reading(3, clock)
+                    probes.append(pc)
+                    fmas.append(pf)
+
+            probe()
             for mv, (key, f) in MOVES.items():
                 p = {"fs": fs, "tr": tr, "td": td, "lam": lam}
                 p[key] *= f
@@ -190,10 +193,7 @@ def warm_moves(args):
                                                       baseline=mode, init=base.activity)
                         times.append(clock() - t0)
                 pooled += times
-                if HP is not None:
-                    pc, pf = HP.reading(3, clock)
-                    probes.append(pc)
-                    fmas.append(pf)
+                probe()
                 med, mx = float(np.median(times)) * 1e3, max(times) * 1e3
                 meds.append(med)
                 maxs.append(mx)

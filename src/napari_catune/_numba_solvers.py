@@ -377,8 +377,9 @@ _RATIO_CHUNK_MU = 1.0
 
 @njit(cache=_CACHE, nogil=True, inline="always")
 def _ratio_step(rn, hd, mm, sig, mn):
-    """The drift's ratio a22 = hn / hd after a free sample, from the
-    numerator rn it leaves: (hn, hd).  The caller rescales them (by
+    """The drift's ratio a22 = hn / hd after a sample, from the numerator rn
+    it leaves (an active sample hn, a free one hn - e22 hd / a00): a22 <-
+    mu r / (r + mu) + 1 as (hn, hd).  The caller rescales them (by
     _RATIO_SCALE) before hd underflows."""
     hdm = mm * hd
     return mn * rn + hdm, sig * rn + hdm
@@ -491,7 +492,6 @@ def _subspace_riccati(y, g1, g2, beta, mode, mu, active, gain, gb):
                     a00, a01, a11, a02, a12, q0, l1, l2, yk, g1, g2, g1sq, g1x2, g2sq)
                 if drift:
                     # 1 / (a22 + mu) off the chain; a22 <- mu a22 inv_d + 1
-                    hdm = mm * hd
                     inv_d = hd / (hn + mu * hd)
                     w0 = p02 * inv_d
                     w1 = p12 * inv_d
@@ -501,8 +501,7 @@ def _subspace_riccati(y, g1, g2, beta, mode, mu, active, gain, gb):
                     a11 = p11 - p12 * w1
                     a02 = p02 * wm + 1.0
                     a12 = p12 * wm
-                    hd = sig * hn + hdm
-                    hn = mn * hn + hdm
+                    hn, hd = _ratio_step(hn, hd, mm, sig, mn)
                 else:
                     a00 = p00
                     a01 = p01
