@@ -4492,7 +4492,7 @@ def _coarse_settle(y, g1, g2, alpha, lamG, mode, mu, active, max_steps, s_out, b
     n = T - 1
     beta = lamG / alpha
     gain, gb, x, u, nu, _s_ipm, work, _gain_b, rest = _coarse_views(fws, n, T, mode)
-    z, G, wz, dp, rp, _sk, _bk, sums = _coarse_block_views(rest, n, T)
+    _z, _G, wz, dp, rp, _sk, _bk, sums = _coarse_block_views(rest, n, T)
     flip = bws[0:n]
     if not tables_ok:
         _coarse_tables(g1, g2, n, dp, rp, sums)
@@ -4517,18 +4517,20 @@ def _coarse_settle(y, g1, g2, alpha, lamG, mode, mu, active, max_steps, s_out, b
         # pass pair less per step)
         # (max|G| in a pass of its own: the copy then vectorises; 1,000,000
         # frames ~2.7 -> ~2.1 ms a step, the same numbers)
+        # (the spikes z are u itself, 0 on the active set as the step leaves
+        # it, and the gradient alpha nu formed in nu's place: no copies, the
+        # same numbers; u then ends as the blocks leave it)
         for k in range(n):
-            z[k] = u[k] if not active[k] else 0.0
-            G[k] = alpha * nu[k]
+            nu[k] = alpha * nu[k]
         g_max = 0.0
         for k in range(n):
-            g_max = max(g_max, abs(G[k]))
-        _sweeps, quiet = _coarse_blocks(g1, g2, alpha, z, G, max(alpha * eps_nu, 1e-13 * g_max),
+            g_max = max(g_max, abs(nu[k]))
+        _sweeps, quiet = _coarse_blocks(g1, g2, alpha, u, nu, max(alpha * eps_nu, 1e-13 * g_max),
                                         thin, dp, rp, sums, work, wz, _NO, _BLOCK_SWEEPS, _YES,
                                         _block_size(lamG), g_max)
         changed = 0
         for k in range(n):
-            a_new = not z[k] > 0.0
+            a_new = not u[k] > 0.0
             changed += a_new != active[k]
             active[k] = a_new
         if changed == 0 and quiet and _SETTLE_QUIET:
@@ -4614,7 +4616,7 @@ def _coarse_polish_blocks(y, g1, g2, alpha, lamG, mode, mu, active, s_i, bvec, f
     T = y.shape[0]
     n = T - 1
     _gain, _gb, _x, u, nu, _s_ipm, work, work2, rest = _coarse_views(fws, n, T, mode)
-    z, G, wz, dp, rp, s_keep, b_keep, sums = _coarse_block_views(rest, n, T)
+    _z, _G, wz, dp, rp, s_keep, b_keep, sums = _coarse_block_views(rest, n, T)
     thin = max(1, int(_THIN_PEAK * peak_samples(g1, g2)))
     it = 0
     moved = 0
@@ -4630,15 +4632,18 @@ def _coarse_polish_blocks(y, g1, g2, alpha, lamG, mode, mu, active, s_i, bvec, f
         if not g_max > 0.0:
             break
         f0 = f_fit
+        # (the spikes z are u itself, which the gradient's pass leaves 0 on
+        # the active set, and the gradient alpha nu formed in nu's place:
+        # no copies, the same numbers)
+        z = u
         for k in range(n):
-            z[k] = u[k] if not active[k] else 0.0
-            G[k] = alpha * nu[k]
+            nu[k] = alpha * nu[k]
         # (the sum in a pass of its own, in the same order; at lambda 0 it
         # adds zeros to a positive f0: left out)
         if lamG != 0.0:
             for k in range(n):
                 f0 += lamG * z[k]
-        _coarse_blocks(g1, g2, alpha, z, G, _COARSE_POLISH_TOL * g_max, thin, dp, rp, sums, work,
+        _coarse_blocks(g1, g2, alpha, z, nu, _COARSE_POLISH_TOL * g_max, thin, dp, rp, sums, work,
                        wz, _YES, _BLOCK_SWEEPS, _NO, _block_size(lamG), g_max)
         changed = 0
         for k in range(n):
