@@ -7,6 +7,7 @@ compared, not timed)."""
 
 import numpy as np
 
+import napari_catune as nc
 from napari_catune import _numba_solvers as ns
 from napari_catune import solver as S
 from napari_catune.simulation import regime_traces
@@ -64,8 +65,6 @@ def test_the_cold_row_takes_the_direct_route():
     # the same trace through the solver: its steps are the direct route's
     # (binned + settle + polish, 13 + 5 + 0; the multipliers' route 13 + 4
     # + 1), its answer that route's, KKT-optimal
-    import napari_catune as nc
-
     y = regime_traces("lam0-slow-1kHz", 1, 100_000, seed=0)
     res = nc.run_deconvolution_full(y, FS, TR, TD, LAM)
     it_s, it_p, moved, s, b, it_c = _route(np.ascontiguousarray(y[0]), ns._SETTLE_DIRECT)
