@@ -3716,6 +3716,14 @@ _BLOCK_SWEEP_DENSE = 0.3
 _SETTLE_QUIET = True
 # ... for at most _BLOCK_STEPS full steps (then the plain cold path)
 _BLOCK_STEPS = 40
+# ... and after a large warm move (_coarse_row) a step that leaves at most
+# _SETTLE_DIRECT violators is settled by blocks on the gradient formed
+# directly, at the polish's tolerance (0: never).  lambda 0 at 1 kHz, 54,000
+# frames, tau_decay +50 % / tau_rise +20 %: the polish had changed 74 / 9
+# samples of the settled set below the step's threshold, then settled again
+# (a full step) and confirmed (a second round): one step and ~1 ms less a
+# move, the same answers
+_SETTLE_DIRECT = 64
 # ... on kernels peaking at most _BLOCK_PEAK samples after a spike (the dense
 # route only up to _COARSE_PEAK_EARLY: its settle stopped above the optimum
 # on slower rises before its polish)
@@ -4466,7 +4474,7 @@ def _coarse_blocks_apply(g1, g2):
 
 @njit(cache=_CACHE, nogil=True)
 def _coarse_settle(y, g1, g2, alpha, lamG, mode, mu, active, max_steps, s_out, bvec, fws,
-                   bws, tables_ok):
+                   bws, tables_ok, direct_bad=0):
     """Settle a guess ``active`` (the binned start's) on a kernel decaying
     over more than ``_EARLY_DECAY`` samples: full steps
     (:func:`_kkt_core`: the subspace optimum, the baseline re-optimised),
@@ -4486,12 +4494,16 @@ def _coarse_settle(y, g1, g2, alpha, lamG, mode, mu, active, max_steps, s_out, b
     since the last step its last one (Murty's rule).  At most
     ``max_steps`` full steps.  Writes s_out, bvec (and ``active``).  With
     ``tables_ok`` the block settle's tables (:func:`_coarse_tables`) are
-    current and its ``wz`` zero (a polish round's call).  Returns (steps,
-    converged)."""
+    current and its ``wz`` zero (a polish round's call).  Where a step
+    leaves at most ``direct_bad`` violators, the block settle starts from
+    the gradient formed directly at the step's clipped spikes
+    (:func:`_direct_gradient_fma`) with the polish's tolerance
+    (``_COARSE_POLISH_TOL`` of its max|gradient|) instead of the step's
+    multipliers (``_SETTLE_DIRECT``).  Returns (steps, converged)."""
     T = y.shape[0]
     n = T - 1
     beta = lamG / alpha
-    gain, gb, x, u, nu, _s_ipm, work, _gain_b, rest = _coarse_views(fws, n, T, mode)
+    gain, gb, x, u, nu, _s_ipm, work, gain_b, rest = _coarse_views(fws, n, T, mode)
     z, G, wz, dp, rp, _sk, _bk, sums = _coarse_block_views(rest, n, T)
     flip = bws[0:n]
     if not tables_ok:
@@ -4517,15 +4529,28 @@ def _coarse_settle(y, g1, g2, alpha, lamG, mode, mu, active, max_steps, s_out, b
         # pass pair less per step)
         # (max|G| in a pass of its own: the copy then vectorises; 1,000,000
         # frames ~2.7 -> ~2.1 ms a step, the same numbers)
-        for k in range(n):
-            z[k] = u[k] if not active[k] else 0.0
-            G[k] = alpha * nu[k]
-        g_max = 0.0
-        for k in range(n):
-            g_max = max(g_max, abs(G[k]))
-        _sweeps, quiet = _coarse_blocks(g1, g2, alpha, z, G, max(alpha * eps_nu, 1e-13 * g_max),
-                                        thin, dp, rp, sums, work, wz, _NO, _BLOCK_SWEEPS, _YES,
-                                        _block_size(lamG), g_max)
+        if n_bad <= direct_bad:
+            # few violators: the step's set is nearly settled, and the
+            # polish (_coarse_polish_blocks, the gradient formed directly,
+            # _COARSE_POLISH_TOL) would change it again below the step's
+            # threshold and settle once more (a full step and a confirming
+            # round); the blocks on that gradient and tolerance here
+            g_max, _f = _direct_gradient_fma(y, bvec, g1, g2, alpha, lamG, active, u, nu,
+                                             gain_b)
+            tol_b = _COARSE_POLISH_TOL * g_max
+            for k in range(n):
+                z[k] = u[k] if not active[k] else 0.0
+                G[k] = alpha * nu[k]
+        else:
+            for k in range(n):
+                z[k] = u[k] if not active[k] else 0.0
+                G[k] = alpha * nu[k]
+            g_max = 0.0
+            for k in range(n):
+                g_max = max(g_max, abs(G[k]))
+            tol_b = max(alpha * eps_nu, 1e-13 * g_max)
+        _sweeps, quiet = _coarse_blocks(g1, g2, alpha, z, G, tol_b, thin, dp, rp, sums, work, wz,
+                                        _NO, _BLOCK_SWEEPS, _YES, _block_size(lamG), g_max)
         changed = 0
         for k in range(n):
             a_new = not z[k] > 0.0
@@ -4939,7 +4964,8 @@ def _coarse_row(yi, warm, g1, g2, alpha, lamG, mode, mu, k, active, max_iters, s
         ok_c = it2 < budget
     if ok_c:
         it2, settled = _coarse_settle(yi, g1, g2, alpha, lamG, mode, mu, active,
-                                      min(max_iters - it, _BLOCK_STEPS), si, bvec, pws, bws, _NO)
+                                      min(max_iters - it, _BLOCK_STEPS), si, bvec, pws, bws, _NO,
+                                      _SETTLE_DIRECT if warm else 0)
         it += it2
         if settled:
             it3, _moved = _coarse_polish_blocks(yi, g1, g2, alpha, lamG, mode, mu, active, si,
