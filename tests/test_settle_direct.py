@@ -1,5 +1,6 @@
-"""The cold block settle's last steps on the gradient formed directly
-(_numba_solvers._SETTLE_DIRECT): where a step leaves few violators, its
+"""The block settle's last steps on the gradient formed directly
+(_numba_solvers._SETTLE_DIRECT), after a cold start and after a large warm
+move alike: where a step leaves few violators, its
 block settle runs at the polish's tolerance on that gradient, so the polish
 (_coarse_polish_blocks) finds the set settled and confirms it without a
 step; the answer is the one the multipliers' route reaches (counted and
@@ -15,13 +16,14 @@ from napari_catune.simulation import regime_traces
 FS, TR, TD, LAM = 1000.0, 0.2, 3.0, 0.0
 
 
-def _route(y, direct_bad):
-    """_coarse_row's cold path at lambda 0 (binned start, block settle with
-    ``direct_bad``, polish).  Returns (settle steps, polish steps, polish
-    rounds that changed the set, activity, baseline, binned steps)."""
+def _route(y, direct_bad, td=TD):
+    """_coarse_row's path from the binned start at lambda 0 (a cold start's,
+    and a large warm move's: binned start, block settle with ``direct_bad``,
+    polish).  Returns (settle steps, polish steps, polish rounds that
+    changed the set, activity, baseline, binned steps)."""
     T = y.size
     n = T - 1
-    m = S._model_checked(FS, TR, TD, LAM)
+    m = S._model_checked(FS, TR, td, LAM)
     nf, nb = ns.workspace_sizes(T)
     fws = np.zeros(nf)
     bws = np.zeros(nb, bool)
@@ -76,3 +78,36 @@ def test_the_cold_row_takes_the_direct_route():
     v = S.kkt_violation(y, np.atleast_2d(res.activity), np.atleast_1d(res.baseline), FS, TR, TD,
                         LAM)
     assert float(np.max(v)) <= S.KKT_TOL
+
+
+def test_after_a_large_warm_move_the_polish_has_nothing_left():
+    # 54,000 frames solved at tau_decay +50 % (the warm bench's move that
+    # goes to the binned start): on the step's multipliers the polish
+    # changed the set (74 samples on the bench's trace), settled once more
+    # and confirmed; the direct settle leaves it nothing, bit for bit
+    y = np.ascontiguousarray(regime_traces("lam0-slow-1kHz", 1, 54_000, 0)[0])
+    it0, p0, moved0, s0, b0, _c0 = _route(y, 0, 1.5 * TD)
+    it1, p1, moved1, s1, b1, _c1 = _route(y, ns._SETTLE_DIRECT, 1.5 * TD)
+    assert moved0 >= 1 and p0 >= 1
+    assert moved1 == 0 and p1 == 0
+    assert it1 + p1 < it0 + p0
+    assert np.array_equal(s0, s1) and b0 == b1
+    v = S.kkt_violation(y[None], s1[None], np.array([b1]), FS, TR, 1.5 * TD, LAM)
+    assert float(np.max(v)) <= S.KKT_TOL
+
+
+def test_the_warm_move_to_the_binned_start_counts_the_step_saved():
+    # the public call: the warm re-solve after tau_decay +50 % is
+    # KKT-optimal in at most 19 steps (20 on the multipliers' route) and
+    # has the cold solve's objective
+    y = regime_traces("lam0-slow-1kHz", 1, 54_000, 0)[0]
+    base = S.run_deconvolution_full(y, FS, TR, TD, LAM, baseline="scalar")
+    warm = S.run_deconvolution_full(y, FS, TR, 1.5 * TD, LAM, baseline="scalar",
+                                    init=base.activity)
+    cold = S.run_deconvolution_full(y, FS, TR, 1.5 * TD, LAM, baseline="scalar")
+    assert bool(np.all(warm.converged))
+    assert int(np.sum(warm.iterations)) <= 19
+    m = S._model_checked(FS, TR, 1.5 * TD, LAM)
+    f_w, f_c = S._objective_rows(np.stack([y, y]), np.stack([np.ravel(warm.activity),
+                                                              np.ravel(cold.activity)]), m, 1, 0.0)
+    assert abs(float(f_w) - float(f_c)) <= 1e-12 * abs(float(f_c))
