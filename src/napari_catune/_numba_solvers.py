@@ -3727,7 +3727,7 @@ _BLOCK_STEPS = 40
 # +50 % / tau_rise +20 % (warm, to the binned start): the polish had changed
 # 74 / 9 samples; now one step and ~1 ms a move less, bit for bit (see
 # docs/solver_history.md)
-_SETTLE_DIRECT = 64
+_SETTLE_DIRECT = np.int64(64)
 # ... on kernels peaking at most _BLOCK_PEAK samples after a spike (the dense
 # route only up to _COARSE_PEAK_EARLY: its settle stopped above the optimum
 # on slower rises before its polish)
@@ -4545,7 +4545,7 @@ def _coarse_blocks_apply(g1, g2):
 
 @njit(cache=_CACHE, nogil=True)
 def _coarse_settle(y, g1, g2, alpha, lamG, mode, mu, active, max_steps, s_out, bvec, fws,
-                   bws, tables_ok, direct_bad=0):
+                   bws, tables_ok, direct_bad):
     """Settle a guess ``active`` (the binned start's) on a kernel decaying
     over more than ``_EARLY_DECAY`` samples: full steps
     (:func:`_kkt_core`: the subspace optimum, the baseline re-optimised),
@@ -4769,7 +4769,7 @@ def _coarse_polish_blocks(y, g1, g2, alpha, lamG, mode, mu, active, s_i, bvec, f
         for k in range(n):
             active[k] = not z[k] > 0.0
         it2, ok = _coarse_settle(y, g1, g2, alpha, lamG, mode, mu, active, budget - it, s_i,
-                                 bvec, fws, bws, _YES)
+                                 bvec, fws, bws, _YES, _ZERO)
         it += it2
         if not ok:
             for t in range(T):
