@@ -20,6 +20,8 @@ time code (tests/test_block_start.py):
   sums over the finished entries side by side, then the corner).
 * :func:`_block_del`: a deletion's rows two at a time (the rotations of the
   rows above on both, then each row's own).
+* :func:`_block_solve` keeps the forward pass's values between solves: the
+  rows above the lowest one an add or a delete changed keep theirs.
 """
 
 from __future__ import annotations
@@ -171,10 +173,13 @@ def _block_factor(H, L, P, p, Q, nq):
 
 
 @njit(cache=_CACHE, nogil=True)
-def _block_solve(L, P, p, c, out):
+def _block_solve(L, P, p, c, out, fw, lo):
     """out[a] = -(H[P, P]^-1 c[P])[a], as :func:`._numba_local._chol_solve`
-    (the same numbers): the forward pass four rows at a time."""
-    a0 = 0
+    (the same numbers).  ``fw`` keeps the forward pass's values: those of
+    rows below ``lo`` are current (rows of L and entries of P below it have
+    not changed since they were formed: each depends on those alone), the
+    rest are formed four rows at a time."""
+    a0 = lo
     while a0 + 4 <= p:
         o0 = _row(a0)
         o1 = _row(a0 + 1)
@@ -185,31 +190,33 @@ def _block_solve(L, P, p, c, out):
         v2 = -c[P[a0 + 2]]
         v3 = -c[P[a0 + 3]]
         for b in range(a0):
-            ob = out[b]
+            ob = fw[b]
             v0 -= L[o0 + b] * ob
             v1 -= L[o1 + b] * ob
             v2 -= L[o2 + b] * ob
             v3 -= L[o3 + b] * ob
         x0 = v0 / L[o0 + a0]
-        out[a0] = x0
+        fw[a0] = x0
         v1 -= L[o1 + a0] * x0
         x1 = v1 / L[o1 + a0 + 1]
-        out[a0 + 1] = x1
+        fw[a0 + 1] = x1
         v2 -= L[o2 + a0] * x0
         v2 -= L[o2 + a0 + 1] * x1
         x2 = v2 / L[o2 + a0 + 2]
-        out[a0 + 2] = x2
+        fw[a0 + 2] = x2
         v3 -= L[o3 + a0] * x0
         v3 -= L[o3 + a0 + 1] * x1
         v3 -= L[o3 + a0 + 2] * x2
-        out[a0 + 3] = v3 / L[o3 + a0 + 3]
+        fw[a0 + 3] = v3 / L[o3 + a0 + 3]
         a0 += 4
     for a in range(a0, p):
         oa = _row(a)
         v = -c[P[a]]
         for b in range(a):
-            v -= L[oa + b] * out[b]
-        out[a] = v / L[oa + a]
+            v -= L[oa + b] * fw[b]
+        fw[a] = v / L[oa + a]
+    for a in range(p):
+        out[a] = fw[a]
     for a in range(p - 1, -1, -1):
         oa = _row(a)
         v = out[a] / L[oa + a]
@@ -304,14 +311,16 @@ def _block_del(L, P, p, q, cs, sn, tmp, tmp2):
 
 
 @njit(cache=_CACHE, nogil=True)
-def _block_inner(L, P, p, c, z, zeta, work, max_work, cs, sn, tmp, tmp2, cnt):
+def _block_inner(L, P, p, c, z, zeta, fw, lo, work, max_work, cs, sn, tmp, tmp2, cnt):
     """:func:`._numba_local._nnqp_inner` (the same steps, numbers and work
-    count) on :func:`_block_solve` and :func:`_block_del`; ``cnt``: [inner
-    solves, adds, deletes, outer steps] counted.  Returns (p, work)."""
+    count) on :func:`_block_solve` (``fw``, ``lo``: its forward values, those
+    below lo current) and :func:`_block_del`; ``cnt``: [inner solves, adds,
+    deletes, outer steps] counted.  Returns (p, work, lo)."""
     while work < max_work:
         work += p * p
         cnt[0] += 1
-        _block_solve(L, P, p, c, zeta)
+        _block_solve(L, P, p, c, zeta, fw, lo)
+        lo = p
         amin = 2.0
         qmin = -1
         for a in range(p):
@@ -334,42 +343,87 @@ def _block_inner(L, P, p, c, z, zeta, work, max_work, cs, sn, tmp, tmp2, cnt):
             if not z[P[a]] > 0.0:
                 z[P[a]] = 0.0
                 _block_del(L, P, p, a, cs, sn, tmp, tmp2)
+                lo = min(lo, a)
                 cnt[2] += 1
                 work += (p - a) * p
                 p -= 1
-    return p, work
+    return p, work, lo
 
 
 @njit(cache=_CACHE, nogil=True)
 def _block_nnqp(H, L, P, p, c, z, m, blocked, zeta, grad, C, thin, tol, work, max_work, cs,
-                sn, tmp, Q, cnt):
+                sn, Q, cnt):
     """:func:`._numba_local._nnqp` without ``chains`` (the same steps,
     numbers and work count): min 1/2 z'Hz + c'z over z >= 0 (first m
     positions) from the feasible z whose positive entries are P[0:p] with L
     their factor.  An outer step's adds go in together
     (:func:`_block_factor`, in the order and with the rejections of one by
-    one).  ``grad`` is also the deletions' second scratch row (free during
-    the inner loop); ``Q`` (m): scratch; ``cnt`` (4): counts (see
+    one).  ``Q`` (m): scratch; ``cnt`` (4): counts (see
     :func:`_block_inner`).  Returns (p, work, converged)."""
-    p, work = _block_inner(L, P, p, c, z, zeta, work, max_work, cs, sn, tmp, grad, cnt)
+    fw = np.empty(m)
+    tmp = np.empty(m + 1)
+    tmp2 = np.empty(m + 1)
+    p, work, lo = _block_inner(L, P, p, c, z, zeta, fw, 0, work, max_work, cs, sn, tmp, tmp2,
+                               cnt)
     single = False
     viol = np.empty(m, np.int64)
+    zp = np.empty(m)
     while work < max_work:
         work += m * p
         cnt[3] += 1
-        n_viol = 0
+        # the gradient at the positions off P, four running sums side by
+        # side (each over P in order, as one by one); zp: z on P gathered
+        n_off = 0
         for i in range(m):
             grad[i] = 0.0
             if z[i] > 0.0 or blocked[i]:
                 continue
+            viol[n_off] = i
+            n_off += 1
+        for a in range(p):
+            zp[a] = z[P[a]]
+        f = 0
+        while f + 4 <= n_off:
+            i0 = viol[f]
+            i1 = viol[f + 1]
+            i2 = viol[f + 2]
+            i3 = viol[f + 3]
+            h0 = H[i0]
+            h1 = H[i1]
+            h2 = H[i2]
+            h3 = H[i3]
+            g0 = c[i0]
+            g1 = c[i1]
+            g2 = c[i2]
+            g3 = c[i3]
+            for a in range(p):
+                pa = P[a]
+                za = zp[a]
+                g0 += h0[pa] * za
+                g1 += h1[pa] * za
+                g2 += h2[pa] * za
+                g3 += h3[pa] * za
+            grad[i0] = g0
+            grad[i1] = g1
+            grad[i2] = g2
+            grad[i3] = g3
+            f += 4
+        for f in range(f, n_off):
+            i = viol[f]
             g = c[i]
             hi = H[i]
             for a in range(p):
-                g += hi[P[a]] * z[P[a]]
+                g += hi[P[a]] * zp[a]
+            grad[i] = g
+        n_viol = 0
+        for f in range(n_off):
+            i = viol[f]
+            g = grad[i]
             if -g > tol:
-                grad[i] = g
                 viol[n_viol] = i
                 n_viol += 1
+            else:
+                grad[i] = 0.0
         if n_viol == 0:
             return p, work, True
         p0 = p
@@ -388,6 +442,7 @@ def _block_nnqp(H, L, P, p, c, z, m, blocked, zeta, grad, C, thin, tol, work, ma
                 Q[nq] = i
                 nq += 1
         p = _block_factor(H, L, P, p, Q, nq)
+        lo = min(lo, p0)
         pw = p0
         for t in range(nq):
             work += pw * pw
@@ -400,6 +455,7 @@ def _block_nnqp(H, L, P, p, c, z, m, blocked, zeta, grad, C, thin, tol, work, ma
                 blocked[-1 - i] = True
         if p == p0:
             continue
-        p, work = _block_inner(L, P, p, c, z, zeta, work, max_work, cs, sn, tmp, grad, cnt)
+        p, work, lo = _block_inner(L, P, p, c, z, zeta, fw, lo, work, max_work, cs, sn, tmp,
+                                   tmp2, cnt)
         single = not single and p <= p0
     return p, work, False

@@ -4237,7 +4237,7 @@ def _coarse_block_solve(H, L, P, C, m, z, G, c, zz, zeta, gr, dz, blocked, cs, s
     for k in range(4):
         cnt[k] = 0
     p, _used, ok = _block_nnqp(H, L, P, p, c, zz, m, blocked, zeta, gr, C, thin, tol_b, 0,
-                               _BLOCK_WORK * m * m * m + _BLOCK_WORK_MIN, cs, sn, tmp, Q, cnt)
+                               _BLOCK_WORK * m * m * m + _BLOCK_WORK_MIN, cs, sn, Q, cnt)
     if not ok:
         # (out of budget: the block keeps its values)
         return -1
