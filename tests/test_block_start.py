@@ -87,7 +87,7 @@ def test_block_solve_is_lawson_hanson_bit_for_bit(blocks):
         cnt = np.zeros(4, np.int64)
         p2, w2, ok2 = nb._block_nnqp(H, L2, P2, p2, c, z2, B, np.zeros(B, np.bool_),
                                      np.empty(B), np.empty(B), C, thin, tol_b, 0, max_work,
-                                     np.empty(B), np.empty(B), Q, cnt)
+                                     np.empty(B), np.empty(B), Q, np.empty(B, np.int64), cnt)
         assert ok2 and p2 == p_ref and w2 == w_ref and np.array_equal(z2, z_ref)
         counts += cnt
         # the block's KKT: z >= 0, gradient 0 on the support, >= -tol_b off it

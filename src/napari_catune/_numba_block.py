@@ -352,22 +352,23 @@ def _block_inner(L, P, p, c, z, zeta, fw, lo, work, max_work, cs, sn, tmp, tmp2,
 
 @njit(cache=_CACHE, nogil=True)
 def _block_nnqp(H, L, P, p, c, z, m, blocked, zeta, grad, C, thin, tol, work, max_work, cs,
-                sn, Q, cnt):
+                sn, Q, viol, cnt):
     """:func:`._numba_local._nnqp` without ``chains`` (the same steps,
     numbers and work count): min 1/2 z'Hz + c'z over z >= 0 (first m
     positions) from the feasible z whose positive entries are P[0:p] with L
     their factor.  An outer step's adds go in together
     (:func:`_block_factor`, in the order and with the rejections of one by
-    one).  ``Q`` (m): scratch; ``cnt`` (4): counts (see
+    one).  ``Q``, ``viol`` (m): scratch; ``cnt`` (4): counts (see
     :func:`_block_inner`).  Returns (p, work, converged)."""
-    fw = np.empty(m)
-    tmp = np.empty(m + 1)
-    tmp2 = np.empty(m + 1)
+    # (one allocation for the float scratch: fw, zp (m), tmp, tmp2 (m + 1))
+    fs = np.empty(4 * m + 2)
+    fw = fs[0:m]
+    zp = fs[m:2 * m]
+    tmp = fs[2 * m:3 * m + 1]
+    tmp2 = fs[3 * m + 1:4 * m + 2]
     p, work, lo = _block_inner(L, P, p, c, z, zeta, fw, 0, work, max_work, cs, sn, tmp, tmp2,
                                cnt)
     single = False
-    viol = np.empty(m, np.int64)
-    zp = np.empty(m)
     while work < max_work:
         work += m * p
         cnt[3] += 1

@@ -54,7 +54,7 @@ from ._numba_hints import prefetch as _prefetch
 # new value), or a checkout or an upgrade with a warm cache would run the
 # old code (seen: wdrift's edge-scan fix measured nothing until the cache
 # was cleared; a reviewer ran a callee numba could no longer compile).
-_CALLEES_SHA = "89477b2940d8c51c"
+_CALLEES_SHA = "359f5dfefe965838"
 
 # (int64, not literal ints: see _NO)
 _SEG_ROUNDS = np.int64(_SEG_ROUNDS)
@@ -4218,10 +4218,12 @@ def _coarse_block_solve(H, L, P, C, m, z, G, c, zz, zeta, gr, dz, blocked, cs, s
     # the start: the factor of the positive spikes (all appended at once,
     # the same numbers as one by one), then Lawson & Hanson's steps
     # (_numba_block: those of _nnqp, the same numbers, the factor's work
-    # rows side by side).  Q: the positions to append; cnt: counts
-    w = np.empty(m + 4, np.int64)
+    # rows side by side).  Q: the positions to append; cnt: counts; viol:
+    # _block_nnqp's scratch
+    w = np.empty(2 * m + 4, np.int64)
     Q = w[0:m]
     cnt = w[m:m + 4]
+    viol = w[m + 4:2 * m + 4]
     nq = 0
     for i in range(m):
         blocked[i] = False
@@ -4237,7 +4239,8 @@ def _coarse_block_solve(H, L, P, C, m, z, G, c, zz, zeta, gr, dz, blocked, cs, s
     for k in range(4):
         cnt[k] = 0
     p, _used, ok = _block_nnqp(H, L, P, p, c, zz, m, blocked, zeta, gr, C, thin, tol_b, 0,
-                               _BLOCK_WORK * m * m * m + _BLOCK_WORK_MIN, cs, sn, Q, cnt)
+                               _BLOCK_WORK * m * m * m + _BLOCK_WORK_MIN, cs, sn, Q, viol,
+                               cnt)
     if not ok:
         # (out of budget: the block keeps its values)
         return -1
