@@ -1,0 +1,462 @@
+"""The block settle's small dense QP (:func:`._numba_solvers._coarse_block_solve`):
+Lawson & Hanson's active-set method on one block of ~40 candidates, the
+same steps and the same numbers as :func:`._numba_local._nnqp` (without its
+``chains`` option), with its factor work rearranged for instruction-level
+parallelism.
+
+At lambda 0 on slow kernels at 1 kHz a block starts from ~30 positive
+spikes and takes ~7 inner solves, ~5 adds and ~4 deletes; each of the
+factor's loops is a chain of dependent subtractions (a row's running dot
+product, a row's Givens rotations), bound by the adder's latency, not its
+throughput.  Rows that do not depend on each other's result can run side
+by side: every entry still takes the same operations in the same order, so
+the factor, and so every answer, is bit for bit that of the one-row-at-a-
+time code (tests/test_block_start.py):
+
+* :func:`_block_factor` appends several positions at once (the start's
+  positive spikes, an outer step's adds): four rows' dot products against
+  the factor's rows in one loop, then their own 4 x 4 corner in turn.
+* :func:`_block_solve`: the forward substitution four rows at a time (their
+  sums over the finished entries side by side, then the corner).
+* :func:`_block_del`: a deletion's rows two at a time (the rotations of the
+  rows above on both, then each row's own).
+* :func:`_block_solve` keeps the forward pass's values between solves: the
+  rows above the lowest one an add or a delete changed keep theirs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ._numba_local import _chol_add, _row
+
+# numba's cache of this file's functions is keyed on this file alone, not on
+# _numba_local's, which they call: this digest of that source (checked by
+# tests/test_numba_cache_key.py) makes a change there a change here
+_CALLEES_SHA = "07c7bc4726d21a44"
+
+_CACHE = True
+_NO = np.bool_(False)
+
+
+@njit(cache=_CACHE, nogil=True)
+def _block_factor(H, L, P, p, Q, nq):
+    """Append the positions Q[0:nq] in turn to the factor L of P[0:p], as
+    :func:`._numba_local._chol_add` one by one (the same numbers and the same
+    rejections: a position numerically dependent on those before it is left
+    out and its Q entry j set to -1 - j).  Four rows at a time: their entries
+    against the rows already in L in one loop (four running sums side by
+    side), then their own corner.  Returns the new p."""
+    t = 0
+    while t + 4 <= nq:
+        j0 = Q[t]
+        j1 = Q[t + 1]
+        j2 = Q[t + 2]
+        j3 = Q[t + 3]
+        h0 = H[j0]
+        h1 = H[j1]
+        h2 = H[j2]
+        h3 = H[j3]
+        o0 = _row(p)
+        o1 = _row(p + 1)
+        o2 = _row(p + 2)
+        o3 = _row(p + 3)
+        for a in range(p):
+            oa = _row(a)
+            pa = P[a]
+            v0 = h0[pa]
+            v1 = h1[pa]
+            v2 = h2[pa]
+            v3 = h3[pa]
+            for b in range(a):
+                la = L[oa + b]
+                v0 -= la * L[o0 + b]
+                v1 -= la * L[o1 + b]
+                v2 -= la * L[o2 + b]
+                v3 -= la * L[o3 + b]
+            daa = L[oa + a]
+            L[o0 + a] = v0 / daa
+            L[o1 + a] = v1 / daa
+            L[o2 + a] = v2 / daa
+            L[o3 + a] = v3 / daa
+        # the corner: each row's sums against the group's rows before it and
+        # its own square, over the first p entries, then the rest in order
+        c10 = h1[j0]
+        c20 = h2[j0]
+        c30 = h3[j0]
+        c21 = h2[j1]
+        c31 = h3[j1]
+        c32 = h3[j2]
+        s0 = h0[j0]
+        s1 = h1[j1]
+        s2 = h2[j2]
+        s3 = h3[j3]
+        for b in range(p):
+            l0 = L[o0 + b]
+            l1 = L[o1 + b]
+            l2 = L[o2 + b]
+            l3 = L[o3 + b]
+            c10 -= l0 * l1
+            c20 -= l0 * l2
+            c30 -= l0 * l3
+            c21 -= l1 * l2
+            c31 -= l1 * l3
+            c32 -= l2 * l3
+            s0 -= l0 * l0
+            s1 -= l1 * l1
+            s2 -= l2 * l2
+            s3 -= l3 * l3
+        # (a rejected row: the rows after it were formed for the wrong
+        # place; they are appended one by one below)
+        if not s0 > 1e-12 * h0[j0]:
+            Q[t] = -1 - j0
+            t += 1
+            break
+        d0 = np.sqrt(s0)
+        L[o0 + p] = d0
+        P[p] = j0
+        e10 = c10 / d0
+        L[o1 + p] = e10
+        s1 -= e10 * e10
+        if not s1 > 1e-12 * h1[j1]:
+            Q[t + 1] = -1 - j1
+            p += 1
+            t += 2
+            break
+        d1 = np.sqrt(s1)
+        L[o1 + p + 1] = d1
+        P[p + 1] = j1
+        e20 = c20 / d0
+        L[o2 + p] = e20
+        c21 -= e20 * e10
+        e21 = c21 / d1
+        L[o2 + p + 1] = e21
+        s2 -= e20 * e20
+        s2 -= e21 * e21
+        if not s2 > 1e-12 * h2[j2]:
+            Q[t + 2] = -1 - j2
+            p += 2
+            t += 3
+            break
+        d2 = np.sqrt(s2)
+        L[o2 + p + 2] = d2
+        P[p + 2] = j2
+        e30 = c30 / d0
+        L[o3 + p] = e30
+        c31 -= e30 * e10
+        e31 = c31 / d1
+        L[o3 + p + 1] = e31
+        c32 -= e30 * e20
+        c32 -= e31 * e21
+        e32 = c32 / d2
+        L[o3 + p + 2] = e32
+        s3 -= e30 * e30
+        s3 -= e31 * e31
+        s3 -= e32 * e32
+        if not s3 > 1e-12 * h3[j3]:
+            Q[t + 3] = -1 - j3
+            p += 3
+            t += 4
+            break
+        L[o3 + p + 3] = np.sqrt(s3)
+        P[p + 3] = j3
+        p += 4
+        t += 4
+    while t < nq:
+        if _chol_add(H, L, P, p, Q[t], _NO):
+            p += 1
+        else:
+            Q[t] = -1 - Q[t]
+        t += 1
+    return p
+
+
+@njit(cache=_CACHE, nogil=True)
+def _block_solve(L, P, p, c, out, fw, lo):
+    """out[a] = -(H[P, P]^-1 c[P])[a], as :func:`._numba_local._chol_solve`
+    (the same numbers).  ``fw`` keeps the forward pass's values: those of
+    rows below ``lo`` are current (rows of L and entries of P below it have
+    not changed since they were formed: each depends on those alone), the
+    rest are formed four rows at a time."""
+    a0 = lo
+    while a0 + 4 <= p:
+        o0 = _row(a0)
+        o1 = _row(a0 + 1)
+        o2 = _row(a0 + 2)
+        o3 = _row(a0 + 3)
+        v0 = -c[P[a0]]
+        v1 = -c[P[a0 + 1]]
+        v2 = -c[P[a0 + 2]]
+        v3 = -c[P[a0 + 3]]
+        for b in range(a0):
+            ob = fw[b]
+            v0 -= L[o0 + b] * ob
+            v1 -= L[o1 + b] * ob
+            v2 -= L[o2 + b] * ob
+            v3 -= L[o3 + b] * ob
+        x0 = v0 / L[o0 + a0]
+        fw[a0] = x0
+        v1 -= L[o1 + a0] * x0
+        x1 = v1 / L[o1 + a0 + 1]
+        fw[a0 + 1] = x1
+        v2 -= L[o2 + a0] * x0
+        v2 -= L[o2 + a0 + 1] * x1
+        x2 = v2 / L[o2 + a0 + 2]
+        fw[a0 + 2] = x2
+        v3 -= L[o3 + a0] * x0
+        v3 -= L[o3 + a0 + 1] * x1
+        v3 -= L[o3 + a0 + 2] * x2
+        fw[a0 + 3] = v3 / L[o3 + a0 + 3]
+        a0 += 4
+    for a in range(a0, p):
+        oa = _row(a)
+        v = -c[P[a]]
+        for b in range(a):
+            v -= L[oa + b] * fw[b]
+        fw[a] = v / L[oa + a]
+    for a in range(p):
+        out[a] = fw[a]
+    for a in range(p - 1, -1, -1):
+        oa = _row(a)
+        v = out[a] / L[oa + a]
+        out[a] = v
+        for b in range(a):
+            out[b] -= L[oa + b] * v
+
+
+@njit(cache=_CACHE, nogil=True)
+def _block_del(L, P, p, q, cs, sn, tmp, tmp2):
+    """Remove the q-th of the p positions from the factor, as
+    :func:`._numba_local._chol_del` (the same numbers): each later row moves
+    up one with the Givens rotations that restore the triangle, two rows at
+    a time (both take the rotations of the rows above side by side; the
+    second then the first's own).  ``tmp``, ``tmp2``: scratch (p + 1)."""
+    i = q
+    while i + 1 < p - 1:
+        # rows i and i + 1 of the result: old rows i + 1, i + 2
+        P[i] = P[i + 1]
+        P[i + 1] = P[i + 2]
+        oi = _row(i + 1)
+        oj = _row(i + 2)
+        for b in range(i + 2):
+            tmp[b] = L[oi + b]
+        for b in range(i + 3):
+            tmp2[b] = L[oj + b]
+        for k in range(q, i):
+            ck = cs[k]
+            sk = sn[k]
+            v1 = tmp[k]
+            v2 = tmp[k + 1]
+            w1 = tmp2[k]
+            w2 = tmp2[k + 1]
+            tmp[k] = ck * v1 + sk * v2
+            tmp[k + 1] = ck * v2 - sk * v1
+            tmp2[k] = ck * w1 + sk * w2
+            tmp2[k + 1] = ck * w2 - sk * w1
+        x1 = tmp[i]
+        x2 = tmp[i + 1]
+        rr = np.hypot(x1, x2)
+        if rr > 0.0:
+            cs[i] = x1 / rr
+            sn[i] = x2 / rr
+        else:
+            cs[i] = 1.0
+            sn[i] = 0.0
+        tmp[i] = rr
+        w1 = tmp2[i]
+        w2 = tmp2[i + 1]
+        tmp2[i] = cs[i] * w1 + sn[i] * w2
+        tmp2[i + 1] = cs[i] * w2 - sn[i] * w1
+        x1 = tmp2[i + 1]
+        x2 = tmp2[i + 2]
+        rr = np.hypot(x1, x2)
+        if rr > 0.0:
+            cs[i + 1] = x1 / rr
+            sn[i + 1] = x2 / rr
+        else:
+            cs[i + 1] = 1.0
+            sn[i + 1] = 0.0
+        tmp2[i + 1] = rr
+        on = _row(i)
+        for b in range(i + 1):
+            L[on + b] = tmp[b]
+        on = _row(i + 1)
+        for b in range(i + 2):
+            L[on + b] = tmp2[b]
+        i += 2
+    if i < p - 1:
+        P[i] = P[i + 1]
+        oi = _row(i + 1)
+        for b in range(i + 2):
+            tmp[b] = L[oi + b]
+        for k in range(q, i):
+            v1 = tmp[k]
+            v2 = tmp[k + 1]
+            tmp[k] = cs[k] * v1 + sn[k] * v2
+            tmp[k + 1] = cs[k] * v2 - sn[k] * v1
+        x1 = tmp[i]
+        x2 = tmp[i + 1]
+        rr = np.hypot(x1, x2)
+        if rr > 0.0:
+            cs[i] = x1 / rr
+            sn[i] = x2 / rr
+        else:
+            cs[i] = 1.0
+            sn[i] = 0.0
+        tmp[i] = rr
+        on = _row(i)
+        for b in range(i + 1):
+            L[on + b] = tmp[b]
+
+
+@njit(cache=_CACHE, nogil=True)
+def _block_inner(L, P, p, c, z, zeta, fw, lo, work, max_work, cs, sn, tmp, tmp2, cnt):
+    """:func:`._numba_local._nnqp_inner` (the same steps, numbers and work
+    count) on :func:`_block_solve` (``fw``, ``lo``: its forward values, those
+    below lo current) and :func:`_block_del`; ``cnt``: [inner solves, adds,
+    deletes, outer steps] counted.  Returns (p, work, lo)."""
+    while work < max_work:
+        work += p * p
+        cnt[0] += 1
+        _block_solve(L, P, p, c, zeta, fw, lo)
+        lo = p
+        amin = 2.0
+        qmin = -1
+        for a in range(p):
+            if zeta[a] <= 0.0:
+                za = z[P[a]]
+                den = za - zeta[a]
+                t = za / den if den > 0.0 else 0.0
+                if t < amin:
+                    amin = t
+                    qmin = a
+        if qmin < 0:
+            for a in range(p):
+                z[P[a]] = zeta[a]
+            break
+        for a in range(p):
+            za = z[P[a]]
+            z[P[a]] = za + amin * (zeta[a] - za)
+        z[P[qmin]] = 0.0
+        for a in range(p - 1, -1, -1):
+            if not z[P[a]] > 0.0:
+                z[P[a]] = 0.0
+                _block_del(L, P, p, a, cs, sn, tmp, tmp2)
+                lo = min(lo, a)
+                cnt[2] += 1
+                work += (p - a) * p
+                p -= 1
+    return p, work, lo
+
+
+@njit(cache=_CACHE, nogil=True)
+def _block_nnqp(H, L, P, p, c, z, m, blocked, zeta, grad, C, thin, tol, work, max_work, cs,
+                sn, Q, viol, cnt):
+    """:func:`._numba_local._nnqp` without ``chains`` (the same steps,
+    numbers and work count): min 1/2 z'Hz + c'z over z >= 0 (first m
+    positions) from the feasible z whose positive entries are P[0:p] with L
+    their factor.  An outer step's adds go in together
+    (:func:`_block_factor`, in the order and with the rejections of one by
+    one).  ``Q``, ``viol`` (m): scratch; ``cnt`` (4): counts (see
+    :func:`_block_inner`).  Returns (p, work, converged)."""
+    # (one allocation for the float scratch: fw, zp (m), tmp, tmp2 (m + 1))
+    fs = np.empty(4 * m + 2)
+    fw = fs[0:m]
+    zp = fs[m:2 * m]
+    tmp = fs[2 * m:3 * m + 1]
+    tmp2 = fs[3 * m + 1:4 * m + 2]
+    p, work, lo = _block_inner(L, P, p, c, z, zeta, fw, 0, work, max_work, cs, sn, tmp, tmp2,
+                               cnt)
+    single = False
+    while work < max_work:
+        work += m * p
+        cnt[3] += 1
+        # the gradient at the positions off P, four running sums side by
+        # side (each over P in order, as one by one); zp: z on P gathered
+        n_off = 0
+        for i in range(m):
+            grad[i] = 0.0
+            if z[i] > 0.0 or blocked[i]:
+                continue
+            viol[n_off] = i
+            n_off += 1
+        for a in range(p):
+            zp[a] = z[P[a]]
+        f = 0
+        while f + 4 <= n_off:
+            i0 = viol[f]
+            i1 = viol[f + 1]
+            i2 = viol[f + 2]
+            i3 = viol[f + 3]
+            h0 = H[i0]
+            h1 = H[i1]
+            h2 = H[i2]
+            h3 = H[i3]
+            g0 = c[i0]
+            g1 = c[i1]
+            g2 = c[i2]
+            g3 = c[i3]
+            for a in range(p):
+                pa = P[a]
+                za = zp[a]
+                g0 += h0[pa] * za
+                g1 += h1[pa] * za
+                g2 += h2[pa] * za
+                g3 += h3[pa] * za
+            grad[i0] = g0
+            grad[i1] = g1
+            grad[i2] = g2
+            grad[i3] = g3
+            f += 4
+        for f in range(f, n_off):
+            i = viol[f]
+            g = c[i]
+            hi = H[i]
+            for a in range(p):
+                g += hi[P[a]] * zp[a]
+            grad[i] = g
+        n_viol = 0
+        for f in range(n_off):
+            i = viol[f]
+            g = grad[i]
+            if -g > tol:
+                viol[n_viol] = i
+                n_viol += 1
+            else:
+                grad[i] = 0.0
+        if n_viol == 0:
+            return p, work, True
+        p0 = p
+        nq = 0
+        for vi in range(n_viol):
+            i = viol[vi]
+            gi = grad[i]
+            keep = True
+            for vj in range(n_viol):
+                j = viol[vj]
+                gj = grad[j]
+                if (gj < gi or (gj == gi and j < i)) and (single or abs(C[j] - C[i]) <= thin):
+                    keep = False
+                    break
+            if keep:
+                Q[nq] = i
+                nq += 1
+        p = _block_factor(H, L, P, p, Q, nq)
+        lo = min(lo, p0)
+        pw = p0
+        for t in range(nq):
+            work += pw * pw
+            i = Q[t]
+            if i >= 0:
+                pw += 1
+                z[i] = 0.0
+                cnt[1] += 1
+            else:
+                blocked[-1 - i] = True
+        if p == p0:
+            continue
+        p, work, lo = _block_inner(L, P, p, c, z, zeta, fw, lo, work, max_work, cs, sn, tmp,
+                                   tmp2, cnt)
+        single = not single and p <= p0
+    return p, work, False
