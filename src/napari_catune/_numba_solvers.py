@@ -3447,8 +3447,8 @@ def _coarse_start(y, g1, g2, alpha, lamG, mode, mu, k, active, fws, bws, max_ite
         act_c[j] = True
     it_c = 0
     ok = False
-    if (lamG == 0.0 and mode != 2 and _COARSE2_K >= 3 and Tc >= _COARSE2_MIN_T
-            and bws.shape[0] - 5 * nc >= Tc // _COARSE2_K):
+    if (lamG == 0.0 and _COARSE2_K >= 3 and bws.shape[0] - 5 * nc >= Tc // _COARSE2_K
+            and ((mode != 2 and Tc >= _COARSE2_MIN_T) or _coarse2_slow(g1c, g2c, Tc))):
         # (the binned trace's own binned start, then its warm start)
         it_c, ok = _coarse_start2(yc, g1c, g2c, alpha_c, mode, mu * inv_k * inv_k, act_c,
                                   max_iters, sc, bc, pws, bws, bws[5 * nc:])
@@ -3479,6 +3479,31 @@ def _coarse_start(y, g1, g2, alpha, lamG, mode, mu, k, active, fws, bws, max_ite
 # 9.4 / 7.3 / 6.4 ms, warm 10 / 11 / 11 / 12 steps)
 _COARSE2_K = 6
 _COARSE2_MIN_T = 8192
+
+
+# ... and, any mode and length, where the binned trace's cold solve would go
+# to the interior point after its first step (its kernel decaying over more
+# than _COLD_DECAY samples, pdas_one's cold_slow) and the trace binned again
+# has at least _COARSE2_MIN_TC frames (_COARSE2_SLOW; False: only the rule
+# above).  The same binned optimum, so the same guess (lambda 0 at 1 kHz,
+# 54,000 frames, warm moves that restart from the binned start: tau_decay
+# +50 %, tau_rise +20 %, binned 1,687 frames, decay 94-141 samples: drift
+# 0.70 -> 0.23 ms, scalar 0.29 -> 0.13 ms, the same free set; tau_decay
+# -50 % (decay 47) keeps its cold exchange: 0.24 against 0.36 ms)
+_COARSE2_SLOW = True
+_COARSE2_MIN_TC = 64
+
+
+@njit(cache=_CACHE, nogil=True)
+def _coarse2_slow(g1c, g2c, Tc):
+    """Whether :func:`_coarse_start` solves its binned trace (``Tc``
+    frames, AR coefficients ``g1c``, ``g2c``) from :func:`_coarse_start2`
+    whatever its length (``_COARSE2_SLOW``): where its cold solve would hand
+    over to the interior point after one step."""
+    if not (_COARSE2_SLOW and _COLD_DECAY > 0.0 and Tc // _COARSE2_K >= _COARSE2_MIN_TC):
+        return False
+    dc = _dominant_root(g1c, g2c)
+    return dc >= 1.0 or _COLD_DECAY * (1.0 - dc) < 1.0
 
 
 @njit(cache=_CACHE, nogil=True)
