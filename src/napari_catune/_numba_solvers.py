@@ -5043,9 +5043,11 @@ def _coarse_row(yi, warm, g1, g2, alpha, lamG, mode, mu, k, active, max_iters, s
     ``_EARLY_DECAY`` samples (``k`` from :func:`_coarse_factor` with
     blocks).  A warm start (``active`` its guess) goes on as
     :func:`pdas_one`'s warm start unless its first steps find a large move
-    (where that would go to the cold interior point); then, and on a cold
+    (where that would go to the cold interior point, or its first step
+    flags more than n / ``_BAIL_AT_ONCE`` samples); then, and on a cold
     start, the binned start (:func:`_coarse_start`, at most half the
-    budget): where lambda > 0 and its guess fits the dense settle
+    budget; after such a warm move settled by blocks, below, with
+    ``_WARM_BAIL_BLOCKS``): where lambda > 0 and its guess fits the dense settle
     (:func:`_coarse_dense`), on as a warm start and polished
     (:func:`_coarse_polish`) as :func:`pdas_rows` does on at most
     ``_COARSE_EARLY_T`` frames; else (or where that warm start would go to
