@@ -98,15 +98,20 @@ def test_after_a_large_warm_move_the_polish_has_nothing_left():
 
 def test_the_warm_move_to_the_binned_start_counts_the_step_saved():
     # the public call: the warm re-solve after tau_decay +50 % is
-    # KKT-optimal in at most 19 steps (20 on the multipliers' route) and
-    # has the cold solve's objective
+    # KKT-optimal in the warm step, the binned start's steps and at most 4
+    # of the settle and polish (5 on the multipliers' route), and has the
+    # cold solve's objective
     y = regime_traces("lam0-slow-1kHz", 1, 54_000, 0)[0]
     base = S.run_deconvolution_full(y, FS, TR, TD, LAM, baseline="scalar")
     warm = S.run_deconvolution_full(y, FS, TR, 1.5 * TD, LAM, baseline="scalar",
                                     init=base.activity)
     cold = S.run_deconvolution_full(y, FS, TR, 1.5 * TD, LAM, baseline="scalar")
     assert bool(np.all(warm.converged))
-    assert int(np.sum(warm.iterations)) <= 19
+    it_s, it_p, _moved, s, _b, it_c = _route(np.ascontiguousarray(y), ns._SETTLE_DIRECT,
+                                             1.5 * TD)
+    assert it_s + it_p <= 4
+    assert int(np.sum(warm.iterations)) == 1 + it_c + it_s + it_p
+    assert np.array_equal(np.ravel(warm.activity), s)
     m = S._model_checked(FS, TR, 1.5 * TD, LAM)
     f_w, f_c = S._objective_rows(np.stack([y, y]), np.stack([np.ravel(warm.activity),
                                                               np.ravel(cold.activity)]), m, 1, 0.0)

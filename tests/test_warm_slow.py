@@ -248,10 +248,13 @@ def test_warm_at_lambda_0_on_the_1khz_kernel_takes_no_more_steps_than_cold():
 @pytest.mark.parametrize("mv", ["lam/2", "td+50%"])
 def test_large_move_first_settle_on_the_steps_multipliers(mv):
     """A large move on the 1 kHz kernel (54,000 frames, drift): its first
-    step flags more than n / _DENSE_NU_FIRST samples, so its first dense
-    settle runs on the step's multipliers (no settle_gradient); the warm
-    re-solve still takes the 4 steps it took on the directly formed
-    gradient, is KKT-optimal and at the cold solve's objective."""
+    step flags more than n / _DENSE_NU_FIRST samples, so a warm start's
+    first dense settle runs on the step's multipliers (no settle_gradient);
+    that warm start (pdas_one, at the plain n / _COLD_AT_ONCE) still takes
+    the 4 steps it took on the directly formed gradient.  The public call
+    flags more than n / _BAIL_AT_ONCE and goes to the binned start's block
+    settle (tests/test_warm_bail.py); both KKT-optimal and at the cold
+    solve's objective."""
     y = regime_traces(SLOW, 1, 54_000)[0]
     prev = _solve(y, _params(SLOW), "drift")
     args = _params(SLOW, mv)
@@ -259,9 +262,21 @@ def test_large_move_first_settle_on_the_steps_multipliers(mv):
     mu = drift_mu(None, args[0], args[2])
     n_bad = _full_step(y, m, 2, mu, prev.activity[:-1] <= 0.0)[0]
     assert n_bad * ns._DENSE_NU_FIRST > y.size - 1 and n_bad * ns._COLD_AT_ONCE <= y.size - 1
+    assert n_bad * ns._BAIL_AT_ONCE > y.size - 1
+    T = y.size
+    nf, nb = ns.workspace_sizes(T)
+    fws = np.zeros(nf)
+    bws = np.zeros(nb, bool)
+    s = np.zeros(T)
+    b = np.zeros(T)
+    active = prev.activity[:-1] <= 0.0
+    it, ok = ns.pdas_one(y, m.g1, m.g2, m.alpha, m.lamG, np.int64(2), mu, active, np.int64(100),
+                         s, b, fws[T:], bws, 1e-11, ns._YES, ns._YES, ns._COLD_AT_ONCE)
+    assert ok and it <= 4, it
     warm = _solve(y, args, "drift", init=prev.activity)
     cold = _solve(y, args, "drift")
     assert warm.converged and cold.converged
-    assert warm.iterations <= 4, warm.iterations
     fw, fc = _objective(y, warm, args, "drift"), _objective(y, cold, args, "drift")
     assert abs(fw - fc) <= 1e-9 * abs(fc), (fw, fc)
+    v = S.kkt_violation(y[None], s[None], b[None], *args, mode="drift")
+    assert float(np.max(v)) <= S.KKT_TOL

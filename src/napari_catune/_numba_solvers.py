@@ -730,7 +730,7 @@ def _fill_b(bvec):
 
 @njit(cache=_CACHE, nogil=True)
 def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, fws, bws,
-             rel_eps=1e-11, warm=False, bail=False):
+             rel_eps=1e-11, warm=False, bail=False, at_once=np.int64(8)):
     """Exact solve by primal-dual active sets.  Returns (iters, converged).
 
     ``active`` (bool, length T-1) is the starting guess of where s = 0 (a
@@ -1066,7 +1066,7 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
         few = n_bad <= 4 and it >= 2 and n_bad >= hist[(it - 2) % _HIST]
         if slow_warm and not few:
             rounds = -1
-            if it == 1 and n_bad * _COLD_AT_ONCE > n:
+            if it == 1 and n_bad * at_once > n:
                 # a move so large that most of the trace violates (tau_decay
                 # -50 %): the interior point from its cold start at once
                 ipm_cold = True
@@ -1728,7 +1728,17 @@ _COLD_RESTART = 100
 # ... and without trying it when more than n / _COLD_AT_ONCE violate at the
 # first step (tau_decay -50 % on the 1 kHz kernel: the dense settle took a
 # step and then handed over; tau_decay +50 %, n / 30: it settles in 3-7)
-_COLD_AT_ONCE = 8
+_COLD_AT_ONCE = np.int64(8)
+# ... on a warm start that can restart from the binned start (pdas_one's
+# ``bail``, _coarse_row's first call): when more than n / _BAIL_AT_ONCE
+# violate at its first step, it returns at once and the binned start's
+# block settle takes over (slow-1kHz, 54,000 frames: tau_decay +50 %,
+# lambda /2, n / 30 and n / 8.5 violators, dense settles 5.2-5.6 ms in 4
+# steps; the binned start's block settle ~4 ms with the step spent)
+_BAIL_AT_ONCE = np.int64(40)
+# ... and there the binned guess is settled by blocks even where it fits the
+# dense settle (_WARM_BAIL_BLOCKS; False: as a cold start's)
+_WARM_BAIL_BLOCKS = True
 
 # a cold exchange without drift forms the next step's Riccati recursion in
 # this step's multipliers' pass (_kkt_core_ahead; False: off) when the
@@ -3448,17 +3458,19 @@ def _coarse_start(y, g1, g2, alpha, lamG, mode, mu, k, active, fws, bws, max_ite
         act_c[j] = True
     it_c = 0
     ok = False
-    if (lamG == 0.0 and mode != 2 and _COARSE2_K >= 3 and Tc >= _COARSE2_MIN_T
-            and bws.shape[0] - 5 * nc >= Tc // _COARSE2_K):
+    if (_COARSE2_K >= 3 and bws.shape[0] - 5 * nc >= Tc // _COARSE2_K
+            and ((lamG == 0.0 and mode != 2 and Tc >= _COARSE2_MIN_T)
+                 or ((lamG == 0.0 or _COARSE2_LAM) and _coarse2_slow(g1c, g2c, Tc)))):
         # (the binned trace's own binned start, then its warm start)
-        it_c, ok = _coarse_start2(yc, g1c, g2c, alpha_c, mode, mu * inv_k * inv_k, act_c,
-                                  max_iters, sc, bc, pws, bws, bws[5 * nc:])
+        it_c, ok = _coarse_start2(yc, g1c, g2c, alpha_c, lamG * inv_k, mode, mu * inv_k * inv_k,
+                                  act_c, max_iters, sc, bc, pws, bws, bws[5 * nc:])
         if not ok:
             for j in range(nc):
                 act_c[j] = True
     if not ok:
         it2, ok = pdas_one(yc, g1c, g2c, alpha_c, lamG * inv_k, mode, mu * inv_k * inv_k,
-                           act_c, max_iters - it_c, sc, bc, pws, bws, 1e-11, _NO, _NO)
+                           act_c, max_iters - it_c, sc, bc, pws, bws, 1e-11, _NO, _NO,
+                           _COLD_AT_ONCE)
         it_c += it2
     for t in range(n):
         active[t] = True
@@ -3482,10 +3494,38 @@ _COARSE2_K = 6
 _COARSE2_MIN_T = 8192
 
 
+# ... and, any mode and length, where the binned trace's cold solve would go
+# to the interior point after its first step (its kernel decaying over more
+# than _COLD_DECAY samples, pdas_one's cold_slow) and the trace binned again
+# has at least _COARSE2_MIN_TC frames (_COARSE2_SLOW; False: only the rule
+# above).  The same binned optimum, so the same guess (lambda 0 at 1 kHz,
+# 54,000 frames, warm moves that restart from the binned start: tau_decay
+# +50 %, tau_rise +20 %, binned 1,687 frames, decay 94-141 samples: drift
+# 0.70 -> 0.23 ms, scalar 0.29 -> 0.13 ms, the same free set; tau_decay
+# -50 % (decay 47) keeps its cold exchange: 0.24 against 0.36 ms)
+_COARSE2_SLOW = True
+# ... at lambda > 0 too (_COARSE2_LAM; slow-1kHz, 54,000 frames, the binned
+# start after a large warm move: drift 0.58 -> ~0.2 ms, the same guess)
+_COARSE2_LAM = True
+_COARSE2_MIN_TC = 64
+
+
 @njit(cache=_CACHE, nogil=True)
-def _coarse_start2(yc, g1c, g2c, alpha_c, mode, mu_c, act_c, max_iters, sc, bc, pws, bws,
-                   act_cc):
-    """:func:`_coarse_start`'s binned solve at lambda 0 from a binned start
+def _coarse2_slow(g1c, g2c, Tc):
+    """Whether :func:`_coarse_start` solves its binned trace (``Tc``
+    frames, AR coefficients ``g1c``, ``g2c``) from :func:`_coarse_start2`
+    whatever its length (``_COARSE2_SLOW``): where its cold solve would hand
+    over to the interior point after one step."""
+    if not (_COARSE2_SLOW and _COLD_DECAY > 0.0 and Tc // _COARSE2_K >= _COARSE2_MIN_TC):
+        return False
+    dc = _dominant_root(g1c, g2c)
+    return dc >= 1.0 or _COLD_DECAY * (1.0 - dc) < 1.0
+
+
+@njit(cache=_CACHE, nogil=True)
+def _coarse_start2(yc, g1c, g2c, alpha_c, lam_c, mode, mu_c, act_c, max_iters, sc, bc, pws,
+                   bws, act_cc):
+    """:func:`_coarse_start`'s binned solve (``lam_c`` its lamG) from a binned start
     of its own: ``yc`` binned by ``_COARSE2_K`` frames (the kernel sampled
     every ``_COARSE2_K`` frames, :func:`_coarse_model`), solved cold by
     :func:`pdas_one`, each spike placed at the middle frame of its bin as
@@ -3508,8 +3548,8 @@ def _coarse_start2(yc, g1c, g2c, alpha_c, mode, mu_c, act_c, max_iters, sc, bc, 
     acts = act_cc[0:ncc]
     for j in range(ncc):
         acts[j] = True
-    it1, ok = pdas_one(ycc, g1cc, g2cc, alpha_cc, 0.0, mode, mu_c * inv * inv, acts, max_iters,
-                       scc, bcc, pws, bws, 1e-11, _NO, _NO)
+    it1, ok = pdas_one(ycc, g1cc, g2cc, alpha_cc, lam_c * inv, mode, mu_c * inv * inv, acts,
+                       max_iters, scc, bcc, pws, bws, 1e-11, _NO, _NO, _COLD_AT_ONCE)
     if not ok:
         return it1, False
     for t in range(nc):
@@ -3518,8 +3558,8 @@ def _coarse_start2(yc, g1c, g2c, alpha_c, mode, mu_c, act_c, max_iters, sc, bc, 
     for j in range(ncc):
         if scc[j] > 0.0:
             act_c[min(j * k2 + off, nc - 1)] = False
-    it2, ok = pdas_one(yc, g1c, g2c, alpha_c, 0.0, mode, mu_c, act_c, max_iters - it1, sc, bc,
-                       pws, bws, 1e-11, _YES, _NO)
+    it2, ok = pdas_one(yc, g1c, g2c, alpha_c, lam_c, mode, mu_c, act_c, max_iters - it1, sc,
+                       bc, pws, bws, 1e-11, _YES, _NO, _COLD_AT_ONCE)
     return it1 + it2, ok
 
 
@@ -3609,7 +3649,7 @@ def _coarse_polish(y, g1, g2, alpha, lamG, mode, mu, active, s_i, bvec, fws, bws
             s_keep[t] = s_i[t]
             b_keep[t] = bvec[t]
         it2, ok = pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, budget - it, s_i, bvec,
-                           fws, bws, 1e-11, _YES, _NO)
+                           fws, bws, 1e-11, _YES, _NO, _COLD_AT_ONCE)
         it += it2
         if not ok:
             for t in range(T):
@@ -5020,9 +5060,11 @@ def _coarse_row(yi, warm, g1, g2, alpha, lamG, mode, mu, k, active, max_iters, s
     ``_EARLY_DECAY`` samples (``k`` from :func:`_coarse_factor` with
     blocks).  A warm start (``active`` its guess) goes on as
     :func:`pdas_one`'s warm start unless its first steps find a large move
-    (where that would go to the cold interior point); then, and on a cold
+    (where that would go to the cold interior point, or its first step
+    flags more than n / ``_BAIL_AT_ONCE`` samples); then, and on a cold
     start, the binned start (:func:`_coarse_start`, at most half the
-    budget): where lambda > 0 and its guess fits the dense settle
+    budget; after such a warm move settled by blocks, below, with
+    ``_WARM_BAIL_BLOCKS``): where lambda > 0 and its guess fits the dense settle
     (:func:`_coarse_dense`), on as a warm start and polished
     (:func:`_coarse_polish`) as :func:`pdas_rows` does on at most
     ``_COARSE_EARLY_T`` frames; else (or where that warm start would go to
@@ -5036,7 +5078,7 @@ def _coarse_row(yi, warm, g1, g2, alpha, lamG, mode, mu, k, active, max_iters, s
     if warm:
         budget = min(max_iters, _WARM_BUDGET)
         it, settled = pdas_one(yi, g1, g2, alpha, lamG, mode, mu, active, budget, si, bvec,
-                               pws, bws, 1e-11, _YES, _YES)
+                               pws, bws, 1e-11, _YES, _YES, _BAIL_AT_ONCE)
         if settled:
             # polished as the binned start's answer: its dense check
             # (dense_verify, 1e-10 of the gradient) left it 3e-9 to 2.4e-8
@@ -5051,12 +5093,14 @@ def _coarse_row(yi, warm, g1, g2, alpha, lamG, mode, mu, k, active, max_iters, s
             for j in range(n):
                 active[j] = lamG > 0.0
             it2, _ok = pdas_one(yi, g1, g2, alpha, lamG, mode, mu, active, max_iters - it, si,
-                                bvec, pws, bws, 1e-11, _NO, _NO)
+                                bvec, pws, bws, 1e-11, _NO, _NO, _COLD_AT_ONCE)
             return it + it2
     it_c, ok_c = _coarse_start(yi, g1, g2, alpha, lamG, mode, mu, k, active, pws, bws,
                                (max_iters - it) // 2)
     it += it_c
-    if (ok_c and lamG > 0.0 and peak_samples(g1, g2) <= _COARSE_PEAK_EARLY
+    # (a warm start that bailed: by blocks, _WARM_BAIL_BLOCKS)
+    if (ok_c and lamG > 0.0 and not (warm and _WARM_BAIL_BLOCKS)
+            and peak_samples(g1, g2) <= _COARSE_PEAK_EARLY
             and _coarse_dense(g1, g2, active, pws.shape[0])):
         # a guess that fits the dense settle: on as a warm start there, then
         # polished (the binned start's route on at most _COARSE_EARLY_T
@@ -5065,7 +5109,7 @@ def _coarse_row(yi, warm, g1, g2, alpha, lamG, mode, mu, k, active, max_iters, s
         # would go to the cold interior point
         budget = min(max_iters - it, _WARM_BUDGET)
         it2, settled = pdas_one(yi, g1, g2, alpha, lamG, mode, mu, active, budget, si, bvec,
-                                pws, bws, 1e-11, _YES, _YES)
+                                pws, bws, 1e-11, _YES, _YES, _COLD_AT_ONCE)
         it += it2
         if settled:
             it3, _moved = _coarse_polish(yi, g1, g2, alpha, lamG, mode, mu, active, si, bvec,
@@ -5084,7 +5128,7 @@ def _coarse_row(yi, warm, g1, g2, alpha, lamG, mode, mu, k, active, max_iters, s
     for j in range(n):
         active[j] = lamG > 0.0
     it2, _ok = pdas_one(yi, g1, g2, alpha, lamG, mode, mu, active, max_iters - it, si, bvec,
-                        pws, bws, 1e-11, _NO, _NO)
+                        pws, bws, 1e-11, _NO, _NO, _COLD_AT_ONCE)
     return it + it2
 
 
@@ -5169,7 +5213,7 @@ def pdas_rows(y, init, warm, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iter
         left = max_iters - it_c
         budget = min(left, _WARM_BUDGET) if warm_i else left
         it, settled = pdas_one(y[i], g1, g2, alpha, lamG, mode, mu, active, budget, s[i],
-                               bvec_i, pws, bws, 1e-11, warm_i, _NO)
+                               bvec_i, pws, bws, 1e-11, warm_i, _NO, _COLD_AT_ONCE)
         if warm_i and not settled and it >= budget and left > budget:
             # a warm start that has not settled in many times a cold solve's
             # steps is leading the exchange astray (seen at lambda = 0 on a
@@ -5177,7 +5221,8 @@ def pdas_rows(y, init, warm, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iter
             for k in range(n):
                 active[k] = cold
             it2, settled = pdas_one(y[i], g1, g2, alpha, lamG, mode, mu, active,
-                                    left - it, s[i], bvec_i, pws, bws, 1e-11, _NO, _NO)
+                                    left - it, s[i], bvec_i, pws, bws, 1e-11, _NO, _NO,
+                                    _COLD_AT_ONCE)
             it += it2
         elif polish and warm_i and not warm and settled:
             # the binned start on a kernel decaying over more than
