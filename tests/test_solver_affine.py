@@ -261,9 +261,10 @@ def test_late_affine_at_positive_lambda(regime, mode):
             a22, q2, p0 = ns._riccati_flat(y, m.g1, m.g2, beta, act, a["gain"])
             u_max = ns._subspace_fwd_flat(y, m.g1, m.g2, m.alpha, np.int64(mode), act,
                                           a["gain"], a["x"], a["bvec"], u, a22, q2, p0)
-            nb, lb, nu_max, noise, near = ns._nu_pass(y, m.g1, m.g2, beta, act, a["x"],
-                                                      a["bvec"], u, nu, a["flip"],
-                                                      1e-11 * u_max, ns._ONE_B)
+            nb, lb, nu_max, noise, near, _f, _a, _fb = ns._nu_pass(y, m.g1, m.g2, beta, act, a["x"],
+                                                                   a["bvec"], u, nu,
+                                                                   a["flip"], 1e-11 * u_max,
+                                                                   ns._ONE_B)
             nb, lb, _e, _k = ns._kkt_flags(act, nu, a["flip"], nb, lb, nu_max, noise, near,
                                            1e-11)
             act ^= a["flip"]

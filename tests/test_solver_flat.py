@@ -53,7 +53,7 @@ def test_flat_riccati_is_the_ahead_recursion(name, frac):
     out = ns._nu_riccati(y_pos, m.g1, m.g2, beta, active, x, bvec, u, nu, flip, 0.0, gain2,
                          ns._ALL_B)
     assert not flip.any()
-    assert out[5:] == (a22, q2, p0)
+    assert out[5:8] == (a22, q2, p0)
     # the free samples' gains, packed at the end in order of k
     assert p0 == n - int((~active).sum())
     np.testing.assert_array_equal(gain2[p0:], gain[p0:])

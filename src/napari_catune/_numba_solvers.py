@@ -1812,8 +1812,11 @@ def _nu_pass(y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, bmask):
     nu = beta + K'(K s + b - y) on every sample; flags in ``flip`` each
     candidate violator (a negative multiplier on the active set, a spike
     below -eps_u on the free set).  Returns (n_bad, last_bad, nu_max,
-    noise, near): the count, the last flagged sample, max |nu| on the
-    active set and on the free set, and the flagged multiplier nearest 0.
+    noise, near, far, n_act, first_bad): the count, the last flagged
+    sample, max |nu| on the active set and on the free set, the flagged
+    multipliers nearest 0 and lowest (far: +inf if none), the count of
+    flagged active samples and the first flagged sample (0 if none; the
+    last three for :func:`_kkt_flags_one`).
     ``bmask``: -1 reads the baseline per sample, 0 the constant bvec[0]
     (a flat step's, :func:`_kkt_core_ahead`: one stream fewer, the same
     numbers)."""
@@ -1823,6 +1826,9 @@ def _nu_pass(y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, bmask):
     nu_max = 0.0
     noise = 0.0
     near = -math.inf
+    far = math.inf
+    n_act = 0
+    first_bad = 0
     n_bad = 0
     last_bad = -1
     hint = n >= _HINT_FROM
@@ -1846,15 +1852,18 @@ def _nu_pass(y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, bmask):
             bad = nj < 0.0
             if bad:
                 near = max(near, nj)
+                far = min(far, nj)
+                n_act += 1
         else:
             noise = max(noise, abs(nj))
             bad = u[j] < -eps_u
         flip[j] = bad
         if bad:
             n_bad += 1
+            first_bad = j
             if last_bad < 0:
                 last_bad = j
-    return n_bad, last_bad, nu_max, noise, near
+    return n_bad, last_bad, nu_max, noise, near, far, n_act, first_bad
 
 
 @njit(cache=_CACHE, nogil=True, fastmath={"contract"})
@@ -1865,8 +1874,9 @@ def _nu_pass_fma(y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, bmask, th
     a warm start's phase-1 steps (the slider path); a cold solve keeps the
     plain sum (its interior point's crossover path is sensitive to the
     rounding: a 1 kHz trace at lambda 1e-3 took 67 steps, not 53).
-    Returns what :func:`_nu_pass` returns and, with ``thin`` > 0, the
-    count of ``rej`` (else -1): there it lists the flagged samples (int, at
+    Returns what :func:`_nu_pass` returns, with ``thin`` > 0 the count of
+    ``rej`` (else -1) sixth (its far, n_act, first_bad after it): there it
+    lists the flagged samples (int, at
     least n long), in the order formed (leftwards), which
     :func:`_apply_thin` thins as :func:`._numba_local.thin_flips` does
     without its pass over every sample's flag (0.02-0.16 ms a step on
@@ -1878,6 +1888,9 @@ def _nu_pass_fma(y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, bmask, th
     nu_max = 0.0
     noise = 0.0
     near = -math.inf
+    far = math.inf
+    n_act = 0
+    first_bad = 0
     n_bad = 0
     last_bad = -1
     hint = n >= _HINT_FROM
@@ -1901,6 +1914,8 @@ def _nu_pass_fma(y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, bmask, th
             bad = nj < 0.0
             if bad:
                 near = max(near, nj)
+                far = min(far, nj)
+                n_act += 1
         else:
             noise = max(noise, abs(nj))
             bad = u[j] < -eps_u
@@ -1909,9 +1924,11 @@ def _nu_pass_fma(y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, bmask, th
             if thin > 0:
                 rej[n_bad] = j
             n_bad += 1
+            first_bad = j
             if last_bad < 0:
                 last_bad = j
-    return n_bad, last_bad, nu_max, noise, near, n_bad if thin > 0 else -1
+    return (n_bad, last_bad, nu_max, noise, near, n_bad if thin > 0 else -1, far, n_act,
+            first_bad)
 
 
 @njit(cache=_CACHE, nogil=True)
@@ -1965,15 +1982,15 @@ def _kkt_core_thin(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, 
     eps_u = rel_eps * u_max
     n_rej = -1
     if fast:
-        n_bad, last_bad, nu_max, noise, near, n_rej = _nu_pass_fma(
+        n_bad, last_bad, nu_max, noise, near, n_rej, far, n_act, first_bad = _nu_pass_fma(
             y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, _ALL_B, thin, rej)
         if thin <= 0:
             n_rej = -1
     else:
-        n_bad, last_bad, nu_max, noise, near = _nu_pass(y, g1, g2, beta, active, x, bvec, u,
-                                                        nu, flip, eps_u, _ALL_B)
-    n_bad, last_bad, eps_nu, kept = _kkt_flags(active, nu, flip, n_bad, last_bad, nu_max, noise,
-                                               near, rel_eps)
+        n_bad, last_bad, nu_max, noise, near, far, n_act, first_bad = _nu_pass(
+            y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, _ALL_B)
+    n_bad, last_bad, eps_nu, kept = _kkt_flags_one(active, nu, flip, n_bad, last_bad, nu_max,
+                                                   noise, near, rel_eps, far, n_act, first_bad)
     if not kept:
         n_rej = -1
     return n_bad, last_bad, eps_u, eps_nu, n_rej
@@ -2052,17 +2069,18 @@ def _kkt_core_ahead(y, g1, g2, alpha, beta, mode, active, gain, x, bvec, u, nu, 
     q2n = 0.0
     p0n = 0
     if ahead:
-        n_bad, last_bad, nu_max, noise, near, a22n, q2n, p0n = _nu_riccati(
-            y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, gain, _ONE_B)
+        (n_bad, last_bad, nu_max, noise, near, a22n, q2n, p0n, far, n_act,
+         first_bad) = _nu_riccati(y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, gain,
+                                  _ONE_B)
     elif fast:
-        n_bad, last_bad, nu_max, noise, near, _r = _nu_pass_fma(
+        n_bad, last_bad, nu_max, noise, near, _r, far, n_act, first_bad = _nu_pass_fma(
             y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, _ONE_B, _ZERO,
             u.view(np.int64)[0:0])
     else:
-        n_bad, last_bad, nu_max, noise, near = _nu_pass(y, g1, g2, beta, active, x, bvec, u,
-                                                        nu, flip, eps_u, _ONE_B)
-    n_bad, last_bad, eps_nu, kept = _kkt_flags(active, nu, flip, n_bad, last_bad, nu_max, noise,
-                                               near, rel_eps)
+        n_bad, last_bad, nu_max, noise, near, far, n_act, first_bad = _nu_pass(
+            y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, _ONE_B)
+    n_bad, last_bad, eps_nu, kept = _kkt_flags_one(active, nu, flip, n_bad, last_bad, nu_max,
+                                                   noise, near, rel_eps, far, n_act, first_bad)
     return n_bad, last_bad, eps_u, eps_nu, ahead and kept, a22n, q2n, p0n
 
 
@@ -2177,14 +2195,17 @@ def _nu_riccati(y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, gain, bmas
     :func:`_subspace_riccati` (no drift; the same numbers) for the set
     ``active`` with every flagged sample flipped: its gains into ``gain``.
     The two recursions' loop-carried chains run side by side.  Returns what
-    _nu_pass returns and (a22, q2, p0) of the recursion (the gains packed
-    as :func:`_subspace_riccati` packs them)."""
+    _nu_pass returns, (a22, q2, p0) of the recursion (the gains packed as
+    :func:`_subspace_riccati` packs them) after its first five."""
     n = x.shape[0]
     n1 = 0.0
     n2 = 0.0
     nu_max = 0.0
     noise = 0.0
     near = -math.inf
+    far = math.inf
+    n_act = 0
+    first_bad = 0
     n_bad = 0
     last_bad = -1
     hint = n >= _HINT_FROM
@@ -2228,12 +2249,15 @@ def _nu_riccati(y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, gain, bmas
             bad = nj < 0.0
             if bad:
                 near = max(near, nj)
+                far = min(far, nj)
+                n_act += 1
         else:
             noise = max(noise, abs(nj))
             bad = u[k] < -eps_u
         flip[k] = bad
         if bad:
             n_bad += 1
+            first_bad = k
             if last_bad < 0:
                 last_bad = k
         # ---- the next set's Riccati recursion (_subspace_riccati, no drift)
@@ -2260,7 +2284,7 @@ def _nu_riccati(y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, gain, bmas
             a01 = 0.0
             a11 = 0.0
             a12 = 0.0
-    return n_bad, last_bad, nu_max, noise, near, a22, q2, p
+    return n_bad, last_bad, nu_max, noise, near, a22, q2, p, far, n_act, first_bad
 
 
 @njit(cache=_CACHE, nogil=True, inline="always")
@@ -2286,6 +2310,39 @@ def _kkt_flags(active, nu, flip, n_bad, last_bad, nu_max, noise, near, rel_eps):
     n_bad = 0
     last_bad = -1
     for k in range(n):
+        if flip[k]:
+            if active[k] and nu[k] >= -eps_nu:
+                flip[k] = False
+            else:
+                n_bad += 1
+                last_bad = k
+    return n_bad, last_bad, eps_nu, False
+
+
+@njit(cache=_CACHE, nogil=True, inline="always")
+def _kkt_flags_one(active, nu, flip, n_bad, last_bad, nu_max, noise, near, rel_eps, far, n_act,
+                   first_bad):
+    """:func:`_kkt_flags` given three more figures of the multipliers'
+    pass: ``far`` the lowest flagged multiplier (+inf if none), ``n_act``
+    the count of flagged active samples and ``first_bad`` the first flagged
+    sample (0 if none).  The same flags, thresholds and returns; its second
+    look is one pass over first_bad .. last_bad instead of two over the
+    trace: the count against the relative threshold that decides the
+    rounding floor is > 0 exactly when a free sample is flagged (n_bad >
+    n_act) or a flagged multiplier lies below it (far < -eps_nu), and no
+    sample outside that range is flagged."""
+    eps_nu = rel_eps * nu_max
+    if near < -eps_nu and (n_bad == 0 or not 4.0 * noise > eps_nu or near < -4.0 * noise):
+        # every flagged multiplier is below the final threshold
+        if n_bad > 0 and 4.0 * noise > eps_nu:
+            eps_nu = 4.0 * noise
+        return n_bad, last_bad, eps_nu, True
+    if 4.0 * noise > eps_nu and (n_bad > n_act or far < -eps_nu):
+        eps_nu = 4.0 * noise
+    hi = last_bad
+    n_bad = 0
+    last_bad = -1
+    for k in range(first_bad, hi + 1):
         if flip[k]:
             if active[k] and nu[k] >= -eps_nu:
                 flip[k] = False
