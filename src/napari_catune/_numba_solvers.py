@@ -2307,16 +2307,26 @@ def _kkt_flags(active, nu, flip, n_bad, last_bad, nu_max, noise, near, rel_eps):
             n_rel += 1
     if 4.0 * noise > eps_nu and n_rel > 0:
         eps_nu = 4.0 * noise
+    n_bad, last_bad = _second_look(active, nu, flip, eps_nu, 0, n - 1)
+    return n_bad, last_bad, eps_nu, False
+
+
+@njit(cache=_CACHE, nogil=True, inline="always")
+def _second_look(active, nu, flip, eps_nu, lo, hi):
+    """The second look of :func:`_kkt_flags` and :func:`_kkt_flags_one`
+    over samples lo .. hi: a flagged active sample whose multiplier is at
+    least -eps_nu is unflagged.  Returns (n_bad, last_bad) of the flags
+    left (-1 if none)."""
     n_bad = 0
     last_bad = -1
-    for k in range(n):
+    for k in range(lo, hi + 1):
         if flip[k]:
             if active[k] and nu[k] >= -eps_nu:
                 flip[k] = False
             else:
                 n_bad += 1
                 last_bad = k
-    return n_bad, last_bad, eps_nu, False
+    return n_bad, last_bad
 
 
 @njit(cache=_CACHE, nogil=True, inline="always")
@@ -2339,16 +2349,7 @@ def _kkt_flags_one(active, nu, flip, n_bad, last_bad, nu_max, noise, near, rel_e
         return n_bad, last_bad, eps_nu, True
     if 4.0 * noise > eps_nu and (n_bad > n_act or far < -eps_nu):
         eps_nu = 4.0 * noise
-    hi = last_bad
-    n_bad = 0
-    last_bad = -1
-    for k in range(first_bad, hi + 1):
-        if flip[k]:
-            if active[k] and nu[k] >= -eps_nu:
-                flip[k] = False
-            else:
-                n_bad += 1
-                last_bad = k
+    n_bad, last_bad = _second_look(active, nu, flip, eps_nu, first_bad, last_bad)
     return n_bad, last_bad, eps_nu, False
 
 
