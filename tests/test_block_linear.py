@@ -36,13 +36,20 @@ def _state(T=60_000):
     return m, n, u.copy(), G, dp, rp, tol
 
 
-def test_linear_term_bit_for_bit():
-    m, n, z, G, dp, rp, tol = _state()
+def _block_setup(m, z, G, tol):
+    """The kernel's roots, the Gram scale, the thinning distance and the
+    block candidates (non-zero spikes and violators) of a :func:`_state`."""
     d, r = ns._ar_roots(m.g1, m.g2)
     a2 = m.alpha * m.alpha / ((d - r) * (d - r))
-    B = 40
     thin = max(1, int(ns._THIN_PEAK * ns.peak_samples(m.g1, m.g2)))
     cand = np.flatnonzero((z != 0.0) | (G < -tol))
+    return d, r, a2, thin, cand
+
+
+def test_linear_term_bit_for_bit():
+    m, n, z, G, dp, rp, tol = _state()
+    d, r, a2, thin, cand = _block_setup(m, z, G, tol)
+    B = 40
     assert cand.size > 4 * B
     checked = 0
     for lo in range(0, cand.size - B, 3 * B):

@@ -13,17 +13,14 @@ import pytest
 from napari_catune import _numba_block as nb
 from napari_catune import _numba_solvers as ns
 from napari_catune._numba_local import _chol_add, _chol_del, _chol_solve, _gram_fill, _nnqp
-from test_block_linear import _state
+from test_block_linear import _block_setup, _state
 
 
 @pytest.fixture(scope="module")
 def blocks():
     m, n, z, G, dp, rp, tol = _state()
-    d, r = ns._ar_roots(m.g1, m.g2)
-    a2 = m.alpha * m.alpha / ((d - r) * (d - r))
+    d, r, a2, thin, cand = _block_setup(m, z, G, tol)
     B = 40
-    thin = max(1, int(ns._THIN_PEAK * ns.peak_samples(m.g1, m.g2)))
-    cand = np.flatnonzero((z != 0.0) | (G < -tol))
     out = []
     for lo in range(0, cand.size - B, B):
         C = cand[lo:lo + B].astype(np.int64)
