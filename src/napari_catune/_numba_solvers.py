@@ -3964,6 +3964,9 @@ def _coarse_block_exact(G, idx, dz, mb, g1, g2, alpha, d, r, n, P, rp, sums, wor
     recursion as four chains (both rounded otherwise than by the
     recursions, to a few ulps)."""
     a = idx[0]
+    # (``work`` indexed from a: work[j - a] for sample j, so every block's
+    # scratch is the same few kB at work's start, not a new stretch of an
+    # 8 MB array each time; the same operations on the same numbers)
     # alpha K dz on [a, P): from each input on the continuation of the state
     # (w, v) there (an input dz adds (alpha dz, alpha dz r): x_0 = alpha dz,
     # x_1 = alpha dz g1)
@@ -3972,7 +3975,7 @@ def _coarse_block_exact(G, idx, dz, mb, g1, g2, alpha, d, r, n, P, rp, sums, wor
     for i in range(mb):
         hi = idx[i + 1] if i + 1 < mb else P
         ad = alpha * dz[i]
-        w, v = _chain_fill(work, idx[i], hi, w + ad, v + ad * r, tab)
+        w, v = _chain_fill(work, idx[i] - a, hi - a, w + ad, v + ad * r, tab)
     # the tail beyond P: alpha sum_i dz_i e(P + k - idx_i) = w d^k + v f(k),
     # w its value at P, v = alpha sum_i dz_i r^(P - idx_i + 1)
     sr = 0.0
@@ -3996,7 +3999,7 @@ def _coarse_block_exact(G, idx, dz, mb, g1, g2, alpha, d, r, n, P, rp, sums, wor
         e1 = 0.0
         e2 = 0.0
         for i in range(L):
-            j = P - 1 - i
+            j = P - 1 - i - a
             p = g1 * p1 + (work[j] + g2 * p2)
             b = g1 * b1 + (work[j - L] + g2 * b2)
             c = g1 * c1 + (work[j - 2 * L] + g2 * c2)
@@ -4013,21 +4016,22 @@ def _coarse_block_exact(G, idx, dz, mb, g1, g2, alpha, d, r, n, P, rp, sums, wor
             c1 = c
             e2 = e1
             e1 = e
-        for j in range(P - 4 * L - 1, a - 1, -1):
+        for j in range(P - 4 * L - 1 - a, -1, -1):
             e = g1 * e1 + (work[j] + g2 * e2)
             work[j] = e
             e2 = e1
             e1 = e
-        _chain_back(work, G, P - L, P, 0.0, 0.0, alpha, tab)
+        Ga = G[a:]
+        _chain_back(work, Ga, P - L - a, P - a, 0.0, 0.0, alpha, tab)
         for hi in (P - L, P - 2 * L, P - 3 * L):
-            u1 = work[hi]
-            _chain_back(work, G, hi - L if hi > P - 3 * L else a, hi, u1,
-                        r * u1 + g2 * work[hi + 1], alpha, tab)
-        p1 = work[a]
-        p2 = work[a + 1]
+            u1 = work[hi - a]
+            _chain_back(work, Ga, hi - L - a if hi > P - 3 * L else 0, hi - a, u1,
+                        r * u1 + g2 * work[hi + 1 - a], alpha, tab)
+        p1 = work[0]
+        p2 = work[1]
     else:
         for j in range(P - 1, a - 1, -1):
-            p = g1 * p1 + (work[j] + g2 * p2)
+            p = g1 * p1 + (work[j - a] + g2 * p2)
             G[j] += alpha * p
             p2 = p1
             p1 = p
