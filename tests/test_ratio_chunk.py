@@ -28,15 +28,21 @@ def _riccati(fn, y, active, mu, g1=1.6, g2=-0.64, beta=0.3):
     return a22, q2, p0, gain, gb
 
 
+def _py_riccati(y, g1, g2, beta, mode, mu, active, gain, gb):
+    # the recursion's body in plain Python (py_func of _subspace_riccati_ck)
+    return ns._subspace_riccati_ck.py_func(y, g1, g2, beta, mode, mu, active, gain, gb,
+                                           np.empty((0, 16)), y.shape[0] - 1)
+
+
 @pytest.mark.parametrize("mu", [1.0, 1.0 + 2 ** -40, 3.7, 1e6])
 @pytest.mark.parametrize("free_share", [1.0, 0.97, 0.5])
 def test_the_chunked_test_gives_the_per_sample_tests_numbers(monkeypatch, mu, free_share):
-    # plain Python floats (py_func): the same IEEE operations in the same
-    # order; _RATIO_CHUNK_MU = inf tests after every sample
+    # plain Python floats (_py_riccati): the same IEEE operations in the same order;
+    # _RATIO_CHUNK_MU = inf tests after every sample
     y, active = _problem(4000, free_share, seed=int(mu * 10) % 97)
-    chunked = _riccati(ns._subspace_riccati.py_func, y, active, mu)
+    chunked = _riccati(_py_riccati, y, active, mu)
     monkeypatch.setattr(ns, "_RATIO_CHUNK_MU", math.inf)
-    per_sample = _riccati(ns._subspace_riccati.py_func, y, active, mu)
+    per_sample = _riccati(_py_riccati, y, active, mu)
     assert chunked[:3] == per_sample[:3]
     assert np.array_equal(chunked[3], per_sample[3])
     assert np.array_equal(chunked[4], per_sample[4])
@@ -50,7 +56,7 @@ def test_long_free_runs_stay_finite_and_match_python(mu):
     a22, q2, p0, gain, gb = _riccati(ns._subspace_riccati, y, active, mu)
     assert math.isfinite(a22) and math.isfinite(q2) and p0 == 0
     assert np.isfinite(gb).all() and np.isfinite(gain).all()
-    ref = _riccati(ns._subspace_riccati.py_func, y[:20_001], active[:20_000], mu)
+    ref = _riccati(_py_riccati, y[:20_001], active[:20_000], mu)
     # the last 20,000 samples' gains do not depend on the earlier ones
     assert np.allclose(gb[-20_000:], ref[4], rtol=1e-9, atol=1e-12)
 

@@ -409,153 +409,19 @@ def _subspace_riccati(y, g1, g2, beta, mode, mu, active, gain, gb):
     (x_k, c), so its division runs alongside the first instead of after it
     (det >= a00 mu: a02^2 <= a00 a22, nothing cancels that the sequential
     form would not).
+
+    The recursion itself is :func:`_subspace_riccati_ck`'s, from the end
+    and saving no checkpoints (one body: the warm drift steps' restart and
+    every other caller take the same operations in the same order).
     """
-    n = y.shape[0] - 1
-    drift = mode == 2
-    g1sq = g1 * g1
-    g1x2 = 2.0 * g1
-    g2sq = g2 * g2
-    bg1 = beta * g1
-    bg2 = -beta * g2
-    # drift: a22 = hn / hd kept as a ratio, so that its update by the
-    # baseline's elimination, a22 <- mu a22 / (a22 + mu) + 1 (a Moebius map
-    # with positive coefficients), is linear: two multiply-adds instead of a
-    # division on the loop-carried chain.  Scaled by 1 / (a* + mu), a* =
-    # (1 + sqrt(1 + 4 mu)) / 2 its fixed point (the dominant eigenvalue), so
-    # that a run of active samples keeps (hn, hd) bounded; a run of free
-    # samples shrinks them, undone by an exact power of two.
-    sig = 1.0 / ((1.0 + math.sqrt(1.0 + 4.0 * mu)) / 2.0 + mu) if drift else 1.0
-    mn = sig * (mu + 1.0)
-    mm = sig * mu
-    hn = 1.0
-    hd = 1.0
-    # value function 1/2 xi' P xi + q' xi of the state after step k, with the
-    # next stage cost's ones added to a00, a02, a22
-    a00 = 1.0
-    a01 = 0.0
-    a02 = 1.0
-    a11 = 0.0
-    a12 = 0.0
-    a22 = 1.0
-    q0 = 0.0
-    q1 = 0.0
-    q2 = 0.0
-    inv_d = 0.0
-    w0 = 0.0
-    w1 = 0.0
-    wm = 0.0
-    # whether samples k+1 and k+2 are free (a free pair follows sample k)
-    f1 = False
-    f2 = False
-    # the free samples' gains, packed: rows p .. n-1 in order of k
-    p = n
-    # mu >= 1: a free sample leaves hd >= mm hd = mu hd / (a* + mu) >= hd /
-    # 2.62 (r22 >= 0), an active one hd = sig (a22 + mu) hd >= mm hd too, so
-    # 64 samples shrink it by at most 2^-89: tested after every chunk of 64
-    # samples it stays above 2^-589, far from the subnormals, and the test
-    # leaves the loop (after every free sample it had been a compare and
-    # select on the loop-carried chain).  mu < 1: after every sample.  The
-    # rescale is by an exact power of two and every use of (hn, hd) is
-    # homogeneous in them, so where it happens changes no bit of the output.
-    chunk = 1 if drift and not mu >= _RATIO_CHUNK_MU else _RATIO_CHUNK
-    hi = n
-    while hi > 0:
-        lo = max(hi - chunk, 0)
-        for k in range(hi - 1, lo - 1, -1):
-            yk = y[k + 1]
-            l1 = q1
-            l2 = q2 - yk
-            if not active[k] and f1 and f2:
-                # a free sample before a free pair (most samples at lambda 0):
-                # there a00 = a02 = 1 and a01 = a11 = a12 = 0 exactly, so the
-                # general branch below would form c1 = 0, c2 = 1, c3 = lb and
-                # leave a00, a02 at 1 (drift: r12 = w0 = 0, e22d = hd); the
-                # same numbers without its division on the loop-carried chain
-                p -= 1
-                q0, q1, q2 = free_pair_step(gain, p, q0, l1, l2, yk, beta, bg1, bg2)
-                if drift:
-                    inv_d = hd / ((hn + mu * hd) - hd)
-                    wm = mu * inv_d
-                    hn, hd = _ratio_step(hn - hd, hd, mm, sig, mn)
-                    q0, q1, q2, w3 = _drift_linear(q0, q1, q2, 0.0, 0.0, wm, inv_d)
-                    gb[k, 0] = 0.0
-                    gb[k, 1] = 0.0
-                    gb[k, 2] = wm
-                    gb[k, 3] = w3
-                else:
-                    a22 = (a22 + 1.0) - 1.0
-                continue
-            f2 = f1
-            f1 = not active[k]
-            if active[k]:
-                # x_k = g1 x_{k-1} + g2 x_{k-2}: substitute the dynamics
-                p00, p01, p11, p02, p12, q0, q1, q2 = active_sub(
-                    a00, a01, a11, a02, a12, q0, l1, l2, yk, g1, g2, g1sq, g1x2, g2sq)
-                if drift:
-                    # 1 / (a22 + mu) off the chain; a22 <- mu a22 inv_d + 1
-                    inv_d = hd / (hn + mu * hd)
-                    w0 = p02 * inv_d
-                    w1 = p12 * inv_d
-                    wm = mu * inv_d
-                    a00 = p00 - p02 * w0
-                    a01 = p01 - p02 * w1
-                    a11 = p11 - p12 * w1
-                    a02 = p02 * wm + 1.0
-                    a12 = p12 * wm
-                    hn, hd = _ratio_step(hn, hd, mm, sig, mn)
-                else:
-                    a00 = p00
-                    a01 = p01
-                    a11 = p11
-                    a02 = p02 + 1.0
-                    a12 = p12
-                    a22 = a22 + 1.0
-            else:
-                # x_k free at cost beta * (x_k - g1 x_{k-1} - g2 x_{k-2}):
-                # minimise over x_k, then substitute the rest of the dynamics
-                if drift:
-                    # the pivot r22 + mu = det / a00 of the 2x2 block of (x_k, c)
-                    # (a22 = hn / hd): divides alongside 1 / a00
-                    e22d = (a02 * a02) * hd
-                    inv_d = (a00 * hd) / (a00 * (hn + mu * hd) - e22d)
-                p -= 1
-                inv, q0, q1, q2, e11, e12, e22 = free_step(gain, p, a00, a01, a02, q0, l1, l2, yk,
-                                                           beta, bg1, bg2)
-                if drift:
-                    r12 = a12 - e12 * inv
-                    w0 = r12 * inv_d
-                    w1 = 0.0
-                    wm = mu * inv_d
-                    a00 = ((a11 + 1.0) - e11 * inv) - r12 * w0
-                    a02 = r12 * wm + 1.0
-                    # hn / hd <- (mu r22 / (r22 + mu) + 1), r22 = a22 - e22 inv
-                    hn, hd = _ratio_step(hn - e22d * inv, hd, mm, sig, mn)
-                else:
-                    a00 = (a11 + 1.0) - e11 * inv
-                    a02 = (a12 + 1.0) - e12 * inv
-                    a22 = (a22 + 1.0) - e22 * inv
-                a01 = 0.0
-                a11 = 0.0
-                a12 = 0.0
-            if drift:
-                q0, q1, q2, w3 = _drift_linear(q0, q1, q2, w0, w1, wm, inv_d)
-                gb[k, 0] = w0
-                gb[k, 1] = w1
-                gb[k, 2] = wm
-                gb[k, 3] = w3
-        if hd < _RATIO_TINY:
-            hn *= _RATIO_SCALE
-            hd *= _RATIO_SCALE
-        hi = lo
-    if drift:
-        a22 = hn / hd
-    return a22, q2, p
+    return _subspace_riccati_ck(y, g1, g2, beta, mode, mu, active, gain, gb,
+                                np.empty((0, 16)), y.shape[0] - 1)
 
 
 @njit(cache=_CACHE, nogil=True, fastmath={"contract"})
 def _subspace_riccati_ck(y, g1, g2, beta, mode, mu, active, gain, gb, ck, hi0):
-    """:func:`_subspace_riccati` (the same operations, in the same order)
-    that saves its carried state at the start of every chunk of
+    """:func:`_subspace_riccati`'s recursion (its one body), which, where
+    ``ck`` has rows, saves its carried state at the start of every chunk of
     ``_RATIO_CHUNK`` samples (counted from the end, as the ratio's rescaling
     test runs) into row (n - hi) / _RATIO_CHUNK of ``ck``, and with ``hi0``
     < n starts at the chunk that begins there from the state saved in its
@@ -629,22 +495,24 @@ def _subspace_riccati_ck(y, g1, g2, beta, mode, mu, active, gain, gb, ck, hi0):
         f2 = ck[r, 12] != 0.0
         p = int(ck[r, 13])
         hi = hi0
+    save = ck.shape[0] > 0
     while hi > 0:
-        r = (n - hi) // chunk
-        ck[r, 0] = a00
-        ck[r, 1] = a01
-        ck[r, 2] = a02
-        ck[r, 3] = a11
-        ck[r, 4] = a12
-        ck[r, 5] = a22
-        ck[r, 6] = q0
-        ck[r, 7] = q1
-        ck[r, 8] = q2
-        ck[r, 9] = hn
-        ck[r, 10] = hd
-        ck[r, 11] = 1.0 if f1 else 0.0
-        ck[r, 12] = 1.0 if f2 else 0.0
-        ck[r, 13] = p
+        if save:
+            r = (n - hi) // chunk
+            ck[r, 0] = a00
+            ck[r, 1] = a01
+            ck[r, 2] = a02
+            ck[r, 3] = a11
+            ck[r, 4] = a12
+            ck[r, 5] = a22
+            ck[r, 6] = q0
+            ck[r, 7] = q1
+            ck[r, 8] = q2
+            ck[r, 9] = hn
+            ck[r, 10] = hd
+            ck[r, 11] = 1.0 if f1 else 0.0
+            ck[r, 12] = 1.0 if f2 else 0.0
+            ck[r, 13] = p
         lo = max(hi - chunk, 0)
         for k in range(hi - 1, lo - 1, -1):
             yk = y[k + 1]
