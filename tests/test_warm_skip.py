@@ -80,7 +80,7 @@ def test_a_skipped_warm_step_is_the_binned_route(regime, mode):
     assert ok
     it_s, settled = ns._coarse_settle(y, m.g1, m.g2, m.alpha, m.lamG, code, mu, active,
                                       np.int64(ns._BLOCK_STEPS), s, b, pws, bws, ns._NO,
-                                      ns._WARM_SETTLE_DIRECT)
+                                      ns._WARM_SETTLE_DIRECT, ns._WARM_SETTLE_RAW)
     assert settled
     it_p, _moved = ns._coarse_polish_blocks(y, m.g1, m.g2, m.alpha, m.lamG, code, mu, active, s,
                                             b, pws, bws, np.int64(200), ns._YES, 1e-12)
@@ -119,7 +119,7 @@ def test_a_large_first_spike_goes_to_frame_0(mode, key, f):
         s = np.zeros(T)
         _it, settled = ns._coarse_settle(y, m.g1, m.g2, m.alpha, m.lamG, code, mu, active,
                                          np.int64(ns._BLOCK_STEPS), s, b, pws, bws, ns._NO,
-                                         ns._WARM_SETTLE_DIRECT)
+                                         ns._WARM_SETTLE_DIRECT, ns._WARM_SETTLE_RAW)
         assert settled
         ns._coarse_polish_blocks(y, m.g1, m.g2, m.alpha, m.lamG, code, mu, active, s, b, pws,
                                  bws, np.int64(200), ns._YES, 1e-12)

@@ -3576,6 +3576,11 @@ def _positive_median(v):
 _WARM_FIRST0 = True
 _WARM_FIRST0_MED = 2.0
 _WARM_SETTLE_DIRECT = np.int64(256)
+# ... on the gradient at the step's own spikes, negative ones too (clipped,
+# lambda 0 at 1 kHz, tau_decay -2 %, seeds 1 and 2: a step with 178 / 253
+# violators, 7 / 1 of them negative spikes, settled directly changed 7 / 5
+# samples and the next step flagged 177 / 248 again)
+_WARM_SETTLE_RAW = True
 
 
 # a warm start at 1 kHz (_coarse_row) whose guess, binned by the binned
@@ -4756,7 +4761,7 @@ def _coarse_blocks_apply(g1, g2):
 
 @njit(cache=_CACHE, nogil=True)
 def _coarse_settle(y, g1, g2, alpha, lamG, mode, mu, active, max_steps, s_out, bvec, fws,
-                   bws, tables_ok, direct_bad):
+                   bws, tables_ok, direct_bad, raw=False):
     """Settle a guess ``active`` (the binned start's) on a kernel decaying
     over more than ``_EARLY_DECAY`` samples: full steps
     (:func:`_kkt_core`: the subspace optimum, the baseline re-optimised),
@@ -4781,7 +4786,9 @@ def _coarse_settle(y, g1, g2, alpha, lamG, mode, mu, active, max_steps, s_out, b
     gradient formed directly at the step's clipped spikes
     (:func:`_direct_gradient_fma`) at the polish's tolerance
     (``_COARSE_POLISH_TOL`` of its max|gradient|), not on the step's
-    multipliers (``_SETTLE_DIRECT``).  Returns (steps, converged)."""
+    multipliers (``_SETTLE_DIRECT``); with ``raw`` at the step's own
+    spikes, negative ones too (``_WARM_SETTLE_RAW``).  Returns (steps,
+    converged)."""
     T = y.shape[0]
     n = T - 1
     beta = lamG / alpha
@@ -4821,7 +4828,7 @@ def _coarse_settle(y, g1, g2, alpha, lamG, mode, mu, active, max_steps, s_out, b
             # below the step's threshold, then take a full step and a
             # confirming round)
             g_max, _f = _direct_gradient_fma(y, bvec, g1, g2, alpha, lamG, active, u, nu,
-                                             gain_b)
+                                             gain_b, raw)
             tol_b = _COARSE_POLISH_TOL * g_max
             for k in range(n):
                 nu[k] = alpha * nu[k]
@@ -4869,15 +4876,16 @@ def _coarse_settle(y, g1, g2, alpha, lamG, mode, mu, active, max_steps, s_out, b
 
 
 @njit(cache=_CACHE, nogil=True, fastmath={"contract"})
-def _direct_gradient_fma(y, bvec, g1, g2, alpha, lamG, active, u, nu, work2):
+def _direct_gradient_fma(y, bvec, g1, g2, alpha, lamG, active, u, nu, work2, raw=False):
     """:func:`._numba_local.direct_gradient` (clipped) with one multiply-add
     on each recursion's loop-carried chain (g2 q2 and the input added off
     it, as in :func:`_nu_pass_fma`) and the residual formed in the forward
     pass: 54,000 frames 0.44 -> 0.14 ms; the same accuracy, other rounding
-    (~3e-12 of max|g| apart on the 1 kHz 3 s kernel)."""
+    (~3e-12 of max|g| apart on the 1 kHz 3 s kernel).  With ``raw`` the
+    free spikes are not clipped (the gradient at the step's own spikes)."""
     n = u.shape[0]
     for k in range(n):
-        v = u[k] if not active[k] and u[k] > 0.0 else 0.0
+        v = u[k] if not active[k] and (raw or u[k] > 0.0) else 0.0
         u[k] = v
     rt = y[0] - bvec[0]
     f_fit = 0.5 * rt * rt
@@ -4934,7 +4942,8 @@ def _coarse_polish_blocks(y, g1, g2, alpha, lamG, mode, mu, active, s_i, bvec, f
         for k in range(n):
             active[k] = not s_i[k] > 0.0
             u[k] = s_i[k]
-        g_max, f_fit = _direct_gradient_fma(y, bvec, g1, g2, alpha, lamG, active, u, nu, work2)
+        g_max, f_fit = _direct_gradient_fma(y, bvec, g1, g2, alpha, lamG, active, u, nu, work2,
+                                            _NO)
         if not g_max > 0.0:
             break
         f0 = f_fit
@@ -4980,7 +4989,7 @@ def _coarse_polish_blocks(y, g1, g2, alpha, lamG, mode, mu, active, s_i, bvec, f
         for k in range(n):
             active[k] = not z[k] > 0.0
         it2, ok = _coarse_settle(y, g1, g2, alpha, lamG, mode, mu, active, budget - it, s_i,
-                                 bvec, fws, bws, _YES, _ZERO)
+                                 bvec, fws, bws, _YES, _ZERO, _NO)
         it += it2
         if not ok:
             for t in range(T):
@@ -5262,7 +5271,8 @@ def _coarse_row(yi, warm, g1, g2, alpha, lamG, mode, mu, k, active, max_iters, s
     if ok_c:
         it2, settled = _coarse_settle(yi, g1, g2, alpha, lamG, mode, mu, active,
                                       min(max_iters - it, _BLOCK_STEPS), si, bvec, pws, bws, _NO,
-                                      _WARM_SETTLE_DIRECT if warm else _SETTLE_DIRECT)
+                                      _WARM_SETTLE_DIRECT if warm else _SETTLE_DIRECT,
+                                      warm and _WARM_SETTLE_RAW)
         it += it2
         if settled:
             it3, _moved = _coarse_polish_blocks(yi, g1, g2, alpha, lamG, mode, mu, active, si,
