@@ -33,12 +33,12 @@ def _binned_route(y, m, mode):
     b = np.zeros(T)
     k = ns._coarse_factor(m.g1, m.g2, m.lamG, np.int64(T), True)
     it_c, ok = ns._coarse_start(y, m.g1, m.g2, m.alpha, m.lamG, code, mu, k, active, pws, bws,
-                                np.int64(250))
+                                np.int64(250), ns._WARM_FIRST0)
     assert ok
     s = np.zeros(T)
     it_s, settled = ns._coarse_settle(y, m.g1, m.g2, m.alpha, m.lamG, code, mu, active,
                                       np.int64(ns._BLOCK_STEPS), s, b, pws, bws, ns._NO,
-                                      ns._SETTLE_DIRECT)
+                                      ns._WARM_SETTLE_DIRECT, ns._WARM_SETTLE_RAW)
     assert settled
     it_p, _moved = ns._coarse_polish_blocks(y, m.g1, m.g2, m.alpha, m.lamG, code, mu, active, s,
                                             b, pws, bws, np.int64(200), ns._YES, 1e-12)

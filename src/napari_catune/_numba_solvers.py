@@ -3610,7 +3610,8 @@ def _bin_means(y, k, out):
 
 
 @njit(cache=_CACHE, nogil=True)
-def _coarse_start(y, g1, g2, alpha, lamG, mode, mu, k, active, fws, bws, max_iters):
+def _coarse_start(y, g1, g2, alpha, lamG, mode, mu, k, active, fws, bws, max_iters,
+                  first0=False):
     """A cold start's guess from the trace binned by ``k`` frames: the same
     problem on the bin means (the kernel sampled every k frames: AR(2)
     roots d^k, r^k, h_c[j] = h[j k]; lamG / k and mu / k^2, the objective
@@ -3619,7 +3620,9 @@ def _coarse_start(y, g1, g2, alpha, lamG, mode, mu, k, active, fws, bws, max_ite
     and returns the coarse solve's steps and whether it settled (if not,
     its iterate is no guess: the caller starts cold).  ``fws``, ``bws``:
     float and bool workspaces of at least :func:`workspace_sizes` (T) minus T floats
-    (``pdas_rows``' pws), not read afterwards."""
+    (``pdas_rows``' pws), not read afterwards.  With ``first0`` a spike in
+    the first bin is placed at frame 0 instead (the calcium already there
+    when the trace starts; ``_WARM_FIRST0``)."""
     T = y.shape[0]
     n = T - 1
     Tc = T // k
@@ -3658,7 +3661,88 @@ def _coarse_start(y, g1, g2, alpha, lamG, mode, mu, k, active, fws, bws, max_ite
     for j in range(nc):
         if sc[j] > 0.0:
             active[min(j * k + off, n - 1)] = False
+    if first0 and nc > 0 and sc[0] > 0.0 and sc[0] > _WARM_FIRST0_MED * _positive_median(sc[0:nc]):
+        active[min(off, n - 1)] = True
+        active[0] = False
     return it_c, True
+
+
+@njit(cache=_CACHE, nogil=True)
+def _positive_median(v):
+    """The median of the positive entries of ``v`` (0 if none)."""
+    m = 0
+    for j in range(v.shape[0]):
+        m += v[j] > 0.0
+    if m == 0:
+        return 0.0
+    w = np.empty(m)
+    m = 0
+    for j in range(v.shape[0]):
+        if v[j] > 0.0:
+            w[m] = v[j]
+            m += 1
+    return np.median(w)
+
+
+# a large warm move at 1 kHz that bails to the binned start (_coarse_row)
+# places the first bin's spike at frame 0 where it is more than
+# _WARM_FIRST0_MED times the median binned spike (_WARM_FIRST0: the calcium
+# already there when the trace starts; at the bin's middle frame it left the
+# first step's baseline 0.10 above the optimum's on lambda 0 at 1 kHz,
+# tau_decay +50 %: 3,357 violators at the second step against 140; where that
+# spike is small, tau_decay -50 % (0.3-1.1 times the median), moving it cost
+# 0.3-0.9 ms), and settles directly (_coarse_settle's direct_bad) once a step
+# leaves at most _WARM_SETTLE_DIRECT violators
+_WARM_FIRST0 = True
+_WARM_FIRST0_MED = 2.0
+_WARM_SETTLE_DIRECT = np.int64(256)
+# ... on the gradient at the step's own spikes, negative ones too (clipped,
+# lambda 0 at 1 kHz, tau_decay -2 %, seeds 1 and 2: a step with 178 / 253
+# violators, 7 / 1 of them negative spikes, settled directly changed 7 / 5
+# samples and the next step flagged 177 / 248 again)
+_WARM_SETTLE_RAW = True
+
+
+# a warm start at 1 kHz (_coarse_row) whose guess, binned by the binned
+# start's k frames, leaves more than _WARM_SKIP of the binned samples
+# violating at its first binned step goes to the binned start without its
+# full-resolution warm step (which would flag more than n / _BAIL_AT_ONCE and
+# bail; 0.3-0.45 ms).  Measured on both 1 kHz regimes, seeds 0-5, the nine
+# bench moves, scalar and drift: tau_decay -50 % 0.40-0.55 of the binned
+# samples, every other move at most 0.17 (tau_decay +50 %, lambda / 2 and at
+# lambda 0 tau_rise +20 % bail all the same, from the warm step)
+_WARM_SKIP = 0.3
+
+
+@njit(cache=_CACHE, nogil=True)
+def _coarse_warm_frac(y, g1, g2, alpha, lamG, mode, mu, k, active, fws, bws):
+    """The share of the binned samples that violate at the first step of
+    the warm start ``active`` binned by ``k`` frames (a bin free where any
+    of its frames is free; the problem of :func:`_coarse_start`, the same
+    workspace layout).  ``active`` is not changed."""
+    T = y.shape[0]
+    n = T - 1
+    Tc = T // k
+    nc = Tc - 1
+    if nc < 2:
+        return 0.0
+    g1c, g2c, alpha_c = _coarse_model(g1, g2, alpha, k)
+    yc = fws[0:Tc]
+    bc = fws[2 * Tc:3 * Tc]
+    _bin_means(y, k, yc)
+    act_c = bws[4 * nc:5 * nc]
+    for j in range(nc):
+        hi = min(j * k + k, n)
+        c = 0
+        for t in range(j * k, hi):
+            c += active[t]
+        act_c[j] = c == hi - j * k
+    inv_k = 1.0 / k
+    gain, gb, x, u, nu, _s, _w, _gb2, _rest = _coarse_views(fws[3 * Tc:], nc, Tc, mode)
+    n_bad, _l, _eu, _en = _kkt_core(yc, g1c, g2c, alpha_c, lamG * inv_k / alpha_c, mode,
+                                    mu * inv_k * inv_k, act_c, gain, gb, x, bc, u, nu,
+                                    bws[0:nc], 1e-11, _YES, _NO)
+    return n_bad / nc
 
 
 # at lambda 0 (the block settle's route) a binned trace of at least
@@ -4802,7 +4886,7 @@ def _coarse_blocks_apply(g1, g2):
 
 @njit(cache=_CACHE, nogil=True)
 def _coarse_settle(y, g1, g2, alpha, lamG, mode, mu, active, max_steps, s_out, bvec, fws,
-                   bws, tables_ok, direct_bad):
+                   bws, tables_ok, direct_bad, raw=False):
     """Settle a guess ``active`` (the binned start's) on a kernel decaying
     over more than ``_EARLY_DECAY`` samples: full steps
     (:func:`_kkt_core`: the subspace optimum, the baseline re-optimised),
@@ -4827,7 +4911,9 @@ def _coarse_settle(y, g1, g2, alpha, lamG, mode, mu, active, max_steps, s_out, b
     gradient formed directly at the step's clipped spikes
     (:func:`_direct_gradient_fma`) at the polish's tolerance
     (``_COARSE_POLISH_TOL`` of its max|gradient|), not on the step's
-    multipliers (``_SETTLE_DIRECT``).  Returns (steps, converged)."""
+    multipliers (``_SETTLE_DIRECT``); with ``raw`` at the step's own
+    spikes, negative ones too (``_WARM_SETTLE_RAW``).  Returns (steps,
+    converged)."""
     T = y.shape[0]
     n = T - 1
     beta = lamG / alpha
@@ -4866,8 +4952,12 @@ def _coarse_settle(y, g1, g2, alpha, lamG, mode, mu, active, max_steps, s_out, b
             # polish, _coarse_polish_blocks, would otherwise change the set
             # below the step's threshold, then take a full step and a
             # confirming round)
-            g_max, _f = _direct_gradient_fma(y, bvec, g1, g2, alpha, lamG, active, u, nu,
-                                             gain_b)
+            if raw:
+                g_max, _f = _direct_gradient_raw(y, bvec, g1, g2, alpha, lamG, active, u, nu,
+                                                 gain_b)
+            else:
+                g_max, _f = _direct_gradient_fma(y, bvec, g1, g2, alpha, lamG, active, u, nu,
+                                                 gain_b)
             tol_b = _COARSE_POLISH_TOL * g_max
             for k in range(n):
                 nu[k] = alpha * nu[k]
@@ -4925,6 +5015,25 @@ def _direct_gradient_fma(y, bvec, g1, g2, alpha, lamG, active, u, nu, work2):
     for k in range(n):
         v = u[k] if not active[k] and u[k] > 0.0 else 0.0
         u[k] = v
+    return _direct_gradient_core(y, bvec, g1, g2, alpha, lamG, u, nu, work2)
+
+
+@njit(cache=_CACHE, nogil=True, fastmath={"contract"})
+def _direct_gradient_raw(y, bvec, g1, g2, alpha, lamG, active, u, nu, work2):
+    """:func:`_direct_gradient_fma` at the free spikes as they are (negative
+    ones too; 0 on the active set)."""
+    n = u.shape[0]
+    for k in range(n):
+        v = u[k] if not active[k] else 0.0
+        u[k] = v
+    return _direct_gradient_core(y, bvec, g1, g2, alpha, lamG, u, nu, work2)
+
+
+@njit(cache=_CACHE, nogil=True, fastmath={"contract"}, inline="always")
+def _direct_gradient_core(y, bvec, g1, g2, alpha, lamG, u, nu, work2):
+    """The two recursions of :func:`_direct_gradient_fma` at spikes ``u``
+    (0 on the active set).  Returns (max |gradient|, fit term)."""
+    n = u.shape[0]
     rt = y[0] - bvec[0]
     f_fit = 0.5 * rt * rt
     q1 = 0.0
@@ -5024,7 +5133,7 @@ def _coarse_polish_blocks(y, g1, g2, alpha, lamG, mode, mu, active, s_i, bvec, f
         for k in range(n):
             active[k] = not z[k] > 0.0
         it2, ok = _coarse_settle(y, g1, g2, alpha, lamG, mode, mu, active, budget - it, s_i,
-                                 bvec, fws, bws, _YES, _ZERO)
+                                 bvec, fws, bws, _YES, _ZERO, _NO)
         fresh = False
         it += it2
         if not ok:
@@ -5294,7 +5403,14 @@ def _coarse_row(yi, warm, g1, g2, alpha, lamG, mode, mu, k, active, max_iters, s
     steps (all of them, a binned step counted as one)."""
     n = active.shape[0]
     it = 0
-    if warm:
+    skip = (warm and _WARM_SKIP > 0.0
+            and _coarse_warm_frac(yi, g1, g2, alpha, lamG, mode, mu, k, active, pws,
+                                  bws) > _WARM_SKIP)
+    if skip:
+        # a large move (tau_decay -50 %): the binned start at once (its
+        # binned step counted as one)
+        it = 1
+    if warm and not skip:
         budget = min(max_iters, _WARM_BUDGET)
         it, settled = pdas_one(yi, g1, g2, alpha, lamG, mode, mu, active, budget, si, bvec,
                                pws, bws, 1e-11, _YES, _YES, _BAIL_AT_ONCE)
@@ -5315,7 +5431,7 @@ def _coarse_row(yi, warm, g1, g2, alpha, lamG, mode, mu, k, active, max_iters, s
                                 bvec, pws, bws, 1e-11, _NO, _NO, _COLD_AT_ONCE)
             return it + it2
     it_c, ok_c = _coarse_start(yi, g1, g2, alpha, lamG, mode, mu, k, active, pws, bws,
-                               (max_iters - it) // 2)
+                               (max_iters - it) // 2, warm and _WARM_FIRST0)
     it += it_c
     # (a warm start that bailed: by blocks, _WARM_BAIL_BLOCKS)
     if (ok_c and lamG > 0.0 and not (warm and _WARM_BAIL_BLOCKS)
@@ -5338,7 +5454,8 @@ def _coarse_row(yi, warm, g1, g2, alpha, lamG, mode, mu, k, active, max_iters, s
     if ok_c:
         it2, settled = _coarse_settle(yi, g1, g2, alpha, lamG, mode, mu, active,
                                       min(max_iters - it, _BLOCK_STEPS), si, bvec, pws, bws, _NO,
-                                      _SETTLE_DIRECT)
+                                      _WARM_SETTLE_DIRECT if warm else _SETTLE_DIRECT,
+                                      warm and _WARM_SETTLE_RAW)
         it += it2
         if settled:
             it3, _moved = _coarse_polish_blocks(yi, g1, g2, alpha, lamG, mode, mu, active, si,
@@ -5421,7 +5538,7 @@ def pdas_rows(y, init, warm, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iter
         warm_i = warm
         if kc > 0 and max_iters >= _COARSE_MIN_BUDGET:
             it_c, ok_c = _coarse_start(y[i], g1, g2, alpha, lamG, mode, mu, kc, active, pws,
-                                       bws, max_iters // 2)
+                                       bws, max_iters // 2, _NO)
             if ok_c:
                 warm_i = _YES
                 if not _coarse_dense(g1, g2, active, pws.shape[0]):

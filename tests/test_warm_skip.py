@@ -1,0 +1,133 @@
+"""The warm 1 kHz route's guesses (_numba_solvers._coarse_row): a move whose
+guess, binned as the binned start bins, flags more than _WARM_SKIP of the
+binned samples (tau_decay -50 %) goes to the binned start without the
+full-resolution warm step that would bail; small moves do not; a large first
+binned spike is placed at frame 0 (_WARM_FIRST0).  Counted and compared, not
+timed: the answers are the cold solve's (objective within 1e-11), KKT."""
+
+import numpy as np
+import pytest
+
+import napari_catune as nc
+from napari_catune import _numba_solvers as ns
+from napari_catune import solver as S
+from napari_catune.baseline import drift_mu
+from napari_catune.simulation import regime_traces
+
+MODES = {"scalar": 1, "drift": 2}
+PARAMS = {"slow-1kHz": (1000.0, 0.2, 3.0, 0.05), "lam0-slow-1kHz": (1000.0, 0.2, 3.0, 0.0)}
+
+
+def _setup(regime, mode, key, f):
+    fs, tr, td, lam = PARAMS[regime]
+    y = np.ascontiguousarray(regime_traces(regime, 1, 54_000, 0)[0])
+    base = nc.run_deconvolution_full(y, fs, tr, td, lam, baseline=mode)
+    p = {"fs": fs, "tr": tr, "td": td, "lam": lam}
+    p[key] *= f
+    m = S._model_checked(p["fs"], p["tr"], p["td"], p["lam"])
+    mu = drift_mu(None, p["fs"], p["td"]) if mode == "drift" else 0.0
+    return y, base, p, m, mu
+
+
+def _ws(T):
+    nf, nb = ns.workspace_sizes(T)
+    return np.zeros(nf), np.zeros(nb, bool)
+
+
+@pytest.mark.parametrize("regime", ["slow-1kHz", "lam0-slow-1kHz"])
+@pytest.mark.parametrize("mode", ["scalar", "drift"])
+@pytest.mark.parametrize("key, f", [("td", 0.5), ("td", 1.02), ("td", 0.98), ("fs", 1.01),
+                                    ("tr", 1.2), ("lam", 0.5)])
+def test_only_the_large_move_skips_the_warm_step(regime, mode, key, f):
+    y, base, p, m, mu = _setup(regime, mode, key, f)
+    T = y.size
+    n = T - 1
+    fws, bws = _ws(T)
+    pws, active = fws[T:], bws[4 * n:5 * n]
+    active[:] = np.ravel(base.activity)[:n] <= 0.0
+    k = ns._coarse_factor(m.g1, m.g2, m.lamG, np.int64(T), True)
+    assert k > 0
+    keep = active.copy()
+    frac = ns._coarse_warm_frac(y, m.g1, m.g2, m.alpha, m.lamG, np.int64(MODES[mode]), mu, k,
+                                active, pws, bws)
+    assert np.array_equal(active, keep)
+    if f == 0.5 and key == "td":
+        assert frac > ns._WARM_SKIP
+    else:
+        assert frac < 0.6 * ns._WARM_SKIP
+
+
+@pytest.mark.parametrize("regime", ["slow-1kHz", "lam0-slow-1kHz"])
+@pytest.mark.parametrize("mode", ["scalar", "drift"])
+def test_a_skipped_warm_step_is_the_binned_route(regime, mode):
+    """tau_decay -50 %: one binned step counted, then the binned start, the
+    block settle and the polish, as after a bail (the same answer as that
+    route replayed; at the cold objective)."""
+    y, base, p, m, mu = _setup(regime, mode, "td", 0.5)
+    T = y.size
+    n = T - 1
+    code = np.int64(MODES[mode])
+    warm = nc.run_deconvolution_full(y, p["fs"], p["tr"], p["td"], p["lam"], baseline=mode,
+                                     init=base.activity)
+    assert bool(np.all(warm.converged))
+    fws, bws = _ws(T)
+    pws, active = fws[T:], bws[4 * n:5 * n]
+    b = np.zeros(T)
+    s = np.zeros(T)
+    k = ns._coarse_factor(m.g1, m.g2, m.lamG, np.int64(T), True)
+    it_c, ok = ns._coarse_start(y, m.g1, m.g2, m.alpha, m.lamG, code, mu, k, active, pws, bws,
+                                np.int64(250), True)
+    assert ok
+    it_s, settled = ns._coarse_settle(y, m.g1, m.g2, m.alpha, m.lamG, code, mu, active,
+                                      np.int64(ns._BLOCK_STEPS), s, b, pws, bws, ns._NO,
+                                      ns._WARM_SETTLE_DIRECT, ns._WARM_SETTLE_RAW)
+    assert settled
+    it_p, _moved = ns._coarse_polish_blocks(y, m.g1, m.g2, m.alpha, m.lamG, code, mu, active, s,
+                                            b, pws, bws, np.int64(200), ns._YES, 1e-12)
+    assert int(np.sum(warm.iterations)) == 1 + it_c + it_s + it_p
+    assert np.array_equal(np.ravel(warm.activity), s)
+    cold = nc.run_deconvolution_full(y, p["fs"], p["tr"], p["td"], p["lam"], baseline=mode)
+    f_w, f_c = S._objective_rows(np.stack([y, y]), np.stack([np.ravel(warm.activity),
+                                                              np.ravel(cold.activity)]),
+                                 m, MODES[mode], mu)
+    assert abs(float(f_w) - float(f_c)) <= 1e-11 * abs(float(f_c))
+
+
+@pytest.mark.parametrize("mode", ["scalar", "drift"])
+@pytest.mark.parametrize("key, f", [("td", 1.5), ("tr", 1.2)])
+def test_a_large_first_spike_goes_to_frame_0(mode, key, f):
+    """lambda 0, tau_decay +50 % / tau_rise +20 %: the binned guess frees
+    frame 0 instead of the first bin's middle; the first full step's baseline
+    from it is much nearer the optimum's, and the settle ends on the same set."""
+    y, base, p, m, mu = _setup("lam0-slow-1kHz", mode, key, f)
+    T = y.size
+    n = T - 1
+    code = np.int64(MODES[mode])
+    k = ns._coarse_factor(m.g1, m.g2, m.lamG, np.int64(T), True)
+    b_first, b_end, sets = [], [], []
+    for first0 in (False, True):
+        fws, bws = _ws(T)
+        pws, active = fws[T:], bws[4 * n:5 * n]
+        ns._coarse_start(y, m.g1, m.g2, m.alpha, m.lamG, code, mu, k, active, pws, bws,
+                         np.int64(250), first0)
+        assert active[0] == (not first0)
+        gain, gb, x, u, nu, _si, _w, _g, _r = ns._coarse_views(pws, n, T, code)
+        b = np.zeros(T)
+        ns._kkt_core(y, m.g1, m.g2, m.alpha, 0.0, code, mu, active.copy(), gain, gb, x, b, u,
+                     nu, np.zeros(n, bool), 1e-11, ns._YES, ns._NO)
+        b_first.append(b[0])
+        s = np.zeros(T)
+        _it, settled = ns._coarse_settle(y, m.g1, m.g2, m.alpha, m.lamG, code, mu, active,
+                                         np.int64(ns._BLOCK_STEPS), s, b, pws, bws, ns._NO,
+                                         ns._WARM_SETTLE_DIRECT, ns._WARM_SETTLE_RAW)
+        assert settled
+        ns._coarse_polish_blocks(y, m.g1, m.g2, m.alpha, m.lamG, code, mu, active, s, b, pws,
+                                 bws, np.int64(200), ns._YES, 1e-12)
+        b_end.append(b[0])
+        sets.append(s > 0.0)
+    assert np.array_equal(sets[0], sets[1])
+    assert abs(b_first[1] - b_end[1]) < 0.5 * abs(b_first[0] - b_end[0])
+    warm = nc.run_deconvolution_full(y, p["fs"], p["tr"], p["td"], p["lam"], baseline=mode,
+                                     init=base.activity)
+    assert bool(np.all(warm.converged))
+    assert np.array_equal(np.ravel(warm.activity) > 0.0, sets[1])
