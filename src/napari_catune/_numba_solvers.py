@@ -427,8 +427,11 @@ def _subspace_riccati_ck(y, g1, g2, beta, mode, mu, active, gain, gb, ck, hi0):
     < n starts at the chunk that begins there from the state saved in its
     row: the samples from hi0 on (their gains in ``gain`` and ``gb`` and
     the state) are then those of an earlier run whose set agreed with
-    ``active`` from hi0 - 1 on.  For mu >= _RATIO_CHUNK_MU (one chunk per
-    row)."""
+    ``active`` from hi0 on (the state at a chunk's start depends on the
+    set above it only).  Checkpoints only where a chunk is _RATIO_CHUNK
+    samples (drift with mu >= _RATIO_CHUNK_MU, or no drift): otherwise
+    (one sample a chunk, more rows than ck has) none are saved or read and
+    the run is whole."""
     n = y.shape[0] - 1
     drift = mode == 2
     g1sq = g1 * g1
@@ -478,7 +481,8 @@ def _subspace_riccati_ck(y, g1, g2, beta, mode, mu, active, gain, gb, ck, hi0):
     # homogeneous in them, so where it happens changes no bit of the output.
     chunk = 1 if drift and not mu >= _RATIO_CHUNK_MU else _RATIO_CHUNK
     hi = n
-    if hi0 < n:
+    save = ck.shape[0] > 0 and chunk == _RATIO_CHUNK
+    if hi0 < n and save:
         r = (n - hi0) // chunk
         a00 = ck[r, 0]
         a01 = ck[r, 1]
@@ -495,7 +499,6 @@ def _subspace_riccati_ck(y, g1, g2, beta, mode, mu, active, gain, gb, ck, hi0):
         f2 = ck[r, 12] != 0.0
         p = int(ck[r, 13])
         hi = hi0
-    save = ck.shape[0] > 0
     while hi > 0:
         if save:
             r = (n - hi) // chunk
@@ -946,7 +949,12 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
     # a warm drift start's steps start their Riccati recursion at the chunk
     # above the highest sample changed since the last one, the rest reused
     # (_kkt_core_ck; its checkpoints in work, the set it ran for in ref; the
-    # local settles then use ipm_ws, not gain, for their gains)
+    # local settles then use ipm_ws, not gain, for their gains).  Sound
+    # because ckr implies a warm start that is not early: no phase-1 path
+    # that writes work or gain or uses ipm_ws (flat, aff, late, direct, the
+    # dense settles and dense_verify, slow_warm) runs then, and in_c (the
+    # same part of bws as ref) stays unused; a new phase-1 path must keep
+    # it so or reset ck_ok
     n_ck = n // _RATIO_CHUNK + 2
     ckr = (_CK_REUSE and mode == 2 and thin_in > 0 and mu >= _RATIO_CHUNK_MU
            and n_ck * 16 <= T and ipm_ws.shape[0] >= 3 * n)
