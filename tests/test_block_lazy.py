@@ -40,16 +40,23 @@ def _dense_ktk(g1, g2, alpha, n):
     return K.T @ K
 
 
-def _sweep(g1, g2, alpha, n, rng, G, plan):
-    """Run a sweep's lazy updates: plan is a list of (front, idx); returns
-    the total change and checks, after each block, that G is exact on
-    [idx[0], front) (the samples a sweep may read again)."""
+def _lazy_tables(g1, g2, n):
+    """The lazy update's tables for n samples: the power tables dp, rp, the
+    tail sums, the AR roots d, r and the chunk tables."""
     dp = np.empty(n + 2)
     rp = np.empty(n + 2)
     sums = np.empty((2, n + 1))
     ns._coarse_tables(g1, g2, n, dp, rp, sums)
     d, r = ns._ar_roots(g1, g2)
     tab = ns._coarse_chunk_tables(d, r)
+    return dp, rp, sums, d, r, tab
+
+
+def _sweep(g1, g2, alpha, n, rng, G, plan):
+    """Run a sweep's lazy updates: plan is a list of (front, idx); returns
+    the total change and checks, after each block, that G is exact on
+    [idx[0], front) (the samples a sweep may read again)."""
+    dp, rp, sums, d, r, tab = _lazy_tables(g1, g2, n)
     n_c = ns._sums_flat(d, r, n, dp)
     # (the tails dropped as _coarse_blocks drops them: below _BLOCK_DROP of
     # max|G|)

@@ -7,17 +7,13 @@ import numpy as np
 
 from napari_catune import _numba_solvers as ns
 from napari_catune import solver as S
+from test_block_lazy import _lazy_tables
 
 
 def _setup(n):
     m = S._model_checked(1000.0, 0.2, 3.0, 0.0)
     g1, g2, alpha = m.g1, m.g2, m.alpha
-    dp = np.empty(n + 2)
-    rp = np.empty(n + 2)
-    sums = np.empty((2, n + 1))
-    ns._coarse_tables(g1, g2, n, dp, rp, sums)
-    d, r = ns._ar_roots(g1, g2)
-    tab = ns._coarse_chunk_tables(d, r)
+    dp, rp, sums, d, r, tab = _lazy_tables(g1, g2, n)
     return g1, g2, alpha, d, r, dp, rp, sums, tab
 
 

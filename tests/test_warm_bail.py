@@ -19,13 +19,13 @@ FS, TR, TD, LAM = 1000.0, 0.2, 3.0, 0.05
 MODES = {"scalar": 1, "drift": 2}
 
 
-def _binned_route(y, m, mode):
-    """Steps of _coarse_row's route after a bail: binned start, block settle,
-    polish (the dense attempt skipped); its answer."""
+def _binned_route(y, m, mode, mu):
+    """Steps of _coarse_row's route after a bail (or a skipped warm step,
+    tests/test_warm_skip.py): binned start, block settle, polish (the dense
+    attempt skipped); its answer."""
     T = y.size
     n = T - 1
     code = np.int64(MODES[mode])
-    mu = drift_mu(None, FS, m._taus[1]) if mode == "drift" else 0.0
     nf, nb = ns.workspace_sizes(T)
     fws = np.zeros(nf)
     bws = np.zeros(nb, bool)
@@ -60,7 +60,8 @@ def test_large_warm_moves_take_the_binned_block_route(mode, key, f):
     steps = int(np.sum(warm.iterations))
     if f in (1.5, 0.5):
         # the warm step, then the binned start's route
-        it_r, s_r = _binned_route(np.ascontiguousarray(y), m, mode)
+        mu = drift_mu(None, p["fs"], m._taus[1]) if mode == "drift" else 0.0
+        it_r, s_r = _binned_route(np.ascontiguousarray(y), m, mode, mu)
         assert steps == 1 + it_r
         assert np.array_equal(np.ravel(warm.activity), s_r)
     else:

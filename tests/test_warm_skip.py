@@ -13,6 +13,7 @@ from napari_catune import _numba_solvers as ns
 from napari_catune import solver as S
 from napari_catune.baseline import drift_mu
 from napari_catune.simulation import regime_traces
+from test_warm_bail import _binned_route
 
 MODES = {"scalar": 1, "drift": 2}
 PARAMS = {"slow-1kHz": (1000.0, 0.2, 3.0, 0.05), "lam0-slow-1kHz": (1000.0, 0.2, 3.0, 0.0)}
@@ -64,27 +65,11 @@ def test_a_skipped_warm_step_is_the_binned_route(regime, mode):
     block settle and the polish, as after a bail (the same answer as that
     route replayed; at the cold objective)."""
     y, base, p, m, mu = _setup(regime, mode, "td", 0.5)
-    T = y.size
-    n = T - 1
-    code = np.int64(MODES[mode])
     warm = nc.run_deconvolution_full(y, p["fs"], p["tr"], p["td"], p["lam"], baseline=mode,
                                      init=base.activity)
     assert bool(np.all(warm.converged))
-    fws, bws = _ws(T)
-    pws, active = fws[T:], bws[4 * n:5 * n]
-    b = np.zeros(T)
-    s = np.zeros(T)
-    k = ns._coarse_factor(m.g1, m.g2, m.lamG, np.int64(T), True)
-    it_c, ok = ns._coarse_start(y, m.g1, m.g2, m.alpha, m.lamG, code, mu, k, active, pws, bws,
-                                np.int64(250), True)
-    assert ok
-    it_s, settled = ns._coarse_settle(y, m.g1, m.g2, m.alpha, m.lamG, code, mu, active,
-                                      np.int64(ns._BLOCK_STEPS), s, b, pws, bws, ns._NO,
-                                      ns._WARM_SETTLE_DIRECT, ns._WARM_SETTLE_RAW)
-    assert settled
-    it_p, _moved = ns._coarse_polish_blocks(y, m.g1, m.g2, m.alpha, m.lamG, code, mu, active, s,
-                                            b, pws, bws, np.int64(200), ns._YES, 1e-12)
-    assert int(np.sum(warm.iterations)) == 1 + it_c + it_s + it_p
+    it_r, s = _binned_route(y, m, mode, mu)
+    assert int(np.sum(warm.iterations)) == 1 + it_r
     assert np.array_equal(np.ravel(warm.activity), s)
     cold = nc.run_deconvolution_full(y, p["fs"], p["tr"], p["td"], p["lam"], baseline=mode)
     f_w, f_c = S._objective_rows(np.stack([y, y]), np.stack([np.ravel(warm.activity),
