@@ -30,6 +30,8 @@ def test_a_dropped_tail_adds_below_its_bound(kernel):
     n = 200_000
     d, r, dp, rp, sums = _tables(m.g1, m.g2, n)
     tab = ns._coarse_chunk_tables(d, r)
+    # (the tail sums are written up to n_c and at n: _coarse_sums)
+    n_c = np.int64(ns._sums_flat(d, r, n, dp))
     g_max = 3.7
     drop = ns._coarse_drop(d, m.alpha, n, sums, g_max)
     keep = ns._coarse_drop(d, m.alpha, n, sums, 0.0)
@@ -44,12 +46,12 @@ def test_a_dropped_tail_adds_below_its_bound(kernel):
         v = sv * (1.0 - a) * drop[0] * 0.999 / drop[1]
         G = np.zeros(n)
         lo = int(rng.integers(0, n // 2)) & ~63
-        ns._coarse_advance(G, lo, n, w, v, m.alpha, d, r, n, sums, tab, np.int64(n + 1), keep)
+        ns._coarse_advance(G, lo, n, w, v, m.alpha, d, r, n, sums, tab, n_c, keep)
         assert np.max(np.abs(G)) <= bound
         # ... and it is dropped at once
         G2 = np.zeros(n)
-        assert ns._coarse_advance(G2, lo, n, w, v, m.alpha, d, r, n, sums, tab,
-                                  np.int64(n + 1), drop) == (0.0, 0.0)
+        assert ns._coarse_advance(G2, lo, n, w, v, m.alpha, d, r, n, sums, tab, n_c,
+                                  drop) == (0.0, 0.0)
         # adjoint state (q1, q2) at the drop threshold, continued to 0
         q1 = sw * a * drop[2] * 0.999
         vq = sv * (1.0 - a) * drop[2] * 0.999 / drop[3]

@@ -52,6 +52,49 @@ def _lazy_tables(g1, g2, n):
     return dp, rp, sums, d, r, tab
 
 
+def _full_sums(d, r, n, dp, rp):
+    """The tail sums (2, n + 1) with every entry written, in Python: the
+    compensated head to _BLOCK_END decay lengths (every entry with close
+    roots), the closed forms on to n (as _coarse_sums wrote every entry
+    before it stopped writing the limits at n_c)."""
+    full = np.empty((2, n + 1))
+    n_end = min(n, int(ns._BLOCK_END / (1.0 - d)))
+    if not d - r >= ns._BLOCK_CLOSE * (1.0 - d):
+        n_end = n
+    f = s0 = c0 = s1 = c1 = 0.0
+    for k in range(n_end + 1):
+        full[0, k] = s0
+        full[1, k] = s1
+        e = d * f + rp[k]
+        y = e * dp[k] - c0
+        t = s0 + y
+        c0 = (t - s0) - y
+        s0 = t
+        y = e * f - c1
+        t = s1 + y
+        c1 = (t - s1) - y
+        s1 = t
+        f = e
+    idd = 1.0 / ((1.0 - d) * (1.0 + d))
+    idr = 1.0 / (1.0 - d * r)
+    irr = 1.0 / ((1.0 - r) * (1.0 + r))
+    im = 1.0 / (d - r)
+    s_inf = idd * idr
+    s2_inf = (d + r) * idd * irr * idr
+    for N in range(n_end + 1, n + 1):
+        dl = dp[N]
+        if not dl > ns._BLOCK_TINY:
+            full[0, N] = s_inf
+            full[1, N] = s2_inf
+            continue
+        rl = rp[N]
+        dn = d * dl
+        rn = r * rl
+        full[0, N] = s_inf - dl * (dn * idd - rn * idr) * im
+        full[1, N] = s2_inf - (dl * dn * idd - dl * rl * (d + r) * idr + rl * rn * irr) * im * im
+    return full
+
+
 def _sweep(g1, g2, alpha, n, rng, G, plan):
     """Run a sweep's lazy updates: plan is a list of (front, idx); returns
     the total change and checks, after each block, that G is exact on
@@ -85,7 +128,7 @@ def _sweep(g1, g2, alpha, n, rng, G, plan):
         idx = np.asarray(idx, np.int64)
         dz = rng.standard_normal(idx.shape[0])
         bw, bv = ns._coarse_block_exact(G, idx, dz, idx.shape[0], g1, g2, alpha, d, r, n, front,
-                                        rp, sums, work, X, tab)
+                                        rp, sums, work, X, tab, n_c)
         tw += bw
         tv += bv
         x_hi = max(x_hi, idx[0] - 1)
@@ -279,26 +322,35 @@ def test_quiet_sweeps_leave_no_violator():
                                     (1000.0, 0.999, 1.0)])
 def test_tail_sums_flat_from_n_c_and_the_advance_the_same_numbers(kernel):
     # _coarse_advance takes the tail sums' limits as two numbers from n_c
-    # on (_sums_flat), not the table: every table entry there is those
-    # numbers, and G comes out bit for bit as from the table
+    # on (_sums_flat), not the table: _coarse_sums writes the limits at n_c
+    # and n alone (the entries between not written), and G comes out bit for
+    # bit as from the whole table (every entry from n_c on the limits, as
+    # the closed forms round there)
     fs, tr, td = kernel
     m = S._model_checked(fs, tr, td, 0.0)
     d, r = ns._ar_roots(m.g1, m.g2)
     n = 200_000
     dp = np.empty(n + 2)
     rp = np.empty(n + 2)
-    sums = np.empty((2, n + 1))
+    sums = np.full((2, n + 1), np.nan)
     ns._coarse_tables(m.g1, m.g2, n, dp, rp, sums)
     n_c = ns._sums_flat(d, r, n, dp)
+    # the whole table, as the closed forms give every entry (the reference)
+    full = _full_sums(d, r, n, dp, rp)
     if d - r < ns._BLOCK_CLOSE * (1.0 - d):
         assert n_c == n + 1
+        assert np.array_equal(sums, full)
     else:
         # the 1 kHz 0.2 / 3.0 s kernel's d^N falls below the floor ~138,000
         # samples from the end: most of a long trace
         assert n_c <= n
-        assert np.all(sums[0, n_c:] == sums[0, n]) and np.all(sums[1, n_c:] == sums[1, n])
+        assert np.all(full[0, n_c:] == full[0, n]) and np.all(full[1, n_c:] == full[1, n])
         # (the first such N: the entry before is not the limit's by rule)
         assert dp[n_c - 1] > ns._BLOCK_TINY or n_c - 1 <= int(ns._BLOCK_END / (1.0 - d))
+        # written up to n_c and at n, the same numbers; left alone between
+        assert np.array_equal(sums[:, :n_c + 1], full[:, :n_c + 1])
+        assert np.array_equal(sums[:, n], full[:, n])
+        assert np.isnan(sums[:, n_c + 1:n]).all()
     tab = ns._coarse_chunk_tables(d, r)
     rng = np.random.default_rng(3)
     G0 = rng.standard_normal(n)
@@ -308,7 +360,7 @@ def test_tail_sums_flat_from_n_c_and_the_advance_the_same_numbers(kernel):
         G2 = G0.copy()
         drop = ns._coarse_drop(d, m.alpha, n, sums, 0.0)
         out1 = ns._coarse_advance(G1, lo, hi, w, v, m.alpha, d, r, n, sums, tab, n_c, drop)
-        out2 = ns._coarse_advance(G2, lo, hi, w, v, m.alpha, d, r, n, sums, tab, n + 1, drop)
+        out2 = ns._coarse_advance(G2, lo, hi, w, v, m.alpha, d, r, n, full, tab, n + 1, drop)
         assert out1 == out2
         assert np.array_equal(G1, G2)
 

@@ -20,6 +20,7 @@ def _setup(n):
 def test_block_exact_writes_only_the_span_at_the_scratch_start():
     n = 40_000
     g1, g2, alpha, d, r, dp, rp, sums, tab = _setup(n)
+    n_c = ns._sums_flat(d, r, n, dp)
     rng = np.random.default_rng(3)
     # short spans (the one-chain recursion) and long ones (four chains)
     for a, span, mb in [(30_000, 100, 3), (5_000, 4_000, 40), (12_345, 700, 9)]:
@@ -32,7 +33,7 @@ def test_block_exact_writes_only_the_span_at_the_scratch_start():
         work = np.full(n + 1, np.nan)
         G1 = G.copy()
         wv = ns._coarse_block_exact(G1, idx, dz, mb, g1, g2, alpha, d, r, n, P, rp, sums, work,
-                                    X, tab)
+                                    X, tab, n_c)
         # nothing past the span's length is touched
         assert np.isnan(work[P - a:]).all()
         assert not np.isnan(work[:P - a]).any()
@@ -42,7 +43,7 @@ def test_block_exact_writes_only_the_span_at_the_scratch_start():
         X2 = np.zeros(n)
         big = np.full(n + 1 + 777, np.nan)
         wv2 = ns._coarse_block_exact(G2, idx, dz, mb, g1, g2, alpha, d, r, n, P, rp, sums,
-                                     big[777:], X2, tab)
+                                     big[777:], X2, tab, n_c)
         assert wv == wv2
         assert np.array_equal(G1, G2)
         assert np.array_equal(X, X2)

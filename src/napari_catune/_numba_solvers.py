@@ -4102,7 +4102,9 @@ def _coarse_sums(d, r, n, dp, rp, sums):
     by compensated sums (e(k) = f(k + 1) = d f(k) + r^k),
     beyond as the infinite sums S = 1 / ((1 - d^2)(1 - d r)), S2 = (d + r)
     / ((1 - d^2)(1 - r^2)(1 - d r)) less their tails beyond N (bounded
-    terms of the power tables dp, rp)."""
+    terms of the power tables dp, rp).  From n_c = :func:`_sums_flat` on
+    every entry is the limit: written at n_c and at n alone (readers take
+    sums[., min(N, n_c)])."""
     n_end = min(n, int(_BLOCK_END / (1.0 - d)))
     if not d - r >= _BLOCK_CLOSE * (1.0 - d):
         # the closed forms below cancel ~((1 - d) / (d - r))^2 eps: close
@@ -4134,7 +4136,14 @@ def _coarse_sums(d, r, n, dp, rp, sums):
     im = 1.0 / (d - r)
     s_inf = idd * idr
     s2_inf = (d + r) * idd * irr * idr
-    for N in range(n_end + 1, n + 1):
+    # (from n_c on every entry is the limit (_sums_flat): written at n_c and
+    # at n alone, the entries between left unwritten (1,000,000 frames at
+    # 1 kHz: ~2 x 6.9 MB, 0.8 -> 0.35 ms); readers take sums[., min(N, n_c)])
+    n_c = _sums_flat(d, r, n, dp)
+    if n_c <= n:
+        sums[0, n] = s_inf
+        sums[1, n] = s2_inf
+    for N in range(n_end + 1, min(n, n_c) + 1):
         dl = dp[N]
         if not dl > _BLOCK_TINY:
             sums[0, N] = s_inf
@@ -4157,7 +4166,7 @@ _EXACT_CHAINS = 256
 
 
 @njit(cache=_CACHE, nogil=True, fastmath={"contract"})
-def _coarse_block_exact(G, idx, dz, mb, g1, g2, alpha, d, r, n, P, rp, sums, work, X, tab):
+def _coarse_block_exact(G, idx, dz, mb, g1, g2, alpha, d, r, n, P, rp, sums, work, X, tab, n_c):
     """The gradient's change alpha^2 K'K dz for dz at the sample indices
     idx[0:mb] (increasing, all below ``P``), exactly, split three ways:
     on [idx[0], P) added to G now (a forward recursion to P, an adjoint
@@ -4170,7 +4179,8 @@ def _coarse_block_exact(G, idx, dz, mb, g1, g2, alpha, d, r, n, P, rp, sums, wor
     conditioned when r is close to d; u_P = w, u_P+1 = w d + v), whose
     share of G[j >= P] is alpha (w_j sums[0, n - j] + v_j sums[1, n - j])
     (:func:`_coarse_advance`).  O(P - idx[0] + mb).  ``work`` (n + 1):
-    scratch; ``rp``, ``sums``: :func:`_coarse_tables`; ``tab``:
+    scratch; ``rp``, ``sums``: :func:`_coarse_tables` (``n_c``:
+    :func:`_sums_flat`, the entries beyond it not read); ``tab``:
     :func:`_coarse_chunk_tables`.  The forward response in closed form
     between the inputs; spans of ``_EXACT_CHAINS`` or more: the adjoint
     recursion as four chains (both rounded otherwise than by the
@@ -4198,8 +4208,11 @@ def _coarse_block_exact(G, idx, dz, mb, g1, g2, alpha, d, r, n, P, rp, sums, wor
     p1 = 0.0
     p2 = 0.0
     if N > 0:
-        p1 = w * sums[0, N] + v * sums[1, N]
-        p2 = (w * d + v) * sums[0, N - 1] + v * r * sums[1, N - 1]
+        # (sums[., N] for N >= n_c is sums[., n_c]: _coarse_sums)
+        N0 = min(N, n_c)
+        N1 = min(N - 1, n_c)
+        p1 = w * sums[0, N0] + v * sums[1, N0]
+        p2 = (w * d + v) * sums[0, N1] + v * r * sums[1, N1]
     if P - a >= _EXACT_CHAINS:
         # quarters from the top: the first from the tail's state, the others
         # from zero states, then handed the state of the one above
@@ -4360,7 +4373,8 @@ def _coarse_advance(G, lo, hi, w, v, alpha, d, r, n, sums, tab, n_c, drop):
     chunk's sums are their limits (N >= ``n_c``, :func:`_sums_flat`: on
     lambda 0 at 1 kHz, 1,000,000 frames, all but the last ~138,000
     samples) those two numbers, not the (2, n + 1) table: the same
-    numbers, the table not streamed.  The tail is dropped (0, 0 returned)
+    numbers, the table not streamed (nor written beyond n_c:
+    :func:`_coarse_sums`; N clamped to n_c below it).  The tail is dropped (0, 0 returned)
     where its share of every later sample is below what ``drop``
     (:func:`_coarse_drop`) allows, tested at each sample 0 mod 64."""
     if w == 0.0 and v == 0.0:
@@ -4383,7 +4397,7 @@ def _coarse_advance(G, lo, hi, w, v, alpha, d, r, n, sums, tab, n_c, drop):
                 G[j + i] += alpha * ((w * tp[i] + v * tf[i]) * c0 + (v * tr[i]) * c1)
         else:
             for i in range(end - j):
-                N = base - i
+                N = min(base - i, n_c)
                 G[j + i] += alpha * ((w * tp[i] + v * tf[i]) * s0[N] + (v * tr[i]) * s1[N])
         m = end - j
         w, v = w * tp[m] + v * tf[m], v * tr[m]
@@ -4729,7 +4743,7 @@ def _coarse_blocks(g1, g2, alpha, z, G, tol, thin, dp, rp, sums, work, wz, solve
                 if nz > 0:
                     any_change = True
                     bw, bv = _coarse_block_exact(G, C, dz, m, g1, g2, alpha, d, r, n, front, rp,
-                                                 sums, work, wz, tab)
+                                                 sums, work, wz, tab, n_c)
                     for ch in range(C[0] >> 6, ((front - 1) >> 6) + 1):
                         dirty[ch] = True
                     tw += bw
