@@ -322,8 +322,9 @@ def test_quiet_sweeps_leave_no_violator():
                                     (1000.0, 0.999, 1.0)])
 def test_tail_sums_flat_from_n_c_and_the_advance_the_same_numbers(kernel):
     # _coarse_advance takes the tail sums' limits as two numbers from n_c
-    # on (_sums_flat), not the table: _coarse_sums writes the limits at n_c
-    # and n alone (the entries between not written), and G comes out bit for
+    # on (_sums_flat), not the table: _coarse_sums writes the limits up to
+    # n_c + 64 and at n (the entries between not written; the chunk of 65
+    # samples that crosses n_c reads no further), and G comes out bit for
     # bit as from the whole table (every entry from n_c on the limits, as
     # the closed forms round there)
     fs, tr, td = kernel
@@ -347,10 +348,11 @@ def test_tail_sums_flat_from_n_c_and_the_advance_the_same_numbers(kernel):
         assert np.all(full[0, n_c:] == full[0, n]) and np.all(full[1, n_c:] == full[1, n])
         # (the first such N: the entry before is not the limit's by rule)
         assert dp[n_c - 1] > ns._BLOCK_TINY or n_c - 1 <= int(ns._BLOCK_END / (1.0 - d))
-        # written up to n_c and at n, the same numbers; left alone between
-        assert np.array_equal(sums[:, :n_c + 1], full[:, :n_c + 1])
+        # written up to n_c + 64 and at n, the same numbers; left alone
+        # between
+        assert np.array_equal(sums[:, :n_c + 65], full[:, :n_c + 65])
         assert np.array_equal(sums[:, n], full[:, n])
-        assert np.isnan(sums[:, n_c + 1:n]).all()
+        assert np.isnan(sums[:, n_c + 65:n]).all()
     tab = ns._coarse_chunk_tables(d, r)
     rng = np.random.default_rng(3)
     G0 = rng.standard_normal(n)

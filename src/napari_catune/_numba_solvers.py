@@ -4103,8 +4103,9 @@ def _coarse_sums(d, r, n, dp, rp, sums):
     beyond as the infinite sums S = 1 / ((1 - d^2)(1 - d r)), S2 = (d + r)
     / ((1 - d^2)(1 - r^2)(1 - d r)) less their tails beyond N (bounded
     terms of the power tables dp, rp).  From n_c = :func:`_sums_flat` on
-    every entry is the limit: written at n_c and at n alone (readers take
-    sums[., min(N, n_c)])."""
+    every entry is the limit: written up to n_c + 64 and at n alone
+    (:func:`_coarse_advance` reads no further; :func:`_coarse_block_exact`
+    takes sums[., min(N, n_c)])."""
     n_end = min(n, int(_BLOCK_END / (1.0 - d)))
     if not d - r >= _BLOCK_CLOSE * (1.0 - d):
         # the closed forms below cancel ~((1 - d) / (d - r))^2 eps: close
@@ -4136,14 +4137,16 @@ def _coarse_sums(d, r, n, dp, rp, sums):
     im = 1.0 / (d - r)
     s_inf = idd * idr
     s2_inf = (d + r) * idd * irr * idr
-    # (from n_c on every entry is the limit (_sums_flat): written at n_c and
-    # at n alone, the entries between left unwritten (1,000,000 frames at
-    # 1 kHz: ~2 x 6.9 MB, 0.8 -> 0.35 ms); readers take sums[., min(N, n_c)])
+    # (from n_c on every entry is the limit (_sums_flat): written up to
+    # n_c + 64 (the 65 samples of _coarse_advance's chunk that crosses n_c
+    # read no further) and at n, the entries between left unwritten
+    # (1,000,000 frames at 1 kHz: ~2 x 6.9 MB, 0.8 -> 0.35 ms);
+    # _coarse_block_exact reads sums[., min(N, n_c)])
     n_c = _sums_flat(d, r, n, dp)
     if n_c <= n:
         sums[0, n] = s_inf
         sums[1, n] = s2_inf
-    for N in range(n_end + 1, min(n, n_c) + 1):
+    for N in range(n_end + 1, min(n, n_c + 64) + 1):
         dl = dp[N]
         if not dl > _BLOCK_TINY:
             sums[0, N] = s_inf
@@ -4373,10 +4376,11 @@ def _coarse_advance(G, lo, hi, w, v, alpha, d, r, n, sums, tab, n_c, drop):
     chunk's sums are their limits (N >= ``n_c``, :func:`_sums_flat`: on
     lambda 0 at 1 kHz, 1,000,000 frames, all but the last ~138,000
     samples) those two numbers, not the (2, n + 1) table: the same
-    numbers, the table not streamed (nor written beyond n_c:
-    :func:`_coarse_sums`; N clamped to n_c below it).  The tail is dropped (0, 0 returned)
-    where its share of every later sample is below what ``drop``
-    (:func:`_coarse_drop`) allows, tested at each sample 0 mod 64."""
+    numbers, the table not streamed (nor written beyond n_c + 64,
+    :func:`_coarse_sums`: the chunk that crosses n_c reads at most 64
+    entries past it).  The tail is dropped (0, 0 returned) where its share
+    of every later sample is below what ``drop`` (:func:`_coarse_drop`)
+    allows, tested at each sample 0 mod 64."""
     if w == 0.0 and v == 0.0:
         return w, v
     s0 = sums[0]
@@ -4397,7 +4401,7 @@ def _coarse_advance(G, lo, hi, w, v, alpha, d, r, n, sums, tab, n_c, drop):
                 G[j + i] += alpha * ((w * tp[i] + v * tf[i]) * c0 + (v * tr[i]) * c1)
         else:
             for i in range(end - j):
-                N = min(base - i, n_c)
+                N = base - i
                 G[j + i] += alpha * ((w * tp[i] + v * tf[i]) * s0[N] + (v * tr[i]) * s1[N])
         m = end - j
         w, v = w * tp[m] + v * tf[m], v * tr[m]
