@@ -42,10 +42,12 @@ def _dense_ktk(g1, g2, alpha, n):
 
 def _lazy_tables(g1, g2, n):
     """The lazy update's tables for n samples: the power tables dp, rp, the
-    tail sums, the AR roots d, r and the chunk tables."""
+    tail sums, the AR roots d, r and the chunk tables.  (The tail sums'
+    entries _coarse_sums leaves unwritten are NaN: a reader that reads one
+    makes G NaN.)"""
     dp = np.empty(n + 2)
     rp = np.empty(n + 2)
-    sums = np.empty((2, n + 1))
+    sums = np.full((2, n + 1), np.nan)
     ns._coarse_tables(g1, g2, n, dp, rp, sums)
     d, r = ns._ar_roots(g1, g2)
     tab = ns._coarse_chunk_tables(d, r)
@@ -144,6 +146,8 @@ def _sweep(g1, g2, alpha, n, rng, G, plan):
     ns._coarse_sweep_end(G, front, tw, tv, x_hi, g1, g2, alpha, d, r, n, sums, X, xs,
                          xs.shape[0] - 1, tab, n_c, drop, np.zeros((n >> 6) + 1, np.bool_))
     assert not np.any(X)
+    # (no table entry left unwritten was read: a NaN would pass max() above)
+    assert np.all(np.isfinite(G))
     ref = G0 + _ktk(g1, g2, alpha, total)
     worst = max(worst, np.max(np.abs(G - ref)) / scale)
     return worst
