@@ -91,8 +91,8 @@ def _row_check_drift_ref(y, s, bvec, m, mu, kkt_tol):
     w, g, bb = np.zeros(T), np.zeros(T), np.zeros(T)
     # (above _DRIFT_RANGE_FIRST the exact check at once where mu eps max|b|
     # exceeds _DRIFT_BOUND_SHARE of the tolerance)
-    share = ns._DRIFT_BOUND_SHARE if mu > ns._DRIFT_RANGE_FIRST else 1.0
-    bound = not mu * 2.220446049250313e-16 * float(np.max(np.abs(bvec))) > share * tol
+    eps = ns._DRIFT_EPS_SHARE if mu > ns._DRIFT_RANGE_FIRST else 2.220446049250313e-16
+    bound = not mu * eps * float(np.max(np.abs(bvec))) > tol
     v_s, v_b = ns.kkt_one(y, s, bvec, m.g1, m.g2, m.alpha, m.lamG, m.G, 2, mu, w, g, bb, bound)
     exact = not bound or (v_s <= tol and v_b > tol)
     if bound and exact:
