@@ -3729,6 +3729,16 @@ _WARM_SKIP = 0.3
 # that bail read 0.29-0.36 against up to 0.26 for ones that do not: too close
 # to tell, left out.)
 _WARM_SKIP_NEG = 0.2
+# ... and at lambda 0 a warm move that the binned checks let through but
+# whose warm step bails (lam0-slow-1kHz, seeds 1-3: tau_decay -2 % and fs
+# -1 %, 0.083-0.122 of the binned samples flagged, as many as moves that
+# settle warm) is settled by blocks from its own guess, then polished
+# (_coarse_settle, _coarse_polish_blocks), not from the binned start: 3-4
+# full steps from 563-1,353 violators, settle and polish 2.9-3.9 ms against
+# 4.4-6.0 ms by the binned start's route.  (At lambda > 0, slow-1kHz, the
+# moves that bail (tau_decay +50 %, lambda / 2) took 4 steps and 0.6-0.7 ms
+# more from their own guess: not there)
+_WARM_BAIL_OLD = True
 
 
 @njit(cache=_CACHE, nogil=True)
@@ -5471,6 +5481,12 @@ def _coarse_row(yi, warm, g1, g2, alpha, lamG, mode, mu, k, active, max_iters, s
         # as one)
         it = 1
     if warm and not skip:
+        # (at lambda 0 the guess kept in si for a bail: pdas_one returns
+        # from one before writing its answer there)
+        old = _WARM_BAIL_OLD and lamG == 0.0
+        if old:
+            for j in range(n):
+                si[j] = 0.0 if active[j] else 1.0
         budget = min(max_iters, _WARM_BUDGET)
         it, settled = pdas_one(yi, g1, g2, alpha, lamG, mode, mu, active, budget, si, bvec,
                                pws, bws, 1e-11, _YES, _YES, _BAIL_AT_ONCE)
@@ -5490,6 +5506,22 @@ def _coarse_row(yi, warm, g1, g2, alpha, lamG, mode, mu, k, active, max_iters, s
             it2, _ok = pdas_one(yi, g1, g2, alpha, lamG, mode, mu, active, max_iters - it, si,
                                 bvec, pws, bws, 1e-11, _NO, _NO, _COLD_AT_ONCE)
             return it + it2
+        if old:
+            # a move the binned checks let through that bails at lambda 0
+            # (tau_decay -2 %, fs -1 % on some traces): settled by blocks
+            # from its own guess (_WARM_BAIL_OLD); the binned start only
+            # where that does not settle
+            for j in range(n):
+                active[j] = not si[j] > 0.0
+            it2, settled = _coarse_settle(yi, g1, g2, alpha, lamG, mode, mu, active,
+                                          min(max_iters - it, _BLOCK_STEPS), si, bvec, pws, bws,
+                                          _NO, _WARM_SETTLE_DIRECT, warm and _WARM_SETTLE_RAW)
+            it += it2
+            if settled:
+                it3, _moved = _coarse_polish_blocks(yi, g1, g2, alpha, lamG, mode, mu, active,
+                                                    si, bvec, pws, bws, max_iters - it, _YES,
+                                                    1e-12)
+                return it + it3
     it_c, ok_c = _coarse_start(yi, g1, g2, alpha, lamG, mode, mu, k, active, pws, bws,
                                (max_iters - it) // 2, warm and _WARM_FIRST0)
     it += it_c
