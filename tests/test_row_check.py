@@ -89,7 +89,10 @@ def _row_check_drift_ref(y, s, bvec, m, mu, kkt_tol):
     T = y.shape[0]
     tol = ns.kkt_tolerance(y, kkt_tol, 2)
     w, g, bb = np.zeros(T), np.zeros(T), np.zeros(T)
-    bound = not mu * 2.220446049250313e-16 * float(np.max(np.abs(bvec))) > tol
+    # (above _DRIFT_RANGE_FIRST the exact check at once where mu eps max|b|
+    # exceeds _DRIFT_BOUND_SHARE of the tolerance)
+    eps = ns._DRIFT_EPS_SHARE if mu > ns._DRIFT_RANGE_FIRST else 2.220446049250313e-16
+    bound = not mu * eps * float(np.max(np.abs(bvec))) > tol
     v_s, v_b = ns.kkt_one(y, s, bvec, m.g1, m.g2, m.alpha, m.lamG, m.G, 2, mu, w, g, bb, bound)
     exact = not bound or (v_s <= tol and v_b > tol)
     if bound and exact:
@@ -172,3 +175,48 @@ def test_row_check_drift_exact_at_once_below_the_range_pass_mu():
             assert conv[0] == ref[0]
             assert np.array_equal(fit, ref[1])
             assert np.array_equal(ws[0:T], ref[2])
+
+
+def test_row_check_drift_exact_at_once_near_the_tolerance():
+    """Drift with mu above _DRIFT_RANGE_FIRST where mu eps max|b| lies
+    between _DRIFT_BOUND_SHARE of the tolerance and the tolerance: the exact
+    check at once (not after the bound's pass pair); the outcome, fit and
+    residual of the exact check formed apart."""
+    rng = np.random.default_rng(5)
+    m = S._model_checked(1000.0, 0.2, 3.0, 0.05)
+    mu = 4.0 * ns._DRIFT_RANGE_FIRST
+    n_win = 0
+    for T in (64, 5000):
+        for frac in (0.4, 0.6, 0.9):
+            y = rng.standard_normal(T) * 0.3 + 2.0
+            s = np.where(rng.random(T) < 0.1, rng.exponential(1.0, T), 0.0)
+            s[-1] = 0.0
+            conv_s = np.zeros(T)
+            ns.forward_conv(s, m.g1, m.g2, m.alpha, conv_s)
+            bvec = np.zeros(T)
+            ns.best_baseline(y - conv_s, 2, mu, np.zeros(T), bvec)
+            # kkt_tol such that mu eps max|b| = frac * the tolerance
+            lo, hi = float(y.min()), float(y.max())
+            floor = ns._tolerance_of(lo, hi, 0.0, 2)
+            want = mu * 2.220446049250313e-16 * float(np.max(np.abs(bvec))) / frac
+            kkt_tol = (want - floor) / (hi - lo)
+            assert kkt_tol > 0.0
+            tol = ns.kkt_tolerance(y, kkt_tol, 2)
+            r = mu * 2.220446049250313e-16 * float(np.max(np.abs(bvec))) / tol
+            assert ns._DRIFT_BOUND_SHARE < r < 1.0
+            n_win += 1
+            ref = _row_check_drift_ref(y, s, bvec, m, mu, kkt_tol)
+            assert ref[4]  # (the exact check)
+            w, g, bb = np.zeros(T), np.zeros(T), np.zeros(T)
+            v_s, v_b = ns.kkt_one(y, s, bvec, m.g1, m.g2, m.alpha, m.lamG, m.G, 2, mu, w, g, bb,
+                                  False)
+            b = bvec[None].copy()
+            conv = np.zeros(1, np.bool_)
+            fit = np.full(T, np.nan)
+            ws = np.zeros(3 * T)
+            ns._row_check(y, s, b[0], b, 0, m.g1, m.g2, m.alpha, m.lamG, m.G, 2, mu, kkt_tol,
+                          ws, conv, fit)
+            assert conv[0] == (max(v_s, v_b) <= tol)
+            assert np.array_equal(fit, y - w)
+            assert np.array_equal(ws[0:T], w)
+    assert n_win == 6

@@ -49,13 +49,50 @@ def test_only_the_large_move_skips_the_warm_step(regime, mode, key, f):
     k = ns._coarse_factor(m.g1, m.g2, m.lamG, np.int64(T), True)
     assert k > 0
     keep = active.copy()
-    frac = ns._coarse_warm_frac(y, m.g1, m.g2, m.alpha, m.lamG, np.int64(MODES[mode]), mu, k,
-                                active, pws, bws)
+    frac, neg = ns._coarse_warm_frac(y, m.g1, m.g2, m.alpha, m.lamG, np.int64(MODES[mode]), mu,
+                                     k, active, pws, bws)
     assert np.array_equal(active, keep)
     if f == 0.5 and key == "td":
         assert frac > ns._WARM_SKIP
     else:
         assert frac < 0.6 * ns._WARM_SKIP
+    # at lambda 0 tau_rise +20 % skips by its negative binned spikes
+    # (_WARM_SKIP_NEG); no other move of the list does
+    if m.lamG == 0.0 and key == "tr":
+        assert neg > ns._WARM_SKIP_NEG
+    elif m.lamG == 0.0 and not (f == 0.5 and key == "td"):
+        assert neg < 0.8 * ns._WARM_SKIP_NEG
+
+
+@pytest.mark.parametrize("mode", ["scalar", "drift"])
+@pytest.mark.parametrize("key, f", [("td", 1.5), ("tr", 1.2)])
+def test_lam0_moves_that_would_bail_skip_the_warm_step(mode, key, f):
+    """lambda 0, tau_decay +50 % / tau_rise +20 %: the warm step would bail
+    (more than n / _BAIL_AT_ONCE flagged); the binned guess's free samples
+    tell it (more than _WARM_SKIP_NEG of them flagged), so the move takes
+    the binned route at once: one step counted, the same answer as after
+    the bail (the route replayed)."""
+    y, base, p, m, mu = _setup("lam0-slow-1kHz", mode, key, f)
+    T = y.size
+    n = T - 1
+    code = np.int64(MODES[mode])
+    fws, bws = _ws(T)
+    pws = fws[T:]
+    act = np.ravel(base.activity)[:n] <= 0.0
+    b = np.zeros(T)
+    s = np.zeros(T)
+    it, settled = ns.pdas_one(y, m.g1, m.g2, m.alpha, m.lamG, code, mu, act.copy(), np.int64(100),
+                              s, b, pws, bws, 1e-11, ns._YES, ns._YES, ns._BAIL_AT_ONCE)
+    assert it == 1 and not settled
+    k = ns._coarse_factor(m.g1, m.g2, m.lamG, np.int64(T), True)
+    frac, neg = ns._coarse_warm_frac(y, m.g1, m.g2, m.alpha, m.lamG, code, mu, k, act, pws, bws)
+    assert frac <= ns._WARM_SKIP < 1.0 and neg > ns._WARM_SKIP_NEG
+    warm = nc.run_deconvolution_full(y, p["fs"], p["tr"], p["td"], p["lam"], baseline=mode,
+                                     init=base.activity)
+    assert bool(np.all(warm.converged))
+    it_r, s_r = _binned_route(y, m, mode, mu)
+    assert int(np.sum(warm.iterations)) == 1 + it_r
+    assert np.array_equal(np.ravel(warm.activity), s_r)
 
 
 @pytest.mark.parametrize("regime", ["slow-1kHz", "lam0-slow-1kHz"])
@@ -116,3 +153,59 @@ def test_a_large_first_spike_goes_to_frame_0(mode, key, f):
                                      init=base.activity)
     assert bool(np.all(warm.converged))
     assert np.array_equal(np.ravel(warm.activity) > 0.0, sets[1])
+
+
+@pytest.mark.parametrize("mode", ["scalar", "drift"])
+def test_a_small_lam0_move_that_bails_settles_from_its_own_guess(mode):
+    """lambda 0, seed 1, tau_decay -2 %: the binned checks let the move
+    through, its warm step bails (more than n / _BAIL_AT_ONCE flagged); it
+    is then settled by blocks from its own guess and polished
+    (_WARM_BAIL_OLD), not from the binned start: the bailed step, the
+    settle's and the polish's steps counted, that route's answer replayed,
+    at the cold objective."""
+    assert ns._WARM_BAIL_OLD
+    fs, tr, td, lam = PARAMS["lam0-slow-1kHz"]
+    y = np.ascontiguousarray(regime_traces("lam0-slow-1kHz", 1, 54_000, 1)[0])
+    base = nc.run_deconvolution_full(y, fs, tr, td, lam, baseline=mode)
+    td2 = td * 0.98
+    m = S._model_checked(fs, tr, td2, lam)
+    mu = drift_mu(None, fs, td2) if mode == "drift" else 0.0
+    T = y.size
+    n = T - 1
+    code = np.int64(MODES[mode])
+    guess = np.ravel(base.activity)[:n] <= 0.0
+    fws, bws = _ws(T)
+    pws, active = fws[T:], bws[4 * n:5 * n]
+    active[:] = guess
+    k = ns._coarse_factor(m.g1, m.g2, m.lamG, np.int64(T), True)
+    frac, neg = ns._coarse_warm_frac(y, m.g1, m.g2, m.alpha, m.lamG, code, mu, k, active, pws,
+                                     bws)
+    assert frac <= ns._WARM_SKIP and neg <= ns._WARM_SKIP_NEG
+    b = np.zeros(T)
+    s = np.zeros(T)
+    it, settled = ns.pdas_one(y, m.g1, m.g2, m.alpha, m.lamG, code, mu, active, np.int64(100), s,
+                              b, pws, bws, 1e-11, ns._YES, ns._YES, ns._BAIL_AT_ONCE)
+    assert it == 1 and not settled
+    # the route replayed from the guess
+    fws, bws = _ws(T)
+    pws, active = fws[T:], bws[4 * n:5 * n]
+    active[:] = guess
+    b = np.zeros(T)
+    s = np.zeros(T)
+    it_s, settled = ns._coarse_settle(y, m.g1, m.g2, m.alpha, m.lamG, code, mu, active,
+                                      np.int64(ns._BLOCK_STEPS), s, b, pws, bws, ns._NO,
+                                      ns._WARM_SETTLE_DIRECT, ns._WARM_SETTLE_RAW)
+    assert settled
+    it_p, _moved = ns._coarse_polish_blocks(y, m.g1, m.g2, m.alpha, m.lamG, code, mu, active, s,
+                                            b, pws, bws, np.int64(200), ns._YES, 1e-12)
+    warm = nc.run_deconvolution_full(y, fs, tr, td2, lam, baseline=mode, init=base.activity)
+    assert bool(np.all(warm.converged))
+    steps = int(np.sum(warm.iterations))
+    assert steps == 1 + it_s + it_p
+    assert steps <= 8
+    assert np.array_equal(np.ravel(warm.activity), s)
+    cold = nc.run_deconvolution_full(y, fs, tr, td2, lam, baseline=mode)
+    f_w, f_c = S._objective_rows(np.stack([y, y]), np.stack([np.ravel(warm.activity),
+                                                              np.ravel(cold.activity)]),
+                                 m, MODES[mode], mu)
+    assert abs(float(f_w) - float(f_c)) <= 1e-11 * abs(float(f_c))

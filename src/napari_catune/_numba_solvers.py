@@ -3720,6 +3720,25 @@ _WARM_SETTLE_RAW = True
 # samples, every other move at most 0.17 (tau_decay +50 %, lambda / 2 and at
 # lambda 0 tau_rise +20 % bail all the same, from the warm step)
 _WARM_SKIP = 0.3
+# ... and, at lambda 0, where more than _WARM_SKIP_NEG of the binned guess's
+# free samples are flagged (negative binned spikes: the old spikes too large
+# for the new kernel).  Measured on lam0-slow-1kHz, seeds 0-3, the nine bench
+# moves, scalar and drift: tau_decay +50 % 0.39-0.48 and tau_rise +20 %
+# 0.22-0.28 (both bail from the warm step), every move that settles warm at
+# most 0.15 (tau_decay +2 %, seed 0).  (At lambda > 0, slow-1kHz, the moves
+# that bail read 0.29-0.36 against up to 0.26 for ones that do not: too close
+# to tell, left out.)
+_WARM_SKIP_NEG = 0.2
+# ... and at lambda 0 a warm move that the binned checks let through but
+# whose warm step bails (lam0-slow-1kHz, seeds 1-3: tau_decay -2 % and fs
+# -1 %, 0.083-0.122 of the binned samples flagged, as many as moves that
+# settle warm) is settled by blocks from its own guess, then polished
+# (_coarse_settle, _coarse_polish_blocks), not from the binned start: 3-4
+# full steps from 563-1,353 violators, settle and polish 2.9-3.9 ms against
+# 4.4-6.0 ms by the binned start's route.  (At lambda > 0, slow-1kHz, the
+# moves that bail (tau_decay +50 %, lambda / 2) took 4 steps and 0.6-0.7 ms
+# more from their own guess: not there)
+_WARM_BAIL_OLD = True
 
 
 @njit(cache=_CACHE, nogil=True)
@@ -3727,13 +3746,15 @@ def _coarse_warm_frac(y, g1, g2, alpha, lamG, mode, mu, k, active, fws, bws):
     """The share of the binned samples that violate at the first step of
     the warm start ``active`` binned by ``k`` frames (a bin free where any
     of its frames is free; the problem of :func:`_coarse_start`, the same
-    workspace layout).  ``active`` is not changed."""
+    workspace layout), and the share of its free binned samples that
+    violate (negative binned spikes; 0 if none is free).  ``active`` is not
+    changed."""
     T = y.shape[0]
     n = T - 1
     Tc = T // k
     nc = Tc - 1
     if nc < 2:
-        return 0.0
+        return 0.0, 0.0
     g1c, g2c, alpha_c = _coarse_model(g1, g2, alpha, k)
     yc = fws[0:Tc]
     bc = fws[2 * Tc:3 * Tc]
@@ -3747,10 +3768,17 @@ def _coarse_warm_frac(y, g1, g2, alpha, lamG, mode, mu, k, active, fws, bws):
         act_c[j] = c == hi - j * k
     inv_k = 1.0 / k
     gain, gb, x, u, nu, _s, _w, _gb2, _rest = _coarse_views(fws[3 * Tc:], nc, Tc, mode)
+    flip = bws[0:nc]
     n_bad, _l, _eu, _en = _kkt_core(yc, g1c, g2c, alpha_c, lamG * inv_k / alpha_c, mode,
                                     mu * inv_k * inv_k, act_c, gain, gb, x, bc, u, nu,
-                                    bws[0:nc], 1e-11, _YES, _NO)
-    return n_bad / nc
+                                    flip, 1e-11, _YES, _NO)
+    n_free = 0
+    n_neg = 0
+    for j in range(nc):
+        free = not act_c[j]
+        n_free += free
+        n_neg += free and flip[j]
+    return n_bad / nc, n_neg / n_free if n_free > 0 else 0.0
 
 
 # at lambda 0 (the block settle's route) a binned trace of at least
@@ -5276,7 +5304,12 @@ def _row_check(yi, si, bvec, b, i, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, to
                 hi = max(hi, yi[t])
                 b_max = max(b_max, abs(bvec[t]))
         tol = _tolerance_of(lo, hi, kkt_tol, mode)
-        exact = mu * 2.220446049250313e-16 * b_max > tol
+        # (the exact check at once already where the bound's own rounding
+        # term comes near the tolerance: mu eps max|b| over _DRIFT_BOUND_SHARE
+        # of it, one constant _DRIFT_EPS_SHARE = eps / _DRIFT_BOUND_SHARE; as
+        # a product by the share the 30/100 Hz scalar moves, which never run
+        # this branch, read 2-3.5 % slower in-process: the row solver's code)
+        exact = mu * _DRIFT_EPS_SHARE * b_max > tol
         if not exact:
             # (K' r not stored: not read here)
             v_s, v_b, _lo, _hi, _bm = _kkt_fused(yi, si, bvec, g1, g2, alpha, lamG, G, mode, mu,
@@ -5300,6 +5333,19 @@ def _row_check(yi, si, bvec, b, i, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, to
             # the fit K s + b = y - r, r the residual kkt_one leaves
             fi[t] = yi[t] - tol_ws[t]
     conv[i] = max(v_s, v_b) <= tol
+
+
+# _row_check (mu over _DRIFT_RANGE_FIRST): the exact drift check at once, not
+# after the bound, where mu eps max|b| exceeds _DRIFT_BOUND_SHARE of the
+# tolerance.  The bound's baseline term carries 2.3-2.9 times mu eps max|b| on
+# the 1 kHz kernels (72 warm drift solves, both 1 kHz regimes, seeds 0-3, the
+# nine bench moves): it passed up to mu eps max|b| = 0.38 of the tolerance
+# and failed from 0.42 on (slow-1kHz tau_decay -50 %, lambda 0 tau_decay
+# +50 %), where the bound's pass pair (~0.25 ms per 54,000 frames) was spent
+# before the exact check; the exact check where the bound would have passed
+# costs ~0.04 ms more
+_DRIFT_BOUND_SHARE = 1.0 / 3.0
+_DRIFT_EPS_SHARE = 2.220446049250313e-16 / _DRIFT_BOUND_SHARE
 
 
 # _row_check's exact drift check in three passes (_drift_exact_fwd,
@@ -5443,14 +5489,22 @@ def _coarse_row(yi, warm, g1, g2, alpha, lamG, mode, mu, k, active, max_iters, s
     steps (all of them, a binned step counted as one)."""
     n = active.shape[0]
     it = 0
-    skip = (warm and _WARM_SKIP > 0.0
-            and _coarse_warm_frac(yi, g1, g2, alpha, lamG, mode, mu, k, active, pws,
-                                  bws) > _WARM_SKIP)
+    skip = False
+    if warm and _WARM_SKIP > 0.0:
+        frac, neg = _coarse_warm_frac(yi, g1, g2, alpha, lamG, mode, mu, k, active, pws, bws)
+        skip = frac > _WARM_SKIP or (lamG == 0.0 and neg > _WARM_SKIP_NEG)
     if skip:
-        # a large move (tau_decay -50 %): the binned start at once (its
-        # binned step counted as one)
+        # a large move (tau_decay -50 %; at lambda 0 tau_decay +50 %,
+        # tau_rise +20 %): the binned start at once (its binned step counted
+        # as one)
         it = 1
     if warm and not skip:
+        # (at lambda 0 the guess kept in si for a bail: pdas_one returns
+        # from one before writing its answer there)
+        old = _WARM_BAIL_OLD and lamG == 0.0
+        if old:
+            for j in range(n):
+                si[j] = 0.0 if active[j] else 1.0
         budget = min(max_iters, _WARM_BUDGET)
         it, settled = pdas_one(yi, g1, g2, alpha, lamG, mode, mu, active, budget, si, bvec,
                                pws, bws, 1e-11, _YES, _YES, _BAIL_AT_ONCE)
@@ -5470,6 +5524,22 @@ def _coarse_row(yi, warm, g1, g2, alpha, lamG, mode, mu, k, active, max_iters, s
             it2, _ok = pdas_one(yi, g1, g2, alpha, lamG, mode, mu, active, max_iters - it, si,
                                 bvec, pws, bws, 1e-11, _NO, _NO, _COLD_AT_ONCE)
             return it + it2
+        if old:
+            # a move the binned checks let through that bails at lambda 0
+            # (tau_decay -2 %, fs -1 % on some traces): settled by blocks
+            # from its own guess (_WARM_BAIL_OLD); the binned start only
+            # where that does not settle
+            for j in range(n):
+                active[j] = not si[j] > 0.0
+            it2, settled = _coarse_settle(yi, g1, g2, alpha, lamG, mode, mu, active,
+                                          min(max_iters - it, _BLOCK_STEPS), si, bvec, pws, bws,
+                                          _NO, _WARM_SETTLE_DIRECT, warm and _WARM_SETTLE_RAW)
+            it += it2
+            if settled:
+                it3, _moved = _coarse_polish_blocks(yi, g1, g2, alpha, lamG, mode, mu, active,
+                                                    si, bvec, pws, bws, max_iters - it, _YES,
+                                                    1e-12)
+                return it + it3
     it_c, ok_c = _coarse_start(yi, g1, g2, alpha, lamG, mode, mu, k, active, pws, bws,
                                (max_iters - it) // 2, warm and _WARM_FIRST0)
     it += it_c
