@@ -1201,7 +1201,9 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
         use_local = local and it >= local_from and n_bad * local_frac <= n
         if use_local and n_bad * late_frac > n:
             # an early settle (drift): only where the segments are short
-            use_local = _free_pairs(active) >= _EARLY_PAIRS * n_bad
+            fpc = _free_pairs(active)
+            use_local = (fpc >= _EARLY_PAIRS * n_bad
+                         or (n_bad * _LOCAL_FRAC_D2 <= n and fpc >= n_bad))
         # no fewer violators than a step ago: with the localized exchange a
         # segment is stuck in a cycle of block exchanges (the same start
         # repeats it), so Murty's rule only there
@@ -1778,6 +1780,9 @@ _LOCAL_FRAC_T = 200
 # early settle costs more than the full steps it saves)
 _LOCAL_FRAC_D = 60
 _EARLY_PAIRS = 2
+# ... and from n / _LOCAL_FRAC_D2 on where it has a free pair a violator
+# (the calab preset's tau_decay +50 %: 10 -> 9 steps)
+_LOCAL_FRAC_D2 = 100
 
 # a warm start on a kernel decaying over more than _EARLY_DECAY samples
 # settles each exchange by a dense solve on a working set of at most
