@@ -1201,9 +1201,7 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
         use_local = local and it >= local_from and n_bad * local_frac <= n
         if use_local and n_bad * late_frac > n:
             # an early settle (drift): only where the segments are short
-            fpc = _free_pairs(active)
-            use_local = (fpc >= _EARLY_PAIRS * n_bad
-                         or (n_bad * _LOCAL_FRAC_D2 <= n and fpc >= n_bad))
+            use_local = _drift_early(active, n_bad, n)
         # no fewer violators than a step ago: with the localized exchange a
         # segment is stuck in a cycle of block exchanges (the same start
         # repeats it), so Murty's rule only there
@@ -1467,6 +1465,14 @@ _AFFINE_WORK = 4
 # plain path: a local settle with b fixed, then a full step whose new b
 # leaves violators, 3 such steps on dense-30Hz at 1,000,000 frames)
 _AFFINE_LATE = 16
+
+
+@njit(cache=_CACHE, nogil=True)
+def _drift_early(active, n_bad, n):
+    """Whether a warm drift start settles early (pdas_one): at least
+    _EARLY_PAIRS free pairs a violator, or one from n / _LOCAL_FRAC_D2 on."""
+    fpc = _free_pairs(active)
+    return fpc >= _EARLY_PAIRS * n_bad or (n_bad * _LOCAL_FRAC_D2 <= n and fpc >= n_bad)
 
 
 @njit(cache=_CACHE, nogil=True)
