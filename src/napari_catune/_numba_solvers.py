@@ -942,6 +942,11 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
     if warm and _THIN_PEAK > 0.0:
         thin = max(1, int(_THIN_PEAK * peak_samples(g1, g2)))
         local_frac = max(local_frac, _LOCAL_FRAC_T)
+    # (a warm drift start settles from n / _LOCAL_FRAC_D violators on, but
+    # above n / late_frac only where the set's free pairs are many: below)
+    late_frac = local_frac
+    if thin > 0 and mode == 2 and _LOCAL_FRAC_D > 0:
+        local_frac = min(local_frac, _LOCAL_FRAC_D)
     # ... the rule applied by the steps' multipliers' pass, which lists the
     # flags it drops in rej (_kkt_core_thin; not where the dense settle
     # follows, which uses gain_b)
@@ -1194,6 +1199,9 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
             # and the warm interior point as before
             slow_warm = False
         use_local = local and it >= local_from and n_bad * local_frac <= n
+        if use_local and n_bad * late_frac > n:
+            # an early settle (drift): only where the segments are short
+            use_local = _drift_early(active, n_bad, n)
         # no fewer violators than a step ago: with the localized exchange a
         # segment is stuck in a cycle of block exchanges (the same start
         # repeats it), so Murty's rule only there
@@ -1457,6 +1465,14 @@ _AFFINE_WORK = 4
 # plain path: a local settle with b fixed, then a full step whose new b
 # leaves violators, 3 such steps on dense-30Hz at 1,000,000 frames)
 _AFFINE_LATE = 16
+
+
+@njit(cache=_CACHE, nogil=True)
+def _drift_early(active, n_bad, n):
+    """Whether a warm drift start settles early (pdas_one): at least
+    _EARLY_PAIRS free pairs a violator, or one from n / _LOCAL_FRAC_D2 on."""
+    fpc = _free_pairs(active)
+    return fpc >= _EARLY_PAIRS * n_bad or (n_bad * _LOCAL_FRAC_D2 <= n and fpc >= n_bad)
 
 
 @njit(cache=_CACHE, nogil=True)
@@ -1763,6 +1779,16 @@ _LOCAL_WINDOW = 4.0
 # off); then it settles locally only once at most n / _LOCAL_FRAC_T violate
 _THIN_PEAK = 0.7
 _LOCAL_FRAC_T = 200
+# ... with drift from n / _LOCAL_FRAC_D on where the set has at least
+# _EARLY_PAIRS free pairs a violator (the settle's segments end at free
+# pairs: short segments, a few samples re-solved a violator; dense spiking
+# 10-30, against 100-330 on the calab preset and GCaMP6s 100 Hz, where an
+# early settle costs more than the full steps it saves)
+_LOCAL_FRAC_D = 60
+_EARLY_PAIRS = 2
+# ... and from n / _LOCAL_FRAC_D2 on where it has a free pair a violator
+# (the calab preset's tau_decay +50 %: 10 -> 9 steps)
+_LOCAL_FRAC_D2 = 100
 
 # a warm start on a kernel decaying over more than _EARLY_DECAY samples
 # settles each exchange by a dense solve on a working set of at most
