@@ -1281,7 +1281,8 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
     if bail and ipm_cold:
         # (``bail``: a warm start that would go to the cold interior point
         # returns at once, not converged, before its budget; pdas_rows
-        # then starts from a binned solve)
+        # then starts from a binned solve.  It must not write s_out:
+        # _coarse_row keeps the warm guess there for _WARM_BAIL_OLD)
         _verified_mark(s_ipm, _NO, 0.0, 0.0)
         return it, False
     n_ipm = 0
@@ -3755,6 +3756,15 @@ _WARM_SKIP = 0.3
 # that bail read 0.29-0.36 against up to 0.26 for ones that do not: too close
 # to tell, left out.)
 _WARM_SKIP_NEG = 0.2
+# ... both only on kernels whose peak spans at least _WARM_SKIP_PEAK bins of
+# k frames: where the rise is a few bins the binned model is too coarse and
+# the binned optimum itself reads as a large move (1 kHz, lambda 0, 54,000
+# frames, seeds 0-2, the unchanged parameters re-solved from their own
+# answer: peak / k 2.1 (0.02/0.5 s) frac 0.27-0.30 and neg 0.29-0.34, 3.5
+# (0.036/0.709 s) neg 0.21-0.24, 4.6-5.5 neg 0.16-0.20, each skip 14-19
+# steps where one settles it; 6.3-7.3 neg at most 0.19; 9.1-18.1, the
+# kernels the thresholds were measured on, at most 0.15)
+_WARM_SKIP_PEAK = 8.0
 # ... and at lambda 0 a warm move that the binned checks let through but
 # whose warm step bails (lam0-slow-1kHz, seeds 1-3: tau_decay -2 % and fs
 # -1 %, 0.083-0.122 of the binned samples flagged, as many as moves that
@@ -3765,6 +3775,9 @@ _WARM_SKIP_NEG = 0.2
 # moves that bail (tau_decay +50 %, lambda / 2) took 4 steps and 0.6-0.7 ms
 # more from their own guess: not there)
 _WARM_BAIL_OLD = True
+# ... in at most this many steps (it took 3-4; the binned start's route it
+# replaces 4-6), else on to the binned start
+_WARM_OLD_STEPS = 8
 
 
 @njit(cache=_CACHE, nogil=True)
@@ -5511,12 +5524,17 @@ def _coarse_row(yi, warm, g1, g2, alpha, lamG, mode, mu, k, active, max_iters, s
     the cold interior point) settled by blocks (:func:`_coarse_settle`, at
     most ``_BLOCK_STEPS`` steps) and polished exact
     (:func:`_coarse_polish_blocks`).  Where the binned solve or the settle
-    does not settle: the plain cold path with the steps left.  Returns the
-    steps (all of them, a binned step counted as one)."""
+    does not settle: the plain cold path with the steps left.  A warm move
+    goes to the binned start at once where its guess, binned, reads as a
+    large move (``_WARM_SKIP``; at lambda 0 also ``_WARM_SKIP_NEG``; on
+    kernels whose peak spans ``_WARM_SKIP_PEAK`` bins); at lambda 0 a warm
+    move that bails all the same is first settled by blocks from its own
+    guess (``_WARM_BAIL_OLD``, at most ``_WARM_OLD_STEPS`` steps).  Returns
+    the steps (all of them, a binned step counted as one)."""
     n = active.shape[0]
     it = 0
     skip = False
-    if warm and _WARM_SKIP > 0.0:
+    if warm and _WARM_SKIP > 0.0 and peak_samples(g1, g2) >= _WARM_SKIP_PEAK * k:
         frac, neg = _coarse_warm_frac(yi, g1, g2, alpha, lamG, mode, mu, k, active, pws, bws)
         skip = frac > _WARM_SKIP or (lamG == 0.0 and neg > _WARM_SKIP_NEG)
     if skip:
@@ -5558,8 +5576,9 @@ def _coarse_row(yi, warm, g1, g2, alpha, lamG, mode, mu, k, active, max_iters, s
             for j in range(n):
                 active[j] = not si[j] > 0.0
             it2, settled = _coarse_settle(yi, g1, g2, alpha, lamG, mode, mu, active,
-                                          min(max_iters - it, _BLOCK_STEPS), si, bvec, pws, bws,
-                                          _NO, _WARM_SETTLE_DIRECT, warm and _WARM_SETTLE_RAW)
+                                          min(max_iters - it, _WARM_OLD_STEPS), si, bvec, pws,
+                                          bws, _NO, _WARM_SETTLE_DIRECT,
+                                          warm and _WARM_SETTLE_RAW)
             it += it2
             if settled:
                 it3, _moved = _coarse_polish_blocks(yi, g1, g2, alpha, lamG, mode, mu, active,
