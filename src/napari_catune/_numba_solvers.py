@@ -4538,8 +4538,10 @@ def _coarse_block_solve(H, L, P, C, m, z, G, c, zz, zeta, gr, dz, blocked, cs, s
                         rp, d, r, a2, thin, tol):
     """One block of :func:`_coarse_blocks`: min over z[C] >= 0 of the
     objective with the baseline fixed and every other sample held (gradient
-    G, Hessian (K'K)[C, C] from the power tables), exactly
-    (:func:`._numba_local._nnqp`, from the block's positive entries); z
+    G, Hessian (K'K)[C, C] from the power tables), exactly (Lawson &
+    Hanson's steps of :func:`._numba_local._nnqp` from the block's positive
+    entries, the solves by the Gram's two-state recursion,
+    :func:`._numba_block._block_nnqp_rec`); z
     updated, the change in dz[0:m] (G is not).  Returns the entries that
     changed (-1: out of its work budget, the block kept its values)."""
     _gram_fill(H, C, 0, m, n, dp, rp, d, r, a2)
