@@ -51,14 +51,15 @@ def kkt(H, c, z, tol):
     return r1, r2
 
 if __name__ == "__main__":
-    recs = pickle.load(open('/tmp/bq2/blocks.pkl', 'rb'))
+    recs = pickle.load(open(sys.argv[2] if len(sys.argv) > 2 else '/tmp/bq2/blocks.pkl', 'rb'))
     reps = int(sys.argv[1]) if len(sys.argv) > 1 else 5
     for tag, blocks in recs.items():
         cyc = np.zeros((len(blocks), reps))
         cnts = np.zeros((len(blocks), 4), np.int64)
         ms = np.zeros(len(blocks), int); ps = np.zeros(len(blocks), int); p0 = np.zeros(len(blocks), int)
         worst = 0.0
-        for b, (H, c, z0, C, thin, tol_b, budget) in enumerate(blocks):
+        for b, rec in enumerate(blocks):
+            H, c, z0, C, thin, tol_b, budget = rec[:7]
             zo = np.empty(H.shape[0]); cnt = np.zeros(4, np.int64)
             for k in range(reps):
                 t, ok, p = run_a(H, c, z0, C, thin, tol_b, budget, zo, cnt)
