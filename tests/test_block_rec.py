@@ -45,7 +45,7 @@ def test_free_solve_is_the_dense_solve_and_keeps_its_rows():
         c = rng.standard_normal(B) * np.abs(H).max()
         F = rng.random(B) < 0.7
         fw = np.full((4, B), np.nan)
-        st = np.full((5, B), np.nan)
+        st = np.full((7, B), np.nan)
         out = np.full(B, np.nan)
         assert nb._block_free_solve(F, B, c, al, be, hd, ed, qd, out, fw, st, 0) == -1
         f = np.flatnonzero(F)
@@ -57,7 +57,7 @@ def test_free_solve_is_the_dense_solve_and_keeps_its_rows():
             nb._block_free_solve(F, B, c, al, be, hd, ed, qd, out, fw, st, k)
             out2 = np.full(B, np.nan)
             assert nb._block_free_solve(F, B, c, al, be, hd, ed, qd, out2, np.empty((4, B)),
-                                        np.empty((5, B)), 0) == -1
+                                        np.empty((7, B)), 0) == -1
             f = np.flatnonzero(F)
             assert np.array_equal(out[f], out2[f])
         checked += 1
@@ -73,7 +73,7 @@ def test_dependent_position_is_reported():
     F = np.ones(B, np.bool_)
     c = np.ones(B)
     assert nb._block_free_solve(F, B, c, al, be, hd, ed, qd, np.empty(B), np.empty((4, B)),
-                                np.empty((5, B)), 0) == 21
+                                np.empty((7, B)), 0) == 21
 
 
 def test_nnqp_rec_takes_the_steps_of_block_nnqp():

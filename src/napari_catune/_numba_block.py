@@ -472,10 +472,14 @@ def _block_nnqp(H, L, P, p, c, z, m, blocked, zeta, grad, C, thin, tol, work, ma
 # factor of H on any increasing set F of positions: L[i, j] = u_i'
 # Lam(C_i - C_j) w_j, u_i = (al_i, be_i), Lam(D) = diag(d^D, r^D), with w_j
 # and the pivots from the 2 x 2 state M_j = sum_{k<j} Lam w_k w_k' Lam
-# carried along F: a solve with H[F, F] is O(|F|) (the factor, the forward
-# and the backward pass), not a dense factor with add and delete updates.
-# Lawson & Hanson's steps are those of _block_nnqp (the same rule for adds,
-# deletes, steps and the work count); the numbers are rounded otherwise.
+# carried along F (kept as LDL', without square roots): a solve with
+# H[F, F] is O(|F|) (the factor, the forward and the backward pass), not a
+# dense factor with add and delete updates.  Lawson & Hanson's steps are
+# those of _block_nnqp (the same rule for adds, deletes, steps and the work
+# count); the numbers are rounded otherwise.  Recorded block QPs
+# (bench/bq2/replay3.py): ~0.39x _block_factor + _block_nnqp's cycles at
+# lambda 0 at 1 kHz (0.28x on the slow kernel's 64-candidate blocks), the
+# same counts on every block.
 
 
 @njit(cache=_CACHE, nogil=True)
@@ -510,9 +514,11 @@ def _block_gens(C, m, n, dp, rp, d, r, a2, al, be, hd, ed, qd):
 @njit(cache=_CACHE, nogil=True)
 def _block_free_solve(F, m, c, al, be, hd, ed, qd, out, fw, st, lo):
     """out[k] = -(H[F, F]^-1 c[F])[k] for the k with F[k], by the two-state
-    recursion.  ``fw`` (4, m): per free row w_0, w_1, the pivot's root and
-    the forward value; ``st`` (5, m): the state (M, t) before the row; rows
-    below ``lo`` (F unchanged there since the last call) keep both.
+    recursion, in LDL' form (no square roots: the state takes u u' / piv,
+    u = 1 - M a, a = (al, be) of the row).  ``fw`` (4, m): per free row
+    u / piv, 1 / piv and the forward value; ``st`` (7, m): the state (M, t)
+    before the row and u; rows below ``lo`` (F unchanged there since the
+    last call) keep both.
     Returns -1, or the first free row whose pivot is numerically zero (as
     _chol_add's test; out not formed)."""
     m00 = 0.0
@@ -522,6 +528,8 @@ def _block_free_solve(F, m, c, al, be, hd, ed, qd, out, fw, st, lo):
     t1 = 0.0
     w0 = 0.0
     w1 = 0.0
+    u0 = 0.0
+    u1 = 0.0
     yp = 0.0
     first = True
     e = 1.0
@@ -539,6 +547,8 @@ def _block_free_solve(F, m, c, al, be, hd, ed, qd, out, fw, st, lo):
         w0 = fw[0, kk]
         w1 = fw[1, kk]
         yp = fw[3, kk]
+        u0 = st[5, kk]
+        u1 = st[6, kk]
         first = False
         k0 = kk + 1
     for k in range(k0, m):
@@ -548,9 +558,9 @@ def _block_free_solve(F, m, c, al, be, hd, ed, qd, out, fw, st, lo):
         if not F[k]:
             continue
         if not first:
-            a = m00 + w0 * w0
-            b = m01 + w0 * w1
-            cc = m11 + w1 * w1
+            a = m00 + u0 * w0
+            b = m01 + u0 * w1
+            cc = m11 + u1 * w1
             m00 = (e * e) * a
             m01 = (e * q) * b
             m11 = (q * q) * cc
@@ -568,14 +578,20 @@ def _block_free_solve(F, m, c, al, be, hd, ed, qd, out, fw, st, lo):
         piv = hd[k] - (ak * s0 + bk * s1)
         if not piv > 1e-12 * hd[k]:
             return k
-        ln = np.sqrt(piv)
-        w0 = (1.0 - s0) / ln
-        w1 = (1.0 - s1) / ln
-        yp = (-c[k] - (ak * t0 + bk * t1)) / ln
+        il = 1.0 / piv
+        u0 = 1.0 - s0
+        u1 = 1.0 - s1
+        yh = -c[k] - (ak * t0 + bk * t1)
+        # (LDL': w = u / sqrt(piv) never formed; M, t take u u' / piv)
+        w0 = u0 * il
+        w1 = u1 * il
+        yp = yh
         fw[0, k] = w0
         fw[1, k] = w1
-        fw[2, k] = ln
-        fw[3, k] = yp
+        fw[2, k] = il
+        st[5, k] = u0
+        st[6, k] = u1
+        fw[3, k] = yh
         first = False
         e = 1.0
         q = 1.0
@@ -596,7 +612,7 @@ def _block_free_solve(F, m, c, al, be, hd, ed, qd, out, fw, st, lo):
         if started:
             v0 = e * (v0 + an * xn)
             v1 = q * (v1 + bn * xn)
-        x = (fw[3, k] - (fw[0, k] * v0 + fw[1, k] * v1)) / fw[2, k]
+        x = fw[3, k] * fw[2, k] - (fw[0, k] * v0 + fw[1, k] * v1)
         out[k] = x
         xn = x
         an = al[k]
@@ -617,7 +633,7 @@ def _block_nnqp_rec(H, c, z, m, blocked, C, thin, tol, max_work, n, dp, rp, d, r
     rejection).  H (the block's Gram, dense) for the outer steps' gradient.
     ``cnt`` (4): counts as :func:`_block_inner`.  Returns (work,
     converged)."""
-    fs = np.empty(17 * m)
+    fs = np.empty(19 * m)
     al = fs[0:m]
     be = fs[m:2 * m]
     hd = fs[2 * m:3 * m]
@@ -627,7 +643,7 @@ def _block_nnqp_rec(H, c, z, m, blocked, C, thin, tol, max_work, n, dp, rp, d, r
     grad = fs[6 * m:7 * m]
     zp = fs[7 * m:8 * m]
     fw = fs[8 * m:12 * m].reshape((4, m))
-    st = fs[12 * m:17 * m].reshape((5, m))
+    st = fs[12 * m:19 * m].reshape((7, m))
     iw = np.empty(2 * m, np.int64)
     P = iw[0:m]
     viol = iw[m:2 * m]
