@@ -1,3 +1,11 @@
+"""Record the block QPs (_block_nnqp's inputs in _coarse_block_solve) of two
+warm td -50% moves (54,000 frames, drift, lambda 0 1 kHz and slow-1kHz) and
+one cold 1M-frame lambda 0 1 kHz row, to blocks2.pkl, for replay.py /
+replay3.py.  Runs on a patched copy of the tree (184bc41's
+_coarse_block_solve with, before its _block_nnqp call,
+``with objmode(): _bq2_record(H[:m, :m].copy(), c[:m].copy(), zz[:m].copy(),
+C[:m].copy(), thin, tol_b, budget, d, r, a2, n)`` appending to a module list
+REC), e.g. PYTHONPATH=/tmp/bq2-rec/src NUMBA_CACHE_DIR=<own>; ~3 min."""
 import sys, warnings, numpy as np, pickle
 sys.path.insert(0, '/work/wt-bq2/bench')
 import napari_catune as nc
