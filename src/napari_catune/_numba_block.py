@@ -460,3 +460,326 @@ def _block_nnqp(H, L, P, p, c, z, m, blocked, zeta, grad, C, thin, tol, work, ma
                                    tmp2, cnt)
         single = not single and p <= p0
     return p, work, False
+
+
+# ---------------------------------------------------------------------------
+# The block QP by a two-state recursion (what _coarse_block_solve calls).
+#
+# The block's Gram H = (K'K)[C, C] (C increasing) is semiseparable: for
+# C_i >= C_j, D = C_i - C_j, H[i, j] = al_i d^D + be_i r^D, al_i and be_i
+# of the later position alone (._numba_local._gram_fill's four geometric
+# sums, their tail factors those of the later sample).  So is the Cholesky
+# factor of H on any increasing set F of positions: L[i, j] = u_i'
+# Lam(C_i - C_j) w_j, u_i = (al_i, be_i), Lam(D) = diag(d^D, r^D), with w_j
+# and the pivots from the 2 x 2 state M_j = sum_{k<j} Lam w_k w_k' Lam
+# carried along F (kept as LDL', without square roots): a solve with
+# H[F, F] is O(|F|) (the factor, the forward and the backward pass), not a
+# dense factor with add and delete updates.  Lawson & Hanson's steps are
+# those of _block_nnqp (the same rule for adds, deletes, steps and the work
+# count); the numbers are rounded otherwise.  Recorded block QPs
+# (bench/bq2/replay3.py): ~0.39x _block_factor + _block_nnqp's cycles at
+# lambda 0 at 1 kHz (0.28x on the slow kernel's 64-candidate blocks), the
+# same counts on every block.
+
+
+@njit(cache=_CACHE, nogil=True)
+def _block_gens(C, m, n, dp, rp, d, r, a2, al, be, hd, ed, qd):
+    """The recursion's generators: al, be (H[i, j] = al_i d^D + be_i r^D,
+    C_i >= C_j), hd = al + be (the diagonal), ed[k] = d^(C_k - C_(k-1)),
+    qd[k] likewise (ed[0] = qd[0] = 1)."""
+    idd = 1.0 / (1.0 - d * d)
+    idr = 1.0 / (1.0 - d * r)
+    irr = 1.0 / (1.0 - r * r)
+    dd = a2 * d * d * idd
+    dr = a2 * d * r * idr
+    rr = a2 * r * r * irr
+    ed[0] = 1.0
+    qd[0] = 1.0
+    for k in range(m):
+        L = n - C[k]
+        dl = dp[L]
+        rl = rp[L]
+        x1 = dr * (1.0 - dl * rl)
+        a = dd * (1.0 - dl * dl) - x1
+        b = rr * (1.0 - rl * rl) - x1
+        al[k] = a
+        be[k] = b
+        hd[k] = a + b
+        if k > 0:
+            D = C[k] - C[k - 1]
+            ed[k] = dp[D]
+            qd[k] = rp[D]
+
+
+@njit(cache=_CACHE, nogil=True)
+def _block_free_solve(F, m, c, al, be, hd, ed, qd, out, fw, st, lo):
+    """out[k] = -(H[F, F]^-1 c[F])[k] for the k with F[k], by the two-state
+    recursion, in LDL' form (no square roots: the state takes u u' / piv,
+    u = 1 - M a, a = (al, be) of the row).  ``fw`` (4, m): per free row
+    u / piv, 1 / piv and the forward value; ``st`` (7, m): the state (M, t)
+    before the row and u; rows below ``lo`` (F unchanged there since the
+    last call) keep both.
+    Returns -1, or the first free row whose pivot is numerically zero (as
+    _chol_add's test; out not formed)."""
+    m00 = 0.0
+    m01 = 0.0
+    m11 = 0.0
+    t0 = 0.0
+    t1 = 0.0
+    w0 = 0.0
+    w1 = 0.0
+    u0 = 0.0
+    u1 = 0.0
+    yp = 0.0
+    first = True
+    e = 1.0
+    q = 1.0
+    k0 = 0
+    kk = min(lo, m) - 1
+    while kk >= 0 and not F[kk]:
+        kk -= 1
+    if kk >= 0:
+        m00 = st[0, kk]
+        m01 = st[1, kk]
+        m11 = st[2, kk]
+        t0 = st[3, kk]
+        t1 = st[4, kk]
+        w0 = fw[0, kk]
+        w1 = fw[1, kk]
+        yp = fw[3, kk]
+        u0 = st[5, kk]
+        u1 = st[6, kk]
+        first = False
+        k0 = kk + 1
+    for k in range(k0, m):
+        if k > 0:
+            e *= ed[k]
+            q *= qd[k]
+        if not F[k]:
+            continue
+        if not first:
+            a = m00 + u0 * w0
+            b = m01 + u0 * w1
+            cc = m11 + u1 * w1
+            m00 = (e * e) * a
+            m01 = (e * q) * b
+            m11 = (q * q) * cc
+            t0 = e * (t0 + w0 * yp)
+            t1 = q * (t1 + w1 * yp)
+        st[0, k] = m00
+        st[1, k] = m01
+        st[2, k] = m11
+        st[3, k] = t0
+        st[4, k] = t1
+        ak = al[k]
+        bk = be[k]
+        s0 = m00 * ak + m01 * bk
+        s1 = m01 * ak + m11 * bk
+        piv = hd[k] - (ak * s0 + bk * s1)
+        if not piv > 1e-12 * hd[k]:
+            return k
+        il = 1.0 / piv
+        u0 = 1.0 - s0
+        u1 = 1.0 - s1
+        yh = -c[k] - (ak * t0 + bk * t1)
+        # (LDL': w = u / sqrt(piv) never formed; M, t take u u' / piv)
+        w0 = u0 * il
+        w1 = u1 * il
+        yp = yh
+        fw[0, k] = w0
+        fw[1, k] = w1
+        fw[2, k] = il
+        st[5, k] = u0
+        st[6, k] = u1
+        fw[3, k] = yh
+        first = False
+        e = 1.0
+        q = 1.0
+    v0 = 0.0
+    v1 = 0.0
+    e = 1.0
+    q = 1.0
+    xn = 0.0
+    an = 0.0
+    bn = 0.0
+    started = False
+    for k in range(m - 1, -1, -1):
+        if not F[k]:
+            if started:
+                e *= ed[k]
+                q *= qd[k]
+            continue
+        if started:
+            v0 = e * (v0 + an * xn)
+            v1 = q * (v1 + bn * xn)
+        x = fw[3, k] * fw[2, k] - (fw[0, k] * v0 + fw[1, k] * v1)
+        out[k] = x
+        xn = x
+        an = al[k]
+        bn = be[k]
+        started = True
+        e = ed[k]
+        q = qd[k]
+    return -1
+
+
+@njit(cache=_CACHE, nogil=True)
+def _block_nnqp_rec(H, c, z, m, blocked, C, thin, tol, max_work, n, dp, rp, d, r, a2, cnt):
+    """min 1/2 z'Hz + c'z over z >= 0 (z: m, feasible; its positive entries
+    the start's free set; C increasing), Lawson & Hanson's steps of
+    :func:`_block_nnqp` (the same adds, deletes, outer rule and work count)
+    with the free-set solves by :func:`_block_free_solve` (a numerically
+    dependent free position: blocked and left at 0, as _chol_add's
+    rejection).  H (the block's Gram, dense) for the outer steps' gradient.
+    ``cnt`` (4): counts as :func:`_block_inner`.  Returns (work,
+    converged)."""
+    fs = np.empty(19 * m)
+    al = fs[0:m]
+    be = fs[m:2 * m]
+    hd = fs[2 * m:3 * m]
+    ed = fs[3 * m:4 * m]
+    qd = fs[4 * m:5 * m]
+    zeta = fs[5 * m:6 * m]
+    grad = fs[6 * m:7 * m]
+    zp = fs[7 * m:8 * m]
+    fw = fs[8 * m:12 * m].reshape((4, m))
+    st = fs[12 * m:19 * m].reshape((7, m))
+    iw = np.empty(2 * m, np.int64)
+    P = iw[0:m]
+    viol = iw[m:2 * m]
+    F = np.empty(m, np.bool_)
+    _block_gens(C, m, n, dp, rp, d, r, a2, al, be, hd, ed, qd)
+    p = 0
+    for i in range(m):
+        F[i] = z[i] > 0.0
+        if F[i]:
+            p += 1
+    work = 0
+    lo = 0
+    single = False
+    outer = False
+    p0 = 0
+    while work < max_work:
+        # the inner loop (_block_inner)
+        while work < max_work:
+            work += p * p
+            cnt[0] += 1
+            bad = _block_free_solve(F, m, c, al, be, hd, ed, qd, zeta, fw, st, lo)
+            lo = m
+            if bad >= 0:
+                F[bad] = False
+                blocked[bad] = True
+                z[bad] = 0.0
+                lo = bad
+                p -= 1
+                continue
+            amin = 2.0
+            qmin = -1
+            for a in range(m):
+                if F[a] and zeta[a] <= 0.0:
+                    za = z[a]
+                    den = za - zeta[a]
+                    t = za / den if den > 0.0 else 0.0
+                    if t < amin:
+                        amin = t
+                        qmin = a
+            if qmin < 0:
+                for a in range(m):
+                    if F[a]:
+                        z[a] = zeta[a]
+                break
+            for a in range(m):
+                if F[a]:
+                    za = z[a]
+                    z[a] = za + amin * (zeta[a] - za)
+            z[qmin] = 0.0
+            for a in range(m - 1, -1, -1):
+                if F[a] and not z[a] > 0.0:
+                    z[a] = 0.0
+                    F[a] = False
+                    lo = min(lo, a)
+                    cnt[2] += 1
+                    work += p
+                    p -= 1
+        if outer:
+            single = not single and p <= p0
+        if not work < max_work:
+            break
+        # the outer step: the gradient off F (dense rows of H, four side
+        # by side, over the free positions gathered)
+        work += m * p
+        cnt[3] += 1
+        n_off = 0
+        pp = 0
+        for i in range(m):
+            grad[i] = 0.0
+            if F[i]:
+                P[pp] = i
+                zp[pp] = z[i]
+                pp += 1
+            elif not blocked[i]:
+                viol[n_off] = i
+                n_off += 1
+        f = 0
+        while f + 4 <= n_off:
+            i0 = viol[f]
+            i1 = viol[f + 1]
+            i2 = viol[f + 2]
+            i3 = viol[f + 3]
+            h0 = H[i0]
+            h1 = H[i1]
+            h2 = H[i2]
+            h3 = H[i3]
+            g0 = c[i0]
+            g1 = c[i1]
+            g2 = c[i2]
+            g3 = c[i3]
+            for a in range(pp):
+                pa = P[a]
+                za = zp[a]
+                g0 += h0[pa] * za
+                g1 += h1[pa] * za
+                g2 += h2[pa] * za
+                g3 += h3[pa] * za
+            grad[i0] = g0
+            grad[i1] = g1
+            grad[i2] = g2
+            grad[i3] = g3
+            f += 4
+        for f in range(f, n_off):
+            i = viol[f]
+            g = c[i]
+            hi = H[i]
+            for a in range(pp):
+                g += hi[P[a]] * zp[a]
+            grad[i] = g
+        n_viol = 0
+        for f in range(n_off):
+            i = viol[f]
+            if -grad[i] > tol:
+                viol[n_viol] = i
+                n_viol += 1
+        if n_viol == 0:
+            return work, True
+        p0 = p
+        pw = p
+        for vi in range(n_viol):
+            i = viol[vi]
+            gi = grad[i]
+            keep = True
+            for vj in range(n_viol):
+                j = viol[vj]
+                gj = grad[j]
+                if (gj < gi or (gj == gi and j < i)) and (single or abs(C[j] - C[i]) <= thin):
+                    keep = False
+                    break
+            if keep:
+                work += pw * pw
+                pw += 1
+                F[i] = True
+                z[i] = 0.0
+                lo = min(lo, i)
+                cnt[1] += 1
+        p = pw
+        outer = True
+    return work, False

@@ -40,7 +40,7 @@ from ._numba_local import (_SEG_ROUNDS, _SEG_SINGLE, _gram_fill, adjoint_conv,
 from ._numba_affine import (_AFF_MAX_UPDATES, affine_flags, affine_fwd, affine_nu,
                             affine_settle, count_fit_flags, exact_fit_flags)
 from ._numba_short import active_sub, flat_free_step, free_pair_step, free_step, riccati_short
-from ._numba_block import _block_factor, _block_nnqp
+from ._numba_block import _block_nnqp_rec
 from ._numba_hints import AHEAD as _PF_AHEAD
 from ._numba_hints import FROM as _HINT_FROM
 from ._numba_hints import prefetch as _prefetch
@@ -54,7 +54,7 @@ from ._numba_hints import prefetch as _prefetch
 # new value), or a checkout or an upgrade with a warm cache would run the
 # old code (seen: wdrift's edge-scan fix measured nothing until the cache
 # was cleared; a reviewer ran a callee numba could no longer compile).
-_CALLEES_SHA = "359f5dfefe965838"
+_CALLEES_SHA = "08635e8c1901aa11"
 
 # (int64, not literal ints: see _NO)
 _SEG_ROUNDS = np.int64(_SEG_ROUNDS)
@@ -4577,8 +4577,10 @@ def _coarse_block_solve(H, L, P, C, m, z, G, c, zz, zeta, gr, dz, blocked, cs, s
                         rp, d, r, a2, thin, tol):
     """One block of :func:`_coarse_blocks`: min over z[C] >= 0 of the
     objective with the baseline fixed and every other sample held (gradient
-    G, Hessian (K'K)[C, C] from the power tables), exactly
-    (:func:`._numba_local._nnqp`, from the block's positive entries); z
+    G, Hessian (K'K)[C, C] from the power tables), exactly (Lawson &
+    Hanson's steps of :func:`._numba_local._nnqp` from the block's positive
+    entries, the solves by the Gram's two-state recursion,
+    :func:`._numba_block._block_nnqp_rec`); z
     updated, the change in dz[0:m] (G is not).  Returns the entries that
     changed (-1: out of its work budget, the block kept its values)."""
     _gram_fill(H, C, 0, m, n, dp, rp, d, r, a2)
@@ -4614,32 +4616,17 @@ def _coarse_block_solve(H, L, P, C, m, z, G, c, zz, zeta, gr, dz, blocked, cs, s
     # (c carries the rounding of its terms: a violator below it is noise, on
     # which Lawson & Hanson's steps can cycle, e.g. near an exact fit)
     tol_b = max(tol, _BLOCK_ROUND * c_max)
-    # the start: the factor of the positive spikes (all appended at once,
-    # the same numbers as one by one), then Lawson & Hanson's steps
-    # (_numba_block: those of _nnqp, the same numbers, the factor's work
-    # rows side by side).  Q: the positions to append; cnt: counts; viol:
-    # _block_nnqp's scratch
-    w = np.empty(2 * m + 4, np.int64)
-    Q = w[0:m]
-    cnt = w[m:m + 4]
-    viol = w[m + 4:2 * m + 4]
-    nq = 0
+    # the start: the positive spikes free, then Lawson & Hanson's steps with
+    # the free-set solves by the Gram's two-state recursion
+    # (_numba_block._block_nnqp_rec: O(m) a solve, no dense factor)
     for i in range(m):
         blocked[i] = False
-        zz[i] = 0.0
-        if z[C[i]] > 0.0:
-            Q[nq] = i
-            nq += 1
-    p = _block_factor(H, L, P, 0, Q, nq)
-    for t in range(nq):
-        i = Q[t]
-        if i >= 0:
-            zz[i] = z[C[i]]
-    for k in range(4):
-        cnt[k] = 0
-    p, _used, ok = _block_nnqp(H, L, P, p, c, zz, m, blocked, zeta, gr, C, thin, tol_b, 0,
-                               _BLOCK_WORK * m * m * m + _BLOCK_WORK_MIN, cs, sn, Q, viol,
-                               cnt)
+        zi = z[C[i]]
+        zz[i] = zi if zi > 0.0 else 0.0
+    cnt = np.zeros(4, np.int64)
+    _used, ok = _block_nnqp_rec(H, c, zz, m, blocked, C, thin, tol_b,
+                                _BLOCK_WORK * m * m * m + _BLOCK_WORK_MIN, n, dp, rp, d, r, a2,
+                                cnt)
     if not ok:
         # (out of budget: the block keeps its values)
         return -1
