@@ -35,14 +35,22 @@ def _binned_route(y, m, mode, mu):
     it_c, ok = ns._coarse_start(y, m.g1, m.g2, m.alpha, m.lamG, code, mu, k, active, pws, bws,
                                 np.int64(250), ns._WARM_FIRST0)
     assert ok
-    s = np.zeros(T)
+    it_sp, s = _settle_polish(y, m, code, mu, active, pws, bws, b, ns._BLOCK_STEPS)
+    return it_c + it_sp, s
+
+
+def _settle_polish(y, m, code, mu, active, pws, bws, b, budget):
+    """The warm 1 kHz route's block settle (warm thresholds, at most
+    ``budget`` steps) and exact polish from the set ``active``: their steps
+    and the answer."""
+    s = np.zeros(y.size)
     it_s, settled = ns._coarse_settle(y, m.g1, m.g2, m.alpha, m.lamG, code, mu, active,
-                                      np.int64(ns._BLOCK_STEPS), s, b, pws, bws, ns._NO,
+                                      np.int64(budget), s, b, pws, bws, ns._NO,
                                       ns._WARM_SETTLE_DIRECT, ns._WARM_SETTLE_RAW)
     assert settled
     it_p, _moved = ns._coarse_polish_blocks(y, m.g1, m.g2, m.alpha, m.lamG, code, mu, active, s,
                                             b, pws, bws, np.int64(200), ns._YES, 1e-12)
-    return it_c + it_s + it_p, s
+    return it_s + it_p, s
 
 
 @pytest.mark.parametrize("mode", ["scalar", "drift"])

@@ -13,7 +13,7 @@ from napari_catune import _numba_solvers as ns
 from napari_catune import solver as S
 from napari_catune.baseline import drift_mu
 from napari_catune.simulation import regime_traces
-from test_warm_bail import _binned_route
+from test_warm_bail import _binned_route, _settle_polish
 
 MODES = {"scalar": 1, "drift": 2}
 PARAMS = {"slow-1kHz": (1000.0, 0.2, 3.0, 0.05), "lam0-slow-1kHz": (1000.0, 0.2, 3.0, 0.0)}
@@ -190,18 +190,11 @@ def test_a_small_lam0_move_that_bails_settles_from_its_own_guess(mode):
     fws, bws = _ws(T)
     pws, active = fws[T:], bws[4 * n:5 * n]
     active[:] = guess
-    b = np.zeros(T)
-    s = np.zeros(T)
-    it_s, settled = ns._coarse_settle(y, m.g1, m.g2, m.alpha, m.lamG, code, mu, active,
-                                      np.int64(ns._BLOCK_STEPS), s, b, pws, bws, ns._NO,
-                                      ns._WARM_SETTLE_DIRECT, ns._WARM_SETTLE_RAW)
-    assert settled
-    it_p, _moved = ns._coarse_polish_blocks(y, m.g1, m.g2, m.alpha, m.lamG, code, mu, active, s,
-                                            b, pws, bws, np.int64(200), ns._YES, 1e-12)
+    it_sp, s = _settle_polish(y, m, code, mu, active, pws, bws, np.zeros(T), ns._WARM_OLD_STEPS)
     warm = nc.run_deconvolution_full(y, fs, tr, td2, lam, baseline=mode, init=base.activity)
     assert bool(np.all(warm.converged))
     steps = int(np.sum(warm.iterations))
-    assert steps == 1 + it_s + it_p
+    assert steps == 1 + it_sp
     assert steps <= 8
     assert np.array_equal(np.ravel(warm.activity), s)
     cold = nc.run_deconvolution_full(y, fs, tr, td2, lam, baseline=mode)
