@@ -30,10 +30,8 @@ def blocks():
 
 
 def _scratch(B):
-    return dict(H=np.empty((B, B)), L=np.empty(B * (B + 1) // 2 + B), P=np.empty(B, np.int64),
-                c=np.empty(B), zz=np.empty(B), zeta=np.empty(B), gr=np.empty(B),
-                dz=np.empty(B), blocked=np.zeros(B, np.bool_), cs=np.empty(B), sn=np.empty(B),
-                tmp=np.empty(B + 1))
+    return dict(H=np.empty((B, B)), P=np.empty(B, np.int64), c=np.empty(B), zz=np.empty(B),
+                gr=np.empty(B), dz=np.empty(B), blocked=np.zeros(B, np.bool_))
 
 
 def test_block_solve_is_lawson_hanson_bit_for_bit(blocks):
@@ -43,9 +41,8 @@ def test_block_solve_is_lawson_hanson_bit_for_bit(blocks):
     for C, z, G, n, dp, rp, d, r, a2, thin, tol in blocks:
         s = _scratch(B)
         zc = z.copy()
-        nz = ns._coarse_block_solve(s["H"], s["L"], s["P"], C, B, zc, G, s["c"], s["zz"],
-                                    s["zeta"], s["gr"], s["dz"], s["blocked"], s["cs"], s["sn"],
-                                    s["tmp"], n, dp, rp, d, r, a2, thin, tol)
+        nz = ns._coarse_block_solve(s["H"], s["P"], C, B, zc, G, s["c"], s["zz"], s["gr"],
+                                    s["dz"], s["blocked"], n, dp, rp, d, r, a2, thin, tol)
         assert nz >= 0
         H = s["H"]
         c = s["c"].copy()

@@ -4573,8 +4573,8 @@ def _coarse_drop(d, alpha, n, sums, g_max):
 
 
 @njit(cache=_CACHE, nogil=True)
-def _coarse_block_solve(H, L, P, C, m, z, G, c, zz, zeta, gr, dz, blocked, cs, sn, tmp, n, dp,
-                        rp, d, r, a2, thin, tol):
+def _coarse_block_solve(H, P, C, m, z, G, c, zz, gr, dz, blocked, n, dp, rp, d, r, a2, thin,
+                        tol):
     """One block of :func:`_coarse_blocks`: min over z[C] >= 0 of the
     objective with the baseline fixed and every other sample held (gradient
     G, Hessian (K'K)[C, C] from the power tables), exactly (Lawson &
@@ -4672,14 +4672,9 @@ def _coarse_blocks(g1, g2, alpha, z, G, tol, thin, dp, rp, sums, work, wz, solve
     d, r = _ar_roots(g1, g2)
     a2 = alpha * alpha / ((d - r) * (d - r))
     H = np.empty((B, B))
-    L = np.empty(B * (B + 1) // 2 + B)
     zz = np.empty(B)
     c = np.empty(B)
-    zeta = np.empty(B)
     gr = np.empty(B)
-    cs = np.empty(B)
-    sn = np.empty(B)
-    tmp = np.empty(B + 1)
     dz = np.empty(B)
     C = np.empty(B, np.int64)
     P = np.empty(B, np.int64)
@@ -4795,8 +4790,8 @@ def _coarse_blocks(g1, g2, alpha, z, G, tol, thin, dp, rp, sums, work, wz, solve
                 C[j + 1] = v
             if need > 0 or (solve_all and sw == 0):
                 solved += 1
-                nz = _coarse_block_solve(H, L, P, C, m, z, G, c, zz, zeta, gr, dz, blocked, cs,
-                                         sn, tmp, n, dp, rp, d, r, a2, thin, tol)
+                nz = _coarse_block_solve(H, P, C, m, z, G, c, zz, gr, dz, blocked, n, dp, rp, d,
+                                         r, a2, thin, tol)
                 failed = failed or nz < 0
                 if nz > 0:
                     any_change = True
