@@ -54,7 +54,7 @@ from ._numba_hints import prefetch as _prefetch
 # new value), or a checkout or an upgrade with a warm cache would run the
 # old code (seen: wdrift's edge-scan fix measured nothing until the cache
 # was cleared; a reviewer ran a callee numba could no longer compile).
-_CALLEES_SHA = "08635e8c1901aa11"
+_CALLEES_SHA = "eca3f2fc8525e7b8"
 
 # (int64, not literal ints: see _NO)
 _SEG_ROUNDS = np.int64(_SEG_ROUNDS)
