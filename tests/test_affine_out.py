@@ -5,7 +5,8 @@ import numpy as np
 
 from napari_catune import solver as S
 from napari_catune._numba_affine import affine_flags, count_fit_flags
-from napari_catune._numba_solvers import (_AFF_OUT_FRAC, _NO, _ZERO, _affine_flags_out,
+from napari_catune._numba_solvers import (_AFF_OUT_FRAC, _AFF_OUT_MIN, _NO, _ZERO,
+                                          _affine_flags_out,
                                           _affine_lam0)
 from napari_catune.simulation import REGIMES, regime_traces
 
@@ -60,4 +61,4 @@ def test_affine_lam0_answer_the_same_with_and_without_s_out():
     assert np.array_equal(out[0][1], out[1][1])
     assert out[0][2] == out[1][2]
     assert np.array_equal(out[0][3], out[1][3])
-    assert _AFF_OUT_FRAC > 0
+    assert _AFF_OUT_FRAC > 0 and T - 1 >= _AFF_OUT_MIN

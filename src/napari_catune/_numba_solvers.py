@@ -1608,7 +1608,7 @@ def _affine_lam0(y, g1, g2, alpha, beta, mode, active, gain, x, z, w, w1, flip, 
         h += d_h
         if mode != 0:
             db = r0 / h
-        if s_out.shape[0] > 0 and n_bad * _AFF_OUT_FRAC <= n:
+        if s_out.shape[0] > 0 and n_bad * _AFF_OUT_FRAC <= n and n >= _AFF_OUT_MIN:
             # few violators settled: likely the last flags' pass, which then
             # writes the answer too (a pass over w, w1 fewer; overwritten
             # if it is not the last)
@@ -1630,8 +1630,11 @@ def _affine_lam0(y, g1, g2, alpha, beta, mode, active, gain, x, z, w, w1, flip, 
 
 # _affine_lam0 reads the flags after a settle of at most n / _AFF_OUT_FRAC
 # violators by _affine_flags_out, which writes the answer beside them (the
-# last settle of lam0-30Hz at 1,000,000 frames: 76 violators, 0 after it)
+# last settle of lam0-30Hz at 1,000,000 frames: 76 violators, 0 after it),
+# on traces of at least _AFF_OUT_MIN samples (shorter ones' passes stay in
+# the caches: little to save, a wasted write when the guess is wrong)
 _AFF_OUT_FRAC = 4096
+_AFF_OUT_MIN = 131_072
 
 
 @njit(cache=_CACHE, nogil=True)
