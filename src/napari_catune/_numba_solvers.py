@@ -54,7 +54,7 @@ from ._numba_hints import prefetch as _prefetch
 # new value), or a checkout or an upgrade with a warm cache would run the
 # old code (seen: wdrift's edge-scan fix measured nothing until the cache
 # was cleared; a reviewer ran a callee numba could no longer compile).
-_CALLEES_SHA = "08635e8c1901aa11"
+_CALLEES_SHA = "eca3f2fc8525e7b8"
 
 # (int64, not literal ints: see _NO)
 _SEG_ROUNDS = np.int64(_SEG_ROUNDS)
@@ -107,6 +107,22 @@ def _fence(typingctx, x):
     def codegen(context, builder, signature, args):
         fnty = _llir.FunctionType(_llir.DoubleType(), [_llir.DoubleType()])
         fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.arithmetic.fence.f64")
+        return builder.call(fn, args)
+
+    return sig, codegen
+
+
+@intrinsic
+def _fma(typingctx, a, b, c):
+    """a b + c rounded once (``llvm.fma``): the multiply-add that a function
+    compiled with fastmath 'contract' forms of it (:func:`_affine_flags_out`
+    reads the flags as :func:`._numba_affine.affine_flags` does)."""
+    sig = types.float64(types.float64, types.float64, types.float64)
+
+    def codegen(context, builder, signature, args):
+        dbl = _llir.DoubleType()
+        fnty = _llir.FunctionType(dbl, [dbl, dbl, dbl])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.fma.f64")
         return builder.call(fn, args)
 
     return sig, codegen
@@ -1561,11 +1577,15 @@ def _affine_lam0(y, g1, g2, alpha, beta, mode, active, gain, x, z, w, w1, flip, 
             if flip[k]:
                 idx[n_idx] = k
                 n_idx += 1
+    # (the answer written into s_out by the last flags' pass)
+    written = False
     for _upd in range(_AFF_MAX_UPDATES):
         if n_bad == 0:
             if s_out.shape[0] == 0:
                 for k in range(n):
                     w[k] = 0.0 if active[k] else w[k] + db * w1[k]
+            elif written:
+                pass
             else:
                 # (pdas_one's answer written at once, s_out[n] left to it; w
                 # not updated)
@@ -1588,7 +1608,14 @@ def _affine_lam0(y, g1, g2, alpha, beta, mode, active, gain, x, z, w, w1, flip, 
         h += d_h
         if mode != 0:
             db = r0 / h
-        n_idx = affine_flags(active, w, w1, db, eps_u, eps_nu, flip, idx)
+        if s_out.shape[0] > 0 and n_bad * _AFF_OUT_FRAC <= n and n >= _AFF_OUT_MIN:
+            # few violators settled: likely the last flags' pass, which then
+            # writes the answer too (a pass over w, w1 fewer; overwritten
+            # if it is not the last)
+            n_idx = _affine_flags_out(active, w, w1, db, eps_u, eps_nu, flip, idx, s_out)
+            written = n_idx == 0
+        else:
+            n_idx = affine_flags(active, w, w1, db, eps_u, eps_nu, flip, idx)
         n_bad = n_idx
         steps += 1
         if _TRACE:
@@ -1599,6 +1626,41 @@ def _affine_lam0(y, g1, g2, alpha, beta, mode, active, gain, x, z, w, w1, flip, 
     for t in range(T):
         bvec[t] = b + db
     return steps, False, full
+
+
+# _affine_lam0 reads the flags after a settle of at most n / _AFF_OUT_FRAC
+# violators by _affine_flags_out, which writes the answer beside them (the
+# last settle of lam0-30Hz at 1,000,000 frames: 76 violators, 0 after it),
+# on traces of at least _AFF_OUT_MIN samples (shorter ones' passes stay in
+# the caches: little to save, a wasted write when the guess is wrong)
+_AFF_OUT_FRAC = 4096
+_AFF_OUT_MIN = 131_072
+
+
+@njit(cache=_CACHE, nogil=True)
+def _affine_flags_out(active, w, w1, db, eps_u, eps_nu, flip, idx, s_out):
+    """:func:`._numba_affine.affine_flags` (the same flags: its multiply-add
+    formed by :func:`_fma`) with :func:`_affine_lam0`'s answer at b_ref + db
+    written into s_out[0:n] in the same pass (the same numbers as its own
+    loop: this function is compiled without fastmath).  Returns the count
+    flagged."""
+    n = active.shape[0]
+    n_bad = 0
+    for k in range(n):
+        a = active[k]
+        thr = eps_nu if a else eps_u
+        bad = _fma(db, w1[k], w[k]) < -thr
+        flip[k] = bad
+        n_bad += bad
+        v = 0.0 if a else w[k] + db * w1[k]
+        s_out[k] = v if v > 0.0 else 0.0
+    if n_bad > 0:
+        c = 0
+        for k in range(n):
+            if flip[k]:
+                idx[c] = k
+                c += 1
+    return n_bad
 
 
 # a cold start at lambda 0 with a baseline on a long trace (at least
