@@ -4752,7 +4752,7 @@ def _coarse_blocks(g1, g2, alpha, z, G, tol, thin, dp, rp, sums, work, wz, solve
                 # free sample at lambda 0 at 1 kHz, 1,000,000 frames)
                 if k >= seen:
                     seen = min(front, k + _BLOCK_AHEAD)
-                    if _none_flagged(z[k:seen], G[k:seen], tol):
+                    if _none_flagged_at(z, G, k, seen, tol):
                         k = seen
                         continue
                     flags = _flag_mask(z, G, k, seen, tol)
@@ -4869,6 +4869,21 @@ def _none_flagged(zs, gs, tol):
     :func:`_coarse_blocks`' scan (z != 0) or a violator (G < -tol)."""
     hit = False
     for t in range(zs.shape[0]):
+        hit |= (zs[t] != 0.0) | (gs[t] < -tol)
+    return not hit
+
+
+@njit(cache=_CACHE, nogil=True)
+def _none_flagged_at(z, G, lo, hi, tol):
+    """:func:`_none_flagged` on z[lo:hi], G[lo:hi], the views taken here,
+    not by the caller (a caller's view passed on costs its reference
+    count, two calls, per 64 samples of every sweep's scan; indexed from lo
+    the loop does not vectorise: 0.16 against 0.18 and 0.68 ms per
+    1,000,000 samples)."""
+    zs = z[lo:]
+    gs = G[lo:]
+    hit = False
+    for t in range(hi - lo):
         hit |= (zs[t] != 0.0) | (gs[t] < -tol)
     return not hit
 
