@@ -511,7 +511,7 @@ def _block_gens(C, m, n, dp, rp, d, r, a2, al, be, hd, ed, qd):
             qd[k] = rp[D]
 
 
-@njit(cache=_CACHE, nogil=True, inline="always")
+@njit(cache=_CACHE, nogil=True)
 def _block_free_solve(F, m, c, al, be, hd, ed, qd, out, fw, st, lo):
     """out[k] = -(H[F, F]^-1 c[F])[k] for the k with F[k], by the two-state
     recursion, in LDL' form (no square roots: the state takes u u' / piv,
