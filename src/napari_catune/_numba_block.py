@@ -625,15 +625,25 @@ def _block_free_solve(F, m, c, al, be, hd, ed, qd, out, fw, st, lo):
 
 @njit(cache=_CACHE, nogil=True)
 def _block_nnqp_rec(H, c, z, m, blocked, C, thin, tol, max_work, n, dp, rp, d, r, a2, cnt):
+    """:func:`_block_nnqp_ws` with its scratch allocated here (the tests'
+    entry; :func:`._numba_solvers._coarse_blocks` passes its own, once a
+    settle)."""
+    return _block_nnqp_ws(H, c, z, m, blocked, C, thin, tol, max_work, n, dp, rp, d, r, a2, cnt,
+                          np.empty(19 * m), np.empty(2 * m, np.int64), np.empty(m, np.bool_))
+
+
+@njit(cache=_CACHE, nogil=True)
+def _block_nnqp_ws(H, c, z, m, blocked, C, thin, tol, max_work, n, dp, rp, d, r, a2, cnt, fs,
+                   iw, F):
     """min 1/2 z'Hz + c'z over z >= 0 (z: m, feasible; its positive entries
     the start's free set; C increasing), Lawson & Hanson's steps of
     :func:`_block_nnqp` (the same adds, deletes, outer rule and work count)
     with the free-set solves by :func:`_block_free_solve` (a numerically
     dependent free position: blocked and left at 0, as _chol_add's
     rejection).  H (the block's Gram, dense) for the outer steps' gradient.
-    ``cnt`` (4): counts as :func:`_block_inner`.  Returns (work,
+    ``cnt`` (4): counts as :func:`_block_inner`.  ``fs`` (at least 19 m
+    floats), ``iw`` (2 m ints), ``F`` (m flags): scratch.  Returns (work,
     converged)."""
-    fs = np.empty(19 * m)
     al = fs[0:m]
     be = fs[m:2 * m]
     hd = fs[2 * m:3 * m]
@@ -644,10 +654,8 @@ def _block_nnqp_rec(H, c, z, m, blocked, C, thin, tol, max_work, n, dp, rp, d, r
     zp = fs[7 * m:8 * m]
     fw = fs[8 * m:12 * m].reshape((4, m))
     st = fs[12 * m:19 * m].reshape((7, m))
-    iw = np.empty(2 * m, np.int64)
     P = iw[0:m]
     viol = iw[m:2 * m]
-    F = np.empty(m, np.bool_)
     _block_gens(C, m, n, dp, rp, d, r, a2, al, be, hd, ed, qd)
     p = 0
     for i in range(m):
