@@ -506,7 +506,8 @@ def order_stat(v, r, buf):
     those below the bracket and copies those in it to ``buf``, which is
     partitioned alone (numba's np.partition of the 62,500 values of a
     1,000,000-frame :func:`count_fit_flags` ~0.8 ms; this ~0.1 ms).  The
-    same value exactly; where the bracket misses the rank or ``buf`` is too
+    same value (a zero's sign aside, which a comparison does not see);
+    where the bracket misses the rank or ``buf`` is too
     short, np.partition of v.  ``v`` is not changed."""
     m = v.shape[0]
     step = m // _SELECT_SAMPLE

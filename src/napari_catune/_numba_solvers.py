@@ -54,7 +54,7 @@ from ._numba_hints import prefetch as _prefetch
 # new value), or a checkout or an upgrade with a warm cache would run the
 # old code (seen: wdrift's edge-scan fix measured nothing until the cache
 # was cleared; a reviewer ran a callee numba could no longer compile).
-_CALLEES_SHA = "c281ba9b6e13b829"
+_CALLEES_SHA = "78fb6fc3103667f0"
 
 # (int64, not literal ints: see _NO)
 _SEG_ROUNDS = np.int64(_SEG_ROUNDS)
@@ -1631,7 +1631,7 @@ def _affine_lam0(y, g1, g2, alpha, beta, mode, active, gain, x, z, w, w1, flip, 
 # _affine_lam0 reads the flags after a settle of at most n / _AFF_OUT_FRAC
 # violators by _affine_flags_out, which writes the answer beside them (the
 # last settle of lam0-30Hz at 1,000,000 frames: 76 violators, 0 after it),
-# on traces of at least _AFF_OUT_MIN samples (shorter ones' passes stay in
+# where n = T - 1 is at least _AFF_OUT_MIN (shorter ones' passes stay in
 # the caches: little to save, a wasted write when the guess is wrong)
 _AFF_OUT_FRAC = 4096
 _AFF_OUT_MIN = 131_072
@@ -1643,7 +1643,15 @@ def _affine_flags_out(active, w, w1, db, eps_u, eps_nu, flip, idx, s_out):
     formed by :func:`_fma`) with :func:`_affine_lam0`'s answer at b_ref + db
     written into s_out[0:n] in the same pass (the same numbers as its own
     loop: this function is compiled without fastmath).  Returns the count
-    flagged."""
+    flagged.  The flags equal affine_flags' where the compiler fuses its
+    multiply-add, as it does on an FMA target (numba's default, the host
+    CPU).  On a target without FMA (NUMBA_CPU_NAME=generic) affine_flags is
+    not fused and a sample within an ulp of its threshold may be flagged
+    differently: one settle more, or a spike of about -1e-11 u_max clipped
+    to 0, both inside the KKT tolerance (review, twenty-seventh round; a
+    fastmath version with the answer's product behind _fence kept the bits
+    on every target but ran 15 times slower: the fence stops the loop's
+    vectorisation).  tests/test_affine_out.py assumes an FMA target."""
     n = active.shape[0]
     n_bad = 0
     for k in range(n):
