@@ -37,8 +37,8 @@ from ._numba_local import (_SEG_ROUNDS, _SEG_SINGLE, _gram_fill, adjoint_conv,
                            closed_form_roots, dense_fits, dense_settle, dense_verify,
                            direct_gradient, forward_conv, local_exchange, peak_samples,
                            power_tables, settle_gradient, thin_flips)
-from ._numba_affine import (_AFF_MAX_UPDATES, affine_flags, affine_fwd, affine_nu,
-                            affine_settle, count_fit_flags, exact_fit_flags)
+from ._numba_affine import (_AFF_MAX_UPDATES, affine_flags, affine_fwd, affine_fwd_pk,
+                            affine_nu, affine_settle, count_fit_flags, exact_fit_flags)
 from ._numba_short import active_sub, flat_free_step, free_pair_step, free_step, riccati_short
 from ._numba_block import _block_nnqp_ws
 from ._numba_hints import AHEAD as _PF_AHEAD
@@ -701,6 +701,182 @@ def _riccati_flat(y, g1, g2, beta, active, gain):
             a11 = 0.0
             a12 = 0.0
     return a22, q2, p
+
+
+@njit(cache=_CACHE, nogil=True, fastmath={"contract"})
+def _riccati_pk(y, g1, g2, beta, active, gain, g3):
+    """:func:`_riccati_flat` (the same arithmetic, the same gains) with the
+    gains stored for :func:`._numba_affine.affine_fwd_pk`: every free
+    sample's c3 packed in ``g3`` (rows p .. n-1 in order of k), and c1, c2
+    only for a free sample not before a free pair, packed in ``gain``
+    (rows q .. n-1; c3 there too).  A free sample before a free pair (c1 =
+    0, c2 = 1: most samples of a long lambda-0 trace) writes 8 bytes
+    instead of 24, and the forward pass reads 8.  Returns (1 + p22, q2, p,
+    q)."""
+    n = y.shape[0] - 1
+    g1sq = g1 * g1
+    g1x2 = 2.0 * g1
+    g2sq = g2 * g2
+    bg1 = beta * g1
+    bg2 = -beta * g2
+    a00 = 1.0
+    a01 = 0.0
+    a02 = 1.0
+    a11 = 0.0
+    a12 = 0.0
+    a22 = 1.0
+    q0 = 0.0
+    q1 = 0.0
+    q2 = 0.0
+    f1 = False
+    f2 = False
+    p = n
+    q = n
+    for k in range(n - 1, -1, -1):
+        yk = y[k + 1]
+        l1 = q1
+        l2 = q2 - yk
+        if not active[k] and f1 and f2:
+            # a free sample before a free pair (free_pair_step: gains (0, 1,
+            # lb), only lb stored)
+            p -= 1
+            lb = q0 + (beta - yk)
+            g3[p] = lb
+            q0 = l1 - bg1
+            q1 = bg2
+            q2 = l2 - lb
+            a22 = (a22 + 1.0) - 1.0
+            continue
+        after_free = f1
+        f2 = f1
+        f1 = not active[k]
+        if active[k]:
+            a00, a01, a11, p02, a12, q0, q1, q2 = active_sub(a00, a01, a11, a02, a12, q0, l1, l2,
+                                                             yk, g1, g2, g1sq, g1x2, g2sq)
+            a02 = p02 + 1.0
+            a22 = a22 + 1.0
+        elif after_free:
+            # a free sample before a free one, not a pair (_riccati_flat)
+            inv = 1.0 / a00
+            lb = q0 + (beta - yk)
+            c2 = a02 * inv
+            c3 = lb * inv
+            p -= 1
+            q -= 1
+            g3[p] = c3
+            gain[q, 0] = 0.0
+            gain[q, 1] = c2
+            gain[q, 2] = c3
+            q0 = l1 - bg1
+            q1 = bg2
+            q2 = l2 - c2 * lb
+            e22 = a02 * a02
+            a22 = (a22 + 1.0) - e22 * inv
+            a00 = 1.0
+            a02 = 1.0
+        else:
+            p -= 1
+            q -= 1
+            a00, a02, a22, q0, q1, q2 = flat_free_step(gain, q, a00, a01, a11, a02, a12, a22,
+                                                       q0, l1, l2, yk, beta, bg1, bg2)
+            g3[p] = gain[q, 2]
+            a01 = 0.0
+            a11 = 0.0
+            a12 = 0.0
+    return a22, q2, p, q
+
+
+@njit(cache=_CACHE, nogil=True)
+def _affine_fwd_runs(y, g1, g2, alpha, active, gain, g3, p0, q0, b, x, z, u, u1):
+    """:func:`._numba_affine.affine_fwd_pk`, the same numbers bit for bit,
+    with a run of free samples before free pairs in a loop of its own: there
+    x_k = -(b + c3) and z_k = -1 do not depend on the samples before, so
+    nothing but the residuals' sum is carried from sample to sample (the
+    branch-free pass carries x and z through two selects and holds ~70
+    instructions a sample: 2.9-3.5 ns, in cache or not).  Compiled without
+    fastmath: the multiply-adds affine_fwd_pk's compiled loop forms are
+    written out (:func:`_fma`), the rest rounded as there.  h, the sum of
+    1 + z, takes nothing from such a sample (1 + z = 0 exactly)."""
+    n = y.shape[0] - 1
+    xm1 = 0.0
+    xm2 = 0.0
+    zm1 = 0.0
+    zm2 = 0.0
+    u_max = 0.0
+    r_sum = y[0] - b
+    h_sum = 1.0
+    inv_alpha = 1.0 / alpha
+    ng1 = -g1
+    ng2 = -g2
+    p = p0
+    q = q0
+    k = 0
+    while k < n:
+        # (indices cast to unsigned: no test for a negative index)
+        ku = np.uint64(k)
+        if active[ku]:
+            m1 = g1 * xm1
+            m2 = g2 * xm2
+            xk = m1 + m2
+            zk = _fma(g2, zm2, g1 * zm1)
+            u[ku] = 0.0
+            u1[ku] = 0.0
+            x[ku] = xk
+            z[ku] = zk
+            r_sum += (y[np.uint64(k + 1)] - b) - xk
+            h_sum += 1.0 + zk
+            xm2 = xm1
+            xm1 = xk
+            zm2 = zm1
+            zm1 = zk
+            k += 1
+            continue
+        if k + 2 < n and not active[np.uint64(k + 1)] and not active[np.uint64(k + 2)]:
+            # a run of free samples before free pairs
+            while True:
+                ku = np.uint64(k)
+                xk = -(b + g3[np.uint64(p)])
+                p += 1
+                uk = ((xk - g1 * xm1) - g2 * xm2) * inv_alpha
+                vk = _fma(ng2, zm2, _fma(ng1, zm1, -1.0)) * inv_alpha
+                u[ku] = uk
+                u1[ku] = vk
+                u_max = max(u_max, abs(uk))
+                x[ku] = xk
+                z[ku] = -1.0
+                r_sum += (y[np.uint64(k + 1)] - b) - xk
+                xm2 = xm1
+                xm1 = xk
+                zm2 = zm1
+                zm1 = -1.0
+                k += 1
+                if k + 2 >= n or active[np.uint64(k + 2)]:
+                    break
+            continue
+        # a free sample not before a free pair
+        c3 = g3[np.uint64(p)]
+        p += 1
+        qu = np.uint64(q)
+        c1 = gain[qu, 0]
+        c2 = gain[qu, 1]
+        q += 1
+        xk = -_fma(c1, xm1, _fma(c2, b, c3))
+        zk = -_fma(c1, zm1, c2)
+        uk = ((xk - g1 * xm1) - g2 * xm2) * inv_alpha
+        vk = _fma(ng2, zm2, _fma(ng1, zm1, zk)) * inv_alpha
+        u[ku] = uk
+        u1[ku] = vk
+        u_max = max(u_max, abs(uk))
+        x[ku] = xk
+        z[ku] = zk
+        r_sum += (y[np.uint64(k + 1)] - b) - xk
+        h_sum += 1.0 + zk
+        xm2 = xm1
+        xm1 = xk
+        zm2 = zm1
+        zm1 = zk
+        k += 1
+    return u_max, r_sum, h_sum
 
 
 @njit(cache=_CACHE, nogil=True)
@@ -1547,13 +1723,15 @@ def _affine_lam0(y, g1, g2, alpha, beta, mode, active, gain, x, z, w, w1, flip, 
         if ready:
             # (the gains of ``active``, formed by the caller's last step)
             ready = False
-            a22 = a22r
-            q2 = q2r
-            p0 = p0r
+            b = (y[0] - q2r) / a22r if mode != 0 else 0.0
+            u_max, r0, h = affine_fwd(y, g1, g2, alpha, active, gain, p0r, b, x, z, w, w1)
         else:
-            a22, q2, p0 = _riccati_flat(y, g1, g2, beta, active, gain)
-        b = (y[0] - q2) / a22 if mode != 0 else 0.0
-        u_max, r0, h = affine_fwd(y, g1, g2, alpha, active, gain, p0, b, x, z, w, w1)
+            # (c3 packed apart in idx's memory, scratch until the settles)
+            g3 = idx.view(np.float64)
+            a22, q2, p0, q0 = _riccati_pk(y, g1, g2, beta, active, gain, g3)
+            b = (y[0] - q2) / a22 if mode != 0 else 0.0
+            u_max, r0, h = affine_fwd_pk(y, g1, g2, alpha, active, gain, g3, p0, q0, b, x, z, w,
+                                         w1)
         eps_u = rel_eps * u_max
         n_bad, last_bad, nu_max, noise, near = affine_nu(y, g1, g2, beta, active, b, x, z, w, w1,
                                                          flip, eps_u)
