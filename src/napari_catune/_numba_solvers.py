@@ -37,8 +37,8 @@ from ._numba_local import (_SEG_ROUNDS, _SEG_SINGLE, _gram_fill, adjoint_conv,
                            closed_form_roots, dense_fits, dense_settle, dense_verify,
                            direct_gradient, forward_conv, local_exchange, peak_samples,
                            power_tables, settle_gradient, thin_flips)
-from ._numba_affine import (_AFF_MAX_UPDATES, affine_flags, affine_fwd, affine_fwd_pk,
-                            affine_nu, affine_settle, count_fit_flags, exact_fit_flags)
+from ._numba_affine import (_AFF_MAX_UPDATES, affine_flags, affine_fwd, affine_nu,
+                            affine_settle, count_fit_flags, exact_fit_flags)
 from ._numba_short import active_sub, flat_free_step, free_pair_step, free_step, riccati_short
 from ._numba_block import _block_nnqp_ws
 from ._numba_hints import AHEAD as _PF_AHEAD
@@ -706,7 +706,7 @@ def _riccati_flat(y, g1, g2, beta, active, gain):
 @njit(cache=_CACHE, nogil=True, fastmath={"contract"})
 def _riccati_pk(y, g1, g2, beta, active, gain, g3):
     """:func:`_riccati_flat` (the same arithmetic, the same gains) with the
-    gains stored for :func:`._numba_affine.affine_fwd_pk`: every free
+    gains stored for :func:`_affine_fwd_runs`: every free
     sample's c3 packed in ``g3`` (rows p .. n-1 in order of k), and c1, c2
     only for a free sample not before a free pair, packed in ``gain``
     (rows q .. n-1; c3 there too).  A free sample before a free pair (c1 =
@@ -732,8 +732,10 @@ def _riccati_pk(y, g1, g2, beta, active, gain, g3):
     f2 = False
     p = n
     q = n
-    for k in range(n - 1, -1, -1):
-        yk = y[k + 1]
+    for kk in range(n - 1, -1, -1):
+        # (indices cast to unsigned: no test for a negative index)
+        k = np.uint64(kk)
+        yk = y[np.uint64(kk + 1)]
         l1 = q1
         l2 = q2 - yk
         if not active[k] and f1 and f2:
@@ -741,7 +743,7 @@ def _riccati_pk(y, g1, g2, beta, active, gain, g3):
             # lb), only lb stored)
             p -= 1
             lb = q0 + (beta - yk)
-            g3[p] = lb
+            g3[np.uint64(p)] = lb
             q0 = l1 - bg1
             q1 = bg2
             q2 = l2 - lb
@@ -763,10 +765,10 @@ def _riccati_pk(y, g1, g2, beta, active, gain, g3):
             c3 = lb * inv
             p -= 1
             q -= 1
-            g3[p] = c3
-            gain[q, 0] = 0.0
-            gain[q, 1] = c2
-            gain[q, 2] = c3
+            g3[np.uint64(p)] = c3
+            gain[np.uint64(q), 0] = 0.0
+            gain[np.uint64(q), 1] = c2
+            gain[np.uint64(q), 2] = c3
             q0 = l1 - bg1
             q1 = bg2
             q2 = l2 - c2 * lb
@@ -779,7 +781,7 @@ def _riccati_pk(y, g1, g2, beta, active, gain, g3):
             q -= 1
             a00, a02, a22, q0, q1, q2 = flat_free_step(gain, q, a00, a01, a11, a02, a12, a22,
                                                        q0, l1, l2, yk, beta, bg1, bg2)
-            g3[p] = gain[q, 2]
+            g3[np.uint64(p)] = gain[q, 2]
             a01 = 0.0
             a11 = 0.0
             a12 = 0.0
@@ -788,13 +790,14 @@ def _riccati_pk(y, g1, g2, beta, active, gain, g3):
 
 @njit(cache=_CACHE, nogil=True)
 def _affine_fwd_runs(y, g1, g2, alpha, active, gain, g3, p0, q0, b, x, z, u, u1):
-    """:func:`._numba_affine.affine_fwd_pk`, the same numbers bit for bit,
+    """:func:`._numba_affine.affine_fwd` (the same numbers bit for bit) on
+    the gains as :func:`_riccati_pk` stores them,
     with a run of free samples before free pairs in a loop of its own: there
     x_k = -(b + c3) and z_k = -1 do not depend on the samples before, so
     nothing but the residuals' sum is carried from sample to sample (the
     branch-free pass carries x and z through two selects and holds ~70
     instructions a sample: 2.9-3.5 ns, in cache or not).  Compiled without
-    fastmath: the multiply-adds affine_fwd_pk's compiled loop forms are
+    fastmath: the multiply-adds affine_fwd's compiled loop forms are
     written out (:func:`_fma`), the rest rounded as there.  h, the sum of
     1 + z, takes nothing from such a sample (1 + z = 0 exactly)."""
     n = y.shape[0] - 1
@@ -1730,8 +1733,8 @@ def _affine_lam0(y, g1, g2, alpha, beta, mode, active, gain, x, z, w, w1, flip, 
             g3 = idx.view(np.float64)
             a22, q2, p0, q0 = _riccati_pk(y, g1, g2, beta, active, gain, g3)
             b = (y[0] - q2) / a22 if mode != 0 else 0.0
-            u_max, r0, h = affine_fwd_pk(y, g1, g2, alpha, active, gain, g3, p0, q0, b, x, z, w,
-                                         w1)
+            u_max, r0, h = _affine_fwd_runs(y, g1, g2, alpha, active, gain, g3, p0, q0, b, x, z,
+                                             w, w1)
         eps_u = rel_eps * u_max
         n_bad, last_bad, nu_max, noise, near = affine_nu(y, g1, g2, beta, active, b, x, z, w, w1,
                                                          flip, eps_u)
