@@ -207,11 +207,8 @@ def affine_nu(y, g1, g2, beta, active, b, x, z, w, w1, flip, eps_u):
     near = -math.inf
     n_bad = 0
     last_bad = -1
-    for jj in range(n - 1, -1, -1):
-        # (the index cast to unsigned: no test for a negative index, a
-        # third fewer instructions a sample)
-        j = np.uint64(jj)
-        v = ((x[j] - y[np.uint64(jj + 1)] + b) + g2 * n2) + g1 * n1
+    for j in range(n - 1, -1, -1):
+        v = ((x[j] - y[j + 1] + b) + g2 * n2) + g1 * n1
         m = ((z[j] + 1.0) + g2 * m2) + g1 * m1
         n2 = n1
         n1 = v
@@ -232,7 +229,7 @@ def affine_nu(y, g1, g2, beta, active, b, x, z, w, w1, flip, eps_u):
         if bad:
             n_bad += 1
             if last_bad < 0:
-                last_bad = jj
+                last_bad = j
     return n_bad, last_bad, nu_max, noise, near
 
 
