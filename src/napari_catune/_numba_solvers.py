@@ -1692,8 +1692,10 @@ def _affine_lam0(y, g1, g2, alpha, beta, mode, active, gain, x, z, w, w1, flip, 
                  rel_eps, max_steps, ready, a22r, q2r, p0r, s_out):
     """A cold start's exchange carried affine in the scalar baseline
     (:mod:`._numba_affine`; modes 0 and 1).  Full steps (the Riccati
-    recursion of :func:`_riccati_flat`, the forward and multipliers' passes
-    with their slopes in b) with block exchanges while more than
+    recursion of :func:`_riccati_pk`, the forward pass
+    :func:`_affine_fwd_runs` (:func:`._numba_affine.affine_fwd` on a caller's
+    gains) and the multipliers' pass, with their slopes in b; c3 packed in
+    idx's memory until the settles) with block exchanges while more than
     n / ``_AFFINE_FRAC`` samples violate; then, while any does: the
     violators settled segment by segment at the current b
     (:func:`._numba_affine.affine_settle`), b set to the joint optimum of
