@@ -5706,6 +5706,56 @@ def _coarse_row(yi, warm, g1, g2, alpha, lamG, mode, mu, k, active, max_iters, s
     return it + it2
 
 
+_KEY_LOW = np.int64(0x7FFFFFFFFFFFFFFF)
+_EXP_BITS = np.int64(0x7FF0000000000000)
+
+
+@njit(cache=_CACHE, nogil=True)
+def row_ranges(y, lo, hi):
+    """Each row's minimum and maximum into ``lo``, ``hi`` in one pass, where
+    every value of y is finite (returns True; else False, lo and hi then
+    unspecified).  The values compared as integers (a double's bits, its
+    lower 63 flipped where it is negative, order as the doubles do, -0.0
+    below +0.0), which vectorises where numba's float min and max do not:
+    one pass ~0.1 ms per 1,000,000 values in the caches, against NumPy's
+    min and max 0.1 ms each; a non-finite value has every exponent bit
+    set."""
+    N, T = y.shape
+    lo_k = lo.view(np.int64)
+    hi_k = hi.view(np.int64)
+    for i in range(N):
+        yi = y[i].view(np.int64)
+        a = _KEY_LOW
+        b = -_KEY_LOW - 1
+        bad = False
+        for t in range(T):
+            x = yi[t]
+            k = x ^ ((x >> 63) & _KEY_LOW)
+            a = k if k < a else a
+            b = k if k > b else b
+            bad |= (x & _EXP_BITS) == _EXP_BITS
+        if bad:
+            return False
+        lo_k[i] = a ^ ((a >> 63) & _KEY_LOW)
+        hi_k[i] = b ^ ((b >> 63) & _KEY_LOW)
+    return True
+
+
+# pdas_rows: rows longer than this checked for finiteness one at a time,
+# just before each is solved
+_SCAN_AHEAD_T = 1 << 17
+
+
+@njit(cache=_CACHE, nogil=True)
+def _row_finite(v):
+    """Whether every value of ``v`` is finite (or-reduced, which vectorises:
+    0.03 -> 0.008 ms per 54,000)."""
+    bad = False
+    for t in range(v.shape[0]):
+        bad |= not math.isfinite(v[t])
+    return not bad
+
+
 @njit(cache=_CACHE, nogil=True)
 def pdas_rows(y, init, warm, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iters, s, b, fit,
               iters, conv, fws, bws):
@@ -5715,7 +5765,10 @@ def pdas_rows(y, init, warm, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iter
     Checks first that y (and with ``warm`` the warm start ``init``, whose
     zeros are the starting guess; without, no spikes, or at lamG = 0 spikes
     everywhere) is finite: returns 1 (y) or 2 (init) and
-    does nothing else if not, else 0.  Fills the activity ``s``, the
+    does nothing else if not, else 0 (rows over ``_SCAN_AHEAD_T`` frames
+    are checked one at a time just before each is solved: there the rows
+    before a non-finite one are solved, and a row's y is checked before
+    its init).  Fills the activity ``s``, the
     baseline ``b`` ((n, 1), or (n, T) for drift), the fit K s + b, the
     step counts and ``conv``, the KKT check of each answer.  ``fws``,
     ``bws``: workspaces of :func:`workspace_sizes` (T).
@@ -5732,19 +5785,14 @@ def pdas_rows(y, init, warm, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iter
     N, T = y.shape
     n = T - 1
     # (or-reduced per row, which vectorizes: 0.03 -> 0.008 ms per 54,000)
-    for i in range(N):
-        bad = False
-        for t in range(T):
-            bad |= not math.isfinite(y[i, t])
-        if bad:
-            return 1
-    if warm:
+    if T <= _SCAN_AHEAD_T:
         for i in range(N):
-            bad = False
-            for t in range(T):
-                bad |= not math.isfinite(init[i, t])
-            if bad:
-                return 2
+            if not _row_finite(y[i]):
+                return 1
+        if warm:
+            for i in range(N):
+                if not _row_finite(init[i]):
+                    return 2
     bvec = fws[0:T]
     pws = fws[T:]
     active = bws[4 * n:5 * n]
@@ -5762,6 +5810,14 @@ def pdas_rows(y, init, warm, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iter
     polish = (kc > 0 and _COARSE_POLISH > 0 and _EARLY_DECAY > 0.0
               and not (d_root < 1.0 and _EARLY_DECAY * (1.0 - d_root) >= 1.0))
     for i in range(N):
+        if T > _SCAN_AHEAD_T:
+            # a long row checked just before it is solved: the check then
+            # brings it into the caches for the solve's first pass (rows
+            # before it are then solved and written: the caller raises)
+            if not _row_finite(y[i]):
+                return 1
+            if warm and not _row_finite(init[i]):
+                return 2
         # a drift baseline is solved in b[i] itself (no copy: _row_check)
         bvec_i = b[i] if mode == 2 else bvec
         for k in range(n):
