@@ -6072,7 +6072,14 @@ def _kkt_scalar_b(y, s, b0, g1, g2, alpha, lamG, G, mode, work, fi):
     fi[0] = y[0] - (w - b0)
     lo = w
     hi = w
-    for t in range(1, T):
+    # (with _KKT_PAIRS, on a kernel decaying over at most _KKT_PAIRS_DECAY
+    # samples, each pass's first 4 samples so and the rest in pairs:
+    # _kkt_fwd_pairs, _kkt_back_pairs)
+    pairs = _KKT_PAIRS and T > 8 and _KKT_PAIRS_DECAY * (1.0 - _dominant_root(g1, g2)) >= 1.0
+    fwd_pairs = pairs and _KKT_FWD_PAIRS
+    q3 = 0.0
+    q4 = 0.0
+    for t in range(1, 5 if fwd_pairs else T):
         yt = y[t]
         lo = min(lo, yt)
         hi = max(hi, yt)
@@ -6080,9 +6087,14 @@ def _kkt_scalar_b(y, s, b0, g1, g2, alpha, lamG, G, mode, work, fi):
         w = yt - alpha * q
         work[t] = w
         fi[t] = yt - (w - b0)
+        q4 = q3
+        q3 = q2
         q2 = q1
         q1 = q
         acc += w
+    if fwd_pairs:
+        acc, lo, hi = _kkt_fwd_pairs(y, s, b0, g1, g2, alpha, work, fi, q1, q2, q3, q4, acc,
+                                     lo, hi)
     v_b = 0.0
     if mode == 1:
         b_best = acc / T
@@ -6093,9 +6105,6 @@ def _kkt_scalar_b(y, s, b0, g1, g2, alpha, lamG, G, mode, work, fi):
     r_next = work[T - 1] - b0
     g = lamG - 0.0
     v_s = max(0.0, abs(g) if s[T - 1] > 0.0 else -g)
-    # (with _KKT_PAIRS, on a kernel decaying over at most _KKT_PAIRS_DECAY
-    # samples, the last 4 so and the rest in pairs: _kkt_back_pairs)
-    pairs = _KKT_PAIRS and T > 8 and _KKT_PAIRS_DECAY * (1.0 - _dominant_root(g1, g2)) >= 1.0
     j_end = T - 6 if pairs else -1
     p3 = 0.0
     p4 = 0.0
@@ -6118,9 +6127,61 @@ def _kkt_scalar_b(y, s, b0, g1, g2, alpha, lamG, G, mode, work, fi):
 
 
 # _kkt_scalar_b's backward recursion in pairs (_kkt_back_pairs) on kernels
-# decaying over at most _KKT_PAIRS_DECAY samples
+# decaying over at most _KKT_PAIRS_DECAY samples; with _KKT_FWD_PAIRS its
+# forward one too (_kkt_fwd_pairs)
 _KKT_PAIRS = True
-_KKT_PAIRS_DECAY = 1000.0
+_KKT_PAIRS_DECAY = 200.0
+_KKT_FWD_PAIRS = True
+
+
+@njit(cache=_CACHE, nogil=True, fastmath={"contract"})
+def _kkt_fwd_pairs(y, s, b0, g1, g2, alpha, work, fi, q1, q2, q3, q4, acc, lo, hi):
+    """The rest of :func:`_kkt_scalar_b`'s forward pass from sample 5 on, the
+    calcium q_t = s_{t-1} + g1 q_{t-1} + g2 q_{t-2} in two chains as
+    :func:`_kkt_back_pairs` (q_t = A q_{t-2} - C q_{t-4} + s_{t-1} + g1
+    s_{t-2} - g2 s_{t-3}); ``q1``..``q4`` are q_4..q_1.  Writes w = y -
+    alpha q into ``work`` and the fit y - (w - b0) into ``fi``; returns the
+    sum of w (from ``acc``) and y's range (from ``lo``, ``hi``)."""
+    T = y.shape[0]
+    a2 = g1 * g1 + 2.0 * g2
+    c4 = g2 * g2
+    e1 = q2
+    e2 = q4
+    o1 = q1
+    o2 = q3
+    t = 5
+    while t + 1 < T:
+        qe = (((s[t - 1] + g1 * s[t - 2]) - g2 * s[t - 3]) - c4 * e2) + a2 * e1
+        qo = (((s[t] + g1 * s[t - 1]) - g2 * s[t - 2]) - c4 * o2) + a2 * o1
+        yt = y[t]
+        lo = min(lo, yt)
+        hi = max(hi, yt)
+        w = yt - alpha * qe
+        work[t] = w
+        fi[t] = yt - (w - b0)
+        acc += w
+        yt = y[t + 1]
+        lo = min(lo, yt)
+        hi = max(hi, yt)
+        w = yt - alpha * qo
+        work[t + 1] = w
+        fi[t + 1] = yt - (w - b0)
+        acc += w
+        e2 = e1
+        e1 = qe
+        o2 = o1
+        o1 = qo
+        t += 2
+    if t < T:
+        qe = (((s[t - 1] + g1 * s[t - 2]) - g2 * s[t - 3]) - c4 * e2) + a2 * e1
+        yt = y[t]
+        lo = min(lo, yt)
+        hi = max(hi, yt)
+        w = yt - alpha * qe
+        work[t] = w
+        fi[t] = yt - (w - b0)
+        acc += w
+    return acc, lo, hi
 
 
 @njit(cache=_CACHE, nogil=True, fastmath={"contract"})

@@ -881,9 +881,17 @@ def _row_ranges(y: np.ndarray):
     if not _fallback_now():
         ns = _NS or _numba_solvers()
         lo, hi = np.empty(y.shape[0]), np.empty(y.shape[0])
-        if ns.row_ranges(y, lo, hi):
+        if y.size < _RANGES_BLOCKS:
+            if ns.row_ranges(y, lo, hi):
+                return lo, hi
+        elif all(_run_blocks(ns.row_ranges, y.shape[0], (y,), (), (lo, hi))):
+            # (many values: row blocks on the solver's threads)
             return lo, hi
     return y.min(axis=1), y.max(axis=1)
+
+
+# _row_ranges: from this many values on, row blocks on the solver's threads
+_RANGES_BLOCKS = 1 << 21
 
 
 def _check_magnitude(lo: np.ndarray, hi: np.ndarray) -> None:
