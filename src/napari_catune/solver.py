@@ -696,7 +696,7 @@ def run_deconvolution_full(
             raise ValueError(
                 "out must be three float64 C-contiguous arrays (activity, baseline, fit) "
                 f"of shapes {shapes} for these traces; pass out=None to allocate them")
-    lo, hi = y.min(axis=1), y.max(axis=1)
+    lo, hi = _row_ranges(y)
     if y.shape[0] == 1:
         # one row (the slider path): the tests below in Python floats, the
         # same IEEE operations (~10-20 us less than NumPy's on 1-element
@@ -871,6 +871,27 @@ def _offsets(y: np.ndarray, lo=None, hi=None) -> np.ndarray | None:
     if not far.any():
         return None
     return np.where(far, mid, 0.0)[:, None]
+
+
+def _row_ranges(y: np.ndarray):
+    """The rows' minima and maxima, as y.min(axis=1), y.max(axis=1): with
+    the compiled code in one pass (``_numba_solvers.row_ranges``) where
+    every value is finite; else (or while the NumPy solver answers) NumPy's
+    two reductions, whose NaN the checks after read."""
+    if not _fallback_now():
+        ns = _NS or _numba_solvers()
+        lo, hi = np.empty(y.shape[0]), np.empty(y.shape[0])
+        if y.size < _RANGES_BLOCKS:
+            if ns.row_ranges(y, lo, hi):
+                return lo, hi
+        elif all(_run_blocks(ns.row_ranges, y.shape[0], (y,), (), (lo, hi))):
+            # (many values: row blocks on the solver's threads)
+            return lo, hi
+    return y.min(axis=1), y.max(axis=1)
+
+
+# _row_ranges: from this many values on, row blocks on the solver's threads
+_RANGES_BLOCKS = 1 << 21
 
 
 def _check_magnitude(lo: np.ndarray, hi: np.ndarray) -> None:
