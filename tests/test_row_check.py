@@ -20,7 +20,10 @@ def _pairs(m, T):
 
 def _close(a, b, y):
     # the fit or w of the pairs' passes: within rounding of the plain ones
-    return np.allclose(a, b, rtol=0.0, atol=1e-12 * max(1.0, float(np.max(np.abs(y)))))
+    # (the review's worst 3.9e-13 of max|y|, 6.6e-13 on a constant trace:
+    # a margin above those, the pairs' error bound growing as
+    # eps / ((1 - d^2)(1 - r^2)) near the gate)
+    return np.allclose(a, b, rtol=0.0, atol=1e-11 * max(1.0, float(np.max(np.abs(y)))))
 
 
 def _tolerance(y, mode):

@@ -94,3 +94,30 @@ def test_pdas_rows_codes_long_rows(bad, where):
         release()
     with pytest.raises(ValueError, match="non-finite"):
         S.run_deconvolution_full(yb, fs, tr, td, lam)
+
+
+def test_long_rows_bad_input_writes_nothing():
+    # a non-finite value in the last long row: run_deconvolution_full raises
+    # before any row is solved (the caller's ``out`` arrays untouched), and
+    # pdas_rows reads every row's init before it solves the first row
+    fs, tr, td, lam, *_ = REGIMES["GCaMP6f-30Hz"]
+    m = S._model_checked(fs, tr, td, lam)
+    T = ns._SCAN_AHEAD_T + 1
+    y = regime_traces("GCaMP6f-30Hz", 3, T, 2)
+    yb = y.copy()
+    yb[2, T // 2] = np.nan
+    out = (np.full_like(y, 7.0), np.full((3, 1), 7.0), np.full_like(y, 7.0))
+    with pytest.raises(ValueError, match="non-finite"):
+        S.run_deconvolution_full(yb, fs, tr, td, lam, out=out)
+    assert all((a == 7.0).all() for a in out)
+    ib = np.zeros_like(y)
+    ib[2, -1] = np.inf
+    s = np.full_like(y, 7.0)
+    (fws, bws), release = S._pdas_workspace(T)
+    try:
+        code = ns.pdas_rows(y, ib, True, m.g1, m.g2, m.alpha, m.lamG, m.G, np.int64(1), 0.0,
+                            1e-6, 50, s, np.zeros((3, 1)), np.empty_like(y),
+                            np.zeros(3, np.int64), np.zeros(3, bool), fws, bws)
+    finally:
+        release()
+    assert code == 2 and (s == 7.0).all()

@@ -799,7 +799,12 @@ def _affine_fwd_runs(y, g1, g2, alpha, active, gain, g3, p0, q0, b, x, z, u, u1)
     instructions a sample: 2.9-3.5 ns, in cache or not).  Compiled without
     fastmath: the multiply-adds affine_fwd's compiled loop forms are
     written out (:func:`_fma`), the rest rounded as there.  h, the sum of
-    1 + z, takes nothing from such a sample (1 + z = 0 exactly)."""
+    1 + z, takes nothing from such a sample (1 + z = 0 exactly).  Bit for
+    bit with affine_fwd where LLVM fuses those multiply-adds there, as on
+    an FMA target (numba's default, the host CPU); elsewhere
+    (NUMBA_CPU_NAME=generic) both are valid roundings, no longer equal,
+    as for :func:`_affine_flags_out`; tests/test_affine_runs.py assumes
+    an FMA target."""
     n = y.shape[0] - 1
     xm1 = 0.0
     xm2 = 0.0
@@ -5580,7 +5585,8 @@ def _row_check(yi, si, bvec, b, i, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, to
         _store_baseline(b, i, bvec)
         # one pass pair: kkt_one's (_kkt_fused) at the one baseline stored,
         # the trace's range and the fit read in them (_kkt_scalar_b: the
-        # same numbers; 1,000,000 frames 4.6 -> 3.6 -> ~2.5 ms)
+        # same numbers, or within rounding where its recursions run as two
+        # chains; 1,000,000 frames 4.6 -> 3.6 -> ~2.5 -> ~1.9 ms)
         v_s, v_b, lo, hi = _kkt_scalar_b(yi, si, bvec[0], g1, g2, alpha, lamG, G, mode,
                                          tol_ws[0:T], fi)
         conv[i] = max(v_s, v_b) <= _tolerance_of(lo, hi, kkt_tol, mode)
@@ -5948,10 +5954,11 @@ def pdas_rows(y, init, warm, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iter
     Checks first that y (and with ``warm`` the warm start ``init``, whose
     zeros are the starting guess; without, no spikes, or at lamG = 0 spikes
     everywhere) is finite: returns 1 (y) or 2 (init) and
-    does nothing else if not, else 0 (rows over ``_SCAN_AHEAD_T`` frames
-    are checked one at a time just before each is solved: there the rows
-    before a non-finite one are solved, and a row's y is checked before
-    its init).  Fills the activity ``s``, the
+    does nothing else if not, else 0 (y's rows over ``_SCAN_AHEAD_T``
+    frames are checked one at a time just before each is solved: there the
+    rows before a non-finite one are solved and written, and init is
+    checked first; run_deconvolution_full tells a non-finite y before it
+    calls this, so nothing is written there).  Fills the activity ``s``, the
     baseline ``b`` ((n, 1), or (n, T) for drift), the fit K s + b, the
     step counts and ``conv``, the KKT check of each answer.  ``fws``,
     ``bws``: workspaces of :func:`workspace_sizes` (T).
@@ -5972,10 +5979,11 @@ def pdas_rows(y, init, warm, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iter
         for i in range(N):
             if not _row_finite(y[i]):
                 return 1
-        if warm:
-            for i in range(N):
-                if not _row_finite(init[i]):
-                    return 2
+    if warm:
+        # (every row's init first, at any T: a bad one then writes nothing)
+        for i in range(N):
+            if not _row_finite(init[i]):
+                return 2
     bvec = fws[0:T]
     pws = fws[T:]
     active = bws[4 * n:5 * n]
@@ -5999,8 +6007,6 @@ def pdas_rows(y, init, warm, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iter
             # before it are then solved and written: the caller raises)
             if not _row_finite(y[i]):
                 return 1
-            if warm and not _row_finite(init[i]):
-                return 2
         # a drift baseline is solved in b[i] itself (no copy: _row_check)
         bvec_i = b[i] if mode == 2 else bvec
         for k in range(n):
@@ -6240,12 +6246,19 @@ def _kkt_fused(y, s, bvec, g1, g2, alpha, lamG, G, mode, mu, work, grad, fi):
 def _kkt_scalar_b(y, s, b0, g1, g2, alpha, lamG, G, mode, work, fi):
     """:func:`_kkt_fused` (modes 0 and 1) for the one baseline b0 that the
     read-out stores (b[i, 0] = bvec[0]; those modes' bvec holds it at every
-    sample), the same arithmetic and so the same numbers with fewer streams:
-    no baseline array read, v_b from the mean alone, the fit y - r written
-    by the forward pass, the backward pass reading only w = y - K s and s
-    (neither r nor K' r stored).  48 bytes a sample, not 96: on 1,000,000
-    frames, far beyond the caches, ~40 % less time.  ``work`` ends holding
-    w (not r).  Returns (v_s, v_b, lo, hi) as _kkt_fused does."""
+    sample) with fewer streams: no baseline array read, v_b from the mean
+    alone, the fit y - r written by the forward pass, the backward pass
+    reading only w = y - K s and s (neither r nor K' r stored).  48 bytes a
+    sample, not 96: on 1,000,000 frames, far beyond the caches, ~40 % less
+    time.  The same arithmetic and so the same numbers as _kkt_fused where
+    the recursions run sample by sample; on kernels decaying over at most
+    _KKT_PAIRS_DECAY samples they run as two chains (_kkt_fwd_pairs,
+    _kkt_back_pairs), rounded otherwise: against a long-double reference
+    the fit within 3.9e-13 of max|y| (sample by sample 1.3e-13) and v_s
+    within 4.4e-6 of the tolerance (8e-7), 0 verdicts changed (review,
+    twenty-eighth round, 300 cases with the gate's corners).  ``work``
+    ends holding w (not r).  Returns (v_s, v_b, lo, hi) as _kkt_fused
+    does."""
     T = y.shape[0]
     q1 = 0.0
     q2 = 0.0

@@ -711,6 +711,11 @@ def run_deconvolution_full(
                 level = _offsets(y, lo, hi)
     else:
         _check_magnitude(lo, hi)
+        if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
+            # NaN or Inf: told before any row is solved (pdas_rows checks
+            # long rows one at a time, and would write the rows before a
+            # bad one into ``out``); the message names the rows
+            prepare_traces(y)
         level = _offsets(y, lo, hi) if mode in ("scalar", "drift") else None
     if level is not None:
         y = y - level  # exact (see _offsets); a copy, never the caller's array
