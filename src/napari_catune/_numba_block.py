@@ -482,19 +482,56 @@ def _block_nnqp(H, L, P, p, c, z, m, blocked, zeta, grad, C, thin, tol, work, ma
 # same counts on every block.
 
 
+# the block QP's float scratch ``fs`` (at least 19 m, m the candidates):
+# offsets of its pieces in units of m (:func:`_block_nnqp_ws`).  The hot
+# calls take ``fs`` and these offsets, not a view of each piece: numba takes
+# and drops a reference on each array argument of a call (an atomic add
+# each; ~17 free-set solves a block), and on each view it makes
+_FS_AL = 0      # al
+_FS_BE = 1      # be
+_FS_HD = 2      # hd = al + be
+_FS_ED = 3      # ed
+_FS_QD = 4      # qd
+_FS_OUT = 5     # the free-set solve's answer (zeta)
+_FS_GRAD = 6    # the outer steps' gradient
+_FS_ZP = 7      # the free spikes gathered
+_FS_FW = 8      # fw: 4 rows
+_FS_ST = 12     # st: 7 rows
+_FS_LEN = 19
+
+
 @njit(cache=_CACHE, nogil=True)
 def _block_gens(C, m, n, dp, rp, d, r, a2, al, be, hd, ed, qd):
     """The recursion's generators: al, be (H[i, j] = al_i d^D + be_i r^D,
     C_i >= C_j), hd = al + be (the diagonal), ed[k] = d^(C_k - C_(k-1)),
-    qd[k] likewise (ed[0] = qd[0] = 1)."""
+    qd[k] likewise (ed[0] = qd[0] = 1).  (The tests' entry:
+    :func:`_block_gens_fs` into the block QP's scratch.)"""
+    fs = np.empty(_FS_LEN * m)
+    _block_gens_fs(C, m, n, dp, rp, d, r, a2, fs)
+    al[:m] = fs[_FS_AL * m:(_FS_AL + 1) * m]
+    be[:m] = fs[_FS_BE * m:(_FS_BE + 1) * m]
+    hd[:m] = fs[_FS_HD * m:(_FS_HD + 1) * m]
+    ed[:m] = fs[_FS_ED * m:(_FS_ED + 1) * m]
+    qd[:m] = fs[_FS_QD * m:(_FS_QD + 1) * m]
+
+
+@njit(cache=_CACHE, nogil=True)
+def _block_gens_fs(C, m, n, dp, rp, d, r, a2, fs):
+    """:func:`_block_gens` written into ``fs`` at its offsets (_FS_AL,
+    _FS_BE, _FS_HD, _FS_ED, _FS_QD times m)."""
     idd = 1.0 / (1.0 - d * d)
     idr = 1.0 / (1.0 - d * r)
     irr = 1.0 / (1.0 - r * r)
     dd = a2 * d * d * idd
     dr = a2 * d * r * idr
     rr = a2 * r * r * irr
-    ed[0] = 1.0
-    qd[0] = 1.0
+    o_al = _FS_AL * m
+    o_be = _FS_BE * m
+    o_hd = _FS_HD * m
+    o_ed = _FS_ED * m
+    o_qd = _FS_QD * m
+    fs[o_ed] = 1.0
+    fs[o_qd] = 1.0
     for k in range(m):
         L = n - C[k]
         dl = dp[L]
@@ -502,25 +539,70 @@ def _block_gens(C, m, n, dp, rp, d, r, a2, al, be, hd, ed, qd):
         x1 = dr * (1.0 - dl * rl)
         a = dd * (1.0 - dl * dl) - x1
         b = rr * (1.0 - rl * rl) - x1
-        al[k] = a
-        be[k] = b
-        hd[k] = a + b
+        fs[o_al + k] = a
+        fs[o_be + k] = b
+        fs[o_hd + k] = a + b
         if k > 0:
             D = C[k] - C[k - 1]
-            ed[k] = dp[D]
-            qd[k] = rp[D]
+            fs[o_ed + k] = dp[D]
+            fs[o_qd + k] = rp[D]
 
 
 @njit(cache=_CACHE, nogil=True)
 def _block_free_solve(F, m, c, al, be, hd, ed, qd, out, fw, st, lo):
     """out[k] = -(H[F, F]^-1 c[F])[k] for the k with F[k], by the two-state
+    recursion (:func:`_block_free_solve_fs`, the block QP's entry, on a
+    scratch array holding these: the tests' entry).  ``fw`` (4, m), ``st``
+    (7, m): kept between calls as there (read below ``lo``, written on)."""
+    fs = np.empty(_FS_LEN * m)
+    fs[_FS_AL * m:(_FS_AL + 1) * m] = al[:m]
+    fs[_FS_BE * m:(_FS_BE + 1) * m] = be[:m]
+    fs[_FS_HD * m:(_FS_HD + 1) * m] = hd[:m]
+    fs[_FS_ED * m:(_FS_ED + 1) * m] = ed[:m]
+    fs[_FS_QD * m:(_FS_QD + 1) * m] = qd[:m]
+    fs[_FS_OUT * m:(_FS_OUT + 1) * m] = out[:m]
+    for i in range(4):
+        fs[(_FS_FW + i) * m:(_FS_FW + i + 1) * m] = fw[i, :m]
+    for i in range(7):
+        fs[(_FS_ST + i) * m:(_FS_ST + i + 1) * m] = st[i, :m]
+    bad = _block_free_solve_fs(F, c, fs, m, lo)
+    out[:m] = fs[_FS_OUT * m:(_FS_OUT + 1) * m]
+    for i in range(4):
+        fw[i, :m] = fs[(_FS_FW + i) * m:(_FS_FW + i + 1) * m]
+    for i in range(7):
+        st[i, :m] = fs[(_FS_ST + i) * m:(_FS_ST + i + 1) * m]
+    return bad
+
+
+@njit(cache=_CACHE, nogil=True)
+def _block_free_solve_fs(F, c, fs, m, lo):
+    """out[k] = -(H[F, F]^-1 c[F])[k] for the k with F[k], by the two-state
     recursion, in LDL' form (no square roots: the state takes u u' / piv,
-    u = 1 - M a, a = (al, be) of the row).  ``fw`` (4, m): per free row
-    u / piv, 1 / piv and the forward value; ``st`` (7, m): the state (M, t)
-    before the row and u; rows below ``lo`` (F unchanged there since the
-    last call) keep both.
+    u = 1 - M a, a = (al, be) of the row).  The generators al, be, hd, ed,
+    qd (:func:`_block_gens_fs`), out, and the kept rows fw, st are pieces
+    of ``fs`` at their offsets (_FS_*, times m).  ``fw`` (4 rows of m): per
+    free row u / piv, 1 / piv and the forward value; ``st`` (7 rows): the
+    state (M, t) before the row and u; rows below ``lo`` (F unchanged there
+    since the last call) keep both.
     Returns -1, or the first free row whose pivot is numerically zero (as
     _chol_add's test; out not formed)."""
+    o_al = _FS_AL * m
+    o_be = _FS_BE * m
+    o_hd = _FS_HD * m
+    o_ed = _FS_ED * m
+    o_qd = _FS_QD * m
+    o_out = _FS_OUT * m
+    f0 = _FS_FW * m
+    f1 = f0 + m
+    f2 = f1 + m
+    f3 = f2 + m
+    s0 = _FS_ST * m
+    s1 = s0 + m
+    s2 = s1 + m
+    s3 = s2 + m
+    s4 = s3 + m
+    s5 = s4 + m
+    s6 = s5 + m
     m00 = 0.0
     m01 = 0.0
     m11 = 0.0
@@ -539,22 +621,22 @@ def _block_free_solve(F, m, c, al, be, hd, ed, qd, out, fw, st, lo):
     while kk >= 0 and not F[kk]:
         kk -= 1
     if kk >= 0:
-        m00 = st[0, kk]
-        m01 = st[1, kk]
-        m11 = st[2, kk]
-        t0 = st[3, kk]
-        t1 = st[4, kk]
-        w0 = fw[0, kk]
-        w1 = fw[1, kk]
-        yp = fw[3, kk]
-        u0 = st[5, kk]
-        u1 = st[6, kk]
+        m00 = fs[s0 + kk]
+        m01 = fs[s1 + kk]
+        m11 = fs[s2 + kk]
+        t0 = fs[s3 + kk]
+        t1 = fs[s4 + kk]
+        w0 = fs[f0 + kk]
+        w1 = fs[f1 + kk]
+        yp = fs[f3 + kk]
+        u0 = fs[s5 + kk]
+        u1 = fs[s6 + kk]
         first = False
         k0 = kk + 1
     for k in range(k0, m):
         if k > 0:
-            e *= ed[k]
-            q *= qd[k]
+            e *= fs[o_ed + k]
+            q *= fs[o_qd + k]
         if not F[k]:
             continue
         if not first:
@@ -566,32 +648,33 @@ def _block_free_solve(F, m, c, al, be, hd, ed, qd, out, fw, st, lo):
             m11 = (q * q) * cc
             t0 = e * (t0 + w0 * yp)
             t1 = q * (t1 + w1 * yp)
-        st[0, k] = m00
-        st[1, k] = m01
-        st[2, k] = m11
-        st[3, k] = t0
-        st[4, k] = t1
-        ak = al[k]
-        bk = be[k]
-        s0 = m00 * ak + m01 * bk
-        s1 = m01 * ak + m11 * bk
-        piv = hd[k] - (ak * s0 + bk * s1)
-        if not piv > 1e-12 * hd[k]:
+        fs[s0 + k] = m00
+        fs[s1 + k] = m01
+        fs[s2 + k] = m11
+        fs[s3 + k] = t0
+        fs[s4 + k] = t1
+        ak = fs[o_al + k]
+        bk = fs[o_be + k]
+        hk = fs[o_hd + k]
+        sa = m00 * ak + m01 * bk
+        sb = m01 * ak + m11 * bk
+        piv = hk - (ak * sa + bk * sb)
+        if not piv > 1e-12 * hk:
             return k
         il = 1.0 / piv
-        u0 = 1.0 - s0
-        u1 = 1.0 - s1
+        u0 = 1.0 - sa
+        u1 = 1.0 - sb
         yh = -c[k] - (ak * t0 + bk * t1)
         # (LDL': w = u / sqrt(piv) never formed; M, t take u u' / piv)
         w0 = u0 * il
         w1 = u1 * il
         yp = yh
-        fw[0, k] = w0
-        fw[1, k] = w1
-        fw[2, k] = il
-        st[5, k] = u0
-        st[6, k] = u1
-        fw[3, k] = yh
+        fs[f0 + k] = w0
+        fs[f1 + k] = w1
+        fs[f2 + k] = il
+        fs[s5 + k] = u0
+        fs[s6 + k] = u1
+        fs[f3 + k] = yh
         first = False
         e = 1.0
         q = 1.0
@@ -606,20 +689,20 @@ def _block_free_solve(F, m, c, al, be, hd, ed, qd, out, fw, st, lo):
     for k in range(m - 1, -1, -1):
         if not F[k]:
             if started:
-                e *= ed[k]
-                q *= qd[k]
+                e *= fs[o_ed + k]
+                q *= fs[o_qd + k]
             continue
         if started:
             v0 = e * (v0 + an * xn)
             v1 = q * (v1 + bn * xn)
-        x = fw[3, k] * fw[2, k] - (fw[0, k] * v0 + fw[1, k] * v1)
-        out[k] = x
+        x = fs[f3 + k] * fs[f2 + k] - (fs[f0 + k] * v0 + fs[f1 + k] * v1)
+        fs[o_out + k] = x
         xn = x
-        an = al[k]
-        bn = be[k]
+        an = fs[o_al + k]
+        bn = fs[o_be + k]
         started = True
-        e = ed[k]
-        q = qd[k]
+        e = fs[o_ed + k]
+        q = fs[o_qd + k]
     return -1
 
 
@@ -644,19 +727,12 @@ def _block_nnqp_ws(H, c, z, m, blocked, C, thin, tol, max_work, n, dp, rp, d, r,
     ``cnt`` (4): counts as :func:`_block_inner`.  ``fs`` (at least 19 m
     floats), ``iw`` (2 m ints), ``F`` (m flags): scratch.  Returns (work,
     converged)."""
-    al = fs[0:m]
-    be = fs[m:2 * m]
-    hd = fs[2 * m:3 * m]
-    ed = fs[3 * m:4 * m]
-    qd = fs[4 * m:5 * m]
-    zeta = fs[5 * m:6 * m]
-    grad = fs[6 * m:7 * m]
-    zp = fs[7 * m:8 * m]
-    fw = fs[8 * m:12 * m].reshape((4, m))
-    st = fs[12 * m:19 * m].reshape((7, m))
+    zeta = fs[_FS_OUT * m:(_FS_OUT + 1) * m]
+    grad = fs[_FS_GRAD * m:(_FS_GRAD + 1) * m]
+    zp = fs[_FS_ZP * m:(_FS_ZP + 1) * m]
     P = iw[0:m]
     viol = iw[m:2 * m]
-    _block_gens(C, m, n, dp, rp, d, r, a2, al, be, hd, ed, qd)
+    _block_gens_fs(C, m, n, dp, rp, d, r, a2, fs)
     p = 0
     for i in range(m):
         F[i] = z[i] > 0.0
@@ -672,7 +748,7 @@ def _block_nnqp_ws(H, c, z, m, blocked, C, thin, tol, max_work, n, dp, rp, d, r,
         while work < max_work:
             work += p * p
             cnt[0] += 1
-            bad = _block_free_solve(F, m, c, al, be, hd, ed, qd, zeta, fw, st, lo)
+            bad = _block_free_solve_fs(F, c, fs, m, lo)
             lo = m
             if bad >= 0:
                 F[bad] = False

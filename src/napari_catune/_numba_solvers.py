@@ -54,7 +54,7 @@ from ._numba_hints import prefetch as _prefetch
 # new value), or a checkout or an upgrade with a warm cache would run the
 # old code (seen: wdrift's edge-scan fix measured nothing until the cache
 # was cleared; a reviewer ran a callee numba could no longer compile).
-_CALLEES_SHA = "78fb6fc3103667f0"
+_CALLEES_SHA = "c71acc58839a3efd"
 
 # (int64, not literal ints: see _NO)
 _SEG_ROUNDS = np.int64(_SEG_ROUNDS)
@@ -5114,7 +5114,8 @@ def _coarse_quiet_next(z, G, tol, dirty):
             lo = c << 6
             hi = min(n, lo + 64)
             hit = False
-            for t in range(lo, hi):
+            # (unsigned: no negative-index test, which made the loop gather)
+            for t in range(np.uint64(lo), np.uint64(hi)):
                 hit |= (z[t] < 0.0) | ((z[t] == 0.0) & (G[t] < -tol))
             if hit:
                 return False
@@ -5141,7 +5142,9 @@ def _none_flagged_at(z, G, lo, hi, tol):
     zs = z[lo:]
     gs = G[lo:]
     hit = False
-    for t in range(hi - lo):
+    # (an unsigned index: numba's test for a negative one, inlined into
+    # _coarse_blocks' scan, made the loop gather its loads, 8 a vector)
+    for t in range(np.uint64(hi - lo)):
         hit |= (zs[t] != 0.0) | (gs[t] < -tol)
     return not hit
 
@@ -5151,8 +5154,10 @@ def _flag_mask(z, G, lo, hi, tol):
     """The samples of [lo, hi) (at most 64) that :func:`_none_flagged`
     finds, as bits (bit k - lo for sample k)."""
     msk = np.int64(0)
+    u0 = np.uint64(lo)
     for t in range(hi - lo):
-        f = (z[lo + t] != 0.0) | (G[lo + t] < -tol)
+        i = u0 + np.uint64(t)
+        f = (z[i] != 0.0) | (G[i] < -tol)
         msk |= np.int64(f) << t
     return msk
 
