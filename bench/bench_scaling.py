@@ -48,12 +48,12 @@ def run(name, lengths, repeats, max_iters):
         c_o = c_p = np.inf
         first = None
         for _ in range(repeats):
-            _w, c, res = timed(lambda: nc.run_deconvolution_full(y, fs, tr, td, lam,
-                                                                 max_iters=max_iters))
+            _w, c, _us, res = timed(lambda: nc.run_deconvolution_full(y, fs, tr, td, lam,
+                                                                      max_iters=max_iters))
             first = c if first is None else first
             c_o = min(c_o, c)
             b = np.atleast_1d(res.baseline)
-            _w, c, _s = timed(lambda: oasis(y, b, fs, tr, td, lam))
+            _w, c, _us, _s = timed(lambda: oasis(y, b, fs, tr, td, lam))
             c_p = min(c_p, c)
         kkt = float(np.max(S.kkt_violation(y, np.atleast_2d(res.activity),
                                            np.atleast_1d(res.baseline), fs, tr, td, lam)))
