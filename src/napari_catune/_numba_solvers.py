@@ -2302,6 +2302,65 @@ def _nu_pass_fma(y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, bmask, th
             first_bad)
 
 
+@njit(cache=_CACHE, nogil=True, fastmath={"contract"})
+def _nu_pass_dense(y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, bmask, rej):
+    """:func:`_nu_pass_fma` with ``thin`` > 0 (the same recursion, flags,
+    list ``rej`` and returns) without a branch on a sample's kind or flag:
+    the kind's maxima by 0/1 factors, the flags' list by an increment, and
+    what :func:`_nu_pass_fma` reads of the flagged samples alone (the
+    extremes of their negative multipliers, their count, the first and last)
+    from that list after the loop.  On sets whose kind changes every few
+    samples (dense spiking: ~20,000 changes in 54,000 samples) the branches
+    of :func:`_nu_pass_fma` mispredict (0.19-0.24 ms a pass there against
+    0.07-0.13 on sparse sets); this pass costs about the same whatever the
+    set.  ``rej`` holds at least n entries."""
+    n = x.shape[0]
+    n1 = 0.0
+    n2 = 0.0
+    nu_max = 0.0
+    noise = 0.0
+    n_bad = 0
+    top = n - 1
+    hint = n >= _HINT_FROM
+    for j in range(n - 1, -1, -1):
+        if hint and (j & 7) == 0:
+            jp = max(j - _PF_AHEAD, 0)
+            _prefetch(x, jp)
+            _prefetch(y, jp)
+            _prefetch(bvec, jp & bmask)
+            _prefetch(u, jp)
+            _prefetch(nu, jp)
+            _prefetch(active, jp)
+        v = ((x[j] - y[j + 1] + bvec[(j + 1) & bmask]) + g2 * n2) + g1 * n1
+        n2 = n1
+        n1 = v
+        nj = v + beta
+        nu[j] = nj
+        act = active[j]
+        fa = np.float64(act)
+        a_nj = abs(nj)
+        nu_max = max(nu_max, a_nj * fa)
+        noise = max(noise, a_nj * (1.0 - fa))
+        bad = (act & (nj < 0.0)) | ((not act) & (u[j] < -eps_u))
+        flip[j] = bad
+        rej[min(n_bad, top)] = j
+        n_bad += np.int64(bad)
+    near = -math.inf
+    far = math.inf
+    n_act = 0
+    for i in range(n_bad):
+        j = rej[i]
+        # (a flagged active sample: its multiplier is below 0; a flagged
+        # free one's is not read)
+        nj = nu[j] if active[j] else math.nan
+        near = max(near, nj) if nj < 0.0 else near
+        far = min(far, nj) if nj < 0.0 else far
+        n_act += np.int64(nj < 0.0)
+    last_bad = rej[0] if n_bad > 0 else -1
+    first_bad = rej[n_bad - 1] if n_bad > 0 else 0
+    return n_bad, last_bad, nu_max, noise, near, n_bad, far, n_act, first_bad
+
+
 @njit(cache=_CACHE, nogil=True)
 def _kkt_core(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u, nu, flip, rel_eps,
               fast=False, short=False):
@@ -2377,8 +2436,14 @@ def _kkt_core_ck(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u,
     a22, q2, p0 = _subspace_riccati_ck(y, g1, g2, beta, mode, mu, active, gain, gb, ck, hi0)
     u_max = _subspace_fwd(y, g1, g2, alpha, mode, active, gain, gb, x, bvec, u, True, a22, q2, p0)
     eps_u = rel_eps * u_max
-    n_bad, last_bad, nu_max, noise, near, n_rej, far, n_act, first_bad = _nu_pass_fma(
-        y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, _ALL_B, thin, rej)
+    if thin > 0 and _NU_DENSE_CHG > 0 and _kind_changes(active) * _NU_DENSE_CHG > x.shape[0]:
+        # a set whose kind changes every few samples: the multipliers' pass
+        # without branches on the kind (_nu_pass_dense; the same numbers)
+        n_bad, last_bad, nu_max, noise, near, n_rej, far, n_act, first_bad = _nu_pass_dense(
+            y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, _ALL_B, rej)
+    else:
+        n_bad, last_bad, nu_max, noise, near, n_rej, far, n_act, first_bad = _nu_pass_fma(
+            y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, _ALL_B, thin, rej)
     if thin <= 0:
         n_rej = -1
     n_bad, last_bad, eps_nu, kept = _kkt_flags_one(active, nu, flip, n_bad, last_bad, nu_max,
@@ -2386,6 +2451,29 @@ def _kkt_core_ck(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u,
     if not kept:
         n_rej = -1
     return n_bad, last_bad, eps_u, eps_nu, n_rej
+
+
+# _kkt_core_ck: the multipliers' pass without branches (_nu_pass_dense) on a
+# set whose kind changes at more than n / _NU_DENSE_CHG samples (0: never).
+# Its pass against _nu_pass_fma's on the warm drift steps' sets of 54,000
+# frames (medians, branch predictor not trained on the set), changes:
+# dense td -50 % 14.5-21k 0.11-0.13 against 0.18-0.23 ms, low SNR 22-29k
+# 0.11-0.12 / 0.19-0.23, lambda 0 13.6k 0.116 / 0.133; GCaMP6f 12.4k
+# 0.114-0.117 / 0.114-0.123, jGCaMP8f 10k 0.113-0.120 / 0.090-0.125; the
+# sparse sets (calab, GCaMP6s 100 Hz, lambda 1: 0.1-8k) 0.11-0.13 against
+# 0.07-0.13
+_NU_DENSE_CHG = 4
+
+
+@njit(cache=_CACHE, nogil=True)
+def _kind_changes(active):
+    """The number of k with active[k] != active[k + 1] (a pass that
+    vectorises: a few us per 54,000 samples)."""
+    a8 = active.view(np.uint8)
+    c = 0
+    for k in range(active.shape[0] - 1):
+        c += a8[k] ^ a8[k + 1]
+    return c
 
 
 @njit(cache=_CACHE, nogil=True)
