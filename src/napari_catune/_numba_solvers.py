@@ -2436,7 +2436,11 @@ def _kkt_core_ck(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u,
     a22, q2, p0 = _subspace_riccati_ck(y, g1, g2, beta, mode, mu, active, gain, gb, ck, hi0)
     u_max = _subspace_fwd(y, g1, g2, alpha, mode, active, gain, gb, x, bvec, u, True, a22, q2, p0)
     eps_u = rel_eps * u_max
-    if thin > 0 and _NU_DENSE_CHG > 0 and _kind_changes(active) * _NU_DENSE_CHG > x.shape[0]:
+    n = x.shape[0]
+    # (the kind changes at most twice per free sample, n - p0 of them: sparse
+    # sets are told without the count's pass)
+    if (thin > 0 and _NU_DENSE_CHG > 0 and 2 * (n - p0) * _NU_DENSE_CHG > n
+            and _kind_changes(active) * _NU_DENSE_CHG > n):
         # a set whose kind changes every few samples: the multipliers' pass
         # without branches on the kind (_nu_pass_dense; the same numbers)
         n_bad, last_bad, nu_max, noise, near, n_rej, far, n_act, first_bad = _nu_pass_dense(
