@@ -261,40 +261,97 @@ def _executor(n_threads: int):
         return _POOL
 
 
+# rows handed out a grab at a time (_run_blocks): at least this many samples
+# a grab (a grab costs a kernel call, ~10-20 us), a grab at most 1/(2 x
+# threads) of the rows left
+_GRAB_SAMPLES = 1 << 16
+
+
 def _run_blocks(kernel, n_rows: int, arrays_in: tuple, scalars: tuple, arrays_out: tuple,
-                workspace=None):
-    """Call a serial row driver on contiguous row blocks, one per thread.
+                workspace=None, stop=None):
+    """Call a serial row driver on contiguous row blocks on every thread.
 
     ``kernel(*block_inputs, *scalars..., *block_outputs[, *workspace])`` is
     a numba nogil function, so the threads run truly in parallel.
-    ``workspace(n_rows)`` returns (workspace arrays, release callback) per
-    block.  Returns the kernels' return values.
+    ``workspace()`` returns (workspace arrays, release callback), one per
+    thread that takes rows.  Returns the kernels' return values (one per
+    call; callers read them with any()/all()).
+
+    On one thread, one call on all rows.  On more, the rows are handed out
+    in contiguous blocks while any are left (each thread, the caller
+    included, takes the next block when it is done with its last): a thread
+    slowed by another process or by page faults takes fewer rows.  A block is
+    at most 1/(2 x threads) of the rows left, at least ``_GRAB_SAMPLES``
+    samples, and at most the static share ceil(rows / threads).  An
+    exception in a call, or ``stop(value)`` true for a call's value, stops
+    the hand-out (the other threads finish their current block); the first
+    exception is raised once every thread is done.
     """
     n_threads = _n_threads(n_rows)
-
-    def run(lo, hi):
+    if n_threads == 1:
         ws, release = workspace() if workspace is not None else ((), None)
         try:
-            if n_threads == 1:
-                return kernel(*arrays_in, *scalars, *arrays_out, *ws)
-            return kernel(*(a[lo:hi] for a in arrays_in), *scalars,
-                          *(a[lo:hi] for a in arrays_out), *ws)
+            return [kernel(*arrays_in, *scalars, *arrays_out, *ws)]
+        finally:
+            if release is not None:
+                release()
+    T = arrays_in[0].shape[-1] if arrays_in and arrays_in[0].ndim == 2 else 1
+    share = -(-n_rows // n_threads)
+    least = min(share, max(1, -(-_GRAB_SAMPLES // max(T, 1))))
+    split = 2 * n_threads
+    lock = threading.Lock()
+    state = [0, False]  # the next row to hand out; stop handing out
+
+    def grab():
+        with lock:
+            lo = state[0]
+            if state[1] or lo >= n_rows:
+                return None
+            hi = min(n_rows, lo + max(least, (n_rows - lo) // split))
+            state[0] = hi
+            return lo, hi
+
+    def work():
+        done = []
+        release = None
+        try:
+            block = grab()
+            if block is None:
+                return done
+            ws, release = workspace() if workspace is not None else ((), None)
+            while block is not None:
+                lo, hi = block
+                r = kernel(*(a[lo:hi] for a in arrays_in), *scalars,
+                           *(a[lo:hi] for a in arrays_out), *ws)
+                done.append(r)
+                if stop is not None and stop(r):
+                    state[1] = True
+                block = grab()
+            return done
+        except BaseException:
+            state[1] = True
+            raise
         finally:
             if release is not None:
                 release()
 
-    if n_threads == 1:
-        return [run(0, n_rows)]
-    edges = [k * n_rows // n_threads for k in range(n_threads + 1)]
-    # the calling thread runs the last block itself: one thread fewer to wake,
-    # and one hand-over of the GIL fewer before it can go on
-    futures = [_executor(n_threads - 1).submit(run, lo, hi)
-               for lo, hi in zip(edges[:-2], edges[1:-1])]
+    # the calling thread works too: one thread fewer to wake, and it starts
+    # on the first block while the pool's threads wake
+    futures = [_executor(n_threads - 1).submit(work) for _ in range(n_threads - 1)]
+    err = None
     try:
-        last = run(edges[-2], edges[-1])
-    finally:
-        done = [f.result() for f in futures]
-    return done + [last]
+        mine = work()
+    except BaseException as e:  # (raised after the others are done)
+        mine, err = [], e
+    values = []
+    for f in futures:
+        try:
+            values += f.result()
+        except BaseException as e:
+            err = err or e
+    if err is not None:
+        raise err
+    return values + mine
 
 
 # Workspaces of the exact solver, kept between calls: fresh memory costs a
@@ -414,6 +471,11 @@ def _numba_solvers():
     return ns
 
 
+def _code_set(code) -> bool:
+    # (pdas_rows: a non-zero code, a non-finite input; no more rows)
+    return code != 0
+
+
 def _solve_rows(y, m: _Model, *, mode, mu, method, tol, max_iters, init, out=None):
     """Solve every row of y (2-D float64) with baseline code ``mode`` (0 none,
     1 scalar, 2 drift); returns s, b ((n, 1), or (n, T) for drift),
@@ -463,7 +525,7 @@ def _solve_rows(y, m: _Model, *, mode, mu, method, tol, max_iters, init, out=Non
     codes = _run_blocks(ns.pdas_rows, n, (y, y if init is None else init),
                         (init is not None, m.g1, m.g2, m.alpha, m.lamG, m.G, mode, mu, KKT_TOL,
                          min(_PDAS_BUDGET, max_iters)),
-                        (s, b, fit, iters, conv), lambda: _pdas_workspace(T))
+                        (s, b, fit, iters, conv), lambda: _pdas_workspace(T), _code_set)
     if any(codes):
         prepare_traces(y)  # raises the message that names the rows
         _check_init_finite(init)
