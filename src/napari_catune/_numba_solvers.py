@@ -2313,7 +2313,8 @@ def _nu_pass_dense(y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, bmask, 
     samples (dense spiking: ~20,000 changes in 54,000 samples) the branches
     of :func:`_nu_pass_fma` mispredict (0.19-0.24 ms a pass there against
     0.07-0.13 on sparse sets); this pass costs about the same whatever the
-    set.  ``rej`` holds at least n entries."""
+    set.  ``rej`` holds at least n entries (those from ``n_bad`` on are
+    overwritten here and mean nothing; :func:`_nu_pass_fma` leaves them)."""
     n = x.shape[0]
     n1 = 0.0
     n2 = 0.0

@@ -131,6 +131,15 @@ def _is_dask(x) -> bool:
 _F64 = np.dtype(np.float64)
 
 
+def _f64c(a) -> np.ndarray:
+    """``a`` as a float64 C-ordered array that numba's compiled code takes
+    as its one array type: a read-only array (``np.load(..., mmap_mode="r")``,
+    a Dask chunk) is another type to numba, whose first use would compile
+    every kernel again (~60 s), so it is copied."""
+    a = np.ascontiguousarray(a, dtype=np.float64)
+    return a if a.flags.writeable else a.copy()
+
+
 def prepare_traces(traces, name: str = "traces", *, check_finite: bool = True) -> np.ndarray:
     """Validate traces and return them as a 2-D float64 C-ordered array.
 
@@ -139,8 +148,8 @@ def prepare_traces(traces, name: str = "traces", *, check_finite: bool = True) -
     ``check_finite`` is False: the compiled solver checks them itself).
     """
     if (not check_finite and type(traces) is np.ndarray and traces.dtype == _F64
-            and traces.flags.c_contiguous and 0 < traces.ndim <= 2 and traces.shape[-1] >= 2
-            and traces.size):
+            and traces.flags.c_contiguous and traces.flags.writeable
+            and 0 < traces.ndim <= 2 and traces.shape[-1] >= 2 and traces.size):
         # (the slider path: float64 C-ordered already; what the general path
         # below returns, without its dtype tests, ~5-10 us a call)
         return traces if traces.ndim == 2 else traces[np.newaxis, :]
@@ -159,7 +168,8 @@ def prepare_traces(traces, name: str = "traces", *, check_finite: bool = True) -
         )
     if arr.size == 0:
         raise ValueError(f"{name} is empty (shape {arr.shape})")
-    arr2 = np.ascontiguousarray(np.atleast_2d(arr), dtype=np.float64)
+    # (read-only input copied: see _f64c)
+    arr2 = _f64c(np.atleast_2d(arr))
     if arr2.shape[1] < 2:
         raise ValueError(
             f"{name} need at least 2 samples per trace, got {arr2.shape[1]}"
@@ -261,9 +271,9 @@ def _executor(n_threads: int):
         return _POOL
 
 
-# rows handed out a grab at a time (_run_blocks): at least this many samples
-# a grab (a grab costs a kernel call, ~10-20 us), a grab at most 1/(2 x
-# threads) of the rows left
+# rows handed out a block at a time (_run_blocks): a block of rows left //
+# (2 x threads) rows, or of ceil(_GRAB_SAMPLES / T) rows if that is more (a
+# block costs a kernel call, ~10-20 us), never over the static share
 _GRAB_SAMPLES = 1 << 16
 
 
@@ -280,12 +290,13 @@ def _run_blocks(kernel, n_rows: int, arrays_in: tuple, scalars: tuple, arrays_ou
     On one thread, one call on all rows.  On more, the rows are handed out
     in contiguous blocks while any are left (each thread, the caller
     included, takes the next block when it is done with its last): a thread
-    slowed by another process or by page faults takes fewer rows.  A block is
-    at most 1/(2 x threads) of the rows left, at least ``_GRAB_SAMPLES``
-    samples, and at most the static share ceil(rows / threads).  An
-    exception in a call, or ``stop(value)`` true for a call's value, stops
-    the hand-out (the other threads finish their current block); the first
-    exception is raised once every thread is done.
+    slowed by another process or by page faults takes fewer rows.  A block
+    is max(rows left // (2 x threads), ceil(``_GRAB_SAMPLES`` / T) capped at
+    the static share ceil(rows / threads)) rows, or the rows left if fewer.
+    An exception in a call, or ``stop(value)`` true for a call's value, stops
+    the hand-out (the other threads finish their current block); once every
+    thread is done, an exception is raised: the calling thread's own, else
+    the first pool thread's in the order they were started.
     """
     n_threads = _n_threads(n_rows)
     if n_threads == 1:
@@ -522,6 +533,11 @@ def _solve_rows(y, m: _Model, *, mode, mu, method, tol, max_iters, init, out=Non
         return s, b, iters, conv, fit
     if fit is None:
         fit = np.empty_like(y)
+    if init is not None and n > 1 and _n_threads(n) > 1 and not _rows_finite(init):
+        # (pdas_rows reads its own rows' init before it solves the first,
+        # but with rows on several threads another block could be written
+        # into ``out`` before the error: every row told first)
+        _check_init_finite(init)
     codes = _run_blocks(ns.pdas_rows, n, (y, y if init is None else init),
                         (init is not None, m.g1, m.g2, m.alpha, m.lamG, m.G, mode, mu, KKT_TOL,
                          min(_PDAS_BUDGET, max_iters)),
@@ -639,9 +655,7 @@ def _objective_rows(y, s, m: _Model, mode: int, mu: float) -> np.ndarray:
     from . import _numba_solvers as ns
 
     out = np.empty(len(y))
-    ns.objective_rows(np.ascontiguousarray(y, dtype=np.float64),
-                      np.ascontiguousarray(s, dtype=np.float64),
-                      m.g1, m.g2, m.alpha, m.lamG, mode, float(mu), out)
+    ns.objective_rows(_f64c(y), _f64c(s), m.g1, m.g2, m.alpha, m.lamG, mode, float(mu), out)
     return out
 
 
@@ -733,8 +747,8 @@ def run_deconvolution_full(
         y = np.ascontiguousarray(bandpass_filter(y, tau_r, tau_d, fs))
     if init is not None:
         if not (type(init) is np.ndarray and init.dtype == _F64 and init.flags.c_contiguous
-                and 1 <= init.ndim <= 2):
-            init = np.ascontiguousarray(np.atleast_2d(np.asarray(init, dtype=np.float64)))
+                and init.flags.writeable and 1 <= init.ndim <= 2):
+            init = _f64c(np.atleast_2d(np.asarray(init, dtype=np.float64)))
         elif init.ndim == 1:  # (what the line above returns for these, without its calls)
             init = init[np.newaxis, :]
         if init.shape != y.shape:
@@ -753,10 +767,10 @@ def run_deconvolution_full(
         shapes = (y.shape, (y.shape[0], y.shape[1] if mode == "drift" else 1), y.shape)
         if (one_d or len(out) != 3 or any(
                 not (isinstance(a, np.ndarray) and a.dtype == np.float64
-                     and a.flags.c_contiguous and a.shape == sh)
+                     and a.flags.c_contiguous and a.flags.writeable and a.shape == sh)
                 for a, sh in zip(out, shapes))):
             raise ValueError(
-                "out must be three float64 C-contiguous arrays (activity, baseline, fit) "
+                "out must be three writeable float64 C-contiguous arrays (activity, baseline, fit) "
                 f"of shapes {shapes} for these traces; pass out=None to allocate them")
     lo, hi = _row_ranges(y)
     if y.shape[0] == 1:
@@ -845,15 +859,10 @@ def _kkt_rows(y, s, b, m: _Model, mode: int, mu: float) -> np.ndarray:
                               m.g1, m.g2, m.alpha, m.lamG, m.G, mode, float(mu))
     from . import _numba_solvers as ns
 
-    y = np.ascontiguousarray(y, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    b = np.ascontiguousarray(b.reshape(len(y), -1))
-    if not b.flags.writeable:
-        # (a read-only array is another type to numba: a second compile)
-        b = b.copy()
+    y = _f64c(y)
+    b = _f64c(np.asarray(b, dtype=np.float64).reshape(len(y), -1))
     out = np.empty((len(y), 2))
-    ns.kkt_rows(y, np.ascontiguousarray(s, dtype=np.float64), b, m.g1, m.g2, m.alpha,
-                m.lamG, m.G, mode, float(mu), out)
+    ns.kkt_rows(y, _f64c(s), b, m.g1, m.g2, m.alpha, m.lamG, m.G, mode, float(mu), out)
     return out
 
 
@@ -957,6 +966,16 @@ def _row_ranges(y: np.ndarray):
     return y.min(axis=1), y.max(axis=1)
 
 
+def _rows_finite(a: np.ndarray) -> bool:
+    """Whether every value of the 2-D float64 C-contiguous ``a`` is finite
+    (the compiled one-pass row ranges, else NumPy)."""
+    if not _fallback_now():
+        ns = _NS or _numba_solvers()
+        lo, hi = np.empty(a.shape[0]), np.empty(a.shape[0])
+        return bool(ns.row_ranges(a, lo, hi))
+    return bool(np.isfinite(a).all())
+
+
 # _row_ranges: from this many values on, row blocks on the solver's threads
 _RANGES_BLOCKS = 1 << 21
 
@@ -987,7 +1006,7 @@ def _reconvolve(s: np.ndarray, m: _Model) -> np.ndarray:
         return npsol.conv_rows(s, m.g1, m.g2, m.alpha)
     from . import _numba_solvers as ns
 
-    s = np.ascontiguousarray(s, dtype=np.float64)
+    s = _f64c(s)
     out = np.empty_like(s)
     ns.conv_rows(s, m.g1, m.g2, m.alpha, out)
     return out
@@ -1322,9 +1341,9 @@ def fit_stats(traces, fit, activity, fs: float, noise=None, *, threaded: bool = 
     the event rate of ``activity`` as ``session.event_rate`` defines it.
     ``threaded=False`` runs on the calling thread alone, never queued behind
     a solve that holds the solver's threads."""
-    y = np.ascontiguousarray(np.atleast_2d(traces), dtype=np.float64)
-    f = np.ascontiguousarray(np.atleast_2d(fit), dtype=np.float64)
-    a = np.ascontiguousarray(np.atleast_2d(activity), dtype=np.float64)
+    y = _f64c(np.atleast_2d(traces))
+    f = _f64c(np.atleast_2d(fit))
+    a = _f64c(np.atleast_2d(activity))
     n = y.shape[0]
     sig = np.zeros(n) if noise is None else np.nan_to_num(np.asarray(noise, dtype=np.float64))
     sig = np.ascontiguousarray(np.broadcast_to(sig, (n,)))
