@@ -1928,11 +1928,18 @@ def _affine_flags_out(active, w, w1, db, eps_u, eps_nu, flip, idx, s_out):
 # full steps either way and the prefixes' cost on top)
 _PREFIX_DECAY = 30.0
 _PREFIX_T = 200_000
-_PREFIX_DIV = 16
+_PREFIX_DIV = 32
 _PREFIX_SLOPE_MAX = 1.0
 _PREFIX_GATE = 0.5
 # ... the threshold the quantile of every _PREFIX_STRIDE-th spike
-_PREFIX_STRIDE = 16
+# (twenty-ninth round: _PREFIX_DIV 16 -> 32 and _PREFIX_STRIDE 16 -> 64; 36
+# cold lambda-0 rows, lam0-30Hz, jGCaMP8f 100 Hz, low SNR and dense at
+# 250,000, 1M and 4M frames, seeds 0-2: steps 562 -> 551, settle work
+# (prefixes' and the trace's) 1,167k -> 964k samples, the prefixes' full
+# steps on half as many frames; the trace's own first set leaves more
+# violators at 4M (its settles 406k -> 479k); 10 x 1M lam0-30Hz in
+# process 0.95-0.96; the stride alone 0.975-0.98, the same steps there)
+_PREFIX_STRIDE = 64
 
 
 @njit(cache=_CACHE, nogil=True)
