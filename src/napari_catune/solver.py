@@ -375,8 +375,9 @@ _WS_KEEP_FRAMES = 1 << 17
 # dropped: a repeat on such a trace (a re-run, the next chunk of the command
 # line, a benchmark's repeat) otherwise touches fresh pages again.  Their
 # memory comes in 4 kB pages (anonymous mmap, without numpy's huge-page
-# advice, _WS_SMALL_PAGES): where the kernel must compact memory for huge
-# pages, the first touch stalls.  Helper khz2, slow-1kHz, one trace of
+# advice, _WS_SMALL_PAGES): a fresh huge page's first touch can stall (on
+# this project's VM, memory freed ~2 s earlier has gone back to the host:
+# docs/solver_history.md, twenty-ninth round).  Helper khz2, slow-1kHz, one trace of
 # 4,000,000 frames, fresh process, 3 runs each (load ~4.6): system CPU
 # 2.5-2.8 s -> 0.19 s, user 0.66-0.75 s either way.  Fresh 4 kB pages on
 # every call instead cost 40-90 ms more per 1M-frame trace than kept ones.
