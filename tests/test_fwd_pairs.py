@@ -87,36 +87,3 @@ def test_forward_pair_test_matches_the_per_sample_test(name, mode, T):
         np.testing.assert_array_equal(bvec, br)
         np.testing.assert_array_equal(u, ur)
         assert u_max == umr
-
-
-@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
-@pytest.mark.parametrize("where", [(0, 0), (1, 0), (1, 299), (2, 150)])
-def test_pdas_rows_finiteness_codes(bad, where):
-    # pdas_rows' checks (or-reduced per row): 1 for y, 2 for a warm start's
-    # init, wherever the value sits (first or last sample of any row)
-    from napari_catune import solver
-
-    fs, tr, td, lam, *_ = REGIMES["GCaMP6f-30Hz"]
-    m = _model_checked(fs, tr, td, lam)
-    y = regime_traces("GCaMP6f-30Hz", 3, 300, 1)
-    init = np.zeros_like(y)
-    (fws, bws), release = solver._pdas_workspace(y.shape[1])
-
-    def run(yy, ii, warm):
-        out = (np.empty_like(yy), np.zeros((3, 1)), np.empty_like(yy), np.zeros(3, np.int64),
-               np.zeros(3, bool))
-        return ns.pdas_rows(yy, ii, warm, m.g1, m.g2, m.alpha, m.lamG, m.G, np.int64(1), 0.0,
-                            1e-6, 50, *out, fws, bws)
-
-    try:
-        assert run(y, init, True) == 0
-        yb = y.copy()
-        yb[where] = bad
-        assert run(yb, init, True) == 1
-        assert run(yb, init, False) == 1
-        ib = init.copy()
-        ib[where] = bad
-        assert run(y, ib, True) == 2
-        assert run(y, ib, False) == 0  # a cold start does not read init
-    finally:
-        release()

@@ -63,14 +63,18 @@ def test_row_ranges_in_blocks(monkeypatch):
     assert hi[4] == np.inf and np.array_equal(hi[:4], y[:4].max(axis=1))
 
 
-@pytest.mark.parametrize("bad", [np.nan, np.inf])
-@pytest.mark.parametrize("where", [(0, 0), (2, -1)])
-def test_pdas_rows_codes_long_rows(bad, where):
-    # rows over _SCAN_AHEAD_T frames are checked one at a time, just before
-    # each is solved: the same codes (1 for y, 2 for a warm start's init)
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("T,where", [
+    (300, (0, 0)), (300, (1, 0)), (300, (1, 299)), (300, (2, 150)),
+    (ns._SCAN_AHEAD_T + 1, (0, 0)), (ns._SCAN_AHEAD_T + 1, (2, -1)),
+])
+def test_pdas_rows_finiteness_codes(bad, T, where):
+    # pdas_rows' checks (or-reduced per row): 1 for y, 2 for a warm start's
+    # init, wherever the value sits (first or last sample of any row); rows
+    # over _SCAN_AHEAD_T frames are checked one at a time, just before each
+    # is solved: the same codes
     fs, tr, td, lam, *_ = REGIMES["GCaMP6f-30Hz"]
     m = S._model_checked(fs, tr, td, lam)
-    T = ns._SCAN_AHEAD_T + 1
     y = regime_traces("GCaMP6f-30Hz", 3, T, 1)
     init = np.zeros_like(y)
     (fws, bws), release = S._pdas_workspace(T)
@@ -82,6 +86,7 @@ def test_pdas_rows_codes_long_rows(bad, where):
                             1e-6, 50, *out, fws, bws)
 
     try:
+        assert run(y, init, True) == 0
         yb = y.copy()
         yb[where] = bad
         assert run(yb, init, True) == 1
