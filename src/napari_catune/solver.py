@@ -969,12 +969,9 @@ def _row_ranges(y: np.ndarray):
 
 def _rows_finite(a: np.ndarray) -> bool:
     """Whether every value of the 2-D float64 C-contiguous ``a`` is finite
-    (the compiled one-pass row ranges, else NumPy)."""
-    if not _fallback_now():
-        ns = _NS or _numba_solvers()
-        lo, hi = np.empty(a.shape[0]), np.empty(a.shape[0])
-        return bool(ns.row_ranges(a, lo, hi))
-    return bool(np.isfinite(a).all())
+    (from its row ranges: NaN or Inf shows in a row's minimum or maximum)."""
+    lo, hi = _row_ranges(a)
+    return bool(np.isfinite(lo).all() and np.isfinite(hi).all())
 
 
 # _row_ranges: from this many values on, row blocks on the solver's threads
