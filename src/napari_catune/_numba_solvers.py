@@ -986,7 +986,7 @@ def _fill_b(bvec):
 
 @njit(cache=_CACHE, nogil=True)
 def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, fws, bws,
-             rel_eps=1e-11, warm=False, bail=False, at_once=np.int64(8)):
+             rel_eps=1e-11, warm=False, bail=False, at_once=np.int64(8), b_all=True):
     """Exact solve by primal-dual active sets.  Returns (iters, converged).
 
     ``active`` (bool, length T-1) is the starting guess of where s = 0 (a
@@ -996,7 +996,9 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
     with weight ``mu``).  ``fws`` and ``bws`` are float and bool workspaces
     of at least :func:`workspace_sizes` (T) elements, reused across calls
     (fresh memory costs a page fault per 4 kB, ~1.5 ms per 54,000-frame
-    solve).
+    solve).  ``b_all`` False: a converged answer in modes 0 and 1 may leave
+    its baseline in bvec[0] alone (pdas_rows reads no more; the fill of a
+    1,000,000-frame bvec ~0.25 ms).
 
     Each step solves the problem with s = 0 on the active set and s free
     elsewhere (:func:`_subspace_solve`), then reads the KKT signs: spikes u
@@ -1272,7 +1274,7 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
             st, converged, _f = _affine_lam0(y, g1, g2, alpha, beta, mode, active, gain, x, s_ipm,
                                              u, work[0:n], flip, gain_b.view(np.int64)[0:n],
                                              bvec, rel_eps, max_iters - it, ready, a22r, q2r,
-                                             p0r, s_out)
+                                             p0r, s_out, b_all)
             aff_out = converged
             ready = False
             it += st
@@ -1291,7 +1293,7 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
             st, converged, _f = _affine_lam0(y, g1, g2, alpha, beta, mode, active, gain, x, s_ipm,
                                              u, work[0:n], flip, gain_b.view(np.int64)[0:n],
                                              bvec, rel_eps, max_iters - it, _NO, 0.0, 0.0,
-                                             _ZERO, s_out)
+                                             _ZERO, s_out, b_all)
             aff_out = converged
             it += st
             if converged:
@@ -1475,7 +1477,7 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
                 # (_affine_lam0), the gains formed ahead reused
                 aff_late = False
                 late = True
-    if flat and not aff_out:
+    if flat and not aff_out and (b_all or not converged):
         _fill_b(bvec)
     if bail and ipm_cold:
         # (``bail``: a warm start that would go to the cold interior point
@@ -1693,7 +1695,7 @@ def _free_pairs(active):
 
 @njit(cache=_CACHE, nogil=True)
 def _affine_lam0(y, g1, g2, alpha, beta, mode, active, gain, x, z, w, w1, flip, idx, bvec,
-                 rel_eps, max_steps, ready, a22r, q2r, p0r, s_out):
+                 rel_eps, max_steps, ready, a22r, q2r, p0r, s_out, b_all):
     """A cold start's exchange carried affine in the scalar baseline
     (:mod:`._numba_affine`; modes 0 and 1).  Full steps (the Riccati
     recursion of :func:`_riccati_pk`, the forward pass
@@ -1712,7 +1714,8 @@ def _affine_lam0(y, g1, g2, alpha, beta, mode, active, gain, x, z, w, w1, flip, 
     its :func:`_riccati_flat` returns), else _NO with 0.0, 0.0, _ZERO.
     ``s_out``: where a converged answer is written (clipped, s_out[n] left
     to the caller, w not updated), or an empty array to leave it in w.
-    Every call passes all of them (one compiled kind).  Returns
+    ``b_all`` False: a converged answer's baseline in bvec[0] alone (else
+    at every sample).  Every call passes all of them (one compiled kind).  Returns
     (steps, converged, full steps among them): converged with the spikes in
     ``w`` (0 on the active set; or in s_out) and the baseline in bvec; else
     ``active`` is a set for the plain path to go on from (x is not its
@@ -1761,6 +1764,9 @@ def _affine_lam0(y, g1, g2, alpha, beta, mode, active, gain, x, z, w, w1, flip, 
         n_idx = _list_set(flip, idx)
     # (the answer written into s_out by the last flags' pass)
     written = False
+    # violators flagged per unit move of b by the last flags' pass (< 0: none
+    # yet), which foretells whether the next is the last (_aff_out_likely)
+    rate = -1.0
     for _upd in range(_AFF_MAX_UPDATES):
         if n_bad == 0:
             if s_out.shape[0] == 0:
@@ -1774,8 +1780,11 @@ def _affine_lam0(y, g1, g2, alpha, beta, mode, active, gain, x, z, w, w1, flip, 
                 for k in range(n):
                     v = 0.0 if active[k] else w[k] + db * w1[k]
                     s_out[k] = v if v > 0.0 else 0.0
-            for t in range(T):
-                bvec[t] = b + db
+            if b_all:
+                for t in range(T):
+                    bvec[t] = b + db
+            else:
+                bvec[0] = b + db
             return steps, True, full
         if steps >= max_steps or n_bad * _AFFINE_BAIL > n:
             break
@@ -1788,16 +1797,21 @@ def _affine_lam0(y, g1, g2, alpha, beta, mode, active, gain, x, z, w, w1, flip, 
             break
         r0 += d_r
         h += d_h
+        db_old = db
         if mode != 0:
             db = r0 / h
-        if s_out.shape[0] > 0 and n_bad * _AFF_OUT_FRAC <= n and n >= _AFF_OUT_MIN:
-            # few violators settled: likely the last flags' pass, which then
-            # writes the answer too (a pass over w, w1 fewer; overwritten
-            # if it is not the last)
+        move = abs(db - db_old)
+        if (s_out.shape[0] > 0 and n_bad * _AFF_OUT_FRAC <= n and n >= _AFF_OUT_MIN
+                and _aff_out_likely(rate, move, g1, g2, alpha, eps_u)):
+            # few violators settled and b barely moved: likely the last
+            # flags' pass, which then writes the answer too (a pass over w,
+            # w1 fewer; overwritten if it is not the last)
             n_idx = _affine_flags_out(active, w, w1, db, eps_u, eps_nu, flip, idx, s_out)
             written = n_idx == 0
         else:
             n_idx = affine_flags(active, w, w1, db, eps_u, eps_nu, flip, idx)
+        if move > 0.0:
+            rate = n_idx / move
         n_bad = n_idx
         steps += 1
         if _TRACE:
@@ -1864,6 +1878,24 @@ def _list_set(flip, idx):
 # the caches: little to save, a wasted write when the guess is wrong)
 _AFF_OUT_FRAC = 4096
 _AFF_OUT_MIN = 131_072
+
+
+@njit(cache=_CACHE, nogil=True)
+def _aff_out_likely(rate, move, g1, g2, alpha, eps_u):
+    """Whether :func:`_affine_lam0`'s next flags' pass, after b moved by
+    ``move``, likely finds no violator (then :func:`_affine_flags_out` writes
+    the answer in it): the last pass's violators per unit move (``rate``)
+    times this move below 1/2; before any (the first settle after a full
+    step, ``rate`` < 0), a move that shifts a free run's spikes (slope (g1 +
+    g2 - 1) / alpha) by at most their threshold ``eps_u``.  (lam0-30Hz at
+    1,000,000 frames: the first settle moves b by ~0.6 and ~2,000 samples
+    violate after it even where it settled ~200, the second by ~0.02 and
+    ~60, the third by ~3e-5 and none; with a count of violators settled
+    alone as the test, the first settle's pass wrote the answer in vain.)
+    A wrong guess costs a pass: the answer written separately, or in vain."""
+    if rate >= 0.0:
+        return rate * move < 0.5
+    return move * abs(1.0 - g1 - g2) <= eps_u * alpha
 
 
 @njit(cache=_CACHE, nogil=True)
@@ -1990,7 +2022,7 @@ def _lam0_first_flags(y, g1, g2, alpha, mode, rel_eps, active, gain, x, z, w, w1
         st, ok, _f = _affine_lam0(y[0:tp], g1, g2, alpha, 0.0, mode, act, gain[0:npr],
                                   x[0:npr], z[0:npr], w[0:npr], w1[0:npr], flip[0:npr],
                                   idx[0:npr], bvec[0:tp], rel_eps, max_steps - steps, _NO, 0.0,
-                                  0.0, _ZERO, w[0:0])
+                                  0.0, _ZERO, w[0:0], _NO)
         steps += st + 1
         if not ok:
             return exact_fit_flags(y, g1, g2, alpha, mode, rel_eps, _COLD_FREE_THR,
@@ -6177,8 +6209,9 @@ def pdas_rows(y, init, warm, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iter
                     warm_i = _NO
         left = max_iters - it_c
         budget = min(left, _WARM_BUDGET) if warm_i else left
+        # (modes 0 and 1: _row_check reads bvec[0] alone)
         it, settled = pdas_one(y[i], g1, g2, alpha, lamG, mode, mu, active, budget, s[i],
-                               bvec_i, pws, bws, 1e-11, warm_i, _NO, _COLD_AT_ONCE)
+                               bvec_i, pws, bws, 1e-11, warm_i, _NO, _COLD_AT_ONCE, mode == 2)
         if warm_i and not settled and it >= budget and left > budget:
             # a warm start that has not settled in many times a cold solve's
             # steps is leading the exchange astray (seen at lambda = 0 on a
@@ -6187,7 +6220,7 @@ def pdas_rows(y, init, warm, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iter
                 active[k] = cold
             it2, settled = pdas_one(y[i], g1, g2, alpha, lamG, mode, mu, active,
                                     left - it, s[i], bvec_i, pws, bws, 1e-11, _NO, _NO,
-                                    _COLD_AT_ONCE)
+                                    _COLD_AT_ONCE, mode == 2)
             it += it2
         elif polish and warm_i and not warm and settled:
             # the binned start on a kernel decaying over more than
