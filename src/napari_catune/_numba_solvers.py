@@ -711,8 +711,13 @@ def _riccati_pk(y, g1, g2, beta, active, gain, g3):
     only for a free sample not before a free pair, packed in ``gain``
     (rows q .. n-1; c3 there too).  A free sample before a free pair (c1 =
     0, c2 = 1: most samples of a long lambda-0 trace) writes 8 bytes
-    instead of 24, and the forward pass reads 8.  Returns (1 + p22, q2, p,
-    q)."""
+    instead of 24, and the forward pass reads 8.  At lambda 0 (``beta``
+    +0.0) a run of such samples leaves q2 and a22 as they are once q0 = q1
+    = 0 (from its second sample on, counted from its end: lb = -y there,
+    so q2 - y - lb = q2 exactly, where _riccati_flat rounds (q2 - y) + y a
+    sample; q2, and the baseline formed from it, round otherwise, ~1e-15
+    relative on lam0-30Hz at 1M frames), in a loop that stores c3 alone.
+    Returns (1 + p22, q2, p, q)."""
     n = y.shape[0] - 1
     g1sq = g1 * g1
     g1x2 = 2.0 * g1
@@ -752,19 +757,19 @@ def _riccati_pk(y, g1, g2, beta, active, gain, g3):
             q2 = l2 - lb
             a22 = (a22 + 1.0) - 1.0
             if lam0 and q0 == 0.0 and q1 == 0.0 and a22 >= 0.0:
-                # lambda 0 from a run's second such sample on: lb = -y, and
-                # q2 - y - lb = q2, q0, q1 stay 0 and (a22 + 1) - 1 = a22
-                # (a22 >= 0, rounded so once): nothing but c3 = 0 - y
-                # changes while the run goes on.  (q2 kept exact, not
-                # (q2 - y) + y rounded on a chain of two additions a
-                # sample, which bound this pass at ~1.6 ns a sample on
-                # lambda 0's long runs; a22 the same bits)
+                # lambda 0, q0 = q1 = 0 (a run's second such sample on):
+                # the next ones' lb = -y, so q2 - y - lb = q2, and (a22 + 1)
+                # - 1 = a22 for a22 >= 0 (rounded onto its grid once):
+                # nothing but c3 (and q0, q1, zeros) changes while the run
+                # goes on.  (q2 kept exact, not (q2 - y) + y rounded on a
+                # chain of two additions a sample, which bound this pass at
+                # ~1.6 ns a sample on lambda 0's long runs; a22 the same
+                # bits)
                 while kk > 0 and not active[np.uint64(kk - 1)]:
                     kk -= 1
                     p -= 1
                     g3[np.uint64(p)] = q0 + (beta - y[np.uint64(kk + 1)])
-                    # (q0 and q1 as the step forms them: zeros' signs)
-                    q0 = bg2 - bg1
+                    q0 = q1 - bg1
                     q1 = bg2
             continue
         after_free = f1
