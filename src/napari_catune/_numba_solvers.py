@@ -703,6 +703,12 @@ def _riccati_flat(y, g1, g2, beta, active, gain):
     return a22, q2, p
 
 
+# _riccati_pk leaves q2 and a22 as they are along lambda 0's runs of free
+# samples before free pairs (False: rounded there as _riccati_flat does;
+# tests/test_lam0_runs.py compiles that variant)
+_RIC_RUNS = True
+
+
 @njit(cache=_CACHE, nogil=True, fastmath={"contract"})
 def _riccati_pk(y, g1, g2, beta, active, gain, g3):
     """:func:`_riccati_flat` (the same arithmetic, the same gains) with the
@@ -737,7 +743,8 @@ def _riccati_pk(y, g1, g2, beta, active, gain, g3):
     f2 = False
     p = n
     q = n
-    lam0 = beta == 0.0
+    # (lambda 0's runs of free pairs: below)
+    lam0 = _RIC_RUNS and beta == 0.0
     kk = n
     while kk > 0:
         kk -= 1
