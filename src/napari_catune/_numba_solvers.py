@@ -4147,7 +4147,7 @@ def _coarse_start(y, g1, g2, alpha, lamG, mode, mu, k, active, fws, bws, max_ite
     if not ok:
         it2, ok = pdas_one(yc, g1c, g2c, alpha_c, lamG * inv_k, mode, mu * inv_k * inv_k,
                            act_c, max_iters - it_c, sc, bc, pws, bws, 1e-11, _NO, _NO,
-                           _COLD_AT_ONCE)
+                           _COLD_AT_ONCE, _YES)
         it_c += it2
     for t in range(n):
         active[t] = True
@@ -4347,7 +4347,7 @@ def _coarse_start2(yc, g1c, g2c, alpha_c, lam_c, mode, mu_c, act_c, max_iters, s
     for j in range(ncc):
         acts[j] = True
     it1, ok = pdas_one(ycc, g1cc, g2cc, alpha_cc, lam_c * inv, mode, mu_c * inv * inv, acts,
-                       max_iters, scc, bcc, pws, bws, 1e-11, _NO, _NO, _COLD_AT_ONCE)
+                       max_iters, scc, bcc, pws, bws, 1e-11, _NO, _NO, _COLD_AT_ONCE, _YES)
     if not ok:
         return it1, False
     for t in range(nc):
@@ -4357,7 +4357,7 @@ def _coarse_start2(yc, g1c, g2c, alpha_c, lam_c, mode, mu_c, act_c, max_iters, s
         if scc[j] > 0.0:
             act_c[min(j * k2 + off, nc - 1)] = False
     it2, ok = pdas_one(yc, g1c, g2c, alpha_c, lam_c, mode, mu_c, act_c, max_iters - it1, sc,
-                       bc, pws, bws, 1e-11, _YES, _NO, _COLD_AT_ONCE)
+                       bc, pws, bws, 1e-11, _YES, _NO, _COLD_AT_ONCE, _YES)
     return it1 + it2, ok
 
 
@@ -4447,7 +4447,7 @@ def _coarse_polish(y, g1, g2, alpha, lamG, mode, mu, active, s_i, bvec, fws, bws
             s_keep[t] = s_i[t]
             b_keep[t] = bvec[t]
         it2, ok = pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, budget - it, s_i, bvec,
-                           fws, bws, 1e-11, _YES, _NO, _COLD_AT_ONCE)
+                           fws, bws, 1e-11, _YES, _NO, _COLD_AT_ONCE, _YES)
         it += it2
         if not ok:
             for t in range(T):
@@ -6031,7 +6031,7 @@ def _coarse_row(yi, warm, g1, g2, alpha, lamG, mode, mu, k, active, max_iters, s
                 si[j] = 0.0 if active[j] else 1.0
         budget = min(max_iters, _WARM_BUDGET)
         it, settled = pdas_one(yi, g1, g2, alpha, lamG, mode, mu, active, budget, si, bvec,
-                               pws, bws, 1e-11, _YES, _YES, _BAIL_AT_ONCE)
+                               pws, bws, 1e-11, _YES, _YES, _BAIL_AT_ONCE, _YES)
         if settled:
             # polished as the binned start's answer: its dense check
             # (dense_verify, 1e-10 of the gradient) left it 3e-9 to 2.4e-8
@@ -6046,7 +6046,7 @@ def _coarse_row(yi, warm, g1, g2, alpha, lamG, mode, mu, k, active, max_iters, s
             for j in range(n):
                 active[j] = lamG > 0.0
             it2, _ok = pdas_one(yi, g1, g2, alpha, lamG, mode, mu, active, max_iters - it, si,
-                                bvec, pws, bws, 1e-11, _NO, _NO, _COLD_AT_ONCE)
+                                bvec, pws, bws, 1e-11, _NO, _NO, _COLD_AT_ONCE, _YES)
             return it + it2
         if old:
             # a move the binned checks let through that bails at lambda 0
@@ -6079,7 +6079,7 @@ def _coarse_row(yi, warm, g1, g2, alpha, lamG, mode, mu, k, active, max_iters, s
         # would go to the cold interior point
         budget = min(max_iters - it, _WARM_BUDGET)
         it2, settled = pdas_one(yi, g1, g2, alpha, lamG, mode, mu, active, budget, si, bvec,
-                                pws, bws, 1e-11, _YES, _YES, _COLD_AT_ONCE)
+                                pws, bws, 1e-11, _YES, _YES, _COLD_AT_ONCE, _YES)
         it += it2
         if settled:
             it3, _moved = _coarse_polish(yi, g1, g2, alpha, lamG, mode, mu, active, si, bvec,
@@ -6099,7 +6099,7 @@ def _coarse_row(yi, warm, g1, g2, alpha, lamG, mode, mu, k, active, max_iters, s
     for j in range(n):
         active[j] = lamG > 0.0
     it2, _ok = pdas_one(yi, g1, g2, alpha, lamG, mode, mu, active, max_iters - it, si, bvec,
-                        pws, bws, 1e-11, _NO, _NO, _COLD_AT_ONCE)
+                        pws, bws, 1e-11, _NO, _NO, _COLD_AT_ONCE, _YES)
     return it + it2
 
 
@@ -6239,9 +6239,10 @@ def pdas_rows(y, init, warm, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iter
                     warm_i = _NO
         left = max_iters - it_c
         budget = min(left, _WARM_BUDGET) if warm_i else left
-        # (modes 0 and 1: _row_check reads bvec[0] alone)
+        # (modes 0 and 1: _row_check reads bvec[0] alone; b_all does
+        # nothing with drift, whose steps are not flat)
         it, settled = pdas_one(y[i], g1, g2, alpha, lamG, mode, mu, active, budget, s[i],
-                               bvec_i, pws, bws, 1e-11, warm_i, _NO, _COLD_AT_ONCE, mode == 2)
+                               bvec_i, pws, bws, 1e-11, warm_i, _NO, _COLD_AT_ONCE, _NO)
         if warm_i and not settled and it >= budget and left > budget:
             # a warm start that has not settled in many times a cold solve's
             # steps is leading the exchange astray (seen at lambda = 0 on a
@@ -6250,7 +6251,7 @@ def pdas_rows(y, init, warm, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iter
                 active[k] = cold
             it2, settled = pdas_one(y[i], g1, g2, alpha, lamG, mode, mu, active,
                                     left - it, s[i], bvec_i, pws, bws, 1e-11, _NO, _NO,
-                                    _COLD_AT_ONCE, mode == 2)
+                                    _COLD_AT_ONCE, _NO)
             it += it2
         elif polish and warm_i and not warm and settled:
             # the binned start on a kernel decaying over more than
