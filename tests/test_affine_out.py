@@ -53,7 +53,8 @@ def test_affine_lam0_answer_the_same_with_and_without_s_out():
         bvec = np.zeros(T)
         s_out = np.full(T, np.nan) if use_out else np.zeros(0)
         st, ok, full = _affine_lam0(y, m.g1, m.g2, m.alpha, 0.0, 1, active, gain, x, z, w, w1,
-                                    flip, idx, bvec, 1e-11, 100, _NO, 0.0, 0.0, _ZERO, s_out)
+                                    flip, idx, bvec, 1e-11, 100, _NO, 0.0, 0.0, _ZERO, s_out,
+                                    np.bool_(True))
         assert ok
         s = s_out[:n].copy() if use_out else np.where(w > 0.0, w, 0.0)
         out.append((st, s, bvec[0], active.copy()))

@@ -2,7 +2,10 @@
 _affine_fwd_runs' forward pass (runs of free pairs in a loop of their own,
 written out without fastmath) against _riccati_flat and affine_fwd, bit for
 bit: gains, baseline terms, x, z, the spikes and their slopes, max |u|, R
-and H."""
+and H, but at lambda 0 q2: there _riccati_pk leaves it exact along runs of
+free pairs where _riccati_flat rounds (q2 - y) + y a sample (within
+rounding of it).  Both forward passes run from _riccati_flat's
+baseline."""
 
 import numpy as np
 import pytest
@@ -31,7 +34,12 @@ def _check(y, g1, g2, alpha, beta, active):
     (a22, q2, p0, gain, ret, outs), (a22b, q2b, p0b, q0b, gain2, g3, ret2, outs2) = _both(
         y, g1, g2, alpha, beta, active)
     n = y.shape[0] - 1
-    assert (a22b, q2b, p0b) == (a22, q2, p0)
+    assert (a22b, p0b) == (a22, p0)
+    if beta == 0.0:
+        scale = 1.0 + abs(y).sum()
+        assert abs(q2b - q2) <= 1e-13 * scale
+    else:
+        assert q2b == q2
     # every free sample's c3 in g3, in order; c1, c2 of the others in gain2
     assert np.array_equal(g3[p0:], gain[p0:, 2])
     free = ~active

@@ -31,7 +31,7 @@ def _affine(y, m, mode, max_steps=100):
     st, ok, full = ns._affine_lam0(y, m.g1, m.g2, m.alpha, 0.0, np.int64(mode), a["active"],
                                    a["gain"], a["x"], a["z"], a["w"], a["w1"], a["flip"],
                                    a["idx"], a["bvec"], 1e-11, np.int64(max_steps), ns._NO, 0.0,
-                                   0.0, ns._ZERO, a["w"][0:0])
+                                   0.0, ns._ZERO, a["w"][0:0], ns._YES)
     return st, ok, full, a["w"].copy(), a["bvec"][0], a["active"].copy()
 
 
@@ -189,7 +189,7 @@ def test_lam0_long_trace_first_set_by_count_takes_one_full_step():
     st, ok, full = ns._affine_lam0(y, m.g1, m.g2, m.alpha, 0.0, np.int64(1), a["active"],
                                    a["gain"], a["x"], a["z"], a["w"], a["w1"], a["flip"],
                                    a["idx"], a["bvec"], 1e-11, np.int64(100), ns._NO, 0.0, 0.0,
-                                   ns._ZERO, a["w"][0:0])
+                                   ns._ZERO, a["w"][0:0], ns._YES)
     assert ok and full == 1 and st <= 5
     st_e, ok_e, full_e, w_e, b_e, act_e = _affine(y, m, 1)
     assert ok_e and full_e == 2
@@ -276,7 +276,7 @@ def test_late_affine_at_positive_lambda(regime, mode):
         st, ok, full = ns._affine_lam0(y, m.g1, m.g2, m.alpha, beta, np.int64(mode), act,
                                        a["gain"], a["x"], a["z"], a["w"], a["w1"], a["flip"],
                                        a["idx"], a["bvec"], 1e-11, np.int64(100), True, a22, q2,
-                                       p0, s_out)
+                                       p0, s_out, ns._YES)
         if not ok:
             assert np.isnan(s_out).all()
             continue

@@ -39,7 +39,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from llvmlite import ir as _llir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from ._numba_local import _left_edge, _right_edge
 
@@ -53,6 +56,57 @@ _CACHE = True
 # (a constant argument of a call between compiled functions: see
 # _numba_solvers._NO)
 _YES = np.bool_(True)
+
+
+
+@intrinsic
+def _prefetch(typingctx, arr, i):
+    """A hint to bring the cache line of arr[i] (i along arr's first axis)
+    into the caches (``llvm.prefetch``, for reading): no fault and no
+    effect on any value, wherever it points."""
+    if not isinstance(arr, types.Array) or not isinstance(i, types.Integer):
+        return None
+    sig = types.void(arr, i)
+
+    def codegen(context, builder, signature, args):
+        aryty = signature.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        k = context.cast(builder, args[1], signature.args[1], types.intp)
+        stride = cgutils.unpack_tuple(builder, ary.strides, aryty.ndim)[0]
+        i64 = _llir.IntType(64)
+        addr = builder.add(builder.ptrtoint(ary.data, i64), builder.mul(k, stride))
+        ptr = builder.inttoptr(addr, _llir.IntType(8).as_pointer())
+        i32 = _llir.IntType(32)
+        fnty = _llir.FunctionType(_llir.VoidType(), [ptr.type, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        builder.call(fn, [ptr, i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+# affine_settle asks for the data of the violator this many ahead of the one
+# it settles (0: never): its segments lie far apart on a long trace, each
+# one's eight arrays a cache miss apiece
+_AFF_AHEAD = 8
+
+
+@njit(cache=_CACHE, nogil=True, inline="always")
+def _settle_ahead(y, active, flip, gain, x, z, w, w1, k):
+    """The cache lines a segment around sample k reads (_prefetch)."""
+    for d in (-4, 4):
+        j = k + d
+        _prefetch(y, j)
+        _prefetch(x, j)
+        _prefetch(z, j)
+        _prefetch(w, j)
+        _prefetch(w1, j)
+    _prefetch(active, k)
+    _prefetch(flip, k)
+    _prefetch(gain, k - 3)
+    _prefetch(gain, k)
+    _prefetch(gain, k + 3)
+
 
 # block-exchange rounds within one segment, then single (Murty) rounds
 _AFF_ROUNDS = 8
@@ -432,6 +486,8 @@ def affine_settle(y, g1, g2, alpha, beta, active, flip, idx, n_idx, gain, b_ref,
     e = 0
     for i in range(n_idx):
         k = idx[i]
+        if _AFF_AHEAD > 0 and i + _AFF_AHEAD < n_idx:
+            _settle_ahead(y, active, flip, gain, x, z, w, w1, idx[i + _AFF_AHEAD])
         if k < e:
             # within the segment just settled (its flips applied there)
             continue

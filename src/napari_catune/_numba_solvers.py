@@ -54,7 +54,7 @@ from ._numba_hints import prefetch as _prefetch
 # new value), or a checkout or an upgrade with a warm cache would run the
 # old code (seen: wdrift's edge-scan fix measured nothing until the cache
 # was cleared; a reviewer ran a callee numba could no longer compile).
-_CALLEES_SHA = "c71acc58839a3efd"
+_CALLEES_SHA = "fc792a059d70ed1c"
 
 # (int64, not literal ints: see _NO)
 _SEG_ROUNDS = np.int64(_SEG_ROUNDS)
@@ -703,6 +703,12 @@ def _riccati_flat(y, g1, g2, beta, active, gain):
     return a22, q2, p
 
 
+# _riccati_pk leaves q2 and a22 as they are along lambda 0's runs of free
+# samples before free pairs (False: rounded there as _riccati_flat does;
+# tests/test_lam0_runs.py compiles that variant)
+_RIC_RUNS = True
+
+
 @njit(cache=_CACHE, nogil=True, fastmath={"contract"})
 def _riccati_pk(y, g1, g2, beta, active, gain, g3):
     """:func:`_riccati_flat` (the same arithmetic, the same gains) with the
@@ -711,8 +717,13 @@ def _riccati_pk(y, g1, g2, beta, active, gain, g3):
     only for a free sample not before a free pair, packed in ``gain``
     (rows q .. n-1; c3 there too).  A free sample before a free pair (c1 =
     0, c2 = 1: most samples of a long lambda-0 trace) writes 8 bytes
-    instead of 24, and the forward pass reads 8.  Returns (1 + p22, q2, p,
-    q)."""
+    instead of 24, and the forward pass reads 8.  At lambda 0 (``beta``
+    +0.0) a run of such samples leaves q2 and a22 as they are once q0 = q1
+    = 0 (from its second sample on, counted from its end: lb = -y there,
+    so q2 - y - lb = q2 exactly, where _riccati_flat rounds (q2 - y) + y a
+    sample; q2, and the baseline formed from it, round otherwise, ~1e-15
+    relative on lam0-30Hz at 1M frames), in a loop that stores c3 alone.
+    Returns (1 + p22, q2, p, q)."""
     n = y.shape[0] - 1
     g1sq = g1 * g1
     g1x2 = 2.0 * g1
@@ -732,7 +743,11 @@ def _riccati_pk(y, g1, g2, beta, active, gain, g3):
     f2 = False
     p = n
     q = n
-    for kk in range(n - 1, -1, -1):
+    # (lambda 0's runs of free pairs: below)
+    lam0 = _RIC_RUNS and beta == 0.0
+    kk = n
+    while kk > 0:
+        kk -= 1
         # (indices cast to unsigned: no test for a negative index)
         k = np.uint64(kk)
         yk = y[np.uint64(kk + 1)]
@@ -748,6 +763,21 @@ def _riccati_pk(y, g1, g2, beta, active, gain, g3):
             q1 = bg2
             q2 = l2 - lb
             a22 = (a22 + 1.0) - 1.0
+            if lam0 and q0 == 0.0 and q1 == 0.0 and a22 >= 0.0:
+                # lambda 0, q0 = q1 = 0 (a run's second such sample on):
+                # the next ones' lb = -y, so q2 - y - lb = q2, and (a22 + 1)
+                # - 1 = a22 for a22 >= 0 (rounded onto its grid once):
+                # nothing but c3 (and q0, q1, zeros) changes while the run
+                # goes on.  (q2 kept exact, not (q2 - y) + y rounded on a
+                # chain of two additions a sample, which bound this pass at
+                # ~1.6 ns a sample on lambda 0's long runs; a22 the same
+                # bits)
+                while kk > 0 and not active[np.uint64(kk - 1)]:
+                    kk -= 1
+                    p -= 1
+                    g3[np.uint64(p)] = q0 + (beta - y[np.uint64(kk + 1)])
+                    q0 = q1 - bg1
+                    q1 = bg2
             continue
         after_free = f1
         f2 = f1
@@ -986,7 +1016,7 @@ def _fill_b(bvec):
 
 @njit(cache=_CACHE, nogil=True)
 def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, fws, bws,
-             rel_eps=1e-11, warm=False, bail=False, at_once=np.int64(8)):
+             rel_eps=1e-11, warm=False, bail=False, at_once=np.int64(8), b_all=True):
     """Exact solve by primal-dual active sets.  Returns (iters, converged).
 
     ``active`` (bool, length T-1) is the starting guess of where s = 0 (a
@@ -996,7 +1026,9 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
     with weight ``mu``).  ``fws`` and ``bws`` are float and bool workspaces
     of at least :func:`workspace_sizes` (T) elements, reused across calls
     (fresh memory costs a page fault per 4 kB, ~1.5 ms per 54,000-frame
-    solve).
+    solve).  ``b_all`` False: a converged answer in modes 0 and 1 may leave
+    its baseline in bvec[0] alone (pdas_rows reads no more; the fill of a
+    1,000,000-frame bvec ~0.25 ms).
 
     Each step solves the problem with s = 0 on the active set and s free
     elsewhere (:func:`_subspace_solve`), then reads the KKT signs: spikes u
@@ -1272,7 +1304,7 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
             st, converged, _f = _affine_lam0(y, g1, g2, alpha, beta, mode, active, gain, x, s_ipm,
                                              u, work[0:n], flip, gain_b.view(np.int64)[0:n],
                                              bvec, rel_eps, max_iters - it, ready, a22r, q2r,
-                                             p0r, s_out)
+                                             p0r, s_out, b_all)
             aff_out = converged
             ready = False
             it += st
@@ -1291,7 +1323,7 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
             st, converged, _f = _affine_lam0(y, g1, g2, alpha, beta, mode, active, gain, x, s_ipm,
                                              u, work[0:n], flip, gain_b.view(np.int64)[0:n],
                                              bvec, rel_eps, max_iters - it, _NO, 0.0, 0.0,
-                                             _ZERO, s_out)
+                                             _ZERO, s_out, b_all)
             aff_out = converged
             it += st
             if converged:
@@ -1475,7 +1507,7 @@ def pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, max_iters, s_out, bvec, f
                 # (_affine_lam0), the gains formed ahead reused
                 aff_late = False
                 late = True
-    if flat and not aff_out:
+    if flat and not aff_out and (b_all or not converged):
         _fill_b(bvec)
     if bail and ipm_cold:
         # (``bail``: a warm start that would go to the cold interior point
@@ -1693,7 +1725,7 @@ def _free_pairs(active):
 
 @njit(cache=_CACHE, nogil=True)
 def _affine_lam0(y, g1, g2, alpha, beta, mode, active, gain, x, z, w, w1, flip, idx, bvec,
-                 rel_eps, max_steps, ready, a22r, q2r, p0r, s_out):
+                 rel_eps, max_steps, ready, a22r, q2r, p0r, s_out, b_all):
     """A cold start's exchange carried affine in the scalar baseline
     (:mod:`._numba_affine`; modes 0 and 1).  Full steps (the Riccati
     recursion of :func:`_riccati_pk`, the forward pass
@@ -1712,7 +1744,8 @@ def _affine_lam0(y, g1, g2, alpha, beta, mode, active, gain, x, z, w, w1, flip, 
     its :func:`_riccati_flat` returns), else _NO with 0.0, 0.0, _ZERO.
     ``s_out``: where a converged answer is written (clipped, s_out[n] left
     to the caller, w not updated), or an empty array to leave it in w.
-    Every call passes all of them (one compiled kind).  Returns
+    ``b_all`` False: a converged answer's baseline in bvec[0] alone (else
+    at every sample).  Every call passes all of them (one compiled kind).  Returns
     (steps, converged, full steps among them): converged with the spikes in
     ``w`` (0 on the active set; or in s_out) and the baseline in bvec; else
     ``active`` is a set for the plain path to go on from (x is not its
@@ -1761,6 +1794,9 @@ def _affine_lam0(y, g1, g2, alpha, beta, mode, active, gain, x, z, w, w1, flip, 
         n_idx = _list_set(flip, idx)
     # (the answer written into s_out by the last flags' pass)
     written = False
+    # violators flagged per unit move of b by the last flags' pass (< 0: none
+    # yet), which foretells whether the next is the last (_aff_out_likely)
+    rate = -1.0
     for _upd in range(_AFF_MAX_UPDATES):
         if n_bad == 0:
             if s_out.shape[0] == 0:
@@ -1774,8 +1810,11 @@ def _affine_lam0(y, g1, g2, alpha, beta, mode, active, gain, x, z, w, w1, flip, 
                 for k in range(n):
                     v = 0.0 if active[k] else w[k] + db * w1[k]
                     s_out[k] = v if v > 0.0 else 0.0
-            for t in range(T):
-                bvec[t] = b + db
+            if b_all:
+                for t in range(T):
+                    bvec[t] = b + db
+            else:
+                bvec[0] = b + db
             return steps, True, full
         if steps >= max_steps or n_bad * _AFFINE_BAIL > n:
             break
@@ -1788,16 +1827,21 @@ def _affine_lam0(y, g1, g2, alpha, beta, mode, active, gain, x, z, w, w1, flip, 
             break
         r0 += d_r
         h += d_h
+        db_old = db
         if mode != 0:
             db = r0 / h
-        if s_out.shape[0] > 0 and n_bad * _AFF_OUT_FRAC <= n and n >= _AFF_OUT_MIN:
-            # few violators settled: likely the last flags' pass, which then
-            # writes the answer too (a pass over w, w1 fewer; overwritten
-            # if it is not the last)
+        move = abs(db - db_old)
+        if (s_out.shape[0] > 0 and n_bad * _AFF_OUT_FRAC <= n and n >= _AFF_OUT_MIN
+                and _aff_out_likely(rate, move, g1, g2, alpha, eps_u)):
+            # few violators settled and b barely moved: likely the last
+            # flags' pass, which then writes the answer too (a pass over w,
+            # w1 fewer; overwritten if it is not the last)
             n_idx = _affine_flags_out(active, w, w1, db, eps_u, eps_nu, flip, idx, s_out)
             written = n_idx == 0
         else:
             n_idx = affine_flags(active, w, w1, db, eps_u, eps_nu, flip, idx)
+        if move > 0.0:
+            rate = n_idx / move
         n_bad = n_idx
         steps += 1
         if _TRACE:
@@ -1864,6 +1908,24 @@ def _list_set(flip, idx):
 # the caches: little to save, a wasted write when the guess is wrong)
 _AFF_OUT_FRAC = 4096
 _AFF_OUT_MIN = 131_072
+
+
+@njit(cache=_CACHE, nogil=True)
+def _aff_out_likely(rate, move, g1, g2, alpha, eps_u):
+    """Whether :func:`_affine_lam0`'s next flags' pass, after b moved by
+    ``move``, likely finds no violator (then :func:`_affine_flags_out` writes
+    the answer in it): the last pass's violators per unit move (``rate``)
+    times this move below 1/2; before any (the first settle after a full
+    step, ``rate`` < 0), a move that shifts a free run's spikes (slope (g1 +
+    g2 - 1) / alpha) by at most their threshold ``eps_u``.  (lam0-30Hz at
+    1,000,000 frames: the first settle moves b by ~0.6 and ~2,000 samples
+    violate after it even where it settled ~200, the second by ~0.02 and
+    ~60, the third by ~3e-5 and none; with a count of violators settled
+    alone as the test, the first settle's pass wrote the answer in vain.)
+    A wrong guess costs a pass: the answer written separately, or in vain."""
+    if rate >= 0.0:
+        return rate * move < 0.5
+    return move * abs(1.0 - g1 - g2) <= eps_u * alpha
 
 
 @njit(cache=_CACHE, nogil=True)
@@ -1990,7 +2052,7 @@ def _lam0_first_flags(y, g1, g2, alpha, mode, rel_eps, active, gain, x, z, w, w1
         st, ok, _f = _affine_lam0(y[0:tp], g1, g2, alpha, 0.0, mode, act, gain[0:npr],
                                   x[0:npr], z[0:npr], w[0:npr], w1[0:npr], flip[0:npr],
                                   idx[0:npr], bvec[0:tp], rel_eps, max_steps - steps, _NO, 0.0,
-                                  0.0, _ZERO, w[0:0])
+                                  0.0, _ZERO, w[0:0], _NO)
         steps += st + 1
         if not ok:
             return exact_fit_flags(y, g1, g2, alpha, mode, rel_eps, _COLD_FREE_THR,
@@ -4085,7 +4147,7 @@ def _coarse_start(y, g1, g2, alpha, lamG, mode, mu, k, active, fws, bws, max_ite
     if not ok:
         it2, ok = pdas_one(yc, g1c, g2c, alpha_c, lamG * inv_k, mode, mu * inv_k * inv_k,
                            act_c, max_iters - it_c, sc, bc, pws, bws, 1e-11, _NO, _NO,
-                           _COLD_AT_ONCE)
+                           _COLD_AT_ONCE, _YES)
         it_c += it2
     for t in range(n):
         active[t] = True
@@ -4285,7 +4347,7 @@ def _coarse_start2(yc, g1c, g2c, alpha_c, lam_c, mode, mu_c, act_c, max_iters, s
     for j in range(ncc):
         acts[j] = True
     it1, ok = pdas_one(ycc, g1cc, g2cc, alpha_cc, lam_c * inv, mode, mu_c * inv * inv, acts,
-                       max_iters, scc, bcc, pws, bws, 1e-11, _NO, _NO, _COLD_AT_ONCE)
+                       max_iters, scc, bcc, pws, bws, 1e-11, _NO, _NO, _COLD_AT_ONCE, _YES)
     if not ok:
         return it1, False
     for t in range(nc):
@@ -4295,7 +4357,7 @@ def _coarse_start2(yc, g1c, g2c, alpha_c, lam_c, mode, mu_c, act_c, max_iters, s
         if scc[j] > 0.0:
             act_c[min(j * k2 + off, nc - 1)] = False
     it2, ok = pdas_one(yc, g1c, g2c, alpha_c, lam_c, mode, mu_c, act_c, max_iters - it1, sc,
-                       bc, pws, bws, 1e-11, _YES, _NO, _COLD_AT_ONCE)
+                       bc, pws, bws, 1e-11, _YES, _NO, _COLD_AT_ONCE, _YES)
     return it1 + it2, ok
 
 
@@ -4385,7 +4447,7 @@ def _coarse_polish(y, g1, g2, alpha, lamG, mode, mu, active, s_i, bvec, fws, bws
             s_keep[t] = s_i[t]
             b_keep[t] = bvec[t]
         it2, ok = pdas_one(y, g1, g2, alpha, lamG, mode, mu, active, budget - it, s_i, bvec,
-                           fws, bws, 1e-11, _YES, _NO, _COLD_AT_ONCE)
+                           fws, bws, 1e-11, _YES, _NO, _COLD_AT_ONCE, _YES)
         it += it2
         if not ok:
             for t in range(T):
@@ -5969,7 +6031,7 @@ def _coarse_row(yi, warm, g1, g2, alpha, lamG, mode, mu, k, active, max_iters, s
                 si[j] = 0.0 if active[j] else 1.0
         budget = min(max_iters, _WARM_BUDGET)
         it, settled = pdas_one(yi, g1, g2, alpha, lamG, mode, mu, active, budget, si, bvec,
-                               pws, bws, 1e-11, _YES, _YES, _BAIL_AT_ONCE)
+                               pws, bws, 1e-11, _YES, _YES, _BAIL_AT_ONCE, _YES)
         if settled:
             # polished as the binned start's answer: its dense check
             # (dense_verify, 1e-10 of the gradient) left it 3e-9 to 2.4e-8
@@ -5984,7 +6046,7 @@ def _coarse_row(yi, warm, g1, g2, alpha, lamG, mode, mu, k, active, max_iters, s
             for j in range(n):
                 active[j] = lamG > 0.0
             it2, _ok = pdas_one(yi, g1, g2, alpha, lamG, mode, mu, active, max_iters - it, si,
-                                bvec, pws, bws, 1e-11, _NO, _NO, _COLD_AT_ONCE)
+                                bvec, pws, bws, 1e-11, _NO, _NO, _COLD_AT_ONCE, _YES)
             return it + it2
         if old:
             # a move the binned checks let through that bails at lambda 0
@@ -6017,7 +6079,7 @@ def _coarse_row(yi, warm, g1, g2, alpha, lamG, mode, mu, k, active, max_iters, s
         # would go to the cold interior point
         budget = min(max_iters - it, _WARM_BUDGET)
         it2, settled = pdas_one(yi, g1, g2, alpha, lamG, mode, mu, active, budget, si, bvec,
-                                pws, bws, 1e-11, _YES, _YES, _COLD_AT_ONCE)
+                                pws, bws, 1e-11, _YES, _YES, _COLD_AT_ONCE, _YES)
         it += it2
         if settled:
             it3, _moved = _coarse_polish(yi, g1, g2, alpha, lamG, mode, mu, active, si, bvec,
@@ -6037,7 +6099,7 @@ def _coarse_row(yi, warm, g1, g2, alpha, lamG, mode, mu, k, active, max_iters, s
     for j in range(n):
         active[j] = lamG > 0.0
     it2, _ok = pdas_one(yi, g1, g2, alpha, lamG, mode, mu, active, max_iters - it, si, bvec,
-                        pws, bws, 1e-11, _NO, _NO, _COLD_AT_ONCE)
+                        pws, bws, 1e-11, _NO, _NO, _COLD_AT_ONCE, _YES)
     return it + it2
 
 
@@ -6177,8 +6239,10 @@ def pdas_rows(y, init, warm, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iter
                     warm_i = _NO
         left = max_iters - it_c
         budget = min(left, _WARM_BUDGET) if warm_i else left
+        # (modes 0 and 1: _row_check reads bvec[0] alone; b_all does
+        # nothing with drift, whose steps are not flat)
         it, settled = pdas_one(y[i], g1, g2, alpha, lamG, mode, mu, active, budget, s[i],
-                               bvec_i, pws, bws, 1e-11, warm_i, _NO, _COLD_AT_ONCE)
+                               bvec_i, pws, bws, 1e-11, warm_i, _NO, _COLD_AT_ONCE, _NO)
         if warm_i and not settled and it >= budget and left > budget:
             # a warm start that has not settled in many times a cold solve's
             # steps is leading the exchange astray (seen at lambda = 0 on a
@@ -6187,7 +6251,7 @@ def pdas_rows(y, init, warm, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iter
                 active[k] = cold
             it2, settled = pdas_one(y[i], g1, g2, alpha, lamG, mode, mu, active,
                                     left - it, s[i], bvec_i, pws, bws, 1e-11, _NO, _NO,
-                                    _COLD_AT_ONCE)
+                                    _COLD_AT_ONCE, _NO)
             it += it2
         elif polish and warm_i and not warm and settled:
             # the binned start on a kernel decaying over more than
