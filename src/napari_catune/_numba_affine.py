@@ -39,50 +39,22 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from llvmlite import ir as _llir
-from numba import njit, types
-from numba.core import cgutils
-from numba.extending import intrinsic
+from numba import njit
 
+from ._numba_hints import prefetch as _prefetch
 from ._numba_local import _left_edge, _right_edge
 
 # numba's cache of this file's functions is keyed on this file alone, not on
-# _numba_local's, which they call: this digest of that source (checked by
-# tests/test_numba_cache_key.py) makes a change there a change here
-_CALLEES_SHA = "07c7bc4726d21a44"
+# _numba_local's and _numba_hints', which they call: this digest of those
+# sources (checked by tests/test_numba_cache_key.py) makes a change there a
+# change here
+_CALLEES_SHA = "4b8131348b276449"
 
 
 _CACHE = True
 # (a constant argument of a call between compiled functions: see
 # _numba_solvers._NO)
 _YES = np.bool_(True)
-
-
-
-@intrinsic
-def _prefetch(typingctx, arr, i):
-    """A hint to bring the cache line of arr[i] (i along arr's first axis)
-    into the caches (``llvm.prefetch``, for reading): no fault and no
-    effect on any value, wherever it points."""
-    if not isinstance(arr, types.Array) or not isinstance(i, types.Integer):
-        return None
-    sig = types.void(arr, i)
-
-    def codegen(context, builder, signature, args):
-        aryty = signature.args[0]
-        ary = context.make_array(aryty)(context, builder, args[0])
-        k = context.cast(builder, args[1], signature.args[1], types.intp)
-        stride = cgutils.unpack_tuple(builder, ary.strides, aryty.ndim)[0]
-        i64 = _llir.IntType(64)
-        addr = builder.add(builder.ptrtoint(ary.data, i64), builder.mul(k, stride))
-        ptr = builder.inttoptr(addr, _llir.IntType(8).as_pointer())
-        i32 = _llir.IntType(32)
-        fnty = _llir.FunctionType(_llir.VoidType(), [ptr.type, i32, i32, i32])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
-        builder.call(fn, [ptr, i32(0), i32(3), i32(1)])
-        return context.get_dummy_value()
-
-    return sig, codegen
 
 
 # affine_settle asks for the data of the violator this many ahead of the one
