@@ -96,13 +96,19 @@ def test_riccati_runs_against_rounded_runs(beta):
                 assert r1[1] == r0[1]
 
 
+def _started(T, seed, count, copies):
+    """A trace of T frames and ``copies`` identical workspaces holding its
+    first set: (y, ws, ws, ...)."""
+    y = _trace(T, seed)
+    a = _ws(T)
+    _first_set(y, a, count)
+    return (y, a) + tuple(_copy(a) for _ in range(copies - 1))
+
+
 def test_affine_solve_with_runs_against_rounded_runs():
     aff_old = _variant(ns._affine_lam0, _riccati_pk=_RIC_OLD)
     for T, seed, count in ((20_000, 0, False), (250_000, 1, True), (250_000, 2, False)):
-        y = _trace(T, seed)
-        a = _ws(T)
-        _first_set(y, a, count)
-        b = _copy(a)
+        y, a, b = _started(T, seed, count, 2)
         st0, ok0, f0 = _affine(aff_old, y, a, a["s_out"])
         st1, ok1, f1 = _affine(ns._affine_lam0, y, b, b["s_out"])
         assert ok0 and ok1 and (st0, f0) == (st1, f1)
@@ -166,11 +172,7 @@ def test_answer_pass_rule_and_b_all_bit_for_bit():
     # rule (violators settled alone), or after the pass: the same bits
     aff_old = _variant(ns._affine_lam0, _aff_out_likely=_old_rule)
     for T, seed, count in ((200_000, 5, True), (300_000, 6, True), (250_000, 7, False)):
-        y = _trace(T, seed)
-        a = _ws(T)
-        _first_set(y, a, count)
-        b = _copy(a)
-        c = _copy(a)
+        y, a, b, c = _started(T, seed, count, 3)
         r0 = _affine(aff_old, y, a, a["s_out"])
         r1 = _affine(ns._affine_lam0, y, b, b["s_out"])
         r2 = _affine(ns._affine_lam0, y, c, c["s_out"], b_all=False)
