@@ -55,7 +55,7 @@ from ._numba_short import segment_back_short
 # numba's cache of this file's functions is keyed on this file alone, not on
 # _numba_short's, which they call: this digest of that source (checked by
 # tests/test_numba_cache_key.py) makes a change there a change here
-_CALLEES_SHA = "b58cbd1d1a0aad5e"
+_CALLEES_SHA = "83c91990cfe6eab3"
 
 _CACHE = True
 
@@ -205,7 +205,9 @@ def segment_solve(y, bvec, g1, g2, alpha, beta, active, a, e, gain, x, u, nu, ep
     xm1 = x[a - 1] if a >= 1 else 0.0
     xm2 = x[a - 2] if a >= 2 else 0.0
     inv_alpha = 1.0 / alpha
-    for k in range(a, e):
+    for kk in range(a, e):
+        # (indices unsigned here and below: no tests for negative ones)
+        k = np.uint64(kk)
         if active[k]:
             xk = g1 * xm1 + g2 * xm2
             u[k] = 0.0
@@ -252,16 +254,17 @@ def segment_solve(y, bvec, g1, g2, alpha, beta, active, a, e, gain, x, u, nu, ep
     v0 = 0.0
     v1 = 0.0
     for j in range(e - 1, a - 1, -1):
+        ju = np.uint64(j)
         # n2 off the loop-carried chain (one product and one sum on it)
-        v = ((x[j] - y[j + 1] + bvec[j + 1]) + g2 * n2) + g1 * n1
+        v = ((x[ju] - y[np.uint64(j + 1)] + bvec[np.uint64(j + 1)]) + g2 * n2) + g1 * n1
         n2 = n1
         n1 = v
         nj = v + beta
-        nu[j] = nj
-        if active[j]:
+        nu[ju] = nj
+        if active[ju]:
             bad = nj < -eps_nu
         else:
-            bad = u[j] < -eps_u
+            bad = u[ju] < -eps_u
         if bad:
             n_bad += 1
             if thinning:

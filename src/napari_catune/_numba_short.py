@@ -39,6 +39,7 @@ The module also holds the steps the Riccati recursions share
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
 _CACHE = True
@@ -165,7 +166,7 @@ def riccati_short(y, g1, g2, beta, active, gain):
     return a22, q2, p
 
 
-@njit(cache=_CACHE, nogil=True, fastmath={"contract"})
+@njit(cache=_CACHE, nogil=True, fastmath={"contract"}, error_model="numpy")
 def segment_back_short(y, bvec, g1, g2, beta, active, a, e, gain, q0, q1):
     """The backward recursion of :func:`._numba_local.segment_solve` on
     samples [a, e) (the baseline fixed at ``bvec``) with short loop-carried
@@ -181,8 +182,10 @@ def segment_back_short(y, bvec, g1, g2, beta, active, a, e, gain, q0, q1):
     a00 = 1.0
     a01 = 0.0
     a11 = 0.0
-    for k in range(e - 1, a - 1, -1):
-        yb = y[k + 1] - bvec[k + 1]
+    for kk in range(e - 1, a - 1, -1):
+        # (indices unsigned: no tests for negative ones; the same numbers)
+        k = np.uint64(kk)
+        yb = y[np.uint64(kk + 1)] - bvec[np.uint64(kk + 1)]
         if active[k]:
             a01n = g2 * a01 + g12 * a00
             a11n = g2sq * a00
