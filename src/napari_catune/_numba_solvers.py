@@ -1865,7 +1865,7 @@ def _affine_lam0(y, g1, g2, alpha, beta, mode, active, gain, x, z, w, w1, flip, 
         elif n >= _AFF_CAND_MIN and _AFF_CAND_USE > 0.0:
             # the flags with the candidates of the next pass listed beside
             # them (within the reach of a move as large as this one)
-            reach = move
+            reach = _AFF_CAND_REACH * move
             db_cand = db
             n_idx, n_cand = _affine_flags_near(active, w, w1, db, eps_u, eps_nu, flip, idx,
                                                reach)
@@ -2037,17 +2037,21 @@ _PREFIX_STRIDE = 64
 
 # _affine_lam0's flags' pass after a settle (not the answer's) lists, on
 # traces of at least _AFF_CAND_MIN samples, the candidates of the next: the
-# samples whose value lies within a move of b as large as the last one (the
-# reach) of their threshold (_affine_flags_near); the next pass, where b
+# samples whose value lies within _AFF_CAND_REACH times the last move of b
+# (the reach) of their threshold (_affine_flags_near); the next pass, where b
 # moved by at most _AFF_CAND_USE times that reach, reads only them and the
-# segments the settle between re-solved (_affine_flags_cand; 0: never).  lam0-30Hz at
-# 1,000,000 frames: the first settle moves b by ~0.6, the second by ~0.02:
-# the second's flags from ~4,400 candidates and ~2,000 segments instead of a
-# pass over the trace's w, w1 and flags (~0.33 ms), the first's pass ~0.1 ms
-# longer for its list: the trace's affine solve 0.95-0.99 of its time (four
-# 1M traces, thirty-first round; the same flags, so the same steps and bits)
+# segments the settle between re-solved (_affine_flags_cand; 0: never), else
+# the trace's.  At lambda 0 on 1,000,000 frames the settle after the first
+# flags' pass moves b by 1.7-5 % of the move before it (lam0-30Hz 0.70 then
+# 0.028; jGCaMP8f 100 Hz, low SNR, dense 0.017-0.041 of it): the second
+# pass's flags from ~2,500 candidates and ~2,000 segments instead of a pass
+# over the trace's w, w1 and flags (~0.3 ms), the first's ~0.1 ms longer for
+# its list.  Four lam0-30Hz 1M traces' affine solves, in process: 0.97-0.99
+# of their time (0.25 against 1.0 as the reach's factor: 0.974 against
+# 0.983 in sum; thirty-first round).  The same flags: the same steps and bits
 _AFF_CAND_MIN = 131_072
 _AFF_CAND_USE = 0.49
+_AFF_CAND_REACH = 0.25
 
 
 @njit(cache=_CACHE, nogil=True)
