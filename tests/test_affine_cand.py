@@ -80,7 +80,8 @@ def test_candidates_pass_after_segments_and_a_move(seed):
             # samples just beyond their candidates' bound (slopes of both
             # signs), which the largest move allowed brings nearest
             edge = rng.random(n) < 0.05
-            w1[edge] = rng.choice([-1.0, 1.0], int(edge.sum())) * rng.uniform(0.5, 2, int(edge.sum()))
+            ne = int(edge.sum())
+            w1[edge] = rng.choice([-1.0, 1.0], ne) * rng.uniform(0.5, 2, ne)
             thr = np.where(active[edge], eps_nu, eps_u)
             w[edge] = (-thr + reach * np.abs(w1[edge]) * (1 + 1e-9)) - db * w1[edge]
             flip = np.zeros(n, np.bool_)

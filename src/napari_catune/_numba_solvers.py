@@ -1857,14 +1857,14 @@ def _affine_lam0(y, g1, g2, alpha, beta, mode, active, gain, x, z, w, w1, flip, 
             n_cand = -1
         elif (n_cand >= 0 and 2 * n_seg <= segs.shape[0]
               and abs(db - db_cand) <= _AFF_CAND_USE * reach):
-            # b moved within the reach of the last full pass's candidates:
-            # only they and the settled segments can be flagged
+            # b moved within the reach of the last pass's candidates: only
+            # they and the settled segments can be flagged
             n_idx = _affine_flags_cand(active, w, w1, db, eps_u, eps_nu, flip, idx, n_cand,
                                        segs, n_seg)
             n_cand = -1
         elif n >= _AFF_CAND_MIN and _AFF_CAND_USE > 0.0:
             # the flags with the candidates of the next pass listed beside
-            # them (within the reach of a move as large as this one)
+            # them (within _AFF_CAND_REACH times this move)
             reach = _AFF_CAND_REACH * move
             db_cand = db
             n_idx, n_cand = _affine_flags_near(active, w, w1, db, eps_u, eps_nu, flip, idx,
@@ -2061,11 +2061,12 @@ def _affine_flags_near(active, w, w1, db, eps_u, eps_nu, flip, idx, reach):
     the candidates of a later pass listed in idx[n - n_cand:], ascending:
     every sample whose value at b_ref + db lies below its threshold plus
     ``reach`` times its slope's size (and 1e-12 of its terms' sizes, above
-    the rounding), or where that bound is NaN.  At any b_ref + db2 with |db2 - db| <= reach / 2 a sample
-    not listed is not flagged while its value, slope and kind stay (its
-    value moves by at most |db2 - db| |w1| <= reach |w1| / 2).  Returns
-    (count flagged, n_cand; -1 when the candidates are more than n / 4 and
-    not kept)."""
+    the rounding), or where that bound is NaN.  At any b_ref + db2 with
+    |db2 - db| <= reach / 2 a sample not listed is not flagged while its
+    value, slope and kind stay (its value moves by at most |db2 - db| |w1|
+    <= reach |w1| / 2; the flags as affine_flags' on an FMA target, as
+    :func:`_affine_flags_out`'s).  Returns (count flagged, n_cand; -1 when
+    the candidates are more than n / 4 and not kept)."""
     n = active.shape[0]
     n_near = 0
     for k in range(n):
