@@ -143,7 +143,7 @@ def test_settle_look_ahead_bit_for_bit():
         for fn, c in ((settle_old, a), (na.affine_settle, b)):
             rets.append(fn(y, m.g1, m.g2, m.alpha, 0.0, c["active"], c["flip"], c["idx"], n_idx,
                            c["gain"], bb, 0.1, c["x"], c["z"], c["w"], c["w1"], eps_u, eps_nu,
-                           4 * n))
+                           4 * n, c["idx"][0:0]))
         assert rets[0] == rets[1]
         for k in a:
             assert np.array_equal(a[k], b[k], equal_nan=True), k

@@ -442,13 +442,16 @@ def affine_segment(y, g1, g2, inv_alpha, beta, active, a, e, gain, b_ref, db, x,
 
 @njit(cache=_CACHE, nogil=True)
 def affine_settle(y, g1, g2, alpha, beta, active, flip, idx, n_idx, gain, b_ref, db, x, z, w, w1,
-                  eps_u, eps_nu, max_work):
+                  eps_u, eps_nu, max_work, segs):
     """:func:`._numba_local.local_exchange` (no window, no thinning) with
     :func:`affine_segment`: applies the exchange flagged in ``flip`` (its
     samples listed in idx[:n_idx], ascending) and settles each segment it
     touches with the baseline fixed at b_ref + db.  Returns (samples
     solved, segments left unsettled or -1 when the budget ran out, dR,
-    dH)."""
+    dH, segments).  Each segment's samples whose values, slopes or kind
+    it may have changed, [a, min(e + 2, n)), are recorded in ``segs``
+    (int64; pairs, in the order settled, while they fit: more segments
+    than ``segs`` holds pairs shows in the count returned)."""
     n = x.shape[0]
     inv_alpha = 1.0 / alpha
     work = 0
@@ -456,6 +459,8 @@ def affine_settle(y, g1, g2, alpha, beta, active, flip, idx, n_idx, gain, b_ref,
     d_r = 0.0
     d_h = 0.0
     e = 0
+    n_seg = 0
+    cap = segs.shape[0] // 2
     for i in range(n_idx):
         k = idx[i]
         if _AFF_AHEAD > 0 and i + _AFF_AHEAD < n_idx:
@@ -464,7 +469,7 @@ def affine_settle(y, g1, g2, alpha, beta, active, flip, idx, n_idx, gain, b_ref,
             # within the segment just settled (its flips applied there)
             continue
         if work >= max_work:
-            return work, -1, d_r, d_h
+            return work, -1, d_r, d_h, n_seg
         a = _left_edge(active, flip, k, n)
         e = _right_edge(active, flip, k, n)
         for j in range(k, e):
@@ -473,7 +478,7 @@ def affine_settle(y, g1, g2, alpha, beta, active, flip, idx, n_idx, gain, b_ref,
         settled = False
         for rnd in range(_AFF_ROUNDS + _AFF_SINGLE):
             if work + (e - a) > max_work:
-                return work, -1, d_r, d_h
+                return work, -1, d_r, d_h, n_seg
             n_bad, grow_left, grow_right, dr, dh = affine_segment(
                 y, g1, g2, inv_alpha, beta, active, a, e, gain, b_ref, db, x, z, w, w1, eps_u,
                 eps_nu, rnd >= _AFF_ROUNDS)
@@ -491,9 +496,13 @@ def affine_settle(y, g1, g2, alpha, beta, active, flip, idx, n_idx, gain, b_ref,
                     if flip[j]:
                         active[j] = not active[j]
                 e = e_new
+        if n_seg < cap:
+            segs[2 * n_seg] = a
+            segs[2 * n_seg + 1] = min(e + 2, n)
+        n_seg += 1
         if not settled:
             left += 1
-    return work, left, d_r, d_h
+    return work, left, d_r, d_h, n_seg
 
 
 @njit(cache=_CACHE, nogil=True)

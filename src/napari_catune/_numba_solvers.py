@@ -54,7 +54,7 @@ from ._numba_hints import prefetch as _prefetch
 # new value), or a checkout or an upgrade with a warm cache would run the
 # old code (seen: wdrift's edge-scan fix measured nothing until the cache
 # was cleared; a reviewer ran a callee numba could no longer compile).
-_CALLEES_SHA = "59c4d0ab602a2ce1"
+_CALLEES_SHA = "3e657d1e15e70188"
 
 # (int64, not literal ints: see _NO)
 _SEG_ROUNDS = np.int64(_SEG_ROUNDS)
@@ -1748,7 +1748,10 @@ def _affine_lam0(y, g1, g2, alpha, beta, mode, active, gain, x, z, w, w1, flip, 
     violators there read from the stored values and slopes
     (:func:`._numba_affine.affine_flags`).  Every full step and every such
     root counts as a step.  ``w``, ``w1``: the spikes (multipliers on the
-    active set) and their slopes; ``idx``: int64 scratch of n.  ``ready``:
+    active set) and their slopes; ``idx``: int64 scratch of n (the
+    violators' list; on a long trace also the next flags' pass's
+    candidates at its top and the settled segments between:
+    _affine_flags_near, _affine_flags_cand).  ``ready``:
     the caller's last step formed the gains of ``active`` (a22r, q2r, p0r
     its :func:`_riccati_flat` returns), else _NO with 0.0, 0.0, _ZERO.
     ``s_out``: where a converged answer is written (clipped, s_out[n] left
@@ -1806,6 +1809,12 @@ def _affine_lam0(y, g1, g2, alpha, beta, mode, active, gain, x, z, w, w1, flip, 
     # violators flagged per unit move of b by the last flags' pass (< 0: none
     # yet), which foretells whether the next is the last (_aff_out_likely)
     rate = -1.0
+    # the next flags' pass's candidates listed by the last (_affine_flags_near:
+    # in idx[n - n_cand:], at b_ref + db_cand, for moves within the reach;
+    # < 0: none)
+    n_cand = -1
+    db_cand = 0.0
+    reach = 0.0
     for _upd in range(_AFF_MAX_UPDATES):
         if n_bad == 0:
             if s_out.shape[0] == 0:
@@ -1827,9 +1836,14 @@ def _affine_lam0(y, g1, g2, alpha, beta, mode, active, gain, x, z, w, w1, flip, 
             return steps, True, full
         if steps >= max_steps or n_bad * _AFFINE_BAIL > n:
             break
-        work, left, d_r, d_h = affine_settle(y, g1, g2, alpha, beta, active, flip, idx, n_idx,
-                                             gain, b, db, x, z, w, w1, eps_u, eps_nu,
-                                             _AFFINE_WORK * n)
+        # (the settled segments recorded where a candidates' list is kept:
+        # idx[n_idx:n - n_cand], between the violators and the list)
+        segs = idx[0:0]
+        if n_cand >= 0 and 3 * n_idx + n_cand <= n:
+            segs = idx[n_idx:n - n_cand]
+        work, left, d_r, d_h, n_seg = affine_settle(y, g1, g2, alpha, beta, active, flip, idx,
+                                                    n_idx, gain, b, db, x, z, w, w1, eps_u,
+                                                    eps_nu, _AFFINE_WORK * n, segs)
         if left != 0:
             # a segment left unsettled (or the budget ran out): its values
             # are not its set's
@@ -1847,6 +1861,21 @@ def _affine_lam0(y, g1, g2, alpha, beta, mode, active, gain, x, z, w, w1, flip, 
             # w1 fewer; overwritten if it is not the last)
             n_idx = _affine_flags_out(active, w, w1, db, eps_u, eps_nu, flip, idx, s_out)
             written = n_idx == 0
+            n_cand = -1
+        elif (n_cand >= 0 and 2 * n_seg <= segs.shape[0]
+              and abs(db - db_cand) <= _AFF_CAND_USE * reach):
+            # b moved within the reach of the last pass's candidates: only
+            # they and the settled segments can be flagged
+            n_idx = _affine_flags_cand(active, w, w1, db, eps_u, eps_nu, flip, idx, n_cand,
+                                       segs, n_seg)
+            n_cand = -1
+        elif n >= _AFF_CAND_MIN and _AFF_CAND_USE > 0.0:
+            # the flags with the candidates of the next pass listed beside
+            # them (within _AFF_CAND_REACH times this move)
+            reach = _AFF_CAND_REACH * move
+            db_cand = db
+            n_idx, n_cand = _affine_flags_near(active, w, w1, db, eps_u, eps_nu, flip, idx,
+                                               reach)
         else:
             n_idx = affine_flags(active, w, w1, db, eps_u, eps_nu, flip, idx)
         if move > 0.0:
@@ -2011,6 +2040,94 @@ _PREFIX_GATE = 0.5
 # violators at 4M (its settles 406k -> 479k); 10 x 1M lam0-30Hz in
 # process 0.95-0.96; the stride alone 0.975-0.98, the same steps there)
 _PREFIX_STRIDE = 64
+
+
+# _affine_lam0's flags' pass after a settle (not the answer's) lists, on
+# traces of at least _AFF_CAND_MIN samples, the candidates of the next: the
+# samples whose value lies within _AFF_CAND_REACH times the last move of b
+# (the reach) of their threshold (_affine_flags_near); the next pass, where b
+# moved by at most _AFF_CAND_USE times that reach, reads only them and the
+# segments the settle between re-solved (_affine_flags_cand; 0: never), else
+# the trace's.  At lambda 0 on 1,000,000 frames the settle after the first
+# flags' pass moves b by 1.7-5 % of the move before it (lam0-30Hz 0.70 then
+# 0.028; jGCaMP8f 100 Hz, low SNR, dense 0.017-0.041 of it): the second
+# pass's flags from ~2,500 candidates and ~2,000 segments instead of a pass
+# over the trace's w, w1 and flags (~0.3 ms), the first's ~0.1 ms longer for
+# its list.  Four lam0-30Hz 1M traces' affine solves, in process: 0.97-0.99
+# of their time (0.25 against 1.0 as the reach's factor: 0.974 against
+# 0.983 in sum; thirty-first round).  The same flags: the same steps and bits
+_AFF_CAND_MIN = 131_072
+_AFF_CAND_USE = 0.49
+_AFF_CAND_REACH = 0.25
+
+
+@njit(cache=_CACHE, nogil=True)
+def _affine_flags_near(active, w, w1, db, eps_u, eps_nu, flip, idx, reach):
+    """:func:`._numba_affine.affine_flags` (the same flags and list; its
+    multiply-add formed by :func:`_fma`, as :func:`_affine_flags_out`) with
+    the candidates of a later pass listed in idx[n - n_cand:], ascending:
+    every sample whose value at b_ref + db lies below its threshold plus
+    ``reach`` times its slope's size (and 1e-12 of its terms' sizes, above
+    the rounding), or where that bound is NaN.  At any b_ref + db2 with
+    |db2 - db| <= reach / 2 a sample not listed is not flagged while its
+    value, slope and kind stay (its value moves by at most |db2 - db| |w1|
+    <= reach |w1| / 2; the flags as affine_flags' on an FMA target, as
+    :func:`_affine_flags_out`'s).  Returns (count flagged, n_cand; -1 when
+    the candidates are more than n / 4 and not kept)."""
+    n = active.shape[0]
+    n_near = 0
+    for k in range(n):
+        a = active[k]
+        thr = eps_nu if a else eps_u
+        wk = w[k]
+        w1k = w1[k]
+        v = _fma(db, w1k, wk)
+        lim = (reach * abs(w1k) + 1e-12 * ((abs(wk) + abs(db * w1k)) + thr)) - thr
+        # (listed unless v >= lim holds: a NaN, as of an infinite reach
+        # times a zero slope, lists the sample)
+        near = not v >= lim
+        flip[k] = near
+        n_near += near
+    # the candidates listed (flags read eight at a time), then each one's
+    # flag formed; the flagged compacted into idx[0:n_bad] (c <= i) and the
+    # candidates copied to the top where they fit
+    n_near = _list_set(flip, idx)
+    keep = 4 * n_near <= n
+    top = n - n_near
+    c = 0
+    for i in range(n_near):
+        k = idx[i]
+        thr = eps_nu if active[k] else eps_u
+        bad = _fma(db, w1[k], w[k]) < -thr
+        flip[k] = bad
+        if keep:
+            idx[top + i] = k
+        if bad:
+            idx[c] = k
+            c += 1
+    return c, (n_near if keep else -1)
+
+
+@njit(cache=_CACHE, nogil=True)
+def _affine_flags_cand(active, w, w1, db, eps_u, eps_nu, flip, idx, n_cand, segs, n_seg):
+    """The flags at b_ref + db (:func:`._numba_affine.affine_flags`' flags
+    and list, its multiply-add formed by :func:`_fma`) where only the
+    candidates listed by :func:`_affine_flags_near` (idx[n - n_cand:]) and
+    the samples of the segments settled since (``segs``: n_seg pairs [a, e))
+    can be flagged: every other flag was False after that pass and stays so.
+    Each of those samples' flag formed (a segment's overlap twice: the same
+    flag), then the flagged listed from all flags read eight at a time.
+    Returns their count."""
+    n = active.shape[0]
+    for i in range(n_seg):
+        for k in range(segs[2 * i], segs[2 * i + 1]):
+            thr = eps_nu if active[k] else eps_u
+            flip[k] = _fma(db, w1[k], w[k]) < -thr
+    for i in range(n - n_cand, n):
+        k = idx[i]
+        thr = eps_nu if active[k] else eps_u
+        flip[k] = _fma(db, w1[k], w[k]) < -thr
+    return _list_set(flip, idx)
 
 
 @njit(cache=_CACHE, nogil=True)
