@@ -160,8 +160,23 @@ def _raw_kernel(t: np.ndarray, tau_rise: float, tau_decay: float) -> np.ndarray:
 def sampled_raw_kernel(tau_rise: float, tau_decay: float, fs: float) -> np.ndarray:
     """exp(-t/tau_decay) - exp(-t/tau_rise) at t = i / fs, unnormalised
     (parameters already validated)."""
-    t = np.arange(kernel_length(tau_decay, fs), dtype=np.float64) / fs
-    h = _raw_kernel(t, tau_rise, tau_decay)
+    return _sampled_raw_kernel_peak(tau_rise, tau_decay, fs)[0]
+
+
+def _sampled_raw_kernel_peak(tau_rise: float, tau_decay: float, fs: float):
+    """(:func:`sampled_raw_kernel`, its maximum as a float): :func:`_raw_kernel`'s
+    operations in its order, in two arrays (the same numbers, without its
+    six temporaries: a new slider value's model is made on every move)."""
+    t = np.arange(kernel_length(tau_decay, fs), dtype=np.float64)
+    np.divide(t, fs, out=t)
+    h = np.negative(t)
+    np.divide(h, tau_decay, out=h)
+    np.exp(h, out=h)
+    np.negative(h, out=h)
+    np.negative(t, out=t)
+    np.multiply(t, 1.0 / tau_rise - 1.0 / tau_decay, out=t)
+    np.expm1(t, out=t)
+    np.multiply(h, t, out=h)
     peak = h.max()
     if not (math.isfinite(peak) and peak > 0):
         # 1/tau_rise - 1/tau_decay rounds to 0 when the two differ by ~1 ulp
@@ -169,7 +184,7 @@ def sampled_raw_kernel(tau_rise: float, tau_decay: float, fs: float) -> np.ndarr
             f"tau_rise ({tau_rise!r} s) and tau_decay ({tau_decay!r} s) are too close to "
             "tell apart in floating point; make tau_rise clearly smaller"
         )
-    return h
+    return h, float(peak)
 
 # kernels longer than this (slow kernels at high fs: 41,447 samples for
 # tau_decay 3 s at 1 kHz, ~0.55 ms per new slider value to sample) get their
@@ -202,9 +217,9 @@ def kernel_peak_and_sum(tau_rise: float, tau_decay: float, fs: float) -> tuple[f
             i = np.arange(max(0, k - 2), min(n, k + 4), dtype=np.float64)
             peak_raw = float(_raw_kernel(i / fs, tau_rise, tau_decay).max())
             return peak_raw, (sd - sr) / peak_raw
-    raw = sampled_raw_kernel(tau_rise, tau_decay, fs)
-    peak_raw = float(raw.max())
-    return peak_raw, float((raw / peak_raw).sum())
+    raw, peak_raw = _sampled_raw_kernel_peak(tau_rise, tau_decay, fs)
+    np.divide(raw, peak_raw, out=raw)  # (raw is ours: divided in place)
+    return peak_raw, float(raw.sum())
 
 
 def build_kernel(tau_rise: float, tau_decay: float, fs: float) -> np.ndarray:

@@ -52,12 +52,10 @@ import numpy as np
 
 from .baseline import baseline_mode, drift_mu, rolling_baseline
 from .kernel import (
-    ar2_root_gap,
     bandpass_filter,
     build_kernel,
     compute_lipschitz,
     kernel_peak_and_sum,
-    tau_to_ar2,
     validate_params,
 )
 
@@ -194,13 +192,19 @@ class _Model:
 
     __slots__ = ("g1", "g2", "alpha", "lamG", "G", "near_degenerate", "_taus", "_lipschitz")
 
-    def __init__(self, fs, tau_r, tau_d, lam):
-        tau_r, tau_d, fs, lam = validate_params(tau_r, tau_d, fs, lam)
+    def __init__(self, fs, tau_r, tau_d, lam, validated=False):
+        if not validated:  # (_model_valid: floats validate_params returned)
+            tau_r, tau_d, fs, lam = validate_params(tau_r, tau_d, fs, lam)
         self._taus = (tau_r, tau_d, fs)
-        self.g1, self.g2, _d, _r = tau_to_ar2(tau_r, tau_d, fs)
+        # tau_to_ar2's and ar2_root_gap's numbers (the same expressions)
+        # without their validation of values validated already
+        dt = 1.0 / fs
+        d = math.exp(-dt / tau_d)
+        r = math.exp(-dt / tau_r)
+        self.g1, self.g2 = d + r, -(d * r)
         peak_raw, self.G = kernel_peak_and_sum(tau_r, tau_d, fs)
         # h[i] = alpha * a[i-1], a the AR(2) impulse response (kernel.ar2_scale)
-        self.alpha = ar2_root_gap(tau_r, tau_d, fs) / peak_raw
+        self.alpha = (-d * math.expm1(-dt * (1 / tau_r - 1 / tau_d))) / peak_raw
         self.lamG = lam * self.G
         self.near_degenerate = tau_r > (1.0 - _NEAR_DEGENERATE) * tau_d
         self._lipschitz = None
@@ -218,10 +222,16 @@ def _model(fs: float, tau_r: float, tau_d: float, lam: float) -> _Model:
     return _Model(fs, tau_r, tau_d, lam)
 
 
+@lru_cache(maxsize=64)
+def _model_valid(fs: float, tau_r: float, tau_d: float, lam: float) -> _Model:
+    # (floats validate_params returned: not validated again)
+    return _Model(fs, tau_r, tau_d, lam, validated=True)
+
+
 def _model_checked(fs, tau_r, tau_d, lam) -> _Model:
     # validate first (a clear error for any input), then key the cache on floats
     tau_r, tau_d, fs, lam = validate_params(tau_r, tau_d, fs, lam)
-    return _model(fs, tau_r, tau_d, lam)
+    return _model_valid(fs, tau_r, tau_d, lam)
 
 
 def check_num_threads() -> None:
@@ -243,6 +253,8 @@ def _n_threads(n_rows: int) -> int:
                 f"CATUNE_NUM_THREADS must be a positive whole number of threads, got {env!r}; "
                 "unset it to use every available core"
             )
+    elif n_rows <= 1:
+        return 1  # (the count of cores would not change it: no system call)
     elif hasattr(os, "sched_getaffinity"):
         cores = len(os.sched_getaffinity(0))
     else:
@@ -461,7 +473,8 @@ def _pdas_workspace(T: int):
         expires = None if short else time.monotonic() + _WS_IDLE
         with _WS_LOCK:
             _WS_POOL.append((f, b, expires))
-            del _WS_POOL[:-max(1, _n_threads(1 << 30))]
+            if len(_WS_POOL) > 1:  # (at most one kept per core)
+                del _WS_POOL[:-max(1, _n_threads(1 << 30))]
             if not short and _WS_TIMER is None:
                 # one pending timer, not one started per call (a thread
                 # start, ~0.1 ms): it re-arms itself while entries are kept
@@ -546,7 +559,7 @@ def _solve_rows(y, m: _Model, *, mode, mu, method, tol, max_iters, init, out=Non
     if any(codes):
         prepare_traces(y)  # raises the message that names the rows
         _check_init_finite(init)
-    if conv.all():
+    if (conv[0] if n == 1 else conv.all()):
         return s, b, iters, conv, fit
     stuck = np.flatnonzero(~conv)
     left = max_iters - _PDAS_BUDGET
@@ -739,7 +752,7 @@ def run_deconvolution_full(
     # (a Python float, the usual case, tested in Python: the same test)
     if not ((0.0 < tol < math.inf) if type(tol) is float else (np.isfinite(tol) and tol > 0)):
         raise ValueError(f"tol must be a positive number, got {tol}")
-    one_d = np.ndim(traces) == 1
+    one_d = (traces.ndim if type(traces) is np.ndarray else np.ndim(traces)) == 1
     # the exact method checks finiteness in its compiled pass (no extra
     # GIL-releasing NumPy pass on the slider path)
     exact_only = method != "fista" and not filter_enabled and mode != "rolling"
