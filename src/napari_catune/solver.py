@@ -196,15 +196,7 @@ class _Model:
         if not validated:  # (_model_valid: floats validate_params returned)
             tau_r, tau_d, fs, lam = validate_params(tau_r, tau_d, fs, lam)
         self._taus = (tau_r, tau_d, fs)
-        # tau_to_ar2's and ar2_root_gap's numbers (the same expressions)
-        # without their validation of values validated already
-        dt = 1.0 / fs
-        d = math.exp(-dt / tau_d)
-        r = math.exp(-dt / tau_r)
-        self.g1, self.g2 = d + r, -(d * r)
-        peak_raw, self.G = kernel_peak_and_sum(tau_r, tau_d, fs)
-        # h[i] = alpha * a[i-1], a the AR(2) impulse response (kernel.ar2_scale)
-        self.alpha = (-d * math.expm1(-dt * (1 / tau_r - 1 / tau_d))) / peak_raw
+        self.g1, self.g2, self.alpha, self.G = _kernel_consts(fs, tau_r, tau_d)
         self.lamG = lam * self.G
         self.near_degenerate = tau_r > (1.0 - _NEAR_DEGENERATE) * tau_d
         self._lipschitz = None
@@ -215,6 +207,21 @@ class _Model:
         if self._lipschitz is None:
             self._lipschitz = compute_lipschitz(build_kernel(*self._taus))
         return self._lipschitz
+
+
+@lru_cache(maxsize=64)
+def _kernel_consts(fs: float, tau_r: float, tau_d: float) -> tuple:
+    """(g1, g2, alpha, G) of validated float parameters: what does not
+    depend on lam (cached apart: a lam slider's moves sample no kernel)."""
+    # tau_to_ar2's and ar2_root_gap's numbers (the same expressions)
+    # without their validation of values validated already
+    dt = 1.0 / fs
+    d = math.exp(-dt / tau_d)
+    r = math.exp(-dt / tau_r)
+    peak_raw, G = kernel_peak_and_sum(tau_r, tau_d, fs)
+    # h[i] = alpha * a[i-1], a the AR(2) impulse response (kernel.ar2_scale)
+    alpha = (-d * math.expm1(-dt * (1 / tau_r - 1 / tau_d))) / peak_raw
+    return d + r, -(d * r), alpha, G
 
 
 @lru_cache(maxsize=64)
