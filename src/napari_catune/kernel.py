@@ -108,6 +108,22 @@ def validate_params(tau_rise, tau_decay, fs, lam=None) -> tuple[float, ...]:
     :class:`ParameterRangeWarning`.  ``lam`` is skipped when None
     (kernel-only callers).
     """
+    if (type(tau_rise) is float and type(tau_decay) is float and type(fs) is float
+            and (lam is None or type(lam) is float)):
+        # (the slider path: plain floats; inside every slider range they pass
+        # every check below and warn of nothing: the same result, told
+        # without its calls; anything else takes the checks below)
+        ranges = PARAM_RANGES
+        r, d, f = ranges["tau_rise"], ranges["tau_decay"], ranges["fs"]
+        if (0 < r[0] <= tau_rise <= r[1] < math.inf and 0 < d[0] <= tau_decay <= d[1] < math.inf
+                and 0 < f[0] <= fs <= f[1] < math.inf and tau_rise < tau_decay
+                and tau_decay * fs >= _MIN_DECAY_SAMPLES
+                and -math.log(_TAIL) * tau_decay * fs <= MAX_KERNEL_SAMPLES):
+            if lam is None:
+                return tau_rise, tau_decay, fs
+            g = ranges["lam"]
+            if 0 <= g[0] <= lam <= g[1] < math.inf:
+                return tau_rise, tau_decay, fs, lam
     # every check first: no warning about a value that is then refused
     tau_rise = _check_one("tau_rise", tau_rise, warn=False)
     tau_decay = _check_one("tau_decay", tau_decay, warn=False)
