@@ -786,10 +786,7 @@ def run_deconvolution_full(
     if out is not None:
         out = tuple(out)
         shapes = (y.shape, (y.shape[0], y.shape[1] if mode == "drift" else 1), y.shape)
-        if (one_d or len(out) != 3 or any(
-                not (isinstance(a, np.ndarray) and a.dtype == np.float64
-                     and a.flags.c_contiguous and a.flags.writeable and a.shape == sh)
-                for a, sh in zip(out, shapes))):
+        if one_d or len(out) != 3 or not all(map(_out_ok, out, shapes)):
             raise ValueError(
                 "out must be three writeable float64 C-contiguous arrays (activity, baseline, fit) "
                 f"of shapes {shapes} for these traces; pass out=None to allocate them")
@@ -841,6 +838,14 @@ def run_deconvolution_full(
     elif one_d:
         return DeconvolutionResult(s[0], b[0], fit[0], int(iters[0]), bool(conv[0]))
     return DeconvolutionResult(s, b, fit, iters, conv)
+
+
+def _out_ok(a, shape) -> bool:
+    # one array of ``out=``: writeable float64 C-contiguous of this shape
+    if not (isinstance(a, np.ndarray) and a.dtype == _F64 and a.shape == shape):
+        return False
+    flags = a.flags
+    return flags.c_contiguous and flags.writeable
 
 
 def _check_calab_options(conv_mode, constraint) -> None:
