@@ -128,3 +128,28 @@ def test_one_roi_warm_start_is_the_last_activity():
     assert np.shares_memory(req.init, sess.result.activity)
     out = [sess._buffers.take(req.traces.shape) for _ in range(3)]
     assert not any(np.shares_memory(req.init, a) for a in out)
+
+
+def test_rows_of_one():
+    a = np.arange(12.0).reshape(3, 4).copy()
+    assert ses._rows_of_one([a[0], a[1], a[2]]) is a
+    assert ses._rows_of_one([a[1], a[0], a[2]]) is None
+    assert ses._rows_of_one([a[0], a[1]]) is None
+    assert ses._rows_of_one([a[0], a[1], a[2][::-1]]) is None
+    assert ses._rows_of_one([a[0], a[1], a[2].copy()]) is None
+    assert ses._rows_of_one([a[0].copy(), a[1], a[2]]) is None
+    f = np.asfortranarray(a)
+    assert ses._rows_of_one([f[0], f[1], f[2]]) is None
+
+
+def test_same_rois_warm_start_is_the_last_activity():
+    sess, y = _session(n_rows=4)
+    ids = list(sess.source.roi_ids[:3])
+    sess.select(ids)
+    req = sess.request()
+    assert req.init is sess.result.activity  # every row's warm start, no copy
+    prev = sess.result.activity.copy()
+    sess.accept(req.run())
+    ref = solver.run_deconvolution_full(y[:3], 30.0, 0.05, 0.5, 0.05, baseline="drift",
+                                        drift_scale=sess.params.drift_scale, init=prev)
+    assert np.array_equal(sess.result.activity, ref.activity)
