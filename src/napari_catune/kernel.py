@@ -254,7 +254,12 @@ def tau_to_ar2(tau_rise: float, tau_decay: float, fs: float) -> tuple[float, flo
     ``d = exp(-dt/tau_decay)`` and ``r = exp(-dt/tau_rise)`` are the roots;
     ``c[t] = g1 c[t-1] + g2 c[t-2] + s[t]`` with ``g1 = d + r``, ``g2 = -d r``.
     """
-    tau_rise, tau_decay, fs = validate_params(tau_rise, tau_decay, fs)
+    return _ar2_coefficients(*validate_params(tau_rise, tau_decay, fs))
+
+
+def _ar2_coefficients(tau_rise: float, tau_decay: float, fs: float) -> tuple[float, float, float, float]:
+    """:func:`tau_to_ar2` of parameters validated already (no second check
+    on the slider path's model)."""
     dt = 1.0 / fs
     d = math.exp(-dt / tau_decay)
     r = math.exp(-dt / tau_rise)

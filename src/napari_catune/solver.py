@@ -52,6 +52,8 @@ import numpy as np
 
 from .baseline import baseline_mode, drift_mu, rolling_baseline
 from .kernel import (
+    _ar2_coefficients,
+    ar2_root_gap,
     bandpass_filter,
     build_kernel,
     compute_lipschitz,
@@ -213,15 +215,10 @@ class _Model:
 def _kernel_consts(fs: float, tau_r: float, tau_d: float) -> tuple:
     """(g1, g2, alpha, G) of validated float parameters: what does not
     depend on lam (cached apart: a lam slider's moves sample no kernel)."""
-    # tau_to_ar2's and ar2_root_gap's numbers (the same expressions)
-    # without their validation of values validated already
-    dt = 1.0 / fs
-    d = math.exp(-dt / tau_d)
-    r = math.exp(-dt / tau_r)
+    g1, g2, _d, _r = _ar2_coefficients(tau_r, tau_d, fs)
     peak_raw, G = kernel_peak_and_sum(tau_r, tau_d, fs)
     # h[i] = alpha * a[i-1], a the AR(2) impulse response (kernel.ar2_scale)
-    alpha = (-d * math.expm1(-dt * (1 / tau_r - 1 / tau_d))) / peak_raw
-    return d + r, -(d * r), alpha, G
+    return g1, g2, ar2_root_gap(tau_r, tau_d, fs) / peak_raw, G
 
 
 @lru_cache(maxsize=64)
