@@ -49,10 +49,13 @@ DEFAULT_QUANTILE = 0.2
 # default drift_scale = max(_DRIFT_TAUS * tau_decay, _DRIFT_MIN_S)
 _DRIFT_TAUS = 20.0
 _DRIFT_MIN_S = 10.0
+_CANONICAL = frozenset(BASELINE_MODES)
 
 
 def baseline_mode(baseline) -> str:
     """The canonical mode name of a ``baseline=`` argument (True/False accepted)."""
+    if type(baseline) is str and baseline in _CANONICAL:
+        return baseline  # (a canonical name as it is: what the tests below return)
     if baseline is True or baseline is False or isinstance(baseline, np.bool_):
         return "scalar" if baseline else "none"
     if isinstance(baseline, str) and baseline.strip().lower() in BASELINE_MODES:

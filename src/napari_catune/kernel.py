@@ -108,6 +108,22 @@ def validate_params(tau_rise, tau_decay, fs, lam=None) -> tuple[float, ...]:
     :class:`ParameterRangeWarning`.  ``lam`` is skipped when None
     (kernel-only callers).
     """
+    if (type(tau_rise) is float and type(tau_decay) is float and type(fs) is float
+            and (lam is None or type(lam) is float)):
+        # (the slider path: plain floats; inside every slider range they pass
+        # every check below and warn of nothing: the same result, told
+        # without its calls; anything else takes the checks below)
+        ranges = PARAM_RANGES
+        r, d, f = ranges["tau_rise"], ranges["tau_decay"], ranges["fs"]
+        if (0 < r[0] <= tau_rise <= r[1] < math.inf and 0 < d[0] <= tau_decay <= d[1] < math.inf
+                and 0 < f[0] <= fs <= f[1] < math.inf and tau_rise < tau_decay
+                and tau_decay * fs >= _MIN_DECAY_SAMPLES
+                and -math.log(_TAIL) * tau_decay * fs <= MAX_KERNEL_SAMPLES):
+            if lam is None:
+                return tau_rise, tau_decay, fs
+            g = ranges["lam"]
+            if 0 <= g[0] <= lam <= g[1] < math.inf:
+                return tau_rise, tau_decay, fs, lam
     # every check first: no warning about a value that is then refused
     tau_rise = _check_one("tau_rise", tau_rise, warn=False)
     tau_decay = _check_one("tau_decay", tau_decay, warn=False)
@@ -160,8 +176,23 @@ def _raw_kernel(t: np.ndarray, tau_rise: float, tau_decay: float) -> np.ndarray:
 def sampled_raw_kernel(tau_rise: float, tau_decay: float, fs: float) -> np.ndarray:
     """exp(-t/tau_decay) - exp(-t/tau_rise) at t = i / fs, unnormalised
     (parameters already validated)."""
-    t = np.arange(kernel_length(tau_decay, fs), dtype=np.float64) / fs
-    h = _raw_kernel(t, tau_rise, tau_decay)
+    return _sampled_raw_kernel_peak(tau_rise, tau_decay, fs)[0]
+
+
+def _sampled_raw_kernel_peak(tau_rise: float, tau_decay: float, fs: float):
+    """(:func:`sampled_raw_kernel`, its maximum as a float): :func:`_raw_kernel`'s
+    operations in its order, in two arrays (the same numbers, without its
+    six temporaries: a new slider value's model is made on every move)."""
+    t = np.arange(kernel_length(tau_decay, fs), dtype=np.float64)
+    np.divide(t, fs, out=t)
+    h = np.negative(t)
+    np.divide(h, tau_decay, out=h)
+    np.exp(h, out=h)
+    np.negative(h, out=h)
+    np.negative(t, out=t)
+    np.multiply(t, 1.0 / tau_rise - 1.0 / tau_decay, out=t)
+    np.expm1(t, out=t)
+    np.multiply(h, t, out=h)
     peak = h.max()
     if not (math.isfinite(peak) and peak > 0):
         # 1/tau_rise - 1/tau_decay rounds to 0 when the two differ by ~1 ulp
@@ -169,7 +200,7 @@ def sampled_raw_kernel(tau_rise: float, tau_decay: float, fs: float) -> np.ndarr
             f"tau_rise ({tau_rise!r} s) and tau_decay ({tau_decay!r} s) are too close to "
             "tell apart in floating point; make tau_rise clearly smaller"
         )
-    return h
+    return h, float(peak)
 
 # kernels longer than this (slow kernels at high fs: 41,447 samples for
 # tau_decay 3 s at 1 kHz, ~0.55 ms per new slider value to sample) get their
@@ -202,9 +233,9 @@ def kernel_peak_and_sum(tau_rise: float, tau_decay: float, fs: float) -> tuple[f
             i = np.arange(max(0, k - 2), min(n, k + 4), dtype=np.float64)
             peak_raw = float(_raw_kernel(i / fs, tau_rise, tau_decay).max())
             return peak_raw, (sd - sr) / peak_raw
-    raw = sampled_raw_kernel(tau_rise, tau_decay, fs)
-    peak_raw = float(raw.max())
-    return peak_raw, float((raw / peak_raw).sum())
+    raw, peak_raw = _sampled_raw_kernel_peak(tau_rise, tau_decay, fs)
+    np.divide(raw, peak_raw, out=raw)  # (raw is ours: divided in place)
+    return peak_raw, float(raw.sum())
 
 
 def build_kernel(tau_rise: float, tau_decay: float, fs: float) -> np.ndarray:
@@ -223,7 +254,12 @@ def tau_to_ar2(tau_rise: float, tau_decay: float, fs: float) -> tuple[float, flo
     ``d = exp(-dt/tau_decay)`` and ``r = exp(-dt/tau_rise)`` are the roots;
     ``c[t] = g1 c[t-1] + g2 c[t-2] + s[t]`` with ``g1 = d + r``, ``g2 = -d r``.
     """
-    tau_rise, tau_decay, fs = validate_params(tau_rise, tau_decay, fs)
+    return _ar2_coefficients(*validate_params(tau_rise, tau_decay, fs))
+
+
+def _ar2_coefficients(tau_rise: float, tau_decay: float, fs: float) -> tuple[float, float, float, float]:
+    """:func:`tau_to_ar2` of parameters validated already (no second check
+    on the slider path's model)."""
     dt = 1.0 / fs
     d = math.exp(-dt / tau_decay)
     r = math.exp(-dt / tau_rise)

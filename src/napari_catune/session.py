@@ -260,7 +260,7 @@ class BufferPool:
         self._lock = threading.Lock()
 
     def take(self, shape) -> np.ndarray:
-        shape = tuple(int(k) for k in shape)
+        shape = tuple(map(int, shape))
         with self._lock:
             for a in self._arrays:
                 # 3: the list, ``a`` and getrefcount's argument
@@ -297,6 +297,37 @@ class BandpassCache:
             np.multiply(self._spec, gain, out=self._buf)
             out = pool.take(self.raw.shape) if pool is not None else None
             return np.fft.irfft(self._buf, n=n, axis=-1, out=out)
+
+
+_F64 = np.dtype(np.float64)
+_BOOL = np.dtype(bool)
+
+
+def _as_nd(a, dtype, nd: int) -> np.ndarray:
+    """``np.atleast_1d``/``np.atleast_2d`` (``nd``) of ``np.asarray(a, dtype)``;
+    an array of that dtype and at least ``nd`` dimensions as it is (what
+    those calls return for it, without them: the live path's results)."""
+    if type(a) is np.ndarray and a.dtype == dtype and a.ndim >= nd:
+        return a
+    a = np.asarray(a, dtype=dtype)
+    return np.atleast_2d(a) if nd == 2 else np.atleast_1d(a)
+
+
+def _rows_of_one(rows: list) -> np.ndarray | None:
+    """The float64 C-ordered 2-D array whose rows 0, 1, ... these views are,
+    in that order (the warm starts of a step on the same ROIs: the last
+    result's activity, which the pool never hands out while they refer to
+    it), else None."""
+    base = rows[0].base
+    if not (type(base) is np.ndarray and base.ndim == 2 and base.shape[0] == len(rows)
+            and base.dtype == _F64 and base.flags.c_contiguous):
+        return None
+    start, step, shape, strides = base.ctypes.data, base.strides[0], base.shape[1:], base.strides[1:]
+    for k, r in enumerate(rows):
+        if (r.base is not base or r.shape != shape or r.strides != strides
+                or r.ctypes.data != start + k * step):
+            return None
+    return base
 
 
 @dataclass(eq=False)
@@ -361,15 +392,13 @@ class SolveRequest:
                              pool.take((n, T)))
             r = _solver.run_deconvolution_full(
                 y, p.fs, p.tau_rise, p.tau_decay, p.lam, init=self.init, **kw)
-            act = np.atleast_2d(np.asarray(r.activity, dtype=np.float64))
-            fit = np.atleast_2d(np.asarray(r.reconvolution, dtype=np.float64))
+            act = _as_nd(r.activity, _F64, 2)
+            fit = _as_nd(r.reconvolution, _F64, 2)
             rows = [self.source.row[i] for i in self.ids]
             noise = self.source.noise[rows]
             self.result = LiveResult(
-                self.gen, self.ids, p, y, fit, act,
-                np.atleast_1d(np.asarray(r.baseline, float)),
-                np.atleast_1d(np.asarray(r.converged, bool)), noise,
-                self.source.snr[rows])
+                self.gen, self.ids, p, y, fit, act, _as_nd(r.baseline, _F64, 1),
+                _as_nd(r.converged, _BOOL, 1), noise, self.source.snr[rows])
         except Exception as e:  # noqa: BLE001 - reported by whoever accepts it
             self.error = e
         self.elapsed = time.perf_counter() - t0
@@ -610,9 +639,18 @@ class TuningSession:
         key = (p.tau_rise, p.tau_decay, p.fs)
         filtered = sel["filtered"] if p.filter_enabled and sel["key"] == key else None
         init = None
-        if all(i in self._warm for i in ids):
-            init = np.stack([self._warm[i][1] for i in ids],
-                            out=self._buffers.take(sel["raw"].shape))
+        if len(ids) == 1:
+            # one ROI: its warm start as it is (a row of the last result's
+            # activity, which nothing writes while this view holds it: the
+            # pool never hands it out for this solve's results), not a copy
+            w = self._warm.get(ids[0])
+            if w is not None:
+                init = w[1][np.newaxis]
+        elif all(i in self._warm for i in ids):
+            rows = [self._warm[i][1] for i in ids]
+            init = _rows_of_one(rows)  # (a slider step on the same ROIs: no copy)
+            if init is None:
+                init = np.stack(rows, out=self._buffers.take(sel["raw"].shape))
         self._gen += 1
         return SolveRequest(self._gen, ids, src, p, sel["raw"], filtered, init,
                             spectra=sel["spectra"], buffers=self._buffers)

@@ -52,12 +52,12 @@ import numpy as np
 
 from .baseline import baseline_mode, drift_mu, rolling_baseline
 from .kernel import (
+    _ar2_coefficients,
     ar2_root_gap,
     bandpass_filter,
     build_kernel,
     compute_lipschitz,
     kernel_peak_and_sum,
-    tau_to_ar2,
     validate_params,
 )
 
@@ -194,13 +194,11 @@ class _Model:
 
     __slots__ = ("g1", "g2", "alpha", "lamG", "G", "near_degenerate", "_taus", "_lipschitz")
 
-    def __init__(self, fs, tau_r, tau_d, lam):
-        tau_r, tau_d, fs, lam = validate_params(tau_r, tau_d, fs, lam)
+    def __init__(self, fs, tau_r, tau_d, lam, validated=False):
+        if not validated:  # (_model_valid: floats validate_params returned)
+            tau_r, tau_d, fs, lam = validate_params(tau_r, tau_d, fs, lam)
         self._taus = (tau_r, tau_d, fs)
-        self.g1, self.g2, _d, _r = tau_to_ar2(tau_r, tau_d, fs)
-        peak_raw, self.G = kernel_peak_and_sum(tau_r, tau_d, fs)
-        # h[i] = alpha * a[i-1], a the AR(2) impulse response (kernel.ar2_scale)
-        self.alpha = ar2_root_gap(tau_r, tau_d, fs) / peak_raw
+        self.g1, self.g2, self.alpha, self.G = _kernel_consts(fs, tau_r, tau_d)
         self.lamG = lam * self.G
         self.near_degenerate = tau_r > (1.0 - _NEAR_DEGENERATE) * tau_d
         self._lipschitz = None
@@ -214,14 +212,30 @@ class _Model:
 
 
 @lru_cache(maxsize=64)
+def _kernel_consts(fs: float, tau_r: float, tau_d: float) -> tuple:
+    """(g1, g2, alpha, G) of validated float parameters: what does not
+    depend on lam (cached apart: a lam slider's moves sample no kernel)."""
+    g1, g2, _d, _r = _ar2_coefficients(tau_r, tau_d, fs)
+    peak_raw, G = kernel_peak_and_sum(tau_r, tau_d, fs)
+    # h[i] = alpha * a[i-1], a the AR(2) impulse response (kernel.ar2_scale)
+    return g1, g2, ar2_root_gap(tau_r, tau_d, fs) / peak_raw, G
+
+
+@lru_cache(maxsize=64)
 def _model(fs: float, tau_r: float, tau_d: float, lam: float) -> _Model:
     return _Model(fs, tau_r, tau_d, lam)
+
+
+@lru_cache(maxsize=64)
+def _model_valid(fs: float, tau_r: float, tau_d: float, lam: float) -> _Model:
+    # (floats validate_params returned: not validated again)
+    return _Model(fs, tau_r, tau_d, lam, validated=True)
 
 
 def _model_checked(fs, tau_r, tau_d, lam) -> _Model:
     # validate first (a clear error for any input), then key the cache on floats
     tau_r, tau_d, fs, lam = validate_params(tau_r, tau_d, fs, lam)
-    return _model(fs, tau_r, tau_d, lam)
+    return _model_valid(fs, tau_r, tau_d, lam)
 
 
 def check_num_threads() -> None:
@@ -243,6 +257,8 @@ def _n_threads(n_rows: int) -> int:
                 f"CATUNE_NUM_THREADS must be a positive whole number of threads, got {env!r}; "
                 "unset it to use every available core"
             )
+    elif n_rows <= 1:
+        return 1  # (the count of cores would not change it: no system call)
     elif hasattr(os, "sched_getaffinity"):
         cores = len(os.sched_getaffinity(0))
     else:
@@ -461,7 +477,8 @@ def _pdas_workspace(T: int):
         expires = None if short else time.monotonic() + _WS_IDLE
         with _WS_LOCK:
             _WS_POOL.append((f, b, expires))
-            del _WS_POOL[:-max(1, _n_threads(1 << 30))]
+            if len(_WS_POOL) > 1:  # (at most one kept per core)
+                del _WS_POOL[:-max(1, _n_threads(1 << 30))]
             if not short and _WS_TIMER is None:
                 # one pending timer, not one started per call (a thread
                 # start, ~0.1 ms): it re-arms itself while entries are kept
@@ -546,7 +563,7 @@ def _solve_rows(y, m: _Model, *, mode, mu, method, tol, max_iters, init, out=Non
     if any(codes):
         prepare_traces(y)  # raises the message that names the rows
         _check_init_finite(init)
-    if conv.all():
+    if (conv[0] if n == 1 else conv.all()):
         return s, b, iters, conv, fit
     stuck = np.flatnonzero(~conv)
     left = max_iters - _PDAS_BUDGET
@@ -739,7 +756,7 @@ def run_deconvolution_full(
     # (a Python float, the usual case, tested in Python: the same test)
     if not ((0.0 < tol < math.inf) if type(tol) is float else (np.isfinite(tol) and tol > 0)):
         raise ValueError(f"tol must be a positive number, got {tol}")
-    one_d = np.ndim(traces) == 1
+    one_d = (traces.ndim if type(traces) is np.ndarray else np.ndim(traces)) == 1
     # the exact method checks finiteness in its compiled pass (no extra
     # GIL-releasing NumPy pass on the slider path)
     exact_only = method != "fista" and not filter_enabled and mode != "rolling"
@@ -766,10 +783,7 @@ def run_deconvolution_full(
     if out is not None:
         out = tuple(out)
         shapes = (y.shape, (y.shape[0], y.shape[1] if mode == "drift" else 1), y.shape)
-        if (one_d or len(out) != 3 or any(
-                not (isinstance(a, np.ndarray) and a.dtype == np.float64
-                     and a.flags.c_contiguous and a.flags.writeable and a.shape == sh)
-                for a, sh in zip(out, shapes))):
+        if one_d or len(out) != 3 or not all(map(_out_ok, out, shapes)):
             raise ValueError(
                 "out must be three writeable float64 C-contiguous arrays (activity, baseline, fit) "
                 f"of shapes {shapes} for these traces; pass out=None to allocate them")
@@ -821,6 +835,14 @@ def run_deconvolution_full(
     elif one_d:
         return DeconvolutionResult(s[0], b[0], fit[0], int(iters[0]), bool(conv[0]))
     return DeconvolutionResult(s, b, fit, iters, conv)
+
+
+def _out_ok(a, shape) -> bool:
+    # one array of ``out=``: writeable float64 C-contiguous of this shape
+    if not (isinstance(a, np.ndarray) and a.dtype == _F64 and a.shape == shape):
+        return False
+    flags = a.flags
+    return flags.c_contiguous and flags.writeable
 
 
 def _check_calab_options(conv_mode, constraint) -> None:
