@@ -77,6 +77,18 @@ def test_bad_drift_scale_names_the_keyword(bad):
         objective(np.zeros(100), np.zeros(100), 0.0, FS, TR, TD, LAM, drift_scale=bad)
 
 
+def test_drift_scale_under_a_hundredth_of_a_frame_is_refused():
+    # (mu under ~1e-16 made the drift pivot round to 0: a NaN baseline
+    # reported converged; review rev31)
+    y = np.zeros(100)
+    for bad in (1e-9, 1e-170, 0.009 / FS):
+        with pytest.raises(ValueError, match="drift_scale must be at least a hundredth of a frame"):
+            run_deconvolution_full(y, FS, TR, TD, LAM, baseline="drift", drift_scale=bad)
+    assert drift_mu(0.011 / FS, FS, TD) == pytest.approx(0.011 ** 2)
+    res = run_deconvolution_full(y + 1.0, FS, TR, TD, LAM, baseline="drift", drift_scale=0.011 / FS)
+    assert bool(np.all(res.converged)) and np.isfinite(res.baseline).all()
+
+
 def test_bad_rolling_arguments():
     with pytest.raises(ValueError, match="quantile"):
         rolling_baseline(np.zeros(10), FS, TD, quantile=1.5)

@@ -49,6 +49,8 @@ DEFAULT_QUANTILE = 0.2
 # default drift_scale = max(_DRIFT_TAUS * tau_decay, _DRIFT_MIN_S)
 _DRIFT_TAUS = 20.0
 _DRIFT_MIN_S = 10.0
+# the shortest drift_scale, in frames (mu = 1e-4)
+_DRIFT_MIN_FRAMES = 0.01
 _CANONICAL = frozenset(BASELINE_MODES)
 
 
@@ -93,12 +95,21 @@ def drift_mu(drift_scale, fs: float, tau_decay: float) -> float:
     """Weight mu of the random-walk prior: ``(drift_scale * fs)^2``.
 
     ``drift_scale=None`` takes :func:`default_drift_scale`.  Raises a
-    ValueError naming ``drift_scale`` unless it is a positive finite number.
+    ValueError naming ``drift_scale`` unless it is a positive finite number
+    of at least a hundredth of a frame.
     """
     if drift_scale is None:
         drift_scale = default_drift_scale(tau_decay)
     value = check_drift_scale(drift_scale)
-    return (value * float(fs)) ** 2
+    frames = value * float(fs)
+    if not frames >= _DRIFT_MIN_FRAMES:
+        # (below it the solver's drift pivot (1 + mu) - 1 loses every digit
+        # to rounding: mu under ~1e-16 gives 0 and a NaN baseline)
+        raise ValueError(
+            f"drift_scale must be at least a hundredth of a frame ({_DRIFT_MIN_FRAMES / float(fs):.3g} s "
+            f"at fs = {float(fs):g} Hz), got {drift_scale!r}: a drift that fast follows every "
+            "sample; the default is max(20 * tau_decay, 10 s)")
+    return frames ** 2
 
 
 def rolling_window(tau_decay: float, fs: float) -> int:
