@@ -5,25 +5,18 @@ on the changed state; whole _affine_lam0 solves with the candidates' passes
 (_AFF_CAND_MIN lowered so that short traces take them) are bit for bit those
 without (_AFF_CAND_USE 0)."""
 
-import types as pytypes
 
 import numpy as np
 import pytest
-from numba import njit
 
 from napari_catune import _numba_affine as na
 from napari_catune import _numba_solvers as ns
 from napari_catune.simulation import regime_traces
 from napari_catune.solver import _model
 
+from _variant import variant as _variant  # noqa: E402
 
-def _variant(fn, **over):
-    f = fn.py_func
-    g = dict(f.__globals__)
-    g.update(over)
-    opts = {k: v for k, v in fn.targetoptions.items() if k not in ("cache", "nopython")}
-    return njit(**opts)(pytypes.FunctionType(f.__code__, g, f.__name__, f.__defaults__,
-                                             f.__closure__))
+
 
 
 def _state(rng, n, frac_active=0.1):

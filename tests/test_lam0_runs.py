@@ -11,8 +11,6 @@ constant or rule):
   (_aff_out_likely) and pdas_one's ``b_all``: bit for bit (bvec[0] alone
   where b_all is False)."""
 
-import types as pytypes
-
 import numpy as np
 import pytest
 from numba import njit
@@ -22,16 +20,9 @@ from napari_catune import _numba_solvers as ns
 from napari_catune.simulation import regime_traces
 from napari_catune.solver import _model
 
+from _variant import variant as _variant  # noqa: E402
 
-def _variant(fn, **over):
-    """fn's Python function compiled again (its options: fastmath) with some
-    of its globals replaced."""
-    f = fn.py_func
-    g = dict(f.__globals__)
-    g.update(over)
-    opts = {k: v for k, v in fn.targetoptions.items() if k not in ("cache", "nopython")}
-    return njit(**opts)(pytypes.FunctionType(f.__code__, g, f.__name__, f.__defaults__,
-                                             f.__closure__))
+
 
 
 _M = _model(30.0, 0.05, 0.5, 0.0)
