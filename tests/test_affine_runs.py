@@ -12,7 +12,7 @@ import pytest
 
 from napari_catune._numba_affine import affine_fwd, affine_nu
 from napari_catune._numba_solvers import _affine_fwd_runs, _riccati_flat, _riccati_pk
-from napari_catune.solver import _model
+from napari_catune.solver import _model_checked as _model
 
 
 def _both(y, g1, g2, alpha, beta, active):

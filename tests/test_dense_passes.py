@@ -8,7 +8,7 @@ import pytest
 
 from napari_catune import _numba_local as nl
 from napari_catune import _numba_solvers as ns
-from napari_catune.solver import _model
+from napari_catune.solver import _model_checked as _model
 
 
 def _kernel(fs=1000.0, tr=0.2, td=3.0):

@@ -99,7 +99,7 @@ def _drift_row(fs, tr, td, lam, seed, T, rate):
     from napari_catune.baseline import drift_mu
 
     rng = np.random.default_rng(seed)
-    m = S._model(fs, tr, td, lam)
+    m = S._model_checked(fs, tr, td, lam)
     s = np.where(rng.random(T) < rate, rng.random(T) * 2.0, 0.0)
     y = np.empty(T)
     ns.forward_conv(s, m.g1, m.g2, m.alpha, y)

@@ -50,7 +50,7 @@ def pending(monkeypatch):
 def test_numpy_solver_is_the_compiled_optimum_on_every_regime(regime, mode):
     fs, tr, td, lam, _noise, _rate = simulation.REGIMES[regime]
     y = simulation.regime_traces(regime, 2, 1500, seed=3)
-    m = solver._model(fs, tr, td, lam)
+    m = solver._model_checked(fs, tr, td, lam)
     mu = drift_mu(None, fs, td) if mode == "drift" else 0.0
     s, b, fit, iters, conv = nps.solve_rows(y, m.g1, m.g2, m.alpha, m.lamG, m.G,
                                             _CODES[mode], mu, solver.KKT_TOL)
@@ -73,7 +73,7 @@ def test_numpy_read_outs_match_the_compiled_ones():
     assert nps.KKT_FLOOR == KKT_FLOOR
     fs, tr, td, lam = 30.0, 0.05, 0.5, 0.05
     y = simulation.regime_traces("GCaMP6f-30Hz", 3, 800)
-    m = solver._model(fs, tr, td, lam)
+    m = solver._model_checked(fs, tr, td, lam)
     r = solver.run_deconvolution_full(y, fs, tr, td, lam, baseline="drift")
     np.testing.assert_allclose(nps.conv_rows(r.activity, m.g1, m.g2, m.alpha),
                                solver.reconvolve(r.activity, fs, tr, td), rtol=1e-12,
@@ -253,7 +253,7 @@ def group(yg, *a):
 nps._numpy_step, nps._solve_group = counted, group
 fs, tr, td, lam = 30.0, 0.05, 0.5, 0.05
 y = simulation.regime_traces("GCaMP6f-30Hz", 4, 40_000, seed=3)
-m = solver._model(fs, tr, td, lam)
+m = solver._model_checked(fs, tr, td, lam)
 r = nps.solve_rows(y, m.g1, m.g2, m.alpha, m.lamG, m.G, 2, drift_mu(None, fs, td),
                    solver.KKT_TOL, threads=threads)
 print(json.dumps({"converged": bool(r[4].all()),
@@ -400,7 +400,7 @@ def test_numpy_solver_without_the_compiled_loops_is_the_same_optimum(monkeypatch
     """LAPACK alone (no llvmlite) still answers, with the same optimum."""
     fs, tr, td, lam = 30.0, 0.1, 1.5, 0.05
     y = simulation.regime_traces("GCaMP6s-30Hz", 2, 1500, seed=8)
-    m = solver._model(fs, tr, td, lam)
+    m = solver._model_checked(fs, tr, td, lam)
     mu = drift_mu(None, fs, td)
     a = nps.solve_rows(y, m.g1, m.g2, m.alpha, m.lamG, m.G, 2, mu, solver.KKT_TOL)
     monkeypatch.setattr(nps, "_USE_JIT", False)
@@ -424,7 +424,7 @@ def test_numpy_solver_row_groups_run_on_two_threads_with_the_same_numbers(monkey
     monkeypatch.setattr(nps, "_solve_group", record)
     fs, tr, td, lam = 30.0, 0.05, 0.5, 0.05
     y = simulation.regime_traces("GCaMP6f-30Hz", 4, 1000, seed=9)
-    m = solver._model(fs, tr, td, lam)
+    m = solver._model_checked(fs, tr, td, lam)
     mu = drift_mu(None, fs, td)
     one = nps.solve_rows(y, m.g1, m.g2, m.alpha, m.lamG, m.G, 2, mu, solver.KKT_TOL)
     assert [n for _, n in seen] == [4]
@@ -449,9 +449,9 @@ def test_numpy_solver_rows_get_the_numbers_they_get_alone(regime, mode):
     fs, tr, td, lam, _noise, _rate = simulation.REGIMES[regime]
     y = simulation.regime_traces(regime, 4, 1500, seed=3)
     y = y * np.array([1.0, 3.0, 0.2, 7.0])[:, None] + np.array([0.0, 5.0, -2.0, 100.0])[:, None]
-    m = solver._model(fs, tr, td, lam)
+    m = solver._model_checked(fs, tr, td, lam)
     mu = drift_mu(None, fs, td) if mode == "drift" else 0.0
-    m0 = solver._model(fs, tr, td * 1.02, lam)
+    m0 = solver._model_checked(fs, tr, td * 1.02, lam)
     args = (_CODES[mode], mu, solver.KKT_TOL)
     warm = nps.solve_rows(y, m0.g1, m0.g2, m0.alpha, m0.lamG, m0.G, *args)[0]
     for init in (None, warm):
@@ -471,7 +471,7 @@ def test_the_active_set_check_is_kkt_rows_with_one_reconvolution(mode, monkeypat
     once: one reconvolution and one adjoint per check, not two of each."""
     fs, tr, td, lam = 30.0, 0.05, 0.5, 0.05
     y = simulation.regime_traces("GCaMP6f-30Hz", 3, 900, seed=5)
-    m = solver._model(fs, tr, td, lam)
+    m = solver._model_checked(fs, tr, td, lam)
     c = _CODES[mode]
     mu = drift_mu(None, fs, td) if c == 2 else 0.0
     s = nps.solve_rows(y, m.g1, m.g2, m.alpha, m.lamG, m.G, c, mu, solver.KKT_TOL)[0]
@@ -522,7 +522,7 @@ def test_long_drift_rows_take_few_newton_systems_and_no_banded_lu(monkeypatch):
     monkeypatch.setattr(nps, "_polish", lu)
     fs, tr, td, lam = 30.0, 0.05, 0.5, 0.05
     y = simulation.regime_traces("GCaMP6f-30Hz", 2, 54_000, seed=7)
-    m = solver._model(fs, tr, td, lam)
+    m = solver._model_checked(fs, tr, td, lam)
     mu = drift_mu(None, fs, td)
     r = nps.solve_rows(y, m.g1, m.g2, m.alpha, m.lamG, m.G, 2, mu, solver.KKT_TOL)
     assert r[4].all() and (r[3] <= 13).all(), r[3]
@@ -554,7 +554,7 @@ def test_slow_1khz_kernel_with_drift_settles_in_the_numpy_solver(monkeypatch):
     for td in (2.85, 2.94, 3.0, 3.15, 3.3, 4.5):
         y = np.vstack([simulation.regime_traces("slow-1kHz", 1, 20_000, seed=seed)
                        for seed in (7, 8)])
-        m = solver._model(fs, tr, td, lam)
+        m = solver._model_checked(fs, tr, td, lam)
         mu = drift_mu(None, fs, td)
         before = count["aug"]
         s, b, fit, iters, conv = nps.solve_rows(y, m.g1, m.g2, m.alpha, m.lamG, m.G, 2, mu,
@@ -590,12 +590,12 @@ def test_a_slider_move_settles_from_the_previous_active_set(monkeypatch):
 
     fs, tr, td, lam = 30.0, 0.05, 0.5, 0.05
     y = simulation.regime_traces("GCaMP6f-30Hz", 2, 20_000, seed=7)
-    m = solver._model(fs, tr, td, lam)
+    m = solver._model_checked(fs, tr, td, lam)
     mu = drift_mu(None, fs, td)
     first = nps.solve_rows(y, m.g1, m.g2, m.alpha, m.lamG, m.G, 2, mu, solver.KKT_TOL)
     assert first[4].all()
     td2 = td * 1.05
-    m2 = solver._model(fs, tr, td2, lam)
+    m2 = solver._model_checked(fs, tr, td2, lam)
     mu2 = drift_mu(None, fs, td2)
     monkeypatch.setattr(nps._Newton, "__init__", newton)
     s, b, fit, iters, conv = nps.solve_rows(y, m2.g1, m2.g2, m2.alpha, m2.lamG, m2.G, 2, mu2,
@@ -726,7 +726,7 @@ def test_numpy_solver_on_the_shortest_traces(mode, scale):
     the augmented band)."""
     rng = np.random.default_rng(11)
     fs, tr, td, lam = 30.0, 0.05, 0.5, 0.05
-    m = solver._model(fs, tr, td, lam)
+    m = solver._model_checked(fs, tr, td, lam)
     mu = drift_mu(scale, fs, td) if mode == "drift" else 0.0
     assert nps._augmented(_CODES[mode], mu) == (scale is not None)
     for T in (2, 3, 4, 5, 7):
@@ -854,13 +854,13 @@ def test_fused_interior_point_passes_give_numpys_numbers_bit_for_bit(regime):
     _fused_passes()
     fs, tr, td, lam, *_ = simulation.REGIMES[regime]
     y = simulation.regime_traces(regime, 3, 2500, seed=4)
-    m = solver._model(fs, tr, td, lam)
+    m = solver._model_checked(fs, tr, td, lam)
     mu = drift_mu(None, fs, td)
     fused, ref = _solve_both(y, m, mu)
     assert ref[4].all()
     for a, b in zip(fused, ref):
         np.testing.assert_array_equal(a, b)
-    m2 = solver._model(fs, tr, td * 1.05, lam)
+    m2 = solver._model_checked(fs, tr, td * 1.05, lam)
     fused, ref = _solve_both(y, m2, drift_mu(None, fs, td * 1.05), init=ref[0])
     assert ref[4].all()
     for a, b in zip(fused, ref):
@@ -876,7 +876,7 @@ def test_a_fused_iteration_makes_no_numpy_difference_passes(monkeypatch):
     jit = _fused_passes()
     fs, tr, td, lam = 30.0, 0.05, 0.5, 0.05
     y = simulation.regime_traces("GCaMP6f-30Hz", 2, 4000, seed=9)
-    m = solver._model(fs, tr, td, lam)
+    m = solver._model_checked(fs, tr, td, lam)
     mu = drift_mu(None, fs, td)
     nps._fused_checked()
     counts = []
@@ -1312,7 +1312,7 @@ def test_the_one_off_check_runs_on_the_thread_that_makes_the_passes(monkeypatch)
     k, seen = _watched_check(monkeypatch)
     fs, tr, td, lam = 30.0, 0.05, 0.5, 0.05
     y = simulation.regime_traces("GCaMP6f-30Hz", 1, 3000, seed=3)
-    m = solver._model(fs, tr, td, lam)
+    m = solver._model_checked(fs, tr, td, lam)
     nps.solve_rows(y, m.g1, m.g2, m.alpha, m.lamG, m.G, 2, drift_mu(None, fs, td),
                    solver.KKT_TOL)
     assert k.ipm_ready(120.0)  # (done is set after the check: it has run)
@@ -1472,7 +1472,7 @@ def compare():
     hold()
     return ok
 nps._fused_compare = compare
-m_ = solver._model(30.0, 0.05, 0.5, 0.05)
+m_ = solver._model_checked(30.0, 0.05, 0.5, 0.05)
 mu = drift_mu(None, 30.0, 0.5)
 y = np.sin(np.arange(3000) / 7.0)[None, :] + 1.0
 solve = lambda: nps.solve_rows(y, m_.g1, m_.g2, m_.alpha, m_.lamG, m_.G, 2, mu,
@@ -1852,7 +1852,7 @@ def test_drift_rows_are_solved_two_at_a_time_with_the_same_numbers(monkeypatch):
     fs, tr, td, lam = 30.0, 0.05, 0.5, 0.05
     T = 40_000  # (beyond _GROUP_SAMPLES / 2: one row a group before)
     y = simulation.regime_traces("GCaMP6f-30Hz", 4, T, seed=4)
-    m = solver._model(fs, tr, td, lam)
+    m = solver._model_checked(fs, tr, td, lam)
     mu = drift_mu(None, fs, td)
     sizes, calls = [], {"factor": 0, "solve": 0}
     real = nps._solve_group
@@ -1896,8 +1896,8 @@ def test_the_polish_stops_refining_at_the_rounding_floor(monkeypatch):
     assert k.ipm_ready(120.0)
     fs, tr, td, lam = 30.0, 0.05, 0.5, 0.05
     y = simulation.regime_traces("GCaMP6f-30Hz", 2, 6000, seed=5)
-    m = solver._model(fs, tr, td, lam)
-    m2 = solver._model(fs, tr, td * 1.05, lam)
+    m = solver._model_checked(fs, tr, td, lam)
+    m2 = solver._model_checked(fs, tr, td * 1.05, lam)
     mu = drift_mu(None, fs, td)
     cold = nps.solve_rows(y, m.g1, m.g2, m.alpha, m.lamG, m.G, 2, mu, solver.KKT_TOL)
     steps = []
@@ -1951,8 +1951,8 @@ def test_the_loose_polish_saves_a_solve_at_the_same_optimum(move, monkeypatch):
     assert k.ipm_ready(120.0)
     fs, tr, td, lam = 30.0, 0.05, 0.5, 0.05
     y = simulation.regime_traces("GCaMP6f-30Hz", 3, 6000, seed=5)
-    m = solver._model(fs, tr, td, lam)
-    m2 = solver._model(fs, tr, td * move, lam)
+    m = solver._model_checked(fs, tr, td, lam)
+    m2 = solver._model_checked(fs, tr, td * move, lam)
     mu, mu2 = drift_mu(None, fs, td), drift_mu(None, fs, td * move)
     calls = [0]
     real_solve = _jit_band.Kernels.solve
@@ -2031,7 +2031,7 @@ def test_the_interior_points_workspace_is_kept_per_thread(monkeypatch):
     assert _jit_band.load().ipm_ready(120.0)
     fs, tr, td, lam = 30.0, 0.05, 0.5, 0.05
     y = simulation.regime_traces("GCaMP6f-30Hz", 4, 40_000, seed=6)
-    m = solver._model(fs, tr, td, lam)
+    m = solver._model_checked(fs, tr, td, lam)
     mu = drift_mu(None, fs, td)
     made = []
     real = nps._IpmDrift.__init__

@@ -18,7 +18,7 @@ from numba import njit
 from napari_catune import _numba_affine as na
 from napari_catune import _numba_solvers as ns
 from napari_catune.simulation import regime_traces
-from napari_catune.solver import _model
+from napari_catune.solver import _model_checked as _model
 
 from _variant import variant as _variant  # noqa: E402
 

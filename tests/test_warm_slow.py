@@ -88,7 +88,7 @@ def _kernel_matrix(T, m):
 
 
 def test_gram_entries_are_the_kernels_inner_products():
-    m = S._model(*_params(SLOW))
+    m = S._model_checked(*_params(SLOW))
     T = 3000
     n = T - 1
     K = _kernel_matrix(T, m)[:, :n]
@@ -142,7 +142,7 @@ def test_cholesky_updates_match_a_fresh_factorisation(chains):
 def test_nonnegative_quadratic_program_is_solved_exactly(chains):
     """_nnqp on the kernel's own Gram matrix (nearly collinear neighbours):
     the answer meets the KKT conditions of min 1/2 z'Hz + c'z, z >= 0."""
-    m = S._model(*_params(SLOW))
+    m = S._model_checked(*_params(SLOW))
     T = 4000
     n = T - 1
     rng = np.random.default_rng(2)
@@ -174,7 +174,7 @@ def test_dense_settle_solves_the_fixed_baseline_problem(mode):
     y = regime_traces(SLOW, 1, 20_000, seed=1)[0]
     base = _solve(y, _params(SLOW), ("scalar", "drift")[mode - 1])
     args = _params(SLOW, "td+2%")
-    m = S._model(*args)
+    m = S._model_checked(*args)
     mu = drift_mu(None, args[0], args[2]) if mode == 2 else 0.0
     n = y.size - 1
     active = base.activity[:n] <= 0
@@ -206,7 +206,7 @@ def test_dense_settle_declines_what_it_cannot_do():
     args = (active, flip, u, nu, 1e-9, 5, ws, np.zeros(n, dtype=bool), np.empty(n + 1),
             np.empty(n + 1), 64, 8, 10 ** 9, -np.inf, tables)
     assert nl.dense_settle(1.9, -0.95, 1.0, *args)[0] == -1   # complex roots
-    m = S._model(*_params(SLOW))
+    m = S._model_checked(*_params(SLOW))
     before = active.copy()
     assert nl.dense_settle(m.g1, m.g2, m.alpha, *args)[0] == -1  # 333 violators, 64 places
     np.testing.assert_array_equal(active, before)

@@ -222,11 +222,6 @@ def _kernel_consts(fs: float, tau_r: float, tau_d: float) -> tuple:
 
 
 @lru_cache(maxsize=64)
-def _model(fs: float, tau_r: float, tau_d: float, lam: float) -> _Model:
-    return _Model(fs, tau_r, tau_d, lam)
-
-
-@lru_cache(maxsize=64)
 def _model_valid(fs: float, tau_r: float, tau_d: float, lam: float) -> _Model:
     # (floats validate_params returned: not validated again)
     return _Model(fs, tau_r, tau_d, lam, validated=True)
