@@ -505,6 +505,12 @@ def _pdas_rows_finite(*args):
     return _NS.pdas_rows(*args, True)
 
 
+def _pdas_rows_scan(*args):
+    """pdas_rows checking y itself (y_finite passed, not omitted: the same
+    compiled signature as :func:`_pdas_rows_finite`, no second compile)."""
+    return _NS.pdas_rows(*args, False)
+
+
 def _solve_rows(y, m: _Model, *, mode, mu, method, tol, max_iters, init, out=None,
                 y_finite=False):
     """Solve every row of y (2-D float64) with baseline code ``mode`` (0 none,
@@ -558,7 +564,7 @@ def _solve_rows(y, m: _Model, *, mode, mu, method, tol, max_iters, init, out=Non
         # but with rows on several threads another block could be written
         # into ``out`` before the error: every row told first)
         _check_init_finite(init)
-    codes = _run_blocks(_pdas_rows_finite if y_finite else ns.pdas_rows, n,
+    codes = _run_blocks(_pdas_rows_finite if y_finite else _pdas_rows_scan, n,
                         (y, y if init is None else init),
                         (init is not None, m.g1, m.g2, m.alpha, m.lamG, m.G, mode, mu, KKT_TOL,
                          min(_PDAS_BUDGET, max_iters)),
