@@ -6297,7 +6297,7 @@ def pdas_rows(y, init, warm, g1, g2, alpha, lamG, G, mode, mu, kkt_tol, max_iter
     step counts and ``conv``, the KKT check of each answer.  ``fws``,
     ``bws``: workspaces of :func:`workspace_sizes` (T).  ``y_finite``: the
     caller has checked every value of y (run_deconvolution_full's row
-    ranges): y is not scanned again (~0.2 ms a 1,000,000-frame row).
+    ranges): y is not scanned again (0.2-0.3 ms a 1,000,000-frame row).
 
     A cold start on a slow kernel (:func:`_coarse_factor`) first solves the
     trace binned by k frames (:func:`_coarse_start`, at most half the step
