@@ -126,3 +126,48 @@ def test_long_rows_bad_input_writes_nothing():
     finally:
         release()
     assert code == 2 and (s == 7.0).all()
+
+
+@pytest.mark.parametrize("T", [300, ns._SCAN_AHEAD_T + 1])
+def test_pdas_rows_y_finite_same_answers(T):
+    # y_finite (the caller checked y: run_deconvolution_full's row ranges)
+    # skips pdas_rows' own scan of y and changes nothing else; init is
+    # still checked
+    fs, tr, td, lam, *_ = REGIMES["lam0-30Hz"]
+    m = S._model_checked(fs, tr, td, lam)
+    y = regime_traces("lam0-30Hz", 2, T, 3)
+    (fws, bws), release = S._pdas_workspace(T)
+
+    def run(ii, warm, *flag):
+        out = (np.empty_like(y), np.zeros((2, 1)), np.empty_like(y), np.zeros(2, np.int64),
+               np.zeros(2, bool))
+        code = ns.pdas_rows(y, ii, warm, m.g1, m.g2, m.alpha, m.lamG, m.G, np.int64(1), 0.0,
+                            1e-7, 500, *out, fws, bws, *flag)
+        return code, out
+
+    try:
+        c0, a = run(y, False)
+        c1, b = run(y, False, True)
+        assert c0 == c1 == 0
+        for u, v in zip(a, b):
+            assert np.array_equal(u, v)
+        ib = np.zeros_like(y)
+        ib[1, -1] = np.nan
+        assert run(ib, True, True)[0] == 2
+    finally:
+        release()
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("n", [1, 3])
+def test_y_finite_errors_unchanged(bad, n):
+    # one row (pdas_rows tells it) and several (the wrapper tells it first):
+    # the message names the row either way, long rows too
+    fs, tr, td, lam, *_ = REGIMES["lam0-30Hz"]
+    T = ns._SCAN_AHEAD_T + 1
+    y = regime_traces("lam0-30Hz", n, T, 4)
+    y[n - 1, T - 2] = bad
+    for bl in ("scalar", "none"):
+        with pytest.raises(ValueError, match="non-finite") as e:
+            S.run_deconvolution_full(y[0] if n == 1 else y, fs, tr, td, lam, baseline=bl)
+        assert f"row {n - 1} (1 samples)" in str(e.value)

@@ -500,14 +500,27 @@ def _code_set(code) -> bool:
     return code != 0
 
 
-def _solve_rows(y, m: _Model, *, mode, mu, method, tol, max_iters, init, out=None):
+def _pdas_rows_finite(*args):
+    """pdas_rows on a y whose every value is known finite (no scan of its own)."""
+    return _NS.pdas_rows(*args, True)
+
+
+def _pdas_rows_scan(*args):
+    """pdas_rows checking y itself (y_finite passed, not omitted: the same
+    compiled signature as :func:`_pdas_rows_finite`, no second compile)."""
+    return _NS.pdas_rows(*args, False)
+
+
+def _solve_rows(y, m: _Model, *, mode, mu, method, tol, max_iters, init, out=None,
+                y_finite=False):
     """Solve every row of y (2-D float64) with baseline code ``mode`` (0 none,
     1 scalar, 2 drift); returns s, b ((n, 1), or (n, T) for drift),
     iterations, converged and the fit K s + b (None: not computed).
     ``out``: arrays (s, b, fit) to write them into (see run_deconvolution_full).
 
     The exact method checks that y and init are finite itself (ValueError
-    as from :func:`prepare_traces`).
+    as from :func:`prepare_traces`), y only unless ``y_finite`` (the caller
+    has checked it: run_deconvolution_full's row ranges).
 
     While the compiled code is being compiled in the background
     (:func:`start_background_compile`), rows go to the NumPy solver
@@ -551,7 +564,8 @@ def _solve_rows(y, m: _Model, *, mode, mu, method, tol, max_iters, init, out=Non
         # but with rows on several threads another block could be written
         # into ``out`` before the error: every row told first)
         _check_init_finite(init)
-    codes = _run_blocks(ns.pdas_rows, n, (y, y if init is None else init),
+    codes = _run_blocks(_pdas_rows_finite if y_finite else _pdas_rows_scan, n,
+                        (y, y if init is None else init),
                         (init is not None, m.g1, m.g2, m.alpha, m.lamG, m.G, mode, mu, KKT_TOL,
                          min(_PDAS_BUDGET, max_iters)),
                         (s, b, fit, iters, conv), lambda: _pdas_workspace(T), _code_set)
@@ -790,6 +804,8 @@ def run_deconvolution_full(
         lo0, hi0 = float(lo[0]), float(hi[0])
         if not max(abs(lo0), abs(hi0)) <= _MAX_ABS:
             _check_magnitude(lo, hi)
+        # (NaN or Inf: pdas_rows tells it, which the message then names)
+        y_finite = math.isfinite(lo0) and math.isfinite(hi0)
         level = None
         if mode in ("scalar", "drift"):
             mid = 0.5 * lo0 + 0.5 * hi0
@@ -803,11 +819,12 @@ def run_deconvolution_full(
             # bad one into ``out``); the message names the rows
             prepare_traces(y)
         level = _offsets(y, lo, hi) if mode in ("scalar", "drift") else None
+        y_finite = True  # (else prepare_traces raised just above)
     if level is not None:
         y = y - level  # exact (see _offsets); a copy, never the caller's array
     s, b, iters, conv, fit = _solve_rows(
         y, m, mode=_MODE_CODES[mode], mu=mu, method=method, tol=float(tol),
-        max_iters=max_iters, init=init, out=out,
+        max_iters=max_iters, init=init, out=out, y_finite=y_finite,
     )
     if m.near_degenerate and method != "fista":
         # see _NEAR_DEGENERATE: the KKT test does not bound the objective
