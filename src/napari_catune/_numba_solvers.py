@@ -2639,8 +2639,13 @@ def _kkt_core_thin(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, 
     where that list does not hold (no thinning, or the second look of the
     thresholds unflagged samples: then thin_flips itself).
     """
+    n = x.shape[0]
+    # (the free samples' count where the recursion returns it: the kind
+    # changes at most twice per free sample)
+    n_free = n
     if short and mode != 2:
         a22, q2, p0 = riccati_short(y, g1, g2, beta, active, gain)
+        n_free = n - p0
         u_max = _subspace_fwd(y, g1, g2, alpha, mode, active, gain, gb, x, bvec, u, True, a22, q2,
                               p0)
     else:
@@ -2648,7 +2653,15 @@ def _kkt_core_thin(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, 
                                True)
     eps_u = rel_eps * u_max
     n_rej = -1
-    if fast:
+    # a warm step on a set whose kind changes every few samples (dense
+    # spiking, low SNR): the multipliers' pass without branches on the kind,
+    # as _kkt_core_ck's (_nu_pass_dense; the same numbers)
+    kdense = (fast and thin > 0 and _NU_DENSE_CHG > 0 and 2 * n_free * _NU_DENSE_CHG > n
+              and _kind_changes(active) * _NU_DENSE_CHG > n)
+    if kdense:
+        n_bad, last_bad, nu_max, noise, near, n_rej, far, n_act, first_bad = _nu_pass_dense(
+            y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, _ALL_B, rej)
+    elif fast:
         n_bad, last_bad, nu_max, noise, near, n_rej, far, n_act, first_bad = _nu_pass_fma(
             y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, _ALL_B, thin, rej)
         if thin <= 0:
