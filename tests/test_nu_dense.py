@@ -67,3 +67,54 @@ def test_kind_changes():
         for p in (0.0, 0.1, 0.5, 1.0):
             a = rng.random(n) < p
             assert ns._kind_changes(a) == int(np.count_nonzero(a[1:] != a[:-1]))
+
+
+@pytest.mark.parametrize("name", ["dense-30Hz", "lowSNR-30Hz", "calab-gcamp6s-30Hz"])
+@pytest.mark.parametrize("p_free", [0.05, 0.3, 0.6])
+@pytest.mark.parametrize("mode", [0, 1])
+def test_thin_step_dense_pass(name, p_free, mode):
+    """A warm step without drift (``_kkt_core_thin`` with fast, short and
+    thinning) takes ``_nu_pass_dense`` on sets whose kind changes at more
+    than n / _NU_DENSE_CHG samples: the same step as riccati_short, the
+    forward pass and ``_nu_pass_fma`` with the same flags' reading."""
+    from napari_catune._numba_short import riccati_short
+
+    T = 5_001
+    n = T - 1
+    y = regime_traces(name, 1, T, seed=4)[0]
+    fs, tr, td, lam = _params(name)
+    m = _model_checked(fs, tr, td, lam)
+    beta = m.lamG / m.alpha
+    rng = np.random.default_rng(5)
+    active = rng.random(n) > p_free
+    rel = 1e-11
+    md = np.int64(mode)
+    thin = np.int64(3)
+    # the reference: the pieces with _nu_pass_fma
+    gain, gb = np.zeros((n, 3)), np.zeros((1, 4))
+    x, b, u, nu = np.zeros(n), np.zeros(T), np.zeros(n), np.zeros(n)
+    fl = np.zeros(n, np.bool_)
+    rj = np.full(n, -7, np.int64)
+    a22, q2, p0 = riccati_short(y, m.g1, m.g2, beta, active, gain)
+    u_max = ns._subspace_fwd(y, m.g1, m.g2, m.alpha, md, active, gain, gb, x, b, u, True, a22,
+                             q2, p0)
+    eps_u = rel * u_max
+    r = ns._nu_pass_fma(y, m.g1, m.g2, beta, active, x, b, u, nu, fl, eps_u, ns._ALL_B, thin, rj)
+    n_bad, last_bad, eps_nu, kept = ns._kkt_flags_one(active, nu, fl, r[0], r[1], r[2], r[3],
+                                                      r[4], rel, r[6], r[7], r[8])
+    want = (n_bad, last_bad, eps_u, eps_nu, r[5] if kept else -1)
+    # the step
+    gain2, gb2 = np.zeros((n, 3)), np.zeros((1, 4))
+    x2, b2, u2, nu2 = np.full(n, np.nan), np.full(T, np.nan), np.full(n, np.nan), np.zeros(n)
+    fl2 = np.ones(n, np.bool_)
+    rj2 = np.full(n, -9, np.int64)
+    got = ns._kkt_core_thin(y, m.g1, m.g2, m.alpha, beta, md, 1.0, active, gain2, gb2, x2, b2, u2,
+                            nu2, fl2, rel, True, True, thin, rj2)
+    assert got == want
+    for p, q in ((x, x2), (b, b2), (u, u2), (nu, nu2)):
+        assert np.array_equal(p.view(np.int64), q.view(np.int64))
+    assert np.array_equal(fl, fl2)
+    if want[4] >= 0:
+        assert np.array_equal(rj[:want[4]], rj2[:want[4]])
+    dense = ns._kind_changes(active) * ns._NU_DENSE_CHG > n
+    assert dense == (p_free >= 0.3)

@@ -2637,10 +2637,20 @@ def _kkt_core_thin(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, 
     ``rej`` the flags that :func:`._numba_local.thin_flips` would drop
     (:func:`_nu_pass_fma`); the fifth value returned is their count, -1
     where that list does not hold (no thinning, or the second look of the
-    thresholds unflagged samples: then thin_flips itself).
+    thresholds unflagged samples: then thin_flips itself).  With ``fast``
+    and ``thin`` > 0 on a set whose kind changes at more than n /
+    ``_NU_DENSE_CHG`` samples the third pass is :func:`_nu_pass_dense`
+    instead (the same numbers, flags and list; dense spiking and low SNR
+    sets, where _nu_pass_fma's branches mispredict), as in
+    :func:`_kkt_core_ck`.
     """
+    n = x.shape[0]
+    # (the free samples' count where the recursion returns it: the kind
+    # changes at most twice per free sample)
+    n_free = n
     if short and mode != 2:
         a22, q2, p0 = riccati_short(y, g1, g2, beta, active, gain)
+        n_free = n - p0
         u_max = _subspace_fwd(y, g1, g2, alpha, mode, active, gain, gb, x, bvec, u, True, a22, q2,
                               p0)
     else:
@@ -2648,7 +2658,15 @@ def _kkt_core_thin(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, 
                                True)
     eps_u = rel_eps * u_max
     n_rej = -1
-    if fast:
+    # a warm step on a set whose kind changes every few samples (dense
+    # spiking, low SNR): the multipliers' pass without branches on the kind,
+    # as _kkt_core_ck's (_nu_pass_dense; the same numbers)
+    kdense = (fast and thin > 0 and _NU_DENSE_CHG > 0 and 2 * n_free * _NU_DENSE_CHG > n
+              and _kind_changes(active) * _NU_DENSE_CHG > n)
+    if kdense:
+        n_bad, last_bad, nu_max, noise, near, n_rej, far, n_act, first_bad = _nu_pass_dense(
+            y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, _ALL_B, rej)
+    elif fast:
         n_bad, last_bad, nu_max, noise, near, n_rej, far, n_act, first_bad = _nu_pass_fma(
             y, g1, g2, beta, active, x, bvec, u, nu, flip, eps_u, _ALL_B, thin, rej)
         if thin <= 0:
@@ -2694,8 +2712,9 @@ def _kkt_core_ck(y, g1, g2, alpha, beta, mode, mu, active, gain, gb, x, bvec, u,
     return n_bad, last_bad, eps_u, eps_nu, n_rej
 
 
-# _kkt_core_ck: the multipliers' pass without branches (_nu_pass_dense) on a
-# set whose kind changes at more than n / _NU_DENSE_CHG samples (0: never).
+# _kkt_core_ck and _kkt_core_thin (warm steps with thinning): the
+# multipliers' pass without branches (_nu_pass_dense) on a set whose kind
+# changes at more than n / _NU_DENSE_CHG samples (0: never).
 # Its pass against _nu_pass_fma's on the warm drift steps' sets of 54,000
 # frames (medians, branch predictor not trained on the set), changes:
 # dense td -50 % 14.5-21k 0.11-0.13 against 0.18-0.23 ms, low SNR 22-29k
