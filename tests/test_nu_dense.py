@@ -72,7 +72,7 @@ def test_kind_changes():
 @pytest.mark.parametrize("name", ["dense-30Hz", "lowSNR-30Hz", "calab-gcamp6s-30Hz"])
 @pytest.mark.parametrize("p_free", [0.05, 0.3, 0.6])
 @pytest.mark.parametrize("mode", [0, 1])
-def test_thin_step_dense_pass(name, p_free, mode):
+def test_thin_step_dense_pass(name, p_free, mode, monkeypatch):
     """A warm step without drift (``_kkt_core_thin`` with fast, short and
     thinning) takes ``_nu_pass_dense`` on sets whose kind changes at more
     than n / _NU_DENSE_CHG samples: the same step as riccati_short, the
@@ -118,3 +118,21 @@ def test_thin_step_dense_pass(name, p_free, mode):
         assert np.array_equal(rj[:want[4]], rj2[:want[4]])
     dense = ns._kind_changes(active) * ns._NU_DENSE_CHG > n
     assert dense == (p_free >= 0.3)
+    # which pass the step took, observed: its Python form with the dense
+    # pass wrapped (the same returns as the compiled step)
+    calls = []
+    dense_pass = ns._nu_pass_dense
+
+    def spy(*a):
+        calls.append(1)
+        return dense_pass(*a)
+
+    x3, b3, u3, nu3 = np.full(n, np.nan), np.full(T, np.nan), np.full(n, np.nan), np.zeros(n)
+    fl3, rj3 = np.ones(n, np.bool_), np.full(n, -9, np.int64)
+    monkeypatch.setattr(ns, "_nu_pass_dense", spy)
+    got3 = ns._kkt_core_thin.py_func(y, m.g1, m.g2, m.alpha, beta, md, 1.0, active, np.zeros((n, 3)),
+                                     np.zeros((1, 4)), x3, b3, u3, nu3, fl3, rel, True, True,
+                                     thin, rj3)
+    assert got3 == want
+    assert np.array_equal(x.view(np.int64), x3.view(np.int64))
+    assert bool(calls) == dense
