@@ -173,3 +173,21 @@ def test_cli_deconvolve_with_scheduler(client, tmp_path, mode):
     ])
     assert code == 0
     assert np.array_equal(np.load(tmp_path / "act.npy"), ref.activity)
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3])
+def test_error_names_rows_of_the_whole_array(chunk):
+    """A NaN in cell 4 of a Dask array chunked over cells: the message
+    names row 4 (not the row inside its chunk)."""
+    y = _traces(6, 300)
+    y[4, 7] = np.nan
+    x = da.from_array(y, chunks=(chunk, 300))
+    with pytest.raises(ValueError, match=r"in 1 row\(s\): row 4 \(1 samples\)"):
+        run_deconvolution_full(x, FS, TAU_R, TAU_D, LAM).activity.compute()
+
+
+def test_renumber_rows():
+    from napari_catune._dask import _renumber_rows
+
+    msg = "values beyond 1e+300 in 2 row(s): row 0, row 11 and 3 more rows"
+    assert _renumber_rows(msg, 40) == "values beyond 1e+300 in 2 row(s): row 40, row 51 and 3 more rows"

@@ -14,6 +14,8 @@ and "drift" baselines) and the fields are lazy slices of it: computing several f
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 __all__ = ["deconvolve_dask"]
@@ -35,8 +37,19 @@ def _packed_width(T: int, per_sample: bool) -> int:
     return (3 * T + 2) if per_sample else (2 * T + 3)
 
 
-def _solve_block(block, *init, fs, tau_r, tau_d, lam, full, per_sample, opts):
-    """Solve one (n, T) NumPy block; packed full result or activity only."""
+_ROW = re.compile(r"\brow (\d+)")
+
+
+def _renumber_rows(message: str, first: int) -> str:
+    """A block's error message with its rows ("row 3") numbered in the
+    whole array (the block's first cell is row ``first``)."""
+    return _ROW.sub(lambda m: f"row {int(m.group(1)) + first}", message)
+
+
+def _solve_block(block, *init, fs, tau_r, tau_d, lam, full, per_sample, opts, block_info=None):
+    """Solve one (n, T) NumPy block; packed full result or activity only.
+    An error names its rows as rows of the whole array (``block_info``:
+    Dask's, where the block sits)."""
     from .solver import run_deconvolution_full
 
     block = np.asarray(block)
@@ -46,7 +59,13 @@ def _solve_block(block, *init, fs, tau_r, tau_d, lam, full, per_sample, opts):
     kw = dict(opts)
     if init:
         kw["init"] = np.asarray(init[0])
-    res = run_deconvolution_full(np.atleast_2d(block), fs, tau_r, tau_d, lam, **kw)
+    try:
+        res = run_deconvolution_full(np.atleast_2d(block), fs, tau_r, tau_d, lam, **kw)
+    except ValueError as err:
+        first = (block_info or {}).get(0, {}).get("array-location", [(0, 0)])[0][0]
+        if not first:
+            raise
+        raise ValueError(_renumber_rows(str(err), first)) from err
     if not full:
         return res.activity
     n, T = block.shape
