@@ -122,3 +122,105 @@ def test_hand_overs_are_the_plain_loops(lo, hi):
     got = out0.copy()
     nl._hand_over_back(got, lo, hi, q1, q2, d, r, dp, rp)
     assert np.array_equal(got, want)
+
+
+def _gram_ref(H, C, lo, m, n, dp, rp, d, r, a2):
+    idd = 1.0 / (1.0 - d * d)
+    idr = 1.0 / (1.0 - d * r)
+    irr = 1.0 / (1.0 - r * r)
+    xt = np.empty((m, 3))
+    for k in range(m):
+        L = n - C[k]
+        dl, rl = dp[L], rp[L]
+        xt[k] = 1.0 - dl * dl, 1.0 - dl * rl, 1.0 - rl * rl
+    for i in range(lo, m):
+        ci = C[i]
+        for j in range(i + 1):
+            cj = C[j]
+            h = i if ci > cj else j
+            D = ci - cj if ci > cj else cj - ci
+            v = (dp[D + 2] * xt[h, 0] * idd
+                 - (dp[D + 1] * r + rp[D + 1] * d) * xt[h, 1] * idr
+                 + rp[D + 2] * xt[h, 2] * irr)
+            H[i, j] = a2 * v
+            H[j, i] = a2 * v
+
+
+@pytest.mark.parametrize("m", [1, 2, 7, 40])
+def test_gram_fill_is_the_entry_by_entry_fill_bit_for_bit(m):
+    d, r = 0.9995, 0.995
+    n = 3000
+    dp, rp = np.empty(n + 2), np.empty(n + 2)
+    nl.power_tables(d, r, n, dp, rp)
+    rng = np.random.default_rng(m)
+    C = rng.permutation(n)[:m].astype(np.int64)
+    for lo in sorted({0, m // 2}):
+        H1 = np.full((m + 3, m + 3), np.nan)
+        H2 = H1.copy()
+        if lo:
+            _gram_ref(H1, C, 0, lo, n, dp, rp, d, r, 2.5)
+            _gram_ref(H2, C, 0, lo, n, dp, rp, d, r, 2.5)
+        _gram_ref(H1, C, lo, m, n, dp, rp, d, r, 2.5)
+        nl._gram_fill(H2, C, np.int64(lo), np.int64(m), n, dp, rp, d, r, 2.5)
+        assert np.array_equal(H1[:m, :m], H2[:m, :m])
+
+
+def _ar_ref(inp, out, g1, g2, d, r, dp, rp, back):
+    """_ar_chains as it was (signed indices)."""
+    n = out.shape[0] - 1
+    L = n // 4
+    z0 = z1 = y0 = y1 = x0 = x1 = w0 = w1 = 0.0
+    if back:
+        out[n] = 0.0
+        for i in range(L):
+            j = n - 1 - i
+            qa = inp[j + 1] + g1 * z0 + g2 * z1
+            j -= L
+            qb = inp[j + 1] + g1 * y0 + g2 * y1
+            j -= L
+            qc = inp[j + 1] + g1 * x0 + g2 * x1
+            j -= L
+            qd = inp[j + 1] + g1 * w0 + g2 * w1
+            out[j + 3 * L], out[j + 2 * L], out[j + L], out[j] = qa, qb, qc, qd
+            z1, z0, y1, y0, x1, x0, w1, w0 = z0, qa, y0, qb, x0, qc, w0, qd
+        for j in range(n - 1 - 4 * L, -1, -1):
+            qd = inp[j + 1] + g1 * w0 + g2 * w1
+            out[j] = qd
+            w1, w0 = w0, qd
+        for b in range(1, 4):
+            hi = n - b * L
+            lo = hi - L if b < 3 else 0
+            q2 = out[hi + 1] if hi + 1 <= n else 0.0
+            nl._hand_over_back(out, lo, hi, out[hi], q2, d, r, dp, rp)
+        return
+    out[0] = 0.0
+    for i in range(L):
+        qa = inp[i] + g1 * z0 + g2 * z1
+        qb = inp[i + L] + g1 * y0 + g2 * y1
+        qc = inp[i + 2 * L] + g1 * x0 + g2 * x1
+        qd = inp[i + 3 * L] + g1 * w0 + g2 * w1
+        out[i + 1], out[i + L + 1], out[i + 2 * L + 1], out[i + 3 * L + 1] = qa, qb, qc, qd
+        z1, z0, y1, y0, x1, x0, w1, w0 = z0, qa, y0, qb, x0, qc, w0, qd
+    for k in range(4 * L, n):
+        qd = inp[k] + g1 * w0 + g2 * w1
+        out[k + 1] = qd
+        w1, w0 = w0, qd
+    for b in range(1, 4):
+        lo = b * L
+        hi = lo + L if b < 3 else n
+        q2 = out[lo - 1] if lo >= 1 else 0.0
+        nl._hand_over(out, lo + 1, hi + 1, out[lo], q2, d, r, dp, rp)
+
+
+@pytest.mark.parametrize("n", [4, 7, 8, 9, 10, 11, 101, 1002])
+@pytest.mark.parametrize("back", [np.bool_(False), np.bool_(True)])
+def test_ar_chains_unsigned_is_the_signed_loop(n, back):
+    d, r = 0.999, 0.99
+    dp, rp = np.empty(n + 2), np.empty(n + 2)
+    nl.power_tables(d, r, n, dp, rp)
+    inp = np.random.default_rng(n).standard_normal(n + 1)
+    o1 = np.full(n + 1, np.nan)
+    o2 = o1.copy()
+    _ar_ref(inp, o1, d + r, -d * r, d, r, dp, rp, back)
+    nl._ar_chains(inp, o2, d + r, -d * r, d, r, dp, rp, back)
+    assert np.array_equal(o1, o2)

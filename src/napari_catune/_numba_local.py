@@ -890,21 +890,25 @@ def _ar_chains(inp, out, g1, g2, d, r, dp, rp, back):
     x1 = 0.0
     w0 = 0.0
     w1 = 0.0
+    # (unsigned indices in the four-chain loops: no negative-index tests)
+    uL = np.uint64(L)
     if back:
         # quarter 0 the last L samples, quarter 3 the first n - 3 L
         out[n] = 0.0
-        for i in range(L):
-            j = n - 1 - i
-            qa = inp[j + 1] + g1 * z0 + g2 * z1
-            j -= L
-            qb = inp[j + 1] + g1 * y0 + g2 * y1
-            j -= L
-            qc = inp[j + 1] + g1 * x0 + g2 * x1
-            j -= L
-            qd = inp[j + 1] + g1 * w0 + g2 * w1
-            out[j + 3 * L] = qa
-            out[j + 2 * L] = qb
-            out[j + L] = qc
+        un = np.uint64(n)
+        for i in range(uL):
+            j = un - i
+            qa = inp[j] + g1 * z0 + g2 * z1
+            j -= uL
+            qb = inp[j] + g1 * y0 + g2 * y1
+            j -= uL
+            qc = inp[j] + g1 * x0 + g2 * x1
+            j -= uL
+            qd = inp[j] + g1 * w0 + g2 * w1
+            j -= _U1
+            out[j + np.uint64(3) * uL] = qa
+            out[j + _U2 * uL] = qb
+            out[j + uL] = qc
             out[j] = qd
             z1 = z0
             z0 = qa
@@ -928,15 +932,17 @@ def _ar_chains(inp, out, g1, g2, d, r, dp, rp, back):
             _hand_over_back(out, lo, hi, out[hi], q2, d, r, dp, rp)
         return
     out[0] = 0.0
-    for i in range(L):
+    u2L = _U2 * uL
+    u3L = _U3 * uL
+    for i in range(uL):
         qa = inp[i] + g1 * z0 + g2 * z1
-        qb = inp[i + L] + g1 * y0 + g2 * y1
-        qc = inp[i + 2 * L] + g1 * x0 + g2 * x1
-        qd = inp[i + 3 * L] + g1 * w0 + g2 * w1
-        out[i + 1] = qa
-        out[i + L + 1] = qb
-        out[i + 2 * L + 1] = qc
-        out[i + 3 * L + 1] = qd
+        qb = inp[i + uL] + g1 * y0 + g2 * y1
+        qc = inp[i + u2L] + g1 * x0 + g2 * x1
+        qd = inp[i + u3L] + g1 * w0 + g2 * w1
+        out[i + _U1] = qa
+        out[i + uL + _U1] = qb
+        out[i + u2L + _U1] = qc
+        out[i + u3L + _U1] = qd
         z1 = z0
         z0 = qa
         y1 = y0
