@@ -1190,7 +1190,7 @@ def dense_settle(g1, g2, alpha, active, flip, u, nu, eps_nu, thin, ws, inC, work
     lo = 0
     _gram_fill(H, C, lo, m, n, dp, rp, d, r, a2)
     used = 8 * m * m
-    _settle_lin(H, C, nu, alpha, s0, nf, 0, m, c)
+    _settle_lin(H, C, nu, alpha, s0, nf, lo, m, c)
     tol = alpha * eps_nu
     if not tol > 0.0:
         tol = 1e-14
