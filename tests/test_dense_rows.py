@@ -224,3 +224,47 @@ def test_ar_chains_unsigned_is_the_signed_loop(n, back):
     _ar_ref(inp, o1, d + r, -d * r, d, r, dp, rp, back)
     nl._ar_chains(inp, o2, d + r, -d * r, d, r, dp, rp, back)
     assert np.array_equal(o1, o2)
+
+
+def _grad_ref(H, P, p, c, z, blocked, zp, m, tol):
+    """_nnqp's outer gradient with chains as it was, one row at a time."""
+    grad = np.zeros(m)
+    viol = []
+    for i in range(m):
+        if z[i] > 0.0 or blocked[i]:
+            continue
+        g = c[i]
+        g0 = g1 = g2 = g3 = 0.0
+        p4 = p - (p & 3)
+        for a in range(0, p4, 4):
+            g0 += H[i, P[a]] * zp[a]
+            g1 += H[i, P[a + 1]] * zp[a + 1]
+            g2 += H[i, P[a + 2]] * zp[a + 2]
+            g3 += H[i, P[a + 3]] * zp[a + 3]
+        for a in range(p4, p):
+            g0 += H[i, P[a]] * zp[a]
+        g += (g0 + g1) + (g2 + g3)
+        if -g > tol:
+            grad[i] = g
+            viol.append(i)
+    return grad, viol
+
+
+@pytest.mark.parametrize("m", [1, 4, 6, 9, 23, 50])
+def test_nnqp_grad4_is_the_row_by_row_gradient_bit_for_bit(m):
+    rng = np.random.default_rng(m)
+    H = rng.standard_normal((m, m))
+    z = np.where(rng.random(m) < 0.4, rng.random(m), 0.0)
+    P = np.flatnonzero(z > 0).astype(np.int64)
+    p = P.size
+    zp = z[P].copy()
+    blocked = rng.random(m) < 0.1
+    c = rng.standard_normal(m)
+    want, viol_want = _grad_ref(H, P, p, c, z, blocked, zp, m, 0.1)
+    grad = np.full(m, np.nan)
+    viol = np.zeros(m, np.int64)
+    nv = nl._nnqp_grad4(H, np.concatenate([P, np.zeros(2, np.int64)]), np.int64(p), c, z, blocked,
+                        np.concatenate([zp, [0.0, 0.0]]), grad, np.empty(m, np.int64), viol,
+                        np.int64(m), 0.1)
+    assert nv == len(viol_want) and list(viol[:nv]) == viol_want
+    assert np.array_equal(grad, want)

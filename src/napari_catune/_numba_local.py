@@ -724,6 +724,112 @@ def _nnqp_inner(L, P, p, c, z, zeta, work, max_work, cs, sn, tmp, tmp2, chains):
 
 
 @njit(cache=_CACHE, nogil=True)
+def _nnqp_grad4(H, P, p, c, z, blocked, zp, grad, cand, viol, m, tol):
+    """:func:`_nnqp`'s outer gradient with ``chains`` (the same numbers):
+    grad[i] = c[i] + H[i, P] zp (four chains, added (g0 + g1) + (g2 + g3))
+    for the positions i off P and not blocked, four rows side by side;
+    grad 0 elsewhere.  The violators (-grad > tol), ascending, into
+    ``viol``; returns their count.  ``cand``: scratch (m)."""
+    nc = 0
+    for i in range(m):
+        grad[i] = 0.0
+        if z[i] > 0.0 or blocked[i]:
+            continue
+        cand[nc] = i
+        nc += 1
+    p4 = p - (p & 3)
+    up4 = np.uint64(p4)
+    f = 0
+    while f + 4 <= nc:
+        i0 = cand[f]
+        i1 = cand[f + 1]
+        i2 = cand[f + 2]
+        i3 = cand[f + 3]
+        h0 = H[i0]
+        h1 = H[i1]
+        h2 = H[i2]
+        h3 = H[i3]
+        a0 = 0.0
+        a1 = 0.0
+        a2 = 0.0
+        a3 = 0.0
+        b0 = 0.0
+        b1 = 0.0
+        b2 = 0.0
+        b3 = 0.0
+        c0 = 0.0
+        c1 = 0.0
+        c2 = 0.0
+        c3 = 0.0
+        e0 = 0.0
+        e1 = 0.0
+        e2 = 0.0
+        e3 = 0.0
+        for a in range(_U0, up4, _U4):
+            q0 = P[a]
+            q1 = P[a + _U1]
+            q2 = P[a + _U2]
+            q3 = P[a + _U3]
+            w0 = zp[a]
+            w1 = zp[a + _U1]
+            w2 = zp[a + _U2]
+            w3 = zp[a + _U3]
+            a0 += h0[q0] * w0
+            a1 += h0[q1] * w1
+            a2 += h0[q2] * w2
+            a3 += h0[q3] * w3
+            b0 += h1[q0] * w0
+            b1 += h1[q1] * w1
+            b2 += h1[q2] * w2
+            b3 += h1[q3] * w3
+            c0 += h2[q0] * w0
+            c1 += h2[q1] * w1
+            c2 += h2[q2] * w2
+            c3 += h2[q3] * w3
+            e0 += h3[q0] * w0
+            e1 += h3[q1] * w1
+            e2 += h3[q2] * w2
+            e3 += h3[q3] * w3
+        for a in range(p4, p):
+            q = P[a]
+            w = zp[a]
+            a0 += h0[q] * w
+            b0 += h1[q] * w
+            c0 += h2[q] * w
+            e0 += h3[q] * w
+        grad[i0] = c[i0] + ((a0 + a1) + (a2 + a3))
+        grad[i1] = c[i1] + ((b0 + b1) + (b2 + b3))
+        grad[i2] = c[i2] + ((c0 + c1) + (c2 + c3))
+        grad[i3] = c[i3] + ((e0 + e1) + (e2 + e3))
+        f += 4
+    for f in range(f, nc):
+        i = cand[f]
+        hi = H[i]
+        g0 = 0.0
+        g1 = 0.0
+        g2 = 0.0
+        g3 = 0.0
+        for a in range(_U0, up4, _U4):
+            g0 += hi[P[a]] * zp[a]
+            g1 += hi[P[a + _U1]] * zp[a + _U1]
+            g2 += hi[P[a + _U2]] * zp[a + _U2]
+            g3 += hi[P[a + _U3]] * zp[a + _U3]
+        for a in range(p4, p):
+            g0 += hi[P[a]] * zp[a]
+        grad[i] = c[i] + ((g0 + g1) + (g2 + g3))
+    n_viol = 0
+    for f in range(nc):
+        i = cand[f]
+        g = grad[i]
+        if -g > tol:
+            viol[n_viol] = i
+            n_viol += 1
+        else:
+            grad[i] = 0.0
+    return n_viol
+
+
+@njit(cache=_CACHE, nogil=True)
 def _nnqp(H, L, P, p, c, z, m, blocked, zeta, grad, C, thin, tol, work, max_work, cs, sn,
           tmp, chains):
     """min 1/2 z'Hz + c'z over z >= 0 (first m positions), Lawson & Hanson's
@@ -746,35 +852,23 @@ def _nnqp(H, L, P, p, c, z, m, blocked, zeta, grad, C, thin, tol, work, max_work
     # (with ``chains``: z on P gathered once a step, each gradient's sum in
     # four chains)
     zp = np.empty(m if chains else 0)
+    # (with ``chains``: the positions off P, four rows side by side)
+    cand = np.empty(m if chains else 0, np.int64)
     while work < max_work:
         work += m * p
         n_viol = 0
         if chains:
             for a in range(p):
                 zp[a] = z[P[a]]
-        for i in range(m):
+            n_viol = _nnqp_grad4(H, P, p, c, z, blocked, zp, grad, cand, viol, m, tol)
+        for i in range(m if not chains else 0):
             grad[i] = 0.0
             if z[i] > 0.0 or blocked[i]:
                 continue
             g = c[i]
             hi = H[i]
-            if chains:
-                g0 = 0.0
-                g1 = 0.0
-                g2 = 0.0
-                g3 = 0.0
-                p4 = p - (p & 3)
-                for a in range(0, p4, 4):
-                    g0 += hi[P[a]] * zp[a]
-                    g1 += hi[P[a + 1]] * zp[a + 1]
-                    g2 += hi[P[a + 2]] * zp[a + 2]
-                    g3 += hi[P[a + 3]] * zp[a + 3]
-                for a in range(p4, p):
-                    g0 += hi[P[a]] * zp[a]
-                g += (g0 + g1) + (g2 + g3)
-            else:
-                for a in range(p):
-                    g += hi[P[a]] * z[P[a]]
+            for a in range(p):
+                g += hi[P[a]] * z[P[a]]
             if -g > tol:
                 grad[i] = g
                 viol[n_viol] = i
@@ -1173,18 +1267,23 @@ def dense_settle(g1, g2, alpha, active, flip, u, nu, eps_nu, thin, ws, inC, work
     C = np.empty(cmax, np.int64)
     P = np.empty(cmax, np.int64)
     blocked = np.zeros(cmax, np.bool_)
+    # the free samples, then the violators (each ascending), in one pass:
+    # the violators' positions first in P (free scratch until the factor)
     m = 0
+    nb = 0
     for k in range(n):
         if not active[k]:
             C[m] = k
             s0[m] = u[k]
             m += 1
+        elif flip[k]:
+            P[nb] = k
+            nb += 1
     nf = m
-    for k in range(n):
-        if active[k] and flip[k]:
-            C[m] = k
-            s0[m] = 0.0
-            m += 1
+    for b in range(nb):
+        C[m] = P[b]
+        s0[m] = 0.0
+        m += 1
     for i in range(m):
         inC[C[i]] = True
     lo = 0
