@@ -70,6 +70,12 @@ _FWD = np.bool_(False)
 # products in four chains (_dot4; the coarse blocks keep the plain sums)
 _CHAINS = np.bool_(True)
 _BACK = np.bool_(True)
+# unsigned index constants (a signed index + int64 literal would be a float)
+_U0 = np.uint64(0)
+_U1 = np.uint64(1)
+_U2 = np.uint64(2)
+_U3 = np.uint64(3)
+_U4 = np.uint64(4)
 
 
 # ---------------------------------------------- filters (used by _numba_solvers)
@@ -506,13 +512,16 @@ def _dot4(A, oa, B, ob, k):
     s2 = 0.0
     s3 = 0.0
     k4 = k - (k & 3)
-    for b in range(0, k4, 4):
-        s0 += A[oa + b] * B[ob + b]
-        s1 += A[oa + b + 1] * B[ob + b + 1]
-        s2 += A[oa + b + 2] * B[ob + b + 2]
-        s3 += A[oa + b + 3] * B[ob + b + 3]
-    for b in range(k4, k):
-        s0 += A[oa + b] * B[ob + b]
+    # (unsigned indices: no negative-index test on each load)
+    ua = np.uint64(oa)
+    ub = np.uint64(ob)
+    for b in range(_U0, np.uint64(k4), _U4):
+        s0 += A[ua + b] * B[ub + b]
+        s1 += A[ua + b + _U1] * B[ub + b + _U1]
+        s2 += A[ua + b + _U2] * B[ub + b + _U2]
+        s3 += A[ua + b + _U3] * B[ub + b + _U3]
+    for b in range(np.uint64(k4), np.uint64(k)):
+        s0 += A[ua + b] * B[ub + b]
     return (s0 + s1) + (s2 + s3)
 
 
@@ -578,6 +587,82 @@ def _chol_del(L, P, p, q, cs, sn, tmp):
             L[on + b] = tmp[b]
 
 
+@njit(cache=_CACHE, nogil=True, inline="always")
+def _givens(x1, x2):
+    """:func:`_chol_del`'s rotation zeroing x2 against x1: (cos, sin, r)."""
+    rr = np.hypot(x1, x2)
+    if rr > 0.0:
+        return x1 / rr, x2 / rr, rr
+    return 1.0, 0.0, rr
+
+
+@njit(cache=_CACHE, nogil=True)
+def _chol_del2(L, P, p, q, cs, sn, tmp, tmp2):
+    """:func:`_chol_del` (the same numbers: each entry takes the same
+    rotations in the same order), two rows at a time: the second row takes
+    the rotations of the rows above side by side with the first (two
+    independent chains where one waited on each rotation), then the first's
+    own.  ``tmp``, ``tmp2``: scratch (p + 1)."""
+    i = q
+    while i + 2 < p:
+        # rows i, i + 1 of the result: the old rows i + 1, i + 2
+        P[i] = P[i + 1]
+        P[i + 1] = P[i + 2]
+        oi = _row(i + 1)
+        oj = _row(i + 2)
+        for b in range(i + 2):
+            tmp[b] = L[oi + b]
+        for b in range(i + 3):
+            tmp2[b] = L[oj + b]
+        for k in range(q, i):
+            ck = cs[k]
+            sk = sn[k]
+            v1 = tmp[k]
+            v2 = tmp[k + 1]
+            w1 = tmp2[k]
+            w2 = tmp2[k + 1]
+            tmp[k] = ck * v1 + sk * v2
+            tmp[k + 1] = ck * v2 - sk * v1
+            tmp2[k] = ck * w1 + sk * w2
+            tmp2[k + 1] = ck * w2 - sk * w1
+        ci, si, rr = _givens(tmp[i], tmp[i + 1])
+        cs[i] = ci
+        sn[i] = si
+        tmp[i] = rr
+        w1 = tmp2[i]
+        w2 = tmp2[i + 1]
+        tmp2[i] = ci * w1 + si * w2
+        tmp2[i + 1] = ci * w2 - si * w1
+        cj, sj, rr2 = _givens(tmp2[i + 1], tmp2[i + 2])
+        cs[i + 1] = cj
+        sn[i + 1] = sj
+        tmp2[i + 1] = rr2
+        on = _row(i)
+        for b in range(i + 1):
+            L[on + b] = tmp[b]
+        on = _row(i + 1)
+        for b in range(i + 2):
+            L[on + b] = tmp2[b]
+        i += 2
+    if i < p - 1:
+        P[i] = P[i + 1]
+        oi = _row(i + 1)
+        for b in range(i + 2):
+            tmp[b] = L[oi + b]
+        for k in range(q, i):
+            v1 = tmp[k]
+            v2 = tmp[k + 1]
+            tmp[k] = cs[k] * v1 + sn[k] * v2
+            tmp[k + 1] = cs[k] * v2 - sn[k] * v1
+        ci, si, rr = _givens(tmp[i], tmp[i + 1])
+        cs[i] = ci
+        sn[i] = si
+        tmp[i] = rr
+        on = _row(i)
+        for b in range(i + 1):
+            L[on + b] = tmp[b]
+
+
 @njit(cache=_CACHE, nogil=True)
 def _chol_solve(L, P, p, c, out, chains):
     """out[a] = -(H[P, P]^-1 c[P])[a] (both passes along rows; ``chains``:
@@ -595,12 +680,13 @@ def _chol_solve(L, P, p, c, out, chains):
         oa = _row(a)
         v = out[a] / L[oa + a]
         out[a] = v
-        for b in range(a):
-            out[b] -= L[oa + b] * v
+        ua = np.uint64(oa)
+        for b in range(np.uint64(a)):
+            out[b] -= L[ua + b] * v
 
 
 @njit(cache=_CACHE, nogil=True)
-def _nnqp_inner(L, P, p, c, z, zeta, work, max_work, cs, sn, tmp, chains):
+def _nnqp_inner(L, P, p, c, z, zeta, work, max_work, cs, sn, tmp, tmp2, chains):
     """Lawson & Hanson's inner loop: the optimum on P (zeta), stepping back
     along the segment from z while some entry would go non-positive, whose
     positions leave P.  ``work`` counts multiply-adds, up to ``max_work``.
@@ -631,10 +717,116 @@ def _nnqp_inner(L, P, p, c, z, zeta, work, max_work, cs, sn, tmp, chains):
         for a in range(p - 1, -1, -1):
             if not z[P[a]] > 0.0:
                 z[P[a]] = 0.0
-                _chol_del(L, P, p, a, cs, sn, tmp)
+                _chol_del2(L, P, p, a, cs, sn, tmp, tmp2)
                 work += (p - a) * p
                 p -= 1
     return p, work
+
+
+@njit(cache=_CACHE, nogil=True)
+def _nnqp_grad4(H, P, p, c, z, blocked, zp, grad, cand, viol, m, tol):
+    """:func:`_nnqp`'s outer gradient with ``chains`` (the same numbers):
+    grad[i] = c[i] + H[i, P] zp (four chains, added (g0 + g1) + (g2 + g3))
+    for the positions i off P and not blocked, four rows side by side;
+    grad 0 elsewhere.  The violators (-grad > tol), ascending, into
+    ``viol``; returns their count.  ``cand``: scratch (m)."""
+    nc = 0
+    for i in range(m):
+        grad[i] = 0.0
+        if z[i] > 0.0 or blocked[i]:
+            continue
+        cand[nc] = i
+        nc += 1
+    p4 = p - (p & 3)
+    up4 = np.uint64(p4)
+    f = 0
+    while f + 4 <= nc:
+        i0 = cand[f]
+        i1 = cand[f + 1]
+        i2 = cand[f + 2]
+        i3 = cand[f + 3]
+        h0 = H[i0]
+        h1 = H[i1]
+        h2 = H[i2]
+        h3 = H[i3]
+        a0 = 0.0
+        a1 = 0.0
+        a2 = 0.0
+        a3 = 0.0
+        b0 = 0.0
+        b1 = 0.0
+        b2 = 0.0
+        b3 = 0.0
+        c0 = 0.0
+        c1 = 0.0
+        c2 = 0.0
+        c3 = 0.0
+        e0 = 0.0
+        e1 = 0.0
+        e2 = 0.0
+        e3 = 0.0
+        for a in range(_U0, up4, _U4):
+            q0 = P[a]
+            q1 = P[a + _U1]
+            q2 = P[a + _U2]
+            q3 = P[a + _U3]
+            w0 = zp[a]
+            w1 = zp[a + _U1]
+            w2 = zp[a + _U2]
+            w3 = zp[a + _U3]
+            a0 += h0[q0] * w0
+            a1 += h0[q1] * w1
+            a2 += h0[q2] * w2
+            a3 += h0[q3] * w3
+            b0 += h1[q0] * w0
+            b1 += h1[q1] * w1
+            b2 += h1[q2] * w2
+            b3 += h1[q3] * w3
+            c0 += h2[q0] * w0
+            c1 += h2[q1] * w1
+            c2 += h2[q2] * w2
+            c3 += h2[q3] * w3
+            e0 += h3[q0] * w0
+            e1 += h3[q1] * w1
+            e2 += h3[q2] * w2
+            e3 += h3[q3] * w3
+        for a in range(p4, p):
+            q = P[a]
+            w = zp[a]
+            a0 += h0[q] * w
+            b0 += h1[q] * w
+            c0 += h2[q] * w
+            e0 += h3[q] * w
+        grad[i0] = c[i0] + ((a0 + a1) + (a2 + a3))
+        grad[i1] = c[i1] + ((b0 + b1) + (b2 + b3))
+        grad[i2] = c[i2] + ((c0 + c1) + (c2 + c3))
+        grad[i3] = c[i3] + ((e0 + e1) + (e2 + e3))
+        f += 4
+    for f in range(f, nc):
+        i = cand[f]
+        hi = H[i]
+        g0 = 0.0
+        g1 = 0.0
+        g2 = 0.0
+        g3 = 0.0
+        for a in range(_U0, up4, _U4):
+            g0 += hi[P[a]] * zp[a]
+            g1 += hi[P[a + _U1]] * zp[a + _U1]
+            g2 += hi[P[a + _U2]] * zp[a + _U2]
+            g3 += hi[P[a + _U3]] * zp[a + _U3]
+        for a in range(p4, p):
+            g0 += hi[P[a]] * zp[a]
+        grad[i] = c[i] + ((g0 + g1) + (g2 + g3))
+    n_viol = 0
+    for f in range(nc):
+        i = cand[f]
+        g = grad[i]
+        if -g > tol:
+            viol[n_viol] = i
+            n_viol += 1
+        else:
+            grad[i] = 0.0
+    return n_viol
 
 
 @njit(cache=_CACHE, nogil=True)
@@ -650,7 +842,9 @@ def _nnqp(H, L, P, p, c, z, m, blocked, zeta, grad, C, thin, tol, work, max_work
     Positions found numerically dependent are ``blocked`` (left at 0);
     ``zeta``, ``grad``: scratch.  ``work`` counts multiply-adds, up to
     ``max_work``.  Returns (p, work, converged)."""
-    p, work = _nnqp_inner(L, P, p, c, z, zeta, work, max_work, cs, sn, tmp, chains)
+    # (the second row of _chol_del2's pairs)
+    tmp2 = np.empty(m + 1)
+    p, work = _nnqp_inner(L, P, p, c, z, zeta, work, max_work, cs, sn, tmp, tmp2, chains)
     single = False
     # the violators' positions, ascending (a position with grad 0 never
     # beats one below 0: the rule below compares violators alone)
@@ -658,35 +852,23 @@ def _nnqp(H, L, P, p, c, z, m, blocked, zeta, grad, C, thin, tol, work, max_work
     # (with ``chains``: z on P gathered once a step, each gradient's sum in
     # four chains)
     zp = np.empty(m if chains else 0)
+    # (with ``chains``: the positions off P, four rows side by side)
+    cand = np.empty(m if chains else 0, np.int64)
     while work < max_work:
         work += m * p
         n_viol = 0
         if chains:
             for a in range(p):
                 zp[a] = z[P[a]]
-        for i in range(m):
+            n_viol = _nnqp_grad4(H, P, p, c, z, blocked, zp, grad, cand, viol, m, tol)
+        for i in range(m if not chains else 0):
             grad[i] = 0.0
             if z[i] > 0.0 or blocked[i]:
                 continue
             g = c[i]
             hi = H[i]
-            if chains:
-                g0 = 0.0
-                g1 = 0.0
-                g2 = 0.0
-                g3 = 0.0
-                p4 = p - (p & 3)
-                for a in range(0, p4, 4):
-                    g0 += hi[P[a]] * zp[a]
-                    g1 += hi[P[a + 1]] * zp[a + 1]
-                    g2 += hi[P[a + 2]] * zp[a + 2]
-                    g3 += hi[P[a + 3]] * zp[a + 3]
-                for a in range(p4, p):
-                    g0 += hi[P[a]] * zp[a]
-                g += (g0 + g1) + (g2 + g3)
-            else:
-                for a in range(p):
-                    g += hi[P[a]] * z[P[a]]
+            for a in range(p):
+                g += hi[P[a]] * z[P[a]]
             if -g > tol:
                 grad[i] = g
                 viol[n_viol] = i
@@ -713,7 +895,7 @@ def _nnqp(H, L, P, p, c, z, m, blocked, zeta, grad, C, thin, tol, work, max_work
                     blocked[i] = True
         if p == p0:
             continue
-        p, work = _nnqp_inner(L, P, p, c, z, zeta, work, max_work, cs, sn, tmp, chains)
+        p, work = _nnqp_inner(L, P, p, c, z, zeta, work, max_work, cs, sn, tmp, tmp2, chains)
         single = not single and p <= p0
     return p, work, False
 
@@ -774,8 +956,10 @@ def _hand_over(out, lo, hi, q1, q2, d, r, dp, rp):
     tables dp, rp (no loop-carried chain)."""
     a = d * (q1 - r * q2) / (d - r)
     b = r * (d * q2 - q1) / (d - r)
-    for j in range(hi - lo):
-        out[lo + j] += a * dp[j + 1] + b * rp[j + 1]
+    # (unsigned indices: the loop vectorises)
+    ul = np.uint64(lo)
+    for j in range(np.uint64(hi - lo)):
+        out[ul + j] += a * dp[j + _U1] + b * rp[j + _U1]
 
 
 @njit(cache=_CACHE, nogil=True)
@@ -800,21 +984,25 @@ def _ar_chains(inp, out, g1, g2, d, r, dp, rp, back):
     x1 = 0.0
     w0 = 0.0
     w1 = 0.0
+    # (unsigned indices in the four-chain loops: no negative-index tests)
+    uL = np.uint64(L)
     if back:
         # quarter 0 the last L samples, quarter 3 the first n - 3 L
         out[n] = 0.0
-        for i in range(L):
-            j = n - 1 - i
-            qa = inp[j + 1] + g1 * z0 + g2 * z1
-            j -= L
-            qb = inp[j + 1] + g1 * y0 + g2 * y1
-            j -= L
-            qc = inp[j + 1] + g1 * x0 + g2 * x1
-            j -= L
-            qd = inp[j + 1] + g1 * w0 + g2 * w1
-            out[j + 3 * L] = qa
-            out[j + 2 * L] = qb
-            out[j + L] = qc
+        un = np.uint64(n)
+        for i in range(uL):
+            j = un - i
+            qa = inp[j] + g1 * z0 + g2 * z1
+            j -= uL
+            qb = inp[j] + g1 * y0 + g2 * y1
+            j -= uL
+            qc = inp[j] + g1 * x0 + g2 * x1
+            j -= uL
+            qd = inp[j] + g1 * w0 + g2 * w1
+            j -= _U1
+            out[j + np.uint64(3) * uL] = qa
+            out[j + _U2 * uL] = qb
+            out[j + uL] = qc
             out[j] = qd
             z1 = z0
             z0 = qa
@@ -838,15 +1026,17 @@ def _ar_chains(inp, out, g1, g2, d, r, dp, rp, back):
             _hand_over_back(out, lo, hi, out[hi], q2, d, r, dp, rp)
         return
     out[0] = 0.0
-    for i in range(L):
+    u2L = _U2 * uL
+    u3L = _U3 * uL
+    for i in range(uL):
         qa = inp[i] + g1 * z0 + g2 * z1
-        qb = inp[i + L] + g1 * y0 + g2 * y1
-        qc = inp[i + 2 * L] + g1 * x0 + g2 * x1
-        qd = inp[i + 3 * L] + g1 * w0 + g2 * w1
-        out[i + 1] = qa
-        out[i + L + 1] = qb
-        out[i + 2 * L + 1] = qc
-        out[i + 3 * L + 1] = qd
+        qb = inp[i + uL] + g1 * y0 + g2 * y1
+        qc = inp[i + u2L] + g1 * x0 + g2 * x1
+        qd = inp[i + u3L] + g1 * w0 + g2 * w1
+        out[i + _U1] = qa
+        out[i + uL + _U1] = qb
+        out[i + u2L + _U1] = qc
+        out[i + u3L + _U1] = qd
         z1 = z0
         z0 = qa
         y1 = y0
@@ -873,8 +1063,12 @@ def _hand_over_back(out, lo, hi, q1, q2, d, r, dp, rp):
     (j < hi - lo), the state (q1, q2) at hi, hi + 1."""
     a = d * (q1 - r * q2) / (d - r)
     b = r * (d * q2 - q1) / (d - r)
-    for j in range(hi - lo):
-        out[hi - 1 - j] += a * dp[j + 1] + b * rp[j + 1]
+    if hi <= lo:
+        return
+    # (unsigned indices: the loop vectorises)
+    uh = np.uint64(hi - 1)
+    for j in range(np.uint64(hi - lo)):
+        out[uh - j] += a * dp[j + _U1] + b * rp[j + _U1]
 
 
 @njit(cache=_CACHE, nogil=True)
@@ -899,6 +1093,91 @@ def _settle_grad(work, work2, g1, g2, alpha, d, r, dp, rp, nu, inC, flip, tol):
         n_new += bad
         work[k] = g
     return n_new
+
+
+@njit(cache=_CACHE, nogil=True)
+def _settle_lin(H, C, nu, alpha, s0, nf, lo, m, c):
+    """The dense settle's linear term, c[i] = alpha nu[C[i]] - sum_{f < nf}
+    H[i, f] s0[f] for lo <= i < m: each row's sum in f order, as one
+    running sum (four rows side by side: four independent chains where one
+    waited on each add; the same numbers)."""
+    i = lo
+    while i + 4 <= m:
+        h0 = H[i]
+        h1 = H[i + 1]
+        h2 = H[i + 2]
+        h3 = H[i + 3]
+        v0 = alpha * nu[C[i]]
+        v1 = alpha * nu[C[i + 1]]
+        v2 = alpha * nu[C[i + 2]]
+        v3 = alpha * nu[C[i + 3]]
+        for f in range(np.uint64(nf)):
+            sf = s0[f]
+            v0 -= h0[f] * sf
+            v1 -= h1[f] * sf
+            v2 -= h2[f] * sf
+            v3 -= h3[f] * sf
+        c[i] = v0
+        c[i + 1] = v1
+        c[i + 2] = v2
+        c[i + 3] = v3
+        i += 4
+    for i in range(i, m):
+        hi = H[i]
+        v = alpha * nu[C[i]]
+        for f in range(np.uint64(nf)):
+            v -= hi[f] * s0[f]
+        c[i] = v
+
+
+@njit(cache=_CACHE, nogil=True)
+def _settle_fall(H, C, nu, alpha, z, s0, m, dz, rows):
+    """The objective's fall from the expansion point s0 to z (the baseline
+    fixed): -sum_i dz_i (alpha nu[C[i]] + 1/2 (H dz)_i) over the i with
+    dz_i = z_i - s0_i != 0, in i order; each (H dz)_i summed over j in
+    order as one running sum (four rows side by side; the same numbers).
+    ``dz`` (float) and ``rows`` (int): scratch of m."""
+    nr = 0
+    for i in range(m):
+        di = z[i] - s0[i]
+        dz[i] = di
+        if di != 0.0:
+            rows[nr] = i
+            nr += 1
+    fall = 0.0
+    k = 0
+    while k + 4 <= nr:
+        i0 = rows[k]
+        i1 = rows[k + 1]
+        i2 = rows[k + 2]
+        i3 = rows[k + 3]
+        h0 = H[i0]
+        h1 = H[i1]
+        h2 = H[i2]
+        h3 = H[i3]
+        a0 = 0.0
+        a1 = 0.0
+        a2 = 0.0
+        a3 = 0.0
+        for j in range(np.uint64(m)):
+            dj = dz[j]
+            a0 += h0[j] * dj
+            a1 += h1[j] * dj
+            a2 += h2[j] * dj
+            a3 += h3[j] * dj
+        fall -= dz[i0] * (alpha * nu[C[i0]] + 0.5 * a0)
+        fall -= dz[i1] * (alpha * nu[C[i1]] + 0.5 * a1)
+        fall -= dz[i2] * (alpha * nu[C[i2]] + 0.5 * a2)
+        fall -= dz[i3] * (alpha * nu[C[i3]] + 0.5 * a3)
+        k += 4
+    for k in range(k, nr):
+        i = rows[k]
+        hi = H[i]
+        a = 0.0
+        for j in range(np.uint64(m)):
+            a += hi[j] * dz[j]
+        fall -= dz[i] * (alpha * nu[C[i]] + 0.5 * a)
+    return fall
 
 
 @njit(cache=_CACHE, nogil=True)
@@ -988,28 +1267,29 @@ def dense_settle(g1, g2, alpha, active, flip, u, nu, eps_nu, thin, ws, inC, work
     C = np.empty(cmax, np.int64)
     P = np.empty(cmax, np.int64)
     blocked = np.zeros(cmax, np.bool_)
+    # the free samples, then the violators (each ascending), in one pass:
+    # the violators' positions first in P (free scratch until the factor)
     m = 0
+    nb = 0
     for k in range(n):
         if not active[k]:
             C[m] = k
             s0[m] = u[k]
             m += 1
+        elif flip[k]:
+            P[nb] = k
+            nb += 1
     nf = m
-    for k in range(n):
-        if active[k] and flip[k]:
-            C[m] = k
-            s0[m] = 0.0
-            m += 1
+    for b in range(nb):
+        C[m] = P[b]
+        s0[m] = 0.0
+        m += 1
     for i in range(m):
         inC[C[i]] = True
     lo = 0
     _gram_fill(H, C, lo, m, n, dp, rp, d, r, a2)
     used = 8 * m * m
-    for i in range(m):
-        v = alpha * nu[C[i]]
-        for f in range(nf):
-            v -= H[i, f] * s0[f]
-        c[i] = v
+    _settle_lin(H, C, nu, alpha, s0, nf, lo, m, c)
     tol = alpha * eps_nu
     if not tol > 0.0:
         tol = 1e-14
@@ -1053,24 +1333,12 @@ def dense_settle(g1, g2, alpha, active, flip, u, nu, eps_nu, thin, ws, inC, work
                 m += 1
         _gram_fill(H, C, lo, m, n, dp, rp, d, r, a2)
         used += 8 * (m - lo) * m
-        for i in range(lo, m):
-            v = alpha * nu[C[i]]
-            for f in range(nf):
-                v -= H[i, f] * s0[f]
-            c[i] = v
+        _settle_lin(H, C, nu, alpha, s0, nf, lo, m, c)
     # the objective's fall from the expansion point (b fixed): g'dz +
     # 1/2 dz'H dz; below ``min_gain`` the set is left as it was
     fall = 0.0
     if rounds > 0 and min_gain > -math.inf:
-        for i in range(m):
-            di = z[i] - s0[i]
-            if di == 0.0:
-                continue
-            hd = 0.0
-            hi = H[i]
-            for j in range(m):
-                hd += hi[j] * (z[j] - s0[j])
-            fall -= di * (alpha * nu[C[i]] + 0.5 * hd)
+        fall = _settle_fall(H, C, nu, alpha, z, s0, m, zeta, P)
         if not fall >= min_gain:
             rounds = 0
     changed = 0
