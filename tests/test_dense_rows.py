@@ -251,8 +251,12 @@ def _grad_ref(H, P, p, c, z, blocked, zp, m, tol):
 
 
 @pytest.mark.parametrize("m", [1, 4, 6, 9, 23, 50])
-def test_nnqp_grad4_is_the_row_by_row_gradient_bit_for_bit(m):
-    rng = np.random.default_rng(m)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("tol", [0.1, -np.inf])
+def test_nnqp_grad4_is_the_row_by_row_gradient_bit_for_bit(m, seed, tol):
+    """(tol -inf: every row off P and not blocked is a violator, so every
+    row's gradient is compared, not only the rows that violate)"""
+    rng = np.random.default_rng(100 * m + seed)
     H = rng.standard_normal((m, m))
     z = np.where(rng.random(m) < 0.4, rng.random(m), 0.0)
     P = np.flatnonzero(z > 0).astype(np.int64)
@@ -260,11 +264,11 @@ def test_nnqp_grad4_is_the_row_by_row_gradient_bit_for_bit(m):
     zp = z[P].copy()
     blocked = rng.random(m) < 0.1
     c = rng.standard_normal(m)
-    want, viol_want = _grad_ref(H, P, p, c, z, blocked, zp, m, 0.1)
+    want, viol_want = _grad_ref(H, P, p, c, z, blocked, zp, m, tol)
     grad = np.full(m, np.nan)
     viol = np.zeros(m, np.int64)
     nv = nl._nnqp_grad4(H, np.concatenate([P, np.zeros(2, np.int64)]), np.int64(p), c, z, blocked,
                         np.concatenate([zp, [0.0, 0.0]]), grad, np.empty(m, np.int64), viol,
-                        np.int64(m), 0.1)
+                        np.int64(m), tol)
     assert nv == len(viol_want) and list(viol[:nv]) == viol_want
     assert np.array_equal(grad, want)

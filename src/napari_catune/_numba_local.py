@@ -956,6 +956,8 @@ def _hand_over(out, lo, hi, q1, q2, d, r, dp, rp):
     tables dp, rp (no loop-carried chain)."""
     a = d * (q1 - r * q2) / (d - r)
     b = r * (d * q2 - q1) / (d - r)
+    if hi <= lo:
+        return
     # (unsigned indices: the loop vectorises)
     ul = np.uint64(lo)
     for j in range(np.uint64(hi - lo)):
