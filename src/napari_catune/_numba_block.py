@@ -18,8 +18,9 @@ time code (tests/test_block_start.py):
   the factor's rows in one loop, then their own 4 x 4 corner in turn.
 * :func:`_block_solve`: the forward substitution four rows at a time (their
   sums over the finished entries side by side, then the corner).
-* :func:`_block_del`: a deletion's rows two at a time (the rotations of the
-  rows above on both, then each row's own).
+* a deletion's rows two at a time (the rotations of the rows above on
+  both, then each row's own): :func:`._numba_local._chol_del2`, shared
+  with the dense settle.
 * :func:`_block_solve` keeps the forward pass's values between solves: the
   rows above the lowest one an add or a delete changed keep theirs.
 """
@@ -29,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._numba_local import _chol_add, _row
+from ._numba_local import _chol_add, _chol_del2, _row
 
 # numba's cache of this file's functions is keyed on this file alone, not on
 # _numba_local's, which they call: this digest of that source (checked by
@@ -226,95 +227,10 @@ def _block_solve(L, P, p, c, out, fw, lo):
 
 
 @njit(cache=_CACHE, nogil=True)
-def _block_del(L, P, p, q, cs, sn, tmp, tmp2):
-    """Remove the q-th of the p positions from the factor, as
-    :func:`._numba_local._chol_del` (the same numbers): each later row moves
-    up one with the Givens rotations that restore the triangle, two rows at
-    a time (both take the rotations of the rows above side by side; the
-    second then the first's own).  ``tmp``, ``tmp2``: scratch (p + 1)."""
-    i = q
-    while i + 1 < p - 1:
-        # rows i and i + 1 of the result: old rows i + 1, i + 2
-        P[i] = P[i + 1]
-        P[i + 1] = P[i + 2]
-        oi = _row(i + 1)
-        oj = _row(i + 2)
-        for b in range(i + 2):
-            tmp[b] = L[oi + b]
-        for b in range(i + 3):
-            tmp2[b] = L[oj + b]
-        for k in range(q, i):
-            ck = cs[k]
-            sk = sn[k]
-            v1 = tmp[k]
-            v2 = tmp[k + 1]
-            w1 = tmp2[k]
-            w2 = tmp2[k + 1]
-            tmp[k] = ck * v1 + sk * v2
-            tmp[k + 1] = ck * v2 - sk * v1
-            tmp2[k] = ck * w1 + sk * w2
-            tmp2[k + 1] = ck * w2 - sk * w1
-        x1 = tmp[i]
-        x2 = tmp[i + 1]
-        rr = np.hypot(x1, x2)
-        if rr > 0.0:
-            cs[i] = x1 / rr
-            sn[i] = x2 / rr
-        else:
-            cs[i] = 1.0
-            sn[i] = 0.0
-        tmp[i] = rr
-        w1 = tmp2[i]
-        w2 = tmp2[i + 1]
-        tmp2[i] = cs[i] * w1 + sn[i] * w2
-        tmp2[i + 1] = cs[i] * w2 - sn[i] * w1
-        x1 = tmp2[i + 1]
-        x2 = tmp2[i + 2]
-        rr = np.hypot(x1, x2)
-        if rr > 0.0:
-            cs[i + 1] = x1 / rr
-            sn[i + 1] = x2 / rr
-        else:
-            cs[i + 1] = 1.0
-            sn[i + 1] = 0.0
-        tmp2[i + 1] = rr
-        on = _row(i)
-        for b in range(i + 1):
-            L[on + b] = tmp[b]
-        on = _row(i + 1)
-        for b in range(i + 2):
-            L[on + b] = tmp2[b]
-        i += 2
-    if i < p - 1:
-        P[i] = P[i + 1]
-        oi = _row(i + 1)
-        for b in range(i + 2):
-            tmp[b] = L[oi + b]
-        for k in range(q, i):
-            v1 = tmp[k]
-            v2 = tmp[k + 1]
-            tmp[k] = cs[k] * v1 + sn[k] * v2
-            tmp[k + 1] = cs[k] * v2 - sn[k] * v1
-        x1 = tmp[i]
-        x2 = tmp[i + 1]
-        rr = np.hypot(x1, x2)
-        if rr > 0.0:
-            cs[i] = x1 / rr
-            sn[i] = x2 / rr
-        else:
-            cs[i] = 1.0
-            sn[i] = 0.0
-        tmp[i] = rr
-        on = _row(i)
-        for b in range(i + 1):
-            L[on + b] = tmp[b]
-
-
-@njit(cache=_CACHE, nogil=True)
 def _block_inner(L, P, p, c, z, zeta, fw, lo, work, max_work, cs, sn, tmp, tmp2, cnt):
     """:func:`._numba_local._nnqp_inner` (the same steps, numbers and work
     count) on :func:`_block_solve` (``fw``, ``lo``: its forward values, those
-    below lo current) and :func:`_block_del`; ``cnt``: [inner solves, adds,
+    below lo current) and :func:`._numba_local._chol_del2`; ``cnt``: [inner solves, adds,
     deletes, outer steps] counted.  Returns (p, work, lo)."""
     while work < max_work:
         work += p * p
@@ -342,7 +258,7 @@ def _block_inner(L, P, p, c, z, zeta, fw, lo, work, max_work, cs, sn, tmp, tmp2,
         for a in range(p - 1, -1, -1):
             if not z[P[a]] > 0.0:
                 z[P[a]] = 0.0
-                _block_del(L, P, p, a, cs, sn, tmp, tmp2)
+                _chol_del2(L, P, p, a, cs, sn, tmp, tmp2)
                 lo = min(lo, a)
                 cnt[2] += 1
                 work += (p - a) * p
