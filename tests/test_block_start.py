@@ -13,7 +13,8 @@ import pytest
 
 from napari_catune import _numba_block as nb
 from napari_catune import _numba_solvers as ns
-from napari_catune._numba_local import _chol_add, _chol_del, _chol_del2, _chol_solve, _gram_fill, _nnqp
+from napari_catune._numba_local import _chol_add, _chol_del2, _chol_solve, _gram_fill, _nnqp
+from _chol_ref import chol_del
 from test_block_linear import _block_setup, _state
 
 
@@ -142,7 +143,7 @@ def test_kernels_match_their_one_row_originals():
     for q in (0, 1, 6, 17, p1 - 3, p1 - 2, p1 - 1):
         La, Pa = L1.copy(), P1.copy()
         Lb, Pb = L1.copy(), P1.copy()
-        _chol_del(La, Pa, p1, q, np.empty(B), np.empty(B), np.empty(B + 1))
+        chol_del(La, Pa, p1, q, np.empty(B), np.empty(B), np.empty(B + 1))
         _chol_del2(Lb, Pb, p1, q, np.empty(B), np.empty(B), np.empty(B + 1), np.empty(B + 1))
         k = (p1 - 1) * p1 // 2
         assert np.array_equal(Pa[:p1 - 1], Pb[:p1 - 1]) and np.array_equal(La[:k], Lb[:k])

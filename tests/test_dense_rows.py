@@ -1,12 +1,14 @@
 """The dense settle's kernels that work on two or four rows side by side give
 the one-row originals' numbers bit for bit: ``_chol_del2`` against
-``_chol_del`` (every delete position of factors of every size parity), the
+the one-row delete kept in ``tests/_chol_ref.py`` (every delete position of factors of every size parity), the
 linear term ``_settle_lin`` and the objective's fall ``_settle_fall``
 against the row-by-row sums they replace, the power-table hand-overs (now
 by unsigned indices) against their plain loops."""
 
 import numpy as np
 import pytest
+
+from _chol_ref import chol_del
 
 from napari_catune import _numba_local as nl
 
@@ -33,7 +35,7 @@ def test_chol_del2_is_chol_del_bit_for_bit(m, chains):
         L2, P2 = L0.copy(), P0.copy()
         cs1, sn1, t1 = np.zeros(m + 1), np.zeros(m + 1), np.zeros(m + 1)
         cs2, sn2, t2, t2b = np.zeros(m + 1), np.zeros(m + 1), np.zeros(m + 1), np.zeros(m + 1)
-        nl._chol_del(L1, P1, p0, q, cs1, sn1, t1)
+        chol_del(L1, P1, p0, q, cs1, sn1, t1)
         nl._chol_del2(L2, P2, p0, q, cs2, sn2, t2, t2b)
         k = (p0 - 1) * p0 // 2
         assert np.array_equal(L1[:k], L2[:k])
@@ -48,7 +50,7 @@ def test_chol_del2_is_chol_del_bit_for_bit(m, chains):
     rng = np.random.default_rng(7)
     while p > 1:
         q = int(rng.integers(0, p))
-        nl._chol_del(L1, P1, p, q, scr[0], scr[1], scr[2])
+        chol_del(L1, P1, p, q, scr[0], scr[1], scr[2])
         nl._chol_del2(L2, P2, p, q, scr[3], scr[4], scr[5], scr[6])
         p -= 1
         k = p * (p + 1) // 2

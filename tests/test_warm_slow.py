@@ -111,13 +111,13 @@ def test_cholesky_updates_match_a_fresh_factorisation(chains):
     H = A.T @ A
     cmax = 64
     L, P = np.zeros(cmax * cmax), np.zeros(cmax, np.int64)
-    cs, sn, tmp, out = np.zeros(cmax), np.zeros(cmax), np.zeros(cmax), np.zeros(cmax)
+    cs, sn, tmp, tmp2, out = (np.zeros(cmax) for _ in range(5))
     p = 0
     for j in [3, 7, 1, 20, 11, 5, 30, 2, 44, 9]:
         assert nl._chol_add(H, L, P, p, j, chains)
         p += 1
     for q in [2, 0, 6, p - 4]:
-        nl._chol_del(L, P, p, q, cs, sn, tmp)
+        nl._chol_del2(L, P, p, q, cs, sn, tmp, tmp2)
         p -= 1
         Lm = np.zeros((p, p))
         for a in range(p):

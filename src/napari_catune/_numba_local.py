@@ -556,40 +556,9 @@ def _chol_add(H, L, P, p, j, chains):
     return True
 
 
-@njit(cache=_CACHE, nogil=True)
-def _chol_del(L, P, p, q, cs, sn, tmp):
-    """Remove the q-th of the p positions from the factor: each later row
-    moves up one, with the Givens rotations that restore the triangle
-    applied along it (``cs``, ``sn``, ``tmp``: scratch)."""
-    for i in range(q, p - 1):
-        P[i] = P[i + 1]
-        oi = _row(i + 1)
-        for b in range(i + 2):
-            tmp[b] = L[oi + b]
-        # the rotations of the rows above, on columns (k, k+1)
-        for k in range(q, i):
-            v1 = tmp[k]
-            v2 = tmp[k + 1]
-            tmp[k] = cs[k] * v1 + sn[k] * v2
-            tmp[k + 1] = cs[k] * v2 - sn[k] * v1
-        x1 = tmp[i]
-        x2 = tmp[i + 1]
-        rr = np.hypot(x1, x2)
-        if rr > 0.0:
-            cs[i] = x1 / rr
-            sn[i] = x2 / rr
-        else:
-            cs[i] = 1.0
-            sn[i] = 0.0
-        tmp[i] = rr
-        on = _row(i)
-        for b in range(i + 1):
-            L[on + b] = tmp[b]
-
-
 @njit(cache=_CACHE, nogil=True, inline="always")
 def _givens(x1, x2):
-    """:func:`_chol_del`'s rotation zeroing x2 against x1: (cos, sin, r)."""
+    """The delete's Givens rotation zeroing x2 against x1: (cos, sin, r)."""
     rr = np.hypot(x1, x2)
     if rr > 0.0:
         return x1 / rr, x2 / rr, rr
@@ -598,8 +567,11 @@ def _givens(x1, x2):
 
 @njit(cache=_CACHE, nogil=True)
 def _chol_del2(L, P, p, q, cs, sn, tmp, tmp2):
-    """:func:`_chol_del` (the same numbers: each entry takes the same
-    rotations in the same order), two rows at a time: the second row takes
+    """Remove the q-th of the p positions from the packed factor: each later
+    row moves up one, with the Givens rotations that restore the triangle
+    applied along it (the one-row form, kept in ``tests/_chol_ref.py``, gives
+    the same numbers: each entry takes the same rotations in the same order),
+    two rows at a time: the second row takes
     the rotations of the rows above side by side with the first (two
     independent chains where one waited on each rotation), then the first's
     own.  ``tmp``, ``tmp2``: scratch (p + 1)."""
