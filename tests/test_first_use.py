@@ -2129,3 +2129,60 @@ def test_a_thread_keeps_at_most_two_interior_point_workspaces():
         most = max([most, *kept])
     assert 1 <= most <= nps._IPM_KEPT
     nps.release_caches()
+
+
+def test_the_background_start_has_the_interior_points_passes_made_after_the_loops(monkeypatch):
+    """``start_background_compile`` (the tuner's) has the NumPy solver's
+    drift passes made on a thread right after its LLVM loops when no fit is
+    under way, so a first fit that starts later runs on them from its first
+    iteration; the CLI's (``passes=False``) and a running fit leave them to
+    the solve, as before."""
+    from napari_catune import _jit_band
+    from napari_catune import _numpy_solver as npsol
+
+    class Fake:
+        def __init__(self):
+            self.started = []
+
+        def start_ipm(self, then=None):
+            self.started.append(then)
+
+    fake = Fake()
+    monkeypatch.setattr(_jit_band, "load", lambda: fake)
+    solver._load_band_loops(True)
+    assert fake.started == [npsol._check_fused_passes]
+    fake.started.clear()
+    solver._load_band_loops(False)
+    assert fake.started == []
+    monkeypatch.setattr(npsol, "_FUSED", False)
+    solver._load_band_loops(True)
+    assert fake.started == []
+    monkeypatch.setattr(_jit_band, "load", lambda: None)  # no LLVM: nothing to make
+    solver._load_band_loops(True)
+    # not while a fit runs on the NumPy solver (it has them made when it needs them)
+    monkeypatch.setattr(npsol, "_FUSED", True)
+    monkeypatch.setattr(_jit_band, "load", lambda: fake)
+    inside = []
+
+    def fit(*a, **k):
+        solver._load_band_loops(True)
+        inside.append(list(fake.started))
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr(solver, "_solve_rows_numpy", fit)
+    with pytest.raises(RuntimeError):
+        solver._solve_rows_fallback(None, None, mode=2, mu=1.0, tol=1e-6, max_iters=1,
+                                    init=None, out=None)
+    assert inside == [[]] and solver._fallback_running == [0]
+    solver._load_band_loops(True)
+    assert fake.started == [npsol._check_fused_passes]
+
+
+def test_the_cli_starts_the_background_compile_without_the_passes(monkeypatch):
+    from napari_catune import cli
+
+    seen = []
+    monkeypatch.setattr(solver, "start_background_compile",
+                        lambda *a, **k: seen.append(k) or "cached")
+    cli._start_solver()
+    assert seen == [{"passes": False}]
