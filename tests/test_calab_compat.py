@@ -97,6 +97,23 @@ def test_every_calab_name_is_provided_or_refused_by_name():
         nc.nonsense  # noqa: B018
 
 
+def test_importing_a_submodule_by_from_import_does_not_import_compat():
+    """``from napari_catune import solver`` asks the package's ``__getattr__``
+    first; a submodule's name is told without compat's imports."""
+    import subprocess
+    import sys
+
+    src = str(Path(nc.__file__).resolve().parents[1])
+    code = ("import sys\nfrom napari_catune import solver, baseline\n"
+            "import napari_catune\n"
+            "print(solver.__name__, 'napari_catune.compat' in sys.modules, "
+            "napari_catune._is_submodule('kernel'), napari_catune._is_submodule('simulate'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, env={**__import__("os").environ, "PYTHONPATH": src})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split() == ["napari_catune.solver", "False", "True", "False"]
+
+
 # ------------------------------------------------------------ calab tests/test_fista.py
 
 

@@ -692,11 +692,61 @@ def test_the_interpreter_waits_for_a_running_compile_before_it_exits(tmp_path):
 def test_the_compile_child_runs_below_the_user_in_the_scheduler(monkeypatch):
     from napari_catune import _compile
 
-    niced, warmed = [], []
+    niced, grouped, warmed = [], [], []
     monkeypatch.setattr(os, "nice", lambda inc: niced.append(inc) or inc, raising=False)
+    monkeypatch.setattr(_compile, "_autogroup_nice", lambda inc: grouped.append(inc) or True)
     monkeypatch.setattr(solver, "_warm_up", lambda live_only=False: warmed.append(live_only))
+    # as the child runs: the leader of a session of its own (start_new_session)
+    monkeypatch.setattr(os, "getsid", lambda pid: os.getpid(), raising=False)
     assert _compile.main() == 0
     assert niced == [_compile.NICE] and _compile.NICE > 0 and warmed == [True, False]
+    # its session's autogroup too (Linux): a nice counts only within its session
+    assert grouped == ([_compile.NICE] if sys.platform.startswith("linux") else [])
+    # not when it does not lead its session (the autogroup would be the caller's)
+    grouped.clear()
+    monkeypatch.setattr(os, "getsid", lambda pid: os.getpid() + 1, raising=False)
+    assert _compile.main() == 0 and grouped == []
+
+
+def test_the_autogroup_nice_is_written_and_retried_on_eagain(tmp_path, monkeypatch):
+    from napari_catune import _compile
+
+    f = tmp_path / "autogroup"
+    monkeypatch.setattr(_compile, "_AUTOGROUP", str(f))
+    assert _compile._autogroup_nice(7) and f.read_text() == "7"
+    calls = []
+    real_open = open
+
+    def busy_once(path, mode="r", *a, **k):
+        if path == str(f) and not calls:
+            calls.append(1)
+            raise BlockingIOError(11, "rate limited")
+        return real_open(path, mode, *a, **k)
+
+    import builtins
+
+    monkeypatch.setattr(builtins, "open", busy_once)
+    assert _compile._autogroup_nice(9) and calls == [1] and f.read_text() == "9"
+    monkeypatch.setattr(_compile, "_AUTOGROUP", str(tmp_path / "no" / "such"))
+    assert _compile._autogroup_nice(9) is False
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/autogroup"), reason="no autogroups here")
+def test_the_compile_child_is_niced_in_its_own_autogroup(tmp_path):
+    """Run as the solver starts it (a session of its own), the child's
+    autogroup (not the caller's) gets the nice."""
+    code = ("import os, time\nfrom napari_catune import _compile\n"
+            "ok = _compile._autogroup_nice(_compile.NICE) if os.getsid(0) == os.getpid() else None\n"
+            "print(ok, open('/proc/self/autogroup').read().split()[-1])")
+    from napari_catune import _compile
+
+    env = dict(os.environ, PYTHONPATH=str(_SRC) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    before = open("/proc/self/autogroup").read()
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=300, start_new_session=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split() == ["True", str(_compile.NICE)]
+    assert open("/proc/self/autogroup").read() == before  # (ours untouched)
 
 
 def test_the_cache_check_finds_numbas_directory_without_importing_numba(tmp_path):
@@ -2079,3 +2129,60 @@ def test_a_thread_keeps_at_most_two_interior_point_workspaces():
         most = max([most, *kept])
     assert 1 <= most <= nps._IPM_KEPT
     nps.release_caches()
+
+
+def test_the_background_start_has_the_interior_points_passes_made_after_the_loops(monkeypatch):
+    """``start_background_compile`` (the tuner's) has the NumPy solver's
+    drift passes made on a thread right after its LLVM loops when no fit is
+    under way, so a first fit that starts later runs on them from its first
+    iteration; the CLI's (``passes=False``) and a running fit leave them to
+    the solve, as before."""
+    from napari_catune import _jit_band
+    from napari_catune import _numpy_solver as npsol
+
+    class Fake:
+        def __init__(self):
+            self.started = []
+
+        def start_ipm(self, then=None):
+            self.started.append(then)
+
+    fake = Fake()
+    monkeypatch.setattr(_jit_band, "load", lambda: fake)
+    solver._load_band_loops(True)
+    assert fake.started == [npsol._check_fused_passes]
+    fake.started.clear()
+    solver._load_band_loops(False)
+    assert fake.started == []
+    monkeypatch.setattr(npsol, "_FUSED", False)
+    solver._load_band_loops(True)
+    assert fake.started == []
+    monkeypatch.setattr(_jit_band, "load", lambda: None)  # no LLVM: nothing to make
+    solver._load_band_loops(True)
+    # not while a fit runs on the NumPy solver (it has them made when it needs them)
+    monkeypatch.setattr(npsol, "_FUSED", True)
+    monkeypatch.setattr(_jit_band, "load", lambda: fake)
+    inside = []
+
+    def fit(*a, **k):
+        solver._load_band_loops(True)
+        inside.append(list(fake.started))
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr(solver, "_solve_rows_numpy", fit)
+    with pytest.raises(RuntimeError):
+        solver._solve_rows_fallback(None, None, mode=2, mu=1.0, tol=1e-6, max_iters=1,
+                                    init=None, out=None)
+    assert inside == [[]] and solver._fallback_running == [0]
+    solver._load_band_loops(True)
+    assert fake.started == [npsol._check_fused_passes]
+
+
+def test_the_cli_starts_the_background_compile_without_the_passes(monkeypatch):
+    from napari_catune import cli
+
+    seen = []
+    monkeypatch.setattr(solver, "start_background_compile",
+                        lambda *a, **k: seen.append(k) or "cached")
+    cli._start_solver()
+    assert seen == [{"passes": False}]

@@ -9,6 +9,7 @@ first use: ``import napari_catune`` stays cheap (no numba compile, no napari).
 from __future__ import annotations
 
 import importlib
+import os
 
 from ._version import __version__
 
@@ -62,10 +63,18 @@ _EXPORTS = {
 __all__ = ["__version__", *_EXPORTS]
 
 
+def _is_submodule(name: str) -> bool:
+    """Whether ``name`` is a submodule's file here: ``from napari_catune import
+    solver`` asks :func:`__getattr__` first, which then needs no compat (and
+    its imports, ~10 ms) to say no."""
+    return any(os.path.isfile(os.path.join(d, name + ".py"))
+               or os.path.isfile(os.path.join(d, name, "__init__.py")) for d in __path__)
+
+
 def __getattr__(name: str):
     module = _EXPORTS.get(name)
     if module is None:
-        if not name.startswith("_"):
+        if not name.startswith("_") and not _is_submodule(name):
             from .compat import CALAB_NOT_PROVIDED
 
             if name in CALAB_NOT_PROVIDED:

@@ -16,6 +16,12 @@ import sys
 # solver, on both cores) come first; an idle machine still compiles at
 # full speed
 NICE = 10
+# Linux's autogroups (sched(7)): with them on, the CPU is shared between
+# sessions first and a process's nice counts only within its own session.
+# The child leads a session of its own (it outlives a short CLI run), so its
+# nice alone left it one core of two against the user's whole process; the
+# session's nice (/proc/self/autogroup) puts it below it too
+_AUTOGROUP = "/proc/self/autogroup"
 
 
 def _cache_dir(src_file: str) -> str:
@@ -61,12 +67,35 @@ def _say(word: str) -> None:
         pass  # the parent is gone: go on filling the cache for the next start
 
 
+def _autogroup_nice(nice: int) -> bool:
+    """Set this session's autogroup nice (Linux; raising it needs no
+    privilege, but the kernel takes one change per 0.1 s from all processes
+    without CAP_SYS_ADMIN: EAGAIN then, tried again).  False if not set (no
+    autogroups: the process's nice is the one that counts then)."""
+    import time
+
+    for _ in range(5):
+        try:
+            with open(_AUTOGROUP, "w") as f:
+                f.write(str(nice))
+            return True
+        except BlockingIOError:  # EAGAIN: another process's change within 0.1 s
+            time.sleep(0.1)
+        except (OSError, ValueError):
+            return False
+    return False
+
+
 def main() -> int:
     if hasattr(os, "nice"):
         try:
             os.nice(NICE)
         except OSError:
             pass
+    if sys.platform.startswith("linux") and os.getsid(0) == os.getpid():
+        # (only as a session's leader: the autogroup is then this process's
+        # own, from its setsid; run from a shell it would be the shell's)
+        _autogroup_nice(NICE)
     from napari_catune import solver
 
     solver._warm_up(live_only=True)

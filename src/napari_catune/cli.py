@@ -774,7 +774,10 @@ def _start_solver() -> None:
     the two threads contending.)"""
     from . import solver
 
-    if solver.start_background_compile() == "started":
+    # (passes=False: the interior point's compiled passes are made only if
+    # a solve is long enough to use them, as before; on a short run they
+    # would only add ~0.1 s of CPU before the answer)
+    if solver.start_background_compile(passes=False) == "started":
         solver._tell_if_compiling()
 
 

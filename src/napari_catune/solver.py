@@ -616,7 +616,25 @@ def _solve_rows(y, m: _Model, *, mode, mu, method, tol, max_iters, init, out=Non
 _FALLBACK_GROUP_SAMPLES = 1 << 18
 
 
-def _solve_rows_fallback(y, m: _Model, *, mode, mu, tol, max_iters, init, out):
+# NumPy-solver solves under way (any thread): the loops' thread of
+# start_background_compile makes the interior point's passes ahead of the
+# first fit only while none runs (a running one has them made when it needs
+# them, and a small one's answer would only wait behind their ~0.1 s of CPU)
+_fallback_running = [0]
+_fallback_lock = threading.Lock()
+
+
+def _solve_rows_fallback(*args, **kwargs):
+    with _fallback_lock:
+        _fallback_running[0] += 1
+    try:
+        return _solve_rows_numpy(*args, **kwargs)
+    finally:
+        with _fallback_lock:
+            _fallback_running[0] -= 1
+
+
+def _solve_rows_numpy(y, m: _Model, *, mode, mu, tol, max_iters, init, out):
     """:func:`_solve_rows` by the NumPy solver, row groups at a time, the
     rest by the compiled code as soon as it is ready (every method: the
     NumPy solver is exact; ``init`` is its warm start).  A row the NumPy
@@ -1175,7 +1193,8 @@ def wait_compiled(timeout: float | None = None) -> bool:
 
 
 
-def start_background_compile(live_only: bool = True, *, force: bool = False) -> str:
+def start_background_compile(live_only: bool = True, *, force: bool = False,
+                             passes: bool = True) -> str:
     """Make the compiled code ready without a wait a user feels.
 
     If numba's on-disk cache holds it (or that cannot be told), nothing is
@@ -1190,7 +1209,14 @@ def start_background_compile(live_only: bool = True, *, force: bool = False) -> 
     interpreter), the compile runs on a thread here as before, the NumPy
     solver still answering meanwhile.  Returns "cached", "started" or
     "running" (already started).  ``force`` starts even with a full cache
-    (tests, benchmarks).
+    (tests, benchmarks).  ``passes``: once the NumPy solver's LLVM loops
+    are made, if no fit is under way then, its drift interior point's
+    passes too (~0.1 s more of one core on that thread): a fit that starts
+    after them runs on them from its first iteration, not on NumPy's passes
+    (the same numbers).  A fit already under way has them made as it needs
+    them, as before (one of under 2^17 samples only after its answer).  The
+    tuner's fits are drift fits, started after it opens; a short CLI run's
+    are answered before they would pay back (``passes=False``).
     """
     global _compile_thread
     with _compile_lock:
@@ -1211,17 +1237,25 @@ def start_background_compile(live_only: bool = True, *, force: bool = False) -> 
     # the NumPy solver's LLVM loops (~0.1 s to make) on a thread of their
     # own meanwhile: the caller goes on (reading its data) while they compile
     try:
-        threading.Thread(target=_load_band_loops, name="catune-llvm-load", daemon=True).start()
+        threading.Thread(target=_load_band_loops, args=(passes,), name="catune-llvm-load",
+                         daemon=True).start()
     except RuntimeError:  # no thread: made by the first solve
         pass
     return "started"
 
 
-def _load_band_loops() -> None:
+def _load_band_loops(passes: bool = False) -> None:
     try:
         from . import _jit_band
 
-        _jit_band.load()
+        k = _jit_band.load()
+        if passes and k is not None and not _fallback_running[0]:
+            from . import _numpy_solver as npsol
+
+            if npsol._FUSED and npsol._USE_JIT:
+                # (made and checked on a thread of their own, as a solve
+                # has them made: :func:`._numpy_solver.solve_rows`)
+                k.start_ipm(then=npsol._check_fused_passes)
     except Exception:  # noqa: BLE001 - the first solve tells (LAPACK then)
         pass
 
