@@ -4903,16 +4903,22 @@ def _coarse_block_exact(G, idx, dz, mb, g1, g2, alpha, d, r, n, P, rp, sums, wor
         c2 = 0.0
         e1 = 0.0
         e2 = 0.0
-        for i in range(L):
-            j = P - 1 - i - a
+        # (unsigned indices: no test for a negative one on the four chains'
+        # loads and stores; the same operations)
+        uL = np.uint64(L)
+        uL2 = np.uint64(2 * L)
+        uL3 = np.uint64(3 * L)
+        top = np.uint64(P - 1 - a)
+        for i in range(uL):
+            j = top - i
             p = g1 * p1 + (work[j] + g2 * p2)
-            b = g1 * b1 + (work[j - L] + g2 * b2)
-            c = g1 * c1 + (work[j - 2 * L] + g2 * c2)
-            e = g1 * e1 + (work[j - 3 * L] + g2 * e2)
+            b = g1 * b1 + (work[j - uL] + g2 * b2)
+            c = g1 * c1 + (work[j - uL2] + g2 * c2)
+            e = g1 * e1 + (work[j - uL3] + g2 * e2)
             work[j] = p
-            work[j - L] = b
-            work[j - 2 * L] = c
-            work[j - 3 * L] = e
+            work[j - uL] = b
+            work[j - uL2] = c
+            work[j - uL3] = e
             p2 = p1
             p1 = p
             b2 = b1
@@ -4921,7 +4927,9 @@ def _coarse_block_exact(G, idx, dz, mb, g1, g2, alpha, d, r, n, P, rp, sums, wor
             c1 = c
             e2 = e1
             e1 = e
-        for j in range(P - 4 * L - 1 - a, -1, -1):
+        top = np.uint64(P - 4 * L - a)
+        for t in range(top):
+            j = top - np.uint64(1) - t
             e = g1 * e1 + (work[j] + g2 * e2)
             work[j] = e
             e2 = e1
@@ -4935,9 +4943,12 @@ def _coarse_block_exact(G, idx, dz, mb, g1, g2, alpha, d, r, n, P, rp, sums, wor
         p1 = work[0]
         p2 = work[1]
     else:
-        for j in range(P - 1, a - 1, -1):
-            p = g1 * p1 + (work[j - a] + g2 * p2)
-            G[j] += alpha * p
+        ua = np.uint64(a)
+        top = np.uint64(P - a)
+        for t in range(top):
+            j = top - np.uint64(1) - t
+            p = g1 * p1 + (work[j] + g2 * p2)
+            G[ua + j] += alpha * p
             p2 = p1
             p1 = p
     if a >= 1:
