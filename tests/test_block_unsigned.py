@@ -2,7 +2,10 @@
 vectorise, or drop numba's test for a negative index) give the signed
 loops' numbers bit for bit: ``_coarse_advance``, the closed-form part of
 ``_coarse_sums`` and ``_coarse_block_exact``'s adjoint chains, each against
-a copy of its former loop.
+a copy of its former loop; ``_chain_fill``, ``_chain_back`` and
+``_none_flagged_at`` index their arrays without taking views (a view costs
+two atomic reference counts, per 64 samples there), against their former
+loops on views.
 
 Both sides are compiled afresh here from their Python source (no cache)
 and called from a caller with and without ``fastmath={"contract"}``: numba
@@ -266,3 +269,98 @@ def _ref_exact(G, idx, dz, mb, g1, g2, alpha, d, r, n, P, rp, sums, work, X, tab
     if a >= 2:
         X[a - 2] += g2 * p1
     return w, v
+
+
+def _ref_chain_fill(out, lo, hi, w, v, tab):
+    tp = tab[0]
+    tr = tab[1]
+    tf = tab[2]
+    j = lo
+    while j < hi:
+        c = min(64, hi - j)
+        o = out[j:j + c]
+        for k in range(c):
+            o[k] = w * tp[k] + v * tf[k]
+        w, v = w * tp[c] + v * tf[c], v * tr[c]
+        if abs(v) < 1e-290:
+            v = 0.0
+        j += c
+    return w, v
+
+
+def _ref_chain_back(out, G, lo, hi, w, v, alpha, tab):
+    tr = tab[1]
+    tpr = tab[3]
+    tfr = tab[4]
+    j = hi
+    while j > lo:
+        c = min(64, j - lo)
+        o = out[j - c:j]
+        g = G[j - c:j]
+        pr = tpr[64 - c:64]
+        fr = tfr[64 - c:64]
+        for k in range(c):
+            x = o[k] + (w * pr[k] + v * fr[k])
+            o[k] = x
+            g[k] += alpha * x
+        w, v = w * tab[0, c] + v * tab[2, c], v * tr[c]
+        if abs(v) < 1e-290:
+            v = 0.0
+        j -= c
+
+
+def _ref_none_flagged_at(z, G, lo, hi, tol):
+    zs = z[lo:]
+    gs = G[lo:]
+    hit = False
+    for t in range(np.uint64(hi - lo)):
+        hit |= (zs[t] != 0.0) | (gs[t] < -tol)
+    return not hit
+
+
+@pytest.mark.parametrize("flags", _FLAGS)
+def test_chains_without_views_bit_for_bit(flags):
+    # (both kernels set fastmath={"contract"} themselves)
+    fill_new = njit(fastmath={"contract"})(ns._chain_fill.py_func)
+    fill_ref = njit(fastmath={"contract"})(_ref_chain_fill)
+    back_new = njit(fastmath={"contract"})(ns._chain_back.py_func)
+    back_ref = njit(fastmath={"contract"})(_ref_chain_back)
+    kw = {"fastmath": flags} if flags else {}
+
+    @njit(**kw)
+    def call(f, g, out, G, lo, hi, w, v, alpha, tab):
+        a = f(out, lo, hi, w, v, tab)
+        g(out, G, lo, hi, w, v, alpha, tab)
+        return a
+
+    rng = np.random.default_rng(9)
+    for fs, tr, td, n in _CASES:
+        _g1, _g2, d, r, _dp, _rp, _s = _kernel(math.exp(-1 / (td * fs)),
+                                               math.exp(-1 / (tr * fs)), n)
+        tab = ns._coarse_chunk_tables(d, r)
+        for _k in range(20):
+            lo = int(rng.integers(0, n))
+            hi = int(rng.integers(lo, min(n, lo + 3000) + 1))
+            w, v = rng.standard_normal(2) * 10.0 ** rng.integers(-300, 4, size=2)
+            O0 = rng.standard_normal(n + 1)
+            G0 = rng.standard_normal(n)
+            res = []
+            for f, g in ((fill_new, back_new), (fill_ref, back_ref)):
+                out, G = O0.copy(), G0.copy()
+                wv = call(f, g, out, G, lo, hi, w, v, 0.8, tab)
+                res.append((out, G, np.array(wv)))
+            for x, y in zip(*res):
+                assert np.array_equal(x, y)
+
+
+def test_none_flagged_at_without_views():
+    new = njit(ns._none_flagged_at.py_func)
+    ref = njit(_ref_none_flagged_at)
+    rng = np.random.default_rng(11)
+    n = 5000
+    for _k in range(400):
+        z = np.where(rng.random(n) < 0.002, rng.standard_normal(n), 0.0)
+        G = rng.standard_normal(n) + 3.0
+        lo = int(rng.integers(0, n))
+        hi = int(rng.integers(lo, min(n, lo + 64) + 1))
+        assert new(z, G, lo, hi, 1.0) == ref(z, G, lo, hi, 1.0)

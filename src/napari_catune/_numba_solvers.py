@@ -4964,16 +4964,15 @@ def _chain_fill(out, lo, hi, w, v, tab):
     recursion from the state (w, v) at lo (x_0 = w, x_1 = w d + v), 64
     samples at a time from ``tab`` (:func:`_coarse_chunk_tables`; no
     loop-carried chain).  Returns the state at hi."""
-    tp = tab[0]
-    tr = tab[1]
-    tf = tab[2]
+    # (unsigned indices, no views: a view costs two atomic reference counts
+    # a chunk)
     j = lo
     while j < hi:
         c = min(64, hi - j)
-        o = out[j:j + c]
-        for k in range(c):
-            o[k] = w * tp[k] + v * tf[k]
-        w, v = w * tp[c] + v * tf[c], v * tr[c]
+        uj = np.uint64(j)
+        for k in range(np.uint64(c)):
+            out[uj + k] = w * tab[0, k] + v * tab[2, k]
+        w, v = w * tab[0, c] + v * tab[2, c], v * tab[1, c]
         if abs(v) < _BLOCK_FLUSH:
             v = 0.0
         j += c
@@ -4986,22 +4985,18 @@ def _chain_back(out, G, lo, hi, w, v, alpha, tab):
     continuation of the state (w, v) at hi (out[hi - m] += w d^m + v f(m),
     m >= 1), then G[lo:hi] += alpha out[lo:hi]; 64 samples at a time from
     ``tab``'s reversed rows (:func:`_coarse_chunk_tables`)."""
-    tr = tab[1]
-    tpr = tab[3]
-    tfr = tab[4]
     j = hi
     while j > lo:
         c = min(64, j - lo)
-        o = out[j - c:j]
-        g = G[j - c:j]
-        # (out[j - c + k] takes m = c - k: tab[.., c - k] = reversed[64 - c + k])
-        pr = tpr[64 - c:64]
-        fr = tfr[64 - c:64]
-        for k in range(c):
-            x = o[k] + (w * pr[k] + v * fr[k])
-            o[k] = x
-            g[k] += alpha * x
-        w, v = w * tab[0, c] + v * tab[2, c], v * tr[c]
+        # (out[j - c + k] takes m = c - k: tab[.., c - k] = reversed[64 - c + k];
+        # unsigned indices, no views: a view costs two atomic reference counts)
+        u0 = np.uint64(j - c)
+        ur = np.uint64(64 - c)
+        for k in range(np.uint64(c)):
+            x = out[u0 + k] + (w * tab[3, ur + k] + v * tab[4, ur + k])
+            out[u0 + k] = x
+            G[u0 + k] += alpha * x
+        w, v = w * tab[0, c] + v * tab[2, c], v * tab[1, c]
         if abs(v) < _BLOCK_FLUSH:
             v = 0.0
         j -= c
@@ -5071,11 +5066,8 @@ def _coarse_advance(G, lo, hi, w, v, alpha, d, r, n, sums, tab, n_c, drop):
     allows, tested at each sample 0 mod 64."""
     if w == 0.0 and v == 0.0:
         return w, v
-    s0 = sums[0]
-    s1 = sums[1]
-    tp = tab[0]
-    tr = tab[1]
-    tf = tab[2]
+    # (the tables indexed in two dimensions, no row views: a view costs two
+    # atomic reference counts, and this runs every 64 samples of a scan)
     j = lo
     while j < hi:
         # up to the next sample at 0 mod 64, the flush tested after it
@@ -5088,16 +5080,17 @@ def _coarse_advance(G, lo, hi, w, v, alpha, d, r, n, sums, tab, n_c, drop):
         uj = np.uint64(j)
         um = np.uint64(end - j)
         if base - (end - j - 1) >= n_c:
-            c0 = s0[n_c]
-            c1 = s1[n_c]
+            c0 = sums[0, n_c]
+            c1 = sums[1, n_c]
             for i in range(um):
-                G[uj + i] += alpha * ((w * tp[i] + v * tf[i]) * c0 + (v * tr[i]) * c1)
+                G[uj + i] += alpha * ((w * tab[0, i] + v * tab[2, i]) * c0 + (v * tab[1, i]) * c1)
         else:
             for i in range(um):
                 N = ub - i
-                G[uj + i] += alpha * ((w * tp[i] + v * tf[i]) * s0[N] + (v * tr[i]) * s1[N])
+                G[uj + i] += alpha * ((w * tab[0, i] + v * tab[2, i]) * sums[0, N]
+                                      + (v * tab[1, i]) * sums[1, N])
         m = end - j
-        w, v = w * tp[m] + v * tf[m], v * tr[m]
+        w, v = w * tab[0, m] + v * tab[2, m], v * tab[1, m]
         j = end
         if end == m64 + 1 and abs(w) + drop[1] * abs(v) < drop[0]:
             # (below the share _coarse_drop allows; no subnormals)
@@ -5507,13 +5500,14 @@ def _none_flagged_at(z, G, lo, hi, tol):
     count, two calls, per 64 samples of every sweep's scan; indexed from lo
     the loop does not vectorise: 0.16 against 0.18 and 0.68 ms per
     1,000,000 samples)."""
-    zs = z[lo:]
-    gs = G[lo:]
     hit = False
     # (an unsigned index: numba's test for a negative one, inlined into
-    # _coarse_blocks' scan, made the loop gather its loads, 8 a vector)
+    # _coarse_blocks' scan, made the loop gather its loads, 8 a vector;
+    # from lo unsigned, no views: a view costs two atomic reference counts)
+    ul = np.uint64(lo)
     for t in range(np.uint64(hi - lo)):
-        hit |= (zs[t] != 0.0) | (gs[t] < -tol)
+        i = ul + t
+        hit |= (z[i] != 0.0) | (G[i] < -tol)
     return not hit
 
 
