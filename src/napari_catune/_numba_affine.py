@@ -48,7 +48,7 @@ from ._numba_local import _left_edge, _right_edge
 # _numba_local's and _numba_hints', which they call: this digest of those
 # sources (checked by tests/test_numba_cache_key.py) makes a change there a
 # change here
-_CALLEES_SHA = "6f3af74e5656669d"
+_CALLEES_SHA = "a6130c6195b92055"
 
 
 _CACHE = True
