@@ -329,10 +329,21 @@ def local_exchange(y, bvec, g1, g2, alpha, beta, active, flip, x, u, nu, gain, e
     n = x.shape[0]
     work = 0
     left = 0
+    # the flags eight at a time where a word holds none (a step's flags are
+    # a few hundred among tens of thousands of samples: the sample-by-sample
+    # scan took ~35 us a settle on 54,000 frames)
+    nw = n >> 3
+    f64 = flip[0:nw << 3].view(np.uint64)
     k = 0
     while k < n:
         if not flip[k]:
             k += 1
+            if (k & 7) == 0:
+                w = k >> 3
+                while w < nw and f64[w] == 0:
+                    w += 1
+                if (w << 3) > k:
+                    k = w << 3
             continue
         if work >= max_work:
             # out of budget: the rest of the exchange as a plain block flip
