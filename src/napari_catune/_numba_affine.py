@@ -48,7 +48,7 @@ from ._numba_local import _left_edge, _right_edge
 # _numba_local's and _numba_hints', which they call: this digest of those
 # sources (checked by tests/test_numba_cache_key.py) makes a change there a
 # change here
-_CALLEES_SHA = "ddc2b7b0a1738c3e"
+_CALLEES_SHA = "30785fafc94dfa5f"
 
 
 _CACHE = True

@@ -35,7 +35,7 @@ from ._numba_local import _chol_add, _chol_del2, _row
 # numba's cache of this file's functions is keyed on this file alone, not on
 # _numba_local's, which they call: this digest of that source (checked by
 # tests/test_numba_cache_key.py) makes a change there a change here
-_CALLEES_SHA = "62fcafdec2ac0a08"
+_CALLEES_SHA = "d11a32961197ee67"
 
 _CACHE = True
 _NO = np.bool_(False)

@@ -324,6 +324,8 @@ def local_exchange(y, bvec, g1, g2, alpha, beta, active, flip, x, u, nu, gain, e
     the same start gives the same cycle).  ``active`` is updated in place;
     x, u, nu hold the local solutions (the next full step recomputes them).
     ``short``: :func:`segment_solve`'s recursion with short chains.
+    ``flip`` must be C-contiguous (its flags are read eight at a time; the
+    solver passes a slice of its bool workspace).
     Returns (samples solved, segments left unsettled).
     """
     n = x.shape[0]

@@ -54,7 +54,7 @@ from ._numba_hints import prefetch as _prefetch
 # new value), or a checkout or an upgrade with a warm cache would run the
 # old code (seen: wdrift's edge-scan fix measured nothing until the cache
 # was cleared; a reviewer ran a callee numba could no longer compile).
-_CALLEES_SHA = "54ee7fb2283d6a36"
+_CALLEES_SHA = "e7148010b9d43c44"
 
 # (int64, not literal ints: see _NO)
 _SEG_ROUNDS = np.int64(_SEG_ROUNDS)
