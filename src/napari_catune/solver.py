@@ -624,6 +624,15 @@ _fallback_running = [0]
 _fallback_lock = threading.Lock()
 
 
+def _fallback_forked() -> None:
+    global _fallback_lock
+    _fallback_lock = threading.Lock()  # (a fork's copy may be held by a thread it has not got)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_fallback_forked)
+
+
 def _solve_rows_fallback(*args, **kwargs):
     with _fallback_lock:
         _fallback_running[0] += 1
