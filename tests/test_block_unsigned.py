@@ -85,14 +85,10 @@ def _kernel(d, r, n):
     return g1, g2, dd, rr, dp, rp, sums
 
 
-_CASES = [(1000.0, 0.2, 3.0, 54_000), (1000.0, 0.2, 3.0, 3_000), (100.0, 0.1, 1.5, 20_000),
-          (30.0, 0.05, 0.5, 5_000), (1000.0, 0.05, 0.06, 10_000), (30.0, 0.4, 1.8, 300)]
-
-
-@pytest.mark.parametrize("flags", _FLAGS)
-def test_coarse_advance_unsigned_bit_for_bit(flags):
-    new = njit(ns._coarse_advance.py_func)
-    ref = njit(_ref_advance)
+def _callers(new, ref, flags):
+    """``new`` and ``ref`` called from a compiled caller with ``flags`` (None
+    or a fastmath set): numba hands a caller's flags to a callee that sets
+    none, so each kernel is checked as each of its callers compiles it."""
     kw = {"fastmath": flags} if flags else {}
 
     @njit(**kw)
@@ -102,6 +98,19 @@ def test_coarse_advance_unsigned_bit_for_bit(flags):
     @njit(**kw)
     def call_ref(*a):
         return ref(*a)
+
+    return call_new, call_ref
+
+
+_CASES = [(1000.0, 0.2, 3.0, 54_000), (1000.0, 0.2, 3.0, 3_000), (100.0, 0.1, 1.5, 20_000),
+          (30.0, 0.05, 0.5, 5_000), (1000.0, 0.05, 0.06, 10_000), (30.0, 0.4, 1.8, 300)]
+
+
+@pytest.mark.parametrize("flags", _FLAGS)
+def test_coarse_advance_unsigned_bit_for_bit(flags):
+    new = njit(ns._coarse_advance.py_func)
+    ref = njit(_ref_advance)
+    call_new, call_ref = _callers(new, ref, flags)
 
     rng = np.random.default_rng(3)
     for fs, tr, td, n in _CASES:
@@ -161,15 +170,7 @@ def test_block_exact_chains_unsigned_bit_for_bit(flags):
     # (the kernel sets fastmath={"contract"} itself: both sides so)
     new = njit(fastmath={"contract"})(ns._coarse_block_exact.py_func)
     ref = njit(fastmath={"contract"})(_ref_exact)
-    kw = {"fastmath": flags} if flags else {}
-
-    @njit(**kw)
-    def call_new(*a):
-        return new(*a)
-
-    @njit(**kw)
-    def call_ref(*a):
-        return ref(*a)
+    call_new, call_ref = _callers(new, ref, flags)
 
     rng = np.random.default_rng(5)
     n_cases = 0
