@@ -5740,36 +5740,37 @@ def _direct_gradient_fma(y, bvec, g1, g2, alpha, lamG, active, u, nu, work2, sca
     (~3e-12 of max|g| apart on the 1 kHz 3 s kernel).  nu is written as
     scale * (g / alpha) (alpha: the gradient g itself, as nu *= alpha after
     it)."""
-    n = u.shape[0]
-    for k in range(n):
-        v = u[k] if not active[k] and u[k] > 0.0 else 0.0
-        u[k] = v
-    return _direct_gradient_core(y, bvec, g1, g2, alpha, lamG, u, nu, work2, scale)
+    # (the spikes clipped in the forward pass itself, not a pass of their
+    # own before it: the same numbers, a pass fewer)
+    return _direct_gradient_core(y, bvec, g1, g2, alpha, lamG, active, u, nu, work2, scale,
+                                 True)
 
 
 @njit(cache=_CACHE, nogil=True, fastmath={"contract"})
 def _direct_gradient_raw(y, bvec, g1, g2, alpha, lamG, active, u, nu, work2, scale=1.0):
     """:func:`_direct_gradient_fma` at the free spikes as they are (negative
     ones too; 0 on the active set)."""
-    n = u.shape[0]
-    for k in range(n):
-        v = u[k] if not active[k] else 0.0
-        u[k] = v
-    return _direct_gradient_core(y, bvec, g1, g2, alpha, lamG, u, nu, work2, scale)
+    return _direct_gradient_core(y, bvec, g1, g2, alpha, lamG, active, u, nu, work2, scale,
+                                 False)
 
 
 @njit(cache=_CACHE, nogil=True, fastmath={"contract"}, inline="always")
-def _direct_gradient_core(y, bvec, g1, g2, alpha, lamG, u, nu, work2, scale):
-    """The two recursions of :func:`_direct_gradient_fma` at spikes ``u``
-    (0 on the active set), nu = scale * (g / alpha) (:func:`_gradient_back`).
-    Returns (max |gradient|, fit term)."""
+def _direct_gradient_core(y, bvec, g1, g2, alpha, lamG, active, u, nu, work2, scale, clip):
+    """The two recursions of :func:`_direct_gradient_fma` at spikes ``u``,
+    set to 0 on the active set (with ``clip`` also where not positive) in
+    the forward pass as it reads them; nu = scale * (g / alpha)
+    (:func:`_gradient_back`).  Returns (max |gradient|, fit term)."""
     n = u.shape[0]
     rt = y[0] - bvec[0]
     f_fit = 0.5 * rt * rt
     q1 = 0.0
     q2 = 0.0
     for k in range(n):
-        q = g1 * q1 + (u[k] + g2 * q2)
+        uk = u[k]
+        keep = (not active[k]) & ((uk > 0.0) | (not clip))
+        v = uk if keep else 0.0
+        u[k] = v
+        q = g1 * q1 + (v + g2 * q2)
         rt = y[k + 1] - alpha * q - bvec[k + 1]
         work2[k + 1] = rt
         f_fit += 0.5 * rt * rt
