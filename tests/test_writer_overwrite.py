@@ -63,7 +63,7 @@ def test_saving_over_the_opened_recording_or_its_sidecar_is_refused(
 
     written, said = _save(layer, tmp_path / "tr.npy")  # the input itself
     assert written == []
-    assert any(f"cannot save tr.npy: it is the input {npy}" in m for m in said), said
+    assert any(f"Cannot save tr.npy: it is the input {npy}" in m for m in said), said
     np.testing.assert_array_equal(np.load(npy), traces)
     assert side.read_text() == side_text
     # another name is fine
@@ -135,7 +135,7 @@ def test_dialog_checks_the_name_with_its_suffix(make_napari_viewer, tmp_path, mo
     asked, errors = _dialog(monkeypatch, tmp_path / "tr", ".npy", replace=True)
     assert save_results_dialog() == []
     assert asked == []  # refused, not asked
-    assert len(errors) == 1 and f"cannot save tr.npy: it is the input {rec}" in errors[0]
+    assert len(errors) == 1 and f"Cannot save tr.npy: it is the input {rec}" in errors[0]
     np.testing.assert_array_equal(np.load(rec), np.ones((3, 25)))
 
     # an existing file that is not an input: asked first, kept on "No"

@@ -196,7 +196,7 @@ def check_output(path, cat: dict) -> None:
     inputs += [p for p in _viewer_inputs() if p not in inputs]
     alt = f"{path.stem}_catune{path.suffix}"
     advice = f"choose another file name (e.g. {alt})"
-    what = f"cannot save {path.name}: "
+    what = f"Cannot save {path.name}: "
     _overwrite.check_not_an_input(path, *inputs, name=what + "it", advice=advice)
     if path.suffix.lower() in (".npy", ".csv"):  # the formats written with a sidecar
         side = _overwrite.sidecar_of(path)
@@ -305,7 +305,7 @@ def write_features_csv(path: str, data, meta: dict) -> list[str]:
     try:
         _overwrite.check_not_an_input(
             path, *([cat["source"]] if cat.get("source") else []), *_viewer_inputs(),
-            name=f"cannot save {Path(path).name}: it", advice="choose another file name")
+            name=f"Cannot save {Path(path).name}: it", advice="choose another file name")
     except _overwrite.OutputClash as e:
         raise _refuse(e) from None
     _, _, features = _source(meta, data)
@@ -372,7 +372,7 @@ def save_results_dialog() -> list[str]:
     try:
         check_output(path, _catune(meta))  # the recording or a sidecar: refused, not asked
     except ValueError as e:
-        show_error(f"CaTune results not saved: {e}")
+        show_error(str(e))  # "Cannot save NAME: ..." (a toast shows its first words)
         return []
     # the dialog asked "replace?" about the name as typed, not the one with the suffix
     if path != typed and os.path.lexists(path) and not _confirm_replace(path):
@@ -393,6 +393,6 @@ def _confirm_replace(path: str) -> bool:
 
     answer = QMessageBox.question(
         None, "Save CaTune results",
-        f"{Path(path).name} already exists in {Path(path).parent}.\nDo you want to replace it?",
+        f"{Path(path).name} already exists.\nDo you want to replace it?",
         QMessageBox.Yes | QMessageBox.No, QMessageBox.No)
     return answer == QMessageBox.Yes
