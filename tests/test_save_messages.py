@@ -40,7 +40,8 @@ def test_missing_parameter_file_is_said_once(setup, monkeypatch, tmp_path):
     w.controls.load_btn.click()
     assert len(notes["error"]) == 1
     msg = notes["error"][0]
-    assert str(missing) in msg and msg.lower().count("not found") == 1, msg
+    assert f"not found: {missing}." in msg and msg.lower().count("not found") == 1, msg
+    assert "Errno" not in msg and "None" not in msg, msg
 
 
 def test_read_only_folder_names_the_target_not_the_temporary_file(setup, monkeypatch, tmp_path):

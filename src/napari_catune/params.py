@@ -378,9 +378,7 @@ def load_params(path) -> TuningParams:
     path = Path(path)
     if not path.is_file():
         # the path alone: the tuner shows "Parameter file not found: {e}. Pick ..."
-        err = FileNotFoundError(str(path))
-        err.filename = str(path)
-        raise err
+        raise FileNotFoundError(str(path))
     size = path.stat().st_size
     if size > _MAX_BYTES:
         raise ValueError(
