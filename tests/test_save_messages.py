@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import errno
-import tempfile
 
 import numpy as np
 import pytest
@@ -19,18 +18,16 @@ from _widgets import notes, setup  # noqa: F401 - fixtures
 def _read_only(monkeypatch):
     """The folder refuses new files, as a read-only file system does: mkstemp raises
     EROFS naming the temporary file it tried to create."""
-    real = tempfile.mkstemp
-
     def refuse(suffix=None, prefix=None, dir=None, text=False):
         raise OSError(errno.EROFS, "Read-only file system", f"{dir}/{prefix}x1y2z3{suffix}")
 
     monkeypatch.setattr(_atomic.tempfile, "mkstemp", refuse)
-    return real
 
 
 def _pick(monkeypatch, path):
-    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(path), "")))
-    monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: (str(path), "")))
+    chosen = staticmethod(lambda *a, **k: (str(path), ""))
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", chosen)
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", chosen)
 
 
 def test_missing_parameter_file_is_said_once(setup, monkeypatch, tmp_path):
@@ -60,10 +57,10 @@ def test_read_only_folder_names_the_target_not_the_temporary_file(setup, monkeyp
 def test_read_only_error_keeps_errno_and_target():
     # callers that look at errno (the CLI's disk-full report) still can
     e = _atomic._folder_error(OSError(errno.EROFS, "Read-only file system", "/d/.p.tmp"),
-                              "/d/p.json", None)
+                              "/d/p.json")
     assert isinstance(e, PermissionError) and e.errno == errno.EROFS and e.filename == "/d/p.json"
     full = _atomic._folder_error(OSError(errno.ENOSPC, "No space left on device", "/d/.p.tmp"),
-                                 "/d/p.json", None)
+                                 "/d/p.json")
     assert full.errno == errno.ENOSPC and full.filename == "/d/p.json"
 
 

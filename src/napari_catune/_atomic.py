@@ -186,7 +186,7 @@ class FolderNotWritable(PermissionError):
 _NOT_WRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM}
 
 
-def _folder_error(e: OSError, path, folder: Path) -> OSError:
+def _folder_error(e: OSError, path) -> OSError:
     """``e`` (from creating the temporary file) told about ``path`` instead."""
     if e.errno in _NOT_WRITABLE:
         return FolderNotWritable(e.errno, e.strerror, str(path))
@@ -214,7 +214,7 @@ def atomic_write_via_path(path, write_path, suffix: str = ".tmp") -> Path:
     try:
         fd, tmp = tempfile.mkstemp(prefix=temp_prefix(target.name), suffix=suffix, dir=folder)
     except OSError as e:  # it names the temporary file the user never chose
-        raise _folder_error(e, path, folder) from None
+        raise _folder_error(e, path) from None
     os.close(fd)
     try:
         write_path(tmp)
