@@ -163,3 +163,17 @@ def test_cli_and_writer_share_one_check(tmp_path, name):
         cli.check_not_an_input(tmp_path / name, rec)
     with pytest.raises(_overwrite.OutputClash, match="would destroy the input"):
         _overwrite.check_not_an_input(tmp_path / name, rec)
+
+
+def test_features_table_is_not_written_over_the_input(tmp_path):
+    from napari_catune._writer import write_features_csv
+
+    rec = tmp_path / "rec.csv"
+    rec.write_text("time_s,roi_1\n0,1\n")
+    cat = {"source": str(rec), "results": {"activity": _activity(), "roi_ids": IDS,
+                                           "params": PARAMS.to_dict()}}
+    with pytest.warns(UserWarning, match="Cannot save rec.csv: it is the input"), \
+            pytest.raises(ValueError, match="choose another file name"):
+        write_features_csv(str(rec), None, {"name": "cells", "metadata": {"catune": cat},
+                                            "features": {"snr": np.array([1.0, 2.0, 3.0])}})
+    assert rec.read_text() == "time_s,roi_1\n0,1\n"

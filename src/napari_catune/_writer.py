@@ -178,6 +178,12 @@ def _viewer_inputs() -> list[str]:
     return found
 
 
+def _inputs(cat: dict) -> list[str]:
+    """The results' own source and every file a layer of the viewer was read from."""
+    found = [str(cat["source"])] if cat.get("source") else []
+    return list(dict.fromkeys(found + _viewer_inputs()))
+
+
 def check_output(path, cat: dict) -> None:
     """Refuse (:class:`~napari_catune._overwrite.OutputClash`) writing results over
     the recording they came from, its sidecar, or another output's sidecar.
@@ -192,8 +198,7 @@ def check_output(path, cat: dict) -> None:
     from napari_catune.results import RESULT_FORMATS
 
     path = Path(path)
-    inputs = list(dict.fromkeys([str(cat["source"])] if cat.get("source") else []))
-    inputs += [p for p in _viewer_inputs() if p not in inputs]
+    inputs = _inputs(cat)
     alt = f"{path.stem}_catune{path.suffix}"
     advice = f"choose another file name (e.g. {alt})"
     what = f"Cannot save {path.name}: "
@@ -297,15 +302,13 @@ def write_results_nwb(path: str, data, meta: dict) -> list[str]:
 
 def write_features_csv(path: str, data, meta: dict) -> list[str]:
     """Save the per-ROI features (SNR, event rate, baseline, converged...) as CSV."""
-    from napari_catune.results import save_features_csv
-
     from napari_catune import _overwrite
+    from napari_catune.results import save_features_csv
 
     cat, activity = _results(meta, data)
     try:
-        _overwrite.check_not_an_input(
-            path, *([cat["source"]] if cat.get("source") else []), *_viewer_inputs(),
-            name=f"Cannot save {Path(path).name}: it", advice="choose another file name")
+        _overwrite.check_not_an_input(path, *_inputs(cat), advice="choose another file name",
+                                      name=f"Cannot save {Path(path).name}: it")
     except _overwrite.OutputClash as e:
         raise _refuse(e) from None
     _, _, features = _source(meta, data)
@@ -378,9 +381,7 @@ def save_results_dialog() -> list[str]:
     if path != typed and os.path.lexists(path) and not _confirm_replace(path):
         return []
     try:
-        with warnings.catch_warnings():  # the refusal is shown below, once
-            warnings.simplefilter("ignore", UserWarning)
-            written = _save(path, np.asarray(layer.data), meta)
+        written = _save(path, np.asarray(layer.data), meta)
     except (ValueError, OSError) as e:
         show_error(f"CaTune results not saved: {e}")
         return []
