@@ -232,7 +232,8 @@ def _viewer_with_layer(make_napari_viewer, **kw):
 
 def test_layer_save_round_trips(make_napari_viewer, tmp_path):
     _, layer = _viewer_with_layer(make_napari_viewer)
-    p_json, p_npy, p_csv = (str(tmp_path / f"out.{e}") for e in ("json", "npy", "csv"))
+    # .npy and .csv each get a {stem}_metadata.json: one stem each (a shared one is refused)
+    p_json, p_npy, p_csv = (str(tmp_path / f"out_{e}.{e}") for e in ("json", "npy", "csv"))
     assert layer.save(p_json, plugin="napari-catune") == [p_json]
     assert layer.save(p_npy, plugin="napari-catune")[0] == p_npy
     assert layer.save(p_csv, plugin="napari-catune")[0] == p_csv
@@ -311,7 +312,8 @@ def test_trace_file_to_tuner_to_saved_results(make_napari_viewer, qtbot, tmp_pat
     # wait on the condition, not on the worker's signal (it may finish first)
     qtbot.waitUntil(lambda: "results" in layer.metadata["catune"], timeout=120_000)
 
-    out_csv, out_npy, out_json = (str(tmp_path / f"res.{e}") for e in ("csv", "npy", "json"))
+    # .csv and .npy each get a {stem}_metadata.json: one stem each (a shared one is refused)
+    out_csv, out_npy, out_json = (str(tmp_path / f"res_{e}.{e}") for e in ("csv", "npy", "json"))
     assert layer.save(out_csv, plugin="napari-catune")[0] == out_csv
     assert layer.save(out_npy, plugin="napari-catune")[0] == out_npy
     assert layer.save(out_json, plugin="napari-catune") == [out_json]

@@ -18,10 +18,15 @@ Temporary files are named ``.{name}.catune-{pid}-{host}.*.tmp`` (see
 power loss) leaves one behind, and the next write of the same target on
 the same host removes it once that pid no longer runs
 (:func:`remove_stale_temps`).
+
+A folder that refuses the temporary file (read-only file system, no
+permission) raises :class:`FolderNotWritable` naming the target and its
+folder, not the temporary file.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import socket
@@ -34,7 +39,7 @@ import numpy as np
 
 __all__ = [
     "atomic_write_bytes", "atomic_write_text", "atomic_save_npy", "publish", "resolve_target",
-    "temp_prefix", "remove_stale_temps",
+    "temp_prefix", "remove_stale_temps", "FolderNotWritable",
 ]
 
 # The umask can only be read by setting it; do that once, at import, rather
@@ -163,6 +168,31 @@ def resolve_target(path) -> Path:
     return target
 
 
+class FolderNotWritable(PermissionError):
+    """The target's folder refuses new files (read-only file system, no permission).
+
+    ``errno``/``strerror`` are the system's; ``filename`` is the target the
+    caller asked for, and the message names it and its folder (not the
+    temporary file that could not be created).
+    """
+
+    def __str__(self) -> str:
+        target = Path(self.filename)
+        folder = target.parent if str(target.parent) else Path(".")
+        return (f"cannot create {target.name} in {folder}: the folder is not writable "
+                f"({self.strerror})")
+
+
+_NOT_WRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def _folder_error(e: OSError, path) -> OSError:
+    """``e`` (from creating the temporary file) told about ``path`` instead."""
+    if e.errno in _NOT_WRITABLE:
+        return FolderNotWritable(e.errno, e.strerror, str(path))
+    return type(e)(e.errno, e.strerror, str(path))  # e.g. no space: errno kept for callers
+
+
 def atomic_write_via_path(path, write_path, suffix: str = ".tmp") -> Path:
     """Atomic write for libraries that want a file name (h5py, pynwb).
 
@@ -181,7 +211,10 @@ def atomic_write_via_path(path, write_path, suffix: str = ".tmp") -> Path:
             f"process(es) {', '.join(str(pid) for _, pid, _ in stale)} that no longer run",
             stacklevel=3,
         )
-    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(target.name), suffix=suffix, dir=folder)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(target.name), suffix=suffix, dir=folder)
+    except OSError as e:  # it names the temporary file the user never chose
+        raise _folder_error(e, path) from None
     os.close(fd)
     try:
         write_path(tmp)

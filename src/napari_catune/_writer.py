@@ -21,10 +21,16 @@ do.  napari shows that message when saving from the File menu; through
 ``layer.save(..., plugin=...)`` napari swallows ValueErrors from writers and
 only warns that the plugin wrote nothing, so the same message is also issued
 as a warning beforehand (napari discards it in the File-menu path).
+
+Results are never written over a file the viewer's layers were read from
+(the recording, its label image) or its ``_metadata.json`` sidecar, nor as a
+``.npy``/``.csv`` whose ``{stem}_metadata.json`` describes another output:
+the CLI's checks (:mod:`napari_catune._overwrite`), refused the same way.
 """
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
@@ -154,11 +160,79 @@ def _features(features, n: int):
     return cols
 
 
+def _viewer_inputs() -> list[str]:
+    """The files the current viewer's layers were read from (the recording,
+    its label image...): results must never replace them."""
+    try:
+        import napari
+
+        viewer = napari.current_viewer()
+    except Exception:  # noqa: BLE001 - no napari, no viewer
+        return []
+    found = []
+    for layer in [] if viewer is None else viewer.layers:
+        path = getattr(getattr(layer, "source", None), "path", None)
+        cat = layer.metadata.get("catune") if isinstance(layer.metadata, dict) else None
+        found += [p for p in (path, (cat or {}).get("source") if isinstance(cat, dict) else None)
+                  if p]
+    return found
+
+
+def _inputs(cat: dict) -> list[str]:
+    """The results' own source and every file a layer of the viewer was read from."""
+    found = [str(cat["source"])] if cat.get("source") else []
+    return list(dict.fromkeys(found + _viewer_inputs()))
+
+
+def check_output(path, cat: dict) -> None:
+    """Refuse (:class:`~napari_catune._overwrite.OutputClash`) writing results over
+    the recording they came from, its sidecar, or another output's sidecar.
+
+    The same checks as the CLI's ``-o`` (:mod:`napari_catune._overwrite`).  A
+    ``.npy``/``.csv`` whose ``{stem}_metadata.json`` already describes another
+    file is refused rather than given a sidecar under another name: the
+    hand-off reader finds a ``.npy``'s rate and ids only in
+    ``{stem}_metadata.json``, and refusing keeps the earlier file's sidecar.
+    """
+    from napari_catune import _overwrite
+    from napari_catune.results import RESULT_FORMATS
+
+    path = Path(path)
+    inputs = _inputs(cat)
+    alt = f"{path.stem}_catune{path.suffix}"
+    advice = f"choose another file name (e.g. {alt})"
+    what = f"Cannot save {path.name}: "
+    _overwrite.check_not_an_input(path, *inputs, name=what + "it", advice=advice)
+    if path.suffix.lower() in (".npy", ".csv"):  # the formats written with a sidecar
+        side = _overwrite.sidecar_of(path)
+        _overwrite.check_not_an_input(side, *inputs, name=what + f"its sidecar {side.name}",
+                                      advice=advice)
+        try:
+            _overwrite.check_sidecar_free(path, RESULT_FORMATS, advice=advice)
+        except _overwrite.OutputClash as e:
+            raise _overwrite.OutputClash(what + str(e)) from None
+        if path.suffix.lower() == ".csv":
+            feats = path.with_name(path.stem + "_features.csv")
+            _overwrite.check_not_an_input(
+                feats, *inputs, name=what + f"its features table {feats.name}", advice=advice)
+
+
+def _refuse(e: ValueError) -> ValueError:
+    # layer.save(..., plugin=...) swallows the ValueError: say it as a warning too
+    warnings.warn(str(e), UserWarning, stacklevel=3)
+    return e
+
+
 def _save(path: str, data, meta: dict) -> list[str]:
     """Everything the layer's results hold, through ``results.save_results``."""
+    from napari_catune._overwrite import OutputClash
     from napari_catune.results import save_results
 
     cat, activity = _results(meta, data)
+    try:
+        check_output(path, cat)
+    except OutputClash as e:
+        raise _refuse(e) from None
     _, labels, features = _source(meta, data)
     res = cat["results"]
     params = _tuning_params(_params_dict(cat))
@@ -228,9 +302,15 @@ def write_results_nwb(path: str, data, meta: dict) -> list[str]:
 
 def write_features_csv(path: str, data, meta: dict) -> list[str]:
     """Save the per-ROI features (SNR, event rate, baseline, converged...) as CSV."""
+    from napari_catune import _overwrite
     from napari_catune.results import save_features_csv
 
     cat, activity = _results(meta, data)
+    try:
+        _overwrite.check_not_an_input(path, *_inputs(cat), advice="choose another file name",
+                                      name=f"Cannot save {Path(path).name}: it")
+    except _overwrite.OutputClash as e:
+        raise _refuse(e) from None
     _, _, features = _source(meta, data)
     n = activity.shape[0]
     cols = _features(features, n)
@@ -288,9 +368,32 @@ def save_results_dialog() -> list[str]:
         None, "Save CaTune results", f"{layer.name}_catune.npz", filters)
     if not path:
         return []
+    typed = path
     if Path(path).suffix.lower() not in {e for _, e in _DIALOG_FILTERS}:
         path += dict(_DIALOG_FILTERS).get(chosen, ".npz")
     meta = {"name": layer.name, "metadata": layer.metadata, "features": layer.features}
-    written = _save(path, np.asarray(layer.data), meta)
+    try:
+        check_output(path, _catune(meta))  # the recording or a sidecar: refused, not asked
+    except ValueError as e:
+        show_error(str(e))  # "Cannot save NAME: ..." (a toast shows its first words)
+        return []
+    # the dialog asked "replace?" about the name as typed, not the one with the suffix
+    if path != typed and os.path.lexists(path) and not _confirm_replace(path):
+        return []
+    try:
+        written = _save(path, np.asarray(layer.data), meta)
+    except (ValueError, OSError) as e:
+        show_error(f"CaTune results not saved: {e}")
+        return []
     show_info("Saved CaTune results: " + ", ".join(Path(p).name for p in written))
     return written
+
+
+def _confirm_replace(path: str) -> bool:
+    from qtpy.QtWidgets import QMessageBox
+
+    answer = QMessageBox.question(
+        None, "Save CaTune results",
+        f"{Path(path).name} already exists.\nDo you want to replace it?",
+        QMessageBox.Yes | QMessageBox.No, QMessageBox.No)
+    return answer == QMessageBox.Yes

@@ -50,10 +50,11 @@ from pathlib import Path
 
 import numpy as np
 
+from . import _overwrite
 from ._atomic import atomic_write_text, publish, remove_stale_temps, resolve_target, temp_prefix
 from .baseline import BASELINE_MODES
 from .batch import ArraySink, chunk_fields, nonfinite_rows, per_sample_baseline, run_batch
-from .sources import SourceError, TraceSource, as_fs, is_zarr, read_spec_rows
+from .sources import SourceError, TraceSource, as_fs, read_spec_rows
 
 PROG = "napari-catune"
 log = logging.getLogger("napari_catune.cli")
@@ -152,85 +153,13 @@ def check_output_folder(out: Path) -> None:
     os.unlink(probe)
 
 
-# files of a suite2p plane folder that the CLI reads (never to be overwritten):
-# suite2p 0.x (ops.npy) and 1.x (settings.npy, db.npy, reg_outputs.npy); every
-# other .npy already in the plane folder is protected too
-_SUITE2P_FILES = ("F.npy", "Fneu.npy", "iscell.npy", "stat.npy", "ops.npy", "spks.npy",
-                  "settings.npy", "db.npy", "reg_outputs.npy", "redcell.npy", "F_chan2.npy",
-                  "Fneu_chan2.npy", "data.bin")
-
-
-def _real(p: Path) -> str:
-    return os.path.realpath(os.path.abspath(p))
-
-
-def _protected(inputs) -> list[tuple[Path, str]]:
-    """``(path, description)`` of every file the inputs consist of, sidecars included."""
-    found: list[tuple[Path, str]] = []
-    for raw in inputs:
-        if raw is None:
-            continue
-        p = Path(raw)
-        found.append((p, f"the input {p}"))
-        for q in {p, Path(_real(p))}:
-            if q.suffix.lower() in (".npy", ".npz"):
-                side = q.with_name(f"{q.stem}_metadata.json")
-                found.append((side, f"the sidecar {side.name} of the input {p}"))
-        if p.is_dir() and not is_zarr(p):
-            from .loaders import find_suite2p_plane
-
-            plane = find_suite2p_plane(p)
-            for q in [plane] if plane is not None else sorted(p.glob("plane*")):
-                names = set(_SUITE2P_FILES) | {f.name for f in q.glob("*.npy")}
-                for name in sorted(names):
-                    found.append((q / name, f"the input {q / name}"))
-    return found
-
-
-def _input_folders(inputs) -> list[tuple[str, str]]:
-    """``(folder, what)`` of inputs whose every file is read: zarr arrays, Minian outputs."""
-    out = []
-    for raw in inputs:
-        if raw is None or not Path(raw).is_dir():
-            continue
-        p = Path(raw)
-        if is_zarr(p):
-            out.append((_real(p), f"the zarr input {raw}"))
-        elif (p / "C.zarr").is_dir():  # Minian: its .zarr folders are the input
-            out.extend((_real(z), f"the Minian input {raw}") for z in sorted(p.glob("*.zarr")))
-    return out
-
-
-def _inside(child: str, folder: str) -> bool:
-    return child.startswith(folder.rstrip(os.sep) + os.sep)
-
-
 def check_not_an_input(out: Path, *inputs, option: str = "-o") -> None:
-    """Refuse (exit 2) an output that is, or resolves to, an input or its sidecar.
-
-    Compares resolved paths (symlinks followed, ``..`` collapsed) and, when
-    both exist, the files themselves (``os.path.samefile``: hard links).  An
-    output inside a zarr input folder is refused too (it would land among
-    the array's chunks).
-    """
-    real_out = _real(out)
-    for path, what in _protected(inputs):
-        same = real_out == _real(path)
-        if not same and out.exists() and path.exists():
-            try:
-                same = os.path.samefile(out, path)
-            except OSError:
-                same = False
-        if same:
-            raise CLIError(
-                f"output {out} ({option}) is {what}; writing it would destroy the input: "
-                "choose another output file"
-            )
-    for folder, what in _input_folders(inputs):
-        if _inside(real_out, folder):
-            raise CLIError(
-                f"output {out} ({option}) is inside {what}; choose a file outside it"
-            )
+    """Refuse (exit 2) an output that is, or resolves to, an input or its sidecar
+    (:func:`napari_catune._overwrite.check_not_an_input`, shared with the napari writers)."""
+    try:
+        _overwrite.check_not_an_input(out, *inputs, name=f"output {out} ({option})")
+    except _overwrite.OutputClash as e:
+        raise CLIError(str(e)) from None
 
 
 class DiskFull(Exception):
@@ -786,27 +715,12 @@ def _sidecar(out: Path) -> Path:
 
 
 def _check_sidecar_free(out: Path) -> None:
-    """Refuse (exit 2) when OUT's ``{stem}_metadata.json`` describes another output.
-
-    ``res.npy`` and ``res.npz`` in one folder would share ``res_metadata.json``
-    (the name the traces hand-off format reads beside ``res.npy``): writing the
-    second would silently replace the first one's sidecar.
-    """
-    side = _sidecar(out)
-    if not side.is_file():
-        return
+    """Refuse (exit 2) when OUT's ``{stem}_metadata.json`` describes another output
+    (:func:`napari_catune._overwrite.check_sidecar_free`, shared with the napari writers)."""
     try:
-        owner = json.loads(side.read_text(encoding="utf-8")).get("output")
-    except (ValueError, OSError, AttributeError, UnicodeDecodeError):
-        owner = None
-    others = [out.with_name(out.stem + sfx) for sfx in OUTPUT_FORMATS
-              if sfx != out.suffix.lower()]
-    for other in others:
-        if other.exists() and (owner is None or owner == other.name):
-            raise CLIError(
-                f"{side.name} already describes {other.name}; writing {out.name} would replace "
-                f"that sidecar ({out.stem}.* share it): choose another output name"
-            )
+        _overwrite.check_sidecar_free(out, OUTPUT_FORMATS)
+    except _overwrite.OutputClash as e:
+        raise CLIError(str(e)) from None
 
 
 def _write_sidecar(out: Path, args, source, params, *, kind: str, extra: dict,

@@ -369,14 +369,16 @@ def load_params(path) -> TuningParams:
     Raises
     ------
     FileNotFoundError
-        If ``path`` does not exist.
+        If ``path`` does not exist (or is not a file); its message is the
+        path alone (callers say "parameter file not found: " before it).
     ValueError
         If the file is not JSON, has no ``parameters`` block, has a field of
         the wrong type or a value out of range; the message names the path.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"parameter file not found: {path}")
+        # the path alone: the tuner shows "Parameter file not found: {e}. Pick ..."
+        raise FileNotFoundError(str(path))
     size = path.stat().st_size
     if size > _MAX_BYTES:
         raise ValueError(

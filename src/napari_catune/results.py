@@ -283,6 +283,7 @@ def _save_npy(path: Path, r: dict, source) -> list[Path]:
     meta = results_metadata(roi_ids=r["roi_ids"], fs=r["fs"], params=r["params"],
                             n_frames=r["activity"].shape[1],
                             content="deconvolved activity (napari-catune), rows in roi_ids order",
+                            output=path.name,
                             **({"source_filename": Path(str(source)).name} if source else {}))
     # the hand-off writer keeps its own keys (fs, shape, dtype) over ours
     for key in ("schema_version", "sampling_rate_hz", "num_cells", "num_timepoints"):
@@ -325,7 +326,8 @@ def _save_csv(path: Path, r: dict, source) -> list[Path]:
     if r["features"]:
         written.append(save_features_csv(path.with_name(path.stem + "_features.csv"),
                                          r["features"], roi_ids=ids))
-    extra = {"csv_layout": "wide: one row per frame; time_s = frame / fs, then one column "
+    extra = {"output": path.name,
+             "csv_layout": "wide: one row per frame; time_s = frame / fs, then one column "
                            "roi_<id> per ROI holding its deconvolved activity"}
     if source:
         extra["source_filename"] = Path(str(source)).name

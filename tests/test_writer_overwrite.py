@@ -1,0 +1,179 @@
+"""Saving results from napari never replaces the recording, its sidecar or another
+output's sidecar (the CLI's checks, shared through ``napari_catune._overwrite``)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+from napari_catune.params import TuningParams
+
+IDS = np.array([4, 7, 11], dtype=np.int64)
+PARAMS = TuningParams(tau_rise=0.04, tau_decay=0.9, fs=12.5, lam=0.3, filter_enabled=False)
+
+
+def _activity():
+    return np.maximum(np.random.default_rng(11).normal(size=(3, 25)), 0.0)
+
+
+def _results_layer(viewer, source):
+    """A Labels layer holding results, as the tuner leaves it after Apply to all."""
+    cat = {"fs": PARAMS.fs, "roi_ids": IDS, "source": str(source), "params": PARAMS.to_dict(),
+           "results": {"activity": _activity(), "reconvolution": _activity(),
+                       "baseline": np.zeros(3), "converged": np.ones(3, bool),
+                       "roi_ids": IDS, "params": PARAMS.to_dict()}}
+    lab = np.zeros((20, 20), dtype=np.int32)
+    for k, i in enumerate(IDS):
+        lab[2 + 6 * k: 6 + 6 * k, 2:6] = i
+    return viewer.add_labels(lab, name="cells", metadata={"catune": cat})
+
+
+def _save(layer, path):
+    """layer.save as a user calls it; returns (written, warning texts)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        written = layer.save(str(path), plugin="napari-catune")
+    return written, [str(w.message) for w in caught]
+
+
+def test_saving_over_the_opened_recording_or_its_sidecar_is_refused(
+        make_napari_viewer, qtbot, tmp_path):
+    # reader -> tuner "Apply to all" -> layer.save beside the input, as gui6_sidecar.py
+    from napari_catune.io import save_for_tuning
+
+    rng = np.random.default_rng(3)
+    traces = rng.normal(size=(3, 300)) + 2.0
+    npy, side = save_for_tuning(traces, 20.0, tmp_path / "tr", metadata={"roi_ids": [1, 2, 3]})
+    side_text = side.read_text()
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(str(npy), plugin="napari-catune")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-catune", "CaTune tuner")
+    widget.set_params(TuningParams(tau_rise=0.05, tau_decay=0.6, fs=20.0, lam=0.1))
+    assert widget.apply_to_all() is not None
+    qtbot.waitUntil(lambda: "results" in layer.metadata["catune"], timeout=120_000)
+
+    written, said = _save(layer, tmp_path / "tr.csv")  # its sidecar is the input's
+    assert written == []
+    assert any("tr_metadata.json" in m and f"the input {npy}" in m
+               and "choose another file name" in m for m in said), said
+    assert not (tmp_path / "tr.csv").exists() and side.read_text() == side_text
+
+    written, said = _save(layer, tmp_path / "tr.npy")  # the input itself
+    assert written == []
+    assert any(f"Cannot save tr.npy: it is the input {npy}" in m for m in said), said
+    np.testing.assert_array_equal(np.load(npy), traces)
+    assert side.read_text() == side_text
+    # another name is fine
+    written, _ = _save(layer, tmp_path / "tr_catune.npy")
+    assert written == [str(tmp_path / "tr_catune.npy"), str(tmp_path / "tr_catune_metadata.json")]
+
+
+def test_a_sidecar_describing_another_output_is_kept(make_napari_viewer, tmp_path):
+    # res.npy then res.csv would share res_metadata.json (gui1.py): the second is refused
+    viewer = make_napari_viewer()
+    layer = _results_layer(viewer, tmp_path / "rec.npz")
+    assert _save(layer, tmp_path / "res.npy")[0][0] == str(tmp_path / "res.npy")
+    side = tmp_path / "res_metadata.json"
+    before = side.read_text()
+    assert json.loads(before)["output"] == "res.npy"
+    written, said = _save(layer, tmp_path / "res.csv")
+    assert written == []
+    assert any("res_metadata.json already describes res.npy" in m for m in said), said
+    assert not (tmp_path / "res.csv").exists() and side.read_text() == before
+    # saving res.npy again replaces its own sidecar; .npz writes none, so no clash
+    assert _save(layer, tmp_path / "res.npy")[0][0] == str(tmp_path / "res.npy")
+    assert _save(layer, tmp_path / "res.npz")[0] == [str(tmp_path / "res.npz")]
+
+
+def test_a_recording_open_in_the_viewer_is_protected(make_napari_viewer, tmp_path):
+    # a movie + labels session: the results' source is the label image, the movie is
+    # another layer's file; results saved over the movie are refused too
+    movie = tmp_path / "movie.npy"
+    np.save(movie, np.zeros((4, 20, 20), np.float32))
+    viewer = make_napari_viewer()
+    viewer.open(str(movie))
+    layer = _results_layer(viewer, tmp_path / "masks.tif")
+    written, said = _save(layer, movie)
+    assert written == []
+    assert any(f"the input {movie}" in m for m in said), said
+    assert np.load(movie).shape == (4, 20, 20)
+
+
+def _dialog(monkeypatch, path, filter_ext, *, replace=None):
+    from qtpy.QtWidgets import QFileDialog, QMessageBox
+
+    from napari_catune._writer import _DIALOG_FILTERS
+
+    chosen = next(f for f, e in _DIALOG_FILTERS if e == filter_ext)
+    monkeypatch.setattr(QFileDialog, "getSaveFileName",
+                        staticmethod(lambda *a, **k: (str(path), chosen)))
+    asked = []
+
+    def question(parent, title, text, *a, **k):
+        asked.append(text)
+        return QMessageBox.Yes if replace else QMessageBox.No
+
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(question))
+    errors = []
+    import napari.utils.notifications as nt
+
+    monkeypatch.setattr(nt, "show_error", lambda msg: errors.append(msg))
+    return asked, errors
+
+
+def test_dialog_checks_the_name_with_its_suffix(make_napari_viewer, tmp_path, monkeypatch):
+    # typing "tr" with the NPY filter: the suffix is added after Qt's own "replace?" check
+    from napari_catune._writer import save_results_dialog
+
+    rec = tmp_path / "tr.npy"
+    np.save(rec, np.ones((3, 25)))
+    viewer = make_napari_viewer()
+    _results_layer(viewer, rec)
+    asked, errors = _dialog(monkeypatch, tmp_path / "tr", ".npy", replace=True)
+    assert save_results_dialog() == []
+    assert asked == []  # refused, not asked
+    assert len(errors) == 1 and f"Cannot save tr.npy: it is the input {rec}" in errors[0]
+    np.testing.assert_array_equal(np.load(rec), np.ones((3, 25)))
+
+    # an existing file that is not an input: asked first, kept on "No"
+    kept = tmp_path / "kept.npz"
+    kept.write_bytes(b"earlier")
+    asked, errors = _dialog(monkeypatch, tmp_path / "kept", ".npz", replace=False)
+    assert save_results_dialog() == []
+    assert len(asked) == 1 and "kept.npz already exists" in asked[0] and errors == []
+    assert kept.read_bytes() == b"earlier"
+    asked, errors = _dialog(monkeypatch, tmp_path / "kept", ".npz", replace=True)
+    assert save_results_dialog() == [str(kept)]
+    assert len(asked) == 1 and errors == []
+    with np.load(kept) as z:
+        np.testing.assert_array_equal(z["roi_ids"], IDS)
+
+
+@pytest.mark.parametrize("name", ["tr.npy", "tr_metadata.json"])
+def test_cli_and_writer_share_one_check(tmp_path, name):
+    # one function: the CLI's words, the writer's words, same files refused
+    from napari_catune import _overwrite, cli
+
+    rec = tmp_path / "tr.npy"
+    np.save(rec, np.ones((2, 5)))
+    with pytest.raises(cli.CLIError, match="would destroy the input"):
+        cli.check_not_an_input(tmp_path / name, rec)
+    with pytest.raises(_overwrite.OutputClash, match="would destroy the input"):
+        _overwrite.check_not_an_input(tmp_path / name, rec)
+
+
+def test_features_table_is_not_written_over_the_input(tmp_path):
+    from napari_catune._writer import write_features_csv
+
+    rec = tmp_path / "rec.csv"
+    rec.write_text("time_s,roi_1\n0,1\n")
+    cat = {"source": str(rec), "results": {"activity": _activity(), "roi_ids": IDS,
+                                           "params": PARAMS.to_dict()}}
+    with pytest.warns(UserWarning, match="Cannot save rec.csv: it is the input"), \
+            pytest.raises(ValueError, match="choose another file name"):
+        write_features_csv(str(rec), None, {"name": "cells", "metadata": {"catune": cat},
+                                            "features": {"snr": np.array([1.0, 2.0, 3.0])}})
+    assert rec.read_text() == "time_s,roi_1\n0,1\n"
