@@ -676,12 +676,7 @@ def _cmd_deconvolve(args) -> int:
     if not args.scheduler:
         _start_solver()
     source = _open_args(args)
-    if source.fs is not None and not math.isclose(source.fs, params.fs, rel_tol=1e-6):
-        raise CLIError(
-            f"sampling rate mismatch: {args.params} was tuned at {params.fs:g} Hz but "
-            f"{args.input} is recorded at {source.fs:g} Hz; re-tune or re-save the "
-            "parameters at the data's rate"
-        )
+    params = _deconvolve_fs(args, params, source)
     folder = resolve_target(out).parent
     per_sample = _per_sample_baseline(params)
     full = suffix != ".npy"
@@ -761,6 +756,49 @@ def _cmd_deconvolve(args) -> int:
     if report is not None:
         _report(report, source, params, bad, writer.converged, args)
     return 0
+
+
+def _same_fs(a: float, b: float) -> bool:
+    from .params import fs_matches  # (params is imported only when needed)
+
+    return fs_matches(a, b)
+
+
+def _fs_texts(a: float, b: float) -> tuple[str, str]:
+    """``a`` and ``b`` with just enough digits to tell them apart (at least 6)."""
+    for digits in range(6, 18):
+        ta, tb = f"{a:.{digits}g}", f"{b:.{digits}g}"
+        if ta != tb:
+            break
+    return ta, tb
+
+
+def _deconvolve_fs(args, params, source):
+    """The parameters at the rate ``deconvolve`` uses: the data's recorded rate
+    (or ``--fs``, which overrides it) must be the parameter file's
+    (:func:`napari_catune.params.fs_matches`); CLIError otherwise."""
+    from .params import fs_matches
+
+    if args.fs is not None:
+        if not fs_matches(args.fs, params.fs):
+            fa, fp = _fs_texts(args.fs, params.fs)
+            raise CLIError(
+                f"sampling rate mismatch: --fs {fa} Hz but {args.params} was tuned at {fp} Hz; "
+                "re-tune or re-save the parameters at the data's rate (napari-catune estimate "
+                "INPUT --fs HZ -o PARAMS.json, or the tuner)"
+            )
+        if source.fs is not None and not fs_matches(args.fs, source.fs):
+            fa, fd = _fs_texts(args.fs, source.fs)
+            _warn(f"--fs {fa} Hz overrides the {fd} Hz recorded in {args.input}")
+        return params.replace(fs=args.fs)
+    if source.fs is not None and not fs_matches(source.fs, params.fs):
+        fp, fd = _fs_texts(params.fs, source.fs)
+        raise CLIError(
+            f"sampling rate mismatch: {args.params} was tuned at {fp} Hz but {args.input} is "
+            f"recorded at {fd} Hz; re-tune or re-save the parameters at the data's rate, or, "
+            f"if the rate recorded in {args.input} is wrong, pass its true rate with --fs HZ"
+        )
+    return params
 
 
 def _start_solver() -> None:
@@ -930,7 +968,7 @@ def _cmd_extract(args) -> int:
         raise CLIError(str(e)) from None
     try:
         fs = args.fs if args.fs is not None else movie.fs
-        if args.fs is not None and movie.fs is not None and not math.isclose(args.fs, movie.fs):
+        if args.fs is not None and movie.fs is not None and not _same_fs(args.fs, movie.fs):
             _warn(f"--fs {args.fs:g} Hz overrides the {movie.fs:g} Hz recorded in {args.movie}")
         if suffix == ".npy" and fs is None:
             raise CLIError(f"{args.movie} does not record its frame rate; pass --fs HZ "
@@ -1174,7 +1212,7 @@ def _cmd_estimate(args) -> int:
     if fs is None:
         raise CLIError(f"{args.input} does not record its sampling rate; pass --fs HZ")
     fs = _fs_value(fs, "--fs")
-    if args.fs is not None and source.fs is not None and not math.isclose(args.fs, source.fs):
+    if args.fs is not None and source.fs is not None and not _same_fs(args.fs, source.fs):
         _warn(f"--fs {args.fs:g} Hz overrides the {source.fs:g} Hz recorded in {args.input}")
     chunk = _chunk_rows(source, None)
     traces, rows = _finite_rows(source, chunk, limit=args.max_cells)
@@ -1526,6 +1564,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--scheduler-timeout", type=_positive, default=10.0, metavar="S",
                    help="with --scheduler: give up (exit 2) when the scheduler has not "
                    "connected and answered within S seconds (default 10)")
+    d.add_argument("--fs", type=_positive, metavar="HZ",
+                   help="the data's frame rate, overriding the one INPUT records (when that "
+                   "is wrong or missing); must match PARAMS.json's rate")
     d.add_argument("--skip-bad", action="store_true",
                    help="skip rows with NaN/Inf (NaN in the output) instead of stopping")
     d.add_argument("--allow-pickle", action="store_true",

@@ -1,0 +1,86 @@
+"""The CLI's input checks of the thirty-fourth round's user audit: frame
+rates equal after rounding, ``deconvolve --fs``, NaN-padded rows, transposed
+input, ``view``/``info`` on files that are no traces input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_catune import cli, run_deconvolution_full
+from napari_catune.io import save_for_tuning
+from napari_catune.params import TuningParams, fs_matches, save_params
+
+from _synth import calcium_traces
+
+TAU_R, TAU_D, LAM = 0.05, 0.4, 0.2
+FS_FULL = 121.96515600054215  # a rate estimated at full precision ...
+FS_ROUND = 121.965            # ... and as suite2p's ops / an NWB file store it
+
+
+def _run(capsys, *argv):
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _error(err: str) -> str:
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert "Traceback" not in err
+    return lines[-1]
+
+
+def _params(path, fs):
+    save_params(TuningParams(TAU_R, TAU_D, fs, LAM), path)
+    return path
+
+
+def test_fs_matches():
+    assert fs_matches(FS_FULL, FS_ROUND) and fs_matches(FS_ROUND, FS_FULL)
+    assert fs_matches(30, 30.0)
+    assert not fs_matches(121.965, 120.122)
+    assert not fs_matches(30.0, 30.01)  # 3e-4: a real difference
+
+
+def test_deconvolve_takes_a_rounded_rate(capsys, tmp_path):
+    y = calcium_traces(3, 400, fs=FS_ROUND, tau_r=TAU_R, tau_d=TAU_D, seed=1)
+    save_for_tuning(y, FS_ROUND, tmp_path / "rec")
+    p = _params(tmp_path / "p.json", FS_FULL)
+    code, _, err = _run(capsys, "deconvolve", tmp_path / "rec.npy", "--params", p,
+                        "-o", tmp_path / "a.npy", "-q")
+    assert code == 0, err
+    ref = run_deconvolution_full(y, FS_FULL, TAU_R, TAU_D, LAM)
+    assert np.array_equal(np.load(tmp_path / "a.npy"), ref.activity)
+
+
+def test_deconvolve_mismatch_shows_the_difference_and_names_fs(capsys, tmp_path):
+    save_for_tuning(calcium_traces(2, 300, fs=30.0, tau_r=TAU_R, tau_d=TAU_D, seed=0), 30.01, tmp_path / "rec")
+    p = _params(tmp_path / "p.json", 30.0)
+    code, _, err = _run(capsys, "deconvolve", tmp_path / "rec.npy", "--params", p,
+                        "-o", tmp_path / "a.npy")
+    assert code == 2
+    line = _error(err)
+    assert "sampling rate mismatch" in line
+    assert "30 Hz" in line and "30.01 Hz" in line and "--fs" in line
+    assert not (tmp_path / "a.npy").exists()
+
+
+def test_deconvolve_fs_overrides_the_data_rate(capsys, tmp_path):
+    y = calcium_traces(2, 300, fs=30.0, tau_r=TAU_R, tau_d=TAU_D, seed=2)
+    save_for_tuning(y, 29.0, tmp_path / "rec")  # a wrong rate in the file
+    p = _params(tmp_path / "p.json", 30.0)
+    code, _, err = _run(capsys, "deconvolve", tmp_path / "rec.npy", "--params", p,
+                        "-o", tmp_path / "a.npz", "--fs", "30", "-q")
+    assert code == 0, err
+    assert "--fs 30 Hz overrides the 29 Hz recorded" in err
+    ref = run_deconvolution_full(y, 30.0, TAU_R, TAU_D, LAM)
+    with np.load(tmp_path / "a.npz") as z:
+        assert np.array_equal(z["activity"], ref.activity)
+        assert float(z["fs"]) == 30.0
+    # --fs is checked against the parameter file's rate
+    code, _, err = _run(capsys, "deconvolve", tmp_path / "rec.npy", "--params", p,
+                        "-o", tmp_path / "b.npz", "--fs", "29")
+    assert code == 2
+    line = _error(err)
+    assert "--fs 29 Hz" in line and "tuned at 30 Hz" in line
+    assert not (tmp_path / "b.npz").exists()
