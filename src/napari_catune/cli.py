@@ -673,8 +673,6 @@ def _cmd_deconvolve(args) -> int:
     _check_sidecar_free(out)
     report = _check_report(args, (args.input, args.params, out))
     remove_stale_outputs(out)  # before the free-space check: they may be what fills the disk
-    if not args.scheduler:
-        _start_solver()
     source = _open_args(args)
     params = _deconvolve_fs(args, params, source)
     folder = resolve_target(out).parent
@@ -695,6 +693,8 @@ def _cmd_deconvolve(args) -> int:
         if bad.size == source.n:
             raise CLIError(f"{where}: nothing left to deconvolve")
         _warn(f"{where}; skipped: their output rows are NaN (converged False)")
+    if not args.scheduler:
+        _start_solver()  # (only now: a run refused above starts no compile child)
     log.debug("input %s (%s): %d cells x %d frames, chunks of %d cells", source.path,
               source.kind, source.n, source.T, chunk)
     client = writer = None
@@ -1206,7 +1206,6 @@ def _cmd_estimate(args) -> int:
         check_output_folder(out)
         check_not_an_input(out, args.input)
         remove_stale_outputs(out)
-    _start_solver()
     source = _open_args(args)
     fs = args.fs if args.fs is not None else source.fs
     if fs is None:
@@ -1220,6 +1219,7 @@ def _cmd_estimate(args) -> int:
         raise CLIError(f"{args.input}: every row holds NaN or Inf; nothing to estimate from")
     if rows.size < min(source.n, args.max_cells):
         _warn(f"{min(source.n, args.max_cells) - rows.size} rows with NaN or Inf left out")
+    _start_solver()  # (only now: a run refused above starts no compile child)
     from .estimate import estimate_report
 
     import warnings
