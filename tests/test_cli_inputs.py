@@ -84,3 +84,33 @@ def test_deconvolve_fs_overrides_the_data_rate(capsys, tmp_path):
     line = _error(err)
     assert "--fs 29 Hz" in line and "tuned at 30 Hz" in line
     assert not (tmp_path / "b.npz").exists()
+
+
+def test_nan_padded_rows_are_named_as_padding(capsys, tmp_path):
+    """Recordings of different lengths in one array, NaN after each row's end
+    (realgt's own format): the message says so and how to trim."""
+    y = calcium_traces(4, 400, fs=30.0, tau_r=TAU_R, tau_d=TAU_D, seed=3)
+    y[1, 350:] = np.nan
+    y[3, 300:] = np.nan
+    np.savez(tmp_path / "pad.npz", traces=y, fs=30.0)
+    p = _params(tmp_path / "p.json", 30.0)
+    code, _, err = _run(capsys, "deconvolve", tmp_path / "pad.npz", "--params", p,
+                        "-o", tmp_path / "a.npz")
+    assert code == 2
+    line = _error(err)
+    assert "2 of 4 rows hold NaN" in line
+    assert "end in NaN padding (different lengths" in line and "trim them" in line
+    assert "traces[:, :300]" in line and "--skip-bad" in line
+    # a NaN inside a row is no padding: the old advice
+    y[1, 350:] = 1.0
+    y[3, 300:] = 1.0
+    y[2, 10] = np.nan
+    np.savez(tmp_path / "hole.npz", traces=y, fs=30.0)
+    code, _, err = _run(capsys, "deconvolve", tmp_path / "hole.npz", "--params", p,
+                        "-o", tmp_path / "a.npz")
+    line = _error(err)
+    assert code == 2 and "padding" not in line and "fix them" in line
+    # with --skip-bad the warning says it too
+    code, _, err = _run(capsys, "deconvolve", tmp_path / "pad.npz", "--params", p,
+                        "-o", tmp_path / "a.npz", "--skip-bad", "-q")
+    assert code == 0 and "end in NaN padding" in err

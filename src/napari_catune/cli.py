@@ -604,6 +604,27 @@ def find_bad_rows(source: TraceSource, chunk: int) -> np.ndarray:
     return nonfinite_rows(source, chunk)
 
 
+def _padding_note(source: TraceSource, bad, limit: int = 2000) -> str:
+    """``"; N of them end in NaN padding ..."`` when rows of ``bad`` are finite
+    up to a point and NaN from there to the end (recordings of different
+    lengths stored in one array, as realgt's ``fluorescence``), else "".
+    (Reads at most ``limit`` of the rows again.)"""
+    lengths = []
+    for r in np.asarray(bad)[:limit]:
+        row = np.asarray(source.read(int(r), int(r) + 1), dtype=np.float64).ravel()
+        fin = np.isfinite(row)
+        k = int(np.argmin(fin)) if not fin.all() else row.size
+        if k > 0 and np.isnan(row[k:]).all():
+            lengths.append(k)
+    if not lengths:
+        return ""
+    shortest = min(lengths)
+    of = "all of them" if len(lengths) == bad.size else f"{len(lengths)} of them"
+    return (f"; {of} end in NaN padding (different lengths, the shortest {shortest} of "
+            f"{source.T} frames): trim them to a common length (traces[:, :{shortest}]), "
+            "or deconvolve each length group separately,")
+
+
 def _list_rows(rows, limit: int = 20) -> str:
     shown = ", ".join(str(int(r)) for r in rows[:limit])
     return shown + (f", ... ({len(rows) - limit} more)" if len(rows) > limit else "")
@@ -688,11 +709,13 @@ def _cmd_deconvolve(args) -> int:
     if bad.size:
         where = (f"{args.input}: {bad.size} of {source.n} rows hold NaN or Inf "
                  f"(rows {_list_rows(bad)})")
+        padded = _padding_note(source, bad)
         if not args.skip_bad:
-            raise CLIError(f"{where}; fix them or pass --skip-bad to skip those rows")
+            raise CLIError(f"{where}{padded or '; fix them'} or pass --skip-bad to skip "
+                           "those rows")
         if bad.size == source.n:
-            raise CLIError(f"{where}: nothing left to deconvolve")
-        _warn(f"{where}; skipped: their output rows are NaN (converged False)")
+            raise CLIError(f"{where}{padded}: nothing left to deconvolve")
+        _warn(f"{where}{padded}; skipped: their output rows are NaN (converged False)")
     if not args.scheduler:
         _start_solver()  # (only now: a run refused above starts no compile child)
     log.debug("input %s (%s): %d cells x %d frames, chunks of %d cells", source.path,
