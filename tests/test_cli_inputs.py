@@ -114,3 +114,50 @@ def test_nan_padded_rows_are_named_as_padding(capsys, tmp_path):
     code, _, err = _run(capsys, "deconvolve", tmp_path / "pad.npz", "--params", p,
                         "-o", tmp_path / "a.npz", "--skip-bad", "-q")
     assert code == 0 and "end in NaN padding" in err
+
+
+def test_transposed_input_is_named_and_its_real_shape_reported(capsys, tmp_path):
+    y = calcium_traces(3, 400, fs=30.0, tau_r=TAU_R, tau_d=TAU_D, seed=4)
+    np.save(tmp_path / "frames_by_cells.npy",
+            np.random.default_rng(0).standard_normal((2000, 12)))
+    code, _, err = _run(capsys, "estimate", tmp_path / "frames_by_cells.npy", "--fs", "30")
+    assert code == 2
+    assert "looks transposed? (cells x frames expected" in err
+    line = _error(err)
+    assert "(2000, 12)" in line and "(500, 12)" not in line
+    # cells x frames as expected: no such warning
+    np.save(tmp_path / "ok.npy", y)
+    code, _, err = _run(capsys, "info", tmp_path / "ok.npy", "--fs", "30")
+    assert code == 0 and "transposed" not in err
+
+
+def test_results_files_are_named_as_such(capsys, tmp_path):
+    y = calcium_traces(3, 300, fs=30.0, tau_r=TAU_R, tau_d=TAU_D, seed=5)
+    np.savez(tmp_path / "tr.npz", traces=y, fs=30.0)
+    p = _params(tmp_path / "p.json", 30.0)
+    assert _run(capsys, "deconvolve", tmp_path / "tr.npz", "--params", p,
+                "-o", tmp_path / "res.npz", "-q")[0] == 0
+    code, _, err = _run(capsys, "info", tmp_path / "res.npz")
+    line = _error(err)
+    assert code == 2 and "is a napari-catune results file" in line
+    assert "activity" in line and "3 cells x 300 frames" in line and "load_results" in line
+    pytest.importorskip("pynwb")
+    assert _run(capsys, "deconvolve", tmp_path / "tr.npz", "--params", p,
+                "-o", tmp_path / "out.nwb", "-q")[0] == 0
+    code, _, err = _run(capsys, "info", tmp_path / "out.nwb")
+    line = _error(err)
+    assert code == 2 and "is a napari-catune results file" in line
+    assert "series=..." not in line.replace("load_nwb(path, series=...)", "")
+
+
+def test_view_refuses_an_npz_without_traces_as_info_does(capsys, tmp_path):
+    """realgt's own files (``fluorescence``, ``lengths``, ...) fell through to
+    napari's reader: "Image data must have at least 2 dimensions"."""
+    np.savez(tmp_path / "gt.npz", fluorescence=np.ones((3, 50)), lengths=np.array([50, 40, 30]),
+             fs=30.0)
+    code, _, err_info = _run(capsys, "info", tmp_path / "gt.npz")
+    assert code == 2
+    code, _, err = _run(capsys, "view", "--screenshot", tmp_path / "x.png", tmp_path / "gt.npz")
+    assert code == 2 and not (tmp_path / "x.png").exists()
+    assert _error(err).split("error: ", 1)[1] == _error(err_info).split("error: ", 1)[1]
+    assert "no traces found" in _error(err)

@@ -96,15 +96,35 @@ def open_input(path, *, allow_pickle: bool = False, caiman_trace: str = "C",
                            only_accepted=only_accepted, only_cells=only_cells)
     except SourceError as e:
         msg = str(e).replace("use trace='C'", "use --caiman-trace C")
+        # (the CLI has no series option: name the way that exists)
+        msg = msg.replace("pick one with series=...",
+                          "the CLI takes the first raw-fluorescence series only: read one of "
+                          "these with napari_catune.load_nwb(path, series=...) in Python and "
+                          "save its traces as .npy/.npz")
         raise CLIError(msg) from None
 
 
 def _open_args(args) -> TraceSource:
-    """open_input with the command's input options (--caiman-trace, ...)."""
-    return open_input(args.input, allow_pickle=args.allow_pickle,
-                      caiman_trace=getattr(args, "caiman_trace", "C"),
-                      only_accepted=getattr(args, "only_accepted", False),
-                      only_cells=getattr(args, "only_cells", False))
+    """open_input with the command's input options (--caiman-trace, ...);
+    warns when the traces look transposed (frames x cells)."""
+    source = open_input(args.input, allow_pickle=args.allow_pickle,
+                        caiman_trace=getattr(args, "caiman_trace", "C"),
+                        only_accepted=getattr(args, "only_accepted", False),
+                        only_cells=getattr(args, "only_cells", False))
+    _warn_transposed(source, args.input)
+    return source
+
+
+#: rows per column beyond which a traces array looks like frames x cells
+_TRANSPOSED_RATIO = 10
+
+
+def _warn_transposed(source: TraceSource, name) -> None:
+    n, T = source.n, source.T
+    if not source.one_d and T > 0 and n >= _TRANSPOSED_RATIO * T:
+        _warn(f"{name}: {n} rows x {T} columns, far more rows (cells) than columns (frames): "
+              f"looks transposed? (cells x frames expected; if its rows are frames, save "
+              f"traces.T instead)")
 
 
 def _fs_value(value, where: str) -> float:
@@ -1255,7 +1275,12 @@ def _cmd_estimate(args) -> int:
             if args.baseline is not None:
                 params = params.replace(baseline=args.baseline)
     except ValueError as e:
-        raise CLIError(f"{args.input}: {e}") from None
+        msg = str(e)
+        if traces.shape != (source.n, source.T):  # (a sample of the rows: say the file's shape)
+            msg = msg.replace(f"traces shape {traces.shape}",
+                              f"{args.input} has shape ({source.n}, {source.T}), "
+                              "cells x frames")
+        raise CLIError(f"{args.input}: {msg}") from None
     for w in caught:
         _warn(str(w.message))
     used = f"{rows.size} of {source.n} cells" if rows.size < source.n else f"{source.n} cells"
@@ -1406,6 +1431,7 @@ _QT_BINDINGS = ("PyQt6", "PyQt5", "PySide6", "PySide2")
 def _cmd_view(args) -> int:
     import importlib.util
 
+    _check_view_archives(args.paths)
     missing = [m for m in ("napari", "qtpy") if importlib.util.find_spec(m) is None]
     if missing:
         raise CLIError(
@@ -1420,6 +1446,25 @@ def _cmd_view(args) -> int:
     from ._qt.launch import run_view
 
     return run_view(args)
+
+
+def _check_view_archives(paths) -> None:
+    """An ``.npz`` that the traces reader does not take would fall through to
+    napari's own reader ("Image data must have at least 2 dimensions"): the
+    message ``info`` and ``estimate`` give instead (CLIError)."""
+    from .sources import npz_layout
+
+    for raw in paths or ():
+        p = Path(raw)
+        if p.suffix.lower() != ".npz" or not p.is_file():
+            continue
+        try:
+            if npz_layout(p) is not None:
+                continue
+        except Exception:  # noqa: BLE001 - not an archive: open_input says why
+            pass
+        open_input(p)  # raises CLIError naming the problem
+        raise CLIError(f"{p}: no traces found")  # (not reached: open_input refused it)
 
 
 # ----------------------------------------------------------------------------
