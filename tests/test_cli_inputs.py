@@ -161,3 +161,17 @@ def test_view_refuses_an_npz_without_traces_as_info_does(capsys, tmp_path):
     assert code == 2 and not (tmp_path / "x.png").exists()
     assert _error(err).split("error: ", 1)[1] == _error(err_info).split("error: ", 1)[1]
     assert "no traces found" in _error(err)
+
+
+def test_estimate_names_nan_padding_too(capsys, tmp_path):
+    y = calcium_traces(4, 400, fs=30.0, tau_r=TAU_R, tau_d=TAU_D, seed=6)
+    y[2, 320:] = np.nan
+    np.savez(tmp_path / "pad.npz", traces=y, fs=30.0)
+    code, _, err = _run(capsys, "estimate", tmp_path / "pad.npz")
+    assert code == 0
+    assert "1 rows with NaN or Inf left out; all of them end in NaN padding" in err
+    assert "traces[:, :320]" in err
+    y[:, 300:] = np.nan
+    np.savez(tmp_path / "all.npz", traces=y, fs=30.0)
+    code, _, err = _run(capsys, "estimate", tmp_path / "all.npz")
+    assert code == 2 and "end in NaN padding" in _error(err)

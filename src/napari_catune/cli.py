@@ -1221,11 +1221,16 @@ def _run_distributed(client, source, params, chunk, bad, writer, progress, full)
 # ----------------------------------------------------------------------------
 
 
+def _sampled_rows(n: int, limit: int | None) -> np.ndarray:
+    """Up to ``limit`` evenly spaced row indices of ``n``."""
+    if limit is not None and n > limit:
+        return np.unique(np.linspace(0, n - 1, limit).round().astype(np.int64))
+    return np.arange(n)
+
+
 def _finite_rows(source: TraceSource, chunk: int, limit: int | None = None):
     """Up to ``limit`` evenly spaced finite rows as float64, and their indices."""
-    idx = np.arange(source.n)
-    if limit is not None and source.n > limit:
-        idx = np.unique(np.linspace(0, source.n - 1, limit).round().astype(np.int64))
+    idx = _sampled_rows(source.n, limit)
     rows, kept = [], []
     for a in range(0, source.n, chunk):
         b = min(source.n, a + chunk)
@@ -1258,10 +1263,14 @@ def _cmd_estimate(args) -> int:
         _warn(f"--fs {args.fs:g} Hz overrides the {source.fs:g} Hz recorded in {args.input}")
     chunk = _chunk_rows(source, None)
     traces, rows = _finite_rows(source, chunk, limit=args.max_cells)
-    if traces.shape[0] == 0:
-        raise CLIError(f"{args.input}: every row holds NaN or Inf; nothing to estimate from")
-    if rows.size < min(source.n, args.max_cells):
-        _warn(f"{min(source.n, args.max_cells) - rows.size} rows with NaN or Inf left out")
+    if traces.shape[0] < min(source.n, args.max_cells):
+        bad = np.setdiff1d(_sampled_rows(source.n, args.max_cells), rows)
+        padded = _padding_note(source, bad).replace(" or deconvolve each length group "
+                                                    "separately,", "")
+        if traces.shape[0] == 0:
+            raise CLIError(f"{args.input}: every row holds NaN or Inf{padded}; nothing to "
+                           "estimate from")
+        _warn(f"{bad.size} rows with NaN or Inf left out{padded.rstrip(',')}")
     _start_solver()  # (only now: a run refused above starts no compile child)
     from .estimate import estimate_report
 
