@@ -304,7 +304,7 @@ def test_results_without_footprints_get_tiles_and_per_frame_baseline(tmp_path):
 
 def test_results_file_is_not_taken_as_traces(tmp_path):
     (out,) = save_results(tmp_path / "res.nwb", **_results())
-    with pytest.raises(ValueError, match="napari-catune result series"):
+    with pytest.raises(ValueError, match="is a napari-catune results file"):
         load_nwb(out)
 
 

@@ -5,6 +5,14 @@ Prints ``live`` once the tuner's live path (the exact solver, its warm
 start, the read-outs) is compiled and cached, then compiles the rest
 (FISTA, the rolling baseline, the stand-alone KKT check and objective) and
 prints ``all``.  Exit status 0 on success.
+
+One child per numba cache directory at a time: a child holds an OS lock
+(``flock``) on :data:`LOCK_NAME` in the cache directory for its lifetime; a
+second child (another CLI run, another napari, started meanwhile) finds it
+held, prints ``busy`` and exits at once (exit status 0), before importing
+numba; its parent waits for the lock in a thread (the NumPy solver answering
+meanwhile) and then loads what the first child cached.  Four quick CLI runs
+on an empty cache left four compiling children of 180-300 MB each before.
 """
 
 from __future__ import annotations
@@ -60,6 +68,62 @@ def cache_index_absent() -> bool:
         return False
 
 
+#: the lock file, in the numba cache directory of the solver's code
+LOCK_NAME = "catune-compile.lock"
+#: what a child prints when another one compiles into the same cache
+BUSY = "busy"
+
+
+def lock_path() -> str:
+    """The compile lock's file: in the directory numba caches the solver in."""
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_numba_solvers.py")
+    return os.path.join(_cache_dir(src), LOCK_NAME)
+
+
+def try_lock():
+    """Take the compile lock without waiting: its open file descriptor (the
+    lock lasts until it is closed or the process ends), None when another
+    process holds it, or -1 when no lock can be had here (no ``fcntl``, a
+    cache directory that cannot be made or written: the compile goes on
+    unlocked, as before; it fails there anyway if the cache is unwritable)."""
+    try:
+        import fcntl
+    except ImportError:  # (Windows)
+        return -1
+    path = lock_path()
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError:
+        return -1
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except OSError:  # a file system without flock
+        os.close(fd)
+        return -1
+    return fd
+
+
+def wait_unlocked() -> None:
+    """Wait until no process holds the compile lock (the GIL is released
+    while waiting); at once if it cannot be told."""
+    try:
+        import fcntl
+
+        fd = os.open(lock_path(), os.O_RDONLY)
+    except (ImportError, OSError):
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)  # blocks while a child holds LOCK_EX
+    except OSError:
+        pass
+    finally:
+        os.close(fd)  # (releases it at once)
+
+
 def _say(word: str) -> None:
     try:
         print(word, flush=True)
@@ -87,6 +151,18 @@ def _autogroup_nice(nice: int) -> bool:
 
 
 def main() -> int:
+    lock = try_lock()  # before anything else: a second child costs ~20 MB for a moment
+    if lock is None:
+        _say(BUSY)
+        return 0
+    try:
+        return _compile()
+    finally:
+        if lock >= 0:
+            os.close(lock)
+
+
+def _compile() -> int:
     if hasattr(os, "nice"):
         try:
             os.nice(NICE)

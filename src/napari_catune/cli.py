@@ -97,15 +97,35 @@ def open_input(path, *, allow_pickle: bool = False, caiman_trace: str = "C",
                            only_accepted=only_accepted, only_cells=only_cells)
     except SourceError as e:
         msg = str(e).replace("use trace='C'", "use --caiman-trace C")
+        # (the CLI has no series option: name the way that exists)
+        msg = msg.replace("pick one with series=...",
+                          "the CLI takes the first raw-fluorescence series only: read one of "
+                          "these with napari_catune.load_nwb(path, series=...) in Python and "
+                          "save its traces as .npy/.npz")
         raise CLIError(msg) from None
 
 
 def _open_args(args) -> TraceSource:
-    """open_input with the command's input options (--caiman-trace, ...)."""
-    return open_input(args.input, allow_pickle=args.allow_pickle,
-                      caiman_trace=getattr(args, "caiman_trace", "C"),
-                      only_accepted=getattr(args, "only_accepted", False),
-                      only_cells=getattr(args, "only_cells", False))
+    """open_input with the command's input options (--caiman-trace, ...);
+    warns when the traces look transposed (frames x cells)."""
+    source = open_input(args.input, allow_pickle=args.allow_pickle,
+                        caiman_trace=getattr(args, "caiman_trace", "C"),
+                        only_accepted=getattr(args, "only_accepted", False),
+                        only_cells=getattr(args, "only_cells", False))
+    _warn_transposed(source, args.input)
+    return source
+
+
+#: rows per column beyond which a traces array looks like frames x cells
+_TRANSPOSED_RATIO = 10
+
+
+def _warn_transposed(source: TraceSource, name) -> None:
+    n, T = source.n, source.T
+    if not source.one_d and T > 0 and n >= _TRANSPOSED_RATIO * T:
+        _warn(f"{name}: {n} rows x {T} columns, far more rows (cells) than columns (frames): "
+              f"looks transposed? (cells x frames expected; if its rows are frames, save "
+              f"traces.T instead)")
 
 
 def _fs_value(value, where: str) -> float:
@@ -533,6 +553,27 @@ def find_bad_rows(source: TraceSource, chunk: int) -> np.ndarray:
     return nonfinite_rows(source, chunk)
 
 
+def _padding_note(source: TraceSource, bad, limit: int = 2000) -> str:
+    """``"; N of them end in NaN padding ..."`` when rows of ``bad`` are finite
+    up to a point and NaN from there to the end (recordings of different
+    lengths stored in one array, as realgt's ``fluorescence``), else "".
+    (Reads at most ``limit`` of the rows again.)"""
+    lengths = []
+    for r in np.asarray(bad)[:limit]:
+        row = np.asarray(source.read(int(r), int(r) + 1), dtype=np.float64).ravel()
+        fin = np.isfinite(row)
+        k = int(np.argmin(fin)) if not fin.all() else row.size
+        if k > 0 and np.isnan(row[k:]).all():
+            lengths.append(k)
+    if not lengths:
+        return ""
+    shortest = min(lengths)
+    of = "all of them" if len(lengths) == bad.size else f"{len(lengths)} of them"
+    return (f"; {of} end in NaN padding (different lengths, the shortest {shortest} of "
+            f"{source.T} frames): trim them to a common length (traces[:, :{shortest}]), "
+            "or deconvolve each length group separately,")
+
+
 def _list_rows(rows, limit: int = 20) -> str:
     shown = ", ".join(str(int(r)) for r in rows[:limit])
     return shown + (f", ... ({len(rows) - limit} more)" if len(rows) > limit else "")
@@ -602,15 +643,8 @@ def _cmd_deconvolve(args) -> int:
     _check_sidecar_free(out)
     report = _check_report(args, (args.input, args.params, out))
     remove_stale_outputs(out)  # before the free-space check: they may be what fills the disk
-    if not args.scheduler:
-        _start_solver()
     source = _open_args(args)
-    if source.fs is not None and not math.isclose(source.fs, params.fs, rel_tol=1e-6):
-        raise CLIError(
-            f"sampling rate mismatch: {args.params} was tuned at {params.fs:g} Hz but "
-            f"{args.input} is recorded at {source.fs:g} Hz; re-tune or re-save the "
-            "parameters at the data's rate"
-        )
+    params = _deconvolve_fs(args, params, source)
     folder = resolve_target(out).parent
     per_sample = _per_sample_baseline(params)
     full = suffix != ".npy"
@@ -624,11 +658,15 @@ def _cmd_deconvolve(args) -> int:
     if bad.size:
         where = (f"{args.input}: {bad.size} of {source.n} rows hold NaN or Inf "
                  f"(rows {_list_rows(bad)})")
+        padded = _padding_note(source, bad)
         if not args.skip_bad:
-            raise CLIError(f"{where}; fix them or pass --skip-bad to skip those rows")
+            raise CLIError(f"{where}{padded or '; fix them'} or pass --skip-bad to skip "
+                           "those rows")
         if bad.size == source.n:
-            raise CLIError(f"{where}: nothing left to deconvolve")
-        _warn(f"{where}; skipped: their output rows are NaN (converged False)")
+            raise CLIError(f"{where}{padded}: nothing left to deconvolve")
+        _warn(f"{where}{padded}; skipped: their output rows are NaN (converged False)")
+    if not args.scheduler:
+        _start_solver()  # (only now: a run refused above starts no compile child)
     log.debug("input %s (%s): %d cells x %d frames, chunks of %d cells", source.path,
               source.kind, source.n, source.T, chunk)
     client = writer = None
@@ -690,6 +728,49 @@ def _cmd_deconvolve(args) -> int:
     if report is not None:
         _report(report, source, params, bad, writer.converged, args)
     return 0
+
+
+def _same_fs(a: float, b: float) -> bool:
+    from .params import fs_matches  # (params is imported only when needed)
+
+    return fs_matches(a, b)
+
+
+def _fs_texts(a: float, b: float) -> tuple[str, str]:
+    """``a`` and ``b`` with just enough digits to tell them apart (at least 6)."""
+    for digits in range(6, 18):
+        ta, tb = f"{a:.{digits}g}", f"{b:.{digits}g}"
+        if ta != tb:
+            break
+    return ta, tb
+
+
+def _deconvolve_fs(args, params, source):
+    """The parameters at the rate ``deconvolve`` uses: the data's recorded rate
+    (or ``--fs``, which overrides it) must be the parameter file's
+    (:func:`napari_catune.params.fs_matches`); CLIError otherwise."""
+    from .params import fs_matches
+
+    if args.fs is not None:
+        if not fs_matches(args.fs, params.fs):
+            fa, fp = _fs_texts(args.fs, params.fs)
+            raise CLIError(
+                f"sampling rate mismatch: --fs {fa} Hz but {args.params} was tuned at {fp} Hz; "
+                "re-tune or re-save the parameters at the data's rate (napari-catune estimate "
+                "INPUT --fs HZ -o PARAMS.json, or the tuner)"
+            )
+        if source.fs is not None and not fs_matches(args.fs, source.fs):
+            fa, fd = _fs_texts(args.fs, source.fs)
+            _warn(f"--fs {fa} Hz overrides the {fd} Hz recorded in {args.input}")
+        return params.replace(fs=args.fs)
+    if source.fs is not None and not fs_matches(source.fs, params.fs):
+        fp, fd = _fs_texts(params.fs, source.fs)
+        raise CLIError(
+            f"sampling rate mismatch: {args.params} was tuned at {fp} Hz but {args.input} is "
+            f"recorded at {fd} Hz; re-tune or re-save the parameters at the data's rate, or, "
+            f"if the rate recorded in {args.input} is wrong, pass its true rate with --fs HZ"
+        )
+    return params
 
 
 def _start_solver() -> None:
@@ -844,7 +925,7 @@ def _cmd_extract(args) -> int:
         raise CLIError(str(e)) from None
     try:
         fs = args.fs if args.fs is not None else movie.fs
-        if args.fs is not None and movie.fs is not None and not math.isclose(args.fs, movie.fs):
+        if args.fs is not None and movie.fs is not None and not _same_fs(args.fs, movie.fs):
             _warn(f"--fs {args.fs:g} Hz overrides the {movie.fs:g} Hz recorded in {args.movie}")
         if suffix == ".npy" and fs is None:
             raise CLIError(f"{args.movie} does not record its frame rate; pass --fs HZ "
@@ -1054,11 +1135,16 @@ def _run_distributed(client, source, params, chunk, bad, writer, progress, full)
 # ----------------------------------------------------------------------------
 
 
+def _sampled_rows(n: int, limit: int | None) -> np.ndarray:
+    """Up to ``limit`` evenly spaced row indices of ``n``."""
+    if limit is not None and n > limit:
+        return np.unique(np.linspace(0, n - 1, limit).round().astype(np.int64))
+    return np.arange(n)
+
+
 def _finite_rows(source: TraceSource, chunk: int, limit: int | None = None):
     """Up to ``limit`` evenly spaced finite rows as float64, and their indices."""
-    idx = np.arange(source.n)
-    if limit is not None and source.n > limit:
-        idx = np.unique(np.linspace(0, source.n - 1, limit).round().astype(np.int64))
+    idx = _sampled_rows(source.n, limit)
     rows, kept = [], []
     for a in range(0, source.n, chunk):
         b = min(source.n, a + chunk)
@@ -1082,20 +1168,24 @@ def _cmd_estimate(args) -> int:
         check_output_folder(out)
         check_not_an_input(out, args.input)
         remove_stale_outputs(out)
-    _start_solver()
     source = _open_args(args)
     fs = args.fs if args.fs is not None else source.fs
     if fs is None:
         raise CLIError(f"{args.input} does not record its sampling rate; pass --fs HZ")
     fs = _fs_value(fs, "--fs")
-    if args.fs is not None and source.fs is not None and not math.isclose(args.fs, source.fs):
+    if args.fs is not None and source.fs is not None and not _same_fs(args.fs, source.fs):
         _warn(f"--fs {args.fs:g} Hz overrides the {source.fs:g} Hz recorded in {args.input}")
     chunk = _chunk_rows(source, None)
     traces, rows = _finite_rows(source, chunk, limit=args.max_cells)
-    if traces.shape[0] == 0:
-        raise CLIError(f"{args.input}: every row holds NaN or Inf; nothing to estimate from")
-    if rows.size < min(source.n, args.max_cells):
-        _warn(f"{min(source.n, args.max_cells) - rows.size} rows with NaN or Inf left out")
+    if traces.shape[0] < min(source.n, args.max_cells):
+        bad = np.setdiff1d(_sampled_rows(source.n, args.max_cells), rows)
+        padded = _padding_note(source, bad).replace(" or deconvolve each length group "
+                                                    "separately,", "")
+        if traces.shape[0] == 0:
+            raise CLIError(f"{args.input}: every row holds NaN or Inf{padded}; nothing to "
+                           "estimate from")
+        _warn(f"{bad.size} rows with NaN or Inf left out{padded.rstrip(',')}")
+    _start_solver()  # (only now: a run refused above starts no compile child)
     from .estimate import estimate_report
 
     import warnings
@@ -1108,7 +1198,12 @@ def _cmd_estimate(args) -> int:
             if args.baseline is not None:
                 params = params.replace(baseline=args.baseline)
     except ValueError as e:
-        raise CLIError(f"{args.input}: {e}") from None
+        msg = str(e)
+        if traces.shape != (source.n, source.T):  # (a sample of the rows: say the file's shape)
+            msg = msg.replace(f"traces shape {traces.shape}",
+                              f"{args.input} has shape ({source.n}, {source.T}), "
+                              "cells x frames")
+        raise CLIError(f"{args.input}: {msg}") from None
     for w in caught:
         _warn(str(w.message))
     used = f"{rows.size} of {source.n} cells" if rows.size < source.n else f"{source.n} cells"
@@ -1259,6 +1354,7 @@ _QT_BINDINGS = ("PyQt6", "PyQt5", "PySide6", "PySide2")
 def _cmd_view(args) -> int:
     import importlib.util
 
+    _check_view_archives(args.paths)
     missing = [m for m in ("napari", "qtpy") if importlib.util.find_spec(m) is None]
     if missing:
         raise CLIError(
@@ -1273,6 +1369,25 @@ def _cmd_view(args) -> int:
     from ._qt.launch import run_view
 
     return run_view(args)
+
+
+def _check_view_archives(paths) -> None:
+    """An ``.npz`` that the traces reader does not take would fall through to
+    napari's own reader ("Image data must have at least 2 dimensions"): the
+    message ``info`` and ``estimate`` give instead (CLIError)."""
+    from .sources import npz_layout
+
+    for raw in paths or ():
+        p = Path(raw)
+        if p.suffix.lower() != ".npz" or not p.is_file():
+            continue
+        try:
+            if npz_layout(p) is not None:
+                continue
+        except Exception:  # noqa: BLE001 - not an archive: open_input says why
+            pass
+        open_input(p)  # raises CLIError naming the problem
+        raise CLIError(f"{p}: no traces found")  # (not reached: open_input refused it)
 
 
 # ----------------------------------------------------------------------------
@@ -1440,6 +1555,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--scheduler-timeout", type=_positive, default=10.0, metavar="S",
                    help="with --scheduler: give up (exit 2) when the scheduler has not "
                    "connected and answered within S seconds (default 10)")
+    d.add_argument("--fs", type=_positive, metavar="HZ",
+                   help="the data's frame rate, overriding the one INPUT records (when that "
+                   "is wrong or missing); must match PARAMS.json's rate")
     d.add_argument("--skip-bad", action="store_true",
                    help="skip rows with NaN/Inf (NaN in the output) instead of stopping")
     d.add_argument("--allow-pickle", action="store_true",

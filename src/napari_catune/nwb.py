@@ -119,6 +119,13 @@ def _pick(path, found, series):
             )
         return hits[0]
     usable = [f for f in found if not _SKIP.search(f[0]) and not f[0].startswith(RESULTS_MODULE + "/")]
+    if not usable and all(f[0].startswith(RESULTS_MODULE + "/") for f in found):
+        raise ValueError(
+            f"{path} is a napari-catune results file (processing module "
+            f"{RESULTS_MODULE!r}: {', '.join(p for p, _, _ in found)}), not a recording: "
+            "give the NWB file the traces came from; napari_catune.load_nwb(path, "
+            "series=...) reads one of these series in Python"
+        )
     if not usable:
         raise ValueError(
             f"{path}: only neuropil, background, deconvolved or napari-catune result series "

@@ -29,12 +29,26 @@ from ._version import __version__
 __all__ = [
     "TuningParams", "save_params", "load_params", "SCHEMA_VERSION", "FORMULATION",
     "BASELINE_MODES", "DEFAULT_BASELINE", "BaselineMode", "rolling_window", "written_by_us",
-    "load_params_dict",
+    "load_params_dict", "fs_matches", "FS_REL_TOL",
 ]
 
 SCHEMA_VERSION = "1.2.0"
 # exports are ~1.5 kB; anything this large is some other file opened by mistake
 _MAX_BYTES = 4 * 2**20
+
+#: Two frame rates closer than this (relative) are the same rate: a rate
+#: stored rounded (suite2p's ops, an NWB file: 121.965) and the same rate at
+#: full precision (121.96515600054215) differ by ~1e-6; a real mismatch (a
+#: different microscope setting, 30 vs 121.965 Hz, 120.122 vs 121.965) by
+#: far more.  1e-4 shifts a 1 s decay by 0.1 ms.
+FS_REL_TOL = 1e-4
+
+
+def fs_matches(a: float, b: float) -> bool:
+    """Whether frame rates ``a`` and ``b`` (Hz) are the same rate (relative
+    difference within :data:`FS_REL_TOL`)."""
+    return math.isclose(float(a), float(b), rel_tol=FS_REL_TOL)
+
 
 # ---------------------------------------------------------------- baseline modes
 

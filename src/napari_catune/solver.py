@@ -1291,6 +1291,8 @@ def _background_compile(live_only: bool) -> None:
     import subprocess
     import tempfile
 
+    from . import _compile
+
     log = logging.getLogger("napari_catune")
     ok = False
     proc = None
@@ -1312,10 +1314,22 @@ def _background_compile(live_only: bool) -> None:
             err.close()
             raise
         _compile_proc = proc
+        busy = False
         for line in proc.stdout:
             if line.strip() == "live":
                 ok = True
                 break
+            if line.strip() == _compile.BUSY:
+                busy = True
+        if busy:
+            # another process's child compiles into the same cache: wait
+            # for it (the NumPy solver answering meanwhile), then load
+            proc.wait()
+            proc.stdout.close()
+            err.close()
+            proc = None
+            _compile.wait_unlocked()
+            ok = True
         if not ok:
             proc.wait()
             proc.stdout.close()
@@ -1339,7 +1353,7 @@ def _background_compile(live_only: bool) -> None:
     finally:
         _local.compiled = False
         _set_state("ready")
-    if ok:
+    if ok and proc is not None:
         # let the child finish the rest (its stdout is read to the end so it never blocks)
         try:
             for _line in proc.stdout:

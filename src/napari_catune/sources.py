@@ -354,12 +354,38 @@ def _open_npy(path: Path) -> TraceSource:
     )
 
 
+def _refuse_results_npz(path) -> None:
+    """SourceError naming a napari-catune results ``.npz`` (``deconvolve -o
+    res.npz``, the napari writer) as such, with what it holds."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = {n[:-4] for n in zf.namelist() if n.endswith(".npy")}
+            shape = None
+            if "activity" in names:
+                with zf.open("activity.npy") as fh:
+                    shape = npy_header(fh)[0]
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError):
+        return
+    if not {"activity", "converged"} <= names:
+        return
+    size = (f" of {shape[0]} cells x {shape[-1]} frames" if shape is not None and len(shape) == 2
+            else "")
+    held = ", ".join(n for n in ("activity", "fit", "baseline", "converged", "iterations",
+                                 "skipped", "roi_ids", "fs", "params") if n in names)
+    raise SourceError(
+        f"{path} is a napari-catune results file ({held}{size}), not traces: read it with "
+        "napari_catune.load_results(path) or open it in napari; give the traces it was "
+        "made from to deconvolve or estimate"
+    )
+
+
 def _open_npz(path: Path) -> TraceSource:
     try:
         layout = npz_layout(path)
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
         raise SourceError(f"{path}: truncated or not an .npz archive ({e})") from None
     if layout is None:
+        _refuse_results_npz(path)
         raise SourceError(
             f"{path}: no traces found; name the array one of {', '.join(TRACE_KEYS)} "
             "(or store a single (n_cells, n_frames) array)"

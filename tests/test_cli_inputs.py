@@ -1,0 +1,177 @@
+"""The CLI's input checks of the thirty-fourth round's user audit: frame
+rates equal after rounding, ``deconvolve --fs``, NaN-padded rows, transposed
+input, ``view``/``info`` on files that are no traces input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_catune import cli, run_deconvolution_full
+from napari_catune.io import save_for_tuning
+from napari_catune.params import TuningParams, fs_matches, save_params
+
+from _synth import calcium_traces
+
+TAU_R, TAU_D, LAM = 0.05, 0.4, 0.2
+FS_FULL = 121.96515600054215  # a rate estimated at full precision ...
+FS_ROUND = 121.965            # ... and as suite2p's ops / an NWB file store it
+
+
+def _run(capsys, *argv):
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _error(err: str) -> str:
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert "Traceback" not in err
+    return lines[-1]
+
+
+def _params(path, fs):
+    save_params(TuningParams(TAU_R, TAU_D, fs, LAM), path)
+    return path
+
+
+def test_fs_matches():
+    assert fs_matches(FS_FULL, FS_ROUND) and fs_matches(FS_ROUND, FS_FULL)
+    assert fs_matches(30, 30.0)
+    assert not fs_matches(121.965, 120.122)
+    assert not fs_matches(30.0, 30.01)  # 3e-4: a real difference
+
+
+def test_deconvolve_takes_a_rounded_rate(capsys, tmp_path):
+    y = calcium_traces(3, 400, fs=FS_ROUND, tau_r=TAU_R, tau_d=TAU_D, seed=1)
+    save_for_tuning(y, FS_ROUND, tmp_path / "rec")
+    p = _params(tmp_path / "p.json", FS_FULL)
+    code, _, err = _run(capsys, "deconvolve", tmp_path / "rec.npy", "--params", p,
+                        "-o", tmp_path / "a.npy", "-q")
+    assert code == 0, err
+    ref = run_deconvolution_full(y, FS_FULL, TAU_R, TAU_D, LAM)
+    assert np.array_equal(np.load(tmp_path / "a.npy"), ref.activity)
+
+
+def test_deconvolve_mismatch_shows_the_difference_and_names_fs(capsys, tmp_path):
+    save_for_tuning(calcium_traces(2, 300, fs=30.0, tau_r=TAU_R, tau_d=TAU_D, seed=0), 30.01, tmp_path / "rec")
+    p = _params(tmp_path / "p.json", 30.0)
+    code, _, err = _run(capsys, "deconvolve", tmp_path / "rec.npy", "--params", p,
+                        "-o", tmp_path / "a.npy")
+    assert code == 2
+    line = _error(err)
+    assert "sampling rate mismatch" in line
+    assert "30 Hz" in line and "30.01 Hz" in line and "--fs" in line
+    assert not (tmp_path / "a.npy").exists()
+
+
+def test_deconvolve_fs_overrides_the_data_rate(capsys, tmp_path):
+    y = calcium_traces(2, 300, fs=30.0, tau_r=TAU_R, tau_d=TAU_D, seed=2)
+    save_for_tuning(y, 29.0, tmp_path / "rec")  # a wrong rate in the file
+    p = _params(tmp_path / "p.json", 30.0)
+    code, _, err = _run(capsys, "deconvolve", tmp_path / "rec.npy", "--params", p,
+                        "-o", tmp_path / "a.npz", "--fs", "30", "-q")
+    assert code == 0, err
+    assert "--fs 30 Hz overrides the 29 Hz recorded" in err
+    ref = run_deconvolution_full(y, 30.0, TAU_R, TAU_D, LAM)
+    with np.load(tmp_path / "a.npz") as z:
+        assert np.array_equal(z["activity"], ref.activity)
+        assert float(z["fs"]) == 30.0
+    # --fs is checked against the parameter file's rate
+    code, _, err = _run(capsys, "deconvolve", tmp_path / "rec.npy", "--params", p,
+                        "-o", tmp_path / "b.npz", "--fs", "29")
+    assert code == 2
+    line = _error(err)
+    assert "--fs 29 Hz" in line and "tuned at 30 Hz" in line
+    assert not (tmp_path / "b.npz").exists()
+
+
+def test_nan_padded_rows_are_named_as_padding(capsys, tmp_path):
+    """Recordings of different lengths in one array, NaN after each row's end
+    (realgt's own format): the message says so and how to trim."""
+    y = calcium_traces(4, 400, fs=30.0, tau_r=TAU_R, tau_d=TAU_D, seed=3)
+    y[1, 350:] = np.nan
+    y[3, 300:] = np.nan
+    np.savez(tmp_path / "pad.npz", traces=y, fs=30.0)
+    p = _params(tmp_path / "p.json", 30.0)
+    code, _, err = _run(capsys, "deconvolve", tmp_path / "pad.npz", "--params", p,
+                        "-o", tmp_path / "a.npz")
+    assert code == 2
+    line = _error(err)
+    assert "2 of 4 rows hold NaN" in line
+    assert "end in NaN padding (different lengths" in line and "trim them" in line
+    assert "traces[:, :300]" in line and "--skip-bad" in line
+    # a NaN inside a row is no padding: the old advice
+    y[1, 350:] = 1.0
+    y[3, 300:] = 1.0
+    y[2, 10] = np.nan
+    np.savez(tmp_path / "hole.npz", traces=y, fs=30.0)
+    code, _, err = _run(capsys, "deconvolve", tmp_path / "hole.npz", "--params", p,
+                        "-o", tmp_path / "a.npz")
+    line = _error(err)
+    assert code == 2 and "padding" not in line and "fix them" in line
+    # with --skip-bad the warning says it too
+    code, _, err = _run(capsys, "deconvolve", tmp_path / "pad.npz", "--params", p,
+                        "-o", tmp_path / "a.npz", "--skip-bad", "-q")
+    assert code == 0 and "end in NaN padding" in err
+
+
+def test_transposed_input_is_named_and_its_real_shape_reported(capsys, tmp_path):
+    y = calcium_traces(3, 400, fs=30.0, tau_r=TAU_R, tau_d=TAU_D, seed=4)
+    np.save(tmp_path / "frames_by_cells.npy",
+            np.random.default_rng(0).standard_normal((2000, 12)))
+    code, _, err = _run(capsys, "estimate", tmp_path / "frames_by_cells.npy", "--fs", "30")
+    assert code == 2
+    assert "looks transposed? (cells x frames expected" in err
+    line = _error(err)
+    assert "(2000, 12)" in line and "(500, 12)" not in line
+    # cells x frames as expected: no such warning
+    np.save(tmp_path / "ok.npy", y)
+    code, _, err = _run(capsys, "info", tmp_path / "ok.npy", "--fs", "30")
+    assert code == 0 and "transposed" not in err
+
+
+def test_results_files_are_named_as_such(capsys, tmp_path):
+    y = calcium_traces(3, 300, fs=30.0, tau_r=TAU_R, tau_d=TAU_D, seed=5)
+    np.savez(tmp_path / "tr.npz", traces=y, fs=30.0)
+    p = _params(tmp_path / "p.json", 30.0)
+    assert _run(capsys, "deconvolve", tmp_path / "tr.npz", "--params", p,
+                "-o", tmp_path / "res.npz", "-q")[0] == 0
+    code, _, err = _run(capsys, "info", tmp_path / "res.npz")
+    line = _error(err)
+    assert code == 2 and "is a napari-catune results file" in line
+    assert "activity" in line and "3 cells x 300 frames" in line and "load_results" in line
+    pytest.importorskip("pynwb")
+    assert _run(capsys, "deconvolve", tmp_path / "tr.npz", "--params", p,
+                "-o", tmp_path / "out.nwb", "-q")[0] == 0
+    code, _, err = _run(capsys, "info", tmp_path / "out.nwb")
+    line = _error(err)
+    assert code == 2 and "is a napari-catune results file" in line
+    assert "series=..." not in line.replace("load_nwb(path, series=...)", "")
+
+
+def test_view_refuses_an_npz_without_traces_as_info_does(capsys, tmp_path):
+    """realgt's own files (``fluorescence``, ``lengths``, ...) fell through to
+    napari's reader: "Image data must have at least 2 dimensions"."""
+    np.savez(tmp_path / "gt.npz", fluorescence=np.ones((3, 50)), lengths=np.array([50, 40, 30]),
+             fs=30.0)
+    code, _, err_info = _run(capsys, "info", tmp_path / "gt.npz")
+    assert code == 2
+    code, _, err = _run(capsys, "view", "--screenshot", tmp_path / "x.png", tmp_path / "gt.npz")
+    assert code == 2 and not (tmp_path / "x.png").exists()
+    assert _error(err).split("error: ", 1)[1] == _error(err_info).split("error: ", 1)[1]
+    assert "no traces found" in _error(err)
+
+
+def test_estimate_names_nan_padding_too(capsys, tmp_path):
+    y = calcium_traces(4, 400, fs=30.0, tau_r=TAU_R, tau_d=TAU_D, seed=6)
+    y[2, 320:] = np.nan
+    np.savez(tmp_path / "pad.npz", traces=y, fs=30.0)
+    code, _, err = _run(capsys, "estimate", tmp_path / "pad.npz")
+    assert code == 0
+    assert "1 rows with NaN or Inf left out; all of them end in NaN padding" in err
+    assert "traces[:, :320]" in err
+    y[:, 300:] = np.nan
+    np.savez(tmp_path / "all.npz", traces=y, fs=30.0)
+    code, _, err = _run(capsys, "estimate", tmp_path / "all.npz")
+    assert code == 2 and "end in NaN padding" in _error(err)
