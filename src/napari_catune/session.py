@@ -37,13 +37,13 @@ from .baseline import BASELINE_MODES  # noqa: F401 - the menu's modes, re-export
 from .baseline import baseline_mode
 from .estimate import RECOMMENDED_BASELINE
 from .kernel import bandpass_filter, bandpass_gain
-from .params import TuningParams
+from .params import TuningParams, fs_matches
 
 __all__ = [
     "MAX_ROIS", "BASELINE_MODES", "DEFAULT_PARAMS", "TraceSource", "BandpassCache", "BufferPool",
     "SolveRequest",
     "LiveResult", "BatchResult", "TuningSession", "LiveSolver", "build_source",
-    "apply_job", "estimate_job", "event_rate", "slider_range",
+    "apply_job", "estimate_job", "event_rate", "slider_range", "at_data_rate",
 ]
 
 #: most ROIs shown (and solved live) at once
@@ -792,6 +792,23 @@ def apply_job(traces: np.ndarray, roi_ids, params: TuningParams, *, snr=None, no
     return BatchResult(p, ids, act, rec, base, conv, features,
                        float(np.nanmax(act, initial=0.0)), float(np.nanmax(rec, initial=0.0)),
                        skipped=ids[summary.skipped])
+
+
+def at_data_rate(p: TuningParams, data_fs: float | None) -> tuple[TuningParams, bool]:
+    """Loaded parameters ``p`` for data recorded at ``data_fs`` Hz (None: unknown).
+
+    Returns ``(params, mismatch)``: when the data states its rate, ``params`` has
+    that rate (the time constants are in seconds, so they carry over) and
+    ``mismatch`` says whether ``p.fs`` was another rate (beyond
+    :func:`~napari_catune.params.fs_matches`), as the CLI's ``deconvolve`` refuses;
+    without a known rate, ``p`` itself and False.
+    """
+    if not data_fs:
+        return p, False
+    try:
+        return p.replace(fs=float(data_fs)), not fs_matches(p.fs, data_fs)
+    except ValueError:  # a rate the core refuses: the file's stays
+        return p, False
 
 
 def estimate_job(traces: np.ndarray, params: TuningParams, cancel=None) -> TuningParams:

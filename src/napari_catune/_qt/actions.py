@@ -17,6 +17,15 @@ from .jobs import worker as _worker
 _APPLY, _ESTIMATE = "apply", "estimate"
 
 
+def fs_mismatch_note(path, tuned_at: float, src) -> str:
+    """The warning when a parameter file's rate is not the recording's."""
+    where = f" in {src.fs_origin}" if src.fs_origin else ""
+    return (f"{path} was tuned at {tuned_at:g} Hz, but '{src.name}' records "
+            f"{src.fs_hint:g} Hz{where}: the tuner uses {src.fs_hint:g} Hz and took the "
+            "other parameters from the file (the time constants are in seconds). If the "
+            f"file's rate is the right one, type {tuned_at:g} in the fs box.")
+
+
 class Actions:
     def __init__(self, tuner):
         self.t = tuner
@@ -25,6 +34,8 @@ class Actions:
         self.estimate_worker = None
         self.last_estimate = None
         self._apply_start = None  # an Apply to all waiting for the traces
+        #: (path, fs) of a parameter file loaded before any data was
+        self.loaded_fs = None
         c = tuner.controls
         c.estimate_btn.clicked.connect(lambda: self.estimate())
         c.apply_btn.clicked.connect(lambda: self.apply())
@@ -60,9 +71,24 @@ class Actions:
             notifications.show_error(f"Could not load parameters from {path}: {e}. It must be "
                                      "a CaTune export JSON with a 'parameters' block.")
             return None
+        src = self.s.source
+        tuned_at, before = p.fs, self.s.params.fs
+        # the recording's own rate wins, as in the CLI (which refuses the file)
+        p, mismatch = _ses.at_data_rate(p, src.fs_hint if src is not None else None)
         if not self.t.set_params(p):
             return None
-        self.t.status.setText(f"Parameters loaded from {path}")
+        # no data yet: the rate the data brings replaces this one (tuner._take_fs)
+        self.loaded_fs = None if src is not None else (str(path), tuned_at)
+        note = ""
+        if mismatch:
+            notifications.show_warning(fs_mismatch_note(path, tuned_at, src))
+            note = f"; fs kept at the data's {p.fs:g} Hz (the file says {tuned_at:g} Hz)"
+        elif src is not None and not src.fs_hint:
+            (notifications.show_info if tuned_at == before else notifications.show_warning)(
+                f"'{src.name}' does not record its sampling rate: fs = {tuned_at:g} Hz was "
+                f"taken from {path}. Check that it is the recording's rate.")
+            note = f"; fs = {tuned_at:g} Hz from the file (the data does not record its rate)"
+        self.t.status.setText(f"Parameters loaded from {path}{note}.")
         return p
 
     def _save_dialog(self, *_):
