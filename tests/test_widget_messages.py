@@ -98,3 +98,31 @@ def test_load_before_the_data_then_the_recordings_rate_wins_aloud(
     assert w.params.fs == FS and w.params.tau_decay == pytest.approx(0.8)
     (msg,) = notes["warning"]
     assert str(path) in msg and "20 Hz" in msg and "30 Hz" in msg
+
+
+# ------------------------------------------------------------------- Estimate
+def test_estimate_on_flat_traces_warns_that_it_used_defaults(make_napari_viewer, qtbot, notes):
+    viewer = make_napari_viewer()
+    movie, labels, _ = recording()
+    viewer.add_image(movie * 0 + 1.0, name="flat", metadata={"catune": {"fs": FS}})
+    viewer.add_labels(labels, name="rois", metadata={"catune": {"fs": FS}})
+    w = open_tuner(viewer)
+    qtbot.waitUntil(lambda: w.session.source is not None, timeout=120_000)
+    wait(qtbot, w)
+    w.controls.estimate_from.setCurrentIndex(1)  # all ROIs
+    qtbot.mouseClick(w.controls.estimate_btn, Qt.LeftButton)
+    qtbot.waitUntil(lambda: w.actions.estimate_worker is None, timeout=120_000)
+    wait(qtbot, w)
+    (msg,) = notes["warning"]
+    assert "flat" in msg and "default parameters" in msg and "estimate_params" not in msg
+    assert "flat" in w.status.text() and "estimated from" not in w.status.text()
+    assert not notes["error"]
+
+
+def test_estimate_on_real_transients_says_nothing_more(setup, qtbot):
+    viewer, w, means, notes = setup
+    qtbot.mouseClick(w.controls.estimate_btn, Qt.LeftButton)
+    qtbot.waitUntil(lambda: w.actions.estimate_worker is None, timeout=120_000)
+    wait(qtbot, w)
+    assert not notes["warning"] and not notes["error"]
+    assert w.status.text().startswith("Parameters estimated from")

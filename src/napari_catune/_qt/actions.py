@@ -26,6 +26,16 @@ def fs_mismatch_note(path, tuned_at: float, src) -> str:
             f"file's rate is the right one, type {tuned_at:g} in the fs box.")
 
 
+def _own_warnings(w, handler) -> None:
+    """The worker's warnings go to ``handler`` alone (said once, in our words),
+    not also to napari's relay where a napari version connects one."""
+    try:
+        w.warned.disconnect(w._relay_warning)
+    except (AttributeError, TypeError, RuntimeError):
+        pass  # not connected (napari 0.5/0.6 never connects it)
+    w.warned.connect(handler)
+
+
 class Actions:
     def __init__(self, tuner):
         self.t = tuner
@@ -176,12 +186,21 @@ class Actions:
             self._estimate_done(w)
             t.status.setText("Estimation cancelled; the parameters were kept.")
 
+        said = []  # the estimator's warnings (flat traces, no transients: defaults)
+
+        def warned(args):
+            if not (t._closed or state["cancelled"]):
+                said.append(str(args[0]).removeprefix("estimate_params: "))
+
         def returned(p):
             if t._closed or state["cancelled"]:
                 return
             self.last_estimate = p
+            for msg in said:  # they come before the result (both queued from the worker)
+                notifications.show_warning(f"Estimate: {msg}.")
             if t.set_params(p):
-                t.status.setText(f"Parameters estimated from {n} ROI{'s' * (n != 1)}.")
+                t.status.setText(f"Estimate from {n} ROI{'s' * (n != 1)}: {said[0]}." if said
+                                 else f"Parameters estimated from {n} ROI{'s' * (n != 1)}.")
 
         def errored(e):
             if not (t._closed or state["cancelled"]):
@@ -190,6 +209,7 @@ class Actions:
 
         w.returned.connect(returned)
         w.errored.connect(errored)
+        _own_warnings(w, warned)
         w.finished.connect(lambda: None if t._closed else self._estimate_done(w))
         t.controls.estimate_btn.setEnabled(False)
         t.jobs.start(_ESTIMATE, f"Estimating from {n} ROI{'s' * (n != 1)}...", cancel=cancel)
