@@ -13,7 +13,7 @@ from napari_catune.params import TuningParams, fs_matches, save_params
 from napari_catune.session import at_data_rate
 
 from _widgets import (  # noqa: F401 - fixtures
-    FS, notes, open_tuner, recording, setup, viewer_with_recording, wait,
+    FS, drag, notes, open_tuner, recording, setup, viewer_with_recording, wait,
 )
 
 
@@ -126,3 +126,26 @@ def test_estimate_on_real_transients_says_nothing_more(setup, qtbot):
     wait(qtbot, w)
     assert not notes["warning"] and not notes["error"]
     assert w.status.text().startswith("Parameters estimated from")
+
+
+# ------------------------------------------------------------ a bad setting
+def test_bad_thread_setting_is_named_without_unfitting_advice(setup, qtbot, monkeypatch):
+    viewer, w, means, notes = setup
+    w.select_rois([3, 5])  # two ROIs: the solve asks for its threads
+    wait(qtbot, w)
+    monkeypatch.setenv("CATUNE_NUM_THREADS", "abc")
+    drag(w, "lam", 0.4)
+    wait(qtbot, w)
+    drag(w, "lam", 0.5)
+    wait(qtbot, w)
+    (msg,) = notes["error"]  # once, not on every solve
+    assert "CATUNE_NUM_THREADS" in msg and "'abc'" in msg and "unset it" in msg
+    assert "Adjust the parameters" not in msg
+    w.controls.apply_btn.click()
+    qtbot.waitUntil(lambda: w.actions.apply_worker is None, timeout=120_000)
+    assert len(notes["error"]) == 2 and "CATUNE_NUM_THREADS" in notes["error"][1]
+    assert "Check the parameters" not in notes["error"][1]
+    monkeypatch.delenv("CATUNE_NUM_THREADS")
+    drag(w, "lam", 0.3)
+    wait(qtbot, w)
+    assert len(notes["error"]) == 2 and w.session.result.params == w.params  # solves again

@@ -268,8 +268,8 @@ class Actions:
 
         def errored(e):
             if not t._closed:
-                notifications.show_error(f"Apply to all failed: {e}. Check the parameters and "
-                                         "the data, then try again.")
+                notifications.show_error(_ses.failure_text(
+                    e, "Apply to all", "Check the parameters and the data, then try again."))
 
         def start(src):
             job["src"], job["data"] = src, src.origin[1].data
