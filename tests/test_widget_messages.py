@@ -149,3 +149,19 @@ def test_bad_thread_setting_is_named_without_unfitting_advice(setup, qtbot, monk
     drag(w, "lam", 0.3)
     wait(qtbot, w)
     assert len(notes["error"]) == 2 and w.session.result.params == w.params  # solves again
+
+
+# ------------------------------------------------------------- Apply to all
+def test_apply_status_names_the_menu_item_that_saves_the_results(setup, qtbot):
+    from napari._app_model import get_app_model
+
+    viewer, w, means, notes = setup
+    qtbot.mouseClick(w.controls.apply_btn, Qt.LeftButton)
+    qtbot.waitUntil(lambda: w.actions.apply_worker is None, timeout=120_000)
+    text = w.status.text()
+    assert "File > IO Utilities > Save CaTune results..." in text, text
+    assert ".npz, .nwb or .csv" in text and "Save Selected Layers" not in text
+    # the item the status names is in napari's File > IO Utilities menu (README step 6)
+    titles = {i.command.title for i in get_app_model().menus.get_menu("napari/file/io_utilities")
+              if getattr(i, "command", None)}
+    assert any(t.startswith("Save CaTune results...") for t in titles), titles

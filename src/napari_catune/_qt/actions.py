@@ -317,7 +317,7 @@ class Actions:
                 else f"{src.n_rois}")
         self.t.status.setText(
             f"Applied to {done} ROIs; results stored on '{labels.name}' (save them with "
-            "File > Save Selected Layers as .npy or .csv)." + note)
+            "File > IO Utilities > Save CaTune results... as .npz, .nwb or .csv)." + note)
 
     def _apply_done(self) -> None:
         self.apply_worker = None
