@@ -500,38 +500,3 @@ def test_activity_layer_is_lazy_and_shows_activity(setup, qtbot):
     fit = np.asarray(w.traces.shown[1].data["fit"])
     np.testing.assert_allclose(np.asarray(lazy[t])[lab == 8], fit[t], rtol=1e-5)
     assert sorted(viewer.layers["CaTune ROI ids"].features["roi_id"]) == sorted(ROIS)
-
-
-def _catune_layers(viewer):
-    return sorted(l.name for l in viewer.layers if l.name.startswith("CaTune"))
-
-
-def _next_turn(qtbot):
-    """Until the event loop has run what was queued for its next turn."""
-    from qtpy.QtCore import QTimer
-
-    done = []
-    QTimer.singleShot(0, lambda: done.append(1))
-    qtbot.waitUntil(lambda: bool(done), timeout=10_000)
-
-
-def test_removing_the_labels_removes_the_layers_made_for_it(setup, qtbot):
-    viewer, w, means, notes = setup
-    qtbot.waitUntil(lambda: len(_catune_layers(viewer)) == 3, timeout=120_000)
-    other = viewer.add_labels(np.zeros((5, 5), np.int32), name="other labels")
-    _next_turn(qtbot)
-    wait(qtbot, w)
-    # a Labels layer the tuner does not show: its layers stay
-    viewer.layers.remove(other)
-    _next_turn(qtbot)
-    assert len(_catune_layers(viewer)) == 3
-    viewer.layers.remove(viewer.layers["rois"])
-    qtbot.waitUntil(lambda: not _catune_layers(viewer), timeout=120_000)
-    assert [l.name for l in viewer.layers] == ["movie"]
-    assert not notes["error"] and not notes["warning"]
-    # ROIs again: the tuner makes its layers anew
-    movie, labels, _ = recording()
-    viewer.add_labels(labels, name="rois again", metadata={"catune": {"fs": FS}})
-    qtbot.waitUntil(lambda: len(_catune_layers(viewer)) == 3, timeout=120_000)
-    wait(qtbot, w)
-    assert w.overlays.made_for is viewer.layers["rois again"]

@@ -8,10 +8,8 @@ table and a pixel -> row lookup.  A full T x Y x X array never exists.
 from __future__ import annotations
 
 import copy
-import warnings
 
 import numpy as np
-from qtpy.QtCore import QTimer
 
 OVERLAY_KEY = "catune_overlay"  # metadata flag: our layers, hidden from the source combos
 SELECTION_NAME = "CaTune selection"
@@ -151,34 +149,6 @@ def centroids(labels: np.ndarray, roi_ids, index=None) -> np.ndarray:
     return out
 
 
-def after_draw(viewer, fn) -> None:
-    """Call ``fn`` once the viewer's canvas has drawn (at once on the next turn
-    when it does not draw: hidden, or no canvas to ask).  Layers removed one per
-    draw: three removed between two draws, with the last Labels layer, and a
-    layer added later crashed vispy in glDrawArrays (software GL, napari 0.6)."""
-    try:
-        with warnings.catch_warnings():  # napari's FutureWarning on private access
-            warnings.simplefilter("ignore", FutureWarning)
-            canvas = viewer.window._qt_viewer.canvas
-            ev = canvas._scene_canvas.events.draw
-        shown = canvas.native.isVisible()
-    except Exception:  # noqa: BLE001 - another napari: no draw to wait for
-        ev, shown = None, False
-    if ev is None or not shown:
-        QTimer.singleShot(0, fn)
-        return
-
-    def drawn(*_):
-        try:
-            ev.disconnect(drawn)
-        except Exception:  # noqa: BLE001
-            pass
-        QTimer.singleShot(0, fn)
-
-    ev.connect(drawn)
-    canvas.native.update()
-
-
 class Overlays:
     """Creates and updates the tuner's layers in a viewer (re-created if deleted)."""
 
@@ -188,8 +158,6 @@ class Overlays:
         self.viewer = viewer
         self.lazy: LazyActivity | None = None
         self._labels_layer = None
-        #: the Labels layer the current overlay layers were made for (kept while emptied)
-        self.made_for = None
         # layers left by an earlier tuner in this viewer are reused, never doubled
         found = {l.name: l for l in viewer.layers if is_overlay(l)}
         self.selection_layer = found.get(SELECTION_NAME)
@@ -201,34 +169,14 @@ class Overlays:
                 if self._alive(l)]
 
     def remove(self) -> None:
-        """Take the tuner's layers out of the viewer (the dock was closed, their
-        Labels layer removed): one per turn of the event loop, since the three
-        removed at once and new layers added later crashed vispy (software GL)."""
-        layers, viewer = self.layers(), self.viewer
+        """Take the tuner's layers out of the viewer (the dock was closed)."""
+        for layer in self.layers():
+            try:
+                self.viewer.layers.remove(layer)
+            except Exception:  # noqa: BLE001 - already gone
+                pass
         self.selection_layer = self.activity_layer = self.ids_layer = None
         self.lazy = None
-        self.made_for = None
-
-        def step():
-            while layers:
-                layer = layers.pop(0)
-                if layer in viewer.layers:
-                    try:
-                        viewer.layers.remove(layer)
-                    except Exception:  # noqa: BLE001 - already gone
-                        continue
-                    if layers:
-                        after_draw(viewer, step)
-                    return
-
-        after_draw(viewer, step)
-
-
-    def remove_if_for(self, labels_layer) -> None:
-        """Take the overlay layers out when they were made for ``labels_layer``
-        (removed by the user), unless they were made for another one since."""
-        if labels_layer is not None and self.made_for is labels_layer:
-            self.remove()
 
     def _alive(self, layer) -> bool:
         return layer is not None and layer in self.viewer.layers
@@ -263,7 +211,7 @@ class Overlays:
     def set_source(self, labels_layer, roi_ids, n_frames: int, time_scale=1.0,
                    time_translate=0.0, index=None) -> None:
         """New data source: ROI id text for every ROI, a fresh activity layer."""
-        self._labels_layer = self.made_for = labels_layer
+        self._labels_layer = labels_layer
         labels = np.asarray(labels_layer.data)
         scale = tuple(labels_layer.scale[-2:])
         translate = tuple(labels_layer.translate[-2:])

@@ -82,11 +82,6 @@ class ViewerHooks:
     def _layers_changed(self, kind, layer) -> None:
         busy = (not self._live.idle or self.actions.apply_worker is not None
                 or bool(self.picker.builds))
-        if kind == "removed" and layer is not None and layer is self.overlays.made_for:
-            # its activity, ROI ids and selection go with it (on the next turn: removing
-            # layers inside napari's own layer-list event crashed vispy)
-            overlays = self.overlays
-            QTimer.singleShot(0, lambda: overlays.remove_if_for(layer))
         if self.picker.layers_changed(kind, layer):
             self.session.cancel()
             self.actions.layer_lost()
