@@ -37,13 +37,14 @@ from .baseline import BASELINE_MODES  # noqa: F401 - the menu's modes, re-export
 from .baseline import baseline_mode
 from .estimate import RECOMMENDED_BASELINE
 from .kernel import bandpass_filter, bandpass_gain
-from .params import TuningParams
+from .params import TuningParams, fs_matches
 
 __all__ = [
     "MAX_ROIS", "BASELINE_MODES", "DEFAULT_PARAMS", "TraceSource", "BandpassCache", "BufferPool",
     "SolveRequest",
     "LiveResult", "BatchResult", "TuningSession", "LiveSolver", "build_source",
-    "apply_job", "estimate_job", "event_rate", "slider_range",
+    "apply_job", "estimate_job", "event_rate", "slider_range", "at_data_rate",
+    "failure_text",
 ]
 
 #: most ROIs shown (and solved live) at once
@@ -458,6 +459,7 @@ class TuningSession:
         self._selection: tuple = ()
         self._gen = 0
         self._drawn_gen = 0
+        self._failure = None  # the last failure said (not repeated on every solve)
         self._warm: dict[int, tuple[int, np.ndarray]] = {}
         self._sel: dict | None = None  # the selected rows' traces (and filtered copy)
         self._buffers = BufferPool()
@@ -661,8 +663,11 @@ class TuningSession:
         if req.error is not None:
             if req.gen > self._drawn_gen:
                 self._drawn_gen = req.gen
-                self.failed.emit(f"Deconvolution failed: {req.error}. Adjust the parameters "
-                                 "or the ROI selection.")
+                msg = failure_text(req.error, "Deconvolution",
+                                   "Adjust the parameters or the ROI selection.")
+                if msg != self._failure:  # said once until a solve succeeds
+                    self._failure = msg
+                    self.failed.emit(msg)
             return False
         res = req.result
         if res is None or req.source is not self.source:
@@ -674,6 +679,7 @@ class TuningSession:
         if req.gen <= self._drawn_gen or req.ids != self._selection:
             return False
         self._drawn_gen = req.gen
+        self._failure = None
         sel = self._sel
         if req.params.filter_enabled and sel is not None and sel["ids"] == req.ids:
             sel["filtered"] = req.filtered
@@ -792,6 +798,35 @@ def apply_job(traces: np.ndarray, roi_ids, params: TuningParams, *, snr=None, no
     return BatchResult(p, ids, act, rec, base, conv, features,
                        float(np.nanmax(act, initial=0.0)), float(np.nanmax(rec, initial=0.0)),
                        skipped=ids[summary.skipped])
+
+
+def failure_text(error, what: str, advice: str) -> str:
+    """The message when ``what`` (a solve, Apply to all) failed with ``error``:
+    ``advice`` about the parameters or data, except for a bad ``CATUNE_NUM_THREADS``
+    setting, whose own message names the setting and its fix."""
+    try:
+        _solver.check_num_threads()
+    except ValueError as e:
+        if str(e) == str(error):
+            return f"{what} failed: {e}."
+    return f"{what} failed: {error}. {advice}"
+
+
+def at_data_rate(p: TuningParams, data_fs: float | None) -> tuple[TuningParams, bool]:
+    """Loaded parameters ``p`` for data recorded at ``data_fs`` Hz (None: unknown).
+
+    Returns ``(params, mismatch)``: when the data states its rate, ``params`` has
+    that rate (the time constants are in seconds, so they carry over) and
+    ``mismatch`` says whether ``p.fs`` was another rate (beyond
+    :func:`~napari_catune.params.fs_matches`), as the CLI's ``deconvolve`` refuses;
+    without a known rate, ``p`` itself and False.
+    """
+    if not data_fs:
+        return p, False
+    try:
+        return p.replace(fs=float(data_fs)), not fs_matches(p.fs, data_fs)
+    except ValueError:  # a rate the core refuses: the file's stays
+        return p, False
 
 
 def estimate_job(traces: np.ndarray, params: TuningParams, cancel=None) -> TuningParams:

@@ -17,6 +17,25 @@ from .jobs import worker as _worker
 _APPLY, _ESTIMATE = "apply", "estimate"
 
 
+def fs_mismatch_note(path, tuned_at: float, src) -> str:
+    """The warning when a parameter file's rate is not the recording's."""
+    where = f" in {src.fs_origin}" if src.fs_origin else ""
+    return (f"{path} was tuned at {tuned_at:g} Hz, but '{src.name}' records "
+            f"{src.fs_hint:g} Hz{where}: the tuner uses {src.fs_hint:g} Hz and took the "
+            "other parameters from the file (the time constants are in seconds). If the "
+            f"file's rate is the right one, type {tuned_at:g} in the fs box.")
+
+
+def _own_warnings(w, handler) -> None:
+    """The worker's warnings go to ``handler`` alone (said once, in our words),
+    not also to napari's relay where a napari version connects one."""
+    try:
+        w.warned.disconnect(w._relay_warning)
+    except (AttributeError, TypeError, RuntimeError):
+        pass  # not connected (napari 0.5/0.6 never connects it)
+    w.warned.connect(handler)
+
+
 class Actions:
     def __init__(self, tuner):
         self.t = tuner
@@ -25,6 +44,8 @@ class Actions:
         self.estimate_worker = None
         self.last_estimate = None
         self._apply_start = None  # an Apply to all waiting for the traces
+        #: (path, fs) of a parameter file loaded before any data was
+        self.loaded_fs = None
         c = tuner.controls
         c.estimate_btn.clicked.connect(lambda: self.estimate())
         c.apply_btn.clicked.connect(lambda: self.apply())
@@ -60,9 +81,24 @@ class Actions:
             notifications.show_error(f"Could not load parameters from {path}: {e}. It must be "
                                      "a CaTune export JSON with a 'parameters' block.")
             return None
+        src = self.s.source
+        tuned_at, before = p.fs, self.s.params.fs
+        # the recording's own rate wins, as in the CLI (which refuses the file)
+        p, mismatch = _ses.at_data_rate(p, src.fs_hint if src is not None else None)
         if not self.t.set_params(p):
             return None
-        self.t.status.setText(f"Parameters loaded from {path}")
+        # no data yet: the rate the data brings replaces this one (tuner._take_fs)
+        self.loaded_fs = None if src is not None else (str(path), tuned_at)
+        note = ""
+        if mismatch:
+            notifications.show_warning(fs_mismatch_note(path, tuned_at, src))
+            note = f"; fs kept at the data's {p.fs:g} Hz (the file says {tuned_at:g} Hz)"
+        elif src is not None and not src.fs_hint:
+            (notifications.show_info if tuned_at == before else notifications.show_warning)(
+                f"'{src.name}' does not record its sampling rate: fs = {tuned_at:g} Hz was "
+                f"taken from {path}. Check that it is the recording's rate.")
+            note = f"; fs = {tuned_at:g} Hz from the file (the data does not record its rate)"
+        self.t.status.setText(f"Parameters loaded from {path}{note}.")
         return p
 
     def _save_dialog(self, *_):
@@ -150,12 +186,21 @@ class Actions:
             self._estimate_done(w)
             t.status.setText("Estimation cancelled; the parameters were kept.")
 
+        said = []  # the estimator's warnings (flat traces, no transients: defaults)
+
+        def warned(args):
+            if not (t._closed or state["cancelled"]):
+                said.append(str(args[0]).removeprefix("estimate_params: "))
+
         def returned(p):
             if t._closed or state["cancelled"]:
                 return
             self.last_estimate = p
+            for msg in said:  # they come before the result (both queued from the worker)
+                notifications.show_warning(f"Estimate: {msg}.")
             if t.set_params(p):
-                t.status.setText(f"Parameters estimated from {n} ROI{'s' * (n != 1)}.")
+                t.status.setText(f"Estimate from {n} ROI{'s' * (n != 1)}: {said[0]}." if said
+                                 else f"Parameters estimated from {n} ROI{'s' * (n != 1)}.")
 
         def errored(e):
             if not (t._closed or state["cancelled"]):
@@ -164,6 +209,7 @@ class Actions:
 
         w.returned.connect(returned)
         w.errored.connect(errored)
+        _own_warnings(w, warned)
         w.finished.connect(lambda: None if t._closed else self._estimate_done(w))
         t.controls.estimate_btn.setEnabled(False)
         t.jobs.start(_ESTIMATE, f"Estimating from {n} ROI{'s' * (n != 1)}...", cancel=cancel)
@@ -222,8 +268,8 @@ class Actions:
 
         def errored(e):
             if not t._closed:
-                notifications.show_error(f"Apply to all failed: {e}. Check the parameters and "
-                                         "the data, then try again.")
+                notifications.show_error(_ses.failure_text(
+                    e, "Apply to all", "Check the parameters and the data, then try again."))
 
         def start(src):
             job["src"], job["data"] = src, src.origin[1].data
@@ -271,7 +317,7 @@ class Actions:
                 else f"{src.n_rois}")
         self.t.status.setText(
             f"Applied to {done} ROIs; results stored on '{labels.name}' (save them with "
-            "File > Save Selected Layers as .npy or .csv)." + note)
+            "File > IO Utilities > Save CaTune results... as .npz, .nwb or .csv)." + note)
 
     def _apply_done(self) -> None:
         self.apply_worker = None

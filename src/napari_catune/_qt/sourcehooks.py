@@ -10,6 +10,8 @@ import numpy as np
 from napari.utils import notifications
 
 from .. import session as _ses
+from ..params import fs_matches
+from .actions import fs_mismatch_note
 
 #: session -> the fs it took from a movie file (replaced by the next file's, not a user's)
 _AUTO_FS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -32,8 +34,16 @@ class SourceHooks:
             return
         s = self.session
         s.set_source(src)
+        # (path, fs) of a parameter file loaded before the data
+        loaded, self.actions.loaded_fs = self.actions.loaded_fs, None
+        if loaded is not None and loaded[1] != s.params.fs:
+            loaded = None  # fs was changed since
         if src.fs_hint and src.fs_hint != s.params.fs:
-            self._take_fs(src)
+            self._take_fs(src, loaded)
+        elif loaded is not None and not src.fs_hint:
+            notifications.show_info(f"'{src.name}' does not record its sampling rate: fs = "
+                                    f"{loaded[1]:g} Hz was taken from {loaded[0]}. Check that "
+                                    "it is the recording's rate.")
         pending, self._pending_sel = self._pending_sel, None
         if pending is not None and pending[1] is None:
             self.select_most_active(pending[0])
@@ -47,11 +57,24 @@ class SourceHooks:
             self.select_most_active(1)
         self.actions.source_ready(src)
 
-    def _take_fs(self, src) -> None:
+    def _take_fs(self, src, loaded=None) -> None:
         """The source's sampling rate.  One read from a movie file (a TIFF's metadata)
-        replaces only a rate nobody chose: the default, or one taken from a file."""
+        replaces only a rate nobody chose: the default, or one taken from a file.
+        ``loaded``: (path, fs) of the parameter file that set the current rate
+        before the data came; the recording's rate replaces it, with a warning."""
         s = self.session
         from_file = src.fs_origin is not None
+        if loaded is not None:
+            try:
+                s.set_params(fs=src.fs_hint, record=False)
+            except ValueError:
+                notifications.show_warning(f"The sampling rate {src.fs_hint} Hz of "
+                                           f"'{src.name}' was refused; fs = {loaded[1]:g} Hz "
+                                           f"from {loaded[0]} is kept.")
+                return
+            if not fs_matches(loaded[1], src.fs_hint):
+                notifications.show_warning(fs_mismatch_note(loaded[0], loaded[1], src))
+            return
         if from_file and s.params.fs not in (_ses.DEFAULT_PARAMS["fs"], _AUTO_FS.get(s)):
             notifications.show_info(
                 f"'{src.name}' records {src.fs_hint:g} Hz in {src.fs_origin}; keeping "
