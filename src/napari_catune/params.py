@@ -45,8 +45,9 @@ FS_REL_TOL = 1e-4
 
 
 def fs_matches(a: float, b: float) -> bool:
-    """Whether frame rates ``a`` and ``b`` (Hz) are the same rate (relative
-    difference within :data:`FS_REL_TOL`)."""
+    """True when frame rates ``a`` and ``b`` (Hz) are the same rate, within
+    :data:`FS_REL_TOL`: the one check of parameters tuned at one rate against
+    data recorded at another (the tuner's Load... and the CLI)."""
     return math.isclose(float(a), float(b), rel_tol=FS_REL_TOL)
 
 
@@ -115,19 +116,6 @@ _LEGACY_BASELINE = {
     "a scalar b per trace, estimated jointly with s": "scalar",
     "none: b = 0": "none",
 }
-
-
-#: How far two sampling rates may differ (relative) and still be the same rate:
-#: a rate written with fewer digits (121.965 for 121.96515600054215 Hz, as suite2p's
-#: ops or an NWB file round it) is the same recording; 30 against 121.965 Hz is not.
-FS_REL_TOL = 1e-4
-
-
-def fs_matches(a: float, b: float) -> bool:
-    """True when sampling rates ``a`` and ``b`` (Hz) are the same rate, within
-    :data:`FS_REL_TOL`: the one check of parameters tuned at one rate against data
-    recorded at another (the tuner's Load... and the CLI)."""
-    return math.isclose(float(a), float(b), rel_tol=FS_REL_TOL)
 
 
 @dataclass(frozen=True)
