@@ -165,3 +165,59 @@ def test_apply_status_names_the_menu_item_that_saves_the_results(setup, qtbot):
     titles = {i.command.title for i in get_app_model().menus.get_menu("napari/file/io_utilities")
               if getattr(i, "command", None)}
     assert any(t.startswith("Save CaTune results...") for t in titles), titles
+
+
+# ------------------- a parameter file opened by File > Open / drag and drop (review rev34)
+def test_open_after_the_data_keeps_the_recordings_rate(setup, qtbot, tmp_path):
+    viewer, w, means, notes = setup
+    assert w.params.fs == FS
+    path = _file_at(tmp_path, 20.0)
+    viewer.open(str(path), plugin=None)  # what File > Open and drag-and-drop do
+    wait(qtbot, w)
+    assert w.params.fs == FS and w.params.tau_decay == pytest.approx(0.8)
+    (msg,) = notes["warning"]
+    assert "20 Hz" in msg and "30 Hz" in msg and "lambda" in msg
+    assert any("fs 30 Hz" in m for m in notes["info"])  # what was applied, not the file's
+
+
+def test_open_before_the_data_then_the_recordings_rate_with_a_warning(
+        make_napari_viewer, qtbot, notes, tmp_path):
+    viewer = make_napari_viewer()
+    viewer.open(str(_file_at(tmp_path, 20.0)), plugin=None)
+    w = open_tuner(viewer)
+    assert w.params.fs == 20.0  # no data yet: the file's rate
+    movie, labels, _ = recording()
+    viewer.add_image(movie, name="movie", metadata={"catune": {"fs": FS}})
+    viewer.add_labels(labels, name="rois", metadata={"catune": {"fs": FS}})
+    qtbot.waitUntil(lambda: w.session.source is not None, timeout=120_000)
+    wait(qtbot, w)
+    assert w.params.fs == FS
+    assert any("20 Hz" in m and "30 Hz" in m for m in notes["warning"])
+
+
+def _tiff(path, finterval):
+    import tifffile
+
+    movie, labels, _ = recording()
+    tifffile.imwrite(path, movie, imagej=True, metadata={"axes": "TYX", "finterval": finterval})
+    return labels
+
+
+@pytest.mark.parametrize("load_first", [False, True])
+def test_a_second_movie_brings_its_own_rate(make_napari_viewer, qtbot, notes, monkeypatch,
+                                            tmp_path, load_first):
+    """A rate taken from a movie file is nobody's choice: the next movie's
+    replaces it, also when a parameter file was loaded before the first."""
+    l1, l2 = _tiff(tmp_path / "m1.tif", 0.1), _tiff(tmp_path / "m2.tif", 0.04)  # 10, 25 Hz
+    viewer = make_napari_viewer()
+    w = open_tuner(viewer)
+    if load_first:
+        _load_by_dialog(qtbot, w, monkeypatch, _file_at(tmp_path, 20.0))
+    for path, labels, fs in ((tmp_path / "m1.tif", l1, 10.0), (tmp_path / "m2.tif", l2, 25.0)):
+        viewer.layers.clear()
+        qtbot.waitUntil(lambda: w.session.source is None, timeout=60_000)
+        viewer.open(str(path), plugin="napari")
+        viewer.add_labels(labels, name="rois")
+        qtbot.waitUntil(lambda: w.session.source is not None, timeout=120_000)
+        wait(qtbot, w)
+        assert w.params.fs == pytest.approx(fs)

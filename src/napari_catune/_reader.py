@@ -112,17 +112,19 @@ def read_params(path):
             "napari_catune.load_params in a script"
         )
     dock, widget = viewer.window.add_plugin_dock_widget("napari-catune", "CaTune tuner")
-    widget.set_params(params)
+    # as the tuner's Load...: the recording's own rate is kept, with a warning
+    applied = widget.actions.apply_loaded(params, p)
     try:  # a dock the user hid should come back into view
         dock.show()
         dock.raise_()
     except Exception:  # cosmetic only
         pass
-    show_info(
-        f"Loaded CaTune parameters from {p}: tau_rise {params.tau_rise:g} s, "
-        f"tau_decay {params.tau_decay:g} s, fs {params.fs:g} Hz, lambda {params.lam:g}, "
-        f"baseline {params.baseline}"
-    )
+    if applied is not None:
+        show_info(
+            f"Loaded CaTune parameters from {p}: tau_rise {applied.tau_rise:g} s, "
+            f"tau_decay {applied.tau_decay:g} s, fs {applied.fs:g} Hz, lambda {applied.lam:g}, "
+            f"baseline {applied.baseline}"
+        )
     return [(None,)]
 
 

@@ -22,7 +22,8 @@ def fs_mismatch_note(path, tuned_at: float, src) -> str:
     where = f" in {src.fs_origin}" if src.fs_origin else ""
     return (f"{path} was tuned at {tuned_at:g} Hz, but '{src.name}' records "
             f"{src.fs_hint:g} Hz{where}: the tuner uses {src.fs_hint:g} Hz and took the "
-            "other parameters from the file (the time constants are in seconds). If the "
+            "other parameters from the file (the time constants are in seconds; lambda was "
+            "tuned on data at the file's rate: check the activity's sparsity). If the "
             f"file's rate is the right one, type {tuned_at:g} in the fs box.")
 
 
@@ -81,6 +82,12 @@ class Actions:
             notifications.show_error(f"Could not load parameters from {path}: {e}. It must be "
                                      "a CaTune export JSON with a 'parameters' block.")
             return None
+        return self.apply_loaded(p, path)
+
+    def apply_loaded(self, p, path):
+        """Move to the parameters ``p`` read from the file ``path`` (Load...,
+        File > Open, drag and drop: napari_catune._reader.read_params), the
+        recording's own rate kept; the parameters applied, or None."""
         src = self.s.source
         tuned_at, before = p.fs, self.s.params.fs
         # the recording's own rate wins, as in the CLI (which refuses the file)

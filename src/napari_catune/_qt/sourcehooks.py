@@ -72,6 +72,8 @@ class SourceHooks:
                                            f"'{src.name}' was refused; fs = {loaded[1]:g} Hz "
                                            f"from {loaded[0]} is kept.")
                 return
+            if from_file:  # the movie's rate, not a user's: the next movie's replaces it
+                _AUTO_FS[s] = s.params.fs
             if not fs_matches(loaded[1], src.fs_hint):
                 notifications.show_warning(fs_mismatch_note(loaded[0], loaded[1], src))
             return
