@@ -100,7 +100,8 @@ def test_nan_padded_rows_are_named_as_padding(capsys, tmp_path):
     line = _error(err)
     assert "2 of 4 rows hold NaN" in line
     assert "end in NaN padding (different lengths" in line and "trim them" in line
-    assert "traces[:, :300]" in line and "--skip-bad" in line
+    assert "traces[:, :300]) or deconvolve each length group separately, or pass --skip-bad" \
+        in line
     # a NaN inside a row is no padding: the old advice
     y[1, 350:] = 1.0
     y[3, 300:] = 1.0
@@ -114,6 +115,63 @@ def test_nan_padded_rows_are_named_as_padding(capsys, tmp_path):
     code, _, err = _run(capsys, "deconvolve", tmp_path / "pad.npz", "--params", p,
                         "-o", tmp_path / "a.npz", "--skip-bad", "-q")
     assert code == 0 and "end in NaN padding" in err
+    assert "(converged False); all of them end in NaN padding" in err
+    assert ",;" not in err and ",:" not in err
+
+
+def test_padding_lengths_come_from_the_one_chunked_pass(capsys, tmp_path, monkeypatch):
+    """The rows were read again one at a time to find their lengths (on zarr a
+    chunk decompressed per row: 118 s for a refusal ``info`` scans in 1 s)."""
+    y = calcium_traces(300, 200, fs=30.0, tau_r=TAU_R, tau_d=TAU_D, seed=7)
+    y[:, 150:] = np.nan
+    np.savez(tmp_path / "pad.npz", traces=y, fs=30.0)
+    p = _params(tmp_path / "p.json", 30.0)
+    reads = []
+    real_open = cli.open_input
+
+    def counting_open(*a, **k):
+        src = real_open(*a, **k)
+        read = src.read
+
+        def counted(a, b):
+            reads.append((a, b))
+            return read(a, b)
+
+        src.read = counted
+        return src
+
+    monkeypatch.setattr(cli, "open_input", counting_open)
+    code, _, err = _run(capsys, "deconvolve", tmp_path / "pad.npz", "--params", p,
+                        "-o", tmp_path / "a.npz", "--chunk-cells", "100")
+    assert code == 2 and "all of them end in NaN padding" in _error(err)
+    assert reads == [(0, 100), (100, 200), (200, 300)]
+
+
+def test_padding_note_counts_every_row_and_says_when_lengths_agree(capsys, tmp_path):
+    """More rows than the old 2000-row re-read limit, all padded to one length:
+    "all of them" (not "2000 of them"), no "different lengths"; the refusals'
+    punctuation reads."""
+    y = np.random.default_rng(8).normal(size=(2500, 120)) + 5
+    y[:, 100:] = np.nan
+    np.savez(tmp_path / "many.npz", traces=y, fs=30.0)
+    p = _params(tmp_path / "p.json", 30.0)
+    code, _, err = _run(capsys, "deconvolve", tmp_path / "many.npz", "--params", p,
+                        "-o", tmp_path / "a.npz")
+    line = _error(err)
+    assert code == 2 and "2500 of 2500 rows hold NaN" in line
+    assert "; all of them end in NaN padding (each finite for its first 100 of 120 frames)" \
+        in line and "different lengths" not in line and "length group" not in line
+    assert line.endswith("(traces[:, :100]), or pass --skip-bad to skip those rows")
+    code, _, err = _run(capsys, "deconvolve", tmp_path / "many.npz", "--params", p,
+                        "-o", tmp_path / "a.npz", "--skip-bad")
+    line = _error(err)
+    assert code == 2 and "(rows 0, 1," in line
+    assert ": nothing left to deconvolve; all of them end in NaN padding" in line
+    assert line.endswith("(traces[:, :100])")
+    code, _, err = _run(capsys, "estimate", tmp_path / "many.npz", "--max-cells", "50")
+    line = _error(err)
+    assert code == 2 and "every row holds NaN or Inf; nothing to estimate from; all of them" \
+        in line and line.endswith("(traces[:, :100])")
 
 
 def test_transposed_input_is_named_and_its_real_shape_reported(capsys, tmp_path):
@@ -131,6 +189,22 @@ def test_transposed_input_is_named_and_its_real_shape_reported(capsys, tmp_path)
     assert code == 0 and "transposed" not in err
 
 
+def test_wide_but_legitimate_data_is_not_called_transposed(capsys, tmp_path):
+    """3000 cells x 290 frames (10 s at 29 Hz) is a recording, not frames x
+    cells: no warning when a sidecar states the shape, nor on a plain .npy of
+    that length; a plain .npy of 2000 x 12 still gets it."""
+    rng = np.random.default_rng(9)
+    save_for_tuning(rng.normal(size=(3000, 40)) + 5, 29.0, tmp_path / "side")
+    code, _, err = _run(capsys, "info", tmp_path / "side.npy")
+    assert code == 0 and "transposed" not in err
+    np.save(tmp_path / "wide.npy", rng.normal(size=(3000, 290)) + 5)
+    code, _, err = _run(capsys, "info", tmp_path / "wide.npy", "--fs", "29")
+    assert code == 0 and "transposed" not in err
+    np.save(tmp_path / "short.npy", rng.normal(size=(3000, 40)) + 5)
+    code, _, err = _run(capsys, "info", tmp_path / "short.npy", "--fs", "29")
+    assert code == 0 and "looks transposed?" in err
+
+
 def test_results_files_are_named_as_such(capsys, tmp_path):
     y = calcium_traces(3, 300, fs=30.0, tau_r=TAU_R, tau_d=TAU_D, seed=5)
     np.savez(tmp_path / "tr.npz", traces=y, fs=30.0)
@@ -141,6 +215,20 @@ def test_results_files_are_named_as_such(capsys, tmp_path):
     line = _error(err)
     assert code == 2 and "is a napari-catune results file" in line
     assert "activity" in line and "3 cells x 300 frames" in line and "load_results" in line
+    assert "open it in napari" not in line and "np.load(path)['activity']" in line
+    # as napari's writer / results.save_results write it (features.converged, no converged)
+    from napari_catune.results import save_results
+
+    a = np.abs(y)
+    save_results(tmp_path / "nap.npz", activity=a, fit=a, baseline=np.zeros(3),
+                 roi_ids=np.array([1, 2, 3]), fs=30.0, params=TuningParams(TAU_R, TAU_D, 30.0, LAM),
+                 features={"snr": np.ones(3), "converged": np.ones(3, bool)})
+    for cmd in (("info",), ("view", "--screenshot", tmp_path / "x.png")):
+        code, _, err = _run(capsys, *cmd, tmp_path / "nap.npz")
+        line = _error(err)
+        assert code == 2 and "is a napari-catune results file" in line, line
+        assert "3 cells x 300 frames" in line and "open it in napari" not in line
+    assert not (tmp_path / "x.png").exists()
     pytest.importorskip("pynwb")
     assert _run(capsys, "deconvolve", tmp_path / "tr.npz", "--params", p,
                 "-o", tmp_path / "out.nwb", "-q")[0] == 0

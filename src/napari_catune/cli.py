@@ -96,13 +96,41 @@ def open_input(path, *, allow_pickle: bool = False, caiman_trace: str = "C",
         return open_source(path, allow_pickle=allow_pickle, caiman_trace=caiman_trace,
                            only_accepted=only_accepted, only_cells=only_cells)
     except SourceError as e:
+        if "no traces found" in str(e):
+            _refuse_results_npz(path)
         msg = str(e).replace("use trace='C'", "use --caiman-trace C")
+        # (no napari-catune reader takes a results .npz: say what does)
+        msg = msg.replace("load_results(path) or open it in napari",
+                          "load_results(path), or np.load(path)['activity'] (cells x frames)")
         # (the CLI has no series option: name the way that exists)
         msg = msg.replace("pick one with series=...",
                           "the CLI takes the first raw-fluorescence series only: read one of "
                           "these with napari_catune.load_nwb(path, series=...) in Python and "
                           "save its traces as .npy/.npz")
         raise CLIError(msg) from None
+
+
+def _refuse_results_npz(path) -> None:
+    """CLIError for an ``.npz`` written by ``results.save_results`` (the napari
+    writer): ``format`` "napari-catune results", no ``converged`` member (that
+    is in ``features.converged``), so the sources check misses it."""
+    from .results import FORMAT
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "format" not in z.files or str(z["format"]) != FORMAT:
+                return
+            held = [k for k in ("activity", "fit", "baseline", "roi_ids", "fs", "params")
+                    if k in z.files]
+            shape = z["activity"].shape if "activity" in z.files else None
+    except Exception:  # noqa: BLE001 - not readable: the sources message stands
+        return
+    size = (f" of {shape[0]} cells x {shape[-1]} frames" if shape is not None and len(shape) == 2
+            else "")
+    raise CLIError(
+        f"{path} is a napari-catune results file ({', '.join(held)}{size}), not traces: read "
+        "it with napari_catune.load_results(path), or np.load(path)['activity'] (cells x "
+        "frames); give the traces it was made from to deconvolve or estimate")
 
 
 def _open_args(args) -> TraceSource:
@@ -116,13 +144,23 @@ def _open_args(args) -> TraceSource:
     return source
 
 
-#: rows per column beyond which a traces array looks like frames x cells
+#: rows per column beyond which a traces array looks like frames x cells ...
 _TRANSPOSED_RATIO = 10
+#: ... when it is also shorter than this many frames (3 s at 30 Hz: too short
+#: to deconvolve, while a 10-s recording of 3000 cells is legitimate data)
+_TRANSPOSED_MAX_T = 100
 
 
 def _warn_transposed(source: TraceSource, name) -> None:
+    """Only a plain .npy/.npz whose orientation nothing states (pipeline
+    formats fix it; a sidecar's num_cells/num_timepoints state it)."""
     n, T = source.n, source.T
-    if not source.one_d and T > 0 and n >= _TRANSPOSED_RATIO * T:
+    if source.kind not in ("npy", "npz") or source.one_d:
+        return
+    meta = source.meta or {}
+    if "num_cells" in meta or "num_timepoints" in meta:
+        return
+    if 0 < T < _TRANSPOSED_MAX_T and n >= _TRANSPOSED_RATIO * T:
         _warn(f"{name}: {n} rows x {T} columns, far more rows (cells) than columns (frames): "
               f"looks transposed? (cells x frames expected; if its rows are frames, save "
               f"traces.T instead)")
@@ -553,25 +591,56 @@ def find_bad_rows(source: TraceSource, chunk: int) -> np.ndarray:
     return nonfinite_rows(source, chunk)
 
 
-def _padding_note(source: TraceSource, bad, limit: int = 2000) -> str:
-    """``"; N of them end in NaN padding ..."`` when rows of ``bad`` are finite
-    up to a point and NaN from there to the end (recordings of different
-    lengths stored in one array, as realgt's ``fluorescence``), else "".
-    (Reads at most ``limit`` of the rows again.)"""
-    lengths = []
-    for r in np.asarray(bad)[:limit]:
-        row = np.asarray(source.read(int(r), int(r) + 1), dtype=np.float64).ravel()
-        fin = np.isfinite(row)
-        k = int(np.argmin(fin)) if not fin.all() else row.size
-        if k > 0 and np.isnan(row[k:]).all():
-            lengths.append(k)
-    if not lengths:
+def _pad_lengths(block: np.ndarray) -> np.ndarray:
+    """Per row of ``block``: k when the row is finite for its first k > 0
+    frames and NaN from there to the end (NaN padding), else -1."""
+    block = np.asarray(block)
+    if block.dtype.kind not in "fc" or not block.size:
+        return np.full(block.shape[0], -1, dtype=np.int64)
+    fin = np.isfinite(block)
+    k = np.where(fin.all(axis=1), block.shape[1], np.argmin(fin, axis=1))
+    after = np.arange(block.shape[1])[None, :] >= k[:, None]
+    padded = (k > 0) & (k < block.shape[1]) & (np.isnan(block) | ~after).all(axis=1)
+    return np.where(padded, k, -1).astype(np.int64)
+
+
+def find_bad_rows_and_padding(source: TraceSource, chunk: int):
+    """Indices of rows holding NaN or Inf and, for each, its length before NaN
+    padding (-1: not padding), in one streaming pass (no row read twice)."""
+    bad, lengths = [], []
+    for a in range(0, source.n, max(1, int(chunk))):
+        b = min(source.n, a + chunk)
+        block = np.asarray(source.read(a, b))
+        if block.dtype.kind in "fc":
+            rows = np.flatnonzero(~np.isfinite(block).all(axis=1))
+            bad.append(a + rows)
+            lengths.append(_pad_lengths(block[rows]))
+    if not bad:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    return np.concatenate(bad).astype(np.int64), np.concatenate(lengths)
+
+
+def _padding_note(T: int, lengths, groups: bool = True) -> str:
+    """``"; N of them end in NaN padding ..."`` when rows (their ``lengths``
+    from :func:`_pad_lengths`) are finite up to a point and NaN from there to
+    the end (recordings of different lengths stored in one array, as realgt's
+    ``fluorescence``), else "".  ``groups``: also suggest deconvolving each
+    length group separately (when the lengths differ)."""
+    lengths = np.asarray(lengths)
+    padded = lengths[lengths > 0]
+    if not padded.size:
         return ""
-    shortest = min(lengths)
-    of = "all of them" if len(lengths) == bad.size else f"{len(lengths)} of them"
-    return (f"; {of} end in NaN padding (different lengths, the shortest {shortest} of "
-            f"{source.T} frames): trim them to a common length (traces[:, :{shortest}]), "
-            "or deconvolve each length group separately,")
+    shortest = int(padded.min())
+    of = "all of them" if padded.size == lengths.size else f"{padded.size} of them"
+    if (padded == shortest).all():
+        how = f"each finite for its first {shortest} of {T} frames"
+    else:
+        how = f"different lengths, the shortest {shortest} of {T} frames"
+    text = (f"; {of} end in NaN padding ({how}): trim them to a common length "
+            f"(traces[:, :{shortest}])")
+    if groups and not (padded == shortest).all():
+        text += " or deconvolve each length group separately"
+    return text
 
 
 def _list_rows(rows, limit: int = 20) -> str:
@@ -654,17 +723,17 @@ def _cmd_deconvolve(args) -> int:
         need = _MemoryWriter.bytes_needed(source.n, source.T, suffix)
     check_free_space(folder, need)  # before any work
     chunk = _chunk_rows(source, args.chunk_cells)
-    bad = find_bad_rows(source, chunk)
+    bad, lengths = find_bad_rows_and_padding(source, chunk)
     if bad.size:
         where = (f"{args.input}: {bad.size} of {source.n} rows hold NaN or Inf "
                  f"(rows {_list_rows(bad)})")
-        padded = _padding_note(source, bad)
+        padded = _padding_note(source.T, lengths)
         if not args.skip_bad:
-            raise CLIError(f"{where}{padded or '; fix them'} or pass --skip-bad to skip "
-                           "those rows")
+            raise CLIError(f"{where}{padded + ',' if padded else '; fix them'} or pass "
+                           "--skip-bad to skip those rows")
         if bad.size == source.n:
-            raise CLIError(f"{where}{padded}: nothing left to deconvolve")
-        _warn(f"{where}{padded}; skipped: their output rows are NaN (converged False)")
+            raise CLIError(f"{where}: nothing left to deconvolve{padded}")
+        _warn(f"{where}; skipped: their output rows are NaN (converged False){padded}")
     if not args.scheduler:
         _start_solver()  # (only now: a run refused above starts no compile child)
     log.debug("input %s (%s): %d cells x %d frames, chunks of %d cells", source.path,
@@ -1143,9 +1212,10 @@ def _sampled_rows(n: int, limit: int | None) -> np.ndarray:
 
 
 def _finite_rows(source: TraceSource, chunk: int, limit: int | None = None):
-    """Up to ``limit`` evenly spaced finite rows as float64, and their indices."""
+    """Up to ``limit`` evenly spaced finite rows as float64, their indices, and
+    the padding lengths (:func:`_pad_lengths`) of the sampled rows left out."""
     idx = _sampled_rows(source.n, limit)
-    rows, kept = [], []
+    rows, kept, pads = [], [], []
     for a in range(0, source.n, chunk):
         b = min(source.n, a + chunk)
         want = idx[(idx >= a) & (idx < b)]
@@ -1155,9 +1225,11 @@ def _finite_rows(source: TraceSource, chunk: int, limit: int | None = None):
         ok = np.isfinite(block).all(axis=1)
         rows.append(block[ok])
         kept.append(want[ok])
+        pads.append(_pad_lengths(block[~ok]))
     if not rows:
-        return np.empty((0, source.T)), np.empty(0, dtype=np.int64)
-    return np.concatenate(rows), np.concatenate(kept)
+        return (np.empty((0, source.T)), np.empty(0, dtype=np.int64),
+                np.empty(0, dtype=np.int64))
+    return np.concatenate(rows), np.concatenate(kept), np.concatenate(pads)
 
 
 def _cmd_estimate(args) -> int:
@@ -1176,15 +1248,13 @@ def _cmd_estimate(args) -> int:
     if args.fs is not None and source.fs is not None and not _same_fs(args.fs, source.fs):
         _warn(f"--fs {args.fs:g} Hz overrides the {source.fs:g} Hz recorded in {args.input}")
     chunk = _chunk_rows(source, None)
-    traces, rows = _finite_rows(source, chunk, limit=args.max_cells)
+    traces, rows, lengths = _finite_rows(source, chunk, limit=args.max_cells)
     if traces.shape[0] < min(source.n, args.max_cells):
-        bad = np.setdiff1d(_sampled_rows(source.n, args.max_cells), rows)
-        padded = _padding_note(source, bad).replace(" or deconvolve each length group "
-                                                    "separately,", "")
+        padded = _padding_note(source.T, lengths, groups=False)
         if traces.shape[0] == 0:
-            raise CLIError(f"{args.input}: every row holds NaN or Inf{padded}; nothing to "
-                           "estimate from")
-        _warn(f"{bad.size} rows with NaN or Inf left out{padded.rstrip(',')}")
+            raise CLIError(f"{args.input}: every row holds NaN or Inf; nothing to "
+                           f"estimate from{padded}")
+        _warn(f"{lengths.size} rows with NaN or Inf left out{padded}")
     _start_solver()  # (only now: a run refused above starts no compile child)
     from .estimate import estimate_report
 
