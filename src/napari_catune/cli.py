@@ -53,7 +53,7 @@ import numpy as np
 from . import _overwrite
 from ._atomic import atomic_write_text, publish, remove_stale_temps, resolve_target, temp_prefix
 from .baseline import BASELINE_MODES
-from .batch import ArraySink, chunk_fields, nonfinite_rows, per_sample_baseline, run_batch
+from .batch import ArraySink, chunk_fields, per_sample_baseline, run_batch
 from .sources import SourceError, TraceSource, as_fs, read_spec_rows
 
 PROG = "napari-catune"
@@ -96,41 +96,13 @@ def open_input(path, *, allow_pickle: bool = False, caiman_trace: str = "C",
         return open_source(path, allow_pickle=allow_pickle, caiman_trace=caiman_trace,
                            only_accepted=only_accepted, only_cells=only_cells)
     except SourceError as e:
-        if "no traces found" in str(e):
-            _refuse_results_npz(path)
         msg = str(e).replace("use trace='C'", "use --caiman-trace C")
-        # (no napari-catune reader takes a results .npz: say what does)
-        msg = msg.replace("load_results(path) or open it in napari",
-                          "load_results(path), or np.load(path)['activity'] (cells x frames)")
         # (the CLI has no series option: name the way that exists)
         msg = msg.replace("pick one with series=...",
                           "the CLI takes the first raw-fluorescence series only: read one of "
                           "these with napari_catune.load_nwb(path, series=...) in Python and "
                           "save its traces as .npy/.npz")
         raise CLIError(msg) from None
-
-
-def _refuse_results_npz(path) -> None:
-    """CLIError for an ``.npz`` written by ``results.save_results`` (the napari
-    writer): ``format`` "napari-catune results", no ``converged`` member (that
-    is in ``features.converged``), so the sources check misses it."""
-    from .results import FORMAT
-
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if "format" not in z.files or str(z["format"]) != FORMAT:
-                return
-            held = [k for k in ("activity", "fit", "baseline", "roi_ids", "fs", "params")
-                    if k in z.files]
-            shape = z["activity"].shape if "activity" in z.files else None
-    except Exception:  # noqa: BLE001 - not readable: the sources message stands
-        return
-    size = (f" of {shape[0]} cells x {shape[-1]} frames" if shape is not None and len(shape) == 2
-            else "")
-    raise CLIError(
-        f"{path} is a napari-catune results file ({', '.join(held)}{size}), not traces: read "
-        "it with napari_catune.load_results(path), or np.load(path)['activity'] (cells x "
-        "frames); give the traces it was made from to deconvolve or estimate")
 
 
 def _open_args(args) -> TraceSource:
@@ -584,11 +556,6 @@ def _chunk_rows(source: TraceSource, chunk_cells: int | None) -> int:
             raise CLIError(f"--chunk-cells must be >= 1, got {chunk_cells}")
         return chunk_cells
     return max(1, min(source.n, _CHUNK_BYTES // (8 * source.T)))
-
-
-def find_bad_rows(source: TraceSource, chunk: int) -> np.ndarray:
-    """Indices of rows holding NaN or Inf (one streaming pass)."""
-    return nonfinite_rows(source, chunk)
 
 
 def _pad_lengths(block: np.ndarray) -> np.ndarray:

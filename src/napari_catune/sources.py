@@ -366,16 +366,25 @@ def _refuse_results_npz(path) -> None:
                     shape = npy_header(fh)[0]
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError):
         return
-    if not {"activity", "converged"} <= names:
+    if "activity" not in names:
         return
+    if "converged" not in names:  # the napari writer's: features.converged, a format tag
+        try:
+            from .results import FORMAT
+
+            with np.load(path, allow_pickle=False) as z:
+                if "format" not in z.files or str(z["format"]) != FORMAT:
+                    return
+        except (OSError, EOFError, ValueError, KeyError):
+            return
     size = (f" of {shape[0]} cells x {shape[-1]} frames" if shape is not None and len(shape) == 2
             else "")
     held = ", ".join(n for n in ("activity", "fit", "baseline", "converged", "iterations",
                                  "skipped", "roi_ids", "fs", "params") if n in names)
     raise SourceError(
         f"{path} is a napari-catune results file ({held}{size}), not traces: read it with "
-        "napari_catune.load_results(path) or open it in napari; give the traces it was "
-        "made from to deconvolve or estimate"
+        "napari_catune.load_results(path), or np.load(path)['activity'] (cells x frames); "
+        "give the traces it was made from to deconvolve or estimate"
     )
 
 
