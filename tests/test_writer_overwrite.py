@@ -177,3 +177,51 @@ def test_features_table_is_not_written_over_the_input(tmp_path):
         write_features_csv(str(rec), None, {"name": "cells", "metadata": {"catune": cat},
                                             "features": {"snr": np.array([1.0, 2.0, 3.0])}})
     assert rec.read_text() == "time_s,roi_1\n0,1\n"
+
+
+def test_parameter_file_is_not_written_over_the_inputs_sidecar(make_napari_viewer, tmp_path):
+    # layer.save("tr_metadata.json") would replace the recording's sidecar with a
+    # parameter file (the CLI refuses `estimate -o tr_metadata.json` the same way)
+    from napari_catune.io import save_for_tuning
+
+    traces = np.random.default_rng(0).normal(size=(3, 300)) + 2.0
+    npy, side = save_for_tuning(traces, 20.0, tmp_path / "tr")
+    before = side.read_text()
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(str(npy), plugin="napari-catune")
+    layer.metadata["catune"]["params"] = PARAMS.to_dict()
+    written, said = _save(layer, side)
+    assert written == []
+    assert any(f"Cannot save tr_metadata.json: it is the sidecar tr_metadata.json of the "
+               f"input {npy}" in m and "choose another file name" in m for m in said), said
+    assert side.read_text() == before
+    # another name is fine
+    assert _save(layer, tmp_path / "tr_params.json")[0] == [str(tmp_path / "tr_params.json")]
+
+
+def test_a_sidecar_naming_no_output_belongs_to_a_npy_or_csv_only(make_napari_viewer, tmp_path):
+    # res.npz and res.csv saved by the earlier writer (its sidecar has no "output"):
+    # a .npz or .nwb never gets a sidecar, so re-saving res.csv is not refused
+    from napari_catune import cli
+
+    viewer = make_napari_viewer()
+    layer = _results_layer(viewer, tmp_path / "rec.npz")
+    assert _save(layer, tmp_path / "res.npz")[0]
+    assert _save(layer, tmp_path / "res.csv")[0]
+    side = tmp_path / "res_metadata.json"
+    meta = json.loads(side.read_text())
+    del meta["output"]  # as the earlier writer left it
+    side.write_text(json.dumps(meta))
+    written, said = _save(layer, tmp_path / "res.csv")
+    assert written and written[0] == str(tmp_path / "res.csv"), said
+    # the CLI's check (the same function) agrees
+    cli._check_sidecar_free(tmp_path / "res.csv")
+    # an unnamed sidecar beside a .npy (save_for_tuning, the earlier writer) is still its
+    (tmp_path / "res.csv").unlink()
+    np.save(tmp_path / "res.npy", np.zeros((3, 25)))
+    side.write_text(json.dumps(meta))
+    written, said = _save(layer, tmp_path / "res.csv")
+    assert written == []
+    assert any("res_metadata.json already describes res.npy" in m for m in said), said
+    with pytest.raises(cli.CLIError, match="already describes res.npy"):
+        cli._check_sidecar_free(tmp_path / "res.nwb")

@@ -38,6 +38,11 @@ _SUITE2P_FILES = ("F.npy", "Fneu.npy", "iscell.npy", "stat.npy", "ops.npy", "spk
                   "Fneu_chan2.npy", "data.bin")
 
 
+# the outputs whose sidecar may not name its file ("output" key): an older
+# napari writer's .npy/.csv, save_for_tuning's .npy; never a .npz or .nwb
+_UNNAMED_OWNERS = (".npy", ".csv")
+
+
 def sidecar_of(out) -> Path:
     """``{stem}_metadata.json`` beside ``out``."""
     out = Path(out)
@@ -125,8 +130,10 @@ def check_sidecar_free(out, formats, advice: str = "choose another output name")
 
     ``formats`` are the suffixes whose files share that sidecar.  The sidecar
     names its file in ``"output"``; a sidecar without that key (written by
-    an older version, or by :func:`napari_catune.save_for_tuning`) is taken
-    to belong to any other ``{stem}.*`` output that exists.
+    an older napari writer, or by :func:`napari_catune.save_for_tuning`) is
+    taken to belong to any other existing ``{stem}.npy``/``{stem}.csv``: the
+    only files those give a sidecar (the CLI's sidecars always name their
+    output).
     """
     out = Path(out)
     side = sidecar_of(out)
@@ -138,7 +145,8 @@ def check_sidecar_free(out, formats, advice: str = "choose another output name")
         owner = None
     others = [out.with_name(out.stem + sfx) for sfx in formats if sfx != out.suffix.lower()]
     for other in others:
-        if other.exists() and (owner is None or owner == other.name):
+        unnamed = owner is None and other.suffix in _UNNAMED_OWNERS
+        if other.exists() and (unnamed or owner == other.name):
             raise OutputClash(
                 f"{side.name} already describes {other.name}; writing {out.name} would replace "
                 f"that sidecar ({out.stem}.* share it): {advice}"

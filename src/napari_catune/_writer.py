@@ -22,8 +22,9 @@ do.  napari shows that message when saving from the File menu; through
 only warns that the plugin wrote nothing, so the same message is also issued
 as a warning beforehand (napari discards it in the File-menu path).
 
-Results are never written over a file the viewer's layers were read from
-(the recording, its label image) or its ``_metadata.json`` sidecar, nor as a
+Results, features tables and parameter files are never written over a file
+the viewer's layers were read from (the recording, its label image) or its
+``_metadata.json`` sidecar, nor results as a
 ``.npy``/``.csv`` whose ``{stem}_metadata.json`` describes another output:
 the CLI's checks (:mod:`napari_catune._overwrite`), refused the same way.
 """
@@ -223,6 +224,18 @@ def _refuse(e: ValueError) -> ValueError:
     return e
 
 
+def _check_not_an_input(path, cat: dict) -> None:
+    """Refuse (with a warning too) a file without a sidecar (the parameter JSON,
+    the features table) that is an input or an input's sidecar."""
+    from napari_catune import _overwrite
+
+    try:
+        _overwrite.check_not_an_input(path, *_inputs(cat), advice="choose another file name",
+                                      name=f"Cannot save {Path(path).name}: it")
+    except _overwrite.OutputClash as e:
+        raise _refuse(e) from None
+
+
 def _save(path: str, data, meta: dict) -> list[str]:
     """Everything the layer's results hold, through ``results.save_results``."""
     from napari_catune._overwrite import OutputClash
@@ -265,6 +278,7 @@ def write_params(path: str, data, meta: dict) -> list[str]:
     params = _params_dict(cat)
     if params is None:
         raise _nothing_to_write(meta, "CaTune parameters")
+    _check_not_an_input(path, cat)  # e.g. the recording's tr_metadata.json
     params = _tuning_params(params)
     extra = {}
     if cat.get("source"):
@@ -302,15 +316,10 @@ def write_results_nwb(path: str, data, meta: dict) -> list[str]:
 
 def write_features_csv(path: str, data, meta: dict) -> list[str]:
     """Save the per-ROI features (SNR, event rate, baseline, converged...) as CSV."""
-    from napari_catune import _overwrite
     from napari_catune.results import save_features_csv
 
     cat, activity = _results(meta, data)
-    try:
-        _overwrite.check_not_an_input(path, *_inputs(cat), advice="choose another file name",
-                                      name=f"Cannot save {Path(path).name}: it")
-    except _overwrite.OutputClash as e:
-        raise _refuse(e) from None
+    _check_not_an_input(path, cat)
     _, _, features = _source(meta, data)
     n = activity.shape[0]
     cols = _features(features, n)
