@@ -384,16 +384,15 @@ def load_params(path) -> TuningParams:
     Raises
     ------
     FileNotFoundError
-        If ``path`` does not exist (or is not a file); its message is the
-        path alone (callers say "parameter file not found: " before it).
+        If ``path`` does not exist (or is not a file): "parameter file not
+        found: PATH" (calab's ``load_export_params`` says "not found" too).
     ValueError
         If the file is not JSON, has no ``parameters`` block, has a field of
         the wrong type or a value out of range; the message names the path.
     """
     path = Path(path)
     if not path.is_file():
-        # the path alone: the tuner shows "Parameter file not found: {e}. Pick ..."
-        raise FileNotFoundError(str(path))
+        raise FileNotFoundError(f"parameter file not found: {path}")
     size = path.stat().st_size
     if size > _MAX_BYTES:
         raise ValueError(

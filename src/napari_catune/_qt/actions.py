@@ -75,7 +75,8 @@ class Actions:
         try:
             p = _params.load_params(path)
         except FileNotFoundError as e:
-            notifications.show_error(f"Parameter file not found: {e}. Pick an existing "
+            # (the message is "parameter file not found: PATH": said once)
+            notifications.show_error(f"{str(e)[:1].upper()}{str(e)[1:]}. Pick an existing "
                                      "CaTune .json file.")
             return None
         except (OSError, ValueError, TypeError, KeyError, RecursionError) as e:
