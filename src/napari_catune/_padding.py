@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["MIN_FINITE", "BAD", "bad_rows_text", "check_no_bad", "padding_summary", "per_row",
-           "row_lengths", "solve_padded"]
+__all__ = ["MIN_FINITE", "BAD", "bad_rows_text", "check_no_bad", "ends_padded",
+           "on_finite_parts", "padding_summary", "per_row", "row_lengths", "solve_padded"]
 
 #: a padded row's finite part must have at least this many samples
 MIN_FINITE = 2
@@ -134,6 +134,23 @@ def per_row(x: np.ndarray, lengths, fn) -> np.ndarray:
     for L in np.unique(lengths):
         rows = np.flatnonzero(lengths == L)
         out[rows] = fn(x[rows, : int(L)])
+    return out
+
+
+def ends_padded(x: np.ndarray) -> bool:
+    """Whether a row of the 2-D ``x`` may end in NaN padding (its last value
+    is NaN): a test of one column, for the paths that must stay cheap."""
+    return x.dtype.kind in "fc" and bool(np.isnan(x[:, -1]).any())
+
+
+def on_finite_parts(x: np.ndarray, fn) -> np.ndarray:
+    """``fn`` (``(m, L)`` finite rows to ``(m,)`` values) on each row's finite
+    part (:func:`per_row`); NaN for a bad row."""
+    lengths = row_lengths(x)
+    out = np.full(x.shape[0], np.nan)
+    good = lengths != BAD
+    if good.any():
+        out[good] = per_row(x[good], lengths[good], fn)
     return out
 
 

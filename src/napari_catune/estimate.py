@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._padding import check_no_bad, per_row, row_lengths
+from ._padding import check_no_bad, ends_padded, on_finite_parts, per_row, row_lengths
 from .kernel import _check_one, build_kernel
 from .params import TuningParams
 
@@ -75,6 +75,8 @@ def noise_sigma(traces, fs) -> np.ndarray:
     the median of the Welch density over fs/4-fs/2 gives sigma.
     """
     x = np.atleast_2d(np.asarray(traces, dtype=np.float64))
+    if x.ndim == 2 and x.size and ends_padded(x):  # NaN padding: each row's finite part
+        return on_finite_parts(x, lambda v: noise_sigma(v, fs))
     n = x.shape[-1]
     nperseg = int(min(n, 256))
     f, pxx = welch_density(x, fs, nperseg)

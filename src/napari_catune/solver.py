@@ -1487,6 +1487,19 @@ def fit_stats(traces, fit, activity, fs: float, noise=None, *, threaded: bool = 
     n = y.shape[0]
     sig = np.zeros(n) if noise is None else np.nan_to_num(np.asarray(noise, dtype=np.float64))
     sig = np.ascontiguousarray(np.broadcast_to(sig, (n,)))
+    if np.isnan(f[:, -1]).any():
+        # a row ending in NaN padding (its fit is NaN after its finite
+        # part, one column tells it): each such row on its finite part
+        from ._padding import BAD, row_lengths
+
+        lengths = row_lengths(f)
+        r2, ev = np.full(n, np.nan), np.full(n, np.nan)
+        for i in range(n):
+            L = int(lengths[i])
+            if L != BAD:
+                r, e = fit_stats(y[i, :L], f[i, :L], a[i, :L], fs, sig[i], threaded=threaded)
+                r2[i], ev[i] = r[0], e[0]
+        return r2, ev
     if _fallback_now():  # the same numbers, in NumPy (session's definitions)
         from .session import _r2, event_rate
 
