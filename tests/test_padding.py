@@ -244,3 +244,25 @@ def test_nwb_output_stores_nan_in_the_padding(tmp_path):
     for i, L in enumerate(LENGTHS):
         np.testing.assert_array_equal(act[i, :L], _alone(y, i).activity)
         assert np.isnan(act[i, L:]).all()
+
+
+def test_rows_of_one_length_are_copied_in_bounded_groups(monkeypatch):
+    """No copy of a whole batch: rows of one length are solved together at
+    most GROUP_SAMPLES values at a time (a lone row is a view)."""
+    from napari_catune import _padding
+
+    monkeypatch.setattr(_padding, "GROUP_SAMPLES", 1300)  # two rows of 600 a group
+    y = np.tile(_padded()[1:3], (3, 1))  # six rows of length 600
+    seen = []
+    real = run_deconvolution_full
+
+    def spy(traces, *a, **k):
+        seen.append(np.shape(traces))
+        return real(traces, *a, **k)
+
+    monkeypatch.setattr("napari_catune.solver.run_deconvolution_full", spy)
+    r = real(y, FS, TR, TD, LAM)
+    assert seen == [(2, 600)] * 3
+    ref = real(np.array(y[0, :600]), FS, TR, TD, LAM)
+    np.testing.assert_array_equal(r.activity[4, :600], ref.activity)  # row 4 = row 0
+    assert np.isnan(r.activity[:, 600:]).all()

@@ -57,6 +57,21 @@ def row_lengths(block) -> np.ndarray:
     return out
 
 
+#: the most values of padded rows copied at a time to solve them together
+#: (8 MB of float64): never a copy of a whole batch
+GROUP_SAMPLES = 1 << 20
+
+
+def _groups(lengths: np.ndarray):
+    """``(L, rows)``: the rows of each length, at most GROUP_SAMPLES values a piece."""
+    for L in np.unique(lengths):
+        L = int(L)
+        rows = np.flatnonzero(lengths == L)
+        step = max(1, GROUP_SAMPLES // max(L, 1))
+        for a in range(0, rows.size, step):
+            yield L, rows[a : a + step]
+
+
 def bad_rows_text(block, lengths, name: str = "traces") -> str:
     """What is wrong with the bad rows (``lengths == BAD``) of ``block``:
     the rows, their non-finite sample counts, and what to do."""
@@ -84,9 +99,10 @@ def solve_padded(y: np.ndarray, lengths: np.ndarray, solve, *, per_sample: bool,
 
     ``solve(rows_y, init)`` solves finite rows of one length (2-D, or a 1-D
     row) and returns ``(activity, baseline, fit, iterations, converged)``.
-    Rows of one length are solved together (``y[i, :L]`` of a lone row is a
-    view; a group of rows is copied, at most the rows of ``y``); the outputs
-    are NaN after each row's length (the baseline too when ``per_sample``).
+    Rows of one length are solved together, at most :data:`GROUP_SAMPLES`
+    values at a time (``y[i, :L]`` of a lone row is a view; a group of rows is
+    copied, so a copy never exceeds that bound); the outputs are NaN after
+    each row's length (the baseline too when ``per_sample``).
     Returns the five fields for all rows (2-D, the baseline ``(n,)`` or
     ``(n, T)``).
     """
@@ -99,9 +115,7 @@ def solve_padded(y: np.ndarray, lengths: np.ndarray, solve, *, per_sample: bool,
     b = np.full((n, T) if per_sample else n, np.nan)
     iters = np.zeros(n, dtype=np.int64)
     conv = np.zeros(n, dtype=bool)
-    for L in np.unique(lengths):
-        L = int(L)
-        rows = np.flatnonzero(lengths == L)
+    for L, rows in _groups(lengths):
         if rows.size == 1:
             r = int(rows[0])
             sub = y[r, :L]  # a view of the contiguous row
@@ -131,9 +145,8 @@ def per_row(x: np.ndarray, lengths, fn) -> np.ndarray:
     if (lengths == x.shape[1]).all():
         return np.asarray(fn(x), dtype=np.float64)
     out = np.empty(x.shape[0])
-    for L in np.unique(lengths):
-        rows = np.flatnonzero(lengths == L)
-        out[rows] = fn(x[rows, : int(L)])
+    for L, rows in _groups(lengths):
+        out[rows] = fn(x[rows, :L])
     return out
 
 
