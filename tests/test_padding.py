@@ -91,7 +91,7 @@ def test_out_buffers_get_the_padded_result():
 def test_a_nan_inside_a_row_is_still_refused_by_name():
     y = _padded()
     y[2, 50] = np.nan
-    with pytest.raises(ValueError, match=r"inside 1 row\(s\): row 2 .*NaN padding at the end"):
+    with pytest.raises(ValueError, match=r"in 1 row\(s\): row 2 .*NaN padding at the end"):
         run_deconvolution_full(y, FS, TR, TD, LAM)
     with pytest.raises(ValueError, match="row 0"):
         run_deconvolution_full(y[2], FS, TR, TD, LAM)
@@ -204,7 +204,7 @@ def test_estimate_on_each_rows_finite_part(tmp_path, capsys):
     saved = json.loads((tmp_path / "p.json").read_text())
     assert json.dumps(saved)  # written
     y[0, 10] = np.nan
-    with pytest.raises(ValueError, match="inside 1 row"):
+    with pytest.raises(ValueError, match="in 1 row"):
         estimate_report(y, FS)
 
 

@@ -82,7 +82,7 @@ def bad_rows_text(block, lengths, name: str = "traces") -> str:
     counts = [int(np.count_nonzero(~np.isfinite(block[r]))) for r in rows[:10]]
     listed = ", ".join(f"row {r} ({c} samples)" for r, c in zip(rows[:10], counts))
     more = f" and {rows.size - 10} more rows" if rows.size > 10 else ""
-    return (f"{name} contain non-finite values (NaN or Inf) inside {rows.size} row(s): "
+    return (f"{name} contain non-finite values (NaN or Inf) in {rows.size} row(s): "
             f"{listed}{more}; drop or "
             "interpolate those samples first (NaN padding at the end of a row is fine: "
             "that row is solved on its finite part)")
