@@ -105,6 +105,9 @@ def test_nan_padded_rows_are_solved_on_their_finite_part(capsys, tmp_path):
     assert not skipped.any()
     ref = run_deconvolution_full(y[3, :300].copy(), 30.0, TAU_R, TAU_D, LAM)
     assert np.array_equal(act[3, :300], ref.activity) and np.isnan(act[3, 300:]).all()
+    code, out, _ = _run(capsys, "info", tmp_path / "pad.npz")
+    assert code == 0 and "bad rows     0" in out and "(4 cells)" in out
+    assert "padded rows  2  (ending in NaN padding, finite for 300 to 350 of 400 frames" in out
     # a NaN inside a row is no padding: refused, with what to do
     y[2, 10] = np.nan
     np.savez(tmp_path / "hole.npz", traces=y, fs=30.0)

@@ -22,7 +22,8 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["MIN_FINITE", "BAD", "bad_rows_text", "check_no_bad", "ends_padded",
-           "on_finite_parts", "padding_summary", "per_row", "row_lengths", "solve_padded"]
+           "on_finite_parts", "padding_span", "padding_summary", "per_row", "row_lengths",
+           "solve_padded"]
 
 #: a padded row's finite part must have at least this many samples
 MIN_FINITE = 2
@@ -171,11 +172,20 @@ def on_finite_parts(x: np.ndarray, fn) -> np.ndarray:
 def padding_summary(T: int, lengths) -> str:
     """``"N rows end in NaN padding (finite for 120 to 4000 of 5000 frames)"``
     for the padded rows among ``lengths`` (from :func:`row_lengths`), else ""."""
+    count, span = padding_span(T, lengths)
+    if not count:
+        return ""
+    rows = "row ends" if count == 1 else "rows end"
+    return f"{count} {rows} in NaN padding ({span})"
+
+
+def padding_span(T: int, lengths) -> tuple[int, str]:
+    """How many of ``lengths`` are padded rows, and ``"finite for 120 to 600
+    of 900 frames"`` ("" when none)."""
     lengths = np.asarray(lengths)
     padded = lengths[(lengths >= MIN_FINITE) & (lengths < T)]
     if not padded.size:
-        return ""
+        return 0, ""
     lo, hi = int(padded.min()), int(padded.max())
     span = f"{lo}" if lo == hi else f"{lo} to {hi}"
-    rows = "row ends" if padded.size == 1 else "rows end"
-    return f"{padded.size} {rows} in NaN padding (finite for {span} of {T} frames)"
+    return int(padded.size), f"finite for {span} of {T} frames"

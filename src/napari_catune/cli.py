@@ -52,7 +52,7 @@ import numpy as np
 
 from . import _overwrite
 from ._atomic import atomic_write_text, publish, remove_stale_temps, resolve_target, temp_prefix
-from ._padding import BAD, padding_summary, row_lengths
+from ._padding import BAD, padding_span, padding_summary, row_lengths
 from .baseline import BASELINE_MODES
 from .batch import ArraySink, chunk_fields, per_sample_baseline, run_batch, scan_rows
 from .sources import SourceError, TraceSource, as_fs, read_spec_rows
@@ -1294,6 +1294,7 @@ def _cmd_info(args) -> int:
     fs = args.fs if args.fs is not None else source.fs
     chunk = _chunk_rows(source, None)
     nan_values = nan_rows = inf_values = 0
+    lengths = []
     snr_parts = []
     snr_error = None
     try:
@@ -1308,7 +1309,10 @@ def _cmd_info(args) -> int:
             inf = np.isinf(block)
             nan_values += int(nan.sum())
             inf_values += int(inf.sum())
-            ok = ~(nan | inf).any(axis=1)
+            # rows ending in NaN padding are solved (and scored) on their finite part
+            rows = row_lengths(block)
+            lengths.append(rows)
+            ok = rows != BAD
             nan_rows += int((~ok).sum())
             block = block[ok]
         if fs is not None and roi_snr is not None and block.shape[0]:
@@ -1326,7 +1330,11 @@ def _cmd_info(args) -> int:
     ids = source.roi_ids
     print(f"roi ids      {int(ids.min())}..{int(ids.max())}" if ids.size else "roi ids      none")
     print(f"NaN values   {nan_values}" + (f"  (Inf values {inf_values})" if inf_values else ""))
-    print(f"bad rows     {nan_rows}  (rows with NaN or Inf)")
+    print(f"bad rows     {nan_rows}  (rows with NaN or Inf before their end)")
+    count, span = padding_span(source.T, np.concatenate(lengths)) if lengths else (0, "")
+    if count:
+        print(f"padded rows  {count}  (ending in NaN padding, {span}; each solved on its "
+              "finite part)")
     for note in source.notes:
         print(f"note         {note}")
     if snr_parts:
