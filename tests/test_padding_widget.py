@@ -6,6 +6,7 @@ row's, and Apply to all stores NaN after each row's end."""
 from __future__ import annotations
 
 import numpy as np
+from qtpy.QtCore import Qt
 
 from napari_catune import run_deconvolution_full
 
@@ -56,6 +57,13 @@ def test_tuner_draws_and_applies_padded_rows(make_napari_viewer, qtbot, notes, t
         assert np.isnan(act[L:]).all() and np.isnan(r.data["fit"][L:]).all()
         np.testing.assert_allclose(act[:L], ref.activity, atol=5e-3 * ref.activity.max())
     assert np.isfinite(w.traces.overview_curve.getData()[1]).all()
+    # Estimate (the selected, padded rows): each on its finite part, no error
+    qtbot.mouseClick(w.controls.estimate_btn, Qt.LeftButton)
+    qtbot.waitUntil(lambda: w.last_estimate is not None and w.controls.estimate_btn.isEnabled(),
+                    timeout=120_000)
+    wait(qtbot, w)
+    assert not notes["error"], notes
+    assert 0.1 < w.last_estimate.tau_decay < 2.0  # the traces were made with 0.5 s
     # Apply to all: NaN after each row's end, the trimmed row's answer before it
     assert w.apply_to_all() is not None
     qtbot.waitUntil(lambda: not w.apply_running, timeout=120_000)
