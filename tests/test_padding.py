@@ -266,3 +266,31 @@ def test_rows_of_one_length_are_copied_in_bounded_groups(monkeypatch):
     ref = real(np.array(y[0, :600]), FS, TR, TD, LAM)
     np.testing.assert_array_equal(r.activity[4, :600], ref.activity)  # row 4 = row 0
     assert np.isnan(r.activity[:, 600:]).all()
+
+
+def test_cli_deconvolve_on_a_dask_cluster(tmp_path):
+    """--scheduler: the workers read their rows from the file and solve the
+    padded ones on their finite part; a row with a NaN inside is skipped."""
+    distributed = pytest.importorskip("distributed")
+    y = _padded()
+    y[5, 10] = np.nan  # inside a row: skipped
+    np.save(tmp_path / "tr.npy", y)
+    from napari_catune.params import save_params
+
+    p = TuningParams(TR, TD, FS, LAM, baseline="drift")
+    save_params(p, tmp_path / "p.json")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        assert _cli("deconvolve", tmp_path / "tr.npy", "--params", tmp_path / "p.json",
+                    "-o", tmp_path / "o.npz", "--chunk-cells", 3, "--skip-bad", "-q",
+                    "--scheduler", client.scheduler.address) == 0
+    o = np.load(tmp_path / "o.npz")
+    assert o["skipped"].tolist() == [i == 5 for i in range(len(LENGTHS))]
+    for i, L in enumerate(LENGTHS):
+        if i == 5:
+            continue
+        ref = _alone(y, i, **p.solver_kwargs())
+        np.testing.assert_array_equal(o["activity"][i, :L], ref.activity)
+        np.testing.assert_array_equal(o["baseline"][i, :L], ref.baseline)
+        assert np.isnan(o["activity"][i, L:]).all() and np.isnan(o["baseline"][i, L:]).all()
