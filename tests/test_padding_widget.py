@@ -79,3 +79,15 @@ def test_tuner_draws_and_applies_padded_rows(make_napari_viewer, qtbot, notes, t
         assert bool(res["converged"][k])
         base = np.asarray(res["baseline"])[k]  # "drift" (the default): one per frame
         assert np.isnan(base[L:]).all() and np.isfinite(base[:L]).all()
+
+
+def test_spectrum_of_padded_rows_is_of_their_common_finite_part():
+    from napari_catune._qt.spectrum import power_spectrum
+
+    y = calcium_traces(3, T, fs=FS, tau_r=0.05, tau_d=0.5, seed=5)
+    y[1, 400:] = np.nan
+    y[2, 10] = np.nan  # a bad row: left out
+    f, db = power_spectrum(y, FS)
+    f0, db0 = power_spectrum(y[:2, :400], FS)
+    np.testing.assert_array_equal(f, f0)
+    np.testing.assert_array_equal(db, db0)
