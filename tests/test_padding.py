@@ -294,3 +294,14 @@ def test_cli_deconvolve_on_a_dask_cluster(tmp_path):
         np.testing.assert_array_equal(o["activity"][i, :L], ref.activity)
         np.testing.assert_array_equal(o["baseline"][i, :L], ref.baseline)
         assert np.isnan(o["activity"][i, L:]).all() and np.isnan(o["baseline"][i, L:]).all()
+
+
+def test_live_read_outs_of_a_padded_row_are_of_its_finite_part():
+    from napari_catune.solver import fit_stats
+
+    y = _padded()
+    r = run_deconvolution_full(y, FS, TR, TD, LAM)
+    r2, ev = fit_stats(y, r.reconvolution, r.activity, FS, 0.1)
+    for i, L in enumerate(LENGTHS):
+        a, b = fit_stats(y[i, :L], r.reconvolution[i, :L], r.activity[i, :L], FS, 0.1)
+        assert r2[i] == a[0] and ev[i] == b[0] and np.isfinite(r2[i])

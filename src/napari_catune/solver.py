@@ -736,7 +736,12 @@ def run_deconvolution_full(
     Parameters
     ----------
     traces : array (T,) or (n_cells, T), float32 or float64; NumPy or Dask
-        (Dask gives a lazy result chunked over cells).
+        (Dask gives a lazy result chunked over cells).  A row that ends in NaN
+        padding (finite for its first L >= 2 samples, NaN from there to the
+        end: recordings of different lengths in one array) is solved on
+        ``row[:L]`` exactly as that trimmed row alone, its activity, fit and
+        per-sample baseline NaN after L; any other NaN or Inf raises
+        ValueError naming the rows (:mod:`napari_catune._padding`).
     fs, tau_r, tau_d, lam : sampling rate (Hz), rise and decay (s), sparsity.
     max_iters : bound on solver steps per trace (always honoured).
     conv_mode, constraint : ``calab`` 0.3's positional options, accepted
