@@ -86,9 +86,10 @@ def test_deconvolve_fs_overrides_the_data_rate(capsys, tmp_path):
     assert not (tmp_path / "b.npz").exists()
 
 
-def test_nan_padded_rows_are_named_as_padding(capsys, tmp_path):
+def test_nan_padded_rows_are_solved_on_their_finite_part(capsys, tmp_path):
     """Recordings of different lengths in one array, NaN after each row's end
-    (realgt's own format): the message says so and how to trim."""
+    (realgt's own format): each row is solved on its finite part, NaN after it
+    (they were refused with advice to trim); a NaN inside a row is still refused."""
     y = calcium_traces(4, 400, fs=30.0, tau_r=TAU_R, tau_d=TAU_D, seed=3)
     y[1, 350:] = np.nan
     y[3, 300:] = np.nan
@@ -96,32 +97,38 @@ def test_nan_padded_rows_are_named_as_padding(capsys, tmp_path):
     p = _params(tmp_path / "p.json", 30.0)
     code, _, err = _run(capsys, "deconvolve", tmp_path / "pad.npz", "--params", p,
                         "-o", tmp_path / "a.npz")
-    assert code == 2
-    line = _error(err)
-    assert "2 of 4 rows hold NaN" in line
-    assert "end in NaN padding (different lengths" in line and "trim them" in line
-    assert "traces[:, :300]) or deconvolve each length group separately, or pass --skip-bad" \
-        in line
-    # a NaN inside a row is no padding: the old advice
-    y[1, 350:] = 1.0
-    y[3, 300:] = 1.0
+    assert code == 0, err
+    assert "2 rows end in NaN padding (finite for 300 to 350 of 400 frames); each solved " \
+        "on its finite part, its outputs NaN after it" in err
+    with np.load(tmp_path / "a.npz") as z:
+        act, skipped = z["activity"], z["skipped"]
+    assert not skipped.any()
+    ref = run_deconvolution_full(y[3, :300].copy(), 30.0, TAU_R, TAU_D, LAM)
+    assert np.array_equal(act[3, :300], ref.activity) and np.isnan(act[3, 300:]).all()
+    code, out, _ = _run(capsys, "info", tmp_path / "pad.npz")
+    assert code == 0 and "bad rows     0" in out and "(4 cells)" in out
+    assert "padded rows  2  (ending in NaN padding, finite for 300 to 350 of 400 frames" in out
+    # a NaN inside a row is no padding: refused, with what to do
     y[2, 10] = np.nan
     np.savez(tmp_path / "hole.npz", traces=y, fs=30.0)
     code, _, err = _run(capsys, "deconvolve", tmp_path / "hole.npz", "--params", p,
-                        "-o", tmp_path / "a.npz")
+                        "-o", tmp_path / "b.npz")
     line = _error(err)
-    assert code == 2 and "padding" not in line and "fix them" in line
-    # with --skip-bad the warning says it too
-    code, _, err = _run(capsys, "deconvolve", tmp_path / "pad.npz", "--params", p,
-                        "-o", tmp_path / "a.npz", "--skip-bad", "-q")
-    assert code == 0 and "end in NaN padding" in err
-    assert "(converged False); all of them end in NaN padding" in err
-    assert ",;" not in err and ",:" not in err
+    assert code == 2 and "1 of 4 rows hold NaN or Inf before their end (rows 2)" in line
+    assert "drop or interpolate those samples, or pass --skip-bad" in line
+    assert "trim" not in line
+    # with --skip-bad only that row is skipped
+    code, _, err = _run(capsys, "deconvolve", tmp_path / "hole.npz", "--params", p,
+                        "-o", tmp_path / "b.npz", "--skip-bad", "-q")
+    assert code == 0 and "(rows 2); skipped: their output rows are NaN" in err
+    with np.load(tmp_path / "b.npz") as z:
+        assert z["skipped"].tolist() == [False, False, True, False]
 
 
 def test_padding_lengths_come_from_the_one_chunked_pass(capsys, tmp_path, monkeypatch):
     """The rows were read again one at a time to find their lengths (on zarr a
-    chunk decompressed per row: 118 s for a refusal ``info`` scans in 1 s)."""
+    chunk decompressed per row: 118 s for a refusal ``info`` scans in 1 s); a
+    padded input is read a chunk at a time, once to check, once to solve."""
     y = calcium_traces(300, 200, fs=30.0, tau_r=TAU_R, tau_d=TAU_D, seed=7)
     y[:, 150:] = np.nan
     np.savez(tmp_path / "pad.npz", traces=y, fs=30.0)
@@ -143,35 +150,26 @@ def test_padding_lengths_come_from_the_one_chunked_pass(capsys, tmp_path, monkey
     monkeypatch.setattr(cli, "open_input", counting_open)
     code, _, err = _run(capsys, "deconvolve", tmp_path / "pad.npz", "--params", p,
                         "-o", tmp_path / "a.npz", "--chunk-cells", "100")
-    assert code == 2 and "all of them end in NaN padding" in _error(err)
-    assert reads == [(0, 100), (100, 200), (200, 300)]
+    assert code == 0 and "300 rows end in NaN padding (finite for 150 of 200" in err
+    assert reads == [(0, 100), (100, 200), (200, 300)] * 2
 
 
-def test_padding_note_counts_every_row_and_says_when_lengths_agree(capsys, tmp_path):
-    """More rows than the old 2000-row re-read limit, all padded to one length:
-    "all of them" (not "2000 of them"), no "different lengths"; the refusals'
-    punctuation reads."""
+def test_many_padded_rows_of_one_length_deconvolve_and_estimate(capsys, tmp_path):
+    """More rows than the old 2000-row re-read limit, all padded to one length."""
     y = np.random.default_rng(8).normal(size=(2500, 120)) + 5
     y[:, 100:] = np.nan
     np.savez(tmp_path / "many.npz", traces=y, fs=30.0)
     p = _params(tmp_path / "p.json", 30.0)
     code, _, err = _run(capsys, "deconvolve", tmp_path / "many.npz", "--params", p,
                         "-o", tmp_path / "a.npz")
-    line = _error(err)
-    assert code == 2 and "2500 of 2500 rows hold NaN" in line
-    assert "; all of them end in NaN padding (each finite for its first 100 of 120 frames)" \
-        in line and "different lengths" not in line and "length group" not in line
-    assert line.endswith("(traces[:, :100]), or pass --skip-bad to skip those rows")
-    code, _, err = _run(capsys, "deconvolve", tmp_path / "many.npz", "--params", p,
-                        "-o", tmp_path / "a.npz", "--skip-bad")
-    line = _error(err)
-    assert code == 2 and "(rows 0, 1," in line
-    assert ": nothing left to deconvolve; all of them end in NaN padding" in line
-    assert line.endswith("(traces[:, :100])")
-    code, _, err = _run(capsys, "estimate", tmp_path / "many.npz", "--max-cells", "50")
-    line = _error(err)
-    assert code == 2 and "every row holds NaN or Inf; nothing to estimate from; all of them" \
-        in line and line.endswith("(traces[:, :100])")
+    assert code == 0, err
+    assert "2500 rows end in NaN padding (finite for 100 of 120 frames)" in err
+    with np.load(tmp_path / "a.npz") as z:
+        assert np.isfinite(z["activity"][:, :100]).all()
+        assert np.isnan(z["activity"][:, 100:]).all()
+    code, out, err = _run(capsys, "estimate", tmp_path / "many.npz", "--max-cells", "50")
+    assert code == 0, err
+    assert "estimated from 50 of 2500 cells" in out
 
 
 def test_transposed_input_is_named_and_its_real_shape_reported(capsys, tmp_path):
@@ -251,15 +249,19 @@ def test_view_refuses_an_npz_without_traces_as_info_does(capsys, tmp_path):
     assert "no traces found" in _error(err)
 
 
-def test_estimate_names_nan_padding_too(capsys, tmp_path):
+def test_estimate_takes_nan_padded_rows_on_their_finite_part(capsys, tmp_path):
     y = calcium_traces(4, 400, fs=30.0, tau_r=TAU_R, tau_d=TAU_D, seed=6)
     y[2, 320:] = np.nan
     np.savez(tmp_path / "pad.npz", traces=y, fs=30.0)
-    code, _, err = _run(capsys, "estimate", tmp_path / "pad.npz")
+    code, out, err = _run(capsys, "estimate", tmp_path / "pad.npz")
     assert code == 0
-    assert "1 rows with NaN or Inf left out; all of them end in NaN padding" in err
-    assert "traces[:, :320]" in err
+    assert "1 row ends in NaN padding (finite for 320 of 400 frames)" in err
+    assert "left out" not in err and "estimated from 4 cells" in out
     y[:, 300:] = np.nan
     np.savez(tmp_path / "all.npz", traces=y, fs=30.0)
-    code, _, err = _run(capsys, "estimate", tmp_path / "all.npz")
-    assert code == 2 and "end in NaN padding" in _error(err)
+    code, out, err = _run(capsys, "estimate", tmp_path / "all.npz")
+    assert code == 0 and "estimated from 4 cells" in out
+    y[1, 5] = np.nan  # inside a row: left out
+    np.savez(tmp_path / "hole.npz", traces=y, fs=30.0)
+    code, out, err = _run(capsys, "estimate", tmp_path / "hole.npz")
+    assert code == 0 and "1 rows with NaN or Inf before their end left out" in err

@@ -464,7 +464,11 @@ def test_calab_positional_options_and_messages():
     with pytest.raises(ValueError, match="conv_mode"):
         run_deconvolution_full(y, 30, 0.02, 0.4, 0.01, 2000, "direct")
     with pytest.raises(ValueError, match="non-finite"):
-        run_deconvolution(np.r_[y, np.nan], 30, 0.02, 0.4, 0.01)
+        run_deconvolution(np.r_[y[:10], np.nan, y[10:]], 30, 0.02, 0.4, 0.01)
+    # a NaN at the end is NaN padding: the row is solved on its finite part
+    padded = run_deconvolution(np.r_[y, np.nan], 30, 0.02, 0.4, 0.01)
+    np.testing.assert_array_equal(padded[:-1], ref)
+    assert np.isnan(padded[-1])
 
 
 def test_warm_up_compiles_in_the_background_and_leaves_the_workspace_pool_bounded():

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._padding import BAD, row_lengths
+
 __all__ = ["get_params_reader", "get_traces_reader", "get_nwb_reader", "get_h5_movie_reader",
            "get_labels_reader"]
 
@@ -177,7 +179,8 @@ def _finite_rows_of(src, path):
     """(traces of the finite rows, their file ids, the file ids left out).
 
     Rows holding NaN/inf (a suite2p ROI with no pixels, a row skipped by
-    ``deconvolve --skip-bad``) cannot be solved; the rest of the recording
+    ``deconvolve --skip-bad``) cannot be solved, except NaN padding at a row's
+    end (recordings of different lengths); the rest of the recording
     can still be tuned, so only those ROIs are left out (and named).  A file
     with no finite row at all is refused.
     """
@@ -185,7 +188,9 @@ def _finite_rows_of(src, path):
     if traces.ndim == 1:
         traces = traces[None, :]
     ids = np.asarray(src.roi_ids)
-    ok = np.isfinite(traces).all(axis=1)
+    # a row ending in NaN padding (a shorter recording) is kept: it is
+    # solved on its finite part (napari_catune._padding)
+    ok = row_lengths(traces) != BAD
     if not ok.any():
         raise ValueError(f"{path}: every trace row holds NaN/inf values; nothing to tune "
                          "(replace them, e.g. interpolate, and open the file again)")

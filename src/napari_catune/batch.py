@@ -1,7 +1,9 @@
 """Solve many traces in chunks: the one batch loop behind Apply to all and the CLI.
 
 :func:`iter_batch` reads a chunk of rows, skips the rows holding NaN or Inf
-(their outputs are NaN, ``converged`` False, ``skipped`` True), solves the
+(their outputs are NaN, ``converged`` False, ``skipped`` True) unless it is
+NaN padding at the row's end (:mod:`napari_catune._padding`: such a row is
+solved on its finite part, its outputs NaN after it), solves the
 rest with :func:`napari_catune.solver.run_deconvolution_full` and hands each
 chunk's fields to a *sink*.  It is a generator yielding ``(done, total)``
 after each chunk, so a GUI worker can show progress and cancel between
@@ -26,9 +28,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import solver as _solver
+from ._padding import BAD, row_lengths
 
 __all__ = ["ArraySink", "BatchCancelled", "BatchSummary", "chunk_fields", "iter_batch",
-           "nonfinite_rows", "per_sample_baseline", "run_batch"]
+           "nonfinite_rows", "per_sample_baseline", "run_batch", "scan_rows"]
 
 #: the fields a sink receives, in order
 FIELDS = ("activity", "fit", "baseline", "iterations", "converged", "skipped")
@@ -100,22 +103,29 @@ def _reader(traces):
     return lambda a, b: traces[a:b]
 
 
-def nonfinite_rows(traces, chunk: int) -> np.ndarray:
-    """Indices of the rows holding NaN or Inf (one pass, ``chunk`` rows at a time).
+def scan_rows(traces, chunk: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(bad, lengths)`` in one pass, ``chunk`` rows at a time: the indices
+    of the rows holding NaN or Inf that is not NaN padding (skipped), and
+    every row's length (:func:`napari_catune._padding.row_lengths`: T, the
+    finite part of a padded row, -1 for a bad row).
 
     ``traces``: an ``(n, T)`` array or an object with ``n``, ``T`` and
     ``read(a, b)`` (a :class:`napari_catune.sources.TraceSource`).
     """
     n, _ = _shape(traces)
     read = _reader(traces)
-    bad = []
+    lengths = []
     for a in range(0, n, max(1, int(chunk))):
         b = min(n, a + chunk)
-        block = np.asarray(read(a, b))
-        if block.dtype.kind in "fc":
-            ok = np.isfinite(block).all(axis=1)
-            bad.extend((a + np.flatnonzero(~ok)).tolist())
-    return np.asarray(bad, dtype=np.int64)
+        lengths.append(row_lengths(np.asarray(read(a, b))))
+    lengths = np.concatenate(lengths) if lengths else np.empty(0, dtype=np.int64)
+    return np.flatnonzero(lengths == BAD).astype(np.int64), lengths
+
+
+def nonfinite_rows(traces, chunk: int) -> np.ndarray:
+    """Indices of the rows that cannot be solved: NaN or Inf that is not NaN
+    padding at a row's end (a padded row is solved on its finite part)."""
+    return scan_rows(traces, chunk)[0]
 
 
 def chunk_fields(n: int, T: int, ok: np.ndarray, res, per_sample: bool) -> dict:
@@ -145,7 +155,7 @@ def iter_batch(traces, params, sink, *, chunk: int, skip=None):
     into ``sink``; yields ``(done, total)`` after each chunk and returns a
     :class:`BatchSummary`.
 
-    ``skip``: row indices known to be non-finite (found up front, e.g. to
+    ``skip``: row indices known to be bad (:func:`scan_rows`; found up front, e.g. to
     refuse the run before any work); None finds them chunk by chunk.  Either
     way those rows are not solved.  ``traces`` is an ``(n, T)`` array or an
     object with ``n``, ``T`` and ``read(a, b)``.
@@ -169,9 +179,7 @@ def iter_batch(traces, params, sink, *, chunk: int, skip=None):
             block = read(a, b) if ok.any() else None
         else:
             block = read(a, b)
-            arr = np.asarray(block)
-            ok = np.isfinite(arr).all(axis=1) if arr.dtype.kind in "fc" \
-                else np.ones(b - a, dtype=bool)
+            ok = row_lengths(block) != BAD
         res = None
         if ok.any():
             if not ok.all():

@@ -52,8 +52,9 @@ import numpy as np
 
 from . import _overwrite
 from ._atomic import atomic_write_text, publish, remove_stale_temps, resolve_target, temp_prefix
+from ._padding import BAD, padding_span, padding_summary, row_lengths
 from .baseline import BASELINE_MODES
-from .batch import ArraySink, chunk_fields, per_sample_baseline, run_batch
+from .batch import ArraySink, chunk_fields, per_sample_baseline, run_batch, scan_rows
 from .sources import SourceError, TraceSource, as_fs, read_spec_rows
 
 PROG = "napari-catune"
@@ -558,56 +559,11 @@ def _chunk_rows(source: TraceSource, chunk_cells: int | None) -> int:
     return max(1, min(source.n, _CHUNK_BYTES // (8 * source.T)))
 
 
-def _pad_lengths(block: np.ndarray) -> np.ndarray:
-    """Per row of ``block``: k when the row is finite for its first k > 0
-    frames and NaN from there to the end (NaN padding), else -1."""
-    block = np.asarray(block)
-    if block.dtype.kind not in "fc" or not block.size:
-        return np.full(block.shape[0], -1, dtype=np.int64)
-    fin = np.isfinite(block)
-    k = np.where(fin.all(axis=1), block.shape[1], np.argmin(fin, axis=1))
-    after = np.arange(block.shape[1])[None, :] >= k[:, None]
-    padded = (k > 0) & (k < block.shape[1]) & (np.isnan(block) | ~after).all(axis=1)
-    return np.where(padded, k, -1).astype(np.int64)
-
-
 def find_bad_rows_and_padding(source: TraceSource, chunk: int):
-    """Indices of rows holding NaN or Inf and, for each, its length before NaN
-    padding (-1: not padding), in one streaming pass (no row read twice)."""
-    bad, lengths = [], []
-    for a in range(0, source.n, max(1, int(chunk))):
-        b = min(source.n, a + chunk)
-        block = np.asarray(source.read(a, b))
-        if block.dtype.kind in "fc":
-            rows = np.flatnonzero(~np.isfinite(block).all(axis=1))
-            bad.append(a + rows)
-            lengths.append(_pad_lengths(block[rows]))
-    if not bad:
-        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
-    return np.concatenate(bad).astype(np.int64), np.concatenate(lengths)
-
-
-def _padding_note(T: int, lengths, groups: bool = True) -> str:
-    """``"; N of them end in NaN padding ..."`` when rows (their ``lengths``
-    from :func:`_pad_lengths`) are finite up to a point and NaN from there to
-    the end (recordings of different lengths stored in one array, as realgt's
-    ``fluorescence``), else "".  ``groups``: also suggest deconvolving each
-    length group separately (when the lengths differ)."""
-    lengths = np.asarray(lengths)
-    padded = lengths[lengths > 0]
-    if not padded.size:
-        return ""
-    shortest = int(padded.min())
-    of = "all of them" if padded.size == lengths.size else f"{padded.size} of them"
-    if (padded == shortest).all():
-        how = f"each finite for its first {shortest} of {T} frames"
-    else:
-        how = f"different lengths, the shortest {shortest} of {T} frames"
-    text = (f"; {of} end in NaN padding ({how}): trim them to a common length "
-            f"(traces[:, :{shortest}])")
-    if groups and not (padded == shortest).all():
-        text += " or deconvolve each length group separately"
-    return text
+    """The bad rows (NaN or Inf that is not NaN padding at a row's end: skipped)
+    and every row's length (:func:`napari_catune._padding.row_lengths`), in one
+    streaming pass (no row read twice)."""
+    return scan_rows(source, chunk)
 
 
 def _list_rows(rows, limit: int = 20) -> str:
@@ -692,15 +648,19 @@ def _cmd_deconvolve(args) -> int:
     chunk = _chunk_rows(source, args.chunk_cells)
     bad, lengths = find_bad_rows_and_padding(source, chunk)
     if bad.size:
-        where = (f"{args.input}: {bad.size} of {source.n} rows hold NaN or Inf "
-                 f"(rows {_list_rows(bad)})")
-        padded = _padding_note(source.T, lengths)
+        where = (f"{args.input}: {bad.size} of {source.n} rows hold NaN or Inf before "
+                 f"their end (rows {_list_rows(bad)})")
         if not args.skip_bad:
-            raise CLIError(f"{where}{padded + ',' if padded else '; fix them'} or pass "
-                           "--skip-bad to skip those rows")
+            raise CLIError(f"{where}; drop or interpolate those samples, or pass "
+                           "--skip-bad to skip those rows (NaN padding at the end of a "
+                           "row is fine: that row is solved on its finite part)")
         if bad.size == source.n:
-            raise CLIError(f"{where}: nothing left to deconvolve{padded}")
-        _warn(f"{where}; skipped: their output rows are NaN (converged False){padded}")
+            raise CLIError(f"{where}: nothing left to deconvolve")
+        _warn(f"{where}; skipped: their output rows are NaN (converged False)")
+    padded = padding_summary(source.T, lengths)
+    if padded:
+        log.info("%s: %s; each solved on its finite part, its outputs NaN after it",
+                 args.input, padded)
     if not args.scheduler:
         _start_solver()  # (only now: a run refused above starts no compile child)
     log.debug("input %s (%s): %d cells x %d frames, chunks of %d cells", source.path,
@@ -1179,8 +1139,10 @@ def _sampled_rows(n: int, limit: int | None) -> np.ndarray:
 
 
 def _finite_rows(source: TraceSource, chunk: int, limit: int | None = None):
-    """Up to ``limit`` evenly spaced finite rows as float64, their indices, and
-    the padding lengths (:func:`_pad_lengths`) of the sampled rows left out."""
+    """Up to ``limit`` evenly spaced rows as float64 that are finite or end
+    in NaN padding (the estimator takes each on its finite part), their
+    indices, and the lengths (:func:`napari_catune._padding.row_lengths`) of
+    all the sampled rows (-1: left out, NaN or Inf before the row's end)."""
     idx = _sampled_rows(source.n, limit)
     rows, kept, pads = [], [], []
     for a in range(0, source.n, chunk):
@@ -1189,10 +1151,11 @@ def _finite_rows(source: TraceSource, chunk: int, limit: int | None = None):
         if not want.size:
             continue
         block = np.asarray(source.read(a, b), dtype=np.float64)[want - a]
-        ok = np.isfinite(block).all(axis=1)
+        lengths = row_lengths(block)
+        ok = lengths != BAD
         rows.append(block[ok])
         kept.append(want[ok])
-        pads.append(_pad_lengths(block[~ok]))
+        pads.append(lengths)
     if not rows:
         return (np.empty((0, source.T)), np.empty(0, dtype=np.int64),
                 np.empty(0, dtype=np.int64))
@@ -1217,11 +1180,14 @@ def _cmd_estimate(args) -> int:
     chunk = _chunk_rows(source, None)
     traces, rows, lengths = _finite_rows(source, chunk, limit=args.max_cells)
     if traces.shape[0] < min(source.n, args.max_cells):
-        padded = _padding_note(source.T, lengths, groups=False)
+        left = int(np.count_nonzero(lengths == BAD))
         if traces.shape[0] == 0:
-            raise CLIError(f"{args.input}: every row holds NaN or Inf; nothing to "
-                           f"estimate from{padded}")
-        _warn(f"{lengths.size} rows with NaN or Inf left out{padded}")
+            raise CLIError(f"{args.input}: every row holds NaN or Inf before its end; "
+                           "nothing to estimate from")
+        _warn(f"{left} rows with NaN or Inf before their end left out")
+    padded = padding_summary(source.T, lengths)
+    if padded:
+        log.info("%s: %s; each measured on its finite part", args.input, padded)
     _start_solver()  # (only now: a run refused above starts no compile child)
     from .estimate import estimate_report
 
@@ -1328,6 +1294,7 @@ def _cmd_info(args) -> int:
     fs = args.fs if args.fs is not None else source.fs
     chunk = _chunk_rows(source, None)
     nan_values = nan_rows = inf_values = 0
+    lengths = []
     snr_parts = []
     snr_error = None
     try:
@@ -1342,7 +1309,10 @@ def _cmd_info(args) -> int:
             inf = np.isinf(block)
             nan_values += int(nan.sum())
             inf_values += int(inf.sum())
-            ok = ~(nan | inf).any(axis=1)
+            # rows ending in NaN padding are solved (and scored) on their finite part
+            rows = row_lengths(block)
+            lengths.append(rows)
+            ok = rows != BAD
             nan_rows += int((~ok).sum())
             block = block[ok]
         if fs is not None and roi_snr is not None and block.shape[0]:
@@ -1360,7 +1330,11 @@ def _cmd_info(args) -> int:
     ids = source.roi_ids
     print(f"roi ids      {int(ids.min())}..{int(ids.max())}" if ids.size else "roi ids      none")
     print(f"NaN values   {nan_values}" + (f"  (Inf values {inf_values})" if inf_values else ""))
-    print(f"bad rows     {nan_rows}  (rows with NaN or Inf)")
+    print(f"bad rows     {nan_rows}  (rows with NaN or Inf before their end)")
+    count, span = padding_span(source.T, np.concatenate(lengths)) if lengths else (0, "")
+    if count:
+        print(f"padded rows  {count}  (ending in NaN padding, {span}; each solved on its "
+              "finite part)")
     for note in source.notes:
         print(f"note         {note}")
     if snr_parts:

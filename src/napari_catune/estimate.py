@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._padding import check_no_bad, ends_padded, on_finite_parts, per_row, row_lengths
 from .kernel import _check_one, build_kernel
 from .params import TuningParams
 
@@ -74,6 +75,8 @@ def noise_sigma(traces, fs) -> np.ndarray:
     the median of the Welch density over fs/4-fs/2 gives sigma.
     """
     x = np.atleast_2d(np.asarray(traces, dtype=np.float64))
+    if x.ndim == 2 and x.size and ends_padded(x):  # NaN padding: each row's finite part
+        return on_finite_parts(x, lambda v: noise_sigma(v, fs))
     n = x.shape[-1]
     nperseg = int(min(n, 256))
     f, pxx = welch_density(x, fs, nperseg)
@@ -152,13 +155,9 @@ def _check(traces, fs):
         )
     if x.shape[0] == 0:
         raise ValueError("traces are empty (0 ROIs)")
-    bad = ~np.isfinite(x).all(axis=1)
-    if bad.any():
-        rows = np.flatnonzero(bad)[:10].tolist()
-        raise ValueError(
-            f"traces contain NaN or infinite values (rows {rows}); remove or interpolate them first"
-        )
-    return x, fs
+    lengths = row_lengths(x)
+    check_no_bad(x, lengths)
+    return x, fs, lengths
 
 
 def _block_mean(x: np.ndarray, fs: float, target: float):
@@ -226,7 +225,8 @@ def estimate_report(traces, fs, *, z: float = Z_DEFAULT, max_traces: int = _MAX_
 
     Parameters
     ----------
-    traces : (T,) or (n_rois, T) array_like, finite, T >= 100
+    traces : (T,) or (n_rois, T) array_like, finite, T >= 100; rows ending in NaN
+        padding are measured on their finite part (if at least 100 samples long)
     fs : float, sampling rate in Hz
     z : lambda in noise standard deviations
     max_traces : pool the estimates of at most this many (highest-SNR) traces
@@ -238,18 +238,26 @@ def estimate_report(traces, fs, *, z: float = Z_DEFAULT, max_traces: int = _MAX_
     -------
     EstimateReport (``.params`` is what :func:`estimate_params` returns)
     """
-    x, fs = _check(traces, fs)
+    x, fs, lengths = _check(traces, fs)
     z = float(z)
     if not (math.isfinite(z) and z >= 0):
         raise ValueError(f"z must be a non-negative number (noise deviations), got {z}")
     if int(max_traces) < 1:
         raise ValueError(f"max_traces must be at least 1, got {max_traces}")
     n_rows, _ = x.shape
+    # rows ending in NaN padding: each measured on its finite part
+    # (_padding.per_row); a finite part shorter than _MIN_SAMPLES is left out
+    long = lengths >= _MIN_SAMPLES
+    if not long.any():
+        raise ValueError(
+            f"estimating parameters needs at least {_MIN_SAMPLES} samples per trace; every "
+            f"row's finite part before its NaN padding is shorter (longest {lengths.max()})")
     sigma = np.zeros(n_rows)
-    scale = np.abs(x).max(axis=1)
-    live = x.std(axis=1) > 1e-12 * np.maximum(scale, 1e-300)
+    scale = per_row(x, lengths, lambda v: np.abs(v).max(axis=1))
+    live = long & (per_row(x, lengths, lambda v: v.std(axis=1))
+                   > 1e-12 * np.maximum(scale, 1e-300))
     if live.any():
-        sigma[live] = noise_sigma(x[live], fs)
+        sigma[live] = per_row(x[live], lengths[live], lambda v: noise_sigma(v, fs))
     live &= sigma > 0
     if not live.any():
         warnings.warn(
@@ -264,15 +272,17 @@ def estimate_report(traces, fs, *, z: float = Z_DEFAULT, max_traces: int = _MAX_
 
     cand = np.flatnonzero(live)
     if cand.size > max_traces:
-        snr = roi_snr(x[cand], fs)
+        snr = per_row(x[cand], lengths[cand], lambda v: roi_snr(v, fs))
         cand = cand[np.argsort(-np.nan_to_num(snr, posinf=0.0))[: int(max_traces)]]
     xs, fss = _block_mean(x[cand], fs, _SEARCH_FS)
-    sig_s = noise_sigma(xs, fss)
+    # (a padded row's block means are finite for its first L // k blocks)
+    ls = lengths[cand] // max(1, int(fs // _SEARCH_FS))
+    sig_s = per_row(xs, ls, lambda v: noise_sigma(v, fss))
     tds = np.full(cand.size, np.nan)
     _call(progress, 0, cand.size, cancel)
     for i in range(cand.size):
         if sig_s[i] > 0:
-            tds[i] = _tau_decay_one(xs[i] / sig_s[i], fss, z)
+            tds[i] = _tau_decay_one(xs[i, : ls[i]] / sig_s[i], fss, z)
         _call(progress, i + 1, cand.size, cancel)
     ok = np.isfinite(tds)
     if ok.any() and _has_transients(xs[ok] / sig_s[ok, None], fss, float(np.median(tds[ok]))):

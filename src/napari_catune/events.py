@@ -35,6 +35,8 @@ import math
 
 import numpy as np
 
+from ._padding import BAD, row_lengths
+
 __all__ = ["detect_events", "EVENT_FIELDS", "save_events_csv", "read_event_times",
            "ROI_COLUMNS", "TIME_COLUMNS"]
 
@@ -90,7 +92,8 @@ def detect_events(activity, fs, *, min_size: float = 0.0, unit=None,
 
     Parameters
     ----------
-    activity : (T,) or (n_rois, T) array_like, non-negative, finite
+    activity : (T,) or (n_rois, T) array_like, non-negative, finite; a row may end
+        in NaN padding (a shorter recording): its events are those of the finite part
     fs : float, sampling rate in Hz
     min_size : float, events below this amplitude (in units) are dropped
     unit : None, float or (n_rois,) array; the size of one event per ROI.
@@ -116,8 +119,12 @@ def detect_events(activity, fs, *, min_size: float = 0.0, unit=None,
     if s.ndim not in (1, 2) or s.size == 0:
         raise ValueError(f"activity must be (T,) or (n_rois, T) and non-empty, got shape {s.shape}")
     s = np.atleast_2d(np.asarray(s, dtype=np.float64))
-    if not np.isfinite(s).all():
-        raise ValueError("activity contains non-finite values (NaN or Inf)")
+    # rows ending in NaN padding (recordings of different lengths): events
+    # of the finite part only (_padding); any other NaN or Inf is refused
+    lengths = row_lengths(s)
+    if (lengths == BAD).any():
+        raise ValueError("activity contains non-finite values (NaN or Inf) before the end "
+                         "of a row (NaN padding at the end of a row is fine)")
     n = s.shape[0]
     ids = _ids(roi_ids, n)
     if unit is not None:
@@ -129,13 +136,14 @@ def detect_events(activity, fs, *, min_size: float = 0.0, unit=None,
     cols = {k: [] for k in EVENT_FIELDS}
     unit_out = np.full(n, np.nan)
     for i in range(n):
-        start, stop = _runs(s[i], gap)
+        si = s[i, : lengths[i]]
+        start, stop = _runs(si, gap)
         if start.size == 0:
             unit_out[i] = np.nan if unit is None else units[i]
             continue
-        csum = np.r_[0.0, np.cumsum(s[i])]
+        csum = np.r_[0.0, np.cumsum(si)]
         size = csum[stop] - csum[start]
-        peak = np.array([a + int(np.argmax(s[i, a:b])) for a, b in zip(start, stop)])
+        peak = np.array([a + int(np.argmax(si[a:b])) for a, b in zip(start, stop)])
         if unit is None:
             before = np.r_[np.inf, start[1:] - stop[:-1]]
             after = np.r_[start[1:] - stop[:-1], np.inf]

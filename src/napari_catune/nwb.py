@@ -345,11 +345,16 @@ def load_nwb(path, *, series: str | None = None, neuropil_coefficient: float = 0
             notes.append(f"neuropil subtracted: F - {coefficient:g} * Fneu (suite2p layout)")
         traces = np.ascontiguousarray(data.T)
         if not np.isfinite(traces).all():
-            rows = np.flatnonzero(~np.isfinite(traces).all(axis=1))
-            raise ValueError(
-                f"{path}: {chosen_path} has non-finite values (NaN/inf) in ROI rows "
-                f"{', '.join(map(str, rows[:5]))}; fix the file or pick another series"
-            )
+            from ._padding import BAD, row_lengths
+
+            # (NaN padding at a row's end is kept: solved on the finite part)
+            rows = np.flatnonzero(row_lengths(traces) == BAD)
+            if rows.size:
+                raise ValueError(
+                    f"{path}: {chosen_path} has non-finite values (NaN/inf) before the end "
+                    f"of ROI rows {', '.join(map(str, rows[:5]))}; fix the file or pick "
+                    "another series"
+                )
         region = rrs.rois
         rows = np.asarray(region.data[:], dtype=np.int64).ravel()
         if rows.size != traces.shape[0]:

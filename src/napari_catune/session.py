@@ -33,6 +33,7 @@ import numpy as np
 from psygnal import Signal
 
 from . import solver as _solver
+from ._padding import BAD, ends_padded, on_finite_parts, row_lengths
 from .baseline import BASELINE_MODES  # noqa: F401 - the menu's modes, re-exported
 from .baseline import baseline_mode
 from .estimate import RECOMMENDED_BASELINE
@@ -184,21 +185,33 @@ def event_rate(activity: np.ndarray, fs: float, noise=None) -> np.ndarray:
     a = np.atleast_2d(np.asarray(activity, dtype=np.float64))
     n, T = a.shape
     out = np.zeros(n)
+    # a row ending in NaN padding: the rate over its finite part
+    dur = np.full(n, float(T))
+    if ends_padded(a):
+        dur = np.maximum(row_lengths(a), 1).astype(np.float64)
     sig = np.full(n, 0.0) if noise is None else np.nan_to_num(np.asarray(noise, float))
     for i in range(n):
-        on = a[i] > 1e-12 * max(float(a[i].max(initial=0.0)), 1e-300)
+        ai = a[i, : int(dur[i])]
+        on = ai > 1e-12 * max(float(ai.max(initial=0.0)), 1e-300)
         if not on.any():
             continue
         edges = np.flatnonzero(np.diff(np.concatenate(([0], on.view(np.int8), [0]))))
         starts, stops = edges[::2], edges[1::2]
-        c = np.concatenate(([0.0], np.cumsum(a[i])))
+        c = np.concatenate(([0.0], np.cumsum(ai)))
         size = c[stops] - c[starts]
         thr = max(2.0 * sig[i], 0.05 * float(size.max()))
         out[i] = np.count_nonzero(size > thr)
-    return out / (T / fs / 60.0)
+    return out / (dur / fs / 60.0)
 
 
 def _r2(y: np.ndarray, fit: np.ndarray) -> np.ndarray:
+    if ends_padded(fit):  # rows ending in NaN padding: r2 of the finite part
+        lengths = row_lengths(fit)
+        out = np.full(fit.shape[0], np.nan)
+        for i in np.flatnonzero(lengths != BAD):
+            L = int(lengths[i])
+            out[i] = _r2(y[i : i + 1, :L], fit[i : i + 1, :L])[0]
+        return out
     res = ((y - fit) ** 2).sum(axis=1)
     tot = ((y - y.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -749,6 +762,26 @@ class TuningSession:
 
 
 # ------------------------------------------------------------------ long jobs
+def _filtered(y: np.ndarray, p) -> np.ndarray:
+    """The CaTune bandpass of each row (of its finite part, NaN after, for a
+    row ending in NaN padding)."""
+    if not ends_padded(y):
+        return bandpass_filter(y, p.tau_rise, p.tau_decay, p.fs)
+    lengths = row_lengths(y)
+    out = np.full(y.shape, np.nan)
+    for i in np.flatnonzero(lengths != BAD):
+        L = int(lengths[i])
+        out[i, :L] = bandpass_filter(y[i, :L], p.tau_rise, p.tau_decay, p.fs)
+    return out
+
+
+def _row_medians(base: np.ndarray) -> np.ndarray:
+    """Each row's median, over its finite part when it ends in NaN padding."""
+    if ends_padded(base):
+        return on_finite_parts(base, lambda v: np.median(v, axis=1))
+    return np.median(base, axis=1)
+
+
 def apply_job(traces: np.ndarray, roi_ids, params: TuningParams, *, snr=None, noise=None):
     """Generator: solve every row in chunks (:func:`napari_catune.batch.iter_batch`,
     the loop of ``napari-catune deconvolve``), yielding ``(done, total)``; returns a
@@ -780,8 +813,7 @@ def apply_job(traces: np.ndarray, roi_ids, params: TuningParams, *, snr=None, no
     rate, r2 = np.full(n, np.nan), np.full(n, np.nan)
     if ok.any():
         y = traces[ok]
-        y = bandpass_filter(y, p.tau_rise, p.tau_decay, p.fs) if p.filter_enabled \
-            else np.asarray(y, dtype=np.float64)
+        y = _filtered(y, p) if p.filter_enabled else np.asarray(y, dtype=np.float64)
         nz = None if noise is None else np.asarray(noise, float)[ok]
         rate[ok] = event_rate(act[ok], p.fs, nz) / 60.0
         r2[ok] = _r2(y, rec[ok])
@@ -792,7 +824,7 @@ def apply_job(traces: np.ndarray, roi_ids, params: TuningParams, *, snr=None, no
         "event_rate_hz": rate,
         "r2": r2,
         # one number per ROI: the median of a per-sample baseline
-        "baseline": np.median(base, axis=1) if base.ndim == 2 else base.copy(),
+        "baseline": _row_medians(base) if base.ndim == 2 else base.copy(),
         "converged": conv.copy(),
     }
     return BatchResult(p, ids, act, rec, base, conv, features,

@@ -736,7 +736,12 @@ def run_deconvolution_full(
     Parameters
     ----------
     traces : array (T,) or (n_cells, T), float32 or float64; NumPy or Dask
-        (Dask gives a lazy result chunked over cells).
+        (Dask gives a lazy result chunked over cells).  A row that ends in NaN
+        padding (finite for its first L >= 2 samples, NaN from there to the
+        end: recordings of different lengths in one array) is solved on
+        ``row[:L]`` exactly as that trimmed row alone, its activity, fit and
+        per-sample baseline NaN after L; any other NaN or Inf raises
+        ValueError naming the rows (:mod:`napari_catune._padding`).
     fs, tau_r, tau_d, lam : sampling rate (Hz), rise and decay (s), sparsity.
     max_iters : bound on solver steps per trace (always honoured).
     conv_mode, constraint : ``calab`` 0.3's positional options, accepted
@@ -796,9 +801,7 @@ def run_deconvolution_full(
     # the exact method checks finiteness in its compiled pass (no extra
     # GIL-releasing NumPy pass on the slider path)
     exact_only = method != "fista" and not filter_enabled and mode != "rolling"
-    y = prepare_traces(traces, check_finite=not exact_only)
-    if filter_enabled:
-        y = np.ascontiguousarray(bandpass_filter(y, tau_r, tau_d, fs))
+    y = prepare_traces(traces, check_finite=False)
     if init is not None:
         if not (type(init) is np.ndarray and init.dtype == _F64 and init.flags.c_contiguous
                 and init.flags.writeable and 1 <= init.ndim <= 2):
@@ -809,8 +812,20 @@ def run_deconvolution_full(
             raise ValueError(
                 f"init must have the traces' shape {y.shape}, got {init.shape}"
             )
-        if not exact_only:
-            _check_init_finite(init)
+
+    def padded():
+        # rows ending in NaN padding: each solved on its finite part, NaN
+        # after (see _padding); any other NaN or Inf is refused by name
+        return _run_padded(y, init, out, one_d, fs, tau_r, tau_d, lam, max_iters, mode,
+                           dict(baseline=baseline, drift_scale=drift_scale,
+                                filter_enabled=filter_enabled, tol=tol, method=method))
+
+    if not exact_only and not _rows_finite(y):
+        return padded()
+    if filter_enabled:
+        y = np.ascontiguousarray(bandpass_filter(y, tau_r, tau_d, fs))
+    if init is not None and not exact_only:
+        _check_init_finite(init)
 
     rolled = None
     if mode == "rolling":
@@ -831,8 +846,9 @@ def run_deconvolution_full(
         lo0, hi0 = float(lo[0]), float(hi[0])
         if not max(abs(lo0), abs(hi0)) <= _MAX_ABS:
             _check_magnitude(lo, hi)
-        # (NaN or Inf: pdas_rows tells it, which the message then names)
         y_finite = math.isfinite(lo0) and math.isfinite(hi0)
+        if not y_finite:
+            return padded()
         level = None
         if mode in ("scalar", "drift"):
             mid = 0.5 * lo0 + 0.5 * hi0
@@ -841,12 +857,12 @@ def run_deconvolution_full(
     else:
         _check_magnitude(lo, hi)
         if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
-            # NaN or Inf: told before any row is solved (pdas_rows checks
-            # long rows one at a time, and would write the rows before a
-            # bad one into ``out``); the message names the rows
-            prepare_traces(y)
+            # NaN or Inf: told (or, NaN padding, solved row by row) before
+            # any row is solved (pdas_rows checks long rows one at a time,
+            # and would write the rows before a bad one into ``out``)
+            return padded()
         level = _offsets(y, lo, hi) if mode in ("scalar", "drift") else None
-        y_finite = True  # (else prepare_traces raised just above)
+        y_finite = True
     if level is not None:
         y = y - level  # exact (see _offsets); a copy, never the caller's array
     s, b, iters, conv, fit = _solve_rows(
@@ -873,6 +889,46 @@ def run_deconvolution_full(
             return DeconvolutionResult(s[0], float(b[0]), fit[0], int(iters[0]), bool(conv[0]))
     elif one_d:
         return DeconvolutionResult(s[0], b[0], fit[0], int(iters[0]), bool(conv[0]))
+    return DeconvolutionResult(s, b, fit, iters, conv)
+
+
+def _run_padded(y, init, out, one_d, fs, tau_r, tau_d, lam, max_iters, mode, kw):
+    """:func:`run_deconvolution_full` of ``y`` (2-D float64, some rows not
+    finite): rows ending in NaN padding are solved on their finite part
+    (:func:`napari_catune._padding.solve_padded`), their outputs NaN after
+    it; any other NaN or Inf raises ValueError naming the rows."""
+    from . import _padding
+
+    lengths = _padding.row_lengths(y)
+    _padding.check_no_bad(y, lengths)
+    if init is not None:
+        _check_init_finite(np.where(np.isnan(y), 0.0, init))
+
+    def solve(sub, sub_init):
+        return tuple(run_deconvolution_full(sub, fs, tau_r, tau_d, lam, max_iters,
+                                            init=sub_init, **kw))
+
+    s, b, fit, iters, conv = _padding.solve_padded(
+        y, lengths, solve, per_sample=mode in ("drift", "rolling"), init=init)
+    if out is not None:
+        shapes = (y.shape, (y.shape[0], y.shape[1] if mode == "drift" else 1), y.shape)
+        if one_d or len(tuple(out)) != 3 or not all(map(_out_ok, out, shapes)):
+            raise ValueError(
+                "out must be three writeable float64 C-contiguous arrays (activity, baseline, fit) "
+                f"of shapes {shapes} for these traces; pass out=None to allocate them")
+        o_s, o_b, o_fit = out
+        o_s[...] = s
+        o_fit[...] = fit
+        if mode == "rolling":
+            o_b[...] = 0.0  # (the fitted offset: none after the rolling baseline)
+        else:
+            o_b[...] = b if b.ndim == 2 else b[:, None]
+        s, fit = o_s, o_fit
+        if mode != "rolling":
+            b = o_b if mode == "drift" else o_b[:, 0]
+    if one_d:
+        b0 = b[0] if b.ndim == 2 else float(b[0])
+        return DeconvolutionResult(s[0], b0, fit[0], int(iters[0]), bool(conv[0]))
     return DeconvolutionResult(s, b, fit, iters, conv)
 
 
@@ -1436,6 +1492,19 @@ def fit_stats(traces, fit, activity, fs: float, noise=None, *, threaded: bool = 
     n = y.shape[0]
     sig = np.zeros(n) if noise is None else np.nan_to_num(np.asarray(noise, dtype=np.float64))
     sig = np.ascontiguousarray(np.broadcast_to(sig, (n,)))
+    if np.isnan(f[:, -1]).any():
+        # a row ending in NaN padding (its fit is NaN after its finite
+        # part, one column tells it): each such row on its finite part
+        from ._padding import BAD, row_lengths
+
+        lengths = row_lengths(f)
+        r2, ev = np.full(n, np.nan), np.full(n, np.nan)
+        for i in range(n):
+            L = int(lengths[i])
+            if L != BAD:
+                r, e = fit_stats(y[i, :L], f[i, :L], a[i, :L], fs, sig[i], threaded=threaded)
+                r2[i], ev[i] = r[0], e[0]
+        return r2, ev
     if _fallback_now():  # the same numbers, in NumPy (session's definitions)
         from .session import _r2, event_rate
 

@@ -15,6 +15,8 @@ import math
 
 import numpy as np
 
+from ._padding import ends_padded, on_finite_parts
+
 __all__ = ["extract_traces", "roi_snr"]
 
 # bytes of movie read per chunk (per frame count it is rounded to storage chunks)
@@ -241,6 +243,8 @@ def roi_snr(traces, fs) -> np.ndarray:
         raise ValueError(f"fs (sampling rate) must be a positive number in Hz, got {fs}")
     if x.shape[1] < 3:
         return np.zeros(x.shape[0])
+    if ends_padded(x):  # rows ending in NaN padding: each on its finite part
+        return on_finite_parts(x, lambda v: roi_snr(v, fs))
     d = np.diff(x, axis=1)
     mad = np.median(np.abs(d - np.median(d, axis=1, keepdims=True)), axis=1)
     sigma = mad / 0.6745 / math.sqrt(2.0)

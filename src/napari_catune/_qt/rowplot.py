@@ -11,6 +11,8 @@ import numpy as np
 import pyqtgraph as pg
 from qtpy.QtWidgets import QGraphicsItem, QGraphicsTextItem
 
+from .._padding import row_lengths
+
 LEFT_W = 52  # left axis width, the same for every plot so the time axes line up
 HEADER_H = 17
 TRACE_MIN, ACT_MIN = 64, 30
@@ -101,12 +103,17 @@ class Row:
         self.color = (255, 255, 255, 255)
         self.truth_t = np.zeros(0)
         self.data: dict = {}
+        self.n_finite = 0
         self.dirty = True
         self.act_top = None
 
     def set(self, rid: int, color, raw: np.ndarray, truth_t: np.ndarray) -> None:
         self.rid, self.color = rid, tuple(color)
         self.data = {"raw": raw}
+        # a trace ending in NaN padding (a shorter recording) is drawn to its
+        # last finite frame; its fit and activity are NaN after it too
+        n = int(row_lengths(raw)[0]) if raw.size and np.isnan(raw[-1]) else raw.shape[-1]
+        self.n_finite = max(n, 1)
         self.truth_t = truth_t
         self.act_top = None
         self.dirty = True
@@ -122,6 +129,9 @@ class Row:
     def draw(self, x: np.ndarray, sl: slice, bins: int, residual: bool = False) -> None:
         """Draw the window ``sl`` of every curve and fit the y-ranges to it; with
         ``residual`` the grey curve is the trace minus the fit (and no fit is drawn)."""
+        if sl.stop is None or sl.stop > self.n_finite:
+            start = min(sl.start or 0, self.n_finite - 1)
+            sl = slice(start, self.n_finite)  # (the padding of a shorter recording)
         xs = x[sl]
         fit = self.data.get("fit")
         residual = residual and fit is not None and fit.shape[-1] == x.size

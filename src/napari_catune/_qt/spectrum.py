@@ -20,6 +20,7 @@ import pyqtgraph as pg
 from qtpy.QtCore import Qt, Signal
 
 from .. import kernel as _kernel
+from .._padding import ends_padded, row_lengths
 from .inputs import fmt
 
 #: longest stretch of a trace that goes into its spectrum (2^16 samples: 36 min at 30 Hz)
@@ -39,6 +40,12 @@ def power_spectrum(traces, fs: float, bins: int = BINS, max_samples: int = MAX_S
     ``(frequencies in Hz, 10 log10 PSD)``; empty arrays for fewer than 16 samples.
     """
     y = np.atleast_2d(np.asarray(traces, dtype=np.float64))
+    if y.size and y.shape[1] and ends_padded(y):
+        # rows ending in NaN padding: their common finite part (no zeros in the spectrum)
+        lengths = row_lengths(y)
+        y = y[lengths >= 16]
+        if y.size:
+            y = y[:, : int(lengths[lengths >= 16].min())]
     if y.size == 0 or y.shape[1] < 16:
         return np.zeros(0), np.zeros(0)
     y = np.nan_to_num(y[:, : int(max_samples)])

@@ -16,6 +16,7 @@ import pyqtgraph as pg
 from qtpy.QtCore import Qt, QTimer, Signal
 from qtpy.QtWidgets import QScrollArea, QVBoxLayout, QWidget
 
+from .._padding import row_lengths
 from .controls import fmt
 from .rowplot import ACT_MIN, HEADER_H, LEFT_W, TRACE_MIN, Row, style_plot, window_slice
 
@@ -171,7 +172,9 @@ class TraceView(QWidget):
             return
         from .rowplot import decimate
 
-        x, env = decimate(self.x, y, 1500)
+        n = int(row_lengths(y)[0]) if np.isnan(y[-1]) else y.size
+        n = max(n, 1)  # (a trace ending in NaN padding: drawn to its last finite frame)
+        x, env = decimate(self.x[:n], y[:n], 1500)
         self.overview_curve.setData(x, env, skipFiniteCheck=True)
         lo, hi = float(np.min(env)), float(np.max(env))
         self.overview.vb.setRange(xRange=(0, self.duration),
