@@ -388,7 +388,8 @@ def test_erasing_the_selected_roi_deselects_it_and_selects_no_other(setup, qtbot
     wait(qtbot, w)
     assert w.selected_rois == keep  # ROI 3 dropped, no other ROI put in its place
     assert [r.rid for r in w.traces.shown] == keep
-    assert any("[3]" in m and "deselected" in m for m in notes["info"]), notes["info"]
+    assert any("[3] are no longer in 'rois'" in m and "deselected" in m
+               for m in notes["info"]), notes["info"]
     assert not notes["error"]
 
 

@@ -62,7 +62,8 @@ class SourceHooks:
                 self.select_most_active(1)
             if gone:
                 notifications.show_info(
-                    f"ROI id(s) {gone[:20]} are no longer in '{src.name}' (erased or "
+                    f"ROI id(s) {gone[:20]} are no longer in "
+                    f"'{getattr(src.origin[1], 'name', src.name)}' (erased or "
                     "replaced) and were deselected" + ("." if ids else "; click an ROI in "
                                                        "the image or the list to select one."))
         else:
