@@ -33,13 +33,13 @@ def test_events_many_rois_and_fixed_unit():
     ev = detect_events(two, fs)
     np.testing.assert_allclose(ev["unit"], [0.5, 1.0])
     # the same events in both ROIs: amplitudes in units do not depend on scale
-    a0 = ev["amplitude"][ev["row"] == 0]
-    a1 = ev["amplitude"][ev["row"] == 1]
+    a0 = ev["amplitude"][ev["activity_row"] == 0]
+    a1 = ev["amplitude"][ev["activity_row"] == 1]
     # without roi_ids the ids are 1..n, as everywhere in the package
-    np.testing.assert_array_equal(ev["roi_id"], ev["row"] + 1)
+    np.testing.assert_array_equal(ev["roi_id"], ev["activity_row"] + 1)
     np.testing.assert_allclose(a0, a1)
     fixed = detect_events(two, fs, unit=[0.25, 0.25])
-    np.testing.assert_allclose(fixed["amplitude"][fixed["row"] == 1][:1], [4.0])
+    np.testing.assert_allclose(fixed["amplitude"][fixed["activity_row"] == 1][:1], [4.0])
 
 
 def test_events_merge_gap():
@@ -52,7 +52,7 @@ def test_events_merge_gap():
 
 def test_events_empty_and_bad_input():
     ev = detect_events(np.zeros(100), 10.0)
-    assert ev["roi_id"].size == 0 and ev["row"].size == 0 and np.isnan(ev["unit"][0])
+    assert ev["roi_id"].size == 0 and ev["activity_row"].size == 0 and np.isnan(ev["unit"][0])
     with pytest.raises(ValueError, match="fs"):
         detect_events(np.zeros(10), 0)
     with pytest.raises(ValueError, match="min_size"):
@@ -66,7 +66,7 @@ def test_events_empty_and_bad_input():
     with pytest.raises(ValueError, match="roi_ids must hold one label value per ROI"):
         detect_events(np.zeros((2, 10)), 10, roi_ids=[1])
     # ids are names: 0-based ids (as a CLI results file may carry) are kept
-    assert detect_events(np.eye(2, 10), 10, roi_ids=[0, 1])["roi_id"].tolist() == [0, 1]
+    assert detect_events(np.eye(2, 10, k=1), 10, roi_ids=[0, 1])["roi_id"].tolist() == [0, 1]
     with pytest.raises(ValueError, match="roi_ids must be ROI ids >= 0"):
         detect_events(np.zeros((2, 10)), 10, roi_ids=[-1, 1])
     with pytest.raises(ValueError, match="unique"):
@@ -87,7 +87,7 @@ def test_events_table_carries_the_roi_ids():
     act, fs = _three_rois()
     ev = detect_events(act, fs, roi_ids=[7, 1, 40])
     assert ev["roi_id"].tolist() == [7, 7, 1, 40, 40, 40]
-    assert ev["row"].tolist() == [0, 0, 1, 2, 2, 2]
+    assert ev["activity_row"].tolist() == [0, 0, 1, 2, 2, 2]
 
 
 @pytest.mark.parametrize("ids", [None, [7, 1, 40]])
@@ -141,6 +141,7 @@ def test_events_csv_results_npz_keep_the_roi_ids(tmp_path):
     ("roi,onset_frame,onset_s,peak_s,size,amplitude\n0,30,1.0,1.0,1,1\n",
      "earlier napari-catune.*0-based row"),
     ("row,onset_s\n0,1.0\n", "'row' is a 0-based row, not an ROI id"),
+    ("activity_row,onset_s\n0,1.0\n", "'activity_row' is a 0-based row, not an ROI id"),
     ("roi,time_s\n0,1.0\n", "line 2: ROI '0' is not an ROI id.*0 is the background"),
 ])
 def test_read_event_times_refuses_rows_as_ids(tmp_path, text, match):
@@ -154,3 +155,42 @@ def test_read_event_times_prefers_roi_id_over_roi(tmp_path):
     p = tmp_path / "ev.csv"
     p.write_text("roi,roi_id,time_s\n0,4,1.0\n1,9,2.0\n")
     assert {k: v.tolist() for k, v in read_event_times(p).items()} == {4: [1.0], 9: [2.0]}
+
+
+# ------------------------------------------------------------------ frame 0
+def test_a_run_at_frame_0_is_not_an_event_by_default():
+    """Frame 0's activity is the calcium present before the recording (the model
+    starts without calcium): it is not an event unless asked for, is flagged
+    when kept, and never sets the unit."""
+    s, onsets, fs = _train()
+    s[0], s[1] = 40.0, 2.0                         # initial calcium: far above a unit
+    ev = detect_events(s, fs)
+    assert 0 not in ev["onset_frame"] and list(ev["onset_frame"][:5]) == onsets
+    assert not ev["starts_before_recording"].any()
+    np.testing.assert_allclose(ev["unit"], [0.5])   # not pulled up by frame 0
+    np.testing.assert_allclose(ev["amplitude"], [1, 1, 1, 1, 1, 3, 0.1])
+    kept = detect_events(s, fs, keep_first=True)
+    assert kept["onset_frame"][0] == 0 and kept["starts_before_recording"].tolist() == \
+        [True] + [False] * 7
+    np.testing.assert_allclose(kept["unit"], [0.5])
+    np.testing.assert_allclose(kept["amplitude"][0], 84.0)
+    # a trace whose only activity is at frame 0 has no events and no unit
+    only = detect_events(np.r_[5.0, np.zeros(99)], fs)
+    assert only["roi_id"].size == 0 and np.isnan(only["unit"][0])
+
+
+def test_events_csv_names_the_activity_row_and_old_files_still_read(tmp_path):
+    """suite2p's ROI 3 can be row 1 of the activity once non-cells are left out:
+    the column says which array's row it is; a file of an earlier version
+    (with 'row') still reads onto its ROI ids."""
+    act, fs = _three_rois()
+    path = save_events_csv(tmp_path / "new.csv", detect_events(act, fs, roi_ids=[1, 3, 4]))
+    head = path.read_text().splitlines()[0].split(",")
+    assert "activity_row" in head and "row" not in head
+    assert "starts_before_recording" in head
+    old = tmp_path / "old.csv"
+    old.write_text("roi_id,row,onset_frame,onset_s,peak_s,size,amplitude\n"
+                   "3,1,90,3,3,1,1\n1,0,30,1,1,1,1\n")
+    assert {k: v.tolist() for k, v in read_event_times(old).items()} == {1: [1.0], 3: [3.0]}
+    assert {k: v.tolist() for k, v in read_event_times(path).items()} == \
+        {1: [1.0, 10.0], 3: [3.0], 4: [5.0, 15.0, 18.0]}

@@ -279,6 +279,7 @@ def test_results_round_trip_with_footprints_and_session(suite2p_nwb, tmp_path):
         assert set(f.processing) == {"ophys", "catune"}
         act = f.processing["catune"]["Deconvolution"]["activity"]
         assert act.data.shape == (T, 3) and act.rate == FS
+        assert "frame 0" in act.description and "before the recording" in act.description
         assert act.rois.table is f.processing["ophys"]["ImageSegmentation"]["PlaneSegmentation"]
         assert f.processing["catune"]["parameters"]["baseline"].data[0] == "rolling"
     back = load_nwb(out, series="catune/Deconvolution/activity")

@@ -216,7 +216,7 @@ def test_events_table_has_no_events_in_the_padding():
     ev = detect_events(act, FS)
     for i, L in enumerate(LENGTHS):
         alone = detect_events(act[i, :L], FS)
-        mine = ev["row"] == i
+        mine = ev["activity_row"] == i
         np.testing.assert_array_equal(ev["onset_frame"][mine], alone["onset_frame"])
         np.testing.assert_array_equal(ev["size"][mine], alone["size"])
         assert (ev["onset_frame"][mine] < L).all()

@@ -102,6 +102,8 @@ def test_csv_is_wide_with_ids_and_a_sidecar(tmp_path):
     assert meta["num_timepoints"] == 40 and meta["source_filename"] == "rec_F.npy"
     assert meta["catune_params"]["formulation"]["baseline"] == "drift"
     assert "wide" in meta["csv_layout"]
+    # frame 0 is the calcium before the recording: the sidecar says so
+    assert "frame 0" in meta["activity_frame_0"] and "before" in meta["activity_frame_0"]
     feats = written[1].read_text().splitlines()
     assert feats[0] == "roi_id,snr,converged,label"
     assert feats[1:] == ["3,4,true,a", "8,0.5,false,b", "21,9.25,true,c"]

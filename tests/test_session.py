@@ -350,7 +350,7 @@ def test_our_own_events_csv_lands_on_its_rois(s, tmp_path):
     assert sorted(src.events_s) == sorted(set(ev["roi_id"].tolist()))
     for rid, times in src.events_s.items():
         row = src.row[rid]
-        np.testing.assert_allclose(times, np.sort(ev["onset_s"][ev["row"] == row]))
+        np.testing.assert_allclose(times, np.sort(ev["onset_s"][ev["activity_row"] == row]))
         # each event starts where that ROI's activity does
         frames = np.rint(times * FS).astype(int)
         assert np.all(batch.activity[row, frames] > 0)

@@ -375,6 +375,24 @@ def test_painting_and_replacing_data_reread_the_traces(setup, qtbot):
     wait(qtbot, w)
 
 
+
+@pytest.mark.parametrize("keep", [[], [5]])
+def test_erasing_the_selected_roi_deselects_it_and_selects_no_other(setup, qtbot, keep):
+    viewer, w, means, notes = setup
+    w.select_rois([3] + keep)
+    wait(qtbot, w)
+    lab = viewer.layers["rois"]
+    lab.data_setitem(tuple(np.argwhere(lab.data == 3).T), 0)  # as the eraser would
+    qtbot.waitUntil(lambda: w.session.source is not None and 3 not in w.session.source.row,
+                    timeout=120_000)
+    wait(qtbot, w)
+    assert w.selected_rois == keep  # ROI 3 dropped, no other ROI put in its place
+    assert [r.rid for r in w.traces.shown] == keep
+    assert any("[3] are no longer in 'rois'" in m and "deselected" in m
+               for m in notes["info"]), notes["info"]
+    assert not notes["error"]
+
+
 def test_huge_label_ids_use_a_compact_map(make_napari_viewer, qtbot, notes):
     big = 2**31 - 1
     viewer = make_napari_viewer()

@@ -18,10 +18,26 @@ its timing.  An *event* is a run of non-zero activity (gaps shorter than
 
 Events smaller than ``min_size`` (in units) are dropped.  Works on one trace
 ``(T,)`` or many ``(n, T)``; the result is a dict of equal-length 1-D arrays
-(``roi_id``, ``row``, ``onset_frame``, ``onset_s``, ``peak_s``, ``size``,
-``amplitude``), ready for ``pandas.DataFrame`` or a CSV.  ``roi_id`` is the
-ROI's label value (``roi_ids=``; by default 1..n, the ids traces without ids
-get everywhere in this package), ``row`` the 0-based row of ``activity``.
+(``roi_id``, ``activity_row``, ``onset_frame``, ``onset_s``, ``peak_s``,
+``size``, ``amplitude``, ``starts_before_recording``), ready for
+``pandas.DataFrame`` or a CSV.  ``roi_id`` is the ROI's label value
+(``roi_ids=``; by default 1..n, the ids traces without ids get everywhere in
+this package): the id to match ROIs by.  ``activity_row`` is the 0-based row
+of the ``activity`` array given here, which is not the row of the source's
+files once ROIs were left out (suite2p's non-cells: ``roi_id`` 3 can be
+``activity_row`` 1).  Tables of earlier versions call it ``row``.
+
+**Frame 0.**  The model starts with no calcium (DESIGN.md), so the calcium
+already present when the recording starts (from spikes before it) has to be
+explained by activity at the first frame(s): a run of activity starting at
+frame 0 is mostly that initial calcium, not a spike at t = 0 (on the
+ground-truth recordings of ``realgt-dev``, 21 of 101 rows have one and none
+of them a true spike in the first 0.5 s; ``bench/bench_frame0.py``).  Such a
+run is therefore not an event by default (``keep_first=True`` keeps it, with
+``starts_before_recording`` true), and it never sets a ROI's unit.  The
+activity arrays keep it: it is part of the fit (the reconvolution needs it to
+match the first seconds of the trace).  ``activity`` must start at the
+recording's first frame for this to hold.
 
 :func:`save_events_csv` writes the table (``roi_id`` first) and
 :func:`read_event_times` reads the other direction: a CSV of event times per
@@ -38,11 +54,17 @@ import numpy as np
 from ._padding import BAD, row_lengths
 
 __all__ = ["detect_events", "EVENT_FIELDS", "save_events_csv", "read_event_times",
-           "ROI_COLUMNS", "TIME_COLUMNS"]
+           "ROI_COLUMNS", "TIME_COLUMNS", "FRAME0_NOTE"]
+
+#: what frame 0 of the activity is, for the results' sidecar and NWB description
+FRAME0_NOTE = ("activity at frame 0 (and the run it starts) holds the calcium present before "
+               "the recording started (the model starts without calcium), not a spike at "
+               "t = 0; detect_events leaves it out of the events (keep_first=True keeps it)")
 
 #: the per-event columns of :func:`detect_events`, in the order a CSV gets them
-EVENT_FIELDS = ("roi_id", "row", "onset_frame", "onset_s", "peak_s", "size", "amplitude")
-_INT_FIELDS = ("roi_id", "row", "onset_frame")
+EVENT_FIELDS = ("roi_id", "activity_row", "onset_frame", "onset_s", "peak_s", "size", "amplitude",
+                "starts_before_recording")
+_INT_FIELDS = ("roi_id", "activity_row", "onset_frame")
 
 
 def _positive(name: str, value, allow_zero: bool = False) -> float:
@@ -87,7 +109,8 @@ def _ids(roi_ids, n: int, name: str = "roi_ids") -> np.ndarray:
 
 
 def detect_events(activity, fs, *, min_size: float = 0.0, unit=None,
-                  merge_s: float = 0.05, isolation_s: float = 1.0, roi_ids=None) -> dict:
+                  merge_s: float = 0.05, isolation_s: float = 1.0, roi_ids=None,
+                  keep_first: bool = False) -> dict:
     """Event table of deconvolved activity (see the module docstring).
 
     Parameters
@@ -102,6 +125,10 @@ def detect_events(activity, fs, *, min_size: float = 0.0, unit=None,
     isolation_s : an event is isolated if no other is this close (for the unit)
     roi_ids : None or (n_rois,) int; the label value of each row, written in
         the ``roi_id`` column.  None: 1..n_rois.
+    keep_first : bool, keep a run of activity that starts at frame 0 as an
+        event (``starts_before_recording`` true); by default it is left out:
+        it is mostly the calcium present before the recording (module
+        docstring, "Frame 0").
 
     Returns
     -------
@@ -138,25 +165,29 @@ def detect_events(activity, fs, *, min_size: float = 0.0, unit=None,
     for i in range(n):
         si = s[i, : lengths[i]]
         start, stop = _runs(si, gap)
-        if start.size == 0:
+        first = start == 0  # the calcium present before the recording, mostly
+        if start.size == 0 or (first.all() and not keep_first):
             unit_out[i] = np.nan if unit is None else units[i]
             continue
         csum = np.r_[0.0, np.cumsum(si)]
         size = csum[stop] - csum[start]
         peak = np.array([a + int(np.argmax(si[a:b])) for a, b in zip(start, stop)])
-        if unit is None:
-            before = np.r_[np.inf, start[1:] - stop[:-1]]
-            after = np.r_[start[1:] - stop[:-1], np.inf]
+        if unit is None and not first.all():
+            a, b, sz = start[~first], stop[~first], size[~first]
+            before = np.r_[np.inf, a[1:] - b[:-1]]
+            after = np.r_[a[1:] - b[:-1], np.inf]
             lone = (before >= iso) & (after >= iso)
-            pool = size[lone] if lone.sum() >= 3 else size
+            pool = sz[lone] if lone.sum() >= 3 else sz
             u = float(np.median(pool))
         else:
-            u = float(units[i])
+            u = np.nan if unit is None else float(units[i])  # (no event but frame 0's)
         unit_out[i] = u
-        amp = size / u
-        keep = amp >= min_size
+        amp = size / u if np.isfinite(u) else np.full(size.shape, np.nan)
+        keep = ~first if not keep_first else np.ones(size.shape, bool)
+        keep &= ~(amp < min_size)  # (NaN amplitude: a frame-0 run only, no unit)
         cols["roi_id"].append(np.full(int(keep.sum()), ids[i], dtype=np.int64))
-        cols["row"].append(np.full(int(keep.sum()), i, dtype=np.int64))
+        cols["activity_row"].append(np.full(int(keep.sum()), i, dtype=np.int64))
+        cols["starts_before_recording"].append(first[keep])
         cols["onset_frame"].append(start[keep].astype(np.int64))
         cols["onset_s"].append(start[keep] / fs)
         cols["peak_s"].append(peak[keep] / fs)
@@ -164,7 +195,8 @@ def detect_events(activity, fs, *, min_size: float = 0.0, unit=None,
         cols["amplitude"].append(amp[keep])
     out = {}
     for k in EVENT_FIELDS:
-        dtype = np.int64 if k in _INT_FIELDS else np.float64
+        dtype = np.int64 if k in _INT_FIELDS else bool if k == "starts_before_recording" \
+            else np.float64
         out[k] = np.concatenate(cols[k]).astype(dtype) if cols[k] else np.empty(0, dtype)
     out["unit"] = unit_out
     return out
@@ -176,7 +208,7 @@ def save_events_csv(path, events):
     or a dict of columns) as CSV, atomically: a header line, then one event per
     line, ``roi_id`` first (the label value, what :func:`read_event_times`
     and the tuner's *Events CSV...* read), then the other per-event columns
-    (``row``, ``onset_frame``, ``onset_s``, ...).  The per-ROI ``unit`` of
+    (``activity_row``, ``onset_frame``, ``onset_s``, ...).  The per-ROI ``unit`` of
     :func:`detect_events` is left out.  Floats get 10 significant digits.
     Returns the Path written.
     """
@@ -210,11 +242,12 @@ def read_event_times(path) -> dict:
     of :data:`ROI_COLUMNS`) and a time column in seconds from the first frame
     (one of :data:`TIME_COLUMNS`), in any order and case; other columns are
     ignored, so the events CSV written by :func:`save_events_csv` (``roi_id``,
-    ``row``, ``onset_frame``, ``onset_s``, ...) reads as is, onto the ROI ids
-    it was detected on.  Separators: comma, semicolon or tab.  Blank lines and
+    ``activity_row``, ``onset_frame``, ``onset_s``, ...; ``row`` instead of
+    ``activity_row`` in earlier versions) reads as is, onto the ROI ids it was
+    detected on.  Separators: comma, semicolon or tab.  Blank lines and
     lines starting with ``#`` are skipped.  ROI ids are positive integers (the
     label values; 0 is the background); times are finite and >= 0.  A 0-based
-    ``row`` column is never read as an id.
+    ``activity_row`` or ``row`` column is never read as an id.
 
     Raises ValueError naming the line and what to fix.
     """
@@ -253,8 +286,9 @@ def read_event_times(path) -> dict:
                                           ("a time column in seconds (" +
                                            ", ".join(TIME_COLUMNS) + ")", t_col))
                    if col is None]
-        hint = ("; 'row' is a 0-based row, not an ROI id: add a 'roi_id' column of label "
-                "values" if roi_col is None and "row" in names else "")
+        rows = [c for c in ("activity_row", "row") if c in names]
+        hint = (f"; '{rows[0]}' is a 0-based row, not an ROI id: add a 'roi_id' column of "
+                "label values" if roi_col is None and rows else "")
         raise ValueError(f"events file {p.name!r}: the header (line {head_no}: {head.strip()!r}) "
                          f"needs {' and '.join(missing)}; e.g. 'roi,time_s'{hint}")
     out: dict = {}

@@ -475,6 +475,7 @@ def save_results_nwb(path, *, activity, fit, baseline, events, roi_ids, fs, para
 
     from ._atomic import atomic_write_via_path
     from ._version import __version__
+    from .events import FRAME0_NOTE
     from .params import _export_dict, _formulation
 
     path = Path(path)
@@ -532,7 +533,8 @@ def save_results_nwb(path, *, activity, fit, baseline, events, roi_ids, fs, para
     mod.add(fl)
     fl.create_roi_response_series(
         name="activity", data=np.ascontiguousarray(activity.T), rois=region, unit="n.a.",
-        rate=float(fs), description="deconvolved activity s (events scaled to trace units)",
+        rate=float(fs), description="deconvolved activity s (events scaled to trace units); "
+        + FRAME0_NOTE,
         comments=export,
     )
     if fit is not None:

@@ -179,6 +179,7 @@ def _validated(activity, fit, baseline, events, roi_ids, fs, params, features):
 
 def results_metadata(*, roi_ids, fs, params, n_frames: int, content: str, **extra) -> dict:
     """The JSON sidecar of a results file (``{stem}_metadata.json``)."""
+    from .events import FRAME0_NOTE
     from .params import _export_dict
 
     ids = [int(i) for i in np.asarray(roi_ids).ravel()]
@@ -190,6 +191,7 @@ def results_metadata(*, roi_ids, fs, params, n_frames: int, content: str, **extr
         "num_timepoints": int(n_frames),
         "roi_ids": ids,
         "content": content,
+        "activity_frame_0": FRAME0_NOTE,
         "catune_params": _export_dict(_params(params), None),
     }
 

@@ -25,6 +25,7 @@ class SourceHooks:
         if self._pending_sel is None and self.session.selection:
             # the same ROIs again when the traces are read anew (an edit, a new array)
             self._pending_sel = (list(self.session.selection), False, True)
+            self._dropped_origin = self.session.source.origin if self.session.source else None
         self.session.cancel()
         if self.session.source is not None:
             self.session.set_source(None)
@@ -45,14 +46,26 @@ class SourceHooks:
                                     f"{loaded[1]:g} Hz was taken from {loaded[0]}. Check that "
                                     "it is the recording's rate.")
         pending, self._pending_sel = self._pending_sel, None
+        was, self._dropped_origin = getattr(self, "_dropped_origin", None), None
         if pending is not None and pending[1] is None:
             self.select_most_active(pending[0])
         elif pending is not None:
             ids = [i for i in pending[0] if i in src.row] if pending[2] else pending[0]
             if ids:
                 self.select_rois(ids, add=pending[1], _quiet=pending[2])
-            else:
+            # the same layers read anew (an ROI erased, the array replaced): the gone
+            # ROIs are deselected, never swapped for an ROI nobody chose
+            edited = pending[2] and was is not None and all(
+                a is b for a, b in zip(was, src.origin))
+            gone = [i for i in pending[0] if i not in ids] if edited else []
+            if not ids and not edited:
                 self.select_most_active(1)
+            if gone:
+                notifications.show_info(
+                    f"ROI id(s) {gone[:20]} are no longer in "
+                    f"'{getattr(src.origin[1], 'name', src.name)}' (erased or "
+                    "replaced) and were deselected" + ("." if ids else "; click an ROI in "
+                                                       "the image or the list to select one."))
         else:
             self.select_most_active(1)
         self.actions.source_ready(src)
