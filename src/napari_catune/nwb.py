@@ -58,7 +58,11 @@ import numpy as np
 from .loaders import PipelineData
 
 __all__ = ["load_nwb", "list_nwb_series", "save_results_nwb", "load_results_nwb",
-           "NWB_EXTRA_MESSAGE"]
+           "NWB_EXTRA_MESSAGE", "TIMESTAMP_TOLERANCE"]
+
+#: timestamps within this fraction of a frame interval of ``t0 + k / fs`` are
+#: regular (written back as starting_time + rate); others are kept as they are
+TIMESTAMP_TOLERANCE = 0.01
 
 NWB_EXTRA_MESSAGE = (
     "reading and writing NWB files needs pynwb; install it with "
@@ -150,6 +154,34 @@ def _fs_of(rrs, nwbfile) -> tuple[float | None, str]:
     if rate:
         return float(rate), "the imaging plane's imaging_rate"
     return None, ""
+
+
+def _time_of(rrs, fs) -> tuple[float, np.ndarray | None, str | None]:
+    """(t0, irregular timestamps or None, note) of a series.
+
+    ``t0`` is the series' ``starting_time`` or first timestamp.  Timestamps
+    that stay within :data:`TIMESTAMP_TOLERANCE` of a frame interval of
+    ``t0 + k / fs`` are regular (None is returned for them); others are
+    returned, so that every output keeps them instead of an invented grid.
+    """
+    ts = getattr(rrs, "timestamps", None)
+    if ts is None:
+        t0 = float(getattr(rrs, "starting_time", None) or 0.0)
+        return t0, None, (f"time origin: starting_time {t0:g} s (kept in the outputs)"
+                          if t0 else None)
+    ts = np.asarray(ts[:], dtype=np.float64).ravel()
+    if ts.size == 0 or not np.isfinite(ts).all():
+        return 0.0, None, "timestamps not usable (empty or non-finite): time origin 0 s"
+    t0 = float(ts[0])
+    if not fs or ts.size < 2:
+        return t0, None, f"time origin: first timestamp {t0:g} s"
+    off = float(np.max(np.abs(ts - (t0 + np.arange(ts.size) / fs))))
+    if off <= TIMESTAMP_TOLERANCE / fs:
+        return t0, None, f"time origin: first timestamp {t0:g} s (regular timestamps)"
+    return t0, ts, (
+        f"timestamps irregular (up to {off * 1e3:.3g} ms from {t0:g} s + frame / {fs:g} Hz): "
+        "the outputs keep them; the deconvolution assumes the constant rate fs"
+    )
 
 
 def _neuropil(nwbfile, chosen_path, rrs, coefficient):
@@ -378,8 +410,14 @@ def load_nwb(path, *, series: str | None = None, neuropil_coefficient: float = 0
         fs, fs_from = _fs_of(rrs, nwbfile)
         if fs is not None:
             notes.append(f"fs: {fs:g} Hz from {fs_from}")
+        t0, stamps, time_note = _time_of(rrs, fs)
+        if stamps is not None and stamps.size != traces.shape[1]:
+            raise ValueError(f"{path}: {chosen_path} has {stamps.size} timestamps for "
+                             f"{traces.shape[1]} frames")
+        if time_note:
+            notes.append(time_note)
     return PipelineData(traces=traces, fs=fs, roi_ids=ids, labels=labels, mean_image=mean,
-                        source=str(path), kind=label, notes=notes)
+                        source=str(path), kind=label, notes=notes, t0=t0, timestamps=stamps)
 
 
 def _cell_rows(table, rows: np.ndarray, notes: list):
@@ -458,7 +496,8 @@ def _columns(table: dict | None, skip=()) -> list:
 
 
 def save_results_nwb(path, *, activity, fit, baseline, events, roi_ids, fs, params, features,
-                     labels=None, source=None) -> Path:
+                     labels=None, source=None, t0=0.0, timestamps=None,
+                     input_traces=None) -> Path:
     """Write results as a new NWB file (layout in the module docstring), atomically.
 
     Arguments as :func:`napari_catune.results.save_results` (already
@@ -525,19 +564,24 @@ def save_results_nwb(path, *, activity, fit, baseline, events, roi_ids, fs, para
     )
     fl = Fluorescence(name="Deconvolution")
     mod.add(fl)
-    fl.create_roi_response_series(
+    # the input's time axis: its first frame's time, or its irregular timestamps
+    timing = ({"timestamps": np.asarray(timestamps, dtype=np.float64)}
+              if timestamps is not None else {"rate": float(fs), "starting_time": float(t0)})
+    act = fl.create_roi_response_series(
         name="activity", data=np.ascontiguousarray(activity.T), rois=region, unit="n.a.",
-        rate=float(fs), description="deconvolved activity s (events scaled to trace units)",
-        comments=export,
+        description="deconvolved activity s (events scaled to trace units)",
+        comments=export, **timing,
     )
+    if timestamps is not None:
+        timing = {"timestamps": act}  # one copy, linked
     if fit is not None:
         fl.create_roi_response_series(
             name="fit", data=np.ascontiguousarray(fit.T), rois=region, unit="n.a.",
-            rate=float(fs), description="model fit K*s + baseline, in trace units")
+            description="model fit K*s + baseline, in trace units", **timing)
     if baseline is not None and baseline.ndim == 2:
         fl.create_roi_response_series(
             name="baseline", data=np.ascontiguousarray(baseline.T), rois=region, unit="n.a.",
-            rate=float(fs), description=f"baseline per frame ({params.baseline} mode)")
+            description=f"baseline per frame ({params.baseline} mode)", **timing)
 
     p = params
     mod.add(DynamicTable(name="parameters", description="the CaTune parameters used", columns=[
@@ -597,11 +641,16 @@ def load_results_nwb(path) -> dict:
         mod = f.processing[RESULTS_MODULE]
         fl = mod["Deconvolution"]
         act = fl["activity"]
+        stamps = None if act.timestamps is None else np.asarray(act.timestamps[:], dtype=float)
+        doc = json.loads(str(mod["parameters"]["catune_export"].data[0]))
         out = {
             "activity": np.asarray(act.data[:], dtype=np.float64).T.copy(),
             "fit": (np.asarray(fl["fit"].data[:], dtype=np.float64).T.copy()
                     if "fit" in fl.roi_response_series else None),
-            "fs": float(act.rate),
+            "fs": (float(act.rate) if act.rate else
+                   float(doc["parameters"]["sampling_rate_hz"])),
+            "t0": float(stamps[0]) if stamps is not None else float(act.starting_time or 0.0),
+            "timestamps": stamps,
         }
         rois = _table_columns(mod["rois"])
         out["roi_ids"] = rois.pop("roi_id").astype(np.int64)
@@ -611,6 +660,5 @@ def load_results_nwb(path) -> dict:
             out["baseline"] = rois.get("baseline")
         out["features"] = rois or None
         out["events"] = _table_columns(mod["events"]) if "events" in mod.data_interfaces else None
-        doc = json.loads(str(mod["parameters"]["catune_export"].data[0]))
     out["params"] = load_params_dict(doc, path)
     return out
