@@ -616,6 +616,18 @@ def _padding_note(T: int, lengths, groups: bool = True) -> str:
     return text
 
 
+def _id_ranges(ids, limit: int = 12) -> str:
+    """``"25: 1, 3-4, 6-7, 9-10, ..."``: the count, then runs of consecutive ids."""
+    ids = np.unique(np.asarray(ids, dtype=np.int64).ravel())
+    if not ids.size:
+        return "none"
+    breaks = np.flatnonzero(np.diff(ids) != 1) + 1
+    runs = [(int(r[0]), int(r[-1])) for r in np.split(ids, breaks)]
+    parts = [f"{a}" if a == b else f"{a}-{b}" for a, b in runs[:limit]]
+    more = ", ..." if len(runs) > limit else ""
+    return f"{ids.size}: {', '.join(parts)}{more}"
+
+
 def _list_rows(rows, limit: int = 20) -> str:
     shown = ", ".join(str(int(r)) for r in rows[:limit])
     return shown + (f", ... ({len(rows) - limit} more)" if len(rows) > limit else "")
@@ -1369,8 +1381,7 @@ def _cmd_info(args) -> int:
         print(f"fs           {fs:g} Hz  (duration {source.T / fs:.1f} s)")
     else:
         print("fs           unknown (pass --fs HZ)")
-    ids = source.roi_ids
-    print(f"roi ids      {int(ids.min())}..{int(ids.max())}" if ids.size else "roi ids      none")
+    print(f"roi ids      {_id_ranges(source.roi_ids)}")
     print(f"NaN values   {nan_values}" + (f"  (Inf values {inf_values})" if inf_values else ""))
     print(f"bad rows     {nan_rows}  (rows with NaN or Inf)")
     for note in source.notes:

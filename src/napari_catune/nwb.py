@@ -35,11 +35,15 @@ Writing (:func:`save_results_nwb`, called by ``results.save_results`` for a
 ``.nwb`` path) creates a new file, atomically: processing module ``ophys``
 holds the ROIs (``ImageSegmentation/PlaneSegmentation`` with ``pixel_mask``
 from the label image, or one tile per ROI when there are no footprints, and a
-``roi_id`` column), processing module ``catune`` the results: a
+``roi_id`` column; the label image itself as ``ROIImages/roi_labels``, which
+records the plane's size: the movie is not copied and no placeholder
+``TwoPhotonSeries`` is written), processing module ``catune`` the results: a
 ``Fluorescence`` container ``Deconvolution`` with ``RoiResponseSeries``
-``activity``, ``fit`` and (per-frame baselines) ``baseline``, and
-``DynamicTable``\\ s ``parameters`` (one row, with the CaTune export JSON in
-``catune_export``), ``rois`` (per ROI: ``roi_id``, scalar ``baseline``,
+``activity``, ``fit`` and (per-frame baselines) ``baseline`` (unit "a.u. (units
+of <input traces>)", on the input's time axis: ``starting_time`` = its t0, or
+its irregular ``timestamps``), and
+``DynamicTable``\\ s ``parameters`` (one row, with ``input_traces``, e.g.
+``F - 0.7*Fneu``, and the CaTune export JSON in ``catune_export``), ``rois`` (per ROI: ``roi_id``, scalar ``baseline``,
 features) and ``events``.  The source file is never modified.
 """
 
@@ -70,8 +74,28 @@ NWB_EXTRA_MESSAGE = (
 )
 RESULTS_MODULE = "catune"
 _SKIP = re.compile(r"neuropil|background|deconv|spike|spks|residual", re.IGNORECASE)
+#: the ROI label image of results files (the plane's size; not a summary image)
+LABEL_IMAGE = "roi_labels"
 _IMAGE_PREFERENCE = ("meanImg", "mean", "mean_image", "average", "local_correlations", "Cn",
                      "Vcorr", "max_proj")
+
+
+def _read_error(exc) -> str:
+    """One line from hdmf's read errors, which carry whole builder dumps.
+
+    ``ConstructError`` texts are ``(<object path> GroupBuilder {...}, "Could
+    not construct X object due to: <reason>")``: keep the path and the reason.
+    """
+    text = str(exc)
+    where = re.match(r"\(?\s*(\S+) (?:Group|Dataset)Builder", text)
+    why = re.search(r"due to: (.*?)(?:[\"']\))?\s*$", text, re.DOTALL)
+    if why:
+        reason = " ".join(why.group(1).split())
+        # "RoiResponseSeries.__init__: missing argument 'rois'" -> for people
+        reason = re.sub(r"^(\w+)\.__init__: missing argument", r"\1 lacks its required", reason)
+        text = f"{where.group(1)}: {reason}" if where else reason
+    text = " ".join(text.split())
+    return text if len(text) <= 200 else text[:200] + " ..."
 
 
 def _pynwb():
@@ -229,17 +253,18 @@ def _image_shape(nwbfile, table, module):
             dim = getattr(ref, "dimension", None)
             if dim is not None and len(dim) >= 2:
                 return tuple(int(d) for d in dim[:2])
-    img = _summary_image(module, None)
+    img = _summary_image(module, None, LABEL_IMAGE)
     return None if img is None else img.shape
 
 
-def _summary_image(module, shape):
+def _summary_image(module, shape, also=None):
     from pynwb.base import Images
 
     images = []
     for iface in module.data_interfaces.values():
         if isinstance(iface, Images):
-            images.extend(iface.images.items())
+            images.extend((k, v) for k, v in iface.images.items()
+                          if k != LABEL_IMAGE or also == LABEL_IMAGE)
     rank = {name: i for i, name in enumerate(_IMAGE_PREFERENCE)}
     images.sort(key=lambda kv: rank.get(kv[0], len(rank)))
     for _, im in images:
@@ -354,10 +379,8 @@ def load_nwb(path, *, series: str | None = None, neuropil_coefficient: float = 0
         try:
             nwbfile = io.read()
         except Exception as exc:  # noqa: BLE001
-            text = str(exc)  # hdmf's messages carry whole builder dumps
-            raise ValueError(
-                f"{path} is not a readable NWB file: "
-                f"{text[:300] + ' ...' if len(text) > 300 else text}") from None
+            raise ValueError(f"{path} is not a readable NWB file: {_read_error(exc)}; "
+                             "check it with nwbinspector or pynwb") from None
         found = _series(nwbfile)
         chosen_path, kind, rrs = _pick(path, found, series)
         notes = [f"traces: {chosen_path} ({kind})"]
@@ -505,7 +528,9 @@ def save_results_nwb(path, *, activity, fit, baseline, events, roi_ids, fs, para
     """
     pynwb = _pynwb()
     from hdmf.common import DynamicTable, VectorData
-    from pynwb.ophys import Fluorescence, ImageSegmentation, OpticalChannel, TwoPhotonSeries
+    from pynwb.base import Images
+    from pynwb.image import GrayscaleImage
+    from pynwb.ophys import Fluorescence, ImageSegmentation, OpticalChannel
 
     from ._atomic import atomic_write_via_path
     from ._version import __version__
@@ -535,28 +560,28 @@ def save_results_nwb(path, *, activity, fit, baseline, events, roi_ids, fs, para
         device=device, excitation_lambda=float("nan"), imaging_rate=float(fs),
         indicator="unknown", location="unknown",
     )
-    # the movie is not copied: an external-file series records the plane's size
-    # (as suite2p's export does), which pixel masks alone do not
-    movie = TwoPhotonSeries(
-        name="TwoPhotonSeries", imaging_plane=plane, external_file=[src_name or "unknown"],
-        format="external", starting_frame=[0], dimension=[int(s) for s in lab.shape],
-        rate=float(fs), num_samples=int(t),
-        description="the recording the traces came from (not copied)",
-    )
-    nwbfile.add_acquisition(movie)
     ophys = nwbfile.create_processing_module(name="ophys",
                                              description="ROIs whose traces were deconvolved")
     seg = ImageSegmentation()
     ophys.add(seg)
     ps = seg.create_plane_segmentation(name="PlaneSegmentation", description=mask_note,
-                                       imaging_plane=plane, reference_images=movie)
+                                       imaging_plane=plane)
+    # the movie is not copied (no TwoPhotonSeries); the label image records the
+    # plane's size, which pixel masks alone do not
+    ophys.add(Images(name="ROIImages", description="the ROI label image (0 = background)",
+                     images=[GrayscaleImage(name=LABEL_IMAGE, data=np.asarray(lab, np.int32),
+                                            description="value = roi_id")]))
     ps.add_column("roi_id", "label value of the ROI in napari-catune (NWB id + 1)")
     for rid, mask in zip(ids, _pixel_masks(lab, ids)):
         ps.add_roi(id=int(rid) - 1, pixel_mask=[tuple(row) for row in mask], roi_id=int(rid))
     region = ps.create_roi_table_region(region=list(range(n)), description="all ROIs")
 
     form = _formulation(params)
-    export = json.dumps(_export_dict(params, None), allow_nan=False)
+    what = input_traces or "the input traces"
+    export = json.dumps(_export_dict(params, {
+        "source_filename": src_name, "input_traces": input_traces or None,
+        "num_cells": int(n), "num_timepoints": int(t)}), allow_nan=False)
+    unit = f"a.u. (units of {what})"
     mod = nwbfile.create_processing_module(
         name=RESULTS_MODULE,
         description=f"napari-catune {__version__} deconvolution (CaTune model): "
@@ -568,19 +593,19 @@ def save_results_nwb(path, *, activity, fit, baseline, events, roi_ids, fs, para
     timing = ({"timestamps": np.asarray(timestamps, dtype=np.float64)}
               if timestamps is not None else {"rate": float(fs), "starting_time": float(t0)})
     act = fl.create_roi_response_series(
-        name="activity", data=np.ascontiguousarray(activity.T), rois=region, unit="n.a.",
-        description="deconvolved activity s (events scaled to trace units)",
+        name="activity", data=np.ascontiguousarray(activity.T), rois=region, unit=unit,
+        description=f"deconvolved activity s of {what} (events scaled to trace units)",
         comments=export, **timing,
     )
     if timestamps is not None:
         timing = {"timestamps": act}  # one copy, linked
     if fit is not None:
         fl.create_roi_response_series(
-            name="fit", data=np.ascontiguousarray(fit.T), rois=region, unit="n.a.",
-            description="model fit K*s + baseline, in trace units", **timing)
+            name="fit", data=np.ascontiguousarray(fit.T), rois=region, unit=unit,
+            description=f"model fit K*s + baseline of {what}, in trace units", **timing)
     if baseline is not None and baseline.ndim == 2:
         fl.create_roi_response_series(
-            name="baseline", data=np.ascontiguousarray(baseline.T), rois=region, unit="n.a.",
+            name="baseline", data=np.ascontiguousarray(baseline.T), rois=region, unit=unit,
             description=f"baseline per frame ({params.baseline} mode)", **timing)
 
     p = params
@@ -594,6 +619,8 @@ def save_results_nwb(path, *, activity, fit, baseline, events, roi_ids, fs, para
             ("baseline", "baseline model", str(p.baseline)),
             ("drift_scale_s", "drift time scale, s (NaN: solver default or not drift)",
              float("nan") if p.drift_scale is None else p.drift_scale),
+            ("input_traces", "the traces that were deconvolved (e.g. F - 0.7*Fneu)",
+             input_traces or "not recorded"),
             ("catune_export", "the CaTune export JSON (schema 1.2.0)", export),
         )
     ]))
