@@ -43,8 +43,8 @@ records the plane's size: the movie is not copied and no placeholder
 of <input traces>)", on the input's time axis: ``starting_time`` = its t0, or
 its irregular ``timestamps``), and
 ``DynamicTable``\\ s ``parameters`` (one row, with ``input_traces``, e.g.
-``F - 0.7*Fneu``, and the CaTune export JSON in ``catune_export``), ``rois`` (per ROI: ``roi_id``, scalar ``baseline``,
-features) and ``events``.  The source file is never modified.
+``F - 0.7*Fneu``, and the CaTune export JSON in ``catune_export``), ``rois``
+(per ROI: ``roi_id``, scalar ``baseline``, features) and ``events``.  The source file is never modified.
 """
 
 from __future__ import annotations

@@ -28,8 +28,8 @@
     The activity alone as (n, T) float64, with the ``{stem}_metadata.json``
     sidecar of the traces hand-off format (``sampling_rate_hz``,
     ``roi_ids``, ``catune_params``, ``start_time_s``; ``timestamps_s`` when
-    irregular), so the file opens again as traces with its ids and sampling rate.  Fit, baseline and events need ``.npz`` or
-    ``.nwb``.
+    irregular), so the file opens again as traces with its ids and sampling
+    rate.  Fit, baseline and events need ``.npz`` or ``.nwb``.
 
 Every file is written atomically (temporary file, then rename).  No Qt, no
 napari.
