@@ -776,7 +776,7 @@ def test_extract_hdf5_movie_with_tiff_masks(capsys, tmp_path):
     assert meta["movie_key"] == "mov" and meta["labels"] == "masks.tif"
     # the output is a traces input for the other commands
     code, out_text, err = _run(capsys, "info", out)
-    assert code == 0 and "15 Hz" in out_text and "3..9" in out_text
+    assert code == 0 and "15 Hz" in out_text and "roi ids      2: 3, 9" in out_text
 
 
 def test_extract_tiff_movie_reads_the_frame_rate(capsys, tmp_path):

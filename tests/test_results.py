@@ -53,7 +53,8 @@ def test_npz_layout_is_plain_numpy(tmp_path):
     (path,) = save_results(tmp_path / "res.npz", **_results())
     with np.load(path, allow_pickle=False) as z:
         assert set(z.files) == {
-            "format", "format_version", "activity", "fit", "baseline", "roi_ids", "fs", "params",
+            "format", "format_version", "activity", "fit", "baseline", "roi_ids", "fs", "t0",
+            "params",
             "events.roi_id", "events.onset_s", "events.amplitude",
             "features.snr", "features.converged", "features.label",
         }

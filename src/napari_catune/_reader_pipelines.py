@@ -78,6 +78,9 @@ def _layers(data, name: str):
         # what the traces are (e.g. "F - 0.7*Fneu", CaImAn's "C") and what the loader noted
         "kind": data.kind,
         "notes": list(data.notes),
+        # the recording's time origin (s) and irregular frame times, for the exports
+        "t0": float(getattr(data, "t0", 0.0) or 0.0),
+        "timestamps": getattr(data, "timestamps", None),
     }
     out = []
     if data.labels is not None:

@@ -262,6 +262,8 @@ def _save(path: str, data, meta: dict) -> list[str]:
         path, activity=activity, fit=res.get("reconvolution"), baseline=res.get("baseline"),
         events=res.get("events"), roi_ids=ids, fs=params.fs, params=params,
         features=_features(features, n), labels=labels, source=cat.get("source"),
+        t0=cat.get("t0") or 0.0, timestamps=cat.get("timestamps"),
+        input_traces=cat.get("kind") or None,
     )
     return [str(p) for p in written]
 

@@ -270,9 +270,11 @@ class _Writer:
         return n_big * big + 4 * 9 * n + 8192 if full else big
 
     def __init__(self, out: Path, n: int, T: int, *, full: bool, one_d: bool, roi_ids,
-                 per_sample_baseline: bool = False, fs: float | None = None, params=None):
+                 per_sample_baseline: bool = False, fs: float | None = None, params=None,
+                 t0: float = 0.0, timestamps=None):
         self.out, self.full, self.one_d = out, full, one_d
         self.fs, self.params = fs, params
+        self.t0, self.timestamps = float(t0), timestamps
         self.per_sample = per_sample_baseline
         # "drift" and "rolling" give a baseline per sample: (n, T) like activity
         self.BIG = ("activity", "fit", "baseline") if per_sample_baseline else ("activity", "fit")
@@ -319,6 +321,9 @@ class _Writer:
         out = {"format": np.array(FORMAT), "format_version": np.array(FORMAT_VERSION)}
         if self.fs is not None:
             out["fs"] = np.array(float(self.fs))
+        out["t0"] = np.array(self.t0)
+        if self.timestamps is not None:
+            out["timestamps"] = np.asarray(self.timestamps, dtype=np.float64)
         if self.params is not None:
             out["params"] = np.array(json.dumps(_export_dict(self.params, None),
                                                 allow_nan=False, default=json_default))
@@ -410,7 +415,8 @@ class _MemoryWriter(ArraySink):
                 features={"roi_id": np.asarray(self.source.roi_ids),
                           "converged": f["converged"], "iterations": f["iterations"],
                           "skipped": f["skipped"]},
-                labels=labels, source=str(self.source.path),
+                labels=labels, source=str(self.source.path), t0=self.source.t0,
+                timestamps=self.source.timestamps, input_traces=self.source.trace,
             )
         except ValueError as e:
             raise CLIError(f"{self.out}: {e}") from None
@@ -566,6 +572,18 @@ def find_bad_rows_and_padding(source: TraceSource, chunk: int):
     return scan_rows(source, chunk)
 
 
+def _id_ranges(ids, limit: int = 12) -> str:
+    """``"25: 1, 3-4, 6-7, 9-10, ..."``: the count, then runs of consecutive ids."""
+    ids = np.unique(np.asarray(ids, dtype=np.int64).ravel())
+    if not ids.size:
+        return "none"
+    breaks = np.flatnonzero(np.diff(ids) != 1) + 1
+    runs = [(int(r[0]), int(r[-1])) for r in np.split(ids, breaks)]
+    parts = [f"{a}" if a == b else f"{a}-{b}" for a, b in runs[:limit]]
+    more = ", ..." if len(runs) > limit else ""
+    return f"{ids.size}: {', '.join(parts)}{more}"
+
+
 def _list_rows(rows, limit: int = 20) -> str:
     shown = ", ".join(str(int(r)) for r in rows[:limit])
     return shown + (f", ... ({len(rows) - limit} more)" if len(rows) > limit else "")
@@ -637,6 +655,9 @@ def _cmd_deconvolve(args) -> int:
     remove_stale_outputs(out)  # before the free-space check: they may be what fills the disk
     source = _open_args(args)
     params = _deconvolve_fs(args, params, source)
+    if source.timestamps is not None:
+        _warn(next((n for n in source.notes if n.startswith("timestamps irregular")),
+                   "the input's timestamps are irregular: the outputs keep them"))
     folder = resolve_target(out).parent
     per_sample = _per_sample_baseline(params)
     full = suffix != ".npy"
@@ -674,7 +695,8 @@ def _cmd_deconvolve(args) -> int:
         if suffix in (".npy", ".npz"):
             writer = _Writer(out, source.n, source.T, full=full, one_d=source.one_d,
                              roi_ids=source.roi_ids, per_sample_baseline=per_sample,
-                             fs=params.fs, params=params)
+                             fs=params.fs, params=params, t0=source.t0,
+                             timestamps=source.timestamps)
         else:
             writer = _MemoryWriter(out, source, params, per_sample)
         progress = Progress(source.n, "deconvolve", enabled=not args.quiet)
@@ -817,7 +839,9 @@ def _write_sidecar(out: Path, args, source, params, *, kind: str, extra: dict,
     side = _sidecar(out)
     meta = results_metadata(
         roi_ids=source.roi_ids, fs=params.fs if params is not None else source.fs,
-        params=params, n_frames=source.T, content=kind,
+        params=params, n_frames=source.T, content=kind, t0=getattr(source, "t0", 0.0),
+        # (.npz, .csv and .nwb hold irregular timestamps themselves)
+        timestamps=getattr(source, "timestamps", None) if out.suffix.lower() == ".npy" else None,
     ) if params is not None else {
         "schema_version": "1.0.0", "sampling_rate_hz": source.fs, "num_cells": int(source.n),
         "num_timepoints": int(source.T),
@@ -1327,8 +1351,7 @@ def _cmd_info(args) -> int:
         print(f"fs           {fs:g} Hz  (duration {source.T / fs:.1f} s)")
     else:
         print("fs           unknown (pass --fs HZ)")
-    ids = source.roi_ids
-    print(f"roi ids      {int(ids.min())}..{int(ids.max())}" if ids.size else "roi ids      none")
+    print(f"roi ids      {_id_ranges(source.roi_ids)}")
     print(f"NaN values   {nan_values}" + (f"  (Inf values {inf_values})" if inf_values else ""))
     print(f"bad rows     {nan_rows}  (rows with NaN or Inf before their end)")
     count, span = padding_span(source.T, np.concatenate(lengths)) if lengths else (0, "")

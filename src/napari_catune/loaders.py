@@ -75,6 +75,12 @@ class PipelineData:
         The file or folder read.
     kind : str
         What the traces are (e.g. ``"F - 0.7*Fneu"``, ``"C + YrA"``).
+    t0 : float
+        Time of the first frame in s on the recording's own clock (an NWB
+        series' ``starting_time`` or first timestamp); 0 when not recorded.
+    timestamps : (T,) float64 or None
+        The frame times, kept only when they are irregular (see
+        ``nwb.TIMESTAMP_TOLERANCE``); regular ones are ``t0 + k / fs``.
     """
 
     traces: np.ndarray
@@ -85,6 +91,8 @@ class PipelineData:
     source: str
     kind: str = ""
     notes: list = field(default_factory=list)
+    t0: float = 0.0
+    timestamps: np.ndarray | None = None
 
 
 # ---------------------------------------------------------------- tiles

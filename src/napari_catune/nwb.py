@@ -35,12 +35,16 @@ Writing (:func:`save_results_nwb`, called by ``results.save_results`` for a
 ``.nwb`` path) creates a new file, atomically: processing module ``ophys``
 holds the ROIs (``ImageSegmentation/PlaneSegmentation`` with ``pixel_mask``
 from the label image, or one tile per ROI when there are no footprints, and a
-``roi_id`` column), processing module ``catune`` the results: a
+``roi_id`` column; the label image itself as ``ROIImages/roi_labels``, which
+records the plane's size: the movie is not copied and no placeholder
+``TwoPhotonSeries`` is written), processing module ``catune`` the results: a
 ``Fluorescence`` container ``Deconvolution`` with ``RoiResponseSeries``
-``activity``, ``fit`` and (per-frame baselines) ``baseline``, and
-``DynamicTable``\\ s ``parameters`` (one row, with the CaTune export JSON in
-``catune_export``), ``rois`` (per ROI: ``roi_id``, scalar ``baseline``,
-features) and ``events``.  The source file is never modified.
+``activity``, ``fit`` and (per-frame baselines) ``baseline`` (unit "a.u. (units
+of <input traces>)", on the input's time axis: ``starting_time`` = its t0, or
+its irregular ``timestamps``), and
+``DynamicTable``\\ s ``parameters`` (one row, with ``input_traces``, e.g.
+``F - 0.7*Fneu``, and the CaTune export JSON in ``catune_export``), ``rois``
+(per ROI: ``roi_id``, scalar ``baseline``, features) and ``events``.  The source file is never modified.
 """
 
 from __future__ import annotations
@@ -58,7 +62,11 @@ import numpy as np
 from .loaders import PipelineData
 
 __all__ = ["load_nwb", "list_nwb_series", "save_results_nwb", "load_results_nwb",
-           "NWB_EXTRA_MESSAGE"]
+           "NWB_EXTRA_MESSAGE", "TIMESTAMP_TOLERANCE"]
+
+#: timestamps within this fraction of a frame interval of ``t0 + k / fs`` are
+#: regular (written back as starting_time + rate); others are kept as they are
+TIMESTAMP_TOLERANCE = 0.01
 
 NWB_EXTRA_MESSAGE = (
     "reading and writing NWB files needs pynwb; install it with "
@@ -66,8 +74,28 @@ NWB_EXTRA_MESSAGE = (
 )
 RESULTS_MODULE = "catune"
 _SKIP = re.compile(r"neuropil|background|deconv|spike|spks|residual", re.IGNORECASE)
+#: the ROI label image of results files (the plane's size; not a summary image)
+LABEL_IMAGE = "roi_labels"
 _IMAGE_PREFERENCE = ("meanImg", "mean", "mean_image", "average", "local_correlations", "Cn",
                      "Vcorr", "max_proj")
+
+
+def _read_error(exc) -> str:
+    """One line from hdmf's read errors, which carry whole builder dumps.
+
+    ``ConstructError`` texts are ``(<object path> GroupBuilder {...}, "Could
+    not construct X object due to: <reason>")``: keep the path and the reason.
+    """
+    text = str(exc)
+    where = re.match(r"\(?\s*(\S+) (?:Group|Dataset)Builder", text)
+    why = re.search(r"due to: (.*?)(?:[\"']\))?\s*$", text, re.DOTALL)
+    if why:
+        reason = " ".join(why.group(1).split())
+        # "RoiResponseSeries.__init__: missing argument 'rois'" -> for people
+        reason = re.sub(r"^(\w+)\.__init__: missing argument", r"\1 lacks its required", reason)
+        text = f"{where.group(1)}: {reason}" if where else reason
+    text = " ".join(text.split())
+    return text if len(text) <= 200 else text[:200] + " ..."
 
 
 def _pynwb():
@@ -152,6 +180,34 @@ def _fs_of(rrs, nwbfile) -> tuple[float | None, str]:
     return None, ""
 
 
+def _time_of(rrs, fs) -> tuple[float, np.ndarray | None, str | None]:
+    """(t0, irregular timestamps or None, note) of a series.
+
+    ``t0`` is the series' ``starting_time`` or first timestamp.  Timestamps
+    that stay within :data:`TIMESTAMP_TOLERANCE` of a frame interval of
+    ``t0 + k / fs`` are regular (None is returned for them); others are
+    returned, so that every output keeps them instead of an invented grid.
+    """
+    ts = getattr(rrs, "timestamps", None)
+    if ts is None:
+        t0 = float(getattr(rrs, "starting_time", None) or 0.0)
+        return t0, None, (f"time origin: starting_time {t0:g} s (kept in the outputs)"
+                          if t0 else None)
+    ts = np.asarray(ts[:], dtype=np.float64).ravel()
+    if ts.size == 0 or not np.isfinite(ts).all():
+        return 0.0, None, "timestamps not usable (empty or non-finite): time origin 0 s"
+    t0 = float(ts[0])
+    if not fs or ts.size < 2:
+        return t0, None, f"time origin: first timestamp {t0:g} s"
+    off = float(np.max(np.abs(ts - (t0 + np.arange(ts.size) / fs))))
+    if off <= TIMESTAMP_TOLERANCE / fs:
+        return t0, None, f"time origin: first timestamp {t0:g} s (regular timestamps)"
+    return t0, ts, (
+        f"timestamps irregular (up to {off * 1e3:.3g} ms from {t0:g} s + frame / {fs:g} Hz): "
+        "the outputs keep them; the deconvolution assumes the constant rate fs"
+    )
+
+
 def _neuropil(nwbfile, chosen_path, rrs, coefficient):
     mod_name, container, name = chosen_path.split("/")
     if not coefficient or container != "Fluorescence":
@@ -197,17 +253,18 @@ def _image_shape(nwbfile, table, module):
             dim = getattr(ref, "dimension", None)
             if dim is not None and len(dim) >= 2:
                 return tuple(int(d) for d in dim[:2])
-    img = _summary_image(module, None)
+    img = _summary_image(module, None, LABEL_IMAGE)
     return None if img is None else img.shape
 
 
-def _summary_image(module, shape):
+def _summary_image(module, shape, also=None):
     from pynwb.base import Images
 
     images = []
     for iface in module.data_interfaces.values():
         if isinstance(iface, Images):
-            images.extend(iface.images.items())
+            images.extend((k, v) for k, v in iface.images.items()
+                          if k != LABEL_IMAGE or also == LABEL_IMAGE)
     rank = {name: i for i, name in enumerate(_IMAGE_PREFERENCE)}
     images.sort(key=lambda kv: rank.get(kv[0], len(rank)))
     for _, im in images:
@@ -322,10 +379,8 @@ def load_nwb(path, *, series: str | None = None, neuropil_coefficient: float = 0
         try:
             nwbfile = io.read()
         except Exception as exc:  # noqa: BLE001
-            text = str(exc)  # hdmf's messages carry whole builder dumps
-            raise ValueError(
-                f"{path} is not a readable NWB file: "
-                f"{text[:300] + ' ...' if len(text) > 300 else text}") from None
+            raise ValueError(f"{path} is not a readable NWB file: {_read_error(exc)}; "
+                             "check it with nwbinspector or pynwb") from None
         found = _series(nwbfile)
         chosen_path, kind, rrs = _pick(path, found, series)
         notes = [f"traces: {chosen_path} ({kind})"]
@@ -383,8 +438,14 @@ def load_nwb(path, *, series: str | None = None, neuropil_coefficient: float = 0
         fs, fs_from = _fs_of(rrs, nwbfile)
         if fs is not None:
             notes.append(f"fs: {fs:g} Hz from {fs_from}")
+        t0, stamps, time_note = _time_of(rrs, fs)
+        if stamps is not None and stamps.size != traces.shape[1]:
+            raise ValueError(f"{path}: {chosen_path} has {stamps.size} timestamps for "
+                             f"{traces.shape[1]} frames")
+        if time_note:
+            notes.append(time_note)
     return PipelineData(traces=traces, fs=fs, roi_ids=ids, labels=labels, mean_image=mean,
-                        source=str(path), kind=label, notes=notes)
+                        source=str(path), kind=label, notes=notes, t0=t0, timestamps=stamps)
 
 
 def _cell_rows(table, rows: np.ndarray, notes: list):
@@ -463,7 +524,8 @@ def _columns(table: dict | None, skip=()) -> list:
 
 
 def save_results_nwb(path, *, activity, fit, baseline, events, roi_ids, fs, params, features,
-                     labels=None, source=None) -> Path:
+                     labels=None, source=None, t0=0.0, timestamps=None,
+                     input_traces=None) -> Path:
     """Write results as a new NWB file (layout in the module docstring), atomically.
 
     Arguments as :func:`napari_catune.results.save_results` (already
@@ -471,7 +533,9 @@ def save_results_nwb(path, *, activity, fit, baseline, events, roi_ids, fs, para
     """
     pynwb = _pynwb()
     from hdmf.common import DynamicTable, VectorData
-    from pynwb.ophys import Fluorescence, ImageSegmentation, OpticalChannel, TwoPhotonSeries
+    from pynwb.base import Images
+    from pynwb.image import GrayscaleImage
+    from pynwb.ophys import Fluorescence, ImageSegmentation, OpticalChannel
 
     from ._atomic import atomic_write_via_path
     from ._version import __version__
@@ -502,28 +566,28 @@ def save_results_nwb(path, *, activity, fit, baseline, events, roi_ids, fs, para
         device=device, excitation_lambda=float("nan"), imaging_rate=float(fs),
         indicator="unknown", location="unknown",
     )
-    # the movie is not copied: an external-file series records the plane's size
-    # (as suite2p's export does), which pixel masks alone do not
-    movie = TwoPhotonSeries(
-        name="TwoPhotonSeries", imaging_plane=plane, external_file=[src_name or "unknown"],
-        format="external", starting_frame=[0], dimension=[int(s) for s in lab.shape],
-        rate=float(fs), num_samples=int(t),
-        description="the recording the traces came from (not copied)",
-    )
-    nwbfile.add_acquisition(movie)
     ophys = nwbfile.create_processing_module(name="ophys",
                                              description="ROIs whose traces were deconvolved")
     seg = ImageSegmentation()
     ophys.add(seg)
     ps = seg.create_plane_segmentation(name="PlaneSegmentation", description=mask_note,
-                                       imaging_plane=plane, reference_images=movie)
+                                       imaging_plane=plane)
+    # the movie is not copied (no TwoPhotonSeries); the label image records the
+    # plane's size, which pixel masks alone do not
+    ophys.add(Images(name="ROIImages", description="the ROI label image (0 = background)",
+                     images=[GrayscaleImage(name=LABEL_IMAGE, data=np.asarray(lab, np.int32),
+                                            description="value = roi_id")]))
     ps.add_column("roi_id", "label value of the ROI in napari-catune (NWB id + 1)")
     for rid, mask in zip(ids, _pixel_masks(lab, ids)):
         ps.add_roi(id=int(rid) - 1, pixel_mask=[tuple(row) for row in mask], roi_id=int(rid))
     region = ps.create_roi_table_region(region=list(range(n)), description="all ROIs")
 
     form = _formulation(params)
-    export = json.dumps(_export_dict(params, None), allow_nan=False)
+    what = input_traces or "the input traces"
+    export = json.dumps(_export_dict(params, {
+        "source_filename": src_name, "input_traces": input_traces or None,
+        "num_cells": int(n), "num_timepoints": int(t)}), allow_nan=False)
+    unit = f"a.u. (units of {what})"
     mod = nwbfile.create_processing_module(
         name=RESULTS_MODULE,
         description=f"napari-catune {__version__} deconvolution (CaTune model): "
@@ -531,20 +595,25 @@ def save_results_nwb(path, *, activity, fit, baseline, events, roi_ids, fs, para
     )
     fl = Fluorescence(name="Deconvolution")
     mod.add(fl)
-    fl.create_roi_response_series(
-        name="activity", data=np.ascontiguousarray(activity.T), rois=region, unit="n.a.",
-        rate=float(fs), description="deconvolved activity s (events scaled to trace units); "
+    # the input's time axis: its first frame's time, or its irregular timestamps
+    timing = ({"timestamps": np.asarray(timestamps, dtype=np.float64)}
+              if timestamps is not None else {"rate": float(fs), "starting_time": float(t0)})
+    act = fl.create_roi_response_series(
+        name="activity", data=np.ascontiguousarray(activity.T), rois=region, unit=unit,
+        description=f"deconvolved activity s of {what} (events scaled to trace units); "
         + FRAME0_NOTE,
-        comments=export,
+        comments=export, **timing,
     )
+    if timestamps is not None:
+        timing = {"timestamps": act}  # one copy, linked
     if fit is not None:
         fl.create_roi_response_series(
-            name="fit", data=np.ascontiguousarray(fit.T), rois=region, unit="n.a.",
-            rate=float(fs), description="model fit K*s + baseline, in trace units")
+            name="fit", data=np.ascontiguousarray(fit.T), rois=region, unit=unit,
+            description=f"model fit K*s + baseline of {what}, in trace units", **timing)
     if baseline is not None and baseline.ndim == 2:
         fl.create_roi_response_series(
-            name="baseline", data=np.ascontiguousarray(baseline.T), rois=region, unit="n.a.",
-            rate=float(fs), description=f"baseline per frame ({params.baseline} mode)")
+            name="baseline", data=np.ascontiguousarray(baseline.T), rois=region, unit=unit,
+            description=f"baseline per frame ({params.baseline} mode)", **timing)
 
     p = params
     mod.add(DynamicTable(name="parameters", description="the CaTune parameters used", columns=[
@@ -557,6 +626,8 @@ def save_results_nwb(path, *, activity, fit, baseline, events, roi_ids, fs, para
             ("baseline", "baseline model", str(p.baseline)),
             ("drift_scale_s", "drift time scale, s (NaN: solver default or not drift)",
              float("nan") if p.drift_scale is None else p.drift_scale),
+            ("input_traces", "the traces that were deconvolved (e.g. F - 0.7*Fneu)",
+             input_traces or "not recorded"),
             ("catune_export", "the CaTune export JSON (schema 1.2.0)", export),
         )
     ]))
@@ -604,11 +675,16 @@ def load_results_nwb(path) -> dict:
         mod = f.processing[RESULTS_MODULE]
         fl = mod["Deconvolution"]
         act = fl["activity"]
+        stamps = None if act.timestamps is None else np.asarray(act.timestamps[:], dtype=float)
+        doc = json.loads(str(mod["parameters"]["catune_export"].data[0]))
         out = {
             "activity": np.asarray(act.data[:], dtype=np.float64).T.copy(),
             "fit": (np.asarray(fl["fit"].data[:], dtype=np.float64).T.copy()
                     if "fit" in fl.roi_response_series else None),
-            "fs": float(act.rate),
+            "fs": (float(act.rate) if act.rate else
+                   float(doc["parameters"]["sampling_rate_hz"])),
+            "t0": float(stamps[0]) if stamps is not None else float(act.starting_time or 0.0),
+            "timestamps": stamps,
         }
         rois = _table_columns(mod["rois"])
         out["roi_ids"] = rois.pop("roi_id").astype(np.int64)
@@ -618,6 +694,5 @@ def load_results_nwb(path) -> dict:
             out["baseline"] = rois.get("baseline")
         out["features"] = rois or None
         out["events"] = _table_columns(mod["events"]) if "events" in mod.data_interfaces else None
-        doc = json.loads(str(mod["parameters"]["catune_export"].data[0]))
     out["params"] = load_params_dict(doc, path)
     return out

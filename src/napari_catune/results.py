@@ -10,22 +10,26 @@
     so ``json.loads(z["params"].item())`` gives it), ``format`` () str
     ``"napari-catune results"`` and ``format_version`` () str.  Tables are
     stored column by column: ``events.<column>`` (one row per event) and
-    ``features.<column>`` (one row per ROI, in ``roi_ids`` order).  Arrays that
+    ``features.<column>`` (one row per ROI, in ``roi_ids`` order).  ``t0`` ()
+    float64 is the time of the first frame in s (an NWB input's
+    ``starting_time`` or first timestamp; 0 otherwise) and ``timestamps`` (T,)
+    float64 the input's frame times when they are irregular.  Arrays that
     were not given (``fit=None``, no events...) are absent.
 ``.nwb`` (Neurodata Without Borders; needs ``pip install 'napari-catune[nwb]'``)
     See :mod:`napari_catune.nwb`: ROIs in processing module ``ophys``,
     results in processing module ``catune``.
 ``.csv``
     Wide layout, one row per frame: a header ``time_s,roi_<id>,...`` then
-    ``k / fs`` and each ROI's activity at frame k (10 significant digits).
+    ``t0 + k / fs`` (or the input's irregular timestamps) and each ROI's
+    activity at frame k (10 significant digits).
     Beside it ``{stem}_metadata.json`` (fs, ROI ids, parameters, what the
     columns are) and, when features are given, ``{stem}_features.csv``.
 ``.npy``
     The activity alone as (n, T) float64, with the ``{stem}_metadata.json``
     sidecar of the traces hand-off format (``sampling_rate_hz``,
-    ``roi_ids``, ``catune_params``), so the file opens again as traces with
-    its ids and sampling rate.  Fit, baseline and events need ``.npz`` or
-    ``.nwb``.
+    ``roi_ids``, ``catune_params``, ``start_time_s``; ``timestamps_s`` when
+    irregular), so the file opens again as traces with its ids and sampling
+    rate.  Fit, baseline and events need ``.npz`` or ``.nwb``.
 
 Every file is written atomically (temporary file, then rename).  No Qt, no
 napari.
@@ -150,10 +154,28 @@ def _event_columns(events):
     return events
 
 
-def _validated(activity, fit, baseline, events, roi_ids, fs, params, features):
+def _time(t0, timestamps, t: int) -> tuple[float, np.ndarray | None]:
+    try:
+        t0 = float(np.asarray(0.0 if t0 is None else t0).reshape(()))
+    except (TypeError, ValueError):
+        raise ValueError(f"t0 must be a number of seconds, got {t0!r}") from None
+    if not math.isfinite(t0):
+        raise ValueError(f"t0 must be a finite number of seconds, got {t0}")
+    if timestamps is None:
+        return t0, None
+    ts = np.asarray(timestamps, dtype=np.float64).ravel()
+    if ts.shape != (t,) or not np.isfinite(ts).all():
+        raise ValueError(f"timestamps must be {t} finite times in s (one per frame), got "
+                         f"shape {ts.shape}")
+    return float(ts[0]), ts
+
+
+def _validated(activity, fit, baseline, events, roi_ids, fs, params, features, t0=0.0,
+               timestamps=None):
     events = _event_columns(events)
     act = _matrix("activity", activity)
     n, t = act.shape
+    t0, timestamps = _time(t0, timestamps, t)
     out = {
         "activity": act,
         "fit": None if fit is None else _matrix("fit", fit, act.shape),
@@ -163,6 +185,8 @@ def _validated(activity, fit, baseline, events, roi_ids, fs, params, features):
         "params": _params(params),
         "events": _table("events", events),
         "features": _table("features", features, n),
+        "t0": t0,
+        "timestamps": timestamps,
     }
     if baseline is not None:
         b = np.asarray(baseline, dtype=np.float64)
@@ -177,13 +201,18 @@ def _validated(activity, fit, baseline, events, roi_ids, fs, params, features):
     return out
 
 
-def results_metadata(*, roi_ids, fs, params, n_frames: int, content: str, **extra) -> dict:
-    """The JSON sidecar of a results file (``{stem}_metadata.json``)."""
+def results_metadata(*, roi_ids, fs, params, n_frames: int, content: str, t0: float = 0.0,
+                     timestamps=None, **extra) -> dict:
+    """The JSON sidecar of a results file (``{stem}_metadata.json``).
+
+    ``start_time_s`` is the time of the first frame (``t0``); ``timestamps_s``
+    the frame times, only when the input's are irregular.
+    """
     from .events import FRAME0_NOTE
     from .params import _export_dict
 
     ids = [int(i) for i in np.asarray(roi_ids).ravel()]
-    return {
+    out = {
         **extra,
         "schema_version": "1.0.0",
         "sampling_rate_hz": float(fs),
@@ -192,15 +221,20 @@ def results_metadata(*, roi_ids, fs, params, n_frames: int, content: str, **extr
         "roi_ids": ids,
         "content": content,
         "activity_frame_0": FRAME0_NOTE,
+        "start_time_s": float(t0),
         "catune_params": _export_dict(_params(params), None),
     }
+    if timestamps is not None:
+        out["timestamps_s"] = [float(v) for v in np.asarray(timestamps).ravel()]
+    return out
 
 
 # ---------------------------------------------------------------- writers
 
 
 def save_results(path, *, activity, fit, baseline, events=None, roi_ids, fs, params,
-                 features=None, labels=None, source=None) -> list[Path]:
+                 features=None, labels=None, source=None, t0=0.0, timestamps=None,
+                 input_traces=None) -> list[Path]:
     """Write deconvolution results to ``path``; the format follows its extension.
 
     Parameters
@@ -229,6 +263,15 @@ def save_results(path, *, activity, fit, baseline, events=None, roi_ids, fs, par
         ROI footprints, for ``.nwb`` (else each ROI gets a tile).
     source : str, optional
         Where the traces came from (recorded in ``.nwb`` and the sidecars).
+    t0 : float
+        Time of the first frame in s (an NWB input's ``starting_time`` or
+        first timestamp): ``time_s``, the NWB series and the files start there.
+    timestamps : (T,) array, optional
+        The input's frame times when they are irregular: written as they are
+        (NWB ``timestamps``, CSV ``time_s``, npz ``timestamps``, sidecar).
+    input_traces : str, optional
+        Which traces were deconvolved (e.g. ``"F - 0.7*Fneu"``): recorded in
+        ``.nwb`` (the sidecars of the CLI record it too).
 
     Returns
     -------
@@ -242,13 +285,15 @@ def save_results(path, *, activity, fit, baseline, events=None, roi_ids, fs, par
             f"cannot tell the results format from {path.name!r}: use one of "
             f"{', '.join(RESULT_FORMATS)}"
         )
-    r = _validated(activity, fit, baseline, events, roi_ids, fs, params, features)
+    r = _validated(activity, fit, baseline, events, roi_ids, fs, params, features, t0,
+                   timestamps)
     if ext == ".npz":
         return [_save_npz(path, r)]
     if ext == ".nwb":
         from .nwb import save_results_nwb
 
-        return [save_results_nwb(path, labels=labels, source=source, **r)]
+        return [save_results_nwb(path, labels=labels, source=source,
+                                 input_traces=input_traces, **r)]
     if ext == ".csv":
         return _save_csv(path, r, source)
     return _save_npy(path, r, source)
@@ -263,10 +308,11 @@ def _save_npz(path: Path, r: dict) -> Path:
         "activity": r["activity"],
         "roi_ids": r["roi_ids"],
         "fs": np.array(r["fs"]),
+        "t0": np.array(r["t0"]),
         "params": np.array(json.dumps(_export_dict(r["params"], None), allow_nan=False,
                                       default=json_default)),
     }
-    for key in ("fit", "baseline"):
+    for key in ("fit", "baseline", "timestamps"):
         if r[key] is not None:
             arrays[key] = r[key]
     for table in ("events", "features"):
@@ -285,7 +331,7 @@ def _save_npy(path: Path, r: dict, source) -> list[Path]:
     meta = results_metadata(roi_ids=r["roi_ids"], fs=r["fs"], params=r["params"],
                             n_frames=r["activity"].shape[1],
                             content="deconvolved activity (napari-catune), rows in roi_ids order",
-                            output=path.name,
+                            output=path.name, t0=r["t0"], timestamps=r["timestamps"],
                             **({"source_filename": Path(str(source)).name} if source else {}))
     # the hand-off writer keeps its own keys (fs, shape, dtype) over ours
     for key in ("schema_version", "sampling_rate_hz", "num_cells", "num_timepoints"):
@@ -319,7 +365,8 @@ def _save_csv(path: Path, r: dict, source) -> list[Path]:
     act, ids, fs = r["activity"], r["roi_ids"], r["fs"]
     n, t = act.shape
     table = np.empty((t, n + 1), dtype=np.float64)
-    table[:, 0] = np.arange(t) / fs
+    table[:, 0] = (r["timestamps"] if r["timestamps"] is not None
+                   else r["t0"] + np.arange(t) / fs)
     table[:, 1:] = act.T
     buf = io.StringIO()
     header = ",".join(["time_s", *(f"roi_{i}" for i in ids)])
@@ -329,12 +376,15 @@ def _save_csv(path: Path, r: dict, source) -> list[Path]:
         written.append(save_features_csv(path.with_name(path.stem + "_features.csv"),
                                          r["features"], roi_ids=ids))
     extra = {"output": path.name,
-             "csv_layout": "wide: one row per frame; time_s = frame / fs, then one column "
-                           "roi_<id> per ROI holding its deconvolved activity"}
+             "csv_layout": "wide: one row per frame; time_s = "
+                           + ("the input's (irregular) timestamps" if r["timestamps"] is not None
+                              else "start_time_s + frame / fs")
+                           + ", then one column roi_<id> per ROI holding its deconvolved "
+                             "activity"}
     if source:
         extra["source_filename"] = Path(str(source)).name
     meta = results_metadata(roi_ids=ids, fs=fs, params=r["params"], n_frames=t,
-                            content="deconvolved activity (napari-catune)", **extra)
+                            content="deconvolved activity (napari-catune)", t0=r["t0"], **extra)
     written.append(atomic_write_text(_sidecar_path(path),
                                      json.dumps(meta, indent=2, allow_nan=False) + "\n"))
     return written
@@ -369,8 +419,9 @@ def load_results(path) -> dict:
     """Read a ``.npz`` or ``.nwb`` results file written by :func:`save_results`.
 
     Returns a dict with ``activity``, ``fit``, ``baseline`` (None when absent),
-    ``roi_ids``, ``fs``, ``params`` (a TuningParams), ``events`` and
-    ``features`` (dicts of columns, or None).
+    ``roi_ids``, ``fs``, ``t0`` (time of the first frame, s), ``timestamps``
+    (irregular frame times or None), ``params`` (a TuningParams), ``events``
+    and ``features`` (dicts of columns, or None).
     """
     path = Path(path)
     if not path.is_file():
@@ -388,6 +439,8 @@ def load_results(path) -> dict:
                for key in ("activity", "fit", "baseline")}
         out["roi_ids"] = np.array(z["roi_ids"])
         out["fs"] = float(z["fs"])
+        out["t0"] = float(z["t0"]) if "t0" in z.files else 0.0
+        out["timestamps"] = np.array(z["timestamps"]) if "timestamps" in z.files else None
         doc = json.loads(str(z["params"]))
         for table in ("events", "features"):
             cols = {k.split(".", 1)[1]: np.array(z[k]) for k in z.files

@@ -270,6 +270,10 @@ class TraceSource:
     meta: dict | None = None
     #: labels / mean image of pipeline inputs (for the napari readers)
     extra: dict = field(default_factory=dict)
+    #: time of the first frame, s (an NWB series' starting_time / first timestamp)
+    t0: float = 0.0
+    #: irregular frame times of an NWB series (kept in the outputs), else None
+    timestamps: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -493,6 +497,7 @@ def from_pipeline(data, kind: str) -> TraceSource:
         notes=list(getattr(data, "notes", [])), trace=getattr(data, "kind", None) or None,
         extra={"labels": getattr(data, "labels", None),
                "mean_image": getattr(data, "mean_image", None)},
+        t0=float(getattr(data, "t0", 0.0) or 0.0), timestamps=getattr(data, "timestamps", None),
     )
 
 
