@@ -1,8 +1,13 @@
-"""The tuner names the traces it shows (audit finding 5)."""
+"""The tuner names the traces it shows (audit finding 5) and says, when it saves
+a parameter file calab will read differently, what calab does (finding 6)."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QFileDialog
 
 from _widgets import (  # noqa: F401 - fixtures
     FS, big_viewer, notes, open_tuner, recording, setup, wait,
@@ -36,3 +41,20 @@ def test_pipeline_rows_name_the_trace_the_reader_recorded(make_napari_viewer, qt
     qtbot.waitUntil(lambda: bool(w.traces.shown), timeout=20_000)
     assert all("(F - 0.7·Fneu)" in h for h in _headers(w)), _headers(w)
 
+
+def test_saving_a_drift_baseline_says_calab_uses_its_rolling_one(setup, qtbot, monkeypatch,
+                                                                 tmp_path):
+    viewer, w, means, notes = setup
+    path = tmp_path / "p.json"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(path), ""))
+    w.controls.baseline.setCurrentText("drift")
+    wait(qtbot, w)
+    qtbot.mouseClick(w.controls.save_btn, Qt.LeftButton)
+    assert json.loads(path.read_text())["formulation"]["baseline"] == "drift"
+    assert "calab 0.3 would use its rolling baseline" in w.status.text(), w.status.text()
+    assert any('ignores formulation.baseline="drift"' in m for m in notes["info"]), notes
+    notes["info"].clear()
+    w.controls.baseline.setCurrentText("rolling")  # what calab computes: nothing to say
+    wait(qtbot, w)
+    qtbot.mouseClick(w.controls.save_btn, Qt.LeftButton)
+    assert "calab" not in w.status.text() and not any("calab" in m for m in notes["info"])

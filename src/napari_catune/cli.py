@@ -1269,6 +1269,10 @@ def _cmd_estimate(args) -> int:
                 raise DiskFull(folder, 4096, _free(folder)) from None
             raise
         print(f"saved {out}")
+        from .params import calab_note
+
+        if calab_note(params):
+            print(f"note: {calab_note(params)}")
     return 0
 
 

@@ -329,6 +329,17 @@ def _metadata_block(metadata: dict | None) -> dict:
     return out
 
 
+def calab_note(params: TuningParams) -> str | None:
+    """What calab does with a file saved with ``params``' baseline model (None
+    for "rolling", which calab computes): the note said where a file is saved."""
+    if str(params.baseline) == "rolling":
+        return None
+    return (f'calab 0.3 ignores formulation.baseline="{params.baseline}" in this file: its '
+            "deconvolve_from_export subtracts its own rolling baseline, which gives other "
+            "activity (15-125 % more on the audit's suite2p cells with \"drift\"). "
+            "napari-catune and napari_catune.compat use the file's baseline.")
+
+
 def save_params(params: TuningParams, path, *, metadata: dict | None = None) -> Path:
     """Write ``params`` as a CaTune export JSON (schema 1.2.0), atomically.
 
