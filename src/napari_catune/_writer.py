@@ -262,6 +262,7 @@ def _save(path: str, data, meta: dict) -> list[str]:
         path, activity=activity, fit=res.get("reconvolution"), baseline=res.get("baseline"),
         events=res.get("events"), roi_ids=ids, fs=params.fs, params=params,
         features=_features(features, n), labels=labels, source=cat.get("source"),
+        fitted_trace=res.get("fitted_trace"),
     )
     return [str(p) for p in written]
 

@@ -265,6 +265,8 @@ def _formulation(params: TuningParams) -> dict:
         )
         # null: the solver's default time scale (it follows tau_decay)
         form["drift_scale_s"] = scale
+    if params.filter_enabled:
+        form["objective"] += "; y is the band-passed trace (CaTune bandpass, filter_enabled)"
     return form
 
 

@@ -310,6 +310,8 @@ class Actions:
         meta["results"] = {"activity": b.activity, "reconvolution": b.reconvolution,
                            "baseline": b.baseline, "converged": b.converged,
                            "roi_ids": b.roi_ids, "params": b.params.to_dict()}
+        if getattr(b, "fitted_trace", None) is not None:  # what fit and baseline describe
+            meta["results"]["fitted_trace"] = b.fitted_trace
         meta["params"] = b.params.to_dict()
         try:
             labels.features = b.features
