@@ -175,6 +175,28 @@ def test_cli_deconvolve_with_scheduler(client, tmp_path, mode):
     assert np.array_equal(np.load(tmp_path / "act.npy"), ref.activity)
 
 
+def test_cli_scheduler_with_the_bandpass_stores_the_fitted_trace(client, tmp_path):
+    """Audit finding 2: the band-passed trace the fit is of, beside the fit."""
+    from napari_catune import cli
+    from napari_catune.kernel import bandpass_filter
+    from napari_catune.params import TuningParams, save_params
+
+    y = _traces(n=7, T=250)
+    y[2, 10] = np.nan
+    np.save(tmp_path / "tr.npy", y)
+    save_params(TuningParams(TAU_R, TAU_D, FS, LAM, filter_enabled=True), tmp_path / "p.json")
+    out = tmp_path / "res.npz"
+    assert cli.main(["deconvolve", str(tmp_path / "tr.npy"), "--params",
+                     str(tmp_path / "p.json"), "-o", str(out), "--chunk-cells", "3",
+                     "--scheduler", client.scheduler.address, "--skip-bad", "-q"]) == 0
+    good = [i for i in range(7) if i != 2]
+    with np.load(out) as z:
+        np.testing.assert_allclose(z["fitted_trace"][good],
+                                   bandpass_filter(y[good], TAU_R, TAU_D, FS), atol=1e-9)
+        assert np.isnan(z["fitted_trace"][2]).all()
+        assert "band-passed" in str(z["fit_note"])
+
+
 @pytest.mark.parametrize("chunk", [1, 2, 3])
 def test_error_names_rows_of_the_whole_array(chunk):
     """A NaN in cell 4 of a Dask array chunked over cells: the message

@@ -108,6 +108,28 @@ def test_batch_loop_in_chunks_across_lengths():
     _assert_rows(sink.activity, sink.fit, sink.baseline, y, True, **p.solver_kwargs())
 
 
+def test_bandpass_batch_stores_each_rows_band_passed_finite_part():
+    # the fitted trace a bandpass export stores: each padded row band-passed
+    # on its finite part (not NaN throughout), NaN after; r2 of the finite part
+    from napari_catune.kernel import bandpass_filter
+    from napari_catune.session import apply_job
+
+    y = _padded()
+    p = TuningParams(TR, TD, FS, LAM, baseline="drift", filter_enabled=True)
+    job = apply_job(y, np.arange(1, len(LENGTHS) + 1), p)
+    try:
+        while True:
+            next(job)
+    except StopIteration as stop:
+        res = stop.value
+    fitted = res.fitted_trace
+    for i, L in enumerate(LENGTHS):
+        np.testing.assert_allclose(fitted[i, :L], bandpass_filter(y[i, :L], TR, TD, FS),
+                                   rtol=0, atol=1e-12)
+        assert np.isnan(fitted[i, L:]).all()
+    assert np.isfinite(res.features["r2"]).all()
+
+
 def test_dask_path():
     da = pytest.importorskip("dask.array")
     y = _padded()

@@ -66,10 +66,11 @@ class ArraySink:
     """Results gathered in memory: ``fields[name]`` is the full array of each field.
 
     Rows never written (a cancelled run) stay NaN / 0 / False; ``skipped``
-    starts False.
+    starts False.  With ``fitted=True`` it also keeps ``fitted_trace``: the
+    band-passed traces the fit describes when the parameters' bandpass is on.
     """
 
-    def __init__(self, n: int, T: int, per_sample: bool):
+    def __init__(self, n: int, T: int, per_sample: bool, fitted: bool = False):
         self.per_sample = bool(per_sample)
         self.fields = dict(
             activity=np.full((n, T), np.nan), fit=np.full((n, T), np.nan),
@@ -77,6 +78,8 @@ class ArraySink:
             iterations=np.zeros(n, np.int64), converged=np.zeros(n, np.bool_),
             skipped=np.zeros(n, np.bool_),
         )
+        if fitted:
+            self.fields["fitted_trace"] = np.full((n, T), np.nan)
 
     def __getattr__(self, name):
         try:
@@ -148,6 +151,27 @@ def chunk_fields(n: int, T: int, ok: np.ndarray, res, per_sample: bool) -> dict:
                 skipped=~ok)
 
 
+def fitted_rows(block, ok: np.ndarray, params, T: int) -> np.ndarray:
+    """The band-passed rows (the trace the solver fitted with the bandpass on)
+    of a chunk whose solved rows ``ok`` are ``block``; NaN on the others.  A
+    row ending in NaN padding is band-passed on its finite part, NaN after."""
+    from .kernel import bandpass_filter
+
+    out = np.full((ok.size, T), np.nan)
+    if not ok.any():
+        return out
+    y = np.asarray(block, dtype=np.float64)
+    lengths = row_lengths(y)
+    rows = np.flatnonzero(ok)
+    if (lengths == T).all():
+        out[rows] = bandpass_filter(y, params.tau_rise, params.tau_decay, params.fs)
+        return out
+    for j, i in enumerate(rows):
+        L = int(lengths[j])
+        out[i, :L] = bandpass_filter(y[j, :L], params.tau_rise, params.tau_decay, params.fs)
+    return out
+
+
 def iter_batch(traces, params, sink, *, chunk: int, skip=None):
     """Generator: solve every row of ``traces`` with ``params`` (a
     :class:`~napari_catune.params.TuningParams`: fs, taus, lambda, filter,
@@ -158,7 +182,9 @@ def iter_batch(traces, params, sink, *, chunk: int, skip=None):
     ``skip``: row indices known to be bad (:func:`scan_rows`; found up front, e.g. to
     refuse the run before any work); None finds them chunk by chunk.  Either
     way those rows are not solved.  ``traces`` is an ``(n, T)`` array or an
-    object with ``n``, ``T`` and ``read(a, b)``.
+    object with ``n``, ``T`` and ``read(a, b)``.  With the bandpass on
+    (``params.filter_enabled``) the chunks also carry ``fitted_trace``: the
+    band-passed rows, the trace that fit and baseline describe (NaN rows skipped).
     """
     n, T = _shape(traces)
     chunk = int(chunk)
@@ -187,10 +213,13 @@ def iter_batch(traces, params, sink, *, chunk: int, skip=None):
             r = _solver.run_deconvolution_full(
                 block, params.fs, params.tau_rise, params.tau_decay, params.lam, **kw)
             res = (r.activity, r.reconvolution, r.baseline, r.iterations, r.converged)
+        fields = chunk_fields(b - a, T, ok, res, per_sample)
+        if params.filter_enabled:
+            fields["fitted_trace"] = fitted_rows(block, ok, params, T)
         del block
         if not ok.all():
             skipped.append(a + np.flatnonzero(~ok))
-        sink.write(a, b, **chunk_fields(b - a, T, ok, res, per_sample))
+        sink.write(a, b, **fields)
         yield b, n
     bad = np.concatenate(skipped) if skipped else np.empty(0, dtype=np.int64)
     return BatchSummary(n, bad.astype(np.int64))

@@ -54,7 +54,8 @@ from . import _overwrite
 from ._atomic import atomic_write_text, publish, remove_stale_temps, resolve_target, temp_prefix
 from ._padding import BAD, padding_span, padding_summary, row_lengths
 from .baseline import BASELINE_MODES
-from .batch import ArraySink, chunk_fields, per_sample_baseline, run_batch, scan_rows
+from .batch import (ArraySink, chunk_fields, fitted_rows, per_sample_baseline, run_batch,
+                    scan_rows)
 from .sources import SourceError, TraceSource, as_fs, read_spec_rows
 
 PROG = "napari-catune"
@@ -262,11 +263,13 @@ class _Writer:
     per_sample = False
 
     @staticmethod
-    def bytes_needed(n: int, T: int, full: bool, per_sample_baseline: bool = False) -> int:
+    def bytes_needed(n: int, T: int, full: bool, per_sample_baseline: bool = False,
+                     fitted: bool = False) -> int:
         big = 8 * n * T + 4096
-        # --full: activity and fit (and a per-sample baseline) temp files, then
-        # the archive built from them (each temp file is removed once copied in)
-        n_big = 4 if per_sample_baseline else 3
+        # --full: activity and fit (and a per-sample baseline, the band-passed
+        # trace) temp files, then the archive built from them (each temp file is
+        # removed once copied in)
+        n_big = (4 if per_sample_baseline else 3) + bool(fitted)
         return n_big * big + 4 * 9 * n + 8192 if full else big
 
     def __init__(self, out: Path, n: int, T: int, *, full: bool, one_d: bool, roi_ids,
@@ -278,6 +281,9 @@ class _Writer:
         self.per_sample = per_sample_baseline
         # "drift" and "rolling" give a baseline per sample: (n, T) like activity
         self.BIG = ("activity", "fit", "baseline") if per_sample_baseline else ("activity", "fit")
+        if full and params is not None and params.filter_enabled:  # what the fit is of
+            self.BIG += ("fitted_trace",)
+            self.FULL = self.FULL + ("fitted_trace",)
         # temporary files beside the file that will be replaced (a symlink's target)
         target = resolve_target(out)
         self.folder = target.parent if str(target.parent) else Path(".")
@@ -316,7 +322,7 @@ class _Writer:
         """The entries that make the archive a ``results.load_results`` file."""
         from .io import json_default
         from .params import _export_dict
-        from .results import FORMAT, FORMAT_VERSION
+        from .results import FORMAT, FORMAT_VERSION, fit_note
 
         out = {"format": np.array(FORMAT), "format_version": np.array(FORMAT_VERSION)}
         if self.fs is not None:
@@ -327,6 +333,8 @@ class _Writer:
         if self.params is not None:
             out["params"] = np.array(json.dumps(_export_dict(self.params, None),
                                                 allow_nan=False, default=json_default))
+            if fit_note(self.params):
+                out["fit_note"] = np.array(fit_note(self.params))
         for key in ("converged", "iterations", "skipped"):
             out[f"features.{key}"] = self.small[key]
         out["features.roi_id"] = self.small["roi_ids"]
@@ -395,13 +403,14 @@ class _MemoryWriter(ArraySink):
     """Results gathered in memory, then written by ``results.save_results`` (.nwb, .csv)."""
 
     def __init__(self, out: Path, source, params, per_sample: bool):
-        super().__init__(source.n, source.T, per_sample)
+        super().__init__(source.n, source.T, per_sample, fitted=params.filter_enabled)
         self.out, self.source, self.params = out, source, params
 
     @staticmethod
     def bytes_needed(n: int, T: int, suffix: str) -> int:
-        # CSV: ~17 characters per value; NWB: activity, fit, baseline as float64
-        return (18 if suffix == ".csv" else 3 * 8) * n * T + 65536
+        # CSV: ~17 characters per value; NWB: activity, fit, baseline and the
+        # band-passed trace as float64
+        return (18 if suffix == ".csv" else 4 * 8) * n * T + 65536
 
     def commit(self) -> None:
         from .results import save_results
@@ -417,6 +426,7 @@ class _MemoryWriter(ArraySink):
                           "skipped": f["skipped"]},
                 labels=labels, source=str(self.source.path), t0=self.source.t0,
                 timestamps=self.source.timestamps, input_traces=self.source.trace,
+                fitted_trace=f.get("fitted_trace"),
             )
         except ValueError as e:
             raise CLIError(f"{self.out}: {e}") from None
@@ -662,7 +672,7 @@ def _cmd_deconvolve(args) -> int:
     per_sample = _per_sample_baseline(params)
     full = suffix != ".npy"
     if suffix in (".npy", ".npz"):
-        need = _Writer.bytes_needed(source.n, source.T, full, per_sample)
+        need = _Writer.bytes_needed(source.n, source.T, full, per_sample, params.filter_enabled)
     else:
         need = _MemoryWriter.bytes_needed(source.n, source.T, suffix)
     check_free_space(folder, need)  # before any work
@@ -903,6 +913,8 @@ def _report(path: Path, source, params, bad, converged, args) -> None:
                              for r in rows])
     r = run_deconvolution_full(traces, params.fs, params.tau_rise, params.tau_decay,
                                params.lam, **params.solver_kwargs())
+    if params.filter_enabled:  # the fit is of the band-passed trace: draw that one
+        traces = fitted_rows(traces, np.ones(len(traces), bool), params, traces.shape[1])
     n_conv = int(np.count_nonzero(converged & ok))
     summary = {
         "input": os.path.basename(str(source.path).rstrip("/")),
@@ -1142,6 +1154,9 @@ def _run_distributed(client, source, params, chunk, bad, writer, progress, full)
         if full:
             res = tuple(np.asarray(p)[ok] for p in parts)
             fields = _fill(a, b, bad, T, res, ok, writer.per_sample)
+            if params.filter_enabled:  # the band-passed rows the fit is of
+                rows = np.asarray(source.read(a, b))[ok] if ok.any() else None
+                fields["fitted_trace"] = fitted_rows(rows, ok, params, T)
         else:
             act = np.asarray(parts[0])
             act[~ok] = np.nan
@@ -1259,6 +1274,10 @@ def _cmd_estimate(args) -> int:
                 raise DiskFull(folder, 4096, _free(folder)) from None
             raise
         print(f"saved {out}")
+        from .params import calab_note
+
+        if calab_note(params):
+            print(f"note: {calab_note(params)}")
     return 0
 
 

@@ -525,7 +525,7 @@ def _columns(table: dict | None, skip=()) -> list:
 
 def save_results_nwb(path, *, activity, fit, baseline, events, roi_ids, fs, params, features,
                      labels=None, source=None, t0=0.0, timestamps=None,
-                     input_traces=None) -> Path:
+                     input_traces=None, fitted_trace=None) -> Path:
     """Write results as a new NWB file (layout in the module docstring), atomically.
 
     Arguments as :func:`napari_catune.results.save_results` (already
@@ -606,14 +606,22 @@ def save_results_nwb(path, *, activity, fit, baseline, events, roi_ids, fs, para
     )
     if timestamps is not None:
         timing = {"timestamps": act}  # one copy, linked
+    from .results import fit_note
+
+    note = fit_note(params)  # bandpass on: the fit is of the band-passed trace
+    of = "" if note is None else " of the band-passed trace (series fitted_trace)"
     if fit is not None:
         fl.create_roi_response_series(
             name="fit", data=np.ascontiguousarray(fit.T), rois=region, unit=unit,
-            description=f"model fit K*s + baseline of {what}, in trace units", **timing)
+            description=f"model fit K*s + baseline of {what}{of}, in trace units", **timing)
+    if fitted_trace is not None:
+        fl.create_roi_response_series(
+            name="fitted_trace", data=np.ascontiguousarray(fitted_trace.T), rois=region,
+            unit=unit, description=f"the trace fitted: {note}", **timing)
     if baseline is not None and baseline.ndim == 2:
         fl.create_roi_response_series(
             name="baseline", data=np.ascontiguousarray(baseline.T), rois=region, unit=unit,
-            description=f"baseline per frame ({params.baseline} mode)", **timing)
+            description=f"baseline per frame ({params.baseline} mode){of}", **timing)
 
     p = params
     mod.add(DynamicTable(name="parameters", description="the CaTune parameters used", columns=[
@@ -636,7 +644,8 @@ def save_results_nwb(path, *, activity, fit, baseline, events, roi_ids, fs, para
         roi_cols.append(VectorData(name="baseline", description="scalar baseline b",
                                    data=np.asarray(baseline)))
     roi_cols += _columns(features, skip=("roi_id", "index"))
-    mod.add(DynamicTable(name="rois", description="per-ROI results, rows in roi_id order",
+    mod.add(DynamicTable(name="rois", description="per-ROI results, rows in roi_id order"
+                         + ("" if note is None else f"; {note}"),
                          columns=roi_cols))
     if events:
         mod.add(DynamicTable(name="events", description="detected events, one row each",
@@ -679,8 +688,9 @@ def load_results_nwb(path) -> dict:
         doc = json.loads(str(mod["parameters"]["catune_export"].data[0]))
         out = {
             "activity": np.asarray(act.data[:], dtype=np.float64).T.copy(),
-            "fit": (np.asarray(fl["fit"].data[:], dtype=np.float64).T.copy()
-                    if "fit" in fl.roi_response_series else None),
+            **{key: (np.asarray(fl[key].data[:], dtype=np.float64).T.copy()
+                     if key in fl.roi_response_series else None)
+               for key in ("fit", "fitted_trace")},
             "fs": (float(act.rate) if act.rate else
                    float(doc["parameters"]["sampling_rate_hz"])),
             "t0": float(stamps[0]) if stamps is not None else float(act.starting_time or 0.0),

@@ -265,6 +265,8 @@ def _formulation(params: TuningParams) -> dict:
         )
         # null: the solver's default time scale (it follows tau_decay)
         form["drift_scale_s"] = scale
+    if params.filter_enabled:
+        form["objective"] += "; y is the band-passed trace (CaTune bandpass, filter_enabled)"
     return form
 
 
@@ -327,6 +329,17 @@ def _metadata_block(metadata: dict | None) -> dict:
             value = int(value) if float(value).is_integer() else float(value)
         out[key] = value
     return out
+
+
+def calab_note(params: TuningParams) -> str | None:
+    """What calab does with a file saved with ``params``' baseline model (None
+    for "rolling", which calab computes): the note said where a file is saved."""
+    if str(params.baseline) == "rolling":
+        return None
+    return (f'calab 0.3 ignores formulation.baseline="{params.baseline}" in this file: its '
+            "deconvolve_from_export subtracts its own rolling baseline, which gives other "
+            "activity (15-125 % more on the audit's suite2p cells with \"drift\"). "
+            "napari-catune and napari_catune.compat use the file's baseline.")
 
 
 def save_params(params: TuningParams, path, *, metadata: dict | None = None) -> Path:

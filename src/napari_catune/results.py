@@ -14,7 +14,12 @@
     float64 is the time of the first frame in s (an NWB input's
     ``starting_time`` or first timestamp; 0 otherwise) and ``timestamps`` (T,)
     float64 the input's frame times when they are irregular.  Arrays that
-    were not given (``fit=None``, no events...) are absent.
+    were not given (``fit=None``, no events...) are absent.  With the
+    bandpass on (``filter_enabled``) the solver fitted the band-passed trace,
+    not the input: ``fitted_trace`` (n, T) holds it (plot ``fit`` over it)
+    and ``fit_note`` () str says that ``fit``, ``baseline`` and the features'
+    ``baseline`` and ``r2`` are of that trace (mean about 0, baselines may be
+    negative), with the filter's cutoffs.
 ``.nwb`` (Neurodata Without Borders; needs ``pip install 'napari-catune[nwb]'``)
     See :mod:`napari_catune.nwb`: ROIs in processing module ``ophys``,
     results in processing module ``catune``.
@@ -23,7 +28,8 @@
     ``t0 + k / fs`` (or the input's irregular timestamps) and each ROI's
     activity at frame k (10 significant digits).
     Beside it ``{stem}_metadata.json`` (fs, ROI ids, parameters, what the
-    columns are) and, when features are given, ``{stem}_features.csv``.
+    columns are; ``fit_note`` with the bandpass on) and, when features are
+    given, ``{stem}_features.csv``.
 ``.npy``
     The activity alone as (n, T) float64, with the ``{stem}_metadata.json``
     sidecar of the traces hand-off format (``sampling_rate_hz``,
@@ -170,8 +176,22 @@ def _time(t0, timestamps, t: int) -> tuple[float, np.ndarray | None]:
     return float(ts[0]), ts
 
 
+def fit_note(params) -> str | None:
+    """What the fit describes when ``params``' bandpass is on (None when off):
+    the band-passed trace, not the input trace."""
+    from .kernel import bandpass_cutoffs
+
+    p = _params(params)
+    if not p.filter_enabled:
+        return None
+    hp, lp = bandpass_cutoffs(p.tau_rise, p.tau_decay, p.fs)
+    return (f"bandpass on (CaTune filter, {hp:.3g} to {lp:.3g} Hz): fit, baseline and the "
+            "features baseline and r2 are of the band-passed trace (fitted_trace, mean about 0), "
+            "not of the input trace; plot fit over fitted_trace")
+
+
 def _validated(activity, fit, baseline, events, roi_ids, fs, params, features, t0=0.0,
-               timestamps=None):
+               timestamps=None, fitted_trace=None):
     events = _event_columns(events)
     act = _matrix("activity", activity)
     n, t = act.shape
@@ -179,6 +199,8 @@ def _validated(activity, fit, baseline, events, roi_ids, fs, params, features, t
     out = {
         "activity": act,
         "fit": None if fit is None else _matrix("fit", fit, act.shape),
+        "fitted_trace": (None if fitted_trace is None
+                         else _matrix("fitted_trace", fitted_trace, act.shape)),
         "baseline": None,
         "roi_ids": _roi_ids(roi_ids, n),
         "fs": _fs(fs),
@@ -234,7 +256,7 @@ def results_metadata(*, roi_ids, fs, params, n_frames: int, content: str, t0: fl
 
 def save_results(path, *, activity, fit, baseline, events=None, roi_ids, fs, params,
                  features=None, labels=None, source=None, t0=0.0, timestamps=None,
-                 input_traces=None) -> list[Path]:
+                 input_traces=None, fitted_trace=None) -> list[Path]:
     """Write deconvolution results to ``path``; the format follows its extension.
 
     Parameters
@@ -272,6 +294,9 @@ def save_results(path, *, activity, fit, baseline, events=None, roi_ids, fs, par
     input_traces : str, optional
         Which traces were deconvolved (e.g. ``"F - 0.7*Fneu"``): recorded in
         ``.nwb`` (the sidecars of the CLI record it too).
+    fitted_trace : (n, T) array, optional
+        With the bandpass on, the band-passed traces the fit describes
+        (``.npz`` and ``.nwb`` store them beside the fit).
 
     Returns
     -------
@@ -286,7 +311,9 @@ def save_results(path, *, activity, fit, baseline, events=None, roi_ids, fs, par
             f"{', '.join(RESULT_FORMATS)}"
         )
     r = _validated(activity, fit, baseline, events, roi_ids, fs, params, features, t0,
-                   timestamps)
+                   timestamps, fitted_trace)
+    if not r["params"].filter_enabled:
+        r["fitted_trace"] = None  # the input trace itself: the lab has it
     if ext == ".npz":
         return [_save_npz(path, r)]
     if ext == ".nwb":
@@ -312,9 +339,12 @@ def _save_npz(path: Path, r: dict) -> Path:
         "params": np.array(json.dumps(_export_dict(r["params"], None), allow_nan=False,
                                       default=json_default)),
     }
-    for key in ("fit", "baseline", "timestamps"):
+    for key in ("fit", "baseline", "timestamps", "fitted_trace"):
         if r[key] is not None:
             arrays[key] = r[key]
+    note = fit_note(r["params"])
+    if note:
+        arrays["fit_note"] = np.array(note)
     for table in ("events", "features"):
         for col, arr in (r[table] or {}).items():
             arrays[f"{table}.{col}"] = arr
@@ -383,6 +413,8 @@ def _save_csv(path: Path, r: dict, source) -> list[Path]:
                              "activity"}
     if source:
         extra["source_filename"] = Path(str(source)).name
+    if r["features"] and fit_note(r["params"]):
+        extra["fit_note"] = fit_note(r["params"])  # the features' baseline and r2
     meta = results_metadata(roi_ids=ids, fs=fs, params=r["params"], n_frames=t,
                             content="deconvolved activity (napari-catune)", t0=r["t0"], **extra)
     written.append(atomic_write_text(_sidecar_path(path),
@@ -418,7 +450,8 @@ def save_features_csv(path, features, roi_ids=None) -> Path:
 def load_results(path) -> dict:
     """Read a ``.npz`` or ``.nwb`` results file written by :func:`save_results`.
 
-    Returns a dict with ``activity``, ``fit``, ``baseline`` (None when absent),
+    Returns a dict with ``activity``, ``fit``, ``baseline``, ``fitted_trace``
+    (the band-passed trace the fit describes; each None when absent),
     ``roi_ids``, ``fs``, ``t0`` (time of the first frame, s), ``timestamps``
     (irregular frame times or None), ``params`` (a TuningParams), ``events``
     and ``features`` (dicts of columns, or None).
@@ -436,7 +469,7 @@ def load_results(path) -> dict:
         if "format" not in z.files or str(z["format"]) != FORMAT:
             raise ValueError(f"{path} is not a napari-catune results file (no 'format' entry)")
         out = {key: (np.array(z[key]) if key in z.files else None)
-               for key in ("activity", "fit", "baseline")}
+               for key in ("activity", "fit", "baseline", "fitted_trace")}
         out["roi_ids"] = np.array(z["roi_ids"])
         out["fs"] = float(z["fs"])
         out["t0"] = float(z["t0"]) if "t0" in z.files else 0.0
@@ -463,7 +496,8 @@ def save_report(path, *, traces, fit, activity, baseline=None, roi_ids, params,
                 summary: dict | None = None) -> Path:
     """Draw a one-page summary of a batch run (PNG, PDF or SVG by extension).
 
-    One panel per trace (raw in grey, the model fit in colour, the activity
+    One panel per trace (in grey: ``traces``, the band-passed ones when
+    ``params.filter_enabled``, what the fit is of; the model fit in colour, the activity
     below it on the same time axis in seconds), then the kernel and a text
     block with the parameters and ``summary`` (e.g. counts of cells and of
     traces that did not converge).  Needs matplotlib (ImportError with the
@@ -494,7 +528,8 @@ def save_report(path, *, traces, fit, activity, baseline=None, roi_ids, params,
     grid = fig.add_gridspec(n + 1, 3)
     for i in range(n):
         ax = fig.add_subplot(grid[i, :])
-        ax.plot(time_s, y[i], color="0.55", lw=0.6, label="trace")
+        ax.plot(time_s, y[i], color="0.55", lw=0.6,
+                label="band-passed trace" if p.filter_enabled else "trace")
         ax.plot(time_s, f[i], color="tab:orange", lw=0.9, label="fit")
         span = float(np.nanmax(y[i]) - np.nanmin(y[i])) or 1.0
         top = float(np.nanmax(s[i])) if np.isfinite(s[i]).any() else 0.0

@@ -437,6 +437,9 @@ class BatchResult:
     fit_max: float
     #: ids of the ROIs not solved (their traces hold NaN or Inf)
     skipped: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    #: with the bandpass on: the band-passed traces, which reconvolution,
+    #: baseline and the features baseline and r2 describe (None otherwise)
+    fitted_trace: np.ndarray | None = None
 
 
 # ------------------------------------------------------------------- session
@@ -762,19 +765,6 @@ class TuningSession:
 
 
 # ------------------------------------------------------------------ long jobs
-def _filtered(y: np.ndarray, p) -> np.ndarray:
-    """The CaTune bandpass of each row (of its finite part, NaN after, for a
-    row ending in NaN padding)."""
-    if not ends_padded(y):
-        return bandpass_filter(y, p.tau_rise, p.tau_decay, p.fs)
-    lengths = row_lengths(y)
-    out = np.full(y.shape, np.nan)
-    for i in np.flatnonzero(lengths != BAD):
-        L = int(lengths[i])
-        out[i, :L] = bandpass_filter(y[i, :L], p.tau_rise, p.tau_decay, p.fs)
-    return out
-
-
 def _row_medians(base: np.ndarray) -> np.ndarray:
     """Each row's median, over its finite part when it ends in NaN padding."""
     if ends_padded(base):
@@ -797,7 +787,7 @@ def apply_job(traces: np.ndarray, roi_ids, params: TuningParams, *, snr=None, no
     chunk = max(1, min(64, math.ceil(n / 20), max(1, 2_000_000 // max(T, 1))))
     p = params
     # "drift" and "rolling" give a baseline per sample, "scalar" one per ROI
-    sink = ArraySink(n, T, per_sample_baseline(p))
+    sink = ArraySink(n, T, per_sample_baseline(p), fitted=p.filter_enabled)
     summary = yield from iter_batch(traces, p, sink, chunk=chunk)
     act, rec, base, conv = sink.activity, sink.fit, sink.baseline, sink.converged
     ok = ~sink.skipped
@@ -812,8 +802,8 @@ def apply_job(traces: np.ndarray, roi_ids, params: TuningParams, *, snr=None, no
     ids = np.asarray(roi_ids, dtype=np.int64).copy()
     rate, r2 = np.full(n, np.nan), np.full(n, np.nan)
     if ok.any():
-        y = traces[ok]
-        y = _filtered(y, p) if p.filter_enabled else np.asarray(y, dtype=np.float64)
+        # r2 of the fit against the trace it fitted (band-passed when the filter is on)
+        y = sink.fitted_trace[ok] if p.filter_enabled else np.asarray(traces[ok], np.float64)
         nz = None if noise is None else np.asarray(noise, float)[ok]
         rate[ok] = event_rate(act[ok], p.fs, nz) / 60.0
         r2[ok] = _r2(y, rec[ok])
@@ -829,7 +819,8 @@ def apply_job(traces: np.ndarray, roi_ids, params: TuningParams, *, snr=None, no
     }
     return BatchResult(p, ids, act, rec, base, conv, features,
                        float(np.nanmax(act, initial=0.0)), float(np.nanmax(rec, initial=0.0)),
-                       skipped=ids[summary.skipped])
+                       skipped=ids[summary.skipped],
+                       fitted_trace=sink.fitted_trace if p.filter_enabled else None)
 
 
 def failure_text(error, what: str, advice: str) -> str:

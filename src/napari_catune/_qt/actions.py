@@ -68,7 +68,12 @@ class Actions:
             notifications.show_error(f"Could not save parameters to {path}: {e}. Choose a "
                                      "writable file ending in .json.")
             return False
-        self.t.status.setText(f"Parameters saved to {path}")
+        note = _params.calab_note(self.s.params)
+        self.t.status.setText(f"Parameters saved to {path}"
+                              + ("" if note is None else f" ({self.s.params.baseline} baseline: "
+                                 "calab 0.3 would use its rolling baseline instead)"))
+        if note:
+            notifications.show_info(note)
         return True
 
     def load_params(self, path):
@@ -305,6 +310,8 @@ class Actions:
         meta["results"] = {"activity": b.activity, "reconvolution": b.reconvolution,
                            "baseline": b.baseline, "converged": b.converged,
                            "roi_ids": b.roi_ids, "params": b.params.to_dict()}
+        if getattr(b, "fitted_trace", None) is not None:  # what fit and baseline describe
+            meta["results"]["fitted_trace"] = b.fitted_trace
         meta["params"] = b.params.to_dict()
         try:
             labels.features = b.features

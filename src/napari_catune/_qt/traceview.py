@@ -23,6 +23,27 @@ from .rowplot import ACT_MIN, HEADER_H, LEFT_W, TRACE_MIN, Row, style_plot, wind
 DEFAULT_WINDOW_S = 45.0
 
 
+def trace_name(src) -> str:
+    """What the traces of ``src`` (a TraceSource; ``origin`` = (movie layer or
+    None, Labels layer)) are, for the row headers: the mean of the movie in each
+    ROI, else what the reader recorded in the layer metadata's ``kind`` (suite2p
+    "F - 0.7*Fneu", CaImAn "C", an NWB series), else the guessed unit."""
+    origin = src.origin if isinstance(src.origin, tuple) and len(src.origin) == 2 else (None,) * 2
+    image, labels = origin
+    if image is not None:
+        return "mean F in ROI"
+    meta = getattr(labels, "metadata", None)
+    cat = meta.get("catune") if isinstance(meta, dict) else None
+    kind = str(cat.get("kind") or "") if isinstance(cat, dict) else ""
+    if kind:
+        if kind in ("C", "C + YrA", "F_dff"):
+            kind = f"CaImAn {kind}"
+        elif "/" in kind:  # an NWB series path: its name (and a neuropil term)
+            kind = kind.rsplit("/", 1)[1]
+        return kind.replace("*", "·")
+    return src.unit
+
+
 def _rgb(c) -> str:
     return "#%02x%02x%02x" % tuple(int(v) for v in c[:3])
 
@@ -128,7 +149,9 @@ class TraceView(QWidget):
     def set_rows(self, ids, colors, traces: np.ndarray, fs: float, unit: str = "raw",
                  truth: dict | None = None) -> None:
         """Show the selected ROIs: ``traces`` (k, T) are what will be fitted;
-        ``truth`` maps an ROI id to the times (s) of its true events."""
+        ``unit`` names them in the row headers ("dF/F", "raw" or a name such as
+        :func:`trace_name`'s); ``truth`` maps an ROI id to the times (s) of its
+        true events."""
         ids = [int(i) for i in ids][: self.MAX_ROWS]
         k = len(ids)
         traces = np.atleast_2d(np.asarray(traces, dtype=np.float64)) if k else np.zeros((0, 0))
@@ -231,7 +254,9 @@ class TraceView(QWidget):
     def _header(self, r: Row, res, i: int = 0) -> str:
         fg = self._pal.foreground if self._pal else "#ffffff"
         muted = self._pal.muted_hex if self._pal else fg
-        unit = "ΔF/F" if self.unit == "dF/F" else "raw F"
+        unit = {"dF/F": "ΔF/F", "raw": "trace units"}.get(self.unit, self.unit)
+        if res is not None and res.params.filter_enabled:  # res.trace is what is drawn
+            unit += ", band-passed"
         head = (f'<span style="color:{_rgb(r.color)}; font-weight:bold">■ ROI {r.rid}</span>'
                 f' <span style="color:{muted}">({unit})</span>')
         if res is None or r.rid not in res.ids:

@@ -32,7 +32,7 @@ from . import settings as _settings
 from .source import SourcePicker
 from .sourcehooks import SourceHooks
 from .spectrum import SpectrumPlot
-from .traceview import TraceView
+from .traceview import TraceView, trace_name
 from .viewerhooks import ViewerHooks
 
 MAX_ROIS = _ses.MAX_ROIS
@@ -275,7 +275,7 @@ class CaTuneTuner(SourceHooks, ViewerHooks, QWidget):
         rows = [src.row[i] for i in ids]
         truth = src.truth_seconds(self.params.fs) if self.truth_box.isChecked() else None
         self.traces.set_rows(ids, self._colors(ids), src.traces[rows], self.params.fs,
-                             src.unit, truth)
+                             trace_name(src), truth)
         self.spectrum.set_traces(src.traces[rows], src, self.params.fs)
         res = self.session.result
         if res is not None and res.ids == tuple(ids):
