@@ -99,3 +99,23 @@ def test_another_labels_layer_removed_keeps_the_layers(setup, qtbot):
     assert _ours(viewer) == sorted(NAMES)
     assert w.overlays.made_for is viewer.layers["rois"]
     _still_works(w, qtbot, means)
+
+
+@pytest.mark.parametrize("close", ["dock", "viewer"])
+def test_closing_while_the_layers_go(setup, qtbot, close):
+    viewer, w, means, notes = setup
+    _ready(qtbot, viewer, w)
+    overlays = w.overlays
+    viewer.layers.remove(viewer.layers["rois"])
+    assert overlays.leaving  # on their way out, one per turn
+    if close == "dock":
+        viewer.window.remove_dock_widget(w)  # napari's close button does this
+        qtbot.waitUntil(lambda: not _ours(viewer) and not overlays.leaving, timeout=120_000)
+        assert [l.name for l in viewer.layers] == ["movie"]
+        # no tuner callback is left on the viewer
+        viewer.add_labels(recording()[1], name="rois 2")
+        assert not any(l.name.startswith("CaTune") for l in viewer.layers)
+    else:
+        viewer.close()
+        qtbot.waitUntil(lambda: not overlays.leaving, timeout=120_000)
+    assert not notes["error"] and not notes["warning"]
