@@ -8,8 +8,10 @@ table and a pixel -> row lookup.  A full T x Y x X array never exists.
 from __future__ import annotations
 
 import copy
+import weakref
 
 import numpy as np
+from qtpy.QtCore import QTimer
 
 OVERLAY_KEY = "catune_overlay"  # metadata flag: our layers, hidden from the source combos
 SELECTION_NAME = "CaTune selection"
@@ -153,11 +155,17 @@ class Overlays:
     """Creates and updates the tuner's layers in a viewer (re-created if deleted)."""
 
     NAMES = (SELECTION_NAME, ACTIVITY_NAME, IDS_NAME)
+    #: ms between two layers taken out after their source went away (see drop)
+    DROP_GAP_MS = 60
 
     def __init__(self, viewer):
         self.viewer = viewer
         self.lazy: LazyActivity | None = None
         self._labels_layer = None
+        #: the Labels layer the overlay layers were made for (kept while emptied)
+        self.made_for = None
+        #: layers on their way out (drop), reclaimed if a new source comes first
+        self.leaving: list = []
         # layers left by an earlier tuner in this viewer are reused, never doubled
         found = {l.name: l for l in viewer.layers if is_overlay(l)}
         self.selection_layer = found.get(SELECTION_NAME)
@@ -170,13 +178,60 @@ class Overlays:
 
     def remove(self) -> None:
         """Take the tuner's layers out of the viewer (the dock was closed)."""
-        for layer in self.layers():
+        leaving, self.leaving = self.leaving, []
+        for layer in self.layers() + leaving:
             try:
                 self.viewer.layers.remove(layer)
             except Exception:  # noqa: BLE001 - already gone
                 pass
         self.selection_layer = self.activity_layer = self.ids_layer = None
         self.lazy = None
+        self.made_for = None
+
+    def drop(self) -> None:
+        """Take the overlay layers out after their source layer was removed.
+
+        Never inside napari's own layer-list event, and one layer per
+        ``DROP_GAP_MS``, the ROI ids (emptied by :meth:`clear` first) last:
+        with the last Labels layer gone, removing the text Points layer or
+        two layers between two canvas draws crashed Mesa (glDrawArrays, software
+        GL, plain napari + vispy).  A new source before the end takes them back.
+        """
+        self.clear()
+        self.made_for = None
+        order = (self.activity_layer, self.selection_layer, self.ids_layer)
+        self.selection_layer = self.activity_layer = self.ids_layer = None
+        self.lazy = None
+        self.leaving = [l for l in order if self._alive(l) and l not in self.leaving]
+        if self.leaving:
+            self._drop_next_later()
+
+    def _drop_next_later(self) -> None:
+        ref = weakref.ref(self)
+
+        def step():
+            me = ref()
+            if me is None or not me.leaving:
+                return
+            layer = me.leaving.pop(0)
+            try:
+                if layer in me.viewer.layers:
+                    me.viewer.layers.remove(layer)
+            except Exception:  # noqa: BLE001 - the viewer closed meanwhile
+                me.leaving.clear()
+                return
+            if me.leaving:
+                me._drop_next_later()
+
+        QTimer.singleShot(self.DROP_GAP_MS, step)
+
+    def _reclaim(self, name):
+        for layer in list(self.leaving):
+            if layer.name == name:
+                self.leaving.remove(layer)
+                if self._alive(layer):
+                    return layer
+        return None
 
     def _alive(self, layer) -> bool:
         return layer is not None and layer in self.viewer.layers
@@ -198,20 +253,25 @@ class Overlays:
 
         Layers are emptied rather than removed: removing several layers inside
         napari's layer events while a notification was up crashed vispy.
+        Each layer is emptied once: new data twice between two canvas draws made
+        vispy lose a Labels texture ("Could not find texture with id ...").
         """
         self._labels_layer = None
-        if self._alive(self.selection_layer):
+        if self._alive(self.selection_layer) and np.any(self.selection_layer.data):
             self.selection_layer.data = np.zeros_like(np.asarray(self.selection_layer.data))
-        if self.lazy is not None and self._alive(self.activity_layer):
+        if self.lazy is not None and self._alive(self.activity_layer) and self.lazy._state[1].size:
             self.lazy.set_values([], np.zeros((0, self.lazy.shape[0])))
             self.activity_layer.refresh()
-        if self._alive(self.ids_layer):
+        if self._alive(self.ids_layer) and len(self.ids_layer.data):
             self.ids_layer.data = np.zeros((0, 2))
 
     def set_source(self, labels_layer, roi_ids, n_frames: int, time_scale=1.0,
                    time_translate=0.0, index=None) -> None:
         """New data source: ROI id text for every ROI, a fresh activity layer."""
-        self._labels_layer = labels_layer
+        self._labels_layer = self.made_for = labels_layer
+        self.activity_layer = self.activity_layer or self._reclaim(ACTIVITY_NAME)
+        self.ids_layer = self.ids_layer or self._reclaim(IDS_NAME)
+        self.selection_layer = self.selection_layer or self._reclaim(SELECTION_NAME)
         labels = np.asarray(labels_layer.data)
         scale = tuple(labels_layer.scale[-2:])
         translate = tuple(labels_layer.translate[-2:])

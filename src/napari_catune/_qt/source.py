@@ -128,6 +128,7 @@ class SourcePicker(QObject):
         self.builds: dict = {}
         self._hooked: dict = {}
         self.closed = False
+        self._quiet = False  # see _deferred_refresh
         self.image_combo = ComboBox(label="movie", choices=self._image_choices, name="image")
         self.labels_combo = ComboBox(label="ROIs", choices=self._labels_choices, name="labels")
         self.box = Container(widgets=[self.labels_combo, self.image_combo], layout="horizontal")
@@ -195,7 +196,13 @@ class SourcePicker(QObject):
 
     def _deferred_refresh(self) -> None:
         if not self.closed and self.current is None:
-            self.refresh()
+            # after the user removed or replaced a layer: a pair that cannot be read
+            # (a Labels layer without its movie) is said in the status line, not as an error
+            self._quiet = True
+            try:
+                self.refresh()
+            finally:
+                self._quiet = False
 
     def refresh(self, *_) -> None:
         """Make the chosen pair current (from the cache, or start reading it)."""
@@ -232,7 +239,10 @@ class SourcePicker(QObject):
         try:
             work = build_job(image, labels, float(self.fs_default()))
         except SourceError as e:
-            notifications.show_error(str(e))
+            if self._quiet:
+                self.status.emit(str(e))
+            else:
+                notifications.show_error(str(e))
             return
         what = f"'{image.name}'" if image is not None else f"'{labels.name}'"
         w = _worker(work)

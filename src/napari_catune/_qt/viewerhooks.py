@@ -82,7 +82,13 @@ class ViewerHooks:
     def _layers_changed(self, kind, layer) -> None:
         busy = (not self._live.idle or self.actions.apply_worker is not None
                 or bool(self.picker.builds))
-        if self.picker.layers_changed(kind, layer):
+        made_for = self.overlays.made_for
+        lost = self.picker.layers_changed(kind, layer)
+        if kind == "removed" and (lost or (layer is not None and layer is made_for)):
+            # the activity, ROI ids and selection of that source go with it
+            self._overlay_timer.stop()
+            self.overlays.drop()
+        if lost:
             self.session.cancel()
             self.actions.layer_lost()
             if busy:
