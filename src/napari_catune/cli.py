@@ -129,7 +129,7 @@ def _say_notes(args, source: TraceSource, params=None) -> None:
     if params is not None and source.fs is None and args.fs is None:
         log.info("note: %s does not record its sampling rate: the %s Hz of %s used (pass "
                  "--fs HZ if that is not the data's rate)", args.input,
-                 _fs_texts(params.fs, params.fs)[0], args.params)
+                 f"{params.fs:g}", args.params)
 
 
 #: rows per column beyond which a traces array looks like frames x cells ...
