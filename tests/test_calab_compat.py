@@ -409,9 +409,11 @@ def test_load_caiman_on_a_cnmf_file(tmp_path):
     traces, meta = nc.load_caiman(path)
     np.testing.assert_array_equal(traces, ref["C"])
     assert meta["sampling_rate_hz"] == 10.0
-    np.testing.assert_array_equal(traces, nc.load_caiman_data(path).traces)
+    # (calab's call keeps every component; load_caiman_data only the accepted by default)
+    np.testing.assert_array_equal(traces, nc.load_caiman_data(path, only_accepted=False).traces)
     dff, _ = nc.load_caiman(path, trace_key="estimates/F_dff")
-    np.testing.assert_array_equal(dff, nc.load_caiman_data(path, trace="F_dff").traces)
+    np.testing.assert_array_equal(
+        dff, nc.load_caiman_data(path, trace="F_dff", only_accepted=False).traces)
 
 
 def test_load_minian(tmp_path):

@@ -150,7 +150,7 @@ def test_deconvolve_other_inputs(capsys, tmp_path, params):
                 "-o", tmp_path / "c.npy", "--chunk-cells", "3")[0] == 0
     assert np.array_equal(np.load(tmp_path / "c.npy"), ref)
 
-    from napari_catune.loaders import load_caiman, load_suite2p
+    from napari_catune.loaders import load_caiman_data, load_suite2p
 
     plane = make_suite2p(tmp_path / "s2p", fs=FS)
     code, _, err = _run(capsys, "deconvolve", plane, "--params", params, "-o", tmp_path / "d.npy")
@@ -163,7 +163,7 @@ def test_deconvolve_other_inputs(capsys, tmp_path, params):
     code, _, err = _run(capsys, "deconvolve", tmp_path / "cnmf.hdf5", "--params", params,
                         "-o", tmp_path / "e.npz", "--full")
     assert code == 0, err
-    cm = load_caiman(tmp_path / "cnmf.hdf5").traces
+    cm = load_caiman_data(tmp_path / "cnmf.hdf5").traces  # the accepted components
     with np.load(tmp_path / "e.npz") as zf:
         assert np.array_equal(zf["activity"],
                               run_deconvolution_full(cm, FS, TAU_R, TAU_D, LAM).activity)
@@ -881,10 +881,10 @@ def test_minian_folder_is_a_cli_input(capsys, tmp_path):
 
 
 def test_caiman_trace_option_is_recorded(capsys, tmp_path, params):
-    """C is the default (as calab); --caiman-trace/--only-accepted choose; info and the
+    """C is the default (as calab); --caiman-trace/--all-rois choose; info and the
     sidecar say which traces were used."""
     make_caiman(tmp_path / "cnmf.hdf5", fr=FS, with_dff=True)
-    code, out, err = _run(capsys, "info", tmp_path / "cnmf.hdf5")
+    code, out, err = _run(capsys, "info", tmp_path / "cnmf.hdf5", "--all-rois")
     assert code == 0, err
     assert "traces       C\n" in out and "(4, 250)" in out
     code, out, err = _run(capsys, "info", tmp_path / "cnmf.hdf5", "--caiman-trace", "C+YrA",

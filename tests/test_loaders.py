@@ -281,12 +281,12 @@ def test_suite2p_missing_folder(tmp_path):
 def test_caiman_traces_fs_footprints(tmp_path):
     path = tmp_path / "cnmf.hdf5"
     ref = make_caiman(path)
-    data = load_caiman_data(path)
-    # calab's default trace, estimates/C, and all components (rejected too, said in notes)
+    data = load_caiman_data(path, only_accepted=False)
+    # calab's default trace, estimates/C; all components asked for (rejected too, said in notes)
     np.testing.assert_array_equal(data.traces, ref["C"])
     assert data.kind == "C"
     assert any("2 rejected" in n for n in data.notes)
-    raw = load_caiman_data(path, trace="C+YrA")
+    raw = load_caiman_data(path, trace="C+YrA", only_accepted=False)
     np.testing.assert_array_equal(raw.traces, ref["C"] + ref["YrA"])
     assert raw.kind == "C + YrA"
     assert load_caiman_data(path, fs=20.0).fs == 20.0
@@ -368,7 +368,7 @@ def test_caiman_without_footprints_or_rate(tmp_path):
     ref = make_caiman(path)
     _edit_h5(path, lambda h: (h.__delitem__("estimates/A"), h.__delitem__("params/data/fr"),
                               h.__delitem__("estimates/YrA")))
-    data = load_caiman_data(path)
+    data = load_caiman_data(path, only_accepted=False)
     assert data.labels is None and data.fs is None
     np.testing.assert_array_equal(data.traces, ref["C"])
     assert data.kind == "C"

@@ -168,7 +168,7 @@ def _expected_labels(ids):
 
 def test_suite2p_layout(suite2p_nwb):
     path, F, Fneu, mean = suite2p_nwb
-    data = load_nwb(path)
+    data = load_nwb(path, only_cells=False)  # (the default: only the cells, 1 and 3)
     assert isinstance(data, PipelineData)
     # F - 0.7 Fneu, as load_suite2p computes it from the plane folder
     np.testing.assert_allclose(data.traces, F - 0.7 * Fneu, rtol=1e-12)
@@ -184,7 +184,7 @@ def test_suite2p_layout(suite2p_nwb):
     assert sorted(list_nwb_series(path)) == ["ophys/Deconvolved/plane0",
                                              "ophys/Fluorescence/plane0", "ophys/Neuropil/plane0"]
     # raw F, or another series, on request
-    np.testing.assert_allclose(load_nwb(path, neuropil_coefficient=0).traces, F)
+    np.testing.assert_allclose(load_nwb(path, neuropil_coefficient=0).traces, F[[0, 2]])
     assert load_nwb(path, series="Deconvolved/plane0").kind == "ophys/Deconvolved/plane0"
 
 
@@ -335,8 +335,8 @@ def test_napari_reader_layers(suite2p_nwb):
     assert kinds == ["image", "labels"]
     (img, img_meta, _), (lab, lab_meta, _) = layers
     cat = lab_meta["metadata"]["catune"]
-    assert cat["fs"] == FS and cat["traces"].shape == (3, T)
-    assert cat["roi_ids"].tolist() == [1, 2, 3] and lab.shape == img.shape == (X, Y)
+    assert cat["fs"] == FS and cat["traces"].shape == (2, T)  # the cells (iscell column)
+    assert cat["roi_ids"].tolist() == [1, 3] and lab.shape == img.shape == (X, Y)
     assert cat["kind"].startswith("ophys/Fluorescence/plane0")
 
 
@@ -371,5 +371,6 @@ def test_cli_reads_nwb_like_the_plugin(suite2p_nwb, tmp_path, capsys):
     out = tmp_path / "act.npy"
     assert main(["deconvolve", str(path), "--params", str(tmp_path / "p.json"), "-o", str(out),
                  "-q"]) == 0
-    np.testing.assert_allclose(np.load(out), run_deconvolution(F - 0.7 * Fneu, FS, 0.05, 0.5, 0.01),
+    cells = (F - 0.7 * Fneu)[[0, 2]]  # the iscell column's cells, as the plugin reads them
+    np.testing.assert_allclose(np.load(out), run_deconvolution(cells, FS, 0.05, 0.5, 0.01),
                                rtol=1e-9, atol=1e-12)

@@ -126,7 +126,7 @@ def test_caiman_getter_and_reader(tmp_path):
     cat = layers[1][1]["metadata"]["catune"]
     np.testing.assert_array_equal(cat["traces"], ref.traces)
     assert cat["fs"] == 10.0
-    np.testing.assert_array_equal(cat["roi_ids"], [1, 2, 3, 4])
+    np.testing.assert_array_equal(cat["roi_ids"], [1, 3])  # the accepted components
     # which trace, recorded: estimates/C as calab reads it; rejected components said in notes
     assert cat["kind"] == "C"
     assert any("rejected" in n for n in cat["notes"])

@@ -285,13 +285,14 @@ def read_nwb(path):
     ``roi_ids`` and the source (``napari_catune.nwb.load_nwb`` picks the
     series; its notes say which).
     """
-    from ._reader_pipelines import _layers
+    from ._reader_pipelines import _layers, all_rois, tell_selection
     from .nwb import load_nwb
 
     p = single_path(path)
     if p is None:
         raise ValueError(f"cannot read {path!r} as NWB: pass a single file")
-    data = load_nwb(p)
+    data = load_nwb(p, only_cells=not all_rois())
+    tell_selection(data, Path(p).name)
     layers = _layers(data, Path(p).stem)
     for _, meta, kind in layers:
         if kind == "labels":

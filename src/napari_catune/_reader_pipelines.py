@@ -67,6 +67,34 @@ def _allow_pickle(folder: Path) -> bool:
     return _PICKLE_ANSWERS[key]
 
 
+#: set (to 1) before napari starts to open every ROI of a suite2p, CaImAn or NWB
+#: file, also the non-cells/rejected components (``napari-catune view --all-rois``)
+ALL_ROIS_ENV = "CATUNE_ALL_ROIS"
+
+
+def all_rois() -> bool:
+    """Whether the readers keep every ROI (:data:`ALL_ROIS_ENV` set), not only cells."""
+    return os.environ.get(ALL_ROIS_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def tell_selection(data, name: str) -> None:
+    """A notification naming how many ROIs were left out and how to open them all.
+
+    (npe2 readers take no options: the choice is the environment variable.)
+    """
+    for note in data.notes:
+        if note.startswith("only ") and " left out" in note and " 0 " not in note.split(";")[1]:
+            from napari.utils.notifications import show_info
+
+            # "only cells (iscell.npy): 25 of 30 ROIs; 5 non-cells left out (...)":
+            # the count first, as a collapsed notification shows the first words
+            what, _, rest = note.split(" (to include")[0].partition(": ")
+            count, _, left = rest.partition("; ")
+            show_info(f"{name}: {count} opened, {what}; {left}. To open every ROI, start "
+                      f"napari with {ALL_ROIS_ENV}=1 or use: napari-catune view --all-rois PATH")
+            return
+
+
 def _layers(data, name: str):
     from .loaders import tile_labels
 
@@ -124,7 +152,8 @@ def read_suite2p(path):
     plane = find_suite2p_plane(p) if p else None
     if plane is None:
         raise ValueError(f"{path!r} is not a suite2p plane folder (F.npy and Fneu.npy)")
-    data = load_suite2p(plane, allow_pickle=_allow_pickle(plane))
+    data = load_suite2p(plane, allow_pickle=_allow_pickle(plane), only_cells=not all_rois())
+    tell_selection(data, f"suite2p {plane.name}")
     return _layers(data, f"suite2p {plane.name}")
 
 
@@ -153,13 +182,15 @@ def get_caiman_reader(path):
 def read_caiman(path):
     """Read a CaImAn CNMF file: the correlation image and the footprints.
 
-    The traces are ``estimates/C`` (as ``calab.load_caiman``), every component;
-    ``metadata["catune"]["kind"]`` says which trace, ``notes`` how many were rejected.
+    The traces are ``estimates/C`` (as ``calab.load_caiman``) of the accepted
+    components (all with ``CATUNE_ALL_ROIS=1``); ``metadata["catune"]["kind"]``
+    says which trace, ``notes`` how many were left out.
     """
     from .loaders import load_caiman_data
 
     p = single_path(path)
-    data = load_caiman_data(p)
+    data = load_caiman_data(p, only_accepted=not all_rois())
+    tell_selection(data, Path(p).name)
     return _layers(data, Path(p).stem)
 
 

@@ -90,13 +90,15 @@ def _read_rows_clean(spec, a: int, b: int, bad) -> np.ndarray:
 
 
 def open_input(path, *, allow_pickle: bool = False, caiman_trace: str = "C",
-               only_accepted: bool = False, only_cells: bool = False) -> TraceSource:
+               all_rois: bool = False, only_accepted: bool | None = None,
+               only_cells: bool | None = None) -> TraceSource:
     """Open INPUT for the CLI; CLIError (exit 2) for anything unreadable."""
     from .sources import open_source
 
     try:
         return open_source(path, allow_pickle=allow_pickle, caiman_trace=caiman_trace,
-                           only_accepted=only_accepted, only_cells=only_cells)
+                           all_rois=all_rois, only_accepted=only_accepted,
+                           only_cells=only_cells)
     except SourceError as e:
         msg = str(e).replace("use trace='C'", "use --caiman-trace C")
         # (the CLI has no series option: name the way that exists)
@@ -110,12 +112,26 @@ def open_input(path, *, allow_pickle: bool = False, caiman_trace: str = "C",
 def _open_args(args) -> TraceSource:
     """open_input with the command's input options (--caiman-trace, ...);
     warns when the traces look transposed (frames x cells)."""
+    all_rois = getattr(args, "all_rois", False)
+    if all_rois and getattr(args, "only_cells", False):
+        raise CLIError("--all-rois contradicts --only-cells/--only-accepted: give one "
+                       "(cells only is the default)")
     source = open_input(args.input, allow_pickle=args.allow_pickle,
-                        caiman_trace=getattr(args, "caiman_trace", "C"),
-                        only_accepted=getattr(args, "only_accepted", False),
-                        only_cells=getattr(args, "only_cells", False))
+                        caiman_trace=getattr(args, "caiman_trace", "C"), all_rois=all_rois)
     _warn_transposed(source, args.input)
     return source
+
+
+def _say_notes(args, source: TraceSource, params=None) -> None:
+    """The input's notes (which ROIs, neuropil, ...) on stderr, once a run
+    succeeded (a refused run says its one-line error only); with ``params``,
+    also where ``deconvolve`` took the rate from when the input has none."""
+    for note in source.notes:
+        log.info("note: %s: %s", args.input, note)
+    if params is not None and source.fs is None and args.fs is None:
+        log.info("note: %s does not record its sampling rate: the %s Hz of %s used (pass "
+                 "--fs HZ if that is not the data's rate)", args.input,
+                 f"{params.fs:g}", args.params)
 
 
 #: rows per column beyond which a traces array looks like frames x cells ...
@@ -750,6 +766,7 @@ def _cmd_deconvolve(args) -> int:
              "%.1f cells/s)", out, meta_path.name, kept, source.n,
              f", {bad.size} skipped" if bad.size else "", not_conv.size, seconds,
              kept / seconds if seconds > 0 else float("inf"))
+    _say_notes(args, source, params)
     if not_conv.size:
         _warn(f"{not_conv.size} of {kept} cells did not converge within the iteration "
               f"budget (rows {_list_rows(not_conv)}); their activity is the last iterate")
@@ -1081,6 +1098,23 @@ def _probe_scheduler(address: str, timeout: float) -> dict:
     return reply
 
 
+class _DropGatherExits(logging.Filter):
+    """Ctrl-C in ``client.gather`` leaves distributed's per-future wait tasks
+    ending in its internal ``AllExit``; asyncio logs each as "Task exception
+    was never retrieved" with a traceback when they are collected.  The run
+    says "interrupted" itself: drop those records, and only those."""
+
+    def filter(self, record):
+        exc = record.exc_info[1] if record.exc_info else None
+        return type(exc).__name__ != "AllExit"
+
+
+def _quiet_gather_exits() -> None:
+    logger = logging.getLogger("asyncio")
+    if not any(isinstance(f, _DropGatherExits) for f in logger.filters):
+        logger.addFilter(_DropGatherExits())
+
+
 def _connect(address: str, timeout: float = 10.0):
     try:
         from distributed import Client
@@ -1089,6 +1123,7 @@ def _connect(address: str, timeout: float = 10.0):
             "--scheduler needs dask.distributed: pip install 'napari-catune[distributed]'"
         ) from None
     _probe_scheduler(address, timeout)
+    _quiet_gather_exits()
     t0 = time.monotonic()
     try:
         return Client(address, timeout=f"{timeout}s")
@@ -1278,6 +1313,7 @@ def _cmd_estimate(args) -> int:
 
         if calab_note(params):
             print(f"note: {calab_note(params)}")
+    _say_notes(args, source)
     return 0
 
 
@@ -1419,6 +1455,10 @@ def _cmd_view(args) -> int:
             "view needs a Qt binding for napari, and none is installed (PyQt6, PyQt5, "
             "PySide6 or PySide2): pip install 'napari-catune[qt6]' (or pip install PyQt6)"
         )
+    if args.all_rois:  # the readers take no options: they read this variable
+        from ._reader_pipelines import ALL_ROIS_ENV
+
+        os.environ[ALL_ROIS_ENV] = "1"
     from ._qt.launch import run_view
 
     return run_view(args)
@@ -1536,10 +1576,14 @@ def build_parser() -> argparse.ArgumentParser:
     choose.add_argument("--caiman-trace", choices=("C", "C+YrA", "F_dff"), default="C",
                         help="CaImAn: estimates/C (default, as calab), C + YrA (with the "
                         "residual) or F_dff; recorded in info and the output's sidecar")
-    choose.add_argument("--only-accepted", action="store_true",
-                        help="CaImAn: only the components CaImAn accepted (idx_components)")
-    choose.add_argument("--only-cells", action="store_true",
-                        help="NWB: only the ROIs classified as cells")
+    choose.add_argument("--all-rois", action="store_true",
+                        help="every ROI, also those the pipeline rejected (default: only "
+                        "cells: suite2p's iscell, an NWB table's iscell/keep column, "
+                        "CaImAn's accepted components; the notes give the counts)")
+    choose.add_argument("--only-cells", "--only-accepted", dest="only_cells",
+                        action="store_true",
+                        help="only cells/accepted components: the default (kept for old "
+                        "scripts)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     inputs = (
@@ -1558,6 +1602,9 @@ def build_parser() -> argparse.ArgumentParser:
         "  xvfb-run -a napari-catune view --screenshot shot.png\n",
     )
     v.add_argument("paths", nargs="*", metavar="PATH", help="files or folders to open")
+    v.add_argument("--all-rois", action="store_true",
+                   help="open every ROI of a suite2p, CaImAn or NWB file, also the non-cells "
+                   "(default: only cells; sets CATUNE_ALL_ROIS=1)")
     v.add_argument("--screenshot", metavar="PNG",
                    help="select the 3 most active ROIs, save a window screenshot, quit")
     v.add_argument("--timeout", type=_positive, default=120.0, metavar="S",

@@ -469,6 +469,14 @@ def _ops_neuropil(ops: dict, where) -> float | None:
     return value
 
 
+def _kept_note(what: str, kept: int, n: int, other: str, param: str) -> str:
+    """The note of a cells-only selection: how many were kept and left out."""
+    left = n - kept
+    return (f"only {what}: {kept} of {n} ROIs; {left} {other}{'' if left == 1 else 's'} "
+            f"left out (to include them: --all-rois on the command line, {param}=False "
+            f"in Python)")
+
+
 def load_suite2p(plane_dir, neuropil: float | None = None, only_cells: bool = True,
                  allow_pickle: bool = False, fs: float | None = None) -> PipelineData:
     """Traces (and, if allowed, footprints) from a suite2p plane folder.
@@ -489,7 +497,8 @@ def load_suite2p(plane_dir, neuropil: float | None = None, only_cells: bool = Tr
         ``settings['extraction']['neuropil_coefficient']`` (1.x), which needs
         ``allow_pickle``; else suite2p's default 0.7 (said in ``notes``).
     only_cells : bool
-        Keep the ROIs marked as cells in ``iscell.npy`` (all if it is absent).
+        Keep the ROIs marked as cells in ``iscell.npy`` (all if it is absent);
+        ``notes`` gives the count.  False keeps every ROI.
     allow_pickle : bool
         Read ``stat.npy`` (footprints) and ``ops.npy`` or 1.x's
         ``settings.npy``/``db.npy``/``reg_outputs.npy`` (sampling rate,
@@ -524,7 +533,7 @@ def load_suite2p(plane_dir, neuropil: float | None = None, only_cells: bool = Tr
     keep = np.arange(n)
     notes = []
     iscell_path = plane / "iscell.npy"
-    if only_cells:
+    if iscell_path.is_file() or only_cells:
         if iscell_path.is_file():
             iscell = _load_plain(iscell_path)
             if iscell.ndim == 1:
@@ -537,7 +546,13 @@ def load_suite2p(plane_dir, neuropil: float | None = None, only_cells: bool = Tr
                 raise ValueError(
                     f"{iscell_path} lists {flag.shape[0]} ROIs but F.npy has {n}"
                 )
-            keep = np.flatnonzero(np.asarray(flag) > 0.5)
+            cells = np.flatnonzero(np.asarray(flag) > 0.5)
+            if only_cells:
+                keep = cells
+                notes.append(_kept_note("cells (iscell.npy)", keep.size, n, "non-cell",
+                                        "only_cells"))
+            else:
+                notes.append(f"all ROIs: {n - cells.size} non-cell(s) of iscell.npy included")
         else:
             notes.append("no iscell.npy: all ROIs kept")
     roi_ids = keep.astype(np.int64) + 1
@@ -667,7 +682,7 @@ def _caiman_trace_name(trace) -> str:
     return key
 
 
-def load_caiman_data(path, *, trace: str = "C", only_accepted: bool = False,
+def load_caiman_data(path, *, trace: str = "C", only_accepted: bool = True,
                      fs: float | None = None) -> PipelineData:
     """Traces and footprints from a CaImAn ``CNMF.save`` HDF5 file.
 
@@ -685,8 +700,8 @@ def load_caiman_data(path, *, trace: str = "C", only_accepted: bool = False,
         Recorded as ``kind`` (``"C"``, ``"C + YrA"``, ``"F_dff"``).
     only_accepted : bool
         Keep only the components CaImAn accepted (``estimates/idx_components``)
-        when the file has run component evaluation; otherwise all are kept
-        (and ``notes`` says so).
+        when the file has run component evaluation (the default, as suite2p's
+        cells only); otherwise all are kept.  ``notes`` says which and how many.
     fs : float, optional
         Sampling rate in Hz; overrides ``params/data/fr``.
     """
@@ -778,12 +793,13 @@ def _read_caiman(f, path: Path, trace: str, only_accepted: bool) -> PipelineData
                 raise ValueError(
                     f"{path}: 'estimates/idx_components' out of range for {n} components"
                 )
-            notes.append(f"only accepted components: {keep.size} of {n}")
+            notes.append(_kept_note("accepted components (estimates/idx_components)",
+                                    keep.size, n, "rejected component", "only_accepted"))
         else:
             notes.append("no component evaluation in the file (estimates/idx_components): "
                          "all components kept")
     elif idx is not None and np.size(idx) and np.size(idx) < n:
-        notes.append(f"{n - np.size(idx)} rejected component(s) included (only_accepted=False)")
+        notes.append(f"all components: {n - np.size(idx)} rejected component(s) included")
     roi_ids = keep + 1
 
     dims = None

@@ -333,7 +333,7 @@ def _movie_mean(nwbfile, shape, limit: int = 200):
 
 
 def load_nwb(path, *, series: str | None = None, neuropil_coefficient: float = 0.7,
-             only_cells: bool = False) -> PipelineData:
+             only_cells: bool = True) -> PipelineData:
     """Read ROI traces, fs, ids and footprints from an NWB ophys file.
 
     Parameters
@@ -350,8 +350,9 @@ def load_nwb(path, *, series: str | None = None, neuropil_coefficient: float = 0
     only_cells : bool
         Keep only the ROIs the pipeline classed as cells: suite2p's ``iscell``
         column (first value > 0.5) or CaImAn's ``keep`` column (the
-        component is in ``idx_components``).  A table with neither keeps all
-        (said in ``notes``).
+        component is in ``idx_components``), as suite2p's folders are read
+        by default.  A table with neither keeps all; ``notes`` says which and
+        how many.  False keeps every ROI.
 
     Returns
     -------
@@ -419,10 +420,12 @@ def load_nwb(path, *, series: str | None = None, neuropil_coefficient: float = 0
             )
         table = region.table
         ids = _roi_ids(path, table, rows, notes)
-        if only_cells:
-            keep = _cell_rows(table, rows, notes)
-            if keep is not None:
-                traces, rows, ids = traces[keep], rows[keep], ids[keep]
+        keep = _cell_rows(table, rows, notes if only_cells else [])
+        if only_cells and keep is not None:
+            traces, rows, ids = traces[keep], rows[keep], ids[keep]
+        elif keep is not None:
+            notes.append(f"all ROIs: {rows.size - keep.size} non-cell(s) of the iscell/keep "
+                         "column included")
         module = next((m for m in nwbfile.processing.values()
                        if table.name in getattr(m, "data_interfaces", {}) or any(
                            table in getattr(i, "plane_segmentations", {}).values()
@@ -465,7 +468,10 @@ def _cell_rows(table, rows: np.ndarray, notes: list):
             notes.append(f"column {col!r} unreadable: all ROIs kept")
             return None
         keep = np.flatnonzero(values.astype(float)[rows] > 0.5)
-        notes.append(f"only cells ({col!r} column): {keep.size} of {rows.size} ROIs")
+        from .loaders import _kept_note
+
+        notes.append(_kept_note(f"cells ({col!r} column)", keep.size, rows.size, "non-cell",
+                                "only_cells"))
         return keep
     notes.append("no iscell/keep column: all ROIs kept")
     return None

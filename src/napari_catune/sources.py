@@ -517,14 +517,23 @@ def open_traces(path) -> TraceSource:
 
 
 def open_source(path, *, allow_pickle: bool = False, caiman_trace: str = "C",
-                only_accepted: bool = False, only_cells: bool = False) -> TraceSource:
+                all_rois: bool = False, only_accepted: bool | None = None,
+                only_cells: bool | None = None) -> TraceSource:
     """Open any traces input: the files of :func:`open_traces`, a suite2p plane
     folder, a Minian output folder, a CaImAn HDF5 file or an NWB file.
 
-    ``caiman_trace`` ("C", "C+YrA" or "F_dff") and ``only_accepted`` choose
-    CaImAn's traces; ``only_cells`` keeps an NWB file's ROIs classified as
-    cells.  The choice is recorded in ``TraceSource.trace`` and ``notes``.
+    One rule for every pipeline: only the ROIs it classed as cells (suite2p's
+    ``iscell``, an NWB table's ``iscell``/``keep`` column, CaImAn's accepted
+    components), with a note giving the counts; ``all_rois=True`` keeps every
+    ROI.  ``only_cells``/``only_accepted`` (default: ``not all_rois``) set it
+    per pipeline.  ``caiman_trace`` ("C", "C+YrA" or "F_dff") chooses
+    CaImAn's traces.  The choice is recorded in ``TraceSource.trace`` and
+    ``notes``.
     """
+    if only_cells is None:
+        only_cells = not all_rois
+    if only_accepted is None:
+        only_accepted = not all_rois
     p = Path(path)
     if not p.exists():
         raise SourceError(f"input {p} does not exist")
@@ -538,7 +547,17 @@ def open_source(path, *, allow_pickle: bool = False, caiman_trace: str = "C",
             from .loaders import find_suite2p_plane, load_suite2p
 
             if find_suite2p_plane(p) is not None or any(p.glob("plane*")):
-                return from_pipeline(load_suite2p(p, allow_pickle=allow_pickle), "suite2p")
+                return from_pipeline(load_suite2p(p, allow_pickle=allow_pickle,
+                                                          only_cells=only_cells), "suite2p")
+            present = [f for f in ("F.npy", "Fneu.npy", "iscell.npy", "stat.npy", "ops.npy")
+                       if (p / f).is_file()]
+            if present:  # a suite2p plane folder with a file missing
+                missing = " and ".join(f for f in ("F.npy", "Fneu.npy") if f not in present)
+                raise SourceError(
+                    f"{p}: {missing} {'is' if ' and ' not in missing else 'are'} missing "
+                    f"(a suite2p plane folder needs F.npy and Fneu.npy; found "
+                    f"{', '.join(present)})"
+                )
             raise SourceError(
                 f"{p} is a folder but neither a suite2p plane folder (F.npy, Fneu.npy), "
                 "a Minian output folder (C.zarr) nor a zarr array"
@@ -559,6 +578,11 @@ def open_source(path, *, allow_pickle: bool = False, caiman_trace: str = "C",
         raise
     except (ValueError, FileNotFoundError, ImportError, OSError, KeyError) as e:
         raise SourceError(str(e)) from None
+    if low.endswith((".tif", ".tiff")):
+        raise SourceError(
+            f"{p} is a movie, not ROI traces: extract them first with napari-catune extract "
+            f"{p} MASKS -o traces.npz (MASKS: a label image of the ROIs), then use traces.npz"
+        )
     raise SourceError(
         f"{p}: unsupported input; give a traces .npy/.npz, a suite2p plane folder, "
         "a Minian folder, a CaImAn .hdf5 file, an NWB file (.nwb) or a zarr array"
