@@ -273,6 +273,33 @@ def test_event_rate_counts_runs():
     assert rate[0] == pytest.approx(2 / (600 / FS / 60))
 
 
+def test_events_per_min_leave_out_the_frame0_run_as_the_events_table():
+    """The live read-out (compiled fit_stats, its NumPy twin event_rate, the
+    batch's event_rate_hz) counts what detect_events' table counts: a run of
+    activity starting at frame 0 (the calcium before the recording) is no
+    event, and it does not raise the 5 % threshold of the others."""
+    from napari_catune.events import detect_events
+    from napari_catune.solver import fit_stats
+
+    T = 1800  # one minute
+    a = np.zeros((3, T))
+    a[0, [0, 1, 2]] = [8.0, 4.0, 1.0]  # initial calcium, 20x the events below
+    a[0, [300, 900]] = 0.4
+    a[1, [0, 2, 600]] = [1.0, 1.0, 1.0]  # frame 2: bridged into the frame-0 run (< 50 ms)
+    a[2, [5, 700]] = 1.0  # no frame-0 run
+    table = detect_events(a, FS)
+    want = np.bincount(table["activity_row"], minlength=3).astype(float)
+    assert want.tolist() == [2.0, 1.0, 2.0]
+    y = 1.0 + np.random.default_rng(0).normal(0, 0.1, (3, T))
+    np.testing.assert_array_equal(ses.event_rate(a, FS), want)
+    for threaded in (True, False):
+        np.testing.assert_array_equal(fit_stats(y, y, a, FS, threaded=threaded)[1], want)
+    padded = np.vstack([a, np.r_[a[0, :900], np.full(T - 900, np.nan)]])
+    y4 = np.vstack([y, np.r_[y[0, :900], np.full(T - 900, np.nan)]])
+    np.testing.assert_array_equal(fit_stats(y4, y4, padded, FS)[1], [*want, 2.0])
+    assert a[0, 0] == 8.0  # the caller's activity is not changed
+
+
 def test_new_sessions_start_with_the_drift_baseline_and_apply_keeps_per_roi_baselines(s):
     assert ses.TuningSession().params.baseline == "drift"
     for mode in ("drift", "rolling", "scalar"):

@@ -57,7 +57,7 @@ from ._padding import BAD, row_lengths
 from ._timebase import check_time, frame_times
 
 __all__ = ["detect_events", "EVENT_FIELDS", "save_events_csv", "read_event_times",
-           "ROI_COLUMNS", "TIME_COLUMNS", "FRAME0_NOTE"]
+           "ROI_COLUMNS", "TIME_COLUMNS", "FRAME0_NOTE", "without_frame0_runs"]
 
 #: what frame 0 of the activity is, for the results' sidecar and NWB description
 FRAME0_NOTE = ("activity at frame 0 (and the run it starts) holds the calcium present before "
@@ -91,6 +91,28 @@ def _runs(s: np.ndarray, gap: int):
     starts = nz[np.r_[0, breaks + 1]]
     stops = nz[np.r_[breaks, nz.size - 1]] + 1
     return starts, stops
+
+
+def _merge_gap(merge_s: float, fs: float) -> int:
+    return max(1, int(round(merge_s * fs)))
+
+
+def without_frame0_runs(activity, fs: float, merge_s: float = 0.05) -> np.ndarray:
+    """``activity`` (n, T) with each row's run starting at frame 0 (the one
+    :func:`detect_events` leaves out by default, gaps shorter than ``merge_s``
+    bridged the same way) set to 0, for counts that must match the events
+    table (the tuner's events/min).  The array itself when no row starts with
+    activity, else a copy; NaN padding is kept."""
+    a = np.atleast_2d(np.asarray(activity))
+    first = a[:, 0] > 0
+    if not first.any():
+        return a
+    a = a.copy()
+    gap = _merge_gap(merge_s, fs)
+    for i in np.flatnonzero(first):
+        _, stops = _runs(a[i], gap)  # (NaN padding is not > 0: never in a run)
+        a[i, : stops[0]] = 0.0
+    return a
 
 
 def _ids(roi_ids, n: int, name: str = "roi_ids") -> np.ndarray:
@@ -168,7 +190,7 @@ def detect_events(activity, fs, *, min_size: float = 0.0, unit=None,
         units = np.broadcast_to(np.asarray(unit, dtype=np.float64), (n,)) if np.ndim(unit) <= 1 else None
         if units is None or units.shape != (n,) or not (np.isfinite(units).all() and (units > 0).all()):
             raise ValueError(f"unit must be a positive number or one per ROI ({n}), got {unit!r}")
-    gap = max(1, int(round(merge_s * fs)))
+    gap = _merge_gap(merge_s, fs)
     iso = isolation_s * fs
     cols = {k: [] for k in EVENT_FIELDS}
     unit_out = np.full(n, np.nan)

@@ -193,8 +193,13 @@ def build_source(traces, roi_ids=None, fs: float | None = None, *, fs_default: f
 # -------------------------------------------------------------------- solves
 def event_rate(activity: np.ndarray, fs: float, noise=None) -> np.ndarray:
     """Events per minute: runs of activity whose summed size is above a threshold
-    (2 noise sigmas when known, and 5 % of the ROI's largest run)."""
-    a = np.atleast_2d(np.asarray(activity, dtype=np.float64))
+    (2 noise sigmas when known, and 5 % of the ROI's largest run).  The run
+    starting at frame 0 (the calcium present before the recording) is not
+    counted, nor does it set the threshold, as in ``detect_events``' table
+    (:func:`napari_catune.events.without_frame0_runs`)."""
+    from .events import without_frame0_runs
+
+    a = without_frame0_runs(np.atleast_2d(np.asarray(activity, dtype=np.float64)), fs)
     n, T = a.shape
     out = np.zeros(n)
     # a row ending in NaN padding: the rate over its finite part
