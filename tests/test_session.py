@@ -298,6 +298,17 @@ def test_events_per_min_leave_out_the_frame0_run_as_the_events_table():
     y4 = np.vstack([y, np.r_[y[0, :900], np.full(T - 900, np.nan)]])
     np.testing.assert_array_equal(fit_stats(y4, y4, padded, FS)[1], [*want, 2.0])
     assert a[0, 0] == 8.0  # the caller's activity is not changed
+    # the run left out is the one detect_events leaves out (its _runs), long or short
+    from napari_catune.events import _runs, without_frame0_runs
+
+    rng = np.random.default_rng(2)
+    for p_on in (0.3, 0.6, 0.9):
+        r = (rng.random((20, 3000)) < p_on) * rng.random((20, 3000))
+        r[:, 0] = 1.0
+        cut = without_frame0_runs(r, FS)
+        for i in range(20):
+            stop = _runs(r[i], 2)[1][0]
+            assert not cut[i, :stop].any() and np.array_equal(cut[i, stop:], r[i, stop:])
 
 
 def test_new_sessions_start_with_the_drift_baseline_and_apply_keeps_per_roi_baselines(s):

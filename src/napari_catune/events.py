@@ -110,9 +110,24 @@ def without_frame0_runs(activity, fs: float, merge_s: float = 0.05) -> np.ndarra
     a = a.copy()
     gap = _merge_gap(merge_s, fs)
     for i in np.flatnonzero(first):
-        _, stops = _runs(a[i], gap)  # (NaN padding is not > 0: never in a run)
-        a[i, : stops[0]] = 0.0
+        a[i, : _first_stop(a[i], gap)] = 0.0
     return a
+
+
+def _first_stop(row: np.ndarray, gap: int) -> int:
+    """End of the run starting at frame 0 of ``row`` as :func:`_runs` bounds it
+    (gaps up to ``gap`` bridged), read a block at a time: that run is a few
+    frames, the row can be 10^5 (NaN padding is not > 0: never in a run)."""
+    last, n, block = 0, row.size, max(256, 2 * gap)
+    while True:
+        hi = min(n, last + 1 + block)
+        seq = np.r_[last, last + 1 + np.flatnonzero(row[last + 1 : hi] > 0)]
+        br = np.flatnonzero(np.diff(seq) > gap)
+        if br.size:
+            return int(seq[br[0]]) + 1
+        last = int(seq[-1])
+        if hi >= n or hi - last > gap:
+            return last + 1
 
 
 def _ids(roi_ids, n: int, name: str = "roi_ids") -> np.ndarray:
