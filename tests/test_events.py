@@ -194,3 +194,56 @@ def test_events_csv_names_the_activity_row_and_old_files_still_read(tmp_path):
     assert {k: v.tolist() for k, v in read_event_times(old).items()} == {1: [1.0], 3: [3.0]}
     assert {k: v.tolist() for k, v in read_event_times(path).items()} == \
         {1: [1.0, 10.0], 3: [3.0], 4: [5.0, 15.0, 18.0]}
+
+
+def test_event_times_are_on_the_recordings_clock():
+    """An input starting at t0 (an NWB series' starting_time) or with irregular
+    timestamps: onset_s and peak_s are the times of the events' frames on the
+    clock of the results' time_s, not counted from the first frame."""
+    fs = 30.0
+    act = np.zeros((2, 300))
+    act[0, [50, 51, 52, 200]] = [0.5, 2.0, 0.5, 3.0]
+    act[1, 100] = 2.0
+    base = detect_events(act, fs)
+    ev = detect_events(act, fs, t0=12.5)
+    np.testing.assert_array_equal(ev["onset_frame"], base["onset_frame"])
+    np.testing.assert_allclose(ev["onset_s"], 12.5 + ev["onset_frame"] / fs)
+    np.testing.assert_allclose(ev["peak_s"], 12.5 + np.array([51, 200, 100]) / fs)
+    ts = 12.5 + np.cumsum(np.r_[0.0, np.random.default_rng(0).uniform(0.03, 0.04, 299)])
+    irr = detect_events(act, fs, timestamps=ts)
+    np.testing.assert_array_equal(irr["onset_s"], ts[irr["onset_frame"]])
+    np.testing.assert_array_equal(irr["peak_s"], ts[[51, 200, 100]])
+    with pytest.raises(ValueError, match="timestamps must be 300 finite times"):
+        detect_events(act, fs, timestamps=ts[:-1])
+
+
+def test_results_refuse_events_on_another_clock(tmp_path):
+    """save_results of an input starting at t0 = 12.5 s: events timed from the
+    first frame would contradict the file's time_s; they are refused with what
+    to do, and events detected with the results' t0 are saved."""
+    from napari_catune.params import TuningParams
+    from napari_catune.results import load_results, save_results
+
+    fs = 30.0
+    act = np.zeros((2, 300))
+    act[0, [50, 200]] = 1.0
+    act[1, 100] = 2.0
+    kw = dict(activity=act, fit=None, baseline=None, roi_ids=[4, 9], fs=fs,
+              params=TuningParams(0.05, 0.5, fs, 0.1), t0=12.5)
+    with pytest.raises(ValueError, match=r"count from the first frame: detect them with "
+                                         r"detect_events\(activity, fs, t0="):
+        save_results(tmp_path / "r.npz", events=detect_events(act, fs, roi_ids=[4, 9]), **kw)
+    save_results(tmp_path / "r.npz", events=detect_events(act, fs, roi_ids=[4, 9], t0=12.5),
+                 **kw)
+    r = load_results(tmp_path / "r.npz")
+    again = detect_events(r["activity"], r["fs"], roi_ids=r["roi_ids"], t0=r["t0"],
+                          timestamps=r["timestamps"])
+    np.testing.assert_array_equal(r["events"]["onset_s"], again["onset_s"])
+    # the CSV's time_s of an event's frame is its onset_s
+    save_results(tmp_path / "r.csv", events=None, **kw)
+    time_s = np.loadtxt(tmp_path / "r.csv", delimiter=",", skiprows=1)[:, 0]
+    np.testing.assert_allclose(time_s[again["onset_frame"]], again["onset_s"], rtol=1e-9)
+    ts = 3.0 + np.arange(300) / fs * 1.01
+    with pytest.raises(ValueError, match="not on the results' clock .the input's timestamps"):
+        save_results(tmp_path / "r.npz", events=detect_events(act, fs, t0=12.5),
+                     **{**kw, "t0": None}, timestamps=ts)

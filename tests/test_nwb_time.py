@@ -140,3 +140,42 @@ def test_napari_exports_keep_the_time_origin(tmp_path):
     nwb = tmp_path / "gui.nwb"
     write_results_nwb(str(nwb), labels, meta)
     assert _nwb_series(nwb)["activity"][0] == 12.5
+
+
+def test_tuner_draws_an_events_csv_of_the_recordings_clock_at_its_frames(
+        make_napari_viewer, qtbot, monkeypatch, tmp_path):
+    """A recording starting at 12.5 s: its events CSV (detect_events with the
+    results' t0, times from 12.5 s) is drawn at the events' frames on the
+    tuner's time axis (seconds from the first frame), with no 'after the last
+    frame' warning."""
+    import sys
+
+    from qtpy.QtCore import Qt
+
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+    from _widgets import big_viewer, notes_fixture, open_tuner, wait
+
+    import napari_catune._qt.actions as actions_mod
+    from napari_catune.events import detect_events, save_events_csv
+
+    notes = notes_fixture(monkeypatch)
+    src = _recording(tmp_path / "rec.nwb", rate=FS, starting_time=12.5)
+    viewer = big_viewer(make_napari_viewer)  # both rows on screen, drawn
+    viewer.open(str(src), plugin="napari-catune")
+    w = open_tuner(viewer)
+    wait(qtbot, w)
+    ids = [int(i) for i in w.session.source.roi_ids]
+    act = np.zeros((N, T))
+    act[0, [60, 300]] = 1.0
+    act[1, 200] = 1.0
+    ev = save_events_csv(tmp_path / "ev.csv", detect_events(act, FS, roi_ids=ids, t0=12.5))
+    monkeypatch.setattr(actions_mod.QFileDialog, "getOpenFileName",
+                        staticmethod(lambda *a, **k: (str(ev), "")))
+    w.select_rois(ids[:2])
+    wait(qtbot, w)
+    qtbot.mouseClick(w.truth_btn, Qt.LeftButton)
+    wait(qtbot, w)
+    r0, r1 = w.traces.shown
+    np.testing.assert_allclose(np.unique(r0.truth.xData), [60 / FS, 300 / FS])
+    np.testing.assert_allclose(np.unique(r1.truth.xData), [200 / FS])
+    assert not notes["warning"], notes["warning"]

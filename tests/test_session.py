@@ -273,6 +273,44 @@ def test_event_rate_counts_runs():
     assert rate[0] == pytest.approx(2 / (600 / FS / 60))
 
 
+def test_events_per_min_leave_out_the_frame0_run_as_the_events_table():
+    """The live read-out (compiled fit_stats, its NumPy twin event_rate, the
+    batch's event_rate_hz) counts what detect_events' table counts: a run of
+    activity starting at frame 0 (the calcium before the recording) is no
+    event, and it does not raise the 5 % threshold of the others."""
+    from napari_catune.events import detect_events
+    from napari_catune.solver import fit_stats
+
+    T = 1800  # one minute
+    a = np.zeros((3, T))
+    a[0, [0, 1, 2]] = [8.0, 4.0, 1.0]  # initial calcium, 20x the events below
+    a[0, [300, 900]] = 0.4
+    a[1, [0, 2, 600]] = [1.0, 1.0, 1.0]  # frame 2: bridged into the frame-0 run (< 50 ms)
+    a[2, [5, 700]] = 1.0  # no frame-0 run
+    table = detect_events(a, FS)
+    want = np.bincount(table["activity_row"], minlength=3).astype(float)
+    assert want.tolist() == [2.0, 1.0, 2.0]
+    y = 1.0 + np.random.default_rng(0).normal(0, 0.1, (3, T))
+    np.testing.assert_array_equal(ses.event_rate(a, FS), want)
+    for threaded in (True, False):
+        np.testing.assert_array_equal(fit_stats(y, y, a, FS, threaded=threaded)[1], want)
+    padded = np.vstack([a, np.r_[a[0, :900], np.full(T - 900, np.nan)]])
+    y4 = np.vstack([y, np.r_[y[0, :900], np.full(T - 900, np.nan)]])
+    np.testing.assert_array_equal(fit_stats(y4, y4, padded, FS)[1], [*want, 2.0])
+    assert a[0, 0] == 8.0  # the caller's activity is not changed
+    # the run left out is the one detect_events leaves out (its _runs), long or short
+    from napari_catune.events import _runs, without_frame0_runs
+
+    rng = np.random.default_rng(2)
+    for p_on in (0.3, 0.6, 0.9):
+        r = (rng.random((20, 3000)) < p_on) * rng.random((20, 3000))
+        r[:, 0] = 1.0
+        cut = without_frame0_runs(r, FS)
+        for i in range(20):
+            stop = _runs(r[i], 2)[1][0]
+            assert not cut[i, :stop].any() and np.array_equal(cut[i, stop:], r[i, stop:])
+
+
 def test_new_sessions_start_with_the_drift_baseline_and_apply_keeps_per_roi_baselines(s):
     assert ses.TuningSession().params.baseline == "drift"
     for mode in ("drift", "rolling", "scalar"):
@@ -311,7 +349,8 @@ def test_events_csv_becomes_the_ground_truth(s, tmp_path):
     p.write_text("# from ephys\nTime_s,amplitude,ROI\n1.5,2,5\n0.25,1,5\n\n3.0,1,12\n"
                  "40.0,1,5\n7,1,99\n")
     info = s.load_events_csv(p)
-    assert info == {"events": 4, "rois": 2, "unknown": [99], "late": 1}  # 600 frames = 20 s
+    assert info == {"events": 4, "rois": 2, "unknown": [99], "late": 1,
+                    "early": 0}  # 600 frames = 20 s
     np.testing.assert_array_equal(s.source.events_s[5], [0.25, 1.5, 40.0])  # sorted
     np.testing.assert_array_equal(s.source.events_s[12], [3.0])
     assert got == [s.source.events_s]
@@ -354,6 +393,33 @@ def test_our_own_events_csv_lands_on_its_rois(s, tmp_path):
         # each event starts where that ROI's activity does
         frames = np.rint(times * FS).astype(int)
         assert np.all(batch.activity[row, frames] > 0)
+
+
+def test_events_csv_of_a_recording_starting_later_maps_onto_its_frames(tmp_path):
+    """An NWB input starting at 12.5 s: its events CSV (detect_events with the
+    results' t0, or irregular timestamps) is on the recording's clock; the tuner
+    draws each event at its frame (seconds from the first frame), none late."""
+    from napari_catune.events import detect_events, save_events_csv
+
+    act = np.zeros((2, 600))
+    act[0, [40, 300]] = 1.0
+    act[1, 450] = 2.0
+    ts = 12.5 + np.cumsum(np.r_[0.0, np.random.default_rng(1).uniform(0.03, 0.037, 599)])
+    for clock in ({"t0": 12.5}, {"timestamps": ts}):
+        sess = ses.TuningSession(TuningParams(0.05, 0.5, FS, 0.05))
+        sess.set_source(ses.build_source(_traces(2), roi_ids=[3, 5], fs=FS, **clock))
+        ev = detect_events(act, FS, roi_ids=[3, 5], **clock)
+        assert ev["onset_s"].min() > 12.5
+        info = sess.load_events_csv(save_events_csv(tmp_path / "ev.csv", ev))
+        assert info["late"] == 0 and info["early"] == 0 and info["events"] == 3
+        got = sess.source.events_s
+        np.testing.assert_allclose(got[3] * FS, [40, 300], atol=1e-5)
+        np.testing.assert_allclose(got[5] * FS, [450], atol=1e-5)
+    # times before the recording's first frame are counted
+    p = tmp_path / "early.csv"
+    p.write_text("roi,time_s\n3,1.0\n3,13.0\n")
+    info = sess.load_events_csv(p)
+    assert info["early"] == 1 and info["events"] == 2
 
 
 @pytest.mark.parametrize("text,match", [

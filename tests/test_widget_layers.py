@@ -119,3 +119,41 @@ def test_closing_while_the_layers_go(setup, qtbot, close):
         viewer.close()
         qtbot.waitUntil(lambda: not overlays.leaving, timeout=120_000)
     assert not notes["error"] and not notes["warning"]
+
+
+def test_removing_the_source_resets_the_time_axis_and_overview(setup, qtbot):
+    """After the Labels layer is removed, the trace view shows the time axis,
+    window and overview of a new tuner, not the old recording's (usr round 34's
+    screenshots: 0..45 s and an overview to 150 s over no rows)."""
+    from napari_catune._qt.traceview import TraceView
+
+    viewer, w, means, notes = setup
+    _ready(qtbot, viewer, w)
+    w.select_rois([5, 12])
+    wait(qtbot, w)
+    fresh = TraceView()
+    qtbot.addWidget(fresh)
+    tv = w.traces
+
+    def view(t):
+        return (tuple(np.round(t.window, 6)),
+                tuple(np.round(t.overview.vb.viewRange()[0], 6)),
+                tuple(np.round(t.region.getRegion(), 6)), t.cursor_seconds)
+
+    w.traces.set_cursor_frame(200)
+    before = view(tv)
+    assert before != view(fresh)  # the recording's axis (its duration, cursor)
+    viewer.layers.remove(viewer.layers["rois"])
+    qtbot.waitUntil(lambda: not _ours(viewer) and w.idle, timeout=120_000)
+    assert _empty_tuner(w)
+    qtbot.waitUntil(lambda: view(tv) == view(fresh), timeout=10_000)
+    assert tv.overview_curve.xData is None or len(tv.overview_curve.xData) == 0
+    # a recording again: its own axis
+    m, lab, _ = recording()
+    viewer.add_labels(lab, name="rois 2", metadata={"catune": {"fs": FS}})
+    w.labels_combo.value = viewer.layers["rois 2"]
+    _ready(qtbot, viewer, w)
+    w.select_rois([5, 12])
+    wait(qtbot, w)
+    assert view(tv)[1:3] == before[1:3]
+    assert not notes["error"]

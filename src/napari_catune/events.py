@@ -5,8 +5,10 @@ neighbouring frames when a spike falls between frames or the fit is unsure of
 its timing.  An *event* is a run of non-zero activity (gaps shorter than
 ``merge_s`` are bridged); its
 
-* ``onset_s``: time of the run's first non-zero frame, in seconds;
-* ``peak_s``: time of the run's largest frame;
+* ``onset_s``: time of the run's first non-zero frame, in seconds on the
+  recording's clock (``t0 + frame / fs``, or the frame's timestamp; ``t0 = 0``
+  by default: from the first frame);
+* ``peak_s``: time of the run's largest frame, on the same clock;
 * ``size``: the run's summed activity, in trace units per unit-peak kernel
   (a transient of peak height ``size`` in the trace's own units);
 * ``amplitude``: ``size`` divided by the trace's *unit*, the size of a single
@@ -52,9 +54,10 @@ import math
 import numpy as np
 
 from ._padding import BAD, row_lengths
+from ._timebase import check_time, frame_times
 
 __all__ = ["detect_events", "EVENT_FIELDS", "save_events_csv", "read_event_times",
-           "ROI_COLUMNS", "TIME_COLUMNS", "FRAME0_NOTE"]
+           "ROI_COLUMNS", "TIME_COLUMNS", "FRAME0_NOTE", "without_frame0_runs"]
 
 #: what frame 0 of the activity is, for the results' sidecar and NWB description
 FRAME0_NOTE = ("activity at frame 0 (and the run it starts) holds the calcium present before "
@@ -90,6 +93,43 @@ def _runs(s: np.ndarray, gap: int):
     return starts, stops
 
 
+def _merge_gap(merge_s: float, fs: float) -> int:
+    return max(1, int(round(merge_s * fs)))
+
+
+def without_frame0_runs(activity, fs: float, merge_s: float = 0.05) -> np.ndarray:
+    """``activity`` (n, T) with each row's run starting at frame 0 (the one
+    :func:`detect_events` leaves out by default, gaps shorter than ``merge_s``
+    bridged the same way) set to 0, for counts that must match the events
+    table (the tuner's events/min).  The array itself when no row starts with
+    activity, else a copy; NaN padding is kept."""
+    a = np.atleast_2d(np.asarray(activity))
+    first = a[:, 0] > 0
+    if not first.any():
+        return a
+    a = a.copy()
+    gap = _merge_gap(merge_s, fs)
+    for i in np.flatnonzero(first):
+        a[i, : _first_stop(a[i], gap)] = 0.0
+    return a
+
+
+def _first_stop(row: np.ndarray, gap: int) -> int:
+    """End of the run starting at frame 0 of ``row`` as :func:`_runs` bounds it
+    (gaps up to ``gap`` bridged), read a block at a time: that run is a few
+    frames, the row can be 10^5 (NaN padding is not > 0: never in a run)."""
+    last, n, block = 0, row.size, max(256, 2 * gap)
+    while True:
+        hi = min(n, last + 1 + block)
+        seq = np.r_[last, last + 1 + np.flatnonzero(row[last + 1 : hi] > 0)]
+        br = np.flatnonzero(np.diff(seq) > gap)
+        if br.size:
+            return int(seq[br[0]]) + 1
+        last = int(seq[-1])
+        if hi >= n or hi - last > gap:
+            return last + 1
+
+
 def _ids(roi_ids, n: int, name: str = "roi_ids") -> np.ndarray:
     if roi_ids is None:
         return np.arange(1, n + 1, dtype=np.int64)
@@ -110,7 +150,7 @@ def _ids(roi_ids, n: int, name: str = "roi_ids") -> np.ndarray:
 
 def detect_events(activity, fs, *, min_size: float = 0.0, unit=None,
                   merge_s: float = 0.05, isolation_s: float = 1.0, roi_ids=None,
-                  keep_first: bool = False) -> dict:
+                  keep_first: bool = False, t0: float = 0.0, timestamps=None) -> dict:
     """Event table of deconvolved activity (see the module docstring).
 
     Parameters
@@ -129,6 +169,12 @@ def detect_events(activity, fs, *, min_size: float = 0.0, unit=None,
         event (``starts_before_recording`` true); by default it is left out:
         it is mostly the calcium present before the recording (module
         docstring, "Frame 0").
+    t0 : float, time (s) of the first frame: ``onset_s`` and ``peak_s`` are
+        ``t0 + frame / fs``, on the clock of the results' ``time_s`` (an NWB
+        input's ``starting_time``: ``load_results(...)["t0"]``).
+    timestamps : None or (T,) times (s) of the frames (irregular sampling,
+        ``load_results(...)["timestamps"]``): the events take their frames'
+        timestamps (``t0`` is then the first).
 
     Returns
     -------
@@ -146,6 +192,7 @@ def detect_events(activity, fs, *, min_size: float = 0.0, unit=None,
     if s.ndim not in (1, 2) or s.size == 0:
         raise ValueError(f"activity must be (T,) or (n_rois, T) and non-empty, got shape {s.shape}")
     s = np.atleast_2d(np.asarray(s, dtype=np.float64))
+    t0, timestamps = check_time(t0, timestamps, s.shape[1])
     # rows ending in NaN padding (recordings of different lengths): events
     # of the finite part only (_padding); any other NaN or Inf is refused
     lengths = row_lengths(s)
@@ -158,7 +205,7 @@ def detect_events(activity, fs, *, min_size: float = 0.0, unit=None,
         units = np.broadcast_to(np.asarray(unit, dtype=np.float64), (n,)) if np.ndim(unit) <= 1 else None
         if units is None or units.shape != (n,) or not (np.isfinite(units).all() and (units > 0).all()):
             raise ValueError(f"unit must be a positive number or one per ROI ({n}), got {unit!r}")
-    gap = max(1, int(round(merge_s * fs)))
+    gap = _merge_gap(merge_s, fs)
     iso = isolation_s * fs
     cols = {k: [] for k in EVENT_FIELDS}
     unit_out = np.full(n, np.nan)
@@ -189,8 +236,8 @@ def detect_events(activity, fs, *, min_size: float = 0.0, unit=None,
         cols["activity_row"].append(np.full(int(keep.sum()), i, dtype=np.int64))
         cols["starts_before_recording"].append(first[keep])
         cols["onset_frame"].append(start[keep].astype(np.int64))
-        cols["onset_s"].append(start[keep] / fs)
-        cols["peak_s"].append(peak[keep] / fs)
+        cols["onset_s"].append(frame_times(start[keep], fs, t0, timestamps))
+        cols["peak_s"].append(frame_times(peak[keep], fs, t0, timestamps))
         cols["size"].append(size[keep])
         cols["amplitude"].append(amp[keep])
     out = {}
@@ -239,8 +286,9 @@ def read_event_times(path) -> dict:
     """Event times per ROI from a CSV: ``{roi id: sorted times in seconds}``.
 
     Layout: one event per line, with a header line naming an ROI column (one
-    of :data:`ROI_COLUMNS`) and a time column in seconds from the first frame
-    (one of :data:`TIME_COLUMNS`), in any order and case; other columns are
+    of :data:`ROI_COLUMNS`) and a time column in seconds on the recording's
+    clock (one of :data:`TIME_COLUMNS`; from the first frame, or from an NWB
+    input's start time as the results' ``time_s``: the tuner maps them back), in any order and case; other columns are
     ignored, so the events CSV written by :func:`save_events_csv` (``roi_id``,
     ``activity_row``, ``onset_frame``, ``onset_s``, ...; ``row`` instead of
     ``activity_row`` in earlier versions) reads as is, onto the ROI ids it was
@@ -317,7 +365,7 @@ def read_event_times(path) -> dict:
                              "number of seconds") from None
         if not (math.isfinite(t) and t >= 0):
             raise ValueError(f"events file {p.name!r}, line {no}: time {t_txt!r} must be a "
-                             "finite number of seconds >= 0 (from the first frame)")
+                             "finite number of seconds >= 0 (on the recording's clock)")
         out.setdefault(rid, []).append(t)
     if not out:
         raise ValueError(f"events file {p.name!r} has a header but no events")

@@ -52,6 +52,7 @@ from pathlib import Path
 import numpy as np
 
 from ._atomic import _atomic_write, atomic_write_text
+from ._timebase import check_time, frame_times
 from .io import json_default
 
 __all__ = [
@@ -160,22 +161,6 @@ def _event_columns(events):
     return events
 
 
-def _time(t0, timestamps, t: int) -> tuple[float, np.ndarray | None]:
-    try:
-        t0 = float(np.asarray(0.0 if t0 is None else t0).reshape(()))
-    except (TypeError, ValueError):
-        raise ValueError(f"t0 must be a number of seconds, got {t0!r}") from None
-    if not math.isfinite(t0):
-        raise ValueError(f"t0 must be a finite number of seconds, got {t0}")
-    if timestamps is None:
-        return t0, None
-    ts = np.asarray(timestamps, dtype=np.float64).ravel()
-    if ts.shape != (t,) or not np.isfinite(ts).all():
-        raise ValueError(f"timestamps must be {t} finite times in s (one per frame), got "
-                         f"shape {ts.shape}")
-    return float(ts[0]), ts
-
-
 def fit_note(params) -> str | None:
     """What the fit describes when ``params``' bandpass is on (None when off):
     the band-passed trace, not the input trace."""
@@ -190,12 +175,42 @@ def fit_note(params) -> str | None:
             "not of the input trace; plot fit over fitted_trace")
 
 
+def _check_event_clock(events: dict | None, fs: float, t0: float, timestamps, t: int) -> None:
+    """An events table with ``onset_frame`` and ``onset_s`` must time its events
+    on the results' clock (``t0 + frame / fs`` or the timestamps), as
+    ``detect_events(..., t0=, timestamps=)`` does: refuse one counted from
+    the first frame (or of another recording) rather than save two clocks."""
+    if not events or "onset_frame" not in events or "onset_s" not in events:
+        return
+    frames = np.asarray(events["onset_frame"])
+    onset = np.asarray(events["onset_s"], dtype=np.float64)
+    if frames.size == 0 or frames.dtype.kind not in "iuf":
+        return
+    if frames.min() < 0 or frames.max() >= t or (frames != np.round(frames)).any():
+        raise ValueError(f"events['onset_frame'] must be frames of the activity (0 to {t - 1}), "
+                         f"got {frames.min():g} to {frames.max():g}")
+    want = frame_times(frames.astype(np.int64), fs, t0, timestamps)
+    step = (float(np.min(np.diff(timestamps))) if timestamps is not None and t > 1
+            else 1.0 / fs)
+    if np.all(np.abs(onset - want) <= 0.25 * abs(step)):
+        return
+    clock = ("the input's timestamps" if timestamps is not None
+             else f"t0 + onset_frame / fs with t0 = {t0:g} s")
+    hint = ""
+    if np.all(np.abs(onset - frames / fs) <= 0.25 / fs):
+        hint = (" they count from the first frame: detect them with "
+                "detect_events(activity, fs, t0=..., timestamps=...) given the results' t0 "
+                "and timestamps (load_results(...)['t0'], ['timestamps'])")
+    raise ValueError(f"events['onset_s'] are not on the results' clock ({clock}):"
+                     + (hint or " the events are not of this recording's activity"))
+
+
 def _validated(activity, fit, baseline, events, roi_ids, fs, params, features, t0=0.0,
                timestamps=None, fitted_trace=None):
     events = _event_columns(events)
     act = _matrix("activity", activity)
     n, t = act.shape
-    t0, timestamps = _time(t0, timestamps, t)
+    t0, timestamps = check_time(t0, timestamps, t)
     out = {
         "activity": act,
         "fit": None if fit is None else _matrix("fit", fit, act.shape),
@@ -210,6 +225,7 @@ def _validated(activity, fit, baseline, events, roi_ids, fs, params, features, t
         "t0": t0,
         "timestamps": timestamps,
     }
+    _check_event_clock(out["events"], out["fs"], t0, timestamps, t)
     if baseline is not None:
         b = np.asarray(baseline, dtype=np.float64)
         if b.shape == () and n == 1:
@@ -273,6 +289,9 @@ def save_results(path, *, activity, fit, baseline, events=None, roi_ids, fs, par
     events : table or None
         One row per event (e.g. ``roi_id``, ``onset_s``, ``amplitude``): a
         dict of equal-length columns, a DataFrame or a structured array.
+        With ``onset_frame`` and ``onset_s`` (``detect_events``'), the times
+        must be on this file's clock (``t0`` / ``timestamps`` below):
+        ``detect_events(activity, fs, t0=t0, timestamps=timestamps)``.
     roi_ids : (n,) int
         Label value of each row (positive, unique).
     fs : float
@@ -395,8 +414,7 @@ def _save_csv(path: Path, r: dict, source) -> list[Path]:
     act, ids, fs = r["activity"], r["roi_ids"], r["fs"]
     n, t = act.shape
     table = np.empty((t, n + 1), dtype=np.float64)
-    table[:, 0] = (r["timestamps"] if r["timestamps"] is not None
-                   else r["t0"] + np.arange(t) / fs)
+    table[:, 0] = frame_times(np.arange(t), fs, r["t0"], r["timestamps"])
     table[:, 1:] = act.T
     buf = io.StringIO()
     header = ",".join(["time_s", *(f"roi_{i}" for i in ids)])

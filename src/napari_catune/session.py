@@ -91,7 +91,10 @@ class TraceSource:
     (the napari layers); the session never looks into it.  ``ground_truth``
     maps an ROI id to the frames of its true events (a sample's spikes);
     ``events_s`` maps an ROI id to event times in seconds imported from a file
-    (:meth:`TuningSession.load_events_csv`).  ``label_index``
+    (:meth:`TuningSession.load_events_csv`), in seconds from the first frame
+    (the plots' axis); ``t0`` and ``timestamps`` are the recording's clock (an
+    NWB input's start time, irregular frame times), which the times of an events
+    file are on.  ``label_index``
     (optional) is ``(ids, inverse)`` of the label image, for overlays that
     paint ROIs without allocating by the largest id.
     """
@@ -110,11 +113,20 @@ class TraceSource:
     row: dict = field(default_factory=dict)
     #: where ``fs_hint`` was read, when not from the layers' metadata (e.g. a TIFF file)
     fs_origin: str | None = None
+    #: time (s) of the first frame on the recording's clock, and its frames'
+    #: irregular times (None: ``t0 + k / fs``); see ``napari_catune._timebase``
+    t0: float = 0.0
+    timestamps: np.ndarray | None = None
 
     def __post_init__(self):
         self.roi_ids = np.asarray(self.roi_ids, dtype=np.int64)
         self.row = {int(r): i for i, r in enumerate(self.roi_ids)}
         n = self.traces.shape[0]
+        if self.timestamps is not None:
+            ts = np.asarray(self.timestamps, dtype=np.float64).ravel()
+            # the clock of these traces only (not of a movie of another length)
+            self.timestamps = ts if ts.shape == (self.traces.shape[1],) else None
+        self.t0 = float(self.timestamps[0]) if self.timestamps is not None else float(self.t0 or 0.0)
         if self.snr is None:
             self.snr = np.full(n, np.nan)
         if self.noise is None:
@@ -181,8 +193,13 @@ def build_source(traces, roi_ids=None, fs: float | None = None, *, fs_default: f
 # -------------------------------------------------------------------- solves
 def event_rate(activity: np.ndarray, fs: float, noise=None) -> np.ndarray:
     """Events per minute: runs of activity whose summed size is above a threshold
-    (2 noise sigmas when known, and 5 % of the ROI's largest run)."""
-    a = np.atleast_2d(np.asarray(activity, dtype=np.float64))
+    (2 noise sigmas when known, and 5 % of the ROI's largest run).  The run
+    starting at frame 0 (the calcium present before the recording) is not
+    counted, nor does it set the threshold, as in ``detect_events``' table
+    (:func:`napari_catune.events.without_frame0_runs`)."""
+    from .events import without_frame0_runs
+
+    a = without_frame0_runs(np.atleast_2d(np.asarray(activity, dtype=np.float64)), fs)
     n, T = a.shape
     out = np.zeros(n)
     # a row ending in NaN padding: the rate over its finite part
@@ -726,11 +743,17 @@ class TuningSession:
     def load_events_csv(self, path) -> dict:
         """Import event times per ROI from a CSV (see
         :func:`napari_catune.events.read_event_times` for the layouts) as the
-        source's ground truth, drawn as ticks.  Returns a summary: ``events``
+        source's ground truth, drawn as ticks.  The file's times are on the
+        recording's clock (``source.t0``, ``source.timestamps``: an NWB input
+        starting at 12.5 s has its first frame at 12.5 s, as in the results and
+        events this package writes); they are kept in seconds from the first
+        frame.  Returns a summary: ``events``
         and ``rois`` kept, ``unknown`` ROI ids (not in the source, skipped),
-        ``late`` events after the last frame (kept).  Raises ValueError for a
+        ``late`` events after the last frame (kept), ``early`` events before
+        the first frame (kept).  Raises ValueError for a
         file that cannot be read, or when no ROI in it is in the source.
         """
+        from ._timebase import to_first_frame
         from .events import read_event_times
 
         src = self.source
@@ -738,18 +761,21 @@ class TuningSession:
             raise ValueError("no traces are open: open the data (and its ROIs) before "
                              "loading their events")
         times = read_event_times(path)
-        kept = {r: t for r, t in times.items() if r in src.row}
+        fs = self._params.fs
+        kept = {r: to_first_frame(t, fs, src.t0, src.timestamps)
+                for r, t in times.items() if r in src.row}
         unknown = sorted(r for r in times if r not in src.row)
         if not kept:
             raise ValueError(f"none of the {len(times)} ROI id(s) in the events file "
                              f"({unknown[:10]}) is an ROI of '{src.name}' (ids "
                              f"{src.roi_ids[:10].tolist()}...); the ROI column must hold "
                              "the label values")
-        duration = src.n_frames / self._params.fs
+        duration = src.n_frames / fs
         late = int(sum(int((t >= duration).sum()) for t in kept.values()))
+        early = int(sum(int((t < 0).sum()) for t in kept.values()))
         self.set_events(kept)
         return {"events": int(sum(t.size for t in kept.values())), "rois": len(kept),
-                "unknown": unknown, "late": late}
+                "unknown": unknown, "late": late, "early": early}
 
     def set_events(self, events: dict | None) -> None:
         """Set (or with None clear) the source's imported event times."""

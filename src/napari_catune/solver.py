@@ -1483,7 +1483,8 @@ def fit_stats(traces, fit, activity, fs: float, noise=None, *, threaded: bool = 
     """(r2, events per minute) per row for the tuner's live read-outs, in one
     compiled call (no NumPy pass that would hand the GIL to a busy GUI
     thread): r2 of ``fit`` against ``traces`` (NaN for a constant trace) and
-    the event rate of ``activity`` as ``session.event_rate`` defines it.
+    the event rate of ``activity`` as ``session.event_rate`` defines it (the
+    run starting at frame 0 left out, as in ``detect_events``' table).
     ``threaded=False`` runs on the calling thread alone, never queued behind
     a solve that holds the solver's threads."""
     y = _f64c(np.atleast_2d(traces))
@@ -1505,6 +1506,11 @@ def fit_stats(traces, fit, activity, fs: float, noise=None, *, threaded: bool = 
                 r, e = fit_stats(y[i, :L], f[i, :L], a[i, :L], fs, sig[i], threaded=threaded)
                 r2[i], ev[i] = r[0], e[0]
         return r2, ev
+    # the events table's count: the run starting at frame 0 (the calcium
+    # present before the recording) is no event (a copy when a row has one)
+    from .events import without_frame0_runs
+
+    a = without_frame0_runs(a, fs)
     if _fallback_now():  # the same numbers, in NumPy (session's definitions)
         from .session import _r2, event_rate
 

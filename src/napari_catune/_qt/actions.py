@@ -145,6 +145,12 @@ class Actions:
             notifications.show_warning(
                 f"{info['late']} event(s) fall after the last frame at fs = "
                 f"{self.s.params.fs:g} Hz: check fs, or that the times are in seconds.")
+        if info.get("early"):
+            src = self.s.source
+            notifications.show_warning(
+                f"{info['early']} event(s) fall before the first frame (at {src.t0:g} s on the "
+                "recording's clock): the times must be on the recording's clock (the time_s "
+                "of its results), not counted from another origin.")
         self.t.truth_box.setChecked(True)
         self.t.status.setText(msg + ".")
         return info

@@ -77,6 +77,9 @@ def build_job(image, labels, fs_default: float):
                 f"'{labels.name}' have shape {lab.shape}: the movie must be (T, Y, X) "
                 "with the same Y, X as the labels. Choose matching layers.")
     name = image.name if image is not None else labels.name
+    # the traces' clock (an NWB input's start time): events files are on it
+    clock = ({"t0": meta.get("t0") or 0.0, "timestamps": meta.get("timestamps")}
+             if image is None else {})
 
     def work():
         from ..sources import tiff_fs
@@ -97,7 +100,7 @@ def build_job(image, labels, fs_default: float):
         try:
             src = build_source(tr_, ids_, fs, fs_default=fs_default, name=name,
                                unit=meta.get("unit"), origin=(image, labels), fs_origin=origin,
-                               label_index=index, ground_truth=_truth(meta, ids_))
+                               label_index=index, ground_truth=_truth(meta, ids_), **clock)
         except ValueError as e:
             raise SourceError(f"Cannot tune '{labels.name}': {e}") from None
         return src, missing

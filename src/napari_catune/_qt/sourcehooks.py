@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import weakref
 
-import numpy as np
 from napari.utils import notifications
 
 from .. import session as _ses
@@ -111,7 +110,7 @@ class SourceHooks:
         self._truth_changed()
         if src is None:
             self.overlays.clear()
-            self.traces.set_rows([], [], np.zeros((0, 0)), self.params.fs)
+            self.traces.clear()  # nor the old recording's time axis and overview
 
     def _truth_changed(self, *args) -> None:
         src = self.session.source

@@ -185,6 +185,13 @@ class TraceView(QWidget):
         else:
             self.set_window(*self.window)  # new rows join the current window
 
+    def clear(self) -> None:
+        """No source (its layer removed): no rows, and the time axis, window and
+        overview of a new view, not the last recording's."""
+        self.n_frames = 0
+        self.set_rows([], [], np.zeros((0, 0)), 1.0)
+        self.set_cursor_frame(0)
+
     @property
     def duration(self) -> float:
         return max(self.n_frames - 1, 1) / self.fs
@@ -192,6 +199,10 @@ class TraceView(QWidget):
     def _overview(self, y) -> None:
         if y is None or y.size == 0:
             self.overview_curve.setData([], [])
+            if self.n_frames == 0:  # no recording: the range of a new view
+                self.overview.vb.setRange(xRange=(0, self.duration), yRange=(0, 1),
+                                          padding=0)
+                self.region.setBounds((0, self.duration))
             return
         from .rowplot import decimate
 
