@@ -130,6 +130,28 @@ def test_bandpass_batch_stores_each_rows_band_passed_finite_part():
     assert np.isfinite(res.features["r2"]).all()
 
 
+def test_fitted_rows_with_a_skipped_row_before_a_padded_one():
+    # the chunk's solved rows (ok) index the block of solved rows, not the chunk
+    from napari_catune._padding import bandpass_finite_parts
+    from napari_catune.batch import fitted_rows
+    from napari_catune.kernel import bandpass_filter
+
+    y = _padded()[:4]  # lengths 900, 600, 600, 450
+    p = TuningParams(TR, TD, FS, LAM, filter_enabled=True)
+    ok = np.array([False, True, True, True])  # row 0 skipped (bad)
+    out = fitted_rows(y[ok], ok, p, T)
+    assert np.isnan(out[0]).all()
+    for i in (1, 2, 3):
+        L = LENGTHS[i]
+        np.testing.assert_allclose(out[i, :L], bandpass_filter(y[i, :L], TR, TD, FS),
+                                   rtol=0, atol=1e-12)
+        assert np.isnan(out[i, L:]).all()
+    # finite rows: the one transform of the whole block, as before
+    fin = _padded()[[0, 5]]
+    np.testing.assert_array_equal(bandpass_finite_parts(fin, TR, TD, FS),
+                                  bandpass_filter(fin, TR, TD, FS))
+
+
 def test_dask_path():
     da = pytest.importorskip("dask.array")
     y = _padded()

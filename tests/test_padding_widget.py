@@ -91,3 +91,34 @@ def test_spectrum_of_padded_rows_is_of_their_common_finite_part():
     f0, db0 = power_spectrum(y[:2, :400], FS)
     np.testing.assert_array_equal(f, f0)
     np.testing.assert_array_equal(db, db0)
+
+
+def test_bandpass_on_with_a_padded_row_selected(make_napari_viewer, qtbot, notes, tmp_path):
+    # the live bandpass filters each selected row on its finite part (an FFT of
+    # the whole row was NaN throughout, and the solve then refused the row)
+    from napari_catune.kernel import bandpass_filter
+
+    path, y = _file(tmp_path)
+    viewer = big_viewer(make_napari_viewer)
+    w = open_tuner(viewer)
+    viewer.open(str(path), plugin="napari-catune")
+    qtbot.waitUntil(lambda: w.session.source is not None, timeout=120_000)
+    wait(qtbot, w)
+    w.select_rois([1, 2])
+    wait(qtbot, w)
+    w.controls.filter_enabled.setChecked(True)  # the "bandpass" box, as a click sets it
+    qtbot.waitUntil(lambda: w.params.filter_enabled, timeout=60_000)
+    wait(qtbot, w)
+    w.traces.set_window(0.0, w.traces.duration)
+    rows = {r.rid: r for r in w.traces.shown}
+    qtbot.waitUntil(lambda: all(not r.dirty for r in rows.values()), timeout=60_000)
+    assert not notes["error"], notes
+    p = w.params
+    for rid, r in rows.items():
+        L = LENGTHS[rid]
+        ref = run_deconvolution_full(bandpass_filter(y[rid - 1, :L], p.tau_rise, p.tau_decay, p.fs),
+                                     p.fs, p.tau_rise, p.tau_decay, p.lam,
+                                     **{**p.solver_kwargs(), "filter_enabled": False})
+        act = r.data["activity"]
+        assert np.isfinite(act[:L]).all() and np.isnan(act[L:]).all()
+        np.testing.assert_allclose(act[:L], ref.activity, atol=5e-3 * ref.activity.max())

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["MIN_FINITE", "BAD", "bad_rows_text", "check_no_bad", "ends_padded",
+__all__ = ["MIN_FINITE", "BAD", "bad_rows_text", "bandpass_finite_parts", "check_no_bad",
+           "ends_padded",
            "on_finite_parts", "padding_span", "padding_summary", "per_row", "row_lengths",
            "solve_padded"]
 
@@ -47,14 +48,11 @@ def row_lengths(block) -> np.ndarray:
         return out
     fin = np.isfinite(block)
     rows = np.flatnonzero(~fin.all(axis=1))
-    if not rows.size:
-        return out
-    f = fin[rows]
-    k = np.argmin(f, axis=1)  # the first non-finite value
-    after = np.arange(T)[None, :] >= k[:, None]
-    # padded: finite before k, NaN (not Inf) from k to the end
-    padded = (k >= MIN_FINITE) & (np.isnan(block[rows]) | ~after).all(axis=1)
-    out[rows] = np.where(padded, k, BAD)
+    # padded: finite before the first non-finite value k, NaN from k to the
+    # end (row by row: no float copy of the rows)
+    for r in rows:
+        k = int(np.argmin(fin[r]))
+        out[r] = k if k >= MIN_FINITE and np.isnan(block[r, k:]).all() else BAD
     return out
 
 
@@ -156,6 +154,24 @@ def ends_padded(x: np.ndarray) -> bool:
     """Whether a row of the 2-D ``x`` may end in NaN padding (its last value
     is NaN): a test of one column, for the paths that must stay cheap."""
     return x.dtype.kind in "fc" and bool(np.isnan(x[:, -1]).any())
+
+
+def bandpass_finite_parts(y, tau_rise: float, tau_decay: float, fs: float) -> np.ndarray:
+    """The CaTune bandpass (:func:`napari_catune.kernel.bandpass_filter`) of
+    each row of ``y``; a row ending in NaN padding is filtered on its finite
+    part, NaN after (the whole row would come back NaN)."""
+    from .kernel import bandpass_filter
+
+    y = np.asarray(y, dtype=np.float64)
+    y2 = y.reshape(1, -1) if y.ndim == 1 else y
+    if not ends_padded(y2):
+        return bandpass_filter(y, tau_rise, tau_decay, fs)
+    lengths = row_lengths(y2)
+    out = np.full(y2.shape, np.nan)
+    for i, L in enumerate(lengths):
+        L = y2.shape[1] if L == BAD else int(L)  # (a bad row: NaN, as before)
+        out[i, :L] = bandpass_filter(y2[i, :L], tau_rise, tau_decay, fs)
+    return out.reshape(y.shape)
 
 
 def on_finite_parts(x: np.ndarray, fn) -> np.ndarray:

@@ -155,20 +155,11 @@ def fitted_rows(block, ok: np.ndarray, params, T: int) -> np.ndarray:
     """The band-passed rows (the trace the solver fitted with the bandpass on)
     of a chunk whose solved rows ``ok`` are ``block``; NaN on the others.  A
     row ending in NaN padding is band-passed on its finite part, NaN after."""
-    from .kernel import bandpass_filter
+    from ._padding import bandpass_finite_parts
 
     out = np.full((ok.size, T), np.nan)
-    if not ok.any():
-        return out
-    y = np.asarray(block, dtype=np.float64)
-    lengths = row_lengths(y)
-    rows = np.flatnonzero(ok)
-    if (lengths == T).all():
-        out[rows] = bandpass_filter(y, params.tau_rise, params.tau_decay, params.fs)
-        return out
-    for j, i in enumerate(rows):
-        L = int(lengths[j])
-        out[i, :L] = bandpass_filter(y[j, :L], params.tau_rise, params.tau_decay, params.fs)
+    if ok.any():
+        out[ok] = bandpass_finite_parts(block, params.tau_rise, params.tau_decay, params.fs)
     return out
 
 

@@ -33,7 +33,7 @@ import numpy as np
 from psygnal import Signal
 
 from . import solver as _solver
-from ._padding import BAD, ends_padded, on_finite_parts, row_lengths
+from ._padding import BAD, bandpass_finite_parts, ends_padded, on_finite_parts, row_lengths
 from .baseline import BASELINE_MODES  # noqa: F401 - the menu's modes, re-exported
 from .baseline import baseline_mode
 from .estimate import RECOMMENDED_BASELINE
@@ -320,6 +320,10 @@ class BandpassCache:
         n = self.raw.shape[-1]
         if n < 8:
             return bandpass_filter(self.raw, tau_rise, tau_decay, fs)
+        if self.raw.ndim == 2 and ends_padded(self.raw):
+            # a row ending in NaN padding: each row on its finite part (the
+            # transform of the whole row would be NaN throughout)
+            return bandpass_finite_parts(self.raw, tau_rise, tau_decay, fs)
         gain = bandpass_gain(np.fft.rfftfreq(n, d=1.0 / fs), tau_rise, tau_decay, fs)
         with self._lock:
             if self._spec is None:
