@@ -175,3 +175,16 @@ def test_info_says_how_many_ids_and_that_they_have_gaps(tmp_path, capsys):
     assert "roi ids      3: 1, 3-4" in capsys.readouterr().out
     assert cli.main(["info", str(plane), "--all-rois"]) == 0
     assert "roi ids      5: 1-5" in capsys.readouterr().out
+
+
+def test_quiet_still_says_which_rois_were_left_out(tmp_path, capsys):
+    # -q hides the input's other notes, not that ROIs were left out by default
+    plane = make_suite2p(tmp_path, T=200)
+    params = tmp_path / "p.json"
+    assert cli.main(["estimate", str(plane), "--fs", "15", "-o", str(params), "-q"]) == 0
+    err = capsys.readouterr().err
+    assert "3 of 5 ROIs" in err and "--all-rois" in err
+    assert "neuropil coefficient" not in err
+    out = tmp_path / "a.npz"
+    assert cli.main(["deconvolve", str(plane), "--params", str(params), "-o", str(out), "-q"]) == 0
+    assert "3 of 5 ROIs" in capsys.readouterr().err

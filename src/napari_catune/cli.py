@@ -126,8 +126,12 @@ def _say_notes(args, source: TraceSource, params=None) -> None:
     """The input's notes (which ROIs, neuropil, ...) on stderr, once a run
     succeeded (a refused run says its one-line error only); with ``params``,
     also where ``deconvolve`` took the rate from when the input has none."""
+    from .loaders import LEFT_OUT
+
     for note in source.notes:
-        log.info("note: %s: %s", args.input, note)
+        # ROIs left out by default: said even with -q (the default changed for
+        # CaImAn and NWB in the thirty-fifth round)
+        (log.warning if LEFT_OUT in note else log.info)("note: %s: %s", args.input, note)
     if params is not None and source.fs is None and args.fs is None:
         log.info("note: %s does not record its sampling rate: the %s Hz of %s used (pass "
                  "--fs HZ if that is not the data's rate)", args.input,

@@ -469,12 +469,15 @@ def _ops_neuropil(ops: dict, where) -> float | None:
     return value
 
 
+#: the words of a cells-only note (the command line says such notes as warnings)
+LEFT_OUT = "left out (to include them: --all-rois"
+
+
 def _kept_note(what: str, kept: int, n: int, other: str, param: str) -> str:
     """The note of a cells-only selection: how many were kept and left out."""
     left = n - kept
     return (f"only {what}: {kept} of {n} ROIs; {left} {other}{'' if left == 1 else 's'} "
-            f"left out (to include them: --all-rois on the command line, {param}=False "
-            f"in Python)")
+            f"{LEFT_OUT} on the command line, {param}=False in Python)")
 
 
 def load_suite2p(plane_dir, neuropil: float | None = None, only_cells: bool = True,
