@@ -328,6 +328,26 @@ def _sidecar_values(path: Path, n: int):
     return fs, ids, meta
 
 
+def _sidecar_clock(path: Path, meta, T: int) -> dict:
+    """``t0`` and ``timestamps`` of a results file's sidecar (``start_time_s``,
+    ``timestamps_s``: the time axis of an NWB input it was made from), so the
+    file opened again as traces keeps its clock; {} without them."""
+    if not meta or ("start_time_s" not in meta and "timestamps_s" not in meta):
+        return {}
+    side = sidecar_path(path).name
+    try:
+        t0 = float(meta.get("start_time_s", 0.0))
+        ts = meta.get("timestamps_s")
+        ts = None if ts is None else np.asarray(ts, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        t0, ts = math.nan, None
+    if not math.isfinite(t0) or (ts is not None and (ts.shape != (T,)
+                                                     or not np.isfinite(ts).all())):
+        raise SourceError(f"{side}: 'start_time_s' / 'timestamps_s' are not a time axis of "
+                          f"{T} frames; fix or remove them")
+    return {"t0": float(ts[0]) if ts is not None else t0, "timestamps": ts}
+
+
 def _open_npy(path: Path) -> TraceSource:
     try:
         mm = np.load(path, mmap_mode="r", allow_pickle=False)
@@ -354,7 +374,7 @@ def _open_npy(path: Path) -> TraceSource:
         str(path), "npy", (n, int(shape[-1])), np.dtype(dtype), fs,
         as_roi_ids(None, n, path) if ids is None else ids,
         read=lambda a, b: read_spec_rows(spec, a, b), one_d=len(shape) == 1, spec=spec,
-        meta=meta,
+        meta=meta, **_sidecar_clock(path, meta, int(shape[-1])),
     )
 
 
@@ -425,6 +445,7 @@ def _open_npz(path: Path) -> TraceSource:
         str(path), "npz", arr2.shape, arr.dtype, fs if fs is not None else s_fs,
         ids if ids is not None else (s_ids if s_ids is not None else as_roi_ids(None, n, path)),
         read=lambda a, b: arr2[a:b], one_d=one_d, meta=meta,
+        **_sidecar_clock(path, meta, arr2.shape[1]),
     )
 
 
