@@ -155,7 +155,7 @@ def test_ctrl_c_in_a_scheduler_run_logs_no_gather_traceback(monkeypatch, caplog)
         loop = asyncio.new_event_loop()
         try:
             task = loop.create_task(fails(exc))
-            loop.run_until_complete(asyncio.sleep(0.01))
+            loop.run_until_complete(asyncio.wait([task]))  # until it has failed
             assert task.done()
         finally:
             loop.close()
