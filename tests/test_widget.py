@@ -84,6 +84,32 @@ def test_click_on_canvas_selects_and_shift_adds(setup, qtbot):
     qtbot.waitUntil(lambda: w.selected_rois == [20], timeout=120_000)
 
 
+def test_selected_rows_and_their_outlines_share_distinct_colours(setup, qtbot):
+    """Each selected ROI's row and its outline on the canvas have one colour,
+    and no two selected ROIs look alike (napari's own label colours can)."""
+    from napari_catune._qt._style import contrast
+
+    viewer, w, means, _ = setup
+    for theme in ("dark", "light"):
+        viewer.theme = theme
+        w.select_rois([3, 5, 12, 20])
+        wait(qtbot, w)
+        pens = [r.fit.opts["pen"].color().getRgb() for r in w.traces.shown]
+        assert [r.rid for r in w.traces.shown] == [3, 5, 12, 20]
+        for i in range(4):
+            for j in range(i + 1, 4):
+                d = sum((a - b) ** 2 for a, b in zip(pens[i][:3], pens[j][:3])) ** 0.5
+                assert d > 80, (theme, pens[i], pens[j])  # far apart in RGB
+        cmap = viewer.layers["CaTune selection"].colormap
+        got = cmap.map(np.array([3, 5, 12, 20, 7]))
+        np.testing.assert_allclose(got[:4, :3] * 255, np.array(pens)[:, :3], atol=1.0)
+        assert got[4, 3] == 0  # an unselected ROI is not outlined
+        bg = viewer.layers["CaTune selection"]  # the outline is drawn opaque
+        assert bg.opacity == 1.0 and all(c[3] == 255 for c in pens)
+        assert min(contrast(c, (38, 41, 48) if theme == "dark" else (240, 241, 242))
+                   for c in pens) >= 3.0
+
+
 def test_select_in_list_and_buttons(setup, qtbot):
     viewer, w, means, _ = setup
     w.roi_list.select_rows([8])

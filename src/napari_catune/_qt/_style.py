@@ -52,6 +52,24 @@ def palette_of(viewer) -> Palette:
     return Palette(bg, fg, _luma(rgb) < 0.5)
 
 
+# Hues (degrees) of the selected ROIs' colours, in the order they are handed
+# out: each new one far from those before it, so that the first four are
+# pairwise > 75 and all eight > 35 apart in CIELAB once made readable on
+# either theme (napari's own label colours are random and can nearly match).
+_SELECTION_HUES = (30, 200, 110, 320, 55, 250, 170, 0)
+
+
+def selection_colors(n: int, pal: Palette) -> list:
+    """``n`` distinct colours for the selected ROIs' rows and outlines,
+    readable on the theme of ``pal`` (the eight repeat after the eighth)."""
+    out = []
+    for k in range(n):
+        h = _SELECTION_HUES[k % len(_SELECTION_HUES)] / 360.0
+        rgb = colorsys.hls_to_rgb(h, 0.65 if pal.dark else 0.40, 0.8)
+        out.append(readable((*rgb, 1.0), pal.dark, pal.background_rgb))
+    return out
+
+
 def readable(rgba, dark: bool, background=None, min_contrast: float = 3.5) -> tuple:
     """An ROI colour moved into a lightness band that stands out from the
     background (light on dark themes, dark on light ones), hue kept; then

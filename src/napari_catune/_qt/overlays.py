@@ -310,8 +310,10 @@ class Overlays:
             self.selection_layer.data = np.zeros_like(labels)
             self.selection_layer.scale, self.selection_layer.translate = scale, translate
 
-    def set_selection(self, roi_ids) -> None:
-        """Outline the selected ROIs (a Labels layer drawn as contours)."""
+    def set_selection(self, roi_ids, colors=None) -> None:
+        """Outline the selected ROIs (a Labels layer drawn as contours), each in
+        its row's colour (``colors``, 0-255 rgba in the order of ``roi_ids``;
+        without them, the ROIs' own colours)."""
         src = self._labels_layer
         if src is None or src not in self.viewer.layers:
             return
@@ -327,9 +329,17 @@ class Overlays:
             self.selection_layer.contour = 2
             self.selection_layer.editable = False
         try:
-            # a copy: sharing the colormap object ties the outline's GL state
-            # to the source layer, which crashed vispy once that layer was removed
-            self.selection_layer.colormap = copy.deepcopy(src.colormap)
+            if colors is not None and len(colors) == len(roi_ids):
+                from napari.utils.colormaps import DirectLabelColormap
+
+                cdict = {None: (0.0, 0.0, 0.0, 0.0)}
+                cdict.update({int(r): tuple(v / 255.0 for v in c[:3]) + (1.0,)
+                              for r, c in zip(roi_ids, colors)})
+                self.selection_layer.colormap = DirectLabelColormap(color_dict=cdict)
+            else:
+                # a copy: sharing the colormap object ties the outline's GL state
+                # to the source layer, which crashed vispy once that layer was removed
+                self.selection_layer.colormap = copy.deepcopy(src.colormap)
         except Exception:  # noqa: BLE001 - colours are cosmetic; keep the outline
             pass
 

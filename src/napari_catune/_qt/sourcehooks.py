@@ -129,7 +129,8 @@ class SourceHooks:
         try:
             self.overlays.set_source(labels, src.roi_ids, src.n_frames, ts, tt,
                                      src.label_index)
-            self.overlays.set_selection(self.session.selection)
+            sel = self.session.selection
+            self.overlays.set_selection(sel, self._colors(sel))
         except Exception as e:  # noqa: BLE001 - overlays are optional; tuning still works
             notifications.show_warning(f"Could not create the CaTune overlay layers: {e}")
         self.update_overlay()

@@ -19,7 +19,7 @@ from qtpy.QtCore import QObject, QSize, Qt, QTimer, Signal
 from qtpy.QtWidgets import QCheckBox, QComboBox, QLabel, QPushButton, QWidget
 
 from .. import session as _ses
-from ._style import palette_of, readable
+from ._style import palette_of, selection_colors
 from .actions import Actions
 from .controls import ParamControls
 from .jobs import JobBar
@@ -259,14 +259,9 @@ class CaTuneTuner(SourceHooks, ViewerHooks, QWidget):
 
     # ======================================================= rendering
     def _colors(self, ids) -> list:
-        labels = self.session.source.origin[1] if self.session.source.origin else None
-        pal = self.traces._pal or palette_of(self.viewer)
-        out = []
-        for i in ids:
-            c = labels.get_color(i) if labels is not None else None
-            out.append(readable(c if c is not None else (1, 1, 1, 1), pal.dark,
-                                pal.background_rgb))
-        return out
+        """The selected rows' colours, distinct from each other (napari's random
+        label colours can nearly match); the canvas outlines them alike."""
+        return selection_colors(len(ids), self.traces._pal or palette_of(self.viewer))
 
     def _show_selection(self, ids) -> None:
         src = self.session.source
@@ -274,7 +269,8 @@ class CaTuneTuner(SourceHooks, ViewerHooks, QWidget):
             return
         rows = [src.row[i] for i in ids]
         truth = src.truth_seconds(self.params.fs) if self.truth_box.isChecked() else None
-        self.traces.set_rows(ids, self._colors(ids), src.traces[rows], self.params.fs,
+        colors = self._colors(ids)
+        self.traces.set_rows(ids, colors, src.traces[rows], self.params.fs,
                              trace_name(src), truth)
         self.spectrum.set_traces(src.traces[rows], src, self.params.fs)
         res = self.session.result
@@ -285,7 +281,7 @@ class CaTuneTuner(SourceHooks, ViewerHooks, QWidget):
         self.controls.set_noise(float(np.nanmedian(sig)) if np.isfinite(sig).any() else math.nan)
         self._dims_changed()
         try:
-            self.overlays.set_selection(ids)
+            self.overlays.set_selection(ids, colors)
         except Exception as e:  # noqa: BLE001 - cosmetic; keep tuning
             notifications.show_warning(f"Could not outline the selection: {e}")
 
