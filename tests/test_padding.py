@@ -349,3 +349,15 @@ def test_live_read_outs_of_a_padded_row_are_of_its_finite_part():
     for i, L in enumerate(LENGTHS):
         a, b = fit_stats(y[i, :L], r.reconvolution[i, :L], r.activity[i, :L], FS, 0.1)
         assert r2[i] == a[0] and ev[i] == b[0] and np.isfinite(r2[i])
+
+
+def test_unit_guess_reads_the_finite_part_of_padded_rows():
+    """dF/F rows padded with NaN are still told dF/F (the label of the rows),
+    and raw fluorescence stays raw; all-NaN input falls back to raw."""
+    from napari_catune.session import _guess_unit
+
+    y = _padded() * 0.1  # dF/F-sized, about 0
+    assert _guess_unit(y[:, :300]) == "dF/F"
+    assert _guess_unit(y) == "dF/F"
+    assert _guess_unit(y + 500.0) == "raw"
+    assert _guess_unit(np.full((2, 10), np.nan)) == "raw"

@@ -27,6 +27,7 @@ import math
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -78,8 +79,19 @@ def _guess_unit(traces: np.ndarray) -> str:
     if traces.size == 0:
         return "raw"
     sub = traces[:, :: max(1, traces.shape[1] // 4000)]
-    med = float(np.median(np.median(sub, axis=1)))
-    hi = float(np.percentile(np.abs(sub), 99))
+    fin = np.isfinite(sub)
+    if not fin.all():  # rows ending in NaN padding: their finite part
+        ok = fin.any(axis=1)
+        if not ok.any():
+            return "raw"
+        sub = sub[ok]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            med = float(np.nanmedian(np.nanmedian(sub, axis=1)))
+        hi = float(np.percentile(np.abs(sub[fin[ok]]), 99))
+    else:
+        med = float(np.median(np.median(sub, axis=1)))
+        hi = float(np.percentile(np.abs(sub), 99))
     return "dF/F" if abs(med) < 0.5 and hi < 50 else "raw"
 
 
