@@ -338,7 +338,8 @@ def calab_note(params: TuningParams) -> str | None:
         return None
     return (f'calab 0.3 ignores formulation.baseline="{params.baseline}" in this file: its '
             "deconvolve_from_export subtracts its own rolling baseline, which gives other "
-            "activity (15-125 % more on the audit's suite2p cells with \"drift\"). "
+            "activity (more of it, by an amount that depends on the data: +15 % to +242 % "
+            "per cell in our audits of suite2p cells and dF/F recordings). "
             "napari-catune and napari_catune.compat use the file's baseline.")
 
 
