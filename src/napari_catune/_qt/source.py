@@ -327,7 +327,7 @@ class SourcePicker(QObject):
     def _data_changed(self, layer) -> None:
         for k in [k for k, v in self.cache.items() if layer in v.origin]:
             del self.cache[k]
-        if self.current is not None and layer in self.current.origin:
+        if not self.closed and self.current is not None and layer in self.current.origin:
             self._edit_timer.start()  # a burst of paint events: once they pause
 
     def _edited(self) -> None:
@@ -336,7 +336,10 @@ class SourcePicker(QObject):
 
     def close(self) -> None:
         self.closed = True
-        self._edit_timer.stop()
+        try:
+            self._edit_timer.stop()
+        except RuntimeError:  # at interpreter exit Qt may have deleted the timer first
+            pass
         for layer_ref, cb in self._hooked.values():
             layer = layer_ref()
             for name in ("data", "paint"):
