@@ -264,6 +264,7 @@ def test_tuner_parameter_save_spares_the_recordings_open_in_the_viewer(
         said = save_to(target)
         assert len(said) == 1 and said[0].startswith(f"Cannot save {target.name}: {reason}")
         assert said[0].endswith("choose another file name"), said
+        assert w.status.text() == said[0]  # the status line says it too
     assert {f: f.read_bytes() for f in before} == before  # nothing written over
     # another name is fine
     assert save_to(tmp_path / "tr_params.json") == []

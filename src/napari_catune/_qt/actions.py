@@ -89,6 +89,7 @@ class Actions:
 
     def _not_saved(self, why: str) -> bool:
         notifications.show_error(why)
+        self.t.status.setText(why)  # not "Parameters saved to" an earlier file
         return False
 
     def load_params(self, path):
