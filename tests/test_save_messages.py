@@ -54,6 +54,22 @@ def test_read_only_folder_names_the_target_not_the_temporary_file(setup, monkeyp
     assert not target.exists()
 
 
+def test_failed_save_clears_the_earlier_saved_status(setup, monkeypatch, tmp_path):
+    # aud36 finding 12: after a failed save the status line still said
+    # "Parameters saved to <the previous file>"
+    viewer, w, _, notes = setup
+    first = tmp_path / "first.json"
+    _pick(monkeypatch, first)
+    w.controls.save_btn.click()
+    assert w.status.text().startswith(f"Parameters saved to {first}")
+    _pick(monkeypatch, tmp_path / "p.json")
+    _read_only(monkeypatch)
+    w.controls.save_btn.click()
+    assert len(notes["error"]) == 1
+    assert "Parameters saved" not in w.status.text()
+    assert w.status.text() == notes["error"][0]  # names p.json and why, as the error does
+
+
 def test_read_only_error_keeps_errno_and_target():
     # callers that look at errno (the CLI's disk-full report) still can
     e = _atomic._folder_error(OSError(errno.EROFS, "Read-only file system", "/d/.p.tmp"),

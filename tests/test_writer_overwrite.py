@@ -225,3 +225,47 @@ def test_a_sidecar_naming_no_output_belongs_to_a_npy_or_csv_only(make_napari_vie
     assert any("res_metadata.json already describes res.npy" in m for m in said), said
     with pytest.raises(cli.CLIError, match="already describes res.npy"):
         cli._check_sidecar_free(tmp_path / "res.nwb")
+
+
+def test_tuner_parameter_save_spares_the_recordings_open_in_the_viewer(
+        make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    # aud36 finding 1: the tuner's Save... (parameters) wrote a CaTune JSON over the
+    # open recording's sidecar tr_metadata.json (its fs lost) and over an open .npz
+    import napari.utils.notifications as nt
+    from qtpy.QtWidgets import QFileDialog
+
+    from napari_catune.io import save_for_tuning
+
+    rng = np.random.default_rng(5)
+    npy, side = save_for_tuning(rng.normal(size=(3, 300)) + 2.0, 20.0, tmp_path / "tr")
+    npz = tmp_path / "rec.npz"
+    np.savez(npz, traces=rng.normal(size=(4, 200)) + 1.0, fs=np.float64(15.0),
+             roi_ids=np.array([1, 2, 3, 4]))
+    before = {f: f.read_bytes() for f in (npy, side, npz)}
+    errors = []
+    monkeypatch.setattr(nt, "show_error", lambda m: errors.append(str(m)))
+    viewer = make_napari_viewer()
+    viewer.open(str(npy), plugin="napari-catune")
+    viewer.open(str(npz), plugin="napari-catune")
+    _, w = viewer.window.add_plugin_dock_widget("napari-catune", "CaTune tuner")
+    qtbot.waitUntil(lambda: w.idle and w.session.source is not None, timeout=120_000)
+
+    def save_to(path):
+        chosen = (str(path), "CaTune parameters (*.json)")
+        monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: chosen))
+        n = len(errors)
+        w.controls.save_btn.click()
+        return errors[n:]
+
+    why = {npy: f"it is the input {npy}",
+           side: f"it is the sidecar tr_metadata.json of the input {npy}",
+           npz: f"it is the input {npz}"}
+    for target, reason in why.items():
+        said = save_to(target)
+        assert len(said) == 1 and said[0].startswith(f"Cannot save {target.name}: {reason}")
+        assert said[0].endswith("choose another file name"), said
+        assert w.status.text() == said[0]  # the status line says it too
+    assert {f: f.read_bytes() for f in before} == before  # nothing written over
+    # another name is fine
+    assert save_to(tmp_path / "tr_params.json") == []
+    assert w.status.text().startswith(f"Parameters saved to {tmp_path / 'tr_params.json'}")

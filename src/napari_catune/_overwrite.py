@@ -1,8 +1,9 @@
 """Checks that an output does not destroy an input or another output's sidecar.
 
-Shared by the CLI (``-o``, ``--report``, ``--screenshot``) and the napari
-writers (``layer.save``, File > Save..., the Save CaTune results dialog), so
-both refuse the same files with the same words.  No Qt, no napari.
+Shared by the CLI (``-o``, ``--report``, ``--screenshot``), the napari
+writers (``layer.save``, File > Save..., the Save CaTune results dialog) and
+the tuner's parameter *Save...*, so all refuse the same files with the same
+words.  No Qt, no napari.
 
 - :func:`check_not_an_input`: the output is, or resolves to (symlinks, hard
   links, ``..``), an input, a file of an input suite2p plane folder, an
@@ -12,9 +13,13 @@ both refuse the same files with the same words.  No Qt, no napari.
   describes another output (``res.npy`` and ``res.csv`` in one folder share
   ``res_metadata.json``; writing the second would silently replace the
   first one's sidecar).
+- :func:`check_single_file`: :func:`check_not_an_input` in the napari side's
+  words, for a file written alone (a parameter JSON, a features table).
+- :func:`layer_inputs`: the files napari layers were read from (duck-typed,
+  no napari import), the inputs the napari side protects.
 
-Both raise :class:`OutputClash` (a ValueError) with a message naming the
-files and what to do.
+The checks raise :class:`OutputClash` (a ValueError) with a message naming
+the files and what to do.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ import json
 import os
 from pathlib import Path
 
-__all__ = ["OutputClash", "check_not_an_input", "check_sidecar_free", "sidecar_of"]
+__all__ = ["OutputClash", "check_not_an_input", "check_sidecar_free", "check_single_file",
+           "layer_inputs", "sidecar_of"]
 
 
 class OutputClash(ValueError):
@@ -151,3 +157,31 @@ def check_sidecar_free(out, formats, advice: str = "choose another output name")
                 f"{side.name} already describes {other.name}; writing {out.name} would replace "
                 f"that sidecar ({out.stem}.* share it): {advice}"
             )
+
+
+def check_single_file(out, *inputs) -> None:
+    """Raise :class:`OutputClash` when ``out``, a file written without a sidecar
+    (a parameter JSON, a features table), is an input or an input's sidecar.
+
+    The message starts "Cannot save NAME: it is ..." and ends with what to do.
+    """
+    check_not_an_input(out, *inputs, name=f"Cannot save {Path(out).name}: it",
+                       advice="choose another file name")
+
+
+def layer_inputs(layers) -> list[str]:
+    """The files napari ``layers`` were read from, each once: ``layer.source.path``
+    and the recording a CaTune layer names in ``metadata["catune"]["source"]``.
+
+    Duck-typed (no napari import): anything with those attributes will do.
+    """
+    found = []
+    for layer in layers:
+        if layer is None:
+            continue
+        path = getattr(getattr(layer, "source", None), "path", None)
+        md = getattr(layer, "metadata", None)
+        cat = md.get("catune") if isinstance(md, dict) else None
+        named = cat.get("source") if isinstance(cat, dict) else None
+        found += [str(p) for p in (path, named) if p]
+    return list(dict.fromkeys(found))

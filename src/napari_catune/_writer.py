@@ -164,19 +164,15 @@ def _features(features, n: int):
 def _viewer_inputs() -> list[str]:
     """The files the current viewer's layers were read from (the recording,
     its label image...): results must never replace them."""
+    from napari_catune._overwrite import layer_inputs
+
     try:
         import napari
 
         viewer = napari.current_viewer()
     except Exception:  # noqa: BLE001 - no napari, no viewer
         return []
-    found = []
-    for layer in [] if viewer is None else viewer.layers:
-        path = getattr(getattr(layer, "source", None), "path", None)
-        cat = layer.metadata.get("catune") if isinstance(layer.metadata, dict) else None
-        found += [p for p in (path, (cat or {}).get("source") if isinstance(cat, dict) else None)
-                  if p]
-    return found
+    return [] if viewer is None else layer_inputs(viewer.layers)
 
 
 def _inputs(cat: dict) -> list[str]:
@@ -230,8 +226,7 @@ def _check_not_an_input(path, cat: dict) -> None:
     from napari_catune import _overwrite
 
     try:
-        _overwrite.check_not_an_input(path, *_inputs(cat), advice="choose another file name",
-                                      name=f"Cannot save {Path(path).name}: it")
+        _overwrite.check_single_file(path, *_inputs(cat))
     except _overwrite.OutputClash as e:
         raise _refuse(e) from None
 

@@ -10,6 +10,7 @@ import threading
 from napari.utils import notifications
 from qtpy.QtWidgets import QFileDialog
 
+from .. import _overwrite
 from .. import params as _params
 from .. import session as _ses
 from .jobs import worker as _worker
@@ -63,11 +64,15 @@ class Actions:
                     "source_filename": str(src.origin[1].metadata.get("catune", {}).get(
                         "source", src.name)) if src.origin else src.name}
         try:
+            # never over the recording, its sidecar or a file a layer came from
+            _overwrite.check_single_file(path, *self._inputs())
+        except _overwrite.OutputClash as e:
+            return self._not_saved(str(e))  # "Cannot save NAME: it is ...: choose ..."
+        try:
             _params.save_params(self.s.params, path, metadata=meta)
         except (OSError, ValueError, TypeError) as e:
-            notifications.show_error(f"Could not save parameters to {path}: {e}. Choose a "
-                                     "writable file ending in .json.")
-            return False
+            return self._not_saved(f"Could not save parameters to {path}: {e}. Choose a "
+                                   "writable file ending in .json.")
         note = _params.calab_note(self.s.params)
         self.t.status.setText(f"Parameters saved to {path}"
                               + ("" if note is None else f" ({self.s.params.baseline} baseline: "
@@ -75,6 +80,17 @@ class Actions:
         if note:
             notifications.show_info(note)
         return True
+
+    def _inputs(self) -> list[str]:
+        """The files the viewer's layers, and the recording being tuned, came from."""
+        src = self.s.source
+        origin = src.origin if src is not None and isinstance(src.origin, tuple) else ()
+        return _overwrite.layer_inputs([*self.t.viewer.layers, *origin])
+
+    def _not_saved(self, why: str) -> bool:
+        notifications.show_error(why)
+        self.t.status.setText(why)  # not "Parameters saved to" an earlier file
+        return False
 
     def load_params(self, path):
         try:
