@@ -5,14 +5,19 @@ fixed decimals) and commit on Enter or focus-out; arrow keys and the wheel
 change a value by a few per cent.  Sliders are logarithmic (lambda has a
 position for 0 at its left end).  A typed value outside a slider's span is
 kept, with a warning, when the core accepts it; a value the core refuses
-gives its message and the last valid value comes back.
+gives its message and the last valid value comes back.  Lambda is in the
+traces' units: its slider spans multiples of the traces' noise
+(``session.lam_slider_range``), and a value outside that span widens or
+moves it (the slider never sits pinned at an end).
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import warnings
 
+import numpy as np
 from napari.utils import notifications
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
@@ -26,6 +31,8 @@ from ..indicators import (  # noqa: F401 - re-exported
 )
 from .inputs import LogSlider, NumberBox, ParamRow, fmt  # noqa: F401 - re-exported
 
+#: the CaTune web app's lambda slider ends here (its parameter files keep any value)
+_WEB_LAM_MAX = _kernel.PARAM_RANGES["lam"][1]
 FS_PRESETS = (7.5, 15.0, 20.0, 30.0, 60.0, 100.0)
 _PRESET_PROMPT = "presets"
 _TAU_GAP = 0.95  # a dragged tau_rise is held at this fraction of tau_decay
@@ -68,6 +75,8 @@ class ParamControls(QWidget):
         super().__init__(parent)
         self.session = session
         self._sigma = float("nan")
+        self._scale_of = None  # the noise array lambda's slider span was set from
+        self._said_web_lam = False
         self._warned_order = False
         self.readouts_later = readouts_later
         self.kernel_mode = QComboBox()
@@ -195,6 +204,25 @@ class ParamControls(QWidget):
         self._sigma = float(sigma)
         self._show_noise(self.session.params)
 
+    def set_source_noise(self, noise) -> None:
+        """Span lambda's slider by the noise of all ROIs (``TraceSource.noise``):
+        once per source (a new array), not per selection."""
+        if noise is self._scale_of:
+            return
+        self._scale_of = noise
+        sig = math.nan
+        if noise is not None and len(noise):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # all-NaN: no scale
+                sig = float(np.nanmedian(noise))
+        self.lam.respan(*_ses.lam_slider_range(sig, self.session.params.lam))
+
+    def _fit_lam_span(self, lam: float) -> None:
+        s = self.lam.slider
+        span = _ses.lam_slider_range(lam=lam, span=(s.lo, s.hi))
+        if span != (s.lo, s.hi):
+            self.lam.respan(*span)
+
     def show_params(self, p) -> None:
         """Move every control to ``p`` without emitting edits (the read-outs too,
         unless ``readouts_later``: then :meth:`show_readouts` writes them)."""
@@ -206,7 +234,15 @@ class ParamControls(QWidget):
             self.kin_a.show_value(p.tau_rise)
             self.kin_b.show_value(p.tau_decay)
         self.fs.show_value(p.fs)
+        self._fit_lam_span(p.lam)
         self.lam.show_value(p.lam)
+        if p.lam > _WEB_LAM_MAX and not self._said_web_lam:
+            self._said_web_lam = True
+            notifications.show_info(
+                f"lambda = {fmt(p.lam)} is above {fmt(_WEB_LAM_MAX)}, the end of the CaTune web "
+                "app's lambda slider (sized for dF/F traces; lambda is in the traces' units). "
+                "The tuner, the CLI and a saved file use the value as given; the web app's "
+                "slider cannot show it.")
         mode = str(p.baseline)
         if self.baseline.currentText() != mode:
             self.baseline.blockSignals(True)
@@ -253,7 +289,13 @@ class ParamControls(QWidget):
     # ------------------------------------------------------------ edits
     def _apply(self, **changes) -> bool:
         try:
-            self.session.set_params(**changes)
+            with warnings.catch_warnings(record=True) as said:
+                warnings.simplefilter("always", _kernel.ParameterRangeWarning)
+                self.session.set_params(**changes)
+            for w in said:  # lambda above the web app's 0-10: said once, by show_params
+                if not (issubclass(w.category, _kernel.ParameterRangeWarning)
+                        and str(w.message).startswith("lambda =")):
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         except ValueError as e:
             notifications.show_error(f"Parameters not applied: {e}")
             self.show_params(self.session.params)  # the last valid values come back
@@ -262,14 +304,15 @@ class ParamControls(QWidget):
 
     def _warn_span(self, name: str, label: str, v: float) -> None:
         lo, hi = _ses.slider_range(name)
-        if not lo <= v <= hi and not (name == "lam" and v == 0):
+        if not lo <= v <= hi:
             notifications.show_warning(
                 f"{label} = {fmt(v)} is outside the slider's span {fmt(lo)}-{fmt(hi)}; "
                 "the value is kept (the slider stays at its end).")
 
     def _set(self, name: str, v: float, typed: bool) -> None:
-        if self._apply(**{name: v}) and typed:
-            self._warn_span(name, {"fs": "fs", "lam": "lambda"}[name], v)
+        # (lambda's slider span follows a typed value: no warning)
+        if self._apply(**{name: v}) and typed and name == "fs":
+            self._warn_span(name, "fs", v)
 
     def _kinetic(self, which: str, v: float, typed: bool) -> None:
         p = self.session.params
