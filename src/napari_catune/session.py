@@ -45,8 +45,8 @@ __all__ = [
     "MAX_ROIS", "BASELINE_MODES", "DEFAULT_PARAMS", "TraceSource", "BandpassCache", "BufferPool",
     "SolveRequest",
     "LiveResult", "BatchResult", "TuningSession", "LiveSolver", "build_source",
-    "apply_job", "estimate_job", "event_rate", "slider_range", "at_data_rate",
-    "failure_text",
+    "apply_job", "estimate_job", "event_rate", "slider_range", "lam_slider_range",
+    "at_data_rate", "failure_text",
 ]
 
 #: most ROIs shown (and solved live) at once
@@ -56,8 +56,8 @@ DEFAULT_PARAMS = dict(tau_rise=0.05, tau_decay=0.5, fs=30.0, lam=0.05,
                       baseline=RECOMMENDED_BASELINE)
 
 # Slider spans (what the tuner's sliders show; typed values outside are kept).
-# lambda's useful range on dF/F traces is ~0.001-0.1: a log slider spanning
-# 1e-4..10 gives it most of the travel.
+# lambda's follows the data's scale once known (lam_slider_range); before, it
+# spans 1e-4..10, where the useful ~0.001-0.1 of dF/F traces gets most travel.
 _SLIDER_RANGES = {
     "tau_rise": (0.001, 0.5),
     "tau_decay": (0.01, 10.0),
@@ -69,8 +69,49 @@ _SLIDER_RANGES = {
 
 
 def slider_range(name: str) -> tuple[float, float]:
-    """The span a slider shows for parameter ``name`` (log scale)."""
+    """The span a slider shows for parameter ``name`` (log scale); for lambda,
+    the span before the data's scale is known (:func:`lam_slider_range`)."""
     return _SLIDER_RANGES[name]
+
+
+# lambda is in the traces' units: its slider spans these multiples of the
+# traces' noise sigma.  On the real recordings (realgt, dF/F) the estimate is
+# 0.12-0.23 sigma, activity is about gone at 40-200 sigma and the threshold
+# is nothing (< 0.05 noise sigmas of the matched filter) below ~0.005 sigma;
+# the same multiples hold for raw fluorescence and for any scaling.
+_LAM_SIGMAS = (1e-3, 500.0)
+# where a lambda outside the span lands when the span is moved to it: where an
+# estimate sits (in sigmas), so both ends stay reachable
+_LAM_TYPICAL = 0.2
+# a span widened to take a value is at most this many decades wide
+_LAM_MAX_DECADES = 8.0
+
+
+def lam_slider_range(sigma: float | None = None, lam: float | None = None,
+                     span: tuple[float, float] | None = None) -> tuple[float, float]:
+    """The lambda slider's span (log scale, lo > 0; 0 is the slider's left end).
+
+    From the traces' noise ``sigma`` (median over the ROIs):
+    ``_LAM_SIGMAS`` times sigma; without one, :func:`slider_range`'s.  Given
+    ``span`` (the current one), that span is kept.  A ``lam`` > 0 outside it
+    widens it (to 1.5x past ``lam``), or, when that would span more than
+    ``_LAM_MAX_DECADES``, moves the span to ``lam`` as if lam were a typical
+    estimate (``_LAM_TYPICAL`` sigma).
+    """
+    if span is None:
+        if sigma is not None and math.isfinite(sigma) and sigma > 0:
+            span = (_LAM_SIGMAS[0] * sigma, _LAM_SIGMAS[1] * sigma)
+        else:
+            span = _SLIDER_RANGES["lam"]
+    lo, hi = span
+    # (a slider's end positions give lo and hi to rounding: inside)
+    if lam is None or not (math.isfinite(lam) and lam > 0) or \
+            lo * (1 - 1e-9) <= lam <= hi * (1 + 1e-9):
+        return lo, hi
+    lo, hi = (lam / 1.5, hi) if lam < lo else (lo, lam * 1.5)
+    if math.log10(hi / lo) <= _LAM_MAX_DECADES:
+        return lo, hi
+    return lam_slider_range(lam / _LAM_TYPICAL)
 
 
 # ------------------------------------------------------------------- source

@@ -11,6 +11,7 @@ from napari.utils import notifications
 from qtpy.QtWidgets import QFileDialog
 
 from .. import _overwrite
+from .. import kernel as _kernel
 from .. import params as _params
 from .. import session as _ses
 from .jobs import worker as _worker
@@ -224,6 +225,9 @@ class Actions:
         said = []  # the estimator's warnings (flat traces, no transients: defaults)
 
         def warned(args):
+            if issubclass(args[1], _kernel.ParameterRangeWarning) and \
+                    str(args[0]).startswith("lambda ="):
+                return  # not the estimate's fault: the controls say it (the web app's 0-10)
             if not (t._closed or state["cancelled"]):
                 said.append(str(args[0]).removeprefix("estimate_params: "))
 

@@ -5,7 +5,10 @@ fixed decimals) and commit on Enter or focus-out; arrow keys and the wheel
 change a value by a few per cent.  Sliders are logarithmic (lambda has a
 position for 0 at its left end).  A typed value outside a slider's span is
 kept, with a warning, when the core accepts it; a value the core refuses
-gives its message and the last valid value comes back.
+gives its message and the last valid value comes back.  Lambda is in the
+traces' units: its slider spans multiples of the traces' noise
+(``session.lam_slider_range``), and a value outside that span widens or
+moves it (the slider never sits pinned at an end).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import functools
 import math
 import warnings
 
+import numpy as np
 from napari.utils import notifications
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
@@ -22,89 +26,19 @@ from qtpy.QtWidgets import (
 
 from .. import kernel as _kernel
 from .. import session as _ses
+from ..indicators import (  # noqa: F401 - re-exported
+    INDICATORS, TAU_PRESETS, indicator_shape, indicator_taus, taus_from_peak_and_half_decay,
+)
 from .inputs import LogSlider, NumberBox, ParamRow, fmt  # noqa: F401 - re-exported
 
+#: the CaTune web app's lambda slider ends here (its parameter files keep any value)
+_WEB_LAM_MAX = _kernel.PARAM_RANGES["lam"][1]
 FS_PRESETS = (7.5, 15.0, 20.0, 30.0, 60.0, 100.0)
 _PRESET_PROMPT = "presets"
 _TAU_GAP = 0.95  # a dragged tau_rise is held at this fraction of tau_decay
 KERNEL_MODES = ("tau rise / decay", "peak / FWHM")
 ESTIMATE_FROM = ("from selection", "from all ROIs")
 _INDICATOR_PROMPT = "indicator..."
-_ZHANG_2023 = ("Zhang et al. 2023, Nature 615:884 (jGCaMP8 paper), 1-AP responses in cultured "
-               "neurons, as tabulated on janelia.org/jgcamp8-calcium-indicators")
-_CHEN_2013 = ("Chen et al. 2013, Nature 499:295 (GCaMP6 paper), Supplementary Table 3: 1-AP "
-              "responses in mouse V1 L2/3 in vivo (cell-attached), mean time to peak and "
-              "half-decay time")
-#: indicator -> (t_peak s, half-rise s or None, half-decay s, source).  With a half-rise
-#: the kernel is set to the published time to peak and FWHM = t_peak - half-rise +
-#: half-decay; without one (Chen et al. give no half-rise) to the time to peak and the
-#: half-decay time (peak to half maximum).
-INDICATORS = {
-    "GCaMP6f": (0.045, None, 0.142, _CHEN_2013),
-    "GCaMP6s": (0.179, None, 0.550, _CHEN_2013),
-    "jGCaMP7f": (0.0995, 0.0248, 0.1819, _ZHANG_2023),
-    "jGCaMP8f": (0.0248, 0.0071, 0.0674, _ZHANG_2023),
-    "jGCaMP8m": (0.0290, 0.0071, 0.1183, _ZHANG_2023),
-    "jGCaMP8s": (0.0570, 0.0101, 0.3067, _ZHANG_2023),
-}
-_CATUNE_PRESETS = ("CaTune's own simulation presets (miniscope/CaLab, "
-                   "simulation-presets.ts), which cite {}")
-#: indicators for which no single-AP time to peak and half-decay was found to check
-#: here: the time constants CaTune itself uses for them, (tau_rise s, tau_decay s)
-TAU_PRESETS = {
-    "GCaMP6m": (0.15, 0.9, _CATUNE_PRESETS.format("Chen et al. 2013")),
-    "OGB-1": (0.05, 1.5, _CATUNE_PRESETS.format("Stosiek et al. 2003, PNAS 100:7319")),
-}
-for _name, (_tr, _td, _src) in TAU_PRESETS.items():
-    INDICATORS[_name] = (_kernel.kernel_landmarks(_tr, _td)[0], None, None, _src)
-
-
-def _decay_ratio(rho: float) -> float:
-    """(half-decay time after the peak) / t_peak of the kernel with tau_rise/tau_decay = rho."""
-    with warnings.catch_warnings():  # the search passes taus outside CaTune's sliders
-        warnings.simplefilter("ignore")
-        tp, _, right = _kernel.kernel_landmarks(rho, 1.0)
-    return (right - tp) / tp
-
-
-def _t_peak_unit(rho: float) -> float:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return _kernel.kernel_landmarks(rho, 1.0)[0]
-
-
-def taus_from_peak_and_half_decay(t_peak: float, half_decay: float) -> tuple[float, float]:
-    """(tau_rise, tau_decay) of the kernel with this time to peak and half-decay time
-    (from the peak to half its height).  ValueError when no kernel has them."""
-    from scipy.optimize import brentq
-
-    target = half_decay / t_peak
-    lo, hi = 1e-6, 1.0 - 1e-6
-    r_lo, r_hi = _decay_ratio(hi), _decay_ratio(lo)
-    if not (t_peak > 0 and r_lo < target < r_hi):
-        raise ValueError(f"half_decay/t_peak = {target:.4g} must lie between {r_lo:.4g} and "
-                         f"{r_hi:.4g} for a double-exponential kernel")
-    z = brentq(lambda z: _decay_ratio(math.exp(z)) - target, math.log(lo), math.log(hi),
-               xtol=1e-14, rtol=1e-14)
-    rho = math.exp(z)
-    tau_decay = t_peak / _t_peak_unit(rho)
-    return rho * tau_decay, tau_decay
-
-
-def indicator_taus(name: str) -> tuple[float, float]:
-    """(tau_rise, tau_decay) in seconds of an indicator preset."""
-    if name in TAU_PRESETS:
-        return TAU_PRESETS[name][:2]
-    tp, half_rise, half_decay, _ = INDICATORS[name]
-    if half_rise is None:
-        return taus_from_peak_and_half_decay(tp, half_decay)
-    return _kernel.tau_from_shape(tp, tp - half_rise + half_decay)
-
-
-def indicator_shape(name: str) -> tuple[float, float]:
-    """(t_peak, FWHM) in seconds of an indicator preset."""
-    tp, left, right = _kernel.kernel_landmarks(*indicator_taus(name))
-    return tp, right - left
 
 
 @functools.lru_cache(maxsize=16)
@@ -141,6 +75,8 @@ class ParamControls(QWidget):
         super().__init__(parent)
         self.session = session
         self._sigma = float("nan")
+        self._scale_of = None  # the noise array lambda's slider span was set from
+        self._said_web_lam = False
         self._warned_order = False
         self.readouts_later = readouts_later
         self.kernel_mode = QComboBox()
@@ -268,6 +204,25 @@ class ParamControls(QWidget):
         self._sigma = float(sigma)
         self._show_noise(self.session.params)
 
+    def set_source_noise(self, noise) -> None:
+        """Span lambda's slider by the noise of all ROIs (``TraceSource.noise``):
+        once per source (a new array), not per selection."""
+        if noise is self._scale_of:
+            return
+        self._scale_of = noise
+        sig = math.nan
+        if noise is not None and len(noise):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # all-NaN: no scale
+                sig = float(np.nanmedian(noise))
+        self.lam.respan(*_ses.lam_slider_range(sig, self.session.params.lam))
+
+    def _fit_lam_span(self, lam: float) -> None:
+        s = self.lam.slider
+        span = _ses.lam_slider_range(lam=lam, span=(s.lo, s.hi))
+        if span != (s.lo, s.hi):
+            self.lam.respan(*span)
+
     def show_params(self, p) -> None:
         """Move every control to ``p`` without emitting edits (the read-outs too,
         unless ``readouts_later``: then :meth:`show_readouts` writes them)."""
@@ -279,7 +234,15 @@ class ParamControls(QWidget):
             self.kin_a.show_value(p.tau_rise)
             self.kin_b.show_value(p.tau_decay)
         self.fs.show_value(p.fs)
+        self._fit_lam_span(p.lam)
         self.lam.show_value(p.lam)
+        if p.lam > _WEB_LAM_MAX and not self._said_web_lam:
+            self._said_web_lam = True
+            notifications.show_info(
+                f"lambda = {fmt(p.lam)} is above {fmt(_WEB_LAM_MAX)}, the end of the CaTune web "
+                "app's lambda slider (sized for dF/F traces; lambda is in the traces' units). "
+                "The tuner, the CLI and a saved file use the value as given; the web app's "
+                "slider cannot show it.")
         mode = str(p.baseline)
         if self.baseline.currentText() != mode:
             self.baseline.blockSignals(True)
@@ -326,7 +289,13 @@ class ParamControls(QWidget):
     # ------------------------------------------------------------ edits
     def _apply(self, **changes) -> bool:
         try:
-            self.session.set_params(**changes)
+            with warnings.catch_warnings(record=True) as said:
+                warnings.simplefilter("always", _kernel.ParameterRangeWarning)
+                self.session.set_params(**changes)
+            for w in said:  # lambda above the web app's 0-10: said once, by show_params
+                if not (issubclass(w.category, _kernel.ParameterRangeWarning)
+                        and str(w.message).startswith("lambda =")):
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         except ValueError as e:
             notifications.show_error(f"Parameters not applied: {e}")
             self.show_params(self.session.params)  # the last valid values come back
@@ -335,14 +304,15 @@ class ParamControls(QWidget):
 
     def _warn_span(self, name: str, label: str, v: float) -> None:
         lo, hi = _ses.slider_range(name)
-        if not lo <= v <= hi and not (name == "lam" and v == 0):
+        if not lo <= v <= hi:
             notifications.show_warning(
                 f"{label} = {fmt(v)} is outside the slider's span {fmt(lo)}-{fmt(hi)}; "
                 "the value is kept (the slider stays at its end).")
 
     def _set(self, name: str, v: float, typed: bool) -> None:
-        if self._apply(**{name: v}) and typed:
-            self._warn_span(name, {"fs": "fs", "lam": "lambda"}[name], v)
+        # (lambda's slider span follows a typed value: no warning)
+        if self._apply(**{name: v}) and typed and name == "fs":
+            self._warn_span(name, "fs", v)
 
     def _kinetic(self, which: str, v: float, typed: bool) -> None:
         p = self.session.params

@@ -82,14 +82,32 @@ class LogSlider(QSlider):
 
     def __init__(self, lo: float, hi: float, ratio: float = 0.025, zero: bool = False):
         super().__init__(Qt.Horizontal)
-        self.lo, self.hi, self._zero = float(lo), float(hi), zero
-        self._n = int(math.ceil(math.log10(hi / lo) / math.log10(1.0 + ratio)))
+        self.lo, self.hi, self._zero, self._ratio = float(lo), float(hi), zero, ratio
+        self._n = self._steps(self.lo, self.hi)
         self.setRange(0, self._n + (1 if zero else 0))
         self.setSingleStep(1)
         self.setPageStep(10)
         self._block = False
         self._wheel = 0
         self.valueChanged.connect(self._changed)
+
+    def _steps(self, lo: float, hi: float) -> int:
+        return int(math.ceil(math.log10(hi / lo) / math.log10(1.0 + self._ratio)))
+
+    def respan(self, lo: float, hi: float) -> None:
+        """Span ``lo..hi`` instead, at the same ~ratio per step, keeping the
+        value shown (no ``moved``; the widget is kept: no layout work)."""
+        lo, hi = float(lo), float(hi)
+        if (lo, hi) == (self.lo, self.hi):
+            return
+        v = self.value_at(self.value())
+        self.lo, self.hi, self._n = lo, hi, self._steps(lo, hi)
+        self._block = True
+        try:
+            self.setRange(0, self._n + (1 if self._zero else 0))
+            self.setValue(self.position_of(v))
+        finally:
+            self._block = False
 
     @property
     def decades(self) -> float:
@@ -158,6 +176,11 @@ class ParamRow(QWidget):
         self.slider.moved.connect(lambda v: self.edited.emit(v, False))
         lay.replaceWidget(old, self.slider)
         old.deleteLater()
+        self.box._floor = lo
+
+    def respan(self, lo: float, hi: float) -> None:
+        """The slider spans ``lo..hi`` (the same widget: see LogSlider.respan)."""
+        self.slider.respan(lo, hi)
         self.box._floor = lo
 
     def show_value(self, v: float) -> None:

@@ -277,6 +277,7 @@ class CaTuneTuner(SourceHooks, ViewerHooks, QWidget):
         if res is not None and res.ids == tuple(ids):
             self.traces.set_result(res)  # the same ROIs drawn anew (theme, fs, ticks)
         self.traces.set_pinned(self.session.pinned)
+        self.controls.set_source_noise(src.noise)  # lambda's slider: the data's scale
         sig = src.noise[rows] if rows else src.noise
         self.controls.set_noise(float(np.nanmedian(sig)) if np.isfinite(sig).any() else math.nan)
         self._dims_changed()
