@@ -175,6 +175,10 @@ def _labels_for(ids: np.ndarray) -> np.ndarray:
     return tile_labels(ids.size, tile=_TILE, gap=_GAP, ids=ids)
 
 
+#: values read from a traces file at a time (32 MB of float64)
+_READ_BLOCK = 1 << 22
+
+
 def _finite_rows_of(src, path):
     """(traces of the finite rows, their file ids, the file ids left out).
 
@@ -184,19 +188,31 @@ def _finite_rows_of(src, path):
     can still be tuned, so only those ROIs are left out (and named).  A file
     with no finite row at all is refused.
     """
-    traces = np.array(src.read(0, src.n), dtype=np.float64, order="C", copy=True)
-    if traces.ndim == 1:
-        traces = traces[None, :]
+    # read a block of rows at a time straight into the float64 array: the file's
+    # rows in their own dtype (a float32 copy of the whole file) never all at once
+    n, T = src.n, src.T
+    traces = np.empty((n, T), dtype=np.float64)
+    step = max(1, _READ_BLOCK // max(T, 1))
+    ok = np.empty(n, dtype=bool)
+    for a in range(0, n, step):
+        b = min(n, a + step)
+        traces[a:b] = np.reshape(src.read(a, b), (b - a, T))
+        # a row ending in NaN padding (a shorter recording) is kept: it is
+        # solved on its finite part (napari_catune._padding)
+        ok[a:b] = row_lengths(traces[a:b]) != BAD
     ids = np.asarray(src.roi_ids)
-    # a row ending in NaN padding (a shorter recording) is kept: it is
-    # solved on its finite part (napari_catune._padding)
-    ok = row_lengths(traces) != BAD
     if not ok.any():
         raise ValueError(f"{path}: every trace row holds NaN/inf values; nothing to tune "
                          "(replace them, e.g. interpolate, and open the file again)")
     if ok.all():
         return traces, ids, ids[:0]
-    return np.ascontiguousarray(traces[ok]), ids[ok], ids[~ok]
+    # the kept rows moved up in place, then the array shrunk: no second copy
+    keep = np.flatnonzero(ok)
+    for j, i in enumerate(keep):
+        if i != j:
+            traces[j] = traces[i]
+    traces.resize((keep.size, T), refcheck=False)
+    return traces, ids[ok], ids[~ok]
 
 
 def read_traces(path):

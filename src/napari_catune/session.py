@@ -232,15 +232,36 @@ def build_source(traces, roi_ids=None, fs: float | None = None, *, fs_default: f
         raise ValueError(f"the traces have {tr.shape[1]} frame(s); at least 2 are needed")
     f = float(fs or fs_default)
     try:
-        snr = np.asarray(roi_snr(tr, f), float)
+        snr = by_rows(lambda x: roi_snr(x, f), tr)
     except Exception:  # noqa: BLE001 - a quality score is optional
         snr = None
     try:
-        noise = np.asarray(noise_sigma(tr, f), float) if tr.shape[1] >= 16 else None
+        noise = by_rows(lambda x: noise_sigma(x, f), tr) if tr.shape[1] >= 16 else None
     except Exception:  # noqa: BLE001 - so is the noise read-out
         noise = None
     return TraceSource(tr, ids, float(fs) if fs else None, unit=unit or _guess_unit(tr),
                        snr=snr, noise=noise, **kw)
+
+
+#: the most values taken at a time by the per-ROI read-outs (SNR, noise, R²,
+#: events/min): their temporaries are several float64 copies of their input,
+#: which for a whole recording would be many times its size
+ROW_BLOCK_SAMPLES = 1 << 21
+
+
+def by_rows(fn, *arrays) -> np.ndarray:
+    """``fn`` (rows of each 2-D array in ``arrays`` to one float per row) on
+    blocks of at most :data:`ROW_BLOCK_SAMPLES` values; the ``(n,)`` float64
+    results.  ``fn`` must treat each row on its own (so the values do not
+    depend on the blocks)."""
+    n, T = arrays[0].shape
+    step = max(1, ROW_BLOCK_SAMPLES // max(T, 1))
+    if n <= step:
+        return np.asarray(fn(*arrays), dtype=np.float64)
+    out = np.empty(n)
+    for a in range(0, n, step):
+        out[a:a + step] = fn(*(x[a:a + step] for x in arrays))
+    return out
 
 
 # -------------------------------------------------------------------- solves
@@ -855,6 +876,11 @@ def _row_medians(base: np.ndarray) -> np.ndarray:
     return np.median(base, axis=1)
 
 
+def _rows(a: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """``a[ok]``, without copying ``a`` when every row is kept."""
+    return a if ok.all() else a[ok]
+
+
 def apply_job(traces: np.ndarray, roi_ids, params: TuningParams, *, snr=None, noise=None):
     """Generator: solve every row in chunks (:func:`napari_catune.batch.iter_batch`,
     the loop of ``napari-catune deconvolve``), yielding ``(done, total)``; returns a
@@ -879,17 +905,18 @@ def apply_job(traces: np.ndarray, roi_ids, params: TuningParams, *, snr=None, no
     if snr is None or snr.shape != (n,) or not np.all(np.isfinite(snr[ok])):
         try:
             snr = np.full(n, np.nan)
-            snr[ok] = np.asarray(roi_snr(traces[ok], p.fs), float)
+            snr[ok] = by_rows(lambda x: roi_snr(x, p.fs), _rows(traces, ok))
         except Exception:  # noqa: BLE001 - a quality score is optional
             snr = np.full(n, np.nan)
     ids = np.asarray(roi_ids, dtype=np.int64).copy()
     rate, r2 = np.full(n, np.nan), np.full(n, np.nan)
     if ok.any():
         # r2 of the fit against the trace it fitted (band-passed when the filter is on)
-        y = sink.fitted_trace[ok] if p.filter_enabled else np.asarray(traces[ok], np.float64)
-        nz = None if noise is None else np.asarray(noise, float)[ok]
-        rate[ok] = event_rate(act[ok], p.fs, nz) / 60.0
-        r2[ok] = _r2(y, rec[ok])
+        y = _rows(sink.fitted_trace if p.filter_enabled else traces, ok)
+        nz = np.zeros(n) if noise is None else np.asarray(noise, float)
+        rate[ok] = by_rows(lambda a, s: event_rate(a, p.fs, None if noise is None else s[:, 0]),
+                           _rows(act, ok), _rows(nz[:, None], ok)) / 60.0
+        r2[ok] = by_rows(lambda y_, f_: _r2(np.asarray(y_, np.float64), f_), y, _rows(rec, ok))
     features = {
         "index": ids.copy(),
         "roi_id": ids.copy(),
