@@ -46,6 +46,7 @@ class Actions(ApplyAll):
         self.estimate_worker = None
         self.last_estimate = None
         self._apply_start = None  # an Apply to all waiting for the traces
+        self._apply_job: dict = {}  # the running Apply to all's source and state
         #: (path, fs) of a parameter file loaded before any data was
         self.loaded_fs = None
         c = tuner.controls
@@ -54,6 +55,7 @@ class Actions(ApplyAll):
         c.save_btn.clicked.connect(self._save_dialog)
         c.load_btn.clicked.connect(self._load_dialog)
         tuner.truth_btn.clicked.connect(self._events_dialog)
+        tuner.picker.edited.connect(self._layer_edited)
 
     # ------------------------------------------------------------ files
     def save_params(self, path) -> bool:

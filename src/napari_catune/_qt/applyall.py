@@ -31,6 +31,7 @@ class ApplyAll:
             return self.apply_worker
         p = self.s.params
         job: dict = {}
+        self._apply_job = job
 
         def work():
             s = job["src"]
@@ -44,8 +45,8 @@ class ApplyAll:
                 t.jobs.update(_APPLY, v[0], v[1])
 
         def returned(batch):
-            if t._closed:
-                return
+            if t._closed or job.get("edited") is not None:
+                return  # (edited: said by _layer_edited)
             s = job["src"]
             labels = s.origin[1]
             if labels not in t.viewer.layers or labels.data is not job["data"]:
@@ -56,7 +57,7 @@ class ApplyAll:
             self._store(s, batch)
 
         def aborted():
-            if not t._closed:
+            if not t._closed and job.get("edited") is None:
                 t.status.setText("Apply to all cancelled; no results were stored.")
 
         def errored(e):
@@ -76,9 +77,9 @@ class ApplyAll:
         w.errored.connect(errored)
         w.finished.connect(lambda: None if t._closed else self._apply_done())
         t.controls.apply_btn.setEnabled(False)
-        if src is not None:
+        if src is not None and not t.picker.edit_pending:
             start(src)
-        else:
+        else:  # (traces being read, or a layer just edited: read anew first)
             self._apply_start = start
             t.jobs.start(_APPLY, "Apply to all starts once the traces are read...",
                          cancel=self.cancel_apply)
@@ -113,6 +114,29 @@ class ApplyAll:
         self.t.status.setText(
             f"Applied to {done} ROIs; results stored on '{labels.name}' (save them with "
             "File > IO Utilities > Save CaTune results... as .npz, .nwb or .csv)." + note)
+
+    def _layer_edited(self, layer) -> None:
+        """A layer of the running Apply to all was painted, filled or given new data:
+        its results would describe the ROIs (or movie) as they were, so it stops
+        with a message.  (Not re-run by itself: a brush stroke is mostly one of
+        many; the user applies again once the ROIs are drawn.)"""
+        job, w = self._apply_job, self.apply_worker
+        if (w is None or self._apply_start is not None or job.get("edited") is not None
+                or layer not in job["src"].origin):
+            return
+        job["edited"] = layer
+        w.quit()
+        if layer is job["src"].origin[1]:
+            msg = (f"The ROIs of '{layer.name}' were edited during Apply to all (brush, fill "
+                   "or new data), so its results would describe the ROIs as they were: Apply "
+                   "to all was stopped and its results discarded. Apply again once the ROIs "
+                   "are drawn.")
+        else:
+            msg = (f"The movie '{layer.name}' changed during Apply to all, so its results "
+                   "would describe the old movie: Apply to all was stopped and its results "
+                   "discarded. Apply again.")
+        notifications.show_warning(msg)
+        self.t.status.setText(msg)
 
     def _apply_done(self) -> None:
         self.apply_worker = None

@@ -1,0 +1,56 @@
+"""Apply to all while the user does something else: paints the ROIs, switches the
+tuner to other ROIs, closes the tuner.  The results never describe ROIs that are no
+longer drawn, go to the layer they were computed for, and every outcome is said."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import napari_catune.solver as solver_mod
+
+from _widgets import gated, notes, setup, wait  # noqa: F401 - fixtures
+
+
+def _paint_5_as_3(lab):
+    """ROI 5's pixels become ROI 3's, in place, as napari's brush and fill do."""
+    lab.data_setitem(tuple(np.argwhere(lab.data == 5).T), 3)
+
+
+def test_rois_painted_during_apply_stop_it_with_a_message(setup, qtbot, monkeypatch):
+    viewer, w, means, notes = setup
+    gate, calls, real = gated(monkeypatch, solver_mod, "run_deconvolution_full")
+    worker = w.apply_to_all()
+    qtbot.waitUntil(lambda: len(calls) >= 1, timeout=120_000)
+    lab = viewer.layers["rois"]
+    data = lab.data
+    _paint_5_as_3(lab)
+    assert lab.data is data  # an in-place edit: the array is the same object
+    said = [m for m in notes["warning"] if "edited during Apply to all" in m]
+    assert len(said) == 1 and "'rois'" in said[0] and "discarded" in said[0]
+    assert said[0] == w.status.text()
+    with qtbot.waitSignal(worker.finished, timeout=120_000):
+        gate.set()
+    assert worker.abort_requested
+    assert "results" not in lab.metadata["catune"] and "roi_id" not in lab.features
+    assert "cancelled" not in w.status.text()  # the reason stays on screen
+    # applied again: the ROIs as drawn now (5 is gone)
+    monkeypatch.setattr(solver_mod, "run_deconvolution_full", real)
+    wait(qtbot, w)
+    w.apply_to_all()
+    qtbot.waitUntil(lambda: not w.apply_running, timeout=120_000)
+    assert list(lab.metadata["catune"]["results"]["roi_ids"]) == [3, 8, 11, 12, 20]
+    assert not notes["error"]
+
+
+def test_apply_right_after_a_paint_stroke_waits_for_the_new_rois(setup, qtbot):
+    viewer, w, means, notes = setup
+    lab = viewer.layers["rois"]
+    _paint_5_as_3(lab)  # the traces are read anew once the strokes pause
+    w.apply_to_all()
+    assert "starts once the traces are read" in w.jobs.text("apply")
+    qtbot.waitUntil(lambda: not w.apply_running, timeout=120_000)
+    res = lab.metadata["catune"]["results"]
+    assert list(res["roi_ids"]) == [3, 8, 11, 12, 20]
+    assert list(lab.features["roi_id"]) == [3, 8, 11, 12, 20]
+    assert "Applied to 5 ROIs" in w.status.text()
+    assert not notes["error"] and not notes["warning"]
