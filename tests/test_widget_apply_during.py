@@ -54,3 +54,34 @@ def test_apply_right_after_a_paint_stroke_waits_for_the_new_rois(setup, qtbot):
     assert list(lab.features["roi_id"]) == [3, 8, 11, 12, 20]
     assert "Applied to 5 ROIs" in w.status.text()
     assert not notes["error"] and not notes["warning"]
+
+
+def test_other_rois_chosen_during_apply_get_no_results_of_the_first(setup, qtbot,
+                                                                    monkeypatch):
+    viewer, w, means, notes = setup
+    viewer.add_labels(np.pad(np.ones((4, 4), np.int32), ((0, 0), (0, 4)), constant_values=2),
+                      name="tiles", metadata={"catune": {
+                          "fs": 30.0, "traces": np.random.default_rng(1).normal(size=(2, 100)),
+                          "roi_ids": np.array([1, 2])}})
+    # the first solve of Apply to all waits; the new source's live solves do not
+    gate, calls, _ = gated(monkeypatch, solver_mod, "run_deconvolution_full",
+                           hold=lambda n: n == 1)
+    worker = w.apply_to_all()
+    qtbot.waitUntil(lambda: len(calls) >= 1, timeout=120_000)
+    w.labels_combo.value = viewer.layers["tiles"]
+    # the tuner shows the new ROIs: 100 frames, its own activity layer
+    qtbot.waitUntil(lambda: w.overlays.lazy is not None and w.overlays.lazy.shape[0] == 100
+                    and w.overlays.made_for is viewer.layers["tiles"], timeout=120_000)
+    with qtbot.waitSignal(worker.finished, timeout=120_000):
+        gate.set()
+    assert not notes["error"] and not notes["warning"]  # (was: "cannot reshape ...")
+    rois = viewer.layers["rois"]
+    res = rois.metadata["catune"]["results"]
+    assert list(res["roi_ids"]) == [3, 5, 8, 11, 12, 20]
+    assert res["activity"].shape == (6, 450)
+    assert "results" not in viewer.layers["tiles"].metadata["catune"]
+    assert w.session.batch is None  # the tuner's canvas keeps the new ROIs' activity
+    assert w.overlays.lazy.roi_ids_shown <= 2
+    said = [m for m in notes["info"] if "Apply to all finished for 'rois'" in m]
+    assert len(said) == 1 and "'tiles'" in said[0] and "stored on 'rois'" in said[0]
+    assert said[0] == w.status.text()

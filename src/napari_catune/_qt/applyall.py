@@ -4,6 +4,7 @@ the GUI thread only stores what the worker computed."""
 
 from __future__ import annotations
 
+import numpy as np
 from napari.utils import notifications
 
 from .. import session as _ses
@@ -98,9 +99,14 @@ class ApplyAll:
             labels.features = b.features
         except Exception as e:  # noqa: BLE001
             notifications.show_warning(f"Results stored in metadata, but features failed: {e}")
-        self.s.set_batch(b)
-        self.t._showing_all = True
-        self.t.update_overlay()
+        cur = self.s.source
+        shown = cur is src or (cur is not None and cur.origin == src.origin
+                               and np.array_equal(cur.roi_ids, src.roi_ids)
+                               and cur.n_frames == src.n_frames)
+        if shown:  # (another source chosen meanwhile: the canvas shows its ROIs)
+            self.s.set_batch(b)
+            self.t._showing_all = True
+            self.t.update_overlay()
         skipped = getattr(b, "skipped", ())
         note = ""
         if len(skipped):
@@ -111,9 +117,16 @@ class ApplyAll:
             notifications.show_warning("Apply to all:" + note)
         done = (f"{src.n_rois - len(skipped)} of {src.n_rois}" if len(skipped)
                 else f"{src.n_rois}")
-        self.t.status.setText(
-            f"Applied to {done} ROIs; results stored on '{labels.name}' (save them with "
-            "File > IO Utilities > Save CaTune results... as .npz, .nwb or .csv)." + note)
+        stored = (f"results stored on '{labels.name}' (save them with File > IO Utilities > "
+                  "Save CaTune results... as .npz, .nwb or .csv).")
+        if shown:
+            text = f"Applied to {done} ROIs; {stored}"
+        else:
+            now = f"'{cur.origin[1].name}'" if cur is not None and cur.origin else "other ROIs"
+            text = (f"Apply to all finished for '{labels.name}' ({done} ROIs) while the tuner "
+                    f"shows {now}: {stored} The activity layer keeps showing {now}.")
+            notifications.show_info(text)
+        self.t.status.setText(text + note)
 
     def _layer_edited(self, layer) -> None:
         """A layer of the running Apply to all was painted, filled or given new data:
