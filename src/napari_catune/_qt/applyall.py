@@ -151,6 +151,19 @@ class ApplyAll:
         notifications.show_warning(msg)
         self.t.status.setText(msg)
 
+    def tuner_closed(self) -> None:
+        """The dock is closing: a running (or waiting) Apply to all stops and says so.
+        (Not kept running: its progress and Cancel go with the dock, so nothing
+        could stop it, and the overlays it fills are removed.)"""
+        w = self.apply_worker
+        told = w is None or self._apply_job.get("edited") is not None or (
+            self._apply_start is None and w.abort_requested)  # cancelled, or its layer gone
+        if not told:
+            notifications.show_warning(
+                "Apply to all stopped: the CaTune tuner was closed before it finished, so "
+                "no results were stored. Open the tuner again and click Apply to all.")
+        self.quit()
+
     def _apply_done(self) -> None:
         self.apply_worker = None
         self._apply_start = None
