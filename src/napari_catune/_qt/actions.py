@@ -1,6 +1,6 @@
 """The tuner's actions: parameter files, Estimate and Apply to all (workers with
-progress and Cancel).  Everything heavy runs in the worker; the GUI thread only
-stores what the worker computed."""
+progress and Cancel; Apply to all in applyall.py).  Everything heavy runs in the
+worker; the GUI thread only stores what the worker computed."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ from .. import _overwrite
 from .. import kernel as _kernel
 from .. import params as _params
 from .. import session as _ses
+from .applyall import ApplyAll
 from .jobs import worker as _worker
 
-_APPLY, _ESTIMATE = "apply", "estimate"
+_ESTIMATE = "estimate"
 
 
 def fs_mismatch_note(path, tuned_at: float, src) -> str:
@@ -39,7 +40,7 @@ def _own_warnings(w, handler) -> None:
     w.warned.connect(handler)
 
 
-class Actions:
+class Actions(ApplyAll):
     def __init__(self, tuner):
         self.t = tuner
         self.s = tuner.session
@@ -47,6 +48,7 @@ class Actions:
         self.estimate_worker = None
         self.last_estimate = None
         self._apply_start = None  # an Apply to all waiting for the traces
+        self._apply_job: dict = {}  # the running Apply to all's source and state
         #: (path, fs) of a parameter file loaded before any data was
         self.loaded_fs = None
         c = tuner.controls
@@ -55,6 +57,7 @@ class Actions:
         c.save_btn.clicked.connect(self._save_dialog)
         c.load_btn.clicked.connect(self._load_dialog)
         tuner.truth_btn.clicked.connect(self._events_dialog)
+        tuner.picker.edited.connect(self._layer_edited)
 
     # ------------------------------------------------------------ files
     def save_params(self, path) -> bool:
@@ -260,134 +263,6 @@ class Actions:
             self.estimate_worker = None
             self.t.controls.estimate_btn.setEnabled(True)
             self.t.jobs.finish(_ESTIMATE)
-
-    # ----------------------------------------------------- apply to all
-    def apply(self):
-        """Solve every ROI with the current parameters in a worker (Cancel stops
-        it between chunks).  Called while the traces are read, it starts when
-        they are ready.  Returns the worker, or None."""
-        t = self.t
-        src = self.s.source
-        if src is None and not t.picker.building:
-            notifications.show_warning("Nothing to apply to: choose a Labels layer in the "
-                                       "CaTune tuner.")
-            return None
-        if self.apply_worker is not None:
-            notifications.show_warning("Apply to all is already running; cancel it first.")
-            return self.apply_worker
-        p = self.s.params
-        job: dict = {}
-
-        def work():
-            s = job["src"]
-            return (yield from _ses.apply_job(s.traces, s.roi_ids, p, snr=s.snr, noise=s.noise))
-
-        w = _worker(work)
-        self.apply_worker = w
-
-        def yielded(v):
-            if not t._closed:
-                t.jobs.update(_APPLY, v[0], v[1])
-
-        def returned(batch):
-            if t._closed:
-                return
-            s = job["src"]
-            labels = s.origin[1]
-            if labels not in t.viewer.layers or labels.data is not job["data"]:
-                notifications.show_warning(
-                    "The Labels layer was removed or its ROIs changed during Apply to all; "
-                    "the results were discarded. Apply again.")
-                return
-            self._store(s, batch)
-
-        def aborted():
-            if not t._closed:
-                t.status.setText("Apply to all cancelled; no results were stored.")
-
-        def errored(e):
-            if not t._closed:
-                notifications.show_error(_ses.failure_text(
-                    e, "Apply to all", "Check the parameters and the data, then try again."))
-
-        def start(src):
-            job["src"], job["data"] = src, src.origin[1].data
-            t.jobs.start(_APPLY, f"Applying to {src.n_rois} ROIs...", total=src.n_rois,
-                         cancel=self.cancel_apply)
-            w.start()
-
-        w.yielded.connect(yielded)
-        w.returned.connect(returned)
-        w.aborted.connect(aborted)
-        w.errored.connect(errored)
-        w.finished.connect(lambda: None if t._closed else self._apply_done())
-        t.controls.apply_btn.setEnabled(False)
-        if src is not None:
-            start(src)
-        else:
-            self._apply_start = start
-            t.jobs.start(_APPLY, "Apply to all starts once the traces are read...",
-                         cancel=self.cancel_apply)
-        return w
-
-    def _store(self, src, b) -> None:
-        labels = src.origin[1]
-        meta = labels.metadata.setdefault("catune", {})
-        meta["results"] = {"activity": b.activity, "reconvolution": b.reconvolution,
-                           "baseline": b.baseline, "converged": b.converged,
-                           "roi_ids": b.roi_ids, "params": b.params.to_dict()}
-        if getattr(b, "fitted_trace", None) is not None:  # what fit and baseline describe
-            meta["results"]["fitted_trace"] = b.fitted_trace
-        meta["params"] = b.params.to_dict()
-        try:
-            labels.features = b.features
-        except Exception as e:  # noqa: BLE001
-            notifications.show_warning(f"Results stored in metadata, but features failed: {e}")
-        self.s.set_batch(b)
-        self.t._showing_all = True
-        self.t.update_overlay()
-        skipped = getattr(b, "skipped", ())
-        note = ""
-        if len(skipped):
-            shown = ", ".join(str(int(r)) for r in skipped[:10])
-            more = f", ... ({len(skipped) - 10} more)" if len(skipped) > 10 else ""
-            note = (f" {len(skipped)} ROI(s) skipped: their traces hold NaN or Inf "
-                    f"(ROI {shown}{more}); their results are NaN.")
-            notifications.show_warning("Apply to all:" + note)
-        done = (f"{src.n_rois - len(skipped)} of {src.n_rois}" if len(skipped)
-                else f"{src.n_rois}")
-        self.t.status.setText(
-            f"Applied to {done} ROIs; results stored on '{labels.name}' (save them with "
-            "File > IO Utilities > Save CaTune results... as .npz, .nwb or .csv)." + note)
-
-    def _apply_done(self) -> None:
-        self.apply_worker = None
-        self._apply_start = None
-        self.t.jobs.finish(_APPLY)
-        self.t.controls.apply_btn.setEnabled(True)
-
-    def cancel_apply(self, *_) -> None:
-        if self._apply_start is not None:
-            self._drop_pending("cancelled before the traces were read.")
-        elif self.apply_worker is not None:
-            self.apply_worker.quit()
-            self.t.status.setText("Cancelling...")
-
-    def _drop_pending(self, why: str) -> None:
-        if self._apply_start is None:
-            return
-        self._apply_done()
-        self.t.status.setText(f"Apply to all cancelled: {why}")
-
-    def source_ready(self, src) -> None:
-        if self._apply_start is not None:
-            start, self._apply_start = self._apply_start, None
-            start(src)
-
-    def layer_lost(self) -> None:
-        if self.apply_worker is not None and self._apply_start is None:
-            self.apply_worker.quit()
-        self._drop_pending("the data source went away.")
 
     def quit(self) -> None:
         """Python side only: may run after the Qt objects were deleted."""

@@ -119,6 +119,7 @@ class SourcePicker(QObject):
     ready = Signal(object)
     failed = Signal(str)  # the traces could not be read
     changed = Signal()  # the choice changed: the current source is dropped
+    edited = Signal(object)  # a hooked layer's data were painted or replaced
     status = Signal(str)
 
     def __init__(self, viewer, cache: dict, jobs, fs_default):
@@ -325,10 +326,17 @@ class SourcePicker(QObject):
         self._hooked[id(layer)] = (layer_ref, changed)
 
     def _data_changed(self, layer) -> None:
+        self.edited.emit(layer)
         for k in [k for k, v in self.cache.items() if layer in v.origin]:
             del self.cache[k]
         if not self.closed and self.current is not None and layer in self.current.origin:
             self._edit_timer.start()  # a burst of paint events: once they pause
+
+    @property
+    def edit_pending(self) -> bool:
+        """The current source's layers were just edited: their traces are read
+        anew once the edits pause."""
+        return self._edit_timer.isActive()
 
     def _edited(self) -> None:
         if not self.closed and self.current is not None:

@@ -159,7 +159,7 @@ class ViewerHooks:
         self._closed = True
         self._overlay_timer.stop()
         self._live.stop()
-        self.actions.quit()
+        self.actions.tuner_closed()  # (says what became of a running Apply to all)
         self.picker.close()
         disconnect(self.viewer, self._hooks)
         self.controls.close_session()
