@@ -191,15 +191,17 @@ def build_source(traces, roi_ids=None, fs: float | None = None, *, fs_default: f
 
 
 # -------------------------------------------------------------------- solves
-def event_rate(activity: np.ndarray, fs: float, noise=None) -> np.ndarray:
+def event_rate(activity: np.ndarray, fs: float, noise=None, dark=None) -> np.ndarray:
     """Events per minute: runs of activity whose summed size is above a threshold
-    (2 noise sigmas when known, and 5 % of the ROI's largest run).  The run
-    starting at frame 0 (the calcium present before the recording) is not
-    counted, nor does it set the threshold, as in ``detect_events``' table
-    (:func:`napari_catune.events.without_frame0_runs`)."""
-    from .events import without_frame0_runs
+    (2 noise sigmas when known, and 5 % of the ROI's largest run).  A run that
+    starts before the recording (frames 0-1 after the row's ``dark`` leading
+    dark frames: the calcium present before it) is not counted, nor does it
+    set the threshold, as in ``detect_events``' table
+    (:func:`napari_catune.events.without_initial_runs`)."""
+    from .events import without_initial_runs
 
-    a = without_frame0_runs(np.atleast_2d(np.asarray(activity, dtype=np.float64)), fs)
+    a = without_initial_runs(np.atleast_2d(np.asarray(activity, dtype=np.float64)), fs,
+                             dark=dark)
     n, T = a.shape
     out = np.zeros(n)
     # a row ending in NaN padding: the rate over its finite part
@@ -254,6 +256,7 @@ class LiveResult:
     snr: np.ndarray
     elapsed: float = float("nan")
     _stats: tuple | None = field(default=None, repr=False)
+    _init: np.ndarray | None = field(default=None, repr=False)
 
     def row(self, rid: int) -> int:
         return self.ids.index(int(rid))
@@ -275,6 +278,18 @@ class LiveResult:
     def events_per_min(self) -> np.ndarray:
         """Events per minute in each activity (:func:`event_rate`)."""
         return self._fit_stats()[1]
+
+    @property
+    def initial_ends(self) -> np.ndarray:
+        """Per row, the frame where the runs of activity that start before the
+        recording end (:func:`napari_catune.events.initial_run_ends`; 0: none):
+        the tuner's activity row leaves them out of its y-range."""
+        if self._init is None:
+            from .events import initial_run_ends, leading_dark_frames
+
+            fs = self.params.fs
+            self._init = initial_run_ends(self.activity, fs, leading_dark_frames(self.trace, fs))
+        return self._init
 
 
 class BufferPool:
@@ -835,7 +850,10 @@ def apply_job(traces: np.ndarray, roi_ids, params: TuningParams, *, snr=None, no
         # r2 of the fit against the trace it fitted (band-passed when the filter is on)
         y = sink.fitted_trace[ok] if p.filter_enabled else np.asarray(traces[ok], np.float64)
         nz = None if noise is None else np.asarray(noise, float)[ok]
-        rate[ok] = event_rate(act[ok], p.fs, nz) / 60.0
+        from .events import leading_dark_frames
+
+        dark = leading_dark_frames(traces, p.fs)[ok]  # (reads the first seconds only)
+        rate[ok] = event_rate(act[ok], p.fs, nz, dark) / 60.0
         r2[ok] = _r2(y, rec[ok])
     features = {
         "index": ids.copy(),

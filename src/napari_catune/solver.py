@@ -1484,7 +1484,8 @@ def fit_stats(traces, fit, activity, fs: float, noise=None, *, threaded: bool = 
     compiled call (no NumPy pass that would hand the GIL to a busy GUI
     thread): r2 of ``fit`` against ``traces`` (NaN for a constant trace) and
     the event rate of ``activity`` as ``session.event_rate`` defines it (the
-    run starting at frame 0 left out, as in ``detect_events``' table).
+    runs that start before the recording left out, as in ``detect_events``'
+    table given the traces: frames 0-1 after any leading dark frames).
     ``threaded=False`` runs on the calling thread alone, never queued behind
     a solve that holds the solver's threads."""
     y = _f64c(np.atleast_2d(traces))
@@ -1506,11 +1507,12 @@ def fit_stats(traces, fit, activity, fs: float, noise=None, *, threaded: bool = 
                 r, e = fit_stats(y[i, :L], f[i, :L], a[i, :L], fs, sig[i], threaded=threaded)
                 r2[i], ev[i] = r[0], e[0]
         return r2, ev
-    # the events table's count: the run starting at frame 0 (the calcium
-    # present before the recording) is no event (a copy when a row has one)
-    from .events import without_frame0_runs
+    # the events table's count: a run starting before the recording (the
+    # calcium present before it: frames 0-1 after any leading dark frames) is
+    # no event (a copy when a row has one)
+    from .events import leading_dark_frames, without_initial_runs
 
-    a = without_frame0_runs(a, fs)
+    a = without_initial_runs(a, fs, dark=leading_dark_frames(y, fs))
     if _fallback_now():  # the same numbers, in NumPy (session's definitions)
         from .session import _r2, event_rate
 
