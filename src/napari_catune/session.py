@@ -257,6 +257,7 @@ class LiveResult:
     elapsed: float = float("nan")
     _stats: tuple | None = field(default=None, repr=False)
     _init: np.ndarray | None = field(default=None, repr=False)
+    _dark: np.ndarray | None = field(default=None, repr=False)
 
     def row(self, rid: int) -> int:
         return self.ids.index(int(rid))
@@ -266,7 +267,8 @@ class LiveResult:
         calling thread alone (never waiting for a solver thread busy with a solve)."""
         if self._stats is None:
             self._stats = _solver.fit_stats(self.trace, self.fit, self.activity,
-                                            self.params.fs, self.noise, threaded=False)
+                                            self.params.fs, self.noise, threaded=False,
+                                            dark=self.dark_frames)
         return self._stats
 
     @property
@@ -280,15 +282,24 @@ class LiveResult:
         return self._fit_stats()[1]
 
     @property
+    def dark_frames(self) -> np.ndarray:
+        """Each row's leading dark frames (:func:`napari_catune.events.leading_dark_frames`),
+        read once for the read-outs and the activity row's y-range."""
+        if self._dark is None:
+            from .events import leading_dark_frames
+
+            self._dark = leading_dark_frames(self.trace, self.params.fs)
+        return self._dark
+
+    @property
     def initial_ends(self) -> np.ndarray:
         """Per row, the frame where the runs of activity that start before the
         recording end (:func:`napari_catune.events.initial_run_ends`; 0: none):
         the tuner's activity row leaves them out of its y-range."""
         if self._init is None:
-            from .events import initial_run_ends, leading_dark_frames
+            from .events import initial_run_ends
 
-            fs = self.params.fs
-            self._init = initial_run_ends(self.activity, fs, leading_dark_frames(self.trace, fs))
+            self._init = initial_run_ends(self.activity, self.params.fs, self.dark_frames)
         return self._init
 
 
