@@ -66,7 +66,7 @@ def test_events_empty_and_bad_input():
     with pytest.raises(ValueError, match="roi_ids must hold one label value per ROI"):
         detect_events(np.zeros((2, 10)), 10, roi_ids=[1])
     # ids are names: 0-based ids (as a CLI results file may carry) are kept
-    assert detect_events(np.eye(2, 10, k=1), 10, roi_ids=[0, 1])["roi_id"].tolist() == [0, 1]
+    assert detect_events(np.eye(2, 10, k=2), 10, roi_ids=[0, 1])["roi_id"].tolist() == [0, 1]
     with pytest.raises(ValueError, match="roi_ids must be ROI ids >= 0"):
         detect_events(np.zeros((2, 10)), 10, roi_ids=[-1, 1])
     with pytest.raises(ValueError, match="unique"):
@@ -247,3 +247,83 @@ def test_results_refuse_events_on_another_clock(tmp_path):
     with pytest.raises(ValueError, match="not on the results' clock .the input's timestamps"):
         save_results(tmp_path / "r.npz", events=detect_events(act, fs, t0=12.5),
                      **{**kw, "t0": None}, timestamps=ts)
+
+
+# --------------------------------------------- frame 1 and leading dark frames
+def _dark_trace(T=3000, fs=30.0, dark=3, seed=0):
+    """A trace that starts with ``dark`` frames of a shutter still closed (far
+    below the rest), then high with the calcium of spikes before the recording."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(T) / fs
+    y = 0.05 * rng.standard_normal(T) + 4.0 * np.exp(-t / 0.8)
+    y[:dark] = -0.9 + 0.05 * rng.standard_normal(dark)
+    return y
+
+
+def test_leading_dark_frames_are_found_and_ordinary_starts_are_not():
+    from napari_catune.events import leading_dark_frames
+
+    fs = 30.0
+    ys = [_dark_trace(dark=d, seed=d) for d in (3, 1, 0)]
+    quiet = 0.05 * np.random.default_rng(5).standard_normal(3000)
+    dip = quiet.copy()
+    dip[1500:1510] = -3.0                  # a deep dip later is no dark start
+    low = quiet.copy()
+    low[:2] -= 0.2                         # 4 noise sigmas low: not dark
+    padded = np.r_[_dark_trace(dark=2)[:2000], np.full(1000, np.nan)]
+    got = leading_dark_frames(np.stack([*ys, quiet, dip, low, padded]), fs)
+    assert got.tolist() == [3, 1, 0, 0, 0, 0, 2]
+    assert leading_dark_frames(np.zeros((1, 10)), fs).tolist() == [0]  # too short to tell
+
+
+def test_runs_starting_within_the_initial_state_or_after_dark_frames_are_not_events():
+    """The AR(2) model's initial state is the calcium at frames 0 and 1: a run
+    starting at frame 1 is the calcium before the recording as one at frame 0
+    is; after leading dark frames (given the traces) the recording starts later."""
+    s, onsets, fs = _train()
+    s[1] = 40.0
+    ev = detect_events(s, fs)
+    assert 1 not in ev["onset_frame"] and list(ev["onset_frame"][:5]) == onsets
+    np.testing.assert_allclose(ev["unit"], [0.5])        # not pulled up by the run
+    kept = detect_events(s, fs, keep_first=True)
+    assert kept["onset_frame"][0] == 1 and kept["starts_before_recording"][0]
+    # frame 2 is after the initial state: an event, unless dark frames came first
+    s2, _, _ = _train()
+    s2[4] = 40.0                                        # right after 3 dark frames (+1)
+    y = _dark_trace(dark=3)
+    assert 4 in detect_events(s2, fs)["onset_frame"]
+    ev = detect_events(s2, fs, traces=y)
+    assert 4 not in ev["onset_frame"] and list(ev["onset_frame"]) == onsets + [2500, 2800]
+    np.testing.assert_allclose(ev["unit"], [0.5])
+    kept = detect_events(s2, fs, traces=y, keep_first=True)
+    assert kept["onset_frame"][0] == 4 and kept["starts_before_recording"].sum() == 1
+    with pytest.raises(ValueError, match="one row per activity row"):
+        detect_events(np.stack([s2, s2]), fs, traces=y)
+
+
+def test_without_initial_runs_matches_the_events_table():
+    from napari_catune.events import (initial_run_ends, leading_dark_frames,
+                                      without_initial_runs)
+
+    fs = 30.0
+    rng = np.random.default_rng(3)
+    a = (rng.random((6, 2000)) < 0.2) * rng.random((6, 2000))
+    a[:, :12] = 0.0
+    a[0, 0], a[1, 1], a[2, 2], a[3, 4], a[4, 5] = 5.0, 5.0, 5.0, 5.0, 5.0
+    y = np.stack([_dark_trace(T=2000, dark=d, seed=i) for i, d in enumerate([0, 0, 0, 3, 3, 0])])
+    dark = leading_dark_frames(y, fs)
+    assert dark.tolist() == [0, 0, 0, 3, 3, 0]
+    cut = without_initial_runs(a, fs, dark=dark)
+    assert cut is not a and a[0, 0] == 5.0                # a copy; the input unchanged
+    ends = initial_run_ends(a, fs, dark)
+    # rows 0, 1 (frames 0-1) and 3 (frame 4 = 3 dark + 1) start before the
+    # recording; row 2 (frame 2) and row 4 (frame 5 = 3 dark + 2) do not
+    assert (ends > 0).tolist() == [True, True, False, True, False, False]
+    ev = detect_events(a, fs, traces=y, keep_first=True)
+    for i in range(6):
+        sel = ev["activity_row"] == i
+        want = ev["onset_frame"][sel & ev["starts_before_recording"]]
+        assert bool(want.size) == bool(ends[i])
+        np.testing.assert_array_equal(cut[i, ends[i]:], a[i, ends[i]:])
+        assert not cut[i, :ends[i]].any()
+    assert without_initial_runs(np.zeros((2, 50)), fs) is not None

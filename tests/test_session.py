@@ -311,6 +311,47 @@ def test_events_per_min_leave_out_the_frame0_run_as_the_events_table():
             assert not cut[i, :stop].any() and np.array_equal(cut[i, stop:], r[i, stop:])
 
 
+def test_events_per_min_leave_out_the_run_after_leading_dark_frames():
+    """A recording whose first frames are dark (a shutter opening late: realgt's
+    DS07) starts after them: the run right after them is the calcium before
+    the recording, left out of the live events/min (compiled and NumPy) and of
+    the batch's event_rate_hz as of detect_events' table given the traces."""
+    from napari_catune.events import detect_events, leading_dark_frames
+    from napari_catune.solver import fit_stats
+
+    T = 1800  # one minute
+    t = np.arange(T) / FS
+    y = 1.0 + 0.05 * np.random.default_rng(1).standard_normal((2, T)) + 4.0 * np.exp(-t / 0.8)
+    y[0, :3] = 0.05  # three dark frames on row 0 only
+    a = np.zeros((2, T))
+    a[:, 4] = 8.0  # row 0: dark + 1 (before the recording); row 1: frame 4, an event
+    a[:, [300, 900]] = 0.4
+    table = detect_events(a, FS, traces=y)
+    want = np.bincount(table["activity_row"], minlength=2).astype(float)
+    assert want.tolist() == [2.0, 3.0]
+    dark = leading_dark_frames(y, FS)
+    assert dark.tolist() == [3, 0]
+    np.testing.assert_array_equal(ses.event_rate(a, FS, dark=dark), want)
+    assert ses.event_rate(a, FS)[0] == 3.0  # (without the dark frames: counted)
+    for threaded in (True, False):
+        np.testing.assert_array_equal(fit_stats(y, y, a, FS, threaded=threaded)[1], want)
+    # Apply to all: the features' rate is the live read-out's, dark frames included
+    y[0, :8] = 0.05  # 8 dark frames: the solver's initial run starts after frame 1
+    p = TuningParams(fs=FS, tau_rise=0.05, tau_decay=0.8, lam=0.05, baseline="drift")
+    gen = ses.apply_job(y, np.array([1, 2]), p)
+    try:
+        while True:
+            next(gen)
+    except StopIteration as e:
+        b = e.value
+    rate = b.features["event_rate_hz"] * 60.0
+    np.testing.assert_allclose(rate, fit_stats(y, b.reconvolution, b.activity, FS)[1],
+                               rtol=1e-12)
+    assert b.activity[0, :2].max() == 0 and b.activity[0, 2:10].max() > 1.0
+    assert rate.tolist() == [0.0, 0.0]
+    assert ses.event_rate(b.activity, FS).tolist() == [1.0, 0.0]  # (counted without the dark)
+
+
 def test_new_sessions_start_with_the_drift_baseline_and_apply_keeps_per_roi_baselines(s):
     assert ses.TuningSession().params.baseline == "drift"
     for mode in ("drift", "rolling", "scalar"):

@@ -254,3 +254,42 @@ def test_spectrum_requests_do_not_pile_up(qtbot, monkeypatch):
     np.testing.assert_array_equal(calls[-1], rows[-1])
     peak = sp.sel_curve.xData[np.argmax(sp.sel_curve.yData)]
     assert peak == pytest.approx(0.5 + 0.6 * 11, rel=0.1)
+
+
+# ------------------------------------------------ activity row's y-range
+def test_initial_calcium_run_does_not_set_the_activity_rows_range(make_napari_viewer, qtbot,
+                                                                 tmp_path):
+    """A recording starting with dark frames and then high with calcium from
+    before it (realgt's DS07): the run holding that calcium is many times the
+    row's later activity; the activity row's y-range is set by the rest, which
+    stays readable (the run is drawn, clipped)."""
+    from napari_catune.kernel import build_kernel
+
+    from _widgets import big_viewer, open_tuner
+
+    fs, T = 30.0, 1500
+    rng = np.random.default_rng(7)
+    t = np.arange(T) / fs
+    spikes = np.zeros((2, T))
+    spikes[:, 60::90] = 0.5
+    h = build_kernel(0.05, 0.8, fs)
+    y = np.stack([np.convolve(sp, h)[:T] for sp in spikes]) + 6.0 * np.exp(-t / 0.8)
+    y += 0.02 * rng.standard_normal((2, T))
+    y[:, :3] = -0.9  # the shutter opens at frame 3
+    path = tmp_path / "dark.npz"
+    np.savez(path, traces=y, fs=fs, roi_ids=np.array([1, 2]))
+    viewer = big_viewer(make_napari_viewer)
+    w = open_tuner(viewer)
+    viewer.open(str(path), plugin="napari-catune")
+    qtbot.waitUntil(lambda: w.session.source is not None, timeout=120_000)
+    wait(qtbot, w)
+    w.select_rois([1])
+    wait(qtbot, w)
+    w.traces.set_window(0.0, 45.0)
+    (r,) = w.traces.shown
+    qtbot.waitUntil(lambda: not r.dirty and r.data.get("activity") is not None, timeout=60_000)
+    act = r.data["activity"]
+    end = int(r.data["act_from"])
+    assert 0 < end <= 10 and act[:end].max() > 5 * act[end:].max() > 0
+    top = r.act.vb.viewRange()[1][1]
+    assert act[end:].max() <= top <= 1.3 * 1.08 * act[end:].max()

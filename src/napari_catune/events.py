@@ -31,14 +31,19 @@ files once ROIs were left out (suite2p's non-cells: ``roi_id`` 3 can be
 
 **Frame 0.**  The model starts with no calcium (DESIGN.md), so the calcium
 already present when the recording starts (from spikes before it) has to be
-explained by activity at the first frame(s): a run of activity starting at
-frame 0 is mostly that initial calcium, not a spike at t = 0 (on the
-ground-truth recordings of ``realgt-dev``, 21 of 101 rows have one and none
-of them a true spike in the first 0.5 s; ``bench/bench_frame0.py``).  Such a
-run is therefore not an event by default (``keep_first=True`` keeps it, with
-``starts_before_recording`` true), and it never sets a ROI's unit.  The
-activity arrays keep it: it is part of the fit (the reconvolution needs it to
-match the first seconds of the trace).  ``activity`` must start at the
+explained by activity at the first frames: the AR(2) calcium's initial state
+is its value at frames 0 and 1, so a run of activity starting at frame 0 or 1
+is mostly that initial calcium, not a spike.  When the trace starts with
+dark frames (a shutter or laser opening late, :func:`leading_dark_frames`)
+the recording starts after them: a run starting within frames 0-1 after the
+dark frames is that calcium too.  On the ground-truth recordings of
+``realgt-dev`` 13 % of such runs have a true spike within 100 ms, against
+37 % of the other runs at least as large (``bench/bench_frame0.py``; README,
+*Frame 0*).  Such a run is therefore not an event by default
+(``keep_first=True`` keeps it, with ``starts_before_recording`` true), and
+it never sets a ROI's unit; pass ``traces=`` for the dark frames.  The
+activity arrays keep it: it is part of the fit (the reconvolution needs it
+to match the first seconds of the trace).  ``activity`` must start at the
 recording's first frame for this to hold.
 
 :func:`save_events_csv` writes the table (``roi_id`` first) and
@@ -57,12 +62,15 @@ from ._padding import BAD, row_lengths
 from ._timebase import check_time, frame_times
 
 __all__ = ["detect_events", "EVENT_FIELDS", "save_events_csv", "read_event_times",
-           "ROI_COLUMNS", "TIME_COLUMNS", "FRAME0_NOTE", "without_frame0_runs"]
+           "ROI_COLUMNS", "TIME_COLUMNS", "FRAME0_NOTE", "without_initial_runs",
+           "without_frame0_runs", "leading_dark_frames", "initial_run_ends", "INITIAL_FRAMES"]
 
 #: what frame 0 of the activity is, for the results' sidecar and NWB description
-FRAME0_NOTE = ("activity at frame 0 (and the run it starts) holds the calcium present before "
-               "the recording started (the model starts without calcium), not a spike at "
-               "t = 0; detect_events leaves it out of the events (keep_first=True keeps it)")
+FRAME0_NOTE = ("activity at frame 0 or 1 (and the run it starts; after leading dark frames, "
+               "the run starting within the 2 frames after them) holds the calcium present "
+               "before the recording started (the model starts without calcium), not a "
+               "spike; detect_events(..., traces=) leaves it out of the events "
+               "(keep_first=True keeps it)")
 
 #: the per-event columns of :func:`detect_events`, in the order a CSV gets them
 EVENT_FIELDS = ("roi_id", "activity_row", "onset_frame", "onset_s", "peak_s", "size", "amplitude",
@@ -97,28 +105,117 @@ def _merge_gap(merge_s: float, fs: float) -> int:
     return max(1, int(round(merge_s * fs)))
 
 
-def without_frame0_runs(activity, fs: float, merge_s: float = 0.05) -> np.ndarray:
-    """``activity`` (n, T) with each row's run starting at frame 0 (the one
-    :func:`detect_events` leaves out by default, gaps shorter than ``merge_s``
-    bridged the same way) set to 0, for counts that must match the events
-    table (the tuner's events/min).  The array itself when no row starts with
-    activity, else a copy; NaN padding is kept."""
+#: frames whose activity is the model's initial state: the AR(2) calcium starts
+#: from two values (frames 0 and 1), so the calcium present before the recording
+#: lands on either (module docstring, "Frame 0")
+INITIAL_FRAMES = 2
+#: a leading frame is dark (shutter or laser still off) when it is this many noise
+#: sigmas below the 1st percentile of the next seconds of its trace
+DARK_SIGMA = 8.0
+#: dark frames are looked for in the first second of a trace at most
+DARK_MAX_S = 1.0
+
+
+def leading_dark_frames(traces, fs: float) -> np.ndarray:
+    """Number of dark frames at the start of each trace (an int per row).
+
+    A frame is dark when it lies more than :data:`DARK_SIGMA` noise sigmas
+    below the 1st percentile of the trace over the next 10 s (after the first
+    :data:`DARK_MAX_S` s); the dark frames are the run of such frames from
+    frame 0, at most :data:`DARK_MAX_S` s.  The noise sigma is read from the
+    same 10 s (MAD of the frame-to-frame differences).  A shutter or laser
+    that opens a few frames into the recording gives them (``realgt-dev``'s
+    DS07 and DS08: 1-4 frames 12-38 sigmas below; no leading frame of the
+    other datasets is more than 5 below: ``bench/bench_frame0.py``).  NaN
+    padding at the end of a row is ignored."""
+    dark = _dark_depth(traces, fs) > DARK_SIGMA
+    if dark.shape[1] == 0:
+        return np.zeros(dark.shape[0], np.int64)
+    out = np.where(dark.all(axis=1), dark.shape[1], np.argmin(dark, axis=1))
+    return out.astype(np.int64)
+
+
+def _dark_depth(traces, fs: float) -> np.ndarray:
+    """(n, frames of the first DARK_MAX_S s): how many noise sigmas each first
+    frame lies below the 1st percentile of the next 10 s (0 for a row too
+    short to tell, or NaN frames)."""
+    fs = _positive("fs", fs)
+    cap = max(1, int(round(DARK_MAX_S * fs)))
+    win = max(256, int(round(10.0 * fs)))
+    y = np.atleast_2d(np.asarray(traces))[:, : cap + win].astype(np.float64)
+    out = np.zeros((y.shape[0], min(cap, y.shape[1])))
+    for i, x in enumerate(y):
+        ok = np.isfinite(x)
+        n = int(np.argmin(ok)) if not ok.all() else x.size  # the finite start
+        if n < cap + 16:
+            continue
+        ref = x[cap:n]
+        d = np.abs(np.diff(ref))
+        sig = 1.4826 * float(np.median(d)) / math.sqrt(2.0)
+        if not sig > 0:
+            sig = float(np.mean(d)) or 1e-12 * max(float(np.max(np.abs(ref))), 1e-300)
+        out[i] = (float(np.percentile(ref, 1)) - x[:cap]) / sig
+    return out
+
+
+def _initial_frames(n: int, fs: float, traces=None, dark=None) -> np.ndarray:
+    """Per row, how many first frames belong to the model's initial state: a run
+    of activity starting within them holds the calcium present before the
+    recording.  :data:`INITIAL_FRAMES` (frames 0-1), after the leading dark
+    frames (``dark``, or :func:`leading_dark_frames` of ``traces``)."""
+    if dark is None and traces is not None:
+        y = np.atleast_2d(np.asarray(traces))
+        if y.shape[0] != n:
+            raise ValueError(f"traces must have one row per activity row ({n}), got shape "
+                             f"{y.shape}")
+        dark = leading_dark_frames(y, fs)
+    k = np.full(n, INITIAL_FRAMES, np.int64)
+    return k if dark is None else k + np.broadcast_to(np.asarray(dark, np.int64), (n,))
+
+
+def initial_run_ends(activity, fs: float, dark=None, merge_s: float = 0.05) -> np.ndarray:
+    """Per row, the frame where the runs of activity that start before the
+    recording end: runs starting within frames 0-1 after the row's ``dark``
+    leading dark frames (:func:`leading_dark_frames`; None: none), gaps
+    shorter than ``merge_s`` bridged as :func:`detect_events` does; 0 for a
+    row without one.  Activity before it is the initial calcium."""
     a = np.atleast_2d(np.asarray(activity))
-    first = a[:, 0] > 0
-    if not first.any():
+    k = _initial_frames(a.shape[0], fs, dark=dark)
+    gap = _merge_gap(merge_s, fs)
+    out = np.zeros(a.shape[0], np.int64)
+    for i in range(a.shape[0]):
+        head = np.flatnonzero(a[i, : k[i]] > 0)
+        if head.size:
+            out[i] = _run_stop(a[i], int(head[-1]), gap)
+    return out
+
+
+def without_initial_runs(activity, fs: float, merge_s: float = 0.05, dark=None) -> np.ndarray:
+    """``activity`` (n, T) with each row's runs that start before the recording
+    (the ones :func:`detect_events` leaves out by default, :func:`initial_run_ends`;
+    ``dark``: the rows' leading dark frames, :func:`leading_dark_frames`) set
+    to 0, for counts that must match the events table (the tuner's
+    events/min, the batch features' event rate).  The array itself when no
+    row has such a run, else a copy; NaN padding is kept."""
+    a = np.atleast_2d(np.asarray(activity))
+    ends = initial_run_ends(a, fs, dark, merge_s)
+    if not ends.any():
         return a
     a = a.copy()
-    gap = _merge_gap(merge_s, fs)
-    for i in np.flatnonzero(first):
-        a[i, : _first_stop(a[i], gap)] = 0.0
+    for i in np.flatnonzero(ends):
+        a[i, : ends[i]] = 0.0
     return a
 
 
-def _first_stop(row: np.ndarray, gap: int) -> int:
-    """End of the run starting at frame 0 of ``row`` as :func:`_runs` bounds it
-    (gaps up to ``gap`` bridged), read a block at a time: that run is a few
-    frames, the row can be 10^5 (NaN padding is not > 0: never in a run)."""
-    last, n, block = 0, row.size, max(256, 2 * gap)
+#: the earlier name (runs starting at frame 0 only)
+without_frame0_runs = without_initial_runs
+
+
+def _run_stop(row: np.ndarray, last: int, gap: int) -> int:
+    """End of the run holding frame ``last`` (non-zero) of ``row`` as :func:`_runs`
+    bounds it (gaps up to ``gap`` bridged), read a block at a time: that run is a
+    few frames, the row can be 10^5 (NaN padding is not > 0: never in a run)."""
+    n, block = row.size, max(256, 2 * gap)
     while True:
         hi = min(n, last + 1 + block)
         seq = np.r_[last, last + 1 + np.flatnonzero(row[last + 1 : hi] > 0)]
@@ -150,7 +247,8 @@ def _ids(roi_ids, n: int, name: str = "roi_ids") -> np.ndarray:
 
 def detect_events(activity, fs, *, min_size: float = 0.0, unit=None,
                   merge_s: float = 0.05, isolation_s: float = 1.0, roi_ids=None,
-                  keep_first: bool = False, t0: float = 0.0, timestamps=None) -> dict:
+                  keep_first: bool = False, t0: float = 0.0, timestamps=None,
+                  traces=None) -> dict:
     """Event table of deconvolved activity (see the module docstring).
 
     Parameters
@@ -165,10 +263,15 @@ def detect_events(activity, fs, *, min_size: float = 0.0, unit=None,
     isolation_s : an event is isolated if no other is this close (for the unit)
     roi_ids : None or (n_rois,) int; the label value of each row, written in
         the ``roi_id`` column.  None: 1..n_rois.
-    keep_first : bool, keep a run of activity that starts at frame 0 as an
-        event (``starts_before_recording`` true); by default it is left out:
-        it is mostly the calcium present before the recording (module
-        docstring, "Frame 0").
+    keep_first : bool, keep the runs of activity that start before the
+        recording as events (``starts_before_recording`` true): runs starting
+        within the model's initial state (frames 0-1) or right after leading
+        dark frames.  By default they are left out: they are the calcium
+        present before the recording (module docstring, "Frame 0").
+    traces : None or the traces (same shape) the activity was deconvolved
+        from: their leading dark frames (:func:`leading_dark_frames`, a
+        shutter or laser that opens late) move the recording's start.  Without
+        them only frames 0-1 count as before the recording.
     t0 : float, time (s) of the first frame: ``onset_s`` and ``peak_s`` are
         ``t0 + frame / fs``, on the clock of the results' ``time_s`` (an NWB
         input's ``starting_time``: ``load_results(...)["t0"]``).
@@ -206,13 +309,14 @@ def detect_events(activity, fs, *, min_size: float = 0.0, unit=None,
         if units is None or units.shape != (n,) or not (np.isfinite(units).all() and (units > 0).all()):
             raise ValueError(f"unit must be a positive number or one per ROI ({n}), got {unit!r}")
     gap = _merge_gap(merge_s, fs)
+    k0 = _initial_frames(n, fs, traces)
     iso = isolation_s * fs
     cols = {k: [] for k in EVENT_FIELDS}
     unit_out = np.full(n, np.nan)
     for i in range(n):
         si = s[i, : lengths[i]]
         start, stop = _runs(si, gap)
-        first = start == 0  # the calcium present before the recording, mostly
+        first = start < k0[i]  # the calcium present before the recording
         if start.size == 0 or (first.all() and not keep_first):
             unit_out[i] = np.nan if unit is None else units[i]
             continue

@@ -265,15 +265,17 @@ def by_rows(fn, *arrays) -> np.ndarray:
 
 
 # -------------------------------------------------------------------- solves
-def event_rate(activity: np.ndarray, fs: float, noise=None) -> np.ndarray:
+def event_rate(activity: np.ndarray, fs: float, noise=None, dark=None) -> np.ndarray:
     """Events per minute: runs of activity whose summed size is above a threshold
-    (2 noise sigmas when known, and 5 % of the ROI's largest run).  The run
-    starting at frame 0 (the calcium present before the recording) is not
-    counted, nor does it set the threshold, as in ``detect_events``' table
-    (:func:`napari_catune.events.without_frame0_runs`)."""
-    from .events import without_frame0_runs
+    (2 noise sigmas when known, and 5 % of the ROI's largest run).  A run that
+    starts before the recording (frames 0-1 after the row's ``dark`` leading
+    dark frames: the calcium present before it) is not counted, nor does it
+    set the threshold, as in ``detect_events``' table
+    (:func:`napari_catune.events.without_initial_runs`)."""
+    from .events import without_initial_runs
 
-    a = without_frame0_runs(np.atleast_2d(np.asarray(activity, dtype=np.float64)), fs)
+    a = without_initial_runs(np.atleast_2d(np.asarray(activity, dtype=np.float64)), fs,
+                             dark=dark)
     n, T = a.shape
     out = np.zeros(n)
     # a row ending in NaN padding: the rate over its finite part
@@ -328,6 +330,8 @@ class LiveResult:
     snr: np.ndarray
     elapsed: float = float("nan")
     _stats: tuple | None = field(default=None, repr=False)
+    _init: np.ndarray | None = field(default=None, repr=False)
+    _dark: np.ndarray | None = field(default=None, repr=False)
 
     def row(self, rid: int) -> int:
         return self.ids.index(int(rid))
@@ -337,7 +341,8 @@ class LiveResult:
         calling thread alone (never waiting for a solver thread busy with a solve)."""
         if self._stats is None:
             self._stats = _solver.fit_stats(self.trace, self.fit, self.activity,
-                                            self.params.fs, self.noise, threaded=False)
+                                            self.params.fs, self.noise, threaded=False,
+                                            dark=self.dark_frames)
         return self._stats
 
     @property
@@ -349,6 +354,27 @@ class LiveResult:
     def events_per_min(self) -> np.ndarray:
         """Events per minute in each activity (:func:`event_rate`)."""
         return self._fit_stats()[1]
+
+    @property
+    def dark_frames(self) -> np.ndarray:
+        """Each row's leading dark frames (:func:`napari_catune.events.leading_dark_frames`),
+        read once for the read-outs and the activity row's y-range."""
+        if self._dark is None:
+            from .events import leading_dark_frames
+
+            self._dark = leading_dark_frames(self.trace, self.params.fs)
+        return self._dark
+
+    @property
+    def initial_ends(self) -> np.ndarray:
+        """Per row, the frame where the runs of activity that start before the
+        recording end (:func:`napari_catune.events.initial_run_ends`; 0: none):
+        the tuner's activity row leaves them out of its y-range."""
+        if self._init is None:
+            from .events import initial_run_ends
+
+            self._init = initial_run_ends(self.activity, self.params.fs, self.dark_frames)
+        return self._init
 
 
 class BufferPool:
@@ -914,8 +940,12 @@ def apply_job(traces: np.ndarray, roi_ids, params: TuningParams, *, snr=None, no
         # r2 of the fit against the trace it fitted (band-passed when the filter is on)
         y = _rows(sink.fitted_trace if p.filter_enabled else traces, ok)
         nz = np.zeros(n) if noise is None else np.asarray(noise, float)
-        rate[ok] = by_rows(lambda a, s: event_rate(a, p.fs, None if noise is None else s[:, 0]),
-                           _rows(act, ok), _rows(nz[:, None], ok)) / 60.0
+        from .events import leading_dark_frames
+
+        dark = leading_dark_frames(traces, p.fs)  # (reads the first seconds only)
+        rate[ok] = by_rows(
+            lambda a, s, d: event_rate(a, p.fs, None if noise is None else s[:, 0], d[:, 0]),
+            _rows(act, ok), _rows(nz[:, None], ok), _rows(dark[:, None], ok)) / 60.0
         r2[ok] = by_rows(lambda y_, f_: _r2(np.asarray(y_, np.float64), f_), y, _rows(rec, ok))
     features = {
         "index": ids.copy(),

@@ -1479,20 +1479,29 @@ def _warm_up(live_only=False):
     objective(y, s, None, fs, tr, td, lam, drift_scale=10.0)
 
 
-def fit_stats(traces, fit, activity, fs: float, noise=None, *, threaded: bool = True):
+def fit_stats(traces, fit, activity, fs: float, noise=None, *, threaded: bool = True,
+              dark=None):
     """(r2, events per minute) per row for the tuner's live read-outs, in one
     compiled call (no NumPy pass that would hand the GIL to a busy GUI
     thread): r2 of ``fit`` against ``traces`` (NaN for a constant trace) and
     the event rate of ``activity`` as ``session.event_rate`` defines it (the
-    run starting at frame 0 left out, as in ``detect_events``' table).
+    runs that start before the recording left out, as in ``detect_events``'
+    table given the traces: frames 0-1 after any leading dark frames).
     ``threaded=False`` runs on the calling thread alone, never queued behind
-    a solve that holds the solver's threads."""
+    a solve that holds the solver's threads.  ``dark``: the rows' leading dark
+    frames when known (``events.leading_dark_frames`` of ``traces``, which
+    is what None computes)."""
     y = _f64c(np.atleast_2d(traces))
     f = _f64c(np.atleast_2d(fit))
     a = _f64c(np.atleast_2d(activity))
     n = y.shape[0]
     sig = np.zeros(n) if noise is None else np.nan_to_num(np.asarray(noise, dtype=np.float64))
     sig = np.ascontiguousarray(np.broadcast_to(sig, (n,)))
+    if dark is None:
+        from .events import leading_dark_frames
+
+        dark = leading_dark_frames(y, fs)
+    dark = np.broadcast_to(np.asarray(dark, np.int64), (n,))
     if np.isnan(f[:, -1]).any():
         # a row ending in NaN padding (its fit is NaN after its finite
         # part, one column tells it): each such row on its finite part
@@ -1503,14 +1512,16 @@ def fit_stats(traces, fit, activity, fs: float, noise=None, *, threaded: bool = 
         for i in range(n):
             L = int(lengths[i])
             if L != BAD:
-                r, e = fit_stats(y[i, :L], f[i, :L], a[i, :L], fs, sig[i], threaded=threaded)
+                r, e = fit_stats(y[i, :L], f[i, :L], a[i, :L], fs, sig[i], threaded=threaded,
+                                 dark=dark[i])
                 r2[i], ev[i] = r[0], e[0]
         return r2, ev
-    # the events table's count: the run starting at frame 0 (the calcium
-    # present before the recording) is no event (a copy when a row has one)
-    from .events import without_frame0_runs
+    # the events table's count: a run starting before the recording (the
+    # calcium present before it: frames 0-1 after any leading dark frames) is
+    # no event (a copy when a row has one)
+    from .events import without_initial_runs
 
-    a = without_frame0_runs(a, fs)
+    a = without_initial_runs(a, fs, dark=dark)
     if _fallback_now():  # the same numbers, in NumPy (session's definitions)
         from .session import _r2, event_rate
 

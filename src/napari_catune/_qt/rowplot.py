@@ -160,7 +160,12 @@ class Row:
         self.fit2.setPos(0.0, -(y1 - y0) / max(self.trace.vb.height(), 1.0))  # 1 px lower
         act = self.data.get("activity")
         if act is not None and act.shape[-1] == x.size:
-            top = float(np.max(act[sl], initial=0.0))
+            # the initial calcium's run (before act_from) is drawn, clipped, but
+            # sets the range only when the window holds no other activity
+            a0 = max(sl.start or 0, int(self.data.get("act_from", 0)))
+            top = float(np.max(act[a0: sl.stop], initial=0.0)) if a0 < sl.stop else 0.0
+            if top == 0.0:
+                top = float(np.max(act[sl], initial=0.0))
             top = top * 1.08 if top > 0 else 1.0
             if self.act_top is not None and top / 1.08 <= self.act_top <= 1.3 * top:
                 top = self.act_top  # holds the activity, not much too tall: kept

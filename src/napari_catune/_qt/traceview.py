@@ -223,6 +223,9 @@ class TraceView(QWidget):
             r.data["raw"] = res.trace[i]
             r.data["fit"] = res.fit[i]
             r.data["activity"] = res.activity[i]
+            # the run holding the calcium present before the recording does not
+            # set the activity row's y-range (it can be 10x the rest)
+            r.data["act_from"] = int(res.initial_ends[i])
             r.dirty = True
         self.draw()
         self._header_timer.start()
