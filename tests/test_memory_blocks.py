@@ -86,7 +86,8 @@ def test_apply_read_outs_by_blocks_same_values(monkeypatch, filt):
     real_r2, real_rate = session._r2, session.event_rate
     monkeypatch.setattr(session, "_r2", lambda y, f: seen.append(f.shape[0]) or real_r2(y, f))
     monkeypatch.setattr(session, "event_rate",
-                        lambda a, fs, nz=None: seen.append(a.shape[0]) or real_rate(a, fs, nz))
+                        lambda a, fs, nz=None, dark=None: seen.append(a.shape[0])
+                        or real_rate(a, fs, nz, dark))
     monkeypatch.setattr(session, "ROW_BLOCK_SAMPLES", 2 * tr.shape[1], raising=False)
     got = run()
     assert seen and max(seen) <= 2
