@@ -327,3 +327,29 @@ def test_without_initial_runs_matches_the_events_table():
         np.testing.assert_array_equal(cut[i, ends[i]:], a[i, ends[i]:])
         assert not cut[i, :ends[i]].any()
     assert without_initial_runs(np.zeros((2, 50)), fs) is not None
+
+
+def test_a_slow_warm_up_or_a_smoothed_dip_is_no_dark_start():
+    """Dark frames end in a step within the first 0.2 s: a raw trace that warms
+    up over seconds keeps a real spike at 0.4 s, and a smoothed dip at the start
+    is no dark start (review rev36)."""
+    from napari_catune.events import leading_dark_frames
+
+    fs, T = 30.0, 1800
+    rng = np.random.default_rng(0)
+    t = np.arange(T) / fs
+    h = np.exp(-t / 0.5) - np.exp(-t / 0.05)
+    h /= h.max()
+    s = np.zeros(T)
+    s[[12, 300, 600, 900, 1200]] = 1.0                  # a spike at 0.4 s
+    base = 1000.0 * (1 - 0.05 * np.clip(1 - t / 3.0, 0, None))  # 5 % lower at the start
+    y = base * (1 + 0.3 * np.convolve(s, h)[:T]) + 2.0 * rng.standard_normal(T)
+    assert leading_dark_frames(y[None], fs).tolist() == [0]
+    a = np.zeros(T)
+    a[[12, 300, 600, 900, 1200]] = 1.0
+    assert 12 in detect_events(a, fs, traces=y)["onset_frame"]
+    dips = 0.05 * rng.standard_normal((40, T))
+    dips[:, :10] -= 0.1                                  # 2 raw sigmas low ...
+    sm = np.stack([np.convolve(d, np.ones(3) / 3, "same") for d in dips])  # ... smoothed
+    assert not leading_dark_frames(sm, fs).any()
+    assert leading_dark_frames(_dark_trace(dark=3)[None], fs).tolist() == [3]

@@ -112,8 +112,14 @@ INITIAL_FRAMES = 2
 #: a leading frame is dark (shutter or laser still off) when it is this many noise
 #: sigmas below the 1st percentile of the next seconds of its trace
 DARK_SIGMA = 8.0
-#: dark frames are looked for in the first second of a trace at most
-DARK_MAX_S = 1.0
+#: dark frames end within the first 0.2 s of a trace (and 6 frames): a shutter
+#: or laser opens within it; a longer low start is a slow warm-up, whose first
+#: frames hold real activity
+DARK_MAX_S = 0.2
+DARK_MAX_FRAMES = 6
+#: ... and end in a step: the next frame rises by at least this share of the
+#: last dark frame's depth
+DARK_STEP = 0.5
 
 
 def leading_dark_frames(traces, fs: float) -> np.ndarray:
@@ -122,25 +128,36 @@ def leading_dark_frames(traces, fs: float) -> np.ndarray:
     A frame is dark when it lies more than :data:`DARK_SIGMA` noise sigmas
     below the 1st percentile of the trace over the next 10 s (after the first
     :data:`DARK_MAX_S` s); the dark frames are the run of such frames from
-    frame 0, at most :data:`DARK_MAX_S` s.  The noise sigma is read from the
+    frame 0 that ends within the first :data:`DARK_MAX_S` s (at least
+    :data:`DARK_MAX_FRAMES` frames) in a step (the next frame
+    rises by at least :data:`DARK_STEP` of the last one's depth: a slow
+    warm-up or a smoothed dip is a ramp, not dark frames).  The noise sigma is read from the
     same 10 s (MAD of the frame-to-frame differences).  A shutter or laser
     that opens a few frames into the recording gives them (``realgt-dev``'s
     DS07 and DS08: 1-4 frames 12-38 sigmas below; no leading frame of the
     other datasets is more than 5 below: ``bench/bench_frame0.py``).  NaN
     padding at the end of a row is ignored."""
-    dark = _dark_depth(traces, fs) > DARK_SIGMA
+    depth = _dark_depth(traces, fs)
+    dark = depth > DARK_SIGMA
     if dark.shape[1] == 0:
         return np.zeros(dark.shape[0], np.int64)
-    out = np.where(dark.all(axis=1), dark.shape[1], np.argmin(dark, axis=1))
-    return out.astype(np.int64)
+    # a run filling the whole window is a slow start, not dark frames
+    out = np.where(dark.all(axis=1), 0, np.argmin(dark, axis=1)).astype(np.int64)
+    # the light comes on in a step: the frame after the dark ones rises by at
+    # least half of the last one's depth (a slow warm-up or a smoothed dip is
+    # a ramp, and its first frames hold real activity)
+    rows = np.flatnonzero((out > 0) & (out < dark.shape[1]))
+    last, nxt = depth[rows, out[rows] - 1], depth[rows, out[rows]]
+    out[rows[last - nxt < DARK_STEP * last]] = 0
+    return out
 
 
 def _dark_depth(traces, fs: float) -> np.ndarray:
-    """(n, frames of the first DARK_MAX_S s): how many noise sigmas each first
+    """(n, frames of the first DARK_MAX_S s, at least DARK_MAX_FRAMES): how many noise sigmas each first
     frame lies below the 1st percentile of the next 10 s (0 for a row too
     short to tell, or NaN frames)."""
     fs = _positive("fs", fs)
-    cap = max(1, int(round(DARK_MAX_S * fs)))
+    cap = max(DARK_MAX_FRAMES, int(math.ceil(DARK_MAX_S * fs)))
     win = max(256, int(round(10.0 * fs)))
     y = np.atleast_2d(np.asarray(traces))[:, : cap + win].astype(np.float64)
     out = np.zeros((y.shape[0], min(cap, y.shape[1])))
