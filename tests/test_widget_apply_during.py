@@ -103,3 +103,16 @@ def test_closing_the_tuner_after_cancel_says_nothing_more(setup, qtbot, monkeypa
     with qtbot.waitSignal(worker.finished, timeout=120_000):
         gate.set()
     assert not notes["warning"] and not notes["error"]
+
+
+def test_an_edit_after_the_results_are_stored_is_no_discard(setup, qtbot):
+    """An edit handled between the run's ``returned`` (results stored) and its
+    ``finished`` is an edit after Apply: no "discarded" message (review rev36)."""
+    viewer, w, means, notes = setup
+    lab = viewer.layers["rois"]
+    worker = w.apply_to_all()
+    worker.returned.connect(lambda _: _paint_5_as_3(lab))  # after the tuner's handler
+    qtbot.waitUntil(lambda: not w.apply_running, timeout=120_000)
+    assert "results" in lab.metadata["catune"]
+    assert not [m for m in notes["warning"] if "discarded" in m]
+    assert "discarded" not in w.status.text()

@@ -46,6 +46,7 @@ class ApplyAll:
                 t.jobs.update(_APPLY, v[0], v[1])
 
         def returned(batch):
+            job["done"] = True  # an edit from now on is an edit after the run
             if t._closed or job.get("edited") is not None:
                 return  # (edited: said by _layer_edited)
             s = job["src"]
@@ -135,7 +136,7 @@ class ApplyAll:
         many; the user applies again once the ROIs are drawn.)"""
         job, w = self._apply_job, self.apply_worker
         if (w is None or self._apply_start is not None or job.get("edited") is not None
-                or layer not in job["src"].origin):
+                or job.get("done") or layer not in job["src"].origin):
             return
         job["edited"] = layer
         w.quit()
@@ -156,7 +157,8 @@ class ApplyAll:
         (Not kept running: its progress and Cancel go with the dock, so nothing
         could stop it, and the overlays it fills are removed.)"""
         w = self.apply_worker
-        told = w is None or self._apply_job.get("edited") is not None or (
+        told = w is None or self._apply_job.get("edited") is not None or self._apply_job.get(
+            "done") or (
             self._apply_start is None and w.abort_requested)  # cancelled, or its layer gone
         if not told:
             notifications.show_warning(
