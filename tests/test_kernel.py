@@ -1,4 +1,5 @@
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -223,3 +224,25 @@ def test_bandpass_removes_dc_keeps_band_and_skips_short():
     assert np.array_equal(bandpass_filter(short, tr, td, fs), short)
     two = bandpass_filter(np.vstack([band, band]), tr, td, fs)
     np.testing.assert_allclose(two[1], out - 0.0, atol=1e-6)
+
+
+def test_quiet_range_is_this_threads_own():
+    """The tuner's quiet for lambda above the web app's 0-10 holds on its own
+    thread only, and a value it has said is not said again (review rev36: a
+    process-wide warnings filter per slider move raced with worker threads)."""
+    import threading
+
+    from napari_catune.kernel import ParameterRangeWarning, quiet_range, validate_params
+
+    seen = []
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        with quiet_range("lam"):
+            validate_params(0.05, 0.5, 30.0, 37.25)  # quiet here
+            t = threading.Thread(target=lambda: seen.append(
+                validate_params(0.05, 0.5, 30.0, 41.75)))  # not quiet there
+            t.start()
+            t.join()
+        validate_params(0.05, 0.5, 30.0, 37.25)  # said once already (by the caller)
+    msgs = [str(m.message) for m in said if issubclass(m.category, ParameterRangeWarning)]
+    assert len(msgs) == 1 and "41.75" in msgs[0] and seen

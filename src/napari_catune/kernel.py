@@ -6,6 +6,8 @@ plain NumPy/SciPy and cheap enough to call on every slider event.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import warnings
 
@@ -82,11 +84,32 @@ def _check_one(name: str, value, warn: bool = True) -> float:
     return value
 
 
+#: parameters whose values outside CaTune's slider ranges pass without a
+#: warning in this thread (:func:`quiet_range`)
+_QUIET: contextvars.ContextVar = contextvars.ContextVar("catune_quiet_ranges",
+                                                        default=frozenset())
+
+
+@contextlib.contextmanager
+def quiet_range(*names: str):
+    """Within the block, values of ``names`` outside CaTune's slider ranges pass
+    without a :class:`ParameterRangeWarning`, on this thread only (the tuner
+    says it once itself; a process-wide warnings filter would race with other
+    threads)."""
+    token = _QUIET.set(_QUIET.get() | frozenset(names))
+    try:
+        yield
+    finally:
+        _QUIET.reset(token)
+
+
 def _warn_outside(name: str, value: float) -> None:
     lo, hi = PARAM_RANGES[name]
     if lo <= value <= hi or (name, value) in _WARNED:
         return
-    _WARNED.add((name, value))
+    _WARNED.add((name, value))  # (quiet: said by the caller, so not again by a solve)
+    if name in _QUIET.get():
+        return
     unit = _UNITS[name]
     warnings.warn(
         f"{_LABELS[name]} = {value:g}{unit} is outside CaTune's slider range "

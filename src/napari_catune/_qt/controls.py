@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import math
-import warnings
 
 import numpy as np
 from napari.utils import notifications
@@ -212,9 +211,10 @@ class ParamControls(QWidget):
         self._scale_of = noise
         sig = math.nan
         if noise is not None and len(noise):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # all-NaN: no scale
-                sig = float(np.nanmedian(noise))
+            fin = np.asarray(noise, dtype=np.float64)
+            fin = fin[np.isfinite(fin)]
+            if fin.size:  # (all NaN: no scale)
+                sig = float(np.median(fin))
         self.lam.respan(*_ses.lam_slider_range(sig, self.session.params.lam))
 
     def _fit_lam_span(self, lam: float) -> None:
@@ -289,13 +289,10 @@ class ParamControls(QWidget):
     # ------------------------------------------------------------ edits
     def _apply(self, **changes) -> bool:
         try:
-            with warnings.catch_warnings(record=True) as said:
-                warnings.simplefilter("always", _kernel.ParameterRangeWarning)
+            # lambda above the web app's 0-10: said once, by show_params (a
+            # thread's own quiet: no process-wide warnings filter per move)
+            with _kernel.quiet_range("lam"):
                 self.session.set_params(**changes)
-            for w in said:  # lambda above the web app's 0-10: said once, by show_params
-                if not (issubclass(w.category, _kernel.ParameterRangeWarning)
-                        and str(w.message).startswith("lambda =")):
-                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         except ValueError as e:
             notifications.show_error(f"Parameters not applied: {e}")
             self.show_params(self.session.params)  # the last valid values come back
