@@ -336,7 +336,7 @@ def test_events_per_min_leave_out_the_run_after_leading_dark_frames():
     for threaded in (True, False):
         np.testing.assert_array_equal(fit_stats(y, y, a, FS, threaded=threaded)[1], want)
     # Apply to all: the features' rate is the live read-out's, dark frames included
-    y[0, :8] = 0.05  # 8 dark frames: the solver's initial run starts after frame 1
+    y[0, :5] = 0.05  # 5 dark frames: the solver's initial run starts after frame 1
     p = TuningParams(fs=FS, tau_rise=0.05, tau_decay=0.8, lam=0.05, baseline="drift")
     gen = ses.apply_job(y, np.array([1, 2]), p)
     try:
@@ -567,3 +567,36 @@ def test_solver_writes_into_out():
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="out must be"):
         solver_mod.run_deconvolution_full(y, FS, 0.05, 0.5, 0.05, baseline="scalar", out=out)
+
+
+def test_live_dark_frames_are_the_raw_traces_and_read_once_per_selection(monkeypatch):
+    """With the bandpass on, the tuner's result reads the leading dark frames of
+    the raw traces, as Apply to all does (review rev36), and a slider move on the
+    same ROIs reads them again from no trace."""
+    import napari_catune.events as ev
+
+    T = 1800
+    t = np.arange(T) / FS
+    y = 1.0 + 0.05 * np.random.default_rng(3).standard_normal((2, T)) + 4.0 * np.exp(-t / 0.8)
+    y[0, :3] = 0.05
+    sess = ses.TuningSession(TuningParams(0.05, 0.8, FS, 0.05, filter_enabled=True))
+    sess.set_source(ses.build_source(y, roi_ids=[1, 2], fs=FS))
+    reads = []
+    real = ev.leading_dark_frames
+    monkeypatch.setattr(ev, "leading_dark_frames", lambda *a: reads.append(a[0]) or real(*a))
+    sess.select([1, 2])
+    assert sess.result.dark_frames.tolist() == real(y, FS).tolist() == [3, 0]
+    assert len(reads) == 1 and np.array_equal(reads[0], y[:, : reads[0].shape[1]])  # raw
+    assert not np.array_equal(sess.result.trace[:, :100], y[:, :100])  # (fitted: band-passed)
+    gen = ses.apply_job(y, np.array([1, 2]), sess.params)
+    try:
+        while True:
+            next(gen)
+    except StopIteration as e:
+        b = e.value
+    n = len(reads)
+    sess.set_params(lam=0.1)
+    assert len(reads) == n and sess.result.dark_frames.tolist() == [3, 0]
+    sess.set_params(fs=FS * 1.01)
+    assert len(reads) == n + 1
+    assert b.features["event_rate_hz"].shape == (2,)

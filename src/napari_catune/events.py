@@ -152,6 +152,12 @@ def leading_dark_frames(traces, fs: float) -> np.ndarray:
     return out
 
 
+def dark_prefix(fs: float) -> int:
+    """How many first frames :func:`leading_dark_frames` reads of a trace."""
+    fs = _positive("fs", fs)
+    return max(DARK_MAX_FRAMES, int(math.ceil(DARK_MAX_S * fs))) + max(256, int(round(10.0 * fs)))
+
+
 def _dark_depth(traces, fs: float) -> np.ndarray:
     """(n, frames of the first DARK_MAX_S s, at least DARK_MAX_FRAMES): how many noise sigmas each first
     frame lies below the 1st percentile of the next 10 s (0 for a row too

@@ -170,6 +170,21 @@ class TraceSource:
     #: irregular times (None: ``t0 + k / fs``); see ``napari_catune._timebase``
     t0: float = 0.0
     timestamps: np.ndarray | None = None
+    #: the last rows' leading dark frames read (:meth:`dark_frames`)
+    _dark_last: tuple = field(default=(None, None), repr=False)
+
+    def dark_frames(self, rows, fs: float) -> np.ndarray:
+        """The leading dark frames of the raw traces of ``rows``
+        (:func:`napari_catune.events.leading_dark_frames`), kept for the last
+        rows and rate asked: a slider move on the same ROIs reads no trace."""
+        key = (tuple(int(r) for r in rows), float(fs))
+        last_key, last = self._dark_last
+        if last_key != key:
+            from .events import dark_prefix, leading_dark_frames
+
+            last = leading_dark_frames(self.traces[:, : dark_prefix(fs)][list(key[0])], fs)
+            self._dark_last = (key, last)
+        return last
 
     def __post_init__(self):
         self.roi_ids = np.asarray(self.roi_ids, dtype=np.int64)
@@ -357,8 +372,9 @@ class LiveResult:
 
     @property
     def dark_frames(self) -> np.ndarray:
-        """Each row's leading dark frames (:func:`napari_catune.events.leading_dark_frames`),
-        read once for the read-outs and the activity row's y-range."""
+        """Each row's leading dark frames (:func:`napari_catune.events.leading_dark_frames`
+        of the raw traces: the tuner's solve hands them over; else read here once),
+        for the read-outs and the activity row's y-range."""
         if self._dark is None:
             from .events import leading_dark_frames
 
@@ -533,7 +549,8 @@ class SolveRequest:
             noise = self.source.noise[rows]
             self.result = LiveResult(
                 self.gen, self.ids, p, y, fit, act, _as_nd(r.baseline, _F64, 1),
-                _as_nd(r.converged, _BOOL, 1), noise, self.source.snr[rows])
+                _as_nd(r.converged, _BOOL, 1), noise, self.source.snr[rows],
+                _dark=self.source.dark_frames(rows, p.fs))  # of the raw traces, as Apply
         except Exception as e:  # noqa: BLE001 - reported by whoever accepts it
             self.error = e
         self.elapsed = time.perf_counter() - t0
