@@ -27,7 +27,6 @@ import math
 import sys
 import threading
 import time
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -125,10 +124,8 @@ def _guess_unit(traces: np.ndarray) -> str:
         ok = fin.any(axis=1)
         if not ok.any():
             return "raw"
-        sub = sub[ok]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            med = float(np.nanmedian(np.nanmedian(sub, axis=1)))
+        sub = sub[ok]  # (each row has a finite value: nanmedian does not warn)
+        med = float(np.median(np.nanmedian(sub, axis=1)))
         hi = float(np.percentile(np.abs(sub[fin[ok]]), 99))
     else:
         med = float(np.median(np.median(sub, axis=1)))
