@@ -6,7 +6,6 @@ Qt-free: (tau_rise, tau_decay) from a time to peak and a half-decay (or FWHM).
 from __future__ import annotations
 
 import math
-import warnings
 
 from . import kernel as _kernel
 
@@ -41,15 +40,13 @@ for _name, (_tr, _td, _src) in TAU_PRESETS.items():
 
 def _decay_ratio(rho: float) -> float:
     """(half-decay time after the peak) / t_peak of the kernel with tau_rise/tau_decay = rho."""
-    with warnings.catch_warnings():  # the search passes taus outside CaTune's sliders
-        warnings.simplefilter("ignore")
-        tp, _, right = _kernel.kernel_landmarks(rho, 1.0)
+    with _kernel.quiet_range("tau_rise", "tau_decay"):  # the search passes taus
+        tp, _, right = _kernel.kernel_landmarks(rho, 1.0)  # outside CaTune's sliders
     return (right - tp) / tp
 
 
 def _t_peak_unit(rho: float) -> float:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with _kernel.quiet_range("tau_rise", "tau_decay"):
         return _kernel.kernel_landmarks(rho, 1.0)[0]
 
 
