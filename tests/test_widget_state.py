@@ -509,3 +509,33 @@ def test_activity_layer_is_lazy_and_shows_activity(setup, qtbot):
     fit = np.asarray(w.traces.shown[1].data["fit"])
     np.testing.assert_allclose(np.asarray(lazy[t])[lab == 8], fit[t], rtol=1e-5)
     assert sorted(viewer.layers["CaTune ROI ids"].features["roi_id"]) == sorted(ROIS)
+
+
+def test_undo_and_redo_of_a_stroke_reread_the_traces(setup, qtbot):
+    """napari's Labels.undo/redo send only ``set_data`` (as display changes do):
+    the traces follow them, and a display change reads nothing anew."""
+    viewer, w, means, notes = setup
+    w.select_rois([3])
+    wait(qtbot, w)
+    lab = viewer.layers["rois"]
+    before = lab.data.copy()
+    coords = np.argwhere(np.ones((6, 6), bool)) + [16, 16]
+    lab.data_setitem(tuple(coords.T), 30)  # a brush stroke
+    qtbot.waitUntil(lambda: w.session.source is not None and 30 in w.session.source.row,
+                    timeout=120_000)
+    wait(qtbot, w)
+    src = w.session.source
+    lab.contour = 1  # a display change: set_data, the same ROIs
+    lab.opacity = 0.5
+    assert not w.picker.edit_pending and w.session.source is src
+    lab.undo()
+    np.testing.assert_array_equal(lab.data, before)
+    qtbot.waitUntil(lambda: w.session.source is not None and 30 not in w.session.source.row,
+                    timeout=120_000)
+    wait(qtbot, w)
+    assert w.selected_rois == [3]
+    lab.redo()
+    qtbot.waitUntil(lambda: w.session.source is not None and 30 in w.session.source.row,
+                    timeout=120_000)
+    wait(qtbot, w)
+    assert not notes["error"]

@@ -8,8 +8,8 @@ drops its cache entry and reads them again.
 
 from __future__ import annotations
 
-import os
 import weakref
+import zlib
 
 import numpy as np
 from magicgui.widgets import ComboBox, Container
@@ -17,95 +17,12 @@ from napari.layers import Image, Labels
 from napari.utils import notifications
 from qtpy.QtCore import QObject, QTimer, Signal
 
-from ..session import build_source
 from .jobs import worker as _worker
-from .overlays import is_overlay, label_index
+from .overlays import is_overlay
+from .sourcejob import SourceError, build_job
 
 NONE = "(none: traces in the Labels layer)"
 _GAP = 4  # background pixels between two trace files' tile grids
-
-
-class SourceError(ValueError):
-    """A data-source problem whose message is ready for the user."""
-
-
-def _truth(meta: dict, ids) -> dict | None:
-    """ROI id -> frames of true events, from the sample's ground truth if present."""
-    gt = meta.get("ground_truth")
-    spikes = gt.get("spikes") if isinstance(gt, dict) else None
-    if spikes is None:
-        return None
-    spikes = np.asarray(spikes)
-    gt_ids = np.asarray(meta.get("roi_ids", np.arange(1, spikes.shape[0] + 1)))
-    if spikes.ndim != 2 or gt_ids.size != spikes.shape[0]:
-        return None
-    return {int(r): np.flatnonzero(spikes[i] > 0).astype(float) for i, r in enumerate(gt_ids)
-            if int(r) in set(int(i) for i in ids)}
-
-
-def movie_file(image) -> str | None:
-    """The TIFF file an Image layer was opened from (napari's ``layer.source.path``)."""
-    path = getattr(getattr(image, "source", None), "path", None)
-    if isinstance(path, (str, os.PathLike)) and os.fspath(path).lower().endswith(
-            (".tif", ".tiff")) and os.path.isfile(path):
-        return os.fspath(path)
-    return None
-
-
-def build_job(image, labels, fs_default: float):
-    """Check the layers here (cheap); return the function a worker runs."""
-    from .. import traces as _traces
-
-    meta = labels.metadata.get("catune", {}) if isinstance(labels.metadata, dict) else {}
-    lab = np.asarray(labels.data)
-    fs_hint = meta.get("fs")
-    tiff = None
-    if image is None:
-        tr = meta.get("traces")
-        if tr is None:
-            raise SourceError(
-                f"Labels layer '{labels.name}' has no traces and no movie is chosen: "
-                "pick the movie (Image layer, T x Y x X) in the CaTune tuner.")
-        ids = meta.get("roi_ids")
-    else:
-        fs_hint = image.metadata.get("catune", {}).get("fs") or fs_hint
-        tiff = None if fs_hint else movie_file(image)
-        movie = image.data
-        if movie.ndim != 3 or tuple(movie.shape[-2:]) != lab.shape[-2:] or lab.ndim != 2:
-            raise SourceError(
-                f"Movie '{image.name}' has shape {tuple(movie.shape)} and labels "
-                f"'{labels.name}' have shape {lab.shape}: the movie must be (T, Y, X) "
-                "with the same Y, X as the labels. Choose matching layers.")
-    name = image.name if image is not None else labels.name
-    # the traces' clock (an NWB input's start time): events files are on it
-    clock = ({"t0": meta.get("t0") or 0.0, "timestamps": meta.get("timestamps")}
-             if image is None else {})
-
-    def work():
-        from ..sources import tiff_fs
-
-        missing = []
-        fs, origin = fs_hint, None
-        if tiff is not None:  # no rate in the layers' metadata: the movie file's, if any
-            fs = tiff_fs(tiff)
-            origin = f"the TIFF metadata of {os.path.basename(tiff)}" if fs else None
-        index = label_index(lab)
-        if image is None:
-            tr_ = np.asarray(tr, dtype=np.float64)
-            ids_ = np.arange(1, tr_.shape[0] + 1) if ids is None else np.asarray(ids)
-            if tr_.ndim == 2 and ids_.size == tr_.shape[0]:
-                missing = ids_[~np.isin(ids_, index[0])].tolist()
-        else:
-            tr_, ids_ = _traces.extract_traces(movie, lab)
-        try:
-            src = build_source(tr_, ids_, fs, fs_default=fs_default, name=name,
-                               unit=meta.get("unit"), origin=(image, labels), fs_origin=origin,
-                               label_index=index, ground_truth=_truth(meta, ids_), **clock)
-        except ValueError as e:
-            raise SourceError(f"Cannot tune '{labels.name}': {e}") from None
-        return src, missing
-
-    return work
 
 
 class SourcePicker(QObject):
@@ -143,6 +60,10 @@ class SourcePicker(QObject):
         self._edit_timer.setSingleShot(True)
         self._edit_timer.setInterval(300)
         self._edit_timer.timeout.connect(self._edited)
+        self._reread = False  # the edits touched the current source's layers
+        # napari's Labels.undo/redo send no data or paint event, only set_data
+        # (also sent on display changes): the ROIs' fingerprints tell them apart
+        self._prints: dict = {}  # id(layer) -> fingerprint, None while edits go on
         with self.image_combo.changed.blocked():
             self.image_combo.value = self._default_image(self.labels_combo.value)
 
@@ -319,27 +240,53 @@ class SourcePicker(QObject):
             if me is not None and lay is not None and not me.closed:
                 me._data_changed(lay)
 
+        def set_data(event=None):
+            me, lay = ref(), layer_ref()
+            if me is not None and lay is not None and not me.closed:
+                me._maybe_undone(lay)
+
         emitters = [layer.events.data] + ([layer.events.paint]
                                           if isinstance(layer, Labels) else [])
         for em in emitters:
             em.connect(changed)
-        self._hooked[id(layer)] = (layer_ref, changed)
+        if isinstance(layer, Labels):
+            self._prints[id(layer)] = _fingerprint(layer.data)
+            layer.events.set_data.connect(set_data)
+        self._hooked[id(layer)] = (layer_ref, changed, set_data)
+
+    def _maybe_undone(self, layer) -> None:
+        """``set_data`` came: an undo or redo if the ROIs differ from their
+        fingerprint (while strokes go on there is none: their own events count)."""
+        old = self._prints.get(id(layer))
+        if old is None:
+            return
+        new = _fingerprint(layer.data)
+        if new is not None and new != old:
+            self._data_changed(layer)
 
     def _data_changed(self, layer) -> None:
+        if id(layer) in self._prints:
+            self._prints[id(layer)] = None  # taken again once the edits pause
         self.edited.emit(layer)
         for k in [k for k, v in self.cache.items() if layer in v.origin]:
             del self.cache[k]
         if not self.closed and self.current is not None and layer in self.current.origin:
-            self._edit_timer.start()  # a burst of paint events: once they pause
+            self._reread = True
+        self._edit_timer.start()  # a burst of paint events: once they pause
 
     @property
     def edit_pending(self) -> bool:
         """The current source's layers were just edited: their traces are read
         anew once the edits pause."""
-        return self._edit_timer.isActive()
+        return self._reread and self._edit_timer.isActive()
 
     def _edited(self) -> None:
-        if not self.closed and self.current is not None:
+        for key, (layer_ref, *_) in list(self._hooked.items()):
+            layer = layer_ref()
+            if layer is not None and key in self._prints and self._prints[key] is None:
+                self._prints[key] = _fingerprint(layer.data)
+        reread, self._reread = self._reread, False
+        if reread and not self.closed and self.current is not None:
             self.refresh()
 
     def close(self) -> None:
@@ -348,21 +295,30 @@ class SourcePicker(QObject):
             self._edit_timer.stop()
         except RuntimeError:  # at interpreter exit Qt may have deleted the timer first
             pass
-        for layer_ref, cb in self._hooked.values():
+        for layer_ref, cb, on_set in self._hooked.values():
             layer = layer_ref()
-            for name in ("data", "paint"):
+            for name, fn in (("data", cb), ("paint", cb), ("set_data", on_set)):
                 em = getattr(getattr(layer, "events", None), name, None)
                 try:
                     if em is not None:
-                        em.disconnect(cb)
+                        em.disconnect(fn)
                 except Exception:  # noqa: BLE001 - already disconnected
                     pass
         self._hooked.clear()
+        self._prints.clear()
         for w in list(self.builds.values()):
             try:
                 w.quit()
             except Exception:  # noqa: BLE001 - already finished
                 pass
+
+
+def _fingerprint(data):
+    """Shape, type and CRC of an in-memory ROI array (None for a lazy one:
+    reading it all to tell an undo from a redraw would cost too much)."""
+    if not isinstance(data, np.ndarray):
+        return None
+    return data.shape, data.dtype.str, zlib.crc32(np.ascontiguousarray(data))
 
 
 def _tiles(layer) -> bool:

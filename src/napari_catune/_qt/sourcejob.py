@@ -1,0 +1,95 @@
+"""The job that reads a movie and Labels pair's traces (or a trace file's tiles)
+into a :class:`~napari_catune.sources.TraceSource`: the layers are checked on
+the GUI thread (cheap), the reading runs in a worker."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ..session import build_source
+from .overlays import label_index
+
+
+class SourceError(ValueError):
+    """A data-source problem whose message is ready for the user."""
+
+
+def _truth(meta: dict, ids) -> dict | None:
+    """ROI id -> frames of true events, from the sample's ground truth if present."""
+    gt = meta.get("ground_truth")
+    spikes = gt.get("spikes") if isinstance(gt, dict) else None
+    if spikes is None:
+        return None
+    spikes = np.asarray(spikes)
+    gt_ids = np.asarray(meta.get("roi_ids", np.arange(1, spikes.shape[0] + 1)))
+    if spikes.ndim != 2 or gt_ids.size != spikes.shape[0]:
+        return None
+    return {int(r): np.flatnonzero(spikes[i] > 0).astype(float) for i, r in enumerate(gt_ids)
+            if int(r) in set(int(i) for i in ids)}
+
+
+def movie_file(image) -> str | None:
+    """The TIFF file an Image layer was opened from (napari's ``layer.source.path``)."""
+    path = getattr(getattr(image, "source", None), "path", None)
+    if isinstance(path, (str, os.PathLike)) and os.fspath(path).lower().endswith(
+            (".tif", ".tiff")) and os.path.isfile(path):
+        return os.fspath(path)
+    return None
+
+
+def build_job(image, labels, fs_default: float):
+    """Check the layers here (cheap); return the function a worker runs."""
+    from .. import traces as _traces
+
+    meta = labels.metadata.get("catune", {}) if isinstance(labels.metadata, dict) else {}
+    lab = np.asarray(labels.data)
+    fs_hint = meta.get("fs")
+    tiff = None
+    if image is None:
+        tr = meta.get("traces")
+        if tr is None:
+            raise SourceError(
+                f"Labels layer '{labels.name}' has no traces and no movie is chosen: "
+                "pick the movie (Image layer, T x Y x X) in the CaTune tuner.")
+        ids = meta.get("roi_ids")
+    else:
+        fs_hint = image.metadata.get("catune", {}).get("fs") or fs_hint
+        tiff = None if fs_hint else movie_file(image)
+        movie = image.data
+        if movie.ndim != 3 or tuple(movie.shape[-2:]) != lab.shape[-2:] or lab.ndim != 2:
+            raise SourceError(
+                f"Movie '{image.name}' has shape {tuple(movie.shape)} and labels "
+                f"'{labels.name}' have shape {lab.shape}: the movie must be (T, Y, X) "
+                "with the same Y, X as the labels. Choose matching layers.")
+    name = image.name if image is not None else labels.name
+    # the traces' clock (an NWB input's start time): events files are on it
+    clock = ({"t0": meta.get("t0") or 0.0, "timestamps": meta.get("timestamps")}
+             if image is None else {})
+
+    def work():
+        from ..sources import tiff_fs
+
+        missing = []
+        fs, origin = fs_hint, None
+        if tiff is not None:  # no rate in the layers' metadata: the movie file's, if any
+            fs = tiff_fs(tiff)
+            origin = f"the TIFF metadata of {os.path.basename(tiff)}" if fs else None
+        index = label_index(lab)
+        if image is None:
+            tr_ = np.asarray(tr, dtype=np.float64)
+            ids_ = np.arange(1, tr_.shape[0] + 1) if ids is None else np.asarray(ids)
+            if tr_.ndim == 2 and ids_.size == tr_.shape[0]:
+                missing = ids_[~np.isin(ids_, index[0])].tolist()
+        else:
+            tr_, ids_ = _traces.extract_traces(movie, lab)
+        try:
+            src = build_source(tr_, ids_, fs, fs_default=fs_default, name=name,
+                               unit=meta.get("unit"), origin=(image, labels), fs_origin=origin,
+                               label_index=index, ground_truth=_truth(meta, ids_), **clock)
+        except ValueError as e:
+            raise SourceError(f"Cannot tune '{labels.name}': {e}") from None
+        return src, missing
+
+    return work
