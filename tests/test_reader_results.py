@@ -1,8 +1,9 @@
-"""Our own results files opened with the napari reader.
+"""Our own results files and cellpose's ``_seg.npy`` opened with the napari reader.
 
 A results ``.npz``/``.npy`` is refused with what it is and what to open
 instead (it held no reason before, or opened the activity as if it were
-fluorescence).
+fluorescence); a cellpose ``_seg.npy`` (a pickled dict) opens its masks as
+Labels once the user allows the pickle.
 """
 
 from __future__ import annotations
@@ -13,11 +14,17 @@ import numpy as np
 import pytest
 
 from napari_catune import _reader
+from napari_catune import _reader_pipelines as rp
 from napari_catune.params import TuningParams
 from napari_catune.results import save_results
 
 PLUGIN = "napari-catune"
 PARAMS = TuningParams(0.05, 0.4, 20.0, 0.2)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_answers(monkeypatch):
+    monkeypatch.setattr(rp, "_PICKLE_ANSWERS", {})
 
 
 def _results(n=3, t=60):
@@ -162,3 +169,94 @@ def test_file_open_and_drop_show_the_reason(make_napari_viewer, tmp_path, monkey
     assert len(shown) == 2 and "CaTune results, not a recording" in shown[1]
     assert "open the recording it was made from" in shown[1]
     assert len(viewer.layers) == 0
+
+
+# ---------------------------------------------------------------- cellpose _seg.npy
+
+
+def _cellpose_seg(tmp_path, name="movie"):
+    """A ``_seg.npy`` laid out as cellpose's ``io.masks_flows_to_seg`` writes it
+    (a dict saved with ``np.save``: a pickled 0-d object array)."""
+    masks = np.zeros((40, 48), dtype=np.uint16)
+    masks[5:12, 6:14] = 1
+    masks[20:30, 30:41] = 2
+    masks[31:38, 3:9] = 3
+    outlines = masks.copy()
+    outlines[6:11, 7:13] = 0
+    outlines[21:29, 31:40] = 0
+    outlines[32:37, 4:8] = 0
+    flows = [np.zeros((1, 40, 48, 3), np.uint8), np.zeros((1, 40, 48), np.uint8),
+             np.zeros((1, 40, 48), np.uint8), np.zeros((2, 40, 48), np.float32),
+             np.zeros((3, 40, 48), np.float32)]
+    dat = {"outlines": outlines, "masks": masks, "chan_choose": [0, 0],
+           "ismanual": np.zeros(int(masks.max()), bool), "filename": str(tmp_path / f"{name}.tif"),
+           "flows": flows, "diameter": 30.0}
+    path = tmp_path / f"{name}_seg.npy"
+    np.save(path, dat)
+    return str(path), masks
+
+
+def _asker(monkeypatch, answer):
+    asked = []
+
+    def ask(where, kind="suite2p"):
+        asked.append((where, kind))
+        return answer
+
+    monkeypatch.setattr(rp, "ask_allow_pickle", ask)
+    return asked
+
+
+def test_cellpose_seg_opens_its_masks_when_allowed(tmp_path, monkeypatch):
+    path, masks = _cellpose_seg(tmp_path)
+    asked = _asker(monkeypatch, True)
+    reader = _reader.get_traces_reader(path)
+    assert reader is _reader.read_cellpose_seg and asked == []  # the getter unpickles nothing
+    ((data, meta, kind),) = reader(path)
+    assert kind == "labels" and data.shape == (40, 48)
+    np.testing.assert_array_equal(data, masks)
+    assert [k for _, k in asked] == ["cellpose"]
+    reader(path)  # asked once per file
+    assert len(asked) == 1
+
+
+def test_cellpose_seg_refused_says_to_export_masks(tmp_path, monkeypatch):
+    path, _ = _cellpose_seg(tmp_path)
+    _asker(monkeypatch, False)
+    with pytest.raises(ValueError) as info:
+        _reader.get_traces_reader(path)(path)
+    msg = str(info.value)
+    assert "pickle" in msg and "movie_cp_masks.tif" in msg and "--save_tif" in msg
+
+
+def test_cellpose_seg_bad_contents(tmp_path, monkeypatch):
+    _asker(monkeypatch, True)
+    np.save(tmp_path / "a_seg.npy", {"outlines": np.zeros((4, 4), np.uint16)})
+    with pytest.raises(ValueError, match="no 'masks'"):
+        _reader.read_cellpose_seg(str(tmp_path / "a_seg.npy"))
+    np.save(tmp_path / "b_seg.npy", {"masks": np.zeros((3, 8, 8), np.uint16) + 1})
+    with pytest.raises(ValueError, match="one \\(height, width\\)"):
+        _reader.read_cellpose_seg(str(tmp_path / "b_seg.npy"))
+    # an object .npy not named *_seg.npy is not taken for cellpose's
+    np.save(tmp_path / "other.npy", {"masks": np.zeros((8, 8), np.uint16)})
+    assert _reader.get_traces_reader(str(tmp_path / "other.npy")) is None
+
+
+def test_cellpose_seg_in_a_viewer_asks_with_qt(make_napari_viewer, tmp_path, monkeypatch):
+    """The real question (a QMessageBox, as for suite2p) names the file and the pickle."""
+    from qtpy.QtWidgets import QMessageBox
+
+    viewer = make_napari_viewer()
+    path, masks = _cellpose_seg(tmp_path, "cells")
+    questions = []
+
+    def question(parent, title, text, *args):
+        questions.append((title, text))
+        return QMessageBox.Yes
+
+    monkeypatch.setattr(QMessageBox, "question", question)
+    (layer,) = viewer.open(path, plugin=PLUGIN)
+    assert type(layer).__name__ == "Labels" and layer.name == "cells_seg"
+    np.testing.assert_array_equal(layer.data, masks)
+    ((title, text),) = questions
+    assert "cellpose" in title and str(tmp_path / "cells_seg.npy") in text and "pickle" in text

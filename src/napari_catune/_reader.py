@@ -143,7 +143,9 @@ def get_traces_reader(path):
     (n_cells, T) numeric array, so image stacks go to other readers; a 2-D
     unsigned-integer ``.npy`` that is image-shaped and named or sampled like a
     segmentation mask (``sources.npy_looks_like_labels``: the header and a few
-    rows, never the whole file) goes to the labels reader, and our own results files
+    rows, never the whole file) goes to the labels reader, a cellpose
+    ``*_seg.npy`` (a pickled dict: name and header only) to
+    :func:`read_cellpose_seg`, and our own results files
     (``sources.results_file_summary``) to :func:`read_results_file`, which
     says what they are instead of napari's bare "refused the file".
     """
@@ -158,6 +160,10 @@ def get_traces_reader(path):
             return None
         if sources.results_file_summary(p) is not None:
             return read_results_file  # ours, to refuse with a reason (not "refused the file")
+        from .loaders import is_cellpose_seg
+
+        if is_cellpose_seg(p):
+            return read_cellpose_seg  # a pickle: asks first
         if low.endswith(".npy"):
             if sources.sidecar_path(p).is_file():
                 return read_traces
@@ -486,6 +492,23 @@ def get_labels_reader(path):
         return None
 
 
+def read_cellpose_seg(path):
+    """Read the ``masks`` of a cellpose ``*_seg.npy`` as a Labels layer.
+
+    The file is a pickle: the user is asked first (once per file and session,
+    as for suite2p's stat.npy/ops.npy); refused, a ValueError says to open
+    the ``*_cp_masks.tif``/``.png`` instead.
+    """
+    from ._reader_pipelines import pickle_allowed
+    from .loaders import load_cellpose_seg
+
+    p = single_path(path)
+    if p is None:
+        raise ValueError(f"cannot read {path!r} as labels: pass a single file")
+    masks = load_cellpose_seg(p, allow_pickle=pickle_allowed(p, "cellpose"))
+    return _labels_layer(masks, p)
+
+
 def read_labels(path):
     """Read a segmentation mask as a Labels layer (the tuner's ROI source)."""
     from .sources import open_labels
@@ -493,7 +516,10 @@ def read_labels(path):
     p = single_path(path)
     if p is None:
         raise ValueError(f"cannot read {path!r} as labels: pass a single file")
-    arr = open_labels(p)
+    return _labels_layer(open_labels(p), p)
+
+
+def _labels_layer(arr: np.ndarray, p: str):
     if arr.dtype.kind == "b" or arr.dtype.itemsize > 4:
         arr = arr.astype(np.int32 if arr.max() <= np.iinfo(np.int32).max else np.int64)
     return [(arr, {"name": Path(p).stem, "axis_labels": ("y", "x"),
