@@ -578,15 +578,20 @@ def test_npz_output_is_a_results_file_with_a_sidecar(capsys, tmp_path, params):
     assert meta["command"].startswith("napari-catune deconvolve")
 
 
-def test_npy_output_sidecar_reopens_as_traces(capsys, tmp_path, params):
-    from napari_catune.sources import open_traces
+def test_npy_output_sidecar_reads_back_but_is_not_an_input(capsys, tmp_path, params):
+    from napari_catune.io import load_tuning_data
+    from napari_catune.sources import SourceError, open_traces
 
     y = _traces(n=4)
     np.save(tmp_path / "tr.npy", y)
     out = tmp_path / "act.npy"
     assert _run(capsys, "deconvolve", tmp_path / "tr.npy", "--params", params, "-o", out)[0] == 0
-    src = open_traces(out)
-    assert src.fs == FS and src.roi_ids.tolist() == [1, 2, 3, 4] and src.shape == (4, y.shape[1])
+    act, meta = load_tuning_data(out)
+    assert meta["sampling_rate_hz"] == FS and meta["roi_ids"] == [1, 2, 3, 4]
+    assert act.shape == (4, y.shape[1])
+    # the deconvolved activity is not traces to deconvolve again
+    with pytest.raises(SourceError, match="is a napari-catune results file"):
+        open_traces(out)
 
 
 @pytest.mark.parametrize("ext", [".csv", ".nwb"])
@@ -1094,7 +1099,12 @@ def test_info_on_deconvolved_activity_has_no_nan_snr(capsys, tmp_path, params):
     code, _, err = _run(capsys, "deconvolve", tmp_path / "t.npy", "--params", params,
                         "-o", tmp_path / "a.npy")
     assert code == 0, err
-    code, out, err = _run(capsys, "info", tmp_path / "a.npy")
+    # the results file itself is named as such (as a results .npz is)
+    code, _, err = _run(capsys, "info", tmp_path / "a.npy")
+    assert code == 2 and "is a napari-catune results file" in err
+    # the same activity as a bare array (mostly zeros)
+    np.save(tmp_path / "bare.npy", np.load(tmp_path / "a.npy"))
+    code, out, err = _run(capsys, "info", tmp_path / "bare.npy", "--fs", str(FS))
     assert code == 0, err
     assert "min nan" not in out and "RuntimeWarning" not in err and "Warning" not in err
     assert "cells without a finite SNR" in out

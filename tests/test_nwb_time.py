@@ -181,25 +181,34 @@ def test_tuner_draws_an_events_csv_of_the_recordings_clock_at_its_frames(
     assert not notes["warning"], notes["warning"]
 
 
-def test_an_npy_output_opened_again_keeps_its_clock(tmp_path):
-    # the sidecar's start_time_s / timestamps_s are read back with the traces
+def test_an_npy_output_keeps_its_clock_in_its_sidecar(tmp_path):
+    # the sidecar records start_time_s / timestamps_s; the results .npy itself is
+    # refused as an input (deconvolved activity), a traces .npy with that sidecar
+    # clock (a hand-off) is read back with it
     from napari_catune.sources import SourceError, open_source
 
     src = _recording(tmp_path / "rec.nwb", rate=FS, starting_time=12.5)
     out = _deconvolve(tmp_path, src, ".npy")
-    again = open_source(out)
-    assert again.t0 == 12.5 and again.timestamps is None
+    meta = json.loads(out.with_name(out.stem + "_metadata.json").read_text())
+    assert meta["start_time_s"] == 12.5 and "timestamps_s" not in meta
+    with pytest.raises(SourceError, match="is a napari-catune results file"):
+        open_source(out)
     stamps = 1000.0 + np.cumsum(np.r_[0.0, np.full(T - 1, 1 / FS)])
     stamps[200:] += 0.5  # a pause: irregular
     src2 = _recording(tmp_path / "rec2.nwb", timestamps=stamps)
     (tmp_path / "b").mkdir()
     out2 = _deconvolve(tmp_path / "b", src2, ".npy")
-    again2 = open_source(out2)
+    meta = json.loads(out2.with_name(out2.stem + "_metadata.json").read_text())
+    np.testing.assert_array_equal(meta["timestamps_s"], stamps)
+    traces = tmp_path / "b" / "tr.npy"
+    np.save(traces, np.load(out2) + 1.0)
+    meta["content"] = "ROI traces"
+    side = traces.with_name("tr_metadata.json")
+    side.write_text(json.dumps(meta))
+    again2 = open_source(traces)
     assert again2.t0 == 1000.0
     np.testing.assert_array_equal(again2.timestamps, stamps)
-    side = out2.with_name(out2.stem + "_metadata.json")
-    meta = json.loads(side.read_text())
     meta["timestamps_s"] = meta["timestamps_s"][:-1]
     side.write_text(json.dumps(meta))
     with pytest.raises(SourceError, match="not a time axis of"):
-        open_source(out2)
+        open_source(traces)

@@ -244,13 +244,16 @@ def test_layer_save_round_trips(make_napari_viewer, tmp_path):
     np.testing.assert_allclose(table[:, 1:], _activity().T, rtol=1e-9)
 
 
-def test_saved_activity_reopens_as_traces(make_napari_viewer, tmp_path):
-    # the .npy written by the writer is a traces file for the traces reader
+def test_saved_activity_is_not_reopened_as_traces(make_napari_viewer, tmp_path):
+    # the .npy written by the writer holds the activity, not fluorescence: reading it
+    # back is np.load's (and io.load_tuning_data's); the plugin's reader names it
     viewer, layer = _viewer_with_layer(make_napari_viewer)
     path = str(tmp_path / "act.npy")
     layer.save(path, plugin="napari-catune")
-    (reopened,) = viewer.open(path, plugin="napari-catune")
-    np.testing.assert_array_equal(reopened.metadata["catune"]["traces"], _activity())
+    np.testing.assert_array_equal(np.load(path), _activity())
+    with pytest.raises(ValueError, match="CaTune results, not a recording"):
+        viewer.open(path, plugin="napari-catune")
+    assert len(viewer.layers) == 1
 
 
 def test_layer_save_without_results_tells_the_user(make_napari_viewer, tmp_path):
@@ -382,9 +385,10 @@ def test_save_selected_activity_layer_by_extension(make_napari_viewer, tmp_path)
     out = str(tmp_path / "activity.npy")
     assert viewer.layers.save(out, selected=True)[0] == out  # no type chosen: by extension
     np.testing.assert_array_equal(np.load(out), _activity())
-    (reopened,) = viewer.open(out, plugin="napari-catune")
-    cat = reopened.metadata["catune"]
-    assert cat["fs"] == PARAMS.fs and cat["roi_ids"].tolist() == IDS.tolist()
+    from napari_catune.io import load_tuning_data
+
+    _, meta = load_tuning_data(out)
+    assert meta["sampling_rate_hz"] == PARAMS.fs and meta["roi_ids"] == IDS.tolist()
     ext_str, writers = _npe2.file_extensions_string_for_layers([overlay])
     ours = {w.command: w for w in writers if w.plugin_name == "napari-catune"}
     assert set(ours) == {"napari-catune.write_results_npz", "napari-catune.write_results_nwb",

@@ -79,7 +79,8 @@ def get_params_reader(path):
             return read_params
         npy = _traces_of_sidecar(p, doc)
         if npy is not None:
-            return lambda _path: read_traces(npy)
+            # (a results .npy is refused with a reason: read_results_file)
+            return lambda _path: read_results_file(npy)
     except Exception:  # not ours (unreadable, not JSON, ...): let other readers try
         return None
     return None
@@ -142,7 +143,11 @@ def get_traces_reader(path):
     (n_cells, T) numeric array, so image stacks go to other readers; a 2-D
     unsigned-integer ``.npy`` that is image-shaped and named or sampled like a
     segmentation mask (``sources.npy_looks_like_labels``: the header and a few
-    rows, never the whole file) goes to the labels reader.
+    rows, never the whole file) goes to the labels reader, a cellpose
+    ``*_seg.npy`` (a pickled dict: name and header only) to
+    :func:`read_cellpose_seg`, and our own results files
+    (``sources.results_file_summary``) to :func:`read_results_file`, which
+    says what they are instead of napari's bare "refused the file".
     """
     from . import sources
 
@@ -153,6 +158,12 @@ def get_traces_reader(path):
         low = p.lower()
         if not os.path.isfile(p):
             return None
+        if sources.results_file_summary(p) is not None:
+            return read_results_file  # ours, to refuse with a reason (not "refused the file")
+        from .loaders import is_cellpose_seg
+
+        if is_cellpose_seg(p):
+            return read_cellpose_seg  # a pickle: asks first
         if low.endswith(".npy"):
             if sources.sidecar_path(p).is_file():
                 return read_traces
@@ -167,6 +178,35 @@ def get_traces_reader(path):
     except Exception:  # not ours (corrupt, not an array file, ...)
         return None
     return None
+
+
+def results_refusal(path) -> str | None:
+    """What to tell someone who opens one of our results files in napari, else None."""
+    from .sources import results_file_summary
+
+    summary = results_file_summary(path)
+    if summary is None:
+        return None
+    numbers = ("napari_catune.load_results(path) or np.load(path)['activity']"
+               if str(path).lower().endswith(".npz") else "np.load(path)")
+    return (f"CaTune results, not a recording: {path} is a napari-catune results file "
+            f"({summary}); its rows are deconvolved activity, not fluorescence to tune. "
+            "To tune, open the recording it was made from (the movie and its ROI masks, or "
+            f"the traces file); to read the numbers, use {numbers} in Python")
+
+
+def read_results_file(path):
+    """Refuse a napari-catune results file with a reason (napari's own "refused
+    the file" gives none): a ``ValueError`` naming what the file is and what to
+    open instead.  napari shows it as it is (File > Open and drag-and-drop pick
+    a reader in its dialog, as napari's own reader takes ``.npy``/``.npz`` too;
+    ``viewer.open`` raises it), or after its own text when ours was the
+    remembered reader for the extension."""
+    p = single_path(path)
+    message = results_refusal(p) if p is not None else None
+    if message is None:  # changed since the getter looked: read it as traces
+        return read_traces(path)
+    raise ValueError(message)
 
 
 def _labels_for(ids: np.ndarray) -> np.ndarray:
@@ -452,6 +492,23 @@ def get_labels_reader(path):
         return None
 
 
+def read_cellpose_seg(path):
+    """Read the ``masks`` of a cellpose ``*_seg.npy`` as a Labels layer.
+
+    The file is a pickle: the user is asked first (once per file and session,
+    as for suite2p's stat.npy/ops.npy); refused, a ValueError says to open
+    the ``*_cp_masks.tif``/``.png`` instead.
+    """
+    from ._reader_pipelines import pickle_allowed
+    from .loaders import load_cellpose_seg
+
+    p = single_path(path)
+    if p is None:
+        raise ValueError(f"cannot read {path!r} as labels: pass a single file")
+    masks = load_cellpose_seg(p, allow_pickle=pickle_allowed(p, "cellpose"))
+    return _labels_layer(masks, p)
+
+
 def read_labels(path):
     """Read a segmentation mask as a Labels layer (the tuner's ROI source)."""
     from .sources import open_labels
@@ -459,7 +516,10 @@ def read_labels(path):
     p = single_path(path)
     if p is None:
         raise ValueError(f"cannot read {path!r} as labels: pass a single file")
-    arr = open_labels(p)
+    return _labels_layer(open_labels(p), p)
+
+
+def _labels_layer(arr: np.ndarray, p: str):
     if arr.dtype.kind == "b" or arr.dtype.itemsize > 4:
         arr = arr.astype(np.int32 if arr.max() <= np.iinfo(np.int32).max else np.int64)
     return [(arr, {"name": Path(p).stem, "axis_labels": ("y", "x"),

@@ -10,7 +10,9 @@ source, so the CaTune tuner picks them up.
 suite2p keeps footprints (``stat.npy``) and the mean image / sampling rate
 (``ops.npy``) in pickles, which can run code when loaded.  The reader asks
 the user once per folder; refused, the traces come as a grid of tiles (one
-per ROI) and the tuner asks for the sampling rate.
+per ROI) and the tuner asks for the sampling rate.  A cellpose ``_seg.npy``
+(also a pickle; :func:`napari_catune._reader.read_cellpose_seg`) is asked
+about the same way.
 """
 
 from __future__ import annotations
@@ -24,12 +26,32 @@ from ._reader import single_path
 
 __all__ = ["get_suite2p_reader", "get_caiman_reader", "get_minian_reader"]
 
-# folder (resolved path) -> the user's answer to "unpickle stat.npy/ops.npy?"
-_PICKLE_ANSWERS: dict[str, bool] = {}
+# (what, resolved path) -> the user's answer to "unpickle it?": a suite2p
+# folder's stat.npy/ops.npy, a cellpose _seg.npy
+_PICKLE_ANSWERS: dict = {}
+
+_PICKLE_QUESTIONS = {
+    "suite2p": (
+        "Load suite2p ROI footprints?",
+        "The suite2p folder\n{where}\nstores ROI footprints (stat.npy) and the "
+        "sampling rate / neuropil coefficient / mean image (ops.npy, or settings.npy, "
+        "db.npy and reg_outputs.npy) as Python pickles. Loading a pickle "
+        "can run code: only do so for folders you or your pipeline wrote.\n\n"
+        "Load them? (No: traces only, shown as a grid of tiles.)",
+    ),
+    "cellpose": (
+        "Load cellpose masks?",
+        "The cellpose file\n{where}\nstores its masks (with outlines and flows) as a "
+        "Python pickle. Loading a pickle can run code: only do so for files you or "
+        "your pipeline wrote.\n\nLoad it? (No: nothing is opened; cellpose's "
+        "*_cp_masks.tif/.png hold the same masks without a pickle.)",
+    ),
+}
 
 
-def ask_allow_pickle(folder: str) -> bool:
-    """Ask (a Qt dialog) whether the pickles in ``folder`` may be loaded.
+def ask_allow_pickle(where: str, kind: str = "suite2p") -> bool:
+    """Ask (a Qt dialog) whether the pickles of ``where`` (a suite2p folder,
+    ``kind="cellpose"``: a ``_seg.npy``) may be loaded.
 
     Without a running Qt application (scripts, headless) the answer is no.
     Tests replace this function.
@@ -40,18 +62,22 @@ def ask_allow_pickle(folder: str) -> bool:
         return False
     if QApplication.instance() is None:
         return False
+    title, text = _PICKLE_QUESTIONS[kind]
     answer = QMessageBox.question(
-        None,
-        "Load suite2p ROI footprints?",
-        f"The suite2p folder\n{folder}\nstores ROI footprints (stat.npy) and the "
-        "sampling rate / neuropil coefficient / mean image (ops.npy, or settings.npy, "
-        "db.npy and reg_outputs.npy) as Python pickles. Loading a pickle "
-        "can run code: only do so for folders you or your pipeline wrote.\n\n"
-        "Load them? (No: traces only, shown as a grid of tiles.)",
+        None, title, text.format(where=where),
         QMessageBox.Yes | QMessageBox.No,
         QMessageBox.No,
     )
     return answer == QMessageBox.Yes
+
+
+def pickle_allowed(where, kind: str) -> bool:
+    """The user's answer for ``where`` (asked once per path and session)."""
+    key = str(Path(where).resolve())
+    if (kind, key) not in _PICKLE_ANSWERS:
+        _PICKLE_ANSWERS[kind, key] = bool(
+            ask_allow_pickle(key) if kind == "suite2p" else ask_allow_pickle(key, kind))
+    return _PICKLE_ANSWERS[kind, key]
 
 
 # suite2p's pickled files: stat (footprints), ops (0.x), settings/db/reg_outputs (1.x)
@@ -61,10 +87,7 @@ _SUITE2P_PICKLES = ("stat.npy", "ops.npy", "settings.npy", "db.npy", "reg_output
 def _allow_pickle(folder: Path) -> bool:
     if not any((folder / f).is_file() for f in _SUITE2P_PICKLES):
         return False
-    key = str(folder.resolve())
-    if key not in _PICKLE_ANSWERS:
-        _PICKLE_ANSWERS[key] = bool(ask_allow_pickle(key))
-    return _PICKLE_ANSWERS[key]
+    return pickle_allowed(folder, "suite2p")
 
 
 #: set (to 1) before napari starts to open every ROI of a suite2p, CaImAn or NWB

@@ -290,7 +290,8 @@ def write_params(path: str, data, meta: dict) -> list[str]:
 
 def write_results_npy(path: str, data, meta: dict) -> list[str]:
     """Save the deconvolved activity (n_rois, n_frames) as float64 ``.npy`` plus
-    ``{stem}_metadata.json`` (fs, ROI ids, parameters), which reopens as traces."""
+    ``{stem}_metadata.json`` (fs, ROI ids, parameters; ``io.load_tuning_data``
+    reads both back)."""
     return _save(path, data, meta)
 
 

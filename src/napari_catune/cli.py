@@ -859,7 +859,8 @@ def _write_sidecar(out: Path, args, source, params, *, kind: str, extra: dict,
 
     For an ``.npy`` output the keys of the traces hand-off format come first
     (``sampling_rate_hz``, ``num_cells``, ``num_timepoints``, ``dtype``,
-    ``roi_ids``), so the file opens again as traces with its ids and rate.
+    ``roi_ids``), so ``io.load_tuning_data`` reads it back with its ids and rate
+    (as an input it is refused when its ``content`` is the deconvolved activity).
     """
     from datetime import datetime, timezone
 

@@ -42,7 +42,8 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["PipelineData", "load_suite2p", "load_caiman_data", "load_minian_data",
-           "tile_labels", "find_suite2p_plane", "CAIMAN_TRACES"]
+           "tile_labels", "find_suite2p_plane", "CAIMAN_TRACES", "load_cellpose_seg",
+           "is_cellpose_seg"]
 
 # array names tried in an .npz or a zarr group, in order (ours, suite2p,
 # CaImAn, common names); shared by the CLI and the napari trace reader
@@ -198,10 +199,75 @@ def _load_pickle(path: Path, what: str):
     try:
         obj = np.load(path, allow_pickle=True)
     except (ValueError, OSError, EOFError) as e:
-        raise ValueError(f"{path} is truncated or not a suite2p {what} file ({e})") from None
+        raise ValueError(f"{path} is truncated or not a {what} file ({e})") from None
     except Exception as e:  # unpickling errors come in many types
-        raise ValueError(f"{path} is truncated or not a suite2p {what} file ({e})") from None
+        raise ValueError(f"{path} is truncated or not a {what} file ({e})") from None
     return obj
+
+
+# ---------------------------------------------------------------- cellpose
+
+
+#: how cellpose names its GUI/``io.masks_flows_to_seg`` output: {image}_seg.npy
+CELLPOSE_SEG_SUFFIX = "_seg.npy"
+
+
+
+def _cellpose_export(p: Path) -> str:
+    """The way out that needs no pickle: cellpose's other mask outputs."""
+    image = p.name[: -len(CELLPOSE_SEG_SUFFIX)] if p.name.lower().endswith(
+        CELLPOSE_SEG_SUFFIX) else p.stem
+    return (f"open cellpose's {image}_cp_masks.tif (or .png) instead: cellpose --save_tif or "
+            "--save_png writes it, or its GUI's File > Save masks as PNG/tif")
+
+
+def is_cellpose_seg(path) -> bool:
+    """A cellpose ``*_seg.npy``: the name and an object header (a pickled dict), no unpickling."""
+    p = Path(path)
+    if not p.name.lower().endswith(CELLPOSE_SEG_SUFFIX) or not p.is_file():
+        return False
+    try:
+        with open(p, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                      else np.lib.format.read_array_header_2_0)(fh)
+    except (ValueError, OSError, EOFError):
+        return False
+    shape, _, dtype = header
+    return tuple(shape) == () and np.dtype(dtype).hasobject
+
+
+def load_cellpose_seg(path, *, allow_pickle: bool = False) -> np.ndarray:
+    """The ``masks`` (Y, X) label image of a cellpose ``*_seg.npy``.
+
+    cellpose stores a dict (``masks``, ``outlines``, ``flows``, ``filename``,
+    ...) with ``np.save``, i.e. a pickle, which can run code when loaded: it
+    is read only with ``allow_pickle=True`` (trusted files), else a
+    ValueError says to open the ``*_cp_masks.tif``/``.png`` instead.
+    """
+    p = Path(path)
+    if not allow_pickle:
+        raise ValueError(
+            f"{p} not read: a cellpose _seg.npy is a Python pickle, which can run code when "
+            f"loaded, and loading it was not allowed; {_cellpose_export(p)}"
+        )
+    obj = _load_pickle(p, "cellpose _seg.npy")
+    try:
+        dat = obj.item() if isinstance(obj, np.ndarray) and obj.shape == () else obj
+    except ValueError:
+        dat = None
+    if not isinstance(dat, dict) or "masks" not in dat:
+        raise ValueError(f"{p} is not a cellpose _seg.npy (no 'masks' in it); "
+                         f"{_cellpose_export(p)}")
+    masks = np.squeeze(np.asarray(dat["masks"]))
+    if masks.ndim != 2 or masks.dtype.kind not in "iu":
+        raise ValueError(
+            f"{p}: its 'masks' have shape {masks.shape} dtype {masks.dtype}; the tuner takes "
+            "one (height, width) integer label image (a 3-D cellpose run: export one plane)"
+        )
+    if masks.size and masks.min() < 0:
+        raise ValueError(f"{p}: its 'masks' hold negative values; 0 is the background")
+    return masks
 
 
 def _int_array(value, where: str) -> np.ndarray:
@@ -436,7 +502,7 @@ def _suite2p_ops(plane: Path, allow_pickle: bool, notes: list):
         return None, None
     ops: dict = {}
     for q in present:
-        obj = _load_pickle(q, q.stem)
+        obj = _load_pickle(q, f"suite2p {q.stem}")
         try:
             d = obj.item() if isinstance(obj, np.ndarray) else obj
         except ValueError:
@@ -588,7 +654,7 @@ def load_suite2p(plane_dir, neuropil: float | None = None, only_cells: bool = Tr
             raise ValueError(f"sampling rate must be a positive number of Hz, got {fs}")
     stat_path = plane / "stat.npy"
     if allow_pickle and stat_path.is_file():
-        stat = _load_pickle(stat_path, "stat")
+        stat = _load_pickle(stat_path, "suite2p stat")
         try:
             stat = np.asarray(stat, dtype=object).ravel()
         except Exception as e:

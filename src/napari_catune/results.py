@@ -34,8 +34,10 @@
     The activity alone as (n, T) float64, with the ``{stem}_metadata.json``
     sidecar of the traces hand-off format (``sampling_rate_hz``,
     ``roi_ids``, ``catune_params``, ``start_time_s``; ``timestamps_s`` when
-    irregular), so the file opens again as traces with its ids and sampling
-    rate.  Fit, baseline and events need ``.npz`` or ``.nwb``.
+    irregular), so ``io.load_tuning_data`` reads it back with its ids and
+    sampling rate (the napari reader and the CLI refuse it as an input: its
+    ``content`` says it is deconvolved activity, not fluorescence).  Fit,
+    baseline and events need ``.npz`` or ``.nwb``.
 
 Every file is written atomically (temporary file, then rename).  No Qt, no
 napari.

@@ -32,7 +32,8 @@ from .loaders import FS_KEYS, ID_KEYS, TRACE_KEYS
 __all__ = [
     "SourceError", "TraceSource", "open_traces", "open_source", "check_trace_shape",
     "as_fs", "as_roi_ids", "sidecar_path", "read_sidecar", "npy_header", "is_trace_array",
-    "npz_layout", "is_zarr", "open_movie", "tiff_fs", "h5_movie_key", "MOVIE_SUFFIXES",
+    "npz_layout", "results_file_summary", "is_zarr", "open_movie", "tiff_fs", "h5_movie_key",
+    "MOVIE_SUFFIXES",
 ]
 
 SIDECAR = "_metadata.json"
@@ -361,6 +362,7 @@ def _open_npy(path: Path) -> TraceSource:
         raise SourceError(f"{path}: truncated or not a .npy file ({e})") from None
     shape, dtype = mm.shape, mm.dtype
     del mm
+    _refuse_results(path)  # the deconvolved activity is not fluorescence
     check_trace_shape(shape, dtype, path)
     n = 1 if len(shape) == 1 else shape[0]
     fs, ids, meta = _sidecar_values(path, n)
@@ -378,9 +380,13 @@ def _open_npy(path: Path) -> TraceSource:
     )
 
 
-def _refuse_results_npz(path) -> None:
-    """SourceError naming a napari-catune results ``.npz`` (``deconvolve -o
-    res.npz``, the napari writer) as such, with what it holds."""
+#: how a napari-catune results sidecar (``results.results_metadata``) starts its
+#: ``content``: the GUI's "deconvolved activity (napari-catune)...", the CLI's
+#: "deconvolved activity"; ``extract``'s traces say "ROI traces ..."
+RESULTS_CONTENT = "deconvolved activity"
+
+
+def _results_npz_summary(path) -> str | None:
     try:
         with zipfile.ZipFile(path) as zf:
             names = {n[:-4] for n in zf.namelist() if n.endswith(".npy")}
@@ -389,26 +395,72 @@ def _refuse_results_npz(path) -> None:
                 with zf.open("activity.npy") as fh:
                     shape = npy_header(fh)[0]
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError):
-        return
+        return None
     if "activity" not in names:
-        return
+        return None
     if "converged" not in names:  # the napari writer's: features.converged, a format tag
         try:
             from .results import FORMAT
 
             with np.load(path, allow_pickle=False) as z:
                 if "format" not in z.files or str(z["format"]) != FORMAT:
-                    return
+                    return None
         except (OSError, EOFError, ValueError, KeyError):
-            return
+            return None
     size = (f" of {shape[0]} cells x {shape[-1]} frames" if shape is not None and len(shape) == 2
             else "")
     held = ", ".join(n for n in ("activity", "fit", "baseline", "converged", "iterations",
                                  "skipped", "roi_ids", "fs", "params") if n in names)
+    return f"{held}{size}"
+
+
+def _results_sidecar_summary(path) -> str | None:
+    side = sidecar_path(path)
+    try:
+        if not side.is_file() or side.stat().st_size > (64 << 20):
+            return None
+        meta = json.loads(side.read_text(encoding="utf-8"))
+    except (ValueError, OSError, UnicodeDecodeError):
+        return None
+    content = meta.get("content") if isinstance(meta, dict) else None
+    if not (isinstance(content, str) and content.startswith(RESULTS_CONTENT)):
+        return None
+    n, t = meta.get("num_cells"), meta.get("num_timepoints")
+    size = f" of {n} cells x {t} frames" if isinstance(n, int) and isinstance(t, int) else ""
+    return f"the deconvolved activity{size}; {side.name} says so"
+
+
+def results_file_summary(path) -> str | None:
+    """What a napari-catune results file holds (e.g. "activity, fit, ... of 3
+    cells x 300 frames"), else None.
+
+    A results ``.npz`` has ``activity`` and the ``format`` tag (or the CLI's
+    ``converged``); a results ``.npy``'s sidecar says its ``content`` is the
+    deconvolved activity.  Peeks only (zip names, headers, the sidecar); never raises.
+    """
+    try:
+        low = os.fspath(path).lower()
+        if low.endswith(".npz"):
+            return _results_npz_summary(path)
+        if low.endswith(".npy"):
+            return _results_sidecar_summary(path)
+    except Exception:  # unreadable: not recognisably ours
+        return None
+    return None
+
+
+def _refuse_results(path) -> None:
+    """SourceError naming a napari-catune results file (``deconvolve -o
+    res.npz``/``.npy``, the napari writer) as such, with what it holds."""
+    summary = results_file_summary(path)
+    if summary is None:
+        return
+    how = ("napari_catune.load_results(path), or np.load(path)['activity'] (cells x frames)"
+           if os.fspath(path).lower().endswith(".npz") else
+           "np.load(path) (cells x frames; ids and fs in its _metadata.json)")
     raise SourceError(
-        f"{path} is a napari-catune results file ({held}{size}), not traces: read it with "
-        "napari_catune.load_results(path), or np.load(path)['activity'] (cells x frames); "
-        "give the traces it was made from to deconvolve or estimate"
+        f"{path} is a napari-catune results file ({summary}), not traces: read it with "
+        f"{how}; give the traces it was made from to deconvolve or estimate"
     )
 
 
@@ -418,7 +470,7 @@ def _open_npz(path: Path) -> TraceSource:
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
         raise SourceError(f"{path}: truncated or not an .npz archive ({e})") from None
     if layout is None:
-        _refuse_results_npz(path)
+        _refuse_results(path)
         raise SourceError(
             f"{path}: no traces found; name the array one of {', '.join(TRACE_KEYS)} "
             "(or store a single (n_cells, n_frames) array)"
