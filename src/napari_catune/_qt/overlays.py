@@ -13,6 +13,8 @@ import weakref
 import numpy as np
 from qtpy.QtCore import QTimer
 
+from . import follow as _follow
+
 OVERLAY_KEY = "catune_overlay"  # metadata flag: our layers, hidden from the source combos
 SELECTION_NAME = "CaTune selection"
 ACTIVITY_NAME = "CaTune activity"
@@ -171,6 +173,9 @@ class Overlays:
         self.selection_layer = found.get(SELECTION_NAME)
         self.activity_layer = found.get(ACTIVITY_NAME)
         self.ids_layer = found.get(IDS_NAME)
+        ref = weakref.ref(self)
+        #: the source layers whose transforms the overlays copy (set_source .. clear)
+        self.follower = _follow.Follower(lambda: (me := ref()) and me.match_transforms())
 
     def layers(self) -> list:
         return [l for l in (self.selection_layer, self.activity_layer, self.ids_layer)
@@ -184,6 +189,7 @@ class Overlays:
                 self.viewer.layers.remove(layer)
             except Exception:  # noqa: BLE001 - already gone
                 pass
+        self.follower.stop()
         self.selection_layer = self.activity_layer = self.ids_layer = None
         self.lazy = None
         self.made_for = None
@@ -257,6 +263,7 @@ class Overlays:
         vispy lose a Labels texture ("Could not find texture with id ...").
         """
         self._labels_layer = None
+        self.follower.stop()
         if self._alive(self.selection_layer) and np.any(self.selection_layer.data):
             self.selection_layer.data = np.zeros_like(np.asarray(self.selection_layer.data))
         if self.lazy is not None and self._alive(self.activity_layer) and self.lazy._state[1].size:
@@ -265,29 +272,32 @@ class Overlays:
         if self._alive(self.ids_layer) and len(self.ids_layer.data):
             self.ids_layer.data = np.zeros((0, 2))
 
-    def set_source(self, labels_layer, roi_ids, n_frames: int, time_scale=1.0,
-                   time_translate=0.0, index=None) -> None:
-        """New data source: ROI id text for every ROI, a fresh activity layer."""
+    def set_source(self, labels_layer, roi_ids, n_frames: int, image=None,
+                   index=None) -> None:
+        """New data source: ROI id text for every ROI, a fresh activity layer.
+
+        The layers sit where ``labels_layer``'s pixels are, on the time axis of
+        the movie ``image`` (1 s per frame without one), and follow both layers'
+        transforms until the next source (:meth:`match_transforms`)."""
         self._labels_layer = self.made_for = labels_layer
+        self.follower.follow(image, labels_layer)
         self.activity_layer = self.activity_layer or self._reclaim(ACTIVITY_NAME)
         self.ids_layer = self.ids_layer or self._reclaim(IDS_NAME)
         self.selection_layer = self.selection_layer or self._reclaim(SELECTION_NAME)
         labels = np.asarray(labels_layer.data)
-        scale = tuple(labels_layer.scale[-2:])
-        translate = tuple(labels_layer.translate[-2:])
+        plane = _follow.plane_transforms(labels_layer)
+        movie = _follow.movie_transforms(plane, image)
         if index is None or index[1].size != labels.size:
             index = label_index(labels)
         self.lazy = LazyActivity(labels, n_frames, index)
         if self._alive(self.activity_layer):
             self.activity_layer.data = self.lazy
-            self.activity_layer.scale = (time_scale, *scale)
-            self.activity_layer.translate = (time_translate, *translate)
+            _follow.apply(self.activity_layer, movie)
         else:
             self.activity_layer = self._add_quietly(
                 self.viewer.add_image, self.lazy, name=ACTIVITY_NAME, colormap="inferno",
                 blending="additive", contrast_limits=(0.0, 1.0), multiscale=False,
-                scale=(time_scale, *scale), translate=(time_translate, *translate),
-                opacity=0.8, metadata={OVERLAY_KEY: True},
+                opacity=0.8, metadata={OVERLAY_KEY: True}, **movie,
             )
         self._name_time_axis()
         cents = centroids(labels, roi_ids, index)
@@ -295,7 +305,7 @@ class Overlays:
         feats = {"roi_id": np.asarray(roi_ids)[ok]}
         if self._alive(self.ids_layer):
             self.ids_layer.data = np.zeros((0, 2))
-            self.ids_layer.scale, self.ids_layer.translate = scale, translate
+            _follow.apply(self.ids_layer, plane)
             self.ids_layer.data = cents[ok]
             self.ids_layer.features = feats
             self.ids_layer.text = {"string": "{roi_id}", "color": "white", "size": 8}
@@ -303,12 +313,24 @@ class Overlays:
             self.ids_layer = self._add_quietly(
                 self.viewer.add_points, cents[ok], name=IDS_NAME, size=0.0,
                 features=feats, text={"string": "{roi_id}", "color": "white", "size": 8},
-                scale=scale, translate=translate, metadata={OVERLAY_KEY: True},
+                metadata={OVERLAY_KEY: True}, **plane,
             )
             self.ids_layer.editable = False
         if self._alive(self.selection_layer):
             self.selection_layer.data = np.zeros_like(labels)
-            self.selection_layer.scale, self.selection_layer.translate = scale, translate
+            _follow.apply(self.selection_layer, plane)
+
+    def match_transforms(self) -> None:
+        """Give the overlays the source layers' current transforms (one changed)."""
+        labels, image = self.follower.labels, self.follower.image
+        if labels is None or labels is not self._labels_layer:
+            return
+        plane = _follow.plane_transforms(labels)
+        for layer in (self.selection_layer, self.ids_layer):
+            if self._alive(layer):
+                _follow.apply(layer, plane)
+        if self._alive(self.activity_layer):
+            _follow.apply(self.activity_layer, _follow.movie_transforms(plane, image))
 
     def set_selection(self, roi_ids, colors=None) -> None:
         """Outline the selected ROIs (a Labels layer drawn as contours), each in
@@ -323,8 +345,8 @@ class Overlays:
             self.selection_layer.data = data
         else:
             self.selection_layer = self._add_quietly(
-                self.viewer.add_labels, data, name=SELECTION_NAME, scale=src.scale[-2:],
-                translate=src.translate[-2:], opacity=1.0, metadata={OVERLAY_KEY: True},
+                self.viewer.add_labels, data, name=SELECTION_NAME, opacity=1.0,
+                metadata={OVERLAY_KEY: True}, **_follow.plane_transforms(src),
             )
             self.selection_layer.contour = 2
             self.selection_layer.editable = False

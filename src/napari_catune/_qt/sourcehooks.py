@@ -125,9 +125,8 @@ class SourceHooks:
                 self.viewer.layers:
             return
         image, labels = src.origin
-        ts, tt = (image.scale[0], image.translate[0]) if image is not None else (1.0, 0.0)
         try:
-            self.overlays.set_source(labels, src.roi_ids, src.n_frames, ts, tt,
+            self.overlays.set_source(labels, src.roi_ids, src.n_frames, image,
                                      src.label_index)
             sel = self.session.selection
             self.overlays.set_selection(sel, self._colors(sel))
