@@ -285,7 +285,10 @@ class _Features:
 
         ids = np.asarray(self.source.roi_ids)[a:b]
         skipped = np.asarray(fields.get("skipped", np.zeros(b - a, bool)), dtype=bool)
-        rows = np.array(self.source.read(a, b), dtype=np.float64, ndmin=2)
+        rows = fields.get("traces")  # (iter_batch passes the rows it read)
+        if rows is None:
+            rows = self.source.read(a, b)
+        rows = np.asarray(rows, dtype=np.float64).reshape(b - a, -1)
         feats = roi_features(
             rows, params=self.params, roi_ids=ids, activity=fields["activity"],
             fit=fields["fit"], baseline=fields["baseline"], converged=fields["converged"],
