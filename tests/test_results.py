@@ -57,6 +57,7 @@ def test_npz_layout_is_plain_numpy(tmp_path):
             "params",
             "events.roi_id", "events.onset_s", "events.amplitude",
             "features.snr", "features.converged", "features.label",
+            "converged",  # the features' solver answers, also top level (as the CLI's)
         }
         assert str(z["format"]) == "napari-catune results"
         assert z["activity"].shape == (3, 40) and z["fs"].shape == ()

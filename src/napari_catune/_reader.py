@@ -283,6 +283,8 @@ def read_traces(path):
         "roi_ids": roi_ids,
         "source": str(Path(p).resolve()),
     }
+    if src.trace:  # what the file says the traces are (napari-catune extract's)
+        cat["input_traces"] = src.trace
     notes = []
     if skipped.size:
         shown = ", ".join(str(int(i)) for i in skipped[:8]) + (", ..." if skipped.size > 8 else "")

@@ -258,7 +258,8 @@ def _save(path: str, data, meta: dict) -> list[str]:
         events=res.get("events"), roi_ids=ids, fs=params.fs, params=params,
         features=_features(features, n), labels=labels, source=cat.get("source"),
         t0=cat.get("t0") or 0.0, timestamps=cat.get("timestamps"),
-        input_traces=cat.get("kind") or None, fitted_trace=res.get("fitted_trace"),
+        input_traces=res.get("input_traces") or cat.get("input_traces") or cat.get("kind") or None,
+        fitted_trace=res.get("fitted_trace"),
     )
     return [str(p) for p in written]
 

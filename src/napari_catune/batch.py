@@ -207,6 +207,9 @@ def iter_batch(traces, params, sink, *, chunk: int, skip=None):
         fields = chunk_fields(b - a, T, ok, res, per_sample)
         if params.filter_enabled:
             fields["fitted_trace"] = fitted_rows(block, ok, params, T)
+        # the rows themselves, for sinks that compute per-ROI features (the CLI's
+        # writers): no second read of the input
+        fields["traces"] = _all_rows(block, ok, T)
         del block
         if not ok.all():
             skipped.append(a + np.flatnonzero(~ok))
@@ -214,6 +217,17 @@ def iter_batch(traces, params, sink, *, chunk: int, skip=None):
         yield b, n
     bad = np.concatenate(skipped) if skipped else np.empty(0, dtype=np.int64)
     return BatchSummary(n, bad.astype(np.int64))
+
+
+def _all_rows(block, ok: np.ndarray, T: int):
+    """A chunk's rows with NaN on the skipped ones, from ``block`` (its solved
+    rows ``ok`` when some were skipped, else every row; None when none was)."""
+    if block is not None and ok.all():
+        return block
+    out = np.full((ok.size, T), np.nan)
+    if block is not None and ok.any():
+        out[ok] = block
+    return out
 
 
 def run_batch(traces, params, sink, *, chunk: int, skip=None, progress=None,

@@ -268,6 +268,39 @@ def _write_at(fh, offset: int, data) -> None:
     fh.write(data)
 
 
+class _Features:
+    """The per-ROI features (``session.roi_features``, as Apply to all in the
+    tuner) of the rows written so far, computed a chunk at a time from the
+    solver's answers and the source's rows."""
+
+    def __init__(self, source, params, n: int):
+        self.source, self.params = source, params
+        self.cols: dict[str, np.ndarray] = {}
+        self.n = n
+
+    def add(self, a: int, b: int, fields: dict) -> None:
+        if self.source is None or self.params is None or "fit" not in fields:
+            return
+        from .session import roi_features
+
+        ids = np.asarray(self.source.roi_ids)[a:b]
+        skipped = np.asarray(fields.get("skipped", np.zeros(b - a, bool)), dtype=bool)
+        rows = fields.get("traces")  # (iter_batch passes the rows it read)
+        if rows is None:
+            rows = self.source.read(a, b)
+        rows = np.asarray(rows, dtype=np.float64).reshape(b - a, -1)
+        feats = roi_features(
+            rows, params=self.params, roi_ids=ids, activity=fields["activity"],
+            fit=fields["fit"], baseline=fields["baseline"], converged=fields["converged"],
+            iterations=fields["iterations"], skipped=skipped,
+            fitted_trace=fields.get("fitted_trace"))
+        for key, col in feats.items():
+            if key not in self.cols:
+                fill = np.nan if col.dtype.kind == "f" else 0
+                self.cols[key] = np.full(self.n, fill, dtype=col.dtype)
+            self.cols[key][a:b] = col
+
+
 class _Writer:
     """Output rows streamed into temporary .npy files beside OUT; renamed at the end.
 
@@ -294,8 +327,11 @@ class _Writer:
 
     def __init__(self, out: Path, n: int, T: int, *, full: bool, one_d: bool, roi_ids,
                  per_sample_baseline: bool = False, fs: float | None = None, params=None,
-                 t0: float = 0.0, timestamps=None):
+                 t0: float = 0.0, timestamps=None, source=None):
         self.out, self.full, self.one_d = out, full, one_d
+        self.input_traces = getattr(source, "trace", None)
+        # the features of an .npz (the same set as the napari writer's)
+        self.features = _Features(source if full else None, params, n)
         self.fs, self.params = fs, params
         self.t0, self.timestamps = float(t0), timestamps
         self.per_sample = per_sample_baseline
@@ -355,12 +391,21 @@ class _Writer:
                                                 allow_nan=False, default=json_default))
             if fit_note(self.params):
                 out["fit_note"] = np.array(fit_note(self.params))
-        for key in ("converged", "iterations", "skipped"):
-            out[f"features.{key}"] = self.small[key]
-        out["features.roi_id"] = self.small["roi_ids"]
+        if self.input_traces:
+            out["input_traces"] = np.array(str(self.input_traces))
+        from .session import FEATURE_NAMES
+
+        cols = {"roi_id": self.small["roi_ids"],
+                **{k: self.small[k] for k in ("converged", "iterations", "skipped")},
+                **{k: v for k, v in self.features.cols.items()
+                   if k not in ("roi_id", "converged", "iterations", "skipped")}}
+        for key in FEATURE_NAMES:
+            if key in cols:
+                out[f"features.{key}"] = cols[key]
         return out
 
     def write(self, a: int, b: int, **fields) -> None:
+        self.features.add(a, b, fields)
         for key, rows in fields.items():
             if key == "baseline" and key not in self.files and key not in self.small:
                 continue
@@ -425,6 +470,11 @@ class _MemoryWriter(ArraySink):
     def __init__(self, out: Path, source, params, per_sample: bool):
         super().__init__(source.n, source.T, per_sample, fitted=params.filter_enabled)
         self.out, self.source, self.params = out, source, params
+        self.features = _Features(source, params, source.n)
+
+    def write(self, a: int, b: int, **fields) -> None:
+        super().write(a, b, **fields)
+        self.features.add(a, b, fields)
 
     @staticmethod
     def bytes_needed(n: int, T: int, suffix: str) -> int:
@@ -441,9 +491,9 @@ class _MemoryWriter(ArraySink):
             save_results(
                 self.out, activity=f["activity"], fit=f["fit"], baseline=f["baseline"],
                 roi_ids=self.source.roi_ids, fs=self.params.fs, params=self.params,
-                features={"roi_id": np.asarray(self.source.roi_ids),
-                          "converged": f["converged"], "iterations": f["iterations"],
-                          "skipped": f["skipped"]},
+                features=self.features.cols or {
+                    "roi_id": np.asarray(self.source.roi_ids), "converged": f["converged"],
+                    "iterations": f["iterations"], "skipped": f["skipped"]},
                 labels=labels, source=str(self.source.path), t0=self.source.t0,
                 timestamps=self.source.timestamps, input_traces=self.source.trace,
                 fitted_trace=f.get("fitted_trace"),
@@ -726,7 +776,7 @@ def _cmd_deconvolve(args) -> int:
             writer = _Writer(out, source.n, source.T, full=full, one_d=source.one_d,
                              roi_ids=source.roi_ids, per_sample_baseline=per_sample,
                              fs=params.fs, params=params, t0=source.t0,
-                             timestamps=source.timestamps)
+                             timestamps=source.timestamps, source=source)
         else:
             writer = _MemoryWriter(out, source, params, per_sample)
         progress = Progress(source.n, "deconvolve", enabled=not args.quiet)
@@ -1007,7 +1057,11 @@ def _cmd_extract(args) -> int:
     if suffix == ".npz":
         from ._atomic import _atomic_write
 
-        arrays = {"traces": traces, "roi_ids": np.asarray(ids, dtype=np.int64)}
+        from .traces import ROI_MEAN_TRACES
+
+        # the label image rides along: deconvolve -o x.nwb writes the ROIs' footprints
+        arrays = {"traces": traces, "roi_ids": np.asarray(ids, dtype=np.int64),
+                  "labels": np.asarray(labels), "input_traces": np.array(ROI_MEAN_TRACES)}
         if fs is not None:
             arrays["fs"] = np.array(float(fs))
         _atomic_write(out, lambda fh: np.savez(fh, **arrays))
@@ -1017,8 +1071,9 @@ def _cmd_extract(args) -> int:
         save_for_tuning(traces, fs, out, metadata={"roi_ids": [int(i) for i in ids]})
     src = TraceSource(str(args.movie), "movie", traces.shape, traces.dtype, fs, np.asarray(ids),
                       read=lambda a, b: traces[a:b])
-    extra = {"labels": os.path.basename(str(args.labels)), "traces": "mean of each ROI's "
-             "pixels per frame (napari_catune.extract_traces)"}
+    from .traces import ROI_MEAN_TRACES
+
+    extra = {"labels": os.path.basename(str(args.labels)), "traces": ROI_MEAN_TRACES}
     if movie.key:
         extra["movie_key"] = movie.key
     if suffix == ".npz":

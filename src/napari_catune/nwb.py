@@ -34,8 +34,12 @@ when the table has one (files written here).
 Writing (:func:`save_results_nwb`, called by ``results.save_results`` for a
 ``.nwb`` path) creates a new file, atomically: processing module ``ophys``
 holds the ROIs (``ImageSegmentation/PlaneSegmentation`` with ``pixel_mask``
-from the label image, or one tile per ROI when there are no footprints, and a
-``roi_id`` column; the label image itself as ``ROIImages/roi_labels``, which
+from the label image, or one placeholder tile per ROI when there are no
+footprints, its description then starting "FOOTPRINTS NOT KNOWN", and a
+``roi_id`` column; ``pixel_mask`` rows are ``(x, y, weight)`` with x the first
+and y the second axis of the stored images, as the NWB schema's image dims
+``(x, y)`` and ``image_mask`` ``(roi, x, y)`` define them (:data:`PIXEL_ORDER`,
+also in the description); the label image itself as ``ROIImages/roi_labels``, which
 records the plane's size: the movie is not copied and no placeholder
 ``TwoPhotonSeries`` is written), processing module ``catune`` the results: a
 ``Fluorescence`` container ``Deconvolution`` with ``RoiResponseSeries``
@@ -74,6 +78,16 @@ NWB_EXTRA_MESSAGE = (
 )
 RESULTS_MODULE = "catune"
 _SKIP = re.compile(r"neuropil|background|deconv|spike|spks|residual", re.IGNORECASE)
+#: the pixel_mask convention of the files written here (the NWB schema's: its
+#: images are (x, y) arrays, image_mask (roi, x, y), and pixel_mask's x and y
+#: index them in that order; suite2p's save_nwb writes (ypix, xpix, lam) the
+#: same way)
+PIXEL_ORDER = ("pixel_mask rows are (x, y, weight) with x the first axis and y the second "
+               "axis of the plane's images as stored here (ROIImages/roi_labels[x, y] == "
+               "roi_id; in numpy/napari terms x = row, y = column), as the NWB schema "
+               "defines images (x, y) and image_mask (roi, x, y)")
+#: ``parameters.input_traces`` when the caller did not say what the traces were
+NOT_RECORDED = "not recorded"
 #: the ROI label image of results files (the plane's size; not a summary image)
 LABEL_IMAGE = "roi_labels"
 _IMAGE_PREFERENCE = ("meanImg", "mean", "mean_image", "average", "local_correlations", "Cn",
@@ -484,12 +498,14 @@ def _tile_or_labels(labels, ids):
     from .loaders import tile_labels
 
     if labels is None:
-        return tile_labels(len(ids), ids=ids), "no footprints: one square tile per ROI"
+        return tile_labels(len(ids), ids=ids), (
+            "FOOTPRINTS NOT KNOWN: the deconvolved traces came without a label image, so each "
+            "ROI is a placeholder square tile (not its shape or place); " + PIXEL_ORDER)
     labels = np.asarray(labels)
     if labels.ndim != 2 or labels.dtype.kind not in "iu":
         raise ValueError(f"labels must be a 2-D integer label image, got {labels.dtype} "
                          f"{labels.shape}")
-    return labels, "footprints from the label image (value = roi_id)"
+    return labels, "ROI footprints from the label image (value = roi_id); " + PIXEL_ORDER
 
 
 def _pixel_masks(labels, ids):
@@ -582,7 +598,7 @@ def save_results_nwb(path, *, activity, fit, baseline, events, roi_ids, fs, para
     # plane's size, which pixel masks alone do not
     ophys.add(Images(name="ROIImages", description="the ROI label image (0 = background)",
                      images=[GrayscaleImage(name=LABEL_IMAGE, data=np.asarray(lab, np.int32),
-                                            description="value = roi_id")]))
+                                            description="value = roi_id; " + mask_note)]))
     ps.add_column("roi_id", "label value of the ROI in napari-catune (NWB id + 1)")
     for rid, mask in zip(ids, _pixel_masks(lab, ids)):
         ps.add_roi(id=int(rid) - 1, pixel_mask=[tuple(row) for row in mask], roi_id=int(rid))
@@ -641,7 +657,7 @@ def save_results_nwb(path, *, activity, fit, baseline, events, roi_ids, fs, para
             ("drift_scale_s", "drift time scale, s (NaN: solver default or not drift)",
              float("nan") if p.drift_scale is None else p.drift_scale),
             ("input_traces", "the traces that were deconvolved (e.g. F - 0.7*Fneu)",
-             input_traces or "not recorded"),
+             input_traces or NOT_RECORDED),
             ("catune_export", "the CaTune export JSON (schema 1.2.0)", export),
         )
     ]))
@@ -709,6 +725,9 @@ def load_results_nwb(path) -> dict:
         else:
             out["baseline"] = rois.get("baseline")
         out["features"] = rois or None
+        par = _table_columns(mod["parameters"])
+        said = str(par["input_traces"][0]) if "input_traces" in par else ""
+        out["input_traces"] = None if said in ("", NOT_RECORDED) else said
         out["events"] = _table_columns(mod["events"]) if "events" in mod.data_interfaces else None
     out["params"] = load_params_dict(doc, path)
     return out

@@ -10,7 +10,11 @@
     so ``json.loads(z["params"].item())`` gives it), ``format`` () str
     ``"napari-catune results"`` and ``format_version`` () str.  Tables are
     stored column by column: ``events.<column>`` (one row per event) and
-    ``features.<column>`` (one row per ROI, in ``roi_ids`` order).  ``t0`` ()
+    ``features.<column>`` (one row per ROI, in ``roi_ids`` order: from Apply
+    to all and ``deconvolve`` the columns of ``session.FEATURE_NAMES``, and
+    ``converged``, ``iterations``, ``skipped`` also as top-level arrays, as
+    the CLI's streamed ``.npz`` has them).  ``input_traces`` () str says what
+    the deconvolved traces were (e.g. ``"F - 0.7*Fneu"``) when known.  ``t0`` ()
     float64 is the time of the first frame in s (an NWB input's
     ``starting_time`` or first timestamp; 0 otherwise) and ``timestamps`` (T,)
     float64 the input's frame times when they are irregular.  Arrays that
@@ -28,7 +32,8 @@
     ``t0 + k / fs`` (or the input's irregular timestamps) and each ROI's
     activity at frame k (10 significant digits).
     Beside it ``{stem}_metadata.json`` (fs, ROI ids, parameters, what the
-    columns are; ``fit_note`` with the bandpass on) and, when features are
+    columns are, ``input_traces`` when known; ``fit_note`` with the bandpass
+    on) and, when features are
     given, ``{stem}_features.csv``.
 ``.npy``
     The activity alone as (n, T) float64, with the ``{stem}_metadata.json``
@@ -303,7 +308,8 @@ def save_results(path, *, activity, fit, baseline, events=None, roi_ids, fs, par
     features : table or None
         One row per ROI, in ``roi_ids`` order (SNR, event rate, converged...).
     labels : (Y, X) int array, optional
-        ROI footprints, for ``.nwb`` (else each ROI gets a tile).
+        ROI footprints, for ``.nwb`` (else each ROI gets a placeholder tile and
+        the file says the footprints are not known).
     source : str, optional
         Where the traces came from (recorded in ``.nwb`` and the sidecars).
     t0 : float
@@ -314,7 +320,8 @@ def save_results(path, *, activity, fit, baseline, events=None, roi_ids, fs, par
         (NWB ``timestamps``, CSV ``time_s``, npz ``timestamps``, sidecar).
     input_traces : str, optional
         Which traces were deconvolved (e.g. ``"F - 0.7*Fneu"``): recorded in
-        ``.nwb`` (the sidecars of the CLI record it too).
+        every format: ``.npz`` ``input_traces``, the NWB ``parameters`` table,
+        the ``.csv``/``.npy`` sidecars.
     fitted_trace : (n, T) array, optional
         With the bandpass on, the band-passed traces the fit describes
         (``.npz`` and ``.nwb`` store them beside the fit).
@@ -335,13 +342,14 @@ def save_results(path, *, activity, fit, baseline, events=None, roi_ids, fs, par
                    timestamps, fitted_trace)
     if not r["params"].filter_enabled:
         r["fitted_trace"] = None  # the input trace itself: the lab has it
+    r["input_traces"] = str(input_traces) if input_traces else None
     if ext == ".npz":
         return [_save_npz(path, r)]
     if ext == ".nwb":
         from .nwb import save_results_nwb
 
         return [save_results_nwb(path, labels=labels, source=source,
-                                 input_traces=input_traces, **r)]
+                                 **{k: v for k, v in r.items()})]
     if ext == ".csv":
         return _save_csv(path, r, source)
     return _save_npy(path, r, source)
@@ -366,6 +374,12 @@ def _save_npz(path: Path, r: dict) -> Path:
     note = fit_note(r["params"])
     if note:
         arrays["fit_note"] = np.array(note)
+    if r.get("input_traces"):
+        arrays["input_traces"] = np.array(r["input_traces"])
+    # per-ROI solver answers also at the top level, as the CLI's .npz has them
+    for key in ("converged", "iterations", "skipped"):
+        if key in (r["features"] or {}):
+            arrays[key] = r["features"][key]
     for table in ("events", "features"):
         for col, arr in (r[table] or {}).items():
             arrays[f"{table}.{col}"] = arr
@@ -383,7 +397,9 @@ def _save_npy(path: Path, r: dict, source) -> list[Path]:
                             n_frames=r["activity"].shape[1],
                             content="deconvolved activity (napari-catune), rows in roi_ids order",
                             output=path.name, t0=r["t0"], timestamps=r["timestamps"],
-                            **({"source_filename": Path(str(source)).name} if source else {}))
+                            **({"source_filename": Path(str(source)).name} if source else {}),
+                            **({"input_traces": r["input_traces"]} if r.get("input_traces")
+                               else {}))
     # the hand-off writer keeps its own keys (fs, shape, dtype) over ours
     for key in ("schema_version", "sampling_rate_hz", "num_cells", "num_timepoints"):
         meta.pop(key)
@@ -433,6 +449,8 @@ def _save_csv(path: Path, r: dict, source) -> list[Path]:
                              "activity"}
     if source:
         extra["source_filename"] = Path(str(source)).name
+    if r.get("input_traces"):
+        extra["input_traces"] = r["input_traces"]
     if r["features"] and fit_note(r["params"]):
         extra["fit_note"] = fit_note(r["params"])  # the features' baseline and r2
     meta = results_metadata(roi_ids=ids, fs=fs, params=r["params"], n_frames=t,
@@ -474,7 +492,8 @@ def load_results(path) -> dict:
     (the band-passed trace the fit describes; each None when absent),
     ``roi_ids``, ``fs``, ``t0`` (time of the first frame, s), ``timestamps``
     (irregular frame times or None), ``params`` (a TuningParams), ``events``
-    and ``features`` (dicts of columns, or None).
+    and ``features`` (dicts of columns, or None) and ``input_traces`` (what the
+    deconvolved traces were, e.g. ``"F - 0.7*Fneu"``; None when not recorded).
     """
     path = Path(path)
     if not path.is_file():
@@ -494,6 +513,7 @@ def load_results(path) -> dict:
         out["fs"] = float(z["fs"])
         out["t0"] = float(z["t0"]) if "t0" in z.files else 0.0
         out["timestamps"] = np.array(z["timestamps"]) if "timestamps" in z.files else None
+        out["input_traces"] = str(z["input_traces"]) if "input_traces" in z.files else None
         doc = json.loads(str(z["params"]))
         for table in ("events", "features"):
             cols = {k.split(".", 1)[1]: np.array(z[k]) for k in z.files

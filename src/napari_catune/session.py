@@ -921,6 +921,77 @@ def _rows(a: np.ndarray, ok: np.ndarray) -> np.ndarray:
     return a if ok.all() else a[ok]
 
 
+#: the per-ROI features every results file holds (``features.<name>`` in
+#: ``.npz``, the NWB ``rois`` table, the features CSV), in this order; the
+#: GUI's Apply to all and the CLI's ``deconvolve`` compute them with
+#: :func:`roi_features`
+FEATURE_NAMES = ("roi_id", "snr", "event_rate_hz", "r2", "baseline", "converged", "iterations",
+                 "skipped")
+
+
+def roi_features(traces, *, params: TuningParams, roi_ids, activity, fit, baseline, converged,
+                 iterations, skipped, fitted_trace=None, snr=None, noise=None) -> dict:
+    """The per-ROI features (:data:`FEATURE_NAMES`) of deconvolved rows.
+
+    ``traces`` are the input rows (n, T); ``activity``, ``fit``, ``baseline``
+    (n,) or (n, T), ``converged``, ``iterations`` and ``skipped`` the solver's
+    answers for them; ``fitted_trace`` the band-passed rows when the bandpass
+    is on (r2 is of the trace the solver fitted).  ``snr`` and ``noise`` (n,)
+    may be given when already known (the tuner's); otherwise they are read
+    from ``traces`` as the tuner does (:func:`napari_catune.traces.roi_snr`,
+    ``estimate.noise_sigma``).  Every value is per row, so the rows may be
+    given a block at a time (the CLI's streamed outputs).  Skipped rows
+    (NaN or Inf traces) get NaN scores.
+    """
+    from .estimate import noise_sigma
+    from .events import leading_dark_frames
+    from .traces import roi_snr
+
+    p = params
+    traces = np.asarray(traces)
+    n = traces.shape[0]
+    skipped = np.asarray(skipped, dtype=bool).reshape(n)
+    ok = ~skipped
+    if snr is not None:
+        snr = np.asarray(snr, dtype=np.float64)
+    if snr is None or snr.shape != (n,) or not np.all(np.isfinite(snr[ok])):
+        try:
+            snr = np.full(n, np.nan)
+            snr[ok] = by_rows(lambda x: roi_snr(x, p.fs), _rows(traces, ok))
+        except Exception:  # noqa: BLE001 - a quality score is optional
+            snr = np.full(n, np.nan)
+    if noise is None and traces.shape[1] >= 16 and ok.any():
+        try:
+            noise = np.full(n, np.nan)
+            noise[ok] = by_rows(lambda x: noise_sigma(x, p.fs), _rows(traces, ok))
+        except Exception:  # noqa: BLE001 - so is the noise read-out
+            noise = None
+    act = np.asarray(activity)
+    rec = np.asarray(fit)
+    base = np.asarray(baseline)
+    rate, r2 = np.full(n, np.nan), np.full(n, np.nan)
+    if ok.any():
+        # r2 of the fit against the trace it fitted (band-passed when the filter is on)
+        y = _rows(fitted_trace if (p.filter_enabled and fitted_trace is not None) else traces, ok)
+        nz = np.zeros(n) if noise is None else np.asarray(noise, float)
+        dark = leading_dark_frames(traces, p.fs)  # (reads the first seconds only)
+        rate[ok] = by_rows(
+            lambda a, s, d: event_rate(a, p.fs, None if noise is None else s[:, 0], d[:, 0]),
+            _rows(act, ok), _rows(nz[:, None], ok), _rows(dark[:, None], ok)) / 60.0
+        r2[ok] = by_rows(lambda y_, f_: _r2(np.asarray(y_, np.float64), f_), y, _rows(rec, ok))
+    return {
+        "roi_id": np.asarray(roi_ids, dtype=np.int64).copy(),
+        "snr": np.asarray(snr, float),
+        "event_rate_hz": rate,
+        "r2": r2,
+        # one number per ROI: the median of a per-sample baseline
+        "baseline": _row_medians(base) if base.ndim == 2 else base.astype(np.float64),
+        "converged": np.asarray(converged, dtype=bool).copy(),
+        "iterations": np.asarray(iterations, dtype=np.int64).copy(),
+        "skipped": skipped.copy(),
+    }
+
+
 def apply_job(traces: np.ndarray, roi_ids, params: TuningParams, *, snr=None, noise=None):
     """Generator: solve every row in chunks (:func:`napari_catune.batch.iter_batch`,
     the loop of ``napari-catune deconvolve``), yielding ``(done, total)``; returns a
@@ -929,7 +1000,6 @@ def apply_job(traces: np.ndarray, roi_ids, params: TuningParams, *, snr=None, no
     NaN, ``converged`` False, and ``BatchResult.skipped`` lists their ids.  Stop
     iterating to cancel between chunks."""
     from .batch import ArraySink, iter_batch, per_sample_baseline
-    from .traces import roi_snr
 
     traces = np.asarray(traces)
     n, T = traces.shape
@@ -939,38 +1009,12 @@ def apply_job(traces: np.ndarray, roi_ids, params: TuningParams, *, snr=None, no
     sink = ArraySink(n, T, per_sample_baseline(p), fitted=p.filter_enabled)
     summary = yield from iter_batch(traces, p, sink, chunk=chunk)
     act, rec, base, conv = sink.activity, sink.fit, sink.baseline, sink.converged
-    ok = ~sink.skipped
-    if snr is not None:
-        snr = np.asarray(snr, dtype=np.float64)
-    if snr is None or snr.shape != (n,) or not np.all(np.isfinite(snr[ok])):
-        try:
-            snr = np.full(n, np.nan)
-            snr[ok] = by_rows(lambda x: roi_snr(x, p.fs), _rows(traces, ok))
-        except Exception:  # noqa: BLE001 - a quality score is optional
-            snr = np.full(n, np.nan)
     ids = np.asarray(roi_ids, dtype=np.int64).copy()
-    rate, r2 = np.full(n, np.nan), np.full(n, np.nan)
-    if ok.any():
-        # r2 of the fit against the trace it fitted (band-passed when the filter is on)
-        y = _rows(sink.fitted_trace if p.filter_enabled else traces, ok)
-        nz = np.zeros(n) if noise is None else np.asarray(noise, float)
-        from .events import leading_dark_frames
-
-        dark = leading_dark_frames(traces, p.fs)  # (reads the first seconds only)
-        rate[ok] = by_rows(
-            lambda a, s, d: event_rate(a, p.fs, None if noise is None else s[:, 0], d[:, 0]),
-            _rows(act, ok), _rows(nz[:, None], ok), _rows(dark[:, None], ok)) / 60.0
-        r2[ok] = by_rows(lambda y_, f_: _r2(np.asarray(y_, np.float64), f_), y, _rows(rec, ok))
-    features = {
-        "index": ids.copy(),
-        "roi_id": ids.copy(),
-        "snr": np.asarray(snr, float),
-        "event_rate_hz": rate,
-        "r2": r2,
-        # one number per ROI: the median of a per-sample baseline
-        "baseline": _row_medians(base) if base.ndim == 2 else base.copy(),
-        "converged": conv.copy(),
-    }
+    features = roi_features(traces, params=p, roi_ids=ids, activity=act, fit=rec, baseline=base,
+                            converged=conv, iterations=sink.iterations, skipped=sink.skipped,
+                            fitted_trace=sink.fitted_trace if p.filter_enabled else None,
+                            snr=snr, noise=noise)
+    features = {"index": ids.copy(), **features}
     return BatchResult(p, ids, act, rec, base, conv, features,
                        float(np.nanmax(act, initial=0.0)), float(np.nanmax(rec, initial=0.0)),
                        skipped=ids[summary.skipped],

@@ -376,7 +376,7 @@ def _open_npy(path: Path) -> TraceSource:
         str(path), "npy", (n, int(shape[-1])), np.dtype(dtype), fs,
         as_roi_ids(None, n, path) if ids is None else ids,
         read=lambda a, b: read_spec_rows(spec, a, b), one_d=len(shape) == 1, spec=spec,
-        meta=meta, **_sidecar_clock(path, meta, int(shape[-1])),
+        meta=meta, trace=_sidecar_trace(meta), **_sidecar_clock(path, meta, int(shape[-1])),
     )
 
 
@@ -481,6 +481,9 @@ def _open_npz(path: Path) -> TraceSource:
             arr = z[key]
             fs_raw = z[fs_key] if fs_key else None
             ids_raw = z[id_key] if id_key else None
+            # napari-catune extract's: the label image and what the traces are
+            lab = z["labels"] if key != "labels" and "labels" in z.files else None
+            said = z["input_traces"] if "input_traces" in z.files else None
     except ValueError as e:
         raise SourceError(f"{path}: holds Python objects or is damaged ({e})") from None
     except (OSError, EOFError, zipfile.BadZipFile) as e:
@@ -493,12 +496,24 @@ def _open_npz(path: Path) -> TraceSource:
     fs = as_fs(fs_raw, f"{path}[{fs_key!r}]") if fs_key else None
     ids = as_roi_ids(ids_raw, n, f"{path}[{id_key!r}]") if id_key else None
     s_fs, s_ids, meta = _sidecar_values(path, n)
+    ids = ids if ids is not None else (s_ids if s_ids is not None else as_roi_ids(None, n, path))
+    extra = {}
+    if lab is not None and lab.ndim == 2 and lab.dtype.kind in "iu" and np.isin(ids, lab).all():
+        extra["labels"] = lab  # the footprints of these ROIs (results .nwb)
+    trace = str(said) if said is not None and said.ndim == 0 and said.dtype.kind == "U" else None
     return TraceSource(
-        str(path), "npz", arr2.shape, arr.dtype, fs if fs is not None else s_fs,
-        ids if ids is not None else (s_ids if s_ids is not None else as_roi_ids(None, n, path)),
+        str(path), "npz", arr2.shape, arr.dtype, fs if fs is not None else s_fs, ids,
         read=lambda a, b: arr2[a:b], one_d=one_d, meta=meta,
+        trace=trace or _sidecar_trace(meta), extra=extra,
         **_sidecar_clock(path, meta, arr2.shape[1]),
     )
+
+
+def _sidecar_trace(meta) -> str | None:
+    """What the traces are, from the ``traces`` entry of ``napari-catune extract``'s
+    sidecar (results sidecars name their *input* ``input_traces``: not read here)."""
+    said = (meta or {}).get("traces")
+    return said if isinstance(said, str) and said else None
 
 
 def _zarr_open(path: Path):

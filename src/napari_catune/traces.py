@@ -19,6 +19,10 @@ from ._padding import ends_padded, on_finite_parts
 
 __all__ = ["extract_traces", "roi_snr"]
 
+#: what :func:`extract_traces` gives, as the results files record it
+#: (``input_traces``): the tuner's movie + masks traces and ``napari-catune extract``'s
+ROI_MEAN_TRACES = "mean of each ROI's pixels per frame (napari_catune.extract_traces)"
+
 # bytes of movie read per chunk (per frame count it is rounded to storage chunks)
 _CHUNK_BYTES = 64 * 2**20
 

@@ -13,6 +13,25 @@ from .jobs import worker as _worker
 _APPLY = "apply"
 
 
+def input_traces(src) -> str | None:
+    """What the traces of ``src`` (a TraceSource; ``origin`` = (movie layer or
+    None, Labels layer)) are, as the results files record it (``input_traces``):
+    the movie's ROI means, else what the reader recorded (suite2p
+    "F - 0.7*Fneu", CaImAn "C", an NWB series, extract's traces), else None."""
+    from ..traces import ROI_MEAN_TRACES
+
+    origin = src.origin if isinstance(src.origin, tuple) and len(src.origin) == 2 else (None,) * 2
+    image, labels = origin
+    if image is not None:
+        return ROI_MEAN_TRACES
+    meta = getattr(labels, "metadata", None)
+    cat = meta.get("catune") if isinstance(meta, dict) else None
+    if not isinstance(cat, dict):
+        return None
+    said = cat.get("input_traces") or cat.get("kind")
+    return str(said) if said else None
+
+
 class ApplyAll:
     """The Apply to all methods of :class:`Actions` (``self.t``: the tuner,
     ``self.s``: its session)."""
@@ -92,7 +111,8 @@ class ApplyAll:
         meta = labels.metadata.setdefault("catune", {})
         meta["results"] = {"activity": b.activity, "reconvolution": b.reconvolution,
                            "baseline": b.baseline, "converged": b.converged,
-                           "roi_ids": b.roi_ids, "params": b.params.to_dict()}
+                           "roi_ids": b.roi_ids, "params": b.params.to_dict(),
+                           "input_traces": input_traces(src)}
         if getattr(b, "fitted_trace", None) is not None:  # what fit and baseline describe
             meta["results"]["fitted_trace"] = b.fitted_trace
         meta["params"] = b.params.to_dict()
