@@ -110,8 +110,8 @@ class ParamControls(QWidget):
         lo, hi = _ses.slider_range("lam")
         self.lam = ParamRow(
             "lambda", lo, hi, zero=True,
-            tip="Sparsity: a higher lambda gives sparser activity, fewer events (in the traces' units; "
-                "0 at the slider's left end)")
+            tip="Sparsity: a higher lambda gives sparser activity, fewer events (in the "
+                "traces' units; 0 at the slider's left end)")
         self.lam_noise = QLabel("")
         self.lam_noise.setToolTip(
             "lambda in noise units: the kernel-matched noise level it stands for "

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from qtpy.QtCore import QEvent, QObject, Qt
 from qtpy.QtGui import QGuiApplication
-from qtpy.QtWidgets import QBoxLayout, QHBoxLayout, QLabel, QSplitter, QTabWidget, QVBoxLayout, QWidget
+from qtpy.QtWidgets import (
+    QBoxLayout, QHBoxLayout, QLabel, QSplitter, QTabWidget, QVBoxLayout, QWidget,
+)
 
 _ACROSS, _DOWN = QBoxLayout.Direction.LeftToRight, QBoxLayout.Direction.TopToBottom
 
@@ -63,7 +65,8 @@ class Reflow(QObject):
             return 0
         m = self.lay.contentsMargins()
         if direction in (_ACROSS, QBoxLayout.Direction.RightToLeft):
-            return sum(widths) + max(self.lay.spacing(), 0) * (len(widths) - 1) + m.left() + m.right()
+            gaps = max(self.lay.spacing(), 0) * (len(widths) - 1)
+            return sum(widths) + gaps + m.left() + m.right()
         return max(widths) + m.left() + m.right()
 
     def eventFilter(self, obj, ev):  # noqa: N802 - Qt API

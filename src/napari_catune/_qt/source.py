@@ -58,10 +58,11 @@ class SourcePicker(QObject):
                                     "'(none...)': the traces the Labels layer carries "
                                     "(an opened trace file)")
         for c in (self.labels_combo, self.image_combo):
-            # a long layer name is cut, not the dock made wide (NONE fits)
+            # a long layer name is cut rather than the dock made wide; side by
+            # side when each has room for 24 characters, else one above the other
             c.native.setSizeAdjustPolicy(
                 c.native.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-            c.native.setMinimumContentsLength(len(NONE))
+            c.native.setMinimumContentsLength(24)
         self.box = Container(widgets=[self.labels_combo, self.image_combo], layout="horizontal")
         self.box.margins = (0, 0, 0, 0)
         self.image_combo.changed.connect(self.refresh)
