@@ -38,6 +38,11 @@ _TAU_GAP = 0.95  # a dragged tau_rise is held at this fraction of tau_decay
 KERNEL_MODES = ("tau rise / decay", "peak / FWHM")
 ESTIMATE_FROM = ("from selection", "from all ROIs")
 _INDICATOR_PROMPT = "indicator..."
+#: what each kinetic row means (the row's label, its tooltip)
+TAU_RISE = ("tau_rise (s)", "Rise time constant of the kernel, in seconds")
+TAU_DECAY = ("tau_decay (s)", "Decay time constant of the kernel, in seconds")
+T_PEAK = ("t_peak (s)", "Time from a spike to the peak of its transient, in seconds")
+FWHM = ("FWHM (s)", "Full width at half maximum of a transient, in seconds")
 
 
 @functools.lru_cache(maxsize=16)
@@ -93,16 +98,20 @@ class ParamControls(QWidget):
         self.indicator.setToolTip("Set the kernel to an indicator's published kinetics "
                                   "(a starting point: kinetics in vivo are often slower)")
         lo, hi = _ses.slider_range("tau_rise")
-        self.kin_a = ParamRow("tau_rise (s)", lo, hi)
+        self.kin_a = ParamRow(TAU_RISE[0], lo, hi, tip=TAU_RISE[1])
         lo, hi = _ses.slider_range("tau_decay")
-        self.kin_b = ParamRow("tau_decay (s)", lo, hi)
-        self.fs = ParamRow("fs (Hz)", 1.0, 1000.0, digits=6, slider=False)
-        self.fs.box.setToolTip("Sampling rate in Hz (frames per second)")
+        self.kin_b = ParamRow(TAU_DECAY[0], lo, hi, tip=TAU_DECAY[1])
+        self.fs = ParamRow("fs (Hz)", 1.0, 1000.0, digits=6, slider=False,
+                           tip="Sampling rate in Hz (frames per second)")
         self.fs_preset = QComboBox()
         self.fs_preset.addItems([_PRESET_PROMPT] + [f"{p:g}" for p in FS_PRESETS])
+        self.fs_preset.setToolTip("Set fs to a common sampling rate (Hz)")
         self.fs.layout().insertWidget(0, self.fs_preset)
         lo, hi = _ses.slider_range("lam")
-        self.lam = ParamRow("lambda", lo, hi, zero=True)
+        self.lam = ParamRow(
+            "lambda", lo, hi, zero=True,
+            tip="Sparsity: a higher lambda gives sparser activity, fewer events (in the "
+                "traces' units; 0 at the slider's left end)")
         self.lam_noise = QLabel("")
         self.lam_noise.setToolTip(
             "lambda in noise units: the kernel-matched noise level it stands for "
@@ -121,6 +130,8 @@ class ParamControls(QWidget):
             "'none' fixes it at 0.")
         self.filter_enabled = QCheckBox("bandpass")
         self.filter_enabled.setToolTip("CaTune's bandpass filter before the fit")
+        self._baseline_label = QLabel("baseline")
+        self._baseline_label.setToolTip(self.baseline.toolTip())
         self.estimate_btn = QPushButton("Estimate")
         self.estimate_btn.setToolTip("Estimate tau and lambda, pooled over the ROIs chosen "
                                      "beside it")
@@ -130,17 +141,25 @@ class ParamControls(QWidget):
             "Estimate from the selected ROIs (the most active when none are selected), or "
             "from all ROIs (pooled over the highest-SNR ones)")
         self.undo_btn = QPushButton("Undo")
+        self.undo_btn.setToolTip("Go back to the parameters before the last change")
         self.redo_btn = QPushButton("Redo")
+        self.redo_btn.setToolTip("Go forward again to the parameters undone last")
         self.save_btn = QPushButton("Save...")
         self.save_btn.setToolTip("Save parameters (CaTune JSON)")
         self.load_btn = QPushButton("Load...")
         self.load_btn.setToolTip("Load parameters (CaTune JSON)")
         self.apply_btn = QPushButton("Apply to all ROIs")
+        self.apply_btn.setToolTip(
+            "Deconvolve every ROI with these parameters, in the background (Cancel stops "
+            "it): the results become the 'CaTune activity' layer and features of the "
+            "Labels layer; save them with File > IO Utilities > Save CaTune results...")
 
         grid = QGridLayout()
         grid.setContentsMargins(0, 0, 0, 0)
         grid.setVerticalSpacing(2)
-        grid.addWidget(QLabel("kernel"), 0, 0)
+        kernel_label = QLabel("kernel")
+        kernel_label.setToolTip(self.kernel_mode.toolTip())
+        grid.addWidget(kernel_label, 0, 0)
         mode = QHBoxLayout()
         mode.addWidget(self.kernel_mode, 1)
         mode.addWidget(self.indicator, 1)
@@ -149,7 +168,7 @@ class ParamControls(QWidget):
             grid.addWidget(row.label, r, 0)
             grid.addWidget(row, r, 1)
         opts = QHBoxLayout()
-        opts.addWidget(QLabel("baseline"))
+        opts.addWidget(self._baseline_label)
         opts.addWidget(self.baseline)
         opts.addWidget(self.filter_enabled)
         opts.addStretch(1)
@@ -275,14 +294,18 @@ class ParamControls(QWidget):
     def _show_noise(self, p) -> None:
         z = noise_units(p, self._sigma)
         self.lam_noise.setText(f"≈ {fmt(z, 3)} σ" if math.isfinite(z) else "")
+        need = self.lam_noise.sizeHint().width()
+        if need > self.lam_noise.minimumWidth():  # (grows only: no re-layout per move)
+            self.lam_noise.setMinimumWidth(need)
 
     def _mode_changed(self, _=None) -> None:
         if self.shape_mode:
-            self.kin_a.set_span("t_peak (s)", *_ses.slider_range("t_peak"))
-            self.kin_b.set_span("FWHM (s)", *_ses.slider_range("fwhm"))
+            self.kin_a.set_span(T_PEAK[0], *_ses.slider_range("t_peak"), tip=T_PEAK[1])
+            self.kin_b.set_span(FWHM[0], *_ses.slider_range("fwhm"), tip=FWHM[1])
         else:
-            self.kin_a.set_span("tau_rise (s)", *_ses.slider_range("tau_rise"))
-            self.kin_b.set_span("tau_decay (s)", *_ses.slider_range("tau_decay"))
+            self.kin_a.set_span(TAU_RISE[0], *_ses.slider_range("tau_rise"), tip=TAU_RISE[1])
+            self.kin_b.set_span(TAU_DECAY[0], *_ses.slider_range("tau_decay"),
+                                tip=TAU_DECAY[1])
         self.show_params(self.session.params)
         self.show_readouts()
 

@@ -75,10 +75,12 @@ class LogSlider(QSlider):
     """A horizontal slider over ``lo..hi`` on a log scale; one step ~``ratio``.
 
     With ``zero`` its left-most position means 0.  ``moved(value)`` is emitted
-    for user moves only.
+    for user moves only.  It is never narrower than ``MIN_WIDTH`` (still a
+    slider to drag in a narrow dock).
     """
 
     moved = Signal(float)
+    MIN_WIDTH = 120
 
     def __init__(self, lo: float, hi: float, ratio: float = 0.025, zero: bool = False):
         super().__init__(Qt.Horizontal)
@@ -87,6 +89,7 @@ class LogSlider(QSlider):
         self.setRange(0, self._n + (1 if zero else 0))
         self.setSingleStep(1)
         self.setPageStep(10)
+        self.setMinimumWidth(self.MIN_WIDTH)
         self._block = False
         self._wheel = 0
         self.valueChanged.connect(self._changed)
@@ -154,7 +157,7 @@ class ParamRow(QWidget):
     edited = Signal(float, bool)
 
     def __init__(self, label: str, lo: float, hi: float, *, zero: bool = False,
-                 digits: int = 4, slider: bool = True):
+                 digits: int = 4, slider: bool = True, tip: str = ""):
         super().__init__()
         self.label = QLabel(label)
         self.box = NumberBox(digits, floor=lo)
@@ -166,8 +169,20 @@ class ParamRow(QWidget):
             self.slider.moved.connect(lambda v: self.edited.emit(v, False))
         lay.addWidget(self.box)
         self.box.valueChanged.connect(lambda v: self.edited.emit(float(v), True))
+        self.set_tip(tip)
 
-    def set_span(self, label: str, lo: float, hi: float) -> None:
+    def set_tip(self, tip: str) -> None:
+        """The tooltip of the label, the slider and the box: what the value is;
+        the slider's and the box's say how they change it."""
+        self.tip = tip
+        self.label.setToolTip(tip)
+        if self.slider is not None:
+            self.slider.setToolTip(f"{tip}. Drag (log scale), or arrow keys and the wheel "
+                                   "(~2.5 % a step)" if tip else "")
+        self.box.setToolTip(f"{tip}. Type a value and press Enter; arrow keys and the wheel "
+                            "step by 3 %" if tip else "")
+
+    def set_span(self, label: str, lo: float, hi: float, tip: str | None = None) -> None:
         self.label.setText(label)
         zero = self.slider._zero
         lay = self.layout()
@@ -177,6 +192,7 @@ class ParamRow(QWidget):
         lay.replaceWidget(old, self.slider)
         old.deleteLater()
         self.box._floor = lo
+        self.set_tip(self.tip if tip is None else tip)
 
     def respan(self, lo: float, hi: float) -> None:
         """The slider spans ``lo..hi`` (the same widget: see LogSlider.respan)."""

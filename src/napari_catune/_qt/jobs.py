@@ -19,6 +19,7 @@ class _Line(QWidget):
         self.bar.setRange(0, max(0, int(total)))
         self.bar.setTextVisible(total > 0)
         self.cancel_btn = QPushButton("Cancel")
+        self.cancel_btn.setToolTip(f"Stop: {text}")
         self.cancel_btn.setVisible(cancel is not None)
         if cancel is not None:
             self.cancel_btn.clicked.connect(cancel)

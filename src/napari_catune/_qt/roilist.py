@@ -11,6 +11,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..session import MAX_ROIS
+from .layout import Reflow
 
 
 class RoiModel(QAbstractTableModel):
@@ -77,15 +78,21 @@ class RoiList(QWidget):
         self.random_btn = QPushButton("Random")
         self.random_btn.setToolTip("Select ROIs at random (a check that the parameters suit "
                                    "typical cells, not only the brightest)")
-        btns = QHBoxLayout()
-        btns.setContentsMargins(0, 0, 0, 0)
-        btns.addWidget(self.count)
-        btns.addWidget(self.most_active_btn, 1)
-        btns.addWidget(self.random_btn, 1)
+        pair = QWidget()
+        pl = QHBoxLayout(pair)
+        pl.setContentsMargins(0, 0, 0, 0)
+        pl.addWidget(self.most_active_btn, 1)
+        pl.addWidget(self.random_btn, 1)
+        btns = QWidget()
+        bl = QHBoxLayout(btns)
+        bl.setContentsMargins(0, 0, 0, 0)
+        bl.addWidget(self.count)
+        bl.addWidget(pair, 1)
+        self._reflow = Reflow(btns)  # narrow: the count above the buttons
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.table, 1)
-        lay.addLayout(btns)
+        lay.addWidget(btns)
         self._block = False
         self.table.selectionModel().selectionChanged.connect(self._user_selected)
         self.most_active_btn.clicked.connect(

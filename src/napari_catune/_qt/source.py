@@ -52,6 +52,17 @@ class SourcePicker(QObject):
         self._quiet = False  # see _deferred_refresh
         self.image_combo = ComboBox(label="movie", choices=self._image_choices, name="image")
         self.labels_combo = ComboBox(label="ROIs", choices=self._labels_choices, name="labels")
+        self.labels_combo.tooltip = ("The Labels layer whose ROIs are tuned (click an ROI in "
+                                     "the viewer to select it)")
+        self.image_combo.tooltip = ("The movie whose mean over each ROI gives its trace; "
+                                    "'(none...)': the traces the Labels layer carries "
+                                    "(an opened trace file)")
+        for c in (self.labels_combo, self.image_combo):
+            # a long layer name is cut rather than the dock made wide; side by
+            # side when each has room for 24 characters, else one above the other
+            c.native.setSizeAdjustPolicy(
+                c.native.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            c.native.setMinimumContentsLength(24)
         self.box = Container(widgets=[self.labels_combo, self.image_combo], layout="horizontal")
         self.box.margins = (0, 0, 0, 0)
         self.image_combo.changed.connect(self.refresh)

@@ -99,6 +99,8 @@ class CaTuneTuner(SourceHooks, ViewerHooks, QWidget):
         self.residual_box.setToolTip("Show the trace minus the fit: what the model leaves out")
         self.truth_box = QCheckBox("true spikes")
         self.truth_box.setChecked(True)
+        self.truth_box.setToolTip("Draw the data's true spikes or the events loaded with "
+                                  "Events CSV... as ticks under the activity")
         self.truth_box.setVisible(False)
         self.truth_btn = QPushButton("Events CSV...")
         self.truth_btn.setToolTip("Load ground-truth event times (a CSV with columns roi, "
