@@ -32,6 +32,9 @@ def main(out: Path) -> None:
     import napari
     from qtpy.QtWidgets import QApplication
 
+    # the tuner's defaults, not the baseline mode or folders this user chose last
+    os.environ.setdefault("NAPARI_CATUNE_SETTINGS",
+                          str(Path(tempfile.mkdtemp(prefix="catune-settings-")) / "s.json"))
     d = np.load(REC)
     L, fs = d["lengths"], float(d["fs"])
     T = int(np.sort(L)[-N])
