@@ -1,0 +1,243 @@
+"""File > IO Utilities > Save CaTune results... writes in a worker thread
+(``_qt/savejob.py``): the event loop keeps turning, what is written is what the
+layer held when the save was asked for, a cancel or a failure leaves no file."""
+
+from __future__ import annotations
+
+import errno
+import threading
+
+import numpy as np
+import pytest
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import QFileDialog
+
+from napari_catune import results as _results
+from napari_catune._writer import _DIALOG_FILTERS, save_results_dialog, write_results_npz
+from napari_catune.params import TuningParams
+
+from _widgets import notes  # noqa: F401 - fixture
+
+PARAMS = TuningParams(tau_rise=0.05, tau_decay=0.6, fs=20.0, lam=0.4)
+IDS = np.array([3, 5, 9])
+GATE_TIMEOUT = 10  # s: only so that a synchronous save (the old dialog) cannot hang the test
+
+
+def _layer(viewer, seed=0):
+    """A Labels layer holding results, stored as Apply to all stores them."""
+    rng = np.random.default_rng(seed)
+    act = np.abs(rng.standard_normal((3, 400)))
+    lab = np.zeros((20, 20), dtype=np.int32)
+    for k, i in enumerate(IDS):
+        lab[2 + 6 * k: 6 + 6 * k, 2:6] = i
+    layer = viewer.add_labels(lab, name="cells", metadata={"catune": {
+        "fs": PARAMS.fs, "roi_ids": IDS, "params": PARAMS.to_dict(),
+        "results": {"activity": act, "reconvolution": act + 1.0, "baseline": np.ones(3),
+                    "converged": np.ones(3, bool), "roi_ids": IDS,
+                    "params": PARAMS.to_dict()}}})
+    layer.features = {"snr": rng.random(3), "converged": np.ones(3, bool)}
+    return layer
+
+
+def _pick(monkeypatch, path):
+    chosen = next(f for f, e in _DIALOG_FILTERS if path.suffix == e)
+    monkeypatch.setattr(QFileDialog, "getSaveFileName",
+                        staticmethod(lambda *a, **k: (str(path), chosen)))
+
+
+def _npz(path) -> dict:
+    with np.load(path, allow_pickle=False) as z:
+        return {k: np.array(z[k]) for k in z.files}
+
+
+def _same_npz(a, b):
+    za, zb = _npz(a), _npz(b)
+    assert sorted(za) == sorted(zb)
+    for k in za:
+        np.testing.assert_array_equal(za[k], zb[k], err_msg=k)
+
+
+class _Blocked:
+    """``np.savez`` of the results writer, held after its first bytes (the temporary
+    file exists) until the test opens the gate; it records the thread it ran on."""
+
+    def __init__(self, monkeypatch, fail=None):
+        self.gate, self.entered = threading.Event(), threading.Event()
+        self.thread, self.fail = None, fail
+        real = np.savez
+
+        def savez(fh, **arrays):
+            self.thread = threading.current_thread()
+            fh.write(b"PK")  # a half file in the temporary file
+            self.entered.set()
+            self.gate.wait(GATE_TIMEOUT)
+            if self.fail is not None:
+                raise self.fail
+            fh.seek(0)
+            return real(fh, **arrays)
+
+        monkeypatch.setattr(_results.np, "savez", savez)
+
+
+def _temps(folder):
+    return [p.name for p in folder.iterdir() if ".catune-" in p.name]
+
+
+def test_the_write_runs_off_the_gui_thread(make_napari_viewer, qtbot, tmp_path, monkeypatch,
+                                           notes):
+    viewer = make_napari_viewer()
+    layer = _layer(viewer)
+    ref = tmp_path / "sync.npz"  # what napari's synchronous writer writes
+    write_results_npz(str(ref), layer.data, {"name": layer.name, "metadata": layer.metadata,
+                                             "features": layer.features})
+    out = tmp_path / "res.npz"
+    _pick(monkeypatch, out)
+    blocked = _Blocked(monkeypatch)
+    ticks = []
+    timer = QTimer()
+    timer.setInterval(10)
+    timer.timeout.connect(lambda: ticks.append(blocked.entered.is_set()))
+    timer.start()
+    job = save_results_dialog()
+    # while the write is held, the event loop keeps running the timer
+    qtbot.waitUntil(lambda: sum(ticks) >= 3)
+    assert blocked.thread is not threading.main_thread()
+    assert _temps(tmp_path) and not out.exists()
+    blocked.gate.set()
+    qtbot.waitUntil(job.done)
+    timer.stop()
+    assert job.written == [str(out)] and job.thread is blocked.thread
+    _same_npz(out, ref)
+    assert _temps(tmp_path) == []
+    assert notes["info"][-1] == "Saved CaTune results: res.npz"
+    assert any(m.startswith("Saving CaTune results to res.npz") for m in notes["info"])
+
+
+def test_what_is_written_is_what_the_layer_held(make_napari_viewer, qtbot, tmp_path,
+                                                monkeypatch, notes):
+    # Apply to all again, an ROI painted, the layer deleted: the file is the one asked for
+    viewer = make_napari_viewer()
+    layer = _layer(viewer)
+    ref = tmp_path / "sync.npz"
+    write_results_npz(str(ref), layer.data, {"name": layer.name, "metadata": layer.metadata,
+                                             "features": layer.features})
+    out = tmp_path / "res.npz"
+    _pick(monkeypatch, out)
+    blocked = _Blocked(monkeypatch)
+    job = save_results_dialog()
+    qtbot.waitUntil(blocked.entered.is_set)
+    other = _layer(viewer, seed=1)  # new results, stored as Apply to all stores them
+    layer.metadata["catune"]["results"] = other.metadata["catune"]["results"]
+    layer.metadata["catune"]["params"] = TuningParams(
+        tau_rise=0.1, tau_decay=1.0, fs=20.0, lam=0.1).to_dict()
+    layer.features = {"snr": np.zeros(3), "converged": np.zeros(3, bool)}
+    layer.data[:] = 0  # ROIs erased
+    viewer.layers.remove(layer)
+    blocked.gate.set()
+    qtbot.waitUntil(job.done)
+    assert job.error is None and job.written == [str(out)]
+    _same_npz(out, ref)
+
+
+def test_cancel_leaves_the_earlier_file_and_no_temporary_file(make_napari_viewer, qtbot,
+                                                              tmp_path, monkeypatch, notes):
+    from napari._qt.widgets.qt_progress_bar import QtLabeledProgressBar
+
+    viewer = make_napari_viewer()
+    _layer(viewer)
+    out = tmp_path / "res.npz"
+    out.write_bytes(b"earlier")
+    _pick(monkeypatch, out)
+    blocked = _Blocked(monkeypatch)
+    job = save_results_dialog()
+    qtbot.waitUntil(blocked.entered.is_set)
+    # the user clicks Cancel on the save's bar in napari's activity panel
+    dialog = viewer.window._qt_window._activity_dialog
+    bars = [b for b in dialog.findChildren(QtLabeledProgressBar)
+            if b.description_label.text().startswith("Saving res.npz")]
+    assert len(bars) == 1 and not bars[0].cancel_button.isHidden()
+    bars[0].cancel_button.click()
+    qtbot.waitUntil(job._cancel.is_set)
+    blocked.gate.set()
+    qtbot.waitUntil(job.done)
+    assert job.cancelled and job.written == []
+    assert out.read_bytes() == b"earlier"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["res.npz"]  # no temporary file
+    assert notes["info"][-1] == ("Save of res.npz cancelled: nothing was written "
+                                 "(the earlier file is kept).")
+    assert notes["error"] == []
+
+
+@pytest.mark.parametrize("existed", [False, True])
+def test_a_failed_write_leaves_no_file(make_napari_viewer, qtbot, tmp_path, monkeypatch, notes,
+                                       existed):
+    viewer = make_napari_viewer()
+    _layer(viewer)
+    out = tmp_path / "res.npz"
+    if existed:
+        out.write_bytes(b"earlier")
+    _pick(monkeypatch, out)
+    blocked = _Blocked(monkeypatch, fail=OSError(errno.ENOSPC, "No space left on device"))
+    job = save_results_dialog()
+    qtbot.waitUntil(blocked.entered.is_set)
+    blocked.gate.set()
+    qtbot.waitUntil(job.done)
+    assert job.written == [] and isinstance(job.error, OSError)
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["res.npz"] if existed else [])
+    if existed:
+        assert out.read_bytes() == b"earlier"
+    (msg,) = notes["error"]
+    assert msg.startswith("CaTune results not saved to res.npz: [Errno 28] No space left")
+    assert "Free some space" in msg and "earlier file of that name is kept" in msg
+
+
+def test_a_second_save_while_one_runs_is_refused(make_napari_viewer, qtbot, tmp_path,
+                                                 monkeypatch, notes):
+    viewer = make_napari_viewer()
+    _layer(viewer)
+    out = tmp_path / "res.npz"
+    _pick(monkeypatch, out)
+    blocked = _Blocked(monkeypatch)
+    job = save_results_dialog()
+    qtbot.waitUntil(blocked.entered.is_set)
+    asked = []
+    monkeypatch.setattr(QFileDialog, "getSaveFileName",
+                        staticmethod(lambda *a, **k: asked.append(a) or ("", "")))
+    assert save_results_dialog() is None
+    assert asked == []  # said before a file is chosen
+    (msg,) = notes["warning"]
+    assert "being saved to res.npz" in msg and "then save again" in msg
+    blocked.gate.set()
+    qtbot.waitUntil(job.done)
+    assert job.written == [str(out)]
+    _pick(monkeypatch, tmp_path / "again.npz")  # once it ended, saving works again
+    job2 = save_results_dialog()
+    qtbot.waitUntil(job2.done)
+    assert job2.written == [str(tmp_path / "again.npz")]
+
+
+def test_closing_the_viewer_during_a_save_abandons_it_cleanly(make_napari_viewer, qtbot,
+                                                               tmp_path, monkeypatch, notes,
+                                                               capfd):
+    # napari cancels its running workers when the window closes (after asking the user,
+    # who sees the save among the running tasks): no file, no temporary file, no error
+    viewer = make_napari_viewer()
+    _layer(viewer)
+    out = tmp_path / "res.npz"
+    out.write_bytes(b"earlier")
+    _pick(monkeypatch, out)
+    blocked = _Blocked(monkeypatch)
+    job = save_results_dialog()
+    qtbot.waitUntil(blocked.entered.is_set)
+    tasks = viewer.window._task_status_manager.get_status()
+    assert any("saving CaTune results to res.npz" in t for t in tasks), tasks
+    viewer.close()
+    blocked.gate.set()
+    qtbot.waitUntil(job.done)
+    assert job.cancelled and job.written == []
+    assert out.read_bytes() == b"earlier"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["res.npz"]
+    assert notes["info"][-1].startswith("Save of res.npz cancelled (the viewer was closed)")
+    assert notes["error"] == []
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "Error" not in err, err
