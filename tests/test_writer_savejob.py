@@ -241,3 +241,37 @@ def test_closing_the_viewer_during_a_save_abandons_it_cleanly(make_napari_viewer
     assert notes["error"] == []
     err = capfd.readouterr().err
     assert "Traceback" not in err and "Error" not in err, err
+
+
+def test_rois_painted_during_an_nwb_save_are_not_what_it_writes(make_napari_viewer, qtbot,
+                                                                tmp_path, monkeypatch, notes):
+    # the label image (the NWB footprints) and the features are edited in place, not replaced
+    pytest.importorskip("pynwb")
+    from napari_catune import nwb
+    from napari_catune.nwb import load_nwb
+    from napari_catune.results import load_results
+
+    viewer = make_napari_viewer()
+    layer = _layer(viewer)
+    drawn, snr = layer.data.copy(), np.array(layer.features["snr"])
+    out = tmp_path / "res.nwb"
+    _pick(monkeypatch, out)
+    gate, entered, real = threading.Event(), threading.Event(), nwb.save_results_nwb
+
+    def held(*a, **k):
+        entered.set()
+        gate.wait(GATE_TIMEOUT)
+        return real(*a, **k)
+
+    monkeypatch.setattr(nwb, "save_results_nwb", held)
+    job = save_results_dialog()
+    qtbot.waitUntil(entered.is_set)
+    layer.data[:] = 0  # the ROIs erased with the brush, in place
+    layer.refresh()
+    layer.features.loc[:, "snr"] = -1.0
+    gate.set()
+    qtbot.waitUntil(job.done)
+    assert job.error is None and job.written == [str(out)]
+    np.testing.assert_array_equal(load_nwb(out, series="catune/Deconvolution/activity").labels,
+                                  drawn)
+    np.testing.assert_array_equal(load_results(out)["features"]["snr"], snr)
