@@ -79,6 +79,15 @@ class _Blocked:
         monkeypatch.setattr(_results.np, "savez", savez)
 
 
+def _held_save(monkeypatch, qtbot, out, fail=None):
+    """Save CaTune results... to ``out`` (from the dialog), its write held by the test."""
+    _pick(monkeypatch, out)
+    blocked = _Blocked(monkeypatch, fail=fail)
+    job = save_results_dialog()
+    qtbot.waitUntil(blocked.entered.is_set)
+    return job, blocked
+
+
 def _temps(folder):
     return [p.name for p in folder.iterdir() if ".catune-" in p.name]
 
@@ -121,11 +130,7 @@ def test_what_is_written_is_what_the_layer_held(make_napari_viewer, qtbot, tmp_p
     ref = tmp_path / "sync.npz"
     write_results_npz(str(ref), layer.data, {"name": layer.name, "metadata": layer.metadata,
                                              "features": layer.features})
-    out = tmp_path / "res.npz"
-    _pick(monkeypatch, out)
-    blocked = _Blocked(monkeypatch)
-    job = save_results_dialog()
-    qtbot.waitUntil(blocked.entered.is_set)
+    job, blocked = _held_save(monkeypatch, qtbot, tmp_path / "res.npz")
     other = _layer(viewer, seed=1)  # new results, stored as Apply to all stores them
     layer.metadata["catune"]["results"] = other.metadata["catune"]["results"]
     layer.metadata["catune"]["params"] = TuningParams(
@@ -135,8 +140,8 @@ def test_what_is_written_is_what_the_layer_held(make_napari_viewer, qtbot, tmp_p
     viewer.layers.remove(layer)
     blocked.gate.set()
     qtbot.waitUntil(job.done)
-    assert job.error is None and job.written == [str(out)]
-    _same_npz(out, ref)
+    assert job.error is None and job.written == [str(tmp_path / "res.npz")]
+    _same_npz(tmp_path / "res.npz", ref)
 
 
 def test_cancel_leaves_the_earlier_file_and_no_temporary_file(make_napari_viewer, qtbot,
@@ -147,10 +152,7 @@ def test_cancel_leaves_the_earlier_file_and_no_temporary_file(make_napari_viewer
     _layer(viewer)
     out = tmp_path / "res.npz"
     out.write_bytes(b"earlier")
-    _pick(monkeypatch, out)
-    blocked = _Blocked(monkeypatch)
-    job = save_results_dialog()
-    qtbot.waitUntil(blocked.entered.is_set)
+    job, blocked = _held_save(monkeypatch, qtbot, out)
     # the user clicks Cancel on the save's bar in napari's activity panel
     dialog = viewer.window._qt_window._activity_dialog
     bars = [b for b in dialog.findChildren(QtLabeledProgressBar)
@@ -176,10 +178,8 @@ def test_a_failed_write_leaves_no_file(make_napari_viewer, qtbot, tmp_path, monk
     out = tmp_path / "res.npz"
     if existed:
         out.write_bytes(b"earlier")
-    _pick(monkeypatch, out)
-    blocked = _Blocked(monkeypatch, fail=OSError(errno.ENOSPC, "No space left on device"))
-    job = save_results_dialog()
-    qtbot.waitUntil(blocked.entered.is_set)
+    job, blocked = _held_save(monkeypatch, qtbot, out,
+                              fail=OSError(errno.ENOSPC, "No space left on device"))
     blocked.gate.set()
     qtbot.waitUntil(job.done)
     assert job.written == [] and isinstance(job.error, OSError)
@@ -188,7 +188,8 @@ def test_a_failed_write_leaves_no_file(make_napari_viewer, qtbot, tmp_path, monk
         assert out.read_bytes() == b"earlier"
     (msg,) = notes["error"]
     assert msg.startswith("CaTune results not saved to res.npz: [Errno 28] No space left")
-    assert "Free some space" in msg and "earlier file of that name is kept" in msg
+    assert "Free some space" in msg
+    assert ("Nothing was written (the earlier file is kept)." in msg) == existed
 
 
 def test_a_second_save_while_one_runs_is_refused(make_napari_viewer, qtbot, tmp_path,
@@ -196,10 +197,7 @@ def test_a_second_save_while_one_runs_is_refused(make_napari_viewer, qtbot, tmp_
     viewer = make_napari_viewer()
     _layer(viewer)
     out = tmp_path / "res.npz"
-    _pick(monkeypatch, out)
-    blocked = _Blocked(monkeypatch)
-    job = save_results_dialog()
-    qtbot.waitUntil(blocked.entered.is_set)
+    job, blocked = _held_save(monkeypatch, qtbot, out)
     asked = []
     monkeypatch.setattr(QFileDialog, "getSaveFileName",
                         staticmethod(lambda *a, **k: asked.append(a) or ("", "")))
@@ -225,10 +223,7 @@ def test_closing_the_viewer_during_a_save_abandons_it_cleanly(make_napari_viewer
     _layer(viewer)
     out = tmp_path / "res.npz"
     out.write_bytes(b"earlier")
-    _pick(monkeypatch, out)
-    blocked = _Blocked(monkeypatch)
-    job = save_results_dialog()
-    qtbot.waitUntil(blocked.entered.is_set)
+    job, blocked = _held_save(monkeypatch, qtbot, out)
     tasks = viewer.window._task_status_manager.get_status()
     assert any("saving CaTune results to res.npz" in t for t in tasks), tasks
     viewer.close()

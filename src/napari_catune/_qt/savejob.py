@@ -105,6 +105,8 @@ def _advice(e: BaseException) -> str:
         return "Free some space (or choose another disk), then save again."
     if isinstance(e, OSError):
         return "Choose a folder you can write to, then save again."
+    if str(e).startswith("cannot write"):  # not a regular file there (a folder...)
+        return "Choose another file name, then save again."
     return "Run 'Apply to all ROIs' again, then save again."
 
 
@@ -131,7 +133,7 @@ def start(path: str, write, total: int = 0) -> SaveJob:
     def poll():
         if pbar.is_canceled:
             job.cancel()
-        if job.total:
+        if job.total and not pbar.disable:  # (closed with the viewer's activity panel)
             done = min(job.bytes, job.total) // _MIB
             if done > pbar.n:
                 pbar.update(done - pbar.n)
@@ -143,20 +145,18 @@ def start(path: str, write, total: int = 0) -> SaveJob:
 
     def errored(e):
         job.error = e
+        kept = " (the earlier file is kept)" if Path(path).exists() else ""
         if isinstance(e, SaveCancelled):
             job.cancelled = True
             why = " (the viewer was closed)" if w.abort_requested else ""
-            notifications.show_info(f"Save of {name} cancelled{why}: nothing was written"
-                                    + (" (the earlier file is kept)."
-                                       if Path(path).exists() else "."))
+            notifications.show_info(f"Save of {name} cancelled{why}: nothing was written{kept}.")
             return
         if job.in_place:  # a sidecar failed after the results file was in place
             notifications.show_error(
                 f"{name} was saved, but not the files beside it: {e}. {_advice(e)}")
             return
-        notifications.show_error(
-            f"CaTune results not saved to {name}: {e}. Nothing was written (an earlier "
-            f"file of that name is kept). {_advice(e)}")
+        notifications.show_error(f"CaTune results not saved to {name}: {e}. Nothing was "
+                                 f"written{kept}. {_advice(e)}")
 
     def finished():
         global _running
