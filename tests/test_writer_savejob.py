@@ -270,3 +270,36 @@ def test_rois_painted_during_an_nwb_save_are_not_what_it_writes(make_napari_view
     np.testing.assert_array_equal(load_nwb(out, series="catune/Deconvolution/activity").labels,
                                   drawn)
     np.testing.assert_array_equal(load_results(out)["features"]["snr"], snr)
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("ext", [".npz", ".csv"])
+def test_a_watched_write_reports_its_progress_and_stops_mid_file(tmp_path, ext):
+    # what the save's progress bar and Cancel rest on (_atomic.watched): chunks of a
+    # .npz (numpy's, at most 16 MiB), rows of a .csv; a stop leaves no file
+    from napari_catune import _atomic
+    from napari_catune.results import save_results
+
+    act = np.abs(np.random.default_rng(2).standard_normal((3, 2000)))
+    what = dict(activity=act, fit=act + 1.0, baseline=np.ones(3), roi_ids=IDS, fs=PARAMS.fs,
+                params=PARAMS)
+    sizes, published = [], []
+    with _atomic.watched(lambda n: sizes.append(n), published.append):
+        written = save_results(tmp_path / f"r{ext}", **what)
+    assert [str(p) for p in published] == [str(p) for p in written]
+    total = (tmp_path / f"r{ext}").stat().st_size
+    assert sum(sizes) >= 0.9 * total  # (a zip's central directory is written by seek)
+    assert len([n for n in sizes if n]) >= (3 if ext == ".npz" else 2000)  # one per array/row
+
+    def stop_midway(n):
+        if n and len(sizes) > 10:
+            raise _Stop
+        sizes.append(n)
+
+    sizes.clear()
+    with pytest.raises(_Stop), _atomic.watched(stop_midway):
+        save_results(tmp_path / f"s{ext}", **what)
+    assert not (tmp_path / f"s{ext}").exists() and _temps(tmp_path) == []
