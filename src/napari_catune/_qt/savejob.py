@@ -126,7 +126,9 @@ def start(path: str, write, total: int = 0) -> SaveJob:
 
     job = SaveJob(path, total)
     name = Path(path).name
-    pbar = cancelable_progress(total=-(-job.total // _MIB), desc=f"Saving {name}")
+    # a short read-out ("3/6 MiB"): the activity panel's row keeps room for Cancel
+    pbar = cancelable_progress(total=-(-job.total // _MIB), desc=f"Saving {name}",
+                               bar_format="{n_fmt}/{total_fmt} MiB")
     timer = QTimer()  # no parent: lives on if the viewer closes
     timer.setInterval(100)
 
@@ -174,7 +176,7 @@ def start(path: str, write, total: int = 0) -> SaveJob:
     timer.timeout.connect(poll)
     job._worker, job._timer, job._pbar = w, timer, pbar  # kept while it runs
     _running = job
-    notifications.show_info(f"Saving CaTune results to {name}... (progress and Cancel: "
+    notifications.show_info(f"Saving {name}... (CaTune results; progress and Cancel: "
                             "the activity panel, bottom right)")
     timer.start()
     w.start()
