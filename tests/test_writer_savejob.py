@@ -20,7 +20,8 @@ from _widgets import notes  # noqa: F401 - fixture
 
 PARAMS = TuningParams(tau_rise=0.05, tau_decay=0.6, fs=20.0, lam=0.4)
 IDS = np.array([3, 5, 9])
-GATE_TIMEOUT = 10  # s: only so that a synchronous save (the old dialog) cannot hang the test
+GATE_TIMEOUT = 60  # s: only so that a synchronous save (the old dialog) cannot hang the test
+WAIT = 60_000  # ms: condition waits, generous on a loaded machine
 
 
 def _layer(viewer, seed=0):
@@ -84,7 +85,7 @@ def _held_save(monkeypatch, qtbot, out, fail=None):
     _pick(monkeypatch, out)
     blocked = _Blocked(monkeypatch, fail=fail)
     job = save_results_dialog()
-    qtbot.waitUntil(blocked.entered.is_set)
+    qtbot.waitUntil(blocked.entered.is_set, timeout=WAIT)
     return job, blocked
 
 
@@ -109,11 +110,11 @@ def test_the_write_runs_off_the_gui_thread(make_napari_viewer, qtbot, tmp_path, 
     timer.start()
     job = save_results_dialog()
     # while the write is held, the event loop keeps running the timer
-    qtbot.waitUntil(lambda: sum(ticks) >= 3)
+    qtbot.waitUntil(lambda: sum(ticks) >= 3, timeout=WAIT)
     assert blocked.thread is not threading.main_thread()
     assert _temps(tmp_path) and not out.exists()
     blocked.gate.set()
-    qtbot.waitUntil(job.done)
+    qtbot.waitUntil(job.done, timeout=WAIT)
     timer.stop()
     assert job.written == [str(out)] and job.thread is blocked.thread
     _same_npz(out, ref)
@@ -139,7 +140,7 @@ def test_what_is_written_is_what_the_layer_held(make_napari_viewer, qtbot, tmp_p
     layer.data[:] = 0  # ROIs erased
     viewer.layers.remove(layer)
     blocked.gate.set()
-    qtbot.waitUntil(job.done)
+    qtbot.waitUntil(job.done, timeout=WAIT)
     assert job.error is None and job.written == [str(tmp_path / "res.npz")]
     _same_npz(tmp_path / "res.npz", ref)
 
@@ -159,9 +160,9 @@ def test_cancel_leaves_the_earlier_file_and_no_temporary_file(make_napari_viewer
             if b.description_label.text().startswith("Saving res.npz")]
     assert len(bars) == 1 and not bars[0].cancel_button.isHidden()
     bars[0].cancel_button.click()
-    qtbot.waitUntil(job._cancel.is_set)
+    qtbot.waitUntil(job._cancel.is_set, timeout=WAIT)
     blocked.gate.set()
-    qtbot.waitUntil(job.done)
+    qtbot.waitUntil(job.done, timeout=WAIT)
     assert job.cancelled and job.written == []
     assert out.read_bytes() == b"earlier"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["res.npz"]  # no temporary file
@@ -181,7 +182,7 @@ def test_a_failed_write_leaves_no_file(make_napari_viewer, qtbot, tmp_path, monk
     job, blocked = _held_save(monkeypatch, qtbot, out,
                               fail=OSError(errno.ENOSPC, "No space left on device"))
     blocked.gate.set()
-    qtbot.waitUntil(job.done)
+    qtbot.waitUntil(job.done, timeout=WAIT)
     assert job.written == [] and isinstance(job.error, OSError)
     assert sorted(p.name for p in tmp_path.iterdir()) == (["res.npz"] if existed else [])
     if existed:
@@ -206,11 +207,11 @@ def test_a_second_save_while_one_runs_is_refused(make_napari_viewer, qtbot, tmp_
     (msg,) = notes["warning"]
     assert "being saved to res.npz" in msg and "then save again" in msg
     blocked.gate.set()
-    qtbot.waitUntil(job.done)
+    qtbot.waitUntil(job.done, timeout=WAIT)
     assert job.written == [str(out)]
     _pick(monkeypatch, tmp_path / "again.npz")  # once it ended, saving works again
     job2 = save_results_dialog()
-    qtbot.waitUntil(job2.done)
+    qtbot.waitUntil(job2.done, timeout=WAIT)
     assert job2.written == [str(tmp_path / "again.npz")]
 
 
@@ -228,7 +229,7 @@ def test_closing_the_viewer_during_a_save_abandons_it_cleanly(make_napari_viewer
     assert any("saving CaTune results to res.npz" in t for t in tasks), tasks
     viewer.close()
     blocked.gate.set()
-    qtbot.waitUntil(job.done)
+    qtbot.waitUntil(job.done, timeout=WAIT)
     assert job.cancelled and job.written == []
     assert out.read_bytes() == b"earlier"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["res.npz"]
@@ -260,12 +261,12 @@ def test_rois_painted_during_an_nwb_save_are_not_what_it_writes(make_napari_view
 
     monkeypatch.setattr(nwb, "save_results_nwb", held)
     job = save_results_dialog()
-    qtbot.waitUntil(entered.is_set)
+    qtbot.waitUntil(entered.is_set, timeout=WAIT)
     layer.data[:] = 0  # the ROIs erased with the brush, in place
     layer.refresh()
     layer.features.loc[:, "snr"] = -1.0
     gate.set()
-    qtbot.waitUntil(job.done)
+    qtbot.waitUntil(job.done, timeout=WAIT)
     assert job.error is None and job.written == [str(out)]
     np.testing.assert_array_equal(load_nwb(out, series="catune/Deconvolution/activity").labels,
                                   drawn)
