@@ -80,7 +80,8 @@ def test_read_only_error_keeps_errno_and_target():
     assert full.errno == errno.ENOSPC and full.filename == "/d/p.json"
 
 
-def test_results_dialog_on_a_read_only_folder(make_napari_viewer, monkeypatch, notes, tmp_path):
+def test_results_dialog_on_a_read_only_folder(make_napari_viewer, monkeypatch, notes, tmp_path,
+                                              qtbot):
     from napari_catune._writer import _DIALOG_FILTERS, save_results_dialog
 
     p = TuningParams(tau_rise=0.04, tau_decay=0.9, fs=12.5, lam=0.3)
@@ -92,7 +93,9 @@ def test_results_dialog_on_a_read_only_folder(make_napari_viewer, monkeypatch, n
     monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(
         lambda *a, **k: (str(tmp_path / "res.npz"), _DIALOG_FILTERS[0][0])))
     _read_only(monkeypatch)
-    assert save_results_dialog() == []
+    job = save_results_dialog()  # the folder is tried in the worker thread
+    qtbot.waitUntil(job.done)
+    assert job.written == [] and not (tmp_path / "res.npz").exists()
     assert len(notes["error"]) == 1
     assert f"cannot create res.npz in {tmp_path}: the folder is not writable" in notes["error"][0]
 

@@ -410,7 +410,7 @@ def test_activity_overlay_of_an_unknown_layer_says_what_to_do(make_napari_viewer
                                                          "metadata": dict(overlay.metadata)})
 
 
-def test_file_menu_save_results_action(make_napari_viewer, tmp_path, monkeypatch):
+def test_file_menu_save_results_action(make_napari_viewer, tmp_path, monkeypatch, qtbot):
     # File > IO Utilities > Save CaTune results...: no napari file type in the way
     from qtpy.QtWidgets import QFileDialog
 
@@ -431,7 +431,9 @@ def test_file_menu_save_results_action(make_napari_viewer, tmp_path, monkeypatch
 
     monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(fake_dialog))
     viewer.layers.selection.active = overlay  # the activity layer is what the user sees
-    assert save_results_dialog() == [str(tmp_path / "kept.npz")]
+    job = save_results_dialog()  # written in a worker thread
+    qtbot.waitUntil(job.done)
+    assert job.written == [str(tmp_path / "kept.npz")]
     assert asked[0][0] == "cells_catune.npz" and "(*.nwb)" in asked[0][1]
     got = load_results(tmp_path / "kept.npz")
     np.testing.assert_array_equal(got["activity"], _activity())
@@ -439,7 +441,7 @@ def test_file_menu_save_results_action(make_napari_viewer, tmp_path, monkeypatch
     # with no results anywhere, nothing is asked and nothing written
     viewer.layers.remove(layer)
     asked.clear()
-    assert save_results_dialog() == []
+    assert save_results_dialog() is None
     assert asked == []
 
 

@@ -124,7 +124,8 @@ def _dialog(monkeypatch, path, filter_ext, *, replace=None):
     return asked, errors
 
 
-def test_dialog_checks_the_name_with_its_suffix(make_napari_viewer, tmp_path, monkeypatch):
+def test_dialog_checks_the_name_with_its_suffix(make_napari_viewer, tmp_path, monkeypatch,
+                                                qtbot):
     # typing "tr" with the NPY filter: the suffix is added after Qt's own "replace?" check
     from napari_catune._writer import save_results_dialog
 
@@ -133,7 +134,7 @@ def test_dialog_checks_the_name_with_its_suffix(make_napari_viewer, tmp_path, mo
     viewer = make_napari_viewer()
     _results_layer(viewer, rec)
     asked, errors = _dialog(monkeypatch, tmp_path / "tr", ".npy", replace=True)
-    assert save_results_dialog() == []
+    assert save_results_dialog() is None
     assert asked == []  # refused, not asked
     assert len(errors) == 1 and f"Cannot save tr.npy: it is the input {rec}" in errors[0]
     np.testing.assert_array_equal(np.load(rec), np.ones((3, 25)))
@@ -142,11 +143,13 @@ def test_dialog_checks_the_name_with_its_suffix(make_napari_viewer, tmp_path, mo
     kept = tmp_path / "kept.npz"
     kept.write_bytes(b"earlier")
     asked, errors = _dialog(monkeypatch, tmp_path / "kept", ".npz", replace=False)
-    assert save_results_dialog() == []
+    assert save_results_dialog() is None
     assert len(asked) == 1 and "kept.npz already exists" in asked[0] and errors == []
     assert kept.read_bytes() == b"earlier"
     asked, errors = _dialog(monkeypatch, tmp_path / "kept", ".npz", replace=True)
-    assert save_results_dialog() == [str(kept)]
+    job = save_results_dialog()  # written in a worker thread
+    qtbot.waitUntil(job.done)
+    assert job.written == [str(kept)]
     assert len(asked) == 1 and errors == []
     with np.load(kept) as z:
         np.testing.assert_array_equal(z["roi_ids"], IDS)

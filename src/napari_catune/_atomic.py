@@ -22,6 +22,10 @@ the same host removes it once that pid no longer runs
 A folder that refuses the temporary file (read-only file system, no
 permission) raises :class:`FolderNotWritable` naming the target and its
 folder, not the temporary file.
+
+A caller that writes in a worker thread can watch its writes with
+:func:`watched`: progress (bytes written) and a cancel that abandons the
+file being written (its temporary file removed, an earlier file kept).
 """
 
 from __future__ import annotations
@@ -32,14 +36,16 @@ import re
 import socket
 import stat
 import tempfile
+import threading
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 __all__ = [
     "atomic_write_bytes", "atomic_write_text", "atomic_save_npy", "publish", "resolve_target",
-    "temp_prefix", "remove_stale_temps", "FolderNotWritable",
+    "temp_prefix", "remove_stale_temps", "FolderNotWritable", "watched",
 ]
 
 # The umask can only be read by setting it; do that once, at import, rather
@@ -193,6 +199,50 @@ def _folder_error(e: OSError, path) -> OSError:
     return type(e)(e.errno, e.strerror, str(path))  # e.g. no space: errno kept for callers
 
 
+_watch = threading.local()
+
+
+@contextmanager
+def watched(on_write, on_publish=None):
+    """Watch this thread's atomic writes until the block ends.
+
+    ``on_write(nbytes)`` is called for each chunk written through a file
+    handle (``atomic_write_bytes``, ``atomic_save_npy``, npz...; numpy writes
+    arrays in chunks of at most 16 MiB) and with 0 once a file is complete,
+    just before it replaces the target (the only call for files written
+    through a path, e.g. NWB).  It may raise (e.g. a cancel): that file's
+    temporary file is removed and the target is left as it was, as for any
+    failure.  ``on_publish(path)`` is called once a file is in place.  Other
+    threads' writes are not watched.
+    """
+    before = getattr(_watch, "hooks", None)
+    _watch.hooks = (on_write, on_publish)
+    try:
+        yield
+    finally:
+        _watch.hooks = before
+
+
+def _hooks():
+    return getattr(_watch, "hooks", None) or (None, None)
+
+
+class _Watched:
+    """A file handle whose writes are reported to ``on_write`` (which may raise)."""
+
+    def __init__(self, fh, on_write):
+        self._fh, self._on_write = fh, on_write
+
+    def write(self, data):
+        self._on_write(0)  # a cancel stops before the next chunk
+        n = self._fh.write(data)
+        self._on_write(len(memoryview(data).cast("B")) if n is None else n)
+        return n
+
+    def __getattr__(self, name):
+        return getattr(self._fh, name)
+
+
 def atomic_write_via_path(path, write_path, suffix: str = ".tmp") -> Path:
     """Atomic write for libraries that want a file name (h5py, pynwb).
 
@@ -216,8 +266,11 @@ def atomic_write_via_path(path, write_path, suffix: str = ".tmp") -> Path:
     except OSError as e:  # it names the temporary file the user never chose
         raise _folder_error(e, path) from None
     os.close(fd)
+    on_write, on_publish = _hooks()
     try:
         write_path(tmp)
+        if on_write is not None:
+            on_write(0)  # the last moment to abandon this file
         publish(tmp, target)
     except BaseException:
         try:
@@ -225,13 +278,16 @@ def atomic_write_via_path(path, write_path, suffix: str = ".tmp") -> Path:
         except FileNotFoundError:
             pass
         raise
+    if on_publish is not None:
+        on_publish(path)
     return path
 
 
 def _atomic_write(path, write) -> Path:
     def via_handle(tmp):
+        on_write = _hooks()[0]
         with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_TRUNC), "wb") as fh:
-            write(fh)
+            write(fh if on_write is None else _Watched(fh, on_write))
 
     return atomic_write_via_path(path, via_handle)
 

@@ -231,10 +231,11 @@ def _check_not_an_input(path, cat: dict) -> None:
         raise _refuse(e) from None
 
 
-def _save(path: str, data, meta: dict) -> list[str]:
-    """Everything the layer's results hold, through ``results.save_results``."""
+def _prepare(path: str, data, meta: dict) -> dict:
+    """What :func:`_save` writes, checked: the keyword arguments of
+    ``results.save_results`` (raises ValueError, with a warning too, when
+    the layer holds nothing to write or ``path`` is refused)."""
     from napari_catune._overwrite import OutputClash
-    from napari_catune.results import save_results
 
     cat, activity = _results(meta, data)
     try:
@@ -253,15 +254,25 @@ def _save(path: str, data, meta: dict) -> list[str]:
     ids = _roi_ids(cat, n)
     if labels is not None and not np.isin(ids, labels).any():
         labels = None  # not the footprints of these ROIs (e.g. a tile grid of another file)
-    written = save_results(
-        path, activity=activity, fit=res.get("reconvolution"), baseline=res.get("baseline"),
+    return dict(
+        activity=activity, fit=res.get("reconvolution"), baseline=res.get("baseline"),
         events=res.get("events"), roi_ids=ids, fs=params.fs, params=params,
         features=_features(features, n), labels=labels, source=cat.get("source"),
         t0=cat.get("t0") or 0.0, timestamps=cat.get("timestamps"),
         input_traces=res.get("input_traces") or cat.get("input_traces") or cat.get("kind") or None,
         fitted_trace=res.get("fitted_trace"),
     )
-    return [str(p) for p in written]
+
+
+def _write(path: str, what: dict) -> list[str]:
+    from napari_catune.results import save_results
+
+    return [str(p) for p in save_results(path, **what)]
+
+
+def _save(path: str, data, meta: dict) -> list[str]:
+    """Everything the layer's results hold, through ``results.save_results``."""
+    return _write(path, _prepare(path, data, meta))
 
 
 def write_params(path: str, data, meta: dict) -> list[str]:
@@ -355,27 +366,40 @@ def _results_layer(viewer):
     return holders[0] if len(holders) == 1 else None
 
 
-def save_results_dialog() -> list[str]:
+def save_results_dialog():
     """Ask where, then save the current CaTune results (no file type to pick first).
 
     The File > Save Selected Layers dialog preselects napari's own writer;
-    this menu entry offers the CaTune formats only.
+    this menu entry offers the CaTune formats only.  The checks and questions
+    come first, here; then what the layer holds is taken as it is now and
+    written in a worker thread (:mod:`napari_catune._qt.savejob`: a progress
+    bar with Cancel in napari's activity panel, a message when done).
+    Returns that :class:`~napari_catune._qt.savejob.SaveJob`, or None when
+    nothing is saved (no results, no file chosen, refused, a save running).
     """
     import napari
-    from napari.utils.notifications import show_error, show_info
+    from napari.utils.notifications import show_error, show_warning
     from qtpy.QtWidgets import QFileDialog
 
+    from napari_catune._qt import savejob
+
+    running = savejob.running()
+    if running is not None:  # one at a time (see savejob): said before any file is chosen
+        show_warning(f"CaTune results are being saved to {Path(running.path).name}: wait "
+                     "until that save ends (or cancel it in the activity panel, bottom right), "
+                     "then save again.")
+        return None
     viewer = napari.current_viewer()
     layer = None if viewer is None else _results_layer(viewer)
     if layer is None:
         show_error("No CaTune results to save: run 'Apply to all ROIs' in the CaTune tuner "
                    "first (with several result layers, select the one to save).")
-        return []
+        return None
     filters = ";;".join(f for f, _ in _DIALOG_FILTERS)
     path, chosen = QFileDialog.getSaveFileName(
         None, "Save CaTune results", f"{layer.name}_catune.npz", filters)
     if not path:
-        return []
+        return None
     typed = path
     if Path(path).suffix.lower() not in {e for _, e in _DIALOG_FILTERS}:
         path += dict(_DIALOG_FILTERS).get(chosen, ".npz")
@@ -384,17 +408,43 @@ def save_results_dialog() -> list[str]:
         check_output(path, _catune(meta))  # the recording or a sidecar: refused, not asked
     except ValueError as e:
         show_error(str(e))  # "Cannot save NAME: ..." (a toast shows its first words)
-        return []
+        return None
     # the dialog asked "replace?" about the name as typed, not the one with the suffix
     if path != typed and os.path.lexists(path) and not _confirm_replace(path):
-        return []
+        return None
     try:
-        written = _save(path, np.asarray(layer.data), meta)
-    except (ValueError, OSError) as e:
+        what = _snapshot(_prepare(path, np.asarray(layer.data), meta))
+    except ValueError as e:
         show_error(f"CaTune results not saved: {e}")
-        return []
-    show_info("Saved CaTune results: " + ", ".join(Path(p).name for p in written))
-    return written
+        return None
+    return savejob.start(path, lambda: _write(path, what), _size(path, what))
+
+
+def _snapshot(what: dict) -> dict:
+    """``what`` kept as it is now, for a write in another thread.
+
+    The results arrays are kept by reference: Apply to all stores new arrays
+    in a new ``results`` dict and nothing writes into them.  What can change
+    in place is copied: the label image (painted), the features columns.
+    """
+    out = dict(what)
+    if out["labels"] is not None:
+        out["labels"] = np.array(out["labels"], copy=True)
+    if out["features"] is not None:
+        out["features"] = {k: np.array(v, copy=True) for k, v in out["features"].items()}
+    return out
+
+
+def _size(path: str, what: dict) -> int:
+    """Bytes the results file will hold, roughly; 0 when not known ahead (CSV text, NWB)."""
+    ext = Path(path).suffix.lower()
+    if ext == ".npy":
+        return int(np.asarray(what["activity"]).size) * 8
+    if ext != ".npz":
+        return 0
+    arrays = [what[k] for k in ("activity", "fit", "baseline", "timestamps", "fitted_trace")]
+    arrays += list((what["features"] or {}).values())
+    return int(sum(np.asarray(a).nbytes for a in arrays if a is not None))
 
 
 def _confirm_replace(path: str) -> bool:

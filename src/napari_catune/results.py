@@ -434,10 +434,11 @@ def _save_csv(path: Path, r: dict, source) -> list[Path]:
     table = np.empty((t, n + 1), dtype=np.float64)
     table[:, 0] = frame_times(np.arange(t), fs, r["t0"], r["timestamps"])
     table[:, 1:] = act.T
-    buf = io.StringIO()
     header = ",".join(["time_s", *(f"roi_{i}" for i in ids)])
-    np.savetxt(buf, table, fmt="%.10g", delimiter=",", header=header, comments="")
-    written = [atomic_write_text(path, buf.getvalue())]
+    # row by row into the temporary file: no copy of the whole text in memory, and a
+    # watched write (_atomic.watched) can be cancelled between rows
+    written = [_atomic_write(path, lambda fh: np.savetxt(
+        fh, table, fmt="%.10g", delimiter=",", header=header, comments="", encoding="utf-8"))]
     if r["features"]:
         written.append(save_features_csv(path.with_name(path.stem + "_features.csv"),
                                          r["features"], roi_ids=ids))
