@@ -95,7 +95,7 @@ def test_rows_draw_the_solvers_baseline_in_every_mode(make_napari_viewer, qtbot,
     xs, ys = _drawn(r)
     np.testing.assert_array_equal(xs, w.traces.x[sl][[0, -1]])
     np.testing.assert_array_equal(ys, [res.baseline[0]] * 2)
-    assert "one fitted level" in w.traces.legend.text()
+    assert "baseline (one fitted level)" in w.traces.legend.text()
     _mode(qtbot, w, "none")
     np.testing.assert_array_equal(_drawn(r)[1], [0.0, 0.0])
     _mode(qtbot, w, "rolling")
@@ -134,7 +134,7 @@ def test_residual_view_hides_the_baseline_and_pin_keeps_its_own(make_napari_view
     for c in (r.base, r.pinned_base, r.fit):
         assert c.yData is None or len(c.yData) == 0
     assert "residual" in w.traces.legend.text()
-    assert "baseline, one fitted level" not in w.traces.legend.text()
+    assert "one fitted level" not in w.traces.legend.text()
     qtbot.mouseClick(w.residual_box, Qt.LeftButton)
     wait(qtbot, w)
     qtbot.waitUntil(lambda: not r.dirty, timeout=20_000)

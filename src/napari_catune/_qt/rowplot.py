@@ -226,9 +226,9 @@ class Row:
 
 #: what each baseline model's dashed line is (the legend's words)
 BASELINE_WORDS = {
-    "drift": "drift baseline, fitted per sample",
-    "rolling": "rolling 20 % quantile + fitted level",
-    "scalar": "baseline, one fitted level",
+    "drift": "drift baseline (fitted per sample)",
+    "rolling": "rolling 20 % quantile + level",
+    "scalar": "baseline (one fitted level)",
     "none": "no baseline (0)",
 }
 
