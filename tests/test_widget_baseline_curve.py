@@ -46,21 +46,28 @@ def _mode(qtbot, w, mode):
     qtbot.waitUntil(lambda: not w.traces.shown[0].dirty, timeout=20_000)
 
 
-def test_rows_draw_the_solvers_baseline_in_every_mode(make_napari_viewer, qtbot, notes,
-                                                      tmp_path):
-    from napari_catune import solver
-
+def _drift_row(make_napari_viewer, qtbot, tmp_path, rid):
+    """The tuner on the bleached traces, ROI ``rid`` selected, "drift", a 45 s window
+    (1350 frames on ~1400 px: drawn undecimated); (tuner, traces, its row)."""
     path, y = _bleached(tmp_path)
     viewer = big_viewer(make_napari_viewer, show=True)
     w = open_tuner(viewer)
     viewer.open(str(path), plugin="napari-catune")
     qtbot.waitUntil(lambda: w.session.source is not None, timeout=120_000)
     wait(qtbot, w)
-    w.select_rois([1])
+    w.select_rois([rid])
     _mode(qtbot, w, "drift")
-    w.traces.set_window(0.0, 45.0)  # 1350 frames on ~1400 px: drawn undecimated
+    w.traces.set_window(0.0, 45.0)
     r = w.traces.shown[0]
     qtbot.waitUntil(lambda: not r.dirty, timeout=20_000)
+    return w, y, r
+
+
+def test_rows_draw_the_solvers_baseline_in_every_mode(make_napari_viewer, qtbot, notes,
+                                                      tmp_path):
+    from napari_catune import solver
+
+    w, y, r = _drift_row(make_napari_viewer, qtbot, tmp_path, 1)
     items = list(r.trace.items)
     sl = _window(w)
     res = w.session.result
@@ -107,17 +114,7 @@ def test_rows_draw_the_solvers_baseline_in_every_mode(make_napari_viewer, qtbot,
 
 def test_residual_view_hides_the_baseline_and_pin_keeps_its_own(make_napari_viewer, qtbot,
                                                                 notes, tmp_path):
-    path, _ = _bleached(tmp_path)
-    viewer = big_viewer(make_napari_viewer, show=True)
-    w = open_tuner(viewer)
-    viewer.open(str(path), plugin="napari-catune")
-    qtbot.waitUntil(lambda: w.session.source is not None, timeout=120_000)
-    wait(qtbot, w)
-    w.select_rois([2])
-    _mode(qtbot, w, "drift")
-    w.traces.set_window(0.0, 45.0)
-    r = w.traces.shown[0]
-    qtbot.waitUntil(lambda: not r.dirty, timeout=20_000)
+    w, _, r = _drift_row(make_napari_viewer, qtbot, tmp_path, 2)
     sl = _window(w)
     kept = w.session.result.baseline[0][sl].copy()
     qtbot.mouseClick(w.pin_btn, Qt.LeftButton)
