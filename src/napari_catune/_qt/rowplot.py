@@ -7,11 +7,14 @@ for 54,000 frames as for 5,000, and no spike is lost between two pixels.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pyqtgraph as pg
 from qtpy.QtWidgets import QGraphicsItem, QGraphicsTextItem
 
 from .._padding import row_lengths
+from .controls import fmt
 
 LEFT_W = 52  # left axis width, the same for every plot so the time axes line up
 HEADER_H = 17
@@ -65,10 +68,16 @@ class FilledCurve(pg.PlotCurveItem):
 
 
 class Row:
-    """The plots and curves of one ROI: trace with fit (and pinned fit) over the
-    activity (and true-spike ticks)."""
+    """The plots and curves of one ROI: trace with fit and its baseline (and the
+    pinned fit and baseline) over the activity (and true-spike ticks).
 
-    CURVES = ("raw", "pinned", "fit", "activity")
+    ``data["base"]`` is the solver's baseline: an array per sample ("drift",
+    "rolling": its subtracted baseline plus its level) or one number ("scalar",
+    "none": 0), drawn as a line across the window."""
+
+    CURVES = ("raw", "pinned_base", "base", "pinned", "fit", "activity")
+    #: curves of the fit, not drawn in the residual view (trace minus fit)
+    FIT_CURVES = ("pinned_base", "base", "pinned", "fit")
 
     def __init__(self):
         self.trace = pg.PlotItem()
@@ -81,13 +90,15 @@ class Row:
         self.act.setMinimumHeight(ACT_MIN)
         self.act.getAxis("left").setStyle(showValues=False, tickLength=0)
         self.raw = pg.PlotCurveItem()
+        self.pinned_base = pg.PlotCurveItem()
+        self.base = pg.PlotCurveItem()  # under the fit: the fit runs on top of it
         self.pinned = pg.PlotCurveItem()
         self.fit = pg.PlotCurveItem()
         # the fit's second pixel row: two 1-px curves cost a fraction of one wider pen
         # (stroked as polygons: ~2.5 ms a paint of 4 rows)
         self.fit2 = pg.PlotCurveItem()
         self.activity = FilledCurve()
-        for c in (self.raw, self.pinned, self.fit, self.fit2):
+        for c in (self.raw, self.pinned_base, self.base, self.pinned, self.fit, self.fit2):
             self.trace.addItem(c)
         self.act.addItem(self.activity)
         self.truth = pg.PlotCurveItem(connect="pairs")  # one tick per true event
@@ -117,7 +128,8 @@ class Row:
         self.truth_t = truth_t
         self.act_top = None
         self.dirty = True
-        for c in (self.raw, self.pinned, self.fit, self.fit2, self.activity, self.truth):
+        for c in (self.raw, self.pinned_base, self.base, self.pinned, self.fit, self.fit2,
+                  self.activity, self.truth):
             c.setData([], [])
 
     def visible_in(self, top: float, bottom: float) -> bool:
@@ -128,7 +140,8 @@ class Row:
 
     def draw(self, x: np.ndarray, sl: slice, bins: int, residual: bool = False) -> None:
         """Draw the window ``sl`` of every curve and fit the y-ranges to it; with
-        ``residual`` the grey curve is the trace minus the fit (and no fit is drawn)."""
+        ``residual`` the grey curve is the trace minus the fit (and no fit, nor
+        its baseline, is drawn)."""
         if sl.stop is None or sl.stop > self.n_finite:
             start = min(sl.start or 0, self.n_finite - 1)
             sl = slice(start, self.n_finite)  # (the padding of a shorter recording)
@@ -138,7 +151,16 @@ class Row:
         for name in self.CURVES:
             y = self.data.get(name)
             item = getattr(self, name)
-            if y is None or y.shape[-1] != x.size or (residual and name in ("fit", "pinned")):
+            if y is not None and np.ndim(y) == 0 and not residual:
+                # one level (a scalar baseline): a line across the window
+                v = float(y)
+                if math.isfinite(v) and xs.size:
+                    item.setData(np.array((xs[0], xs[-1])), np.array((v, v)))
+                else:
+                    item.setData([], [])
+                continue
+            if (y is None or np.ndim(y) == 0 or y.shape[-1] != x.size
+                    or (residual and name in self.FIT_CURVES)):
                 item.setData([], [])
                 if name == "fit":
                     self.fit2.setData([], [])
@@ -187,6 +209,10 @@ class Row:
         self.fit.setPen(pg.mkPen(self.color, width=1))
         self.fit2.setPen(pg.mkPen(self.color, width=1))
         self.pinned.setPen(pg.mkPen(pal.foreground, width=1, style=pg.QtCore.Qt.DashLine))
+        # the baseline: dashed in the row's colour (a cosmetic 1-px pen: Qt dashes it
+        # as it draws, no polygon); the pinned one dotted in the pinned fit's colour
+        self.base.setPen(pg.mkPen(self.color, width=1, style=pg.QtCore.Qt.DashLine))
+        self.pinned_base.setPen(pg.mkPen(pal.foreground, width=1, style=pg.QtCore.Qt.DotLine))
         fill = pg.mkColor(self.color)
         fill.setAlpha(90)
         self.activity.setPen(pg.mkPen(self.color, width=1))
@@ -196,3 +222,72 @@ class Row:
         for c in self.cursors:
             c.setPen(pg.mkPen(pal.foreground, width=1, style=pg.QtCore.Qt.DotLine))
         self.header.setDefaultTextColor(fg)
+
+
+#: what each baseline model's dashed line is (the legend's words)
+BASELINE_WORDS = {
+    "drift": "drift baseline (fitted per sample)",
+    "rolling": "rolling 20 % quantile + level",
+    "scalar": "baseline (one fitted level)",
+    "none": "no baseline (0)",
+}
+
+
+def _rgb(c) -> str:
+    return "#%02x%02x%02x" % tuple(int(v) for v in c[:3])
+
+
+def header_html(r: Row, res, pal, unit: str) -> str:
+    """A row's header: the ROI id in its colour, what its trace is (``unit``) and,
+    with a live result ``res`` holding it, its read-outs."""
+    fg = pal.foreground if pal else "#ffffff"
+    muted = pal.muted_hex if pal else fg
+    unit = {"dF/F": "ΔF/F", "raw": "trace units"}.get(unit, unit)
+    if res is not None and res.params.filter_enabled:  # res.trace is what is drawn
+        unit += ", band-passed"
+    head = (f'<span style="color:{_rgb(r.color)}; font-weight:bold">■ ROI {r.rid}</span>'
+            f' <span style="color:{muted}">({unit})</span>')
+    if res is None or r.rid not in res.ids:
+        return f'<span style="color:{fg}">{head}</span>'
+    i = res.ids.index(r.rid)
+    bits = [f"σ {fmt(res.noise[i], 2)}", f"SNR {fmt(res.snr[i], 3)}",
+            f"R² {res.r2[i]:.2f}", f"{fmt(res.events_per_min[i], 3)} events/min"]
+    if not res.converged[i]:
+        bits.append("<b>not converged</b>")
+    return f'<span style="color:{fg}">{head} &nbsp; {" · ".join(bits)}</span>'
+
+
+def legend_html(pal, rows, res, residual: bool, pinned: bool) -> str:
+    """The trace rows' legend: which line is what (in the first row's colour; the
+    baseline's model that of the live fit ``res``).  The fit includes the baseline:
+    a fit that follows a bleaching trace does not say the baseline does."""
+    if not rows:
+        return ""
+    mode = str(res.params.baseline) if res is not None else None
+    fg = pal.foreground if pal is not None else "#ffffff"
+    grey = _rgb(pal.raw) if pal is not None else "#969696"
+    c = _rgb(rows[0].color)
+
+    def item(glyph, col, text):
+        return f'<span style="color:{col}"><b>{glyph}</b></span> {text}'
+
+    if residual:
+        bits = [item("—", grey, "trace − fit (residual; the fit includes the baseline)")]
+    else:
+        bits = [item("—", grey, "trace"), item("━", c, "fit = activity ⊛ kernel + baseline")]
+        if mode is not None:
+            bits.append(item("‐ ‐", c, BASELINE_WORDS.get(mode, f"{mode} baseline")))
+        if pinned:
+            bits += [item("‐ ‐", fg, "pinned fit"), item("···", fg, "its baseline")]
+    return f'<span style="color:{fg}">{" &nbsp; ".join(bits)}</span>'
+
+
+LEGEND_TIP = (
+    "The grey trace is what is fitted. The fit (solid, the ROI's colour) is the activity "
+    "convolved with the kernel PLUS the baseline: it can follow a slow bleaching or drift "
+    "even when the baseline does not (the activity then absorbs it). The dashed line in "
+    "the ROI's colour is the baseline alone, as the solver returns it: 'drift' a per-sample "
+    "fitted baseline, 'rolling' CaTune's rolling 20 % quantile plus a fitted level, "
+    "'scalar' one level per ROI, 'none' 0 (often below the trace's range). With a pinned "
+    "fit, its fit is dashed and its baseline dotted in the text colour: switch the baseline "
+    "model to compare them.")

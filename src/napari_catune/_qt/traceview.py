@@ -1,7 +1,8 @@
 """The tuner's trace view: one row per selected ROI, a time axis and an overview.
 
 Each row is the ROI's trace (neutral grey) with its fit (the ROI's colour)
-in the trace's own units and y-range, and the deconvolved activity beneath
+and the fit's baseline (dashed) in the trace's own units and y-range, a
+legend above the rows saying which line is what, and the deconvolved activity beneath
 it on the same time axis; the ROI id and its read-outs head the row.  All
 rows share one time window, in seconds and never below 0; the overview strip
 under them shows the whole recording with the window as a draggable region.
@@ -14,11 +15,11 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from qtpy.QtCore import Qt, QTimer, Signal
-from qtpy.QtWidgets import QScrollArea, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QLabel, QScrollArea, QVBoxLayout, QWidget
 
 from .._padding import row_lengths
-from .controls import fmt
-from .rowplot import ACT_MIN, HEADER_H, LEFT_W, TRACE_MIN, Row, style_plot, window_slice
+from .rowplot import (ACT_MIN, HEADER_H, LEFT_W, LEGEND_TIP, TRACE_MIN, Row, header_html,
+                      legend_html, style_plot, window_slice)
 
 DEFAULT_WINDOW_S = 45.0
 
@@ -42,10 +43,6 @@ def trace_name(src) -> str:
             kind = kind.rsplit("/", 1)[1]
         return kind.replace("*", "·")
     return src.unit
-
-
-def _rgb(c) -> str:
-    return "#%02x%02x%02x" % tuple(int(v) for v in c[:3])
 
 
 class TraceView(QWidget):
@@ -101,6 +98,11 @@ class TraceView(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(0)
+        self.legend = QLabel()
+        self.legend.setToolTip(LEGEND_TIP)
+        self.legend.setContentsMargins(LEFT_W - 4, 1, 0, 1)
+        self.legend.setWordWrap(True)
+        lay.addWidget(self.legend)
         lay.addWidget(self.scroll, 1)
         lay.addWidget(self.bottom_glw)
 
@@ -113,6 +115,7 @@ class TraceView(QWidget):
         self._pal = None
         self._res = None
         self.residual = False
+        self._pinned = False
         self._syncing = False
         # read-outs follow once a drag pauses: re-laying out text costs a frame
         self._header_timer = QTimer(self)
@@ -160,6 +163,7 @@ class TraceView(QWidget):
         self.fs, self.n_frames, self.unit = float(fs), int(new_len), unit
         self.x = np.arange(self.n_frames, dtype=np.float64) / self.fs
         self._res = None
+        self._legend()
         ci = self.rows_glw.ci
         for r in self.shown:
             ci.removeItem(r.trace)
@@ -175,7 +179,7 @@ class TraceView(QWidget):
             ci.addItem(r.act, row=2 * i + 1, col=0)
             ci.layout.setRowStretchFactor(2 * i, 3)
             ci.layout.setRowStretchFactor(2 * i + 1, 1)
-            r.header.setHtml(self._header(r, None))
+            r.header.setHtml(header_html(r, None, self._pal, self.unit))
             self.shown.append(r)
         self.rows_glw.setMinimumHeight(k * (TRACE_MIN + HEADER_H + ACT_MIN + 4))
         self._overview(traces[0] if k else None)
@@ -223,6 +227,9 @@ class TraceView(QWidget):
             r.data["raw"] = res.trace[i]
             r.data["fit"] = res.fit[i]
             r.data["activity"] = res.activity[i]
+            # the solver's baseline: per sample ("drift", "rolling") or one level
+            b = res.baseline[i]
+            r.data["base"] = b if np.ndim(b) else float(b)
             # the run holding the calcium present before the recording does not
             # set the activity row's y-range (it can be 10x the rest)
             r.data["act_from"] = int(res.initial_ends[i])
@@ -233,6 +240,7 @@ class TraceView(QWidget):
     def show_residual(self, on: bool) -> None:
         """Draw the trace minus the fit instead of the trace and its fit."""
         self.residual = bool(on)
+        self._legend()
         for r in self.shown:
             r.dirty = True
         self.draw()
@@ -242,7 +250,11 @@ class TraceView(QWidget):
         for r in self.shown:
             ok = res is not None and r.rid in res.ids and res.fit.shape[1] == self.n_frames
             r.data["pinned"] = res.fit[res.ids.index(r.rid)] if ok else None
+            b = res.baseline[res.ids.index(r.rid)] if ok else None
+            r.data["pinned_base"] = b if b is None or np.ndim(b) else float(b)
             r.dirty = True
+        self._pinned = any(r.data.get("pinned") is not None for r in self.shown)
+        self._legend()
         self.draw()
 
     def draw(self, everything: bool = False) -> None:
@@ -263,24 +275,14 @@ class TraceView(QWidget):
     def _headers(self) -> None:
         res = self._res
         for i, r in enumerate(self.shown):
-            r.header.setHtml(self._header(r, res, i))
+            r.header.setHtml(header_html(r, res, self._pal, self.unit))
+        self._legend()
 
-    def _header(self, r: Row, res, i: int = 0) -> str:
-        fg = self._pal.foreground if self._pal else "#ffffff"
-        muted = self._pal.muted_hex if self._pal else fg
-        unit = {"dF/F": "ΔF/F", "raw": "trace units"}.get(self.unit, self.unit)
-        if res is not None and res.params.filter_enabled:  # res.trace is what is drawn
-            unit += ", band-passed"
-        head = (f'<span style="color:{_rgb(r.color)}; font-weight:bold">■ ROI {r.rid}</span>'
-                f' <span style="color:{muted}">({unit})</span>')
-        if res is None or r.rid not in res.ids:
-            return f'<span style="color:{fg}">{head}</span>'
-        i = res.ids.index(r.rid)
-        bits = [f"σ {fmt(res.noise[i], 2)}", f"SNR {fmt(res.snr[i], 3)}",
-                f"R² {res.r2[i]:.2f}", f"{fmt(res.events_per_min[i], 3)} events/min"]
-        if not res.converged[i]:
-            bits.append("<b>not converged</b>")
-        return f'<span style="color:{fg}">{head} &nbsp; {" · ".join(bits)}</span>'
+    def _legend(self) -> None:
+        """Which line is what, for the rows shown (the baseline's model of the live fit)."""
+        html = legend_html(self._pal, self.shown, self._res, self.residual, self._pinned)
+        if html != self.legend.text():
+            self.legend.setText(html)
 
     # ----------------------------------------------------------- window
     @property
