@@ -94,7 +94,7 @@ def test_results_dialog_on_a_read_only_folder(make_napari_viewer, monkeypatch, n
         lambda *a, **k: (str(tmp_path / "res.npz"), _DIALOG_FILTERS[0][0])))
     _read_only(monkeypatch)
     job = save_results_dialog()  # the folder is tried in the worker thread
-    qtbot.waitUntil(job.done)
+    qtbot.waitUntil(job.done, timeout=120_000)
     assert job.written == [] and not (tmp_path / "res.npz").exists()
     assert len(notes["error"]) == 1
     assert f"cannot create res.npz in {tmp_path}: the folder is not writable" in notes["error"][0]

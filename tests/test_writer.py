@@ -432,7 +432,7 @@ def test_file_menu_save_results_action(make_napari_viewer, tmp_path, monkeypatch
     monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(fake_dialog))
     viewer.layers.selection.active = overlay  # the activity layer is what the user sees
     job = save_results_dialog()  # written in a worker thread
-    qtbot.waitUntil(job.done)
+    qtbot.waitUntil(job.done, timeout=120_000)
     assert job.written == [str(tmp_path / "kept.npz")]
     assert asked[0][0] == "cells_catune.npz" and "(*.nwb)" in asked[0][1]
     got = load_results(tmp_path / "kept.npz")

@@ -148,7 +148,7 @@ def test_dialog_checks_the_name_with_its_suffix(make_napari_viewer, tmp_path, mo
     assert kept.read_bytes() == b"earlier"
     asked, errors = _dialog(monkeypatch, tmp_path / "kept", ".npz", replace=True)
     job = save_results_dialog()  # written in a worker thread
-    qtbot.waitUntil(job.done)
+    qtbot.waitUntil(job.done, timeout=120_000)
     assert job.written == [str(kept)]
     assert len(asked) == 1 and errors == []
     with np.load(kept) as z:
