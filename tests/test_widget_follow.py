@@ -134,3 +134,27 @@ def test_an_old_source_is_no_longer_followed(setup, qtbot):
     new.translate = (1.0, 4.0)  # the new source is followed
     qtbot.waitUntil(lambda: all(np.allclose(viewer.layers[n].translate[-2:], (1.0, 4.0))
                                 for n in NAMES), timeout=10_000)
+
+
+def test_cursor_and_slider_agree_on_the_source_movie_when_another_sets_the_steps(setup, qtbot):
+    """Two movies of other time scales: the plot's cursor is the chosen movie's
+    frame under the slider, and a frame asked from the plot is shown there."""
+    viewer, w, means, notes = setup
+    _ready(qtbot, viewer, w)
+    movie = viewer.layers["movie"]
+    movie.scale = (1 / FS, 1, 1)
+    half = viewer.add_image(np.asarray(movie.data)[::2].copy(), name="movie2",
+                            metadata={"catune": {"fs": FS / 2}}, scale=(2 / FS, 1, 1),
+                            translate=(7.0, 0, 0))
+    w.picker.image_combo.value = half
+    qtbot.waitUntil(lambda: w.session.source is not None and w.session.source.origin[0] is half
+                    and w.idle, timeout=120_000)
+    wait(qtbot, w)
+    for step in (230, 300, 400):  # the slider's steps are the 1/FS movie's
+        viewer.dims.set_current_step(0, step)
+        shown = int(np.round(half.world_to_data(viewer.dims.point)[0]))
+        assert shown != step
+        assert w.traces.cursor_seconds == pytest.approx(shown / (FS / 2))
+    w.traces.frame_requested.emit(100)
+    assert int(np.round(half.world_to_data(viewer.dims.point)[0])) == 100
+    assert w.traces.cursor_seconds == pytest.approx(100 / (FS / 2))

@@ -119,16 +119,35 @@ class ViewerHooks:
         if value is not None and int(value) != 0:
             self.select_rois([int(value)], add="Shift" in event.modifiers)
 
+    def _time_layer(self):
+        """The layer whose first axis is the traces' frames: the source movie, or
+        the activity overlay (which follows it, 1 s a frame without one)."""
+        src = self.session.source
+        for layer in (None if src is None else src.origin[0], self.overlays.activity_layer):
+            if layer is not None and layer in self.viewer.layers and layer.ndim == 3:
+                return layer
+        return None
+
     def _dims_changed(self) -> None:
         if self.viewer.dims.ndim >= 3 and self.session.source is not None:
-            self.traces.set_cursor_frame(int(self.viewer.dims.current_step[0]))
+            frame = int(self.viewer.dims.current_step[0])
+            layer = self._time_layer()
+            if layer is not None:  # another layer may set the slider's steps
+                point = np.asarray(self.viewer.dims.point, dtype=float)[-3:]
+                frame = int(np.floor(float(layer.world_to_data(point)[0]) + 0.5))
+            self.traces.set_cursor_frame(frame)
 
     def _goto_frame(self, frame: int) -> None:
         src = self.session.source
         if src is None or self.viewer.dims.ndim < 3:
             return
         frame = int(min(max(frame, 0), src.n_frames - 1))
-        self.viewer.dims.set_current_step(0, frame)
+        layer = self._time_layer()
+        if layer is None:
+            self.viewer.dims.set_current_step(0, frame)
+        else:
+            t = float(layer.data_to_world([frame, 0.0, 0.0])[0])
+            self.viewer.dims.set_point(self.viewer.dims.ndim - 3, t)
         self.traces.set_cursor_frame(frame)
 
     def _apply_theme(self) -> None:
