@@ -116,3 +116,23 @@ def test_an_edit_after_the_results_are_stored_is_no_discard(setup, qtbot):
     assert "results" in lab.metadata["catune"]
     assert not [m for m in notes["warning"] if "discarded" in m]
     assert "discarded" not in w.status.text()
+
+
+def test_an_undo_napari_does_not_announce_is_seen_by_apply(setup, qtbot):
+    """napari sends nothing for an undo on a hidden Labels layer: Apply to all
+    compares the ROIs with what the traces were read from, and reads them anew."""
+    viewer, w, means, notes = setup
+    lab = viewer.layers["rois"]
+    coords = np.argwhere(np.ones((6, 6), bool)) + [16, 16]
+    lab.data_setitem(tuple(coords.T), 30)  # a brush stroke: ROI 30
+    qtbot.waitUntil(lambda: w.session.source is not None and 30 in w.session.source.row,
+                    timeout=120_000)
+    wait(qtbot, w)
+    lab.visible = False
+    lab.undo()  # ROI 30 is gone; no event
+    assert 30 not in lab.data and 30 in w.session.source.row
+    w.apply_to_all()
+    qtbot.waitUntil(lambda: not w.apply_running, timeout=120_000)
+    assert 30 not in list(lab.metadata["catune"]["results"]["roi_ids"])
+    assert list(lab.features["roi_id"]) == [3, 5, 8, 11, 12, 20]
+    assert not notes["error"]

@@ -65,6 +65,8 @@ class ApplyAll:
                 t.jobs.update(_APPLY, v[0], v[1])
 
         def returned(batch):
+            if not t._closed:
+                t.picker.check_edits()  # an undo napari did not announce (hidden layer)
             job["done"] = True  # an edit from now on is an edit after the run
             if t._closed or job.get("edited") is not None:
                 return  # (edited: said by _layer_edited)
@@ -98,7 +100,9 @@ class ApplyAll:
         w.errored.connect(errored)
         w.finished.connect(lambda: None if t._closed else self._apply_done())
         t.controls.apply_btn.setEnabled(False)
-        if src is not None and not t.picker.edit_pending:
+        t.picker.check_edits()  # an undo napari did not announce: read the ROIs anew first
+        src = self.s.source if not t.picker.edit_pending else None
+        if src is not None:
             start(src)
         else:  # (traces being read, or a layer just edited: read anew first)
             self._apply_start = start
@@ -156,7 +160,7 @@ class ApplyAll:
         many; the user applies again once the ROIs are drawn.)"""
         job, w = self._apply_job, self.apply_worker
         if (w is None or self._apply_start is not None or job.get("edited") is not None
-                or job.get("done") or layer not in job["src"].origin):
+                or job.get("done") or "src" not in job or layer not in job["src"].origin):
             return
         job["edited"] = layer
         w.quit()

@@ -263,7 +263,16 @@ class SourcePicker(QObject):
         if isinstance(layer, Labels):
             self._prints[id(layer)] = _fingerprint(layer.data)
             layer.events.set_data.connect(set_data)
+            layer.events.visible.connect(set_data)  # (a hidden layer sends no set_data)
         self._hooked[id(layer)] = (layer_ref, changed, set_data)
+
+    def check_edits(self) -> None:
+        """Compare every hooked ROI layer with its fingerprint now (an undo
+        napari did not announce: Apply to all asks before it starts and stores)."""
+        for layer_ref, *_ in list(self._hooked.values()):
+            layer = layer_ref()
+            if layer is not None and not self.closed:
+                self._maybe_undone(layer)
 
     def _maybe_undone(self, layer) -> None:
         """``set_data`` came: an undo or redo if the ROIs differ from their
@@ -308,7 +317,8 @@ class SourcePicker(QObject):
             pass
         for layer_ref, cb, on_set in self._hooked.values():
             layer = layer_ref()
-            for name, fn in (("data", cb), ("paint", cb), ("set_data", on_set)):
+            for name, fn in (("data", cb), ("paint", cb), ("set_data", on_set),
+                             ("visible", on_set)):
                 em = getattr(getattr(layer, "events", None), name, None)
                 try:
                     if em is not None:
@@ -325,11 +335,13 @@ class SourcePicker(QObject):
 
 
 def _fingerprint(data):
-    """Shape, type and CRC of an in-memory ROI array (None for a lazy one:
-    reading it all to tell an undo from a redraw would cost too much)."""
-    if not isinstance(data, np.ndarray):
+    """Shape, type and CRC of a ROI array (a plane: the traces are read from all
+    of it anyway, also when it is lazy, e.g. zarr)."""
+    try:
+        arr = np.ascontiguousarray(np.asarray(data))
+    except Exception:  # noqa: BLE001 - unreadable now: no fingerprint, no verdict
         return None
-    return data.shape, data.dtype.str, zlib.crc32(np.ascontiguousarray(data))
+    return arr.shape, arr.dtype.str, zlib.crc32(arr)
 
 
 def _tiles(layer) -> bool:
