@@ -199,3 +199,19 @@ def test_save_results_records_input_traces_in_every_format(tmp_path):
     assert load_results(nwb2)["input_traces"] is None
     (npz2,) = save_results(tmp_path / "r2.npz", **{**kw, "input_traces": None})
     assert load_results(npz2)["input_traces"] is None
+
+
+def test_features_of_a_skipped_row_are_nan_even_with_scores_given():
+    from napari_catune.params import TuningParams
+    from napari_catune.session import roi_features
+
+    rng = np.random.default_rng(3)
+    tr = rng.normal(size=(3, 400))
+    z = np.zeros_like(tr)
+    f = roi_features(tr, params=TuningParams(tau_rise=0.05, tau_decay=0.5, fs=30.0, lam=0.1),
+                     roi_ids=[1, 2, 3], activity=z, fit=z, baseline=np.zeros(3),
+                     converged=[True, False, True], iterations=[3, 0, 4],
+                     skipped=[False, True, False], snr=np.array([5.0, 0.0, 6.0]),
+                     noise=np.array([1.0, 0.0, 1.0]))
+    assert np.isnan(f["snr"][1]) and f["snr"][0] == 5.0 and f["snr"][2] == 6.0
+    assert np.isnan(f["r2"][1]) and np.isnan(f["event_rate_hz"][1])

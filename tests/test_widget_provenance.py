@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from qtpy.QtCore import Qt
 
-from _widgets import notes, setup  # noqa: F401 - fixtures
+from _widgets import notes, setup, type_value, wait  # noqa: F401 - fixtures
 from napari_catune.results import load_results
 from napari_catune.session import FEATURE_NAMES
 from napari_catune.traces import ROI_MEAN_TRACES
@@ -45,3 +45,23 @@ def test_saved_apply_of_movie_rois_records_traces_features_and_footprints(setup,
                 rid = int(ps["roi_id"][i])
                 got = {(int(x), int(y)) for x, y, _ in ps["pixel_mask"][i]}
                 assert got == {tuple(v) for v in np.argwhere(lab == rid)}
+
+
+def test_apply_scores_rois_at_the_rate_in_use_not_the_one_read_at(setup, qtbot):
+    """The SNR read with the traces (at the rate of that time) is not saved
+    after fs changed: Apply's features are those of the rate in use, as the CLI's."""
+    from napari_catune.traces import roi_snr
+
+    viewer, w, means, notes = setup
+    fs0 = w.session.source.scores_fs
+    type_value(qtbot, w, "fs", "45")
+    qtbot.waitUntil(lambda: w.params.fs == 45.0, timeout=120_000)
+    wait(qtbot, w)
+    assert fs0 != 45.0
+    qtbot.mouseClick(w.controls.apply_btn, Qt.LeftButton)
+    qtbot.waitUntil(lambda: w.actions.apply_worker is None, timeout=120_000)
+    src = w.session.source
+    feats = viewer.layers["rois"].features
+    want = roi_snr(src.traces, 45.0)
+    assert not np.allclose(want, roi_snr(src.traces, fs0))
+    np.testing.assert_allclose(feats["snr"].to_numpy(), want, rtol=1e-12)

@@ -156,6 +156,8 @@ class TraceSource:
     unit: str = "raw"
     snr: np.ndarray | None = None
     noise: np.ndarray | None = None
+    #: the sampling rate ``snr`` and ``noise`` were read at (the rate in use then)
+    scores_fs: float | None = None
     ground_truth: dict | None = None
     events_s: dict | None = None
     origin: object = None
@@ -252,7 +254,7 @@ def build_source(traces, roi_ids=None, fs: float | None = None, *, fs_default: f
     except Exception:  # noqa: BLE001 - so is the noise read-out
         noise = None
     return TraceSource(tr, ids, float(fs) if fs else None, unit=unit or _guess_unit(tr),
-                       snr=snr, noise=noise, **kw)
+                       snr=snr, noise=noise, scores_fs=f, **kw)
 
 
 #: the most values taken at a time by the per-ROI read-outs (SNR, noise, R²,
@@ -960,6 +962,11 @@ def roi_features(traces, *, params: TuningParams, roi_ids, activity, fit, baseli
             snr[ok] = by_rows(lambda x: roi_snr(x, p.fs), _rows(traces, ok))
         except Exception:  # noqa: BLE001 - a quality score is optional
             snr = np.full(n, np.nan)
+    else:
+        snr = np.where(ok, snr, np.nan)  # a skipped row has no score (as when read here)
+    if noise is not None:
+        noise = np.asarray(noise, dtype=np.float64)
+        noise = np.where(ok, noise, np.nan) if noise.shape == (n,) else None
     if noise is None and traces.shape[1] >= 16 and ok.any():
         try:
             noise = np.full(n, np.nan)

@@ -55,7 +55,10 @@ class ApplyAll:
 
         def work():
             s = job["src"]
-            return (yield from _ses.apply_job(s.traces, s.roi_ids, p, snr=s.snr, noise=s.noise))
+            # the scores read with the traces, if they were read at this rate
+            same = s.scores_fs is not None and s.scores_fs == p.fs
+            return (yield from _ses.apply_job(s.traces, s.roi_ids, p, snr=s.snr if same else None,
+                                              noise=s.noise if same else None))
 
         w = _worker(work)
         self.apply_worker = w
