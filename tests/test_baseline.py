@@ -12,6 +12,8 @@ from napari_catune.baseline import (
     baseline_mode,
     default_drift_scale,
     drift_mu,
+    drift_slope,
+    drift_trend,
     rolling_baseline,
     rolling_window,
 )
@@ -182,9 +184,12 @@ def _generic_qp(y, lam, drift_scale, fs=FS, tr=TR, td=TD):
     """The drift problem solved by a generic method: b eliminated in closed
     form (b = S (y - K s), S = (I + mu L)^-1 as a dense matrix), then the
     quadratic in s written as a non-negative least-squares problem and
-    solved by Lawson-Hanson (scipy.optimize.nnls, exact active sets)."""
+    solved by Lawson-Hanson (scipy.optimize.nnls, exact active sets).  The
+    random walk is about the trace's line: y - drift_trend(y) is solved."""
     from scipy.optimize import nnls
 
+    y0 = y
+    y = y - drift_trend(y[None], fs, td)[0]
     T = len(y)
     K = np.array([reconvolve(np.eye(1, T, j)[0], fs, tr, td) for j in range(T)]).T
     G = build_kernel(tr, td, fs).sum()
@@ -199,16 +204,19 @@ def _generic_qp(y, lam, drift_scale, fs=FS, tr=TR, td=TD):
     z = (V.T @ c) / np.sqrt(w)
     s1, _ = nnls(A, z, maxiter=50 * T)
     s = np.append(s1, 0.0)
-    return objective(y, s, None, fs, tr, td, lam, drift_scale=drift_scale)
+    return objective(y0, s, None, fs, tr, td, lam, drift_scale=drift_scale)
 
 
-@pytest.mark.parametrize("drift_scale", [0.3, 2.0, 30.0])
-def test_drift_is_exact_against_a_generic_qp(drift_scale):
+@pytest.mark.parametrize("drift_scale,T,slope", [(0.3, 240, 0.0), (2.0, 240, 0.0), (30.0, 240, 0.0),
+                                                 (2.0, 400, -0.004), (30.0, 400, -0.004)])
+def test_drift_is_exact_against_a_generic_qp(drift_scale, T, slope):
     rng = np.random.default_rng(4)
-    T = 240
     t = np.arange(T) / FS
     s = (rng.random(T) < 0.05) * rng.exponential(1.0, T)
-    y = reconvolve(s, FS, TR, TD) + 0.2 * rng.standard_normal(T) + 1 + 0.5 * np.sin(t)
+    y = (reconvolve(s, FS, TR, TD) + 0.2 * rng.standard_normal(T) + 1 + 0.5 * np.sin(t)
+         + slope * np.arange(T))
+    # 240 samples are 3 blocks of 5 tau_decay: no line; 400 are 5 blocks
+    assert (drift_slope(y[None], FS, TD)[0] != 0) == (T == 400)
     res = run_deconvolution_full(y, FS, TR, TD, LAM, baseline="drift", drift_scale=drift_scale)
     assert res.converged
     ours = objective(y, res.activity, res.baseline, FS, TR, TD, LAM, drift_scale=drift_scale)
@@ -249,10 +257,12 @@ def test_drift_warm_start_and_huge_scale():
     np.testing.assert_allclose(warm.activity, cold.activity, atol=1e-9)
     assert warm.iterations < cold.iterations
     # a drift scale far longer than the trace: the scalar model's answer
+    # about the drift's line (a straight baseline of the trace's slope)
     flat = run_deconvolution_full(y, FS, TR, TD, LAM, baseline="drift", drift_scale=1e6)
-    scalar = run_deconvolution_full(y, FS, TR, TD, LAM)
+    line = drift_trend(y[None], FS, TD)[0]
+    scalar = run_deconvolution_full(y - line, FS, TR, TD, LAM)
     assert flat.converged
-    assert np.ptp(flat.baseline) < 1e-6
+    assert np.ptp(flat.baseline - line) < 1e-6
     np.testing.assert_allclose(flat.activity, scalar.activity, atol=1e-5)
 
 
@@ -296,6 +306,61 @@ def test_objective_with_per_sample_baseline_and_drift_term():
     assert objective(y[0], s[0], b[0], FS, TR, TD, LAM) == pytest.approx(plain[0])
     with pytest.raises(ValueError, match="baseline must be"):
         objective(y, s, np.zeros(7), FS, TR, TD, LAM)
+    # a trace long enough for the drift's line: the walk's steps about its slope c
+    y = rng.standard_normal((2, 400)) + 0.01 * np.arange(400)
+    s = np.abs(rng.standard_normal((2, 400)))
+    b = rng.standard_normal((2, 400))
+    c = drift_slope(y, FS, TD)
+    assert (c > 0.005).all()
+    r = y - reconvolve(s, FS, TR, TD) - b
+    plain = 0.5 * (r ** 2).sum(axis=1) + LAM * G * s.sum(axis=1)
+    with_drift = plain + 0.5 * mu * ((np.diff(b, axis=1) - c[:, None]) ** 2).sum(axis=1)
+    np.testing.assert_allclose(objective(y, s, b, FS, TR, TD, LAM, drift_scale=2.0), with_drift)
+
+
+def test_drift_slope_is_the_theil_sen_slope_of_block_quantiles():
+    rng = np.random.default_rng(9)
+    T = 3000  # 5 tau_decay fs = 75 samples: 40 blocks
+    y = 10 - 0.002 * np.arange(T) + 0.1 * rng.standard_normal(T)
+    y[1000:1300] += 5.0  # a long burst: the median ignores its blocks
+    c = drift_slope(y[None], FS, TD)[0]
+    assert c == pytest.approx(-0.002, rel=0.05)
+    L = 75
+    q = np.quantile(y[:40 * L].reshape(40, L), 0.2, axis=1)
+    i, j = np.triu_indices(40, 1)
+    assert c == np.median((q[j] - q[i]) / ((j - i) * L))
+    line = drift_trend(y[None], FS, TD)[0]
+    assert line.sum() == pytest.approx(0.0, abs=1e-9) and np.diff(line) == pytest.approx(c)
+    # at most 64 blocks on a long trace; none under 4 blocks
+    assert drift_slope(np.zeros((1, 299)), FS, TD)[0] == 0.0
+    long = 0.001 * np.arange(100_000.0)[None]
+    assert drift_slope(long, FS, TD)[0] == pytest.approx(0.001)
+
+
+@pytest.mark.parametrize("pct", [10, 20, 40])
+def test_drift_follows_the_bleach_of_a_one_minute_recording(pct):
+    """The audit's case: a bleach over a recording only a few drift_scales
+    long went into the spikes (baseline flat, 4x the activity in the first
+    half).  The drift's line follows it; activity stays balanced."""
+    rng = np.random.default_rng(11)
+    T = int(60 * FS)
+    t = np.arange(T) / FS
+    spikes = (rng.random((6, T)) < 1.0 / FS) * rng.exponential(1.0, (6, T))
+    gain = np.exp(np.log(1 - pct / 100) * t / t[-1])
+    y = (reconvolve(spikes, FS, TR, TD) + 5.0) * gain + 0.3 * rng.standard_normal((6, T))
+    res = run_deconvolution_full(y, FS, TR, TD, 0.05, baseline="drift")
+    assert res.converged.all()
+    w = int(5 * FS)
+    ends = res.baseline[:, -w:].mean(1) / res.baseline[:, :w].mean(1)
+    true = gain[-w:].mean() / gain[:w].mean()
+    assert abs(np.median(ends) - true) < 0.03 and (np.abs(ends - true) < 0.1).all(), ends
+    # the activity in the two halves as with the true baseline taken off
+    oracle = run_deconvolution_full(y - 5.0 * gain, FS, TR, TD, 0.05, baseline="none")
+    h = T // 2
+    est = res.activity[:, h:].sum(1) / res.activity[:, :h].sum(1)
+    ref = oracle.activity[:, h:].sum(1) / oracle.activity[:, :h].sum(1)
+    assert abs(np.median(est / ref) - 1) < 0.1 and (np.abs(est / ref - 1) < 0.25).all(), est / ref
+    assert (kkt_violation(y, res.activity, res.baseline, FS, TR, TD, 0.05, mode="drift") <= 1e-7).all()
 
 
 def test_dask_per_sample_baselines_equal_in_memory():

@@ -15,7 +15,8 @@ Objective (DESIGN.md), per trace, over s >= 0 and a scalar baseline b::
 "scalar" (the objective above; True), "none" (b = 0; False), "rolling"
 (CaTune's rolling 0.2-quantile baseline subtracted first, as the CaTune web
 app and ``calab`` 0.3 do) and "drift" (a per-sample b_t fitted jointly,
-with ``(mu/2) sum (b_t - b_{t-1})^2`` added, ``mu = (drift_scale fs)^2``).
+with ``(mu/2) sum (b_t - b_{t-1} - c)^2`` added, ``mu = (drift_scale fs)^2``,
+c the trace's robust slope: :func:`napari_catune.baseline.drift_slope`).
 
 K s is computed exactly in O(T) by the AR(2) recursion (the kernel is the
 AR(2) impulse response delayed by one sample and scaled).  Two methods reach
@@ -50,7 +51,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .baseline import baseline_mode, drift_mu, rolling_baseline
+from .baseline import baseline_mode, drift_mu, drift_slope, drift_trend, rolling_baseline
 from .kernel import (
     _ar2_coefficients,
     ar2_root_gap,
@@ -758,7 +759,9 @@ def run_deconvolution_full(
         (:func:`~napari_catune.baseline.rolling_baseline`), then fit with
         b = 0 (calab skips its baseline update after that subtraction).
         "drift": a per-sample b_t fitted jointly with the spikes, with
-        ``(mu/2) sum_t (b_t - b_{t-1})^2`` added to the objective.
+        ``(mu/2) sum_t (b_t - b_{t-1} - c)^2`` added to the objective, c
+        the trace's robust slope (:func:`~napari_catune.baseline.drift_slope`):
+        a random walk about a line, so a bleach is followed.
     drift_scale : "drift" only: the time scale in seconds below which the
         baseline cannot follow the trace; ``mu = (drift_scale * fs)^2``
         (sqrt(mu) samples is the smoother's length scale).  Default
@@ -863,8 +866,14 @@ def run_deconvolution_full(
             return padded()
         level = _offsets(y, lo, hi) if mode in ("scalar", "drift") else None
         y_finite = True
+    trend = None
+    if mode == "drift":
+        # the random walk is about the trace's line (baseline.drift_slope)
+        trend = drift_trend(y, m._taus[2], m._taus[1])
     if level is not None:
         y = y - level  # exact (see _offsets); a copy, never the caller's array
+    if trend is not None:
+        y = y - trend
     s, b, iters, conv, fit = _solve_rows(
         y, m, mode=_MODE_CODES[mode], mu=mu, method=method, tol=float(tol),
         max_iters=max_iters, init=init, out=out, y_finite=y_finite,
@@ -877,6 +886,9 @@ def run_deconvolution_full(
         polish_rows(y, s, b, iters, conv, fit, m, _MODE_CODES[mode], mu, max_iters, KKT_TOL)
     if fit is None:
         fit = _reconvolve(s, m) + b
+    if trend is not None:
+        b += trend
+        fit += trend
     if level is not None:
         b += level
         fit += level
@@ -1016,8 +1028,11 @@ def kkt_violation(traces, activity, baseline, fs, tau_r, tau_d, lam, *,
     if code == 0:
         z = y - b
     else:
+        trend = drift_trend(y, m._taus[2], m._taus[1]) if code == 2 else None
         c = _offsets(y)
         y, b = (y, b) if c is None else (y - c, b - c)
+        if trend is not None:  # (the drift's line, as the solver takes it off)
+            y, b = y - trend, b - trend
         z = y
     v = _kkt_rows(y, s, b, m, code, mu).max(axis=1)
     rel = v / _data_scale(z, code)
@@ -1143,7 +1158,8 @@ def objective(traces, activity, baseline, fs, tau_r, tau_d, lam, *, drift_scale=
     uses the best baseline for the given activity: ``mean(y - K s)``, the
     fairest value for a solver that reports none, or with ``drift_scale``
     the best drift baseline.  ``drift_scale`` (seconds) adds the drift
-    model's ``(mu/2) sum (b_t - b_{t-1})^2``, ``mu = (drift_scale fs)^2``.
+    model's ``(mu/2) sum (b_t - b_{t-1} - c)^2``, ``mu = (drift_scale fs)^2``,
+    c = :func:`~napari_catune.baseline.drift_slope` of the traces.
     """
     m = _model_checked(fs, tau_r, tau_d, lam)
     mu = 0.0 if drift_scale is None else drift_mu(drift_scale, fs, tau_d)
@@ -1151,8 +1167,12 @@ def objective(traces, activity, baseline, fs, tau_r, tau_d, lam, *, drift_scale=
     s = np.atleast_2d(np.asarray(activity, dtype=np.float64))
     if s.shape != y.shape:
         raise ValueError(f"activity shape {s.shape} differs from traces shape {y.shape}")
+    if mu > 0:
+        # the drift's random walk is about the trace's line (baseline.drift_slope)
+        c = drift_slope(y, m._taus[2], m._taus[1])
     if baseline is None:
-        val = _objective_rows(y, s, m, 2 if mu > 0 else 1, mu)
+        val = _objective_rows(y - drift_trend(y, m._taus[2], m._taus[1]) if mu > 0 else y,
+                              s, m, 2 if mu > 0 else 1, mu)
     else:
         b = np.asarray(baseline, dtype=np.float64)
         if b.shape == y.shape or (np.ndim(traces) == 1 and b.shape == (y.shape[1],)):
@@ -1167,7 +1187,7 @@ def objective(traces, activity, baseline, fs, tau_r, tau_d, lam, *, drift_scale=
             )
         val = 0.5 * ((y - _reconvolve(s, m) - b) ** 2).sum(axis=1) + m.lamG * s.sum(axis=1)
         if mu > 0:
-            val = val + 0.5 * mu * (np.diff(b, axis=1) ** 2).sum(axis=1)
+            val = val + 0.5 * mu * ((np.diff(b, axis=1) - c[:, None]) ** 2).sum(axis=1)
     return float(val[0]) if np.ndim(traces) == 1 else val
 
 
