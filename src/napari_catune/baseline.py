@@ -40,6 +40,7 @@ samples.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -143,9 +144,23 @@ def drift_slope(y: np.ndarray, fs: float, tau_decay: float) -> np.ndarray:
         return np.zeros(n)
     start = (T - nb * L) // 2
     blocks = y[:, start:start + nb * L].reshape(n, nb, L)
-    q = np.quantile(blocks, _TREND_QUANTILE, axis=2)
+    # the 0.2 quantile of each block as np.quantile's linear rule, by one
+    # partition (a quarter of np.quantile's time on the slider path)
+    k = _TREND_QUANTILE * (L - 1)
+    k0 = math.floor(k)
+    k1 = min(k0 + 1, L - 1)
+    part = np.partition(blocks, (k0, k1), axis=2)
+    lo, hi = part[:, :, k0], part[:, :, k1]
+    q = lo + (hi - lo) * (k - k0)
+    i, j, step = _pairs(nb)
+    return np.median((q[:, j] - q[:, i]) / (step * float(L)), axis=1)
+
+
+@functools.lru_cache(maxsize=_TREND_MAX_BLOCKS)
+def _pairs(nb: int):
+    # the block pairs i < j of drift_slope and their distances j - i
     i, j = np.triu_indices(nb, 1)
-    return np.median((q[:, j] - q[:, i]) / ((j - i) * float(L)), axis=1)
+    return i, j, (j - i).astype(np.float64)
 
 
 def drift_trend(y: np.ndarray, fs: float, tau_decay: float) -> np.ndarray:
