@@ -731,6 +731,7 @@ def run_deconvolution_full(
     method: str = "auto",
     init=None,
     out=None,
+    drift_slope=None,
 ) -> DeconvolutionResult:
     """Deconvolve one trace ``(T,)`` or many ``(n_cells, T)``; full result.
 
@@ -776,12 +777,20 @@ def run_deconvolution_full(
         (n, T), (n, T) for "drift" else (n, 1), and (n, T) for 2-D NumPy
         traces: the result is written into them (reused memory costs no page
         faults; the tuner's slider path).  Must not overlap ``init``.
+    drift_slope : "drift" only: the line's slope per trace, float (n_cells,)
+        or a float for one trace, exactly
+        :func:`~napari_catune.baseline.drift_slope` of the traces solved
+        (after the bandpass with ``filter_enabled``); it depends on the
+        traces alone, so a caller re-solving the same traces with other
+        parameters (the tuner's slider) computes it once.  Default: computed
+        here.  Ignored for rows with NaN padding (each computes its own).
     """
     if _is_dask(traces):
         from ._dask import deconvolve_dask
 
-        if out is not None:
-            raise ValueError("out is for NumPy traces only; pass out=None with Dask traces")
+        if out is not None or drift_slope is not None:
+            raise ValueError("out and drift_slope are for NumPy traces only; "
+                             "pass neither with Dask traces")
         return deconvolve_dask(
             traces, fs, tau_r, tau_d, lam, full=True, max_iters=max_iters,
             baseline=baseline, drift_scale=drift_scale, filter_enabled=filter_enabled,
@@ -869,7 +878,13 @@ def run_deconvolution_full(
     trend = None
     if mode == "drift":
         # the random walk is about the trace's line (baseline.drift_slope)
-        trend = drift_trend(y, m._taus[2], m._taus[1])
+        if drift_slope is not None:
+            drift_slope = np.asarray(drift_slope, dtype=np.float64).reshape(-1)
+            if drift_slope.shape != (y.shape[0],) or not np.isfinite(drift_slope).all():
+                raise ValueError(
+                    f"drift_slope must be {y.shape[0]} finite numbers (one per trace), got "
+                    f"shape {drift_slope.shape}; pass drift_slope=None to compute it")
+        trend = drift_trend(y, drift_slope)
     if level is not None:
         y = y - level  # exact (see _offsets); a copy, never the caller's array
     if trend is not None:
@@ -1028,7 +1043,7 @@ def kkt_violation(traces, activity, baseline, fs, tau_r, tau_d, lam, *,
     if code == 0:
         z = y - b
     else:
-        trend = drift_trend(y, m._taus[2], m._taus[1]) if code == 2 else None
+        trend = drift_trend(y) if code == 2 else None
         c = _offsets(y)
         y, b = (y, b) if c is None else (y - c, b - c)
         if trend is not None:  # (the drift's line, as the solver takes it off)
@@ -1169,9 +1184,9 @@ def objective(traces, activity, baseline, fs, tau_r, tau_d, lam, *, drift_scale=
         raise ValueError(f"activity shape {s.shape} differs from traces shape {y.shape}")
     if mu > 0:
         # the drift's random walk is about the trace's line (baseline.drift_slope)
-        c = drift_slope(y, m._taus[2], m._taus[1])
+        c = drift_slope(y)
     if baseline is None:
-        val = _objective_rows(y - drift_trend(y, m._taus[2], m._taus[1]) if mu > 0 else y,
+        val = _objective_rows(y - drift_trend(y, c) if mu > 0 else y,
                               s, m, 2 if mu > 0 else 1, mu)
     else:
         b = np.asarray(baseline, dtype=np.float64)
