@@ -52,6 +52,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .baseline import baseline_mode, drift_mu, drift_slope, drift_trend, rolling_baseline
+from .baseline import drift_slope as _drift_slope  # (run_deconvolution_full's keyword)
 from .kernel import (
     _ar2_coefficients,
     ar2_root_gap,
@@ -884,7 +885,10 @@ def run_deconvolution_full(
                 raise ValueError(
                     f"drift_slope must be {y.shape[0]} finite numbers (one per trace), got "
                     f"shape {drift_slope.shape}; pass drift_slope=None to compute it")
-        trend = drift_trend(y, drift_slope)
+        else:
+            drift_slope = _drift_slope(y)
+        if drift_slope.any():  # (no line: nothing to take off and add back)
+            trend = drift_trend(y, drift_slope)
     if level is not None:
         y = y - level  # exact (see _offsets); a copy, never the caller's array
     if trend is not None:
