@@ -179,6 +179,8 @@ def test_suite2p_layout(suite2p_nwb):
     assert data.labels.shape == (X, Y) and data.labels.dtype == np.int32
     np.testing.assert_array_equal(data.labels, _expected_labels([1, 2, 3]))
     assert data.labels[5, 7] == 1 and data.labels[8, 11] == 2  # overlap: larger weight
+    # which ROIs share the pixel is kept (a click there names both)
+    assert data.shared["pixels"].tolist() == [[5, 7]] and data.shared["rois"] == [(1, 2)]
     np.testing.assert_array_equal(data.mean_image, mean)  # Backgrounds_0/meanImg
     assert data.kind == "ophys/Fluorescence/plane0 - 0.7*Neuropil"
     assert any("Neuropil" in n for n in data.notes)

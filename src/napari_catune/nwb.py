@@ -75,7 +75,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .loaders import PipelineData
+from .loaders import PipelineData, _shared_note, shared_pixels
 
 __all__ = ["load_nwb", "list_nwb_series", "save_results_nwb", "load_results_nwb",
            "NWB_EXTRA_MESSAGE", "TIMESTAMP_TOLERANCE"]
@@ -371,7 +371,7 @@ def _labels(path, table, rows, ids, nwbfile, module, notes):
             take = m > best  # overlaps go to the ROI with the larger weight
             labels[take], best[take] = rid, m[take]
         notes.append("footprints: image_mask")
-        return labels
+        return labels, None
     if "pixel_mask" in cols:
         index = table["pixel_mask"]
         ends = np.asarray(index.data[:], dtype=np.int64)
@@ -407,18 +407,24 @@ def _labels(path, table, rows, ids, nwbfile, module, notes):
             notes.append("image size: from the largest pixel coordinates (no movie or image)")
         labels = np.zeros(shape, dtype=np.int32)
         best = np.zeros(shape, dtype=np.float64)
+        masks = []
         for rid, r in zip(ids, rows):
             a, b = (ends[r - 1] if r > 0 else 0), ends[r]
             x, y, w = px[a:b], py[a:b], pw[a:b]
             ok = (w > 0) & (x >= 0) & (y >= 0) & (x < shape[0]) & (y < shape[1])
             x, y, w = x[ok], y[ok], w[ok]
+            masks.append((rid, x, y))
             take = w > best[x, y]
             labels[x[take], y[take]], best[x[take], y[take]] = rid, w[take]
         notes.append("footprints: pixel_mask")
-        return labels
+        shared = shared_pixels(masks, shape)
+        if shared is not None:
+            notes.append(_shared_note(shared, "the labels show each as the ROI of the larger "
+                                              "weight"))
+        return labels, shared
     if "voxel_mask" in cols:
         notes.append("footprints: voxel_mask (3-D) is not drawn; ROIs shown as tiles")
-    return None
+    return None, None
 
 
 def _movie_mean(nwbfile, shape, limit: int = 200):
@@ -532,8 +538,8 @@ def load_nwb(path, *, series: str | None = None, neuropil_coefficient: float = 0
                            table in getattr(i, "plane_segmentations", {}).values()
                            for i in m.data_interfaces.values())),
                       nwbfile.processing[chosen_path.split("/")[0]])
-        labels = _labels(path, table, rows, ids, nwbfile, module, notes) \
-            if hasattr(table, "colnames") else None
+        labels, shared = _labels(path, table, rows, ids, nwbfile, module, notes) \
+            if hasattr(table, "colnames") else (None, None)
         mean = None
         if labels is not None:
             mean = _summary_image(module, labels.shape)
@@ -549,7 +555,8 @@ def load_nwb(path, *, series: str | None = None, neuropil_coefficient: float = 0
         if time_note:
             notes.append(time_note)
     return PipelineData(traces=traces, fs=fs, roi_ids=ids, labels=labels, mean_image=mean,
-                        source=str(path), kind=label, notes=notes, t0=t0, timestamps=stamps)
+                        source=str(path), kind=label, notes=notes, t0=t0, timestamps=stamps,
+                        shared=shared)
 
 
 def _cell_rows(table, rows: np.ndarray, notes: list):
