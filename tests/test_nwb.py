@@ -112,7 +112,8 @@ def caiman_nwb(tmp_path):
         ps.add_column(col, col)
     for i, m in enumerate(_footprints()):
         # as save_NWB writes it: A's column (pixels in Fortran order) reshaped in C order
-        ps.add_roi(image_mask=m.ravel(order="F").reshape(m.shape), r=0.9, snr=5.0, cnn=0.9, keep=True, accepted=False,
+        ps.add_roi(image_mask=m.ravel(order="F").reshape(m.shape), r=0.9, snr=5.0, cnn=0.9,
+                   keep=True, accepted=False,
                    rejected=False)
     ps.add_roi(image_mask=np.ones((X, Y)), r=np.nan, snr=np.nan, cnn=np.nan, keep=False,
                accepted=False, rejected=False)  # the background component
