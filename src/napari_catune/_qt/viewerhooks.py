@@ -131,8 +131,9 @@ class ViewerHooks:
             notifications.show_info(
                 f"This pixel is shared by ROIs {names}; {shown}; selected: "
                 f"{', '.join(map(str, pick)) or 'none'}"
-                + (f" (not opened: {', '.join(map(str, left))})" if left else "")
-                + ". Pick the other in the ROI list or Shift-click a pixel of its own.")
+                + (f" (not opened: {', '.join(map(str, left))})" if left else "") + "."
+                + (" Pick another in the ROI list, or Shift-click a pixel of its own."
+                   if value else ""))
             if pick:
                 self.select_rois(pick, add=add)
         elif value != 0:
