@@ -654,3 +654,28 @@ def test_minian_errors(tmp_path):
         load_minian_data(tmp_path / "minian", trace_key="S")
     with pytest.raises(ValueError, match="fs must be a positive"):
         load_minian_data(tmp_path / "minian", fs=0)
+
+
+def test_suite2p_keeps_which_rois_share_pixels(tmp_path):
+    """suite2p flags pixels in two or more ROIs ('overlap') and leaves them out of
+    every trace, so the label image shows them as background: which ROIs meet
+    there is kept (``shared``) for the click message."""
+    from napari_catune.loaders import rois_at
+
+    plane = make_suite2p(tmp_path)
+    stat = np.load(plane / "stat.npy", allow_pickle=True)
+    owner = np.zeros((LY, LX), int)
+    for s in stat:
+        owner[s["ypix"], s["xpix"]] += 1
+    want = np.argwhere(owner > 1)
+    assert want.size  # ROIs 1 and 2 (indices 0, 1) overlap in the test layout
+    for only_cells in (False, True):  # ROI 2 is not a cell: still named as a sharer
+        data = load_suite2p(plane, allow_pickle=True, only_cells=only_cells)
+        np.testing.assert_array_equal(data.shared["pixels"], want)
+        assert data.shared["rois"] == [(1, 2)] * len(want)
+        r, c = want[0]
+        assert data.labels[r, c] == 0 and rois_at(data.shared, r, c) == (1, 2)
+        assert rois_at(data.shared, 0, 0) == ()
+        assert any(n.startswith("overlaps: ") for n in data.notes)
+    lone = make_suite2p(tmp_path / "one", n=1, iscell=(1,))
+    assert load_suite2p(lone, allow_pickle=True).shared is None

@@ -111,7 +111,9 @@ def caiman_nwb(tmp_path):
     for col in ("r", "snr", "cnn", "keep", "accepted", "rejected"):
         ps.add_column(col, col)
     for i, m in enumerate(_footprints()):
-        ps.add_roi(image_mask=m, r=0.9, snr=5.0, cnn=0.9, keep=True, accepted=False,
+        # as save_NWB writes it: A's column (pixels in Fortran order) reshaped in C order
+        ps.add_roi(image_mask=m.ravel(order="F").reshape(m.shape), r=0.9, snr=5.0, cnn=0.9,
+                   keep=True, accepted=False,
                    rejected=False)
     ps.add_roi(image_mask=np.ones((X, Y)), r=np.nan, snr=np.nan, cnn=np.nan, keep=False,
                accepted=False, rejected=False)  # the background component
@@ -178,6 +180,8 @@ def test_suite2p_layout(suite2p_nwb):
     assert data.labels.shape == (X, Y) and data.labels.dtype == np.int32
     np.testing.assert_array_equal(data.labels, _expected_labels([1, 2, 3]))
     assert data.labels[5, 7] == 1 and data.labels[8, 11] == 2  # overlap: larger weight
+    # which ROIs share the pixel is kept (a click there names both)
+    assert data.shared["pixels"].tolist() == [[5, 7]] and data.shared["rois"] == [(1, 2)]
     np.testing.assert_array_equal(data.mean_image, mean)  # Backgrounds_0/meanImg
     assert data.kind == "ophys/Fluorescence/plane0 - 0.7*Neuropil"
     assert any("Neuropil" in n for n in data.notes)

@@ -133,6 +133,9 @@ def _layers(data, name: str):
         "t0": float(getattr(data, "t0", 0.0) or 0.0),
         "timestamps": getattr(data, "timestamps", None),
     }
+    if getattr(data, "shared", None) is not None:
+        # pixels several ROIs share (loaders.shared_pixels): a click there names them all
+        catune["shared"] = data.shared
     out = []
     if data.labels is not None:
         labels = data.labels

@@ -1049,19 +1049,42 @@ def _cmd_extract(args) -> int:
             # the movie's own problems name "movie"; the rest are the label image's
             where = args.movie if str(e).startswith("movie") else args.labels
             raise CLIError(f"{where}: {e}") from None
+        fneu = None
+        if args.neuropil is not None:
+            from .neuropil import extract_neuropil
+
+            log.info("neuropil: suite2p's surround masks (inner radius %d px, > %d pixels), "
+                     "F - %g*Fneu", args.neuropil_inner_radius, args.neuropil_min_pixels,
+                     args.neuropil)
+            try:
+                fneu, _, npix = extract_neuropil(
+                    movie.data, labels, ids, inner_radius=args.neuropil_inner_radius,
+                    min_pixels=args.neuropil_min_pixels)
+            except ValueError as e:
+                raise CLIError(f"{args.labels}: {e}") from None
+            log.info("neuropil masks: %d to %d pixels", int(npix.min()), int(npix.max()))
     finally:
         movie.close()
     if traces.shape[0] == 0:
         raise CLIError(f"{args.labels}: no ROIs (every pixel is 0)")
-    check_free_space(resolve_target(out).parent, 8 * traces.size + 65536)
+    from .traces import ROI_MEAN_TRACES
+
+    said = ROI_MEAN_TRACES
+    if fneu is not None:
+        from .neuropil import neuropil_note
+
+        said = neuropil_note(args.neuropil, args.neuropil_inner_radius, args.neuropil_min_pixels)
+        traces = traces - args.neuropil * fneu
+    check_free_space(resolve_target(out).parent, 8 * traces.size * (1 if fneu is None else 2)
+                     + 65536)
     if suffix == ".npz":
         from ._atomic import _atomic_write
 
-        from .traces import ROI_MEAN_TRACES
-
         # the label image rides along: deconvolve -o x.nwb writes the ROIs' footprints
         arrays = {"traces": traces, "roi_ids": np.asarray(ids, dtype=np.int64),
-                  "labels": np.asarray(labels), "input_traces": np.array(ROI_MEAN_TRACES)}
+                  "labels": np.asarray(labels), "input_traces": np.array(said)}
+        if fneu is not None:  # the parts, to redo the subtraction with another coefficient
+            arrays.update(Fneu=fneu, neuropil_coefficient=np.array(float(args.neuropil)))
         if fs is not None:
             arrays["fs"] = np.array(float(fs))
         _atomic_write(out, lambda fh: np.savez(fh, **arrays))
@@ -1071,9 +1094,11 @@ def _cmd_extract(args) -> int:
         save_for_tuning(traces, fs, out, metadata={"roi_ids": [int(i) for i in ids]})
     src = TraceSource(str(args.movie), "movie", traces.shape, traces.dtype, fs, np.asarray(ids),
                       read=lambda a, b: traces[a:b])
-    from .traces import ROI_MEAN_TRACES
-
-    extra = {"labels": os.path.basename(str(args.labels)), "traces": ROI_MEAN_TRACES}
+    extra = {"labels": os.path.basename(str(args.labels)), "traces": said}
+    if fneu is not None:
+        extra["neuropil"] = {"convention": "suite2p", "coefficient": float(args.neuropil),
+                             "inner_radius": int(args.neuropil_inner_radius),
+                             "min_pixels": int(args.neuropil_min_pixels)}
     if movie.key:
         extra["movie_key"] = movie.key
     if suffix == ".npz":
@@ -1593,6 +1618,16 @@ def _positive(text: str) -> float:
     return v
 
 
+def _coefficient(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (math.isfinite(v) and v >= 0):
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return v
+
+
 def _size(text: str) -> tuple[int, int]:
     try:
         w, h = (int(v) for v in text.lower().split("x"))
@@ -1772,6 +1807,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="frame rate in Hz (default: what MOVIE records)")
     x.add_argument("--movie-key", metavar="KEY",
                    help="HDF5/zarr dataset holding the movie (default: found)")
+    x.add_argument("--neuropil", nargs="?", const=0.7, default=None, type=_coefficient,
+                   metavar="COEF",
+                   help="subtract neuropil as suite2p does: traces = F - COEF*Fneu, Fneu the "
+                   "mean of a surround that excludes every ROI pixel (default COEF 0.7); the "
+                   ".npz keeps Fneu, and the exports record it")
+    x.add_argument("--neuropil-inner-radius", type=int, default=2, metavar="PX",
+                   help="pixels around each ROI left out of its neuropil (suite2p: 2)")
+    x.add_argument("--neuropil-min-pixels", type=_count, default=350, metavar="N",
+                   help="the surround grows until it holds more than N pixels (suite2p: 350)")
     x.set_defaults(func=_cmd_extract)
 
     i = sub.add_parser(

@@ -43,7 +43,7 @@ import numpy as np
 
 __all__ = ["PipelineData", "load_suite2p", "load_caiman_data", "load_minian_data",
            "tile_labels", "find_suite2p_plane", "CAIMAN_TRACES", "load_cellpose_seg",
-           "is_cellpose_seg"]
+           "is_cellpose_seg", "shared_pixels", "rois_at"]
 
 # array names tried in an .npz or a zarr group, in order (ours, suite2p,
 # CaImAn, common names); shared by the CLI and the napari trace reader
@@ -82,6 +82,11 @@ class PipelineData:
     timestamps : (T,) float64 or None
         The frame times, kept only when they are irregular (see
         ``nwb.TIMESTAMP_TOLERANCE``); regular ones are ``t0 + k / fs``.
+    shared : dict or None
+        The pixels two or more ROIs share (:func:`shared_pixels`): the label
+        image can show one id a pixel (suite2p folders: none, as suite2p
+        leaves shared pixels out of every trace), so which ROIs meet there is
+        kept here; :func:`rois_at` looks a pixel up.  None when not known.
     """
 
     traces: np.ndarray
@@ -94,6 +99,51 @@ class PipelineData:
     notes: list = field(default_factory=list)
     t0: float = 0.0
     timestamps: np.ndarray | None = None
+    shared: dict | None = None
+
+
+def shared_pixels(rois, shape) -> dict | None:
+    """The pixels that two or more ROIs share, and which ROIs.
+
+    ``rois`` yields ``(roi_id, rows, cols)`` (pixel coordinates inside
+    ``shape``).  Returns ``{"pixels": (k, 2) int64 (row, col), "rois": [k
+    tuples of ids, ascending]}``, or None when no pixel is shared.
+    """
+    h, w = int(shape[0]), int(shape[1])
+    flats, owners = [], []
+    for rid, r, c in rois:
+        r, c = np.asarray(r, dtype=np.int64), np.asarray(c, dtype=np.int64)
+        inside = (r >= 0) & (r < h) & (c >= 0) & (c < w)
+        f = np.unique(r[inside] * w + c[inside])
+        flats.append(f)
+        owners.append(np.full(f.size, int(rid), dtype=np.int64))
+    if not flats:
+        return None
+    flat, owner = np.concatenate(flats), np.concatenate(owners)
+    order = np.lexsort((owner, flat))
+    flat, owner = flat[order], owner[order]
+    uniq, start, count = np.unique(flat, return_index=True, return_counts=True)
+    many = count > 1
+    if not many.any():
+        return None
+    pixels = np.column_stack(np.divmod(uniq[many], w)).astype(np.int64)
+    ids = [tuple(int(v) for v in owner[a:a + k]) for a, k in zip(start[many], count[many])]
+    return {"pixels": pixels, "rois": ids}
+
+
+def rois_at(shared, row: int, col: int) -> tuple:
+    """The ids of the ROIs sharing pixel ``(row, col)`` (empty when not shared)."""
+    if not shared:
+        return ()
+    pix = np.asarray(shared["pixels"])
+    hit = np.flatnonzero((pix[:, 0] == int(row)) & (pix[:, 1] == int(col)))
+    return tuple(shared["rois"][int(hit[0])]) if hit.size else ()
+
+
+def _shared_note(shared, drawn: str) -> str:
+    pairs = {p for ids in shared["rois"] for p in zip(ids, ids[1:])}
+    return (f"overlaps: {len(shared['rois'])} pixel(s) shared by two or more ROIs "
+            f"({len(pairs)} pair(s)); {drawn}; a click there names them all")
 
 
 # ---------------------------------------------------------------- tiles
@@ -635,7 +685,7 @@ def load_suite2p(plane_dir, neuropil: float | None = None, only_cells: bool = Tr
     traces = _neuropil_traces(plane, F, Fneu, keep, neuropil)
     del F, Fneu
 
-    mean_image = labels = None
+    mean_image = labels = shared = None
     if ops is not None:
         if fs is None:
             if "fs" not in ops:
@@ -682,13 +732,19 @@ def load_suite2p(plane_dir, neuropil: float | None = None, only_cells: bool = Tr
             )
             mean_image = None
         labels = _suite2p_labels(rois, keep, roi_ids, shape, stat_path)
+        # suite2p's 'overlap' flags a pixel in more than one of all the ROIs
+        # detected (detection/stats.py), cells or not: the ids are index + 1
+        shared = shared_pixels(((i + 1, y, x) for i, (y, x, _) in enumerate(rois)), shape)
+        if shared is not None:
+            notes.append(_shared_note(shared, "suite2p leaves them out of every trace, so "
+                                              "the labels show them as background"))
     elif not allow_pickle and stat_path.is_file():
         notes.append(
             "stat.npy not read: suite2p stores it as a pickle (allow_pickle=True, CLI --allow-pickle)"
         )
     return PipelineData(
         traces=traces, fs=fs, roi_ids=roi_ids, labels=labels, mean_image=mean_image,
-        source=str(plane), kind=f"F - {neuropil:g}*Fneu", notes=notes,
+        source=str(plane), kind=f"F - {neuropil:g}*Fneu", notes=notes, shared=shared,
     )
 
 

@@ -16,13 +16,25 @@ export NWB were checked against their writers:
   ``Backgrounds_0`` images (``meanImg``...) and an external-file
   ``TwoPhotonSeries`` whose ``rate`` is fs x nplanes.
 * CaImAn (``Estimates.save_NWB``): module ``ophys`` with a
-  ``PlaneSegmentation`` of ``image_mask`` rows (the components, then the
-  background components) and a ``Fluorescence`` container whose
-  ``RoiResponseSeries`` (C) has ``timestamps`` instead of a rate.
+  ``PlaneSegmentation`` (description ``CNMF_ROIs``) of ``image_mask`` rows
+  (the components, then the background components) and a ``Fluorescence``
+  container whose ``RoiResponseSeries`` (C) has ``timestamps`` instead of a
+  rate.  Each ``image_mask`` is ``A[:, i].reshape(dims)``: a column of A,
+  whose pixels are in Fortran order over the movie's ``(d1, d2)``, reshaped
+  in C order -- scrambled (the transpose when d1 == d2); it is re-read in
+  Fortran order, which puts it on the movie CaImAn's ``save`` stores as
+  ``(T, d1, d2)``.
+* neuroconv (``general/source_script`` names NeuroConv): movie, images and
+  ``image_mask`` stored (width, height), ``pixel_mask`` rows (row, column):
+  the pixel masks' x and y are swapped to lie on the stored images.
 
 NWB stores images as ``(x, y)`` arrays and ``pixel_mask`` / ``image_mask``
 index them the same way, so the label image here is ``labels[x, y]``: the
-first mask coordinate is the row, as suite2p's own reader takes it.
+first mask coordinate is the row, as suite2p's own reader takes it.  For
+other writers the masks are checked against the movie or image shape: when
+only the transpose fits, they are transposed, and ``notes`` says so (a
+square plane cannot be checked; ``notes`` says the masks were taken as
+stored).
 
 Defaults: the first fluorescence series that is not neuropil, background or
 deconvolved output (``series=`` picks another); for suite2p's
@@ -63,7 +75,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .loaders import PipelineData
+from .loaders import PipelineData, _shared_note, shared_pixels
 
 __all__ = ["load_nwb", "list_nwb_series", "save_results_nwb", "load_results_nwb",
            "NWB_EXTRA_MESSAGE", "TIMESTAMP_TOLERANCE"]
@@ -288,19 +300,78 @@ def _summary_image(module, shape, also=None):
     return None
 
 
+def _writer(nwbfile, table) -> str | None:
+    """Which known writer made ``table``, for the two whose masks need a fix.
+
+    * neuroconv (``general/source_script`` names NeuroConv): its movie,
+      images and ``image_mask`` are stored (width, height), transposed from
+      roiextractors' (height, width), but ``pixel_mask`` rows are written as
+      roiextractors holds them, (row, column, weight): x indexes the stored
+      images' second axis.
+    * CaImAn's ``Estimates.save_NWB`` (description ``CNMF_ROIs``, or its
+      r/snr/accepted/rejected columns): ``image_mask`` is a column of A
+      (pixels in Fortran order over the movie's (d1, d2)) reshaped to dims
+      in C order, so the stored array is scrambled (transposed when square).
+    """
+    script = str(getattr(nwbfile, "source_script", None) or "")
+    if "neuroconv" in script.lower():
+        return "neuroconv"
+    cols = set(getattr(table, "colnames", ()))
+    if str(getattr(table, "description", "")) == "CNMF_ROIs" or \
+            {"r", "snr", "accepted", "rejected"} <= cols:
+        return "caiman"
+    return None
+
+
+def _orient(shape, frame, notes, what, known=False) -> bool:
+    """Whether masks of ``shape`` must be transposed to lie on the ``frame``
+    (movie/images) shape; the note says what was decided and why (``known``:
+    the writer's convention is known, so a square plane needs no caveat)."""
+    shape = tuple(shape)
+    if frame is None:
+        notes.append(f"{what}: as stored (no movie or image in the file to check against)")
+        return False
+    frame = tuple(frame)
+    if shape == frame:
+        if shape[0] == shape[1] and not known:
+            notes.append(f"{what}: as stored, on the same (x, y) axes as the movie/images "
+                         "(square plane: the orientation cannot be checked from the shapes)")
+        return False
+    if shape == frame[::-1]:
+        notes.append(f"{what}: stored {shape} but the movie/images are {frame}; masks "
+                     "transposed to lie on them")
+        return True
+    notes.append(f"{what}: stored {shape} does not match the movie/images {frame}; drawn "
+                 "as stored (check them against the movie)")
+    return False
+
+
 def _labels(path, table, rows, ids, nwbfile, module, notes):
     cols = table.colnames
+    writer = _writer(nwbfile, table)
+    frame = _image_shape(nwbfile, table, module)
     if "image_mask" in cols:
         data = table["image_mask"].data
         shape = tuple(int(s) for s in data.shape[1:3])
-        labels = np.zeros(shape, dtype=np.int32)
-        best = np.zeros(shape, dtype=np.float64)
+        caiman = writer == "caiman" and len(data.shape) == 3
+        if caiman:
+            notes.append("footprints: CaImAn save_NWB image_mask (a column of A, pixels in "
+                         "Fortran order, reshaped in C order): re-read in Fortran order onto "
+                         "the movie's (d1, d2) axes")
+        flip = _orient(shape, frame, notes, "footprints: image_mask", known=caiman)
+        out = shape[::-1] if flip else shape
+        labels = np.zeros(out, dtype=np.int32)
+        best = np.zeros(out, dtype=np.float64)
         for rid, r in zip(ids, rows):
             m = np.asarray(data[int(r)], dtype=np.float64)
+            if caiman:
+                m = m.ravel().reshape(shape, order="F")
+            if flip:
+                m = m.T
             take = m > best  # overlaps go to the ROI with the larger weight
             labels[take], best[take] = rid, m[take]
         notes.append("footprints: image_mask")
-        return labels
+        return labels, None
     if "pixel_mask" in cols:
         index = table["pixel_mask"]
         ends = np.asarray(index.data[:], dtype=np.int64)
@@ -314,24 +385,46 @@ def _labels(path, table, rows, ids, nwbfile, module, notes):
         px = np.round(np.asarray(px, dtype=np.float64)).astype(np.int64)
         py = np.round(np.asarray(py, dtype=np.float64)).astype(np.int64)
         pw = np.asarray(pw, dtype=np.float64)
-        shape = _image_shape(nwbfile, table, module)
+        shape = frame
+        if writer == "neuroconv":
+            px, py = py, px
+            notes.append("footprints: pixel_mask written by neuroconv as (row, column) of the "
+                         "(height, width) frame while its movie/images are stored (width, "
+                         "height): x and y swapped to lie on them")
+        elif shape is not None and px.size:
+            fits = px.max() < shape[0] and py.max() < shape[1]
+            if not fits and px.max() < shape[1] and py.max() < shape[0]:
+                px, py = py, px
+                notes.append(f"footprints: pixel_mask x up to {int(py.max())} and y up to "
+                             f"{int(px.max())} only fit the movie/images {tuple(shape)} "
+                             "swapped: x and y swapped")
+            elif shape[0] == shape[1]:
+                notes.append("footprints: pixel_mask x = first axis of the movie/images, as "
+                             "the NWB schema and suite2p's save_nwb write it (square plane: "
+                             "cannot be checked from the shapes)")
         if shape is None:
             shape = (int(px.max(initial=-1)) + 1, int(py.max(initial=-1)) + 1)
             notes.append("image size: from the largest pixel coordinates (no movie or image)")
         labels = np.zeros(shape, dtype=np.int32)
         best = np.zeros(shape, dtype=np.float64)
+        masks = []
         for rid, r in zip(ids, rows):
             a, b = (ends[r - 1] if r > 0 else 0), ends[r]
             x, y, w = px[a:b], py[a:b], pw[a:b]
             ok = (w > 0) & (x >= 0) & (y >= 0) & (x < shape[0]) & (y < shape[1])
             x, y, w = x[ok], y[ok], w[ok]
+            masks.append((rid, x, y))
             take = w > best[x, y]
             labels[x[take], y[take]], best[x[take], y[take]] = rid, w[take]
         notes.append("footprints: pixel_mask")
-        return labels
+        shared = shared_pixels(masks, shape)
+        if shared is not None:
+            notes.append(_shared_note(shared, "the labels show each as the ROI of the larger "
+                                              "weight"))
+        return labels, shared
     if "voxel_mask" in cols:
         notes.append("footprints: voxel_mask (3-D) is not drawn; ROIs shown as tiles")
-    return None
+    return None, None
 
 
 def _movie_mean(nwbfile, shape, limit: int = 200):
@@ -445,8 +538,8 @@ def load_nwb(path, *, series: str | None = None, neuropil_coefficient: float = 0
                            table in getattr(i, "plane_segmentations", {}).values()
                            for i in m.data_interfaces.values())),
                       nwbfile.processing[chosen_path.split("/")[0]])
-        labels = _labels(path, table, rows, ids, nwbfile, module, notes) \
-            if hasattr(table, "colnames") else None
+        labels, shared = _labels(path, table, rows, ids, nwbfile, module, notes) \
+            if hasattr(table, "colnames") else (None, None)
         mean = None
         if labels is not None:
             mean = _summary_image(module, labels.shape)
@@ -462,7 +555,8 @@ def load_nwb(path, *, series: str | None = None, neuropil_coefficient: float = 0
         if time_note:
             notes.append(time_note)
     return PipelineData(traces=traces, fs=fs, roi_ids=ids, labels=labels, mean_image=mean,
-                        source=str(path), kind=label, notes=notes, t0=t0, timestamps=stamps)
+                        source=str(path), kind=label, notes=notes, t0=t0, timestamps=stamps,
+                        shared=shared)
 
 
 def _cell_rows(table, rows: np.ndarray, notes: list):

@@ -116,8 +116,44 @@ class ViewerHooks:
                                      dims_displayed=event.dims_displayed, world=True)
         except Exception:  # noqa: BLE001 - a click outside the layer is not an error
             return
-        if value is not None and int(value) != 0:
-            self.select_rois([int(value)], add="Shift" in event.modifiers)
+        value = 0 if value is None else int(value)
+        add = "Shift" in event.modifiers
+        shared = self._shared_at(labels, event.position)
+        if shared:
+            # a pixel several ROIs share: the label shows one of them or none
+            # (suite2p leaves shared pixels out of every trace): name them all
+            opened = [i for i in shared if i in src.row]
+            pick = [value] if value else opened
+            names = ", ".join(map(str, shared[:-1])) + f" and {shared[-1]}"
+            shown = (f"ROI {value} is drawn there" if value else
+                     "it belongs to no trace (suite2p leaves shared pixels out)")
+            left = [i for i in shared if i not in src.row]
+            notifications.show_info(
+                f"This pixel is shared by ROIs {names}; {shown}; selected: "
+                f"{', '.join(map(str, pick)) or 'none'}"
+                + (f" (not opened: {', '.join(map(str, left))})" if left else "") + "."
+                + (" Pick another in the ROI list, or Shift-click a pixel of its own."
+                   if value else ""))
+            if pick:
+                self.select_rois(pick, add=add)
+        elif value != 0:
+            self.select_rois([value], add=add)
+
+    @staticmethod
+    def _shared_at(labels, position) -> list:
+        """The ids of the ROIs sharing the clicked pixel (the loader's overlap
+        facts in the layer's metadata), or []."""
+        from ..loaders import rois_at
+
+        shared = (getattr(labels, "metadata", None) or {}).get("catune", {}).get("shared")
+        if not shared:
+            return []
+        try:
+            data = np.asarray(labels.world_to_data(position), dtype=float)
+            row, col = (int(np.floor(v + 0.5)) for v in data[-2:])
+        except Exception:  # noqa: BLE001 - outside the layer
+            return []
+        return list(rois_at(shared, row, col))
 
     def _time_layer(self):
         """The layer whose first axis is the traces' frames: the source movie, or

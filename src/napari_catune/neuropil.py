@@ -1,0 +1,159 @@
+"""Neuropil correction for traces extracted from a movie with a label image.
+
+suite2p's convention (``suite2p/extraction/masks.py`` ``create_neuropil_masks``
+and ``extract.py``; defaults in ``suite2p/parameters.py``), for ROIs drawn by
+hand or by cellpose (a label image: every ROI pixel has weight 1):
+
+* cell pixels: every labelled pixel (suite2p also drops an ROI's low-weight
+  pixels from this set, its ``lam_percentile``; a label image has no
+  weights, so none are dropped);
+* an exclusion zone: the ROI grown ``inner_radius`` times (default 2) to its
+  4-connected neighbours, clipped to the image;
+* the surround: a rectangle, first the zone's bounding box grown 5 pixels on
+  every side, grown by 5 again until it holds more than ``min_pixels``
+  (default 350) non-cell pixels outside the zone (at most 100 times);
+* the neuropil mask: the rectangle's pixels that are neither cell pixels nor
+  in the zone; ``Fneu`` is their plain mean per frame;
+* corrected traces ``F - coefficient * Fneu`` (default 0.7, suite2p's
+  ``neuropil_coefficient``).
+
+Qt-free; the movie is read once, a chunk of frames at a time.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = ["neuropil_masks", "extract_neuropil", "neuropil_note", "INNER_RADIUS",
+           "MIN_PIXELS", "COEFFICIENT"]
+
+#: suite2p's defaults (parameters.py: inner_neuropil_radius, min_neuropil_pixels,
+#: neuropil_coefficient); the rectangle grows 5 pixels a side a step, 100 steps at most
+INNER_RADIUS = 2
+MIN_PIXELS = 350
+COEFFICIENT = 0.7
+_STEP = 5
+_MAX_STEPS = 100
+
+
+def _grow4(mask: np.ndarray, times: int) -> np.ndarray:
+    """``mask`` grown ``times`` times to its 4-connected neighbours (clipped)."""
+    out = mask.copy()
+    for _ in range(int(times)):
+        g = out.copy()
+        g[1:] |= out[:-1]
+        g[:-1] |= out[1:]
+        g[:, 1:] |= out[:, :-1]
+        g[:, :-1] |= out[:, 1:]
+        out = g
+    return out
+
+
+def neuropil_masks(labels, ids=None, *, inner_radius: int = INNER_RADIUS,
+                   min_pixels: int = MIN_PIXELS) -> tuple[list, np.ndarray]:
+    """suite2p-style surround masks of the ROIs of a label image.
+
+    Returns ``(masks, ids)``: per ROI the flat pixel indices (into
+    ``labels.ravel()``) of its neuropil mask, in the order of ``ids``
+    (default: every id present, ascending).
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 2 or labels.dtype.kind not in "iu":
+        raise ValueError(f"labels must be a 2-D integer image, got {labels.dtype} {labels.shape}")
+    if int(inner_radius) < 0 or int(min_pixels) < 1:
+        raise ValueError(f"inner_radius must be >= 0 and min_pixels >= 1, got {inner_radius} "
+                         f"and {min_pixels}")
+    Y, X = labels.shape
+    cell = labels > 0
+    # integral image of the non-cell pixels: a rectangle's count in O(1)
+    free = np.zeros((Y + 1, X + 1), dtype=np.int64)
+    free[1:, 1:] = np.cumsum(np.cumsum(~cell, axis=0), axis=1)
+
+    def n_free(y0, y1, x0, x1):  # half-open rectangle
+        return int(free[y1, x1] - free[y0, x1] - free[y1, x0] + free[y0, x0])
+
+    if ids is None:
+        ids = np.unique(labels)
+        ids = ids[ids != 0]
+    ids = np.asarray(ids, dtype=np.int64).ravel()
+    masks = []
+    r = int(inner_radius)
+    for rid in ids:
+        ys, xs = np.nonzero(labels == rid)
+        if ys.size == 0:
+            raise ValueError(f"ROI {int(rid)} has no pixels in the label image")
+        # the exclusion zone, grown inside a crop that can hold it
+        y0, y1 = max(0, ys.min() - r), min(Y, ys.max() + r + 1)
+        x0, x1 = max(0, xs.min() - r), min(X, xs.max() + r + 1)
+        crop = np.zeros((y1 - y0, x1 - x0), dtype=bool)
+        crop[ys - y0, xs - x0] = True
+        zone = _grow4(crop, r)
+        zy, zx = np.nonzero(zone)
+        zy, zx = zy + y0, zx + x0
+        in_zone = int(np.count_nonzero(~cell[zy, zx]))
+        by0, by1, bx0, bx1 = zy.min(), zy.max() + 1, zx.min(), zx.max() + 1
+        for _ in range(_MAX_STEPS):
+            by0, by1 = max(0, by0 - _STEP), min(Y, by1 + _STEP)
+            bx0, bx1 = max(0, bx0 - _STEP), min(X, bx1 + _STEP)
+            if n_free(by0, by1, bx0, bx1) - in_zone > min_pixels:
+                break
+        box = ~cell[by0:by1, bx0:bx1]
+        box[zy - by0, zx - bx0] = False
+        py, px = np.nonzero(box)
+        masks.append(((py + by0) * X + (px + bx0)).astype(np.int64))
+    empty = [int(i) for i, m in zip(ids, masks) if m.size == 0]
+    if empty:
+        raise ValueError(f"ROIs {empty[:10]} have no neuropil pixels: the label image covers "
+                         "their whole surround; correct without neuropil (coefficient 0)")
+    return masks, ids
+
+
+def extract_neuropil(movie, labels, ids=None, *, inner_radius: int = INNER_RADIUS,
+                     min_pixels: int = MIN_PIXELS, chunk_frames: int | None = None):
+    """``(Fneu, ids, npix)``: each ROI's neuropil mean per frame, (n, T) float64.
+
+    The ROI means themselves are :func:`napari_catune.traces.extract_traces`;
+    corrected traces are ``F - coefficient * Fneu``.
+    """
+    from scipy import sparse
+
+    from .traces import _frames_per_chunk
+
+    shape = tuple(getattr(movie, "shape", ()))
+    if len(shape) != 3:
+        movie = np.asarray(movie)
+        shape = movie.shape
+        if len(shape) != 3:
+            raise ValueError(f"movie must be 3-D (T, Y, X), got shape {shape}")
+    labels = np.asarray(labels)
+    if tuple(labels.shape) != tuple(shape[1:]):
+        raise ValueError(f"labels {labels.shape} do not match the movie's frames {shape[1:]}")
+    masks, ids = neuropil_masks(labels, ids, inner_radius=inner_radius, min_pixels=min_pixels)
+    T, Y, X = shape
+    npix = np.array([m.size for m in masks], dtype=np.int64)
+    rows = np.repeat(np.arange(len(masks)), npix)
+    mat = sparse.csr_matrix((np.repeat(1.0 / npix, npix), (rows, np.concatenate(masks))),
+                            shape=(len(masks), Y * X))
+    if chunk_frames is None:
+        chunk_frames = _frames_per_chunk(movie, Y * X * 8)  # read as float64
+    chunk_frames = max(1, int(chunk_frames))
+    out = np.empty((len(masks), T), dtype=np.float64)
+    for t0 in range(0, T, chunk_frames):
+        t1 = min(T, t0 + chunk_frames)
+        block = np.asarray(movie[t0:t1], dtype=np.float64).reshape(t1 - t0, Y * X)
+        out[:, t0:t1] = mat @ block.T
+    return out, ids, npix
+
+
+def neuropil_note(coefficient: float, inner_radius: int = INNER_RADIUS,
+                  min_pixels: int = MIN_PIXELS) -> str:
+    """What corrected traces are, as the exports record it (``input_traces``)."""
+    c = float(coefficient)
+    if not (math.isfinite(c) and c >= 0):
+        raise ValueError(f"the neuropil coefficient must be a number >= 0, got {coefficient!r}")
+    return (f"F - {c:g}*Fneu: F the mean of each ROI's pixels per frame, Fneu the mean of "
+            f"its surround (suite2p's neuropil mask: ROI grown {int(inner_radius)} px "
+            f"excluded, all ROI pixels excluded, a rectangle grown 5 px a side until it "
+            f"holds > {int(min_pixels)} pixels; napari_catune.neuropil)")
