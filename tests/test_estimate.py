@@ -82,6 +82,43 @@ def test_noise_sigma_from_high_frequencies():
     np.testing.assert_allclose(sig, 0.3, rtol=0.06)
 
 
+def _fourier_upsample(y, factor):
+    """Band-limited (FFT) interpolation to ``factor`` times the rate, as
+    Cascade resamples its ground truth and as scipy.signal.resample does:
+    nothing above the old Nyquist frequency."""
+    n = y.shape[-1]
+    spec = np.fft.rfft(y, axis=-1)
+    out = np.zeros(y.shape[:-1] + (n * factor // 2 + 1,), complex)
+    out[..., :spec.shape[-1]] = spec
+    return np.fft.irfft(out, n * factor, axis=-1) * factor
+
+
+def test_noise_sigma_of_an_upsampled_trace_is_not_zero():
+    # A trace interpolated to twice its rate has an empty top half-band; the
+    # noise is then read in the octave below (white at the old rate: density
+    # 2 sigma^2 / fs_old, i.e. sigma * sqrt(2) as white noise at the new rate).
+    y, _ = _synthetic(0.05, 0.5, noise=0.3, seed=4)
+    up = _fourier_upsample(y, 2)
+    sig0 = noise_sigma(y, 30.0)
+    sig = noise_sigma(up, 60.0)
+    np.testing.assert_allclose(sig / sig0, np.sqrt(2.0), rtol=0.15)
+    # ... so the estimate stays what it is at the recorded rate, not lambda ~ 0
+    # with tau_decay at the grid's floor
+    p0, p = estimate_params(y, 30.0), estimate_params(up, 60.0)
+    assert abs(math.log(p.tau_decay / p0.tau_decay)) < math.log(1.3)
+    assert p.lam > 0.3 * p0.lam
+
+
+def test_noise_sigma_unchanged_on_white_noise_at_the_top():
+    # the fallback never fires on an ordinary trace: same value as the top band alone
+    y, _ = _synthetic(0.02, 0.2, fs=60.0, noise=0.2, seed=6)
+    from napari_catune.estimate import welch_density
+
+    f, pxx = welch_density(y, 60.0, 256)
+    direct = np.sqrt(np.median(pxx[:, f >= 15.0], axis=-1) * 30.0)
+    np.testing.assert_array_equal(noise_sigma(y, 60.0), direct)
+
+
 def test_lambda_rejects_noise_sized_events():
     from napari_catune.solver import run_deconvolution
 

@@ -58,6 +58,9 @@ Z_DEFAULT = 1.5
 # tau_rise = RISE_RATIO * tau_decay (see the module docstring)
 RISE_RATIO = 0.1
 _MIN_SAMPLES = 100
+# noise_sigma: an upper band with less than this fraction of the power
+# density of the octave below it has been filtered (see noise_sigma)
+_LOWPASS_RATIO = 0.01
 # the baseline model of estimated parameters (README, "Which default")
 RECOMMENDED_BASELINE = "drift"
 # per-trace estimates pooled by their median: at most this many traces
@@ -72,7 +75,9 @@ def noise_sigma(traces, fs) -> np.ndarray:
     """Noise standard deviation of each trace from its high-frequency PSD.
 
     White noise of variance sigma^2 has a one-sided density 2 sigma^2 / fs;
-    the median of the Welch density over fs/4-fs/2 gives sigma.
+    the median of the Welch density over fs/4-fs/2 gives sigma.  Where that
+    band is (nearly) empty -- a trace low-pass filtered or interpolated to a
+    higher rate -- the octave below it is read instead (up to three octaves).
     """
     x = np.atleast_2d(np.asarray(traces, dtype=np.float64))
     if x.ndim == 2 and x.size and ends_padded(x):  # NaN padding: each row's finite part
@@ -80,8 +85,26 @@ def noise_sigma(traces, fs) -> np.ndarray:
     n = x.shape[-1]
     nperseg = int(min(n, 256))
     f, pxx = welch_density(x, fs, nperseg)
-    band = f >= fs / 4
-    return np.sqrt(np.median(pxx[:, band], axis=-1) * fs / 2.0)
+    lo = fs / 4
+    level = np.median(pxx[:, f >= lo], axis=-1)
+    # A trace low-pass filtered or upsampled (Fourier or spline interpolation
+    # to a higher rate) has no noise left at the top of its band: its upper
+    # band can hold < 1 % of the power density of the octave below, where
+    # shot noise (white) and calcium (falling with frequency) never leave so
+    # little.  Its noise is then read in the highest octave that still has
+    # it, as the white-noise level of that density (what lambda's rule assumes).
+    open_ = np.ones(level.shape, bool)
+    for _ in range(3):
+        below = (f >= lo / 2) & (f < lo)
+        if below.sum() < 2:
+            break
+        lower = np.median(pxx[:, below], axis=-1)
+        open_ &= level < _LOWPASS_RATIO * lower
+        if not open_.any():
+            break
+        level = np.where(open_, lower, level)
+        lo /= 2
+    return np.sqrt(level * fs / 2.0)
 
 
 def welch_density(x: np.ndarray, fs: float, nperseg: int):
