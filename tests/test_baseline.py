@@ -12,6 +12,8 @@ from napari_catune.baseline import (
     baseline_mode,
     default_drift_scale,
     drift_mu,
+    drift_slope,
+    drift_trend,
     rolling_baseline,
     rolling_window,
 )
@@ -182,9 +184,12 @@ def _generic_qp(y, lam, drift_scale, fs=FS, tr=TR, td=TD):
     """The drift problem solved by a generic method: b eliminated in closed
     form (b = S (y - K s), S = (I + mu L)^-1 as a dense matrix), then the
     quadratic in s written as a non-negative least-squares problem and
-    solved by Lawson-Hanson (scipy.optimize.nnls, exact active sets)."""
+    solved by Lawson-Hanson (scipy.optimize.nnls, exact active sets).  The
+    random walk is about the trace's line: y - drift_trend(y) is solved."""
     from scipy.optimize import nnls
 
+    y0 = y
+    y = y - drift_trend(y[None])[0]
     T = len(y)
     K = np.array([reconvolve(np.eye(1, T, j)[0], fs, tr, td) for j in range(T)]).T
     G = build_kernel(tr, td, fs).sum()
@@ -199,16 +204,19 @@ def _generic_qp(y, lam, drift_scale, fs=FS, tr=TR, td=TD):
     z = (V.T @ c) / np.sqrt(w)
     s1, _ = nnls(A, z, maxiter=50 * T)
     s = np.append(s1, 0.0)
-    return objective(y, s, None, fs, tr, td, lam, drift_scale=drift_scale)
+    return objective(y0, s, None, fs, tr, td, lam, drift_scale=drift_scale)
 
 
-@pytest.mark.parametrize("drift_scale", [0.3, 2.0, 30.0])
-def test_drift_is_exact_against_a_generic_qp(drift_scale):
+@pytest.mark.parametrize("drift_scale,T,slope", [(0.3, 240, 0.0), (2.0, 240, 0.0), (30.0, 240, 0.0),
+                                                 (2.0, 400, -0.01), (30.0, 400, -0.01)])
+def test_drift_is_exact_against_a_generic_qp(drift_scale, T, slope):
     rng = np.random.default_rng(4)
-    T = 240
     t = np.arange(T) / FS
     s = (rng.random(T) < 0.05) * rng.exponential(1.0, T)
-    y = reconvolve(s, FS, TR, TD) + 0.2 * rng.standard_normal(T) + 1 + 0.5 * np.sin(t)
+    y = (reconvolve(s, FS, TR, TD) + 0.2 * rng.standard_normal(T) + 1 + 0.5 * np.sin(t)
+         + slope * np.arange(T))
+    # 240 samples are under 32 blocks of 8: no line; 400 have a clear one
+    assert (drift_slope(y[None])[0] != 0) == (T == 400)
     res = run_deconvolution_full(y, FS, TR, TD, LAM, baseline="drift", drift_scale=drift_scale)
     assert res.converged
     ours = objective(y, res.activity, res.baseline, FS, TR, TD, LAM, drift_scale=drift_scale)
@@ -249,10 +257,12 @@ def test_drift_warm_start_and_huge_scale():
     np.testing.assert_allclose(warm.activity, cold.activity, atol=1e-9)
     assert warm.iterations < cold.iterations
     # a drift scale far longer than the trace: the scalar model's answer
+    # about the drift's line (a straight baseline of the trace's slope)
     flat = run_deconvolution_full(y, FS, TR, TD, LAM, baseline="drift", drift_scale=1e6)
-    scalar = run_deconvolution_full(y, FS, TR, TD, LAM)
+    line = drift_trend(y[None])[0]
+    scalar = run_deconvolution_full(y - line, FS, TR, TD, LAM)
     assert flat.converged
-    assert np.ptp(flat.baseline) < 1e-6
+    assert np.ptp(flat.baseline - line) < 1e-6
     np.testing.assert_allclose(flat.activity, scalar.activity, atol=1e-5)
 
 
@@ -296,6 +306,107 @@ def test_objective_with_per_sample_baseline_and_drift_term():
     assert objective(y[0], s[0], b[0], FS, TR, TD, LAM) == pytest.approx(plain[0])
     with pytest.raises(ValueError, match="baseline must be"):
         objective(y, s, np.zeros(7), FS, TR, TD, LAM)
+    # a trace long enough for the drift's line: the walk's steps about its slope c
+    y = rng.standard_normal((2, 400)) + 0.01 * np.arange(400)
+    s = np.abs(rng.standard_normal((2, 400)))
+    b = rng.standard_normal((2, 400))
+    c = drift_slope(y)
+    assert (c > 0.005).all()
+    r = y - reconvolve(s, FS, TR, TD) - b
+    plain = 0.5 * (r ** 2).sum(axis=1) + LAM * G * s.sum(axis=1)
+    with_drift = plain + 0.5 * mu * ((np.diff(b, axis=1) - c[:, None]) ** 2).sum(axis=1)
+    np.testing.assert_allclose(objective(y, s, b, FS, TR, TD, LAM, drift_scale=2.0), with_drift)
+
+
+def test_drift_slope_is_the_theil_sen_slope_of_block_quantiles():
+    rng = np.random.default_rng(9)
+    T = 3000  # 32 blocks of 93 samples (the middle 2976)
+    y = 10 - 0.002 * np.arange(T) + 0.1 * rng.standard_normal(T)
+    y[1000:1300] += 5.0  # a long burst: the median ignores its blocks
+    c = drift_slope(y[None])[0]
+    assert c == pytest.approx(-0.002, rel=0.05)
+    L = 93
+    q = np.quantile(y[12:12 + 32 * L].reshape(32, L), 0.2, axis=1)
+    i, j = np.triu_indices(32, 1)
+    assert c == pytest.approx(np.median((q[j] - q[i]) / ((j - i) * L)), rel=1e-12)
+    line = drift_trend(y[None])[0]
+    assert line.sum() == pytest.approx(0.0, abs=1e-9) and np.diff(line) == pytest.approx(c)
+    # no line under 256 samples
+    assert drift_slope(0.001 * np.arange(255.0)[None])[0] == 0.0
+    assert drift_slope(0.001 * np.arange(256.0)[None])[0] == pytest.approx(0.001)
+    long = 0.001 * np.arange(100_000.0)[None]
+    assert drift_slope(long)[0] == pytest.approx(0.001)
+
+
+def test_drift_slope_is_zero_where_the_quantiles_show_no_clear_line(monkeypatch):
+    """A dF/F trace already detrended, with long periods of dense activity
+    (as real recordings): the block quantiles rise with the activity, their
+    Theil-Sen slope is positive, but its rise is small against their scatter
+    about it; no line, so the baseline is not lifted into the activity."""
+    import napari_catune.baseline as B
+
+    rng = np.random.default_rng(3)
+    T = 3600
+    u = np.arange(T) / T
+    rate = np.where((u > 0.1) & (u < 0.2) | (u > 0.4) & (u < 0.55) | (u > 0.75), 4.0, 0.3)
+    spikes = (rng.random((8, T)) < rate / FS) * rng.exponential(1.0, (8, T))
+    y = reconvolve(spikes, FS, TR, TD) + 0.1 * rng.standard_normal((8, T))
+    assert (drift_slope(y) == 0).all()
+    assert (drift_trend(y) == 0).all()
+    # ... a 20 % bleach of the same traces as raw F is a clear line
+    bleached = (y + 20.0) * np.exp(np.log(0.8) * u)
+    assert (drift_slope(bleached) < 0).all()
+    monkeypatch.setattr(B, "_TREND_CLEAR", 0.0)  # without the rule: a line
+    assert (drift_slope(y) > 0).all()
+
+
+def test_drift_slope_passed_in_gives_the_same_answer_and_is_checked():
+    """drift_slope= (a caller re-solving the same traces: the tuner's slider)
+    is exactly what the solver computes itself."""
+    rng = np.random.default_rng(2)
+    T = 1200
+    y = 3 - 0.001 * np.arange(T) + 0.1 * rng.standard_normal((2, T))
+    c = drift_slope(y)
+    assert (c < 0).all()
+    own = run_deconvolution_full(y, FS, TR, TD, LAM, baseline="drift")
+    given = run_deconvolution_full(y, FS, TR, TD, LAM, baseline="drift", drift_slope=c)
+    for a, b in zip(own[:3], given[:3]):
+        assert np.array_equal(a, b)
+    one = run_deconvolution_full(y[1], FS, TR, TD, LAM, baseline="drift", drift_slope=c[1])
+    assert np.array_equal(one.baseline, own.baseline[1])
+    # another slope is another line
+    flat = run_deconvolution_full(y, FS, TR, TD, LAM, baseline="drift", drift_slope=np.zeros(2))
+    assert not np.array_equal(flat.baseline, own.baseline)
+    with pytest.raises(ValueError, match="drift_slope must be 2 finite numbers"):
+        run_deconvolution_full(y, FS, TR, TD, LAM, baseline="drift", drift_slope=c[:1])
+    with pytest.raises(ValueError, match="drift_slope must be 2 finite numbers"):
+        run_deconvolution_full(y, FS, TR, TD, LAM, baseline="drift", drift_slope=[np.nan, 0.0])
+
+
+@pytest.mark.parametrize("pct", [10, 20, 40])
+def test_drift_follows_the_bleach_of_a_one_minute_recording(pct):
+    """The audit's case: a bleach over a recording only a few drift_scales
+    long went into the spikes (baseline flat, 4x the activity in the first
+    half).  The drift's line follows it; activity stays balanced."""
+    rng = np.random.default_rng(11)
+    T = int(60 * FS)
+    t = np.arange(T) / FS
+    spikes = (rng.random((6, T)) < 1.0 / FS) * rng.exponential(1.0, (6, T))
+    gain = np.exp(np.log(1 - pct / 100) * t / t[-1])
+    y = (reconvolve(spikes, FS, TR, TD) + 5.0) * gain + 0.3 * rng.standard_normal((6, T))
+    res = run_deconvolution_full(y, FS, TR, TD, 0.05, baseline="drift")
+    assert res.converged.all()
+    w = int(5 * FS)
+    ends = res.baseline[:, -w:].mean(1) / res.baseline[:, :w].mean(1)
+    true = gain[-w:].mean() / gain[:w].mean()
+    assert abs(np.median(ends) - true) < 0.03 and (np.abs(ends - true) < 0.1).all(), ends
+    # the activity in the two halves as with the true baseline taken off
+    oracle = run_deconvolution_full(y - 5.0 * gain, FS, TR, TD, 0.05, baseline="none")
+    h = T // 2
+    est = res.activity[:, h:].sum(1) / res.activity[:, :h].sum(1)
+    ref = oracle.activity[:, h:].sum(1) / oracle.activity[:, :h].sum(1)
+    assert abs(np.median(est / ref) - 1) < 0.1 and (np.abs(est / ref - 1) < 0.3).all(), est / ref
+    assert (kkt_violation(y, res.activity, res.baseline, FS, TR, TD, 0.05, mode="drift") <= 1e-7).all()
 
 
 def test_dask_per_sample_baselines_equal_in_memory():

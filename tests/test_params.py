@@ -615,7 +615,8 @@ def test_baseline_mode_round_trips_and_objective_says_what_is_solved(tmp_path, m
         assert "- b" not in obj
         assert form["rolling_window_samples"] == 5 * math.ceil(5 * 0.5 * 30.0) == 375
     else:
-        assert "+ (mu/2)*sum_t (b_t - b_{t-1})^2" in obj and "mu = (drift_scale*fs)^2" in obj
+        assert "+ (mu/2)*sum_t (b_t - b_{t-1} - c)^2" in obj and "mu = (drift_scale*fs)^2" in obj
+        assert "c = Theil-Sen slope of the 0.2 quantiles of 32 blocks of floor(T/32) samples" in obj
         assert obj.endswith("drift_scale = max(20*tau_decay, 10 s) = 10 s (default)")
         assert form["drift_scale_s"] is None
     assert ("drift_scale_s" in form) is (mode == "drift")

@@ -15,6 +15,28 @@
   baseline follows changes slower than ``drift_scale`` seconds and not a
   calcium transient.  Default ``drift_scale = max(20 * tau_decay, 10 s)``
   (:func:`default_drift_scale`).
+  The random walk is about a line fixed beforehand from the trace
+  (:func:`drift_slope`): ``b_t = c (t - (T-1)/2) + w_t`` with the penalty on
+  ``w``, i.e. ``(mu/2) * sum_t (b_t - b_{t-1} - c)^2``.  Without it, a
+  bleach over a recording only a few drift_scales long costs the random walk
+  more than spikes that absorb it (a 19 % bleach over one minute: baseline
+  flat, 4x the activity in the first half); with it a linear bleach costs
+  nothing and a curved one little.  ``c`` is the Theil-Sen slope (median of
+  the pairwise slopes) of the 0.2 quantiles of 32 consecutive blocks of
+  ``floor(T / 32)`` samples (0 under 256 samples): a low quantile follows
+  the baseline under the transients, the median ignores a few blocks of
+  bursts.  The line is kept only where the quantiles clearly show one: its
+  rise over the blocks at least 3 standard errors, the error from the
+  quantiles' robust scatter about the line (1.4826 MAD) counting its serial
+  correlation (lag-1 rho: ``32 (1 - rho) / (1 + rho)`` independent blocks,
+  rise / error = rise / MAD * sqrt(n_eff / 12)); else c = 0.  On recordings
+  already detrended (dF/F) the block quantiles rise and fall with long
+  periods of activity, a slow, serially correlated scatter, and a line
+  fitted through them lifts the baseline into the activity (real data,
+  DS07: 0.533 -> 0.513 with an unconditional line).  The blocks depend on T alone, so
+  c depends on the trace alone: a caller re-solving the same traces (the
+  tuner's slider) computes it once and passes it
+  (``run_deconvolution_full(..., drift_slope=c)``).
 
 CaTune's rolling baseline (CaLab ``crates/solver/src/baseline.rs``, used by
 ``Solver::subtract_baseline``; facts, not code): at each sample t the
@@ -39,6 +61,8 @@ __all__ = [
     "baseline_mode",
     "default_drift_scale",
     "drift_mu",
+    "drift_slope",
+    "drift_trend",
     "rolling_baseline",
     "rolling_window",
 ]
@@ -49,6 +73,15 @@ DEFAULT_QUANTILE = 0.2
 # default drift_scale = max(_DRIFT_TAUS * tau_decay, _DRIFT_MIN_S)
 _DRIFT_TAUS = 20.0
 _DRIFT_MIN_S = 10.0
+# the drift's line (drift_slope): low quantile of _TREND_BLOCKS blocks of the
+# trace, none with blocks under _TREND_MIN_BLOCK samples, and only where its
+# rise is at least _TREND_CLEAR standard errors
+_TREND_QUANTILE = 0.2
+_TREND_BLOCKS = 32
+_TREND_MIN_BLOCK = 8
+_TREND_CLEAR = 3.0
+# the block pairs i < j of the Theil-Sen slope
+_PAIR_I, _PAIR_J = np.triu_indices(_TREND_BLOCKS, 1)
 # the shortest drift_scale, in frames (mu = 1e-4)
 _DRIFT_MIN_FRAMES = 0.01
 _CANONICAL = frozenset(BASELINE_MODES)
@@ -110,6 +143,56 @@ def drift_mu(drift_scale, fs: float, tau_decay: float) -> float:
             f"at fs = {float(fs):g} Hz), got {drift_scale!r}: a drift that fast follows every "
             "sample; the default is max(20 * tau_decay, 10 s)")
     return frames ** 2
+
+
+def drift_slope(y: np.ndarray) -> np.ndarray:
+    """The drift baseline's slope c per row (trace units per sample) of
+    ``y`` (2-D float64, finite): the Theil-Sen slope of the 0.2 quantiles of
+    32 blocks (see the module doc); 0 for a row under 256 samples or whose
+    line is not clear (under 3 standard errors).  It depends on the trace
+    alone (no parameter): a caller re-solving the same traces computes it
+    once (``run_deconvolution_full(..., drift_slope=)``)."""
+    n, T = y.shape
+    nb = _TREND_BLOCKS
+    L = T // nb
+    if L < _TREND_MIN_BLOCK:
+        return np.zeros(n)
+    start = (T - nb * L) // 2
+    blocks = y[:, start:start + nb * L].reshape(n, nb, L)
+    # the 0.2 quantile of each block as np.quantile's linear rule, by one
+    # partition
+    k = _TREND_QUANTILE * (L - 1)
+    k0 = math.floor(k)
+    k1 = min(k0 + 1, L - 1)
+    part = np.partition(blocks, (k0, k1), axis=2)
+    lo, hi = part[:, :, k0], part[:, :, k1]
+    q = lo + (hi - lo) * (k - k0)
+    i, j = _PAIR_I, _PAIR_J
+    c = np.median((q[:, j] - q[:, i]) / ((j - i) * float(L)), axis=1)
+    # the line only where the quantiles clearly show one: its rise over the
+    # blocks against its standard error from their scatter about it (1.4826
+    # MAD), counting the scatter's serial correlation (lag-1 rho: nb (1 - rho)
+    # / (1 + rho) independent blocks); under _TREND_CLEAR standard errors, 0
+    r = q - c[:, None] * (np.arange(nb) * float(L))
+    r -= np.median(r, axis=1)[:, None]
+    mad = 1.4826 * np.median(np.abs(r), axis=1)
+    rc = r - r.mean(axis=1)[:, None]
+    num = (rc[:, 1:] * rc[:, :-1]).sum(axis=1)
+    den = (rc * rc).sum(axis=1)
+    rho = np.clip(np.divide(num, den, out=np.zeros(n), where=den > 0), 0.0, 0.9)
+    rise = np.abs(c) * (nb * float(L))
+    se = mad * np.sqrt(12.0 * (1 + rho) / (nb * (1 - rho)))
+    clear = rise > _TREND_CLEAR * se
+    return np.where(clear, c, 0.0)
+
+
+def drift_trend(y: np.ndarray, slope: np.ndarray | None = None) -> np.ndarray:
+    """The drift baseline's line ``c (t - (T-1)/2)`` per row of ``y`` (2-D
+    float64, finite), float64 of y's shape; ``c = slope`` (one per row) or
+    :func:`drift_slope` of ``y``."""
+    c = drift_slope(y) if slope is None else slope
+    T = y.shape[1]
+    return c[:, None] * (np.arange(T, dtype=np.float64) - 0.5 * (T - 1))
 
 
 def rolling_window(tau_decay: float, fs: float) -> int:

@@ -88,7 +88,10 @@ _OBJECTIVE = "min_{s>=0, b} (1/2)||y - K*s - b||_2^2 + lambda*G*||s||_1, G = sum
 _OBJECTIVE_NO_BASELINE = "min_{s>=0} (1/2)||y - K*s||_2^2 + lambda*G*||s||_1, G = sum(K)"
 _OBJECTIVE_DRIFT = (
     "min_{s>=0, b_1..b_T} (1/2)||y - K*s - b||_2^2 + lambda*G*||s||_1 "
-    "+ (mu/2)*sum_t (b_t - b_{t-1})^2, G = sum(K), mu = (drift_scale*fs)^2"
+    "+ (mu/2)*sum_t (b_t - b_{t-1} - c)^2, G = sum(K), mu = (drift_scale*fs)^2, "
+    "c = Theil-Sen slope of the 0.2 quantiles of 32 blocks of floor(T/32) samples "
+    "(0 under 256 samples, or when its rise is under 3 standard errors from the block "
+    "quantiles' MAD about the line with their lag-1 correlation)"
 )
 FORMULATION = {
     "model": (

@@ -15,7 +15,8 @@ Objective (DESIGN.md), per trace, over s >= 0 and a scalar baseline b::
 "scalar" (the objective above; True), "none" (b = 0; False), "rolling"
 (CaTune's rolling 0.2-quantile baseline subtracted first, as the CaTune web
 app and ``calab`` 0.3 do) and "drift" (a per-sample b_t fitted jointly,
-with ``(mu/2) sum (b_t - b_{t-1})^2`` added, ``mu = (drift_scale fs)^2``).
+with ``(mu/2) sum (b_t - b_{t-1} - c)^2`` added, ``mu = (drift_scale fs)^2``,
+c the trace's robust slope: :func:`napari_catune.baseline.drift_slope`).
 
 K s is computed exactly in O(T) by the AR(2) recursion (the kernel is the
 AR(2) impulse response delayed by one sample and scaled).  Two methods reach
@@ -50,7 +51,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .baseline import baseline_mode, drift_mu, rolling_baseline
+from .baseline import baseline_mode, drift_mu, drift_slope, drift_trend, rolling_baseline
+from .baseline import drift_slope as _drift_slope  # (run_deconvolution_full's keyword)
 from .kernel import (
     _ar2_coefficients,
     ar2_root_gap,
@@ -730,6 +732,7 @@ def run_deconvolution_full(
     method: str = "auto",
     init=None,
     out=None,
+    drift_slope=None,
 ) -> DeconvolutionResult:
     """Deconvolve one trace ``(T,)`` or many ``(n_cells, T)``; full result.
 
@@ -758,7 +761,9 @@ def run_deconvolution_full(
         (:func:`~napari_catune.baseline.rolling_baseline`), then fit with
         b = 0 (calab skips its baseline update after that subtraction).
         "drift": a per-sample b_t fitted jointly with the spikes, with
-        ``(mu/2) sum_t (b_t - b_{t-1})^2`` added to the objective.
+        ``(mu/2) sum_t (b_t - b_{t-1} - c)^2`` added to the objective, c
+        the trace's robust slope (:func:`~napari_catune.baseline.drift_slope`):
+        a random walk about a line, so a bleach is followed.
     drift_scale : "drift" only: the time scale in seconds below which the
         baseline cannot follow the trace; ``mu = (drift_scale * fs)^2``
         (sqrt(mu) samples is the smoother's length scale).  Default
@@ -773,12 +778,20 @@ def run_deconvolution_full(
         (n, T), (n, T) for "drift" else (n, 1), and (n, T) for 2-D NumPy
         traces: the result is written into them (reused memory costs no page
         faults; the tuner's slider path).  Must not overlap ``init``.
+    drift_slope : "drift" only: the line's slope per trace, float (n_cells,)
+        or a float for one trace, exactly
+        :func:`~napari_catune.baseline.drift_slope` of the traces solved
+        (after the bandpass with ``filter_enabled``); it depends on the
+        traces alone, so a caller re-solving the same traces with other
+        parameters (the tuner's slider) computes it once.  Default: computed
+        here.  Ignored for rows with NaN padding (each computes its own).
     """
     if _is_dask(traces):
         from ._dask import deconvolve_dask
 
-        if out is not None:
-            raise ValueError("out is for NumPy traces only; pass out=None with Dask traces")
+        if out is not None or drift_slope is not None:
+            raise ValueError("out and drift_slope are for NumPy traces only; "
+                             "pass neither with Dask traces")
         return deconvolve_dask(
             traces, fs, tau_r, tau_d, lam, full=True, max_iters=max_iters,
             baseline=baseline, drift_scale=drift_scale, filter_enabled=filter_enabled,
@@ -863,8 +876,23 @@ def run_deconvolution_full(
             return padded()
         level = _offsets(y, lo, hi) if mode in ("scalar", "drift") else None
         y_finite = True
+    trend = None
+    if mode == "drift":
+        # the random walk is about the trace's line (baseline.drift_slope)
+        if drift_slope is not None:
+            drift_slope = np.asarray(drift_slope, dtype=np.float64).reshape(-1)
+            if drift_slope.shape != (y.shape[0],) or not np.isfinite(drift_slope).all():
+                raise ValueError(
+                    f"drift_slope must be {y.shape[0]} finite numbers (one per trace), got "
+                    f"shape {drift_slope.shape}; pass drift_slope=None to compute it")
+        else:
+            drift_slope = _drift_slope(y)
+        if drift_slope.any():  # (no line: nothing to take off and add back)
+            trend = drift_trend(y, drift_slope)
     if level is not None:
         y = y - level  # exact (see _offsets); a copy, never the caller's array
+    if trend is not None:
+        y = y - trend
     s, b, iters, conv, fit = _solve_rows(
         y, m, mode=_MODE_CODES[mode], mu=mu, method=method, tol=float(tol),
         max_iters=max_iters, init=init, out=out, y_finite=y_finite,
@@ -877,6 +905,9 @@ def run_deconvolution_full(
         polish_rows(y, s, b, iters, conv, fit, m, _MODE_CODES[mode], mu, max_iters, KKT_TOL)
     if fit is None:
         fit = _reconvolve(s, m) + b
+    if trend is not None:
+        b += trend
+        fit += trend
     if level is not None:
         b += level
         fit += level
@@ -1016,8 +1047,11 @@ def kkt_violation(traces, activity, baseline, fs, tau_r, tau_d, lam, *,
     if code == 0:
         z = y - b
     else:
+        trend = drift_trend(y) if code == 2 else None
         c = _offsets(y)
         y, b = (y, b) if c is None else (y - c, b - c)
+        if trend is not None:  # (the drift's line, as the solver takes it off)
+            y, b = y - trend, b - trend
         z = y
     v = _kkt_rows(y, s, b, m, code, mu).max(axis=1)
     rel = v / _data_scale(z, code)
@@ -1143,7 +1177,8 @@ def objective(traces, activity, baseline, fs, tau_r, tau_d, lam, *, drift_scale=
     uses the best baseline for the given activity: ``mean(y - K s)``, the
     fairest value for a solver that reports none, or with ``drift_scale``
     the best drift baseline.  ``drift_scale`` (seconds) adds the drift
-    model's ``(mu/2) sum (b_t - b_{t-1})^2``, ``mu = (drift_scale fs)^2``.
+    model's ``(mu/2) sum (b_t - b_{t-1} - c)^2``, ``mu = (drift_scale fs)^2``,
+    c = :func:`~napari_catune.baseline.drift_slope` of the traces.
     """
     m = _model_checked(fs, tau_r, tau_d, lam)
     mu = 0.0 if drift_scale is None else drift_mu(drift_scale, fs, tau_d)
@@ -1151,8 +1186,12 @@ def objective(traces, activity, baseline, fs, tau_r, tau_d, lam, *, drift_scale=
     s = np.atleast_2d(np.asarray(activity, dtype=np.float64))
     if s.shape != y.shape:
         raise ValueError(f"activity shape {s.shape} differs from traces shape {y.shape}")
+    if mu > 0:
+        # the drift's random walk is about the trace's line (baseline.drift_slope)
+        c = drift_slope(y)
     if baseline is None:
-        val = _objective_rows(y, s, m, 2 if mu > 0 else 1, mu)
+        val = _objective_rows(y - drift_trend(y, c) if mu > 0 else y,
+                              s, m, 2 if mu > 0 else 1, mu)
     else:
         b = np.asarray(baseline, dtype=np.float64)
         if b.shape == y.shape or (np.ndim(traces) == 1 and b.shape == (y.shape[1],)):
@@ -1167,7 +1206,7 @@ def objective(traces, activity, baseline, fs, tau_r, tau_d, lam, *, drift_scale=
             )
         val = 0.5 * ((y - _reconvolve(s, m) - b) ** 2).sum(axis=1) + m.lamG * s.sum(axis=1)
         if mu > 0:
-            val = val + 0.5 * mu * (np.diff(b, axis=1) ** 2).sum(axis=1)
+            val = val + 0.5 * mu * ((np.diff(b, axis=1) - c[:, None]) ** 2).sum(axis=1)
     return float(val[0]) if np.ndim(traces) == 1 else val
 
 
