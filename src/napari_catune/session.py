@@ -482,11 +482,10 @@ def _rows_of_one(rows: list) -> np.ndarray | None:
 
 def _line_slope(line: list, y: np.ndarray):
     # the drift line's slopes of the raw traces y, once per selection (what the
-    # solver would compute; None for traces with NaN padding: computed per row)
+    # solver would compute; a row with NaN padding: its finite part's)
     if line[0] is None:
-        y = _solver.prepare_traces(y, check_finite=False)
-        line[0] = drift_slope(y) if np.isfinite(y).all() else False
-    return None if line[0] is False else line[0]
+        line[0] = drift_slope(_solver.prepare_traces(y, check_finite=False))
+    return line[0]
 
 
 @dataclass(eq=False)

@@ -51,7 +51,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .baseline import baseline_mode, drift_mu, drift_slope, drift_trend, rolling_baseline
+from .baseline import add_trend, baseline_mode, drift_mu, drift_slope, rolling_baseline
 from .baseline import drift_slope as _drift_slope  # (run_deconvolution_full's keyword)
 from .kernel import (
     _ar2_coefficients,
@@ -826,12 +826,16 @@ def run_deconvolution_full(
                 f"init must have the traces' shape {y.shape}, got {init.shape}"
             )
 
+    if drift_slope is not None:
+        drift_slope = _slopes_checked(drift_slope, y.shape[0]) if mode == "drift" else None
+
     def padded():
         # rows ending in NaN padding: each solved on its finite part, NaN
         # after (see _padding); any other NaN or Inf is refused by name
         return _run_padded(y, init, out, one_d, fs, tau_r, tau_d, lam, max_iters, mode,
                            dict(baseline=baseline, drift_scale=drift_scale,
-                                filter_enabled=filter_enabled, tol=tol, method=method))
+                                filter_enabled=filter_enabled, tol=tol, method=method),
+                           drift_slope)
 
     if not exact_only and not _rows_finite(y):
         return padded()
@@ -879,20 +883,15 @@ def run_deconvolution_full(
     trend = None
     if mode == "drift":
         # the random walk is about the trace's line (baseline.drift_slope)
-        if drift_slope is not None:
-            drift_slope = np.asarray(drift_slope, dtype=np.float64).reshape(-1)
-            if drift_slope.shape != (y.shape[0],) or not np.isfinite(drift_slope).all():
-                raise ValueError(
-                    f"drift_slope must be {y.shape[0]} finite numbers (one per trace), got "
-                    f"shape {drift_slope.shape}; pass drift_slope=None to compute it")
-        else:
-            drift_slope = _drift_slope(y)
-        if drift_slope.any():  # (no line: nothing to take off and add back)
-            trend = drift_trend(y, drift_slope)
+        slope = _drift_slope(y) if drift_slope is None else drift_slope
+        if slope.any():  # (no line: nothing to take off and add back)
+            trend = slope
     if level is not None:
         y = y - level  # exact (see _offsets); a copy, never the caller's array
+    elif trend is not None:
+        y = y.copy()  # (never the caller's array)
     if trend is not None:
-        y = y - trend
+        add_trend(y, trend, -1.0)  # in place: no array of the line
     s, b, iters, conv, fit = _solve_rows(
         y, m, mode=_MODE_CODES[mode], mu=mu, method=method, tol=float(tol),
         max_iters=max_iters, init=init, out=out, y_finite=y_finite,
@@ -906,8 +905,8 @@ def run_deconvolution_full(
     if fit is None:
         fit = _reconvolve(s, m) + b
     if trend is not None:
-        b += trend
-        fit += trend
+        add_trend(b, trend)
+        add_trend(fit, trend)
     if level is not None:
         b += level
         fit += level
@@ -923,7 +922,17 @@ def run_deconvolution_full(
     return DeconvolutionResult(s, b, fit, iters, conv)
 
 
-def _run_padded(y, init, out, one_d, fs, tau_r, tau_d, lam, max_iters, mode, kw):
+def _slopes_checked(slope, n: int) -> np.ndarray:
+    # drift_slope=: one finite float64 per trace
+    c = np.asarray(slope, dtype=np.float64).reshape(-1)
+    if c.shape != (n,) or not np.isfinite(c).all():
+        raise ValueError(
+            f"drift_slope must be {n} finite numbers (one per trace), got "
+            f"shape {c.shape}; pass drift_slope=None to compute it")
+    return c
+
+
+def _run_padded(y, init, out, one_d, fs, tau_r, tau_d, lam, max_iters, mode, kw, slope=None):
     """:func:`run_deconvolution_full` of ``y`` (2-D float64, some rows not
     finite): rows ending in NaN padding are solved on their finite part
     (:func:`napari_catune._padding.solve_padded`), their outputs NaN after
@@ -935,9 +944,11 @@ def _run_padded(y, init, out, one_d, fs, tau_r, tau_d, lam, max_iters, mode, kw)
     if init is not None:
         _check_init_finite(np.where(np.isnan(y), 0.0, init))
 
-    def solve(sub, sub_init):
+    def solve(sub, sub_init, rows):
+        # (drift_slope=: the rows' own, each of its finite part)
+        c = None if slope is None else slope[rows]
         return tuple(run_deconvolution_full(sub, fs, tau_r, tau_d, lam, max_iters,
-                                            init=sub_init, **kw))
+                                            init=sub_init, drift_slope=c, **kw))
 
     s, b, fit, iters, conv = _padding.solve_padded(
         y, lengths, solve, per_sample=mode in ("drift", "rolling"), init=init)
@@ -1016,7 +1027,7 @@ def _kkt_rows(y, s, b, m: _Model, mode: int, mu: float) -> np.ndarray:
 
 
 def kkt_violation(traces, activity, baseline, fs, tau_r, tau_d, lam, *,
-                  mode="scalar", drift_scale=None) -> np.ndarray:
+                  mode="scalar", drift_scale=None, drift_slope=None) -> np.ndarray:
     """Relative violation of the optimality (KKT) conditions, per trace.
 
     For a result of ``run_deconvolution_full(..., baseline=mode)``: with
@@ -1033,6 +1044,9 @@ def kkt_violation(traces, activity, baseline, fs, tau_r, tau_d, lam, *,
     includes 0.  A trace far from 0 relative to its range is checked as the
     solver solves it, about its middle (:func:`_offsets`).  The solver
     reports ``converged`` exactly when this is at most ``KKT_TOL`` (1e-7).
+    "drift": the random walk is about the line of slope ``drift_slope`` (one
+    per trace, what the solve was given), default
+    :func:`~napari_catune.baseline.drift_slope` of the traces, as the solver.
     """
     m = _model_checked(fs, tau_r, tau_d, lam)
     mode = baseline_mode(mode)
@@ -1047,11 +1061,17 @@ def kkt_violation(traces, activity, baseline, fs, tau_r, tau_d, lam, *,
     if code == 0:
         z = y - b
     else:
-        trend = drift_trend(y) if code == 2 else None
+        slope = None
+        if code == 2:
+            slope = _drift_slope(y) if drift_slope is None else _slopes_checked(
+                drift_slope, y.shape[0])
         c = _offsets(y)
         y, b = (y, b) if c is None else (y - c, b - c)
-        if trend is not None:  # (the drift's line, as the solver takes it off)
-            y, b = y - trend, b - trend
+        if slope is not None and slope.any():
+            # (the drift's line, as the solver takes it off)
+            y, b = y.copy() if c is None else y, np.array(b)
+            add_trend(y, slope, -1.0)
+            add_trend(b, slope, -1.0)
         z = y
     v = _kkt_rows(y, s, b, m, code, mu).max(axis=1)
     rel = v / _data_scale(z, code)
@@ -1169,7 +1189,8 @@ def reconvolve(activity, fs: float, tau_r: float, tau_d: float) -> np.ndarray:
     return out[0] if np.ndim(activity) == 1 else out
 
 
-def objective(traces, activity, baseline, fs, tau_r, tau_d, lam, *, drift_scale=None):
+def objective(traces, activity, baseline, fs, tau_r, tau_d, lam, *, drift_scale=None,
+              drift_slope=None):
     """The CaTune objective ``1/2||y - K s - b||^2 + lam G sum(s)`` per trace.
 
     ``baseline`` is a scalar, one value per trace ``(n,)``, or one per sample
@@ -1178,7 +1199,8 @@ def objective(traces, activity, baseline, fs, tau_r, tau_d, lam, *, drift_scale=
     fairest value for a solver that reports none, or with ``drift_scale``
     the best drift baseline.  ``drift_scale`` (seconds) adds the drift
     model's ``(mu/2) sum (b_t - b_{t-1} - c)^2``, ``mu = (drift_scale fs)^2``,
-    c = :func:`~napari_catune.baseline.drift_slope` of the traces.
+    c = ``drift_slope`` (one per trace, what the solve was given), default
+    :func:`~napari_catune.baseline.drift_slope` of the traces, as the solver.
     """
     m = _model_checked(fs, tau_r, tau_d, lam)
     mu = 0.0 if drift_scale is None else drift_mu(drift_scale, fs, tau_d)
@@ -1188,10 +1210,14 @@ def objective(traces, activity, baseline, fs, tau_r, tau_d, lam, *, drift_scale=
         raise ValueError(f"activity shape {s.shape} differs from traces shape {y.shape}")
     if mu > 0:
         # the drift's random walk is about the trace's line (baseline.drift_slope)
-        c = drift_slope(y)
+        c = _drift_slope(y) if drift_slope is None else _slopes_checked(drift_slope, y.shape[0])
     if baseline is None:
-        val = _objective_rows(y - drift_trend(y, c) if mu > 0 else y,
-                              s, m, 2 if mu > 0 else 1, mu)
+        if mu > 0:
+            y0, y = y, y.copy()
+            add_trend(y, c, -1.0)
+        val = _objective_rows(y, s, m, 2 if mu > 0 else 1, mu)
+        if mu > 0:
+            y = y0
     else:
         b = np.asarray(baseline, dtype=np.float64)
         if b.shape == y.shape or (np.ndim(traces) == 1 and b.shape == (y.shape[1],)):
