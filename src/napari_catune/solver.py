@@ -51,8 +51,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .baseline import add_trend, baseline_mode, drift_mu, drift_slope, rolling_baseline
-from .baseline import drift_slope as _drift_slope  # (run_deconvolution_full's keyword)
+from .baseline import add_trend, baseline_mode, drift_mu, rolling_baseline
+from .baseline import drift_slope as _drift_slope  # (the functions below take drift_slope=)
 from .kernel import (
     _ar2_coefficients,
     ar2_root_gap,
