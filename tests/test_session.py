@@ -600,3 +600,64 @@ def test_live_dark_frames_are_the_raw_traces_and_read_once_per_selection(monkeyp
     sess.set_params(fs=FS * 1.01)
     assert len(reads) == n + 1
     assert b.features["event_rate_hz"].shape == (2,)
+
+
+def test_drift_line_computed_once_per_selection_and_the_same_fit(monkeypatch):
+    """The drift baseline's line depends on the traces alone: the live solve
+    computes it at the selection's first drift solve and passes it on slider
+    moves (no per-move cost), and the fits equal a fresh solve's, bit for bit."""
+    T = 1800
+    t = np.arange(T) / FS
+    rng = np.random.default_rng(5)
+    h = build_kernel(0.05, 0.5, FS)
+    spikes = (rng.random((3, T)) < 0.03) * rng.exponential(1.0, (3, T))
+    y = (np.stack([np.convolve(s, h)[:T] for s in spikes]) + 5.0) * np.exp(-0.25 * t / t[-1])
+    y += 0.05 * rng.standard_normal((3, T))
+    sess = ses.TuningSession(TuningParams(0.05, 0.5, FS, 0.05, baseline="drift"))
+    sess.set_source(ses.build_source(y, roi_ids=[1, 2, 3], fs=FS))
+    calls = []
+    real = ses.drift_slope
+    monkeypatch.setattr(ses, "drift_slope", lambda a: calls.append(a.shape) or real(a))
+    sess.select([1, 3])
+    assert calls == [(2, T)]
+    assert (real(y[[0, 2]]) < 0).all()  # (a clear line here)
+    for kw in ({"lam": 0.1}, {"tau_decay": 0.6}, {"fs": FS * 1.01}):
+        p = sess.set_params(**kw)
+        ref = solver_mod.run_deconvolution_full(y[[0, 2]], p.fs, p.tau_rise, p.tau_decay, p.lam,
+                                                baseline="drift")
+        assert np.array_equal(sess.result.fit, ref.reconvolution)
+        assert np.array_equal(sess.result.activity, ref.activity)
+    assert calls == [(2, T)]
+    sess.select([2])
+    assert calls == [(2, T), (1, T)]
+    sess.set_params(baseline="scalar")  # other models: no line
+    assert len(calls) == 2
+
+
+def test_drift_line_of_padded_rows_computed_once_and_the_same_fit(monkeypatch):
+    """Traces of unequal length (NaN padding): the selection's drift line is
+    computed once too (each row its finite part's slope; before, the padded
+    selection recomputed it on every move), and the fits equal a fresh
+    solve's."""
+    T = 1800
+    t = np.arange(T) / FS
+    rng = np.random.default_rng(6)
+    h = build_kernel(0.05, 0.5, FS)
+    spikes = (rng.random((2, T)) < 0.03) * rng.exponential(1.0, (2, T))
+    y = (np.stack([np.convolve(s, h)[:T] for s in spikes]) + 5.0) * np.exp(-0.25 * t / t[-1])
+    y += 0.05 * rng.standard_normal((2, T))
+    y[1, 1400:] = np.nan
+    sess = ses.TuningSession(TuningParams(0.05, 0.5, FS, 0.05, baseline="drift"))
+    sess.set_source(ses.build_source(y, roi_ids=[1, 2], fs=FS))
+    calls = []
+    real = ses.drift_slope
+    monkeypatch.setattr(ses, "drift_slope", lambda a: calls.append(a.shape) or real(a))
+    sess.select([1, 2])
+    assert calls == [(2, T)]
+    assert (real(y) < 0).all()
+    for kw in ({"lam": 0.1}, {"tau_decay": 0.6}):
+        p = sess.set_params(**kw)
+        ref = solver_mod.run_deconvolution_full(y, p.fs, p.tau_rise, p.tau_decay, p.lam,
+                                                baseline="drift")
+        assert np.array_equal(sess.result.activity, ref.activity, equal_nan=True)
+    assert calls == [(2, T)]
