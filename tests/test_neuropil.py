@@ -132,3 +132,45 @@ def test_cli_rejects_a_bad_coefficient(tmp_path, capsys):
     assert cli.main(["extract", "m.npy", "l.npy", "--neuropil", "-1", "-o",
                      str(tmp_path / "o.npz")]) == 2
     assert "must be a number >= 0" in capsys.readouterr().err
+
+
+def test_session_holds_the_neuropil_choice_validated_once():
+    from napari_catune.session import TuningSession, neuropil_traces
+
+    s = TuningSession()
+    seen = []
+    s.neuropil_changed.connect(seen.append)
+    assert s.neuropil is None and s.neuropil_coefficient == 0.7  # off; suite2p's default
+    assert s.set_neuropil(on=True) == 0.7 and seen == [0.7]
+    s.set_neuropil(coefficient=0.4)
+    assert s.neuropil == 0.4 and seen == [0.7, 0.4]
+    for bad in (-0.1, 1.6, float("nan"), "x", [0.5]):
+        with pytest.raises(ValueError, match="coefficient must be a number from 0 to 1.5"):
+            s.set_neuropil(coefficient=bad)
+    assert s.neuropil == 0.4 and seen == [0.7, 0.4]  # a refused value keeps the choice
+    s.set_neuropil(on=False)
+    s.set_neuropil(coefficient=0.9)  # chosen while off: no traces change
+    assert s.neuropil is None and s.neuropil_coefficient == 0.9 and seen == [0.7, 0.4, None]
+    s.set_neuropil(on=True, coefficient=0.0)  # 0: F itself, still "corrected"
+    assert s.neuropil == 0.0 and seen[-1] == 0.0
+    F, fneu = np.array([[3.0, 4.0]]), np.array([[1.0, 2.0]])
+    np.testing.assert_array_equal(neuropil_traces(F, fneu, 0.5), [[2.5, 3.0]])
+
+
+def test_iter_neuropil_yields_progress_and_returns_extract_neuropils_answer():
+    from napari_catune.neuropil import iter_neuropil
+
+    rng = np.random.default_rng(4)
+    lab = _labels()
+    movie = rng.normal(0, 1, (30,) + lab.shape)
+    steps = iter_neuropil(movie, lab, chunk_frames=7)
+    seen = []
+    while True:
+        try:
+            seen.append(next(steps))
+        except StopIteration as done:
+            fneu, ids, npix = done.value
+            break
+    assert seen == [(7, 30), (14, 30), (21, 30), (28, 30), (30, 30)]
+    ref, _, _ = extract_neuropil(movie, lab)
+    np.testing.assert_array_equal(fneu, ref)

@@ -26,8 +26,8 @@ import math
 
 import numpy as np
 
-__all__ = ["neuropil_masks", "extract_neuropil", "neuropil_note", "INNER_RADIUS",
-           "MIN_PIXELS", "COEFFICIENT"]
+__all__ = ["neuropil_masks", "extract_neuropil", "iter_neuropil", "neuropil_note",
+           "INNER_RADIUS", "MIN_PIXELS", "COEFFICIENT"]
 
 #: suite2p's defaults (parameters.py: inner_neuropil_radius, min_neuropil_pixels,
 #: neuropil_coefficient); the rectangle grows 5 pixels a side a step, 100 steps at most
@@ -117,6 +117,20 @@ def extract_neuropil(movie, labels, ids=None, *, inner_radius: int = INNER_RADIU
     The ROI means themselves are :func:`napari_catune.traces.extract_traces`;
     corrected traces are ``F - coefficient * Fneu``.
     """
+    steps = iter_neuropil(movie, labels, ids, inner_radius=inner_radius,
+                          min_pixels=min_pixels, chunk_frames=chunk_frames)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def iter_neuropil(movie, labels, ids=None, *, inner_radius: int = INNER_RADIUS,
+                  min_pixels: int = MIN_PIXELS, chunk_frames: int | None = None):
+    """:func:`extract_neuropil` as a generator: yields ``(frames_read, T)`` after
+    each chunk of frames (a worker's progress, and where it can stop) and
+    returns ``(Fneu, ids, npix)``."""
     from scipy import sparse
 
     from .traces import _frames_per_chunk
@@ -144,6 +158,7 @@ def extract_neuropil(movie, labels, ids=None, *, inner_radius: int = INNER_RADIU
         t1 = min(T, t0 + chunk_frames)
         block = np.asarray(movie[t0:t1], dtype=np.float64).reshape(t1 - t0, Y * X)
         out[:, t0:t1] = mat @ block.T
+        yield t1, T
     return out, ids, npix
 
 

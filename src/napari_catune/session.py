@@ -45,11 +45,33 @@ __all__ = [
     "SolveRequest",
     "LiveResult", "BatchResult", "TuningSession", "LiveSolver", "build_source",
     "apply_job", "estimate_job", "event_rate", "slider_range", "lam_slider_range",
-    "at_data_rate", "failure_text",
+    "at_data_rate", "failure_text", "NEUROPIL_RANGE", "check_neuropil", "neuropil_traces",
 ]
 
 #: most ROIs shown (and solved live) at once
 MAX_ROIS = 20
+
+#: the neuropil coefficients the tuner takes (suite2p's default 0.7; 0: F itself)
+NEUROPIL_RANGE = (0.0, 1.5)
+
+
+def check_neuropil(coefficient) -> float:
+    """``coefficient`` as a float in :data:`NEUROPIL_RANGE`, else ValueError."""
+    try:
+        c = float(coefficient)
+    except (TypeError, ValueError):
+        c = math.nan
+    lo, hi = NEUROPIL_RANGE
+    if not (math.isfinite(c) and lo <= c <= hi):
+        raise ValueError(f"the neuropil coefficient must be a number from {lo:g} to {hi:g} "
+                         f"(suite2p's default is 0.7), got {coefficient!r}")
+    return c
+
+
+def neuropil_traces(F: np.ndarray, fneu: np.ndarray, coefficient: float) -> np.ndarray:
+    """``F - coefficient * Fneu`` in float64, as ``napari-catune extract --neuropil``."""
+    return np.asarray(F, dtype=np.float64) - float(coefficient) * np.asarray(
+        fneu, dtype=np.float64)
 #: the tuner starts with the baseline model that wins on real recordings
 DEFAULT_PARAMS = dict(tau_rise=0.05, tau_decay=0.5, fs=30.0, lam=0.05,
                       baseline=RECOMMENDED_BASELINE)
@@ -169,6 +191,12 @@ class TraceSource:
     #: irregular times (None: ``t0 + k / fs``); see ``napari_catune._timebase``
     t0: float = 0.0
     timestamps: np.ndarray | None = None
+    #: a movie's ROI means ``F`` and neuropil means ``fneu`` (n, T) when read, and
+    #: the coefficient ``traces`` were corrected with (``F - neuropil * fneu``;
+    #: None: ``traces`` are ``F``); another coefficient needs no movie read
+    F: np.ndarray | None = field(default=None, repr=False)
+    fneu: np.ndarray | None = field(default=None, repr=False)
+    neuropil: float | None = None
     #: the last rows' leading dark frames read (:meth:`dark_frames`)
     _dark_last: tuple = field(default=(None, None), repr=False)
 
@@ -608,6 +636,8 @@ class TuningSession:
     pinned_changed(LiveResult | None)
     batch_changed(BatchResult | None)
     truth_changed(dict | None)       imported event times (ROI id -> seconds)
+    neuropil_changed(float | None)   the neuropil coefficient a movie's traces
+                                     are corrected with (None: off)
     """
 
     source_changed = Signal(object)
@@ -618,6 +648,7 @@ class TuningSession:
     pinned_changed = Signal(object)
     batch_changed = Signal(object)
     truth_changed = Signal(object)
+    neuropil_changed = Signal(object)
 
     HISTORY = 100
 
@@ -639,6 +670,9 @@ class TuningSession:
         self._last_push = -math.inf
         #: the front end's store (e.g. traces already extracted per layer pair)
         self.cache: dict = {}
+        # neuropil correction of traces read from a movie (see set_neuropil)
+        self._neuropil_on = False
+        self._neuropil_coef = 0.7
         #: how requests are run: ``submit(request)``; the default solves at once
         self.submit = self._run_now
 
@@ -703,6 +737,33 @@ class TuningSession:
     @property
     def can_redo(self) -> bool:
         return bool(self._redo)
+
+    # ----------------------------------------------------------- neuropil
+    @property
+    def neuropil(self) -> float | None:
+        """The coefficient a movie's traces are corrected with (``F - c*Fneu``,
+        suite2p's surround masks), or None when the correction is off.  Traces
+        that come without a movie (a suite2p folder: already ``F - 0.7*Fneu``)
+        are never corrected again."""
+        return self._neuropil_coef if self._neuropil_on else None
+
+    @property
+    def neuropil_coefficient(self) -> float:
+        """The coefficient chosen, also while the correction is off."""
+        return self._neuropil_coef
+
+    def set_neuropil(self, on: bool | None = None, coefficient=None) -> float | None:
+        """Turn the correction on or off and/or choose its coefficient (validated
+        by :func:`check_neuropil`: ValueError keeps the current choice).  Emits
+        ``neuropil_changed`` when :attr:`neuropil` changes; returns it."""
+        c = self._neuropil_coef if coefficient is None else check_neuropil(coefficient)
+        was = self.neuropil
+        self._neuropil_coef = c
+        if on is not None:
+            self._neuropil_on = bool(on)
+        if self.neuropil != was:
+            self.neuropil_changed.emit(self.neuropil)
+        return self.neuropil
 
     # ------------------------------------------------------------- source
     def set_source(self, src: TraceSource | None) -> None:

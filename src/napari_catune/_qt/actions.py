@@ -14,7 +14,7 @@ from .. import _overwrite
 from .. import kernel as _kernel
 from .. import params as _params
 from .. import session as _ses
-from .applyall import ApplyAll
+from .applyall import ApplyAll, input_traces
 from .jobs import worker as _worker
 
 _ESTIMATE = "estimate"
@@ -67,6 +67,9 @@ class Actions(ApplyAll):
             meta = {"num_cells": src.n_rois, "num_timepoints": src.n_frames,
                     "source_filename": str(src.origin[1].metadata.get("catune", {}).get(
                         "source", src.name)) if src.origin else src.name}
+            said = input_traces(src)  # what the traces were, as estimate -o records it
+            if said:
+                meta["input_traces"] = said
         try:
             # never over the recording, its sidecar or a file a layer came from
             _overwrite.check_single_file(path, *self._inputs())

@@ -16,14 +16,17 @@ _APPLY = "apply"
 def input_traces(src) -> str | None:
     """What the traces of ``src`` (a TraceSource; ``origin`` = (movie layer or
     None, Labels layer)) are, as the results files record it (``input_traces``):
-    the movie's ROI means, else what the reader recorded (suite2p
+    the movie's ROI means (neuropil-corrected: ``F - c*Fneu`` as
+    ``extract --neuropil`` says it), else what the reader recorded (suite2p
     "F - 0.7*Fneu", CaImAn "C", an NWB series, extract's traces), else None."""
+    from ..neuropil import neuropil_note
     from ..traces import ROI_MEAN_TRACES
 
     origin = src.origin if isinstance(src.origin, tuple) and len(src.origin) == 2 else (None,) * 2
     image, labels = origin
     if image is not None:
-        return ROI_MEAN_TRACES
+        c = getattr(src, "neuropil", None)
+        return ROI_MEAN_TRACES if c is None else neuropil_note(c)
     meta = getattr(labels, "metadata", None)
     cat = meta.get("catune") if isinstance(meta, dict) else None
     if not isinstance(cat, dict):

@@ -14,6 +14,9 @@ class _Line(QWidget):
         self.text = text
         self.t0 = time.monotonic()
         self.label = QLabel(text)
+        # wrapped, never wider than the dock: a job line with a long layer name
+        # would raise the dock's minimum width (which Qt keeps after the line goes)
+        self.label.setWordWrap(True)
         self.bar = QProgressBar()
         self.bar.setMaximumHeight(14)
         self.bar.setRange(0, max(0, int(total)))

@@ -153,6 +153,7 @@ def lay_out(t) -> None:
     split.setSizes([290, 610])
     t.splitter = split
     picker = t.picker.box.native
+    picker.layout().addWidget(t.neuropil_box)  # (stacked under the combos when narrow)
     t.reflows = (Reflow(top, inner=[Reflow(right, wide=_DOWN, narrow=_ACROSS,
                                            narrow_stretch=[3, 2])]),
                  Reflow(bar), Reflow(picker))

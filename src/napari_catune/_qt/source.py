@@ -3,13 +3,14 @@ layer that carries its traces (a trace file's tiles).
 
 The chosen pair's traces are extracted once, in a worker, and cached (in the
 session, so a reopened dock finds them); editing or replacing a layer's data
-drops its cache entry and reads them again.
+drops its cache entry and reads them again.  With neuropil correction on (a
+movie only) the entry of each coefficient is cached; the first one's worker
+also reads the surrounds (Fneu), the next ones reuse F and Fneu.
 """
 
 from __future__ import annotations
 
 import weakref
-import zlib
 
 import numpy as np
 from magicgui.widgets import ComboBox, Container
@@ -19,10 +20,18 @@ from qtpy.QtCore import QObject, QTimer, Signal
 
 from .jobs import worker as _worker
 from .overlays import is_overlay
-from .sourcejob import SourceError, build_job
+from .sourcejob import SourceError, build_job, fingerprint as _fingerprint
 
 NONE = "(none: traces in the Labels layer)"
 _GAP = 4  # background pixels between two trace files' tile grids
+
+
+class _MovieCombo(ComboBox):
+    """The movie combo: its first choice, no movie, is magicgui's null choice, so
+    choosing it emits ``changed`` as any other (a plain ComboBox emits nothing
+    for a None value)."""
+
+    null_string = NONE
 
 
 class SourcePicker(QObject):
@@ -38,9 +47,13 @@ class SourcePicker(QObject):
     changed = Signal()  # the choice changed: the current source is dropped
     edited = Signal(object)  # a hooked layer's data were painted or replaced
     status = Signal(str)
+    cancelled = Signal(object)  # the key of a build whose neuropil read was cancelled
 
-    def __init__(self, viewer, cache: dict, jobs, fs_default):
+    def __init__(self, viewer, cache: dict, jobs, fs_default, neuropil=lambda: None):
+        """``neuropil``: callable, the coefficient a movie's traces are
+        corrected with, or None (the session's ``neuropil``)."""
         super().__init__()
+        self.neuropil = neuropil
         self.viewer = viewer
         self.cache = cache  # (ids of layers and data) -> TraceSource
         self.jobs = jobs
@@ -50,7 +63,8 @@ class SourcePicker(QObject):
         self._hooked: dict = {}
         self.closed = False
         self._quiet = False  # see _deferred_refresh
-        self.image_combo = ComboBox(label="movie", choices=self._image_choices, name="image")
+        self.image_combo = _MovieCombo(label="movie", choices=self._image_choices, name="image",
+                                       nullable=True)
         self.labels_combo = ComboBox(label="ROIs", choices=self._labels_choices, name="labels")
         self.labels_combo.tooltip = ("The Labels layer whose ROIs are tuned (click an ROI in "
                                      "the viewer to select it)")
@@ -83,14 +97,14 @@ class SourcePicker(QObject):
         return [(l.name, l) for l in self.viewer.layers
                 if isinstance(l, Labels) and not is_overlay(l)]
 
-    def _image_choices(self, widget=None):
-        return [(NONE, None)] + [(l.name, l) for l in self.viewer.layers
-                                 if isinstance(l, Image) and not is_overlay(l) and l.ndim >= 3]
+    def _image_choices(self, widget=None):  # (and first, NONE: the combo's null choice)
+        return [(l.name, l) for l in self.viewer.layers
+                if isinstance(l, Image) and not is_overlay(l) and l.ndim >= 3]
 
     def _default_image(self, labels):
         if labels is None or "traces" in labels.metadata.get("catune", {}):
             return None  # no layers, or the layer carries its traces
-        movies = self._image_choices()[1:]
+        movies = self._image_choices()
         for _, l in movies:
             if tuple(l.data.shape[-2:]) == tuple(labels.data.shape[-2:]):
                 return l
@@ -103,7 +117,14 @@ class SourcePicker(QObject):
 
     def key(self):
         labels, image = self.labels_combo.value, self.image_combo.value
-        return (id(labels), id(labels.data), id(image), id(image.data) if image else None)
+        return (id(labels), id(labels.data), id(image), id(image.data) if image else None,
+                self.neuropil() if image is not None else None)
+
+    def _prior(self, key):
+        """A cached source of the same layers holding F (with Fneu if any has it)."""
+        same = [v for k, v in self.cache.items() if k[:4] == key[:4] and v.F is not None]
+        same.sort(key=lambda v: v.fneu is None)
+        return same[0] if same else None
 
     @property
     def building(self) -> bool:
@@ -172,8 +193,9 @@ class SourcePicker(QObject):
     def _start_build(self, key, image, labels) -> None:
         if key in self.builds:
             return
+        neuropil, prior = key[4], self._prior(key)
         try:
-            work = build_job(image, labels, float(self.fs_default()))
+            work = build_job(image, labels, float(self.fs_default()), neuropil, prior)
         except SourceError as e:
             if self._quiet:
                 self.status.emit(str(e))
@@ -181,6 +203,7 @@ class SourcePicker(QObject):
                 notifications.show_error(str(e))
             return
         what = f"'{image.name}'" if image is not None else f"'{labels.name}'"
+        reads_fneu = neuropil is not None and (prior is None or prior.fneu is None)
         w = _worker(work)
         self.builds[key] = w
         ref = weakref.ref(self)
@@ -206,6 +229,20 @@ class SourcePicker(QObject):
             me.status.emit(f"{src.n_rois} ROIs, {src.n_frames} frames.")
             me.current = src
             me.ready.emit(src)
+
+        def yielded(v):
+            me = ref()
+            if me is not None and not me.closed:
+                me.jobs.update(f"extract {key}", v[0], v[1])
+
+        def aborted():
+            me = ref()
+            if me is None or me.closed:
+                return
+            me.status.emit("Neuropil cancelled: the traces are not corrected (check "
+                           "'neuropil' again to read it).")
+            me.failed.emit("cancelled")
+            me.cancelled.emit(key)
 
         def errored(e):
             me = ref()
@@ -233,7 +270,13 @@ class SourcePicker(QObject):
         w.returned.connect(returned)
         w.errored.connect(errored)
         w.finished.connect(finished)
-        self.jobs.start(f"extract {key}", f"Reading the traces of {what}...")
+        if reads_fneu:  # (a generator worker: it stops between chunks of frames)
+            w.yielded.connect(yielded)
+            w.aborted.connect(aborted)
+            self.jobs.start(f"extract {key}", f"Reading the traces and neuropil of {what}...",
+                            total=1, cancel=lambda *_: w.quit())
+        else:
+            self.jobs.start(f"extract {key}", f"Reading the traces of {what}...")
         w.start()
 
     # ------------------------------------------------------ layer edits
@@ -332,16 +375,6 @@ class SourcePicker(QObject):
                 w.quit()
             except Exception:  # noqa: BLE001 - already finished
                 pass
-
-
-def _fingerprint(data):
-    """Shape, type and CRC of a ROI array (a plane: the traces are read from all
-    of it anyway, also when it is lazy, e.g. zarr)."""
-    try:
-        arr = np.ascontiguousarray(np.asarray(data))
-    except Exception:  # noqa: BLE001 - unreadable now: no fingerprint, no verdict
-        return None
-    return arr.shape, arr.dtype.str, zlib.crc32(arr)
 
 
 def _tiles(layer) -> bool:

@@ -69,6 +69,17 @@ class SourceHooks:
             self.select_most_active(1)
         self.actions.source_ready(src)
 
+    def _movie_chosen(self) -> None:
+        self.neuropil_box.set_movie(self.picker.image_combo.value is not None)
+
+    def _neuropil_changed(self, coefficient) -> None:
+        """Another neuropil choice: the movie's traces anew (from the cached F and
+        Fneu when read before, in a worker); the selection is solved again."""
+        self.neuropil_box.sync()
+        if self.picker.image_combo.value is not None and \
+                self.picker.labels_combo.value is not None:
+            self.picker.refresh()
+
     def _take_fs(self, src, loaded=None) -> None:
         """The source's sampling rate.  One read from a movie file (a TIFF's metadata)
         replaces only a rate nobody chose: the default, or one taken from a file.

@@ -1,14 +1,19 @@
 """The job that reads a movie and Labels pair's traces (or a trace file's tiles)
 into a :class:`~napari_catune.sources.TraceSource`: the layers are checked on
-the GUI thread (cheap), the reading runs in a worker."""
+the GUI thread (cheap), the reading runs in a worker.  With a neuropil
+coefficient the same worker reads each ROI's surround (``Fneu``, suite2p's
+masks) and tunes ``F - c*Fneu``; ``F`` and ``Fneu`` read before (``prior``,
+the same layers' cached source) are reused, so another coefficient reads no
+movie."""
 
 from __future__ import annotations
 
 import os
+import zlib
 
 import numpy as np
 
-from ..session import build_source
+from ..session import build_source, neuropil_traces
 from .overlays import label_index
 
 
@@ -39,8 +44,14 @@ def movie_file(image) -> str | None:
     return None
 
 
-def build_job(image, labels, fs_default: float):
-    """Check the layers here (cheap); return the function a worker runs."""
+def build_job(image, labels, fs_default: float, neuropil: float | None = None, prior=None):
+    """Check the layers here (cheap); return the generator function a worker
+    runs: it yields ``(done, total)`` while it reads the neuropil (where it
+    can be cancelled) and returns ``(TraceSource, missing ids)``.
+
+    ``neuropil``: the coefficient (movie only; None: the ROI means as they
+    are); ``prior``: a source of the same layers holding ``F`` (and maybe
+    ``fneu``) to reuse."""
     from .. import traces as _traces
 
     meta = labels.metadata.get("catune", {}) if isinstance(labels.metadata, dict) else {}
@@ -68,7 +79,13 @@ def build_job(image, labels, fs_default: float):
     clock = ({"t0": meta.get("t0") or 0.0, "timestamps": meta.get("timestamps")}
              if image is None else {})
 
+    if image is None:
+        neuropil = prior = None  # traces carried by the layer: never corrected again
+    if prior is not None and prior.F is None:
+        prior = None
+
     def work():
+        from ..neuropil import iter_neuropil
         from ..sources import tiff_fs
 
         missing = []
@@ -77,19 +94,43 @@ def build_job(image, labels, fs_default: float):
             fs = tiff_fs(tiff)
             origin = f"the TIFF metadata of {os.path.basename(tiff)}" if fs else None
         index = label_index(lab)
+        extra = dict(clock)
         if image is None:
             tr_ = np.asarray(tr, dtype=np.float64)
             ids_ = np.arange(1, tr_.shape[0] + 1) if ids is None else np.asarray(ids)
             if tr_.ndim == 2 and ids_.size == tr_.shape[0]:
                 missing = ids_[~np.isin(ids_, index[0])].tolist()
         else:
-            tr_, ids_ = _traces.extract_traces(movie, lab)
+            if prior is not None:
+                tr_, ids_ = prior.F, prior.roi_ids
+            else:
+                tr_, ids_ = _traces.extract_traces(movie, lab)
+            fneu = prior.fneu if prior is not None else None
+            if neuropil is not None and fneu is None:
+                try:
+                    fneu, _, _ = yield from iter_neuropil(movie, lab, ids_)
+                except ValueError as e:
+                    raise SourceError(f"Cannot subtract neuropil for '{labels.name}': {e}. "
+                                      "Uncheck 'neuropil' in the CaTune tuner.") from None
+            extra.update(F=tr_, fneu=fneu, neuropil=neuropil)
+            if neuropil is not None:
+                tr_ = neuropil_traces(tr_, fneu, neuropil)
         try:
             src = build_source(tr_, ids_, fs, fs_default=fs_default, name=name,
                                unit=meta.get("unit"), origin=(image, labels), fs_origin=origin,
-                               label_index=index, ground_truth=_truth(meta, ids_), **clock)
+                               label_index=index, ground_truth=_truth(meta, ids_), **extra)
         except ValueError as e:
             raise SourceError(f"Cannot tune '{labels.name}': {e}") from None
         return src, missing
 
     return work
+
+
+def fingerprint(data):
+    """Shape, type and CRC of a ROI array (a plane: the traces are read from all
+    of it anyway, also when it is lazy, e.g. zarr)."""
+    try:
+        arr = np.ascontiguousarray(np.asarray(data))
+    except Exception:  # noqa: BLE001 - unreadable now: no fingerprint, no verdict
+        return None
+    return arr.shape, arr.dtype.str, zlib.crc32(arr)

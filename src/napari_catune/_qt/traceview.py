@@ -27,12 +27,14 @@ DEFAULT_WINDOW_S = 45.0
 def trace_name(src) -> str:
     """What the traces of ``src`` (a TraceSource; ``origin`` = (movie layer or
     None, Labels layer)) are, for the row headers: the mean of the movie in each
-    ROI, else what the reader recorded in the layer metadata's ``kind`` (suite2p
-    "F - 0.7*Fneu", CaImAn "C", an NWB series), else the guessed unit."""
+    ROI (less c times its neuropil when corrected), else what the reader
+    recorded in the layer metadata's ``kind`` (suite2p "F - 0.7*Fneu", CaImAn
+    "C", an NWB series), else the guessed unit."""
     origin = src.origin if isinstance(src.origin, tuple) and len(src.origin) == 2 else (None,) * 2
     image, labels = origin
     if image is not None:
-        return "mean F in ROI"
+        c = getattr(src, "neuropil", None)
+        return "mean F in ROI" if c is None else f"F - {c:g}·Fneu"
     meta = getattr(labels, "metadata", None)
     cat = meta.get("catune") if isinstance(meta, dict) else None
     kind = str(cat.get("kind") or "") if isinstance(cat, dict) else ""

@@ -26,6 +26,7 @@ from .jobs import JobBar
 from .kernelplot import KernelPlot
 from .plotsync import PlotsFollow
 from .layout import lay_out
+from .neuropilbox import NeuropilBox
 from .overlays import Overlays
 from .roilist import RoiList
 from . import settings as _settings
@@ -80,7 +81,9 @@ class CaTuneTuner(SourceHooks, ViewerHooks, QWidget):
         self.last_solve_seconds = float("nan")
 
         self.jobs = JobBar()
-        self.picker = SourcePicker(napari_viewer, s.cache, self.jobs, lambda: s.params.fs)
+        self.picker = SourcePicker(napari_viewer, s.cache, self.jobs, lambda: s.params.fs,
+                                   lambda: s.neuropil)
+        self.neuropil_box = NeuropilBox(s)
         self.controls = ParamControls(s, readouts_later=True)
         self.kernel = KernelPlot()
         self.spectrum = SpectrumPlot()
@@ -132,11 +135,13 @@ class CaTuneTuner(SourceHooks, ViewerHooks, QWidget):
             (s.source_changed, self._source_changed), (s.selection_changed, self._show_selection),
             (s.params_changed, self._params_changed), (s.result_changed, self._result),
             (s.failed, notifications.show_error), (s.pinned_changed, self.traces.set_pinned),
-            (s.truth_changed, self._truth_changed)]
+            (s.truth_changed, self._truth_changed), (s.neuropil_changed, self._neuropil_changed)]
         for sig, slot in self._session_slots:
             sig.connect(slot)
         self.picker.ready.connect(self._source_ready)
         self.picker.changed.connect(self._source_dropped)
+        self.picker.changed.connect(self._movie_chosen)
+        self.picker.cancelled.connect(lambda _: s.set_neuropil(on=False))
         self.picker.status.connect(self.status.setText)
         self.picker.failed.connect(lambda _: self.actions._drop_pending(
             "the traces could not be read."))
@@ -155,6 +160,7 @@ class CaTuneTuner(SourceHooks, ViewerHooks, QWidget):
         self.kernel.set_kernel(s.params.tau_rise, s.params.tau_decay, s.params.fs)
         self.spectrum.set_band(s.params.tau_rise, s.params.tau_decay, s.params.fs,
                                s.params.filter_enabled)
+        self._movie_chosen()
         self.picker.refresh()
 
     def _remember(self, key):
