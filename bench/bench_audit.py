@@ -276,19 +276,10 @@ class Model:
 
 def center(y, mode):
     """A level c to take from y (and the baseline): the objective is
-    unchanged for a fitted baseline, the arithmetic better conditioned.
-    "drift": plus the model's line, fixed from the trace before the solve
-    (baseline.drift_trend: the random walk is about it), so the plain random
-    walk of Model is the model on y - c."""
+    unchanged for a fitted baseline, the arithmetic better conditioned."""
     if mode == "none":
         return 0.0
-    level = float(0.5 * y.min() + 0.5 * y.max())
-    if mode == "drift":
-        from napari_catune.baseline import drift_trend
-
-        y2 = np.asarray(y, dtype=np.float64).reshape(1, -1)
-        return level + drift_trend(y2)[0]
-    return level
+    return float(0.5 * y.min() + 0.5 * y.max())
 
 
 def data_range(y, mode):
@@ -595,7 +586,7 @@ def judge(p, params, res, dense_max, cold_max, row_y):
             # b rounded as b + level is (a level of 6e5 with mu 5e8 puts the
             # exact optimum, so rounded, 1e-8 above P* on 35 frames)
             floor = 0.0
-            if np.any(cl != 0.0):
+            if cl != 0.0:
                 floor = max((m.objective(yc, sr, (br + cl) - cl) - Pr) / den, 0.0)
             rec.update(ref_ok=ok, ref_outer=outer, P_ref=Pr, gap_floor=floor,
                        gap=(P - Pr) / den,

@@ -170,15 +170,7 @@ def warm_moves(args):
             ts.append(clock() - t0)
         t_oasis = min(ts) * 1e3
         for mode in args.warm_modes:
-            kw = {}
-            if mode == "drift":
-                # the drift line's slope depends on the trace alone: computed
-                # once, with the first (cold) solve, and passed on every move,
-                # as the tuner's session does for its selection
-                from napari_catune.baseline import drift_slope
-
-                kw["drift_slope"] = drift_slope(np.asarray(y, dtype=np.float64)[None])
-            base = nc.run_deconvolution_full(y, fs, tr, td, lam, baseline=mode, **kw)
+            base = nc.run_deconvolution_full(y, fs, tr, td, lam, baseline=mode)
             cells, meds, maxs, steps, pooled = [], [], [], 0, []
             probes, fmas = [], []
 
@@ -198,7 +190,7 @@ def warm_moves(args):
                     for _ in range(args.warm_repeats):
                         t0 = clock()
                         r = nc.run_deconvolution_full(y, p["fs"], p["tr"], p["td"], p["lam"],
-                                                      baseline=mode, init=base.activity, **kw)
+                                                      baseline=mode, init=base.activity)
                         times.append(clock() - t0)
                 pooled += times
                 probe()

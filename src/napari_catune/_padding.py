@@ -97,8 +97,8 @@ def solve_padded(y: np.ndarray, lengths: np.ndarray, solve, *, per_sample: bool,
                  init=None):
     """Solve the rows of ``y`` (2-D) each on its first ``lengths[i]`` samples.
 
-    ``solve(rows_y, init, rows)`` solves finite rows of one length (2-D, or a
-    1-D row; ``rows`` their indices in ``y``) and returns ``(activity, baseline, fit, iterations, converged)``.
+    ``solve(rows_y, init)`` solves finite rows of one length (2-D, or a 1-D
+    row) and returns ``(activity, baseline, fit, iterations, converged)``.
     Rows of one length are solved together, at most :data:`GROUP_SAMPLES`
     values at a time (``y[i, :L]`` of a lone row is a view; a group of rows is
     copied, so a copy never exceeds that bound); the outputs are NaN after
@@ -125,7 +125,7 @@ def solve_padded(y: np.ndarray, lengths: np.ndarray, solve, *, per_sample: bool,
             sub = y[rows, :L]
             sub_init = None if init is None else init[rows, :L]
             idx = rows
-        act, base, ft, it, cv = solve(sub, sub_init, rows)
+        act, base, ft, it, cv = solve(sub, sub_init)
         s[idx, :L] = np.reshape(act, (-1, L))
         fit[idx, :L] = np.reshape(ft, (-1, L))
         if per_sample:

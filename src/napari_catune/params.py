@@ -88,25 +88,7 @@ _OBJECTIVE = "min_{s>=0, b} (1/2)||y - K*s - b||_2^2 + lambda*G*||s||_1, G = sum
 _OBJECTIVE_NO_BASELINE = "min_{s>=0} (1/2)||y - K*s||_2^2 + lambda*G*||s||_1, G = sum(K)"
 _OBJECTIVE_DRIFT = (
     "min_{s>=0, b_1..b_T} (1/2)||y - K*s - b||_2^2 + lambda*G*||s||_1 "
-    "+ (mu/2)*sum_{t=2..T} (b_t - b_{t-1} - c)^2, G = sum(K), mu = (drift_scale*fs)^2, "
-    "c = the trace's drift line slope (drift_line; fixed before the solve, per trace)"
-)
-# how c is computed (baseline.drift_slope), every step, so that it can be
-# reproduced from the file alone
-_DRIFT_LINE = (
-    "per trace y (its finite part for a row ending in NaN padding; the band-passed "
-    "trace with filter_enabled), T samples: c = 0 if L = floor(T/32) < 8; else the "
-    "middle 32*L samples (from floor((T - 32*L)/2)) cut into 32 blocks of L, and per "
-    "block k (k = 0..31) the quantiles q05_k, q20_k, q50_k at 0.05, 0.2, 0.5 (linear "
-    "interpolation, numpy's default); c0 = median over k<j of (q20_j - q20_k)/((j-k)*L) "
-    "(Theil-Sen); a = [median over k<j of (d_j - d_k)/((j-k)*L)] / c0 with "
-    "d = q50 - q05 (the blocks' spread: a bleach moves the quantiles together, a "
-    "change of activity moves the spread with them; a = 0 when c0 = 0); "
-    "r_k = q20_k - c0*k*L minus its median, MAD = 1.4826*median|r|, rho = lag-1 "
-    "autocorrelation of r (about its mean) clipped to [0, 0.9], "
-    "z = |c0|*32*L / (MAD*sqrt(12*(1+rho)/(32*(1-rho)))) (inf when MAD = 0); "
-    "c = c0 * clip((z-2.5)/2, 0, 1) * clip((0.5-a)/0.25, 0, 1). "
-    "The baseline is b_t = c*(t - (T-1)/2) + w_t, w the random walk"
+    "+ (mu/2)*sum_t (b_t - b_{t-1})^2, G = sum(K), mu = (drift_scale*fs)^2"
 )
 FORMULATION = {
     "model": (
@@ -283,7 +265,6 @@ def _formulation(params: TuningParams) -> dict:
         )
         # null: the solver's default time scale (it follows tau_decay)
         form["drift_scale_s"] = scale
-        form["drift_line"] = _DRIFT_LINE
     if params.filter_enabled:
         form["objective"] += "; y is the band-passed trace (CaTune bandpass, filter_enabled)"
     return form

@@ -35,7 +35,7 @@ from psygnal import Signal
 from . import solver as _solver
 from ._padding import BAD, bandpass_finite_parts, ends_padded, on_finite_parts, row_lengths
 from .baseline import BASELINE_MODES  # noqa: F401 - the menu's modes, re-exported
-from .baseline import baseline_mode, drift_slope
+from .baseline import baseline_mode
 from .estimate import RECOMMENDED_BASELINE
 from .kernel import bandpass_filter, bandpass_gain
 from .params import TuningParams, fs_matches
@@ -508,14 +508,6 @@ def _rows_of_one(rows: list) -> np.ndarray | None:
     return base
 
 
-def _line_slope(line: list, y: np.ndarray):
-    # the drift line's slopes of the raw traces y, once per selection (what the
-    # solver would compute; a row with NaN padding: its finite part's)
-    if line[0] is None:
-        line[0] = drift_slope(_solver.prepare_traces(y, check_finite=False))
-    return line[0]
-
-
 @dataclass(eq=False)
 class SolveRequest:
     """One live solve: built by :meth:`TuningSession.request`, run anywhere
@@ -539,11 +531,6 @@ class SolveRequest:
     cpu: float = float("nan")
     #: where the results go (None: fresh arrays)
     buffers: BufferPool | None = None
-    #: the selection's "drift" line slopes, computed by the first drift solve
-    #: of the raw traces and kept for the next ones (they depend on the traces
-    #: alone: baseline.drift_slope): a one-item list shared by the selection's
-    #: requests (None: not kept)
-    line: list | None = None
 
     def small_step_from(self, result) -> bool:
         """Whether this is a slider step from ``result`` (same ROIs and model, every
@@ -575,8 +562,6 @@ class SolveRequest:
                 y = self.filtered
             kw = p.solver_kwargs()  # the baseline model and its drift scale, as Apply to all
             kw.update(baseline=str(p.baseline), filter_enabled=False)  # filtered above
-            if self.line is not None and not p.filter_enabled and baseline_mode(p.baseline) == "drift":
-                kw["drift_slope"] = _line_slope(self.line, y)
             pool = self.buffers
             if pool is not None and y.ndim == 2 and y.dtype == np.float64:
                 n, T = y.shape
@@ -865,7 +850,7 @@ class TuningSession:
         if sel is None or sel["ids"] != ids or sel["source"] is not src:
             rows = [src.row[i] for i in ids]
             raw = src.traces[rows]
-            sel = self._sel = {"ids": ids, "source": src, "raw": raw, "line": [None],
+            sel = self._sel = {"ids": ids, "source": src, "raw": raw,
                                "filtered": None, "key": None, "spectra": BandpassCache(raw)}
         key = (p.tau_rise, p.tau_decay, p.fs)
         filtered = sel["filtered"] if p.filter_enabled and sel["key"] == key else None
@@ -884,7 +869,7 @@ class TuningSession:
                 init = np.stack(rows, out=self._buffers.take(sel["raw"].shape))
         self._gen += 1
         return SolveRequest(self._gen, ids, src, p, sel["raw"], filtered, init,
-                            spectra=sel["spectra"], buffers=self._buffers, line=sel["line"])
+                            spectra=sel["spectra"], buffers=self._buffers)
 
     def accept(self, req: SolveRequest) -> bool:
         """Take a finished request: keep its warm starts, and show it when it is

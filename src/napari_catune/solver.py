@@ -15,8 +15,7 @@ Objective (DESIGN.md), per trace, over s >= 0 and a scalar baseline b::
 "scalar" (the objective above; True), "none" (b = 0; False), "rolling"
 (CaTune's rolling 0.2-quantile baseline subtracted first, as the CaTune web
 app and ``calab`` 0.3 do) and "drift" (a per-sample b_t fitted jointly,
-with ``(mu/2) sum (b_t - b_{t-1} - c)^2`` added, ``mu = (drift_scale fs)^2``,
-c the trace's robust slope: :func:`napari_catune.baseline.drift_slope`).
+with ``(mu/2) sum (b_t - b_{t-1})^2`` added, ``mu = (drift_scale fs)^2``).
 
 K s is computed exactly in O(T) by the AR(2) recursion (the kernel is the
 AR(2) impulse response delayed by one sample and scaled).  Two methods reach
@@ -51,8 +50,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .baseline import add_trend, baseline_mode, drift_mu, rolling_baseline
-from .baseline import drift_slope as _drift_slope  # (the functions below take drift_slope=)
+from .baseline import baseline_mode, drift_mu, rolling_baseline
 from .kernel import (
     _ar2_coefficients,
     ar2_root_gap,
@@ -732,7 +730,6 @@ def run_deconvolution_full(
     method: str = "auto",
     init=None,
     out=None,
-    drift_slope=None,
 ) -> DeconvolutionResult:
     """Deconvolve one trace ``(T,)`` or many ``(n_cells, T)``; full result.
 
@@ -761,9 +758,7 @@ def run_deconvolution_full(
         (:func:`~napari_catune.baseline.rolling_baseline`), then fit with
         b = 0 (calab skips its baseline update after that subtraction).
         "drift": a per-sample b_t fitted jointly with the spikes, with
-        ``(mu/2) sum_t (b_t - b_{t-1} - c)^2`` added to the objective, c
-        the trace's robust slope (:func:`~napari_catune.baseline.drift_slope`):
-        a random walk about a line, so a bleach is followed.
+        ``(mu/2) sum_t (b_t - b_{t-1})^2`` added to the objective.
     drift_scale : "drift" only: the time scale in seconds below which the
         baseline cannot follow the trace; ``mu = (drift_scale * fs)^2``
         (sqrt(mu) samples is the smoother's length scale).  Default
@@ -778,20 +773,12 @@ def run_deconvolution_full(
         (n, T), (n, T) for "drift" else (n, 1), and (n, T) for 2-D NumPy
         traces: the result is written into them (reused memory costs no page
         faults; the tuner's slider path).  Must not overlap ``init``.
-    drift_slope : "drift" only: the line's slope per trace, float (n_cells,)
-        or a float for one trace, exactly
-        :func:`~napari_catune.baseline.drift_slope` of the traces solved
-        (after the bandpass with ``filter_enabled``); it depends on the
-        traces alone, so a caller re-solving the same traces with other
-        parameters (the tuner's slider) computes it once.  Default: computed
-        here.  Ignored for rows with NaN padding (each computes its own).
     """
     if _is_dask(traces):
         from ._dask import deconvolve_dask
 
-        if out is not None or drift_slope is not None:
-            raise ValueError("out and drift_slope are for NumPy traces only; "
-                             "pass neither with Dask traces")
+        if out is not None:
+            raise ValueError("out is for NumPy traces only; pass out=None with Dask traces")
         return deconvolve_dask(
             traces, fs, tau_r, tau_d, lam, full=True, max_iters=max_iters,
             baseline=baseline, drift_scale=drift_scale, filter_enabled=filter_enabled,
@@ -826,16 +813,12 @@ def run_deconvolution_full(
                 f"init must have the traces' shape {y.shape}, got {init.shape}"
             )
 
-    if drift_slope is not None:
-        drift_slope = _slopes_checked(drift_slope, y.shape[0]) if mode == "drift" else None
-
     def padded():
         # rows ending in NaN padding: each solved on its finite part, NaN
         # after (see _padding); any other NaN or Inf is refused by name
         return _run_padded(y, init, out, one_d, fs, tau_r, tau_d, lam, max_iters, mode,
                            dict(baseline=baseline, drift_scale=drift_scale,
-                                filter_enabled=filter_enabled, tol=tol, method=method),
-                           drift_slope)
+                                filter_enabled=filter_enabled, tol=tol, method=method))
 
     if not exact_only and not _rows_finite(y):
         return padded()
@@ -880,18 +863,8 @@ def run_deconvolution_full(
             return padded()
         level = _offsets(y, lo, hi) if mode in ("scalar", "drift") else None
         y_finite = True
-    trend = None
-    if mode == "drift":
-        # the random walk is about the trace's line (baseline.drift_slope)
-        slope = _drift_slope(y) if drift_slope is None else drift_slope
-        if slope.any():  # (no line: nothing to take off and add back)
-            trend = slope
     if level is not None:
         y = y - level  # exact (see _offsets); a copy, never the caller's array
-    elif trend is not None:
-        y = y.copy()  # (never the caller's array)
-    if trend is not None:
-        add_trend(y, trend, -1.0)  # in place: no array of the line
     s, b, iters, conv, fit = _solve_rows(
         y, m, mode=_MODE_CODES[mode], mu=mu, method=method, tol=float(tol),
         max_iters=max_iters, init=init, out=out, y_finite=y_finite,
@@ -904,9 +877,6 @@ def run_deconvolution_full(
         polish_rows(y, s, b, iters, conv, fit, m, _MODE_CODES[mode], mu, max_iters, KKT_TOL)
     if fit is None:
         fit = _reconvolve(s, m) + b
-    if trend is not None:
-        add_trend(b, trend)
-        add_trend(fit, trend)
     if level is not None:
         b += level
         fit += level
@@ -922,17 +892,7 @@ def run_deconvolution_full(
     return DeconvolutionResult(s, b, fit, iters, conv)
 
 
-def _slopes_checked(slope, n: int) -> np.ndarray:
-    # drift_slope=: one finite float64 per trace
-    c = np.asarray(slope, dtype=np.float64).reshape(-1)
-    if c.shape != (n,) or not np.isfinite(c).all():
-        raise ValueError(
-            f"drift_slope must be {n} finite numbers (one per trace), got "
-            f"shape {c.shape}; pass drift_slope=None to compute it")
-    return c
-
-
-def _run_padded(y, init, out, one_d, fs, tau_r, tau_d, lam, max_iters, mode, kw, slope=None):
+def _run_padded(y, init, out, one_d, fs, tau_r, tau_d, lam, max_iters, mode, kw):
     """:func:`run_deconvolution_full` of ``y`` (2-D float64, some rows not
     finite): rows ending in NaN padding are solved on their finite part
     (:func:`napari_catune._padding.solve_padded`), their outputs NaN after
@@ -944,11 +904,9 @@ def _run_padded(y, init, out, one_d, fs, tau_r, tau_d, lam, max_iters, mode, kw,
     if init is not None:
         _check_init_finite(np.where(np.isnan(y), 0.0, init))
 
-    def solve(sub, sub_init, rows):
-        # (drift_slope=: the rows' own, each of its finite part)
-        c = None if slope is None else slope[rows]
+    def solve(sub, sub_init):
         return tuple(run_deconvolution_full(sub, fs, tau_r, tau_d, lam, max_iters,
-                                            init=sub_init, drift_slope=c, **kw))
+                                            init=sub_init, **kw))
 
     s, b, fit, iters, conv = _padding.solve_padded(
         y, lengths, solve, per_sample=mode in ("drift", "rolling"), init=init)
@@ -1027,7 +985,7 @@ def _kkt_rows(y, s, b, m: _Model, mode: int, mu: float) -> np.ndarray:
 
 
 def kkt_violation(traces, activity, baseline, fs, tau_r, tau_d, lam, *,
-                  mode="scalar", drift_scale=None, drift_slope=None) -> np.ndarray:
+                  mode="scalar", drift_scale=None) -> np.ndarray:
     """Relative violation of the optimality (KKT) conditions, per trace.
 
     For a result of ``run_deconvolution_full(..., baseline=mode)``: with
@@ -1044,9 +1002,6 @@ def kkt_violation(traces, activity, baseline, fs, tau_r, tau_d, lam, *,
     includes 0.  A trace far from 0 relative to its range is checked as the
     solver solves it, about its middle (:func:`_offsets`).  The solver
     reports ``converged`` exactly when this is at most ``KKT_TOL`` (1e-7).
-    "drift": the random walk is about the line of slope ``drift_slope`` (one
-    per trace, what the solve was given), default
-    :func:`~napari_catune.baseline.drift_slope` of the traces, as the solver.
     """
     m = _model_checked(fs, tau_r, tau_d, lam)
     mode = baseline_mode(mode)
@@ -1061,17 +1016,8 @@ def kkt_violation(traces, activity, baseline, fs, tau_r, tau_d, lam, *,
     if code == 0:
         z = y - b
     else:
-        slope = None
-        if code == 2:
-            slope = _drift_slope(y) if drift_slope is None else _slopes_checked(
-                drift_slope, y.shape[0])
         c = _offsets(y)
         y, b = (y, b) if c is None else (y - c, b - c)
-        if slope is not None and slope.any():
-            # (the drift's line, as the solver takes it off)
-            y, b = y.copy() if c is None else y, np.array(b)
-            add_trend(y, slope, -1.0)
-            add_trend(b, slope, -1.0)
         z = y
     v = _kkt_rows(y, s, b, m, code, mu).max(axis=1)
     rel = v / _data_scale(z, code)
@@ -1189,8 +1135,7 @@ def reconvolve(activity, fs: float, tau_r: float, tau_d: float) -> np.ndarray:
     return out[0] if np.ndim(activity) == 1 else out
 
 
-def objective(traces, activity, baseline, fs, tau_r, tau_d, lam, *, drift_scale=None,
-              drift_slope=None):
+def objective(traces, activity, baseline, fs, tau_r, tau_d, lam, *, drift_scale=None):
     """The CaTune objective ``1/2||y - K s - b||^2 + lam G sum(s)`` per trace.
 
     ``baseline`` is a scalar, one value per trace ``(n,)``, or one per sample
@@ -1198,9 +1143,7 @@ def objective(traces, activity, baseline, fs, tau_r, tau_d, lam, *, drift_scale=
     uses the best baseline for the given activity: ``mean(y - K s)``, the
     fairest value for a solver that reports none, or with ``drift_scale``
     the best drift baseline.  ``drift_scale`` (seconds) adds the drift
-    model's ``(mu/2) sum (b_t - b_{t-1} - c)^2``, ``mu = (drift_scale fs)^2``,
-    c = ``drift_slope`` (one per trace, what the solve was given), default
-    :func:`~napari_catune.baseline.drift_slope` of the traces, as the solver.
+    model's ``(mu/2) sum (b_t - b_{t-1})^2``, ``mu = (drift_scale fs)^2``.
     """
     m = _model_checked(fs, tau_r, tau_d, lam)
     mu = 0.0 if drift_scale is None else drift_mu(drift_scale, fs, tau_d)
@@ -1208,16 +1151,8 @@ def objective(traces, activity, baseline, fs, tau_r, tau_d, lam, *, drift_scale=
     s = np.atleast_2d(np.asarray(activity, dtype=np.float64))
     if s.shape != y.shape:
         raise ValueError(f"activity shape {s.shape} differs from traces shape {y.shape}")
-    if mu > 0:
-        # the drift's random walk is about the trace's line (baseline.drift_slope)
-        c = _drift_slope(y) if drift_slope is None else _slopes_checked(drift_slope, y.shape[0])
     if baseline is None:
-        if mu > 0:
-            y0, y = y, y.copy()
-            add_trend(y, c, -1.0)
         val = _objective_rows(y, s, m, 2 if mu > 0 else 1, mu)
-        if mu > 0:
-            y = y0
     else:
         b = np.asarray(baseline, dtype=np.float64)
         if b.shape == y.shape or (np.ndim(traces) == 1 and b.shape == (y.shape[1],)):
@@ -1232,7 +1167,7 @@ def objective(traces, activity, baseline, fs, tau_r, tau_d, lam, *, drift_scale=
             )
         val = 0.5 * ((y - _reconvolve(s, m) - b) ** 2).sum(axis=1) + m.lamG * s.sum(axis=1)
         if mu > 0:
-            val = val + 0.5 * mu * ((np.diff(b, axis=1) - c[:, None]) ** 2).sum(axis=1)
+            val = val + 0.5 * mu * (np.diff(b, axis=1) ** 2).sum(axis=1)
     return float(val[0]) if np.ndim(traces) == 1 else val
 
 
