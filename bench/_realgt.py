@@ -28,6 +28,8 @@ class Row:
     fs: float
     y: np.ndarray     # dF/F, float64
     spikes: np.ndarray
+    t0: float = 0.0   # time of frame 0 (s): frame i is at t0 + i / fs
+    spike_times: np.ndarray | None = None   # exact AP times (s), where the file has them
 
 
 def dataset_name(path: str) -> str:
@@ -49,6 +51,7 @@ def load_rows(data=DATA, max_abs: float = 20.0, datasets=None, max_rows=None) ->
             continue
         d = np.load(f)
         fs_row = d["fs_per_row"] if "fs_per_row" in d else np.full(len(d["lengths"]), float(d["fs"]))
+        exact = "spike_times" in d and "spike_times_offsets" in d and "t0" in d
         for i, L in enumerate(d["lengths"]):
             y = np.asarray(d["fluorescence"][i, :L], dtype=np.float64)
             if not np.isfinite(y).all() or np.abs(y).max() > max_abs:
@@ -56,8 +59,11 @@ def load_rows(data=DATA, max_abs: float = 20.0, datasets=None, max_rows=None) ->
             if max_rows and counts.get(name, 0) >= max_rows:
                 continue
             counts[name] = counts.get(name, 0) + 1
+            times = (np.asarray(d["spike_times"][d["spike_times_offsets"][i]:d["spike_times_offsets"][i + 1]],
+                                dtype=np.float64) if exact else None)
             rows.append(Row(name, str(d["indicator"]), float(fs_row[i]), y,
-                            np.asarray(d["spikes"][i, :L], dtype=np.float64)))
+                            np.asarray(d["spikes"][i, :L], dtype=np.float64),
+                            float(d["t0"][i]) if exact else 0.0, times))
     return rows
 
 
@@ -67,9 +73,9 @@ def smooth(x: np.ndarray, fs: float, sd_s: float = 0.1) -> np.ndarray:
     return gaussian_filter1d(np.asarray(x, dtype=np.float64), sd_s * fs, mode="constant")
 
 
-def score(activity: np.ndarray, spikes: np.ndarray, fs: float) -> float:
-    a = smooth(activity, fs)
-    s = smooth(spikes, fs)
+def score(activity: np.ndarray, spikes: np.ndarray, fs: float, sd_s: float = 0.1) -> float:
+    a = smooth(activity, fs, sd_s)
+    s = smooth(spikes, fs, sd_s)
     if a.std() == 0 or s.std() == 0:
         return 0.0
     return float(np.corrcoef(a, s)[0, 1])
