@@ -196,6 +196,34 @@ def test_labels_edit_reads_f_and_fneu_anew(setup, qtbot, counted):
     assert not notes["error"]
 
 
+def test_a_paint_during_the_neuropil_read_is_read_anew(setup, qtbot, monkeypatch):
+    # review rev38n: a paint while Fneu was being read left F of the old ROIs
+    # minus Fneu of the new ones, shown, cached and applied
+    viewer, w, _, notes = setup
+    gate, inside = threading.Event(), threading.Event()
+    real = _np_mod.iter_neuropil
+
+    def held(*a, **k):
+        inside.set()
+        gate.wait(120)
+        return (yield from real(*a, **k))
+
+    monkeypatch.setattr(_np_mod, "iter_neuropil", held)
+    qtbot.mouseClick(w.neuropil_box.check, Qt.LeftButton)
+    qtbot.waitUntil(inside.is_set, timeout=60_000)  # the worker has F, and waits to read Fneu
+    rois = viewer.layers["rois"]
+    rois.selected_label = 3
+    rois.paint((20, 20), 3)
+    qtbot.waitUntil(lambda: not w.picker._edit_timer.isActive(), timeout=60_000)
+    gate.set()
+    qtbot.waitUntil(lambda: not w.picker.builds and w.session.source is not None
+                    and w.session.source.neuropil is not None, timeout=120_000)
+    wait(qtbot, w)
+    F, fneu, _ = _parts(viewer)
+    np.testing.assert_array_equal(w.session.source.traces, F - 0.7 * fneu)
+    assert not notes["error"]
+
+
 def test_no_movie_no_neuropil_and_the_tooltip_says_why(setup, qtbot, counted):
     viewer, w, _, notes = setup
     box = w.neuropil_box
@@ -239,4 +267,35 @@ def test_cancel_the_neuropil_read_keeps_the_plain_traces(setup, qtbot, monkeypat
     wait(qtbot, w)
     assert w.session.neuropil is None and w.session.source is src0
     assert "Neuropil cancelled" in w.status.text() or w.session.source is src0
+    assert not notes["error"]
+
+
+def test_cancelling_a_superseded_read_keeps_the_current_coefficient(setup, qtbot, monkeypatch):
+    # review rev38n: cancelling the 0.70 line while 0.75 was current unchecked the box
+    viewer, w, _, notes = setup
+    gate = threading.Event()
+    real = _np_mod.iter_neuropil
+
+    def held(*a, **k):
+        gate.wait(120)
+        yield 0, 1
+        return (yield from real(*a, **k))
+
+    monkeypatch.setattr(_np_mod, "iter_neuropil", held)
+    box = w.neuropil_box
+    qtbot.mouseClick(box.check, Qt.LeftButton)
+    old = w.picker.key()
+    qtbot.waitUntil(lambda: w.jobs.cancel_button(f"extract {old}") is not None, timeout=10_000)
+    qtbot.keyClick(box.coef, Qt.Key_Up)
+    qtbot.waitUntil(lambda: w.picker.key() != old and w.picker.key() in w.picker.builds,
+                    timeout=10_000)
+    new = w.picker.key()
+    qtbot.mouseClick(w.jobs.cancel_button(f"extract {old}"), Qt.LeftButton)
+    gate.set()
+    qtbot.waitUntil(lambda: not w.picker.builds and w.session.source is not None
+                    and w.session.source.neuropil is not None, timeout=120_000)
+    wait(qtbot, w)
+    assert box.check.isChecked() and w.session.neuropil == pytest.approx(new[4])
+    F, fneu, _ = _parts(viewer)
+    np.testing.assert_array_equal(w.session.source.traces, F - new[4] * fneu)
     assert not notes["error"]

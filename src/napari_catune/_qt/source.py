@@ -86,6 +86,7 @@ class SourcePicker(QObject):
         self._edit_timer.setInterval(300)
         self._edit_timer.timeout.connect(self._edited)
         self._reread = False  # the edits touched the current source's layers
+        self._stale = set()  # keys of reads whose layers were edited while they ran
         # napari's Labels.undo/redo send no data or paint event, only set_data
         # (also sent on display changes): the ROIs' fingerprints tell them apart
         self._prints: dict = {}  # id(layer) -> fingerprint, None while edits go on
@@ -212,6 +213,8 @@ class SourcePicker(QObject):
             me = ref()
             if me is None or me.closed:
                 return
+            if key in me._stale:
+                return  # its layers were edited during the read: read again (finished)
             src, missing = out
             me.cache[key] = src
             while len(me.cache) > 3:  # a few pairs; oldest out
@@ -237,8 +240,8 @@ class SourcePicker(QObject):
 
         def aborted():
             me = ref()
-            if me is None or me.closed:
-                return
+            if me is None or me.closed or me.labels_combo.value is None or me.key() != key:
+                return  # a superseded read (an older coefficient, other layers) cancelled
             me.status.emit("Neuropil cancelled: the traces are not corrected (check "
                            "'neuropil' again to read it).")
             me.failed.emit("cancelled")
@@ -266,6 +269,13 @@ class SourcePicker(QObject):
             if me.builds.get(key) is w:
                 del me.builds[key]
             me.jobs.finish(f"extract {key}")
+            if key in me._stale:
+                me._stale.discard(key)
+                if me._edit_timer.isActive():
+                    me._reread = True  # once the edits pause (_edited)
+                elif me.current is None and me.labels_combo.value is not None \
+                        and me.key() == key:
+                    me.refresh()
 
         w.returned.connect(returned)
         w.errored.connect(errored)
@@ -335,6 +345,9 @@ class SourcePicker(QObject):
             del self.cache[k]
         if not self.closed and self.current is not None and layer in self.current.origin:
             self._reread = True
+        # a read of these layers under way took the ROIs before this edit: its
+        # traces (F of the old ROIs, perhaps Fneu of the new) are dropped
+        self._stale.update(k for k in self.builds if id(layer) in (k[0], k[2]))
         self._edit_timer.start()  # a burst of paint events: once they pause
 
     @property
@@ -349,7 +362,8 @@ class SourcePicker(QObject):
             if layer is not None and key in self._prints and self._prints[key] is None:
                 self._prints[key] = _fingerprint(layer.data)
         reread, self._reread = self._reread, False
-        if reread and not self.closed and self.current is not None:
+        if reread and not self.closed and (self.current is not None or (
+                self.labels_combo.value is not None and self.key() not in self.builds)):
             self.refresh()
 
     def close(self) -> None:

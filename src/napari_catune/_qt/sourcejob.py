@@ -55,7 +55,7 @@ def build_job(image, labels, fs_default: float, neuropil: float | None = None, p
     from .. import traces as _traces
 
     meta = labels.metadata.get("catune", {}) if isinstance(labels.metadata, dict) else {}
-    lab = np.asarray(labels.data)
+    lab = np.array(labels.data)  # a copy: the ROIs as they are now, for F and Fneu alike
     fs_hint = meta.get("fs")
     tiff = None
     if image is None:
