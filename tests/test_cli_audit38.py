@@ -1,0 +1,82 @@
+"""The CLI fixes of the thirty-eighth round's user audit: a traces sidecar's
+rate under the pipelines' names, NWB ROI ids kept as the file's, streamed
+``.csv``/``.nwb`` outputs, ROI ids in bad-row messages, clearer messages."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from napari_catune import cli
+from napari_catune.params import TuningParams, save_params
+
+from _synth import calcium_traces
+
+TAU_R, TAU_D, LAM = 0.05, 0.4, 0.2
+
+
+def _run(capsys, *argv):
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _error(err: str) -> str:
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert "Traceback" not in err
+    return lines[-1]
+
+
+def _params(path, fs):
+    save_params(TuningParams(TAU_R, TAU_D, fs, LAM), path)
+    return path
+
+
+def _traces(tmp_path, meta, n=3, T=300, fs=30.0, seed=0, name="rec"):
+    y = calcium_traces(n, T, fs=fs, tau_r=TAU_R, tau_d=TAU_D, seed=seed)
+    np.save(tmp_path / f"{name}.npy", y)
+    (tmp_path / f"{name}_metadata.json").write_text(json.dumps(meta))
+    return tmp_path / f"{name}.npy", y
+
+
+# ------------------------------------------------ 1. sidecar rate aliases
+
+@pytest.mark.parametrize("key", ["fs", "fr", "frame_rate", "sampling_rate", "fps"])
+def test_sidecar_rate_aliases_are_read_and_checked(capsys, tmp_path, key):
+    npy, _ = _traces(tmp_path, {key: 30.0})
+    code, out, err = _run(capsys, "info", npy)
+    assert code == 0, err
+    assert "30 Hz" in out and "unknown" not in out.split("fs", 1)[1].splitlines()[0]
+    # data at 30 Hz, parameters at 122 Hz: the mismatch check stops the run
+    p = _params(tmp_path / "p.json", 121.965)
+    code, _, err = _run(capsys, "deconvolve", npy, "--params", p, "-o", tmp_path / "a.npz")
+    assert code == 2
+    line = _error(err)
+    assert "sampling rate mismatch" in line and "30 Hz" in line
+    assert not (tmp_path / "a.npz").exists()
+    # the right parameter file runs at the sidecar's rate
+    code, _, err = _run(capsys, "deconvolve", npy, "--params", _params(tmp_path / "q.json", 30.0),
+                        "-o", tmp_path / "b.npz", "-q")
+    assert code == 0, err
+    with np.load(tmp_path / "b.npz") as z:
+        assert float(z["fs"]) == 30.0
+
+
+def test_sidecar_with_two_disagreeing_rates_is_refused(capsys, tmp_path):
+    npy, _ = _traces(tmp_path, {"sampling_rate_hz": 30.0, "fs": 15.0})
+    code, _, err = _run(capsys, "info", npy)
+    assert code == 2
+    line = _error(err)
+    assert "two sampling rates" in line and "fs = 15" in line and "sampling_rate_hz = 30" in line
+
+
+def test_sidecar_rate_under_an_unknown_name_is_refused_with_the_key_to_use(capsys, tmp_path):
+    npy, _ = _traces(tmp_path, {"framerate": 30.0})
+    p = _params(tmp_path / "p.json", 121.965)
+    code, _, err = _run(capsys, "deconvolve", npy, "--params", p, "-o", tmp_path / "a.npz")
+    assert code == 2
+    line = _error(err)
+    assert "'framerate'" in line and "sampling_rate_hz" in line
+    assert not (tmp_path / "a.npz").exists()
