@@ -497,6 +497,7 @@ class _MemoryWriter(ArraySink):
                 labels=labels, source=str(self.source.path), t0=self.source.t0,
                 timestamps=self.source.timestamps, input_traces=self.source.trace,
                 fitted_trace=f.get("fitted_trace"),
+                nwb_ids=(self.source.extra or {}).get("nwb_ids"),
             )
         except ValueError as e:
             raise CLIError(f"{self.out}: {e}") from None

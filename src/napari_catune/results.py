@@ -279,7 +279,7 @@ def results_metadata(*, roi_ids, fs, params, n_frames: int, content: str, t0: fl
 
 def save_results(path, *, activity, fit, baseline, events=None, roi_ids, fs, params,
                  features=None, labels=None, source=None, t0=0.0, timestamps=None,
-                 input_traces=None, fitted_trace=None) -> list[Path]:
+                 input_traces=None, fitted_trace=None, nwb_ids=None) -> list[Path]:
     """Write deconvolution results to ``path``; the format follows its extension.
 
     Parameters
@@ -325,6 +325,9 @@ def save_results(path, *, activity, fit, baseline, events=None, roi_ids, fs, par
     fitted_trace : (n, T) array, optional
         With the bandpass on, the band-passed traces the fit describes
         (``.npz`` and ``.nwb`` store them beside the fit).
+    nwb_ids : (n,) int, optional
+        ``.nwb`` only: an NWB input's PlaneSegmentation ids of these ROIs,
+        written back as the ids (default: the ROI ids).
 
     Returns
     -------
@@ -348,7 +351,7 @@ def save_results(path, *, activity, fit, baseline, events=None, roi_ids, fs, par
     if ext == ".nwb":
         from .nwb import save_results_nwb
 
-        return [save_results_nwb(path, labels=labels, source=source,
+        return [save_results_nwb(path, labels=labels, source=source, nwb_ids=nwb_ids,
                                  **{k: v for k, v in r.items()})]
     if ext == ".csv":
         return _save_csv(path, r, source)

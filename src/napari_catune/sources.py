@@ -618,7 +618,8 @@ def from_pipeline(data, kind: str) -> TraceSource:
         np.asarray(data.roi_ids), read=lambda a, b: traces[a:b],
         notes=list(getattr(data, "notes", [])), trace=getattr(data, "kind", None) or None,
         extra={"labels": getattr(data, "labels", None),
-               "mean_image": getattr(data, "mean_image", None)},
+               "mean_image": getattr(data, "mean_image", None),
+               "nwb_ids": getattr(data, "nwb_ids", None)},
         t0=float(getattr(data, "t0", 0.0) or 0.0), timestamps=getattr(data, "timestamps", None),
     )
 
