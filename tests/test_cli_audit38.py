@@ -80,3 +80,26 @@ def test_sidecar_rate_under_an_unknown_name_is_refused_with_the_key_to_use(capsy
     line = _error(err)
     assert "'framerate'" in line and "sampling_rate_hz" in line
     assert not (tmp_path / "a.npz").exists()
+
+
+# ------------------------------------ 3. .nwb/.csv outputs: memory checked first
+
+@pytest.mark.parametrize("ext", [".nwb", ".csv"])
+def test_unstreamed_output_that_would_not_fit_in_memory_is_refused(capsys, tmp_path,
+                                                                    monkeypatch, ext):
+    npy, _ = _traces(tmp_path, {"sampling_rate_hz": 30.0})
+    p = _params(tmp_path / "p.json", 30.0)
+    monkeypatch.setattr(cli, "available_memory", lambda: 50 << 20)  # 50 MB free
+    code, _, err = _run(capsys, "deconvolve", npy, "--params", p, "-o", tmp_path / f"a{ext}")
+    assert code == 2
+    line = _error(err)
+    assert "gathered in memory" in line and "3 ROIs x 300 frames" in line
+    assert "MB" in line and ".npz" in line
+    assert not (tmp_path / f"a{ext}").exists()
+    # .npz is streamed: no memory check
+    code, _, err = _run(capsys, "deconvolve", npy, "--params", p, "-o", tmp_path / "a.npz", "-q")
+    assert code == 0, err
+    # enough memory: the same .nwb/.csv run goes ahead
+    monkeypatch.setattr(cli, "available_memory", lambda: 8 << 30)
+    code, _, err = _run(capsys, "deconvolve", npy, "--params", p, "-o", tmp_path / f"b{ext}", "-q")
+    assert code == 0, err
