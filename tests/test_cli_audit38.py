@@ -103,3 +103,25 @@ def test_unstreamed_output_that_would_not_fit_in_memory_is_refused(capsys, tmp_p
     monkeypatch.setattr(cli, "available_memory", lambda: 8 << 30)
     code, _, err = _run(capsys, "deconvolve", npy, "--params", p, "-o", tmp_path / f"b{ext}", "-q")
     assert code == 0, err
+
+
+# -------------------------------------------- 4. bad rows named by their ROI ids
+
+def test_bad_rows_are_named_by_roi_id(capsys, tmp_path):
+    y = calcium_traces(8, 300, fs=30.0, tau_r=TAU_R, tau_d=TAU_D, seed=3)
+    y[2, 100] = np.nan
+    y[4, 50] = np.inf
+    y[5, :] = np.nan
+    np.save(tmp_path / "bad.npy", y)
+    (tmp_path / "bad_metadata.json").write_text(json.dumps(
+        {"sampling_rate_hz": 30.0, "roi_ids": list(range(101, 109))}))
+    p = _params(tmp_path / "p.json", 30.0)
+    code, _, err = _run(capsys, "deconvolve", tmp_path / "bad.npy", "--params", p,
+                        "-o", tmp_path / "a.npz")
+    assert code == 2
+    assert "3 of 8 rows hold NaN or Inf before their end (ROI ids 103, 105, 106 = rows 2, 4, 5, " \
+           "0-based)" in _error(err)
+    code, _, err = _run(capsys, "deconvolve", tmp_path / "bad.npy", "--params", p,
+                        "-o", tmp_path / "a.npz", "--skip-bad")
+    assert code == 0, err
+    assert "ROI ids 103, 105, 106" in err

@@ -711,6 +711,16 @@ def _list_rows(rows, limit: int = 20) -> str:
     return shown + (f", ... ({len(rows) - limit} more)" if len(rows) > limit else "")
 
 
+def _list_rois(rows, roi_ids, limit: int = 20) -> str:
+    """``ROI ids 103, 105 (rows 2, 4, 0-based)``: the ids name the cells (the
+    results files' ids); the rows, where they differ, the input's array rows."""
+    rows = np.asarray(rows, dtype=np.int64)
+    ids = np.asarray(roi_ids)[rows]
+    text = f"ROI id{'s' if rows.size != 1 else ''} {_list_rows(ids, limit)}"
+    if not np.array_equal(ids, rows):
+        text += f" = row{'s' if rows.size != 1 else ''} {_list_rows(rows, limit)}, 0-based"
+    return text
+
 
 def _check_output_suffix(out: Path, full: bool) -> str:
     suffix = out.suffix.lower()
@@ -794,7 +804,7 @@ def _cmd_deconvolve(args) -> int:
     bad, lengths = find_bad_rows_and_padding(source, chunk)
     if bad.size:
         where = (f"{args.input}: {bad.size} of {source.n} rows hold NaN or Inf before "
-                 f"their end (rows {_list_rows(bad)})")
+                 f"their end ({_list_rois(bad, source.roi_ids)})")
         if not args.skip_bad:
             raise CLIError(f"{where}; drop or interpolate those samples, or pass "
                            "--skip-bad to skip those rows (NaN padding at the end of a "
@@ -867,7 +877,8 @@ def _cmd_deconvolve(args) -> int:
     _say_notes(args, source, params)
     if not_conv.size:
         _warn(f"{not_conv.size} of {kept} cells did not converge within the iteration "
-              f"budget (rows {_list_rows(not_conv)}); their activity is the last iterate")
+              f"budget ({_list_rois(not_conv, source.roi_ids)}); their activity is the last "
+              "iterate")
     if report is not None:
         _report(report, source, params, bad, writer.converged, args)
     return 0
