@@ -125,3 +125,16 @@ def test_bad_rows_are_named_by_roi_id(capsys, tmp_path):
                         "-o", tmp_path / "a.npz", "--skip-bad")
     assert code == 0, err
     assert "ROI ids 103, 105, 106" in err
+
+
+# ------------------------ 5. estimate on a suite2p folder: --allow-pickle reads fs
+
+def test_estimate_on_suite2p_says_allow_pickle_reads_the_rate(capsys, tmp_path):
+    from test_loaders import make_suite2p
+
+    plane = make_suite2p(tmp_path / "s2p", fs=15.0)
+    code, _, err = _run(capsys, "estimate", plane)
+    assert code == 2
+    line = _error(err)
+    assert "ops.npy" in line and "--allow-pickle" in line and "--fs HZ" in line
+    assert "does not record" not in line

@@ -122,6 +122,19 @@ def _open_args(args) -> TraceSource:
     return source
 
 
+def _no_fs_text(source) -> str:
+    """Why the input has no rate and what to do: for a suite2p folder whose
+    pickled settings were not read, that ``--allow-pickle`` reads the rate."""
+    unread = next((n for n in source.notes if "not read: suite2p stores them as pickles" in n),
+                  None)
+    if unread:
+        files = unread.split(" not read:", 1)[0]
+        return (f"records its sampling rate in {files}, which is a pickle and not read "
+                "without --allow-pickle: pass --allow-pickle (for files you trust) to read "
+                "it, or --fs HZ")
+    return "does not record its sampling rate; pass --fs HZ"
+
+
 def _say_notes(args, source: TraceSource, params=None) -> None:
     """The input's notes (which ROIs, neuropil, ...) on stderr, once a run
     succeeded (a refused run says its one-line error only); with ``params``,
@@ -133,8 +146,8 @@ def _say_notes(args, source: TraceSource, params=None) -> None:
         # CaImAn and NWB in the thirty-fifth round)
         (log.warning if LEFT_OUT in note else log.info)("note: %s: %s", args.input, note)
     if params is not None and source.fs is None and args.fs is None:
-        log.info("note: %s does not record its sampling rate: the %s Hz of %s used (pass "
-                 "--fs HZ if that is not the data's rate)", args.input,
+        log.info("note: %s %s: the %s Hz of %s used (pass --fs HZ if that is not the data's "
+                 "rate)", args.input, _no_fs_text(source).split(";")[0].split(":")[0],
                  f"{params.fs:g}", args.params)
 
 
@@ -1387,7 +1400,7 @@ def _cmd_estimate(args) -> int:
     source = _open_args(args)
     fs = args.fs if args.fs is not None else source.fs
     if fs is None:
-        raise CLIError(f"{args.input} does not record its sampling rate; pass --fs HZ")
+        raise CLIError(f"{args.input} {_no_fs_text(source)}")
     fs = _fs_value(fs, "--fs")
     if args.fs is not None and source.fs is not None and not _same_fs(args.fs, source.fs):
         _warn(f"--fs {args.fs:g} Hz overrides the {source.fs:g} Hz recorded in {args.input}")
