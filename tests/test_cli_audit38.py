@@ -138,3 +138,14 @@ def test_estimate_on_suite2p_says_allow_pickle_reads_the_rate(capsys, tmp_path):
     line = _error(err)
     assert "ops.npy" in line and "--allow-pickle" in line and "--fs HZ" in line
     assert "does not record" not in line
+
+
+# ------------------------- 6. --neuropil before the file names: a clear message
+
+def test_neuropil_before_the_files_says_where_to_put_it(capsys, tmp_path):
+    code, _, err = _run(capsys, "extract", "--neuropil", tmp_path / "movie.tif",
+                        tmp_path / "labels.tif", "-o", tmp_path / "x.npz")
+    assert code == 2
+    assert "not a number" not in err
+    assert "--neuropil: takes an optional coefficient" in err
+    assert "put --neuropil after the files" in err and "--neuropil=0.7" in err

@@ -1690,7 +1690,9 @@ def _coefficient(text: str) -> float:
     try:
         v = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"takes an optional coefficient, not {text!r}: put --neuropil after the "
+            "files (MOVIE LABELS --neuropil [COEF]) or write --neuropil=0.7") from None
     if not (math.isfinite(v) and v >= 0):
         raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
     return v
