@@ -149,3 +149,32 @@ def test_neuropil_before_the_files_says_where_to_put_it(capsys, tmp_path):
     assert "not a number" not in err
     assert "--neuropil: takes an optional coefficient" in err
     assert "put --neuropil after the files" in err and "--neuropil=0.7" in err
+
+
+# --------------------------- 7. the .npy output: load_results reads it; --help
+
+def test_load_results_reads_the_npy_output_with_its_sidecar(capsys, tmp_path):
+    from napari_catune import load_results
+
+    npy, _ = _traces(tmp_path, {"sampling_rate_hz": 30.0, "roi_ids": [7, 8, 9]})
+    p = _params(tmp_path / "p.json", 30.0)
+    for ext in (".npy", ".npz"):
+        code, _, err = _run(capsys, "deconvolve", npy, "--params", p,
+                            "-o", tmp_path / f"out_{ext[1:]}{ext}", "-q")
+        assert code == 0, err
+    a, z = load_results(tmp_path / "out_npy.npy"), load_results(tmp_path / "out_npz.npz")
+    assert np.array_equal(a["activity"], z["activity"])
+    assert a["roi_ids"].tolist() == z["roi_ids"].tolist() == [7, 8, 9]
+    assert a["fs"] == z["fs"] == 30.0 and a["t0"] == z["t0"]
+    assert a["params"] == z["params"]
+    assert a["fit"] is None and a["baseline"] is None
+    # a plain traces .npy is no results file
+    with pytest.raises(ValueError, match="not a napari-catune results .npy"):
+        load_results(npy)
+
+
+def test_deconvolve_help_does_not_call_the_npy_output_an_input(capsys):
+    code, out, _ = _run(capsys, "deconvolve", "--help")
+    assert code == 0
+    assert "hand-off" not in out
+    assert "load_results reads both" in out and "not an input" in out

@@ -1796,11 +1796,12 @@ def build_parser() -> argparse.ArgumentParser:
         "  napari-catune deconvolve big.zarr --params p.json -o a.npy \\\n"
         "      --scheduler tcp://10.0.0.5:8786\n\n"
         "outputs:\n"
-        "  .npy  activity (n, T), streamed; the sidecar makes it a traces hand-off file\n"
+        "  .npy  activity (n, T), streamed; its _metadata.json holds ids, fs, parameters\n"
+        "        (load_results reads both; a results file, not an input)\n"
         "  .npz  activity, fit, baseline, iterations, converged, skipped, roi_ids, fs,\n"
         "        params: napari_catune.load_results reads it; streamed\n"
-        "  .nwb  a processing module 'catune' (needs pynwb)\n"
-        "  .csv  activity, one row per frame, plus _features.csv\n\n"
+        "  .nwb  a processing module 'catune' (needs pynwb); gathered in memory\n"
+        "  .csv  activity, one row per frame, plus _features.csv; gathered in memory\n\n"
         "Rows with NaN/Inf stop the run unless --skip-bad; skipped rows are NaN in\n"
         "activity/fit/baseline and False in converged.",
     )
