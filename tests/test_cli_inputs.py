@@ -120,7 +120,7 @@ def test_nan_padded_rows_are_solved_on_their_finite_part(capsys, tmp_path):
     # with --skip-bad only that row is skipped
     code, _, err = _run(capsys, "deconvolve", tmp_path / "hole.npz", "--params", p,
                         "-o", tmp_path / "b.npz", "--skip-bad", "-q")
-    assert code == 0 and "(rows 2); skipped: their output rows are NaN" in err
+    assert code == 0 and "(ROI id 3 = row 2, 0-based); skipped: their output rows are NaN" in err
     with np.load(tmp_path / "b.npz") as z:
         assert z["skipped"].tolist() == [False, False, True, False]
 
