@@ -114,13 +114,13 @@ def test_nan_padded_rows_are_solved_on_their_finite_part(capsys, tmp_path):
     code, _, err = _run(capsys, "deconvolve", tmp_path / "hole.npz", "--params", p,
                         "-o", tmp_path / "b.npz")
     line = _error(err)
-    assert code == 2 and "1 of 4 rows hold NaN or Inf before their end (rows 2)" in line
+    assert code == 2 and "1 of 4 rows hold NaN or Inf before their end (ROI id 3 = row 2, 0-based)" in line
     assert "drop or interpolate those samples, or pass --skip-bad" in line
     assert "trim" not in line
     # with --skip-bad only that row is skipped
     code, _, err = _run(capsys, "deconvolve", tmp_path / "hole.npz", "--params", p,
                         "-o", tmp_path / "b.npz", "--skip-bad", "-q")
-    assert code == 0 and "(rows 2); skipped: their output rows are NaN" in err
+    assert code == 0 and "(ROI id 3 = row 2, 0-based); skipped: their output rows are NaN" in err
     with np.load(tmp_path / "b.npz") as z:
         assert z["skipped"].tolist() == [False, False, True, False]
 

@@ -221,8 +221,10 @@ def test_dff_ids_and_movie(dff_with_movie):
     path, D, movie = dff_with_movie
     data = load_nwb(path)
     np.testing.assert_allclose(data.traces, D)
-    np.testing.assert_array_equal(data.roi_ids, [11, 21, 31])
-    np.testing.assert_array_equal(data.labels, _expected_labels([11, 21, 31]))
+    # ids >= 1 are the ROI ids as they are (the thirty-eighth round; they were + 1)
+    np.testing.assert_array_equal(data.roi_ids, [10, 20, 30])
+    np.testing.assert_array_equal(data.nwb_ids, [10, 20, 30])
+    np.testing.assert_array_equal(data.labels, _expected_labels([10, 20, 30]))
     assert data.labels.shape == movie.shape[1:]  # the plane size comes from the movie
     # no summary image: the mean of the movie's first frames
     np.testing.assert_allclose(data.mean_image, movie.mean(axis=0), rtol=1e-12)
@@ -378,3 +380,53 @@ def test_cli_reads_nwb_like_the_plugin(suite2p_nwb, tmp_path, capsys):
     cells = (F - 0.7 * Fneu)[[0, 2]]  # the iscell column's cells, as the plugin reads them
     np.testing.assert_allclose(np.load(out), run_deconvolution(cells, FS, 0.05, 0.5, 0.01),
                                rtol=1e-9, atol=1e-12)
+
+
+def _cli_outputs(path, tmp_path, stem):
+    import pandas as pd
+
+    from napari_catune import cli
+    from napari_catune.params import save_params
+
+    p = tmp_path / "p.json"
+    save_params(TuningParams(0.05, 0.4, FS, 0.2), p)
+    outs = {}
+    for ext in (".npz", ".csv", ".nwb"):
+        out = tmp_path / f"{stem}_{ext[1:]}{ext}"
+        assert cli.main(["deconvolve", str(path), "--params", str(p), "-o", str(out), "-q"]) == 0
+        outs[ext] = out
+    with np.load(outs[".npz"]) as z:
+        npz_ids = z["roi_ids"].tolist()
+    csv_ids = [int(c[4:]) for c in pd.read_csv(outs[".csv"]).columns if c.startswith("roi_")]
+    with NWBHDF5IO(str(outs[".nwb"]), "r") as io:
+        ps = io.read().processing["ophys"]["ImageSegmentation"]["PlaneSegmentation"]
+        table_ids, roi_col = ps.id.data[:].tolist(), ps["roi_id"].data[:].tolist()
+    return npz_ids, csv_ids, table_ids, roi_col, load_results(outs[".nwb"])["roi_ids"].tolist()
+
+
+def test_ids_of_a_foreign_nwb_join_back_in_every_output(dff_with_movie, tmp_path):
+    """NWB ids 10, 20, 30: every output names them 10, 20, 30 (not 11, 21, 31),
+    and the results .nwb's PlaneSegmentation ids are the source's."""
+    path, _, _ = dff_with_movie
+    npz_ids, csv_ids, table_ids, roi_col, reread = _cli_outputs(path, tmp_path, "dff_out")
+    assert npz_ids == csv_ids == table_ids == roi_col == reread == [10, 20, 30]
+
+
+def test_zero_based_nwb_ids_are_shifted_and_written_back(suite2p_nwb, tmp_path):
+    """suite2p-style ids 0..2 (cells 0 and 2): ROI ids 1 and 3 in the results,
+    the results .nwb's PlaneSegmentation ids 0 and 2 (the source's), roi_id 1, 3."""
+    path = suite2p_nwb[0]
+    data = load_nwb(path)
+    assert data.roi_ids.tolist() == [1, 3] and data.nwb_ids.tolist() == [0, 2]
+    assert any("NWB ids + 1" in n and "start at 0" in n for n in data.notes)
+    npz_ids, csv_ids, table_ids, roi_col, reread = _cli_outputs(path, tmp_path, "s2p_out")
+    assert npz_ids == csv_ids == roi_col == reread == [1, 3]
+    assert table_ids == [0, 2]
+
+
+def test_results_nwb_without_an_nwb_source_uses_the_roi_ids(tmp_path):
+    r = _results()
+    out = save_results(tmp_path / "r.nwb", **r)[0]
+    with NWBHDF5IO(str(out), "r") as io:
+        ps = io.read().processing["ophys"]["ImageSegmentation"]["PlaneSegmentation"]
+        assert ps.id.data[:].tolist() == ps["roi_id"].data[:].tolist() == list(r["roi_ids"])

@@ -217,7 +217,7 @@ def test_cli_refuses_a_nan_inside_a_row_and_skips_it_only(tmp_path, capsys):
             "-o", tmp_path / "o.npz"]
     assert _cli(*args) == 2
     err = capsys.readouterr().err
-    assert "1 of 7 rows hold NaN or Inf before their end (rows 2)" in err
+    assert "1 of 7 rows hold NaN or Inf before their end (ROI id 3 = row 2, 0-based)" in err
     assert "--skip-bad" in err and "trim" not in err
     assert _cli(*args, "--skip-bad") == 0
     o = np.load(tmp_path / "o.npz")

@@ -131,7 +131,7 @@ def test_deconvolve_says_the_input_notes(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "neuropil coefficient not in the files read: suite2p's default 0.7" in err
     assert "3 of 5 ROIs" in err
-    assert "does not record its sampling rate" in err and "15 Hz" in err
+    assert "ops.npy, which is a pickle" in err and "--allow-pickle" in err and "15 Hz" in err
 
 
 def test_ctrl_c_in_a_scheduler_run_logs_no_gather_traceback(monkeypatch, caplog):

@@ -122,6 +122,19 @@ def _open_args(args) -> TraceSource:
     return source
 
 
+def _no_fs_text(source) -> str:
+    """Why the input has no rate and what to do: for a suite2p folder whose
+    pickled settings were not read, that ``--allow-pickle`` reads the rate."""
+    unread = next((n for n in source.notes if "not read: suite2p stores them as pickles" in n),
+                  None)
+    if unread:
+        files = unread.split(" not read:", 1)[0]
+        return (f"records its sampling rate in {files}, which is a pickle and not read "
+                "without --allow-pickle: pass --allow-pickle (for files you trust) to read "
+                "it, or --fs HZ")
+    return "does not record its sampling rate; pass --fs HZ"
+
+
 def _say_notes(args, source: TraceSource, params=None) -> None:
     """The input's notes (which ROIs, neuropil, ...) on stderr, once a run
     succeeded (a refused run says its one-line error only); with ``params``,
@@ -133,8 +146,8 @@ def _say_notes(args, source: TraceSource, params=None) -> None:
         # CaImAn and NWB in the thirty-fifth round)
         (log.warning if LEFT_OUT in note else log.info)("note: %s: %s", args.input, note)
     if params is not None and source.fs is None and args.fs is None:
-        log.info("note: %s does not record its sampling rate: the %s Hz of %s used (pass "
-                 "--fs HZ if that is not the data's rate)", args.input,
+        log.info("note: %s %s: the %s Hz of %s used (pass --fs HZ if that is not the data's "
+                 "rate)", args.input, _no_fs_text(source).split(";")[0].split(":")[0],
                  f"{params.fs:g}", args.params)
 
 
@@ -249,6 +262,37 @@ def check_free_space(folder: Path, need: int) -> None:
         return  # cannot tell (e.g. some network file systems): writing will tell
     if free < need:
         raise DiskFull(folder, need, free)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory a new allocation can get (``MemAvailable``), None if unknown."""
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except Exception:  # noqa: BLE001 - no psutil: the kernel's own figure
+        pass
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_memory_for(out: Path, n: int, T: int, fitted: bool) -> None:
+    """Refuse an .nwb/.csv output (gathered in memory, not streamed) that would
+    not fit in the memory available now, naming the size and the way out."""
+    need = _MemoryWriter.memory_needed(n, T, fitted)
+    have = available_memory()
+    if have is not None and need > have:
+        raise CLIError(
+            f"{out.name}: a {out.suffix} output is gathered in memory before it is written "
+            f"(not streamed): {n} ROIs x {T} frames needs about {_size_text(need)}, and "
+            f"{_size_text(have)} is available; write .npz (or .npy), which are streamed a "
+            "chunk of cells at a time, or split the ROIs over several runs")
 
 
 def _free(folder: Path) -> int | None:
@@ -482,6 +526,16 @@ class _MemoryWriter(ArraySink):
         # band-passed trace as float64
         return (18 if suffix == ".csv" else 4 * 8) * n * T + 65536
 
+    #: peak memory per value (ROI x frame) of an .nwb/.csv run, measured with
+    #: /usr/bin/time -v in the thirty-eighth round: 5.1 GB for 1000 x 100,000
+    #: (.nwb), 1.0 GB (.csv) and 1.3 GB (.nwb) for 200 x 100,000: 51-65 bytes a value
+    #: (activity, fit, baseline gathered as float64, then the writer's copies)
+    MEMORY_PER_VALUE = 60
+
+    @classmethod
+    def memory_needed(cls, n: int, T: int, fitted: bool = False) -> int:
+        return (cls.MEMORY_PER_VALUE + (8 if fitted else 0)) * n * T + (200 << 20)
+
     def commit(self) -> None:
         from .results import save_results
 
@@ -497,6 +551,7 @@ class _MemoryWriter(ArraySink):
                 labels=labels, source=str(self.source.path), t0=self.source.t0,
                 timestamps=self.source.timestamps, input_traces=self.source.trace,
                 fitted_trace=f.get("fitted_trace"),
+                nwb_ids=(self.source.extra or {}).get("nwb_ids"),
             )
         except ValueError as e:
             raise CLIError(f"{self.out}: {e}") from None
@@ -669,6 +724,17 @@ def _list_rows(rows, limit: int = 20) -> str:
     return shown + (f", ... ({len(rows) - limit} more)" if len(rows) > limit else "")
 
 
+def _list_rois(rows, roi_ids, limit: int = 20) -> str:
+    """``ROI ids 103, 105 (rows 2, 4, 0-based)``: the ids name the cells (the
+    results files' ids); the rows, where they differ, the input's array rows."""
+    rows = np.asarray(rows, dtype=np.int64)
+    ids = np.asarray(roi_ids)[rows]
+    text = f"ROI id{'s' if rows.size != 1 else ''} {_list_rows(ids, limit)}"
+    if not np.array_equal(ids, rows):
+        text += f" = row{'s' if rows.size != 1 else ''} {_list_rows(rows, limit)}, 0-based"
+    return text
+
+
 def _check_output_suffix(out: Path, full: bool) -> str:
     suffix = out.suffix.lower()
     if suffix not in OUTPUT_FORMATS:
@@ -745,12 +811,13 @@ def _cmd_deconvolve(args) -> int:
         need = _Writer.bytes_needed(source.n, source.T, full, per_sample, params.filter_enabled)
     else:
         need = _MemoryWriter.bytes_needed(source.n, source.T, suffix)
+        check_memory_for(out, source.n, source.T, params.filter_enabled)
     check_free_space(folder, need)  # before any work
     chunk = _chunk_rows(source, args.chunk_cells)
     bad, lengths = find_bad_rows_and_padding(source, chunk)
     if bad.size:
         where = (f"{args.input}: {bad.size} of {source.n} rows hold NaN or Inf before "
-                 f"their end (rows {_list_rows(bad)})")
+                 f"their end ({_list_rois(bad, source.roi_ids)})")
         if not args.skip_bad:
             raise CLIError(f"{where}; drop or interpolate those samples, or pass "
                            "--skip-bad to skip those rows (NaN padding at the end of a "
@@ -823,7 +890,8 @@ def _cmd_deconvolve(args) -> int:
     _say_notes(args, source, params)
     if not_conv.size:
         _warn(f"{not_conv.size} of {kept} cells did not converge within the iteration "
-              f"budget (rows {_list_rows(not_conv)}); their activity is the last iterate")
+              f"budget ({_list_rois(not_conv, source.roi_ids)}); their activity is the last "
+              "iterate")
     if report is not None:
         _report(report, source, params, bad, writer.converged, args)
     return 0
@@ -1332,7 +1400,7 @@ def _cmd_estimate(args) -> int:
     source = _open_args(args)
     fs = args.fs if args.fs is not None else source.fs
     if fs is None:
-        raise CLIError(f"{args.input} does not record its sampling rate; pass --fs HZ")
+        raise CLIError(f"{args.input} {_no_fs_text(source)}")
     fs = _fs_value(fs, "--fs")
     if args.fs is not None and source.fs is not None and not _same_fs(args.fs, source.fs):
         _warn(f"--fs {args.fs:g} Hz overrides the {source.fs:g} Hz recorded in {args.input}")
@@ -1622,7 +1690,9 @@ def _coefficient(text: str) -> float:
     try:
         v = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"takes an optional coefficient, not {text!r}: put --neuropil after the "
+            "files (MOVIE LABELS --neuropil [COEF]) or write --neuropil=0.7") from None
     if not (math.isfinite(v) and v >= 0):
         raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
     return v
@@ -1726,11 +1796,12 @@ def build_parser() -> argparse.ArgumentParser:
         "  napari-catune deconvolve big.zarr --params p.json -o a.npy \\\n"
         "      --scheduler tcp://10.0.0.5:8786\n\n"
         "outputs:\n"
-        "  .npy  activity (n, T), streamed; the sidecar makes it a traces hand-off file\n"
+        "  .npy  activity (n, T), streamed; its _metadata.json holds ids, fs, parameters\n"
+        "        (load_results reads both; a results file, not an input)\n"
         "  .npz  activity, fit, baseline, iterations, converged, skipped, roi_ids, fs,\n"
         "        params: napari_catune.load_results reads it; streamed\n"
-        "  .nwb  a processing module 'catune' (needs pynwb)\n"
-        "  .csv  activity, one row per frame, plus _features.csv\n\n"
+        "  .nwb  a processing module 'catune' (needs pynwb); gathered in memory\n"
+        "  .csv  activity, one row per frame, plus _features.csv; gathered in memory\n\n"
         "Rows with NaN/Inf stop the run unless --skip-bad; skipped rows are NaN in\n"
         "activity/fit/baseline and False in converged.",
     )

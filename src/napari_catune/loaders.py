@@ -87,6 +87,9 @@ class PipelineData:
         image can show one id a pixel (suite2p folders: none, as suite2p
         leaves shared pixels out of every trace), so which ROIs meet there is
         kept here; :func:`rois_at` looks a pixel up.  None when not known.
+    nwb_ids : (n,) int or None
+        An NWB input's PlaneSegmentation ids of these ROIs (written back as
+        the ids of a results ``.nwb``); None for other pipelines.
     """
 
     traces: np.ndarray
@@ -100,6 +103,7 @@ class PipelineData:
     t0: float = 0.0
     timestamps: np.ndarray | None = None
     shared: dict | None = None
+    nwb_ids: np.ndarray | None = None
 
 
 def shared_pixels(rois, shape) -> dict | None:

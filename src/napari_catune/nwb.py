@@ -40,8 +40,11 @@ Defaults: the first fluorescence series that is not neuropil, background or
 deconvolved output (``series=`` picks another); for suite2p's
 ``Fluorescence`` with a matching ``Neuropil`` series the traces are
 ``F - 0.7 * Fneu`` (suite2p's default coefficient; ``neuropil_coefficient``).
-ROI ids are the NWB ids + 1 (labels start at 1), or the ``roi_id`` column
-when the table has one (files written here).
+ROI ids are the ``roi_id`` column when the table has one (files written
+here), else the NWB ids themselves, + 1 only when one of them is 0 (labels
+start at 1; said in the notes).  A results ``.nwb`` keeps the input file's
+ids as its PlaneSegmentation ids (``nwb_ids``; without them id = roi_id), so
+every output joins back to the source file by id.
 
 Writing (:func:`save_results_nwb`, called by ``results.save_results`` for a
 ``.nwb`` path) creates a new file, atomically: processing module ``ophys``
@@ -251,12 +254,19 @@ def _neuropil(nwbfile, chosen_path, rrs, coefficient):
 
 
 def _roi_ids(path, table, rows, notes) -> np.ndarray:
+    """The ROI ids of ``rows``: the ``roi_id`` column (files written here), else
+    the table's own ids, + 1 only when one of them is 0 (a label value cannot
+    be 0; suite2p-style 0-based ids), so results join back to the file's ids."""
     if "roi_id" in table.colnames:
         ids = np.asarray(table["roi_id"].data[:])[rows]
         source = "its roi_id column"
     else:
-        ids = np.asarray(table.id.data[:])[rows] + 1
-        source = "the NWB ids + 1"
+        ids = np.asarray(table.id.data[:])[rows]
+        source = "the NWB ids"
+        if ids.dtype.kind in "iu" and ids.size and ids.min() == 0:
+            ids = ids + 1
+            source = ("the NWB ids + 1 (the file's ids start at 0, a label value cannot be 0; "
+                      "the .nwb output's PlaneSegmentation ids are the file's)")
     ids = np.asarray(ids)
     if (ids.dtype.kind in "iu" and ids.size and ids.min() >= 1 and np.unique(ids).size == ids.size
             and ids.max() <= np.iinfo(np.int32).max):
@@ -527,9 +537,10 @@ def load_nwb(path, *, series: str | None = None, neuropil_coefficient: float = 0
             )
         table = region.table
         ids = _roi_ids(path, table, rows, notes)
+        nwb_ids = np.asarray(table.id.data[:], dtype=np.int64)[rows]
         keep = _cell_rows(table, rows, notes if only_cells else [])
         if only_cells and keep is not None:
-            traces, rows, ids = traces[keep], rows[keep], ids[keep]
+            traces, rows, ids, nwb_ids = traces[keep], rows[keep], ids[keep], nwb_ids[keep]
         elif keep is not None:
             notes.append(f"all ROIs: {rows.size - keep.size} non-cell(s) of the iscell/keep "
                          "column included")
@@ -556,7 +567,7 @@ def load_nwb(path, *, series: str | None = None, neuropil_coefficient: float = 0
             notes.append(time_note)
     return PipelineData(traces=traces, fs=fs, roi_ids=ids, labels=labels, mean_image=mean,
                         source=str(path), kind=label, notes=notes, t0=t0, timestamps=stamps,
-                        shared=shared)
+                        shared=shared, nwb_ids=nwb_ids)
 
 
 def _cell_rows(table, rows: np.ndarray, notes: list):
@@ -641,11 +652,12 @@ def _columns(table: dict | None, skip=()) -> list:
 
 def save_results_nwb(path, *, activity, fit, baseline, events, roi_ids, fs, params, features,
                      labels=None, source=None, t0=0.0, timestamps=None,
-                     input_traces=None, fitted_trace=None) -> Path:
+                     input_traces=None, fitted_trace=None, nwb_ids=None) -> Path:
     """Write results as a new NWB file (layout in the module docstring), atomically.
 
     Arguments as :func:`napari_catune.results.save_results` (already
-    validated there).
+    validated there); ``nwb_ids``: the PlaneSegmentation ids of an NWB input's
+    ROIs, written back as the ids (default: the ROI ids).
     """
     pynwb = _pynwb()
     from hdmf.common import DynamicTable, VectorData
@@ -693,9 +705,13 @@ def save_results_nwb(path, *, activity, fit, baseline, events, roi_ids, fs, para
     ophys.add(Images(name="ROIImages", description="the ROI label image (0 = background)",
                      images=[GrayscaleImage(name=LABEL_IMAGE, data=np.asarray(lab, np.int32),
                                             description="value = roi_id; " + mask_note)]))
-    ps.add_column("roi_id", "label value of the ROI in napari-catune (NWB id + 1)")
-    for rid, mask in zip(ids, _pixel_masks(lab, ids)):
-        ps.add_roi(id=int(rid) - 1, pixel_mask=[tuple(row) for row in mask], roi_id=int(rid))
+    table_ids = ids if nwb_ids is None else np.asarray(nwb_ids, dtype=np.int64).ravel()
+    if table_ids.shape != ids.shape or np.unique(table_ids).size != table_ids.size:
+        raise ValueError(f"nwb_ids must be {ids.size} unique ids, one per ROI")
+    ps.add_column("roi_id", "label value of the ROI in napari-catune (the ids of the "
+                  "results' other files); id = the input NWB file's id of the ROI")
+    for rid, tid, mask in zip(ids, table_ids, _pixel_masks(lab, ids)):
+        ps.add_roi(id=int(tid), pixel_mask=[tuple(row) for row in mask], roi_id=int(rid))
     region = ps.create_roi_table_region(region=list(range(n)), description="all ROIs")
 
     form = _formulation(params)

@@ -279,7 +279,7 @@ def results_metadata(*, roi_ids, fs, params, n_frames: int, content: str, t0: fl
 
 def save_results(path, *, activity, fit, baseline, events=None, roi_ids, fs, params,
                  features=None, labels=None, source=None, t0=0.0, timestamps=None,
-                 input_traces=None, fitted_trace=None) -> list[Path]:
+                 input_traces=None, fitted_trace=None, nwb_ids=None) -> list[Path]:
     """Write deconvolution results to ``path``; the format follows its extension.
 
     Parameters
@@ -325,6 +325,9 @@ def save_results(path, *, activity, fit, baseline, events=None, roi_ids, fs, par
     fitted_trace : (n, T) array, optional
         With the bandpass on, the band-passed traces the fit describes
         (``.npz`` and ``.nwb`` store them beside the fit).
+    nwb_ids : (n,) int, optional
+        ``.nwb`` only: an NWB input's PlaneSegmentation ids of these ROIs,
+        written back as the ids (default: the ROI ids).
 
     Returns
     -------
@@ -348,7 +351,7 @@ def save_results(path, *, activity, fit, baseline, events=None, roi_ids, fs, par
     if ext == ".nwb":
         from .nwb import save_results_nwb
 
-        return [save_results_nwb(path, labels=labels, source=source,
+        return [save_results_nwb(path, labels=labels, source=source, nwb_ids=nwb_ids,
                                  **{k: v for k, v in r.items()})]
     if ext == ".csv":
         return _save_csv(path, r, source)
@@ -487,7 +490,8 @@ def save_features_csv(path, features, roi_ids=None) -> Path:
 
 
 def load_results(path) -> dict:
-    """Read a ``.npz`` or ``.nwb`` results file written by :func:`save_results`.
+    """Read a ``.npz``, ``.nwb`` or activity ``.npy`` results file written by
+    :func:`save_results` or ``napari-catune deconvolve``.
 
     Returns a dict with ``activity``, ``fit``, ``baseline``, ``fitted_trace``
     (the band-passed trace the fit describes; each None when absent),
@@ -495,6 +499,9 @@ def load_results(path) -> dict:
     (irregular frame times or None), ``params`` (a TuningParams), ``events``
     and ``features`` (dicts of columns, or None) and ``input_traces`` (what the
     deconvolved traces were, e.g. ``"F - 0.7*Fneu"``; None when not recorded).
+    An ``.npy`` holds the activity only (``fit``, ``baseline``, ``events``,
+    ``features`` None); ids, rate, clock and parameters come from its
+    ``{stem}_metadata.json``.
     """
     path = Path(path)
     if not path.is_file():
@@ -503,8 +510,11 @@ def load_results(path) -> dict:
         from .nwb import load_results_nwb
 
         return load_results_nwb(path)
+    if path.suffix.lower() == ".npy":
+        return _load_results_npy(path)
     if path.suffix.lower() != ".npz":
-        raise ValueError(f"{path}: load_results reads .npz and .nwb results files")
+        raise ValueError(f"{path}: load_results reads .npz, .nwb and activity .npy results files "
+                         "(a .csv: pandas.read_csv)")
     with np.load(path, allow_pickle=False) as z:
         if "format" not in z.files or str(z["format"]) != FORMAT:
             raise ValueError(f"{path} is not a napari-catune results file (no 'format' entry)")
@@ -522,6 +532,33 @@ def load_results(path) -> dict:
             out[table] = cols or None
     out["params"] = _params_from_export(path, doc)
     return out
+
+
+def _load_results_npy(path: Path) -> dict:
+    from .sources import RESULTS_CONTENT, read_sidecar, sidecar_path
+
+    side = sidecar_path(path)
+    meta = read_sidecar(path)
+    if (meta is None or not str(meta.get("content", "")).startswith(RESULTS_CONTENT)
+            or not isinstance(meta.get("catune_params"), dict)):
+        raise ValueError(f"{path} is not a napari-catune results .npy: its {side.name} "
+                         + ("is missing" if meta is None else
+                            "does not describe deconvolved activity with its parameters"))
+    act = np.load(path, allow_pickle=False)
+    act = act.reshape(1, -1) if act.ndim == 1 else act
+    ids = meta.get("roi_ids")
+    ts = meta.get("timestamps_s")
+    return {
+        "activity": act, "fit": None, "baseline": None, "fitted_trace": None,
+        "roi_ids": (np.arange(1, act.shape[0] + 1, dtype=np.int64) if ids is None
+                    else np.asarray(ids, dtype=np.int64)),
+        "fs": float(meta["sampling_rate_hz"]),
+        "t0": float(meta.get("start_time_s", 0.0)),
+        "timestamps": None if ts is None else np.asarray(ts, dtype=np.float64),
+        "input_traces": meta.get("input_traces") or None,
+        "params": _params_from_export(side, meta["catune_params"]),
+        "events": None, "features": None,
+    }
 
 
 def _params_from_export(path, doc: dict):

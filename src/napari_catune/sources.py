@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -312,12 +313,45 @@ def read_spec_rows(spec, a: int, b: int) -> np.ndarray:
     raise ValueError(f"unknown source spec {spec!r}")
 
 
+# a sidecar's sampling rate, in Hz: ours (and the CaTune web app's) first,
+# then the names the pipelines use for the same number (suite2p/OASIS/CaLab
+# ``fs``, CaImAn ``fr``, and the common ``frame_rate``/``sampling_rate``/``fps``)
+SIDECAR_FS_KEYS = ("sampling_rate_hz", "fs", "fr", "frame_rate", "sampling_rate", "fps")
+_RATE_LIKE = re.compile(r"rate|fps|freq|^fs|hz$", re.IGNORECASE)
+
+
+def sidecar_fs(meta: dict, side) -> float | None:
+    """The sampling rate a sidecar records under any of ``SIDECAR_FS_KEYS``.
+
+    Two of them that disagree, or a rate under another name (``framerate``,
+    ``frame_rate_ms`` ...) are refused: a rate read wrongly, or not at all,
+    would silently run at the parameter file's rate.
+    """
+    found = [(k, as_fs(meta[k], f"{side} {k!r}")) for k in SIDECAR_FS_KEYS
+             if meta.get(k) is not None]
+    if len({v for _, v in found}) > 1:
+        raise SourceError(
+            f"{side} records two sampling rates ("
+            + ", ".join(f"{k} = {v:g}" for k, v in found)
+            + "); keep one, as 'sampling_rate_hz'")
+    if found:
+        return found[0][1]
+    odd = [k for k in meta if isinstance(k, str) and _RATE_LIKE.search(k)
+           and k not in SIDECAR_FS_KEYS and meta[k] is not None
+           and not isinstance(meta[k], (dict, list))]
+    if odd:
+        raise SourceError(
+            f"{side}: key {odd[0]!r} is not read as the sampling rate; name the rate in Hz "
+            f"'sampling_rate_hz' (or one of {', '.join(SIDECAR_FS_KEYS[1:])})")
+    return None
+
+
 def _sidecar_values(path: Path, n: int):
     meta = read_sidecar(path)
     if meta is None:
         return None, None, None
     side = sidecar_path(path).name
-    fs = as_fs(meta.get("sampling_rate_hz"), f"{side} 'sampling_rate_hz'")
+    fs = sidecar_fs(meta, side)
     ids = meta.get("roi_ids")
     ids = None if ids is None else as_roi_ids(np.asarray(ids), n, f"{side} 'roi_ids'")
     for key, size in (("num_cells", n),):
@@ -584,7 +618,8 @@ def from_pipeline(data, kind: str) -> TraceSource:
         np.asarray(data.roi_ids), read=lambda a, b: traces[a:b],
         notes=list(getattr(data, "notes", [])), trace=getattr(data, "kind", None) or None,
         extra={"labels": getattr(data, "labels", None),
-               "mean_image": getattr(data, "mean_image", None)},
+               "mean_image": getattr(data, "mean_image", None),
+               "nwb_ids": getattr(data, "nwb_ids", None)},
         t0=float(getattr(data, "t0", 0.0) or 0.0), timestamps=getattr(data, "timestamps", None),
     )
 
