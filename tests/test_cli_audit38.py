@@ -1,5 +1,5 @@
 """The CLI fixes of the thirty-eighth round's user audit: a traces sidecar's
-rate under the pipelines' names, NWB ROI ids kept as the file's, streamed
+rate under the pipelines' names, NWB ROI ids kept as the file's, a memory check before
 ``.csv``/``.nwb`` outputs, ROI ids in bad-row messages, clearer messages."""
 
 from __future__ import annotations
@@ -10,28 +10,11 @@ import numpy as np
 import pytest
 
 from napari_catune import cli
-from napari_catune.params import TuningParams, save_params
 
 from _synth import calcium_traces
-
-TAU_R, TAU_D, LAM = 0.05, 0.4, 0.2
-
-
-def _run(capsys, *argv):
-    code = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
+from test_cli_inputs import LAM, TAU_D, TAU_R, _error, _params, _run  # noqa: F401 - shared helpers
 
 
-def _error(err: str) -> str:
-    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
-    assert "Traceback" not in err
-    return lines[-1]
-
-
-def _params(path, fs):
-    save_params(TuningParams(TAU_R, TAU_D, fs, LAM), path)
-    return path
 
 
 def _traces(tmp_path, meta, n=3, T=300, fs=30.0, seed=0, name="rec"):

@@ -50,14 +50,16 @@ def _traces(n=3, seed=0):
     return rng.normal(size=(n, T)) + 5.0
 
 
-def _nwbfile():
-    f = NWBFile(session_description="test", identifier=uuid.uuid4().hex, session_start_time=START)
+def _nwbfile(fs=FS, **kw):
+    """A file with an imaging plane at ``fs`` (``kw``: more NWBFile fields)."""
+    f = NWBFile(session_description="test", identifier=uuid.uuid4().hex, session_start_time=START,
+                **kw)
     device = f.create_device(name="Microscope")
     plane = f.create_imaging_plane(
         name="ImagingPlane", description="plane", device=device,
         optical_channel=OpticalChannel(name="OpticalChannel", description="green",
                                        emission_lambda=520.0),
-        excitation_lambda=920.0, imaging_rate=FS, indicator="GCaMP6f", location="V1")
+        excitation_lambda=920.0, imaging_rate=fs, indicator="GCaMP6f", location="V1")
     return f, plane
 
 

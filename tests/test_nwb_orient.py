@@ -45,6 +45,7 @@ from pynwb.ophys import (  # noqa: E402
 )
 
 from napari_catune.nwb import load_nwb  # noqa: E402
+from test_nwb import _nwbfile  # noqa: E402
 
 H, W, T, FS = 20, 36, 40, 10.0  # a non-square plane: (height, width) = rows, columns
 START = datetime(2026, 3, 4, 10, 30, tzinfo=timezone.utc)
@@ -68,15 +69,7 @@ def _movie(masks):
 
 
 def _file(**kw):
-    f = NWBFile(session_description="test", identifier=uuid.uuid4().hex,
-                session_start_time=START, **kw)
-    device = f.create_device(name="Microscope")
-    plane = f.create_imaging_plane(
-        name="ImagingPlane", description="plane", device=device,
-        optical_channel=OpticalChannel(name="OpticalChannel", description="green",
-                                       emission_lambda=520.0),
-        excitation_lambda=920.0, imaging_rate=FS, indicator="GCaMP6f", location="V1")
-    return f, plane
+    return _nwbfile(fs=FS, **kw)
 
 
 def _traces(f, ps, mod, n=3, **kw):
