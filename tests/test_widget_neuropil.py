@@ -53,6 +53,23 @@ def counted(monkeypatch):
     return got
 
 
+@pytest.fixture
+def held(monkeypatch):
+    """The worker's Fneu read waits on ``gate`` (``inside`` is set once it
+    waits), then yields one chunk (where a worker may stop) and reads."""
+    gate, inside = threading.Event(), threading.Event()
+    real = _np_mod.iter_neuropil
+
+    def read(*a, **k):
+        inside.set()
+        gate.wait(120)
+        yield 0, 1
+        return (yield from real(*a, **k))
+
+    monkeypatch.setattr(_np_mod, "iter_neuropil", read)
+    return gate, inside
+
+
 def _parts(viewer):
     movie, lab = viewer.layers["movie"].data, np.asarray(viewer.layers["rois"].data)
     F, ids = extract_traces(movie, lab)
@@ -196,19 +213,11 @@ def test_labels_edit_reads_f_and_fneu_anew(setup, qtbot, counted):
     assert not notes["error"]
 
 
-def test_a_paint_during_the_neuropil_read_is_read_anew(setup, qtbot, monkeypatch):
+def test_a_paint_during_the_neuropil_read_is_read_anew(setup, qtbot, held):
     # review rev38n: a paint while Fneu was being read left F of the old ROIs
     # minus Fneu of the new ones, shown, cached and applied
     viewer, w, _, notes = setup
-    gate, inside = threading.Event(), threading.Event()
-    real = _np_mod.iter_neuropil
-
-    def held(*a, **k):
-        inside.set()
-        gate.wait(120)
-        return (yield from real(*a, **k))
-
-    monkeypatch.setattr(_np_mod, "iter_neuropil", held)
+    gate, inside = held
     qtbot.mouseClick(w.neuropil_box.check, Qt.LeftButton)
     qtbot.waitUntil(inside.is_set, timeout=60_000)  # the worker has F, and waits to read Fneu
     rois = viewer.layers["rois"]
@@ -241,17 +250,9 @@ def test_no_movie_no_neuropil_and_the_tooltip_says_why(setup, qtbot, counted):
     assert len(notes["error"]) == 1 and "no traces and no movie" in notes["error"][0]
 
 
-def test_cancel_the_neuropil_read_keeps_the_plain_traces(setup, qtbot, monkeypatch):
+def test_cancel_the_neuropil_read_keeps_the_plain_traces(setup, qtbot, held):
     viewer, w, _, notes = setup
-    gate = threading.Event()
-    real = _np_mod.iter_neuropil
-
-    def held(*a, **k):
-        gate.wait(10)
-        yield 0, 1  # a chunk read: where the worker may stop
-        return (yield from real(*a, **k))
-
-    monkeypatch.setattr(_np_mod, "iter_neuropil", held)
+    gate, _inside = held
     viewer.layers["movie"].name = "2026-12-06 mouse 12 V1 jGCaMP8m plane 0 registered movie"
     src0 = w.session.source
     qtbot.mouseClick(w.neuropil_box.check, Qt.LeftButton)
@@ -270,18 +271,10 @@ def test_cancel_the_neuropil_read_keeps_the_plain_traces(setup, qtbot, monkeypat
     assert not notes["error"]
 
 
-def test_cancelling_a_superseded_read_keeps_the_current_coefficient(setup, qtbot, monkeypatch):
+def test_cancelling_a_superseded_read_keeps_the_current_coefficient(setup, qtbot, held):
     # review rev38n: cancelling the 0.70 line while 0.75 was current unchecked the box
     viewer, w, _, notes = setup
-    gate = threading.Event()
-    real = _np_mod.iter_neuropil
-
-    def held(*a, **k):
-        gate.wait(120)
-        yield 0, 1
-        return (yield from real(*a, **k))
-
-    monkeypatch.setattr(_np_mod, "iter_neuropil", held)
+    gate, _inside = held
     box = w.neuropil_box
     qtbot.mouseClick(box.check, Qt.LeftButton)
     old = w.picker.key()
