@@ -55,6 +55,14 @@ def test_sidecar_with_two_disagreeing_rates_is_refused(capsys, tmp_path):
     assert "two sampling rates" in line and "fs = 15" in line and "sampling_rate_hz = 30" in line
 
 
+def test_sidecar_rates_equal_but_for_rounding_are_one_rate(capsys, tmp_path):
+    # (review revc: 30 and 30.000000001 were refused as two rates)
+    npy, _ = _traces(tmp_path, {"sampling_rate_hz": 30.0, "fs": 30.000000001})
+    p = _params(tmp_path / "p.json", 30.0)
+    code, _, err = _run(capsys, "deconvolve", npy, "--params", p, "-o", tmp_path / "a.npz", "-q")
+    assert code == 0, err
+
+
 def test_sidecar_rate_under_an_unknown_name_is_refused_with_the_key_to_use(capsys, tmp_path):
     npy, _ = _traces(tmp_path, {"framerate": 30.0})
     p = _params(tmp_path / "p.json", 121.965)
@@ -86,6 +94,15 @@ def test_unstreamed_output_that_would_not_fit_in_memory_is_refused(capsys, tmp_p
     monkeypatch.setattr(cli, "available_memory", lambda: 8 << 30)
     code, _, err = _run(capsys, "deconvolve", npy, "--params", p, "-o", tmp_path / f"b{ext}", "-q")
     assert code == 0, err
+
+
+def test_the_memory_check_counts_every_roi_and_frame(capsys, tmp_path, monkeypatch):
+    # (review revc: the test above passed with only the fixed floor counted)
+    npy, _ = _traces(tmp_path, {"sampling_rate_hz": 30.0}, n=40, T=3000)
+    p = _params(tmp_path / "p.json", 30.0)
+    monkeypatch.setattr(cli, "available_memory", lambda: (200 << 20) + (1 << 20))  # floor + 1 MB
+    code, _, err = _run(capsys, "deconvolve", npy, "--params", p, "-o", tmp_path / "a.nwb")
+    assert code == 2 and "40 ROIs x 3000 frames" in _error(err)  # 40 x 3000 x 60 B = 7.2 MB
 
 
 # -------------------------------------------- 4. bad rows named by their ROI ids

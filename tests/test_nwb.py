@@ -136,6 +136,10 @@ def caiman_nwb(tmp_path):
 @pytest.fixture
 def dff_with_movie(tmp_path):
     """Only a DfOverF container, custom ids, and a TwoPhotonSeries holding the movie."""
+    return _dff_nwb(tmp_path)
+
+
+def _dff_nwb(tmp_path, ids=(10, 20, 30), region=(0, 1, 2), name="dff.nwb"):
     f, plane = _nwbfile()
     movie = np.random.default_rng(5).random((T, X, Y))
     f.add_acquisition(TwoPhotonSeries(name="TwoPhotonSeries", data=movie, imaging_plane=plane,
@@ -146,15 +150,15 @@ def dff_with_movie(tmp_path):
     mod = f.create_processing_module(name="ophys", description="ophys")
     mod.add(seg)
     masks = _footprints()
-    for nwb_id, m in zip((10, 20, 30), masks):
+    for nwb_id, m in zip(ids, masks):
         x, y = np.nonzero(m)
         ps.add_roi(id=nwb_id, pixel_mask=np.column_stack([x, y, m[x, y]]))
     dff = DfOverF()
     mod.add(dff)
-    D = _traces(seed=6)
-    region = ps.create_roi_table_region(region=[0, 1, 2], description="all")
-    dff.create_roi_response_series(name="dff", data=D.T, rois=region, unit="n.a.", rate=FS)
-    return _write(f, tmp_path / "dff.nwb"), D, movie
+    D = _traces(seed=6)[:len(region)]
+    rois = ps.create_roi_table_region(region=list(region), description="all")
+    dff.create_roi_response_series(name="dff", data=D.T, rois=rois, unit="n.a.", rate=FS)
+    return _write(f, tmp_path / name), D, movie
 
 
 def _expected_labels(ids):
@@ -424,6 +428,22 @@ def test_zero_based_nwb_ids_are_shifted_and_written_back(suite2p_nwb, tmp_path):
     npz_ids, csv_ids, table_ids, roi_col, reread = _cli_outputs(path, tmp_path, "s2p_out")
     assert npz_ids == csv_ids == roi_col == reread == [1, 3]
     assert table_ids == [0, 2]
+
+
+def test_duplicate_nwb_ids_still_give_every_output(tmp_path):
+    # (review revc: ids 5, 5, 6 got ROI ids 1-3, but the .nwb writer was handed the
+    # duplicates and refused)
+    path, _, _ = _dff_nwb(tmp_path, ids=(5, 5, 6))
+    npz_ids, csv_ids, table_ids, roi_col, reread = _cli_outputs(path, tmp_path, "dup_out")
+    assert npz_ids == csv_ids == table_ids == roi_col == reread == [1, 2, 3]
+
+
+def test_a_series_without_row_0_of_a_0_based_table_is_shifted_too(tmp_path):
+    # (review revc: the + 1 was decided on the series' rows only, so the same
+    # ROIs got other ids in another series of the file that names row 0)
+    path, _, _ = _dff_nwb(tmp_path, ids=(0, 1, 2), region=(1, 2))
+    data = load_nwb(path)
+    assert data.roi_ids.tolist() == [2, 3] and data.nwb_ids.tolist() == [1, 2]
 
 
 def test_results_nwb_without_an_nwb_source_uses_the_roi_ids(tmp_path):

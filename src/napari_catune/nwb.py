@@ -41,10 +41,11 @@ deconvolved output (``series=`` picks another); for suite2p's
 ``Fluorescence`` with a matching ``Neuropil`` series the traces are
 ``F - 0.7 * Fneu`` (suite2p's default coefficient; ``neuropil_coefficient``).
 ROI ids are the ``roi_id`` column when the table has one (files written
-here), else the NWB ids themselves, + 1 only when one of them is 0 (labels
-start at 1; said in the notes).  A results ``.nwb`` keeps the input file's
-ids as its PlaneSegmentation ids (``nwb_ids``; without them id = roi_id), so
-every output joins back to the source file by id.
+here), else the NWB ids themselves, + 1 only when one of the table's ids is
+0 (labels start at 1; said in the notes).  A results ``.nwb`` keeps the input
+file's ids as its PlaneSegmentation ids when given them (``nwb_ids``, as the
+CLI does; without them, e.g. from the tuner, id = roi_id), so every output
+joins back to the source file by id.
 
 Writing (:func:`save_results_nwb`, called by ``results.save_results`` for a
 ``.nwb`` path) creates a new file, atomically: processing module ``ophys``
@@ -261,9 +262,11 @@ def _roi_ids(path, table, rows, notes) -> np.ndarray:
         ids = np.asarray(table["roi_id"].data[:])[rows]
         source = "its roi_id column"
     else:
-        ids = np.asarray(table.id.data[:])[rows]
+        every = np.asarray(table.id.data[:])
+        ids = every[rows]
         source = "the NWB ids"
-        if ids.dtype.kind in "iu" and ids.size and ids.min() == 0:
+        # (the whole table decides: another series of the file may name row 0)
+        if ids.dtype.kind in "iu" and ids.size and every.min() == 0:
             ids = ids + 1
             source = ("the NWB ids + 1 (the file's ids start at 0, a label value cannot be 0; "
                       "the .nwb output's PlaneSegmentation ids are the file's)")
@@ -538,9 +541,12 @@ def load_nwb(path, *, series: str | None = None, neuropil_coefficient: float = 0
         table = region.table
         ids = _roi_ids(path, table, rows, notes)
         nwb_ids = np.asarray(table.id.data[:], dtype=np.int64)[rows]
+        if np.unique(nwb_ids).size != nwb_ids.size:
+            nwb_ids = None  # duplicate ids: the .nwb output writes the ROI ids instead
         keep = _cell_rows(table, rows, notes if only_cells else [])
         if only_cells and keep is not None:
-            traces, rows, ids, nwb_ids = traces[keep], rows[keep], ids[keep], nwb_ids[keep]
+            traces, rows, ids = traces[keep], rows[keep], ids[keep]
+            nwb_ids = None if nwb_ids is None else nwb_ids[keep]
         elif keep is not None:
             notes.append(f"all ROIs: {rows.size - keep.size} non-cell(s) of the iscell/keep "
                          "column included")

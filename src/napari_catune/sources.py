@@ -327,12 +327,14 @@ def sidecar_fs(meta: dict, side) -> float | None:
     ``frame_rate_ms`` ...) are refused: a rate read wrongly, or not at all,
     would silently run at the parameter file's rate.
     """
+    from .params import fs_matches
+
     found = [(k, as_fs(meta[k], f"{side} {k!r}")) for k in SIDECAR_FS_KEYS
              if meta.get(k) is not None]
-    if len({v for _, v in found}) > 1:
+    if any(not fs_matches(v, found[0][1]) for _, v in found[1:]):  # (the parameter file's tolerance)
         raise SourceError(
             f"{side} records two sampling rates ("
-            + ", ".join(f"{k} = {v:g}" for k, v in found)
+            + ", ".join(f"{k} = {v!r}" for k, v in found)
             + "); keep one, as 'sampling_rate_hz'")
     if found:
         return found[0][1]
