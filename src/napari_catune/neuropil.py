@@ -106,7 +106,8 @@ def neuropil_masks(labels, ids=None, *, inner_radius: int = INNER_RADIUS,
     empty = [int(i) for i, m in zip(ids, masks) if m.size == 0]
     if empty:
         raise ValueError(f"ROIs {empty[:10]} have no neuropil pixels: the label image covers "
-                         "their whole surround; correct without neuropil (coefficient 0)")
+                         "their whole surround, so the traces cannot be neuropil-corrected; "
+                         "leave the correction off")
     return masks, ids
 
 
