@@ -28,7 +28,7 @@ def counted(monkeypatch):
     """How often a worker reads the movie for F and for Fneu (the test's own
     reads on the main thread do not count), and on which threads the corrected
     traces are computed."""
-    got = {"F": 0, "Fneu": 0, "threads": []}
+    got = {"F": 0, "Fneu": 0, "threads": [], "coefs": []}
     real_f, real_n, real_sub = (_tr_mod.extract_traces, _np_mod.iter_neuropil,
                                 sourcejob.neuropil_traces)
 
@@ -45,6 +45,7 @@ def counted(monkeypatch):
 
     def sub(*a, **k):
         got["threads"].append(threading.current_thread())
+        got["coefs"].append(a[2])
         return real_sub(*a, **k)
 
     monkeypatch.setattr(_tr_mod, "extract_traces", f)
@@ -271,24 +272,90 @@ def test_cancel_the_neuropil_read_keeps_the_plain_traces(setup, qtbot, held):
     assert not notes["error"]
 
 
-def test_cancelling_a_superseded_read_keeps_the_current_coefficient(setup, qtbot, held):
-    # review rev38n: cancelling the 0.70 line while 0.75 was current unchecked the box
-    viewer, w, _, notes = setup
-    gate, _inside = held
+def _steps_during_the_read(qtbot, w, held, n):
+    """Check the box, then press Up ``n`` times while the Fneu read is held."""
+    gate, inside = held
     box = w.neuropil_box
     qtbot.mouseClick(box.check, Qt.LeftButton)
-    old = w.picker.key()
-    qtbot.waitUntil(lambda: w.jobs.cancel_button(f"extract {old}") is not None, timeout=10_000)
-    qtbot.keyClick(box.coef, Qt.Key_Up)
-    qtbot.waitUntil(lambda: w.picker.key() != old and w.picker.key() in w.picker.builds,
-                    timeout=10_000)
-    new = w.picker.key()
-    qtbot.mouseClick(w.jobs.cancel_button(f"extract {old}"), Qt.LeftButton)
+    qtbot.waitUntil(inside.is_set, timeout=60_000)  # the worker waits to read Fneu
+    first = w.picker.key()
+    for _ in range(n):
+        qtbot.keyClick(box.coef, Qt.Key_Up)
+    last = round(first[4] + 0.05 * n, 2)
+    qtbot.waitUntil(lambda: w.picker.key()[4] == pytest.approx(last), timeout=10_000)
+    return first, last
+
+
+def test_steps_during_the_first_read_wait_for_it(setup, qtbot, counted, held):
+    # review rev38n: each step of the coefficient during the first Fneu read started
+    # its own read of the movie; now they wait, and the last one is applied
+    viewer, w, _, notes = setup
+    gate, _ = held
+    reads = counted["F"]
+    first, last = _steps_during_the_read(qtbot, w, held, 4)
+    assert list(w.picker.builds) == [first]  # one read under way, one job line
+    assert w.picker.building
     gate.set()
     qtbot.waitUntil(lambda: not w.picker.builds and w.session.source is not None
                     and w.session.source.neuropil is not None, timeout=120_000)
     wait(qtbot, w)
-    assert box.check.isChecked() and w.session.neuropil == pytest.approx(new[4])
+    src = w.session.source
+    assert src.neuropil == pytest.approx(last) and w.neuropil_box.coef.value() == \
+        pytest.approx(last)
     F, fneu, _ = _parts(viewer)
-    np.testing.assert_array_equal(w.session.source.traces, F - new[4] * fneu)
+    np.testing.assert_array_equal(src.traces, F - last * fneu)
+    assert counted["Fneu"] == 1 and counted["F"] == reads  # the movie read once, for Fneu
+    # the read's own coefficient, then the last one; those in between never
+    assert counted["coefs"] == pytest.approx([first[4], last])
+    assert not notes["error"]
+
+
+def test_cancel_during_the_steps_cancels_the_one_read(setup, qtbot, held):
+    # the steps share the read under way: its Cancel turns the neuropil off (the
+    # plain traces stay), not only an older coefficient's read
+    viewer, w, _, notes = setup
+    gate, _ = held
+    src0 = w.session.source
+    first, _last = _steps_during_the_read(qtbot, w, held, 2)
+    assert list(w.picker.builds) == [first]
+    qtbot.mouseClick(w.jobs.cancel_button(f"extract {first}"), Qt.LeftButton)
+    gate.set()
+    qtbot.waitUntil(lambda: not w.neuropil_box.check.isChecked(), timeout=60_000)
+    wait(qtbot, w)
+    assert w.session.neuropil is None and w.session.source is src0
+    assert "Neuropil cancelled" in w.status.text()
+    assert not notes["error"]
+
+
+def test_another_pair_and_its_coefficients_keep_the_first_pairs_f_and_fneu(setup, qtbot,
+                                                                          counted):
+    # the cache held 3 entries, one per coefficient: a second Labels layer and a few
+    # coefficient steps on it pushed the first pair's F and Fneu out (a movie read)
+    viewer, w, _, notes = setup
+    box = w.neuropil_box
+    rois = viewer.layers["rois"]
+    qtbot.mouseClick(box.check, Qt.LeftButton)
+    qtbot.waitUntil(lambda: w.session.source is not None
+                    and w.session.source.neuropil is not None, timeout=60_000)
+    wait(qtbot, w)
+    viewer.add_labels(np.array(rois.data), name="rois2")
+    combo = w.labels_combo.native
+    combo.setCurrentIndex(combo.findText("rois2"))
+    qtbot.waitUntil(lambda: w.session.source is not None
+                    and w.session.source.origin[1] is viewer.layers["rois2"]
+                    and w.session.source.neuropil is not None, timeout=60_000)
+    wait(qtbot, w)
+    reads = counted["F"], counted["Fneu"]
+    for k in range(1, 4):
+        qtbot.keyClick(box.coef, Qt.Key_Up)
+        qtbot.waitUntil(lambda: w.session.source is not None and w.session.source.neuropil
+                        == pytest.approx(0.7 + 0.05 * k), timeout=60_000)
+        wait(qtbot, w)
+    combo.setCurrentIndex(combo.findText("rois"))
+    qtbot.waitUntil(lambda: w.session.source is not None
+                    and w.session.source.origin[1] is rois, timeout=60_000)
+    wait(qtbot, w)
+    F, fneu, _ = _parts(viewer)
+    np.testing.assert_array_equal(w.session.source.traces, F - 0.85 * fneu)
+    assert (counted["F"], counted["Fneu"]) == reads  # no movie read: F and Fneu at hand
     assert not notes["error"]

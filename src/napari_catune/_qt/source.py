@@ -4,15 +4,16 @@ layer that carries its traces (a trace file's tiles).
 The chosen pair's traces are extracted once, in a worker, and cached (in the
 session, so a reopened dock finds them); editing or replacing a layer's data
 drops its cache entry and reads them again.  With neuropil correction on (a
-movie only) the entry of each coefficient is cached; the first one's worker
-also reads the surrounds (Fneu), the next ones reuse F and Fneu.
+movie only) the worker also reads the surrounds (Fneu) once; another
+coefficient is made from the cached F and Fneu, and one asked for while the
+movie is read waits for that read.  What is cached, and the reads' bookkeeping:
+:mod:`.sourcebook` (this widget renders and forwards).
 """
 
 from __future__ import annotations
 
 import weakref
 
-import numpy as np
 from magicgui.widgets import ComboBox, Container
 from napari.layers import Image, Labels
 from napari.utils import notifications
@@ -20,10 +21,11 @@ from qtpy.QtCore import QObject, QTimer, Signal
 
 from .jobs import worker as _worker
 from .overlays import is_overlay
-from .sourcejob import SourceError, build_job, fingerprint as _fingerprint
+from .sourcebook import SourceBook, source_key
+from .sourcejob import SourceError, build_job, fingerprint as _fingerprint, place_beside, \
+    read_failed
 
 NONE = "(none: traces in the Labels layer)"
-_GAP = 4  # background pixels between two trace files' tile grids
 
 
 class _MovieCombo(ComboBox):
@@ -55,11 +57,10 @@ class SourcePicker(QObject):
         super().__init__()
         self.neuropil = neuropil
         self.viewer = viewer
-        self.cache = cache  # (ids of layers and data) -> TraceSource
+        self.book = SourceBook(cache)  # the cache (per layer pair) and the reads under way
         self.jobs = jobs
         self.fs_default = fs_default  # callable: the sampling rate to assume
         self.current = None
-        self.builds: dict = {}
         self._hooked: dict = {}
         self.closed = False
         self._quiet = False  # see _deferred_refresh
@@ -86,7 +87,6 @@ class SourcePicker(QObject):
         self._edit_timer.setInterval(300)
         self._edit_timer.timeout.connect(self._edited)
         self._reread = False  # the edits touched the current source's layers
-        self._stale = set()  # keys of reads whose layers were edited while they ran
         # napari's Labels.undo/redo send no data or paint event, only set_data
         # (also sent on display changes): the ROIs' fingerprints tell them apart
         self._prints: dict = {}  # id(layer) -> fingerprint, None while edits go on
@@ -117,19 +117,19 @@ class SourcePicker(QObject):
         self.refresh()
 
     def key(self):
-        labels, image = self.labels_combo.value, self.image_combo.value
-        return (id(labels), id(labels.data), id(image), id(image.data) if image else None,
-                self.neuropil() if image is not None else None)
+        image = self.image_combo.value
+        return source_key(self.labels_combo.value, image,
+                          self.neuropil() if image is not None else None)
 
-    def _prior(self, key):
-        """A cached source of the same layers holding F (with Fneu if any has it)."""
-        same = [v for k, v in self.cache.items() if k[:4] == key[:4] and v.F is not None]
-        same.sort(key=lambda v: v.fneu is None)
-        return same[0] if same else None
+    @property
+    def builds(self) -> dict:
+        """The reads under way: key -> worker."""
+        return self.book.builds
 
     @property
     def building(self) -> bool:
-        return self.labels_combo.value is not None and self.key() in self.builds
+        """The chosen pair is being read (or waits for its movie's read)."""
+        return self.labels_combo.value is not None and self.book.pending(self.key())
 
     # ----------------------------------------------------------- layers
     def layers_changed(self, kind, layer) -> bool:
@@ -182,8 +182,8 @@ class SourcePicker(QObject):
             self.status.emit("Add a Labels layer of ROIs (and a movie) to start tuning.")
             return None
         key = self.key()
-        src = self.cache.get(key)
-        if src is None or src.origin != (image, labels):
+        src = self.book.get(key, (image, labels))
+        if src is None:
             self._start_build(key, image, labels)
             return None
         self.current = src
@@ -194,7 +194,10 @@ class SourcePicker(QObject):
     def _start_build(self, key, image, labels) -> None:
         if key in self.builds:
             return
-        neuropil, prior = key[4], self._prior(key)
+        if self.book.awaited(key) is not None:  # made from its F and Fneu once it lands
+            self.status.emit("Waiting for the neuropil read under way...")
+            return
+        neuropil, prior = key[4], self.book.prior(key)
         try:
             work = build_job(image, labels, float(self.fs_default()), neuropil, prior)
         except SourceError as e:
@@ -206,19 +209,17 @@ class SourcePicker(QObject):
         what = f"'{image.name}'" if image is not None else f"'{labels.name}'"
         reads_fneu = neuropil is not None and (prior is None or prior.fneu is None)
         w = _worker(work)
-        self.builds[key] = w
+        self.book.started(key, w, reads_movie=image is not None and (prior is None or reads_fneu))
         ref = weakref.ref(self)
 
         def returned(out):
             me = ref()
             if me is None or me.closed:
                 return
-            if key in me._stale:
+            if not me.book.landed(key):
                 return  # its layers were edited during the read: read again (finished)
             src, missing = out
-            me.cache[key] = src
-            while len(me.cache) > 3:  # a few pairs; oldest out
-                me.cache.pop(next(iter(me.cache)))
+            me.book.put(key, src, keep=me.current)
             me._hook(image)
             me._hook(labels)
             if labels not in me.viewer.layers or me.current is not None \
@@ -240,8 +241,9 @@ class SourcePicker(QObject):
 
         def aborted():
             me = ref()
-            if me is None or me.closed or me.labels_combo.value is None or me.key() != key:
-                return  # a superseded read (an older coefficient, other layers) cancelled
+            cur = None if me is None or me.closed or me.labels_combo.value is None else me.key()
+            if cur is None or cur[:4] != key[:4] or cur[4] is None:
+                return  # a read no longer wanted (other layers, neuropil off) cancelled
             me.status.emit("Neuropil cancelled: the traces are not corrected (check "
                            "'neuropil' again to read it).")
             me.failed.emit("cancelled")
@@ -251,14 +253,7 @@ class SourcePicker(QObject):
             me = ref()
             if me is None or me.closed:
                 return
-            if isinstance(e, SourceError):
-                notifications.show_error(str(e))
-            else:
-                notifications.show_error(
-                    f"Could not read traces from {what} with ROIs '{labels.name}': "
-                    f"{type(e).__name__}: {e}. Check that the movie's file or store is "
-                    "still readable (or load the movie into memory), then choose the "
-                    "layers again in the CaTune tuner.")
+            notifications.show_error(read_failed(e, what, labels.name))
             me.status.emit("Reading the traces failed; choose the layers again.")
             me.failed.emit(str(e))
 
@@ -266,16 +261,14 @@ class SourcePicker(QObject):
             me = ref()
             if me is None or me.closed:
                 return
-            if me.builds.get(key) is w:
-                del me.builds[key]
+            stale = me.book.ended(key, w)
             me.jobs.finish(f"extract {key}")
-            if key in me._stale:
-                me._stale.discard(key)
-                if me._edit_timer.isActive():
-                    me._reread = True  # once the edits pause (_edited)
-                elif me.current is None and me.labels_combo.value is not None \
-                        and me.key() == key:
-                    me.refresh()
+            if stale and me._edit_timer.isActive():
+                me._reread = True  # once the edits pause (_edited)
+            elif me.current is None and me.labels_combo.value is not None \
+                    and not me.book.pending(me.key()) \
+                    and me.book.follows(me.key(), key, stale):
+                me.refresh()  # (a coefficient that waited for this read: from its F and Fneu)
 
         w.returned.connect(returned)
         w.errored.connect(errored)
@@ -341,13 +334,11 @@ class SourcePicker(QObject):
         if id(layer) in self._prints:
             self._prints[id(layer)] = None  # taken again once the edits pause
         self.edited.emit(layer)
-        for k in [k for k, v in self.cache.items() if layer in v.origin]:
-            del self.cache[k]
+        # its cached traces go; a read of it under way took the ROIs before this
+        # edit: its traces (F of the old ROIs, perhaps Fneu of the new) are dropped
+        self.book.drop_layer(layer)
         if not self.closed and self.current is not None and layer in self.current.origin:
             self._reread = True
-        # a read of these layers under way took the ROIs before this edit: its
-        # traces (F of the old ROIs, perhaps Fneu of the new) are dropped
-        self._stale.update(k for k in self.builds if id(layer) in (k[0], k[2]))
         self._edit_timer.start()  # a burst of paint events: once they pause
 
     @property
@@ -363,7 +354,7 @@ class SourcePicker(QObject):
                 self._prints[key] = _fingerprint(layer.data)
         reread, self._reread = self._reread, False
         if reread and not self.closed and (self.current is not None or (
-                self.labels_combo.value is not None and self.key() not in self.builds)):
+                self.labels_combo.value is not None and not self.book.pending(self.key()))):
             self.refresh()
 
     def close(self) -> None:
@@ -390,22 +381,3 @@ class SourcePicker(QObject):
             except Exception:  # noqa: BLE001 - already finished
                 pass
 
-
-def _tiles(layer) -> bool:
-    meta = layer.metadata.get("catune", {}) if isinstance(layer.metadata, dict) else {}
-    return isinstance(layer, Labels) and "traces" in meta
-
-
-def place_beside(viewer, layer) -> None:
-    """Move a trace file's tile grid to the right of the other tile grids, so a
-    second file's tiles are not drawn over the first's."""
-    if not _tiles(layer) or layer.ndim != 2 or any(layer.translate):
-        return
-    right = None
-    for other in viewer.layers:
-        if other is layer or not _tiles(other) or other.ndim != 2:
-            continue
-        x1 = other.translate[-1] + other.data.shape[-1] * other.scale[-1]
-        right = x1 if right is None else max(right, x1)
-    if right is not None:
-        layer.translate = (0.0, float(right) + _GAP * layer.scale[-1])

@@ -134,3 +134,39 @@ def fingerprint(data):
     except Exception:  # noqa: BLE001 - unreadable now: no fingerprint, no verdict
         return None
     return arr.shape, arr.dtype.str, zlib.crc32(arr)
+
+
+def read_failed(e: Exception, what: str, labels_name: str) -> str:
+    """The message for a read that raised ``e`` (``what``: the movie or layer, quoted)."""
+    if isinstance(e, SourceError):
+        return str(e)
+    return (f"Could not read traces from {what} with ROIs '{labels_name}': "
+            f"{type(e).__name__}: {e}. Check that the movie's file or store is "
+            "still readable (or load the movie into memory), then choose the "
+            "layers again in the CaTune tuner.")
+
+
+def _tiles(layer) -> bool:
+    """A Labels layer of a trace file's tiles (it carries its traces)."""
+    from napari.layers import Labels
+
+    meta = layer.metadata.get("catune", {}) if isinstance(layer.metadata, dict) else {}
+    return isinstance(layer, Labels) and "traces" in meta
+
+
+_GAP = 4  # background pixels between two trace files' tile grids
+
+
+def place_beside(viewer, layer) -> None:
+    """Move a trace file's tile grid to the right of the other tile grids, so a
+    second file's tiles are not drawn over the first's."""
+    if not _tiles(layer) or layer.ndim != 2 or any(layer.translate):
+        return
+    right = None
+    for other in viewer.layers:
+        if other is layer or not _tiles(other) or other.ndim != 2:
+            continue
+        x1 = other.translate[-1] + other.data.shape[-1] * other.scale[-1]
+        right = x1 if right is None else max(right, x1)
+    if right is not None:
+        layer.translate = (0.0, float(right) + _GAP * layer.scale[-1])
