@@ -1,0 +1,136 @@
+"""The thirty-ninth round's output fixes: ``deconvolve``'s ``.nwb`` and
+``.csv`` outputs streamed (rows to temporary files as they arrive, the file
+written a block of frames at a time), atomically."""
+
+from __future__ import annotations
+
+import json
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from napari_catune import nwb, results
+from napari_catune.results import load_results
+
+from _synth import calcium_traces
+from test_cli_inputs import LAM, TAU_D, TAU_R, _error, _params, _run  # noqa: F401 - shared helpers
+
+
+def _traces(tmp_path, meta, n=3, T=300, fs=30.0, seed=0, name="rec"):
+    y = calcium_traces(n, T, fs=fs, tau_r=TAU_R, tau_d=TAU_D, seed=seed)
+    np.save(tmp_path / f"{name}.npy", y)
+    (tmp_path / f"{name}_metadata.json").write_text(json.dumps(meta))
+    return tmp_path / f"{name}.npy", y
+
+
+def _leftovers(folder, keep):
+    return sorted(p.name for p in folder.iterdir() if p.name not in keep)
+
+
+# ------------------------------------------------ 1. .nwb and .csv streamed
+
+def test_row_spool_reads_back_blocks_and_nan_for_rows_never_written(tmp_path):
+    from napari_catune.results import RowSpool
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(5, 37))
+    s = RowSpool(5, 37, tmp_path, ".x.")
+    try:
+        s.write_rows(0, a[:2])
+        s.write_rows(3, a[3:])
+        got = s[:, :]
+        assert np.array_equal(got[[0, 1, 3, 4]], a[[0, 1, 3, 4]])
+        assert np.isnan(got[2]).all()
+        assert np.array_equal(s[1:4, 5:9][[0, 2]], a[[1, 3], 5:9])
+        assert np.array_equal(np.asarray(s)[4], a[4])
+    finally:
+        s.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("ext", [".nwb", ".csv"])
+def test_nwb_and_csv_outputs_do_not_gather_the_result_in_memory(capsys, tmp_path, monkeypatch,
+                                                                ext):
+    # 200 ROIs x 10,000 frames: 16 MB a field; gathered (activity, fit, the
+    # writer's transposed copy) it peaks far above that
+    if ext == ".nwb":
+        pytest.importorskip("pynwb")
+    n, T = 200, 10_000
+    npy, y = _traces(tmp_path, {"sampling_rate_hz": 30.0}, n=n, T=T)
+    p = _params(tmp_path / "p.json", 30.0)
+    # small blocks, so that a block is not the whole (small) test array
+    monkeypatch.setattr(nwb, "_BLOCK_BYTES", 1 << 20)
+    monkeypatch.setattr(nwb, "_HDF5_CHUNK_BYTES", 1 << 18)
+    monkeypatch.setattr(results, "_CSV_BLOCK_VALUES", 1 << 16)
+    out = tmp_path / f"a{ext}"
+    # a first small run: the modules it imports (pynwb's namespaces...) are not what is measured
+    small, _ = _traces(tmp_path, {"sampling_rate_hz": 30.0}, n=2, T=300, name="small")
+    code, _, err = _run(capsys, "deconvolve", small, "--params", p, "-o", tmp_path / f"s{ext}",
+                        "-q")
+    assert code == 0, err
+    # ... nor what the solver loads for rows this long: the same run into .npz first
+    code, _, err = _run(capsys, "deconvolve", npy, "--params", p, "-o", tmp_path / "c.npz",
+                        "-q", "--chunk-cells", "1")
+    assert code == 0, err
+    tracemalloc.start()
+    try:
+        code, _, err = _run(capsys, "deconvolve", npy, "--params", p, "-o", out, "-q",
+                            "--chunk-cells", "1")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert code == 0, err
+    # gathered, activity and fit alone are 2 fields; streamed, the peak is the
+    # solver's work on one row (which grows with T, not n)
+    field = 8 * n * T
+    assert peak < field, f"peak {peak / 1e6:.1f} MB traced, a field is {field / 1e6:.1f} MB"
+    # and the numbers are those of the streamed .npz
+    with np.load(tmp_path / "c.npz") as z:
+        want = {k: z[k] for k in ("activity", "fit", "baseline", "roi_ids")}
+    if ext == ".nwb":
+        r = load_results(out)
+        for key in want:
+            assert np.array_equal(r[key], want[key]), key
+    else:
+        got = np.loadtxt(out, delimiter=",", skiprows=1)
+        assert got.shape == (T, n + 1)
+        np.testing.assert_allclose(got[:, 1:].T, want["activity"], rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(got[:, 0], np.arange(T) / 30.0, rtol=1e-9)
+    # no temporary file left beside the output
+    assert not [f for f in _leftovers(tmp_path, ()) if f.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("ext", [".nwb", ".csv"])
+def test_interrupted_streamed_write_leaves_the_old_file_and_no_temp_files(capsys, tmp_path,
+                                                                         monkeypatch, ext):
+    if ext == ".nwb":
+        pytest.importorskip("pynwb")
+    npy, _ = _traces(tmp_path, {"sampling_rate_hz": 30.0}, n=4, T=3000)
+    p = _params(tmp_path / "p.json", 30.0)
+    out = tmp_path / f"a{ext}"
+    code, _, err = _run(capsys, "deconvolve", npy, "--params", p, "-o", out, "-q")
+    assert code == 0, err
+    before = out.read_bytes()
+    keep = set(_leftovers(tmp_path, ()))
+    monkeypatch.setattr(nwb, "_BLOCK_BYTES", 8 * 4 * 200)
+    monkeypatch.setattr(nwb, "_HDF5_CHUNK_BYTES", 8 * 4 * 100)
+    monkeypatch.setattr(results, "_CSV_BLOCK_VALUES", 5 * 200)
+    from napari_catune.results import RowSpool
+
+    reads = []
+    real = RowSpool.__getitem__
+
+    def interrupted(self, key):  # Ctrl-C while the file is being written from the spool
+        reads.append(key)
+        if len(reads) == 3:
+            raise KeyboardInterrupt
+        return real(self, key)
+
+    monkeypatch.setattr(RowSpool, "__getitem__", interrupted)
+    code, _, err = _run(capsys, "deconvolve", npy, "--params", p, "-o", out, "-q")
+    assert code == 130
+    assert len(reads) == 3
+    assert out.read_bytes() == before
+    assert _leftovers(tmp_path, keep) == []
+
