@@ -10,7 +10,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from napari_catune import nwb, results
+from napari_catune import cli, nwb, results
 from napari_catune.results import load_results
 
 from _synth import calcium_traces
@@ -134,3 +134,57 @@ def test_interrupted_streamed_write_leaves_the_old_file_and_no_temp_files(capsys
     assert out.read_bytes() == before
     assert _leftovers(tmp_path, keep) == []
 
+
+
+# ------------------------------------ 2. the memory check sees a cgroup limit
+
+def _fake_cgroup(tmp_path, monkeypatch, self_line, files):
+    root = tmp_path / "cgroup"
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    root.mkdir(exist_ok=True)
+    (tmp_path / "self_cgroup").write_text(self_line)
+    monkeypatch.setattr(cli, "_CGROUP_ROOT", root)
+    monkeypatch.setattr(cli, "_CGROUP_SELF", tmp_path / "self_cgroup")
+
+
+def test_cgroup_v2_limit_is_read_from_the_process_cgroup_and_its_parents(tmp_path, monkeypatch):
+    _fake_cgroup(tmp_path, monkeypatch, "0::/slurm/job7\n", {
+        "slurm/memory.max": str(3 << 30), "slurm/memory.current": str(1 << 30),
+        "slurm/job7/memory.max": str(1 << 30), "slurm/job7/memory.current": str(200 << 20),
+    })
+    assert cli.cgroup_memory_room() == (1 << 30) - (200 << 20)
+    assert cli.available_memory() <= (1 << 30) - (200 << 20)
+
+
+def test_cgroup_v1_limit_and_no_limit(tmp_path, monkeypatch):
+    _fake_cgroup(tmp_path, monkeypatch, "5:cpu,cpuacct:/job\n4:memory:/job\n", {
+        "memory/job/memory.limit_in_bytes": str(512 << 20),
+        "memory/job/memory.usage_in_bytes": str(12 << 20),
+        "memory/memory.limit_in_bytes": "9223372036854771712",  # v1's "no limit"
+    })
+    assert cli.cgroup_memory_room() == 500 << 20
+    _fake_cgroup(tmp_path, monkeypatch, "0::/\n", {"memory.max": "max\n"})
+    assert cli.cgroup_memory_room() is None
+    have = cli.available_memory()
+    assert have is None or have > 0
+
+
+def test_deconvolve_refuses_chunks_that_do_not_fit_the_cgroup_limit(capsys, tmp_path, monkeypatch):
+    npy, _ = _traces(tmp_path, {"sampling_rate_hz": 30.0}, n=40, T=20_000)
+    p = _params(tmp_path / "p.json", 30.0)
+    # 340 MB left in the job's cgroup: the floor (300 MB) + 40 rows x 20,000 x 64 B
+    # (51 MB) does not fit; 10 rows at a time would
+    _fake_cgroup(tmp_path, monkeypatch, "0::/job\n", {
+        "job/memory.max": str(440 << 20), "job/memory.current": str(100 << 20)})
+    code, _, err = _run(capsys, "deconvolve", npy, "--params", p, "-o", tmp_path / "a.nwb")
+    assert code == 2
+    line = _error(err)
+    assert "40 ROIs of 20000 frames" in line and "cgroup" in line and "--chunk-cells" in line
+    assert not (tmp_path / "a.nwb").exists()
+    n = int(line.split("--chunk-cells ")[1].split()[0])
+    assert 1 <= n < 40
+    code, _, err = _run(capsys, "deconvolve", npy, "--params", p, "-o", tmp_path / "a.npz", "-q",
+                        "--chunk-cells", str(n))
+    assert code == 0, err
