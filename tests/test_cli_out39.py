@@ -188,3 +188,61 @@ def test_deconvolve_refuses_chunks_that_do_not_fit_the_cgroup_limit(capsys, tmp_
     code, _, err = _run(capsys, "deconvolve", npy, "--params", p, "-o", tmp_path / "a.npz", "-q",
                         "--chunk-cells", str(n))
     assert code == 0, err
+
+
+# ------------------------------- 3. a sidecar's rate given as the frame period
+
+@pytest.mark.parametrize("key,value", [("frame_period_s", 1 / 30), ("frame_interval_ms", 1000 / 30),
+                                       ("dt", 1 / 30), ("sampling_interval_ms", 100 / 3)])
+def test_sidecar_period_is_read_and_checked_against_the_parameter_file(capsys, tmp_path, key,
+                                                                       value):
+    npy, _ = _traces(tmp_path, {key: value})
+    code, out, err = _run(capsys, "info", npy)
+    assert code == 0, err
+    assert "30 Hz" in out
+    # data at 30 Hz, parameters at 122 Hz: stopped (was: run at 122 Hz with an info note)
+    code, _, err = _run(capsys, "deconvolve", npy, "--params", _params(tmp_path / "p.json", 121.965),
+                        "-o", tmp_path / "a.npz")
+    assert code == 2
+    assert "sampling rate mismatch" in _error(err) and "30 Hz" in _error(err)
+    code, _, err = _run(capsys, "deconvolve", npy, "--params", _params(tmp_path / "q.json", 30.0),
+                        "-o", tmp_path / "b.npz", "-q")
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("key", ["frame_period", "frame_interval", "dt_us"])
+def test_sidecar_period_without_its_unit_is_refused(capsys, tmp_path, key):
+    npy, _ = _traces(tmp_path, {key: 33.3})
+    code, _, err = _run(capsys, "deconvolve", npy, "--params", _params(tmp_path / "p.json", 30.0),
+                        "-o", tmp_path / "a.npz")
+    assert code == 2
+    line = _error(err)
+    assert repr(key) in line and "frame_period_ms" in line and "sampling_rate_hz" in line
+
+
+def test_sidecar_period_and_rate_that_disagree_are_refused(capsys, tmp_path):
+    npy, _ = _traces(tmp_path, {"sampling_rate_hz": 30.0, "frame_period_ms": 50.0})
+    code, _, err = _run(capsys, "info", npy)
+    assert code == 2
+    line = _error(err)
+    assert "two sampling rates" in line and "frame_period_ms = 50.0 (20 Hz)" in line
+
+
+@pytest.mark.parametrize("meta,fs", [({"sampling_rate_hz": 20.0}, 20.0), ({"fs": 20.0}, 20.0),
+                                     ({"frame_period_ms": 50.0}, 20.0), ({"dt": 0.05}, 20.0)])
+def test_movie_npy_sidecar_reads_the_same_keys(tmp_path, meta, fs):
+    from napari_catune.sources import open_movie
+
+    np.save(tmp_path / "mov.npy", np.zeros((10, 8, 8), np.float32))
+    (tmp_path / "mov_metadata.json").write_text(json.dumps(meta))
+    assert open_movie(tmp_path / "mov.npy").fs == pytest.approx(fs)
+
+
+def test_movie_npy_sidecar_period_without_unit_is_refused(tmp_path):
+    from napari_catune.sources import SourceError, open_movie
+
+    np.save(tmp_path / "mov.npy", np.zeros((10, 8, 8), np.float32))
+    (tmp_path / "mov_metadata.json").write_text(json.dumps({"frame_period": 50}))
+    with pytest.raises(SourceError, match="'frame_period'"):
+        open_movie(tmp_path / "mov.npy")
+
