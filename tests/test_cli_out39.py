@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from napari_catune import cli, nwb, results
+from napari_catune.params import TuningParams
 from napari_catune.results import load_results
 
 from _synth import calcium_traces
@@ -246,3 +247,81 @@ def test_movie_npy_sidecar_period_without_unit_is_refused(tmp_path):
     with pytest.raises(SourceError, match="'frame_period'"):
         open_movie(tmp_path / "mov.npy")
 
+
+# ------------------------------------- 4. the tuner's .nwb export keeps the file's ids
+
+def _nwb_with_ids(path, ids, T=400, fs=30.0):
+    pynwb = pytest.importorskip("pynwb")
+    from datetime import datetime, timezone
+
+    from pynwb.ophys import Fluorescence, ImageSegmentation, OpticalChannel
+
+    f = pynwb.NWBFile(session_description="t", identifier="t",
+                      session_start_time=datetime(2026, 1, 1, tzinfo=timezone.utc))
+    dev = f.create_device(name="d")
+    plane = f.create_imaging_plane(
+        name="p", optical_channel=OpticalChannel(name="c", description="c", emission_lambda=500.0),
+        description="p", device=dev, excitation_lambda=900.0, imaging_rate=fs,
+        indicator="GCaMP", location="V1")
+    mod = f.create_processing_module(name="ophys", description="o")
+    seg = ImageSegmentation()
+    mod.add(seg)
+    ps = seg.create_plane_segmentation(name="PlaneSegmentation", description="d",
+                                       imaging_plane=plane)
+    for k, i in enumerate(ids):
+        mask = np.zeros((32, 32))
+        mask[2 + 6 * k: 6 + 6 * k, 4:9] = 1
+        ps.add_roi(id=int(i), image_mask=mask)
+    region = ps.create_roi_table_region(region=list(range(len(ids))), description="all")
+    fl = Fluorescence()
+    mod.add(fl)
+    y = calcium_traces(len(ids), T, fs=fs, tau_r=TAU_R, tau_d=TAU_D, seed=4)
+    fl.create_roi_response_series(name="RoiResponseSeries", data=y.T.copy(), rois=region,
+                                  unit="a.u.", rate=fs)
+    with pynwb.NWBHDF5IO(str(path), "w") as io:
+        io.write(f)
+    return path
+
+
+def test_napari_nwb_export_writes_the_source_files_ids(tmp_path):
+    from napari_catune._reader import read_nwb
+    from napari_catune._writer import write_results_nwb
+
+    src = _nwb_with_ids(tmp_path / "rec.nwb", [10, 20, 30])
+    labels, meta, _ = [layer for layer in read_nwb(str(src)) if layer[2] == "labels"][0]
+    cat = meta["metadata"]["catune"]
+    act = np.maximum(cat["traces"] - 1.0, 0.0)
+    cat["results"] = {"activity": act, "reconvolution": act + 1.0,
+                      "baseline": np.full(3, 1.0), "roi_ids": cat["roi_ids"],
+                      "params": TuningParams(TAU_R, TAU_D, 30.0, LAM).to_dict()}
+    out = tmp_path / "gui.nwb"
+    write_results_nwb(str(out), labels, meta)
+    import h5py
+
+    with h5py.File(out, "r") as f:
+        ps = f["processing/ophys/ImageSegmentation/PlaneSegmentation"]
+        assert ps["id"][()].tolist() == [10, 20, 30]
+        assert ps["roi_id"][()].tolist() == [10, 20, 30]
+    assert load_results(out)["roi_ids"].tolist() == [10, 20, 30]
+
+
+def test_napari_nwb_export_of_a_zero_based_file_writes_its_own_ids(tmp_path):
+    # ids 0..2: label values 1..3 in napari (and in the results), the file's ids in the .nwb
+    from napari_catune._reader import read_nwb
+    from napari_catune._writer import write_results_nwb
+
+    src = _nwb_with_ids(tmp_path / "rec.nwb", [0, 1, 2])
+    labels, meta, _ = [layer for layer in read_nwb(str(src)) if layer[2] == "labels"][0]
+    cat = meta["metadata"]["catune"]
+    act = np.maximum(cat["traces"] - 1.0, 0.0)
+    cat["results"] = {"activity": act, "reconvolution": act + 1.0,
+                      "baseline": np.full(3, 1.0), "roi_ids": cat["roi_ids"],
+                      "params": TuningParams(TAU_R, TAU_D, 30.0, LAM).to_dict()}
+    out = tmp_path / "gui.nwb"
+    write_results_nwb(str(out), labels, meta)
+    import h5py
+
+    with h5py.File(out, "r") as f:
+        ps = f["processing/ophys/ImageSegmentation/PlaneSegmentation"]
+        assert ps["id"][()].tolist() == [0, 1, 2]
+        assert ps["roi_id"][()].tolist() == [1, 2, 3]
