@@ -74,35 +74,8 @@ def test_sidecar_rate_under_an_unknown_name_is_refused_with_the_key_to_use(capsy
 
 
 # ------------------------------------ 3. .nwb/.csv outputs: memory checked first
-
-@pytest.mark.parametrize("ext", [".nwb", ".csv"])
-def test_unstreamed_output_that_would_not_fit_in_memory_is_refused(capsys, tmp_path,
-                                                                    monkeypatch, ext):
-    npy, _ = _traces(tmp_path, {"sampling_rate_hz": 30.0})
-    p = _params(tmp_path / "p.json", 30.0)
-    monkeypatch.setattr(cli, "available_memory", lambda: 50 << 20)  # 50 MB free
-    code, _, err = _run(capsys, "deconvolve", npy, "--params", p, "-o", tmp_path / f"a{ext}")
-    assert code == 2
-    line = _error(err)
-    assert "gathered in memory" in line and "3 ROIs x 300 frames" in line
-    assert "MB" in line and ".npz" in line
-    assert not (tmp_path / f"a{ext}").exists()
-    # .npz is streamed: no memory check
-    code, _, err = _run(capsys, "deconvolve", npy, "--params", p, "-o", tmp_path / "a.npz", "-q")
-    assert code == 0, err
-    # enough memory: the same .nwb/.csv run goes ahead
-    monkeypatch.setattr(cli, "available_memory", lambda: 8 << 30)
-    code, _, err = _run(capsys, "deconvolve", npy, "--params", p, "-o", tmp_path / f"b{ext}", "-q")
-    assert code == 0, err
-
-
-def test_the_memory_check_counts_every_roi_and_frame(capsys, tmp_path, monkeypatch):
-    # (review revc: the test above passed with only the fixed floor counted)
-    npy, _ = _traces(tmp_path, {"sampling_rate_hz": 30.0}, n=40, T=3000)
-    p = _params(tmp_path / "p.json", 30.0)
-    monkeypatch.setattr(cli, "available_memory", lambda: (200 << 20) + (1 << 20))  # floor + 1 MB
-    code, _, err = _run(capsys, "deconvolve", npy, "--params", p, "-o", tmp_path / "a.nwb")
-    assert code == 2 and "40 ROIs x 3000 frames" in _error(err)  # 40 x 3000 x 60 B = 7.2 MB
+# (the thirty-ninth round streams them: test_cli_out39.py; its memory check is of
+# the rows in flight, with the cgroup limit)
 
 
 # -------------------------------------------- 4. bad rows named by their ROI ids

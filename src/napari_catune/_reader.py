@@ -356,6 +356,10 @@ def read_nwb(path):
         if kind == "labels":
             meta["metadata"]["catune"]["notes"] = list(data.notes)
             meta["metadata"]["catune"]["kind"] = data.kind
+            if data.nwb_ids is not None:  # the file's own ids, for the .nwb export
+                meta["metadata"]["catune"]["nwb_ids"] = {
+                    "roi_ids": np.asarray(data.roi_ids, dtype=np.int64),
+                    "ids": np.asarray(data.nwb_ids, dtype=np.int64)}
     return layers
 
 

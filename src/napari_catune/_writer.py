@@ -138,6 +138,21 @@ def _roi_ids(cat: dict, n: int) -> np.ndarray:
     return np.arange(1, n + 1, dtype=np.int64) - shift
 
 
+def _nwb_ids(cat: dict, ids: np.ndarray):
+    """The source NWB file's own ids of ROIs ``ids`` (``catune["nwb_ids"]``, set
+    by the NWB reader), written back as the ``.nwb`` export's PlaneSegmentation
+    ids as ``deconvolve`` does; None (id = roi_id) when the source is no NWB
+    file or an ROI is not one of its ROIs (painted in the tuner)."""
+    found = cat.get("nwb_ids")
+    if not isinstance(found, dict) or found.get("ids") is None:
+        return None
+    of = dict(zip(np.asarray(found["roi_ids"], dtype=np.int64).tolist(),
+                  np.asarray(found["ids"], dtype=np.int64).tolist()))
+    if not all(int(i) in of for i in ids):
+        return None
+    return np.array([of[int(i)] for i in ids], dtype=np.int64)
+
+
 def _tuning_params(params):
     from napari_catune.params import TuningParams
 
@@ -261,6 +276,7 @@ def _prepare(path: str, data, meta: dict) -> dict:
         t0=cat.get("t0") or 0.0, timestamps=cat.get("timestamps"),
         input_traces=res.get("input_traces") or cat.get("input_traces") or cat.get("kind") or None,
         fitted_trace=res.get("fitted_trace"),
+        **({"nwb_ids": _nwb_ids(cat, ids)} if Path(path).suffix.lower() == ".nwb" else {}),
     )
 
 

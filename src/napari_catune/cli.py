@@ -18,8 +18,11 @@ removed, with a note, by the next run writing the same output.
 of cells at a time (``.npy`` memory-mapped, re-mapped per chunk so the mapped
 pages do not pile up in the resident set), solved, and written into temporary
 files in the output folder that replace the target only when everything
-succeeded.  ``.nwb`` and ``.csv`` outputs are assembled in memory and written
-by :func:`napari_catune.results.save_results`.  Every output gets a
+succeeded.  ``.nwb`` and ``.csv`` outputs are streamed too: the rows go into
+temporary files as they are solved, and
+:func:`napari_catune.results.save_results` writes the file from them a block
+of frames at a time (an NWB file's series are (frames, ROIs), a CSV's lines
+frames), atomically.  Every output gets a
 ``{stem}_metadata.json`` sidecar (ids, fs, parameters, the command, counts).
 
 An output (``-o``, ``--screenshot``, ``--report``) that is, or resolves to
@@ -54,7 +57,7 @@ from . import _overwrite
 from ._atomic import atomic_write_text, publish, remove_stale_temps, resolve_target, temp_prefix
 from ._padding import BAD, padding_span, padding_summary, row_lengths
 from .baseline import BASELINE_MODES
-from .batch import (ArraySink, chunk_fields, fitted_rows, per_sample_baseline, run_batch,
+from .batch import (chunk_fields, fitted_rows, per_sample_baseline, run_batch,
                     scan_rows)
 from .sources import SourceError, TraceSource, as_fs, read_spec_rows
 
@@ -64,7 +67,7 @@ log = logging.getLogger("napari_catune.cli")
 # bytes of float64 traces per chunk when --chunk-cells is not given
 _CHUNK_BYTES = 32 * 2**20
 
-#: output formats of ``deconvolve`` (streamed: .npy, .npz; in memory: .nwb, .csv)
+#: output formats of ``deconvolve`` (all streamed)
 OUTPUT_FORMATS = (".npy", ".npz", ".nwb", ".csv")
 
 # kept for callers of the old name
@@ -264,35 +267,102 @@ def check_free_space(folder: Path, need: int) -> None:
         raise DiskFull(folder, need, free)
 
 
+#: the cgroup files of a memory limit (a container's, a Slurm job's): v2, then v1
+#: (paths relative to the process's cgroup folder; monkeypatched by tests)
+_CGROUP_ROOT = Path("/sys/fs/cgroup")
+_CGROUP_SELF = Path("/proc/self/cgroup")
+_CGROUP_FILES = (("", "memory.max", "memory.current"),
+                 ("memory", "memory.limit_in_bytes", "memory.usage_in_bytes"))
+# v1 writes "no limit" as a huge number (PAGE_COUNTER_MAX pages)
+_NO_LIMIT = 1 << 60
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return None  # "max": no limit
+
+
+def cgroup_memory_room() -> int | None:
+    """Bytes this process's cgroup (and its parents) still allow: the
+    smallest ``limit - usage`` over ``memory.max``/``memory.current`` (cgroup
+    v2) or ``memory.limit_in_bytes``/``memory.usage_in_bytes`` (v1), from
+    the process's own cgroup (``/proc/self/cgroup``) up to the root; None when
+    no limit is set or none can be read."""
+    try:
+        lines = _CGROUP_SELF.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        lines = []
+    own = {}
+    for line in lines:  # "0::/path" (v2), "4:memory:/path" (v1)
+        parts = line.split(":", 2)
+        if len(parts) == 3:
+            for ctrl in parts[1].split(",") if parts[1] else [""]:
+                own[ctrl] = parts[2]
+    room = None
+    for sub, limit_name, usage_name in _CGROUP_FILES:
+        base = _CGROUP_ROOT / sub if sub else _CGROUP_ROOT
+        rel = own.get(sub, "/").strip("/")
+        folders = [base]
+        for part in rel.split("/") if rel else []:
+            folders.append(folders[-1] / part)
+        for folder in folders:
+            limit = _read_int(folder / limit_name)
+            if limit is None or limit >= _NO_LIMIT:
+                continue
+            used = _read_int(folder / usage_name) or 0
+            left = max(0, limit - used)
+            room = left if room is None else min(room, left)
+    return room
+
+
 def available_memory() -> int | None:
-    """Bytes of memory a new allocation can get (``MemAvailable``), None if unknown."""
+    """Bytes of memory a new allocation can get, None if unknown: the
+    smaller of the machine's ``MemAvailable`` and what the process's cgroup
+    limit leaves (:func:`cgroup_memory_room`: a container's or a batch job's
+    limit, below which the job is killed whatever the machine has free)."""
+    have = None
     try:
         import psutil
 
-        return int(psutil.virtual_memory().available)
+        have = int(psutil.virtual_memory().available)
     except Exception:  # noqa: BLE001 - no psutil: the kernel's own figure
-        pass
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
+        try:
+            with open("/proc/meminfo", encoding="ascii") as fh:
+                for line in fh:
+                    if line.startswith("MemAvailable:"):
+                        have = int(line.split()[1]) * 1024
+                        break
+        except (OSError, ValueError, IndexError):
+            pass
+    room = cgroup_memory_room()
+    if room is not None:
+        have = room if have is None else min(have, room)
+    return have
 
 
-def check_memory_for(out: Path, n: int, T: int, fitted: bool) -> None:
-    """Refuse an .nwb/.csv output (gathered in memory, not streamed) that would
-    not fit in the memory available now, naming the size and the way out."""
-    need = _MemoryWriter.memory_needed(n, T, fitted)
+def check_memory_for(out: Path, n: int, T: int, chunk: int, fitted: bool) -> None:
+    """Refuse a run whose rows in flight (``chunk`` rows of T frames: the
+    traces, the solver's work arrays and its answers; every output is
+    streamed) would not fit in the memory available now, naming the size and
+    the way out."""
+    need = _SpoolWriter.memory_needed(n, T, chunk, fitted)
     have = available_memory()
     if have is not None and need > have:
+        rows = min(n, chunk)
+        smaller = max(1, int(rows * max(0, have - _SpoolWriter.MEMORY_FLOOR)
+                             / max(1, need - _SpoolWriter.MEMORY_FLOOR)))
         raise CLIError(
-            f"{out.name}: a {out.suffix} output is gathered in memory before it is written "
-            f"(not streamed): {n} ROIs x {T} frames needs about {_size_text(need)}, and "
-            f"{_size_text(have)} is available; write .npz (or .npy), which are streamed a "
-            "chunk of cells at a time, or split the ROIs over several runs")
+            f"{out.name}: solving {rows} ROIs of {T} frames at a time needs about "
+            f"{_size_text(need)} of memory, and {_size_text(have)} is available (the smaller of "
+            "the machine's free memory and this process's cgroup limit); pass --chunk-cells "
+            f"{smaller} or fewer" + (" (one row does not fit: split the frames)"
+                                     if rows == 1 else ""))
 
 
 def _free(folder: Path) -> int | None:
@@ -508,42 +578,86 @@ class _Writer:
         self.tmp = {}
 
 
-class _MemoryWriter(ArraySink):
-    """Results gathered in memory, then written by ``results.save_results`` (.nwb, .csv)."""
+class _SpoolWriter:
+    """.nwb/.csv outputs streamed: the (n, T) fields go into temporary files
+    beside OUT as the rows arrive (``results.RowSpool``: activity, and for
+    .nwb the fit, a per-sample baseline and the band-passed trace), the
+    per-ROI fields stay in memory; :meth:`commit` writes the file from them
+    a block of frames at a time (``results.save_results``: itself atomic),
+    and the temporary files are removed whatever happens."""
 
     def __init__(self, out: Path, source, params, per_sample: bool):
-        super().__init__(source.n, source.T, per_sample, fitted=params.filter_enabled)
-        self.out, self.source, self.params = out, source, params
-        self.features = _Features(source, params, source.n)
+        from .results import RowSpool
 
-    def write(self, a: int, b: int, **fields) -> None:
-        super().write(a, b, **fields)
-        self.features.add(a, b, fields)
+        n, T = source.n, source.T
+        self.out, self.source, self.params = out, source, params
+        self.per_sample = bool(per_sample)
+        self.features = _Features(source, params, n)
+        self.small: dict[str, np.ndarray] = dict(
+            iterations=np.zeros(n, np.int64), converged=np.zeros(n, np.bool_),
+            skipped=np.zeros(n, np.bool_))
+        if not per_sample:
+            self.small["baseline"] = np.full(n, np.nan)
+        target = resolve_target(out)
+        folder = target.parent if str(target.parent) else Path(".")
+        self.spools: dict = {}
+        try:
+            for key in self.big_fields(out.suffix.lower(), per_sample, params.filter_enabled):
+                self.spools[key] = RowSpool(n, T, folder, temp_prefix(target.name, key))
+        except BaseException:
+            self.abort()
+            raise
 
     @staticmethod
-    def bytes_needed(n: int, T: int, suffix: str) -> int:
-        # CSV: ~17 characters per value; NWB: activity, fit, baseline and the
-        # band-passed trace as float64
-        return (18 if suffix == ".csv" else 4 * 8) * n * T + 65536
+    def big_fields(suffix: str, per_sample: bool, fitted: bool) -> tuple:
+        """The (n, T) fields the output holds (a CSV only the activity)."""
+        if suffix == ".csv":
+            return ("activity",)
+        return (("activity", "fit") + (("baseline",) if per_sample else ())
+                + (("fitted_trace",) if fitted else ()))
 
-    #: peak memory per value (ROI x frame) of an .nwb/.csv run, measured with
-    #: /usr/bin/time -v in the thirty-eighth round: 5.1 GB for 1000 x 100,000
-    #: (.nwb), 1.0 GB (.csv) and 1.3 GB (.nwb) for 200 x 100,000: 51-65 bytes a value
-    #: (activity, fit, baseline gathered as float64, then the writer's copies)
-    MEMORY_PER_VALUE = 60
+    @property
+    def converged(self) -> np.ndarray:
+        return self.small["converged"]
+
+    def write(self, a: int, b: int, **fields) -> None:
+        self.features.add(a, b, fields)
+        for key, rows in fields.items():
+            if key in self.spools:
+                self.spools[key].write_rows(a, rows)
+            elif key in self.small:
+                self.small[key][a:b] = rows
+
+    #: peak memory of a run: a floor (Python, numba's code, pynwb) and bytes per
+    #: value in flight (the chunk of rows being read, solved and written), from
+    #: /usr/bin/time -v in the thirty-ninth round: 1000 x 100,000 float32, chunks
+    #: of 41 rows, peaked at 0.50 GB for .npz, .csv and .nwb alike
+    MEMORY_FLOOR = 300 << 20
+    MEMORY_PER_VALUE = 64
 
     @classmethod
-    def memory_needed(cls, n: int, T: int, fitted: bool = False) -> int:
-        return (cls.MEMORY_PER_VALUE + (8 if fitted else 0)) * n * T + (200 << 20)
+    def memory_needed(cls, n: int, T: int, chunk: int, fitted: bool = False) -> int:
+        rows = min(n, chunk)
+        return cls.MEMORY_FLOOR + (cls.MEMORY_PER_VALUE + (8 if fitted else 0)) * rows * T
+
+    @classmethod
+    def bytes_needed(cls, n: int, T: int, suffix: str, per_sample: bool = False,
+                     fitted: bool = False) -> int:
+        # the temporary files (8 bytes a value per field) and, beside them, the
+        # file written from them: CSV ~17 characters a value, NWB 8 bytes a value
+        # per field
+        k = len(cls.big_fields(suffix, per_sample, fitted))
+        return 8 * k * n * T + (18 if suffix == ".csv" else 8 * k) * n * T + 65536
 
     def commit(self) -> None:
         from .results import save_results
 
-        f = self.fields
+        f = {**self.small, **self.spools}
         labels = self.source.extra.get("labels") if self.source.extra else None
         try:
             save_results(
-                self.out, activity=f["activity"], fit=f["fit"], baseline=f["baseline"],
+                self.out, activity=f["activity"], fit=f.get("fit"), baseline=f["baseline"]
+                if "baseline" in f else None,
                 roi_ids=self.source.roi_ids, fs=self.params.fs, params=self.params,
                 features=self.features.cols or {
                     "roi_id": np.asarray(self.source.roi_ids), "converged": f["converged"],
@@ -555,9 +669,13 @@ class _MemoryWriter(ArraySink):
             )
         except ValueError as e:
             raise CLIError(f"{self.out}: {e}") from None
+        finally:
+            self.abort()
 
     def abort(self) -> None:
-        pass
+        for spool in self.spools.values():
+            spool.close()
+        self.spools = {}
 
 
 # ----------------------------------------------------------------------------
@@ -810,10 +928,11 @@ def _cmd_deconvolve(args) -> int:
     if suffix in (".npy", ".npz"):
         need = _Writer.bytes_needed(source.n, source.T, full, per_sample, params.filter_enabled)
     else:
-        need = _MemoryWriter.bytes_needed(source.n, source.T, suffix)
-        check_memory_for(out, source.n, source.T, params.filter_enabled)
+        need = _SpoolWriter.bytes_needed(source.n, source.T, suffix, per_sample,
+                                         params.filter_enabled)
     check_free_space(folder, need)  # before any work
     chunk = _chunk_rows(source, args.chunk_cells)
+    check_memory_for(out, source.n, source.T, chunk, params.filter_enabled)
     bad, lengths = find_bad_rows_and_padding(source, chunk)
     if bad.size:
         where = (f"{args.input}: {bad.size} of {source.n} rows hold NaN or Inf before "
@@ -845,7 +964,7 @@ def _cmd_deconvolve(args) -> int:
                              fs=params.fs, params=params, t0=source.t0,
                              timestamps=source.timestamps, source=source)
         else:
-            writer = _MemoryWriter(out, source, params, per_sample)
+            writer = _SpoolWriter(out, source, params, per_sample)
         progress = Progress(source.n, "deconvolve", enabled=not args.quiet)
         if client is not None:
             _run_distributed(client, source, params, chunk, bad, writer, progress, full)
@@ -881,7 +1000,7 @@ def _cmd_deconvolve(args) -> int:
                "cells_not_converged": int(not_conv.size),
                "not_converged_rows": [int(r) for r in not_conv[:1000]],
                "seconds": round(seconds, 3)},
-        merge=isinstance(writer, _MemoryWriter),
+        merge=isinstance(writer, _SpoolWriter),
     )
     log.info("wrote %s and %s (%d of %d cells deconvolved%s; %d not converged; %.1f s, "
              "%.1f cells/s)", out, meta_path.name, kept, source.n,
@@ -1800,8 +1919,8 @@ def build_parser() -> argparse.ArgumentParser:
         "        (load_results reads both; a results file, not an input)\n"
         "  .npz  activity, fit, baseline, iterations, converged, skipped, roi_ids, fs,\n"
         "        params: napari_catune.load_results reads it; streamed\n"
-        "  .nwb  a processing module 'catune' (needs pynwb); gathered in memory\n"
-        "  .csv  activity, one row per frame, plus _features.csv; gathered in memory\n\n"
+        "  .nwb  a processing module 'catune' (needs pynwb); streamed\n"
+        "  .csv  activity, one row per frame, plus _features.csv; streamed\n\n"
         "Rows with NaN/Inf stop the run unless --skip-bad; skipped rows are NaN in\n"
         "activity/fit/baseline and False in converged.",
     )

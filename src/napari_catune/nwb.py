@@ -656,6 +656,36 @@ def _columns(table: dict | None, skip=()) -> list:
     return out
 
 
+#: bytes of a (frames, ROIs) block written at a time, and at most of an HDF5 chunk
+_BLOCK_BYTES = 32 << 20
+_HDF5_CHUNK_BYTES = 1 << 20
+
+
+def _frames_by_rois(rows):
+    """An (n, T) array (or a ``results.RowSpool`` on disk) as the (T, n) data of
+    a RoiResponseSeries, written a block of frames at a time: hdmf's
+    ``GenericDataChunkIterator`` (one block in memory, no transposed copy of
+    the whole array); chunked (at most ~1 MB a chunk, whole rows of ROIs)."""
+    from hdmf.data_utils import GenericDataChunkIterator
+
+    n, t = (int(v) for v in rows.shape)
+
+    class _Blocks(GenericDataChunkIterator):
+        def _get_data(self, selection):
+            frames, rois = selection
+            return np.ascontiguousarray(np.asarray(rows[rois, frames], dtype=np.float64).T)
+
+        def _get_maxshape(self):
+            return (t, n)
+
+        def _get_dtype(self):
+            return np.dtype(np.float64)
+
+    chunk_t = max(1, min(t, _HDF5_CHUNK_BYTES // (8 * max(n, 1))))
+    block_t = min(t, chunk_t * max(1, _BLOCK_BYTES // (8 * max(n, 1) * chunk_t)))
+    return _Blocks(chunk_shape=(chunk_t, max(n, 1)), buffer_shape=(block_t, max(n, 1)))
+
+
 def save_results_nwb(path, *, activity, fit, baseline, events, roi_ids, fs, params, features,
                      labels=None, source=None, t0=0.0, timestamps=None,
                      input_traces=None, fitted_trace=None, nwb_ids=None) -> Path:
@@ -737,7 +767,7 @@ def save_results_nwb(path, *, activity, fit, baseline, events, roi_ids, fs, para
     timing = ({"timestamps": np.asarray(timestamps, dtype=np.float64)}
               if timestamps is not None else {"rate": float(fs), "starting_time": float(t0)})
     act = fl.create_roi_response_series(
-        name="activity", data=np.ascontiguousarray(activity.T), rois=region, unit=unit,
+        name="activity", data=_frames_by_rois(activity), rois=region, unit=unit,
         description=f"deconvolved activity s of {what} (events scaled to trace units); "
         + FRAME0_NOTE,
         comments=export, **timing,
@@ -750,15 +780,15 @@ def save_results_nwb(path, *, activity, fit, baseline, events, roi_ids, fs, para
     of = "" if note is None else " of the band-passed trace (series fitted_trace)"
     if fit is not None:
         fl.create_roi_response_series(
-            name="fit", data=np.ascontiguousarray(fit.T), rois=region, unit=unit,
+            name="fit", data=_frames_by_rois(fit), rois=region, unit=unit,
             description=f"model fit K*s + baseline of {what}{of}, in trace units", **timing)
     if fitted_trace is not None:
         fl.create_roi_response_series(
-            name="fitted_trace", data=np.ascontiguousarray(fitted_trace.T), rois=region,
+            name="fitted_trace", data=_frames_by_rois(fitted_trace), rois=region,
             unit=unit, description=f"the trace fitted: {note}", **timing)
     if baseline is not None and baseline.ndim == 2:
         fl.create_roi_response_series(
-            name="baseline", data=np.ascontiguousarray(baseline.T), rois=region, unit=unit,
+            name="baseline", data=_frames_by_rois(baseline), rois=region, unit=unit,
             description=f"baseline per frame ({params.baseline} mode){of}", **timing)
 
     p = params

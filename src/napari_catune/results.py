@@ -89,7 +89,93 @@ def _params(params):
     raise ValueError(f"params must be a TuningParams (or its to_dict()), got {type(params).__name__}")
 
 
+class RowSpool:
+    """An (n, T) float64 array kept in a temporary file, written a block of
+    rows at a time as results arrive and read back a block of frames at a
+    time, so an ``.nwb``/``.csv`` output is written without the whole result
+    in memory (the CLI's ``deconvolve``).
+
+    Plain file reads and writes (``os.pread``/``os.pwrite``), no memory map:
+    nothing piles up in the resident set, and a full disk raises OSError
+    (ENOSPC) instead of SIGBUS.  Rows never written read as NaN.  The file
+    (``folder/prefix*.tmp``) is removed by :meth:`close`.
+    """
+
+    ndim = 2
+    dtype = np.dtype(np.float64)
+
+    def __init__(self, n: int, T: int, folder, prefix: str):
+        import os
+        import tempfile
+
+        self.shape = (int(n), int(T))
+        fd, name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
+        self.fd, self.path = fd, Path(name)
+        self.written = np.zeros(self.shape[0], dtype=bool)
+        self._os = os
+
+    def write_rows(self, a: int, rows) -> None:
+        """Rows ``a .. a + len(rows)`` (each T values)."""
+        block = np.ascontiguousarray(rows, dtype="<f8").reshape(-1, self.shape[1])
+        view = memoryview(block).cast("B")
+        offset = 8 * a * self.shape[1]
+        while view.nbytes:
+            done = self._os.pwrite(self.fd, view, offset)
+            view, offset = view[done:], offset + done
+        self.written[a:a + block.shape[0]] = True
+
+    def _rows(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        n, T = self.shape
+        out = np.full((r1 - r0, c1 - c0), np.nan)
+        width = 8 * (c1 - c0)
+        for k, r in enumerate(range(r0, r1)):
+            if not self.written[r] or width == 0:
+                continue
+            buf = bytearray(width)
+            view, offset = memoryview(buf), 8 * (r * T + c0)
+            while view.nbytes:
+                got = self._os.preadv(self.fd, [view], offset)
+                if got == 0:
+                    raise OSError(f"{self.path}: shorter than written")
+                view, offset = view[got:], offset + got
+            out[k] = np.frombuffer(buf, dtype="<f8")
+        return out
+
+    def __getitem__(self, key) -> np.ndarray:
+        """``spool[rows, frames]`` with slices of step 1 (a copy, float64)."""
+        if not isinstance(key, tuple):
+            key = (key, slice(None))
+        if len(key) != 2 or not all(isinstance(k, slice) for k in key):
+            raise TypeError("RowSpool takes [row slice, frame slice]")
+        spans = [k.indices(size) for k, size in zip(key, self.shape)]
+        if any(step != 1 for _, _, step in spans):
+            raise TypeError("RowSpool slices take step 1")
+        (r0, r1, _), (c0, c1, _) = spans
+        return self._rows(r0, max(r0, r1), c0, max(c0, c1))
+
+    def __array__(self, dtype=None, copy=None):
+        arr = self[:, :]
+        return arr if dtype is None else arr.astype(dtype)
+
+    def close(self) -> None:
+        """Close and remove the file (again: nothing)."""
+        if self.fd is not None:
+            try:
+                self._os.close(self.fd)
+            except OSError:
+                pass
+            self.fd = None
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
+
+
 def _matrix(name, value, shape=None) -> np.ndarray:
+    if isinstance(value, RowSpool):  # streamed (the CLI's .nwb/.csv): read a block at a time
+        if shape is not None and value.shape != shape:
+            raise ValueError(f"{name} has shape {value.shape}, but activity has {shape}")
+        return value
     arr = np.asarray(value)
     if arr.dtype.kind not in "biuf":
         raise ValueError(f"{name} must hold real numbers, got dtype {arr.dtype}")
@@ -233,7 +319,9 @@ def _validated(activity, fit, baseline, events, roi_ids, fs, params, features, t
         "timestamps": timestamps,
     }
     _check_event_clock(out["events"], out["fs"], t0, timestamps, t)
-    if baseline is not None:
+    if isinstance(baseline, RowSpool):
+        out["baseline"] = _matrix("baseline", baseline, act.shape)
+    elif baseline is not None:
         b = np.asarray(baseline, dtype=np.float64)
         if b.shape == () and n == 1:
             b = b.reshape(1)
@@ -346,6 +434,10 @@ def save_results(path, *, activity, fit, baseline, events=None, roi_ids, fs, par
     if not r["params"].filter_enabled:
         r["fitted_trace"] = None  # the input trace itself: the lab has it
     r["input_traces"] = str(input_traces) if input_traces else None
+    if ext in (".npz", ".npy"):  # (read whole: the CLI streams these itself)
+        for key in ("activity", "fit", "baseline", "fitted_trace"):
+            if isinstance(r[key], RowSpool):
+                r[key] = r[key][:, :]
     if ext == ".npz":
         return [_save_npz(path, r)]
     if ext == ".nwb":
@@ -431,17 +523,30 @@ def _csv_cells(col: np.ndarray) -> list[str]:
     return [str(v) for v in col]
 
 
+#: values (frames x columns) per block of CSV lines formatted at a time
+_CSV_BLOCK_VALUES = 1 << 20
+
+
 def _save_csv(path: Path, r: dict, source) -> list[Path]:
     act, ids, fs = r["activity"], r["roi_ids"], r["fs"]
     n, t = act.shape
-    table = np.empty((t, n + 1), dtype=np.float64)
-    table[:, 0] = frame_times(np.arange(t), fs, r["t0"], r["timestamps"])
-    table[:, 1:] = act.T
+    times = frame_times(np.arange(t), fs, r["t0"], r["timestamps"])
     header = ",".join(["time_s", *(f"roi_{i}" for i in ids)])
-    # row by row into the temporary file: no copy of the whole text in memory, and a
-    # watched write (_atomic.watched) can be cancelled between rows
-    written = [_atomic_write(path, lambda fh: np.savetxt(
-        fh, table, fmt="%.10g", delimiter=",", header=header, comments="", encoding="utf-8"))]
+    step = max(1, _CSV_BLOCK_VALUES // (n + 1))
+
+    def write(fh):
+        # a block of frames at a time (the lines of the file; ``act`` may be a
+        # RowSpool on disk): no copy of the whole table or text in memory, and
+        # a watched write (_atomic.watched) can be cancelled between blocks
+        for a in range(0, t, step) if t else [0]:
+            b = min(t, a + step)
+            table = np.empty((b - a, n + 1), dtype=np.float64)
+            table[:, 0] = times[a:b]
+            table[:, 1:] = act[:, a:b].T
+            np.savetxt(fh, table, fmt="%.10g", delimiter=",", header=header if a == 0 else "",
+                       comments="", encoding="utf-8")
+
+    written = [_atomic_write(path, write)]
     if r["features"]:
         written.append(save_features_csv(path.with_name(path.stem + "_features.csv"),
                                          r["features"], roi_ids=ids))

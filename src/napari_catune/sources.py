@@ -317,24 +317,51 @@ def read_spec_rows(spec, a: int, b: int) -> np.ndarray:
 # then the names the pipelines use for the same number (suite2p/OASIS/CaLab
 # ``fs``, CaImAn ``fr``, and the common ``frame_rate``/``sampling_rate``/``fps``)
 SIDECAR_FS_KEYS = ("sampling_rate_hz", "fs", "fr", "frame_rate", "sampling_rate", "fps")
-_RATE_LIKE = re.compile(r"rate|fps|freq|^fs|hz$", re.IGNORECASE)
+# ... or as the time between frames, read only with its unit in the name (a bare
+# ``frame_period``/``frame_interval`` could be s or ms -- ScanImage writes s,
+# Bruker/Prairie ms -- and is refused), and ``dt`` in s: the unit of CaTune's
+# own ``ar2_coefficients.dt`` (dt = 1/fs in the parameter files) and of SI
+# time steps.  seconds per unit:
+SIDECAR_PERIOD_KEYS = {
+    "frame_period_s": 1.0, "frame_interval_s": 1.0, "sampling_interval_s": 1.0,
+    "dt_s": 1.0, "dt": 1.0,
+    "frame_period_ms": 1e-3, "frame_interval_ms": 1e-3, "sampling_interval_ms": 1e-3,
+    "dt_ms": 1e-3,
+}
+_RATE_LIKE = re.compile(r"rate|fps|freq|^fs|hz$|period|interval|^dt(_|$)", re.IGNORECASE)
+
+
+def _sidecar_period_fs(value, key: str, side) -> float:
+    """The rate of a period ``value`` under ``key`` (SIDECAR_PERIOD_KEYS)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value) or value <= 0:
+        raise SourceError(f"{side} {key!r} must be a positive number of "
+                          f"{'ms' if SIDECAR_PERIOD_KEYS[key] < 1 else 's'} between frames, "
+                          f"got {value!r}")
+    return 1.0 / (float(value) * SIDECAR_PERIOD_KEYS[key])
 
 
 def sidecar_fs(meta: dict, side) -> float | None:
-    """The sampling rate a sidecar records under any of ``SIDECAR_FS_KEYS``.
+    """The sampling rate (Hz) a sidecar (a traces ``.npy``'s or a movie
+    ``.npy``'s ``_metadata.json``) records under any of ``SIDECAR_FS_KEYS``,
+    or as a period under one of ``SIDECAR_PERIOD_KEYS``.
 
-    Two of them that disagree, or a rate under another name (``framerate``,
-    ``frame_rate_ms`` ...) are refused: a rate read wrongly, or not at all,
-    would silently run at the parameter file's rate.
+    Two of them that disagree (beyond the parameter file's tolerance), or a
+    rate or period under another name (``framerate``, ``frame_rate_ms``,
+    ``frame_period`` without its unit ...) are refused: a rate read wrongly,
+    or not at all, would silently run at the parameter file's rate.
     """
     from .params import fs_matches
 
     found = [(k, as_fs(meta[k], f"{side} {k!r}")) for k in SIDECAR_FS_KEYS
              if meta.get(k) is not None]
+    found += [(k, _sidecar_period_fs(meta[k], k, side)) for k in SIDECAR_PERIOD_KEYS
+              if meta.get(k) is not None]
     if any(not fs_matches(v, found[0][1]) for _, v in found[1:]):  # (the parameter file's tolerance)
         raise SourceError(
             f"{side} records two sampling rates ("
-            + ", ".join(f"{k} = {v!r}" for k, v in found)
+            + ", ".join(f"{k} = {meta[k]!r}" + ("" if k in SIDECAR_FS_KEYS else f" ({v:.6g} Hz)")
+                        for k, v in found)
             + "); keep one, as 'sampling_rate_hz'")
     if found:
         return found[0][1]
@@ -343,8 +370,11 @@ def sidecar_fs(meta: dict, side) -> float | None:
            and not isinstance(meta[k], (dict, list))]
     if odd:
         raise SourceError(
-            f"{side}: key {odd[0]!r} is not read as the sampling rate; name the rate in Hz "
-            f"'sampling_rate_hz' (or one of {', '.join(SIDECAR_FS_KEYS[1:])})")
+            f"{side}: key {odd[0]!r} is not read as the sampling rate (its unit is not known "
+            f"from its name); name the rate in Hz 'sampling_rate_hz' (or one of "
+            f"{', '.join(SIDECAR_FS_KEYS[1:])}), or the time between frames with its unit: "
+            "'frame_period_s', 'frame_period_ms' (or frame_interval_/sampling_interval_ s/ms, "
+            "'dt' in s)")
     return None
 
 
@@ -908,7 +938,8 @@ def open_movie(path, key: str | None = None, *, header_only: bool = False) -> Mo
         if data.ndim != 3:
             raise SourceError(f"{p}: a movie is (frames, height, width), got {data.shape}")
         meta = read_sidecar(p) or {}
-        return Movie(str(p), data, as_fs(meta.get("sampling_rate_hz"), sidecar_path(p)))
+        # (the traces sidecar's keys: a rate in Hz, or a period with its unit)
+        return Movie(str(p), data, sidecar_fs(meta, sidecar_path(p).name))
     raise SourceError(f"{p}: unsupported movie; give a .tif, .h5/.hdf5, zarr or .npy stack")
 
 
