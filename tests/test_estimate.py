@@ -313,3 +313,16 @@ def test_estimated_parameters_carry_the_drift_baseline():
     assert estimate_params(y, 30.0).baseline == "drift"
     with pytest.warns(UserWarning, match="flat"):
         assert estimate_params(np.ones((2, 300)), 30.0).baseline == "drift"
+
+
+def test_tau_decay_at_high_noise_within_25_percent():
+    # The search's noise bias: at ~1.7 noise deviations per spike (amplitude
+    # 0.7-1.5, noise 0.6) a search at lambda's threshold (z = 1.5) read
+    # 0.72-0.78 of the true 0.7 s (median of seeds 0.724); its own stricter
+    # threshold (_SEARCH_Z) keeps it within the +-25 % asked of the clean
+    # traces above (0.76-0.81).
+    ratios = []
+    for seed in (1, 2, 3):
+        y, _ = _synthetic(0.07, 0.7, noise=0.6, seed=seed)
+        ratios.append(estimate_params(y, 30.0).tau_decay / 0.7)
+    assert 0.75 <= np.median(ratios) <= 1.25, ratios
