@@ -63,9 +63,11 @@ class TraceView(QWidget):
     Signals
     -------
     frame_requested(int)   a click in a plot, or the overview's cursor dragged
+    window_moved(float, float)  the time window (s) moved, rows shown
     """
 
     frame_requested = Signal(int)
+    window_moved = Signal(float, float)
     MAX_ROWS = 20
 
     def __init__(self, parent=None):
@@ -120,6 +122,9 @@ class TraceView(QWidget):
 
         self.rows: list[Row] = []
         self.shown: list[Row] = []
+        #: a window ``(x0, x1, n_frames, fs)`` to open the first rows of that
+        #: recording with (a reopened dock's), instead of the first 45 s
+        self.restore: tuple | None = None
         self.fs = 1.0
         self.n_frames = 0
         self.x = np.zeros(0)
@@ -196,7 +201,10 @@ class TraceView(QWidget):
         self.rows_glw.setMinimumHeight(k * (TRACE_MIN + HEADER_H + ACT_MIN + 4))
         self._overview(traces[0] if k else None)
         self.overview.setLabel("left", f"ROI {ids[0]}" if k else " ")
-        if resize or k == 0:
+        keep, self.restore = self.restore, (self.restore if k == 0 else None)
+        if keep is not None and k and tuple(keep[2:]) == (self.n_frames, self.fs):
+            self.set_window(float(keep[0]), float(keep[1]))
+        elif resize or k == 0:
             self.set_window(0.0, min(DEFAULT_WINDOW_S, self.duration))
         else:
             self.set_window(*self.window)  # new rows join the current window
@@ -347,6 +355,8 @@ class TraceView(QWidget):
         for r in self.shown:
             r.dirty = True
         self.draw()
+        if self.shown:
+            self.window_moved.emit(float(x0), float(x1))
 
     def _view_moved(self, vb, rng) -> None:
         if not self._syncing:
