@@ -197,6 +197,7 @@ class Overlays:
         self._selected = np.zeros(0, np.int64)
         self._id_gap = math.inf  # median distance between neighbouring ROIs (data px)
         self._id_digits = 1
+        self._id_radius = 0.0  # median ROI radius (data px)
         self.ids_all_shown = True
 
         def on_zoom(event=None):
@@ -337,9 +338,12 @@ class Overlays:
         cents = centroids(labels, roi_ids, index)
         ok = np.all(np.isfinite(cents), axis=1)
         feats = {"roi_id": np.asarray(roi_ids)[ok]}
+        feats["label"] = feats["roi_id"].astype(str)  # what is written ("" hides one)
         self._id_gap = nearest_gap(cents[ok])
+        counts = np.bincount(index[1], minlength=index[0].size)[index[0] != 0]
+        self._id_radius = float(np.sqrt(np.median(counts) / np.pi)) if counts.size else 0.0
         self._id_digits = len(str(int(np.max(np.abs(feats["roi_id"]))))) if ok.any() else 1
-        text = {"string": "{roi_id}", "color": "white", "size": ID_TEXT_SIZE}
+        text = {"string": "{label}", "color": "white", "size": ID_TEXT_SIZE}
         if self._alive(self.ids_layer):
             self.ids_layer.data = np.zeros((0, 2))
             _follow.apply(self.ids_layer, plane)
@@ -426,13 +430,38 @@ class Overlays:
         if not self._alive(layer) or not len(layer.data):
             return
         fit = self.ids_fit()
+        self._place_ids(fit)
         if fit == self.ids_all_shown and not force:
             return
         self.ids_all_shown = fit
-        ids = np.asarray(layer.features["roi_id"], dtype=np.int64)
-        shown = np.ones(ids.size, bool) if fit else np.isin(ids, self._selected)
-        if not np.array_equal(shown, layer.shown):
-            layer.shown = shown
+        feats = layer.features
+        if "label" not in feats:
+            return
+        ids = np.asarray(feats["roi_id"], dtype=np.int64)
+        # (the text, not the points' ``shown``: napari ignores that on a 2D layer)
+        label = np.where(np.ones(ids.size, bool) if fit else np.isin(ids, self._selected),
+                         ids.astype(str), "")
+        if not np.array_equal(label, np.asarray(feats["label"], dtype=str)):
+            feats["label"] = label
+            layer.refresh_text()
+            layer.refresh(thumbnail=False, extent=False, highlight=False)
+
+    def _place_ids(self, fit: bool) -> None:
+        """All ids: on their ROIs; only the selected ones': just above their ROIs,
+        off the fill and the outline (an offset in data px for the current zoom)."""
+        layer = self.ids_layer
+        dy = 0.0
+        if not fit:
+            try:
+                scale = float(np.min(np.abs(np.asarray(layer.scale)[-2:])))
+                zoom = float(self.viewer.camera.zoom)
+                dy = self._id_radius + 0.75 * ID_TEXT_SIZE * 96 / 72 / max(zoom * scale, 1e-9)
+            except Exception:  # noqa: BLE001 - cosmetic
+                dy = 0.0
+        old = float(np.ravel(layer.text.translation)[0]) if np.size(layer.text.translation) else 0.0
+        if abs(-dy - old) > 0.1 * max(dy, 1e-9) or (dy == 0.0 and old != 0.0):
+            layer.text.translation = np.array([-dy, 0.0])
+            layer.refresh(thumbnail=False, extent=False, highlight=False)
 
     def _name_time_axis(self) -> None:
         """The activity layer adds a time axis: name it "t" where napari numbers it."""
