@@ -74,3 +74,23 @@ def test_row_header_and_legend_fit_a_420_px_dock(make_napari_viewer, qtbot):
     qtbot.waitUntil(lambda: [r.header.toPlainText() for r in w.traces.shown] == wide,
                     timeout=20_000)
     assert all("(F - 0.7·Fneu)" in t and "events/min" in t for t in wide)
+
+
+def test_a_header_that_fits_no_form_wraps_at_words_and_makes_room(qtbot):
+    """Narrower than the shortest form: the header wraps between words (each
+    read-out whole) and the trace plot moves down by the extra lines."""
+    from napari_catune._qt.rowplot import HEADER_H, Row
+
+    r = Row()
+    forms = ['<span>■ ROI 12 &nbsp; σ 17 · SNR 92.4 · R² 0.99 · 80.6 ev/min</span>']
+    r.set_header(forms, 400.0)
+    assert r.header_room == HEADER_H  # one line: as before
+    one = r.header.boundingRect().height()
+    r.set_header(forms, 120.0)
+    assert r.header.boundingRect().width() <= 121
+    assert r.header.boundingRect().height() > 1.5 * one  # wrapped
+    assert r.header_room >= HEADER_H + r.header.boundingRect().height() - one - 1
+    assert r.header.toPlainText().replace("\u2028", " ").split() == \
+        "■ ROI 12 σ 17 · SNR 92.4 · R² 0.99 · 80.6 ev/min".split()
+    r.set_header(forms, 400.0)
+    assert r.header_room == HEADER_H  # room back to one line
