@@ -655,6 +655,9 @@ class TuningSession:
         self._last_push = -math.inf
         #: the front end's store (e.g. traces already extracted per layer pair)
         self.cache: dict = {}
+        #: the front end's time window ``(x0, x1, n_frames, fs)`` (seconds, of that
+        #: recording): a reopened dock shows it again, like the selection
+        self.view_window: tuple | None = None
         # neuropil correction of traces read from a movie (see set_neuropil)
         self._neuropil_on = False
         self._neuropil_coef = 0.7

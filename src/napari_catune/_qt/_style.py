@@ -54,18 +54,29 @@ def palette_of(viewer) -> Palette:
 
 # Hues (degrees) of the selected ROIs' colours, in the order they are handed
 # out: each new one far from those before it, so that the first four are
-# pairwise > 75 and all eight > 35 apart in CIELAB once made readable on
+# pairwise > 75 and the first eight > 35 apart in CIELAB once made readable on
 # either theme (napari's own label colours are random and can nearly match).
-_SELECTION_HUES = (30, 200, 110, 320, 55, 250, 170, 0)
+_SELECTION_HUES = (30, 200, 110, 320, 55, 250, 170, 0, 285, 140)
+# The next ten (rows 11-20, MAX_ROIS): the hues turned by 15 degrees, less
+# saturated, lighter on a dark theme and darker on a light one.  All 20 are
+# > 13 apart in CIELAB on either theme (min dE 15.4 dark, 13.6 light).
+_TIER_L = {True: (0.65, 0.72), False: (0.40, 0.27)}
+_TIER_S = (0.8, 0.5)
+_TIER_DH = 15
 
 
 def selection_colors(n: int, pal: Palette) -> list:
     """``n`` distinct colours for the selected ROIs' rows and outlines,
-    readable on the theme of ``pal`` (the eight repeat after the eighth)."""
+    readable on the theme of ``pal``: ten hues, then the ten again lighter (dark
+    theme) or darker (light theme); they repeat only after the twentieth.
+    Colours alone cannot tell 20 rows apart for every reader (colour-blind ones
+    least): the ROI id in the row header and beside the outline is the key."""
     out = []
+    m = len(_SELECTION_HUES)
     for k in range(n):
-        h = _SELECTION_HUES[k % len(_SELECTION_HUES)] / 360.0
-        rgb = colorsys.hls_to_rgb(h, 0.65 if pal.dark else 0.40, 0.8)
+        tier = (k // m) % 2
+        h = ((_SELECTION_HUES[k % m] + tier * _TIER_DH) % 360) / 360.0
+        rgb = colorsys.hls_to_rgb(h, _TIER_L[pal.dark][tier], _TIER_S[tier])
         out.append(readable((*rgb, 1.0), pal.dark, pal.background_rgb))
     return out
 

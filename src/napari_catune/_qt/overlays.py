@@ -8,6 +8,7 @@ table and a pixel -> row lookup.  A full T x Y x X array never exists.
 from __future__ import annotations
 
 import copy
+import math
 import weakref
 
 import numpy as np
@@ -19,6 +20,21 @@ OVERLAY_KEY = "catune_overlay"  # metadata flag: our layers, hidden from the sou
 SELECTION_NAME = "CaTune selection"
 ACTIVITY_NAME = "CaTune activity"
 IDS_NAME = "CaTune ROI ids"
+#: font size of the ROI ids on the canvas
+ID_TEXT_SIZE = 8
+#: width of a digit of the ids in screen px per point of font size (~0.6 em at 96 dpi)
+_DIGIT_PX_PER_PT = 0.6 * 96 / 72
+
+
+def nearest_gap(points: np.ndarray) -> float:
+    """Median distance from each point to its nearest neighbour (inf for < 2)."""
+    pts = np.asarray(points, dtype=float)
+    if len(pts) < 2:
+        return math.inf
+    from scipy.spatial import cKDTree
+
+    d, _ = cKDTree(pts).query(pts, k=2)
+    return float(np.median(d[:, 1]))
 
 
 class LazyActivity:
@@ -176,6 +192,21 @@ class Overlays:
         ref = weakref.ref(self)
         #: the source layers whose transforms the overlays copy (set_source .. clear)
         self.follower = _follow.Follower(lambda: (me := ref()) and me.match_transforms())
+        # the ROI ids: all of them when they fit between the ROIs at the current
+        # zoom, else only the selected ones' (one check per zoom change)
+        self._selected = np.zeros(0, np.int64)
+        self._id_gap = math.inf  # median distance between neighbouring ROIs (data px)
+        self._id_digits = 1
+        self._id_radius = 0.0  # median ROI radius (data px)
+        self.ids_all_shown = True
+
+        def on_zoom(event=None):
+            me = ref()
+            if me is not None:
+                me.show_ids()
+
+        self._on_zoom = on_zoom
+        viewer.camera.events.zoom.connect(on_zoom)
 
     def layers(self) -> list:
         return [l for l in (self.selection_layer, self.activity_layer, self.ids_layer)
@@ -190,6 +221,10 @@ class Overlays:
             except Exception:  # noqa: BLE001 - already gone
                 pass
         self.follower.stop()
+        try:
+            self.viewer.camera.events.zoom.disconnect(self._on_zoom)
+        except Exception:  # noqa: BLE001 - already gone with the viewer
+            pass
         self.selection_layer = self.activity_layer = self.ids_layer = None
         self.lazy = None
         self.made_for = None
@@ -303,19 +338,26 @@ class Overlays:
         cents = centroids(labels, roi_ids, index)
         ok = np.all(np.isfinite(cents), axis=1)
         feats = {"roi_id": np.asarray(roi_ids)[ok]}
+        feats["label"] = feats["roi_id"].astype(str)  # what is written ("" hides one)
+        self._id_gap = nearest_gap(cents[ok])
+        counts = np.bincount(index[1], minlength=index[0].size)[index[0] != 0]
+        self._id_radius = float(np.sqrt(np.median(counts) / np.pi)) if counts.size else 0.0
+        self._id_digits = len(str(int(np.max(np.abs(feats["roi_id"]))))) if ok.any() else 1
+        text = {"string": "{label}", "color": "white", "size": ID_TEXT_SIZE}
         if self._alive(self.ids_layer):
             self.ids_layer.data = np.zeros((0, 2))
             _follow.apply(self.ids_layer, plane)
             self.ids_layer.data = cents[ok]
             self.ids_layer.features = feats
-            self.ids_layer.text = {"string": "{roi_id}", "color": "white", "size": 8}
+            self.ids_layer.text = text
         else:
             self.ids_layer = self._add_quietly(
                 self.viewer.add_points, cents[ok], name=IDS_NAME, size=0.0,
-                features=feats, text={"string": "{roi_id}", "color": "white", "size": 8},
-                metadata={OVERLAY_KEY: True}, **plane,
+                features=feats, text=text, metadata={OVERLAY_KEY: True}, **plane,
             )
             self.ids_layer.editable = False
+        self.ids_all_shown = True  # (a new layer's points are all shown)
+        self.show_ids(force=True)
         if self._alive(self.selection_layer):
             self.selection_layer.data = np.zeros_like(labels)
             _follow.apply(self.selection_layer, plane)
@@ -336,6 +378,8 @@ class Overlays:
         """Outline the selected ROIs (a Labels layer drawn as contours), each in
         its row's colour (``colors``, 0-255 rgba in the order of ``roi_ids``;
         without them, the ROIs' own colours)."""
+        self._selected = np.asarray(roi_ids, dtype=np.int64)
+        self.show_ids(force=True)
         src = self._labels_layer
         if src is None or src not in self.viewer.layers:
             return
@@ -348,7 +392,7 @@ class Overlays:
                 self.viewer.add_labels, data, name=SELECTION_NAME, opacity=1.0,
                 metadata={OVERLAY_KEY: True}, **_follow.plane_transforms(src),
             )
-            self.selection_layer.contour = 2
+            self.selection_layer.contour = 3  # thicker than napari's label edges
             self.selection_layer.editable = False
         try:
             if colors is not None and len(colors) == len(roi_ids):
@@ -364,6 +408,60 @@ class Overlays:
                 self.selection_layer.colormap = copy.deepcopy(src.colormap)
         except Exception:  # noqa: BLE001 - colours are cosmetic; keep the outline
             pass
+
+    def ids_fit(self) -> bool:
+        """True when an id's text fits between neighbouring ROIs at the current
+        zoom (the median nearest-neighbour distance on screen >= the text's width)."""
+        layer = self.ids_layer
+        if not self._alive(layer) or not math.isfinite(self._id_gap):
+            return True
+        try:
+            scale = float(np.min(np.abs(np.asarray(layer.scale)[-2:])))
+            zoom = float(self.viewer.camera.zoom)
+        except Exception:  # noqa: BLE001 - no camera: show them all
+            return True
+        text_px = (self._id_digits + 0.5) * _DIGIT_PX_PER_PT * ID_TEXT_SIZE
+        return self._id_gap * scale * zoom >= text_px
+
+    def show_ids(self, force: bool = False) -> None:
+        """Every ROI's id when they fit at this zoom, else only the selected ROIs'
+        (readable, and the key from an outline to its row)."""
+        layer = self.ids_layer
+        if not self._alive(layer) or not len(layer.data):
+            return
+        fit = self.ids_fit()
+        self._place_ids(fit)
+        if fit == self.ids_all_shown and not force:
+            return
+        self.ids_all_shown = fit
+        feats = layer.features
+        if "label" not in feats:
+            return
+        ids = np.asarray(feats["roi_id"], dtype=np.int64)
+        # (the text, not the points' ``shown``: napari ignores that on a 2D layer)
+        label = np.where(np.ones(ids.size, bool) if fit else np.isin(ids, self._selected),
+                         ids.astype(str), "")
+        if not np.array_equal(label, np.asarray(feats["label"], dtype=str)):
+            feats["label"] = label
+            layer.refresh_text()
+            layer.refresh(thumbnail=False, extent=False, highlight=False)
+
+    def _place_ids(self, fit: bool) -> None:
+        """All ids: on their ROIs; only the selected ones': just above their ROIs,
+        off the fill and the outline (an offset in data px for the current zoom)."""
+        layer = self.ids_layer
+        dy = 0.0
+        if not fit:
+            try:
+                scale = float(np.min(np.abs(np.asarray(layer.scale)[-2:])))
+                zoom = float(self.viewer.camera.zoom)
+                dy = self._id_radius + 0.75 * ID_TEXT_SIZE * 96 / 72 / max(zoom * scale, 1e-9)
+            except Exception:  # noqa: BLE001 - cosmetic
+                dy = 0.0
+        old = float(np.ravel(layer.text.translation)[0]) if np.size(layer.text.translation) else 0.0
+        if abs(-dy - old) > 0.1 * max(dy, 1e-9) or (dy == 0.0 and old != 0.0):
+            layer.text.translation = np.array([-dy, 0.0])
+            layer.refresh(thumbnail=False, extent=False, highlight=False)
 
     def _name_time_axis(self) -> None:
         """The activity layer adds a time axis: name it "t" where napari numbers it."""

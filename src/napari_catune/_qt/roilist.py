@@ -143,6 +143,20 @@ class RoiList(QWidget):
             self.table.selectionModel().select(sel, QItemSelectionModel.ClearAndSelect)
         finally:
             self._block = False
+        self._scroll_to(ids)
+
+    def _scroll_to(self, ids) -> None:
+        """Bring the ROI last added to the selection (a canvas click's) into view,
+        unless it is in view already (a click in the list never scrolls it)."""
+        ids = [int(i) for i in ids]
+        if not ids:
+            return
+        hit = np.flatnonzero(self.model.ids == ids[-1])
+        if not hit.size:
+            return
+        index = self.proxy.mapFromSource(self.model.index(int(hit[0]), 0))
+        if not self.table.viewport().rect().contains(self.table.visualRect(index)):
+            self.table.scrollTo(index, QAbstractItemView.PositionAtCenter)
 
     def select_rows(self, ids) -> None:
         """Select ``ids`` in the table as a user would (tests)."""

@@ -108,6 +108,8 @@ class Row:
         self.act.addItem(self.cursors[1], ignoreBounds=True)
         self.header = QGraphicsTextItem(self.trace)
         self.header.setPos(LEFT_W - 4, -4)
+        #: height of the header's room above the trace (px; more when it wraps)
+        self.header_room = HEADER_H
         # drawn from a pixmap while unchanged (rich text is laid out at every paint)
         self.header.setCacheMode(QGraphicsItem.DeviceCoordinateCache)
         self.rid = None
@@ -200,6 +202,29 @@ class Row:
             self.act_top = top
         self.dirty = False
 
+    def set_header(self, forms, width: float, tip: str = "") -> None:
+        """Head the row with the first of ``forms`` (rich text, longest first) that
+        fits on one line of ``width`` px; when none does, the last one wraps at
+        word boundaries (never cut) and the trace plot makes room for the lines."""
+        h = self.header
+        h.setTextWidth(-1)
+        line = None
+        for html in forms:
+            h.setHtml(html)
+            line = line or h.boundingRect().height()  # one line's height
+            if h.boundingRect().width() <= width:
+                break
+        else:
+            h.setTextWidth(max(width, 40.0))
+        if tip != h.toolTip():
+            h.setToolTip(tip)
+        extra = h.boundingRect().height() - (line or 0.0)  # the wrapped lines
+        top = HEADER_H + (int(math.ceil(extra)) if extra > 1 else 0)
+        if top != self.header_room:
+            self.header_room = top
+            self.trace.layout.setContentsMargins(0, top, 4, 0)
+            self.trace.setMinimumHeight(TRACE_MIN + top)
+
     def style(self, pal) -> None:
         fg = pg.mkColor(pal.foreground)
         for p in (self.trace, self.act):
@@ -237,30 +262,54 @@ def _rgb(c) -> str:
     return "#%02x%02x%02x" % tuple(int(v) for v in c[:3])
 
 
-def header_html(r: Row, res, pal, unit: str) -> str:
+def header_html(r: Row, res, pal, unit: str, level: int = 0) -> str:
     """A row's header: the ROI id in its colour, what its trace is (``unit``) and,
-    with a live result ``res`` holding it, its read-outs."""
+    with a live result ``res`` holding it, its read-outs.
+
+    ``level`` shortens it for a narrow dock, in this order: 1 leaves out what the
+    trace is (the header's tooltip says it, see :func:`header_tip`), 2 also
+    writes "ev/min" for "events/min".  The id and every read-out stay."""
     fg = pal.foreground if pal else "#ffffff"
     muted = pal.muted_hex if pal else fg
-    unit = {"dF/F": "ΔF/F", "raw": "trace units"}.get(unit, unit)
-    if res is not None and res.params.filter_enabled:  # res.trace is what is drawn
-        unit += ", band-passed"
-    head = (f'<span style="color:{_rgb(r.color)}; font-weight:bold">■ ROI {r.rid}</span>'
-            f' <span style="color:{muted}">({unit})</span>')
+    head = f'<span style="color:{_rgb(r.color)}; font-weight:bold">■ ROI {r.rid}</span>'
+    if level < 1:
+        head += f' <span style="color:{muted}">({unit_words(unit, res)})</span>'
     if res is None or r.rid not in res.ids:
         return f'<span style="color:{fg}">{head}</span>'
     i = res.ids.index(r.rid)
+    rate = "ev/min" if level >= 2 else "events/min"
     bits = [f"σ {fmt(res.noise[i], 2)}", f"SNR {fmt(res.snr[i], 3)}",
-            f"R² {res.r2[i]:.2f}", f"{fmt(res.events_per_min[i], 3)} events/min"]
+            f"R² {res.r2[i]:.2f}", f"{fmt(res.events_per_min[i], 3)} {rate}"]
     if not res.converged[i]:
         bits.append("<b>not converged</b>")
     return f'<span style="color:{fg}">{head} &nbsp; {" · ".join(bits)}</span>'
 
 
-def legend_html(pal, rows, res, residual: bool, pinned: bool) -> str:
+#: how many shorter forms :func:`header_html` has (levels 0..HEADER_LEVELS - 1)
+HEADER_LEVELS = 3
+
+
+def unit_words(unit: str, res=None) -> str:
+    """What a row's trace is, in the header's words."""
+    unit = {"dF/F": "ΔF/F", "raw": "trace units"}.get(unit, unit)
+    if res is not None and res.params.filter_enabled:  # res.trace is what is drawn
+        unit += ", band-passed"
+    return unit
+
+
+def header_tip(r: Row, res, unit: str) -> str:
+    """The header's tooltip: the ROI, what its trace is and the read-outs' words
+    (a narrow dock's header leaves the trace's name out)."""
+    return (f"ROI {r.rid}: the trace is {unit_words(unit, res)}.\n"
+            "σ: noise level; SNR: signal to noise; R²: how much of the trace the fit "
+            "explains; ev/min: events per minute in the activity.")
+
+
+def legend_html(pal, rows, res, residual: bool, pinned: bool, short: bool = False) -> str:
     """The trace rows' legend: which line is what (in the first row's colour; the
     baseline's model that of the live fit ``res``).  The fit includes the baseline:
-    a fit that follows a bleaching trace does not say the baseline does."""
+    a fit that follows a bleaching trace does not say the baseline does.
+    ``short``: a narrow dock's one line (the tooltip, :data:`LEGEND_TIP`, says the rest)."""
     if not rows:
         return ""
     mode = str(res.params.baseline) if res is not None else None
@@ -271,7 +320,16 @@ def legend_html(pal, rows, res, residual: bool, pinned: bool) -> str:
     def item(glyph, col, text):
         return f'<span style="color:{col}"><b>{glyph}</b></span> {text}'
 
-    if residual:
+    if short:
+        if residual:
+            bits = [item("—", grey, "trace − fit")]
+        else:
+            bits = [item("—", grey, "trace"), item("━", c, "fit")]
+            if mode is not None:
+                bits.append(item("‐ ‐", c, f"baseline ({mode})"))
+            if pinned:
+                bits += [item("‐ ‐", fg, "pinned"), item("···", fg, "its baseline")]
+    elif residual:
         bits = [item("—", grey, "trace − fit (residual; the fit includes the baseline)")]
     else:
         bits = [item("—", grey, "trace"), item("━", c, "fit = activity ⊛ kernel + baseline")]

@@ -15,11 +15,12 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from qtpy.QtCore import Qt, QTimer, Signal
+from qtpy.QtGui import QTextDocument
 from qtpy.QtWidgets import QLabel, QScrollArea, QVBoxLayout, QWidget
 
 from .._padding import row_lengths
-from .rowplot import (ACT_MIN, HEADER_H, LEFT_W, LEGEND_TIP, TRACE_MIN, Row, header_html,
-                      legend_html, style_plot, window_slice)
+from .rowplot import (ACT_MIN, HEADER_H, HEADER_LEVELS, LEFT_W, LEGEND_TIP, TRACE_MIN, Row,
+                      header_html, header_tip, legend_html, style_plot, window_slice)
 
 DEFAULT_WINDOW_S = 45.0
 
@@ -47,15 +48,26 @@ def trace_name(src) -> str:
     return src.unit
 
 
+def _text_width(html: str, font) -> float:
+    """Width (px) of rich text ``html`` on one line in ``font``."""
+    doc = QTextDocument()
+    doc.setDefaultFont(font)
+    doc.setDocumentMargin(0)
+    doc.setHtml(html)
+    return float(doc.idealWidth())
+
+
 class TraceView(QWidget):
     """Rows of traces, a shared time axis and an overview with the window.
 
     Signals
     -------
     frame_requested(int)   a click in a plot, or the overview's cursor dragged
+    window_moved(float, float)  the time window (s) moved, rows shown
     """
 
     frame_requested = Signal(int)
+    window_moved = Signal(float, float)
     MAX_ROWS = 20
 
     def __init__(self, parent=None):
@@ -110,6 +122,9 @@ class TraceView(QWidget):
 
         self.rows: list[Row] = []
         self.shown: list[Row] = []
+        #: a window ``(x0, x1, n_frames, fs)`` to open the first rows of that
+        #: recording with (a reopened dock's), instead of the first 45 s
+        self.restore: tuple | None = None
         self.fs = 1.0
         self.n_frames = 0
         self.x = np.zeros(0)
@@ -181,12 +196,15 @@ class TraceView(QWidget):
             ci.addItem(r.act, row=2 * i + 1, col=0)
             ci.layout.setRowStretchFactor(2 * i, 3)
             ci.layout.setRowStretchFactor(2 * i + 1, 1)
-            r.header.setHtml(header_html(r, None, self._pal, self.unit))
+            self._head(r, None)
             self.shown.append(r)
         self.rows_glw.setMinimumHeight(k * (TRACE_MIN + HEADER_H + ACT_MIN + 4))
         self._overview(traces[0] if k else None)
         self.overview.setLabel("left", f"ROI {ids[0]}" if k else " ")
-        if resize or k == 0:
+        keep, self.restore = self.restore, (self.restore if k == 0 else None)
+        if keep is not None and k and tuple(keep[2:]) == (self.n_frames, self.fs):
+            self.set_window(float(keep[0]), float(keep[1]))
+        elif resize or k == 0:
             self.set_window(0.0, min(DEFAULT_WINDOW_S, self.duration))
         else:
             self.set_window(*self.window)  # new rows join the current window
@@ -274,15 +292,33 @@ class TraceView(QWidget):
         # start, so the items they move would be painted a second time on the next turn)
         self.rows_glw.scene().prepareForPaint()
 
+    def header_width(self) -> float:
+        """Room for a row's header (px): the rows' width right of where it starts."""
+        return float(self.scroll.viewport().width() - (LEFT_W - 4) - 6)
+
+    def _head(self, r: Row, res) -> None:
+        """Write ``r``'s header in the longest form that fits the width (a narrow
+        dock first leaves what the trace is to the tooltip, then shortens
+        "events/min"; what still does not fit wraps, never cut)."""
+        forms = [header_html(r, res, self._pal, self.unit, level)
+                 for level in range(HEADER_LEVELS)]
+        r.set_header(forms, self.header_width(), header_tip(r, res, self.unit))
+
     def _headers(self) -> None:
         res = self._res
-        for i, r in enumerate(self.shown):
-            r.header.setHtml(header_html(r, res, self._pal, self.unit))
+        for r in self.shown:
+            self._head(r, res)
         self._legend()
 
     def _legend(self) -> None:
-        """Which line is what, for the rows shown (the baseline's model of the live fit)."""
-        html = legend_html(self._pal, self.shown, self._res, self.residual, self._pinned)
+        """Which line is what, for the rows shown (the baseline's model of the live fit):
+        the long words when they fit on one line, else the short ones."""
+        args = (self._pal, self.shown, self._res, self.residual, self._pinned)
+        html = legend_html(*args)
+        m = self.legend.contentsMargins()
+        room = self.legend.width() - m.left() - m.right() - 2
+        if html and _text_width(html, self.legend.font()) > room:
+            html = legend_html(*args, short=True)
         if html != self.legend.text():
             self.legend.setText(html)
 
@@ -319,6 +355,8 @@ class TraceView(QWidget):
         for r in self.shown:
             r.dirty = True
         self.draw()
+        if self.shown:
+            self.window_moved.emit(float(x0), float(x1))
 
     def _view_moved(self, vb, rng) -> None:
         if not self._syncing:
@@ -334,6 +372,8 @@ class TraceView(QWidget):
         for r in self.shown:
             r.dirty = True  # a new width: a new decimation
         self._draw_timer.start()
+        if ev.size().width() != ev.oldSize().width():
+            self._header_timer.start()  # a new width: headers and legend fitted to it
 
     # ------------------------------------------------------------ theme
     def set_theme(self, pal) -> None:

@@ -89,6 +89,8 @@ class CaTuneTuner(SourceHooks, ViewerHooks, QWidget):
         self.spectrum = SpectrumPlot()
         self.roi_list = RoiList(s)
         self.traces = TraceView()
+        self.traces.restore = s.view_window  # the time window of the last dock
+        self.traces.window_moved.connect(self._window_moved)
         self.status = QLabel("")
         self.overlay_mode = QComboBox()
         self.overlay_mode.addItems(["activity", "fit"])
@@ -266,6 +268,10 @@ class CaTuneTuner(SourceHooks, ViewerHooks, QWidget):
         return self.actions.last_estimate
 
     # ======================================================= rendering
+    def _window_moved(self, x0: float, x1: float) -> None:
+        if not self._closed:  # kept in the session for a reopened dock
+            self.session.view_window = (x0, x1, self.traces.n_frames, self.traces.fs)
+
     def _colors(self, ids) -> list:
         """The selected rows' colours, distinct from each other (napari's random
         label colours can nearly match); the canvas outlines them alike."""
