@@ -1060,6 +1060,51 @@ def roi_features(traces, *, params: TuningParams, roi_ids, activity, fit, baseli
     }
 
 
+# Samples per Apply-to-all chunk: Cancel waits for the chunk under way, so a
+# chunk is a fixed amount of solving, not a share of the run.  Compiled:
+# ~2 million samples/s on 2 cores (540 x 54,086 frames in 13-20 s), so ~0.5 s
+# (19 rows of 54,086; fewer, smaller chunks would leave a core idle longer at
+# each chunk's last row).  The NumPy solver that answers while numba compiles
+# in the background is ~10x slower: ~0.3-0.6 s per 65,536 samples, and a
+# one-row chunk there runs on one thread (solver._n_threads), leaving the
+# other core to the compile.
+APPLY_CHUNK_SAMPLES = 1 << 20
+APPLY_CHUNK_SAMPLES_NUMPY = 1 << 16
+APPLY_CHUNK_MAX_ROWS = 64
+
+
+def apply_chunk_rows(T: int, compiled: bool | None = None) -> int:
+    """Rows per Apply-to-all chunk for rows of ``T`` samples: at least 1, at
+    most :data:`APPLY_CHUNK_MAX_ROWS`, else a fixed number of samples, fewer
+    on the NumPy solver (``compiled`` False; None: whichever answers now)."""
+    if compiled is None:
+        compiled = _solver.compiled_ready()
+    budget = APPLY_CHUNK_SAMPLES if compiled else APPLY_CHUNK_SAMPLES_NUMPY
+    return max(1, min(APPLY_CHUNK_MAX_ROWS, budget // max(int(T), 1)))
+
+
+class _RowOffsetSink:
+    """``sink`` seen from rows ``offset..``: a chunk's iter_batch writes its rows
+    where they belong in the whole run."""
+
+    def __init__(self, sink, offset: int):
+        self._sink, self._offset = sink, int(offset)
+        self.per_sample = sink.per_sample
+
+    def write(self, a: int, b: int, **fields) -> None:
+        self._sink.write(a + self._offset, b + self._offset, **fields)
+
+
+def _shifted(gen, offset: int, total: int):
+    """Yield ``gen``'s ``(done, _)`` as ``(offset + done, total)``; return its value."""
+    while True:
+        try:
+            done, _ = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        yield offset + done, total
+
+
 def apply_job(traces: np.ndarray, roi_ids, params: TuningParams, *, snr=None, noise=None):
     """Generator: solve every row in chunks (:func:`napari_catune.batch.iter_batch`,
     the loop of ``napari-catune deconvolve``), yielding ``(done, total)``; returns a
@@ -1071,11 +1116,21 @@ def apply_job(traces: np.ndarray, roi_ids, params: TuningParams, *, snr=None, no
 
     traces = np.asarray(traces)
     n, T = traces.shape
-    chunk = max(1, min(64, math.ceil(n / 20), max(1, 2_000_000 // max(T, 1))))
     p = params
     # "drift" and "rolling" give a baseline per sample, "scalar" one per ROI
     sink = ArraySink(n, T, per_sample_baseline(p), fitted=p.filter_enabled)
-    summary = yield from iter_batch(traces, p, sink, chunk=chunk)
+    bad = []
+    a = 0
+    while a < n:
+        # each chunk sized for the solver answering now (the NumPy solver until
+        # a background compile is ready, then the compiled one): Cancel waits
+        # for one chunk at most
+        b = min(n, a + apply_chunk_rows(T))
+        summary = yield from _shifted(iter_batch(traces[a:b], p, _RowOffsetSink(sink, a),
+                                                 chunk=b - a), a, n)
+        bad.append(a + summary.skipped)
+        a = b
+    skipped = np.concatenate(bad) if bad else np.empty(0, dtype=np.int64)
     act, rec, base, conv = sink.activity, sink.fit, sink.baseline, sink.converged
     ids = np.asarray(roi_ids, dtype=np.int64).copy()
     features = roi_features(traces, params=p, roi_ids=ids, activity=act, fit=rec, baseline=base,
@@ -1085,7 +1140,7 @@ def apply_job(traces: np.ndarray, roi_ids, params: TuningParams, *, snr=None, no
     features = {"index": ids.copy(), **features}
     return BatchResult(p, ids, act, rec, base, conv, features,
                        float(np.nanmax(act, initial=0.0)), float(np.nanmax(rec, initial=0.0)),
-                       skipped=ids[summary.skipped],
+                       skipped=ids[skipped],
                        fitted_trace=sink.fitted_trace if p.filter_enabled else None)
 
 
