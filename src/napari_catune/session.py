@@ -639,6 +639,9 @@ class TuningSession:
 
     def __init__(self, params: TuningParams | None = None):
         self._params = params or TuningParams(**DEFAULT_PARAMS)
+        # lambda as nobody chose it (the dF/F default): a source sets it from
+        # its noise (start_lam_from_noise) until a user, a file or undo moves it
+        self._lam_default = params is None
         self.source: TraceSource | None = None
         self._selection: tuple = ()
         self._gen = 0
@@ -674,6 +677,8 @@ class TuningSession:
         invalid.  A change is recorded for :meth:`undo` unless ``record`` is
         False; a burst of changes within half a second is one step.
         """
+        if p is not None or "lam" in changes:
+            self._lam_default = False  # chosen: a slider, a file, Estimate, undo
         if p is None:
             p = self._params.replace(**changes) if changes else self._params
         elif not isinstance(p, TuningParams):
@@ -710,6 +715,8 @@ class TuningSession:
         other.append(self._params)
         p = source.pop()
         self._last_push = -math.inf
+        if p.lam != self._params.lam:
+            self._lam_default = False
         self._params = p
         self.params_changed.emit(p)
         self.resolve()
@@ -765,6 +772,44 @@ class TuningSession:
             self.pinned_changed.emit(None)
         self.source_changed.emit(src)
         self.selection_changed.emit(())
+
+    @property
+    def lam_is_default(self) -> bool:
+        """Whether lambda is still the starting default nobody chose (nor a
+        source's noise replaced)."""
+        return self._lam_default
+
+    def start_lam_from_noise(self) -> float | None:
+        """When lambda was never chosen (the dF/F default 0.05, not moved, not
+        loaded): set it from the source's noise by Estimate's lambda rule
+        (:func:`~napari_catune.estimate.lambda_for_noise` of the median noise at
+        the current kernel and rate, no kernel search).  The default is ~0.02
+        noise sigmas on raw fluorescence (sigma ~15): every noise wiggle is
+        "activity" then, with R^2 ~1.  Returns the lambda set, else None (a
+        chosen lambda, no source or no noise read), to three significant
+        digits.  Not recorded for undo;
+        lambda counts as unchosen still, so the next source sets its own."""
+        from .estimate import Z_DEFAULT, lambda_for_noise
+
+        src = self.source
+        if not self._lam_default or src is None or src.noise is None:
+            return None
+        noise = np.asarray(src.noise, dtype=np.float64)
+        noise = noise[np.isfinite(noise) & (noise > 0)]
+        if not noise.size:
+            return None
+        p = self._params
+        lam = lambda_for_noise(float(np.median(noise)), p.tau_rise, p.tau_decay, p.fs, Z_DEFAULT)
+        # three significant digits: what the box shows is the value (a start, not a fit)
+        lam = float(f"{lam:.3g}")
+        if not (math.isfinite(lam) and lam > 0):
+            return None
+        try:
+            self.set_params(lam=lam, record=False)
+        except ValueError:
+            return None
+        self._lam_default = True
+        return self._params.lam
 
     # ---------------------------------------------------------- selection
     @property
