@@ -37,6 +37,8 @@ def test_fresh_session_starts_lambda_from_the_noise():
     assert lam == pytest.approx(lambda_for_noise(sigma, 0.05, 0.5, FS, Z_DEFAULT), rel=5e-3)
     assert s.params.lam == lam and lam > 0.2 * sigma  # not ~0.003 sigma
     assert not s.can_undo  # not a user's step
+    s.set_source(ses.build_source(_raw(), fs=FS))  # the same traces again: nothing to say
+    assert s.start_lam_from_noise() is None and s.params.lam == lam and s.lam_is_default
     # a second source with lambda still unchosen takes its own noise's lambda
     s.set_source(ses.build_source(_raw(sigma=0.05) / 500.0, fs=FS))
     lam2 = s.start_lam_from_noise()

@@ -787,7 +787,7 @@ class TuningSession:
         noise sigmas on raw fluorescence (sigma ~15): every noise wiggle is
         "activity" then, with R^2 ~1.  Returns the lambda set, else None (a
         chosen lambda, no source or no noise read), to three significant
-        digits.  Not recorded for undo;
+        digits; None too when lambda already is that value.  Not recorded for undo;
         lambda counts as unchosen still, so the next source sets its own."""
         from .estimate import Z_DEFAULT, lambda_for_noise
 
@@ -802,8 +802,8 @@ class TuningSession:
         lam = lambda_for_noise(float(np.median(noise)), p.tau_rise, p.tau_decay, p.fs, Z_DEFAULT)
         # three significant digits: what the box shows is the value (a start, not a fit)
         lam = float(f"{lam:.3g}")
-        if not (math.isfinite(lam) and lam > 0):
-            return None
+        if not (math.isfinite(lam) and lam > 0) or lam == p.lam:
+            return None  # (the same traces again, e.g. a neuropil read cancelled: nothing new)
         try:
             self.set_params(lam=lam, record=False)
         except ValueError:
