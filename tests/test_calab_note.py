@@ -28,3 +28,17 @@ def test_cli_estimate_saving_a_drift_baseline_says_what_calab_does(tmp_path, cap
                      "-o", str(out)]) == 0
     assert "calab" not in capsys.readouterr().out
 
+
+
+def test_calab_note_does_not_promise_a_direction():
+    """Audit 39 item 1: on raw suite2p F calab gives LESS activity than a drift file's
+    (0.61-0.92x), so the note says the activity differs either way and how to get
+    calab's numbers, not that calab gives "more"."""
+    from napari_catune.params import TuningParams, calab_note
+
+    p = TuningParams(fs=FS, tau_rise=TAU_R, tau_decay=TAU_D, lam=0.5, baseline="drift")
+    note = calab_note(p)
+    assert "more of it" not in note
+    assert "more or less" in note and "-39 %" in note and "+242 %" in note
+    assert 'save with baseline "rolling"' in note
+    assert calab_note(p.replace(baseline="rolling")) is None

@@ -11,6 +11,7 @@ import pytest
 from qtpy.QtCore import Qt
 
 import napari_catune.solver as solver_mod
+from napari_catune import session as _ses
 from napari_catune.params import TuningParams
 
 from _widgets import (  # noqa: F401 - fixtures
@@ -159,6 +160,7 @@ def test_apply_to_all_features_are_computed_off_the_gui_thread(setup, qtbot, mon
 
 def test_apply_to_all_cancel_midway(setup, qtbot, monkeypatch):
     viewer, w, means, notes = setup
+    monkeypatch.setattr(_ses, "APPLY_CHUNK_SAMPLES", 450)  # one ROI a chunk: a "midway"
     gate, calls, real = gated(monkeypatch, solver_mod, "run_deconvolution_full",
                               hold=lambda n: n > 1)
     w.session.source.traces = np.tile(w.session.source.traces, (1, 1))
@@ -180,6 +182,7 @@ def test_apply_to_all_cancel_midway(setup, qtbot, monkeypatch):
 
 def test_closing_the_dock_while_applying(setup, qtbot, monkeypatch):
     viewer, w, means, notes = setup
+    monkeypatch.setattr(_ses, "APPLY_CHUNK_SAMPLES", 450)  # one ROI a chunk
     gate, calls, _ = gated(monkeypatch, solver_mod, "run_deconvolution_full",
                            hold=lambda n: n > 1)
     worker = w.apply_to_all()

@@ -337,10 +337,14 @@ def calab_note(params: TuningParams) -> str | None:
     if str(params.baseline) == "rolling":
         return None
     return (f'calab 0.3 ignores formulation.baseline="{params.baseline}" in this file: its '
-            "deconvolve_from_export subtracts its own rolling baseline, which gives other "
-            "activity (more of it, by an amount that depends on the data: +15 % to +242 % "
-            "per cell in our audits of suite2p cells and dF/F recordings). "
-            "napari-catune and napari_catune.compat use the file's baseline.")
+            "deconvolve_from_export subtracts its own rolling baseline, so its activity "
+            "differs from napari-catune's, more or less of it by an amount that depends on "
+            "the data (in our audits -39 % to -8 % per cell on a suite2p plane, +15 % to "
+            "+242 % on other suite2p cells and dF/F recordings). napari-catune and "
+            "napari_catune.compat use the file's baseline. To get calab's numbers, save "
+            'with baseline "rolling" (the model calab solves; napari-catune then agrees '
+            "with calab in totals and fit, per sample to a few % where calab's solver "
+            "stops short of the optimum).")
 
 
 def save_params(params: TuningParams, path, *, metadata: dict | None = None) -> Path:

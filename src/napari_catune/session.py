@@ -639,6 +639,9 @@ class TuningSession:
 
     def __init__(self, params: TuningParams | None = None):
         self._params = params or TuningParams(**DEFAULT_PARAMS)
+        # lambda as nobody chose it (the dF/F default): a source sets it from
+        # its noise (start_lam_from_noise) until a user, a file or undo moves it
+        self._lam_default = params is None
         self.source: TraceSource | None = None
         self._selection: tuple = ()
         self._gen = 0
@@ -677,6 +680,8 @@ class TuningSession:
         invalid.  A change is recorded for :meth:`undo` unless ``record`` is
         False; a burst of changes within half a second is one step.
         """
+        if p is not None or "lam" in changes:
+            self._lam_default = False  # chosen: a slider, a file, Estimate, undo
         if p is None:
             p = self._params.replace(**changes) if changes else self._params
         elif not isinstance(p, TuningParams):
@@ -713,6 +718,8 @@ class TuningSession:
         other.append(self._params)
         p = source.pop()
         self._last_push = -math.inf
+        if p.lam != self._params.lam:
+            self._lam_default = False
         self._params = p
         self.params_changed.emit(p)
         self.resolve()
@@ -768,6 +775,44 @@ class TuningSession:
             self.pinned_changed.emit(None)
         self.source_changed.emit(src)
         self.selection_changed.emit(())
+
+    @property
+    def lam_is_default(self) -> bool:
+        """Whether lambda is still the starting default nobody chose (nor a
+        source's noise replaced)."""
+        return self._lam_default
+
+    def start_lam_from_noise(self) -> float | None:
+        """When lambda was never chosen (the dF/F default 0.05, not moved, not
+        loaded): set it from the source's noise by Estimate's lambda rule
+        (:func:`~napari_catune.estimate.lambda_for_noise` of the median noise at
+        the current kernel and rate, no kernel search).  The default is ~0.02
+        noise sigmas on raw fluorescence (sigma ~15): every noise wiggle is
+        "activity" then, with R^2 ~1.  Returns the lambda set, else None (a
+        chosen lambda, no source or no noise read), to three significant
+        digits; None too when lambda already is that value.  Not recorded for undo;
+        lambda counts as unchosen still, so the next source sets its own."""
+        from .estimate import Z_DEFAULT, lambda_for_noise
+
+        src = self.source
+        if not self._lam_default or src is None or src.noise is None:
+            return None
+        noise = np.asarray(src.noise, dtype=np.float64)
+        noise = noise[np.isfinite(noise) & (noise > 0)]
+        if not noise.size:
+            return None
+        p = self._params
+        lam = lambda_for_noise(float(np.median(noise)), p.tau_rise, p.tau_decay, p.fs, Z_DEFAULT)
+        # three significant digits: what the box shows is the value (a start, not a fit)
+        lam = float(f"{lam:.3g}")
+        if not (math.isfinite(lam) and lam > 0) or lam == p.lam:
+            return None  # (the same traces again, e.g. a neuropil read cancelled: nothing new)
+        try:
+            self.set_params(lam=lam, record=False)
+        except ValueError:
+            return None
+        self._lam_default = True
+        return self._params.lam
 
     # ---------------------------------------------------------- selection
     @property
@@ -1063,6 +1108,51 @@ def roi_features(traces, *, params: TuningParams, roi_ids, activity, fit, baseli
     }
 
 
+# Samples per Apply-to-all chunk: Cancel waits for the chunk under way, so a
+# chunk is a fixed amount of solving, not a share of the run.  Compiled:
+# ~2 million samples/s on 2 cores (540 x 54,086 frames in 13-20 s), so ~0.5 s
+# (19 rows of 54,086; fewer, smaller chunks would leave a core idle longer at
+# each chunk's last row).  The NumPy solver that answers while numba compiles
+# in the background is ~10x slower: ~0.3-0.6 s per 65,536 samples, and a
+# one-row chunk there runs on one thread (solver._n_threads), leaving the
+# other core to the compile.
+APPLY_CHUNK_SAMPLES = 1 << 20
+APPLY_CHUNK_SAMPLES_NUMPY = 1 << 16
+APPLY_CHUNK_MAX_ROWS = 64
+
+
+def apply_chunk_rows(T: int, compiled: bool | None = None) -> int:
+    """Rows per Apply-to-all chunk for rows of ``T`` samples: at least 1, at
+    most :data:`APPLY_CHUNK_MAX_ROWS`, else a fixed number of samples, fewer
+    on the NumPy solver (``compiled`` False; None: whichever answers now)."""
+    if compiled is None:
+        compiled = _solver.compiled_ready()
+    budget = APPLY_CHUNK_SAMPLES if compiled else APPLY_CHUNK_SAMPLES_NUMPY
+    return max(1, min(APPLY_CHUNK_MAX_ROWS, budget // max(int(T), 1)))
+
+
+class _RowOffsetSink:
+    """``sink`` seen from rows ``offset..``: a chunk's iter_batch writes its rows
+    where they belong in the whole run."""
+
+    def __init__(self, sink, offset: int):
+        self._sink, self._offset = sink, int(offset)
+        self.per_sample = sink.per_sample
+
+    def write(self, a: int, b: int, **fields) -> None:
+        self._sink.write(a + self._offset, b + self._offset, **fields)
+
+
+def _shifted(gen, offset: int, total: int):
+    """Yield ``gen``'s ``(done, _)`` as ``(offset + done, total)``; return its value."""
+    while True:
+        try:
+            done, _ = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        yield offset + done, total
+
+
 def apply_job(traces: np.ndarray, roi_ids, params: TuningParams, *, snr=None, noise=None):
     """Generator: solve every row in chunks (:func:`napari_catune.batch.iter_batch`,
     the loop of ``napari-catune deconvolve``), yielding ``(done, total)``; returns a
@@ -1074,11 +1164,21 @@ def apply_job(traces: np.ndarray, roi_ids, params: TuningParams, *, snr=None, no
 
     traces = np.asarray(traces)
     n, T = traces.shape
-    chunk = max(1, min(64, math.ceil(n / 20), max(1, 2_000_000 // max(T, 1))))
     p = params
     # "drift" and "rolling" give a baseline per sample, "scalar" one per ROI
     sink = ArraySink(n, T, per_sample_baseline(p), fitted=p.filter_enabled)
-    summary = yield from iter_batch(traces, p, sink, chunk=chunk)
+    bad = []
+    a = 0
+    while a < n:
+        # each chunk sized for the solver answering now (the NumPy solver until
+        # a background compile is ready, then the compiled one): Cancel waits
+        # for one chunk at most
+        b = min(n, a + apply_chunk_rows(T))
+        summary = yield from _shifted(iter_batch(traces[a:b], p, _RowOffsetSink(sink, a),
+                                                 chunk=b - a), a, n)
+        bad.append(a + summary.skipped)
+        a = b
+    skipped = np.concatenate(bad) if bad else np.empty(0, dtype=np.int64)
     act, rec, base, conv = sink.activity, sink.fit, sink.baseline, sink.converged
     ids = np.asarray(roi_ids, dtype=np.int64).copy()
     features = roi_features(traces, params=p, roi_ids=ids, activity=act, fit=rec, baseline=base,
@@ -1088,7 +1188,7 @@ def apply_job(traces: np.ndarray, roi_ids, params: TuningParams, *, snr=None, no
     features = {"index": ids.copy(), **features}
     return BatchResult(p, ids, act, rec, base, conv, features,
                        float(np.nanmax(act, initial=0.0)), float(np.nanmax(rec, initial=0.0)),
-                       skipped=ids[summary.skipped],
+                       skipped=ids[skipped],
                        fitted_trace=sink.fitted_trace if p.filter_enabled else None)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import weakref
 
+import numpy as np
 from napari.utils import notifications
 
 from .. import session as _ses
@@ -44,6 +45,7 @@ class SourceHooks:
             notifications.show_info(f"'{src.name}' does not record its sampling rate: fs = "
                                     f"{loaded[1]:g} Hz was taken from {loaded[0]}. Check that "
                                     "it is the recording's rate.")
+        self._start_lam(src)
         pending, self._pending_sel = self._pending_sel, None
         was, self._dropped_origin = getattr(self, "_dropped_origin", None), None
         if pending is not None and pending[1] is None:
@@ -68,6 +70,19 @@ class SourceHooks:
         else:
             self.select_most_active(1)
         self.actions.source_ready(src)
+
+    def _start_lam(self, src) -> None:
+        """lambda from the data's noise when nobody chose it (the dF/F default
+        0.05 is ~0.02 sigma on raw fluorescence: a fit of the noise), said in
+        the status line."""
+        lam = self.session.start_lam_from_noise()
+        if lam is None:
+            return
+        sigma = float(np.nanmedian(src.noise))
+        self.status.setText(
+            f"{src.n_rois} ROIs, {src.n_frames} frames. λ starts at {lam:.3g} "
+            f"({lam / sigma:.2g} × the traces' median noise σ {sigma:.3g}, Estimate's rule "
+            "at the current kernel); press Estimate to fit the kernel too.")
 
     def _movie_chosen(self) -> None:
         self.neuropil_box.set_movie(self.picker.image_combo.value is not None)
