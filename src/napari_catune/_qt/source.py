@@ -206,6 +206,10 @@ class SourcePicker(QObject):
             else:
                 notifications.show_error(str(e))
             return
+        # hooked now, with the fingerprint of the ROIs the job just copied: an
+        # edit during this (first) read drops it and reads again (_data_changed)
+        self._hook(image)
+        self._hook(labels)
         what = f"'{image.name}'" if image is not None else f"'{labels.name}'"
         reads_fneu = neuropil is not None and (prior is None or prior.fneu is None)
         w = _worker(work)

@@ -1,0 +1,174 @@
+"""The tuner's movie reads when the user acts during them (review revs39): an
+edit of a layer during its FIRST read, unchecking 'neuropil' or cancelling
+during a new pair's first read, a read that fails while a coefficient step
+waits, and what finished reads keep alive (napari keeps every worker)."""
+
+from __future__ import annotations
+
+import gc
+import threading
+import weakref
+
+import numpy as np
+import pytest
+from qtpy.QtCore import Qt
+
+import napari_catune.neuropil as _np_mod
+import napari_catune.traces as _tr_mod
+from _widgets import notes, setup, wait  # noqa: F401 - fixtures
+from napari_catune.neuropil import extract_neuropil
+from napari_catune.traces import extract_traces
+
+
+def _worker_thread():
+    return threading.current_thread() is not threading.main_thread()
+
+
+@pytest.fixture
+def hold(monkeypatch):
+    """hold(kind, fail=None): the workers' F ("F") or Fneu ("Fneu") reads from now
+    on wait on a gate (``inside`` is set once one waits); ``fail``: raised after
+    the gate instead of reading.  Returns (gate, inside, calls)."""
+
+    def make(kind, fail=None):
+        gate, inside, calls = threading.Event(), threading.Event(), []
+        if kind == "F":
+            real = _tr_mod.extract_traces
+
+            def f(*a, **k):
+                if _worker_thread():
+                    calls.append(1)
+                    inside.set()
+                    assert gate.wait(120), "the test never opened the gate"
+                    if fail is not None:
+                        raise fail
+                return real(*a, **k)
+
+            monkeypatch.setattr(_tr_mod, "extract_traces", f)
+        else:
+            real = _np_mod.iter_neuropil
+
+            def n(*a, **k):
+                if _worker_thread():
+                    calls.append(1)
+                    inside.set()
+                    assert gate.wait(120), "the test never opened the gate"
+                    yield 0, 1  # (where a worker may stop)
+                    if fail is not None:
+                        raise fail
+                return (yield from real(*a, **k))
+
+            monkeypatch.setattr(_np_mod, "iter_neuropil", n)
+        return gate, inside, calls
+
+    return make
+
+
+@pytest.fixture
+def count(monkeypatch):
+    """The workers' reads of the movie for F and for Fneu."""
+    got = {"F": 0, "Fneu": 0}
+    real_f, real_n = _tr_mod.extract_traces, _np_mod.iter_neuropil
+
+    def f(*a, **k):
+        got["F"] += _worker_thread()
+        return real_f(*a, **k)
+
+    def n(*a, **k):
+        got["Fneu"] += _worker_thread()
+        return (yield from real_n(*a, **k))
+
+    monkeypatch.setattr(_tr_mod, "extract_traces", f)
+    monkeypatch.setattr(_np_mod, "iter_neuropil", n)
+    return got
+
+
+def _truth(viewer, labels_name, c=None, movie_name="movie"):
+    movie = np.asarray(viewer.layers[movie_name].data)
+    lab = np.asarray(viewer.layers[labels_name].data)
+    F, ids = extract_traces(movie, lab)
+    if c is None:
+        return F, ids
+    fneu, _, _ = extract_neuropil(movie, lab, ids)
+    return F - c * fneu, ids
+
+
+def _choose(w, name, combo=None):
+    combo = (combo or w.labels_combo).native
+    combo.setCurrentIndex(combo.findText(name))
+
+
+def _check(qtbot, w):
+    qtbot.mouseClick(w.neuropil_box.check, Qt.LeftButton)
+
+
+def _ready(w, labels, c="any"):
+    s = w.session.source
+    return (w.idle and s is not None and s.origin[1] is labels
+            and (c == "any" or (s.neuropil is None if c is None else
+                                s.neuropil == pytest.approx(c))))
+
+
+def _neuropil_on(qtbot, viewer, w):
+    _check(qtbot, w)
+    qtbot.waitUntil(lambda: _ready(w, viewer.layers["rois"], 0.7), timeout=120_000)
+
+
+# ----------------------------------------------- an edit during the first read
+@pytest.mark.parametrize("neuropil", [False, True])
+def test_a_paint_during_the_first_read_of_a_layer_is_read_anew(setup, qtbot, hold,
+                                                               neuropil):
+    # the layer was hooked only once its first read landed, with the fingerprint
+    # of the painted ROIs: the erased ROI was shown, cached and applied
+    viewer, w, _, notes = setup
+    rois = viewer.layers["rois"]
+    if neuropil:
+        _neuropil_on(qtbot, viewer, w)
+    rois2 = viewer.add_labels(np.array(rois.data), name="rois2")
+    gate, inside, calls = hold("F")
+    _choose(w, "rois2")
+    qtbot.waitUntil(inside.is_set, timeout=60_000)
+    rois2.brush_size = 30
+    rois2.paint((9, 9), 0)  # ROI 3 erased
+    assert 3 not in np.unique(rois2.data)
+    gate.set()
+    qtbot.waitUntil(lambda: _ready(w, rois2), timeout=120_000)
+    want, ids = _truth(viewer, "rois2", 0.7 if neuropil else None)
+    src = w.session.source
+    assert src.roi_ids.tolist() == ids.tolist() and 3 not in ids
+    np.testing.assert_array_equal(src.traces, want)
+    assert len(calls) == 2  # the read of the old ROIs, then one of the painted ones
+    assert not notes["error"]
+
+
+@pytest.mark.parametrize("what", ["labels", "movie"])
+def test_data_replaced_during_the_first_read_is_read_anew(setup, qtbot, hold, what):
+    # the read landed under the old data's id, no edit hook ran: no traces, no
+    # read under way, "Nothing to apply to" and a stale status line
+    viewer, w, _, notes = setup
+    rois = viewer.layers["rois"]
+    if what == "labels":
+        layer = viewer.add_labels(np.array(rois.data), name="rois2")
+        gate, inside, _ = hold("F")
+        _choose(w, "rois2")
+        labels, movie_name = layer, "movie"
+    else:
+        layer = viewer.add_image(np.asarray(viewer.layers["movie"].data) + 0, name="movie2")
+        gate, inside, _ = hold("F")
+        _choose(w, "movie2", w.image_combo)
+        labels, movie_name = rois, "movie2"
+    qtbot.waitUntil(inside.is_set, timeout=60_000)
+    new = np.array(layer.data)
+    if what == "labels":
+        new[new == 3] = 0
+    else:
+        new = new * 2.0
+    layer.data = new
+    gate.set()
+    qtbot.waitUntil(lambda: _ready(w, labels), timeout=120_000)
+    src = w.session.source
+    want, ids = _truth(viewer, labels.name, movie_name=movie_name)
+    assert src.origin[0] is viewer.layers[movie_name]
+    np.testing.assert_array_equal(src.traces, want)
+    assert not notes["error"]
+
