@@ -172,3 +172,37 @@ def test_data_replaced_during_the_first_read_is_read_anew(setup, qtbot, hold, wh
     np.testing.assert_array_equal(src.traces, want)
     assert not notes["error"]
 
+
+# ------------------------------------------------------------------- memory
+def test_finished_reads_keep_no_traces_alive(setup, qtbot, count):
+    # napari keeps every worker in its task list; each kept its pair's F/Fneu,
+    # the ROI copy and the movie: ~3 (n, T) arrays per pair read again
+    from napari_catune.session import TraceSource
+
+    viewer, w, _, notes = setup
+    rois = viewer.layers["rois"]
+    _neuropil_on(qtbot, viewer, w)
+    for k in range(5):
+        viewer.add_labels(np.roll(np.array(rois.data), k + 1, axis=1), name=f"r{k}")
+    names = ["rois"] + [f"r{k}" for k in range(5)]
+    gone = []  # weak references to sources that left the cache
+    for name in names * 2:
+        _choose(w, name)
+        qtbot.waitUntil(lambda: _ready(w, viewer.layers[name]), timeout=120_000)
+        for key in (Qt.Key_Up, Qt.Key_Up, Qt.Key_Down):
+            qtbot.keyClick(w.neuropil_box.coef, key)
+            wait(qtbot, w)
+        gc.collect()
+        cached = {id(s) for e in w.session.cache.values() for s in e.sources.values()}
+        live = [o for o in gc.get_objects() if isinstance(o, TraceSource)
+                and any(o.origin[1] is lay for lay in viewer.layers)]  # (this test's)
+        gone += [weakref.ref(o) for o in live if id(o) not in cached]
+        del live
+        assert len(w.session.cache) <= 3
+    gc.collect()
+    cached = {id(s) for e in w.session.cache.values() for s in e.sources.values()}
+    kept = [r() for r in gone if r() is not None and id(r()) not in cached
+            and r() is not w.session.source]
+    assert not kept, (f"{len(kept)} sources outside the cache are still alive: "
+                      f"{[(s.origin[1].name, s.neuropil) for s in kept]}")
+    assert count["Fneu"] == 12 and not notes["error"]  # (3 pairs kept: each visit reads)

@@ -36,6 +36,24 @@ class _MovieCombo(ComboBox):
     null_string = NONE
 
 
+def _let_go(worker, callbacks) -> None:
+    """A read ended: the worker keeps nothing of it.  napari keeps every worker
+    in its task list, so its callbacks (holding the layers) are disconnected and
+    a cancelled job's generator (holding the movie, ROIs, F) is closed."""
+    for sig, fn in callbacks:
+        try:
+            sig.disconnect(fn)
+        except (TypeError, RuntimeError):  # already disconnected
+            pass
+    callbacks.clear()
+    gen = getattr(worker, "_gen", None)  # (superqt's GeneratorWorker: the job's generator)
+    if gen is not None:
+        try:
+            gen.close()
+        except (RuntimeError, ValueError):  # still running: it ends by itself
+            pass
+
+
 class SourcePicker(QObject):
     """The movie and ROI combos, and the traces of the chosen pair.
 
@@ -262,6 +280,7 @@ class SourcePicker(QObject):
             me.failed.emit(str(e))
 
         def finished():
+            _let_go(w, callbacks)
             me = ref()
             if me is None or me.closed:
                 return
@@ -274,12 +293,12 @@ class SourcePicker(QObject):
                     and me.book.follows(me.key(), key, stale):
                 me.refresh()  # (a coefficient that waited for this read: from its F and Fneu)
 
-        w.returned.connect(returned)
-        w.errored.connect(errored)
-        w.finished.connect(finished)
+        callbacks = [(w.returned, returned), (w.errored, errored), (w.finished, finished)]
         if reads_fneu:  # (a generator worker: it stops between chunks of frames)
-            w.yielded.connect(yielded)
-            w.aborted.connect(aborted)
+            callbacks += [(w.yielded, yielded), (w.aborted, aborted)]
+        for sig, fn in callbacks:
+            sig.connect(fn)
+        if reads_fneu:
             self.jobs.start(f"extract {key}", f"Reading the traces and neuropil of {what}...",
                             total=1, cancel=lambda *_: w.quit())
         else:

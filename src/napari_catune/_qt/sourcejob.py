@@ -47,7 +47,8 @@ def movie_file(image) -> str | None:
 def build_job(image, labels, fs_default: float, neuropil: float | None = None, prior=None):
     """Check the layers here (cheap); return the generator function a worker
     runs: it yields ``(done, total)`` while it reads the neuropil (where it
-    can be cancelled) and returns ``(TraceSource, missing ids)``.
+    can be cancelled) and returns ``(TraceSource, missing ids)``.  It runs
+    once: it empties its closure when it starts.
 
     ``neuropil``: the coefficient (movie only; None: the ROI means as they
     are); ``prior``: a source of the same layers holding ``F`` (and maybe
@@ -81,13 +82,24 @@ def build_job(image, labels, fs_default: float, neuropil: float | None = None, p
 
     if image is None:
         neuropil = prior = None  # traces carried by the layer: never corrected again
+        movie = None
     if prior is not None and prior.F is None:
         prior = None
+    # what the read needs, in one dict the worker empties when it starts: a
+    # finished worker (napari keeps them in its task list) then holds no
+    # movie, ROI copy, cached F/Fneu or layer
+    held = dict(lab=lab, movie=movie, prior=prior, meta=meta, image=image, labels=labels,
+                tr=tr if image is None else None, ids=ids if image is None else None)
 
     def work():
         from ..neuropil import iter_neuropil
         from ..sources import tiff_fs
 
+        h = dict(held)
+        held.clear()
+        lab, movie, prior, meta = h["lab"], h["movie"], h["prior"], h["meta"]
+        image, labels, tr, ids = h["image"], h["labels"], h["tr"], h["ids"]
+        del h
         missing = []
         fs, origin = fs_hint, None
         if tiff is not None:  # no rate in the layers' metadata: the movie file's, if any
