@@ -173,6 +173,75 @@ def test_data_replaced_during_the_first_read_is_read_anew(setup, qtbot, hold, wh
     assert not notes["error"]
 
 
+# --------------------------------------- unchecking / cancel during a first read
+def test_uncheck_during_a_new_pairs_first_read_shows_the_plain_traces_at_once(
+        setup, qtbot, hold, count):
+    # src39 made the plain traces wait for the whole neuropil read just turned off
+    viewer, w, _, notes = setup
+    _neuropil_on(qtbot, viewer, w)
+    rois2 = viewer.add_labels(np.array(viewer.layers["rois"].data), name="rois2")
+    gate, inside, _ = hold("Fneu")
+    f0 = count["F"]
+    _choose(w, "rois2")
+    qtbot.waitUntil(inside.is_set, timeout=60_000)  # F read, Fneu held
+    try:
+        _check(qtbot, w)  # unchecked
+        assert w.session.neuropil is None
+        # the Fneu read is still held: only the F already read can answer
+        qtbot.waitUntil(lambda: w.session.source is not None
+                        and w.session.source.origin[1] is rois2
+                        and w.session.source.neuropil is None, timeout=30_000)
+        F, _ = _truth(viewer, "rois2")
+        np.testing.assert_array_equal(w.session.source.traces, F)
+        assert "6 ROIs" in w.status.text()
+    finally:
+        gate.set()
+    wait(qtbot, w)  # the neuropil read nobody wants is cancelled
+    assert _ready(w, rois2, None)
+    assert count["F"] - f0 == 1 and not notes["error"]
+
+
+def test_uncheck_during_the_f_read_of_a_new_pair(setup, qtbot, hold, count):
+    # unchecked before F is read: the plain traces come as soon as F is read
+    viewer, w, _, notes = setup
+    _neuropil_on(qtbot, viewer, w)
+    rois2 = viewer.add_labels(np.array(viewer.layers["rois"].data), name="rois2")
+    gate, inside, _ = hold("F")
+    f0, n0 = count["F"], count["Fneu"]
+    _choose(w, "rois2")
+    qtbot.waitUntil(inside.is_set, timeout=60_000)
+    _check(qtbot, w)  # unchecked while F is read
+    gate.set()
+    qtbot.waitUntil(lambda: _ready(w, rois2, None), timeout=120_000)
+    F, _ = _truth(viewer, "rois2")
+    np.testing.assert_array_equal(w.session.source.traces, F)
+    assert len(_) == 6 and count["F"] - f0 == 1 and not notes["error"]
+    assert count["Fneu"] - n0 <= 1  # (cancelled at its first chunk, or done)
+
+
+def test_cancel_during_a_new_pairs_first_read_reads_f_once_and_says_so(
+        setup, qtbot, hold, count):
+    viewer, w, _, notes = setup
+    _neuropil_on(qtbot, viewer, w)
+    rois2 = viewer.add_labels(np.array(viewer.layers["rois"].data), name="rois2")
+    f0 = count["F"]
+    gate, inside, _ = hold("Fneu")
+    _choose(w, "rois2")
+    qtbot.waitUntil(inside.is_set, timeout=60_000)
+    key = w.picker.key()
+    btn = w.jobs.cancel_button(f"extract {key}")
+    assert btn is not None
+    qtbot.mouseClick(btn, Qt.LeftButton)
+    gate.set()
+    qtbot.waitUntil(lambda: _ready(w, rois2, None), timeout=120_000)
+    F, _ = _truth(viewer, "rois2")
+    np.testing.assert_array_equal(w.session.source.traces, F)
+    assert not w.neuropil_box.check.isChecked()
+    assert "Neuropil cancelled" in w.status.text()  # not overwritten at once
+    assert count["F"] - f0 == 1  # the cancelled worker's F is kept
+    assert not notes["error"]
+
+
 # ------------------------------------------------------------------- memory
 def test_finished_reads_keep_no_traces_alive(setup, qtbot, count):
     # napari keeps every worker in its task list; each kept its pair's F/Fneu,

@@ -21,9 +21,9 @@ from qtpy.QtCore import QObject, QTimer, Signal
 
 from .jobs import worker as _worker
 from .overlays import is_overlay
-from .sourcebook import SourceBook, source_key
-from .sourcejob import SourceError, build_job, fingerprint as _fingerprint, place_beside, \
-    read_failed
+from .sourcebook import SourceBook, pair_of, source_key
+from .sourcejob import FRead, SourceError, build_job, fingerprint as _fingerprint, \
+    place_beside, read_failed
 
 NONE = "(none: traces in the Labels layer)"
 
@@ -207,6 +207,16 @@ class SourcePicker(QObject):
         self.current = src
         self._hook(image)
         self._hook(labels)
+        if key[4] is None and image is not None:
+            # neuropil unchecked while the pair's Fneu is read: the plain traces
+            # are here (F), and the read nobody wants any more is cancelled
+            stop = [w for k, w in self.builds.items() if pair_of(k) == pair_of(key)
+                    and k[4] is not None and not getattr(w, "abort_requested", False)]
+            for w in stop:
+                w.quit()
+            if stop:  # (a Cancel already said why)
+                self.status.emit(f"{src.n_rois} ROIs, {src.n_frames} frames (neuropil off: "
+                                 "its read was stopped).")
         return src
 
     def _start_build(self, key, image, labels) -> None:
@@ -258,8 +268,20 @@ class SourcePicker(QObject):
 
         def yielded(v):
             me = ref()
-            if me is not None and not me.closed:
-                me.jobs.update(f"extract {key}", v[0], v[1])
+            if me is None or me.closed:
+                return
+            if isinstance(v, FRead):  # F is read, Fneu comes next
+                if not me.book.landed(key) or labels not in me.viewer.layers:
+                    return
+                plain = pair_of(key) + (None,)
+                me.book.put(plain, v.source, keep=me.current)
+                if me.current is None and me.labels_combo.value is labels \
+                        and me.image_combo.value is image and me.key() == plain:
+                    # neuropil was unchecked during the read: the ROI means now
+                    me.status.emit(f"{v.source.n_rois} ROIs, {v.source.n_frames} frames.")
+                    me.refresh()
+                return
+            me.jobs.update(f"extract {key}", v[0], v[1])
 
         def aborted():
             me = ref()

@@ -44,9 +44,23 @@ def movie_file(image) -> str | None:
     return None
 
 
+class FRead(tuple):
+    """What the worker yields once ``F`` is read and ``Fneu`` is still to be
+    read: ``(plain TraceSource,)`` (the ROI means as they are, shown at once
+    when neuropil is unchecked meanwhile)."""
+
+    def __new__(cls, src):
+        return super().__new__(cls, (src,))
+
+    @property
+    def source(self):
+        return self[0]
+
+
 def build_job(image, labels, fs_default: float, neuropil: float | None = None, prior=None):
     """Check the layers here (cheap); return the generator function a worker
-    runs: it yields ``(done, total)`` while it reads the neuropil (where it
+    runs: it yields an :class:`FRead` once ``F`` is read (when ``Fneu`` is
+    read next), then ``(done, total)`` while it reads the neuropil (where it
     can be cancelled) and returns ``(TraceSource, missing ids)``.  It runs
     once: it empties its closure when it starts.
 
@@ -119,6 +133,17 @@ def build_job(image, labels, fs_default: float, neuropil: float | None = None, p
                 tr_, ids_ = _traces.extract_traces(movie, lab)
             fneu = prior.fneu if prior is not None else None
             if neuropil is not None and fneu is None:
+                if prior is None:  # F is read: its plain source goes first (FRead)
+                    try:
+                        plain = build_source(tr_, ids_, fs, fs_default=fs_default, name=name,
+                                             unit=meta.get("unit"), origin=(image, labels),
+                                             fs_origin=origin, label_index=index,
+                                             ground_truth=_truth(meta, ids_), F=tr_,
+                                             fneu=None, neuropil=None)
+                    except ValueError as e:
+                        raise SourceError(f"Cannot tune '{labels.name}': {e}") from None
+                    yield FRead(plain)
+                    del plain
                 try:
                     fneu, _, _ = yield from iter_neuropil(movie, lab, ids_)
                 except ValueError as e:
