@@ -242,6 +242,22 @@ def test_cancel_during_a_new_pairs_first_read_reads_f_once_and_says_so(
     assert not notes["error"]
 
 
+# ---------------------------------------------------------- a read that fails
+def test_a_failed_read_with_a_waiting_step_is_not_repeated(setup, qtbot, hold):
+    viewer, w, _, notes = setup
+    gate, inside, calls = hold("Fneu", fail=OSError("the movie's store went away"))
+    _check(qtbot, w)
+    qtbot.waitUntil(inside.is_set, timeout=60_000)
+    qtbot.keyClick(w.neuropil_box.coef, Qt.Key_Up)  # waits for the read under way
+    qtbot.waitUntil(lambda: w.picker.key()[4] == pytest.approx(0.75), timeout=10_000)
+    gate.set()
+    qtbot.waitUntil(lambda: bool(notes["error"]), timeout=60_000)
+    wait(qtbot, w)
+    assert len(calls) == 1, "the movie was read again after the read failed"
+    assert len(notes["error"]) == 1 and "the movie's store went away" in notes["error"][0]
+    assert "failed" in w.status.text()
+
+
 # ------------------------------------------------------------------- memory
 def test_finished_reads_keep_no_traces_alive(setup, qtbot, count):
     # napari keeps every worker in its task list; each kept its pair's F/Fneu,

@@ -243,6 +243,7 @@ class SourcePicker(QObject):
         w = _worker(work)
         self.book.started(key, w, reads_movie=image is not None and (prior is None or reads_fneu))
         ref = weakref.ref(self)
+        failed = []  # the read raised: what waited for it is not read again
 
         def returned(out):
             me = ref()
@@ -294,6 +295,7 @@ class SourcePicker(QObject):
             me.cancelled.emit(key)
 
         def errored(e):
+            failed.append(True)
             me = ref()
             if me is None or me.closed:
                 return
@@ -312,6 +314,7 @@ class SourcePicker(QObject):
                 me._reread = True  # once the edits pause (_edited)
             elif me.current is None and me.labels_combo.value is not None \
                     and not me.book.pending(me.key()) \
+                    and (stale or not failed) \
                     and me.book.follows(me.key(), key, stale):
                 me.refresh()  # (a coefficient that waited for this read: from its F and Fneu)
 
