@@ -103,7 +103,10 @@ def build_job(image, labels, fs_default: float, neuropil: float | None = None, p
     # finished worker (napari keeps them in its task list) then holds no
     # movie, ROI copy, cached F/Fneu or layer
     held = dict(lab=lab, movie=movie, prior=prior, meta=meta, image=image, labels=labels,
-                tr=tr if image is None else None, ids=ids if image is None else None)
+                tr=tr if image is None else None, ids=ids if image is None else None,
+                # the pair's ROI index, shared with its cached sources (not one per source)
+                index=next((s.label_index for s in getattr(prior, "sources", {}).values()
+                            if getattr(s, "label_index", None) is not None), None))
 
     def work():
         from ..neuropil import iter_neuropil
@@ -113,13 +116,14 @@ def build_job(image, labels, fs_default: float, neuropil: float | None = None, p
         held.clear()
         lab, movie, prior, meta = h["lab"], h["movie"], h["prior"], h["meta"]
         image, labels, tr, ids = h["image"], h["labels"], h["tr"], h["ids"]
+        index = h["index"]
         del h
         missing = []
         fs, origin = fs_hint, None
         if tiff is not None:  # no rate in the layers' metadata: the movie file's, if any
             fs = tiff_fs(tiff)
             origin = f"the TIFF metadata of {os.path.basename(tiff)}" if fs else None
-        index = label_index(lab)
+        index = label_index(lab) if index is None else index
         extra = dict(clock)
         if image is None:
             tr_ = np.asarray(tr, dtype=np.float64)
