@@ -69,3 +69,33 @@ def test_a_read_under_way_is_awaited_by_the_pairs_other_coefficients():
     book.drop_layer(SimpleNamespace())  # another layer: nothing stale
     assert book.landed(first)
     assert not book.ended(first, "w") and not book.builds
+
+
+def test_an_older_step_landing_late_does_not_replace_the_shown_coefficient():
+    # two subtract-only reads landing out of order left the older coefficient
+    # cached (the shown one dropped: made again, and not held as "keep")
+    book = SourceBook({})
+    origin, pair, F, fneu = _pair(1)
+    book.put(pair + (None,), _source(origin, F))
+    s8 = _source(origin, F, fneu, 0.8)
+    book.put(pair + (0.8,), s8)  # landed first, shown
+    book.put(pair + (0.75,), _source(origin, F, fneu, 0.75), keep=s8)
+    assert book.get(pair + (0.8,), origin) is s8
+    assert book.get(pair + (0.75,), origin) is None
+    assert set(book.store[pair].sources) == {None, 0.8}
+    # not shown any more: the next one replaces it as before
+    book.put(pair + (0.9,), _source(origin, F, fneu, 0.9), keep=None)
+    assert set(book.store[pair].sources) == {None, 0.9}
+
+
+def test_the_byte_budget_counts_the_label_index_once():
+    book = SourceBook({})
+    origin, pair, F, fneu = _pair(1)
+    index = (np.arange(5, dtype=np.int64), np.zeros(64 * 64, dtype=np.intp))
+    plain = _source(origin, F)
+    plain.label_index = index
+    book.put(pair + (None,), plain)
+    corrected = _source(origin, F, fneu, 0.7)
+    corrected.label_index = index  # shared by the pair's sources
+    book.put(pair + (0.7,), corrected)
+    assert book.nbytes == 3 * F.nbytes + index[0].nbytes + index[1].nbytes

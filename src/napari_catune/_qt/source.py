@@ -21,9 +21,9 @@ from qtpy.QtCore import QObject, QTimer, Signal
 
 from .jobs import worker as _worker
 from .overlays import is_overlay
-from .sourcebook import SourceBook, source_key
-from .sourcejob import SourceError, build_job, fingerprint as _fingerprint, place_beside, \
-    read_failed
+from .sourcebook import SourceBook, pair_of, source_key
+from .sourcejob import FRead, SourceError, build_job, fingerprint as _fingerprint, \
+    place_beside, read_failed
 
 NONE = "(none: traces in the Labels layer)"
 
@@ -34,6 +34,24 @@ class _MovieCombo(ComboBox):
     for a None value)."""
 
     null_string = NONE
+
+
+def _let_go(worker, callbacks) -> None:
+    """A read ended: the worker keeps nothing of it.  napari keeps every worker
+    in its task list, so its callbacks (holding the layers) are disconnected and
+    a cancelled job's generator (holding the movie, ROIs, F) is closed."""
+    for sig, fn in callbacks:
+        try:
+            sig.disconnect(fn)
+        except (TypeError, RuntimeError):  # already disconnected
+            pass
+    callbacks.clear()
+    gen = getattr(worker, "_gen", None)  # (superqt's GeneratorWorker: the job's generator)
+    if gen is not None:
+        try:
+            gen.close()
+        except (RuntimeError, ValueError):  # still running: it ends by itself
+            pass
 
 
 class SourcePicker(QObject):
@@ -189,6 +207,16 @@ class SourcePicker(QObject):
         self.current = src
         self._hook(image)
         self._hook(labels)
+        if key[4] is None and image is not None:
+            # neuropil unchecked while the pair's Fneu is read: the plain traces
+            # are here (F), and the read nobody wants any more is cancelled
+            stop = [w for k, w in self.builds.items() if pair_of(k) == pair_of(key)
+                    and k[4] is not None and not getattr(w, "abort_requested", False)]
+            for w in stop:
+                w.quit()
+            if stop:  # (a Cancel already said why)
+                self.status.emit(f"{src.n_rois} ROIs, {src.n_frames} frames (neuropil off: "
+                                 "its read was stopped).")
         return src
 
     def _start_build(self, key, image, labels) -> None:
@@ -206,11 +234,16 @@ class SourcePicker(QObject):
             else:
                 notifications.show_error(str(e))
             return
+        # hooked now, with the fingerprint of the ROIs the job just copied: an
+        # edit during this (first) read drops it and reads again (_data_changed)
+        self._hook(image)
+        self._hook(labels)
         what = f"'{image.name}'" if image is not None else f"'{labels.name}'"
         reads_fneu = neuropil is not None and (prior is None or prior.fneu is None)
         w = _worker(work)
         self.book.started(key, w, reads_movie=image is not None and (prior is None or reads_fneu))
         ref = weakref.ref(self)
+        failed = []  # the read raised: what waited for it is not read again
 
         def returned(out):
             me = ref()
@@ -236,8 +269,20 @@ class SourcePicker(QObject):
 
         def yielded(v):
             me = ref()
-            if me is not None and not me.closed:
-                me.jobs.update(f"extract {key}", v[0], v[1])
+            if me is None or me.closed:
+                return
+            if isinstance(v, FRead):  # F is read, Fneu comes next
+                if not me.book.landed(key) or labels not in me.viewer.layers:
+                    return
+                plain = pair_of(key) + (None,)
+                me.book.put(plain, v.source, keep=me.current)
+                if me.current is None and me.labels_combo.value is labels \
+                        and me.image_combo.value is image and me.key() == plain:
+                    # neuropil was unchecked during the read: the ROI means now
+                    me.status.emit(f"{v.source.n_rois} ROIs, {v.source.n_frames} frames.")
+                    me.refresh()
+                return
+            me.jobs.update(f"extract {key}", v[0], v[1])
 
         def aborted():
             me = ref()
@@ -250,6 +295,7 @@ class SourcePicker(QObject):
             me.cancelled.emit(key)
 
         def errored(e):
+            failed.append(True)
             me = ref()
             if me is None or me.closed:
                 return
@@ -258,6 +304,7 @@ class SourcePicker(QObject):
             me.failed.emit(str(e))
 
         def finished():
+            _let_go(w, callbacks)
             me = ref()
             if me is None or me.closed:
                 return
@@ -267,15 +314,16 @@ class SourcePicker(QObject):
                 me._reread = True  # once the edits pause (_edited)
             elif me.current is None and me.labels_combo.value is not None \
                     and not me.book.pending(me.key()) \
+                    and (stale or not failed) \
                     and me.book.follows(me.key(), key, stale):
                 me.refresh()  # (a coefficient that waited for this read: from its F and Fneu)
 
-        w.returned.connect(returned)
-        w.errored.connect(errored)
-        w.finished.connect(finished)
+        callbacks = [(w.returned, returned), (w.errored, errored), (w.finished, finished)]
         if reads_fneu:  # (a generator worker: it stops between chunks of frames)
-            w.yielded.connect(yielded)
-            w.aborted.connect(aborted)
+            callbacks += [(w.yielded, yielded), (w.aborted, aborted)]
+        for sig, fn in callbacks:
+            sig.connect(fn)
+        if reads_fneu:
             self.jobs.start(f"extract {key}", f"Reading the traces and neuropil of {what}...",
                             total=1, cancel=lambda *_: w.quit())
         else:

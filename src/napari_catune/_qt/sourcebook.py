@@ -10,8 +10,10 @@ the *pair*.
 What is kept, per pair (:class:`PairEntry`): the movie's ROI means ``F`` and,
 once read, the neuropil means ``fneu`` (both (n, T) float64), the plain source
 (its traces are ``F`` itself, no copy) and the source of ONE coefficient, the
-last one read (its traces, ``F - c*fneu``, are the only other (n, T) array).
-So a pair holds at most three (n, T) float64 arrays, and another coefficient
+last one read, or the one shown when an older step's read lands after it (its
+traces, ``F - c*fneu``, are the only other (n, T) array).  So a pair holds at
+most three (n, T) float64 arrays (and its sources' label indexes, counted in
+the byte budget), and another coefficient
 never reads the movie again: it is ``F - c*fneu`` from the entry.  At most
 :data:`MAX_PAIRS` pairs are kept, and older pairs are dropped (oldest first)
 once the total passes :data:`MAX_BYTES`; the pair just read and the pair
@@ -51,21 +53,28 @@ class PairEntry:
         self.F = self.roi_ids = self.fneu = None
         self.sources: dict = {}
 
-    def add(self, src) -> None:
+    def add(self, src, keep=None) -> None:
+        """Keep ``src``; ``keep``: the source shown, whose coefficient is not
+        replaced by another landing later (an older step's read)."""
         if src.F is not None:
             self.F, self.roi_ids = src.F, src.roi_ids
         if src.fneu is not None:
             self.fneu = src.fneu
         c = src.neuropil
         if c is not None:  # one coefficient's traces kept, the last
-            for k in [k for k in self.sources if k is not None]:
+            old = [k for k in self.sources if k is not None]
+            if keep is not None and any(self.sources[k] is keep for k in old if k != c):
+                return  # the shown coefficient stays (src is not shown: made again if asked)
+            for k in old:
                 del self.sources[k]
         self.sources[c] = src
 
     @property
     def nbytes(self) -> int:
         arrays = {id(a): a for a in [self.F, self.fneu]
-                  + [s.traces for s in self.sources.values()] if a is not None}
+                  + [s.traces for s in self.sources.values()]
+                  + [a for s in self.sources.values()
+                     for a in (getattr(s, "label_index", None) or ())] if a is not None}
         return sum(int(getattr(a, "nbytes", 0)) for a in arrays.values())
 
 
@@ -101,7 +110,7 @@ class SourceBook:
         whose pair must stay."""
         pair = pair_of(key)
         entry = self.store.pop(pair, None) or PairEntry(src.origin)
-        entry.add(src)
+        entry.add(src, keep)
         self.store[pair] = entry
         held = {pair} | {p for p, e in self.store.items()
                          if any(s is keep for s in e.sources.values())}

@@ -44,10 +44,25 @@ def movie_file(image) -> str | None:
     return None
 
 
+class FRead(tuple):
+    """What the worker yields once ``F`` is read and ``Fneu`` is still to be
+    read: ``(plain TraceSource,)`` (the ROI means as they are, shown at once
+    when neuropil is unchecked meanwhile)."""
+
+    def __new__(cls, src):
+        return super().__new__(cls, (src,))
+
+    @property
+    def source(self):
+        return self[0]
+
+
 def build_job(image, labels, fs_default: float, neuropil: float | None = None, prior=None):
     """Check the layers here (cheap); return the generator function a worker
-    runs: it yields ``(done, total)`` while it reads the neuropil (where it
-    can be cancelled) and returns ``(TraceSource, missing ids)``.
+    runs: it yields an :class:`FRead` once ``F`` is read (when ``Fneu`` is
+    read next), then ``(done, total)`` while it reads the neuropil (where it
+    can be cancelled) and returns ``(TraceSource, missing ids)``.  It runs
+    once: it empties its closure when it starts.
 
     ``neuropil``: the coefficient (movie only; None: the ROI means as they
     are); ``prior``: a source of the same layers holding ``F`` (and maybe
@@ -81,19 +96,34 @@ def build_job(image, labels, fs_default: float, neuropil: float | None = None, p
 
     if image is None:
         neuropil = prior = None  # traces carried by the layer: never corrected again
+        movie = None
     if prior is not None and prior.F is None:
         prior = None
+    # what the read needs, in one dict the worker empties when it starts: a
+    # finished worker (napari keeps them in its task list) then holds no
+    # movie, ROI copy, cached F/Fneu or layer
+    held = dict(lab=lab, movie=movie, prior=prior, meta=meta, image=image, labels=labels,
+                tr=tr if image is None else None, ids=ids if image is None else None,
+                # the pair's ROI index, shared with its cached sources (not one per source)
+                index=next((s.label_index for s in getattr(prior, "sources", {}).values()
+                            if getattr(s, "label_index", None) is not None), None))
 
     def work():
         from ..neuropil import iter_neuropil
         from ..sources import tiff_fs
 
+        h = dict(held)
+        held.clear()
+        lab, movie, prior, meta = h["lab"], h["movie"], h["prior"], h["meta"]
+        image, labels, tr, ids = h["image"], h["labels"], h["tr"], h["ids"]
+        index = h["index"]
+        del h
         missing = []
         fs, origin = fs_hint, None
         if tiff is not None:  # no rate in the layers' metadata: the movie file's, if any
             fs = tiff_fs(tiff)
             origin = f"the TIFF metadata of {os.path.basename(tiff)}" if fs else None
-        index = label_index(lab)
+        index = label_index(lab) if index is None else index
         extra = dict(clock)
         if image is None:
             tr_ = np.asarray(tr, dtype=np.float64)
@@ -107,6 +137,17 @@ def build_job(image, labels, fs_default: float, neuropil: float | None = None, p
                 tr_, ids_ = _traces.extract_traces(movie, lab)
             fneu = prior.fneu if prior is not None else None
             if neuropil is not None and fneu is None:
+                if prior is None:  # F is read: its plain source goes first (FRead)
+                    try:
+                        plain = build_source(tr_, ids_, fs, fs_default=fs_default, name=name,
+                                             unit=meta.get("unit"), origin=(image, labels),
+                                             fs_origin=origin, label_index=index,
+                                             ground_truth=_truth(meta, ids_), F=tr_,
+                                             fneu=None, neuropil=None)
+                    except ValueError as e:
+                        raise SourceError(f"Cannot tune '{labels.name}': {e}") from None
+                    yield FRead(plain)
+                    del plain
                 try:
                     fneu, _, _ = yield from iter_neuropil(movie, lab, ids_)
                 except ValueError as e:
