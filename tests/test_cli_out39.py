@@ -325,3 +325,21 @@ def test_napari_nwb_export_of_a_zero_based_file_writes_its_own_ids(tmp_path):
         ps = f["processing/ophys/ImageSegmentation/PlaneSegmentation"]
         assert ps["id"][()].tolist() == [0, 1, 2]
         assert ps["roi_id"][()].tolist() == [1, 2, 3]
+
+
+def test_cgroup_room_leaves_out_the_reclaimable_file_cache(tmp_path, monkeypatch):
+    # revo39: an 8 GiB job that has read 6.5 GiB of files shows memory.current
+    # near its limit; the kernel drops that inactive cache before it kills, so
+    # the room is the limit minus the working set (usage - inactive_file)
+    _fake_cgroup(tmp_path, monkeypatch, "0::/job\n", {
+        "job/memory.max": str(8 << 30), "job/memory.current": str(7_500 << 20),
+        "job/memory.stat": f"anon {1_000 << 20}\nfile {6_500 << 20}\n"
+                           f"active_file {100 << 20}\ninactive_file {6_400 << 20}\n",
+    })
+    assert cli.cgroup_memory_room() == (8 << 30) - (1_100 << 20)
+    _fake_cgroup(tmp_path, monkeypatch, "4:memory:/job\n", {
+        "memory/job/memory.limit_in_bytes": str(2 << 30),
+        "memory/job/memory.usage_in_bytes": str(2 << 30),
+        "memory/job/memory.stat": f"cache {1 << 30}\ntotal_inactive_file {1 << 30}\n",
+    })
+    assert cli.cgroup_memory_room() == 1 << 30

@@ -271,8 +271,9 @@ def check_free_space(folder: Path, need: int) -> None:
 #: (paths relative to the process's cgroup folder; monkeypatched by tests)
 _CGROUP_ROOT = Path("/sys/fs/cgroup")
 _CGROUP_SELF = Path("/proc/self/cgroup")
-_CGROUP_FILES = (("", "memory.max", "memory.current"),
-                 ("memory", "memory.limit_in_bytes", "memory.usage_in_bytes"))
+_CGROUP_FILES = (("", "memory.max", "memory.current", "inactive_file"),
+                 ("memory", "memory.limit_in_bytes", "memory.usage_in_bytes",
+                  "total_inactive_file"))
 # v1 writes "no limit" as a huge number (PAGE_COUNTER_MAX pages)
 _NO_LIMIT = 1 << 60
 
@@ -288,12 +289,28 @@ def _read_int(path: Path) -> int | None:
         return None  # "max": no limit
 
 
+def _stat_value(path: Path, key: str) -> int:
+    """One counter of a cgroup's ``memory.stat`` (0 if absent)."""
+    try:
+        for line in path.read_text(encoding="ascii").splitlines():
+            name, _, value = line.partition(" ")
+            if name == key:
+                return int(value)
+    except (OSError, UnicodeDecodeError, ValueError):
+        pass
+    return 0
+
+
 def cgroup_memory_room() -> int | None:
     """Bytes this process's cgroup (and its parents) still allow: the
     smallest ``limit - usage`` over ``memory.max``/``memory.current`` (cgroup
     v2) or ``memory.limit_in_bytes``/``memory.usage_in_bytes`` (v1), from
     the process's own cgroup (``/proc/self/cgroup``) up to the root; None when
-    no limit is set or none can be read."""
+    no limit is set or none can be read.  The usage leaves out the inactive
+    file cache of ``memory.stat`` (``inactive_file``, v1
+    ``total_inactive_file``), which the kernel reclaims before it kills: a job
+    that has read large files would otherwise look full (the working set
+    container runtimes use)."""
     try:
         lines = _CGROUP_SELF.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError):
@@ -305,7 +322,7 @@ def cgroup_memory_room() -> int | None:
             for ctrl in parts[1].split(",") if parts[1] else [""]:
                 own[ctrl] = parts[2]
     room = None
-    for sub, limit_name, usage_name in _CGROUP_FILES:
+    for sub, limit_name, usage_name, cache_name in _CGROUP_FILES:
         base = _CGROUP_ROOT / sub if sub else _CGROUP_ROOT
         rel = own.get(sub, "/").strip("/")
         folders = [base]
@@ -316,6 +333,7 @@ def cgroup_memory_room() -> int | None:
             if limit is None or limit >= _NO_LIMIT:
                 continue
             used = _read_int(folder / usage_name) or 0
+            used = max(0, used - _stat_value(folder / "memory.stat", cache_name))
             left = max(0, limit - used)
             room = left if room is None else min(room, left)
     return room
