@@ -221,6 +221,16 @@ def test_sidecar_period_without_its_unit_is_refused(capsys, tmp_path, key):
     assert repr(key) in line and "frame_period_ms" in line and "sampling_rate_hz" in line
 
 
+@pytest.mark.parametrize("key", ["inter_trial_interval_s", "line_period_s", "stim_interval_ms"])
+def test_sidecar_clocks_other_than_the_frames_are_not_taken_for_a_rate(capsys, tmp_path, key):
+    # revo39: a trial or line clock in a sidecar is not the frame rate; it ran
+    # before the period keys came and must still run (at the parameter file's rate)
+    npy, _ = _traces(tmp_path, {key: 4.0})
+    code, _, err = _run(capsys, "deconvolve", npy, "--params", _params(tmp_path / "p.json", 30.0),
+                        "-o", tmp_path / "a.npz", "-q")
+    assert code == 0, err
+
+
 def test_sidecar_period_and_rate_that_disagree_are_refused(capsys, tmp_path):
     npy, _ = _traces(tmp_path, {"sampling_rate_hz": 30.0, "frame_period_ms": 50.0})
     code, _, err = _run(capsys, "info", npy)

@@ -328,7 +328,10 @@ SIDECAR_PERIOD_KEYS = {
     "frame_period_ms": 1e-3, "frame_interval_ms": 1e-3, "sampling_interval_ms": 1e-3,
     "dt_ms": 1e-3,
 }
-_RATE_LIKE = re.compile(r"rate|fps|freq|^fs|hz$|period|interval|^dt(_|$)", re.IGNORECASE)
+# (a period or interval only of frames or samples: "inter_trial_interval_s" or
+# "line_period_s" in a sidecar are other clocks, not a rate read wrongly)
+_RATE_LIKE = re.compile(r"rate|fps|freq|^fs|hz$|(frame|sampl\w*)_?(period|interval)|^dt(_|$)",
+                        re.IGNORECASE)
 
 
 def _sidecar_period_fs(value, key: str, side) -> float:
