@@ -353,3 +353,22 @@ def test_cgroup_room_leaves_out_the_reclaimable_file_cache(tmp_path, monkeypatch
         "memory/job/memory.stat": f"cache {1 << 30}\ntotal_inactive_file {1 << 30}\n",
     })
     assert cli.cgroup_memory_room() == 1 << 30
+
+
+def test_hdf5_full_disk_error_reads_as_no_space_left(capsys, tmp_path, monkeypatch):
+    # revo39: HDF5 reports a full disk during the .nwb write as a RuntimeError
+    # naming errno 28; it printed "unexpected error" and a traceback
+    pynwb = pytest.importorskip("pynwb")
+
+    def full(self, *a, **k):
+        raise RuntimeError("Can't write data (file write failed: errno = 28, "
+                           "error message = 'No space left on device')")
+
+    monkeypatch.setattr(pynwb.NWBHDF5IO, "write", full)
+    npy, _ = _traces(tmp_path, {"sampling_rate_hz": 30.0})
+    code, _, err = _run(capsys, "deconvolve", npy, "--params", _params(tmp_path / "p.json", 30.0),
+                        "-o", tmp_path / "a.nwb", "-q")
+    assert code == 1
+    assert "no space left on" in _error(err) and "unexpected" not in err
+    assert not (tmp_path / "a.nwb").exists()
+    assert not [p for p in tmp_path.iterdir() if ".catune-" in p.name]

@@ -69,6 +69,7 @@ its irregular ``timestamps``), and
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -820,8 +821,16 @@ def save_results_nwb(path, *, activity, fit, baseline, events, roi_ids, fs, para
                              columns=_columns(events)))
 
     def write(tmp):
-        with pynwb.NWBHDF5IO(tmp, "w") as io:
-            io.write(nwbfile)
+        try:
+            with pynwb.NWBHDF5IO(tmp, "w") as io:
+                io.write(nwbfile)
+        except (RuntimeError, OSError) as e:
+            # HDF5 reports a full disk as a RuntimeError naming errno 28: make it
+            # the OSError(ENOSPC) the callers turn into "no space left on ..."
+            if getattr(e, "errno", None) != errno.ENOSPC \
+                    and "errno = 28" not in str(e) and "No space left" not in str(e):
+                raise
+            raise OSError(errno.ENOSPC, f"no space left writing {Path(tmp).name}") from None
 
     # the temp file ends in .nwb, as pynwb expects of HDF5 NWB files
     atomic_write_via_path(path, write, suffix=".tmp.nwb")
