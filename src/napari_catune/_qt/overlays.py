@@ -1,175 +1,33 @@
 """Viewer overlays of the tuner: selection outline, lazy activity, ROI ids.
 
-The activity layer is a :class:`LazyActivity`: an array-like of shape
-(T, Y, X) that builds only the frames napari asks for, from a per-ROI value
-table and a pixel -> row lookup.  A full T x Y x X array never exists.
+The activity layer is a :class:`~.lazyactivity.LazyActivity` (frames built
+only when napari asks for them); which ROI ids are written, and where:
+:mod:`.roiids`.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 import weakref
 
 import numpy as np
 from qtpy.QtCore import QTimer
 
 from . import follow as _follow
+from .lazyactivity import LazyActivity, centroids, label_index  # noqa: F401 - re-exported
+from .roiids import ID_TEXT_SIZE, RoiIds, nearest_gap  # noqa: F401 - re-exported
 
 OVERLAY_KEY = "catune_overlay"  # metadata flag: our layers, hidden from the source combos
 SELECTION_NAME = "CaTune selection"
 ACTIVITY_NAME = "CaTune activity"
 IDS_NAME = "CaTune ROI ids"
-#: font size of the ROI ids on the canvas
-ID_TEXT_SIZE = 8
-#: width of a digit of the ids in screen px per point of font size (~0.6 em at 96 dpi)
-_DIGIT_PX_PER_PT = 0.6 * 96 / 72
-
-
-def nearest_gap(points: np.ndarray) -> float:
-    """Median distance from each point to its nearest neighbour (inf for < 2)."""
-    pts = np.asarray(points, dtype=float)
-    if len(pts) < 2:
-        return math.inf
-    from scipy.spatial import cKDTree
-
-    d, _ = cKDTree(pts).query(pts, k=2)
-    return float(np.median(d[:, 1]))
-
-
-class LazyActivity:
-    """(T, Y, X) array-like painting each ROI's footprint with its value at t.
-
-    Parameters
-    ----------
-    labels : (Y, X) int array
-        ROI label image (0 = background).
-    n_frames : int
-        T.
-    """
-
-    def __init__(self, labels: np.ndarray, n_frames: int, index=None):
-        labels = np.asarray(labels)
-        self._labels = labels
-        self._n_frames = int(n_frames)
-        # ROIs are found through the sorted ids present and each pixel's position
-        # among them: memory follows the image, never the largest id
-        self._uniq, self._inverse = index if index is not None else label_index(labels)
-        # (pixel -> row lookup, (k, T) values), swapped as one tuple so napari's
-        # slicing thread never sees a lookup of one call with values of another
-        self._state = (np.zeros(labels.shape, dtype=np.intp),
-                       np.zeros((0, self._n_frames), dtype=np.float32))
-        self._ids = None
-        self.dtype = np.dtype(np.float32)
-        self.frames_built = 0  # counter for tests: how many frames were built so far
-        self.max_frames_per_call = 0
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        return (self._n_frames, *self._labels.shape)
-
-    @property
-    def ndim(self) -> int:
-        return 3
-
-    @property
-    def size(self) -> int:
-        return int(np.prod(self.shape))
-
-    def __len__(self) -> int:
-        return self._n_frames
-
-    def set_values(self, roi_ids, values: np.ndarray) -> None:
-        """Paint ROI ``roi_ids[i]`` with ``values[i, t]``; other pixels are 0."""
-        roi_ids = np.asarray(roi_ids, dtype=np.int64)
-        values = np.asarray(values)
-        if values.dtype.kind != "f":
-            values = values.astype(np.float32)
-        values = values.reshape(len(roi_ids), self._n_frames)
-        ids = tuple(roi_ids.tolist())
-        lookup = self._state[0]
-        if ids != self._ids:
-            # row 0 of the per-frame vector is the background (and unlisted ROIs)
-            row_of_uniq = np.zeros(self._uniq.size, dtype=np.intp)
-            pos = np.searchsorted(self._uniq, roi_ids)
-            ok = (pos < self._uniq.size)
-            ok[ok] &= self._uniq[pos[ok]] == roi_ids[ok]
-            row_of_uniq[pos[ok]] = np.flatnonzero(ok) + 1
-            row_of_uniq[self._uniq == 0] = 0
-            lookup = row_of_uniq[self._inverse].reshape(self._labels.shape)
-        self._state = (lookup, values)
-        self._ids = ids
-
-    @property
-    def roi_ids_shown(self) -> int:
-        return self._state[1].shape[0]
-
-    def _frames(self, times: np.ndarray) -> np.ndarray:
-        row_of_pixel, values = self._state  # one read: a consistent pair
-        k = len(times)
-        table = np.zeros((k, values.shape[0] + 1), dtype=np.float32)
-        times = np.asarray(times)
-        if values.shape[0]:
-            table[:, 1:] = values[:, times].T
-        self.frames_built += k
-        self.max_frames_per_call = max(self.max_frames_per_call, k)
-        return table[:, row_of_pixel]
-
-    def __getitem__(self, key):
-        if not isinstance(key, tuple):
-            key = (key,)
-        if any(k is Ellipsis for k in key):
-            i = next(j for j, k in enumerate(key) if k is Ellipsis)
-            fill = (slice(None),) * (3 - (len(key) - 1))
-            key = key[:i] + fill + key[i + 1:]
-        key = key + (slice(None),) * (3 - len(key))
-        k0, rest = key[0], key[1:]
-        if isinstance(k0, (int, np.integer)):
-            t = int(k0)
-            if t < 0:
-                t += self._n_frames
-            if not 0 <= t < self._n_frames:
-                raise IndexError(f"frame {k0} out of range for {self._n_frames} frames")
-            return self._frames(np.array([t]))[0][rest]
-        times = np.arange(self._n_frames)[k0]
-        return self._frames(np.atleast_1d(times))[(slice(None),) + rest]
-
-    def __array__(self, dtype=None, copy=None):
-        # only an explicit request (e.g. np.asarray by a user) builds everything
-        out = self[:]
-        return out.astype(dtype) if dtype is not None else out
 
 
 def is_overlay(layer) -> bool:
     return bool(getattr(layer, "metadata", {}).get(OVERLAY_KEY, False))
 
 
-def label_index(labels) -> tuple[np.ndarray, np.ndarray]:
-    """``(ids, inverse)``: the sorted label values present and each pixel's
-    position among them (flat).  The compact map the overlays use."""
-    uniq, inverse = np.unique(np.asarray(labels), return_inverse=True)
-    return uniq.astype(np.int64), inverse.ravel().astype(np.intp)
-
-
-def centroids(labels: np.ndarray, roi_ids, index=None) -> np.ndarray:
-    """(n, 2) centroid (row, col) of each ROI id; NaN for an id with no pixels."""
-    labels = np.asarray(labels)
-    roi_ids = np.asarray(roi_ids, dtype=np.int64)
-    uniq, inverse = index if index is not None else label_index(labels)
-    rows, cols = np.indices(labels.shape)
-    count = np.bincount(inverse, minlength=uniq.size).astype(float)
-    sy = np.bincount(inverse, weights=rows.ravel(), minlength=uniq.size)
-    sx = np.bincount(inverse, weights=cols.ravel(), minlength=uniq.size)
-    pos = np.searchsorted(uniq, roi_ids)
-    ok = pos < uniq.size
-    ok[ok] &= uniq[pos[ok]] == roi_ids[ok]
-    out = np.full((roi_ids.size, 2), np.nan)
-    p = pos[ok]
-    out[ok] = np.stack([sy[p] / count[p], sx[p] / count[p]], axis=1)
-    return out
-
-
-class Overlays:
+class Overlays(RoiIds):
     """Creates and updates the tuner's layers in a viewer (re-created if deleted)."""
 
     NAMES = (SELECTION_NAME, ACTIVITY_NAME, IDS_NAME)
@@ -192,13 +50,7 @@ class Overlays:
         ref = weakref.ref(self)
         #: the source layers whose transforms the overlays copy (set_source .. clear)
         self.follower = _follow.Follower(lambda: (me := ref()) and me.match_transforms())
-        # the ROI ids: all of them when they fit between the ROIs at the current
-        # zoom, else only the selected ones' (one check per zoom change)
-        self._selected = np.zeros(0, np.int64)
-        self._id_gap = math.inf  # median distance between neighbouring ROIs (data px)
-        self._id_digits = 1
-        self._id_radius = 0.0  # median ROI radius (data px)
-        self.ids_all_shown = True
+        self._init_ids()  # (roiids.RoiIds)
 
         def on_zoom(event=None):
             me = ref()
@@ -339,10 +191,7 @@ class Overlays:
         ok = np.all(np.isfinite(cents), axis=1)
         feats = {"roi_id": np.asarray(roi_ids)[ok]}
         feats["label"] = feats["roi_id"].astype(str)  # what is written ("" hides one)
-        self._id_gap = nearest_gap(cents[ok])
-        counts = np.bincount(index[1], minlength=index[0].size)[index[0] != 0]
-        self._id_radius = float(np.sqrt(np.median(counts) / np.pi)) if counts.size else 0.0
-        self._id_digits = len(str(int(np.max(np.abs(feats["roi_id"]))))) if ok.any() else 1
+        self._measure_ids(cents[ok], feats["roi_id"], index)
         text = {"string": "{label}", "color": "white", "size": ID_TEXT_SIZE}
         if self._alive(self.ids_layer):
             self.ids_layer.data = np.zeros((0, 2))
@@ -408,60 +257,6 @@ class Overlays:
                 self.selection_layer.colormap = copy.deepcopy(src.colormap)
         except Exception:  # noqa: BLE001 - colours are cosmetic; keep the outline
             pass
-
-    def ids_fit(self) -> bool:
-        """True when an id's text fits between neighbouring ROIs at the current
-        zoom (the median nearest-neighbour distance on screen >= the text's width)."""
-        layer = self.ids_layer
-        if not self._alive(layer) or not math.isfinite(self._id_gap):
-            return True
-        try:
-            scale = float(np.min(np.abs(np.asarray(layer.scale)[-2:])))
-            zoom = float(self.viewer.camera.zoom)
-        except Exception:  # noqa: BLE001 - no camera: show them all
-            return True
-        text_px = (self._id_digits + 0.5) * _DIGIT_PX_PER_PT * ID_TEXT_SIZE
-        return self._id_gap * scale * zoom >= text_px
-
-    def show_ids(self, force: bool = False) -> None:
-        """Every ROI's id when they fit at this zoom, else only the selected ROIs'
-        (readable, and the key from an outline to its row)."""
-        layer = self.ids_layer
-        if not self._alive(layer) or not len(layer.data):
-            return
-        fit = self.ids_fit()
-        self._place_ids(fit)
-        if fit == self.ids_all_shown and not force:
-            return
-        self.ids_all_shown = fit
-        feats = layer.features
-        if "label" not in feats:
-            return
-        ids = np.asarray(feats["roi_id"], dtype=np.int64)
-        # (the text, not the points' ``shown``: napari ignores that on a 2D layer)
-        label = np.where(np.ones(ids.size, bool) if fit else np.isin(ids, self._selected),
-                         ids.astype(str), "")
-        if not np.array_equal(label, np.asarray(feats["label"], dtype=str)):
-            feats["label"] = label
-            layer.refresh_text()
-            layer.refresh(thumbnail=False, extent=False, highlight=False)
-
-    def _place_ids(self, fit: bool) -> None:
-        """All ids: on their ROIs; only the selected ones': just above their ROIs,
-        off the fill and the outline (an offset in data px for the current zoom)."""
-        layer = self.ids_layer
-        dy = 0.0
-        if not fit:
-            try:
-                scale = float(np.min(np.abs(np.asarray(layer.scale)[-2:])))
-                zoom = float(self.viewer.camera.zoom)
-                dy = self._id_radius + 0.75 * ID_TEXT_SIZE * 96 / 72 / max(zoom * scale, 1e-9)
-            except Exception:  # noqa: BLE001 - cosmetic
-                dy = 0.0
-        old = float(np.ravel(layer.text.translation)[0]) if np.size(layer.text.translation) else 0.0
-        if abs(-dy - old) > 0.1 * max(dy, 1e-9) or (dy == 0.0 and old != 0.0):
-            layer.text.translation = np.array([-dy, 0.0])
-            layer.refresh(thumbnail=False, extent=False, highlight=False)
 
     def _name_time_axis(self) -> None:
         """The activity layer adds a time axis: name it "t" where napari numbers it."""

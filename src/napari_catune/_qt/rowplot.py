@@ -1,4 +1,5 @@
-"""One ROI's row of the trace view, and the window decimation its curves use.
+"""One ROI's row of the trace view, the window decimation its curves use, and
+the words of the rows' headers and legend.
 
 A row keeps the full arrays (``data``) and draws only the shown time window,
 peak-decimated to about two points per pixel: a slider move costs the same
@@ -11,6 +12,7 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
+from qtpy.QtGui import QTextDocument
 from qtpy.QtWidgets import QGraphicsItem, QGraphicsTextItem
 
 from .._padding import row_lengths
@@ -295,6 +297,38 @@ def unit_words(unit: str, res=None) -> str:
     if res is not None and res.params.filter_enabled:  # res.trace is what is drawn
         unit += ", band-passed"
     return unit
+
+
+def trace_name(src) -> str:
+    """What the traces of ``src`` (a TraceSource; ``origin`` = (movie layer or
+    None, Labels layer)) are, for the row headers: the mean of the movie in each
+    ROI (less c times its neuropil when corrected), else what the reader
+    recorded in the layer metadata's ``kind`` (suite2p "F - 0.7*Fneu", CaImAn
+    "C", an NWB series), else the guessed unit."""
+    origin = src.origin if isinstance(src.origin, tuple) and len(src.origin) == 2 else (None,) * 2
+    image, labels = origin
+    if image is not None:
+        c = getattr(src, "neuropil", None)
+        return "mean F in ROI" if c is None else f"F - {c:g}·Fneu"
+    meta = getattr(labels, "metadata", None)
+    cat = meta.get("catune") if isinstance(meta, dict) else None
+    kind = str(cat.get("kind") or "") if isinstance(cat, dict) else ""
+    if kind:
+        if kind in ("C", "C + YrA", "F_dff"):
+            kind = f"CaImAn {kind}"
+        elif "/" in kind:  # an NWB series path: its name (and a neuropil term)
+            kind = kind.rsplit("/", 1)[1]
+        return kind.replace("*", "·")
+    return src.unit
+
+
+def text_width(html: str, font) -> float:
+    """Width (px) of rich text ``html`` on one line in ``font``."""
+    doc = QTextDocument()
+    doc.setDefaultFont(font)
+    doc.setDocumentMargin(0)
+    doc.setHtml(html)
+    return float(doc.idealWidth())
 
 
 def header_tip(r: Row, res, unit: str) -> str:

@@ -14,7 +14,7 @@ import zlib
 import numpy as np
 
 from ..session import build_source, neuropil_traces
-from .overlays import label_index
+from .lazyactivity import label_index
 
 
 class SourceError(ValueError):

@@ -15,46 +15,15 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from qtpy.QtCore import Qt, QTimer, Signal
-from qtpy.QtGui import QTextDocument
 from qtpy.QtWidgets import QLabel, QScrollArea, QVBoxLayout, QWidget
 
 from .._padding import row_lengths
 from .rowplot import (ACT_MIN, HEADER_H, HEADER_LEVELS, LEFT_W, LEGEND_TIP, TRACE_MIN, Row,
-                      header_html, header_tip, legend_html, style_plot, window_slice)
+                      header_html, header_tip, legend_html, style_plot, text_width as _text_width,
+                      window_slice)
+from .rowplot import trace_name  # noqa: F401 - re-exported (the tuner imports it from here)
 
 DEFAULT_WINDOW_S = 45.0
-
-
-def trace_name(src) -> str:
-    """What the traces of ``src`` (a TraceSource; ``origin`` = (movie layer or
-    None, Labels layer)) are, for the row headers: the mean of the movie in each
-    ROI (less c times its neuropil when corrected), else what the reader
-    recorded in the layer metadata's ``kind`` (suite2p "F - 0.7*Fneu", CaImAn
-    "C", an NWB series), else the guessed unit."""
-    origin = src.origin if isinstance(src.origin, tuple) and len(src.origin) == 2 else (None,) * 2
-    image, labels = origin
-    if image is not None:
-        c = getattr(src, "neuropil", None)
-        return "mean F in ROI" if c is None else f"F - {c:g}·Fneu"
-    meta = getattr(labels, "metadata", None)
-    cat = meta.get("catune") if isinstance(meta, dict) else None
-    kind = str(cat.get("kind") or "") if isinstance(cat, dict) else ""
-    if kind:
-        if kind in ("C", "C + YrA", "F_dff"):
-            kind = f"CaImAn {kind}"
-        elif "/" in kind:  # an NWB series path: its name (and a neuropil term)
-            kind = kind.rsplit("/", 1)[1]
-        return kind.replace("*", "·")
-    return src.unit
-
-
-def _text_width(html: str, font) -> float:
-    """Width (px) of rich text ``html`` on one line in ``font``."""
-    doc = QTextDocument()
-    doc.setDefaultFont(font)
-    doc.setDocumentMargin(0)
-    doc.setHtml(html)
-    return float(doc.idealWidth())
 
 
 class TraceView(QWidget):
