@@ -78,11 +78,15 @@ class SourceHooks:
         lam = self.session.start_lam_from_noise()
         if lam is None:
             return
-        sigma = float(np.nanmedian(src.noise))
+        from ..estimate import Z_DEFAULT
+
+        # (a message about these traces, e.g. "Neuropil cancelled", stays in front)
+        said = self.status.text()
+        head = said if said.startswith("Neuropil") else \
+            f"{src.n_rois} ROIs, {src.n_frames} frames."
         self.status.setText(
-            f"{src.n_rois} ROIs, {src.n_frames} frames. λ starts at {lam:.3g} "
-            f"({lam / sigma:.2g} × the traces' median noise σ {sigma:.3g}, Estimate's rule "
-            "at the current kernel); press Estimate to fit the kernel too.")
+            f"{head} λ starts at {lam:.3g}: {Z_DEFAULT:g} noise σ of these traces (Estimate's "
+            "rule at the current kernel); press Estimate to fit the kernel too.")
 
     def _movie_chosen(self) -> None:
         self.neuropil_box.set_movie(self.picker.image_combo.value is not None)
