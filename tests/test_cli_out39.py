@@ -293,34 +293,13 @@ def _nwb_with_ids(path, ids, T=400, fs=30.0):
     return path
 
 
-def test_napari_nwb_export_writes_the_source_files_ids(tmp_path):
-    from napari_catune._reader import read_nwb
-    from napari_catune._writer import write_results_nwb
-
-    src = _nwb_with_ids(tmp_path / "rec.nwb", [10, 20, 30])
-    labels, meta, _ = [layer for layer in read_nwb(str(src)) if layer[2] == "labels"][0]
-    cat = meta["metadata"]["catune"]
-    act = np.maximum(cat["traces"] - 1.0, 0.0)
-    cat["results"] = {"activity": act, "reconvolution": act + 1.0,
-                      "baseline": np.full(3, 1.0), "roi_ids": cat["roi_ids"],
-                      "params": TuningParams(TAU_R, TAU_D, 30.0, LAM).to_dict()}
-    out = tmp_path / "gui.nwb"
-    write_results_nwb(str(out), labels, meta)
-    import h5py
-
-    with h5py.File(out, "r") as f:
-        ps = f["processing/ophys/ImageSegmentation/PlaneSegmentation"]
-        assert ps["id"][()].tolist() == [10, 20, 30]
-        assert ps["roi_id"][()].tolist() == [10, 20, 30]
-    assert load_results(out)["roi_ids"].tolist() == [10, 20, 30]
-
-
-def test_napari_nwb_export_of_a_zero_based_file_writes_its_own_ids(tmp_path):
+@pytest.mark.parametrize("ids, roi_ids", [([10, 20, 30], [10, 20, 30]), ([0, 1, 2], [1, 2, 3])])
+def test_napari_nwb_export_writes_the_source_files_ids(tmp_path, ids, roi_ids):
     # ids 0..2: label values 1..3 in napari (and in the results), the file's ids in the .nwb
     from napari_catune._reader import read_nwb
     from napari_catune._writer import write_results_nwb
 
-    src = _nwb_with_ids(tmp_path / "rec.nwb", [0, 1, 2])
+    src = _nwb_with_ids(tmp_path / "rec.nwb", ids)
     labels, meta, _ = [layer for layer in read_nwb(str(src)) if layer[2] == "labels"][0]
     cat = meta["metadata"]["catune"]
     act = np.maximum(cat["traces"] - 1.0, 0.0)
@@ -333,8 +312,10 @@ def test_napari_nwb_export_of_a_zero_based_file_writes_its_own_ids(tmp_path):
 
     with h5py.File(out, "r") as f:
         ps = f["processing/ophys/ImageSegmentation/PlaneSegmentation"]
-        assert ps["id"][()].tolist() == [0, 1, 2]
-        assert ps["roi_id"][()].tolist() == [1, 2, 3]
+        assert ps["id"][()].tolist() == ids
+        assert ps["roi_id"][()].tolist() == roi_ids
+    if ids[0] != 0:
+        assert load_results(out)["roi_ids"].tolist() == ids
 
 
 def test_cgroup_room_leaves_out_the_reclaimable_file_cache(tmp_path, monkeypatch):
