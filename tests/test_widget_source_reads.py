@@ -279,7 +279,9 @@ def test_finished_reads_keep_no_traces_alive(setup, qtbot, count):
             wait(qtbot, w)
         gc.collect()
         cached = {id(s) for e in w.session.cache.values() for s in e.sources.values()}
-        live = [o for o in gc.get_objects() if isinstance(o, TraceSource)
+        # (type(), not isinstance: gc.get_objects() can hold dead weak proxies of
+        # other tests' objects, and isinstance dereferences them: ReferenceError)
+        live = [o for o in gc.get_objects() if issubclass(type(o), TraceSource)
                 and any(o.origin[1] is lay for lay in viewer.layers)]  # (this test's)
         gone += [weakref.ref(o) for o in live if id(o) not in cached]
         del live
