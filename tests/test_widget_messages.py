@@ -221,3 +221,35 @@ def test_a_second_movie_brings_its_own_rate(make_napari_viewer, qtbot, notes, mo
         qtbot.waitUntil(lambda: w.session.source is not None, timeout=120_000)
         wait(qtbot, w)
         assert w.params.fs == pytest.approx(fs)
+
+
+def test_estimate_does_not_claim_other_threads_warnings(setup, qtbot, monkeypatch):
+    """A worker's warning capture is process-wide: a warning raised meanwhile by
+    another thread (the user's console, a monitoring thread, another plugin)
+    must not be shown as the estimate's (audit aud40, finding 6)."""
+    import threading
+    import warnings
+
+    from napari_catune import session as ses
+
+    viewer, w, means, notes = setup
+    started, release = threading.Event(), threading.Event()
+    real = ses.estimate_job
+
+    def held(*a, **k):
+        started.set()
+        release.wait(60)
+        warnings.warn("estimate_params: no calcium transients stand out (ours)", UserWarning)
+        return real(*a, **k)
+
+    monkeypatch.setattr(ses, "estimate_job", held)
+    qtbot.mouseClick(w.controls.estimate_btn, Qt.LeftButton)
+    qtbot.waitUntil(started.is_set, timeout=60_000)
+    warnings.warn("unclosed file <_io.TextIOWrapper name='/proc/self/status'>", ResourceWarning)
+    warnings.warn("a foreign plugin's warning", UserWarning)
+    release.set()
+    qtbot.waitUntil(lambda: w.actions.estimate_worker is None, timeout=120_000)
+    wait(qtbot, w)
+    said = " | ".join(notes["warning"])
+    assert "no calcium transients stand out (ours)" in said  # the estimator's own still shown
+    assert "unclosed file" not in said and "foreign plugin" not in said

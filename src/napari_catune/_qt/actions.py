@@ -40,6 +40,22 @@ def _own_warnings(w, handler) -> None:
     w.warned.connect(handler)
 
 
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _ours(args) -> bool:
+    """Whether a warning a worker relayed (``warnings.showwarning``'s arguments)
+    was issued by this package's estimator.  A worker's warning capture is
+    process-wide, so a warning raised meanwhile by another thread (the user's
+    console, another plugin, napari) arrives too; only ours name our files."""
+    if str(args[0]).startswith("estimate_params:"):
+        return True
+    try:
+        return os.path.commonpath([_PACKAGE, os.path.abspath(str(args[2]))]) == _PACKAGE
+    except (IndexError, ValueError):  # no file named, or another drive
+        return False
+
+
 class Actions(ApplyAll):
     def __init__(self, tuner):
         self.t = tuner
@@ -231,6 +247,8 @@ class Actions(ApplyAll):
         said = []  # the estimator's warnings (flat traces, no transients: defaults)
 
         def warned(args):
+            if not _ours(args):
+                return  # another thread's (the capture is process-wide): not the estimate's
             if issubclass(args[1], _kernel.ParameterRangeWarning) and \
                     str(args[0]).startswith("lambda ="):
                 return  # not the estimate's fault: the controls say it (the web app's 0-10)
