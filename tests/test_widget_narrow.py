@@ -6,7 +6,7 @@ resized as a user does."""
 from __future__ import annotations
 
 import pytest
-from qtpy.QtCore import QPoint
+from qtpy.QtCore import QPoint, Qt
 from qtpy.QtWidgets import (
     QAbstractButton, QAbstractItemView, QAbstractSpinBox, QComboBox, QDockWidget, QSlider,
     QTabBar,
@@ -66,10 +66,16 @@ def test_a_narrow_dock_reflows_and_keeps_every_control_whole(tuner, qtbot):
     dock.setFloating(True)
     dock.resize(420, 850)
     # (napari's own title bar and the test's fonts keep it a little wider than 420)
-    qtbot.waitUntil(lambda: dock.width() <= 450 and not _beside(w), timeout=10_000)
+    # narrow, the plots and the ROI list wait behind their toggle (round 40: under the
+    # controls they took the trace rows' room)
+    qtbot.waitUntil(lambda: dock.width() <= 450 and w.section.isHidden(), timeout=10_000)
+    qtbot.waitUntil(lambda: _check_usable(w), timeout=10_000)  # once laid out
+    qtbot.mouseClick(w.section_btn, Qt.LeftButton)
+    qtbot.waitUntil(lambda: w.section.isVisible() and not _beside(w), timeout=10_000)
     qtbot.waitUntil(lambda: _check_usable(w), timeout=10_000)  # once laid out
     # the plots keep their height and sit beside the ROI list, under the controls
-    assert w.kernel.height() >= 110 and w.traces.height() > 0
+    qtbot.waitUntil(lambda: w.kernel.height() >= 110, timeout=10_000)
+    assert w.traces.height() > 0
     assert w.plots.mapTo(w, QPoint(0, 0)).y() >= w.controls.mapTo(w, QPoint(0, 0)).y() \
         + w.controls.height()
     # back to a wide dock: side by side again

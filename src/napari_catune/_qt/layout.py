@@ -14,6 +14,8 @@ from qtpy.QtWidgets import (
     QBoxLayout, QHBoxLayout, QLabel, QSplitter, QTabWidget, QVBoxLayout, QWidget,
 )
 
+from .fold import Fold, Pane, memory_of, section_toggle
+
 _ACROSS, _DOWN = QBoxLayout.Direction.LeftToRight, QBoxLayout.Direction.TopToBottom
 
 
@@ -49,15 +51,16 @@ class Reflow(QObject):
     def is_wide(self) -> bool:
         return self.lay.direction() == self.wide
 
-    def _parts(self):
+    def _parts(self, every: bool = False):
         items = (self.lay.itemAt(i) for i in range(self.lay.count()))
         return [it.widget() for it in items if it.widget() is not None
-                and not it.widget().isHidden()]
+                and (every or not it.widget().isHidden())]
 
-    def needs(self, direction) -> int:
-        """The least width of ``host`` laid out in ``direction``."""
+    def needs(self, direction, every: bool = False) -> int:
+        """The least width of ``host`` laid out in ``direction`` (``every``: its
+        hidden parts shown too)."""
         widths = []
-        for w in self._parts():
+        for w in self._parts(every):
             r = self.inner.get(id(w))
             widths.append(r.needs(r.narrow if direction == self.narrow else r.wide)
                           if r is not None else _min_width(w))
@@ -108,10 +111,12 @@ def _box(parts, stretch, direction=_DOWN) -> QWidget:
 
 def lay_out(t) -> None:
     """Controls at the top left; kernel / spectrum tabs over the ROI list at the
-    top right; the trace rows below (a splitter between them); the layer combos
-    above and the job lines and status under everything.  Narrow, the controls
-    come first and the plots sit beside the ROI list under them, and the
-    trace bar wraps."""
+    top right (a section the user can hide); the trace rows below, a splitter
+    between them; the layer combos above and the job lines and status under
+    everything.  Narrow, the controls come first, the plots sit beside the ROI
+    list under them (hidden until asked for: there they would take the rows'
+    room), and the trace bar wraps.  The controls scroll when the splitter is
+    dragged above them."""
     t.plots = QTabWidget()
     t.plots.setDocumentMode(True)
     t.plots.addTab(t.kernel, "kernel")
@@ -124,6 +129,7 @@ def lay_out(t) -> None:
     # the width allows that, else under them, beside the ROI list
     t.plots.setMinimumWidth(220)
     right = _box([t.plots, t.roi_list], [2, 3])
+    t.section = right  # the plots and the ROI list: shown or hidden by section_btn
     top = _box([t.controls, right], [3, 2], _ACROSS)
     left = QWidget()
     ll = QHBoxLayout(left)
@@ -131,9 +137,11 @@ def lay_out(t) -> None:
     for w in (t.pin_btn, t.residual_box, t.truth_box, t.truth_btn):
         ll.addWidget(w)
     ll.addStretch(1)
+    t.section_btn = section_toggle()
     shows = QWidget()
     sl = QHBoxLayout(shows)
     sl.setContentsMargins(0, 0, 0, 0)
+    sl.addWidget(t.section_btn)
     sl.addStretch(1)
     sl.addWidget(QLabel("viewer shows"))
     sl.addWidget(t.overlay_mode)
@@ -144,19 +152,23 @@ def lay_out(t) -> None:
     bl.setContentsMargins(0, 0, 0, 0)
     bl.addWidget(bar)
     bl.addWidget(t.traces, 1)
+    pane = Pane(top, whole=[t.controls])
     split = QSplitter(Qt.Vertical)
-    split.addWidget(top)
+    split.addWidget(pane)
     split.addWidget(bottom)
     split.setStretchFactor(0, 0)
     split.setStretchFactor(1, 1)
     split.setChildrenCollapsible(False)
-    split.setSizes([290, 610])
     t.splitter = split
     picker = t.picker.box.native
     picker.layout().addWidget(t.neuropil_box)  # (stacked under the combos when narrow)
     t.reflows = (Reflow(top, inner=[Reflow(right, wide=_DOWN, narrow=_ACROSS,
                                            narrow_stretch=[3, 2])]),
                  Reflow(bar), Reflow(picker))
+    t.fold = Fold(t.reflows[0], right, t.section_btn, pane, split, memory_of(t.viewer))
+    # Tab goes through the bar left to right: the toggle after Events CSV...
+    QWidget.setTabOrder(t.truth_btn, t.section_btn)
+    QWidget.setTabOrder(t.section_btn, t.overlay_mode)
     lay = QVBoxLayout(t)
     lay.setContentsMargins(4, 4, 4, 4)
     lay.addWidget(picker)

@@ -1,0 +1,217 @@
+"""How the tuner shares its height between the controls and the trace rows.
+
+The controls sit in a :class:`Pane` (a scroll area) over the rows, a splitter
+between them: the pane opens at the controls' own height, and dragging the
+splitter up gives the rows more (the controls then scroll; Tab still reaches
+every one, scrolled into view).  The plots and the ROI list are a section the
+user shows or hides with a toggle under it; until the user chooses, it is shown
+where it fits beside the controls (a wide dock: it costs the rows nothing) and
+hidden where it would sit under them (a narrow dock: ~130 px of the rows).
+
+The user's choices (the section shown or not, the controls' height after a
+splitter drag) are kept per viewer: a closed and reopened tuner comes back as
+it was.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+from qtpy.QtCore import QEvent, QObject, QSize, Qt, QTimer
+from qtpy.QtWidgets import QBoxLayout, QFrame, QScrollArea, QToolButton
+
+#: per viewer: {"shown": bool, "top": int (px)}, what the user chose there
+_MEMORY: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+#: the least height of the controls' pane (px): it can be dragged this small
+PANE_MIN_H = 60
+SECTION_TEXT = "plots && ROI list"
+SECTION_TIP = ("Show or hide the kernel / spectrum plots and the ROI list (with Most active "
+               "and Random). Hidden by default in a narrow dock, where they would take the "
+               "trace rows' room; ROIs can still be selected by clicking them in the viewer.")
+
+
+def memory_of(key) -> dict:
+    """What the user chose in ``key``'s tuner (a viewer), kept while it lives."""
+    try:
+        return _MEMORY.setdefault(key, {})
+    except TypeError:  # not weak-referenceable: nothing kept
+        return {}
+
+
+def section_toggle() -> QToolButton:
+    """The toggle of the plots and ROI list: an arrow that says which way it goes."""
+    b = QToolButton()
+    b.setCheckable(True)
+    b.setText(SECTION_TEXT)
+    b.setToolButtonStyle(Qt.ToolButtonTextBesideIcon)
+    b.setAutoRaise(True)
+    b.setArrowType(Qt.RightArrow)
+    b.setToolTip(SECTION_TIP)
+    b.setFocusPolicy(Qt.StrongFocus)
+    b.toggled.connect(lambda on: b.setArrowType(Qt.DownArrow if on else Qt.RightArrow))
+    return b
+
+
+class Pane(QScrollArea):
+    """Scrolls ``content`` vertically when it is given less than its height; as
+    wide as the content's minimum width (a vertical scroll bar's width more
+    while it shows)."""
+
+    def __init__(self, content, whole=(), parent=None):
+        """``whole``: the parts of ``content`` (a QBoxLayout's host) shown at
+        their own height when the pane opens."""
+        super().__init__(parent)
+        self.whole = list(whole)
+        self.setFrameShape(QFrame.NoFrame)
+        # sized here, not by QScrollArea's widgetResizable: that holds the content
+        # at its height for its width, which a word-wrapped label and a table make
+        # the height of everything at its size hint (700+ px)
+        self.setWidgetResizable(False)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarAsNeeded)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarAsNeeded)
+        self.setWidget(content)
+        content.installEventFilter(self)
+        self.verticalScrollBar().installEventFilter(self)
+
+    def eventFilter(self, obj, ev):  # noqa: N802 - Qt API
+        if ev.type() in (QEvent.Type.LayoutRequest, QEvent.Type.Show, QEvent.Type.Hide):
+            self.updateGeometry()  # a new minimum width of the content, a bar shown
+            if obj is self.widget() and ev.type() == QEvent.Type.LayoutRequest:
+                self._place()
+        return False
+
+    def resizeEvent(self, ev):  # noqa: N802 - Qt API
+        super().resizeEvent(ev)
+        self._place()
+
+    def _place(self) -> None:
+        """The content as wide as the pane (or its least width) and as tall as
+        the pane (or its natural height: then it scrolls)."""
+        c = self.widget()
+        vp = self.viewport()
+        # (its least width as its Reflow sets it: the narrower arrangement's, not
+        # the current one's, or it would never turn narrow)
+        w = max(vp.width(), c.minimumWidth() or c.minimumSizeHint().width())
+        h = max(vp.height(), self.natural_height())
+        if (c.width(), c.height()) != (w, h):
+            c.resize(w, h)
+
+    def _bar_w(self) -> int:
+        bar = self.verticalScrollBar()
+        return bar.sizeHint().width() if bar.isVisible() else 0
+
+    def minimumSizeHint(self):  # noqa: N802 - Qt API
+        c = self.widget()
+        w = c.minimumWidth() or c.minimumSizeHint().width()
+        return QSize(w + self._bar_w(), PANE_MIN_H)
+
+    def sizeHint(self):  # noqa: N802 - Qt API
+        c = self.widget()
+        return QSize(c.sizeHint().width() + self._bar_w(), self.natural_height())
+
+    def natural_height(self) -> int:
+        """The pane's height that shows every part of the content unscrolled: the
+        ``whole`` parts at their own height, the others (a table, plots: they
+        ask for far more than they need) at their least."""
+        c = self.widget()
+        lay = c.layout()
+        heights = []
+        for i in range(lay.count()):
+            w = lay.itemAt(i).widget()
+            if w is None or w.isHidden():
+                continue
+            h = w.sizeHint().height() if w in self.whole else 0
+            heights.append(max(h, w.minimumSizeHint().height(), w.minimumHeight()))
+        if not heights:
+            return PANE_MIN_H
+        m = lay.contentsMargins()
+        if lay.direction() in (QBoxLayout.Direction.TopToBottom,
+                               QBoxLayout.Direction.BottomToTop):
+            h = sum(heights) + max(lay.spacing(), 0) * (len(heights) - 1)
+        else:
+            h = max(heights)
+        return h + m.top() + m.bottom()
+
+
+class Fold(QObject):
+    """Shows or hides ``section`` (a part of ``reflow``'s host) by ``button``,
+    and sizes ``pane``, the first widget of ``splitter``, to its content."""
+
+    def __init__(self, reflow, section, button, pane, splitter, memory: dict):
+        super().__init__(button)
+        self.reflow, self.section, self.button = reflow, section, button
+        self.pane, self.splitter, self.memory = pane, splitter, memory
+        self._fitting = False
+        self._fit_timer = QTimer(self)
+        self._fit_timer.setSingleShot(True)
+        self._fit_timer.setInterval(0)
+        self._fit_timer.timeout.connect(self.fit)
+        reflow.host.installEventFilter(self)
+        pane.installEventFilter(self)
+        button.toggled.connect(self._toggled)
+        splitter.splitterMoved.connect(self._dragged)
+        self._auto()
+
+    @property
+    def chosen(self):
+        """The user's choice (True: shown), None while the width decides."""
+        return self.memory.get("shown")
+
+    def _show(self, on: bool) -> None:
+        if self.section.isHidden() == on:
+            self.section.setVisible(on)
+        if self.button.isChecked() != on:
+            self.button.blockSignals(True)
+            self.button.setChecked(on)
+            self.button.setArrowType(Qt.DownArrow if on else Qt.RightArrow)
+            self.button.blockSignals(False)
+
+    def _auto(self) -> None:
+        """The section's default: shown when it fits beside the controls."""
+        if self.chosen is not None:
+            self._show(self.chosen)
+            return
+        r = self.reflow
+        fits = r.host.width() >= r.needs(r.wide, every=True)
+        if fits != (not self.section.isHidden()):
+            self._fit_timer.start()
+        self._show(fits)
+
+    def _toggled(self, on: bool) -> None:
+        self.memory["shown"] = bool(on)
+        self.memory.pop("top", None)  # the pane fits its new content
+        self._show(bool(on))
+        self._fit_timer.start()
+
+    def _dragged(self, *_) -> None:
+        if not self._fitting:
+            self.memory["top"] = int(self.splitter.sizes()[0])
+
+    def eventFilter(self, obj, ev):  # noqa: N802 - Qt API
+        t = ev.type()
+        if obj is self.reflow.host and t == QEvent.Type.Resize:
+            self._auto()
+        elif obj is self.pane and t == QEvent.Type.Show:
+            self._fit_timer.start()  # first shown: sized to its content
+        elif obj is self.reflow.host and t == QEvent.Type.LayoutRequest \
+                and "top" not in self.memory:
+            self._fit_timer.start()  # turned, grown or shrunk: fitted again
+        return False
+
+    def fit(self) -> None:
+        """The pane at the height the user dragged it to, else at its content's."""
+        sizes = self.splitter.sizes()
+        total = sum(sizes)
+        if total <= 0:
+            return
+        want = self.memory.get("top")
+        if want is None:
+            want = self.pane.natural_height() + 2 * self.pane.frameWidth()
+        rest = self.splitter.widget(1).minimumSizeHint().height()
+        top = max(min(int(want), total - rest), PANE_MIN_H)
+        if abs(sizes[0] - top) > 1:
+            self._fitting = True
+            try:
+                self.splitter.setSizes([top, total - top])
+            finally:
+                self._fitting = False
