@@ -163,3 +163,48 @@ def test_snr_flat_and_noiseless():
         roi_snr(np.zeros((2, 100)), 0)
     with pytest.raises(ValueError, match="shape"):
         roi_snr(np.zeros((2, 3, 100)), 30)
+
+
+# ---------------------------------------------------------------- iter_traces
+def _drain(gen):
+    got = []
+    while True:
+        try:
+            got.append(next(gen))
+        except StopIteration as done:
+            return got, done.value
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_iter_traces_yields_progress_and_returns_the_same_numbers(lazy):
+    from napari_catune.traces import iter_traces
+
+    movie, labels = _data(T=100, dtype=np.uint16)
+    src = _Recorder(movie) if lazy else movie
+    got, (tr, ids) = _drain(iter_traces(src, labels, [9, 2, 5], chunk_frames=16))
+    assert got == [(t, 100) for t in (16, 32, 48, 64, 80, 96, 100)]
+    ref, ref_ids = extract_traces(movie, labels, [9, 2, 5], chunk_frames=16)
+    np.testing.assert_array_equal(ids, ref_ids)
+    np.testing.assert_array_equal(tr, ref)  # bit for bit
+    assert tr.flags.c_contiguous and tr.dtype == np.float64
+
+
+def test_iter_traces_closed_between_chunks_reads_no_more():
+    from napari_catune.traces import iter_traces
+
+    movie, labels = _data(T=100)
+    rec = _Recorder(movie)
+    gen = iter_traces(rec, labels, chunk_frames=10)
+    assert next(gen) == (10, 100)
+    gen.close()
+    # the chunk read ahead (a lazy movie's prefetch) at most; never the rest
+    assert len(rec.reads) <= 2 and rec.reads[-1][1] <= 20
+
+
+def test_iter_traces_checks_its_arguments_on_the_first_step():
+    from napari_catune.traces import iter_traces
+
+    movie, labels = _data()
+    gen = iter_traces(movie, labels[:5])
+    with pytest.raises(ValueError, match="does not match"):
+        next(gen)

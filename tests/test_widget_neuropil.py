@@ -29,7 +29,7 @@ def counted(monkeypatch):
     reads on the main thread do not count), and on which threads the corrected
     traces are computed."""
     got = {"F": 0, "Fneu": 0, "threads": [], "coefs": []}
-    real_f, real_n, real_sub = (_tr_mod.extract_traces, _np_mod.iter_neuropil,
+    real_f, real_n, real_sub = (_tr_mod.iter_traces, _np_mod.iter_neuropil,
                                 sourcejob.neuropil_traces)
 
     def worker():
@@ -37,7 +37,7 @@ def counted(monkeypatch):
 
     def f(*a, **k):
         got["F"] += worker()
-        return real_f(*a, **k)
+        return (yield from real_f(*a, **k))
 
     def n(*a, **k):
         got["Fneu"] += worker()
@@ -48,7 +48,7 @@ def counted(monkeypatch):
         got["coefs"].append(a[2])
         return real_sub(*a, **k)
 
-    monkeypatch.setattr(_tr_mod, "extract_traces", f)
+    monkeypatch.setattr(_tr_mod, "iter_traces", f)
     monkeypatch.setattr(_np_mod, "iter_neuropil", n)
     monkeypatch.setattr(sourcejob, "neuropil_traces", sub)
     return got

@@ -33,7 +33,7 @@ def hold(monkeypatch):
     def make(kind, fail=None):
         gate, inside, calls = threading.Event(), threading.Event(), []
         if kind == "F":
-            real = _tr_mod.extract_traces
+            real = _tr_mod.iter_traces
 
             def f(*a, **k):
                 if _worker_thread():
@@ -42,9 +42,9 @@ def hold(monkeypatch):
                     assert gate.wait(120), "the test never opened the gate"
                     if fail is not None:
                         raise fail
-                return real(*a, **k)
+                return (yield from real(*a, **k))
 
-            monkeypatch.setattr(_tr_mod, "extract_traces", f)
+            monkeypatch.setattr(_tr_mod, "iter_traces", f)
         else:
             real = _np_mod.iter_neuropil
 
@@ -68,17 +68,17 @@ def hold(monkeypatch):
 def count(monkeypatch):
     """The workers' reads of the movie for F and for Fneu."""
     got = {"F": 0, "Fneu": 0}
-    real_f, real_n = _tr_mod.extract_traces, _np_mod.iter_neuropil
+    real_f, real_n = _tr_mod.iter_traces, _np_mod.iter_neuropil
 
     def f(*a, **k):
         got["F"] += _worker_thread()
-        return real_f(*a, **k)
+        return (yield from real_f(*a, **k))
 
     def n(*a, **k):
         got["Fneu"] += _worker_thread()
         return (yield from real_n(*a, **k))
 
-    monkeypatch.setattr(_tr_mod, "extract_traces", f)
+    monkeypatch.setattr(_tr_mod, "iter_traces", f)
     monkeypatch.setattr(_np_mod, "iter_neuropil", n)
     return got
 

@@ -297,7 +297,7 @@ def test_traces_extracted_once_per_pair_in_a_worker(make_napari_viewer, qtbot, n
                                                     monkeypatch):
     import napari_catune.traces as traces_mod
 
-    gate, calls, _ = gated(monkeypatch, traces_mod, "extract_traces")
+    gate, calls, _ = gated(monkeypatch, traces_mod, "iter_traces")
     viewer, labels, means = viewer_with_recording(make_napari_viewer)
     w = open_tuner(viewer)  # returns while the extraction is held
     qtbot.waitUntil(lambda: len(calls) == 1, timeout=120_000)
@@ -331,7 +331,7 @@ def test_unreadable_movie_notifies_and_the_widget_recovers(make_napari_viewer, q
                                                           monkeypatch):
     import napari_catune.traces as traces_mod
 
-    gate, calls, real = gated(monkeypatch, traces_mod, "extract_traces", hold=lambda n: False,
+    gate, calls, real = gated(monkeypatch, traces_mod, "iter_traces", hold=lambda n: False,
                               fail=OSError("zarr store unreachable"))
     viewer, labels, means = viewer_with_recording(make_napari_viewer)
     w = open_tuner(viewer)
@@ -340,7 +340,7 @@ def test_unreadable_movie_notifies_and_the_widget_recovers(make_napari_viewer, q
     msg = notes["error"][0]
     assert "zarr store unreachable" in msg and "movie" in msg and "readable" in msg
     assert w.roi_list.listed_ids() == [] and not w.jobs.isVisibleTo(w)
-    monkeypatch.setattr(traces_mod, "extract_traces", real)
+    monkeypatch.setattr(traces_mod, "iter_traces", real)
     viewer.add_labels(labels.copy(), name="rois 2")
     w.labels_combo.value = viewer.layers["rois 2"]
     _still_works(w, qtbot, means)

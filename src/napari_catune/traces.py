@@ -17,7 +17,7 @@ import numpy as np
 
 from ._padding import ends_padded, on_finite_parts
 
-__all__ = ["extract_traces", "roi_snr"]
+__all__ = ["extract_traces", "iter_traces", "roi_snr"]
 
 #: what :func:`extract_traces` gives, as the results files record it
 #: (``input_traces``): the tuner's movie + masks traces and ``napari-catune extract``'s
@@ -138,6 +138,41 @@ def extract_traces(movie, labels, ids=None, *, chunk_frames: int | None = None):
     -------
     traces : (n_rois, T) float64
     ids : (n_rois,) int64
+
+    See :func:`iter_traces` for the same read with progress (and a stop
+    between chunks).
+    """
+    gen = iter_traces(movie, labels, ids, chunk_frames=chunk_frames)
+    while True:
+        try:
+            next(gen)
+        except StopIteration as done:
+            return done.value
+
+
+def iter_traces(movie, labels, ids=None, *, chunk_frames: int | None = None):
+    """:func:`extract_traces` as a generator: it yields ``(frames_read, T)``
+    after each chunk of frames and returns ``(traces, ids)`` (``yield from``,
+    or ``StopIteration.value``).  Closing it between chunks stops the read.
+    The arguments are checked when the first value is asked for; the numbers
+    are those of :func:`extract_traces`, bit for bit.
+
+    Parameters
+    ----------
+    movie : array_like (T, Y, X)
+        Any numeric dtype; NumPy, Dask, zarr, ``np.memmap`` or anything
+        sliceable as ``movie[t0:t1]``.  Read once, in chunks of frames.
+    labels : array_like (Y, X) of int
+        0 = background, n > 0 = ROI id.
+    ids : sequence of int, optional
+        ROIs to extract, in this order; default all ids present, ascending.
+    chunk_frames : int, optional
+        Frames per read; default about 64 MB of movie per chunk.
+
+    Returns
+    -------
+    traces : (n_rois, T) float64
+    ids : (n_rois,) int64
     """
     shape = tuple(getattr(movie, "shape", ()))
     if len(shape) != 3:
@@ -200,6 +235,7 @@ def extract_traces(movie, labels, ids=None, *, chunk_frames: int | None = None):
     if isinstance(movie, np.ndarray) or len(bounds) < 2:
         for t0, t1 in bounds:
             kernel(load(t0, t1), starts, lengths, rows, sums[t0:t1])
+            yield t1, T
     else:
         # lazy arrays (Dask, zarr, ...): read the next chunk while the kernel
         # (which releases the GIL) sums the current one; two chunks in memory
@@ -213,6 +249,7 @@ def extract_traces(movie, labels, ids=None, *, chunk_frames: int | None = None):
                     nxt = pool.submit(load, *bounds[i + 1])
                 kernel(block, starts, lengths, rows, sums[t0:t1])
                 del block
+                yield t1, T
     traces = (sums / counts).T
     # back to the order asked for (duplicates allowed)
     traces = traces[np.searchsorted(uniq, ids)]

@@ -79,7 +79,12 @@ class SourcePicker(QObject, EditWatch):
         self.book = SourceBook(cache)  # the cache (per layer pair) and the reads under way
         self.jobs = jobs
         self.fs_default = fs_default  # callable: the sampling rate to assume
-        self.current = None
+        self._current = None
+        self._interim = None  # the key read while the F rows of its pair stay shown
+        self._shown_key = None  # the key of ``current``
+        self._movie_for: dict = {}  # id(labels) -> (labels ref, movie ref or None): the user's choice
+        self._last_own = None  # the last source shown carried its own traces (True) or was a movie's
+        self._cancelled = None  # the pair whose first read the user cancelled
         self._hooked: dict = {}
         self.closed = False
         self._quiet = False  # see _deferred_refresh
@@ -99,7 +104,9 @@ class SourcePicker(QObject, EditWatch):
             c.native.setMinimumContentsLength(24)
         self.box = Container(widgets=[self.labels_combo, self.image_combo], layout="horizontal")
         self.box.margins = (0, 0, 0, 0)
-        self.image_combo.changed.connect(self.refresh)
+        self.image_combo.changed.connect(self._movie_picked)
+        # (chosen again, unchanged, after a cancelled read: read it now)
+        self.image_combo.native.activated.connect(self._movie_activated)
         self.labels_combo.changed.connect(self._labels_picked)
         self._edit_timer = QTimer()
         self._edit_timer.setSingleShot(True)
@@ -111,6 +118,22 @@ class SourcePicker(QObject, EditWatch):
         self._prints: dict = {}  # id(layer) -> fingerprint, None while edits go on
         with self.image_combo.changed.blocked():
             self.image_combo.value = self._default_image(self.labels_combo.value)
+
+    @property
+    def current(self):
+        """The source shown (None while the chosen pair is read); while the
+        neuropil of the shown pair is read it is that pair's ``F`` source."""
+        return self._current
+
+    @current.setter
+    def current(self, src) -> None:
+        self._current = src
+        self._interim = None
+
+    @property
+    def interim(self) -> bool:
+        """The shown rows are the pair's ``F`` while its ``F - c*Fneu`` is read."""
+        return self._interim is not None and self._current is not None
 
     # ---------------------------------------------------------- choices
     def _labels_choices(self, widget=None):
@@ -130,10 +153,63 @@ class SourcePicker(QObject, EditWatch):
                 return l
         return movies[0][1] if movies else None
 
+    def _remembered(self, labels):
+        """The movie the user chose for ``labels`` (None: its own traces), or
+        ``False`` when nothing (still there) was chosen for it."""
+        got = self._movie_for.get(id(labels)) if labels is not None else None
+        if got is None or got[0]() is not labels:
+            return False
+        if got[1] is None:
+            return None
+        image = got[1]()
+        if image is None or image not in self.viewer.layers:
+            return False
+        return image
+
     def _labels_picked(self, *_) -> None:
+        labels = self.labels_combo.value
+        image = self._remembered(labels)
         with self.image_combo.changed.blocked():
-            self.image_combo.value = self._default_image(self.labels_combo.value)
+            self.image_combo.value = self._default_image(labels) if image is False else image
         self.refresh()
+
+    def _movie_picked(self, *_) -> None:
+        labels, image = self.labels_combo.value, self.image_combo.value
+        if labels is not None:  # kept for this Labels layer while both layers are there
+            self._movie_for[id(labels)] = (weakref.ref(labels),
+                                           None if image is None else weakref.ref(image))
+        self.refresh()
+
+    def _movie_activated(self, *_) -> None:
+        """The movie combo was chosen from, perhaps unchanged: after a cancelled
+        read (nothing shown, nothing read) that reads it again."""
+        if self.current is None and self.labels_combo.value is not None \
+                and self._cancelled == pair_of(self.key()) and not self.book.pending(self.key()):
+            self.refresh()
+
+    def _forget(self, layer) -> None:
+        """``layer`` was removed: the movies remembered for it (or it as a movie) go."""
+        for k, (lab_ref, img_ref) in list(self._movie_for.items()):
+            lab, img = lab_ref(), None if img_ref is None else img_ref()
+            if lab is None or lab is layer or (img_ref is not None and (img is None
+                                                                         or img is layer)):
+                del self._movie_for[k]
+
+    def _said(self, src) -> str:
+        """"n ROIs, T frames.", led by a note when the traces' source changed
+        between a Labels layer's own traces and a movie's."""
+        image, labels = src.origin
+        own = image is None
+        carries = "traces" in (labels.metadata.get("catune", {})
+                               if isinstance(labels.metadata, dict) else {})
+        note = ""
+        if carries and self._last_own is not None and own != self._last_own:
+            note = (f"Traces from '{labels.name}' itself (the traces its file carries), "
+                    "not from a movie: choose a movie above to read them from it. " if own else
+                    f"Traces from the movie '{image.name}' (each ROI's mean), not the "
+                    f"traces '{labels.name}' carries. ")
+        self._last_own = own
+        return f"{note}{src.n_rois} ROIs, {src.n_frames} frames."
 
     def key(self):
         image = self.image_combo.value
@@ -155,12 +231,16 @@ class SourcePicker(QObject, EditWatch):
         """Follow the layer list; True when the current source was lost."""
         if kind == "inserted" and isinstance(layer, Labels) and not is_overlay(layer):
             place_beside(self.viewer, layer)
+        if kind == "removed":
+            self._forget(layer)
         old_img, old_lab = self.image_combo.value, self.labels_combo.value
         with self.image_combo.changed.blocked(), self.labels_combo.changed.blocked():
             self.labels_combo.reset_choices()
             self.image_combo.reset_choices()
             if old_lab is None and self.labels_combo.choices:
-                self.image_combo.value = self._default_image(self.labels_combo.value)
+                lab = self.labels_combo.value
+                image = self._remembered(lab)
+                self.image_combo.value = self._default_image(lab) if image is False else image
         src = self.current
         lost = (src is not None and kind == "removed" and layer in src.origin)
         if lost or self.image_combo.value is not old_img or self.labels_combo.value is not old_lab:
@@ -182,12 +262,36 @@ class SourcePicker(QObject, EditWatch):
                 self._quiet = False
 
     def refresh(self, *_) -> None:
-        """Make the chosen pair current (from the cache, or start reading it)."""
+        """Make the chosen pair current (from the cache, or start reading it).
+        A neuropil read of the pair shown keeps its rows (``F``) on screen
+        until ``F - c*Fneu`` arrives (:attr:`interim`)."""
+        labels, image = self.labels_combo.value, self.image_combo.value
+        key = self.key() if labels is not None else None
+        self._cancelled = None
+        self._stop_others(key)
+        shown, shown_key = self.current, self._shown_key
+        if shown is not None and key is not None and key[4] is not None \
+                and shown_key is not None and pair_of(shown_key) == pair_of(key) \
+                and shown.origin == (image, labels) and labels in self.viewer.layers \
+                and shown.neuropil is None and self.book.get(key, (image, labels)) is None:
+            self._start_build(key, image, labels)
+            if self.book.pending(key):
+                self._interim = key
+                self.status.emit("Neuropil being read: the rows show F (each ROI's mean) "
+                                 "until F - c·Fneu arrives.")
+                return
         self.current = None
         self.changed.emit()
         src = self.ensure()
         if src is not None:
             self.ready.emit(src)
+
+    def _stop_others(self, key) -> None:
+        """Stop the movie reads of other pairs than ``key``'s (other layers were chosen)."""
+        for k, w in list(self.builds.items()):
+            if (key is None or pair_of(k) != pair_of(key)) and k[2] is not None \
+                    and not getattr(w, "abort_requested", False):
+                w.quit()
 
     def ensure(self):
         """The current source; from the cache, or None while a worker reads it."""
@@ -206,8 +310,10 @@ class SourcePicker(QObject, EditWatch):
             self._start_build(key, image, labels)
             return None
         self.current = src
+        self._shown_key = key
         self._hook(image)
         self._hook(labels)
+        said, stop = self._said(src), []
         if key[4] is None and image is not None:
             # neuropil unchecked while the pair's Fneu is read: the plain traces
             # are here (F), and the read nobody wants any more is cancelled
@@ -215,9 +321,11 @@ class SourcePicker(QObject, EditWatch):
                     and k[4] is not None and not getattr(w, "abort_requested", False)]
             for w in stop:
                 w.quit()
-            if stop:  # (a Cancel already said why)
-                self.status.emit(f"{src.n_rois} ROIs, {src.n_frames} frames (neuropil off: "
-                                 "its read was stopped).")
+        if stop:  # (a Cancel already said why)
+            self.status.emit(f"{src.n_rois} ROIs, {src.n_frames} frames (neuropil off: "
+                             "its read was stopped).")
+        elif said.startswith("Traces from"):  # the traces' source changed: said first
+            self.status.emit(said)
         return src
 
     def _start_build(self, key, image, labels) -> None:
@@ -245,6 +353,8 @@ class SourcePicker(QObject, EditWatch):
         self.book.started(key, w, reads_movie=image is not None and (prior is None or reads_fneu))
         ref = weakref.ref(self)
         failed = []  # the read raised: what waited for it is not read again
+        f_read = [prior is not None]  # F is read (or was before): a Cancel then stops Fneu only
+        by_user = []  # Cancel was pressed (not: other layers chosen, neuropil unchecked)
 
         def returned(out):
             me = ref()
@@ -256,7 +366,8 @@ class SourcePicker(QObject, EditWatch):
             me.book.put(key, src, keep=me.current)
             me._hook(image)
             me._hook(labels)
-            if labels not in me.viewer.layers or me.current is not None \
+            if labels not in me.viewer.layers \
+                    or (me.current is not None and not me.interim) \
                     or me.labels_combo.value is not labels \
                     or me.image_combo.value is not image or me.key() != key:
                 return  # the user chose other layers meanwhile: cached only
@@ -264,8 +375,12 @@ class SourcePicker(QObject, EditWatch):
                 notifications.show_warning(
                     f"ROI(s) {missing[:20]} have no pixels in '{labels.name}' and cannot be "
                     "clicked; use the list.")
-            me.status.emit(f"{src.n_rois} ROIs, {src.n_frames} frames.")
+            if me.interim:  # the F rows shown so far: swapped for these in place
+                me.current = None
+                me.changed.emit()  # (the tuner keeps the selection for the new rows)
+            me.status.emit(me._said(src))
             me.current = src
+            me._shown_key = key
             me.ready.emit(src)
 
         def yielded(v):
@@ -273,6 +388,10 @@ class SourcePicker(QObject, EditWatch):
             if me is None or me.closed:
                 return
             if isinstance(v, FRead):  # F is read, Fneu comes next
+                f_read[0] = True
+                if me.jobs.running(f"extract {key}"):
+                    me.jobs.start(f"extract {key}", f"Reading the neuropil of {what}...",
+                                  total=1, cancel=cancel)
                 if not me.book.landed(key) or labels not in me.viewer.layers:
                     return
                 plain = pair_of(key) + (None,)
@@ -280,7 +399,7 @@ class SourcePicker(QObject, EditWatch):
                 if me.current is None and me.labels_combo.value is labels \
                         and me.image_combo.value is image and me.key() == plain:
                     # neuropil was unchecked during the read: the ROI means now
-                    me.status.emit(f"{v.source.n_rois} ROIs, {v.source.n_frames} frames.")
+                    me.status.emit(me._said(v.source))
                     me.refresh()
                 return
             me.jobs.update(f"extract {key}", v[0], v[1])
@@ -288,8 +407,21 @@ class SourcePicker(QObject, EditWatch):
         def aborted():
             me = ref()
             cur = None if me is None or me.closed or me.labels_combo.value is None else me.key()
-            if cur is None or cur[:4] != key[:4] or cur[4] is None:
-                return  # a read no longer wanted (other layers, neuropil off) cancelled
+            if cur is None or cur[:4] != key[:4]:
+                return  # a read no longer wanted (other layers chosen) stopped
+            if not f_read[0]:  # the first read of the movie: nothing is shown now
+                if not by_user:
+                    return
+                me.current = None
+                me._cancelled = pair_of(key)
+                me.status.emit(f"Reading cancelled: choose the movie {what} again to read "
+                               "it (or choose other layers).")
+                me.failed.emit("cancelled")  # (neuropil stays as chosen: read with the movie)
+                return
+            if cur[4] is None:
+                return  # neuropil unchecked: its read is not wanted
+            if me.interim:  # the F rows stay; the box unticks (refresh: F, cached)
+                me._interim = None
             me.status.emit("Neuropil cancelled: the traces are not corrected (check "
                            "'neuropil' again to read it).")
             me.failed.emit("cancelled")
@@ -301,6 +433,9 @@ class SourcePicker(QObject, EditWatch):
             if me is None or me.closed:
                 return
             notifications.show_error(read_failed(e, what, labels.name))
+            if me.interim:  # the F rows kept for this read go: nothing half-said stays
+                me.current = None
+                me.changed.emit()
             me.status.emit("Reading the traces failed; choose the layers again.")
             me.failed.emit(str(e))
 
@@ -313,22 +448,29 @@ class SourcePicker(QObject, EditWatch):
             me.jobs.finish(f"extract {key}")
             if stale and me._edit_timer.isActive():
                 me._reread = True  # once the edits pause (_edited)
-            elif me.current is None and me.labels_combo.value is not None \
+            elif (me.current is None or me.interim) and me.labels_combo.value is not None \
                     and not me.book.pending(me.key()) \
                     and (stale or not failed) \
                     and me.book.follows(me.key(), key, stale):
                 me.refresh()  # (a coefficient that waited for this read: from its F and Fneu)
 
+        def cancel(*_):
+            by_user.append(True)
+            w.quit()
+
         callbacks = [(w.returned, returned), (w.errored, errored), (w.finished, finished)]
-        if reads_fneu:  # (a generator worker: it stops between chunks of frames)
-            callbacks += [(w.yielded, yielded), (w.aborted, aborted)]
+        # (a generator worker: it yields after each chunk of frames, and stops there)
+        callbacks += [(w.yielded, yielded), (w.aborted, aborted)]
         for sig, fn in callbacks:
             sig.connect(fn)
-        if reads_fneu:
-            self.jobs.start(f"extract {key}", f"Reading the traces and neuropil of {what}...",
-                            total=1, cancel=lambda *_: w.quit())
-        else:
+        if image is None:
             self.jobs.start(f"extract {key}", f"Reading the traces of {what}...")
+        else:  # a frames bar (F, then Fneu) and Cancel
+            text = ("Reading the neuropil of" if f_read[0] and reads_fneu else
+                    "Correcting the traces of" if f_read[0] else
+                    "Reading the traces and neuropil of" if reads_fneu else
+                    "Reading the traces of")
+            self.jobs.start(f"extract {key}", f"{text} {what}...", total=1, cancel=cancel)
         w.start()
 
     def close(self) -> None:

@@ -82,7 +82,7 @@ class SourceHooks:
 
         # (a message about these traces, e.g. "Neuropil cancelled", stays in front)
         said = self.status.text()
-        head = said if said.startswith("Neuropil") else \
+        head = said if said.startswith(("Neuropil", "Traces from")) else \
             f"{src.n_rois} ROIs, {src.n_frames} frames."
         self.status.setText(
             f"{head} λ starts at {lam:.3g}: {Z_DEFAULT:g} noise σ of these traces (Estimate's "

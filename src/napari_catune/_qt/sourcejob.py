@@ -59,9 +59,10 @@ class FRead(tuple):
 
 def build_job(image, labels, fs_default: float, neuropil: float | None = None, prior=None):
     """Check the layers here (cheap); return the generator function a worker
-    runs: it yields an :class:`FRead` once ``F`` is read (when ``Fneu`` is
-    read next), then ``(done, total)`` while it reads the neuropil (where it
-    can be cancelled) and returns ``(TraceSource, missing ids)``.  It runs
+    runs: it yields ``(done, total)`` frames while it reads ``F`` from a
+    movie, an :class:`FRead` once ``F`` is read (when ``Fneu`` is read next),
+    then ``(done, total)`` while it reads the neuropil (it can be cancelled
+    between any two chunks) and returns ``(TraceSource, missing ids)``.  It runs
     once: it empties its closure when it starts.
 
     ``neuropil``: the coefficient (movie only; None: the ROI means as they
@@ -84,6 +85,15 @@ def build_job(image, labels, fs_default: float, neuropil: float | None = None, p
         fs_hint = image.metadata.get("catune", {}).get("fs") or fs_hint
         tiff = None if fs_hint else movie_file(image)
         movie = image.data
+        if movie.ndim == 3 and lab.ndim == 2 and tuple(movie.shape[:2]) == lab.shape \
+                and tuple(movie.shape[-2:]) != lab.shape and movie.shape[2] > max(lab.shape):
+            raise SourceError(
+                f"Movie '{image.name}' has shape {tuple(movie.shape)} and labels "
+                f"'{labels.name}' have shape {lab.shape}: the time axis looks last "
+                f"({movie.shape[2]} frames of {movie.shape[0]}x{movie.shape[1]}). The tuner "
+                "needs (T, Y, X): add the movie with time first, e.g. "
+                "viewer.add_image(np.moveaxis(movie, -1, 0)) (a view, no copy), "
+                "and choose it.")
         if movie.ndim != 3 or tuple(movie.shape[-2:]) != lab.shape[-2:] or lab.ndim != 2:
             raise SourceError(
                 f"Movie '{image.name}' has shape {tuple(movie.shape)} and labels "
@@ -133,8 +143,8 @@ def build_job(image, labels, fs_default: float, neuropil: float | None = None, p
         else:
             if prior is not None:
                 tr_, ids_ = prior.F, prior.roi_ids
-            else:
-                tr_, ids_ = _traces.extract_traces(movie, lab)
+            else:  # (done, T) after each chunk: the job's bar; it stops between chunks
+                tr_, ids_ = yield from _traces.iter_traces(movie, lab)
             fneu = prior.fneu if prior is not None else None
             if neuropil is not None and fneu is None:
                 if prior is None:  # F is read: its plain source goes first (FRead)
