@@ -137,16 +137,23 @@ def test_the_rows_and_selection_stay_while_the_neuropil_is_read(setup, qtbot):
     assert w.jobs.text(f"extract {key}").startswith("Reading the neuropil of 'slow movie'")
     w.select_rois([3])  # still tunable meanwhile
     qtbot.waitUntil(lambda: _rows(w) == [3], timeout=60_000)
+    # Apply to all clicked now waits for F - c*Fneu: the box is ticked, so the
+    # results must not be of the F rows on screen
+    qtbot.mouseClick(w.controls.apply_btn, Qt.LeftButton)
+    assert "starts once the traces are read" in w.jobs.text("apply")
     slow.armed.clear()
     slow.gate.set()
     qtbot.waitUntil(lambda: w.idle and w.session.source.neuropil == pytest.approx(0.7),
                     timeout=120_000)
+    qtbot.waitUntil(lambda: w.actions.apply_worker is None, timeout=120_000)
     assert _rows(w) == [3] and w.selected_rois == [3]
     src = w.session.source
     lab = np.asarray(viewer.layers["rois"].data)
     F, ids = extract_traces(movie, lab)
     fneu, _, _ = extract_neuropil(movie, lab, ids)
     np.testing.assert_allclose(src.traces, F - 0.7 * fneu, rtol=1e-6, atol=1e-9)
+    stored = viewer.layers["rois"].metadata["catune"]["results"]
+    assert stored["input_traces"].startswith("F - 0.7*Fneu"), stored["input_traces"]
     assert not notes["error"]
 
 

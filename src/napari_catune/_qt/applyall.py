@@ -107,10 +107,13 @@ class ApplyAll:
         w.finished.connect(lambda: None if t._closed else self._apply_done())
         t.controls.apply_btn.setEnabled(False)
         t.picker.check_edits()  # an undo napari did not announce: read the ROIs anew first
-        src = self.s.source if not t.picker.edit_pending else None
+        # the chosen traces still being read (e.g. the F rows on screen while the
+        # neuropil is read for F - c*Fneu), or a layer just edited: wait for them
+        waiting = t.picker.edit_pending or t.picker.building
+        src = self.s.source if not waiting else None
         if src is not None:
             start(src)
-        else:  # (traces being read, or a layer just edited: read anew first)
+        else:
             self._apply_start = start
             t.jobs.start(_APPLY, "Apply to all starts once the traces are read...",
                          cancel=self.cancel_apply)
