@@ -1069,9 +1069,11 @@ def _deconvolve_fs(args, params, source):
         return params.replace(fs=args.fs)
     if source.fs is not None and not fs_matches(source.fs, params.fs):
         fp, fd = _fs_texts(params.fs, source.fs)
+        twice = next((n for n in source.notes if "records the sampling rate twice" in n), None)
         raise CLIError(
             f"sampling rate mismatch: {args.params} was tuned at {fp} Hz but {args.input} is "
-            f"recorded at {fd} Hz; re-tune or re-save the parameters at the data's rate, or, "
+            f"recorded at {fd} Hz" + (f" ({twice})" if twice else "")
+            + "; re-tune or re-save the parameters at the data's rate, or, "
             f"if the rate recorded in {args.input} is wrong, pass its true rate with --fs HZ"
         )
     return params
@@ -1233,6 +1235,8 @@ def _cmd_extract(args) -> int:
     except SourceError as e:
         raise CLIError(str(e)) from None
     try:
+        for note in movie.notes:
+            log.info("note: %s: %s", args.movie, note)
         fs = args.fs if args.fs is not None else movie.fs
         if args.fs is not None and movie.fs is not None and not _same_fs(args.fs, movie.fs):
             _warn(f"--fs {args.fs:g} Hz overrides the {movie.fs:g} Hz recorded in {args.movie}")
@@ -1632,6 +1636,8 @@ def _movie_info(path) -> bool:
             print(f"fs           {movie.fs:g} Hz  (duration {movie.shape[0] / movie.fs:.1f} s)")
         else:
             print("fs           unknown (the file records no frame rate)")
+        for note in movie.notes:
+            print(f"note         {note}")
         print("next         napari-catune extract MOVIE LABELS -o traces.npz")
     finally:
         movie.close()
