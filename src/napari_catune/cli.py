@@ -251,8 +251,11 @@ def _size_text(nbytes: int) -> str:
 
 
 def remove_stale_outputs(out: Path) -> None:
-    """Remove temporary files of OUT left by runs that were killed; say so on stderr."""
-    for path, pid, size in remove_stale_temps(resolve_target(out)):
+    """Remove the temporary files (row spools, half-written outputs) that runs
+    killed before they could clean up left in OUT's folder, whichever output
+    they were for (``_atomic.remove_stale_temps``: never a live run's); say so
+    on stderr."""
+    for path, pid, size in remove_stale_temps(resolve_target(out), folder_wide=True):
         print(f"{PROG}: removed {path} ({_size_text(size)}), a temporary file left by an "
               f"interrupted run (process {pid}, no longer running)", file=sys.stderr)
 

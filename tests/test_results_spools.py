@@ -1,0 +1,132 @@
+"""Row spools and temporary outputs of killed runs (round 40, helper left40):
+any run that writes into a folder removes the temporary files there whose
+writer is gone (killed, its pid reused, the machine rebooted), whichever
+output they were for; a live run's files are never removed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_catune import _atomic
+from napari_catune._atomic import atomic_write_text, remove_stale_temps
+
+from test_cli_inputs import _params, _run  # noqa: F401 - shared helpers
+from test_cli_out39 import _traces
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+_HOLDER = """
+import sys
+from napari_catune._atomic import temp_prefix
+from napari_catune.results import RowSpool
+import numpy as np
+
+spool = RowSpool(3, 50, sys.argv[1], temp_prefix("other.nwb", "activity"))
+spool.write_rows(0, np.ones((3, 50)))
+print(spool.path, flush=True)
+sys.stdin.read()  # held open until the test closes stdin (or kills us)
+spool.close()
+"""
+
+
+def _holder(folder):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.Popen([sys.executable, "-c", _HOLDER, str(folder)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env=env)
+    path = Path(proc.stdout.readline().strip())  # the spool exists once its name is printed
+    assert path.is_file() and path.name.startswith(".other.nwb.catune-")
+    return proc, path
+
+
+def test_a_live_runs_spool_is_kept_and_a_killed_ones_removed_by_any_run_there(capsys,
+                                                                             tmp_path):
+    npy, _ = _traces(tmp_path, {"sampling_rate_hz": 30.0})
+    p = _params(tmp_path / "p.json", 30.0)
+    proc, spool = _holder(tmp_path)
+    try:
+        # another output in the same folder, while the holder is writing: its spool stays
+        code, _, err = _run(capsys, "deconvolve", npy, "--params", p, "-o", tmp_path / "a.csv",
+                            "-q")
+        assert code == 0, err
+        assert spool.is_file() and "removed" not in err
+        atomic_write_text(tmp_path / "note.txt", "x")  # a library write there: kept too
+        assert spool.is_file()
+        proc.kill()  # SIGKILL: no clean-up
+        proc.wait(timeout=60)
+        assert proc.returncode == -signal.SIGKILL and spool.is_file()
+        # the next run into the folder (another output again) removes it, and says so
+        code, _, err = _run(capsys, "deconvolve", npy, "--params", p, "-o", tmp_path / "b.nwb"
+                            if _has_pynwb() else tmp_path / "b.csv", "-q")
+        assert code == 0, err
+        assert not spool.exists()
+        assert f"removed {spool} (" in err and f"process {proc.pid}, no longer running" in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert not [q.name for q in tmp_path.iterdir() if ".catune-" in q.name]
+
+
+def _has_pynwb():
+    try:
+        import pynwb  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def test_library_writes_sweep_the_folder(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".other.nwb.catune-{dead.pid}-{_atomic._host()}.fit.abcd1234.tmp"
+    stale.write_bytes(b"half")
+    with pytest.warns(UserWarning, match=rf"removed 1 stale temporary file.*{dead.pid}"):
+        atomic_write_text(tmp_path / "p.json", "{}")
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["p.json"]
+
+
+@pytest.mark.skipif(not getattr(_atomic, "_OWNER", "new"), reason="no /proc owner token on this system")
+def test_the_owner_token_tells_a_reused_pid_a_reboot_and_another_namespace(tmp_path):
+    boot, ns, start = _atomic._OWNER[1:].split("-")
+    host, parent = _atomic._host(), os.getppid()  # a live pid, not ours
+    parent_start = _atomic._start_ticks(parent)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+
+    def name(tag, pid, b, n, s):
+        f = tmp_path / f".{tag}.catune-{pid}-{host}.activity.@{b}-{n}-{s:x}.x1.tmp"
+        f.write_bytes(b"x")
+        return f
+
+    live = name("live", parent, boot, ns, parent_start)
+    reused = name("reused", parent, boot, ns, parent_start + 1)  # the pid now runs a later process
+    rebooted = name("rebooted", parent, "0" * 8 if boot != "0" * 8 else "1" * 8, ns, 5)
+    other_ns = name("elsewhere", dead.pid, boot, "1234", 5)  # a container's pid: cannot tell
+    gone = name("gone", dead.pid, boot, ns, 5)
+    removed = {p.name for p, _, _ in remove_stale_temps(tmp_path / "x.csv", folder_wide=True)}
+    assert removed == {reused.name, rebooted.name, gone.name}
+    assert live.is_file() and other_ns.is_file()
+
+
+def test_spools_and_atomic_temps_carry_the_owner_token(tmp_path, monkeypatch):
+    from napari_catune.results import RowSpool
+
+    s = RowSpool(2, 5, tmp_path, _atomic.temp_prefix("o.nwb", "fit"))
+    try:
+        m = _atomic._ANY.match(s.path.name)
+        assert m and int(m.group("pid")) == os.getpid() and m.group("name") == "o.nwb"
+        if _atomic._OWNER:
+            assert f".fit.{_atomic._OWNER}." in s.path.name and m.group("start")
+        assert remove_stale_temps(tmp_path / "o.nwb", folder_wide=True) == []  # ours: kept
+    finally:
+        s.close()
+    # the longest name (a long target, a 40-character host) within 255 bytes
+    monkeypatch.setattr(_atomic, "_host", lambda: "h" * 40)
+    assert len(_atomic.temp_prefix("x" * 300, "fitted_trace") + "abcdefgh.tmp.npy") <= 255
