@@ -236,15 +236,17 @@ class DiskFull(Exception):
     def __init__(self, folder: Path, need: int, free: int | None = None):
         self.folder, self.need, self.free = folder, int(need), free
         extra = f", {_size_text(free)} free" if free is not None else ""
-        super().__init__(f"no space left on {folder}: need {_size_text(need)}{extra}")
+        super().__init__(f"no space left on {folder}: need {_size_text(need)}{extra}; free "
+                         "space there or write the output elsewhere")
 
 
 _NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
 def _size_text(nbytes: int) -> str:
-    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if nbytes >= 0.1 * size or unit == "kB":
+    # GB from 1 GB on ("160 MB", not "0.2 GB": two sizes side by side must differ)
+    for unit, size, least in (("GB", 1e9, 1.0), ("MB", 1e6, 1.0), ("kB", 1e3, 0.0)):
+        if nbytes >= least * size:
             value = nbytes / size
             return f"{value:.1f} {unit}" if value < 100 else f"{value:.0f} {unit}"
     raise AssertionError  # pragma: no cover
@@ -261,7 +263,9 @@ def remove_stale_outputs(out: Path) -> None:
 
 
 def check_free_space(folder: Path, need: int) -> None:
-    """Raise DiskFull (exit 1) when ``folder``'s file system has less than ``need`` bytes free."""
+    """Raise DiskFull (exit 1) when ``folder``'s file system has less than
+    ``need`` bytes free (``statvfs``' room for an unprivileged writer), as
+    :func:`check_memory_for` does for memory: before any work."""
     try:
         free = shutil.disk_usage(folder).free
     except OSError:
