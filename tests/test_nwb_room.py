@@ -24,7 +24,7 @@ from napari_catune.results import save_results
 from test_cli_inputs import _error, _params, _run  # noqa: F401 - shared helpers
 from test_cli_out39 import _traces
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = Path(nwb.__file__).resolve().parents[1]  # the tree under test
 _VFS = namedtuple("_VFS", "f_bavail f_frsize")
 
 

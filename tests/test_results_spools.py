@@ -20,7 +20,7 @@ from napari_catune._atomic import atomic_write_text, remove_stale_temps
 from test_cli_inputs import _params, _run  # noqa: F401 - shared helpers
 from test_cli_out39 import _traces
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = Path(_atomic.__file__).resolve().parents[1]  # the tree under test
 
 _HOLDER = """
 import sys
