@@ -98,7 +98,10 @@ class RowSpool:
     Plain file reads and writes (``os.pread``/``os.pwrite``), no memory map:
     nothing piles up in the resident set, and a full disk raises OSError
     (ENOSPC) instead of SIGBUS.  Rows never written read as NaN.  The file
-    (``folder/prefix*.tmp``) is removed by :meth:`close`.
+    (``folder/prefix*.tmp``) is removed by :meth:`close`; with a prefix of
+    ``_atomic.temp_prefix`` (the writer's pid, host, boot and start time), a
+    killed run's file is removed by the next run writing into ``folder``
+    (``_atomic.remove_stale_temps``).
     """
 
     ndim = 2
