@@ -144,3 +144,13 @@ def test_nwb_on_a_disk_that_fills_during_the_write_ends_cleanly(tmp_path):
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(
         f"napari-catune deconvolve: error: no space left on {mnt}: need "), run.stderr[-3000:]
+
+
+def test_the_checks_before_the_write_count_the_room_the_nwb_writer_keeps():
+    # a run refused up front, not one stopped at its last block
+    from napari_catune import results
+
+    r = {**_result(), "fitted_trace": None}
+    assert results.bytes_needed(".nwb", r) - results.bytes_needed(".npz", r) == nwb._ROOM_MARGIN
+    assert (cli._SpoolWriter.bytes_needed(3, 100, ".nwb")
+            - cli._SpoolWriter.bytes_needed(3, 100, ".npz") == nwb._ROOM_MARGIN)
