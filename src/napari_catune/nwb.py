@@ -859,12 +859,11 @@ def save_results_nwb(path, *, activity, fit, baseline, events, roi_ids, fs, para
                              columns=_columns(events)))
 
     def write(tmp):
-        # Closing flushes HDF5's cached metadata and chunks into the file; on
-        # a disk still full that fails, the file's dataset ids stay open in the
-        # library, and its exit handler (H5_term_library) crashed closing them
-        # (SIGSEGV after the message, the thirty-ninth round).  A file that
-        # hit the full disk is abandoned: it is emptied first, so that closing
-        # it has room, and closed before the error goes on.
+        # The blocks check the room first (_check_room_for), so HDF5 does not
+        # meet a full disk itself.  A file that failed for want of room is
+        # abandoned: emptied (its blocks freed at once, even if HDF5 keeps its
+        # descriptor open) and closed before the error goes on; an error while
+        # closing it does not replace the write's.
         io = pynwb.NWBHDF5IO(tmp, "w")
         try:
             io.write(nwbfile)
