@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -92,9 +93,9 @@ def test_library_writes_sweep_the_folder(tmp_path):
     assert sorted(q.name for q in tmp_path.iterdir()) == ["p.json"]
 
 
-@pytest.mark.skipif(not getattr(_atomic, "_OWNER", "new"), reason="no /proc owner token on this system")
+@pytest.mark.skipif(not _atomic._owner(), reason="no /proc owner token on this system")
 def test_the_owner_token_tells_a_reused_pid_a_reboot_and_another_namespace(tmp_path):
-    boot, ns, start = _atomic._OWNER[1:].split("-")
+    boot, ns, start = _atomic._owner()[1:].split("-")
     host, parent = _atomic._host(), os.getppid()  # a live pid, not ours
     parent_start = _atomic._start_ticks(parent)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -122,11 +123,48 @@ def test_spools_and_atomic_temps_carry_the_owner_token(tmp_path, monkeypatch):
     try:
         m = _atomic._ANY.match(s.path.name)
         assert m and int(m.group("pid")) == os.getpid() and m.group("name") == "o.nwb"
-        if _atomic._OWNER:
-            assert f".fit.{_atomic._OWNER}." in s.path.name and m.group("start")
+        if _atomic._owner():
+            assert f".fit.{_atomic._owner()}." in s.path.name and m.group("start")
         assert remove_stale_temps(tmp_path / "o.nwb", folder_wide=True) == []  # ours: kept
     finally:
         s.close()
     # the longest name (a long target, a 40-character host) within 255 bytes
     monkeypatch.setattr(_atomic, "_host", lambda: "h" * 40)
     assert len(_atomic.temp_prefix("x" * 300, "fitted_trace") + "abcdefgh.tmp.npy") <= 255
+
+
+@pytest.mark.skipif(not hasattr(os, "fork") or not _atomic._owner(),
+                    reason="needs fork and the /proc owner token")
+def test_a_forked_workers_live_temp_is_kept_by_the_parents_writes(tmp_path):
+    """A child made by fork (multiprocessing's workers on Linux) names its temp
+    files with its own pid and its own start time: the parent's (or a
+    sibling's) write into the folder sees a live writer and keeps the file."""
+    _atomic._owner()  # the parent's token computed (and cached) before the fork
+    r, w = os.pipe()
+    r2, w2 = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: a temp file of its own, held until the parent says
+        try:
+            os.close(r)
+            os.close(w2)
+            f = tmp_path / (_atomic.temp_prefix("res_a.nwb") + "x1.tmp.nwb")
+            f.write_bytes(b"live")
+            os.write(w, f.name.encode() + b"\n")
+            os.read(r2, 1)
+        finally:
+            os._exit(0)
+    os.close(w)
+    os.close(r2)
+    try:
+        name = os.read(r, 4096).decode().strip()
+        m = _atomic._ANY.match(name)
+        assert m and int(m.group("pid")) == pid
+        assert int(m.group("start"), 16) == _atomic._start_ticks(pid)  # the child's own
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a "removed ... stale" warning fails the test
+            atomic_write_text(tmp_path / "res_b.txt", "x")
+        assert remove_stale_temps(tmp_path / "z.csv", folder_wide=True) == []
+        assert (tmp_path / name).read_bytes() == b"live"
+    finally:
+        os.write(w2, b"x")
+        os.waitpid(pid, 0)

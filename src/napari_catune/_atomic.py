@@ -100,7 +100,20 @@ def _owner_token() -> str:
     return f"@{boot}-{ns:x}-{start:x}"
 
 
-_OWNER = _owner_token()
+_OWNER_OF: tuple[int, str] | None = None  # (pid, its token)
+
+
+def _owner(pid: int | None = None) -> str:
+    """The owner token of this process (:func:`_owner_token`), for ``pid``
+    (``os.getpid()``).  Cached per pid: a child made by ``fork`` (e.g.
+    multiprocessing's workers) gets its own start time, so the pid and the
+    token in its temporary files' names describe the same process."""
+    global _OWNER_OF
+    pid = os.getpid() if pid is None else pid
+    cached = _OWNER_OF
+    if cached is None or cached[0] != pid:
+        cached = _OWNER_OF = (pid, _owner_token())
+    return cached[1]
 
 
 def temp_prefix(target_name: str, key: str = "") -> str:
@@ -109,9 +122,11 @@ def temp_prefix(target_name: str, key: str = "") -> str:
     ``.{name}.catune-{pid}-{host}.[{key}.][@{boot}-{pidns}-{start}.]``: the
     pid, host and owner token tell a later run whether the writer still runs.
     """
+    pid = os.getpid()
+    token = _owner(pid)
     part = f"{key}." if key else ""
-    owner = f"{_OWNER}." if _OWNER else ""
-    return f".{target_name[:_NAME_MAX]}.{_TAG}-{os.getpid()}-{_host()}.{part}{owner}"
+    owner = f"{token}." if token else ""
+    return f".{target_name[:_NAME_MAX]}.{_TAG}-{pid}-{_host()}.{part}{owner}"
 
 
 def _pid_alive(pid: int) -> bool:
@@ -127,8 +142,8 @@ def _pid_alive(pid: int) -> bool:
 def _owner_gone(pid: int, boot: str | None, ns: str | None, start: str | None) -> bool:
     """True only when the process that named a temporary file surely no longer
     runs (same host checked by the caller)."""
-    if boot is not None and _OWNER:
-        mine = _OWNER[1:].split("-")
+    if boot is not None and _owner():
+        mine = _owner()[1:].split("-")
         if boot != mine[0]:
             return True  # written before this machine's last boot
         if ns != mine[1]:
