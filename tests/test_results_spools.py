@@ -168,3 +168,63 @@ def test_a_forked_workers_live_temp_is_kept_by_the_parents_writes(tmp_path):
     finally:
         os.write(w2, b"x")
         os.waitpid(pid, 0)
+
+
+_NS_WRITER = """
+import os, sys, time
+from pathlib import Path
+from napari_catune._atomic import atomic_write_via_path
+folder = Path(sys.argv[1])
+def write(tmp):
+    Path(tmp).write_bytes(b"x" * 1000)
+    (folder / "started").write_text(str(os.getpid()))
+    while not (folder / "go").exists():
+        time.sleep(0.05)
+atomic_write_via_path(folder / "long.bin", write)
+print("writer: published", flush=True)
+"""
+
+_NS_CLEANER = """
+import sys, warnings
+from pathlib import Path
+from napari_catune._atomic import atomic_write_text
+with warnings.catch_warnings(record=True) as w:
+    warnings.simplefilter("always")
+    atomic_write_text(Path(sys.argv[1]) / "other.txt", "x")
+print("cleaner warnings:", [str(x.message) for x in w], flush=True)
+"""
+
+
+def test_a_pid_namespace_without_its_own_proc_keeps_a_live_writers_temp(tmp_path):
+    """``unshare -p -f`` without ``--mount-proc``: our pids (the writer is pid 2
+    or so) are looked up in the host's /proc, whose pid 2 is another process.
+    Nothing is removed on such evidence; the writer publishes its file."""
+    if subprocess.run(["unshare", "-r", "-p", "-f", "true"], capture_output=True).returncode:
+        pytest.skip("unshare -r -p -f is not allowed here")
+    (tmp_path / "w.py").write_text(_NS_WRITER)
+    (tmp_path / "c.py").write_text(_NS_CLEANER)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]))
+    d = tmp_path / "out"
+    d.mkdir()
+    script = (f"{sys.executable} {tmp_path / 'w.py'} {d} & "
+              f"while [ ! -e {d}/started ]; do sleep 0.05; done; "
+              f"{sys.executable} {tmp_path / 'c.py'} {d}; ls -a {d} > {tmp_path / 'ls.txt'}; "
+              f"touch {d}/go; wait")
+    run = subprocess.run(["unshare", "-r", "-p", "-f", "bash", "-c", script], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "cleaner warnings: []" in run.stdout and "writer: published" in run.stdout
+    assert any(".long.bin.catune-" in n for n in (tmp_path / "ls.txt").read_text().split())
+    assert (d / "long.bin").read_bytes() == b"x" * 1000
+
+
+def test_no_removal_on_evidence_from_a_proc_that_is_not_ours(tmp_path, monkeypatch):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".o.nwb.catune-{dead.pid}-{_atomic._host()}.fit.abcd1234.tmp"
+    stale.write_bytes(b"x")
+    monkeypatch.setattr(_atomic, "_proc_is_ours", lambda: False)
+    assert remove_stale_temps(tmp_path / "o.nwb") == [] and stale.is_file()
+    monkeypatch.undo()
+    assert [p for p, _, _ in remove_stale_temps(tmp_path / "o.nwb")] == [stale]
+    assert _atomic._proc_is_ours()  # this test's own /proc is ours

@@ -116,6 +116,17 @@ def _owner(pid: int | None = None) -> str:
     return cached[1]
 
 
+def _proc_is_ours() -> bool:
+    """False when /proc describes another pid namespace than ours (a pid
+    namespace made without remounting /proc, e.g. ``unshare -p -f`` without
+    ``--mount-proc``): the pids we see are then not the pids under /proc, and
+    /proc/{pid}/stat tells nothing about our processes."""
+    try:
+        return int(os.readlink("/proc/self")) == os.getpid()
+    except (OSError, ValueError):
+        return True  # no /proc (not Linux): nothing there to mislead us
+
+
 def temp_prefix(target_name: str, key: str = "") -> str:
     """Prefix of this process's temporary files for ``target_name`` (for mkstemp).
 
@@ -148,6 +159,8 @@ def _owner_gone(pid: int, boot: str | None, ns: str | None, start: str | None) -
             return True  # written before this machine's last boot
         if ns != mine[1]:
             return False  # another pid namespace (a container): its pids are not ours to check
+    if not _proc_is_ours():
+        return False  # /proc is another namespace's: its pids and start times are not ours
     if not _pid_alive(pid):
         return True
     if start is not None:
