@@ -671,10 +671,12 @@ class _SpoolWriter:
         # the temporary files (8 bytes a value per field) and, beside them, the
         # file written from them: CSV ~17 characters a value, NWB 8 bytes a value
         # per field
-        # (.nwb: and the room its writer keeps free before each block, nwb._ROOM_MARGIN)
+        # (.nwb: and the room its writer keeps free beyond the last block)
+        from .nwb import _ROOM_MARGIN
+
         k = len(cls.big_fields(suffix, per_sample, fitted))
         return (8 * k * n * T + (18 if suffix == ".csv" else 8 * k) * n * T + 65536
-                + (32 << 20 if suffix == ".nwb" else 0))
+                + (_ROOM_MARGIN if suffix == ".nwb" else 0))
 
     def commit(self) -> None:
         from .results import save_results

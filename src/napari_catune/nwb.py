@@ -662,14 +662,20 @@ _BLOCK_BYTES = 32 << 20
 _HDF5_CHUNK_BYTES = 1 << 20
 
 
-#: free bytes kept on the output's disk beyond the next block: what HDF5 still
-#: writes when its objects close (cached chunks, ~1 MB per dataset, and metadata)
-_ROOM_MARGIN = 32 << 20
+#: free bytes kept on the output's disk beyond the next block: what HDF5 may
+#: still write when its objects close after a block is refused.  Its chunk
+#: cache holds at most 1 MiB of unwritten chunks per open dataset (h5py's
+#: default rdcc_nbytes; our chunks are at most _HDF5_CHUNK_BYTES), and a
+#: results file has at most 4 (T, n) datasets: 4 MB; the metadata written at
+#: close (object headers, the small tables) is well under 1 MB.  8 MB covers
+#: both with room to spare, without refusing a 1 MB file on a disk with 20 MB
+#: free (a fixed 32 MB did).  The block itself is counted by each check.
+_ROOM_MARGIN = 8 << 20
 
 
 def _check_room_for(folder, nbytes: int) -> None:
-    """OSError(ENOSPC) when ``folder``'s disk has less than ``nbytes`` +
-    :data:`_ROOM_MARGIN` free.
+    """OSError(ENOSPC) when ``folder``'s disk has less than ``nbytes`` (the
+    next block) + :data:`_ROOM_MARGIN` free.
 
     Checked before each block: HDF5 must never meet the full disk itself.
     When it does, the datasets it then fails to close stay open in the

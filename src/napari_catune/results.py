@@ -470,8 +470,11 @@ def bytes_needed(ext: str, r: dict) -> int:
         return (8 if ext == ".npy" else 2) * n * T + _ROOM_OVERHEAD
     fields = sum(1 for k in ("activity", "fit", "baseline", "fitted_trace")
                  if r.get(k) is not None and np.ndim(r[k]) == 2)
-    # .nwb: the room its writer keeps free before each block (nwb._ROOM_MARGIN)
-    return 8 * fields * n * T + _ROOM_OVERHEAD + (32 << 20 if ext == ".nwb" else 0)
+    if ext == ".nwb":  # and the room its writer keeps free beyond the last block
+        from .nwb import _ROOM_MARGIN
+
+        return 8 * fields * n * T + _ROOM_OVERHEAD + _ROOM_MARGIN
+    return 8 * fields * n * T + _ROOM_OVERHEAD
 
 
 def _size_text(nbytes: float) -> str:
