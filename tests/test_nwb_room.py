@@ -170,3 +170,68 @@ def test_a_small_nwb_is_written_on_a_disk_with_20_mb_free(tmp_path, monkeypatch)
     with pytest.raises(OSError) as e:
         save_results(tmp_path / "b.nwb", **_result())
     assert e.value.errno == errno.ENOSPC and not (tmp_path / "b.nwb").exists()
+
+
+@pytest.mark.parametrize("no, words", [(122, "disk quota exceeded"), (27, "file too large"),
+                                       (28, "no space left")])
+def test_a_quota_or_file_size_limit_met_by_hdf5_reads_as_one_clean_error(tmp_path, monkeypatch,
+                                                                         no, words):
+    # HDF5's RuntimeError naming errno 122 (EDQUOT) or 27 (EFBIG) is treated
+    # as ENOSPC is: a clean OSError naming the output and its folder, the
+    # temp file emptied and removed, the earlier output kept (revl40 F3)
+    pynwb = pytest.importorskip("pynwb")
+
+    def fails(self, *a, **k):
+        raise RuntimeError(f"Can't synchronously write data (file write failed: time = x, "
+                           f"filename = 'f', file descriptor = 5, errno = {no}, "
+                           "error message = 'whatever')")
+
+    monkeypatch.setattr(pynwb.NWBHDF5IO, "write", fails)
+    out = tmp_path / "res.nwb"
+    out.write_bytes(b"earlier result")
+    with pytest.raises(OSError) as e:
+        save_results(out, **_result())
+    assert e.value.errno == no
+    assert str(e.value).startswith(f"[Errno {no}] cannot write res.nwb: {words} on {tmp_path}")
+    assert out.read_bytes() == b"earlier result"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]
+
+
+def test_the_cli_says_quota_exceeded_in_one_line(capsys, tmp_path, monkeypatch):
+    pynwb = pytest.importorskip("pynwb")
+    npy, _ = _traces(tmp_path, {"sampling_rate_hz": 30.0}, n=4, T=3000)
+    p = _params(tmp_path / "p.json", 30.0)
+    monkeypatch.setattr(pynwb.NWBHDF5IO, "write", lambda self, *a, **k: (_ for _ in ()).throw(
+        RuntimeError("file write failed: errno = 122, error message = 'Disk quota exceeded'")))
+    out = tmp_path / "a.nwb"
+    out.write_bytes(b"old")
+    code, _, err = _run(capsys, "deconvolve", npy, "--params", p, "-o", out, "-q")
+    assert code == 1
+    assert _error(err) == (f"napari-catune deconvolve: error: cannot write {out}: disk quota "
+                           f"exceeded on {tmp_path}; free space within your quota there or "
+                           "write the output elsewhere")
+    assert out.read_bytes() == b"old" and not [q for q in tmp_path.iterdir() if ".catune-" in q.name]
+
+
+def test_a_file_size_limit_is_refused_before_writing(tmp_path):
+    """``ulimit -f`` (RLIMIT_FSIZE): statvfs shows room, but HDF5 would meet
+    EFBIG (and crash at exit): save_results refuses first, with EFBIG."""
+    script = ("import resource, sys, numpy as np\n"
+              "resource.setrlimit(resource.RLIMIT_FSIZE, (4 << 20, resource.RLIM_INFINITY))\n"
+              "from napari_catune.params import TuningParams\n"
+              "from napari_catune.results import save_results\n"
+              "a = np.ones((20, 20000))\n"
+              "try:\n"
+              "    save_results(sys.argv[1], activity=a, fit=a, baseline=np.ones(20),"
+              " roi_ids=np.arange(1, 21), fs=30.0, params=TuningParams(0.05, 0.5, 30.0, 0.2))\n"
+              "except OSError as e:\n"
+              "    print('refused', e.errno, e)\n")
+    out = tmp_path / "res.nwb"
+    out.write_bytes(b"old")
+    run = subprocess.run([sys.executable, "-c", script, str(out)], capture_output=True, text=True,
+                         timeout=300, env=dict(os.environ, PYTHONPATH=str(SRC)))
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.startswith(f"refused 27 [Errno 27] cannot write res.nwb: file too large on "
+                                 f"{tmp_path} (it needs about "), run.stdout
+    assert "ulimit -f" in run.stdout and out.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]

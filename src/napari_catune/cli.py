@@ -215,7 +215,7 @@ def check_output_folder(out: Path) -> None:
                                      dir=folder)
     except OSError as e:
         if e.errno in _NO_SPACE:  # not even an empty file (no free inode or block)
-            raise DiskFull(folder, 4096, _free(folder)) from None
+            raise _disk_error(e, target, folder, 4096) from None
         raise CLIError(f"output folder {folder} is not writable ({e.strerror})") from None
     os.close(fd)
     os.unlink(probe)
@@ -240,7 +240,33 @@ class DiskFull(Exception):
                          "space there or write the output elsewhere")
 
 
-_NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+class WriteLimit(DiskFull):
+    """The output met a quota (EDQUOT) or a file-size limit (EFBIG): one line,
+    exit code 1, as for a full disk."""
+
+    _WHY = {
+        errno.EFBIG: ("file too large", "the file system or this process's limit "
+                      "(ulimit -f) allows no file that big; write the output elsewhere "
+                      "or raise the limit"),
+        getattr(errno, "EDQUOT", -1): ("disk quota exceeded", "free space within your quota "
+                                       "there or write the output elsewhere"),
+    }
+
+    def __init__(self, out: Path, folder: Path, no: int):
+        what, todo = self._WHY[no]
+        self.folder, self.need, self.free = folder, 0, None
+        Exception.__init__(self, f"cannot write {out}: {what} on {folder}; {todo}")
+
+
+_NO_SPACE = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def _disk_error(e: OSError, out: Path, folder: Path, need: int) -> DiskFull:
+    """The one-line error (exit 1) for a write that met a full disk, a quota or
+    a file-size limit (``e.errno`` in ``_NO_SPACE``)."""
+    if e.errno in WriteLimit._WHY:
+        return WriteLimit(out, folder, e.errno)
+    return DiskFull(folder, need, _free(folder))
 
 
 def _size_text(nbytes: int) -> str:
@@ -1005,7 +1031,7 @@ def _cmd_deconvolve(args) -> int:
         if writer is not None:
             writer.abort()
         if e.errno in _NO_SPACE:
-            raise DiskFull(folder, need, _free(folder)) from None
+            raise _disk_error(e, out, folder, need) from None
         raise
     except BaseException:
         if writer is not None:
@@ -1611,7 +1637,7 @@ def _cmd_estimate(args) -> int:
             if e.errno in _NO_SPACE:
                 folder = resolve_target(out).parent
                 # a parameter file is ~1.5 kB: one file-system block
-                raise DiskFull(folder, 4096, _free(folder)) from None
+                raise _disk_error(e, out, folder, 4096) from None
             raise
         print(f"saved {out}")
         from .params import calab_note

@@ -866,41 +866,62 @@ def save_results_nwb(path, *, activity, fit, baseline, events, roi_ids, fs, para
 
     def write(tmp):
         # The blocks check the room first (_check_room_for), so HDF5 does not
-        # meet a full disk itself.  A file that failed for want of room is
-        # abandoned: emptied (its blocks freed at once, even if HDF5 keeps its
-        # descriptor open) and closed before the error goes on; an error while
-        # closing it does not replace the write's.
+        # meet a full disk itself.  A file that failed for want of room (or of
+        # quota, or over a file-size limit) is abandoned: emptied (its blocks
+        # freed at once, even if HDF5 keeps its descriptor open) and closed
+        # before the error goes on; an error while closing it does not replace
+        # the write's.
         io = pynwb.NWBHDF5IO(tmp, "w")
         try:
             io.write(nwbfile)
         except BaseException as e:
-            full = _disk_full(e)
-            if full:
+            limit = _write_limit(e)
+            if limit:
                 _empty(tmp)
             _close_quietly(io)
-            if full:
-                raise OSError(errno.ENOSPC, f"no space left writing {Path(tmp).name}") from None
+            if limit:
+                raise _limit_error(limit, path, folder) from None
             raise
         try:
             io.close()
         except (RuntimeError, OSError) as e:
-            if not _disk_full(e):
+            limit = _write_limit(e)
+            if not limit:
                 raise
             _empty(tmp)
             _close_quietly(io)
-            raise OSError(errno.ENOSPC, f"no space left writing {Path(tmp).name}") from None
+            raise _limit_error(limit, path, folder) from None
 
     # the temp file ends in .nwb, as pynwb expects of HDF5 NWB files
     atomic_write_via_path(path, write, suffix=".tmp.nwb")
     return path
 
 
-def _disk_full(e: BaseException) -> bool:
-    """HDF5 reports a full disk as a RuntimeError naming errno 28: made the
-    OSError(ENOSPC) the callers turn into "no space left on ..." """
-    return isinstance(e, (RuntimeError, OSError)) and (
-        getattr(e, "errno", None) == errno.ENOSPC or "errno = 28" in str(e)
-        or "No space left" in str(e))
+#: errors of a write that met a limit of the disk, not a fault of ours
+_LIMITS = {errno.ENOSPC: "no space left", errno.EFBIG: "file too large"}
+if hasattr(errno, "EDQUOT"):
+    _LIMITS[errno.EDQUOT] = "disk quota exceeded"
+
+
+def _write_limit(e: BaseException) -> int | None:
+    """The errno of a write that met a full disk (ENOSPC), a quota (EDQUOT) or
+    a file-size limit (EFBIG), None for anything else.  HDF5 reports these as
+    a RuntimeError/OSError whose text names the errno ("errno = 28")."""
+    if not isinstance(e, (RuntimeError, OSError)):
+        return None
+    if getattr(e, "errno", None) in _LIMITS:
+        return e.errno
+    m = re.search(r"errno = (\d+)", str(e))
+    if m and int(m.group(1)) in _LIMITS:
+        return int(m.group(1))
+    return errno.ENOSPC if "No space left" in str(e) else None
+
+
+def _limit_error(no: int, path, folder) -> OSError:
+    """OSError(no) "cannot write NAME: file too large on FOLDER" (the callers
+    turn ENOSPC/EDQUOT/EFBIG into their one-line messages)."""
+    where = f" on {folder}" if folder is not None else ""
+    return OSError(no, f"cannot write {Path(path).name}: {_LIMITS[no]}{where}", str(path))
 
 
 def _empty(path) -> None:

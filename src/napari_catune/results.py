@@ -488,7 +488,9 @@ def _size_text(nbytes: float) -> str:
 def check_room(path, need: int) -> None:
     """OSError (ENOSPC, naming the sizes and what to do) when the file system
     of ``path``'s folder (its target's, through a symlink) has less than
-    ``need`` bytes free now; nothing when that cannot be told."""
+    ``need`` bytes free now, EFBIG when the process may not write a file of
+    ``need`` bytes (``ulimit -f``); nothing when that cannot be told.  A
+    quota (EDQUOT) is not seen here: the writer reports it."""
     import errno
     import os
 
@@ -499,6 +501,17 @@ def check_room(path, need: int) -> None:
     except (ValueError, FileNotFoundError):
         return  # the writer itself refuses these, with its own message
     folder = target.parent if str(target.parent) else Path(".")
+    try:  # a limit on one file's size (ulimit -f): the writer would meet EFBIG
+        import resource
+
+        fsize = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    except (ImportError, OSError, ValueError, AttributeError):
+        fsize = -1
+    if 0 <= fsize != getattr(resource, "RLIM_INFINITY", -1) and fsize < need:
+        raise OSError(errno.EFBIG, f"cannot write {target.name}: file too large on {folder} "
+                      f"(it needs about {_size_text(need)}, this process may write "
+                      f"{_size_text(fsize)} to a file: ulimit -f); raise that limit",
+                      str(target))
     try:
         st = os.statvfs(folder)
     except (OSError, AttributeError):
