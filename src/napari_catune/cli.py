@@ -1106,10 +1106,10 @@ def _deconvolve_fs(args, params, source):
         return params.replace(fs=args.fs)
     if source.fs is not None and not fs_matches(source.fs, params.fs):
         fp, fd = _fs_texts(params.fs, source.fs)
-        twice = next((n for n in source.notes if "records the sampling rate twice" in n), None)
+        keys = next((n for n in source.notes if "records one sampling rate under" in n), None)
         raise CLIError(
             f"sampling rate mismatch: {args.params} was tuned at {fp} Hz but {args.input} is "
-            f"recorded at {fd} Hz" + (f" ({twice})" if twice else "")
+            f"recorded at {fd} Hz" + (f"; {keys}" if keys else "")
             + "; re-tune or re-save the parameters at the data's rate, or, "
             f"if the rate recorded in {args.input} is wrong, pass its true rate with --fs HZ"
         )

@@ -346,20 +346,17 @@ def _sidecar_period_fs(value, key: str, side) -> float:
 
 
 #: Two of a sidecar's rate keys that differ by at most this (relative) are one
-#: rate written at two precisions: a nominal rate beside the measured one
-#: (NTSC 30 vs 29.97 Hz, 0.1 %; 60 vs 59.94; a resonant scanner's 30 vs
-#: 30.048, 0.16 %), of which the more precise is used.  Real disagreements
-#: (another zoom or line count, 15 vs 30, 30 vs 31.25 Hz) are 4 % and more
-#: apart; a 0.5 % rate error moves a 1 s decay by 5 ms (a sixth of a frame at
-#: 30 Hz), far inside the decay's own estimation error.
+#: rate written twice: a nominal rate beside the measured one (NTSC 30 vs
+#: 29.97 Hz, 0.1 %; 60 vs 59.94; a resonant scanner's 30 vs 30.048, 0.16 %).
+#: Real disagreements (another zoom or line count, 15 vs 30, 30 vs 31.25 Hz)
+#: are 4 % and more apart; a 0.5 % rate error moves a 1 s decay by 5 ms (a
+#: sixth of a frame at 30 Hz), far inside the decay's own estimation error.
 SIDECAR_FS_REL_TOL = 5e-3
 
 
-def _significant_digits(value) -> int:
-    """Significant digits of ``value`` as the sidecar wrote it (its shortest
-    repr): 30 and 30.0 have 1, 29.97 has 4, 33.3667 has 6."""
-    digits = re.sub(r"[^0-9]", "", repr(value).lower().split("e")[0])
-    return len(digits.strip("0")) or 1
+def _percent(x: float) -> str:
+    """A percentage as people write it: 0.1, 1.01, 4.17, 100, 2400."""
+    return f"{x:.0f}" if x >= 100 else f"{x:.3g}"
 
 
 def sidecar_fs(meta: dict, side, notes: list | None = None) -> float | None:
@@ -367,44 +364,51 @@ def sidecar_fs(meta: dict, side, notes: list | None = None) -> float | None:
     ``.npy``'s ``_metadata.json``) records under any of ``SIDECAR_FS_KEYS``,
     or as a period under one of ``SIDECAR_PERIOD_KEYS``.
 
-    Two of them within :data:`SIDECAR_FS_REL_TOL` of each other are one rate
-    (``sampling_rate_hz`` 30 beside ``fps`` 29.97): the one written with the
-    most significant digits is used (on a tie a period, else the first key
-    in ``SIDECAR_FS_KEYS`` order), and unless they agree within the parameter
-    file's tolerance a note saying which goes to ``notes`` (logged when
-    ``notes`` is None).  Two that disagree by more, or a rate or period under
+    Keys within :data:`SIDECAR_FS_REL_TOL` of each other are one rate
+    (``sampling_rate_hz`` 30 beside ``fps`` 29.97).  The one used:
+    ``sampling_rate_hz`` (the canonical key) when it is one of them, else a
+    period key (a time between frames), else the first key in the file.
+    Unless they agree within the parameter file's tolerance, a note naming
+    the keys and which was used goes to ``notes`` (logged when ``notes`` is
+    None).  Two that disagree by more, or a rate or period under
     another name (``framerate``, ``frame_rate_ms``, ``frame_period`` without
     its unit ...) are refused: a rate read wrongly, or not at all, would
     silently run at the parameter file's rate.
     """
     from .params import fs_matches
 
-    found = [(k, as_fs(meta[k], f"{side} {k!r}")) for k in SIDECAR_FS_KEYS
-             if meta.get(k) is not None]
-    found += [(k, _sidecar_period_fs(meta[k], k, side)) for k in SIDECAR_PERIOD_KEYS
-              if meta.get(k) is not None]
+    found = [(k, as_fs(meta[k], f"{side} {k!r}") if k in SIDECAR_FS_KEYS
+              else _sidecar_period_fs(meta[k], k, side))
+             for k in meta if (k in SIDECAR_FS_KEYS or k in SIDECAR_PERIOD_KEYS)
+             and meta[k] is not None]  # (in the file's order)
 
     def said(k, v):
         return f"{k} = {meta[k]!r}" + ("" if k in SIDECAR_FS_KEYS else f" ({v:.6g} Hz)")
 
     if found:
         lo, hi = min(v for _, v in found), max(v for _, v in found)
+        apart = _percent(100 * (hi / lo - 1))
+        count = {2: "two", 3: "three"}.get(len(found), str(len(found)))
         if hi > lo * (1 + SIDECAR_FS_REL_TOL):
             raise SourceError(
-                f"{side} records two sampling rates ("
+                f"{side} records {count} sampling rates {apart} % apart ("
                 + ", ".join(said(k, v) for k, v in found)
-                + f", {100 * (hi / lo - 1):.2g} % apart, more than the "
-                f"{100 * SIDECAR_FS_REL_TOL:g} % of one rate written twice); keep the right one, "
-                "as 'sampling_rate_hz', and remove the other")
-        # the most digits; on a tie a period (a measured frame time), then key order
-        order = list(SIDECAR_FS_KEYS) + list(SIDECAR_PERIOD_KEYS)
-        key, fs = max(found, key=lambda kv: (_significant_digits(meta[kv[0]]),
-                                             kv[0] in SIDECAR_PERIOD_KEYS, -order.index(kv[0])))
+                + f"), more than the {100 * SIDECAR_FS_REL_TOL:g} % of one rate written twice; "
+                "keep the right one, "
+                "as 'sampling_rate_hz', and remove the other" + ("s" if len(found) > 2 else ""))
+        periods = [kv for kv in found if kv[0] in SIDECAR_PERIOD_KEYS]
+        if any(k == "sampling_rate_hz" for k, _ in found):
+            (key, fs), why = next(kv for kv in found if kv[0] == "sampling_rate_hz"), \
+                "the canonical key"
+        elif periods:
+            (key, fs), why = periods[0], "a time between frames"
+        else:
+            (key, fs), why = found[0], "the first in the file"
         if any(not fs_matches(v, fs) for _, v in found):
-            note = (f"{side} records the sampling rate twice, "
-                    + " and ".join(said(k, v) for k, v in found)
-                    + f" ({100 * (hi / lo - 1):.2g} % apart): one rate, {fs:.6g} Hz from "
-                    f"{key}, the more precise")
+            keys = [said(k, v) for k, v in found]
+            note = (f"{side} records one sampling rate under {count} keys {apart} % apart, "
+                    + ", ".join(keys[:-1]) + f" and {keys[-1]}: "
+                    f"{fs:.6g} Hz from {key} is used, {why}")
             if notes is None:
                 logging.getLogger(__name__).info("%s", note)
             else:
