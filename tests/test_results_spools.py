@@ -228,3 +228,28 @@ def test_no_removal_on_evidence_from_a_proc_that_is_not_ours(tmp_path, monkeypat
     monkeypatch.undo()
     assert [p for p, _, _ in remove_stale_temps(tmp_path / "o.nwb")] == [stale]
     assert _atomic._proc_is_ours()  # this test's own /proc is ours
+
+
+@pytest.mark.skipif(not _atomic._owner(), reason="no /proc owner token on this system")
+def test_another_boot_id_is_a_reboot_only_in_our_pid_namespace(tmp_path, monkeypatch):
+    """A boot id not ours in another pid namespace is another machine with the
+    same host name (or a container of before a reboot): kept.  In our
+    namespace it is this machine before its reboot: removed.  A cleaner that
+    cannot read its own token removes no file that has one."""
+    boot, ns, _ = _atomic._owner()[1:].split("-")
+    other_boot = "0" * 8 if boot != "0" * 8 else "1" * 8
+    host, live = _atomic._host(), os.getppid()
+
+    def name(tag, b, n):
+        f = tmp_path / f".{tag}.catune-{live}-{host}.@{b}-{n}-5.x1.tmp"
+        f.write_bytes(b"x")
+        return f
+
+    elsewhere = name("elsewhere", other_boot, "1234")
+    rebooted = name("rebooted", other_boot, ns)
+    assert [p for p, _, _ in remove_stale_temps(tmp_path / "x.csv", folder_wide=True)] == [rebooted]
+    assert elsewhere.is_file()
+    rebooted = name("rebooted", other_boot, ns)
+    monkeypatch.setattr(_atomic, "_owner", lambda pid=None: "")
+    assert remove_stale_temps(tmp_path / "x.csv", folder_wide=True) == []
+    assert elsewhere.is_file() and rebooted.is_file()

@@ -19,9 +19,10 @@ of the writing process): a process killed before it could clean up
 (SIGKILL, power loss) leaves one behind, and the next write into the same
 folder on the same host removes it once its writer is gone -- that pid no
 longer runs, or runs a process started later (the pid reused), or the
-machine has rebooted since (:func:`remove_stale_temps`).  A live writer's
-files, and those of another host or pid namespace (a container sharing the
-folder), are never removed.
+machine has rebooted since (the same pid namespace, another boot id:
+:func:`remove_stale_temps`).  A live writer's files, and those of another
+host or pid namespace (a container sharing the folder, or another machine
+with the same host name whose namespace differs), are never removed.
 
 A folder that refuses the temporary file (read-only file system, no
 permission) raises :class:`FolderNotWritable` naming the target and its
@@ -152,13 +153,19 @@ def _pid_alive(pid: int) -> bool:
 
 def _owner_gone(pid: int, boot: str | None, ns: str | None, start: str | None) -> bool:
     """True only when the process that named a temporary file surely no longer
-    runs (same host checked by the caller)."""
-    if boot is not None and _owner():
-        mine = _owner()[1:].split("-")
-        if boot != mine[0]:
-            return True  # written before this machine's last boot
-        if ns != mine[1]:
-            return False  # another pid namespace (a container): its pids are not ours to check
+    runs (same host name checked by the caller).  When in doubt: False (keep)."""
+    if boot is not None:
+        mine = _owner()
+        if not mine:
+            return False  # we cannot read our own boot / namespace: nothing to compare with
+        my_boot, my_ns, _ = mine[1:].split("-")
+        if ns != my_ns:
+            # another pid namespace (a container), or another machine with the same
+            # host name (after a reboot the namespace of a container differs too;
+            # its leftovers are kept, a lost hidden file rather than a lost output)
+            return False
+        if boot != my_boot:
+            return True  # the same namespace, written before this machine's last boot
     if not _proc_is_ours():
         return False  # /proc is another namespace's: its pids and start times are not ours
     if not _pid_alive(pid):
