@@ -251,6 +251,18 @@ def test_no_movie_no_neuropil_and_the_tooltip_says_why(setup, qtbot, counted):
     assert len(notes["error"]) == 1 and "no traces and no movie" in notes["error"][0]
 
 
+def _cancel_and_check_plain_traces_kept(qtbot, w, btn, gate, src0, notes):
+    """Click the read's Cancel ``btn``, release the held read, and check the
+    neuropil is off again with the plain traces ``src0`` kept and said."""
+    qtbot.mouseClick(btn, Qt.LeftButton)
+    gate.set()
+    qtbot.waitUntil(lambda: not w.neuropil_box.check.isChecked(), timeout=60_000)
+    wait(qtbot, w)
+    assert w.session.neuropil is None and w.session.source is src0
+    assert "Neuropil cancelled" in w.status.text()
+    assert not notes["error"]
+
+
 def test_cancel_the_neuropil_read_keeps_the_plain_traces(setup, qtbot, held):
     viewer, w, _, notes = setup
     gate, _inside = held
@@ -263,13 +275,7 @@ def test_cancel_the_neuropil_read_keeps_the_plain_traces(setup, qtbot, held):
     assert btn.isVisible() and "neuropil" in w.jobs.text(f"extract {key}")
     # its line (a long movie name) never widens the dock past napari's ~420 px
     assert w.jobs.minimumSizeHint().width() <= 400
-    qtbot.mouseClick(btn, Qt.LeftButton)
-    gate.set()
-    qtbot.waitUntil(lambda: not w.neuropil_box.check.isChecked(), timeout=60_000)
-    wait(qtbot, w)
-    assert w.session.neuropil is None and w.session.source is src0
-    assert "Neuropil cancelled" in w.status.text()
-    assert not notes["error"]
+    _cancel_and_check_plain_traces_kept(qtbot, w, btn, gate, src0, notes)
 
 
 def _steps_during_the_read(qtbot, w, held, n):
@@ -318,13 +324,8 @@ def test_cancel_during_the_steps_cancels_the_one_read(setup, qtbot, held):
     src0 = w.session.source
     first, _last = _steps_during_the_read(qtbot, w, held, 2)
     assert list(w.picker.builds) == [first]
-    qtbot.mouseClick(w.jobs.cancel_button(f"extract {first}"), Qt.LeftButton)
-    gate.set()
-    qtbot.waitUntil(lambda: not w.neuropil_box.check.isChecked(), timeout=60_000)
-    wait(qtbot, w)
-    assert w.session.neuropil is None and w.session.source is src0
-    assert "Neuropil cancelled" in w.status.text()
-    assert not notes["error"]
+    _cancel_and_check_plain_traces_kept(qtbot, w, w.jobs.cancel_button(f"extract {first}"), gate,
+                                        src0, notes)
 
 
 def test_another_pair_and_its_coefficients_keep_the_first_pairs_f_and_fneu(setup, qtbot,

@@ -13,11 +13,16 @@ What is at ``path`` is respected:
 - anything that is not a regular file (a folder, a FIFO, a device such as
   ``/dev/null``, a socket) is refused with a ValueError; nothing is written.
 
-Temporary files are named ``.{name}.catune-{pid}-{host}.*.tmp`` (see
-:func:`temp_prefix`): a process killed before it could clean up (SIGKILL,
-power loss) leaves one behind, and the next write of the same target on
-the same host removes it once that pid no longer runs
-(:func:`remove_stale_temps`).
+Temporary files are named ``.{name}.catune-{pid}-{host}.[{key}.]@{owner}.*.tmp``
+(see :func:`temp_prefix`; ``owner`` is the boot, pid namespace and start time
+of the writing process): a process killed before it could clean up
+(SIGKILL, power loss) leaves one behind, and the next write into the same
+folder on the same host removes it once its writer is gone -- that pid no
+longer runs, or runs a process started later (the pid reused), or the
+machine has rebooted since (the same pid namespace, another boot id:
+:func:`remove_stale_temps`).  A live writer's files, and those of another
+host or pid namespace (a container sharing the folder, or another machine
+with the same host name whose namespace differs), are never removed.
 
 A folder that refuses the temporary file (read-only file system, no
 permission) raises :class:`FolderNotWritable` naming the target and its
@@ -63,14 +68,77 @@ def _host() -> str:
     return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40] or "host"
 
 
+def _boot_id() -> str | None:
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as fh:
+            return fh.read().strip().replace("-", "")[:8] or None
+    except OSError:
+        return None  # not Linux: the pid alone tells
+
+
+def _pid_ns(pid="self") -> int | None:
+    try:  # "pid:[4026531836]": pids mean the same process only within one namespace
+        return int(os.readlink(f"/proc/{pid}/ns/pid").split("[", 1)[1].rstrip("]"))
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _start_ticks(pid) -> int | None:
+    """When process ``pid`` started (clock ticks since boot; Linux), None if unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            text = fh.read()
+        return int(text[text.rindex(b")") + 2:].split()[19])  # field 22, after "(comm)"
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _owner_token() -> str:
+    """``@{boot}-{pid namespace}-{start}`` (hex) of this process, or "" off Linux."""
+    boot, ns, start = _boot_id(), _pid_ns(), _start_ticks("self")
+    if boot is None or ns is None or start is None:
+        return ""
+    return f"@{boot}-{ns:x}-{start:x}"
+
+
+_OWNER_OF: tuple[int, str] | None = None  # (pid, its token)
+
+
+def _owner(pid: int | None = None) -> str:
+    """The owner token of this process (:func:`_owner_token`), for ``pid``
+    (``os.getpid()``).  Cached per pid: a child made by ``fork`` (e.g.
+    multiprocessing's workers) gets its own start time, so the pid and the
+    token in its temporary files' names describe the same process."""
+    global _OWNER_OF
+    pid = os.getpid() if pid is None else pid
+    cached = _OWNER_OF
+    if cached is None or cached[0] != pid:
+        cached = _OWNER_OF = (pid, _owner_token())
+    return cached[1]
+
+
+def _proc_is_ours() -> bool:
+    """False when /proc describes another pid namespace than ours (a pid
+    namespace made without remounting /proc, e.g. ``unshare -p -f`` without
+    ``--mount-proc``): the pids we see are then not the pids under /proc, and
+    /proc/{pid}/stat tells nothing about our processes."""
+    try:
+        return int(os.readlink("/proc/self")) == os.getpid()
+    except (OSError, ValueError):
+        return True  # no /proc (not Linux): nothing there to mislead us
+
+
 def temp_prefix(target_name: str, key: str = "") -> str:
     """Prefix of this process's temporary files for ``target_name`` (for mkstemp).
 
-    ``.{name}.catune-{pid}-{host}.[{key}.]``: the pid and host tell a later
-    run whether the writer still runs.
+    ``.{name}.catune-{pid}-{host}.[{key}.][@{boot}-{pidns}-{start}.]``: the
+    pid, host and owner token tell a later run whether the writer still runs.
     """
+    pid = os.getpid()
+    token = _owner(pid)
     part = f"{key}." if key else ""
-    return f".{target_name[:_NAME_MAX]}.{_TAG}-{os.getpid()}-{_host()}.{part}"
+    owner = f"{token}." if token else ""
+    return f".{target_name[:_NAME_MAX]}.{_TAG}-{pid}-{_host()}.{part}{owner}"
 
 
 def _pid_alive(pid: int) -> bool:
@@ -83,18 +151,53 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temps(target) -> list[tuple[Path, int, int]]:
-    """Remove temporary files of ``target`` left by dead processes of this host.
+def _owner_gone(pid: int, boot: str | None, ns: str | None, start: str | None) -> bool:
+    """True only when the process that named a temporary file surely no longer
+    runs (same host name checked by the caller).  When in doubt: False (keep)."""
+    if boot is not None:
+        mine = _owner()
+        if not mine:
+            return False  # we cannot read our own boot / namespace: nothing to compare with
+        my_boot, my_ns, _ = mine[1:].split("-")
+        if ns != my_ns:
+            # another pid namespace (a container), or another machine with the same
+            # host name (after a reboot the namespace of a container differs too;
+            # its leftovers are kept, a lost hidden file rather than a lost output)
+            return False
+        if boot != my_boot:
+            return True  # the same namespace, written before this machine's last boot
+    if not _proc_is_ours():
+        return False  # /proc is another namespace's: its pids and start times are not ours
+    if not _pid_alive(pid):
+        return True
+    if start is not None:
+        now = _start_ticks(pid)
+        return now is not None and now != int(start, 16)  # the pid reused by a later process
+    return False
 
-    Only files named by :func:`temp_prefix` for this target, written on this
-    host by a pid that no longer runs, and that are regular files, are
-    removed.  Returns ``(path, pid, size in bytes)`` of each removed file.
+
+#: a temporary file name of :func:`temp_prefix` (any target): name, pid, host, the owner token
+_ANY = re.compile(
+    r"\.(?P<name>.+)\." + _TAG + r"-(?P<pid>\d+)-(?P<host>[A-Za-z0-9-]+)\.(?:\w+\.)?"
+    r"(?:@(?P<boot>[0-9a-f]+)-(?P<ns>[0-9a-f]+)-(?P<start>[0-9a-f]+)\.)?")
+
+
+_TEMP_END = re.compile(r"\.tmp(\.\w+)?$|\.probe$")
+
+
+def remove_stale_temps(target, *, folder_wide: bool = False) -> list[tuple[Path, int, int]]:
+    """Remove temporary files of ``target`` left by processes of this host
+    that are gone (killed before they could clean up).
+
+    Only regular files named by :func:`temp_prefix` for this target, written
+    on this host by a process that no longer runs (:func:`_owner_gone`: the
+    pid is free, or reused by a later process, or the machine rebooted), are
+    removed.  ``folder_wide``: those of every target in ``target``'s folder
+    (only ``*.tmp*``/``*.probe`` files).  Returns ``(path, pid, size in
+    bytes)`` of each removed file.
     """
     target = Path(target)
     folder = target.parent if str(target.parent) else Path(".")
-    pattern = re.compile(
-        r"\." + re.escape(target.name[:_NAME_MAX]) + r"\." + _TAG + r"-(\d+)-([A-Za-z0-9-]+)\."
-    )
     host, me = _host(), os.getpid()
     removed = []
     try:
@@ -102,11 +205,16 @@ def remove_stale_temps(target) -> list[tuple[Path, int, int]]:
     except OSError:
         return removed
     for entry in entries:
-        m = pattern.match(entry.name)
-        if m is None or m.group(2) != host:
+        m = _ANY.match(entry.name)
+        if m is None or m.group("host") != host:
             continue
-        pid = int(m.group(1))
-        if pid == me or _pid_alive(pid):
+        if folder_wide:
+            if not _TEMP_END.search(entry.name):
+                continue
+        elif m.group("name") != target.name[:_NAME_MAX]:
+            continue
+        pid = int(m.group("pid"))
+        if pid == me or not _owner_gone(pid, m.group("boot"), m.group("ns"), m.group("start")):
             continue
         try:
             st = entry.stat(follow_symlinks=False)
@@ -254,11 +362,13 @@ def atomic_write_via_path(path, write_path, suffix: str = ".tmp") -> Path:
     path = Path(path)
     target = resolve_target(path)
     folder = target.parent if str(target.parent) else Path(".")
-    stale = remove_stale_temps(target)
+    stale = remove_stale_temps(target, folder_wide=True)
     if stale:
         warnings.warn(
-            f"removed {len(stale)} stale temporary file(s) of {target} left by "
-            f"process(es) {', '.join(str(pid) for _, pid, _ in stale)} that no longer run",
+            f"removed {len(stale)} stale temporary file(s) in {folder} ("
+            + ", ".join(p.name for p, _, _ in stale[:3]) + (", ..." if len(stale) > 3 else "")
+            + f") left by process(es) {', '.join(sorted({str(pid) for _, pid, _ in stale}))} "
+            "that no longer run",
             stacklevel=3,
         )
     try:

@@ -215,7 +215,7 @@ def check_output_folder(out: Path) -> None:
                                      dir=folder)
     except OSError as e:
         if e.errno in _NO_SPACE:  # not even an empty file (no free inode or block)
-            raise DiskFull(folder, 4096, _free(folder)) from None
+            raise _disk_error(e, target, folder, 4096) from None
         raise CLIError(f"output folder {folder} is not writable ({e.strerror})") from None
     os.close(fd)
     os.unlink(probe)
@@ -236,29 +236,62 @@ class DiskFull(Exception):
     def __init__(self, folder: Path, need: int, free: int | None = None):
         self.folder, self.need, self.free = folder, int(need), free
         extra = f", {_size_text(free)} free" if free is not None else ""
-        super().__init__(f"no space left on {folder}: need {_size_text(need)}{extra}")
+        super().__init__(f"no space left on {folder}: need {_size_text(need)}{extra}; free "
+                         "space there or write the output elsewhere")
 
 
-_NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+class WriteLimit(DiskFull):
+    """The output met a quota (EDQUOT) or a file-size limit (EFBIG): one line,
+    exit code 1, as for a full disk."""
+
+    _WHY = {
+        errno.EFBIG: ("file too large", "the file system or this process's limit "
+                      "(ulimit -f) allows no file that big; write the output elsewhere "
+                      "or raise the limit"),
+        getattr(errno, "EDQUOT", -1): ("disk quota exceeded", "free space within your quota "
+                                       "there or write the output elsewhere"),
+    }
+
+    def __init__(self, out: Path, folder: Path, no: int):
+        what, todo = self._WHY[no]
+        self.folder, self.need, self.free = folder, 0, None
+        Exception.__init__(self, f"cannot write {out}: {what} on {folder}; {todo}")
+
+
+_NO_SPACE = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def _disk_error(e: OSError, out: Path, folder: Path, need: int) -> DiskFull:
+    """The one-line error (exit 1) for a write that met a full disk, a quota or
+    a file-size limit (``e.errno`` in ``_NO_SPACE``)."""
+    if e.errno in WriteLimit._WHY:
+        return WriteLimit(out, folder, e.errno)
+    return DiskFull(folder, need, _free(folder))
 
 
 def _size_text(nbytes: int) -> str:
-    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if nbytes >= 0.1 * size or unit == "kB":
+    # GB from 1 GB on ("160 MB", not "0.2 GB": two sizes side by side must differ)
+    for unit, size, least in (("GB", 1e9, 1.0), ("MB", 1e6, 1.0), ("kB", 1e3, 0.0)):
+        if nbytes >= least * size:
             value = nbytes / size
             return f"{value:.1f} {unit}" if value < 100 else f"{value:.0f} {unit}"
     raise AssertionError  # pragma: no cover
 
 
 def remove_stale_outputs(out: Path) -> None:
-    """Remove temporary files of OUT left by runs that were killed; say so on stderr."""
-    for path, pid, size in remove_stale_temps(resolve_target(out)):
+    """Remove the temporary files (row spools, half-written outputs) that runs
+    killed before they could clean up left in OUT's folder, whichever output
+    they were for (``_atomic.remove_stale_temps``: never a live run's); say so
+    on stderr."""
+    for path, pid, size in remove_stale_temps(resolve_target(out), folder_wide=True):
         print(f"{PROG}: removed {path} ({_size_text(size)}), a temporary file left by an "
               f"interrupted run (process {pid}, no longer running)", file=sys.stderr)
 
 
 def check_free_space(folder: Path, need: int) -> None:
-    """Raise DiskFull (exit 1) when ``folder``'s file system has less than ``need`` bytes free."""
+    """Raise DiskFull (exit 1) when ``folder``'s file system has less than
+    ``need`` bytes free (``statvfs``' room for an unprivileged writer), as
+    :func:`check_memory_for` does for memory: before any work."""
     try:
         free = shutil.disk_usage(folder).free
     except OSError:
@@ -664,8 +697,12 @@ class _SpoolWriter:
         # the temporary files (8 bytes a value per field) and, beside them, the
         # file written from them: CSV ~17 characters a value, NWB 8 bytes a value
         # per field
+        # (.nwb: and the room its writer keeps free beyond the last block)
+        from .nwb import _ROOM_MARGIN
+
         k = len(cls.big_fields(suffix, per_sample, fitted))
-        return 8 * k * n * T + (18 if suffix == ".csv" else 8 * k) * n * T + 65536
+        return (8 * k * n * T + (18 if suffix == ".csv" else 8 * k) * n * T + 65536
+                + (_ROOM_MARGIN if suffix == ".nwb" else 0))
 
     def commit(self) -> None:
         from .results import save_results
@@ -994,7 +1031,7 @@ def _cmd_deconvolve(args) -> int:
         if writer is not None:
             writer.abort()
         if e.errno in _NO_SPACE:
-            raise DiskFull(folder, need, _free(folder)) from None
+            raise _disk_error(e, out, folder, need) from None
         raise
     except BaseException:
         if writer is not None:
@@ -1069,9 +1106,11 @@ def _deconvolve_fs(args, params, source):
         return params.replace(fs=args.fs)
     if source.fs is not None and not fs_matches(source.fs, params.fs):
         fp, fd = _fs_texts(params.fs, source.fs)
+        keys = next((n for n in source.notes if "records one sampling rate under" in n), None)
         raise CLIError(
             f"sampling rate mismatch: {args.params} was tuned at {fp} Hz but {args.input} is "
-            f"recorded at {fd} Hz; re-tune or re-save the parameters at the data's rate, or, "
+            f"recorded at {fd} Hz" + (f"; {keys}" if keys else "")
+            + "; re-tune or re-save the parameters at the data's rate, or, "
             f"if the rate recorded in {args.input} is wrong, pass its true rate with --fs HZ"
         )
     return params
@@ -1233,6 +1272,8 @@ def _cmd_extract(args) -> int:
     except SourceError as e:
         raise CLIError(str(e)) from None
     try:
+        for note in movie.notes:
+            log.info("note: %s: %s", args.movie, note)
         fs = args.fs if args.fs is not None else movie.fs
         if args.fs is not None and movie.fs is not None and not _same_fs(args.fs, movie.fs):
             _warn(f"--fs {args.fs:g} Hz overrides the {movie.fs:g} Hz recorded in {args.movie}")
@@ -1596,7 +1637,7 @@ def _cmd_estimate(args) -> int:
             if e.errno in _NO_SPACE:
                 folder = resolve_target(out).parent
                 # a parameter file is ~1.5 kB: one file-system block
-                raise DiskFull(folder, 4096, _free(folder)) from None
+                raise _disk_error(e, out, folder, 4096) from None
             raise
         print(f"saved {out}")
         from .params import calab_note
@@ -1632,6 +1673,8 @@ def _movie_info(path) -> bool:
             print(f"fs           {movie.fs:g} Hz  (duration {movie.shape[0] / movie.fs:.1f} s)")
         else:
             print("fs           unknown (the file records no frame rate)")
+        for note in movie.notes:
+            print(f"note         {note}")
         print("next         napari-catune extract MOVIE LABELS -o traces.npz")
     finally:
         movie.close()

@@ -662,11 +662,47 @@ _BLOCK_BYTES = 32 << 20
 _HDF5_CHUNK_BYTES = 1 << 20
 
 
-def _frames_by_rois(rows):
+#: free bytes kept on the output's disk beyond the next block: what HDF5 may
+#: still write when its objects close after a block is refused.  Its chunk
+#: cache holds at most 1 MiB of unwritten chunks per open dataset (h5py's
+#: default rdcc_nbytes; our chunks are at most _HDF5_CHUNK_BYTES), and a
+#: results file has at most 4 (T, n) datasets: 4 MB; the metadata written at
+#: close (object headers, the small tables) is well under 1 MB.  8 MB covers
+#: both with room to spare, without refusing a 1 MB file on a disk with 20 MB
+#: free (a fixed 32 MB did).  The block itself is counted by each check.
+_ROOM_MARGIN = 8 << 20
+
+
+def _check_room_for(folder, nbytes: int) -> None:
+    """OSError(ENOSPC) when ``folder``'s disk has less than ``nbytes`` (the
+    next block) + :data:`_ROOM_MARGIN` free.
+
+    Checked before each block: HDF5 must never meet the full disk itself.
+    When it does, the datasets it then fails to close stay open in the
+    library, and its exit handler (H5_term_library -> H5D_close) crashed on
+    them with SIGSEGV after the message (the thirty-ninth round; closing
+    those ids by hand crashes the same way).  Stopping while there is still
+    room lets every object close cleanly.
+    """
+    if folder is None:
+        return
+    try:
+        st = os.statvfs(folder)
+    except (OSError, AttributeError):
+        return
+    free = st.f_bavail * st.f_frsize
+    if free < nbytes + _ROOM_MARGIN:
+        raise OSError(errno.ENOSPC, f"no space left on {folder} for the next block "
+                      f"({free} bytes free)")
+
+
+def _frames_by_rois(rows, folder=None):
     """An (n, T) array (or a ``results.RowSpool`` on disk) as the (T, n) data of
     a RoiResponseSeries, written a block of frames at a time: hdmf's
     ``GenericDataChunkIterator`` (one block in memory, no transposed copy of
-    the whole array); chunked (at most ~1 MB a chunk, whole rows of ROIs)."""
+    the whole array); chunked (at most ~1 MB a chunk, whole rows of ROIs).
+    With ``folder`` (the output's), each block first checks the room for it
+    (:func:`_check_room_for`)."""
     from hdmf.data_utils import GenericDataChunkIterator
 
     n, t = (int(v) for v in rows.shape)
@@ -674,7 +710,9 @@ def _frames_by_rois(rows):
     class _Blocks(GenericDataChunkIterator):
         def _get_data(self, selection):
             frames, rois = selection
-            return np.ascontiguousarray(np.asarray(rows[rois, frames], dtype=np.float64).T)
+            block = np.ascontiguousarray(np.asarray(rows[rois, frames], dtype=np.float64).T)
+            _check_room_for(folder, block.nbytes)
+            return block
 
         def _get_maxshape(self):
             return (t, n)
@@ -708,6 +746,12 @@ def save_results_nwb(path, *, activity, fit, baseline, events, roi_ids, fs, para
     from .params import _export_dict, _formulation
 
     path = Path(path)
+    try:
+        from ._atomic import resolve_target
+
+        folder = resolve_target(path).parent
+    except (ValueError, FileNotFoundError):
+        folder = None  # refused by the atomic writer below, with its own message
     ids = np.asarray(roi_ids, dtype=np.int64)
     n, t = activity.shape
     lab, mask_note = _tile_or_labels(labels, ids)
@@ -768,7 +812,7 @@ def save_results_nwb(path, *, activity, fit, baseline, events, roi_ids, fs, para
     timing = ({"timestamps": np.asarray(timestamps, dtype=np.float64)}
               if timestamps is not None else {"rate": float(fs), "starting_time": float(t0)})
     act = fl.create_roi_response_series(
-        name="activity", data=_frames_by_rois(activity), rois=region, unit=unit,
+        name="activity", data=_frames_by_rois(activity, folder), rois=region, unit=unit,
         description=f"deconvolved activity s of {what} (events scaled to trace units); "
         + FRAME0_NOTE,
         comments=export, **timing,
@@ -781,15 +825,15 @@ def save_results_nwb(path, *, activity, fit, baseline, events, roi_ids, fs, para
     of = "" if note is None else " of the band-passed trace (series fitted_trace)"
     if fit is not None:
         fl.create_roi_response_series(
-            name="fit", data=_frames_by_rois(fit), rois=region, unit=unit,
+            name="fit", data=_frames_by_rois(fit, folder), rois=region, unit=unit,
             description=f"model fit K*s + baseline of {what}{of}, in trace units", **timing)
     if fitted_trace is not None:
         fl.create_roi_response_series(
-            name="fitted_trace", data=_frames_by_rois(fitted_trace), rois=region,
+            name="fitted_trace", data=_frames_by_rois(fitted_trace, folder), rois=region,
             unit=unit, description=f"the trace fitted: {note}", **timing)
     if baseline is not None and baseline.ndim == 2:
         fl.create_roi_response_series(
-            name="baseline", data=_frames_by_rois(baseline), rois=region, unit=unit,
+            name="baseline", data=_frames_by_rois(baseline, folder), rois=region, unit=unit,
             description=f"baseline per frame ({params.baseline} mode){of}", **timing)
 
     p = params
@@ -821,20 +865,79 @@ def save_results_nwb(path, *, activity, fit, baseline, events, roi_ids, fs, para
                              columns=_columns(events)))
 
     def write(tmp):
+        # The blocks check the room first (_check_room_for), so HDF5 does not
+        # meet a full disk itself.  A file that failed for want of room (or of
+        # quota, or over a file-size limit) is abandoned: emptied (its blocks
+        # freed at once, even if HDF5 keeps its descriptor open) and closed
+        # before the error goes on; an error while closing it does not replace
+        # the write's.
+        io = pynwb.NWBHDF5IO(tmp, "w")
         try:
-            with pynwb.NWBHDF5IO(tmp, "w") as io:
-                io.write(nwbfile)
+            io.write(nwbfile)
+        except BaseException as e:
+            limit = _write_limit(e)
+            if limit:
+                _empty(tmp)
+            _close_quietly(io)
+            if limit:
+                raise _limit_error(limit, path, folder) from None
+            raise
+        try:
+            io.close()
         except (RuntimeError, OSError) as e:
-            # HDF5 reports a full disk as a RuntimeError naming errno 28: make it
-            # the OSError(ENOSPC) the callers turn into "no space left on ..."
-            if getattr(e, "errno", None) != errno.ENOSPC \
-                    and "errno = 28" not in str(e) and "No space left" not in str(e):
+            limit = _write_limit(e)
+            if not limit:
                 raise
-            raise OSError(errno.ENOSPC, f"no space left writing {Path(tmp).name}") from None
+            _empty(tmp)
+            _close_quietly(io)
+            raise _limit_error(limit, path, folder) from None
 
     # the temp file ends in .nwb, as pynwb expects of HDF5 NWB files
     atomic_write_via_path(path, write, suffix=".tmp.nwb")
     return path
+
+
+#: errors of a write that met a limit of the disk, not a fault of ours
+_LIMITS = {errno.ENOSPC: "no space left", errno.EFBIG: "file too large"}
+if hasattr(errno, "EDQUOT"):
+    _LIMITS[errno.EDQUOT] = "disk quota exceeded"
+
+
+def _write_limit(e: BaseException) -> int | None:
+    """The errno of a write that met a full disk (ENOSPC), a quota (EDQUOT) or
+    a file-size limit (EFBIG), None for anything else.  HDF5 reports these as
+    a RuntimeError/OSError whose text names the errno ("errno = 28")."""
+    if not isinstance(e, (RuntimeError, OSError)):
+        return None
+    if getattr(e, "errno", None) in _LIMITS:
+        return e.errno
+    m = re.search(r"errno = (\d+)", str(e))
+    if m and int(m.group(1)) in _LIMITS:
+        return int(m.group(1))
+    return errno.ENOSPC if "No space left" in str(e) else None
+
+
+def _limit_error(no: int, path, folder) -> OSError:
+    """OSError(no) "cannot write NAME: file too large on FOLDER" (the callers
+    turn ENOSPC/EDQUOT/EFBIG into their one-line messages)."""
+    where = f" on {folder}" if folder is not None else ""
+    return OSError(no, f"cannot write {Path(path).name}: {_LIMITS[no]}{where}", str(path))
+
+
+def _empty(path) -> None:
+    try:
+        os.truncate(path, 0)
+    except OSError:
+        pass
+
+
+def _close_quietly(io) -> None:
+    """Close an NWBHDF5IO whose write failed: a second error while closing
+    must not replace the first."""
+    try:
+        io.close()
+    except Exception:  # noqa: BLE001 - the write's own error is the one to report
+        pass
 
 
 def _table_columns(table) -> dict:

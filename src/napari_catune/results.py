@@ -98,7 +98,10 @@ class RowSpool:
     Plain file reads and writes (``os.pread``/``os.pwrite``), no memory map:
     nothing piles up in the resident set, and a full disk raises OSError
     (ENOSPC) instead of SIGBUS.  Rows never written read as NaN.  The file
-    (``folder/prefix*.tmp``) is removed by :meth:`close`.
+    (``folder/prefix*.tmp``) is removed by :meth:`close`; with a prefix of
+    ``_atomic.temp_prefix`` (the writer's pid, host, boot and start time), a
+    killed run's file is removed by the next run writing into ``folder``
+    (``_atomic.remove_stale_temps``).
     """
 
     ndim = 2
@@ -434,6 +437,7 @@ def save_results(path, *, activity, fit, baseline, events=None, roi_ids, fs, par
     if not r["params"].filter_enabled:
         r["fitted_trace"] = None  # the input trace itself: the lab has it
     r["input_traces"] = str(input_traces) if input_traces else None
+    check_room(path, bytes_needed(ext, r))  # before writing: no half-written file to fill the disk
     if ext in (".npz", ".npy"):  # (read whole: the CLI streams these itself)
         for key in ("activity", "fit", "baseline", "fitted_trace"):
             if isinstance(r[key], RowSpool):
@@ -448,6 +452,75 @@ def save_results(path, *, activity, fit, baseline, events=None, roi_ids, fs, par
     if ext == ".csv":
         return _save_csv(path, r, source)
     return _save_npy(path, r, source)
+
+
+#: bytes a results file needs beyond its (n, T) values: the tables, the
+#: parameters, the footprints, HDF5's own structures
+_ROOM_OVERHEAD = 1 << 20
+
+
+def bytes_needed(ext: str, r: dict) -> int:
+    """The bytes a results file of ``save_results``' validated fields ``r``
+    surely takes: 8 per value of each (n, T) field in ``.npz``/``.nwb``
+    (stored uncompressed), 8 per activity value in ``.npy``; a ``.csv``
+    at least 2 per activity value (a zero and its comma; "%.10g" of
+    another value takes up to 17, so this is the floor, not the size)."""
+    n, T = r["activity"].shape
+    if ext in (".npy", ".csv"):
+        return (8 if ext == ".npy" else 2) * n * T + _ROOM_OVERHEAD
+    fields = sum(1 for k in ("activity", "fit", "baseline", "fitted_trace")
+                 if r.get(k) is not None and np.ndim(r[k]) == 2)
+    if ext == ".nwb":  # and the room its writer keeps free beyond the last block
+        from .nwb import _ROOM_MARGIN
+
+        return 8 * fields * n * T + _ROOM_OVERHEAD + _ROOM_MARGIN
+    return 8 * fields * n * T + _ROOM_OVERHEAD
+
+
+def _size_text(nbytes: float) -> str:
+    for unit, size, least in (("GB", 1e9, 1.0), ("MB", 1e6, 1.0), ("kB", 1e3, 0.0)):
+        if nbytes >= least * size:
+            value = nbytes / size
+            return f"{value:.1f} {unit}" if value < 100 else f"{value:.0f} {unit}"
+    raise AssertionError  # pragma: no cover
+
+
+def check_room(path, need: int) -> None:
+    """OSError (ENOSPC, naming the sizes and what to do) when the file system
+    of ``path``'s folder (its target's, through a symlink) has less than
+    ``need`` bytes free now, EFBIG when the process may not write a file of
+    ``need`` bytes (``ulimit -f``); nothing when that cannot be told.  A
+    quota (EDQUOT) is not seen here: the writer reports it."""
+    import errno
+    import os
+
+    from ._atomic import resolve_target
+
+    try:
+        target = resolve_target(path)
+    except (ValueError, FileNotFoundError):
+        return  # the writer itself refuses these, with its own message
+    folder = target.parent if str(target.parent) else Path(".")
+    try:  # a limit on one file's size (ulimit -f): the writer would meet EFBIG
+        import resource
+
+        fsize = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    except (ImportError, OSError, ValueError, AttributeError):
+        fsize = -1
+    if 0 <= fsize != getattr(resource, "RLIM_INFINITY", -1) and fsize < need:
+        raise OSError(errno.EFBIG, f"cannot write {target.name}: file too large on {folder} "
+                      f"(it needs about {_size_text(need)}, this process may write "
+                      f"{_size_text(fsize)} to a file: ulimit -f); raise that limit",
+                      str(target))
+    try:
+        st = os.statvfs(folder)
+    except (OSError, AttributeError):
+        return  # cannot tell (Windows, some network file systems): writing will tell
+    free = st.f_bavail * st.f_frsize
+    if free < need:
+        raise OSError(errno.ENOSPC, f"{target.name} needs about {_size_text(need)} on {folder}, "
+                      f"{_size_text(free)} free; free space there or write elsewhere",
+                      str(target))
 
 
 def _save_npz(path: Path, r: dict) -> Path:

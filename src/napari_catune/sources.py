@@ -18,6 +18,7 @@ names the file and what to do.  Nothing is unpickled; no Qt, no napari.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import re
@@ -344,30 +345,75 @@ def _sidecar_period_fs(value, key: str, side) -> float:
     return 1.0 / (float(value) * SIDECAR_PERIOD_KEYS[key])
 
 
-def sidecar_fs(meta: dict, side) -> float | None:
+#: Two of a sidecar's rate keys that differ by at most this (relative) are one
+#: rate written twice: a nominal rate beside the measured one (NTSC 30 vs
+#: 29.97 Hz, 0.1 %; 60 vs 59.94; a resonant scanner's 30 vs 30.048, 0.16 %).
+#: Real disagreements (another zoom or line count, 15 vs 30, 30 vs 31.25 Hz)
+#: are 4 % and more apart; a 0.5 % rate error moves a 1 s decay by 5 ms (a
+#: sixth of a frame at 30 Hz), far inside the decay's own estimation error.
+SIDECAR_FS_REL_TOL = 5e-3
+
+
+def _percent(x: float) -> str:
+    """A percentage as people write it: 0.1, 1.01, 4.17, 100, 2400."""
+    return f"{x:.0f}" if x >= 100 else f"{x:.3g}"
+
+
+def sidecar_fs(meta: dict, side, notes: list | None = None) -> float | None:
     """The sampling rate (Hz) a sidecar (a traces ``.npy``'s or a movie
     ``.npy``'s ``_metadata.json``) records under any of ``SIDECAR_FS_KEYS``,
     or as a period under one of ``SIDECAR_PERIOD_KEYS``.
 
-    Two of them that disagree (beyond the parameter file's tolerance), or a
-    rate or period under another name (``framerate``, ``frame_rate_ms``,
-    ``frame_period`` without its unit ...) are refused: a rate read wrongly,
-    or not at all, would silently run at the parameter file's rate.
+    Keys within :data:`SIDECAR_FS_REL_TOL` of each other are one rate
+    (``sampling_rate_hz`` 30 beside ``fps`` 29.97).  The one used:
+    ``sampling_rate_hz`` (the canonical key) when it is one of them, else a
+    period key (a time between frames), else the first key in the file.
+    Unless they agree within the parameter file's tolerance, a note naming
+    the keys and which was used goes to ``notes`` (logged when ``notes`` is
+    None).  Two that disagree by more, or a rate or period under
+    another name (``framerate``, ``frame_rate_ms``, ``frame_period`` without
+    its unit ...) are refused: a rate read wrongly, or not at all, would
+    silently run at the parameter file's rate.
     """
     from .params import fs_matches
 
-    found = [(k, as_fs(meta[k], f"{side} {k!r}")) for k in SIDECAR_FS_KEYS
-             if meta.get(k) is not None]
-    found += [(k, _sidecar_period_fs(meta[k], k, side)) for k in SIDECAR_PERIOD_KEYS
-              if meta.get(k) is not None]
-    if any(not fs_matches(v, found[0][1]) for _, v in found[1:]):  # (the parameter file's tolerance)
-        raise SourceError(
-            f"{side} records two sampling rates ("
-            + ", ".join(f"{k} = {meta[k]!r}" + ("" if k in SIDECAR_FS_KEYS else f" ({v:.6g} Hz)")
-                        for k, v in found)
-            + "); keep one, as 'sampling_rate_hz'")
+    found = [(k, as_fs(meta[k], f"{side} {k!r}") if k in SIDECAR_FS_KEYS
+              else _sidecar_period_fs(meta[k], k, side))
+             for k in meta if (k in SIDECAR_FS_KEYS or k in SIDECAR_PERIOD_KEYS)
+             and meta[k] is not None]  # (in the file's order)
+
+    def said(k, v):
+        return f"{k} = {meta[k]!r}" + ("" if k in SIDECAR_FS_KEYS else f" ({v:.6g} Hz)")
+
     if found:
-        return found[0][1]
+        lo, hi = min(v for _, v in found), max(v for _, v in found)
+        apart = _percent(100 * (hi / lo - 1))
+        count = {2: "two", 3: "three"}.get(len(found), str(len(found)))
+        if hi > lo * (1 + SIDECAR_FS_REL_TOL):
+            raise SourceError(
+                f"{side} records {count} sampling rates {apart} % apart ("
+                + ", ".join(said(k, v) for k, v in found)
+                + f"), more than the {100 * SIDECAR_FS_REL_TOL:g} % of one rate written twice; "
+                "keep the right one, "
+                "as 'sampling_rate_hz', and remove the other" + ("s" if len(found) > 2 else ""))
+        periods = [kv for kv in found if kv[0] in SIDECAR_PERIOD_KEYS]
+        if any(k == "sampling_rate_hz" for k, _ in found):
+            (key, fs), why = next(kv for kv in found if kv[0] == "sampling_rate_hz"), \
+                "the canonical key"
+        elif periods:
+            (key, fs), why = periods[0], "a time between frames"
+        else:
+            (key, fs), why = found[0], "the first in the file"
+        if any(not fs_matches(v, fs) for _, v in found):
+            keys = [said(k, v) for k, v in found]
+            note = (f"{side} records one sampling rate under {count} keys {apart} % apart, "
+                    + ", ".join(keys[:-1]) + f" and {keys[-1]}: "
+                    f"{fs:.6g} Hz from {key} is used, {why}")
+            if notes is None:
+                logging.getLogger(__name__).info("%s", note)
+            else:
+                notes.append(note)
+        return fs
     odd = [k for k in meta if isinstance(k, str) and _RATE_LIKE.search(k)
            and k not in SIDECAR_FS_KEYS and meta[k] is not None
            and not isinstance(meta[k], (dict, list))]
@@ -381,12 +427,12 @@ def sidecar_fs(meta: dict, side) -> float | None:
     return None
 
 
-def _sidecar_values(path: Path, n: int):
+def _sidecar_values(path: Path, n: int, notes: list | None = None):
     meta = read_sidecar(path)
     if meta is None:
         return None, None, None
     side = sidecar_path(path).name
-    fs = sidecar_fs(meta, side)
+    fs = sidecar_fs(meta, side, notes)
     ids = meta.get("roi_ids")
     ids = None if ids is None else as_roi_ids(np.asarray(ids), n, f"{side} 'roi_ids'")
     for key, size in (("num_cells", n),):
@@ -434,7 +480,8 @@ def _open_npy(path: Path) -> TraceSource:
     _refuse_results(path)  # the deconvolved activity is not fluorescence
     check_trace_shape(shape, dtype, path)
     n = 1 if len(shape) == 1 else shape[0]
-    fs, ids, meta = _sidecar_values(path, n)
+    notes: list = []
+    fs, ids, meta = _sidecar_values(path, n, notes)
     if meta is not None and "num_timepoints" in meta and meta["num_timepoints"] != shape[-1]:
         raise SourceError(
             f"{sidecar_path(path).name} says num_timepoints = {meta['num_timepoints']!r} but "
@@ -445,7 +492,8 @@ def _open_npy(path: Path) -> TraceSource:
         str(path), "npy", (n, int(shape[-1])), np.dtype(dtype), fs,
         as_roi_ids(None, n, path) if ids is None else ids,
         read=lambda a, b: read_spec_rows(spec, a, b), one_d=len(shape) == 1, spec=spec,
-        meta=meta, trace=_sidecar_trace(meta), **_sidecar_clock(path, meta, int(shape[-1])),
+        meta=meta, trace=_sidecar_trace(meta), notes=notes,
+        **_sidecar_clock(path, meta, int(shape[-1])),
     )
 
 
@@ -564,7 +612,8 @@ def _open_npz(path: Path) -> TraceSource:
     n = arr2.shape[0]
     fs = as_fs(fs_raw, f"{path}[{fs_key!r}]") if fs_key else None
     ids = as_roi_ids(ids_raw, n, f"{path}[{id_key!r}]") if id_key else None
-    s_fs, s_ids, meta = _sidecar_values(path, n)
+    notes: list = []
+    s_fs, s_ids, meta = _sidecar_values(path, n, notes)
     ids = ids if ids is not None else (s_ids if s_ids is not None else as_roi_ids(None, n, path))
     extra = {}
     if lab is not None and lab.ndim == 2 and lab.dtype.kind in "iu" and np.isin(ids, lab).all():
@@ -573,7 +622,7 @@ def _open_npz(path: Path) -> TraceSource:
     return TraceSource(
         str(path), "npz", arr2.shape, arr.dtype, fs if fs is not None else s_fs, ids,
         read=lambda a, b: arr2[a:b], one_d=one_d, meta=meta,
-        trace=trace or _sidecar_trace(meta), extra=extra,
+        trace=trace or _sidecar_trace(meta), extra=extra, notes=[] if fs is not None else notes,
         **_sidecar_clock(path, meta, arr2.shape[1]),
     )
 
@@ -857,6 +906,8 @@ class Movie:
     fs: float | None
     key: str | None = None
     _closer: Callable | None = None
+    #: what was read how (e.g. which of a sidecar's two rate keys was used)
+    notes: list = field(default_factory=list)
 
     @property
     def shape(self):
@@ -942,7 +993,9 @@ def open_movie(path, key: str | None = None, *, header_only: bool = False) -> Mo
             raise SourceError(f"{p}: a movie is (frames, height, width), got {data.shape}")
         meta = read_sidecar(p) or {}
         # (the traces sidecar's keys: a rate in Hz, or a period with its unit)
-        return Movie(str(p), data, sidecar_fs(meta, sidecar_path(p).name))
+        notes: list = []
+        fs = sidecar_fs(meta, sidecar_path(p).name, notes)
+        return Movie(str(p), data, fs, notes=notes)
     raise SourceError(f"{p}: unsupported movie; give a .tif, .h5/.hdf5, zarr or .npy stack")
 
 
