@@ -221,3 +221,23 @@ def test_a_movie_that_is_not_real_numbers_is_refused():
     movie = _movie(np.float32, T=4).astype(np.complex64)
     with pytest.raises(ValueError, match="real numbers"):
         extract_neuropil(movie, _labels())
+
+
+def test_uint64_ids_beyond_float_precision_stay_apart():
+    """Hashed segmentations give uint64 ids >= 2**53: compared with int64 ids as
+    float64 two such ids merged into one mask (review revm40)."""
+    from napari_catune.neuropil import neuropil_masks
+
+    lab = np.zeros((40, 50), np.uint64)
+    lab[5:8, 5:8] = 2**53
+    lab[20:23, 20:23] = 2**53 + 1
+    masks, ids = neuropil_masks(lab)
+    assert [int(i) for i in ids] == [2**53, 2**53 + 1]
+    small = lab.astype(np.int64)
+    small[small == 2**53], small[small == 2**53 + 1] = 1, 2
+    want, _ = neuropil_masks(small)
+    for m, w in zip(masks, want):
+        np.testing.assert_array_equal(m, w)
+    lab[lab == 2**53] = 2**63 + 5
+    with pytest.raises(ValueError, match="above 2\\*\\*63 - 1; renumber"):
+        neuropil_masks(lab)
