@@ -1073,6 +1073,20 @@ def test_extract_label_errors_name_the_labels_file(capsys, tmp_path):
     assert code == 2 and "neg_labels.npy" in line and "m.tif" not in line
 
 
+def test_extract_names_a_movie_with_time_last(capsys, tmp_path):
+    """A (Y, X, T) movie is named as such, not read as frames of Y x T (audit aud40)."""
+    movie, labels = _movie()
+    Y, X = labels.shape
+    tlast = np.zeros((Y, X, max(Y, X) + 7), dtype=np.uint16)
+    np.save(tmp_path / "tlast.npy", tlast)
+    np.save(tmp_path / "labels.npy", labels)
+    code, _, err = _run(capsys, "extract", tmp_path / "tlast.npy", tmp_path / "labels.npy",
+                        "-o", tmp_path / "t.npz", "-q")
+    line = _one_line_error(err)
+    assert code == 2 and "time axis looks last" in line and "np.moveaxis" in line
+    assert not (tmp_path / "t.npz").exists()
+
+
 def test_missing_optional_readers_name_the_smallest_extra(capsys, tmp_path, monkeypatch):
     import h5py
 

@@ -1280,6 +1280,16 @@ def _cmd_extract(args) -> int:
         if suffix == ".npy" and fs is None:
             raise CLIError(f"{args.movie} does not record its frame rate; pass --fs HZ "
                            "(the .npy sidecar needs it) or write .npz")
+        from .traces import time_axis_last
+
+        if time_axis_last(movie.shape, labels.shape):
+            raise CLIError(
+                f"{args.movie} has shape {tuple(movie.shape)} and the label image {args.labels} "
+                f"is {labels.shape[0]}x{labels.shape[1]}: the time axis looks last "
+                f"({movie.shape[2]} frames of {movie.shape[0]}x{movie.shape[1]}). extract reads "
+                "(T, Y, X) movies: save it with time first, e.g. np.save('movie_tyx.npy', "
+                "np.moveaxis(movie, -1, 0))"
+            )
         if tuple(movie.shape[1:]) != tuple(labels.shape):
             raise CLIError(
                 f"the movie's frames are {movie.shape[1]}x{movie.shape[2]} but the label image "

@@ -119,6 +119,15 @@ def _runs(labels: np.ndarray, ids: np.ndarray):
     )
 
 
+def time_axis_last(movie_shape, labels_shape) -> bool:
+    """Whether a movie of ``movie_shape`` looks like (Y, X, T) for labels of
+    ``labels_shape``: its first two axes are the labels' and its last is longer
+    than either (the frames), not (T, Y, X)."""
+    m, lab = tuple(movie_shape), tuple(labels_shape)
+    return (len(m) == 3 and len(lab) == 2 and m[:2] == lab and m[1:] != lab
+            and m[2] > max(lab))
+
+
 def extract_traces(movie, labels, ids=None, *, chunk_frames: int | None = None):
     """Mean fluorescence of each ROI in every frame.
 

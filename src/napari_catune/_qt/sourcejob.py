@@ -14,6 +14,7 @@ import zlib
 import numpy as np
 
 from ..session import build_source, neuropil_traces
+from ..traces import time_axis_last
 from .lazyactivity import label_index
 
 
@@ -85,8 +86,7 @@ def build_job(image, labels, fs_default: float, neuropil: float | None = None, p
         fs_hint = image.metadata.get("catune", {}).get("fs") or fs_hint
         tiff = None if fs_hint else movie_file(image)
         movie = image.data
-        if movie.ndim == 3 and lab.ndim == 2 and tuple(movie.shape[:2]) == lab.shape \
-                and tuple(movie.shape[-2:]) != lab.shape and movie.shape[2] > max(lab.shape):
+        if time_axis_last(movie.shape, lab.shape):
             raise SourceError(
                 f"Movie '{image.name}' has shape {tuple(movie.shape)} and labels "
                 f"'{labels.name}' have shape {lab.shape}: the time axis looks last "
