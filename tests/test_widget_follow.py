@@ -109,7 +109,7 @@ def test_rotate_shear_and_affine_are_followed(setup, qtbot):
     w.select_rois([11])
     wait(qtbot, w)
     world = labels.data_to_world(_centre(11))
-    assert sel.get_value(world, world=True) == 11
+    assert sel.features["roi_id"].to_numpy()[sel.get_value(world, world=True)] == 11
     assert not notes["error"] and not notes["warning"]
 
 
