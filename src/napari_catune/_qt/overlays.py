@@ -274,6 +274,11 @@ class Overlays(RoiIds):
                 # napari redraws (and outlines) this ROI's box only
                 layer.data_setitem(where, k)
         st["slots"] = want
+        if changes and not recolor:
+            try:  # a redraw by parts leaves the layer list's thumbnail as it was
+                layer._update_thumbnail()
+            except Exception:  # noqa: BLE001 - cosmetic
+                pass
         try:
             layer.features = {"index": np.arange(len(ids) + 1),
                               "roi_id": np.array([0] + ids, dtype=np.int64)}
