@@ -348,10 +348,9 @@ class Overlays(RoiIds):
         uniq, found = boxes
         p = int(np.searchsorted(uniq, rid))
         if rid == 0 or p >= uniq.size or uniq[p] != rid or found[p] is None:
-            return (np.zeros(0, np.intp), np.zeros(0, np.intp))
+            return tuple(np.zeros(0, np.intp) for _ in range(labels.ndim))
         box = found[p]
-        ys, xs = np.nonzero(labels[box] == rid)
-        return (ys + box[0].start, xs + box[1].start)
+        return tuple(i + s.start for i, s in zip(np.nonzero(labels[box] == rid), box))
 
     def _selection_target(self, labels, src):
         """The selection layer, made (or emptied) for ``labels`` when it is new,
