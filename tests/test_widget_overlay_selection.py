@@ -101,6 +101,10 @@ def test_a_selection_change_outlines_only_the_rois_that_changed(tuned, qtbot, mo
                                       sel._raw_to_displayed(np.asarray(sel.data)))
         rows = np.unique(np.asarray(sel.data))
         assert set(sel.features["roi_id"].to_numpy()[rows]) == {0, *ids}
+        # the layer list's thumbnail follows too (napari's redraw by parts leaves it)
+        shown = sel.thumbnail.copy()
+        sel._update_thumbnail()
+        np.testing.assert_array_equal(shown, sel.thumbnail)
     assert not recoloured  # the rows' colours did not change: nor did the colormap
 
 

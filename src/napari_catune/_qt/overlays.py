@@ -275,10 +275,7 @@ class Overlays(RoiIds):
                 layer.data_setitem(where, k)
         st["slots"] = want
         if changes and not recolor:
-            try:  # a redraw by parts leaves the layer list's thumbnail as it was
-                layer._update_thumbnail()
-            except Exception:  # noqa: BLE001 - cosmetic
-                pass
+            self._selection_thumbnail(layer, data)
         try:
             layer.features = {"index": np.arange(len(ids) + 1),
                               "roi_id": np.array([0] + ids, dtype=np.int64)}
@@ -294,6 +291,24 @@ class Overlays(RoiIds):
                 layer.colormap = DirectLabelColormap(color_dict=cmap)
             except Exception:  # noqa: BLE001 - colours are cosmetic; keep the outline
                 layer.refresh()
+
+    @staticmethod
+    def _selection_thumbnail(layer, data) -> None:
+        """The layer list's thumbnail of the selection (a redraw by parts leaves it
+        as it was): the rows sampled down to its size, as napari makes it."""
+        try:
+            from scipy import ndimage as ndi
+
+            room = np.asarray(layer.thumbnail.shape[:2], dtype=float)
+            shape = np.asarray(data.shape[-2:], dtype=float)
+            new = np.clip(np.min(room / shape) * shape, 1, room)
+            small = ndi.zoom(data.reshape(data.shape[-2:]) if data.ndim > 2 else data,
+                             tuple(new / shape), order=0, prefilter=False)
+            rgba = np.asarray(layer.colormap.map(small), dtype=float)
+            rgba[..., 3] *= layer.opacity
+            layer.thumbnail = rgba
+        except Exception:  # noqa: BLE001 - cosmetic
+            pass
 
     #: rows whose colours the outline's colormap holds from the start (the tuner's
     #: most: a growing selection then never changes the colormap)
