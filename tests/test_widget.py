@@ -74,8 +74,9 @@ def test_click_on_canvas_selects_and_shift_adds(setup, qtbot):
     qtbot.waitUntil(lambda: w.selected_rois == [11, 5], timeout=120_000)
     wait(qtbot, w)
     assert_matches_core(w, means, [11, 5])
-    sel = np.asarray(viewer.layers["CaTune selection"].data)
-    assert set(np.unique(sel)) == {0, 11, 5}
+    sel = viewer.layers["CaTune selection"]  # each outlined ROI's row; the ROI ids in features
+    rows = np.unique(np.asarray(sel.data))
+    assert set(sel.features["roi_id"].to_numpy()[rows]) == {0, 11, 5}
     # the list shows the same selection (one selection, in the session)
     assert sorted(w.roi_list.selected_ids()) == [5, 11]
     _click_roi(viewer, qtbot, 11, Qt.ShiftModifier)
@@ -100,8 +101,9 @@ def test_selected_rows_and_their_outlines_share_distinct_colours(setup, qtbot):
             for j in range(i + 1, 4):
                 d = sum((a - b) ** 2 for a, b in zip(pens[i][:3], pens[j][:3])) ** 0.5
                 assert d > 80, (theme, pens[i], pens[j])  # far apart in RGB
-        cmap = viewer.layers["CaTune selection"].colormap
-        got = cmap.map(np.array([3, 5, 12, 20, 7]))
+        sel = viewer.layers["CaTune selection"]
+        data = np.asarray(sel.data)  # the colour napari gives each ROI's outline
+        got = sel.colormap.map(np.array([data[ROIS[r]].max() for r in (3, 5, 12, 20, 8)]))
         np.testing.assert_allclose(got[:4, :3] * 255, np.array(pens)[:, :3], atol=1.0)
         assert got[4, 3] == 0  # an unselected ROI is not outlined
         bg = viewer.layers["CaTune selection"]  # the outline is drawn opaque

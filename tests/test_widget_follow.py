@@ -89,7 +89,7 @@ def test_scale_and_translate_set_after_opening(setup, qtbot):
     qtbot.waitUntil(lambda: w.selected_rois == [12], timeout=120_000)
     wait(qtbot, w)
     world = labels.data_to_world(_centre(12))
-    assert sel.get_value(world, world=True) == 12
+    assert sel.features["roi_id"].to_numpy()[sel.get_value(world, world=True)] == 12
     k = list(ids.features["roi_id"]).index(12)
     np.testing.assert_allclose(ids.data_to_world(ids.data[k]), world, atol=1e-9)
     assert not notes["error"] and not notes["warning"]
@@ -109,7 +109,7 @@ def test_rotate_shear_and_affine_are_followed(setup, qtbot):
     w.select_rois([11])
     wait(qtbot, w)
     world = labels.data_to_world(_centre(11))
-    assert sel.get_value(world, world=True) == 11
+    assert sel.features["roi_id"].to_numpy()[sel.get_value(world, world=True)] == 11
     assert not notes["error"] and not notes["warning"]
 
 

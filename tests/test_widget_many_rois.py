@@ -84,16 +84,17 @@ def test_twenty_selected_rows_have_twenty_distinct_colours(many, qtbot):
         cs = selection_colors(20, pal)
         worst = min(_delta_e(a, b) for a, b in itertools.combinations(cs, 2))
         assert worst > 10, (pal.dark, worst)  # CIELAB: told apart side by side
-    viewer, w, _ = many
+    viewer, w, labels = many
     ids = list(range(1, 21))
     w.select_rois(ids)
     wait(qtbot, w)
     pens = [r.fit.opts["pen"].color().getRgb()[:3] for r in w.traces.shown]
     assert [r.rid for r in w.traces.shown] == ids
     assert len(set(pens)) == 20  # rows 1, 9 and 17 no longer share one
-    cmap = viewer.layers["CaTune selection"].colormap
+    sel = viewer.layers["CaTune selection"]
+    data = np.asarray(sel.data)
     for rid, pen in zip(ids, pens):  # each outline in its row's colour
-        got = np.asarray(cmap.map(np.array([rid])))[0][:3] * 255
+        got = np.asarray(sel.colormap.map(np.array([data[labels == rid].max()])))[0][:3] * 255
         np.testing.assert_allclose(got, pen, atol=1.0)
     assert viewer.layers["CaTune selection"].contour >= 3  # thicker than label edges
 

@@ -7,7 +7,6 @@ only when napari asks for them); which ROI ids are written, and where:
 
 from __future__ import annotations
 
-import copy
 import weakref
 
 import numpy as np
@@ -50,6 +49,11 @@ class Overlays(RoiIds):
         ref = weakref.ref(self)
         #: the source layers whose transforms the overlays copy (set_source .. clear)
         self.follower = _follow.Follower(lambda: (me := ref()) and me.match_transforms())
+        #: the selection layer's state: its array, each outlined ROI's row, the colormap's colours
+        self._sel: dict | None = None
+        #: (source layer, its ROI image, (ids, boxes) once found) and the ROI index of set_source
+        self._plane = None
+        self._index = None
         self._init_ids()  # (roiids.RoiIds)
 
         def on_zoom(event=None):
@@ -80,6 +84,7 @@ class Overlays(RoiIds):
         self.selection_layer = self.activity_layer = self.ids_layer = None
         self.lazy = None
         self.made_for = None
+        self._sel = self._plane = self._index = None
 
     def drop(self) -> None:
         """Take the overlay layers out after their source layer was removed.
@@ -151,8 +156,10 @@ class Overlays(RoiIds):
         """
         self._labels_layer = None
         self.follower.stop()
+        self._plane = self._index = None
         if self._alive(self.selection_layer) and np.any(self.selection_layer.data):
             self.selection_layer.data = np.zeros_like(np.asarray(self.selection_layer.data))
+        self._sel = None
         if self.lazy is not None and self._alive(self.activity_layer) and self.lazy._state[1].size:
             self.lazy.set_values([], np.zeros((0, self.lazy.shape[0])))
             self.activity_layer.refresh()
@@ -176,6 +183,7 @@ class Overlays(RoiIds):
         movie = _follow.movie_transforms(plane, image)
         if index is None or index[1].size != labels.size:
             index = label_index(labels)
+        self._plane, self._index = (labels_layer, labels, None), index
         self.lazy = LazyActivity(labels, n_frames, index)
         if self._alive(self.activity_layer):
             self.activity_layer.data = self.lazy
@@ -207,8 +215,9 @@ class Overlays(RoiIds):
             self.ids_layer.editable = False
         self.ids_all_shown = True  # (a new layer's points are all shown)
         self.show_ids(force=True)
+        self._sel = None
         if self._alive(self.selection_layer):
-            self.selection_layer.data = np.zeros_like(labels)
+            self._selection_target(labels, labels_layer)  # emptied
             _follow.apply(self.selection_layer, plane)
 
     def match_transforms(self) -> None:
@@ -226,37 +235,159 @@ class Overlays(RoiIds):
     def set_selection(self, roi_ids, colors=None) -> None:
         """Outline the selected ROIs (a Labels layer drawn as contours), each in
         its row's colour (``colors``, 0-255 rgba in the order of ``roi_ids``;
-        without them, the ROIs' own colours)."""
+        without them, the ROIs' own colours).
+
+        The layer holds each selected ROI's row (1 = the first) on its pixels,
+        its ``features`` the ROI ids, and a colormap of the rows' colours.  A new
+        selection rewrites only the pixels of the ROIs that came, went or moved
+        to another row, and napari outlines only their boxes again: assigning a
+        whole new image (and a new colormap) made napari outline the whole
+        plane twice per selection (~1 s on 2048 x 2048, 2,000 ROIs).  The colormap changes
+        only when the rows' colours do (a theme change)."""
         self._selected = np.asarray(roi_ids, dtype=np.int64)
         self.show_ids(force=True)
         src = self._labels_layer
         if src is None or src not in self.viewer.layers:
             return
-        labels = np.asarray(src.data)
-        data = np.where(np.isin(labels, np.asarray(roi_ids, dtype=labels.dtype)), labels, 0)
-        if self._alive(self.selection_layer):
-            self.selection_layer.data = data
+        labels = self._plane_of(src)
+        ids = list(dict.fromkeys(int(r) for r in roi_ids))  # (a repeated id: its first row)
+        if colors is not None and len(colors) == len(roi_ids):
+            first = {}
+            for r, c in zip((int(r) for r in roi_ids), colors):
+                first.setdefault(r, tuple(float(v) / 255.0 for v in tuple(c)[:3]) + (1.0,))
+            rgba = [first[r] for r in ids]
         else:
-            self.selection_layer = self._add_quietly(
+            rgba = self._own_colors(src, ids)
+        layer = self._selection_target(labels, src)
+        st = self._sel
+        want = {rid: k + 1 for k, rid in enumerate(ids) if self._roi_pixels(labels, rid)[0].size}
+        cdict = self._slot_colors(rgba, colors if colors is not None else None)
+        recolor = any(st["colors"].get(k) != v for k, v in cdict.items())
+        changes = [(rid, 0) for rid, k in st["slots"].items() if want.get(rid) != k]
+        changes += [(rid, k) for rid, k in want.items() if st["slots"].get(rid) != k]
+        data = st["data"]
+        for rid, k in changes:
+            where = self._roi_pixels(labels, rid)
+            if recolor:
+                data[where] = k  # the colormap's refresh below redraws the whole layer
+            else:
+                # napari redraws (and outlines) this ROI's box only
+                layer.data_setitem(where, k)
+        st["slots"] = want
+        if changes and not recolor:
+            self._selection_thumbnail(layer, data)
+        try:
+            layer.features = {"index": np.arange(len(ids) + 1),
+                              "roi_id": np.array([0] + ids, dtype=np.int64)}
+        except Exception:  # noqa: BLE001 - the hover read-out is cosmetic
+            pass
+        if recolor:
+            st["colors"] = {**st["colors"], **cdict}
+            try:
+                from napari.utils.colormaps import DirectLabelColormap
+
+                cmap = {None: (0.0, 0.0, 0.0, 0.0)}
+                cmap.update(st["colors"])
+                layer.colormap = DirectLabelColormap(color_dict=cmap)
+            except Exception:  # noqa: BLE001 - colours are cosmetic; keep the outline
+                layer.refresh()
+
+    @staticmethod
+    def _selection_thumbnail(layer, data) -> None:
+        """The layer list's thumbnail of the selection (a redraw by parts leaves it
+        as it was): the rows sampled down to its size, as napari makes it."""
+        try:
+            from scipy import ndimage as ndi
+
+            room = np.asarray(layer.thumbnail.shape[:2], dtype=float)
+            shape = np.asarray(data.shape[-2:], dtype=float)
+            new = np.clip(np.min(room / shape) * shape, 1, room)
+            small = ndi.zoom(data.reshape(data.shape[-2:]) if data.ndim > 2 else data,
+                             tuple(new / shape), order=0, prefilter=False)
+            rgba = np.asarray(layer.colormap.map(small), dtype=float)
+            rgba[..., 3] *= layer.opacity
+            layer.thumbnail = rgba
+        except Exception:  # noqa: BLE001 - cosmetic
+            pass
+
+    #: rows whose colours the outline's colormap holds from the start (the tuner's
+    #: most: a growing selection then never changes the colormap)
+    SLOTS = 20
+
+    def _slot_colors(self, rgba, given) -> dict:
+        """Row (1-based) -> rgba (0-1) for the colormap: the rows' colours and,
+        when they are the tuner's selection colours, those of the rows to come."""
+        out = {k + 1: tuple(c) for k, c in enumerate(rgba)}
+        if given is None:
+            return out
+        try:
+            from ._style import palette_of, selection_colors
+
+            more = [tuple(float(v) / 255.0 for v in tuple(c)[:3]) + (1.0,)
+                    for c in selection_colors(max(self.SLOTS, len(rgba)), palette_of(self.viewer))]
+            if all(np.allclose(a, b, atol=1e-6) for a, b in zip(rgba, more)):
+                out = {k + 1: c for k, c in enumerate(more)}
+        except Exception:  # noqa: BLE001 - only the colormap's reuse is lost
+            pass
+        return out
+
+    def _own_colors(self, src, ids) -> list:
+        """The ROIs' colours in their Labels layer (opaque), for a selection
+        outlined without its rows' colours."""
+        try:
+            got = np.asarray(src.colormap.map(np.asarray(ids, dtype=np.int64)), dtype=float)
+            return [tuple(float(v) for v in c[:3]) + (1.0,) for c in got.reshape(len(ids), -1)]
+        except Exception:  # noqa: BLE001 - cosmetic
+            return [(1.0, 1.0, 1.0, 1.0)] * len(ids)
+
+    def _plane_of(self, src) -> np.ndarray:
+        """The source Labels layer's ROI image (read once per source)."""
+        if self._plane is None or self._plane[0] is not src:
+            self._plane = (src, np.asarray(src.data), None)
+        return self._plane[1]
+
+    def _roi_pixels(self, labels, rid: int):
+        """(rows, cols) of ROI ``rid``'s pixels, found in its bounding box (the
+        boxes of every ROI are found once per source, in one pass)."""
+        src, arr, boxes = self._plane
+        if boxes is None:
+            from scipy import ndimage as ndi
+
+            uniq, inverse = self._index if self._index is not None else label_index(arr)
+            if inverse.size != arr.size:
+                uniq, inverse = label_index(arr)
+            self._index = (uniq, inverse)
+            found = ndi.find_objects((inverse + 1).reshape(arr.shape), max_label=uniq.size)
+            boxes = (uniq, found)
+            self._plane = (src, arr, boxes)
+        uniq, found = boxes
+        p = int(np.searchsorted(uniq, rid))
+        if rid == 0 or p >= uniq.size or uniq[p] != rid or found[p] is None:
+            return tuple(np.zeros(0, np.intp) for _ in range(labels.ndim))
+        box = found[p]
+        return tuple(i + s.start for i, s in zip(np.nonzero(labels[box] == rid), box))
+
+    def _selection_target(self, labels, src):
+        """The selection layer, made (or emptied) for ``labels`` when it is new,
+        was replaced, or holds another image."""
+        st = self._sel
+        layer = self.selection_layer
+        ok = (self._alive(layer) and st is not None and st["layer"] is layer
+              and layer.data is st["data"] and st["data"].shape == labels.shape)
+        if ok:
+            return layer
+        data = np.zeros(labels.shape, dtype=np.uint8)  # rows 1..20: the texture as is
+        if self._alive(layer):
+            layer.data = data
+        else:
+            self.selection_layer = layer = self._add_quietly(
                 self.viewer.add_labels, data, name=SELECTION_NAME, opacity=1.0,
                 metadata={OVERLAY_KEY: True}, **_follow.plane_transforms(src),
             )
-            self.selection_layer.contour = 3  # thicker than napari's label edges
-            self.selection_layer.editable = False
-        try:
-            if colors is not None and len(colors) == len(roi_ids):
-                from napari.utils.colormaps import DirectLabelColormap
-
-                cdict = {None: (0.0, 0.0, 0.0, 0.0)}
-                cdict.update({int(r): tuple(v / 255.0 for v in c[:3]) + (1.0,)
-                              for r, c in zip(roi_ids, colors)})
-                self.selection_layer.colormap = DirectLabelColormap(color_dict=cdict)
-            else:
-                # a copy: sharing the colormap object ties the outline's GL state
-                # to the source layer, which crashed vispy once that layer was removed
-                self.selection_layer.colormap = copy.deepcopy(src.colormap)
-        except Exception:  # noqa: BLE001 - colours are cosmetic; keep the outline
-            pass
+            layer.contour = 3  # thicker than napari's label edges
+            layer.editable = False
+        self._sel = {"layer": layer, "data": data, "slots": {}, "colors": {}}
+        return layer
 
     def _name_time_axis(self) -> None:
         """The activity layer adds a time axis: name it "t" where napari numbers it."""

@@ -82,8 +82,10 @@ class Row:
     FIT_CURVES = ("pinned_base", "base", "pinned", "fit")
 
     def __init__(self):
-        self.trace = pg.PlotItem()
-        self.act = pg.PlotItem()
+        # no context menus (style_plot disables them): built and thrown away they
+        # were a third of a row's construction, paid on the GUI thread at a selection
+        self.trace = pg.PlotItem(enableMenu=False)
+        self.act = pg.PlotItem(enableMenu=False)
         for p in (self.trace, self.act):
             style_plot(p)
         self.trace.layout.setContentsMargins(0, HEADER_H, 4, 0)
