@@ -95,3 +95,21 @@ def worker(fn, *args, **kwargs):
     from napari.qt.threading import create_worker
 
     return create_worker(fn, *args, _start_thread=False, _ignore_errors=True, **kwargs)
+
+
+def let_go(worker, callbacks) -> None:
+    """A read ended: the worker keeps nothing of it.  napari keeps every worker
+    in its task list, so its callbacks (holding the layers) are disconnected and
+    a cancelled job's generator (holding the movie, ROIs, F) is closed."""
+    for sig, fn in callbacks:
+        try:
+            sig.disconnect(fn)
+        except (TypeError, RuntimeError):  # already disconnected
+            pass
+    callbacks.clear()
+    gen = getattr(worker, "_gen", None)  # (superqt's GeneratorWorker: the job's generator)
+    if gen is not None:
+        try:
+            gen.close()
+        except (RuntimeError, ValueError):  # still running: it ends by itself
+            pass

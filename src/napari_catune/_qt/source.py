@@ -20,7 +20,9 @@ from napari.layers import Image, Labels
 from napari.utils import notifications
 from qtpy.QtCore import QObject, QTimer, Signal
 
+from .jobs import let_go
 from .jobs import worker as _worker
+from .moviememory import MovieMemory
 from .overlays import is_overlay
 from .sourceedits import EditWatch
 from .sourcebook import SourceBook, pair_of, source_key
@@ -35,24 +37,6 @@ class _MovieCombo(ComboBox):
     for a None value)."""
 
     null_string = NONE
-
-
-def _let_go(worker, callbacks) -> None:
-    """A read ended: the worker keeps nothing of it.  napari keeps every worker
-    in its task list, so its callbacks (holding the layers) are disconnected and
-    a cancelled job's generator (holding the movie, ROIs, F) is closed."""
-    for sig, fn in callbacks:
-        try:
-            sig.disconnect(fn)
-        except (TypeError, RuntimeError):  # already disconnected
-            pass
-    callbacks.clear()
-    gen = getattr(worker, "_gen", None)  # (superqt's GeneratorWorker: the job's generator)
-    if gen is not None:
-        try:
-            gen.close()
-        except (RuntimeError, ValueError):  # still running: it ends by itself
-            pass
 
 
 class SourcePicker(QObject, EditWatch):
@@ -82,8 +66,7 @@ class SourcePicker(QObject, EditWatch):
         self._current = None
         self._interim = None  # the key read while the F rows of its pair stay shown
         self._shown_key = None  # the key of ``current``
-        self._movie_for: dict = {}  # id(labels) -> (labels ref, movie ref or None): the user's choice
-        self._last_own = None  # the last source shown carried its own traces (True) or was a movie's
+        self.movies = MovieMemory()  # the movie the user chose per Labels layer
         self._cancelled = None  # the pair whose first read the user cancelled
         self._hooked: dict = {}
         self.closed = False
@@ -153,31 +136,16 @@ class SourcePicker(QObject, EditWatch):
                 return l
         return movies[0][1] if movies else None
 
-    def _remembered(self, labels):
-        """The movie the user chose for ``labels`` (None: its own traces), or
-        ``False`` when nothing (still there) was chosen for it."""
-        got = self._movie_for.get(id(labels)) if labels is not None else None
-        if got is None or got[0]() is not labels:
-            return False
-        if got[1] is None:
-            return None
-        image = got[1]()
-        if image is None or image not in self.viewer.layers:
-            return False
-        return image
-
     def _labels_picked(self, *_) -> None:
         labels = self.labels_combo.value
-        image = self._remembered(labels)
+        image = self.movies.recall(labels, self.viewer.layers)
         with self.image_combo.changed.blocked():
             self.image_combo.value = self._default_image(labels) if image is False else image
         self.refresh()
 
     def _movie_picked(self, *_) -> None:
         labels, image = self.labels_combo.value, self.image_combo.value
-        if labels is not None:  # kept for this Labels layer while both layers are there
-            self._movie_for[id(labels)] = (weakref.ref(labels),
-                                           None if image is None else weakref.ref(image))
+        self.movies.remember(labels, image)
         self.refresh()
 
     def _movie_activated(self, *_) -> None:
@@ -186,30 +154,6 @@ class SourcePicker(QObject, EditWatch):
         if self.current is None and self.labels_combo.value is not None \
                 and self._cancelled == pair_of(self.key()) and not self.book.pending(self.key()):
             self.refresh()
-
-    def _forget(self, layer) -> None:
-        """``layer`` was removed: the movies remembered for it (or it as a movie) go."""
-        for k, (lab_ref, img_ref) in list(self._movie_for.items()):
-            lab, img = lab_ref(), None if img_ref is None else img_ref()
-            if lab is None or lab is layer or (img_ref is not None and (img is None
-                                                                         or img is layer)):
-                del self._movie_for[k]
-
-    def _said(self, src) -> str:
-        """"n ROIs, T frames.", led by a note when the traces' source changed
-        between a Labels layer's own traces and a movie's."""
-        image, labels = src.origin
-        own = image is None
-        carries = "traces" in (labels.metadata.get("catune", {})
-                               if isinstance(labels.metadata, dict) else {})
-        note = ""
-        if carries and self._last_own is not None and own != self._last_own:
-            note = (f"Traces from '{labels.name}' itself (the traces its file carries), "
-                    "not from a movie: choose a movie above to read them from it. " if own else
-                    f"Traces from the movie '{image.name}' (each ROI's mean), not the "
-                    f"traces '{labels.name}' carries. ")
-        self._last_own = own
-        return f"{note}{src.n_rois} ROIs, {src.n_frames} frames."
 
     def key(self):
         image = self.image_combo.value
@@ -232,14 +176,14 @@ class SourcePicker(QObject, EditWatch):
         if kind == "inserted" and isinstance(layer, Labels) and not is_overlay(layer):
             place_beside(self.viewer, layer)
         if kind == "removed":
-            self._forget(layer)
+            self.movies.forget(layer)
         old_img, old_lab = self.image_combo.value, self.labels_combo.value
         with self.image_combo.changed.blocked(), self.labels_combo.changed.blocked():
             self.labels_combo.reset_choices()
             self.image_combo.reset_choices()
             if old_lab is None and self.labels_combo.choices:
                 lab = self.labels_combo.value
-                image = self._remembered(lab)
+                image = self.movies.recall(lab, self.viewer.layers)
                 self.image_combo.value = self._default_image(lab) if image is False else image
         src = self.current
         lost = (src is not None and kind == "removed" and layer in src.origin)
@@ -313,7 +257,7 @@ class SourcePicker(QObject, EditWatch):
         self._shown_key = key
         self._hook(image)
         self._hook(labels)
-        said, stop = self._said(src), []
+        said, stop = self.movies.said(src), []
         if key[4] is None and image is not None:
             # neuropil unchecked while the pair's Fneu is read: the plain traces
             # are here (F), and the read nobody wants any more is cancelled
@@ -378,7 +322,7 @@ class SourcePicker(QObject, EditWatch):
             if me.interim:  # the F rows shown so far: swapped for these in place
                 me.current = None
                 me.changed.emit()  # (the tuner keeps the selection for the new rows)
-            me.status.emit(me._said(src))
+            me.status.emit(me.movies.said(src))
             me.current = src
             me._shown_key = key
             me.ready.emit(src)
@@ -399,7 +343,7 @@ class SourcePicker(QObject, EditWatch):
                 if me.current is None and me.labels_combo.value is labels \
                         and me.image_combo.value is image and me.key() == plain:
                     # neuropil was unchecked during the read: the ROI means now
-                    me.status.emit(me._said(v.source))
+                    me.status.emit(me.movies.said(v.source))
                     me.refresh()
                 return
             me.jobs.update(f"extract {key}", v[0], v[1])
@@ -440,7 +384,7 @@ class SourcePicker(QObject, EditWatch):
             me.failed.emit(str(e))
 
         def finished():
-            _let_go(w, callbacks)
+            let_go(w, callbacks)
             me = ref()
             if me is None or me.closed:
                 return
