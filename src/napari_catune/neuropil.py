@@ -217,20 +217,6 @@ def _mask_runs(masks):
     return starts[order], lengths[order].astype(np.int64), rows[order], npix
 
 
-def _native_block(block, n: int, P: int):
-    """A chunk as ``(n, P)`` in a dtype the run kernel reads (its own dtype where
-    it can: no float64 copy of the frames; the same conversions as
-    :func:`napari_catune.traces.extract_traces`)."""
-    block = np.asarray(block)
-    if block.dtype.kind == "b":
-        block = block.view(np.uint8)
-    elif block.dtype == np.float16:
-        block = block.astype(np.float32)
-    elif not block.dtype.isnative:
-        block = block.astype(block.dtype.newbyteorder("="))
-    return np.ascontiguousarray(block).reshape(n, P)
-
-
 def iter_neuropil(movie, labels, ids=None, *, inner_radius: int = INNER_RADIUS,
                   min_pixels: int = MIN_PIXELS, chunk_frames: int | None = None):
     """:func:`extract_neuropil` as a generator: yields ``(frames_read, T)`` after
@@ -244,7 +230,7 @@ def iter_neuropil(movie, labels, ids=None, *, inner_radius: int = INNER_RADIUS,
     summed.  The first use compiles the kernel for the movie's dtype (about
     0.4-0.7 s CPU; numba caches it on disk).
     """
-    from .traces import _frames_per_chunk
+    from .traces import _frames_per_chunk, sum_runs_by_chunk
 
     shape = tuple(getattr(movie, "shape", ()))
     if len(shape) != 3:
@@ -269,31 +255,7 @@ def iter_neuropil(movie, labels, ids=None, *, inner_radius: int = INNER_RADIUS,
     sums = np.zeros((T, len(masks)), dtype=np.float64)
     bounds = [(t0, min(T, t0 + chunk_frames)) for t0 in range(0, T, chunk_frames)]
 
-    def load(t0, t1):
-        return _native_block(movie[t0:t1], t1 - t0, P)
-
-    if isinstance(movie, np.ndarray) or len(bounds) < 2:
-        for t0, t1 in bounds:
-            kernel(load(t0, t1), starts, lengths, rows, sums[t0:t1])
-            yield t1, T
-    else:
-        # lazy arrays: read the next chunk while the kernel (no GIL) sums this
-        # one; stopped early (a cancelled worker), the read under way is left
-        # to finish on its own
-        from concurrent.futures import ThreadPoolExecutor
-
-        pool = ThreadPoolExecutor(max_workers=1)
-        try:
-            nxt = pool.submit(load, *bounds[0])
-            for i, (t0, t1) in enumerate(bounds):
-                block = nxt.result()
-                if i + 1 < len(bounds):
-                    nxt = pool.submit(load, *bounds[i + 1])
-                kernel(block, starts, lengths, rows, sums[t0:t1])
-                del block
-                yield t1, T
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)
+    yield from sum_runs_by_chunk(movie, bounds, P, kernel, starts, lengths, rows, sums)
     out = sums.T / npix[:, None]
     return np.ascontiguousarray(out), ids, npix
 

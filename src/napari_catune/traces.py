@@ -128,6 +128,52 @@ def time_axis_last(movie_shape, labels_shape) -> bool:
             and m[2] > max(lab))
 
 
+def native_block(block, n: int, P: int):
+    """A chunk of frames as ``(n, P)`` in a dtype the run kernels read: its own
+    where it can (no float64 copy of the frames); bool as uint8, float16 as
+    float32, native byte order."""
+    block = np.asarray(block)
+    if block.dtype.kind == "b":
+        block = block.view(np.uint8)
+    elif block.dtype == np.float16:
+        block = block.astype(np.float32)
+    elif not block.dtype.isnative:
+        block = block.astype(block.dtype.newbyteorder("="))
+    return np.ascontiguousarray(block).reshape(n, P)
+
+
+def sum_runs_by_chunk(movie, bounds, P, kernel, starts, lengths, rows, sums):
+    """Add each chunk ``movie[t0:t1]`` of ``bounds`` into ``sums[t0:t1]`` with a
+    run kernel ``kernel(block, starts, lengths, rows, out)``, yielding
+    ``(t1, T)`` after each.  Lazy arrays (Dask, zarr, ...) read the next chunk
+    while the kernel (which releases the GIL) sums this one, two chunks in
+    memory; stopped early (a cancelled worker), the read under way is left to
+    finish on its own and nothing further is read."""
+    T = sums.shape[0]
+    if isinstance(movie, np.ndarray) or len(bounds) < 2:
+        for t0, t1 in bounds:
+            kernel(native_block(movie[t0:t1], t1 - t0, P), starts, lengths, rows, sums[t0:t1])
+            yield t1, T
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    def load(t0, t1):
+        return native_block(movie[t0:t1], t1 - t0, P)
+
+    pool = ThreadPoolExecutor(max_workers=1)
+    try:
+        nxt = pool.submit(load, *bounds[0])
+        for i, (t0, t1) in enumerate(bounds):
+            block = nxt.result()
+            if i + 1 < len(bounds):
+                nxt = pool.submit(load, *bounds[i + 1])
+            kernel(block, starts, lengths, rows, sums[t0:t1])
+            del block
+            yield t1, T
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
 def extract_traces(movie, labels, ids=None, *, chunk_frames: int | None = None):
     """Mean fluorescence of each ROI in every frame.
 
@@ -163,25 +209,8 @@ def iter_traces(movie, labels, ids=None, *, chunk_frames: int | None = None):
     """:func:`extract_traces` as a generator: it yields ``(frames_read, T)``
     after each chunk of frames and returns ``(traces, ids)`` (``yield from``,
     or ``StopIteration.value``).  Closing it between chunks stops the read.
-    The arguments are checked when the first value is asked for; the numbers
-    are those of :func:`extract_traces`, bit for bit.
-
-    Parameters
-    ----------
-    movie : array_like (T, Y, X)
-        Any numeric dtype; NumPy, Dask, zarr, ``np.memmap`` or anything
-        sliceable as ``movie[t0:t1]``.  Read once, in chunks of frames.
-    labels : array_like (Y, X) of int
-        0 = background, n > 0 = ROI id.
-    ids : sequence of int, optional
-        ROIs to extract, in this order; default all ids present, ascending.
-    chunk_frames : int, optional
-        Frames per read; default about 64 MB of movie per chunk.
-
-    Returns
-    -------
-    traces : (n_rois, T) float64
-    ids : (n_rois,) int64
+    The arguments (and what is returned) are those of :func:`extract_traces`,
+    checked when the first value is asked for; the numbers are its, bit for bit.
     """
     shape = tuple(getattr(movie, "shape", ()))
     if len(shape) != 3:
@@ -231,34 +260,7 @@ def iter_traces(movie, labels, ids=None, *, chunk_frames: int | None = None):
     kernel = _run_sums()
     bounds = [(t0, min(T, t0 + chunk_frames)) for t0 in range(0, T, chunk_frames)]
 
-    def load(t0, t1):
-        block = np.asarray(movie[t0:t1])
-        if block.dtype.kind == "b":
-            block = block.view(np.uint8)
-        elif block.dtype == np.float16:
-            block = block.astype(np.float32)
-        elif not block.dtype.isnative:
-            block = block.astype(block.dtype.newbyteorder("="))
-        return np.ascontiguousarray(block).reshape(t1 - t0, Y * X)
-
-    if isinstance(movie, np.ndarray) or len(bounds) < 2:
-        for t0, t1 in bounds:
-            kernel(load(t0, t1), starts, lengths, rows, sums[t0:t1])
-            yield t1, T
-    else:
-        # lazy arrays (Dask, zarr, ...): read the next chunk while the kernel
-        # (which releases the GIL) sums the current one; two chunks in memory
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            nxt = pool.submit(load, *bounds[0])
-            for i, (t0, t1) in enumerate(bounds):
-                block = nxt.result()
-                if i + 1 < len(bounds):
-                    nxt = pool.submit(load, *bounds[i + 1])
-                kernel(block, starts, lengths, rows, sums[t0:t1])
-                del block
-                yield t1, T
+    yield from sum_runs_by_chunk(movie, bounds, Y * X, kernel, starts, lengths, rows, sums)
     traces = (sums / counts).T
     # back to the order asked for (duplicates allowed)
     traces = traces[np.searchsorted(uniq, ids)]
