@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from _synth import can_mount_tmpfs
+
 from napari_catune import cli, nwb
 from napari_catune.params import TuningParams
 from napari_catune.results import save_results
@@ -106,15 +108,9 @@ def test_cli_refuses_before_solving_and_says_what_to_do(capsys, tmp_path, monkey
     assert cli._size_text(160 * 10**6) == "160 MB" and cli._size_text(2.5e9) == "2.5 GB"
 
 
-def _can_mount_tmpfs() -> bool:
-    if not shutil.which("unshare"):
-        return False
-    probe = subprocess.run(["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"],
-                           capture_output=True)
-    return probe.returncode == 0
 
 
-@pytest.mark.skipif(not _can_mount_tmpfs(), reason="no private tmpfs (unshare -rm) here")
+@pytest.mark.skipif(not can_mount_tmpfs(), reason="no private tmpfs (unshare -rm) here")
 def test_nwb_on_a_disk_that_fills_during_the_write_ends_cleanly(tmp_path):
     """The thirty-ninth round's leftover, reproduced: a 150 MB tmpfs, the
     checks before the solve and before the write bypassed (as when another

@@ -321,7 +321,7 @@ from napari_catune import cli  # noqa: E402
 from napari_catune.io import save_for_tuning  # noqa: E402
 from napari_catune.params import TuningParams, save_params  # noqa: E402
 
-from _synth import calcium_traces  # noqa: E402
+from _synth import calcium_traces, can_mount_tmpfs  # noqa: E402
 
 FS = 20.0
 
@@ -655,15 +655,9 @@ def test_no_room_for_even_an_empty_file(capsys, rec, monkeypatch):
                         "-o", rec["folder"] / "a.npy")
     assert code == 1 and f"no space left on {rec['folder']}" in _one_line(err)
 
-def _can_mount_tmpfs() -> bool:
-    if not shutil.which("unshare"):
-        return False
-    probe = subprocess.run(["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"],
-                           capture_output=True)
-    return probe.returncode == 0
 
 
-@pytest.mark.skipif(not _can_mount_tmpfs(), reason="no private tmpfs (unshare -rm) here")
+@pytest.mark.skipif(not can_mount_tmpfs(), reason="no private tmpfs (unshare -rm) here")
 @pytest.mark.parametrize("full", [False, True])
 def test_real_full_tmpfs(tmp_path, full):
     """A 1 MB tmpfs in a private mount namespace, the free-space check bypassed so

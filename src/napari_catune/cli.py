@@ -54,6 +54,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _overwrite
+from .results import size_text as _size_text
 from ._atomic import atomic_write_text, publish, remove_stale_temps, resolve_target, temp_prefix
 from ._padding import BAD, padding_span, padding_summary, row_lengths
 from .baseline import BASELINE_MODES
@@ -267,15 +268,6 @@ def _disk_error(e: OSError, out: Path, folder: Path, need: int) -> DiskFull:
     if e.errno in WriteLimit._WHY:
         return WriteLimit(out, folder, e.errno)
     return DiskFull(folder, need, _free(folder))
-
-
-def _size_text(nbytes: int) -> str:
-    # GB from 1 GB on ("160 MB", not "0.2 GB": two sizes side by side must differ)
-    for unit, size, least in (("GB", 1e9, 1.0), ("MB", 1e6, 1.0), ("kB", 1e3, 0.0)):
-        if nbytes >= least * size:
-            value = nbytes / size
-            return f"{value:.1f} {unit}" if value < 100 else f"{value:.0f} {unit}"
-    raise AssertionError  # pragma: no cover
 
 
 def remove_stale_outputs(out: Path) -> None:

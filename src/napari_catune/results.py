@@ -477,7 +477,9 @@ def bytes_needed(ext: str, r: dict) -> int:
     return 8 * fields * n * T + _ROOM_OVERHEAD
 
 
-def _size_text(nbytes: float) -> str:
+def size_text(nbytes: float) -> str:
+    """``nbytes`` for people: GB from 1 GB on, else MB, else kB ("160 MB", not
+    "0.2 GB": two sizes side by side must differ)."""
     for unit, size, least in (("GB", 1e9, 1.0), ("MB", 1e6, 1.0), ("kB", 1e3, 0.0)):
         if nbytes >= least * size:
             value = nbytes / size
@@ -509,8 +511,8 @@ def check_room(path, need: int) -> None:
         fsize = -1
     if 0 <= fsize != getattr(resource, "RLIM_INFINITY", -1) and fsize < need:
         raise OSError(errno.EFBIG, f"cannot write {target.name}: file too large on {folder} "
-                      f"(it needs about {_size_text(need)}, this process may write "
-                      f"{_size_text(fsize)} to a file: ulimit -f); raise that limit",
+                      f"(it needs about {size_text(need)}, this process may write "
+                      f"{size_text(fsize)} to a file: ulimit -f); raise that limit",
                       str(target))
     try:
         st = os.statvfs(folder)
@@ -518,8 +520,8 @@ def check_room(path, need: int) -> None:
         return  # cannot tell (Windows, some network file systems): writing will tell
     free = st.f_bavail * st.f_frsize
     if free < need:
-        raise OSError(errno.ENOSPC, f"{target.name} needs about {_size_text(need)} on {folder}, "
-                      f"{_size_text(free)} free; free space there or write elsewhere",
+        raise OSError(errno.ENOSPC, f"{target.name} needs about {size_text(need)} on {folder}, "
+                      f"{size_text(free)} free; free space there or write elsewhere",
                       str(target))
 
 
