@@ -172,7 +172,7 @@ def test_in_napari_s_default_short_window_the_controls_come_before_the_rows(
     qw.resize(1100, 650)
     qw.resizeDocks([_dock(w)], [420], Qt.Horizontal)
     qtbot.waitUntil(lambda: qw.height() <= 660 and _dock(w).width() <= 440
-                    and not w.reflows[0].is_wide, timeout=10_000)
+                    and w.section.isHidden(), timeout=10_000)
     pane = w.fold.pane
     c = w.controls
     qtbot.waitUntil(lambda: all(_in_view(b, pane) for b in (

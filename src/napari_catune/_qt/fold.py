@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import weakref
 
-from qtpy.QtCore import QEvent, QObject, QSize, Qt, QTimer
+from qtpy.QtCore import QEvent, QObject, QPoint, QSize, Qt, QTimer
 from qtpy.QtWidgets import QBoxLayout, QFrame, QScrollArea, QToolButton
 
 #: per viewer: {"shown": bool, "top": int (px)}, what the user chose there
@@ -244,5 +244,10 @@ class Fold(QObject):
         lay = self.pane.widget().layout()
         if lay is not None:
             lay.activate()
-        self.pane._place()
-        self.pane.ensureWidgetVisible(self.section, 0, 0)
+        pane = self.pane
+        pane._place()
+        if self.section.height() <= pane.viewport().height():
+            pane.ensureWidgetVisible(self.section, 0, 0)
+        else:  # taller than the pane: its top in view (the tabs, the list's first rows)
+            y = self.section.mapTo(pane.widget(), QPoint(0, 0)).y()
+            pane.verticalScrollBar().setValue(y)
