@@ -8,7 +8,7 @@ dock closed and reopened."""
 from __future__ import annotations
 
 import pytest
-from qtpy.QtCore import QPoint, Qt
+from qtpy.QtCore import QPoint, QRect, Qt
 from qtpy.QtTest import QTest
 from qtpy.QtWidgets import QDockWidget
 
@@ -150,3 +150,62 @@ def test_a_dragged_splitter_scrolls_the_controls_and_is_kept_on_reopen(narrow, q
     qtbot.waitUntil(lambda: not w2.reflows[0].is_wide, timeout=10_000)
     qtbot.waitUntil(lambda: abs(w2.splitter.sizes()[0] - dragged) <= 2, timeout=10_000)
     assert w2.section.isVisible() and w2.section_btn.isChecked()
+
+
+def _in_view(c, pane) -> bool:
+    """``c`` whole inside the pane's visible viewport (not scrolled away)."""
+    vp = pane.viewport()
+    r = QRect(c.mapTo(vp, QPoint(0, 0)), c.size())
+    return c.isVisible() and vp.rect().contains(r)
+
+
+def test_in_napari_s_default_short_window_the_controls_come_before_the_rows(
+        make_napari_viewer, qtbot, notes):
+    # napari's window on a 1000-px screen is ~650 px high; the tuner docked ~420
+    # px wide: Estimate ... Apply to all open in view, the rows get the rest
+    viewer, _, _ = viewer_with_recording(make_napari_viewer, show=True)
+    w = open_tuner(viewer)
+    wait(qtbot, w)
+    w.select_rois([3, 5, 8])
+    wait(qtbot, w)
+    qw = viewer.window._qt_window
+    qw.resize(1100, 650)
+    qw.resizeDocks([_dock(w)], [420], Qt.Horizontal)
+    qtbot.waitUntil(lambda: qw.height() <= 660 and _dock(w).width() <= 440
+                    and w.section.isHidden(), timeout=10_000)
+    pane = w.fold.pane
+    c = w.controls
+    qtbot.waitUntil(lambda: all(_in_view(b, pane) for b in (
+        c.estimate_btn, c.undo_btn, c.save_btn, c.load_btn, c.apply_btn)), timeout=5_000)
+    assert pane.verticalScrollBar().value() == 0  # opened so, not scrolled there
+    # the rows keep a part of the height, and have it back when the window grows
+    rows = w.splitter.widget(1)
+    assert rows.height() >= 100
+    qw.resize(1100, 950)
+    qtbot.waitUntil(lambda: qw.height() >= 900, timeout=10_000)
+    qtbot.waitUntil(lambda: w.traces.scroll.viewport().height()
+                    >= 1.8 * (w.traces.shown[1].trace.mapToScene(0, 0).y()
+                              - w.traces.shown[0].trace.mapToScene(0, 0).y()), timeout=5_000)
+    assert _in_view(c.apply_btn, pane)
+
+
+def test_opening_the_section_in_a_short_dock_brings_the_roi_list_into_view(
+        make_napari_viewer, qtbot, notes):
+    viewer, _, _ = viewer_with_recording(make_napari_viewer, show=True)
+    w = open_tuner(viewer)
+    wait(qtbot, w)
+    w.select_rois([3, 5, 8])
+    wait(qtbot, w)
+    dock = _dock(w)
+    dock.setFloating(True)
+    dock.resize(420, 220)  # as short as it goes
+    qtbot.waitUntil(lambda: dock.width() <= 450 and w.section.isHidden(), timeout=10_000)
+    pane = w.fold.pane
+    qtbot.waitUntil(lambda: pane.height() < pane.natural_height(), timeout=5_000)
+    qtbot.mouseClick(w.section_btn, Qt.LeftButton)
+    # the click visibly does something: the ROI list (or its top) comes into view
+    qtbot.waitUntil(lambda: w.roi_list.isVisible()
+                    and w.roi_list.visibleRegion().boundingRect().height() >= 30, timeout=5_000)
+    vp = pane.viewport()
+    top = w.roi_list.mapTo(vp, QPoint(0, 0)).y()
+    assert 0 <= top < vp.height()

@@ -17,13 +17,17 @@ from __future__ import annotations
 
 import weakref
 
-from qtpy.QtCore import QEvent, QObject, QSize, Qt, QTimer
+from qtpy.QtCore import QEvent, QObject, QPoint, QSize, Qt, QTimer
 from qtpy.QtWidgets import QBoxLayout, QFrame, QScrollArea, QToolButton
 
 #: per viewer: {"shown": bool, "top": int (px)}, what the user chose there
 _MEMORY: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 #: the least height of the controls' pane (px): it can be dragged this small
 PANE_MIN_H = 60
+#: the least height of the trace rows' side of the splitter (px), about one row
+#: under the trace bar: where the dock is short, the controls (Estimate ... Apply)
+#: come first, and the rows shrink to this
+ROWS_MIN_H = 120
 SECTION_TEXT = "plots && ROI list"
 SECTION_TIP = ("Show or hide the kernel / spectrum plots and the ROI list (with Most active "
                "and Random). Hidden by default in a narrow dock, where they would take the "
@@ -146,8 +150,14 @@ class Fold(QObject):
         self._fit_timer.setSingleShot(True)
         self._fit_timer.setInterval(0)
         self._fit_timer.timeout.connect(self.fit)
+        self._reveal = False  # the section was just opened: scroll it into view
+        self._reveal_timer = QTimer(self)
+        self._reveal_timer.setSingleShot(True)
+        self._reveal_timer.setInterval(0)
+        self._reveal_timer.timeout.connect(self._scroll_to_section)
         reflow.host.installEventFilter(self)
         pane.installEventFilter(self)
+        splitter.installEventFilter(self)
         button.toggled.connect(self._toggled)
         splitter.splitterMoved.connect(self._dragged)
         self._auto()
@@ -181,6 +191,7 @@ class Fold(QObject):
         self.memory["shown"] = bool(on)
         self.memory.pop("top", None)  # the pane fits its new content
         self._show(bool(on))
+        self._reveal = bool(on)
         self._fit_timer.start()
 
     def _dragged(self, *_) -> None:
@@ -193,13 +204,18 @@ class Fold(QObject):
             self._auto()
         elif obj is self.pane and t == QEvent.Type.Show:
             self._fit_timer.start()  # first shown: sized to its content
+        elif obj is self.splitter and t == QEvent.Type.Resize \
+                and "top" not in self.memory:
+            self._fit_timer.start()  # the dock made taller or shorter: shared again
         elif obj is self.reflow.host and t == QEvent.Type.LayoutRequest \
                 and "top" not in self.memory:
             self._fit_timer.start()  # turned, grown or shrunk: fitted again
         return False
 
     def fit(self) -> None:
-        """The pane at the height the user dragged it to, else at its content's."""
+        """The pane at the height the user dragged it to, else at its content's;
+        the rows get the rest, down to ROWS_MIN_H (about one row: their side's
+        least height), so in a short dock the rows shrink before the controls."""
         sizes = self.splitter.sizes()
         total = sum(sizes)
         if total <= 0:
@@ -207,7 +223,8 @@ class Fold(QObject):
         want = self.memory.get("top")
         if want is None:
             want = self.pane.natural_height() + 2 * self.pane.frameWidth()
-        rest = self.splitter.widget(1).minimumSizeHint().height()
+        rows = self.splitter.widget(1)
+        rest = max(rows.minimumHeight(), min(ROWS_MIN_H, rows.minimumSizeHint().height()))
         top = max(min(int(want), total - rest), PANE_MIN_H)
         if abs(sizes[0] - top) > 1:
             self._fitting = True
@@ -215,3 +232,22 @@ class Fold(QObject):
                 self.splitter.setSizes([top, total - top])
             finally:
                 self._fitting = False
+        if self._reveal:
+            self._reveal = False
+            self._reveal_timer.start()
+
+    def _scroll_to_section(self) -> None:
+        """The section just opened, in view even where the pane is too short to
+        hold it (the click must visibly do something)."""
+        if self.section.isHidden():
+            return
+        lay = self.pane.widget().layout()
+        if lay is not None:
+            lay.activate()
+        pane = self.pane
+        pane._place()
+        if self.section.height() <= pane.viewport().height():
+            pane.ensureWidgetVisible(self.section, 0, 0)
+        else:  # taller than the pane: its top in view (the tabs, the list's first rows)
+            y = self.section.mapTo(pane.widget(), QPoint(0, 0)).y()
+            pane.verticalScrollBar().setValue(y)

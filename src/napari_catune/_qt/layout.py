@@ -14,7 +14,7 @@ from qtpy.QtWidgets import (
     QBoxLayout, QHBoxLayout, QLabel, QSplitter, QTabWidget, QVBoxLayout, QWidget,
 )
 
-from .fold import Fold, Pane, memory_of, section_toggle
+from .fold import ROWS_MIN_H, Fold, Pane, memory_of, section_toggle
 
 _ACROSS, _DOWN = QBoxLayout.Direction.LeftToRight, QBoxLayout.Direction.TopToBottom
 
@@ -152,6 +152,10 @@ def lay_out(t) -> None:
     bl.setContentsMargins(0, 0, 0, 0)
     bl.addWidget(bar)
     bl.addWidget(t.traces, 1)
+    # the rows' side may be made shorter than the rows' own least height (the
+    # bar, a row and the overview): in a short dock the controls come first, and
+    # the rows are cut at the bottom
+    bottom.setMinimumHeight(ROWS_MIN_H)
     pane = Pane(top, whole=[t.controls])
     split = QSplitter(Qt.Vertical)
     split.addWidget(pane)
