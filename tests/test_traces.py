@@ -208,3 +208,18 @@ def test_iter_traces_checks_its_arguments_on_the_first_step():
     gen = iter_traces(movie, labels[:5])
     with pytest.raises(ValueError, match="does not match"):
         next(gen)
+
+
+def test_uint64_ids_beyond_float_precision_get_their_own_traces():
+    """uint64 labels with ids >= 2**53 were compared with int64 ids as float64:
+    their traces came back NaN (review revs40)."""
+    lab = np.zeros((20, 30), np.uint64)
+    lab[2:5, 2:5] = 2**53
+    lab[10:14, 10:14] = 2**53 + 1
+    movie = np.arange(3 * 20 * 30, dtype=np.float64).reshape(3, 20, 30)
+    traces, ids = extract_traces(movie, lab)
+    assert [int(i) for i in ids] == [2**53, 2**53 + 1] and np.isfinite(traces).all()
+    np.testing.assert_allclose(traces[1], movie[:, 10:14, 10:14].mean(axis=(1, 2)))
+    lab[lab == 2**53] = 2**63 + 5
+    with pytest.raises(ValueError, match="renumber"):
+        extract_traces(movie, lab)

@@ -68,12 +68,9 @@ def neuropil_masks(labels, ids=None, *, inner_radius: int = INNER_RADIUS,
     if int(inner_radius) < 0 or int(min_pixels) < 1:
         raise ValueError(f"inner_radius must be >= 0 and min_pixels >= 1, got {inner_radius} "
                          f"and {min_pixels}")
-    if labels.dtype == np.uint64:
-        # (uint64 against the int64 ids compares as float64: ids >= 2**53 would merge)
-        if labels.size and int(labels.max()) > np.iinfo(np.int64).max:
-            raise ValueError(f"ROI ids up to {int(labels.max())} are above 2**63 - 1; "
-                             "renumber the labels (e.g. skimage.segmentation.relabel_sequential)")
-        labels = labels.astype(np.int64)
+    from .traces import int64_ids
+
+    labels = int64_ids(labels)  # (uint64 against int64 ids compares as float64)
     Y, X = labels.shape
     cell = labels > 0
     # integral image of the non-cell pixels: a rectangle's count in O(1)

@@ -89,7 +89,19 @@ def _check_labels(labels, movie_shape):
         raise ValueError(
             f"labels must be >= 0 (0 = background), found negative values {bad.tolist()}"
         )
-    return labels
+    return int64_ids(labels)
+
+
+def int64_ids(labels: np.ndarray) -> np.ndarray:
+    """uint64 labels as int64 (compared with int64 ids, uint64 goes through
+    float64 and ids >= 2**53 merge or go missing); ids above 2**63 - 1 are
+    refused with a hint.  Other dtypes are returned as they are."""
+    if labels.dtype != np.uint64:
+        return labels
+    if labels.size and int(labels.max()) > np.iinfo(np.int64).max:
+        raise ValueError(f"ROI ids up to {int(labels.max())} are above 2**63 - 1; "
+                         "renumber the labels (e.g. skimage.segmentation.relabel_sequential)")
+    return labels.astype(np.int64)
 
 
 def _runs(labels: np.ndarray, ids: np.ndarray):
