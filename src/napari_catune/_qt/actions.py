@@ -224,6 +224,11 @@ class Actions(ApplyAll):
             return None
         if self.estimate_worker is not None:
             return self.estimate_worker
+        if self.t.picker.interim:  # the rows show F while F - c*Fneu is read
+            notifications.show_warning(
+                "The neuropil is being read: the rows show F until F - c·Fneu arrives. "
+                "Press Estimate then, so the parameters fit the corrected traces.")
+            return None
         if self.t.controls.estimate_from.currentIndex() == 1:  # all ROIs
             ids = [int(i) for i in src.roi_ids]
             traces = src.traces
@@ -257,6 +262,10 @@ class Actions(ApplyAll):
 
         def returned(p):
             if t._closed or state["cancelled"]:
+                return
+            if self.s.source is not src:  # (e.g. F - c*Fneu arrived meanwhile)
+                t.status.setText("Estimate dropped: the traces changed while it ran; "
+                                 "press Estimate again.")
                 return
             self.last_estimate = p
             for msg in said:  # they come before the result (both queued from the worker)
