@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from _widgets import wait
+from _widgets import notes, setup, wait  # noqa: F401 - fixtures
 from test_widget_many_rois import GRID, _shown_ids, many  # noqa: F401 - fixture
 
 
@@ -39,3 +39,18 @@ def test_zoom_steps_move_the_drawn_ids_without_refreshing_the_layer(many, qtbot,
     viewer.camera.zoom = 1.0
     qtbot.waitUntil(lambda: _shown_ids(layer) == {5, 77}, timeout=10_000)
     assert calls == []  # no re-slicing of the points on any of these zoom events
+
+
+def test_the_overlays_use_the_scene_camera_without_deprecation_warnings(setup, qtbot):
+    """napari 0.9 deprecates viewer.camera (a warning on every read, which an
+    Estimate running meanwhile relayed as its own: review revs40)."""
+    import warnings
+
+    from napari_catune._qt.roiids import camera_of
+
+    viewer, w, means, notes = setup
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        camera_of(viewer).zoom = camera_of(viewer).zoom * 1.5
+        w.overlays.show_ids()
+    assert not [c for c in caught if "viewer.camera" in str(c.message)]

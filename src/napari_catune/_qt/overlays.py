@@ -14,7 +14,7 @@ from qtpy.QtCore import QTimer
 
 from . import follow as _follow
 from .lazyactivity import LazyActivity, centroids, label_index  # noqa: F401 - re-exported
-from .roiids import ID_TEXT_SIZE, RoiIds, nearest_gap  # noqa: F401 - re-exported
+from .roiids import ID_TEXT_SIZE, RoiIds, camera_of, nearest_gap  # noqa: F401 - re-exported
 
 OVERLAY_KEY = "catune_overlay"  # metadata flag: our layers, hidden from the source combos
 SELECTION_NAME = "CaTune selection"
@@ -62,7 +62,7 @@ class Overlays(RoiIds):
                 me.show_ids()
 
         self._on_zoom = on_zoom
-        viewer.camera.events.zoom.connect(on_zoom)
+        camera_of(viewer).events.zoom.connect(on_zoom)
 
     def layers(self) -> list:
         return [l for l in (self.selection_layer, self.activity_layer, self.ids_layer)
@@ -78,7 +78,7 @@ class Overlays(RoiIds):
                 pass
         self.follower.stop()
         try:
-            self.viewer.camera.events.zoom.disconnect(self._on_zoom)
+            camera_of(self.viewer).events.zoom.disconnect(self._on_zoom)
         except Exception:  # noqa: BLE001 - already gone with the viewer
             pass
         self.selection_layer = self.activity_layer = self.ids_layer = None

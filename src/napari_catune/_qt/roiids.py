@@ -18,6 +18,14 @@ ID_TEXT_SIZE = 8
 _DIGIT_PX_PER_PT = 0.6 * 96 / 72
 
 
+def camera_of(viewer):
+    """The viewer's camera: ``viewer.scene.camera`` from napari 0.9 on
+    (``viewer.camera`` is deprecated there and warns on every read), else
+    ``viewer.camera``."""
+    camera = getattr(getattr(viewer, "scene", None), "camera", None)
+    return camera if camera is not None else viewer.camera
+
+
 def nearest_gap(points: np.ndarray) -> float:
     """Median distance from each point to its nearest neighbour (inf for < 2)."""
     pts = np.asarray(points, dtype=float)
@@ -58,7 +66,7 @@ class RoiIds:
             return True
         try:
             scale = float(np.min(np.abs(np.asarray(layer.scale)[-2:])))
-            zoom = float(self.viewer.camera.zoom)
+            zoom = float(camera_of(self.viewer).zoom)
         except Exception:  # noqa: BLE001 - no camera: show them all
             return True
         text_px = (self._id_digits + 0.5) * _DIGIT_PX_PER_PT * ID_TEXT_SIZE
@@ -96,7 +104,7 @@ class RoiIds:
         if not fit:
             try:
                 scale = float(np.min(np.abs(np.asarray(layer.scale)[-2:])))
-                zoom = float(self.viewer.camera.zoom)
+                zoom = float(camera_of(self.viewer).zoom)
                 dy = self._id_radius + 0.75 * ID_TEXT_SIZE * 96 / 72 / max(zoom * scale, 1e-9)
             except Exception:  # noqa: BLE001 - cosmetic
                 dy = 0.0
