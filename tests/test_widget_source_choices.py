@@ -267,3 +267,44 @@ def test_an_estimate_of_traces_replaced_meanwhile_is_dropped(setup, qtbot, monke
     assert (w.params.tau_rise, w.params.tau_decay) == (before.tau_rise, before.tau_decay)
     assert w.actions.last_estimate is None
     assert "Estimate dropped: the traces changed" in w.status.text()
+
+
+# ------------------------------------- an Apply to all waiting for a first read
+def test_an_apply_waiting_for_a_read_is_not_run_on_other_layers_or_after_cancel(setup, qtbot):
+    """Apply to all clicked during a first read starts on those traces only: if
+    the user picks other layers meanwhile it is dropped and said; if the read is
+    cancelled, the read's own message stays (review revs40)."""
+    viewer, w, means, notes = setup
+    movie = np.asarray(viewer.layers["movie"].data)
+    slow = Slow(movie)
+    viewer.add_image(slow.data, name="slow movie")
+    slow.armed.set()
+    _choose(w.image_combo, "slow movie")
+    qtbot.waitUntil(slow.inside.is_set, timeout=60_000)
+    qtbot.mouseClick(w.controls.apply_btn, Qt.LeftButton)
+    assert "starts once the traces are read" in w.jobs.text("apply")
+    _choose(w.image_combo, "movie")  # other layers while the Apply waits
+    slow.gate.set()
+    qtbot.waitUntil(lambda: w.idle and w.session.source is not None
+                    and w.session.source.origin[0] is viewer.layers["movie"], timeout=120_000)
+    qtbot.waitUntil(lambda: w.actions.apply_worker is None, timeout=60_000)
+    assert "results" not in viewer.layers["rois"].metadata.get("catune", {})
+    assert "other layers were chosen" in w.status.text(), w.status.text()
+    # a cancelled read: its message stays, followed by what became of the Apply
+    slow.gate.clear()
+    slow.inside.clear()
+    del viewer.layers["slow movie"]
+    slow = Slow(movie)
+    viewer.add_image(slow.data, name="slow movie 2")
+    slow.armed.set()
+    _choose(w.image_combo, "slow movie 2")
+    qtbot.waitUntil(slow.inside.is_set, timeout=60_000)
+    qtbot.mouseClick(w.controls.apply_btn, Qt.LeftButton)
+    (key, _), = w.picker.builds.items()
+    qtbot.mouseClick(w.jobs.cancel_button(f"extract {key}"), Qt.LeftButton)
+    slow.gate.set()
+    qtbot.waitUntil(lambda: not w.picker.builds and w.idle
+                    and w.actions.apply_worker is None, timeout=60_000)
+    text = w.status.text()
+    assert text.startswith("Reading cancelled") and text.endswith("Apply to all was not started."), text
+    assert not notes["error"]

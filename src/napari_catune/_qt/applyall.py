@@ -115,6 +115,8 @@ class ApplyAll:
             start(src)
         else:
             self._apply_start = start
+            # the layers it was asked for: other layers chosen meanwhile drop it
+            self._apply_pair = (t.picker.image_combo.value, t.picker.labels_combo.value)
             t.jobs.start(_APPLY, "Apply to all starts once the traces are read...",
                          cancel=self.cancel_apply)
         return w
@@ -212,16 +214,27 @@ class ApplyAll:
             self.apply_worker.quit()
             self.t.status.setText("Cancelling...")
 
-    def _drop_pending(self, why: str) -> None:
+    def _drop_pending(self, why: str, after_status: bool = False) -> None:
+        """Drop an Apply to all that waits for its traces, saying ``why`` (or,
+        ``after_status``, after what the status line already says: a read's
+        own cancel message)."""
         if self._apply_start is None:
             return
+        said = self.t.status.text()
         self._apply_done()
-        self.t.status.setText(f"Apply to all cancelled: {why}")
+        self.t.status.setText(f"{said} Apply to all was not started." if after_status and said
+                              else f"Apply to all cancelled: {why}")
 
     def source_ready(self, src) -> None:
-        if self._apply_start is not None:
-            start, self._apply_start = self._apply_start, None
-            start(src)
+        if self._apply_start is None:
+            return
+        pair = getattr(self, "_apply_pair", None)
+        if pair is not None and tuple(src.origin) != pair:
+            self._drop_pending("other layers were chosen while the traces were read; "
+                               "click Apply to all again to apply to these.")
+            return
+        start, self._apply_start = self._apply_start, None
+        start(src)
 
     def layer_lost(self) -> None:
         if self.apply_worker is not None and self._apply_start is None:

@@ -145,8 +145,8 @@ class CaTuneTuner(SourceHooks, ViewerHooks, QWidget):
         self.picker.changed.connect(self._movie_chosen)
         self.picker.cancelled.connect(lambda _: s.set_neuropil(on=False))
         self.picker.status.connect(self.status.setText)
-        self.picker.failed.connect(lambda _: self.actions._drop_pending(
-            "the traces could not be read."))
+        self.picker.failed.connect(lambda why: self.actions._drop_pending(
+            "the traces could not be read.", after_status=why == "cancelled"))
         self.traces.frame_requested.connect(self._goto_frame)
         self.overlay_mode.currentTextChanged.connect(lambda _: self.update_overlay())
         # what the user chooses is kept for the next tuner (and the next napari)
