@@ -48,6 +48,14 @@ class Slow:
             block, dtype=movie.dtype)
 
 
+def add_slow(viewer, name="slow movie"):
+    """The viewer's "movie" as a ``Slow`` layer ``name``: (the frames, the Slow)."""
+    movie = np.asarray(viewer.layers["movie"].data)
+    slow = Slow(movie)
+    viewer.add_image(slow.data, name=name)
+    return movie, slow
+
+
 @pytest.fixture(autouse=True)
 def _dask_in_the_calling_thread():
     """dask computes in the thread that asks (napari's slicing: the GUI thread;
@@ -116,9 +124,7 @@ def test_the_movie_chosen_for_a_labels_layer_survives_a_switch_back(setup, qtbot
 # ------------------------------------------- the F rows stay during the Fneu read
 def test_the_rows_and_selection_stay_while_the_neuropil_is_read(setup, qtbot):
     viewer, w, means, notes = setup
-    movie = np.asarray(viewer.layers["movie"].data)
-    slow = Slow(movie)
-    viewer.add_image(slow.data, name="slow movie")
+    movie, slow = add_slow(viewer)
     _choose(w.image_combo, "slow movie")
     wait(qtbot, w)  # F is read (not held) and cached
     w.select_rois([5, 11])
@@ -165,9 +171,7 @@ def test_the_rows_and_selection_stay_while_the_neuropil_is_read(setup, qtbot):
 # ------------------------------------------------------ the first read: Cancel
 def test_cancel_of_the_first_read_leaves_a_clear_state(setup, qtbot):
     viewer, w, means, notes = setup
-    movie = np.asarray(viewer.layers["movie"].data)
-    slow = Slow(movie)
-    viewer.add_image(slow.data, name="slow movie")
+    movie, slow = add_slow(viewer)
     slow.armed.set()
     _choose(w.image_combo, "slow movie")
     qtbot.waitUntil(slow.inside.is_set, timeout=60_000)
@@ -194,9 +198,7 @@ def test_cancel_of_the_first_read_leaves_a_clear_state(setup, qtbot):
 
 def test_the_first_read_has_a_frames_bar_and_other_layers_stop_it(setup, qtbot):
     viewer, w, means, notes = setup
-    movie = np.asarray(viewer.layers["movie"].data)
-    slow = Slow(movie)
-    viewer.add_image(slow.data, name="slow movie")
+    movie, slow = add_slow(viewer)
     seen = []
     real_update = w.jobs.update
     w.jobs.update = lambda k, v, t=None: (seen.append((v, t)), real_update(k, v, t))
@@ -275,9 +277,7 @@ def test_an_apply_waiting_for_a_read_is_not_run_on_other_layers_or_after_cancel(
     the user picks other layers meanwhile it is dropped and said; if the read is
     cancelled, the read's own message stays (review revs40)."""
     viewer, w, means, notes = setup
-    movie = np.asarray(viewer.layers["movie"].data)
-    slow = Slow(movie)
-    viewer.add_image(slow.data, name="slow movie")
+    movie, slow = add_slow(viewer)
     slow.armed.set()
     _choose(w.image_combo, "slow movie")
     qtbot.waitUntil(slow.inside.is_set, timeout=60_000)
@@ -294,8 +294,7 @@ def test_an_apply_waiting_for_a_read_is_not_run_on_other_layers_or_after_cancel(
     slow.gate.clear()
     slow.inside.clear()
     del viewer.layers["slow movie"]
-    slow = Slow(movie)
-    viewer.add_image(slow.data, name="slow movie 2")
+    movie, slow = add_slow(viewer, "slow movie 2")
     slow.armed.set()
     _choose(w.image_combo, "slow movie 2")
     qtbot.waitUntil(slow.inside.is_set, timeout=60_000)
