@@ -823,13 +823,21 @@ def tiff_fs(path) -> float | None:
         return None
     try:
         with tifffile.TiffFile(path) as tf:
-            ij = tf.imagej_metadata or {}
-            fs = _fs_from_interval(ij.get("finterval"))
-            if fs is None and _positive_number(ij.get("fps")):
-                fs = float(ij["fps"])
-            if fs is None and tf.is_ome and tf.ome_metadata:
-                fs = _ome_fs(tf.ome_metadata)
-            return fs
+            return tiff_file_fs(tf)
+    except Exception:  # unreadable metadata: fs unknown, not an error
+        return None
+
+
+def tiff_file_fs(tf) -> float | None:
+    """:func:`tiff_fs` of an open ``tifffile.TiffFile`` (None when unreadable)."""
+    try:
+        ij = tf.imagej_metadata or {}
+        fs = _fs_from_interval(ij.get("finterval"))
+        if fs is None and _positive_number(ij.get("fps")):
+            fs = float(ij["fps"])
+        if fs is None and tf.is_ome and tf.ome_metadata:
+            fs = _ome_fs(tf.ome_metadata)
+        return fs
     except Exception:  # unreadable metadata: fs unknown, not an error
         return None
 
