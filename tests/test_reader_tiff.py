@@ -108,6 +108,43 @@ def test_frames_equal_tifffile_and_are_not_held_in_memory(tmp_path, how, lazy):
     assert (lo, hi) == (movie[0].min(), movie[0].max())
 
 
+def test_a_compressed_movie_in_one_page_is_read_through_zarr(tmp_path):
+    import dask.array as da
+
+    from napari_catune import _reader_tiff
+
+    movie = _movie(T=12)
+    path = str(tmp_path / "volume.tif")  # one SGI page of depth 12: no page per frame
+    tifffile.imwrite(path, movie, volumetric=True, tile=(16, 16), compression="zlib")
+    with tifffile.TiffFile(path) as tf:
+        assert len(tf.series[0].pages) == 1
+        assert not _reader_tiff._one_page_per_frame(tf, movie.shape)
+    data, meta = _read(path)
+    assert isinstance(data, da.Array) and meta["metadata"]["catune"]["lazy"] == "dask"
+    np.testing.assert_array_equal(np.asarray(data), movie)
+    np.testing.assert_array_equal(np.asarray(data[5, 3:9, 2:20]), movie[5, 3:9, 2:20])
+
+
+def test_page_reads_are_the_frames_asked_for(tmp_path, monkeypatch):
+    """Each chunk decodes its own pages: counted at tifffile's page reads."""
+    movie = _movie(T=50)
+    path = _write(tmp_path / "rec.tif", movie, "zlib")
+    data, _ = _read(path)
+    pages = []
+    real = tifffile.TiffFile.asarray
+
+    def counting(self, key=None, **kwargs):
+        assert key is not None, "the whole series read"
+        pages.extend([key] if isinstance(key, int) else list(key))
+        return real(self, key=key, **kwargs)
+
+    monkeypatch.setattr(tifffile.TiffFile, "asarray", counting)
+    np.testing.assert_array_equal(np.asarray(data[33]), movie[33])
+    np.testing.assert_array_equal(np.asarray(data[40:44, 5:9]), movie[40:44, 5:9])
+    assert 33 in pages and set(range(40, 44)) <= set(pages)
+    assert len(pages) <= 2 * 16 and 0 not in pages  # two chunks at most, of 50 pages
+
+
 def test_singleton_axes_are_squeezed(tmp_path):
     movie = _movie(T=6)
     path = str(tmp_path / "rec.tif")
@@ -300,3 +337,44 @@ def test_traces_rate_note_in_a_viewer(make_napari_viewer, tmp_path, monkeypatch)
     (layer,) = viewer.open(_traces_with_two_rate_keys(tmp_path), plugin=PLUGIN)
     assert layer.metadata["catune"]["fs"] == 30.0
     assert any("from sampling_rate_hz is used" in s for s in said), said
+
+
+# ---------------------------------------------------------------- ScanImage's rate
+
+
+def _scanimage(path, extra=""):
+    """A file laid out as ScanImage 2016+ tags its pages (non-varying frame
+    data in Software, per-frame data in ImageDescription)."""
+    software = ("SI.VERSION_MAJOR = 2022\nSI.hChannels.channelSave = 1\n"
+                "SI.hRoiManager.scanFrameRate = 29.9876\nSI.hRoiManager.scanVolumeRate = 7.4969\n"
+                "SI.hScan2D.logAverageFactor = 2\n" + extra)
+    movie = _movie(T=12).astype(np.int16)
+    with tifffile.TiffWriter(path) as tw:
+        for i, frame in enumerate(movie):
+            tw.write(frame, contiguous=False, software=software, metadata=None,
+                     description=f"frameNumbers = {i + 1}\nframeTimestamps_sec = {i / 15:.6f}\n")
+    return str(path)
+
+
+def test_scanimage_frame_rate_for_the_tuner(tmp_path):
+    from napari_catune.sources import tiff_fs
+
+    path = _scanimage(tmp_path / "si.tif", "SI.hStackManager.numSlices = 1\n")
+    with tifffile.TiffFile(path) as tf:
+        assert tf.is_scanimage
+    data, meta = _read(path)
+    # two frames averaged into each saved one: half the scan rate
+    assert meta["metadata"]["catune"]["fs"] == pytest.approx(29.9876 / 2)
+    assert tiff_fs(path) == pytest.approx(29.9876 / 2)  # (the CLI's and the tuner's)
+    np.testing.assert_array_equal(np.asarray(data), tifffile.imread(path))
+    volume = _scanimage(tmp_path / "vol.tif", "SI.hStackManager.actualNumSlices = 4\n")
+    assert tiff_fs(volume) == pytest.approx(7.4969)  # each plane: the volume rate
+
+
+def test_readme_says_how_to_pick_the_tiff_movie_reader():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert "A **TIFF movie**" in readme and "*Read a TIFF movie (T, Y, X), lazily*" in readme
+    assert "napari matches readers by file name only" in readme
+    assert 'viewer.open("movie.tif", plugin="napari-catune")' in readme

@@ -8,9 +8,11 @@ This reader opens the first series of a multi-page TIFF (ScanImage, suite2p's
 * uncompressed pages stored contiguously: :func:`tifffile.memmap`, a
   zero-copy ``np.memmap`` (the OS reads the frames shown);
 * anything else (compressed pages, pages scattered through the file, a
-  multi-file OME series): a Dask array over tifffile's Zarr store of the
-  series, in chunks of a few frames, so moving the time slider decodes only
-  the pages of the frames shown.
+  multi-file OME series): a Dask array in chunks of a few frames, so moving
+  the time slider decodes only the pages of the frames shown.  Its chunks
+  are read through tifffile's page index (one page per frame, the usual
+  movie: tifffile and dask only, both napari's), else through tifffile's
+  Zarr store of the series (needs zarr).
 
 Only (T, Y, X) stacks are claimed (singleton axes squeezed): a 2-D image, a
 segmentation mask (``*_masks.tif``, ``*_labels.tif``), an RGB image or a
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import threading
 import weakref
 from pathlib import Path
 
@@ -117,19 +120,81 @@ def _memmap(tf, p: str, squeezed):
     return np.memmap(p, dtype=dtype, mode="r", offset=s.dataoffset, shape=tuple(squeezed))
 
 
+class _TiffFrames:
+    """A TIFF movie's pages for Dask, one page per frame: ``[a:b, ys, xs]``
+    decodes pages a..b only.  The ``TiffFile`` (one handle) is kept open, with
+    its page index, until this object is garbage collected, i.e. when its
+    layer is gone; a lock serialises reads (Dask reads chunks in threads)."""
+
+    def __init__(self, tf, path: str, shape, dtype):
+        self.path = path
+        self.shape, self.dtype = tuple(shape), np.dtype(dtype)
+        self.ndim = len(self.shape)
+        self._lock = threading.Lock()
+        self._tf = None
+        self._own(tf)
+
+    def _own(self, tf):
+        self._tf = tf
+        weakref.finalize(self, tf.close)
+
+    def _file(self):
+        if self._tf is None:  # (unpickled in another process)
+            import tifffile
+
+            self._own(tifffile.TiffFile(self.path))
+        return self._tf
+
+    def __getitem__(self, index):
+        index = index if isinstance(index, tuple) else (index,)
+        t = index[0]
+        if isinstance(t, (int, np.integer)):
+            return self[(slice(int(t), int(t) + 1), *index[1:])][0]
+        start, stop, step = t.indices(self.shape[0])
+        keys = range(start, stop, step)
+        if len(keys) == 0:
+            return np.empty((0, *self.shape[1:]), self.dtype)[(slice(None), *index[1:])]
+        with self._lock:
+            got = self._file().asarray(key=keys, series=0, maxworkers=1)
+        got = np.reshape(got, (len(keys), *self.shape[1:]))
+        return got[(slice(None), *index[1:])]
+
+    def __getstate__(self):  # a Dask worker in another process opens its own handle
+        state = self.__dict__.copy()
+        state["_tf"], state["_lock"] = None, None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+
+def _one_page_per_frame(tf, squeezed) -> bool:
+    s = tf.series[0]
+    page = tuple(v for v in s.keyframe.shape if v != 1)
+    return len(s.pages) == squeezed[0] and page == tuple(squeezed[1:])
+
+
 def _lazy(tf, p: str, squeezed, dtype):
-    """A Dask array over tifffile's Zarr store of the first series of ``tf``,
-    an open ``TiffFile`` that this takes over: it stays open (one handle)
-    until the store is garbage collected, i.e. when the layer is gone."""
+    """A Dask array over the first series of ``tf``, an open ``TiffFile`` that
+    this takes over (closed once the array is garbage collected), in chunks
+    of a few frames: one page per frame (the usual movie) through
+    :class:`_TiffFrames`, anything else through tifffile's Zarr store
+    (needs zarr)."""
     import dask.array as da
+
+    T, Y, X = squeezed
+    frames = max(1, min(_CHUNK_FRAMES, T, _CHUNK_BYTES // max(1, Y * X * dtype.itemsize)))
+    if _one_page_per_frame(tf, squeezed):
+        lazy = _TiffFrames(tf, os.path.realpath(p), squeezed, dtype)
+        return da.from_array(lazy, chunks=(frames, Y, X), name=_file_token(p),
+                             meta=np.empty((0, 0, 0), dtype))
     import zarr
 
     store = tf.series[0].aszarr(level=0)
     z = zarr.open(store, mode="r")
     # (closes the file once nothing holds the store; the finalizer does not hold it)
     weakref.finalize(store, tf.close)
-    T, Y, X = squeezed
-    frames = max(1, min(_CHUNK_FRAMES, T, _CHUNK_BYTES // max(1, Y * X * dtype.itemsize)))
     if tuple(z.shape) == tuple(squeezed):  # (tifffile's store squeezes singleton axes)
         return da.from_zarr(z, chunks=(frames, Y, X), name=_file_token(p), inline_array=True)
     arr = da.from_zarr(z, name=_file_token(p), inline_array=True)
@@ -168,9 +233,10 @@ def read_tiff_movie(path):
                 data = _lazy(tf, p, squeezed, dtype)  # (keeps tf open, closed with the store)
             except ImportError as e:
                 raise ValueError(
-                    f"{p}: its pages are compressed or scattered, so it is read through "
-                    f"zarr, which is not installed ({e}): pip install zarr, or open it with "
-                    "napari's own reader (it loads the whole file into memory)") from None
+                    f"{p}: its pages are compressed and not one per frame, so it is read "
+                    f"through zarr, which is not installed ({e}): pip install zarr, or open "
+                    "it with napari's own reader (it loads the whole file into memory)"
+                ) from None
             how = "dask"
     except BaseException:
         tf.close()
