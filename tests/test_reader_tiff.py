@@ -145,6 +145,20 @@ def test_page_reads_are_the_frames_asked_for(tmp_path, monkeypatch):
     assert len(pages) <= 2 * 16 and 0 not in pages  # two chunks at most, of 50 pages
 
 
+def test_two_compressed_movies_of_one_name_do_not_share_frames(tmp_path):
+    """Dask caches chunks by name (napari turns its cache on): each file its own."""
+    got = []
+    for k, folder in enumerate(("a", "b")):
+        (tmp_path / folder).mkdir()
+        movie = _movie(seed=10 + k)
+        path = _write(tmp_path / folder / "movie.tif", movie, "zlib")
+        data, _ = _read(path)
+        got.append((data, movie))
+    assert got[0][0].name != got[1][0].name
+    for data, movie in got:
+        np.testing.assert_array_equal(np.asarray(data[2]), movie[2])
+
+
 def test_singleton_axes_are_squeezed(tmp_path):
     movie = _movie(T=6)
     path = str(tmp_path / "rec.tif")
@@ -378,3 +392,27 @@ def test_readme_says_how_to_pick_the_tiff_movie_reader():
     assert "A **TIFF movie**" in readme and "*Read a TIFF movie (T, Y, X), lazily*" in readme
     assert "napari matches readers by file name only" in readme
     assert 'viewer.open("movie.tif", plugin="napari-catune")' in readme
+
+
+# ---------------------------------------------------------------- the tuner on it
+
+
+@pytest.mark.parametrize("how", ["imagej", "imagej-zlib"])
+def test_the_tuner_reads_traces_and_rate_from_a_lazy_tiff(make_napari_viewer, qtbot, tmp_path,
+                                                          how):
+    from _widgets import ROIS, open_tuner, recording, wait
+
+    movie, labels, means = recording(seed=4)
+    path = _write(tmp_path / "rec.tif", movie, how)  # ImageJ: its frame interval, 1/30 s
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(path, plugin=PLUGIN)
+    assert layer.metadata["catune"]["lazy"] == ("dask" if "zlib" in how else "memmap")
+    viewer.add_labels(labels, name="rois")  # no rate of its own: the movie's is used
+    w = open_tuner(viewer)
+    qtbot.waitUntil(lambda: w.session.source is not None, timeout=120_000)
+    wait(qtbot, w)
+    assert w.image_combo.value is layer
+    assert w.params.fs == pytest.approx(FS)
+    assert sorted(w.roi_list.listed_ids()) == sorted(ROIS)
+    rid = w.selected_rois[0]
+    np.testing.assert_allclose(w.traces.shown[0].data["raw"], means[rid], rtol=1e-6)
