@@ -222,7 +222,7 @@ def read_tiff_movie(path):
     except Exception as e:
         raise ValueError(f"{p}: not a readable TIFF ({type(e).__name__}: {e})") from None
     try:
-        squeezed, dtype, axes, shape = _series_header(tf)
+        squeezed, dtype, _, shape = _series_header(tf)
         if len(squeezed) != 3:
             raise ValueError(f"{p}: a movie is (frames, height, width), got shape {shape}")
         fs = tiff_file_fs(tf)
