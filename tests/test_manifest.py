@@ -79,12 +79,16 @@ def test_plugin_is_discovered_by_npe2():
 
 def test_no_reader_offered_for_unrelated_files(tmp_path):
     # a reader that matches every file name makes napari ask "which reader?"
-    # for every .tif/.csv the user drops, although the getter then declines
+    # for every .csv/.png the user drops, although the getter then declines.
+    # .tif/.tiff are offered on purpose (round 41): the lazy TIFF movie reader
+    # (napari's own loads a whole movie into memory; the README says which to pick)
     from napari.plugins import _initialize_plugins, _npe2
 
     _initialize_plugins()
-    for name in ("movie.tif", "table.csv", "image.png"):
+    for name in ("table.csv", "image.png", "movie.ome.zarr.txt"):
         assert PLUGIN not in _npe2.get_readers(str(tmp_path / name)), name
+    for name in ("movie.tif", "movie.TIFF"):
+        assert PLUGIN in _npe2.get_readers(str(tmp_path / name)), name
     plane = tmp_path / "suite2p" / "plane0"
     plane.mkdir(parents=True)
     assert PLUGIN in _npe2.get_readers(str(plane))  # folders still reach the suite2p reader

@@ -285,7 +285,9 @@ def read_traces(path):
     }
     if src.trace:  # what the file says the traces are (napari-catune extract's)
         cat["input_traces"] = src.trace
-    notes = []
+    # what the source says about how it was read (a sidecar's two rate keys merged
+    # into one, naming them and the one used), as the CLI prints them
+    notes = list(src.notes)
     if skipped.size:
         shown = ", ".join(str(int(i)) for i in skipped[:8]) + (", ..." if skipped.size > 8 else "")
         notes.append(f"{Path(p).name}: {skipped.size} of {src.n} ROIs hold NaN/inf values "

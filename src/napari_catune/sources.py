@@ -812,9 +812,10 @@ def _fs_from_interval(interval) -> float | None:
 def tiff_fs(path) -> float | None:
     """The frame rate recorded in a TIFF, or None.
 
-    Read from ImageJ metadata (``finterval`` in seconds, else ``fps``) and
+    Read from ImageJ metadata (``finterval`` in seconds, else ``fps``),
     OME-XML (``Pixels/@TimeIncrement`` with its ``TimeIncrementUnit``,
-    seconds by default), as tifffile exposes them.  Needs tifffile (napari
+    seconds by default) and ScanImage's frame data (:func:`_scanimage_fs`),
+    as tifffile exposes them.  Needs tifffile (napari
     installs it); None without it.
     """
     try:
@@ -823,14 +824,55 @@ def tiff_fs(path) -> float | None:
         return None
     try:
         with tifffile.TiffFile(path) as tf:
-            ij = tf.imagej_metadata or {}
-            fs = _fs_from_interval(ij.get("finterval"))
-            if fs is None and _positive_number(ij.get("fps")):
-                fs = float(ij["fps"])
-            if fs is None and tf.is_ome and tf.ome_metadata:
-                fs = _ome_fs(tf.ome_metadata)
-            return fs
+            return tiff_file_fs(tf)
     except Exception:  # unreadable metadata: fs unknown, not an error
+        return None
+
+
+def tiff_file_fs(tf) -> float | None:
+    """:func:`tiff_fs` of an open ``tifffile.TiffFile`` (None when unreadable)."""
+    try:
+        ij = tf.imagej_metadata or {}
+        fs = _fs_from_interval(ij.get("finterval"))
+        if fs is None and _positive_number(ij.get("fps")):
+            fs = float(ij["fps"])
+        if fs is None and tf.is_ome and tf.ome_metadata:
+            fs = _ome_fs(tf.ome_metadata)
+        if fs is None and tf.is_scanimage:
+            fs = _scanimage_fs(tf)
+        return fs
+    except Exception:  # unreadable metadata: fs unknown, not an error
+        return None
+
+
+def _scanimage_fs(tf) -> float | None:
+    """The rate of a ScanImage (2016 and later) file's saved frames.
+
+    From its non-varying frame data (the BigTIFF header, else the first
+    page's Software tag): ``SI.hRoiManager.scanFrameRate`` divided by the
+    frames averaged into each saved one (``SI.hScan2D.logAverageFactor``);
+    a volume (``SI.hStackManager`` with several slices) is sampled at
+    ``SI.hRoiManager.scanVolumeRate`` per plane.
+    """
+    import tifffile
+
+    data = (tf.scanimage_metadata or {}).get("FrameData") or {}
+    if "SI.hRoiManager.scanFrameRate" not in data:
+        software = tf.pages.first.software or ""
+        if not software.startswith("SI."):
+            return None
+        data = tifffile.matlabstr2py(software)
+    slices = data.get("SI.hStackManager.actualNumSlices",
+                      data.get("SI.hStackManager.numSlices", 1))
+    try:
+        if _positive_number(slices) and float(slices) > 1:
+            rate = data.get("SI.hRoiManager.scanVolumeRate")
+            return float(rate) if _positive_number(rate) else None
+        rate = data.get("SI.hRoiManager.scanFrameRate")
+        avg = data.get("SI.hScan2D.logAverageFactor", 1)
+        avg = float(avg) if _positive_number(avg) else 1.0
+        return float(rate) / avg if _positive_number(rate) else None
+    except (TypeError, ValueError):
         return None
 
 
