@@ -73,8 +73,8 @@ def _ours(path: str) -> bool:
     from .._reader import MASK_PATTERNS
 
     low = path.lower().rstrip("/")
-    if low.endswith((".npy", ".npz", ".json", ".hdf5", ".h5", ".nwb")):
-        return True
+    if low.endswith((".npy", ".npz", ".json", ".hdf5", ".h5", ".nwb", ".tif", ".tiff")):
+        return True  # a .tif our reader declines (an image, RGB, 4-D) goes to napari's
     if any(fnmatch.fnmatch(Path(low).name, pat) for pat in MASK_PATTERNS):
         return True
     if Path(path).is_dir() and (Path(path) / "C.zarr").is_dir():
