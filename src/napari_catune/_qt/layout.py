@@ -150,6 +150,7 @@ def lay_out(t) -> None:
     bottom = QWidget()
     bl = QVBoxLayout(bottom)
     bl.setContentsMargins(0, 0, 0, 0)
+    bl.setSpacing(2)  # (every pixel counts in a short dock: the rows' strip gives way first)
     bl.addWidget(bar)
     bl.addWidget(t.traces, 1)
     # the rows' side may be made shorter than the rows' own least height (the
