@@ -246,9 +246,13 @@ class Fold(QObject):
     def save(self) -> None:
         """Keep the user's choices in the settings file."""
         self._save_timer.stop()
-        if self.prefs is not None:
+        if self.prefs is None:
+            return
+        try:
             self.prefs.fold = {k: self.memory[k] for k in ("shown", "top", "total")
                                if k in self.memory}
+        except ValueError:  # (a splitter not laid out: sizes of 0) nothing worth keeping
+            pass
 
     def _content_resized(self) -> None:
         if "top" not in self.memory:
