@@ -32,13 +32,19 @@ def _rows_share(w) -> float:
     return w.traces.scroll.viewport().height() / w.height()
 
 
-@pytest.fixture
-def narrow(make_napari_viewer, qtbot, notes):
+def tuner_with_rows(make_napari_viewer, qtbot, ids=(3, 5, 8)):
+    """A shown viewer with the recording and its tuner, ``ids`` selected (three rows)."""
     viewer, _, _ = viewer_with_recording(make_napari_viewer, show=True)
     w = open_tuner(viewer)
     wait(qtbot, w)
-    w.select_rois([3, 5, 8])
+    w.select_rois(list(ids))
     wait(qtbot, w)
+    return viewer, w
+
+
+@pytest.fixture
+def narrow(make_napari_viewer, qtbot, notes):
+    viewer, w = tuner_with_rows(make_napari_viewer, qtbot)
     dock = _dock(w)
     dock.setFloating(True)
     dock.resize(420, 850)
@@ -163,11 +169,7 @@ def test_in_napari_s_default_short_window_the_controls_come_before_the_rows(
         make_napari_viewer, qtbot, notes):
     # napari's window on a 1000-px screen is ~650 px high; the tuner docked ~420
     # px wide: Estimate ... Apply to all open in view, the rows get the rest
-    viewer, _, _ = viewer_with_recording(make_napari_viewer, show=True)
-    w = open_tuner(viewer)
-    wait(qtbot, w)
-    w.select_rois([3, 5, 8])
-    wait(qtbot, w)
+    viewer, w = tuner_with_rows(make_napari_viewer, qtbot)
     qw = viewer.window._qt_window
     qw.resize(1100, 650)
     qw.resizeDocks([_dock(w)], [420], Qt.Horizontal)
@@ -191,11 +193,7 @@ def test_in_napari_s_default_short_window_the_controls_come_before_the_rows(
 
 def test_opening_the_section_in_a_short_dock_brings_the_roi_list_into_view(
         make_napari_viewer, qtbot, notes):
-    viewer, _, _ = viewer_with_recording(make_napari_viewer, show=True)
-    w = open_tuner(viewer)
-    wait(qtbot, w)
-    w.select_rois([3, 5, 8])
-    wait(qtbot, w)
+    viewer, w = tuner_with_rows(make_napari_viewer, qtbot)
     dock = _dock(w)
     dock.setFloating(True)
     dock.resize(420, 220)  # as short as it goes

@@ -10,17 +10,21 @@ hidden where it would sit under them (a narrow dock: ~130 px of the rows).
 
 The user's choices (the section shown or not, the controls' height after a
 splitter drag) are kept per viewer: a closed and reopened tuner comes back as
-it was.
+it was; and in the settings file (settings.py ``fold``), for the tuners of the
+next napari.  A drag kept there is restored as it was in a window of the same
+height; in one of another height only as far as it leaves the controls whole
+(Estimate ... Apply in view), and never below the rows' least height.
 """
 
 from __future__ import annotations
 
 import weakref
 
-from qtpy.QtCore import QEvent, QObject, QPoint, QSize, Qt, QTimer
+from qtpy.QtCore import QEvent, QObject, QPoint, QSize, Qt, QTimer, Signal
 from qtpy.QtWidgets import QBoxLayout, QFrame, QScrollArea, QToolButton
 
-#: per viewer: {"shown": bool, "top": int (px)}, what the user chose there
+#: per viewer: {"shown": bool, "top": int (px), "total": int (px)}, what the
+#: user chose there ("restored": True while it is the settings file's choice)
 _MEMORY: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 #: the least height of the controls' pane (px): it can be dragged this small
 PANE_MIN_H = 60
@@ -59,7 +63,16 @@ def section_toggle() -> QToolButton:
 class Pane(QScrollArea):
     """Scrolls ``content`` vertically when it is given less than its height; as
     wide as the content's minimum width (a vertical scroll bar's width more
-    while it shows)."""
+    while it shows).
+
+    Signals
+    -------
+    resized()  the content's size hints changed (a control shown or hidden, the
+               layout turned), not on every layout request: a label's new text
+               (a slider moved) asks for one and mostly changes nothing
+    """
+
+    resized = Signal()
 
     def __init__(self, content, whole=(), parent=None):
         """``whole``: the parts of ``content`` (a QBoxLayout's host) shown at
@@ -74,14 +87,25 @@ class Pane(QScrollArea):
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarAsNeeded)
         self.setVerticalScrollBarPolicy(Qt.ScrollBarAsNeeded)
         self.setWidget(content)
+        self._hints = None  # the content's size hints when last placed
         content.installEventFilter(self)
         self.verticalScrollBar().installEventFilter(self)
 
+    def _content_hints(self) -> tuple:
+        c = self.widget()
+        return (c.sizeHint(), c.minimumSizeHint(), c.minimumWidth(), self.natural_height())
+
     def eventFilter(self, obj, ev):  # noqa: N802 - Qt API
-        if ev.type() in (QEvent.Type.LayoutRequest, QEvent.Type.Show, QEvent.Type.Hide):
-            self.updateGeometry()  # a new minimum width of the content, a bar shown
-            if obj is self.widget() and ev.type() == QEvent.Type.LayoutRequest:
+        t = ev.type()
+        if obj is self.widget() and t == QEvent.Type.LayoutRequest:
+            hints = self._content_hints()
+            if hints != self._hints:  # (else nothing to place: a label's new text)
+                self._hints = hints
+                self.updateGeometry()  # a new minimum width of the content
                 self._place()
+                self.resized.emit()
+        elif t in (QEvent.Type.LayoutRequest, QEvent.Type.Show, QEvent.Type.Hide):
+            self.updateGeometry()  # a bar shown or hidden
         return False
 
     def resizeEvent(self, ev):  # noqa: N802 - Qt API
@@ -139,28 +163,44 @@ class Pane(QScrollArea):
 
 class Fold(QObject):
     """Shows or hides ``section`` (a part of ``reflow``'s host) by ``button``,
-    and sizes ``pane``, the first widget of ``splitter``, to its content."""
+    and sizes ``pane``, the first widget of ``splitter``, to its content.
+    ``keep``: the part of the content a restored drag leaves whole (the
+    controls, down to Apply); ``prefs``: the settings (settings.py) the user's
+    choices are kept in across restarts (None: kept per viewer only)."""
 
-    def __init__(self, reflow, section, button, pane, splitter, memory: dict):
+    #: a drag is written to the settings this long after it stops (ms): not at
+    #: every pixel of it
+    SAVE_MS = 400
+
+    def __init__(self, reflow, section, button, pane, splitter, memory: dict, *,
+                 keep=None, prefs=None):
         super().__init__(button)
         self.reflow, self.section, self.button = reflow, section, button
         self.pane, self.splitter, self.memory = pane, splitter, memory
+        self.keep, self.prefs = keep, prefs
+        if not memory and prefs is not None:  # this viewer's first tuner
+            memory.update(prefs.fold)
+            if "top" in memory:
+                memory["restored"] = True
         self._fitting = False
-        self._fit_timer = QTimer(self)
-        self._fit_timer.setSingleShot(True)
-        self._fit_timer.setInterval(0)
-        self._fit_timer.timeout.connect(self.fit)
+        self._fit_timer = self._timer(0, self.fit)
         self._reveal = False  # the section was just opened: scroll it into view
-        self._reveal_timer = QTimer(self)
-        self._reveal_timer.setSingleShot(True)
-        self._reveal_timer.setInterval(0)
-        self._reveal_timer.timeout.connect(self._scroll_to_section)
+        self._reveal_timer = self._timer(0, self._scroll_to_section)
+        self._save_timer = self._timer(self.SAVE_MS, self.save)
         reflow.host.installEventFilter(self)
         pane.installEventFilter(self)
         splitter.installEventFilter(self)
         button.toggled.connect(self._toggled)
         splitter.splitterMoved.connect(self._dragged)
+        pane.resized.connect(self._content_resized)
         self._auto()
+
+    def _timer(self, ms: int, slot) -> QTimer:
+        t = QTimer(self)
+        t.setSingleShot(True)
+        t.setInterval(ms)
+        t.timeout.connect(slot)
+        return t
 
     @property
     def chosen(self):
@@ -189,14 +229,34 @@ class Fold(QObject):
 
     def _toggled(self, on: bool) -> None:
         self.memory["shown"] = bool(on)
-        self.memory.pop("top", None)  # the pane fits its new content
+        for k in ("top", "total", "restored"):  # the pane fits its new content
+            self.memory.pop(k, None)
         self._show(bool(on))
         self._reveal = bool(on)
         self._fit_timer.start()
+        self.save()
 
     def _dragged(self, *_) -> None:
         if not self._fitting:
-            self.memory["top"] = int(self.splitter.sizes()[0])
+            sizes = self.splitter.sizes()
+            self.memory.update(top=int(sizes[0]), total=int(sum(sizes)))
+            self.memory.pop("restored", None)
+            self._save_timer.start()  # once the drag stops
+
+    def save(self) -> None:
+        """Keep the user's choices in the settings file."""
+        self._save_timer.stop()
+        if self.prefs is None:
+            return
+        try:
+            self.prefs.fold = {k: self.memory[k] for k in ("shown", "top", "total")
+                               if k in self.memory}
+        except ValueError:  # (a splitter not laid out: sizes of 0) nothing worth keeping
+            pass
+
+    def _content_resized(self) -> None:
+        if "top" not in self.memory:
+            self._fit_timer.start()  # turned, grown or shrunk: fitted again
 
     def eventFilter(self, obj, ev):  # noqa: N802 - Qt API
         t = ev.type()
@@ -204,13 +264,32 @@ class Fold(QObject):
             self._auto()
         elif obj is self.pane and t == QEvent.Type.Show:
             self._fit_timer.start()  # first shown: sized to its content
+        elif obj is self.pane and t == QEvent.Type.Hide and self._save_timer.isActive():
+            self.save()  # the dock closed (or napari quits) right after a drag
         elif obj is self.splitter and t == QEvent.Type.Resize \
-                and "top" not in self.memory:
-            self._fit_timer.start()  # the dock made taller or shorter: shared again
-        elif obj is self.reflow.host and t == QEvent.Type.LayoutRequest \
-                and "top" not in self.memory:
-            self._fit_timer.start()  # turned, grown or shrunk: fitted again
+                and ("top" not in self.memory or self.memory.get("restored")):
+            # the dock made taller or shorter: shared again (a restored drag is
+            # checked against the new height)
+            self._fit_timer.start()
         return False
+
+    def _whole_h(self) -> int:
+        """The pane's height that shows ``keep`` whole (0: no such part)."""
+        if self.keep is None or self.keep.isHidden():
+            return 0
+        y = self.keep.mapTo(self.pane.widget(), QPoint(0, 0)).y()
+        h = max(self.keep.sizeHint().height(), self.keep.minimumSizeHint().height())
+        return max(y, 0) + h + 2 * self.pane.frameWidth()
+
+    def _wanted(self, total: int):
+        """The pane's height the user chose, None: none (its content's)."""
+        want = self.memory.get("top")
+        if want is not None and self.memory.get("restored") \
+                and abs(total - int(self.memory.get("total", 0))) > 2:
+            # a drag of another napari, in a window of another height: not
+            # further than the controls' end (Estimate ... Apply in view)
+            want = max(int(want), self._whole_h())
+        return want
 
     def fit(self) -> None:
         """The pane at the height the user dragged it to, else at its content's;
@@ -220,7 +299,7 @@ class Fold(QObject):
         total = sum(sizes)
         if total <= 0:
             return
-        want = self.memory.get("top")
+        want = self._wanted(total)
         if want is None:
             want = self.pane.natural_height() + 2 * self.pane.frameWidth()
         rows = self.splitter.widget(1)

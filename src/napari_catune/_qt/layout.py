@@ -150,6 +150,7 @@ def lay_out(t) -> None:
     bottom = QWidget()
     bl = QVBoxLayout(bottom)
     bl.setContentsMargins(0, 0, 0, 0)
+    bl.setSpacing(2)  # (every pixel counts in a short dock: the rows' strip gives way first)
     bl.addWidget(bar)
     bl.addWidget(t.traces, 1)
     # the rows' side may be made shorter than the rows' own least height (the
@@ -169,7 +170,9 @@ def lay_out(t) -> None:
     t.reflows = (Reflow(top, inner=[Reflow(right, wide=_DOWN, narrow=_ACROSS,
                                            narrow_stretch=[3, 2])]),
                  Reflow(bar), Reflow(picker))
-    t.fold = Fold(t.reflows[0], right, t.section_btn, pane, split, memory_of(t.viewer))
+    # (kept per viewer, and across restarts in the tuner's settings file)
+    t.fold = Fold(t.reflows[0], right, t.section_btn, pane, split, memory_of(t.viewer),
+                  keep=t.controls, prefs=t.prefs)
     # Tab goes through the bar left to right: the toggle after Events CSV...
     QWidget.setTabOrder(t.truth_btn, t.section_btn)
     QWidget.setTabOrder(t.section_btn, t.overlay_mode)

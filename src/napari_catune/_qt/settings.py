@@ -9,7 +9,12 @@ settings file (napari's per-environment user config folder, which honours
   parameters, ``events`` for Events CSV);
 - ``kernel_mode``: ``"tau"`` (tau rise / decay) or ``"shape"`` (peak / FWHM);
 - ``baseline``: the baseline mode new sessions start with (the last one chosen);
-- ``overlay``: what the 'CaTune activity' layer shows (``activity`` or ``fit``).
+- ``overlay``: what the 'CaTune activity' layer shows (``activity`` or ``fit``);
+- ``fold``: how the tuner shares its height (fold.py): ``shown`` (bool, the
+  plots and ROI list shown or hidden by the user), ``top`` (int px, the
+  controls' height after a splitter drag) with ``total`` (int px, the
+  splitter's height then: in a window of another height the drag is only
+  kept as far as it leaves Estimate ... Apply in view).
 
 Written atomically (a temporary file renamed over the old one).  A file that
 cannot be read or parsed, or a value of the wrong kind, is ignored with a
@@ -35,6 +40,9 @@ ENV = "NAPARI_CATUNE_SETTINGS"
 KERNEL_MODES = ("tau", "shape")
 OVERLAYS = ("activity", "fit")
 FOLDER_KINDS = ("params", "events")
+FOLD_KEYS = ("shown", "top", "total")
+#: the largest splitter height (px) taken from a settings file: no screen is taller
+_MAX_PX = 100_000
 
 log = logging.getLogger("napari_catune.settings")
 
@@ -60,10 +68,28 @@ def _valid(key: str, value) -> bool:
         return value in BASELINE_MODES
     if key == "overlay":
         return value in OVERLAYS
+    if key == "fold":
+        return _valid_fold(value)
     if key == "folders":
         return isinstance(value, dict) and all(
             k in FOLDER_KINDS and isinstance(v, str) for k, v in value.items())
     return False
+
+
+def _px(v) -> bool:
+    return type(v) is int and 0 < v <= _MAX_PX
+
+
+def _valid_fold(v) -> bool:
+    """``{"shown": bool, "top": px, "total": px}``, each part optional but a
+    ``top`` only with its ``total`` and never taller than it."""
+    if not isinstance(v, dict) or not set(v) <= set(FOLD_KEYS):
+        return False
+    if "shown" in v and not isinstance(v["shown"], bool):
+        return False
+    if ("top" in v) != ("total" in v):
+        return False
+    return "top" not in v or (_px(v["top"]) and _px(v["total"]) and v["top"] <= v["total"])
 
 
 class Settings:
@@ -153,6 +179,15 @@ class Settings:
     @overlay.setter
     def overlay(self, value: str) -> None:
         self._set("overlay", value)
+
+    @property
+    def fold(self) -> dict:
+        """How the tuner shared its height last (see ``fold`` above); {} when unknown."""
+        return dict(self.data.get("fold", {}))
+
+    @fold.setter
+    def fold(self, value: dict) -> None:
+        self._set("fold", dict(value))
 
 
 def load() -> Settings:

@@ -17,11 +17,11 @@ import pyqtgraph as pg
 from qtpy.QtCore import Qt, QTimer, Signal
 from qtpy.QtWidgets import QLabel, QScrollArea, QVBoxLayout, QWidget
 
-from .._padding import row_lengths
 from .rowplot import (ACT_MIN, HEADER_H, HEADER_LEVELS, LEFT_W, LEGEND_TIP, TRACE_MIN, Row,
-                      header_html, header_tip, legend_html, style_plot, text_width as _text_width,
+                      header_html, header_tip, legend_html, text_width as _text_width,
                       window_slice)
 from .rowplot import trace_name  # noqa: F401 - re-exported (the tuner imports it from here)
+from .timestrip import FULL, TimeStrip, strip_for
 
 DEFAULT_WINDOW_S = 45.0
 
@@ -48,34 +48,10 @@ class TraceView(QWidget):
         self.scroll.setWidgetResizable(True)
         self.scroll.setWidget(self.rows_glw)
         self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-        self.bottom_glw = pg.GraphicsLayoutWidget()
-        self.bottom_glw.ci.layout.setContentsMargins(0, 0, 0, 0)
-        self.bottom_glw.setFixedHeight(118)
-        self.axis_plot = ax = self.bottom_glw.addPlot(row=0, col=0)
-        self.overview = ov = self.bottom_glw.addPlot(row=1, col=0)
-        style_plot(ax)
-        ax.showGrid(x=False, y=False)
-        ax.showAxis("bottom")
-        ax.getAxis("left").setStyle(showValues=False)
-        ax.getAxis("left").setPen(pg.mkPen(None))
-        ax.setLabel("bottom", "time (s)")
-        ax.getAxis("bottom").enableAutoSIPrefix(False)
-        ax.setFixedHeight(44)
-        ax.layout.setContentsMargins(0, 0, 4, 0)
-        style_plot(ov)
-        ov.setMouseEnabled(x=False, y=False)
-        ov.showGrid(x=False, y=False)
-        ov.showAxis("bottom")
-        ov.getAxis("bottom").enableAutoSIPrefix(False)
-        ov.getAxis("left").setStyle(showValues=False)
-        ov.setLabel("left", " ")
-        ov.layout.setContentsMargins(0, 2, 4, 0)
-        self.overview_curve = ov.plot()
-        self.region = pg.LinearRegionItem(orientation="vertical")
-        self.region.setZValue(10)
-        ov.addItem(self.region, ignoreBounds=True)
-        self.cursor = pg.InfiniteLine(angle=90, movable=True)
-        ov.addItem(self.cursor, ignoreBounds=True)
+        self.strip = TimeStrip()  # the time axis and the overview, under the rows
+        self.bottom_glw, self.axis_plot = self.strip.glw, self.strip.axis
+        self.overview, self.overview_curve = self.strip.overview, self.strip.curve
+        self.region, self.cursor = self.strip.region, self.strip.cursor
         self.cursor.sigDragged.connect(lambda line: self.frame_requested.emit(
             int(round(line.value() * self.fs))))
         lay = QVBoxLayout(self)
@@ -113,7 +89,7 @@ class TraceView(QWidget):
         self._draw_timer.setInterval(0)
         self._draw_timer.timeout.connect(lambda: self.draw())
         self.region.sigRegionChanged.connect(self._region_moved)
-        ax.vb.sigXRangeChanged.connect(self._view_moved)
+        self.axis_plot.vb.sigXRangeChanged.connect(self._view_moved)
         self.scroll.verticalScrollBar().valueChanged.connect(lambda _: self.draw())
         for g in (self.rows_glw, self.bottom_glw):
             g.scene().sigMouseClicked.connect(lambda ev, g=g: self._clicked(ev, g.scene()))
@@ -177,6 +153,7 @@ class TraceView(QWidget):
             self.set_window(0.0, min(DEFAULT_WINDOW_S, self.duration))
         else:
             self.set_window(*self.window)  # new rows join the current window
+        self.fit_strip()
 
     def clear(self) -> None:
         """No source (its layer removed): no rows, and the time axis, window and
@@ -190,23 +167,7 @@ class TraceView(QWidget):
         return max(self.n_frames - 1, 1) / self.fs
 
     def _overview(self, y) -> None:
-        if y is None or y.size == 0:
-            self.overview_curve.setData([], [])
-            if self.n_frames == 0:  # no recording: the range of a new view
-                self.overview.vb.setRange(xRange=(0, self.duration), yRange=(0, 1),
-                                          padding=0)
-                self.region.setBounds((0, self.duration))
-            return
-        from .rowplot import decimate
-
-        n = int(row_lengths(y)[0]) if np.isnan(y[-1]) else y.size
-        n = max(n, 1)  # (a trace ending in NaN padding: drawn to its last finite frame)
-        x, env = decimate(self.x[:n], y[:n], 1500)
-        self.overview_curve.setData(x, env, skipFiniteCheck=True)
-        lo, hi = float(np.min(env)), float(np.max(env))
-        self.overview.vb.setRange(xRange=(0, self.duration),
-                                  yRange=(lo, hi if hi > lo else lo + 1), padding=0.02)
-        self.region.setBounds((0, self.duration))
+        self.strip.set_curve(self.x, y, self.duration, self.n_frames)
 
     # ---------------------------------------------------------- results
     def set_result(self, res) -> None:
@@ -278,6 +239,7 @@ class TraceView(QWidget):
         for r in self.shown:
             self._head(r, res)
         self._legend()
+        self.fit_strip()  # (a header or the legend may have wrapped)
 
     def _legend(self) -> None:
         """Which line is what, for the rows shown (the baseline's model of the live fit):
@@ -336,8 +298,22 @@ class TraceView(QWidget):
             x0, x1 = self.region.getRegion()
             self._move_to(max(0.0, x0), min(self.duration, x1))
 
+    def fit_strip(self) -> None:
+        """The time strip as full as leaves one whole row in view (timestrip.py)."""
+        if not self.shown:
+            self.strip.show(FULL)
+            return
+        r = self.shown[0]
+        row_h = max(self.rows_glw.minimumHeight() / len(self.shown),
+                    r.trace.minimumHeight() + r.act.minimumHeight() + 4)
+        lg = self.legend
+        legend_h = lg.heightForWidth(self.width()) if lg.text() else 0
+        room = self.height() - max(legend_h, 0) - 2 * self.scroll.frameWidth()
+        self.strip.show(strip_for(room, row_h))
+
     def resizeEvent(self, ev):  # noqa: N802 - Qt API
         super().resizeEvent(ev)
+        self.fit_strip()
         for r in self.shown:
             r.dirty = True  # a new width: a new decimation
         self._draw_timer.start()
@@ -347,19 +323,8 @@ class TraceView(QWidget):
     # ------------------------------------------------------------ theme
     def set_theme(self, pal) -> None:
         self._pal = pal
-        for g in (self.rows_glw, self.bottom_glw):
-            g.setBackground(pal.background)
-        fg = pg.mkColor(pal.foreground)
-        for p in (self.axis_plot, self.overview):
-            for a in ("left", "bottom"):
-                p.getAxis(a).setTextPen(fg)
-                if not (p is self.axis_plot and a == "left"):
-                    p.getAxis(a).setPen(fg)
-        self.overview_curve.setPen(pg.mkPen(pal.raw, width=1))
-        self.region.setBrush(pg.mkBrush(*pg.mkColor(pal.foreground).getRgb()[:3], 40))
-        for ln in self.region.lines:
-            ln.setPen(pg.mkPen(pal.foreground, width=2))
-        self.cursor.setPen(pg.mkPen(pal.foreground, style=Qt.DotLine))
+        self.rows_glw.setBackground(pal.background)
+        self.strip.set_theme(pal)
         for r in self.rows:
             r.style(pal)
         self._headers()
