@@ -143,3 +143,28 @@ def test_rows_are_built_without_context_menus(tuned, qtbot, monkeypatch):
     for r in w.traces.shown:  # still no menu for a right-click, as before
         for p in (r.trace, r.act):
             assert not p.vb.menuEnabled() and p.vb.menu is None and not p.menuEnabled()
+
+
+def test_the_first_rows_are_built_before_the_first_selection(tuned, qtbot, monkeypatch):
+    """The tuner builds its first rows while the user has not selected yet, so the
+    first selection only fills them (a row's plots take ~8-20 ms to make)."""
+    from napari_catune._qt import rowplot
+
+    viewer, w, labels = tuned
+    ahead = w.traces.BUILT_AHEAD
+    assert ahead >= 3
+    # (the tuner opens showing one ROI; the others are built, not shown)
+    qtbot.waitUntil(lambda: len(w.traces.rows) >= ahead, timeout=60_000)
+    assert len(w.traces.shown) < ahead
+    made = []
+    real = rowplot.Row.__init__
+
+    def counting(self, *a, **k):
+        made.append(1)
+        real(self, *a, **k)
+
+    monkeypatch.setattr(rowplot.Row, "__init__", counting)
+    w.select_rois([3, 7, 11])
+    wait(qtbot, w)
+    assert [r.rid for r in w.traces.shown] == [3, 7, 11]
+    assert not made  # the first selection built no row

@@ -93,6 +93,22 @@ class TraceView(QWidget):
         self.scroll.verticalScrollBar().valueChanged.connect(lambda _: self.draw())
         for g in (self.rows_glw, self.bottom_glw):
             g.scene().sigMouseClicked.connect(lambda ev, g=g: self._clicked(ev, g.scene()))
+        # the first rows are built while the user has not selected yet, one per
+        # turn of the event loop (a row's plots take ~8-20 ms to make): the first
+        # selection then only fills them
+        self._ahead = QTimer(self)
+        self._ahead.setInterval(100)
+        self._ahead.timeout.connect(self._build_ahead)
+        self._ahead.start()
+
+    #: rows built ahead of the first selection
+    BUILT_AHEAD = 4
+
+    def _build_ahead(self) -> None:
+        if len(self.rows) >= self.BUILT_AHEAD:
+            self._ahead.stop()
+        else:
+            self._row(len(self.rows))
 
     @property
     def pending(self) -> bool:
