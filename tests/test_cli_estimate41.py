@@ -40,7 +40,6 @@ def test_estimate_peak_stays_near_the_rows_size():
 
 def test_cli_sampled_rows_are_read_once():
     from napari_catune import cli
-    from napari_catune.sources import TraceSource  # noqa: F401  (the reader's type)
 
     class Source:  # float32 rows, read a chunk at a time
         def __init__(self, y):
