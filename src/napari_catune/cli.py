@@ -67,6 +67,12 @@ log = logging.getLogger("napari_catune.cli")
 
 # bytes of float64 traces per chunk when --chunk-cells is not given
 _CHUNK_BYTES = 32 * 2**20
+# with --scheduler and no --chunk-cells: tasks of at most n / (4 x the
+# cluster's threads) cells, so every thread gets several (and progress moves
+# in steps), but no fewer than this many samples each (a task costs ~ms of
+# the scheduler's time: tiny ones would be mostly overhead)
+_TASKS_PER_THREAD = 4
+_MIN_TASK_SAMPLES = 1 << 16
 
 #: output formats of ``deconvolve`` (all streamed)
 OUTPUT_FORMATS = (".npy", ".npz", ".nwb", ".csv")
@@ -257,6 +263,15 @@ class WriteLimit(DiskFull):
         what, todo = self._WHY[no]
         self.folder, self.need, self.free = folder, 0, None
         Exception.__init__(self, f"cannot write {out}: {what} on {folder}; {todo}")
+
+
+class SchedulerLost(Exception):
+    """The Dask scheduler went away mid-run: one line, exit code 1."""
+
+    def __init__(self, address: str, done: int, total: int):
+        self.address, self.done, self.total = address, int(done), int(total)
+        super().__init__(f"the Dask scheduler at {address} went away after {done} of {total} "
+                         "cells; nothing was written; re-run when it is back")
 
 
 _NO_SPACE = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
@@ -730,6 +745,18 @@ class _SpoolWriter:
 # ----------------------------------------------------------------------------
 
 
+def _bar_shape(stream) -> dict:
+    """tqdm's size arguments for ``stream``: follow the terminal when it reports
+    its size; a fixed 100 x 24 when it reports none (a pty opened by ``script``,
+    some CI runners): tqdm then takes 0 rows as "no room" and draws nothing."""
+    try:
+        size = os.get_terminal_size(stream.fileno())
+        sized = size.columns > 0 and size.lines > 0
+    except (OSError, ValueError, AttributeError):
+        sized = False
+    return {"dynamic_ncols": True} if sized else {"ncols": 100, "nrows": 24}
+
+
 class Progress:
     """A progress bar with rate and ETA on stderr, only when stderr is a terminal.
 
@@ -756,13 +783,9 @@ class Progress:
             except ImportError:
                 tqdm = None
             if tqdm is not None:
-                try:  # a terminal that reports no size (some ptys): a fixed width
-                    sized = os.get_terminal_size(self.stream.fileno()).columns > 0
-                except (OSError, ValueError, AttributeError):
-                    sized = False
                 self.bar = tqdm(total=self.total, desc=label, unit=f" {unit}",
                                 file=self.stream, smoothing=0.3, leave=True,
-                                **({"dynamic_ncols": True} if sized else {"ncols": 100}))
+                                **_bar_shape(self.stream))
 
     def update(self, done: int) -> None:
         step, self.done = done - self.done, done
@@ -863,6 +886,23 @@ def _chunk_rows(source: TraceSource, chunk_cells: int | None) -> int:
             raise CLIError(f"--chunk-cells must be >= 1, got {chunk_cells}")
         return chunk_cells
     return max(1, min(source.n, _CHUNK_BYTES // (8 * source.T)))
+
+
+def _cluster_threads(client) -> int:
+    """The cluster's worker threads (0 when no worker has joined yet)."""
+    try:
+        return int(sum(client.nthreads().values()))
+    except Exception:  # (an old or odd client: count the workers it lists)
+        return len(client.scheduler_info().get("workers", {}))
+
+
+def _task_rows(chunk: int, n: int, T: int, threads: int) -> int:
+    """The cells per Dask task: ``chunk`` (the memory bound) capped at about
+    ``n / (4 x threads)`` so that every thread gets work, but at least
+    ``_MIN_TASK_SAMPLES`` samples a task."""
+    cap = -(-n // (_TASKS_PER_THREAD * max(1, threads)))
+    floor = max(1, _MIN_TASK_SAMPLES // max(1, T))
+    return max(1, min(chunk, max(cap, floor)))
 
 
 def find_bad_rows_and_padding(source: TraceSource, chunk: int):
@@ -997,14 +1037,19 @@ def _cmd_deconvolve(args) -> int:
                  args.input, padded)
     if not args.scheduler:
         _start_solver()  # (only now: a run refused above starts no compile child)
-    log.debug("input %s (%s): %d cells x %d frames, chunks of %d cells", source.path,
-              source.kind, source.n, source.T, chunk)
     client = writer = None
     t0 = time.monotonic()
     progress = None
     try:
+        on = ""
         if args.scheduler:
             client = _connect(args.scheduler, args.scheduler_timeout)
+            threads = _cluster_threads(client)
+            on = f" on {threads} Dask worker threads"
+            if args.chunk_cells is None:
+                chunk = _task_rows(chunk, source.n, source.T, threads)
+        log.debug("input %s (%s): %d cells x %d frames, chunks of %d cells%s", source.path,
+                  source.kind, source.n, source.T, chunk, on)
         if suffix in (".npy", ".npz"):
             writer = _Writer(out, source.n, source.T, full=full, one_d=source.one_d,
                              roi_ids=source.roi_ids, per_sample_baseline=per_sample,
@@ -1014,7 +1059,8 @@ def _cmd_deconvolve(args) -> int:
             writer = _SpoolWriter(out, source, params, per_sample)
         progress = Progress(source.n, "deconvolve", enabled=not args.quiet)
         if client is not None:
-            _run_distributed(client, source, params, chunk, bad, writer, progress, full)
+            _run_distributed(client, source, params, chunk, bad, writer, progress, full,
+                             args.scheduler)
         else:
             _run_local(source, params, chunk, bad, writer, progress, full)
         progress.close()
@@ -1442,10 +1488,44 @@ class _DropGatherExits(logging.Filter):
         return type(exc).__name__ != "AllExit"
 
 
+class _DropReconnectCancel(logging.Filter):
+    """When the scheduler has gone, closing the client cancels its attempts to
+    reconnect, and distributed logs that CancelledError with a traceback; the
+    run says what happened in one line (:class:`SchedulerLost`): drop those
+    records, and only those."""
+
+    def filter(self, record):
+        import asyncio
+        import traceback
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, asyncio.CancelledError):
+            return True
+        names = {f.name for f in traceback.extract_tb(exc.__traceback__)}
+        return "_reconnect" not in names
+
+
 def _quiet_gather_exits() -> None:
-    logger = logging.getLogger("asyncio")
-    if not any(isinstance(f, _DropGatherExits) for f in logger.filters):
-        logger.addFilter(_DropGatherExits())
+    for name, cls in (("asyncio", _DropGatherExits), ("distributed.client", _DropReconnectCancel)):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, cls) for f in logger.filters):
+            logger.addFilter(cls())
+
+
+def _lost_scheduler(client, err: BaseException) -> bool:
+    """Whether ``err`` (raised while waiting for results) means the
+    connection to the scheduler is gone, not that a task failed."""
+    import asyncio
+    from concurrent.futures import CancelledError
+
+    if "scheduler-connection-lost" in str(err):
+        return True
+    try:
+        status = client.status
+    except Exception:
+        status = None
+    return (isinstance(err, (CancelledError, asyncio.CancelledError, OSError, TimeoutError))
+            and status != "running")
 
 
 def _connect(address: str, timeout: float = 10.0):
@@ -1467,7 +1547,22 @@ def _connect(address: str, timeout: float = 10.0):
         ) from None
 
 
-def _run_distributed(client, source, params, chunk, bad, writer, progress, full) -> None:
+def _run_distributed(client, source, params, chunk, bad, writer, progress, full,
+                     address: str = "") -> None:
+    """Solve on the Dask cluster of ``client``, ``chunk`` cells a task, a few
+    tasks per worker thread in flight; the chunks are written in order.
+    :class:`SchedulerLost` when the scheduler goes away."""
+    try:
+        _run_distributed_chunks(client, source, params, chunk, bad, writer, progress, full)
+    except Exception as e:
+        if not _lost_scheduler(client, e):
+            raise
+        address = address or getattr(getattr(client, "scheduler", None), "address", "?")
+        raise SchedulerLost(address, progress.done, source.n) from None
+
+
+def _run_distributed_chunks(client, source, params, chunk, bad, writer, progress,
+                            full) -> None:
     import dask
     import dask.array as da
 
@@ -1498,8 +1593,7 @@ def _run_distributed(client, source, params, chunk, bad, writer, progress, full)
     else:
         r = run_deconvolution_full(*args, **kw)
         lazy = [r.activity, r.converged]
-    n_workers = max(1, len(client.scheduler_info().get("workers", {})))
-    window = 2 * n_workers
+    window = 2 * max(1, _cluster_threads(client))
     pending: list = []
     bad_set = np.zeros(n, dtype=bool)
     bad_set[bad] = True
@@ -1551,22 +1645,29 @@ def _finite_rows(source: TraceSource, chunk: int, limit: int | None = None):
     indices, and the lengths (:func:`napari_catune._padding.row_lengths`) of
     all the sampled rows (-1: left out, NaN or Inf before the row's end)."""
     idx = _sampled_rows(source.n, limit)
-    rows, kept, pads = [], [], []
+    # one float64 array filled chunk by chunk (no list of blocks to join: that
+    # held the rows twice)
+    out = np.empty((idx.size, source.T))
+    kept, pads = [], []
+    k = 0
     for a in range(0, source.n, chunk):
         b = min(source.n, a + chunk)
         want = idx[(idx >= a) & (idx < b)]
         if not want.size:
             continue
-        block = np.asarray(source.read(a, b), dtype=np.float64)[want - a]
+        block = np.asarray(source.read(a, b))[want - a]
         lengths = row_lengths(block)
         ok = lengths != BAD
-        rows.append(block[ok])
+        m = int(np.count_nonzero(ok))
+        out[k : k + m] = block[ok]
+        k += m
+        del block
         kept.append(want[ok])
         pads.append(lengths)
-    if not rows:
+    if not kept:
         return (np.empty((0, source.T)), np.empty(0, dtype=np.int64),
                 np.empty(0, dtype=np.int64))
-    return np.concatenate(rows), np.concatenate(kept), np.concatenate(pads)
+    return out[:k], np.concatenate(kept), np.concatenate(pads)
 
 
 def _cmd_estimate(args) -> int:
@@ -2154,6 +2255,9 @@ def main(argv=None) -> int:
         print(f"{PROG} {args.command}: error: {e}", file=sys.stderr)
         return 2
     except DiskFull as e:
+        print(f"{PROG} {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except SchedulerLost as e:
         print(f"{PROG} {args.command}: error: {e}", file=sys.stderr)
         return 1
     except BrokenPipeError:
