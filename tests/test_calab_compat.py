@@ -409,8 +409,10 @@ def test_load_caiman_on_a_cnmf_file(tmp_path):
     traces, meta = nc.load_caiman(path)
     np.testing.assert_array_equal(traces, ref["C"])
     assert meta["sampling_rate_hz"] == 10.0
-    # (calab's call keeps every component; load_caiman_data only the accepted by default)
-    np.testing.assert_array_equal(traces, nc.load_caiman_data(path, only_accepted=False).traces)
+    # (calab's call keeps every component; load_caiman_data only the accepted by default,
+    # and C + YrA by default where the file stores YrA: C is trace="C")
+    np.testing.assert_array_equal(
+        traces, nc.load_caiman_data(path, trace="C", only_accepted=False).traces)
     dff, _ = nc.load_caiman(path, trace_key="estimates/F_dff")
     np.testing.assert_array_equal(
         dff, nc.load_caiman_data(path, trace="F_dff", only_accepted=False).traces)

@@ -890,10 +890,11 @@ def test_minian_folder_is_a_cli_input(capsys, tmp_path):
 
 
 def test_caiman_trace_option_is_recorded(capsys, tmp_path, params):
-    """C is the default (as calab); --caiman-trace/--all-rois choose; info and the
-    sidecar say which traces were used."""
+    """C + YrA is the default where stored; --caiman-trace/--all-rois choose; info
+    and the sidecar say which traces were used."""
     make_caiman(tmp_path / "cnmf.hdf5", fr=FS, with_dff=True)
-    code, out, err = _run(capsys, "info", tmp_path / "cnmf.hdf5", "--all-rois")
+    code, out, err = _run(capsys, "info", tmp_path / "cnmf.hdf5", "--all-rois",
+                          "--caiman-trace", "C")
     assert code == 0, err
     assert "traces       C\n" in out and "(4, 250)" in out
     code, out, err = _run(capsys, "info", tmp_path / "cnmf.hdf5", "--caiman-trace", "C+YrA",

@@ -281,8 +281,8 @@ def test_suite2p_missing_folder(tmp_path):
 def test_caiman_traces_fs_footprints(tmp_path):
     path = tmp_path / "cnmf.hdf5"
     ref = make_caiman(path)
-    data = load_caiman_data(path, only_accepted=False)
-    # calab's default trace, estimates/C; all components asked for (rejected too, said in notes)
+    data = load_caiman_data(path, trace="C", only_accepted=False)
+    # calab's trace, estimates/C; all components asked for (rejected too, said in notes)
     np.testing.assert_array_equal(data.traces, ref["C"])
     assert data.kind == "C"
     assert any("2 rejected" in n for n in data.notes)
@@ -574,7 +574,8 @@ def test_load_caiman_old_name_still_works(tmp_path):
     ref = make_caiman(path)
     with pytest.warns(DeprecationWarning, match="load_caiman_data"):
         data = loaders.load_caiman(path, only_accepted=True)
-    np.testing.assert_array_equal(data.traces, ref["C"][[0, 2]])
+    # load_caiman_data's default: C + YrA where the file stores YrA
+    np.testing.assert_array_equal(data.traces, (ref["C"] + ref["YrA"])[[0, 2]])
 
 
 # ---------------------------------------------------------------- Minian

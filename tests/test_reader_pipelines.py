@@ -127,8 +127,8 @@ def test_caiman_getter_and_reader(tmp_path):
     np.testing.assert_array_equal(cat["traces"], ref.traces)
     assert cat["fs"] == 10.0
     np.testing.assert_array_equal(cat["roi_ids"], [1, 3])  # the accepted components
-    # which trace, recorded: estimates/C as calab reads it; rejected components said in notes
-    assert cat["kind"] == "C"
+    # which trace, recorded: C + YrA (the file stores YrA); rejected components said in notes
+    assert cat["kind"] == "C + YrA"
     assert any("rejected" in n for n in cat["notes"])
 
 
@@ -169,9 +169,13 @@ def test_suite2p_v1_reader(tmp_path, monkeypatch):
 def test_minian_getter_and_reader(tmp_path):
     ref = make_minian(tmp_path / "minian")
     assert callable(rp.get_minian_reader(str(tmp_path / "minian")))
-    for other in (str(tmp_path), str(tmp_path / "minian" / "C.zarr" / "C"),
-                  str(tmp_path / "none"), None):
+    for other in (str(tmp_path / "none"), str(tmp_path / "minian" / "C.zarr" / "zarr.json"),
+                  None):
         assert rp.get_minian_reader(other) is None
+    # any other folder: a reader that says what CaTune reads (napari shows it)
+    for other in (str(tmp_path), str(tmp_path / "minian" / "C.zarr" / "C")):
+        with pytest.raises(ValueError, match="is not a folder CaTune reads.*Minian output"):
+            rp.get_minian_reader(other)(other)
     assert rp.get_suite2p_reader(str(tmp_path / "minian")) is None
     layers = rp.read_minian(str(tmp_path / "minian"))
     want = load_minian_data(tmp_path / "minian")

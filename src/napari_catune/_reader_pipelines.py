@@ -151,17 +151,52 @@ def _layers(data, name: str):
 # ---------------------------------------------------------------- suite2p
 
 
+def _refusing(message: str):
+    """A reader that raises ``message``: for a folder CaTune is offered for
+    but cannot read, so napari shows why (and what to open instead) rather
+    than its generic "refused the file"."""
+
+    def refuse(path):
+        raise ValueError(message)
+
+    return refuse
+
+
+def _suite2p_refusal(p: str) -> str | None:
+    """Why the folder ``p``, which looks like suite2p's (``plane*`` subfolders,
+    or some of a plane's files), cannot be read; None if it does not."""
+    from .loaders import _resolve_plane
+
+    folder = Path(p)
+    planes = [q for q in folder.glob("plane*") if q.is_dir()]
+    files = [f for f in ("F.npy", "Fneu.npy", "iscell.npy", "stat.npy", "ops.npy")
+             if (folder / f).is_file()]
+    if not planes and not files:
+        return None
+    try:
+        _resolve_plane(folder)
+    except (ValueError, FileNotFoundError) as e:
+        return str(e)
+    return None
+
+
 def get_suite2p_reader(path):
     """A reader for a suite2p plane folder (``F.npy`` + ``Fneu.npy``), else None.
 
     A ``suite2p`` folder with a single ``plane*`` subfolder is accepted too.
+    A ``suite2p`` folder with several planes, or a plane folder missing
+    ``F.npy``/``Fneu.npy``, gets a reader that raises the reason (e.g. "holds
+    2 planes (plane0, plane1); pass one plane folder, ...").
     """
     try:
         from .loaders import find_suite2p_plane
 
         p = single_path(path)
-        if p is None or find_suite2p_plane(p) is None:
+        if p is None or not os.path.isdir(p):
             return None
+        if find_suite2p_plane(p) is None:
+            why = _suite2p_refusal(p)
+            return None if why is None else _refusing(why)
     except Exception:
         return None
     return read_suite2p
@@ -205,18 +240,47 @@ def get_caiman_reader(path):
     return read_caiman
 
 
+def caiman_trace() -> str:
+    """Which CaImAn trace the reader opens: :data:`~napari_catune.loaders.CAIMAN_TRACE_ENV`
+    (``C``, ``C+YrA``, ``F_dff``), else ``"auto"`` (C + YrA where stored, else C).
+
+    (npe2 readers take no options: the choice is the environment variable.)
+    """
+    from .loaders import CAIMAN_TRACE_ENV, CAIMAN_TRACES
+
+    value = os.environ.get(CAIMAN_TRACE_ENV, "").strip().replace(" ", "")
+    if not value:
+        return "auto"
+    if value not in CAIMAN_TRACES:
+        raise ValueError(
+            f"{CAIMAN_TRACE_ENV}={value!r} is not a CaImAn trace: set it to one of "
+            f"{', '.join(CAIMAN_TRACES)} (or unset it for C + YrA) and start napari again"
+        )
+    return value
+
+
 def read_caiman(path):
     """Read a CaImAn CNMF file: the correlation image and the footprints.
 
-    The traces are ``estimates/C`` (as ``calab.load_caiman``) of the accepted
-    components (all with ``CATUNE_ALL_ROIS=1``); ``metadata["catune"]["kind"]``
-    says which trace, ``notes`` how many were left out.
+    The traces are ``estimates/C + estimates/YrA`` (the raw-like trace; C
+    alone is already denoised, so its fits look perfect whatever the
+    parameters) of the accepted components, ``estimates/C`` when the file
+    stores no ``YrA`` (with a notification) or when
+    ``CATUNE_CAIMAN_TRACE=C`` is set; all components with
+    ``CATUNE_ALL_ROIS=1``.  ``metadata["catune"]["kind"]`` says which trace
+    (the results' ``input_traces``), ``notes`` how to get C and how many
+    were left out.
     """
     from .loaders import load_caiman_data
 
     p = single_path(path)
-    data = load_caiman_data(p, only_accepted=not all_rois())
+    trace = caiman_trace()
+    data = load_caiman_data(p, trace=trace, only_accepted=not all_rois())
     tell_selection(data, Path(p).name)
+    if trace == "auto" and data.kind == "C":
+        from napari.utils.notifications import show_warning
+
+        show_warning(f"{Path(p).name}: {data.notes[0]}")
     return _layers(data, Path(p).stem)
 
 
@@ -228,12 +292,26 @@ def _minian_store(folder: Path) -> bool:
     return c.is_dir() and ((c / ".zarray").is_file() or (c / "zarr.json").is_file())
 
 
+#: what a folder must be for CaTune's readers (the last one's refusal says it)
+FOLDERS_READ = (
+    "a suite2p plane folder (F.npy and Fneu.npy, e.g. suite2p/plane0), a suite2p folder "
+    "with one plane, suite2p's 'combined' folder, or a Minian output folder (C.zarr)"
+)
+
+
 def get_minian_reader(path):
-    """A reader for a Minian output folder (``C.zarr`` as ``save_minian`` writes it), else None."""
+    """A reader for a Minian output folder (``C.zarr`` as ``save_minian`` writes it).
+
+    It is the last of CaTune's folder readers: any other folder gets a
+    reader that raises what CaTune reads (:data:`FOLDERS_READ`), so napari
+    says it instead of its generic "refused the file".
+    """
     try:
         p = single_path(path)
-        if p is None or not os.path.isdir(p) or not _minian_store(Path(p)):
+        if p is None or not os.path.isdir(p):
             return None
+        if not _minian_store(Path(p)):
+            return _refusing(f"{p} is not a folder CaTune reads: it opens {FOLDERS_READ}")
     except Exception:
         return None
     return read_minian

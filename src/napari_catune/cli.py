@@ -2021,9 +2021,13 @@ def build_parser() -> argparse.ArgumentParser:
                       help="only warnings and errors; no progress bar")
     pipe = argparse.ArgumentParser(add_help=False)
     choose = pipe.add_argument_group("which traces of a pipeline output")
-    choose.add_argument("--caiman-trace", choices=("C", "C+YrA", "F_dff"), default="C",
-                        help="CaImAn: estimates/C (default, as calab), C + YrA (with the "
-                        "residual) or F_dff; recorded in info and the output's sidecar")
+    choose.add_argument("--caiman-trace", choices=("auto", "C", "C+YrA", "F_dff"),
+                        default="auto",
+                        help="CaImAn: auto (default) = C + YrA (denoised plus residual, the "
+                        "raw-like trace CaImAn's detrend_df_f uses) where the file stores YrA, "
+                        "else C (a note says so); C = estimates/C alone (already denoised: fits "
+                        "look perfect), C+YrA, or F_dff; recorded in info and the output's "
+                        "sidecar")
     choose.add_argument("--all-rois", action="store_true",
                         help="every ROI, also those the pipeline rejected (default: only "
                         "cells: suite2p's iscell, an NWB table's iscell/keep column, "

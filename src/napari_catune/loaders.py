@@ -42,8 +42,8 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["PipelineData", "load_suite2p", "load_caiman_data", "load_minian_data",
-           "tile_labels", "find_suite2p_plane", "CAIMAN_TRACES", "load_cellpose_seg",
-           "is_cellpose_seg", "shared_pixels", "rois_at"]
+           "tile_labels", "find_suite2p_plane", "CAIMAN_TRACES", "CAIMAN_TRACE_ENV",
+           "load_cellpose_seg", "is_cellpose_seg", "shared_pixels", "rois_at"]
 
 # array names tried in an .npz or a zarr group, in order (ours, suite2p,
 # CaImAn, common names); shared by the CLI and the napari trace reader
@@ -535,6 +535,72 @@ def _neuropil_traces(plane: Path, F, Fneu, keep: np.ndarray, coef: float) -> np.
     return out
 
 
+def _zero_padding(traces: np.ndarray, F, Fneu, keep: np.ndarray) -> dict:
+    """Mark suite2p's zero padding as NaN padding, in place; ``{row: length}``.
+
+    suite2p pads the F, Fneu and spks of a plane with fewer frames with
+    zeros up to the longest plane when it combines planes (``io/save.py``
+    ``combined()``: ``np.zeros((nn, Nfr - nt))`` appended), and its NWB
+    export does the same.  Trailing frames where ``F`` and ``Fneu`` are both
+    exactly 0 are that padding, not data: they become NaN, so the row is
+    solved on its data as any NaN-padded row (``_padding``).  A row that is
+    zero for all but fewer than 2 frames is left as it is (no data to keep).
+    """
+    n, T = traces.shape
+    out: dict = {}
+    if n == 0 or T < 3:
+        return out
+    # F - c*Fneu is exactly 0 wherever both are: only those rows are checked
+    for i in np.flatnonzero(traces[:, -1] == 0):
+        nz = np.flatnonzero(traces[i])
+        L = int(nz[-1]) + 1 if nz.size else 0
+        if L < 2:
+            continue
+        src = int(keep[i])
+        f = np.asarray(F[src, L:])
+        g = np.asarray(Fneu[src, L:])
+        if f.any() or g.any():
+            # F == c*Fneu by chance somewhere: pad only the run where both are 0
+            both = np.flatnonzero((f != 0) | (g != 0))
+            L += int(both[-1]) + 1
+            if L >= T:
+                continue
+        traces[i, L:] = np.nan
+        out[i] = L
+    return out
+
+
+def _plane_note(stat, keep: np.ndarray) -> str | None:
+    """For suite2p's ``combined`` folder (``stat[i]['iplane']``): which ids
+    came from which plane, e.g. "ROI ids by plane: plane0 1-8, plane1 9-16"."""
+    try:
+        iplane = np.array([int(stat[i]["iplane"]) for i in keep], dtype=np.int64)
+    except (KeyError, TypeError, ValueError, IndexError):
+        return None
+    if iplane.size == 0:
+        return None
+    parts = []
+    for k in np.unique(iplane):
+        ids = keep[iplane == k] + 1
+        runs = np.split(ids, np.flatnonzero(np.diff(ids) != 1) + 1)
+        text = ", ".join(f"{r[0]}" if r.size == 1 else f"{r[0]}-{r[-1]}" for r in runs[:4])
+        parts.append(f"plane{k} {text}{', ...' if len(runs) > 4 else ''}")
+    return ("ROI ids by plane (stat.npy 'iplane'; the id is the combined row + 1, not the "
+            "plane folder's): " + "; ".join(parts))
+
+
+def _padding_note(padded: dict, T: int) -> str:
+    """The note of :func:`_zero_padding`: how many rows, their lengths."""
+    lengths = sorted(set(padded.values()))
+    shown = ", ".join(str(v) for v in lengths[:6]) + (", ..." if len(lengths) > 6 else "")
+    rows = len(padded)
+    return (f"suite2p zero padding: {rows} row{'s' if rows != 1 else ''} end in frames where F "
+            f"and Fneu are both exactly 0 (suite2p pads a plane with fewer frames with zeros "
+            f"when it combines planes): taken as NaN padding, so "
+            f"{'they end' if rows != 1 else 'it ends'} where the data end "
+            f"({shown} of {T} frames)")
+
+
 def _suite2p_ops(plane: Path, allow_pickle: bool, notes: list):
     """The plane's settings as one dict, and the file(s) it came from.
 
@@ -687,7 +753,10 @@ def load_suite2p(plane_dir, neuropil: float | None = None, only_cells: bool = Tr
             neuropil = 0.7
             notes.append("neuropil coefficient not in the files read: suite2p's default 0.7 used")
     traces = _neuropil_traces(plane, F, Fneu, keep, neuropil)
+    padded = _zero_padding(traces, F, Fneu, keep)
     del F, Fneu
+    if padded:
+        notes.append(_padding_note(padded, traces.shape[1]))
 
     mean_image = labels = shared = None
     if ops is not None:
@@ -716,6 +785,9 @@ def load_suite2p(plane_dir, neuropil: float | None = None, only_cells: bool = Tr
         if stat.shape[0] != n:
             raise ValueError(f"{stat_path} lists {stat.shape[0]} ROIs but F.npy has {n}")
         rois = _suite2p_rois(stat, stat_path)
+        planes = _plane_note(stat, keep)
+        if planes:
+            notes.append(planes)
         if ops is not None and "Ly" in ops and "Lx" in ops:
             shape = _check_image_size((ops["Ly"], ops["Lx"]), f"{ops_where} 'Ly'/'Lx'")
         elif mean_image is not None:
@@ -795,23 +867,44 @@ def _h5_get(f, key: str):
 
 # which CaImAn trace to read: name -> what it is
 CAIMAN_TRACES = {
+    "auto": "C + YrA where the file stores estimates/YrA, else estimates/C (the notes say which)",
     "C": "estimates/C: the denoised component traces (calab's default)",
     "C+YrA": "estimates/C + estimates/YrA: denoised plus residual, the raw trace",
     "F_dff": "estimates/F_dff: dF/F from cnm.estimates.detrend_df_f()",
 }
 
 
+#: napari's readers take no options: set to ``C`` (or ``C+YrA``, ``F_dff``)
+#: before napari starts to choose which CaImAn trace the reader opens
+CAIMAN_TRACE_ENV = "CATUNE_CAIMAN_TRACE"
+
+
 def _caiman_trace_name(trace) -> str:
-    key = str(trace).replace(" ", "")
+    key = "auto" if trace is None else str(trace).replace(" ", "")
     if key not in CAIMAN_TRACES:
         raise ValueError(
             f"trace must be one of {', '.join(map(repr, CAIMAN_TRACES))} (CaImAn's "
-            f"estimates/C, C + YrA, or F_dff), got {trace!r}"
+            f"C + YrA where stored else C, estimates/C, C + YrA, or F_dff), got {trace!r}"
         )
     return key
 
 
-def load_caiman_data(path, *, trace: str = "C", only_accepted: bool = True,
+# the notes of the default choice: what was read and how to get the other
+_CAIMAN_C_HOW = (f"trace='C' in Python, --caiman-trace C on the command line, "
+                 f"{CAIMAN_TRACE_ENV}=C before starting napari")
+_CAIMAN_AUTO_NOTE = (
+    "traces: CaImAn's estimates/C + estimates/YrA (denoised plus residual: the raw-like "
+    "trace CaImAn's own detrend_df_f and deconvolve start from); its denoised C alone: "
+    + _CAIMAN_C_HOW
+)
+_CAIMAN_NO_YRA_NOTE = (
+    "traces: CaImAn's estimates/C, as the file stores no residuals (estimates/YrA): C is "
+    "already denoised (OASIS), so fits look perfect (SNR inf, R^2 1) and say little about "
+    "the parameters; save the CNMF object with its YrA (cnm.save) to tune C + YrA"
+)
+
+
+def load_caiman_data(path, *, trace: str = "auto", only_accepted: bool = True,
                      fs: float | None = None) -> PipelineData:
     """Traces and footprints from a CaImAn ``CNMF.save`` HDF5 file.
 
@@ -822,10 +915,15 @@ def load_caiman_data(path, *, trace: str = "C", only_accepted: bool = True,
 
     Parameters
     ----------
-    trace : {"C", "C+YrA", "F_dff"}
-        Which trace: ``estimates/C`` (default, as ``calab.load_caiman``),
-        ``estimates/C + estimates/YrA`` (the raw trace: denoised plus
-        residual), or ``estimates/F_dff`` (only if the file has it).
+    trace : {"auto", "C", "C+YrA", "F_dff"}
+        Which trace.  ``"auto"`` (default): ``estimates/C + estimates/YrA``
+        where the file stores ``YrA``, else ``estimates/C``, and a note says
+        which.  ``C`` is CaImAn's denoised (OASIS) trace: a fit of it looks
+        perfect whatever the parameters, so C + YrA (denoised plus residual,
+        the raw-like trace CaImAn's own ``detrend_df_f`` and ``deconvolve``
+        start from) is what to tune.  ``"C"``: ``estimates/C`` (as
+        ``calab.load_caiman``); ``"C+YrA"``: C + YrA (an error without
+        ``YrA``); ``"F_dff"``: ``estimates/F_dff`` (only if the file has it).
         Recorded as ``kind`` (``"C"``, ``"C + YrA"``, ``"F_dff"``).
     only_accepted : bool
         Keep only the components CaImAn accepted (``estimates/idx_components``)
@@ -886,6 +984,13 @@ def _read_caiman(f, path: Path, trace: str, only_accepted: bool) -> PipelineData
         raise ValueError(f"{path}: 'estimates/C' has shape {C.shape}; expected (n, T)")
     n = C.shape[0]
     notes = []
+    if trace == "auto":
+        if _h5_get(f, "estimates/YrA") is not None:
+            trace = "C+YrA"
+            notes.append(_CAIMAN_AUTO_NOTE)
+        else:
+            trace = "C"
+            notes.append(_CAIMAN_NO_YRA_NOTE)
     if trace == "C":
         traces, kind = C, "C"
     else:
