@@ -337,30 +337,64 @@ def get_nwb_reader(path):
 
 
 def read_nwb(path):
-    """Read an NWB ophys file: its summary image and the ROI footprints.
+    """Read an NWB ophys file: per plane, its summary image and ROI footprints.
 
-    The Labels layer's ``metadata["catune"]`` carries the traces, ``fs``,
-    ``roi_ids`` and the source (``napari_catune.nwb.load_nwb`` picks the
-    series; its notes say which).
+    One Labels layer per set of ROIs (a PlaneSegmentation, or one plane's
+    rows of suite2p's single table), each with its plane's raw fluorescence
+    series (``napari_catune.nwb.plan_nwb_series`` chooses; ``load_nwb``
+    reads); its ``metadata["catune"]`` carries the traces, ``fs``,
+    ``roi_ids`` and the source.  A notification names the series opened and
+    those not opened (dF/F, neuropil, ...) when the file holds more than one.
     """
     from ._reader_pipelines import _layers, all_rois, tell_selection
-    from .nwb import load_nwb
+    from .nwb import load_nwb, plan_nwb_series
 
     p = single_path(path)
     if p is None:
         raise ValueError(f"cannot read {path!r} as NWB: pass a single file")
-    data = load_nwb(p, only_cells=not all_rois())
-    tell_selection(data, Path(p).name)
-    layers = _layers(data, Path(p).stem)
-    for _, meta, kind in layers:
-        if kind == "labels":
-            meta["metadata"]["catune"]["notes"] = list(data.notes)
-            meta["metadata"]["catune"]["kind"] = data.kind
-            if data.nwb_ids is not None:  # the file's own ids, for the .nwb export
-                meta["metadata"]["catune"]["nwb_ids"] = {
-                    "roi_ids": np.asarray(data.roi_ids, dtype=np.int64),
-                    "ids": np.asarray(data.nwb_ids, dtype=np.int64)}
+    opened, not_opened = plan_nwb_series(p)
+    if not opened:  # nothing usable: load_nwb says why
+        opened = [(None, None)]
+    several = len(opened) > 1
+    layers = []
+    for series, plane in opened:
+        data = load_nwb(p, only_cells=not all_rois(), series=series)
+        name = Path(p).stem + (f" {plane}" if several else "")
+        tell_selection(data, name if several else Path(p).name)
+        plane_layers = _layers(data, name)
+        for _, meta, kind in plane_layers:
+            if kind == "labels":
+                meta["metadata"]["catune"]["notes"] = list(data.notes)
+                meta["metadata"]["catune"]["kind"] = data.kind
+                if data.nwb_ids is not None:  # the file's own ids, for the .nwb export
+                    meta["metadata"]["catune"]["nwb_ids"] = {
+                        "roi_ids": np.asarray(data.roi_ids, dtype=np.int64),
+                        "ids": np.asarray(data.nwb_ids, dtype=np.int64)}
+        layers.extend(plane_layers)
+    if several or not_opened:
+        _tell_series(Path(p).name, [s for s, _ in opened if s], not_opened)
     return layers
+
+
+def _tell_series(name, opened, not_opened) -> None:
+    """A notification: which series of an NWB file were opened, which not."""
+    def short(series):
+        return series.split("/", 1)[-1]
+
+    text = f"{name}: opened {len(opened)} series ({', '.join(map(short, opened))})"
+    if not_opened:
+        whys: dict = {}
+        for series, why in not_opened:
+            whys.setdefault(why, []).append(short(series))
+        text += "; not opened: " + "; ".join(f"{', '.join(v)} ({k})" for k, v in whys.items())
+        text += ("; to deconvolve another: napari-catune deconvolve FILE --series NAME, or "
+                 "napari_catune.load_nwb(path, series=NAME) in Python")
+    try:
+        from napari.utils.notifications import show_info
+
+        show_info(text)
+    except Exception:  # no napari (a script)
+        pass
 
 
 # ----------------------------------------------------------------------------
