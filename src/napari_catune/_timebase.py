@@ -76,7 +76,7 @@ def rate_from_timestamps(timestamps) -> tuple[float | None, list[str]]:
     step)`` with ``step`` the median interval (a dropped frame makes an
     interval of ~2 steps), and the fit is against those frame indices; a
     second pass recounts with the fitted step and drops stamps more than
-    half a frame off the line (outliers).  The notes say how many frames
+    a quarter frame off the line (outliers).  The notes say how many frames
     were missing and where.  None when the stamps do not increase.
     """
     ts = np.asarray(timestamps, dtype=np.float64).ravel()
@@ -101,7 +101,8 @@ def rate_from_timestamps(timestamps) -> tuple[float | None, list[str]]:
             return 1.0 / step, notes
         step = slope
         resid = ts - (tm + (k - km) * slope)
-        keep = np.abs(resid) <= 0.5 * slope
+        mad = float(np.median(np.abs(resid - np.median(resid))))
+        keep = np.abs(resid) <= max(0.25 * slope, 6 * 1.4826 * mad)
         if keep.sum() < 2:
             keep[:] = True
     missing = int(k[-1]) - (ts.size - 1)
@@ -113,6 +114,6 @@ def rate_from_timestamps(timestamps) -> tuple[float | None, list[str]]:
                      "the traces are solved as if those frames were not there")
     off = int((~keep).sum())
     if off:
-        notes.append(f"timestamps: {off} stamp(s) more than half a frame off the fitted clock "
+        notes.append(f"timestamps: {off} stamp(s) more than a quarter frame off the fitted clock "
                      "were left out of the rate fit")
     return 1.0 / step, notes
