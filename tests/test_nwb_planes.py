@@ -17,7 +17,7 @@ from pynwb.ophys import (DfOverF, Fluorescence, ImageSegmentation,  # noqa: E402
                          OpticalChannel, RoiResponseSeries, TwoPhotonSeries)
 
 from napari_catune.cli import main  # noqa: E402
-from napari_catune.nwb import load_nwb, plan_nwb_series  # noqa: E402
+from napari_catune.nwb import load_nwb  # noqa: E402
 from napari_catune.params import TuningParams, save_params  # noqa: E402
 
 FS = 30.0
@@ -117,6 +117,8 @@ def _suite2p_own(path):
 
 
 def test_plan_opens_one_raw_series_per_plane(tmp_path):
+    from napari_catune.nwb import plan_nwb_series
+
     opened, not_opened = plan_nwb_series(_two_planes(tmp_path / "two.nwb"))
     assert opened == [("ophys/Fluorescence/RoiResponseSeries0", "PlaneSegmentation0"),
                       ("ophys/Fluorescence/RoiResponseSeries1", "PlaneSegmentation1")]

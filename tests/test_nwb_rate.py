@@ -15,7 +15,6 @@ pytest.importorskip("pynwb")
 from pynwb import NWBHDF5IO, NWBFile  # noqa: E402
 from pynwb.ophys import Fluorescence, ImageSegmentation, OpticalChannel  # noqa: E402
 
-from napari_catune._timebase import rate_from_timestamps  # noqa: E402
 from napari_catune.cli import main  # noqa: E402
 from napari_catune.nwb import load_nwb  # noqa: E402
 from napari_catune.params import TuningParams, save_params  # noqa: E402
@@ -69,6 +68,8 @@ def _jitter_dropped(seed=5):
 
 
 def test_ms_quantised_timestamps_give_the_true_rate(tmp_path):
+    from napari_catune._timebase import rate_from_timestamps
+
     ts = _ms_stamps()
     assert abs(1 / np.median(np.diff(ts)) / FS - 1) > 5e-3  # the old estimate: 0.85 % off
     fs, notes = rate_from_timestamps(ts)
@@ -106,6 +107,8 @@ def test_plane_rate_that_disagrees_is_said(tmp_path):
 
 
 def test_rate_helper_edge_cases():
+    from napari_catune._timebase import rate_from_timestamps
+
     assert rate_from_timestamps([1.0])[0] is None
     assert rate_from_timestamps([1.0, 1.0, 1.0])[0] is None
     fs, _ = rate_from_timestamps(np.arange(100) / 20.0)
