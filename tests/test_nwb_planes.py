@@ -38,8 +38,9 @@ def _nwbfile(identifier):
                    session_start_time=datetime.datetime(2024, 3, 1, tzinfo=datetime.timezone.utc))
 
 
-def _two_planes(path):
-    """Two imaging planes, each a PlaneSegmentation with Fluorescence and DfOverF series."""
+def _two_planes(path, movie=False):
+    """Two imaging planes, each a PlaneSegmentation with Fluorescence and DfOverF
+    series; with ``movie``, plane 0's TwoPhotonSeries (T, x, y) in the file."""
     nwb = _nwbfile("two-planes-id")
     dev = nwb.create_device(name="Mesoscope")
     oc = OpticalChannel(name="Green", description="green", emission_lambda=510.0)
@@ -54,6 +55,10 @@ def _two_planes(path):
             name=f"ImagingPlane{p}", optical_channel=oc, imaging_rate=FS,
             description=f"plane {p}", device=dev, excitation_lambda=920.0 + p,
             indicator="GCaMP6f", location=f"V1 L{p + 2}")
+        if movie and p == 0:
+            nwb.add_acquisition(TwoPhotonSeries(
+                name="TwoPhotonSeries0", imaging_plane=ip, rate=FS, unit="n.a.",
+                data=np.random.default_rng(0).random((T, *shape)).astype(np.float32)))
         ps = iseg.create_plane_segmentation(name=f"PlaneSegmentation{p}", description="rois",
                                             imaging_plane=ip)
         for i in range(n):
@@ -227,3 +232,24 @@ def test_napari_suite2p_own_nwb_two_planes(make_napari_viewer, tmp_path):
     assert len(labels) == 2
     for layer, lab in zip(labels, want):
         np.testing.assert_array_equal(layer.data, lab)
+
+
+def test_napari_offers_the_plane_movie_lazily(make_napari_viewer, tmp_path):
+    import dask.array as da
+
+    src = _two_planes(tmp_path / "two.nwb", movie=True)
+    viewer = make_napari_viewer(show=False)
+    viewer.open(str(src), plugin="napari-catune")
+    movies = [layer for layer in viewer.layers
+              if layer._type_string == "image" and layer.data.ndim == 3]
+    assert len(movies) == 1  # plane 0 has one; plane 1 none
+    assert isinstance(movies[0].data, da.Array)  # not read into memory
+    assert movies[0].data.shape == (T, *SHAPES[0])
+    assert movies[0].metadata["catune"]["h5_key"] == "/acquisition/TwoPhotonSeries0/data"
+    with NWBHDF5IO(str(src), "r") as io:
+        want = io.read().acquisition["TwoPhotonSeries0"].data[5]
+    np.testing.assert_array_equal(np.asarray(movies[0].data[5]), want)
+    # under the plane's ROIs
+    names = [layer.name for layer in viewer.layers]
+    rois0 = next(n for n in names if n.endswith("PlaneSegmentation0 ROIs"))
+    assert names.index(movies[0].name) < names.index(rois0)

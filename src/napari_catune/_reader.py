@@ -371,9 +371,48 @@ def read_nwb(path):
                         "roi_ids": np.asarray(data.roi_ids, dtype=np.int64),
                         "ids": np.asarray(data.nwb_ids, dtype=np.int64)}
         layers.extend(plane_layers)
+        if data.labels is not None and series_of(data):
+            movie = _nwb_movie(p, series_of(data), data.labels.shape, name, data.fs)
+            if movie is not None:  # under the ROIs: the neuropil box can use it
+                layers.insert(len(layers) - len(plane_layers), movie)
     if several or not_opened:
         _tell_series(Path(p).name, [s for s, _ in opened if s], not_opened)
     return layers
+
+
+def series_of(data) -> str | None:
+    """The series path of an NWB PipelineData (its kind, minus " - 0.7*Neuropil")."""
+    kind = str(getattr(data, "kind", "") or "")
+    return kind.split(" - ", 1)[0] or None
+
+
+def _nwb_movie(path, series, shape, name, fs):
+    """The plane's TwoPhotonSeries as a lazy image layer (Dask over the HDF5
+    dataset, frame blocks on demand, never the whole movie), or None."""
+    from .nwb import movie_key
+
+    key = movie_key(path, series, shape)
+    if key is None:
+        return None
+    import dask.array as da
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        ds = f[key]
+        T, Y, X = ds.shape
+        dtype = np.dtype(ds.dtype)
+        first = np.asarray(ds[0], dtype=np.float64)
+    frames = max(1, min(T, (64 << 20) // max(1, Y * X * dtype.itemsize)))
+    lazy = _H5Frames(os.path.realpath(path), key, (T, Y, X), dtype)
+    data = da.from_array(lazy, chunks=(frames, Y, X), name=_h5_token(path, key),
+                         meta=np.empty((0, 0, 0), dtype))
+    lo, hi = float(first.min()), float(first.max())
+    meta = {"name": f"{name} {key.rsplit('/', 2)[-2]}",
+            "metadata": {"catune": {"fs": fs, "source": str(Path(path).resolve()),
+                                    "h5_key": key}},
+            "contrast_limits": (lo, hi if hi > lo else lo + 1.0),
+            "axis_labels": ("t", "y", "x")}
+    return (data, meta, "image")
 
 
 def _tell_series(name, opened, not_opened) -> None:

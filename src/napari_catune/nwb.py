@@ -269,6 +269,39 @@ def plan_nwb_series(path) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]
     return opened, not_opened
 
 
+def movie_key(path, series: str, shape) -> str | None:
+    """The HDF5 path of the ``TwoPhotonSeries`` data of ``series``' plane, or None.
+
+    The movie must be stored in the file (not ``external_file``), (T, x, y)
+    with (x, y) == ``shape`` (the label image's), and image the same
+    ``ImagingPlane`` as the series' ROI table.  Read with h5py only (no
+    pynwb, nothing of the movie itself): the napari reader opens it lazily.
+    """
+    import h5py
+
+    try:
+        with h5py.File(str(path), "r") as f:
+            table = f[f[f"processing/{series}/rois"].attrs["table"]]
+            # (links resolve to different names: compare the planes' object_ids)
+            plane = (table["imaging_plane"].attrs.get("object_id")
+                     if "imaging_plane" in table else None)
+            for name, grp in (f["acquisition"].items() if "acquisition" in f else ()):
+                nd = grp.attrs.get("neurodata_type", b"")
+                nd = nd.decode() if isinstance(nd, bytes) else str(nd)
+                if nd != "TwoPhotonSeries" or not isinstance(grp.get("data"), h5py.Dataset):
+                    continue
+                data = grp["data"]
+                if data.ndim != 3 or data.shape[0] < 2 or tuple(data.shape[1:]) != tuple(shape):
+                    continue
+                if plane is not None and "imaging_plane" in grp and \
+                        grp["imaging_plane"].attrs.get("object_id") != plane:
+                    continue
+                return data.name
+    except Exception:  # noqa: BLE001 - only an offer: no movie layer
+        return None
+    return None
+
+
 def _fs_of(rrs, nwbfile, notes=None) -> tuple[float | None, str]:
     """(fs, where from) of a series: its ``rate``; else the least-squares
     fit of its timestamps (``_timebase.rate_from_timestamps``), compared
