@@ -784,7 +784,8 @@ def open_source(path, *, allow_pickle: bool = False, caiman_trace: str = "C",
         if low.endswith(".nwb"):
             from .nwb import load_nwb
 
-            return from_pipeline(load_nwb(p, only_cells=only_cells, series=series), "NWB")
+            chosen = {} if series is None else {"series": series}
+            return from_pipeline(load_nwb(p, only_cells=only_cells, **chosen), "NWB")
     except SourceError:
         raise
     except (ValueError, FileNotFoundError, ImportError, OSError, KeyError) as e:
