@@ -38,7 +38,7 @@ def _nwbfile(identifier):
                    session_start_time=datetime.datetime(2024, 3, 1, tzinfo=datetime.timezone.utc))
 
 
-def _two_planes(path, movie=False):
+def _two_planes(path, movie=False, planes=2):
     """Two imaging planes, each a PlaneSegmentation with Fluorescence and DfOverF
     series; with ``movie``, plane 0's TwoPhotonSeries (T, x, y) in the file."""
     nwb = _nwbfile("two-planes-id")
@@ -50,7 +50,7 @@ def _two_planes(path, movie=False):
     fl, dff = Fluorescence(), DfOverF()
     mod.add(fl)
     mod.add(dff)
-    for p, (shape, n) in enumerate(zip(SHAPES, (3, 4))):
+    for p, (shape, n) in enumerate(zip(SHAPES[:planes], (3, 4))):
         ip = nwb.create_imaging_plane(
             name=f"ImagingPlane{p}", optical_channel=oc, imaging_rate=FS,
             description=f"plane {p}", device=dev, excitation_lambda=920.0 + p,
@@ -253,3 +253,15 @@ def test_napari_offers_the_plane_movie_lazily(make_napari_viewer, tmp_path):
     names = [layer.name for layer in viewer.layers]
     rois0 = next(n for n in names if n.endswith("PlaneSegmentation0 ROIs"))
     assert names.index(movies[0].name) < names.index(rois0)
+
+
+def test_napari_one_plane_says_dff_was_not_opened(make_napari_viewer, tmp_path, monkeypatch):
+    import napari.utils.notifications as nt
+
+    said = []
+    monkeypatch.setattr(nt, "show_info", lambda m: said.append(str(m)))
+    src = _two_planes(tmp_path / "one.nwb", planes=1)
+    viewer = make_napari_viewer(show=False)
+    viewer.open(str(src), plugin="napari-catune")
+    assert len([la for la in viewer.layers if la._type_string == "labels"]) == 1
+    assert len(said) == 1 and "opened 1 series" in said[0] and "DfOverF/DfOverF0" in said[0]

@@ -375,9 +375,18 @@ def read_nwb(path):
             movie = _nwb_movie(p, series_of(data), data.labels.shape, name, data.fs)
             if movie is not None:  # under the ROIs: the neuropil box can use it
                 layers.insert(len(layers) - len(plane_layers), movie)
-    if several or not_opened:
+    # said when a plane or a series a user may want was not opened (not for a
+    # single plane's neuropil, already subtracted, or a pipeline's deconvolved
+    # output: the layer's notes list those)
+    if several or not all(_derived(s) for s, _ in not_opened):
         _tell_series(Path(p).name, [s for s, _ in opened if s], not_opened)
     return layers
+
+
+def _derived(series: str) -> bool:
+    """A neuropil or deconvolved series (suite2p's), or napari-catune results."""
+    return series.startswith("catune/") or any(
+        f"/{c}/" in series.lower() for c in ("neuropil", "deconvolved"))
 
 
 def series_of(data) -> str | None:
