@@ -339,30 +339,112 @@ def get_nwb_reader(path):
 
 
 def read_nwb(path):
-    """Read an NWB ophys file: its summary image and the ROI footprints.
+    """Read an NWB ophys file: per plane, its summary image and ROI footprints.
 
-    The Labels layer's ``metadata["catune"]`` carries the traces, ``fs``,
-    ``roi_ids`` and the source (``napari_catune.nwb.load_nwb`` picks the
-    series; its notes say which).
+    One Labels layer per set of ROIs (a PlaneSegmentation, or one plane's
+    rows of suite2p's single table), each with its plane's raw fluorescence
+    series (``napari_catune.nwb.plan_nwb_series`` chooses; ``load_nwb``
+    reads); its ``metadata["catune"]`` carries the traces, ``fs``,
+    ``roi_ids`` and the source.  A notification names the series opened and
+    those not opened (dF/F, neuropil, ...) when the file holds more than one.
     """
     from ._reader_pipelines import _layers, all_rois, tell_selection
-    from .nwb import load_nwb
+    from .nwb import load_nwb, plan_nwb_series
 
     p = single_path(path)
     if p is None:
         raise ValueError(f"cannot read {path!r} as NWB: pass a single file")
-    data = load_nwb(p, only_cells=not all_rois())
-    tell_selection(data, Path(p).name)
-    layers = _layers(data, Path(p).stem)
-    for _, meta, kind in layers:
-        if kind == "labels":
-            meta["metadata"]["catune"]["notes"] = list(data.notes)
-            meta["metadata"]["catune"]["kind"] = data.kind
-            if data.nwb_ids is not None:  # the file's own ids, for the .nwb export
-                meta["metadata"]["catune"]["nwb_ids"] = {
-                    "roi_ids": np.asarray(data.roi_ids, dtype=np.int64),
-                    "ids": np.asarray(data.nwb_ids, dtype=np.int64)}
+    opened, not_opened = plan_nwb_series(p)
+    if not opened:  # nothing usable: load_nwb says why
+        opened = [(None, None)]
+    several = len(opened) > 1
+    layers = []
+    for series, plane in opened:
+        data = load_nwb(p, only_cells=not all_rois(), series=series)
+        name = Path(p).stem + (f" {plane}" if several else "")
+        tell_selection(data, name if several else Path(p).name)
+        plane_layers = _layers(data, name)
+        for _, meta, kind in plane_layers:
+            if kind == "labels":
+                meta["metadata"]["catune"]["notes"] = list(data.notes)
+                meta["metadata"]["catune"]["kind"] = data.kind
+                if data.nwb_ids is not None:  # the file's own ids, for the .nwb export
+                    meta["metadata"]["catune"]["nwb_ids"] = {
+                        "roi_ids": np.asarray(data.roi_ids, dtype=np.int64),
+                        "ids": np.asarray(data.nwb_ids, dtype=np.int64)}
+        layers.extend(plane_layers)
+        if data.labels is not None and series_of(data):
+            movie = _nwb_movie(p, series_of(data), data.labels.shape, name, data.fs)
+            if movie is not None:  # under the ROIs: the neuropil box can use it
+                layers.insert(len(layers) - len(plane_layers), movie)
+    # said when a plane or a series a user may want was not opened (not for a
+    # single plane's neuropil, already subtracted, or a pipeline's deconvolved
+    # output: the layer's notes list those)
+    if several or not all(_derived(s) for s, _ in not_opened):
+        _tell_series(Path(p).name, [s for s, _ in opened if s], not_opened)
     return layers
+
+
+def _derived(series: str) -> bool:
+    """A neuropil or deconvolved series (suite2p's), or napari-catune results."""
+    return series.startswith("catune/") or any(
+        f"/{c}/" in series.lower() for c in ("neuropil", "deconvolved"))
+
+
+def series_of(data) -> str | None:
+    """The series path of an NWB PipelineData (its kind, minus " - 0.7*Neuropil")."""
+    kind = str(getattr(data, "kind", "") or "")
+    return kind.split(" - ", 1)[0] or None
+
+
+def _nwb_movie(path, series, shape, name, fs):
+    """The plane's TwoPhotonSeries as a lazy image layer (Dask over the HDF5
+    dataset, frame blocks on demand, never the whole movie), or None."""
+    from .nwb import movie_key
+
+    key = movie_key(path, series, shape)
+    if key is None:
+        return None
+    import dask.array as da
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        ds = f[key]
+        T, Y, X = ds.shape
+        dtype = np.dtype(ds.dtype)
+        first = np.asarray(ds[0], dtype=np.float64)
+    frames = max(1, min(T, (64 << 20) // max(1, Y * X * dtype.itemsize)))
+    lazy = _H5Frames(os.path.realpath(path), key, (T, Y, X), dtype)
+    data = da.from_array(lazy, chunks=(frames, Y, X), name=_h5_token(path, key),
+                         meta=np.empty((0, 0, 0), dtype))
+    lo, hi = float(first.min()), float(first.max())
+    meta = {"name": f"{name} {key.rsplit('/', 2)[-2]}",
+            "metadata": {"catune": {"fs": fs, "source": str(Path(path).resolve()),
+                                    "h5_key": key}},
+            "contrast_limits": (lo, hi if hi > lo else lo + 1.0),
+            "axis_labels": ("t", "y", "x")}
+    return (data, meta, "image")
+
+
+def _tell_series(name, opened, not_opened) -> None:
+    """A notification: which series of an NWB file were opened, which not."""
+    def short(series):
+        return series.split("/", 1)[-1]
+
+    text = f"{name}: opened {len(opened)} series ({', '.join(map(short, opened))})"
+    if not_opened:
+        whys: dict = {}
+        for series, why in not_opened:
+            whys.setdefault(why, []).append(short(series))
+        text += "; not opened: " + "; ".join(f"{', '.join(v)} ({k})" for k, v in whys.items())
+        text += ("; to deconvolve another: napari-catune deconvolve FILE --series NAME, or "
+                 "napari_catune.load_nwb(path, series=NAME) in Python")
+    try:
+        from napari.utils.notifications import show_info
+
+        show_info(text)
+    except Exception:  # no napari (a script)
+        pass
 
 
 # ----------------------------------------------------------------------------

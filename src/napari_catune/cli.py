@@ -99,23 +99,22 @@ def _read_rows_clean(spec, a: int, b: int, bad) -> np.ndarray:
     return block
 
 
-def open_input(path, *, allow_pickle: bool = False, caiman_trace: str = "C",
+def open_input(path, *, allow_pickle: bool = False, caiman_trace: str = "auto",
                all_rois: bool = False, only_accepted: bool | None = None,
-               only_cells: bool | None = None) -> TraceSource:
+               only_cells: bool | None = None, series: str | None = None) -> TraceSource:
     """Open INPUT for the CLI; CLIError (exit 2) for anything unreadable."""
+    import re
+
     from .sources import open_source
 
     try:
         return open_source(path, allow_pickle=allow_pickle, caiman_trace=caiman_trace,
                            all_rois=all_rois, only_accepted=only_accepted,
-                           only_cells=only_cells)
+                           only_cells=only_cells, series=series)
     except SourceError as e:
         msg = str(e).replace("use trace='C'", "use --caiman-trace C")
-        # (the CLI has no series option: name the way that exists)
-        msg = msg.replace("pick one with series=...",
-                          "the CLI takes the first raw-fluorescence series only: read one of "
-                          "these with napari_catune.load_nwb(path, series=...) in Python and "
-                          "save its traces as .npy/.npz")
+        msg = msg.replace("pick one with series=...", "pick one with --series NAME")
+        msg = re.sub(r"series=('[^']*')", r"--series \1", msg)
         raise CLIError(msg) from None
 
 
@@ -127,7 +126,8 @@ def _open_args(args) -> TraceSource:
         raise CLIError("--all-rois contradicts --only-cells/--only-accepted: give one "
                        "(cells only is the default)")
     source = open_input(args.input, allow_pickle=args.allow_pickle,
-                        caiman_trace=getattr(args, "caiman_trace", "C"), all_rois=all_rois)
+                        caiman_trace=getattr(args, "caiman_trace", "auto"), all_rois=all_rois,
+                        series=getattr(args, "series", None))
     _warn_transposed(source, args.input)
     return source
 
@@ -2028,6 +2028,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "else C (a note says so); C = estimates/C alone (already denoised: fits "
                         "look perfect), C+YrA, or F_dff; recorded in info and the output's "
                         "sidecar")
+    choose.add_argument("--series", metavar="NAME",
+                        help="NWB: the RoiResponseSeries to read, by its path (e.g. "
+                        "ophys/Fluorescence/RoiResponseSeries1) or a unique end of it (e.g. "
+                        "RoiResponseSeries1, Fluorescence/plane1); default: the first raw "
+                        "Fluorescence series; info lists the file's series")
     choose.add_argument("--all-rois", action="store_true",
                         help="every ROI, also those the pipeline rejected (default: only "
                         "cells: suite2p's iscell, an NWB table's iscell/keep column, "

@@ -82,7 +82,7 @@ import numpy as np
 
 from .loaders import PipelineData, _shared_note, shared_pixels
 
-__all__ = ["load_nwb", "list_nwb_series", "save_results_nwb", "load_results_nwb",
+__all__ = ["load_nwb", "list_nwb_series", "plan_nwb_series", "save_results_nwb", "load_results_nwb",
            "NWB_EXTRA_MESSAGE", "TIMESTAMP_TOLERANCE"]
 
 #: timestamps within this fraction of a frame interval of ``t0 + k / fs`` are
@@ -170,10 +170,16 @@ def _pick(path, found, series):
     if series is not None:
         want = str(series).strip("/")
         hits = [f for f in found if f[0] == want or f[0].endswith("/" + want)]
-        if len(hits) != 1:
-            what = "matches several" if hits else "matches none"
+        if len(hits) > 1:
+            hits.sort(key=lambda f: (bool(_SKIP.search(f[0])), f[1] != "Fluorescence"))
             raise ValueError(
-                f"{path}: series={series!r} {what} of the file's series: "
+                f"{path}: series={series!r} matches several series: "
+                f"{', '.join(p for p, _, _ in hits)}; give more of the path, e.g. "
+                f"{hits[0][0].split('/', 1)[-1]!r}"
+            )
+        if not hits:
+            raise ValueError(
+                f"{path}: series={series!r} matches none of the file's series: "
                 f"{', '.join(p for p, _, _ in found)}"
             )
         return hits[0]
@@ -195,19 +201,134 @@ def _pick(path, found, series):
     return usable[0]
 
 
-def _fs_of(rrs, nwbfile) -> tuple[float | None, str]:
+def _plane_rate(rrs):
+    plane = getattr(getattr(getattr(rrs, "rois", None), "table", None), "imaging_plane", None)
+    try:
+        rate = float(getattr(plane, "imaging_rate", None) or "nan")
+    except (TypeError, ValueError):
+        return None
+    return rate if math.isfinite(rate) and rate > 0 else None
+
+
+def _group_key(rrs):
+    """The ROIs a series is of: its table and the table rows of its region."""
+    region = rrs.rois
+    try:
+        rows = tuple(int(r) for r in np.asarray(region.data[:]).ravel())
+    except Exception:  # noqa: BLE001 - an odd region: a group of its own
+        rows = (id(rrs),)
+    return (id(region.table), rows)
+
+
+def plan_nwb_series(path) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """Which series napari opens: one per set of ROIs (a PlaneSegmentation,
+    or a plane's rows of one, as suite2p's ``plane0``, ``plane1``).
+
+    Returns ``(opened, not_opened)``: ``opened`` is ``(series path, plane
+    name)`` per plane, in file order, each the plane's raw ``Fluorescence``
+    series (``DfOverF`` only when a plane has no other), as :func:`load_nwb`
+    picks one; ``not_opened`` is ``(series path, why)`` for every other
+    series (dF/F of the same ROIs, neuropil, deconvolved, napari-catune
+    results ...).  Empty ``opened`` when nothing is usable (then
+    :func:`load_nwb` says why).
+    """
+    pynwb = _pynwb()
+    with pynwb.NWBHDF5IO(str(path), "r") as io:
+        found = _series(io.read())
+        groups: dict = {}
+        for f in found:
+            if f[0].startswith(RESULTS_MODULE + "/"):
+                continue
+            groups.setdefault(_group_key(f[2]), []).append(f)
+        opened, taken = [], set()
+        for members in groups.values():
+            usable = [f for f in members if not _SKIP.search(f[0])]
+            if not usable:
+                continue
+            usable.sort(key=lambda f: f[1] != "Fluorescence")
+            chosen = usable[0]
+            taken.add(chosen[0])
+            opened.append((chosen[0], chosen[2].rois.table.name))
+        names = [n for _, n in opened]
+        opened = [(p, n if names.count(n) == 1 else f"{n} {p.rsplit('/', 1)[-1]}")
+                  for p, n in opened]
+        not_opened = []
+        for p, kind, rrs in found:
+            if p in taken:
+                continue
+            if p.startswith(RESULTS_MODULE + "/"):
+                why = "napari-catune results"
+            elif _SKIP.search(p):
+                why = "neuropil, background or deconvolved output" + (
+                    " (subtracted from its Fluorescence series)" if "/Neuropil/" in p else "")
+            elif kind == "DfOverF":
+                why = "dF/F of ROIs whose raw fluorescence is opened"
+            else:
+                why = "another series of ROIs already opened"
+            not_opened.append((p, why))
+    return opened, not_opened
+
+
+def movie_key(path, series: str, shape) -> str | None:
+    """The HDF5 path of the ``TwoPhotonSeries`` data of ``series``' plane, or None.
+
+    The movie must be stored in the file (not ``external_file``), (T, x, y)
+    with (x, y) == ``shape`` (the label image's), and image the same
+    ``ImagingPlane`` as the series' ROI table.  Read with h5py only (no
+    pynwb, nothing of the movie itself): the napari reader opens it lazily.
+    """
+    import h5py
+
+    try:
+        with h5py.File(str(path), "r") as f:
+            table = f[f[f"processing/{series}/rois"].attrs["table"]]
+            # (links resolve to different names: compare the planes' object_ids)
+            plane = (table["imaging_plane"].attrs.get("object_id")
+                     if "imaging_plane" in table else None)
+            for name, grp in (f["acquisition"].items() if "acquisition" in f else ()):
+                nd = grp.attrs.get("neurodata_type", b"")
+                nd = nd.decode() if isinstance(nd, bytes) else str(nd)
+                if nd != "TwoPhotonSeries" or not isinstance(grp.get("data"), h5py.Dataset):
+                    continue
+                data = grp["data"]
+                if data.ndim != 3 or data.shape[0] < 2 or tuple(data.shape[1:]) != tuple(shape):
+                    continue
+                if plane is not None and "imaging_plane" in grp and \
+                        grp["imaging_plane"].attrs.get("object_id") != plane:
+                    continue
+                return data.name
+    except Exception:  # noqa: BLE001 - only an offer: no movie layer
+        return None
+    return None
+
+
+def _fs_of(rrs, nwbfile, notes=None) -> tuple[float | None, str]:
+    """(fs, where from) of a series: its ``rate``; else the least-squares
+    fit of its timestamps (``_timebase.rate_from_timestamps``), compared
+    with the imaging plane's ``imaging_rate`` (the timestamps win: they are
+    the frames' measured times, the plane's rate a nominal setting that is
+    often rounded or the volume rate of a multi-plane scan; a difference
+    over 1e-4 is said); else the imaging plane's ``imaging_rate``."""
+    from ._timebase import rate_from_timestamps
+
+    notes = [] if notes is None else notes
     rate = getattr(rrs, "rate", None)
     if rate:
         return float(rate), "the series' rate"
     ts = getattr(rrs, "timestamps", None)
+    plane_rate = _plane_rate(rrs)
     if ts is not None and len(ts) >= 2:
-        step = float(np.median(np.diff(np.asarray(ts[: min(len(ts), 100_000)], dtype=float))))
-        if step > 0 and math.isfinite(step):
-            return 1.0 / step, "the series' timestamps"
-    plane = getattr(rrs.rois.table, "imaging_plane", None)
-    rate = getattr(plane, "imaging_rate", None)
-    if rate:
-        return float(rate), "the imaging plane's imaging_rate"
+        fs, ts_notes = rate_from_timestamps(np.asarray(ts[:], dtype=np.float64))
+        if fs is not None:
+            notes.extend(ts_notes)
+            if plane_rate is not None and abs(plane_rate / fs - 1) > 1e-4:
+                notes.append(f"fs: the imaging plane's imaging_rate is {plane_rate:g} Hz, "
+                             f"{(plane_rate / fs - 1) * 100:+.3g} % from the timestamps' "
+                             f"{fs:.6g} Hz; the timestamps' rate is used (the frames' "
+                             f"measured times; pass --fs {plane_rate:g} to use the plane's)")
+            return fs, "the series' timestamps (least-squares fit of time against frame)"
+    if plane_rate is not None:
+        return plane_rate, "the imaging plane's imaging_rate"
     return None, ""
 
 
@@ -297,16 +418,17 @@ def _image_shape(nwbfile, table, module):
     return None if img is None else img.shape
 
 
-def _summary_image(module, shape, also=None):
+def _summary_image(module, shape, also=None, prefer=None):
     from pynwb.base import Images
 
     images = []
     for iface in module.data_interfaces.values():
         if isinstance(iface, Images):
-            images.extend((k, v) for k, v in iface.images.items()
+            images.extend((iface.name != prefer, k, v) for k, v in iface.images.items()
                           if k != LABEL_IMAGE or also == LABEL_IMAGE)
     rank = {name: i for i, name in enumerate(_IMAGE_PREFERENCE)}
-    images.sort(key=lambda kv: rank.get(kv[0], len(rank)))
+    images.sort(key=lambda kv: (kv[0], rank.get(kv[1], len(rank))))
+    images = [(k, v) for _, k, v in images]
     for _, im in images:
         arr = np.asarray(im.data[:], dtype=np.float64)
         if arr.ndim == 2 and (shape is None or arr.shape == tuple(shape)):
@@ -360,7 +482,7 @@ def _orient(shape, frame, notes, what, known=False) -> bool:
     return False
 
 
-def _labels(path, table, rows, ids, nwbfile, module, notes):
+def _labels(path, table, rows, ids, nwbfile, module, notes, where=None):
     cols = table.colnames
     writer = _writer(nwbfile, table)
     frame = _image_shape(nwbfile, table, module)
@@ -386,16 +508,37 @@ def _labels(path, table, rows, ids, nwbfile, module, notes):
             labels[take], best[take] = rid, m[take]
         notes.append("footprints: image_mask")
         return labels, None
-    if "pixel_mask" in cols:
-        index = table["pixel_mask"]
+    col = "pixel_mask" if "pixel_mask" in cols else "voxel_mask" if "voxel_mask" in cols else None
+    if col is not None:
+        index = table[col]
         ends = np.asarray(index.data[:], dtype=np.int64)
         pix = index.target.data[:]
         names = pix.dtype.names or ()
+        width = 3 if col == "pixel_mask" else 4
         if names:
-            px, py, pw = (np.asarray(pix[n]) for n in names[:3])
+            parts = [np.asarray(pix[n]) for n in names[:width]]
         else:
             pix = np.asarray(pix)
-            px, py, pw = pix[:, 0], pix[:, 1], pix[:, 2]
+            parts = [pix[:, i] for i in range(width)]
+        if col == "voxel_mask":
+            # suite2p's save_nwb: (ypix, xpix, iplane, lam), the third
+            # coordinate the plane index; one plane's ROIs are a 2-D mask
+            px, py, pz, pw = parts
+            pz = np.round(np.asarray(pz, dtype=np.float64)).astype(np.int64)
+            sel = np.concatenate([np.arange(ends[r - 1] if r > 0 else 0, ends[r])
+                                  for r in rows]) if len(rows) else np.zeros(0, np.int64)
+            zs = np.unique(pz[sel])
+            if zs.size > 1:
+                notes.append(f"footprints: voxel_mask ROIs on {zs.size} planes (z = "
+                             f"{', '.join(map(str, zs[:6]))}): not drawn; ROIs shown as tiles "
+                             "(open one plane's series, e.g. plane0)")
+                return None, None
+            if where is not None and zs.size:
+                where["plane"] = int(zs[0])
+            notes.append(f"footprints: voxel_mask (x, y, z, weight) of plane z = "
+                         f"{int(zs[0]) if zs.size else 0}, drawn as that plane's 2-D masks")
+        else:
+            px, py, pw = parts
         px = np.round(np.asarray(px, dtype=np.float64)).astype(np.int64)
         py = np.round(np.asarray(py, dtype=np.float64)).astype(np.int64)
         pw = np.asarray(pw, dtype=np.float64)
@@ -430,14 +573,13 @@ def _labels(path, table, rows, ids, nwbfile, module, notes):
             masks.append((rid, x, y))
             take = w > best[x, y]
             labels[x[take], y[take]], best[x[take], y[take]] = rid, w[take]
-        notes.append("footprints: pixel_mask")
+        if col == "pixel_mask":
+            notes.append("footprints: pixel_mask")
         shared = shared_pixels(masks, shape)
         if shared is not None:
             notes.append(_shared_note(shared, "the labels show each as the ROI of the larger "
                                               "weight"))
         return labels, shared
-    if "voxel_mask" in cols:
-        notes.append("footprints: voxel_mask (3-D) is not drawn; ROIs shown as tiles")
     return None, None
 
 
@@ -556,16 +698,22 @@ def load_nwb(path, *, series: str | None = None, neuropil_coefficient: float = 0
                            table in getattr(i, "plane_segmentations", {}).values()
                            for i in m.data_interfaces.values())),
                       nwbfile.processing[chosen_path.split("/")[0]])
-        labels, shared = _labels(path, table, rows, ids, nwbfile, module, notes) \
+        where = {}
+        labels, shared = _labels(path, table, rows, ids, nwbfile, module, notes, where) \
             if hasattr(table, "colnames") else (None, None)
         mean = None
         if labels is not None:
-            mean = _summary_image(module, labels.shape)
+            # suite2p's save_nwb: one Images container per plane, Backgrounds_<plane>
+            mean = _summary_image(module, labels.shape,
+                                  prefer=f"Backgrounds_{where['plane']}" if "plane" in where
+                                  else None)
             if mean is None:
                 mean = _movie_mean(nwbfile, labels.shape)
-        fs, fs_from = _fs_of(rrs, nwbfile)
+        fs_notes = []
+        fs, fs_from = _fs_of(rrs, nwbfile, fs_notes)
         if fs is not None:
-            notes.append(f"fs: {fs:g} Hz from {fs_from}")
+            notes.append(f"fs: {fs:.7g} Hz from {fs_from}")
+        notes.extend(fs_notes)
         t0, stamps, time_note = _time_of(rrs, fs)
         if stamps is not None and stamps.size != traces.shape[1]:
             raise ValueError(f"{path}: {chosen_path} has {stamps.size} timestamps for "
@@ -632,6 +780,57 @@ def _pixel_masks(labels, ids):
             continue
         x, y = np.unravel_index(idx, labels.shape)
         yield np.column_stack([x, y, np.ones(idx.size)]).astype(np.float64)
+
+
+def _source_info(source, input_traces) -> dict | None:
+    """What a results file records of an NWB source: its ``identifier``, the
+    deconvolved series (its path, ``object_id`` and ``unit``), its ROI
+    table's name and ``object_id``, and its imaging plane (name,
+    description, indicator, location, excitation_lambda, imaging_rate,
+    device, optical channel).  ``input_traces`` (e.g.
+    ``ophys/Fluorescence/plane0 - 0.7*Neuropil``) names the series.  None
+    when the source is not a readable NWB file; series fields only when
+    the series is found."""
+    if not (source and str(source).lower().endswith(".nwb") and os.path.isfile(str(source))):
+        return None
+    try:
+        pynwb = _pynwb()
+        with pynwb.NWBHDF5IO(str(source), "r") as io:
+            f = io.read()
+            info = {"identifier": str(f.identifier), "file": Path(str(source)).name,
+                    "session_start_time": f.session_start_time}
+            said = str(input_traces or "")
+            hits = [x for x in _series(f) if said == x[0] or said.startswith(x[0] + " ")]
+            if not hits:
+                return info
+            spath, _, rrs = max(hits, key=lambda x: len(x[0]))
+            table = rrs.rois.table
+            info.update(series=spath, series_object_id=str(rrs.object_id),
+                        unit=str(getattr(rrs, "unit", "") or ""),
+                        table=str(table.name), table_object_id=str(table.object_id))
+            plane = getattr(table, "imaging_plane", None)
+            if plane is not None:
+                dev = getattr(plane, "device", None)
+                oc = list(getattr(plane, "optical_channel", None) or [])
+                info["plane"] = {
+                    "name": str(plane.name),
+                    "object_id": str(plane.object_id),
+                    "description": str(getattr(plane, "description", "") or ""),
+                    "indicator": str(getattr(plane, "indicator", "") or "unknown"),
+                    "location": str(getattr(plane, "location", "") or "unknown"),
+                    "excitation_lambda": float(getattr(plane, "excitation_lambda", None)
+                                               or float("nan")),
+                    "imaging_rate": getattr(plane, "imaging_rate", None),
+                    "device": None if dev is None else str(dev.name),
+                    "device_description": None if dev is None else
+                    str(getattr(dev, "description", "") or ""),
+                    "optical_channel": None if not oc else {
+                        "name": str(oc[0].name), "description": str(oc[0].description),
+                        "emission_lambda": float(oc[0].emission_lambda)},
+                }
+            return info
+    except Exception:  # noqa: BLE001 - only metadata: the results are written without it
+        return None
 
 
 def _session_start(source):
@@ -756,25 +955,51 @@ def save_results_nwb(path, *, activity, fit, baseline, events, roi_ids, fs, para
     n, t = activity.shape
     lab, mask_note = _tile_or_labels(labels, ids)
     src_name = Path(str(source)).name if source else None
+    src = _source_info(source, input_traces)  # an NWB source: identifier, object ids, plane
+    src_plane = (src or {}).get("plane")
 
+    extra = {}
+    if "was_generated_by" in {a["name"] for a in pynwb.NWBFile.__init__.__docval__["args"]}:
+        extra["was_generated_by"] = [["napari-catune", __version__]]
     nwbfile = pynwb.NWBFile(
         session_description="napari-catune deconvolution results"
-        + (f" for {src_name}" if src_name else ""),
+        + (f" for {src_name}" if src_name else "")
+        + (f" (NWB identifier {src['identifier']})" if src else ""),
         identifier=uuid.uuid4().hex,
-        session_start_time=_session_start(source),
+        session_start_time=src["session_start_time"] if src else _session_start(source),
         source_script=f"napari-catune {__version__}",
         source_script_file_name="napari_catune/nwb.py",
+        **extra,
     )
-    device = nwbfile.create_device(name="unknown_device",
-                                   description="not recorded by napari-catune")
-    plane = nwbfile.create_imaging_plane(
-        name="ImagingPlane",
-        optical_channel=OpticalChannel(name="OpticalChannel", description="not recorded",
-                                       emission_lambda=float("nan")),
-        description="the plane the ROI traces came from (details not recorded)",
-        device=device, excitation_lambda=float("nan"), imaging_rate=float(fs),
-        indicator="unknown", location="unknown",
-    )
+    if src_plane is not None:
+        dev_name = src_plane["device"] or "unknown_device"
+        device = nwbfile.create_device(
+            name=dev_name, description=src_plane["device_description"] or
+            f"the device of {src['file']}'s {src_plane['name']}")
+        oc = src_plane["optical_channel"] or {"name": "OpticalChannel",
+                                              "description": "not recorded",
+                                              "emission_lambda": float("nan")}
+        rate = src_plane["imaging_rate"]
+        plane = nwbfile.create_imaging_plane(
+            name="ImagingPlane", optical_channel=OpticalChannel(**oc),
+            description=f"{src_plane['name']} of {src['file']} (NWB identifier "
+                        f"{src['identifier']}, object_id {src_plane['object_id']})"
+                        + (f": {src_plane['description']}" if src_plane["description"] else ""),
+            device=device, excitation_lambda=src_plane["excitation_lambda"],
+            imaging_rate=float(rate) if rate else float(fs),
+            indicator=src_plane["indicator"], location=src_plane["location"],
+        )
+    else:
+        device = nwbfile.create_device(name="unknown_device",
+                                       description="not recorded by napari-catune")
+        plane = nwbfile.create_imaging_plane(
+            name="ImagingPlane",
+            optical_channel=OpticalChannel(name="OpticalChannel", description="not recorded",
+                                           emission_lambda=float("nan")),
+            description="the plane the ROI traces came from (details not recorded)",
+            device=device, excitation_lambda=float("nan"), imaging_rate=float(fs),
+            indicator="unknown", location="unknown",
+        )
     ophys = nwbfile.create_processing_module(name="ophys",
                                              description="ROIs whose traces were deconvolved")
     seg = ImageSegmentation()
@@ -800,7 +1025,10 @@ def save_results_nwb(path, *, activity, fit, baseline, events, roi_ids, fs, para
     export = json.dumps(_export_dict(params, {
         "source_filename": src_name, "input_traces": input_traces or None,
         "num_cells": int(n), "num_timepoints": int(t)}), allow_nan=False)
-    unit = f"a.u. (units of {what})"
+    src_unit = (src or {}).get("unit", "")
+    unit = (f"{src_unit} (units of {what})"
+            if src_unit and src_unit.lower() not in ("n.a.", "na", "no unit", "unknown", "a.u.")
+            else f"a.u. (units of {what})")
     mod = nwbfile.create_processing_module(
         name=RESULTS_MODULE,
         description=f"napari-catune {__version__} deconvolution (CaTune model): "
@@ -852,6 +1080,26 @@ def save_results_nwb(path, *, activity, fit, baseline, events, roi_ids, fs, para
             ("catune_export", "the CaTune export JSON (schema 1.2.0)", export),
         )
     ]))
+    if src is not None:
+        # the NWB source, by its stable references: the file's identifier and
+        # the object_ids of the series and ROI table (match a DANDI asset by them)
+        rows = [("source_file", "the input file's name", src["file"]),
+                ("source_identifier", "the input NWB file's identifier", src["identifier"])]
+        rows += [(k, d, src[key]) for k, d, key in (
+            ("series", "path of the deconvolved RoiResponseSeries in the input", "series"),
+            ("series_object_id", "object_id of that series in the input", "series_object_id"),
+            ("series_unit", "unit of that series", "unit"),
+            ("plane_segmentation", "name of its ROI table (PlaneSegmentation)", "table"),
+            ("plane_segmentation_object_id", "object_id of that table", "table_object_id"),
+        ) if key in src]
+        if src_plane is not None:
+            rows.append(("imaging_plane_object_id", "object_id of its ImagingPlane",
+                         src_plane["object_id"]))
+        mod.add(DynamicTable(name="source", description="the NWB file the traces came from "
+                             "(one row): its identifier and the object_ids of the series and "
+                             "ROI table deconvolved", columns=[
+                                 VectorData(name=k, description=d, data=[v])
+                                 for k, d, v in rows]))
     roi_cols = [VectorData(name="roi_id", description="label value", data=ids)]
     if baseline is not None and baseline.ndim == 1 and "baseline" not in (features or {}):
         roi_cols.append(VectorData(name="baseline", description="scalar baseline b",

@@ -723,9 +723,9 @@ def open_traces(path) -> TraceSource:
     raise SourceError(f"{p}: not a traces file; give a .npy, .npz or zarr array")
 
 
-def open_source(path, *, allow_pickle: bool = False, caiman_trace: str = "C",
+def open_source(path, *, allow_pickle: bool = False, caiman_trace: str = "auto",
                 all_rois: bool = False, only_accepted: bool | None = None,
-                only_cells: bool | None = None) -> TraceSource:
+                only_cells: bool | None = None, series: str | None = None) -> TraceSource:
     """Open any traces input: the files of :func:`open_traces`, a suite2p plane
     folder, a Minian output folder, a CaImAn HDF5 file or an NWB file.
 
@@ -733,10 +733,14 @@ def open_source(path, *, allow_pickle: bool = False, caiman_trace: str = "C",
     ``iscell``, an NWB table's ``iscell``/``keep`` column, CaImAn's accepted
     components), with a note giving the counts; ``all_rois=True`` keeps every
     ROI.  ``only_cells``/``only_accepted`` (default: ``not all_rois``) set it
-    per pipeline.  ``caiman_trace`` ("C", "C+YrA" or "F_dff") chooses
-    CaImAn's traces.  The choice is recorded in ``TraceSource.trace`` and
-    ``notes``.
+    per pipeline.  ``caiman_trace`` ("auto": C + YrA where stored, else C;
+    "C", "C+YrA" or "F_dff") chooses CaImAn's traces.  The choice is recorded in ``TraceSource.trace`` and
+    ``notes``.  ``series`` (NWB only) names the ``RoiResponseSeries`` (see
+    :func:`napari_catune.nwb.load_nwb`).
     """
+    if series is not None and not Path(path).name.lower().endswith(".nwb"):
+        raise SourceError(f"a series ({series!r}) can only be chosen in an NWB file (.nwb); "
+                          f"{Path(path).name} is not one")
     if only_cells is None:
         only_cells = not all_rois
     if only_accepted is None:
@@ -780,7 +784,8 @@ def open_source(path, *, allow_pickle: bool = False, caiman_trace: str = "C",
         if low.endswith(".nwb"):
             from .nwb import load_nwb
 
-            return from_pipeline(load_nwb(p, only_cells=only_cells), "NWB")
+            chosen = {} if series is None else {"series": series}
+            return from_pipeline(load_nwb(p, only_cells=only_cells, **chosen), "NWB")
     except SourceError:
         raise
     except (ValueError, FileNotFoundError, ImportError, OSError, KeyError) as e:
