@@ -70,8 +70,8 @@ key, n = sys.argv[1], int(sys.argv[2])
 for i in range(n):
     if key == "fold":
         s.fold = {"shown": i % 2 == 0, "top": i + 1, "total": 5000}
-    else:
-        s.kernel_mode = ("tau", "shape")[i % 2]
+    else:  # (the two kinds in turn: each merged into the file's folders)
+        s.set_folder_of(("params", "events")[i % 2], f"/nowhere/d{i}/x.json")
 print("done")
 """
 
@@ -87,13 +87,14 @@ def test_two_processes_writing_other_keys_keep_both(_catune_settings, tmp_path):
     n = 120
     procs = [subprocess.Popen([sys.executable, str(script), key, str(n)], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for key in ("fold", "kernel_mode")]
+             for key in ("fold", "folders")]
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     on_disk = json.loads(_catune_settings.read_text())
     # each process's last value is there, whichever wrote last
     assert on_disk == {"fold": {"shown": False, "top": n, "total": 5000},
-                       "kernel_mode": "shape"}, on_disk
+                       "folders": {"params": f"/nowhere/d{n - 2}",
+                                   "events": f"/nowhere/d{n - 1}"}}, on_disk
 
 
 def test_a_folder_in_the_settings_files_place_is_not_an_error(tmp_path, caplog):
