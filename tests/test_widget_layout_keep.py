@@ -2,8 +2,8 @@
 ROI list shown or hidden, and the controls' height after a splitter drag, are
 written to napari-catune's settings file and restored by the tuner of a new
 viewer; a drag made in a window of another height is restored only as far as it
-leaves Estimate ... Apply in view and the rows their least height; foreign values
-in the file fall back to the defaults."""
+leaves Estimate ... Apply in view, no empty pane under the controls, and a whole
+trace row where one fits; foreign values in the file fall back to the defaults."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from qtpy.QtCore import Qt
 
 from _widgets import open_tuner, viewer_with_recording, wait
 from _widgets import notes  # noqa: F401 - fixture
-from test_widget_layout_fold import _dock, _drag_handle, _in_view, narrow  # noqa: F401
+from test_widget_layout_fold import (  # noqa: F401
+    _dock, _drag_handle, _in_view, narrow, tuner_with_rows)
 from napari_catune._qt import settings as st
 from napari_catune._qt.fold import ROWS_MIN_H
 
@@ -83,16 +84,52 @@ def test_a_drag_from_a_window_of_another_height_leaves_the_controls_whole(
     assert split.widget(1).height() >= ROWS_MIN_H
 
 
-def test_a_drag_taller_than_the_window_leaves_the_rows_their_least(
+def _row_h(tv) -> float:
+    """A whole trace row's height (TraceView.fit_strip's)."""
+    r = tv.shown[0]
+    return max(tv.rows_glw.minimumHeight() / len(tv.shown),
+               r.trace.minimumHeight() + r.act.minimumHeight() + 4)
+
+
+@pytest.mark.parametrize("height", [700, 850])
+def test_a_taller_drag_restored_in_a_shorter_window_leaves_no_empty_pane_and_a_whole_row(
+        make_napari_viewer, qtbot, notes, _catune_settings, height):
+    # the last napari's drag (revt41 #5): the controls dragged taller than their
+    # content in a taller window (a 900-px napari: a 675-px splitter)
+    _catune_settings.write_text(json.dumps({"fold": {"top": 499, "total": 675}}))
+    viewer, w = tuner_with_rows(make_napari_viewer, qtbot)
+    dock = _dock(w)
+    dock.setFloating(True)
+    dock.resize(420, height)
+    pane, c, split, tv = w.fold.pane, w.controls, w.splitter, w.traces
+    qtbot.waitUntil(lambda: dock.width() <= 450 and abs(dock.height() - height) <= 10
+                    and w.section.isHidden(), timeout=10_000)
+    wait(qtbot, w)
+    natural = pane.natural_height() + 2 * pane.frameWidth()
+
+    def settled():
+        return (abs(sum(split.sizes()) - 675) > 2 and split.sizes()[0] <= natural + 2
+                and tv.scroll.viewport().height() >= _row_h(tv))
+    qtbot.waitUntil(settled, timeout=10_000)
+    # no empty pane under the controls, which are whole (Estimate ... Apply in view)
+    assert split.sizes()[0] <= natural + 2
+    assert all(_in_view(b, pane) for b in (c.estimate_btn, c.apply_btn))
+    assert pane.verticalScrollBar().value() == 0
+    # and a whole row in the rows' view (its strip given way as far as needed)
+    assert tv.scroll.viewport().height() >= _row_h(tv)
+    assert w.fold.memory == {"top": 499, "total": 675, "restored": True}  # (kept as it was)
+
+
+def test_a_drag_restored_where_no_whole_row_fits_keeps_the_controls_whole(
         make_napari_viewer, qtbot, notes, _catune_settings):
-    _catune_settings.write_text(json.dumps(
-        {"fold": {"top": 3000, "total": 3100}}))  # (a tall screen's)
-    viewer, w = _narrow_tuner(make_napari_viewer, qtbot, height=700)
-    split = w.splitter
-    qtbot.waitUntil(lambda: split.sizes()[0] > w.fold.pane.natural_height() + 50,
+    _catune_settings.write_text(json.dumps({"fold": {"top": 3000, "total": 3100}}))
+    viewer, w = _narrow_tuner(make_napari_viewer, qtbot, height=560)
+    pane, c, split = w.fold.pane, w.controls, w.splitter
+    qtbot.waitUntil(lambda: abs(sum(split.sizes()) - 3100) > 2
+                    and split.sizes()[0] <= pane.natural_height() + 2 * pane.frameWidth() + 2
+                    and all(_in_view(b, pane) for b in (c.estimate_btn, c.apply_btn)),
                     timeout=10_000)
     assert split.widget(1).height() >= ROWS_MIN_H
-    assert abs(split.widget(1).height() - ROWS_MIN_H) <= 2  # (the drag: as far as it can)
 
 
 @pytest.mark.parametrize("fold", [

@@ -28,13 +28,73 @@ def test_settings_round_trip_and_atomic_write(_catune_settings, monkeypatch):
     a.overlay = "fit"
     a.set_folder_of("params", _catune_settings.parent / "p.json")
     assert written and set(written) == {_catune_settings}
-    assert [p.name for p in _catune_settings.parent.iterdir()] == [_catune_settings.name]
+    # (no temporary file left; the lock file beside it is empty)
+    assert sorted(p.name for p in _catune_settings.parent.iterdir()) == sorted(
+        [_catune_settings.name] + [f".{_catune_settings.name}.lock"] * (st.fcntl is not None))
     b = st.load()
     assert (b.kernel_mode, b.baseline, b.overlay) == ("shape", "rolling", "fit")
     assert b.folder("params") == str(_catune_settings.parent)
     assert b.folder("events") == ""
     with pytest.raises(ValueError, match="kernel_mode"):
         b.kernel_mode = "sideways"
+
+
+def test_two_tuners_writing_other_keys_keep_each_others(_catune_settings):
+    """Each tuner loads the file once (two viewers, or two napari processes); a
+    write changes only its own key in the file as it is then (revt41 #4)."""
+    a, b = st.load(), st.load()
+    b.overlay = "fit"
+    b.kernel_mode = "shape"
+    b.set_folder_of("events", _catune_settings.parent / "ev.csv")
+    a.fold = {"shown": True}  # a toggle in the other tuner, whose copy is stale
+    a.set_folder_of("params", _catune_settings.parent / "sub" / "p.json")
+    a.baseline = "drift"
+    on_disk = json.loads(_catune_settings.read_text())
+    assert on_disk == {
+        "overlay": "fit", "kernel_mode": "shape", "fold": {"shown": True}, "baseline": "drift",
+        "folders": {"events": str(_catune_settings.parent),
+                    "params": str(_catune_settings.parent / "sub")}}
+    assert a.overlay == "fit" and a.kernel_mode == "shape"  # (a's copy refreshed by its write)
+    b.overlay = "activity"  # and b's write keeps a's
+    assert st.load().data == {**on_disk, "overlay": "activity"}
+    with pytest.raises(ValueError, match="overlay"):
+        a.overlay = "both"  # (validated as before: nothing written)
+    assert st.load().overlay == "activity"
+
+
+_WRITER = """
+import sys
+from napari_catune._qt import settings as st
+s = st.load()                      # once, as a tuner does
+key, n = sys.argv[1], int(sys.argv[2])
+for i in range(n):
+    if key == "fold":
+        s.fold = {"shown": i % 2 == 0, "top": i + 1, "total": 5000}
+    else:  # (the two kinds in turn: each merged into the file's folders)
+        s.set_folder_of(("params", "events")[i % 2], f"/nowhere/d{i}/x.json")
+print("done")
+"""
+
+
+def test_two_processes_writing_other_keys_keep_both(_catune_settings, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "writer.py"
+    script.write_text(_WRITER)
+    env = dict(os.environ, NAPARI_CATUNE_SETTINGS=str(_catune_settings))
+    n = 120
+    procs = [subprocess.Popen([sys.executable, str(script), key, str(n)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for key in ("fold", "folders")]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    on_disk = json.loads(_catune_settings.read_text())
+    # each process's last value is there, whichever wrote last
+    assert on_disk == {"fold": {"shown": False, "top": n, "total": 5000},
+                       "folders": {"params": f"/nowhere/d{n - 2}",
+                                   "events": f"/nowhere/d{n - 1}"}}, on_disk
 
 
 def test_a_folder_in_the_settings_files_place_is_not_an_error(tmp_path, caplog):

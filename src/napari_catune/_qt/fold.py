@@ -13,7 +13,9 @@ splitter drag) are kept per viewer: a closed and reopened tuner comes back as
 it was; and in the settings file (settings.py ``fold``), for the tuners of the
 next napari.  A drag kept there is restored as it was in a window of the same
 height; in one of another height only as far as it leaves the controls whole
-(Estimate ... Apply in view), and never below the rows' least height.
+(Estimate ... Apply in view), no taller than the controls' content (no empty
+pane), and where one whole trace row fits beside the whole controls, short
+enough to leave it (the rule of the rows' time strip, timestrip.py).
 """
 
 from __future__ import annotations
@@ -281,14 +283,43 @@ class Fold(QObject):
         h = max(self.keep.sizeHint().height(), self.keep.minimumSizeHint().height())
         return max(y, 0) + h + 2 * self.pane.frameWidth()
 
+    def _rows_need(self) -> int:
+        """The rows' side's height that shows one whole trace row (its time
+        strip given way: timestrip.py's rule); ROWS_MIN_H when the rows' side
+        holds no trace view or no row."""
+        rows = self.splitter.widget(1)
+        tv = None
+        lay = rows.layout()
+        for i in range(lay.count() if lay is not None else 0):
+            w = lay.itemAt(i).widget()
+            if w is not None and hasattr(w, "fit_strip") and hasattr(w, "rows_glw"):
+                tv = w
+        if tv is None or not tv.shown:
+            return ROWS_MIN_H
+        r = tv.shown[0]  # (traceview.TraceView.fit_strip's row and room)
+        row_h = max(tv.rows_glw.minimumHeight() / len(tv.shown),
+                    r.trace.minimumHeight() + r.act.minimumHeight() + 4)
+        lg = tv.legend
+        legend_h = max(lg.heightForWidth(tv.width()), 0) if lg.text() else 0
+        around = rows.height() - tv.height()  # (the bar over the rows, spacing)
+        return max(ROWS_MIN_H, int(round(around + legend_h + 2 * tv.scroll.frameWidth() + row_h)))
+
     def _wanted(self, total: int):
         """The pane's height the user chose, None: none (its content's)."""
         want = self.memory.get("top")
         if want is not None and self.memory.get("restored") \
                 and abs(total - int(self.memory.get("total", 0))) > 2:
-            # a drag of another napari, in a window of another height: not
-            # further than the controls' end (Estimate ... Apply in view)
-            want = max(int(want), self._whole_h())
+            # a drag of another napari, in a window of another height: the
+            # controls whole (Estimate ... Apply in view) first; then no taller
+            # than the content (no empty pane under it); and short enough to
+            # leave the rows one whole row where that fits beside whole controls
+            whole = self._whole_h()
+            natural = self.pane.natural_height()
+            if not self.section.isHidden():  # (the plots and list use what they get)
+                natural = max(natural, self.pane.widget().sizeHint().height())
+            natural += 2 * self.pane.frameWidth()
+            want = max(int(want), whole)
+            want = min(want, max(natural, whole), max(total - self._rows_need(), whole))
         return want
 
     def fit(self) -> None:

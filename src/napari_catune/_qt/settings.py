@@ -16,7 +16,11 @@ settings file (napari's per-environment user config folder, which honours
   splitter's height then: in a window of another height the drag is only
   kept as far as it leaves Estimate ... Apply in view).
 
-Written atomically (a temporary file renamed over the old one).  A file that
+Written atomically (a temporary file renamed over the old one), and only the
+entry that changed: each write re-reads the file, under a lock
+(``.napari-catune.json.lock`` beside it, where the system has ``fcntl``), and
+replaces just its own key, so two tuners (two viewers, or two napari
+processes) each keep what the other chose.  A file that
 cannot be read or parsed, or a value of the wrong kind, is ignored with a
 warning: the defaults are used and the next change rewrites the file.  When
 napari runs without a settings file (``config_path`` None) nothing is stored.
@@ -29,7 +33,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 from .._atomic import atomic_write_text
@@ -43,6 +49,14 @@ FOLDER_KINDS = ("params", "events")
 FOLD_KEYS = ("shown", "top", "total")
 #: the largest splitter height (px) taken from a settings file: no screen is taller
 _MAX_PX = 100_000
+#: how long a write waits for another process's lock on the file (s) before it
+#: writes without it (a hung napari must not hang this one)
+LOCK_WAIT_S = 2.0
+
+try:
+    import fcntl
+except ImportError:  # Windows: the re-read right before the atomic replace only
+    fcntl = None
 
 log = logging.getLogger("napari_catune.settings")
 
@@ -92,6 +106,10 @@ def _valid_fold(v) -> bool:
     return "top" not in v or (_px(v["top"]) and _px(v["total"]) and v["top"] <= v["total"])
 
 
+class _Invalid(Exception):
+    """A value a setting cannot take (raised as ValueError, out of the lock)."""
+
+
 class Settings:
     """The settings of one file; ``set_*`` write it at once."""
 
@@ -102,44 +120,107 @@ class Settings:
             self._read()
 
     def _read(self) -> None:
+        self.data = self._from_file(quiet=False)
+
+    def _from_file(self, quiet: bool) -> dict:
+        """The valid entries of the file as it is now ({} when missing or
+        broken; with ``quiet`` False, a warning says what was ignored)."""
+        def warn(msg):
+            if not quiet:
+                warnings.warn(msg, stacklevel=5)  # (load()'s caller)
         try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
-            return
+            return {}
         except (OSError, UnicodeDecodeError) as e:
-            warnings.warn(f"napari-catune settings {self.path} could not be read ({e}); "
-                          "using the defaults", stacklevel=3)
-            return
+            warn(f"napari-catune settings {self.path} could not be read ({e}); "
+                 "using the defaults")
+            return {}
         try:
             data = json.loads(text)
             if not isinstance(data, dict):
                 raise ValueError(f"expected a JSON object, got {type(data).__name__}")
         except ValueError as e:
-            warnings.warn(f"napari-catune settings {self.path} are broken ({e}); ignored, "
-                          "using the defaults (the next change rewrites the file)", stacklevel=3)
-            return
+            warn(f"napari-catune settings {self.path} are broken ({e}); ignored, "
+                 "using the defaults (the next change rewrites the file)")
+            return {}
         bad = [k for k, v in data.items() if not _valid(k, v)]
         if bad:
-            warnings.warn(f"napari-catune settings {self.path}: ignored unknown or invalid "
-                          f"entries {sorted(bad)}", stacklevel=3)
-        self.data = {k: v for k, v in data.items() if k not in bad}
+            warn(f"napari-catune settings {self.path}: ignored unknown or invalid "
+                 f"entries {sorted(bad)}")
+        return {k: v for k, v in data.items() if k not in bad}
 
-    def _write(self) -> None:
-        if self.path is None:
-            return
+    @contextmanager
+    def _locked(self):
+        """Held while a write re-reads and replaces the file: another process's
+        write waits (up to LOCK_WAIT_S) instead of interleaving."""
+        fd = None
+        if fcntl is not None:
+            lock = self.path.with_name(f".{self.path.name}.lock")
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError:  # read-only folder: the write below fails and says so
+                fd = None
+        if fd is not None:
+            end = time.monotonic() + LOCK_WAIT_S
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > end:
+                        log.warning("napari-catune settings %s: another process holds "
+                                    "its lock; written without it", self.path)
+                        break
+                    time.sleep(0.01)
+                except OSError:  # a file system without locks
+                    break
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.path, json.dumps(self.data, indent=2, sort_keys=True) + "\n")
-        except (OSError, ValueError) as e:  # read-only folder, a folder in the file's
-            # place: settings are a convenience
-            log.warning("napari-catune settings not saved to %s: %s", self.path, e)
+            yield
+        finally:
+            if fd is not None:
+                os.close(fd)  # (releases the lock)
+
+    def _write(self, data: dict) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
     def _set(self, key: str, value) -> None:
+        """``key`` set to ``value`` here and in the file."""
         if not _valid(key, value):
             raise ValueError(f"setting {key!r} cannot be {value!r}")
-        if self.data.get(key) != value:
+        self._update(key, lambda _old: value)
+
+    def _update(self, key: str, new) -> None:
+        """``key`` set to ``new(its value in the file now)`` (None: unset), here
+        and in the file; the file's other entries kept as they are there now
+        (another tuner, in this napari or another, may have changed them)."""
+        if self.path is None:
+            value = new(self.data.get(key))
+            if not _valid(key, value):
+                raise ValueError(f"setting {key!r} cannot be {value!r}")
             self.data[key] = value
-            self._write()
+            return
+        value = None
+        try:
+            with self._locked():
+                fresh = self._from_file(quiet=True)
+                value = new(fresh.get(key))
+                if not _valid(key, value):
+                    raise _Invalid
+                changed = fresh.get(key) != value
+                fresh[key] = value
+                self.data = fresh
+                if changed:
+                    self._write(fresh)
+        except _Invalid:
+            raise ValueError(f"setting {key!r} cannot be {value!r}") from None
+        except (OSError, ValueError) as e:  # read-only folder, a folder in the file's
+            # place: settings are a convenience
+            if value is not None:
+                self.data[key] = value
+            log.warning("napari-catune settings not saved to %s: %s", self.path, e)
 
     # ------------------------------------------------------------ values
     def folder(self, kind: str) -> str:
@@ -151,9 +232,9 @@ class Settings:
         """Remember the folder of ``path`` (a file chosen in a ``kind`` dialog)."""
         if kind not in FOLDER_KINDS:
             raise ValueError(f"folder kind must be one of {FOLDER_KINDS}, got {kind!r}")
-        folders = dict(self.data.get("folders", {}))
-        folders[kind] = os.path.dirname(os.path.abspath(os.fspath(path)))
-        self._set("folders", folders)
+        folder = os.path.dirname(os.path.abspath(os.fspath(path)))
+        # (merged into the file's folders: another tuner's other kind kept)
+        self._update("folders", lambda old: {**(old or {}), kind: folder})
 
     @property
     def kernel_mode(self) -> str:
