@@ -119,3 +119,49 @@ def test_rate_helper_edge_cases():
     fs, notes = rate_from_timestamps(ts)
     assert fs == pytest.approx(20.0, rel=1e-9)
     assert any("left out of the rate fit" in n for n in notes)
+
+
+def _trials(rng, n=30, frames=300, fs=FS):
+    out, t = [], 1234.5
+    for _ in range(n):
+        out.append(t + np.arange(frames) / fs)
+        t = out[-1][-1] + rng.uniform(2.0, 3.0)  # a pause between trials, any length
+    return np.concatenate(out)
+
+
+@pytest.mark.parametrize("case", ["trials", "trials_ms", "jitter_100Hz", "os_timer", "zero_stamp",
+                                  "dropped_50", "ms_at_700Hz"])
+def test_rate_from_awkward_clocks(case):
+    """Pauses between trials, heavy jitter, a coarse clock, a stamp written as 0,
+    many dropped frames: the rate stays within fs_matches' tolerance (1e-4) of
+    the truth and never worse than the median interval's (review revp41)."""
+    from napari_catune._timebase import rate_from_timestamps
+
+    rng = np.random.default_rng(3)
+    fs = FS
+    if case in ("trials", "trials_ms"):
+        ts = _trials(rng)
+        if case == "trials_ms":
+            ts = np.round(ts * 1000) / 1000
+    elif case == "jitter_100Hz":
+        fs = 100.0
+        ts = np.arange(3600) / fs + rng.normal(0, 0.002, 3600)
+    elif case == "os_timer":
+        ts = np.floor(np.arange(3600) / fs / 0.015625) * 0.015625  # a 15.6 ms OS timer
+    elif case == "zero_stamp":
+        ts = 1234.5 + np.arange(3600) / fs
+        ts[500] = 0.0
+    elif case == "dropped_50":
+        ts = np.arange(3650) / fs
+        ts = np.delete(ts, rng.choice(np.arange(1, 3649), 50, replace=False))
+    else:
+        fs = 700.0
+        ts = np.round((1234.5 + np.arange(3600) / fs) * 1000) / 1000
+    got, notes = rate_from_timestamps(ts)
+    old = 1 / np.median(np.diff(ts))
+    assert abs(got / fs - 1) < 1e-4, (got, notes)
+    assert abs(got / fs - 1) <= abs(old / fs - 1) + 1e-9
+    if case.startswith("trials"):  # pauses are said as such, not as thousands of missing frames
+        assert any("29 other break(s)" in n for n in notes) and not any("missing" in n for n in notes)
+    if case == "dropped_50":
+        assert any("50 frame(s) missing" in n for n in notes)
