@@ -226,7 +226,8 @@ def plan_nwb_series(path) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]
 
     Returns ``(opened, not_opened)``: ``opened`` is ``(series path, plane
     name)`` per plane, in file order, each the plane's raw ``Fluorescence``
-    series (``DfOverF`` only when a plane has no other), as :func:`load_nwb`
+    series (``DfOverF`` only for a table with no raw ``Fluorescence``
+    series at all; raw planes first), as :func:`load_nwb`
     picks one; ``not_opened`` is ``(series path, why)`` for every other
     series (dF/F of the same ROIs, neuropil, deconvolved, napari-catune
     results ...).  Empty ``opened`` when nothing is usable (then
@@ -240,15 +241,24 @@ def plan_nwb_series(path) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]
             if f[0].startswith(RESULTS_MODULE + "/"):
                 continue
             groups.setdefault(_group_key(f[2]), []).append(f)
-        opened, taken = [], set()
-        for members in groups.values():
+        # tables with a raw Fluorescence series: their dF/F-only groups (dF/F
+        # kept for some of the ROIs, say) are not opened as planes of their own
+        raw_tables = {key[0] for key, members in groups.items()
+                      if any(f[1] == "Fluorescence" and not _SKIP.search(f[0]) for f in members)}
+        chosen_all, taken = [], set()
+        for key, members in groups.items():
             usable = [f for f in members if not _SKIP.search(f[0])]
             if not usable:
                 continue
             usable.sort(key=lambda f: f[1] != "Fluorescence")
             chosen = usable[0]
+            if chosen[1] != "Fluorescence" and key[0] in raw_tables:
+                continue
             taken.add(chosen[0])
-            opened.append((chosen[0], chosen[2].rois.table.name))
+            chosen_all.append(chosen)
+        # raw fluorescence planes first (the tuner defaults to the first layer)
+        chosen_all.sort(key=lambda f: f[1] != "Fluorescence")
+        opened = [(f[0], f[2].rois.table.name) for f in chosen_all]
         names = [n for _, n in opened]
         opened = [(p, n if names.count(n) == 1 else f"{n} {p.rsplit('/', 1)[-1]}")
                   for p, n in opened]
@@ -263,6 +273,9 @@ def plan_nwb_series(path) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]
                     " (subtracted from its Fluorescence series)" if "/Neuropil/" in p else "")
             elif kind == "DfOverF":
                 why = "dF/F of ROIs whose raw fluorescence is opened"
+                if _group_key(rrs) not in groups or all(
+                        f[0] not in taken for f in groups[_group_key(rrs)]):
+                    why = "dF/F of some ROIs of a table whose raw fluorescence is opened"
             else:
                 why = "another series of ROIs already opened"
             not_opened.append((p, why))
