@@ -110,3 +110,62 @@ def test_napari_opens_the_raw_series_and_names_the_dff(make_napari_viewer, tmp_p
     assert labels[0].metadata["catune"]["traces"].shape == (8, T)
     text = [m for m in said if "opened 1 series" in m]
     assert len(text) == 1 and "DfOverF/DfOverF" in text[0]
+
+
+def _suite2p_own(path, planes=2, short=5):
+    """suite2p's save_nwb layout: one PlaneSegmentation (voxel_mask), series
+    Fluorescence/planeN and Neuropil/planeN; the last plane is ``short`` frames
+    shorter, its F and Neuropil zero-padded to T as suite2p writes them."""
+    nwb, dev, mod, iseg = _file("s2p")
+    ip = nwb.create_imaging_plane(
+        name="ImagingPlane", optical_channel=OpticalChannel(name="c", description="c",
+                                                            emission_lambda=500.0),
+        imaging_rate=FS, description="standard", device=dev, excitation_lambda=600.0,
+        indicator="GCaMP", location="V1")
+    ps = iseg.create_plane_segmentation(name="PlaneSegmentation", description="suite2p",
+                                        imaging_plane=ip)
+    for p in range(planes):
+        for i in range(3):
+            ys, xs = np.mgrid[2 + 4 * i: 4 + 4 * i, 1 + 7 * p: 4 + 7 * p]
+            ps.add_roi(voxel_mask=np.array([ys.ravel(), xs.ravel(), p * np.ones(ys.size),
+                                            np.ones(ys.size)]).T)
+    regs = [ps.create_roi_table_region(region=list(range(3 * p, 3 * p + 3)),
+                                       description=f"ROIs for plane{p}") for p in range(planes)]
+    F = [_traces(3, 10 + p) for p in range(planes)]
+    N = [0.2 * _traces(3, 20 + p) for p in range(planes)]
+    F[-1][:, T - short:] = 0
+    N[-1][:, T - short:] = 0
+    for name, arrs in (("Fluorescence", F), ("Neuropil", N)):
+        fl = Fluorescence(name=name)
+        for p in range(planes):
+            fl.add_roi_response_series(RoiResponseSeries(
+                name=f"plane{p}", data=arrs[p].T, rois=regs[p], unit="lumens", rate=FS))
+        mod.add(fl)
+    with NWBHDF5IO(str(path), "w") as io:
+        io.write(nwb)
+    return path, F, N
+
+
+def test_suite2p_own_nwb_zero_padding_is_nan_padding(tmp_path):
+    from napari_catune.nwb import load_nwb
+
+    src, F, N = _suite2p_own(tmp_path / "s2p.nwb")
+    d1 = load_nwb(src, series="Fluorescence/plane1")
+    assert d1.traces.shape == (3, T)
+    assert np.isnan(d1.traces[:, T - 5:]).all()
+    np.testing.assert_allclose(d1.traces[:, : T - 5], (F[1] - 0.7 * N[1])[:, : T - 5])
+    note = next(n for n in d1.notes if n.startswith("suite2p zero padding"))
+    assert "3 rows end" in note and f"{T - 5} of {T} frames" in note and "NWB" in note
+    d0 = load_nwb(src, series="Fluorescence/plane0")
+    assert np.isfinite(d0.traces).all()
+    assert not any("zero padding" in n for n in d0.notes)
+
+
+def test_suite2p_own_nwb_one_plane_keeps_its_zeros(tmp_path):
+    from napari_catune.nwb import load_nwb
+
+    src, _, _ = _suite2p_own(tmp_path / "one.nwb", planes=1)
+    d = load_nwb(src)
+    assert np.isfinite(d.traces).all()
+    np.testing.assert_array_equal(d.traces[:, T - 5:], 0.0)
+    assert not any("zero padding" in n for n in d.notes)

@@ -373,6 +373,16 @@ def _time_of(rrs, fs) -> tuple[float, np.ndarray | None, str | None]:
     )
 
 
+def _suite2p_planes(nwbfile, chosen_path) -> bool:
+    """suite2p's own multi-plane NWB (save_nwb): ``Fluorescence/planeN`` with
+    a ``Neuropil`` container, and more than one ``planeN`` series."""
+    mod_name, container, name = chosen_path.split("/")
+    if container != "Fluorescence" or not re.fullmatch(r"plane\d+", name):
+        return False
+    series = getattr(nwbfile.processing[mod_name][container], "roi_response_series", {})
+    return sum(bool(re.fullmatch(r"plane\d+", k)) for k in series) > 1
+
+
 def _neuropil(nwbfile, chosen_path, rrs, coefficient):
     mod_name, container, name = chosen_path.split("/")
     if not coefficient or container != "Fluorescence":
@@ -671,11 +681,21 @@ def load_nwb(path, *, series: str | None = None, neuropil_coefficient: float = 0
             raise ValueError(f"{path}: {chosen_path} has shape {data.shape}; expected (time, rois)")
         neu = _neuropil(nwbfile, chosen_path, rrs, coefficient)
         label = chosen_path
+        raw = data
         if neu is not None:
             data = data - coefficient * neu
             label = f"{chosen_path} - {coefficient:g}*Neuropil"
             notes.append(f"neuropil subtracted: F - {coefficient:g} * Fneu (suite2p layout)")
         traces = np.ascontiguousarray(data.T)
+        if neu is not None and _suite2p_planes(nwbfile, chosen_path):
+            # suite2p's save_nwb zero-pads a plane with fewer frames, as combined/
+            from .loaders import _padding_note, _zero_padding
+
+            padded = _zero_padding(traces, raw.T, neu.T, np.arange(traces.shape[0]))
+            if padded:
+                notes.append(_padding_note(padded, traces.shape[1],
+                                           "when it writes several planes to one NWB file"))
+        del raw
         if not np.isfinite(traces).all():
             from ._padding import BAD, row_lengths
 
