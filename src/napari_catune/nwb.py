@@ -687,15 +687,11 @@ def load_nwb(path, *, series: str | None = None, neuropil_coefficient: float = 0
             label = f"{chosen_path} - {coefficient:g}*Neuropil"
             notes.append(f"neuropil subtracted: F - {coefficient:g} * Fneu (suite2p layout)")
         traces = np.ascontiguousarray(data.T)
-        if neu is not None and _suite2p_planes(nwbfile, chosen_path):
-            # suite2p's save_nwb zero-pads a plane with fewer frames, as combined/
-            from .loaders import _padding_note, _zero_padding
-
-            padded = _zero_padding(traces, raw.T, neu.T, np.arange(traces.shape[0]))
-            if padded:
-                notes.append(_padding_note(padded, traces.shape[1],
-                                           "when it writes several planes to one NWB file"))
-        del raw
+        # suite2p's save_nwb zero-pads a plane with fewer frames, as combined/
+        pad = neu is not None and _suite2p_planes(nwbfile, chosen_path)
+        src_rows = np.arange(traces.shape[0])
+        if not pad:
+            del raw
         if not np.isfinite(traces).all():
             from ._padding import BAD, row_lengths
 
@@ -722,10 +718,19 @@ def load_nwb(path, *, series: str | None = None, neuropil_coefficient: float = 0
         keep = _cell_rows(table, rows, notes if only_cells else [])
         if only_cells and keep is not None:
             traces, rows, ids = traces[keep], rows[keep], ids[keep]
+            src_rows = src_rows[keep]
             nwb_ids = None if nwb_ids is None else nwb_ids[keep]
         elif keep is not None:
             notes.append(f"all ROIs: {rows.size - keep.size} non-cell(s) of the iscell/keep "
                          "column included")
+        if pad:
+            from .loaders import _padding_note, _zero_padding
+
+            padded = _zero_padding(traces, raw.T, neu.T, src_rows)
+            del raw
+            if padded:
+                notes.append(_padding_note(padded, traces.shape[1],
+                                           "when it writes several planes to one NWB file"))
         module = next((m for m in nwbfile.processing.values()
                        if table.name in getattr(m, "data_interfaces", {}) or any(
                            table in getattr(i, "plane_segmentations", {}).values()
