@@ -338,7 +338,8 @@ def _fs_of(rrs, nwbfile, notes=None) -> tuple[float | None, str]:
                 notes.append(f"fs: the imaging plane's imaging_rate is {plane_rate:g} Hz, "
                              f"{(plane_rate / fs - 1) * 100:+.3g} % from the timestamps' "
                              f"{fs:.6g} Hz; the timestamps' rate is used (the frames' "
-                             f"measured times; pass --fs {plane_rate:g} to use the plane's)")
+                             f"measured times; to use the plane's, set {plane_rate:g} in the tuner's fs "
+                             f"field in napari, or pass --fs {plane_rate:g} to the command line)")
             return fs, "the series' timestamps (least-squares fit of time against frame)"
     if plane_rate is not None:
         return plane_rate, "the imaging plane's imaging_rate"
