@@ -273,3 +273,19 @@ def test_combined_results_equal_the_plane_folders(capsys, tmp_path):
     for key in ("activity", "fit"):
         assert np.isnan(c[key][rows][:, T - 7:]).all()
         np.testing.assert_allclose(c[key][rows][:, : T - 7], p[key], rtol=1e-9, atol=1e-9)
+
+
+def test_plane_folder_trailing_zeros_are_data(tmp_path):
+    """A lone plane folder is never zero-padded by suite2p: frames where F and
+    Fneu are exactly 0 at its end (a closed shutter, clipped data) stay data,
+    with no note claiming suite2p padded them (revp41 #3)."""
+    plane = make_suite2p(tmp_path, seed=0)
+    F, N = np.load(plane / "F.npy"), np.load(plane / "Fneu.npy")
+    F[:, -20:] = 0
+    N[:, -20:] = 0
+    np.save(plane / "F.npy", F)
+    np.save(plane / "Fneu.npy", N)
+    d = load_suite2p(plane, allow_pickle=True)
+    assert np.isfinite(d.traces).all()
+    np.testing.assert_array_equal(d.traces[:, -20:], 0.0)
+    assert not any("zero padding" in n for n in d.notes)

@@ -1045,7 +1045,8 @@ def _cmd_deconvolve(args) -> int:
         if args.scheduler:
             client = _connect(args.scheduler, args.scheduler_timeout)
             threads = _cluster_threads(client)
-            on = f" on {threads} Dask worker threads"
+            on = (f" on {threads} Dask worker threads" if threads else
+                  " on the Dask cluster (no worker joined yet: tasks sized for 1 thread)")
             if args.chunk_cells is None:
                 chunk = _task_rows(chunk, source.n, source.T, threads)
         log.debug("input %s (%s): %d cells x %d frames, chunks of %d cells%s", source.path,

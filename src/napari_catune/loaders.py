@@ -541,7 +541,8 @@ def _zero_padding(traces: np.ndarray, F, Fneu, keep: np.ndarray) -> dict:
     suite2p pads the F, Fneu and spks of a plane with fewer frames with
     zeros up to the longest plane when it combines planes (``io/save.py``
     ``combined()``: ``np.zeros((nn, Nfr - nt))`` appended), and its NWB
-    export does the same.  Trailing frames where ``F`` and ``Fneu`` are both
+    export does the same (``nwb.load_nwb`` uses this too).  Only for those:
+    a plane folder is never padded.  Trailing frames where ``F`` and ``Fneu`` are both
     exactly 0 are that padding, not data: they become NaN, so the row is
     solved on its data as any NaN-padded row (``_padding``).  A row that is
     zero for all but fewer than 2 frames is left as it is (no data to keep).
@@ -589,14 +590,16 @@ def _plane_note(stat, keep: np.ndarray) -> str | None:
             "plane folder's): " + "; ".join(parts))
 
 
-def _padding_note(padded: dict, T: int) -> str:
-    """The note of :func:`_zero_padding`: how many rows, their lengths."""
+def _padding_note(padded: dict, T: int,
+                  when: str = "when it combines planes") -> str:
+    """The note of :func:`_zero_padding`: how many rows, their lengths;
+    ``when`` says where suite2p pads (combined/, its NWB export)."""
     lengths = sorted(set(padded.values()))
     shown = ", ".join(str(v) for v in lengths[:6]) + (", ..." if len(lengths) > 6 else "")
     rows = len(padded)
     return (f"suite2p zero padding: {rows} row{'s' if rows != 1 else ''} end in frames where F "
             f"and Fneu are both exactly 0 (suite2p pads a plane with fewer frames with zeros "
-            f"when it combines planes): taken as NaN padding, so "
+            f"{when}): taken as NaN padding, so "
             f"{'they end' if rows != 1 else 'it ends'} where the data end "
             f"({shown} of {T} frames)")
 
@@ -753,7 +756,9 @@ def load_suite2p(plane_dir, neuropil: float | None = None, only_cells: bool = Tr
             neuropil = 0.7
             notes.append("neuropil coefficient not in the files read: suite2p's default 0.7 used")
     traces = _neuropil_traces(plane, F, Fneu, keep, neuropil)
-    padded = _zero_padding(traces, F, Fneu, keep)
+    # only suite2p's combined/ is padded (a lone plane folder never is: its
+    # trailing zeros, a closed shutter say, are data as recorded)
+    padded = _zero_padding(traces, F, Fneu, keep) if plane.name == "combined" else {}
     del F, Fneu
     if padded:
         notes.append(_padding_note(padded, traces.shape[1]))

@@ -226,7 +226,8 @@ def plan_nwb_series(path) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]
 
     Returns ``(opened, not_opened)``: ``opened`` is ``(series path, plane
     name)`` per plane, in file order, each the plane's raw ``Fluorescence``
-    series (``DfOverF`` only when a plane has no other), as :func:`load_nwb`
+    series (``DfOverF`` only for a table with no raw ``Fluorescence``
+    series at all; raw planes first), as :func:`load_nwb`
     picks one; ``not_opened`` is ``(series path, why)`` for every other
     series (dF/F of the same ROIs, neuropil, deconvolved, napari-catune
     results ...).  Empty ``opened`` when nothing is usable (then
@@ -240,15 +241,24 @@ def plan_nwb_series(path) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]
             if f[0].startswith(RESULTS_MODULE + "/"):
                 continue
             groups.setdefault(_group_key(f[2]), []).append(f)
-        opened, taken = [], set()
-        for members in groups.values():
+        # tables with a raw Fluorescence series: their dF/F-only groups (dF/F
+        # kept for some of the ROIs, say) are not opened as planes of their own
+        raw_tables = {key[0] for key, members in groups.items()
+                      if any(f[1] == "Fluorescence" and not _SKIP.search(f[0]) for f in members)}
+        chosen_all, taken = [], set()
+        for key, members in groups.items():
             usable = [f for f in members if not _SKIP.search(f[0])]
             if not usable:
                 continue
             usable.sort(key=lambda f: f[1] != "Fluorescence")
             chosen = usable[0]
+            if chosen[1] != "Fluorescence" and key[0] in raw_tables:
+                continue
             taken.add(chosen[0])
-            opened.append((chosen[0], chosen[2].rois.table.name))
+            chosen_all.append(chosen)
+        # raw fluorescence planes first (the tuner defaults to the first layer)
+        chosen_all.sort(key=lambda f: f[1] != "Fluorescence")
+        opened = [(f[0], f[2].rois.table.name) for f in chosen_all]
         names = [n for _, n in opened]
         opened = [(p, n if names.count(n) == 1 else f"{n} {p.rsplit('/', 1)[-1]}")
                   for p, n in opened]
@@ -263,6 +273,9 @@ def plan_nwb_series(path) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]
                     " (subtracted from its Fluorescence series)" if "/Neuropil/" in p else "")
             elif kind == "DfOverF":
                 why = "dF/F of ROIs whose raw fluorescence is opened"
+                if _group_key(rrs) not in groups or all(
+                        f[0] not in taken for f in groups[_group_key(rrs)]):
+                    why = "dF/F of some ROIs of a table whose raw fluorescence is opened"
             else:
                 why = "another series of ROIs already opened"
             not_opened.append((p, why))
@@ -325,7 +338,8 @@ def _fs_of(rrs, nwbfile, notes=None) -> tuple[float | None, str]:
                 notes.append(f"fs: the imaging plane's imaging_rate is {plane_rate:g} Hz, "
                              f"{(plane_rate / fs - 1) * 100:+.3g} % from the timestamps' "
                              f"{fs:.6g} Hz; the timestamps' rate is used (the frames' "
-                             f"measured times; pass --fs {plane_rate:g} to use the plane's)")
+                             f"measured times; to use the plane's, set {plane_rate:g} in the tuner's fs "
+                             f"field in napari, or pass --fs {plane_rate:g} to the command line)")
             return fs, "the series' timestamps (least-squares fit of time against frame)"
     if plane_rate is not None:
         return plane_rate, "the imaging plane's imaging_rate"
@@ -358,6 +372,16 @@ def _time_of(rrs, fs) -> tuple[float, np.ndarray | None, str | None]:
         f"timestamps irregular (up to {off * 1e3:.3g} ms from {t0:g} s + frame / {fs:g} Hz): "
         "the outputs keep them; the deconvolution assumes the constant rate fs"
     )
+
+
+def _suite2p_planes(nwbfile, chosen_path) -> bool:
+    """suite2p's own multi-plane NWB (save_nwb): ``Fluorescence/planeN`` with
+    a ``Neuropil`` container, and more than one ``planeN`` series."""
+    mod_name, container, name = chosen_path.split("/")
+    if container != "Fluorescence" or not re.fullmatch(r"plane\d+", name):
+        return False
+    series = getattr(nwbfile.processing[mod_name][container], "roi_response_series", {})
+    return sum(bool(re.fullmatch(r"plane\d+", k)) for k in series) > 1
 
 
 def _neuropil(nwbfile, chosen_path, rrs, coefficient):
@@ -658,11 +682,17 @@ def load_nwb(path, *, series: str | None = None, neuropil_coefficient: float = 0
             raise ValueError(f"{path}: {chosen_path} has shape {data.shape}; expected (time, rois)")
         neu = _neuropil(nwbfile, chosen_path, rrs, coefficient)
         label = chosen_path
+        raw = data
         if neu is not None:
             data = data - coefficient * neu
             label = f"{chosen_path} - {coefficient:g}*Neuropil"
             notes.append(f"neuropil subtracted: F - {coefficient:g} * Fneu (suite2p layout)")
         traces = np.ascontiguousarray(data.T)
+        # suite2p's save_nwb zero-pads a plane with fewer frames, as combined/
+        pad = neu is not None and _suite2p_planes(nwbfile, chosen_path)
+        src_rows = np.arange(traces.shape[0])
+        if not pad:
+            del raw
         if not np.isfinite(traces).all():
             from ._padding import BAD, row_lengths
 
@@ -689,10 +719,19 @@ def load_nwb(path, *, series: str | None = None, neuropil_coefficient: float = 0
         keep = _cell_rows(table, rows, notes if only_cells else [])
         if only_cells and keep is not None:
             traces, rows, ids = traces[keep], rows[keep], ids[keep]
+            src_rows = src_rows[keep]
             nwb_ids = None if nwb_ids is None else nwb_ids[keep]
         elif keep is not None:
             notes.append(f"all ROIs: {rows.size - keep.size} non-cell(s) of the iscell/keep "
                          "column included")
+        if pad:
+            from .loaders import _padding_note, _zero_padding
+
+            padded = _zero_padding(traces, raw.T, neu.T, src_rows)
+            del raw
+            if padded:
+                notes.append(_padding_note(padded, traces.shape[1],
+                                           "when it writes several planes to one NWB file"))
         module = next((m for m in nwbfile.processing.values()
                        if table.name in getattr(m, "data_interfaces", {}) or any(
                            table in getattr(i, "plane_segmentations", {}).values()
