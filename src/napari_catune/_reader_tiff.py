@@ -330,6 +330,25 @@ def _check_pages_fit(tf, p: str) -> None:
         raise _truncated(p, size, max(ends))
 
 
+def _check_declared_pages(tf, p: str) -> None:
+    """A tifffile-written (shaped) file whose last pages are cut off: tifffile
+    then offers the first page alone, a "2-D image"; say it is truncated."""
+    try:
+        if not tf.is_shaped or tf.series[0].dataoffset is not None:
+            return  # (plain contiguous data: checked against the file size)
+        shape = tf.shaped_metadata[0]["shape"]
+        page = tf.pages.first.shape
+        want = int(np.prod(shape)) // max(1, int(np.prod(page)))
+        have = len(tf.pages)
+    except Exception:
+        return
+    if have < want:
+        raise ValueError(
+            f"{p} is truncated: its header records {want} pages, only {have} are readable "
+            "(a copy cut short, or a recording that stopped while writing?). Copy it "
+            "again from the original.")
+
+
 def _chunk_frames(T: int, frame_bytes: int) -> int:
     """Frames per Dask chunk: one when a frame is big enough (moving the time
     slider reads or decodes the frame shown, no more), a few small ones together
@@ -447,6 +466,7 @@ def read_tiff_movie(path):
     except Exception as e:
         raise ValueError(f"{p}: not a readable TIFF ({type(e).__name__}: {e})") from None
     try:
+        _check_declared_pages(tf, p)
         squeezed, dtype, axes, shape = _series_header(tf)
         if not _is_movie(squeezed, axes):
             return _image_layer(tf, p, squeezed, axes)
