@@ -521,6 +521,9 @@ def test_readme_says_how_to_pick_the_tiff_movie_reader():
     assert "A **TIFF movie**" in readme and "*Read a TIFF movie (T, Y, X), lazily*" in readme
     assert "napari matches readers by file name only" in readme
     assert 'viewer.open("movie.tif", plugin="napari-catune")' in readme
+    assert "Remembering CaTune for `.tif` is safe" in readme
+    assert "changed on disk since it was opened" in readme
+    assert "memory-mapped" not in readme.split("A **TIFF movie**")[1].split("In a script")[0]
 
 
 # ---------------------------------------------------------------- the tuner on it
