@@ -45,6 +45,9 @@ __all__ = ["get_tiff_movie_reader", "read_tiff_movie", "tiff_movie_header"]
 #: a few together (a long read, the tuner's, is not millions of chunks)
 _CHUNK_BYTES = 64 << 10
 _CHUNK_FRAMES = 16
+#: uncompressed frames are read, not decoded: a chunk may be bigger (fewer
+#: Dask tasks for the tuner's long reads) at no cost a slider step can feel
+_PLAIN_CHUNK_BYTES = 8 << 20
 
 
 def _is_mask_name(p: str) -> bool:
@@ -349,11 +352,12 @@ def _check_declared_pages(tf, p: str) -> None:
             "again from the original.")
 
 
-def _chunk_frames(T: int, frame_bytes: int) -> int:
+def _chunk_frames(T: int, frame_bytes: int, chunk_bytes: int | None = None) -> int:
     """Frames per Dask chunk: one when a frame is big enough (moving the time
     slider reads or decodes the frame shown, no more), a few small ones together
     (a long movie of tiny frames would be too many chunks for one read)."""
-    return max(1, min(_CHUNK_FRAMES, T, _CHUNK_BYTES // max(1, frame_bytes)))
+    chunk_bytes = _CHUNK_BYTES if chunk_bytes is None else chunk_bytes
+    return max(1, min(_CHUNK_FRAMES, T, chunk_bytes // max(1, frame_bytes)))
 
 
 def _lazy(tf, p: str, squeezed, dtype):
@@ -491,7 +495,7 @@ def read_tiff_movie(path):
         import dask.array as da
 
         T, Y, X = squeezed
-        data = da.from_array(data, chunks=(_chunk_frames(T, Y * X * dtype.itemsize), Y, X),
+        data = da.from_array(data, chunks=(_chunk_frames(T, Y * X * dtype.itemsize, _PLAIN_CHUNK_BYTES), Y, X),
                              name=_file_token(p), meta=np.empty((0, 0, 0), data.dtype))
     meta = {
         "name": Path(p).stem,
