@@ -175,6 +175,18 @@ def _time_index(index, T: int):
     return t.indices(T), False, index[1:]
 
 
+def _pread_into(fd: int, view, offset: int, lock) -> int:
+    """Read into ``view`` from ``offset`` of ``fd``: ``os.preadv`` (no seek,
+    threads need no lock), else (Windows) a seek and read under ``lock``."""
+    if hasattr(os, "preadv"):
+        return os.preadv(fd, [view], offset)
+    with lock:
+        os.lseek(fd, offset, os.SEEK_SET)
+        data = os.read(fd, len(view))
+    view[: len(data)] = data
+    return len(data)
+
+
 class _PlainFrames:
     """Uncompressed frames stored back to back, read through a file handle
     (``os.preadv`` at the frames' offsets: one read for a run of frames), not
@@ -192,6 +204,7 @@ class _PlainFrames:
         self.dtype = self.file_dtype.newbyteorder("=")
         self.frame_bytes = int(np.prod(self.shape[1:])) * self.file_dtype.itemsize
         self._fd = None
+        self._lock = threading.Lock()
         self._open()
         self._guard = _Guard(path, self._fd)
 
@@ -204,7 +217,8 @@ class _PlainFrames:
         buf = np.empty(n * self.frame_bytes, np.uint8)
         want, got = buf.nbytes, 0
         while got < want:
-            k = os.preadv(self._fd, [memoryview(buf)[got:]], self.offset + start * self.frame_bytes + got)
+            k = _pread_into(self._fd, memoryview(buf)[got:],
+                            self.offset + start * self.frame_bytes + got, self._lock)
             if k == 0:
                 break
             got += k
@@ -235,8 +249,12 @@ class _PlainFrames:
 
     def __getstate__(self):  # a Dask worker in another process opens its own handle
         state = self.__dict__.copy()
-        state["_fd"] = None
+        state["_fd"], state["_lock"] = None, None
         return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
 
 def _plain(tf, p: str, squeezed):
