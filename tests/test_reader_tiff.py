@@ -264,6 +264,28 @@ def test_a_truncated_movie_is_named_as_truncated(tmp_path):
             read_tiff_movie(path)
 
 
+def test_pages_of_another_shape_left_out_are_said(tmp_path, monkeypatch):
+    """A page of another size mid-file is not a frame (tifffile makes it a
+    second series, as napari's builtin reads it): the user is told."""
+    import napari.utils.notifications as notifications
+
+    said = []
+    monkeypatch.setattr(notifications, "show_info", said.append)
+    movie = _movie(T=6)
+    path = str(tmp_path / "odd.tif")
+    with tifffile.TiffWriter(path) as tw:
+        for i, frame in enumerate(movie):
+            tw.write(np.zeros((16, 16), np.uint16) if i == 3 else frame, metadata=None)
+    data, _ = _read(path)
+    assert data.shape == (5, 40, 36)
+    (note,) = said
+    assert "odd.tif: the movie is the file's first series, 5 frames of 40 x 36" in note
+    assert "1 more series of other shapes ((16, 16)) are left out" in note
+    said.clear()
+    _read(_write(tmp_path / "fine.tif", movie, "zlib"))
+    assert said == []
+
+
 def test_one_frame_per_chunk_unless_frames_are_tiny(tmp_path):
     """Moving the time slider over a compressed movie decodes the frame shown,
     not 16 (a 0.2 s stall every 16th frame at 512 x 512)."""

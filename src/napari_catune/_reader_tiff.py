@@ -493,6 +493,14 @@ def read_tiff_movie(path):
         if not _is_movie(squeezed, axes):
             return _image_layer(tf, p, squeezed, axes)
         fs = tiff_file_fs(tf)
+        if len(tf.series) > 1:  # (pages of another size or kind: not frames of this movie)
+            others = [tuple(int(v) for v in o.shape) for o in tf.series[1:]]
+            _notify(
+                f"{Path(p).name}: the movie is the file's first series, {squeezed[0]} frames of "
+                f"{squeezed[1]} x {squeezed[2]}; {len(others)} more series of other shapes "
+                f"({', '.join(map(str, others[:5]))}{', ...' if len(others) > 5 else ''}) "
+                "are left out. If those pages are frames too (a page of another size mid-"
+                "recording), the frames after them are shifted in time: check the file.")
         data = _plain(tf, p, squeezed)
         how = "plain"
         if data is None:
