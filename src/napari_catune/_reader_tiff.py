@@ -4,15 +4,16 @@ napari's own reader loads a whole ``.tif`` into memory (``tifffile.imread``):
 a 9 GB two-photon BigTIFF takes 9 GB of RAM before the first frame shows.
 This reader opens the first series of a multi-page TIFF (ScanImage, suite2p's
 ``reg_tif``, ImageJ stacks, BigTIFF, OME) without reading its pixels, as a
-Dask array whose chunks are a frame or a few small ones, so moving the time
-slider reads only the frame shown:
+Dask array in chunks of frames, so moving the time slider reads only the
+frames near the one shown:
 
 * uncompressed pages stored contiguously: read through a file handle at the
-  frames' offsets (:class:`_PlainFrames`; not memory-mapped: a mapped file
+  frames' offsets, up to 8 MB a chunk (:class:`_PlainFrames`; not memory-mapped: a mapped file
   re-saved shorter kills the process with SIGBUS on the next access);
 * anything else (compressed pages, pages scattered through the file, a
-  multi-file OME series): decoded by tifffile through its page index (one
-  page per frame, the usual movie), else through its Zarr store (needs zarr).
+  multi-file OME series): decoded by tifffile, a frame a chunk (a few when
+  tiny), through its page index (one page per frame, the usual movie), else
+  through its Zarr store (needs zarr).
 
 Each read checks the file's size and modification time against those at
 open: a movie re-saved or replaced under its name while open raises
