@@ -1,8 +1,9 @@
 """The lazy TIFF movie reader (napari_catune._reader_tiff) and the traces
 reader's sidecar rate note (round 41).
 
-napari's own reader loads a whole .tif into memory; ours memory-maps plain
-pages and reads compressed ones a few pages at a time.  "Not read" is checked
+napari's own reader loads a whole .tif into memory; ours reads plain pages
+through a file handle at their offsets (not memory-mapped: a file re-saved
+shorter while open would SIGBUS) and decodes compressed ones a page at a time.  "Not read" is checked
 with the bytes the process reads from files (/proc/self/io ``rchar``): a
 compressed movie's frame costs its own pages, not the file.
 """
@@ -82,8 +83,8 @@ def _read(path):
 # ---------------------------------------------------------------- the reader function
 
 
-@pytest.mark.parametrize("how, lazy", [("plain", "memmap"), ("bigtiff", "memmap"),
-                                       ("imagej", "memmap"), ("pages", "memmap"),
+@pytest.mark.parametrize("how, lazy", [("plain", "plain"), ("bigtiff", "plain"),
+                                       ("imagej", "plain"), ("pages", "plain"),
                                        ("zlib", "dask"), ("imagej-zlib", "dask")])
 def test_frames_equal_tifffile_and_are_not_held_in_memory(tmp_path, how, lazy):
     import dask.array as da
@@ -93,22 +94,21 @@ def test_frames_equal_tifffile_and_are_not_held_in_memory(tmp_path, how, lazy):
     data, meta = _read(path)
     cat = meta["metadata"]["catune"]
     assert cat["lazy"] == lazy
-    if lazy == "memmap":  # the file's pages, mapped: no copy of the frames
-        assert isinstance(data, np.memmap) and data.filename == os.path.realpath(path)
-    else:  # a few frames per chunk, read when shown
-        assert isinstance(data, da.Array)
-        assert 1 <= max(data.chunks[0]) <= 16 and data.chunks[1:] == ((40,), (36,))
+    # a few small frames per chunk (these are 2.9 KB), read when shown; never a memmap
+    assert isinstance(data, da.Array) and not isinstance(np.asarray(data[:2]), np.memmap)
+    assert 1 <= max(data.chunks[0]) <= 16 and data.chunks[1:] == ((40,), (36,))
     assert data.shape == movie.shape and data.dtype == movie.dtype
     np.testing.assert_array_equal(np.asarray(data), tifffile.imread(path))
     np.testing.assert_array_equal(np.asarray(data[7]), movie[7])
     assert meta["axis_labels"] == ("t", "y", "x")
     assert cat["fs"] == (pytest.approx(FS) if how.startswith("imagej") else None)
     assert cat["source"] == os.path.realpath(path)
-    lo, hi = meta["contrast_limits"]  # from the first frame, not the whole movie
-    assert (lo, hi) == (movie[0].min(), movie[0].max())
+    lo, hi = meta["contrast_limits"]  # from five frames spread over it, not the whole movie
+    picks = [0, 5, 10, 14, 19]
+    assert (lo, hi) == (movie[picks].min(), movie[picks].max())
 
 
-def test_a_compressed_movie_in_one_page_is_read_through_zarr(tmp_path):
+def test_a_compressed_movie_in_one_page_is_read_through_zarr(tmp_path, monkeypatch):
     import dask.array as da
 
     from napari_catune import _reader_tiff
@@ -119,6 +119,10 @@ def test_a_compressed_movie_in_one_page_is_read_through_zarr(tmp_path):
     with tifffile.TiffFile(path) as tf:
         assert len(tf.series[0].pages) == 1
         assert not _reader_tiff._one_page_per_frame(tf, movie.shape)
+        axes = tf.series[0].axes
+    # tifffile calls its depth Z (a z-stack, an image); as a movie, T, it is read through zarr
+    assert axes == "ZYX"
+    monkeypatch.setattr(_reader_tiff, "_is_movie", lambda squeezed, axes: len(squeezed) == 3)
     data, meta = _read(path)
     assert isinstance(data, da.Array) and meta["metadata"]["catune"]["lazy"] == "dask"
     np.testing.assert_array_equal(np.asarray(data), movie)
@@ -182,11 +186,12 @@ def test_a_compressed_frame_reads_its_pages_not_the_file(tmp_path):
     read = _rchar() - before
     np.testing.assert_array_equal(frame, movie[30])
     assert meta["metadata"]["catune"]["lazy"] == "dask"
-    # the header (its page directories), frame 0 (contrast limits), frame 30
-    assert read < 0.25 * size, (read, size)
+    # the header (its page directories), 5 frames of 40 (contrast limits), frame 30
+    assert read < 0.35 * size, (read, size)
+    assert data.chunks[0] == (1,) * 40  # 128 KB frames: one per chunk
     before = _rchar()
     np.asarray(data[31])
-    assert _rchar() - before < 0.1 * size
+    assert _rchar() - before < 0.05 * size  # one page of 40
     before = _rchar()
     np.asarray(data[:8])  # a chunk of frames: its pages, no more
     assert _rchar() - before < 0.35 * size
@@ -206,37 +211,163 @@ def test_the_file_is_closed_once_the_data_is_gone(tmp_path, how):
 # ---------------------------------------------------------------- not ours
 
 
-def test_masks_images_rgb_and_4d_are_not_claimed(tmp_path, monkeypatch):
+@pytest.mark.parametrize("how", ["plain", "zlib"])
+@pytest.mark.parametrize("resave", ["shorter", "longer", "same size", "replaced"])
+def test_a_movie_re_saved_while_open_gives_a_clear_error(tmp_path, how, resave):
+    """Re-saved under its name while its layer is open (motion correction run
+    again): the next read says so.  With the old memmap a shorter file killed
+    the process (SIGBUS) and a same-size one showed the new pixels unflagged."""
+    from napari_catune._reader_tiff import MovieChangedError
+
+    movie = _movie(T=40, Y=128, X=256)  # 64 KB frames: a chunk each when compressed
+    path = _write(tmp_path / "rec.tif", movie, how)
+    data, _ = _read(path)
+    np.testing.assert_array_equal(np.asarray(data[3]), movie[3])
+    st = os.stat(path)
+    new = {"shorter": movie[:5], "longer": np.concatenate([movie, movie]),
+           "same size": movie[::-1].copy(), "replaced": movie[::-1].copy()}[resave]
+    if resave == "replaced":  # a new file moved over the name (an atomic save)
+        _write(tmp_path / "new.tif", new, how)
+        os.replace(tmp_path / "new.tif", path)
+    else:
+        _write(tmp_path / "rec.tif", new, how)
+    # (a file system with coarse times: keep the size the only change it could miss)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    for t in (30, 3):  # a frame not read yet, and one read before (Dask has no cache here)
+        with pytest.raises(MovieChangedError, match=r"rec\.tif changed on disk since it was "
+                           r"opened .*open it again"):
+            np.asarray(data[t])
+    # opened again: the file as it is now
+    data2, _ = _read(path)
+    assert data2.shape == new.shape
+    np.testing.assert_array_equal(np.asarray(data2[4]), new[4])
+
+
+@pytest.mark.parametrize("how", ["plain", "zlib"])
+def test_a_deleted_or_renamed_movie_still_reads_through_its_handle(tmp_path, how):
+    movie = _movie()
+    path = _write(tmp_path / "rec.tif", movie, how)
+    data, _ = _read(path)
+    os.rename(path, tmp_path / "moved.tif")
+    np.testing.assert_array_equal(np.asarray(data[11]), movie[11])
+
+
+def test_a_truncated_movie_is_named_as_truncated(tmp_path):
+    movie = _movie()
+    for how in ("plain", "zlib"):
+        path = _write(tmp_path / f"cut_{how}.tif", movie, how)
+        with open(path, "r+b") as fh:
+            fh.truncate(int(os.path.getsize(path) * 0.9))
+        from napari_catune._reader_tiff import read_tiff_movie
+
+        with pytest.raises(ValueError, match=rf"cut_{how}\.tif is truncated: .*a copy cut short"):
+            read_tiff_movie(path)
+
+
+def test_pages_of_another_shape_left_out_are_said(tmp_path, monkeypatch):
+    """A page of another size mid-file is not a frame (tifffile makes it a
+    second series, as napari's builtin reads it): the user is told."""
     import napari.utils.notifications as notifications
 
+    said = []
+    monkeypatch.setattr(notifications, "show_info", said.append)
+    movie = _movie(T=6)
+    path = str(tmp_path / "odd.tif")
+    with tifffile.TiffWriter(path) as tw:
+        for i, frame in enumerate(movie):
+            tw.write(np.zeros((16, 16), np.uint16) if i == 3 else frame, metadata=None)
+    data, _ = _read(path)
+    assert data.shape == (5, 40, 36)
+    (note,) = said
+    assert "odd.tif: the movie is the file's first series, 5 frames of 40 x 36" in note
+    assert "1 more series of other shapes ((16, 16)) are left out" in note
+    said.clear()
+    _read(_write(tmp_path / "fine.tif", movie, "zlib"))
+    assert said == []
+
+
+def test_one_frame_per_chunk_unless_frames_are_tiny(tmp_path):
+    """Moving the time slider over a compressed movie decodes the frame shown,
+    not 16 (a 0.2 s stall every 16th frame at 512 x 512)."""
+    big = _read(_write(tmp_path / "big.tif", _movie(T=20, Y=128, X=256), "zlib"))[0]
+    assert big.chunks[0] == (1,) * 20
+    small = _read(_write(tmp_path / "small.tif", _movie(T=40, Y=40, X=36), "zlib"))[0]
+    assert small.chunks[0] == (16, 16, 8)  # 2.9 KB frames: 16 together
+    # uncompressed frames are read, not decoded: up to 8 MB a chunk (fewer Dask tasks)
+    plain = _read(_write(tmp_path / "plain.tif", _movie(T=20, Y=512, X=512), "plain"))[0]
+    assert plain.chunks[0] == (16, 4)
+
+
+def test_contrast_limits_from_frames_over_the_movie(tmp_path):
+    """A blank first frame (shutter still closed) does not saturate the rest."""
+    movie = np.random.default_rng(0).integers(200, 3000, (50, 32, 48)).astype(np.uint16)
+    movie[0] = 0
+    for how in ("plain", "zlib"):
+        _, meta = _read(_write(tmp_path / f"{how}.tif", movie, how))
+        lo, hi = meta["contrast_limits"]
+        assert lo == 0 and hi > 2900, (how, lo, hi)
+
+
+def test_masks_and_files_that_are_not_tiffs_are_not_claimed(tmp_path):
     from napari_catune._reader_tiff import get_tiff_movie_reader
+
+    masks = np.zeros((3, 40, 36), np.uint16)
+    tifffile.imwrite(tmp_path / "rec_cp_masks.tif", masks)  # a mask stack, by name
+    tifffile.imwrite(tmp_path / "rec_labels.tiff", masks)
+    (tmp_path / "not_a.tif").write_bytes(b"not a tiff at all")
+    for name in ("rec_cp_masks.tif", "rec_labels.tiff", "not_a.tif", "missing.tif"):
+        assert get_tiff_movie_reader(str(tmp_path / name)) is None, name
+    # a 3-D movie is claimed (and a list of one path, napari's stack call)
+    tifffile.imwrite(tmp_path / "movie.tif", _movie())
+    assert get_tiff_movie_reader([str(tmp_path / "movie.tif")]) is not None
+
+
+def test_images_rgb_4d_and_zstacks_open_as_images_not_movies(tmp_path, monkeypatch):
+    """Any TIFF napari's builtin opens, ours opens too (choosing CaTune for
+    *.tif is safe): as it shows them, without a frame rate or t axis."""
+    import dask.array as da
+    import napari.utils.notifications as notifications
+
+    from napari_catune import _reader_tiff
 
     said = []
     monkeypatch.setattr(notifications, "show_info", said.append)
     img = _movie(T=1)[0]
-    tifffile.imwrite(tmp_path / "image.tif", img)  # one 2-D image
-    tifffile.imwrite(tmp_path / "one.tif", img[None])  # (1, Y, X): still one image
-    masks = np.zeros((3, 40, 36), np.uint16)
-    tifffile.imwrite(tmp_path / "rec_cp_masks.tif", masks)  # a mask stack, by name
-    tifffile.imwrite(tmp_path / "rec_labels.tiff", masks)
-    tifffile.imwrite(tmp_path / "rgb.tif", np.zeros((40, 36, 3), np.uint8), photometric="rgb")
-    tifffile.imwrite(tmp_path / "two_channels.tif", np.zeros((2, 40, 36), np.uint16),
-                     imagej=True, metadata={"axes": "CYX"})
-    (tmp_path / "not_a.tif").write_bytes(b"not a tiff at all")
-    for name in ("image.tif", "one.tif", "rec_cp_masks.tif", "rec_labels.tiff", "rgb.tif",
-                 "two_channels.tif", "not_a.tif", "missing.tif"):
-        assert get_tiff_movie_reader(str(tmp_path / name)) is None, name
-    assert said == [said[0]] and "two_channels.tif is 3-D (axes CYX" in said[0]
-    said.clear()
-    tifffile.imwrite(tmp_path / "tcyx.tif", np.zeros((5, 2, 40, 36), np.uint16),
-                     imagej=True, metadata={"axes": "TCYX"})
-    assert get_tiff_movie_reader(str(tmp_path / "tcyx.tif")) is None
-    (note,) = said
-    assert "tcyx.tif is 4-D (axes TCYX, shape (5, 2, 40, 36))" in note
-    assert "(frames, height, width) stacks only" in note and "its own stack" in note
-    # a 3-D movie is claimed (and a list of one path, napari's stack call)
-    tifffile.imwrite(tmp_path / "movie.tif", _movie())
-    assert get_tiff_movie_reader([str(tmp_path / "movie.tif")]) is not None
+    rgb = np.random.default_rng(1).integers(0, 255, (40, 36, 3)).astype(np.uint8)
+    files = {
+        "image.tif": (img, {}),  # one 2-D image
+        "one.tif": (img[None], {}),  # (1, Y, X): still one image
+        "rgb.tif": (rgb, {"photometric": "rgb"}),
+        "rgba.tif": (np.dstack([rgb, rgb[..., :1]]), {"photometric": "rgb", "extrasamples": [2]}),
+        "rgb3.tif": (np.stack([rgb] * 3), {"photometric": "rgb"}),  # 3 RGB pages: no "4-D"
+        "two_channels.tif": (_movie(T=2), {"imagej": True, "metadata": {"axes": "CYX"}}),
+        "tcyx.tif": (_movie(T=10).reshape(5, 2, 40, 36),
+                     {"imagej": True, "metadata": {"axes": "TCYX"}}),
+        "zyx.tif": (_movie(T=7), {"imagej": True, "metadata": {"axes": "ZYX"}}),
+    }
+    layers = {}
+    for name, (arr, kw) in files.items():
+        tifffile.imwrite(tmp_path / name, arr, **kw)
+        path = str(tmp_path / name)
+        assert _reader_tiff.get_tiff_movie_reader(path) is _reader_tiff.read_tiff_movie, name
+        [(data, meta, kind)] = _reader_tiff.read_tiff_movie(path)
+        assert kind == "image" and "catune" not in meta["metadata"], name  # not a movie: no fs
+        np.testing.assert_array_equal(np.asarray(data), tifffile.imread(path).squeeze())
+        layers[name] = (data, meta)
+    assert layers["image.tif"][0].shape == layers["one.tif"][0].shape == (40, 36)
+    assert [n for n, (_, m) in layers.items() if m["rgb"]] == ["rgb.tif", "rgba.tif", "rgb3.tif"]
+    assert layers["rgb3.tif"][0].shape == (3, 40, 36, 3)
+    assert layers["zyx.tif"][1]["axis_labels"] == ("z", "y", "x")
+    assert all("axis_labels" not in m for n, (_, m) in layers.items() if n != "zyx.tif")
+    assert len(said) == 2, said  # the channels and the 4-D file: how to make a movie of them
+    assert "two_channels.tif is 3-D (axes CYX" in said[0]
+    assert "tcyx.tif is 4-D (axes TCYX, shape (5, 2, 40, 36))" in said[1]
+    assert "opened as an image, not a movie" in said[1] and "its own stack" in said[1]
+    # a big one is read lazily (here: anything over 0 bytes)
+    monkeypatch.setattr(_reader_tiff, "_EAGER_BYTES", 0)
+    [(data, meta, _)] = _reader_tiff.read_tiff_movie(str(tmp_path / "tcyx.tif"))
+    assert isinstance(data, da.Array) and meta["metadata"]["catune_image"]["lazy"] == "dask"
+    np.testing.assert_array_equal(np.asarray(data[3]), files["tcyx.tif"][0][3])
 
 
 # ---------------------------------------------------------------- in napari
@@ -251,7 +382,8 @@ def test_viewer_opens_a_tiff_movie_lazily_with_its_rate(make_napari_viewer, tmp_
     viewer = make_napari_viewer()
     (a,) = viewer.open(plain, plugin=PLUGIN)
     (b,) = viewer.open(packed, plugin=PLUGIN)
-    assert isinstance(a.data, np.memmap) and isinstance(b.data, da.Array)
+    assert isinstance(a.data, da.Array) and isinstance(b.data, da.Array)
+    assert a.metadata["catune"]["lazy"] == "plain" and b.metadata["catune"]["lazy"] == "dask"
     for layer in (a, b):
         assert layer.metadata["catune"]["fs"] == pytest.approx(FS)  # the tuner's rate
         assert tuple(layer.axis_labels) == ("t", "y", "x")
@@ -263,10 +395,34 @@ def test_viewer_opens_a_tiff_movie_lazily_with_its_rate(make_napari_viewer, tmp_
     tifffile.imwrite(tmp_path / "plain_cp_masks.tif", np.zeros((40, 36), np.uint16))
     (rois,) = viewer.open(str(tmp_path / "plain_cp_masks.tif"), plugin=PLUGIN)
     assert rois._type_string == "labels"
-    # a 2-D image chosen for CaTune: refused, so napari's dialog offers its own reader
+    # a 2-D image and an RGB one chosen for CaTune: opened as images, as napari's builtin does
     tifffile.imwrite(tmp_path / "image.tif", movie[0])
-    with pytest.raises(ValueError, match="refused the file"):
-        viewer.open(str(tmp_path / "image.tif"), plugin=PLUGIN)
+    (img,) = viewer.open(str(tmp_path / "image.tif"), plugin=PLUGIN)
+    np.testing.assert_array_equal(img.data, movie[0])
+    tifffile.imwrite(tmp_path / "rgb.tif", np.zeros((40, 36, 3), np.uint8), photometric="rgb")
+    (rgb,) = viewer.open(str(tmp_path / "rgb.tif"), plugin=PLUGIN)
+    assert rgb.rgb and rgb.data.shape == (40, 36, 3)
+
+
+def test_viewer_survives_a_movie_re_saved_shorter_while_open(make_napari_viewer, tmp_path):
+    """The old memmap died with SIGBUS (the whole test run) on the next slider move."""
+    from napari_catune._reader_tiff import MovieChangedError
+
+    movie = _movie(T=64, Y=128, X=256, seed=5)
+    path = _write(tmp_path / "rec.tif", movie, "imagej")
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(path, plugin=PLUGIN)
+    assert layer.data.chunks[0] == (16,) * 4
+    shown = {int(viewer.dims.point[0]) // 16, 1}  # (napari caches the chunks it showed)
+    viewer.dims.set_point(0, 17)
+    np.testing.assert_array_equal(np.asarray(layer._slice.image.view), movie[17])
+    _write(tmp_path / "rec.tif", movie[:4], "imagej")  # motion correction re-run, 4 frames
+    target = 16 * next(k for k in (3, 2) if k not in shown) + 5
+    with pytest.raises(MovieChangedError, match="rec.tif changed on disk since it was opened"):
+        viewer.dims.set_point(0, target)  # (in the GUI: napari's error notification)
+    (again,) = viewer.open(path, plugin=PLUGIN)
+    assert again.data.shape == (4, 128, 256)
+    np.testing.assert_array_equal(np.asarray(again.data[3]), movie[3])
 
 
 def test_file_open_of_a_tif_offers_catune_and_napari_builtins(make_napari_viewer, tmp_path):
@@ -280,11 +436,11 @@ def test_file_open_of_a_tif_offers_catune_and_napari_builtins(make_napari_viewer
     assert "CaTune" in str(err.value) and "napari builtins" in str(err.value)
 
 
-def test_remembered_catune_reads_tif_movies_and_hands_images_back(make_napari_viewer, tmp_path,
-                                                                  monkeypatch):
+def test_remembered_catune_reads_tif_movies_and_images(make_napari_viewer, tmp_path,
+                                                       monkeypatch):
     """With CaTune remembered for *.tif (the README's advice), a movie opens
-    lazily without the question, and a 2-D image goes back to napari's reader
-    dialog (ours refused it), which offers napari builtins."""
+    lazily without the question, and so does a 2-D image (as an image): no
+    reader dialog, no error."""
     from napari._qt.dialogs import qt_reader_dialog
     from napari.settings import get_settings
 
@@ -304,8 +460,9 @@ def test_remembered_catune_reads_tif_movies_and_hands_images_back(make_napari_vi
     assert offered == [] and viewer.layers[-1].metadata["catune"]["lazy"] == "dask"
     tifffile.imwrite(tmp_path / "image.tif", movie[0])
     viewer.window._qt_viewer._qt_open([str(tmp_path / "image.tif")], stack=False)
-    assert offered == [["napari builtins"]]
+    assert offered == []
     assert viewer.layers[-1].data.shape == movie.shape[1:]
+    assert "catune" not in viewer.layers[-1].metadata  # an image, not a movie
 
 
 # ---------------------------------------------------------------- the traces' rate note
@@ -392,6 +549,9 @@ def test_readme_says_how_to_pick_the_tiff_movie_reader():
     assert "A **TIFF movie**" in readme and "*Read a TIFF movie (T, Y, X), lazily*" in readme
     assert "napari matches readers by file name only" in readme
     assert 'viewer.open("movie.tif", plugin="napari-catune")' in readme
+    assert "Remembering CaTune for `.tif` is safe" in readme
+    assert "changed on disk since it was opened" in readme
+    assert "memory-mapped" not in readme.split("A **TIFF movie**")[1].split("In a script")[0]
 
 
 # ---------------------------------------------------------------- the tuner on it
@@ -406,7 +566,7 @@ def test_the_tuner_reads_traces_and_rate_from_a_lazy_tiff(make_napari_viewer, qt
     path = _write(tmp_path / "rec.tif", movie, how)  # ImageJ: its frame interval, 1/30 s
     viewer = make_napari_viewer()
     (layer,) = viewer.open(path, plugin=PLUGIN)
-    assert layer.metadata["catune"]["lazy"] == ("dask" if "zlib" in how else "memmap")
+    assert layer.metadata["catune"]["lazy"] == ("dask" if "zlib" in how else "plain")
     viewer.add_labels(labels, name="rois")  # no rate of its own: the movie's is used
     w = open_tuner(viewer)
     qtbot.waitUntil(lambda: w.session.source is not None, timeout=120_000)

@@ -1,23 +1,29 @@
-"""npe2 reader: a (T, Y, X) TIFF movie, opened lazily.
+"""npe2 reader: a (T, Y, X) TIFF movie, opened lazily; any other TIFF as an image.
 
 napari's own reader loads a whole ``.tif`` into memory (``tifffile.imread``):
 a 9 GB two-photon BigTIFF takes 9 GB of RAM before the first frame shows.
 This reader opens the first series of a multi-page TIFF (ScanImage, suite2p's
-``reg_tif``, ImageJ stacks, BigTIFF, OME) without reading its pixels:
+``reg_tif``, ImageJ stacks, BigTIFF, OME) without reading its pixels, as a
+Dask array in chunks of frames, so moving the time slider reads only the
+frames near the one shown:
 
-* uncompressed pages stored contiguously: :func:`tifffile.memmap`, a
-  zero-copy ``np.memmap`` (the OS reads the frames shown);
+* uncompressed pages stored contiguously: read through a file handle at the
+  frames' offsets, up to 8 MB a chunk (:class:`_PlainFrames`; not memory-mapped: a mapped file
+  re-saved shorter kills the process with SIGBUS on the next access);
 * anything else (compressed pages, pages scattered through the file, a
-  multi-file OME series): a Dask array in chunks of a few frames, so moving
-  the time slider decodes only the pages of the frames shown.  Its chunks
-  are read through tifffile's page index (one page per frame, the usual
-  movie: tifffile and dask only, both napari's), else through tifffile's
-  Zarr store of the series (needs zarr).
+  multi-file OME series): decoded by tifffile, a frame a chunk (a few when
+  tiny), through its page index (one page per frame, the usual movie), else
+  through its Zarr store (needs zarr).
 
-Only (T, Y, X) stacks are claimed (singleton axes squeezed): a 2-D image, a
-segmentation mask (``*_masks.tif``, ``*_labels.tif``), an RGB image or a
-4-D (channels/planes) file is left to other readers (the getter returns
-None); a 4-D file gets a notification saying why.
+Each read checks the file's size and modification time against those at
+open: a movie re-saved or replaced under its name while open raises
+:class:`MovieChangedError` ("... changed on disk since it was opened: open it
+again") rather than show wrong pixels or crash.
+
+Any other TIFF (a 2-D image, RGB(A), a z-stack ``ZYX``, channels, 4-D) opens
+as an ordinary image layer as napari's builtin reader shows it (lazily when
+big), so choosing CaTune for ``*.tif`` is always safe; only segmentation masks
+(``*_masks.tif``, ``*_labels.tif``) are left to the Labels reader.
 """
 
 from __future__ import annotations
@@ -34,10 +40,15 @@ from ._reader import MASK_PATTERNS, single_path
 
 __all__ = ["get_tiff_movie_reader", "read_tiff_movie", "tiff_movie_header"]
 
-#: bytes of one Dask chunk of a compressed movie (frames decoded together);
-#: at most _CHUNK_FRAMES frames, so a step of the time slider decodes a few pages
-_CHUNK_BYTES = 8 << 20
+#: frames of one Dask chunk: as many as fit in _CHUNK_BYTES, at least one, at
+#: most _CHUNK_FRAMES: a frame of 256 x 128 uint16 or more is a chunk of its
+#: own (a step of the time slider reads or decodes one page), tiny frames go
+#: a few together (a long read, the tuner's, is not millions of chunks)
+_CHUNK_BYTES = 64 << 10
 _CHUNK_FRAMES = 16
+#: uncompressed frames are read, not decoded: a chunk may be bigger (fewer
+#: Dask tasks for the tuner's long reads) at no cost a slider step can feel
+_PLAIN_CHUNK_BYTES = 8 << 20
 
 
 def _is_mask_name(p: str) -> bool:
@@ -73,8 +84,19 @@ def _notify(message: str) -> None:
         pass
 
 
+def _is_movie(squeezed, axes: str) -> bool:
+    """A (T, Y, X) stack: three axes, none of them colour, channel or depth."""
+    return len(squeezed) == 3 and not set(axes) & set("SCZ")
+
+
+def _is_rgb(shape, axes: str) -> bool:
+    return len(shape) >= 3 and axes.endswith("S") and shape[-1] in (3, 4)
+
+
 def get_tiff_movie_reader(path):
-    """A reader for a multi-page (T, Y, X) TIFF movie, else None (never raises)."""
+    """The reader of any TIFF (a (T, Y, X) movie, lazily; any other image as
+    napari's builtin would show it), None for a mask, a file that is not a
+    TIFF or non-numeric pixels (never raises)."""
     try:
         p = single_path(path)
         if p is None or not p.lower().endswith((".tif", ".tiff")) or not os.path.isfile(p):
@@ -84,20 +106,9 @@ def get_tiff_movie_reader(path):
         squeezed, dtype, axes, shape = tiff_movie_header(p)
     except Exception:  # not a TIFF, unreadable, no tifffile ...
         return None
-    if dtype.kind not in "biuf":
+    if dtype.kind not in "biuf" or not squeezed:
         return None
-    if len(squeezed) == 3 and "S" not in axes and "C" not in axes:
-        return read_tiff_movie
-    if len(squeezed) >= 4 or (len(squeezed) == 3 and "C" in axes):
-        # our plugin was chosen for this file: say why it is left to another reader
-        _notify(
-            f"{Path(p).name} is {len(squeezed)}-D (axes {axes}, shape {squeezed}): CaTune's "
-            "TIFF movie reader opens (frames, height, width) stacks only, so it leaves this "
-            "file to another reader (napari's reads it whole into memory). To tune one "
-            "channel or plane, save it as its own stack (e.g. tifffile.imwrite(out, "
-            "tifffile.imread(path)[:, 0]))."
-        )
-    return None
+    return read_tiff_movie
 
 
 def _file_token(p: str) -> str:
@@ -110,21 +121,164 @@ def _file_token(p: str) -> str:
     )
 
 
-def _memmap(tf, p: str, squeezed):
-    """The first series as a read-only ``np.memmap`` when its pages are plain
-    and contiguous (what ``tifffile.memmap`` maps), else None."""
+class MovieChangedError(ValueError):
+    """The movie's file was re-saved, truncated or replaced while it was open."""
+
+
+def _stamp(st) -> tuple:
+    return (st.st_size, st.st_mtime_ns)
+
+
+class _Guard:
+    """The file's size and modification time when it was opened, checked on
+    each read: through the open handle (``os.fstat``: the same file re-written
+    in place) and through its path (``os.stat``: another file saved under its
+    name).  A file deleted or renamed away is still read through the handle
+    (its pages are intact)."""
+
+    def __init__(self, path: str, fd: int):
+        self.path = path
+        st = os.fstat(fd)
+        self.stamp, self.ident = _stamp(st), (st.st_ino, st.st_dev)
+
+    def changed(self, fd: int) -> bool:
+        if _stamp(os.fstat(fd)) != self.stamp:
+            return True
+        try:
+            st = os.stat(self.path)
+        except OSError:  # deleted or renamed: the handle still reads the pages
+            return False
+        return _stamp(st) != self.stamp or (st.st_ino, st.st_dev) != self.ident
+
+    def error(self) -> MovieChangedError:
+        return MovieChangedError(
+            f"{self.path} changed on disk since it was opened (its size or modification "
+            "time differs: re-saved, cut short or replaced): open it again to see the "
+            "file as it is now")
+
+    def check(self, fd: int) -> None:
+        if self.changed(fd):
+            raise self.error()
+
+
+def _truncated(p: str, have: int, need: int) -> ValueError:
+    return ValueError(
+        f"{p} is truncated: {have} bytes, but its header places image data up to byte "
+        f"{need} (a copy cut short, or a recording that stopped while writing?). Copy it "
+        "again from the original.")
+
+
+def _time_index(index, T: int):
+    index = index if isinstance(index, tuple) else (index,)
+    t = index[0]
+    if isinstance(t, (int, np.integer)):
+        return int(t), True, index[1:]
+    return t.indices(T), False, index[1:]
+
+
+def _pread_into(fd: int, view, offset: int, lock) -> int:
+    """Read into ``view`` from ``offset`` of ``fd``: ``os.preadv`` (no seek,
+    threads need no lock), else (Windows) a seek and read under ``lock``."""
+    if hasattr(os, "preadv"):
+        return os.preadv(fd, [view], offset)
+    with lock:
+        os.lseek(fd, offset, os.SEEK_SET)
+        data = os.read(fd, len(view))
+    view[: len(data)] = data
+    return len(data)
+
+
+class _PlainFrames:
+    """Uncompressed frames stored back to back, read through a file handle
+    (``os.preadv`` at the frames' offsets: one read for a run of frames), not
+    memory-mapped: a file re-saved shorter while open would kill the process
+    (SIGBUS) on the next access to a mapped page.  Each read first and last
+    checks the file against its size and time at open
+    (:class:`MovieChangedError`).  The handle is closed once this object is
+    garbage collected, i.e. when its layer is gone."""
+
+    def __init__(self, path: str, offset: int, shape, file_dtype):
+        self.path, self.offset = path, int(offset)
+        self.shape = tuple(int(v) for v in shape)
+        self.ndim = len(self.shape)
+        self.file_dtype = np.dtype(file_dtype)
+        self.dtype = self.file_dtype.newbyteorder("=")
+        self.frame_bytes = int(np.prod(self.shape[1:])) * self.file_dtype.itemsize
+        self._fd = None
+        self._lock = threading.Lock()
+        self._open()
+        self._guard = _Guard(path, self._fd)
+
+    def _open(self):
+        fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        self._fd = fd
+        weakref.finalize(self, os.close, fd)
+
+    def _read(self, start: int, n: int) -> np.ndarray:
+        buf = np.empty(n * self.frame_bytes, np.uint8)
+        want, got = buf.nbytes, 0
+        while got < want:
+            k = _pread_into(self._fd, memoryview(buf)[got:],
+                            self.offset + start * self.frame_bytes + got, self._lock)
+            if k == 0:
+                break
+            got += k
+        if got < want:
+            self._guard.check(self._fd)  # re-saved shorter: say so
+            raise _truncated(self.path, os.fstat(self._fd).st_size,
+                             self.offset + (start + n) * self.frame_bytes)
+        return buf.view(self.file_dtype).reshape((n, *self.shape[1:]))
+
+    def __getitem__(self, index):
+        if self._fd is None:  # (unpickled in another process)
+            self._open()
+        t, single, rest = _time_index(index, self.shape[0])
+        if single:
+            return self[(slice(t, t + 1), *rest)][0]
+        start, stop, step = t
+        keys = range(start, stop, step)
+        self._guard.check(self._fd)
+        if len(keys) == 0:
+            out = np.empty((0, *self.shape[1:]), self.dtype)
+        elif step == 1:
+            out = self._read(start, len(keys))
+        else:
+            out = np.stack([self._read(k, 1)[0] for k in keys])
+        self._guard.check(self._fd)  # (changed while being read: these pixels may be mixed)
+        out = out[(slice(None), *rest)]
+        return out if out.dtype.isnative else out.astype(self.dtype)
+
+    def __getstate__(self):  # a Dask worker in another process opens its own handle
+        state = self.__dict__.copy()
+        state["_fd"], state["_lock"] = None, None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+
+def _plain(tf, p: str, squeezed):
+    """The first series read through :class:`_PlainFrames` when its pages are
+    plain and contiguous (what ``tifffile.memmap`` would map), else None."""
     s = tf.series[0]
-    if s.dataoffset is None:  # compressed, scattered pages, ...: not memory-mappable
+    if s.dataoffset is None:  # compressed, scattered pages, ...
         return None
     dtype = np.dtype(tf.byteorder + np.dtype(s.dtype).char)
-    return np.memmap(p, dtype=dtype, mode="r", offset=s.dataoffset, shape=tuple(squeezed))
+    need = int(s.dataoffset) + int(np.prod(squeezed)) * dtype.itemsize
+    size = os.path.getsize(p)
+    if size < need:
+        raise _truncated(p, size, need)
+    return _PlainFrames(os.path.realpath(p), s.dataoffset, squeezed, dtype)
 
 
 class _TiffFrames:
     """A TIFF movie's pages for Dask, one page per frame: ``[a:b, ys, xs]``
     decodes pages a..b only.  The ``TiffFile`` (one handle) is kept open, with
     its page index, until this object is garbage collected, i.e. when its
-    layer is gone; a lock serialises reads (Dask reads chunks in threads)."""
+    layer is gone; a lock serialises reads (Dask reads chunks in threads).
+    Each read checks the file against its size and time at open
+    (:class:`MovieChangedError`, not a decoder's error from stale offsets)."""
 
     def __init__(self, tf, path: str, shape, dtype):
         self.path = path
@@ -133,6 +287,7 @@ class _TiffFrames:
         self._lock = threading.Lock()
         self._tf = None
         self._own(tf)
+        self._guard = _Guard(path, tf.filehandle.fileno())
 
     def _own(self, tf):
         self._tf = tf
@@ -146,18 +301,26 @@ class _TiffFrames:
         return self._tf
 
     def __getitem__(self, index):
-        index = index if isinstance(index, tuple) else (index,)
-        t = index[0]
-        if isinstance(t, (int, np.integer)):
-            return self[(slice(int(t), int(t) + 1), *index[1:])][0]
-        start, stop, step = t.indices(self.shape[0])
+        t, single, rest = _time_index(index, self.shape[0])
+        if single:
+            return self[(slice(t, t + 1), *rest)][0]
+        start, stop, step = t
         keys = range(start, stop, step)
         if len(keys) == 0:
-            return np.empty((0, *self.shape[1:]), self.dtype)[(slice(None), *index[1:])]
+            return np.empty((0, *self.shape[1:]), self.dtype)[(slice(None), *rest)]
         with self._lock:
-            got = self._file().asarray(key=keys, series=0, maxworkers=1)
+            tf = self._file()
+            fd = tf.filehandle.fileno()
+            self._guard.check(fd)
+            try:
+                got = tf.asarray(key=keys, series=0, maxworkers=1)
+            except Exception:
+                if self._guard.changed(fd):
+                    raise self._guard.error() from None
+                raise
+            self._guard.check(fd)
         got = np.reshape(got, (len(keys), *self.shape[1:]))
-        return got[(slice(None), *index[1:])]
+        return got[(slice(None), *rest)]
 
     def __getstate__(self):  # a Dask worker in another process opens its own handle
         state = self.__dict__.copy()
@@ -175,17 +338,59 @@ def _one_page_per_frame(tf, squeezed) -> bool:
     return len(s.pages) == squeezed[0] and page == tuple(squeezed[1:])
 
 
+def _check_pages_fit(tf, p: str) -> None:
+    """A truncated file (its last page's data past the end): a clear error now,
+    not a decoder's error when the slider reaches the end."""
+    s = tf.series[0]
+    try:
+        last = s.pages[-1] if len(s.pages) else None
+        ends = [int(o) + int(n) for o, n in zip(last.dataoffsets, last.databytecounts)]
+    except Exception:  # (pages tifffile cannot index cheaply: no check)
+        return
+    size = os.path.getsize(p)
+    if ends and max(ends) > size:
+        raise _truncated(p, size, max(ends))
+
+
+def _check_declared_pages(tf, p: str) -> None:
+    """A tifffile-written (shaped) file whose last pages are cut off: tifffile
+    then offers the first page alone, a "2-D image"; say it is truncated."""
+    try:
+        if not tf.is_shaped or tf.series[0].dataoffset is not None:
+            return  # (plain contiguous data: checked against the file size)
+        shape = tf.shaped_metadata[0]["shape"]
+        page = tf.pages.first.shape
+        want = int(np.prod(shape)) // max(1, int(np.prod(page)))
+        have = len(tf.pages)
+    except Exception:
+        return
+    if have < want:
+        raise ValueError(
+            f"{p} is truncated: its header records {want} pages, only {have} are readable "
+            "(a copy cut short, or a recording that stopped while writing?). Copy it "
+            "again from the original.")
+
+
+def _chunk_frames(T: int, frame_bytes: int, chunk_bytes: int | None = None) -> int:
+    """Frames per Dask chunk: one when a frame is big enough (moving the time
+    slider reads or decodes the frame shown, no more), a few small ones together
+    (a long movie of tiny frames would be too many chunks for one read)."""
+    chunk_bytes = _CHUNK_BYTES if chunk_bytes is None else chunk_bytes
+    return max(1, min(_CHUNK_FRAMES, T, chunk_bytes // max(1, frame_bytes)))
+
+
 def _lazy(tf, p: str, squeezed, dtype):
     """A Dask array over the first series of ``tf``, an open ``TiffFile`` that
     this takes over (closed once the array is garbage collected), in chunks
-    of a few frames: one page per frame (the usual movie) through
+    of :func:`_chunk_frames` frames: one page per frame (the usual movie) through
     :class:`_TiffFrames`, anything else through tifffile's Zarr store
     (needs zarr)."""
     import dask.array as da
 
     T, Y, X = squeezed
-    frames = max(1, min(_CHUNK_FRAMES, T, _CHUNK_BYTES // max(1, Y * X * dtype.itemsize)))
+    frames = _chunk_frames(T, Y * X * dtype.itemsize)
     if _one_page_per_frame(tf, squeezed):
+        _check_pages_fit(tf, p)
         lazy = _TiffFrames(tf, os.path.realpath(p), squeezed, dtype)
         return da.from_array(lazy, chunks=(frames, Y, X), name=_file_token(p),
                              meta=np.empty((0, 0, 0), dtype))
@@ -201,13 +406,75 @@ def _lazy(tf, p: str, squeezed, dtype):
     return arr.reshape(squeezed).rechunk((frames, Y, X))
 
 
+#: a non-movie image up to this size is read whole (as napari's builtin does);
+#: a bigger one through tifffile's Zarr store (Dask), when zarr is installed
+_EAGER_BYTES = 512 << 20
+
+
+def _image_layer(tf, p: str, squeezed, axes: str):
+    """Any TIFF that is not a (T, Y, X) movie (a 2-D image, RGB(A), a z-stack,
+    channels, 4-D and more): an ordinary image layer, the first series with
+    singleton axes squeezed, as napari's builtin reader shows it; read whole
+    when small, else lazily.  Closes ``tf`` unless a Dask array keeps it."""
+    s = tf.series[0]
+    nbytes = int(np.prod(squeezed)) * np.dtype(s.dtype).itemsize
+    data, how = None, None
+    if nbytes > _EAGER_BYTES:
+        try:
+            import dask.array as da
+            import zarr
+
+            store = s.aszarr(level=0)
+            z = zarr.open(store, mode="r")
+            weakref.finalize(store, tf.close)
+            data = da.from_zarr(z, name=_file_token(p), inline_array=True).reshape(squeezed)
+            how = "dask"
+        except ImportError:
+            data = None
+    if data is None:
+        try:
+            data = s.asarray(maxworkers=1).reshape(squeezed)
+        finally:
+            tf.close()
+    rgb = _is_rgb(squeezed, axes)
+    plain = [a for a in axes[: len(axes) - rgb]]
+    if len(plain) >= 4 or (len(plain) == 3 and "C" in plain):
+        _notify(
+            f"{Path(p).name} is {len(plain)}-D (axes {axes}, shape {tuple(squeezed)}): opened "
+            "as an image, not a movie: CaTune's tuner reads (frames, height, width) stacks. "
+            "To tune one channel or plane, save it as its own stack (e.g. "
+            "tifffile.imwrite(out, tifffile.imread(path)[:, 0]))."
+        )
+    meta = {"name": Path(p).stem, "rgb": rgb,
+            "metadata": {"catune_image": {"source": str(Path(p).resolve()), "axes": axes,
+                                          "lazy": how}}}
+    if axes == "ZYX":
+        meta["axis_labels"] = ("z", "y", "x")
+    return [(data, meta, "image")]
+
+
+def _contrast(data, T: int):
+    """Contrast limits from up to five frames spread over the movie (a blank
+    first frame, the shutter still closed, does not saturate all the rest)."""
+    picks = sorted({int(round(v)) for v in np.linspace(0, T - 1, min(5, T))})
+    lo, hi = np.inf, -np.inf
+    for t in picks:
+        f = np.asarray(data[t])
+        lo, hi = min(lo, float(f.min())), max(hi, float(f.max()))
+    return (lo, hi if hi > lo else lo + 1.0)
+
+
 def read_tiff_movie(path):
-    """Read a (T, Y, X) TIFF movie lazily (memory-mapped, else Dask over its pages).
+    """Read a (T, Y, X) TIFF movie lazily (a Dask array over its pages); any
+    other TIFF as an ordinary image layer (:func:`_image_layer`).
 
     ``metadata["catune"]["fs"]`` holds the frame rate the file records
     (:func:`napari_catune.sources.tiff_fs`: ImageJ ``finterval``/``fps``, OME
     ``TimeIncrement``), else None; ``metadata["catune"]["lazy"]`` says how the
-    pixels are read (``"memmap"`` or ``"dask"``).  The axes are named t, y, x.
+    pixels are read (``"plain"``: uncompressed frames read at their offsets,
+    :class:`_PlainFrames`; ``"dask"``: pages decoded by tifffile).  The axes
+    are named t, y, x.  A read after the file changed on disk raises
+    :class:`MovieChangedError`.
     """
     import tifffile
 
@@ -222,12 +489,21 @@ def read_tiff_movie(path):
     except Exception as e:
         raise ValueError(f"{p}: not a readable TIFF ({type(e).__name__}: {e})") from None
     try:
-        squeezed, dtype, _, shape = _series_header(tf)
-        if len(squeezed) != 3:
-            raise ValueError(f"{p}: a movie is (frames, height, width), got shape {shape}")
+        _check_declared_pages(tf, p)
+        squeezed, dtype, axes, shape = _series_header(tf)
+        if not _is_movie(squeezed, axes):
+            return _image_layer(tf, p, squeezed, axes)
         fs = tiff_file_fs(tf)
-        data = _memmap(tf, p, squeezed)
-        how = "memmap"
+        if len(tf.series) > 1:  # (pages of another size or kind: not frames of this movie)
+            others = [tuple(int(v) for v in o.shape) for o in tf.series[1:]]
+            _notify(
+                f"{Path(p).name}: the movie is the file's first series, {squeezed[0]} frames of "
+                f"{squeezed[1]} x {squeezed[2]}; {len(others)} more series of other shapes "
+                f"({', '.join(map(str, others[:5]))}{', ...' if len(others) > 5 else ''}) "
+                "are left out. If those pages are frames too (a page of another size mid-"
+                "recording), the frames after them are shifted in time: check the file.")
+        data = _plain(tf, p, squeezed)
+        how = "plain"
         if data is None:
             try:
                 data = _lazy(tf, p, squeezed, dtype)  # (keeps tf open, closed with the store)
@@ -241,15 +517,18 @@ def read_tiff_movie(path):
     except BaseException:
         tf.close()
         raise
-    if how == "memmap":
-        tf.close()  # (the map keeps its own handle)
-    first = np.asarray(data[0])
-    lo, hi = float(first.min()), float(first.max())
+    if how == "plain":
+        tf.close()  # (the frames have their own handle)
+        import dask.array as da
+
+        T, Y, X = squeezed
+        data = da.from_array(data, chunks=(_chunk_frames(T, Y * X * dtype.itemsize, _PLAIN_CHUNK_BYTES), Y, X),
+                             name=_file_token(p), meta=np.empty((0, 0, 0), data.dtype))
     meta = {
         "name": Path(p).stem,
         "metadata": {"catune": {"fs": fs, "source": str(Path(p).resolve()),
                                 "lazy": how}},
-        "contrast_limits": (lo, hi if hi > lo else lo + 1.0),
+        "contrast_limits": _contrast(data, squeezed[0]),
         "axis_labels": ("t", "y", "x"),
     }
     return [(data, meta, "image")]
