@@ -20,7 +20,7 @@ open: a movie re-saved or replaced under its name while open raises
 :class:`MovieChangedError` ("... changed on disk since it was opened: open it
 again") rather than show wrong pixels or crash.
 
-Any other TIFF (a 2-D image, RGB(A), a z-stack ``ZYX``, channels, 4-D) opens
+Any other TIFF (a 2-D image, RGB(A), up to four channels, 4-D) opens
 as an ordinary image layer as napari's builtin reader shows it (lazily when
 big), so choosing CaTune for ``*.tif`` is always safe; only segmentation masks
 (``*_masks.tif``, ``*_labels.tif``) are left to the Labels reader.
@@ -84,9 +84,20 @@ def _notify(message: str) -> None:
         pass
 
 
+#: at most this many channels make a 3-D stack an image of channels, not a movie
+_MAX_CHANNELS = 4
+
+
 def _is_movie(squeezed, axes: str) -> bool:
-    """A (T, Y, X) stack: three axes, none of them colour, channel or depth."""
-    return len(squeezed) == 3 and not set(axes) & set("SCZ")
+    """A (T, Y, X) stack: three axes, no colour samples, not a few channels.
+
+    A plain stack's planes are frames whatever the file calls them: ImageJ/Fiji
+    calls a stack's planes slices (Z) unless told they are frames, and tifffile's
+    ImageJ writer labels an unlabelled 3-D array's first axis C; the
+    command line (``sources._open_tiff``) reads every such stack as frames too."""
+    if len(squeezed) != 3 or "S" in axes:
+        return False
+    return not (axes[0] == "C" and squeezed[0] <= _MAX_CHANNELS)
 
 
 def _is_rgb(shape, axes: str) -> bool:
@@ -524,10 +535,17 @@ def read_tiff_movie(path):
         T, Y, X = squeezed
         data = da.from_array(data, chunks=(_chunk_frames(T, Y * X * dtype.itemsize, _PLAIN_CHUNK_BYTES), Y, X),
                              name=_file_token(p), meta=np.empty((0, 0, 0), data.dtype))
+    notes = []
+    if axes[0] in "ZC":
+        notes.append(f"{Path(p).name}: its {squeezed[0]} planes (axis {axes[0]} in the file: "
+                     f"{'slices' if axes[0] == 'Z' else 'channels'}) are taken as frames, as "
+                     "ImageJ/Fiji saves a plain stack; the frame rate is not recorded there: "
+                     "set fs in the tuner")
+        _notify(notes[-1])
     meta = {
         "name": Path(p).stem,
         "metadata": {"catune": {"fs": fs, "source": str(Path(p).resolve()),
-                                "lazy": how}},
+                                "lazy": how, **({"notes": notes} if notes else {})}},
         "contrast_limits": _contrast(data, squeezed[0]),
         "axis_labels": ("t", "y", "x"),
     }
