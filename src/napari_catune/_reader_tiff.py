@@ -199,7 +199,23 @@ def _pread_into(fd: int, view, offset: int, lock) -> int:
     return len(data)
 
 
-class _PlainFrames:
+class _OwnHandle:
+    """Pickled (to a Dask worker in another process) without its open file
+    handle (attribute ``_HANDLE``) or lock: the copy opens its own."""
+
+    _HANDLE = "_fd"
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state[self._HANDLE], state["_lock"] = None, None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+
+class _PlainFrames(_OwnHandle):
     """Uncompressed frames stored back to back, read through a file handle
     (``os.preadv`` at the frames' offsets: one read for a run of frames), not
     memory-mapped: a file re-saved shorter while open would kill the process
@@ -259,14 +275,6 @@ class _PlainFrames:
         out = out[(slice(None), *rest)]
         return out if out.dtype.isnative else out.astype(self.dtype)
 
-    def __getstate__(self):  # a Dask worker in another process opens its own handle
-        state = self.__dict__.copy()
-        state["_fd"], state["_lock"] = None, None
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
 
 
 def _plain(tf, p: str, squeezed):
@@ -283,13 +291,15 @@ def _plain(tf, p: str, squeezed):
     return _PlainFrames(os.path.realpath(p), s.dataoffset, squeezed, dtype)
 
 
-class _TiffFrames:
+class _TiffFrames(_OwnHandle):
     """A TIFF movie's pages for Dask, one page per frame: ``[a:b, ys, xs]``
     decodes pages a..b only.  The ``TiffFile`` (one handle) is kept open, with
     its page index, until this object is garbage collected, i.e. when its
     layer is gone; a lock serialises reads (Dask reads chunks in threads).
     Each read checks the file against its size and time at open
     (:class:`MovieChangedError`, not a decoder's error from stale offsets)."""
+
+    _HANDLE = "_tf"
 
     def __init__(self, tf, path: str, shape, dtype):
         self.path = path
@@ -333,14 +343,6 @@ class _TiffFrames:
         got = np.reshape(got, (len(keys), *self.shape[1:]))
         return got[(slice(None), *rest)]
 
-    def __getstate__(self):  # a Dask worker in another process opens its own handle
-        state = self.__dict__.copy()
-        state["_tf"], state["_lock"] = None, None
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
 
 
 def _one_page_per_frame(tf, squeezed) -> bool:
